@@ -849,23 +849,21 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     )
 
 
-def _awaitable(value: Any) -> bool:
-    """Whether ``value`` is awaitable; ``False`` for a value that cannot be inspected (a
-    proxy whose ``__class__`` raises), which its caller reports as it sees fit."""
+def _pending(result: Any) -> Any:
+    """The awaitable a tool gave instead of its value (a missing ``await``): ``result``
+    itself, or the data of ``result`` when it is a successful :class:`ToolOutput` (as the
+    executor reads it); ``None`` when there is none, or for a value that cannot be inspected
+    (a proxy whose ``__class__`` raises). Asked of the results whose type is none of
+    :data:`_PLAIN` (one lookup)."""
     try:
-        return inspect.isawaitable(value)
+        if isinstance(result, ToolOutput):
+            data = result.data
+            if type(data) in _PLAIN or not result.success:
+                return None
+            result = data
+        return result if isinstance(result, Awaitable) else None
     except Exception:
-        return False
-
-
-def _other_awaitable(value: Any) -> bool:
-    """Whether ``value``, neither a coroutine nor a generator, is awaitable (one ``isinstance``
-    check, cheaper than :func:`inspect.isawaitable`'s three); ``False`` for a value that
-    cannot be inspected (a proxy whose ``__class__`` raises)."""
-    try:
-        return isinstance(value, Awaitable)
-    except Exception:
-        return False
+        return None
 
 
 def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
@@ -912,8 +910,8 @@ def _coroutine_advice(cls: type) -> str:
 
 
 #: Types of the values a tool returns most, none of them awaitable: :meth:`BaseTool.run_raising`
-#: asks no more of them (one lookup).
-_SETTLED = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set, ToolOutput})
+#: asks no more of them, nor of a :class:`ToolOutput`'s data of one of them (one lookup).
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 
 
 def _wrap(value: Any) -> ToolOutput:
@@ -1091,8 +1089,9 @@ class BaseTool(abc.ABC):
         Raises:
             TypeError: If ``_execute`` returned a coroutine (it is closed, never run), a
                 generator, or another awaitable (an asyncio ``Future`` or ``Task``, left as it
-                is: a missing ``await``): the work it stands for would otherwise be reported
-                done without having run, or while still running.
+                is: a missing ``await``), also as the data of a successful
+                :class:`ToolOutput`: the work it stands for would otherwise be reported done
+                without having run, or while still running.
         """
         try:
             # Bare ToolInput, no _validate hook, keyword style: nothing to build or check
@@ -1114,9 +1113,14 @@ class BaseTool(abc.ABC):
         kind = type(result)
         if kind in _NOT_RUN:  # (one lookup: this is every tool's hot path)
             raise _not_run(self.name, result, _coroutine_advice(type(self)))
-        # (a missing ``await``: an asyncio Future or Task; the types returned most, one lookup)
-        if kind not in _SETTLED and _other_awaitable(result):
-            raise _returned_awaitable(self.name, result)
+        # (a missing ``await``: an asyncio Future or Task, also as a ToolOutput's data; the
+        # types returned most, one lookup)
+        if (
+            kind not in _PLAIN
+            and (kind is not ToolOutput or type(result.data) not in _PLAIN)
+            and (pending := _pending(result)) is not None
+        ):
+            raise _returned_awaitable(self.name, pending)
         return result
 
     @abc.abstractmethod
@@ -1259,7 +1263,9 @@ class AsyncBaseTool(BaseTool):
 
         Raises:
             TypeError: If the tool returned a generator or an async generator (its body never
-                ran): the work it stands for would otherwise be reported done.
+                ran), or a coroutine or another awaitable, also as the data of a successful
+                :class:`ToolOutput` (a missing ``await``): the work it stands for would
+                otherwise be reported done.
         """
         try:
             if self._passthrough and self.input_model is ToolInput:  # (as in run_raising)
@@ -1278,10 +1284,16 @@ class AsyncBaseTool(BaseTool):
             raise clear from None
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
-        if type(result) in _GENERATORS:
+        kind = type(result)
+        if kind in _GENERATORS:
             raise _not_run(self.name, result, "")
-        if _awaitable(result):  # (a missing ``await`` in the tool)
-            raise _returned_awaitable(self.name, result)
+        # (a missing ``await`` in the tool, also as a ToolOutput's data: as in run_raising)
+        if (
+            kind not in _PLAIN
+            and (kind is not ToolOutput or type(result.data) not in _PLAIN)
+            and (pending := _pending(result)) is not None
+        ):
+            raise _returned_awaitable(self.name, pending)
         return result
 
     def run_raising(self, /, **kwargs: Any) -> Any:
