@@ -195,10 +195,20 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     takes_model = (
         only.kind is inspect.Parameter.POSITIONAL_ONLY
         or only.name == "input_data"
-        or (isinstance(only.annotation, type) and issubclass(only.annotation, ToolInput))
+        or _is_input_class(only.annotation)
         or _names_input_model(cls, only.annotation)
     )
     return not takes_model
+
+
+def _is_input_class(annotation: Any) -> bool:
+    """Whether ``annotation`` is a :class:`ToolInput` subclass. Never raises: a generic alias
+    (``list[int]``), which Python 3.10 takes for a class that ``issubclass`` then refuses, is
+    none."""
+    try:
+        return isinstance(annotation, type) and issubclass(annotation, ToolInput)
+    except TypeError:
+        return False
 
 
 def _check_one_argument(cls: type, attr: str) -> None:
@@ -228,7 +238,7 @@ def _check_one_argument(cls: type, attr: str) -> None:
         and first.kind is inspect.Parameter.POSITIONAL_ONLY
         and first.default is not inspect.Parameter.empty
         and first.name != "input_data"
-        and not (isinstance(first.annotation, type) and issubclass(first.annotation, ToolInput))
+        and not _is_input_class(first.annotation)
         and not _names_input_model(cls, first.annotation)
         and any(p.kind not in _NOT_BY_NAME for p in params)
     ):
@@ -277,7 +287,7 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
             continue
         if (
             p.name == "input_data"
-            or (isinstance(p.annotation, type) and issubclass(p.annotation, ToolInput))
+            or _is_input_class(p.annotation)
             or _names_input_model(cls, p.annotation)
         ):
             kind = "async def" if getattr(cls, "is_async", False) is True else "def"
