@@ -291,10 +291,15 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
             or _names_input_model(cls, p.annotation)
         ):
             kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+            others = (
+                "the others would go to **kwargs"
+                if any(q.kind is inspect.Parameter.VAR_KEYWORD for q in params)
+                else "any other parameter would be refused"
+            )
             raise TypeError(
                 f"Tool class {cls.__name__}: {attr} takes {p.name} only by name (it follows "
                 f"'*'), so it would be given a parameter named {p.name!r}, not the validated "
-                f"input, and any other parameter would be refused. To take the input, write "
+                f"input, and {others}. To take the input, write "
                 f"{kind} {attr}(self, {p.name}, /); to take the parameters by name, name "
                 f"them as the input model's fields: {kind} {attr}(self, *, path, ...)"
             )
