@@ -195,10 +195,20 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     takes_model = (
         only.kind is inspect.Parameter.POSITIONAL_ONLY
         or only.name == "input_data"
-        or (isinstance(only.annotation, type) and issubclass(only.annotation, ToolInput))
+        or _is_input_class(only.annotation)
         or _names_input_model(cls, only.annotation)
     )
     return not takes_model
+
+
+def _is_input_class(annotation: Any) -> bool:
+    """Whether ``annotation`` is a :class:`ToolInput` subclass. Never raises: a generic alias
+    (``list[int]``), which Python 3.10 takes for a class that ``issubclass`` then refuses, is
+    none."""
+    try:
+        return isinstance(annotation, type) and issubclass(annotation, ToolInput)
+    except TypeError:
+        return False
 
 
 def _check_one_argument(cls: type, attr: str) -> None:
@@ -228,7 +238,7 @@ def _check_one_argument(cls: type, attr: str) -> None:
         and first.kind is inspect.Parameter.POSITIONAL_ONLY
         and first.default is not inspect.Parameter.empty
         and first.name != "input_data"
-        and not (isinstance(first.annotation, type) and issubclass(first.annotation, ToolInput))
+        and not _is_input_class(first.annotation)
         and not _names_input_model(cls, first.annotation)
         and any(p.kind not in _NOT_BY_NAME for p in params)
     ):
@@ -277,14 +287,19 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
             continue
         if (
             p.name == "input_data"
-            or (isinstance(p.annotation, type) and issubclass(p.annotation, ToolInput))
+            or _is_input_class(p.annotation)
             or _names_input_model(cls, p.annotation)
         ):
             kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+            others = (
+                "the others would go to **kwargs"
+                if any(q.kind is inspect.Parameter.VAR_KEYWORD for q in params)
+                else "any other parameter would be refused"
+            )
             raise TypeError(
                 f"Tool class {cls.__name__}: {attr} takes {p.name} only by name (it follows "
                 f"'*'), so it would be given a parameter named {p.name!r}, not the validated "
-                f"input, and any other parameter would be refused. To take the input, write "
+                f"input, and {others}. To take the input, write "
                 f"{kind} {attr}(self, {p.name}, /); to take the parameters by name, name "
                 f"them as the input model's fields: {kind} {attr}(self, *, path, ...)"
             )
@@ -849,23 +864,21 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     )
 
 
-def _awaitable(value: Any) -> bool:
-    """Whether ``value`` is awaitable; ``False`` for a value that cannot be inspected (a
-    proxy whose ``__class__`` raises), which its caller reports as it sees fit."""
+def _pending(result: Any) -> Any:
+    """The awaitable a tool gave instead of its value (a missing ``await``): ``result``
+    itself, or the data of ``result`` when it is a successful :class:`ToolOutput` (as the
+    executor reads it); ``None`` when there is none, or for a value that cannot be inspected
+    (a proxy whose ``__class__`` raises). Asked of the results whose type is none of
+    :data:`_PLAIN` (one lookup)."""
     try:
-        return inspect.isawaitable(value)
+        if isinstance(result, ToolOutput):
+            data = result.data
+            if type(data) in _PLAIN or not result.success:
+                return None
+            result = data
+        return result if isinstance(result, Awaitable) else None
     except Exception:
-        return False
-
-
-def _other_awaitable(value: Any) -> bool:
-    """Whether ``value``, neither a coroutine nor a generator, is awaitable (one ``isinstance``
-    check, cheaper than :func:`inspect.isawaitable`'s three); ``False`` for a value that
-    cannot be inspected (a proxy whose ``__class__`` raises)."""
-    try:
-        return isinstance(value, Awaitable)
-    except Exception:
-        return False
+        return None
 
 
 def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
@@ -912,8 +925,8 @@ def _coroutine_advice(cls: type) -> str:
 
 
 #: Types of the values a tool returns most, none of them awaitable: :meth:`BaseTool.run_raising`
-#: asks no more of them (one lookup).
-_SETTLED = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set, ToolOutput})
+#: asks no more of them, nor of a :class:`ToolOutput`'s data of one of them (one lookup).
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 
 
 def _wrap(value: Any) -> ToolOutput:
@@ -1091,8 +1104,9 @@ class BaseTool(abc.ABC):
         Raises:
             TypeError: If ``_execute`` returned a coroutine (it is closed, never run), a
                 generator, or another awaitable (an asyncio ``Future`` or ``Task``, left as it
-                is: a missing ``await``): the work it stands for would otherwise be reported
-                done without having run, or while still running.
+                is: a missing ``await``), also as the data of a successful
+                :class:`ToolOutput`: the work it stands for would otherwise be reported done
+                without having run, or while still running.
         """
         try:
             # Bare ToolInput, no _validate hook, keyword style: nothing to build or check
@@ -1114,9 +1128,14 @@ class BaseTool(abc.ABC):
         kind = type(result)
         if kind in _NOT_RUN:  # (one lookup: this is every tool's hot path)
             raise _not_run(self.name, result, _coroutine_advice(type(self)))
-        # (a missing ``await``: an asyncio Future or Task; the types returned most, one lookup)
-        if kind not in _SETTLED and _other_awaitable(result):
-            raise _returned_awaitable(self.name, result)
+        # (a missing ``await``: an asyncio Future or Task, also as a ToolOutput's data; the
+        # types returned most, one lookup)
+        if (
+            kind not in _PLAIN
+            and (kind is not ToolOutput or type(result.data) not in _PLAIN)
+            and (pending := _pending(result)) is not None
+        ):
+            raise _returned_awaitable(self.name, pending)
         return result
 
     @abc.abstractmethod
@@ -1259,7 +1278,9 @@ class AsyncBaseTool(BaseTool):
 
         Raises:
             TypeError: If the tool returned a generator or an async generator (its body never
-                ran): the work it stands for would otherwise be reported done.
+                ran), or a coroutine or another awaitable, also as the data of a successful
+                :class:`ToolOutput` (a missing ``await``): the work it stands for would
+                otherwise be reported done.
         """
         try:
             if self._passthrough and self.input_model is ToolInput:  # (as in run_raising)
@@ -1278,10 +1299,16 @@ class AsyncBaseTool(BaseTool):
             raise clear from None
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
-        if type(result) in _GENERATORS:
+        kind = type(result)
+        if kind in _GENERATORS:
             raise _not_run(self.name, result, "")
-        if _awaitable(result):  # (a missing ``await`` in the tool)
-            raise _returned_awaitable(self.name, result)
+        # (a missing ``await`` in the tool, also as a ToolOutput's data: as in run_raising)
+        if (
+            kind not in _PLAIN
+            and (kind is not ToolOutput or type(result.data) not in _PLAIN)
+            and (pending := _pending(result)) is not None
+        ):
+            raise _returned_awaitable(self.name, pending)
         return result
 
     def run_raising(self, /, **kwargs: Any) -> Any:
