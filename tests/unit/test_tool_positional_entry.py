@@ -5,7 +5,7 @@ failing with Python's "missing 1 required positional argument"."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -94,3 +94,62 @@ def test_the_input_alone_may_have_a_default() -> None:
 
     output = Takes().execute(x=1)
     assert isinstance(output.data, ToolInput)
+
+
+class Query(ToolInput):
+    x: int
+
+
+def _takes_optional_query() -> type[BaseTool]:
+    class Takes(BaseTool):
+        name = "takes"
+        description = "Takes the input."
+        input_model = Query
+
+        def _execute(self, query: Optional[Query] = None, /, **kwargs: Any) -> Any:  # noqa: UP045
+            return query
+
+    return Takes
+
+
+def _takes_query_or_none() -> type[BaseTool]:
+    class Takes(BaseTool):
+        name = "takes"
+        description = "Takes the input."
+        input_model = Query
+
+        def _execute(self, query: Query | None = None, /, **kwargs: Any) -> Any:
+            return query
+
+    return Takes
+
+
+@pytest.mark.parametrize("define", [_takes_optional_query, _takes_query_or_none])
+def test_an_optional_input_model_first_with_kwargs_is_the_input(define: Any) -> None:
+    """``def _execute(self, query: Optional[Query] = None, /, **kwargs)`` says what its first
+    parameter is for: the input, typed as the model (the annotations of this module are text,
+    as under any ``from __future__ import annotations``). It is no optional parameter mistaken
+    for one, and is not refused."""
+    output = define()().execute(x=1)
+    assert output.success, output.error
+    assert isinstance(output.data, Query)
+    assert output.data.x == 1
+
+
+def test_an_optional_input_model_taken_only_by_name_is_refused() -> None:
+    """``def _execute(self, *, query: Optional[Query] = None)``, ``query`` no field of the
+    model: taken by name only, it would never be given the input; refused as a bare ``Query``
+    annotation is, saying how to write it."""
+    with pytest.raises(TypeError) as caught:
+
+        class Takes(BaseTool):
+            name = "takes"
+            description = "Takes the input."
+            input_model = Query
+
+            def _execute(self, *, query: Optional[Query] = None) -> Any:  # noqa: UP045
+                return query
+
+    message = str(caught.value)
+    assert "Tool class Takes: _execute takes query only by name" in message
+    assert "def _execute(self, query, /)" in message

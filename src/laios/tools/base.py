@@ -211,6 +211,20 @@ def _is_input_class(annotation: Any) -> bool:
         return False
 
 
+#: What ``typing.get_origin`` gives for ``Union[A, B]`` / ``Optional[A]`` and for ``A | B``.
+_UNIONS = (typing.Union, types.UnionType)
+
+
+def _holds_input_class(annotation: Any) -> bool:
+    """Whether ``annotation`` is a :class:`ToolInput` subclass or a union holding one
+    (``Optional[Query]``, ``Query | None``): a parameter so typed, refused elsewhere for where
+    it stands, is meant for the input. (Which parameter takes the input is decided on the
+    bare class only: a parameter typed ``Optional[Sub]`` may be a field of a nested model.)"""
+    if typing.get_origin(annotation) in _UNIONS:
+        return any(_is_input_class(arg) for arg in typing.get_args(annotation))
+    return _is_input_class(annotation)
+
+
 def _check_one_argument(cls: type, attr: str) -> None:
     """Refuse ``cls.<attr>``, given the validated input as its one argument, when it needs
     more positional arguments than that (``def _execute(self, a, b, /)``): no run could call
@@ -222,9 +236,9 @@ def _check_one_argument(cls: type, attr: str) -> None:
         TypeError: Naming the parameters and saying what to write.
     """
     func, binds = _entry_function(cls, attr)
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
+    # (annotations resolved: a quoted ``Optional["Query"]`` is read as the model it names)
+    params = None if func is None else _parameters(func, getattr(cls, "_annotation_locals", None))
+    if params is None:
         return
     if binds and params and params[0].kind in _POSITIONAL:
         params = params[1:]
@@ -238,7 +252,7 @@ def _check_one_argument(cls: type, attr: str) -> None:
         and first.kind is inspect.Parameter.POSITIONAL_ONLY
         and first.default is not inspect.Parameter.empty
         and first.name != "input_data"
-        and not _is_input_class(first.annotation)
+        and not _holds_input_class(first.annotation)
         and not _names_input_model(cls, first.annotation)
         and any(p.kind not in _NOT_BY_NAME for p in params)
     ):
@@ -287,7 +301,7 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
             continue
         if (
             p.name == "input_data"
-            or _is_input_class(p.annotation)
+            or _holds_input_class(p.annotation)
             or _names_input_model(cls, p.annotation)
         ):
             kind = "async def" if getattr(cls, "is_async", False) is True else "def"
