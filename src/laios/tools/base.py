@@ -143,7 +143,7 @@ class ToolOutput(BaseModel):
         ``TypeError``, raised as it is)."""
         if type(data) in _NOT_RUN:  # (one lookup: a tool's output is built on its hot path)
             if type(data) is _COROUTINE:
-                raise _unawaited("ToolOutput.data is", data)
+                raise missing_await_error("ToolOutput.data is", data)
             kind = _kind_of(data)
             raise TypeError(
                 f"ToolOutput.data is {_a(kind)}, which nothing would consume: its body never "
@@ -883,11 +883,11 @@ def _pending(result: Any) -> Any:
     itself, or the data of ``result`` when it is a successful :class:`ToolOutput` (as the
     executor reads it); ``None`` when there is none, or for a value that cannot be inspected
     (a proxy whose ``__class__`` raises). Asked of the results whose type is none of
-    :data:`_PLAIN` (one lookup)."""
+    :data:`PLAIN_TYPES` (one lookup)."""
     try:
         if isinstance(result, ToolOutput):
             data = result.data
-            if type(data) in _PLAIN or not result.success:
+            if type(data) in PLAIN_TYPES or not result.success:
                 return None
             result = data
         return result if isinstance(result, Awaitable) else None
@@ -895,17 +895,26 @@ def _pending(result: Any) -> Any:
         return None
 
 
-def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
-    """The error for a tool having returned ``awaitable`` instead of its value (a
-    missing ``await``), worded as the executor words it. A coroutine is closed (nothing will
-    await it); any other awaitable (an asyncio ``Future`` or ``Task``) is left as it is: it
-    may be shared, and a task the tool started runs on as the tool left it."""
-    return _unawaited(f"Tool {tool!r} returned", awaitable)
+def _refuse_pending(tool: str, result: Any) -> None:
+    """Raise :func:`missing_await_error` when ``result`` is an awaitable, or a successful
+    :class:`ToolOutput` holding one, instead of the tool's value (a missing ``await``): an
+    asyncio ``Future`` or ``Task``, or an object with ``__await__``. Results of the types
+    returned most (:data:`PLAIN_TYPES`, also as a ``ToolOutput``'s data) pass by one lookup:
+    this runs after every tool run."""
+    kind = type(result)
+    if kind in PLAIN_TYPES or (kind is ToolOutput and type(result.data) in PLAIN_TYPES):
+        return
+    pending = _pending(result)
+    if pending is not None:
+        raise missing_await_error(f"Tool {tool!r} returned", pending)
 
 
-def _unawaited(subject: str, awaitable: Any) -> TypeError:
-    """The error for ``awaitable`` given where its value was due (``subject``: "Tool 'x'
-    returned", "ToolOutput.data is"), as :func:`_returned_awaitable` words it."""
+def missing_await_error(subject: str, awaitable: Any) -> TypeError:
+    """The error for ``awaitable`` given where its value was due (a missing ``await``), after
+    ``subject`` ("Tool 'x' returned", "ToolOutput.data is"): the tools and the executor word
+    it so. A coroutine is closed (nothing will await it); any other awaitable (an asyncio
+    ``Future`` or ``Task``) is left as it is: it may be shared, and a task the tool started
+    runs on as the tool left it."""
     if type(awaitable) is _COROUTINE:
         with contextlib.suppress(Exception):
             awaitable.close()
@@ -938,9 +947,10 @@ def _coroutine_advice(cls: type) -> str:
     return "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
 
 
-#: Types of the values a tool returns most, none of them awaitable: :meth:`BaseTool.run_raising`
-#: asks no more of them, nor of a :class:`ToolOutput`'s data of one of them (one lookup).
-_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
+#: Types of the values a tool returns most, none of them awaitable nor a :class:`ToolOutput`:
+#: the tools and the executor ask no more of a result (or a ``ToolOutput``'s data) of one of
+#: them (one lookup).
+PLAIN_TYPES = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 
 
 def _wrap(value: Any) -> ToolOutput:
@@ -1139,17 +1149,9 @@ class BaseTool(abc.ABC):
             if clear is None:
                 raise
             raise clear from None
-        kind = type(result)
-        if kind in _NOT_RUN:  # (one lookup: this is every tool's hot path)
+        if type(result) in _NOT_RUN:  # (one lookup: this is every tool's hot path)
             raise _not_run(self.name, result, _coroutine_advice(type(self)))
-        # (a missing ``await``: an asyncio Future or Task, also as a ToolOutput's data; the
-        # types returned most, one lookup)
-        if (
-            kind not in _PLAIN
-            and (kind is not ToolOutput or type(result.data) not in _PLAIN)
-            and (pending := _pending(result)) is not None
-        ):
-            raise _returned_awaitable(self.name, pending)
+        _refuse_pending(self.name, result)
         return result
 
     @abc.abstractmethod
@@ -1313,16 +1315,9 @@ class AsyncBaseTool(BaseTool):
             raise clear from None
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
-        kind = type(result)
-        if kind in _GENERATORS:
+        if type(result) in _GENERATORS:
             raise _not_run(self.name, result, "")
-        # (a missing ``await`` in the tool, also as a ToolOutput's data: as in run_raising)
-        if (
-            kind not in _PLAIN
-            and (kind is not ToolOutput or type(result.data) not in _PLAIN)
-            and (pending := _pending(result)) is not None
-        ):
-            raise _returned_awaitable(self.name, pending)
+        _refuse_pending(self.name, result)
         return result
 
     def run_raising(self, /, **kwargs: Any) -> Any:

@@ -82,7 +82,7 @@ from laios.execution.redaction import (
 )
 from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError
-from laios.tools.base import ToolOutput
+from laios.tools.base import PLAIN_TYPES, ToolOutput, missing_await_error
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -143,8 +143,6 @@ else:  # (no count; no tool runs inside the awaiting task there: see Job.in_task
         return 0
 
 
-#: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
-_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 #: The result ``metadata`` keys the executor sets, some only sometimes (a failure's
 #: ``error_type``, a traced run's ``trace_id``, a retried call's ``retry_exhausted``): its own.
 #: A tool's ``ToolOutput.metadata`` key of one of these names is left out of the result, so
@@ -1348,7 +1346,7 @@ class Job(TaskRecord):
             return
         kind = type(value)
         # (is_instance: a value whose attribute reads raise is no ToolOutput, a value all the same)
-        if kind in _PLAIN or (kind is not ToolOutput and not is_instance(value, ToolOutput)):
+        if kind in PLAIN_TYPES or (kind is not ToolOutput and not is_instance(value, ToolOutput)):
             data, extra = value, None
         elif value.success:
             data, extra = value.data, tool_metadata(value.metadata)
@@ -1364,7 +1362,7 @@ class Job(TaskRecord):
             extra = tool_metadata(value.metadata)
             self.finish("error", message, error_type, data=value.data, extra=extra)
             return
-        if type(data) not in _PLAIN and inspect.isawaitable(data):  # a missing ``await``
+        if type(data) not in PLAIN_TYPES and inspect.isawaitable(data):  # a missing ``await``
             self._returned_awaitable(data)
             return
         if self.interrupted is not None:  # Ctrl-C in a progress callback
@@ -1375,29 +1373,9 @@ class Job(TaskRecord):
 
     def _returned_awaitable(self, awaitable: Any) -> None:
         """The tool returned an awaitable instead of its value (a missing ``await``): fail,
-        saying so. A coroutine is closed (nothing will await it); any other awaitable (an
-        asyncio ``Future`` or ``Task``) is left as it is: it may be shared, and a task the tool
-        started runs on as the tool left it."""
-        if type(awaitable) is _COROUTINE:
-            with contextlib.suppress(Exception):
-                awaitable.close()
-            name = getattr(awaitable, "__qualname__", None) or "a coroutine"
-            what = f"the coroutine {shorten(str(name), 128)}() instead of its value"
-            after = "the coroutine was closed, never run"
-        else:
-            if isinstance(awaitable, asyncio.Task):
-                name = "an asyncio Task"
-            elif isinstance(awaitable, asyncio.Future):
-                name = "an asyncio Future"
-            else:
-                name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
-            what = f"{name}, an awaitable, instead of its value"
-            after = "nothing awaited it"
-        self.finish(
-            "error",
-            f"Tool '{self.tool}' returned {what}: a missing 'await' in the tool? ({after})",
-            "TypeError",
-        )
+        saying so (see :func:`~laios.tools.base.missing_await_error`)."""
+        error = missing_await_error(f"Tool '{self.tool}' returned", awaitable)
+        self.finish("error", str(error), "TypeError")
 
     def finish(
         self,
