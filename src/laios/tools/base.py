@@ -180,14 +180,9 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     only be passed by position; any other signature gets the parameters by name, so that
     ``def _execute(self, who)`` is called as ``_execute(who=...)``.
     """
-    func, binds = _entry_function(cls, attr)
-    if func is None:
-        return False
-    params = _parameters(func, getattr(cls, "_annotation_locals", None))
+    params = _entry_parameters(cls, attr)
     if params is None:
         return False
-    if binds and params and params[0].kind in _POSITIONAL:
-        params = params[1:]
     positional = [p for p in params if p.kind in _POSITIONAL]
     if len(positional) != 1:
         return not any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in positional)
@@ -199,6 +194,22 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
         or _names_input_model(cls, only.annotation)
     )
     return not takes_model
+
+
+def _entry_parameters(cls: type, attr: str) -> list[inspect.Parameter] | None:
+    """The parameters of ``cls.<attr>`` that a call gives (without the ``self`` or class that
+    calling it binds), their annotations resolved (see :func:`_parameters`); ``None`` when
+    there is no such function, or its signature cannot be read."""
+    func, binds = _entry_function(cls, attr)
+    params = None if func is None else _parameters(func, getattr(cls, "_annotation_locals", None))
+    if params and binds and params[0].kind in _POSITIONAL:
+        return params[1:]
+    return params
+
+
+def _def_keyword(cls: type) -> str:
+    """How ``cls``'s entry point is defined, for a message: ``async def`` or ``def``."""
+    return "async def" if getattr(cls, "is_async", False) is True else "def"
 
 
 def _is_input_class(annotation: Any) -> bool:
@@ -235,17 +246,14 @@ def _check_one_argument(cls: type, attr: str) -> None:
     Raises:
         TypeError: Naming the parameters and saying what to write.
     """
-    func, binds = _entry_function(cls, attr)
     # (annotations resolved: a quoted ``Optional["Query"]`` is read as the model it names)
-    params = None if func is None else _parameters(func, getattr(cls, "_annotation_locals", None))
+    params = _entry_parameters(cls, attr)
     if params is None:
         return
-    if binds and params and params[0].kind in _POSITIONAL:
-        params = params[1:]
     required = [
         p.name for p in params if p.kind in _POSITIONAL and p.default is inspect.Parameter.empty
     ]
-    kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+    kind = _def_keyword(cls)
     first = params[0] if params else None
     if (
         first is not None
@@ -286,13 +294,8 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
     Raises:
         TypeError: Naming the parameter and saying what to write.
     """
-    func, binds = _entry_function(cls, attr)
-    params = None if func is None else _parameters(func, getattr(cls, "_annotation_locals", None))
-    if not params:
-        return
-    if binds and params[0].kind in _POSITIONAL:
-        params = params[1:]
-    if any(p.kind in _POSITIONAL for p in params):
+    params = _entry_parameters(cls, attr)
+    if not params or any(p.kind in _POSITIONAL for p in params):
         return
     model = getattr(cls, "input_model", None)
     fields = model.model_fields if isinstance(model, type) and issubclass(model, ToolInput) else {}
@@ -304,7 +307,7 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
             or _holds_input_class(p.annotation)
             or _names_input_model(cls, p.annotation)
         ):
-            kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+            kind = _def_keyword(cls)
             others = (
                 "the others would go to **kwargs"
                 if any(q.kind is inspect.Parameter.VAR_KEYWORD for q in params)
