@@ -695,24 +695,23 @@ def _show_plain(clock: _Clock) -> None:
 _HOST_ERRORS = frozenset({errno.EADDRNOTAVAIL, errno.EINVAL, errno.EAFNOSUPPORT})
 
 
-#: The advice of start_http_server for a port in use, and the demo's, in terms of its options.
-_PORT_IN_USE_ADVICE = (
-    "pick another port, or 0 for a free one",
-    "pick another port with --port, or --port 0 for a free one",
-)
+#: start_http_server's advice for a port in use, in terms of the demo's options.
+_DEMO_PORT_ADVICE = "pick another port with --port, or --port 0 for a free one"
 
 
 def _listen_failure(exc: OSError, host: str, port: int) -> str:
     """Why the endpoint could not listen on ``host:port`` and what to do, on one line."""
+    from laios.execution.server import PORT_IN_USE_ADVICE
+
     reason = exc.strerror or ""
     if not reason.startswith("cannot listen on "):
         reason = f"cannot listen on {host}:{port}: {exc}"
     if isinstance(exc, socket.gaierror) or exc.errno in _HOST_ERRORS:
         # The host names no address to serve on here: another port would not help.
         return f"{reason}; pick another address with --host (127.0.0.1, 0.0.0.0)"
-    if exc.errno == errno.EADDRINUSE and _PORT_IN_USE_ADVICE[0] in reason:
+    if exc.errno == errno.EADDRINUSE and PORT_IN_USE_ADVICE in reason:
         # (start_http_server's message says already to pick another port: said once, here)
-        return reason.replace(*_PORT_IN_USE_ADVICE)
+        return reason.replace(PORT_IN_USE_ADVICE, _DEMO_PORT_ADVICE)
     return f"{reason}; pick another port with --port"
 
 

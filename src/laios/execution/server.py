@@ -1608,6 +1608,10 @@ def start_http_server(
     return running
 
 
+#: What the error of :func:`start_http_server` for a port in use says to do.
+PORT_IN_USE_ADVICE = "pick another port, or 0 for a free one"
+
+
 def _bind_error(exc: OSError, host: str, port: int) -> OSError:
     """``exc`` (same class and errno) with a message naming the address that failed."""
     where = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
@@ -1615,8 +1619,8 @@ def _bind_error(exc: OSError, host: str, port: int) -> OSError:
     hint = ""
     if exc.errno == errno.EADDRINUSE:
         hint = (
-            " (another process, or another server in this one, listens there: pick another "
-            "port, or 0 for a free one)"
+            " (another process, or another server in this one, listens there: "
+            f"{PORT_IN_USE_ADVICE})"
         )
     elif isinstance(exc, socket.gaierror):
         hint = " (the host name does not resolve: give an address such as 127.0.0.1)"
