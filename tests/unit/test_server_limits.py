@@ -224,28 +224,38 @@ def test_beyond_the_cap_busy_connections_get_503_quickly(
         assert get(server.url + "/healthz")[0] == 200
 
 
-def test_the_503_at_the_connection_limit_carries_the_configured_headers() -> None:
-    """The ``503`` of a connection beyond ``max_connections`` carries the web configuration's
-    headers, as every other answer does, and ``nosniff`` once."""
+def _answer_beyond_the_limit(request: bytes, **options: Any) -> bytes:
+    """What a server of ``max_connections=1`` answers ``request`` on a second connection,
+    while a scrape holds the first (each call a fresh server: the first connection refused
+    waits for a place, so its request has arrived when it is answered)."""
     registry = CollectorRegistry()
     blocking = BlockingCollector()
     registry.register(blocking)
-    config = WebConfig(headers={"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"})
     with start_http_server(
-        0, store=MetricStore(), registry=registry, max_connections=1, web_config=config
+        0, store=MetricStore(), registry=registry, max_connections=1, **options
     ) as server:
         scrape = threading.Thread(target=get, args=(server.url + "/metrics",))
         try:
             scrape.start()
             assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
             with connect(server.port) as client:
-                client.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                client.sendall(request)
                 answer = b""
                 while chunk := client.recv(65536):
                     answer += chunk
         finally:
             blocking.release.set()
             scrape.join(ANSWER_WITHIN)
+    return answer
+
+
+def test_the_503_at_the_connection_limit_carries_the_configured_headers() -> None:
+    """The ``503`` of a connection beyond ``max_connections`` carries the web configuration's
+    headers, as every other answer does, and ``nosniff`` once."""
+    config = WebConfig(headers={"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"})
+    answer = _answer_beyond_the_limit(
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", web_config=config
+    )
     lines = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
     assert lines[0] == b"HTTP/1.0 503 Service Unavailable", lines
     assert lines.count(b"X-Frame-Options: deny") == 1, lines
@@ -254,55 +264,17 @@ def test_the_503_at_the_connection_limit_carries_the_configured_headers() -> Non
     assert lines.count(b"Cache-Control: no-store") == 1, lines
 
 
-def test_the_503_at_the_connection_limit_to_a_head_request_has_no_body() -> None:
+@pytest.mark.parametrize(
+    "start", [b"HEAD /", b"HEAD\t/", b"\r\n HEAD /"], ids=["head", "tab", "empty-line-space"]
+)
+def test_the_503_at_the_connection_limit_to_a_head_request_has_no_body(start: bytes) -> None:
     """A ``HEAD`` request beyond ``max_connections`` gets the ``503`` headers without the body
     (``Content-Length`` still says its size, as for ``GET``): a body after the headers of an
-    answer to ``HEAD`` is read as the start of the next answer. It got the JSON body."""
-    registry = CollectorRegistry()
-    blocking = BlockingCollector()
-    registry.register(blocking)
-    with start_http_server(0, store=MetricStore(), registry=registry, max_connections=1) as server:
-        scrape = threading.Thread(target=get, args=(server.url + "/metrics",))
-        try:
-            scrape.start()
-            assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
-            with connect(server.port) as client:
-                client.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                answer = b""
-                while chunk := client.recv(65536):
-                    answer += chunk
-        finally:
-            blocking.release.set()
-            scrape.join(ANSWER_WITHIN)
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 503 Service Unavailable\r\n"), answer
-    assert b"\r\nContent-Length: " in head
-    assert body == b""
-
-
-@pytest.mark.parametrize("start", [b"HEAD\t/", b"\r\n HEAD /"], ids=["tab", "empty-line-space"])
-def test_the_503_at_the_connection_limit_reads_head_as_the_server_does(start: bytes) -> None:
-    """Beyond ``max_connections``, a ``HEAD`` request whose words are parted by a tab, or that
-    begins with a space after an empty line, gets the ``503`` headers without the body, as
-    the server answers such a request when it serves it. It got the body: only ``HEAD`` and
-    a space were taken for ``HEAD`` there. (A fresh server each: the first connection refused
-    waits for a place, so its request has arrived when it is answered.)"""
-    registry = CollectorRegistry()
-    blocking = BlockingCollector()
-    registry.register(blocking)
-    with start_http_server(0, store=MetricStore(), registry=registry, max_connections=1) as server:
-        scrape = threading.Thread(target=get, args=(server.url + "/metrics",))
-        try:
-            scrape.start()
-            assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
-            with connect(server.port) as client:
-                client.sendall(start + b"healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                answer = b""
-                while chunk := client.recv(65536):
-                    answer += chunk
-        finally:
-            blocking.release.set()
-            scrape.join(ANSWER_WITHIN)
+    answer to ``HEAD`` is read as the start of the next answer. It got the JSON body; and
+    then, once a ``HEAD `` request got none, one whose words are parted by a tab, or that
+    begins with a space after an empty line, still got it, though the server answers such a
+    request as ``HEAD`` when it serves it."""
+    answer = _answer_beyond_the_limit(start + b"healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 503 Service Unavailable\r\n"), answer
     assert b"\r\nContent-Length: " in head

@@ -1,5 +1,7 @@
-"""A tool whose successful output holds an awaitable as its data (``ToolOutput(data=future)``:
-a missing ``await``) fails the same way called directly as under the executor.
+"""A tool that gives an awaitable instead of its value (an asyncio ``Future``, an object with
+``__await__``: a missing ``await``), returned by a synchronous tool or as the data of a
+successful ``ToolOutput`` (sync or async), fails the same way called directly as under the
+executor.
 
 The executor failed such a task saying that an ``await`` was missing, but ``execute()``,
 ``execute_async()`` and ``ToolRegistry.execute_tool`` reported success with the pending future
@@ -38,24 +40,26 @@ def future() -> Iterator[asyncio.Future[Any]]:
         loop.close()
 
 
-def _tool(is_async: bool, data: Any) -> BaseTool:
-    if is_async:
+def _tool(shape: str, awaitable: Any) -> BaseTool:
+    if shape == "returned":
+        return create_simple_tool("forgets", "Forgets an await.", lambda: awaitable)
+    if shape == "async-data":
 
         async def wrapped() -> ToolOutput:
-            return ToolOutput(data=data)
+            return ToolOutput(data=awaitable)
 
         return create_simple_tool("forgets", "Forgets an await.", wrapped)
-    return create_simple_tool("forgets", "Forgets an await.", lambda: ToolOutput(data=data))
+    return create_simple_tool("forgets", "Forgets an await.", lambda: ToolOutput(data=awaitable))
 
 
-@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("shape", ["returned", "sync-data", "async-data"])
 @pytest.mark.parametrize(("kind", "what"), [("future", "an asyncio Future"), ("later", "a Later")])
 def test_direct_calls_fail_as_the_executor_does(
-    future: asyncio.Future[Any], is_async: bool, kind: str, what: str
+    future: asyncio.Future[Any], shape: str, kind: str, what: str
 ) -> None:
     awaitable = future if kind == "future" else Later()
     registry = ToolRegistry()
-    tool = registry.register_tool(_tool(is_async, awaitable))
+    tool = registry.register_tool(_tool(shape, awaitable))
     direct = [tool.execute(), registry.execute_tool("forgets")]
     if isinstance(tool, AsyncBaseTool):
         direct.append(asyncio.run(tool.execute_async()))
@@ -68,6 +72,7 @@ def test_direct_calls_fail_as_the_executor_does(
     assert not result.success
     assert result.metadata["error_type"] == "TypeError"
     assert f"Tool 'forgets' returned {what}" in (result.error or "")
+    assert "missing 'await'" in (result.error or "")
     for output in direct:
         assert not output.success
         assert output.data is None
