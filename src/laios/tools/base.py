@@ -1703,9 +1703,8 @@ def create_simple_tool(
             name could give it), is a builtin function or an object of a builtin type whose
             signature cannot be read, or a ``functools.partial`` of one (``max``,
             ``operator.itemgetter("a")``: wrap it in a function with named parameters), has
-            no parameter for a
-            field of ``input_model`` (nor ``**kwargs``), or ``input_model`` is not a
-            :class:`ToolInput` subclass.
+            no parameter for a field of ``input_model`` (nor ``**kwargs``), or
+            ``input_model`` is not a :class:`ToolInput` subclass.
     """
     checked_name(
         name, lambda given: f"create_simple_tool: name must be a non-blank string, got {given!r}"
