@@ -62,6 +62,24 @@ def test_constructor_rejects_bad_max_workers(registry: ToolRegistry, workers: An
         Executor(registry, max_workers=workers, register_prometheus=False)
 
 
+@pytest.mark.parametrize(
+    ("build", "option"),
+    [
+        (lambda r: Executor(r, record_capacity=0, register_prometheus=False), "record_capacity"),
+        (lambda r: TaskMonitor(MetricStore(), capacity=0), "capacity"),
+        (lambda r: MetricStore(record_capacity=0), "record_capacity"),
+    ],
+    ids=["executor", "task_monitor", "store"],
+)
+def test_a_refused_record_capacity_names_the_option_given(
+    registry: ToolRegistry, build: Any, option: str
+) -> None:
+    """``Executor(record_capacity=0)`` and ``TaskMonitor(capacity=0)`` said "record capacity
+    must be a positive integer", naming no option the caller passed."""
+    with pytest.raises(ValueError, match=rf"^{option} must be a positive whole number, got 0$"):
+        build(registry)
+
+
 def test_constructor_rejects_a_bad_store(registry: ToolRegistry) -> None:
     """store must be a MetricStore."""
     with pytest.raises(TypeError, match="store"):

@@ -9,12 +9,15 @@ import asyncio
 import contextlib
 import gc
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _scripts import script_env
 
 from laios.core.types import Context, Task
 from laios.execution._logs import WarningLimiter
@@ -221,3 +224,60 @@ def test_shutdown_does_not_wait_for_ever_for_an_async_generator_that_will_not_cl
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
     assert "async generator" in warnings[0]
+
+
+#: A script whose stubborn async tool, left running, is dropped as the loop thread stops; the
+#: interpreter then closes its coroutine as it exits.
+_DROPPED_AT_EXIT = """
+import asyncio, time
+from laios.core.types import Context, Task
+from laios.execution._runners import loop as loop_module
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+loop_module.STOP_GRACE_SECONDS = 0.1
+
+
+async def stubborn():
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            pass
+
+
+registry = ToolRegistry()
+registry.register_tool(create_simple_tool("stubborn", "Swallows cancellation.", stubborn))
+executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+task = Task(plan_id="p", description="d", tool_name="stubborn")
+result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout=0.1)
+assert result.metadata["outcome"] == "timeout", result
+deadline = time.monotonic() + 10
+while executor.abandoned_threads == 0 and time.monotonic() < deadline:
+    time.sleep(0.01)
+assert executor.abandoned_threads == 1
+executor.shutdown(wait=True)
+print("shut down")
+"""
+
+
+def test_a_script_whose_dropped_tool_is_closed_at_exit_exits(tmp_path: Any) -> None:
+    """A stubborn async tool dropped as the loop thread stopped is closed by the interpreter as
+    it exits; handing its end to the ``laios-finalizers`` thread then tried to start that
+    thread, which cannot run once the interpreter is finalizing: on Python 3.10 and 3.11 the
+    script never exited."""
+    script = tmp_path / "dropped_at_exit.py"
+    script.write_text(_DROPPED_AT_EXIT, encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "shut down"

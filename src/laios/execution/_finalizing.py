@@ -29,6 +29,7 @@ import atexit
 import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -93,6 +94,11 @@ class _Finalizers:
     def put(self, func: Callable[..., object], args: tuple[Any, ...]) -> None:
         """Queue ``func(*args)`` for the thread, starting it if need be."""
         self.queue.put((func, args))
+        if sys.is_finalizing():
+            # (past the exit handler: no thread can start any more, and on Python 3.10 and
+            # 3.11 ``start()`` would wait for ever for one that never runs; the work, ending a
+            # call of a process that is going away, is dropped)
+            return
         thread = self.thread
         if thread is None or not thread.is_alive():
             # (Two finalizers at once may each start one: both then serve the queue.)

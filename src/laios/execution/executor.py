@@ -254,6 +254,8 @@ class Executor(Generic[_RegistryT]):
                 "it was given to was shut down): give the executor a new runner"
             )
         max_async = positive_int("max_async_tools", max_async_tools)
+        if record_capacity is not None:
+            record_capacity = positive_int("record_capacity", record_capacity)
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
             raise TypeError(
                 "meter_provider must be an OpenTelemetry MeterProvider, got "

@@ -47,9 +47,7 @@ from laios.execution._aggregates import (
 from laios.execution._checks import (
     check_listener,
     not_a_class,
-    number_repr,
     positive_int,
-    whole_number,
 )
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._forks import reset_after_fork
@@ -651,12 +649,7 @@ class MetricStore:
 
     def new_scope(self, capacity: int | None = None, *, track_progress: bool = True) -> RecordScope:
         """Create a scope for one executor or monitor (``capacity`` defaults to the store's)."""
-        given = self.record_capacity if capacity is None else capacity
-        records = whole_number(given)
-        if records is None or records < 1:
-            raise ValueError(
-                f"record capacity must be a positive integer, got {number_repr(given)}"
-            )
+        records = self.record_capacity if capacity is None else positive_int("capacity", capacity)
         scope = RecordScope(records, track_progress=track_progress)
         with self._lock:
             self._scopes.add(scope)
