@@ -592,6 +592,21 @@ class RaisesUnpicklable(BaseTool):
         raise Unpicklable(503, "unavailable")
 
 
+class RebuiltAsAnother(Exception):
+    """An exception that pickles as something else: its ``__reduce__`` rebuilds an ``int``."""
+
+    def __reduce__(self) -> Any:
+        return (int, (5,))
+
+
+class RaisesRebuiltAsAnother(BaseTool):
+    name = "raises_rebuilt_as_another"
+    description = "Raises an exception that unpickles as an int."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise RebuiltAsAnother("quota exceeded")
+
+
 class _PicklingError(Exception):
     """What :class:`FailsToPickleBadly` raises: its text cannot be made (``mode="no_text"``;
     ``"exit_text"``: making it raises ``SystemExit``), or is 1 MB ending with the key
@@ -1292,6 +1307,7 @@ TOOLS = (
     NamesACheckpointAfterItsKey,
     ReturnsLambda,
     RaisesUnpicklable,
+    RaisesRebuiltAsAnother,
     ReturnsAKeyHolder,
     ReturnsATypedKeyHolder,
     ReturnsExitWhenLoaded,

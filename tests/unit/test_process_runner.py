@@ -1053,6 +1053,22 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     assert run_pid(executor, task, context) > 0
 
 
+def test_an_exception_that_unpickles_as_another_object_is_a_clear_error(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An exception whose ``__reduce__`` rebuilds something else (an ``int``) cannot be sent
+    back as the tool's error: the task fails ``not_picklable``, naming the exception and what
+    it became, not with an error about the executor's own inspection of it."""
+    executor = make()
+    result = executor.execute_task(task("raises_rebuilt_as_another"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    error = result.error or ""
+    assert "raised an exception that cannot be sent back" in error, error
+    assert "RebuiltAsAnother" in error, error
+    assert "it is rebuilt as int, not an exception" in error, error
+    assert run_pid(executor, task, context) > 0
+
+
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_value_whose_loading_error_is_hostile_fails_its_task_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str

@@ -910,7 +910,10 @@ def _result_message(
         outcome.traceback = _stacktrace(outcome.error, secrets)
     try:
         if outcome.error is not None:  # (an exception may pickle, and fail to unpickle)
-            pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
+            rebuilt = pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
+            if not isinstance(rebuilt, BaseException):  # (its ``__reduce__`` made another)
+                raise TypeError(f"it is rebuilt as {type_name(type(rebuilt))}, not an exception")
+            del rebuilt
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL), retire
     except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
         hidden = secrets() if secrets is not None else ()
