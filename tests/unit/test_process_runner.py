@@ -2304,6 +2304,21 @@ def test_an_initializer_that_ends_its_worker_is_named_and_does_not_start_workers
     assert len(starts) <= 3  # (one per task, and at most one replacement)
 
 
+def test_an_initializer_that_closes_the_workers_pipe_is_named(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An initializer that closes every descriptor above 2 (as daemon-style set-up code does)
+    closes the worker's pipe to the caller: the task's error says so, not that the
+    initializer ended its worker's process, which it did not."""
+    executor = make(runner_options={"initializer": os.closerange, "initargs": (3, 65536)})
+    result = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "worker_crashed", result.error
+    error = result.error or ""
+    assert "the process runner's initializer closed the worker's end of the pipe" in error, error
+    assert "before the tool started" in error, error
+    assert "exited with code" not in error, error
+
+
 def test_a_timeout_while_the_initializer_runs_says_the_tool_never_started(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -548,7 +548,7 @@ def _crash_outcome(
             ),
             error_type="cpu_limit",
         )
-    if exitcode == PIPE_CLOSED_EXIT:
+    if exitcode == PIPE_CLOSED_EXIT and not initializing:
         return RawOutcome(
             None,
             WorkerCrashed(
@@ -596,6 +596,19 @@ def _crash_outcome(
             )
     else:
         how = f"exited with code {exitcode}"
+    if initializing and exitcode == PIPE_CLOSED_EXIT:
+        return RawOutcome(
+            None,
+            WorkerCrashed(
+                f"The worker process for tool '{call.tool_name}' could not be used: the "
+                "process runner's initializer closed the worker's end of the pipe to the "
+                "executor (a file descriptor it did not open, as os.closerange(3, ...) "
+                "does), before the tool started; the runner did not run the call again. Each "
+                "new worker runs the initializer first, and one is started when a task needs "
+                "it: fix the initializer (it must close only the file descriptors it opened)"
+            ),
+            error_type="worker_crashed",
+        )
     if initializing:
         return RawOutcome(
             None,

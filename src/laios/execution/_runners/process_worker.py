@@ -1181,6 +1181,8 @@ def _serve(
         try:
             data = conn.recv_bytes()
         except (EOFError, OSError):
+            if _identity(conn.fileno()) != worker.pipe:  # closed under the worker (by the
+                return PIPE_CLOSED_EXIT  # initializer, or a thread a tool left): said so
             return 0  # the caller's side is gone
         try:
             call = pickle.loads(data)
