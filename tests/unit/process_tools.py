@@ -607,6 +607,14 @@ class RaisesRebuiltAsAnother(BaseTool):
         raise RebuiltAsAnother("quota exceeded")
 
 
+class ReturnsUnpicklable(BaseTool):
+    name = "returns_unpicklable"
+    description = "Returns (does not raise) an exception that cannot be unpickled."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return Unpicklable(503, "unavailable")
+
+
 class _PicklingError(Exception):
     """What :class:`FailsToPickleBadly` raises: its text cannot be made (``mode="no_text"``;
     ``"exit_text"``: making it raises ``SystemExit``), or is 1 MB ending with the key
@@ -1308,6 +1316,7 @@ TOOLS = (
     ReturnsLambda,
     RaisesUnpicklable,
     RaisesRebuiltAsAnother,
+    ReturnsUnpicklable,
     ReturnsAKeyHolder,
     ReturnsATypedKeyHolder,
     ReturnsExitWhenLoaded,

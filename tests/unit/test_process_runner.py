@@ -1069,6 +1069,21 @@ def test_an_exception_that_unpickles_as_another_object_is_a_clear_error(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_result_that_does_not_load_here_says_what_to_do(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A value that pickles in the worker but cannot be unpickled in the caller's process (an
+    exception class whose ``__init__`` takes other arguments than its message): the error
+    says why, and what to return instead, as for a value that does not pickle."""
+    executor = make()
+    result = executor.execute_task(task("returns_unpicklable"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    error = result.error or ""
+    assert "could not be loaded" in error, error
+    assert "missing 1 required positional argument" in error, error
+    assert "Return picklable data (plain values, dataclasses, models)" in error, error
+
+
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_value_whose_loading_error_is_hostile_fails_its_task_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str

@@ -1717,7 +1717,10 @@ def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
         None,
         WorkerCrashed(
             f"What tool '{tool}' sent back from its worker process could not be loaded "
-            f"({describe_error(exc)})"
+            f"({describe_error(exc)}). Return picklable data (plain values, dataclasses, "
+            "models) from tools run in processes, whose classes can be imported and rebuilt "
+            "in the executor's process too (an exception class whose __init__ takes other "
+            "arguments than its message needs a __reduce__)"
         ),
         error_type="not_picklable",
     )
