@@ -872,6 +872,20 @@ class ProgressThatDoesNotLoad(BaseTool):
         return "returned"
 
 
+class ReportsWhatExitsWhenPickled(BaseTool):
+    name = "reports_what_exits_when_pickled"
+    description = (
+        "Reports progress and a checkpoint whose details raise SystemExit when pickled, "
+        "then returns."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        task.progress(50.0, "half", value=ExitsWhenPickled())
+        task.checkpoint("saved", {"value": ExitsWhenPickled()})
+        return "returned"
+
+
 def _rebuilt_in_a_child_process(value: str) -> WorkerOnly:
     """Unpickles in a process started by ``multiprocessing`` (a Dask worker, a tool process)
     only: elsewhere it fails as a class missing there would (a library on the workers only)."""
@@ -1325,6 +1339,7 @@ TOOLS = (
     ReleaseLateProgress,
     Forks,
     ProgressThatDoesNotLoad,
+    ReportsWhatExitsWhenPickled,
     Fails,
     RaisesExitWhenPrinted,
     TraceSeen,

@@ -1552,6 +1552,27 @@ def test_progress_that_cannot_be_unpickled_is_dropped_and_the_call_goes_on(
     assert isinstance(after.output, int)
 
 
+def test_progress_whose_pickling_raises_system_exit_is_described_and_the_tool_goes_on(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """``progress`` and ``checkpoint`` raise nothing but their documented ``TypeError``: a
+    detail whose pickling raises ``SystemExit`` reaches the caller as its description, as one
+    whose pickling raises an ``Exception`` does, and the tool goes on."""
+    executor = make()
+    events: list[tuple[str, Any]] = []
+    result = executor.execute_task(
+        task("reports_what_exits_when_pickled"),
+        context,
+        timeout=WAIT,
+        on_progress=lambda event, data: events.append((event, data)),
+    )
+    assert result.success, result.error
+    assert result.output == "returned"
+    progress = [data for event, data in events if event == "progress"]
+    assert len(progress) == 1, events
+    assert "ExitsWhenPickled" in str(progress[0]), progress
+
+
 def test_an_async_tool_runs_in_the_worker_without_blocking_the_loop(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -357,10 +357,14 @@ def pickled_message(
 ) -> bytes:
     """``message`` pickled for the caller's side; a part after the first that cannot be
     pickled goes as its description (a mapping keeps its keys, each value described),
-    scrubbed of ``secrets()`` (read only then)."""
+    scrubbed of ``secrets()`` (read only then). Whatever a part's pickling raises (``SystemExit``
+    too: ``progress`` and ``checkpoint`` raise nothing into the tool) but a
+    ``KeyboardInterrupt`` (a Ctrl-C, the tool's to get) makes it go as its description."""
     try:
         return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
         first, *parts = message
         hidden = secrets() if secrets is not None else ()
         portable = (_portable(part, hidden) for part in parts)
@@ -370,7 +374,9 @@ def pickled_message(
 def _portable(value: Any, secrets: Sequence[str]) -> Any:
     try:
         pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
         if isinstance(value, dict):
             return {str(key): _portable(item, secrets) for key, item in value.items()}
         return describe_for_pickle(value, secrets)
