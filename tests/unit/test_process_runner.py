@@ -196,6 +196,18 @@ def test_initargs_or_preload_that_are_no_sequence_are_named_in_the_refusal(
         ProcessRunner(max_workers=1, **{name: value})
 
 
+@pytest.mark.parametrize(
+    "initargs",
+    [{"endpoint": "http://collector:4318"}, {"http://collector:4318", "spans"}],
+    ids=["dict", "set"],
+)
+def test_initargs_given_as_a_mapping_or_a_set_are_refused(initargs: Any) -> None:
+    """A dict (meant as keyword arguments) would pass its keys to the initializer, and a set its
+    items in no set order: both are refused, naming the option, not passed on in silence."""
+    with pytest.raises(TypeError, match=r"^initargs must be a sequence \(a list or tuple\)"):
+        ProcessRunner(max_workers=1, initializer=print, initargs=initargs)
+
+
 def test_initargs_that_cannot_be_pickled_are_refused_at_the_call() -> None:
     """``initargs`` travel to every worker pickled, as the initializer does: one that cannot be
     pickled (a lock) was taken, and every task then failed ``no_process`` while the runner

@@ -54,7 +54,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -1764,7 +1765,8 @@ class ProcessRunner:
             name.
         TypeError: When ``initializer`` is not callable, is an async function or cannot be
             pickled, ``initargs`` cannot be pickled, ``preload`` or ``initargs`` is a string
-            (not a sequence of them), or ``preload`` has an entry that is not a string.
+            (not a sequence of them), ``initargs`` is a mapping or a set, or ``preload`` has
+            an entry that is not a string.
     """
 
     name = "process"
@@ -1802,6 +1804,17 @@ class ProcessRunner:
                 raise TypeError(
                     f"{name} must be a sequence (a list or tuple), got {type(value).__name__}"
                 )
+        if isinstance(initargs, (Mapping, AbstractSet)):  # (keys, or items in no set order)
+            raise TypeError(
+                "initargs must be a sequence (a list or tuple) of the initializer's positional "
+                f"arguments, got {type(initargs).__name__}: "
+                + (
+                    "its keys would be passed; pass keyword arguments with "
+                    "functools.partial(initializer, name=value)"
+                    if isinstance(initargs, Mapping)
+                    else "its items have no set order"
+                )
+            )
         preload = tuple(preload)
         for module in preload:
             if not isinstance(module, str):
