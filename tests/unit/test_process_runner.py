@@ -1352,6 +1352,10 @@ def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     assert result.metadata["error_type"] == "cpu_limit"
     assert "CPU budget of 1 CPU second (" in (result.error or "")
     assert elapsed < 8.0  # stopped by the budget (about 1 s), not by the timeout
+    # The worker's own count is lost with it; the task used its budget at least.
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    assert metrics.cpu_time >= 1.0, metrics.cpu_time
     assert run_pid(executor, task, context) > 0
 
 
@@ -1400,6 +1404,9 @@ def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     assert result.metadata["error_type"] == "cpu_limit"
     assert "CPU budget of 1.5 CPU seconds (" in (result.error or "")
     assert elapsed < 20.0  # stopped by the budget (about 2 s), not by the timeout
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    assert metrics.cpu_time >= 1.5, metrics.cpu_time
     assert gone(before), "the worker past its budget is still alive"
     assert run_pid(executor, task, context) != before
 

@@ -541,12 +541,18 @@ def _crash_outcome(
         if call.cpu_seconds is not None:
             seconds = f"{call.cpu_seconds:.3g}"
             budget = f" of {seconds} CPU second{'' if seconds == '1' else 's'}"
+        # The worker's own count is lost with it: what it used is known to be its budget at
+        # least (past the grace too when the runner's watch stopped it).
+        used = 0.0
+        if call.cpu_seconds is not None:
+            used = call.cpu_seconds + (_CPU_GRACE if over_budget else 0.0)
         return RawOutcome(
             None,
             CpuLimitExceeded(
                 f"Tool '{call.tool_name}' exceeded its CPU budget{budget} (cpu_limit_percent "
                 f"of its timeout); its worker process was stopped, and {replacement}"
             ),
+            used,
             error_type="cpu_limit",
         )
     if exitcode == PIPE_CLOSED_EXIT and not initializing:
