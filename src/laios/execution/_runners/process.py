@@ -491,6 +491,29 @@ def _exists(pid: int) -> bool:
     return True
 
 
+#: Longest the reader waits for a worker whose sentinel says it ended to be waited for (see
+#: :func:`_exit_code`).
+_EXIT_CODE_WAIT = 0.2
+
+
+def _exit_code(process: Any) -> int | None:
+    """The exit code of a worker ``process`` whose sentinel says it ended; ``None`` when it
+    cannot be read (its children are reaped by the kernel: ``SIGCHLD`` ignored).
+
+    A ``spawn`` worker's sentinel is a pipe that closes as the process exits, a moment before
+    it can be waited for (its other threads still ending): it is waited for briefly, without
+    blocking (a worker whose tool closed that pipe runs on), while it exists.
+    """
+    process.join(0)
+    code: int | None = process.exitcode
+    if code is None:
+        deadline = time.monotonic() + _EXIT_CODE_WAIT
+        while code is None and time.monotonic() < deadline and _exists(process.pid):
+            time.sleep(0.001)
+            code = process.exitcode
+    return code
+
+
 #: Why a process runner was terminated, as its calls' errors say (see ``_Pool.terminate``).
 TERMINATE_CALLED = "runner.terminate() was called"
 TERMINATE_COLLECTED = (
@@ -996,10 +1019,9 @@ class _Pool:
                 if orphaned:
                     call.state = "done"
         if orphaned:
-            worker.process.join(0)
             outcome = _crash_outcome(
                 call,
-                worker.process.exitcode,
+                _exit_code(worker.process),
                 self.terminated_by,
                 initializing=not worker.ready,
                 replacement=worker.replacement,
@@ -1345,8 +1367,7 @@ class _Pool:
         """A worker process ended: kill what its tool left in its group, report its call
         (unless it was killed for it), replace it."""
         self.receive(worker)  # what it sent before it went
-        worker.process.join(0)
-        exitcode = worker.process.exitcode
+        exitcode = _exit_code(worker.process)
         # The forkserver tells when each of its workers ends; when it ends itself, every one of
         # them looks ended (with a made-up code), though they run on. Such a worker can no
         # longer be watched: it is stopped (below) and its call told why.
