@@ -837,6 +837,18 @@ def test_a_tool_that_closes_its_workers_pipe_is_told_so(
     assert run_pid(executor, task, context) != before
 
 
+def test_a_spawn_worker_whose_tool_closes_its_pipes_is_told_so(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A ``spawn`` worker is watched through a pipe of its own too (its sentinel), which the
+    tool closes with the others while it runs on: the error says that it closed the worker's
+    pipe to the executor, not that the worker was lost."""
+    executor = make(runner_options={"start_method": "spawn"})
+    result = executor.execute_task(task("closes_descriptors", seconds=0.5), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "worker_crashed", result.error
+    assert "closed the worker's end of the pipe" in (result.error or ""), result.error
+
+
 @pytest.mark.parametrize("kind", ["file", "socketpair"])
 def test_a_tool_that_puts_its_own_file_in_place_of_its_workers_pipe_is_told_so(
     make: Callable[..., Executor],

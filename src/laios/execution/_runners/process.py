@@ -1368,6 +1368,10 @@ class _Pool:
         (unless it was killed for it), replace it."""
         self.receive(worker)  # what it sent before it went
         exitcode = _exit_code(worker.process)
+        # One that runs on though its sentinel says it ended closed that pipe (a ``spawn``
+        # worker's, with every descriptor above 2), its pipe to the executor too: it is
+        # killed with its group below, and its call told what its tool closed.
+        closed_under = exitcode is None and _exists(worker.pid)
         # The forkserver tells when each of its workers ends; when it ends itself, every one of
         # them looks ended (with a made-up code), though they run on. Such a worker can no
         # longer be watched: it is stopped (below) and its call told why.
@@ -1422,7 +1426,7 @@ class _Pool:
         if report and call is not None:
             outcome = _crash_outcome(
                 call,
-                exitcode,
+                PIPE_CLOSED_EXIT if closed_under else exitcode,
                 self.terminated_by,
                 worker.over_budget,
                 server_gone=server_gone,
