@@ -592,6 +592,29 @@ class RaisesUnpicklable(BaseTool):
         raise Unpicklable(503, "unavailable")
 
 
+class RebuiltAsAnother(Exception):
+    """An exception that pickles as something else: its ``__reduce__`` rebuilds an ``int``."""
+
+    def __reduce__(self) -> Any:
+        return (int, (5,))
+
+
+class RaisesRebuiltAsAnother(BaseTool):
+    name = "raises_rebuilt_as_another"
+    description = "Raises an exception that unpickles as an int."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise RebuiltAsAnother("quota exceeded")
+
+
+class ReturnsUnpicklable(BaseTool):
+    name = "returns_unpicklable"
+    description = "Returns (does not raise) an exception that cannot be unpickled."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return Unpicklable(503, "unavailable")
+
+
 class _PicklingError(Exception):
     """What :class:`FailsToPickleBadly` raises: its text cannot be made (``mode="no_text"``;
     ``"exit_text"``: making it raises ``SystemExit``), or is 1 MB ending with the key
@@ -846,6 +869,20 @@ class ProgressThatDoesNotLoad(BaseTool):
     def _execute(self, **kwargs: Any) -> Any:
         require_current_task().progress(50.0, "half", error=Unpicklable(503, "unavailable"))
         time.sleep(kwargs.get("seconds", 0.0))
+        return "returned"
+
+
+class ReportsWhatExitsWhenPickled(BaseTool):
+    name = "reports_what_exits_when_pickled"
+    description = (
+        "Reports progress and a checkpoint whose details raise SystemExit when pickled, "
+        "then returns."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        task.progress(50.0, "half", value=ExitsWhenPickled())
+        task.checkpoint("saved", {"value": ExitsWhenPickled()})
         return "returned"
 
 
@@ -1292,6 +1329,8 @@ TOOLS = (
     NamesACheckpointAfterItsKey,
     ReturnsLambda,
     RaisesUnpicklable,
+    RaisesRebuiltAsAnother,
+    ReturnsUnpicklable,
     ReturnsAKeyHolder,
     ReturnsATypedKeyHolder,
     ReturnsExitWhenLoaded,
@@ -1300,6 +1339,7 @@ TOOLS = (
     ReleaseLateProgress,
     Forks,
     ProgressThatDoesNotLoad,
+    ReportsWhatExitsWhenPickled,
     Fails,
     RaisesExitWhenPrinted,
     TraceSeen,

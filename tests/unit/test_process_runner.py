@@ -196,6 +196,18 @@ def test_initargs_or_preload_that_are_no_sequence_are_named_in_the_refusal(
         ProcessRunner(max_workers=1, **{name: value})
 
 
+@pytest.mark.parametrize(
+    "initargs",
+    [{"endpoint": "http://collector:4318"}, {"http://collector:4318", "spans"}],
+    ids=["dict", "set"],
+)
+def test_initargs_given_as_a_mapping_or_a_set_are_refused(initargs: Any) -> None:
+    """A dict (meant as keyword arguments) would pass its keys to the initializer, and a set its
+    items in no set order: both are refused, naming the option, not passed on in silence."""
+    with pytest.raises(TypeError, match=r"^initargs must be a sequence \(a list or tuple\)"):
+        ProcessRunner(max_workers=1, initializer=print, initargs=initargs)
+
+
 def test_initargs_that_cannot_be_pickled_are_refused_at_the_call() -> None:
     """``initargs`` travel to every worker pickled, as the initializer does: one that cannot be
     pickled (a lock) was taken, and every task then failed ``no_process`` while the runner
@@ -638,15 +650,39 @@ def test_the_executors_default_timeout_applies(
 # -- crashes and bad input ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
 def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
-    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+    method: str,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    executor = make()
+    """The error says how the worker ended, whatever the start method. A ``spawn`` worker's
+    pipe closes as it exits, a moment before the process can be waited for: its exit code was
+    then lost ("was lost"), and a CPU budget's signal taken for a crash. That moment is made
+    sure here: for 20 ms after the worker ended, waiting for it finds it running still."""
+    from multiprocessing import popen_spawn_posix
+
+    poll = popen_spawn_posix.Popen.poll
+    ended_at: dict[int, float] = {}
+
+    def poll_a_moment_early(self: Any, flag: int = os.WNOHANG) -> int | None:
+        if self.returncode is None:
+            ended = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            now = time.monotonic()
+            if ended is not None and now - ended_at.setdefault(self.pid, now) < 0.02:
+                return None  # (ended, not waited for yet: answered as 20 ms earlier)
+        code: int | None = poll(self, flag)
+        return code
+
+    monkeypatch.setattr(popen_spawn_posix.Popen, "poll", poll_a_moment_early)
+    executor = make(runner_options={"start_method": method})
     result = executor.execute_task(task("exit", code=3), context, timeout=WAIT)
     assert not result.success
     assert result.metadata["outcome"] == "error"
     assert result.metadata["error_type"] == "worker_crashed"
-    assert "exited with code 3" in (result.error or "")
+    assert "exited with code 3" in (result.error or ""), result.error
     assert run_pid(executor, task, context) > 0
 
 
@@ -799,6 +835,18 @@ def test_a_tool_that_closes_its_workers_pipe_is_told_so(
     assert caller_cpu < 0.5, "the caller spun while the tool ran on"
     assert gone(before)
     assert run_pid(executor, task, context) != before
+
+
+def test_a_spawn_worker_whose_tool_closes_its_pipes_is_told_so(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A ``spawn`` worker is watched through a pipe of its own too (its sentinel), which the
+    tool closes with the others while it runs on: the error says that it closed the worker's
+    pipe to the executor, not that the worker was lost."""
+    executor = make(runner_options={"start_method": "spawn"})
+    result = executor.execute_task(task("closes_descriptors", seconds=0.5), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "worker_crashed", result.error
+    assert "closed the worker's end of the pipe" in (result.error or ""), result.error
 
 
 @pytest.mark.parametrize("kind", ["file", "socketpair"])
@@ -1051,6 +1099,37 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     assert result.metadata["error_type"] == "not_picklable"
     assert "Unpicklable" in (result.error or "")
     assert run_pid(executor, task, context) > 0
+
+
+def test_an_exception_that_unpickles_as_another_object_is_a_clear_error(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An exception whose ``__reduce__`` rebuilds something else (an ``int``) cannot be sent
+    back as the tool's error: the task fails ``not_picklable``, naming the exception and what
+    it became, not with an error about the executor's own inspection of it."""
+    executor = make()
+    result = executor.execute_task(task("raises_rebuilt_as_another"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    error = result.error or ""
+    assert "raised an exception that cannot be sent back" in error, error
+    assert "RebuiltAsAnother" in error, error
+    assert "it is rebuilt as int, not an exception" in error, error
+    assert run_pid(executor, task, context) > 0
+
+
+def test_a_result_that_does_not_load_here_says_what_to_do(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A value that pickles in the worker but cannot be unpickled in the caller's process (an
+    exception class whose ``__init__`` takes other arguments than its message): the error
+    says why, and what to return instead, as for a value that does not pickle."""
+    executor = make()
+    result = executor.execute_task(task("returns_unpicklable"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    error = result.error or ""
+    assert "could not be loaded" in error, error
+    assert "missing 1 required positional argument" in error, error
+    assert "Return picklable data (plain values, dataclasses, models)" in error, error
 
 
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
@@ -1309,6 +1388,10 @@ def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     assert result.metadata["error_type"] == "cpu_limit"
     assert "CPU budget of 1 CPU second (" in (result.error or "")
     assert elapsed < 8.0  # stopped by the budget (about 1 s), not by the timeout
+    # The worker's own count is lost with it; the task used its budget at least.
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    assert metrics.cpu_time >= 1.0, metrics.cpu_time
     assert run_pid(executor, task, context) > 0
 
 
@@ -1357,6 +1440,9 @@ def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     assert result.metadata["error_type"] == "cpu_limit"
     assert "CPU budget of 1.5 CPU seconds (" in (result.error or "")
     assert elapsed < 20.0  # stopped by the budget (about 2 s), not by the timeout
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    assert metrics.cpu_time >= 1.5, metrics.cpu_time
     assert gone(before), "the worker past its budget is still alive"
     assert run_pid(executor, task, context) != before
 
@@ -1519,6 +1605,27 @@ def test_progress_that_cannot_be_unpickled_is_dropped_and_the_call_goes_on(
     after = executor.execute_task(task("pid"), context, timeout=WAIT)
     assert after.success, after.error
     assert isinstance(after.output, int)
+
+
+def test_progress_whose_pickling_raises_system_exit_is_described_and_the_tool_goes_on(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """``progress`` and ``checkpoint`` raise nothing but their documented ``TypeError``: a
+    detail whose pickling raises ``SystemExit`` reaches the caller as its description, as one
+    whose pickling raises an ``Exception`` does, and the tool goes on."""
+    executor = make()
+    events: list[tuple[str, Any]] = []
+    result = executor.execute_task(
+        task("reports_what_exits_when_pickled"),
+        context,
+        timeout=WAIT,
+        on_progress=lambda event, data: events.append((event, data)),
+    )
+    assert result.success, result.error
+    assert result.output == "returned"
+    progress = [data for event, data in events if event == "progress"]
+    assert len(progress) == 1, events
+    assert "ExitsWhenPickled" in str(progress[0]), progress
 
 
 def test_an_async_tool_runs_in_the_worker_without_blocking_the_loop(
@@ -2286,6 +2393,21 @@ def test_an_initializer_that_ends_its_worker_is_named_and_does_not_start_workers
         f"workers are started over and over ({len(starts)} so far)"
     )
     assert len(starts) <= 3  # (one per task, and at most one replacement)
+
+
+def test_an_initializer_that_closes_the_workers_pipe_is_named(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An initializer that closes every descriptor above 2 (as daemon-style set-up code does)
+    closes the worker's pipe to the caller: the task's error says so, not that the
+    initializer ended its worker's process, which it did not."""
+    executor = make(runner_options={"initializer": os.closerange, "initargs": (3, 65536)})
+    result = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "worker_crashed", result.error
+    error = result.error or ""
+    assert "the process runner's initializer closed the worker's end of the pipe" in error, error
+    assert "before the tool started" in error, error
+    assert "exited with code" not in error, error
 
 
 def test_a_timeout_while_the_initializer_runs_says_the_tool_never_started(

@@ -54,7 +54,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -490,6 +491,29 @@ def _exists(pid: int) -> bool:
     return True
 
 
+#: Longest the reader waits for a worker whose sentinel says it ended to be waited for (see
+#: :func:`_exit_code`).
+_EXIT_CODE_WAIT = 0.2
+
+
+def _exit_code(process: Any) -> int | None:
+    """The exit code of a worker ``process`` whose sentinel says it ended; ``None`` when it
+    cannot be read (its children are reaped by the kernel: ``SIGCHLD`` ignored).
+
+    A ``spawn`` worker's sentinel is a pipe that closes as the process exits, a moment before
+    it can be waited for (its other threads still ending): it is waited for briefly, without
+    blocking (a worker whose tool closed that pipe runs on), while it exists.
+    """
+    process.join(0)
+    code: int | None = process.exitcode
+    if code is None:
+        deadline = time.monotonic() + _EXIT_CODE_WAIT
+        while code is None and time.monotonic() < deadline and _exists(process.pid):
+            time.sleep(0.001)
+            code = process.exitcode
+    return code
+
+
 #: Why a process runner was terminated, as its calls' errors say (see ``_Pool.terminate``).
 TERMINATE_CALLED = "runner.terminate() was called"
 TERMINATE_COLLECTED = (
@@ -540,15 +564,21 @@ def _crash_outcome(
         if call.cpu_seconds is not None:
             seconds = f"{call.cpu_seconds:.3g}"
             budget = f" of {seconds} CPU second{'' if seconds == '1' else 's'}"
+        # The worker's own count is lost with it: what it used is known to be its budget at
+        # least (past the grace too when the runner's watch stopped it).
+        used = 0.0
+        if call.cpu_seconds is not None:
+            used = call.cpu_seconds + (_CPU_GRACE if over_budget else 0.0)
         return RawOutcome(
             None,
             CpuLimitExceeded(
                 f"Tool '{call.tool_name}' exceeded its CPU budget{budget} (cpu_limit_percent "
                 f"of its timeout); its worker process was stopped, and {replacement}"
             ),
+            used,
             error_type="cpu_limit",
         )
-    if exitcode == PIPE_CLOSED_EXIT:
+    if exitcode == PIPE_CLOSED_EXIT and not initializing:
         return RawOutcome(
             None,
             WorkerCrashed(
@@ -596,6 +626,19 @@ def _crash_outcome(
             )
     else:
         how = f"exited with code {exitcode}"
+    if initializing and exitcode == PIPE_CLOSED_EXIT:
+        return RawOutcome(
+            None,
+            WorkerCrashed(
+                f"The worker process for tool '{call.tool_name}' could not be used: the "
+                "process runner's initializer closed the worker's end of the pipe to the "
+                "executor (a file descriptor it did not open, as os.closerange(3, ...) "
+                "does), before the tool started; the runner did not run the call again. Each "
+                "new worker runs the initializer first, and one is started when a task needs "
+                "it: fix the initializer (it must close only the file descriptors it opened)"
+            ),
+            error_type="worker_crashed",
+        )
     if initializing:
         return RawOutcome(
             None,
@@ -976,10 +1019,9 @@ class _Pool:
                 if orphaned:
                     call.state = "done"
         if orphaned:
-            worker.process.join(0)
             outcome = _crash_outcome(
                 call,
-                worker.process.exitcode,
+                _exit_code(worker.process),
                 self.terminated_by,
                 initializing=not worker.ready,
                 replacement=worker.replacement,
@@ -1325,8 +1367,11 @@ class _Pool:
         """A worker process ended: kill what its tool left in its group, report its call
         (unless it was killed for it), replace it."""
         self.receive(worker)  # what it sent before it went
-        worker.process.join(0)
-        exitcode = worker.process.exitcode
+        exitcode = _exit_code(worker.process)
+        # One that runs on though its sentinel says it ended closed that pipe (a ``spawn``
+        # worker's, with every descriptor above 2), its pipe to the executor too: it is
+        # killed with its group below, and its call told what its tool closed.
+        closed_under = exitcode is None and _exists(worker.pid)
         # The forkserver tells when each of its workers ends; when it ends itself, every one of
         # them looks ended (with a made-up code), though they run on. Such a worker can no
         # longer be watched: it is stopped (below) and its call told why.
@@ -1381,7 +1426,7 @@ class _Pool:
         if report and call is not None:
             outcome = _crash_outcome(
                 call,
-                exitcode,
+                PIPE_CLOSED_EXIT if closed_under else exitcode,
                 self.terminated_by,
                 worker.over_budget,
                 server_gone=server_gone,
@@ -1704,7 +1749,10 @@ def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
         None,
         WorkerCrashed(
             f"What tool '{tool}' sent back from its worker process could not be loaded "
-            f"({describe_error(exc)})"
+            f"({describe_error(exc)}). Return picklable data (plain values, dataclasses, "
+            "models) from tools run in processes, whose classes can be imported and rebuilt "
+            "in the executor's process too (an exception class whose __init__ takes other "
+            "arguments than its message needs a __reduce__)"
         ),
         error_type="not_picklable",
     )
@@ -1748,7 +1796,8 @@ class ProcessRunner:
             name.
         TypeError: When ``initializer`` is not callable, is an async function or cannot be
             pickled, ``initargs`` cannot be pickled, ``preload`` or ``initargs`` is a string
-            (not a sequence of them), or ``preload`` has an entry that is not a string.
+            (not a sequence of them), ``initargs`` is a mapping or a set, or ``preload`` has
+            an entry that is not a string.
     """
 
     name = "process"
@@ -1786,6 +1835,17 @@ class ProcessRunner:
                 raise TypeError(
                     f"{name} must be a sequence (a list or tuple), got {type(value).__name__}"
                 )
+        if isinstance(initargs, (Mapping, AbstractSet)):  # (keys, or items in no set order)
+            raise TypeError(
+                "initargs must be a sequence (a list or tuple) of the initializer's positional "
+                f"arguments, got {type(initargs).__name__}: "
+                + (
+                    "its keys would be passed; pass keyword arguments with "
+                    "functools.partial(initializer, name=value)"
+                    if isinstance(initargs, Mapping)
+                    else "its items have no set order"
+                )
+            )
         preload = tuple(preload)
         for module in preload:
             if not isinstance(module, str):

@@ -357,10 +357,14 @@ def pickled_message(
 ) -> bytes:
     """``message`` pickled for the caller's side; a part after the first that cannot be
     pickled goes as its description (a mapping keeps its keys, each value described),
-    scrubbed of ``secrets()`` (read only then)."""
+    scrubbed of ``secrets()`` (read only then). Whatever a part's pickling raises (``SystemExit``
+    too: ``progress`` and ``checkpoint`` raise nothing into the tool) but a
+    ``KeyboardInterrupt`` (a Ctrl-C, the tool's to get) makes it go as its description."""
     try:
         return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
         first, *parts = message
         hidden = secrets() if secrets is not None else ()
         portable = (_portable(part, hidden) for part in parts)
@@ -370,7 +374,9 @@ def pickled_message(
 def _portable(value: Any, secrets: Sequence[str]) -> Any:
     try:
         pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
         if isinstance(value, dict):
             return {str(key): _portable(item, secrets) for key, item in value.items()}
         return describe_for_pickle(value, secrets)
@@ -910,7 +916,10 @@ def _result_message(
         outcome.traceback = _stacktrace(outcome.error, secrets)
     try:
         if outcome.error is not None:  # (an exception may pickle, and fail to unpickle)
-            pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
+            rebuilt = pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
+            if not isinstance(rebuilt, BaseException):  # (its ``__reduce__`` made another)
+                raise TypeError(f"it is rebuilt as {type_name(type(rebuilt))}, not an exception")
+            del rebuilt
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL), retire
     except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
         hidden = secrets() if secrets is not None else ()
@@ -1178,6 +1187,8 @@ def _serve(
         try:
             data = conn.recv_bytes()
         except (EOFError, OSError):
+            if _identity(conn.fileno()) != worker.pipe:  # closed under the worker (by the
+                return PIPE_CLOSED_EXIT  # initializer, or a thread a tool left): said so
             return 0  # the caller's side is gone
         try:
             call = pickle.loads(data)
