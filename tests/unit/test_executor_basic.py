@@ -116,6 +116,27 @@ def test_constructor_rejects_a_switch_that_is_not_a_bool_or_a_whole_number(
         Executor(registry, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("false", "got str (a string like 'false' would read as true)"),
+        (b"0", "got bytes (a string like 'false' would read as true)"),
+        (1.0, "got float 1.0 (of the numbers, only the whole numbers 0 and 1 are taken)"),
+        (object(), "got object"),
+        (None, "got None"),
+    ],
+)
+def test_a_refused_switch_says_why_for_the_kind_of_value_given(
+    registry: ToolRegistry, value: Any, said: str
+) -> None:
+    """The reason given fits the value: strings read as true, a float is not a whole number;
+    a ``None`` is just named (no talk of strings for a float or ``None``)."""
+    with pytest.raises(TypeError) as caught:
+        Executor(registry, enable_monitoring=value, register_prometheus=False)
+    message = str(caught.value)
+    assert message == f"enable_monitoring must be True or False, {said}", message
+
+
 @pytest.mark.parametrize("name", ["enable_monitoring", "register_prometheus"])
 @pytest.mark.parametrize("value", [2, -1, 10**20])
 def test_constructor_rejects_a_whole_number_other_than_zero_or_one_for_a_switch(

@@ -11,6 +11,7 @@ from typing import Any
 
 from laios._callables import is_coroutine_function
 from laios._compat.pydantic import is_instance
+from laios._exceptions import type_name
 from laios._text import shorten
 from laios.core.types import Task
 
@@ -173,10 +174,18 @@ def switch(name: str, value: object) -> bool:
             f"{name} must be True or False, got int {number_repr(value)} (of the whole numbers, "
             "only 0 and 1 are taken)"
         )
-    raise TypeError(
-        f"{name} must be True or False, got {type(value).__name__} (a string like 'false' "
-        "would read as true)"
-    )
+    if value is None:
+        said = "None"
+    elif isinstance(value, (str, bytes)):
+        said = f"{type(value).__name__} (a string like 'false' would read as true)"
+    elif isinstance(value, numbers.Real):
+        said = (
+            f"{type_name(type(value))} {number_repr(value)} (of the numbers, only the whole "
+            "numbers 0 and 1 are taken)"
+        )
+    else:
+        said = type_name(type(value))
+    raise TypeError(f"{name} must be True or False, got {said}")
 
 
 def not_a_class(name: str, value: object, method: str) -> None:
