@@ -998,9 +998,53 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
         assert "Create it again" in gone[0]
         directory.mkdir()
         deadline = time.monotonic() + CHILD_SECONDS
-        while tasks_total(scrape(registry)) != 7:  # until the child has written here again
-            assert time.monotonic() < deadline, "the child never wrote to the new directory"
+        while True:  # (the scrapes fail until the child has had its interval to write here)
+            with contextlib.suppress(OSError):
+                assert tasks_total(scrape(registry)) == 7
+                break
+            assert time.monotonic() < deadline, "the scrapes never answered again"
             time.sleep(INTERVAL)
+    finally:
+        child.kill()
+
+
+def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """The shared directory deleted and created again under the running workers (with or
+    without a scrape in between): a scrape that answered with the serving worker's own counts
+    before the others had written their files there again would drop the sum by theirs, which
+    Prometheus reads as a counter reset, and then as many tasks again when they write. Until
+    they have had their interval to write, the scrape fails saying why; then it shows every
+    live worker's counts."""
+    enable(directory, interval=0.4, registry=registry, store=store)
+    run_tasks(store, 3)
+    child = fork(child_running(store, 4))
+    try:
+        child.report()
+        assert tasks_total(scrape(registry)) == 7
+        os.kill(child.pid, signal.SIGSTOP)  # (it cannot write to the new directory yet)
+        try:
+            deadline = time.monotonic() + CHILD_SECONDS
+            while directory.exists():  # (this process may write a file again as it is deleted)
+                assert time.monotonic() < deadline, "the directory could not be deleted"
+                shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            with pytest.raises(OSError, match="created anew") as raised:
+                scrape(registry)
+            assert str(directory) in str(raised.value)
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+        deadline = time.monotonic() + CHILD_SECONDS
+        while len(list(directory.glob("laios-proc-*.json"))) < 2:
+            assert time.monotonic() < deadline, "the child never wrote to the new directory"
+            time.sleep(0.01)
+        while True:  # (the scrapes may still wait for the interval to pass)
+            with contextlib.suppress(OSError):
+                assert tasks_total(scrape(registry)) == 7
+                break
+            assert time.monotonic() < deadline, "the scrapes never answered again"
+            time.sleep(0.05)
     finally:
         child.kill()
 
@@ -1014,19 +1058,26 @@ def test_a_gunicorn_worker_started_after_the_directory_was_deleted_starts_and_wr
     """The directory deleted under a running gunicorn service (a temp-file cleaner, an
     ``rm -rf``): a worker that starts then (one replaced after max_requests or a SIGKILL)
     starts all the same and writes its file once the directory is back. Refusing would fail
-    its boot, and gunicorn stops the whole service when a worker fails to boot."""
+    its boot, and gunicorn stops the whole service when a worker fails to boot. Its scrapes
+    then wait for the other workers to write theirs there too, as the other workers' do."""
     monkeypatch.setenv(ENV_VAR, str(directory))
     gunicorn_on_starting(None)  # this process is the master: it checked the directory
     shutil.rmtree(directory)
 
     def work(report: Report) -> None:
-        export = enable(interval=INTERVAL, registry=registry, store=store)
+        export = enable(interval=0.5, registry=registry, store=store)
         report({"started": True})
         run_tasks(store, 2)
         deadline = time.monotonic() + CHILD_SECONDS
-        while export.path is None or not export.path.exists():
-            assert time.monotonic() < deadline, "the worker never wrote to the new directory"
-            time.sleep(INTERVAL / 2)
+        while True:  # (its scrapes: the directory is gone, then created anew)
+            try:
+                export.totals()
+            except OSError as exc:
+                if "created anew" in str(exc):
+                    break
+            assert time.monotonic() < deadline, "no scrape waited for the other workers"
+            time.sleep(0.02)
+        assert export.path is not None
         report({"path": str(export.path)})
         time.sleep(60)
 

@@ -100,6 +100,7 @@ import os
 import secrets
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,17 @@ _MIN_INTERVAL = 0.05
 _MAX_INTERVAL = 3600.0
 #: How the file written to check that the directory is writable begins.
 _PROBE_PREFIX = "laios-probe-"
+#: A directory created anew under the running processes: scrapes fail for this many intervals
+#: (at most :data:`_MAX_REPLACED_WAIT` seconds) from when this process finds it, time for the
+#: other live processes to write their files there again.
+_REPLACED_WAIT_INTERVALS = 2
+#: The longest scrapes fail for a directory created anew, in seconds (a scrape that fails
+#: still writes the serving process's file: with a long interval, each process's file is
+#: there once it has served a scrape).
+_MAX_REPLACED_WAIT = 10.0
+#: What a process that started while the directory was missing takes for the directory it knew
+#: (see ``MultiprocessExport.start``): the one it finds later is one created anew.
+_NO_DIRECTORY = (-1, -1)
 
 
 # -- the export of one process --------------------------------------------------------------
@@ -195,6 +207,12 @@ class MultiprocessExport:
         self._written: list[Section] = []  # what this process's file holds
         self._body = b""
         self._on_disk: tuple[int, int, int] | None = None  # what _file_id() said after writing
+        #: The directory this process's file is in (device, inode): another one under the same
+        #: path is the directory created anew (deleted under the running processes).
+        self._directory_id: tuple[int, int] | None = None
+        #: When this process found the directory created anew (``time.monotonic()``): scrapes
+        #: fail for a while, until the other live processes have written their files there.
+        self._replaced_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: The writer thread was refused (a container's pids limit): the next write (a
@@ -292,6 +310,8 @@ class MultiprocessExport:
             OSError: When the new name cannot be taken or written.
         """
         old = self._stem
+        found = os.stat(self.directory)
+        directory_id = (found.st_dev, found.st_ino)
         stem, fd = self._files.claim(os.getpid())
         new = self._files.data(stem)
         renamed = False
@@ -319,6 +339,9 @@ class MultiprocessExport:
                 self._files.unlink(old)
         self._release()
         self._stem, self._lock_fd, self._body = stem, fd, body
+        if self._directory_id not in (None, directory_id):
+            self._replaced_at = time.monotonic()  # (the other processes' files are not there)
+        self._directory_id = directory_id
         if failed is not None:
             self._body = b""  # (not what the file holds)
             raise failed
@@ -353,7 +376,10 @@ class MultiprocessExport:
 
         Raises:
             OSError: When the directory cannot be read (the scrape fails rather than show a
-                number that goes backwards).
+                number that goes backwards); also for a while after this process found the
+                directory created anew (deleted under the running processes), until the other
+                live processes have had twice ``interval`` (at most 10 s) to write their files
+                there again.
         """
         with self._lock:
             if self._writing():
@@ -363,11 +389,36 @@ class MultiprocessExport:
                     self._warn_write(exc)
                 self._retry_thread_locked()
                 own, stem = list(self._written), self._stem
+                waiting = self._replaced_wait_locked()
             else:
                 own = self._sections()
                 stem = None
+                waiting = 0.0
+        if waiting > 0.0:
+            message = (
+                f"the multiprocess directory {self.directory} was created anew (deleted under "
+                f"the running workers?): /metrics fails for {waiting:.1f} s more, until the "
+                "live workers have written their files there again, rather than show a sum "
+                "without their counts (Prometheus would read a counter reset, then count "
+                "their tasks twice). The counts of the workers that were gone are lost with "
+                "the old directory. Keep the directory out of temp-file cleaners' reach"
+            )
+            warn(f"created anew {self.directory}", "%s", message)
+            raise OSError(message)
         merged = gather(self._files, stem, own)
         return [section.totals for section in merged]
+
+    def _replaced_wait_locked(self) -> float:
+        """Seconds the scrapes still fail for the directory created anew (0 once they need not;
+        the caller holds ``self._lock``)."""
+        if self._replaced_at is None:
+            return 0.0
+        wait = min(_REPLACED_WAIT_INTERVALS * self.interval, _MAX_REPLACED_WAIT)
+        left = self._replaced_at + wait - time.monotonic()
+        if left <= 0.0:
+            self._replaced_at = None
+            return 0.0
+        return left
 
     def start(self) -> None:
         """Write now and start the writer thread (called by :func:`enable`, also to take up
@@ -382,6 +433,11 @@ class MultiprocessExport:
         start the thread again.
         """
         self._closed = False
+        with self._lock:
+            if self._directory_id is None and not self.directory.is_dir():
+                # (a gunicorn worker started while the directory was deleted: once it is back,
+                # the other live processes' files are not there at once)
+                self._directory_id = _NO_DIRECTORY
         try:
             self.write()
         except OSError as exc:
