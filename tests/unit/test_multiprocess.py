@@ -618,6 +618,38 @@ def test_a_live_process_whose_lock_file_is_deleted_counts_its_tasks_once(
     assert files(directory) == [f"{stem}.json", f"{stem}.lock"]
 
 
+def test_a_move_to_a_new_name_in_the_middle_of_a_scrape_counts_this_process_once(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This process's lock file deleted (a temp-file cleaner) while it serves a scrape, and its
+    writer thread moving its totals to a new name after the scrape took them and before it
+    read the directory: the scrape would add the file under the new name to the totals it
+    holds already, and show this process's tasks twice (then, at the next scrape, once: a drop
+    that Prometheus reads as a counter reset)."""
+    export = enable(directory, interval=3600, registry=registry, store=store)
+    run_tasks(store, 5)
+    assert tasks_total(scrape(registry)) == 5
+    gather = multiprocess.gather
+    moves: list[Path] = []
+
+    def gather_after_a_move(*args: Any) -> Any:
+        if not moves:  # (once: as the writer thread would, in another thread, meanwhile)
+            assert export.path is not None
+            moves.append(export.path)
+            export.path.with_suffix(".lock").unlink()
+            export.write()
+            assert export.path != moves[0]
+        return gather(*args)
+
+    monkeypatch.setattr(multiprocess, "gather", gather_after_a_move)
+    assert tasks_total(scrape(registry)) == 5
+    assert moves
+    assert tasks_total(scrape(registry)) == 5
+
+
 def test_another_process_whose_lock_file_is_deleted_is_counted_once_by_every_scrape(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:

@@ -164,6 +164,9 @@ _REPLACED_WAIT_INTERVALS = 2
 #: still writes the serving process's file: with a long interval, each process's file is
 #: there once it has served a scrape).
 _MAX_REPLACED_WAIT = 10.0
+#: How many times a scrape reads the directory at most, when this process's file moves to a
+#: new name while it reads (its lock file deleted: see ``MultiprocessExport.totals``).
+_GATHER_ATTEMPTS = 3
 #: What a process that started while the directory was missing takes for the directory it knew
 #: (see ``MultiprocessExport.start``): the one it finds later is one created anew.
 _NO_DIRECTORY = (-1, -1)
@@ -381,6 +384,18 @@ class MultiprocessExport:
                 live processes have had twice ``interval`` (at most 10 s) to write their files
                 there again.
         """
+        for _attempt in range(_GATHER_ATTEMPTS):
+            stem, merged = self._gather_once()
+            with self._lock:
+                if self._stem == stem:
+                    break
+            # Moved to a new name meanwhile (its lock file deleted, by the writer thread): the
+            # read may have counted that file beside the totals taken, this process's twice.
+        return [section.totals for section in merged]
+
+    def _gather_once(self) -> tuple[str | None, list[Section]]:
+        """One scrape's sum: the name of this process's file as it wrote its totals there
+        first, and every process's totals added up."""
         with self._lock:
             if self._writing():
                 try:
@@ -405,8 +420,7 @@ class MultiprocessExport:
             )
             warn(f"created anew {self.directory}", "%s", message)
             raise OSError(message)
-        merged = gather(self._files, stem, own)
-        return [section.totals for section in merged]
+        return stem, gather(self._files, stem, own)
 
     def _replaced_wait_locked(self) -> float:
         """Seconds the scrapes still fail for the directory created anew (0 once they need not;
