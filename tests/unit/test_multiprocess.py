@@ -9,6 +9,7 @@ counts of children that are gone, however they went.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -847,6 +848,37 @@ def test_a_failed_write_shows_what_the_file_holds(
     with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
         assert tasks_total(scrape(registry)) == 2
     assert "No space left on device" in caplog.text
+
+
+def test_a_full_disk_is_warned_saying_what_it_costs_and_what_to_do(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write of this process's file and a fold that fail (the directory's file system full)
+    are warned with what that costs (counts as of the last write; gone processes' files
+    counted where they are) and what to do, not with the system's error alone."""
+    gone = fork(child_running(store, 5))
+    gone.report()
+    gone.kill()
+
+    def disk_full(path: Path, body: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(multiprocess, "write_totals", disk_full)
+    monkeypatch.setattr(_shared_totals, "write_totals", disk_full)
+    run_tasks(store, 2)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        assert tasks_total(scrape(registry)) == 5
+    [write] = [r.getMessage() for r in caplog.records if "this process's metrics" in r.getMessage()]
+    [folding] = [r.getMessage() for r in caplog.records if "folding" in r.getMessage()]
+    assert "as of its last write" in write
+    assert "where they are" in folding
+    for message in (write, folding):
+        assert "No space left on device" in message
+        assert "make room on the directory's file system" in message
 
 
 def test_a_full_disk_when_the_mode_is_turned_on_warns_and_the_file_comes_later(

@@ -84,6 +84,7 @@ __all__ = [
     "gather",
     "pid_namespace",
     "retire",
+    "what_to_do",
     "without_gauges",
 ]
 
@@ -247,6 +248,30 @@ def _flock(fd: int, operation: int, path: Path, deadline: float) -> None:
                 ) from None
         time.sleep(pause)
         pause = min(2 * pause, 0.05)
+
+
+#: The errors of a file system with no room: full, or a quota or file size limit reached.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: The errors of a directory this process may not write in: its owner or mode, a read-only mount.
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def what_to_do(exc: BaseException) -> str:
+    """What to do about a write or fold in the directory that failed with ``exc``."""
+    if isinstance(exc, TimeoutError):
+        return (
+            "another process held the directory's lock too long: if this keeps failing, "
+            "look for a stuck process with the directory open (fuser, lsof)"
+        )
+    code = getattr(exc, "errno", None)
+    if code in _NO_ROOM:
+        return "make room on the directory's file system (full, or a quota or size limit)"
+    if code in _NOT_WRITABLE:
+        return (
+            "make the directory writable by every process that shares it (its owner, its "
+            "mode, a read-only mount)"
+        )
+    return "check that the directory exists, is writable by this process and has room"
 
 
 def warn(key: str, message: str, *args: object) -> None:
@@ -757,7 +782,14 @@ def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]
         try:
             fold(directory)
         except OSError as exc:  # left to a later scrape: the read below counts those files
-            warn(f"fold {directory.path}", "folding the files of gone processes failed: %s", exc)
+            warn(
+                f"fold {directory.path}",
+                "folding the files of gone processes failed: %s. The scrapes count their files "
+                "where they are meanwhile (their counters, not their gauges), and a later "
+                "scrape folds them; %s",
+                exc,
+                what_to_do(exc),
+            )
     parts: list[tuple[str, list[Section]]] = [("this process", own)]
     with directory.locked(shared=True):
         try:

@@ -120,6 +120,7 @@ from laios.execution._shared_totals import (
     gather,
     pid_namespace,
     warn,
+    what_to_do,
     without_gauges,
     write_totals,
 )
@@ -371,7 +372,17 @@ class MultiprocessExport:
 
     def _warn_write(self, exc: Exception) -> None:
         where = self.directory
-        warn(f"write {where}", "writing this process's metrics to %s failed: %r", where, exc)
+        warn(
+            f"write {where}",
+            "writing this process's metrics to %s failed: %r. Until a write succeeds (tried "
+            "again every %g s, and at each scrape this process serves), /metrics counts this "
+            "process's tasks as of its last write, and a SIGKILL loses what it counted since; "
+            "%s",
+            where,
+            exc,
+            self.interval,
+            what_to_do(exc),
+        )
 
     def totals(self) -> list[ExportedTotals]:
         """The totals of every process added up, as ``/metrics`` shows them; writes this
@@ -535,9 +546,10 @@ class MultiprocessExport:
                     _log.warning(
                         "the last write of this process's metrics to %s failed: %r; what it "
                         "counted since its previous write (if anything) is lost from the "
-                        "other processes' sum",
+                        "other processes' sum; %s",
                         self.directory,
                         exc,
+                        what_to_do(exc),
                     )
             self._closed = True
         self._collector.use_totals(None)
