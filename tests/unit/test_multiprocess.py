@@ -460,6 +460,42 @@ def test_the_directory_stays_bounded_when_processes_come_and_go(
     assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
 
 
+def test_more_gone_processes_than_open_files_allowed_are_all_folded(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More gone processes' files than the process may open at once (scrapes stopped while
+    workers were replaced, uvicorn's --limit-max-requests, a crash loop): a fold holds the lock
+    file of each process it folds until its files are deleted, so a fold of them all at once
+    failed with "Too many open files", every time, and the directory grew for ever. Folds take
+    them a batch at a time."""
+    monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
+    gone = fork(child_running(store, 1))
+    gone.report()
+    gone.kill()
+    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
+    for _ in range(59):  # (as many gone processes, each its file and its free lock file)
+        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
+        shutil.copyfile(first, directory / f"{stem}.json")
+        (directory / f"{stem}.lock").touch()
+
+    def fold_with_few_descriptors(report: Report) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 30, hard))
+        report({"folded": sweep(directory)})
+
+    child = fork(fold_with_few_descriptors)
+    assert child.report() == {"folded": 60}
+    child.wait()
+    assert tasks_total(scrape(registry)) == 60
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
+
+
 def test_counters_never_go_backwards_while_processes_come_and_go(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
 ) -> None:
