@@ -2093,6 +2093,66 @@ def test_a_file_with_a_histogram_laios_never_writes_is_left_out_with_one_warning
     assert str(damaged) in warnings[0]
 
 
+def _damage_bounds(document: dict[str, Any], damage: str) -> None:
+    """Give the histograms of ``document``'s section bucket bounds no store writes."""
+    [section] = document["sections"]
+    totals = section["totals"]
+    tools = totals["tools"].values()
+    if damage == "section bounds reversed":
+        section["bounds"] = section["bounds"][::-1]
+    elif damage == "every duration bound reversed":
+        section["bounds"] = totals["duration_buckets"] = section["bounds"][::-1]
+        for tool in tools:
+            tool["duration_bounds"] = section["bounds"]
+    elif damage == "every queue-wait bound reversed":
+        totals["queue_wait_buckets"] = totals["queue_wait_buckets"][::-1]
+        for tool in tools:
+            tool["queue_wait_bounds"] = totals["queue_wait_buckets"]
+    else:
+        assert damage == "a tool's bounds not its section's"
+        for tool in tools:
+            tool["duration_bounds"] = [2 * bound for bound in tool["duration_bounds"]]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "section bounds reversed",
+        "every duration bound reversed",
+        "every queue-wait bound reversed",
+        "a tool's bounds not its section's",
+    ],
+)
+def test_a_file_with_bucket_bounds_laios_never_writes_is_left_out_with_one_warning(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
+    """Another process's file whose bucket bounds no store writes (not increasing, or not
+    those of the section they are in) is left out whole, with one warning naming it: its
+    counts were added in other buckets than their own (a task of 1 ms counted under 300 s,
+    for ever once folded), or exported with the ``le`` of the buckets out of order."""
+    run_tasks(store, 3)
+    export.write()
+    assert export.path is not None
+    before = scrape(registry)
+    document = json.loads(export.path.read_text())
+    document["pid"] = 1
+    _damage_bounds(document, damage)
+    damaged = directory / "laios-proc-1-deadbeef0000.json"
+    damaged.write_text(json.dumps(document))
+    with caplog.at_level(logging.WARNING, "laios.execution"):
+        assert scrape(registry) == before
+        assert scrape(registry) == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(damaged) in warnings[0]
+    assert "bounds" in warnings[0]
+
+
 def test_a_file_whose_bucket_counts_fall_is_added_in(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:
