@@ -1546,6 +1546,45 @@ def test_a_directory_that_cannot_be_used_is_refused_at_enable(
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS])
+def test_a_directory_without_file_locks_is_refused_saying_so(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A directory whose file system refuses ``flock`` (a network file system mounted without
+    locks, some FUSE file systems) is refused saying that and where to put it, not that it is
+    not writable: its owner and mode are fine, and checking them leads nowhere."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    fake = SimpleNamespace(**{n: getattr(fcntl, n) for n in dir(fcntl) if n.startswith("LOCK_")})
+    monkeypatch.setattr(_shared_totals, "fcntl", SimpleNamespace(**vars(fake), flock=no_locks))
+    with pytest.raises(ValueError, match="file locks") as caught:
+        enable(directory)
+    assert str(directory) in str(caught.value)
+    assert "not writable" not in str(caught.value)
+    assert "local file system" in str(caught.value)
+
+
+def test_a_directory_locked_too_long_is_refused_saying_so_not_as_unwritable(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory whose lock another process holds past the wait (a stuck process) is
+    refused saying so and what to look for, not that it is not writable."""
+    monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+    holder = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # (as a process stuck in a fold)
+        with pytest.raises(ValueError) as caught:
+            enable(directory)
+    finally:
+        os.close(holder)
+    message = str(caught.value)
+    assert str(directory) in message
+    assert "not writable" not in message
+    assert "stuck process" in message
+
+
 def test_no_directory_at_all_is_refused_naming_the_variable() -> None:
     """Without a directory and without LAIOS_MULTIPROC_DIR, enable() says what to set."""
     with pytest.raises(ValueError, match=ENV_VAR):

@@ -94,6 +94,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -168,6 +169,9 @@ _MAX_REPLACED_WAIT = 10.0
 #: How many times a scrape reads the directory at most, when this process's file moves to a
 #: new name while it reads (its lock file deleted: see ``MultiprocessExport.totals``).
 _GATHER_ATTEMPTS = 3
+#: What ``flock`` fails with on a file system without file locks (a network file system
+#: mounted without them, some FUSE file systems).
+_NO_FILE_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 #: What a process that started while the directory was missing takes for the directory it knew
 #: (see ``MultiprocessExport.start``): the one it finds later is one created anew.
 _NO_DIRECTORY = (-1, -1)
@@ -635,7 +639,18 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
             probe = path / f"{_PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp"
             probe.write_bytes(b"")
             probe.unlink()
+    except TimeoutError as exc:
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be used now: {exc} (a stuck process "
+            "holding it open: find it with fuser or lsof; or try again)"
+        ) from exc
     except OSError as exc:
+        if exc.errno in _NO_FILE_LOCKS:
+            raise ValueError(
+                f"the multiprocess directory {path} is on a file system without file locks "
+                f"(flock: {exc.strerror or exc}), which tell the live processes from the gone "
+                "ones: put it on a local file system, such as /dev/shm or a tmpfs"
+            ) from exc
         raise ValueError(
             f"the multiprocess directory {path} is not writable by this process: {exc}"
         ) from exc
