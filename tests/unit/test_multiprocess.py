@@ -9,6 +9,7 @@ counts of children that are gone, however they went.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -459,6 +460,42 @@ def test_the_directory_stays_bounded_when_processes_come_and_go(
     assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
 
 
+def test_more_gone_processes_than_open_files_allowed_are_all_folded(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More gone processes' files than the process may open at once (scrapes stopped while
+    workers were replaced, uvicorn's --limit-max-requests, a crash loop): a fold holds the lock
+    file of each process it folds until its files are deleted, so a fold of them all at once
+    failed with "Too many open files", every time, and the directory grew for ever. Folds take
+    them a batch at a time."""
+    monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
+    gone = fork(child_running(store, 1))
+    gone.report()
+    gone.kill()
+    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
+    for _ in range(59):  # (as many gone processes, each its file and its free lock file)
+        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
+        shutil.copyfile(first, directory / f"{stem}.json")
+        (directory / f"{stem}.lock").touch()
+
+    def fold_with_few_descriptors(report: Report) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 30, hard))
+        report({"folded": sweep(directory)})
+
+    child = fork(fold_with_few_descriptors)
+    assert child.report() == {"folded": 60}
+    child.wait()
+    assert tasks_total(scrape(registry)) == 60
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
+
+
 def test_counters_never_go_backwards_while_processes_come_and_go(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
 ) -> None:
@@ -616,6 +653,38 @@ def test_a_live_process_whose_lock_file_is_deleted_counts_its_tasks_once(
     assert export.path != old
     stem = export.path.name.removesuffix(".json")
     assert files(directory) == [f"{stem}.json", f"{stem}.lock"]
+
+
+def test_a_move_to_a_new_name_in_the_middle_of_a_scrape_counts_this_process_once(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This process's lock file deleted (a temp-file cleaner) while it serves a scrape, and its
+    writer thread moving its totals to a new name after the scrape took them and before it
+    read the directory: the scrape would add the file under the new name to the totals it
+    holds already, and show this process's tasks twice (then, at the next scrape, once: a drop
+    that Prometheus reads as a counter reset)."""
+    export = enable(directory, interval=3600, registry=registry, store=store)
+    run_tasks(store, 5)
+    assert tasks_total(scrape(registry)) == 5
+    gather = multiprocess.gather
+    moves: list[Path] = []
+
+    def gather_after_a_move(*args: Any) -> Any:
+        if not moves:  # (once: as the writer thread would, in another thread, meanwhile)
+            assert export.path is not None
+            moves.append(export.path)
+            export.path.with_suffix(".lock").unlink()
+            export.write()
+            assert export.path != moves[0]
+        return gather(*args)
+
+    monkeypatch.setattr(multiprocess, "gather", gather_after_a_move)
+    assert tasks_total(scrape(registry)) == 5
+    assert moves
+    assert tasks_total(scrape(registry)) == 5
 
 
 def test_another_process_whose_lock_file_is_deleted_is_counted_once_by_every_scrape(
@@ -817,6 +886,37 @@ def test_a_failed_write_shows_what_the_file_holds(
     assert "No space left on device" in caplog.text
 
 
+def test_a_full_disk_is_warned_saying_what_it_costs_and_what_to_do(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write of this process's file and a fold that fail (the directory's file system full)
+    are warned with what that costs (counts as of the last write; gone processes' files
+    counted where they are) and what to do, not with the system's error alone."""
+    gone = fork(child_running(store, 5))
+    gone.report()
+    gone.kill()
+
+    def disk_full(path: Path, body: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(multiprocess, "write_totals", disk_full)
+    monkeypatch.setattr(_shared_totals, "write_totals", disk_full)
+    run_tasks(store, 2)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        assert tasks_total(scrape(registry)) == 5
+    [write] = [r.getMessage() for r in caplog.records if "this process's metrics" in r.getMessage()]
+    [folding] = [r.getMessage() for r in caplog.records if "folding" in r.getMessage()]
+    assert "as of its last write" in write
+    assert "where they are" in folding
+    for message in (write, folding):
+        assert "No space left on device" in message
+        assert "make room on the directory's file system" in message
+
+
 def test_a_full_disk_when_the_mode_is_turned_on_warns_and_the_file_comes_later(
     directory: Path,
     store: MetricStore,
@@ -998,9 +1098,53 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
         assert "Create it again" in gone[0]
         directory.mkdir()
         deadline = time.monotonic() + CHILD_SECONDS
-        while tasks_total(scrape(registry)) != 7:  # until the child has written here again
-            assert time.monotonic() < deadline, "the child never wrote to the new directory"
+        while True:  # (the scrapes fail until the child has had its interval to write here)
+            with contextlib.suppress(OSError):
+                assert tasks_total(scrape(registry)) == 7
+                break
+            assert time.monotonic() < deadline, "the scrapes never answered again"
             time.sleep(INTERVAL)
+    finally:
+        child.kill()
+
+
+def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """The shared directory deleted and created again under the running workers (with or
+    without a scrape in between): a scrape that answered with the serving worker's own counts
+    before the others had written their files there again would drop the sum by theirs, which
+    Prometheus reads as a counter reset, and then as many tasks again when they write. Until
+    they have had their interval to write, the scrape fails saying why; then it shows every
+    live worker's counts."""
+    enable(directory, interval=0.4, registry=registry, store=store)
+    run_tasks(store, 3)
+    child = fork(child_running(store, 4))
+    try:
+        child.report()
+        assert tasks_total(scrape(registry)) == 7
+        os.kill(child.pid, signal.SIGSTOP)  # (it cannot write to the new directory yet)
+        try:
+            deadline = time.monotonic() + CHILD_SECONDS
+            while directory.exists():  # (this process may write a file again as it is deleted)
+                assert time.monotonic() < deadline, "the directory could not be deleted"
+                shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            with pytest.raises(OSError, match="created anew") as raised:
+                scrape(registry)
+            assert str(directory) in str(raised.value)
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+        deadline = time.monotonic() + CHILD_SECONDS
+        while len(list(directory.glob("laios-proc-*.json"))) < 2:
+            assert time.monotonic() < deadline, "the child never wrote to the new directory"
+            time.sleep(0.01)
+        while True:  # (the scrapes may still wait for the interval to pass)
+            with contextlib.suppress(OSError):
+                assert tasks_total(scrape(registry)) == 7
+                break
+            assert time.monotonic() < deadline, "the scrapes never answered again"
+            time.sleep(0.05)
     finally:
         child.kill()
 
@@ -1014,19 +1158,26 @@ def test_a_gunicorn_worker_started_after_the_directory_was_deleted_starts_and_wr
     """The directory deleted under a running gunicorn service (a temp-file cleaner, an
     ``rm -rf``): a worker that starts then (one replaced after max_requests or a SIGKILL)
     starts all the same and writes its file once the directory is back. Refusing would fail
-    its boot, and gunicorn stops the whole service when a worker fails to boot."""
+    its boot, and gunicorn stops the whole service when a worker fails to boot. Its scrapes
+    then wait for the other workers to write theirs there too, as the other workers' do."""
     monkeypatch.setenv(ENV_VAR, str(directory))
     gunicorn_on_starting(None)  # this process is the master: it checked the directory
     shutil.rmtree(directory)
 
     def work(report: Report) -> None:
-        export = enable(interval=INTERVAL, registry=registry, store=store)
+        export = enable(interval=0.5, registry=registry, store=store)
         report({"started": True})
         run_tasks(store, 2)
         deadline = time.monotonic() + CHILD_SECONDS
-        while export.path is None or not export.path.exists():
-            assert time.monotonic() < deadline, "the worker never wrote to the new directory"
-            time.sleep(INTERVAL / 2)
+        while True:  # (its scrapes: the directory is gone, then created anew)
+            try:
+                export.totals()
+            except OSError as exc:
+                if "created anew" in str(exc):
+                    break
+            assert time.monotonic() < deadline, "no scrape waited for the other workers"
+            time.sleep(0.02)
+        assert export.path is not None
         report({"path": str(export.path)})
         time.sleep(60)
 
@@ -1393,6 +1544,45 @@ def test_a_directory_that_cannot_be_used_is_refused_at_enable(
     with pytest.raises(ValueError, match=message) as caught:
         enable(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS])
+def test_a_directory_without_file_locks_is_refused_saying_so(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A directory whose file system refuses ``flock`` (a network file system mounted without
+    locks, some FUSE file systems) is refused saying that and where to put it, not that it is
+    not writable: its owner and mode are fine, and checking them leads nowhere."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    fake = SimpleNamespace(**{n: getattr(fcntl, n) for n in dir(fcntl) if n.startswith("LOCK_")})
+    monkeypatch.setattr(_shared_totals, "fcntl", SimpleNamespace(**vars(fake), flock=no_locks))
+    with pytest.raises(ValueError, match="file locks") as caught:
+        enable(directory)
+    assert str(directory) in str(caught.value)
+    assert "not writable" not in str(caught.value)
+    assert "local file system" in str(caught.value)
+
+
+def test_a_directory_locked_too_long_is_refused_saying_so_not_as_unwritable(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory whose lock another process holds past the wait (a stuck process) is
+    refused saying so and what to look for, not that it is not writable."""
+    monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+    holder = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # (as a process stuck in a fold)
+        with pytest.raises(ValueError) as caught:
+            enable(directory)
+    finally:
+        os.close(holder)
+    message = str(caught.value)
+    assert str(directory) in message
+    assert "not writable" not in message
+    assert "stuck process" in message
 
 
 def test_no_directory_at_all_is_refused_naming_the_variable() -> None:
@@ -1940,6 +2130,66 @@ def test_a_file_with_a_histogram_laios_never_writes_is_left_out_with_one_warning
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
     assert str(damaged) in warnings[0]
+
+
+def _damage_bounds(document: dict[str, Any], damage: str) -> None:
+    """Give the histograms of ``document``'s section bucket bounds no store writes."""
+    [section] = document["sections"]
+    totals = section["totals"]
+    tools = totals["tools"].values()
+    if damage == "section bounds reversed":
+        section["bounds"] = section["bounds"][::-1]
+    elif damage == "every duration bound reversed":
+        section["bounds"] = totals["duration_buckets"] = section["bounds"][::-1]
+        for tool in tools:
+            tool["duration_bounds"] = section["bounds"]
+    elif damage == "every queue-wait bound reversed":
+        totals["queue_wait_buckets"] = totals["queue_wait_buckets"][::-1]
+        for tool in tools:
+            tool["queue_wait_bounds"] = totals["queue_wait_buckets"]
+    else:
+        assert damage == "a tool's bounds not its section's"
+        for tool in tools:
+            tool["duration_bounds"] = [2 * bound for bound in tool["duration_bounds"]]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "section bounds reversed",
+        "every duration bound reversed",
+        "every queue-wait bound reversed",
+        "a tool's bounds not its section's",
+    ],
+)
+def test_a_file_with_bucket_bounds_laios_never_writes_is_left_out_with_one_warning(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
+    """Another process's file whose bucket bounds no store writes (not increasing, or not
+    those of the section they are in) is left out whole, with one warning naming it: its
+    counts were added in other buckets than their own (a task of 1 ms counted under 300 s,
+    for ever once folded), or exported with the ``le`` of the buckets out of order."""
+    run_tasks(store, 3)
+    export.write()
+    assert export.path is not None
+    before = scrape(registry)
+    document = json.loads(export.path.read_text())
+    document["pid"] = 1
+    _damage_bounds(document, damage)
+    damaged = directory / "laios-proc-1-deadbeef0000.json"
+    damaged.write_text(json.dumps(document))
+    with caplog.at_level(logging.WARNING, "laios.execution"):
+        assert scrape(registry) == before
+        assert scrape(registry) == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(damaged) in warnings[0]
+    assert "bounds" in warnings[0]
 
 
 def test_a_file_whose_bucket_counts_fall_is_added_in(

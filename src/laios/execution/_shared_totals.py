@@ -72,6 +72,7 @@ except ImportError:  # not POSIX: multiprocess.enable() refuses
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "FOLD_BATCH",
     "HAS_LOCKS",
     "LOCK_TIMEOUT",
     "PROCESS_PREFIX",
@@ -84,6 +85,7 @@ __all__ = [
     "gather",
     "pid_namespace",
     "retire",
+    "what_to_do",
     "without_gauges",
 ]
 
@@ -247,6 +249,30 @@ def _flock(fd: int, operation: int, path: Path, deadline: float) -> None:
                 ) from None
         time.sleep(pause)
         pause = min(2 * pause, 0.05)
+
+
+#: The errors of a file system with no room: full, or a quota or file size limit reached.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: The errors of a directory this process may not write in: its owner or mode, a read-only mount.
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def what_to_do(exc: BaseException) -> str:
+    """What to do about a write or fold in the directory that failed with ``exc``."""
+    if isinstance(exc, TimeoutError):
+        return (
+            "another process held the directory's lock too long: if this keeps failing, "
+            "look for a stuck process with the directory open (fuser, lsof)"
+        )
+    code = getattr(exc, "errno", None)
+    if code in _NO_ROOM:
+        return "make room on the directory's file system (full, or a quota or size limit)"
+    if code in _NOT_WRITABLE:
+        return (
+            "make the directory writable by every process that shares it (its owner, its "
+            "mode, a read-only mount)"
+        )
+    return "check that the directory exists, is writable by this process and has room"
 
 
 def warn(key: str, message: str, *args: object) -> None:
@@ -660,70 +686,99 @@ class SharedDirectory:
                 os.unlink(self.path / f"{stem}{suffix}")
 
 
+#: The most gone processes one round of a fold takes (it holds each one's lock file open until
+#: its files are deleted): a fold of more goes round again, so that it never needs more
+#: descriptors than that, whatever the number of files (``ulimit -n`` is often 1024).
+FOLD_BATCH = 64
+
+
 def fold(directory: SharedDirectory) -> int:
     """Fold the files of gone processes into the retired file; return how many were folded.
 
-    Holds the directory's exclusive lock throughout.
+    Holds the directory's exclusive lock throughout. Takes :data:`FOLD_BATCH` gone
+    processes at a time (each batch written to the retired file, then deleted) until none is
+    left.
 
     Raises:
         TimeoutError: When the directory's lock stays held for :data:`LOCK_TIMEOUT` seconds.
     """
     with directory.locked(shared=False):
-        try:
-            retired, absorbed = directory.read_retired()
-        except OtherVersion as exc:  # its counts are that version's: never replaced here
-            _warn_other_version(directory.path / RETIRED, exc, retired=True)
-            return 0
-        except NotPermitted as exc:  # its counts are no garbage: left for one that may read it
-            _warn_not_permitted(directory.path / RETIRED, exc, retired=True)
-            return 0
-        except UnreadableFile as exc:
-            aside = directory.path / (RETIRED + ".unreadable")
-            _log.warning("the retired file cannot be read (%s); moved to %s", exc, aside)
-            os.replace(directory.path / RETIRED, aside)
-            retired, absorbed = [], frozenset()
-        leftovers = [stem for stem in absorbed if directory.data(stem).exists()]
-        folded: list[str] = []
-        gone: list[Section] = []
-        held: list[int] = []
+        pending = directory.stems(with_orphans=True)
         alive: list[str] = []
-        try:
-            for stem in directory.stems(with_orphans=True):
-                if stem in absorbed:
-                    continue
-                fd = directory.claim_if_gone(stem)
-                if fd is None:
-                    alive.append(stem)
-                    continue
-                if fd >= 0:
-                    held.append(fd)
-                sections = directory.read(stem)
-                if stem in directory.left_alone:
-                    continue  # for its version's processes, or one that may read it, to fold
-                gone.extend(without_gauges(section) for section in sections or ())
-                folded.append(stem)
-            if not folded and not leftovers:
-                return 0
+        total = 0
+        while pending:
+            folded, pending = _fold_batch(directory, pending, alive)
+            total += folded
+        return total
 
-            def live() -> list[Section]:  # (the live processes' files, as a scrape reads them)
-                return [s for stem in alive for s in directory.read(stem) or ()]
 
-            if folded:
-                # Named until deleted: a fold cut short here must not count them again.
-                body = dump(
-                    {
-                        "kind": "retired",
-                        "absorbed": [*leftovers, *folded],
-                        "sections": [section_data(s) for s in retire(retired, gone, live)],
-                    }
-                )
-                write_totals(directory.path / RETIRED, body)
-            for stem in (*leftovers, *folded):
-                directory.unlink(stem)
-        finally:
-            for fd in held:
-                close_lock(fd)
-        return len(folded)
+def _fold_batch(
+    directory: SharedDirectory, pending: list[str], alive: list[str]
+) -> tuple[int, list[str]]:
+    """One round of :func:`fold` (the caller holds the directory's exclusive lock): folds the
+    gone processes among ``pending``, in order, until :data:`FOLD_BATCH` lock files are held;
+    returns how many it folded and the processes it did not look at yet. Adds those it found
+    alive to ``alive``."""
+    try:
+        retired, absorbed = directory.read_retired()
+    except OtherVersion as exc:  # its counts are that version's: never replaced here
+        _warn_other_version(directory.path / RETIRED, exc, retired=True)
+        return 0, []
+    except NotPermitted as exc:  # its counts are no garbage: left for one that may read it
+        _warn_not_permitted(directory.path / RETIRED, exc, retired=True)
+        return 0, []
+    except UnreadableFile as exc:
+        aside = directory.path / (RETIRED + ".unreadable")
+        _log.warning("the retired file cannot be read (%s); moved to %s", exc, aside)
+        os.replace(directory.path / RETIRED, aside)
+        retired, absorbed = [], frozenset()
+    leftovers = [stem for stem in absorbed if directory.data(stem).exists()]
+    folded: list[str] = []
+    gone: list[Section] = []
+    held: list[int] = []
+    looked = 0
+    try:
+        for stem in pending:
+            if len(held) >= FOLD_BATCH:  # (no more lock files open: the rest next round)
+                break
+            looked += 1
+            if stem in absorbed:
+                continue
+            fd = directory.claim_if_gone(stem)
+            if fd is None:
+                alive.append(stem)
+                continue
+            if fd >= 0:
+                held.append(fd)
+            sections = directory.read(stem)
+            if stem in directory.left_alone:
+                continue  # for its version's processes, or one that may read it, to fold
+            gone.extend(without_gauges(section) for section in sections or ())
+            folded.append(stem)
+        rest = pending[looked:]
+        if not folded and not leftovers:
+            return 0, rest
+
+        def live() -> list[Section]:  # (the live processes' files, as a scrape reads them)
+            found = [*alive, *(stem for stem in rest if directory.alive(stem))]
+            return [s for stem in found for s in directory.read(stem) or ()]
+
+        if folded:
+            # Named until deleted: a fold cut short here must not count them again.
+            body = dump(
+                {
+                    "kind": "retired",
+                    "absorbed": [*leftovers, *folded],
+                    "sections": [section_data(s) for s in retire(retired, gone, live)],
+                }
+            )
+            write_totals(directory.path / RETIRED, body)
+        for stem in (*leftovers, *folded):
+            directory.unlink(stem)
+    finally:
+        for fd in held:
+            close_lock(fd)
+    return len(folded), rest
 
 
 def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
@@ -757,7 +812,14 @@ def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]
         try:
             fold(directory)
         except OSError as exc:  # left to a later scrape: the read below counts those files
-            warn(f"fold {directory.path}", "folding the files of gone processes failed: %s", exc)
+            warn(
+                f"fold {directory.path}",
+                "folding the files of gone processes failed: %s. The scrapes count their files "
+                "where they are meanwhile (their counters, not their gauges), and a later "
+                "scrape folds them; %s",
+                exc,
+                what_to_do(exc),
+            )
     parts: list[tuple[str, list[Section]]] = [("this process", own)]
     with directory.locked(shared=True):
         try:

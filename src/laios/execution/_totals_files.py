@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import itertools
 import json
 import math
 import os
@@ -336,6 +337,27 @@ def _check_histograms(section: Section) -> None:
             raise UnreadableFile(f"custom metric {shorten(name, 200)!r}: its sum is negative")
 
 
+def _check_bounds(section: Section) -> None:
+    """The bucket bounds of ``section`` are a store's: increasing, and the same in each place
+    a file holds them (the section's, its totals', each tool's). Others would add counts into
+    other buckets than their own (those of a section moved into bounds in common), or export
+    the ``le`` of the buckets out of order."""
+    totals = section.totals
+    for kind, bounds in (("duration", section.bounds), ("queue-wait", totals.queue_wait_buckets)):
+        if any(low >= high for low, high in itertools.pairwise(bounds)):
+            raise UnreadableFile(f"its {kind} bucket bounds do not increase: {bounds!r}")
+    if totals.duration_buckets != section.bounds:
+        raise UnreadableFile("its totals' duration bucket bounds are not its section's bounds")
+    for tool in totals.tools.values():
+        if (tool.duration_bounds, tool.queue_wait_bounds) != (
+            section.bounds,
+            totals.queue_wait_buckets,
+        ):
+            raise UnreadableFile(
+                f"tool {shorten(tool.tool, 200)!r}: its bucket bounds are not its section's"
+            )
+
+
 def _check_labels(section: Section) -> None:
     """The constant labels of ``section`` are those of a store: valid names, none reserved
     (``tool``, ``le``, ...), each once, sorted by name. Others would be added in as series
@@ -371,6 +393,7 @@ def sections_of(document: Mapping[str, Any]) -> list[Section]:
             _limits(entry.get("limits")),
         )
         _check_histograms(section)
+        _check_bounds(section)
         _check_labels(section)
         if of_0_1_0:
             bounds, totals = moved_to_default_buckets(section.bounds, section.totals)

@@ -94,12 +94,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import logging
 import math
 import os
 import secrets
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,7 @@ from laios.execution._shared_totals import (
     gather,
     pid_namespace,
     warn,
+    what_to_do,
     without_gauges,
     write_totals,
 )
@@ -155,6 +158,23 @@ _MIN_INTERVAL = 0.05
 _MAX_INTERVAL = 3600.0
 #: How the file written to check that the directory is writable begins.
 _PROBE_PREFIX = "laios-probe-"
+#: A directory created anew under the running processes: scrapes fail for this many intervals
+#: (at most :data:`_MAX_REPLACED_WAIT` seconds) from when this process finds it, time for the
+#: other live processes to write their files there again.
+_REPLACED_WAIT_INTERVALS = 2
+#: The longest scrapes fail for a directory created anew, in seconds (a scrape that fails
+#: still writes the serving process's file: with a long interval, each process's file is
+#: there once it has served a scrape).
+_MAX_REPLACED_WAIT = 10.0
+#: How many times a scrape reads the directory at most, when this process's file moves to a
+#: new name while it reads (its lock file deleted: see ``MultiprocessExport.totals``).
+_GATHER_ATTEMPTS = 3
+#: What ``flock`` fails with on a file system without file locks (a network file system
+#: mounted without them, some FUSE file systems).
+_NO_FILE_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+#: What a process that started while the directory was missing takes for the directory it knew
+#: (see ``MultiprocessExport.start``): the one it finds later is one created anew.
+_NO_DIRECTORY = (-1, -1)
 
 
 # -- the export of one process --------------------------------------------------------------
@@ -195,6 +215,12 @@ class MultiprocessExport:
         self._written: list[Section] = []  # what this process's file holds
         self._body = b""
         self._on_disk: tuple[int, int, int] | None = None  # what _file_id() said after writing
+        #: The directory this process's file is in (device, inode): another one under the same
+        #: path is the directory created anew (deleted under the running processes).
+        self._directory_id: tuple[int, int] | None = None
+        #: When this process found the directory created anew (``time.monotonic()``): scrapes
+        #: fail for a while, until the other live processes have written their files there.
+        self._replaced_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: The writer thread was refused (a container's pids limit): the next write (a
@@ -292,6 +318,8 @@ class MultiprocessExport:
             OSError: When the new name cannot be taken or written.
         """
         old = self._stem
+        found = os.stat(self.directory)
+        directory_id = (found.st_dev, found.st_ino)
         stem, fd = self._files.claim(os.getpid())
         new = self._files.data(stem)
         renamed = False
@@ -319,6 +347,9 @@ class MultiprocessExport:
                 self._files.unlink(old)
         self._release()
         self._stem, self._lock_fd, self._body = stem, fd, body
+        if self._directory_id not in (None, directory_id):
+            self._replaced_at = time.monotonic()  # (the other processes' files are not there)
+        self._directory_id = directory_id
         if failed is not None:
             self._body = b""  # (not what the file holds)
             raise failed
@@ -345,7 +376,17 @@ class MultiprocessExport:
 
     def _warn_write(self, exc: Exception) -> None:
         where = self.directory
-        warn(f"write {where}", "writing this process's metrics to %s failed: %r", where, exc)
+        warn(
+            f"write {where}",
+            "writing this process's metrics to %s failed: %r. Until a write succeeds (tried "
+            "again every %g s, and at each scrape this process serves), /metrics counts this "
+            "process's tasks as of its last write, and a SIGKILL loses what it counted since; "
+            "%s",
+            where,
+            exc,
+            self.interval,
+            what_to_do(exc),
+        )
 
     def totals(self) -> list[ExportedTotals]:
         """The totals of every process added up, as ``/metrics`` shows them; writes this
@@ -353,8 +394,23 @@ class MultiprocessExport:
 
         Raises:
             OSError: When the directory cannot be read (the scrape fails rather than show a
-                number that goes backwards).
+                number that goes backwards); also for a while after this process found the
+                directory created anew (deleted under the running processes), until the other
+                live processes have had twice ``interval`` (at most 10 s) to write their files
+                there again.
         """
+        for _attempt in range(_GATHER_ATTEMPTS):
+            stem, merged = self._gather_once()
+            with self._lock:
+                if self._stem == stem:
+                    break
+            # Moved to a new name meanwhile (its lock file deleted, by the writer thread): the
+            # read may have counted that file beside the totals taken, this process's twice.
+        return [section.totals for section in merged]
+
+    def _gather_once(self) -> tuple[str | None, list[Section]]:
+        """One scrape's sum: the name of this process's file as it wrote its totals there
+        first, and every process's totals added up."""
         with self._lock:
             if self._writing():
                 try:
@@ -363,11 +419,35 @@ class MultiprocessExport:
                     self._warn_write(exc)
                 self._retry_thread_locked()
                 own, stem = list(self._written), self._stem
+                waiting = self._replaced_wait_locked()
             else:
                 own = self._sections()
                 stem = None
-        merged = gather(self._files, stem, own)
-        return [section.totals for section in merged]
+                waiting = 0.0
+        if waiting > 0.0:
+            message = (
+                f"the multiprocess directory {self.directory} was created anew (deleted under "
+                f"the running workers?): /metrics fails for {waiting:.1f} s more, until the "
+                "live workers have written their files there again, rather than show a sum "
+                "without their counts (Prometheus would read a counter reset, then count "
+                "their tasks twice). The counts of the workers that were gone are lost with "
+                "the old directory. Keep the directory out of temp-file cleaners' reach"
+            )
+            warn(f"created anew {self.directory}", "%s", message)
+            raise OSError(message)
+        return stem, gather(self._files, stem, own)
+
+    def _replaced_wait_locked(self) -> float:
+        """Seconds the scrapes still fail for the directory created anew (0 once they need not;
+        the caller holds ``self._lock``)."""
+        if self._replaced_at is None:
+            return 0.0
+        wait = min(_REPLACED_WAIT_INTERVALS * self.interval, _MAX_REPLACED_WAIT)
+        left = self._replaced_at + wait - time.monotonic()
+        if left <= 0.0:
+            self._replaced_at = None
+            return 0.0
+        return left
 
     def start(self) -> None:
         """Write now and start the writer thread (called by :func:`enable`, also to take up
@@ -382,6 +462,11 @@ class MultiprocessExport:
         start the thread again.
         """
         self._closed = False
+        with self._lock:
+            if self._directory_id is None and not self.directory.is_dir():
+                # (a gunicorn worker started while the directory was deleted: once it is back,
+                # the other live processes' files are not there at once)
+                self._directory_id = _NO_DIRECTORY
         try:
             self.write()
         except OSError as exc:
@@ -465,9 +550,10 @@ class MultiprocessExport:
                     _log.warning(
                         "the last write of this process's metrics to %s failed: %r; what it "
                         "counted since its previous write (if anything) is lost from the "
-                        "other processes' sum",
+                        "other processes' sum; %s",
                         self.directory,
                         exc,
+                        what_to_do(exc),
                     )
             self._closed = True
         self._collector.use_totals(None)
@@ -553,7 +639,18 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
             probe = path / f"{_PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp"
             probe.write_bytes(b"")
             probe.unlink()
+    except TimeoutError as exc:
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be used now: {exc} (a stuck process "
+            "holding it open: find it with fuser or lsof; or try again)"
+        ) from exc
     except OSError as exc:
+        if exc.errno in _NO_FILE_LOCKS:
+            raise ValueError(
+                f"the multiprocess directory {path} is on a file system without file locks "
+                f"(flock: {exc.strerror or exc}), which tell the live processes from the gone "
+                "ones: put it on a local file system, such as /dev/shm or a tmpfs"
+            ) from exc
         raise ValueError(
             f"the multiprocess directory {path} is not writable by this process: {exc}"
         ) from exc
