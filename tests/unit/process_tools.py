@@ -862,6 +862,23 @@ class Forks(BaseTool):
         return "from the worker"
 
 
+class ForksASleeper(BaseTool):
+    name = "forks_a_sleeper"
+    description = (
+        "Forks a child that sleeps for a minute (holding every descriptor the worker has) and "
+        "never returns into the worker's code; returns the child's pid at once."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        child = os.fork()
+        if child == 0:
+            try:
+                time.sleep(HANG_SECONDS)
+            finally:
+                os._exit(0)
+        return child
+
+
 class ProgressThatDoesNotLoad(BaseTool):
     name = "progress_that_does_not_load"
     description = "Reports progress whose details pickle but cannot be unpickled, then returns."
@@ -1338,6 +1355,7 @@ TOOLS = (
     ProgressLater,
     ReleaseLateProgress,
     Forks,
+    ForksASleeper,
     ProgressThatDoesNotLoad,
     ReportsWhatExitsWhenPickled,
     Fails,

@@ -910,6 +910,59 @@ def test_a_process_a_tool_forks_never_answers_for_its_worker(
     assert f"pid {again.output}" == worker
 
 
+def _pidfds() -> bool:
+    """Whether this system has pidfds (``os.pidfd_open``: Python 3.9+, Linux 5.3+)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_worker_a_forked_process_outlives_is_seen_to_crash_at_once(
+    method: str, make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A process an earlier tool forked keeps every descriptor of its worker open: a
+    ``spawn`` worker's pipes (its sentinel too) then never closed when it died, and its next
+    call waited for its timeout ("was stopped"), or for ever without one. On Linux the worker's
+    end is watched through a pidfd too: its call fails at once with its exit code, as on a
+    ``forkserver`` worker, and what is left in its group (the forked process) is killed."""
+    if method == "spawn" and not _pidfds():
+        pytest.skip("os.pidfd_open is not available here (Python 3.9+, Linux 5.3+)")
+    executor = make(runner_options={"start_method": method})
+    forked = executor.execute_task(task("forks_a_sleeper"), context, timeout=WAIT)
+    assert forked.success, forked.error
+    child = forked.output
+    try:
+        result = executor.execute_task(task("exit", code=3), context, timeout=WAIT)
+        assert result.metadata["outcome"] == "error", result.error
+        assert result.metadata["error_type"] == "worker_crashed", result.error
+        assert "exited with code 3" in (result.error or ""), result.error
+        assert gone(child), "the forked process outlived its worker"
+        assert run_pid(executor, task, context) > 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_spawn_workers_replaced_again_and_again_leave_no_descriptor_open(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Each ``spawn`` worker's pidfd is closed once the worker is gone and replaced."""
+    executor = make(runner_options={"start_method": "spawn"})
+
+    def crash_and_replace() -> int:
+        result = executor.execute_task(task("exit", code=3), context, timeout=WAIT)
+        assert result.metadata["error_type"] == "worker_crashed", result.error
+        run_pid(executor, task, context)  # (its replacement serves)
+        return len(os.listdir("/proc/self/fd"))
+
+    before = crash_and_replace()
+    crash_and_replace()
+    assert crash_and_replace() <= before
+
+
 def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -24,7 +24,10 @@ holds no other worker's messages; so is one whose loading may run code that take
 * **Crashes.** A worker that dies while running a call (``os._exit``, a signal, a crash in C)
   ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
   ended it) and is replaced; what is left of its process group is killed (what the tool
-  started there must not run on, orphaned); the other calls go on.
+  started there must not run on, orphaned); the other calls go on. A worker's end is seen
+  through its sentinel (a ``forkserver`` worker's is told by the forkserver; a ``spawn``
+  worker's is a pipe, which a process a tool forked holds open too) and, for a ``spawn``
+  worker on Linux, through a pidfd (see :func:`_open_pidfd`).
 * **Stops.** A worker told to stop, or retiring after a limit, exits by itself; one that has
   not within ``_STOP_GRACE`` seconds (something in it hangs as it exits) is killed with its
   group, so that it keeps neither its place nor ``shutdown(wait=True)`` waiting.
@@ -349,6 +352,7 @@ class _Worker:
         "killed",
         "over_budget",
         "pid",
+        "pidfd",
         "process",
         "ready",
         "replacement",
@@ -357,10 +361,15 @@ class _Worker:
         "stopping",
     )
 
-    def __init__(self, process: Any, conn: Connection, ready: bool = True) -> None:
+    def __init__(
+        self, process: Any, conn: Connection, ready: bool = True, pidfd: int | None = None
+    ) -> None:
         self.process = process
         self.conn = conn
         self.pid: int = process.pid
+        # A pidfd that becomes readable when the process ends (``None``: none; see
+        # ``_open_pidfd``); the reader closes it once the worker is gone.
+        self.pidfd = pidfd
         # Whether the runner's initializer returned in it (see ``READY``; with none, at once):
         # one that ends before then ended in its initializer, before any tool started.
         self.ready = ready
@@ -439,6 +448,31 @@ def on_a_thread(
     except RuntimeError:
         return False
     return True
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for process ``pid`` (a ``spawn`` worker, just started), which becomes readable
+    when it ends; ``None`` where there are none (not Linux, Python before 3.9, Linux before
+    5.3) or the system refused one (no descriptor left).
+
+    A ``spawn`` worker's sentinel is a pipe that closes as it exits, and so is its pipe to the
+    caller: a process a tool forked (and left running) holds both open, and the worker's end
+    would then never be seen (its call would wait for its timeout, or for ever). A pidfd is
+    about the process alone. (A ``forkserver`` worker's end is told by the forkserver.)
+    """
+    try:
+        fd: int = os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):
+        return None
+    return fd
+
+
+def _close_pidfd(worker: _Worker) -> None:
+    """Close ``worker``'s pidfd, if it has one (once it is gone)."""
+    fd, worker.pidfd = worker.pidfd, None
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _kill_group(pid: int, *, ended: bool = False) -> None:
@@ -671,7 +705,8 @@ def _crash_outcome(
 
 
 class _Waiter:
-    """What the reader thread waits on: the wake-up pipe, each worker's pipe and sentinel.
+    """What the reader thread waits on: the wake-up pipe, each worker's pipe and sentinel (and
+    pidfd, when it has one: see :func:`_open_pidfd`).
 
     On POSIX one ``selectors`` selector lives as long as the reader (a worker is registered
     once); elsewhere ``multiprocessing.connection.wait`` is asked each time.
@@ -688,9 +723,13 @@ class _Waiter:
     def watch(self, worker: _Worker) -> None:
         self.workers[worker.conn] = ("message", worker)
         self.workers[worker.process.sentinel] = ("death", worker)
+        if worker.pidfd is not None:
+            self.workers[worker.pidfd] = ("death", worker)
         if self.selector is not None:
             self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
             self.selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
+            if worker.pidfd is not None:
+                self.selector.register(worker.pidfd, selectors.EVENT_READ, ("death", worker))
 
     def watch_messages(self, worker: _Worker) -> None:
         """Wait for ``worker``'s messages again (after :meth:`forget_messages`)."""
@@ -708,7 +747,9 @@ class _Waiter:
                 self.selector.unregister(worker.conn)
 
     def forget(self, worker: _Worker) -> None:
-        for key in (worker.conn, worker.process.sentinel):
+        for key in (worker.conn, worker.process.sentinel, worker.pidfd):
+            if key is None:
+                continue
             self.workers.pop(key, None)
             if self.selector is not None:
                 with contextlib.suppress(KeyError, ValueError, OSError):
@@ -723,7 +764,9 @@ class _Waiter:
             ready = wait([self.wake, *self.workers], timeout)
             tags = [self.workers.get(item) for item in ready]
         messages = [tag[1] for tag in tags if tag is not None and tag[0] == "message"]
-        deaths = [tag[1] for tag in tags if tag is not None and tag[0] == "death"]
+        # (once each: a worker's sentinel and pidfd may both say it ended)
+        ended = (tag[1] for tag in tags if tag is not None and tag[0] == "death")
+        deaths = list(dict.fromkeys(ended))
         return messages, deaths, None in tags
 
     def close(self) -> None:
@@ -791,6 +834,7 @@ class _Pool:
             forget_child(worker.process)
             with contextlib.suppress(OSError):
                 worker.conn.close()  # (the child's copy; the parent's end stays open)
+            _close_pidfd(worker)  # (the child's copy)
         for conn in (self.wake_reader, self.wake_writer):
             with contextlib.suppress(OSError):
                 conn.close()
@@ -874,7 +918,8 @@ class _Pool:
             break
         if self.forkserver:
             _started_by_a_forkserver.add(os.getpid())
-        worker = _Worker(process, parent_end, ready=self.initializer is None)
+        pidfd = None if self.forkserver else _open_pidfd(process.pid)
+        worker = _Worker(process, parent_end, ready=self.initializer is None, pidfd=pidfd)
         no_reader: RuntimeError | None = None
         with self.lock:
             self.starting -= 1
@@ -902,6 +947,7 @@ class _Pool:
             _kill_group(worker.pid)
             process.join()
             parent_end.close()
+            _close_pidfd(worker)
             return None
         if reading:
             self.wake()
@@ -1385,6 +1431,7 @@ class _Pool:
             if not worker.sending:  # (else the write closes it once it is over: see send)
                 with contextlib.suppress(OSError):
                     worker.conn.close()
+            _close_pidfd(worker)  # (the reader waits on it no more)
             self.cpu_watches.pop(worker.pid, None)
             self.exiting.pop(worker.pid, None)
             with contextlib.suppress(ValueError):
