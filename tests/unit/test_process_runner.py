@@ -1590,6 +1590,48 @@ def test_cpu_time_and_peak_memory_are_measured_per_task(
     assert 0 < small_peak < big_peak - 60
 
 
+def test_a_task_killed_at_its_timeout_reports_what_its_worker_used_until_then(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A task whose worker was killed at its timeout reported a ``cpu_time`` and a
+    ``memory_peak_mb`` of 0.0 (the worker's own count ends with it): a CPU hog looked idle.
+    The runner now reads them just before the kill."""
+    executor = make()
+    run_pid(executor, task, context)  # (a worker ready: the call starts at once)
+    hog = task("allocates_and_spins", mb=64, box=box)
+    result = executor.execute_task(hog, context, timeout=1.0)
+    assert result.metadata["outcome"] == "timeout", result.error
+    assert result.metadata["worker_killed"] is True
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    assert metrics.cpu_time > 0.0
+    assert metrics.memory_peak_mb >= 64, metrics.memory_peak_mb
+
+
+def test_a_cancelled_task_reports_the_cpu_of_its_own_call_until_the_kill(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """``cancel_task`` of a running task kills its worker: its ``cpu_time`` is what the
+    worker used since the call began (read just before the kill), not 0.0, and not what
+    the worker had used before the call."""
+    executor = make()
+    spun = executor.execute_task(task("spin", seconds=0.8), context, timeout=WAIT)
+    assert spun.success, spun.error
+    hog = task("allocates_and_spins", mb=1, box=box)
+    caller = Caller(executor, hog, context)
+    spinning = wait_for(lambda: process_tools.read_note(box, "spinning"))
+    assert spinning, "the tool did not start"
+    clock = (~spinning["pid"] << 3) | 2  # (the worker's CPU clock)
+    assert wait_for(lambda: time.clock_gettime(clock) >= spinning["cpu"] + 0.2)
+    assert executor.cancel_task(hog.id)
+    result = caller.returned(WAIT)
+    assert result.metadata["outcome"] == "cancelled", result.error
+    assert result.metadata["worker_killed"] is True
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    assert 0.2 <= metrics.cpu_time < 0.8, metrics.cpu_time
+
+
 def test_the_cpu_time_of_a_child_process_the_tool_waited_for_is_counted(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

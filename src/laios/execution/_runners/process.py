@@ -13,7 +13,9 @@ holds no other worker's messages; so is one whose loading may run code that take
 
 * **Kill.** When a call is abandoned (its task timed out, or was cancelled while running) the
   worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
-  call's outcome is ``"killed"``, and a fresh worker replaces it at once.
+  call's outcome is ``"killed"``, and a fresh worker replaces it at once. On Linux, what the
+  call had used until then (CPU seconds, peak memory) is read just before the kill (see
+  :func:`_usage_at_kill`).
 * **Limits.** A call's ``memory_limit_mb`` and ``cpu_seconds`` are enforced in the worker
   (``RLIMIT_DATA``, and a CPU-time timer with ``RLIMIT_CPU`` behind it); a worker that hit
   one is not reused. Signals can be ignored, so on Linux the reader thread also watches the
@@ -89,6 +91,9 @@ from laios.execution._runners.process_worker import (
     DONE,
     LARGE,
     LONGEST_CPU_BUDGET,
+    MARK_CPU_START,
+    MARK_PEAK_MEASURED,
+    MARK_SIZE,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
     READY,
@@ -312,9 +317,14 @@ class _Call:
         "state",
         "tool_name",
         "unsent",
+        "usage",
         "worker",
         "written",
     )
+
+    # What the call had used when its worker was killed for it (see ``_usage_at_kill``): set
+    # then only, never on a call's usual way (read with ``getattr``).
+    usage: tuple[float, float]
 
     def __init__(
         self,
@@ -350,6 +360,7 @@ class _Worker:
         "call",
         "conn",
         "killed",
+        "mark",
         "over_budget",
         "pid",
         "pidfd",
@@ -362,11 +373,18 @@ class _Worker:
     )
 
     def __init__(
-        self, process: Any, conn: Connection, ready: bool = True, pidfd: int | None = None
+        self,
+        process: Any,
+        conn: Connection,
+        ready: bool = True,
+        pidfd: int | None = None,
+        mark: Any = None,
     ) -> None:
         self.process = process
         self.conn = conn
         self.pid: int = process.pid
+        # The call mark it shares with this process (see ``_new_mark``; ``None``: none).
+        self.mark = mark
         # A pidfd that becomes readable when the process ends (``None``: none; see
         # ``_open_pidfd``); the reader closes it once the worker is gone.
         self.pidfd = pidfd
@@ -473,6 +491,50 @@ def _close_pidfd(worker: _Worker) -> None:
     if fd is not None:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _new_mark(context: Any) -> Any:
+    """A worker's call mark: doubles in shared memory where the worker notes the CPU seconds
+    its process had used when its current call began (see ``process_worker.serve``), for
+    :func:`_usage_at_kill`; ``None`` where that cannot be read (not Linux) or the memory
+    could not be had. Made once per worker; the worker writes it at each call (two stores in
+    memory, no system call), and this process reads it only when it kills the worker."""
+    if not _WATCH_CPU:
+        return None
+    try:
+        return context.RawArray("d", [-1.0] * MARK_SIZE)
+    except Exception:  # (no shared memory to be had: calls killed report 0.0, as elsewhere)
+        return None
+
+
+def _usage_at_kill(worker: _Worker) -> tuple[float, float] | None:
+    """What the call ``worker`` runs had used, read just before the runner kills the worker
+    for it: the CPU seconds of the worker process (all its threads) since the call began,
+    from the worker's CPU clock (children the tool started are not counted), and the peak
+    resident memory since then in MB (``VmHWM``, which the worker resets as each call begins;
+    ``0.0`` when that is not measured). ``None`` when they cannot be read: no call mark, the
+    worker has not begun the call (still reading it, or running the initializer) or has
+    ended it, or it is gone."""
+    mark = worker.mark
+    if mark is None:
+        return None
+    start = mark[MARK_CPU_START]
+    if start < 0:
+        return None
+    try:
+        cpu = time.clock_gettime((~worker.pid << 3) | 2) - start
+    except OSError:
+        return None
+    memory = 0.0
+    if mark[MARK_PEAK_MEASURED]:
+        try:
+            with open(f"/proc/{worker.pid}/status", "rb") as status:
+                text = status.read()
+            at = text.index(b"VmHWM:")
+            memory = int(text[at + 6 : text.index(b"kB", at)]) / 1024
+        except (OSError, ValueError):
+            pass
+    return max(cpu, 0.0), memory
 
 
 def _kill_group(pid: int, *, ended: bool = False) -> None:
@@ -876,10 +938,11 @@ class _Pool:
         while True:
             tries += 1
             parent_end, child_end = multiprocessing.Pipe()
+            mark = _new_mark(self.context)
             try:
                 process = self.context.Process(
                     target=serve,
-                    args=(child_end, self.initializer, self.initargs),
+                    args=(child_end, self.initializer, self.initargs, mark),
                     name=WORKER_NAME,
                 )
                 _start_with_interrupts_held(process)
@@ -919,7 +982,9 @@ class _Pool:
         if self.forkserver:
             _started_by_a_forkserver.add(os.getpid())
         pidfd = None if self.forkserver else _open_pidfd(process.pid)
-        worker = _Worker(process, parent_end, ready=self.initializer is None, pidfd=pidfd)
+        worker = _Worker(
+            process, parent_end, ready=self.initializer is None, pidfd=pidfd, mark=mark
+        )
         no_reader: RuntimeError | None = None
         with self.lock:
             self.starting -= 1
@@ -1650,7 +1715,10 @@ class _Pool:
             worker.killed = True
             if worker.pid not in self.workers:  # it ended already: nothing to kill (and its
                 return "stopped"  # pid may be another process's by now)
+        usage = _usage_at_kill(worker)
         _kill_group(worker.pid)
+        if usage is not None:
+            call.usage = usage
         return "killed"
 
     def close(self, wait: bool) -> None:
@@ -2012,6 +2080,13 @@ class ProcessRunner:
         the queue; the worker is replaced at once."""
         assert isinstance(handle, _Call)
         return self._pool.kill(handle)
+
+    def usage_at_kill(self, handle: Handle) -> tuple[float, float] | None:
+        """What ``handle``'s call had used when :meth:`abandon` killed its worker for it, read
+        just before the kill: CPU seconds since the call began and peak memory in MB (``0.0``:
+        not measured); ``None`` when its worker was not killed for it, or they could not be
+        read (see :func:`_usage_at_kill`)."""
+        return getattr(handle, "usage", None)
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; queued and running calls finish, then the workers exit. With
