@@ -425,6 +425,25 @@ class Spin(BaseTool):
         return "spun"
 
 
+class AllocatesAndSpins(BaseTool):
+    name = "allocates_and_spins"
+    description = (
+        "Allocates (and touches) a number of MB, notes its pid and the CPU seconds its process "
+        "had used then in ``box``, then burns CPU until killed (HANG_SECONDS at most)."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        size = kwargs["mb"] * 1024 * 1024
+        block = bytearray(size)
+        for offset in range(0, size, 4096):  # touch every page: resident, not just reserved
+            block[offset] = 1
+        note(kwargs["box"], "spinning", {"pid": os.getpid(), "cpu": time.process_time()})
+        deadline = time.monotonic() + HANG_SECONDS
+        while time.monotonic() < deadline:
+            pass
+        return len(block)
+
+
 class SpinDeaf(BaseTool):
     name = "spin_deaf"
     description = (
@@ -860,6 +879,23 @@ class Forks(BaseTool):
             return "from the forked child"
         os.waitpid(child, 0)
         return "from the worker"
+
+
+class ForksASleeper(BaseTool):
+    name = "forks_a_sleeper"
+    description = (
+        "Forks a child that sleeps for a minute (holding every descriptor the worker has) and "
+        "never returns into the worker's code; returns the child's pid at once."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        child = os.fork()
+        if child == 0:
+            try:
+                time.sleep(HANG_SECONDS)
+            finally:
+                os._exit(0)
+        return child
 
 
 class ProgressThatDoesNotLoad(BaseTool):
@@ -1318,6 +1354,7 @@ TOOLS = (
     Allocate,
     StartsThreads,
     Spin,
+    AllocatesAndSpins,
     SpinDeaf,
     LeavesAChild,
     ChildThenEnds,
@@ -1338,6 +1375,7 @@ TOOLS = (
     ProgressLater,
     ReleaseLateProgress,
     Forks,
+    ForksASleeper,
     ProgressThatDoesNotLoad,
     ReportsWhatExitsWhenPickled,
     Fails,

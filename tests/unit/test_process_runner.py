@@ -910,6 +910,59 @@ def test_a_process_a_tool_forks_never_answers_for_its_worker(
     assert f"pid {again.output}" == worker
 
 
+def _pidfds() -> bool:
+    """Whether this system has pidfds (``os.pidfd_open``: Python 3.9+, Linux 5.3+)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_worker_a_forked_process_outlives_is_seen_to_crash_at_once(
+    method: str, make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A process an earlier tool forked keeps every descriptor of its worker open: a
+    ``spawn`` worker's pipes (its sentinel too) then never closed when it died, and its next
+    call waited for its timeout ("was stopped"), or for ever without one. On Linux the worker's
+    end is watched through a pidfd too: its call fails at once with its exit code, as on a
+    ``forkserver`` worker, and what is left in its group (the forked process) is killed."""
+    if method == "spawn" and not _pidfds():
+        pytest.skip("os.pidfd_open is not available here (Python 3.9+, Linux 5.3+)")
+    executor = make(runner_options={"start_method": method})
+    forked = executor.execute_task(task("forks_a_sleeper"), context, timeout=WAIT)
+    assert forked.success, forked.error
+    child = forked.output
+    try:
+        result = executor.execute_task(task("exit", code=3), context, timeout=WAIT)
+        assert result.metadata["outcome"] == "error", result.error
+        assert result.metadata["error_type"] == "worker_crashed", result.error
+        assert "exited with code 3" in (result.error or ""), result.error
+        assert gone(child), "the forked process outlived its worker"
+        assert run_pid(executor, task, context) > 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_spawn_workers_replaced_again_and_again_leave_no_descriptor_open(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Each ``spawn`` worker's pidfd is closed once the worker is gone and replaced."""
+    executor = make(runner_options={"start_method": "spawn"})
+
+    def crash_and_replace() -> int:
+        result = executor.execute_task(task("exit", code=3), context, timeout=WAIT)
+        assert result.metadata["error_type"] == "worker_crashed", result.error
+        run_pid(executor, task, context)  # (its replacement serves)
+        return len(os.listdir("/proc/self/fd"))
+
+    before = crash_and_replace()
+    crash_and_replace()
+    assert crash_and_replace() <= before
+
+
 def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -1535,6 +1588,48 @@ def test_cpu_time_and_peak_memory_are_measured_per_task(
     assert big_peak >= 120
     # The same worker ran both: the second task does not report the first one's peak.
     assert 0 < small_peak < big_peak - 60
+
+
+def test_a_task_killed_at_its_timeout_reports_what_its_worker_used_until_then(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A task whose worker was killed at its timeout reported a ``cpu_time`` and a
+    ``memory_peak_mb`` of 0.0 (the worker's own count ends with it): a CPU hog looked idle.
+    The runner now reads them just before the kill."""
+    executor = make()
+    run_pid(executor, task, context)  # (a worker ready: the call starts at once)
+    hog = task("allocates_and_spins", mb=64, box=box)
+    result = executor.execute_task(hog, context, timeout=1.0)
+    assert result.metadata["outcome"] == "timeout", result.error
+    assert result.metadata["worker_killed"] is True
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    assert metrics.cpu_time > 0.0
+    assert metrics.memory_peak_mb >= 64, metrics.memory_peak_mb
+
+
+def test_a_cancelled_task_reports_the_cpu_of_its_own_call_until_the_kill(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """``cancel_task`` of a running task kills its worker: its ``cpu_time`` is what the
+    worker used since the call began (read just before the kill), not 0.0, and not what
+    the worker had used before the call."""
+    executor = make()
+    spun = executor.execute_task(task("spin", seconds=0.8), context, timeout=WAIT)
+    assert spun.success, spun.error
+    hog = task("allocates_and_spins", mb=1, box=box)
+    caller = Caller(executor, hog, context)
+    spinning = wait_for(lambda: process_tools.read_note(box, "spinning"))
+    assert spinning, "the tool did not start"
+    clock = (~spinning["pid"] << 3) | 2  # (the worker's CPU clock)
+    assert wait_for(lambda: time.clock_gettime(clock) >= spinning["cpu"] + 0.2)
+    assert executor.cancel_task(hog.id)
+    result = caller.returned(WAIT)
+    assert result.metadata["outcome"] == "cancelled", result.error
+    assert result.metadata["worker_killed"] is True
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    assert 0.2 <= metrics.cpu_time < 0.8, metrics.cpu_time
 
 
 def test_the_cpu_time_of_a_child_process_the_tool_waited_for_is_counted(

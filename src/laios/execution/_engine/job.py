@@ -1018,6 +1018,8 @@ class Job(TaskRecord):
         if runner is None or handle is None:
             return None  # not handed over yet: attach() stops it
         stopped = runner.abandon(handle)
+        if stopped == "killed":
+            self._take_usage_at_kill(runner, handle)
         if stopped == "left_running":
             self.abandoned = True
             # Warned about only if it keeps its thread through the grace a cancelled async tool
@@ -1025,6 +1027,25 @@ class Job(TaskRecord):
             grace = runner_base.STOP_GRACE_SECONDS
             _STILL_RUNNING.after(grace, functools.partial(self._kept_its_thread, outcome, grace))
         return stopped
+
+    def _take_usage_at_kill(self, runner: Any, handle: Any) -> None:
+        """Record what a call whose worker process was just killed for it had used until
+        then, as its runner read it before the kill (a runner's optional ``usage_at_kill``:
+        CPU seconds and peak memory in MB); nothing when the runner could not read them."""
+        read = getattr(runner, "usage_at_kill", None)
+        if read is None:
+            return
+        try:
+            usage = read(handle)
+            if usage is None:
+                return
+            cpu, memory = usage
+            if cpu:
+                self.cpu_time = float(cpu)
+            if memory:
+                self.memory_peak_mb = float(memory)
+        except Exception:  # (a runner's own: the task still ends as it was stopped)
+            _log.exception("reading what a killed call had used failed")
 
     def _kept_its_thread(self, outcome: str, grace: float) -> None:
         """``grace`` seconds after its call was abandoned (left running at ``outcome``): warn

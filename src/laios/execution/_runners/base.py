@@ -248,7 +248,11 @@ class Runner(Protocol):
     runs every tool, async ones too; ``reports_start_late`` (default ``False``): it tells
     :meth:`RunEvents.started` once the call has begun elsewhere (a Dask worker's report),
     instead of asking before it calls the tool: a cancellation or timeout during the
-    ``"started"`` callback then stops a running call, instead of one that never starts.
+    ``"started"`` callback then stops a running call, instead of one that never starts;
+    ``preparing(handle)``: where a call the runner still prepares is (see the runners
+    reference); ``usage_at_kill(handle)``: for a call :meth:`abandon` just answered
+    ``"killed"`` for, ``(cpu_seconds, memory_peak_mb)`` read just before the kill, or
+    ``None``: they become the task's ``cpu_time`` and ``memory_peak_mb``.
     """
 
     name: str

@@ -13,7 +13,9 @@ holds no other worker's messages; so is one whose loading may run code that take
 
 * **Kill.** When a call is abandoned (its task timed out, or was cancelled while running) the
   worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
-  call's outcome is ``"killed"``, and a fresh worker replaces it at once.
+  call's outcome is ``"killed"``, and a fresh worker replaces it at once. On Linux, what the
+  call had used until then (CPU seconds, peak memory) is read just before the kill (see
+  :func:`_usage_at_kill`).
 * **Limits.** A call's ``memory_limit_mb`` and ``cpu_seconds`` are enforced in the worker
   (``RLIMIT_DATA``, and a CPU-time timer with ``RLIMIT_CPU`` behind it); a worker that hit
   one is not reused. Signals can be ignored, so on Linux the reader thread also watches the
@@ -24,7 +26,10 @@ holds no other worker's messages; so is one whose loading may run code that take
 * **Crashes.** A worker that dies while running a call (``os._exit``, a signal, a crash in C)
   ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
   ended it) and is replaced; what is left of its process group is killed (what the tool
-  started there must not run on, orphaned); the other calls go on.
+  started there must not run on, orphaned); the other calls go on. A worker's end is seen
+  through its sentinel (a ``forkserver`` worker's is told by the forkserver; a ``spawn``
+  worker's is a pipe, which a process a tool forked holds open too) and, for a ``spawn``
+  worker on Linux, through a pidfd (see :func:`_open_pidfd`).
 * **Stops.** A worker told to stop, or retiring after a limit, exits by itself; one that has
   not within ``_STOP_GRACE`` seconds (something in it hangs as it exits) is killed with its
   group, so that it keeps neither its place nor ``shutdown(wait=True)`` waiting.
@@ -86,6 +91,9 @@ from laios.execution._runners.process_worker import (
     DONE,
     LARGE,
     LONGEST_CPU_BUDGET,
+    MARK_CPU_START,
+    MARK_PEAK_MEASURED,
+    MARK_SIZE,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
     READY,
@@ -309,9 +317,14 @@ class _Call:
         "state",
         "tool_name",
         "unsent",
+        "usage",
         "worker",
         "written",
     )
+
+    # What the call had used when its worker was killed for it (see ``_usage_at_kill``): set
+    # then only, never on a call's usual way (read with ``getattr``).
+    usage: tuple[float, float]
 
     def __init__(
         self,
@@ -347,8 +360,10 @@ class _Worker:
         "call",
         "conn",
         "killed",
+        "mark",
         "over_budget",
         "pid",
+        "pidfd",
         "process",
         "ready",
         "replacement",
@@ -357,10 +372,22 @@ class _Worker:
         "stopping",
     )
 
-    def __init__(self, process: Any, conn: Connection, ready: bool = True) -> None:
+    def __init__(
+        self,
+        process: Any,
+        conn: Connection,
+        ready: bool = True,
+        pidfd: int | None = None,
+        mark: Any = None,
+    ) -> None:
         self.process = process
         self.conn = conn
         self.pid: int = process.pid
+        # The call mark it shares with this process (see ``_new_mark``; ``None``: none).
+        self.mark = mark
+        # A pidfd that becomes readable when the process ends (``None``: none; see
+        # ``_open_pidfd``); the reader closes it once the worker is gone.
+        self.pidfd = pidfd
         # Whether the runner's initializer returned in it (see ``READY``; with none, at once):
         # one that ends before then ended in its initializer, before any tool started.
         self.ready = ready
@@ -439,6 +466,75 @@ def on_a_thread(
     except RuntimeError:
         return False
     return True
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for process ``pid`` (a ``spawn`` worker, just started), which becomes readable
+    when it ends; ``None`` where there are none (not Linux, Python before 3.9, Linux before
+    5.3) or the system refused one (no descriptor left).
+
+    A ``spawn`` worker's sentinel is a pipe that closes as it exits, and so is its pipe to the
+    caller: a process a tool forked (and left running) holds both open, and the worker's end
+    would then never be seen (its call would wait for its timeout, or for ever). A pidfd is
+    about the process alone. (A ``forkserver`` worker's end is told by the forkserver.)
+    """
+    try:
+        fd: int = os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):
+        return None
+    return fd
+
+
+def _close_pidfd(worker: _Worker) -> None:
+    """Close ``worker``'s pidfd, if it has one (once it is gone)."""
+    fd, worker.pidfd = worker.pidfd, None
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _new_mark(context: Any) -> Any:
+    """A worker's call mark: doubles in shared memory where the worker notes the CPU seconds
+    its process had used when its current call began (see ``process_worker.serve``), for
+    :func:`_usage_at_kill`; ``None`` where that cannot be read (not Linux) or the memory
+    could not be had. Made once per worker; the worker writes it at each call (two stores in
+    memory, no system call), and this process reads it only when it kills the worker."""
+    if not _WATCH_CPU:
+        return None
+    try:
+        return context.RawArray("d", [-1.0] * MARK_SIZE)
+    except Exception:  # (no shared memory to be had: calls killed report 0.0, as elsewhere)
+        return None
+
+
+def _usage_at_kill(worker: _Worker) -> tuple[float, float] | None:
+    """What the call ``worker`` runs had used, read just before the runner kills the worker
+    for it: the CPU seconds of the worker process (all its threads) since the call began,
+    from the worker's CPU clock (children the tool started are not counted), and the peak
+    resident memory since then in MB (``VmHWM``, which the worker resets as each call begins;
+    ``0.0`` when that is not measured). ``None`` when they cannot be read: no call mark, the
+    worker has not begun the call (still reading it, or running the initializer) or has
+    ended it, or it is gone."""
+    mark = worker.mark
+    if mark is None:
+        return None
+    start = mark[MARK_CPU_START]
+    if start < 0:
+        return None
+    try:
+        cpu = time.clock_gettime((~worker.pid << 3) | 2) - start
+    except OSError:
+        return None
+    memory = 0.0
+    if mark[MARK_PEAK_MEASURED]:
+        try:
+            with open(f"/proc/{worker.pid}/status", "rb") as status:
+                text = status.read()
+            at = text.index(b"VmHWM:")
+            memory = int(text[at + 6 : text.index(b"kB", at)]) / 1024
+        except (OSError, ValueError):
+            pass
+    return max(cpu, 0.0), memory
 
 
 def _kill_group(pid: int, *, ended: bool = False) -> None:
@@ -671,7 +767,8 @@ def _crash_outcome(
 
 
 class _Waiter:
-    """What the reader thread waits on: the wake-up pipe, each worker's pipe and sentinel.
+    """What the reader thread waits on: the wake-up pipe, each worker's pipe and sentinel (and
+    pidfd, when it has one: see :func:`_open_pidfd`).
 
     On POSIX one ``selectors`` selector lives as long as the reader (a worker is registered
     once); elsewhere ``multiprocessing.connection.wait`` is asked each time.
@@ -688,9 +785,13 @@ class _Waiter:
     def watch(self, worker: _Worker) -> None:
         self.workers[worker.conn] = ("message", worker)
         self.workers[worker.process.sentinel] = ("death", worker)
+        if worker.pidfd is not None:
+            self.workers[worker.pidfd] = ("death", worker)
         if self.selector is not None:
             self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
             self.selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
+            if worker.pidfd is not None:
+                self.selector.register(worker.pidfd, selectors.EVENT_READ, ("death", worker))
 
     def watch_messages(self, worker: _Worker) -> None:
         """Wait for ``worker``'s messages again (after :meth:`forget_messages`)."""
@@ -708,7 +809,9 @@ class _Waiter:
                 self.selector.unregister(worker.conn)
 
     def forget(self, worker: _Worker) -> None:
-        for key in (worker.conn, worker.process.sentinel):
+        for key in (worker.conn, worker.process.sentinel, worker.pidfd):
+            if key is None:
+                continue
             self.workers.pop(key, None)
             if self.selector is not None:
                 with contextlib.suppress(KeyError, ValueError, OSError):
@@ -723,7 +826,9 @@ class _Waiter:
             ready = wait([self.wake, *self.workers], timeout)
             tags = [self.workers.get(item) for item in ready]
         messages = [tag[1] for tag in tags if tag is not None and tag[0] == "message"]
-        deaths = [tag[1] for tag in tags if tag is not None and tag[0] == "death"]
+        # (once each: a worker's sentinel and pidfd may both say it ended)
+        ended = (tag[1] for tag in tags if tag is not None and tag[0] == "death")
+        deaths = list(dict.fromkeys(ended))
         return messages, deaths, None in tags
 
     def close(self) -> None:
@@ -791,6 +896,7 @@ class _Pool:
             forget_child(worker.process)
             with contextlib.suppress(OSError):
                 worker.conn.close()  # (the child's copy; the parent's end stays open)
+            _close_pidfd(worker)  # (the child's copy)
         for conn in (self.wake_reader, self.wake_writer):
             with contextlib.suppress(OSError):
                 conn.close()
@@ -832,10 +938,11 @@ class _Pool:
         while True:
             tries += 1
             parent_end, child_end = multiprocessing.Pipe()
+            mark = _new_mark(self.context)
             try:
                 process = self.context.Process(
                     target=serve,
-                    args=(child_end, self.initializer, self.initargs),
+                    args=(child_end, self.initializer, self.initargs, mark),
                     name=WORKER_NAME,
                 )
                 _start_with_interrupts_held(process)
@@ -874,7 +981,10 @@ class _Pool:
             break
         if self.forkserver:
             _started_by_a_forkserver.add(os.getpid())
-        worker = _Worker(process, parent_end, ready=self.initializer is None)
+        pidfd = None if self.forkserver else _open_pidfd(process.pid)
+        worker = _Worker(
+            process, parent_end, ready=self.initializer is None, pidfd=pidfd, mark=mark
+        )
         no_reader: RuntimeError | None = None
         with self.lock:
             self.starting -= 1
@@ -902,6 +1012,7 @@ class _Pool:
             _kill_group(worker.pid)
             process.join()
             parent_end.close()
+            _close_pidfd(worker)
             return None
         if reading:
             self.wake()
@@ -1385,6 +1496,7 @@ class _Pool:
             if not worker.sending:  # (else the write closes it once it is over: see send)
                 with contextlib.suppress(OSError):
                     worker.conn.close()
+            _close_pidfd(worker)  # (the reader waits on it no more)
             self.cpu_watches.pop(worker.pid, None)
             self.exiting.pop(worker.pid, None)
             with contextlib.suppress(ValueError):
@@ -1603,7 +1715,10 @@ class _Pool:
             worker.killed = True
             if worker.pid not in self.workers:  # it ended already: nothing to kill (and its
                 return "stopped"  # pid may be another process's by now)
+        usage = _usage_at_kill(worker)
         _kill_group(worker.pid)
+        if usage is not None:
+            call.usage = usage
         return "killed"
 
     def close(self, wait: bool) -> None:
@@ -1965,6 +2080,13 @@ class ProcessRunner:
         the queue; the worker is replaced at once."""
         assert isinstance(handle, _Call)
         return self._pool.kill(handle)
+
+    def usage_at_kill(self, handle: Handle) -> tuple[float, float] | None:
+        """What ``handle``'s call had used when :meth:`abandon` killed its worker for it, read
+        just before the kill: CPU seconds since the call began and peak memory in MB (``0.0``:
+        not measured); ``None`` when its worker was not killed for it, or they could not be
+        read (see :func:`_usage_at_kill`)."""
+        return getattr(handle, "usage", None)
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; queued and running calls finish, then the workers exit. With

@@ -83,6 +83,9 @@ __all__ = [
     "LARGE",
     "LARGE_MESSAGE_BYTES",
     "LONGEST_CPU_BUDGET",
+    "MARK_CPU_START",
+    "MARK_PEAK_MEASURED",
+    "MARK_SIZE",
     "MEMORY_LIMIT_ENFORCED",
     "PIPE_CLOSED_EXIT",
     "READY",
@@ -522,6 +525,15 @@ def _cpu_used(children: bool = False) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: Where a worker's shared call mark (see :func:`serve`) holds the CPU seconds its process had
+#: used when its current call began (``-1.0``: no call runs), and whether that call's peak
+#: memory is measured (``1.0``; ``0.0``: not).
+MARK_CPU_START, MARK_PEAK_MEASURED = 0, 1
+
+#: The size of that mark, in doubles.
+MARK_SIZE = 2
+
+
 class _Worker:
     """The serving loop's state: the connection, the event loop for async tools, and how
     peak memory is measured here."""
@@ -531,8 +543,10 @@ class _Worker:
         conn: Connection,
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
+        mark: Any = None,
     ) -> None:
         self.conn = conn
+        self.mark = mark  # the call mark shared with the caller's side (None: none)
         self.pid = os.getpid()
         self.initializer = initializer
         self.initargs = initargs
@@ -677,6 +691,10 @@ class _Worker:
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         children_start = _cpu_used(children=True)
+        mark = self.mark
+        if mark is not None:  # (read by the caller's side only when it kills this worker)
+            mark[MARK_PEAK_MEASURED] = 1.0 if measure_peak else 0.0
+            mark[MARK_CPU_START] = cpu_start
         # The memory limit also covers pickling the outcome to send it back: a result can take
         # more memory to pickle than to make (a ``__reduce__`` that builds its state, the
         # pickle's own copy), and that memory is the tool's too.
@@ -708,7 +726,7 @@ class _Worker:
                 retire = True
             elif limit is not None and outcome.error is not None:
                 outcome.error = _refused_under_limit(outcome.error, limit)
-            return _result_message(
+            message = _result_message(
                 outcome,
                 retire,
                 call.tool_name,
@@ -716,6 +734,9 @@ class _Worker:
                 limit,
                 traced=call.trace_id is not None,
             )
+            if mark is not None:
+                mark[MARK_CPU_START] = -1.0  # (the call is over)
+            return message
 
     def send_outcome(self, message: bytes) -> None:
         """Send a call's ``done`` message, its events closed first (see :class:`_ChildEvents`)."""
@@ -1032,8 +1053,14 @@ def serve(
     conn: Connection,
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
+    mark: Any = None,
 ) -> None:
     """A worker process's main function: serve calls from ``conn`` until told to stop.
+
+    ``mark``: an array of :data:`MARK_SIZE` doubles in memory shared with the caller's side
+    (``multiprocessing``'s ``RawArray``; ``None``: none), where the worker marks when each call
+    begins (see :data:`MARK_CPU_START`), so that the caller's side can tell what a call used
+    when it kills the worker under it (the worker's own count ends with it).
 
     The process leads its own process group, so that a kill of the group also stops what the
     tool started, and kills that group when the process that started it ends (even by
@@ -1048,7 +1075,7 @@ def serve(
     code = 0
     served: list[_Worker] = []
     try:
-        code = _serve(conn, initializer, initargs, served)
+        code = _serve(conn, initializer, initargs, served, mark)
     except BaseException as exc:
         if served:
             served[0].print_traceback(exc)
@@ -1160,6 +1187,7 @@ def _serve(
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
     served: list[_Worker],
+    mark: Any = None,
 ) -> int:
     """Serve calls; return the process's exit code (:data:`PIPE_CLOSED_EXIT` when a call's
     outcome could not be sent because the pipe was closed under the worker). The worker is
@@ -1179,7 +1207,7 @@ def _serve(
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_CORE)
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
-    worker = _Worker(conn, initializer, initargs)
+    worker = _Worker(conn, initializer, initargs, mark)
     served.append(worker)
     worker.print_python_errors_scrubbed()
     worker.initialize()
