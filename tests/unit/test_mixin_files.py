@@ -502,3 +502,24 @@ def test_the_regenerate_command_of_check_writes_where_check_looked(
     assert main(suggested[3:]) == 0
     assert main([*suggested[3:], "--check"]) == 0
     assert list(elsewhere.iterdir()) == []
+
+
+def test_the_regenerate_command_of_values_starting_with_a_dash_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value starting with '-' (a dashboard uid, a runbook base, an --out directory) is taken
+    as `--option=value`; the command the files name and the one `--check` suggests write it so
+    too, or argparse would read it as an option and the command would not run."""
+    out = tmp_path / "-monitoring"
+    config = MixinConfig(dashboard_uid="-orders", runbook_url_base="-/")
+    argv = shlex.split(command_line(config))
+    assert config_from_args(build_parser().parse_args(argv[3:])) == config
+    options = ["--dashboard-uid=-orders", "--runbook-url-base=-/", f"--out={out}"]
+    assert main([*options, "--objective", "0.999", "--check"]) == 1
+    (line,) = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("regenerate")
+    ]
+    suggested = shlex.split(line.removeprefix("regenerate with: "))
+    assert main(suggested[3:]) == 0
+    assert main([*suggested[3:], "--check"]) == 0
+    assert json.loads((out / DASHBOARD_PATH).read_text(encoding="utf-8"))["uid"] == "-orders"

@@ -24,7 +24,14 @@ from laios._output import (
     shell_quote,
 )
 from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
-from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
+from laios.mixin.writer import (
+    OPTIONS,
+    command_line,
+    option_arguments,
+    render,
+    stale_files,
+    write_files,
+)
 
 __all__ = ["PROG", "build_parser", "config_from_args", "main"]
 
@@ -252,7 +259,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
             where = (
                 ""
                 if args.out == Path() and out_optional
-                else f" --out {shell_quote(str(args.out))}"
+                else " " + " ".join(map(shell_quote, option_arguments("--out", str(args.out))))
             )
             again = command_line(config, program=parser.prog)
             print(f"regenerate with: {again}{where}", file=sys.stderr)
