@@ -59,6 +59,36 @@ def _directory(text: str) -> Path:
     return Path(text)
 
 
+class _Once(argparse.Action):
+    """Store an option's value; refuse a second, different one rather than let it replace the
+    first (a second ``--selector`` would drop the first's matchers from every rule)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        given = f"_given_{self.dest}"
+        if hasattr(namespace, given) and getattr(namespace, given) != values:
+            earlier = getattr(namespace, given)
+            raise argparse.ArgumentError(
+                self,
+                f"given twice, as {_as_given(earlier)} then {_as_given(values)}: give it once"
+                + (" (matchers separated by commas)" if self.dest == "selector" else ""),
+            )
+        setattr(namespace, given, values)
+        setattr(namespace, self.dest, values)
+
+
+def _as_given(value: object) -> str:
+    """An option's value as the refusal of a second one shows it."""
+    if isinstance(value, tuple):
+        return repr(",".join(value))
+    return repr(str(value)) if isinstance(value, (str, Path)) else repr(value)
+
+
 def _group_labels(text: str) -> tuple[str, ...]:
     return tuple(label.strip() for label in text.split(",") if label.strip())
 
@@ -85,6 +115,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["selector"],
+        action=_Once,
         default=_DEFAULT.selector,
         metavar="MATCHERS",
         help="PromQL label matchers, without braces, that pick the laios targets in every "
@@ -93,6 +124,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["group_labels"],
+        action=_Once,
         type=_group_labels,
         default=_DEFAULT.group_labels,
         metavar="L1,L2",
@@ -101,6 +133,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["availability_objective"],
+        action=_Once,
         type=float,
         default=_DEFAULT.availability_objective,
         metavar="RATIO",
@@ -109,6 +142,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["latency_p95_seconds"],
+        action=_Once,
         type=float,
         default=_DEFAULT.latency_p95_seconds,
         metavar="SECONDS",
@@ -117,6 +151,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["runbook_url_base"],
+        action=_Once,
         default=_DEFAULT.runbook_url_base,
         metavar="URL",
         help="prefix of every alert's runbook_url, e.g. https://wiki.example.com/laios/ "
@@ -124,6 +159,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["dashboard_uid"],
+        action=_Once,
         default=_DEFAULT.dashboard_uid,
         metavar="UID",
         help=f"uid of the Grafana dashboard (default: {DEFAULT_DASHBOARD_UID} without "
@@ -150,6 +186,7 @@ def build_parser(
     )
     parser.add_argument(
         "--out",
+        action=_Once,
         type=_directory,
         default=None if out_needed_outside_checkout else Path(),
         metavar="DIR",
