@@ -75,6 +75,8 @@ _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
+#: The longest prefix (a DNS subdomain, before the ``/``) a Kubernetes label key may have.
+_K8S_KEY_PREFIX_MAX = 253
 #: A Kubernetes label value: empty, or at most 63 of these characters.
 _K8S_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
@@ -124,7 +126,10 @@ class MixinConfig:
             that the dashboards of two selectors imported into one Grafana do not replace
             each other.
         match_labels: ``(key, value)`` pairs the generated ServiceMonitor and PodMonitor select
-            on: the labels of your Service (ServiceMonitor) or of your pods (PodMonitor).
+            on: the labels of your Service (ServiceMonitor) or of your pods (PodMonitor). Each
+            a label Kubernetes takes: a key of at most 63 characters after an optional DNS
+            subdomain prefix of at most 253 and a ``/``, a value of at most 63; each key once
+            (as for :attr:`manifest_labels`).
         manifest_labels: ``(key, value)`` pairs put on the generated ServiceMonitor, PodMonitor
             and PrometheusRule themselves, so that your Prometheus's ``serviceMonitorSelector``,
             ``podMonitorSelector`` and ``ruleSelector`` pick them (kube-prometheus-stack selects
@@ -517,6 +522,13 @@ def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> N
         key, value = pair
         if not (isinstance(key, str) and _K8S_KEY.fullmatch(key)):
             raise ValueError(f"{name}: {key!r} is not a Kubernetes label key")
+        prefix, slash, _ = key.rpartition("/")
+        if slash and len(prefix) > _K8S_KEY_PREFIX_MAX:
+            raise ValueError(
+                f"{name}: {key!r} is not a Kubernetes label key: its prefix, before the '/', "
+                f"has {len(prefix)} characters, and Kubernetes takes at most "
+                f"{_K8S_KEY_PREFIX_MAX} (a DNS subdomain)"
+            )
         if not (isinstance(value, str) and _K8S_VALUE.fullmatch(value)):
             raise ValueError(
                 f"{name}: {value!r} (for {key!r}) is not a Kubernetes label value: at most 63 "
