@@ -581,6 +581,29 @@ def test_a_selector_on_the_rule_set_label_or_a_reserved_label_is_refused(
         MixinConfig(selector=selector)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"group_labels": ("cluster", "inf")},
+        {"group_labels": ("NaN",)},
+        {"selector": 'job="orders-api",Inf="x"'},
+        {"selector": 'nan!=""'},
+    ],
+)
+def test_a_label_promql_reads_as_a_number_is_refused(kwargs: dict[str, Any]) -> None:
+    """inf and nan, in any case, are label names that PromQL reads as numbers in a by (...) or
+    on (...) list: the rules group by the group labels and by the selector's, so every rule
+    would fail to load ("unexpected number"). Such a label is refused at the call, naming it."""
+    with pytest.raises(ValueError, match="number"):
+        MixinConfig(**kwargs)
+
+
+def test_labels_that_only_start_like_a_number_are_accepted() -> None:
+    """infinity, nanny or info are plain label names to PromQL."""
+    config = MixinConfig(group_labels=("infinity", "info"), selector='nanny="x"')
+    assert config.record_labels == ("infinity", "info", "nanny")
+
+
 def test_a_selector_on_tool_is_accepted() -> None:
     """tool is the one label of the laios series a selector may name (a team's tools)."""
     assert MixinConfig(selector='tool=~"fetch|parse"').selector_labels == ("tool",)

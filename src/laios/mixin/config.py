@@ -20,6 +20,9 @@ _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SERIES_LABELS = frozenset(
     {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
 )
+#: Label names PromQL reads as numbers (``Inf``, ``NaN``, in any case) in a ``by (...)`` or
+#: ``on (...)`` list: no rule can group by them.
+_NUMBER_WORDS = frozenset({"inf", "nan"})
 #: The ``laios_task_errors_total`` series of failures: that counter counts a cancelled task too,
 #: as ``error_type="cancelled"``, but a cancellation is the caller's choice, not a failure.
 FAILURE_TYPES = 'error_type!="cancelled"'
@@ -106,8 +109,10 @@ class MixinConfig:
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
             Each at most once, and none of the labels of the ``laios_*`` series themselves
-            (``tool``, ``outcome``, ``error_type``, ``le``, ...), a name starting with ``__``
-            nor ``datasource`` (the dashboard's data source variable).
+            (``tool``, ``outcome``, ``error_type``, ``le``, ...), a name starting with ``__``,
+            ``datasource`` (the dashboard's data source variable) nor ``inf`` or ``nan`` in any
+            case (PromQL reads them as numbers in a ``by (...)`` list; nor may the selector
+            name them).
         availability_objective: The share of final task results (after retries) that must not
             fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %. Any
             real number (a ``Decimal``, a ``Fraction``) is taken as its float, as is
@@ -174,6 +179,8 @@ class MixinConfig:
                     f"group_labels: {label!r} is a label of the laios series themselves or "
                     "one Prometheus reserves; group by labels that tell deployments apart"
                 )
+            if label.lower() in _NUMBER_WORDS:
+                raise ValueError(f"group_labels: {_read_as_number(label)}")
         if len(set(self.group_labels)) != len(self.group_labels):
             raise ValueError(f"group_labels: a label is given twice in {self.group_labels!r}")
         if not 0 < self.availability_objective < 1:
@@ -241,6 +248,11 @@ class MixinConfig:
                     "starting with __ for itself (the metric's name, a target's address before "
                     "relabelling), and the rules name every metric they read (select targets, "
                     "a store's constant labels, or tools)"
+                )
+            if label.lower() in _NUMBER_WORDS:
+                raise ValueError(
+                    f"selector {self.selector!r} names {label!r}, which the recording rules "
+                    f"keep: {_read_as_number(label)} (select on another label)"
                 )
             if label in SERIES_LABELS and label != "tool":
                 raise ValueError(
@@ -512,6 +524,14 @@ def _check_regex(matcher: str, regex: str) -> None:
                 f"{exc.msg}{where} of {regex!r} (for a literal character, escape it: "
                 'job=~"a\\\\(b")'
             ) from None
+
+
+def _read_as_number(label: str) -> str:
+    """Why ``label`` (``inf`` or ``nan`` in some case) cannot be grouped by."""
+    return (
+        f"PromQL reads {label!r} as a number in a by (...) or on (...) list, so no rule could "
+        "group by it (Prometheus would refuse the rules: unexpected number)"
+    )
 
 
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:
