@@ -99,12 +99,14 @@ class MixinConfig:
             of the ``laios_*`` series themselves, only ``tool`` may be selected on (the
             target and per-process alerts leave it out: no target or gauge has it); nor may
             it name ``laios_selector`` or a label starting with ``__``, which Prometheus
-            reserves. A ``=~`` or ``!~`` matcher's regex must compile (balanced parentheses
-            and brackets, no repetition of nothing); a control character but a tab is
-            written as a PromQL escape (``\\x1b``). Nor may it hold ``$name``, ``${name}`` or
-            ``[[name]]``, which Grafana would replace in the dashboard's queries with a
-            variable's value (it has no escape): write the ``$`` as ``\\x24`` (a ``[`` as
-            ``\\x5b``) in a ``"..."`` or ``'...'`` string, the same character to Prometheus.
+            reserves. A ``=~`` or ``!~`` matcher's regex must compile, as Go's RE2 reads it
+            (balanced parentheses and brackets, no repetition of nothing, nor the syntax only
+            Python's ``re`` has: lookarounds, backreferences, possessive quantifiers, ...); a
+            control character but a tab is written as a PromQL escape (``\\x1b``). Nor may it
+            hold ``$name``, ``${name}`` or ``[[name]]``, which Grafana would replace in the
+            dashboard's queries with a variable's value (it has no escape): write the ``$`` as
+            ``\\x24`` (a ``[`` as ``\\x5b``) in a ``"..."`` or ``'...'`` string, the same
+            character to Prometheus.
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -508,14 +510,15 @@ def _unquoted(quoted: str) -> str:
 
 
 def _check_regex(matcher: str, regex: str) -> None:
-    """Raise ``ValueError`` when ``regex`` is one Prometheus cannot compile (as far as Python's
-    ``re`` can tell: only errors Go's RE2 makes too)."""
+    """Raise ``ValueError`` when ``regex`` is one Prometheus cannot compile: as far as Python's
+    ``re`` can tell (only errors Go's RE2 makes too), and syntax that only Python reads
+    (:func:`_python_only_syntax`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (FutureWarning on "[[", which RE2 reads fine)
             re.compile(regex)
     except RecursionError:  # nested deeper than Python parses; RE2 takes up to 1000 levels
-        return
+        pass
     except re.error as exc:
         if exc.msg.startswith(_REGEX_ERRORS_OF_BOTH):
             where = "" if exc.pos is None else f" at position {exc.pos}"
@@ -524,6 +527,16 @@ def _check_regex(matcher: str, regex: str) -> None:
                 f"{exc.msg}{where} of {regex!r} (for a literal character, escape it: "
                 'job=~"a\\\\(b")'
             ) from None
+    python_only = _python_only_syntax(regex)
+    if python_only is not None:
+        what, position = python_only
+        raise ValueError(
+            f"selector: {matcher} is not a regular expression Prometheus can compile: {what} "
+            f"at position {position} of {regex!r} (Prometheus's regular expressions are Go's "
+            "RE2: no lookaround, backreference, possessive quantifier, atomic group or "
+            "comment, flags i, m, s and U only; escape a literal character with a backslash "
+            "only when it is ASCII punctuation)"
+        )
 
 
 def _read_as_number(label: str) -> str:
@@ -532,6 +545,124 @@ def _read_as_number(label: str) -> str:
         f"PromQL reads {label!r} as a number in a by (...) or on (...) list, so no rule could "
         "group by it (Prometheus would refuse the rules: unexpected number)"
     )
+
+
+#: Escapes Go's RE2 reads (outside a character class), past ASCII punctuation, which it reads
+#: as the character itself: octal ``\\0``, hex ``\\x``, control characters, Perl and
+#: Unicode classes, and assertions (which are not escapes inside a class).
+_RE2_ESCAPES = frozenset("0xafnrtvdDsSwWpP")
+_RE2_ASSERTIONS = frozenset("AzbB")
+#: What may follow ``(?`` in RE2: a named group or flags (of ``imsU``, at least one after a
+#: ``-``) and ``:`` or ``)``.
+_RE2_GROUP = re.compile(r"P?<(?![=!])|[imsU]*(?:-[imsU]+)?[:)]")
+#: A counted repetition as RE2 reads it (``{,n}`` is no repetition to RE2: it is literal).
+_RE2_REPEAT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
+#: What follows ``\\x`` in RE2: two hex digits, or any number of them in braces.
+_RE2_HEX = re.compile(r"[0-9A-Fa-f]{2}|\{[0-9A-Fa-f]+\}")
+#: The largest count of a repetition RE2 takes.
+_RE2_MAX_REPEAT = 1000
+
+
+def _python_only_syntax(regex: str) -> tuple[str, int] | None:
+    """What in ``regex`` Go's RE2 refuses though Python's ``re`` may take it, and where: a
+    lookaround, backreference, atomic group, comment or flag RE2 lacks; a possessive
+    quantifier; an escape RE2 lacks (``\\Z``, ``\\u``, a backslash before a letter or
+    non-ASCII character it gives no meaning, a ``\\x`` without two hex digits); a trailing
+    backslash; a ``\\Q`` without its ``\\E``; a repeat count over 1000; and, where Python
+    fails first on syntax only RE2 has, a bracket or parenthesis left open or closed without
+    its opening one.
+    ``None`` when there is none of these (RE2 may still refuse it for what Python refuses too).
+    """
+    i, end = 0, len(regex)
+    in_class = False
+    opened: list[int] = []  # where the groups open now opened
+    while i < end:
+        char = regex[i]
+        if char == "\\":
+            if i + 1 == end:
+                return "a trailing backslash", i
+            escaped = regex[i + 1]
+            if escaped == "Q" and not in_class:  # literal text up to \E
+                stop = regex.find("\\E", i + 2)
+                if stop < 0:  # (Prometheus puts the regex in ^(?:...)$: its ")$" too)
+                    return "a \\Q without its \\E", i
+                i = stop + 2
+                continue
+            if escaped in "1234567" and regex[i + 2 : i + 3] not in tuple("01234567"):
+                return f"a backreference \\{escaped}", i
+            known = (
+                (escaped.isascii() and not escaped.isalnum())
+                or escaped in "1234567"
+                or escaped in _RE2_ESCAPES
+                or (escaped in _RE2_ASSERTIONS and not in_class)
+            )
+            if not known:
+                return f"an escape RE2 does not have (\\{escaped})", i
+            if escaped == "x":  # \xHH or \x{H...}
+                hex_digits = _RE2_HEX.match(regex, i + 2)
+                if hex_digits is None:
+                    return "a \\x without two hex digits or {...} of them", i
+                i = hex_digits.end()
+                continue
+            if escaped in "pP" and regex.startswith("{", i + 2):  # \p{Greek}
+                stop = regex.find("}", i + 3)
+                i = end if stop < 0 else stop + 1
+                continue
+            i += 2
+            continue
+        if in_class:
+            if regex.startswith("[:", i):  # a POSIX class, [:alpha:]
+                stop = regex.find(":]", i + 2)
+                if stop >= 0:
+                    i = stop + 2
+                    continue
+            if char == "]":
+                in_class = False
+            elif regex.startswith("-[", i + 1):  # a range ending in "[": no POSIX class
+                i += 2
+            i += 1
+            continue
+        if char == "[":
+            in_class = True
+            i += 1
+            if regex.startswith("^", i):
+                i += 1
+            if regex.startswith("]", i):  # a ] first in a class is the character
+                i += 1
+            continue
+        if char == "(":
+            opened.append(i)
+            if regex.startswith("?", i + 1):
+                if not _RE2_GROUP.match(regex, i + 2):
+                    return f"a group RE2 does not have ({regex[i : i + 4]}...)", i
+                i += 2
+                continue
+        elif char == ")":
+            if not opened:
+                return "a ) without its (", i
+            opened.pop()
+        after = None
+        if char in "*+?":
+            after = i + 1
+        elif char == "{":
+            repeat = _RE2_REPEAT.match(regex, i)
+            if repeat is not None:
+                counts = [int(count) for count in repeat.groups() if count]
+                if max(counts) > _RE2_MAX_REPEAT:
+                    return f"a repeat count over {_RE2_MAX_REPEAT}", i
+                after = repeat.end()
+        if after is not None:
+            lazy = after + 1 if regex.startswith("?", after) else after
+            if regex.startswith("+", lazy):
+                return "a possessive quantifier", lazy
+            i = lazy
+            continue
+        i += 1
+    if in_class:
+        return "a [ without its ]", end
+    if opened:
+        return "a ( without its )", opened[-1]
+    return None
 
 
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:
