@@ -502,3 +502,56 @@ def test_the_regenerate_command_of_check_writes_where_check_looked(
     assert main(suggested[3:]) == 0
     assert main([*suggested[3:], "--check"]) == 0
     assert list(elsewhere.iterdir()) == []
+
+
+def test_the_regenerate_command_of_values_starting_with_a_dash_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value starting with '-' (a dashboard uid, a runbook base, an --out directory) is taken
+    as `--option=value`; the command the files name and the one `--check` suggests write it so
+    too, or argparse would read it as an option and the command would not run."""
+    out = tmp_path / "-monitoring"
+    config = MixinConfig(dashboard_uid="-orders", runbook_url_base="-/")
+    argv = shlex.split(command_line(config))
+    assert config_from_args(build_parser().parse_args(argv[3:])) == config
+    options = ["--dashboard-uid=-orders", "--runbook-url-base=-/", f"--out={out}"]
+    assert main([*options, "--objective", "0.999", "--check"]) == 1
+    (line,) = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("regenerate")
+    ]
+    suggested = shlex.split(line.removeprefix("regenerate with: "))
+    assert main(suggested[3:]) == 0
+    assert main([*suggested[3:], "--check"]) == 0
+    assert json.loads((out / DASHBOARD_PATH).read_text(encoding="utf-8"))["uid"] == "-orders"
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--selector", 'job="orders-api"', "--selector", 'namespace="shop"'], "--selector"),
+        (["--objective", "0.999", "--objective", "0.99"], "--objective"),
+        (["--group-labels", "job", "--group-labels", "cluster,job"], "--group-labels"),
+        (["--dashboard-uid", "a", "--dashboard-uid=b"], "--dashboard-uid"),
+        ([], "--out"),
+    ],
+)
+def test_an_option_given_twice_with_two_values_is_refused(
+    argv: list[str], option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-value option given twice with different values is refused, naming both, rather
+    than the second silently replacing the first (a second --selector would drop the
+    first's matchers from every rule)."""
+    if option == "--out":
+        argv = ["--out", str(tmp_path / "a"), "--out", str(tmp_path / "b")]
+    else:
+        argv = [*argv, "--out", str(tmp_path)]
+    err = _refused([*argv, "--check"], capsys)
+    assert f"error: argument {option}: given twice" in err
+    assert "Traceback" not in err
+
+
+def test_an_option_repeated_with_the_same_value_is_taken(tmp_path: Path) -> None:
+    """The same value twice says nothing new: it is taken."""
+    argv = ["--objective", "0.999", "--objective", "0.9990", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert main(["--objective", "0.999", "--out", str(tmp_path), "--check"]) == 0

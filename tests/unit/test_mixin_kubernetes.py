@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from laios.mixin.config import MixinConfig
@@ -128,6 +129,16 @@ def test_manifest_names_are_kubernetes_names() -> None:
             for manifest in manifests(config).values():
                 name = manifest["metadata"]["name"]
                 assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), name
+
+
+@pytest.mark.parametrize("field", ["match_labels", "manifest_labels"])
+def test_a_label_key_prefix_longer_than_kubernetes_takes_is_refused(field: str) -> None:
+    """A label key's prefix (before the '/') is a DNS subdomain of at most 253 characters, as
+    the Kubernetes API checks: one of 253 is taken, one of 254 refused at the call, naming it."""
+    prefix = ".".join(["a" * 63] * 4)[:253]
+    MixinConfig(**{field: ((f"{prefix}/name", "x"),)})
+    with pytest.raises(ValueError, match="253"):
+        MixinConfig(**{field: ((f"{prefix}b/name", "x"),)})
 
 
 def test_default_manifests_carry_no_metadata_labels() -> None:

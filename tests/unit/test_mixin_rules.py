@@ -581,6 +581,29 @@ def test_a_selector_on_the_rule_set_label_or_a_reserved_label_is_refused(
         MixinConfig(selector=selector)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"group_labels": ("cluster", "inf")},
+        {"group_labels": ("NaN",)},
+        {"selector": 'job="orders-api",Inf="x"'},
+        {"selector": 'nan!=""'},
+    ],
+)
+def test_a_label_promql_reads_as_a_number_is_refused(kwargs: dict[str, Any]) -> None:
+    """inf and nan, in any case, are label names that PromQL reads as numbers in a by (...) or
+    on (...) list: the rules group by the group labels and by the selector's, so every rule
+    would fail to load ("unexpected number"). Such a label is refused at the call, naming it."""
+    with pytest.raises(ValueError, match="number"):
+        MixinConfig(**kwargs)
+
+
+def test_labels_that_only_start_like_a_number_are_accepted() -> None:
+    """infinity, nanny or info are plain label names to PromQL."""
+    config = MixinConfig(group_labels=("infinity", "info"), selector='nanny="x"')
+    assert config.record_labels == ("infinity", "info", "nanny")
+
+
 def test_a_selector_on_tool_is_accepted() -> None:
     """tool is the one label of the laios series a selector may name (a team's tools)."""
     assert MixinConfig(selector='tool=~"fetch|parse"').selector_labels == ("tool",)
@@ -707,6 +730,57 @@ def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, rea
     matcher and why; Prometheus would refuse the rules that read it."""
     with pytest.raises(ValueError, match=f"not a regular expression.*{reason}"):
         MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job=~"(?!batch).*"',
+        'job=~"(?<=a)b"',
+        "job=~`(a)\\1`",
+        'job=~"a?+"',
+        'job=~"a{2}+"',
+        'job=~"(?>a)"',
+        'job=~"(?x)a b"',
+        'job=~"(?i-)a"',
+        'job=~"(?#note)a"',
+        "job=~`a\\Z`",
+        "job=~`\\u00e9`",
+        "job=~`\\é`",
+        "job=~`a\\`",
+        "job=~`[a\\`",
+        "job=~`\\Qa.b`",
+        "job=~`a\\x4`",
+        'job=~"a{1001}"',
+    ],
+)
+def test_a_regex_only_python_reads_is_refused(selector: str) -> None:
+    """Syntax Python's ``re`` takes but Go's RE2, which Prometheus uses, does not (lookaround,
+    backreferences, possessive quantifiers, atomic groups, flags but i, m, s and U, comments,
+    escapes RE2 lacks, a trailing backslash, a \\Q without its \\E, a repeat count over
+    1000) is refused at the call,
+    naming the matcher and what RE2 lacks: Prometheus would refuse the rules that read it."""
+    with pytest.raises(ValueError, match="not a regular expression Prometheus can compile"):
+        MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "job=~`\\Qa.b\\E`",
+        "job=~`\\x{e9}+\\x41\\p{Greek}+`",
+        "job=~`a\\ b\\_\\-`",
+        "job=~`\\012\\0`",
+        "job=~`(?P<name>a)+?b*?c??`",
+        "job=~`(?i:a)(?-s:.)(?sU)x{2}?y{1,1000}`",
+        "job=~`[\\d\\-\\]\\pL]`",
+        "job=~`\\Aa\\b\\B\\z`",
+    ],
+)
+def test_regex_syntax_re2_takes_is_accepted(selector: str) -> None:
+    """What RE2 reads (``\\Q...\\E``, ``\\x{..}``, escaped punctuation, octal escapes, named
+    groups, lazy quantifiers, its four flags, Perl and Unicode classes, its assertions) passes."""
+    assert MixinConfig(selector=selector).selector == selector
 
 
 @pytest.mark.parametrize(

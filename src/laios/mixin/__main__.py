@@ -24,7 +24,14 @@ from laios._output import (
     shell_quote,
 )
 from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
-from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
+from laios.mixin.writer import (
+    OPTIONS,
+    command_line,
+    option_arguments,
+    render,
+    stale_files,
+    write_files,
+)
 
 __all__ = ["PROG", "build_parser", "config_from_args", "main"]
 
@@ -50,6 +57,36 @@ def _directory(text: str) -> Path:
             "an empty path names no directory ('.' for the current one)"
         )
     return Path(text)
+
+
+class _Once(argparse.Action):
+    """Store an option's value; refuse a second, different one rather than let it replace the
+    first (a second ``--selector`` would drop the first's matchers from every rule)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        given = f"_given_{self.dest}"
+        if hasattr(namespace, given) and getattr(namespace, given) != values:
+            earlier = getattr(namespace, given)
+            raise argparse.ArgumentError(
+                self,
+                f"given twice, as {_as_given(earlier)} then {_as_given(values)}: give it once"
+                + (" (matchers separated by commas)" if self.dest == "selector" else ""),
+            )
+        setattr(namespace, given, values)
+        setattr(namespace, self.dest, values)
+
+
+def _as_given(value: object) -> str:
+    """An option's value as the refusal of a second one shows it."""
+    if isinstance(value, tuple):
+        return repr(",".join(value))
+    return repr(str(value)) if isinstance(value, (str, Path)) else repr(value)
 
 
 def _group_labels(text: str) -> tuple[str, ...]:
@@ -78,6 +115,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["selector"],
+        action=_Once,
         default=_DEFAULT.selector,
         metavar="MATCHERS",
         help="PromQL label matchers, without braces, that pick the laios targets in every "
@@ -86,6 +124,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["group_labels"],
+        action=_Once,
         type=_group_labels,
         default=_DEFAULT.group_labels,
         metavar="L1,L2",
@@ -94,6 +133,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["availability_objective"],
+        action=_Once,
         type=float,
         default=_DEFAULT.availability_objective,
         metavar="RATIO",
@@ -102,6 +142,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["latency_p95_seconds"],
+        action=_Once,
         type=float,
         default=_DEFAULT.latency_p95_seconds,
         metavar="SECONDS",
@@ -110,6 +151,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["runbook_url_base"],
+        action=_Once,
         default=_DEFAULT.runbook_url_base,
         metavar="URL",
         help="prefix of every alert's runbook_url, e.g. https://wiki.example.com/laios/ "
@@ -117,6 +159,7 @@ def build_parser(
     )
     parser.add_argument(
         OPTIONS["dashboard_uid"],
+        action=_Once,
         default=_DEFAULT.dashboard_uid,
         metavar="UID",
         help=f"uid of the Grafana dashboard (default: {DEFAULT_DASHBOARD_UID} without "
@@ -143,6 +186,7 @@ def build_parser(
     )
     parser.add_argument(
         "--out",
+        action=_Once,
         type=_directory,
         default=None if out_needed_outside_checkout else Path(),
         metavar="DIR",
@@ -252,7 +296,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
             where = (
                 ""
                 if args.out == Path() and out_optional
-                else f" --out {shell_quote(str(args.out))}"
+                else " " + " ".join(map(shell_quote, option_arguments("--out", str(args.out))))
             )
             again = command_line(config, program=parser.prog)
             print(f"regenerate with: {again}{where}", file=sys.stderr)

@@ -20,6 +20,9 @@ _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SERIES_LABELS = frozenset(
     {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
 )
+#: Label names PromQL reads as numbers (``Inf``, ``NaN``, in any case) in a ``by (...)`` or
+#: ``on (...)`` list: no rule can group by them.
+_NUMBER_WORDS = frozenset({"inf", "nan"})
 #: The ``laios_task_errors_total`` series of failures: that counter counts a cancelled task too,
 #: as ``error_type="cancelled"``, but a cancellation is the caller's choice, not a failure.
 FAILURE_TYPES = 'error_type!="cancelled"'
@@ -75,6 +78,8 @@ _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
+#: The longest prefix (a DNS subdomain, before the ``/``) a Kubernetes label key may have.
+_K8S_KEY_PREFIX_MAX = 253
 #: A Kubernetes label value: empty, or at most 63 of these characters.
 _K8S_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
@@ -94,18 +99,22 @@ class MixinConfig:
             of the ``laios_*`` series themselves, only ``tool`` may be selected on (the
             target and per-process alerts leave it out: no target or gauge has it); nor may
             it name ``laios_selector`` or a label starting with ``__``, which Prometheus
-            reserves. A ``=~`` or ``!~`` matcher's regex must compile (balanced parentheses
-            and brackets, no repetition of nothing); a control character but a tab is
-            written as a PromQL escape (``\\x1b``). Nor may it hold ``$name``, ``${name}`` or
-            ``[[name]]``, which Grafana would replace in the dashboard's queries with a
-            variable's value (it has no escape): write the ``$`` as ``\\x24`` (a ``[`` as
-            ``\\x5b``) in a ``"..."`` or ``'...'`` string, the same character to Prometheus.
+            reserves. A ``=~`` or ``!~`` matcher's regex must compile, as Go's RE2 reads it
+            (balanced parentheses and brackets, no repetition of nothing, nor the syntax only
+            Python's ``re`` has: lookarounds, backreferences, possessive quantifiers, ...); a
+            control character but a tab is written as a PromQL escape (``\\x1b``). Nor may it
+            hold ``$name``, ``${name}`` or ``[[name]]``, which Grafana would replace in the
+            dashboard's queries with a variable's value (it has no escape): write the ``$`` as
+            ``\\x24`` (a ``[`` as ``\\x5b``) in a ``"..."`` or ``'...'`` string, the same
+            character to Prometheus.
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
             Each at most once, and none of the labels of the ``laios_*`` series themselves
-            (``tool``, ``outcome``, ``error_type``, ``le``, ...), a name starting with ``__``
-            nor ``datasource`` (the dashboard's data source variable).
+            (``tool``, ``outcome``, ``error_type``, ``le``, ...), a name starting with ``__``,
+            ``datasource`` (the dashboard's data source variable) nor ``inf`` or ``nan`` in any
+            case (PromQL reads them as numbers in a ``by (...)`` list; nor may the selector
+            name them).
         availability_objective: The share of final task results (after retries) that must not
             fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %. Any
             real number (a ``Decimal``, a ``Fraction``) is taken as its float, as is
@@ -124,7 +133,10 @@ class MixinConfig:
             that the dashboards of two selectors imported into one Grafana do not replace
             each other.
         match_labels: ``(key, value)`` pairs the generated ServiceMonitor and PodMonitor select
-            on: the labels of your Service (ServiceMonitor) or of your pods (PodMonitor).
+            on: the labels of your Service (ServiceMonitor) or of your pods (PodMonitor). Each
+            a label Kubernetes takes: a key of at most 63 characters after an optional DNS
+            subdomain prefix of at most 253 and a ``/``, a value of at most 63; each key once
+            (as for :attr:`manifest_labels`).
         manifest_labels: ``(key, value)`` pairs put on the generated ServiceMonitor, PodMonitor
             and PrometheusRule themselves, so that your Prometheus's ``serviceMonitorSelector``,
             ``podMonitorSelector`` and ``ruleSelector`` pick them (kube-prometheus-stack selects
@@ -169,6 +181,8 @@ class MixinConfig:
                     f"group_labels: {label!r} is a label of the laios series themselves or "
                     "one Prometheus reserves; group by labels that tell deployments apart"
                 )
+            if label.lower() in _NUMBER_WORDS:
+                raise ValueError(f"group_labels: {_read_as_number(label)}")
         if len(set(self.group_labels)) != len(self.group_labels):
             raise ValueError(f"group_labels: a label is given twice in {self.group_labels!r}")
         if not 0 < self.availability_objective < 1:
@@ -236,6 +250,11 @@ class MixinConfig:
                     "starting with __ for itself (the metric's name, a target's address before "
                     "relabelling), and the rules name every metric they read (select targets, "
                     "a store's constant labels, or tools)"
+                )
+            if label.lower() in _NUMBER_WORDS:
+                raise ValueError(
+                    f"selector {self.selector!r} names {label!r}, which the recording rules "
+                    f"keep: {_read_as_number(label)} (select on another label)"
                 )
             if label in SERIES_LABELS and label != "tool":
                 raise ValueError(
@@ -491,14 +510,15 @@ def _unquoted(quoted: str) -> str:
 
 
 def _check_regex(matcher: str, regex: str) -> None:
-    """Raise ``ValueError`` when ``regex`` is one Prometheus cannot compile (as far as Python's
-    ``re`` can tell: only errors Go's RE2 makes too)."""
+    """Raise ``ValueError`` when ``regex`` is one Prometheus cannot compile: as far as Python's
+    ``re`` can tell (only errors Go's RE2 makes too), and syntax that only Python reads
+    (:func:`_python_only_syntax`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (FutureWarning on "[[", which RE2 reads fine)
             re.compile(regex)
     except RecursionError:  # nested deeper than Python parses; RE2 takes up to 1000 levels
-        return
+        pass
     except re.error as exc:
         if exc.msg.startswith(_REGEX_ERRORS_OF_BOTH):
             where = "" if exc.pos is None else f" at position {exc.pos}"
@@ -507,6 +527,142 @@ def _check_regex(matcher: str, regex: str) -> None:
                 f"{exc.msg}{where} of {regex!r} (for a literal character, escape it: "
                 'job=~"a\\\\(b")'
             ) from None
+    python_only = _python_only_syntax(regex)
+    if python_only is not None:
+        what, position = python_only
+        raise ValueError(
+            f"selector: {matcher} is not a regular expression Prometheus can compile: {what} "
+            f"at position {position} of {regex!r} (Prometheus's regular expressions are Go's "
+            "RE2: no lookaround, backreference, possessive quantifier, atomic group or "
+            "comment, flags i, m, s and U only; escape a literal character with a backslash "
+            "only when it is ASCII punctuation)"
+        )
+
+
+def _read_as_number(label: str) -> str:
+    """Why ``label`` (``inf`` or ``nan`` in some case) cannot be grouped by."""
+    return (
+        f"PromQL reads {label!r} as a number in a by (...) or on (...) list, so no rule could "
+        "group by it (Prometheus would refuse the rules: unexpected number)"
+    )
+
+
+#: Escapes Go's RE2 reads (outside a character class), past ASCII punctuation, which it reads
+#: as the character itself: octal ``\\0``, hex ``\\x``, control characters, Perl and
+#: Unicode classes, and assertions (which are not escapes inside a class).
+_RE2_ESCAPES = frozenset("0xafnrtvdDsSwWpP")
+_RE2_ASSERTIONS = frozenset("AzbB")
+#: What may follow ``(?`` in RE2: a named group or flags (of ``imsU``, at least one after a
+#: ``-``) and ``:`` or ``)``.
+_RE2_GROUP = re.compile(r"P?<(?![=!])|[imsU]*(?:-[imsU]+)?[:)]")
+#: A counted repetition as RE2 reads it (``{,n}`` is no repetition to RE2: it is literal).
+_RE2_REPEAT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
+#: What follows ``\\x`` in RE2: two hex digits, or any number of them in braces.
+_RE2_HEX = re.compile(r"[0-9A-Fa-f]{2}|\{[0-9A-Fa-f]+\}")
+#: The largest count of a repetition RE2 takes.
+_RE2_MAX_REPEAT = 1000
+
+
+def _python_only_syntax(regex: str) -> tuple[str, int] | None:
+    """What in ``regex`` Go's RE2 refuses though Python's ``re`` may take it, and where: a
+    lookaround, backreference, atomic group, comment or flag RE2 lacks; a possessive
+    quantifier; an escape RE2 lacks (``\\Z``, ``\\u``, a backslash before a letter or
+    non-ASCII character it gives no meaning, a ``\\x`` without two hex digits); a trailing
+    backslash; a ``\\Q`` without its ``\\E``; a repeat count over 1000; and, where Python
+    fails first on syntax only RE2 has, a bracket or parenthesis left open or closed without
+    its opening one.
+    ``None`` when there is none of these (RE2 may still refuse it for what Python refuses too).
+    """
+    i, end = 0, len(regex)
+    in_class = False
+    opened: list[int] = []  # where the groups open now opened
+    while i < end:
+        char = regex[i]
+        if char == "\\":
+            if i + 1 == end:
+                return "a trailing backslash", i
+            escaped = regex[i + 1]
+            if escaped == "Q" and not in_class:  # literal text up to \E
+                stop = regex.find("\\E", i + 2)
+                if stop < 0:  # (Prometheus puts the regex in ^(?:...)$: its ")$" too)
+                    return "a \\Q without its \\E", i
+                i = stop + 2
+                continue
+            if escaped in "1234567" and regex[i + 2 : i + 3] not in tuple("01234567"):
+                return f"a backreference \\{escaped}", i
+            known = (
+                (escaped.isascii() and not escaped.isalnum())
+                or escaped in "1234567"
+                or escaped in _RE2_ESCAPES
+                or (escaped in _RE2_ASSERTIONS and not in_class)
+            )
+            if not known:
+                return f"an escape RE2 does not have (\\{escaped})", i
+            if escaped == "x":  # \xHH or \x{H...}
+                hex_digits = _RE2_HEX.match(regex, i + 2)
+                if hex_digits is None:
+                    return "a \\x without two hex digits or {...} of them", i
+                i = hex_digits.end()
+                continue
+            if escaped in "pP" and regex.startswith("{", i + 2):  # \p{Greek}
+                stop = regex.find("}", i + 3)
+                i = end if stop < 0 else stop + 1
+                continue
+            i += 2
+            continue
+        if in_class:
+            if regex.startswith("[:", i):  # a POSIX class, [:alpha:]
+                stop = regex.find(":]", i + 2)
+                if stop >= 0:
+                    i = stop + 2
+                    continue
+            if char == "]":
+                in_class = False
+            elif regex.startswith("-[", i + 1):  # a range ending in "[": no POSIX class
+                i += 2
+            i += 1
+            continue
+        if char == "[":
+            in_class = True
+            i += 1
+            if regex.startswith("^", i):
+                i += 1
+            if regex.startswith("]", i):  # a ] first in a class is the character
+                i += 1
+            continue
+        if char == "(":
+            opened.append(i)
+            if regex.startswith("?", i + 1):
+                if not _RE2_GROUP.match(regex, i + 2):
+                    return f"a group RE2 does not have ({regex[i : i + 4]}...)", i
+                i += 2
+                continue
+        elif char == ")":
+            if not opened:
+                return "a ) without its (", i
+            opened.pop()
+        after = None
+        if char in "*+?":
+            after = i + 1
+        elif char == "{":
+            repeat = _RE2_REPEAT.match(regex, i)
+            if repeat is not None:
+                counts = [int(count) for count in repeat.groups() if count]
+                if max(counts) > _RE2_MAX_REPEAT:
+                    return f"a repeat count over {_RE2_MAX_REPEAT}", i
+                after = repeat.end()
+        if after is not None:
+            lazy = after + 1 if regex.startswith("?", after) else after
+            if regex.startswith("+", lazy):
+                return "a possessive quantifier", lazy
+            i = lazy
+            continue
+        i += 1
+    if in_class:
+        return "a [ without its ]", end
+    if opened:
+        return "a ( without its )", opened[-1]
+    return None
 
 
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:
@@ -517,6 +673,13 @@ def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> N
         key, value = pair
         if not (isinstance(key, str) and _K8S_KEY.fullmatch(key)):
             raise ValueError(f"{name}: {key!r} is not a Kubernetes label key")
+        prefix, slash, _ = key.rpartition("/")
+        if slash and len(prefix) > _K8S_KEY_PREFIX_MAX:
+            raise ValueError(
+                f"{name}: {key!r} is not a Kubernetes label key: its prefix, before the '/', "
+                f"has {len(prefix)} characters, and Kubernetes takes at most "
+                f"{_K8S_KEY_PREFIX_MAX} (a DNS subdomain)"
+            )
         if not (isinstance(value, str) and _K8S_VALUE.fullmatch(value)):
             raise ValueError(
                 f"{name}: {value!r} (for {key!r}) is not a Kubernetes label value: at most 63 "

@@ -33,6 +33,7 @@ __all__ = [
     "RULES_PATH",
     "Rendering",
     "command_line",
+    "option_arguments",
     "render",
     "stale_files",
     "write_files",
@@ -108,12 +109,22 @@ def command_line(config: MixinConfig, program: str = "python -m laios.mixin") ->
         option = OPTIONS[field.name]
         if field.name in ("match_labels", "manifest_labels"):
             for key, label_value in value:
-                args += [option, f"{key}={label_value}"]
+                args += option_arguments(option, f"{key}={label_value}")
         elif field.name == "group_labels":
-            args += [option, ",".join(value)]
+            args += option_arguments(option, ",".join(value))
         else:
-            args += [option, str(value)]
+            args += option_arguments(option, str(value))
     return shlex.join(args)
+
+
+def option_arguments(option: str, value: str) -> list[str]:
+    """``option`` given ``value`` as command-line arguments: ``--option=value`` when the
+    value starts with ``-``, which argparse would otherwise read as an option of its own.
+
+    >>> option_arguments("--dashboard-uid", "orders"), option_arguments("--out", "-x")
+    (['--dashboard-uid', 'orders'], ['--out=-x'])
+    """
+    return [f"{option}={value}"] if value.startswith("-") else [option, value]
 
 
 def _header(text: str, config: MixinConfig) -> str:
