@@ -672,14 +672,14 @@ def test_a_move_to_a_new_name_in_the_middle_of_a_scrape_counts_this_process_once
     gather = multiprocess.gather
     moves: list[Path] = []
 
-    def gather_after_a_move(*args: Any) -> Any:
+    def gather_after_a_move(*args: Any, **kwargs: Any) -> Any:
         if not moves:  # (once: as the writer thread would, in another thread, meanwhile)
             assert export.path is not None
             moves.append(export.path)
             export.path.with_suffix(".lock").unlink()
             export.write()
             assert export.path != moves[0]
-        return gather(*args)
+        return gather(*args, **kwargs)
 
     monkeypatch.setattr(multiprocess, "gather", gather_after_a_move)
     assert tasks_total(scrape(registry)) == 5
@@ -794,7 +794,7 @@ def test_a_quiet_live_process_writes_its_file_again_when_it_is_damaged(
     """A live child that runs no more tasks, whose file is deleted (a temp-file cleaner, an
     ``rm``), truncated or overwritten: it writes its file again within a few intervals, so
     the other processes' scrapes count its tasks again (it skips writes only while its file
-    is still what it wrote)."""
+    is still what it wrote; meanwhile a scrape that finds the file damaged fails)."""
     child = fork(child_running(store, 5))
     try:
         path = Path(child.report()["path"])
@@ -804,12 +804,81 @@ def test_a_quiet_live_process_writes_its_file_again_when_it_is_damaged(
         else:
             path.write_text("" if damage == "truncated" else "{garbage")
         deadline = time.monotonic() + 50 * INTERVAL
-        while tasks_total(scrape(registry)) != 5:
+
+        def total() -> float | None:
+            try:
+                return tasks_total(scrape(registry))
+            except OSError as exc:
+                if "damaged" not in str(exc):
+                    raise
+                return None
+
+        while total() != 5:
             assert time.monotonic() < deadline, "the child never wrote its file again"
             time.sleep(INTERVAL)
     finally:
         child.kill()
     assert tasks_total(scrape(registry)) == 5
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_live_workers_damaged_file_fails_the_scrape_until_it_is_written_again(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
+    """A live worker's file truncated or overwritten: a scrape that left it out would answer
+    a sum lower than the last by that worker's counts, which Prometheus reads as a counter
+    reset, then counts its tasks again when the worker writes its file again. As for a
+    directory created anew, the scrape fails saying which file is damaged and that its
+    worker writes it again within its interval; then it shows every worker's counts."""
+    enable(directory, interval=0.5, registry=registry, store=store)
+    run_tasks(store, 3)
+    child = fork(child_running(store, 5))
+    try:
+        path = Path(child.report()["path"])
+        assert tasks_total(scrape(registry)) == 8
+        os.kill(child.pid, signal.SIGSTOP)  # (it cannot write its file again yet)
+        try:
+            path.write_text("" if damage == "truncated" else "{garbage")
+            with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+                for _ in range(2):
+                    with pytest.raises(OSError, match="damaged") as raised:
+                        scrape(registry)
+                    assert str(path) in str(raised.value)
+                    assert "within its interval" in str(raised.value)
+            assert str(path) in caplog.text
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+        deadline = time.monotonic() + CHILD_SECONDS
+        while True:  # (until the child has written its file again)
+            with contextlib.suppress(OSError):
+                assert tasks_total(scrape(registry)) == 8
+                break
+            assert time.monotonic() < deadline, "the scrapes never answered again"
+            time.sleep(0.05)
+    finally:
+        child.kill()
+
+
+def test_a_gone_workers_damaged_file_is_left_out_and_the_scrape_answers(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gone worker's damaged file is nobody's to write again: it is left out with a
+    warning naming it, and the scrape answers (its counts are lost, as the guide says)."""
+    run_tasks(store, 3)
+    child = fork(child_running(store, 5))
+    path = Path(child.report()["path"])
+    child.kill()
+    path.write_text("{garbage")
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        assert tasks_total(scrape(registry)) == 3
+    assert str(path) in caplog.text
 
 
 def test_a_gone_process_whose_lock_file_is_deleted_is_folded_once(
@@ -1674,14 +1743,14 @@ def test_a_child_forked_during_a_scrape_does_not_keep_the_directory_locked(
     gone = fork(child_running(store, 4))
     report = gone.report()
     reading, resume = threading.Event(), threading.Event()
-    real_read = SharedDirectory.read
+    real_read = SharedDirectory.read_or_raise
 
     def paused_read(self: SharedDirectory, path: Path) -> Any:
         reading.set()  # under the directory's shared lock
         resume.wait(CHILD_SECONDS)
         return real_read(self, path)
 
-    monkeypatch.setattr(SharedDirectory, "read", paused_read)
+    monkeypatch.setattr(SharedDirectory, "read_or_raise", paused_read)
     scraper = threading.Thread(target=scrape, args=(registry,), daemon=True)
     scraper.start()
     assert reading.wait(CHILD_SECONDS)
@@ -1690,7 +1759,7 @@ def test_a_child_forked_during_a_scrape_does_not_keep_the_directory_locked(
         child.report()
         resume.set()
         scraper.join(CHILD_SECONDS)
-        monkeypatch.setattr(SharedDirectory, "read", real_read)
+        monkeypatch.setattr(SharedDirectory, "read_or_raise", real_read)
         gone.kill()
         assert in_thread(lambda: sweep(directory)) == [1]
         assert not Path(report["path"]).exists()

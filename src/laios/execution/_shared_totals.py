@@ -57,6 +57,7 @@ from laios.execution._totals_files import (
     NotPermitted,
     OtherVersion,
     Section,
+    TooLarge,
     UnreadableFile,
     dump,
     read_document,
@@ -478,6 +479,10 @@ class SharedDirectory:
         #: read (which a process that may read them folds). Each scrape forgets those whose
         #: files are gone, so that it stays bounded.
         self.left_alone: set[str] = set()
+        #: When this process first found the file of a live process damaged (truncated,
+        #: overwritten), by process (``time.monotonic()``); forgotten once the file reads
+        #: again, or is gone (see :func:`gather`).
+        self.damaged: dict[str, float] = {}
 
     def data(self, stem: str) -> Path:
         return self.path / f"{stem}.json"
@@ -646,6 +651,19 @@ class SharedDirectory:
         read: garbage (at most once a minute), another laios version's (once) or one this
         process may not read (at most once a minute); ``stem`` is then in
         :attr:`left_alone` in the last two cases."""
+        try:
+            return self.read_or_raise(stem)
+        except UnreadableFile as exc:
+            self.warn_unreadable(stem, exc)
+            return None
+
+    def read_or_raise(self, stem: str) -> list[Section] | None:
+        """As :meth:`read`, but raising for garbage instead of warning.
+
+        Raises:
+            UnreadableFile: When the file is garbage (truncated, overwritten, too large, not
+                a regular file); neither another version's nor one this process may not read.
+        """
         path = self.data(stem)
         try:
             sections = sections_of(read_document(path))
@@ -659,11 +677,22 @@ class SharedDirectory:
             self.left_alone.add(stem)
             _warn_not_permitted(path, exc)
             return None
-        except UnreadableFile as exc:
-            warn(f"unreadable {path}", "leaving out %s, which cannot be read: %s", path, exc)
-            return None
         self.left_alone.discard(stem)
         return sections
+
+    def warn_unreadable(self, stem: str, exc: UnreadableFile) -> None:
+        """Warn (at most once a minute per file) that the file of ``stem`` is left out."""
+        path = self.data(stem)
+        warn(f"unreadable {path}", "leaving out %s, which cannot be read: %s", path, exc)
+
+    def damage_wait(self, stem: str, exc: UnreadableFile, wait: float) -> float:
+        """Seconds the scrapes still fail for the damaged file of ``stem``, a live process's
+        (``wait`` from when this process first found it damaged; 0 once they need not, and
+        for a file too large, which its process's next write does not make smaller)."""
+        if isinstance(exc, TooLarge):
+            return 0.0
+        now = time.monotonic()
+        return self.damaged.setdefault(stem, now) + wait - now
 
     def read_retired(self) -> tuple[list[Section], frozenset[str]]:
         """The retired sections, and the names of the files they already hold."""
@@ -781,15 +810,28 @@ def _fold_batch(
     return len(folded), rest
 
 
-def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
+def gather(
+    directory: SharedDirectory,
+    own_stem: str | None,
+    own: list[Section],
+    *,
+    interval: float | None = None,
+    wait: float = 0.0,
+) -> list[Section]:
     """Every process's sections and the retired ones, added up (``own`` for ``own_stem``).
+
+    A live process's file that cannot be read (truncated, overwritten) fails the scrape for
+    ``wait`` seconds from when this process first finds it so, time for that process (which
+    writes every ``interval`` seconds) to write it again: a sum without its counts would go
+    backwards. Then, as a gone process's, it is left out with a warning.
 
     Raises:
         OSError: When the directory cannot be read; ``FileNotFoundError`` saying so when it
-            is gone (deleted under the processes).
+            is gone (deleted under the processes); ``OSError`` naming the damaged file of a
+            live process, as above.
     """
     try:
-        return _gather(directory, own_stem, own)
+        return _gather(directory, own_stem, own, interval, wait)
     except FileNotFoundError as exc:
         if directory.path.is_dir():
             raise
@@ -804,7 +846,13 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
         raise FileNotFoundError(errno.ENOENT, message) from exc
 
 
-def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
+def _gather(
+    directory: SharedDirectory,
+    own_stem: str | None,
+    own: list[Section],
+    interval: float | None,
+    wait: float,
+) -> list[Section]:
     if any(
         s != own_stem and s not in directory.left_alone and not directory.alive(s)
         for s in directory.stems()
@@ -836,17 +884,60 @@ def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]
         parts.append((str(directory.path / RETIRED), retired))
         stems = directory.stems()
         directory.left_alone.intersection_update(stems)  # (forget those gone since: bounded)
+        for gone in directory.damaged.keys() - set(stems):
+            del directory.damaged[gone]
+        damaged: list[tuple[Path, UnreadableFile, float]] = []
         for stem in stems:
             if stem == own_stem or stem in absorbed:
                 continue
-            sections = directory.read(stem) or []
+            try:
+                sections = directory.read_or_raise(stem) or []
+            except UnreadableFile as exc:
+                # A live process's file (its lock held) is written again within its interval:
+                # a sum without its counts would go backwards, then count them twice.
+                left = 0.0
+                if interval is not None and directory.lock_held(stem) is True:
+                    left = directory.damage_wait(stem, exc, wait)
+                if left > 0.0:
+                    damaged.append((directory.data(stem), exc, left))
+                    continue
+                directory.warn_unreadable(stem, exc)
+                sections = []
+            else:
+                directory.damaged.pop(stem, None)
             # Gauges count only under a held lock: a file gone since the fold above, or one
             # without a lock file (a dead process's under a reused pid, or a live one's about
             # to move to a new name), keeps its counters alone.
             if directory.lock_held(stem) is not True:
                 sections = [without_gauges(section) for section in sections]
             parts.append((str(directory.data(stem)), sections))
+    if damaged:
+        assert interval is not None
+        _fail_for_damage(directory, damaged, interval)
     return add_up(common_buckets(parts, directory.path))
+
+
+def _fail_for_damage(
+    directory: SharedDirectory, damaged: list[tuple[Path, UnreadableFile, float]], interval: float
+) -> None:
+    """Fail the scrape for the ``damaged`` files of live processes (each with why it cannot
+    be read and how many seconds more scrapes fail for it), saying so.
+
+    Raises:
+        OSError: Always.
+    """
+    path, exc, _ = damaged[0]
+    more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+    message = (
+        f"the multiprocess file {path}{more} of a live worker is damaged (truncated or "
+        f"overwritten?): {exc}. Its worker writes it again within its interval "
+        f"({interval:g} s): /metrics fails for {max(left for _, _, left in damaged):.1f} s "
+        "more, rather than show a sum without that worker's counts (Prometheus would read a "
+        "counter reset, then count its tasks twice); if it is still damaged then, it is left "
+        "out. Keep the directory out of reach of anything but its workers"
+    )
+    warn(f"damaged {path}", "%s", message)
+    raise OSError(message)
 
 
 def common_buckets(parts: list[tuple[str, list[Section]]], where: Path) -> list[Section]:

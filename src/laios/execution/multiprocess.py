@@ -28,7 +28,11 @@ How:
   have in common, with a warning naming the bounds found and the directory: a bucket of a
   common bound holds exactly what it holds in each process, so the sum is exact, only
   coarser, and every worker shows the same sum whichever answers the scrape (kept apart,
-  the same series would appear twice; left out, the sum would depend on who answers).
+  the same series would appear twice; left out, the sum would depend on who answers). A
+  live process's file that cannot be read (truncated or overwritten under it) fails the
+  scrape, naming it, for twice ``interval`` (at most 10 s) from when the serving process
+  finds it, time for its process to write it again: left out, its counts would drop from
+  the sum, a counter reset to Prometheus. A gone process's is left out with a warning.
 - **Files of other laios versions** (a rolling deploy): each file says its layout's format.
   This version writes format 2 and reads laios 0.1.0's format 1 too (see
   :mod:`laios.execution._legacy_totals`); a file of a format it does not know is a newer
@@ -435,7 +439,8 @@ class MultiprocessExport:
             )
             warn(f"created anew {self.directory}", "%s", message)
             raise OSError(message)
-        return stem, gather(self._files, stem, own)
+        wait = min(_REPLACED_WAIT_INTERVALS * self.interval, _MAX_REPLACED_WAIT)
+        return stem, gather(self._files, stem, own, interval=self.interval, wait=wait)
 
     def _replaced_wait_locked(self) -> float:
         """Seconds the scrapes still fail for the directory created anew (0 once they need not;
