@@ -99,7 +99,9 @@ def scrape(registry: CollectorRegistry) -> str:
 
 
 def files(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name != "laios-dir.lock")
+    return sorted(
+        p.name for p in directory.iterdir() if p.name not in ("laios-dir.lock", "laios-dir.wait")
+    )
 
 
 def _writers() -> list[threading.Thread]:
@@ -494,6 +496,118 @@ def test_more_gone_processes_than_open_files_allowed_are_all_folded(
     assert export.path is not None
     stem = export.path.name.removesuffix(".json")
     assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
+
+
+def _tasks_on_disk(directory: Path) -> float:
+    """``laios_tasks_total`` as the files on disk add up: the retired file, and each process
+    file it has not absorbed (read while a fold holds the directory's lock)."""
+    retired = directory / "laios-retired.json"
+    document = read_document(retired) if retired.exists() else {}
+    absorbed = set(document.get("absorbed", []))
+    sections = sections_of(document) if document else []
+    for path in directory.glob("laios-proc-*.json"):
+        if path.stem not in absorbed:
+            sections.extend(sections_of(read_document(path)))
+    return sum(
+        count
+        for section in sections
+        for tool in section.totals.tools.values()
+        for count, *_ in tool.outcomes.values()
+    )
+
+
+def test_a_long_fold_lets_scrapes_and_enable_in_between_its_batches(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thousands of gone processes' files take seconds to fold: a fold that held the
+    directory's lock throughout made the other workers' scrapes fail after 5 s, and a
+    worker booting then failed enable(). The fold lets go of the lock between its batches,
+    each of which leaves the totals exact: a scrape or enable() that waits for the lock gets
+    in after the batch under way."""
+    monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
+    gone = fork(child_running(store, 1))
+    gone.report()
+    gone.kill()
+    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
+    for _ in range(199):  # (200 gone processes: 25 batches)
+        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
+        shutil.copyfile(first, directory / f"{stem}.json")
+        (directory / f"{stem}.lock").touch()
+    waiting = directory / "laios-dir.wait"
+    batches: list[int] = []  # (each batch of this sweep, as it starts)
+    on_disk: list[float] = []  # (the tasks on disk as some of them start)
+    got_in: list[int] = []
+    real_batch = _shared_totals._fold_batch
+    sweeper = threading.current_thread()
+
+    def enable_in_thread() -> None:
+        multiprocess._directory(directory)  # (what enable() does with the directory's lock)
+        got_in.append(len(batches))
+
+    def counted_batch(*args: Any) -> Any:
+        if threading.current_thread() is sweeper:
+            batches.append(len(batches) + 1)
+            if len(batches) in (1, 2, 3, 12):  # (under the directory's lock)
+                on_disk.append(_tasks_on_disk(directory))
+            if len(batches) == 2:  # another worker's enable() waits for the lock now
+                threading.Thread(target=enable_in_thread, daemon=True).start()
+                deadline = time.monotonic() + CHILD_SECONDS
+                while not _someone_waits(waiting):
+                    assert time.monotonic() < deadline, "nothing waited for the lock"
+                    time.sleep(0.001)
+        return real_batch(*args)
+
+    monkeypatch.setattr(_shared_totals, "_fold_batch", counted_batch)
+    assert sweep(directory) == 200
+    assert got_in == [2]  # in after the batch under way, not after the whole fold
+    assert len(batches) >= 25
+    assert on_disk == [200, 200, 200, 200]  # (exact between the batches)
+    assert tasks_total(scrape(registry)) == 200
+
+
+def test_a_scrape_folds_for_a_while_and_counts_the_rest_where_they_lie(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scrape folds for a bounded time (here: one batch), so that thousands of gone
+    processes' files do not hold it for seconds; it counts the files left where they lie,
+    and later scrapes fold them."""
+    monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
+    monkeypatch.setattr(_shared_totals, "SCRAPE_FOLD_SECONDS", 0.0)
+    gone = fork(child_running(store, 1))
+    gone.report()
+    gone.kill()
+    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
+    for _ in range(19):
+        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
+        shutil.copyfile(first, directory / f"{stem}.json")
+        (directory / f"{stem}.lock").touch()
+    left = []
+    for _ in range(3):
+        assert tasks_total(scrape(registry)) == 20
+        left.append(len(list(directory.glob("laios-proc-*.json"))) - 1)
+    assert left == [12, 4, 0]
+
+
+def _someone_waits(waiting: Path) -> bool:
+    """Whether a process waits for the directory's lock (holds ``waiting`` shared)."""
+    if not waiting.exists():
+        return False
+    fd = os.open(waiting, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def test_counters_never_go_backwards_while_processes_come_and_go(

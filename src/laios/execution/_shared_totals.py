@@ -15,9 +15,13 @@ which ``prometheus_client`` reads):
   with the names of the process files it has absorbed and that may still be on disk.
 - The directory's lock: an ``flock`` on the directory itself and then on
   ``laios-dir.lock`` inside it (which laios 0.1.0 locks alone), shared while a scrape reads
-  the files, exclusive while a fold moves files into the retired one. The directory cannot be
-  deleted under its holder, so deleting ``laios-dir.lock`` does not let two processes in at
-  once. Nobody waits for it more than :data:`LOCK_TIMEOUT` seconds.
+  the files, exclusive while a fold moves a batch of files into the retired one. The
+  directory cannot be deleted under its holder, so deleting ``laios-dir.lock`` does not let
+  two processes in at once. Nobody waits for it more than :data:`LOCK_TIMEOUT` seconds.
+- ``laios-dir.wait``: held shared by each process while it waits for the directory's lock. A
+  fold lets go of the directory's lock between its batches and, before its next batch,
+  waits until nobody holds this file (until every waiter has had the directory's lock):
+  waiters poll the lock, and would rarely find it free in a gap of microseconds.
 
 An ``flock`` belongs to the open file, not to the process: a child forked while this process
 has a lock file open gets a copy of the descriptor and, with it, the lock, for as long as the
@@ -78,6 +82,7 @@ __all__ = [
     "LOCK_TIMEOUT",
     "PROCESS_PREFIX",
     "RETIRED",
+    "SCRAPE_FOLD_SECONDS",
     "SharedDirectory",
     "add_up",
     "close_lock",
@@ -99,6 +104,8 @@ PROCESS_PREFIX = "laios-proc-"
 #: The name of the retired file.
 RETIRED = "laios-retired.json"
 _DIRECTORY_LOCK = "laios-dir.lock"
+#: Held shared by the processes waiting for the directory's lock (see above).
+_WAITING = "laios-dir.wait"
 #: Opens a directory, refusing anything else (0 where the platform has no such flag).
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 #: The longest a process waits for the directory's lock, in seconds: then the call fails (a
@@ -222,6 +229,13 @@ def _open_lock_file(path: Path) -> int:
     raise OSError(f"could not open the lock file {path}: it keeps being replaced")
 
 
+def _stop_waiting(waiting: list[int]) -> None:
+    """Close the descriptor of ``laios-dir.wait`` in ``waiting``, if any (see
+    :meth:`SharedDirectory.locked`)."""
+    while waiting:
+        close_lock(waiting.pop())
+
+
 def close_lock(fd: int) -> None:
     """Close a descriptor of a lock file opened here, and with it its lock; nothing when a fork
     has closed it already (in a child, the descriptors of the parent's locks)."""
@@ -232,8 +246,24 @@ def close_lock(fd: int) -> None:
         os.close(fd)
 
 
-def _flock(fd: int, operation: int, path: Path, deadline: float) -> None:
-    """``flock(fd, operation)``, waiting until ``deadline`` (``time.monotonic()``) at most.
+#: The longest a fold waits between two batches for the waiters to have had the directory's
+#: lock, in seconds: they try it every :data:`_MAX_PAUSE` at least, and one that does not
+#: take it by then (a process stopped as it waits) must not slow every batch down.
+_LET_IN_SECONDS = 0.5
+#: The longest pause between two tries of a lock that is held, in seconds (short: a fold
+#: waits for its waiters to have had the directory's lock between two of its batches).
+_MAX_PAUSE = 0.01
+
+
+def _flock(
+    fd: int,
+    operation: int,
+    path: Path,
+    deadline: float,
+    waiting: Callable[[], None] | None = None,
+) -> None:
+    """``flock(fd, operation)``, waiting until ``deadline`` (``time.monotonic()``) at most;
+    ``waiting`` is called each time the lock is found held.
 
     Raises:
         TimeoutError: When another process still holds the lock by then.
@@ -244,12 +274,14 @@ def _flock(fd: int, operation: int, path: Path, deadline: float) -> None:
             fcntl.flock(fd, operation | fcntl.LOCK_NB)
             return
         except BlockingIOError:
+            if waiting is not None:
+                waiting()
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"{path} stayed locked by another process for {LOCK_TIMEOUT:g} s"
                 ) from None
         time.sleep(pause)
-        pause = min(2 * pause, 0.05)
+        pause = min(2 * pause, _MAX_PAUSE)
 
 
 #: The errors of a file system with no room: full, or a quota or file size limit reached.
@@ -513,21 +545,58 @@ class SharedDirectory:
         """
         operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         deadline = time.monotonic() + LOCK_TIMEOUT
+        waiting: list[int] = []  # (the descriptor of laios-dir.wait, while this one waits)
+        announce = functools.partial(self._announce, waiting)
         # The directory itself first: it cannot be deleted under its holder, as a lock file
         # can (a newcomer would then create a new one and lock that). Then the lock file,
         # which processes of laios 0.1.0 lock, so they and this one keep each other out too.
         directory = _open_lock(self.path, os.O_RDONLY | _O_DIRECTORY)
         try:
-            _flock(directory, operation, self.path, deadline)
+            _flock(directory, operation, self.path, deadline, announce)
             path = self.path / _DIRECTORY_LOCK
             fd = _open_lock_file(path)
             try:
-                _flock(fd, operation, path, deadline)
+                _flock(fd, operation, path, deadline, announce)
+                _stop_waiting(waiting)
                 yield
             finally:
                 close_lock(fd)  # releases the lock
         finally:
+            _stop_waiting(waiting)
             close_lock(directory)
+
+    def _announce(self, waiting: list[int]) -> None:
+        """Say that this process waits for the directory's lock (``laios-dir.wait`` held
+        shared, its descriptor in ``waiting``), so that a fold lets it in between its
+        batches; nothing when it has said so already, or cannot (it polls all the same)."""
+        if waiting:
+            return
+        try:
+            fd = _open_lock_file(self.path / _WAITING)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # (a fold looking for waiters this instant: said at the next try)
+            close_lock(fd)
+            return
+        waiting.append(fd)
+
+    def let_waiters_in(self) -> None:
+        """Wait until every process that waits for the directory's lock has had it (at most
+        :data:`_LET_IN_SECONDS`, then go on all the same): a fold calls it between two
+        batches, not holding the lock."""
+        path = self.path / _WAITING
+        try:
+            fd = _open_lock_file(path)
+        except OSError:
+            return
+        try:
+            _flock(fd, fcntl.LOCK_EX, path, time.monotonic() + _LET_IN_SECONDS)
+        except OSError:  # (a waiter stopped, or waiters one after another: the fold goes on)
+            pass
+        finally:
+            close_lock(fd)
 
     def _open_existing_lock(self, stem: str) -> int | None:
         """The lock file of ``stem``, opened to probe its lock; ``None`` when there is none.
@@ -719,26 +788,37 @@ class SharedDirectory:
 #: its files are deleted): a fold of more goes round again, so that it never needs more
 #: descriptors than that, whatever the number of files (``ulimit -n`` is often 1024).
 FOLD_BATCH = 64
+#: The longest a scrape folds, in seconds: it then reads the directory (counting the files of
+#: the gone processes left where they are), and a later scrape folds the rest.
+SCRAPE_FOLD_SECONDS = 1.0
 
 
-def fold(directory: SharedDirectory) -> int:
+def fold(directory: SharedDirectory, *, budget: float | None = None) -> int:
     """Fold the files of gone processes into the retired file; return how many were folded.
 
-    Holds the directory's exclusive lock throughout. Takes :data:`FOLD_BATCH` gone
-    processes at a time (each batch written to the retired file, then deleted) until none is
-    left.
+    Takes :data:`FOLD_BATCH` gone processes at a time, each batch under the directory's
+    exclusive lock (written to the retired file, then deleted: the totals are exact between
+    two batches), and lets go of the lock between batches, letting in whoever waits for it
+    (scrapes, :func:`~laios.execution.multiprocess.enable`), until none is left, or until
+    ``budget`` seconds have passed (the rest is left to a later fold).
 
     Raises:
-        TimeoutError: When the directory's lock stays held for :data:`LOCK_TIMEOUT` seconds.
+        TimeoutError: When the directory's lock stays held for :data:`LOCK_TIMEOUT` seconds
+            (the batches folded until then stay folded).
     """
-    with directory.locked(shared=False):
-        pending = directory.stems(with_orphans=True)
-        alive: list[str] = []
-        total = 0
-        while pending:
+    stop = None if budget is None else time.monotonic() + budget
+    pending: list[str] | None = None
+    alive: list[str] = []
+    total = 0
+    while True:
+        with directory.locked(shared=False):
+            if pending is None:
+                pending = directory.stems(with_orphans=True)
             folded, pending = _fold_batch(directory, pending, alive)
-            total += folded
-        return total
+        total += folded
+        if not pending or (stop is not None and time.monotonic() >= stop):
+            return total
+        directory.let_waiters_in()
 
 
 def _fold_batch(
@@ -747,7 +827,8 @@ def _fold_batch(
     """One round of :func:`fold` (the caller holds the directory's exclusive lock): folds the
     gone processes among ``pending``, in order, until :data:`FOLD_BATCH` lock files are held;
     returns how many it folded and the processes it did not look at yet. Adds those it found
-    alive to ``alive``."""
+    alive to ``alive``. A process whose files are gone (folded by another process between two
+    rounds) is passed over."""
     try:
         retired, absorbed = directory.read_retired()
     except OtherVersion as exc:  # its counts are that version's: never replaced here
@@ -779,6 +860,8 @@ def _fold_batch(
                 continue
             if fd >= 0:
                 held.append(fd)
+            elif not directory.data(stem).exists():
+                continue  # (no lock file, no data file: folded elsewhere meanwhile)
             sections = directory.read(stem)
             if stem in directory.left_alone:
                 continue  # for its version's processes, or one that may read it, to fold
@@ -858,7 +941,7 @@ def _gather(
         for s in directory.stems()
     ):
         try:
-            fold(directory)
+            fold(directory, budget=SCRAPE_FOLD_SECONDS)
         except OSError as exc:  # left to a later scrape: the read below counts those files
             warn(
                 f"fold {directory.path}",

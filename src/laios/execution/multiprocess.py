@@ -64,9 +64,12 @@ How:
   labels past the limits are never more than the live processes export. Likewise past 100
   sets of constant labels (as many as one process exports), further sets add into one whose
   values are all ``other``. The retired file names the files it has absorbed until they are
-  deleted, so a fold cut short between the two steps never counts a file twice. Any scrape
-  folds the files of gone processes; gunicorn's ``child_exit`` hook
-  (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
+  deleted, so a fold cut short between the two steps never counts a file twice. A fold
+  takes 64 gone processes at a time, each batch whole under the lock, and lets go of it
+  between batches, letting in the processes that wait for it (a fold of thousands of files
+  takes seconds: holding the lock throughout, it failed the other workers' scrapes and
+  ``enable()``). Any scrape folds the files of gone processes (for 1 s at most); gunicorn's
+  ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
 - **Gauges are summed over live processes**: ``laios_tasks_in_flight``,
   ``laios_executor_workers``, ``laios_executor_busy_workers``, ``laios_executor_queue_depth``
   and ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
@@ -1007,7 +1010,8 @@ def sweep(directory: str | os.PathLike[str] | None = None) -> int:
     """Fold the files of processes that are gone into the retired file.
 
     Scrapes do it too; call it when a worker exits (:func:`gunicorn_child_exit`) to keep the
-    directory tidy between scrapes.
+    directory tidy between scrapes. It takes them 64 at a time, and lets the other processes
+    waiting for the directory's lock (scrapes, :func:`enable`) in between two batches.
 
     Args:
         directory: Defaults to ``$LAIOS_MULTIPROC_DIR``.
