@@ -99,7 +99,9 @@ def scrape(registry: CollectorRegistry) -> str:
 
 
 def files(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name != "laios-dir.lock")
+    return sorted(
+        p.name for p in directory.iterdir() if p.name not in ("laios-dir.lock", "laios-dir.wait")
+    )
 
 
 def _writers() -> list[threading.Thread]:
@@ -496,6 +498,118 @@ def test_more_gone_processes_than_open_files_allowed_are_all_folded(
     assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
 
 
+def _tasks_on_disk(directory: Path) -> float:
+    """``laios_tasks_total`` as the files on disk add up: the retired file, and each process
+    file it has not absorbed (read while a fold holds the directory's lock)."""
+    retired = directory / "laios-retired.json"
+    document = read_document(retired) if retired.exists() else {}
+    absorbed = set(document.get("absorbed", []))
+    sections = sections_of(document) if document else []
+    for path in directory.glob("laios-proc-*.json"):
+        if path.stem not in absorbed:
+            sections.extend(sections_of(read_document(path)))
+    return sum(
+        count
+        for section in sections
+        for tool in section.totals.tools.values()
+        for count, *_ in tool.outcomes.values()
+    )
+
+
+def test_a_long_fold_lets_scrapes_and_enable_in_between_its_batches(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thousands of gone processes' files take seconds to fold: a fold that held the
+    directory's lock throughout made the other workers' scrapes fail after 5 s, and a
+    worker booting then failed enable(). The fold lets go of the lock between its batches,
+    each of which leaves the totals exact: a scrape or enable() that waits for the lock gets
+    in after the batch under way."""
+    monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
+    gone = fork(child_running(store, 1))
+    gone.report()
+    gone.kill()
+    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
+    for _ in range(199):  # (200 gone processes: 25 batches)
+        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
+        shutil.copyfile(first, directory / f"{stem}.json")
+        (directory / f"{stem}.lock").touch()
+    waiting = directory / "laios-dir.wait"
+    batches: list[int] = []  # (each batch of this sweep, as it starts)
+    on_disk: list[float] = []  # (the tasks on disk as some of them start)
+    got_in: list[int] = []
+    real_batch = _shared_totals._fold_batch
+    sweeper = threading.current_thread()
+
+    def enable_in_thread() -> None:
+        multiprocess._directory(directory)  # (what enable() does with the directory's lock)
+        got_in.append(len(batches))
+
+    def counted_batch(*args: Any) -> Any:
+        if threading.current_thread() is sweeper:
+            batches.append(len(batches) + 1)
+            if len(batches) in (1, 2, 3, 12):  # (under the directory's lock)
+                on_disk.append(_tasks_on_disk(directory))
+            if len(batches) == 2:  # another worker's enable() waits for the lock now
+                threading.Thread(target=enable_in_thread, daemon=True).start()
+                deadline = time.monotonic() + CHILD_SECONDS
+                while not _someone_waits(waiting):
+                    assert time.monotonic() < deadline, "nothing waited for the lock"
+                    time.sleep(0.001)
+        return real_batch(*args)
+
+    monkeypatch.setattr(_shared_totals, "_fold_batch", counted_batch)
+    assert sweep(directory) == 200
+    assert got_in == [2]  # in after the batch under way, not after the whole fold
+    assert len(batches) >= 25
+    assert on_disk == [200, 200, 200, 200]  # (exact between the batches)
+    assert tasks_total(scrape(registry)) == 200
+
+
+def test_a_scrape_folds_for_a_while_and_counts_the_rest_where_they_lie(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scrape folds for a bounded time (here: one batch), so that thousands of gone
+    processes' files do not hold it for seconds; it counts the files left where they lie,
+    and later scrapes fold them."""
+    monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
+    monkeypatch.setattr(_shared_totals, "SCRAPE_FOLD_SECONDS", 0.0)
+    gone = fork(child_running(store, 1))
+    gone.report()
+    gone.kill()
+    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
+    for _ in range(19):
+        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
+        shutil.copyfile(first, directory / f"{stem}.json")
+        (directory / f"{stem}.lock").touch()
+    left = []
+    for _ in range(3):
+        assert tasks_total(scrape(registry)) == 20
+        left.append(len(list(directory.glob("laios-proc-*.json"))) - 1)
+    assert left == [12, 4, 0]
+
+
+def _someone_waits(waiting: Path) -> bool:
+    """Whether a process waits for the directory's lock (holds ``waiting`` shared)."""
+    if not waiting.exists():
+        return False
+    fd = os.open(waiting, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def test_counters_never_go_backwards_while_processes_come_and_go(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
 ) -> None:
@@ -672,14 +786,14 @@ def test_a_move_to_a_new_name_in_the_middle_of_a_scrape_counts_this_process_once
     gather = multiprocess.gather
     moves: list[Path] = []
 
-    def gather_after_a_move(*args: Any) -> Any:
+    def gather_after_a_move(*args: Any, **kwargs: Any) -> Any:
         if not moves:  # (once: as the writer thread would, in another thread, meanwhile)
             assert export.path is not None
             moves.append(export.path)
             export.path.with_suffix(".lock").unlink()
             export.write()
             assert export.path != moves[0]
-        return gather(*args)
+        return gather(*args, **kwargs)
 
     monkeypatch.setattr(multiprocess, "gather", gather_after_a_move)
     assert tasks_total(scrape(registry)) == 5
@@ -794,7 +908,7 @@ def test_a_quiet_live_process_writes_its_file_again_when_it_is_damaged(
     """A live child that runs no more tasks, whose file is deleted (a temp-file cleaner, an
     ``rm``), truncated or overwritten: it writes its file again within a few intervals, so
     the other processes' scrapes count its tasks again (it skips writes only while its file
-    is still what it wrote)."""
+    is still what it wrote; meanwhile a scrape that finds the file damaged fails)."""
     child = fork(child_running(store, 5))
     try:
         path = Path(child.report()["path"])
@@ -804,12 +918,81 @@ def test_a_quiet_live_process_writes_its_file_again_when_it_is_damaged(
         else:
             path.write_text("" if damage == "truncated" else "{garbage")
         deadline = time.monotonic() + 50 * INTERVAL
-        while tasks_total(scrape(registry)) != 5:
+
+        def total() -> float | None:
+            try:
+                return tasks_total(scrape(registry))
+            except OSError as exc:
+                if "damaged" not in str(exc):
+                    raise
+                return None
+
+        while total() != 5:
             assert time.monotonic() < deadline, "the child never wrote its file again"
             time.sleep(INTERVAL)
     finally:
         child.kill()
     assert tasks_total(scrape(registry)) == 5
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_live_workers_damaged_file_fails_the_scrape_until_it_is_written_again(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
+    """A live worker's file truncated or overwritten: a scrape that left it out would answer
+    a sum lower than the last by that worker's counts, which Prometheus reads as a counter
+    reset, then counts its tasks again when the worker writes its file again. As for a
+    directory created anew, the scrape fails saying which file is damaged and that its
+    worker writes it again within its interval; then it shows every worker's counts."""
+    enable(directory, interval=0.5, registry=registry, store=store)
+    run_tasks(store, 3)
+    child = fork(child_running(store, 5))
+    try:
+        path = Path(child.report()["path"])
+        assert tasks_total(scrape(registry)) == 8
+        os.kill(child.pid, signal.SIGSTOP)  # (it cannot write its file again yet)
+        try:
+            path.write_text("" if damage == "truncated" else "{garbage")
+            with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+                for _ in range(2):
+                    with pytest.raises(OSError, match="damaged") as raised:
+                        scrape(registry)
+                    assert str(path) in str(raised.value)
+                    assert "within its interval" in str(raised.value)
+            assert str(path) in caplog.text
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+        deadline = time.monotonic() + CHILD_SECONDS
+        while True:  # (until the child has written its file again)
+            with contextlib.suppress(OSError):
+                assert tasks_total(scrape(registry)) == 8
+                break
+            assert time.monotonic() < deadline, "the scrapes never answered again"
+            time.sleep(0.05)
+    finally:
+        child.kill()
+
+
+def test_a_gone_workers_damaged_file_is_left_out_and_the_scrape_answers(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gone worker's damaged file is nobody's to write again: it is left out with a
+    warning naming it, and the scrape answers (its counts are lost, as the guide says)."""
+    run_tasks(store, 3)
+    child = fork(child_running(store, 5))
+    path = Path(child.report()["path"])
+    child.kill()
+    path.write_text("{garbage")
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        assert tasks_total(scrape(registry)) == 3
+    assert str(path) in caplog.text
 
 
 def test_a_gone_process_whose_lock_file_is_deleted_is_folded_once(
@@ -1674,14 +1857,14 @@ def test_a_child_forked_during_a_scrape_does_not_keep_the_directory_locked(
     gone = fork(child_running(store, 4))
     report = gone.report()
     reading, resume = threading.Event(), threading.Event()
-    real_read = SharedDirectory.read
+    real_read = SharedDirectory.read_or_raise
 
     def paused_read(self: SharedDirectory, path: Path) -> Any:
         reading.set()  # under the directory's shared lock
         resume.wait(CHILD_SECONDS)
         return real_read(self, path)
 
-    monkeypatch.setattr(SharedDirectory, "read", paused_read)
+    monkeypatch.setattr(SharedDirectory, "read_or_raise", paused_read)
     scraper = threading.Thread(target=scrape, args=(registry,), daemon=True)
     scraper.start()
     assert reading.wait(CHILD_SECONDS)
@@ -1690,7 +1873,7 @@ def test_a_child_forked_during_a_scrape_does_not_keep_the_directory_locked(
         child.report()
         resume.set()
         scraper.join(CHILD_SECONDS)
-        monkeypatch.setattr(SharedDirectory, "read", real_read)
+        monkeypatch.setattr(SharedDirectory, "read_or_raise", real_read)
         gone.kill()
         assert in_thread(lambda: sweep(directory)) == [1]
         assert not Path(report["path"]).exists()

@@ -15,9 +15,13 @@ which ``prometheus_client`` reads):
   with the names of the process files it has absorbed and that may still be on disk.
 - The directory's lock: an ``flock`` on the directory itself and then on
   ``laios-dir.lock`` inside it (which laios 0.1.0 locks alone), shared while a scrape reads
-  the files, exclusive while a fold moves files into the retired one. The directory cannot be
-  deleted under its holder, so deleting ``laios-dir.lock`` does not let two processes in at
-  once. Nobody waits for it more than :data:`LOCK_TIMEOUT` seconds.
+  the files, exclusive while a fold moves a batch of files into the retired one. The
+  directory cannot be deleted under its holder, so deleting ``laios-dir.lock`` does not let
+  two processes in at once. Nobody waits for it more than :data:`LOCK_TIMEOUT` seconds.
+- ``laios-dir.wait``: held shared by each process while it waits for the directory's lock. A
+  fold lets go of the directory's lock between its batches and, before its next batch,
+  waits until nobody holds this file (until every waiter has had the directory's lock):
+  waiters poll the lock, and would rarely find it free in a gap of microseconds.
 
 An ``flock`` belongs to the open file, not to the process: a child forked while this process
 has a lock file open gets a copy of the descriptor and, with it, the lock, for as long as the
@@ -57,6 +61,7 @@ from laios.execution._totals_files import (
     NotPermitted,
     OtherVersion,
     Section,
+    TooLarge,
     UnreadableFile,
     dump,
     read_document,
@@ -77,6 +82,7 @@ __all__ = [
     "LOCK_TIMEOUT",
     "PROCESS_PREFIX",
     "RETIRED",
+    "SCRAPE_FOLD_SECONDS",
     "SharedDirectory",
     "add_up",
     "close_lock",
@@ -98,6 +104,8 @@ PROCESS_PREFIX = "laios-proc-"
 #: The name of the retired file.
 RETIRED = "laios-retired.json"
 _DIRECTORY_LOCK = "laios-dir.lock"
+#: Held shared by the processes waiting for the directory's lock (see above).
+_WAITING = "laios-dir.wait"
 #: Opens a directory, refusing anything else (0 where the platform has no such flag).
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 #: The longest a process waits for the directory's lock, in seconds: then the call fails (a
@@ -221,6 +229,13 @@ def _open_lock_file(path: Path) -> int:
     raise OSError(f"could not open the lock file {path}: it keeps being replaced")
 
 
+def _stop_waiting(waiting: list[int]) -> None:
+    """Close the descriptor of ``laios-dir.wait`` in ``waiting``, if any (see
+    :meth:`SharedDirectory.locked`)."""
+    while waiting:
+        close_lock(waiting.pop())
+
+
 def close_lock(fd: int) -> None:
     """Close a descriptor of a lock file opened here, and with it its lock; nothing when a fork
     has closed it already (in a child, the descriptors of the parent's locks)."""
@@ -231,8 +246,24 @@ def close_lock(fd: int) -> None:
         os.close(fd)
 
 
-def _flock(fd: int, operation: int, path: Path, deadline: float) -> None:
-    """``flock(fd, operation)``, waiting until ``deadline`` (``time.monotonic()``) at most.
+#: The longest a fold waits between two batches for the waiters to have had the directory's
+#: lock, in seconds: they try it every :data:`_MAX_PAUSE` at least, and one that does not
+#: take it by then (a process stopped as it waits) must not slow every batch down.
+_LET_IN_SECONDS = 0.5
+#: The longest pause between two tries of a lock that is held, in seconds (short: a fold
+#: waits for its waiters to have had the directory's lock between two of its batches).
+_MAX_PAUSE = 0.01
+
+
+def _flock(
+    fd: int,
+    operation: int,
+    path: Path,
+    deadline: float,
+    waiting: Callable[[], None] | None = None,
+) -> None:
+    """``flock(fd, operation)``, waiting until ``deadline`` (``time.monotonic()``) at most;
+    ``waiting`` is called each time the lock is found held.
 
     Raises:
         TimeoutError: When another process still holds the lock by then.
@@ -243,12 +274,14 @@ def _flock(fd: int, operation: int, path: Path, deadline: float) -> None:
             fcntl.flock(fd, operation | fcntl.LOCK_NB)
             return
         except BlockingIOError:
+            if waiting is not None:
+                waiting()
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"{path} stayed locked by another process for {LOCK_TIMEOUT:g} s"
                 ) from None
         time.sleep(pause)
-        pause = min(2 * pause, 0.05)
+        pause = min(2 * pause, _MAX_PAUSE)
 
 
 #: The errors of a file system with no room: full, or a quota or file size limit reached.
@@ -478,6 +511,10 @@ class SharedDirectory:
         #: read (which a process that may read them folds). Each scrape forgets those whose
         #: files are gone, so that it stays bounded.
         self.left_alone: set[str] = set()
+        #: When this process first found the file of a live process damaged (truncated,
+        #: overwritten), by process (``time.monotonic()``); forgotten once the file reads
+        #: again, or is gone (see :func:`gather`).
+        self.damaged: dict[str, float] = {}
 
     def data(self, stem: str) -> Path:
         return self.path / f"{stem}.json"
@@ -508,21 +545,58 @@ class SharedDirectory:
         """
         operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         deadline = time.monotonic() + LOCK_TIMEOUT
+        waiting: list[int] = []  # (the descriptor of laios-dir.wait, while this one waits)
+        announce = functools.partial(self._announce, waiting)
         # The directory itself first: it cannot be deleted under its holder, as a lock file
         # can (a newcomer would then create a new one and lock that). Then the lock file,
         # which processes of laios 0.1.0 lock, so they and this one keep each other out too.
         directory = _open_lock(self.path, os.O_RDONLY | _O_DIRECTORY)
         try:
-            _flock(directory, operation, self.path, deadline)
+            _flock(directory, operation, self.path, deadline, announce)
             path = self.path / _DIRECTORY_LOCK
             fd = _open_lock_file(path)
             try:
-                _flock(fd, operation, path, deadline)
+                _flock(fd, operation, path, deadline, announce)
+                _stop_waiting(waiting)
                 yield
             finally:
                 close_lock(fd)  # releases the lock
         finally:
+            _stop_waiting(waiting)
             close_lock(directory)
+
+    def _announce(self, waiting: list[int]) -> None:
+        """Say that this process waits for the directory's lock (``laios-dir.wait`` held
+        shared, its descriptor in ``waiting``), so that a fold lets it in between its
+        batches; nothing when it has said so already, or cannot (it polls all the same)."""
+        if waiting:
+            return
+        try:
+            fd = _open_lock_file(self.path / _WAITING)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # (a fold looking for waiters this instant: said at the next try)
+            close_lock(fd)
+            return
+        waiting.append(fd)
+
+    def let_waiters_in(self) -> None:
+        """Wait until every process that waits for the directory's lock has had it (at most
+        :data:`_LET_IN_SECONDS`, then go on all the same): a fold calls it between two
+        batches, not holding the lock."""
+        path = self.path / _WAITING
+        try:
+            fd = _open_lock_file(path)
+        except OSError:
+            return
+        try:
+            _flock(fd, fcntl.LOCK_EX, path, time.monotonic() + _LET_IN_SECONDS)
+        except OSError:  # (a waiter stopped, or waiters one after another: the fold goes on)
+            pass
+        finally:
+            close_lock(fd)
 
     def _open_existing_lock(self, stem: str) -> int | None:
         """The lock file of ``stem``, opened to probe its lock; ``None`` when there is none.
@@ -646,6 +720,19 @@ class SharedDirectory:
         read: garbage (at most once a minute), another laios version's (once) or one this
         process may not read (at most once a minute); ``stem`` is then in
         :attr:`left_alone` in the last two cases."""
+        try:
+            return self.read_or_raise(stem)
+        except UnreadableFile as exc:
+            self.warn_unreadable(stem, exc)
+            return None
+
+    def read_or_raise(self, stem: str) -> list[Section] | None:
+        """As :meth:`read`, but raising for garbage instead of warning.
+
+        Raises:
+            UnreadableFile: When the file is garbage (truncated, overwritten, too large, not
+                a regular file); neither another version's nor one this process may not read.
+        """
         path = self.data(stem)
         try:
             sections = sections_of(read_document(path))
@@ -659,11 +746,22 @@ class SharedDirectory:
             self.left_alone.add(stem)
             _warn_not_permitted(path, exc)
             return None
-        except UnreadableFile as exc:
-            warn(f"unreadable {path}", "leaving out %s, which cannot be read: %s", path, exc)
-            return None
         self.left_alone.discard(stem)
         return sections
+
+    def warn_unreadable(self, stem: str, exc: UnreadableFile) -> None:
+        """Warn (at most once a minute per file) that the file of ``stem`` is left out."""
+        path = self.data(stem)
+        warn(f"unreadable {path}", "leaving out %s, which cannot be read: %s", path, exc)
+
+    def damage_wait(self, stem: str, exc: UnreadableFile, wait: float) -> float:
+        """Seconds the scrapes still fail for the damaged file of ``stem``, a live process's
+        (``wait`` from when this process first found it damaged; 0 once they need not, and
+        for a file too large, which its process's next write does not make smaller)."""
+        if isinstance(exc, TooLarge):
+            return 0.0
+        now = time.monotonic()
+        return self.damaged.setdefault(stem, now) + wait - now
 
     def read_retired(self) -> tuple[list[Section], frozenset[str]]:
         """The retired sections, and the names of the files they already hold."""
@@ -690,26 +788,37 @@ class SharedDirectory:
 #: its files are deleted): a fold of more goes round again, so that it never needs more
 #: descriptors than that, whatever the number of files (``ulimit -n`` is often 1024).
 FOLD_BATCH = 64
+#: The longest a scrape folds, in seconds: it then reads the directory (counting the files of
+#: the gone processes left where they are), and a later scrape folds the rest.
+SCRAPE_FOLD_SECONDS = 1.0
 
 
-def fold(directory: SharedDirectory) -> int:
+def fold(directory: SharedDirectory, *, budget: float | None = None) -> int:
     """Fold the files of gone processes into the retired file; return how many were folded.
 
-    Holds the directory's exclusive lock throughout. Takes :data:`FOLD_BATCH` gone
-    processes at a time (each batch written to the retired file, then deleted) until none is
-    left.
+    Takes :data:`FOLD_BATCH` gone processes at a time, each batch under the directory's
+    exclusive lock (written to the retired file, then deleted: the totals are exact between
+    two batches), and lets go of the lock between batches, letting in whoever waits for it
+    (scrapes, :func:`~laios.execution.multiprocess.enable`), until none is left, or until
+    ``budget`` seconds have passed (the rest is left to a later fold).
 
     Raises:
-        TimeoutError: When the directory's lock stays held for :data:`LOCK_TIMEOUT` seconds.
+        TimeoutError: When the directory's lock stays held for :data:`LOCK_TIMEOUT` seconds
+            (the batches folded until then stay folded).
     """
-    with directory.locked(shared=False):
-        pending = directory.stems(with_orphans=True)
-        alive: list[str] = []
-        total = 0
-        while pending:
+    stop = None if budget is None else time.monotonic() + budget
+    pending: list[str] | None = None
+    alive: list[str] = []
+    total = 0
+    while True:
+        with directory.locked(shared=False):
+            if pending is None:
+                pending = directory.stems(with_orphans=True)
             folded, pending = _fold_batch(directory, pending, alive)
-            total += folded
-        return total
+        total += folded
+        if not pending or (stop is not None and time.monotonic() >= stop):
+            return total
+        directory.let_waiters_in()
 
 
 def _fold_batch(
@@ -718,7 +827,8 @@ def _fold_batch(
     """One round of :func:`fold` (the caller holds the directory's exclusive lock): folds the
     gone processes among ``pending``, in order, until :data:`FOLD_BATCH` lock files are held;
     returns how many it folded and the processes it did not look at yet. Adds those it found
-    alive to ``alive``."""
+    alive to ``alive``. A process whose files are gone (folded by another process between two
+    rounds) is passed over."""
     try:
         retired, absorbed = directory.read_retired()
     except OtherVersion as exc:  # its counts are that version's: never replaced here
@@ -750,6 +860,8 @@ def _fold_batch(
                 continue
             if fd >= 0:
                 held.append(fd)
+            elif not directory.data(stem).exists():
+                continue  # (no lock file, no data file: folded elsewhere meanwhile)
             sections = directory.read(stem)
             if stem in directory.left_alone:
                 continue  # for its version's processes, or one that may read it, to fold
@@ -781,15 +893,28 @@ def _fold_batch(
     return len(folded), rest
 
 
-def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
+def gather(
+    directory: SharedDirectory,
+    own_stem: str | None,
+    own: list[Section],
+    *,
+    interval: float | None = None,
+    wait: float = 0.0,
+) -> list[Section]:
     """Every process's sections and the retired ones, added up (``own`` for ``own_stem``).
+
+    A live process's file that cannot be read (truncated, overwritten) fails the scrape for
+    ``wait`` seconds from when this process first finds it so, time for that process (which
+    writes every ``interval`` seconds) to write it again: a sum without its counts would go
+    backwards. Then, as a gone process's, it is left out with a warning.
 
     Raises:
         OSError: When the directory cannot be read; ``FileNotFoundError`` saying so when it
-            is gone (deleted under the processes).
+            is gone (deleted under the processes); ``OSError`` naming the damaged file of a
+            live process, as above.
     """
     try:
-        return _gather(directory, own_stem, own)
+        return _gather(directory, own_stem, own, interval, wait)
     except FileNotFoundError as exc:
         if directory.path.is_dir():
             raise
@@ -804,13 +929,19 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
         raise FileNotFoundError(errno.ENOENT, message) from exc
 
 
-def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
+def _gather(
+    directory: SharedDirectory,
+    own_stem: str | None,
+    own: list[Section],
+    interval: float | None,
+    wait: float,
+) -> list[Section]:
     if any(
         s != own_stem and s not in directory.left_alone and not directory.alive(s)
         for s in directory.stems()
     ):
         try:
-            fold(directory)
+            fold(directory, budget=SCRAPE_FOLD_SECONDS)
         except OSError as exc:  # left to a later scrape: the read below counts those files
             warn(
                 f"fold {directory.path}",
@@ -836,17 +967,60 @@ def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]
         parts.append((str(directory.path / RETIRED), retired))
         stems = directory.stems()
         directory.left_alone.intersection_update(stems)  # (forget those gone since: bounded)
+        for gone in directory.damaged.keys() - set(stems):
+            del directory.damaged[gone]
+        damaged: list[tuple[Path, UnreadableFile, float]] = []
         for stem in stems:
             if stem == own_stem or stem in absorbed:
                 continue
-            sections = directory.read(stem) or []
+            try:
+                sections = directory.read_or_raise(stem) or []
+            except UnreadableFile as exc:
+                # A live process's file (its lock held) is written again within its interval:
+                # a sum without its counts would go backwards, then count them twice.
+                left = 0.0
+                if interval is not None and directory.lock_held(stem) is True:
+                    left = directory.damage_wait(stem, exc, wait)
+                if left > 0.0:
+                    damaged.append((directory.data(stem), exc, left))
+                    continue
+                directory.warn_unreadable(stem, exc)
+                sections = []
+            else:
+                directory.damaged.pop(stem, None)
             # Gauges count only under a held lock: a file gone since the fold above, or one
             # without a lock file (a dead process's under a reused pid, or a live one's about
             # to move to a new name), keeps its counters alone.
             if directory.lock_held(stem) is not True:
                 sections = [without_gauges(section) for section in sections]
             parts.append((str(directory.data(stem)), sections))
+    if damaged:
+        assert interval is not None
+        _fail_for_damage(directory, damaged, interval)
     return add_up(common_buckets(parts, directory.path))
+
+
+def _fail_for_damage(
+    directory: SharedDirectory, damaged: list[tuple[Path, UnreadableFile, float]], interval: float
+) -> None:
+    """Fail the scrape for the ``damaged`` files of live processes (each with why it cannot
+    be read and how many seconds more scrapes fail for it), saying so.
+
+    Raises:
+        OSError: Always.
+    """
+    path, exc, _ = damaged[0]
+    more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+    message = (
+        f"the multiprocess file {path}{more} of a live worker is damaged (truncated or "
+        f"overwritten?): {exc}. Its worker writes it again within its interval "
+        f"({interval:g} s): /metrics fails for {max(left for _, _, left in damaged):.1f} s "
+        "more, rather than show a sum without that worker's counts (Prometheus would read a "
+        "counter reset, then count its tasks twice); if it is still damaged then, it is left "
+        "out. Keep the directory out of reach of anything but its workers"
+    )
+    warn(f"damaged {path}", "%s", message)
+    raise OSError(message)
 
 
 def common_buckets(parts: list[tuple[str, list[Section]]], where: Path) -> list[Section]:

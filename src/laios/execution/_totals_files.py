@@ -59,6 +59,7 @@ __all__ = [
     "NotPermitted",
     "OtherVersion",
     "Section",
+    "TooLarge",
     "UnreadableFile",
     "decode",
     "dump",
@@ -89,6 +90,11 @@ class NotPermitted(UnreadableFile):
     """A file this process may not read (``EACCES``, ``EPERM``): its owner or mode keep this
     process out, which is how the directory is set up, not what the file holds. Left where
     it is: a process that may read it counts it."""
+
+
+class TooLarge(UnreadableFile):
+    """A file larger than :data:`MAX_FILE_BYTES`, left out without being read: what its
+    process writes, past the bound, rather than damage that its next write repairs."""
 
 
 #: The label limits of a section: tool labels, error types per tool, custom metrics.
@@ -435,8 +441,8 @@ _NOT_OURS = frozenset({errno.ELOOP, errno.ENXIO, errno.ENODEV})
 _NOT_PERMITTED = frozenset({errno.EACCES, errno.EPERM})
 
 
-def _too_large(size: int) -> UnreadableFile:
-    return UnreadableFile(
+def _too_large(size: int) -> TooLarge:
+    return TooLarge(
         f"holds more than {MAX_FILE_BYTES >> 20} MiB, the most read of one file in the "
         f"directory ({size} bytes or more; a process's file takes 6 KiB with 10 tools, 120 "
         "KiB with 200)"
@@ -455,8 +461,8 @@ def _read_regular_file(path: Path) -> bytes:
         FileNotFoundError: When there is nothing at ``path``.
         NotPermitted: When this process may not open it.
         UnreadableFile: When it is not a regular file (a directory, a named pipe, a device, a
-            socket, a symbolic link), or one larger than :data:`MAX_FILE_BYTES` (of which no
-            more than that is read).
+            socket, a symbolic link); :class:`TooLarge` when it is larger than
+            :data:`MAX_FILE_BYTES` (of which no more than that is read).
     """
     try:
         fd = os.open(path, _O_READ)

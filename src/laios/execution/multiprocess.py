@@ -28,7 +28,11 @@ How:
   have in common, with a warning naming the bounds found and the directory: a bucket of a
   common bound holds exactly what it holds in each process, so the sum is exact, only
   coarser, and every worker shows the same sum whichever answers the scrape (kept apart,
-  the same series would appear twice; left out, the sum would depend on who answers).
+  the same series would appear twice; left out, the sum would depend on who answers). A
+  live process's file that cannot be read (truncated or overwritten under it) fails the
+  scrape, naming it, for twice ``interval`` (at most 10 s) from when the serving process
+  finds it, time for its process to write it again: left out, its counts would drop from
+  the sum, a counter reset to Prometheus. A gone process's is left out with a warning.
 - **Files of other laios versions** (a rolling deploy): each file says its layout's format.
   This version writes format 2 and reads laios 0.1.0's format 1 too (see
   :mod:`laios.execution._legacy_totals`); a file of a format it does not know is a newer
@@ -60,9 +64,12 @@ How:
   labels past the limits are never more than the live processes export. Likewise past 100
   sets of constant labels (as many as one process exports), further sets add into one whose
   values are all ``other``. The retired file names the files it has absorbed until they are
-  deleted, so a fold cut short between the two steps never counts a file twice. Any scrape
-  folds the files of gone processes; gunicorn's ``child_exit`` hook
-  (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
+  deleted, so a fold cut short between the two steps never counts a file twice. A fold
+  takes 64 gone processes at a time, each batch whole under the lock, and lets go of it
+  between batches, letting in the processes that wait for it (a fold of thousands of files
+  takes seconds: holding the lock throughout, it failed the other workers' scrapes and
+  ``enable()``). Any scrape folds the files of gone processes (for 1 s at most); gunicorn's
+  ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
 - **Gauges are summed over live processes**: ``laios_tasks_in_flight``,
   ``laios_executor_workers``, ``laios_executor_busy_workers``, ``laios_executor_queue_depth``
   and ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
@@ -435,7 +442,8 @@ class MultiprocessExport:
             )
             warn(f"created anew {self.directory}", "%s", message)
             raise OSError(message)
-        return stem, gather(self._files, stem, own)
+        wait = min(_REPLACED_WAIT_INTERVALS * self.interval, _MAX_REPLACED_WAIT)
+        return stem, gather(self._files, stem, own, interval=self.interval, wait=wait)
 
     def _replaced_wait_locked(self) -> float:
         """Seconds the scrapes still fail for the directory created anew (0 once they need not;
@@ -1002,7 +1010,8 @@ def sweep(directory: str | os.PathLike[str] | None = None) -> int:
     """Fold the files of processes that are gone into the retired file.
 
     Scrapes do it too; call it when a worker exits (:func:`gunicorn_child_exit`) to keep the
-    directory tidy between scrapes.
+    directory tidy between scrapes. It takes them 64 at a time, and lets the other processes
+    waiting for the directory's lock (scrapes, :func:`enable`) in between two batches.
 
     Args:
         directory: Defaults to ``$LAIOS_MULTIPROC_DIR``.
