@@ -81,6 +81,11 @@ _K8S_KEY = re.compile(
 )
 #: The longest prefix (a DNS subdomain, before the ``/``) a Kubernetes label key may have.
 _K8S_KEY_PREFIX_MAX = 253
+#: What :attr:`MixinConfig.manifest_name` may be: a DNS label (what Kubernetes takes as the
+#: name of most objects, and a label value), short enough that a dash and the ten hex digits
+#: of :attr:`MixinConfig.selector_id` still fit in 63 characters.
+_MANIFEST_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+MANIFEST_NAME_MAX = 52
 #: A Kubernetes label value: empty, or at most 63 of these characters.
 _K8S_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
@@ -144,6 +149,11 @@ class MixinConfig:
             and PrometheusRule themselves, so that your Prometheus's ``serviceMonitorSelector``,
             ``podMonitorSelector`` and ``ruleSelector`` pick them (kube-prometheus-stack selects
             ``release: <its release name>``).
+        manifest_name: The name of the generated ServiceMonitor, PodMonitor and
+            PrometheusRule (the PrometheusRule's plus ``-`` and the ten hex digits of
+            :attr:`selector_id` with a selector): 1 to 52 lower case letters, digits and
+            ``-``, starting and ending with a letter or digit. ``None`` (the default) derives
+            it from :attr:`match_labels` (see :func:`laios.mixin.kubernetes.manifest_name`).
     """
 
     selector: str = ""
@@ -154,6 +164,7 @@ class MixinConfig:
     dashboard_uid: str | None = None
     match_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "laios"),)
     manifest_labels: tuple[tuple[str, str], ...] = ()
+    manifest_name: str | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -298,6 +309,16 @@ class MixinConfig:
             )
         _check_kubernetes_labels("match_labels", self.match_labels)
         _check_kubernetes_labels("manifest_labels", self.manifest_labels)
+        if self.manifest_name is not None and not (
+            _MANIFEST_NAME.fullmatch(self.manifest_name)
+            and len(self.manifest_name) <= MANIFEST_NAME_MAX
+        ):
+            raise ValueError(
+                f"manifest_name {self.manifest_name!r} is not a name the three Kubernetes "
+                f"objects can have: 1 to {MANIFEST_NAME_MAX} lower case letters, digits and "
+                "'-', starting and ending with a letter or digit (the PrometheusRule's name "
+                "adds '-' and ten hex digits with a selector, within Kubernetes' 63)"
+            )
 
     def _check_types(self) -> None:
         """Raise ``TypeError`` naming the field whose value is of the wrong type; take a real
@@ -306,8 +327,9 @@ class MixinConfig:
             "selector": self.selector,
             "runbook_url_base": self.runbook_url_base,
         }
-        if self.dashboard_uid is not None:
-            texts["dashboard_uid"] = self.dashboard_uid
+        for name in ("dashboard_uid", "manifest_name"):
+            if getattr(self, name) is not None:
+                texts[name] = getattr(self, name)
         for name, value in texts.items():
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {value!r}")
