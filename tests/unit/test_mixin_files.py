@@ -41,6 +41,7 @@ CUSTOM = MixinConfig(
     dashboard_uid="orders",
     match_labels=(("app.kubernetes.io/name", "orders-api"), ("tier", "backend")),
     manifest_labels=(("release", "kube-prometheus-stack"),),
+    manifest_name="orders",
 )
 
 
@@ -127,6 +128,7 @@ def test_check_fails_on_a_changed_file_and_names_the_command(
         (["--match-label", "no-equals-sign"], "KEY=VALUE"),
         (["--selector", "{job='x'}"], "without braces"),
         (["--selector", 'job="\udcff"'], "surrogate"),
+        (["--manifest-name", "Orders"], "manifest_name"),
     ],
 )
 def test_bad_options_exit_2_with_the_reason(

@@ -85,13 +85,16 @@ def test_match_and_manifest_labels_come_from_the_config() -> None:
 def test_two_services_get_manifests_of_their_own_names() -> None:
     """The manifests generated for two workloads have different names, so applying both in
     one namespace keeps both (the same name would replace one service's monitor and rules
-    with the other's); the default ones keep the name laios."""
+    with the other's); the default ones keep the name laios. Labels the name folds (several,
+    upper case, "_", ".") add a digest of the labels."""
     orders = manifests(MixinConfig(match_labels=(("app.kubernetes.io/name", "orders-api"),)))
     billing = manifests(
         MixinConfig(match_labels=(("app.kubernetes.io/name", "Billing_API"), ("tier", "v2.1")))
     )
     assert {m["metadata"]["name"] for m in orders.values()} == {"laios-orders-api"}
-    assert {m["metadata"]["name"] for m in billing.values()} == {"laios-billing-api-v2-1"}
+    assert {m["metadata"]["name"] for m in billing.values()} == {
+        "laios-billing-api-v2-1-a42675b724"
+    }
     assert {m["metadata"]["name"] for m in manifests(MixinConfig()).values()} == {"laios"}
 
 
@@ -129,6 +132,90 @@ def test_manifest_names_are_kubernetes_names() -> None:
             for manifest in manifests(config).values():
                 name = manifest["metadata"]["name"]
                 assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), name
+
+
+def names(config: MixinConfig) -> tuple[str, str]:
+    """The name of the monitors and of the PrometheusRule of ``config``."""
+    built = manifests(config)
+    monitors = {
+        built[kind]["metadata"]["name"] for kind in ("servicemonitor.yaml", "podmonitor.yaml")
+    }
+    (monitor,) = monitors
+    return monitor, built["prometheusrule.yaml"]["metadata"]["name"]
+
+
+NAME_KEY = "app.kubernetes.io/name"
+#: Label sets of which each two would share their objects' names if named by their values as
+#: written: labels joined, case folded, "_" and "." and "--" replaced, values cut at 57.
+CONFUSABLE = [
+    ((NAME_KEY, "orders"), ("app.kubernetes.io/component", "api")),
+    ((NAME_KEY, "orders-api"),),
+    ((NAME_KEY, "Orders-API"),),
+    ((NAME_KEY, "orders_api"),),
+    ((NAME_KEY, "orders.api"),),
+    ((NAME_KEY, "orders--api"),),
+    ((NAME_KEY, "orders-api"), ("tier", "")),
+    ((NAME_KEY, "x" * 57 + "a"),),
+    ((NAME_KEY, "x" * 57 + "b"),),
+    ((NAME_KEY, "x" * 57),),
+    ((NAME_KEY, ""),),
+    ((NAME_KEY, "laios"),),
+]
+
+
+def test_label_sets_never_share_their_objects_names() -> None:
+    """Two services that generate their manifests for their own match labels and apply them in
+    one namespace get names of their own, with or without a selector, however close their
+    label values: where the values alone would not tell them apart (several labels, upper
+    case, "_", ".", a value cut to fit), the name ends in a digest of the labels."""
+    for selector in ("", 'pool="search"'):
+        built = [
+            names(MixinConfig(selector=selector, match_labels=labels)) for labels in CONFUSABLE
+        ]
+        for kind in (0, 1):
+            taken = [pair[kind] for pair in built]
+            assert len(set(taken)) == len(taken), taken
+            assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in taken)
+
+
+def test_a_name_the_values_tell_apart_is_kept() -> None:
+    """One label whose value is already a name (lower case letters, digits and single dashes,
+    short enough) names the objects as before, so that an upgrade replaces them instead of
+    loading a second copy of the rules; the order of several labels changes no name."""
+    assert names(MixinConfig()) == ("laios", "laios")
+    assert names(MixinConfig(match_labels=((NAME_KEY, "orders-api"),))) == (
+        "laios-orders-api",
+        "laios-orders-api",
+    )
+    long = "x" * 57
+    assert names(MixinConfig(match_labels=((NAME_KEY, long),)))[0] == f"laios-{long}"
+    pair = ((NAME_KEY, "orders"), ("app.kubernetes.io/component", "api"))
+    assert names(MixinConfig(match_labels=pair)) == names(MixinConfig(match_labels=pair[::-1]))
+
+
+def test_rule_names_of_long_values_and_one_selector_differ() -> None:
+    """Two long values sharing their first 50 characters, generated with the same selector,
+    give two PrometheusRules: the selector's digest never pushes out what tells them apart."""
+    rules = {
+        names(MixinConfig(selector='pool="a"', match_labels=((NAME_KEY, "y" * 50 + end),)))[1]
+        for end in ("a", "b")
+    }
+    assert len(rules) == 2
+
+
+def test_manifest_name_sets_the_objects_names() -> None:
+    """manifest_name names the monitors and the PrometheusRule (plus the selector's digest)
+    whatever the match labels; one Kubernetes would refuse, or too long for the digest, is
+    refused at the call."""
+    labels = ((NAME_KEY, "orders"), ("app.kubernetes.io/component", "api"))
+    config = MixinConfig(match_labels=labels, manifest_name="orders-api")
+    assert names(config) == ("orders-api", "orders-api")
+    with_selector = MixinConfig(selector='job="orders-api"', manifest_name="orders-api")
+    assert names(with_selector) == ("orders-api", "orders-api-789d1f3cfc")
+    assert names(MixinConfig(manifest_name="x" * 52))[0] == "x" * 52
+    for bad in ("Orders", "orders_api", "-orders", "x" * 53, ""):
+        with pytest.raises(ValueError, match="manifest_name"):
+            MixinConfig(manifest_name=bad)
 
 
 @pytest.mark.parametrize("field", ["match_labels", "manifest_labels"])

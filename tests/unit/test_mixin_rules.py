@@ -720,6 +720,10 @@ def test_label_matcher_selectors_are_accepted(selector: str) -> None:
         ("job=~'[a-z'", "unterminated character set"),
         ('job=~"*-api"', "nothing to repeat"),
         ('job=~"a**"', "multiple repeat"),
+        ('job=~"^**"', "multiple repeat"),
+        ('job=~"(?i)*"', "nothing to repeat"),
+        ('job=~"a|*"', "nothing to repeat"),
+        ('job=~"a{2,1}"', "min repeat greater than max repeat"),
         ("job=~`[z-a]`", "bad character range"),
         ('namespace="shop",job=~"\\\\\\\\("', "missing \\)"),
     ],
@@ -802,6 +806,25 @@ def test_regex_matchers_prometheus_compiles_are_accepted(selector: str) -> None:
     """A regex Go's RE2 compiles passes, whatever Python's ``re`` thinks of its syntax (``\\pL``,
     a flag in the middle, groups nested deeper than Python parses); an ``=`` matcher's value is
     no regex."""
+    assert MixinConfig(selector=selector).selector == selector
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job=~"^+orders"',
+        'job=~"^*"',
+        'job=~"$?"',
+        "job=~`a|\\b+a\\B*?\\A{2,}`",
+        'job=~"(?i)^$+"',
+        'job=~"a{,2}*"',
+    ],
+)
+def test_a_repeated_assertion_re2_compiles_is_accepted(selector: str) -> None:
+    """RE2 repeats an empty-width assertion (``^``, ``$``, ``\\A``, ``\\b``, ``\\B``) as it
+    repeats a character, and reads ``{,2}`` as the characters themselves (so a ``*`` after it
+    repeats the ``}``): ``promtool check rules`` takes these, where Python's ``re`` says
+    "nothing to repeat" or "multiple repeat"."""
     assert MixinConfig(selector=selector).selector == selector
 
 

@@ -185,6 +185,15 @@ def build_parser(
         "release=kube-prometheus-stack); repeat for several",
     )
     parser.add_argument(
+        OPTIONS["manifest_name"],
+        action=_Once,
+        default=_DEFAULT.manifest_name,
+        metavar="NAME",
+        help="name of the three manifests' objects (default: laios plus the match labels' "
+        "value when that one value is already such a name, else plus their values and ten "
+        "hex digits of their SHA-256)",
+    )
+    parser.add_argument(
         "--out",
         action=_Once,
         type=_directory,
@@ -217,6 +226,7 @@ def config_from_args(args: argparse.Namespace) -> MixinConfig:
         dashboard_uid=args.dashboard_uid,
         match_labels=tuple(args.match_label) if args.match_label else _DEFAULT.match_labels,
         manifest_labels=tuple(args.manifest_label or ()),
+        manifest_name=args.manifest_name,
     )
 
 

@@ -65,6 +65,7 @@ _REGEX_ERRORS_OF_BOTH = (
     "nothing to repeat",
     "multiple repeat",
     "bad character range",
+    "min repeat greater than max repeat",
 )
 #: What a rules file (YAML) cannot hold: control characters but tab, CR and NEL, and what is not
 #: a character (a lone surrogate, which a byte of an argument that is not UTF-8 becomes).
@@ -80,6 +81,11 @@ _K8S_KEY = re.compile(
 )
 #: The longest prefix (a DNS subdomain, before the ``/``) a Kubernetes label key may have.
 _K8S_KEY_PREFIX_MAX = 253
+#: What :attr:`MixinConfig.manifest_name` may be: a DNS label (what Kubernetes takes as the
+#: name of most objects, and a label value), short enough that a dash and the ten hex digits
+#: of :attr:`MixinConfig.selector_id` still fit in 63 characters.
+_MANIFEST_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+MANIFEST_NAME_MAX = 52
 #: A Kubernetes label value: empty, or at most 63 of these characters.
 _K8S_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
@@ -100,8 +106,10 @@ class MixinConfig:
             target and per-process alerts leave it out: no target or gauge has it); nor may
             it name ``laios_selector`` or a label starting with ``__``, which Prometheus
             reserves. A ``=~`` or ``!~`` matcher's regex must compile, as Go's RE2 reads it
-            (balanced parentheses and brackets, no repetition of nothing, nor the syntax only
-            Python's ``re`` has: lookarounds, backreferences, possessive quantifiers, ...); a
+            (balanced parentheses and brackets, no repetition of nothing, though an
+            assertion such as ``^`` or ``\\b`` may be repeated as RE2 allows, nor the syntax
+            only Python's ``re`` has: lookarounds, backreferences, possessive quantifiers,
+            ...); a
             control character but a tab is written as a PromQL escape (``\\x1b``). Nor may it
             hold ``$name``, ``${name}`` or ``[[name]]``, which Grafana would replace in the
             dashboard's queries with a variable's value (it has no escape): write the ``$`` as
@@ -141,6 +149,11 @@ class MixinConfig:
             and PrometheusRule themselves, so that your Prometheus's ``serviceMonitorSelector``,
             ``podMonitorSelector`` and ``ruleSelector`` pick them (kube-prometheus-stack selects
             ``release: <its release name>``).
+        manifest_name: The name of the generated ServiceMonitor, PodMonitor and
+            PrometheusRule (the PrometheusRule's plus ``-`` and the ten hex digits of
+            :attr:`selector_id` with a selector): 1 to 52 lower case letters, digits and
+            ``-``, starting and ending with a letter or digit. ``None`` (the default) derives
+            it from :attr:`match_labels` (see :func:`laios.mixin.kubernetes.manifest_name`).
     """
 
     selector: str = ""
@@ -151,6 +164,7 @@ class MixinConfig:
     dashboard_uid: str | None = None
     match_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "laios"),)
     manifest_labels: tuple[tuple[str, str], ...] = ()
+    manifest_name: str | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -295,6 +309,16 @@ class MixinConfig:
             )
         _check_kubernetes_labels("match_labels", self.match_labels)
         _check_kubernetes_labels("manifest_labels", self.manifest_labels)
+        if self.manifest_name is not None and not (
+            _MANIFEST_NAME.fullmatch(self.manifest_name)
+            and len(self.manifest_name) <= MANIFEST_NAME_MAX
+        ):
+            raise ValueError(
+                f"manifest_name {self.manifest_name!r} is not a name the three Kubernetes "
+                f"objects can have: 1 to {MANIFEST_NAME_MAX} lower case letters, digits and "
+                "'-', starting and ending with a letter or digit (the PrometheusRule's name "
+                "adds '-' and ten hex digits with a selector, within Kubernetes' 63)"
+            )
 
     def _check_types(self) -> None:
         """Raise ``TypeError`` naming the field whose value is of the wrong type; take a real
@@ -303,8 +327,9 @@ class MixinConfig:
             "selector": self.selector,
             "runbook_url_base": self.runbook_url_base,
         }
-        if self.dashboard_uid is not None:
-            texts["dashboard_uid"] = self.dashboard_uid
+        for name in ("dashboard_uid", "manifest_name"):
+            if getattr(self, name) is not None:
+                texts[name] = getattr(self, name)
         for name, value in texts.items():
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {value!r}")
@@ -513,15 +538,16 @@ def _check_regex(matcher: str, regex: str) -> None:
     """Raise ``ValueError`` when ``regex`` is one Prometheus cannot compile: as far as Python's
     ``re`` can tell (only errors Go's RE2 makes too), and syntax that only Python reads
     (:func:`_python_only_syntax`)."""
+    as_python, origin = _as_python_reads(regex)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (FutureWarning on "[[", which RE2 reads fine)
-            re.compile(regex)
+            re.compile(as_python)
     except RecursionError:  # nested deeper than Python parses; RE2 takes up to 1000 levels
         pass
     except re.error as exc:
         if exc.msg.startswith(_REGEX_ERRORS_OF_BOTH):
-            where = "" if exc.pos is None else f" at position {exc.pos}"
+            where = "" if exc.pos is None else f" at position {origin[exc.pos]}"
             raise ValueError(
                 f"selector: {matcher} is not a regular expression Prometheus can compile: "
                 f"{exc.msg}{where} of {regex!r} (for a literal character, escape it: "
@@ -561,6 +587,63 @@ _RE2_REPEAT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
 _RE2_HEX = re.compile(r"[0-9A-Fa-f]{2}|\{[0-9A-Fa-f]+\}")
 #: The largest count of a repetition RE2 takes.
 _RE2_MAX_REPEAT = 1000
+
+
+def _as_python_reads(regex: str) -> tuple[str, list[int]]:
+    """``regex`` written so that Python's ``re`` reads what is repeated as Go's RE2 does, and
+    for each of its characters (and its end) the position in ``regex`` it comes from.
+
+    RE2 repeats an empty-width assertion (``^*``, ``$?``, ``\\b+``) as any other expression,
+    where Python says "nothing to repeat": each one outside a character class is put in a
+    group of its own, ``(?:^)``, which Python repeats. RE2 reads a ``{`` that does not start a
+    counted repetition (``{,2}``, which Python counts) as the character: it is escaped.
+    """
+    parts: list[str] = []
+    origin: list[int] = []
+
+    def put(text: str, position: int) -> None:
+        parts.append(text)
+        origin.extend([position] * len(text))
+
+    i, end = 0, len(regex)
+    in_class = False
+    while i < end:
+        char = regex[i]
+        if char == "\\":
+            escape = regex[i : i + 2]
+            if not in_class and escape[1:] in _RE2_ASSERTIONS:
+                put(f"(?:{escape})", i)
+            else:
+                for offset, text in enumerate(escape):
+                    put(text, i + offset)
+            i += len(escape)
+            continue
+        if in_class:
+            if char == "]":
+                in_class = False
+            put(char, i)
+            i += 1
+            continue
+        if char == "[":
+            in_class = True
+            start = i
+            i += 1
+            if regex.startswith("^", i):
+                i += 1
+            if regex.startswith("]", i):  # a ] first in a class is the character
+                i += 1
+            for offset, text in enumerate(regex[start:i]):
+                put(text, start + offset)
+            continue
+        if char in "^$":
+            put(f"(?:{char})", i)
+        elif char == "{" and _RE2_REPEAT.match(regex, i) is None:
+            put("\\{", i)
+        else:
+            put(char, i)
+        i += 1
+    origin.append(end)
+    return "".join(parts), origin
 
 
 def _python_only_syntax(regex: str) -> tuple[str, int] | None:

@@ -6,13 +6,14 @@ port named ``metrics`` at ``/metrics`` and take the ``job`` label from the scrap
 ``app.kubernetes.io/name`` label (falling back to the Service's name, or to
 ``<namespace>/<PodMonitor name>``); the operator adds ``namespace``, ``pod`` and ``container``
 (and ``service`` for a ServiceMonitor). The PrometheusRule holds exactly the groups of
-``rules.yml``. The three are named ``laios``, plus the values of the labels they select
-(``laios-orders-api``), so that several services can apply theirs in one namespace. See
+``rules.yml``. The three are named after the labels they select (:func:`manifest_name`,
+``laios-orders-api``), so that several services can apply theirs in one namespace. See
 docs/guides/kubernetes.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "API_VERSION",
     "METRICS_PATH",
     "PORT_NAME",
+    "labels_id",
     "manifest_name",
     "manifests",
     "pod_monitor",
@@ -44,28 +46,43 @@ JOB_LABEL = "app.kubernetes.io/name"
 NAME = "laios"
 #: The longest name a Kubernetes object may have and still be a label value (63).
 _MAX_NAME = 63
+#: A label value that is a name as it is: lower case letters and digits, single dashes between.
+_AS_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+#: The hex digits of :func:`labels_id`.
+_ID_DIGITS = 10
 
 
 def manifest_name(config: MixinConfig) -> str:
-    """The name of the three objects: ``laios``, plus the values of ``match_labels``.
+    """The name of the three objects: :attr:`~laios.mixin.config.MixinConfig.manifest_name`
+    when set; else ``laios`` plus the value of the one label of ``match_labels`` when that
+    value is already such a name (lower case letters, digits and single dashes, at most 57
+    characters), or just ``laios`` for the value ``laios``; else ``laios``, the values (in
+    the order of their keys) in lower case with each run of other characters made a ``-``,
+    cut to fit, and ten hex digits of :func:`labels_id`.
 
     Two services that generate their manifests for their own labels and apply them in one
     namespace must not share a name: the second ``kubectl apply`` would replace the first's
-    monitor and rules.
+    monitor and rules. Where the values alone would not tell two label sets apart (several
+    labels, upper case, ``_`` or ``.``, a value cut), the digest does.
 
     >>> manifest_name(MixinConfig(match_labels=(("app.kubernetes.io/name", "orders-api"),)))
     'laios-orders-api'
+    >>> manifest_name(MixinConfig(match_labels=(("app.kubernetes.io/name", "Orders_API"),)))
+    'laios-orders-api-8f57f41597'
     """
-    values = "-".join(value for _, value in config.match_labels)
-    slug = re.sub(r"[^a-z0-9]+", "-", values.lower()).strip("-")
-    if slug in ("", NAME):
-        return NAME
-    return f"{NAME}-{slug}"[:_MAX_NAME].rstrip("-")
+    if config.manifest_name is not None:
+        return config.manifest_name
+    value = _value_as_name(config)
+    if value is not None:
+        return NAME if value == NAME else f"{NAME}-{value}"
+    return _digested(config, labels_id(config))
 
 
 def rule_name(config: MixinConfig) -> str:
     """The PrometheusRule's name: :func:`manifest_name`, plus the selector's
-    :attr:`~laios.mixin.config.MixinConfig.selector_id` when there is a selector.
+    :attr:`~laios.mixin.config.MixinConfig.selector_id` when there is a selector (where the
+    two do not fit in 63 characters, the values are cut further and :func:`labels_id` is
+    added before it).
 
     Two rule sets generated for one service's labels with two selectors (a pool each) are
     two sets of rules and must not replace each other; their monitors, which select the same
@@ -78,8 +95,41 @@ def rule_name(config: MixinConfig) -> str:
     name = manifest_name(config)
     if not config.selector_id:
         return name
-    suffix = f"-{config.selector_id}"
-    return name[: _MAX_NAME - len(suffix)].rstrip("-") + suffix
+    if len(name) + 1 + len(config.selector_id) <= _MAX_NAME:
+        return f"{name}-{config.selector_id}"
+    # A derived name too long for the suffix (a set manifest_name always leaves it room).
+    return _digested(config, labels_id(config), config.selector_id)
+
+
+def labels_id(config: MixinConfig) -> str:
+    """Ten hex digits of the SHA-256 of ``match_labels`` as ``key=value`` lines, sorted: the
+    same labels in any order give the same digest, two label sets two.
+
+    >>> labels_id(MixinConfig())
+    'ba698be252'
+    """
+    lines = sorted(f"{key}={value}" for key, value in config.match_labels)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:_ID_DIGITS]
+
+
+def _value_as_name(config: MixinConfig) -> str | None:
+    """The value of the one match label when ``laios-<value>`` is a name that loses nothing
+    of it (names of objects generated before the digest was added keep being these)."""
+    if len(config.match_labels) != 1:
+        return None
+    ((_, value),) = config.match_labels
+    if _AS_NAME.fullmatch(value) and len(NAME) + 1 + len(value) <= _MAX_NAME:
+        return value
+    return None
+
+
+def _digested(config: MixinConfig, *ids: str) -> str:
+    """``laios``, the values of ``match_labels`` (in the order of their keys) as a name cut to
+    fit, then ``ids``, joined by dashes."""
+    values = "-".join(value for _, value in sorted(config.match_labels))
+    slug = re.sub(r"[^a-z0-9]+", "-", values.lower()).strip("-")
+    room = _MAX_NAME - len(NAME) - sum(1 + len(part) for part in ids) - 1
+    return "-".join(part for part in (NAME, slug[:room].rstrip("-"), *ids) if part)
 
 
 def _metadata(config: MixinConfig, name: str | None = None) -> dict[str, Any]:

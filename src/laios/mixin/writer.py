@@ -55,6 +55,7 @@ OPTIONS = {
     "dashboard_uid": "--dashboard-uid",
     "match_labels": "--match-label",
     "manifest_labels": "--manifest-label",
+    "manifest_name": "--manifest-name",
 }
 
 _KUBERNETES_HEADERS = {
