@@ -254,8 +254,9 @@ class ExecutionMetrics:
     def start(self) -> None:
         """Mark the start (sets ``start_time`` to now).
 
-        On detached metrics already ended, a new measurement begins: ``end_time`` is
-        cleared, and ``execution_time`` counts from this start.
+        On detached metrics already ended (also by an ``end()`` before any ``start()``), a
+        new measurement begins: ``end_time`` is cleared, and ``execution_time`` counts from
+        this start.
 
         A record in a store (the metrics of a task an executor or a ``TaskMonitor`` tracks)
         was started by the store, as the task started: ``start()`` leaves it as it is.
@@ -266,7 +267,7 @@ class ExecutionMetrics:
         rec = self._record
         if rec.slot is not None:  # (in a store: its start is the store's)
             return
-        if rec.state == "finished":  # (a detached record: its own start)
+        if rec.state == "finished" or rec.end_time is not None:  # (detached: its own start)
             rec.end_time = None
             rec.execution_time = 0.0
             rec.state = "running"
