@@ -34,11 +34,11 @@ from laios._text import shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
     is_real,
-    no_task_as_id,
     not_real,
     number_repr,
     require_task,
     switch,
+    task_key,
 )
 from laios.execution._records import (
     MAX_TEXT,
@@ -76,13 +76,13 @@ ProgressStatusValue = Literal[
 
 
 def _key(task_id: object) -> str:
-    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes.
+    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes (see
+    :func:`~laios.execution._checks.task_key`).
 
     Raises:
         TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
     """
-    no_task_as_id(task_id)
-    return _text(task_id)
+    return task_key(task_id)
 
 
 def _text(value: object) -> str:
