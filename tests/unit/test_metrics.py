@@ -103,6 +103,21 @@ def test_end_without_start_is_harmless() -> None:
     assert metrics.execution_time == 0.0
 
 
+def test_start_after_an_end_without_start_clears_that_end() -> None:
+    """end() before any start(), then start(): the measurement begins there, with no end
+    yet, instead of keeping the earlier end_time (before the new start_time) while it runs."""
+    metrics = ExecutionMetrics("task-1")
+    metrics.end()
+    assert metrics.end_time is not None
+    metrics.start()
+    assert metrics.end_time is None
+    assert metrics.to_dict()["end_time"] is None
+    metrics.end()
+    assert metrics.start_time is not None
+    assert metrics.end_time is not None
+    assert metrics.start_time <= metrics.end_time
+
+
 def test_standalone_checkpoint() -> None:
     """checkpoint(name, data) appends {'name', 'timestamp', 'data'} in order."""
     metrics = ExecutionMetrics("task-1")

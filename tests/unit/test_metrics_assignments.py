@@ -4,6 +4,8 @@ end (an internal error for the caller, the task listed as running for ever)."""
 
 from __future__ import annotations
 
+import json
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -117,3 +119,27 @@ def test_numbers_are_kept_as_assigned() -> None:
     metrics.end_time = None
     assert metrics.start_time is None
     assert metrics.end_time is None
+
+
+@pytest.mark.parametrize(
+    "field", ["start_time", "end_time", "execution_time", "cpu_time", "memory_peak_mb"]
+)
+def test_a_number_of_another_type_is_kept_as_a_float(field: str) -> None:
+    """A ``Fraction`` or a NumPy scalar assigned to a float field was kept as it was: the
+    field read back as a ``Fraction`` (or ``numpy.float32``), not the documented ``float``,
+    and ``json.dumps(metrics.to_dict())`` failed. It is kept as its float value."""
+    values: list[Any] = [Fraction(1, 4), 7]
+    try:
+        import numpy
+    except ImportError:  # (the Fraction still shows it)
+        pass
+    else:
+        values += [numpy.float32(0.25), numpy.int64(3)]
+    for value in values:
+        metrics = ExecutionMetrics("mine")
+        setattr(metrics, field, value)
+        kept = getattr(metrics, field)
+        assert type(kept) is float
+        assert kept == float(value)
+        assert type(metrics.to_dict()[field]) is float
+        json.dumps(metrics.to_dict())

@@ -108,6 +108,19 @@ def test_metric_summary_average_of_samples_near_the_float_limit_is_finite() -> N
     assert perf.get_metric_summary("t", "low")["avg"] == -1.7e308
 
 
+@pytest.mark.parametrize("value", [0.1, 0.7, 2.675, 1e-300, 1.7976931348623157e308], ids=repr)
+def test_metric_summary_average_of_equal_samples_is_that_value(value: float) -> None:
+    """Samples all of one value average to that value: not a rounding step above the largest
+    sample or below the smallest (three samples of 0.1 averaged 0.10000000000000002), nor
+    infinity for samples at the largest float."""
+    perf = PerformanceMonitor()
+    for count in range(1, 16):
+        perf.record_metric("t", "m", value)
+        summary = perf.get_metric_summary("t", "m")
+        assert summary["count"] == count
+        assert summary["avg"] == value
+
+
 def test_progress_of_negative_zero_is_zero() -> None:
     """``-0.0`` (as a computation such as ``-done / total`` gives) is recorded as ``0.0``, not
     as a negative zero that prints as ``-0.0`` in ``/status`` and to listeners."""

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from laios.core.types import Task
 from laios.execution.monitor import ExecutionMonitor, PerformanceMonitor, ProgressStatus
+from laios.execution.store import MetricStore
 
 ODD_IDS = [None, 12, 3.5, ("job", 1)]
 
@@ -137,3 +139,28 @@ def test_names_given_as_str_enum_members_keep_their_value() -> None:
     latest = monitor.get_progress("job-1")
     assert latest is not None
     assert (type(latest.task_id), latest.message) == (str, "latency")
+
+
+@pytest.mark.parametrize("task_id", [*ODD_IDS, ["job", 1]], ids=repr)
+def test_the_store_reads_an_odd_id_as_the_monitors_do(task_id: Any) -> None:
+    """``MetricStore.progress_history``, ``latest_progress`` and ``custom_metrics`` are
+    documented as the monitors' reads, but looked the id up as given: what the monitors kept
+    under ``str(12)`` read back as nothing, and a list raised ``unhashable type``."""
+    store = MetricStore()
+    ExecutionMonitor(store).update_task_progress(task_id, 40, message="halfway")
+    PerformanceMonitor(store).record_metric(task_id, "rows", 3)
+    assert [u.message for u in store.progress_history(task_id)] == ["halfway"]
+    latest = store.latest_progress(task_id)
+    assert latest is not None
+    assert latest.progress_percent == 40.0
+    assert list(store.custom_metrics(task_id)) == ["rows"]
+
+
+def test_the_store_refuses_a_task_given_as_its_id() -> None:
+    """A ``Task`` given to the store's reads raised ``unhashable type: 'Task'``; it raises the
+    monitors' ``TypeError`` saying to pass ``task.id``."""
+    store = MetricStore()
+    task = Task(plan_id="p", description="d", tool_name="echo")
+    for read in (store.progress_history, store.latest_progress, store.custom_metrics):
+        with pytest.raises(TypeError, match=r"got a Task: pass task\.id"):
+            read(task)  # type: ignore[arg-type]

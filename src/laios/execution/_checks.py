@@ -249,6 +249,20 @@ def no_task_as_id(task_id: object) -> bool:
     return True
 
 
+def task_key(task_id: object) -> str:
+    """The id the monitors (and the store's reads they go through) keep a task under:
+    ``task_id`` itself when a string (a ``(str, Enum)`` member as its value, where ``str()``
+    gives ``"Class.MEMBER"``), anything else as ``str(task_id)``.
+
+    Raises:
+        TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
+    """
+    if type(task_id) is str:  # (the common case)
+        return task_id
+    no_task_as_id(task_id)
+    return str.__str__(task_id) if isinstance(task_id, str) else str(task_id)
+
+
 def require_task(task: Any, call: str) -> None:
     """Refuse something that is no task at all (it has no ``id``), naming the call.
 

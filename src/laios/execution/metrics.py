@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 __all__ = ["ExecutionMetrics"]
 
 
-def _finite_real(name: str, value: Any, or_none: str = "") -> Any:
-    """``value`` when it is a real number (see :func:`~laios.execution._checks.is_real`)
-    that is finite as a float (an int past a float's range is not: the read-outs compute with
-    floats). ``or_none`` ends the messages of a field that also takes ``None``.
+def _finite_real(name: str, value: Any, or_none: str = "") -> float:
+    """``value`` as a ``float`` when it is a real number (see
+    :func:`~laios.execution._checks.is_real`) that is finite as a float (an int past a float's
+    range is not: the read-outs compute with floats). A ``Fraction`` or a NumPy scalar is kept
+    as its float value, as the fields are documented: read back, and in ``to_dict()``, a
+    ``float``. ``or_none`` ends the messages of a field that also takes ``None``.
 
     Raises:
         TypeError: When it is no real number, naming ``name`` and the type given.
@@ -30,12 +32,13 @@ def _finite_real(name: str, value: Any, or_none: str = "") -> Any:
     """
     if not is_real(value):
         raise TypeError(f"{name} must be a number{or_none}, got {type(value).__name__}")
-    if not math.isfinite(as_float(value)):
+    number = as_float(value)
+    if not math.isfinite(number):
         raise ValueError(f"{name} must be a finite number{or_none}, got {number_repr(value)}")
-    return value
+    return number
 
 
-def _number(name: str, value: Any) -> Any:
+def _number(name: str, value: Any) -> float:
     """``value`` when it is a finite real number of 0 or more: what the store reads from a
     record's assignable durations when the task ends (a value of another type would break it;
     NaN or a negative one would be read back as the task's figure).
@@ -44,13 +47,15 @@ def _number(name: str, value: Any) -> Any:
         TypeError: When it is no real number, naming ``name`` and the type given.
         ValueError: When it is not finite, or below 0.
     """
-    if _finite_real(name, value) < 0:
+    number = _finite_real(name, value)
+    if value < 0:  # (the value given: a tiny negative Fraction is below 0, its float is not)
         raise ValueError(f"{name} must be 0 or more, got {number_repr(value)}")
-    return value
+    return number
 
 
-def _time(name: str, value: Any) -> Any:
-    """``value`` when it is ``None`` or a finite real number (see :func:`_number`)."""
+def _time(name: str, value: Any) -> float | None:
+    """``value`` as a ``float`` when it is a finite real number, or ``None`` (see
+    :func:`_number`)."""
     if value is None:
         return value
     return _finite_real(name, value, " or None")
@@ -254,8 +259,9 @@ class ExecutionMetrics:
     def start(self) -> None:
         """Mark the start (sets ``start_time`` to now).
 
-        On detached metrics already ended, a new measurement begins: ``end_time`` is
-        cleared, and ``execution_time`` counts from this start.
+        On detached metrics already ended (also by an ``end()`` before any ``start()``), a
+        new measurement begins: ``end_time`` is cleared, and ``execution_time`` counts from
+        this start.
 
         A record in a store (the metrics of a task an executor or a ``TaskMonitor`` tracks)
         was started by the store, as the task started: ``start()`` leaves it as it is.
@@ -266,7 +272,7 @@ class ExecutionMetrics:
         rec = self._record
         if rec.slot is not None:  # (in a store: its start is the store's)
             return
-        if rec.state == "finished":  # (a detached record: its own start)
+        if rec.state == "finished" or rec.end_time is not None:  # (detached: its own start)
             rec.end_time = None
             rec.execution_time = 0.0
             rec.state = "running"

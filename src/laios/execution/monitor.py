@@ -34,11 +34,11 @@ from laios._text import shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
     is_real,
-    no_task_as_id,
     not_real,
     number_repr,
     require_task,
     switch,
+    task_key,
 )
 from laios.execution._records import (
     MAX_TEXT,
@@ -76,13 +76,13 @@ ProgressStatusValue = Literal[
 
 
 def _key(task_id: object) -> str:
-    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes.
+    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes (see
+    :func:`~laios.execution._checks.task_key`).
 
     Raises:
         TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
     """
-    no_task_as_id(task_id)
-    return _text(task_id)
+    return task_key(task_id)
 
 
 def _text(value: object) -> str:
@@ -437,16 +437,23 @@ class PerformanceMonitor:
         return self._store.custom_metrics(_key(task_id))
 
     def get_metric_summary(self, task_id: str, metric_name: str) -> dict[str, float]:
-        """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none)."""
+        """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none);
+        ``avg`` is finite and between ``min`` and ``max`` (samples all of one value average to
+        it exactly)."""
         samples = self._store.custom_metrics(_key(task_id)).get(shorten(_text(metric_name), 128))
         if not samples:
             return {}
         values = [float(s["value"]) for s in samples]
         count = len(values)
-        average = sum(values) / count
-        if math.isinf(average):  # the sum went past the largest float (every sample is finite)
+        low, high = min(values), max(values)
+        try:
+            average = math.fsum(values) / count  # (one rounding of the sum, not one per sample)
+        except OverflowError:  # the sum is past the largest float (every sample is finite)
             average = sum(value / count for value in values)
-        return {"min": min(values), "max": max(values), "avg": average, "count": count}
+        # (rounding may still land a step outside the samples: 0.1 three times, or the largest
+        # float three times, whose thirds add up past it)
+        average = min(max(average, low), high)
+        return {"min": low, "max": high, "avg": average, "count": count}
 
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget the samples of one task, or of all tasks (exported totals are counters and

@@ -48,6 +48,7 @@ from laios.execution._checks import (
     check_listener,
     not_a_class,
     positive_int,
+    task_key,
 )
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._forks import reset_after_fork
@@ -1335,8 +1336,16 @@ class MetricStore:
             raise interrupt
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
-        """The newest progress update for ``task_id``, or ``None``."""
-        history = self._kept_history(task_id)  # (the id as kept: see record_id)
+        """The newest progress update for ``task_id``, or ``None``.
+
+        The id is read as the monitors keep it, ``str(task_id)`` (see
+        :func:`~laios.execution._checks.task_key`); so are those of :meth:`progress_history`
+        and :meth:`custom_metrics`.
+
+        Raises:
+            TypeError: When ``task_id`` is a ``Task`` (pass ``task.id``).
+        """
+        history = self._kept_history(task_key(task_id))  # (the id as kept: see record_id)
         return copy_update(history[-1]) if history else None
 
     def progress_history(self, task_id: str) -> list[ProgressUpdate]:
@@ -1347,7 +1356,7 @@ class MetricStore:
         stored, which keeps the per-task cost of progress tracking near zero. Each update's
         ``details`` are a copy: a reader changing them changes nothing kept.
         """
-        return [copy_update(update) for update in self._kept_history(task_id)]
+        return [copy_update(update) for update in self._kept_history(task_key(task_id))]
 
     def _kept_history(self, task_id: str) -> list[ProgressUpdate]:
         """The progress history of ``task_id`` as kept (see :meth:`progress_history`).
@@ -1516,7 +1525,7 @@ class MetricStore:
 
     def custom_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """The retained custom metric samples of ``task_id`` (copies)."""
-        task_id = record_id(task_id)
+        task_id = record_id(task_key(task_id))
         with self._lock:
             rec = self._latest(task_id, progress=False)
             sources = [self._custom.get(task_id), rec.custom if rec is not None else None]
