@@ -2273,6 +2273,34 @@ def _damage_histograms(document: dict[str, Any], damage: str) -> None:
         histogram[:3] = [3, 0.012, [2, 1] + [0] * (len(buckets) - 2)]
 
 
+def _left_out_with_one_warning(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[dict[str, Any]], None],
+) -> str:
+    """Write a copy of this process's file, as another process's, damaged by ``damage``;
+    check that two scrapes leave it out whole with one warning naming it, and return it."""
+    run_tasks(store, 3)
+    export.write()
+    assert export.path is not None
+    before = scrape(registry)
+    document = json.loads(export.path.read_text())
+    document["pid"] = 1
+    damage(document)
+    damaged = directory / "laios-proc-1-deadbeef0000.json"
+    damaged.write_text(json.dumps(document))
+    with caplog.at_level(logging.WARNING, "laios.execution"):
+        assert scrape(registry) == before
+        assert scrape(registry) == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(damaged) in warnings[0]
+    return warnings[0]
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -2298,21 +2326,9 @@ def test_a_file_with_a_histogram_laios_never_writes_is_left_out_with_one_warning
     that is no whole number, buckets that do not add up to the count) is left out whole, with
     one warning naming it however often it is scraped: a negative sum was added in, taking
     the exported sum down (a counter reset to Prometheus) and below zero."""
-    run_tasks(store, 3)
-    export.write()
-    assert export.path is not None
-    before = scrape(registry)
-    document = json.loads(export.path.read_text())
-    document["pid"] = 1
-    _damage_histograms(document, damage)
-    damaged = directory / "laios-proc-1-deadbeef0000.json"
-    damaged.write_text(json.dumps(document))
-    with caplog.at_level(logging.WARNING, "laios.execution"):
-        assert scrape(registry) == before
-        assert scrape(registry) == before
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1, warnings
-    assert str(damaged) in warnings[0]
+    _left_out_with_one_warning(
+        export, store, registry, directory, caplog, lambda doc: _damage_histograms(doc, damage)
+    )
 
 
 def _damage_bounds(document: dict[str, Any], damage: str) -> None:
@@ -2357,22 +2373,10 @@ def test_a_file_with_bucket_bounds_laios_never_writes_is_left_out_with_one_warni
     those of the section they are in) is left out whole, with one warning naming it: its
     counts were added in other buckets than their own (a task of 1 ms counted under 300 s,
     for ever once folded), or exported with the ``le`` of the buckets out of order."""
-    run_tasks(store, 3)
-    export.write()
-    assert export.path is not None
-    before = scrape(registry)
-    document = json.loads(export.path.read_text())
-    document["pid"] = 1
-    _damage_bounds(document, damage)
-    damaged = directory / "laios-proc-1-deadbeef0000.json"
-    damaged.write_text(json.dumps(document))
-    with caplog.at_level(logging.WARNING, "laios.execution"):
-        assert scrape(registry) == before
-        assert scrape(registry) == before
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1, warnings
-    assert str(damaged) in warnings[0]
-    assert "bounds" in warnings[0]
+    warning = _left_out_with_one_warning(
+        export, store, registry, directory, caplog, lambda doc: _damage_bounds(doc, damage)
+    )
+    assert "bounds" in warning
 
 
 def test_a_file_whose_bucket_counts_fall_is_added_in(
