@@ -46,6 +46,7 @@ from laios.execution._records import (
     ProgressUpdate,
     clamp_percent,
     copy_update,
+    summarize,
 )
 from laios.execution.redaction import scrub_head
 from laios.execution.store import (
@@ -148,7 +149,8 @@ class ProgressTracker:
             status=progress_status,
             progress_percent=clamp_percent(progress_percent),
             message=text,
-            details=dict(details) if details else {},
+            # (read only as far as the summary kept goes: never a huge mapping whole)
+            details=summarize(details)[0],
             timestamp=self._store.now(),
         )
         # The update as the history keeps it (details summarized), in a copy of its own.
