@@ -249,10 +249,17 @@ def no_task_as_id(task_id: object) -> bool:
     return True
 
 
+def as_text(value: object) -> str:
+    """``value`` as text: a string as it is (a ``(str, Enum)`` member as its value, where
+    ``str()`` gives ``"Class.MEMBER"``), anything else as ``str(value)``."""
+    if type(value) is str:  # (the common case)
+        return value
+    return str.__str__(value) if isinstance(value, str) else str(value)
+
+
 def task_key(task_id: object) -> str:
     """The id the monitors (and the store's reads they go through) keep a task under:
-    ``task_id`` itself when a string (a ``(str, Enum)`` member as its value, where ``str()``
-    gives ``"Class.MEMBER"``), anything else as ``str(task_id)``.
+    ``task_id`` as text (see :func:`as_text`).
 
     Raises:
         TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
@@ -260,7 +267,7 @@ def task_key(task_id: object) -> str:
     if type(task_id) is str:  # (the common case)
         return task_id
     no_task_as_id(task_id)
-    return str.__str__(task_id) if isinstance(task_id, str) else str(task_id)
+    return as_text(task_id)
 
 
 def require_task(task: Any, call: str) -> None:

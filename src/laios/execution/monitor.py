@@ -33,6 +33,7 @@ from laios._compat.pydantic import is_instance
 from laios._text import shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
+    as_text,
     is_real,
     not_real,
     number_repr,
@@ -76,24 +77,6 @@ ProgressStatusValue = Literal[
 ]
 
 
-def _key(task_id: object) -> str:
-    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes (see
-    :func:`~laios.execution._checks.task_key`).
-
-    Raises:
-        TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
-    """
-    return task_key(task_id)
-
-
-def _text(value: object) -> str:
-    """``value`` as text: a string as it is (a ``(str, Enum)`` member as its value, where
-    ``str()`` gives ``"Class.MEMBER"``), anything else as ``str(value)``."""
-    if type(value) is str:
-        return value
-    return str.__str__(value) if isinstance(value, str) else str(value)
-
-
 class ProgressTracker:
     """Keeps the progress history of tasks (bounded) and tells listeners about every update.
 
@@ -132,7 +115,7 @@ class ProgressTracker:
             raise TypeError(
                 f"details must be a mapping of names to values, got {type(details).__name__}"
             )
-        key = _key(task_id)
+        key = task_key(task_id)
         try:
             progress_status = ProgressStatus(status)
         except ValueError:
@@ -141,7 +124,7 @@ class ProgressTracker:
             raise ValueError(f"status must be one of {names}, got {number_repr(status)}") from None
         text = None
         if message is not None:
-            text = _text(message)
+            text = as_text(message)
             secrets = self._store.task_secrets(key, progress=True)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         update = ProgressUpdate(
@@ -158,16 +141,16 @@ class ProgressTracker:
 
     def get_progress(self, task_id: str) -> ProgressUpdate | None:
         """The latest update for ``task_id``, or ``None``."""
-        return self._store.latest_progress(_key(task_id))
+        return self._store.latest_progress(task_key(task_id))
 
     def get_history(self, task_id: str) -> list[ProgressUpdate]:
         """Every retained update for ``task_id``, oldest first (``[]`` if unknown)."""
-        return self._store.progress_history(_key(task_id))
+        return self._store.progress_history(task_key(task_id))
 
     def clear_progress(self, task_id: str) -> None:
         """Forget the progress of ``task_id`` so far. A task still queued or running goes on,
         listed in ``/status`` with no progress and no message until it reports again."""
-        self._store.clear_progress(_key(task_id))
+        self._store.clear_progress(task_key(task_id))
 
     def add_listener(self, listener: ProgressListener) -> None:
         """Call ``listener(update)`` for every update of the store until it is removed; a
@@ -426,8 +409,8 @@ class PerformanceMonitor:
             ) from None
         if not math.isfinite(number):
             raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
-        key = _key(task_id)
-        name, unit_text = _text(metric_name), "" if unit is None else _text(unit)
+        key = task_key(task_id)
+        name, unit_text = as_text(metric_name), "" if unit is None else as_text(unit)
         exported = None
         secrets = self._store.task_secrets(key)
         if secrets:  # (scrubbed before they are cut: a cut secret could not be found)
@@ -436,13 +419,14 @@ class PerformanceMonitor:
 
     def get_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """All retained samples of a task by metric name (``{}`` when unknown)."""
-        return self._store.custom_metrics(_key(task_id))
+        return self._store.custom_metrics(task_key(task_id))
 
     def get_metric_summary(self, task_id: str, metric_name: str) -> dict[str, float]:
         """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none);
         ``avg`` is finite and between ``min`` and ``max`` (samples all of one value average to
         it exactly)."""
-        samples = self._store.custom_metrics(_key(task_id)).get(shorten(_text(metric_name), 128))
+        name = shorten(as_text(metric_name), 128)
+        samples = self._store.custom_metrics(task_key(task_id)).get(name)
         if not samples:
             return {}
         values = [float(s["value"]) for s in samples]
@@ -460,7 +444,7 @@ class PerformanceMonitor:
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget the samples of one task, or of all tasks (exported totals are counters and
         stay)."""
-        self._store.clear_custom(None if task_id is None else _key(task_id))
+        self._store.clear_custom(None if task_id is None else task_key(task_id))
 
 
 _lock = threading.Lock()

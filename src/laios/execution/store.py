@@ -1345,7 +1345,7 @@ class MetricStore:
         Raises:
             TypeError: When ``task_id`` is a ``Task`` (pass ``task.id``).
         """
-        history = self._kept_history(task_key(task_id))  # (the id as kept: see record_id)
+        history = self._kept_history(task_id)
         return copy_update(history[-1]) if history else None
 
     def progress_history(self, task_id: str) -> list[ProgressUpdate]:
@@ -1356,7 +1356,7 @@ class MetricStore:
         stored, which keeps the per-task cost of progress tracking near zero. Each update's
         ``details`` are a copy: a reader changing them changes nothing kept.
         """
-        return [copy_update(update) for update in self._kept_history(task_key(task_id))]
+        return [copy_update(update) for update in self._kept_history(task_id)]
 
     def _kept_history(self, task_id: str) -> list[ProgressUpdate]:
         """The progress history of ``task_id`` as kept (see :meth:`progress_history`).
@@ -1364,9 +1364,10 @@ class MetricStore:
         Updates kept for the id before its latest run come first, then the run's, in the order
         they were recorded, the derived ``STARTING`` and final updates among them where the run
         started and ended: never ordered by their timestamps, which a wall clock that stands
-        still or steps back would mix up.
+        still or steps back would mix up. The id is read as the monitors keep it (see
+        :func:`~laios.execution._checks.task_key`), then as records keep it (``record_id``).
         """
-        task_id = record_id(task_id)
+        task_id = record_id(task_key(task_id))
         with self._lock:
             history = list(self._progress.get(task_id, ()))
             rec = self._latest(task_id, progress=True)
