@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from http_drivers import call_wsgi
 from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tasks, tasks_total
+from process_tools import wait_until
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -96,6 +97,21 @@ def export(directory: Path, store: MetricStore, registry: CollectorRegistry) -> 
 
 def scrape(registry: CollectorRegistry) -> str:
     return render_metrics(registry).decode()
+
+
+def answered_scrape(registry: CollectorRegistry) -> str:
+    """The first scrape of ``registry`` that answers: they may fail for a while (polled for
+    ``CHILD_SECONDS`` at most)."""
+
+    def attempt() -> str | None:
+        try:
+            return scrape(registry)
+        except OSError:
+            return None
+
+    text: str | None = wait_until(attempt, CHILD_SECONDS)
+    assert text is not None, "the scrapes never answered again"
+    return text
 
 
 def files(directory: Path) -> list[str]:
@@ -966,13 +982,8 @@ def test_a_live_workers_damaged_file_fails_the_scrape_until_it_is_written_again(
             assert str(path) in caplog.text
         finally:
             os.kill(child.pid, signal.SIGCONT)
-        deadline = time.monotonic() + CHILD_SECONDS
-        while True:  # (until the child has written its file again)
-            with contextlib.suppress(OSError):
-                assert tasks_total(scrape(registry)) == 8
-                break
-            assert time.monotonic() < deadline, "the scrapes never answered again"
-            time.sleep(0.05)
+        # (until the child has written its file again)
+        assert tasks_total(answered_scrape(registry)) == 8
     finally:
         child.kill()
 
@@ -1280,13 +1291,8 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
         assert len(gone) == 1, gone
         assert "Create it again" in gone[0]
         directory.mkdir()
-        deadline = time.monotonic() + CHILD_SECONDS
-        while True:  # (the scrapes fail until the child has had its interval to write here)
-            with contextlib.suppress(OSError):
-                assert tasks_total(scrape(registry)) == 7
-                break
-            assert time.monotonic() < deadline, "the scrapes never answered again"
-            time.sleep(INTERVAL)
+        # (the scrapes fail until the child has had its interval to write here)
+        assert tasks_total(answered_scrape(registry)) == 7
     finally:
         child.kill()
 
@@ -1322,12 +1328,8 @@ def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
         while len(list(directory.glob("laios-proc-*.json"))) < 2:
             assert time.monotonic() < deadline, "the child never wrote to the new directory"
             time.sleep(0.01)
-        while True:  # (the scrapes may still wait for the interval to pass)
-            with contextlib.suppress(OSError):
-                assert tasks_total(scrape(registry)) == 7
-                break
-            assert time.monotonic() < deadline, "the scrapes never answered again"
-            time.sleep(0.05)
+        # (the scrapes may still wait for the interval to pass)
+        assert tasks_total(answered_scrape(registry)) == 7
     finally:
         child.kill()
 
