@@ -478,6 +478,21 @@ def test_the_directory_stays_bounded_when_processes_come_and_go(
     assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
 
 
+def _gone_processes(
+    store: MetricStore, directory: Path, export: MultiprocessExport, count: int
+) -> None:
+    """Leave the files of ``count`` gone processes in ``directory``, one task each: a child's,
+    then copies of it, each with its free lock file."""
+    gone = fork(child_running(store, 1))
+    gone.report()
+    gone.kill()
+    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
+    for _ in range(count - 1):
+        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
+        shutil.copyfile(first, directory / f"{stem}.json")
+        (directory / f"{stem}.lock").touch()
+
+
 def test_more_gone_processes_than_open_files_allowed_are_all_folded(
     export: MultiprocessExport,
     store: MetricStore,
@@ -491,14 +506,7 @@ def test_more_gone_processes_than_open_files_allowed_are_all_folded(
     failed with "Too many open files", every time, and the directory grew for ever. Folds take
     them a batch at a time."""
     monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
-    gone = fork(child_running(store, 1))
-    gone.report()
-    gone.kill()
-    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
-    for _ in range(59):  # (as many gone processes, each its file and its free lock file)
-        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
-        shutil.copyfile(first, directory / f"{stem}.json")
-        (directory / f"{stem}.lock").touch()
+    _gone_processes(store, directory, export, 60)
 
     def fold_with_few_descriptors(report: Report) -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -545,14 +553,7 @@ def test_a_long_fold_lets_scrapes_and_enable_in_between_its_batches(
     each of which leaves the totals exact: a scrape or enable() that waits for the lock gets
     in after the batch under way."""
     monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
-    gone = fork(child_running(store, 1))
-    gone.report()
-    gone.kill()
-    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
-    for _ in range(199):  # (200 gone processes: 25 batches)
-        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
-        shutil.copyfile(first, directory / f"{stem}.json")
-        (directory / f"{stem}.lock").touch()
+    _gone_processes(store, directory, export, 200)  # (25 batches)
     waiting = directory / "laios-dir.wait"
     batches: list[int] = []  # (each batch of this sweep, as it starts)
     on_disk: list[float] = []  # (the tasks on disk as some of them start)
