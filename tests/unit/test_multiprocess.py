@@ -114,6 +114,15 @@ def answered_scrape(registry: CollectorRegistry) -> str:
     return text
 
 
+def delete_directory(directory: Path) -> None:
+    """Delete ``directory`` under the running processes (which may write a file again in it
+    as it is deleted: deleted again until it is gone)."""
+    deadline = time.monotonic() + CHILD_SECONDS
+    while directory.exists():
+        assert time.monotonic() < deadline, "the directory could not be deleted"
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def files(directory: Path) -> list[str]:
     return sorted(
         p.name for p in directory.iterdir() if p.name not in ("laios-dir.lock", "laios-dir.wait")
@@ -1279,10 +1288,7 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
     try:
         child.report()
         assert tasks_total(scrape(registry)) == 7
-        deadline = time.monotonic() + CHILD_SECONDS
-        while directory.exists():  # (the child may write a file again as it is deleted)
-            assert time.monotonic() < deadline, "the directory could not be deleted"
-            shutil.rmtree(directory, ignore_errors=True)
+        delete_directory(directory)
         with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
             for _ in range(2):
                 with pytest.raises(FileNotFoundError, match="is gone") as raised:
@@ -1315,10 +1321,7 @@ def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
         assert tasks_total(scrape(registry)) == 7
         os.kill(child.pid, signal.SIGSTOP)  # (it cannot write to the new directory yet)
         try:
-            deadline = time.monotonic() + CHILD_SECONDS
-            while directory.exists():  # (this process may write a file again as it is deleted)
-                assert time.monotonic() < deadline, "the directory could not be deleted"
-                shutil.rmtree(directory, ignore_errors=True)
+            delete_directory(directory)
             directory.mkdir()
             with pytest.raises(OSError, match="created anew") as raised:
                 scrape(registry)
