@@ -166,14 +166,14 @@ _MIN_INTERVAL = 0.05
 _MAX_INTERVAL = 3600.0
 #: How the file written to check that the directory is writable begins.
 _PROBE_PREFIX = "laios-probe-"
-#: A directory created anew under the running processes: scrapes fail for this many intervals
-#: (at most :data:`_MAX_REPLACED_WAIT` seconds) from when this process finds it, time for the
-#: other live processes to write their files there again.
-_REPLACED_WAIT_INTERVALS = 2
-#: The longest scrapes fail for a directory created anew, in seconds (a scrape that fails
-#: still writes the serving process's file: with a long interval, each process's file is
-#: there once it has served a scrape).
-_MAX_REPLACED_WAIT = 10.0
+#: A directory created anew under the running processes, or a live process's file damaged:
+#: scrapes fail for this many intervals (at most :data:`_MAX_REWRITE_WAIT` seconds) from when
+#: this process finds it, time for the other live processes to write their files again.
+_REWRITE_WAIT_INTERVALS = 2
+#: The longest scrapes fail for a directory created anew or a damaged file, in seconds (a
+#: scrape that fails still writes the serving process's file: with a long interval, each
+#: process's file is there once it has served a scrape).
+_MAX_REWRITE_WAIT = 10.0
 #: How many times a scrape reads the directory at most, when this process's file moves to a
 #: new name while it reads (its lock file deleted: see ``MultiprocessExport.totals``).
 _GATHER_ATTEMPTS = 3
@@ -449,7 +449,7 @@ class MultiprocessExport:
     def _wait(self) -> float:
         """How long scrapes fail for the live processes' files missing or damaged, time for
         them to write those again."""
-        return min(_REPLACED_WAIT_INTERVALS * self.interval, _MAX_REPLACED_WAIT)
+        return min(_REWRITE_WAIT_INTERVALS * self.interval, _MAX_REWRITE_WAIT)
 
     def _replaced_wait_locked(self) -> float:
         """Seconds the scrapes still fail for the directory created anew (0 once they need not;
