@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from http_drivers import call_wsgi
 from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tasks, tasks_total
+from process_tools import wait_until
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -96,6 +97,30 @@ def export(directory: Path, store: MetricStore, registry: CollectorRegistry) -> 
 
 def scrape(registry: CollectorRegistry) -> str:
     return render_metrics(registry).decode()
+
+
+def answered_scrape(registry: CollectorRegistry) -> str:
+    """The first scrape of ``registry`` that answers: they may fail for a while (polled for
+    ``CHILD_SECONDS`` at most)."""
+
+    def attempt() -> str | None:
+        try:
+            return scrape(registry)
+        except OSError:
+            return None
+
+    text: str | None = wait_until(attempt, CHILD_SECONDS)
+    assert text is not None, "the scrapes never answered again"
+    return text
+
+
+def delete_directory(directory: Path) -> None:
+    """Delete ``directory`` under the running processes (which may write a file again in it
+    as it is deleted: deleted again until it is gone)."""
+    deadline = time.monotonic() + CHILD_SECONDS
+    while directory.exists():
+        assert time.monotonic() < deadline, "the directory could not be deleted"
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def files(directory: Path) -> list[str]:
@@ -462,6 +487,21 @@ def test_the_directory_stays_bounded_when_processes_come_and_go(
     assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
 
 
+def _gone_processes(
+    store: MetricStore, directory: Path, export: MultiprocessExport, count: int
+) -> None:
+    """Leave the files of ``count`` gone processes in ``directory``, one task each: a child's,
+    then copies of it, each with its free lock file."""
+    gone = fork(child_running(store, 1))
+    gone.report()
+    gone.kill()
+    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
+    for _ in range(count - 1):
+        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
+        shutil.copyfile(first, directory / f"{stem}.json")
+        (directory / f"{stem}.lock").touch()
+
+
 def test_more_gone_processes_than_open_files_allowed_are_all_folded(
     export: MultiprocessExport,
     store: MetricStore,
@@ -475,14 +515,7 @@ def test_more_gone_processes_than_open_files_allowed_are_all_folded(
     failed with "Too many open files", every time, and the directory grew for ever. Folds take
     them a batch at a time."""
     monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
-    gone = fork(child_running(store, 1))
-    gone.report()
-    gone.kill()
-    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
-    for _ in range(59):  # (as many gone processes, each its file and its free lock file)
-        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
-        shutil.copyfile(first, directory / f"{stem}.json")
-        (directory / f"{stem}.lock").touch()
+    _gone_processes(store, directory, export, 60)
 
     def fold_with_few_descriptors(report: Report) -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -529,14 +562,7 @@ def test_a_long_fold_lets_scrapes_and_enable_in_between_its_batches(
     each of which leaves the totals exact: a scrape or enable() that waits for the lock gets
     in after the batch under way."""
     monkeypatch.setattr(_shared_totals, "FOLD_BATCH", 8)
-    gone = fork(child_running(store, 1))
-    gone.report()
-    gone.kill()
-    [first] = [p for p in directory.glob("laios-proc-*.json") if p != export.path]
-    for _ in range(199):  # (200 gone processes: 25 batches)
-        stem = f"laios-proc-{gone.pid}-{os.urandom(6).hex()}"
-        shutil.copyfile(first, directory / f"{stem}.json")
-        (directory / f"{stem}.lock").touch()
+    _gone_processes(store, directory, export, 200)  # (25 batches)
     waiting = directory / "laios-dir.wait"
     batches: list[int] = []  # (each batch of this sweep, as it starts)
     on_disk: list[float] = []  # (the tasks on disk as some of them start)
@@ -966,13 +992,8 @@ def test_a_live_workers_damaged_file_fails_the_scrape_until_it_is_written_again(
             assert str(path) in caplog.text
         finally:
             os.kill(child.pid, signal.SIGCONT)
-        deadline = time.monotonic() + CHILD_SECONDS
-        while True:  # (until the child has written its file again)
-            with contextlib.suppress(OSError):
-                assert tasks_total(scrape(registry)) == 8
-                break
-            assert time.monotonic() < deadline, "the scrapes never answered again"
-            time.sleep(0.05)
+        # (until the child has written its file again)
+        assert tasks_total(answered_scrape(registry)) == 8
     finally:
         child.kill()
 
@@ -1267,10 +1288,7 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
     try:
         child.report()
         assert tasks_total(scrape(registry)) == 7
-        deadline = time.monotonic() + CHILD_SECONDS
-        while directory.exists():  # (the child may write a file again as it is deleted)
-            assert time.monotonic() < deadline, "the directory could not be deleted"
-            shutil.rmtree(directory, ignore_errors=True)
+        delete_directory(directory)
         with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
             for _ in range(2):
                 with pytest.raises(FileNotFoundError, match="is gone") as raised:
@@ -1280,13 +1298,8 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
         assert len(gone) == 1, gone
         assert "Create it again" in gone[0]
         directory.mkdir()
-        deadline = time.monotonic() + CHILD_SECONDS
-        while True:  # (the scrapes fail until the child has had its interval to write here)
-            with contextlib.suppress(OSError):
-                assert tasks_total(scrape(registry)) == 7
-                break
-            assert time.monotonic() < deadline, "the scrapes never answered again"
-            time.sleep(INTERVAL)
+        # (the scrapes fail until the child has had its interval to write here)
+        assert tasks_total(answered_scrape(registry)) == 7
     finally:
         child.kill()
 
@@ -1308,10 +1321,7 @@ def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
         assert tasks_total(scrape(registry)) == 7
         os.kill(child.pid, signal.SIGSTOP)  # (it cannot write to the new directory yet)
         try:
-            deadline = time.monotonic() + CHILD_SECONDS
-            while directory.exists():  # (this process may write a file again as it is deleted)
-                assert time.monotonic() < deadline, "the directory could not be deleted"
-                shutil.rmtree(directory, ignore_errors=True)
+            delete_directory(directory)
             directory.mkdir()
             with pytest.raises(OSError, match="created anew") as raised:
                 scrape(registry)
@@ -1322,12 +1332,8 @@ def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
         while len(list(directory.glob("laios-proc-*.json"))) < 2:
             assert time.monotonic() < deadline, "the child never wrote to the new directory"
             time.sleep(0.01)
-        while True:  # (the scrapes may still wait for the interval to pass)
-            with contextlib.suppress(OSError):
-                assert tasks_total(scrape(registry)) == 7
-                break
-            assert time.monotonic() < deadline, "the scrapes never answered again"
-            time.sleep(0.05)
+        # (the scrapes may still wait for the interval to pass)
+        assert tasks_total(answered_scrape(registry)) == 7
     finally:
         child.kill()
 

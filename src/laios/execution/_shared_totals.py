@@ -44,9 +44,9 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from laios.execution import _totals_files
 from laios.execution._aggregates import LabelSet
@@ -83,6 +83,7 @@ __all__ = [
     "PROCESS_PREFIX",
     "RETIRED",
     "SCRAPE_FOLD_SECONDS",
+    "Refusals",
     "SharedDirectory",
     "add_up",
     "close_lock",
@@ -90,6 +91,7 @@ __all__ = [
     "fold",
     "gather",
     "pid_namespace",
+    "refuse",
     "retire",
     "what_to_do",
     "without_gauges",
@@ -314,6 +316,47 @@ def warn(key: str, message: str, *args: object) -> None:
         _log.warning(message, *args)
 
 
+def refuse(key: str, message: str) -> NoReturn:
+    """Fail a scrape with ``message``, warned at most once a minute per ``key``.
+
+    Raises:
+        OSError: Always.
+    """
+    warn(key, "%s", message)
+    raise OSError(message)
+
+
+class Refusals:
+    """When this process first found each of the troubles that fail its scrapes for a while
+    (``time.monotonic()``, by trouble): a directory created anew, a live process's damaged
+    file. Scrapes fail for a wait from then, time for the live processes to write their files
+    again: a sum without their counts would go backwards."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, float] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._found
+
+    def found(self, key: str) -> None:
+        """Found ``key`` now (again: its wait starts over)."""
+        self._found[key] = time.monotonic()
+
+    def left(self, key: str, wait: float) -> float:
+        """Seconds the scrapes still fail for ``key``: ``wait`` from when it was first found
+        (now, when it was not found yet); 0 once they need not."""
+        now = time.monotonic()
+        return max(self._found.setdefault(key, now) + wait - now, 0.0)
+
+    def forget(self, key: str) -> None:
+        self._found.pop(key, None)
+
+    def keep_only(self, keys: Iterable[str]) -> None:
+        """Forget every trouble but ``keys`` (those still there: bounded)."""
+        for key in self._found.keys() - set(keys):
+            del self._found[key]
+
+
 def warn_once(key: str, message: str, *args: object) -> None:
     """Log a warning once per ``key`` in this process (of the last 1000 keys)."""
     if _warned_once.should_log(key) is not None:
@@ -512,9 +555,9 @@ class SharedDirectory:
         #: files are gone, so that it stays bounded.
         self.left_alone: set[str] = set()
         #: When this process first found the file of a live process damaged (truncated,
-        #: overwritten), by process (``time.monotonic()``); forgotten once the file reads
-        #: again, or is gone (see :func:`gather`).
-        self.damaged: dict[str, float] = {}
+        #: overwritten), by process; forgotten once the file reads again, or is gone (see
+        #: :func:`gather`).
+        self.damaged = Refusals()
 
     def data(self, stem: str) -> Path:
         return self.path / f"{stem}.json"
@@ -760,8 +803,7 @@ class SharedDirectory:
         for a file too large, which its process's next write does not make smaller)."""
         if isinstance(exc, TooLarge):
             return 0.0
-        now = time.monotonic()
-        return self.damaged.setdefault(stem, now) + wait - now
+        return self.damaged.left(stem, wait)
 
     def read_retired(self) -> tuple[list[Section], frozenset[str]]:
         """The retired sections, and the names of the files they already hold."""
@@ -967,8 +1009,7 @@ def _gather(
         parts.append((str(directory.path / RETIRED), retired))
         stems = directory.stems()
         directory.left_alone.intersection_update(stems)  # (forget those gone since: bounded)
-        for gone in directory.damaged.keys() - set(stems):
-            del directory.damaged[gone]
+        directory.damaged.keep_only(stems)
         damaged: list[tuple[Path, UnreadableFile, float]] = []
         for stem in stems:
             if stem == own_stem or stem in absorbed:
@@ -987,7 +1028,7 @@ def _gather(
                 directory.warn_unreadable(stem, exc)
                 sections = []
             else:
-                directory.damaged.pop(stem, None)
+                directory.damaged.forget(stem)
             # Gauges count only under a held lock: a file gone since the fold above, or one
             # without a lock file (a dead process's under a reused pid, or a live one's about
             # to move to a new name), keeps its counters alone.
@@ -1019,8 +1060,7 @@ def _fail_for_damage(
         "counter reset, then count its tasks twice); if it is still damaged then, it is left "
         "out. Keep the directory out of reach of anything but its workers"
     )
-    warn(f"damaged {path}", "%s", message)
-    raise OSError(message)
+    refuse(f"damaged {path}", message)
 
 
 def common_buckets(parts: list[tuple[str, list[Section]]], where: Path) -> list[Section]:

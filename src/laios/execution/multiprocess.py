@@ -108,7 +108,6 @@ import os
 import secrets
 import stat
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +121,13 @@ from laios.execution._shared_totals import (
     HAS_LOCKS,
     PROCESS_PREFIX,
     RETIRED,
+    Refusals,
     SharedDirectory,
     close_lock,
     fold,
     gather,
     pid_namespace,
+    refuse,
     warn,
     what_to_do,
     without_gauges,
@@ -165,14 +166,14 @@ _MIN_INTERVAL = 0.05
 _MAX_INTERVAL = 3600.0
 #: How the file written to check that the directory is writable begins.
 _PROBE_PREFIX = "laios-probe-"
-#: A directory created anew under the running processes: scrapes fail for this many intervals
-#: (at most :data:`_MAX_REPLACED_WAIT` seconds) from when this process finds it, time for the
-#: other live processes to write their files there again.
-_REPLACED_WAIT_INTERVALS = 2
-#: The longest scrapes fail for a directory created anew, in seconds (a scrape that fails
-#: still writes the serving process's file: with a long interval, each process's file is
-#: there once it has served a scrape).
-_MAX_REPLACED_WAIT = 10.0
+#: A directory created anew under the running processes, or a live process's file damaged:
+#: scrapes fail for this many intervals (at most :data:`_MAX_REWRITE_WAIT` seconds) from when
+#: this process finds it, time for the other live processes to write their files again.
+_REWRITE_WAIT_INTERVALS = 2
+#: The longest scrapes fail for a directory created anew or a damaged file, in seconds (a
+#: scrape that fails still writes the serving process's file: with a long interval, each
+#: process's file is there once it has served a scrape).
+_MAX_REWRITE_WAIT = 10.0
 #: How many times a scrape reads the directory at most, when this process's file moves to a
 #: new name while it reads (its lock file deleted: see ``MultiprocessExport.totals``).
 _GATHER_ATTEMPTS = 3
@@ -182,6 +183,8 @@ _NO_FILE_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno
 #: What a process that started while the directory was missing takes for the directory it knew
 #: (see ``MultiprocessExport.start``): the one it finds later is one created anew.
 _NO_DIRECTORY = (-1, -1)
+#: The trouble of a directory created anew, in ``MultiprocessExport._replaced``.
+_CREATED_ANEW = "created anew"
 
 
 # -- the export of one process --------------------------------------------------------------
@@ -225,9 +228,9 @@ class MultiprocessExport:
         #: The directory this process's file is in (device, inode): another one under the same
         #: path is the directory created anew (deleted under the running processes).
         self._directory_id: tuple[int, int] | None = None
-        #: When this process found the directory created anew (``time.monotonic()``): scrapes
-        #: fail for a while, until the other live processes have written their files there.
-        self._replaced_at: float | None = None
+        #: When this process found the directory created anew: scrapes fail for a while, until
+        #: the other live processes have written their files there.
+        self._replaced = Refusals()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: The writer thread was refused (a container's pids limit): the next write (a
@@ -355,7 +358,7 @@ class MultiprocessExport:
         self._release()
         self._stem, self._lock_fd, self._body = stem, fd, body
         if self._directory_id not in (None, directory_id):
-            self._replaced_at = time.monotonic()  # (the other processes' files are not there)
+            self._replaced.found(_CREATED_ANEW)  # (the other processes' files are not there)
         self._directory_id = directory_id
         if failed is not None:
             self._body = b""  # (not what the file holds)
@@ -440,22 +443,20 @@ class MultiprocessExport:
                 "their tasks twice). The counts of the workers that were gone are lost with "
                 "the old directory. Keep the directory out of temp-file cleaners' reach"
             )
-            warn(f"created anew {self.directory}", "%s", message)
-            raise OSError(message)
-        wait = min(_REPLACED_WAIT_INTERVALS * self.interval, _MAX_REPLACED_WAIT)
-        return stem, gather(self._files, stem, own, interval=self.interval, wait=wait)
+            refuse(f"created anew {self.directory}", message)
+        return stem, gather(self._files, stem, own, interval=self.interval, wait=self._wait())
+
+    def _wait(self) -> float:
+        """How long scrapes fail for the live processes' files missing or damaged, time for
+        them to write those again."""
+        return min(_REWRITE_WAIT_INTERVALS * self.interval, _MAX_REWRITE_WAIT)
 
     def _replaced_wait_locked(self) -> float:
         """Seconds the scrapes still fail for the directory created anew (0 once they need not;
         the caller holds ``self._lock``)."""
-        if self._replaced_at is None:
+        if _CREATED_ANEW not in self._replaced:
             return 0.0
-        wait = min(_REPLACED_WAIT_INTERVALS * self.interval, _MAX_REPLACED_WAIT)
-        left = self._replaced_at + wait - time.monotonic()
-        if left <= 0.0:
-            self._replaced_at = None
-            return 0.0
-        return left
+        return self._replaced.left(_CREATED_ANEW, self._wait())
 
     def start(self) -> None:
         """Write now and start the writer thread (called by :func:`enable`, also to take up
