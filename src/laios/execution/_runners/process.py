@@ -103,6 +103,7 @@ from laios.execution._runners.process_worker import (
     describe_error,
     describe_for_pickle,
     serve,
+    status_kb,
     unpicklable_advice,
     unpicklable_part,
 )
@@ -529,9 +530,7 @@ def _usage_at_kill(worker: _Worker) -> tuple[float, float] | None:
     if mark[MARK_PEAK_MEASURED]:
         try:
             with open(f"/proc/{worker.pid}/status", "rb") as status:
-                text = status.read()
-            at = text.index(b"VmHWM:")
-            memory = int(text[at + 6 : text.index(b"kB", at)]) / 1024
+                memory = (status_kb(status.read(), b"VmHWM:") or 0) / 1024
         except (OSError, ValueError):
             pass
     return max(cpu, 0.0), memory
