@@ -404,6 +404,12 @@ class _Worker:
         self.replacement = ""
 
 
+def _cpu_clock(pid: int) -> int:
+    """The CPU clock of process ``pid`` (all its threads), for ``time.clock_gettime``: what
+    ``clock_getcpuclockid`` gives for it on Linux."""
+    return (~pid << 3) | 2
+
+
 class _CpuWatch:
     """A running call's CPU budget, watched from the caller's side.
 
@@ -420,7 +426,7 @@ class _CpuWatch:
     def __init__(self, worker: _Worker, call: _Call, budget: float) -> None:
         self.worker = worker
         self.call = call
-        self.clock = (~worker.pid << 3) | 2  # the worker's CPU clock (all its threads)
+        self.clock = _cpu_clock(worker.pid)
         self.stop_at = time.clock_gettime(self.clock) + budget + _CPU_GRACE
         self.due = time.monotonic() + (budget + _CPU_GRACE) / _CPUS
 
@@ -523,7 +529,7 @@ def _usage_at_kill(worker: _Worker) -> tuple[float, float] | None:
     if start < 0:
         return None
     try:
-        cpu = time.clock_gettime((~worker.pid << 3) | 2) - start
+        cpu = time.clock_gettime(_cpu_clock(worker.pid)) - start
     except OSError:
         return None
     memory = 0.0
