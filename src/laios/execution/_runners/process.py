@@ -679,18 +679,25 @@ def _crash_outcome(
             used,
             error_type="cpu_limit",
         )
-    if exitcode == PIPE_CLOSED_EXIT and not initializing:
-        return RawOutcome(
-            None,
-            WorkerCrashed(
+    if exitcode == PIPE_CLOSED_EXIT:  # (never the forkserver's ``server_gone`` code)
+        if initializing:
+            said = (
+                f"The worker process for tool '{call.tool_name}' could not be used: the "
+                "process runner's initializer closed the worker's end of the pipe to the "
+                "executor (a file descriptor it did not open, as os.closerange(3, ...) "
+                "does), before the tool started; the runner did not run the call again. Each "
+                "new worker runs the initializer first, and one is started when a task needs "
+                "it: fix the initializer (it must close only the file descriptors it opened)"
+            )
+        else:
+            said = (
                 f"Tool '{call.tool_name}' closed the worker's end of the pipe to the executor "
                 "(a file descriptor it did not open, as os.closerange(3, ...) does), so its "
                 "outcome could not be sent back; the runner did not run the call again, and "
                 f"{replacement}. A tool run in a process must close only the file "
                 "descriptors it opened (subprocess closes the others in the child by itself)"
-            ),
-            error_type="worker_crashed",
-        )
+            )
+        return RawOutcome(None, WorkerCrashed(said), error_type="worker_crashed")
     if server_gone:
         return RawOutcome(
             None,
@@ -727,19 +734,6 @@ def _crash_outcome(
             )
     else:
         how = f"exited with code {exitcode}"
-    if initializing and exitcode == PIPE_CLOSED_EXIT:
-        return RawOutcome(
-            None,
-            WorkerCrashed(
-                f"The worker process for tool '{call.tool_name}' could not be used: the "
-                "process runner's initializer closed the worker's end of the pipe to the "
-                "executor (a file descriptor it did not open, as os.closerange(3, ...) "
-                "does), before the tool started; the runner did not run the call again. Each "
-                "new worker runs the initializer first, and one is started when a task needs "
-                "it: fix the initializer (it must close only the file descriptors it opened)"
-            ),
-            error_type="worker_crashed",
-        )
     if initializing:
         return RawOutcome(
             None,
