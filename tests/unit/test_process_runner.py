@@ -788,8 +788,7 @@ def test_a_process_left_by_a_tool_that_leaves_no_descriptor_free_ends_at_shutdow
         executor.shutdown(wait=True)
         assert gone(child), "the tool's child outlived its worker"
     finally:
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGKILL)
+        kill_if_alive(child)
 
 
 def test_a_worker_that_ends_under_a_memory_limit_says_the_limit_was_in_force(
@@ -942,8 +941,7 @@ def test_a_worker_a_forked_process_outlives_is_seen_to_crash_at_once(
         assert gone(child), "the forked process outlived its worker"
         assert run_pid(executor, task, context) > 0
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
+        kill_if_alive(child)
 
 
 def test_spawn_workers_replaced_again_and_again_leave_no_descriptor_open(

@@ -103,6 +103,7 @@ from laios.execution._runners.process_worker import (
     describe_error,
     describe_for_pickle,
     serve,
+    status_kb,
     unpicklable_advice,
     unpicklable_part,
 )
@@ -403,6 +404,12 @@ class _Worker:
         self.replacement = ""
 
 
+def _cpu_clock(pid: int) -> int:
+    """The CPU clock of process ``pid`` (all its threads), for ``time.clock_gettime``: what
+    ``clock_getcpuclockid`` gives for it on Linux."""
+    return (~pid << 3) | 2
+
+
 class _CpuWatch:
     """A running call's CPU budget, watched from the caller's side.
 
@@ -419,7 +426,7 @@ class _CpuWatch:
     def __init__(self, worker: _Worker, call: _Call, budget: float) -> None:
         self.worker = worker
         self.call = call
-        self.clock = (~worker.pid << 3) | 2  # the worker's CPU clock (all its threads)
+        self.clock = _cpu_clock(worker.pid)
         self.stop_at = time.clock_gettime(self.clock) + budget + _CPU_GRACE
         self.due = time.monotonic() + (budget + _CPU_GRACE) / _CPUS
 
@@ -522,16 +529,14 @@ def _usage_at_kill(worker: _Worker) -> tuple[float, float] | None:
     if start < 0:
         return None
     try:
-        cpu = time.clock_gettime((~worker.pid << 3) | 2) - start
+        cpu = time.clock_gettime(_cpu_clock(worker.pid)) - start
     except OSError:
         return None
     memory = 0.0
     if mark[MARK_PEAK_MEASURED]:
         try:
             with open(f"/proc/{worker.pid}/status", "rb") as status:
-                text = status.read()
-            at = text.index(b"VmHWM:")
-            memory = int(text[at + 6 : text.index(b"kB", at)]) / 1024
+                memory = (status_kb(status.read(), b"VmHWM:") or 0) / 1024
         except (OSError, ValueError):
             pass
     return max(cpu, 0.0), memory
@@ -674,18 +679,25 @@ def _crash_outcome(
             used,
             error_type="cpu_limit",
         )
-    if exitcode == PIPE_CLOSED_EXIT and not initializing:
-        return RawOutcome(
-            None,
-            WorkerCrashed(
+    if exitcode == PIPE_CLOSED_EXIT:  # (never the forkserver's ``server_gone`` code)
+        if initializing:
+            said = (
+                f"The worker process for tool '{call.tool_name}' could not be used: the "
+                "process runner's initializer closed the worker's end of the pipe to the "
+                "executor (a file descriptor it did not open, as os.closerange(3, ...) "
+                "does), before the tool started; the runner did not run the call again. Each "
+                "new worker runs the initializer first, and one is started when a task needs "
+                "it: fix the initializer (it must close only the file descriptors it opened)"
+            )
+        else:
+            said = (
                 f"Tool '{call.tool_name}' closed the worker's end of the pipe to the executor "
                 "(a file descriptor it did not open, as os.closerange(3, ...) does), so its "
                 "outcome could not be sent back; the runner did not run the call again, and "
                 f"{replacement}. A tool run in a process must close only the file "
                 "descriptors it opened (subprocess closes the others in the child by itself)"
-            ),
-            error_type="worker_crashed",
-        )
+            )
+        return RawOutcome(None, WorkerCrashed(said), error_type="worker_crashed")
     if server_gone:
         return RawOutcome(
             None,
@@ -722,19 +734,6 @@ def _crash_outcome(
             )
     else:
         how = f"exited with code {exitcode}"
-    if initializing and exitcode == PIPE_CLOSED_EXIT:
-        return RawOutcome(
-            None,
-            WorkerCrashed(
-                f"The worker process for tool '{call.tool_name}' could not be used: the "
-                "process runner's initializer closed the worker's end of the pipe to the "
-                "executor (a file descriptor it did not open, as os.closerange(3, ...) "
-                "does), before the tool started; the runner did not run the call again. Each "
-                "new worker runs the initializer first, and one is started when a task needs "
-                "it: fix the initializer (it must close only the file descriptors it opened)"
-            ),
-            error_type="worker_crashed",
-        )
     if initializing:
         return RawOutcome(
             None,

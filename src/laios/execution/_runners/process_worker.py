@@ -101,6 +101,7 @@ __all__ = [
     "describe_for_pickle",
     "pickled_message",
     "serve",
+    "status_kb",
     "unpicklable_advice",
     "unpicklable_part",
 ]
@@ -422,10 +423,9 @@ class _PeakMemory:
     def read_mb(self) -> float:
         """The peak since :meth:`reset`, in MB."""
         if self.status_fd is not None:
-            status = os.pread(self.status_fd, 8192, 0)
-            start = status.find(b"VmHWM:")
-            if start >= 0:
-                return int(status[start + 6 : status.index(b"kB", start)]) / 1024
+            peak = status_kb(os.pread(self.status_fd, 8192, 0), b"VmHWM:")
+            if peak is not None:
+                return peak / 1024
         if resource is not None:  # ru_maxrss: kB on Linux, bytes on macOS
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             return peak / _MB if sys.platform == "darwin" else peak / 1024
@@ -444,10 +444,16 @@ def _data_size(status_fd: int | None = None) -> int:
     else:
         with open("/proc/self/status", "rb") as handle:
             status = handle.read()
-    start = status.find(b"VmData:")
+    return (status_kb(status, b"VmData:") or 0) * 1024
+
+
+def status_kb(status: bytes, field: bytes) -> int | None:
+    """The value in kB of ``field`` (``b"VmHWM:"``) in ``status``, the text of a process's
+    ``/proc/<pid>/status``; ``None`` when it has no such field."""
+    start = status.find(field)
     if start < 0:
-        return 0
-    return int(status[start + 7 : status.index(b"kB", start)]) * 1024
+        return None
+    return int(status[start + len(field) : status.index(b"kB", start)])
 
 
 class _HeldLimit:
