@@ -212,7 +212,7 @@ def _def_keyword(cls: type) -> str:
     return "async def" if getattr(cls, "is_async", False) is True else "def"
 
 
-def _is_input_class(annotation: Any) -> bool:
+def _is_input_class(annotation: Any) -> typing.TypeGuard[type[ToolInput]]:
     """Whether ``annotation`` is a :class:`ToolInput` subclass. Never raises: a generic alias
     (``list[int]``), which Python 3.10 takes for a class that ``issubclass`` then refuses, is
     none."""
@@ -298,7 +298,7 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
     if not params or any(p.kind in _POSITIONAL for p in params):
         return
     model = getattr(cls, "input_model", None)
-    fields = model.model_fields if isinstance(model, type) and issubclass(model, ToolInput) else {}
+    fields = model.model_fields if _is_input_class(model) else {}
     for p in params:
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name in fields:
             continue
