@@ -881,35 +881,26 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     )
 
 
-def _pending(result: Any) -> Any:
-    """The awaitable a tool gave instead of its value (a missing ``await``): ``result``
-    itself, or the data of ``result`` when it is a successful :class:`ToolOutput` (as the
-    executor reads it); ``None`` when there is none, or for a value that cannot be inspected
-    (a proxy whose ``__class__`` raises). Asked of the results whose type is none of
-    :data:`PLAIN_TYPES` (one lookup)."""
-    try:
-        if isinstance(result, ToolOutput):
-            data = result.data
-            if type(data) in PLAIN_TYPES or not result.success:
-                return None
-            result = data
-        return result if isinstance(result, Awaitable) else None
-    except Exception:
-        return None
-
-
 def _refuse_pending(tool: str, result: Any) -> None:
     """Raise :func:`missing_await_error` when ``result`` is an awaitable, or a successful
-    :class:`ToolOutput` holding one, instead of the tool's value (a missing ``await``): an
-    asyncio ``Future`` or ``Task``, or an object with ``__await__``. Results of the types
-    returned most (:data:`PLAIN_TYPES`, also as a ``ToolOutput``'s data) pass by one lookup:
-    this runs after every tool run."""
+    :class:`ToolOutput` holding one (as the executor reads it), instead of the tool's value (a
+    missing ``await``): an asyncio ``Future`` or ``Task``, or an object with ``__await__``.
+    Results of the types returned most (:data:`PLAIN_TYPES`, also as a ``ToolOutput``'s data)
+    pass by one lookup: this runs after every tool run. A value that cannot be inspected (a
+    proxy whose ``__class__`` raises) passes too."""
     kind = type(result)
     if kind in PLAIN_TYPES or (kind is ToolOutput and type(result.data) in PLAIN_TYPES):
         return
-    pending = _pending(result)
-    if pending is not None:
-        raise missing_await_error(f"Tool {tool!r} returned", pending)
+    try:
+        if isinstance(result, ToolOutput):
+            if not result.success:
+                return
+            result = result.data
+        pending = isinstance(result, Awaitable)
+    except Exception:
+        return
+    if pending:
+        raise missing_await_error(f"Tool {tool!r} returned", result)
 
 
 def missing_await_error(subject: str, awaitable: Any) -> TypeError:
