@@ -70,15 +70,15 @@ class _Once(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        given = f"_given_{self.dest}"
-        if hasattr(namespace, given) and getattr(namespace, given) != values:
-            earlier = getattr(namespace, given)
+        given = f"_given_{self.dest}"  # (set once the option is given: a default is not)
+        earlier = getattr(namespace, self.dest)
+        if getattr(namespace, given, False) and earlier != values:
             raise argparse.ArgumentError(
                 self,
                 f"given twice, as {_as_given(earlier)} then {_as_given(values)}: give it once"
                 + (" (matchers separated by commas)" if self.dest == "selector" else ""),
             )
-        setattr(namespace, given, values)
+        setattr(namespace, given, True)
         setattr(namespace, self.dest, values)
 
 

@@ -589,6 +589,17 @@ _RE2_HEX = re.compile(r"[0-9A-Fa-f]{2}|\{[0-9A-Fa-f]+\}")
 _RE2_MAX_REPEAT = 1000
 
 
+def _class_body(regex: str, start: int) -> int:
+    """Where the body of the character class opened by the ``[`` at ``start`` begins: past a
+    ``^`` that negates it, and past a ``]`` first in it, which is the character."""
+    i = start + 1
+    if regex.startswith("^", i):
+        i += 1
+    if regex.startswith("]", i):
+        i += 1
+    return i
+
+
 def _as_python_reads(regex: str) -> tuple[str, list[int]]:
     """``regex`` written so that Python's ``re`` reads what is repeated as Go's RE2 does, and
     for each of its characters (and its end) the position in ``regex`` it comes from.
@@ -626,12 +637,7 @@ def _as_python_reads(regex: str) -> tuple[str, list[int]]:
             continue
         if char == "[":
             in_class = True
-            start = i
-            i += 1
-            if regex.startswith("^", i):
-                i += 1
-            if regex.startswith("]", i):  # a ] first in a class is the character
-                i += 1
+            start, i = i, _class_body(regex, i)
             for offset, text in enumerate(regex[start:i]):
                 put(text, start + offset)
             continue
@@ -707,11 +713,7 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
             continue
         if char == "[":
             in_class = True
-            i += 1
-            if regex.startswith("^", i):
-                i += 1
-            if regex.startswith("]", i):  # a ] first in a class is the character
-                i += 1
+            i = _class_body(regex, i)
             continue
         if char == "(":
             opened.append(i)

@@ -212,7 +212,7 @@ def _def_keyword(cls: type) -> str:
     return "async def" if getattr(cls, "is_async", False) is True else "def"
 
 
-def _is_input_class(annotation: Any) -> bool:
+def _is_input_class(annotation: Any) -> typing.TypeGuard[type[ToolInput]]:
     """Whether ``annotation`` is a :class:`ToolInput` subclass. Never raises: a generic alias
     (``list[int]``), which Python 3.10 takes for a class that ``issubclass`` then refuses, is
     none."""
@@ -298,7 +298,7 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
     if not params or any(p.kind in _POSITIONAL for p in params):
         return
     model = getattr(cls, "input_model", None)
-    fields = model.model_fields if isinstance(model, type) and issubclass(model, ToolInput) else {}
+    fields = model.model_fields if _is_input_class(model) else {}
     for p in params:
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name in fields:
             continue
@@ -881,35 +881,26 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     )
 
 
-def _pending(result: Any) -> Any:
-    """The awaitable a tool gave instead of its value (a missing ``await``): ``result``
-    itself, or the data of ``result`` when it is a successful :class:`ToolOutput` (as the
-    executor reads it); ``None`` when there is none, or for a value that cannot be inspected
-    (a proxy whose ``__class__`` raises). Asked of the results whose type is none of
-    :data:`PLAIN_TYPES` (one lookup)."""
-    try:
-        if isinstance(result, ToolOutput):
-            data = result.data
-            if type(data) in PLAIN_TYPES or not result.success:
-                return None
-            result = data
-        return result if isinstance(result, Awaitable) else None
-    except Exception:
-        return None
-
-
 def _refuse_pending(tool: str, result: Any) -> None:
     """Raise :func:`missing_await_error` when ``result`` is an awaitable, or a successful
-    :class:`ToolOutput` holding one, instead of the tool's value (a missing ``await``): an
-    asyncio ``Future`` or ``Task``, or an object with ``__await__``. Results of the types
-    returned most (:data:`PLAIN_TYPES`, also as a ``ToolOutput``'s data) pass by one lookup:
-    this runs after every tool run."""
+    :class:`ToolOutput` holding one (as the executor reads it), instead of the tool's value (a
+    missing ``await``): an asyncio ``Future`` or ``Task``, or an object with ``__await__``.
+    Results of the types returned most (:data:`PLAIN_TYPES`, also as a ``ToolOutput``'s data)
+    pass by one lookup: this runs after every tool run. A value that cannot be inspected (a
+    proxy whose ``__class__`` raises) passes too."""
     kind = type(result)
     if kind in PLAIN_TYPES or (kind is ToolOutput and type(result.data) in PLAIN_TYPES):
         return
-    pending = _pending(result)
-    if pending is not None:
-        raise missing_await_error(f"Tool {tool!r} returned", pending)
+    try:
+        if isinstance(result, ToolOutput):
+            if not result.success:
+                return
+            result = result.data
+        pending = isinstance(result, Awaitable)
+    except Exception:
+        return
+    if pending:
+        raise missing_await_error(f"Tool {tool!r} returned", result)
 
 
 def missing_await_error(subject: str, awaitable: Any) -> TypeError:
