@@ -42,7 +42,8 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import Token
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
@@ -456,13 +457,43 @@ def status_kb(status: bytes, field: bytes) -> int | None:
     return int(status[start + len(field) : status.index(b"kB", start)])
 
 
-class _HeldLimit:
-    """A resource limit as a call found it (see :func:`_soft_limit`)."""
+class _SoftLimit:
+    """Lower the soft limit ``which`` to ``value`` for the block (never above the hard limit;
+    the hard limit is left alone, so that the soft one can be raised again); ``None``: leave
+    it as it is.
 
-    def __init__(self, which: int, set_for_the_call: bool) -> None:
+    Entered, it is the limit as the block found it, whose :meth:`changed` tells whether the
+    tool changed it for good. A tool may have lowered the hard limit below the soft one to put
+    back: the soft limit is then put back as far as the hard one allows, never raising an
+    error. (A class, not a generator: it is entered around every call, where a generator's
+    context manager costs more than the limit it reads.)
+    """
+
+    __slots__ = ("before", "value", "which")
+
+    def __init__(self, which: int, value: int | None) -> None:
         self.which = which
-        self.set_for_the_call = set_for_the_call
+        self.value = value
         self.before = resource.getrlimit(which) if resource is not None else None
+
+    def __enter__(self) -> _SoftLimit:
+        value, before = self.value, self.before
+        if value is not None and before is not None:
+            hard = before[1]
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(self.which, (value, hard))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.value is None or self.before is None:
+            return
+        try:
+            resource.setrlimit(self.which, self.before)
+        except (ValueError, OSError):  # the tool lowered the hard limit
+            lowered = resource.getrlimit(self.which)[1]
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(self.which, (lowered, lowered))
 
     def changed(self) -> bool:
         """Whether the call left the limit other than it found it: a hard limit the tool
@@ -472,53 +503,30 @@ class _HeldLimit:
         if self.before is None:
             return False
         now = resource.getrlimit(self.which)
-        if self.set_for_the_call:
+        if self.value is not None:
             return now[1] != self.before[1]
         return now != self.before
 
 
-@contextlib.contextmanager
-def _soft_limit(which: int, value: int | None) -> Iterator[_HeldLimit]:
-    """Lower the soft limit ``which`` to ``value`` for the block (never above the hard limit;
-    the hard limit is left alone, so that the soft one can be raised again).
+class _CpuTimer:
+    """End the process when it has used ``seconds`` more CPU time during the block
+    (``ITIMER_PROF``, whose ``SIGPROF`` terminates the process when nothing handles it;
+    ``RLIMIT_CPU`` is the whole-second backstop for a tool that installs a ``SIGPROF`` handler
+    of its own); ``None``: no timer."""
 
-    Yields the limit as the block found it, to tell whether the tool changed it for good. A
-    tool may have lowered the hard limit below the soft one to put back: the soft limit is
-    then put back as far as the hard one allows, never raising an error.
-    """
-    held = _HeldLimit(which, value is not None)
-    if value is None or held.before is None:
-        yield held
-        return
-    soft, hard = held.before
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, hard))
-    try:
-        yield held
-    finally:
-        try:
-            resource.setrlimit(which, (soft, hard))
-        except (ValueError, OSError):  # the tool lowered the hard limit
-            lowered = resource.getrlimit(which)[1]
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(which, (lowered, lowered))
+    __slots__ = ("seconds",)
 
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds if hasattr(signal, "setitimer") else None
 
-@contextlib.contextmanager
-def _cpu_timer(seconds: float | None) -> Iterator[None]:
-    """End the process when it has used ``seconds`` more CPU time (``ITIMER_PROF``, whose
-    ``SIGPROF`` terminates the process when nothing handles it; ``RLIMIT_CPU`` is the
-    whole-second backstop for a tool that installs a ``SIGPROF`` handler of its own)."""
-    if seconds is None or not hasattr(signal, "setitimer"):
-        yield
-        return
-    signal.signal(signal.SIGPROF, signal.SIG_DFL)
-    signal.setitimer(signal.ITIMER_PROF, max(seconds, 0.001))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
+    def __enter__(self) -> None:
+        if self.seconds is not None:
+            signal.signal(signal.SIGPROF, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_PROF, max(self.seconds, 0.001))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.seconds is not None:
+            signal.setitimer(signal.ITIMER_PROF, 0)
 
 
 def _cpu_used(children: bool = False) -> float:
@@ -704,11 +712,11 @@ class _Worker:
         # The memory limit also covers pickling the outcome to send it back: a result can take
         # more memory to pickle than to make (a ``__reduce__`` that builds its state, the
         # pickle's own copy), and that memory is the tool's too.
-        with _soft_limit(_RLIMIT_DATA, memory_limit) as data_limit:
+        with _SoftLimit(_RLIMIT_DATA, memory_limit) as data_limit:
             with (
-                _trace_context(call.trace_carrier(), call.suppressed),
-                _cpu_timer(cpu_seconds),
-                _soft_limit(_RLIMIT_CPU, cpu_limit) as cpu_limit_held,
+                _TraceContext(call.trace_carrier(), call.suppressed),
+                _CpuTimer(cpu_seconds),
+                _SoftLimit(_RLIMIT_CPU, cpu_limit) as cpu_limit_held,
             ):
                 outcome = self._call(call)
                 if os.getpid() != self.pid:  # a process the tool forked returned from it: it
@@ -873,33 +881,44 @@ _RLIMIT_DATA = getattr(resource, "RLIMIT_DATA", 0)
 _RLIMIT_CPU = getattr(resource, "RLIMIT_CPU", 0)
 
 
-@contextlib.contextmanager
-def _trace_context(carrier: dict[str, str], suppressed: bool = False) -> Iterator[None]:
+class _TraceContext:
     """Make the caller's span (when the task is traced) and baggage (when it has any) current
-    while the tool runs, and with ``suppressed`` suppress instrumentation around it, as the
+    during the block, and with ``suppressed`` suppress instrumentation around it, as the
     caller had (the keys ``suppress_instrumentation()`` sets).
 
     The W3C propagators read them, whatever ``OTEL_PROPAGATORS`` says here: the caller wrote
     them in W3C form (see :meth:`ToolCall.trace_carrier`).
     """
-    if not carrier and not suppressed:
-        yield
-        return
-    from opentelemetry import context as otel_context
-    from opentelemetry.baggage.propagation import W3CBaggagePropagator
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    context = TraceContextTextMapPropagator().extract(carrier)
-    context = W3CBaggagePropagator().extract(carrier, context)
-    if suppressed:
-        from laios._compat.otel import suppress_instrumentation_in
+    __slots__ = ("carrier", "suppressed", "token")
 
-        context = suppress_instrumentation_in(context)
-    token = otel_context.attach(context)
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
+    def __init__(self, carrier: dict[str, str], suppressed: bool = False) -> None:
+        self.carrier = carrier
+        self.suppressed = suppressed
+        self.token: Token[Any] | None = None
+
+    def __enter__(self) -> None:
+        carrier = self.carrier
+        if not carrier and not self.suppressed:
+            return
+        from opentelemetry import context as otel_context
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        context = TraceContextTextMapPropagator().extract(carrier)
+        context = W3CBaggagePropagator().extract(carrier, context)
+        if self.suppressed:
+            from laios._compat.otel import suppress_instrumentation_in
+
+            context = suppress_instrumentation_in(context)
+        self.token = otel_context.attach(context)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.token is not None:
+            from opentelemetry import context as otel_context
+
+            otel_context.detach(self.token)
+            self.token = None
 
 
 def _memory_limit_exceeded(tool_name: str, limit: int, what: str = "") -> MemoryLimitExceeded:
