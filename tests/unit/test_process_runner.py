@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import gc
@@ -144,6 +145,35 @@ def test_the_process_runner_is_a_runner() -> None:
         assert runner.start_method == "forkserver"
     finally:
         runner.terminate()
+
+
+def test_a_tool_call_pickles_with_every_field_but_its_context() -> None:
+    """What a process runner sends: the call's every field, and never the caller's
+    ``contextvars`` context (which stays in the caller's process, and cannot be pickled)."""
+    values: dict[str, Any] = {
+        "task_id": "t-1",
+        "tool_name": "pid",
+        "parameters": {"n": 1},
+        "tool": process_tools.Pid(),
+        "trace_id": "1" * 32,
+        "span_id": "2" * 16,
+        "sampled": True,
+        "measure_cpu": True,
+        "deadline": 12.5,
+        "context": contextvars.copy_context(),
+        "memory_limit_mb": 64,
+        "cpu_seconds": 0.5,
+        "baggage": "k=v",
+        "suppressed": True,
+    }
+    assert set(values) == {field.name for field in dataclasses.fields(ToolCall)}
+    call = ToolCall(**values)
+    loaded = pickle.loads(pickle.dumps(call, pickle.HIGHEST_PROTOCOL))
+    assert loaded.context is None
+    assert type(loaded.tool) is process_tools.Pid
+    for name, value in values.items():
+        if name not in ("context", "tool"):
+            assert getattr(loaded, name) == value, name
 
 
 @pytest.mark.parametrize(

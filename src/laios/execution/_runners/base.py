@@ -96,6 +96,30 @@ class ToolCall:
     baggage: str | None = None
     suppressed: bool = False
 
+    def __reduce__(self) -> tuple[type[ToolCall], tuple[Any, ...]]:
+        # Pickled without ``context`` (a ``contextvars.Context`` is never sent elsewhere, and
+        # cannot be pickled), as the arguments of a call of the class: smaller, and quicker to
+        # load, than the fields by name.
+        return (
+            ToolCall,
+            (
+                self.task_id,
+                self.tool_name,
+                self.parameters,
+                self.tool,
+                self.trace_id,
+                self.span_id,
+                self.sampled,
+                self.measure_cpu,
+                self.deadline,
+                None,
+                self.memory_limit_mb,
+                self.cpu_seconds,
+                self.baggage,
+                self.suppressed,
+            ),
+        )
+
     def trace_carrier(self) -> dict[str, str]:
         """The caller's OpenTelemetry context as W3C headers, for runners that carry it to
         another process: ``traceparent``, the task span (when the task is traced), and

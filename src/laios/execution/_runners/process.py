@@ -2042,19 +2042,16 @@ class ProcessRunner:
         there when it cannot be pickled), so that neither the loop nor the caller waiting for
         its task's timeout is held meanwhile.
         """
-        portable = dataclasses.replace(call, context=None)
         # (in asyncio.events.__all__: the running loop or None, without raising)
         on_loop = asyncio._get_running_loop() is not None  # noqa: SLF001
-        try:
-            payload: bytes | None = pickled(
-                portable, LOOP_PICKLE_BYTES if on_loop else SEND_HERE_BYTES
-            )
+        try:  # (a call is pickled without its context)
+            payload: bytes | None = pickled(call, LOOP_PICKLE_BYTES if on_loop else SEND_HERE_BYTES)
         except TooLarge:
             payload = None
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
         except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
-            return _not_picklable(portable, exc, LOOP_PICKLE_BYTES if on_loop else None)
+            return _not_picklable(call, exc, LOOP_PICKLE_BYTES if on_loop else None)
         if _UNENFORCED_LIMITS:  # (never on Linux)
             _warn_unenforced(call)
         pool = self._pool
@@ -2063,6 +2060,8 @@ class ProcessRunner:
         )
         if payload is not None:
             return handle if pool.place(handle) else SHUTDOWN
+        # (pickled later without the caller's context, which it does not keep alive meanwhile)
+        portable = dataclasses.replace(call, context=None)
         return handle if pool.pickle_later(handle, portable) else SHUTDOWN
 
     def preparing(self, handle: Handle) -> str | None:
