@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from laios.tools.base import BaseTool
+from laios.tools.base import BaseTool, create_simple_tool
 
 
 def _keyword_only() -> type[BaseTool]:
@@ -54,3 +54,23 @@ def test_a_positional_only_generic_parameter_with_a_default_gets_the_clear_refus
 
             def _execute(self, items: list[int] = [], /, **kwargs: Any) -> Any:  # noqa: B006
                 return items
+
+
+def test_a_generic_alias_as_input_model_gets_the_clear_refusal() -> None:
+    """``input_model = list[int]`` is no :class:`ToolInput` subclass, and is refused saying so,
+    also on Python 3.10, which takes the alias for a class that ``issubclass`` then refuses:
+    defining the class, making it and ``create_simple_tool`` raised "issubclass() arg 1 must
+    be a class" there."""
+
+    class Listed(BaseTool):
+        name = "listed"
+        description = "Has a list for an input model."
+        input_model = list[int]  # type: ignore[assignment]
+
+        def _execute(self, items: Any = None, **kwargs: Any) -> Any:
+            return items
+
+    with pytest.raises(TypeError, match="input_model must be a ToolInput subclass"):
+        Listed()
+    with pytest.raises(TypeError, match="input_model must be a ToolInput subclass"):
+        create_simple_tool("listed", "Has a list.", lambda items: items, input_model=list[int])  # type: ignore[arg-type]

@@ -707,7 +707,7 @@ def checked_attributes(tool: BaseTool, name: str) -> tuple[ToolCategory, set[Per
     if not isinstance(description, str) or not description.strip():
         raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
     model = _read(tool, "input_model", what)
-    if not (isinstance(model, type) and issubclass(model, ToolInput)):
+    if not _is_input_class(model):
         raise TypeError(f"Tool {name!r}: input_model must be a ToolInput subclass")
     category = _category_of(name, _read(tool, "category", what))
     permissions = _permission_set(name, _read(tool, "required_permissions", what))
@@ -1030,8 +1030,7 @@ class BaseTool(abc.ABC):
         if (
             cls._kwargs_style
             and bound is not None
-            and isinstance(model, type)
-            and issubclass(model, ToolInput)
+            and _is_input_class(model)
             and bound in model.model_fields
         ):
             raise _name_clash(
@@ -1493,7 +1492,7 @@ def _check_takes_fields(name: str, func: Any, model: Any) -> None:
     Raises:
         TypeError: Naming the tool, the fields and the model.
     """
-    if not (isinstance(model, type) and issubclass(model, ToolInput)) or model is ToolInput:
+    if not _is_input_class(model) or model is ToolInput:
         return
     try:
         params = inspect.signature(func).parameters.values()
