@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import http.client
 import importlib
 import io
@@ -578,6 +579,66 @@ def _positive_seconds(name: str, value: Any) -> float:
     return seconds
 
 
+#: What a bearer token sent may hold: visible ASCII characters, which a header carries as they
+#: are (no white space, no control character).
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+#: Why a user and password in the URL and a bearer token are refused together.
+_TWO_AUTHORIZATIONS = (
+    "a user and password in the URL and a bearer token cannot both be sent (one "
+    "Authorization header carries either): give one of them"
+)
+
+
+def _check_bearer_token(token: Any) -> None:
+    """Raise ``ValueError`` (never showing the token) unless ``token`` is a string an
+    ``Authorization`` header can carry after ``Bearer``."""
+    if not isinstance(token, str):
+        raise ValueError(f"bearer_token must be a str, not {type(token).__name__}")
+    if not token:
+        raise ValueError("bearer_token is empty")
+    if _TOKEN_CHARACTERS.fullmatch(token) is None:
+        raise ValueError(
+            "bearer_token holds a character an HTTP header cannot carry (only visible ASCII "
+            "characters, no white space)"
+        )
+
+
+#: The most bytes read of a file ``--bearer-token-file`` names: far more than any token.
+_MAX_TOKEN_FILE = 64 * 1024
+
+
+def _read_bearer_token(path: str) -> str:
+    """The token in the file ``path``, white space around it stripped; ``ValueError`` naming
+    the option and the file (never the token) when it cannot be read or sent."""
+    shown = _one_line(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_MAX_TOKEN_FILE + 1)
+    except OSError as exc:
+        raise ValueError(
+            f"--bearer-token-file {shown} cannot be read ({_one_line(exc.strerror or exc)})"
+        ) from None
+    if len(data) > _MAX_TOKEN_FILE:
+        raise ValueError(
+            f"--bearer-token-file {shown} is longer than {_MAX_TOKEN_FILE >> 10} KiB: it holds "
+            "no token (is it the file you meant?)"
+        )
+    # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token)
+    token = data.decode("utf-8-sig", errors="replace").strip()
+    if not token:
+        raise ValueError(f"--bearer-token-file {shown} is empty: it must hold the token")
+    if len(token.splitlines()) > 1:
+        raise ValueError(
+            f"--bearer-token-file {shown} holds more than one line: it must hold one token"
+        )
+    if _TOKEN_CHARACTERS.fullmatch(token) is None:
+        raise ValueError(
+            f"--bearer-token-file {shown} holds a character an HTTP header cannot carry (a "
+            "token is sent as it is: visible ASCII characters only, no white space)"
+        )
+    return token
+
+
 def _short(value: Any) -> str:
     """``repr(value)``, at most 80 characters (never raises)."""
     try:
@@ -715,7 +776,9 @@ def _request_url(target: str) -> str:
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
-def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_status(
+    url: str, timeout: float = 5.0, *, bearer_token: str | None = None
+) -> dict[str, Any]:
     """Fetch and check the ``/status`` document of the endpoint at ``url``.
 
     Args:
@@ -723,6 +786,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             (percent-encoded) is sent as basic authentication, and left out of every message.
         timeout: Seconds allowed for the whole request: connecting, and receiving the headers
             and the complete body.
+        bearer_token: A token sent as ``Authorization: Bearer <token>`` (instead of a user and
+            password in ``url``), and never shown.
 
     Returns:
         The decoded JSON document.
@@ -731,9 +796,13 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         StatusUnavailable: When nothing answers, the complete answer does not arrive within
             ``timeout`` seconds, the answer is not HTTP 200, or the body is longer than 16 MiB
             or not a ``/status`` document.
-        ValueError: When ``timeout`` is not a positive, finite number of seconds.
+        ValueError: When ``timeout`` is not a positive, finite number of seconds, or
+            ``bearer_token`` is not one an HTTP header can carry, or is given with a user and
+            password in ``url`` (one ``Authorization`` header carries either).
     """
     timeout = _positive_seconds("timeout", timeout)
+    if bearer_token is not None:
+        _check_bearer_token(bearer_token)
     shown = credentials_past_host(url)
     if shown is not None:  # (no part of a user or password is shown, nor taken for a host)
         raise _BadURL(f"{shown!r} {CREDENTIALS_PAST_HOST}")
@@ -766,6 +835,10 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     if parts.hostname in _LOOPBACK:
         handlers.append(urllib.request.ProxyHandler({}))
     authorization = None
+    if bearer_token is not None:
+        if user is not None:
+            raise ValueError(_TWO_AUTHORIZATIONS)
+        authorization = f"Bearer {bearer_token}"
     if user is not None:
         try:
             pair = (
@@ -803,9 +876,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 'was started with status="off"); its /metrics has the counts'
             ) from None
         if exc.code == 401:
-            raise _credentials_needed(
-                answering, authorization is not None, asked, schemes
-            ) from None
+            given = "token" if bearer_token is not None else None if user is None else "password"
+            raise _credentials_needed(answering, given, asked, schemes) from None
         if exc.code == 421:
             host = _clean(answering.hostname, 200)
             raise _Misdirected(
@@ -932,43 +1004,65 @@ def _challenged_schemes(headers: Any) -> list[str]:
 
 
 def _credentials_needed(
-    answering: _Answering, given: bool, asked: str, schemes: Sequence[str] = ()
+    answering: _Answering, given: str | None, asked: str, schemes: Sequence[str] = ()
 ) -> _CredentialsNeeded:
-    """The error for a 401 from ``answering``: the user and password given were refused, or
-    none were sent (none given, or a redirect led to another scheme, host or port than the
-    URL asked, to which they are never sent), with the URL to give them in; or, when the
-    challenges it sent (``schemes``) offer a bearer token and no user and password, that it
-    takes a token, which ``laios status`` does not send."""
+    """The error for a 401 from ``answering``, given (``given``) a user and password in the
+    URL (``"password"``), a bearer token (``"token"``) or neither (``None``): the ones given
+    were refused, or none were sent (none given, or a redirect led to another scheme, host or
+    port than the URL asked, to which they are never sent), with how to give what the
+    challenges it sent (``schemes``; none: a user and password) ask for: a user and password
+    in the URL, a bearer token with ``--bearer-token-file``."""
     offered = {scheme.lower() for scheme in schemes}
-    if offered and "basic" not in offered:
-        said = (
-            f"{answering.named} answered HTTP 401: it asks for "
-            f"{_clean(', '.join(schemes), 60)} authentication, not a user and password"
-        )
-        if "bearer" in offered:
-            return _CredentialsNeeded(
-                f"{said}: a bearer token, which laios status does not send; to read it with "
-                "laios status, add a user to the basic_auth_users of its web configuration "
-                "(it then takes either) and give them in the URL"
-            )
-        return _CredentialsNeeded(f"{said}, the only credentials laios status sends")
-    sent = given and (not answering.redirected or _origin(answering.url) == _origin(asked))
-    if sent:
+    said = f"{answering.named} answered HTTP 401: it"
+    if offered and not offered & {"basic", "bearer"}:
         return _CredentialsNeeded(
-            f"{answering.named} answered HTTP 401: it refused the user and password given in "
-            "the URL"
+            f"{said} asks for {_clean(', '.join(schemes), 60)} authentication, not a user and "
+            "password or a bearer token, the only credentials laios status sends"
         )
+    takes_password = not offered or "basic" in offered
+    takes_token = not offered or "bearer" in offered
     parts = urlsplit(answering.shown)
     base = parts.path.removesuffix("/status")  # (the mount prefix, if any)
     netloc = parts.netloc.rpartition("@")[2]
+    in_the_url = f"{parts.scheme}://USER:PASSWORD@{netloc}{base}"
+    sent = given is not None and (
+        not answering.redirected or _origin(answering.url) == _origin(asked)
+    )
+    if sent and given == "token":
+        if takes_token:
+            return _CredentialsNeeded(
+                f"{said} refused the bearer token given (--bearer-token-file)"
+            )
+        return _CredentialsNeeded(
+            f"{said} asks for a user and password, not a bearer token; give them in the URL "
+            f"instead of --bearer-token-file, percent-encoded: {in_the_url}"
+        )
+    if sent:
+        if takes_password:
+            return _CredentialsNeeded(f"{said} refused the user and password given in the URL")
+        return _CredentialsNeeded(
+            f"{said} asks for a bearer token, not a user and password; give it in a file with "
+            "--bearer-token-file, instead of the user and password in the URL"
+        )
+    if given == "token":
+        return _CredentialsNeeded(
+            f"{said} asks for credentials (the bearer token given is not sent to another "
+            "scheme, host or port than the URL's); to send it there, give "
+            f"{parts.scheme}://{netloc}{base} in --url"
+        )
     why = (
         " (the ones given are not sent to another scheme, host or port than the URL's)"
         if given
         else ""
     )
+    if not takes_password:
+        return _CredentialsNeeded(
+            f"{said} asks for a bearer token; give it in a file with --bearer-token-file"
+        )
+    token = ", or a bearer token with --bearer-token-file" if "bearer" in offered else ""
     return _CredentialsNeeded(
-        f"{answering.named} answered HTTP 401: it asks for a user and password{why}; give "
-        f"them in the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{netloc}{base}"
+        f"{said} asks for a user and password{why}; give them in the URL, percent-encoded: "
+        f"{in_the_url}{token}"
     )
 
 
@@ -1490,6 +1584,7 @@ def watch_status(
     out: TextIO | None = None,
     err: TextIO | None = None,
     sleep: Callable[[float], None] | None = None,
+    bearer_token: str | None = None,
 ) -> int:
     """Redraw the status every ``interval`` seconds until Ctrl-C, SIGTERM or SIGHUP.
 
@@ -1503,6 +1598,7 @@ def watch_status(
             cleared first and every line is fitted to the terminal's width.
         err: Where the failure message goes (``sys.stderr``).
         sleep: Waits between redraws (``time.sleep``).
+        bearer_token: Sent with every request, as :func:`fetch_status` sends it.
 
     Returns:
         0 after Ctrl-C, or SIGTERM or SIGHUP (taken as Ctrl-C while it runs, when called in
@@ -1510,7 +1606,8 @@ def watch_status(
         shown above the last good picture and retried).
 
     Raises:
-        ValueError: When ``interval`` is not a positive, finite number of seconds.
+        ValueError: When ``interval`` is not a positive, finite number of seconds, or the
+            first request is refused as :func:`fetch_status` refuses it.
     """
     interval = _positive_seconds("interval", interval)
     out = out if out is not None else sys.stdout
@@ -1524,22 +1621,23 @@ def watch_status(
     # SIGTERM and SIGHUP stop it as Ctrl-C does, as they stop `laios demo` (from the first
     # request on; one repeated at once, as `timeout` sends it, is the same stop).
     with stop_signals_as_ctrl_c():
-        return _watch(url, interval, timeout, out, err, pause, terminal, clear)
+        fetch = functools.partial(fetch_status, url, timeout, bearer_token=bearer_token)
+        return _watch(url, interval, fetch, out, err, pause, terminal, clear)
 
 
 def _watch(
     url: str,
     interval: float,
-    timeout: float,
+    fetch: Callable[[], dict[str, Any]],
     out: TextIO,
     err: TextIO,
     pause: Callable[[float], None],
     terminal: bool,
     clear: str,
 ) -> int:
-    """The loop of :func:`watch_status`."""
+    """The loop of :func:`watch_status`; ``fetch`` reads the status."""
     try:
-        document = fetch_status(url, timeout)
+        document = fetch()
     except StatusUnavailable as exc:
         print(_unavailable_message(url, exc), file=err)
         return 2
@@ -1561,7 +1659,7 @@ def _watch(
                 pause(step)
                 waited += step
             try:
-                document, problem = fetch_status(url, timeout), ""
+                document, problem = fetch(), ""
             except StatusUnavailable as exc:
                 problem = str(exc)
     except KeyboardInterrupt:
@@ -1652,11 +1750,35 @@ def _otlp_endpoint(text: str) -> str:
     return text
 
 
+def _credentials(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``laios status`` sends besides the URL, read from the files its options name
+    (the keyword arguments of :func:`fetch_status`); ``ValueError`` for an option that cannot
+    be used, saying why."""
+    token = None
+    if args.bearer_token_file is not None:
+        token = _read_bearer_token(args.bearer_token_file)
+        try:
+            user = urlsplit(status_url(args.url)).username
+        except ValueError:  # (a URL that is not one: fetch_status says so)
+            user = None
+        if user is not None:
+            raise ValueError(
+                "--url holds a user and password, and --bearer-token-file a token: one "
+                "Authorization header carries either, so give one of them"
+            )
+    return {"bearer_token": token}
+
+
 def _run_status(args: argparse.Namespace) -> int:
-    if args.watch:
-        return watch_status(args.url, interval=args.interval, timeout=args.timeout)
     try:
-        document = fetch_status(args.url, args.timeout)
+        credentials = _credentials(args)
+    except ValueError as exc:  # (nothing was tried: an option is what to fix)
+        print(f"laios status: {exc}.", file=sys.stderr)
+        return 2
+    if args.watch:
+        return watch_status(args.url, interval=args.interval, timeout=args.timeout, **credentials)
+    try:
+        document = fetch_status(args.url, args.timeout, **credentials)
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
         return 2
@@ -1726,7 +1848,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="show running tasks and per-tool statistics",
         description="Show what a running process is doing, read from its /status endpoint.",
         epilog="Exit code 0 when the status was shown (or --watch was stopped with Ctrl-C, "
-        "SIGTERM or a SIGHUP sent to it); exit code 2 when nothing usable answered at the URL; "
+        "SIGTERM or a SIGHUP sent to it); exit code 2 when nothing usable answered at the URL "
+        "(or an option's file cannot be used); "
         "130 after Ctrl-C (with --watch also SIGTERM or SIGHUP) while waiting for the first "
         "answer; 1 when the output cannot be written, as when the terminal of --watch was "
         "closed.",
@@ -1755,6 +1878,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds allowed for each complete answer: looking up the host, connecting, "
         "headers and body (5.0)",
+    )
+    status.add_argument(
+        "--bearer-token-file",
+        metavar="FILE",
+        help="send the token in FILE (white space around it stripped) as Authorization: "
+        "Bearer, for an endpoint configured with bearer tokens; never given on the command "
+        "line, where ps shows it",
     )
     status.set_defaults(handler=_run_status)
     demo = commands.add_parser(
