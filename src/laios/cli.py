@@ -179,29 +179,60 @@ def _speaks_tls(host: str, port: int, deadline: _Deadline) -> bool:
         return False
 
 
+def _tls_alert(
+    host: str, port: int, deadline: _Deadline, context: ssl.SSLContext | None
+) -> ssl.SSLError | None:
+    """The TLS alert by which the endpoint at ``host:port`` ends an exchange in which nothing
+    is sent (a handshake with ``context``, or one that checks no certificate, then a wait for
+    the endpoint's first words), or ``None``: the alert by which it refuses the client
+    certificate it got, or asks for one, after a TLS 1.3 handshake that completed on the
+    client's side (a request sent before the alert came may be reset unread as the endpoint
+    closes, and the alert lost with it). Never raises."""
+    if context is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with deadline.connect((host, port)) as sock:
+            sock.settimeout(min(deadline.remaining(), _TLS_PROBE_SECONDS))
+            with context.wrap_socket(sock, server_hostname=host) as tls:
+                tls.recv(1)
+    except ssl.SSLError as exc:
+        return exc if str(exc.reason or "").startswith(_TLS_ALERTS) else None
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 #: OpenSSL's verify codes for a certificate issued for other names than the host asked for
 #: (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH): trusting a CA changes nothing.
 _NAME_MISMATCH = frozenset({62, 64})
 
 
-def _trusting_advice() -> str:
-    """How to have a certificate signed by a CA of one's own trusted, given ``SSL_CERT_FILE``
+def _trusting_advice(cacert: str | None) -> str:
+    """How to have a certificate signed by a CA of one's own trusted, given ``--cacert``
+    (``cacert``: the file it names, which replaces the system's CAs) or else ``SSL_CERT_FILE``
     as it is now (OpenSSL ignores it in silence when it names no file)."""
+    if cacert is not None:
+        return (
+            f"--cacert names {_one_line(cacert)}, which must hold the certificate of the CA "
+            "that signed it (PEM)"
+        )
     named = os.environ.get("SSL_CERT_FILE")
     if not named:
         return (
-            "if a CA of your own signed it, name that CA's certificate file (PEM) in the "
-            "SSL_CERT_FILE environment variable"
+            "if a CA of your own signed it, give that CA's certificate file (PEM) with "
+            "--cacert, or name it in the SSL_CERT_FILE environment variable"
         )
     shown = _one_line(named)
     if not os.path.isfile(named):
         return (
             f"SSL_CERT_FILE names {shown}, which is not a file: name the certificate file "
-            "(PEM) of the CA that signed it"
+            "(PEM) of the CA that signed it, or give that file with --cacert"
         )
     return (
         f"SSL_CERT_FILE names {shown}, which must hold the certificate of the CA that signed "
-        "it (PEM)"
+        "it (PEM); or give that CA's certificate file with --cacert"
     )
 
 
@@ -234,35 +265,97 @@ def _tls_instead(answering: _Answering, deadline: _Deadline) -> _TLSFailed | Non
     )
 
 
+#: OpenSSL's reasons for an alert by which a server refuses the client certificate it got.
+_CERTIFICATE_REFUSED = (
+    "CERTIFICATE_REQUIRED",
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "UNSUPPORTED_CERTIFICATE",
+    "ACCESS_DENIED",
+)
+
+
 def _tls_refusal(
-    answering: _Answering, reason: ssl.SSLError, deadline: _Deadline
+    answering: _Answering,
+    reason: ssl.SSLError,
+    deadline: _Deadline,
+    cert: str | None,
+    context: ssl.SSLContext | None,
 ) -> _TLSFailed | None:
     """For a TLS exchange that failed with ``reason``, the error saying the endpoint speaks TLS
-    and ended it, as one that requires a client certificate does (laios status sends none);
-    ``None`` when the endpoint does not speak TLS (an https:// URL for a plain HTTP one)."""
+    and ended it: as one that requires a client certificate does when none was given (``cert``:
+    the file of the one given, with ``context``), or that refused the one given; ``None`` when
+    the endpoint does not speak TLS (an https:// URL for a plain HTTP one)."""
     said = str(reason.reason or "")
-    if "CERTIFICATE_REQUIRED" in said:  # (TLSV13_ALERT_CERTIFICATE_REQUIRED: it says so)
-        return _TLSFailed(
-            f"{answering.named} speaks TLS and requires a client certificate "
-            f"({_one_line(reason)}), which laios status does not send: it cannot read that "
-            "endpoint"
-        )
     parts = urlsplit(answering.url)
     try:
         port = parts.port or 443
     except ValueError:
         return None
+    if not said.startswith(_TLS_ALERTS) and parts.hostname and not _proxied(answering.url):
+        # (an end without a word, as the endpoint's alert may be lost: asked again, it says why)
+        alert = _tls_alert(parts.hostname, port, deadline, context if cert else None)
+        if alert is not None:
+            reason, said = alert, str(alert.reason or "")
+    if (
+        cert is not None
+        and said.startswith(_TLS_ALERTS)
+        and any(refusal in said for refusal in _CERTIFICATE_REFUSED)
+    ):
+        return _TLSFailed(
+            f"{answering.named} speaks TLS and refused the client certificate given in --cert "
+            f"{_one_line(cert)} ({_one_line(reason)}): it takes one signed by a CA of its "
+            "client_ca_file, in date and issued for client authentication"
+        )
+    if "CERTIFICATE_REQUIRED" in said:  # (TLSV13_ALERT_CERTIFICATE_REQUIRED: it says so)
+        return _TLSFailed(
+            f"{answering.named} speaks TLS and requires a client certificate "
+            f"({_one_line(reason)}): give one with --cert (and its key with --key)"
+        )
     if not said.startswith(_TLS_ALERTS) and not (
         parts.hostname
         and not _proxied(answering.url)
         and _speaks_tls(parts.hostname, port, deadline)
     ):
         return None
+    may = (
+        "require a client certificate (give one with --cert and --key)"
+        if cert is None
+        else f"have refused the client certificate given in --cert {_one_line(cert)}"
+    )
     return _TLSFailed(
         f"{answering.named} speaks TLS, but ended the exchange ({_one_line(reason)}): it may "
-        "require a client certificate, which laios status does not send, or take no TLS "
-        "version or cipher that laios status offers"
+        f"{may}, or take no TLS version or cipher that laios status offers"
     )
+
+
+def _reset_by_alert(
+    answering: _Answering,
+    reason: object,
+    deadline: _Deadline,
+    cert: str | None,
+    context: ssl.SSLContext | None,
+) -> _TLSFailed | None:
+    """For an https:// exchange reset (``reason``) as the endpoint closed on the request it
+    had not read, the error for the TLS alert it sends when asked again without one (it
+    requires a client certificate, or refused the one given); ``None`` when it sends none."""
+    parts = urlsplit(answering.url)
+    if (
+        not isinstance(reason, (ConnectionResetError, BrokenPipeError))
+        or parts.scheme != "https"
+        or not parts.hostname
+        or _proxied(answering.url)
+    ):
+        return None
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return None
+    alert = _tls_alert(parts.hostname, port, deadline, context if cert else None)
+    return None if alert is None else _tls_refusal(answering, alert, deadline, cert, context)
 
 
 class _Answering:
@@ -510,18 +603,20 @@ class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
 
 
 class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
-    """Opens https URLs with :class:`_DeadlineHTTPSConnection`."""
+    """Opens https URLs with :class:`_DeadlineHTTPSConnection` (with ``context``, or else
+    ``http.client``'s default one)."""
 
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
+    def __init__(self, deadline: _Deadline, context: ssl.SSLContext | None = None) -> None:
+        super().__init__(context=context)
         self._deadline = deadline
+        self._tls = context
 
     def _connection(self, host: str, /, **kwargs: Any) -> http.client.HTTPConnection:
         return _DeadlineHTTPSConnection(host, deadline=self._deadline, **kwargs)
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         """Open ``req`` within the deadline."""
-        return self.do_open(self._connection, req)
+        return self.do_open(self._connection, req, context=self._tls)
 
 
 class _CutShort(http.client.HTTPException):
@@ -776,8 +871,124 @@ def _request_url(target: str) -> str:
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
+#: The most bytes read of a certificate or key file: far more than a bundle of every CA.
+_MAX_PEM_FILE = 16 * 1024 * 1024
+_PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+_PEM_KEY = "PRIVATE KEY-----"  # (of -----BEGIN PRIVATE KEY-----, EC, RSA and ENCRYPTED ones)
+
+
+class _EncryptedKey(Exception):
+    """The private key is encrypted (OpenSSL asked for its password)."""
+
+
+def _read_pem(option: str, path: str) -> str:
+    """The text of the PEM file ``path`` given to ``option``; ``ValueError`` saying why not."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_MAX_PEM_FILE + 1)
+    except OSError as exc:
+        raise ValueError(
+            f"{option} {_one_line(path)} cannot be read ({_one_line(exc.strerror or exc)})"
+        ) from None
+    if len(data) > _MAX_PEM_FILE:
+        raise ValueError(
+            f"{option} {_one_line(path)} is longer than {_MAX_PEM_FILE >> 20} MiB: it is no "
+            "PEM file of certificates or a key"
+        )
+    return data.decode("ascii", errors="replace")
+
+
+def _client_tls_context(
+    cacert: str | None, cert: str | None, key: str | None
+) -> ssl.SSLContext | None:
+    """The TLS context of :func:`fetch_status` for ``cacert``, ``cert`` and ``key`` (see
+    there); ``None`` when all three are ``None`` (``http.client``'s default context is used).
+
+    Raises:
+        ValueError: When a file cannot be used, naming it with the command's option for it
+            (``--cacert``, ``--cert``, ``--key``) and saying why: it cannot be read, holds no
+            certificate or key in PEM form, the key is encrypted or not the certificate's; or
+            when ``key`` is given without ``cert``.
+    """
+    if key is not None and cert is None:
+        raise ValueError(
+            f"--key {_one_line(key)} is given without --cert: give the client certificate "
+            "whose key it is with --cert"
+        )
+    if cacert is None and cert is None:
+        return None
+    if cacert is None:
+        context = ssl.create_default_context()
+    else:
+        shown = _one_line(cacert)
+        text = _read_pem("--cacert", cacert)
+        if _PEM_CERTIFICATE not in text:
+            raise ValueError(
+                f"--cacert {shown} holds no certificate in PEM form ({_PEM_CERTIFICATE}): give "
+                "the certificate of the CA that signed the endpoint's"
+            )
+        try:
+            context = ssl.create_default_context(cadata=text)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(
+                f"--cacert {shown} holds a certificate that cannot be read ({_one_line(exc)})"
+            ) from None
+    # (as http.client sets up its own default context)
+    context.set_alpn_protocols(["http/1.1"])
+    if context.post_handshake_auth is not None:
+        context.post_handshake_auth = True
+    if cert is not None:
+        _load_client_certificate(context, cert, key)
+    return context
+
+
+def _load_client_certificate(context: ssl.SSLContext, cert: str, key: str | None) -> None:
+    """Load the client certificate of ``cert`` and its key (of ``key``, or else of ``cert``)
+    into ``context``; ``ValueError`` naming the option whose file cannot be used."""
+    shown = _one_line(cert)
+    text = _read_pem("--cert", cert)
+    if _PEM_CERTIFICATE not in text:
+        raise ValueError(f"--cert {shown} holds no certificate in PEM form ({_PEM_CERTIFICATE})")
+    if key is None:
+        where = f"--cert {shown}"
+        if _PEM_KEY not in text:
+            raise ValueError(f"{where} holds no private key: give the file of its key with --key")
+    else:
+        where = f"--key {_one_line(key)}"
+        if _PEM_KEY not in _read_pem("--key", key):
+            raise ValueError(
+                f"{where} holds no private key in PEM form (-----BEGIN PRIVATE KEY-----)"
+            )
+
+    def no_password() -> str:
+        raise _EncryptedKey  # (never ask for it on the terminal, as OpenSSL would)
+
+    try:
+        context.load_cert_chain(cert, key, password=no_password)
+    except _EncryptedKey:
+        raise ValueError(
+            f"{where} holds an encrypted private key: laios status takes an unencrypted one "
+            "(openssl pkey -in KEY -out PLAIN-KEY writes one; keep it as private)"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            raise ValueError(
+                f"{where} holds the private key of another certificate than that of --cert {shown}"
+            ) from None
+        raise ValueError(
+            f"{where} holds a private key that cannot be used with the certificate of --cert "
+            f"{shown} ({_one_line(exc)})"
+        ) from None
+
+
 def fetch_status(
-    url: str, timeout: float = 5.0, *, bearer_token: str | None = None
+    url: str,
+    timeout: float = 5.0,
+    *,
+    bearer_token: str | None = None,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """Fetch and check the ``/status`` document of the endpoint at ``url``.
 
@@ -788,6 +999,13 @@ def fetch_status(
             and the complete body.
         bearer_token: A token sent as ``Authorization: Bearer <token>`` (instead of a user and
             password in ``url``), and never shown.
+        cacert: A file of CA certificates (PEM) that an https endpoint's certificate is
+            checked against, instead of the system's (and ``SSL_CERT_FILE``'s).
+        cert: A file holding a client certificate (PEM), offered to an https endpoint that
+            asks for one; with its private key, unless ``key`` names the key's file.
+        key: The file of ``cert``'s private key (PEM, not encrypted).
+
+    The files are read at every call, so a renewed certificate is used from the next one.
 
     Returns:
         The decoded JSON document.
@@ -798,11 +1016,14 @@ def fetch_status(
             or not a ``/status`` document.
         ValueError: When ``timeout`` is not a positive, finite number of seconds, or
             ``bearer_token`` is not one an HTTP header can carry, or is given with a user and
-            password in ``url`` (one ``Authorization`` header carries either).
+            password in ``url`` (one ``Authorization`` header carries either), or a file of
+            ``cacert``, ``cert`` or ``key`` cannot be used (the message names it, with the
+            command's option for it, and says why).
     """
     timeout = _positive_seconds("timeout", timeout)
     if bearer_token is not None:
         _check_bearer_token(bearer_token)
+    context = _client_tls_context(cacert, cert, key)
     shown = credentials_past_host(url)
     if shown is not None:  # (no part of a user or password is shown, nor taken for a host)
         raise _BadURL(f"{shown!r} {CREDENTIALS_PAST_HOST}")
@@ -829,7 +1050,7 @@ def fetch_status(
     deadline = _Deadline(timeout)
     handlers: list[urllib.request.BaseHandler] = [
         _DeadlineHTTPHandler(deadline),
-        _DeadlineHTTPSHandler(deadline),
+        _DeadlineHTTPSHandler(deadline, context),
     ]
     # A status endpoint on this machine must not be fetched through an HTTP proxy.
     if parts.hostname in _LOOPBACK:
@@ -921,16 +1142,19 @@ def fetch_status(
                 ) from None
             raise _TLSFailed(
                 f"{answering.named} answered with a TLS certificate that could not be verified "
-                f"({_one_line(reason.verify_message or reason)}); {_trusting_advice()}"
+                f"({_one_line(reason.verify_message or reason)}); {_trusting_advice(cacert)}"
             ) from None
         if isinstance(reason, ssl.SSLError):
-            refusal = _tls_refusal(answering, reason, deadline)
+            refusal = _tls_refusal(answering, reason, deadline, cert, context)
             if refusal is not None:
                 raise refusal from None
             raise _TLSFailed(
                 f"the TLS handshake with {answering.named} failed ({_one_line(reason)}); if "
                 f"the endpoint serves plain HTTP, use {answering.with_scheme('http')}"
             ) from None
+        alert = _reset_by_alert(answering, reason, deadline, cert, context)
+        if alert is not None:
+            raise alert from None
         if isinstance(reason, (ConnectionResetError, BrokenPipeError, http.client.HTTPException)):
             # (the connection was made, and closed or answered without HTTP: TLS, perhaps)
             tls = _tls_instead(answering, deadline)
@@ -1585,6 +1809,9 @@ def watch_status(
     err: TextIO | None = None,
     sleep: Callable[[float], None] | None = None,
     bearer_token: str | None = None,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
 ) -> int:
     """Redraw the status every ``interval`` seconds until Ctrl-C, SIGTERM or SIGHUP.
 
@@ -1599,11 +1826,15 @@ def watch_status(
         err: Where the failure message goes (``sys.stderr``).
         sleep: Waits between redraws (``time.sleep``).
         bearer_token: Sent with every request, as :func:`fetch_status` sends it.
+        cacert: The CA certificates of :func:`fetch_status`.
+        cert: The client certificate of :func:`fetch_status`.
+        key: Its private key.
 
     Returns:
         0 after Ctrl-C, or SIGTERM or SIGHUP (taken as Ctrl-C while it runs, when called in
-        the main thread); 2 when nothing answers at the first attempt (later failures are
-        shown above the last good picture and retried).
+        the main thread); 2 when nothing answers at the first attempt (later failures, a file
+        of ``cacert``, ``cert`` or ``key`` that can no longer be used among them, are shown
+        above the last good picture and retried).
 
     Raises:
         ValueError: When ``interval`` is not a positive, finite number of seconds, or the
@@ -1621,7 +1852,9 @@ def watch_status(
     # SIGTERM and SIGHUP stop it as Ctrl-C does, as they stop `laios demo` (from the first
     # request on; one repeated at once, as `timeout` sends it, is the same stop).
     with stop_signals_as_ctrl_c():
-        fetch = functools.partial(fetch_status, url, timeout, bearer_token=bearer_token)
+        fetch = functools.partial(
+            fetch_status, url, timeout, bearer_token=bearer_token, cacert=cacert, cert=cert, key=key
+        )
         return _watch(url, interval, fetch, out, err, pause, terminal, clear)
 
 
@@ -1660,7 +1893,7 @@ def _watch(
                 waited += step
             try:
                 document, problem = fetch(), ""
-            except StatusUnavailable as exc:
+            except (StatusUnavailable, ValueError) as exc:  # (ValueError: a file changed)
                 problem = str(exc)
     except KeyboardInterrupt:
         out.write("\n")
@@ -1766,7 +1999,8 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
                 "--url holds a user and password, and --bearer-token-file a token: one "
                 "Authorization header carries either, so give one of them"
             )
-    return {"bearer_token": token}
+    _client_tls_context(args.cacert, args.cert, args.key)  # (refuses a file it cannot use)
+    return {"bearer_token": token, "cacert": args.cacert, "cert": args.cert, "key": args.key}
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -1885,6 +2119,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="send the token in FILE (white space around it stripped) as Authorization: "
         "Bearer, for an endpoint configured with bearer tokens; never given on the command "
         "line, where ps shows it",
+    )
+    status.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help="check an https endpoint's certificate against the CA certificates (PEM) in FILE "
+        "instead of the system's and SSL_CERT_FILE's",
+    )
+    status.add_argument(
+        "--cert",
+        metavar="FILE",
+        help="offer the client certificate (PEM) in FILE to an https endpoint that requires "
+        "one; FILE may hold its key too",
+    )
+    status.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the private key (PEM, not encrypted) of --cert's certificate, when not in its file",
     )
     status.set_defaults(handler=_run_status)
     demo = commands.add_parser(
