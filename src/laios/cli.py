@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import http.client
 import importlib
 import io
@@ -178,29 +179,60 @@ def _speaks_tls(host: str, port: int, deadline: _Deadline) -> bool:
         return False
 
 
+def _tls_alert(
+    host: str, port: int, deadline: _Deadline, context: ssl.SSLContext | None
+) -> ssl.SSLError | None:
+    """The TLS alert by which the endpoint at ``host:port`` ends an exchange in which nothing
+    is sent (a handshake with ``context``, or one that checks no certificate, then a wait for
+    the endpoint's first words), or ``None``: the alert by which it refuses the client
+    certificate it got, or asks for one, after a TLS 1.3 handshake that completed on the
+    client's side (a request sent before the alert came may be reset unread as the endpoint
+    closes, and the alert lost with it). Never raises."""
+    if context is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with deadline.connect((host, port)) as sock:
+            sock.settimeout(min(deadline.remaining(), _TLS_PROBE_SECONDS))
+            with context.wrap_socket(sock, server_hostname=host) as tls:
+                tls.recv(1)
+    except ssl.SSLError as exc:
+        return exc if str(exc.reason or "").startswith(_TLS_ALERTS) else None
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 #: OpenSSL's verify codes for a certificate issued for other names than the host asked for
 #: (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH): trusting a CA changes nothing.
 _NAME_MISMATCH = frozenset({62, 64})
 
 
-def _trusting_advice() -> str:
-    """How to have a certificate signed by a CA of one's own trusted, given ``SSL_CERT_FILE``
+def _trusting_advice(cacert: str | None) -> str:
+    """How to have a certificate signed by a CA of one's own trusted, given ``--cacert``
+    (``cacert``: the file it names, which replaces the system's CAs) or else ``SSL_CERT_FILE``
     as it is now (OpenSSL ignores it in silence when it names no file)."""
+    if cacert is not None:
+        return (
+            f"--cacert names {_one_line(cacert)}, which must hold the certificate of the CA "
+            "that signed it (PEM)"
+        )
     named = os.environ.get("SSL_CERT_FILE")
     if not named:
         return (
-            "if a CA of your own signed it, name that CA's certificate file (PEM) in the "
-            "SSL_CERT_FILE environment variable"
+            "if a CA of your own signed it, give that CA's certificate file (PEM) with "
+            "--cacert, or name it in the SSL_CERT_FILE environment variable"
         )
     shown = _one_line(named)
     if not os.path.isfile(named):
         return (
             f"SSL_CERT_FILE names {shown}, which is not a file: name the certificate file "
-            "(PEM) of the CA that signed it"
+            "(PEM) of the CA that signed it, or give that file with --cacert"
         )
     return (
         f"SSL_CERT_FILE names {shown}, which must hold the certificate of the CA that signed "
-        "it (PEM)"
+        "it (PEM); or give that CA's certificate file with --cacert"
     )
 
 
@@ -233,35 +265,97 @@ def _tls_instead(answering: _Answering, deadline: _Deadline) -> _TLSFailed | Non
     )
 
 
+#: OpenSSL's reasons for an alert by which a server refuses the client certificate it got.
+_CERTIFICATE_REFUSED = (
+    "CERTIFICATE_REQUIRED",
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "UNSUPPORTED_CERTIFICATE",
+    "ACCESS_DENIED",
+)
+
+
 def _tls_refusal(
-    answering: _Answering, reason: ssl.SSLError, deadline: _Deadline
+    answering: _Answering,
+    reason: ssl.SSLError,
+    deadline: _Deadline,
+    cert: str | None,
+    context: ssl.SSLContext | None,
 ) -> _TLSFailed | None:
     """For a TLS exchange that failed with ``reason``, the error saying the endpoint speaks TLS
-    and ended it, as one that requires a client certificate does (laios status sends none);
-    ``None`` when the endpoint does not speak TLS (an https:// URL for a plain HTTP one)."""
+    and ended it: as one that requires a client certificate does when none was given (``cert``:
+    the file of the one given, with ``context``), or that refused the one given; ``None`` when
+    the endpoint does not speak TLS (an https:// URL for a plain HTTP one)."""
     said = str(reason.reason or "")
-    if "CERTIFICATE_REQUIRED" in said:  # (TLSV13_ALERT_CERTIFICATE_REQUIRED: it says so)
-        return _TLSFailed(
-            f"{answering.named} speaks TLS and requires a client certificate "
-            f"({_one_line(reason)}), which laios status does not send: it cannot read that "
-            "endpoint"
-        )
     parts = urlsplit(answering.url)
     try:
         port = parts.port or 443
     except ValueError:
         return None
+    if not said.startswith(_TLS_ALERTS) and parts.hostname and not _proxied(answering.url):
+        # (an end without a word, as the endpoint's alert may be lost: asked again, it says why)
+        alert = _tls_alert(parts.hostname, port, deadline, context if cert else None)
+        if alert is not None:
+            reason, said = alert, str(alert.reason or "")
+    if (
+        cert is not None
+        and said.startswith(_TLS_ALERTS)
+        and any(refusal in said for refusal in _CERTIFICATE_REFUSED)
+    ):
+        return _TLSFailed(
+            f"{answering.named} speaks TLS and refused the client certificate given in --cert "
+            f"{_one_line(cert)} ({_one_line(reason)}): it takes one signed by a CA of its "
+            "client_ca_file, in date and issued for client authentication"
+        )
+    if "CERTIFICATE_REQUIRED" in said:  # (TLSV13_ALERT_CERTIFICATE_REQUIRED: it says so)
+        return _TLSFailed(
+            f"{answering.named} speaks TLS and requires a client certificate "
+            f"({_one_line(reason)}): give one with --cert (and its key with --key)"
+        )
     if not said.startswith(_TLS_ALERTS) and not (
         parts.hostname
         and not _proxied(answering.url)
         and _speaks_tls(parts.hostname, port, deadline)
     ):
         return None
+    may = (
+        "require a client certificate (give one with --cert and --key)"
+        if cert is None
+        else f"have refused the client certificate given in --cert {_one_line(cert)}"
+    )
     return _TLSFailed(
         f"{answering.named} speaks TLS, but ended the exchange ({_one_line(reason)}): it may "
-        "require a client certificate, which laios status does not send, or take no TLS "
-        "version or cipher that laios status offers"
+        f"{may}, or take no TLS version or cipher that laios status offers"
     )
+
+
+def _reset_by_alert(
+    answering: _Answering,
+    reason: object,
+    deadline: _Deadline,
+    cert: str | None,
+    context: ssl.SSLContext | None,
+) -> _TLSFailed | None:
+    """For an https:// exchange reset (``reason``) as the endpoint closed on the request it
+    had not read, the error for the TLS alert it sends when asked again without one (it
+    requires a client certificate, or refused the one given); ``None`` when it sends none."""
+    parts = urlsplit(answering.url)
+    if (
+        not isinstance(reason, (ConnectionResetError, BrokenPipeError))
+        or parts.scheme != "https"
+        or not parts.hostname
+        or _proxied(answering.url)
+    ):
+        return None
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return None
+    alert = _tls_alert(parts.hostname, port, deadline, context if cert else None)
+    return None if alert is None else _tls_refusal(answering, alert, deadline, cert, context)
 
 
 class _Answering:
@@ -509,18 +603,20 @@ class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
 
 
 class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
-    """Opens https URLs with :class:`_DeadlineHTTPSConnection`."""
+    """Opens https URLs with :class:`_DeadlineHTTPSConnection` (with ``context``, or else
+    ``http.client``'s default one)."""
 
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
+    def __init__(self, deadline: _Deadline, context: ssl.SSLContext | None = None) -> None:
+        super().__init__(context=context)
         self._deadline = deadline
+        self._tls = context
 
     def _connection(self, host: str, /, **kwargs: Any) -> http.client.HTTPConnection:
         return _DeadlineHTTPSConnection(host, deadline=self._deadline, **kwargs)
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         """Open ``req`` within the deadline."""
-        return self.do_open(self._connection, req)
+        return self.do_open(self._connection, req, context=self._tls)
 
 
 class _CutShort(http.client.HTTPException):
@@ -576,6 +672,66 @@ def _positive_seconds(name: str, value: Any) -> float:
             f"{name} must be a finite positive number of seconds, not {shown or _short(value)}"
         )
     return seconds
+
+
+#: What a bearer token sent may hold: visible ASCII characters, which a header carries as they
+#: are (no white space, no control character).
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+#: Why a user and password in the URL and a bearer token are refused together.
+_TWO_AUTHORIZATIONS = (
+    "a user and password in the URL and a bearer token cannot both be sent (one "
+    "Authorization header carries either): give one of them"
+)
+
+
+def _check_bearer_token(token: Any) -> None:
+    """Raise ``ValueError`` (never showing the token) unless ``token`` is a string an
+    ``Authorization`` header can carry after ``Bearer``."""
+    if not isinstance(token, str):
+        raise ValueError(f"bearer_token must be a str, not {type(token).__name__}")
+    if not token:
+        raise ValueError("bearer_token is empty")
+    if _TOKEN_CHARACTERS.fullmatch(token) is None:
+        raise ValueError(
+            "bearer_token holds a character an HTTP header cannot carry (only visible ASCII "
+            "characters, no white space)"
+        )
+
+
+#: The most bytes read of a file ``--bearer-token-file`` names: far more than any token.
+_MAX_TOKEN_FILE = 64 * 1024
+
+
+def _read_bearer_token(path: str) -> str:
+    """The token in the file ``path``, white space around it stripped; ``ValueError`` naming
+    the option and the file (never the token) when it cannot be read or sent."""
+    shown = _one_line(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_MAX_TOKEN_FILE + 1)
+    except OSError as exc:
+        raise ValueError(
+            f"--bearer-token-file {shown} cannot be read ({_one_line(exc.strerror or exc)})"
+        ) from None
+    if len(data) > _MAX_TOKEN_FILE:
+        raise ValueError(
+            f"--bearer-token-file {shown} is longer than {_MAX_TOKEN_FILE >> 10} KiB: it holds "
+            "no token (is it the file you meant?)"
+        )
+    # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token)
+    token = data.decode("utf-8-sig", errors="replace").strip()
+    if not token:
+        raise ValueError(f"--bearer-token-file {shown} is empty: it must hold the token")
+    if len(token.splitlines()) > 1:
+        raise ValueError(
+            f"--bearer-token-file {shown} holds more than one line: it must hold one token"
+        )
+    if _TOKEN_CHARACTERS.fullmatch(token) is None:
+        raise ValueError(
+            f"--bearer-token-file {shown} holds a character an HTTP header cannot carry (a "
+            "token is sent as it is: visible ASCII characters only, no white space)"
+        )
+    return token
 
 
 def _short(value: Any) -> str:
@@ -715,7 +871,125 @@ def _request_url(target: str) -> str:
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
-def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
+#: The most bytes read of a certificate or key file: far more than a bundle of every CA.
+_MAX_PEM_FILE = 16 * 1024 * 1024
+_PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+_PEM_KEY = "PRIVATE KEY-----"  # (of -----BEGIN PRIVATE KEY-----, EC, RSA and ENCRYPTED ones)
+
+
+class _EncryptedKey(Exception):
+    """The private key is encrypted (OpenSSL asked for its password)."""
+
+
+def _read_pem(option: str, path: str) -> str:
+    """The text of the PEM file ``path`` given to ``option``; ``ValueError`` saying why not."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_MAX_PEM_FILE + 1)
+    except OSError as exc:
+        raise ValueError(
+            f"{option} {_one_line(path)} cannot be read ({_one_line(exc.strerror or exc)})"
+        ) from None
+    if len(data) > _MAX_PEM_FILE:
+        raise ValueError(
+            f"{option} {_one_line(path)} is longer than {_MAX_PEM_FILE >> 20} MiB: it is no "
+            "PEM file of certificates or a key"
+        )
+    return data.decode("ascii", errors="replace")
+
+
+def _client_tls_context(
+    cacert: str | None, cert: str | None, key: str | None
+) -> ssl.SSLContext | None:
+    """The TLS context of :func:`fetch_status` for ``cacert``, ``cert`` and ``key`` (see
+    there); ``None`` when all three are ``None`` (``http.client``'s default context is used).
+
+    Raises:
+        ValueError: When a file cannot be used, naming it with the command's option for it
+            (``--cacert``, ``--cert``, ``--key``) and saying why: it cannot be read, holds no
+            certificate or key in PEM form, the key is encrypted or not the certificate's; or
+            when ``key`` is given without ``cert``.
+    """
+    if key is not None and cert is None:
+        raise ValueError(
+            f"--key {_one_line(key)} is given without --cert: give the client certificate "
+            "whose key it is with --cert"
+        )
+    if cacert is None and cert is None:
+        return None
+    if cacert is None:
+        context = ssl.create_default_context()
+    else:
+        shown = _one_line(cacert)
+        text = _read_pem("--cacert", cacert)
+        if _PEM_CERTIFICATE not in text:
+            raise ValueError(
+                f"--cacert {shown} holds no certificate in PEM form ({_PEM_CERTIFICATE}): give "
+                "the certificate of the CA that signed the endpoint's"
+            )
+        try:
+            context = ssl.create_default_context(cadata=text)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(
+                f"--cacert {shown} holds a certificate that cannot be read ({_one_line(exc)})"
+            ) from None
+    # (as http.client sets up its own default context)
+    context.set_alpn_protocols(["http/1.1"])
+    if context.post_handshake_auth is not None:
+        context.post_handshake_auth = True
+    if cert is not None:
+        _load_client_certificate(context, cert, key)
+    return context
+
+
+def _load_client_certificate(context: ssl.SSLContext, cert: str, key: str | None) -> None:
+    """Load the client certificate of ``cert`` and its key (of ``key``, or else of ``cert``)
+    into ``context``; ``ValueError`` naming the option whose file cannot be used."""
+    shown = _one_line(cert)
+    text = _read_pem("--cert", cert)
+    if _PEM_CERTIFICATE not in text:
+        raise ValueError(f"--cert {shown} holds no certificate in PEM form ({_PEM_CERTIFICATE})")
+    if key is None:
+        where = f"--cert {shown}"
+        if _PEM_KEY not in text:
+            raise ValueError(f"{where} holds no private key: give the file of its key with --key")
+    else:
+        where = f"--key {_one_line(key)}"
+        if _PEM_KEY not in _read_pem("--key", key):
+            raise ValueError(
+                f"{where} holds no private key in PEM form (-----BEGIN PRIVATE KEY-----)"
+            )
+
+    def no_password() -> str:
+        raise _EncryptedKey  # (never ask for it on the terminal, as OpenSSL would)
+
+    try:
+        context.load_cert_chain(cert, key, password=no_password)
+    except _EncryptedKey:
+        raise ValueError(
+            f"{where} holds an encrypted private key: laios status takes an unencrypted one "
+            "(openssl pkey -in KEY -out PLAIN-KEY writes one; keep it as private)"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            raise ValueError(
+                f"{where} holds the private key of another certificate than that of --cert {shown}"
+            ) from None
+        raise ValueError(
+            f"{where} holds a private key that cannot be used with the certificate of --cert "
+            f"{shown} ({_one_line(exc)})"
+        ) from None
+
+
+def fetch_status(
+    url: str,
+    timeout: float = 5.0,
+    *,
+    bearer_token: str | None = None,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
     """Fetch and check the ``/status`` document of the endpoint at ``url``.
 
     Args:
@@ -723,6 +997,15 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             (percent-encoded) is sent as basic authentication, and left out of every message.
         timeout: Seconds allowed for the whole request: connecting, and receiving the headers
             and the complete body.
+        bearer_token: A token sent as ``Authorization: Bearer <token>`` (instead of a user and
+            password in ``url``), and never shown.
+        cacert: A file of CA certificates (PEM) that an https endpoint's certificate is
+            checked against, instead of the system's (and ``SSL_CERT_FILE``'s).
+        cert: A file holding a client certificate (PEM), offered to an https endpoint that
+            asks for one; with its private key, unless ``key`` names the key's file.
+        key: The file of ``cert``'s private key (PEM, not encrypted).
+
+    The files are read at every call, so a renewed certificate is used from the next one.
 
     Returns:
         The decoded JSON document.
@@ -731,9 +1014,16 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         StatusUnavailable: When nothing answers, the complete answer does not arrive within
             ``timeout`` seconds, the answer is not HTTP 200, or the body is longer than 16 MiB
             or not a ``/status`` document.
-        ValueError: When ``timeout`` is not a positive, finite number of seconds.
+        ValueError: When ``timeout`` is not a positive, finite number of seconds, or
+            ``bearer_token`` is not one an HTTP header can carry, or is given with a user and
+            password in ``url`` (one ``Authorization`` header carries either), or a file of
+            ``cacert``, ``cert`` or ``key`` cannot be used (the message names it, with the
+            command's option for it, and says why).
     """
     timeout = _positive_seconds("timeout", timeout)
+    if bearer_token is not None:
+        _check_bearer_token(bearer_token)
+    context = _client_tls_context(cacert, cert, key)
     shown = credentials_past_host(url)
     if shown is not None:  # (no part of a user or password is shown, nor taken for a host)
         raise _BadURL(f"{shown!r} {CREDENTIALS_PAST_HOST}")
@@ -760,12 +1050,16 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     deadline = _Deadline(timeout)
     handlers: list[urllib.request.BaseHandler] = [
         _DeadlineHTTPHandler(deadline),
-        _DeadlineHTTPSHandler(deadline),
+        _DeadlineHTTPSHandler(deadline, context),
     ]
     # A status endpoint on this machine must not be fetched through an HTTP proxy.
     if parts.hostname in _LOOPBACK:
         handlers.append(urllib.request.ProxyHandler({}))
     authorization = None
+    if bearer_token is not None:
+        if user is not None:
+            raise ValueError(_TWO_AUTHORIZATIONS)
+        authorization = f"Bearer {bearer_token}"
     if user is not None:
         try:
             pair = (
@@ -803,9 +1097,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 'was started with status="off"); its /metrics has the counts'
             ) from None
         if exc.code == 401:
-            raise _credentials_needed(
-                answering, authorization is not None, asked, schemes
-            ) from None
+            given = "token" if bearer_token is not None else None if user is None else "password"
+            raise _credentials_needed(answering, given, asked, schemes) from None
         if exc.code == 421:
             host = _clean(answering.hostname, 200)
             raise _Misdirected(
@@ -849,16 +1142,19 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 ) from None
             raise _TLSFailed(
                 f"{answering.named} answered with a TLS certificate that could not be verified "
-                f"({_one_line(reason.verify_message or reason)}); {_trusting_advice()}"
+                f"({_one_line(reason.verify_message or reason)}); {_trusting_advice(cacert)}"
             ) from None
         if isinstance(reason, ssl.SSLError):
-            refusal = _tls_refusal(answering, reason, deadline)
+            refusal = _tls_refusal(answering, reason, deadline, cert, context)
             if refusal is not None:
                 raise refusal from None
             raise _TLSFailed(
                 f"the TLS handshake with {answering.named} failed ({_one_line(reason)}); if "
                 f"the endpoint serves plain HTTP, use {answering.with_scheme('http')}"
             ) from None
+        alert = _reset_by_alert(answering, reason, deadline, cert, context)
+        if alert is not None:
+            raise alert from None
         if isinstance(reason, (ConnectionResetError, BrokenPipeError, http.client.HTTPException)):
             # (the connection was made, and closed or answered without HTTP: TLS, perhaps)
             tls = _tls_instead(answering, deadline)
@@ -932,43 +1228,65 @@ def _challenged_schemes(headers: Any) -> list[str]:
 
 
 def _credentials_needed(
-    answering: _Answering, given: bool, asked: str, schemes: Sequence[str] = ()
+    answering: _Answering, given: str | None, asked: str, schemes: Sequence[str] = ()
 ) -> _CredentialsNeeded:
-    """The error for a 401 from ``answering``: the user and password given were refused, or
-    none were sent (none given, or a redirect led to another scheme, host or port than the
-    URL asked, to which they are never sent), with the URL to give them in; or, when the
-    challenges it sent (``schemes``) offer a bearer token and no user and password, that it
-    takes a token, which ``laios status`` does not send."""
+    """The error for a 401 from ``answering``, given (``given``) a user and password in the
+    URL (``"password"``), a bearer token (``"token"``) or neither (``None``): the ones given
+    were refused, or none were sent (none given, or a redirect led to another scheme, host or
+    port than the URL asked, to which they are never sent), with how to give what the
+    challenges it sent (``schemes``; none: a user and password) ask for: a user and password
+    in the URL, a bearer token with ``--bearer-token-file``."""
     offered = {scheme.lower() for scheme in schemes}
-    if offered and "basic" not in offered:
-        said = (
-            f"{answering.named} answered HTTP 401: it asks for "
-            f"{_clean(', '.join(schemes), 60)} authentication, not a user and password"
-        )
-        if "bearer" in offered:
-            return _CredentialsNeeded(
-                f"{said}: a bearer token, which laios status does not send; to read it with "
-                "laios status, add a user to the basic_auth_users of its web configuration "
-                "(it then takes either) and give them in the URL"
-            )
-        return _CredentialsNeeded(f"{said}, the only credentials laios status sends")
-    sent = given and (not answering.redirected or _origin(answering.url) == _origin(asked))
-    if sent:
+    said = f"{answering.named} answered HTTP 401: it"
+    if offered and not offered & {"basic", "bearer"}:
         return _CredentialsNeeded(
-            f"{answering.named} answered HTTP 401: it refused the user and password given in "
-            "the URL"
+            f"{said} asks for {_clean(', '.join(schemes), 60)} authentication, not a user and "
+            "password or a bearer token, the only credentials laios status sends"
         )
+    takes_password = not offered or "basic" in offered
+    takes_token = not offered or "bearer" in offered
     parts = urlsplit(answering.shown)
     base = parts.path.removesuffix("/status")  # (the mount prefix, if any)
     netloc = parts.netloc.rpartition("@")[2]
+    in_the_url = f"{parts.scheme}://USER:PASSWORD@{netloc}{base}"
+    sent = given is not None and (
+        not answering.redirected or _origin(answering.url) == _origin(asked)
+    )
+    if sent and given == "token":
+        if takes_token:
+            return _CredentialsNeeded(
+                f"{said} refused the bearer token given (--bearer-token-file)"
+            )
+        return _CredentialsNeeded(
+            f"{said} asks for a user and password, not a bearer token; give them in the URL "
+            f"instead of --bearer-token-file, percent-encoded: {in_the_url}"
+        )
+    if sent:
+        if takes_password:
+            return _CredentialsNeeded(f"{said} refused the user and password given in the URL")
+        return _CredentialsNeeded(
+            f"{said} asks for a bearer token, not a user and password; give it in a file with "
+            "--bearer-token-file, instead of the user and password in the URL"
+        )
+    if given == "token":
+        return _CredentialsNeeded(
+            f"{said} asks for credentials (the bearer token given is not sent to another "
+            "scheme, host or port than the URL's); to send it there, give "
+            f"{parts.scheme}://{netloc}{base} in --url"
+        )
     why = (
         " (the ones given are not sent to another scheme, host or port than the URL's)"
         if given
         else ""
     )
+    if not takes_password:
+        return _CredentialsNeeded(
+            f"{said} asks for a bearer token; give it in a file with --bearer-token-file"
+        )
+    token = ", or a bearer token with --bearer-token-file" if "bearer" in offered else ""
     return _CredentialsNeeded(
-        f"{answering.named} answered HTTP 401: it asks for a user and password{why}; give "
-        f"them in the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{netloc}{base}"
+        f"{said} asks for a user and password{why}; give them in the URL, percent-encoded: "
+        f"{in_the_url}{token}"
     )
 
 
@@ -1490,6 +1808,10 @@ def watch_status(
     out: TextIO | None = None,
     err: TextIO | None = None,
     sleep: Callable[[float], None] | None = None,
+    bearer_token: str | None = None,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
 ) -> int:
     """Redraw the status every ``interval`` seconds until Ctrl-C, SIGTERM or SIGHUP.
 
@@ -1503,14 +1825,20 @@ def watch_status(
             cleared first and every line is fitted to the terminal's width.
         err: Where the failure message goes (``sys.stderr``).
         sleep: Waits between redraws (``time.sleep``).
+        bearer_token: Sent with every request, as :func:`fetch_status` sends it.
+        cacert: The CA certificates of :func:`fetch_status`.
+        cert: The client certificate of :func:`fetch_status`.
+        key: Its private key.
 
     Returns:
         0 after Ctrl-C, or SIGTERM or SIGHUP (taken as Ctrl-C while it runs, when called in
-        the main thread); 2 when nothing answers at the first attempt (later failures are
-        shown above the last good picture and retried).
+        the main thread); 2 when nothing answers at the first attempt (later failures, a file
+        of ``cacert``, ``cert`` or ``key`` that can no longer be used among them, are shown
+        above the last good picture and retried).
 
     Raises:
-        ValueError: When ``interval`` is not a positive, finite number of seconds.
+        ValueError: When ``interval`` is not a positive, finite number of seconds, or the
+            first request is refused as :func:`fetch_status` refuses it.
     """
     interval = _positive_seconds("interval", interval)
     out = out if out is not None else sys.stdout
@@ -1524,22 +1852,25 @@ def watch_status(
     # SIGTERM and SIGHUP stop it as Ctrl-C does, as they stop `laios demo` (from the first
     # request on; one repeated at once, as `timeout` sends it, is the same stop).
     with stop_signals_as_ctrl_c():
-        return _watch(url, interval, timeout, out, err, pause, terminal, clear)
+        fetch = functools.partial(
+            fetch_status, url, timeout, bearer_token=bearer_token, cacert=cacert, cert=cert, key=key
+        )
+        return _watch(url, interval, fetch, out, err, pause, terminal, clear)
 
 
 def _watch(
     url: str,
     interval: float,
-    timeout: float,
+    fetch: Callable[[], dict[str, Any]],
     out: TextIO,
     err: TextIO,
     pause: Callable[[float], None],
     terminal: bool,
     clear: str,
 ) -> int:
-    """The loop of :func:`watch_status`."""
+    """The loop of :func:`watch_status`; ``fetch`` reads the status."""
     try:
-        document = fetch_status(url, timeout)
+        document = fetch()
     except StatusUnavailable as exc:
         print(_unavailable_message(url, exc), file=err)
         return 2
@@ -1561,8 +1892,8 @@ def _watch(
                 pause(step)
                 waited += step
             try:
-                document, problem = fetch_status(url, timeout), ""
-            except StatusUnavailable as exc:
+                document, problem = fetch(), ""
+            except (StatusUnavailable, ValueError) as exc:  # (ValueError: a file changed)
                 problem = str(exc)
     except KeyboardInterrupt:
         out.write("\n")
@@ -1652,11 +1983,36 @@ def _otlp_endpoint(text: str) -> str:
     return text
 
 
+def _credentials(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``laios status`` sends besides the URL, read from the files its options name
+    (the keyword arguments of :func:`fetch_status`); ``ValueError`` for an option that cannot
+    be used, saying why."""
+    token = None
+    if args.bearer_token_file is not None:
+        token = _read_bearer_token(args.bearer_token_file)
+        try:
+            user = urlsplit(status_url(args.url)).username
+        except ValueError:  # (a URL that is not one: fetch_status says so)
+            user = None
+        if user is not None:
+            raise ValueError(
+                "--url holds a user and password, and --bearer-token-file a token: one "
+                "Authorization header carries either, so give one of them"
+            )
+    _client_tls_context(args.cacert, args.cert, args.key)  # (refuses a file it cannot use)
+    return {"bearer_token": token, "cacert": args.cacert, "cert": args.cert, "key": args.key}
+
+
 def _run_status(args: argparse.Namespace) -> int:
-    if args.watch:
-        return watch_status(args.url, interval=args.interval, timeout=args.timeout)
     try:
-        document = fetch_status(args.url, args.timeout)
+        credentials = _credentials(args)
+    except ValueError as exc:  # (nothing was tried: an option is what to fix)
+        print(f"laios status: {exc}.", file=sys.stderr)
+        return 2
+    if args.watch:
+        return watch_status(args.url, interval=args.interval, timeout=args.timeout, **credentials)
+    try:
+        document = fetch_status(args.url, args.timeout, **credentials)
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
         return 2
@@ -1726,7 +2082,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="show running tasks and per-tool statistics",
         description="Show what a running process is doing, read from its /status endpoint.",
         epilog="Exit code 0 when the status was shown (or --watch was stopped with Ctrl-C, "
-        "SIGTERM or a SIGHUP sent to it); exit code 2 when nothing usable answered at the URL; "
+        "SIGTERM or a SIGHUP sent to it); exit code 2 when nothing usable answered at the URL "
+        "(or an option's file cannot be used); "
         "130 after Ctrl-C (with --watch also SIGTERM or SIGHUP) while waiting for the first "
         "answer; 1 when the output cannot be written, as when the terminal of --watch was "
         "closed.",
@@ -1755,6 +2112,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds allowed for each complete answer: looking up the host, connecting, "
         "headers and body (5.0)",
+    )
+    status.add_argument(
+        "--bearer-token-file",
+        metavar="FILE",
+        help="send the token in FILE (white space around it stripped) as Authorization: "
+        "Bearer, for an endpoint configured with bearer tokens; never given on the command "
+        "line, where ps shows it",
+    )
+    status.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help="check an https endpoint's certificate against the CA certificates (PEM) in FILE "
+        "instead of the system's and SSL_CERT_FILE's",
+    )
+    status.add_argument(
+        "--cert",
+        metavar="FILE",
+        help="offer the client certificate (PEM) in FILE to an https endpoint that requires "
+        "one; FILE may hold its key too",
+    )
+    status.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the private key (PEM, not encrypted) of --cert's certificate, when not in its file",
     )
     status.set_defaults(handler=_run_status)
     demo = commands.add_parser(

@@ -1495,8 +1495,8 @@ def test_an_endpoint_that_takes_bearer_tokens_only_is_not_asked_for_a_password(
 ) -> None:
     """A 401 from an endpoint that takes a bearer token and no password (its
     ``WWW-Authenticate`` offers ``Bearer`` only): no user and password can pass, so the
-    message says it takes a bearer token, which laios status does not send, instead of how to
-    give a user and password, or that the ones given were refused."""
+    message says it asks for a bearer token and to give one with --bearer-token-file, instead
+    of how to give a user and password, or that the ones given were refused."""
     from laios.execution.web import WebConfig
 
     config = WebConfig(bearer_tokens=["0123456789abcdef0123456789abcdef"])
@@ -1504,8 +1504,9 @@ def test_an_endpoint_that_takes_bearer_tokens_only_is_not_asked_for_a_password(
         url = server.url.replace("http://", f"http://{credentials}")
         line = status_error(url, capsys)
     assert "HTTP 401" in line
-    assert "bearer token" in line
-    assert "basic_auth_users" in line
+    assert "asks for a bearer token" in line
+    assert "give it in a file with --bearer-token-file" in line
+    assert "does not send" not in line
     assert "USER:PASSWORD" not in line
     assert "refused" not in line
     assert "s3cret" not in line
@@ -1515,7 +1516,8 @@ def test_an_endpoint_offering_basic_among_other_schemes_is_asked_for_a_password(
     raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``WWW-Authenticate`` offering both schemes, in one header with a quoted comma or in two:
-    a user and password can pass, and the message says how to give them."""
+    a user and password can pass, and the message says how to give them (or a bearer token,
+    which it offers too)."""
     url = raw_server(
         _send(
             b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="a, Basic b"\r\n'
@@ -1524,8 +1526,8 @@ def test_an_endpoint_offering_basic_among_other_schemes_is_asked_for_a_password(
         )
     )
     line = status_error(url, capsys)
-    assert f"http://USER:PASSWORD@{url.removeprefix('http://')}" in line
-    assert "bearer" not in line
+    assert f"http://USER:PASSWORD@{url.removeprefix('http://')}, or a bearer token" in line
+    assert "asks for a bearer token" not in line
 
 
 def test_refused_credentials_are_said_to_be_refused(
@@ -1812,7 +1814,7 @@ def _watch_on_a_24x80_terminal(
     monkeypatch.setenv("LINES", "24")
     answers: list[Any] = [document, cli.StatusUnavailable("no answer " * 20)]
 
-    def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    def fetch(url: str, timeout: float = 5.0, **credentials: Any) -> dict[str, Any]:
         answer = answers.pop(0) if answers else document
         if isinstance(answer, Exception):
             raise answer
@@ -1869,7 +1871,7 @@ def test_watch_keeps_its_title_on_a_small_terminal(
     )
     answers: list[Any] = [WIDE_DOCUMENT, problem]
 
-    def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    def fetch(url: str, timeout: float = 5.0, **credentials: Any) -> dict[str, Any]:
         answer = answers.pop(0) if answers else WIDE_DOCUMENT
         if isinstance(answer, Exception):
             raise answer

@@ -11,13 +11,15 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cli_runs import status_error
 from prometheus_client import CollectorRegistry
 from tcp_servers import serving
-from tls_certs import Authority, Issued, authority
+from tls_certs import Authority, Issued, authority, encrypted_key
 
+from laios import cli
 from laios.cli import main
 from laios.execution.server import MetricsServer, start_http_server
 from laios.execution.store import MetricStore
@@ -149,14 +151,10 @@ def test_https_to_a_plain_http_endpoint_says_the_handshake_failed(
     assert "nothing answered" not in line
 
 
-def test_an_endpoint_requiring_a_client_certificate_is_said_to_require_one(
-    pki: tuple[Authority, Issued],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """An endpoint that requires a client certificate (``RequireAndVerifyClientCert``) ends the
-    exchange: the message says it speaks TLS and requires one, which laios status does not
-    send, not to try its http:// URL (whose answer would say to use https://)."""
+@pytest.fixture
+def mutual(pki: tuple[Authority, Issued]) -> Iterator[MetricsServer]:
+    """An https:// endpoint that requires a client certificate signed by the CA of ``pki``
+    (``RequireAndVerifyClientCert``)."""
     ca, server_cert = pki
     config = WebConfig(
         tls_server_config=TLSServerConfig(
@@ -166,15 +164,206 @@ def test_an_endpoint_requiring_a_client_certificate_is_said_to_require_one(
             client_ca_file=ca.cert_file,
         )
     )
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
     with start_http_server(
         0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
     ) as server:
-        line = status_error(server.url, capsys)
-    assert server.url in line
+        yield server
+
+
+@pytest.fixture(scope="module")
+def clients(
+    pki: tuple[Authority, Issued], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Issued]:
+    """Client certificates: ``good``, signed by the CA of ``pki``; ``combined``, the same in
+    one file with its key; ``stranger``, signed by another CA."""
+    ca, _ = pki
+    directory = tmp_path_factory.mktemp("clients")
+    good = ca.issue(directory, "prometheus", server=False)
+    combined = directory / "combined.pem"
+    combined.write_bytes(good.cert_file.read_bytes() + good.key_file.read_bytes())
+    stranger = authority(directory, "other CA").issue(directory, "stranger", server=False)
+    return {"good": good, "combined": Issued(combined, combined), "stranger": stranger}
+
+
+def test_an_endpoint_requiring_a_client_certificate_is_said_to_require_one(
+    pki: tuple[Authority, Issued],
+    mutual: MetricsServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An endpoint that requires a client certificate (``RequireAndVerifyClientCert``) ends the
+    exchange: the message says it speaks TLS and requires one, and to give one with --cert and
+    --key (it said laios status does not send one), not to try its http:// URL (whose answer
+    would say to use https://)."""
+    ca, _ = pki
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
+    line = status_error(mutual.url, capsys)
+    assert mutual.url in line
     assert "client certificate" in line
+    assert "give one with --cert" in line, line
+    assert "does not send" not in line
     assert "http://" not in line
     assert "plain HTTP" not in line
+
+
+@pytest.mark.parametrize("form", ["separate", "combined"])
+def test_a_client_certificate_reads_an_endpoint_that_requires_one(
+    form: str,
+    pki: tuple[Authority, Issued],
+    mutual: MetricsServer,
+    clients: dict[str, Issued],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--cacert trusts the endpoint's CA (with SSL_CERT_FILE unset), --cert and --key give the
+    client certificate it requires: the status is shown; with the key in the certificate's
+    file, --cert alone does, through --watch too."""
+    ca, _ = pki
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    argv = ["status", "--url", mutual.url, "--timeout", "5", "--cacert", str(ca.cert_file)]
+    if form == "separate":
+        good = clients["good"]
+        argv += ["--cert", str(good.cert_file), "--key", str(good.key_file)]
+    else:
+        pauses: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            pauses.append(seconds)
+            if len(pauses) == 2:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli, "time", SimpleNamespace(sleep=sleep))
+        argv += ["--cert", str(clients["combined"].cert_file), "--watch", "--interval", "0.1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count(f"laios status - {mutual.url}/status") == (
+        1 if form == "separate" else 2
+    )
+    assert captured.err == ""
+    assert "client certificate" not in captured.out
+
+
+def test_a_client_certificate_the_endpoint_does_not_take_is_said_to_be_refused(
+    pki: tuple[Authority, Issued],
+    mutual: MetricsServer,
+    clients: dict[str, Issued],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A client certificate signed by a CA the endpoint does not trust for clients: the
+    message says it refused the client certificate given, naming its file."""
+    ca, _ = pki
+    stranger = clients["stranger"]
+    argv = ["status", "--url", mutual.url, "--timeout", "5", "--cacert", str(ca.cert_file)]
+    argv += ["--cert", str(stranger.cert_file), "--key", str(stranger.key_file)]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{mutual.url}/status speaks TLS and refused the client certificate given" in line
+    assert f"given in --cert {stranger.cert_file} (" in line, line
+    assert "give one with --cert" not in line
+
+
+def test_cacert_replaces_the_cas_of_ssl_cert_file(
+    https: MetricsServer,
+    pki: tuple[Authority, Issued],
+    clients: dict[str, Issued],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--cacert naming another CA than the endpoint's: its certificate cannot be verified,
+    though SSL_CERT_FILE names the right CA (--cacert replaces it), and the message says that
+    the file of --cacert must hold the CA."""
+    ca, _ = pki
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
+    other = authority(tmp_path, "unrelated CA")
+    argv = ["status", "--url", https.url, "--timeout", "5", "--cacert", str(other.cert_file)]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "could not be verified" in line, line
+    assert f"--cacert names {other.cert_file}, which must hold the certificate of the CA" in line
+
+
+def _not_pem(directory: Path) -> str:
+    path = directory / "not.pem"
+    path.write_bytes(b"\x30\x82\x01\x0a not PEM")
+    return str(path)
+
+
+def _encrypted(directory: Path) -> str:
+    return str(encrypted_key(directory / "encrypted.key", b"pw"))
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (["--cacert", "{missing}"], "--cacert {missing} cannot be read (No such file"),
+        (["--cacert", "{not_pem}"], "--cacert {not_pem} holds no certificate in PEM form"),
+        (["--cacert", "{good_key}"], "--cacert {good_key} holds no certificate in PEM form"),
+        (["--cert", "{missing}"], "--cert {missing} cannot be read (No such file"),
+        (["--cert", "{not_pem}"], "--cert {not_pem} holds no certificate in PEM form"),
+        (["--cert", "{good_cert}"], "--cert {good_cert} holds no private key: give the file"),
+        (
+            ["--cert", "{good_cert}", "--key", "{missing}"],
+            "--key {missing} cannot be read (No such file",
+        ),
+        (
+            ["--cert", "{good_cert}", "--key", "{not_pem}"],
+            "--key {not_pem} holds no private key in PEM form",
+        ),
+        (
+            ["--cert", "{good_cert}", "--key", "{stranger_key}"],
+            "--key {stranger_key} holds the private key of another certificate than that of "
+            "--cert {good_cert}",
+        ),
+        (
+            ["--cert", "{good_cert}", "--key", "{encrypted}"],
+            "--key {encrypted} holds an encrypted private key",
+        ),
+        (["--key", "{good_key}"], "--key {good_key} is given without --cert"),
+    ],
+    ids=[
+        "cacert-missing",
+        "cacert-not-pem",
+        "cacert-a-key",
+        "cert-missing",
+        "cert-not-pem",
+        "cert-without-key",
+        "key-missing",
+        "key-not-pem",
+        "key-of-another",
+        "key-encrypted",
+        "key-without-cert",
+    ],
+)
+def test_a_tls_file_that_cannot_be_used_is_refused_before_any_request(
+    options: list[str],
+    why: str,
+    clients: dict[str, Issued],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A --cacert, --cert or --key file that cannot be used: one line naming the option and
+    the file and saying why, exit 2, and no request made."""
+
+    def no_request(*args: object, **kwargs: object) -> object:
+        raise AssertionError("no request is made")
+
+    monkeypatch.setattr(cli, "fetch_status", no_request)
+    names = {
+        "missing": str(tmp_path / "missing.pem"),
+        "not_pem": _not_pem(tmp_path),
+        "good_cert": str(clients["good"].cert_file),
+        "good_key": str(clients["good"].key_file),
+        "stranger_key": str(clients["stranger"].key_file),
+        "encrypted": _encrypted(tmp_path),
+    }
+    argv = ["status", "--url", "https://127.0.0.1:1", *(o.format(**names) for o in options)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"laios status: {why.format(**names)}"), line
 
 
 @pytest.fixture
@@ -353,3 +542,67 @@ def test_a_redirect_to_a_certificate_for_another_host_names_the_targets_host(
     assert f"{server.url}/status, where a redirect from {url}/status led," in line, line
     assert "not issued for 127.0.0.2" in line, line
     assert "127.0.0.1 too" not in line, line
+
+
+def test_watch_shows_a_client_certificate_file_gone_since_as_a_failed_refresh(
+    pki: tuple[Authority, Issued],
+    mutual: MetricsServer,
+    clients: dict[str, Issued],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The files are read at every refresh of --watch: one removed after the first picture
+    is said above the last good picture, as a failed refresh is, not a traceback."""
+    ca, _ = pki
+    cert = tmp_path / "client.pem"
+    cert.write_bytes(clients["combined"].cert_file.read_bytes())
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            cert.unlink()
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "time", SimpleNamespace(sleep=sleep))
+    argv = ["status", "--url", mutual.url, "--timeout", "5", "--cacert", str(ca.cert_file)]
+    argv += ["--cert", str(cert), "--watch", "--interval", "0.1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count(f"laios status - {mutual.url}/status") == 2
+    assert f"--cert {cert} cannot be read (No such file or directory)" in captured.out
+    assert captured.err == ""
+
+
+def test_a_client_certificate_and_a_bearer_token_read_an_endpoint_that_requires_both(
+    pki: tuple[Authority, Issued],
+    clients: dict[str, Issued],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """TLS and credentials are independent: an endpoint requiring a client certificate and a
+    bearer token is read with --cert and --bearer-token-file together."""
+    ca, server_cert = pki
+    token = "tok-3f0c2b9d8e7a4c1b6d5e9f8a"
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(
+            server_cert.cert_file,
+            server_cert.key_file,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=ca.cert_file,
+        ),
+        bearer_tokens=[token],
+    )
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        argv = ["status", "--url", server.url, "--timeout", "5", "--cacert", str(ca.cert_file)]
+        argv += ["--cert", str(clients["combined"].cert_file)]
+        assert main(argv) == 2  # (the certificate alone: the token is asked for)
+        assert "--bearer-token-file" in capsys.readouterr().err
+        assert main([*argv, "--bearer-token-file", str(token_file)]) == 0
+    assert capsys.readouterr().out.startswith(f"laios status - {server.url}/status")
