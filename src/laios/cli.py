@@ -706,18 +706,12 @@ def _read_bearer_token(path: str) -> str:
     """The token in the file ``path``, white space around it stripped; ``ValueError`` naming
     the option and the file (never the token) when it cannot be read or sent."""
     shown = _one_line(path)
-    try:
-        with open(path, "rb") as file:
-            data = file.read(_MAX_TOKEN_FILE + 1)
-    except OSError as exc:
-        raise ValueError(
-            f"--bearer-token-file {shown} cannot be read ({_one_line(exc.strerror or exc)})"
-        ) from None
-    if len(data) > _MAX_TOKEN_FILE:
-        raise ValueError(
-            f"--bearer-token-file {shown} is longer than {_MAX_TOKEN_FILE >> 10} KiB: it holds "
-            "no token (is it the file you meant?)"
-        )
+    data = _read_option_file(
+        "--bearer-token-file",
+        path,
+        _MAX_TOKEN_FILE,
+        f"{_MAX_TOKEN_FILE >> 10} KiB: it holds no token (is it the file you meant?)",
+    )
     # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token)
     token = data.decode("utf-8-sig", errors="replace").strip()
     if not token:
@@ -883,19 +877,33 @@ class _EncryptedKey(Exception):
 
 def _read_pem(option: str, path: str) -> str:
     """The text of the PEM file ``path`` given to ``option``; ``ValueError`` saying why not."""
+    data = _read_option_file(
+        option,
+        path,
+        _MAX_PEM_FILE,
+        f"{_MAX_PEM_FILE >> 20} MiB: it is no PEM file of certificates or a key",
+    )
+    return data.decode("ascii", errors="replace")
+
+
+def _read_option_file(option: str, path: str, limit: int, longer: str) -> bytes:
+    """The bytes of the file ``path`` given to ``option``, at most ``limit`` of them.
+
+    Raises:
+        ValueError: Naming the option and the file when it cannot be read, or when it is
+            longer than ``limit`` (``longer`` says how long that is and what the file then
+            is not).
+    """
     try:
         with open(path, "rb") as file:
-            data = file.read(_MAX_PEM_FILE + 1)
+            data = file.read(limit + 1)
     except OSError as exc:
         raise ValueError(
             f"{option} {_one_line(path)} cannot be read ({_one_line(exc.strerror or exc)})"
         ) from None
-    if len(data) > _MAX_PEM_FILE:
-        raise ValueError(
-            f"{option} {_one_line(path)} is longer than {_MAX_PEM_FILE >> 20} MiB: it is no "
-            "PEM file of certificates or a key"
-        )
-    return data.decode("ascii", errors="replace")
+    if len(data) > limit:
+        raise ValueError(f"{option} {_one_line(path)} is longer than {longer}")
+    return data
 
 
 def _client_tls_context(

@@ -181,8 +181,19 @@ def test_the_token_follows_a_redirect_to_the_same_host_and_port_only(
         (f"{TOKEN}\x1b[2J", "holds a character an HTTP header cannot carry"),
         (f"{TOKEN}é", "holds a character an HTTP header cannot carry"),
         (b"\xff" + TOKEN.encode(), "holds a character an HTTP header cannot carry"),
+        ("x" * (64 * 1024 + 1), "is longer than 64 KiB: it holds no token"),
     ],
-    ids=["missing", "empty", "blank", "two-lines", "space", "escape", "non-ascii", "not-utf8"],
+    ids=[
+        "missing",
+        "empty",
+        "blank",
+        "two-lines",
+        "space",
+        "escape",
+        "non-ascii",
+        "not-utf8",
+        "too-long",
+    ],
 )
 def test_a_token_file_that_cannot_be_used_is_refused_before_any_request(
     content: str | bytes | None,

@@ -320,6 +320,7 @@ def _encrypted(directory: Path) -> str:
             "--key {encrypted} holds an encrypted private key",
         ),
         (["--key", "{good_key}"], "--key {good_key} is given without --cert"),
+        (["--cacert", "{huge}"], "--cacert {huge} is longer than 16 MiB: it is no PEM file"),
     ],
     ids=[
         "cacert-missing",
@@ -333,6 +334,7 @@ def _encrypted(directory: Path) -> str:
         "key-of-another",
         "key-encrypted",
         "key-without-cert",
+        "cacert-huge",
     ],
 )
 def test_a_tls_file_that_cannot_be_used_is_refused_before_any_request(
@@ -357,6 +359,7 @@ def test_a_tls_file_that_cannot_be_used_is_refused_before_any_request(
         "good_key": str(clients["good"].key_file),
         "stranger_key": str(clients["stranger"].key_file),
         "encrypted": _encrypted(tmp_path),
+        "huge": _huge(tmp_path),
     }
     argv = ["status", "--url", "https://127.0.0.1:1", *(o.format(**names) for o in options)]
     assert main(argv) == 2
@@ -364,6 +367,14 @@ def test_a_tls_file_that_cannot_be_used_is_refused_before_any_request(
     assert captured.out == ""
     (line,) = captured.err.splitlines()
     assert line.startswith(f"laios status: {why.format(**names)}"), line
+
+
+def _huge(directory: Path) -> str:
+    """A file of 16 MiB and a byte (sparse: nothing is written but its size)."""
+    path = directory / "huge.pem"
+    with path.open("wb") as file:
+        file.truncate(16 * 1024 * 1024 + 1)
+    return str(path)
 
 
 @pytest.fixture
