@@ -21,7 +21,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-from cli_runs import status_error
+from cli_runs import interrupting_sleep, status_error
 from command_output import run_to_a_full_disk, run_to_a_gone_reader, run_with_stdout_closed
 from prometheus_client import CollectorRegistry
 from tcp_servers import serving
@@ -966,12 +966,7 @@ def test_timeout_with_a_silent_server(
 def test_watch_redraws_until_ctrl_c(server: MetricsServer) -> None:
     """--watch draws a frame per interval and exits 0 on Ctrl-C."""
     out = io.StringIO()
-    pauses: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        if len(pauses) == 3:
-            raise KeyboardInterrupt
+    sleep, pauses = interrupting_sleep(3)
 
     assert watch_status(server.url, interval=0.5, out=out, sleep=sleep) == 0
     assert out.getvalue().count("Running tasks") == 3
@@ -1820,13 +1815,7 @@ def _watch_on_a_24x80_terminal(
             raise answer
         return answer
 
-    pauses: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        if len(pauses) == 3:
-            raise KeyboardInterrupt
-
+    sleep, _ = interrupting_sleep(3)
     monkeypatch.setattr(cli, "fetch_status", fetch)
     out = _Terminal()
     assert watch_status(url, interval=0.5, out=out, sleep=sleep) == 0
@@ -1877,13 +1866,7 @@ def test_watch_keeps_its_title_on_a_small_terminal(
             raise answer
         return answer
 
-    pauses: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        if len(pauses) == 2:
-            raise KeyboardInterrupt
-
+    sleep, _ = interrupting_sleep(2)
     monkeypatch.setattr(cli, "fetch_status", fetch)
     out = _Terminal()
     assert watch_status("https://10.0.0.7:8489", interval=0.5, out=out, sleep=sleep) == 0

@@ -12,6 +12,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+from cli_runs import interrupting_sleep
 from prometheus_client import CollectorRegistry
 
 from laios import cli
@@ -66,13 +67,7 @@ def test_watch_sends_the_token_with_every_request(
 ) -> None:
     """``--watch`` sends the token with the first request and with every refresh: no picture
     carries a warning about a refused request."""
-    pauses: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        if len(pauses) == 2:
-            raise KeyboardInterrupt
-
+    sleep, _ = interrupting_sleep(2)
     monkeypatch.setattr(cli, "time", SimpleNamespace(sleep=sleep))
     token_file = _token_file(tmp_path, TOKEN)
     assert main(_status(guarded.url, token_file, "--watch", "--interval", "0.1")) == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from cli_runs import status_error
+from cli_runs import interrupting_sleep, status_error
 from prometheus_client import CollectorRegistry
 from tcp_servers import serving
 from tls_certs import Authority, Issued, authority, encrypted_key
@@ -225,13 +225,7 @@ def test_a_client_certificate_reads_an_endpoint_that_requires_one(
         good = clients["good"]
         argv += ["--cert", str(good.cert_file), "--key", str(good.key_file)]
     else:
-        pauses: list[float] = []
-
-        def sleep(seconds: float) -> None:
-            pauses.append(seconds)
-            if len(pauses) == 2:
-                raise KeyboardInterrupt
-
+        sleep, _ = interrupting_sleep(2)
         monkeypatch.setattr(cli, "time", SimpleNamespace(sleep=sleep))
         argv += ["--cert", str(clients["combined"].cert_file), "--watch", "--interval", "0.1"]
     assert main(argv) == 0
