@@ -884,7 +884,12 @@ class _QuietHandler(WSGIRequestHandler):
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return False  # connected and left: a port check, a TCP probe
         except ssl.SSLError as exc:
-            cast("_ThreadingServer", self.server).tls_failed(self.client_address[0], exc)
+            server = cast("_ThreadingServer", self.server)
+            server.tls_failed(self.client_address[0], exc)
+            # Its alert is sent: under TLS 1.3 the client, whose handshake was already over,
+            # may have sent its request, and closing on it unread would reset the connection,
+            # so that the client fails writing it and never reads the alert saying why.
+            server.linger(sock)
             return False
         sock.settimeout(timeout)
         return True
