@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import datetime
 import gc
@@ -174,6 +175,11 @@ def test_a_tool_call_pickles_with_every_field_but_its_context() -> None:
     for name, value in values.items():
         if name not in ("context", "tool"):
             assert getattr(loaded, name) == value, name
+    # A copy in this process keeps the context, and every field.
+    copied = copy.copy(call)
+    assert copied is not call
+    for name, value in values.items():
+        assert getattr(copied, name) is value, name
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ capacity is accounted as abandoned until the tool returns).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -95,6 +96,10 @@ class ToolCall:
     cpu_seconds: float | None = None
     baggage: str | None = None
     suppressed: bool = False
+
+    def __copy__(self) -> ToolCall:
+        # (a copy in this process keeps the context, which pickling leaves out)
+        return dataclasses.replace(self)
 
     def __reduce__(self) -> tuple[type[ToolCall], tuple[Any, ...]]:
         # Pickled without ``context`` (a ``contextvars.Context`` is never sent elsewhere, and
