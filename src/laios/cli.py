@@ -179,31 +179,6 @@ def _speaks_tls(host: str, port: int, deadline: _Deadline) -> bool:
         return False
 
 
-def _tls_alert(
-    host: str, port: int, deadline: _Deadline, context: ssl.SSLContext | None
-) -> ssl.SSLError | None:
-    """The TLS alert by which the endpoint at ``host:port`` ends an exchange in which nothing
-    is sent (a handshake with ``context``, or one that checks no certificate, then a wait for
-    the endpoint's first words), or ``None``: the alert by which it refuses the client
-    certificate it got, or asks for one, after a TLS 1.3 handshake that completed on the
-    client's side (a request sent before the alert came may be reset unread as the endpoint
-    closes, and the alert lost with it). Never raises."""
-    if context is None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    try:
-        with deadline.connect((host, port)) as sock:
-            sock.settimeout(min(deadline.remaining(), _TLS_PROBE_SECONDS))
-            with context.wrap_socket(sock, server_hostname=host) as tls:
-                tls.recv(1)
-    except ssl.SSLError as exc:
-        return exc if str(exc.reason or "").startswith(_TLS_ALERTS) else None
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 #: OpenSSL's verify codes for a certificate issued for other names than the host asked for
 #: (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH): trusting a CA changes nothing.
 _NAME_MISMATCH = frozenset({62, 64})
@@ -283,11 +258,10 @@ def _tls_refusal(
     reason: ssl.SSLError,
     deadline: _Deadline,
     cert: str | None,
-    context: ssl.SSLContext | None,
 ) -> _TLSFailed | None:
     """For a TLS exchange that failed with ``reason``, the error saying the endpoint speaks TLS
     and ended it: as one that requires a client certificate does when none was given (``cert``:
-    the file of the one given, with ``context``), or that refused the one given; ``None`` when
+    the file of the one given), or that refused the one given; ``None`` when
     the endpoint does not speak TLS (an https:// URL for a plain HTTP one)."""
     said = str(reason.reason or "")
     parts = urlsplit(answering.url)
@@ -295,11 +269,6 @@ def _tls_refusal(
         port = parts.port or 443
     except ValueError:
         return None
-    if not said.startswith(_TLS_ALERTS) and parts.hostname and not _proxied(answering.url):
-        # (an end without a word, as the endpoint's alert may be lost: asked again, it says why)
-        alert = _tls_alert(parts.hostname, port, deadline, context if cert else None)
-        if alert is not None:
-            reason, said = alert, str(alert.reason or "")
     if (
         cert is not None
         and said.startswith(_TLS_ALERTS)
@@ -330,32 +299,6 @@ def _tls_refusal(
         f"{answering.named} speaks TLS, but ended the exchange ({_one_line(reason)}): it may "
         f"{may}, or take no TLS version or cipher that laios status offers"
     )
-
-
-def _reset_by_alert(
-    answering: _Answering,
-    reason: object,
-    deadline: _Deadline,
-    cert: str | None,
-    context: ssl.SSLContext | None,
-) -> _TLSFailed | None:
-    """For an https:// exchange reset (``reason``) as the endpoint closed on the request it
-    had not read, the error for the TLS alert it sends when asked again without one (it
-    requires a client certificate, or refused the one given); ``None`` when it sends none."""
-    parts = urlsplit(answering.url)
-    if (
-        not isinstance(reason, (ConnectionResetError, BrokenPipeError))
-        or parts.scheme != "https"
-        or not parts.hostname
-        or _proxied(answering.url)
-    ):
-        return None
-    try:
-        port = parts.port or 443
-    except ValueError:
-        return None
-    alert = _tls_alert(parts.hostname, port, deadline, context if cert else None)
-    return None if alert is None else _tls_refusal(answering, alert, deadline, cert, context)
 
 
 class _Answering:
@@ -1153,16 +1096,13 @@ def fetch_status(
                 f"({_one_line(reason.verify_message or reason)}); {_trusting_advice(cacert)}"
             ) from None
         if isinstance(reason, ssl.SSLError):
-            refusal = _tls_refusal(answering, reason, deadline, cert, context)
+            refusal = _tls_refusal(answering, reason, deadline, cert)
             if refusal is not None:
                 raise refusal from None
             raise _TLSFailed(
                 f"the TLS handshake with {answering.named} failed ({_one_line(reason)}); if "
                 f"the endpoint serves plain HTTP, use {answering.with_scheme('http')}"
             ) from None
-        alert = _reset_by_alert(answering, reason, deadline, cert, context)
-        if alert is not None:
-            raise alert from None
         if isinstance(reason, (ConnectionResetError, BrokenPipeError, http.client.HTTPException)):
             # (the connection was made, and closed or answered without HTTP: TLS, perhaps)
             tls = _tls_instead(answering, deadline)
