@@ -2,7 +2,8 @@
 own examples.
 
 A block is runnable when the line right before its ```python fence is ``<!-- runnable -->``;
-each one runs in a fresh interpreter (warnings are errors) and must exit 0.
+each one runs in a fresh interpreter (warnings are errors) and must exit 0. The other ```python
+blocks (fragments) are not run, but must compile or declare an API (a signature).
 
 The execution API reference (``execution-api.md`` in the shared spec directory) shows fragments
 that use ``executor``, ``task``, ``tasks``, ``context`` and ``task_id`` without defining them.
@@ -13,6 +14,7 @@ statements and are skipped.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from collections.abc import Iterator
@@ -234,6 +236,55 @@ def test_signature_detection() -> None:
     assert is_signature("async execute_async(\n    task: Task,\n) -> TaskResult\n")
     assert not is_signature("result = executor.execute_task(task, context\n")
     assert not is_signature("print('unbalanced'\n")
+
+
+_CLASS_HEADER = re.compile(r"^class\s+\w+(\([^()]*\))?:?\s*$")
+_ANNOTATED_PARAMETER = re.compile(r"\(\s*\w+\s*:\s*[A-Za-z_]")
+
+
+def is_declaration(code: str) -> bool:
+    """Whether a block that does not compile declares an API rather than using it: a
+    signature (also a constructor's, ``StoreCollector(store: MetricStore)``), or a class
+    written as its header (``class WorkerLost(Exception)``)."""
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    constructor = bool(_SIGNATURE_START.match(code)) and bool(_ANNOTATED_PARAMETER.search(first))
+    return is_signature(code) or constructor or bool(_CLASS_HEADER.match(first))
+
+
+def compiles(code: str, where: str) -> SyntaxError | None:
+    """``None`` when ``code`` compiles as a fragment of async code may (``await`` at the top
+    level, as a block of the asyncio guide writes it), else the error."""
+    try:
+        compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except SyntaxError as exc:
+        return exc
+    return None
+
+
+def test_every_other_python_block_compiles() -> None:
+    """The blocks not marked runnable (fragments that use names an earlier block defines, or
+    that need a cluster, a web framework or a file of the reader's) are not run, but each must
+    still be Python a reader can paste: it compiles, or it declares an API (a signature)."""
+    broken = []
+    for path in doc_files():
+        for block, marked in fenced_blocks(path):
+            if marked:
+                continue
+            error = compiles(block.code, block.id)
+            if error is not None and not is_declaration(block.code):
+                broken.append(f"{block.id}: {error.msg} (line {error.lineno})")
+    assert broken == [], f"python blocks that neither compile nor declare an API: {broken}"
+
+
+def test_declaration_detection() -> None:
+    assert is_declaration("class WorkerLost(Exception)\n")
+    assert is_declaration("class AsyncBaseTool(BaseTool):\n    is_async = True\n")
+    assert is_declaration("get_tool(name: str) -> Optional[BaseTool]\n")
+    assert is_declaration("StoreCollector(store: MetricStore)\n")
+    assert not is_declaration("for item in items\n    process(item)\n")
+    assert not is_declaration("class Broken(Base:\n")
+    assert compiles("results = await executor.execute_parallel(tasks, context)\n", "x") is None
+    assert compiles("print('unbalanced'\n", "x") is not None
 
 
 _TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*\|")
