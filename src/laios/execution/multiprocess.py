@@ -119,6 +119,7 @@ from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._shared_totals import (
     HAS_LOCKS,
+    NO_ROOM,
     PROCESS_PREFIX,
     RETIRED,
     Refusals,
@@ -660,6 +661,19 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
                 f"(flock: {exc.strerror or exc}), which tell the live processes from the gone "
                 "ones: put it on a local file system, such as /dev/shm or a tmpfs"
             ) from exc
+        if exc.errno in NO_ROOM:
+            # Full (no room for a new file: no inodes left, an inode quota): the directory is
+            # usable once there is room, and refusing would fail the worker's boot, which
+            # makes gunicorn stop the whole service. The writes are tried again meanwhile.
+            warn(
+                f"no room at start {path}",
+                "the multiprocess directory %s has no room for a new file (%s): this process "
+                "starts all the same and writes its file once there is room; %s",
+                path,
+                exc,
+                what_to_do(exc),
+            )
+            return path
         raise ValueError(
             f"the multiprocess directory {path} is not writable by this process: {exc}"
         ) from exc
@@ -721,7 +735,8 @@ def enable(
             (this process's file still holds its counts: a second file would count twice the
             stores both registries export). (In a gunicorn worker, whose master checked the
             directory at start, a directory deleted since is warned instead: the worker writes
-            its file once it is back.)
+            its file once it is back. So is a directory whose file system has no room for a
+            new file, in any process: it writes its file once there is room.)
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """
