@@ -113,7 +113,6 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from laios.execution._aggregates import LabelSet
 from laios.execution._checks import as_float, conversion_hint, is_real, number_repr
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
@@ -135,7 +134,7 @@ from laios.execution._shared_totals import (
     write_totals,
 )
 from laios.execution._totals import ExportedTotals
-from laios.execution._totals_files import Limits, Section, dump, section_data
+from laios.execution._totals_files import Section, dump, section_data
 from laios.execution.prometheus import StoreCollector, ensure_collector
 from laios.execution.store import MetricStore
 
@@ -257,20 +256,12 @@ class MultiprocessExport:
         return self._files.holds(self._stem, self._lock_fd)
 
     def _sections(self) -> list[Section]:
-        """This process's totals now, each with the label limits of its live stores (the
-        largest of each; unknown for a label set whose stores are all gone)."""
-        limits: dict[LabelSet, Limits] = {}
-        for store in self._collector.stores:
-            labels = store.counts.labels
-            tools, errors, custom = limits.get(labels, (1, 1, 1))
-            limits[labels] = (
-                max(tools, store.max_tool_labels),
-                max(errors, store.max_error_types),
-                max(custom, store.max_custom_metrics),
-            )
-        return [
-            Section(t.duration_buckets, t, limits.get(t.labels)) for t in self._collector.totals()
-        ]
+        """This process's totals now, each with the label limits its stores had (the largest
+        of each, of the live stores and the gone ones: this process keeps the gone ones'
+        counts within them, and so does the retired file once this process is gone)."""
+        totals = self._collector.totals()
+        limits = self._collector.limits()
+        return [Section(t.duration_buckets, t, limits.get(t.labels)) for t in totals]
 
     def _write_locked(self, *, gauges: bool = True) -> None:
         """Write this process's totals now (the caller holds ``self._lock``); ``gauges=False``:
