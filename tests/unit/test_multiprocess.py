@@ -1256,6 +1256,24 @@ def test_disable_shows_this_process_alone_again_and_keeps_its_file(
     assert not disable()
 
 
+def test_a_closed_exports_totals_count_this_process_once(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """After disable(), the export's totals() are the sum the other processes see: this
+    process's counts once, from its file, not its file and its stores both."""
+    run_tasks(store, 3)
+    assert disable()
+    assert (
+        sum(
+            histogram[0]
+            for totals in export.totals()
+            for tool in totals.tools.values()
+            for histogram in tool.outcomes.values()
+        )
+        == 3
+    )
+
+
 def test_make_wsgi_app_turns_the_mode_on_from_the_environment(
     directory: Path,
     store: MetricStore,

@@ -392,7 +392,8 @@ class MultiprocessExport:
 
     def totals(self) -> list[ExportedTotals]:
         """The totals of every process added up, as ``/metrics`` shows them; writes this
-        process's file first, so that no later scrape, by any process, shows less.
+        process's file first, so that no later scrape, by any process, shows less. After
+        :meth:`close`, the sum the other processes show (this process as its file holds it).
 
         Raises:
             OSError: When the directory cannot be read (the scrape fails rather than show a
@@ -422,7 +423,10 @@ class MultiprocessExport:
                 self._retry_thread_locked()
                 own, stem = list(self._written), self._stem
                 waiting = self._replaced_wait_locked()
-            else:
+            elif self._stem is not None:  # closed: its file holds what the others count
+                own, stem = list(self._written), self._stem
+                waiting = 0.0
+            else:  # (gunicorn's master: no file of its own)
                 own = self._sections()
                 stem = None
                 waiting = 0.0
