@@ -1154,6 +1154,48 @@ def test_a_full_disk_when_the_mode_is_turned_on_warns_and_the_file_comes_later(
     assert tasks_total(scrape(registry)) == 3
 
 
+def test_a_directory_with_no_room_for_a_new_file_does_not_stop_the_mode_turning_on(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A file system so full that no file can be created there (no inodes left, an inode
+    quota) is a full disk too, not a directory that is not writable: the worker starts all the
+    same, warns saying to make room, and writes its file once there is room."""
+    full = True
+    write_bytes, create_lock = Path.write_bytes, _shared_totals._create_lock
+
+    def no_room(error: int) -> OSError:
+        return OSError(error, os.strerror(error))
+
+    def write_bytes_if_room(path: Path, data: Any) -> int:
+        if full and path.parent == directory:
+            raise no_room(errno.ENOSPC)
+        return write_bytes(path, data)
+
+    def create_lock_if_room(path: Path, flags: int) -> int:
+        if full:
+            raise no_room(errno.EDQUOT)
+        return create_lock(path, flags)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes_if_room)
+    monkeypatch.setattr(_shared_totals, "_create_lock", create_lock_if_room)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        export = enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert export.path is None
+    assert "not writable" not in caplog.text
+    assert "make room on the directory's file system" in caplog.text
+    run_tasks(store, 3)
+    full = False
+    deadline = time.monotonic() + CHILD_SECONDS
+    while export.path is None:
+        assert time.monotonic() < deadline, "the writer thread never wrote the file"
+        time.sleep(INTERVAL / 2)
+    assert tasks_total(scrape(registry)) == 3
+
+
 def test_alone_the_exposition_is_what_a_single_process_writes(
     directory: Path, store: MetricStore, registry: CollectorRegistry
 ) -> None:
@@ -1212,6 +1254,24 @@ def test_disable_shows_this_process_alone_again_and_keeps_its_file(
     run_tasks(store, 1)
     assert tasks_total(scrape(registry)) == 4
     assert not disable()
+
+
+def test_a_closed_exports_totals_count_this_process_once(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """After disable(), the export's totals() are the sum the other processes see: this
+    process's counts once, from its file, not its file and its stores both."""
+    run_tasks(store, 3)
+    assert disable()
+    assert (
+        sum(
+            histogram[0]
+            for totals in export.totals()
+            for tool in totals.tools.values()
+            for histogram in tool.outcomes.values()
+        )
+        == 3
+    )
 
 
 def test_make_wsgi_app_turns_the_mode_on_from_the_environment(

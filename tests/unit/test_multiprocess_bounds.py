@@ -6,6 +6,7 @@ then let go, as a worker that exited leaves it; a sweep folds it into the retire
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -111,6 +112,29 @@ def test_a_file_without_limits_is_retired_within_the_default_limits(tmp_path: Pa
         sweep(tmp_path)
     (totals,) = retired_totals(tmp_path)
     assert len(totals.tools) == 200 + 1
+
+
+def test_a_label_set_whose_stores_are_gone_is_retired_within_their_limits(
+    tmp_path: Path,
+) -> None:
+    """A store above the default limits, gone while its process runs on: its process keeps its
+    counts within the store's limits, and so do the retired totals once the process is gone
+    (not the default ones: the error types past 50 would leave their series for ``other``)."""
+    store = MetricStore(labels={"pool": "batch"}, max_error_types=60)
+    slot = store.tool_slot("fetch", True)
+    for index in range(55):
+        store.count_error(slot, f"Error{index}")
+    registry = CollectorRegistry()
+    export = MultiprocessExport(tmp_path, 60.0, registry, ensure_collector(store, registry))
+    del store, slot
+    gc.collect()
+    export.write()
+    (own,) = export.totals()
+    assert len(own.tools["fetch"].errors) == 55
+    let_go(export)
+    assert sweep(tmp_path) == 1
+    (totals,) = retired_totals(tmp_path)
+    assert set(totals.tools["fetch"].errors) == {f"Error{index}" for index in range(55)}
 
 
 def tasks(registry: CollectorRegistry, tool: str, outcome: str = "success") -> float | None:

@@ -80,6 +80,7 @@ __all__ = [
     "FOLD_BATCH",
     "HAS_LOCKS",
     "LOCK_TIMEOUT",
+    "NO_ROOM",
     "PROCESS_PREFIX",
     "RETIRED",
     "SCRAPE_FOLD_SECONDS",
@@ -287,7 +288,7 @@ def _flock(
 
 
 #: The errors of a file system with no room: full, or a quota or file size limit reached.
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: The errors of a directory this process may not write in: its owner or mode, a read-only mount.
 _NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
@@ -300,7 +301,7 @@ def what_to_do(exc: BaseException) -> str:
             "look for a stuck process with the directory open (fuser, lsof)"
         )
     code = getattr(exc, "errno", None)
-    if code in _NO_ROOM:
+    if code in NO_ROOM:
         return "make room on the directory's file system (full, or a quota or size limit)"
     if code in _NOT_WRITABLE:
         return (

@@ -576,6 +576,16 @@ class StoreTable:
         read now, plus the folded totals of its gone stores."""
         return self._read(running=None)
 
+    def limits(self) -> dict[LabelSet, tuple[int, int, int]]:
+        """The label limits of each set of constant labels: ``(max_tool_labels,
+        max_error_types, max_custom_metrics)``, the largest of every store that joined it,
+        live or gone (those its folded totals are kept within)."""
+        with self._lock:
+            return {
+                labels: (group.max_tool_labels, group.max_error_types, group.max_custom_metrics)
+                for labels, group in self._groups.items()
+            }
+
     def snapshot(self) -> StoreSnapshot:
         """Everything :meth:`totals` reports, as one :class:`StoreSnapshot` (what ``/status``
         shows): every tool of every label set (each :class:`ToolSnapshot` carries its

@@ -113,12 +113,12 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from laios.execution._aggregates import LabelSet
 from laios.execution._checks import as_float, conversion_hint, is_real, number_repr
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._shared_totals import (
     HAS_LOCKS,
+    NO_ROOM,
     PROCESS_PREFIX,
     RETIRED,
     Refusals,
@@ -134,7 +134,7 @@ from laios.execution._shared_totals import (
     write_totals,
 )
 from laios.execution._totals import ExportedTotals
-from laios.execution._totals_files import Limits, Section, dump, section_data
+from laios.execution._totals_files import Section, dump, section_data
 from laios.execution.prometheus import StoreCollector, ensure_collector
 from laios.execution.store import MetricStore
 
@@ -256,20 +256,12 @@ class MultiprocessExport:
         return self._files.holds(self._stem, self._lock_fd)
 
     def _sections(self) -> list[Section]:
-        """This process's totals now, each with the label limits of its live stores (the
-        largest of each; unknown for a label set whose stores are all gone)."""
-        limits: dict[LabelSet, Limits] = {}
-        for store in self._collector.stores:
-            labels = store.counts.labels
-            tools, errors, custom = limits.get(labels, (1, 1, 1))
-            limits[labels] = (
-                max(tools, store.max_tool_labels),
-                max(errors, store.max_error_types),
-                max(custom, store.max_custom_metrics),
-            )
-        return [
-            Section(t.duration_buckets, t, limits.get(t.labels)) for t in self._collector.totals()
-        ]
+        """This process's totals now, each with the label limits its stores had (the largest
+        of each, of the live stores and the gone ones: this process keeps the gone ones'
+        counts within them, and so does the retired file once this process is gone)."""
+        totals = self._collector.totals()
+        limits = self._collector.limits()
+        return [Section(t.duration_buckets, t, limits.get(t.labels)) for t in totals]
 
     def _write_locked(self, *, gauges: bool = True) -> None:
         """Write this process's totals now (the caller holds ``self._lock``); ``gauges=False``:
@@ -400,7 +392,8 @@ class MultiprocessExport:
 
     def totals(self) -> list[ExportedTotals]:
         """The totals of every process added up, as ``/metrics`` shows them; writes this
-        process's file first, so that no later scrape, by any process, shows less.
+        process's file first, so that no later scrape, by any process, shows less. After
+        :meth:`close`, the sum the other processes show (this process as its file holds it).
 
         Raises:
             OSError: When the directory cannot be read (the scrape fails rather than show a
@@ -430,7 +423,10 @@ class MultiprocessExport:
                 self._retry_thread_locked()
                 own, stem = list(self._written), self._stem
                 waiting = self._replaced_wait_locked()
-            else:
+            elif self._stem is not None:  # closed: its file holds what the others count
+                own, stem = list(self._written), self._stem
+                waiting = 0.0
+            else:  # (gunicorn's master: no file of its own)
                 own = self._sections()
                 stem = None
                 waiting = 0.0
@@ -660,6 +656,19 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
                 f"(flock: {exc.strerror or exc}), which tell the live processes from the gone "
                 "ones: put it on a local file system, such as /dev/shm or a tmpfs"
             ) from exc
+        if exc.errno in NO_ROOM:
+            # Full (no room for a new file: no inodes left, an inode quota): the directory is
+            # usable once there is room, and refusing would fail the worker's boot, which
+            # makes gunicorn stop the whole service. The writes are tried again meanwhile.
+            warn(
+                f"no room at start {path}",
+                "the multiprocess directory %s has no room for a new file (%s): this process "
+                "starts all the same and writes its file once there is room; %s",
+                path,
+                exc,
+                what_to_do(exc),
+            )
+            return path
         raise ValueError(
             f"the multiprocess directory {path} is not writable by this process: {exc}"
         ) from exc
@@ -721,7 +730,8 @@ def enable(
             (this process's file still holds its counts: a second file would count twice the
             stores both registries export). (In a gunicorn worker, whose master checked the
             directory at start, a directory deleted since is warned instead: the worker writes
-            its file once it is back.)
+            its file once it is back. So is a directory whose file system has no room for a
+            new file, in any process: it writes its file once there is room.)
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """

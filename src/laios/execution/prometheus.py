@@ -69,6 +69,7 @@ from laios._text import shorten
 from laios.execution._aggregates import (
     DURATION_OUTCOMES,
     Exemplar,
+    LabelSet,
     RawHistogram,
     StoreSnapshot,
     every_outcome,
@@ -297,6 +298,13 @@ class StoreCollector(Collector):
         (``/status``).
         """
         return self._table.totals()
+
+    def limits(self) -> dict[LabelSet, tuple[int, int, int]]:
+        """The label limits of each set of constant labels this collector exports:
+        ``(max_tool_labels, max_error_types, max_custom_metrics)``, the largest of every store
+        that joined it, live or gone (the folded totals of its gone stores are kept within
+        them)."""
+        return self._table.limits()
 
     def use_totals(self, source: Callable[[], list[ExportedTotals]] | None) -> None:
         """Export what ``source()`` returns at each collection instead of :meth:`totals`.
