@@ -680,16 +680,25 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """The scheme, host and port of ``url`` (the scheme's default port when it names none)."""
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """The scheme, host and port of ``url`` (the scheme's default port when it names none);
+    ``None`` when its port is not one ``urlsplit`` reads: ``http.client`` reads more
+    (``+8080`` and ``8_080`` are port 8080 to it), so such a URL is never taken for one of
+    the same port."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:
         port = parts.port
     except ValueError:
-        port = None
+        return None
     default = {"http": 80, "https": 443}.get(scheme)
     return scheme, (parts.hostname or "").lower(), port if port is not None else default
+
+
+def _same_origin(url: str, other: str) -> bool:
+    """Whether ``url`` and ``other`` name the same scheme, host and port (both readable)."""
+    origin = _origin(url)
+    return origin is not None and origin == _origin(other)
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -728,7 +737,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
     def __init__(self, target: str, authorization: str | None) -> None:
         super().__init__()
-        self._origin = _origin(target)
+        self._target = target
         self._authorization = authorization
         #: The URL of the last redirect followed, ``None`` before any.
         self.followed: str | None = None
@@ -754,7 +763,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         if (
             new is not None
             and self._authorization is not None
-            and _origin(new.full_url) == self._origin
+            and _same_origin(new.full_url, self._target)
         ):
             new.add_unredirected_header("Authorization", self._authorization)
         if new is not None:
@@ -1197,9 +1206,7 @@ def _credentials_needed(
     base = parts.path.removesuffix("/status")  # (the mount prefix, if any)
     netloc = parts.netloc.rpartition("@")[2]
     in_the_url = f"{parts.scheme}://USER:PASSWORD@{netloc}{base}"
-    sent = given is not None and (
-        not answering.redirected or _origin(answering.url) == _origin(asked)
-    )
+    sent = given is not None and (not answering.redirected or _same_origin(answering.url, asked))
     if sent and given == "token":
         if takes_token:
             return _CredentialsNeeded(
