@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import codecs
 import contextlib
 import functools
 import http.client
@@ -835,7 +836,11 @@ def _read_pem(option: str, path: str) -> str:
         _MAX_PEM_FILE,
         f"{_MAX_PEM_FILE >> 20} MiB: it is no PEM file of certificates or a key",
     )
-    return data.decode("ascii", errors="replace")
+    # PEM is ASCII; the text around its blocks may not be (a UTF-8 byte order mark, which
+    # Windows editors write, a CA's name in a bundle's comment). OpenSSL skips it in a file,
+    # and ssl refuses it in cadata: the byte order mark goes, the rest becomes "?".
+    data = data.removeprefix(codecs.BOM_UTF8)
+    return re.sub(rb"[^\x00-\x7f]", b"?", data).decode("ascii")
 
 
 def _read_option_file(option: str, path: str, limit: int, longer: str) -> bytes:

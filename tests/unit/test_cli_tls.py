@@ -277,6 +277,25 @@ def test_cacert_replaces_the_cas_of_ssl_cert_file(
     assert f"--cacert names {other.cert_file}, which must hold the certificate of the CA" in line
 
 
+def test_a_cacert_file_with_text_that_is_not_ascii_around_the_certificate_is_used(
+    https: MetricsServer,
+    pki: tuple[Authority, Issued],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --cacert file with a UTF-8 byte order mark (as Windows editors save it) and a
+    comment that is not ASCII before the CA's certificate (as CA bundles name their CAs) is
+    used as OpenSSL reads such a file, its text outside the certificate ignored: the status is
+    read (it ended in a TypeError's traceback, "cadata should be an ASCII string")."""
+    ca, _ = pki
+    for name, before in [("marked.pem", "\ufeff"), ("bundle.pem", "# Issuer: CN=Főtanúsítvány\n")]:
+        path = tmp_path / name
+        path.write_bytes(before.encode() + ca.cert_file.read_bytes())
+        argv = ["status", "--url", https.url, "--timeout", "5", "--cacert", str(path)]
+        assert main(argv) == 0, name
+        assert capsys.readouterr().out.startswith(f"laios status - {https.url}/status")
+
+
 def _not_pem(directory: Path) -> str:
     path = directory / "not.pem"
     path.write_bytes(b"\x30\x82\x01\x0a not PEM")
