@@ -1966,13 +1966,16 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
 def _run_status(args: argparse.Namespace) -> int:
     try:
         credentials = _credentials(args)
-    except ValueError as exc:  # (nothing was tried: an option is what to fix)
+        if args.watch:
+            return watch_status(
+                args.url, interval=args.interval, timeout=args.timeout, **credentials
+            )
+        document = fetch_status(args.url, args.timeout, **credentials)
+    except ValueError as exc:
+        # (nothing was tried: an option is what to fix; a file checked above may have
+        # become unusable by the first request, which reads it again)
         print(f"laios status: {exc}.", file=sys.stderr)
         return 2
-    if args.watch:
-        return watch_status(args.url, interval=args.interval, timeout=args.timeout, **credentials)
-    try:
-        document = fetch_status(args.url, args.timeout, **credentials)
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
         return 2

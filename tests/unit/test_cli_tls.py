@@ -6,12 +6,14 @@ The CA and the server certificate are made on the spot with ``cryptography``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from cli_runs import interrupting_sleep, status_error
@@ -598,6 +600,36 @@ def test_watch_shows_a_client_certificate_file_gone_since_as_a_failed_refresh(
     assert captured.out.count(f"laios status - {mutual.url}/status") == 2
     assert f"--cert {cert} cannot be read (No such file or directory)" in captured.out
     assert captured.err == ""
+
+
+@pytest.mark.parametrize("watch", [[], ["--watch"]], ids=["once", "watch"])
+def test_a_client_certificate_file_gone_before_the_first_request_is_said_in_one_line(
+    watch: list[str],
+    clients: dict[str, Issued],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file that could be used when the command checked it and is gone (or rewritten) by
+    the first request, which reads it again: one line saying so, exit 2, as when it was gone
+    from the start (it was a ValueError's traceback)."""
+    cert = tmp_path / "client.pem"
+    cert.write_bytes(clients["combined"].cert_file.read_bytes())
+    checked = cli._credentials
+
+    def check_then_remove(args: argparse.Namespace) -> dict[str, Any]:
+        found = checked(args)
+        cert.unlink()
+        return found
+
+    monkeypatch.setattr(cli, "_credentials", check_then_remove)
+    argv = ["status", "--url", "https://127.0.0.1:1", "--timeout", "5", "--cert", str(cert)]
+    assert main([*argv, *watch]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"laios status: --cert {cert} cannot be read (No such file or directory)."
+    ]
 
 
 def test_a_client_certificate_and_a_bearer_token_read_an_endpoint_that_requires_both(
