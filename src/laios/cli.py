@@ -702,6 +702,19 @@ def _same_origin(url: str, other: str) -> bool:
     return origin is not None and origin == _origin(other)
 
 
+def _connectable(host: str) -> bool:
+    """Whether ``host`` (a request's host and port, as urllib hands it on) names a host and
+    port a connection can be made to, read as ``http.client`` reads it (nothing is
+    connected): not with a port that is no number (``8489x``) or a space in the host, which
+    ``http.client`` refuses, nor with a port past 65535, which the system's look-up would
+    take modulo 65536 (``73625`` is port 8089)."""
+    try:
+        port = http.client.HTTPConnection(host).port
+    except http.client.InvalidURL:
+        return False
+    return 0 <= port <= 65535
+
+
 class _Redirects(urllib.request.HTTPRedirectHandler):
     """Follows redirects to http(s) URLs only (another scheme is an answer that is not a
     status), and sends the user and password of ``--url`` again to a redirect to the same
@@ -754,13 +767,16 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         newurl: str,
     ) -> urllib.request.Request | None:
         """The request for ``newurl``; ``None`` (the redirect is the answer) for one that is
-        not http(s)."""
+        not http(s), or whose host and port cannot be connected to (see :func:`_connectable`)."""
         if urlsplit(newurl).scheme.lower() not in ("http", "https"):
             self.unfollowed = "its Location is not an http:// or https:// URL"
             return None
         # (Python 3.10's urllib refuses a 308, which it does not know: for a GET it is a 307)
         code = 307 if code == 308 else code
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and not _connectable(new.host):
+            self.unfollowed = "its Location is no URL"
+            return None
         if (
             new is not None
             and self._authorization is not None
