@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import codecs
 import contextlib
 import functools
 import http.client
@@ -680,16 +681,38 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """The scheme, host and port of ``url`` (the scheme's default port when it names none)."""
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """The scheme, host and port of ``url`` (the scheme's default port when it names none);
+    ``None`` when its port is not one ``urlsplit`` reads: ``http.client`` reads more
+    (``+8080`` and ``8_080`` are port 8080 to it), so such a URL is never taken for one of
+    the same port."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:
         port = parts.port
     except ValueError:
-        port = None
+        return None
     default = {"http": 80, "https": 443}.get(scheme)
     return scheme, (parts.hostname or "").lower(), port if port is not None else default
+
+
+def _same_origin(url: str, other: str) -> bool:
+    """Whether ``url`` and ``other`` name the same scheme, host and port (both readable)."""
+    origin = _origin(url)
+    return origin is not None and origin == _origin(other)
+
+
+def _connectable(host: str) -> bool:
+    """Whether ``host`` (a request's host and port, as urllib hands it on) names a host and
+    port a connection can be made to, read as ``http.client`` reads it (nothing is
+    connected): not with a port that is no number (``8489x``) or a space in the host, which
+    ``http.client`` refuses, nor with a port past 65535, which the system's look-up would
+    take modulo 65536 (``73625`` is port 8089)."""
+    try:
+        port = http.client.HTTPConnection(host).port
+    except http.client.InvalidURL:
+        return False
+    return 0 <= port <= 65535
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -728,7 +751,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
     def __init__(self, target: str, authorization: str | None) -> None:
         super().__init__()
-        self._origin = _origin(target)
+        self._target = target
         self._authorization = authorization
         #: The URL of the last redirect followed, ``None`` before any.
         self.followed: str | None = None
@@ -744,17 +767,20 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         newurl: str,
     ) -> urllib.request.Request | None:
         """The request for ``newurl``; ``None`` (the redirect is the answer) for one that is
-        not http(s)."""
+        not http(s), or whose host and port cannot be connected to (see :func:`_connectable`)."""
         if urlsplit(newurl).scheme.lower() not in ("http", "https"):
             self.unfollowed = "its Location is not an http:// or https:// URL"
             return None
         # (Python 3.10's urllib refuses a 308, which it does not know: for a GET it is a 307)
         code = 307 if code == 308 else code
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and not _connectable(new.host):
+            self.unfollowed = "its Location is no URL"
+            return None
         if (
             new is not None
             and self._authorization is not None
-            and _origin(new.full_url) == self._origin
+            and _same_origin(new.full_url, self._target)
         ):
             new.add_unredirected_header("Authorization", self._authorization)
         if new is not None:
@@ -826,7 +852,11 @@ def _read_pem(option: str, path: str) -> str:
         _MAX_PEM_FILE,
         f"{_MAX_PEM_FILE >> 20} MiB: it is no PEM file of certificates or a key",
     )
-    return data.decode("ascii", errors="replace")
+    # PEM is ASCII; the text around its blocks may not be (a UTF-8 byte order mark, which
+    # Windows editors write, a CA's name in a bundle's comment). OpenSSL skips it in a file,
+    # and ssl refuses it in cadata: the byte order mark goes, the rest becomes "?".
+    data = data.removeprefix(codecs.BOM_UTF8)
+    return re.sub(rb"[^\x00-\x7f]", b"?", data).decode("ascii")
 
 
 def _read_option_file(option: str, path: str, limit: int, longer: str) -> bytes:
@@ -1197,9 +1227,7 @@ def _credentials_needed(
     base = parts.path.removesuffix("/status")  # (the mount prefix, if any)
     netloc = parts.netloc.rpartition("@")[2]
     in_the_url = f"{parts.scheme}://USER:PASSWORD@{netloc}{base}"
-    sent = given is not None and (
-        not answering.redirected or _origin(answering.url) == _origin(asked)
-    )
+    sent = given is not None and (not answering.redirected or _same_origin(answering.url, asked))
     if sent and given == "token":
         if takes_token:
             return _CredentialsNeeded(
@@ -1954,13 +1982,16 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
 def _run_status(args: argparse.Namespace) -> int:
     try:
         credentials = _credentials(args)
-    except ValueError as exc:  # (nothing was tried: an option is what to fix)
+        if args.watch:
+            return watch_status(
+                args.url, interval=args.interval, timeout=args.timeout, **credentials
+            )
+        document = fetch_status(args.url, args.timeout, **credentials)
+    except ValueError as exc:
+        # (nothing was tried: an option is what to fix; a file checked above may have
+        # become unusable by the first request, which reads it again)
         print(f"laios status: {exc}.", file=sys.stderr)
         return 2
-    if args.watch:
-        return watch_status(args.url, interval=args.interval, timeout=args.timeout, **credentials)
-    try:
-        document = fetch_status(args.url, args.timeout, **credentials)
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
         return 2

@@ -1584,6 +1584,17 @@ def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
             code = path.split("/")[2]
             start_response(f"{code} Moved", [("Location", "http://[::1/status")])
             return [b""]
+        if path == "/port-x/status":  # a port that is no number
+            port = environ["SERVER_PORT"]
+            start_response("302 Found", [("Location", f"http://127.0.0.1:{port}x/status")])
+            return [b""]
+        if path == "/port-over/status":  # a port past 65535, which the system wraps round
+            port = int(environ["SERVER_PORT"]) + 65536
+            start_response("302 Found", [("Location", f"http://127.0.0.1:{port}/status")])
+            return [b""]
+        if path == "/spaced/status":  # a host with a space (percent-encoded by urllib)
+            start_response("302 Found", [("Location", "http://local host/status")])
+            return [b""]
         if authorization != good:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="x"')])
             return [b""]
@@ -1644,6 +1655,23 @@ def test_a_redirect_to_a_location_that_is_no_url_is_not_followed(
     line = status_error(f"http://{address}/broken/{code}", capsys)
     assert f"answered HTTP {code}" in line
     assert "nothing answered" not in line
+
+
+@pytest.mark.parametrize("path", ["/port-x", "/port-over", "/spaced"])
+def test_a_redirect_to_a_location_no_connection_can_be_made_to_is_not_followed(
+    path: str, redirecting: tuple[str, list[tuple[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect whose Location urllib reads but no connection can be made to as it is
+    written is a Location that is no URL too: the message says HTTP 302 from the URL asked
+    and why it was not followed. A port that is no number (``:8489x``) or a space in the host
+    was said to have "answered, but not with HTTP" ("nonnumeric port"), though nothing was
+    asked there; a port past 65535 was connected to modulo 65536 (here, the port asked)."""
+    address, seen = redirecting
+    line = status_error(f"http://{address}{path}", capsys)
+    assert "answered HTTP 302" in line, line
+    assert "a redirect that laios status did not follow (its Location is no URL)" in line, line
+    assert "answered, but" not in line
+    assert len(seen) == 1
 
 
 @pytest.mark.parametrize(

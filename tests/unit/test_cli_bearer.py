@@ -109,8 +109,9 @@ class _Quiet(WSGIRequestHandler):
 @pytest.fixture
 def redirecting() -> Iterator[tuple[int, list[tuple[str, str]]]]:
     """A server whose ``/same/status`` redirects to ``/laios/status`` at the same host and
-    port, and ``/other/status`` to it at 127.0.0.1 (another host for a client that asked
-    localhost); ``/basic/status`` asks for a user and password; ``/laios/status`` requires the
+    port, ``/other/status`` to it at 127.0.0.1 (another host for a client that asked
+    localhost), ``/signed/status`` to it at ``localhost:+PORT`` (its port written with a
+    sign); ``/basic/status`` asks for a user and password; ``/laios/status`` requires the
     bearer token ``TOKEN``. Yields its port and the (path, Authorization) of every request it
     got."""
     seen: list[tuple[str, str]] = []
@@ -126,6 +127,8 @@ def redirecting() -> Iterator[tuple[int, list[tuple[str, str]]]]:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="x"')])
         elif path == "/other/status":
             start_response("302 Found", [("Location", f"http://127.0.0.1:{port}/laios/status")])
+        elif path == "/signed/status":
+            start_response("302 Found", [("Location", f"http://localhost:+{port}/laios/status")])
         elif authorization != f"Bearer {TOKEN}":
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Bearer realm="x"')])
         else:
@@ -163,6 +166,39 @@ def test_the_token_follows_a_redirect_to_the_same_host_and_port_only(
     assert "the bearer token given is not sent to another scheme, host or port" in line, line
     assert f"give http://127.0.0.1:{port}/laios in --url" in line, line
     assert TOKEN not in line
+
+
+def test_no_credentials_follow_a_redirect_to_a_port_written_with_a_sign(
+    redirecting: tuple[int, list[tuple[str, str]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A redirect from a URL without a port (port 80) to ``http://localhost:+PORT/...``: the
+    connection goes to PORT (``+8080`` is 8080 to ``http.client``), another port, so neither a
+    token nor a user and password is sent there, though the URL parser reads no port in it.
+    (Every connection is made to the test server, whatever port it is for.)"""
+    port, seen = redirecting
+    ports: list[int] = []
+    connect = cli._Deadline.connect
+
+    def to_the_test_server(
+        self: cli._Deadline, address: tuple[str, int], *args: Any, **kwargs: Any
+    ) -> Any:
+        ports.append(address[1])
+        return connect(self, ("127.0.0.1", port), *args, **kwargs)
+
+    monkeypatch.setattr(cli._Deadline, "connect", to_the_test_server)
+    token_file = _token_file(tmp_path, TOKEN)
+    assert main(_status("http://localhost/signed", token_file)) == 2
+    assert ports == [80, port]
+    assert seen == [("/signed/status", f"Bearer {TOKEN}"), ("/laios/status", "")]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "the bearer token given is not sent to another scheme, host or port" in line, line
+    seen.clear()
+    assert main(["status", "--url", "http://prom:s3cret@localhost/signed", "--timeout", "5"]) == 2
+    assert [authorization for _, authorization in seen][1:] == [""]
+    assert "s3cret" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,14 @@ The CA and the server certificate are made on the spot with ``cryptography``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from cli_runs import interrupting_sleep, status_error
@@ -275,6 +277,25 @@ def test_cacert_replaces_the_cas_of_ssl_cert_file(
     (line,) = capsys.readouterr().err.splitlines()
     assert "could not be verified" in line, line
     assert f"--cacert names {other.cert_file}, which must hold the certificate of the CA" in line
+
+
+def test_a_cacert_file_with_text_that_is_not_ascii_around_the_certificate_is_used(
+    https: MetricsServer,
+    pki: tuple[Authority, Issued],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --cacert file with a UTF-8 byte order mark (as Windows editors save it) and a
+    comment that is not ASCII before the CA's certificate (as CA bundles name their CAs) is
+    used as OpenSSL reads such a file, its text outside the certificate ignored: the status is
+    read (it ended in a TypeError's traceback, "cadata should be an ASCII string")."""
+    ca, _ = pki
+    for name, before in [("marked.pem", "\ufeff"), ("bundle.pem", "# Issuer: CN=Főtanúsítvány\n")]:
+        path = tmp_path / name
+        path.write_bytes(before.encode() + ca.cert_file.read_bytes())
+        argv = ["status", "--url", https.url, "--timeout", "5", "--cacert", str(path)]
+        assert main(argv) == 0, name
+        assert capsys.readouterr().out.startswith(f"laios status - {https.url}/status")
 
 
 def _not_pem(directory: Path) -> str:
@@ -579,6 +600,36 @@ def test_watch_shows_a_client_certificate_file_gone_since_as_a_failed_refresh(
     assert captured.out.count(f"laios status - {mutual.url}/status") == 2
     assert f"--cert {cert} cannot be read (No such file or directory)" in captured.out
     assert captured.err == ""
+
+
+@pytest.mark.parametrize("watch", [[], ["--watch"]], ids=["once", "watch"])
+def test_a_client_certificate_file_gone_before_the_first_request_is_said_in_one_line(
+    watch: list[str],
+    clients: dict[str, Issued],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file that could be used when the command checked it and is gone (or rewritten) by
+    the first request, which reads it again: one line saying so, exit 2, as when it was gone
+    from the start (it was a ValueError's traceback)."""
+    cert = tmp_path / "client.pem"
+    cert.write_bytes(clients["combined"].cert_file.read_bytes())
+    checked = cli._credentials
+
+    def check_then_remove(args: argparse.Namespace) -> dict[str, Any]:
+        found = checked(args)
+        cert.unlink()
+        return found
+
+    monkeypatch.setattr(cli, "_credentials", check_then_remove)
+    argv = ["status", "--url", "https://127.0.0.1:1", "--timeout", "5", "--cert", str(cert)]
+    assert main([*argv, *watch]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"laios status: --cert {cert} cannot be read (No such file or directory)."
+    ]
 
 
 def test_a_client_certificate_and_a_bearer_token_read_an_endpoint_that_requires_both(

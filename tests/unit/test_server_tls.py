@@ -26,7 +26,12 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from tls_certs import Authority, Issued, LowSecurityLevel, authority
 
-from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.server import (
+    MetricsServer,
+    _QuietHandler,
+    _ThreadingServer,
+    start_http_server,
+)
 from laios.execution.store import MetricStore
 from laios.execution.web import TLSServerConfig, TLSVersionName, WebConfig
 
@@ -278,6 +283,37 @@ def test_a_silent_client_is_dropped_during_the_handshake(
             started = time.monotonic()
             assert sock.recv(1024) == b""
             assert time.monotonic() - started < ANSWER_WITHIN
+
+
+def test_a_shutdown_before_a_connections_handshake_ends_it_quietly(
+    https: MetricsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A TLS connection whose thread has not begun its handshake when the server stops: the
+    stop cuts the connection, and its handshake then ends as that of a client that left,
+    without the traceback it printed ("'NoneType' object has no attribute 'do_handshake'":
+    the cut dropped the socket's TLS state under its thread)."""
+    entered, cut = threading.Event(), threading.Event()
+    setup, close_connections = _QuietHandler.setup, _ThreadingServer._close_connections
+
+    def setup_after_the_cut(handler: _QuietHandler) -> None:
+        entered.set()
+        cut.wait(ANSWER_WITHIN)
+        setup(handler)
+
+    def close_and_say(server: _ThreadingServer, *, receiving_only: bool) -> None:
+        close_connections(server, receiving_only=receiving_only)
+        cut.set()
+
+    monkeypatch.setattr(_QuietHandler, "setup", setup_after_the_cut)
+    monkeypatch.setattr(_ThreadingServer, "_close_connections", close_and_say)
+    with socket.create_connection(("127.0.0.1", https.port), timeout=ANSWER_WITHIN) as sock:
+        assert entered.wait(ANSWER_WITHIN)
+        https.shutdown()
+        assert cut.is_set()
+        assert sock.recv(1024) == b""
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_basic_auth_applies_over_tls(pki: tuple[Authority, Issued, Issued]) -> None:

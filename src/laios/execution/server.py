@@ -1224,8 +1224,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
                 and sock is not own
             ]
         for sock in socks:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # its thread sees end of file and closes it
+            _cut(sock)
 
     def _join_handlers(self, give_up: float) -> None:
         """Wait until ``give_up`` for the connections' threads to end (but the calling one)."""
@@ -1317,8 +1316,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         answered = next((sock for sock, open_ in self._open.items() if open_.lingering), None)
         if answered is not None:
             del self._open[answered]
-            with contextlib.suppress(OSError):
-                answered.shutdown(socket.SHUT_RDWR)  # its thread sees end of file and closes it
+            _cut(answered)
             _log.debug("closed a connection whose answer was written to make room for a new one")
             return True
         for sock, connection in self._open.items():
@@ -1329,8 +1327,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
             if _has_input(sock):
                 continue  # its request is there, only not read yet
             del self._open[sock]
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # its thread sees end of file and closes it
+            _cut(sock)
             _log.debug("dropped an idle connection to make room for a new one")
             return True
         return False
@@ -1348,6 +1345,19 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         """Log a warning, at most one of each kind every ``_WARN_EVERY`` seconds."""
         if self._warnings.should_log(kind) is not None:
             _log.warning("metrics endpoint: " + message, *args)
+
+
+def _cut(sock: socket.socket) -> None:
+    """Shut down ``sock``, a connection of another thread, both ways: that thread sees end of
+    file and closes it.
+
+    The plain socket's ``shutdown`` also for a TLS connection: ``SSLSocket.shutdown`` drops
+    the TLS state first, under the connection's thread, which then failed in a handshake it
+    had not begun yet (with a traceback: no ``do_handshake`` on ``None``), and which would
+    write the rest of an answer unencrypted between the two steps.
+    """
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _has_input(sock: socket.socket) -> bool:
