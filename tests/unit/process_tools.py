@@ -8,6 +8,7 @@ They talk to the test through files in a directory the test passes as the ``box`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import mmap
 import os
@@ -28,6 +29,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
+from laios.execution.runners import ToolCall
 from laios.execution.task_context import require_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput
 
@@ -1077,6 +1079,26 @@ class BaggageSeen(BaseTool):
 
     def _execute(self, **kwargs: Any) -> Any:
         return dict(baggage.get_all())
+
+
+@dataclasses.dataclass
+class NotedCall(ToolCall):
+    """A runner's own kind of call (no slots: it may have attributes beside its fields), whose
+    trace carrier adds its ``note``, and its ``origin`` when it has one, to the baggage."""
+
+    note: str = ""
+
+    def trace_carrier(self) -> dict[str, str]:
+        carrier = ToolCall.trace_carrier(self)
+        carrier["baggage"] = f"note={self.note},origin={getattr(self, 'origin', '-')}"
+        return carrier
+
+
+@dataclasses.dataclass(slots=True)
+class SlottedNotedCall(ToolCall):
+    """A runner's own kind of call, with slots."""
+
+    note: str = ""
 
 
 class Sleep(AsyncBaseTool):

@@ -52,7 +52,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution._runners import process as process_runner
 from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
-from laios.execution.runners import ProcessRunner, Runner, ToolCall
+from laios.execution.runners import ProcessRunner, Refusal, Runner, ToolCall
 from laios.execution.store import MetricStore
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
@@ -180,6 +180,45 @@ def test_a_tool_call_pickles_with_every_field_but_its_context() -> None:
     assert copied is not call
     for name, value in values.items():
         assert getattr(copied, name) is value, name
+
+
+def test_a_tool_call_subclass_pickles_and_copies_as_itself() -> None:
+    """A call of a runner's own subclass pickles as that subclass, with its fields and its
+    other attributes (never its context), and copies with all of them."""
+    for kind in (process_tools.NotedCall, process_tools.SlottedNotedCall):
+        context = contextvars.copy_context()
+        call = kind("t-1", "baggage_seen", {"n": 1}, context=context, memory_limit_mb=8, note="a")
+        if kind is process_tools.NotedCall:
+            call.extra = [1]  # type: ignore[attr-defined]
+        loaded = pickle.loads(pickle.dumps(call, pickle.HIGHEST_PROTOCOL))
+        assert type(loaded) is kind
+        assert (loaded.note, loaded.memory_limit_mb, loaded.parameters) == ("a", 8, {"n": 1})
+        assert loaded.context is None
+        copied = copy.copy(call)
+        assert type(copied) is kind
+        assert (copied.note, copied.context) == ("a", context)
+        if kind is process_tools.NotedCall:
+            assert loaded.extra == [1]
+            assert copied.extra is call.extra  # type: ignore[attr-defined]
+
+
+def test_a_tool_call_subclass_reaches_the_worker_as_itself() -> None:
+    """The worker runs the call it was given, a subclass's own ``trace_carrier`` and the
+    attributes it reads too: a small call, and a large one (pickled on a thread later)."""
+    runner = ProcessRunner(1)
+    try:
+        tool = process_tools.BaggageSeen()
+        for size in (0, 2 * process_runner.SEND_HERE_BYTES):
+            call = process_tools.NotedCall(
+                "t-1", tool.name, {"padding": b"x" * size}, tool, note="from-the-runner"
+            )
+            call.origin = str(size)  # type: ignore[attr-defined]
+            events = ScriptedEvents()
+            assert not isinstance(runner.submit(call, events), Refusal)
+            assert events.finished_event.wait(WAIT)
+            assert events.outcomes[0].value == {"note": "from-the-runner", "origin": str(size)}
+    finally:
+        runner.terminate()
 
 
 @pytest.mark.parametrize(
