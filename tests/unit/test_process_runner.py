@@ -202,6 +202,26 @@ def test_a_tool_call_subclass_pickles_and_copies_as_itself() -> None:
             assert copied.extra is call.extra  # type: ignore[attr-defined]
 
 
+def test_a_deep_copy_of_a_tool_call_keeps_its_context() -> None:
+    """``copy.deepcopy`` in this process copies a call's every field deeply but its context,
+    which it keeps (a runner that copies its call still runs the tool in the caller's context),
+    a subclass's other attributes too."""
+    context = contextvars.copy_context()
+    for kind in (ToolCall, process_tools.NotedCall):
+        call = kind("t-1", "pid", {"items": [1]}, process_tools.Pid(), context=context)
+        if kind is process_tools.NotedCall:
+            call.extra = [2]  # type: ignore[attr-defined]
+        copied = copy.deepcopy(call)
+        assert type(copied) is kind
+        assert copied.context is context
+        assert copied.parameters == {"items": [1]}
+        assert copied.parameters["items"] is not call.parameters["items"]
+        assert type(copied.tool) is process_tools.Pid
+        if kind is process_tools.NotedCall:
+            assert copied.extra == [2]  # type: ignore[attr-defined]
+            assert copied.extra is not call.extra  # type: ignore[attr-defined]
+
+
 def test_a_tool_call_subclass_reaches_the_worker_as_itself() -> None:
     """The worker runs the call it was given, a subclass's own ``trace_carrier`` and the
     attributes it reads too: a small call, and a large one (pickled on a thread later)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import copyreg
 import dataclasses
 from collections.abc import Mapping
@@ -106,6 +107,19 @@ class ToolCall:
             return dataclasses.replace(self)
         copied = cls.__new__(cls)  # (a subclass: its every attribute, as ``copy`` copies)
         _set_attributes(copied, *_attributes(self))
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ToolCall:
+        # (every field copied deeply but the context, kept as it is: it cannot be copied, and
+        # a copy in this process runs the tool in the caller's context all the same)
+        cls = type(self)
+        copied = cls.__new__(cls)
+        memo[id(self)] = copied
+        context = self.context
+        if context is not None:
+            memo[id(context)] = context
+        state, slots = _attributes(self)
+        _set_attributes(copied, copy.deepcopy(state, memo), copy.deepcopy(slots, memo))
         return copied
 
     def __reduce__(self) -> tuple[Any, ...]:
