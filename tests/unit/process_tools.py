@@ -8,6 +8,7 @@ They talk to the test through files in a directory the test passes as the ``box`
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
 import mmap
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -1081,6 +1083,35 @@ class BaggageSeen(BaseTool):
         return dict(baggage.get_all())
 
 
+#: A context variable of the tools' own (a request id, say).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def context_variables_seen() -> dict[str, Any]:
+    return {"request_id": REQUEST_ID.get(), "baggage": dict(baggage.get_all())}
+
+
+class SetsContextVariables(BaseTool):
+    name = "sets_context_variables"
+    description = (
+        "Returns the request id and baggage it finds, then sets its own and leaves them set."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        seen = context_variables_seen()
+        REQUEST_ID.set(kwargs["request_id"])
+        otel_context.attach(baggage.set_baggage("request.id", kwargs["request_id"]))
+        return seen
+
+
+class ContextVariablesSeen(AsyncBaseTool):
+    name = "context_variables_seen"
+    description = "Returns the request id and baggage it finds (an async tool)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return context_variables_seen()
+
+
 @dataclasses.dataclass
 class NotedCall(ToolCall):
     """A runner's own kind of call (no slots: it may have attributes beside its fields), whose
@@ -1352,6 +1383,8 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    SetsContextVariables,
+    ContextVariablesSeen,
     ReturnsSlowToLoad,
     CountsAndTraces,
     AllocatesOnAFile,

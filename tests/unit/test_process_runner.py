@@ -2059,6 +2059,25 @@ def test_the_callers_baggage_reaches_the_child(
         provider.shutdown()
 
 
+def test_context_variables_a_tool_sets_never_reach_its_workers_next_call(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """As on the caller's side, where each tool runs in a copy of its caller's context: what a
+    synchronous tool sets in its context (a variable of its own, baggage it attaches and never
+    detaches) never reaches the next task of its worker, synchronous or async."""
+    executor = make()
+    clean = {"request_id": None, "baggage": {}}
+    for request_id in ("r-1", "r-2"):
+        result = executor.execute_task(
+            task("sets_context_variables", request_id=request_id), context, timeout=WAIT
+        )
+        assert result.success, result.error
+        assert result.output == clean
+    result = executor.execute_task(task("context_variables_seen"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert result.output == clean
+
+
 def test_baggage_reaches_the_child_whatever_the_global_propagator(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

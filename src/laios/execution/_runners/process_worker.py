@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import errno
 import logging
 import math
@@ -760,7 +761,12 @@ class _Worker:
 
     def _call(self, call: ToolCall) -> RawOutcome:
         if not is_async_tool(call.tool):
-            return call_tool(call, self.events)
+            # In a copy of the worker's context, as on the caller's side a tool runs in a copy
+            # of its caller's: what it sets there (a context variable of its own, baggage it
+            # attaches) never reaches the worker's next call. (An async tool's task runs in a
+            # copy already.)
+            outcome: RawOutcome = contextvars.copy_context().run(call_tool, call, self.events)
+            return outcome
         if self.loop is None:
             self.loop = asyncio.new_event_loop()
             self.loop.set_exception_handler(self.loop_exception)
