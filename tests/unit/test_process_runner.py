@@ -1683,6 +1683,20 @@ def test_cpu_time_and_peak_memory_are_measured_per_task(
     assert 0 < small_peak < big_peak - 60
 
 
+def test_a_large_result_a_worker_sent_is_not_in_its_next_tasks_peak_memory(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker held the last outcome it sent, pickled, until its next call had ended: that
+    call's peak memory counted it."""
+    executor = make()
+    peaks = []
+    for name, parameters in (("pid", {}), ("returns_swelling", {"mb": 96}), ("pid", {})):
+        result = executor.execute_task(task(name, **parameters), context, timeout=WAIT)
+        assert result.success, result.error
+        peaks.append(executor.get_metrics(result.task_id).memory_peak_mb)  # type: ignore[union-attr]
+    assert 0 < peaks[2] < peaks[0] + 48, peaks
+
+
 def test_a_task_killed_at_its_timeout_reports_what_its_worker_used_until_then(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:

@@ -1249,6 +1249,7 @@ def _serve(
             if _identity(conn.fileno()) != worker.pipe:  # closed under the worker (by the
                 return PIPE_CLOSED_EXIT  # initializer, or a thread a tool left): said so
             return 0  # the caller's side is gone
+        call: Any = None
         try:
             call = pickle.loads(data)
         except BaseException as exc:  # e.g. the tool's class cannot be imported here
@@ -1263,6 +1264,9 @@ def _serve(
             return PIPE_CLOSED_EXIT  # reads the code
         if retire:
             return 0
+        # Nothing of this call is kept while the worker waits for the next, and runs it: its
+        # pickled outcome (as large as the tool's result) would count in that call's peak.
+        del data, call, message
 
 
 class InitializerFailed(Exception):
