@@ -1010,6 +1010,15 @@ class Fails(BaseTool):
         raise ValueError("bad input 7")
 
 
+class FailsHoldingMemory(BaseTool):
+    name = "fails_holding_memory"
+    description = "Allocates (and touches) a number of MB, held in a local, then raises ValueError."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        block = b"x" * (kwargs["mb"] * 1024 * 1024)
+        raise ValueError(f"failed holding {len(block)} bytes")
+
+
 class ExitsWhenPrintedError(Exception):
     """An exception whose ``__str__`` raises ``SystemExit``."""
 
@@ -1383,6 +1392,7 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    FailsHoldingMemory,
     SetsContextVariables,
     ContextVariablesSeen,
     ReturnsSlowToLoad,

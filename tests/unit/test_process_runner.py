@@ -1697,6 +1697,22 @@ def test_a_large_result_a_worker_sent_is_not_in_its_next_tasks_peak_memory(
     assert 0 < peaks[2] < peaks[0] + 48, peaks
 
 
+def test_what_a_failed_tool_held_is_not_in_its_workers_next_tasks_peak_memory(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """The exception a tool raised kept the tool's frames, with what they held, until the
+    garbage collector found the cycle it made with the worker's own frame: the next tasks'
+    peak memory counted them."""
+    executor = make()
+    peaks = []
+    for name, parameters in (("pid", {}), ("fails_holding_memory", {"mb": 96}), ("pid", {})):
+        result = executor.execute_task(task(name, **parameters), context, timeout=WAIT)
+        peaks.append(executor.get_metrics(result.task_id).memory_peak_mb)  # type: ignore[union-attr]
+    assert result.success, result.error
+    assert peaks[1] >= peaks[0] + 96, peaks
+    assert 0 < peaks[2] < peaks[0] + 48, peaks
+
+
 def test_a_task_killed_at_its_timeout_reports_what_its_worker_used_until_then(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:

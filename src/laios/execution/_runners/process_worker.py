@@ -749,6 +749,8 @@ class _Worker:
                 limit,
                 traced=call.trace_id is not None,
             )
+            if outcome.error is not None:
+                _let_go_of_frames(outcome.error)
             if mark is not None:
                 mark[MARK_CPU_START] = -1.0  # (the call is over)
             return message
@@ -925,6 +927,28 @@ class _TraceContext:
 
             otel_context.detach(self.token)
             self.token = None
+
+
+def _let_go_of_frames(error: BaseException) -> None:
+    """Drop the tracebacks of ``error``, sent, and of the exceptions it was raised from or
+    while handling (a few dozen at most). They hold the tool's frames and what those held;
+    and the frame that caught ``error`` holds the outcome that holds it (so may a tool's frame
+    that raised it from a local), a cycle that only the garbage collector would free, maybe
+    calls later: meanwhile the worker holds that memory, and later calls' peaks count it."""
+    seen: set[int] = set()
+    waiting = [error]
+    while waiting and len(seen) < 64:
+        exc = waiting.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        with contextlib.suppress(Exception):  # (a tool's exception class may be hostile)
+            exc.__traceback__ = None
+            linked = [exc.__cause__, exc.__context__]
+            grouped = getattr(exc, "exceptions", None)  # (an exception group's)
+            if isinstance(grouped, tuple):
+                linked.extend(grouped)
+            waiting.extend(item for item in linked if isinstance(item, BaseException))
 
 
 def _memory_limit_exceeded(tool_name: str, limit: int, what: str = "") -> MemoryLimitExceeded:
