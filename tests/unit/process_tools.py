@@ -8,6 +8,8 @@ They talk to the test through files in a directory the test passes as the ``box`
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import json
 import mmap
 import os
@@ -23,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
+from laios.execution.runners import ToolCall
 from laios.execution.task_context import require_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput
 
@@ -1006,6 +1010,15 @@ class Fails(BaseTool):
         raise ValueError("bad input 7")
 
 
+class FailsHoldingMemory(BaseTool):
+    name = "fails_holding_memory"
+    description = "Allocates (and touches) a number of MB, held in a local, then raises ValueError."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        block = b"x" * (kwargs["mb"] * 1024 * 1024)
+        raise ValueError(f"failed holding {len(block)} bytes")
+
+
 class ExitsWhenPrintedError(Exception):
     """An exception whose ``__str__`` raises ``SystemExit``."""
 
@@ -1077,6 +1090,55 @@ class BaggageSeen(BaseTool):
 
     def _execute(self, **kwargs: Any) -> Any:
         return dict(baggage.get_all())
+
+
+#: A context variable of the tools' own (a request id, say).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def context_variables_seen() -> dict[str, Any]:
+    return {"request_id": REQUEST_ID.get(), "baggage": dict(baggage.get_all())}
+
+
+class SetsContextVariables(BaseTool):
+    name = "sets_context_variables"
+    description = (
+        "Returns the request id and baggage it finds, then sets its own and leaves them set."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        seen = context_variables_seen()
+        REQUEST_ID.set(kwargs["request_id"])
+        otel_context.attach(baggage.set_baggage("request.id", kwargs["request_id"]))
+        return seen
+
+
+class ContextVariablesSeen(AsyncBaseTool):
+    name = "context_variables_seen"
+    description = "Returns the request id and baggage it finds (an async tool)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return context_variables_seen()
+
+
+@dataclasses.dataclass
+class NotedCall(ToolCall):
+    """A runner's own kind of call (no slots: it may have attributes beside its fields), whose
+    trace carrier adds its ``note``, and its ``origin`` when it has one, to the baggage."""
+
+    note: str = ""
+
+    def trace_carrier(self) -> dict[str, str]:
+        carrier = ToolCall.trace_carrier(self)
+        carrier["baggage"] = f"note={self.note},origin={getattr(self, 'origin', '-')}"
+        return carrier
+
+
+@dataclasses.dataclass(slots=True)
+class SlottedNotedCall(ToolCall):
+    """A runner's own kind of call, with slots."""
+
+    note: str = ""
 
 
 class Sleep(AsyncBaseTool):
@@ -1330,6 +1392,9 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    FailsHoldingMemory,
+    SetsContextVariables,
+    ContextVariablesSeen,
     ReturnsSlowToLoad,
     CountsAndTraces,
     AllocatesOnAFile,

@@ -52,7 +52,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution._runners import process as process_runner
 from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
-from laios.execution.runners import ProcessRunner, Runner, ToolCall
+from laios.execution.runners import ProcessRunner, Refusal, Runner, ToolCall
 from laios.execution.store import MetricStore
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
@@ -180,6 +180,65 @@ def test_a_tool_call_pickles_with_every_field_but_its_context() -> None:
     assert copied is not call
     for name, value in values.items():
         assert getattr(copied, name) is value, name
+
+
+def test_a_tool_call_subclass_pickles_and_copies_as_itself() -> None:
+    """A call of a runner's own subclass pickles as that subclass, with its fields and its
+    other attributes (never its context), and copies with all of them."""
+    for kind in (process_tools.NotedCall, process_tools.SlottedNotedCall):
+        context = contextvars.copy_context()
+        call = kind("t-1", "baggage_seen", {"n": 1}, context=context, memory_limit_mb=8, note="a")
+        if kind is process_tools.NotedCall:
+            call.extra = [1]  # type: ignore[attr-defined]
+        loaded = pickle.loads(pickle.dumps(call, pickle.HIGHEST_PROTOCOL))
+        assert type(loaded) is kind
+        assert (loaded.note, loaded.memory_limit_mb, loaded.parameters) == ("a", 8, {"n": 1})
+        assert loaded.context is None
+        copied = copy.copy(call)
+        assert type(copied) is kind
+        assert (copied.note, copied.context) == ("a", context)
+        if kind is process_tools.NotedCall:
+            assert loaded.extra == [1]
+            assert copied.extra is call.extra  # type: ignore[attr-defined]
+
+
+def test_a_deep_copy_of_a_tool_call_keeps_its_context() -> None:
+    """``copy.deepcopy`` in this process copies a call's every field deeply but its context,
+    which it keeps (a runner that copies its call still runs the tool in the caller's context),
+    a subclass's other attributes too."""
+    context = contextvars.copy_context()
+    for kind in (ToolCall, process_tools.NotedCall):
+        call = kind("t-1", "pid", {"items": [1]}, process_tools.Pid(), context=context)
+        if kind is process_tools.NotedCall:
+            call.extra = [2]  # type: ignore[attr-defined]
+        copied = copy.deepcopy(call)
+        assert type(copied) is kind
+        assert copied.context is context
+        assert copied.parameters == {"items": [1]}
+        assert copied.parameters["items"] is not call.parameters["items"]
+        assert type(copied.tool) is process_tools.Pid
+        if kind is process_tools.NotedCall:
+            assert copied.extra == [2]  # type: ignore[attr-defined]
+            assert copied.extra is not call.extra  # type: ignore[attr-defined]
+
+
+def test_a_tool_call_subclass_reaches_the_worker_as_itself() -> None:
+    """The worker runs the call it was given, a subclass's own ``trace_carrier`` and the
+    attributes it reads too: a small call, and a large one (pickled on a thread later)."""
+    runner = ProcessRunner(1)
+    try:
+        tool = process_tools.BaggageSeen()
+        for size in (0, 2 * process_runner.SEND_HERE_BYTES):
+            call = process_tools.NotedCall(
+                "t-1", tool.name, {"padding": b"x" * size}, tool, note="from-the-runner"
+            )
+            call.origin = str(size)  # type: ignore[attr-defined]
+            events = ScriptedEvents()
+            assert not isinstance(runner.submit(call, events), Refusal)
+            assert events.finished_event.wait(WAIT)
+            assert events.outcomes[0].value == {"note": "from-the-runner", "origin": str(size)}
+    finally:
+        runner.terminate()
 
 
 @pytest.mark.parametrize(
@@ -1624,6 +1683,36 @@ def test_cpu_time_and_peak_memory_are_measured_per_task(
     assert 0 < small_peak < big_peak - 60
 
 
+def test_a_large_result_a_worker_sent_is_not_in_its_next_tasks_peak_memory(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker held the last outcome it sent, pickled, until its next call had ended: that
+    call's peak memory counted it."""
+    executor = make()
+    peaks = []
+    for name, parameters in (("pid", {}), ("returns_swelling", {"mb": 96}), ("pid", {})):
+        result = executor.execute_task(task(name, **parameters), context, timeout=WAIT)
+        assert result.success, result.error
+        peaks.append(executor.get_metrics(result.task_id).memory_peak_mb)  # type: ignore[union-attr]
+    assert 0 < peaks[2] < peaks[0] + 48, peaks
+
+
+def test_what_a_failed_tool_held_is_not_in_its_workers_next_tasks_peak_memory(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """The exception a tool raised kept the tool's frames, with what they held, until the
+    garbage collector found the cycle it made with the worker's own frame: the next tasks'
+    peak memory counted them."""
+    executor = make()
+    peaks = []
+    for name, parameters in (("pid", {}), ("fails_holding_memory", {"mb": 96}), ("pid", {})):
+        result = executor.execute_task(task(name, **parameters), context, timeout=WAIT)
+        peaks.append(executor.get_metrics(result.task_id).memory_peak_mb)  # type: ignore[union-attr]
+    assert result.success, result.error
+    assert peaks[1] >= peaks[0] + 96, peaks
+    assert 0 < peaks[2] < peaks[0] + 48, peaks
+
+
 def test_a_task_killed_at_its_timeout_reports_what_its_worker_used_until_then(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
@@ -1998,6 +2087,25 @@ def test_the_callers_baggage_reaches_the_child(
     assert result.output == {}
     if provider is not None:
         provider.shutdown()
+
+
+def test_context_variables_a_tool_sets_never_reach_its_workers_next_call(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """As on the caller's side, where each tool runs in a copy of its caller's context: what a
+    synchronous tool sets in its context (a variable of its own, baggage it attaches and never
+    detaches) never reaches the next task of its worker, synchronous or async."""
+    executor = make()
+    clean = {"request_id": None, "baggage": {}}
+    for request_id in ("r-1", "r-2"):
+        result = executor.execute_task(
+            task("sets_context_variables", request_id=request_id), context, timeout=WAIT
+        )
+        assert result.success, result.error
+        assert result.output == clean
+    result = executor.execute_task(task("context_variables_seen"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert result.output == clean
 
 
 def test_baggage_reaches_the_child_whatever_the_global_propagator(

@@ -16,7 +16,10 @@ capacity is accounted as abandoned until the tool returns).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import copy
+import copyreg
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,12 +102,32 @@ class ToolCall:
 
     def __copy__(self) -> ToolCall:
         # (a copy in this process keeps the context, which pickling leaves out)
-        return dataclasses.replace(self)
+        cls = type(self)
+        if cls is ToolCall:
+            return dataclasses.replace(self)
+        copied = cls.__new__(cls)  # (a subclass: its every attribute, as ``copy`` copies)
+        _set_attributes(copied, *_attributes(self))
+        return copied
 
-    def __reduce__(self) -> tuple[type[ToolCall], tuple[Any, ...]]:
+    def __deepcopy__(self, memo: dict[int, Any]) -> ToolCall:
+        # (every field copied deeply but the context, kept as it is: it cannot be copied, and
+        # a copy in this process runs the tool in the caller's context all the same)
+        cls = type(self)
+        copied = cls.__new__(cls)
+        memo[id(self)] = copied
+        context = self.context
+        if context is not None:
+            memo[id(context)] = context
+        state, slots = _attributes(self)
+        _set_attributes(copied, copy.deepcopy(state, memo), copy.deepcopy(slots, memo))
+        return copied
+
+    def __reduce__(self) -> tuple[Any, ...]:
         # Pickled without ``context`` (a ``contextvars.Context`` is never sent elsewhere, and
         # cannot be pickled), as the arguments of a call of the class: smaller, and quicker to
         # load, than the fields by name.
+        if type(self) is not ToolCall:  # a runner's own subclass: as itself, all it holds
+            return _subclass_reduction(self)
         return (
             ToolCall,
             (
@@ -136,6 +159,48 @@ class ToolCall:
         if self.baggage:
             carrier["baggage"] = self.baggage
         return carrier
+
+
+def _slot_names(cls: type) -> list[str]:
+    """The names of the slots of ``cls`` and its bases (private names mangled), as ``pickle``
+    reads them by default; not ``__dict__`` or ``__weakref__``."""
+    names = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"
+            names.append(name)
+    return names
+
+
+def _attributes(call: ToolCall) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """What ``call`` holds: its ``__dict__`` (``None``: none, or empty), and the values of its
+    slots that are set, by name."""
+    slots = {}
+    for name in _slot_names(type(call)):
+        with contextlib.suppress(AttributeError):  # (a slot never set)
+            slots[name] = getattr(call, name)
+    return getattr(call, "__dict__", None) or None, slots
+
+
+def _set_attributes(call: ToolCall, state: dict[str, Any] | None, slots: dict[str, Any]) -> None:
+    if state:
+        call.__dict__.update(state)
+    for name, value in slots.items():
+        setattr(call, name, value)
+
+
+def _subclass_reduction(call: ToolCall) -> tuple[Any, ...]:
+    """How a call of a subclass of :class:`ToolCall` pickles: as that class, with all it holds
+    (its fields, and the attributes it has beside them) but its context (``None`` in the
+    loaded copy)."""
+    state, slots = _attributes(call)
+    slots["context"] = None
+    # (``copyreg.__newobj__``: what ``pickle`` itself reduces an object to, ``cls.__new__(cls)``)
+    return copyreg.__newobj__, (type(call),), (state, slots)  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import dataclasses
+import copy
 import io
 import logging
 import math
@@ -2061,7 +2061,8 @@ class ProcessRunner:
         if payload is not None:
             return handle if pool.place(handle) else SHUTDOWN
         # (pickled later without the caller's context, which it does not keep alive meanwhile)
-        portable = dataclasses.replace(call, context=None)
+        portable = copy.copy(call)  # (a subclass's every attribute too)
+        portable.context = None
         return handle if pool.pickle_later(handle, portable) else SHUTDOWN
 
     def preparing(self, handle: Handle) -> str | None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import errno
 import logging
 import math
@@ -748,6 +749,8 @@ class _Worker:
                 limit,
                 traced=call.trace_id is not None,
             )
+            if outcome.error is not None:
+                _let_go_of_frames(outcome.error)
             if mark is not None:
                 mark[MARK_CPU_START] = -1.0  # (the call is over)
             return message
@@ -760,7 +763,12 @@ class _Worker:
 
     def _call(self, call: ToolCall) -> RawOutcome:
         if not is_async_tool(call.tool):
-            return call_tool(call, self.events)
+            # In a copy of the worker's context, as on the caller's side a tool runs in a copy
+            # of its caller's: what it sets there (a context variable of its own, baggage it
+            # attaches) never reaches the worker's next call. (An async tool's task runs in a
+            # copy already.)
+            outcome: RawOutcome = contextvars.copy_context().run(call_tool, call, self.events)
+            return outcome
         if self.loop is None:
             self.loop = asyncio.new_event_loop()
             self.loop.set_exception_handler(self.loop_exception)
@@ -919,6 +927,28 @@ class _TraceContext:
 
             otel_context.detach(self.token)
             self.token = None
+
+
+def _let_go_of_frames(error: BaseException) -> None:
+    """Drop the tracebacks of ``error``, sent, and of the exceptions it was raised from or
+    while handling (a few dozen at most). They hold the tool's frames and what those held;
+    and the frame that caught ``error`` holds the outcome that holds it (so may a tool's frame
+    that raised it from a local), a cycle that only the garbage collector would free, maybe
+    calls later: meanwhile the worker holds that memory, and later calls' peaks count it."""
+    seen: set[int] = set()
+    waiting = [error]
+    while waiting and len(seen) < 64:
+        exc = waiting.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        with contextlib.suppress(Exception):  # (a tool's exception class may be hostile)
+            exc.__traceback__ = None
+            linked = [exc.__cause__, exc.__context__]
+            grouped = getattr(exc, "exceptions", None)  # (an exception group's)
+            if isinstance(grouped, tuple):
+                linked.extend(grouped)
+            waiting.extend(item for item in linked if isinstance(item, BaseException))
 
 
 def _memory_limit_exceeded(tool_name: str, limit: int, what: str = "") -> MemoryLimitExceeded:
@@ -1243,6 +1273,7 @@ def _serve(
             if _identity(conn.fileno()) != worker.pipe:  # closed under the worker (by the
                 return PIPE_CLOSED_EXIT  # initializer, or a thread a tool left): said so
             return 0  # the caller's side is gone
+        call: Any = None
         try:
             call = pickle.loads(data)
         except BaseException as exc:  # e.g. the tool's class cannot be imported here
@@ -1257,6 +1288,9 @@ def _serve(
             return PIPE_CLOSED_EXIT  # reads the code
         if retire:
             return 0
+        # Nothing of this call is kept while the worker waits for the next, and runs it: its
+        # pickled outcome (as large as the tool's result) would count in that call's peak.
+        del data, call, message
 
 
 class InitializerFailed(Exception):
