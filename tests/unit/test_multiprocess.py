@@ -471,6 +471,92 @@ def test_a_sigkilled_process_keeps_what_it_wrote(
     assert "laios-retired.json" in files(directory)
 
 
+def _starting_worker(directory: Path) -> Child:
+    """A process that turns the mode on in ``directory`` itself (as a ``uvicorn --workers``
+    worker, importing the application) and stops in its first write: its lock file taken
+    and held, no data file yet. It reports its lock file, then waits to be killed."""
+
+    def work(report: Report) -> None:
+        def stopped(path: Path, body: bytes) -> None:
+            report({"lock": str(path.with_suffix(".lock"))})
+            time.sleep(60)
+
+        multiprocess.write_totals = stopped  # type: ignore[assignment]
+        enable(directory, interval=INTERVAL, registry=CollectorRegistry(), store=MetricStore())
+
+    return fork(work)
+
+
+@pytest.mark.parametrize("how", ["scrape", "sweep"])
+def test_a_worker_killed_before_its_first_write_leaves_no_lock_file(
+    directory: Path, store: MetricStore, registry: CollectorRegistry, how: str
+) -> None:
+    """A worker killed (``SIGKILL``) after it took its lock file and before it first wrote
+    its data file, with no other process gone: its lock file was cleared only by a fold that
+    some gone process's data file started, so under uvicorn (no child_exit hook) it stayed for
+    ever. A scrape clears it too, and a sweep clears it without writing a retired file for
+    it; while the worker lives, neither touches its lock file."""
+    worker = _starting_worker(directory)  # (forked with the mode off here: it enables itself)
+    lock = Path(worker.report()["lock"])
+    export = enable(directory, interval=INTERVAL, registry=registry, store=store)
+    run_tasks(store, 2)
+    try:
+        assert tasks_total(scrape(registry)) == 2
+        assert sweep(directory) == 0
+        assert lock.exists()  # (a process that holds its lock is live, file or not)
+    finally:
+        worker.kill()
+    assert not lock.with_suffix(".json").exists()
+    if how == "scrape":
+        assert tasks_total(scrape(registry)) == 2
+    else:
+        assert sweep(directory) == 1
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == [f"{stem}.json", f"{stem}.lock"]
+
+
+@pytest.mark.parametrize("meanwhile", ["fold", "liveness check"])
+def test_a_worker_taking_its_lock_file_is_never_taken_for_a_gone_one(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: str,
+) -> None:
+    """A fold (or another process's liveness check) that finds a worker's new lock file in
+    the instant between its creation and its lock (free, with no data file: as a gone
+    worker's) never leaves the worker without its lock: the worker takes another name, and
+    holds its lock from its first write on; nothing is left under the first name."""
+    create_lock = _shared_totals._create_lock
+    probes: list[int] = []
+    folded: list[int] = []
+
+    def in_between(path: Path, flags: int) -> int:
+        fd = create_lock(path, flags)
+        if not probes and not folded and path.name.startswith("laios-proc-"):
+            if meanwhile == "fold":
+                folded.append(sweep(directory))
+            else:  # (holds it shared for a moment, as lock_held() does)
+                probes.append(os.open(path, os.O_RDONLY))
+                fcntl.flock(probes[0], fcntl.LOCK_SH)
+        return fd
+
+    monkeypatch.setattr(_shared_totals, "_create_lock", in_between)
+    try:
+        export = enable(directory, interval=INTERVAL, registry=registry, store=store)
+    finally:
+        for probe in probes:
+            os.close(probe)
+    assert folded == [1] if meanwhile == "fold" else len(probes) == 1
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == [f"{stem}.json", f"{stem}.lock"]  # (before any scrape)
+    assert SharedDirectory(directory).lock_held(stem) is True
+    run_tasks(store, 3)
+    assert tasks_total(scrape(registry)) == 3
+
+
 def test_the_directory_stays_bounded_when_processes_come_and_go(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:
@@ -746,6 +832,24 @@ def test_a_fold_cut_short_never_counts_a_file_twice(
     another.kill()
     assert tasks_total(scrape(registry)) == 6
     assert not dead.exists()
+
+
+def test_a_lock_file_a_fold_cut_short_left_is_removed_by_the_next_scrape(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """The lock file of a gone process whose data file the retired file absorbed and a fold
+    deleted, killed before it deleted the lock file: the next scrape removes it, counting
+    nothing twice."""
+    child = fork(child_running(store, 5))
+    report = child.report()
+    child.kill()
+    lock = Path(report["path"]).with_suffix(".lock")
+    assert tasks_total(scrape(registry)) == 5  # folded: absorbed, then deleted
+    lock.write_bytes(b"")  # as if the fold had stopped before deleting it
+    assert tasks_total(scrape(registry)) == 5
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == [f"{stem}.json", f"{stem}.lock", "laios-retired.json"]
 
 
 def test_a_file_the_retired_file_absorbed_is_never_counted(

@@ -10,7 +10,11 @@ which ``prometheus_client`` reads):
   ``pid`` is gone too, asked only of a file of this process's pid namespace
   (:func:`pid_namespace`); while that process runs, its file is left alone and its counters are
   counted (its gauges are not: the pid may be another process's now), and the process moves
-  its totals to a new name at its next write.
+  its totals to a new name at its next write. A lock file without a data file is a process's
+  that has not written yet: a live one's while its lock is held, a gone one's (killed as it
+  started) once it is free, deleted by a fold, which any scrape then starts. A process whose
+  new lock file is folded in the instant before it locks it takes another name
+  (:meth:`SharedDirectory.claim`).
 - ``laios-retired.json``: the totals of processes that are gone, added up, without gauges,
   with the names of the process files it has absorbed and that may still be on disk.
 - The directory's lock: an ``flock`` on the directory itself and then on
@@ -567,8 +571,16 @@ class SharedDirectory:
         return self.path / f"{stem}.lock"
 
     def stems(self, *, with_orphans: bool = False) -> list[str]:
-        """Processes with a data file (and, ``with_orphans``, those with only a lock file)."""
-        found: set[str] = set()
+        """Processes with a data file (and, ``with_orphans``, those with only a lock file or
+        a temporary file: a process that has not written its data file yet)."""
+        with_data, orphans = self.listing()
+        return sorted(with_data | orphans) if with_orphans else sorted(with_data)
+
+    def listing(self) -> tuple[set[str], set[str]]:
+        """The processes with a data file, and those with other files only (see
+        :meth:`stems`), from one read of the directory."""
+        with_data: set[str] = set()
+        others: set[str] = set()
         with os.scandir(self.path) as entries:
             for entry in entries:
                 stem = _stem(entry.name)
@@ -576,9 +588,8 @@ class SharedDirectory:
                 # following a link loop here would fail every scrape)
                 if stem is None or entry.is_dir(follow_symlinks=False):
                     continue
-                if with_orphans or entry.name.endswith(".json"):
-                    found.add(stem)
-        return sorted(found)
+                (with_data if entry.name.endswith(".json") else others).add(stem)
+        return with_data, others - with_data
 
     @contextlib.contextmanager
     def locked(self, *, shared: bool) -> Iterator[None]:
@@ -731,7 +742,11 @@ class SharedDirectory:
                 if self.holds(stem, fd):
                     return stem, fd
             except BlockingIOError:
-                pass  # a fold is removing the name this instant: take another one
+                # A fold removing the name this instant, or another process checking whether
+                # it is alive: take another name, leaving nothing under this one.
+                with contextlib.suppress(OSError):
+                    if self.holds(stem, fd):
+                        path.unlink()
             close_lock(fd)
         raise OSError(f"could not take a lock file in {self.path}")
 
@@ -889,6 +904,10 @@ def _fold_batch(
     folded: list[str] = []
     gone: list[Section] = []
     held: list[int] = []
+    # Gone processes without a data file (killed before their first write), and what a fold
+    # cut short left of the files it absorbed: nothing to count, their files are removed.
+    cleared: list[str] = []
+    remnants: list[str] = []
     looked = 0
     try:
         for stem in pending:
@@ -896,6 +915,11 @@ def _fold_batch(
                 break
             looked += 1
             if stem in absorbed:
+                if stem not in leftovers:  # (its data file deleted, its lock file left)
+                    fd = directory.claim_if_gone(stem)
+                    if fd is not None and fd >= 0:
+                        held.append(fd)
+                        remnants.append(stem)
                 continue
             fd = directory.claim_if_gone(stem)
             if fd is None:
@@ -903,6 +927,11 @@ def _fold_batch(
                 continue
             if fd >= 0:
                 held.append(fd)
+                # Its lock, free, is held here: a process just starting under this name (its
+                # lock file created, not locked yet) takes another name (see claim()).
+                if not directory.data(stem).exists():
+                    cleared.append(stem)
+                    continue
             elif not directory.data(stem).exists():
                 continue  # (no lock file, no data file: folded elsewhere meanwhile)
             sections = directory.read(stem)
@@ -911,8 +940,10 @@ def _fold_batch(
             gone.extend(without_gauges(section) for section in sections or ())
             folded.append(stem)
         rest = pending[looked:]
+        for stem in (*cleared, *remnants):
+            directory.unlink(stem)
         if not folded and not leftovers:
-            return 0, rest
+            return len(cleared), rest
 
         def live() -> list[Section]:  # (the live processes' files, as a scrape reads them)
             found = [*alive, *(stem for stem in rest if directory.alive(stem))]
@@ -933,7 +964,7 @@ def _fold_batch(
     finally:
         for fd in held:
             close_lock(fd)
-    return len(folded), rest
+    return len(folded) + len(cleared), rest
 
 
 def gather(
@@ -972,6 +1003,20 @@ def gather(
         raise FileNotFoundError(errno.ENOENT, message) from exc
 
 
+def _anything_to_fold(directory: SharedDirectory, own_stem: str | None) -> bool:
+    """Whether the directory holds files of a gone process: a data file of a process that is
+    not alive, or the lock file of a process that took it and is gone before it wrote its data
+    file (a worker killed as it started: its lock file, free, would stay for ever, as no other
+    gone process's data file may start a fold). A lock file without a data file that a process
+    holds is a live one's, just starting; one not locked yet (created an instant before) is
+    found free, and its process, seeing it folded, takes another name."""
+    with_data, orphans = directory.listing()
+    return any(
+        s != own_stem and s not in directory.left_alone and not directory.alive(s)
+        for s in sorted(with_data)
+    ) or any(directory.lock_held(s) is False for s in sorted(orphans))
+
+
 def _gather(
     directory: SharedDirectory,
     own_stem: str | None,
@@ -979,10 +1024,7 @@ def _gather(
     interval: float | None,
     wait: float,
 ) -> list[Section]:
-    if any(
-        s != own_stem and s not in directory.left_alone and not directory.alive(s)
-        for s in directory.stems()
-    ):
+    if _anything_to_fold(directory, own_stem):
         try:
             fold(directory, budget=SCRAPE_FOLD_SECONDS)
         except OSError as exc:  # left to a later scrape: the read below counts those files

@@ -55,8 +55,10 @@ How:
 - **Gone processes are folded into one retired file**, under an exclusive ``flock`` on the
   directory itself and its lock file (a scrape reads under a shared one, so it sees a file
   either before or after its fold, never both or neither): their counters are added to it and
-  their gauges dropped, so the directory holds one file per live process plus one, however often
-  workers are replaced. The retired totals keep the label limits of the stores that wrote them
+  their gauges dropped (the lock file of a process gone before its first write, with no data
+  file, is deleted too), so after a fold the directory holds the data and lock files of each
+  live process, the retired file and the directory's lock files, however often workers are
+  replaced. The retired totals keep the label limits of the stores that wrote them
   (each section of a file carries them): past ``max_tool_labels`` tools, further new ones add
   into ``other``, and likewise error types and custom metrics, so the retired file stays bounded
   too; but one that a live process's file still exports keeps its own label until none does
