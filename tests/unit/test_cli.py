@@ -836,6 +836,40 @@ def test_a_password_with_a_character_that_ends_the_host_is_never_shown(
     assert "%2F" in line
 
 
+@pytest.mark.parametrize(
+    ("userinfo", "suffix"),
+    [
+        ("", "/status?a=b@c"),
+        ("", "/?a=b@c"),
+        ("", "?a=b@c#x@y"),
+        ("", "#x@y"),
+        ("prom:s3cret@", "/?a=b@c"),
+    ],
+)
+def test_an_at_sign_in_the_query_or_fragment_is_no_password(
+    userinfo: str, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user information of a URL ends at the first ``/``, ``?`` or ``#`` after its
+    scheme: an ``@`` in its query or fragment is part of them, not of a password, and the
+    status is read (only an ``@`` after a host that cannot be one is taken for a password's
+    ``?`` or ``#``)."""
+    seen: list[tuple[str, str | None]] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append((environ.get("QUERY_STRING", ""), environ.get("HTTP_AUTHORIZATION")))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    with _serving(app) as port:
+        url = f"http://{userinfo}127.0.0.1:{port}{suffix}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 0, capsys.readouterr().err
+    sent = "Basic " + base64.b64encode(b"prom:s3cret").decode() if userinfo else None
+    assert seen == [("a=b@c" if "?" in suffix else "", sent)]
+    captured = capsys.readouterr()
+    assert "page 3 of 6" in captured.out
+    assert "s3cret" not in captured.out + captured.err
+
+
 def test_credentials_in_the_url_stay_out_of_an_error(
     dead_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
