@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from time import monotonic
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from laios._output import (
     CREDENTIALS_PAST_HOST,
@@ -628,6 +628,20 @@ _TWO_AUTHORIZATIONS = (
 )
 
 
+def _url_user(parts: SplitResult) -> tuple[str, str | None] | tuple[None, None]:
+    """The user and password of a URL (not decoded), ``(None, None)`` when it has none: no
+    user information, or an empty one (``http://@host``, ``http://:@host``), which carries
+    no credentials (as requests and browsers read it).
+
+    Raises:
+        ValueError: When the URL cannot be read (a malformed IPv6 host).
+    """
+    user, password = parts.username, parts.password
+    if user is None or (not user and not password):
+        return None, None
+    return user, password
+
+
 def _check_bearer_token(token: Any) -> None:
     """Raise ``ValueError`` (never showing the token) unless ``token`` is a string an
     ``Authorization`` header can carry after ``Bearer``."""
@@ -975,7 +989,8 @@ def fetch_status(
 
     Args:
         url: The endpoint's base URL (or its ``/status`` URL). A ``user:password@`` in it
-            (percent-encoded) is sent as basic authentication, and left out of every message.
+            (percent-encoded) is sent as basic authentication, and left out of every message;
+            an empty one (``http://@host``, ``http://:@host``) sends none.
         timeout: Seconds allowed for the whole request: connecting, and receiving the headers
             and the complete body.
         bearer_token: A token sent as ``Authorization: Bearer <token>`` (instead of a user and
@@ -1011,7 +1026,7 @@ def fetch_status(
     try:
         parts = urlsplit(status_url(url))
         _ = parts.port  # (reading the port parses it)
-        user, password = parts.username, parts.password
+        user, password = _url_user(parts)
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
         shown = without_credentials(url)
         raise _BadURL(f"{shown!r} is not a usable URL ({exc}{_brackets_hint(url)})") from None
@@ -1720,8 +1735,11 @@ def _with_default_port(url: str) -> str | None:
             return None
     except ValueError:
         return None
-    credentials, at, host = parts.netloc.rpartition("@")
-    userinfo = "USER:PASSWORD@" if ":" in credentials else "USER@" if at else ""
+    credentials, _, host = parts.netloc.rpartition("@")
+    if credentials in ("", ":"):  # (none, or an empty user information: no credentials)
+        userinfo = ""
+    else:
+        userinfo = "USER:PASSWORD@" if ":" in credentials else "USER@"
     netloc = f"{userinfo}{host.rstrip(':')}:{_DEFAULT_PORT}"
     suggested = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return suggested.removeprefix("http://") if bare else suggested
@@ -1967,7 +1985,7 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
     if args.bearer_token_file is not None:
         token = _read_bearer_token(args.bearer_token_file)
         try:
-            user = urlsplit(status_url(args.url)).username
+            user = _url_user(urlsplit(status_url(args.url)))[0]
         except ValueError:  # (a URL that is not one: fetch_status says so)
             user = None
         if user is not None:

@@ -796,6 +796,27 @@ def test_credentials_in_the_url_are_sent_and_never_shown(
     assert "s3cret" not in captured.out + captured.err
 
 
+@pytest.mark.parametrize("userinfo", ["@", ":@"])
+def test_an_empty_user_and_password_send_no_authorization(
+    userinfo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A URL whose user information is empty (``http://@host:port``, ``http://:@host:port``)
+    carries no credentials: no ``Authorization`` header is sent (not ``Basic Og==``, an
+    empty user and password), as requests and browsers read it."""
+    seen: list[str | None] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append(environ.get("HTTP_AUTHORIZATION"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    with _serving(app) as port:
+        url = f"http://{userinfo}127.0.0.1:{port}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 0, capsys.readouterr().err
+    assert seen == [None]
+    assert "page 3 of 6" in capsys.readouterr().out
+
+
 def test_a_password_with_an_at_sign_is_never_shown(capsys: pytest.CaptureFixture[str]) -> None:
     """A password whose ``@`` was not percent-encoded (``http://prom:p@ss@host:port``) is sent
     whole, as URLs are read (the user information ends at the last ``@``), and no part of it
