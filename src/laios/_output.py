@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -148,6 +149,8 @@ def without_credentials(url: str) -> str:
 #: A URL's scheme, and what ends its host and port: its path, query or fragment.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _HOST_END = re.compile(r"[/?#]")
+#: What starts a URL's query or fragment.
+_QUERY_START = re.compile(r"[?#]")
 #: Why a URL with an ``@`` after the end of its host is refused, in words that follow it.
 CREDENTIALS_PAST_HOST = (
     "is not a usable URL (it has an @ after the end of its host: a /, ? or # of the "
@@ -156,17 +159,37 @@ CREDENTIALS_PAST_HOST = (
 )
 
 
+def _a_host_and_port(authority: str) -> bool:
+    """Whether ``authority`` (what a URL holds between ``//`` and its path, query or
+    fragment) ends in a host and port: not ``prom:s3cr``, a user and the start of a
+    password, whose port is no number."""
+    try:
+        parts = urlsplit("http://" + authority.rpartition("@")[2])
+        _ = parts.port  # (reading the port parses it)
+    except ValueError:
+        return False
+    return bool(parts.hostname)
+
+
 def credentials_past_host(url: str) -> str | None:
-    """``url`` as a message shows it when an ``@`` follows the end of its host and port (the
-    first ``/``, ``?`` or ``#`` after its scheme), else ``None``.
+    """``url`` as a message shows it when an ``@`` after the end of its host and port (the
+    first ``/``, ``?`` or ``#`` after its scheme) is that of a user and password, else
+    ``None``.
 
     A ``/``, ``?`` or ``#`` of a user or password that was not percent-encoded ends the host
-    there, and the rest of them reads as a path: no part of them may be shown. It is shown as
-    its scheme, ``USER:PASSWORD@`` and what follows its last ``@``.
+    there, and the rest of them reads as a path (or a query, or a fragment) holding an
+    ``@``: no part of them may be shown. It is shown as its scheme, ``USER:PASSWORD@`` and
+    what follows its last ``@``. An ``@`` in the path is taken so; one only in the query or
+    fragment, where it may be (RFC 3986), only when what precedes the host's end reads as no
+    host and port (``prom:s3cr?et@10.0.0.7:8489``: ``s3cr`` is no port).
 
     >>> credentials_past_host("http://prom:s3cr/et@10.0.0.7:8489")
     'http://USER:PASSWORD@10.0.0.7:8489'
+    >>> credentials_past_host("http://prom:s3cr?et@10.0.0.7:8489")
+    'http://USER:PASSWORD@10.0.0.7:8489'
     >>> credentials_past_host("http://prom:s3cr%2Fet@10.0.0.7:8489/metrics") is None
+    True
+    >>> credentials_past_host("http://10.0.0.7:8489/status?to=ops@example.com") is None
     True
     """
     text = url.strip()
@@ -174,6 +197,10 @@ def credentials_past_host(url: str) -> str | None:
     start = scheme.end() if scheme else 0
     end = _HOST_END.search(text, start)
     if end is None or "@" not in text[end.start() :]:
+        return None
+    rest = text[end.start() :]
+    in_the_path = "@" in _QUERY_START.split(rest, maxsplit=1)[0]
+    if not in_the_path and _a_host_and_port(text[start : end.start()]):
         return None
     return text[:start] + "USER:PASSWORD@" + text.rpartition("@")[2]
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from time import monotonic
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from laios._output import (
     CREDENTIALS_PAST_HOST,
@@ -170,9 +170,10 @@ def _speaks_tls(host: str, port: int, deadline: _Deadline) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with deadline.connect((host, port)) as sock:
+        scoped, name = _in_zone(unquote(host))  # (a URL's host: its zone id percent-encoded)
+        with deadline.connect((scoped, port)) as sock:
             sock.settimeout(min(deadline.remaining(), _TLS_PROBE_SECONDS))
-            with context.wrap_socket(sock, server_hostname=host):
+            with context.wrap_socket(sock, server_hostname=name):
                 return True
     except ssl.SSLError as exc:
         return str(exc.reason or "").startswith(_TLS_ALERTS)
@@ -509,13 +510,66 @@ def _response_class(deadline: _Deadline) -> type[http.client.HTTPResponse]:
     return DeadlineResponse
 
 
+def _in_zone(host: str) -> tuple[str, str]:
+    """The host to connect to for ``host`` (an IPv6 address with its zone id, ``fe80::1%eth0``,
+    has it as the index of its interface: ``getaddrinfo`` takes a name for a link-local address
+    only), and the name a ``Host`` header and a TLS certificate's check give it: the address
+    alone (RFC 6874: the zone id means something on this machine only). Any other host: itself
+    twice.
+
+    Raises:
+        OSError: When the zone id names no network interface of this machine.
+        ValueError: When it holds a NUL.
+    """
+    address, percent, zone = host.partition("%")
+    if not percent or ":" not in address:  # (a % of a host name: looked up as it is)
+        return host, host
+    if not (zone.isascii() and zone.isdigit()):
+        zone = str(socket.if_nametoindex(zone))
+    return f"{address}%{zone}", address
+
+
+def _zone_connect(connection: http.client.HTTPConnection, deadline: _Deadline) -> Any:
+    """The function by which ``connection`` connects within ``deadline`` (in the place of
+    :func:`socket.create_connection`), through the interface of the zone id its host may have
+    (see :func:`_in_zone`), which its host, named by the ``Host`` header and a TLS
+    certificate's check, then is without."""
+    scoped, connection.host = _in_zone(connection.host)
+    if scoped == connection.host:
+        return deadline.connect
+
+    def connect(
+        where: tuple[str, int],
+        timeout: float | None = None,
+        source_address: tuple[str, int] | None = None,
+    ) -> socket.socket:
+        return deadline.connect((scoped, where[1]), timeout, source_address)
+
+    return connect
+
+
+def _without_zone(host: str) -> str:
+    """A ``Host`` header's value (``[fe80::1%eth0]:8489``) without the zone id of its IPv6
+    address (``[fe80::1]:8489``)."""
+    address, percent, rest = host.partition("%")
+    if not percent or not address.startswith("["):
+        return host
+    return address + rest[rest.find("]") :] if "]" in rest else host
+
+
 class _DeadlineHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection that connects and reads its answer within one deadline."""
 
     def __init__(self, host: str, /, *, deadline: _Deadline, **kwargs: Any) -> None:
         super().__init__(host, **kwargs)
         self.response_class = _response_class(deadline)
-        self._create_connection = deadline.connect
+        self._create_connection = _zone_connect(self, deadline)
+
+    def putheader(self, header: str | bytes, *values: Any) -> None:
+        """Send a header (``Host`` without a zone id)."""
+        if header == "Host":
+            values = tuple(_without_zone(v) if isinstance(v, str) else v for v in values)
+        super().putheader(header, *values)
 
 
 class _DeadlineHTTPSConnection(http.client.HTTPSConnection):
@@ -528,7 +582,13 @@ class _DeadlineHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, /, *, deadline: _Deadline, **kwargs: Any) -> None:
         super().__init__(host, **kwargs)
         self.response_class = _response_class(deadline)
-        self._create_connection = deadline.connect
+        self._create_connection = _zone_connect(self, deadline)
+
+    def putheader(self, header: str | bytes, *values: Any) -> None:
+        """Send a header (``Host`` without a zone id)."""
+        if header == "Host":
+            values = tuple(_without_zone(v) if isinstance(v, str) else v for v in values)
+        super().putheader(header, *values)
 
 
 class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
@@ -626,6 +686,20 @@ _TWO_AUTHORIZATIONS = (
     "a user and password in the URL and a bearer token cannot both be sent (one "
     "Authorization header carries either): give one of them"
 )
+
+
+def _url_user(parts: SplitResult) -> tuple[str, str | None] | tuple[None, None]:
+    """The user and password of a URL (not decoded), ``(None, None)`` when it has none: no
+    user information, or an empty one (``http://@host``, ``http://:@host``), which carries
+    no credentials (as requests and browsers read it).
+
+    Raises:
+        ValueError: When the URL cannot be read (a malformed IPv6 host).
+    """
+    user, password = parts.username, parts.password
+    if user is None or (not user and not password):
+        return None, None
+    return user, password
 
 
 def _check_bearer_token(token: Any) -> None:
@@ -975,7 +1049,8 @@ def fetch_status(
 
     Args:
         url: The endpoint's base URL (or its ``/status`` URL). A ``user:password@`` in it
-            (percent-encoded) is sent as basic authentication, and left out of every message.
+            (percent-encoded) is sent as basic authentication, and left out of every message;
+            an empty one (``http://@host``, ``http://:@host``) sends none.
         timeout: Seconds allowed for the whole request: connecting, and receiving the headers
             and the complete body.
         bearer_token: A token sent as ``Authorization: Bearer <token>`` (instead of a user and
@@ -1011,7 +1086,7 @@ def fetch_status(
     try:
         parts = urlsplit(status_url(url))
         _ = parts.port  # (reading the port parses it)
-        user, password = parts.username, parts.password
+        user, password = _url_user(parts)
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
         shown = without_credentials(url)
         raise _BadURL(f"{shown!r} is not a usable URL ({exc}{_brackets_hint(url)})") from None
@@ -1027,6 +1102,16 @@ def fetch_status(
             f"{target} names port 0, which nothing can be reached at (a server given port 0 "
             "listens on a port the system picks: give that port)"
         )
+    address, _, zone = unquote(parts.hostname).partition("%")
+    zone = zone if ":" in address else ""  # (an IPv6 address's zone id)
+    if zone:
+        try:
+            _in_zone(f"{address}%{zone}")
+        except (OSError, ValueError):
+            raise _BadURL(
+                f"{target!r} is not a usable URL (its zone id {zone!r} names no network "
+                "interface of this machine)"
+            ) from None
     asked = _request_url(target)
     deadline = _Deadline(timeout)
     handlers: list[urllib.request.BaseHandler] = [
@@ -1034,7 +1119,8 @@ def fetch_status(
         _DeadlineHTTPSHandler(deadline, context),
     ]
     # A status endpoint on this machine must not be fetched through an HTTP proxy.
-    if parts.hostname in _LOOPBACK:
+    # Nor an IPv6 address with a zone id, which means something on this machine only.
+    if parts.hostname in _LOOPBACK or zone:
         handlers.append(urllib.request.ProxyHandler({}))
     authorization = None
     if bearer_token is not None:
@@ -1720,8 +1806,11 @@ def _with_default_port(url: str) -> str | None:
             return None
     except ValueError:
         return None
-    credentials, at, host = parts.netloc.rpartition("@")
-    userinfo = "USER:PASSWORD@" if ":" in credentials else "USER@" if at else ""
+    credentials, _, host = parts.netloc.rpartition("@")
+    if credentials in ("", ":"):  # (none, or an empty user information: no credentials)
+        userinfo = ""
+    else:
+        userinfo = "USER:PASSWORD@" if ":" in credentials else "USER@"
     netloc = f"{userinfo}{host.rstrip(':')}:{_DEFAULT_PORT}"
     suggested = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return suggested.removeprefix("http://") if bare else suggested
@@ -1967,7 +2056,7 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
     if args.bearer_token_file is not None:
         token = _read_bearer_token(args.bearer_token_file)
         try:
-            user = urlsplit(status_url(args.url)).username
+            user = _url_user(urlsplit(status_url(args.url)))[0]
         except ValueError:  # (a URL that is not one: fetch_status says so)
             user = None
         if user is not None:

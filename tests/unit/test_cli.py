@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from cli_runs import interrupting_sleep, status_error
@@ -796,6 +796,27 @@ def test_credentials_in_the_url_are_sent_and_never_shown(
     assert "s3cret" not in captured.out + captured.err
 
 
+@pytest.mark.parametrize("userinfo", ["@", ":@"])
+def test_an_empty_user_and_password_send_no_authorization(
+    userinfo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A URL whose user information is empty (``http://@host:port``, ``http://:@host:port``)
+    carries no credentials: no ``Authorization`` header is sent (not ``Basic Og==``, an
+    empty user and password), as requests and browsers read it."""
+    seen: list[str | None] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append(environ.get("HTTP_AUTHORIZATION"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    with _serving(app) as port:
+        url = f"http://{userinfo}127.0.0.1:{port}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 0, capsys.readouterr().err
+    assert seen == [None]
+    assert "page 3 of 6" in capsys.readouterr().out
+
+
 def test_a_password_with_an_at_sign_is_never_shown(capsys: pytest.CaptureFixture[str]) -> None:
     """A password whose ``@`` was not percent-encoded (``http://prom:p@ss@host:port``) is sent
     whole, as URLs are read (the user information ends at the last ``@``), and no part of it
@@ -834,6 +855,40 @@ def test_a_password_with_a_character_that_ends_the_host_is_never_shown(
     assert "4711" not in line
     assert "'http://USER:PASSWORD@127.0.0.1:1' is not a usable URL" in line
     assert "%2F" in line
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "suffix"),
+    [
+        ("", "/status?a=b@c"),
+        ("", "/?a=b@c"),
+        ("", "?a=b@c#x@y"),
+        ("", "#x@y"),
+        ("prom:s3cret@", "/?a=b@c"),
+    ],
+)
+def test_an_at_sign_in_the_query_or_fragment_is_no_password(
+    userinfo: str, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user information of a URL ends at the first ``/``, ``?`` or ``#`` after its
+    scheme: an ``@`` in its query or fragment is part of them, not of a password, and the
+    status is read (only an ``@`` after a host that cannot be one is taken for a password's
+    ``?`` or ``#``)."""
+    seen: list[tuple[str, str | None]] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append((environ.get("QUERY_STRING", ""), environ.get("HTTP_AUTHORIZATION")))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    with _serving(app) as port:
+        url = f"http://{userinfo}127.0.0.1:{port}{suffix}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 0, capsys.readouterr().err
+    sent = "Basic " + base64.b64encode(b"prom:s3cret").decode() if userinfo else None
+    assert seen == [("a=b@c" if "?" in suffix else "", sent)]
+    captured = capsys.readouterr()
+    assert "page 3 of 6" in captured.out
+    assert "s3cret" not in captured.out + captured.err
 
 
 def test_credentials_in_the_url_stay_out_of_an_error(
@@ -1971,6 +2026,63 @@ def test_demo_refuses_a_host_with_a_byte_not_utf8_or_a_control_character(
     err = capsys.readouterr().err
     assert "--host" in err
     assert "not UTF-8" in err
+
+
+def _loopback_interface() -> str:
+    """The name of this machine's loopback interface, when it has an IPv6 loopback."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    names = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
+    if not names:
+        pytest.skip("no loopback interface named lo...")
+    return names[0]
+
+
+@pytest.mark.parametrize("by_index", [False, True])
+def test_an_ipv6_zone_id_is_used_and_left_out_of_the_host_header(
+    by_index: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``http://[::1%25lo]:port`` (RFC 6874: the zone id after ``%25``) connects through
+    that interface, named or by its index, and the ``Host`` header names the address
+    without it (the zone id means something on this machine only)."""
+    interface = _loopback_interface()
+    zone = str(socket.if_nametoindex(interface)) if by_index else interface
+    hosts: list[str | None] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        hosts.append(environ.get("HTTP_HOST"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    class Server(WSGIServer):
+        address_family = socket.AF_INET6
+
+    with make_server("::1", 0, app, server_class=Server, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            port = httpd.server_port
+            url = f"http://[::1%25{zone}]:{port}"
+            assert main(["status", "--url", url, "--timeout", "5"]) == 0, capsys.readouterr().err
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+    assert hosts == [f"[::1]:{port}"]
+    assert "page 3 of 6" in capsys.readouterr().out
+
+
+def test_a_zone_id_naming_no_interface_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """A zone id that names no network interface of this machine is refused before anything
+    is asked, with a message saying so (not that the name is unknown)."""
+    taken = {name for _, name in socket.if_nameindex()}
+    name = next(f"nosuch{index}" for index in range(100) if f"nosuch{index}" not in taken)
+    assert main(["status", "--url", f"http://[fe80::1%25{name}]:8489", "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"its zone id {name!r} names no network interface of this machine" in line
+    assert "Name or service not known" not in line
 
 
 def test_demo_serves_on_a_bracketed_ipv6_host() -> None:

@@ -59,6 +59,16 @@ def test_the_token_of_a_file_reads_an_endpoint_that_takes_bearer_tokens(
     assert TOKEN not in captured.out + captured.err
 
 
+def test_an_empty_user_and_password_leave_the_token_to_be_sent(
+    guarded: MetricsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty user information (``http://@host:port``) carries no user and password: the
+    token is sent, not refused as a second ``Authorization``."""
+    url = guarded.url.replace("://", "://@", 1)
+    assert main(_status(url, _token_file(tmp_path, TOKEN))) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith(f"laios status - {guarded.url}/status")
+
+
 def test_watch_sends_the_token_with_every_request(
     guarded: MetricsServer,
     tmp_path: Path,

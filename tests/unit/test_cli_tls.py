@@ -436,6 +436,28 @@ def test_http_to_a_tls_endpoint_says_it_speaks_tls(
     assert "start_http_server" not in line
 
 
+def test_http_to_a_tls_endpoint_at_an_ipv6_zone_id_says_it_speaks_tls(
+    pki: tuple[Authority, Issued], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check of whether an endpoint speaks TLS connects through the zone id of an IPv6
+    address, as the request does (``http://[::1%25lo]:port``)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    names = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
+    if not names:
+        pytest.skip("no loopback interface named lo...")
+    config = WebConfig(tls_server_config=TLSServerConfig(pki[1].cert_file, pki[1].key_file))
+    with start_http_server(
+        0, "::1", store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        line = status_error(f"http://[::1%25{names[0]}]:{server.port}", capsys)
+    assert f"https://[::1%25{names[0]}]:{server.port}/status" in line
+    assert "speaks TLS" in line
+
+
 def test_http_to_a_tls_endpoint_answering_400_says_it_speaks_tls(
     answers_400_to_plain_http: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
