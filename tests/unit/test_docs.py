@@ -9,17 +9,21 @@ The execution API reference (``execution-api.md`` in the shared spec directory) 
 that use ``executor``, ``task``, ``tasks``, ``context`` and ``task_id`` without defining them.
 They are extracted from the file at test time and run as written, after a prelude that defines
 those names. Its bare signature blocks (``execute_task(task: Task, ...) -> TaskResult``) are not
-statements and are skipped.
+statements and are skipped as examples; instead each is compared with the code's signature
+(``inspect.signature``), as are the calls ``supporting-api.md`` writes out with their parameters.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _scripts import ROOT, RUNS_TIMEOUT, Run, run_all
@@ -236,6 +240,198 @@ def test_signature_detection() -> None:
     assert is_signature("async execute_async(\n    task: Task,\n) -> TaskResult\n")
     assert not is_signature("result = executor.execute_task(task, context\n")
     assert not is_signature("print('unbalanced'\n")
+
+
+# -- the reference's signatures are the code's --------------------------------------------
+
+SUPPORTING = SPEC.parent / "supporting-api.md"
+
+#: The ``## Section`` of execution-api.md -> the module whose class of that name it documents.
+_SPEC_MODULE = "laios.execution.executor"
+
+#: Calls supporting-api.md writes inline (``record_metric(task_id, metric_name, value,
+#: unit="")``), with what each one is: (module, class or None for a function, attribute).
+SUPPORTING_CALLS = {
+    "update_progress": ("laios.execution.monitor", "ProgressTracker", "update_progress"),
+    "update_task_progress": ("laios.execution.monitor", "ExecutionMonitor", "update_task_progress"),
+    "complete_task": ("laios.execution.monitor", "ExecutionMonitor", "complete_task"),
+    "record_metric": ("laios.execution.monitor", "PerformanceMonitor", "record_metric"),
+    "clear_metrics": ("laios.execution.monitor", "PerformanceMonitor", "clear_metrics"),
+    "create_simple_tool": ("laios.tools.base", None, "create_simple_tool"),
+    "list_tools": ("laios.tools.registry", "ToolRegistry", "list_tools"),
+    "execute_tool": ("laios.tools.registry", "ToolRegistry", "execute_tool"),
+    "ExecutionMetrics": ("laios.execution.executor", None, "ExecutionMetrics"),
+}
+_INLINE_CALL = re.compile(r"`(\w+)\(([^`()]+)\)")
+
+
+def _declared(signature: str) -> ast.FunctionDef:
+    """A reference signature (``async execute_async(task: Task, ...) -> TaskResult``) as the
+    ``def`` it declares."""
+    lines = [line for line in signature.strip().splitlines() if not line.startswith("@")]
+    text = re.sub(r"^async\s+", "", "\n".join(lines))
+    node = ast.parse(f"def {text}: pass").body[0]
+    assert isinstance(node, ast.FunctionDef), signature
+    return node
+
+
+def spec_signatures() -> list[tuple[str, str, ast.FunctionDef]]:
+    """``(where, class name, declaration)`` for every signature of execution-api.md's bare
+    signature blocks, the class being the one its ``## Section`` documents."""
+    if not SPEC.is_file():
+        return []
+    text = SPEC.read_text(encoding="utf-8").splitlines()
+    found = []
+    for block in spec_blocks():
+        try:
+            compile(block.code, block.id, "exec")
+            continue
+        except SyntaxError:
+            pass
+        section = next(
+            line[3:].split()[0] for line in reversed(text[: block.line]) if line.startswith("## ")
+        )
+        for part in re.split(r"\n(?=[A-Za-z@])", block.code.strip()):
+            if not part.startswith("@"):
+                found.append((block.id, section, _declared(part)))
+    return found
+
+
+def supporting_signatures() -> list[tuple[str, str, ast.FunctionDef]]:
+    """``(name, where, declaration)`` for the calls of supporting-api.md in SUPPORTING_CALLS."""
+    if not SUPPORTING.is_file():
+        return []
+    text = SUPPORTING.read_text(encoding="utf-8")
+    return [
+        (match[1], f"supporting-api.md: {match[0]}", _declared(f"{match[1]}({match[2]})"))
+        for match in _INLINE_CALL.finditer(text)
+        if match[1] in SUPPORTING_CALLS
+    ]
+
+
+def _default_of(node: ast.expr) -> object:
+    """A documented default: a literal, or a name such as ``CUSTOM`` (an enum member's)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    return ast.literal_eval(node)
+
+
+def signature_mismatches(target: Any, declared: ast.FunctionDef) -> list[str]:
+    """How the code's signature of ``target`` differs from a documented one: each documented
+    parameter is at the same place, takes the same default, and can be passed the way the
+    documentation shows it (by position or by keyword before ``*``, by keyword after); what the
+    code adds must have a default."""
+    code = [
+        parameter
+        for name, parameter in inspect.signature(target).parameters.items()
+        if name not in {"self", "cls"}
+    ]
+    arguments = declared.args
+    documented = [a for a in arguments.args if a.arg not in {"self", "cls"}]
+    defaults: list[ast.expr | None] = [None] * (len(documented) - len(arguments.defaults))
+    defaults += arguments.defaults
+    # A name the documentation takes only by position (``execute_tool(name, **kwargs)``) may
+    # be positional-only in the code, so that a keyword argument of that name reaches **kwargs.
+    only_positional = arguments.kwarg is not None
+    problems = []
+    for place, (argument, default) in enumerate(zip(documented, defaults, strict=True)):
+        if place >= len(code) or code[place].name != argument.arg:
+            actual = [p.name for p in code]
+            problems.append(f"{argument.arg} is not parameter {place + 1} of {actual}")
+            continue
+        parameter = code[place]
+        kinds = {parameter.POSITIONAL_OR_KEYWORD}
+        if only_positional:
+            kinds.add(parameter.POSITIONAL_ONLY)
+        if parameter.kind not in kinds:
+            problems.append(f"{argument.arg} is {parameter.kind.description}")
+        problems += _default_mismatch(argument.arg, parameter, default)
+    keyword_only = {p.name: p for p in code if p.kind is p.KEYWORD_ONLY}
+    for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        if argument.arg not in keyword_only:
+            problems.append(f"{argument.arg} is not a keyword-only parameter")
+        else:
+            problems += _default_mismatch(argument.arg, keyword_only[argument.arg], default)
+    known = {a.arg for a in documented} | {a.arg for a in arguments.kwonlyargs}
+    problems += [
+        f"{p.name} is required but not documented"
+        for p in code
+        if p.name not in known
+        and p.default is p.empty
+        and p.kind not in {p.VAR_POSITIONAL, p.VAR_KEYWORD}
+    ]
+    if arguments.kwarg is not None and not any(p.kind is p.VAR_KEYWORD for p in code):
+        problems.append(f"takes no **{arguments.kwarg.arg}")
+    return problems
+
+
+def _default_mismatch(
+    name: str, parameter: inspect.Parameter, default: ast.expr | None
+) -> list[str]:
+    if default is None:
+        if parameter.default is not parameter.empty:
+            return [f"{name} is documented as required, has the default {parameter.default!r}"]
+        return []
+    expected = _default_of(default)
+    actual = parameter.default
+    if isinstance(default, ast.Name):
+        actual = getattr(actual, "name", actual)
+    if actual != expected or isinstance(actual, bool) != isinstance(expected, bool):
+        return [f"{name} defaults to {parameter.default!r}, documented {ast.unparse(default)}"]
+    return []
+
+
+SPEC_SIGNATURES = spec_signatures()
+
+
+@pytest.mark.skipif(not SPEC_SIGNATURES, reason=SPEC_MISSING)
+@pytest.mark.parametrize(
+    ("where", "section", "declared"),
+    SPEC_SIGNATURES,
+    ids=[f"{section}.{declared.name}" for _, section, declared in SPEC_SIGNATURES],
+)
+def test_reference_signature_is_the_code_signature(
+    where: str, section: str, declared: ast.FunctionDef
+) -> None:
+    """Each signature of the reference is what ``inspect.signature`` (so ``help()`` and
+    editors) shows, and calls written from it, by position or by keyword, bind as documented."""
+    owner = getattr(importlib.import_module(_SPEC_MODULE), section)
+    target = owner if declared.name == section else getattr(owner, declared.name)
+    assert signature_mismatches(target, declared) == [], where
+
+
+@pytest.mark.skipif(not SUPPORTING.is_file(), reason=SPEC_MISSING)
+def test_supporting_signatures_are_the_code_signatures() -> None:
+    """The calls supporting-api.md spells out with their parameters are the code's."""
+    found = supporting_signatures()
+    assert {name for name, _, _ in found} == set(SUPPORTING_CALLS)
+    mismatches = {}
+    for name, where, declared in found:
+        module, owner, attribute = SUPPORTING_CALLS[name]
+        holder = importlib.import_module(module)
+        if owner is not None:
+            holder = getattr(holder, owner)
+        problems = signature_mismatches(getattr(holder, attribute), declared)
+        if problems:
+            mismatches[where] = problems
+    assert mismatches == {}
+
+
+def test_signature_mismatches_are_found() -> None:
+    """Guards the comparison itself."""
+
+    def code(a: int, b: int = 1, *, c: bool = True, **kwargs: Any) -> None: ...
+
+    assert signature_mismatches(code, _declared("f(a, b=1, *, c=True, **kw)")) == []
+    assert signature_mismatches(code, _declared("f(b, a)")) != []
+    assert signature_mismatches(code, _declared("f(a, b=2)")) != []
+    assert signature_mismatches(code, _declared("f(a, b=1, c=True)")) != []
+    assert signature_mismatches(code, _declared("f(a=1)")) != []
+
+    def keywords_only(*values: Any, a: int = 1) -> None: ...
+
+    assert signature_mismatches(keywords_only, _declared("f(a=1)")) != []
+    assert len(SPEC_SIGNATURES) >= 20 or not SPEC.is_file()
 
 
 _CLASS_HEADER = re.compile(r"^class\s+\w+(\([^()]*\))?:?\s*$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Mapping
@@ -155,6 +156,23 @@ class ResourceLimits(BaseModel):
                 f"unknown resource limit key(s): {shown}; expected any of {sorted(known)}"
             )
         return cls.model_validate(dict(config))
+
+
+# What help() and editors show is the reference's signature, the fields by position or by
+# keyword: the constructor itself takes ``*fields, **keywords`` to accept both, and the
+# signature Pydantic derives from it would read as keyword-only fields after ``*fields``.
+ResourceLimits.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=ResourceLimits.model_fields[name].annotation,
+        )
+        for name in _FIELD_ORDER
+    ],
+    return_annotation=None,
+)
 
 
 def check_limits(limits: ResourceLimits) -> None:
