@@ -5,12 +5,13 @@ A block is runnable when the line right before its ```python fence is ``<!-- run
 each one runs in a fresh interpreter (warnings are errors) and must exit 0. The other ```python
 blocks (fragments) are not run, but must compile or declare an API (a signature).
 
-The execution API reference (``execution-api.md`` in the shared spec directory) shows fragments
-that use ``executor``, ``task``, ``tasks``, ``context`` and ``task_id`` without defining them.
-They are extracted from the file at test time and run as written, after a prelude that defines
-those names. Its bare signature blocks (``execute_task(task: Task, ...) -> TaskResult``) are not
-statements and are skipped as examples; instead each is compared with the code's signature
-(``inspect.signature``), as are the calls ``supporting-api.md`` writes out with their parameters.
+The execution API reference (``tests/reference/execution-api.md``, a copy of the one maintained
+beside the repository, which it must match) shows fragments that use ``executor``, ``task``,
+``tasks``, ``context`` and ``task_id`` without defining them. They are extracted from the file at
+test time and run as written, after a prelude that defines those names. Its bare signature blocks
+(``execute_task(task: Task, ...) -> TaskResult``) are not statements and are skipped as examples;
+instead each is compared with the code's signature (``inspect.signature``), as are the calls
+``supporting-api.md`` writes out with their parameters.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from _scripts import ROOT, RUNS_TIMEOUT, Run, run_all
 
 MARKER = "<!-- runnable -->"
 DOCS = ROOT / "docs"
+#: The API reference this package implements, kept with the tests (``tests/reference``), so
+#: that a checkout checks itself against it. ``LAIOS_SPEC_DIR`` points at another copy instead.
+KEPT_SPEC_DIR = ROOT / "tests" / "reference"
 SPEC = (
-    Path(os.environ["LAIOS_SPEC_DIR"])
-    if "LAIOS_SPEC_DIR" in os.environ
-    else ROOT.parent / "shared" / "spec"
+    Path(os.environ["LAIOS_SPEC_DIR"]) if "LAIOS_SPEC_DIR" in os.environ else KEPT_SPEC_DIR
 ) / "execution-api.md"
+#: Where the reference is maintained, beside the repository: the kept copy must match it.
+UPSTREAM_SPEC_DIR = ROOT.parent / "shared" / "spec"
 
 #: Defines what the reference's fragments use but do not define.
 SPEC_PRELUDE = """\
@@ -230,6 +234,28 @@ def test_reference_blocks_are_examples_or_signatures() -> None:
     assert broken == [], f"blocks that neither compile nor look like signatures: {broken}"
     assert signatures >= 10, "the reference's signature blocks were not recognised"
     assert len(SPEC_FRAGMENTS) >= 7, [b.id for b in SPEC_FRAGMENTS]
+
+
+REFERENCE_FILES = ("execution-api.md", "supporting-api.md")
+
+
+def test_the_reference_is_kept_with_the_tests() -> None:
+    """The checks against the reference run in every checkout: its copy is in the repository
+    (the tests reading it skip only when ``LAIOS_SPEC_DIR`` names another directory)."""
+    for name in REFERENCE_FILES:
+        assert (KEPT_SPEC_DIR / name).is_file(), f"tests/reference/{name} is missing"
+
+
+@pytest.mark.skipif(
+    not UPSTREAM_SPEC_DIR.is_dir(), reason=f"no reference maintained at {UPSTREAM_SPEC_DIR}"
+)
+@pytest.mark.parametrize("name", REFERENCE_FILES)
+def test_the_kept_reference_matches_the_maintained_one(name: str) -> None:
+    kept = (KEPT_SPEC_DIR / name).read_text(encoding="utf-8")
+    maintained = (UPSTREAM_SPEC_DIR / name).read_text(encoding="utf-8")
+    assert kept == maintained, (
+        f"tests/reference/{name} differs from {UPSTREAM_SPEC_DIR / name}: copy it over"
+    )
 
 
 def test_signature_detection() -> None:
