@@ -81,6 +81,9 @@ def _later_call(executor: Executor) -> Any:
 ROADS: dict[str, Callable[[Executor, Task], Coroutine[Any, Any, Any]]] = {
     "execute_async": lambda executor, task: executor.execute_async(task, CONTEXT),
     "execute_parallel": lambda executor, task: executor.execute_parallel([task], CONTEXT),
+    "execute_with_retry_async": lambda executor, task: executor.execute_with_retry_async(
+        task, CONTEXT, max_retries=1, retry_delay=0
+    ),
 }
 
 

@@ -28,6 +28,7 @@ from laios.execution import retry
 from laios.execution._callables import unawaited_error
 from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
 from laios.execution._engine.job import RetryCut, callback_name, scrubbed_message
+from laios.execution._finalizing import run_elsewhere
 from laios.execution._logs import WarningLimiter
 from laios.execution.redaction import (
     scrub,
@@ -557,6 +558,7 @@ async def retry_awaiting(
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None
+    closed = False
     try:
         if policy.max_retries:
             run.listen()
@@ -584,10 +586,28 @@ async def retry_awaiting(
             if not run.after_wait():
                 break
         return run.conclude(result)
+    except GeneratorExit:
+        # Closed, never to resume: its event loop was closed under it. The garbage collector
+        # closes such a coroutine at whatever allocation it runs on, maybe inside one of the
+        # executor's locked sections on this very thread, which ending the call takes: the
+        # call ends as a cancelled one does, a moment later on another thread.
+        closed = True
+        run_elsewhere(_end_closed, run)
+        raise
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         # Cancelled, or interrupted (Ctrl-C, a signal handler's exit) in an attempt, a hook or
         # a wait: the caller receives no result; it counts as cancelled, as in retry_blocking.
         run.caller_cancelled()
         raise
+    finally:
+        if not closed:
+            run.end()
+
+
+def _end_closed(run: RetryRun) -> None:
+    """End a retry call whose coroutine was closed never to resume (see
+    :func:`retry_awaiting`): its caller receives no result, as a cancelled caller does."""
+    try:
+        run.caller_cancelled()
     finally:
         run.end()
