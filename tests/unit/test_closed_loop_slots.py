@@ -5,6 +5,7 @@ tasks end, instead of every later async tool waiting for a slot that is never fr
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -192,3 +193,40 @@ def test_a_stranded_coroutine_closed_while_its_thread_holds_a_lock_does_not_dead
         assert failed == {forever.id: "loop_closed"}
     finally:
         executor.shutdown(wait=False)
+
+
+class Failing(AsyncBaseTool):
+    name = "failing"
+    description = "Fails at once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        raise RuntimeError("down")
+
+
+def test_a_retry_call_waiting_on_a_closed_loop_is_let_go() -> None:
+    """An execute_with_retry_async call waiting to retry when its loop's owner closes the loop
+    never resumes: once nothing but the executor refers to it, it is collected and ends as a
+    cancelled call, instead of being held, and found by cancel_task, for good."""
+    registry = ToolRegistry()
+    registry.register_tool(Failing)
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    task = _task("failing")
+    waiting = threading.Event()
+    try:
+        pending = close_loop_while_running(
+            lambda: executor.execute_with_retry_async(
+                task, CONTEXT, max_retries=3, retry_delay=60, on_retry=lambda _: waiting.set()
+            ),
+            waiting,
+            GUARD,
+        )
+        del pending
+        give_up = time.monotonic() + GUARD
+        while executor.cancel_task(task.id):
+            assert time.monotonic() < give_up, "the stranded retry call is still held"
+            gc.collect()
+            time.sleep(0.01)
+        [failing] = executor.store.snapshot().tools
+        assert failing.results == {"cancelled": 1}
+    finally:
+        executor.shutdown()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -577,7 +577,7 @@ async def retry_awaiting(
             )
             if stop is None and run.may_retry(result):
                 stop = asyncio.Event()
-                run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
+                run.stop_on_cancel(_waker(loop, stop))
             delay = run.delay_before_next(result)
             if delay is None:
                 break
@@ -602,6 +602,21 @@ async def retry_awaiting(
     finally:
         if not closed:
             run.end()
+
+
+def _waker(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Callable[[], object]:
+    """What ends a wait between attempts (``stop.set`` on ``loop``, from any thread), holding
+    ``stop`` weakly: the call the executor keeps for ``cancel_task`` must not keep the waiting
+    coroutine alive, which a loop closed under it never resumes (collected, it ends the call:
+    see :func:`retry_awaiting`)."""
+    ref = weakref.ref(stop)
+
+    def wake() -> None:
+        event = ref()
+        if event is not None:
+            loop.call_soon_threadsafe(event.set)
+
+    return wake
 
 
 def _end_closed(run: RetryRun) -> None:
