@@ -5,6 +5,7 @@ tasks end, instead of every later async tool waiting for a slot that is never fr
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 from async_tools import Quick, close_loop_while_running
 
 from laios.core.types import Context, Task, TaskStatus
+from laios.execution._engine.engine import ACCEPT_CHUNK
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
 from laios.tools.base import AsyncBaseTool
@@ -81,6 +83,9 @@ def _later_call(executor: Executor) -> Any:
 ROADS: dict[str, Callable[[Executor, Task], Coroutine[Any, Any, Any]]] = {
     "execute_async": lambda executor, task: executor.execute_async(task, CONTEXT),
     "execute_parallel": lambda executor, task: executor.execute_parallel([task], CONTEXT),
+    "execute_with_retry_async": lambda executor, task: executor.execute_with_retry_async(
+        task, CONTEXT, max_retries=1, retry_delay=0
+    ),
 }
 
 
@@ -188,4 +193,83 @@ def test_a_stranded_coroutine_closed_while_its_thread_holds_a_lock_does_not_dead
         failed = {f.task_id: f.error_type for f in executor.store.failures_snapshot()}
         assert failed == {forever.id: "loop_closed"}
     finally:
+        executor.shutdown(wait=False)
+
+
+class Failing(AsyncBaseTool):
+    name = "failing"
+    description = "Fails at once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        raise RuntimeError("down")
+
+
+def test_a_retry_call_waiting_on_a_closed_loop_is_let_go() -> None:
+    """An execute_with_retry_async call waiting to retry when its loop's owner closes the loop
+    never resumes: once nothing but the executor refers to it, it is collected and ends as a
+    cancelled call, instead of being held, and found by cancel_task, for good."""
+    registry = ToolRegistry()
+    registry.register_tool(Failing)
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    task = _task("failing")
+    waiting = threading.Event()
+    try:
+        pending = close_loop_while_running(
+            lambda: executor.execute_with_retry_async(
+                task, CONTEXT, max_retries=3, retry_delay=60, on_retry=lambda _: waiting.set()
+            ),
+            waiting,
+            GUARD,
+        )
+        del pending
+        give_up = time.monotonic() + GUARD
+        while executor.cancel_task(task.id):
+            assert time.monotonic() < give_up, "the stranded retry call is still held"
+            gc.collect()
+            time.sleep(0.01)
+        [failing] = executor.store.snapshot().tools
+        assert failing.results == {"cancelled": 1}
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.parametrize("lock", ["slots", "engine", "store"])
+def test_a_batch_closed_between_two_chunks_while_its_thread_holds_a_lock_does_not_deadlock(
+    lock: str,
+) -> None:
+    """An execute_parallel batch larger than a chunk whose loop is closed while the batch is
+    still being submitted (between two chunks) is closed never to resume, maybe by the
+    collector inside the executor's locked work: its accepted tasks end saying the loop was
+    closed, without waiting for a lock that thread holds."""
+    executor = _executor(limit=ACCEPT_CHUNK + 1)
+    tasks = [_task("forever") for _ in range(ACCEPT_CHUNK + 1)]
+    loop = asyncio.new_event_loop()
+    pending = loop.create_task(executor.execute_parallel(tasks, CONTEXT))
+    loop.call_soon(loop.stop)  # (one turn: the first chunk is submitted, the rest waits)
+    loop.run_forever()
+    loop.close()
+    # (the first chunk's tool tasks, which never took a step: closed at the end, unwarned)
+    never_started = [task for task in asyncio.all_tasks(loop) if task is not pending]
+    held = _locks(executor)[lock]
+    closed = threading.Event()
+
+    def collect_inside_the_lock() -> None:
+        held.acquire()  # (as a collection run by an allocation inside it would; let go below)
+        pending.get_coro().close()
+        closed.set()
+
+    threading.Thread(target=collect_inside_the_lock, daemon=True).start()
+    deadlocked = not closed.wait(GUARD)
+    held.release()  # (from here: frees a closing stuck on it, so that the test can end)
+    assert not deadlocked, "closing the batch waited for a lock its thread holds"
+    try:
+        give_up = time.monotonic() + GUARD
+        while tasks[0].status != TaskStatus.CANCELLED:
+            assert time.monotonic() < give_up, "the accepted tasks never ended"
+            time.sleep(0.01)
+        assert "event loop was closed" in str(tasks[0].error)
+        assert tasks[-1].status == TaskStatus.PENDING  # (never submitted)
+    finally:
+        for task in never_started:
+            task.get_coro().close()
         executor.shutdown(wait=False)

@@ -837,6 +837,11 @@ class Engine:
             accepted = [slot for slot in slots if isinstance(slot, Job)]
             if isinstance(exc, asyncio.CancelledError):
                 await _cancelled_by_caller_async(accepted, batch)
+            elif isinstance(exc, GeneratorExit):
+                # Closed never to resume (its loop closed under it), maybe by the garbage
+                # collector inside one of the executor's locked sections on this thread,
+                # which ending the tasks takes: they end a moment later on another thread.
+                run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
             else:
                 _cancelled_by_caller(accepted, "the caller was interrupted")
             if batch.interrupt is not None and batch.interrupt is not exc:
@@ -1423,6 +1428,14 @@ def _on_this_loop(running: int, waiting: int) -> str:
             else f"{waiting} of them {what} waiting for a slot on this loop"
         )
     return f" ({', '.join(parts)})" if parts else ""
+
+
+#: Why the tasks of a batch end whose coroutine was closed while it submitted them.
+_BATCH_LOOP_CLOSED = (
+    "its event loop was closed by its owner while the batch was being submitted (without "
+    "cancelling the awaiting coroutine, so nobody will take the results); cancel pending tasks "
+    "before closing a loop, as asyncio.run does"
+)
 
 
 def _expire(events: Any) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from laios.execution import retry
 from laios.execution._callables import unawaited_error
 from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
 from laios.execution._engine.job import RetryCut, callback_name, scrubbed_message
+from laios.execution._finalizing import run_elsewhere
 from laios.execution._logs import WarningLimiter
 from laios.execution.redaction import (
     scrub,
@@ -557,6 +558,7 @@ async def retry_awaiting(
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None
+    closed = False
     try:
         if policy.max_retries:
             run.listen()
@@ -575,7 +577,7 @@ async def retry_awaiting(
             )
             if stop is None and run.may_retry(result):
                 stop = asyncio.Event()
-                run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
+                run.stop_on_cancel(_waker(loop, stop))
             delay = run.delay_before_next(result)
             if delay is None:
                 break
@@ -584,10 +586,43 @@ async def retry_awaiting(
             if not run.after_wait():
                 break
         return run.conclude(result)
+    except GeneratorExit:
+        # Closed, never to resume: its event loop was closed under it. The garbage collector
+        # closes such a coroutine at whatever allocation it runs on, maybe inside one of the
+        # executor's locked sections on this very thread, which ending the call takes: the
+        # call ends as a cancelled one does, a moment later on another thread.
+        closed = True
+        run_elsewhere(_end_closed, run)
+        raise
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         # Cancelled, or interrupted (Ctrl-C, a signal handler's exit) in an attempt, a hook or
         # a wait: the caller receives no result; it counts as cancelled, as in retry_blocking.
         run.caller_cancelled()
         raise
+    finally:
+        if not closed:
+            run.end()
+
+
+def _waker(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Callable[[], object]:
+    """What ends a wait between attempts (``stop.set`` on ``loop``, from any thread), holding
+    ``stop`` weakly: the call the executor keeps for ``cancel_task`` must not keep the waiting
+    coroutine alive, which a loop closed under it never resumes (collected, it ends the call:
+    see :func:`retry_awaiting`)."""
+    ref = weakref.ref(stop)
+
+    def wake() -> None:
+        event = ref()
+        if event is not None:
+            loop.call_soon_threadsafe(event.set)
+
+    return wake
+
+
+def _end_closed(run: RetryRun) -> None:
+    """End a retry call whose coroutine was closed never to resume (see
+    :func:`retry_awaiting`): its caller receives no result, as a cancelled caller does."""
+    try:
+        run.caller_cancelled()
     finally:
         run.end()
