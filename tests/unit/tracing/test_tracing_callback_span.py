@@ -5,15 +5,19 @@ task)."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from span_support import make_task
 
-from laios.core.types import Context
+from laios.core.types import Context, TaskStatus
 from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
 from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
@@ -30,6 +34,26 @@ class Reports(BaseTool):
         return "ok"
 
 
+class Waits(BaseTool):
+    name = "waits"
+    description = "Waits until the test lets it go (or 30 s)."
+
+    release = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        Waits.release.wait(30)
+        return "late"
+
+
+class WaitsAsync(AsyncBaseTool):
+    name = "waits_async"
+    description = "Awaits for a long time (stopped by its timeout)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(30)
+        return "late"
+
+
 class ReportsAsync(AsyncBaseTool):
     name = "reports_async"
     description = "Reports progress once, in a coroutine."
@@ -43,7 +67,7 @@ class ReportsAsync(AsyncBaseTool):
 @pytest.fixture
 def registry() -> ToolRegistry:
     tools = ToolRegistry()
-    tools.register_tools([Reports, ReportsAsync])
+    tools.register_tools([Reports, ReportsAsync, Waits, WaitsAsync])
     return tools
 
 
@@ -83,3 +107,112 @@ def test_a_callback_sees_the_task_span_on_every_event(
         ROADS[road](executor, callback)
     assert [event for event, _ in seen] == ["started", "progress", "completed"], seen
     assert {name for _, name in seen} <= {"execute_tool reports", "execute_tool reports_async"}
+
+
+def _timed_out_on_the_callers_thread(ex: Executor, callback: Any) -> str:
+    result = ex.execute_task(make_task("waits"), CONTEXT, on_progress=callback, timeout=0.2)
+    Waits.release.set()
+    assert result.metadata["outcome"] == "timeout", result.error
+    return "execute_tool waits"
+
+
+def _timed_out_on_the_callers_loop(ex: Executor, callback: Any) -> str:
+    async def main() -> None:
+        task = make_task("waits_async")
+        result = await ex.execute_async(task, CONTEXT, on_progress=callback, timeout=0.2)
+        assert result.metadata["outcome"] == "timeout", result.error
+
+    asyncio.run(main())
+    return "execute_tool waits_async"
+
+
+def _cancelled_by_the_caller(ex: Executor, callback: Any) -> str:
+    async def main() -> None:
+        task = make_task("waits_async")
+        # (with a timeout the tool runs in a task of its own: the caller's cancellation ends
+        # it from the awaiting coroutine)
+        call = ex.execute_async(task, CONTEXT, on_progress=callback, timeout=30)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(call, 0.2)
+        assert task.status.value == "cancelled", task.error
+
+    asyncio.run(main())
+    return "execute_tool waits_async"
+
+
+ENDED_OUTSIDE_THE_TOOL: dict[str, Callable[[Executor, Any], str]] = {
+    "timeout, the caller's thread": _timed_out_on_the_callers_thread,
+    "timeout, the caller's loop": _timed_out_on_the_callers_loop,
+    "cancelled, the caller's loop": _cancelled_by_the_caller,
+}
+
+
+@pytest.mark.parametrize("how", sorted(ENDED_OUTSIDE_THE_TOOL))
+def test_an_outcome_decided_outside_the_tool_is_told_with_the_task_span_current(
+    how: str, executor: Executor, tracer: trace.Tracer
+) -> None:
+    """A ``timeout`` or ``cancelled`` event is decided where the tool does not run (the
+    caller's thread or loop at the deadline, the caller's cancelled coroutine): its callback
+    sees the task span as current all the same, as for every other event."""
+    Waits.release.clear()
+    seen: list[tuple[str, str]] = []
+
+    def callback(event: str, data: dict[str, Any]) -> None:
+        seen.append((event, getattr(trace.get_current_span(), "name", "?")))
+
+    with tracer.start_as_current_span("caller"):
+        span_name = ENDED_OUTSIDE_THE_TOOL[how](executor, callback)
+    events = [event for event, _ in seen]
+    assert events == ["started", "cancelled" if "cancel" in how else "timeout"], seen
+    assert {name for _, name in seen} == {span_name}, seen
+
+
+def test_a_queued_task_cancelled_from_another_thread_is_told_with_the_task_span_current(
+    registry: ToolRegistry, provider: TracerProvider, tracer: trace.Tracer
+) -> None:
+    """``cancel_task`` on another thread ends a queued task there: its ``cancelled`` event runs
+    on that thread, with the task span current."""
+    Waits.release.clear()
+    seen: list[tuple[str, str, str]] = []
+
+    def callback(event: str, data: dict[str, Any]) -> None:
+        name = getattr(trace.get_current_span(), "name", "?")
+        seen.append((event, threading.current_thread().name, name))
+
+    with Executor(
+        registry,
+        max_workers=1,
+        tracer_provider=provider,
+        store=MetricStore(),
+        register_prometheus=False,
+    ) as ex:
+        blocker = make_task("waits")
+        holding = threading.Thread(target=ex.execute_task, args=(blocker, CONTEXT, 30.0))
+        holding.start()
+        queued = make_task("reports")
+
+        def cancel() -> None:  # (once the task is queued behind the blocker)
+            assert _wait_until(lambda: ex.get_task_status(queued.id) is not None)
+            assert ex.cancel_task(queued.id)
+
+        canceller = threading.Thread(target=cancel, name="canceller")
+        try:
+            assert _wait_until(lambda: ex.get_task_status(blocker.id) == TaskStatus.RUNNING)
+            canceller.start()
+            with tracer.start_as_current_span("caller"):
+                result = ex.execute_task(queued, CONTEXT, on_progress=callback, timeout=30)
+        finally:
+            Waits.release.set()
+            canceller.join(30)
+            holding.join(30)
+    assert result.metadata["outcome"] == "cancelled", result.error
+    assert seen == [("cancelled", "canceller", "execute_tool reports")], seen
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -44,6 +44,9 @@ from datetime import datetime, timezone
 from operator import is_
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
 from laios._compat.pydantic import assign, construct, is_instance
 from laios._exceptions import as_raised, exception_message, message_and_interrupt, type_name
 from laios._text import shorten
@@ -1526,7 +1529,23 @@ class Job(TaskRecord):
         else:
             payload["error"] = error
             payload["outcome"] = outcome
-        interrupted = self.fire(_EVENT_OF_OUTCOME[outcome], payload)
+        event = _EVENT_OF_OUTCOME[outcome]
+        span_context = self.span_context
+        if (
+            span_context is None
+            or self.events_context is not None  # (fired in the caller's context, span current)
+            or trace.get_current_span() is self.span
+        ):
+            interrupted = self.fire(event, payload)
+        else:
+            # Decided where the tool does not run (the caller's thread or loop at the deadline,
+            # or as the caller is cancelled; a thread calling cancel_task): the task span is
+            # current for this event too, as for the tool's own.
+            token = otel_context.attach(span_context)
+            try:
+                interrupted = self.fire(event, payload)
+            finally:
+                otel_context.detach(token)
         if interrupted is not None and outcome == "success":
             return "error", self._interrupt_message(), "callback_error"
         return outcome, error, error_type
