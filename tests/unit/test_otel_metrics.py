@@ -667,6 +667,67 @@ def test_two_stores_on_one_provider_add_up(
     assert duration.count == 2
 
 
+class _RecordingMeterProvider(otel_metrics_api.MeterProvider):
+    """A meter provider that keeps the callbacks of the observable instruments made on it, to
+    read what they observe as they are (an SDK may merge or drop repeated attribute sets)."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[str, list[Callable[..., Any]]] = {}
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        def observable(name: str, callbacks: Any = None, **options: Any) -> Any:
+            self.callbacks.setdefault(name, []).extend(callbacks or ())
+            return SimpleNamespace()
+
+        return SimpleNamespace(
+            create_histogram=lambda *a, **k: SimpleNamespace(record=lambda *a, **k: None),
+            create_observable_counter=observable,
+            create_observable_up_down_counter=observable,
+        )
+
+    def observed(self) -> dict[str, list[tuple[frozenset[Any], float]]]:
+        """What each instrument's callbacks observe now: ``(attributes, value)`` pairs."""
+        found: dict[str, list[tuple[frozenset[Any], float]]] = {}
+        for name, callbacks in self.callbacks.items():
+            for callback in callbacks:
+                for observation in callback(otel_metrics_api.CallbackOptions()):
+                    attributes = frozenset((observation.attributes or {}).items())
+                    found.setdefault(name, []).append((attributes, observation.value))
+        return found
+
+
+def test_stores_with_other_buckets_on_one_provider_observe_each_attribute_set_once() -> None:
+    """Stores of the same constant labels but other bucket bounds (which one Prometheus
+    registry refuses, and a meter provider accepts: its histograms are recorded as tasks end)
+    are added together in the counters and gauges too: one observation per attribute set in a
+    collection, since the API leaves what an SDK does with two undefined."""
+    provider = _RecordingMeterProvider()
+    stores = [
+        MetricStore(),
+        MetricStore(duration_buckets=(0.1, 1.0)),
+        MetricStore(queue_wait_buckets=(0.5,)),
+    ]
+    handles = [instrument_metrics(s, meter_provider=provider) for s in stores]
+    try:
+        for store in stores:
+            finish(store, "echo")
+            finish(store, "echo", outcome="error", error_type="RuntimeError")
+            store.task_retried(store.tool_slot("echo", True), "RuntimeError")
+        observed = provider.observed()
+    finally:
+        for handle in handles:
+            handle.uninstrument()
+    for name, pairs in observed.items():
+        keys = [attributes for attributes, _ in pairs]
+        assert len(keys) == len(set(keys)), (name, sorted(map(sorted, keys)))
+    values = {name: dict(pairs) for name, pairs in observed.items()}
+    success = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+    assert values["laios.tasks"][success] == 3
+    failed = attrs(gen_ai__tool__name="echo", error__type="RuntimeError")
+    assert values["laios.task.errors"][failed] == 3
+    assert values["laios.task.retries"][failed] == 3
+
+
 def test_bad_arguments_are_refused(store: MetricStore) -> None:
     """A store that is not a MetricStore, or a provider without get_meter, is a TypeError."""
     with pytest.raises(TypeError, match="MetricStore"):

@@ -53,7 +53,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -323,13 +323,22 @@ class _Instruments:
                     if counter
                     else meter.create_observable_up_down_counter
                 )
-                create(name, [getattr(self, callback)], unit=unit, description=description)
+                create(
+                    name,
+                    [_once_each(getattr(self, callback))],
+                    unit=unit,
+                    description=description,
+                )
                 self._created.add(name)
         for gauge in STORE_GAUGES:
             if gauge.instrument not in self._created:
                 meter.create_observable_up_down_counter(
                     gauge.instrument,
-                    [functools.partial(self._store_gauge, gauge.instrument, gauge.field)],
+                    [
+                        _once_each(
+                            functools.partial(self._store_gauge, gauge.instrument, gauge.field)
+                        )
+                    ],
                     unit=gauge.unit,
                     description=gauge.description,
                 )
@@ -456,6 +465,29 @@ class _Instruments:
         for entry in self._read(instrument):
             if entry.live:
                 yield Observation(getattr(entry, field), dict(entry.labels))
+
+
+def _once_each(
+    callback: Callable[[CallbackOptions], Iterable[Observation]],
+) -> Callable[[CallbackOptions], list[Observation]]:
+    """``callback`` observing each attribute set once, the values of repeated ones added.
+
+    Stores of the same constant labels with other bucket bounds (which a meter provider
+    accepts: its histograms are recorded as tasks end) are read as totals of their own, whose
+    counts and gauges carry the same attributes; the API leaves what an SDK does with one
+    attribute set observed twice in a collection undefined."""
+
+    def observe(options: CallbackOptions) -> list[Observation]:
+        values: dict[frozenset[tuple[str, Any]], tuple[float, Any]] = {}
+        for observation in callback(options):
+            attributes = observation.attributes or {}
+            key = frozenset(attributes.items())
+            seen = values.get(key)
+            value = observation.value if seen is None else seen[0] + observation.value
+            values[key] = (value, attributes)
+        return [Observation(value, attributes) for value, attributes in values.values()]
+
+    return observe
 
 
 class MetricsInstrumentation:
