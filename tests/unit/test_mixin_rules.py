@@ -324,6 +324,17 @@ def test_latency_threshold_follows_the_config() -> None:
     assert 'outcome="success"' in p95["expr"]
 
 
+@pytest.mark.parametrize("seconds", [123456789.123, 0.12345678901, 1.00000000001])
+def test_a_latency_threshold_is_written_with_every_digit_it_was_given(seconds: float) -> None:
+    """A threshold with more than ten significant digits is compared as given, not rounded to
+    ten (123456789.123 as 123456789.1): the alert fires where the dashboard's threshold is."""
+    config = MixinConfig(latency_p95_seconds=seconds)
+    (expr,) = alert_exprs(config, "LaiosToolLatencyHigh")
+    assert float(expr.rsplit("> ", 1)[1]) == seconds
+    (alert,) = [r for r in rules(config) if r.get("alert") == "LaiosToolLatencyHigh"]
+    assert f"above {seconds!r} s" in " ".join(alert["annotations"]["description"].split())
+
+
 @pytest.mark.parametrize("threshold", ["300", "600"])
 def test_a_latency_threshold_past_every_default_bucket_is_said_never_to_fire(
     threshold: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -214,8 +214,11 @@ def _rule_set_labels(config: MixinConfig) -> dict[str, str]:
 
 
 def _number(value: float) -> str:
-    """A number as PromQL and people write it: ``0.01``, ``14.4``, ``5``."""
-    return f"{value:.10g}"
+    """A number as PromQL and people write it: ``0.01``, ``14.4``, ``5``; one that ten
+    significant digits would round with every digit it has (``123456789.123``), so that a
+    threshold is the one given."""
+    text = f"{value:.10g}"
+    return text if float(text) == value else repr(value)
 
 
 def _percent(value: float) -> str:

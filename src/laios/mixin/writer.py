@@ -14,13 +14,13 @@ import importlib
 import json
 import os
 import secrets
-import shlex
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
 
+from laios._output import shell_quote
 from laios.mixin import _yaml
 from laios.mixin.config import MixinConfig
 from laios.mixin.kubernetes import manifests
@@ -96,7 +96,9 @@ class Rendering:
 
 def command_line(config: MixinConfig, program: str = "python -m laios.mixin") -> str:
     """The ``python -m laios.mixin`` command (or ``program``, such as ``laios mixin``) that
-    renders ``config`` (only non-default options).
+    renders ``config`` (only non-default options), each argument quoted for a shell by
+    :func:`~laios._output.shell_quote`: one that is not printable (a selector's newline in a
+    raw string, a U+2028) in bash's ``$'...'``, so that the command stays on one line.
 
     >>> command_line(MixinConfig(selector='job="orders-api"'))
     'python -m laios.mixin --selector \\'job="orders-api"\\''
@@ -115,7 +117,7 @@ def command_line(config: MixinConfig, program: str = "python -m laios.mixin") ->
             args += option_arguments(option, ",".join(value))
         else:
             args += option_arguments(option, str(value))
-    return shlex.join(args)
+    return " ".join(map(shell_quote, args))
 
 
 def option_arguments(option: str, value: str) -> list[str]:
