@@ -926,6 +926,28 @@ def test_the_scheduler_keeps_no_report_after_shutdown(
     assert reports_on_the_scheduler(client, "bad input 7") == []
 
 
+def test_runners_shut_down_leave_no_topic_on_a_shared_cluster(
+    client: Any, tools: ToolRegistry
+) -> None:
+    """Executors made and shut down one after another on a long-lived cluster (one per job)
+    leave neither their report topic on the scheduler nor its handler on the shared client,
+    and the next runner on that client still gets its reports."""
+
+    def topics_on_the_scheduler(dask_scheduler: Any) -> list[str]:
+        return [name for name in dask_scheduler._broker._topics if name.startswith("laios-")]
+
+    made = []
+    for _ in range(2):
+        runner = DaskRunner(client=client)
+        made.append(runner._topic)
+        with Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False) as ex:
+            process_tools.check_progress_in_order(ex, task, CONTEXT, 3, WAIT)
+    shut_down = set(made[:-1])
+    assert not shut_down & set(client.run_on_scheduler(topics_on_the_scheduler))
+    assert not shut_down & set(client._event_handlers)
+    assert made[-1] not in client._event_handlers
+
+
 def test_the_scheduler_forgets_reports_while_the_runner_serves(
     make: Callable[..., Executor], client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

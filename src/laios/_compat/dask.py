@@ -6,7 +6,12 @@ the one place that reads them; on a Dask version that keeps them elsewhere, noth
   topic (``distributed.admin.low-level-log-length`` of them) for as long as it runs, for any
   client to read with ``get_events``. They live in the scheduler's private ``_broker`` (a
   ``distributed.broker.Broker``), whose ``truncate(topic)`` drops a topic's events. Without
-  that broker, nothing is cleared and the events stay as Dask keeps them.
+  that broker, nothing is cleared and the events stay as Dask keeps them. The broker also
+  keeps every topic it ever heard of (its ``_topics``, one entry per topic, for as long as
+  the scheduler runs): a topic given up is dropped from it, with its subscribers.
+- **A client's handler of a topic** (``Client._event_handlers``), which
+  ``Client.unsubscribe_topic`` leaves in place for as long as the client lives. Without it,
+  the handler stays as Dask keeps it.
 - **Whether a worker's running task was released** by the scheduler, read in the worker's
   state machine (``Worker.state.tasks``). Without it, no task counts as released.
 - **The connection a client uses now** (``Client.scheduler_comm``), which Dask replaces each
@@ -22,7 +27,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["forget_topic", "scheduler_connection", "stop_client_loop", "task_released"]
+__all__ = [
+    "drop_topic",
+    "drop_topic_handler",
+    "forget_topic",
+    "scheduler_connection",
+    "stop_client_loop",
+    "task_released",
+]
 
 
 def forget_topic(dask_scheduler: Any, topic: str) -> bool:
@@ -33,6 +45,30 @@ def forget_topic(dask_scheduler: Any, topic: str) -> bool:
     if truncate is None:
         return False
     truncate(topic)
+    return True
+
+
+def drop_topic(dask_scheduler: Any, topic: str) -> bool:
+    """Drop ``topic`` from the scheduler: its events and its subscribers, and the entry the
+    scheduler keeps of it; ``False`` when this Dask version keeps topics elsewhere (nothing is
+    dropped then). An event published to it later makes it anew, as a first one did."""
+    topics = getattr(getattr(dask_scheduler, "_broker", None), "_topics", None)
+    pop = getattr(topics, "pop", None)
+    if pop is None:
+        return False
+    pop(topic, None)
+    return True
+
+
+def drop_topic_handler(client: Any, topic: str) -> bool:
+    """Drop ``client``'s handler of ``topic`` (run after the scheduler dropped the topic, so
+    that no event of it arrives any more); ``False`` where a client keeps its handlers
+    elsewhere (another Dask version)."""
+    handlers = getattr(client, "_event_handlers", None)
+    pop = getattr(handlers, "pop", None)
+    if pop is None:
+        return False
+    pop(topic, None)
     return True
 
 

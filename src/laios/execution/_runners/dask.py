@@ -36,6 +36,8 @@ from typing import Any
 
 from laios._callables import is_coroutine_function
 from laios._compat.dask import (
+    drop_topic,
+    drop_topic_handler,
     forget_topic,
     scheduler_connection,
     stop_client_loop,
@@ -741,6 +743,16 @@ def forget_reports(topic: str, dask_scheduler: Any = None) -> None:
     forget_topic(dask_scheduler, topic)
 
 
+def drop_reports(topic: str, dask_scheduler: Any = None) -> bool:
+    """Clear the events of ``topic`` and drop the topic itself, with its subscribers, from the
+    Dask scheduler (run on the scheduler, at the runner's shutdown). The scheduler keeps every
+    topic it ever heard of for as long as it runs: a cluster that outlives many runners would
+    keep one for each. ``False`` when the topic could not be dropped (its events are cleared
+    all the same)."""
+    forget_topic(dask_scheduler, topic)
+    return drop_topic(dask_scheduler, topic)
+
+
 # -- the caller's side ----------------------------------------------------------------------------
 
 
@@ -1175,6 +1187,29 @@ class DaskRunner:
         except Exception:  # the scheduler cannot be reached now: the next round tries again
             self._reported = True
             _log.debug("could not clear the reports of %s on the scheduler", self._topic)
+
+    def _drop_topic(self) -> None:
+        """Drop this runner's topic from the scheduler, its reports with it, and its handler
+        from the client, at shutdown: on a cluster and a client that outlive many runners,
+        each would keep one for every runner. When the scheduler cannot drop it, the runner
+        only unsubscribes from it, and its reports are cleared."""
+        if getattr(self.client, "status", None) != "running" or _loop_stopped(self.client):
+            self._unsubscribe()
+            return
+        try:
+            dropped = bool(self.client.run_on_scheduler(drop_reports, self._topic))
+        except Exception:  # (the scheduler is gone, or cannot run it)
+            _log.debug("could not drop %s on the scheduler", self._topic, exc_info=True)
+            dropped = False
+        if dropped:
+            drop_topic_handler(self.client, self._topic)
+        else:
+            self._unsubscribe()
+            self._forget_reports(everything=True)
+
+    def _unsubscribe(self) -> None:
+        with contextlib.suppress(Exception):  # (the cluster may be gone already)
+            self.client.unsubscribe_topic(self._topic)
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
         """Send ``call`` to the cluster as one Dask task, or refuse it (shut down, or made
@@ -1836,14 +1871,13 @@ class DaskRunner:
             if self._owns_client:
                 self._close_own()
             return
-        with contextlib.suppress(Exception):  # (the cluster may be gone already)
-            self.client.unsubscribe_topic(self._topic)
         # (Asking the scheduler waits for its answer, which a scheduler that hangs never gives.)
-        forget = threading.Thread(
-            target=self._forget_reports, args=(True,), name="laios-dask-forget", daemon=True
-        )
-        with contextlib.suppress(RuntimeError):  # (no thread to be had: the reports stay)
+        forget = threading.Thread(target=self._drop_topic, name="laios-dask-forget", daemon=True)
+        try:
             forget.start()
+        except RuntimeError:  # (no thread to be had: the reports stay)
+            self._unsubscribe()
+        else:
             forget.join(max(patience - time.monotonic(), 0.1))
         if self._owns_client:
             with contextlib.suppress(Exception):
