@@ -437,6 +437,9 @@ MAX_NAMED_TEXT_CHARS = 4096
 #: The characters JSON text holding a mapping or a list starts with.
 _JSON_OPENINGS = frozenset("{[")
 
+#: A field's value that is secret as a whole and may be written after a name (not a container).
+_SCALAR_SECRETS = (str, bytes, int, SecretStr, SecretBytes, Secret)
+
 
 def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
     """The mapping or list ``text`` holds as JSON (``'{"api_key": "…"}'``), to be read for
@@ -608,6 +611,11 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             for key, value in items:
                 inner = declared.inner(key)
                 yield secret or inner is True or _is_secret_name(key), value, inner, key
+                if inner is True and type(key) is str and isinstance(value, _SCALAR_SECRETS):
+                    # (a short one is scrubbed only after a name: each name of its field)
+                    for other in declared.names.get(key, ()):
+                        if other != key:
+                            yield True, value, None, other
         else:
             for key, value in items:
                 yield secret or _is_secret_name(key), value, None, key
