@@ -490,15 +490,16 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
     value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
-    and unquoted, as a number is written), each as an :class:`_InField` that replaces only
-    the value. ``[]`` for a name that is not text."""
+    also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
+    written), each as an :class:`_InField` that replaces only the value. ``[]`` for a name
+    that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
         return []
     quoted, in_json = repr(value), json.dumps(value, ensure_ascii=False)
     name_quoted, name_json = repr(name), json.dumps(name, ensure_ascii=False)
-    shapes = (
+    shapes = [
         (f"{name}=", value, ""),
         (f"{name}: ", value, ""),
         (f"{name}={quoted[0]}", quoted[1:-1], quoted[-1]),
@@ -509,7 +510,11 @@ def _field_forms(name: object, value: str) -> list[str]:
         (f'{name_json}:"', in_json[1:-1], '"'),
         (f"{name_json}: ", value, ""),
         (f"{name_json}:", value, ""),
-    )
+    ]
+    ascii_json, ascii_name = json.dumps(value), json.dumps(name)
+    if ascii_json != in_json or ascii_name != name_json:  # (as json.dumps writes it by default)
+        shapes.append((f'{ascii_name}: "', ascii_json[1:-1], '"'))
+        shapes.append((f'{ascii_name}:"', ascii_json[1:-1], '"'))
     forms: dict[str, _InField] = {}
     for head, written, tail in shapes:
         text = head + written + tail
