@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -97,6 +98,18 @@ def test_a_short_secret_not_in_ascii_is_scrubbed_as_json_dumps_writes_it() -> No
         assert REDACTED in scrubbed, text
         assert "\\u00e9" not in scrubbed
         assert '"ab"' not in scrubbed
+
+
+def test_a_short_secret_is_scrubbed_url_encoded_in_a_query_or_form() -> None:
+    """A URL's query or a form body (``urlencode``) writes the value percent-encoded
+    (``%C3%A9``, ``+`` for a space): it is the secret there too."""
+    for value in ("é", "a b", "a&", "%x"):
+        secrets = secret_values({"password": value})
+        for text in (
+            "https://h/?" + urlencode({"password": value, "x": 1}),
+            "https://h/?password=" + quote(value) + "&x=1",
+        ):
+            assert scrub(text, secrets).startswith(f"https://h/?password={REDACTED}"), text
 
 
 def test_captured_strings_redact_a_short_secret_written_as_its_parameter() -> None:

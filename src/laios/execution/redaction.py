@@ -491,8 +491,8 @@ def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
     value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
     also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
-    written), each as an :class:`_InField` that replaces only the value. ``[]`` for a name
-    that is not text."""
+    written), ``name=`` followed by the value percent-encoded (a URL's query), each as an
+    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
@@ -511,6 +511,9 @@ def _field_forms(name: object, value: str) -> list[str]:
         (f"{name_json}: ", value, ""),
         (f"{name_json}:", value, ""),
     ]
+    for encoded in dict.fromkeys((quote_plus(value), quote(value, safe=""), quote(value))):
+        if encoded != value:  # (percent-encoded in a URL's query or a form body)
+            shapes.append((f"{name}=", encoded, ""))
     ascii_json, ascii_name = json.dumps(value), json.dumps(name)
     if ascii_json != in_json or ascii_name != name_json:  # (as json.dumps writes it by default)
         shapes.append((f'{ascii_name}: "', ascii_json[1:-1], '"'))
