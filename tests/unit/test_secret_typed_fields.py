@@ -178,6 +178,35 @@ def test_a_secretstr_field_passed_under_its_alias_is_secret() -> None:
     assert f'"connectionString":"{REDACTED}"' in spans
 
 
+class ShortAliasedInput(ToolInput):
+    pin: SecretStr = Field(alias="X-Pin")
+    code: SecretStr | None = Field(default=None, validation_alias=AliasChoices("c", "otp"))
+
+
+class ShortAliased(BaseTool):
+    name = "short_aliased"
+    description = "Quotes its short secrets under their field names and aliases."
+    input_model = ShortAliasedInput
+
+    def _execute(self, input_data: ShortAliasedInput) -> Any:
+        pin = input_data.pin.get_secret_value()
+        code = input_data.code.get_secret_value() if input_data.code else ""
+        raise ValueError(f"pin={pin}, {{'X-Pin': '{pin}'}}, code: {code}, otp={code}, c='{code}'")
+
+
+def test_a_short_secret_is_scrubbed_under_each_name_of_its_field() -> None:
+    """A value too short to scrub from free text is scrubbed where it is written as the value
+    of its field, under the field's name or any of its aliases, whichever it was passed as."""
+    _, spans, _ = run(ShortAliased, {"X-Pin": "4y7", "otp": "k9"})
+    assert "pin=[REDACTED]" in spans
+    assert "'X-Pin': '[REDACTED]'" in spans
+    assert "code: [REDACTED]" in spans
+    assert "otp=[REDACTED]" in spans
+    assert "c='[REDACTED]'" in spans
+    assert "4y7" not in spans
+    assert "k9" not in spans
+
+
 def _connect(conn: SecretStr, region: str = "eu") -> Any:
     raise PermissionError(f"denied for {conn.get_secret_value()} in {region}")
 

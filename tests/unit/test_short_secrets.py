@@ -9,8 +9,10 @@ is that secret: it used to reach spans, logs and ``/status`` as it was.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -81,6 +83,33 @@ def test_short_secret_numbers_and_header_pairs() -> None:
         f"pin_token={REDACTED} and {{'pin_token': {REDACTED}}}"
     )
     assert scrub("sent X-Api-Key: ab1", secrets) == f"sent X-Api-Key: {REDACTED}"
+
+
+def test_a_short_secret_not_in_ascii_is_scrubbed_as_json_dumps_writes_it() -> None:
+    """``json.dumps`` escapes letters that are not ASCII by default (``"\\u00e9"``): the
+    value written so is the secret too, as plain text as in that JSON."""
+    secrets = secret_values({"password": "é€", "päss_token": "ab"})
+    for text in (
+        json.dumps({"password": "é€"}),
+        json.dumps({"password": "é€"}, separators=(",", ":")),
+        json.dumps({"päss_token": "ab"}),
+    ):
+        scrubbed = scrub(text, secrets)
+        assert REDACTED in scrubbed, text
+        assert "\\u00e9" not in scrubbed
+        assert '"ab"' not in scrubbed
+
+
+def test_a_short_secret_is_scrubbed_url_encoded_in_a_query_or_form() -> None:
+    """A URL's query or a form body (``urlencode``) writes the value percent-encoded
+    (``%C3%A9``, ``+`` for a space): it is the secret there too."""
+    for value in ("é", "a b", "a&", "%x"):
+        secrets = secret_values({"password": value})
+        for text in (
+            "https://h/?" + urlencode({"password": value, "x": 1}),
+            "https://h/?password=" + quote(value) + "&x=1",
+        ):
+            assert scrub(text, secrets).startswith(f"https://h/?password={REDACTED}"), text
 
 
 def test_captured_strings_redact_a_short_secret_written_as_its_parameter() -> None:

@@ -39,13 +39,17 @@ class SecretFields:
             secret by type).
         items: For the items of a list, tuple or set, and the values of a mapping under the
             other keys: ``True``, their :class:`SecretFields`, or ``None`` (nothing secret).
+        names: For a key that is one of several names of a model field (its name, alias and
+            validation aliases), all of those names: a short secret passed under one of them
+            may be written under another (``pin=…`` for a field passed as ``X-Pin``).
     """
 
-    __slots__ = ("fields", "items")
+    __slots__ = ("fields", "items", "names")
 
     def __init__(self) -> None:
         self.fields: dict[Any, SecretFields | bool] = {}
         self.items: SecretFields | bool | None = None
+        self.names: dict[str, tuple[str, ...]] = {}
 
     def inner(self, key: Any) -> SecretFields | bool | None:
         """What is declared under ``key`` of a mapping (``None`` or ``False``: nothing
@@ -164,8 +168,13 @@ class _Analysis:
             for name, info in cls.model_fields.items():
                 # (a plain field is noted too: typed extra fields must not cover its name)
                 shape = self.shape_of(info.annotation, depth + 1)
-                for key, under in _keys_of(name, info, False if shape is None else shape):
+                keys = _keys_of(name, info, False if shape is None else shape)
+                for key, under in keys:
                     node.fields[key] = _either([node.fields.get(key), under])
+                names = tuple(dict.fromkeys(key for key, _ in keys if type(key) is str))
+                if len(names) > 1:
+                    for key in names:
+                        node.names[key] = tuple(dict.fromkeys((*node.names.get(key, ()), *names)))
             if cls.model_config.get("extra") == "allow":
                 extra = typing.get_args(_hints(cls).get("__pydantic_extra__"))
                 if len(extra) == 2:  # dict[str, X]: every extra field is an X
@@ -199,6 +208,9 @@ class _Analysis:
         for name in names:
             inner = self.final(_either([node.fields.get(name, node.items) for node in nodes]))
             made.fields[name] = False if inner is None else inner
+        for node in nodes:
+            for name, others in node.names.items():
+                made.names[name] = tuple(dict.fromkeys((*made.names.get(name, ()), *others)))
         made.items = self.final(_either([node.items for node in nodes]))
         return made
 

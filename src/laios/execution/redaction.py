@@ -437,6 +437,9 @@ MAX_NAMED_TEXT_CHARS = 4096
 #: The characters JSON text holding a mapping or a list starts with.
 _JSON_OPENINGS = frozenset("{[")
 
+#: A field's value that is secret as a whole and may be written after a name (not a container).
+_SCALAR_SECRETS = (str, bytes, int, SecretStr, SecretBytes, Secret)
+
 
 def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
     """The mapping or list ``text`` holds as JSON (``'{"api_key": "…"}'``), to be read for
@@ -487,15 +490,16 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
     value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
-    and unquoted, as a number is written), each as an :class:`_InField` that replaces only
-    the value. ``[]`` for a name that is not text."""
+    also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
+    written), ``name=`` followed by the value percent-encoded (a URL's query), each as an
+    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
         return []
     quoted, in_json = repr(value), json.dumps(value, ensure_ascii=False)
     name_quoted, name_json = repr(name), json.dumps(name, ensure_ascii=False)
-    shapes = (
+    shapes = [
         (f"{name}=", value, ""),
         (f"{name}: ", value, ""),
         (f"{name}={quoted[0]}", quoted[1:-1], quoted[-1]),
@@ -506,7 +510,14 @@ def _field_forms(name: object, value: str) -> list[str]:
         (f'{name_json}:"', in_json[1:-1], '"'),
         (f"{name_json}: ", value, ""),
         (f"{name_json}:", value, ""),
-    )
+    ]
+    for encoded in dict.fromkeys((quote_plus(value), quote(value, safe=""), quote(value))):
+        if encoded != value:  # (percent-encoded in a URL's query or a form body)
+            shapes.append((f"{name}=", encoded, ""))
+    ascii_json, ascii_name = json.dumps(value), json.dumps(name)
+    if ascii_json != in_json or ascii_name != name_json:  # (as json.dumps writes it by default)
+        shapes.append((f'{ascii_name}: "', ascii_json[1:-1], '"'))
+        shapes.append((f'{ascii_name}:"', ascii_json[1:-1], '"'))
     forms: dict[str, _InField] = {}
     for head, written, tail in shapes:
         text = head + written + tail
@@ -608,6 +619,11 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             for key, value in items:
                 inner = declared.inner(key)
                 yield secret or inner is True or _is_secret_name(key), value, inner, key
+                if inner is True and type(key) is str and isinstance(value, _SCALAR_SECRETS):
+                    # (a short one is scrubbed only after a name: each name of its field)
+                    for other in declared.names.get(key, ()):
+                        if other != key:
+                            yield True, value, None, other
         else:
             for key, value in items:
                 yield secret or _is_secret_name(key), value, None, key
