@@ -14,7 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -140,10 +140,31 @@ def parse_command_line(
 _USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#]*@")
 
 
+#: A ``name=value`` pair of a URL's query (``&`` or ``;`` between pairs), its value not empty.
+_QUERY_PAIR = re.compile(r"(?<=[?&;])([^=&;#]*)=([^&;#]+)")
+
+
 def without_credentials(url: str) -> str:
-    """``url`` without the ``user:password@`` it may carry, to be shown (a malformed URL too:
-    it is shown, without them, all the same)."""
-    return _USERINFO.sub(r"\1", url.strip(), count=1)
+    """``url`` without the ``user:password@`` it may carry, and with the values of the query's
+    secret-looking names (``token``, ``api_key``, ``password``: as the executor's redaction
+    reads names) as ``[REDACTED]``, to be shown (a malformed URL too: it is shown, without
+    them, all the same)."""
+    shown = _USERINFO.sub(r"\1", url.strip(), count=1)
+    start = shown.find("?")
+    if start < 0:
+        return shown
+    end = shown.find("#", start)
+    end = len(shown) if end < 0 else end
+    query = _QUERY_PAIR.sub(_hidden_if_secret, shown[start:end])
+    return shown[:start] + query + shown[end:]
+
+
+def _hidden_if_secret(pair: re.Match[str]) -> str:
+    # (imported here: ``python -m laios.mixin`` uses this module without the executor)
+    from laios.execution.redaction import REDACTED, is_secret_key
+
+    name = pair.group(1)
+    return f"{name}={REDACTED}" if is_secret_key(unquote_plus(name)) else pair.group(0)
 
 
 #: A URL's scheme, and what ends its host and port: its path, query or fragment.

@@ -903,6 +903,34 @@ def test_credentials_in_the_url_stay_out_of_an_error(
 
 
 @pytest.mark.parametrize(
+    "query",
+    ["token=s3cret", "a=1&access_token=s3cret", "api-key=s3cret&b=2", "x=1;password=s3cret"],
+)
+def test_a_secret_in_the_query_stays_out_of_what_is_shown(
+    query: str, dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token in the URL's query (``?token=...``, as some endpoints take one) is not shown in
+    a message nor in the title of the status: its value is ``[REDACTED]``, the names and the
+    other values stay."""
+    assert main(["status", "--url", f"{dead_url}/status?{query}", "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "s3cret" not in line
+    assert "[REDACTED]" in line
+    assert query.replace("s3cret", "[REDACTED]") in line
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    with _serving(app) as port:
+        url = f"http://127.0.0.1:{port}/status?{query}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "s3cret" not in captured.out + captured.err
+    assert query.replace("s3cret", "[REDACTED]") in captured.out.splitlines()[0]
+
+
+@pytest.mark.parametrize(
     "credentials",
     [
         "pr\udcffom:s3cret",
