@@ -572,23 +572,13 @@ class _DeadlineHTTPConnection(http.client.HTTPConnection):
         super().putheader(header, *values)
 
 
-class _DeadlineHTTPSConnection(http.client.HTTPSConnection):
-    """An HTTPS connection that connects and reads its answer within one deadline.
+class _DeadlineHTTPSConnection(_DeadlineHTTPConnection, http.client.HTTPSConnection):
+    """An HTTPS connection that connects and reads its answer within one deadline (its
+    connecting, reading and ``Host`` header as :class:`_DeadlineHTTPConnection`'s).
 
     The TLS handshake, done by the socket's own deadline, gets the time that was left when the
     TCP connection was started.
     """
-
-    def __init__(self, host: str, /, *, deadline: _Deadline, **kwargs: Any) -> None:
-        super().__init__(host, **kwargs)
-        self.response_class = _response_class(deadline)
-        self._create_connection = _zone_connect(self, deadline)
-
-    def putheader(self, header: str | bytes, *values: Any) -> None:
-        """Send a header (``Host`` without a zone id)."""
-        if header == "Host":
-            values = tuple(_without_zone(v) if isinstance(v, str) else v for v in values)
-        super().putheader(header, *values)
 
 
 class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
