@@ -304,6 +304,42 @@ def test_clearing_a_topic_on_a_scheduler_of_another_shape_does_nothing() -> None
     assert forget_topic(object(), "laios-test-forget") is False
 
 
+def test_the_dask_scheduler_and_client_still_keep_topics_where_they_are_dropped() -> None:
+    """A real scheduler keeps its topics, and a real client its event handlers, in the
+    mappings drop_topic and drop_topic_handler remove them from; another topic stays."""
+    distributed = pytest.importorskip("distributed")
+    from laios._compat.dask import drop_topic, drop_topic_handler
+
+    def topics(dask_scheduler: Any) -> list[str]:
+        return sorted(name for name in dask_scheduler._broker._topics if "laios-test" in name)
+
+    with (
+        distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.subscribe_topic("laios-test-drop", lambda event: None)
+        client.subscribe_topic("laios-test-kept", lambda event: None)
+        client.log_event("laios-test-drop", {"n": 1})
+        client.log_event("laios-test-kept", {"n": 1})
+        assert client.run_on_scheduler(topics) == ["laios-test-drop", "laios-test-kept"]
+        dropped = client.run_on_scheduler(
+            lambda dask_scheduler: drop_topic(dask_scheduler, "laios-test-drop")
+        )
+        assert dropped is True
+        assert client.run_on_scheduler(topics) == ["laios-test-kept"]
+        assert drop_topic_handler(client, "laios-test-drop") is True
+        assert "laios-test-drop" not in client._event_handlers
+        assert "laios-test-kept" in client._event_handlers
+
+
+def test_dropping_topics_on_dask_objects_of_another_shape_does_nothing() -> None:
+    """Without the mappings (another Dask version) nothing is dropped and nothing fails."""
+    from laios._compat.dask import drop_topic, drop_topic_handler
+
+    assert drop_topic(object(), "laios-test-drop") is False
+    assert drop_topic_handler(object(), "laios-test-drop") is False
+
+
 def test_a_dask_client_still_shows_the_connection_it_reconnects_through() -> None:
     """A connected client's scheduler_connection is an object (replaced when it reconnects);
     one of another shape has none, and its reconnections go unnoticed."""

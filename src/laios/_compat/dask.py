@@ -52,23 +52,23 @@ def drop_topic(dask_scheduler: Any, topic: str) -> bool:
     """Drop ``topic`` from the scheduler: its events and its subscribers, and the entry the
     scheduler keeps of it; ``False`` when this Dask version keeps topics elsewhere (nothing is
     dropped then). An event published to it later makes it anew, as a first one did."""
-    topics = getattr(getattr(dask_scheduler, "_broker", None), "_topics", None)
-    pop = getattr(topics, "pop", None)
-    if pop is None:
-        return False
-    pop(topic, None)
-    return True
+    return _popped(getattr(getattr(dask_scheduler, "_broker", None), "_topics", None), topic)
 
 
 def drop_topic_handler(client: Any, topic: str) -> bool:
     """Drop ``client``'s handler of ``topic`` (run after the scheduler dropped the topic, so
     that no event of it arrives any more); ``False`` where a client keeps its handlers
     elsewhere (another Dask version)."""
-    handlers = getattr(client, "_event_handlers", None)
-    pop = getattr(handlers, "pop", None)
+    return _popped(getattr(client, "_event_handlers", None), topic)
+
+
+def _popped(mapping: Any, key: str) -> bool:
+    """Remove ``key`` from ``mapping`` if there; ``False`` when ``mapping`` is no mapping
+    (what Dask keeps there changed shape)."""
+    pop = getattr(mapping, "pop", None)
     if pop is None:
         return False
-    pop(topic, None)
+    pop(key, None)
     return True
 
 
