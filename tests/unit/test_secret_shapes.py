@@ -335,6 +335,25 @@ def test_the_short_names_count_in_camel_case_too(key: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "key", ["sentryDSN", "apiJWT", "dbPWD", "basicAUTH", "userJWT_v2", "JWTPayload", "dbPWDHash"]
+)
+def test_the_short_names_count_as_a_camel_case_word_in_capitals_too(
+    key: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """``sentryDSN`` is ``sentry_dsn`` written in camelCase with the acronym in capitals, as
+    ``userID`` is: the short name is a word of its own there too."""
+    assert is_secret_key(key)
+    parameters = {key: SECRET, "reveal": f"login failed for {SECRET}"}
+    assert _leaks(_channels(parameters, laios_records)) == []
+
+
+@pytest.mark.parametrize("key", ["myAUTHOR", "getDSNAME", "DSNames", "AUTHORS", "isAUTHORIZED"])
+def test_capital_words_starting_with_the_short_names_are_not_secret(key: str) -> None:
+    """A word in capitals that only starts with a short name (``AUTHOR``) is not it."""
+    assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize(
     "key", ["authHeader", "AuthHeader", "authValue", "pwdHash", "PwdHash", "jwtPayload", "dsnUrl"]
 )
 def test_the_short_names_count_as_the_first_word_of_a_camel_case_name(

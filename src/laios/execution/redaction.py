@@ -129,10 +129,14 @@ _SECRET_KEY = re.compile(
     # Short names that also occur inside ordinary words (author, cwd): only as names of their
     # own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``, ``sentry_dsn``),
     # or as a word of a camelCase name: a later one (``basicAuth``, ``dbPwd``) or the first,
-    # ended by the capital of the next (``authHeader``, ``AuthValue``, ``pwdHash``).
+    # ended by the capital of the next (``authHeader``, ``AuthValue``, ``pwdHash``); also in
+    # capitals, as camelCase writes an acronym (``sentryDSN``, ``dbPWDHash``, ``JWTPayload``),
+    # not as the start of a word in capitals (``AUTHOR``, ``DSNAME``).
     r"|(?<![a-z])(?:auth|pwd|jwt|dsn)(?![a-z])"
     r"|(?-i:(?<=[a-z])(?:Auth|Pwd|Jwt|Dsn)(?![a-z]))"
-    r"|(?-i:(?<![A-Za-z])(?:auth|pwd|jwt|dsn|Auth|Pwd|Jwt|Dsn)(?=[A-Z]))",
+    r"|(?-i:(?<![A-Za-z])(?:auth|pwd|jwt|dsn|Auth|Pwd|Jwt|Dsn)(?=[A-Z]))"
+    r"|(?-i:(?<=[a-z])(?:AUTH|PWD|JWT|DSN)(?=[A-Z][a-z]|[^A-Za-z]|$))"
+    r"|(?-i:(?<![A-Za-z])(?:AUTH|PWD|JWT|DSN)(?=[A-Z][a-z]))",
     re.IGNORECASE,
 )
 #: Names the secret-looking pattern matches that are known not to hold a secret: the shell's

@@ -385,6 +385,34 @@ def test_raising_tool_records_exactly_one_exception_event(executor, exporter):
     assert "Traceback" in events[0].attributes["exception.stacktrace"]
 
 
+def test_a_tool_returning_no_tool_output_records_the_type_error_as_an_exception_event(
+    executor, exporter
+):
+    """A tool whose ``execute`` returns something other than a ``ToolOutput`` fails with
+    ``TypeError``, recorded as one ``exception`` event, as the span catalogue says."""
+
+    class ReturnsDict(BaseTool):
+        name = "returns_dict"
+        description = "Overrides execute and returns a plain dict."
+
+        def execute(self, **kwargs: Any) -> Any:
+            return {"rows": 1}
+
+        def _execute(self, **kwargs: Any) -> Any:
+            raise AssertionError("not called")
+
+    executor.tool_registry.register_tool(ReturnsDict)
+    executor.execute_task(make_task("returns_dict"), CONTEXT)
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "TypeError"
+    (event,) = span.events
+    assert event.name == "exception"
+    assert event.attributes["exception.type"] == "TypeError"
+    assert event.attributes["exception.message"] == span.status.description
+    assert "returned dict from execute()" in event.attributes["exception.message"]
+
+
 def _ping(depth: int) -> None:
     if depth:
         _pong(depth - 1)
