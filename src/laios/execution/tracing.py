@@ -399,38 +399,48 @@ class Tracing:
             )
             return None if made_no_span(span, None) else span
         except Exception as exc:
-            # (a faulty provider fails every call: logged once a minute per kind of span)
-            kind = f"{name.split(' ', 1)[0][:64]} {type(exc).__name__}"
-            held = self.span_faults.should_log(kind)
-            message = "could not start the span %r; the call goes on untraced"
-            if held is None:
-                _log.debug(message + " (%s)", name[:128], type(exc).__name__)
-            elif held:
-                _log.error(
-                    message + " (and %d more such errors since the last one logged)",
-                    name[:128],
-                    held,
-                    exc_info=exc,
-                )
-            else:
-                _log.error(message, name[:128], exc_info=exc)
+            self._parent_span_failed(
+                "could not start the span %r; the call goes on untraced", name, exc
+            )
             return None
 
     def end_parent_span(
         self, span: Span, attributes: Mapping[str, Any], error: str | None = None
     ) -> None:
         """Set ``attributes`` (and an ERROR status described by ``error``) on a retry or batch
-        span and end it; never raises: a failing span is logged and left as it is."""
+        span and end it; never raises: a failing span is logged (with its traceback at most
+        once a minute per kind of span and error) and left as it is."""
+        name = getattr(span, "name", None)
+        name = name if isinstance(name, str) else "?"
         try:
             span.set_attributes(attributes)
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, error))
-        except Exception:
-            _log.exception("could not record the outcome on a span; it is ended without it")
+        except Exception as exc:
+            message = "could not record the outcome on the span %r; it is ended without it"
+            self._parent_span_failed(message, name, exc)
         try:
             span.end()
-        except Exception:
-            _log.exception("could not end a span")
+        except Exception as exc:
+            self._parent_span_failed("could not end the span %r", name, exc)
+
+    def _parent_span_failed(self, message: str, name: str, exc: Exception) -> None:
+        """Log a retry or batch span's fault: a faulty provider fails every call, so its
+        traceback is logged at most once a minute per message, kind of span and error (the
+        rest at DEBUG level)."""
+        kind = f"{message[:24]} {name.split(' ', 1)[0][:64]} {type(exc).__name__}"
+        held = self.span_faults.should_log(kind)
+        if held is None:
+            _log.debug(message + " (%s)", name[:128], type(exc).__name__)
+        elif held:
+            _log.error(
+                message + " (and %d more such errors since the last one logged)",
+                name[:128],
+                held,
+                exc_info=exc,
+            )
+        else:
+            _log.error(message, name[:128], exc_info=exc)
 
     def checkpoint_span(
         self,

@@ -95,9 +95,12 @@ def test_a_task_span_whose_processor_fails_on_end_is_ended_once(
     span." for every task, on top of the executor's own error."""
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(FailingProcessor("end"))
-    with Executor(
-        registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
-    ) as executor:
+    with (
+        caplog.at_level("DEBUG", logger="laios.execution"),
+        Executor(
+            registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
+        ) as executor,
+    ):
         results = [
             executor.execute_task(make_task("echo", n=3), CONTEXT),
             executor.execute_task(make_task("echo", n=3), CONTEXT, timeout=5),
@@ -106,7 +109,7 @@ def test_a_task_span_whose_processor_fails_on_end_is_ended_once(
     provider.shutdown()
     assert [_ok(r) for r in results] == [True, True, False]
     assert results[2].metadata["error_type"] == "tool_not_found"
-    faults = [r for r in caplog.records if r.name == "laios.execution"]
+    faults = [r for r in caplog.records if "ending the task span" in r.getMessage()]
     assert len(faults) == 3, [r.getMessage() for r in faults]
     again = [r.getMessage() for r in caplog.records if "ended span" in r.getMessage()]
     assert again == []
@@ -240,3 +243,41 @@ def test_a_broken_global_provider_logs_one_error_for_many_retry_and_batch_spans(
         if r.levelname in ("ERROR", "WARNING") and "could not start the span" in r.getMessage()
     ]
     assert len(logged) == 2, logged
+
+
+def test_a_processor_failing_every_span_at_its_end_logs_one_error_per_kind(
+    registry: ToolRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A span processor whose on_end raises for every span fails the task, retry and batch
+    spans of every call alike: that is logged with its traceback once per kind of span (the
+    rest at DEBUG level, not once per call), while every task span's failure is still counted
+    as an internal error of its tool."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(FailingProcessor("end"))
+    store = MetricStore()
+    with caplog.at_level("DEBUG", logger="laios.execution"):
+        with Executor(
+            registry, tracer_provider=provider, store=store, register_prometheus=False
+        ) as executor:
+            for _ in range(5):
+                assert _ok(executor.execute_task(make_task("echo", n=3), CONTEXT))
+                task = make_task("echo", n=3)
+                assert _ok(executor.execute_with_retry(task, CONTEXT, max_retries=1))
+                tasks = [make_task("echo", n=3)]
+                assert _ok(asyncio.run(executor.execute_parallel(tasks, CONTEXT))[0])
+    provider.shutdown()
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    assert len(errors) == 3, errors
+    assert sum("ending the task span" in message for message in errors) == 1, errors
+    ended = [r for r in caplog.records if "could not end the span" in r.getMessage()]
+    assert sorted(r.getMessage().split("'")[1].split()[0] for r in ended[:2]) == [
+        "laios.execute_parallel",
+        "laios.execute_with_retry",
+    ]
+    assert len(ended) == 10  # (every one is still logged, at DEBUG level past the first)
+    counts = {
+        error_type: count.value
+        for tool in store.snapshot().tools
+        for error_type, count in tool.errors.items()
+    }
+    assert counts == {"internal": 15}

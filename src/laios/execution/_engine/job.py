@@ -1610,7 +1610,9 @@ class Job(TaskRecord):
                     task, span, outcome, error, error_type, data, exception, debug=debug
                 )
             except Exception as exc:  # observability never changes an outcome
-                self.observability_failed("ending the task span", exc, task)
+                # (a faulty provider fails every task: its traceback is logged once a minute)
+                held = self.env.tracing.span_faults.should_log(f"end {type_name(type(exc))}")
+                self.observability_failed("ending the task span", exc, task, held=held)
                 if span is not None:
                     # (not when the fault came from ending it: a processor's on_end runs
                     # after the span ended, and a second end() draws the SDK's warning)
