@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from laios.execution._forks import reset_after_fork
-from laios.execution._http import Endpoint, Request, Response, joined_headers
+from laios.execution._http import ABSOLUTE_FORM, Endpoint, Request, Response, joined_headers
 
 __all__ = ["MAX_PENDING_RENDERS", "RENDER_THREADS", "ASGIApplication", "asgi_app"]
 
@@ -146,6 +146,23 @@ class _RenderPool:
             self._pending -= 1
 
 
+def _root_prefixes(scope: Scope) -> tuple[str, ...]:
+    """The spellings of the mount point ``root_path`` names: as written, and without a
+    trailing slash (``/laios/`` is ``/laios``)."""
+    root: str = scope.get("root_path") or ""
+    return tuple(prefix for prefix in dict.fromkeys((root, root.rstrip("/"))) if prefix)
+
+
+def _url_after_root(text: str, prefixes: tuple[str, ...]) -> str | None:
+    """The absolute-form target (``http://host/metrics``) that follows the mount point in
+    ``text``, as uvicorn ``--root-path`` joins them (``/laioshttp://host/metrics``); ``None``
+    when ``text`` holds none."""
+    for prefix in prefixes:
+        if text.startswith(prefix) and ABSOLUTE_FORM.match(text, len(prefix)):
+            return text[len(prefix) :]
+    return None
+
+
 def _route_path(scope: Scope) -> str:
     """The path below the mount point: ``path`` without ``root_path`` when it starts with it.
 
@@ -153,12 +170,16 @@ def _route_path(scope: Scope) -> str:
     ``root_path`` (the ASGI spec, Starlette since 0.33, uvicorn ``--root-path``), older ones
     strip it from ``path``. Both give ``/metrics`` here. A ``root_path`` written with a
     trailing slash (``/laios/``) is its slash-less form (``/laios``), whether ``path`` is
-    ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``.
+    ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``. An absolute-form
+    target after the prefix (uvicorn's ``/laioshttp://host/metrics``) is that URL.
     """
     path: str = scope.get("path") or "/"
-    root: str = scope.get("root_path") or ""
-    for prefix in dict.fromkeys((root, root.rstrip("/"))):
-        if prefix and path.startswith(prefix):
+    prefixes = _root_prefixes(scope)
+    url = _url_after_root(path, prefixes)
+    if url is not None:
+        return url
+    for prefix in prefixes:
+        if path.startswith(prefix):
             rest = path[len(prefix) :]
             if not rest or rest.startswith("/"):
                 return rest or "/"
@@ -174,7 +195,10 @@ def _request(scope: Scope) -> Request:
     query = bytes(scope.get("query_string") or b"").decode("latin-1")
     target = None
     if raw_path is not None:
-        target = bytes(raw_path).decode("latin-1") + (f"?{query}" if query else "")
+        raw = bytes(raw_path).decode("latin-1")
+        # (an absolute-form target is the URL alone, without the mount point before it)
+        raw = _url_after_root(raw, _root_prefixes(scope)) or raw
+        target = raw + (f"?{query}" if query else "")
     return Request(
         method=str(scope.get("method", "GET")),
         path=_route_path(scope),
