@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from itertools import accumulate
 from typing import TypeVar
@@ -342,7 +342,7 @@ class StoreCollector(Collector):
             return
         yield from _families(self._exported(), self._version)
 
-    def render(self, *, openmetrics: bool = False, names: Collection[str] | None = None) -> str:
+    def render(self, *, openmetrics: bool = False, names: Iterable[str] | None = None) -> str:
         """Return the families :meth:`collect` yields, written directly as exposition text.
 
         The text is what ``prometheus_client`` would write for them (the Prometheus text
@@ -351,7 +351,10 @@ class StoreCollector(Collector):
         names, as ``prometheus_client``'s ``restricted_registry(names)`` would write them.
         """
         return self._renderer.render(
-            self._exported(), self._version, openmetrics=openmetrics, names=names
+            self._exported(),
+            self._version,
+            openmetrics=openmetrics,
+            names=None if names is None else frozenset(names),  # (each family reads them)
         )
 
     @contextlib.contextmanager
@@ -527,7 +530,7 @@ def render_metrics(
     registry: CollectorRegistry | None = None,
     *,
     openmetrics: bool = False,
-    names: Collection[str] | None = None,
+    names: Iterable[str] | None = None,
 ) -> bytes:
     """Render ``registry`` for a scrape: exactly the body ``/metrics`` serves.
 
@@ -564,7 +567,7 @@ def render_for_accept(
     accept: str | None = None,
     registry: CollectorRegistry | None = None,
     *,
-    names: Collection[str] | None = None,
+    names: Iterable[str] | None = None,
 ) -> tuple[bytes, str]:
     """Render ``registry`` in the format an ``Accept`` header asks for, as ``/metrics`` does.
 
@@ -709,10 +712,14 @@ def _render(
     *,
     openmetrics: bool,
     direct: bool,
-    names: Collection[str] | None,
+    names: Iterable[str] | None,
 ) -> bytes:
     if registry is None:
         registry = REGISTRY
+    if names is not None:
+        # Read once: prometheus_client's part and the laios_* part both filter by them, and an
+        # iterator would be used up by the first.
+        names = frozenset(names)
     with _collectors_lock:
         collector = _collectors.get(registry)
     source: Collector = registry if names is None else registry.restricted_registry(names)
