@@ -121,6 +121,18 @@ def test_names_read_once_filter_every_family(registry: CollectorRegistry) -> Non
     assert collector.render(names=iter(wanted)) == collector.render(names=wanted)
 
 
+@pytest.mark.parametrize("names", ["laios_tasks_total", b"laios_tasks_total"])
+def test_one_string_for_names_is_refused(registry: CollectorRegistry, names: Any) -> None:
+    """A single string is no list of names: its characters matched no sample, and the body
+    was empty without a word."""
+    with pytest.raises(TypeError, match=r"names=\['laios_tasks_total'\]"):
+        render_metrics(registry, names=names)
+    with pytest.raises(TypeError, match="single string"):
+        render_for_accept(None, registry, names=names)
+    with pytest.raises(TypeError, match="single string"):
+        ensure_collector(MetricStore(), registry).render(names=names)
+
+
 def test_the_name_escaping_path_filters_too(registry: CollectorRegistry) -> None:
     """Under a name escaping left to prometheus_client, name[] still filters."""
     accept = f"{OPENMETRICS}; escaping=values"
