@@ -200,6 +200,20 @@ def test_an_absolute_form_target_under_a_root_path(
         assert b"laios_build_info" not in answer.body
 
 
+@pytest.mark.parametrize("root_path", ["/laios", "/laios/"])
+def test_options_asterisk_under_a_root_path(store: MetricStore, root_path: str) -> None:
+    """uvicorn ``--root-path /laios`` passes ``OPTIONS *`` as the path ``/laios*``: it is
+    answered as ``OPTIONS *`` is without a root path (200, ``Allow: GET, HEAD``), and ``GET *``
+    400 likewise. Both answered 404."""
+    app = make_asgi_app(store, CollectorRegistry())
+    for method, status in (("OPTIONS", 200), ("GET", 400)):
+        scope = http_scope(method, path=f"{root_path}*", root_path=root_path)
+        scope["raw_path"] = f"{root_path}*".encode()
+        answer = asyncio.run(exchange(app, scope)).answer()
+        assert answer.status == status, answer
+        assert answer.header("allow") == ("GET, HEAD" if status == 200 else None)
+
+
 def test_the_query_string_reaches_the_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both adapters hand the raw query string and the headers to the one handler."""
     seen: list[Request] = []

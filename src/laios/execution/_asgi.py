@@ -153,12 +153,15 @@ def _root_prefixes(scope: Scope) -> tuple[str, ...]:
     return tuple(prefix for prefix in dict.fromkeys((root, root.rstrip("/"))) if prefix)
 
 
-def _url_after_root(text: str, prefixes: tuple[str, ...]) -> str | None:
-    """The absolute-form target (``http://host/metrics``) that follows the mount point in
-    ``text``, as uvicorn ``--root-path`` joins them (``/laioshttp://host/metrics``); ``None``
-    when ``text`` holds none."""
+def _target_after_root(text: str, prefixes: tuple[str, ...]) -> str | None:
+    """The request target that is no path and follows the mount point in ``text``, as
+    uvicorn ``--root-path`` joins them: an absolute-form target (``http://host/metrics``
+    in ``/laioshttp://host/metrics``) or ``*`` (in ``/laios*``); ``None`` when ``text``
+    holds none."""
     for prefix in prefixes:
-        if text.startswith(prefix) and ABSOLUTE_FORM.match(text, len(prefix)):
+        if text.startswith(prefix) and (
+            text[len(prefix) :] == "*" or ABSOLUTE_FORM.match(text, len(prefix))
+        ):
             return text[len(prefix) :]
     return None
 
@@ -170,14 +173,15 @@ def _route_path(scope: Scope) -> str:
     ``root_path`` (the ASGI spec, Starlette since 0.33, uvicorn ``--root-path``), older ones
     strip it from ``path``. Both give ``/metrics`` here. A ``root_path`` written with a
     trailing slash (``/laios/``) is its slash-less form (``/laios``), whether ``path`` is
-    ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``. An absolute-form
-    target after the prefix (uvicorn's ``/laioshttp://host/metrics``) is that URL.
+    ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``. A target that is no
+    path after the prefix (uvicorn's ``/laioshttp://host/metrics`` and ``/laios*``) is that
+    target.
     """
     path: str = scope.get("path") or "/"
     prefixes = _root_prefixes(scope)
-    url = _url_after_root(path, prefixes)
-    if url is not None:
-        return url
+    target = _target_after_root(path, prefixes)
+    if target is not None:
+        return target
     for prefix in prefixes:
         if path.startswith(prefix):
             rest = path[len(prefix) :]
@@ -196,8 +200,8 @@ def _request(scope: Scope) -> Request:
     target = None
     if raw_path is not None:
         raw = bytes(raw_path).decode("latin-1")
-        # (an absolute-form target is the URL alone, without the mount point before it)
-        raw = _url_after_root(raw, _root_prefixes(scope)) or raw
+        # (a URL or * is the target alone, without the mount point before it)
+        raw = _target_after_root(raw, _root_prefixes(scope)) or raw
         target = raw + (f"?{query}" if query else "")
     return Request(
         method=str(scope.get("method", "GET")),
