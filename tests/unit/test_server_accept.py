@@ -153,6 +153,14 @@ def test_q_values_can_choose_openmetrics(registry: CollectorRegistry, accept: st
     assert_openmetrics(body, content_type)
 
 
+def test_an_accept_header_as_bytes_is_read(registry: CollectorRegistry) -> None:
+    """A header as an ASGI scope carries it (bytes, as ``names_from_query`` takes a query)
+    negotiates as its text does. It raised a TypeError about bytes and str."""
+    body, content_type = render_for_accept(PROMETHEUS_ACCEPT.encode("latin-1"), registry)
+    assert_openmetrics(body, content_type)
+    assert render_for_accept(b"", registry)[1] == render_for_accept(None, registry)[1]
+
+
 def test_the_prometheus_scraper_header_gets_openmetrics_1_0_0(
     registry: CollectorRegistry,
 ) -> None:

@@ -568,7 +568,7 @@ def render_metrics(
 
 
 def render_for_accept(
-    accept: str | None = None,
+    accept: str | bytes | None = None,
     registry: CollectorRegistry | None = None,
     *,
     names: Iterable[str] | None = None,
@@ -587,7 +587,8 @@ def render_for_accept(
     :func:`render_metrics` builds it.
 
     Args:
-        accept: The request's ``Accept`` header (``None`` or empty: the text format 0.0.4).
+        accept: The request's ``Accept`` header (``None`` or empty: the text format 0.0.4),
+            as text or as the bytes an ASGI scope carries (read as Latin-1).
         registry: The registry; defaults to ``prometheus_client.REGISTRY``.
         names: Only the samples of these names (see :func:`render_metrics`); read them from
             a query string with :func:`names_from_query`.
@@ -598,6 +599,8 @@ def render_for_accept(
     Raises:
         TypeError: When ``names`` is a single string rather than an iterable of names.
     """
+    if isinstance(accept, bytes):
+        accept = accept.decode("latin-1")
     encoder, content_type = _negotiate(accept or "")
     escaping = "underscores"
     for param in content_type.split(";")[1:]:
