@@ -146,24 +146,21 @@ class _RenderPool:
             self._pending -= 1
 
 
-def _root_prefixes(scope: Scope) -> tuple[str, ...]:
-    """The spellings of the mount point ``root_path`` names: as written, and without a
-    trailing slash (``/laios/`` is ``/laios``)."""
-    root: str = scope.get("root_path") or ""
-    return tuple(prefix for prefix in dict.fromkeys((root, root.rstrip("/"))) if prefix)
-
-
-def _target_after_root(text: str, prefixes: tuple[str, ...]) -> str | None:
+def _target_after_root(text: str, scope: Scope) -> str | None:
     """The request target that is no path and follows the mount point in ``text``, as
     uvicorn ``--root-path`` joins them: an absolute-form target (``http://host/metrics``
     in ``/laioshttp://host/metrics``) or ``*`` (in ``/laios*``); ``None`` when ``text``
-    holds none."""
-    for prefix in prefixes:
-        if text.startswith(prefix) and (
-            text[len(prefix) :] == "*" or ABSOLUTE_FORM.match(text, len(prefix))
-        ):
-            return text[len(prefix) :]
-    return None
+    holds none.
+
+    Only after a ``root_path`` that does not end with a slash: after ``/laios/``,
+    ``/laios/http://host/metrics`` is also what a router passes for that path as sent, which
+    names no route (a route is served at its path as written only).
+    """
+    root: str = scope.get("root_path") or ""
+    if not root or root.endswith("/") or not text.startswith(root):
+        return None
+    rest = text[len(root) :]
+    return rest if rest == "*" or ABSOLUTE_FORM.match(rest) else None
 
 
 def _route_path(scope: Scope) -> str:
@@ -174,16 +171,16 @@ def _route_path(scope: Scope) -> str:
     strip it from ``path``. Both give ``/metrics`` here. A ``root_path`` written with a
     trailing slash (``/laios/``) is its slash-less form (``/laios``), whether ``path`` is
     ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``. A target that is no
-    path after the prefix (uvicorn's ``/laioshttp://host/metrics`` and ``/laios*``) is that
-    target.
+    path after a prefix without a trailing slash (uvicorn's ``/laioshttp://host/metrics`` and
+    ``/laios*``) is that target.
     """
     path: str = scope.get("path") or "/"
-    prefixes = _root_prefixes(scope)
-    target = _target_after_root(path, prefixes)
+    target = _target_after_root(path, scope)
     if target is not None:
         return target
-    for prefix in prefixes:
-        if path.startswith(prefix):
+    root: str = scope.get("root_path") or ""
+    for prefix in dict.fromkeys((root, root.rstrip("/"))):
+        if prefix and path.startswith(prefix):
             rest = path[len(prefix) :]
             if not rest or rest.startswith("/"):
                 return rest or "/"
@@ -201,7 +198,7 @@ def _request(scope: Scope) -> Request:
     if raw_path is not None:
         raw = bytes(raw_path).decode("latin-1")
         # (a URL or * is the target alone, without the mount point before it)
-        raw = _target_after_root(raw, _root_prefixes(scope)) or raw
+        raw = _target_after_root(raw, scope) or raw
         target = raw + (f"?{query}" if query else "")
     return Request(
         method=str(scope.get("method", "GET")),
