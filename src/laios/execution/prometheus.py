@@ -47,7 +47,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from itertools import accumulate
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qs
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -577,9 +577,10 @@ def render_for_accept(
 
     The media range with the highest q-value wins (a missing ``q`` means 1, ``q=0`` means "not
     acceptable"); on a tie OpenMetrics (or text 1.0.0) beats the plain text format, then the
-    first range listed wins. A range naming a version this server does not write (OpenMetrics
-    other than 1.0.0, text 1.0.1) is not acceptable, so the ``Content-Type`` always names the
-    version written. The chosen range is handed to
+    first range listed wins. A format refused with ``q=0`` is not served through a less
+    specific range (``text/plain;q=0, */*`` gets OpenMetrics). A range naming a version this
+    server does not write (OpenMetrics other than 1.0.0, text 1.0.1) is not acceptable, so the
+    ``Content-Type`` always names the version written. The chosen range is handed to
     ``prometheus_client.exposition.choose_encoder`` for the encoder and ``Content-Type``. A
     range that cannot be parsed (a bad ``q``, a ``version`` that is not dotted numbers, a
     parameter without ``=``) is skipped, so a malformed header never fails: with nothing usable
@@ -614,20 +615,59 @@ def render_for_accept(
     return body, content_type
 
 
+#: The formats ``/metrics`` writes, as :func:`_negotiate` tells them apart.
+_OM_1, _TEXT_1, _TEXT_0 = "openmetrics 1.0.0", "text 1.0.0", "text 0.0.4"
+_EVERY_FORMAT = frozenset({_OM_1, _TEXT_1, _TEXT_0})
+_TEXT_FORMATS = frozenset({_TEXT_1, _TEXT_0})
+
+
+class _Range(NamedTuple):
+    """One parsed element of ``Accept``.
+
+    Attributes:
+        weight: Its q-value.
+        served: ``None`` (no format this server writes), or the range to hand to
+            ``choose_encoder`` (rebuilt from the checked ``version`` and ``escaping`` only),
+            whether it is preferred to the plain text format 0.0.4 on a tie (OpenMetrics
+            1.0.0, text 1.0.0), and the format it is served as.
+        specificity: 3 for a type with a ``version``, 2 without, 1 for ``text/*``, 0 for
+            ``*/*``: a refusal (``q=0``) of a format holds against less specific ranges.
+        names: The formats the range names (what its ``q=0`` refuses).
+    """
+
+    weight: float
+    served: tuple[str, bool, str] | None
+    specificity: int
+    names: frozenset[str]
+
+
 def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
-    """The encoder and ``Content-Type`` for an ``Accept`` header; never raises on its content."""
+    """The encoder and ``Content-Type`` for an ``Accept`` header; never raises on its content.
+
+    A format a range refuses (``q=0``) is not served through a less specific range: with
+    ``text/plain;q=0``, ``*/*`` stands for OpenMetrics 1.0.0 rather than the text format 0.0.4,
+    and ``application/openmetrics-text;version=1.0.0;q=0`` leaves
+    ``application/openmetrics-text`` nothing to serve.
+    """
+    ranges = [parsed for parsed in map(_media_range, accept.split(",")) if parsed is not None]
+    # The most specific refusal of each format (-1: none).
+    refused = dict.fromkeys(_EVERY_FORMAT, -1)
+    for entry in ranges:
+        if entry.weight <= 0.0:
+            for name in entry.names:
+                refused[name] = max(refused[name], entry.specificity)
     chosen, best = "", 0.0
-    for element in accept.split(","):
-        parsed = _media_range(element)
-        if parsed is None:
+    for entry in ranges:
+        if entry.weight <= 0.0 or entry.served is None:
             continue
-        weight, servable = parsed
-        if weight <= 0.0 or servable is None:
-            continue
-        media_range, preferred = servable
-        if weight > best:
-            chosen, best = (media_range if preferred else ""), weight
-        elif weight == best and preferred and not chosen:
+        media_range, preferred, served = entry.served
+        if refused[served] > entry.specificity:
+            if entry.specificity > 0 or refused[_OM_1] > 0:
+                continue
+            media_range, preferred = _OPENMETRICS_TYPE, True  # */*: the other format it takes
+        if entry.weight > best:
+            chosen, best = (media_range if preferred else ""), entry.weight
+        elif entry.weight == best and preferred and not chosen:
             chosen = media_range
     try:
         return choose_encoder(chosen)
@@ -637,13 +677,10 @@ def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
         return choose_encoder("")
 
 
-def _media_range(element: str) -> tuple[float, tuple[str, bool] | None] | None:
+def _media_range(element: str) -> _Range | None:
     """Parse one element of ``Accept``: its q-value and what this server can make of it.
 
-    Returns ``None`` when the element cannot be parsed. Otherwise the q-value and either
-    ``None`` (a format this server does not write) or the range to hand to ``choose_encoder``
-    (rebuilt from the checked ``version`` and ``escaping`` only) and whether it is preferred
-    to the plain text format 0.0.4 on a tie (OpenMetrics 1.0.0, text 1.0.0).
+    Returns ``None`` when the element cannot be parsed (see :class:`_Range`).
 
     A range naming a ``version`` matches only that version: OpenMetrics 1.0.0, and text 0.0.4
     or 1.0.0 (or any text version below 1.0.0, served as 0.0.4, the one text format before
@@ -671,21 +708,28 @@ def _media_range(element: str) -> tuple[float, tuple[str, bool] | None] | None:
         return None
     version_text = params.get("version")
     version = None if version_text is None else _version(version_text)
+    nothing: frozenset[str] = frozenset()
     if media_type == _OPENMETRICS_TYPE:
-        if version_text is None:
-            return weight, (_OPENMETRICS_TYPE, True)  # the latest: 1.0.0
-        if version != _VERSION_1:
-            return weight, None  # 0.0.1, 2.0.0, a draft, a version that does not parse
-        return weight, (_rebuilt(media_type, params.get("escaping")), True)
+        if version_text is None:  # the latest: 1.0.0
+            return _Range(weight, (_OPENMETRICS_TYPE, True, _OM_1), 2, frozenset({_OM_1}))
+        if version != _VERSION_1:  # 0.0.1, 2.0.0, a draft, a version that does not parse
+            return _Range(weight, None, 3, nothing)
+        served = (_rebuilt(media_type, params.get("escaping")), True, _OM_1)
+        return _Range(weight, served, 3, frozenset({_OM_1}))
     if media_type == "text/plain":
-        if version_text is None or (version is not None and version < _VERSION_1):
-            return weight, ("", False)  # the text format 0.0.4
+        if version_text is None:  # served as 0.0.4; names every text format
+            return _Range(weight, ("", False, _TEXT_0), 2, _TEXT_FORMATS)
+        if version is not None and version < _VERSION_1:
+            return _Range(weight, ("", False, _TEXT_0), 3, frozenset({_TEXT_0}))
         if version != _VERSION_1:
-            return weight, None
-        return weight, (_rebuilt(media_type, params.get("escaping")), True)
-    if media_type in ("*/*", "text/*"):
-        return weight, ("", False)
-    return weight, None
+            return _Range(weight, None, 3, nothing)
+        served = (_rebuilt(media_type, params.get("escaping")), True, _TEXT_1)
+        return _Range(weight, served, 3, frozenset({_TEXT_1}))
+    if media_type == "text/*":
+        return _Range(weight, ("", False, _TEXT_0), 1, _TEXT_FORMATS)
+    if media_type == "*/*":
+        return _Range(weight, ("", False, _TEXT_0), 0, _EVERY_FORMAT)
+    return _Range(weight, None, 0, nothing)
 
 
 def _quality(text: str) -> float | None:
