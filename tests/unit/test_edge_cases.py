@@ -569,3 +569,15 @@ def test_metrics_gzips_when_gzip_is_accepted() -> None:
     assert headers["Content-Encoding"] == "gzip"
     assert headers["Vary"] == "Accept, Accept-Encoding"
     assert b"laios_" in gzip.decompress(body)
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [("*", False), ("x-gzip", True), ("GZIP;Q=0.5", True), ("gzip;q=0, *", False)],
+)
+def test_metrics_gzips_only_when_gzip_is_named(accept_encoding: str, gzipped: bool) -> None:
+    """gzip is sent when Accept-Encoding names it (or x-gzip) with q above 0; ``*`` alone
+    gets the body uncompressed, as the reference says."""
+    headers, body = _get_metrics(accept_encoding)
+    assert (headers.get("Content-Encoding") == "gzip") is gzipped
+    assert b"laios_" in (gzip.decompress(body) if gzipped else body)

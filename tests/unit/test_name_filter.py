@@ -107,6 +107,32 @@ def test_part_of_a_histogram_can_be_asked_for(registry: CollectorRegistry) -> No
     assert all(line.startswith("laios_task_duration_seconds_count{") for line in samples)
 
 
+def test_names_read_once_filter_every_family(registry: CollectorRegistry) -> None:
+    """Names given as an iterator (a generator, ``filter(...)``) keep the ``laios_*``
+    samples as a list does. The iterator was used up by ``prometheus_client``'s part, or by
+    the first family: the ``laios_*`` families were left out."""
+    wanted = ["laios_tasks_total", "app_requests_total"]
+    expected = render_metrics(registry, names=wanted)
+    assert b"laios_tasks_total{" in expected
+    assert render_metrics(registry, names=iter(wanted)) == expected
+    body, _ = render_for_accept(None, registry, names=(name for name in wanted))
+    assert body == expected
+    collector = ensure_collector(MetricStore(), registry)  # (joins with an empty store)
+    assert collector.render(names=iter(wanted)) == collector.render(names=wanted)
+
+
+@pytest.mark.parametrize("names", ["laios_tasks_total", b"laios_tasks_total"])
+def test_one_string_for_names_is_refused(registry: CollectorRegistry, names: Any) -> None:
+    """A single string is no list of names: its characters matched no sample, and the body
+    was empty without a word."""
+    with pytest.raises(TypeError, match=r"names=\['laios_tasks_total'\]"):
+        render_metrics(registry, names=names)
+    with pytest.raises(TypeError, match="single string"):
+        render_for_accept(None, registry, names=names)
+    with pytest.raises(TypeError, match="single string"):
+        ensure_collector(MetricStore(), registry).render(names=names)
+
+
 def test_the_name_escaping_path_filters_too(registry: CollectorRegistry) -> None:
     """Under a name escaping left to prometheus_client, name[] still filters."""
     accept = f"{OPENMETRICS}; escaping=values"

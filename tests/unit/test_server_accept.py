@@ -153,6 +153,40 @@ def test_q_values_can_choose_openmetrics(registry: CollectorRegistry, accept: st
     assert_openmetrics(body, content_type)
 
 
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        ("text/plain;q=0, */*", True),
+        ("text/*;q=0, */*", True),
+        ("text/plain;version=0.0.4;q=0, */*;q=0.5", True),
+        ("application/openmetrics-text;version=1.0.0;q=0, application/openmetrics-text", False),
+        ("application/openmetrics-text;q=0, application/openmetrics-text;version=1.0.0", True),
+        ("text/plain;q=0, application/openmetrics-text;q=0, */*", False),  # nothing left
+        ("text/plain;q=0.5, */*", False),  # (refused only by q=0)
+        ("*/*;q=0, text/plain", False),
+    ],
+)
+def test_a_refused_format_is_not_served_through_a_wider_range(
+    registry: CollectorRegistry, accept: str, openmetrics: bool
+) -> None:
+    """A range with q=0 refuses its formats also where a less specific range (``*/*``, a
+    range without ``version``) would take them: ``*/*`` then takes OpenMetrics. The refused
+    format was served."""
+    body, content_type = render_for_accept(accept, registry)
+    if openmetrics:
+        assert_openmetrics(body, content_type)
+    else:
+        assert_text(body, content_type)
+
+
+def test_an_accept_header_as_bytes_is_read(registry: CollectorRegistry) -> None:
+    """A header as an ASGI scope carries it (bytes, as ``names_from_query`` takes a query)
+    negotiates as its text does. It raised a TypeError about bytes and str."""
+    body, content_type = render_for_accept(PROMETHEUS_ACCEPT.encode("latin-1"), registry)
+    assert_openmetrics(body, content_type)
+    assert render_for_accept(b"", registry)[1] == render_for_accept(None, registry)[1]
+
+
 def test_the_prometheus_scraper_header_gets_openmetrics_1_0_0(
     registry: CollectorRegistry,
 ) -> None:

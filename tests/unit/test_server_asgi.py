@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from _scripts import script_env
@@ -172,6 +173,61 @@ def test_a_root_path_with_a_trailing_slash_is_its_slashless_form(
     assert call_asgi(app, path="/laios/", root_path=root_path).status == 200  # the index
     assert call_asgi(app, path="/laios/nope", root_path=root_path).status == 404
     assert call_asgi(app, path="/laiosx/metrics", root_path=root_path).status == 404
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("http://localhost/metrics?name[]=laios_tasks_total", 200),
+        ("http://localhost/%6detrics", 404),
+        ("ftp://localhost/metrics", 400),
+    ],
+)
+def test_an_absolute_form_target_under_a_root_path(
+    store: MetricStore, target: str, status: int
+) -> None:
+    """uvicorn ``--root-path /laios`` puts the prefix before an absolute-form target as it
+    comes (``/laioshttp://localhost/metrics``): the URL is served as its path and query, as
+    without a root path. Every such target answered 404."""
+    root_path = "/laios"
+    raw_path, _, query = target.partition("?")
+    scope = http_scope(path=root_path + unquote(raw_path), query=query, root_path=root_path)
+    scope["raw_path"] = (root_path + raw_path).encode("latin-1")
+    answer = asyncio.run(exchange(make_asgi_app(store, CollectorRegistry()), scope)).answer()
+    assert answer.status == status, answer
+    if status == 200:
+        assert b'laios_tasks_total{outcome="success",tool="fetch"} 1.0' in answer.body
+        assert b"laios_build_info" not in answer.body
+
+
+def test_options_asterisk_under_a_root_path(store: MetricStore) -> None:
+    """uvicorn ``--root-path /laios`` passes ``OPTIONS *`` as the path ``/laios*``: it is
+    answered as ``OPTIONS *`` is without a root path (200, ``Allow: GET, HEAD``), and ``GET *``
+    400 likewise. Both answered 404."""
+    root_path = "/laios"
+    app = make_asgi_app(store, CollectorRegistry())
+    for method, status in (("OPTIONS", 200), ("GET", 400)):
+        scope = http_scope(method, path=f"{root_path}*", root_path=root_path)
+        scope["raw_path"] = f"{root_path}*".encode()
+        answer = asyncio.run(exchange(app, scope)).answer()
+        assert answer.status == status, answer
+        assert answer.header("allow") == ("GET, HEAD" if status == 200 else None)
+
+
+@pytest.mark.parametrize("root_path", ["/laios/", "/"])
+@pytest.mark.parametrize(
+    ("method", "rest"), [("GET", "http://localhost/metrics"), ("OPTIONS", "*")]
+)
+def test_a_path_below_a_root_path_ending_in_a_slash_is_a_path(
+    store: MetricStore, root_path: str, method: str, rest: str
+) -> None:
+    """Below a ``root_path`` that ends with a slash, ``/laios/http://localhost/metrics`` and
+    ``/laios/*`` are what a router passes for those paths as sent: no URL or ``*`` to serve
+    (``/metrics`` is served at its path as written only), 404."""
+    path = root_path + rest
+    scope = http_scope(method, path=path, root_path=root_path)
+    answer = asyncio.run(exchange(make_asgi_app(store, CollectorRegistry()), scope)).answer()
+    assert answer.status == 404, answer
 
 
 def test_the_query_string_reaches_the_handler(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from laios.execution._forks import reset_after_fork
-from laios.execution._http import Endpoint, Request, Response, joined_headers
+from laios.execution._http import ABSOLUTE_FORM, Endpoint, Request, Response, joined_headers
 
 __all__ = ["MAX_PENDING_RENDERS", "RENDER_THREADS", "ASGIApplication", "asgi_app"]
 
@@ -146,6 +146,23 @@ class _RenderPool:
             self._pending -= 1
 
 
+def _target_after_root(text: str, scope: Scope) -> str | None:
+    """The request target that is no path and follows the mount point in ``text``, as
+    uvicorn ``--root-path`` joins them: an absolute-form target (``http://host/metrics``
+    in ``/laioshttp://host/metrics``) or ``*`` (in ``/laios*``); ``None`` when ``text``
+    holds none.
+
+    Only after a ``root_path`` that does not end with a slash: after ``/laios/``,
+    ``/laios/http://host/metrics`` is also what a router passes for that path as sent, which
+    names no route (a route is served at its path as written only).
+    """
+    root: str = scope.get("root_path") or ""
+    if not root or root.endswith("/") or not text.startswith(root):
+        return None
+    rest = text[len(root) :]
+    return rest if rest == "*" or ABSOLUTE_FORM.match(rest) else None
+
+
 def _route_path(scope: Scope) -> str:
     """The path below the mount point: ``path`` without ``root_path`` when it starts with it.
 
@@ -153,9 +170,14 @@ def _route_path(scope: Scope) -> str:
     ``root_path`` (the ASGI spec, Starlette since 0.33, uvicorn ``--root-path``), older ones
     strip it from ``path``. Both give ``/metrics`` here. A ``root_path`` written with a
     trailing slash (``/laios/``) is its slash-less form (``/laios``), whether ``path`` is
-    ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``.
+    ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``. A target that is no
+    path after a prefix without a trailing slash (uvicorn's ``/laioshttp://host/metrics`` and
+    ``/laios*``) is that target.
     """
     path: str = scope.get("path") or "/"
+    target = _target_after_root(path, scope)
+    if target is not None:
+        return target
     root: str = scope.get("root_path") or ""
     for prefix in dict.fromkeys((root, root.rstrip("/"))):
         if prefix and path.startswith(prefix):
@@ -174,7 +196,10 @@ def _request(scope: Scope) -> Request:
     query = bytes(scope.get("query_string") or b"").decode("latin-1")
     target = None
     if raw_path is not None:
-        target = bytes(raw_path).decode("latin-1") + (f"?{query}" if query else "")
+        raw = bytes(raw_path).decode("latin-1")
+        # (a URL or * is the target alone, without the mount point before it)
+        raw = _target_after_root(raw, scope) or raw
+        target = raw + (f"?{query}" if query else "")
     return Request(
         method=str(scope.get("method", "GET")),
         path=_route_path(scope),

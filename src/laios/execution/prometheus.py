@@ -44,10 +44,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from itertools import accumulate
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qs
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -342,16 +342,20 @@ class StoreCollector(Collector):
             return
         yield from _families(self._exported(), self._version)
 
-    def render(self, *, openmetrics: bool = False, names: Collection[str] | None = None) -> str:
+    def render(self, *, openmetrics: bool = False, names: Iterable[str] | None = None) -> str:
         """Return the families :meth:`collect` yields, written directly as exposition text.
 
         The text is what ``prometheus_client`` would write for them (the Prometheus text
         format 0.0.4, or OpenMetrics 1.0.0 with exemplars but without the final ``# EOF``),
         about eight times faster for 200 tools. With ``names``, only the samples of those
-        names, as ``prometheus_client``'s ``restricted_registry(names)`` would write them.
+        names, as ``prometheus_client``'s ``restricted_registry(names)`` would write them
+        (``TypeError`` for a single string rather than an iterable of names).
         """
         return self._renderer.render(
-            self._exported(), self._version, openmetrics=openmetrics, names=names
+            self._exported(),
+            self._version,
+            openmetrics=openmetrics,
+            names=_read_names(names),  # (each family reads them)
         )
 
     @contextlib.contextmanager
@@ -527,7 +531,7 @@ def render_metrics(
     registry: CollectorRegistry | None = None,
     *,
     openmetrics: bool = False,
-    names: Collection[str] | None = None,
+    names: Iterable[str] | None = None,
 ) -> bytes:
     """Render ``registry`` for a scrape: exactly the body ``/metrics`` serves.
 
@@ -549,6 +553,9 @@ def render_metrics(
     Returns:
         The UTF-8 body.
 
+    Raises:
+        TypeError: When ``names`` is a single string rather than an iterable of names.
+
     Example:
         >>> from prometheus_client import CollectorRegistry
         >>> registry = CollectorRegistry()
@@ -561,18 +568,19 @@ def render_metrics(
 
 
 def render_for_accept(
-    accept: str | None = None,
+    accept: str | bytes | None = None,
     registry: CollectorRegistry | None = None,
     *,
-    names: Collection[str] | None = None,
+    names: Iterable[str] | None = None,
 ) -> tuple[bytes, str]:
     """Render ``registry`` in the format an ``Accept`` header asks for, as ``/metrics`` does.
 
     The media range with the highest q-value wins (a missing ``q`` means 1, ``q=0`` means "not
     acceptable"); on a tie OpenMetrics (or text 1.0.0) beats the plain text format, then the
-    first range listed wins. A range naming a version this server does not write (OpenMetrics
-    other than 1.0.0, text 1.0.1) is not acceptable, so the ``Content-Type`` always names the
-    version written. The chosen range is handed to
+    first range listed wins. A format refused with ``q=0`` is not served through a less
+    specific range (``text/plain;q=0, */*`` gets OpenMetrics). A range naming a version this
+    server does not write (OpenMetrics other than 1.0.0, text 1.0.1) is not acceptable, so the
+    ``Content-Type`` always names the version written. The chosen range is handed to
     ``prometheus_client.exposition.choose_encoder`` for the encoder and ``Content-Type``. A
     range that cannot be parsed (a bad ``q``, a ``version`` that is not dotted numbers, a
     parameter without ``=``) is skipped, so a malformed header never fails: with nothing usable
@@ -580,14 +588,20 @@ def render_for_accept(
     :func:`render_metrics` builds it.
 
     Args:
-        accept: The request's ``Accept`` header (``None`` or empty: the text format 0.0.4).
+        accept: The request's ``Accept`` header (``None`` or empty: the text format 0.0.4),
+            as text or as the bytes an ASGI scope carries (read as Latin-1).
         registry: The registry; defaults to ``prometheus_client.REGISTRY``.
         names: Only the samples of these names (see :func:`render_metrics`); read them from
             a query string with :func:`names_from_query`.
 
     Returns:
         The body and its ``Content-Type``.
+
+    Raises:
+        TypeError: When ``names`` is a single string rather than an iterable of names.
     """
+    if isinstance(accept, bytes):
+        accept = accept.decode("latin-1")
     encoder, content_type = _negotiate(accept or "")
     escaping = "underscores"
     for param in content_type.split(";")[1:]:
@@ -601,20 +615,59 @@ def render_for_accept(
     return body, content_type
 
 
+#: The formats ``/metrics`` writes, as :func:`_negotiate` tells them apart.
+_OM_1, _TEXT_1, _TEXT_0 = "openmetrics 1.0.0", "text 1.0.0", "text 0.0.4"
+_EVERY_FORMAT = frozenset({_OM_1, _TEXT_1, _TEXT_0})
+_TEXT_FORMATS = frozenset({_TEXT_1, _TEXT_0})
+
+
+class _Range(NamedTuple):
+    """One parsed element of ``Accept``.
+
+    Attributes:
+        weight: Its q-value.
+        served: ``None`` (no format this server writes), or the range to hand to
+            ``choose_encoder`` (rebuilt from the checked ``version`` and ``escaping`` only),
+            whether it is preferred to the plain text format 0.0.4 on a tie (OpenMetrics
+            1.0.0, text 1.0.0), and the format it is served as.
+        specificity: 3 for a type with a ``version``, 2 without, 1 for ``text/*``, 0 for
+            ``*/*``: a refusal (``q=0``) of a format holds against less specific ranges.
+        names: The formats the range names (what its ``q=0`` refuses).
+    """
+
+    weight: float
+    served: tuple[str, bool, str] | None
+    specificity: int
+    names: frozenset[str]
+
+
 def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
-    """The encoder and ``Content-Type`` for an ``Accept`` header; never raises on its content."""
+    """The encoder and ``Content-Type`` for an ``Accept`` header; never raises on its content.
+
+    A format a range refuses (``q=0``) is not served through a less specific range: with
+    ``text/plain;q=0``, ``*/*`` stands for OpenMetrics 1.0.0 rather than the text format 0.0.4,
+    and ``application/openmetrics-text;version=1.0.0;q=0`` leaves
+    ``application/openmetrics-text`` nothing to serve.
+    """
+    ranges = [parsed for parsed in map(_media_range, accept.split(",")) if parsed is not None]
+    # The most specific refusal of each format (-1: none).
+    refused = dict.fromkeys(_EVERY_FORMAT, -1)
+    for entry in ranges:
+        if entry.weight <= 0.0:
+            for name in entry.names:
+                refused[name] = max(refused[name], entry.specificity)
     chosen, best = "", 0.0
-    for element in accept.split(","):
-        parsed = _media_range(element)
-        if parsed is None:
+    for entry in ranges:
+        if entry.weight <= 0.0 or entry.served is None:
             continue
-        weight, servable = parsed
-        if weight <= 0.0 or servable is None:
-            continue
-        media_range, preferred = servable
-        if weight > best:
-            chosen, best = (media_range if preferred else ""), weight
-        elif weight == best and preferred and not chosen:
+        media_range, preferred, served = entry.served
+        if refused[served] > entry.specificity:
+            if entry.specificity > 0 or refused[_OM_1] > 0:
+                continue
+            media_range, preferred = _OPENMETRICS_TYPE, True  # */*: the other format it takes
+        if entry.weight > best:
+            chosen, best = (media_range if preferred else ""), entry.weight
+        elif entry.weight == best and preferred and not chosen:
             chosen = media_range
     try:
         return choose_encoder(chosen)
@@ -624,13 +677,10 @@ def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
         return choose_encoder("")
 
 
-def _media_range(element: str) -> tuple[float, tuple[str, bool] | None] | None:
+def _media_range(element: str) -> _Range | None:
     """Parse one element of ``Accept``: its q-value and what this server can make of it.
 
-    Returns ``None`` when the element cannot be parsed. Otherwise the q-value and either
-    ``None`` (a format this server does not write) or the range to hand to ``choose_encoder``
-    (rebuilt from the checked ``version`` and ``escaping`` only) and whether it is preferred
-    to the plain text format 0.0.4 on a tie (OpenMetrics 1.0.0, text 1.0.0).
+    Returns ``None`` when the element cannot be parsed (see :class:`_Range`).
 
     A range naming a ``version`` matches only that version: OpenMetrics 1.0.0, and text 0.0.4
     or 1.0.0 (or any text version below 1.0.0, served as 0.0.4, the one text format before
@@ -658,21 +708,28 @@ def _media_range(element: str) -> tuple[float, tuple[str, bool] | None] | None:
         return None
     version_text = params.get("version")
     version = None if version_text is None else _version(version_text)
+    nothing: frozenset[str] = frozenset()
     if media_type == _OPENMETRICS_TYPE:
-        if version_text is None:
-            return weight, (_OPENMETRICS_TYPE, True)  # the latest: 1.0.0
-        if version != _VERSION_1:
-            return weight, None  # 0.0.1, 2.0.0, a draft, a version that does not parse
-        return weight, (_rebuilt(media_type, params.get("escaping")), True)
+        if version_text is None:  # the latest: 1.0.0
+            return _Range(weight, (_OPENMETRICS_TYPE, True, _OM_1), 2, frozenset({_OM_1}))
+        if version != _VERSION_1:  # 0.0.1, 2.0.0, a draft, a version that does not parse
+            return _Range(weight, None, 3, nothing)
+        served = (_rebuilt(media_type, params.get("escaping")), True, _OM_1)
+        return _Range(weight, served, 3, frozenset({_OM_1}))
     if media_type == "text/plain":
-        if version_text is None or (version is not None and version < _VERSION_1):
-            return weight, ("", False)  # the text format 0.0.4
+        if version_text is None:  # served as 0.0.4; names every text format
+            return _Range(weight, ("", False, _TEXT_0), 2, _TEXT_FORMATS)
+        if version is not None and version < _VERSION_1:
+            return _Range(weight, ("", False, _TEXT_0), 3, frozenset({_TEXT_0}))
         if version != _VERSION_1:
-            return weight, None
-        return weight, (_rebuilt(media_type, params.get("escaping")), True)
-    if media_type in ("*/*", "text/*"):
-        return weight, ("", False)
-    return weight, None
+            return _Range(weight, None, 3, nothing)
+        served = (_rebuilt(media_type, params.get("escaping")), True, _TEXT_1)
+        return _Range(weight, served, 3, frozenset({_TEXT_1}))
+    if media_type == "text/*":
+        return _Range(weight, ("", False, _TEXT_0), 1, _TEXT_FORMATS)
+    if media_type == "*/*":
+        return _Range(weight, ("", False, _TEXT_0), 0, _EVERY_FORMAT)
+    return _Range(weight, None, 0, nothing)
 
 
 def _quality(text: str) -> float | None:
@@ -703,16 +760,36 @@ def _rebuilt(media_type: str, escaping: str | None) -> str:
     return "; ".join([media_type, *params])
 
 
+def _read_names(names: Iterable[str] | None) -> frozenset[str] | None:
+    """``names`` as a set, read once; ``None`` for ``None``.
+
+    Raises:
+        TypeError: When ``names`` is a single string (or bytes), whose characters would be
+            taken for names and match nothing.
+    """
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)):
+        text = names if isinstance(names, str) else names.decode("utf-8", "replace")
+        raise TypeError(
+            f"names must be an iterable of sample names, not a single string: names=[{text!r}]"
+        )
+    return frozenset(names)
+
+
 def _render(
     registry: CollectorRegistry | None,
     encoder: Callable[[CollectorRegistry], bytes],
     *,
     openmetrics: bool,
     direct: bool,
-    names: Collection[str] | None,
+    names: Iterable[str] | None,
 ) -> bytes:
     if registry is None:
         registry = REGISTRY
+    # Read once: prometheus_client's part and the laios_* part both filter by them, and an
+    # iterator would be used up by the first.
+    names = _read_names(names)
     with _collectors_lock:
         collector = _collectors.get(registry)
     source: Collector = registry if names is None else registry.restricted_registry(names)
