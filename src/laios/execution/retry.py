@@ -61,6 +61,8 @@ _sleeps_off = threading.local()
 #: Blocks of ``sleeps_disabled()`` (every thread) open now, in any thread; guarded by the lock.
 _global_off = [0]
 _global_off_lock = threading.Lock()
+#: The longest wait :func:`sleep` hands to ``time.sleep`` at once (seconds: a day).
+_LONGEST_SLEEP = 86_400.0
 
 
 def default_retry_if(result: TaskResult) -> bool:
@@ -264,8 +266,14 @@ def sleep(seconds: float, stop: threading.Event | None = None) -> None:
     seconds = min(seconds, threading.TIMEOUT_MAX)
     if stop is not None:
         stop.wait(seconds)
-    else:
+    elif seconds <= _LONGEST_SLEEP:
         time.sleep(seconds)
+    else:
+        # (time.sleep refuses a wait whose end is past what its clock can hold, OSError
+        # "Invalid argument" for threading.TIMEOUT_MAX: a long wait is slept a day at a time)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, _LONGEST_SLEEP))
 
 
 async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None:
