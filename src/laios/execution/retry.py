@@ -36,6 +36,7 @@ from laios.execution._checks import (
     as_float,
     conversion_hint,
     is_real,
+    not_real,
     number_repr,
     plain_callable,
     whole_number,
@@ -255,12 +256,44 @@ def sleeping_enabled() -> bool:
     return setting not in ("0", "false", "no", "off")
 
 
+def _seconds(seconds: object) -> float:
+    """The seconds of a wait as a float (a ``Fraction`` or a NumPy number as its value; an
+    int past the largest float as infinity).
+
+    Raises:
+        TypeError: When ``seconds`` is not a real number (a ``bool``, a string, ``None``, a
+            ``Decimal``: the message says to pass ``float(value)``).
+    """
+    if type(seconds) is float:  # (the common case: a policy's delay)
+        return seconds
+    if not is_real(seconds):
+        raise not_real("seconds", seconds)
+    try:
+        return as_float(seconds)  # type: ignore[arg-type]
+    except Exception as exc:  # (a number class of its own whose float() raises)
+        raise TypeError(
+            f"seconds must be a real number, got {number_repr(seconds)}: float() of it raised "
+            f"{type_name(type(exc))}: {shorten(exception_message(exc), 200)}"
+        ) from None
+
+
 def sleep(seconds: float, stop: threading.Event | None = None) -> None:
     """Wait between attempts (returns early when ``stop`` is set, or when sleeps are off).
 
     A wait longer than the platform supports (``threading.TIMEOUT_MAX``) is that long; NaN or
     a negative number is no wait.
+
+    Raises:
+        TypeError: When ``seconds`` is not a real number (``int``, ``float``, ``Fraction``, a
+            NumPy number; not a ``bool``), or ``stop`` is an ``asyncio.Event`` (that is
+            :func:`sleep_async`'s).
     """
+    seconds = _seconds(seconds)
+    if isinstance(stop, asyncio.Event):
+        raise TypeError(
+            "stop must be a threading.Event, got an asyncio.Event: in async code, await "
+            "retry.sleep_async(seconds, stop) instead"
+        )
     if not seconds > 0 or not sleeping_enabled():
         return
     seconds = min(seconds, threading.TIMEOUT_MAX)
@@ -280,7 +313,18 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
     """Like :func:`sleep`, without blocking the event loop. No wait (``0``, or waits
     disabled) still gives the loop a turn, as ``asyncio.sleep(0)`` does: a retry loop whose
     attempts never yield (an async tool failing at once, run inside the awaiting task) would
-    otherwise hold the loop for all its attempts."""
+    otherwise hold the loop for all its attempts.
+
+    Raises:
+        TypeError: As :func:`sleep`, and when ``stop`` is a ``threading.Event`` (that is
+            :func:`sleep`'s).
+    """
+    seconds = _seconds(seconds)
+    if isinstance(stop, threading.Event):
+        raise TypeError(
+            "stop must be an asyncio.Event, got a threading.Event: in blocking code, call "
+            "retry.sleep(seconds, stop) instead"
+        )
     if not seconds > 0 or not sleeping_enabled():
         await asyncio.sleep(0)
         return
