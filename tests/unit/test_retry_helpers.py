@@ -17,6 +17,7 @@ from fractions import Fraction
 import pytest
 
 from laios.execution import retry
+from laios.execution.retry import RetryPolicy
 
 
 class _Woken(Exception):
@@ -101,3 +102,33 @@ def test_a_sleep_given_the_other_kind_of_event_says_which_to_use() -> None:
         retry.sleep(0.001, stop=asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"threading\.Event.*call retry\.sleep\("):
         asyncio.run(retry.sleep_async(0.001, stop=threading.Event()))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "number", [math.nan, 1.5, "2", None, True], ids=["nan", "1.5", "str", "None", "True"]
+)
+def test_a_delay_for_no_retry_number_is_refused_naming_it(number: object) -> None:
+    """RetryPolicy.delay() of what is no whole number raises a TypeError naming it: NaN gave
+    a NaN delay (no wait at all), 1.5 a delay between two retries', "2" an error about
+    subtracting an int from a str."""
+    policy = RetryPolicy(retry_delay=1, backoff=2)
+    with pytest.raises(TypeError, match=r"^retry_number must be a whole number"):
+        policy.delay(number)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("drawn", [5.0, -1.0, math.nan, "x"], ids=["5", "-1", "nan", "str"])
+def test_a_delay_whose_rng_draws_outside_0_to_1_is_refused(drawn: object) -> None:
+    """A delay is never outside [delay * (1 - jitter), delay] (negative, NaN): an rng() that
+    draws outside 0 to 1, or no number, raises naming what it drew."""
+    policy = RetryPolicy(retry_delay=1, jitter=1)
+    with pytest.raises((ValueError, TypeError), match=r"^rng\(\) must return a number from 0"):
+        policy.delay(1, rng=lambda: drawn)  # type: ignore[arg-type,return-value]
+
+
+def test_a_delay_takes_whole_numbers_of_any_kind() -> None:
+    """A NumPy integer is a retry number; a number below 1 counts as 1, as it always has."""
+    policy = RetryPolicy(retry_delay=1, backoff=2)
+    assert [policy.delay(n) for n in (0, -3, 1, 2, 3)] == [1.0, 1.0, 1.0, 2.0, 4.0]
+    np = pytest.importorskip("numpy")
+    assert policy.delay(np.int64(3)) == 4.0
+    assert policy.delay(3, rng=lambda: np.float64(0.5)) == 4.0

@@ -232,8 +232,27 @@ class RetryPolicy:
 
         Never more than ``max_delay``, nor than the longest wait the platform supports
         (``threading.TIMEOUT_MAX``): a long run of exponential backoff stays at its ceiling
-        instead of overflowing.
+        instead of overflowing. A ``retry_number`` below 1 counts as 1.
+
+        Raises:
+            TypeError: When ``retry_number`` is not a whole number (an ``int``, a NumPy
+                integer; not a ``bool``).
+            ValueError: When ``rng()`` returns something other than a number from 0 to 1
+                (``TypeError`` when it is no number): the wait would leave
+                ``[delay * (1 - jitter), delay]``.
         """
+        number = whole_number(retry_number)
+        if number is None:
+            raise TypeError(
+                "retry_number must be a whole number (1 for the first retry), got "
+                f"{number_repr(retry_number)}"
+            )
+        drawn = rng()
+        if not is_real(drawn):
+            raise TypeError(f"rng() must return a number from 0 to 1, got {number_repr(drawn)}")
+        if not 0 <= drawn <= 1:  # (NaN too)
+            raise ValueError(f"rng() must return a number from 0 to 1, got {number_repr(drawn)}")
+        retry_number = number
         base = 0.0
         if self.retry_delay > 0 and self.backoff == 1:  # (whatever the retry number)
             base = self.retry_delay
@@ -244,7 +263,7 @@ class RetryPolicy:
             except OverflowError:  # (a float power past 1.8e308 raises; a product is inf)
                 base = math.inf
         ceiling = threading.TIMEOUT_MAX if self.max_delay is None else self.max_delay
-        return min(base, ceiling) * (1.0 - self.jitter * rng())
+        return min(base, ceiling) * (1.0 - self.jitter * float(drawn))
 
 
 def sleeping_enabled() -> bool:
