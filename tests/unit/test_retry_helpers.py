@@ -132,3 +132,15 @@ def test_a_delay_takes_whole_numbers_of_any_kind() -> None:
     np = pytest.importorskip("numpy")
     assert policy.delay(np.int64(3)) == 4.0
     assert policy.delay(3, rng=lambda: np.float64(0.5)) == 4.0
+
+
+@pytest.mark.parametrize("value", ["no", "false", None, 2], ids=["no", "false", "None", "2"])
+def test_sleeps_disabled_refuses_what_is_no_switch(value: object) -> None:
+    """sleeps_disabled(all_threads="no") raises a TypeError naming the option, turning no
+    waits off anywhere: a string read as true turned them off in every thread."""
+    with pytest.raises(TypeError, match=r"^all_threads must be True or False"):
+        retry.sleeps_disabled(value)  # type: ignore[arg-type]
+    assert retry.sleeping_enabled()
+    with retry.sleeps_disabled(0):  # (0 and 1 say the same as False and True)
+        assert not retry.sleeping_enabled()
+    assert retry.sleeping_enabled()

@@ -39,6 +39,7 @@ from laios.execution._checks import (
     not_real,
     number_repr,
     plain_callable,
+    switch,
     whole_number,
 )
 
@@ -362,9 +363,19 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
             stopped.cancel()
 
 
+def sleeps_disabled(all_threads: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Skip retry waits inside the block (in every thread, or only this one).
+
+    Raises:
+        TypeError: When ``all_threads`` is not ``True`` or ``False`` (``0`` and ``1`` say the
+            same), at the call: a string like ``"no"`` would read as true.
+    """
+    return _sleeps_disabled(switch("all_threads", all_threads))
+
+
 @contextlib.contextmanager
-def sleeps_disabled(all_threads: bool = True) -> Iterator[None]:
-    """Skip retry waits inside the block (in every thread, or only this one)."""
+def _sleeps_disabled(all_threads: bool) -> Iterator[None]:
+    """:func:`sleeps_disabled`'s block, its option checked."""
     if all_threads:
         # A count, not a flag: blocks of two threads may end in any order.
         with _global_off_lock:
