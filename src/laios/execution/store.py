@@ -1142,8 +1142,11 @@ class MetricStore:
         given the checkpoint's name and time and ``data`` as passed, not copied: the span path
         reads only the part it records (bounded and redacted), however large ``data`` is.
 
+        A record of a store that has finished (on another thread, since its caller saw it
+        running) takes no checkpoint, and its listener is not told.
+
         Returns:
-            The checkpoint as the record keeps it (even when it was dropped).
+            The checkpoint as the record keeps it (even when it was dropped or ignored).
         """
         whole = printable(name, "<unprintable name>")
         text = shorten(whole, 256)
@@ -1151,6 +1154,11 @@ class MetricStore:
         point = Checkpoint(text, self._read_wall(), summary)
         size += text_size(text)
         with self._lock:
+            if rec.state == "finished" and rec.slot is not None:
+                # It finished (on another thread) since its caller saw it running: its
+                # checkpoints stay as they were at its end (a detached record, with no slot,
+                # takes checkpoints after its end).
+                return point
             points = rec.checkpoints
             if len(points) >= MAX_CHECKPOINTS_PER_TASK or (
                 rec.checkpoints_size + size > MAX_RECORD_BYTES
