@@ -1,5 +1,6 @@
-"""A checkpoint that is still being recorded as its task finishes on another thread is
-ignored, as one made after the end is: a finished record's checkpoints never change."""
+"""A checkpoint or a progress report that is still being recorded as its task finishes on
+another thread is ignored, as one made after the end is: a finished record's checkpoints and
+progress never change."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator, Mapping
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
+from laios.execution.monitor import ExecutionMonitor, ProgressStatus
 from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
 from laios.execution.task_monitor import TaskMonitor
@@ -85,3 +87,57 @@ def test_a_timed_out_tool_checkpointing_as_it_ends_leaves_the_record_alone() -> 
         metrics = executor.get_metrics(task.id)
         assert metrics is not None
         assert [point["name"] for point in metrics.checkpoints] == ["started", "finished"]
+
+
+class _SlowRepr:
+    """A progress detail whose first ``repr`` (as the store summarizes it) waits for ``go``."""
+
+    def __init__(self) -> None:
+        self.reading = threading.Event()
+        self.go = threading.Event()
+
+    def __repr__(self) -> str:
+        if not self.reading.is_set():
+            self.reading.set()
+            self.go.wait(10)
+        return "<slow>"
+
+
+def test_a_timed_out_tool_reporting_progress_as_it_ends_leaves_its_progress_final() -> None:
+    """A synchronous tool past its timeout, whose progress report was under way as the task
+    ended timeout: the report is not kept after the final update (get_progress showed the
+    task IN_PROGRESS for good) and no listener hears it."""
+    started: list[_SlowRepr] = []
+    reported = threading.Event()
+
+    def slow() -> str:
+        current_task().progress(50, "late", detail=started[-1])
+        reported.set()
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("slow", "Reports slowly.", slow))
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+    heard: list[ProgressStatus] = []
+    monitor.add_progress_listener(lambda update: heard.append(update.status))
+    context = Context(session_id="s", user_id="u")
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        for _ in range(5):  # (a loaded machine may time the task out before its tool starts)
+            started.append(_SlowRepr())
+            heard.clear()
+            task = Task(plan_id="p", description="d", tool_name="slow")
+            result = executor.execute_task(task, context, timeout=0.2)
+            assert result.metadata["outcome"] == "timeout"
+            if started[-1].reading.is_set():  # the tool was reporting as the task ended
+                break
+        else:
+            raise AssertionError("the tool never started within its timeout")
+        started[-1].go.set()
+        assert reported.wait(10)
+    history = monitor.get_progress_history(task.id)
+    assert [update.status for update in history] == [ProgressStatus.STARTING, ProgressStatus.FAILED]
+    latest = monitor.get_progress(task.id)
+    assert latest is not None
+    assert latest.status is ProgressStatus.FAILED
+    assert heard == [ProgressStatus.STARTING, ProgressStatus.FAILED]

@@ -1288,8 +1288,10 @@ class MetricStore:
 
         Args:
             update: The update.
-            rec: The task's record when the caller has it; otherwise the newest record with
-                the update's task id keeps it (and, while running, shows the new progress).
+            rec: The task's record when the caller has it (the run's own report: ignored,
+                neither kept nor told to listeners, once the run has finished); otherwise
+                the newest record with the update's task id keeps it (and, while running,
+                shows the new progress).
                 Updates about an id no executor knows are kept on their own, for the newest
                 ``max_tracked_ids`` ids.
 
@@ -1300,6 +1302,11 @@ class MetricStore:
         with self._lock:
             if rec is None:
                 rec = self._latest(update.task_id, progress=True)
+            elif rec.state == "finished":
+                # The run's own report, under way as the run finished on another thread (a
+                # tool left running past its timeout): ignored, as one made after its end is,
+                # so that its final update stays the last.
+                return update
             if rec is not None:
                 if rec.state != "finished":
                     rec.progress_percent = update.progress_percent
