@@ -132,7 +132,8 @@ class RetryDetails:
     outcome: str | None
     error_type: str | None
     error: str | None
-    result: TaskResult = field(repr=False)
+    # (left out of the hash, a TaskResult being unhashable: equal details still hash equal)
+    result: TaskResult = field(repr=False, hash=False)
 
 
 #: An ``on_retry`` hook: called with the :class:`RetryDetails` of each retry before its wait.
