@@ -274,10 +274,10 @@ def _add_listener(listeners: dict[object, Any], listener: Any, most: int, too_ma
     return True
 
 
-def _remove_listener(listeners: dict[object, Any], listener: Any) -> bool:
+def _remove_listener(listeners: dict[object, Any], listener: Any) -> Any:
     """Take ``listener`` (or the one equal to it) out of ``listeners`` (the caller holds the
-    store's lock); ``False`` when it was not there."""
-    return listeners.pop(_listener_key(listeners, listener), None) is not None
+    store's lock): the listener taken out, ``None`` when it was not there."""
+    return listeners.pop(_listener_key(listeners, listener), None)
 
 
 class FinishedTask(NamedTuple):
@@ -1047,7 +1047,9 @@ class MetricStore:
         self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str]
     ) -> None:
         """Log a listener's exception with its traceback (scrubbed of ``secrets``), at most
-        once a minute per listener, saying how many failures were held back since."""
+        once a minute per listener, saying how many failures were held back since. A listener
+        is known by its ``id`` while it is added; removing it forgets its failures, so that a
+        new listener given the same ``id`` has its own first failure logged."""
         held_back = self._listener_errors.should_log(f"{kind}:{id(listener)}")
         if held_back is None:
             return
@@ -1101,8 +1103,11 @@ class MetricStore:
         """Stop calling ``listener``, or the listener added that is equal to it (no error when
         none was added)."""
         with self._lock:
-            if _remove_listener(self._finish_listeners, listener):
+            removed = _remove_listener(self._finish_listeners, listener)
+            if removed is not None:
                 self._finish_snapshot = None
+        if removed is not None:  # (a new listener may get its id: see _listener_failed)
+            self._listener_errors.forget(f"finish:{id(removed)}")
 
     @property
     def finish_listeners(self) -> tuple[FinishListener, ...]:
@@ -1457,8 +1462,11 @@ class MetricStore:
         """Stop calling ``listener``, or the listener added that is equal to it (no error when
         none was added)."""
         with self._lock:
-            if _remove_listener(self._progress_listeners, listener):
+            removed = _remove_listener(self._progress_listeners, listener)
+            if removed is not None:
                 self._progress_snapshot = None
+        if removed is not None:  # (a new listener may get its id: see _listener_failed)
+            self._listener_errors.forget(f"progress:{id(removed)}")
 
     # -- custom metrics (the PerformanceMonitor's data) ------------------------------------
 
