@@ -15,6 +15,7 @@ aggregates that Prometheus reads are O(tools × outcomes), never O(tasks).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -44,6 +45,7 @@ from laios.execution._aggregates import (
     ToolSnapshot,
     seconds_between,
 )
+from laios.execution._callables import unawaited_error
 from laios.execution._checks import (
     check_listener,
     not_a_class,
@@ -245,6 +247,10 @@ class _Unhashable:
     map to."""
 
     __slots__ = ()
+
+
+#: What a listener that returned a coroutine is told to do instead.
+_PLAIN_LISTENER = "pass a plain function that does its work (or hands it to an event loop)"
 
 
 def _listener_key(listeners: Mapping[object, object], listener: object) -> object:
@@ -1033,7 +1039,10 @@ class MetricStore:
         interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
-                listener(event)
+                returned = listener(event)
+                if returned is not None and inspect.iscoroutine(returned):
+                    # (an async function behind a plain callable: its work would never happen)
+                    raise unawaited_error(returned, "the finish listener", _PLAIN_LISTENER)
             except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
                 # the other listeners, the OpenTelemetry metrics among them, heard the task)
                 if interrupt is None:
@@ -1343,7 +1352,10 @@ class MetricStore:
         interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
-                listener(update)
+                returned = listener(update)
+                if returned is not None and inspect.iscoroutine(returned):
+                    # (an async function behind a plain callable: its work would never happen)
+                    raise unawaited_error(returned, "the progress listener", _PLAIN_LISTENER)
             except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
                 # the other listeners have heard the update too)
                 if interrupt is None:
