@@ -60,6 +60,13 @@ class WarningLimiter:
             seen[0], seen[1] = now, 0.0
             return held
 
+    def forget(self, key: str) -> None:
+        """Forget ``key``: its next warning is logged at once, as a first one (the key names
+        something gone, such as a removed listener known by its ``id``, which a new one may
+        reuse)."""
+        with self._lock:
+            self._seen.pop(key, None)
+
     def warn(self, logger: logging.Logger, key: str, message: str, *args: Any) -> None:
         """Log ``message % args`` as a warning on ``logger`` unless one of ``key`` (a tool's
         name) was logged within the interval (then at debug level), telling how many were held

@@ -610,7 +610,8 @@ class ProgressUpdate:
     status: ProgressStatus
     progress_percent: float = 0.0
     message: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    # (left out of the hash, a dict being unhashable: equal updates still hash equal)
+    details: dict[str, Any] = field(default_factory=dict, hash=False)
     timestamp: datetime = field(default_factory=_utc_now)
 
     def __post_init__(self) -> None:

@@ -694,10 +694,10 @@ class Executor(Generic[_RegistryT]):
             attempts); ``False`` for a task whose record shows it already finished (a retry
             call's last attempt, or an attempt succeeding, in its outcome's ``on_progress``
             event included: no attempt follows), for an
-            unknown id longer than 256 characters (not remembered), for an id whose hash
-            raises (no task's), or after ``shutdown()`` for any task not still queued or
-            running (those, left running by ``shutdown(wait=False)``, are cancelled as
-            before; an unknown id is not remembered).
+            unknown id longer than 256 characters (not remembered), for an id that is not a
+            string or whose hash raises (no task's), or after ``shutdown()`` for any task not
+            still queued or running (those, left running by ``shutdown(wait=False)``, are
+            cancelled as before; an unknown id is not remembered).
 
         Raises:
             TypeError: When given a ``Task`` instead of its id (pass ``task.id``): nothing is

@@ -36,8 +36,10 @@ from laios.execution._checks import (
     as_float,
     conversion_hint,
     is_real,
+    not_real,
     number_repr,
     plain_callable,
+    switch,
     whole_number,
 )
 
@@ -61,6 +63,8 @@ _sleeps_off = threading.local()
 #: Blocks of ``sleeps_disabled()`` (every thread) open now, in any thread; guarded by the lock.
 _global_off = [0]
 _global_off_lock = threading.Lock()
+#: The longest wait :func:`sleep` hands to ``time.sleep`` at once (seconds: a day).
+_LONGEST_SLEEP = 86_400.0
 
 
 def default_retry_if(result: TaskResult) -> bool:
@@ -128,7 +132,8 @@ class RetryDetails:
     outcome: str | None
     error_type: str | None
     error: str | None
-    result: TaskResult = field(repr=False)
+    # (left out of the hash, a TaskResult being unhashable: equal details still hash equal)
+    result: TaskResult = field(repr=False, hash=False)
 
 
 #: An ``on_retry`` hook: called with the :class:`RetryDetails` of each retry before its wait.
@@ -229,8 +234,27 @@ class RetryPolicy:
 
         Never more than ``max_delay``, nor than the longest wait the platform supports
         (``threading.TIMEOUT_MAX``): a long run of exponential backoff stays at its ceiling
-        instead of overflowing.
+        instead of overflowing. A ``retry_number`` below 1 counts as 1.
+
+        Raises:
+            TypeError: When ``retry_number`` is not a whole number (an ``int``, a NumPy
+                integer; not a ``bool``).
+            ValueError: When ``rng()`` returns something other than a number from 0 to 1
+                (``TypeError`` when it is no number): the wait would leave
+                ``[delay * (1 - jitter), delay]``.
         """
+        number = whole_number(retry_number)
+        if number is None:
+            raise TypeError(
+                "retry_number must be a whole number (1 for the first retry), got "
+                f"{number_repr(retry_number)}"
+            )
+        drawn = rng()
+        if not is_real(drawn):
+            raise TypeError(f"rng() must return a number from 0 to 1, got {number_repr(drawn)}")
+        if not 0 <= drawn <= 1:  # (NaN too)
+            raise ValueError(f"rng() must return a number from 0 to 1, got {number_repr(drawn)}")
+        retry_number = number
         base = 0.0
         if self.retry_delay > 0 and self.backoff == 1:  # (whatever the retry number)
             base = self.retry_delay
@@ -241,7 +265,7 @@ class RetryPolicy:
             except OverflowError:  # (a float power past 1.8e308 raises; a product is inf)
                 base = math.inf
         ceiling = threading.TIMEOUT_MAX if self.max_delay is None else self.max_delay
-        return min(base, ceiling) * (1.0 - self.jitter * rng())
+        return min(base, ceiling) * (1.0 - self.jitter * float(drawn))
 
 
 def sleeping_enabled() -> bool:
@@ -253,26 +277,75 @@ def sleeping_enabled() -> bool:
     return setting not in ("0", "false", "no", "off")
 
 
+def _seconds(seconds: object) -> float:
+    """The seconds of a wait as a float (a ``Fraction`` or a NumPy number as its value; an
+    int past the largest float as infinity).
+
+    Raises:
+        TypeError: When ``seconds`` is not a real number (a ``bool``, a string, ``None``, a
+            ``Decimal``: the message says to pass ``float(value)``).
+    """
+    if type(seconds) is float:  # (the common case: a policy's delay)
+        return seconds
+    if not is_real(seconds):
+        raise not_real("seconds", seconds)
+    try:
+        return as_float(seconds)  # type: ignore[arg-type]
+    except Exception as exc:  # (a number class of its own whose float() raises)
+        raise TypeError(
+            f"seconds must be a real number, got {number_repr(seconds)}: float() of it raised "
+            f"{type_name(type(exc))}: {shorten(exception_message(exc), 200)}"
+        ) from None
+
+
 def sleep(seconds: float, stop: threading.Event | None = None) -> None:
     """Wait between attempts (returns early when ``stop`` is set, or when sleeps are off).
 
     A wait longer than the platform supports (``threading.TIMEOUT_MAX``) is that long; NaN or
     a negative number is no wait.
+
+    Raises:
+        TypeError: When ``seconds`` is not a real number (``int``, ``float``, ``Fraction``, a
+            NumPy number; not a ``bool``), or ``stop`` is an ``asyncio.Event`` (that is
+            :func:`sleep_async`'s).
     """
+    seconds = _seconds(seconds)
+    if isinstance(stop, asyncio.Event):
+        raise TypeError(
+            "stop must be a threading.Event, got an asyncio.Event: in async code, await "
+            "retry.sleep_async(seconds, stop) instead"
+        )
     if not seconds > 0 or not sleeping_enabled():
         return
     seconds = min(seconds, threading.TIMEOUT_MAX)
     if stop is not None:
         stop.wait(seconds)
-    else:
+    elif seconds <= _LONGEST_SLEEP:
         time.sleep(seconds)
+    else:
+        # (time.sleep refuses a wait whose end is past what its clock can hold, OSError
+        # "Invalid argument" for threading.TIMEOUT_MAX: a long wait is slept a day at a time)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, _LONGEST_SLEEP))
 
 
 async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None:
     """Like :func:`sleep`, without blocking the event loop. No wait (``0``, or waits
     disabled) still gives the loop a turn, as ``asyncio.sleep(0)`` does: a retry loop whose
     attempts never yield (an async tool failing at once, run inside the awaiting task) would
-    otherwise hold the loop for all its attempts."""
+    otherwise hold the loop for all its attempts.
+
+    Raises:
+        TypeError: As :func:`sleep`, and when ``stop`` is a ``threading.Event`` (that is
+            :func:`sleep`'s).
+    """
+    seconds = _seconds(seconds)
+    if isinstance(stop, threading.Event):
+        raise TypeError(
+            "stop must be an asyncio.Event, got a threading.Event: in blocking code, call "
+            "retry.sleep(seconds, stop) instead"
+        )
     if not seconds > 0 or not sleeping_enabled():
         await asyncio.sleep(0)
         return
@@ -291,9 +364,19 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
             stopped.cancel()
 
 
+def sleeps_disabled(all_threads: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Skip retry waits inside the block (in every thread, or only this one).
+
+    Raises:
+        TypeError: When ``all_threads`` is not ``True`` or ``False`` (``0`` and ``1`` say the
+            same), at the call: a string like ``"no"`` would read as true.
+    """
+    return _sleeps_disabled(switch("all_threads", all_threads))
+
+
 @contextlib.contextmanager
-def sleeps_disabled(all_threads: bool = True) -> Iterator[None]:
-    """Skip retry waits inside the block (in every thread, or only this one)."""
+def _sleeps_disabled(all_threads: bool) -> Iterator[None]:
+    """:func:`sleeps_disabled`'s block, its option checked."""
     if all_threads:
         # A count, not a flag: blocks of two threads may end in any order.
         with _global_off_lock:

@@ -15,6 +15,7 @@ aggregates that Prometheus reads are O(tools × outcomes), never O(tasks).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -44,6 +45,7 @@ from laios.execution._aggregates import (
     ToolSnapshot,
     seconds_between,
 )
+from laios.execution._callables import unawaited_error
 from laios.execution._checks import (
     check_listener,
     not_a_class,
@@ -247,6 +249,10 @@ class _Unhashable:
     __slots__ = ()
 
 
+#: What a listener that returned a coroutine is told to do instead.
+_PLAIN_LISTENER = "pass a plain function that does its work (or hands it to an event loop)"
+
+
 def _listener_key(listeners: Mapping[object, object], listener: object) -> object:
     """The key of ``listener`` in ``listeners``: itself, so that a listener equal to one added
     (``updates.append`` twice) finds it in one hash lookup; for an unhashable one, the key of
@@ -274,10 +280,10 @@ def _add_listener(listeners: dict[object, Any], listener: Any, most: int, too_ma
     return True
 
 
-def _remove_listener(listeners: dict[object, Any], listener: Any) -> bool:
+def _remove_listener(listeners: dict[object, Any], listener: Any) -> Any:
     """Take ``listener`` (or the one equal to it) out of ``listeners`` (the caller holds the
-    store's lock); ``False`` when it was not there."""
-    return listeners.pop(_listener_key(listeners, listener), None) is not None
+    store's lock): the listener taken out, ``None`` when it was not there."""
+    return listeners.pop(_listener_key(listeners, listener), None)
 
 
 class FinishedTask(NamedTuple):
@@ -1033,7 +1039,10 @@ class MetricStore:
         interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
-                listener(event)
+                returned = listener(event)
+                if returned is not None and inspect.iscoroutine(returned):
+                    # (an async function behind a plain callable: its work would never happen)
+                    raise unawaited_error(returned, "the finish listener", _PLAIN_LISTENER)
             except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
                 # the other listeners, the OpenTelemetry metrics among them, heard the task)
                 if interrupt is None:
@@ -1047,7 +1056,9 @@ class MetricStore:
         self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str]
     ) -> None:
         """Log a listener's exception with its traceback (scrubbed of ``secrets``), at most
-        once a minute per listener, saying how many failures were held back since."""
+        once a minute per listener, saying how many failures were held back since. A listener
+        is known by its ``id`` while it is added; removing it forgets its failures, so that a
+        new listener given the same ``id`` has its own first failure logged."""
         held_back = self._listener_errors.should_log(f"{kind}:{id(listener)}")
         if held_back is None:
             return
@@ -1101,8 +1112,11 @@ class MetricStore:
         """Stop calling ``listener``, or the listener added that is equal to it (no error when
         none was added)."""
         with self._lock:
-            if _remove_listener(self._finish_listeners, listener):
+            removed = _remove_listener(self._finish_listeners, listener)
+            if removed is not None:
                 self._finish_snapshot = None
+        if removed is not None:  # (a new listener may get its id: see _listener_failed)
+            self._listener_errors.forget(f"finish:{id(removed)}")
 
     @property
     def finish_listeners(self) -> tuple[FinishListener, ...]:
@@ -1142,8 +1156,11 @@ class MetricStore:
         given the checkpoint's name and time and ``data`` as passed, not copied: the span path
         reads only the part it records (bounded and redacted), however large ``data`` is.
 
+        A record of a store that has finished (on another thread, since its caller saw it
+        running) takes no checkpoint, and its listener is not told.
+
         Returns:
-            The checkpoint as the record keeps it (even when it was dropped).
+            The checkpoint as the record keeps it (even when it was dropped or ignored).
         """
         whole = printable(name, "<unprintable name>")
         text = shorten(whole, 256)
@@ -1151,6 +1168,11 @@ class MetricStore:
         point = Checkpoint(text, self._read_wall(), summary)
         size += text_size(text)
         with self._lock:
+            if rec.state == "finished" and rec.slot is not None:
+                # It finished (on another thread) since its caller saw it running: its
+                # checkpoints stay as they were at its end (a detached record, with no slot,
+                # takes checkpoints after its end).
+                return point
             points = rec.checkpoints
             if len(points) >= MAX_CHECKPOINTS_PER_TASK or (
                 rec.checkpoints_size + size > MAX_RECORD_BYTES
@@ -1280,8 +1302,10 @@ class MetricStore:
 
         Args:
             update: The update.
-            rec: The task's record when the caller has it; otherwise the newest record with
-                the update's task id keeps it (and, while running, shows the new progress).
+            rec: The task's record when the caller has it (the run's own report: ignored,
+                neither kept nor told to listeners, once the run has finished); otherwise
+                the newest record with the update's task id keeps it (and, while running,
+                shows the new progress).
                 Updates about an id no executor knows are kept on their own, for the newest
                 ``max_tracked_ids`` ids.
 
@@ -1292,6 +1316,11 @@ class MetricStore:
         with self._lock:
             if rec is None:
                 rec = self._latest(update.task_id, progress=True)
+            elif rec.state == "finished":
+                # The run's own report, under way as the run finished on another thread (a
+                # tool left running past its timeout): ignored, as one made after its end is,
+                # so that its final update stays the last.
+                return update
             if rec is not None:
                 if rec.state != "finished":
                     rec.progress_percent = update.progress_percent
@@ -1323,7 +1352,10 @@ class MetricStore:
         interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
-                listener(update)
+                returned = listener(update)
+                if returned is not None and inspect.iscoroutine(returned):
+                    # (an async function behind a plain callable: its work would never happen)
+                    raise unawaited_error(returned, "the progress listener", _PLAIN_LISTENER)
             except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
                 # the other listeners have heard the update too)
                 if interrupt is None:
@@ -1442,8 +1474,11 @@ class MetricStore:
         """Stop calling ``listener``, or the listener added that is equal to it (no error when
         none was added)."""
         with self._lock:
-            if _remove_listener(self._progress_listeners, listener):
+            removed = _remove_listener(self._progress_listeners, listener)
+            if removed is not None:
                 self._progress_snapshot = None
+        if removed is not None:  # (a new listener may get its id: see _listener_failed)
+            self._listener_errors.forget(f"progress:{id(removed)}")
 
     # -- custom metrics (the PerformanceMonitor's data) ------------------------------------
 

@@ -113,16 +113,19 @@ class TaskMonitor:
         """
         if not no_task_as_id(task_id):
             return None
-        # (the newest of its runs started here: an executor's run has milestones of its own)
-        own = [r for r in self._store.active(self._scope, task_id) if not r.milestones]
-        if not own:
-            return self._view(self._store.find(self._scope, task_id))
-        rec = own[-1]
-        task = rec.task
-        status = getattr(task, "status", TaskStatus.COMPLETED)
-        outcome = _OUTCOME_OF_STATUS.get(status, "success")
-        self._store.monitor_stopped(rec, outcome, status)
-        return self._view(rec)
+        while True:
+            # (the newest of its runs started here: an executor's run has milestones of its own)
+            own = [r for r in self._store.active(self._scope, task_id) if not r.milestones]
+            if not own:
+                return self._view(self._store.find(self._scope, task_id))
+            rec = own[-1]
+            task = rec.task
+            status = getattr(task, "status", TaskStatus.COMPLETED)
+            outcome = _OUTCOME_OF_STATUS.get(status, "success")
+            if self._store.monitor_stopped(rec, outcome, status):
+                return self._view(rec)
+            # Another thread's stop finished this run meanwhile: each call finishes one run,
+            # so this one finishes the next (the older runs would otherwise run on for good).
 
     def get_running_tasks(self) -> list[Task]:
         """Tasks whose tool is running now."""
