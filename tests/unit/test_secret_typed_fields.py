@@ -34,6 +34,7 @@ from laios.execution.executor import Executor
 from laios.execution.redaction import (
     REDACTED,
     SecretFields,
+    scrub,
     secret_fields,
     secret_values,
     to_json,
@@ -205,6 +206,46 @@ def test_a_short_secret_is_scrubbed_under_each_name_of_its_field() -> None:
     assert "c='[REDACTED]'" in spans
     assert "4y7" not in spans
     assert "k9" not in spans
+
+
+class ShortListInput(ToolInput):
+    pins: list[SecretStr]
+    codes: tuple[SecretStr, ...] = ()
+
+
+class ShortList(BaseTool):
+    name = "short_list"
+    description = "Quotes the short items of its list of SecretStr."
+    input_model = ShortListInput
+
+    def _execute(self, input_data: ShortListInput) -> Any:
+        pins = [pin.get_secret_value() for pin in input_data.pins]
+        codes = [code.get_secret_value() for code in input_data.codes]
+        raise ValueError(
+            f"pins {pins} refused, pins={pins[0]}, {{'pins': {pins}}}, {json.dumps(pins)}, "
+            f"pins: {pins[1]}, codes={tuple(codes)}, codes={codes[0]}"
+        )
+
+
+def test_short_items_of_a_list_of_secretstr_are_scrubbed() -> None:
+    """The items of a ``list[SecretStr]`` too short to scrub from free text are scrubbed where
+    a text writes one as the value of the list's name, and where it writes the list itself."""
+    _, spans, _ = run(ShortList, {"pins": ["zq7", "xk9"], "codes": ["c1", "d2"]})
+    assert "pins=[REDACTED]" in spans
+    assert "pins: [REDACTED]" in spans
+    assert "codes=[REDACTED]" in spans
+    for short in ("zq7", "xk9", "c1", "d2"):
+        assert short not in spans, short
+
+
+def test_short_items_of_a_list_under_a_secret_looking_name_are_scrubbed() -> None:
+    """As those of a list under a secret-looking name, which all its items are."""
+    secrets = secret_values({"api_keys": ["ab1", "cd2"], "note": "hi"})
+    text = "api_keys=ab1 and api_keys: cd2, all ['ab1', 'cd2'], note=hi"
+    scrubbed = scrub(text, secrets)
+    assert "ab1" not in scrubbed
+    assert "cd2" not in scrubbed
+    assert scrubbed.endswith("note=hi")
 
 
 def _connect(conn: SecretStr, region: str = "eu") -> Any:

@@ -47,6 +47,7 @@ __all__ = [
     "MAX_STRING_CHARS",
     "MAX_TRACEBACK_BYTES",
     "MAX_VALUE_BYTES",
+    "MAX_WRITTEN_LIST_ITEMS",
     "MIN_FRAGMENT_CHARS",
     "MIN_PREFIX_CHARS",
     "MIN_SCRUB_CHARS",
@@ -573,7 +574,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     ``api_key='xy9'``, ``{'api_key': 'xy9'}`` and ``{"api_key": "xy9"}`` (also compact, and
     unquoted for a number) become ``api_key=[REDACTED]`` and so on, the name kept. Those
     forms are in the list, as strings that :func:`scrub` and :func:`redact` know to replace
-    only the value of.
+    only the value of. The items of a secret list are values of the list's name
+    (``pins=xk9``), and a secret list or tuple of text items (of up to
+    ``MAX_WRITTEN_LIST_ITEMS``), one of them short, is a secret value as ``repr`` and JSON
+    write it whole (``['zq7', 'xk9']``).
     """
     found: list[str] = []
     # Containers being read: their remaining (secret, value, declared, name) items.
@@ -637,7 +641,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             else:
                 yield False, item, declared, None
 
-    def visit_items(value: Any, secret: bool, declared: SecretFields | bool | None) -> None:
+    def visit_items(
+        value: Any, secret: bool, declared: SecretFields | bool | None, name: Any
+    ) -> None:
         inner = declared.items if isinstance(declared, SecretFields) else None
         if inner is True:
             secret = True
@@ -645,15 +651,46 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         if names is not None:  # (its fields by name, as a dataclass's)
             pending.append(pairs(zip(names, value, strict=False), secret, None))
         elif secret:
-            pending.append((True, v, inner, None) for v in value)
+            # Each item is the value of the list's name (``pins=xk9``), and a list of short
+            # text items is its secret as a list is written whole (``['zq7', 'xk9']``).
+            if isinstance(value, (list, tuple)):
+                collect_written_list(value)
+            pending.append((True, v, inner, name) for v in value)
         else:
             pending.append(sequence_items(value, inner))
+
+    def collect_written_list(items: list[Any] | tuple[Any, ...]) -> None:
+        texts: list[str] = []
+        for item in items[:MAX_WRITTEN_LIST_ITEMS]:
+            if isinstance(item, SecretStr):
+                try:
+                    item = item.get_secret_value()
+                except Exception:  # (a subclass's own)
+                    return
+            if type(item) is not str:
+                return
+            texts.append(item)
+        if len(items) > MAX_WRITTEN_LIST_ITEMS or not any(
+            len(text) < MIN_SCRUB_CHARS for text in texts
+        ):
+            return  # (each item is scrubbed on its own)
+        found.extend(
+            dict.fromkeys(
+                (
+                    repr(texts),
+                    repr(tuple(texts)),
+                    json.dumps(texts),
+                    json.dumps(texts, separators=(",", ":")),
+                    json.dumps(texts, ensure_ascii=False),
+                )
+            )
+        )
 
     def visit(value: Any, secret: bool, declared: SecretFields | bool | None, name: Any) -> None:
         if isinstance(value, Mapping):
             pending.append(pairs(value.items(), secret, declared, keys=True))
         elif isinstance(value, (list, tuple, set, frozenset)):
-            visit_items(value, secret, declared)
+            visit_items(value, secret, declared, name)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if type(value) is str and (
                 value[:1] in _JSON_OPENINGS
@@ -690,7 +727,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
         elif value is not None and not isinstance(value, float):
             if is_collection(value):  # (a deque, a dict's view: read as a list)
-                visit_items(value, secret, declared)
+                visit_items(value, secret, declared, name)
                 return
             fields = object_fields(value)
             if fields is not None:
@@ -716,6 +753,11 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             continue
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
+
+
+#: Most items of a secret list of short text items written whole as a secret value of its
+#: own (``['zq7', 'xk9']``, see :func:`secret_values`): a longer list is not.
+MAX_WRITTEN_LIST_ITEMS = 64
 
 
 #: Most attributes of an object of a class of its own looked at for secret-looking names.
