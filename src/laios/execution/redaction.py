@@ -22,6 +22,7 @@ import math
 import re
 import sys
 import traceback
+import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
@@ -492,12 +493,27 @@ def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
     value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
     also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
-    written), ``name=`` followed by the value percent-encoded (a URL's query), each as an
-    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
+    written), ``name=`` followed by the value percent-encoded (a URL's query), the quoted ones
+    also as ``ascii()`` writes them, all of them also for the value in the other Unicode
+    normalization form (see :func:`_normalized`), each as an :class:`_InField` that replaces
+    only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
         return []
+    shapes: list[tuple[str, str, str]] = []
+    for variant in _normalized(value):  # (also in the other normalization form: see there)
+        shapes += _field_shapes(name, variant)
+    forms: dict[str, _InField] = {}
+    for head, written, tail in shapes:
+        text = head + written + tail
+        if text not in forms:
+            forms[text] = _InField(text, len(head), len(tail))
+    return list(forms.values())
+
+
+def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
+    """The ``(head, value as written, tail)`` of each way :func:`_field_forms` names."""
     quoted, in_json = repr(value), json.dumps(value, ensure_ascii=False)
     name_quoted, name_json = repr(name), json.dumps(name, ensure_ascii=False)
     shapes = [
@@ -519,12 +535,11 @@ def _field_forms(name: object, value: str) -> list[str]:
     if ascii_json != in_json or ascii_name != name_json:  # (as json.dumps writes it by default)
         shapes.append((f'{ascii_name}: "', ascii_json[1:-1], '"'))
         shapes.append((f'{ascii_name}:"', ascii_json[1:-1], '"'))
-    forms: dict[str, _InField] = {}
-    for head, written, tail in shapes:
-        text = head + written + tail
-        if text not in forms:
-            forms[text] = _InField(text, len(head), len(tail))
-    return list(forms.values())
+    in_ascii, ascii_quoted = ascii(value), ascii(name)
+    if in_ascii != quoted or ascii_quoted != name_quoted:  # (as ascii() writes it: p\xe4)
+        shapes.append((f"{name}={in_ascii[0]}", in_ascii[1:-1], in_ascii[-1]))
+        shapes.append((f"{ascii_quoted}: {in_ascii[0]}", in_ascii[1:-1], in_ascii[-1]))
+    return shapes
 
 
 def secret_fields_of_tool(tool: Any) -> SecretFields | None:
@@ -971,43 +986,63 @@ def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")``, ``quote(secret)``, which keeps each ``/``, and
     ``quote_plus``), ``repr``-escaped (also as inside a longer text that holds a ``"``, each
-    ``'`` written ``\\'``) and JSON-escaped (with
-    and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
+    ``'`` written ``\\'``), JSON-escaped (with and without ``ensure_ascii``) and as
+    ``ascii()`` writes it (``p\\xe4ss``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
     in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
     that encode its bytes alone, at each of the three places it may start in a group of
     three bytes: ``user:password`` in a Basic ``Authorization`` header), and, when its
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
-    once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
-    form is ``secret`` itself). Each line of a secret of several lines (a PEM private key) of
-    at least ``MIN_PREFIX_CHARS`` characters, without the white space around it, is a form of
-    it too, as a text quoting that line alone writes it (see :func:`_line_forms`). A short
-    secret written as the value of its name (from :func:`secret_values`) is its only form."""
+    once; and all of these again for the secret in the Unicode normalization forms NFC and
+    NFD, where they differ from it (see :func:`_normalized`). Forms shorter than
+    ``MIN_SCRUB_CHARS`` are left out (unless the form is ``secret`` itself). Each line of a
+    secret of several lines (a PEM private key) of at least ``MIN_PREFIX_CHARS`` characters,
+    without the white space around it, is a form of it too, as a text quoting that line alone
+    writes it (see :func:`_line_forms`). A short secret written as the value of its name
+    (from :func:`secret_values`) is its only form."""
     forms = [secret]
     if type(secret) is _InField or type(secret) is _Written:
         return forms
-    written = repr(secret)
-    for form in (
-        quote(secret, safe=""),
-        quote(secret),  # (as ``quote`` is usually called: its default keeps each ``/``)
-        quote_plus(secret),
-        written[1:-1],
-        # As repr writes it inside a longer text that also holds a '"': in single quotes,
-        # each "'" of the secret written "\\'" (the repr of the secret alone uses '"' then).
-        repr(secret + '"')[1:-2],
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
-        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
-        repr((secret + '"').encode("utf-8", "backslashreplace"))[2:-2],
-        _pydantic_input_value(written),
-        *_base64_forms(secret),
-    ):
-        if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
-            forms.append(form)
+    for variant in _normalized(secret):
+        written = repr(variant)
+        for form in (
+            variant,
+            quote(variant, safe=""),
+            quote(variant),  # (as ``quote`` is usually called: its default keeps each ``/``)
+            quote_plus(variant),
+            written[1:-1],
+            # As repr writes it inside a longer text that also holds a '"': in single quotes,
+            # each "'" of the secret written "\\'" (the repr of the secret alone uses '"').
+            repr(variant + '"')[1:-2],
+            json.dumps(variant)[1:-1],
+            json.dumps(variant, ensure_ascii=False)[1:-1],
+            # As ascii() writes it (p\xe4ss: the repr of an object under %a or !a).
+            ascii(variant)[1:-1],
+            ascii(variant + '"')[1:-2],
+            # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
+            repr(variant.encode("utf-8", "backslashreplace"))[2:-1],
+            repr((variant + '"').encode("utf-8", "backslashreplace"))[2:-2],
+            _pydantic_input_value(written),
+            *_base64_forms(variant),
+        ):
+            if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
+                forms.append(form)
     if "\n" in secret or "\r" in secret:
         forms += _line_forms(secret, forms)
     return forms
+
+
+def _normalized(text: str) -> list[str]:
+    """``text``, then its Unicode normalization forms NFC and NFD where they differ (``ä`` as
+    one code point and as ``a`` with a combining diaeresis: the same text, as another
+    program may have written it)."""
+    variants = [text]
+    if not text.isascii():
+        for normal in ("NFC", "NFD"):
+            variant = unicodedata.normalize(normal, text)
+            if variant not in variants:
+                variants.append(variant)
+    return variants
 
 
 #: A line of a key file's armor (``-----BEGIN PRIVATE KEY-----``): it names what the file
