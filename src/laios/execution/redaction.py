@@ -1854,6 +1854,7 @@ class _Copier:
         "chars",
         "limit",
         "longest",
+        "named",
         "numbers",
         "repeated",
         "runs",
@@ -1869,6 +1870,8 @@ class _Copier:
         self.chars = chars
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _forms_of(secrets)
+        # Short secrets by the name they are secret under, as name=value (see _field_forms).
+        self.named = frozenset(str(s) for s in self.secrets if type(s) is _InField)
         self.searched = _searched_of(secrets, self.secrets)
         self.runs = _index_of(secrets, self.secrets) if self.secrets else None
         self.tails = () if self.runs is None else tuple(self.runs.tails.values())
@@ -1987,7 +1990,7 @@ class _Copier:
                 self.size += len(name) + 3 + (1 if out else 0)  # "name": and a comma
             before = self.size
             under = None if declared is None else declared.inner(key)
-            if under is True or _is_secret_name(key):
+            if under is True or _is_secret_name(key) or self.named_secret(key, inner):
                 out[name] = self.string(REDACTED)
             elif under is None:
                 out[name] = self.copy(inner, depth + 1)
@@ -1996,6 +1999,22 @@ class _Copier:
             sizes[name] = self.size - before
         self.size += 1
         return out
+
+    def named_secret(self, key: Any, value: Any) -> bool:
+        """Whether ``value`` is a secret too short to scrub from free text held under the name
+        it is secret under (``{"pin": "q7"}``): written as the value of that name."""
+        if not self.named or type(key) is not str or isinstance(value, bool):
+            return False
+        if isinstance(value, str):
+            written = value
+        elif isinstance(value, int):
+            try:
+                written = int.__repr__(value)
+            except ValueError:  # (too many digits to print: no short secret)
+                return False
+        else:
+            return False
+        return len(written) < MIN_SCRUB_CHARS and f"{key}={written}" in self.named
 
     def copy_items(
         self,
