@@ -248,6 +248,18 @@ def test_short_items_of_a_list_under_a_secret_looking_name_are_scrubbed() -> Non
     assert scrubbed.endswith("note=hi")
 
 
+class _Unsliceable(list[str]):
+    def __getitem__(self, index: Any) -> Any:
+        raise RuntimeError("items read only by iterating")
+
+
+def test_a_secret_list_that_refuses_slicing_is_still_read_item_by_item() -> None:
+    """A list of its own whose items cannot be taken by index still has each item read."""
+    secrets = secret_values({"api_keys": _Unsliceable(["ab1", "a-long-secret-value"])})
+    assert "a-long-secret-value" in secrets
+    assert "api_keys=ab1" in secrets
+
+
 def _connect(conn: SecretStr, region: str = "eu") -> Any:
     raise PermissionError(f"denied for {conn.get_secret_value()} in {region}")
 

@@ -669,7 +669,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             # Each item is the value of the list's name (``pins=xk9``), and a list of short
             # text items is its secret as a list is written whole (``['zq7', 'xk9']``).
             if isinstance(value, (list, tuple)):
-                collect_written_list(value)
+                with contextlib.suppress(Exception):  # (a subclass's own reading of items)
+                    collect_written_list(value)
             pending.append((True, v, inner, name) for v in value)
         else:
             pending.append(sequence_items(value, inner))
