@@ -589,7 +589,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     ``api_key='xy9'``, ``{'api_key': 'xy9'}`` and ``{"api_key": "xy9"}`` (also compact, and
     unquoted for a number) become ``api_key=[REDACTED]`` and so on, the name kept. Those
     forms are in the list, as strings that :func:`scrub` and :func:`redact` know to replace
-    only the value of. The items of a secret list are values of the list's name
+    only the value of. A value with white space around it is also secret without it
+    (``" tok\n"`` as ``"tok"``, as a tool strips a token before it uses it). The items of a
+    secret list are values of the list's name
     (``pins=xk9``), and a secret list or tuple of text items (of up to
     ``MAX_WRITTEN_LIST_ITEMS``), one of them short, is a secret value as ``repr`` and JSON
     write it whole (``['zq7', 'xk9']``).
@@ -599,6 +601,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     pending: deque[Iterator[tuple[bool, Any, SecretFields | bool | None, Any]]] = deque()
 
     def collect(text: str, name: Any = None) -> None:
+        stripped = text.strip()
+        if stripped and stripped != text:  # (" tok\n": a tool quotes it as it uses it, "tok")
+            collect(stripped, name)
         if len(text) < MIN_SCRUB_CHARS:
             found.extend(_field_forms(name, text))
             return
