@@ -272,6 +272,22 @@ def test_a_simple_tool_whose_function_annotates_a_parameter_secretstr() -> None:
     assert "eu-west" in spans
 
 
+def _connect_with(host: str, **creds: SecretStr) -> Any:
+    passwords = [value.get_secret_value() for value in creds.values()]
+    raise PermissionError(f"denied for {host} with {passwords}")
+
+
+def test_a_simple_tool_whose_function_annotates_its_kwargs_secretstr() -> None:
+    """``**creds: SecretStr`` makes every other parameter a ``SecretStr``, as the function
+    says it takes them (it can call ``get_secret_value()``), and secret."""
+    tool = create_simple_tool("connect_with", "Connects.", _connect_with)
+    assert secret_fields(tool.input_model) is not None
+    result, spans, _ = run(tool, {"host": "db-west", "db_pass": SECRET})
+    assert result.metadata["error_type"] == "PermissionError"
+    assert SECRET not in spans
+    assert "db-west" in spans
+
+
 class Creds(BaseModel):
     user: str
     pin: SecretStr

@@ -39,7 +39,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, Optional, cast, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Secret,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
@@ -1429,9 +1439,13 @@ def _model_from_signature(
     fields: dict[str, Any] = {}
     renamed: dict[str, str] = {}
     open_ended = False
+    extras: dict[str, Any] = {}
     for param in params:
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             open_ended = True
+            if _holds_secret_type(param.annotation):
+                # ``**creds: SecretStr``: every other parameter is one, as for a field.
+                extras["__pydantic_extra__"] = dict[str, param.annotation]  # type: ignore[name-defined]
         elif param.kind is inspect.Parameter.POSITIONAL_ONLY:
             if param.default is inspect.Parameter.empty:  # (no call by name could give it)
                 return ToolInput, {}
@@ -1447,12 +1461,15 @@ def _model_from_signature(
                 # once read as an implicit Optional), and is checked as an int otherwise.
                 annotation = Optional[annotation]  # noqa: UP045 (any annotation object)
             fields[param.name] = (annotation, default)
-    if not fields:
+    if not fields and not extras:
         return (ToolInput if open_ended else _no_parameters(model_name, title)), {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
-        {"model_config": ConfigDict(extra="allow" if open_ended else "forbid", title=title)},
+        {
+            "model_config": ConfigDict(extra="allow" if open_ended else "forbid", title=title),
+            "__annotations__": extras,
+        },
     )
     for param_name in [n for n in fields if n.startswith("_") or hasattr(base, n)]:
         annotation, default = fields.pop(param_name)
@@ -1482,6 +1499,24 @@ def _model_from_signature(
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
+
+
+#: Most levels of an annotation :func:`_holds_secret_type` looks through.
+_MAX_ANNOTATION_DEPTH = 16
+
+
+def _holds_secret_type(annotation: Any, depth: int = 0) -> bool:
+    """Whether ``annotation`` is, or holds (``Optional[SecretStr]``), a pydantic secret type:
+    ``SecretStr``, ``SecretBytes`` or ``Secret[...]``. Never raises."""
+    if depth > _MAX_ANNOTATION_DEPTH:
+        return False
+    try:
+        origin = typing.get_origin(annotation) or annotation
+        if isinstance(origin, type) and issubclass(origin, (SecretStr, SecretBytes, Secret)):
+            return True
+        return any(_holds_secret_type(arg, depth + 1) for arg in typing.get_args(annotation))
+    except Exception:  # (an annotation too odd to read: no secret declared)
+        return False
 
 
 def _check_takes_fields(name: str, func: Any, model: Any) -> None:
