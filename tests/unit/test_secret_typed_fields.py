@@ -32,6 +32,7 @@ from typing_extensions import TypedDict
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.redaction import (
+    MAX_WRITTEN_LIST_ITEMS,
     REDACTED,
     SecretFields,
     scrub,
@@ -246,6 +247,17 @@ def test_short_items_of_a_list_under_a_secret_looking_name_are_scrubbed() -> Non
     assert "ab1" not in scrubbed
     assert "cd2" not in scrubbed
     assert scrubbed.endswith("note=hi")
+
+
+def test_only_the_first_items_of_a_long_secret_list_are_values_of_its_name() -> None:
+    """A long list under a secret-looking name (thousands of token ids) has its first
+    ``MAX_WRITTEN_LIST_ITEMS`` short items held under its name, not each of them: each would
+    cost every text scrubbed the search for its forms."""
+    found = secret_values({"token_ids": list(range(1000))})
+    assert "token_ids=5" in found
+    assert f"token_ids={MAX_WRITTEN_LIST_ITEMS - 1}" in found
+    assert f"token_ids={MAX_WRITTEN_LIST_ITEMS}" not in found
+    assert "token_ids=999" not in found
 
 
 class _Unsliceable(list[str]):

@@ -676,7 +676,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             if isinstance(value, (list, tuple)):
                 with contextlib.suppress(Exception):  # (a subclass's own reading of items)
                     collect_written_list(value)
-            pending.append((True, v, inner, name) for v in value)
+            pending.append(
+                (True, v, inner, name if at < MAX_WRITTEN_LIST_ITEMS else None)
+                for at, v in enumerate(value)
+            )
         else:
             pending.append(sequence_items(value, inner))
 
@@ -777,7 +780,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
 
 #: Most items of a secret list of short text items written whole as a secret value of its
-#: own (``['zq7', 'xk9']``, see :func:`secret_values`): a longer list is not.
+#: own (``['zq7', 'xk9']``, see :func:`secret_values`): a longer list is not; nor are its
+#: short items past these first ones values of the list's name (``pins=xk9``), as each would
+#: cost every text scrubbed the search for its forms (a list of thousands of token ids).
 MAX_WRITTEN_LIST_ITEMS = 64
 
 
@@ -1876,8 +1881,9 @@ class _Copier:
         self.chars = chars
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _forms_of(secrets)
-        # Short secrets by the name they are secret under, as name=value (see _field_forms).
-        self.named = frozenset(str(s) for s in self.secrets if type(s) is _InField)
+        # Short secrets by the name they are secret under, as name=value (see _field_forms),
+        # worked out once a mapping holds a short value.
+        self.named: frozenset[str] | None = None
         self.searched = _searched_of(secrets, self.secrets)
         self.runs = _index_of(secrets, self.secrets) if self.secrets else None
         self.tails = () if self.runs is None else tuple(self.runs.tails.values())
@@ -2009,7 +2015,7 @@ class _Copier:
     def named_secret(self, key: Any, value: Any) -> bool:
         """Whether ``value`` is a secret too short to scrub from free text held under the name
         it is secret under (``{"pin": "q7"}``): written as the value of that name."""
-        if not self.named or type(key) is not str or isinstance(value, bool):
+        if type(key) is not str or isinstance(value, bool):
             return False
         if isinstance(value, str):
             written = value
@@ -2020,7 +2026,11 @@ class _Copier:
                 return False
         else:
             return False
-        return len(written) < MIN_SCRUB_CHARS and f"{key}={written}" in self.named
+        if len(written) >= MIN_SCRUB_CHARS or not written:
+            return False
+        if self.named is None:
+            self.named = frozenset(str(s) for s in self.secrets if type(s) is _InField)
+        return f"{key}={written}" in self.named
 
     def copy_items(
         self,
