@@ -231,11 +231,11 @@ class ShortList(BaseTool):
 def test_short_items_of_a_list_of_secretstr_are_scrubbed() -> None:
     """The items of a ``list[SecretStr]`` too short to scrub from free text are scrubbed where
     a text writes one as the value of the list's name, and where it writes the list itself."""
-    _, spans, _ = run(ShortList, {"pins": ["zq7", "xk9"], "codes": ["c1", "d2"]})
+    _, spans, _ = run(ShortList, {"pins": ["zq7", "xk9"], "codes": ["zu1", "wy2"]})
     assert "pins=[REDACTED]" in spans
     assert "pins: [REDACTED]" in spans
     assert "codes=[REDACTED]" in spans
-    for short in ("zq7", "xk9", "c1", "d2"):
+    for short in ("zq7", "xk9", "zu1", "wy2"):
         assert short not in spans, short
 
 
