@@ -32,8 +32,10 @@ from typing_extensions import TypedDict
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.redaction import (
+    MAX_WRITTEN_LIST_ITEMS,
     REDACTED,
     SecretFields,
+    scrub,
     secret_fields,
     secret_values,
     to_json,
@@ -207,6 +209,69 @@ def test_a_short_secret_is_scrubbed_under_each_name_of_its_field() -> None:
     assert "k9" not in spans
 
 
+class ShortListInput(ToolInput):
+    pins: list[SecretStr]
+    codes: tuple[SecretStr, ...] = ()
+
+
+class ShortList(BaseTool):
+    name = "short_list"
+    description = "Quotes the short items of its list of SecretStr."
+    input_model = ShortListInput
+
+    def _execute(self, input_data: ShortListInput) -> Any:
+        pins = [pin.get_secret_value() for pin in input_data.pins]
+        codes = [code.get_secret_value() for code in input_data.codes]
+        raise ValueError(
+            f"pins {pins} refused, pins={pins[0]}, {{'pins': {pins}}}, {json.dumps(pins)}, "
+            f"pins: {pins[1]}, codes={tuple(codes)}, codes={codes[0]}"
+        )
+
+
+def test_short_items_of_a_list_of_secretstr_are_scrubbed() -> None:
+    """The items of a ``list[SecretStr]`` too short to scrub from free text are scrubbed where
+    a text writes one as the value of the list's name, and where it writes the list itself."""
+    _, spans, _ = run(ShortList, {"pins": ["zq7", "xk9"], "codes": ["zu1", "wy2"]})
+    assert "pins=[REDACTED]" in spans
+    assert "pins: [REDACTED]" in spans
+    assert "codes=[REDACTED]" in spans
+    for short in ("zq7", "xk9", "zu1", "wy2"):
+        assert short not in spans, short
+
+
+def test_short_items_of_a_list_under_a_secret_looking_name_are_scrubbed() -> None:
+    """As those of a list under a secret-looking name, which all its items are."""
+    secrets = secret_values({"api_keys": ["ab1", "cd2"], "note": "hi"})
+    text = "api_keys=ab1 and api_keys: cd2, all ['ab1', 'cd2'], note=hi"
+    scrubbed = scrub(text, secrets)
+    assert "ab1" not in scrubbed
+    assert "cd2" not in scrubbed
+    assert scrubbed.endswith("note=hi")
+
+
+def test_only_the_first_items_of_a_long_secret_list_are_values_of_its_name() -> None:
+    """A long list under a secret-looking name (thousands of token ids) has its first
+    ``MAX_WRITTEN_LIST_ITEMS`` short items held under its name, not each of them: each would
+    cost every text scrubbed the search for its forms."""
+    found = secret_values({"token_ids": list(range(1000))})
+    assert "token_ids=5" in found
+    assert f"token_ids={MAX_WRITTEN_LIST_ITEMS - 1}" in found
+    assert f"token_ids={MAX_WRITTEN_LIST_ITEMS}" not in found
+    assert "token_ids=999" not in found
+
+
+class _Unsliceable(list[str]):
+    def __getitem__(self, index: Any) -> Any:
+        raise RuntimeError("items read only by iterating")
+
+
+def test_a_secret_list_that_refuses_slicing_is_still_read_item_by_item() -> None:
+    """A list of its own whose items cannot be taken by index still has each item read."""
+    secrets = secret_values({"api_keys": _Unsliceable(["ab1", "a-long-secret-value"])})
+    assert "a-long-secret-value" in secrets
+    assert "api_keys=ab1" in secrets
+
+
 def _connect(conn: SecretStr, region: str = "eu") -> Any:
     raise PermissionError(f"denied for {conn.get_secret_value()} in {region}")
 
@@ -217,6 +282,22 @@ def test_a_simple_tool_whose_function_annotates_a_parameter_secretstr() -> None:
     _, spans, _ = run(tool, {"conn": SECRET, "region": "eu-west"})
     assert SECRET not in spans
     assert "eu-west" in spans
+
+
+def _connect_with(host: str, **creds: SecretStr) -> Any:
+    passwords = [value.get_secret_value() for value in creds.values()]
+    raise PermissionError(f"denied for {host} with {passwords}")
+
+
+def test_a_simple_tool_whose_function_annotates_its_kwargs_secretstr() -> None:
+    """``**creds: SecretStr`` makes every other parameter a ``SecretStr``, as the function
+    says it takes them (it can call ``get_secret_value()``), and secret."""
+    tool = create_simple_tool("connect_with", "Connects.", _connect_with)
+    assert secret_fields(tool.input_model) is not None
+    result, spans, _ = run(tool, {"host": "db-west", "db_pass": SECRET})
+    assert result.metadata["error_type"] == "PermissionError"
+    assert SECRET not in spans
+    assert "db-west" in spans
 
 
 class Creds(BaseModel):

@@ -18,6 +18,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -26,13 +27,14 @@ from laios.execution.redaction import (
     REDACTED,
     scrub,
     scrub_head,
+    secret_fields,
     secret_values,
     to_json,
 )
 from laios.execution.server import status_document
 from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
-from laios.tools.base import BaseTool
+from laios.tools.base import BaseTool, ToolInput
 from laios.tools.registry import ToolRegistry
 
 SHORT = "xy9"
@@ -168,3 +170,49 @@ def test_spans_logs_and_status_redact_a_short_secret_quoted_as_its_parameter(
     assert any(f"'api_key': '{REDACTED}'" in text for text in seen)
     assert any(f"api_key={REDACTED}" in text for text in seen)
     assert not [text for text in seen if quoted in text or f"api_key={SHORT}" in text]
+
+
+class PinInput(ToolInput):
+    pin: SecretStr
+
+
+class EchoesPin(BaseTool):
+    name = "echoes_pin"
+    description = "Returns its short pin under the pin's own name."
+    input_model = PinInput
+
+    def _execute(self, input_data: PinInput) -> Any:
+        pin = input_data.pin.get_secret_value()
+        return {"pin": pin, "echo": {"pin": pin, "n": 7}, "other": pin}
+
+
+def test_a_captured_value_under_the_name_of_a_short_secret_is_redacted() -> None:
+    """A mapping entry holding a short secret under the name it is secret under (a result
+    echoing the tool's parameters) is that secret written as the value of its name, as
+    ``pin=q7`` is: it is redacted; the same value under another name is kept."""
+    secrets = secret_values({"pin": "q7", "pin_token": 42}, secret_fields(PinInput))
+    captured = json.loads(
+        to_json({"pin": "q7", "n": {"pin_token": 42, "pin": 7}, "other": "q7"}, secrets=secrets)
+    )
+    assert captured == {"pin": REDACTED, "n": {"pin_token": REDACTED, "pin": 7}, "other": "q7"}
+
+
+def test_a_short_secret_in_a_captured_result_is_redacted_under_its_name() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(EchoesPin)
+    task = Task(plan_id="p", description="d", tool_name="echoes_pin", parameters={"pin": "q7"})
+    with Executor(
+        registry,
+        store=MetricStore(),
+        register_prometheus=False,
+        tracer_provider=provider,
+        capture_content=True,
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success, result.error
+    (span,) = exporter.get_finished_spans()
+    captured = json.loads(str(span.attributes["gen_ai.tool.call.result"]))
+    assert captured == {"pin": REDACTED, "echo": {"pin": REDACTED, "n": 7}, "other": "q7"}

@@ -22,6 +22,7 @@ import math
 import re
 import sys
 import traceback
+import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_STRING_CHARS",
     "MAX_TRACEBACK_BYTES",
     "MAX_VALUE_BYTES",
+    "MAX_WRITTEN_LIST_ITEMS",
     "MIN_FRAGMENT_CHARS",
     "MIN_PREFIX_CHARS",
     "MIN_SCRUB_CHARS",
@@ -495,12 +497,27 @@ def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
     value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
     also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
-    written), ``name=`` followed by the value percent-encoded (a URL's query), each as an
-    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
+    written), ``name=`` followed by the value percent-encoded (a URL's query), the quoted ones
+    also as ``ascii()`` writes them, all of them also for the value in the other Unicode
+    normalization form (see :func:`_normalized`), each as an :class:`_InField` that replaces
+    only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
         return []
+    shapes: list[tuple[str, str, str]] = []
+    for variant in _normalized(value):  # (also in the other normalization form: see there)
+        shapes += _field_shapes(name, variant)
+    forms: dict[str, _InField] = {}
+    for head, written, tail in shapes:
+        text = head + written + tail
+        if text not in forms:
+            forms[text] = _InField(text, len(head), len(tail))
+    return list(forms.values())
+
+
+def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
+    """The ``(head, value as written, tail)`` of each way :func:`_field_forms` names."""
     quoted, in_json = repr(value), json.dumps(value, ensure_ascii=False)
     name_quoted, name_json = repr(name), json.dumps(name, ensure_ascii=False)
     shapes = [
@@ -522,12 +539,11 @@ def _field_forms(name: object, value: str) -> list[str]:
     if ascii_json != in_json or ascii_name != name_json:  # (as json.dumps writes it by default)
         shapes.append((f'{ascii_name}: "', ascii_json[1:-1], '"'))
         shapes.append((f'{ascii_name}:"', ascii_json[1:-1], '"'))
-    forms: dict[str, _InField] = {}
-    for head, written, tail in shapes:
-        text = head + written + tail
-        if text not in forms:
-            forms[text] = _InField(text, len(head), len(tail))
-    return list(forms.values())
+    in_ascii, ascii_quoted = ascii(value), ascii(name)
+    if in_ascii != quoted or ascii_quoted != name_quoted:  # (as ascii() writes it: p\xe4)
+        shapes.append((f"{name}={in_ascii[0]}", in_ascii[1:-1], in_ascii[-1]))
+        shapes.append((f"{ascii_quoted}: {in_ascii[0]}", in_ascii[1:-1], in_ascii[-1]))
+    return shapes
 
 
 def secret_fields_of_tool(tool: Any) -> SecretFields | None:
@@ -577,13 +593,21 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     ``api_key='xy9'``, ``{'api_key': 'xy9'}`` and ``{"api_key": "xy9"}`` (also compact, and
     unquoted for a number) become ``api_key=[REDACTED]`` and so on, the name kept. Those
     forms are in the list, as strings that :func:`scrub` and :func:`redact` know to replace
-    only the value of.
+    only the value of. A value with white space around it is also secret without it
+    (``" tok\n"`` as ``"tok"``, as a tool strips a token before it uses it). The items of a
+    secret list are values of the list's name
+    (``pins=xk9``), and a secret list or tuple of text items (of up to
+    ``MAX_WRITTEN_LIST_ITEMS``), one of them short, is a secret value as ``repr`` and JSON
+    write it whole (``['zq7', 'xk9']``).
     """
     found: list[str] = []
     # Containers being read: their remaining (secret, value, declared, name) items.
     pending: deque[Iterator[tuple[bool, Any, SecretFields | bool | None, Any]]] = deque()
 
     def collect(text: str, name: Any = None) -> None:
+        stripped = text.strip()
+        if stripped and stripped != text:  # (" tok\n": a tool quotes it as it uses it, "tok")
+            collect(stripped, name)
         if len(text) < MIN_SCRUB_CHARS:
             found.extend(_field_forms(name, text))
             return
@@ -641,7 +665,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             else:
                 yield False, item, declared, None
 
-    def visit_items(value: Any, secret: bool, declared: SecretFields | bool | None) -> None:
+    def visit_items(
+        value: Any, secret: bool, declared: SecretFields | bool | None, name: Any
+    ) -> None:
         inner = declared.items if isinstance(declared, SecretFields) else None
         if inner is True:
             secret = True
@@ -649,15 +675,50 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         if names is not None:  # (its fields by name, as a dataclass's)
             pending.append(pairs(zip(names, value, strict=False), secret, None))
         elif secret:
-            pending.append((True, v, inner, None) for v in value)
+            # Each item is the value of the list's name (``pins=xk9``), and a list of short
+            # text items is its secret as a list is written whole (``['zq7', 'xk9']``).
+            if isinstance(value, (list, tuple)):
+                with contextlib.suppress(Exception):  # (a subclass's own reading of items)
+                    collect_written_list(value)
+            pending.append(
+                (True, v, inner, name if at < MAX_WRITTEN_LIST_ITEMS else None)
+                for at, v in enumerate(value)
+            )
         else:
             pending.append(sequence_items(value, inner))
+
+    def collect_written_list(items: list[Any] | tuple[Any, ...]) -> None:
+        texts: list[str] = []
+        for item in items[:MAX_WRITTEN_LIST_ITEMS]:
+            if isinstance(item, SecretStr):
+                try:
+                    item = item.get_secret_value()
+                except Exception:  # (a subclass's own)
+                    return
+            if type(item) is not str:
+                return
+            texts.append(item)
+        if len(items) > MAX_WRITTEN_LIST_ITEMS or not any(
+            len(text) < MIN_SCRUB_CHARS for text in texts
+        ):
+            return  # (each item is scrubbed on its own)
+        found.extend(
+            dict.fromkeys(
+                (
+                    repr(texts),
+                    repr(tuple(texts)),
+                    json.dumps(texts),
+                    json.dumps(texts, separators=(",", ":")),
+                    json.dumps(texts, ensure_ascii=False),
+                )
+            )
+        )
 
     def visit(value: Any, secret: bool, declared: SecretFields | bool | None, name: Any) -> None:
         if isinstance(value, Mapping):
             pending.append(pairs(value.items(), secret, declared, keys=True))
         elif isinstance(value, (list, tuple, set, frozenset)):
-            visit_items(value, secret, declared)
+            visit_items(value, secret, declared, name)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if type(value) is str and (
                 value[:1] in _JSON_OPENINGS
@@ -694,7 +755,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
         elif value is not None and not isinstance(value, float):
             if is_collection(value):  # (a deque, a dict's view: read as a list)
-                visit_items(value, secret, declared)
+                visit_items(value, secret, declared, name)
                 return
             fields = object_fields(value)
             if fields is not None:
@@ -720,6 +781,13 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             continue
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
+
+
+#: Most items of a secret list of short text items written whole as a secret value of its
+#: own (``['zq7', 'xk9']``, see :func:`secret_values`): a longer list is not; nor are its
+#: short items past these first ones values of the list's name (``pins=xk9``), as each would
+#: cost every text scrubbed the search for its forms (a list of thousands of token ids).
+MAX_WRITTEN_LIST_ITEMS = 64
 
 
 #: Most attributes of an object of a class of its own looked at for secret-looking names.
@@ -933,43 +1001,63 @@ def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")``, ``quote(secret)``, which keeps each ``/``, and
     ``quote_plus``), ``repr``-escaped (also as inside a longer text that holds a ``"``, each
-    ``'`` written ``\\'``) and JSON-escaped (with
-    and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
+    ``'`` written ``\\'``), JSON-escaped (with and without ``ensure_ascii``) and as
+    ``ascii()`` writes it (``p\\xe4ss``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
     in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
     that encode its bytes alone, at each of the three places it may start in a group of
     three bytes: ``user:password`` in a Basic ``Authorization`` header), and, when its
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
-    once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
-    form is ``secret`` itself). Each line of a secret of several lines (a PEM private key) of
-    at least ``MIN_PREFIX_CHARS`` characters, without the white space around it, is a form of
-    it too, as a text quoting that line alone writes it (see :func:`_line_forms`). A short
-    secret written as the value of its name (from :func:`secret_values`) is its only form."""
+    once; and all of these again for the secret in the Unicode normalization forms NFC and
+    NFD, where they differ from it (see :func:`_normalized`). Forms shorter than
+    ``MIN_SCRUB_CHARS`` are left out (unless the form is ``secret`` itself). Each line of a
+    secret of several lines (a PEM private key) of at least ``MIN_PREFIX_CHARS`` characters,
+    without the white space around it, is a form of it too, as a text quoting that line alone
+    writes it (see :func:`_line_forms`). A short secret written as the value of its name
+    (from :func:`secret_values`) is its only form."""
     forms = [secret]
     if type(secret) is _InField or type(secret) is _Written:
         return forms
-    written = repr(secret)
-    for form in (
-        quote(secret, safe=""),
-        quote(secret),  # (as ``quote`` is usually called: its default keeps each ``/``)
-        quote_plus(secret),
-        written[1:-1],
-        # As repr writes it inside a longer text that also holds a '"': in single quotes,
-        # each "'" of the secret written "\\'" (the repr of the secret alone uses '"' then).
-        repr(secret + '"')[1:-2],
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
-        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
-        repr((secret + '"').encode("utf-8", "backslashreplace"))[2:-2],
-        _pydantic_input_value(written),
-        *_base64_forms(secret),
-    ):
-        if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
-            forms.append(form)
+    for variant in _normalized(secret):
+        written = repr(variant)
+        for form in (
+            variant,
+            quote(variant, safe=""),
+            quote(variant),  # (as ``quote`` is usually called: its default keeps each ``/``)
+            quote_plus(variant),
+            written[1:-1],
+            # As repr writes it inside a longer text that also holds a '"': in single quotes,
+            # each "'" of the secret written "\\'" (the repr of the secret alone uses '"').
+            repr(variant + '"')[1:-2],
+            json.dumps(variant)[1:-1],
+            json.dumps(variant, ensure_ascii=False)[1:-1],
+            # As ascii() writes it (p\xe4ss: the repr of an object under %a or !a).
+            ascii(variant)[1:-1],
+            ascii(variant + '"')[1:-2],
+            # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
+            repr(variant.encode("utf-8", "backslashreplace"))[2:-1],
+            repr((variant + '"').encode("utf-8", "backslashreplace"))[2:-2],
+            _pydantic_input_value(written),
+            *_base64_forms(variant),
+        ):
+            if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
+                forms.append(form)
     if "\n" in secret or "\r" in secret:
         forms += _line_forms(secret, forms)
     return forms
+
+
+def _normalized(text: str) -> list[str]:
+    """``text``, then its Unicode normalization forms NFC and NFD where they differ (``ä`` as
+    one code point and as ``a`` with a combining diaeresis: the same text, as another
+    program may have written it)."""
+    variants = [text]
+    if not text.isascii():
+        for normal in ("NFC", "NFD"):
+            variant = unicodedata.normalize(normal, text)
+            if variant not in variants:
+                variants.append(variant)
+    return variants
 
 
 #: A line of a key file's armor (``-----BEGIN PRIVATE KEY-----``): it names what the file
@@ -1781,6 +1869,7 @@ class _Copier:
         "chars",
         "limit",
         "longest",
+        "named",
         "numbers",
         "repeated",
         "runs",
@@ -1796,6 +1885,9 @@ class _Copier:
         self.chars = chars
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _forms_of(secrets)
+        # Short secrets by the name they are secret under, as name=value (see _field_forms),
+        # worked out once a mapping holds a short value.
+        self.named: frozenset[str] | None = None
         self.searched = _searched_of(secrets, self.secrets)
         self.runs = _index_of(secrets, self.secrets) if self.secrets else None
         self.tails = () if self.runs is None else tuple(self.runs.tails.values())
@@ -1914,7 +2006,7 @@ class _Copier:
                 self.size += len(name) + 3 + (1 if out else 0)  # "name": and a comma
             before = self.size
             under = None if declared is None else declared.inner(key)
-            if under is True or _is_secret_name(key):
+            if under is True or _is_secret_name(key) or self.named_secret(key, inner):
                 out[name] = self.string(REDACTED)
             elif under is None:
                 out[name] = self.copy(inner, depth + 1)
@@ -1923,6 +2015,26 @@ class _Copier:
             sizes[name] = self.size - before
         self.size += 1
         return out
+
+    def named_secret(self, key: Any, value: Any) -> bool:
+        """Whether ``value`` is a secret too short to scrub from free text held under the name
+        it is secret under (``{"pin": "q7"}``): written as the value of that name."""
+        if type(key) is not str or isinstance(value, bool):
+            return False
+        if isinstance(value, str):
+            written = value
+        elif isinstance(value, int):
+            try:
+                written = int.__repr__(value)
+            except ValueError:  # (too many digits to print: no short secret)
+                return False
+        else:
+            return False
+        if len(written) >= MIN_SCRUB_CHARS or not written:
+            return False
+        if self.named is None:
+            self.named = frozenset(str(s) for s in self.secrets if type(s) is _InField)
+        return f"{key}={written}" in self.named
 
     def copy_items(
         self,

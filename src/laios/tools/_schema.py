@@ -140,10 +140,41 @@ def _json_type(schema: dict[str, Any], defs: dict[str, Any]) -> str | None:
     return "object" if "properties" in schema else "array" if "items" in schema else None
 
 
-def _has_ref(value: Any) -> bool:
+def _refs(value: Any, found: list[Any]) -> None:
+    """Add to ``found`` each ``$ref`` that ``value`` holds, at any depth."""
     if isinstance(value, dict):
-        return "$ref" in value or any(_has_ref(v) for v in value.values())
-    return isinstance(value, list) and any(_has_ref(v) for v in value)
+        if "$ref" in value:
+            found.append(value["$ref"])
+        for item in value.values():
+            _refs(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _refs(item, found)
+
+
+_DEFS_PREFIX = "#/$defs/"
+
+
+def _referred_defs(value: Any, defs: dict[str, Any]) -> dict[str, Any] | None:
+    """The definitions of ``defs`` that ``value`` refers to, also through another definition,
+    in the order of ``defs`` (``None`` when it refers to none); all of ``defs`` when a
+    reference is not to one of them (a ``$ref`` that ``json_schema_extra`` wrote)."""
+    pending: list[Any] = []
+    _refs(value, pending)
+    if not pending:
+        return None
+    reached: set[str] = set()
+    while pending:
+        ref = pending.pop()
+        if not isinstance(ref, str) or not ref.startswith(_DEFS_PREFIX):
+            return defs
+        name = ref[len(_DEFS_PREFIX) :]
+        if name not in defs:
+            return defs
+        if name not in reached:
+            reached.add(name)
+            _refs(defs[name], pending)
+    return {name: target for name, target in defs.items() if name in reached}
 
 
 def parameters_from_model(model: type[BaseModel]) -> list[ToolParameter]:
@@ -152,7 +183,7 @@ def parameters_from_model(model: type[BaseModel]) -> list[ToolParameter]:
     A field whose JSON type cannot be told (``Any``, for instance) is reported as ``"string"``.
     ``ToolParameter.schema`` carries the field's JSON schema when it says more than the type
     (items, properties, enum values, bounds, alternatives, a type of none of the six such as
-    ``null``), with ``$defs`` when it refers to them.
+    ``null``), with the ``$defs`` it refers to (also through another definition), if any.
     Never raises for a field JSON schema cannot express, and never returns a value strict JSON
     cannot hold (see the module docstring).
 
@@ -185,8 +216,9 @@ def _from_schema(full: dict[str, Any]) -> list[ToolParameter]:
         # (A type of none of the six, such as null, is told in the schema.)
         if resolved.keys() - _PLAIN_KEYS or resolved.get("type", "string") not in _JSON_TYPES:
             detail = dict(resolved)
-            if defs and _has_ref(detail):
-                detail["$defs"] = defs
+            referred = _referred_defs(detail, defs) if defs else None
+            if referred is not None:
+                detail["$defs"] = referred
         params.append(
             ToolParameter(
                 name=name,

@@ -39,7 +39,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, Optional, cast, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Secret,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
@@ -865,6 +875,72 @@ def _generator_entry(cls: type, attr: str) -> str | None:
     return generator_kind(func) if func is not None else None
 
 
+#: The methods through which a tool is run: a class overriding one runs ``_validate`` itself.
+_RUNNERS = ("execute", "run_raising", "execute_async", "run_raising_async")
+
+#: What to write instead of a ``_validate`` whose body never runs.
+_VALIDATE_ADVICE = (
+    "Make it a plain def _validate(self, input_data) that raises to refuse the input (an "
+    "asynchronous check goes at the start of _execute_async)"
+)
+
+
+def _check_validate_hook(cls: type) -> None:
+    """Refuse ``cls`` when its ``_validate`` is an ``async def`` or a generator function: it
+    is called, never awaited or iterated, so its body (the checks) would never run, and the
+    tool would run on input it meant to refuse. A class that runs itself (overrides
+    ``execute`` or ``run_raising``, or their async forms) may await its own hook.
+
+    Raises:
+        TypeError: Saying what to write instead.
+    """
+    func = _entry_code(cls, "_validate")
+    if func is None or func is BaseTool.__dict__["_validate"]:
+        return
+    kind = generator_kind(func)
+    if kind is None and not is_coroutine_function(func):
+        return
+    for klass in cls.__mro__:
+        if klass.__module__ == __name__:  # (the base classes: they never await it)
+            break
+        if any(name in klass.__dict__ for name in _RUNNERS):
+            return
+    what = "an async def function" if kind is None else f"{_a(kind)} function (it contains yield)"
+    raise TypeError(
+        f"Tool class {cls.__name__}: _validate is {what}, which a tool calls but never "
+        f"awaits or iterates, so its checks would never run and the tool would run on input "
+        f"it meant to refuse. {_VALIDATE_ADVICE}"
+    )
+
+
+def _call_hook(hook: Callable[[Any], object], input_data: Any) -> object:
+    """``hook(input_data)``: what a ``_validate`` typed to return nothing returned after all."""
+    return hook(input_data)
+
+
+def _check_validate_result(tool: str, checked: object) -> None:
+    """Fail a run whose ``_validate`` returned a coroutine, a generator or another awaitable
+    (an ``async def`` hook behind a decorator): its checks never ran. A coroutine is closed,
+    so Python does not warn later that it was never awaited.
+
+    Raises:
+        TypeError: Saying so and what to write instead.
+    """
+    if type(checked) is _COROUTINE:
+        checked.close()
+        what = "a coroutine"
+    elif type(checked) in _GENERATORS:
+        what = _a(_kind_of(checked))
+    elif inspect.isawaitable(checked):
+        what = "an awaitable"
+    else:
+        return
+    raise TypeError(
+        f"Tool {tool!r}: _validate returned {what}, which was not run, so its checks never "
+        f"ran and the input was not checked. {_VALIDATE_ADVICE}"
+    )
+
+
 def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     """The error for a tool having returned ``result``, a coroutine or generator whose work
     never ran (a coroutine is closed first, so Python does not warn that it was never
@@ -1018,6 +1094,7 @@ class BaseTool(abc.ABC):
             func = _entry_code(cls, entry)
             if func is not None and is_coroutine_function(func):  # never awaited: refused now
                 raise TypeError(f"Tool class {cls.__name__}: {_coroutine_advice(cls)}")
+        _check_validate_hook(cls)
         if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)
             cls._annotation_locals = _local_names(_entry_function(cls, entry)[0], _caller())
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
@@ -1132,7 +1209,9 @@ class BaseTool(abc.ABC):
                 result = self._execute(**kwargs)
             else:
                 input_data = self._build_input(kwargs)
-                self._validate(input_data)
+                checked = _call_hook(self._validate, input_data)
+                if checked is not None:
+                    _check_validate_result(self.name, checked)
                 if self._kwargs_style:
                     result = self._execute(**self._as_kwargs(input_data, kwargs))
                 else:
@@ -1296,7 +1375,9 @@ class AsyncBaseTool(BaseTool):
                 result = self._execute_async(**kwargs)
             else:
                 input_data = self._build_input(kwargs)
-                self._validate(input_data)
+                checked = _call_hook(self._validate, input_data)
+                if checked is not None:
+                    _check_validate_result(self.name, checked)
                 if self._kwargs_style:
                     result = self._execute_async(**self._as_kwargs(input_data, kwargs))
                 else:
@@ -1429,9 +1510,13 @@ def _model_from_signature(
     fields: dict[str, Any] = {}
     renamed: dict[str, str] = {}
     open_ended = False
+    extras: dict[str, Any] = {}
     for param in params:
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             open_ended = True
+            if _holds_secret_type(param.annotation):
+                # ``**creds: SecretStr``: every other parameter is one, as for a field.
+                extras["__pydantic_extra__"] = dict[str, param.annotation]  # type: ignore[name-defined]
         elif param.kind is inspect.Parameter.POSITIONAL_ONLY:
             if param.default is inspect.Parameter.empty:  # (no call by name could give it)
                 return ToolInput, {}
@@ -1447,12 +1532,15 @@ def _model_from_signature(
                 # once read as an implicit Optional), and is checked as an int otherwise.
                 annotation = Optional[annotation]  # noqa: UP045 (any annotation object)
             fields[param.name] = (annotation, default)
-    if not fields:
+    if not fields and not extras:
         return (ToolInput if open_ended else _no_parameters(model_name, title)), {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
-        {"model_config": ConfigDict(extra="allow" if open_ended else "forbid", title=title)},
+        {
+            "model_config": ConfigDict(extra="allow" if open_ended else "forbid", title=title),
+            "__annotations__": extras,
+        },
     )
     for param_name in [n for n in fields if n.startswith("_") or hasattr(base, n)]:
         annotation, default = fields.pop(param_name)
@@ -1482,6 +1570,24 @@ def _model_from_signature(
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
+
+
+#: Most levels of an annotation :func:`_holds_secret_type` looks through.
+_MAX_ANNOTATION_DEPTH = 16
+
+
+def _holds_secret_type(annotation: Any, depth: int = 0) -> bool:
+    """Whether ``annotation`` is, or holds (``Optional[SecretStr]``), a pydantic secret type:
+    ``SecretStr``, ``SecretBytes`` or ``Secret[...]``. Never raises."""
+    if depth > _MAX_ANNOTATION_DEPTH:
+        return False
+    try:
+        origin = typing.get_origin(annotation) or annotation
+        if isinstance(origin, type) and issubclass(origin, (SecretStr, SecretBytes, Secret)):
+            return True
+        return any(_holds_secret_type(arg, depth + 1) for arg in typing.get_args(annotation))
+    except Exception:  # (an annotation too odd to read: no secret declared)
+        return False
 
 
 def _check_takes_fields(name: str, func: Any, model: Any) -> None:

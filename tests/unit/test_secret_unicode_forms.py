@@ -1,0 +1,84 @@
+"""A secret with letters outside ASCII, written as ``ascii()`` writes it (``p\\xe4ss``, as
+the ``repr`` of an object holding it does under ``%a`` or ``!a``), or in the other Unicode
+normalization form than the one it was given in (``ä`` as one code point, or as ``a`` and a
+combining diaeresis, as macOS file names and many text inputs write it): it is the same
+secret, and must not reach spans or logs."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from typing import Any
+
+import pytest
+from secret_runs import traced_run
+
+from laios.execution.redaction import REDACTED, scrub, secret_values
+from laios.tools.base import BaseTool
+
+#: Given composed (NFC), as most keyboards type it.
+PASSWORD = unicodedata.normalize("NFC", "pässwörd-Ünïcode-42")
+DECOMPOSED = unicodedata.normalize("NFD", PASSWORD)
+assert DECOMPOSED != PASSWORD
+#: Pieces of the secret that must not be left behind, in each form.
+PIECES = ("code-42", "\\xe4ss", "\\xf6rd", "o\\u0308rd", "sswö", "o\u0308rd")
+
+
+def _left(text: str) -> list[str]:
+    return [piece for piece in PIECES if piece in text]
+
+
+@pytest.mark.parametrize("given", [PASSWORD, DECOMPOSED], ids=["nfc", "nfd"])
+@pytest.mark.parametrize(
+    "write",
+    [
+        ascii,
+        lambda secret: f"login {secret!a} refused",
+        lambda secret: ascii({"user": "bob", "password": secret, "note": '"x"'}),
+        lambda secret: unicodedata.normalize("NFC", secret),
+        lambda secret: unicodedata.normalize("NFD", secret),
+        lambda secret: ascii(unicodedata.normalize("NFD", secret)),
+        lambda secret: ascii(unicodedata.normalize("NFC", secret)),
+    ],
+    ids=["ascii", "format-a", "ascii-dict", "nfc", "nfd", "ascii-nfd", "ascii-nfc"],
+)
+def test_scrub_replaces_the_ascii_and_normalized_forms(given: str, write: Any) -> None:
+    text = write(given)
+    out = scrub(text, secret_values({"password": given}), limit=None)
+    assert REDACTED in out
+    assert _left(out) == [], out
+    assert "pässwörd" not in unicodedata.normalize("NFC", out)
+
+
+def test_a_short_secret_is_scrubbed_after_its_name_in_those_forms() -> None:
+    """A value too short to scrub from free text, written after its name in those forms."""
+    secrets = secret_values({"password": "ä1"})
+    for text in (f"password={'ä1'!a}", "password=" + unicodedata.normalize("NFD", "ä1")):
+        assert scrub(text, secrets) in (f"password='{REDACTED}'", f"password={REDACTED}"), text
+
+
+class Login(BaseTool):
+    name = "login"
+    description = "Fails quoting its password as ascii() writes it, and decomposed."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        password = kwargs["password"]
+        raise PermissionError(
+            f"{password!a} refused; decomposed: {unicodedata.normalize('NFD', password)}"
+        )
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_those_forms_reach_no_span_and_no_log(
+    capture: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="laios")
+    result, span = traced_run(Login, {"password": PASSWORD}, capture=capture)
+    assert not result.success
+    texts = [span.status.description or ""]
+    texts += [str(value) for event in span.events for value in event.attributes.values()]
+    texts += [str(value) for value in span.attributes.values()]
+    texts += [record.getMessage() for record in caplog.records]
+    assert any(f"'{REDACTED}' refused" in text for text in texts)
+    for text in texts:
+        assert _left(text) == [], text
