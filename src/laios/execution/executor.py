@@ -358,7 +358,7 @@ class Executor(Generic[_RegistryT]):
         """Whether tasks are traced: a tracer provider was passed in, or an SDK provider is
         installed globally (checked again on each call until one is seen), and that provider
         records spans (not one turned off with ``OTEL_SDK_DISABLED=true``, nor one whose
-        ``get_tracer`` raised)."""
+        ``get_tracer`` raised or returned no tracer)."""
         return self._engine.tracing.enabled
 
     @property
