@@ -10,6 +10,7 @@ its arguments, chooses the runners and hands each call to one of the engine's tw
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -243,7 +244,7 @@ class Executor(Generic[_RegistryT]):
                     f"{type(capture_content).__name__} (a string like 'false' would read as true)"
                 )
             capture_content = bool(capture_content)  # (NumPy's booleans too)
-        if runner is not None and not isinstance(runner, Runner):
+        if runner is not None and not _is_runner(runner):
             raise TypeError(
                 "runner must implement the Runner protocol (submit, abandon, shutdown, stats, "
                 f"name, can_stop), got {type(runner).__name__}"
@@ -751,6 +752,27 @@ class Executor(Generic[_RegistryT]):
                 shut down without waiting.
         """
         await close_awaiting(self._engine)
+
+
+#: The members of the :class:`Runner` protocol, the methods first.
+_RUNNER_METHODS = ("submit", "abandon", "shutdown")
+_RUNNER_MEMBERS = (*_RUNNER_METHODS, "stats", "name", "can_stop")
+
+
+def _is_runner(value: object) -> bool:
+    """Whether ``value`` implements the :class:`Runner` protocol, read from its type.
+
+    Before Python 3.12, ``isinstance`` reads each member of the instance, so a runner whose
+    ``stats`` property raises would let its error out; the check then looks the members up
+    statically, as Python 3.12 does (a method set to ``None`` is refused)."""
+    try:
+        return isinstance(value, Runner)
+    except Exception:
+        missing = object()
+        found = [inspect.getattr_static(value, name, missing) for name in _RUNNER_MEMBERS]
+        return all(member is not missing for member in found) and all(
+            member is not None for member in found[: len(_RUNNER_METHODS)]
+        )
 
 
 def _checked_limits(limits: object) -> ResourceLimits:
