@@ -585,9 +585,15 @@ class MetricStore:
 
         Registered runners and progress listeners stay (they belong to the executors and
         monitors the child inherited, which reset themselves).
+
+        The parent's tasks in flight read as finished here: one still running on the thread
+        that forked (a tool that forked, and returns in the child too) ends in the child
+        counting nothing, as a task finished already does (the run is the parent's).
         """
         self._lock = threading.Lock()
         self._counts.reset()  # in place: an exporter may hold the counts
+        for rec in self._active:
+            rec.state = "finished"
         self._active = {}
         self._slot_by_name = {}
         self._unknown = None
