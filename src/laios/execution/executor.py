@@ -42,6 +42,8 @@ from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import Runner
+from laios.execution._runners.inline import InlineRunner
+from laios.execution._runners.loop import LoopRunner
 from laios.execution._runners.thread import ThreadRunner
 from laios.execution.limits import ResourceLimits, check_limits
 from laios.execution.metrics import ExecutionMetrics
@@ -249,6 +251,8 @@ class Executor(Generic[_RegistryT]):
                 "runner must implement the Runner protocol (submit, abandon, shutdown, stats, "
                 f"name, can_stop), got {type(runner).__name__}"
             )
+        if isinstance(runner, (InlineRunner, LoopRunner)):
+            raise TypeError(_misplaced_runner(runner))
         if runner is not None and getattr(runner, "closed", False) is True:
             raise ValueError(
                 "runner is shut down (its shutdown() or terminate() was called, or an executor "
@@ -752,6 +756,28 @@ class Executor(Generic[_RegistryT]):
                 shut down without waiting.
         """
         await close_awaiting(self._engine)
+
+
+def _misplaced_runner(runner: InlineRunner | LoopRunner) -> str:
+    """Why ``runner``, made for another role, cannot be an executor's ``runner`` (which runs
+    synchronous tools off the caller's thread), and what to pass instead."""
+    kind = type(runner).__name__
+    if isinstance(runner, InlineRunner):
+        why = (
+            "it runs each tool on the calling thread, where no timeout can be enforced and an "
+            "event loop would be blocked (the executor runs a synchronous tool there by itself "
+            "when there is no timeout to enforce)"
+        )
+    else:
+        why = (
+            "it runs only coroutine tools (the executor runs async tools on loop runners of its "
+            "own, max_async_tools at once)"
+        )
+    return (
+        f"runner must run synchronous tools off the caller's thread, got {kind}: {why}. Pass "
+        "a ThreadRunner, a ProcessRunner or a DaskRunner, or None for the executor's own "
+        "ThreadRunner of max_workers threads"
+    )
 
 
 #: The members of the :class:`Runner` protocol, the methods first.
