@@ -113,3 +113,34 @@ def test_a_registry_class_with_a_class_level_get_tool_is_still_taken(context: Co
         result = executor.execute_task(task, context)
         executor.shutdown()
         assert result.output == "hi", result.error
+
+
+class _StatsFailingRunner(ThreadRunner):
+    """A working runner whose ``stats`` raises (it cannot count its workers now)."""
+
+    @property
+    def stats(self) -> Any:
+        raise RuntimeError("the runner cannot count its workers")
+
+
+def test_a_runner_whose_stats_raise_is_taken(
+    context: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whether an object is a runner is read from its type, never by calling its attributes:
+    a runner whose ``stats`` raises is taken on every Python version (3.12 and later read no
+    attribute for the check), its tasks run, and the store leaves it out of the gauges."""
+    echo = create_simple_tool("echo", "Echoes.", lambda text: text)
+    tools = ToolRegistry()
+    tools.register_tool(echo)
+    store = MetricStore()
+    executor = Executor(
+        tools, store=store, register_prometheus=False, runner=_StatsFailingRunner(1, 1)
+    )
+    try:
+        task = Task(plan_id="p", description="d", tool_name="echo", parameters={"text": "hi"})
+        assert executor.execute_task(task, context).output == "hi"
+        with caplog.at_level("WARNING", logger="laios.execution.store"):
+            assert store.snapshot().workers == 0
+        assert "_StatsFailingRunner" in caplog.text
+    finally:
+        executor.shutdown()

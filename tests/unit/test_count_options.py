@@ -5,15 +5,18 @@ lazy (threads started on demand, slots, capacities, retries) accept any size."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryPolicy
 from laios.execution.runners import AsyncSlots, ProcessRunner, ThreadRunner
-from laios.execution.store import MetricStore
+from laios.execution.server import status_document
+from laios.execution.store import MAX_GAUGE, MetricStore
 from laios.execution.task_monitor import TaskMonitor
 from laios.tools.registry import ToolRegistry
 
@@ -78,3 +81,21 @@ def test_a_lazy_count_of_any_size_is_accepted(
 def _close(made: object) -> None:
     if isinstance(made, (Executor, ThreadRunner, ProcessRunner)):
         made.shutdown()
+
+
+def test_a_huge_count_of_workers_leaves_the_gauges_readable() -> None:
+    """``max_workers`` has no upper bound, but the gauges it counts in stay numbers that every
+    exporter can write: the scrape, ``/status`` and the store's snapshot read a bounded count
+    (``MAX_GAUGE``) rather than fail on one no float holds."""
+    registry = CollectorRegistry()
+    store = MetricStore()
+    executor = Executor(ToolRegistry(), store=store, prometheus_registry=registry, max_workers=HUGE)
+    try:
+        snapshot = store.snapshot()
+        assert snapshot.workers == MAX_GAUGE
+        assert b"laios_executor_workers " in generate_latest(registry)
+        assert registry.get_sample_value("laios_executor_workers") == MAX_GAUGE
+        assert json.loads(json.dumps(status_document(snapshot)))["workers"] == MAX_GAUGE
+    finally:
+        executor.shutdown()
+    assert store.snapshot().workers == 0

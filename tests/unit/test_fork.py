@@ -194,3 +194,67 @@ def test_a_fork_while_a_listener_failure_is_being_logged_does_not_deadlock_the_c
         limiter_lock.release()
         executor.shutdown()
     assert outcome.get("output") == "ok", outcome
+
+
+def test_a_tool_that_forks_and_returns_in_the_child_gets_its_result_there(
+    make_task: Callable[..., Task], context: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tool run on its caller's thread that forks, and returns in both processes: each
+    caller gets the tool's own result. The run is the parent's (begun before the fork): the
+    child counts and keeps nothing of it, and its end there is no internal error."""
+    import json
+    import signal
+    import warnings
+
+    from laios.tools.base import create_simple_tool
+    from laios.tools.registry import ToolRegistry
+
+    def fork() -> int:
+        with warnings.catch_warnings():  # (3.12+ warns about forking a threaded process)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return os.fork()
+
+    tools = ToolRegistry()
+    tools.register_tool(create_simple_tool("fork", "Forks.", fork))
+    tools.register_tool(create_simple_tool("echo", "Echoes.", lambda text: text))
+    store = MetricStore()
+    executor = Executor(tools, store=store, register_prometheus=False)
+    read_end, write_end = os.pipe()
+    parent = os.getpid()
+    with caplog.at_level("ERROR", logger="laios.execution"):
+        result = executor.execute_task(make_task("fork"), context)
+    if os.getpid() != parent:  # the child: never return into pytest
+        code = 0
+        try:
+            after = executor.execute_task(make_task("echo", text="x"), context, timeout=5)
+            report = {
+                "result": [result.metadata.get("outcome"), result.output, result.error],
+                "errors": [r.getMessage() for r in caplog.records],
+                "after": after.output,
+                "tools": {t.tool: t.total for t in store.snapshot().tools},
+            }
+            os.write(write_end, json.dumps(report).encode())
+        except BaseException as exc:
+            os.write(write_end, json.dumps({"crashed": repr(exc)}).encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    child = result.output
+    assert result.success, result.error
+    assert child > 0
+    deadline = time.monotonic() + 20
+    while not os.waitpid(child, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.02)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = json.loads(pipe.read())
+    assert report.get("result") == ["success", 0, None], report
+    assert report["errors"] == []
+    assert report["after"] == "x"
+    assert report["tools"] == {"echo": 1}  # (the run of "fork" is the parent's)
+    assert {t.tool: t.total for t in store.snapshot().tools} == {"fork": 1}
+    executor.shutdown()

@@ -10,6 +10,7 @@ its arguments, chooses the runners and hands each call to one of the engine's tw
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -41,6 +42,8 @@ from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import Runner
+from laios.execution._runners.inline import InlineRunner
+from laios.execution._runners.loop import LoopRunner
 from laios.execution._runners.thread import ThreadRunner
 from laios.execution.limits import ResourceLimits, check_limits
 from laios.execution.metrics import ExecutionMetrics
@@ -243,11 +246,13 @@ class Executor(Generic[_RegistryT]):
                     f"{type(capture_content).__name__} (a string like 'false' would read as true)"
                 )
             capture_content = bool(capture_content)  # (NumPy's booleans too)
-        if runner is not None and not isinstance(runner, Runner):
+        if runner is not None and not _is_runner(runner):
             raise TypeError(
                 "runner must implement the Runner protocol (submit, abandon, shutdown, stats, "
                 f"name, can_stop), got {type(runner).__name__}"
             )
+        if isinstance(runner, (InlineRunner, LoopRunner)):
+            raise TypeError(_misplaced_runner(runner))
         if runner is not None and getattr(runner, "closed", False) is True:
             raise ValueError(
                 "runner is shut down (its shutdown() or terminate() was called, or an executor "
@@ -358,7 +363,7 @@ class Executor(Generic[_RegistryT]):
         """Whether tasks are traced: a tracer provider was passed in, or an SDK provider is
         installed globally (checked again on each call until one is seen), and that provider
         records spans (not one turned off with ``OTEL_SDK_DISABLED=true``, nor one whose
-        ``get_tracer`` raised)."""
+        ``get_tracer`` raised or returned no tracer)."""
         return self._engine.tracing.enabled
 
     @property
@@ -751,6 +756,49 @@ class Executor(Generic[_RegistryT]):
                 shut down without waiting.
         """
         await close_awaiting(self._engine)
+
+
+def _misplaced_runner(runner: InlineRunner | LoopRunner) -> str:
+    """Why ``runner``, made for another role, cannot be an executor's ``runner`` (which runs
+    synchronous tools off the caller's thread), and what to pass instead."""
+    kind = type(runner).__name__
+    if isinstance(runner, InlineRunner):
+        why = (
+            "it runs each tool on the calling thread, where no timeout can be enforced and an "
+            "event loop would be blocked (the executor runs a synchronous tool there by itself "
+            "when there is no timeout to enforce)"
+        )
+    else:
+        why = (
+            "it runs only coroutine tools (the executor runs async tools on loop runners of its "
+            "own, max_async_tools at once)"
+        )
+    return (
+        f"runner must run synchronous tools off the caller's thread, got {kind}: {why}. Pass "
+        "a ThreadRunner, a ProcessRunner or a DaskRunner, or None for the executor's own "
+        "ThreadRunner of max_workers threads"
+    )
+
+
+#: The members of the :class:`Runner` protocol, the methods first.
+_RUNNER_METHODS = ("submit", "abandon", "shutdown")
+_RUNNER_MEMBERS = (*_RUNNER_METHODS, "stats", "name", "can_stop")
+
+
+def _is_runner(value: object) -> bool:
+    """Whether ``value`` implements the :class:`Runner` protocol, read from its type.
+
+    Before Python 3.12, ``isinstance`` reads each member of the instance, so a runner whose
+    ``stats`` property raises would let its error out; the check then looks the members up
+    statically, as Python 3.12 does (a method set to ``None`` is refused)."""
+    try:
+        return isinstance(value, Runner)
+    except Exception:
+        missing = object()
+        found = [inspect.getattr_static(value, name, missing) for name in _RUNNER_MEMBERS]
+        return all(member is not missing for member in found) and all(
+            member is not None for member in found[: len(_RUNNER_METHODS)]
+        )
 
 
 def _checked_limits(limits: object) -> ResourceLimits:

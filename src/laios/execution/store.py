@@ -75,6 +75,7 @@ from laios.execution.redaction import scrubbed_traceback, secret_values
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
     "MAX_FINISH_LISTENERS",
+    "MAX_GAUGE",
     "MAX_PROGRESS_HISTORY",
     "MAX_PROGRESS_LISTENERS",
     "MAX_RECENT_FAILURES",
@@ -116,6 +117,11 @@ MAX_FINISH_LISTENERS = 1000
 #: progress history (messages and details). A checkpoint that would pass it is counted but not
 #: kept; a progress history keeps the newest updates that fit.
 MAX_RECORD_BYTES = 48 * 1024
+#: Most a runner gauge reads (``laios_executor_workers``, busy workers, abandoned threads): 2**53,
+#: the largest whole number below which every one is a float. ``max_workers`` has no upper
+#: bound (threads start as calls need them), but each exporter writes these gauges as floats,
+#: and a multiprocess file refuses a count past 2**63.
+MAX_GAUGE = 2**53
 #: Most custom metric samples kept per task id, all its metrics together (the newest).
 MAX_CUSTOM_SAMPLES = 1000
 
@@ -579,9 +585,15 @@ class MetricStore:
 
         Registered runners and progress listeners stay (they belong to the executors and
         monitors the child inherited, which reset themselves).
+
+        The parent's tasks in flight read as finished here: one still running on the thread
+        that forked (a tool that forked, and returns in the child too) ends in the child
+        counting nothing, as a task finished already does (the run is the parent's).
         """
         self._lock = threading.Lock()
         self._counts.reset()  # in place: an exporter may hold the counts
+        for rec in self._active:
+            rec.state = "finished"
         self._active = {}
         self._slot_by_name = {}
         self._unknown = None
@@ -1202,9 +1214,9 @@ class MetricStore:
         return abandoned
 
     def _runner_stats(self, failed: list[tuple[object, Exception]]) -> tuple[int, int, int]:
-        """The registered runners' ``(workers, busy, abandoned)``, summed; a runner whose
-        ``stats`` raises (one of the user's) is left out and added to ``failed``, to be logged
-        once the lock is released (caller holds the lock)."""
+        """The registered runners' ``(workers, busy, abandoned)``, summed (each at most
+        :data:`MAX_GAUGE`); a runner whose ``stats`` raises (one of the user's) is left out and
+        added to ``failed``, to be logged once the lock is released (caller holds the lock)."""
         workers = busy = abandoned = 0
         for runner in self._runners:
             try:
@@ -1216,7 +1228,7 @@ class MetricStore:
             workers += read[0]
             busy += read[1]
             abandoned += read[2]
-        return workers, busy, abandoned
+        return min(workers, MAX_GAUGE), min(busy, MAX_GAUGE), min(abandoned, MAX_GAUGE)
 
     def _stats_failed(self, failed: list[tuple[object, Exception]]) -> None:
         """Log the runners whose ``stats`` raised, at most once a minute per kind of runner."""

@@ -261,7 +261,7 @@ class Tracing:
             configured after the executor was created is still picked up), and so does the
             API's ``ProxyTracerProvider``. The API's ``NoOpTracerProvider`` turns tracing off,
             whatever the global provider is, and so does a provider whose ``get_tracer``
-            raises (a warning names it and its error).
+            raises or returns no tracer (a warning names it and its error).
         capture_content: Record arguments and results on task spans (redacted, truncated).
             ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
     """
@@ -296,6 +296,18 @@ class Tracing:
                     type(tracer_provider).__name__,
                     type(exc).__name__,
                     shorten(utf8_text(exception_message(exc)), 256),
+                )
+                self.allowed = self.known_enabled = False
+                self._tracer = trace.NoOpTracer()
+            if not callable(getattr(self._tracer, "start_span", None)):
+                # (a faulty provider too: every task's span would fail, each one counted as
+                # an internal error of its tool)
+                _log.warning(
+                    "the tracer provider %s returned %s from get_tracer, not a tracer (it has "
+                    "no start_span method); this executor runs untraced (fix the provider, or "
+                    "pass tracer_provider=None to follow the global one)",
+                    type(tracer_provider).__name__,
+                    type(self._tracer).__name__,
                 )
                 self.allowed = self.known_enabled = False
                 self._tracer = trace.NoOpTracer()

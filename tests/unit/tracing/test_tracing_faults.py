@@ -4,6 +4,7 @@ span (the task runs, its result is the tool's, the fault is logged)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -176,6 +177,44 @@ def test_a_provider_whose_get_tracer_raises_leaves_the_executor_untraced(
     text = warnings[0].getMessage()
     assert "_BrokenProvider" in text
     assert "no tracer today" in text
+
+
+class _NoTracerProvider(TracerProvider):
+    """A provider whose ``get_tracer`` returns something that is not a tracer."""
+
+    def __init__(self, tracer: object) -> None:
+        super().__init__(shutdown_on_exit=False)
+        self.tracer = tracer
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return self.tracer
+
+
+@pytest.mark.parametrize("tracer", [None, object()], ids=["None", "object"])
+def test_a_provider_whose_get_tracer_returns_no_tracer_leaves_the_executor_untraced(
+    registry: ToolRegistry, caplog: pytest.LogCaptureFixture, tracer: object
+) -> None:
+    """A ``get_tracer`` that returns no tracer is a broken provider, as one that raises: the
+    executor says it is untraced and one warning names the provider and what it returned;
+    its tasks run with no span fault logged or counted as an internal error."""
+    store = MetricStore()
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        executor = Executor(
+            registry,
+            tracer_provider=_NoTracerProvider(tracer),
+            store=store,
+            register_prometheus=False,
+        )
+        with executor:
+            assert executor.tracing_enabled is False
+            result = executor.execute_task(make_task("echo", n=3), CONTEXT)
+            assert _ok(result), result.error
+            assert _ok(asyncio.run(executor.execute_parallel([make_task("echo", n=3)], CONTEXT))[0])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "_NoTracerProvider" in warnings[0]
+    assert type(tracer).__name__ in warnings[0]
+    assert all(not tool.errors for tool in store.snapshot().tools)
 
 
 class _FailingTracer(trace.Tracer):

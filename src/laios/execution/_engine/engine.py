@@ -1109,14 +1109,16 @@ class Engine:
                 )
         if wait:
             self._wait_for_inline_runs()
-        self.runner.shutdown(wait)
-        self.loop_here.shutdown(wait)
-        self.loop_thread.shutdown(wait and not self._slots_held_here())
-        refused = self.watch_overdue()
-        if self.finalizer is not None and not refused:
-            # (Collected, the executor would only be shut down again: on the finalizers'
-            # thread, started for that. After a refused watch, that tries it again.)
-            detach(self.finalizer)
+        try:
+            self.runner.shutdown(wait)
+        finally:  # (a runner of the user's that raises: its error goes on, once the rest is down)
+            self.loop_here.shutdown(wait)
+            self.loop_thread.shutdown(wait and not self._slots_held_here())
+            refused = self.watch_overdue()
+            if self.finalizer is not None and not refused:
+                # (Collected, the executor would only be shut down again: on the finalizers'
+                # thread, started for that. After a refused watch, that tries it again.)
+                detach(self.finalizer)
 
     def watch_overdue(self) -> bool:
         """Once shut down: while tasks with a deadline are still awaited on callers' event
