@@ -860,6 +860,28 @@ class ProgressLater(BaseTool):
         return os.getpid()
 
 
+class WatchesItsHandle(BaseTool):
+    name = "watches_its_handle"
+    description = (
+        "Returns at once, leaving a thread that notes in ``box`` whether its task handle "
+        "still reads cancelled False during the call, then whether it turns True afterwards."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        box = kwargs["box"]
+        during = task.cancelled
+
+        def watch() -> None:
+            deadline = time.monotonic() + HANG_SECONDS
+            while not task.cancelled and time.monotonic() < deadline:
+                time.sleep(0.01)
+            note(box, "watched", {"during": during, "after": task.cancelled})
+
+        threading.Thread(target=watch, daemon=True).start()
+        return os.getpid()
+
+
 class ReleaseLateProgress(BaseTool):
     name = "release_late_progress"
     description = "Releases ProgressLater's thread and waits until it has reported."
@@ -1392,6 +1414,7 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    WatchesItsHandle,
     FailsHoldingMemory,
     SetsContextVariables,
     ContextVariablesSeen,

@@ -175,9 +175,12 @@ class _ChildEvents:
     Every message of the worker goes under one lock (a tool's threads may report at once),
     and a call's events are closed under it before its outcome is sent: what a thread of the
     tool reports later is dropped, never taken for the worker's next call.
-    """
 
-    cancel_requested = False  # (a cancellation kills the worker: nothing to notice here)
+    ``cancel_requested`` is false while the call runs (a cancellation kills the worker:
+    nothing to notice here) and true once it has ended, as on the caller's side: a thread
+    or an asyncio task the tool left behind in the worker, which serves later calls, sees
+    its task finished and can stop.
+    """
 
     def __init__(
         self,
@@ -209,6 +212,11 @@ class _ChildEvents:
             return secret_values_now_and_before(self._parameters, self._secrets_before, fields)
         except Exception:
             return []
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the call has ended (see the class)."""
+        return not self._open
 
     def close(self) -> None:
         """The call ended: report nothing more (call with the worker's send lock held)."""
