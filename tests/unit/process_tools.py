@@ -860,6 +860,36 @@ class ProgressLater(BaseTool):
         return os.getpid()
 
 
+class _OddKey:
+    """A checkpoint data key that cannot be pickled, whose ``str()`` raises; its ``repr()``
+    too unless ``shown`` is given."""
+
+    def __init__(self, shown: str | None = None) -> None:
+        self.shown = shown
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an odd key cannot be pickled")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    def __repr__(self) -> str:
+        if self.shown is None:
+            raise RuntimeError("no repr either")
+        return self.shown
+
+
+class ChecksOddKeys(BaseTool):
+    name = "checkpoints_odd_keys"
+    description = "Adds a checkpoint whose data keys can be neither pickled nor printed."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().checkpoint(
+            "odd keys", {_OddKey(): 1, _OddKey("OddKey()"): 2, "plain": 3}
+        )
+        return "returned"
+
+
 class WatchesItsHandle(BaseTool):
     name = "watches_its_handle"
     description = (
@@ -1414,6 +1444,7 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    ChecksOddKeys,
     WatchesItsHandle,
     FailsHoldingMemory,
     SetsContextVariables,

@@ -392,9 +392,23 @@ def _portable(value: Any, secrets: Sequence[str]) -> Any:
         raise
     except BaseException:
         if isinstance(value, dict):
-            return {str(key): _portable(item, secrets) for key, item in value.items()}
+            return {_key_text(key): _portable(item, secrets) for key, item in value.items()}
         return describe_for_pickle(value, secrets)
     return value
+
+
+def _key_text(key: Any) -> str:
+    """A key of a mapping that cannot be pickled, as its text: its ``str()``, else its
+    ``repr()``, else ``<unprintable key>``, as the caller's side writes a key (whatever they
+    raise, but a ``KeyboardInterrupt``: ``checkpoint`` raises nothing of a key's own)."""
+    for read in (str, repr):
+        try:
+            return str.__str__(read(key))
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            pass
+    return "<unprintable key>"
 
 
 # -- measuring and limiting ----------------------------------------------------------------
