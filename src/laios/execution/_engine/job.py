@@ -717,6 +717,10 @@ class Job(TaskRecord):
                 self.listener_interrupted(exc)
         else:
             self.progress_percent = percent
+        if self.phase != RUNNING:
+            # Finished while this report was recorded (a tool's own thread, a slow listener):
+            # the final event may be under way; nothing follows it.
+            return
         data = {"task_id": self.task_id, "percent": percent, "message": text, "details": details}
         if self.in_task:
             self._fire_in_the_awaiting_task("progress", data)
