@@ -4,6 +4,7 @@ its ``repr`` or a placeholder."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -106,3 +107,13 @@ def test_a_progress_detail_may_be_named_self() -> None:
     events = _Events()
     TaskContext("t", "tool", events).progress(50, "half", self="me", rows=3)
     assert events.reports == [(50.0, "half", {"self": "me", "rows": 3})]
+
+
+@pytest.mark.parametrize("percent", [True, False, "50", None, Decimal("50"), 1 + 0j])
+def test_a_percentage_that_is_not_a_real_number_is_refused(percent: Any) -> None:
+    """As documented: a flag, text, ``None``, a ``Decimal`` or a ``complex`` raises
+    ``TypeError`` at the call, and nothing is reported."""
+    events = _Events()
+    with pytest.raises(TypeError, match="progress percent must be a"):
+        TaskContext("t", "tool", events).progress(percent, "half")
+    assert events.reports == []
