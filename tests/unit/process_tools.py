@@ -860,6 +860,58 @@ class ProgressLater(BaseTool):
         return os.getpid()
 
 
+class _OddKey:
+    """A checkpoint data key that cannot be pickled, whose ``str()`` raises; its ``repr()``
+    too unless ``shown`` is given."""
+
+    def __init__(self, shown: str | None = None) -> None:
+        self.shown = shown
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an odd key cannot be pickled")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    def __repr__(self) -> str:
+        if self.shown is None:
+            raise RuntimeError("no repr either")
+        return self.shown
+
+
+class ChecksOddKeys(BaseTool):
+    name = "checkpoints_odd_keys"
+    description = "Adds a checkpoint whose data keys can be neither pickled nor printed."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().checkpoint(
+            "odd keys", {_OddKey(): 1, _OddKey("OddKey()"): 2, "plain": 3}
+        )
+        return "returned"
+
+
+class WatchesItsHandle(BaseTool):
+    name = "watches_its_handle"
+    description = (
+        "Returns at once, leaving a thread that notes in ``box`` whether its task handle "
+        "still reads cancelled False during the call, then whether it turns True afterwards."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        box = kwargs["box"]
+        during = task.cancelled
+
+        def watch() -> None:
+            deadline = time.monotonic() + HANG_SECONDS
+            while not task.cancelled and time.monotonic() < deadline:
+                time.sleep(0.01)
+            note(box, "watched", {"during": during, "after": task.cancelled})
+
+        threading.Thread(target=watch, daemon=True).start()
+        return os.getpid()
+
+
 class ReleaseLateProgress(BaseTool):
     name = "release_late_progress"
     description = "Releases ProgressLater's thread and waits until it has reported."
@@ -1392,6 +1444,8 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    ChecksOddKeys,
+    WatchesItsHandle,
     FailsHoldingMemory,
     SetsContextVariables,
     ContextVariablesSeen,

@@ -54,10 +54,10 @@ class UnprintableKey:
 
 
 def run_checkpoint(
-    name: Any, data: dict[Any, Any]
+    name: Any, data: dict[Any, Any], parameters: dict[str, Any] | None = None
 ) -> tuple[TaskResult, list[dict[str, Any]], list[ReadableSpan]]:
-    """Run a tool adding one checkpoint ``name`` with ``data``; return its result, the
-    checkpoints its record kept and the finished spans."""
+    """Run a tool adding one checkpoint ``name`` with ``data`` (given ``parameters``); return
+    its result, the checkpoints its record kept and the finished spans."""
 
     class AddsCheckpoint(BaseTool):
         name = "adds_odd_checkpoint"
@@ -72,7 +72,9 @@ def run_checkpoint(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     registry = ToolRegistry()
     registry.register_tool(AddsCheckpoint)
-    task = Task(plan_id="p", description="d", tool_name=AddsCheckpoint.name)
+    task = Task(
+        plan_id="p", description="d", tool_name=AddsCheckpoint.name, parameters=parameters or {}
+    )
     with Executor(
         registry, store=MetricStore(), register_prometheus=False, tracer_provider=provider
     ) as executor:
@@ -137,6 +139,41 @@ def test_a_checkpoint_name_that_cannot_be_printed_does_not_fail_the_task(
     assert dict(span.attributes or {})["laios.checkpoint.rows"] == 3
     assert not [r for r in caplog.records if r.levelno > logging.WARNING]
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) <= 1
+
+
+class MeasurelessText(str):
+    """A string whose ``len()``, indexing and ``str()`` raise: its text is only reachable as a
+    plain ``str``."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise RuntimeError("no len for you")
+
+    def __getitem__(self, index: Any) -> str:
+        raise RuntimeError("no slices for you")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+@pytest.mark.parametrize("secret", [None, "sk-live-ODD-VALUE-4242"], ids=["plain", "secret"])
+def test_a_text_value_that_cannot_be_measured_keeps_the_checkpoint_span(
+    secret: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``str`` subclass value whose ``len()`` or slicing raises is recorded by its text, as
+    the record keeps it, and scrubbed of the task's secrets: the span was lost and an internal
+    error logged (with its traceback) and counted."""
+    parameters = {"api_key": secret} if secret else {}
+    value = MeasurelessText(f"token {secret}" if secret else "fine")
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result, kept, spans = run_checkpoint("odd value", {"note": value}, parameters)
+    assert result.success, result.error
+    assert "odd value" in [point["name"] for point in kept]
+    (span,) = checkpoint_spans(spans)
+    shown = dict(span.attributes or {})["laios.checkpoint.note"]
+    assert shown == ("token [REDACTED]" if secret else "fine")
+    assert not [r for r in caplog.records if r.levelno > logging.WARNING]
 
 
 class Unreadable(Mapping[str, Any]):

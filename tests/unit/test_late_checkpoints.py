@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
@@ -141,3 +142,100 @@ def test_a_timed_out_tool_reporting_progress_as_it_ends_leaves_its_progress_fina
     assert latest is not None
     assert latest.status is ProgressStatus.FAILED
     assert heard == [ProgressStatus.STARTING, ProgressStatus.FAILED]
+
+
+def test_progress_from_a_tool_thread_held_up_as_the_task_ends_is_not_heard_after_it() -> None:
+    """A progress report a tool's own thread made while the task ran, still being delivered
+    (a slow listener) as the task finished: the other listeners do not hear it after the
+    task's final update (they heard ``IN_PROGRESS`` after ``COMPLETED``, so a live view fed by
+    a listener showed the finished task in progress again)."""
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+    reporting = threading.Event()
+    ended = threading.Event()
+
+    def slow_listener(update: Any) -> None:
+        if update.message == "late":  # the helper thread's report, delivered first here
+            reporting.set()
+            ended.wait(10)
+
+    heard: list[ProgressStatus] = []
+    monitor.add_progress_listener(slow_listener)
+    monitor.add_progress_listener(lambda update: heard.append(update.status))
+    store.add_finish_listener(lambda finished: ended.set())
+    helpers: list[threading.Thread] = []
+
+    def reports_from_a_thread() -> str:
+        task = current_task()
+        assert task is not None
+        helper = threading.Thread(target=task.progress, args=(50, "late"))
+        helpers.append(helper)
+        helper.start()
+        assert reporting.wait(10)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(
+        create_simple_tool("reports_late", "Reports from a thread.", reports_from_a_thread)
+    )
+    events: list[str] = []
+    task = Task(plan_id="p", description="d", tool_name="reports_late")
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        result = executor.execute_task(
+            task, Context(session_id="s", user_id="u"), on_progress=lambda e, d: events.append(e)
+        )
+        helpers[0].join(10)
+    assert result.success, result.error
+    assert not helpers[0].is_alive()
+    assert events == ["started", "completed"]
+    assert heard == [ProgressStatus.STARTING, ProgressStatus.COMPLETED]
+    history = [update.status for update in monitor.get_progress_history(task.id)]
+    assert history[-1] is ProgressStatus.COMPLETED
+
+
+def test_progress_from_a_tool_thread_is_not_passed_to_on_progress_after_the_final_event() -> None:
+    """A progress report a tool's own thread made while the task ran, reaching ``on_progress``
+    while the ``"completed"`` event's callback ran: it is dropped (it was passed on, after
+    ``"completed"``)."""
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+    reporting = threading.Event()
+    in_final = threading.Event()
+
+    def slow_listener(update: Any) -> None:
+        if update.message == "late":  # the helper thread's report: held until the end
+            reporting.set()
+            in_final.wait(10)
+
+    monitor.add_progress_listener(slow_listener)
+    helpers: list[threading.Thread] = []
+
+    def reports_from_a_thread() -> str:
+        task = current_task()
+        assert task is not None
+        helper = threading.Thread(target=task.progress, args=(50, "late"))
+        helpers.append(helper)
+        helper.start()
+        assert reporting.wait(10)
+        return "done"
+
+    events: list[str] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        events.append(event)
+        if event == "completed":  # the helper's report goes on now, during this callback
+            in_final.set()
+            helpers[0].join(10)
+
+    registry = ToolRegistry()
+    registry.register_tool(
+        create_simple_tool("reports_late", "Reports from a thread.", reports_from_a_thread)
+    )
+    task = Task(plan_id="p", description="d", tool_name="reports_late")
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        result = executor.execute_task(
+            task, Context(session_id="s", user_id="u"), on_progress=on_progress
+        )
+    assert result.success, result.error
+    assert not helpers[0].is_alive()
+    assert events == ["started", "completed"]

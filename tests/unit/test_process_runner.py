@@ -1810,6 +1810,34 @@ def test_progress_a_call_reports_after_it_ended_never_reaches_the_next_call(
     assert [kind for kind, _ in events] == ["started", "completed"]
 
 
+def test_a_thread_a_call_left_behind_sees_its_handle_cancelled_once_the_call_ended(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """As on the caller's side, a finished task's handle reads cancelled True in the worker:
+    a thread the tool left running there (the worker serves later calls) can stop."""
+    executor = make()
+    result = executor.execute_task(task("watches_its_handle", box=box), context, timeout=WAIT)
+    assert result.success, result.error
+    seen = wait_for(lambda: process_tools.read_note(box, "watched"), 10.0)
+    assert seen == {"during": False, "after": True}
+
+
+def test_checkpoint_keys_that_can_be_neither_pickled_nor_printed_do_not_fail_the_tool(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """As in the caller's process, such a key is written as its ``repr()``, else a
+    placeholder: the tool's ``checkpoint`` raised the key's own ``__str__`` error."""
+    executor = make()
+    run = task("checkpoints_odd_keys")
+    result = executor.execute_task(run, context, timeout=WAIT)
+    assert result.success, result.error
+    assert result.output == "returned"
+    metrics = executor.get_metrics(run.id)
+    assert metrics is not None
+    kept = {point["name"]: point["data"] for point in metrics.checkpoints}
+    assert kept["odd keys"] == {"<unprintable key>": 1, "OddKey()": 2, "plain": 3}
+
+
 def test_progress_that_cannot_be_unpickled_is_dropped_and_the_call_goes_on(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -4,6 +4,7 @@ its ``repr`` or a placeholder."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.monitor import ExecutionMonitor
 from laios.execution.store import MetricStore
-from laios.execution.task_context import require_current_task
+from laios.execution.task_context import TaskContext, require_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
@@ -85,3 +86,34 @@ def test_a_progress_message_that_cannot_be_printed_leaves_the_outcome_alone(
     assert seen == ["ReprOnly()", "<unprintable message>"]
     history = ExecutionMonitor(store).get_progress_history(task.id)
     assert [u.message for u in history if u.progress_percent in (40.0, 60.0)] == seen
+
+
+class _Events:
+    cancel_requested = False
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[float, str | None, dict[str, Any]]] = []
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        self.reports.append((percent, message, details))
+
+    def checkpoint(self, name: str, data: Any) -> None:
+        pass
+
+
+def test_a_progress_detail_may_be_named_self() -> None:
+    """``details`` are any keyword values: one named ``self`` raised ``TypeError: got multiple
+    values for argument 'self'``."""
+    events = _Events()
+    TaskContext("t", "tool", events).progress(50, "half", self="me", rows=3)
+    assert events.reports == [(50.0, "half", {"self": "me", "rows": 3})]
+
+
+@pytest.mark.parametrize("percent", [True, False, "50", None, Decimal("50"), 1 + 0j])
+def test_a_percentage_that_is_not_a_real_number_is_refused(percent: Any) -> None:
+    """As documented: a flag, text, ``None``, a ``Decimal`` or a ``complex`` raises
+    ``TypeError`` at the call, and nothing is reported."""
+    events = _Events()
+    with pytest.raises(TypeError, match="progress percent must be a"):
+        TaskContext("t", "tool", events).progress(percent, "half")
+    assert events.reports == []

@@ -1325,6 +1325,7 @@ class MetricStore:
             The update as kept (shared with the history: copy it before handing it out).
         """
         update, size = _kept_update(update)
+        own_report = rec is not None
         with self._lock:
             if rec is None:
                 rec = self._latest(update.task_id, progress=True)
@@ -1353,16 +1354,23 @@ class MetricStore:
                 history.add(update, size)
             listeners = bool(self._progress_listeners)
         if listeners:
-            self._notify(copy_update(update), rec)
+            self._notify(copy_update(update), rec, own_report=own_report)
         return update
 
-    def _notify(self, update: ProgressUpdate, rec: TaskRecord | None) -> None:
+    def _notify(
+        self, update: ProgressUpdate, rec: TaskRecord | None, *, own_report: bool = False
+    ) -> None:
+        """Call the progress listeners with ``update``; for a run's ``own_report``, only
+        while the run has not finished: a listener never hears it after the final update
+        (a report a tool's thread made as the task ended, held up by a slow listener)."""
         listeners = self._progress_snapshot
         if listeners is None:  # (changed since the last update: as many calls as listeners)
             with self._lock:
                 listeners = self._progress_snapshot = tuple(self._progress_listeners.values())
         interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
+            if own_report and rec is not None and rec.state == "finished":
+                break
             try:
                 returned = listener(update)
                 if returned is not None and inspect.iscoroutine(returned):

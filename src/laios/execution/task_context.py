@@ -124,7 +124,7 @@ class TaskContext:
         self._events.checkpoint(name, data)
 
     def progress(
-        self, percent: float | numbers.Real, message: str | None = None, **details: Any
+        self, /, percent: float | numbers.Real, message: str | None = None, **details: Any
     ) -> None:
         """Report progress: ``percent`` (0–100; out-of-range values are clamped, NaN is 0).
 

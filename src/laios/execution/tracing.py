@@ -490,6 +490,9 @@ class Tracing:
             ):
                 scalar: str | bool | int | float | None = REDACTED
             elif isinstance(value, str):
+                # Read as the plain text it is (a ``str`` subclass's own ``len()`` or slicing
+                # may fail, as its ``__str__`` may: the record keeps its text too).
+                value = str.__str__(value)
                 # Scrubbed before it is cut: a secret across the cut leaves nothing behind.
                 if secrets:
                     scalar = scrub_head(value, secrets, MAX_CHECKPOINT_VALUE_CHARS)

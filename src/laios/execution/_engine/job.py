@@ -717,6 +717,10 @@ class Job(TaskRecord):
                 self.listener_interrupted(exc)
         else:
             self.progress_percent = percent
+        if self.phase != RUNNING:
+            # Finished while this report was recorded (a tool's own thread, a slow listener):
+            # the final event may be under way; nothing follows it.
+            return
         data = {"task_id": self.task_id, "percent": percent, "message": text, "details": details}
         if self.in_task:
             self._fire_in_the_awaiting_task("progress", data)
@@ -1305,6 +1309,19 @@ class Job(TaskRecord):
             "cancelled",
         )
 
+    def _finish_cancelled_by_handle(self) -> None:
+        """Finish as ``cancelled`` a task whose tool let out a ``TaskCancelledError`` though
+        nothing cancelled it: the error says where it came from instead."""
+        self.finish(
+            "cancelled",
+            f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "
+            "TaskCancelledError though nothing cancelled it (no cancel_task, timeout or "
+            "cancellation of the awaiting coroutine): raise_if_cancelled() of another task's "
+            "handle (one kept from a task that has finished reads cancelled), or it raised "
+            "the error itself",
+            "cancelled",
+        )
+
     def _finish_cancelled_its_own_task(self) -> None:
         """Finish as ``cancelled`` a task whose async tool cancelled the asyncio task running
         it (and let the ``CancelledError`` out): the error says so, not the executor."""
@@ -1340,6 +1357,8 @@ class Job(TaskRecord):
                     self._finish_cancelled_its_own_task()
                 elif outcome.error_type == CANCELLED_ELSEWHERE:
                     self._finish_cancelled_elsewhere()
+                elif isinstance(raised, TaskCancelledError):
+                    self._finish_cancelled_by_handle()
                 else:
                     self._finish_cancelled()
                 return

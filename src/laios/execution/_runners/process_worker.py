@@ -175,9 +175,12 @@ class _ChildEvents:
     Every message of the worker goes under one lock (a tool's threads may report at once),
     and a call's events are closed under it before its outcome is sent: what a thread of the
     tool reports later is dropped, never taken for the worker's next call.
-    """
 
-    cancel_requested = False  # (a cancellation kills the worker: nothing to notice here)
+    ``cancel_requested`` is false while the call runs (a cancellation kills the worker:
+    nothing to notice here) and true once it has ended, as on the caller's side: a thread
+    or an asyncio task the tool left behind in the worker, which serves later calls, sees
+    its task finished and can stop.
+    """
 
     def __init__(
         self,
@@ -209,6 +212,11 @@ class _ChildEvents:
             return secret_values_now_and_before(self._parameters, self._secrets_before, fields)
         except Exception:
             return []
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the call has ended (see the class)."""
+        return not self._open
 
     def close(self) -> None:
         """The call ended: report nothing more (call with the worker's send lock held)."""
@@ -384,9 +392,23 @@ def _portable(value: Any, secrets: Sequence[str]) -> Any:
         raise
     except BaseException:
         if isinstance(value, dict):
-            return {str(key): _portable(item, secrets) for key, item in value.items()}
+            return {_key_text(key): _portable(item, secrets) for key, item in value.items()}
         return describe_for_pickle(value, secrets)
     return value
+
+
+def _key_text(key: Any) -> str:
+    """A key of a mapping that cannot be pickled, as its text: its ``str()``, else its
+    ``repr()``, else ``<unprintable key>``, as the caller's side writes a key (whatever they
+    raise, but a ``KeyboardInterrupt``: ``checkpoint`` raises nothing of a key's own)."""
+    for read in (str, repr):
+        try:
+            return str.__str__(read(key))
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            pass
+    return "<unprintable key>"
 
 
 # -- measuring and limiting ----------------------------------------------------------------
