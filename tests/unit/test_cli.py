@@ -2056,6 +2056,19 @@ def test_demo_refuses_a_host_with_a_byte_not_utf8_or_a_control_character(
     assert "not UTF-8" in err
 
 
+def test_demo_refuses_a_host_name_idna_cannot_encode(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--host`` holding a right-to-left override (U+202E), which no host name's IDNA form
+    can hold, is a usage error naming the option and the character; it ended in a traceback
+    from the socket ("encoding of hostname failed")."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--host", "\u202eevil"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--host" in err
+    assert "IDNA" in err
+    assert "\u202e" not in err  # (named as \\u202e, which turns no text around)
+
+
 def _loopback_interface() -> str:
     """The name of this machine's loopback interface, when it has an IPv6 loopback."""
     try:
