@@ -612,49 +612,92 @@ def _progress_line(clock: _Clock) -> str:
 _HELD_LOGS = 20
 
 
-class _HeldLogs(logging.Handler):
-    """Keeps the log messages written while the live view is up, to print them once the
-    terminal is back: printed at once they would be drawn over the view and then lost with
-    the alternate screen (an OTLP receiver that is down warns at every export)."""
+def _printable(text: str) -> str:
+    """``text`` as the demo prints a log message: each character a terminal would not show as
+    text (an escape sequence's, a carriage return, a right-to-left override) as ``?``, the
+    line breaks of a traceback kept. A message may quote what another program sent: the OTLP
+    exporter logs the reason phrase of a collector's answer as it is."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char == "\n" else "?" for char in text)
+
+
+class _Logs(logging.Handler):
+    """Prints the log messages (warnings and errors) to stderr, control characters as ``?``
+    (see :func:`_printable`). While the live view is up (:meth:`held`) it keeps them, to print
+    them once the terminal is back: printed at once they would be drawn over the view and
+    then lost with the alternate screen (an OTLP receiver that is down warns at every
+    export)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self.held: collections.deque[logging.LogRecord] = collections.deque(maxlen=_HELD_LOGS)
+        self.hold = False
+        self.held_records: collections.deque[logging.LogRecord] = collections.deque(
+            maxlen=_HELD_LOGS
+        )
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Keep ``record`` (the oldest is dropped past the limit)."""
+        """Keep ``record`` (the oldest is dropped past the limit), or print it."""
+        if not self.hold:
+            self._print(record)
+            return
         self.count += 1
-        self.held.append(record)
+        self.held_records.append(record)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        """While inside, messages that would go to stderr are kept here; printed after."""
+        """While inside, messages are printed here where logging is not set up (the root
+        logger has no handler: Python would print them as they are); where it is, they go
+        where the process sends them."""
         root = logging.getLogger()
+        if root.handlers:
+            yield
+            return
         root.addHandler(self)
         try:
             yield
         finally:
             root.removeHandler(self)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """While inside, messages that would go to stderr are kept here; printed after."""
+        root = logging.getLogger()
+        added = self not in root.handlers
+        if added:
+            root.addHandler(self)
+        self.hold = True
+        try:
+            yield
+        finally:
+            self.hold = False
+            if added:
+                root.removeHandler(self)
             self.print_held()
 
     def print_held(self) -> None:
         """Print the kept messages to stderr, saying how many were left out."""
-        if self.count > len(self.held):
+        if self.count > len(self.held_records):
             print(
                 f"laios demo: {self.count} log messages while the live view was up; the last"
-                f" {len(self.held)}:",
+                f" {len(self.held_records)}:",
                 file=sys.stderr,
             )
-        for record in self.held:
-            with contextlib.suppress(Exception):  # a message that cannot be formatted
-                print(self.format(record), file=sys.stderr)
+        while self.held_records:
+            self._print(self.held_records.popleft())
+        self.count = 0
+
+    def _print(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a message that cannot be formatted or written
+            print(_printable(self.format(record)), file=sys.stderr)
 
 
-def _show_live(clock: _Clock, addresses: list[tuple[str, str]]) -> None:
-    """Draw the live view until the duration is over or q is pressed (Ctrl-C raises)."""
-    with _HeldLogs().installed(), LiveScreen(sys.stdout, sys.stdin) as screen:
+def _show_live(clock: _Clock, addresses: list[tuple[str, str]], logs: _Logs | None = None) -> None:
+    """Draw the live view until the duration is over or q is pressed (Ctrl-C raises); the log
+    messages meanwhile are kept by ``logs``, and printed once the terminal is back."""
+    with (logs or _Logs()).held(), LiveScreen(sys.stdout, sys.stdin) as screen:
         stop = "q or Ctrl-C to stop" if screen.reads_keys else "Ctrl-C to stop"
         while True:
             size = terminal_size()
@@ -814,12 +857,13 @@ def _run(args: argparse.Namespace) -> int:
     # One handler from the start to the end of the stop: a signal repeated at once (as
     # `timeout` sends it) is the same stop, and never meets the default handler in between.
     stops = _Stops()
-    with _stop_signals_as_ctrl_c(stops):
+    logs = _Logs()
+    with logs.installed(), _stop_signals_as_ctrl_c(stops):
         try:
             workload.start()
             if live:
                 dashboard = str(runner.dashboard_link) if kind == "dask" else None
-                _show_live(clock, _view_addresses(url, dashboard))
+                _show_live(clock, _view_addresses(url, dashboard), logs)
             else:
                 _show_plain(clock)
         except KeyboardInterrupt:

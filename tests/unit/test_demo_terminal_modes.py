@@ -316,6 +316,73 @@ def test_log_messages_wait_until_the_live_view_is_gone(
     assert "export to 127.0.0.1:9 failed" in capsys.readouterr().err
 
 
+#: A reason phrase an OTLP collector may answer with, which the exporter logs as it is: it
+#: sets the terminal's title and clears its screen.
+HOSTILE_REASON = "\x1b]0;owned\x07\x1b[2J\x1b[31mBad\u202e Request\r"
+
+
+def _without_controls(text: str) -> bool:
+    return all(char.isprintable() or char == "\n" for char in text)
+
+
+def test_log_messages_printed_after_the_live_view_hold_no_escape_sequence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning logged while the view is up is printed once the terminal is back, by the demo
+    itself: an escape sequence in it (a collector's reason phrase, which the OTLP exporter
+    logs) reached the terminal. Control characters are printed as ``?``."""
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in the command: no logging set up
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    monkeypatch.setattr(_demo, "_FRAME", 0.01)
+    draw = _demo.live_frame
+    logged: list[bool] = []
+
+    def frame(*args: object, **kwargs: object) -> list[str]:
+        if not logged:
+            logged.append(True)
+            logging.getLogger("opentelemetry.exporter").error("export failed: %s", HOSTILE_REASON)
+        return draw(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_demo, "live_frame", frame)
+    _demo._show_live(_ShortClock(2), [])  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert "export failed: ?]0;owned??[2J?[31mBad? Request?" in err
+    assert _without_controls(err)
+
+
+def test_log_messages_beside_progress_lines_hold_no_escape_sequence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a live view a warning is printed when it comes, while the demo runs as while it
+    stops (its spans still sent then), as Python prints it where logging is not set up, but
+    with its control characters as ``?``: they reached the terminal as they were."""
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in the command: no logging set up
+
+    def export_failed() -> None:
+        logging.getLogger("opentelemetry.exporter").error("export failed: %s", HOSTILE_REASON)
+
+    class Workload:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def join(self, timeout: float) -> bool:
+            export_failed()  # (as spans are sent while the demo stops)
+            return True
+
+    monkeypatch.setattr(_demo, "_Workload", Workload)
+    monkeypatch.setattr(_demo, "_show_plain", lambda clock: export_failed())
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("export failed: ?]0;owned??[2J?[31mBad? Request?") == 2
+    assert _without_controls(err)
+
+
 def test_a_terminal_of_unknown_size_gets_the_live_view_at_80_by_24(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
