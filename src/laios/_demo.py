@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
-from laios._output import shown_url, without_credentials
+from laios._output import shell_quote, shown_url, without_credentials
 from laios._stops import Stops as _Stops
 from laios._stops import stop_signals_as_ctrl_c as _stop_signals_as_ctrl_c
 from laios._stops import stop_signals_ignored as _stop_signals_ignored
@@ -380,12 +380,22 @@ GRAFANA_DIR = Path(__file__).resolve().parents[2] / "grafana"
 COMPOSE_PORT = 8489
 
 
+#: Stands for a space that a banner line is not broken at (see :func:`_unbroken`).
+_KEPT_SPACE = "\xa0"
+
+
+def _unbroken(text: str) -> str:
+    """``text`` (a command to copy, an argument of it quoted for a shell with its spaces)
+    never broken across the banner's lines (see :func:`_wrapped`)."""
+    return text.replace(" ", _KEPT_SPACE)
+
+
 def _wrapped(label: str, text: str) -> list[str]:
     """A banner line (see :func:`_labelled`), its text wrapped to :data:`_BANNER_WIDTH`
-    under its own column; a URL or a word is never broken (one longer than the line's room
-    overflows it)."""
+    under its own column; a URL, a word or an :func:`_unbroken` argument is never broken (one
+    longer than the line's room overflows it)."""
     first = _labelled(label, "")
-    return textwrap.wrap(
+    lines = textwrap.wrap(
         text,
         width=_BANNER_WIDTH,
         initial_indent=first,
@@ -393,6 +403,14 @@ def _wrapped(label: str, text: str) -> list[str]:
         break_long_words=False,
         break_on_hyphens=False,
     )
+    return [line.replace(_KEPT_SPACE, " ") for line in lines]
+
+
+def _watch_command(url: str) -> str:
+    """The command that shows the demo's status from another terminal, its URL quoted for a
+    shell when it has to be: an IPv6 address's brackets, ``http://[::1]:8489``, read as a
+    pattern, which zsh refuses when no file matches it."""
+    return f"laios status --url {shell_quote(url)} --watch"
 
 
 def _addresses(url: str) -> list[tuple[str, str]]:
@@ -402,7 +420,7 @@ def _addresses(url: str) -> list[tuple[str, str]]:
         ("Live page", f"{url}/ (open it in a browser)"),
         ("Metrics", f"{url}/metrics"),
         ("Status", f"{url}/status"),
-        ("Watch", f"laios status --url {url} --watch"),
+        ("Watch", _watch_command(url)),
     ]
 
 
@@ -412,7 +430,7 @@ def _view_addresses(url: str, dask_dashboard: str | None) -> list[tuple[str, str
     addresses = [
         ("Live page", f"{url}/"),
         ("Metrics", f"{url}/metrics and /status"),
-        ("Watch", f"laios status --url {url} --watch"),
+        ("Watch", _watch_command(url)),
     ]
     if dask_dashboard is not None:
         addresses.append(("Dask", dask_dashboard))
@@ -470,7 +488,8 @@ def _monitoring(target: str, host: str, port: int) -> list[tuple[str, str]]:
             ),
             (
                 "Dashboard",
-                f"docker compose -f {_shown(compose)} up, then http://localhost:3000{advice}",
+                _unbroken(f"docker compose -f {shell_quote(_shown(compose))} up")
+                + f", then http://localhost:3000{advice}",
             ),
         ]
     return [

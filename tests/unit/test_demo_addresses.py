@@ -68,6 +68,33 @@ def test_the_watch_command_of_a_demo_on_every_address_names_loopback(
     assert f"  Watch:      laios status --url http://{shown}:8489 --watch" in lines
 
 
+def _shell_words(command: str) -> list[str]:
+    """The words bash makes of ``command`` with ``failglob`` on: as zsh, by default, it
+    refuses a word that reads as a pattern no file matches (``[::1]``)."""
+    done = subprocess.run(
+        ["bash", "-O", "failglob", "-c", f'set -- {command}; printf "%s\\n" "$@"'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("host", ["::", "::1"])
+def test_the_watch_command_of_an_ipv6_demo_can_be_pasted_into_a_shell(host: str) -> None:
+    """The Watch line's command for a demo on IPv6 wrote its URL bare, ``http://[::1]:8489``:
+    a pattern to the shell, which zsh refuses ("no matches found"). It is quoted, in the
+    banner and at the top of the live view."""
+    url = "http://[::1]:8489"
+    for label, text in [*_demo._addresses(url), *_demo._view_addresses(url, None)]:
+        if label == "Watch":
+            assert _shell_words(text) == ["laios", "status", "--url", url, "--watch"]
+    lines = _banner(host, url)
+    assert f"  Watch:      laios status --url '{url}' --watch" in lines
+
+
 def test_an_ipv6_wildcard_is_shown_as_ipv6_loopback() -> None:
     """--host ::: the addresses name [::1], the loopback of the same family."""
     assert _demo._reachable_url("http://[::]:8489") == "http://[::1]:8489"
