@@ -891,7 +891,8 @@ def _run(args: argparse.Namespace) -> int:
             summary = _wind_down(workload, clock, executor, server, provider, stops)
     if summary is None:
         print(
-            "\nlaios demo: stopped without waiting for the running tasks (Ctrl-C again)",
+            "\nlaios demo: stopped without waiting for the running tasks"
+            f" ({stops.last_taken()} again)",
             file=sys.stderr,
         )
         return 0

@@ -273,6 +273,21 @@ def test_a_stop_signal_some_time_after_the_first_still_cuts_the_wait_short(
     assert "stopped without waiting" in capsys.readouterr().err
 
 
+def test_the_line_of_a_stop_cut_short_names_the_signal_that_cut_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second SIGTERM (a service manager's, ``kill``) while the demo stops cuts the wait
+    short as Ctrl-C does: the line on stderr said "(Ctrl-C again)" of it, which no one
+    pressed. It names the signal that came."""
+    monkeypatch.setattr(_demo, "_Workload", _SignalledWorkload(signal.SIGTERM, 0.3))
+    monkeypatch.setattr(_demo, "_show_plain", _stopped_by(signal.SIGTERM))
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    err = capsys.readouterr().err
+    assert "laios demo: stopped without waiting for the running tasks (SIGTERM again)" in err
+
+
 class _ShortClock:
     """Stands in for the demo's clock: a few frames, then the duration is over."""
 
