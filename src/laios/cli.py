@@ -1998,6 +1998,10 @@ def _host(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
+#: A control character (C0, DEL or C1): no URL holds one as it is.
+_A_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def otlp_url_problem(text: str, *, base: bool = True) -> str:
     """What makes ``text`` unusable as an OTLP/HTTP endpoint (``""``: nothing), in words that
     follow it (``f"{text!r} {problem}"``).
@@ -2007,6 +2011,11 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
     """
     if credentials_past_host(text) is not None:
         return CREDENTIALS_PAST_HOST
+    if _A_CONTROL.search(text):
+        # (named unless it is in the user and password, of which nothing is shown)
+        named = _A_CONTROL.search(shown_url(text))
+        which = f"{named[0]!r}, " if named else ""
+        return f"is not a usable URL (it holds {which}a control character)"
     try:
         parts = urlsplit(text)
         _ = parts.port  # (reading the port parses it)

@@ -1319,6 +1319,25 @@ def test_demo_refuses_an_otlp_endpoint_that_is_not_a_usable_url(
     assert "_otlp_endpoint" not in err
 
 
+@pytest.mark.parametrize(
+    "value", ["http://localhost:4318/a\x1b[2Jb", "http://localhost:4318/\n", "http://u:p\x07@h:1"]
+)
+def test_demo_refuses_an_otlp_endpoint_with_a_control_character(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A control character after the host (an escape sequence in the path, a line break) was
+    taken, and the banner's Spans line wrote it to the terminal as it was. Like one in the
+    host, it is a usage error, named without its user and password."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a usable URL (it holds" in err
+    assert "a control character" in err
+    assert all(char.isprintable() or char == "\n" for char in err)
+    assert "p\\x07" not in err  # (the password is not shown)
+
+
 @pytest.mark.parametrize("value", ["localhost:4318", "grpc://collector:4317", "http://"])
 def test_demo_refuses_an_otlp_endpoint_that_is_not_an_http_url(
     value: str, capsys: pytest.CaptureFixture[str]
