@@ -344,10 +344,15 @@ def _check_otlp_environment() -> None:
 
 
 def _is_wildcard(host: str) -> bool:
-    """Whether ``host`` (``''``, ``0.0.0.0``, ``::``) names every address of this machine."""
+    """Whether ``host`` (``''``, ``0.0.0.0``, ``::``, or a short form of ``0.0.0.0`` that the
+    socket reads so, ``0``) names every address of this machine."""
     try:
         return not host or ipaddress.ip_address(host).is_unspecified
-    except ValueError:  # a name, such as localhost
+    except ValueError:  # a name, such as localhost, or an address in a short form
+        pass
+    try:
+        return socket.inet_aton(host) == bytes(4)  # ("0", "0.0", "0x0", as inet_aton reads)
+    except (OSError, ValueError):  # a name (ValueError: a NUL in it)
         return False
 
 
@@ -514,7 +519,7 @@ def _banner(
     80-column terminal. ``spans`` says where spans go (from :func:`_configure_tracing`)."""
     headline = f"laios demo: serving {url}"
     if _is_wildcard(args.host):
-        headline += f" (listening on {args.host or '0.0.0.0'})"
+        headline += f" (listening on {args.host if ':' in args.host else '0.0.0.0'})"
     labelled = [
         *_addresses(url),
         *_monitoring(urlsplit(url).netloc, args.host, port),

@@ -58,7 +58,11 @@ def test_a_demo_on_every_address_prints_a_live_page_address_that_opens(host: str
 
 @pytest.mark.parametrize(
     ("host", "url", "shown"),
-    [("", "http://:8489", "127.0.0.1"), ("0.0.0.0", "http://0.0.0.0:8489", "127.0.0.1")],
+    [
+        ("", "http://:8489", "127.0.0.1"),
+        ("0.0.0.0", "http://0.0.0.0:8489", "127.0.0.1"),
+        ("0", "http://0:8489", "127.0.0.1"),
+    ],
 )
 def test_the_watch_command_of_a_demo_on_every_address_names_loopback(
     host: str, url: str, shown: str
@@ -117,6 +121,18 @@ def test_the_banner_says_a_wildcard_demo_listens_on_every_address() -> None:
     loopback one it names."""
     lines = _banner("0.0.0.0", "http://127.0.0.1:8489")
     assert lines[0] == "laios demo: serving http://127.0.0.1:8489 (listening on 0.0.0.0)"
+
+
+@pytest.mark.parametrize("host", ["0", "0x0", "0.0"])
+def test_a_short_form_of_0_0_0_0_is_every_address(host: str) -> None:
+    """--host 0 (as ``ping 0`` reads it, 0.0.0.0) listens on every address: the banner said
+    "serving http://0:8489", as for one address, with addresses a browser refuses to open,
+    and asked for --host 0.0.0.0 to let the Compose setup's Prometheus reach it."""
+    url = _demo._reachable_url(f"http://{host}:8489")
+    assert url == "http://127.0.0.1:8489"
+    lines = _banner(host, url)
+    assert lines[0] == "laios demo: serving http://127.0.0.1:8489 (listening on 0.0.0.0)"
+    assert "--host 0.0.0.0" not in "\n".join(lines)
 
 
 def test_a_demo_behind_a_proxy_answers_the_names_it_is_told() -> None:
