@@ -1806,7 +1806,19 @@ def _with_default_port(url: str) -> str | None:
     return suggested.removeprefix("http://") if bare else suggested
 
 
+def _printable(text: str) -> str:
+    """``text`` (a message) with each character a terminal would not show as text as ``?``:
+    it may name the URL given, whose control characters are the user's, not to be run."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
+    """The line that says why nothing usable answered at ``url``, with no control character
+    (see :func:`_printable`)."""
+    return _printable(_unavailable_advice(url, problem))
+
+
+def _unavailable_advice(url: str, problem: StatusUnavailable) -> str:
     if isinstance(
         problem,
         (
@@ -1949,7 +1961,7 @@ def _watch(
             try:
                 document, problem = fetch(), ""
             except (StatusUnavailable, ValueError) as exc:  # (ValueError: a file changed)
-                problem = str(exc)
+                problem = _printable(str(exc))
     except KeyboardInterrupt:
         out.write("\n")
         return 0
@@ -2078,7 +2090,7 @@ def _run_status(args: argparse.Namespace) -> int:
     except ValueError as exc:
         # (nothing was tried: an option is what to fix; a file checked above may have
         # become unusable by the first request, which reads it again)
-        print(f"laios status: {exc}.", file=sys.stderr)
+        print(_printable(f"laios status: {exc}."), file=sys.stderr)
         return 2
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)

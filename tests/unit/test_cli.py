@@ -2594,3 +2594,44 @@ def test_wide_names_and_messages_take_the_columns_of_narrow_ones(width: int | No
         # (the wide row is no wider than the Latin one: the same limits, in columns)
         assert text_width(table[1]) <= text_width(table[2]), table
         assert all(width is None or text_width(line) <= width for line in table)
+
+
+#: A --url whose path holds an escape sequence (one that clears the screen).
+ESCAPING_URL = "http://127.0.0.1:1/a\x1b[2Jb"
+
+
+def test_a_status_message_shows_no_control_character_of_the_url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A message naming the URL (nothing answered there) wrote a control character of
+    ``--url`` to the terminal as it was, where the title of ``--watch`` shows it as ``?``:
+    the messages do the same."""
+    assert main(["status", "--url", ESCAPING_URL, "--timeout", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:1/a?[2Jb/status" in err
+    assert all(char.isprintable() or char == "\n" for char in err)
+
+
+def test_a_failed_refresh_shows_no_control_character_of_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warning of a failed refresh of --watch, which names the URL, wrote its control
+    characters as they were; they are shown as ``?``."""
+    answers: list[Any] = [
+        DOCUMENT,
+        cli.StatusUnavailable(f"nothing answered at {ESCAPING_URL}/status (refused)"),
+    ]
+
+    def fetch(url: str, timeout: float = 5.0, **credentials: Any) -> dict[str, Any]:
+        answer = answers.pop(0) if answers else DOCUMENT
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    sleep, _ = interrupting_sleep(2)
+    monkeypatch.setattr(cli, "fetch_status", fetch)
+    out = io.StringIO()  # (not a terminal: pictures whole, no escape sequence of their own)
+    assert watch_status(ESCAPING_URL, interval=0.5, out=out, sleep=sleep) == 0
+    written = out.getvalue()
+    assert "! nothing answered at http://127.0.0.1:1/a?[2Jb/status (refused)" in written
+    assert all(char.isprintable() or char == "\n" for char in written)
