@@ -902,11 +902,20 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     headline, document = summary
-    width = terminal_size().columns if stream_is_terminal(sys.stdout) else None
+    # (fitted to a terminal, a dumb one too, which draws no live view but has a width)
+    width = terminal_size().columns if _is_a_terminal(sys.stdout) else None
     print("\n" + headline + "\n")
     print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")
     return 0
+
+
+def _is_a_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal, whatever its ``TERM``."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # (no such method; a closed file)
+        return False
 
 
 @contextlib.contextmanager

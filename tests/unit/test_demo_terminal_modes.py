@@ -288,6 +288,41 @@ def test_the_line_of_a_stop_cut_short_names_the_signal_that_cut_it(
     assert "laios demo: stopped without waiting for the running tasks (SIGTERM again)" in err
 
 
+def test_the_summary_on_a_dumb_terminal_is_fitted_to_its_width(
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO
+) -> None:
+    """With TERM=dumb (an editor's shell) there is no live view, but there is a terminal:
+    the summary at the end is fitted to its width, as the docs say. It was printed whole, and
+    a 40-column terminal wrapped every table row in two."""
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setenv("COLUMNS", "40")
+    written = io.StringIO()
+    monkeypatch.setattr(terminal, "write", written.write)  # (what is written, kept)
+    monkeypatch.setattr(sys, "stdout", terminal)
+
+    class Workload:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def join(self, timeout: float) -> bool:
+            return True
+
+    def ctrl_c(clock: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_demo, "_Workload", Workload)
+    monkeypatch.setattr(_demo, "_show_plain", ctrl_c)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    summary = written.getvalue().split("Press Ctrl-C to stop.")[1]
+    assert "workers: 8" in summary
+    assert max(len(line) for line in summary.splitlines()) <= 40, summary
+
+
 class _ShortClock:
     """Stands in for the demo's clock: a few frames, then the duration is over."""
 
