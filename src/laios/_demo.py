@@ -904,7 +904,8 @@ def _run(args: argparse.Namespace) -> int:
     headline, document = summary
     # (fitted to a terminal, a dumb one too, which draws no live view but has a width)
     width = terminal_size().columns if _is_a_terminal(sys.stdout) else None
-    print("\n" + headline + "\n")
+    # (the headline wrapped between words to the width, whole, as the tables are fitted to it)
+    print("\n" + "\n".join(textwrap.wrap(headline, width) if width else [headline]) + "\n")
     print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")
     return 0

@@ -11,6 +11,7 @@ import argparse
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -288,6 +289,19 @@ def test_the_line_of_a_stop_cut_short_names_the_signal_that_cut_it(
     assert "laios demo: stopped without waiting for the running tasks (SIGTERM again)" in err
 
 
+class _FinishedWorkload:
+    """Stands in for the demo's workload: it sends nothing, and is finished at once."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def join(self, timeout: float) -> bool:
+        return True
+
+
 def test_the_summary_on_a_dumb_terminal_is_fitted_to_its_width(
     monkeypatch: pytest.MonkeyPatch, terminal: TextIO
 ) -> None:
@@ -299,28 +313,36 @@ def test_the_summary_on_a_dumb_terminal_is_fitted_to_its_width(
     written = io.StringIO()
     monkeypatch.setattr(terminal, "write", written.write)  # (what is written, kept)
     monkeypatch.setattr(sys, "stdout", terminal)
-
-    class Workload:
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            pass
-
-        def start(self) -> None:
-            pass
-
-        def join(self, timeout: float) -> bool:
-            return True
-
-    def ctrl_c(clock: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(_demo, "_Workload", Workload)
-    monkeypatch.setattr(_demo, "_show_plain", ctrl_c)
+    monkeypatch.setattr(_demo, "_Workload", _FinishedWorkload)
+    monkeypatch.setattr(_demo, "_show_plain", lambda clock: None)  # (at once at its end)
     monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
     args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
     assert _demo.run(args) == 0
     summary = written.getvalue().split("Press Ctrl-C to stop.")[1]
     assert "workers: 8" in summary
     assert max(len(line) for line in summary.splitlines()) <= 40, summary
+
+
+def test_the_summarys_headline_is_fitted_to_a_narrow_terminal(
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO
+) -> None:
+    """On a terminal narrower than the summary's headline (``laios demo — 12 s, 345 tasks,
+    28.7 tasks/s``), the headline was printed whole, and the terminal broke it in mid-word
+    while the tables under it were fitted. It is wrapped between words, whole."""
+    monkeypatch.setenv("COLUMNS", "20")
+    written = io.StringIO()
+    monkeypatch.setattr(terminal, "write", written.write)  # (what is written, kept)
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(_demo, "_Workload", _FinishedWorkload)
+    monkeypatch.setattr(_demo, "_show_live", lambda *args: None)  # (at once at its end)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=False, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    summary = written.getvalue().split("Press Ctrl-C to stop.")[1].strip("\n")
+    lines = summary.splitlines()
+    assert max(len(line) for line in lines) <= 20, summary
+    headline = " ".join(lines[: lines.index("")])
+    assert re.fullmatch(r"laios demo — \d+ s, 0 tasks, 0\.0 tasks/s", headline), headline
 
 
 class _ShortClock:
