@@ -2010,8 +2010,9 @@ def _host(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
-#: A control character (C0, DEL or C1): no URL holds one as it is.
-_A_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: A control character (C0, DEL or C1), or a lone surrogate (a byte of a command-line
+#: argument or of the environment that is not UTF-8): no URL holds one as it is.
+_A_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def otlp_url_problem(text: str, *, base: bool = True) -> str:
@@ -2026,8 +2027,13 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
     if _A_CONTROL.search(text):
         # (named unless it is in the user and password, of which nothing is shown)
         named = _A_CONTROL.search(shown_url(text))
-        which = f"{named[0]!r}, " if named else ""
-        return f"is not a usable URL (it holds {which}a control character)"
+        if named is None:
+            return (
+                "is not a usable URL (its user or password holds a control character or a "
+                "byte that is not UTF-8)"
+            )
+        what = "a byte that is not UTF-8" if named[0] >= "\ud800" else "a control character"
+        return f"is not a usable URL (it holds {named[0]!r}, {what})"
     try:
         parts = urlsplit(text)
         _ = parts.port  # (reading the port parses it)

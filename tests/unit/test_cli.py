@@ -1332,10 +1332,23 @@ def test_demo_refuses_an_otlp_endpoint_with_a_control_character(
         cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "is not a usable URL (it holds" in err
+    assert "is not a usable URL (" in err
     assert "a control character" in err
     assert all(char.isprintable() or char == "\n" for char in err)
     assert "p\\x07" not in err  # (the password is not shown)
+
+
+def test_demo_refuses_an_otlp_endpoint_with_a_byte_not_utf8_after_its_host(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A byte that is not UTF-8 in the path (``$'\\xff'``, a lone surrogate as Python reads
+    it) was taken, and the spans were sent to another path than the one given
+    (``/%ED%B3%BF/v1/traces``). Like one in the host, it is a usage error."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--otlp-endpoint", "http://localhost:4318/\udcff"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a usable URL (it holds '\\udcff', a byte that is not UTF-8)" in err
 
 
 @pytest.mark.parametrize("value", ["localhost:4318", "grpc://collector:4317", "http://"])
