@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
-from laios._output import shown_url, without_credentials
+from laios._output import shell_quote, shown_url, without_credentials
 from laios._stops import Stops as _Stops
 from laios._stops import stop_signals_as_ctrl_c as _stop_signals_as_ctrl_c
 from laios._stops import stop_signals_ignored as _stop_signals_ignored
@@ -344,10 +344,15 @@ def _check_otlp_environment() -> None:
 
 
 def _is_wildcard(host: str) -> bool:
-    """Whether ``host`` (``''``, ``0.0.0.0``, ``::``) names every address of this machine."""
+    """Whether ``host`` (``''``, ``0.0.0.0``, ``::``, or a short form of ``0.0.0.0`` that the
+    socket reads so, ``0``) names every address of this machine."""
     try:
         return not host or ipaddress.ip_address(host).is_unspecified
-    except ValueError:  # a name, such as localhost
+    except ValueError:  # a name, such as localhost, or an address in a short form
+        pass
+    try:
+        return socket.inet_aton(host) == bytes(4)  # ("0", "0.0", "0x0", as inet_aton reads)
+    except (OSError, ValueError):  # a name (ValueError: a NUL in it)
         return False
 
 
@@ -380,12 +385,22 @@ GRAFANA_DIR = Path(__file__).resolve().parents[2] / "grafana"
 COMPOSE_PORT = 8489
 
 
+#: Stands for a space that a banner line is not broken at (see :func:`_unbroken`).
+_KEPT_SPACE = "\xa0"
+
+
+def _unbroken(text: str) -> str:
+    """``text`` (a command to copy, an argument of it quoted for a shell with its spaces)
+    never broken across the banner's lines (see :func:`_wrapped`)."""
+    return text.replace(" ", _KEPT_SPACE)
+
+
 def _wrapped(label: str, text: str) -> list[str]:
     """A banner line (see :func:`_labelled`), its text wrapped to :data:`_BANNER_WIDTH`
-    under its own column; a URL or a word is never broken (one longer than the line's room
-    overflows it)."""
+    under its own column; a URL, a word or an :func:`_unbroken` argument is never broken (one
+    longer than the line's room overflows it)."""
     first = _labelled(label, "")
-    return textwrap.wrap(
+    lines = textwrap.wrap(
         text,
         width=_BANNER_WIDTH,
         initial_indent=first,
@@ -393,6 +408,14 @@ def _wrapped(label: str, text: str) -> list[str]:
         break_long_words=False,
         break_on_hyphens=False,
     )
+    return [line.replace(_KEPT_SPACE, " ") for line in lines]
+
+
+def _watch_command(url: str) -> str:
+    """The command that shows the demo's status from another terminal, its URL quoted for a
+    shell when it has to be: an IPv6 address's brackets, ``http://[::1]:8489``, read as a
+    pattern, which zsh refuses when no file matches it."""
+    return f"laios status --url {shell_quote(url)} --watch"
 
 
 def _addresses(url: str) -> list[tuple[str, str]]:
@@ -402,7 +425,7 @@ def _addresses(url: str) -> list[tuple[str, str]]:
         ("Live page", f"{url}/ (open it in a browser)"),
         ("Metrics", f"{url}/metrics"),
         ("Status", f"{url}/status"),
-        ("Watch", f"laios status --url {url} --watch"),
+        ("Watch", _watch_command(url)),
     ]
 
 
@@ -412,7 +435,7 @@ def _view_addresses(url: str, dask_dashboard: str | None) -> list[tuple[str, str
     addresses = [
         ("Live page", f"{url}/"),
         ("Metrics", f"{url}/metrics and /status"),
-        ("Watch", f"laios status --url {url} --watch"),
+        ("Watch", _watch_command(url)),
     ]
     if dask_dashboard is not None:
         addresses.append(("Dask", dask_dashboard))
@@ -470,7 +493,8 @@ def _monitoring(target: str, host: str, port: int) -> list[tuple[str, str]]:
             ),
             (
                 "Dashboard",
-                f"docker compose -f {_shown(compose)} up, then http://localhost:3000{advice}",
+                _unbroken(f"docker compose -f {shell_quote(_shown(compose))} up")
+                + f", then http://localhost:3000{advice}",
             ),
         ]
     return [
@@ -495,7 +519,7 @@ def _banner(
     80-column terminal. ``spans`` says where spans go (from :func:`_configure_tracing`)."""
     headline = f"laios demo: serving {url}"
     if _is_wildcard(args.host):
-        headline += f" (listening on {args.host or '0.0.0.0'})"
+        headline += f" (listening on {args.host if ':' in args.host else '0.0.0.0'})"
     labelled = [
         *_addresses(url),
         *_monitoring(urlsplit(url).netloc, args.host, port),
@@ -612,49 +636,92 @@ def _progress_line(clock: _Clock) -> str:
 _HELD_LOGS = 20
 
 
-class _HeldLogs(logging.Handler):
-    """Keeps the log messages written while the live view is up, to print them once the
-    terminal is back: printed at once they would be drawn over the view and then lost with
-    the alternate screen (an OTLP receiver that is down warns at every export)."""
+def _printable(text: str) -> str:
+    """``text`` as the demo prints a log message: each character a terminal would not show as
+    text (an escape sequence's, a carriage return, a right-to-left override) as ``?``, the
+    line breaks of a traceback kept. A message may quote what another program sent: the OTLP
+    exporter logs the reason phrase of a collector's answer as it is."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char == "\n" else "?" for char in text)
+
+
+class _Logs(logging.Handler):
+    """Prints the log messages (warnings and errors) to stderr, control characters as ``?``
+    (see :func:`_printable`). While the live view is up (:meth:`held`) it keeps them, to print
+    them once the terminal is back: printed at once they would be drawn over the view and
+    then lost with the alternate screen (an OTLP receiver that is down warns at every
+    export)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self.held: collections.deque[logging.LogRecord] = collections.deque(maxlen=_HELD_LOGS)
+        self.hold = False
+        self.held_records: collections.deque[logging.LogRecord] = collections.deque(
+            maxlen=_HELD_LOGS
+        )
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Keep ``record`` (the oldest is dropped past the limit)."""
+        """Keep ``record`` (the oldest is dropped past the limit), or print it."""
+        if not self.hold:
+            self._print(record)
+            return
         self.count += 1
-        self.held.append(record)
+        self.held_records.append(record)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        """While inside, messages that would go to stderr are kept here; printed after."""
+        """While inside, messages are printed here where logging is not set up (the root
+        logger has no handler: Python would print them as they are); where it is, they go
+        where the process sends them."""
         root = logging.getLogger()
+        if root.handlers:
+            yield
+            return
         root.addHandler(self)
         try:
             yield
         finally:
             root.removeHandler(self)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """While inside, messages that would go to stderr are kept here; printed after."""
+        root = logging.getLogger()
+        added = self not in root.handlers
+        if added:
+            root.addHandler(self)
+        self.hold = True
+        try:
+            yield
+        finally:
+            self.hold = False
+            if added:
+                root.removeHandler(self)
             self.print_held()
 
     def print_held(self) -> None:
         """Print the kept messages to stderr, saying how many were left out."""
-        if self.count > len(self.held):
+        if self.count > len(self.held_records):
             print(
                 f"laios demo: {self.count} log messages while the live view was up; the last"
-                f" {len(self.held)}:",
+                f" {len(self.held_records)}:",
                 file=sys.stderr,
             )
-        for record in self.held:
-            with contextlib.suppress(Exception):  # a message that cannot be formatted
-                print(self.format(record), file=sys.stderr)
+        while self.held_records:
+            self._print(self.held_records.popleft())
+        self.count = 0
+
+    def _print(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a message that cannot be formatted or written
+            print(_printable(self.format(record)), file=sys.stderr)
 
 
-def _show_live(clock: _Clock, addresses: list[tuple[str, str]]) -> None:
-    """Draw the live view until the duration is over or q is pressed (Ctrl-C raises)."""
-    with _HeldLogs().installed(), LiveScreen(sys.stdout, sys.stdin) as screen:
+def _show_live(clock: _Clock, addresses: list[tuple[str, str]], logs: _Logs | None = None) -> None:
+    """Draw the live view until the duration is over or q is pressed (Ctrl-C raises); the log
+    messages meanwhile are kept by ``logs``, and printed once the terminal is back."""
+    with (logs or _Logs()).held(), LiveScreen(sys.stdout, sys.stdin) as screen:
         stop = "q or Ctrl-C to stop" if screen.reads_keys else "Ctrl-C to stop"
         while True:
             size = terminal_size()
@@ -814,12 +881,13 @@ def _run(args: argparse.Namespace) -> int:
     # One handler from the start to the end of the stop: a signal repeated at once (as
     # `timeout` sends it) is the same stop, and never meets the default handler in between.
     stops = _Stops()
-    with _stop_signals_as_ctrl_c(stops):
+    logs = _Logs()
+    with logs.installed(), _stop_signals_as_ctrl_c(stops):
         try:
             workload.start()
             if live:
                 dashboard = str(runner.dashboard_link) if kind == "dask" else None
-                _show_live(clock, _view_addresses(url, dashboard))
+                _show_live(clock, _view_addresses(url, dashboard), logs)
             else:
                 _show_plain(clock)
         except KeyboardInterrupt:
@@ -828,16 +896,27 @@ def _run(args: argparse.Namespace) -> int:
             summary = _wind_down(workload, clock, executor, server, provider, stops)
     if summary is None:
         print(
-            "\nlaios demo: stopped without waiting for the running tasks (Ctrl-C again)",
+            "\nlaios demo: stopped without waiting for the running tasks"
+            f" ({stops.last_taken()} again)",
             file=sys.stderr,
         )
         return 0
     headline, document = summary
-    width = terminal_size().columns if stream_is_terminal(sys.stdout) else None
-    print("\n" + headline + "\n")
+    # (fitted to a terminal, a dumb one too, which draws no live view but has a width)
+    width = terminal_size().columns if _is_a_terminal(sys.stdout) else None
+    # (the headline wrapped between words to the width, whole, as the tables are fitted to it)
+    print("\n" + "\n".join(textwrap.wrap(headline, width) if width else [headline]) + "\n")
     print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")
     return 0
+
+
+def _is_a_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal, whatever its ``TERM``."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # (no such method; a closed file)
+        return False
 
 
 @contextlib.contextmanager

@@ -40,6 +40,8 @@ class Stops:
 
     def __init__(self) -> None:
         self.last = float("-inf")
+        #: The signal last taken, if any.
+        self.signal: int | None = None
 
     def interrupt(self, signum: int, frame: FrameType | None) -> None:
         """The signal handler: raise KeyboardInterrupt unless this is the same stop again."""
@@ -47,7 +49,15 @@ class Stops:
         if now - self.last < SAME_STOP:
             return
         self.last = now
+        self.signal = signum
         raise KeyboardInterrupt
+
+    def last_taken(self) -> str:
+        """The signal last taken, as a person names it: ``Ctrl-C`` (also when none was: a
+        KeyboardInterrupt raised otherwise), ``SIGTERM``, ``SIGHUP``."""
+        if self.signal is None or self.signal == signal.SIGINT:
+            return "Ctrl-C"
+        return signal.Signals(self.signal).name
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import re
 import select
 import shutil
 import signal
@@ -41,6 +42,9 @@ MORE = "..."
 _ENTER = "\x1b[?1049h\x1b[?25l\x1b[?7l\x1b[H\x1b[2J"
 #: Line wrapping on, cursor shown, back to the normal screen (restores the cursor).
 _LEAVE = "\x1b[?7h\x1b[?25h\x1b[?1049l"
+#: What a function or cursor key sends (a CSI sequence, ``ESC [ 1 ; 5 Q``, or an SS3 one,
+#: ``ESC O Q`` for F2): no text typed, though its letters would read as keys.
+_KEY_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|O.)")
 
 
 def _char_width(char: str) -> int:
@@ -255,7 +259,8 @@ class LiveScreen:
         self._write("".join(parts))
 
     def wait(self, seconds: float) -> str:
-        """Wait up to ``seconds``; return early with the keys typed, or ``""`` on a resize."""
+        """Wait up to ``seconds``; return early with the keys typed (without the sequences
+        of function and cursor keys), or ``""`` on a resize."""
         keys = None if self._keys_gone else self._key_fd
         fds = [fd for fd in (keys, self._wake[0] if self._wake else None) if fd is not None]
         if not fds:
@@ -273,7 +278,7 @@ class LiveScreen:
                 data = b""
             if not data:  # the terminal hung up: stop watching it (its modes are still restored)
                 self._keys_gone = True
-            typed = data.decode(errors="replace")
+            typed = _KEY_SEQUENCE.sub("", data.decode(errors="replace"))
         return typed
 
     def _write(self, text: str) -> None:

@@ -1806,7 +1806,19 @@ def _with_default_port(url: str) -> str | None:
     return suggested.removeprefix("http://") if bare else suggested
 
 
+def _printable(text: str) -> str:
+    """``text`` (a message) with each character a terminal would not show as text as ``?``:
+    it may name the URL given, whose control characters are the user's, not to be run."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
+    """The line that says why nothing usable answered at ``url``, with no control character
+    (see :func:`_printable`)."""
+    return _printable(_unavailable_advice(url, problem))
+
+
+def _unavailable_advice(url: str, problem: StatusUnavailable) -> str:
     if isinstance(
         problem,
         (
@@ -1949,7 +1961,7 @@ def _watch(
             try:
                 document, problem = fetch(), ""
             except (StatusUnavailable, ValueError) as exc:  # (ValueError: a file changed)
-                problem = str(exc)
+                problem = _printable(str(exc))
     except KeyboardInterrupt:
         out.write("\n")
         return 0
@@ -1998,6 +2010,11 @@ def _host(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
+#: A control character (C0, DEL or C1), or a lone surrogate (a byte of a command-line
+#: argument or of the environment that is not UTF-8): no URL holds one as it is.
+_A_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def otlp_url_problem(text: str, *, base: bool = True) -> str:
     """What makes ``text`` unusable as an OTLP/HTTP endpoint (``""``: nothing), in words that
     follow it (``f"{text!r} {problem}"``).
@@ -2007,6 +2024,16 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
     """
     if credentials_past_host(text) is not None:
         return CREDENTIALS_PAST_HOST
+    if _A_CONTROL.search(text):
+        # (named unless it is in the user and password, of which nothing is shown)
+        named = _A_CONTROL.search(shown_url(text))
+        if named is None:
+            return (
+                "is not a usable URL (its user or password holds a control character or a "
+                "byte that is not UTF-8)"
+            )
+        what = "a byte that is not UTF-8" if named[0] >= "\ud800" else "a control character"
+        return f"is not a usable URL (it holds {named[0]!r}, {what})"
     try:
         parts = urlsplit(text)
         _ = parts.port  # (reading the port parses it)
@@ -2069,7 +2096,7 @@ def _run_status(args: argparse.Namespace) -> int:
     except ValueError as exc:
         # (nothing was tried: an option is what to fix; a file checked above may have
         # become unusable by the first request, which reads it again)
-        print(f"laios status: {exc}.", file=sys.stderr)
+        print(_printable(f"laios status: {exc}."), file=sys.stderr)
         return 2
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)

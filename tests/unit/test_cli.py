@@ -1319,6 +1319,38 @@ def test_demo_refuses_an_otlp_endpoint_that_is_not_a_usable_url(
     assert "_otlp_endpoint" not in err
 
 
+@pytest.mark.parametrize(
+    "value", ["http://localhost:4318/a\x1b[2Jb", "http://localhost:4318/\n", "http://u:p\x07@h:1"]
+)
+def test_demo_refuses_an_otlp_endpoint_with_a_control_character(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A control character after the host (an escape sequence in the path, a line break) was
+    taken, and the banner's Spans line wrote it to the terminal as it was. Like one in the
+    host, it is a usage error, named without its user and password."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a usable URL (" in err
+    assert "a control character" in err
+    assert all(char.isprintable() or char == "\n" for char in err)
+    assert "p\\x07" not in err  # (the password is not shown)
+
+
+def test_demo_refuses_an_otlp_endpoint_with_a_byte_not_utf8_after_its_host(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A byte that is not UTF-8 in the path (``$'\\xff'``, a lone surrogate as Python reads
+    it) was taken, and the spans were sent to another path than the one given
+    (``/%ED%B3%BF/v1/traces``). Like one in the host, it is a usage error."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--otlp-endpoint", "http://localhost:4318/\udcff"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a usable URL (it holds '\\udcff', a byte that is not UTF-8)" in err
+
+
 @pytest.mark.parametrize("value", ["localhost:4318", "grpc://collector:4317", "http://"])
 def test_demo_refuses_an_otlp_endpoint_that_is_not_an_http_url(
     value: str, capsys: pytest.CaptureFixture[str]
@@ -2056,6 +2088,19 @@ def test_demo_refuses_a_host_with_a_byte_not_utf8_or_a_control_character(
     assert "not UTF-8" in err
 
 
+def test_demo_refuses_a_host_name_idna_cannot_encode(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--host`` holding a right-to-left override (U+202E), which no host name's IDNA form
+    can hold, is a usage error naming the option and the character; it ended in a traceback
+    from the socket ("encoding of hostname failed")."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--host", "\u202eevil"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--host" in err
+    assert "IDNA" in err
+    assert "\u202e" not in err  # (named as \\u202e, which turns no text around)
+
+
 def _loopback_interface() -> str:
     """The name of this machine's loopback interface, when it has an IPv6 loopback."""
     try:
@@ -2562,3 +2607,44 @@ def test_wide_names_and_messages_take_the_columns_of_narrow_ones(width: int | No
         # (the wide row is no wider than the Latin one: the same limits, in columns)
         assert text_width(table[1]) <= text_width(table[2]), table
         assert all(width is None or text_width(line) <= width for line in table)
+
+
+#: A --url whose path holds an escape sequence (one that clears the screen).
+ESCAPING_URL = "http://127.0.0.1:1/a\x1b[2Jb"
+
+
+def test_a_status_message_shows_no_control_character_of_the_url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A message naming the URL (nothing answered there) wrote a control character of
+    ``--url`` to the terminal as it was, where the title of ``--watch`` shows it as ``?``:
+    the messages do the same."""
+    assert main(["status", "--url", ESCAPING_URL, "--timeout", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:1/a?[2Jb/status" in err
+    assert all(char.isprintable() or char == "\n" for char in err)
+
+
+def test_a_failed_refresh_shows_no_control_character_of_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warning of a failed refresh of --watch, which names the URL, wrote its control
+    characters as they were; they are shown as ``?``."""
+    answers: list[Any] = [
+        DOCUMENT,
+        cli.StatusUnavailable(f"nothing answered at {ESCAPING_URL}/status (refused)"),
+    ]
+
+    def fetch(url: str, timeout: float = 5.0, **credentials: Any) -> dict[str, Any]:
+        answer = answers.pop(0) if answers else DOCUMENT
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    sleep, _ = interrupting_sleep(2)
+    monkeypatch.setattr(cli, "fetch_status", fetch)
+    out = io.StringIO()  # (not a terminal: pictures whole, no escape sequence of their own)
+    assert watch_status(ESCAPING_URL, interval=0.5, out=out, sleep=sleep) == 0
+    written = out.getvalue()
+    assert "! nothing answered at http://127.0.0.1:1/a?[2Jb/status (refused)" in written
+    assert all(char.isprintable() or char == "\n" for char in written)

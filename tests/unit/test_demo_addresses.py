@@ -58,7 +58,11 @@ def test_a_demo_on_every_address_prints_a_live_page_address_that_opens(host: str
 
 @pytest.mark.parametrize(
     ("host", "url", "shown"),
-    [("", "http://:8489", "127.0.0.1"), ("0.0.0.0", "http://0.0.0.0:8489", "127.0.0.1")],
+    [
+        ("", "http://:8489", "127.0.0.1"),
+        ("0.0.0.0", "http://0.0.0.0:8489", "127.0.0.1"),
+        ("0", "http://0:8489", "127.0.0.1"),
+    ],
 )
 def test_the_watch_command_of_a_demo_on_every_address_names_loopback(
     host: str, url: str, shown: str
@@ -66,6 +70,33 @@ def test_the_watch_command_of_a_demo_on_every_address_names_loopback(
     """The Watch line's command reaches the demo from this machine, not a wildcard address."""
     lines = _banner(host, _demo._reachable_url(url))
     assert f"  Watch:      laios status --url http://{shown}:8489 --watch" in lines
+
+
+def _shell_words(command: str) -> list[str]:
+    """The words bash makes of ``command`` with ``failglob`` on: as zsh, by default, it
+    refuses a word that reads as a pattern no file matches (``[::1]``)."""
+    done = subprocess.run(
+        ["bash", "-O", "failglob", "-c", f'set -- {command}; printf "%s\\n" "$@"'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("host", ["::", "::1"])
+def test_the_watch_command_of_an_ipv6_demo_can_be_pasted_into_a_shell(host: str) -> None:
+    """The Watch line's command for a demo on IPv6 wrote its URL bare, ``http://[::1]:8489``:
+    a pattern to the shell, which zsh refuses ("no matches found"). It is quoted, in the
+    banner and at the top of the live view."""
+    url = "http://[::1]:8489"
+    for label, text in [*_demo._addresses(url), *_demo._view_addresses(url, None)]:
+        if label == "Watch":
+            assert _shell_words(text) == ["laios", "status", "--url", url, "--watch"]
+    lines = _banner(host, url)
+    assert f"  Watch:      laios status --url '{url}' --watch" in lines
 
 
 def test_an_ipv6_wildcard_is_shown_as_ipv6_loopback() -> None:
@@ -90,6 +121,18 @@ def test_the_banner_says_a_wildcard_demo_listens_on_every_address() -> None:
     loopback one it names."""
     lines = _banner("0.0.0.0", "http://127.0.0.1:8489")
     assert lines[0] == "laios demo: serving http://127.0.0.1:8489 (listening on 0.0.0.0)"
+
+
+@pytest.mark.parametrize("host", ["0", "0x0", "0.0"])
+def test_a_short_form_of_0_0_0_0_is_every_address(host: str) -> None:
+    """--host 0 (as ``ping 0`` reads it, 0.0.0.0) listens on every address: the banner said
+    "serving http://0:8489", as for one address, with addresses a browser refuses to open,
+    and asked for --host 0.0.0.0 to let the Compose setup's Prometheus reach it."""
+    url = _demo._reachable_url(f"http://{host}:8489")
+    assert url == "http://127.0.0.1:8489"
+    lines = _banner(host, url)
+    assert lines[0] == "laios demo: serving http://127.0.0.1:8489 (listening on 0.0.0.0)"
+    assert "--host 0.0.0.0" not in "\n".join(lines)
 
 
 def test_a_demo_behind_a_proxy_answers_the_names_it_is_told() -> None:

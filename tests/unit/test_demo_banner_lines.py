@@ -240,6 +240,24 @@ def test_a_checkout_run_from_elsewhere_names_the_compose_files_where_they_are(
     assert str(ROOT / "grafana" / "prometheus" / "prometheus.yml") in text
 
 
+def test_the_compose_command_of_a_checkout_whose_path_has_a_space_is_quoted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A checkout in a directory whose name has a space (``My Projects``), run from elsewhere:
+    the Dashboard line's command named its Compose file unquoted, two words to a shell. It is
+    quoted, and not broken across lines."""
+    grafana = tmp_path / "My Projects" / "laios" / "grafana"
+    (grafana / "prometheus").mkdir(parents=True)
+    (grafana / "docker-compose.yml").write_text("services: {}\n")
+    (grafana / "prometheus" / "prometheus.yml").write_text("scrape_configs: []\n")
+    monkeypatch.setattr(_demo, "GRAFANA_DIR", grafana)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    lines = _banner("in-process only", TERMINALS[0])
+    compose = f"'{grafana / 'docker-compose.yml'}'"
+    assert any(f"docker compose -f {compose} up" in line for line in lines), lines
+
+
 def test_the_banner_finds_the_grafana_directory_of_this_checkout() -> None:
     """From a checkout (the tests run on one), the banner's grafana/ is the checkout's."""
     assert FOUND_GRAFANA_DIR == ROOT / "grafana"

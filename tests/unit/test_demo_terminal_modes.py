@@ -11,6 +11,7 @@ import argparse
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -273,6 +274,77 @@ def test_a_stop_signal_some_time_after_the_first_still_cuts_the_wait_short(
     assert "stopped without waiting" in capsys.readouterr().err
 
 
+def test_the_line_of_a_stop_cut_short_names_the_signal_that_cut_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second SIGTERM (a service manager's, ``kill``) while the demo stops cuts the wait
+    short as Ctrl-C does: the line on stderr said "(Ctrl-C again)" of it, which no one
+    pressed. It names the signal that came."""
+    monkeypatch.setattr(_demo, "_Workload", _SignalledWorkload(signal.SIGTERM, 0.3))
+    monkeypatch.setattr(_demo, "_show_plain", _stopped_by(signal.SIGTERM))
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    err = capsys.readouterr().err
+    assert "laios demo: stopped without waiting for the running tasks (SIGTERM again)" in err
+
+
+class _FinishedWorkload:
+    """Stands in for the demo's workload: it sends nothing, and is finished at once."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def join(self, timeout: float) -> bool:
+        return True
+
+
+def test_the_summary_on_a_dumb_terminal_is_fitted_to_its_width(
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO
+) -> None:
+    """With TERM=dumb (an editor's shell) there is no live view, but there is a terminal:
+    the summary at the end is fitted to its width, as the docs say. It was printed whole, and
+    a 40-column terminal wrapped every table row in two."""
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setenv("COLUMNS", "40")
+    written = io.StringIO()
+    monkeypatch.setattr(terminal, "write", written.write)  # (what is written, kept)
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(_demo, "_Workload", _FinishedWorkload)
+    monkeypatch.setattr(_demo, "_show_plain", lambda clock: None)  # (at once at its end)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    summary = written.getvalue().split("Press Ctrl-C to stop.")[1]
+    assert "workers: 8" in summary
+    assert max(len(line) for line in summary.splitlines()) <= 40, summary
+
+
+def test_the_summarys_headline_is_fitted_to_a_narrow_terminal(
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO
+) -> None:
+    """On a terminal narrower than the summary's headline (``laios demo — 12 s, 345 tasks,
+    28.7 tasks/s``), the headline was printed whole, and the terminal broke it in mid-word
+    while the tables under it were fitted. It is wrapped between words, whole."""
+    monkeypatch.setenv("COLUMNS", "20")
+    written = io.StringIO()
+    monkeypatch.setattr(terminal, "write", written.write)  # (what is written, kept)
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(_demo, "_Workload", _FinishedWorkload)
+    monkeypatch.setattr(_demo, "_show_live", lambda *args: None)  # (at once at its end)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=False, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    summary = written.getvalue().split("Press Ctrl-C to stop.")[1].strip("\n")
+    lines = summary.splitlines()
+    assert max(len(line) for line in lines) <= 20, summary
+    headline = " ".join(lines[: lines.index("")])
+    assert re.fullmatch(r"laios demo — \d+ s, 0 tasks, 0\.0 tasks/s", headline), headline
+
+
 class _ShortClock:
     """Stands in for the demo's clock: a few frames, then the duration is over."""
 
@@ -314,6 +386,73 @@ def test_log_messages_wait_until_the_live_view_is_gone(
     assert len(seen_while_up) >= 2
     assert all("export" not in err for err in seen_while_up)
     assert "export to 127.0.0.1:9 failed" in capsys.readouterr().err
+
+
+#: A reason phrase an OTLP collector may answer with, which the exporter logs as it is: it
+#: sets the terminal's title and clears its screen.
+HOSTILE_REASON = "\x1b]0;owned\x07\x1b[2J\x1b[31mBad\u202e Request\r"
+
+
+def _without_controls(text: str) -> bool:
+    return all(char.isprintable() or char == "\n" for char in text)
+
+
+def test_log_messages_printed_after_the_live_view_hold_no_escape_sequence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning logged while the view is up is printed once the terminal is back, by the demo
+    itself: an escape sequence in it (a collector's reason phrase, which the OTLP exporter
+    logs) reached the terminal. Control characters are printed as ``?``."""
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in the command: no logging set up
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    monkeypatch.setattr(_demo, "_FRAME", 0.01)
+    draw = _demo.live_frame
+    logged: list[bool] = []
+
+    def frame(*args: object, **kwargs: object) -> list[str]:
+        if not logged:
+            logged.append(True)
+            logging.getLogger("opentelemetry.exporter").error("export failed: %s", HOSTILE_REASON)
+        return draw(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_demo, "live_frame", frame)
+    _demo._show_live(_ShortClock(2), [])  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert "export failed: ?]0;owned??[2J?[31mBad? Request?" in err
+    assert _without_controls(err)
+
+
+def test_log_messages_beside_progress_lines_hold_no_escape_sequence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a live view a warning is printed when it comes, while the demo runs as while it
+    stops (its spans still sent then), as Python prints it where logging is not set up, but
+    with its control characters as ``?``: they reached the terminal as they were."""
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in the command: no logging set up
+
+    def export_failed() -> None:
+        logging.getLogger("opentelemetry.exporter").error("export failed: %s", HOSTILE_REASON)
+
+    class Workload:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def join(self, timeout: float) -> bool:
+            export_failed()  # (as spans are sent while the demo stops)
+            return True
+
+    monkeypatch.setattr(_demo, "_Workload", Workload)
+    monkeypatch.setattr(_demo, "_show_plain", lambda clock: export_failed())
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("export failed: ?]0;owned??[2J?[31mBad? Request?") == 2
+    assert _without_controls(err)
 
 
 def test_a_terminal_of_unknown_size_gets_the_live_view_at_80_by_24(

@@ -176,6 +176,20 @@ def test_a_typed_key_ends_the_wait_and_is_not_echoed() -> None:
     assert b"q" not in session.output
 
 
+def test_the_sequence_a_function_or_cursor_key_sends_is_no_typed_text() -> None:
+    """F2 sends ESC O Q, Ctrl-F2 ESC [ 1 ; 5 Q, an arrow ESC [ A: wait() returned them as
+    typed text, so that F2 stopped `laios demo` as "q" does. Such sequences are left out of
+    the keys returned; a key typed after them is kept."""
+    session = run_in_terminal(
+        """
+        with LiveScreen(sys.stdout, sys.stdin) as screen:
+            report["typed"] = screen.wait(20)
+        """,
+        type_after_start=b"\x1bOQ\x1b[1;5Q\x1b[Ax",
+    )
+    assert session.report["typed"] == "x"
+
+
 def test_a_resize_ends_the_wait_early() -> None:
     """A change of the terminal's size ends wait() long before its time, with no keys."""
     session = run_in_terminal(

@@ -714,6 +714,16 @@ def test_a_host_with_a_control_character_or_a_byte_not_utf8_is_refused(host: str
         start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
 
 
+@pytest.mark.parametrize("host", ["\u202eevil", "\u00fc" * 64, "x\ufffd", "a\uff0e\uff0eb"])
+def test_a_host_name_idna_cannot_encode_is_refused(host: str) -> None:
+    """A host that is not ASCII is looked up in its IDNA form; one that has none (a
+    right-to-left override in it, a label of more than 63 characters) is refused at the call
+    with a ValueError naming it: the socket raised TypeError ("encoding of hostname failed")
+    from inside the server."""
+    with pytest.raises(ValueError, match=r"host .*IDNA"):
+        start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
+
+
 def test_the_head_limit_is_exact_however_the_bytes_arrive() -> None:
     """The reader of a request's line and headers hands on at most 64 KiB in all, whatever
     the size of each read: a read that began below the limit went past it (up to a buffer

@@ -296,7 +296,9 @@ def bind_host(host: str) -> str:
     Raises:
         ValueError: When brackets hold anything else, or one is missing; or when the host
             holds a control character or a lone surrogate (a byte of a command-line argument
-            that is not UTF-8), which no address or host name holds.
+            that is not UTF-8), which no address or host name holds; or when it is not ASCII
+            and has no IDNA form, in which the socket looks a host name up (a right-to-left
+            override in it, a label of more than 63 characters).
     """
     unusable = _NOT_IN_A_BIND_HOST.search(host)
     if unusable is not None:
@@ -304,6 +306,14 @@ def bind_host(host: str) -> str:
             f"it holds {unusable[0]!r}, a control character or a byte that is not UTF-8: "
             "give an address such as 127.0.0.1, or a host name"
         )
+    if not host.isascii():
+        try:
+            host.encode("idna")  # (as the socket encodes it, which fails with a TypeError)
+        except UnicodeError as exc:
+            raise ValueError(
+                f"it is no host name that IDNA can encode ({exc.__cause__ or exc}): give an "
+                "address such as 127.0.0.1, or a host name"
+            ) from None
     if not host.startswith("[") and not host.endswith("]"):
         return host
     inner = host.removeprefix("[").removesuffix("]")
