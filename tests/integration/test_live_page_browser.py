@@ -825,3 +825,52 @@ def test_a_duration_that_rounds_up_to_the_next_unit_is_written_in_it(browser: Br
 
 
 PERCENTILES = ("p50", "p95", "p99")
+
+
+def long_outcome_document(read: int) -> dict[str, Any]:
+    """A status document with one failure whose outcome is 100 characters long."""
+    return {
+        "running": [],
+        "running_total": 0,
+        "tools": [{"tool": "quick", "total": read, "outcomes": {"error": read}, "error_rate": 1}],
+        "failures": [
+            {
+                "task_id": "long-outcome",
+                "tool": "quick",
+                "outcome": "o" * 100,
+                "error_type": "RuntimeError",
+                "finished_at": "2026-01-01T00:00:00.000Z",
+                "trace_id": None,
+                "attempt": 1,
+            }
+        ],
+    }
+
+
+def test_a_long_outcome_is_cut_short_in_its_badge(browser: Browser) -> None:
+    """A failure's outcome badge took the whole width of a long outcome, and its line spilled
+    over the ids beside it. It is cut short with an ellipsis (the whole outcome in its
+    title), and the line keeps to its place."""
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+    try:
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        routed_status(page, long_outcome_document)
+        page.reload()
+        failure = page.locator('#failures li[data-task-id="long-outcome"]')
+        badge = failure.locator(".outcome")
+        wait_until(lambda: badge.count() == 1 and badge.text_content() == "o" * 100, "a badge")
+        assert badge.get_attribute("title") == "o" * 100
+        assert not failure.locator(".line").evaluate(SPILLS)
+        badge_box = badge.bounding_box()
+        tool_box = failure.locator(".tool").bounding_box()
+        ids_box = failure.locator(".ids").bounding_box()
+        assert badge_box is not None
+        assert tool_box is not None
+        assert ids_box is not None
+        assert badge_box["x"] + badge_box["width"] <= tool_box["x"]
+        assert tool_box["x"] + tool_box["width"] <= ids_box["x"]  # (side by side on a desktop)
+        assert page.evaluate("document.documentElement.scrollWidth") <= DESKTOP["width"]
+        assert errors == []
+        page.close()
+    finally:
+        server.shutdown()
