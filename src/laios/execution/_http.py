@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -296,9 +297,10 @@ def bind_host(host: str) -> str:
     Raises:
         ValueError: When brackets hold anything else, or one is missing; or when the host
             holds a control character or a lone surrogate (a byte of a command-line argument
-            that is not UTF-8), which no address or host name holds; or when it is not ASCII
-            and has no IDNA form, in which the socket looks a host name up (a right-to-left
-            override in it, a label of more than 63 characters).
+            that is not UTF-8), which no address or host name holds; or an invisible formatting
+            character (a zero-width space, a soft hyphen, a right-to-left override), which IDNA
+            drops or refuses; or when it is not ASCII and has no IDNA form, in which the socket
+            looks a host name up (a label of more than 63 characters).
     """
     unusable = _NOT_IN_A_BIND_HOST.search(host)
     if unusable is not None:
@@ -307,6 +309,14 @@ def bind_host(host: str) -> str:
             "give an address such as 127.0.0.1, or a host name"
         )
     if not host.isascii():
+        # IDNA drops these (a zero-width space, a soft hyphen): the server would listen on
+        # another name than the one it shows, which no one can tell from it or type.
+        invisible = next((c for c in host if unicodedata.category(c) == "Cf"), None)
+        if invisible is not None:
+            raise ValueError(
+                f"it holds U+{ord(invisible):04X}, an invisible formatting character that "
+                "host names leave out: give the host name without it"
+            )
         try:
             host.encode("idna")  # (as the socket encodes it, which fails with a TypeError)
         except UnicodeError as exc:

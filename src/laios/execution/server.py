@@ -1569,7 +1569,8 @@ def start_http_server(
             than a list of names, say).
         ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``host`` has
             brackets around something else than an IPv6 address, holds a control character
-            or has no IDNA form (a right-to-left override in it), ``status`` unknown, a
+            or an invisible formatting character (a zero-width space), or has no IDNA form,
+            ``status`` unknown, a
             name of ``allowed_hosts`` empty or not a bare host name (a port, a scheme, a path
             or ``*``), or ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
             :func:`~laios.execution.multiprocess.enable`);
