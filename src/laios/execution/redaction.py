@@ -26,6 +26,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
+from decimal import Decimal
 from itertools import compress, islice
 from types import SimpleNamespace
 from typing import Any
@@ -444,7 +445,7 @@ MAX_NAMED_TEXT_CHARS = 4096
 _JSON_OPENINGS = frozenset("{[")
 
 #: A field's value that is secret as a whole and may be written after a name (not a container).
-_SCALAR_SECRETS = (str, bytes, int, SecretStr, SecretBytes, Secret)
+_SCALAR_SECRETS = (str, bytes, int, float, Decimal, SecretStr, SecretBytes, Secret)
 
 
 def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
@@ -568,7 +569,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
     the keys of a mapping there too, unless they read as names (see :func:`_reads_as_a_name`):
-    text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
+    text, numbers (an int, a float or a ``Decimal``, as ``str`` writes it), binary data
+    (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
     text and as ``repr`` writes it, and, when it is not plain text, in hex and base64), and
     a ``uuid.UUID`` (its text, and its ``hex``). The
     fields of dataclass instances, pydantic models, ``attrs`` instances, named tuples and
@@ -743,6 +745,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 else:  # (binary data kept in a buffer that can change: read as it is now)
                     with contextlib.suppress(Exception):  # a released memoryview
                         collect_bytes(bytes(value), name)
+        elif isinstance(value, (float, Decimal)):  # (a pin or a code kept as a number)
+            if secret:
+                with contextlib.suppress(Exception):  # (a subclass's raising __str__)
+                    collect(str(value), name)
         elif isinstance(value, UUID):  # (a session id or a token kept as a UUID)
             if secret:
                 collect(str(value), name)
@@ -753,7 +759,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             except Exception:  # (a subclass's own)
                 return
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
-        elif value is not None and not isinstance(value, float):
+        elif value is not None:
             if is_collection(value):  # (a deque, a dict's view: read as a list)
                 visit_items(value, secret, declared, name)
                 return
