@@ -500,14 +500,14 @@ def _field_forms(name: object, value: str) -> list[str]:
     also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
     written), ``name=`` followed by the value percent-encoded (a URL's query), the quoted ones
     also as ``ascii()`` writes them, all of them also for the value in the other Unicode
-    normalization form (see :func:`_normalized`), each as an :class:`_InField` that replaces
+    normalization forms (see :func:`_normalized`), each as an :class:`_InField` that replaces
     only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
         return []
     shapes: list[tuple[str, str, str]] = []
-    for variant in _normalized(value):  # (also in the other normalization form: see there)
+    for variant in _normalized(value):  # (also in the other normalization forms: see there)
         shapes += _field_shapes(name, variant)
     forms: dict[str, _InField] = {}
     for head, written, tail in shapes:
@@ -1014,8 +1014,8 @@ def encoded_forms(secret: str) -> list[str]:
     three bytes: ``user:password`` in a Basic ``Authorization`` header), and, when its
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
-    once; and all of these again for the secret in the Unicode normalization forms NFC and
-    NFD, where they differ from it (see :func:`_normalized`). Forms shorter than
+    once; and all of these again for the secret in the Unicode normalization forms NFC, NFD,
+    NFKC and NFKD, where they differ from it (see :func:`_normalized`). Forms shorter than
     ``MIN_SCRUB_CHARS`` are left out (unless the form is ``secret`` itself). Each line of a
     secret of several lines (a PEM private key) of at least ``MIN_PREFIX_CHARS`` characters,
     without the white space around it, is a form of it too, as a text quoting that line alone
@@ -1056,10 +1056,12 @@ def encoded_forms(secret: str) -> list[str]:
 def _normalized(text: str) -> list[str]:
     """``text``, then its Unicode normalization forms NFC and NFD where they differ (``ä`` as
     one code point and as ``a`` with a combining diaeresis: the same text, as another
-    program may have written it)."""
+    program may have written it), and its compatibility forms NFKC and NFKD (full-width
+    ``ｋｅｙ`` as ``key``, the ligature ``ﬁ`` as ``fi``: as a library that normalizes its
+    input writes it)."""
     variants = [text]
     if not text.isascii():
-        for normal in ("NFC", "NFD"):
+        for normal in ("NFC", "NFD", "NFKC", "NFKD"):
             variant = unicodedata.normalize(normal, text)
             if variant not in variants:
                 variants.append(variant)
