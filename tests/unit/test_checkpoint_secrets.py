@@ -4,16 +4,24 @@ wherever in the data they are: in a value, and in a key."""
 from __future__ import annotations
 
 import enum
+import json
+import logging
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from secret_runs import statuses_at_progress
 
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
 from laios.execution.redaction import REDACTED
+from laios.execution.server import status_document
+from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
 
 SECRET = "sk-live-CHECKPOINT-KEY-777"
 
@@ -135,3 +143,60 @@ def test_a_secret_in_a_checkpoint_name_stays_out_of_the_span_name() -> None:
     assert f"checkpoint {'n' * 240}{REDACTED}"[:200] in spans
     assert SECRET not in spans
     assert SECRET[:8] not in spans
+
+
+class LogsIn(BaseTool):
+    name = "logs_in"
+    description = "Checkpoints its password, then reports progress."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        task.checkpoint("login", {"password": kwargs["password"], "user": "ann"})
+        task.progress(50, "logged in")
+        return "ok"
+
+
+def test_checkpoint_data_is_kept_as_given_for_the_process_and_scrubbed_where_exported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What laios exports (spans, ``/status``, its log records) never holds a secret in
+    checkpoint data; ``get_metrics(...).checkpoints``, read by the caller's own code in the
+    same process, keeps the data as the tool gave it (documented, as for ``TaskResult``)."""
+    password = "hunter2-hunter2"
+    caplog.set_level(logging.DEBUG, logger="laios")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(LogsIn)
+    store = MetricStore()
+    statuses: list[str] = []
+
+    def on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "progress":
+            statuses.append(json.dumps(status_document(store.snapshot())))
+
+    task = Task(
+        plan_id="p", description="d", tool_name="logs_in", parameters={"password": password}
+    )
+    with Executor(
+        registry, store=store, register_prometheus=False, tracer_provider=provider
+    ) as executor:
+        result = executor.execute_task(
+            task, Context(session_id="s", user_id="u"), on_progress=on_progress
+        )
+        metrics = executor.get_metrics(task.id)
+        every = executor.get_all_metrics()
+    assert result.success, result.error
+    assert metrics is not None
+    (login,) = [point for point in metrics.checkpoints if point["name"] == "login"]
+    assert login["data"] == {"password": password, "user": "ann"}
+    assert password in str([m.to_dict() for m in every if m.task_id == task.id])
+    spans = [span for span in exporter.get_finished_spans() if span.name == "checkpoint login"]
+    assert len(spans) == 1
+    assert spans[0].attributes is not None
+    assert spans[0].attributes["laios.checkpoint.password"] == REDACTED
+    assert spans[0].attributes["laios.checkpoint.user"] == "ann"
+    assert statuses
+    assert all(password not in status for status in statuses)
+    assert all(password not in record.getMessage() for record in caplog.records)

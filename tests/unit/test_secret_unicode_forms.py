@@ -82,3 +82,52 @@ def test_those_forms_reach_no_span_and_no_log(
     assert any(f"'{REDACTED}' refused" in text for text in texts)
     for text in texts:
         assert _left(text) == [], text
+
+
+#: Given in full-width letters and digits, as some input methods type them; its compatibility
+#: forms (NFKC, NFKD) are plain ASCII, as a library that normalizes its input writes it.
+WIDE = "ｐａｓｓｗｏｒｄ－ｗｉｄｅ－４２"
+assert unicodedata.normalize("NFKC", WIDE) == "password-wide-42"
+#: One whose two compatibility forms differ from each other (a ligature and an accent).
+LIGATURE = "ｃｏｎﬁｇ-säfe-Ｋｅｙ"
+assert unicodedata.normalize("NFKC", LIGATURE) != unicodedata.normalize("NFKD", LIGATURE)
+
+
+@pytest.mark.parametrize("given", [WIDE, LIGATURE], ids=["full-width", "ligature"])
+@pytest.mark.parametrize("normal", ["NFKC", "NFKD"])
+def test_scrub_replaces_the_compatibility_forms(given: str, normal: str) -> None:
+    written = unicodedata.normalize(normal, given)
+    secrets = secret_values({"password": given})
+    for text in (f"login {written} refused", f"login {written!a} refused"):
+        assert scrub(text, secrets, limit=None) in (
+            f"login {REDACTED} refused",
+            f"login '{REDACTED}' refused",
+        ), text
+
+
+def test_a_short_secret_is_scrubbed_after_its_name_in_its_compatibility_form() -> None:
+    secrets = secret_values({"password": "ｐ１"})
+    assert scrub("password=p1 and p1", secrets) == f"password={REDACTED} and p1"
+
+
+class WideLogin(BaseTool):
+    name = "wide_login"
+    description = "Fails quoting its password as a library normalizing its input writes it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise PermissionError(f"{unicodedata.normalize('NFKC', kwargs['password'])} refused")
+
+
+def test_a_compatibility_form_reaches_no_span_and_no_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="laios")
+    result, span = traced_run(WideLogin, {"password": WIDE}, capture=False)
+    assert not result.success
+    texts = [span.status.description or ""]
+    texts += [str(value) for event in span.events for value in event.attributes.values()]
+    texts += [record.getMessage() for record in caplog.records]
+    assert any(f"{REDACTED} refused" in text for text in texts)
+    for text in texts:
+        assert "password-wide" not in text, text
+        assert "wide-42" not in text, text

@@ -218,7 +218,9 @@ class ExecutionMetrics:
 
         For a task run by an executor the first is ``"started"`` and, once it has finished,
         the last is ``"finished"`` with ``{"outcome": ...}``; a task a ``TaskMonitor`` tracks
-        on its own shows only the checkpoints its user added.
+        on its own shows only the checkpoints its user added. Names and data are as the tool
+        gave them, secrets included (only the checkpoint's span is scrubbed): they are for
+        the caller's own code, in this process.
         """
         rec = self._record
         points = [point.to_dict() for point in list(rec.checkpoints)]

@@ -26,6 +26,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
+from decimal import Decimal
 from itertools import compress, islice
 from types import SimpleNamespace
 from typing import Any
@@ -444,7 +445,7 @@ MAX_NAMED_TEXT_CHARS = 4096
 _JSON_OPENINGS = frozenset("{[")
 
 #: A field's value that is secret as a whole and may be written after a name (not a container).
-_SCALAR_SECRETS = (str, bytes, int, SecretStr, SecretBytes, Secret)
+_SCALAR_SECRETS = (str, bytes, int, float, Decimal, SecretStr, SecretBytes, Secret)
 
 
 def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
@@ -499,14 +500,14 @@ def _field_forms(name: object, value: str) -> list[str]:
     also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
     written), ``name=`` followed by the value percent-encoded (a URL's query), the quoted ones
     also as ``ascii()`` writes them, all of them also for the value in the other Unicode
-    normalization form (see :func:`_normalized`), each as an :class:`_InField` that replaces
+    normalization forms (see :func:`_normalized`), each as an :class:`_InField` that replaces
     only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
         return []
     shapes: list[tuple[str, str, str]] = []
-    for variant in _normalized(value):  # (also in the other normalization form: see there)
+    for variant in _normalized(value):  # (also in the other normalization forms: see there)
         shapes += _field_shapes(name, variant)
     forms: dict[str, _InField] = {}
     for head, written, tail in shapes:
@@ -568,7 +569,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
     the keys of a mapping there too, unless they read as names (see :func:`_reads_as_a_name`):
-    text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
+    text, numbers (an int, a float or a ``Decimal``, as ``str`` writes it), binary data
+    (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
     text and as ``repr`` writes it, and, when it is not plain text, in hex and base64), and
     a ``uuid.UUID`` (its text, and its ``hex``). The
     fields of dataclass instances, pydantic models, ``attrs`` instances, named tuples and
@@ -743,6 +745,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 else:  # (binary data kept in a buffer that can change: read as it is now)
                     with contextlib.suppress(Exception):  # a released memoryview
                         collect_bytes(bytes(value), name)
+        elif isinstance(value, (float, Decimal)):  # (a pin or a code kept as a number)
+            if secret:
+                with contextlib.suppress(Exception):  # (a subclass's raising __str__)
+                    collect(str(value), name)
         elif isinstance(value, UUID):  # (a session id or a token kept as a UUID)
             if secret:
                 collect(str(value), name)
@@ -753,7 +759,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             except Exception:  # (a subclass's own)
                 return
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
-        elif value is not None and not isinstance(value, float):
+        elif value is not None:
             if is_collection(value):  # (a deque, a dict's view: read as a list)
                 visit_items(value, secret, declared, name)
                 return
@@ -1008,8 +1014,8 @@ def encoded_forms(secret: str) -> list[str]:
     three bytes: ``user:password`` in a Basic ``Authorization`` header), and, when its
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
-    once; and all of these again for the secret in the Unicode normalization forms NFC and
-    NFD, where they differ from it (see :func:`_normalized`). Forms shorter than
+    once; and all of these again for the secret in the Unicode normalization forms NFC, NFD,
+    NFKC and NFKD, where they differ from it (see :func:`_normalized`). Forms shorter than
     ``MIN_SCRUB_CHARS`` are left out (unless the form is ``secret`` itself). Each line of a
     secret of several lines (a PEM private key) of at least ``MIN_PREFIX_CHARS`` characters,
     without the white space around it, is a form of it too, as a text quoting that line alone
@@ -1050,10 +1056,12 @@ def encoded_forms(secret: str) -> list[str]:
 def _normalized(text: str) -> list[str]:
     """``text``, then its Unicode normalization forms NFC and NFD where they differ (``ä`` as
     one code point and as ``a`` with a combining diaeresis: the same text, as another
-    program may have written it)."""
+    program may have written it), and its compatibility forms NFKC and NFKD (full-width
+    ``ｋｅｙ`` as ``key``, the ligature ``ﬁ`` as ``fi``: as a library that normalizes its
+    input writes it)."""
     variants = [text]
     if not text.isascii():
-        for normal in ("NFC", "NFD"):
+        for normal in ("NFC", "NFD", "NFKC", "NFKD"):
             variant = unicodedata.normalize(normal, text)
             if variant not in variants:
                 variants.append(variant)
