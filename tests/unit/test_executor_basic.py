@@ -218,6 +218,67 @@ def test_constructor_rejects_a_prometheus_registry_without_register(
         Executor(registry, store=MetricStore(), prometheus_registry=value)
 
 
+class _LookupRaises:
+    """An argument whose every missing attribute's lookup raises an error other than
+    ``AttributeError`` (a proxy whose back end is gone, say)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name} here")
+
+
+class _ClosedRaises(ThreadRunner):
+    """A runner whose ``closed`` raises once ``armed``."""
+
+    armed = False
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "closed" and object.__getattribute__(self, "armed"):
+            raise RuntimeError("closed cannot be read")
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "tool_registry",
+        "store",
+        "tracer_provider",
+        "prometheus_registry",
+        "meter_provider",
+        "runner",
+        "capture_content",
+        "measure_cpu_time",
+        "enable_monitoring",
+        "register_prometheus",
+    ],
+)
+def test_constructor_refuses_an_argument_whose_lookup_raises_naming_it(
+    registry: ToolRegistry, option: str
+) -> None:
+    """An argument whose attribute lookup raised RuntimeError let it out of the constructor;
+    it is refused with a TypeError naming the option, the error chained."""
+    kwargs: dict[str, Any] = {"register_prometheus": False, option: _LookupRaises()}
+    given = kwargs.pop("tool_registry", registry)
+    with pytest.raises(TypeError, match=rf"\b{option}\b") as caught:
+        Executor(given, **kwargs)
+    cause = caught.value.__cause__
+    assert cause is None or isinstance(cause, RuntimeError), repr(cause)
+
+
+def test_constructor_refuses_a_runner_whose_closed_raises_naming_it(
+    registry: ToolRegistry,
+) -> None:
+    runner = _ClosedRaises(1, 1)
+    runner.armed = True
+    try:
+        with pytest.raises(TypeError, match=r"\brunner\b") as caught:
+            Executor(registry, runner=runner, register_prometheus=False)
+        assert isinstance(caught.value.__cause__, RuntimeError)
+    finally:
+        runner.armed = False
+        runner.shutdown()
+
+
 class _RefusingRegistry:
     """A Prometheus registry whose register raises (a faulty registry of the caller's own)."""
 

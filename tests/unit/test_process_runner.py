@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import re
 import select
 import signal
 import subprocess
@@ -2799,6 +2800,72 @@ def test_the_task_span_says_the_worker_was_killed(
     assert span.attributes["laios.worker.killed"] is True
     assert span.attributes["error.type"] == "timeout"
     provider.shutdown()
+
+
+def test_a_killed_call_says_which_worker_was_killed(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A task whose worker was killed for it (at its timeout, or cancelled) said
+    ``worker_killed`` but not which worker: ``metadata["worker"]`` and the span's
+    ``laios.worker`` were set only for an outcome the worker sent back. They now name the
+    killed worker as for a completed call (``"pid N"``)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    try:
+        hang = task("hang", box=box)
+        caller = Caller(executor, hang, context)
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        assert executor.cancel_task(hang.id)
+        result = caller.returned(WAIT, "the cancelled call did not return")
+        assert result.metadata["worker_killed"] is True
+        assert result.metadata.get("worker") == f"pid {hung['pid']}", result.metadata
+        (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool hang"]
+        assert span.attributes is not None
+        assert span.attributes.get("laios.worker") == f"pid {hung['pid']}"
+        # At a timeout too, in the form a completed call's is.
+        timed_out = executor.execute_task(task("hang", box=box), context, timeout=0.5)
+        assert timed_out.metadata["worker_killed"] is True
+        assert re.fullmatch(r"pid \d+", timed_out.metadata.get("worker", "")), timed_out.metadata
+        assert timed_out.metadata["worker"] != result.metadata["worker"]
+        assert run_pid(executor, task, context) != hung["pid"]
+        done = executor.execute_task(task("pid"), context, timeout=WAIT)
+        assert done.metadata["worker"] == f"pid {done.output}"
+    finally:
+        provider.shutdown()
+
+
+class KillsWithoutSaying(ProcessRunner):
+    """A process runner whose ``worker_at_kill`` raises."""
+
+    def worker_at_kill(self, handle: Any) -> str | None:
+        raise RuntimeError("no worker to name")
+
+
+def test_a_runner_that_cannot_say_where_a_killed_call_ran_still_ends_it(
+    tools: ToolRegistry,
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runner = KillsWithoutSaying(1)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        hang = task("hang", box=box)
+        caller = Caller(executor, hang, context)
+        assert wait_for(lambda: process_tools.read_note(box, "hang")), "the tool never started"
+        assert executor.cancel_task(hang.id)
+        result = caller.returned(WAIT, "the cancelled call did not return")
+        assert result.metadata["outcome"] == "cancelled"
+        assert result.metadata["worker_killed"] is True
+        assert "worker" not in result.metadata
+        assert "no worker to name" in caplog.text
+    finally:
+        executor.shutdown(wait=False)
+        runner.terminate()
 
 
 class ScriptedEvents:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import numbers
 import types
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -156,14 +158,46 @@ def number_repr(value: object) -> str:
     return shorten(text, MAX_QUOTED_CHARS)
 
 
+@contextlib.contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Check option ``name`` inside: an error other than ``TypeError`` raised there comes from
+    looking the value over (an attribute lookup raising ``RuntimeError``, a proxy's say), and
+    becomes a ``TypeError`` naming ``name``, chained from it. Hold no check raising
+    ``ValueError`` on purpose inside.
+
+    Raises:
+        TypeError: As said.
+    """
+    try:
+        yield
+    except TypeError:
+        raise
+    except Exception as exc:
+        try:
+            said = shorten(str(exc), 200)
+        except Exception:  # (its own __str__ raising)
+            said = ""
+        raise TypeError(
+            f"{name} cannot be used: looking it over raised {type_name(type(exc))}"
+            + (f": {said}" if said else "")
+        ) from exc
+
+
 def switch(name: str, value: object) -> bool:
     """``value`` as a bool when it is ``True``/``False`` (NumPy's too) or ``0``/``1``, which
     say the same.
 
     Raises:
         TypeError: Naming ``name``, otherwise: a string like ``"false"``, or another whole
-            number (``2``, perhaps meant for another option), would read as true.
+            number (``2``, perhaps meant for another option), would read as true; also
+            when looking ``value`` over raises.
     """
+    with reading(name):
+        return _switch(name, value)
+
+
+def _switch(name: str, value: object) -> bool:
+    """:func:`switch`, which reads a value whose look-up raises as a wrong one."""
     if is_boolean(value):
         return bool(value)
     if isinstance(value, int):
@@ -196,11 +230,15 @@ def not_a_class(name: str, value: object, method: str) -> None:
     it is, and passes.
 
     Raises:
-        TypeError: Naming ``name`` and the class, and saying to pass an instance.
+        TypeError: Naming ``name`` and the class, and saying to pass an instance; naming
+            ``name`` too when looking ``value`` over raises.
     """
-    if isinstance(value, type) and isinstance(
-        inspect.getattr_static(value, method, None), types.FunctionType
-    ):
+    with reading(name):
+        is_class = isinstance(value, type) and isinstance(
+            inspect.getattr_static(value, method, None), types.FunctionType
+        )
+    if is_class:
+        assert isinstance(value, type)
         raise TypeError(
             f"{name} must be an instance, got the class {value.__name__} itself: pass an "
             f"instance ({value.__name__}(...))"

@@ -32,6 +32,7 @@ from laios.execution._checks import (
     number_repr,
     plain_callable,
     positive_int,
+    reading,
     switch,
     whole_number,
 )
@@ -197,14 +198,16 @@ class Executor(Generic[_RegistryT]):
             ("meter_provider", meter_provider, "get_meter"),
         ):
             not_a_class(option, value, method)
-        if not (
-            isinstance(tool_registry, ToolRegistry)
-            or callable(getattr(tool_registry, "get_tool", None))
-        ):
+        with reading("tool_registry"):
+            registry_like = isinstance(tool_registry, ToolRegistry) or callable(
+                getattr(tool_registry, "get_tool", None)
+            )
+            async_lookup = registry_like and is_coroutine_function(tool_registry.get_tool)
+        if not registry_like:
             raise TypeError(
                 f"tool_registry must be a ToolRegistry, got {type(tool_registry).__name__}"
             )
-        if is_coroutine_function(tool_registry.get_tool):
+        if async_lookup:
             raise TypeError(
                 "tool_registry.get_tool is an async function: the executor looks tools up "
                 "from synchronous code and would get a coroutine, never awaited, for every "
@@ -216,23 +219,31 @@ class Executor(Generic[_RegistryT]):
         replacements = whole_number(given)
         if replacements is None or replacements < 0:
             raise ValueError(f"replacement_threads must be 0 or more, got {number_repr(given)}")
-        if store is not None and not isinstance(store, MetricStore):
+        with reading("store"):
+            a_store = store is None or isinstance(store, MetricStore)
+        if not a_store:
             raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
-        if not is_boolean(measure_cpu_time):
+        with reading("measure_cpu_time"):
+            a_boolean = is_boolean(measure_cpu_time)
+        if not a_boolean:
             raise TypeError(
                 f"measure_cpu_time must be True or False, got {type(measure_cpu_time).__name__}"
             )
         measure_cpu_time = bool(measure_cpu_time)  # (NumPy's booleans too)
-        if tracer_provider is not None and not callable(
-            getattr(tracer_provider, "get_tracer", None)
-        ):
+        with reading("tracer_provider"):
+            a_provider = tracer_provider is None or callable(
+                getattr(tracer_provider, "get_tracer", None)
+            )
+        if not a_provider:
             raise TypeError(
                 "tracer_provider must be an OpenTelemetry TracerProvider, got "
                 f"{type(tracer_provider).__name__}"
             )
-        if prometheus_registry is not None and not callable(
-            getattr(prometheus_registry, "register", None)
-        ):
+        with reading("prometheus_registry"):
+            a_registry = prometheus_registry is None or callable(
+                getattr(prometheus_registry, "register", None)
+            )
+        if not a_registry:
             raise TypeError(
                 "prometheus_registry must be a prometheus_client CollectorRegistry, got "
                 f"{type(prometheus_registry).__name__}"
@@ -240,20 +251,28 @@ class Executor(Generic[_RegistryT]):
         enable_monitoring = switch("enable_monitoring", enable_monitoring)
         register_prometheus = switch("register_prometheus", register_prometheus)
         if capture_content is not None:
-            if not is_boolean(capture_content):
+            with reading("capture_content"):
+                a_boolean = is_boolean(capture_content)
+            if not a_boolean:
                 raise TypeError(
                     "capture_content must be None, True or False, got "
                     f"{type(capture_content).__name__} (a string like 'false' would read as true)"
                 )
             capture_content = bool(capture_content)  # (NumPy's booleans too)
-        if runner is not None and not _is_runner(runner):
+        with reading("runner"):
+            a_runner = runner is None or _is_runner(runner)
+        if not a_runner:
             raise TypeError(
                 "runner must implement the Runner protocol (submit, abandon, shutdown, stats, "
                 f"name, can_stop), got {type(runner).__name__}"
             )
-        if isinstance(runner, (InlineRunner, LoopRunner)):
+        with reading("runner"):
+            misplaced = isinstance(runner, (InlineRunner, LoopRunner))
+            closed = runner is not None and getattr(runner, "closed", False) is True
+        if misplaced:
+            assert isinstance(runner, (InlineRunner, LoopRunner))
             raise TypeError(_misplaced_runner(runner))
-        if runner is not None and getattr(runner, "closed", False) is True:
+        if closed:
             raise ValueError(
                 "runner is shut down (its shutdown() or terminate() was called, or an executor "
                 "it was given to was shut down): give the executor a new runner"
@@ -261,7 +280,11 @@ class Executor(Generic[_RegistryT]):
         max_async = positive_int("max_async_tools", max_async_tools)
         if record_capacity is not None:
             record_capacity = positive_int("record_capacity", record_capacity)
-        if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        with reading("meter_provider"):
+            a_provider = meter_provider is None or callable(
+                getattr(meter_provider, "get_meter", None)
+            )
+        if not a_provider:
             raise TypeError(
                 "meter_provider must be an OpenTelemetry MeterProvider, got "
                 f"{type(meter_provider).__name__}"
@@ -811,11 +834,14 @@ def _checked_limits(limits: object) -> ResourceLimits:
     if limits is None:
         return ResourceLimits()
     not_a_class("resource_limits", limits, "model_dump")
-    if not isinstance(limits, ResourceLimits):
+    with reading("resource_limits"):
+        a_limits = isinstance(limits, ResourceLimits)
+    if not a_limits:
         raise TypeError(
             "resource_limits must be a ResourceLimits (use ResourceLimits.from_config for "
             f"a dict), got {type(limits).__name__}"
         )
+    assert isinstance(limits, ResourceLimits)  # (as just found)
     check_limits(limits)
     return limits
 

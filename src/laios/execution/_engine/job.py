@@ -1027,6 +1027,7 @@ class Job(TaskRecord):
         stopped = runner.abandon(handle)
         if stopped == "killed":
             self._take_usage_at_kill(runner, handle)
+            self._take_worker_at_kill(runner, handle)
         if stopped == "left_running":
             self.abandoned = True
             # Warned about only if it keeps its thread through the grace a cancelled async tool
@@ -1053,6 +1054,24 @@ class Job(TaskRecord):
                 self.memory_peak_mb = float(memory)
         except Exception:  # (a runner's own: the task still ends as it was stopped)
             _log.exception("reading what a killed call had used failed")
+
+    def _take_worker_at_kill(self, runner: Any, handle: Any) -> None:
+        """Record which worker was just killed for the call, as its runner names it (a
+        runner's optional ``worker_at_kill``: what an outcome's ``worker`` would say, such as
+        ``"pid 4242"``); nothing when the runner does not say."""
+        read = getattr(runner, "worker_at_kill", None)
+        if read is None:
+            return
+        try:
+            worker = read(handle)
+            if worker is None:
+                return
+            if not isinstance(worker, str):
+                raise TypeError(f"worker_at_kill returned {type_name(type(worker))}, not str")
+            if worker:
+                self.worker = worker
+        except Exception:  # (a runner's own: the task still ends as it was stopped)
+            _log.exception("reading which worker was killed for a call failed")
 
     def _kept_its_thread(self, outcome: str, grace: float) -> None:
         """``grace`` seconds after its call was abandoned (left running at ``outcome``): warn

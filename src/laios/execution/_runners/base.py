@@ -346,7 +346,9 @@ class Runner(Protocol):
     ``preparing(handle)``: where a call the runner still prepares is (see the runners
     reference); ``usage_at_kill(handle)``: for a call :meth:`abandon` just answered
     ``"killed"`` for, ``(cpu_seconds, memory_peak_mb)`` read just before the kill, or
-    ``None``: they become the task's ``cpu_time`` and ``memory_peak_mb``.
+    ``None``: they become the task's ``cpu_time`` and ``memory_peak_mb``;
+    ``worker_at_kill(handle)``: for such a call, where it ran, as an outcome's ``worker`` says
+    it, or ``None``: it becomes the task's ``metadata["worker"]`` and span's ``laios.worker``.
     """
 
     name: str

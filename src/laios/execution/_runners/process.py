@@ -15,7 +15,7 @@ holds no other worker's messages; so is one whose loading may run code that take
   worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
   call's outcome is ``"killed"``, and a fresh worker replaces it at once. On Linux, what the
   call had used until then (CPU seconds, peak memory) is read just before the kill (see
-  :func:`_usage_at_kill`).
+  :func:`_usage_at_kill`), and the runner says which worker it killed (``worker_at_kill``).
 * **Limits.** A call's ``memory_limit_mb`` and ``cpu_seconds`` are enforced in the worker
   (``RLIMIT_DATA``, and a CPU-time timer with ``RLIMIT_CPU`` behind it); a worker that hit
   one is not reused. Signals can be ignored, so on Linux the reader thread also watches the
@@ -313,6 +313,7 @@ class _Call:
         "cpu_seconds",
         "events",
         "idle_worker",
+        "killed_on",
         "memory_limit_mb",
         "payload",
         "state",
@@ -326,6 +327,9 @@ class _Call:
     # What the call had used when its worker was killed for it (see ``_usage_at_kill``): set
     # then only, never on a call's usual way (read with ``getattr``).
     usage: tuple[float, float]
+    # The worker killed for it, as a worker names itself in a call's outcome (``"pid N"``):
+    # set then only, as ``usage`` is.
+    killed_on: str
 
     def __init__(
         self,
@@ -1718,6 +1722,7 @@ class _Pool:
         _kill_group(worker.pid)
         if usage is not None:
             call.usage = usage
+        call.killed_on = f"pid {worker.pid}"  # (as the worker says it: see process_worker)
         return "killed"
 
     def close(self, wait: bool) -> None:
@@ -2086,6 +2091,11 @@ class ProcessRunner:
         not measured); ``None`` when its worker was not killed for it, or they could not be
         read (see :func:`_usage_at_kill`)."""
         return getattr(handle, "usage", None)
+
+    def worker_at_kill(self, handle: Handle) -> str | None:
+        """Which worker :meth:`abandon` killed for ``handle``'s call, in the words a worker
+        uses for a call it completed (``"pid 4242"``); ``None`` when none was killed for it."""
+        return getattr(handle, "killed_on", None)
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; queued and running calls finish, then the workers exit. With
