@@ -200,3 +200,27 @@ def test_checkpoint_data_is_kept_as_given_for_the_process_and_scrubbed_where_exp
     assert statuses
     assert all(password not in status for status in statuses)
     assert all(password not in record.getMessage() for record in caplog.records)
+
+
+def test_a_checkpoint_of_a_finished_task_is_ignored_without_logging_its_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A checkpoint added through the task monitor once its task has finished is ignored with
+    a debug log, which quoted its name: a name made from the task's secret parameter wrote
+    the secret to the log. The log names the task only."""
+    registry = ToolRegistry()
+    registry.register_tools([KeysBySecret])
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name="keys_by_secret",
+        parameters={"api_key": SECRET},
+    )
+    with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+        assert executor.execute_task(task, Context(session_id="s", user_id="u")).success
+        with caplog.at_level(logging.DEBUG, logger="laios.execution"):
+            executor.task_monitor.checkpoint(task.id, f"late {SECRET}")
+    ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(ignored) == 1
+    assert task.id in ignored[0]
+    assert SECRET not in caplog.text

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from laios._text import shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import check_task_fields, no_task_as_id, require_task, switch
 from laios.execution._records import checkpoint_data
@@ -176,7 +177,11 @@ class TaskMonitor:
         data = checkpoint_data(data)
         rec = self._store.find(self._scope, task_id) if usable else None
         if rec is None or rec.state == "finished":
-            _log.debug("checkpoint %r ignored: task %r is not running", name, task_id)
+            # (not its name: made by a tool, it may quote a secret of a task that has ended)
+            _log.debug(
+                "a checkpoint ignored: task %r is not running",
+                shorten(task_id, 128) if isinstance(task_id, str) else task_id,
+            )
             return
         self._store.add_checkpoint(rec, name, data)
 
