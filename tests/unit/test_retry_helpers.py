@@ -144,3 +144,24 @@ def test_sleeps_disabled_refuses_what_is_no_switch(value: object) -> None:
     with retry.sleeps_disabled(0):  # (0 and 1 say the same as False and True)
         assert not retry.sleeping_enabled()
     assert retry.sleeping_enabled()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error_type", "retried"),
+    [("error", ["ValueError"], True), ("error", {"a": 1}, True), ("rejected", ["x"], False)],
+)
+def test_the_default_rule_reads_an_error_type_that_is_no_name(
+    outcome: str, error_type: object, retried: bool
+) -> None:
+    """A hand-built result whose ``error_type`` is a list or a dict (no name of an error
+    type) made ``default_retry_if`` raise ``TypeError: unhashable type``; such an error type
+    is none of those never retried."""
+    from laios.core.types import TaskResult
+
+    result = TaskResult(
+        task_id="t",
+        success=False,
+        error="failed",
+        metadata={"outcome": outcome, "error_type": error_type},
+    )
+    assert retry.default_retry_if(result) is retried

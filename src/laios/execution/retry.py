@@ -83,7 +83,8 @@ def default_retry_if(result: TaskResult) -> bool:
         return error_type == "saturated"
     if outcome not in ("error", "timeout"):
         return False
-    return error_type not in _NOT_RETRYABLE_ERROR_TYPES
+    # (a hand-built result may carry anything there: only a name can be one never retried)
+    return not (isinstance(error_type, str) and error_type in _NOT_RETRYABLE_ERROR_TYPES)
 
 
 def _brief(value: object) -> str:
