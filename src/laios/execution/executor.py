@@ -230,24 +230,15 @@ class Executor(Generic[_RegistryT]):
                 f"measure_cpu_time must be True or False, got {type(measure_cpu_time).__name__}"
             )
         measure_cpu_time = bool(measure_cpu_time)  # (NumPy's booleans too)
-        with reading("tracer_provider"):
-            a_provider = tracer_provider is None or callable(
-                getattr(tracer_provider, "get_tracer", None)
-            )
-        if not a_provider:
-            raise TypeError(
-                "tracer_provider must be an OpenTelemetry TracerProvider, got "
-                f"{type(tracer_provider).__name__}"
-            )
-        with reading("prometheus_registry"):
-            a_registry = prometheus_registry is None or callable(
-                getattr(prometheus_registry, "register", None)
-            )
-        if not a_registry:
-            raise TypeError(
-                "prometheus_registry must be a prometheus_client CollectorRegistry, got "
-                f"{type(prometheus_registry).__name__}"
-            )
+        _require_method(
+            "tracer_provider", tracer_provider, "get_tracer", "an OpenTelemetry TracerProvider"
+        )
+        _require_method(
+            "prometheus_registry",
+            prometheus_registry,
+            "register",
+            "a prometheus_client CollectorRegistry",
+        )
         enable_monitoring = switch("enable_monitoring", enable_monitoring)
         register_prometheus = switch("register_prometheus", register_prometheus)
         if capture_content is not None:
@@ -280,15 +271,9 @@ class Executor(Generic[_RegistryT]):
         max_async = positive_int("max_async_tools", max_async_tools)
         if record_capacity is not None:
             record_capacity = positive_int("record_capacity", record_capacity)
-        with reading("meter_provider"):
-            a_provider = meter_provider is None or callable(
-                getattr(meter_provider, "get_meter", None)
-            )
-        if not a_provider:
-            raise TypeError(
-                "meter_provider must be an OpenTelemetry MeterProvider, got "
-                f"{type(meter_provider).__name__}"
-            )
+        _require_method(
+            "meter_provider", meter_provider, "get_meter", "an OpenTelemetry MeterProvider"
+        )
         self.tool_registry = tool_registry
         self.enable_monitoring = bool(enable_monitoring)
         store = store if store is not None else get_default_store()
@@ -779,6 +764,19 @@ class Executor(Generic[_RegistryT]):
                 shut down without waiting.
         """
         await close_awaiting(self._engine)
+
+
+def _require_method(option: str, value: object, method: str, kind: str) -> None:
+    """Refuse ``value`` for ``option`` unless it is ``None`` or has a callable ``method``.
+
+    Raises:
+        TypeError: Saying that ``option`` must be ``kind`` (also when looking ``value`` over
+            raises).
+    """
+    with reading(option):
+        usable = value is None or callable(getattr(value, method, None))
+    if not usable:
+        raise TypeError(f"{option} must be {kind}, got {type(value).__name__}")
 
 
 def _misplaced_runner(runner: InlineRunner | LoopRunner) -> str:

@@ -1026,8 +1026,7 @@ class Job(TaskRecord):
             return None  # not handed over yet: attach() stops it
         stopped = runner.abandon(handle)
         if stopped == "killed":
-            self._take_usage_at_kill(runner, handle)
-            self._take_worker_at_kill(runner, handle)
+            self._take_readings_at_kill(runner, handle)
         if stopped == "left_running":
             self.abandoned = True
             # Warned about only if it keeps its thread through the grace a cancelled async tool
@@ -1036,42 +1035,38 @@ class Job(TaskRecord):
             _STILL_RUNNING.after(grace, functools.partial(self._kept_its_thread, outcome, grace))
         return stopped
 
-    def _take_usage_at_kill(self, runner: Any, handle: Any) -> None:
-        """Record what a call whose worker process was just killed for it had used until
-        then, as its runner read it before the kill (a runner's optional ``usage_at_kill``:
-        CPU seconds and peak memory in MB); nothing when the runner could not read them."""
-        read = getattr(runner, "usage_at_kill", None)
-        if read is None:
-            return
-        try:
-            usage = read(handle)
-            if usage is None:
-                return
-            cpu, memory = usage
-            if cpu:
-                self.cpu_time = float(cpu)
-            if memory:
-                self.memory_peak_mb = float(memory)
-        except Exception:  # (a runner's own: the task still ends as it was stopped)
-            _log.exception("reading what a killed call had used failed")
+    def _take_readings_at_kill(self, runner: Any, handle: Any) -> None:
+        """Record what the runner read of a call whose worker process it just killed for it,
+        through its optional hooks: ``usage_at_kill`` (CPU seconds and peak memory in MB until
+        the kill) and ``worker_at_kill`` (which worker, as an outcome's ``worker`` says it:
+        ``"pid 4242"``). Nothing for a hook the runner has not, or that answers ``None``; one
+        that fails is logged, and the task still ends as it was stopped."""
+        for hook, take in (
+            ("usage_at_kill", self._take_usage),
+            ("worker_at_kill", self._take_worker),
+        ):
+            read = getattr(runner, hook, None)
+            if read is None:
+                continue
+            try:
+                answer = read(handle)
+                if answer is not None:
+                    take(answer)
+            except Exception:  # (a runner's own)
+                _log.exception("reading %s of a killed call failed", hook)
 
-    def _take_worker_at_kill(self, runner: Any, handle: Any) -> None:
-        """Record which worker was just killed for the call, as its runner names it (a
-        runner's optional ``worker_at_kill``: what an outcome's ``worker`` would say, such as
-        ``"pid 4242"``); nothing when the runner does not say."""
-        read = getattr(runner, "worker_at_kill", None)
-        if read is None:
-            return
-        try:
-            worker = read(handle)
-            if worker is None:
-                return
-            if not isinstance(worker, str):
-                raise TypeError(f"worker_at_kill returned {type_name(type(worker))}, not str")
-            if worker:
-                self.worker = worker
-        except Exception:  # (a runner's own: the task still ends as it was stopped)
-            _log.exception("reading which worker was killed for a call failed")
+    def _take_usage(self, usage: Any) -> None:
+        cpu, memory = usage
+        if cpu:
+            self.cpu_time = float(cpu)
+        if memory:
+            self.memory_peak_mb = float(memory)
+
+    def _take_worker(self, worker: object) -> None:
+        if not isinstance(worker, str):
+            raise TypeError(f"worker_at_kill returned {type_name(type(worker))}, not str")
+        if worker:
+            self.worker = worker
 
     def _kept_its_thread(self, outcome: str, grace: float) -> None:
         """``grace`` seconds after its call was abandoned (left running at ``outcome``): warn
