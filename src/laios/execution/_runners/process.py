@@ -106,6 +106,7 @@ from laios.execution._runners.process_worker import (
     status_kb,
     unpicklable_advice,
     unpicklable_part,
+    worker_label,
 )
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
@@ -1722,7 +1723,7 @@ class _Pool:
         _kill_group(worker.pid)
         if usage is not None:
             call.usage = usage
-        call.killed_on = f"pid {worker.pid}"  # (as the worker says it: see process_worker)
+        call.killed_on = worker_label(worker.pid)  # (as the worker names itself)
         return "killed"
 
     def close(self, wait: bool) -> None:

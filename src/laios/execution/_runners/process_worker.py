@@ -106,6 +106,7 @@ __all__ = [
     "status_kb",
     "unpicklable_advice",
     "unpicklable_part",
+    "worker_label",
 ]
 
 try:  # POSIX only: limits are enforced where the platform has them
@@ -153,6 +154,12 @@ PIPE_CLOSED_EXIT = 86
 
 #: The name of every worker process (``multiprocessing.current_process().name`` there).
 WORKER_NAME = "laios-process-worker"
+
+
+def worker_label(pid: int) -> str:
+    """How a call's outcome names the worker process that ran it (``"pid 4242"``)."""
+    return f"pid {pid}"
+
 
 #: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
 #: on every platform): a budget past it is no budget.
@@ -750,7 +757,7 @@ class _Worker:
             if measure_peak:
                 with contextlib.suppress(OSError):
                     outcome.memory_peak_mb = self.peak.read_mb()
-            outcome.worker = f"pid {os.getpid()}"
+            outcome.worker = worker_label(os.getpid())
             # A tool that changed its worker's limits for good (lowered a hard limit), or closed
             # or replaced its standard descriptors, has the worker replaced: the next call runs
             # under its own limits, and can print.
@@ -1328,7 +1335,7 @@ def _initializer_failed(tool_name: str, exc: BaseException | None) -> RawOutcome
             f"worker process ({describe_error(exc) if exc is not None else 'None'}). It is tried "
             "again before the worker's next call; fix what it needs, or the initializer"
         ),
-        worker=f"pid {os.getpid()}",
+        worker=worker_label(os.getpid()),
         error_type="initializer_failed",
     )
 
