@@ -16,3 +16,14 @@ def unawaited_error(returned: object, what: str, instead: str) -> TypeError:
     return TypeError(
         f"{what} returned a {type(returned).__name__}, which is never awaited: {instead}"
     )
+
+
+def refuse_unawaited(returned: object, what: str, instead: str) -> None:
+    """Raise :func:`unawaited_error` when ``what`` (a plain callable, called just now)
+    returned a coroutine: an async function behind it, whose work would never happen.
+
+    Raises:
+        TypeError: As said.
+    """
+    if returned is not None and inspect.iscoroutine(returned):
+        raise unawaited_error(returned, what, instead)

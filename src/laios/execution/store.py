@@ -15,7 +15,6 @@ aggregates that Prometheus reads are O(tools × outcomes), never O(tasks).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import threading
@@ -45,7 +44,7 @@ from laios.execution._aggregates import (
     ToolSnapshot,
     seconds_between,
 )
-from laios.execution._callables import unawaited_error
+from laios.execution._callables import refuse_unawaited
 from laios.execution._checks import (
     check_listener,
     not_a_class,
@@ -1051,10 +1050,7 @@ class MetricStore:
         interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
-                returned = listener(event)
-                if returned is not None and inspect.iscoroutine(returned):
-                    # (an async function behind a plain callable: its work would never happen)
-                    raise unawaited_error(returned, "the finish listener", _PLAIN_LISTENER)
+                refuse_unawaited(listener(event), "the finish listener", _PLAIN_LISTENER)
             except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
                 # the other listeners, the OpenTelemetry metrics among them, heard the task)
                 if interrupt is None:
@@ -1372,10 +1368,7 @@ class MetricStore:
             if own_report and rec is not None and rec.state == "finished":
                 break
             try:
-                returned = listener(update)
-                if returned is not None and inspect.iscoroutine(returned):
-                    # (an async function behind a plain callable: its work would never happen)
-                    raise unawaited_error(returned, "the progress listener", _PLAIN_LISTENER)
+                refuse_unawaited(listener(update), "the progress listener", _PLAIN_LISTENER)
             except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
                 # the other listeners have heard the update too)
                 if interrupt is None:

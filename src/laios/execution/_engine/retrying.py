@@ -25,7 +25,7 @@ from laios._exceptions import type_name
 from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
-from laios.execution._callables import unawaited_error
+from laios.execution._callables import refuse_unawaited, unawaited_error
 from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
 from laios.execution._engine.job import RetryCut, callback_name, scrubbed_message
 from laios.execution._finalizing import run_elsewhere
@@ -246,9 +246,7 @@ class RetryRun:
             result=result,
         )
         try:
-            returned = hook(details)
-            if inspect.iscoroutine(returned):
-                raise unawaited_error(returned, "the on_retry hook", "pass a plain function")
+            refuse_unawaited(hook(details), "the on_retry hook", "pass a plain function")
         except _INTERRUPTS:  # (Ctrl-C, a signal handler's exit: the caller's, they go on)
             raise
         except BaseException as exc:  # (an asyncio.CancelledError of its own too)
