@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
-from laios._output import shell_quote, shown_url, without_credentials
+from laios._output import printable_text, shell_quote, shown_url, without_credentials
 from laios._stops import Stops as _Stops
 from laios._stops import stop_signals_as_ctrl_c as _stop_signals_as_ctrl_c
 from laios._stops import stop_signals_ignored as _stop_signals_ignored
@@ -637,13 +637,11 @@ _HELD_LOGS = 20
 
 
 def _printable(text: str) -> str:
-    """``text`` as the demo prints a log message: each character a terminal would not show as
-    text (an escape sequence's, a carriage return, a right-to-left override) as ``?``, the
-    line breaks of a traceback kept. A message may quote what another program sent: the OTLP
-    exporter logs the reason phrase of a collector's answer as it is."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(char if char.isprintable() or char == "\n" else "?" for char in text)
+    """``text`` as the demo prints a log message: shown, never run (see
+    :func:`~laios._output.printable_text`), the line breaks of a traceback kept. A message may
+    quote what another program sent: the OTLP exporter logs the reason phrase of a collector's
+    answer as it is."""
+    return printable_text(text, "\n")
 
 
 class _Logs(logging.Handler):

@@ -144,6 +144,15 @@ _USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#]*@")
 _QUERY_PAIR = re.compile(r"(?<=[?&;])([^=&;#]*)=([^&;#]+)")
 
 
+def printable_text(text: str, keep: str = "") -> str:
+    """``text`` with each character a terminal would not show as text (an escape sequence's,
+    a carriage return, a right-to-left override) as ``?``, but those in ``keep``: text that
+    came from elsewhere (a URL given, a message another program sent) is shown, never run."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char in keep else "?" for char in text)
+
+
 def without_credentials(url: str) -> str:
     """``url`` without the ``user:password@`` it may carry, and with the values of the query's
     secret-looking names (``token``, ``api_key``, ``password``: as the executor's redaction

@@ -47,6 +47,7 @@ from laios._output import (
     credentials_past_host,
     output_failure_status,
     parse_command_line,
+    printable_text,
     shown_url,
     without_credentials,
 )
@@ -1451,8 +1452,7 @@ def _clean(value: Any, limit: int) -> str:
     # Names and messages come from the monitored process: keep control characters (escape
     # sequences, newlines) out of the terminal and long values out of the layout. The limit
     # is in screen columns: a name in wide (CJK) characters takes no more room than another.
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
-    return clip(text, limit)
+    return clip(printable_text(str(value)), limit)
 
 
 def _name(value: Any, limit: int) -> str:
@@ -1806,16 +1806,10 @@ def _with_default_port(url: str) -> str | None:
     return suggested.removeprefix("http://") if bare else suggested
 
 
-def _printable(text: str) -> str:
-    """``text`` (a message) with each character a terminal would not show as text as ``?``:
-    it may name the URL given, whose control characters are the user's, not to be run."""
-    return "".join(char if char.isprintable() else "?" for char in text)
-
-
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     """The line that says why nothing usable answered at ``url``, with no control character
-    (see :func:`_printable`)."""
-    return _printable(_unavailable_advice(url, problem))
+    (see :func:`~laios._output.printable_text`)."""
+    return printable_text(_unavailable_advice(url, problem))
 
 
 def _unavailable_advice(url: str, problem: StatusUnavailable) -> str:
@@ -1961,7 +1955,7 @@ def _watch(
             try:
                 document, problem = fetch(), ""
             except (StatusUnavailable, ValueError) as exc:  # (ValueError: a file changed)
-                problem = _printable(str(exc))
+                problem = printable_text(str(exc))
     except KeyboardInterrupt:
         out.write("\n")
         return 0
@@ -2096,7 +2090,7 @@ def _run_status(args: argparse.Namespace) -> int:
     except ValueError as exc:
         # (nothing was tried: an option is what to fix; a file checked above may have
         # become unusable by the first request, which reads it again)
-        print(_printable(f"laios status: {exc}."), file=sys.stderr)
+        print(printable_text(f"laios status: {exc}."), file=sys.stderr)
         return 2
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
