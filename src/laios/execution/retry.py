@@ -97,9 +97,17 @@ def _brief(value: object) -> str:
     return number_repr(value)
 
 
-def _unconverted(name: str, what: str, value: object, call: str, exc: Exception) -> ValueError:
-    """The error for an option whose conversion (``float()``, ``int()``) raised ``exc``."""
-    return ValueError(
+def _unconverted(
+    name: str,
+    what: str,
+    value: object,
+    call: str,
+    exc: Exception,
+    error: type[Exception] = ValueError,
+) -> Exception:
+    """The error (an ``error``) for an option whose conversion (``float()``, ``int()``)
+    raised ``exc``."""
+    return error(
         f"{name} must be {what}, got {number_repr(value)}: {call}() of it raised "
         f"{type_name(type(exc))}: {shorten(exception_message(exc), 200)}"
     )
@@ -293,10 +301,7 @@ def _seconds(seconds: object) -> float:
     try:
         return as_float(seconds)  # type: ignore[arg-type]
     except Exception as exc:  # (a number class of its own whose float() raises)
-        raise TypeError(
-            f"seconds must be a real number, got {number_repr(seconds)}: float() of it raised "
-            f"{type_name(type(exc))}: {shorten(exception_message(exc), 200)}"
-        ) from None
+        raise _unconverted("seconds", "a real number", seconds, "float", exc, TypeError) from None
 
 
 def sleep(seconds: float, stop: threading.Event | None = None) -> None:
