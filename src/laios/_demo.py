@@ -39,6 +39,7 @@ from laios._stops import stop_signals_ignored as _stop_signals_ignored
 from laios._terminal import (
     LiveScreen,
     clip,
+    is_a_terminal,
     stream_is_terminal,
     terminal_size,
     text_width,
@@ -901,20 +902,12 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     headline, document = summary
     # (fitted to a terminal, a dumb one too, which draws no live view but has a width)
-    width = terminal_size().columns if _is_a_terminal(sys.stdout) else None
+    width = terminal_size().columns if is_a_terminal(sys.stdout) else None
     # (the headline wrapped between words to the width, whole, as the tables are fitted to it)
     print("\n" + "\n".join(textwrap.wrap(headline, width) if width else [headline]) + "\n")
     print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")
     return 0
-
-
-def _is_a_terminal(stream: Any) -> bool:
-    """Whether ``stream`` is a terminal, whatever its ``TERM``."""
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # (no such method; a closed file)
-        return False
 
 
 @contextlib.contextmanager

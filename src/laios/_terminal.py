@@ -333,14 +333,18 @@ class LiveScreen:
             self._wake = None
 
 
+def is_a_terminal(stream: object) -> bool:
+    """Whether ``stream`` is a terminal, whatever its ``TERM``."""
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):  # (no such method; a closed file)
+        return False
+
+
 def why_not_a_terminal(stream: TextIO) -> str | None:
     """Why ``stream`` cannot show a live screen, in words for a banner (``"TERM is dumb"``);
     ``None`` when it can."""
-    try:
-        tty = bool(stream.isatty())
-    except (AttributeError, ValueError):
-        tty = False
-    if not tty or sys.platform == "win32":
+    if not is_a_terminal(stream) or sys.platform == "win32":
         return "the output is not a terminal"
     term = os.environ.get("TERM", "")
     if term == "dumb":
