@@ -158,6 +158,7 @@ def test_a_hung_tool_is_killed_on_its_worker(
     result = executor.execute_task(task("hang", box=box), CONTEXT, timeout=2.0)
     assert result.metadata["outcome"] == "timeout"
     assert result.metadata["worker_killed"] is True
+    assert result.metadata.get("worker") in client.nthreads(), result.metadata
     hung = process_tools.read_note(box, "hang")
     assert hung is not None, "the tool never started"
     assert wait_for(lambda: not alive(hung["pid"])), "the tool's process is still alive"
@@ -167,17 +168,64 @@ def test_a_hung_tool_is_killed_on_its_worker(
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
 
 
-def test_cancelling_a_running_tool_kills_it(make: Callable[..., Executor], tmp_path: Any) -> None:
-    executor = make()
+def test_cancelling_a_running_tool_kills_it_and_names_its_worker(
+    make: Callable[..., Executor], client: Any, tmp_path: Any
+) -> None:
+    """A call killed by ``cancel_task`` names the Dask worker that ran it, in its metadata and
+    span, as a completed call does (the address alone: the caller is not told which of that
+    worker's tool processes had the call)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
     box = str(tmp_path)
     hang = task("hang", box=box)
     caller = Caller(executor, hang, CONTEXT)
     hung = wait_for(lambda: process_tools.read_note(box, "hang"))
     assert hung is not None, "the tool never started"
-    assert wait_for(lambda: executor.cancel_task(hang.id) or True)
+    # (Running on the caller's side too: its worker's "started" report has arrived.)
+    assert wait_for(lambda: executor.get_task_status(hang.id) == TaskStatus.RUNNING)
+    # (The scheduler's word for where the call's Dask task runs.)
+    ran_on = [
+        address
+        for address, keys in client.processing().items()
+        if any(str(key).startswith("laios-hang-") for key in keys)
+    ]
+    assert executor.cancel_task(hang.id)
     result = caller.returned(WAIT, "the cancelled call did not return")
     assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["worker_killed"] is True
+    assert [result.metadata.get("worker")] == ran_on, result.metadata
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool hang"]
+    assert span.attributes is not None
+    assert span.attributes["laios.worker"] == result.metadata["worker"]
+    assert span.attributes["laios.worker.killed"] is True
+    provider.shutdown()
     assert wait_for(lambda: not alive(hung["pid"]))
+
+
+def test_a_call_given_up_before_its_worker_began_it_names_no_worker(
+    make: Callable[..., Executor], tmp_path: Any
+) -> None:
+    """A call cancelled before a Dask worker reported it began was killed nowhere: its result
+    names no worker."""
+    executor = make()
+    runner = executor.runner
+    assert isinstance(runner, DaskRunner)
+    submit = runner.submit
+    box = str(tmp_path)
+    hang = task("hang", box=box)
+
+    def cancelled_as_sent(call: Any, events: Any) -> Any:
+        handle = submit(call, events)
+        assert executor.cancel_task(hang.id)  # (its worker has not even received it yet)
+        return handle
+
+    runner.submit = cancelled_as_sent  # type: ignore[method-assign]
+    result = executor.execute_task(hang, CONTEXT, timeout=WAIT)
+    assert result.metadata["outcome"] == "cancelled"
+    assert "worker_killed" not in result.metadata, result.metadata
+    assert "worker" not in result.metadata, result.metadata
 
 
 def test_a_cancel_before_the_runner_handed_back_its_call_says_its_tool_was_killed(

@@ -3,10 +3,14 @@ back: the task stays counted as running until it really finishes, and is then co
 
 from __future__ import annotations
 
+import threading
 import time
 
-from laios.core.types import Context, Task, TaskStatus
+from process_tools import wait_until
+
+from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import Executor
+from laios.execution.metrics import ExecutionMetrics
 from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
 from laios.execution.task_monitor import TaskMonitor
@@ -183,3 +187,107 @@ def test_end_on_a_finished_tasks_metrics_leaves_its_end_and_duration() -> None:
     time_passes()
     final.end()
     assert final.to_dict() == recorded
+
+
+#: Seconds a test waits for another thread's step (a generous bound, never reached).
+WAIT = 10.0
+
+
+class _ClockHeldInEnd:
+    """The system's clocks, but for the thread ``end()`` is called on (see :meth:`end`): there
+    its first reading waits for ``go`` (saying so through ``held``), and its readings are
+    100 s ahead, so that what ``end()`` would write differs from the store's end of the task."""
+
+    def __init__(self) -> None:
+        self.ender: int | None = None
+        self.held = threading.Event()
+        self.go = threading.Event()
+
+    def _ahead(self) -> float:
+        if threading.get_ident() != self.ender:
+            return 0.0
+        self.held.set()
+        assert self.go.wait(WAIT), "the test never let end() go on"
+        return 100.0
+
+    def time(self) -> float:
+        return time.time() + self._ahead()
+
+    def perf_counter(self) -> float:
+        return time.perf_counter() + self._ahead()
+
+    def end(self, metrics: ExecutionMetrics) -> threading.Thread:
+        """Call ``metrics.end()`` on a thread of its own, and return once its first reading
+        of the clock is held there (it has seen the task still running)."""
+
+        def end() -> None:
+            self.ender = threading.get_ident()
+            metrics.end()
+
+        thread = threading.Thread(target=end, daemon=True)
+        thread.start()
+        assert self.held.wait(WAIT), "end() never read the clock"
+        return thread
+
+    def let_go(self, thread: threading.Thread) -> None:
+        """Let ``end()`` go on, and wait for it to return."""
+        self.go.set()
+        thread.join(WAIT)
+        assert not thread.is_alive()
+
+
+def test_end_racing_the_executors_finish_leaves_the_stores_end() -> None:
+    """``end()`` called by the user's code while the executor finishes the same task on another
+    thread (forced: ``end()`` has seen the task running, and the task finishes while it reads
+    the clock) leaves the end and the duration the store recorded: those of the result and
+    of the duration histogram."""
+    clock = _ClockHeldInEnd()
+    store = MetricStore(clock=clock)
+    registry = ToolRegistry()
+    release = threading.Event()
+    registry.register_tool(
+        create_simple_tool("waits", "Waits to be let go.", lambda: release.wait(WAIT))
+    )
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="waits")
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(
+                executor.execute_task(task, Context(session_id="s", user_id="u"))
+            ),
+            daemon=True,
+        )
+        caller.start()
+        assert wait_until(lambda: executor.get_task_status(task.id) == TaskStatus.RUNNING, WAIT)
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        ender = clock.end(metrics)
+        release.set()
+        caller.join(WAIT)
+        (result,) = results
+        assert result.success, result.error
+        recorded = metrics.to_dict()
+        clock.let_go(ender)
+        assert metrics.to_dict() == recorded
+        assert metrics.execution_time == result.execution_time_seconds
+        (tool,) = [t for t in store.snapshot().tools if t.tool == "waits"]
+        assert tool.outcomes["success"].sum == result.execution_time_seconds
+
+
+def test_end_racing_stop_monitoring_leaves_the_stores_end() -> None:
+    """The same for a run a standalone ``TaskMonitor`` tracks, stopped on another thread while
+    ``end()`` reads the clock."""
+    clock = _ClockHeldInEnd()
+    store = MetricStore(clock=clock)
+    monitor = TaskMonitor(store)
+    task = Task(plan_id="p", description="d", tool_name="batch")
+    metrics = monitor.start_monitoring(task)
+    ender = clock.end(metrics)
+    task.status = TaskStatus.COMPLETED
+    final = monitor.stop_monitoring(task.id)
+    assert final is not None
+    recorded = final.to_dict()
+    clock.let_go(ender)
+    assert metrics.to_dict() == recorded
+    (tool,) = [t for t in store.snapshot().tools if t.tool == "batch"]
+    assert tool.outcomes["success"].sum == recorded["execution_time"]

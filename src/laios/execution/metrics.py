@@ -291,16 +291,27 @@ class ExecutionMetrics:
         ``TaskMonitor``'s own): ``end()`` does not finish it, and what it sets is replaced
         then. Finishing it here would leave the task counted in flight and listed as running
         for ever, its outcome never counted. Once such a task has finished, ``end()`` leaves
-        its end as the store recorded it.
+        its end as the store recorded it, also when the task finishes on another thread while
+        ``end()`` reads the clock.
         """
         rec = self._record
         if rec.slot is not None and rec.state == "finished":  # (the store's end: kept)
             return
-        rec.end_time = self._wall()
+        end_time = self._wall()
+        execution_time = None
         if rec.started_mono:
-            rec.execution_time = seconds_between(self._clock().perf_counter(), rec.started_mono)
+            execution_time = seconds_between(self._clock().perf_counter(), rec.started_mono)
         elif rec.start_time is not None:
-            rec.execution_time = seconds_between(rec.end_time, rec.start_time)
+            execution_time = seconds_between(end_time, rec.start_time)
+        store = self._store
+        if rec.slot is not None and store is not None:
+            # Under the store's lock: a task that finished meanwhile, on another thread, keeps
+            # the end the store recorded.
+            store.note_end(rec, end_time, execution_time)
+            return
+        rec.end_time = end_time
+        if execution_time is not None:
+            rec.execution_time = execution_time
         if rec.state == "running" and rec.slot is None:  # (a detached record: its own end)
             rec.state = "finished"
 

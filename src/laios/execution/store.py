@@ -1150,6 +1150,26 @@ class MetricStore:
         with self._lock:
             slot.results[outcome] = slot.results.get(outcome, 0) + 1
 
+    def note_end(self, rec: TaskRecord, end_time: float, execution_time: float | None) -> bool:
+        """Set ``end_time`` (and ``execution_time``, unless ``None``) of a record that has not
+        finished, as :meth:`ExecutionMetrics.end <laios.execution.metrics.ExecutionMetrics.end>`
+        reads them; the store sets them again when the task finishes.
+
+        A record that has finished (on another thread, since its caller saw it running) keeps
+        the end the store recorded: the one its result, its duration histogram and its
+        ``"finished"`` milestone give.
+
+        Returns:
+            ``False`` when the record had finished, and was left as it was.
+        """
+        with self._lock:
+            if rec.state == "finished":
+                return False
+            rec.end_time = end_time
+            if execution_time is not None:
+                rec.execution_time = execution_time
+            return True
+
     def add_checkpoint(
         self, rec: TaskRecord, name: str, data: Mapping[str, Any] | None
     ) -> Checkpoint:

@@ -1704,6 +1704,18 @@ class DaskRunner:
             sent.wait(STOP_HANDOVER)
         return "killed" if state == "running" else "stopped"
 
+    def worker_at_kill(self, handle: Handle) -> str | None:
+        """The address of the Dask worker :meth:`abandon` sent ``handle``'s kill to
+        (``"tcp://10.0.0.7:39461"``), as its ``started`` report gave it; ``None`` for a call
+        that had not begun on a worker (its kill went to none in particular). The caller is
+        not told which of that worker's tool processes had the call: that pid comes back with
+        an outcome only."""
+        assert isinstance(handle, _DaskCall)
+        where = handle.where
+        if handle.stopped != "killed" or where is None:
+            return None
+        return where.split(" ", 1)[0]
+
     def _stop_later(
         self, stops: list[tuple[str | None, Any, list[str] | None]]
     ) -> threading.Event | None:
