@@ -129,17 +129,22 @@ _SECRET_KEY = re.compile(
     r"|private|bearer|passcode"
     # A connection string carries the password or key of what it connects to.
     r"|connection[-_. ]?string|conn[-_. ]?str(?:ing)?(?![a-z])"
-    # Short names that also occur inside ordinary words (author, cwd): only as names of their
-    # own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``, ``sentry_dsn``),
-    # or as a word of a camelCase name: a later one (``basicAuth``, ``dbPwd``) or the first,
-    # ended by the capital of the next (``authHeader``, ``AuthValue``, ``pwdHash``); also in
-    # capitals, as camelCase writes an acronym (``sentryDSN``, ``dbPWDHash``, ``JWTPayload``),
-    # not as the start of a word in capitals (``AUTHOR``, ``DSNAME``).
-    r"|(?<![a-z])(?:auth|pwd|jwt|dsn)(?![a-z])"
-    r"|(?-i:(?<=[a-z])(?:Auth|Pwd|Jwt|Dsn)(?![a-z]))"
-    r"|(?-i:(?<![A-Za-z])(?:auth|pwd|jwt|dsn|Auth|Pwd|Jwt|Dsn)(?=[A-Z]))"
-    r"|(?-i:(?<=[a-z])(?:AUTH|PWD|JWT|DSN)(?=[A-Z][a-z]|[^A-Za-z]|$))"
-    r"|(?-i:(?<![A-Za-z])(?:AUTH|PWD|JWT|DSN)(?=[A-Z][a-z]))",
+    # Short names that also occur inside ordinary words (author, cwd, spinner, hotplate): only
+    # as names of their own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``,
+    # ``sentry_dsn``, ``pin_code``), or as a word of a camelCase name: a later one
+    # (``basicAuth``, ``dbPwd``, ``userPin``) or the first, ended by the capital of the next
+    # (``authHeader``, ``AuthValue``, ``pwdHash``, ``pinCode``); also in capitals, as camelCase
+    # writes an acronym (``sentryDSN``, ``dbPWDHash``, ``JWTPayload``), not as the start of a
+    # word in capitals (``AUTHOR``, ``DSNAME``). ``Auth`` also ends a run of capitals
+    # (``OAuth``, ``XAuth``, ``HTTPAuth``). PINs, one-time passwords and card security codes
+    # are credentials too (``pin``, ``otp``, ``totp``, ``cvv``, ``cvc``).
+    r"|(?<![a-z])(?:[ox]?auth|pwd|jwt|dsn|pin|[ht]?otp|cv[cv])(?![a-z])"
+    r"|(?-i:(?<=[a-z])(?:Oauth|Xauth|Auth|Pwd|Jwt|Dsn|Pin|Hotp|Totp|Otp|Cv[cv])(?![a-z]))"
+    r"|(?-i:(?<=[A-Z])Auth(?![a-z]))"
+    r"|(?-i:(?<![A-Za-z])(?:[OXox]?auth|pwd|jwt|dsn|pin|[ht]?otp|cv[cv]"
+    r"|Auth|Pwd|Jwt|Dsn|Pin|[HT]?otp|Otp|Cv[cv])(?=[A-Z]))"
+    r"|(?-i:(?<=[a-z])(?:[OX]?AUTH|PWD|JWT|DSN|PIN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]|[^A-Za-z]|$))"
+    r"|(?-i:(?<![A-Za-z])(?:[OX]?AUTH|PWD|JWT|DSN|PIN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]))",
     re.IGNORECASE,
 )
 #: Names the secret-looking pattern matches that are known not to hold a secret: the shell's
@@ -205,11 +210,12 @@ def _is_secret_name(key: object) -> bool:
 #: The name of a ``(name, value)`` pair that holds a secret, as headers and form fields are
 #: named: one that *ends* with a secret word (``Authorization``, ``Set-Cookie``, ``X-Api-Key``,
 #: ``X-Auth-Token``, ``X-Session-Id``, ``password``, ``apiKey``), not one that merely contains
-#: it (``token_count``, ``password_policy``, ``key_order``).
+#: it (``token_count``, ``password_policy``, ``key_order``); also a PIN's or a one-time
+#: password's code (``pin_code``, ``otpCode``).
 _SECRET_PAIR_NAME = re.compile(
     r"(?:^|[-_. ]|(?-i:(?<=[a-z])(?=[A-Z])))"
-    r"(?:key|token|secret|passw(?:or)?d|passphrase|authorization|auth|cookie|credentials?"
-    r"|session[-_. ]?id|bearer|pwd|jwt|dsn)$",
+    r"(?:key|token|secret|passw(?:or)?d|passphrase|authorization|[ox]?auth|cookie|credentials?"
+    r"|session[-_. ]?id|bearer|pwd|jwt|dsn|(?:pin|[ht]?otp)(?:[-_. ]?code)?|cv[cv]2?)$",
     re.IGNORECASE,
 )
 
