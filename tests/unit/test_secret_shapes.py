@@ -373,6 +373,102 @@ def test_words_starting_with_the_short_names_are_not_secret(key: str) -> None:
     assert not is_secret_key(key)
 
 
+#: Names of OAuth and XAuth credentials, of PINs, one-time passwords and card security codes.
+AUTH_AND_CODE_NAMES = [
+    "OAuth",
+    "XAuth",
+    "oauth",
+    "OAUTH",
+    "xauth",
+    "x_oauth",
+    "oauth_header",
+    "OAuthHeader",
+    "oauthHeader",
+    "myOAuth",
+    "userOAUTH",
+    "HTTPAuth",
+    "pin",
+    "PIN",
+    "pin_code",
+    "pinCode",
+    "PINCode",
+    "card_pin",
+    "userPin",
+    "userPIN",
+    "otp",
+    "OTP",
+    "otp_code",
+    "otpCode",
+    "totp",
+    "hotp",
+    "userTotp",
+    "cvv",
+    "CVV",
+    "cvv2",
+    "cvc",
+    "card_cvc",
+    "cardCvv",
+]
+
+
+@pytest.mark.parametrize("key", AUTH_AND_CODE_NAMES)
+def test_oauth_pin_otp_and_card_code_names_are_secret(key: str) -> None:
+    """An ``OAuth`` value, a PIN, a one-time password and a card's CVV or CVC are credentials as
+    a password is: each such name is secret-looking."""
+    assert is_secret_key(key)
+    assert secret_values({key: SECRET}) == [SECRET]
+
+
+@pytest.mark.parametrize(
+    "name", ["OAuth", "X-OAuth", "XAuth", "pin", "X-PIN", "pin_code", "userPinCode", "totp", "cvv2"]
+)
+def test_oauth_pin_otp_and_card_code_pairs_are_secret(name: str) -> None:
+    """A header or form field so named (``[("pin_code", "…")]``) holds a secret too."""
+    assert secret_values({"form": [(name, SECRET)]}) == [SECRET]
+
+
+@pytest.mark.parametrize("key", ["OAuth", "pin_code", "otp", "cvv"])
+def test_oauth_pin_otp_and_card_code_values_stay_out_of_telemetry(
+    key: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """Such a value quoted by its tool, and written after its name in its error
+    (``pin=1234``, shorter than any value scrubbed from free text), leaks on no channel."""
+    parameters = {key: SECRET, "reveal": f"login failed for {SECRET}"}
+    assert _leaks(_channels(parameters, laios_records)) == []
+    parameters = {key: "1234", "reveal": f"refused {key}=1234"}
+    assert _leaks(_channels(parameters, laios_records), f"{key}=1234") == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "spinner",
+        "spin",
+        "pinned",
+        "isPinned",
+        "ping",
+        "PING",
+        "pins",
+        "pinpoint",
+        "pinyin",
+        "opinion",
+        "mapping",
+        "shipping",
+        "topping",
+        "author",
+        "Authority",
+        "options",
+        "hotplate",
+        "otpauth",
+        "cvvs",
+    ],
+)
+def test_words_containing_pin_otp_or_card_codes_are_not_secret(key: str) -> None:
+    """``pin``, ``otp``, ``cvv`` and ``cvc`` count as names of their own, not inside words."""
+    assert not is_secret_key(key)
+    assert secret_values({key: "python"}) == []
+
+
 @pytest.mark.parametrize("key", ["PWD", "isAuthor", "AUTHOR", "myAuthority"])
 def test_the_working_directory_variable_and_words_are_not_secret(key: str) -> None:
     """``PWD`` is the shell's working directory (a tool given ``env=os.environ.copy()`` would

@@ -7,13 +7,22 @@ secret, and must not reach spans or logs."""
 from __future__ import annotations
 
 import logging
+import string
 import unicodedata
 from typing import Any
 
 import pytest
 from secret_runs import traced_run
 
-from laios.execution.redaction import REDACTED, scrub, secret_values
+from laios.execution.redaction import (
+    REDACTED,
+    SecretForms,
+    redact,
+    scrub,
+    scrub_head,
+    secret_values,
+)
+from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool
 
 #: Given composed (NFC), as most keyboards type it.
@@ -131,3 +140,79 @@ def test_a_compatibility_form_reaches_no_span_and_no_log(
     for text in texts:
         assert "password-wide" not in text, text
         assert "wide-42" not in text, text
+
+
+#: A secret given in ASCII, and the same written in full-width letters and digits, as an input
+#: method types it or a library that widens what it echoes writes it (its NFKC form is the
+#: secret).
+NARROW = "hunter2hunter2"
+FULL_WIDTH = "ｈｕｎｔｅｒ２ｈｕｎｔｅｒ２"
+assert unicodedata.normalize("NFKC", FULL_WIDTH) == NARROW
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"login {FULL_WIDTH} refused", f"login {REDACTED} refused"),
+        (f"login {FULL_WIDTH!r} refused", f"login '{REDACTED}' refused"),
+        ("login ｈｕｎｔｅｒ２hunter2 refused", f"login {REDACTED} refused"),
+        ("token ｈｕｎｔｅｒ２ｈ… cut", f"token {REDACTED}… cut"),
+        (f"２０２６年、{FULL_WIDTH}　ＯＫ", f"２０２６年、{REDACTED}　ＯＫ"),
+    ],
+    ids=["whole", "repr", "half-and-half", "prefix", "among-full-width-text"],
+)
+def test_scrub_replaces_an_ascii_secret_written_in_full_width(text: str, expected: str) -> None:
+    """The full-width form of an ASCII secret (whole, in part, or mixed with its ASCII
+    characters) is replaced; the other full-width characters of the text are kept as they
+    are."""
+    secrets = secret_values({"password": NARROW})
+    assert scrub(text, secrets, limit=None) == expected
+    assert scrub_head(text, secrets, 200) == expected
+    assert redact({"note": text}, secrets) == {"note": expected}
+
+
+def test_a_short_ascii_secret_is_scrubbed_after_its_name_in_full_width() -> None:
+    secrets = secret_values({"password": "ab1"})
+    assert scrub("password=ａｂ１ and ａｂ１", secrets) == f"password={REDACTED} and ａｂ１"
+
+
+#: ASCII's printable characters to their full-width forms.
+WIDEN = {code: code + 0xFEE0 for code in range(0x21, 0x7F)}
+assert NARROW.translate(WIDEN) == FULL_WIDTH
+
+
+class WideningLogin(BaseTool):
+    name = "widening_login"
+    description = "Reports and fails quoting its password in full-width letters and digits."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        wide = kwargs["password"].translate(WIDEN)
+        require_current_task().progress(10, f"trying {wide}")
+        raise PermissionError(f"{wide} refused")
+
+
+def test_the_full_width_form_of_an_ascii_secret_reaches_no_span_and_no_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="laios")
+    result, span = traced_run(WideningLogin, {"password": NARROW}, capture=True)
+    assert not result.success
+    texts = [span.status.description or ""]
+    texts += [str(value) for event in span.events for value in event.attributes.values()]
+    texts += [str(value) for value in span.attributes.values()]
+    texts += [record.getMessage() for record in caplog.records]
+    texts.append(repr(result.metadata))  # (not result.error: the caller's own, as given)
+    assert any(f"{REDACTED} refused" in text for text in texts)
+    for text in texts:
+        assert "ｈｕｎｔｅｒ" not in text, text
+
+
+def test_a_long_text_of_full_width_occurrences_is_scrubbed_as_far_as_it_is_kept() -> None:
+    """Cut to its first characters, a text is searched only as far as those need, also where
+    it writes a secret in full width many times over: each occurrence before the cut is
+    replaced, as in the same text written in ASCII."""
+    secret = (string.ascii_letters + string.digits) * 3
+    secrets = SecretForms(secret_values({"password": secret}))
+    head = scrub_head(("日" + secret.translate(WIDEN)) * 200, secrets, 300)
+    assert head == scrub_head(("日" + secret) * 200, secrets, 300)
+    assert head.count(REDACTED) == 27

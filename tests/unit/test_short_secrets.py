@@ -172,29 +172,29 @@ def test_spans_logs_and_status_redact_a_short_secret_quoted_as_its_parameter(
     assert not [text for text in seen if quoted in text or f"api_key={SHORT}" in text]
 
 
-class PinInput(ToolInput):
-    pin: SecretStr
+class CodeInput(ToolInput):
+    code: SecretStr
 
 
-class EchoesPin(BaseTool):
-    name = "echoes_pin"
-    description = "Returns its short pin under the pin's own name."
-    input_model = PinInput
+class EchoesCode(BaseTool):
+    name = "echoes_code"
+    description = "Returns its short code under the code's own name."
+    input_model = CodeInput
 
-    def _execute(self, input_data: PinInput) -> Any:
-        pin = input_data.pin.get_secret_value()
-        return {"pin": pin, "echo": {"pin": pin, "n": 7}, "other": pin}
+    def _execute(self, input_data: CodeInput) -> Any:
+        code = input_data.code.get_secret_value()
+        return {"code": code, "echo": {"code": code, "n": 7}, "other": code}
 
 
 def test_a_captured_value_under_the_name_of_a_short_secret_is_redacted() -> None:
     """A mapping entry holding a short secret under the name it is secret under (a result
     echoing the tool's parameters) is that secret written as the value of its name, as
-    ``pin=q7`` is: it is redacted; the same value under another name is kept."""
-    secrets = secret_values({"pin": "q7", "pin_token": 42}, secret_fields(PinInput))
+    ``code=q7`` is: it is redacted; the same value under another name is kept."""
+    secrets = secret_values({"code": "q7", "pin_token": 42}, secret_fields(CodeInput))
     captured = json.loads(
-        to_json({"pin": "q7", "n": {"pin_token": 42, "pin": 7}, "other": "q7"}, secrets=secrets)
+        to_json({"code": "q7", "n": {"pin_token": 42, "code": 7}, "other": "q7"}, secrets=secrets)
     )
-    assert captured == {"pin": REDACTED, "n": {"pin_token": REDACTED, "pin": 7}, "other": "q7"}
+    assert captured == {"code": REDACTED, "n": {"pin_token": REDACTED, "code": 7}, "other": "q7"}
 
 
 def test_a_short_secret_in_a_captured_result_is_redacted_under_its_name() -> None:
@@ -202,8 +202,8 @@ def test_a_short_secret_in_a_captured_result_is_redacted_under_its_name() -> Non
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     registry = ToolRegistry()
-    registry.register_tool(EchoesPin)
-    task = Task(plan_id="p", description="d", tool_name="echoes_pin", parameters={"pin": "q7"})
+    registry.register_tool(EchoesCode)
+    task = Task(plan_id="p", description="d", tool_name="echoes_code", parameters={"code": "q7"})
     with Executor(
         registry,
         store=MetricStore(),
@@ -215,4 +215,4 @@ def test_a_short_secret_in_a_captured_result_is_redacted_under_its_name() -> Non
     assert result.success, result.error
     (span,) = exporter.get_finished_spans()
     captured = json.loads(str(span.attributes["gen_ai.tool.call.result"]))
-    assert captured == {"pin": REDACTED, "echo": {"pin": REDACTED, "n": 7}, "other": "q7"}
+    assert captured == {"code": REDACTED, "echo": {"code": REDACTED, "n": 7}, "other": "q7"}

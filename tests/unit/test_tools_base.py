@@ -5,13 +5,20 @@ from __future__ import annotations
 import inspect
 import json
 from enum import Enum
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, Union, get_args
 
 import pytest
 from pydantic import ConfigDict, Field, ValidationError
 
 from laios.core.types import Permission
-from laios.tools.base import BaseTool, ToolCategory, ToolCategoryValue, ToolInput, ToolOutput
+from laios.tools.base import (
+    BaseTool,
+    ToolCategory,
+    ToolCategoryValue,
+    ToolInput,
+    ToolOutput,
+    create_simple_tool,
+)
 
 
 class PathInput(ToolInput):
@@ -378,6 +385,59 @@ def test_a_literal_with_none_among_its_values_is_described_by_the_other_values()
     }
     assert params["level"].schema is not None
     assert params["level"].schema["enum"] == [1, 2, None]
+
+
+class UnionInput(ToolInput):
+    either: Union[int, str] = 1  # noqa: UP007 (the spelling under test)
+    piped: int | str = 1
+    maybe_either: int | str | None = None
+    optional: int | None = None
+    one_type: int | Literal[3] = 3
+    lists: list[int] | list[str] = []
+    numeric: int | float = 1
+
+
+#: The type each field of :class:`UnionInput` is described with.
+UNION_TYPES = {
+    "either": "string",
+    "piped": "string",
+    "maybe_either": "string",
+    "optional": "integer",
+    "one_type": "integer",
+    "lists": "array",
+    "numeric": "number",
+}
+
+
+def _union_function(
+    either: Union[int, str] = 1,  # noqa: UP007 (the spelling under test)
+    piped: int | str = 1,
+    maybe_either: int | str | None = None,
+    optional: int | None = None,
+    one_type: int | Literal[3] = 3,
+    lists: list[int] | list[str] | None = None,
+    numeric: int | float = 1,
+) -> None:
+    """Takes the fields of UnionInput."""
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        pytest.param(lambda: _tool_of(UnionInput), id="input-model"),
+        pytest.param(lambda: create_simple_tool("f", "f", _union_function), id="function"),
+    ],
+)
+def test_a_union_of_several_json_types_is_a_string(tool: Any) -> None:
+    """``int | str`` takes a number or a text: it is a ``"string"``, as ``Literal[1, "one"]``
+    is, with its alternatives in ``schema``; ``None`` among them does not count (``int |
+    None`` stays an ``"integer"``), nor do alternatives of one JSON type (``list[int] |
+    list[str]`` is an ``"array"``); an ``int | float`` is a ``"number"``."""
+    params = {p.name: p for p in tool().get_parameters()}
+    assert {name: p.type for name, p in params.items()} == UNION_TYPES
+    either = params["either"].schema
+    assert either is not None
+    assert either["anyOf"] == [{"type": "integer"}, {"type": "string"}]
 
 
 class NoneInput(ToolInput):

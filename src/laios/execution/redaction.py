@@ -129,17 +129,22 @@ _SECRET_KEY = re.compile(
     r"|private|bearer|passcode"
     # A connection string carries the password or key of what it connects to.
     r"|connection[-_. ]?string|conn[-_. ]?str(?:ing)?(?![a-z])"
-    # Short names that also occur inside ordinary words (author, cwd): only as names of their
-    # own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``, ``sentry_dsn``),
-    # or as a word of a camelCase name: a later one (``basicAuth``, ``dbPwd``) or the first,
-    # ended by the capital of the next (``authHeader``, ``AuthValue``, ``pwdHash``); also in
-    # capitals, as camelCase writes an acronym (``sentryDSN``, ``dbPWDHash``, ``JWTPayload``),
-    # not as the start of a word in capitals (``AUTHOR``, ``DSNAME``).
-    r"|(?<![a-z])(?:auth|pwd|jwt|dsn)(?![a-z])"
-    r"|(?-i:(?<=[a-z])(?:Auth|Pwd|Jwt|Dsn)(?![a-z]))"
-    r"|(?-i:(?<![A-Za-z])(?:auth|pwd|jwt|dsn|Auth|Pwd|Jwt|Dsn)(?=[A-Z]))"
-    r"|(?-i:(?<=[a-z])(?:AUTH|PWD|JWT|DSN)(?=[A-Z][a-z]|[^A-Za-z]|$))"
-    r"|(?-i:(?<![A-Za-z])(?:AUTH|PWD|JWT|DSN)(?=[A-Z][a-z]))",
+    # Short names that also occur inside ordinary words (author, cwd, spinner, hotplate): only
+    # as names of their own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``,
+    # ``sentry_dsn``, ``pin_code``), or as a word of a camelCase name: a later one
+    # (``basicAuth``, ``dbPwd``, ``userPin``) or the first, ended by the capital of the next
+    # (``authHeader``, ``AuthValue``, ``pwdHash``, ``pinCode``); also in capitals, as camelCase
+    # writes an acronym (``sentryDSN``, ``dbPWDHash``, ``JWTPayload``), not as the start of a
+    # word in capitals (``AUTHOR``, ``DSNAME``). ``Auth`` also ends a run of capitals
+    # (``OAuth``, ``XAuth``, ``HTTPAuth``). PINs, one-time passwords and card security codes
+    # are credentials too (``pin``, ``otp``, ``totp``, ``cvv``, ``cvc``).
+    r"|(?<![a-z])(?:[ox]?auth|pwd|jwt|dsn|pin|[ht]?otp|cv[cv])(?![a-z])"
+    r"|(?-i:(?<=[a-z])(?:Oauth|Xauth|Auth|Pwd|Jwt|Dsn|Pin|Hotp|Totp|Otp|Cv[cv])(?![a-z]))"
+    r"|(?-i:(?<=[A-Z])Auth(?![a-z]))"
+    r"|(?-i:(?<![A-Za-z])(?:[OXox]?auth|pwd|jwt|dsn|pin|[ht]?otp|cv[cv]"
+    r"|Auth|Pwd|Jwt|Dsn|Pin|[HT]?otp|Otp|Cv[cv])(?=[A-Z]))"
+    r"|(?-i:(?<=[a-z])(?:[OX]?AUTH|PWD|JWT|DSN|PIN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]|[^A-Za-z]|$))"
+    r"|(?-i:(?<![A-Za-z])(?:[OX]?AUTH|PWD|JWT|DSN|PIN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]))",
     re.IGNORECASE,
 )
 #: Names the secret-looking pattern matches that are known not to hold a secret: the shell's
@@ -205,11 +210,12 @@ def _is_secret_name(key: object) -> bool:
 #: The name of a ``(name, value)`` pair that holds a secret, as headers and form fields are
 #: named: one that *ends* with a secret word (``Authorization``, ``Set-Cookie``, ``X-Api-Key``,
 #: ``X-Auth-Token``, ``X-Session-Id``, ``password``, ``apiKey``), not one that merely contains
-#: it (``token_count``, ``password_policy``, ``key_order``).
+#: it (``token_count``, ``password_policy``, ``key_order``); also a PIN's or a one-time
+#: password's code (``pin_code``, ``otpCode``).
 _SECRET_PAIR_NAME = re.compile(
     r"(?:^|[-_. ]|(?-i:(?<=[a-z])(?=[A-Z])))"
-    r"(?:key|token|secret|passw(?:or)?d|passphrase|authorization|auth|cookie|credentials?"
-    r"|session[-_. ]?id|bearer|pwd|jwt|dsn)$",
+    r"(?:key|token|secret|passw(?:or)?d|passphrase|authorization|[ox]?auth|cookie|credentials?"
+    r"|session[-_. ]?id|bearer|pwd|jwt|dsn|(?:pin|[ht]?otp)(?:[-_. ]?code)?|cv[cv]2?)$",
     re.IGNORECASE,
 )
 
@@ -1015,7 +1021,9 @@ def encoded_forms(secret: str) -> list[str]:
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
     once; and all of these again for the secret in the Unicode normalization forms NFC, NFD,
-    NFKC and NFKD, where they differ from it (see :func:`_normalized`). Forms shorter than
+    NFKC and NFKD, where they differ from it (see :func:`_normalized`), and, of a secret
+    holding full-width characters, each form with them written as ASCII (see
+    :func:`_folded`: a text is searched with its own so written). Forms shorter than
     ``MIN_SCRUB_CHARS`` are left out (unless the form is ``secret`` itself). Each line of a
     secret of several lines (a PEM private key) of at least ``MIN_PREFIX_CHARS`` characters,
     without the white space around it, is a form of it too, as a text quoting that line alone
@@ -1023,7 +1031,7 @@ def encoded_forms(secret: str) -> list[str]:
     (from :func:`secret_values`) is its only form."""
     forms = [secret]
     if type(secret) is _InField or type(secret) is _Written:
-        return forms
+        return forms if secret.isascii() else _with_folded(forms)
     for variant in _normalized(secret):
         written = repr(variant)
         for form in (
@@ -1050,7 +1058,7 @@ def encoded_forms(secret: str) -> list[str]:
                 forms.append(form)
     if "\n" in secret or "\r" in secret:
         forms += _line_forms(secret, forms)
-    return forms
+    return forms if secret.isascii() else _with_folded(forms)
 
 
 def _normalized(text: str) -> list[str]:
@@ -1066,6 +1074,49 @@ def _normalized(text: str) -> list[str]:
             if variant not in variants:
                 variants.append(variant)
     return variants
+
+
+#: The full-width forms of ASCII's printable characters (``ｈｕｎｔｅｒ２``) and the
+#: ideographic space, each to the ASCII character NFKC makes of it: one character for one, so
+#: that a place in a text is the same place once they are so written.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_FULL_WIDTH_RUN = re.compile("[\uff01-\uff5e\u3000]+")
+
+
+def _fold_run(match: re.Match[str]) -> str:
+    return match[0].translate(_FULL_WIDTH)
+
+
+def _folded(text: str) -> str:
+    """``text`` with its full-width characters written as ASCII (``ｈｕｎｔｅｒ２`` as
+    ``hunter2``, see ``_FULL_WIDTH``): a text is searched for secrets so, and what is found at
+    a place is replaced at the same place of ``text`` (which keeps its characters), so that
+    an ASCII secret a text writes in full width is found. ``text`` itself when it holds none;
+    an ASCII text is not looked at."""
+    if text.isascii():
+        return text
+    found = _FULL_WIDTH_RUN.search(text)
+    if found is None:
+        return text
+    start = found.start()
+    return text[:start] + _FULL_WIDTH_RUN.sub(_fold_run, text[start:])
+
+
+def _with_folded(forms: list[str]) -> list[str]:
+    """``forms`` and, after them, each with its full-width characters written as ASCII where
+    that differs (see :func:`_folded`), of the same kind (:class:`_InField` keeping its name
+    and quotes)."""
+    more: dict[str, None] = {}
+    for form in forms:
+        folded = _folded(form)
+        if folded is form:
+            continue
+        if type(form) is _InField:
+            folded = _InField(folded, form.head, form.tail)
+        elif type(form) is not str:
+            folded = type(form)(folded)
+        more[folded] = None
+    return forms + [form for form in more if form not in forms]
 
 
 #: A line of a key file's armor (``-----BEGIN PRIVATE KEY-----``): it names what the file
@@ -1238,6 +1289,7 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     """
     forms = _forms_of(secrets)
     if forms:
+        shown, text = text, _folded(text)  # (searched with full-width characters as ASCII)
         searched = _searched_of(secrets, forms)
         # (a form whose run of 8 characters is nowhere in the text needs no search for it)
         index = _index_of(secrets, forms)
@@ -1251,8 +1303,11 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
             present = list(compress(forms, [part in text for part in searched]))
             tails = [tail for tail in ends.values() if tail[1] in text]
             fragments = index.fragments_in(text, 0, len(text))
-        if present or tails or fragments:
-            text = _replace_all(text, present, tails, fragments)
+        text = (
+            _replace_all(text, present, tails, fragments, shown)
+            if (present or tails or fragments)
+            else shown
+        )
     if forms and "input_value=" in text:
         text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
     return truncate_bytes(text, limit) if limit is not None else text
@@ -1692,13 +1747,15 @@ def _replace_all(
     forms: Sequence[str],
     tails: Sequence[_Tail] = (),
     fragments: Sequence[tuple[int, int]] = (),
+    shown: str | None = None,
 ) -> str:
     """``text`` with every character of every occurrence of ``forms`` (whole, or a prefix of
     at least ``MIN_PREFIX_CHARS`` characters), of the forms of ``tails`` (a suffix of as
     many) and of ``fragments`` (the places of runs from inside a form, see
     :meth:`_FormIndex.scan`) replaced: each run of overlapping occurrences becomes one
     ``[REDACTED]`` (found in ``text`` as given, so a form inside ``[REDACTED]`` itself is
-    never replaced there)."""
+    never replaced there). With ``shown``, of which ``text`` is the :func:`_folded` form,
+    the occurrences found in ``text`` are replaced in ``shown``, at the same places."""
     found: list[tuple[int, int]] = list(fragments)  # runs of overlapping occurrences
     for tail in tails:
         start, end = _first_tail(text, tail, 0, len(text))
@@ -1720,6 +1777,8 @@ def _replace_all(
             end = _run_end(text, form, searched, start, start + written)
             found.append((start, end))
             start, written = _first_written(text, form, searched, end, len(text))
+    if shown is not None:
+        text = shown
     if not found:  # (only the scheme of a URL-shaped secret was there)
         return text
     found.sort()
@@ -2099,16 +2158,26 @@ class _Copier:
 
         Only ``text`` up to the last character kept plus the longest secret is searched (and,
         where a run of overlapping occurrences crosses that point, as far again: a run longer
-        than that, as only a pathological text makes, ends the text with its marker).
+        than that, as only a pathological text makes, ends the text with its marker). It is
+        searched with its full-width characters written as ASCII (see :func:`_folded`): as
+        much of it as that search reads, ``window``, grown as it goes on.
         """
         secrets = self.secrets
         if not secrets:
             return text[:chars]
+        shown = text
+        end = len(shown)
+        # (what one step reads: from pos, the characters it keeps, those of a run it replaces,
+        # twice the longest form, and the few a fragment's sampled place adds)
+        reach = 2 * chars + 4 * self.longest + 64
+        window = shown if shown.isascii() else _folded(shown[:reach])
         parts: list[str] = []
         size = pos = 0
-        end = len(text)
         while size < chars and pos < end:
             need = chars - size
+            if len(window) < min(end, pos + reach):
+                window = _folded(shown[: max(2 * len(window), pos + reach)])
+            text = window
             # A secret starting before pos + need lies wholly before `stop`.
             stop = min(end, pos + need + self.longest)
             first, last = -1, -1  # what to replace: the earliest, then the longest
@@ -2140,14 +2209,16 @@ class _Copier:
                 ):
                     first, last = begin, finish
             if first < 0:
-                parts.append(text[pos : pos + need])
+                parts.append(shown[pos : pos + need])
                 break
-            parts.append(text[pos:first])
+            parts.append(shown[pos:first])
             parts.append(REDACTED)
             size += first - pos + len(REDACTED)
             pos = last
             if size < chars:  # text after the marker is kept: it must hold no secret's tail
                 pos = self.run_end(text, first, pos, first + chars + self.longest)
+                if pos >= len(text):  # (the run passed its stop: the rest of the text is one)
+                    pos = end
         return "".join(parts)[:chars]
 
     def run_end(self, text: str, start: int, end: int, stop: int) -> int:

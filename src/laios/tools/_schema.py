@@ -4,13 +4,15 @@
 :class:`~laios.core.types.ToolParameter` per field of the tool's input model. The JSON type of a
 field is read from its schema:
 
-* a plain ``"type"`` (the first non-``null`` entry when it is a list);
-* otherwise, the first alternative of ``anyOf`` / ``oneOf`` / ``allOf`` that names a type, so
-  ``int | None`` is an ``"integer"``;
+* a plain ``"type"`` (its non-``null`` entries when it is a list);
+* otherwise, the types of all the alternatives of ``anyOf`` / ``oneOf``, ``null`` aside, so
+  ``int | None`` is an ``"integer"``, or the first alternative of ``allOf`` that names a type;
 * otherwise, the Python type shared by all ``enum`` (or ``const``) values but ``None``, so
   ``Literal[1, 2, None]`` is an ``"integer"`` as ``int | None`` is;
 * otherwise ``"object"`` for a schema with ``properties`` and ``"array"`` for one with ``items``.
 
+Of several types, integers and numbers are a ``"number"``; others (``int | str``) are a
+``"string"``, as a ``Literal`` of mixed types is.
 A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``. So is
 a field that takes ``None`` alone (typed ``None`` or ``Literal[None]``), which has none of the
 six types: its ``ToolParameter.schema`` says ``{"type": "null"}``.
@@ -119,25 +121,51 @@ def _deref(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_type(schema: dict[str, Any], defs: dict[str, Any]) -> str | None:
-    """Return the JSON type of a property schema, or None when it does not name one."""
+    """Return the JSON type of a property schema, or None when it does not name one: the one
+    type it takes (``null`` aside), ``"number"`` for integers and numbers, and ``"string"`` for
+    several types (``int | str``), as a ``Literal`` of mixed types is."""
+    types = _json_types(schema, defs)
+    if not types:
+        return None
+    if types == {"integer", "number"}:
+        return "number"
+    return types.pop() if len(types) == 1 else "string"
+
+
+def _json_types(schema: dict[str, Any], defs: dict[str, Any]) -> set[str] | None:
+    """The JSON types of the six a property schema takes, ``null`` aside (an empty set for
+    ``null`` alone), or None when it does not tell them."""
     schema = _deref(schema, defs)
     declared = schema.get("type")
-    for candidate in declared if isinstance(declared, list) else [declared]:
-        if candidate in _JSON_TYPES:
-            return str(candidate)
-    for key in ("anyOf", "oneOf", "allOf"):
-        for variant in schema.get(key, ()):
-            found = _json_type(variant, defs) if isinstance(variant, dict) else None
-            if found is not None:
-                return found
+    listed = declared if isinstance(declared, list) else [declared]
+    named = {str(candidate) for candidate in listed if candidate in _JSON_TYPES}
+    if named:
+        return named
+    if listed and all(candidate == "null" for candidate in listed):
+        return set()
+    for key in ("anyOf", "oneOf"):
+        variants = schema.get(key)
+        if isinstance(variants, list) and variants:
+            # (A union takes the types of all its alternatives; one that tells none takes any.)
+            union: set[str] = set()
+            for variant in variants:
+                found = _json_types(variant, defs) if isinstance(variant, dict) else None
+                if found is None:
+                    return None
+                union |= found
+            return union
+    for variant in schema.get("allOf", ()):
+        found = _json_types(variant, defs) if isinstance(variant, dict) else None
+        if found:
+            return found
     values = schema.get("enum", [schema["const"]] if "const" in schema else [])
     # (None is JSON's null, not a type of the six: the other values tell the type, as for
     # an ``int | None``.)
     values = [value for value in values if value is not None] if isinstance(values, list) else []
     for kind, name in _ENUM_KINDS:
         if values and all(isinstance(v, kind) for v in values):
-            return name
-    return "object" if "properties" in schema else "array" if "items" in schema else None
+            return {name}
+    return {"object"} if "properties" in schema else {"array"} if "items" in schema else None
 
 
 def _refs(value: Any, found: list[Any]) -> None:
