@@ -8,7 +8,10 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import pytest
+
 from laios.core.types import Context, Task, TaskStatus
+from laios.execution._engine import job as job_module
 from laios.execution.executor import Executor
 from laios.execution.monitor import ExecutionMonitor, ProgressStatus
 from laios.execution.store import MetricStore
@@ -144,11 +147,15 @@ def test_a_timed_out_tool_reporting_progress_as_it_ends_leaves_its_progress_fina
     assert heard == [ProgressStatus.STARTING, ProgressStatus.FAILED]
 
 
-def test_progress_from_a_tool_thread_held_up_as_the_task_ends_is_not_heard_after_it() -> None:
+def test_progress_from_a_tool_thread_held_up_as_the_task_ends_is_not_heard_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A progress report a tool's own thread made while the task ran, still being delivered
-    (a slow listener) as the task finished: the other listeners do not hear it after the
-    task's final update (they heard ``IN_PROGRESS`` after ``COMPLETED``, so a live view fed by
-    a listener showed the finished task in progress again)."""
+    (a listener that waits for the task's end) as the task finished: the final update waits
+    for it a bounded while (cut short here), then goes on; the other listeners do not hear the
+    report after the task's final update (they heard ``IN_PROGRESS`` after ``COMPLETED``, so a
+    live view fed by a listener showed the finished task in progress again)."""
+    monkeypatch.setattr(job_module, "PROGRESS_WAIT_SECONDS", 0.05)
     store = MetricStore()
     monitor = ExecutionMonitor(store)
     reporting = threading.Event()
@@ -193,10 +200,14 @@ def test_progress_from_a_tool_thread_held_up_as_the_task_ends_is_not_heard_after
     assert history[-1] is ProgressStatus.COMPLETED
 
 
-def test_progress_from_a_tool_thread_is_not_passed_to_on_progress_after_the_final_event() -> None:
-    """A progress report a tool's own thread made while the task ran, reaching ``on_progress``
-    while the ``"completed"`` event's callback ran: it is dropped (it was passed on, after
+def test_progress_from_a_tool_thread_is_not_passed_to_on_progress_after_the_final_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A progress report a tool's own thread made while the task ran, held by a listener
+    until the ``"completed"`` event's callback runs (which the final event, once its bounded
+    wait for the report ran out, cut short here, fires): it is dropped (it was passed on, after
     ``"completed"``)."""
+    monkeypatch.setattr(job_module, "PROGRESS_WAIT_SECONDS", 0.05)
     store = MetricStore()
     monitor = ExecutionMonitor(store)
     reporting = threading.Event()

@@ -285,6 +285,71 @@ _ABANDON_WARNINGS = WarningLimiter()
 #: Whether an abandoned tool still keeps its thread once its grace has passed.
 _STILL_RUNNING = LateChecks("laios-abandoned-tools")
 
+#: Longest wait of a task's final event for its progress reports still being delivered on
+#: other threads (a tool's own threads: see Job.progress) ...
+PROGRESS_WAIT_SECONDS = 1.0
+#: ... and of one that would keep the caller waiting with a timeout (decided on its own thread
+#: or event loop, or once its deadline has passed).
+PROGRESS_WAIT_AT_DEADLINE_SECONDS = 0.1
+
+
+class _Deliveries:
+    """The progress reports of one job being delivered (to the store's progress listeners and
+    ``on_progress``), which its final event waits for: no report is delivered after it.
+
+    Made by the job's first report (a job that reports none has none). Reports on several
+    threads are delivered side by side, as ever; a report begins only while the job runs, and
+    the job's phase leaves ``RUNNING`` before its final event waits here, so that a report
+    either began before (and is waited for) or finds the job finished (and goes no further).
+    """
+
+    __slots__ = ("condition", "lock", "threads")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: The thread of each report under way (one thread twice: a report made inside one).
+        self.threads: list[int] = []
+        #: Over ``lock``, made by the first wait (which reports ending then notify).
+        self.condition: threading.Condition | None = None
+
+    def begin(self, job: Job) -> bool:
+        """A report is to be delivered: ``False`` when the job has finished (nothing is)."""
+        with self.lock:
+            if job.phase != RUNNING:
+                return False
+            self.threads.append(threading.get_ident())
+            return True
+
+    def end(self) -> None:
+        """The report begun on this thread has been delivered."""
+        with self.lock:
+            self.threads.remove(threading.get_ident())
+            condition = self.condition
+            if condition is not None:
+                # (every time: a final event decided inside a report waits for the others only)
+                condition.notify_all()
+
+    def _elsewhere(self) -> bool:
+        """(Under ``lock``.) Whether a report is under way on another thread than this one
+        (whose own reports are not waited for: the final event decided inside one of them, by
+        a callback or a listener that cancels its task)."""
+        here = threading.get_ident()
+        return any(thread != here for thread in self.threads)
+
+    def idle(self) -> bool:
+        """Whether no report is under way on another thread."""
+        with self.lock:
+            return not self._elsewhere()
+
+    def wait(self, seconds: float) -> bool:
+        """Wait at most ``seconds`` for the reports under way on other threads; ``True`` once
+        none is."""
+        with self.lock:
+            condition = self.condition
+            if condition is None:
+                condition = self.condition = threading.Condition(self.lock)
+            return condition.wait_for(lambda: not self._elsewhere(), seconds)
+
 
 class Waiter(Protocol):
     """Whoever awaits a job on the awaiting road (a coroutine's batch): the loop it awaits on,
@@ -439,6 +504,9 @@ class Job(TaskRecord):
     # and what they were read from: the parameters, and the objects they were made of when
     # plain (the same ones hold the same secrets). Dropped once the job finishes.
     secrets_read: tuple[Any, tuple[Any, ...] | None, SecretForms] | None = None
+    # Its progress reports being delivered, which its final event waits for: made by its
+    # first report (see progress), dropped once it has finished.
+    deliveries: _Deliveries | None = None
 
     def __init__(
         self, env: JobEnv, task: Task, tool: Any, on_progress: ProgressCallback | None
@@ -693,7 +761,11 @@ class Job(TaskRecord):
             self.env.store.add_checkpoint(self, name, data)
 
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
-        """Record a progress report and pass it to ``on_progress`` (ignored once finished)."""
+        """Record a progress report and pass it to ``on_progress`` (ignored once finished).
+
+        Reports made on several threads (a tool's own) are delivered side by side; the task's
+        final event waits for those under way (see :meth:`_await_reports`), and a report
+        that finds the task finished goes no further: none is delivered after it."""
         if self.phase != RUNNING:
             return
         text = None
@@ -706,6 +778,28 @@ class Job(TaskRecord):
                 text = scrub_head(text, self.secrets_of(task), MAX_TEXT)
             else:
                 text = shorten(text, MAX_TEXT)
+        deliveries = self.deliveries
+        if deliveries is None:
+            deliveries = self._first_report()
+        if deliveries is None or not deliveries.begin(self):
+            return  # finished meanwhile: its final event may be under way; nothing follows it
+        try:
+            self._deliver(percent, text, details)
+        finally:
+            deliveries.end()
+
+    def _first_report(self) -> _Deliveries | None:
+        """Make the job's :class:`_Deliveries` (``None``: it has finished)."""
+        with self.env.lock:
+            if self.phase != RUNNING:
+                return None
+            deliveries = self.deliveries
+            if deliveries is None:
+                deliveries = self.deliveries = _Deliveries()
+            return deliveries
+
+    def _deliver(self, percent: float, text: str | None, details: dict[str, Any]) -> None:
+        """Deliver a progress report begun on this thread (see :meth:`progress`)."""
         scope = self.scope
         if scope is not None and scope.track_progress:
             status = ProgressStatus.IN_PROGRESS
@@ -718,14 +812,50 @@ class Job(TaskRecord):
         else:
             self.progress_percent = percent
         if self.phase != RUNNING:
-            # Finished while this report was recorded (a tool's own thread, a slow listener):
-            # the final event may be under way; nothing follows it.
+            # Finished while this report was recorded (a listener that cancelled the task, or
+            # a listener so slow that the final event's wait for this report ran out): the
+            # final event came meanwhile; nothing follows it.
             return
         data = {"task_id": self.task_id, "percent": percent, "message": text, "details": details}
         if self.in_task:
             self._fire_in_the_awaiting_task("progress", data)
         else:
             self.fire("progress", data)
+
+    def _await_reports(self, *, overdue: bool = False) -> None:
+        """Before the final event (to ``on_progress`` and the store's listeners): wait for the
+        progress reports under way on other threads (see :meth:`progress`), at most
+        ``PROGRESS_WAIT_SECONDS``, or ``PROGRESS_WAIT_AT_DEADLINE_SECONDS`` where the wait
+        would keep a caller with a timeout waiting: on the caller's own thread or event loop,
+        or once its deadline has passed (``overdue``). A report still under way then (a
+        callback or listener that hangs) is logged, and the final event goes on."""
+        deliveries = self.deliveries
+        if deliveries is None or deliveries.idle():
+            return
+        _log.debug(
+            "the final event of task %r (tool %r) waits for a progress report being delivered "
+            "on another thread",
+            shorten(self.task_id, 128),
+            shorten(self.tool, 128),
+        )
+        seconds = PROGRESS_WAIT_SECONDS
+        if self.deadline is not None and (
+            overdue
+            or self.overdue
+            or self.thread == threading.get_ident()
+            or self.on_awaiting_thread()
+        ):
+            seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
+        if deliveries.wait(seconds):
+            return
+        _log.warning(
+            "a progress report of task %r (tool %r) was still being delivered (its on_progress "
+            "callback or a progress listener still running) %gs after the task ended; the "
+            "final event goes on without waiting for it",
+            shorten(self.task_id, 128),
+            shorten(self.tool, 128),
+            seconds,
+        )
 
     # -- checkpoint spans ----------------------------------------------------------------------
 
@@ -1456,6 +1586,10 @@ class Job(TaskRecord):
         when the deadline passes while the callback runs, the caller records the settled
         outcome itself (:meth:`overdue_now`); when it passed before, the outcome is recorded
         first and the event fires after.
+
+        The final event (the callback's, and the store's final update to its listeners) waits
+        for the task's progress reports still being delivered on other threads, for a bounded
+        while (see :meth:`_await_reports`): no report is delivered after it.
         """
         concluding = True  # this call is still to record the outcome and wake the caller
         try:
@@ -1463,17 +1597,25 @@ class Job(TaskRecord):
             settled = (outcome, error, error_type, data, metadata, exception)
             if self.attempt:
                 self.ending = outcome
-            if self.on_progress is not None:
+            callback = self.on_progress is not None
+            if callback or self.deliveries is not None:  # (progress reports: see progress)
                 if not self.inline:
-                    self.callback_task = self.task
+                    if callback:
+                        self.callback_task = self.task
                     if not self._leave_settled(settled):
                         # The caller waits past its deadline: its result comes first.
                         concluding = False
+                        self._await_reports(overdue=True)
                         self._conclude_settled(settled)
-                        self._report_outcome(outcome, error, error_type, data)
+                        if callback:
+                            self._report_outcome(outcome, error, error_type, data)
                         return
-                outcome, error, error_type = self._report_outcome(outcome, error, error_type, data)
-                settled = (outcome, error, error_type, data, metadata, exception)
+                self._await_reports()
+                if callback:
+                    outcome, error, error_type = self._report_outcome(
+                        outcome, error, error_type, data
+                    )
+                    settled = (outcome, error, error_type, data, metadata, exception)
                 if not self.inline and self._take_settled() is None:
                     concluding = False  # the overdue caller recorded the outcome meanwhile
                     return
@@ -1500,6 +1642,8 @@ class Job(TaskRecord):
                 self.handle = None  # (it refers back to this job)
             if self.secrets_read is not None:  # (it refers to the parameters)
                 vars(self).pop("secrets_read", None)
+            if self.deliveries is not None:  # (a report under way keeps its own reference)
+                vars(self).pop("deliveries", None)
 
     def _leave_settled(self, settled: tuple[Any, ...]) -> bool:
         """Leave the outcome for an overdue caller to take while its event's callback runs;
@@ -1522,11 +1666,14 @@ class Job(TaskRecord):
         outcome now and wake the caller, or have it recorded before that callback runs."""
         with self.env.lock:
             self.overdue = True  # (a job not settled yet records its outcome first)
+        if self.deliveries is not None:  # (its final update, too, follows the reports)
+            self._await_reports(overdue=True)
         settled = self._take_settled()
         if settled is not None:
             _log.warning(
-                "on_progress callback of task %r (tool %r) was still running at the task's "
-                "deadline; the result was handed over without waiting for it",
+                "on_progress callback (or a progress report being delivered) of task %r (tool "
+                "%r) was still running at the task's deadline; the result was handed over "
+                "without waiting for it",
                 shorten(self.task_id, 128),
                 shorten(self.tool, 128),
             )

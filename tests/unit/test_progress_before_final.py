@@ -1,0 +1,346 @@
+"""No ``"progress"`` event reaches ``on_progress``, nor a progress listener, after the task's
+final event, on every road: a report a thread of the tool's own is delivering as the task
+finishes elsewhere holds the final event back until it has been delivered (at most a bounded
+while: a caller's timeout still returns on time).
+
+The window is forced, not hoped for: the report's callback (or listener) holds the report until
+the task is being finished, which is seen either as the final event arriving meanwhile (the
+defect) or as the executor saying, in a DEBUG record, that the final event waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task, TaskResult
+from laios.execution._engine import job as job_module
+from laios.execution.executor import Executor
+from laios.execution.monitor import ExecutionMonitor, ProgressStatus
+from laios.execution.store import MetricStore
+from laios.execution.task_context import current_task
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+FINAL = ("completed", "failed", "timeout", "cancelled")
+#: How late a caller with a timeout may be, generously (a hung callback would keep it for ever).
+LATE = 2.0
+
+
+class Held(logging.Handler):
+    """Releases held reports once the executor says a final event waits for one."""
+
+    def __init__(self, finishing: threading.Event) -> None:
+        super().__init__(logging.DEBUG)
+        self.finishing = finishing  # (not ``release``: a handler's lock method)
+        self.waited = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waits for a progress report" in record.getMessage():
+            self.waited.set()
+            self.finishing.set()
+
+
+class Recorder:
+    """``on_progress``: the events as each callback ends; the report ``"late"`` is held until
+    the task is being finished (its final event arriving, or waiting for it)."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+        self.release = threading.Event()  # the task is being finished
+        self.held = threading.Event()  # the late report's callback has begun
+
+    def __call__(self, event: str, data: Any) -> None:
+        if event in FINAL:
+            self.release.set()
+        elif event == "progress" and data["message"] == "late":
+            self.held.set()
+            assert self.release.wait(10)
+        with self.lock:
+            self.events.append(event)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    recorder = Recorder()
+    logger = logging.getLogger("laios.execution")
+    handler = Held(recorder.release)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    recorder.handler = handler  # type: ignore[attr-defined]
+    try:
+        yield recorder
+    finally:
+        recorder.release.set()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _report_late_from_a_thread(held: threading.Event, helpers: list[threading.Thread]) -> None:
+    """Report ``"late"`` from a new thread of the tool's, and wait until it is being delivered."""
+    task = current_task()
+    assert task is not None
+    helper = threading.Thread(target=task.progress, args=(50, "late"))
+    helpers.append(helper)
+    helper.start()
+    assert held.wait(10)
+
+
+def _executor(recorder: Recorder, helpers: list[threading.Thread], **kwargs: Any) -> Executor:
+    def reports_late() -> str:
+        _report_late_from_a_thread(recorder.held, helpers)
+        return "done"
+
+    async def reports_late_async() -> str:
+        task = current_task()
+        assert task is not None
+        helper = threading.Thread(target=task.progress, args=(50, "late"))
+        helpers.append(helper)
+        helper.start()
+        assert await asyncio.to_thread(recorder.held.wait, 10)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("late", "Reports from a thread.", reports_late))
+    registry.register_tool(
+        create_simple_tool("late_async", "Reports from a thread.", reports_late_async)
+    )
+    kwargs.setdefault("store", MetricStore())
+    return Executor(registry, register_prometheus=False, **kwargs)
+
+
+def _task(tool: str) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool)
+
+
+ROADS: dict[str, Callable[[Executor, Recorder], TaskResult]] = {
+    "inline": lambda ex, rec: ex.execute_task(_task("late"), CONTEXT, on_progress=rec),
+    "pooled with a timeout": lambda ex, rec: ex.execute_task(
+        _task("late"), CONTEXT, timeout=30, on_progress=rec
+    ),
+    "async tool on the loop thread": lambda ex, rec: ex.execute_task(
+        _task("late_async"), CONTEXT, on_progress=rec
+    ),
+    "execute_async, sync tool": lambda ex, rec: asyncio.run(
+        ex.execute_async(_task("late"), CONTEXT, timeout=30, on_progress=rec)
+    ),
+    "execute_async, async tool in the awaiting task": lambda ex, rec: asyncio.run(
+        ex.execute_async(_task("late_async"), CONTEXT, on_progress=rec)
+    ),
+    "execute_async, async tool with a timeout": lambda ex, rec: asyncio.run(
+        ex.execute_async(_task("late_async"), CONTEXT, timeout=30, on_progress=rec)
+    ),
+}
+
+
+@pytest.mark.parametrize("road", list(ROADS))
+def test_the_final_event_waits_for_a_progress_report_under_way(
+    road: str, recorder: Recorder
+) -> None:
+    """The tool returns while a report from its own thread is being delivered: "completed"
+    comes after that report's callback, never while it runs (it came meanwhile, and the
+    callback handed "progress" on after "completed")."""
+    helpers: list[threading.Thread] = []
+    with _executor(recorder, helpers) as executor:
+        result = ROADS[road](executor, recorder)
+        helpers[0].join(10)
+    assert result.success, result.error
+    assert not helpers[0].is_alive()
+    assert recorder.events == ["started", "progress", "completed"]
+
+
+def test_a_timeout_striking_waits_for_a_progress_report_under_way(recorder: Recorder) -> None:
+    """The caller's timeout strikes while a report from the tool's thread is being delivered:
+    "timeout" comes after that report's callback."""
+    stop = threading.Event()
+    helpers: list[threading.Thread] = []
+
+    def overruns() -> str:
+        _report_late_from_a_thread(recorder.held, helpers)
+        stop.wait(10)
+        return "late"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("overruns", "Overruns its timeout.", overruns))
+    try:
+        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+            for _ in range(5):  # (a loaded machine may time the task out before it starts)
+                result = executor.execute_task(
+                    _task("overruns"), CONTEXT, timeout=0.5, on_progress=recorder
+                )
+                if helpers:
+                    break
+                recorder.events.clear()
+                recorder.release.clear()
+            stop.set()
+            helpers[0].join(10)
+    finally:
+        stop.set()
+    assert result.metadata["outcome"] == "timeout"
+    assert recorder.events == ["started", "progress", "timeout"]
+
+
+def test_a_progress_listener_never_hears_the_report_after_the_final_update(
+    recorder: Recorder,
+) -> None:
+    """The same for a progress listener of the store: the report a tool's thread is handing to
+    it is heard before the task's final update, never after it."""
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+    heard: list[ProgressStatus] = []
+    lock = threading.Lock()
+
+    def listener(update: Any) -> None:
+        if update.status is ProgressStatus.COMPLETED:
+            recorder.release.set()
+        elif update.message == "late":
+            recorder.held.set()
+            assert recorder.release.wait(10)
+        with lock:
+            heard.append(update.status)
+
+    monitor.add_progress_listener(listener)
+    helpers: list[threading.Thread] = []
+    with _executor(recorder, helpers, store=store) as executor:
+        result = executor.execute_task(_task("late"), CONTEXT, timeout=30)
+        helpers[0].join(10)
+    assert result.success, result.error
+    assert heard == [ProgressStatus.STARTING, ProgressStatus.IN_PROGRESS, ProgressStatus.COMPLETED]
+
+
+def test_a_progress_callback_cancelling_its_own_task_ends_it_at_once(recorder: Recorder) -> None:
+    """A progress callback that cancels its own task (an async tool, which cancel_task stops:
+    the task ends on the callback's thread, inside the report) gets "cancelled" there, without
+    the final event waiting for the report it is part of."""
+    events: list[str] = []
+    executors: list[Executor] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        events.append(event)
+        if event == "progress":
+            assert executors[0].cancel_task(data["task_id"])
+            events.append("cancel_task returned")
+
+    async def reports() -> str:
+        task = current_task()
+        assert task is not None
+        task.progress(50, "cancel me")
+        await asyncio.sleep(10)
+        return "not cancelled"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("reports", "Reports, then waits.", reports))
+    with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+        executors.append(executor)
+        result = asyncio.run(
+            executor.execute_async(_task("reports"), CONTEXT, on_progress=on_progress)
+        )
+    assert result.metadata["outcome"] == "cancelled"
+    assert events == ["started", "progress", "cancelled", "cancel_task returned"]
+    assert not recorder.handler.waited.is_set()  # type: ignore[attr-defined]
+
+
+def test_a_listener_cancelling_the_task_during_a_report_leaves_no_progress_event(
+    recorder: Recorder,
+) -> None:
+    """A progress listener that cancels the task during its report: the task ends there (its
+    final event delivered inside the report, without waiting for it), and the report goes no
+    further: on_progress gets no "progress" after "cancelled"."""
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+    events: list[str] = []
+    executors: list[Executor] = []
+
+    def listener(update: Any) -> None:
+        if update.message == "cancel me":
+            assert executors[0].cancel_task(update.task_id)
+
+    monitor.add_progress_listener(listener)
+
+    async def reports() -> str:
+        task = current_task()
+        assert task is not None
+        task.progress(50, "cancel me")
+        await asyncio.sleep(10)
+        return "not cancelled"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("reports", "Reports, then waits.", reports))
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        executors.append(executor)
+        result = asyncio.run(
+            executor.execute_async(
+                _task("reports"), CONTEXT, on_progress=lambda e, d: events.append(e)
+            )
+        )
+    assert result.metadata["outcome"] == "cancelled"
+    assert events == ["started", "cancelled"]
+    assert not recorder.handler.waited.is_set()  # type: ignore[attr-defined]
+
+
+class Hung:
+    """``on_progress`` whose ``"progress"`` callback hangs until released."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.final = threading.Event()
+
+    def __call__(self, event: str, data: Any) -> None:
+        self.events.append(event)
+        if event == "progress":
+            self.held.set()
+            self.release.wait(10)
+        elif event in FINAL:
+            self.final.set()
+
+
+@pytest.mark.parametrize("overruns", [False, True], ids=["tool returns", "timeout strikes"])
+def test_a_hung_progress_callback_does_not_keep_the_caller_past_its_timeout(
+    overruns: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A progress callback that hangs while the task ends: the caller still has its result at
+    its timeout (the final event does not wait for that callback for ever: it is delivered
+    after a bounded wait, with a warning; cut to 0.7 s here, past the timeout of 0.5 s)."""
+    monkeypatch.setattr(job_module, "PROGRESS_WAIT_SECONDS", 0.7)
+    hung = Hung()
+    stop = threading.Event()
+    helpers: list[threading.Thread] = []
+
+    def tool() -> str:
+        _report_late_from_a_thread(hung.held, helpers)
+        if overruns:
+            stop.wait(10)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    caplog.set_level(logging.WARNING, "laios.execution")
+    try:
+        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+            began = time.monotonic()
+            result = executor.execute_task(_task("tool"), CONTEXT, timeout=0.5, on_progress=hung)
+            took = time.monotonic() - began
+            assert hung.final.wait(10)  # (delivered though the progress callback still hangs)
+            assert hung.events[-1] in FINAL
+            assert not hung.release.is_set()
+            stop.set()
+            hung.release.set()
+            helpers[0].join(10)
+    finally:
+        stop.set()
+        hung.release.set()
+    assert took < LATE
+    expected = "timeout" if overruns else "success"
+    assert result.metadata["outcome"] == expected
+    assert any("progress report" in r.getMessage() for r in caplog.records)
