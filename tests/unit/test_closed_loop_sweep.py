@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -47,8 +48,10 @@ class Quick(BaseTool):
 class Forever(AsyncBaseTool):
     name = "forever"
     description = "Awaits an event nobody sets."
+    entered = threading.Semaphore(0)
 
     async def _execute_async(self, **kwargs: Any) -> Any:
+        Forever.entered.release()
         await asyncio.Event().wait()
 
 
@@ -56,6 +59,7 @@ class Forever(AsyncBaseTool):
 def executor() -> Iterator[Executor]:
     Stuck.release = threading.Event()
     Stuck.entered = threading.Semaphore(0)
+    Forever.entered = threading.Semaphore(0)
     registry = ToolRegistry()
     registry.register_tools([Stuck(), Quick(), Forever()])
     executor = Executor(registry, store=MetricStore(), register_prometheus=False, max_workers=1)
@@ -68,12 +72,26 @@ def _task(tool: str) -> Task:
     return Task(plan_id="p", description="d", tool_name=tool)
 
 
-def _close_loop_while_running(start: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-    """Run ``start()`` on a loop of its own until its tool runs, then close the loop the way
-    an owner does who never cancels what is still pending on it."""
+async def _entered(*tools: threading.Semaphore) -> None:
+    """Return once each of ``tools`` (the semaphore a tool releases as it starts) was released,
+    giving the loop turns meanwhile."""
+    waiting = list(tools)
+    deadline = time.monotonic() + GUARD
+    while waiting and time.monotonic() < deadline:
+        waiting = [entered for entered in waiting if not entered.acquire(blocking=False)]
+        await asyncio.sleep(0.005)
+    assert not waiting, "the tool never started"
+
+
+def _close_loop_while_running(
+    start: Callable[[], Coroutine[Any, Any, Any]], *entered: threading.Semaphore
+) -> None:
+    """Run ``start()`` on a loop of its own until its tools run (each has released its
+    semaphore in ``entered``), then close the loop the way an owner does who never cancels
+    what is still pending on it."""
     loop = asyncio.new_event_loop()
     pending = loop.create_task(start())
-    loop.run_until_complete(asyncio.sleep(0.05))
+    loop.run_until_complete(_entered(*entered))
     loop.close()
     assert not pending.done()
 
@@ -85,10 +103,16 @@ def _on_a_new_loop(executor: Executor, tool: str) -> Any:
     return asyncio.run(call())
 
 
+#: The timeout of the stranded calls: their loop, closed once their tools run, never enforces
+#: it; long enough that it cannot strike while that loop runs, however slowly the tools start.
+STRANDED_TIMEOUT = GUARD / 2
+
 ROADS: dict[str, Callable[[Executor, Task], Coroutine[Any, Any, Any]]] = {
-    "execute_async": lambda executor, task: executor.execute_async(task, CONTEXT, timeout=0.2),
+    "execute_async": lambda executor, task: executor.execute_async(
+        task, CONTEXT, timeout=STRANDED_TIMEOUT
+    ),
     "execute_parallel": lambda executor, task: executor.execute_parallel(
-        [task], CONTEXT, timeout=0.2
+        [task], CONTEXT, timeout=STRANDED_TIMEOUT
     ),
 }
 
@@ -100,8 +124,7 @@ def test_a_sync_tool_stranded_on_a_closed_loop_gives_its_worker_back(
     """With one worker, held by a tool whose awaiting loop was closed, a call from the next
     loop runs: the stranded task ends and its thread is abandoned (and replaced)."""
     stranded = _task("stuck")
-    _close_loop_while_running(lambda: ROADS[road](executor, stranded))
-    assert Stuck.entered.acquire(timeout=GUARD)
+    _close_loop_while_running(lambda: ROADS[road](executor, stranded), Stuck.entered)
     result = _on_a_new_loop(executor, "quick")
     assert result.success, result.error
     assert executor.get_task_status(stranded.id) == TaskStatus.CANCELLED
@@ -116,7 +139,7 @@ def test_an_async_tool_stranded_on_a_closed_loop_ends_while_slots_are_free(
     """With a thousand async slots free, the stranded async task still leaves the running
     tasks and the in-flight count at the first call from another loop."""
     stranded = _task("forever")
-    _close_loop_while_running(lambda: ROADS[road](executor, stranded))
+    _close_loop_while_running(lambda: ROADS[road](executor, stranded), Forever.entered)
     assert [task.id for task in executor.get_running_tasks()] == [stranded.id]
     assert _on_a_new_loop(executor, "quick").success
     assert executor.get_running_tasks() == []
@@ -129,10 +152,11 @@ def test_shutdown_ends_the_tasks_stranded_on_a_closed_loop(executor: Executor) -
     async_task, sync_task = _task("forever"), _task("stuck")
 
     async def both() -> Any:
-        return await executor.execute_parallel([async_task, sync_task], CONTEXT, timeout=0.2)
+        return await executor.execute_parallel(
+            [async_task, sync_task], CONTEXT, timeout=STRANDED_TIMEOUT
+        )
 
-    _close_loop_while_running(both)
-    assert Stuck.entered.acquire(timeout=GUARD)
+    _close_loop_while_running(both, Forever.entered, Stuck.entered)
     executor.shutdown()
     assert executor.get_running_tasks() == []
     assert executor.get_task_status(async_task.id) == TaskStatus.FAILED

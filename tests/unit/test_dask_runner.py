@@ -2300,23 +2300,74 @@ def test_a_call_whose_worker_closes_under_it_says_so(tools: ToolRegistry, tmp_pa
             closer.join(WAIT)
 
 
+@pytest.mark.parametrize("report_first", [False, True], ids=["as-it-comes", "report-first"])
 def test_a_call_whose_task_a_cluster_restart_cancels_says_so(
-    tools: ToolRegistry, tmp_path: Any
+    tools: ToolRegistry, tmp_path: Any, report_first: bool
 ) -> None:
     """``client.restart()`` cancels every task on the cluster: a call under way ended
     ``worker_lost`` with an error that said "a worker died while running it and the cluster
     gave up on it, or the scheduler went away", neither of which had happened. It now says
-    that the task was cancelled, and what cancels one."""
-    with _in_process_cluster(tools) as (_, client, executor):
+    that the task was cancelled, and what cancels one.
+
+    Two things reach the caller: the cancellation of the call's Dask task (delivered on
+    Dask's callback thread), and the worker's report that it killed the tool (its task
+    released, or the worker closed by the restart). On a loaded machine the report came first
+    and said only that the worker closed, "stopped, retired or restarted". ``report_first``
+    holds Dask's callback thread, and the worker's close, until the call has returned."""
+    with _in_process_cluster(tools) as (cluster, client, executor):
         box = str(tmp_path)
         caller = Caller(executor, task("hang", box=box), CONTEXT)
+        released = threading.Event()
+        if report_first:
+            _hold_close(cluster, lambda: caller.results)
         hung = wait_for(lambda: process_tools.read_note(box, "hang"))
         assert hung is not None, "the tool never started"
-        client.restart(wait_for_workers=False)
-        result = caller.returned(WAIT, "the call never ended")
+        if report_first:
+            _hold_callbacks(client, lambda: caller.results or released.is_set())
+        try:
+            client.restart(wait_for_workers=False)
+            result = caller.returned(WAIT, "the call never ended")
+        finally:
+            released.set()
         assert result.metadata["error_type"] == "worker_lost", result
         error = result.error or ""
         assert "ended 'cancelled'" in error, error
         assert "client.restart()" in error, error
         assert "worker died" not in error, error
+        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"
+
+
+def _hold_callbacks(client: Any, until: Callable[[], Any]) -> None:
+    """Hold Dask's callback thread, which runs the done callbacks of every future of this
+    process in turn (the runner's among them), until ``until()`` is true (``WAIT`` seconds at
+    most)."""
+    held = client.scatter(1)  # (done already: its callback runs at once)
+    held.add_done_callback(lambda _: wait_for(until))
+
+
+def test_a_call_whose_task_is_cancelled_says_so_when_the_workers_report_comes_first(
+    tools: ToolRegistry, tmp_path: Any
+) -> None:
+    """A Dask task cancelled while its tool runs (here by the application) is released on
+    its worker, which kills the tool and reports that it did. When that report reached the
+    caller before the task's cancellation did (on Dask's callback thread, late on a loaded
+    machine), the call said the worker killed the tool as "the scheduler released its task",
+    not that the task was cancelled; it now says so whichever comes first."""
+    with _in_process_cluster(tools) as (_, client, executor):
+        box = str(tmp_path)
+        caller = Caller(executor, task("hang", box=box), CONTEXT)
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        (key,) = client.futures  # (the call's Dask task, the only one)
+        released = threading.Event()
+        _hold_callbacks(client, lambda: caller.results or released.is_set())
+        try:
+            client.cancel([distributed.Future(key, client)])
+            result = caller.returned(WAIT, "the call never ended")
+        finally:
+            released.set()
+        assert result.metadata["error_type"] == "worker_lost", result
+        error = result.error or ""
+        assert "ended 'cancelled'" in error, error
+        assert "the application cancelled it" in error, error
         assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"

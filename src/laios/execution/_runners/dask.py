@@ -139,6 +139,13 @@ _CLUSTER_CLOSED_UNDER_IT = (
     "executor has shut down"
 )
 
+#: Why a call whose Dask task was cancelled was lost (after "The call was lost on the Dask
+#: cluster (how it ended)").
+_CANCELLED = (
+    ": the cluster cancelled its task, as it does every task when the cluster is restarted "
+    "(client.restart()) or when the client loses its scheduler, or the application cancelled it"
+)
+
 
 class WorkerLost(Exception):
     """The Dask worker running a tool was lost (or the cluster gave up on the task)."""
@@ -1476,6 +1483,9 @@ class DaskRunner:
                 future, handle.future = handle.future, None
             elif kind == "too_late":
                 return
+        # (Read before the release: the client cancelled the task, as a restart of the cluster
+        # does, before this report of what followed on the worker came.)
+        cancelled = getattr(future, "status", None) == "cancelled"
         if future is not None:
             _release(future)
         events = handle.events
@@ -1492,9 +1502,13 @@ class DaskRunner:
             elif kind == "checkpoint":
                 events.checkpoint(parts[0], parts[1])
             elif kind == "done":
-                events.finished(parts[0])
+                outcome = parts[0]
+                if cancelled and outcome.error_type == "worker_lost":  # (killed as released)
+                    outcome = self._ended_cancelled(outcome)
+                events.finished(outcome)
             elif kind == "closed":
-                events.finished(self._worker_closed(parts[0]))
+                outcome = self._worker_closed(parts[0])
+                events.finished(self._ended_cancelled(outcome) if cancelled else outcome)
         except Exception:
             _log.exception("reporting a Dask worker's %s event failed", kind)
 
@@ -1510,6 +1524,19 @@ class DaskRunner:
                 "running it (the worker was stopped, retired or restarted, or its process was "
                 "exiting), and killed its tool as it closed"
             )
+        return RawOutcome(None, WorkerLost(message), error_type="worker_lost")
+
+    def _ended_cancelled(self, reported: RawOutcome) -> RawOutcome:
+        """The outcome of a call whose Dask task was cancelled, for its worker's report
+        (``reported``) of the kill that followed: its task released there, or the worker closed
+        (a restart of the cluster cancels every task, then closes or restarts the workers).
+        The call says it was cancelled, as it does when the cancellation comes first; the
+        report stands while the cluster is closing (it says so)."""
+        if self._cluster_closing():
+            return reported
+        message = (
+            f"The call was lost on the Dask cluster (its Dask task ended 'cancelled'){_CANCELLED}"
+        )
         return RawOutcome(None, WorkerLost(message), error_type="worker_lost")
 
     def _cluster_closing(self) -> bool:
@@ -1594,12 +1621,7 @@ class DaskRunner:
                 )
             elif status == "cancelled":
                 # (A worker's death does not cancel a task: Dask runs it again, or fails it.)
-                message = (
-                    f"The call was lost on the Dask cluster ({why}): the cluster cancelled its "
-                    "task, as it does every task when the cluster is restarted "
-                    "(client.restart()) or when the client loses its scheduler, or the "
-                    "application cancelled it"
-                )
+                message = f"The call was lost on the Dask cluster ({why}){_CANCELLED}"
             else:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): a worker died while "
