@@ -2797,6 +2797,7 @@ def test_the_task_span_says_the_worker_was_killed(
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     executor = make(tracer_provider=provider)
+    run_pid(executor, task, context)  # (the worker is up first: the timeout is the tool's alone)
     result = executor.execute_task(task("hang", box=box), context, timeout=0.5)
     assert result.metadata["worker_killed"] is True
     (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool hang"]
@@ -2829,11 +2830,13 @@ def test_a_killed_call_says_which_worker_was_killed(
         (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool hang"]
         assert span.attributes is not None
         assert span.attributes.get("laios.worker") == f"pid {hung['pid']}"
-        # At a timeout too, in the form a completed call's is.
+        # At a timeout too, in the form a completed call's is (the replacement worker up
+        # first: the timeout is the tool's alone, not also the start of a process).
+        replacement = run_pid(executor, task, context)
         timed_out = executor.execute_task(task("hang", box=box), context, timeout=0.5)
         assert timed_out.metadata["worker_killed"] is True
         assert re.fullmatch(r"pid \d+", timed_out.metadata.get("worker", "")), timed_out.metadata
-        assert timed_out.metadata["worker"] != result.metadata["worker"]
+        assert timed_out.metadata["worker"] == f"pid {replacement}"
         assert run_pid(executor, task, context) != hung["pid"]
         done = executor.execute_task(task("pid"), context, timeout=WAIT)
         assert done.metadata["worker"] == f"pid {done.output}"
