@@ -21,7 +21,7 @@ import pytest
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
-from laios.tools.base import BaseTool
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 #: Longest anything may take before the test counts as hung.
@@ -106,3 +106,60 @@ def test_no_task_of_a_cancelled_small_batch_starts_or_completes_after_the_cancel
     assert step.called == ["first", "marker"]
     assert [task.status for task in tasks] == [TaskStatus.CANCELLED] * 4
     assert first.result is None
+
+
+def test_no_task_of_an_interrupted_batch_starts_or_completes_after_the_interruption() -> None:
+    """The same, for a batch whose awaiting loop is interrupted (Ctrl-C) by one of its async
+    tools: its other unfinished tasks all end ``cancelled``."""
+    step = Step()
+    context = Context(session_id="s", user_id="u")
+    names = ("first", "second", "third", "fourth")
+    tasks = [
+        Task(plan_id="p", description=n, tool_name=step.name, parameters={"name": n}) for n in names
+    ]
+    first, second = tasks[:2]
+    marker = Task(
+        plan_id="p", description="marker", tool_name=step.name, parameters={"name": "marker"}
+    )
+    after: list[Any] = []
+
+    class Interrupt(AsyncBaseTool):
+        name = "batch_interrupt"
+        description = "Raises KeyboardInterrupt once the marker is queued behind the batch."
+
+        async def _execute_async(self, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + GUARD
+            while first.status is not TaskStatus.RUNNING and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            other.start()
+            while executor.get_task_status(marker.id) is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            raise KeyboardInterrupt
+
+    def on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "cancelled" and data["task_id"] == second.id:
+            step.release.set()
+            deadline = time.monotonic() + GUARD
+            while "marker" not in step.called and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    registry = ToolRegistry()
+    registry.register_tools([step, Interrupt()])
+    executor = Executor(registry, max_workers=1, store=MetricStore(), register_prometheus=False)
+    other = threading.Thread(
+        target=lambda: after.append(executor.execute_task(marker, context, timeout=GUARD))
+    )
+    interrupting = Task(plan_id="p", description="interrupt", tool_name="batch_interrupt")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(
+                executor.execute_parallel([*tasks, interrupting], context, on_progress=on_progress)
+            )
+    finally:
+        step.release.set()
+        if other.is_alive():
+            other.join(GUARD)
+        executor.shutdown()
+    assert after[0].success
+    assert step.called == ["first", "marker"]
+    assert [task.status for task in tasks] == [TaskStatus.CANCELLED] * 4

@@ -985,7 +985,8 @@ class Engine:
                 raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
         except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
-            _cancelled_by_caller(jobs, "the caller was interrupted")
+            if jobs:
+                _stopped_then_ended(jobs, jobs[0].env.lock, "the caller was interrupted")
             raise
 
     def _hand_over(self, job: Job) -> bool:
