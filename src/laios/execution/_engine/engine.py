@@ -985,7 +985,8 @@ class Engine:
                 raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
         except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
-            _cancelled_by_caller(jobs, "the caller was interrupted")
+            if jobs:
+                _stopped_then_ended(jobs, jobs[0].env.lock, "the caller was interrupted")
             raise
 
     def _hand_over(self, job: Job) -> bool:
@@ -1459,6 +1460,32 @@ def _cancelled_by_caller(
         job.result = None  # nobody will take these: the records must not keep them
 
 
+def _stopped_then_ended(jobs: list[Job], lock: Any, why: str) -> None:
+    """End the unfinished ``jobs`` ``cancelled`` (``why`` ends their error), all stopped first
+    in one hold of the executor's ``lock``.
+
+    Stopped and ended one by one, a worker freed meanwhile (a tool of the batch returning, or
+    a replacement thread started for a running one abandoned here) would start the next one
+    still queued, and a tool returning would complete. Every one is ended on this thread, so
+    all have ended when this returns.
+    """
+    with lock:
+        stopped = [(job, phase) for job in jobs if (phase := job.stop()) is not None]
+    stopped.sort(key=lambda pair: pair[1] != QUEUED)  # (their events in the usual order)
+    ended = 0
+    try:
+        for job, _ in stopped:
+            ended += 1
+            job.end_stopped("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
+    except BaseException:
+        for job, _ in stopped[ended:]:
+            job.end_stopped("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
+        raise
+    finally:
+        for job in jobs:
+            job.result = None  # nobody will take these: the records must not keep them
+
+
 async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
     """End the unfinished ``jobs`` of ``batch``, whose coroutine was cancelled while awaiting
     them, as :func:`_cancelled_by_caller` does, but :data:`ACCEPT_CHUNK` at a time with a turn
@@ -1474,11 +1501,13 @@ async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
     meanwhile (or interrupted), the rest end at once; closed never to resume (its loop closed
     under it, maybe by the garbage collector inside a locked section), on another thread.
     """
-    if len(jobs) <= ACCEPT_CHUNK:
-        _cancelled_by_caller(jobs)
+    if not jobs:
         return
     why = "the awaiting coroutine was cancelled"
     lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
+    if len(jobs) <= ACCEPT_CHUNK:
+        _stopped_then_ended(jobs, lock, why)
+        return
     # Queued ones first: an async tool's slot freed meanwhile then passes to no waiting call
     # of this batch, which would take a turn of the loop each to be found given up.
     given_up: list[Job] = []

@@ -1046,6 +1046,19 @@ class Job(TaskRecord):
         self._end_interrupted(outcome, message)
         return True
 
+    def stop(self) -> int | None:
+        """(Under ``env.lock``, which the caller holds.) The first half of :meth:`interrupt`,
+        for several jobs stopped at once: :meth:`end_stopped` ends each one stopped.
+
+        Returns:
+            The phase it was in (queued or running); ``None`` when it had already finished.
+        """
+        return self._stop_phase()
+
+    def end_stopped(self, outcome: str, message: str) -> None:
+        """The second half of :meth:`interrupt`, for a job :meth:`stop` stopped."""
+        self._end_interrupted(outcome, message)
+
     def _stop_phase(self) -> int | None:
         """(Under ``env.lock``.) From now on the job neither starts nor completes: a queued one,
         or one whose ``on_progress`` callback handles ``"started"`` (its tool not called yet),
