@@ -857,6 +857,7 @@ class _DaskCall:
         "events",
         "future",
         "key",
+        "pickled_here",
         "pickled_late",
         "pickling",
         "size",
@@ -879,6 +880,9 @@ class _DaskCall:
         #: How long pickling it on the caller's thread took, when that pickling ended past
         #: its deadline (it is never sent then); ``None`` otherwise.
         self.pickled_late: float | None = None
+        #: The most the caller's thread pickled of a large call before handing it to a
+        #: pickling thread (``LOOP_PICKLE_BYTES`` on an event loop's thread).
+        self.pickled_here = SEND_HERE_BYTES
 
 
 class DaskRunner:
@@ -1259,6 +1263,7 @@ class DaskRunner:
         try:
             payload = pickled(remote, limit)
         except TooLarge:
+            handle.pickled_here = limit
             with self._lock:
                 self._calls[key] = handle
                 handle.pickling = True
@@ -1377,9 +1382,11 @@ class DaskRunner:
             )
         if not handle.pickling:
             return None
+        bound = handle.pickled_here
+        where = ", from an event loop's thread," if bound == LOOP_PICKLE_BYTES else ""
         return (
             "while its call was still being pickled to be sent to the Dask cluster (a call "
-            f"larger than {SEND_HERE_BYTES // 1024} KiB is pickled on one of the runner's "
+            f"larger than {bound // 1024} KiB{where} is pickled on one of the runner's "
             f"threads, at most {PICKLING_THREADS} at once); the tool was never started"
         )
 

@@ -317,6 +317,7 @@ class _Call:
         "killed_on",
         "memory_limit_mb",
         "payload",
+        "pickled_here",
         "pickled_late",
         "state",
         "tool_name",
@@ -335,6 +336,9 @@ class _Call:
     # How long pickling it on the caller's thread took, when that pickling ended past its
     # deadline (it never starts then): set then only, as ``usage`` is.
     pickled_late: float
+    # The most the caller's thread pickled of it before handing it to a pickling thread
+    # (``LOOP_PICKLE_BYTES`` on an event loop's): set then only, as ``usage`` is.
+    pickled_here: int
 
     def __init__(
         self,
@@ -1672,9 +1676,11 @@ class _Pool:
             )
         with self.lock:
             if call.state == "pickling":
+                bound = getattr(call, "pickled_here", SEND_HERE_BYTES)
+                where = ", from an event loop's thread," if bound == LOOP_PICKLE_BYTES else ""
                 return (
                     "while its call was still being pickled to be sent to a worker process (a "
-                    f"call larger than {SEND_HERE_BYTES // 1024} KiB is pickled on one of the "
+                    f"call larger than {bound // 1024} KiB{where} is pickled on one of the "
                     f"runner's threads, at most {PICKLING_THREADS} at once); the tool was never "
                     "started"
                 )
@@ -2090,6 +2096,7 @@ class ProcessRunner:
         # (pickled later without the caller's context, which it does not keep alive meanwhile)
         portable = copy.copy(call)  # (a subclass's every attribute too)
         portable.context = None
+        handle.pickled_here = LOOP_PICKLE_BYTES if on_loop else SEND_HERE_BYTES
         return handle if pool.pickle_later(handle, portable) else SHUTDOWN
 
     def preparing(self, handle: Handle) -> str | None:
