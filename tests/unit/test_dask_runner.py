@@ -2108,6 +2108,68 @@ def test_a_large_call_past_its_short_timeout_ends_then_and_says_why(
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
 
 
+def test_a_timeout_while_a_large_call_from_a_loop_is_pickled_names_the_loops_bound(
+    make: Callable[..., Executor],
+) -> None:
+    """From an event loop's thread a call is pickled off it past 256 KiB, not 64 KiB: the
+    error of a timeout while it is pickled gives the bound that applied."""
+    executor = make()
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    large = task("pid", blob=bytes(512 * 1024), gate=held())
+    results: list[TaskResult] = []
+
+    async def awaited() -> None:
+        results.append(await executor.execute_async(large, CONTEXT, timeout=0.5))
+
+    caller = threading.Thread(target=lambda: asyncio.run(awaited()), daemon=True)
+    try:
+        caller.start()
+        caller.join(WAIT / 3)
+        returned_at_the_timeout = not caller.is_alive()
+    finally:
+        held.release.set()
+        caller.join(WAIT)
+    assert returned_at_the_timeout, "the caller waited for the call's pickling past its timeout"
+    error = results[0].error or ""
+    assert "while its call was still being pickled" in error, error
+    assert "larger than 256 KiB" in error, error
+
+
+def test_a_small_call_pickled_on_the_callers_thread_past_its_timeout_says_so(
+    make: Callable[..., Executor],
+) -> None:
+    """A small call is pickled on the caller's thread: when its pickling ends past the task's
+    timeout (a parameter slow to pickle), the error says the call was being pickled, not that
+    no worker was free (the workers were idle), and it is never sent."""
+    executor = make()
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    timeout = 0.2
+    results: list[TaskResult] = []
+    caller = threading.Thread(
+        target=lambda: results.append(
+            executor.execute_task(task("pid", gate=held()), CONTEXT, timeout=timeout)
+        ),
+        daemon=True,
+    )
+    started = time.monotonic()
+    try:
+        caller.start()
+        assert wait_for(lambda: held.at_once == 1), "the call was not pickled"
+        assert wait_for(lambda: time.monotonic() > started + 2 * timeout)
+    finally:
+        held.release.set()
+        caller.join(WAIT)
+    assert results[0].metadata["outcome"] == "timeout"
+    error = results[0].error or ""
+    assert "no worker was free" not in error, error
+    assert "while its call was still being pickled" in error, error
+    assert "on the caller's thread" in error, error
+    assert "the tool was never started" in error
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
 def test_a_large_call_that_cannot_be_pickled_is_refused_naming_the_parameter(
     make: Callable[..., Executor],
 ) -> None:

@@ -644,6 +644,70 @@ def test_a_timeout_while_a_large_call_is_pickled_ends_the_task_then_saying_so(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_timeout_while_a_large_call_from_a_loop_is_pickled_names_the_loops_bound(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """From an event loop's thread a call is pickled off it past 256 KiB, not 64 KiB: the
+    error of a timeout while it is pickled gives the bound that applied."""
+    executor = make()
+    run_pid(executor, task, context)  # (the only worker is up, and idle)
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    large = task("pid", blob=bytes(512 * 1024), gate=held())
+    results: list[TaskResult] = []
+
+    async def awaited() -> None:
+        results.append(await executor.execute_async(large, context, timeout=0.5))
+
+    caller = threading.Thread(target=lambda: asyncio.run(awaited()), daemon=True)
+    try:
+        caller.start()
+        caller.join(WAIT / 3)
+        returned_at_the_timeout = not caller.is_alive()
+    finally:
+        held.release.set()
+        caller.join(WAIT)
+    assert returned_at_the_timeout, "the caller waited for the call's pickling past its timeout"
+    error = results[0].error or ""
+    assert "while its call was still being pickled" in error, error
+    assert "larger than 256 KiB" in error, error
+
+
+def test_a_small_call_pickled_on_the_callers_thread_past_its_timeout_says_so(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A small call is pickled on the caller's thread: when its pickling ends past the task's
+    timeout (a parameter slow to pickle), the error says the call was being pickled, not that
+    no worker was free (the only worker was idle)."""
+    executor = make()
+    run_pid(executor, task, context)  # (the only worker is up, and idle)
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    timeout = 0.2
+    results: list[TaskResult] = []
+    caller = threading.Thread(
+        target=lambda: results.append(
+            executor.execute_task(task("pid", gate=held()), context, timeout=timeout)
+        ),
+        daemon=True,
+    )
+    started = time.monotonic()
+    try:
+        caller.start()
+        assert wait_for(lambda: held.at_once == 1), "the call was not pickled"
+        assert wait_for(lambda: time.monotonic() > started + 2 * timeout)
+    finally:
+        held.release.set()
+        caller.join(WAIT)
+    assert results[0].metadata["outcome"] == "timeout"
+    error = results[0].error or ""
+    assert "no worker was free" not in error, error
+    assert "while its call was still being pickled" in error, error
+    assert "on the caller's thread" in error, error
+    assert "the tool was never started" in error
+    assert run_pid(executor, task, context) > 0
+
+
 def test_a_timeout_as_a_large_pickled_call_is_handed_to_its_worker_says_so(
     tools: ToolRegistry, task: Callable[..., Task], context: Context
 ) -> None:

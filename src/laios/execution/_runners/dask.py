@@ -860,7 +860,18 @@ def _dask_reason(future: Any) -> str:
 class _DaskCall:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("events", "future", "key", "pickling", "size", "state", "stopped", "where")
+    __slots__ = (
+        "events",
+        "future",
+        "key",
+        "pickled_here",
+        "pickled_late",
+        "pickling",
+        "size",
+        "state",
+        "stopped",
+        "where",
+    )
 
     def __init__(self, key: str, events: RunEvents) -> None:
         self.key = key
@@ -873,6 +884,12 @@ class _DaskCall:
         self.where: str | None = None  # "address pid N" once started
         #: What :meth:`DaskRunner.abandon` answered first (a repeat call answers the same).
         self.stopped: StopResult = "stopped"
+        #: How long pickling it on the caller's thread took, when that pickling ended past
+        #: its deadline (it is never sent then); ``None`` otherwise.
+        self.pickled_late: float | None = None
+        #: The most the caller's thread pickled of a large call before handing it to a
+        #: pickling thread (``LOOP_PICKLE_BYTES`` on an event loop's thread).
+        self.pickled_here = SEND_HERE_BYTES
 
 
 class DaskRunner:
@@ -1249,9 +1266,11 @@ class DaskRunner:
         # A large call is pickled on one of the runner's threads: the caller (waiting for its
         # task's timeout) or the event loop is not held meanwhile.
         limit = LOOP_PICKLE_BYTES if _on_event_loop() else SEND_HERE_BYTES
+        began = time.monotonic()
         try:
             payload = pickled(remote, limit)
         except TooLarge:
+            handle.pickled_here = limit
             with self._lock:
                 self._calls[key] = handle
                 handle.pickling = True
@@ -1267,6 +1286,14 @@ class DaskRunner:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
         except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
             return _not_picklable(remote, exc)
+        if call.deadline is not None:
+            now = time.monotonic()
+            if now >= call.deadline:
+                # Pickled past its deadline: it never starts, and is not sent. Its task times
+                # out as its caller finds the deadline passed, the message saying why (see
+                # ``preparing``), and gives it up (nothing to stop).
+                handle.pickled_late = now - began
+                return handle
         with self._lock:
             self._calls[key] = handle
             self._outbox.append((handle, payload, wall_deadline))
@@ -1330,10 +1357,18 @@ class DaskRunner:
 
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is while the runner still prepares it (a large call is
-        pickled, or waits for a thread to pickle it), while a large call is sent, or while a
+        pickled, or waits for a thread to pickle it; a call was pickled on the caller's thread
+        past its deadline), while a large call is sent, or while a
         call waits on a cluster without workers, in words that end a timeout's message;
         ``None`` otherwise."""
         assert isinstance(handle, _DaskCall)
+        took = handle.pickled_late
+        if took is not None:
+            return (
+                "while its call was still being pickled to be sent to the Dask cluster (on "
+                f"the caller's thread, where a small call is pickled: it took {took:.3g}s); "
+                "the tool was never started"
+            )
         if (
             handle.state == "queued"
             and not handle.pickling
@@ -1354,9 +1389,11 @@ class DaskRunner:
             )
         if not handle.pickling:
             return None
+        bound = handle.pickled_here
+        where = ", from an event loop's thread," if bound == LOOP_PICKLE_BYTES else ""
         return (
             "while its call was still being pickled to be sent to the Dask cluster (a call "
-            f"larger than {SEND_HERE_BYTES // 1024} KiB is pickled on one of the runner's "
+            f"larger than {bound // 1024} KiB{where} is pickled on one of the runner's "
             f"threads, at most {PICKLING_THREADS} at once); the tool was never started"
         )
 
@@ -1709,8 +1746,8 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
-            if handle.pickling:
-                return "stopped"  # (never sent: its pickling thread drops it)
+            if handle.pickling or handle.pickled_late is not None:
+                return "stopped"  # (never sent: its pickling thread drops it, or none had it)
             if state == "running":
                 handle.stopped = "killed"
         # Everywhere when it has not started yet (it may be starting right now).

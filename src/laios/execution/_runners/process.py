@@ -317,6 +317,8 @@ class _Call:
         "killed_on",
         "memory_limit_mb",
         "payload",
+        "pickled_here",
+        "pickled_late",
         "state",
         "tool_name",
         "unsent",
@@ -331,6 +333,12 @@ class _Call:
     # The worker killed for it, as a worker names itself in a call's outcome (``"pid N"``):
     # set then only, as ``usage`` is.
     killed_on: str
+    # How long pickling it on the caller's thread took, when that pickling ended past its
+    # deadline (it never starts then): set then only, as ``usage`` is.
+    pickled_late: float
+    # The most the caller's thread pickled of it before handing it to a pickling thread
+    # (``LOOP_PICKLE_BYTES`` on an event loop's): set then only, as ``usage`` is.
+    pickled_here: int
 
     def __init__(
         self,
@@ -1659,11 +1667,20 @@ class _Pool:
 
     def preparing(self, call: _Call) -> str | None:
         """See :meth:`ProcessRunner.preparing`."""
+        took = getattr(call, "pickled_late", None)
+        if took is not None:
+            return (
+                "while its call was still being pickled to be sent to a worker process (on "
+                f"the caller's thread, where a small call is pickled: it took {took:.3g}s); "
+                "the tool was never started"
+            )
         with self.lock:
             if call.state == "pickling":
+                bound = getattr(call, "pickled_here", SEND_HERE_BYTES)
+                where = ", from an event loop's thread," if bound == LOOP_PICKLE_BYTES else ""
                 return (
                     "while its call was still being pickled to be sent to a worker process (a "
-                    f"call larger than {SEND_HERE_BYTES // 1024} KiB is pickled on one of the "
+                    f"call larger than {bound // 1024} KiB{where} is pickled on one of the "
                     f"runner's threads, at most {PICKLING_THREADS} at once); the tool was never "
                     "started"
                 )
@@ -2050,6 +2067,8 @@ class ProcessRunner:
         """
         # (in asyncio.events.__all__: the running loop or None, without raising)
         on_loop = asyncio._get_running_loop() is not None  # noqa: SLF001
+        deadline = call.deadline
+        began = time.monotonic() if deadline is not None else 0.0
         try:  # (a call is pickled without its context)
             payload: bytes | None = pickled(call, LOOP_PICKLE_BYTES if on_loop else SEND_HERE_BYTES)
         except TooLarge:
@@ -2065,10 +2084,19 @@ class ProcessRunner:
             events, payload or b"", call.tool_name, call.cpu_seconds, call.memory_limit_mb
         )
         if payload is not None:
+            if deadline is not None:
+                now = time.monotonic()
+                if now >= deadline:
+                    # Pickled past its deadline: it never starts, and is not placed. Its task
+                    # times out as its caller finds the deadline passed, the message saying
+                    # why (see ``preparing``), and gives it up (nothing to stop).
+                    handle.pickled_late = now - began
+                    return handle
             return handle if pool.place(handle) else SHUTDOWN
         # (pickled later without the caller's context, which it does not keep alive meanwhile)
         portable = copy.copy(call)  # (a subclass's every attribute too)
         portable.context = None
+        handle.pickled_here = LOOP_PICKLE_BYTES if on_loop else SEND_HERE_BYTES
         return handle if pool.pickle_later(handle, portable) else SHUTDOWN
 
     def preparing(self, handle: Handle) -> str | None:
