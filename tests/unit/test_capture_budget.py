@@ -431,3 +431,22 @@ def test_a_value_of_multi_byte_text_keeps_what_fits_instead_of_only_a_marker() -
     assert len(kept) >= 3
     assert kept[0].startswith("😀" * 255)
     assert kept[-1] == "…"
+
+
+@pytest.mark.parametrize(
+    ("value", "least"),
+    [
+        (list(range(5_000)), MAX_VALUE_BYTES - 64),
+        ({"l": list(range(5_000))}, MAX_VALUE_BYTES - 64),
+        ([[i, str(i)] for i in range(2_000)], MAX_VALUE_BYTES - 64),
+        (["x" * 50] * 200, MAX_VALUE_BYTES - 128),
+        ({f"k{i}": "é" * 30 for i in range(300)}, MAX_VALUE_BYTES - 128),
+    ],
+    ids=["ints", "ints-in-a-mapping", "pairs", "strings", "multi-byte"],
+)
+def test_a_cut_value_fills_its_budget_but_for_its_last_item(value: Any, least: int) -> None:
+    """A value a little over the budget is cut near the budget, not a quarter short of it
+    (``{"l": list(range(5000))}`` was captured in 3,051 bytes of the 4,096)."""
+    text = to_json(value)
+    json.loads(text)
+    assert least <= len(text.encode("utf-8")) <= MAX_VALUE_BYTES, len(text.encode("utf-8"))

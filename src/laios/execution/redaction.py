@@ -2364,12 +2364,13 @@ def to_json(
     if limit is None and max_chars is None:
         return _encoded(value, secrets, None, fields)
     budget = min(cap for cap in (limit, max_chars) if cap is not None)
-    for _ in range(_FIT_ATTEMPTS):
+    for attempt in range(_FIT_ATTEMPTS):
         text = _encoded(value, secrets, budget, fields)
         # The copier counts characters, not bytes (multi-byte text), and lets the item that
         # crosses its limit in whole: ask for less in proportion to the excess, plus room for
-        # the markers, and at least a quarter less each time (that whole item may be most of
-        # the text).
+        # the markers; from the second retry on, at least a quarter less each time (that
+        # whole item may be most of the text). The first retry asks for the proportion alone,
+        # so a value a little over the limit keeps nearly all of it.
         scaled = budget
         if limit is not None:
             size = len(text.encode("utf-8"))
@@ -2379,14 +2380,16 @@ def to_json(
             scaled = min(scaled, budget * max_chars // len(text))
         if scaled == budget:
             return text
-        budget = min(scaled, budget * 3 // 4) - min(_MARKER_ROOM, budget // 4)
+        if attempt:
+            scaled = min(scaled, budget * 3 // 4)
+        budget = scaled - min(_MARKER_ROOM, budget // 4)
         if budget <= 0:
             break
     return json.dumps("…", ensure_ascii=False)
 
 
 #: Attempts :func:`to_json` makes to fit its byte limit before it gives up on the value.
-_FIT_ATTEMPTS = 6
+_FIT_ATTEMPTS = 7
 #: Bytes kept back, per attempt past the first, for the "…" items that close a cut copy.
 _MARKER_ROOM = 32
 
