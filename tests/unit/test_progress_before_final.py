@@ -344,3 +344,63 @@ def test_a_hung_progress_callback_does_not_keep_the_caller_past_its_timeout(
     expected = "timeout" if overruns else "success"
     assert result.metadata["outcome"] == expected
     assert any("progress report" in r.getMessage() for r in caplog.records)
+
+
+class CtrlC(logging.Handler):
+    """Raises ``KeyboardInterrupt`` where the final event waits for a report (the caller's
+    thread here: a Ctrl-C landing in that wait)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.raised = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waits for a progress report" in record.getMessage() and not self.raised.is_set():
+            self.raised.set()
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("timeout", [None, 0.5], ids=["inline", "timeout strikes"])
+def test_a_ctrl_c_in_the_wait_for_a_report_still_ends_the_task(timeout: float | None) -> None:
+    """Ctrl-C lands on the caller's thread while the final event waits there for a report a
+    thread of the tool's is delivering: the task is still recorded, on_progress still gets its
+    final event, and the caller gets the interrupt (before, the task was never recorded on
+    the timeout's road, and its final event never came)."""
+    hung = Hung()
+    stop = threading.Event()
+    helpers: list[threading.Thread] = []
+
+    def tool() -> str:
+        _report_late_from_a_thread(hung.held, helpers)
+        if timeout is not None:
+            stop.wait(10)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    logger = logging.getLogger("laios.execution")
+    handler = CtrlC()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    task = _task("tool")
+    try:
+        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+            with pytest.raises(KeyboardInterrupt):
+                executor.execute_task(task, CONTEXT, timeout=timeout, on_progress=hung)
+            hung.release.set()
+            stop.set()
+            helpers[0].join(10)
+            metrics = executor.get_metrics(task.id)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        stop.set()
+        hung.release.set()
+    assert handler.raised.is_set()
+    expected = "success" if timeout is None else "timeout"
+    assert metrics is not None
+    assert metrics.outcome == expected
+    assert [event for event in hung.events if event in FINAL] == [
+        "completed" if timeout is None else "timeout"
+    ]

@@ -828,10 +828,21 @@ class Job(TaskRecord):
         ``PROGRESS_WAIT_SECONDS``, or ``PROGRESS_WAIT_AT_DEADLINE_SECONDS`` where the wait
         would keep a caller with a timeout waiting: on the caller's own thread or event loop,
         or once its deadline has passed (``overdue``). A report still under way then (a
-        callback or listener that hangs) is logged, and the final event goes on."""
+        callback or listener that hangs) is logged, and the final event goes on.
+
+        A Ctrl-C landing in the wait ends it: it is the caller's when it lands on the caller's
+        thread (raised on once the task is recorded, see :meth:`_take_interrupt`), and the
+        final event goes on."""
         deliveries = self.deliveries
         if deliveries is None or deliveries.idle():
             return
+        try:
+            self._wait_for_reports(deliveries, overdue=overdue)
+        except KeyboardInterrupt as exc:  # (the task must still be recorded and told)
+            self._take_interrupt(exc, "the wait of a task's final event for a progress report")
+
+    def _wait_for_reports(self, deliveries: _Deliveries, *, overdue: bool) -> None:
+        """The wait of :meth:`_await_reports`."""
         _log.debug(
             "the final event of task %r (tool %r) waits for a progress report being delivered "
             "on another thread",
