@@ -404,3 +404,44 @@ def test_a_ctrl_c_in_the_wait_for_a_report_still_ends_the_task(timeout: float | 
     assert [event for event in hung.events if event in FINAL] == [
         "completed" if timeout is None else "timeout"
     ]
+
+
+def test_many_tasks_with_hung_reports_keep_the_caller_past_its_timeout_once() -> None:
+    """execute_parallel's timeout strikes on many tasks whose reports hang on threads of their
+    tools': their final events' waits share the caller's short wait past its deadline (before,
+    each waited its own in turn on the loop: 0.1 s per task, 3 s here)."""
+    hung = Hung()
+    count = 30
+    reported = threading.Semaphore(0)
+
+    async def tool() -> str:
+        task = current_task()
+        assert task is not None
+
+        def report() -> None:
+            reported.release()
+            task.progress(50, "late")
+
+        threading.Thread(target=report, daemon=True).start()
+        await asyncio.sleep(10)
+        return "late"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    tasks = [_task("tool") for _ in range(count)]
+    timeout = 0.5
+
+    async def main() -> tuple[float, list[TaskResult]]:
+        began = time.monotonic()
+        results = await executor.execute_parallel(tasks, CONTEXT, timeout=timeout, on_progress=hung)
+        return time.monotonic() - began, results
+
+    try:
+        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+            took, results = asyncio.run(main())
+    finally:
+        hung.release.set()
+    for _ in range(count):  # (each report was made: its task ended with it under way)
+        assert reported.acquire(timeout=10)
+    assert [result.metadata["outcome"] for result in results] == ["timeout"] * count
+    assert took < timeout + 1.5

@@ -289,7 +289,7 @@ _STILL_RUNNING = LateChecks("laios-abandoned-tools")
 #: other threads (a tool's own threads: see Job.progress) ...
 PROGRESS_WAIT_SECONDS = 1.0
 #: ... and of one that would keep the caller waiting with a timeout (decided on its own thread
-#: or event loop, or once its deadline has passed).
+#: or event loop, or once its deadline has passed): never past that deadline by more than this.
 PROGRESS_WAIT_AT_DEADLINE_SECONDS = 0.1
 
 
@@ -827,7 +827,8 @@ class Job(TaskRecord):
         progress reports under way on other threads (see :meth:`progress`), at most
         ``PROGRESS_WAIT_SECONDS``, or ``PROGRESS_WAIT_AT_DEADLINE_SECONDS`` where the wait
         would keep a caller with a timeout waiting: on the caller's own thread or event loop,
-        or once its deadline has passed (``overdue``). A report still under way then (a
+        or once its deadline has passed (``overdue``), and never past the deadline by more
+        than that (the tasks of a batch share it). A report still under way then (a
         callback or listener that hangs) is logged, and the final event goes on.
 
         A Ctrl-C landing in the wait ends it: it is the caller's when it lands on the caller's
@@ -850,13 +851,17 @@ class Job(TaskRecord):
             shorten(self.tool, 128),
         )
         seconds = PROGRESS_WAIT_SECONDS
-        if self.deadline is not None and (
+        deadline = self.deadline
+        if deadline is not None and (
             overdue
             or self.overdue
             or self.thread == threading.get_ident()
             or self.on_awaiting_thread()
         ):
-            seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
+            # Never past the deadline by more than that: the tasks of one caller (a batch whose
+            # timeout strikes on all of them) share it, rather than each waiting in turn.
+            late = deadline + PROGRESS_WAIT_AT_DEADLINE_SECONDS - time.monotonic()
+            seconds = max(min(PROGRESS_WAIT_AT_DEADLINE_SECONDS, late), 0.0)
         if deliveries.wait(seconds):
             return
         _log.warning(
