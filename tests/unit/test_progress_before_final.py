@@ -445,3 +445,53 @@ def test_many_tasks_with_hung_reports_keep_the_caller_past_its_timeout_once() ->
         assert reported.acquire(timeout=10)
     assert [result.metadata["outcome"] for result in results] == ["timeout"] * count
     assert took < timeout + 1.5
+
+
+@pytest.mark.parametrize("tool_kind", ["async", "sync"])
+def test_cancelling_the_awaiting_coroutine_is_not_held_by_reports_under_way(
+    tool_kind: str,
+) -> None:
+    """The coroutine awaiting execute_parallel is cancelled (an outer asyncio timeout) while
+    its tasks' reports hang on threads of their tools': it is cancelled at once, give or take
+    one short wait its tasks share (before, the loop was held 1 s per task, 10 s here)."""
+    hung = Hung()
+    count = 10
+    stop = threading.Event()
+
+    def report_from_a_thread() -> None:
+        task = current_task()
+        assert task is not None
+        threading.Thread(target=task.progress, args=(50, "late"), daemon=True).start()
+
+    async def async_tool() -> str:
+        report_from_a_thread()
+        await asyncio.sleep(10)
+        return "late"
+
+    def sync_tool() -> str:
+        report_from_a_thread()
+        stop.wait(10)
+        return "late"
+
+    registry = ToolRegistry()
+    tool = async_tool if tool_kind == "async" else sync_tool
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    tasks = [_task("tool") for _ in range(count)]
+
+    async def main() -> float:
+        began = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(executor.execute_parallel(tasks, CONTEXT, on_progress=hung), 0.5)
+        return time.monotonic() - began
+
+    try:
+        with Executor(
+            registry, store=MetricStore(), register_prometheus=False, max_workers=count
+        ) as executor:
+            took = asyncio.run(main())
+            stop.set()
+    finally:
+        stop.set()
+        hung.release.set()
+    assert hung.events.count("cancelled") == count
+    assert took < 0.5 + 1.5

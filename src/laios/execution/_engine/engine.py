@@ -46,6 +46,7 @@ from laios.execution._checks import (
 )
 from laios.execution._engine.job import (
     DONE,
+    PROGRESS_WAIT_AT_DEADLINE_SECONDS,
     QUEUED,
     RUNNING,
     Job,
@@ -1451,12 +1452,22 @@ def _cancelled_by_caller(
 ) -> None:
     """End the unfinished ``jobs`` of a coroutine that was cancelled (or interrupted) while
     awaiting them; ``why`` ends their error."""
+    _reports_wait_briefly(jobs)
     # Queued jobs first: abandoning a running one may start a replacement thread, which
     # must find nothing of this batch left to run.
     for job in sorted(jobs, key=lambda j: j.phase != QUEUED):
         job.interrupt("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
     for job in jobs:
         job.result = None  # nobody will take these: the records must not keep them
+
+
+def _reports_wait_briefly(jobs: Iterable[Job]) -> None:
+    """The caller of ``jobs`` has left: their final events, ended on its loop's thread, wait
+    for their progress reports under way for one short while in all (see
+    ``Job.reports_wait_until``), not each its own in turn."""
+    until = time.monotonic() + PROGRESS_WAIT_AT_DEADLINE_SECONDS
+    for job in jobs:
+        job.reports_wait_until(until)
 
 
 async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
@@ -1477,6 +1488,7 @@ async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
     if len(jobs) <= ACCEPT_CHUNK:
         _cancelled_by_caller(jobs)
         return
+    _reports_wait_briefly(jobs)
     why = "the awaiting coroutine was cancelled"
     lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
     # Queued ones first: an async tool's slot freed meanwhile then passes to no waiting call

@@ -507,6 +507,9 @@ class Job(TaskRecord):
     # Its progress reports being delivered, which its final event waits for: made by its
     # first report (see progress), dropped once it has finished.
     deliveries: _Deliveries | None = None
+    # When its final event stops waiting for those reports at the latest (see
+    # reports_wait_until): set only once its caller has left.
+    reports_until: float | None = None
 
     def __init__(
         self, env: JobEnv, task: Task, tool: Any, on_progress: ProgressCallback | None
@@ -822,13 +825,23 @@ class Job(TaskRecord):
         else:
             self.fire("progress", data)
 
+    def reports_wait_until(self, until: float) -> None:
+        """Its caller has left (the coroutine awaiting it was cancelled): its final event
+        waits for its progress reports under way until ``until`` (``time.monotonic()``) at
+        the latest, a moment the caller's other tasks share, rather than each its own while
+        in turn (see :meth:`_await_reports`)."""
+        if self.deliveries is not None:  # (only a job that reported: the others need nothing)
+            self.reports_until = until
+
     def _await_reports(self, *, overdue: bool = False) -> None:
         """Before the final event (to ``on_progress`` and the store's listeners): wait for the
         progress reports under way on other threads (see :meth:`progress`), at most
         ``PROGRESS_WAIT_SECONDS``, or ``PROGRESS_WAIT_AT_DEADLINE_SECONDS`` where the wait
         would keep a caller with a timeout waiting: on the caller's own thread or event loop,
         or once its deadline has passed (``overdue``), and never past the deadline by more
-        than that (the tasks of a batch share it). A report still under way then (a
+        than that (the tasks of a batch share it), nor, once the caller has left (see
+        :meth:`reports_wait_until`), past the moment it left by more. A report still under
+        way then (a
         callback or listener that hangs) is logged, and the final event goes on.
 
         A Ctrl-C landing in the wait ends it: it is the caller's when it lands on the caller's
@@ -862,6 +875,9 @@ class Job(TaskRecord):
             # timeout strikes on all of them) share it, rather than each waiting in turn.
             late = deadline + PROGRESS_WAIT_AT_DEADLINE_SECONDS - time.monotonic()
             seconds = max(min(PROGRESS_WAIT_AT_DEADLINE_SECONDS, late), 0.0)
+        until = self.reports_until
+        if until is not None:  # (its caller has left: see reports_wait_until)
+            seconds = max(min(seconds, until - time.monotonic()), 0.0)
         if deliveries.wait(seconds):
             return
         _log.warning(
