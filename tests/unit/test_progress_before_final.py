@@ -495,3 +495,42 @@ def test_cancelling_the_awaiting_coroutine_is_not_held_by_reports_under_way(
         hung.release.set()
     assert hung.events.count("cancelled") == count
     assert took < 0.5 + 1.5
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0], ids=["inline", "pooled with a timeout"])
+def test_a_listener_shutting_down_during_a_report_does_not_wait_for_its_task(
+    timeout: float | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A progress listener calls shutdown() during a report a thread of the tool's own makes:
+    it does not wait for the task, whose final event waits for that report (before, each
+    waited for the other until the final event's wait ran out, 1 s, with a warning)."""
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+    held = threading.Event()
+    returned: list[str] = []
+    executors: list[Executor] = []
+
+    def listener(update: Any) -> None:
+        if update.message == "late":
+            held.set()
+            executors[0].shutdown()
+            returned.append("shutdown returned")
+
+    monitor.add_progress_listener(listener)
+    helpers: list[threading.Thread] = []
+
+    def tool() -> str:
+        _report_late_from_a_thread(held, helpers)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    caplog.set_level(logging.WARNING, "laios.execution")
+    executor = Executor(registry, store=store, register_prometheus=False)
+    executors.append(executor)
+    result = executor.execute_task(_task("tool"), CONTEXT, timeout=timeout)
+    helpers[0].join(10)
+    executor.shutdown()
+    assert result.success, result.error
+    assert returned == ["shutdown returned"]
+    assert not [r for r in caplog.records if "still being delivered" in r.getMessage()]

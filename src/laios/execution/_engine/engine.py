@@ -55,6 +55,7 @@ from laios.execution._engine.job import (
     Waiter,
     describe_exception,
     in_callback_of,
+    in_report_of,
 )
 from laios.execution._finalizing import detach, run_elsewhere
 from laios.execution._forks import reset_after_fork
@@ -1351,10 +1352,14 @@ class Engine:
         """Whether the calling code runs inside this executor's own work: on one of its
         threads (see :meth:`on_own_thread`), inside one of its async tools (the tool's
         coroutine, a task it started, a callback run for it), or in an ``on_progress``
-        callback of one of its tasks. Waiting there for its tasks would wait for itself."""
+        callback of one of its tasks, or in a progress listener handed a report of one (whose
+        final event waits for that report). Waiting there for its tasks would wait for
+        itself."""
         if self.on_own_thread() or self.loop_here.slots.held_here() or self._runs_inline_here():
             return True
         runner = in_callback_of()
+        if runner is None:
+            runner = in_report_of()
         return runner is not None and runner in (
             self.runner,
             self.inline,

@@ -200,6 +200,20 @@ def in_callback_of() -> Runner | None:
     return _CALLBACK_RUNNER.get()
 
 
+#: The runner of the task whose progress report is handed to the store's listeners in this
+#: context, while it is (see Job._deliver).
+_REPORT_RUNNER: contextvars.ContextVar[Runner | None] = contextvars.ContextVar(
+    "laios_report_runner", default=None
+)
+
+
+def in_report_of() -> Runner | None:
+    """The runner of the task whose progress report the calling code (a progress listener of
+    the store) is handed (``None`` elsewhere): a task whose final event waits for that report
+    (see ``Job.progress``)."""
+    return _REPORT_RUNNER.get()
+
+
 _UNSAFE_ERROR_TYPE_CHAR = re.compile(r"[^A-Za-z0-9_.:\-]")
 
 
@@ -808,10 +822,14 @@ class Job(TaskRecord):
             status = ProgressStatus.IN_PROGRESS
             store = self.env.store
             update = ProgressUpdate(self.task_id, status, percent, text, details, store.now())
+            # (a listener waiting for the task, in shutdown(), would wait for itself)
+            token = _REPORT_RUNNER.set(self.runner)
             try:
                 store.record_progress(update, self)
             except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
                 self.listener_interrupted(exc)
+            finally:
+                _REPORT_RUNNER.reset(token)
         else:
             self.progress_percent = percent
         if self.phase != RUNNING:
