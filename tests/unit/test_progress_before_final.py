@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -406,7 +407,9 @@ def test_a_ctrl_c_in_the_wait_for_a_report_still_ends_the_task(timeout: float | 
     ]
 
 
-def test_many_tasks_with_hung_reports_keep_the_caller_past_its_timeout_once() -> None:
+def test_many_tasks_with_hung_reports_keep_the_caller_past_its_timeout_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """execute_parallel's timeout strikes on many tasks whose reports hang on threads of their
     tools': their final events' waits share the caller's short wait past its deadline (before,
     each waited its own in turn on the loop: 0.1 s per task, 3 s here)."""
@@ -445,6 +448,9 @@ def test_many_tasks_with_hung_reports_keep_the_caller_past_its_timeout_once() ->
         assert reported.acquire(timeout=10)
     assert [result.metadata["outcome"] for result in results] == ["timeout"] * count
     assert took < timeout + 1.5
+    warnings = [r.getMessage() for r in caplog.records if "still being" in r.getMessage()]
+    assert warnings  # (each names how long its final event waited, rounded)
+    assert all(re.search(r"after [0-9.]{1,4}s\)", message) for message in warnings), warnings
 
 
 @pytest.mark.parametrize("tool_kind", ["async", "sync"])

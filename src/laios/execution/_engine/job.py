@@ -900,8 +900,8 @@ class Job(TaskRecord):
             return
         _log.warning(
             "a progress report of task %r (tool %r) was still being delivered (its on_progress "
-            "callback or a progress listener still running) %gs after the task ended; the "
-            "final event goes on without waiting for it",
+            "callback or a progress listener still running) when the task's final event "
+            "stopped waiting for it (after %.1fs); the final event goes on without it",
             shorten(self.task_id, 128),
             shorten(self.tool, 128),
             seconds,
