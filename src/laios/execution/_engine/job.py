@@ -859,8 +859,7 @@ class Job(TaskRecord):
         or once its deadline has passed (``overdue``), and never past the deadline by more
         than that (the tasks of a batch share it), nor, once the caller has left (see
         :meth:`reports_wait_until`), past the moment it left by more. A report still under
-        way then (a
-        callback or listener that hangs) is logged, and the final event goes on.
+        way then (a callback or listener that hangs) is logged, and the final event goes on.
 
         A Ctrl-C landing in the wait ends it: it is the caller's when it lands on the caller's
         thread (raised on once the task is recorded, see :meth:`_take_interrupt`), and the
