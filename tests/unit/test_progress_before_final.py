@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -344,3 +345,198 @@ def test_a_hung_progress_callback_does_not_keep_the_caller_past_its_timeout(
     expected = "timeout" if overruns else "success"
     assert result.metadata["outcome"] == expected
     assert any("progress report" in r.getMessage() for r in caplog.records)
+
+
+class CtrlC(logging.Handler):
+    """Raises ``KeyboardInterrupt`` where the final event waits for a report (the caller's
+    thread here: a Ctrl-C landing in that wait)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.raised = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waits for a progress report" in record.getMessage() and not self.raised.is_set():
+            self.raised.set()
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("timeout", [None, 0.5], ids=["inline", "timeout strikes"])
+def test_a_ctrl_c_in_the_wait_for_a_report_still_ends_the_task(timeout: float | None) -> None:
+    """Ctrl-C lands on the caller's thread while the final event waits there for a report a
+    thread of the tool's is delivering: the task is still recorded, on_progress still gets its
+    final event, and the caller gets the interrupt (before, the task was never recorded on
+    the timeout's road, and its final event never came)."""
+    hung = Hung()
+    stop = threading.Event()
+    helpers: list[threading.Thread] = []
+
+    def tool() -> str:
+        _report_late_from_a_thread(hung.held, helpers)
+        if timeout is not None:
+            stop.wait(10)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    logger = logging.getLogger("laios.execution")
+    handler = CtrlC()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    task = _task("tool")
+    try:
+        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+            with pytest.raises(KeyboardInterrupt):
+                executor.execute_task(task, CONTEXT, timeout=timeout, on_progress=hung)
+            hung.release.set()
+            stop.set()
+            helpers[0].join(10)
+            metrics = executor.get_metrics(task.id)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        stop.set()
+        hung.release.set()
+    assert handler.raised.is_set()
+    expected = "success" if timeout is None else "timeout"
+    assert metrics is not None
+    assert metrics.outcome == expected
+    assert [event for event in hung.events if event in FINAL] == [
+        "completed" if timeout is None else "timeout"
+    ]
+
+
+def test_many_tasks_with_hung_reports_keep_the_caller_past_its_timeout_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """execute_parallel's timeout strikes on many tasks whose reports hang on threads of their
+    tools': their final events' waits share the caller's short wait past its deadline (before,
+    each waited its own in turn on the loop: 0.1 s per task, 3 s here)."""
+    hung = Hung()
+    count = 30
+    reported = threading.Semaphore(0)
+
+    async def tool() -> str:
+        task = current_task()
+        assert task is not None
+
+        def report() -> None:
+            reported.release()
+            task.progress(50, "late")
+
+        threading.Thread(target=report, daemon=True).start()
+        await asyncio.sleep(10)
+        return "late"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    tasks = [_task("tool") for _ in range(count)]
+    timeout = 0.5
+
+    async def main() -> tuple[float, list[TaskResult]]:
+        began = time.monotonic()
+        results = await executor.execute_parallel(tasks, CONTEXT, timeout=timeout, on_progress=hung)
+        return time.monotonic() - began, results
+
+    try:
+        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+            took, results = asyncio.run(main())
+    finally:
+        hung.release.set()
+    for _ in range(count):  # (each report was made: its task ended with it under way)
+        assert reported.acquire(timeout=10)
+    assert [result.metadata["outcome"] for result in results] == ["timeout"] * count
+    assert took < timeout + 1.5
+    warnings = [r.getMessage() for r in caplog.records if "still being" in r.getMessage()]
+    assert warnings  # (each names how long its final event waited, rounded)
+    assert all(re.search(r"after [0-9.]{1,4}s\)", message) for message in warnings), warnings
+
+
+@pytest.mark.parametrize("tool_kind", ["async", "sync"])
+def test_cancelling_the_awaiting_coroutine_is_not_held_by_reports_under_way(
+    tool_kind: str,
+) -> None:
+    """The coroutine awaiting execute_parallel is cancelled (an outer asyncio timeout) while
+    its tasks' reports hang on threads of their tools': it is cancelled at once, give or take
+    one short wait its tasks share (before, the loop was held 1 s per task, 10 s here)."""
+    hung = Hung()
+    count = 10
+    stop = threading.Event()
+
+    def report_from_a_thread() -> None:
+        task = current_task()
+        assert task is not None
+        threading.Thread(target=task.progress, args=(50, "late"), daemon=True).start()
+
+    async def async_tool() -> str:
+        report_from_a_thread()
+        await asyncio.sleep(10)
+        return "late"
+
+    def sync_tool() -> str:
+        report_from_a_thread()
+        stop.wait(10)
+        return "late"
+
+    registry = ToolRegistry()
+    tool = async_tool if tool_kind == "async" else sync_tool
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    tasks = [_task("tool") for _ in range(count)]
+
+    async def main() -> float:
+        began = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(executor.execute_parallel(tasks, CONTEXT, on_progress=hung), 0.5)
+        return time.monotonic() - began
+
+    try:
+        with Executor(
+            registry, store=MetricStore(), register_prometheus=False, max_workers=count
+        ) as executor:
+            took = asyncio.run(main())
+            stop.set()
+    finally:
+        stop.set()
+        hung.release.set()
+    assert hung.events.count("cancelled") == count
+    assert took < 0.5 + 1.5
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0], ids=["inline", "pooled with a timeout"])
+def test_a_listener_shutting_down_during_a_report_does_not_wait_for_its_task(
+    timeout: float | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A progress listener calls shutdown() during a report a thread of the tool's own makes:
+    it does not wait for the task, whose final event waits for that report (before, each
+    waited for the other until the final event's wait ran out, 1 s, with a warning)."""
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+    held = threading.Event()
+    returned: list[str] = []
+    executors: list[Executor] = []
+
+    def listener(update: Any) -> None:
+        if update.message == "late":
+            held.set()
+            executors[0].shutdown()
+            returned.append("shutdown returned")
+
+    monitor.add_progress_listener(listener)
+    helpers: list[threading.Thread] = []
+
+    def tool() -> str:
+        _report_late_from_a_thread(held, helpers)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    caplog.set_level(logging.WARNING, "laios.execution")
+    executor = Executor(registry, store=store, register_prometheus=False)
+    executors.append(executor)
+    result = executor.execute_task(_task("tool"), CONTEXT, timeout=timeout)
+    helpers[0].join(10)
+    executor.shutdown()
+    assert result.success, result.error
+    assert returned == ["shutdown returned"]
+    assert not [r for r in caplog.records if "still being delivered" in r.getMessage()]

@@ -728,8 +728,9 @@ class Executor(Generic[_RegistryT]):
 
         Calling it again is harmless. Tools that overran their timeout are never waited for,
         nor is a call from inside the executor's own work waiting (one of its tools, async
-        ones on any loop included, a callback run for one, a thread an async tool handed the
-        call to with ``asyncio.to_thread``, one of the executor's threads).
+        ones on any loop included, a callback run for one, a progress listener handed a
+        progress report of one, a thread an async tool handed the call to with
+        ``asyncio.to_thread``, one of the executor's threads).
         Called on a running event loop (an ASGI lifespan, async code), it does not wait for
         the tasks that loop awaits (it would hold the loop they need: their timeouts and
         results go through it) and logs a warning saying so; to wait for them, ``await
@@ -753,11 +754,12 @@ class Executor(Generic[_RegistryT]):
         or after ``shutdown()``, is harmless.
 
         Awaited from inside the executor's own work (one of its tools, a task a tool started
-        while the tool runs, an ``on_progress`` callback, one of its threads), it does not wait:
-        it would wait for itself. Cancelling it cancels only the wait: the executor stays shut
-        down and its tools run on. Tools that overran their timeout, or swallowed their
-        cancellation, are not waited for, as with ``shutdown``; nor are async tools on an event
-        loop that is not running (they cannot end until it runs again).
+        while the tool runs, an ``on_progress`` callback, a progress listener handed a report of
+        one, one of its threads), it does not wait: it would wait for itself. Cancelling it
+        cancels only the wait: the executor stays shut down and its tools run on. Tools that
+        overran their timeout, or swallowed their cancellation, are not waited for, as with
+        ``shutdown``; nor are async tools on an event loop that is not running (they cannot
+        end until it runs again).
 
         Raises:
             RuntimeError: When no asyncio event loop runs (under trio): the executor is then

@@ -46,6 +46,7 @@ from laios.execution._checks import (
 )
 from laios.execution._engine.job import (
     DONE,
+    PROGRESS_WAIT_AT_DEADLINE_SECONDS,
     QUEUED,
     RUNNING,
     Job,
@@ -54,6 +55,7 @@ from laios.execution._engine.job import (
     Waiter,
     describe_exception,
     in_callback_of,
+    in_report_of,
 )
 from laios.execution._finalizing import detach, run_elsewhere
 from laios.execution._forks import reset_after_fork
@@ -1351,10 +1353,14 @@ class Engine:
         """Whether the calling code runs inside this executor's own work: on one of its
         threads (see :meth:`on_own_thread`), inside one of its async tools (the tool's
         coroutine, a task it started, a callback run for it), or in an ``on_progress``
-        callback of one of its tasks. Waiting there for its tasks would wait for itself."""
+        callback of one of its tasks, or in a progress listener handed a report of one (whose
+        final event waits for that report). Waiting there for its tasks would wait for
+        itself."""
         if self.on_own_thread() or self.loop_here.slots.held_here() or self._runs_inline_here():
             return True
         runner = in_callback_of()
+        if runner is None:
+            runner = in_report_of()
         return runner is not None and runner in (
             self.runner,
             self.inline,
@@ -1452,6 +1458,7 @@ def _cancelled_by_caller(
 ) -> None:
     """End the unfinished ``jobs`` of a coroutine that was cancelled (or interrupted) while
     awaiting them; ``why`` ends their error."""
+    _reports_wait_briefly(jobs)
     # Queued jobs first: abandoning a running one may start a replacement thread, which
     # must find nothing of this batch left to run.
     for job in sorted(jobs, key=lambda j: j.phase != QUEUED):
@@ -1469,6 +1476,7 @@ def _stopped_then_ended(jobs: list[Job], lock: Any, why: str) -> None:
     still queued, and a tool returning would complete. Every one is ended on this thread, so
     all have ended when this returns.
     """
+    _reports_wait_briefly(jobs)  # (the caller has left: their final events wait briefly)
     with lock:
         stopped = [(job, phase) for job in jobs if (phase := job.stop()) is not None]
     stopped.sort(key=lambda pair: pair[1] != QUEUED)  # (their events in the usual order)
@@ -1484,6 +1492,15 @@ def _stopped_then_ended(jobs: list[Job], lock: Any, why: str) -> None:
     finally:
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
+
+
+def _reports_wait_briefly(jobs: Iterable[Job]) -> None:
+    """The caller of ``jobs`` has left: their final events, ended on its loop's thread, wait
+    for their progress reports under way for one short while in all (see
+    ``Job.reports_wait_until``), not each its own in turn."""
+    until = time.monotonic() + PROGRESS_WAIT_AT_DEADLINE_SECONDS
+    for job in jobs:
+        job.reports_wait_until(until)
 
 
 async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
@@ -1503,6 +1520,7 @@ async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
     """
     if not jobs:
         return
+    _reports_wait_briefly(jobs)
     why = "the awaiting coroutine was cancelled"
     lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
     if len(jobs) <= ACCEPT_CHUNK:

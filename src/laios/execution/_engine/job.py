@@ -200,6 +200,20 @@ def in_callback_of() -> Runner | None:
     return _CALLBACK_RUNNER.get()
 
 
+#: The runner of the task whose progress report is handed to the store's listeners in this
+#: context, while it is (see Job._deliver).
+_REPORT_RUNNER: contextvars.ContextVar[Runner | None] = contextvars.ContextVar(
+    "laios_report_runner", default=None
+)
+
+
+def in_report_of() -> Runner | None:
+    """The runner of the task whose progress report the calling code (a progress listener of
+    the store) is handed (``None`` elsewhere): a task whose final event waits for that report
+    (see ``Job.progress``)."""
+    return _REPORT_RUNNER.get()
+
+
 _UNSAFE_ERROR_TYPE_CHAR = re.compile(r"[^A-Za-z0-9_.:\-]")
 
 
@@ -289,7 +303,7 @@ _STILL_RUNNING = LateChecks("laios-abandoned-tools")
 #: other threads (a tool's own threads: see Job.progress) ...
 PROGRESS_WAIT_SECONDS = 1.0
 #: ... and of one that would keep the caller waiting with a timeout (decided on its own thread
-#: or event loop, or once its deadline has passed).
+#: or event loop, or once its deadline has passed): never past that deadline by more than this.
 PROGRESS_WAIT_AT_DEADLINE_SECONDS = 0.1
 
 
@@ -507,6 +521,9 @@ class Job(TaskRecord):
     # Its progress reports being delivered, which its final event waits for: made by its
     # first report (see progress), dropped once it has finished.
     deliveries: _Deliveries | None = None
+    # When its final event stops waiting for those reports at the latest (see
+    # reports_wait_until): set only once its caller has left.
+    reports_until: float | None = None
 
     def __init__(
         self, env: JobEnv, task: Task, tool: Any, on_progress: ProgressCallback | None
@@ -805,10 +822,14 @@ class Job(TaskRecord):
             status = ProgressStatus.IN_PROGRESS
             store = self.env.store
             update = ProgressUpdate(self.task_id, status, percent, text, details, store.now())
+            # (a listener waiting for the task, in shutdown(), would wait for itself)
+            token = _REPORT_RUNNER.set(self.runner)
             try:
                 store.record_progress(update, self)
             except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
                 self.listener_interrupted(exc)
+            finally:
+                _REPORT_RUNNER.reset(token)
         else:
             self.progress_percent = percent
         if self.phase != RUNNING:
@@ -822,16 +843,37 @@ class Job(TaskRecord):
         else:
             self.fire("progress", data)
 
+    def reports_wait_until(self, until: float) -> None:
+        """Its caller has left (the coroutine awaiting it was cancelled): its final event
+        waits for its progress reports under way until ``until`` (``time.monotonic()``) at
+        the latest, a moment the caller's other tasks share, rather than each its own while
+        in turn (see :meth:`_await_reports`)."""
+        if self.deliveries is not None:  # (only a job that reported: the others need nothing)
+            self.reports_until = until
+
     def _await_reports(self, *, overdue: bool = False) -> None:
         """Before the final event (to ``on_progress`` and the store's listeners): wait for the
         progress reports under way on other threads (see :meth:`progress`), at most
         ``PROGRESS_WAIT_SECONDS``, or ``PROGRESS_WAIT_AT_DEADLINE_SECONDS`` where the wait
         would keep a caller with a timeout waiting: on the caller's own thread or event loop,
-        or once its deadline has passed (``overdue``). A report still under way then (a
-        callback or listener that hangs) is logged, and the final event goes on."""
+        or once its deadline has passed (``overdue``), and never past the deadline by more
+        than that (the tasks of a batch share it), nor, once the caller has left (see
+        :meth:`reports_wait_until`), past the moment it left by more. A report still under
+        way then (a callback or listener that hangs) is logged, and the final event goes on.
+
+        A Ctrl-C landing in the wait ends it: it is the caller's when it lands on the caller's
+        thread (raised on once the task is recorded, see :meth:`_take_interrupt`), and the
+        final event goes on."""
         deliveries = self.deliveries
         if deliveries is None or deliveries.idle():
             return
+        try:
+            self._wait_for_reports(deliveries, overdue=overdue)
+        except KeyboardInterrupt as exc:  # (the task must still be recorded and told)
+            self._take_interrupt(exc, "the wait of a task's final event for a progress report")
+
+    def _wait_for_reports(self, deliveries: _Deliveries, *, overdue: bool) -> None:
+        """The wait of :meth:`_await_reports`."""
         _log.debug(
             "the final event of task %r (tool %r) waits for a progress report being delivered "
             "on another thread",
@@ -839,19 +881,26 @@ class Job(TaskRecord):
             shorten(self.tool, 128),
         )
         seconds = PROGRESS_WAIT_SECONDS
-        if self.deadline is not None and (
+        deadline = self.deadline
+        if deadline is not None and (
             overdue
             or self.overdue
             or self.thread == threading.get_ident()
             or self.on_awaiting_thread()
         ):
-            seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
+            # Never past the deadline by more than that: the tasks of one caller (a batch whose
+            # timeout strikes on all of them) share it, rather than each waiting in turn.
+            late = deadline + PROGRESS_WAIT_AT_DEADLINE_SECONDS - time.monotonic()
+            seconds = max(min(PROGRESS_WAIT_AT_DEADLINE_SECONDS, late), 0.0)
+        until = self.reports_until
+        if until is not None:  # (its caller has left: see reports_wait_until)
+            seconds = max(min(seconds, until - time.monotonic()), 0.0)
         if deliveries.wait(seconds):
             return
         _log.warning(
             "a progress report of task %r (tool %r) was still being delivered (its on_progress "
-            "callback or a progress listener still running) %gs after the task ended; the "
-            "final event goes on without waiting for it",
+            "callback or a progress listener still running) when the task's final event "
+            "stopped waiting for it (after %.1fs); the final event goes on without it",
             shorten(self.task_id, 128),
             shorten(self.tool, 128),
             seconds,
