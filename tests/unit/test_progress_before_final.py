@@ -540,3 +540,49 @@ def test_a_listener_shutting_down_during_a_report_does_not_wait_for_its_task(
     assert result.success, result.error
     assert returned == ["shutdown returned"]
     assert not [r for r in caplog.records if "still being delivered" in r.getMessage()]
+
+
+def test_a_final_event_on_an_event_loop_waits_briefly_for_a_report_that_needs_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An async tool on the caller's loop, no timeout: a thread of the tool reports progress,
+    and the callback hands the report to the loop (``run_coroutine_threadsafe(...).result()``),
+    which the final event, ended on that loop, holds. The report cannot be delivered while the
+    final event waits, so the wait holds the service's whole loop: it is the short one (0.1 s),
+    not the 1 s of a final event ended on a thread of its own."""
+
+    async def main() -> tuple[TaskResult, int]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[float] = asyncio.Queue()
+        begun = threading.Event()
+
+        def on_progress(event: str, data: Any) -> None:
+            if event == "progress":
+                begun.set()
+                asyncio.run_coroutine_threadsafe(queue.put(data["percent"]), loop).result(10)
+
+        async def reports() -> str:
+            task = current_task()
+            assert task is not None
+            threading.Thread(target=task.progress, args=(50, "needs the loop")).start()
+            assert await asyncio.to_thread(begun.wait, 10)
+            return "done"
+
+        registry = ToolRegistry()
+        registry.register_tool(create_simple_tool("reports", "Reports from a thread.", reports))
+        executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+        try:
+            result = await executor.execute_async(
+                _task("reports"), CONTEXT, on_progress=on_progress
+            )
+            await asyncio.wait_for(queue.get(), 10)  # (the report reached the loop after all)
+            return result, queue.qsize()
+        finally:
+            await executor.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        result, _ = asyncio.run(main())
+    assert result.success, result.error
+    waits = [r.getMessage() for r in caplog.records if "stopped waiting" in r.getMessage()]
+    assert len(waits) == 1, waits
+    assert "(after 0.1s)" in waits[0], waits[0]

@@ -303,8 +303,18 @@ _STILL_RUNNING = LateChecks("laios-abandoned-tools")
 #: other threads (a tool's own threads: see Job.progress) ...
 PROGRESS_WAIT_SECONDS = 1.0
 #: ... and of one that would keep the caller waiting with a timeout (decided on its own thread
-#: or event loop, or once its deadline has passed): never past that deadline by more than this.
+#: or event loop, or once its deadline has passed): never past that deadline by more than this;
+#: nor longer than this on any thread running an event loop (the wait holds the whole loop).
 PROGRESS_WAIT_AT_DEADLINE_SECONDS = 0.1
+
+
+def _on_an_event_loop() -> bool:
+    """Whether the calling thread is running an asyncio event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class _Deliveries:
@@ -855,8 +865,9 @@ class Job(TaskRecord):
         """Before the final event (to ``on_progress`` and the store's listeners): wait for the
         progress reports under way on other threads (see :meth:`progress`), at most
         ``PROGRESS_WAIT_SECONDS``, or ``PROGRESS_WAIT_AT_DEADLINE_SECONDS`` where the wait
-        would keep a caller with a timeout waiting: on the caller's own thread or event loop,
-        or once its deadline has passed (``overdue``), and never past the deadline by more
+        would keep a caller with a timeout waiting (on the caller's own thread or event loop,
+        or once its deadline has passed: ``overdue``) or would hold an event loop (ended on a
+        thread running one, with or without a timeout), and never past the deadline by more
         than that (the tasks of a batch share it), nor, once the caller has left (see
         :meth:`reports_wait_until`), past the moment it left by more. A report still under
         way then (a callback or listener that hangs) is logged, and the final event goes on.
@@ -881,6 +892,10 @@ class Job(TaskRecord):
             shorten(self.tool, 128),
         )
         seconds = PROGRESS_WAIT_SECONDS
+        if _on_an_event_loop():
+            # The wait holds a whole loop (the service's, or the one the executor's async
+            # tools share), and the report may need that very loop to be delivered.
+            seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
         deadline = self.deadline
         if deadline is not None and (
             overdue
