@@ -827,12 +827,17 @@ class Engine:
                     batch.start_timer(jobs, limit)  # (deadlines strike between chunks too)
                     await asyncio.sleep(0)
                 for task in items[start : start + ACCEPT_CHUNK]:
+                    if batch.interrupt is not None:
+                        # Ctrl-C on this thread (an async tool's between two chunks, a
+                        # callback's as a task was refused): nothing more is submitted.
+                        raise batch.interrupt
                     slots.append(self._accept(task, context, on_progress, limit, batch, parent))
                 jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
         except BaseException as exc:
-            # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted:
-            # the rest never start, and nobody will await what was accepted (the tasks of the
-            # chunk under way included, not in ``jobs`` yet).
+            # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted or
+            # between two: the rest never start, and nobody will await what was accepted (the
+            # tasks of the chunk under way included, not in ``jobs`` yet), which neither
+            # starts nor completes any more.
             batch.stop_timer()
             accepted = [slot for slot in slots if isinstance(slot, Job)]
             if isinstance(exc, asyncio.CancelledError):
@@ -842,8 +847,8 @@ class Engine:
                 # collector inside one of the executor's locked sections on this thread,
                 # which ending the tasks takes: they end a moment later on another thread.
                 run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
-            else:
-                _cancelled_by_caller(accepted, "the caller was interrupted")
+            elif accepted:
+                _stopped_then_ended(accepted, accepted[0].env.lock, "the caller was interrupted")
             if batch.interrupt is not None and batch.interrupt is not exc:
                 raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
