@@ -829,23 +829,28 @@ class Engine:
                     batch.start_timer(jobs, limit)  # (deadlines strike between chunks too)
                     await asyncio.sleep(0)
                 for task in items[start : start + ACCEPT_CHUNK]:
+                    if batch.interrupt is not None:
+                        # Ctrl-C on this thread (an async tool's between two chunks, a
+                        # callback's as a task was refused): nothing more is submitted.
+                        raise batch.interrupt
                     slots.append(self._accept(task, context, on_progress, limit, batch, parent))
                 jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
         except BaseException as exc:
-            # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted:
-            # the rest never start, and nobody will await what was accepted (the tasks of the
-            # chunk under way included, not in ``jobs`` yet).
+            # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted or
+            # between two: the rest never start, and nobody will await what was accepted (the
+            # tasks of the chunk under way included, not in ``jobs`` yet), which neither
+            # starts nor completes any more.
             batch.stop_timer()
             accepted = [slot for slot in slots if isinstance(slot, Job)]
             if isinstance(exc, asyncio.CancelledError):
-                await _cancelled_by_caller_async(accepted, batch)
+                await _cancelled_by_caller_async(accepted, batch, limit)
             elif isinstance(exc, GeneratorExit):
                 # Closed never to resume (its loop closed under it), maybe by the garbage
                 # collector inside one of the executor's locked sections on this thread,
                 # which ending the tasks takes: they end a moment later on another thread.
                 run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
-            else:
-                _cancelled_by_caller(accepted, "the caller was interrupted")
+            elif accepted:
+                _stopped_then_ended(accepted, accepted[0].env.lock, "the caller was interrupted")
             if batch.interrupt is not None and batch.interrupt is not exc:
                 raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
@@ -982,7 +987,7 @@ class Engine:
         try:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
-            await _cancelled_by_caller_async(jobs, batch)
+            await _cancelled_by_caller_async(jobs, batch, limit)
             if batch.interrupt is not None:  # (a Ctrl-C as they were ended: it comes first)
                 raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
@@ -1469,12 +1474,22 @@ def _cancelled_by_caller(
 
 def _stopped_then_ended(jobs: list[Job], lock: Any, why: str) -> None:
     """End the unfinished ``jobs`` ``cancelled`` (``why`` ends their error), all stopped first
+    in one hold of the executor's ``lock`` (see :func:`_stop_then_end`)."""
+    try:
+        _stop_then_end(jobs, lock, why)
+    finally:
+        for job in jobs:
+            job.result = None  # nobody will take these: the records must not keep them
+
+
+def _stop_then_end(jobs: list[Job], lock: Any, why: str) -> None:
+    """End the unfinished ``jobs`` ``cancelled`` (``why`` ends their error), all stopped first
     in one hold of the executor's ``lock``.
 
     Stopped and ended one by one, a worker freed meanwhile (a tool of the batch returning, or
     a replacement thread started for a running one abandoned here) would start the next one
     still queued, and a tool returning would complete. Every one is ended on this thread, so
-    all have ended when this returns.
+    all have ended when this returns (but those that were already finishing elsewhere).
     """
     _reports_wait_briefly(jobs)  # (the caller has left: their final events wait briefly)
     with lock:
@@ -1489,6 +1504,31 @@ def _stopped_then_ended(jobs: list[Job], lock: Any, why: str) -> None:
         for job, _ in stopped[ended:]:
             job.end_stopped("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
         raise
+
+
+async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch, limit: float | None) -> None:
+    """End the unfinished ``jobs`` of ``batch``, whose coroutine was cancelled while awaiting
+    them, as :func:`_stopped_then_ended` does (more than :data:`ACCEPT_CHUNK` of them, a chunk
+    at a time: see :func:`_given_up_by_chunks`), then wait until every one of them has
+    finished, its events delivered.
+
+    Some may be finishing on other threads meanwhile, their ``on_progress`` callbacks running
+    there: a tool that returned just before the cancellation (its ``"completed"``), or one
+    returning while a large batch is given up (its worker ends its task ``cancelled``). The
+    cancellation comes out only once they have, as the caller's wait would have (up to their
+    deadlines, ``limit``: a callback still running at its task's deadline is not waited for);
+    cancelled again meanwhile (or interrupted), at once.
+    """
+    if not jobs:
+        return
+    why = "the awaiting coroutine was cancelled"
+    lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
+    try:
+        if len(jobs) <= ACCEPT_CHUNK:
+            _stop_then_end(jobs, lock, why)
+        else:
+            await _given_up_by_chunks(jobs, batch, why, lock)
+        await batch.wait(jobs, limit)
     finally:
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
@@ -1503,29 +1543,23 @@ def _reports_wait_briefly(jobs: Iterable[Job]) -> None:
         job.reports_wait_until(until)
 
 
-async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
-    """End the unfinished ``jobs`` of ``batch``, whose coroutine was cancelled while awaiting
-    them, as :func:`_cancelled_by_caller` does, but :data:`ACCEPT_CHUNK` at a time with a turn
-    of the loop in between: ending thousands in one go would hold the loop (the service's
-    other coroutines) as long as accepting them would have.
+async def _given_up_by_chunks(jobs: list[Job], batch: _Batch, why: str, lock: Any) -> None:
+    """End the unfinished ``jobs`` of ``batch`` ``cancelled`` (``why`` ends their error)
+    :data:`ACCEPT_CHUNK` at a time with a turn of the loop in between: ending thousands in one
+    go would hold the loop (the service's other coroutines) as long as accepting them would
+    have.
 
     First, none of them may start or complete any more: a queued one would otherwise take a
     slot freed between two chunks, and a running one returning meanwhile would succeed. The
     batch says so at once (``given_up``, one write under the executor's lock: its jobs read
     it as they start or complete), and its jobs are then given up :data:`ACCEPT_CHUNK` at a
     time under that lock (a few microseconds each: all of them in one hold kept every other
-    thread from submitting or cancelling a task for tens of milliseconds). Cancelled again
-    meanwhile (or interrupted), the rest end at once; closed never to resume (its loop closed
-    under it, maybe by the garbage collector inside a locked section), on another thread.
+    thread from submitting or cancelling a task for tens of milliseconds). One whose tool
+    returns meanwhile is ended on its worker's thread. Cancelled again meanwhile (or
+    interrupted), the rest end at once; closed never to resume (its loop closed under it,
+    maybe by the garbage collector inside a locked section), on another thread.
     """
-    if not jobs:
-        return
-    _reports_wait_briefly(jobs)
-    why = "the awaiting coroutine was cancelled"
-    lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
-    if len(jobs) <= ACCEPT_CHUNK:
-        _stopped_then_ended(jobs, lock, why)
-        return
+    _reports_wait_briefly(jobs)  # (the caller has left: their final events wait briefly)
     # Queued ones first: an async tool's slot freed meanwhile then passes to no waiting call
     # of this batch, which would take a turn of the loop each to be found given up.
     given_up: list[Job] = []
@@ -1556,9 +1590,6 @@ async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
         # (ending a job twice does nothing: one listed twice, interrupted in between, is fine)
         _end_given_up(given_up[ended:] + running, jobs[marked:])
         raise
-    finally:
-        for job in jobs:
-            job.result = None  # nobody will take these: the records must not keep them
 
 
 def _end_given_up(jobs: list[Job], unmarked: Sequence[Job] = ()) -> None:
