@@ -320,6 +320,8 @@ def test_default_retry_if_rules() -> None:
     assert not default_retry_if(result("error", "ValidationError"))
     assert not default_retry_if(result("error", "callback_error"))
     assert not default_retry_if(result("error", "not_picklable"))
+    assert not default_retry_if(result("error", "terminated"))
+    assert default_retry_if(result("error", "worker_crashed"))
     assert not default_retry_if(result("rejected", "tool_not_found"))
     assert not default_retry_if(result("rejected", "shutdown"))
     assert not default_retry_if(result("cancelled", "cancelled"))
