@@ -305,6 +305,30 @@ def test_retry_if_returning_a_coroutine_stops_with_a_clear_note(
     assert made[0].cr_frame is None  # closed, never left to warn
 
 
+@pytest.mark.parametrize("kind", ["generator", "async_generator"])
+def test_retry_if_written_with_yield_stops_with_a_clear_note(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any], kind: str
+) -> None:
+    """A retry_if written with ``yield`` (``def`` or ``async def``) returns a generator, whose
+    body never runs: it was taken as "retry" (a generator is true), so every failure was
+    retried, even one ``retry_if`` meant to stop at. The failure now stands, noted."""
+
+    def yields(result: TaskResult) -> Any:
+        yield False
+
+    async def yields_async(result: TaskResult) -> Any:
+        yield False
+
+    predicate = yields if kind == "generator" else yields_async
+    result = executor.execute_with_retry(
+        make_task("fail"), context, max_retries=3, retry_delay=0, retry_if=predicate
+    )
+    assert runs_of(calls, "fail") == 1
+    assert result.metadata["retries"] == 0
+    assert kind in result.metadata["retry_if_error"]
+    assert result.metadata["retry_if_error"].startswith("TypeError: ")
+
+
 def test_default_retry_if_rules() -> None:
     """default_retry_if retries errors, timeouts and saturation, nothing else."""
 

@@ -170,6 +170,12 @@ class RetryRun:
                 raise unawaited_error(
                     decision, "retry_if", "pass a plain function returning a bool"
                 )
+            if inspect.isgenerator(decision) or inspect.isasyncgen(decision):
+                # (a retry_if written with ``yield``: its body never ran; truthy all the same)
+                raise TypeError(
+                    f"retry_if returned a {type(decision).__name__}, whose body never runs "
+                    "(it was written with yield): pass a plain function returning a bool"
+                )
             worth = bool(decision)
         except _INTERRUPTS:  # (Ctrl-C, a signal handler's exit: the caller's, they go on)
             raise
