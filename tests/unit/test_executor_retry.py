@@ -305,6 +305,35 @@ def test_retry_if_returning_a_coroutine_stops_with_a_clear_note(
     assert made[0].cr_frame is None  # closed, never left to warn
 
 
+@pytest.mark.parametrize("kind", ["generator", "async_generator"])
+def test_retry_if_written_with_yield_stops_with_a_clear_note(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any], kind: str
+) -> None:
+    """A retry_if returning a generator (one written with ``yield``, ``def`` or ``async def``,
+    behind a plain callable), whose body never runs: it was taken as "retry" (a generator is
+    true), so every failure was retried, even one ``retry_if`` meant to stop at. The failure
+    now stands, noted."""
+
+    def yields(result: TaskResult) -> Any:
+        yield False
+
+    async def yields_async(result: TaskResult) -> Any:
+        yield False
+
+    inner = yields if kind == "generator" else yields_async
+
+    def predicate(result: TaskResult) -> Any:
+        return inner(result)
+
+    result = executor.execute_with_retry(
+        make_task("fail"), context, max_retries=3, retry_delay=0, retry_if=predicate
+    )
+    assert runs_of(calls, "fail") == 1
+    assert result.metadata["retries"] == 0
+    assert kind in result.metadata["retry_if_error"]
+    assert result.metadata["retry_if_error"].startswith("TypeError: ")
+
+
 def test_default_retry_if_rules() -> None:
     """default_retry_if retries errors, timeouts and saturation, nothing else."""
 
@@ -320,6 +349,8 @@ def test_default_retry_if_rules() -> None:
     assert not default_retry_if(result("error", "ValidationError"))
     assert not default_retry_if(result("error", "callback_error"))
     assert not default_retry_if(result("error", "not_picklable"))
+    assert not default_retry_if(result("error", "terminated"))
+    assert default_retry_if(result("error", "worker_crashed"))
     assert not default_retry_if(result("rejected", "tool_not_found"))
     assert not default_retry_if(result("rejected", "shutdown"))
     assert not default_retry_if(result("cancelled", "cancelled"))
@@ -566,3 +597,46 @@ def test_sleeps_disabled_in_two_threads_holds_until_the_last_block_ends() -> Non
             thread.join(10)
     assert steps["b_out"].is_set()
     assert sleeping_enabled()
+
+
+async def _async_generator_callback(argument: Any) -> Any:
+    """A retry_if or on_retry written as an async generator function: calling it runs none of
+    its body."""
+    yield False
+
+
+def _generator_callback(argument: Any) -> Any:
+    """The same as a generator function."""
+    yield False
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize("callback", [_async_generator_callback, _generator_callback])
+@pytest.mark.parametrize(
+    ("option", "error_type"), [("retry_if", "ValueError"), ("on_retry", "TypeError")]
+)
+def test_a_retry_callback_written_with_yield_is_refused(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    calls: list[Any],
+    mode: str,
+    callback: Any,
+    option: str,
+    error_type: str,
+) -> None:
+    """A retry_if or on_retry written with ``yield`` (an ``async def`` one among them, which
+    the reference says is refused) is refused as an ``async def`` one is: calling it gives a
+    generator and runs none of its body, so an on_retry hook was silently never run, and a
+    retry_if read as "retry" after every failure. Nothing runs."""
+    options: dict[str, Any] = {"retry_delay": 0, option: callback}
+    if mode == "blocking":
+        result = executor.execute_with_retry(make_task("fail"), context, **options)
+    else:
+        coroutine = executor.execute_with_retry_async(make_task("fail"), context, **options)
+        result = asyncio.run(coroutine)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == error_type
+    assert f"{option} must be a plain function" in (result.error or "")
+    assert "yield" in (result.error or "")
+    assert calls == []

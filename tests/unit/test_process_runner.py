@@ -2699,6 +2699,44 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     assert gone(hung["grandchild"])
 
 
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "async"])
+def test_a_call_ended_by_terminate_is_not_retried(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+    blocking: bool,
+) -> None:
+    """A call whose worker ``terminate()`` killed (``terminated``: no worker replaces it) is
+    not retried: the retry could only be refused (``shutdown``), after its wait, and the
+    caller got that refusal, not the failure that ended the call."""
+    executor = make()
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    hang = task("hang", box=box)
+    options: dict[str, Any] = {"max_retries": 3, "retry_delay": 0, "timeout": WAIT}
+    results: list[TaskResult] = []
+
+    def call() -> None:
+        if blocking:
+            results.append(executor.execute_with_retry(hang, context, **options))
+        else:
+            coroutine = executor.execute_with_retry_async(hang, context, **options)
+            results.append(asyncio.run(coroutine))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+    assert hung is not None, "the tool never started"
+    runner.terminate()
+    caller.join(WAIT)
+    assert results, "the caller was left waiting"
+    (result,) = results
+    assert result.metadata["error_type"] == "terminated", result.error
+    assert result.metadata["retries"] == 0
+    assert gone(hung["pid"])
+
+
 def test_an_initializer_that_ends_its_worker_is_named_and_does_not_start_workers_in_a_loop(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -15,10 +15,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from prometheus_client import CollectorRegistry, generate_latest
 
-from laios.core.types import Context, Task
+from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution.executor import Executor
+from laios.execution.prometheus import ensure_collector
 from laios.execution.retry import RetryPolicy, sleeps_disabled
 from laios.execution.store import MetricStore
 from laios.tools.base import AsyncBaseTool, create_simple_tool
@@ -850,3 +852,43 @@ def test_an_option_whose_conversion_raises_is_refused_naming_it(
     assert result.metadata["error_type"] == "ValueError"
     assert result.error == f"{says} of it raised RuntimeError: cannot convert"
     assert calls == []
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_if_that_rewrites_the_failure_it_is_given_changes_no_count(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """A ``retry_if`` writing into the failed result it is given (a number as its
+    ``error_type``, an outcome of its own, its ``tool_name`` taken out) changes neither the
+    retries counted, by the error type of the attempt, nor the result counted, by the outcome
+    the attempt had: a number made an error type the exposition could not write (every scrape
+    failed), a list one failed the call as an internal error, and any word became an
+    outcome of ``laios_task_results_total``."""
+    store = MetricStore()
+    registry = CollectorRegistry()
+    ensure_collector(store, registry)
+    executor = make_executor(store=store)
+    seen: list[Any] = []
+
+    def retry_if(result: TaskResult) -> bool:
+        seen.append(result.metadata["error_type"])
+        if len(seen) == 1:
+            result.metadata["error_type"] = 7
+            return True
+        if len(seen) == 2:
+            result.metadata["error_type"] = ["unhashable"]
+            return True
+        result.metadata["outcome"] = "flaky upstream"
+        result.metadata.pop("tool_name")
+        return False
+
+    result = _retry(
+        executor, make_task("fail"), context, mode, max_retries=5, retry_delay=0, retry_if=retry_if
+    )
+    assert result.metadata["retries"] == 2, result.metadata
+    (tool,) = [t for t in store.aggregates().tools if t.tool == "fail"]
+    assert tool.retry_errors == {"tool_error": 2}
+    assert {k: v for k, v in tool.results.items() if v} == {"error": 1}
+    text = generate_latest(registry).decode()
+    assert 'laios_task_retries_total{error_type="tool_error",tool="fail"} 2.0' in text
+    assert "flaky upstream" not in text

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-from laios._callables import is_coroutine_function
+from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import is_instance
 from laios._exceptions import type_name
 from laios._text import shorten
@@ -258,6 +258,26 @@ def plain_callable(name: str, takes: str, value: Any, error: type[Exception] = T
         raise error(
             f"{name} must be a plain function taking {takes}, not an async function: it is "
             "called, never awaited (pass a plain def)"
+        )
+
+
+def no_generator_function(
+    name: str, takes: str, value: Any, error: type[Exception] = TypeError
+) -> None:
+    """Refuse a callback written with ``yield`` (a generator or async generator function, or
+    a ``functools.partial`` or callable object of one), whose call runs none of its body.
+
+    Raises:
+        TypeError: (or ``error``) As said.
+    """
+    kind = generator_kind(value)
+    if kind is not None:
+        raise error(
+            f"{name} must be a plain function taking {takes}, not an {kind} function (written "
+            "with yield): calling it runs none of its body (pass a plain def)"
+            if kind == "async generator"
+            else f"{name} must be a plain function taking {takes}, not a {kind} function "
+            "(written with yield): calling it runs none of its body (pass a plain def)"
         )
 
 

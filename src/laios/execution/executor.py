@@ -27,6 +27,7 @@ from laios._compat.pydantic import is_instance
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     is_boolean,
+    no_generator_function,
     no_task_as_id,
     not_a_class,
     number_repr,
@@ -662,6 +663,7 @@ class Executor(Generic[_RegistryT]):
         check_call(task, context, on_progress)
         if on_retry is not None:
             plain_callable("on_retry", "RetryDetails", on_retry)
+            no_generator_function("on_retry", "RetryDetails", on_retry)
         policy = _retry_policy(
             max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
         )

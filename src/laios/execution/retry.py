@@ -36,6 +36,7 @@ from laios.execution._checks import (
     as_float,
     conversion_hint,
     is_real,
+    no_generator_function,
     not_real,
     number_repr,
     plain_callable,
@@ -57,7 +58,7 @@ __all__ = [
 #: Error types that another attempt cannot change: invalid parameters, a tool's result (or the
 #: tool itself) that cannot travel between processes, and a stop the caller asked for.
 _NOT_RETRYABLE_ERROR_TYPES = frozenset(
-    {"ValidationError", "callback_error", "not_picklable", "tool_not_found"}
+    {"ValidationError", "callback_error", "not_picklable", "terminated", "tool_not_found"}
 )
 _sleeps_off = threading.local()
 #: Blocks of ``sleeps_disabled()`` (every thread) open now, in any thread; guarded by the lock.
@@ -72,10 +73,11 @@ def default_retry_if(result: TaskResult) -> bool:
 
     Never retried: cancellations, unknown tools, a shut-down executor, parameters the tool's
     input model rejects, a call that cannot travel to or from its worker process
-    (``not_picklable``: another attempt would run the tool again for nothing), and a task
-    stopped by a ``KeyboardInterrupt`` raised in the caller's own ``on_progress`` callback
-    (``callback_error``). Any other exception of that callback leaves the tool's outcome as it
-    is, so it neither causes nor prevents a retry.
+    (``not_picklable``: another attempt would run the tool again for nothing), a call whose
+    process runner was terminated (``terminated``: another attempt would only be refused), and
+    a task stopped by a ``KeyboardInterrupt`` raised in the caller's own ``on_progress``
+    callback (``callback_error``). Any other exception of that callback leaves the tool's
+    outcome as it is, so it neither causes nor prevents a retry.
     """
     outcome = result.metadata.get("outcome")
     error_type = result.metadata.get("error_type")
@@ -231,7 +233,9 @@ class RetryPolicy:
             raise ValueError(f"jitter must be between 0 and 1, got {_brief(self.jitter)}")
         if self.deadline is not None and number("deadline", self.deadline) <= 0:
             raise ValueError(f"deadline must be more than 0 seconds, got {_brief(self.deadline)}")
-        plain_callable("retry_if", "a TaskResult and returning a bool", self.retry_if, ValueError)
+        takes = "a TaskResult and returning a bool"
+        plain_callable("retry_if", takes, self.retry_if, ValueError)
+        no_generator_function("retry_if", takes, self.retry_if, ValueError)
         for name in ("retry_delay", "backoff", "max_delay", "jitter", "deadline"):
             value = getattr(self, name)
             if value is not None and type(value) is not int and type(value) is not float:

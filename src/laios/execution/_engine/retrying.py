@@ -91,6 +91,9 @@ class RetryRun:
         self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.decided = False  # no further attempt will be made (set under the engine's lock)
         self.retry_cause: str | None = None  # the error type of the attempt to retry
+        #: The failed result handed to ``retry_if`` last, with what its metadata said before
+        #: (recorded, outcome, error type): the hooks may write into the result they are given.
+        self.told: tuple[TaskResult, tuple[bool, Any, Any]] | None = None
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
         self.span_outcome: dict[str, Any] = {}
@@ -158,11 +161,20 @@ class RetryRun:
             self.stopped_by_shutdown = True
             self._no_further(result)
             return None
+        metadata = result.metadata
+        said = ("tool_name" in metadata, metadata.get("outcome"), metadata.get("error_type"))
+        self.told = (result, said)
         try:
             decision = policy.retry_if(result)
             if inspect.isawaitable(decision):  # (truthy, but not a "retry")
                 raise unawaited_error(
                     decision, "retry_if", "pass a plain function returning a bool"
+                )
+            if inspect.isgenerator(decision) or inspect.isasyncgen(decision):
+                # (a retry_if written with ``yield``: its body never ran; truthy all the same)
+                raise TypeError(
+                    f"retry_if returned a {type(decision).__name__}, whose body never runs "
+                    "(it was written with yield): pass a plain function returning a bool"
                 )
             worth = bool(decision)
         except _INTERRUPTS:  # (Ctrl-C, a signal handler's exit: the caller's, they go on)
@@ -182,10 +194,21 @@ class RetryRun:
                 self.stopped_by_deadline = True
                 self._no_further(result)
                 return None
-        self.retry_cause = result.metadata.get("error_type")
+        self.retry_cause = said[2]
         if self.on_retry is not None:
             self._announce(result, delay)
         return delay
+
+    def said(self, result: TaskResult) -> tuple[bool, Any, Any]:
+        """Whether ``result`` was recorded by the store, its outcome and its error type, as the
+        attempt made them: before ``retry_if`` or the ``on_retry`` hook, given the result,
+        could write into its metadata (counted under what they wrote, a number for an error
+        type broke the exposition, and any word became an outcome)."""
+        told = self.told
+        if told is not None and told[0] is result:
+            return told[1]
+        metadata = result.metadata
+        return "tool_name" in metadata, metadata.get("outcome"), metadata.get("error_type")
 
     def _no_further(self, result: TaskResult | None = None) -> None:
         """Decide to make no further attempt: ``cancel_task`` no longer stops the call, and a
@@ -232,15 +255,15 @@ class RetryRun:
         coroutine (closed: nothing awaits it)."""
         hook = self.on_retry
         assert hook is not None
-        metadata = result.metadata
+        _, outcome, error_type = self.said(result)
         details = RetryDetails(
             task_id=self.task.id,
             tool_name=self.task.tool_name,
             retry_number=self.retries + 1,
             delay=delay,
             elapsed=self.elapsed(),
-            outcome=metadata.get("outcome"),
-            error_type=metadata.get("error_type"),
+            outcome=outcome,
+            error_type=error_type,
             # (what a hook logs: scrubbed and cut as the executor's own log records are)
             error=scrub(result.error, self.secrets()) if result.error else result.error,
             result=result,
@@ -298,9 +321,9 @@ class RetryRun:
         """Add the retry metadata to the final result, count a failed one as the call's result
         (``laios_task_results_total``) and end the retry span."""
         retries = self.retries
-        metadata = result.metadata
-        if not result.success and "tool_name" in metadata:  # (recorded by the store)
-            self.engine.store.result_returned(self._slot(), str(metadata.get("outcome") or "error"))
+        recorded, outcome, error_type = self.said(result)
+        if not result.success and recorded:  # (recorded by the store)
+            self.engine.store.result_returned(self._slot(), str(outcome or "error"))
         result.metadata["retries"] = retries
         if not result.success and retries >= self.policy.max_retries:
             result.metadata["retry_exhausted"] = True
@@ -313,7 +336,7 @@ class RetryRun:
         if self.span is not None:  # recorded by end(), which ends the span
             self.span_outcome["laios.retry.attempts"] = retries + 1
             if not result.success:
-                error_type = str(result.metadata.get("error_type") or "error")
+                error_type = str(error_type or "error")
                 self.span_outcome["error.type"] = error_type
                 self.span_error = f"failed after {retries + 1} attempt(s): {error_type}"
                 stopped = self._stopped()
