@@ -233,9 +233,10 @@ class RetryPolicy:
             raise ValueError(f"jitter must be between 0 and 1, got {_brief(self.jitter)}")
         if self.deadline is not None and number("deadline", self.deadline) <= 0:
             raise ValueError(f"deadline must be more than 0 seconds, got {_brief(self.deadline)}")
-        takes = "a TaskResult and returning a bool"
-        plain_callable("retry_if", takes, self.retry_if, ValueError)
-        no_generator_function("retry_if", takes, self.retry_if, ValueError)
+        if self.retry_if is not default_retry_if:  # (the default needs no look)
+            takes = "a TaskResult and returning a bool"
+            plain_callable("retry_if", takes, self.retry_if, ValueError)
+            no_generator_function("retry_if", takes, self.retry_if, ValueError)
         for name in ("retry_delay", "backoff", "max_delay", "jitter", "deadline"):
             value = getattr(self, name)
             if value is not None and type(value) is not int and type(value) is not float:

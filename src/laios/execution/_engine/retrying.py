@@ -321,9 +321,11 @@ class RetryRun:
         """Add the retry metadata to the final result, count a failed one as the call's result
         (``laios_task_results_total``) and end the retry span."""
         retries = self.retries
-        recorded, outcome, error_type = self.said(result)
-        if not result.success and recorded:  # (recorded by the store)
-            self.engine.store.result_returned(self._slot(), str(outcome or "error"))
+        error_type = None
+        if not result.success:
+            recorded, outcome, error_type = self.said(result)
+            if recorded:  # (recorded by the store)
+                self.engine.store.result_returned(self._slot(), str(outcome or "error"))
         result.metadata["retries"] = retries
         if not result.success and retries >= self.policy.max_retries:
             result.metadata["retry_exhausted"] = True
