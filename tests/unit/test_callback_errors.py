@@ -168,6 +168,28 @@ def test_a_callback_returning_a_coroutine_is_a_callback_error(
     assert _errors(store, "echo")["callback_error"] == len(made)
 
 
+@pytest.mark.parametrize("kind", ["generator", "async_generator"])
+def test_a_callback_returning_a_generator_is_a_callback_error(
+    executor: Executor, store: MetricStore, make_task: Any, context: Context, kind: str
+) -> None:
+    """A plain callable handing back a generator or an async generator (its body never runs)
+    is reported as one handing back a coroutine is: noted, counted; the success stays."""
+
+    def handle(event: str, data: Any) -> Any:
+        yield
+
+    async def handle_async(event: str, data: Any) -> Any:
+        yield
+
+    inner = handle if kind == "generator" else handle_async
+    result = executor.execute_task(
+        make_task("echo", text="x"), context, on_progress=lambda e, d: inner(e, d)
+    )
+    assert result.success, result.error
+    assert f"returned a {kind}" in result.metadata["callback_error"]
+    assert _errors(store, "echo")["callback_error"] >= 1
+
+
 def test_a_quiet_callback_adds_no_note(
     executor: Executor, make_task: Any, context: Context
 ) -> None:

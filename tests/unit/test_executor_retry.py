@@ -4,6 +4,7 @@ and when retrying stops."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import random
 import re
@@ -321,9 +322,11 @@ def test_retry_if_written_with_yield_stops_with_a_clear_note(
         yield False
 
     inner = yields if kind == "generator" else yields_async
+    made: list[Any] = []
 
     def predicate(result: TaskResult) -> Any:
-        return inner(result)
+        made.append(inner(result))
+        return made[-1]
 
     result = executor.execute_with_retry(
         make_task("fail"), context, max_retries=3, retry_delay=0, retry_if=predicate
@@ -332,6 +335,12 @@ def test_retry_if_written_with_yield_stops_with_a_clear_note(
     assert result.metadata["retries"] == 0
     assert kind in result.metadata["retry_if_error"]
     assert result.metadata["retry_if_error"].startswith("TypeError: ")
+    (made_one,) = made  # closed, as an on_retry hook's generator is
+    if kind == "generator":
+        assert inspect.getgeneratorstate(made_one) == inspect.GEN_CLOSED
+    else:
+        with pytest.raises(StopAsyncIteration):
+            made_one.__anext__().send(None)
 
 
 def test_default_retry_if_rules() -> None:

@@ -6,6 +6,7 @@ warn, much later, that the coroutine was never awaited."""
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import warnings
 from collections.abc import Iterator
@@ -76,3 +77,61 @@ def test_a_finish_listener_returning_a_coroutine_is_reported(errors: _Errors) ->
     seen = _heard(errors, finish)
     assert len(seen) == 1
     assert seen[0].startswith("TypeError: the finish listener returned a coroutine")
+
+
+def _yields(event: Any, made: list[Any]) -> Iterator[None]:
+    made.append("ran")  # (work that never happens unless something iterates it)
+    yield
+
+
+async def _yields_async(event: Any, made: list[Any]) -> Any:
+    made.append("ran")
+    yield
+
+
+def _handing_back(kind: str, made: list[Any]) -> Any:
+    """A plain callable handing back a generator (or async generator) it made."""
+    inner = _yields if kind == "generator" else _yields_async
+
+    def listener(event: Any) -> Any:
+        made.append(inner(event, made))
+        return made[-1]
+
+    return listener
+
+
+@pytest.mark.parametrize("kind", ["generator", "async_generator"])
+def test_a_listener_returning_a_generator_is_reported_and_the_generator_closed(
+    errors: _Errors, kind: str
+) -> None:
+    """A progress or finish listener handing back a generator or an async generator (written
+    with ``yield``, behind a plain callable) was silently never run. It is now reported as a
+    listener returning a coroutine is, the generator closed."""
+    made: list[Any] = []
+    tracker = ProgressTracker()
+    tracker.add_listener(_handing_back(kind, made))
+    store = MetricStore()
+    monitor = TaskMonitor(store)
+    store.add_finish_listener(_handing_back(kind, made))
+    task = Task(plan_id="p", description="d", tool_name="batch")
+
+    def notify() -> None:
+        tracker.update_progress("t", "in_progress", 5)
+        monitor.start_monitoring(task)
+        monitor.stop_monitoring(task.id)
+
+    seen = _heard(errors, notify)
+    assert [s.split(",")[0] for s in seen] == [
+        f"TypeError: the progress listener returned a {kind}",
+        f"TypeError: the finish listener returned a {kind}",
+    ]
+    assert "ran" not in made
+    gens = [g for g in made if g != "ran"]
+    assert len(gens) == 2
+    for gen in gens:  # closed: nothing can start its body later
+        if kind == "generator":
+            assert inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED
+        else:
+            with pytest.raises(StopAsyncIteration):
+                gen.__anext__().send(None)
+    assert "ran" not in made

@@ -2946,6 +2946,28 @@ def test_a_killed_call_says_which_worker_was_killed(
         provider.shutdown()
 
 
+def test_a_crashed_call_says_which_worker_crashed(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A task whose worker process died under it (``worker_crashed``) had no
+    ``metadata["worker"]`` and no ``laios.worker`` span attribute, though the runner logged
+    the pid. They now name the worker as for a completed or killed call (``"pid N"``)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    try:
+        pid = run_pid(executor, task, context)  # (the one worker, up before the crash)
+        crashed = executor.execute_task(task("exit", code=3), context, timeout=WAIT)
+        assert crashed.metadata["error_type"] == "worker_crashed", crashed.error
+        assert crashed.metadata.get("worker") == f"pid {pid}", crashed.metadata
+        (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool exit"]
+        assert span.attributes is not None
+        assert span.attributes.get("laios.worker") == f"pid {pid}"
+    finally:
+        provider.shutdown()
+
+
 class KillsWithoutSaying(ProcessRunner):
     """A process runner whose ``worker_at_kill`` raises."""
 

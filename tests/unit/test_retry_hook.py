@@ -267,6 +267,53 @@ def test_hook_returning_a_coroutine_is_reported_and_the_coroutine_closed(
     assert errors["flaky"]["callback_error"].value == 1
 
 
+@pytest.mark.parametrize("kind", ["generator", "async_generator"])
+def test_hook_returning_a_generator_is_reported_and_the_generator_closed(
+    executor: Executor,
+    store: MetricStore,
+    make_task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    """A plain callable handing back a generator or an async generator (``on_retry=lambda d:
+    agen(d)``) was silently never run. It is now logged and counted as a hook returning a
+    coroutine is, the generator closed; the retry goes on."""
+    ran: list[RetryDetails] = []
+
+    def yields(details: RetryDetails) -> Any:
+        ran.append(details)
+        yield
+
+    async def yields_async(details: RetryDetails) -> Any:
+        ran.append(details)
+        yield
+
+    inner = yields if kind == "generator" else yields_async
+    made: list[Any] = []
+
+    def hook(details: RetryDetails) -> Any:
+        made.append(inner(details))
+        return made[-1]
+
+    hook.__qualname__ = f"hook_returning_a_{kind}"  # (warned once a minute per name)
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result = executor.execute_with_retry(
+            make_task("flaky", fail_times=1), context, retry_delay=0, on_retry=hook
+        )
+    assert result.success, result.error
+    assert f"on_retry hook returned a {kind}" in caplog.text
+    assert len(made) == 1
+    assert not ran
+    if kind == "generator":
+        assert inspect.getgeneratorstate(made[0]) == inspect.GEN_CLOSED
+    else:
+        with pytest.raises(StopAsyncIteration):  # closed: its body can no longer start
+            made[0].__anext__().send(None)
+    errors = {row.tool: row.errors for row in store.snapshot().tools}
+    assert errors["flaky"]["callback_error"].value == 1
+
+
 def test_the_error_a_hook_is_told_is_scrubbed_of_the_tasks_secrets(context: Context) -> None:
     """``details.error`` is what a hook logs: scrubbed of the task's secret values, as spans
     and log records are; ``details.result`` is the caller's own result, as given."""

@@ -133,7 +133,9 @@ _STATUS_OF_OUTCOME = {
     "cancelled": TaskStatus.CANCELLED,
 }
 _CANCELLATIONS = (TaskCancelledError, asyncio.CancelledError)
-_COROUTINE = types.CoroutineType
+#: What an ``on_progress`` callback returned that nothing here runs (see
+#: ``laios.execution._callables.never_run``): the exact types, none can be subclassed.
+_NEVER_RUN = frozenset((types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType))
 
 if sys.version_info >= (3, 11):
 
@@ -972,7 +974,8 @@ class Job(TaskRecord):
         """Call ``on_progress``; what it raises never escapes and never changes the outcome.
 
         An exception is reported (see :meth:`callback_failed`) and the call returns ``None``;
-        so is a coroutine returned by the callback (closed: nothing awaits it).
+        so is a coroutine, a generator or an async generator returned by the callback (closed:
+        nothing here awaits or iterates it).
         ``KeyboardInterrupt`` is returned instead, and kept in :attr:`interrupted` for the
         caller's thread.
         """
@@ -990,9 +993,10 @@ class Job(TaskRecord):
         """Call ``callback`` as :meth:`fire` says, in the current context."""
         token = _CALLBACK_RUNNER.set(self.runner)
         try:
-            # (typed to return None; an async def given by mistake returns a coroutine)
+            # (typed to return None; an async def given by mistake returns a coroutine, one
+            # written with yield a generator)
             returned: object = callback(event, data)  # type: ignore[func-returns-value]
-            if returned is not None and type(returned) is _COROUTINE:
+            if returned is not None and type(returned) in _NEVER_RUN:
                 raise unawaited_error(
                     returned, "on_progress", "pass a plain function taking (event, data)"
                 )

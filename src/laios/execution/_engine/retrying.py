@@ -25,7 +25,7 @@ from laios._exceptions import type_name
 from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
-from laios.execution._callables import refuse_unawaited, unawaited_error
+from laios.execution._callables import never_run, refuse_unawaited, unawaited_error
 from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
 from laios.execution._engine.job import RetryCut, callback_name, scrubbed_message
 from laios.execution._finalizing import run_elsewhere
@@ -166,15 +166,11 @@ class RetryRun:
         self.told = (result, said)
         try:
             decision = policy.retry_if(result)
-            if inspect.isawaitable(decision):  # (truthy, but not a "retry")
+            # (truthy, but not a "retry": an awaitable, or a retry_if written with ``yield``,
+            # whose body never ran)
+            if inspect.isawaitable(decision) or never_run(decision):
                 raise unawaited_error(
                     decision, "retry_if", "pass a plain function returning a bool"
-                )
-            if inspect.isgenerator(decision) or inspect.isasyncgen(decision):
-                # (a retry_if written with ``yield``: its body never ran; truthy all the same)
-                raise TypeError(
-                    f"retry_if returned a {type(decision).__name__}, whose body never runs "
-                    "(it was written with yield): pass a plain function returning a bool"
                 )
             worth = bool(decision)
         except _INTERRUPTS:  # (Ctrl-C, a signal handler's exit: the caller's, they go on)
@@ -252,7 +248,7 @@ class RetryRun:
         """Tell the ``on_retry`` hook about the coming retry. A hook that raises is logged
         with its traceback, scrubbed of the task's secrets (at most once a minute per hook),
         and counted as ``callback_error``; the call goes on. So is one that returns a
-        coroutine (closed: nothing awaits it)."""
+        coroutine, a generator or an async generator (closed: nothing awaits or iterates it)."""
         hook = self.on_retry
         assert hook is not None
         _, outcome, error_type = self.said(result)

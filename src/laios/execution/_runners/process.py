@@ -662,8 +662,35 @@ def _crash_outcome(
     server_gone: bool = False,
     initializing: bool = False,
     replacement: str,
+    pid: int,
 ) -> RawOutcome:
-    # (``replacement``: what becomes of the worker, as :func:`_replacement` says it)
+    """The outcome of ``call``, whose worker (process ``pid``) ended under it, naming that
+    worker as one names itself for a call it completed (``"pid 4242"``); ``replacement``:
+    what becomes of the worker, as :func:`_replacement` says it."""
+    outcome = _ended_under(
+        call,
+        exitcode,
+        terminated,
+        over_budget,
+        server_gone=server_gone,
+        initializing=initializing,
+        replacement=replacement,
+    )
+    outcome.worker = worker_label(pid)
+    return outcome
+
+
+def _ended_under(
+    call: _Call,
+    exitcode: int | None,
+    terminated: str | None,
+    over_budget: bool,
+    *,
+    server_gone: bool,
+    initializing: bool,
+    replacement: str,
+) -> RawOutcome:
+    # (see :func:`_crash_outcome`)
     if terminated is not None:
         return RawOutcome(
             None,
@@ -1148,6 +1175,7 @@ class _Pool:
                 self.terminated_by,
                 initializing=not worker.ready,
                 replacement=worker.replacement,
+                pid=worker.pid,
             )
             call.events.finished(outcome)
 
@@ -1556,6 +1584,7 @@ class _Pool:
                 server_gone=server_gone,
                 initializing=initializing,
                 replacement=replacement,
+                pid=worker.pid,
             )
             call.events.finished(outcome)
         if replace:
