@@ -823,6 +823,12 @@ class Job(TaskRecord):
             deliveries = self.deliveries
             if deliveries is None:
                 deliveries = self.deliveries = _Deliveries()
+                if self.inline and self.phase != RUNNING:
+                    # Finished meanwhile on the caller's thread (whose road moves the phase on
+                    # without the lock), maybe after its finish looked for reports: the
+                    # retained record must not keep this (finish drops it too: either may).
+                    vars(self).pop("deliveries", None)
+                    return None
             return deliveries
 
     def _deliver(self, percent: float, text: str | None, details: dict[str, Any]) -> None:
