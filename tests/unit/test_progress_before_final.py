@@ -644,3 +644,41 @@ def test_a_first_report_racing_an_inline_task_finishing_leaves_nothing_on_its_re
     assert jobs[0].deliveries is None
     assert "deliveries" not in vars(jobs[0])
     assert not [r for r in caplog.records if "progress report" in r.getMessage()]
+
+
+def test_a_deadline_striking_as_a_reporting_task_without_a_callback_ends_warns_of_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task that reported progress (no ``on_progress`` callback) returns; its caller's
+    deadline strikes as the worker thread finishes it, after the outcome was settled and
+    before it is recorded, with no report under way. The caller gets the outcome, and the log
+    does not say a callback or a report was still running (before, it warned so)."""
+    original = job_module.Job._await_reports
+
+    def held(self: Any, *, overdue: bool = False) -> None:
+        if not overdue:  # (the worker's final event: held until the caller's deadline struck)
+            deadline = time.monotonic() + 10
+            while not self.overdue and time.monotonic() < deadline:
+                time.sleep(0.001)
+        original(self, overdue=overdue)
+
+    monkeypatch.setattr(job_module.Job, "_await_reports", held)
+
+    def tool() -> str:
+        task = current_task()
+        assert task is not None
+        task.progress(50, "halfway")
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports progress.", tool))
+    caplog.set_level(logging.DEBUG, "laios.execution")
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    try:
+        result = executor.execute_task(_task("tool"), CONTEXT, timeout=0.2)
+    finally:
+        executor.shutdown()
+    assert result.success, result.error
+    assert result.output == "done"
+    assert not [r for r in caplog.records if "still running" in r.getMessage()]
