@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +24,7 @@ from laios.execution._engine.job import RUNNING, Job
 from laios.execution._runners.base import RawOutcome
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
-from laios.tools.base import AsyncBaseTool
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 #: Tasks in a batch large enough that accepting it takes a while (and many chunks).
@@ -575,3 +577,138 @@ def test_between_two_holds_no_task_of_a_cancelled_batch_starts_or_completes(
     assert seen["started"] is False
     assert [t.status for t in noops] == [TaskStatus.COMPLETED] * len(noops)
     assert [t.status for t in hangs] == [TaskStatus.CANCELLED] * len(hangs)
+
+
+class Interrupt(AsyncBaseTool):
+    """Raises ``KeyboardInterrupt`` on the awaiting loop once ``ready()`` says so."""
+
+    name = "batch_interrupt"
+    description = "Interrupts the awaiting loop."
+    ready: Callable[[], bool] = staticmethod(lambda: True)
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + GUARD
+        while not Interrupt.ready():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+        raise KeyboardInterrupt
+
+
+class Block(BaseTool):
+    """Run on a worker thread: notes each call, the first waiting until ``release`` is set."""
+
+    name = "batch_block"
+    description = "Waits until released."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.release = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        self.release.wait(GUARD)
+        return "returned"
+
+
+def _count_locked_stops(monkeypatch: pytest.MonkeyPatch, executor: Executor) -> _CountingLock:
+    """As :func:`_count_locked_give_ups`, counting the jobs stopped at once too."""
+    lock = _count_locked_give_ups(monkeypatch, executor)
+    stop = Job.stop
+
+    def counted(self: Job) -> int | None:
+        lock.given_up += 1
+        return stop(self)
+
+    monkeypatch.setattr(Job, "stop", counted)
+    return lock
+
+
+def interrupt_a_batch(executor: Executor, tasks: list[Task], ready: Callable[[], bool]) -> Task:
+    """Run an interrupting task and then ``tasks`` as one batch, interrupted once they are all
+    accepted and ``ready()`` says so; ``KeyboardInterrupt`` must come out. Returns the
+    interrupting task."""
+    context = Context(session_id="s", user_id="u")
+    interrupting = Task(plan_id="p", description="interrupt", tool_name="batch_interrupt")
+    last = tasks[-1].id
+    Interrupt.ready = staticmethod(lambda: executor.get_task_status(last) is not None and ready())
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(
+            asyncio.wait_for(executor.execute_parallel([interrupting, *tasks], context), GUARD)
+        )
+    return interrupting
+
+
+def test_an_interrupted_large_batch_holds_the_executors_lock_a_chunk_at_a_time(
+    batch_store: MetricStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose awaiting loop is interrupted (Ctrl-C raised by one of its async tools)
+    stops its tasks holding the executor's lock for ACCEPT_CHUNK of them at most, as a
+    cancelled one does: every task still ends ``cancelled``."""
+    registry = ToolRegistry()
+    registry.register_tools([Hang(), Interrupt()])
+    executor = Executor(registry, max_async_tools=2, store=batch_store, register_prometheus=False)
+    count = 3 * ACCEPT_CHUNK + 5
+    tasks = make_tasks("batch_hang", count)
+    lock = _count_locked_stops(monkeypatch, executor)
+    started = Hang.started = asyncio.Event()
+    try:
+        interrupting = interrupt_a_batch(executor, tasks, started.is_set)
+    finally:
+        executor.shutdown(wait=True)
+    assert 0 < lock.most <= ACCEPT_CHUNK, lock.most
+    assert interrupting.status is TaskStatus.CANCELLED
+    assert [t.status for t in tasks] == [TaskStatus.CANCELLED] * count
+    assert_all_ended(batch_store, count)
+
+
+def test_between_two_holds_no_task_of_an_interrupted_batch_starts_or_completes(
+    batch_store: MetricStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the executor's lock is free between two chunks of an interrupted batch being
+    stopped, a task not stopped yet neither completes (its tool returning on its worker
+    thread) nor starts (that worker, freed, finding the next one queued): both end
+    ``cancelled``, as those stopped already do."""
+    block = Block()
+    registry = ToolRegistry()
+    registry.register_tools([Noop(), block, Interrupt()])
+    executor = Executor(
+        registry, max_workers=1, max_async_tools=2, store=batch_store, register_prometheus=False
+    )
+    # The first chunk (the interrupting task and these) is stopped first: the running and
+    # queued tasks come after.
+    noops = make_tasks("batch_noop", ACCEPT_CHUNK - 1)
+    blocked = make_tasks("batch_block", 2 * ACCEPT_CHUNK)
+    jobs: dict[str, Job] = {}
+    attach = Job.attach
+
+    def recorded(self: Job, handle: Any) -> None:
+        jobs[self.task_id] = self
+        attach(self, handle)
+
+    monkeypatch.setattr(Job, "attach", recorded)
+    lock = _count_locked_stops(monkeypatch, executor)
+    seen: dict[str, Any] = {}
+
+    def between() -> None:
+        running = jobs[blocked[0].id]
+        seen["running_phase"] = running.phase
+        block.release.set()
+        deadline = time.monotonic() + GUARD
+        while running.phase == RUNNING and time.monotonic() < deadline:
+            time.sleep(0.001)  # (its tool returned on its worker thread)
+
+    lock.between = between
+    try:
+        interrupt_a_batch(
+            executor,
+            noops + blocked,
+            lambda: block.calls > 0 and noops[-1].status is TaskStatus.COMPLETED,
+        )
+    finally:
+        block.release.set()
+        executor.shutdown(wait=True)
+    assert seen["running_phase"] == RUNNING  # (not stopped yet: the test tests something)
+    assert block.calls == 1
+    assert [t.status for t in noops] == [TaskStatus.COMPLETED] * len(noops)
+    assert [t.status for t in blocked] == [TaskStatus.CANCELLED] * len(blocked)

@@ -586,3 +586,99 @@ def test_a_final_event_on_an_event_loop_waits_briefly_for_a_report_that_needs_th
     waits = [r.getMessage() for r in caplog.records if "stopped waiting" in r.getMessage()]
     assert len(waits) == 1, waits
     assert "(after 0.1s)" in waits[0], waits[0]
+
+
+def test_a_first_report_racing_an_inline_task_finishing_leaves_nothing_on_its_record(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task run inline (on the caller's thread) finishes while a thread of its tool makes
+    its first progress report, just as that report has found it running: the report is not
+    delivered, nothing waits or warns, and the finished task's retained record keeps nothing
+    of the report (before, the report's bookkeeping stayed on the record)."""
+    entered = threading.Event()
+    finished = threading.Event()
+    jobs: list[Any] = []
+    helpers: list[threading.Thread] = []
+
+    class Deliveries(job_module._Deliveries):
+        def __init__(self) -> None:
+            super().__init__()
+            entered.set()  # (the report found the task running)
+            assert finished.wait(10)
+
+    first_report = job_module.Job._first_report
+
+    def recorded(self: Any) -> Any:
+        jobs.append(self)
+        return first_report(self)
+
+    monkeypatch.setattr(job_module, "_Deliveries", Deliveries)
+    monkeypatch.setattr(job_module.Job, "_first_report", recorded)
+
+    def tool() -> str:
+        task = current_task()
+        assert task is not None
+        helper = threading.Thread(target=task.progress, args=(50, "late"))
+        helpers.append(helper)
+        helper.start()
+        assert entered.wait(10)
+        return "done"
+
+    events: list[str] = []
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    caplog.set_level(logging.DEBUG, "laios.execution")
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    try:
+        result = executor.execute_task(
+            _task("tool"), CONTEXT, on_progress=lambda event, data: events.append(event)
+        )
+        finished.set()
+        helpers[0].join(10)
+    finally:
+        finished.set()
+        executor.shutdown()
+    assert result.success, result.error
+    assert events == ["started", "completed"]
+    assert [job.inline for job in jobs] == [True]
+    assert jobs[0].deliveries is None
+    assert "deliveries" not in vars(jobs[0])
+    assert not [r for r in caplog.records if "progress report" in r.getMessage()]
+
+
+def test_a_deadline_striking_as_a_reporting_task_without_a_callback_ends_warns_of_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task that reported progress (no ``on_progress`` callback) returns; its caller's
+    deadline strikes as the worker thread finishes it, after the outcome was settled and
+    before it is recorded, with no report under way. The caller gets the outcome, and the log
+    does not say a callback or a report was still running (before, it warned so)."""
+    original = job_module.Job._await_reports
+
+    def held(self: Any, *, overdue: bool = False) -> None:
+        if not overdue:  # (the worker's final event: held until the caller's deadline struck)
+            deadline = time.monotonic() + 10
+            while not self.overdue and time.monotonic() < deadline:
+                time.sleep(0.001)
+        original(self, overdue=overdue)
+
+    monkeypatch.setattr(job_module.Job, "_await_reports", held)
+
+    def tool() -> str:
+        task = current_task()
+        assert task is not None
+        task.progress(50, "halfway")
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports progress.", tool))
+    caplog.set_level(logging.DEBUG, "laios.execution")
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    try:
+        result = executor.execute_task(_task("tool"), CONTEXT, timeout=0.2)
+    finally:
+        executor.shutdown()
+    assert result.success, result.error
+    assert result.output == "done"
+    assert not [r for r in caplog.records if "still running" in r.getMessage()]

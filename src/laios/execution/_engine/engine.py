@@ -850,7 +850,7 @@ class Engine:
                 # which ending the tasks takes: they end a moment later on another thread.
                 run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
             elif accepted:
-                _stopped_then_ended(accepted, accepted[0].env.lock, "the caller was interrupted")
+                _stopped_then_ended(accepted, batch, "the caller was interrupted")
             if batch.interrupt is not None and batch.interrupt is not exc:
                 raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
@@ -993,7 +993,7 @@ class Engine:
             raise
         except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
             if jobs:
-                _stopped_then_ended(jobs, jobs[0].env.lock, "the caller was interrupted")
+                _stopped_then_ended(jobs, batch, "the caller was interrupted")
             raise
 
     def _hand_over(self, job: Job) -> bool:
@@ -1472,11 +1472,23 @@ def _cancelled_by_caller(
         job.result = None  # nobody will take these: the records must not keep them
 
 
-def _stopped_then_ended(jobs: list[Job], lock: Any, why: str) -> None:
-    """End the unfinished ``jobs`` ``cancelled`` (``why`` ends their error), all stopped first
-    in one hold of the executor's ``lock`` (see :func:`_stop_then_end`)."""
+def _stopped_then_ended(jobs: list[Job], batch: _Batch, why: str) -> None:
+    """End the unfinished ``jobs`` of ``batch`` ``cancelled`` (``why`` ends their error), all
+    stopped first: in one hold of the executor's lock (see :func:`_stop_then_end`), or, more
+    than :data:`ACCEPT_CHUNK` of them, given up a chunk at a time as :func:`_given_up_by_chunks`
+    does, but all ended at once (its coroutine, interrupted, cannot await between chunks)."""
+    lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
     try:
-        _stop_then_end(jobs, lock, why)
+        if len(jobs) <= ACCEPT_CHUNK:
+            _stop_then_end(jobs, lock, why)
+        else:
+            giving_up = _GivingUp(jobs)
+            try:
+                giving_up.mark(batch, why, lock)
+                giving_up.end(len(jobs))
+            except BaseException:
+                giving_up.end_rest()
+                raise
     finally:
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
@@ -1559,37 +1571,66 @@ async def _given_up_by_chunks(jobs: list[Job], batch: _Batch, why: str, lock: An
     interrupted), the rest end at once; closed never to resume (its loop closed under it,
     maybe by the garbage collector inside a locked section), on another thread.
     """
-    _reports_wait_briefly(jobs)  # (the caller has left: their final events wait briefly)
-    # Queued ones first: an async tool's slot freed meanwhile then passes to no waiting call
-    # of this batch, which would take a turn of the loop each to be found given up.
-    given_up: list[Job] = []
-    running: list[Job] = []
-    marked = ended = 0
+    giving_up = _GivingUp(jobs)
     try:
-        with lock:
-            batch.given_up = why
-        while marked < len(jobs):
-            with lock:
-                for job in jobs[marked : marked + ACCEPT_CHUNK]:
-                    marked += 1
-                    phase = job.give_up(why)
-                    if phase is not None:
-                        (given_up if phase == QUEUED else running).append(job)
-        given_up += running
-        running = []
-        while ended < len(given_up):
-            if ended:
-                await asyncio.sleep(0)
-            for job in given_up[ended : ended + ACCEPT_CHUNK]:
-                ended += 1
-                job.end_given_up()
+        giving_up.mark(batch, why, lock)
+        while giving_up.end(ACCEPT_CHUNK):
+            await asyncio.sleep(0)
     except GeneratorExit:
-        run_elsewhere(_end_given_up, given_up[ended:] + running, jobs[marked:])
+        run_elsewhere(_end_given_up, *giving_up.rest())
         raise
     except BaseException:
-        # (ending a job twice does nothing: one listed twice, interrupted in between, is fine)
-        _end_given_up(given_up[ended:] + running, jobs[marked:])
+        giving_up.end_rest()
         raise
+
+
+class _GivingUp:
+    """The jobs of a batch being given up (see :func:`_given_up_by_chunks`): those given up
+    and not ended yet, and those not given up yet."""
+
+    __slots__ = ("ended", "given_up", "jobs", "marked", "running")
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self.given_up: list[Job] = []
+        self.running: list[Job] = []
+        self.marked = self.ended = 0
+
+    def mark(self, batch: _Batch, why: str, lock: Any) -> None:
+        """Say ``batch`` is given up (none of its jobs starts or completes from now on), then
+        give its jobs up :data:`ACCEPT_CHUNK` at a time under ``lock``."""
+        jobs = self.jobs
+        _reports_wait_briefly(jobs)  # (the caller has left: their final events wait briefly)
+        with lock:
+            batch.given_up = why
+        # Queued ones first: an async tool's slot freed meanwhile then passes to no waiting
+        # call of this batch, which would take a turn of the loop each to be found given up.
+        while self.marked < len(jobs):
+            with lock:
+                for job in jobs[self.marked : self.marked + ACCEPT_CHUNK]:
+                    self.marked += 1
+                    phase = job.give_up(why)
+                    if phase is not None:
+                        (self.given_up if phase == QUEUED else self.running).append(job)
+        self.given_up += self.running
+        self.running = []
+
+    def end(self, count: int) -> bool:
+        """End ``cancelled`` up to ``count`` more of the jobs given up; whether any are left."""
+        given_up = self.given_up
+        for job in given_up[self.ended : self.ended + count]:
+            self.ended += 1
+            job.end_given_up()
+        return self.ended < len(given_up)
+
+    def rest(self) -> tuple[list[Job], list[Job]]:
+        """The jobs given up and not ended yet, and those not given up yet."""
+        return self.given_up[self.ended :] + self.running, self.jobs[self.marked :]
+
+    def end_rest(self) -> None:
+        """End the rest at once, on this thread (ending a job twice does nothing: one listed
+        twice, interrupted in between, is fine)."""
+        _end_given_up(*self.rest())
 
 
 def _end_given_up(jobs: list[Job], unmarked: Sequence[Job] = ()) -> None:

@@ -825,6 +825,12 @@ class Job(TaskRecord):
             deliveries = self.deliveries
             if deliveries is None:
                 deliveries = self.deliveries = _Deliveries()
+                if self.inline and self.phase != RUNNING:
+                    # Finished meanwhile on the caller's thread (whose road moves the phase on
+                    # without the lock), maybe after its finish looked for reports: the
+                    # retained record must not keep this (finish drops it too: either may).
+                    vars(self).pop("deliveries", None)
+                    return None
             return deliveries
 
     def _deliver(self, percent: float, text: str | None, details: dict[str, Any]) -> None:
@@ -1747,10 +1753,17 @@ class Job(TaskRecord):
         outcome now and wake the caller, or have it recorded before that callback runs."""
         with self.env.lock:
             self.overdue = True  # (a job not settled yet records its outcome first)
-        if self.deliveries is not None:  # (its final update, too, follows the reports)
+        deliveries = self.deliveries
+        reporting = False
+        if deliveries is not None:  # (its final update, too, follows the reports)
+            reporting = not deliveries.idle()
             self._await_reports(overdue=True)
         settled = self._take_settled()
-        if settled is not None:
+        if settled is None:
+            return
+        # (no callback and no report under way: nothing was running, the deadline struck just
+        # as the job's own thread was to record the outcome)
+        if reporting or self.on_progress is not None:
             _log.warning(
                 "on_progress callback (or a progress report being delivered) of task %r (tool "
                 "%r) was still running at the task's deadline; the result was handed over "
@@ -1758,7 +1771,7 @@ class Job(TaskRecord):
                 shorten(self.task_id, 128),
                 shorten(self.tool, 128),
             )
-            self._conclude_settled(settled)
+        self._conclude_settled(settled)
 
     def _conclude_settled(self, settled: tuple[Any, ...]) -> None:
         """Record a settled outcome and wake the caller, its outcome event still to come."""
