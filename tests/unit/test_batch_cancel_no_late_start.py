@@ -187,8 +187,10 @@ def test_a_batch_interrupted_while_it_is_submitted_submits_starts_and_completes_
 
         async def _execute_async(self, **kwargs: Any) -> Any:
             # (holding the loop: the next chunk is not submitted meanwhile)
-            other.start()
             deadline = time.monotonic() + GUARD
+            while len(step.called) < 4 and time.monotonic() < deadline:
+                time.sleep(0.001)  # (every worker holds a tool of the batch: the rest queue)
+            other.start()
             while executor.get_task_status(marker.id) is None and time.monotonic() < deadline:
                 time.sleep(0.001)
             raise KeyboardInterrupt

@@ -1778,7 +1778,8 @@ def test_what_a_failed_tool_held_is_not_in_its_workers_next_tasks_peak_memory(
         result = executor.execute_task(task(name, **parameters), context, timeout=WAIT)
         peaks.append(executor.get_metrics(result.task_id).memory_peak_mb)  # type: ignore[union-attr]
     assert result.success, result.error
-    assert peaks[1] >= peaks[0] + 96, peaks
+    # (the 96 MiB block, within a few: the first task's peak may count pages freed since)
+    assert peaks[1] >= peaks[0] + 90, peaks
     assert 0 < peaks[2] < peaks[0] + 48, peaks
 
 
