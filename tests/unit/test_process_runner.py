@@ -1337,14 +1337,17 @@ def test_a_result_that_does_not_load_here_says_what_to_do(
 ) -> None:
     """A value that pickles in the worker but cannot be unpickled in the caller's process (an
     exception class whose ``__init__`` takes other arguments than its message): the error
-    says why, and what to return instead, as for a value that does not pickle."""
+    says why, and what to return instead, as for a value that does not pickle; it names the
+    worker that sent it, as any other outcome of the worker does."""
     executor = make()
+    worker = run_pid(executor, task, context)
     result = executor.execute_task(task("returns_unpicklable"), context, timeout=WAIT)
     assert result.metadata["error_type"] == "not_picklable", result.error
     error = result.error or ""
     assert "could not be loaded" in error, error
     assert "missing 1 required positional argument" in error, error
     assert "Return picklable data (plain values, dataclasses, models)" in error, error
+    assert result.metadata.get("worker") == f"pid {worker}", result.metadata
 
 
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])

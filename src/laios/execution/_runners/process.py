@@ -1910,6 +1910,8 @@ def _has_messages(worker: _Worker) -> bool:
 
 
 def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
+    """The outcome of the call whose result ``worker`` sent back and this process cannot
+    load (``exc``), naming the worker as its other outcomes do."""
     tool = worker.call.tool_name if worker.call is not None else "?"
     return RawOutcome(
         None,
@@ -1920,6 +1922,7 @@ def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
             "in the executor's process too (an exception class whose __init__ takes other "
             "arguments than its message needs a __reduce__)"
         ),
+        worker=worker_label(worker.pid),
         error_type="not_picklable",
     )
 
