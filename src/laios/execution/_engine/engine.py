@@ -1494,9 +1494,11 @@ def _stopped_then_ended(jobs: list[Job], batch: _Batch, why: str) -> None:
             job.result = None  # nobody will take these: the records must not keep them
 
 
-def _stop_then_end(jobs: list[Job], lock: Any, why: str) -> None:
+def _stop_then_end(jobs: list[Job], lock: Any, why: str, *, leave_starting: bool = False) -> None:
     """End the unfinished ``jobs`` ``cancelled`` (``why`` ends their error), all stopped first
-    in one hold of the executor's ``lock``.
+    in one hold of the executor's ``lock``. With ``leave_starting``, one whose ``on_progress``
+    callback handles ``"started"`` on another thread is left to its worker to end once that
+    callback has returned (see ``Job.leave_starting``).
 
     Stopped and ended one by one, a worker freed meanwhile (a tool of the batch returning, or
     a replacement thread started for a running one abandoned here) would start the next one
@@ -1504,8 +1506,14 @@ def _stop_then_end(jobs: list[Job], lock: Any, why: str) -> None:
     all have ended when this returns (but those that were already finishing elsewhere).
     """
     _reports_wait_briefly(jobs)  # (the caller has left: their final events wait briefly)
+    stopped: list[tuple[Job, int]] = []
     with lock:
-        stopped = [(job, phase) for job in jobs if (phase := job.stop()) is not None]
+        for job in jobs:
+            if leave_starting and job.leave_starting(why):
+                continue  # (left to its worker)
+            phase = job.stop()
+            if phase is not None:
+                stopped.append((job, phase))
     stopped.sort(key=lambda pair: pair[1] != QUEUED)  # (their events in the usual order)
     ended = 0
     try:
@@ -1526,7 +1534,9 @@ async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch, limit: floa
 
     Some may be finishing on other threads meanwhile, their ``on_progress`` callbacks running
     there: a tool that returned just before the cancellation (its ``"completed"``), or one
-    returning while a large batch is given up (its worker ends its task ``cancelled``). The
+    returning while a large batch is given up (its worker ends its task ``cancelled``), or one
+    whose callback handles ``"started"`` (its tool never called: its worker ends it
+    ``cancelled`` once that callback has returned, see ``Job.leave_starting``). The
     cancellation comes out only once they have, as the caller's wait would have (up to their
     deadlines, ``limit``: a callback still running at its task's deadline is not waited for);
     cancelled again meanwhile (or interrupted), at once.
@@ -1537,7 +1547,7 @@ async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch, limit: floa
     lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
     try:
         if len(jobs) <= ACCEPT_CHUNK:
-            _stop_then_end(jobs, lock, why)
+            _stop_then_end(jobs, lock, why, leave_starting=True)
         else:
             await _given_up_by_chunks(jobs, batch, why, lock)
         await batch.wait(jobs, limit)
@@ -1571,7 +1581,7 @@ async def _given_up_by_chunks(jobs: list[Job], batch: _Batch, why: str, lock: An
     interrupted), the rest end at once; closed never to resume (its loop closed under it,
     maybe by the garbage collector inside a locked section), on another thread.
     """
-    giving_up = _GivingUp(jobs)
+    giving_up = _GivingUp(jobs, leave_starting=True)
     try:
         giving_up.mark(batch, why, lock)
         while giving_up.end(ACCEPT_CHUNK):
@@ -1588,10 +1598,13 @@ class _GivingUp:
     """The jobs of a batch being given up (see :func:`_given_up_by_chunks`): those given up
     and not ended yet, and those not given up yet."""
 
-    __slots__ = ("ended", "given_up", "jobs", "marked", "running")
+    __slots__ = ("ended", "given_up", "jobs", "leave_starting", "marked", "running")
 
-    def __init__(self, jobs: list[Job]) -> None:
+    def __init__(self, jobs: list[Job], *, leave_starting: bool = False) -> None:
         self.jobs = jobs
+        # Leave those whose on_progress callback handles "started" to their workers (see
+        # Job.leave_starting): their coroutine waits for them.
+        self.leave_starting = leave_starting
         self.given_up: list[Job] = []
         self.running: list[Job] = []
         self.marked = self.ended = 0
@@ -1609,6 +1622,8 @@ class _GivingUp:
             with lock:
                 for job in jobs[self.marked : self.marked + ACCEPT_CHUNK]:
                     self.marked += 1
+                    if self.leave_starting and job.leave_starting(why):
+                        continue  # (left to its worker: see Job.leave_starting)
                     phase = job.give_up(why)
                     if phase is not None:
                         (self.given_up if phase == QUEUED else self.running).append(job)

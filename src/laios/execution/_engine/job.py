@@ -667,6 +667,8 @@ class Job(TaskRecord):
                 if self._end_phase():
                     self.unstarted = True
                     self.finish("error", self._interrupt_message(), "callback_error")
+                else:
+                    self._given_up_ends()  # (left to end here: see leave_starting)
                 return False
             if self.inline:
                 # A cancel_task meanwhile (only its flag is set on this road): never started.
@@ -682,7 +684,12 @@ class Job(TaskRecord):
                 self.interrupt("timeout", self.timeout_message(queued=False))
             with self.env.lock:  # (a cancel or timeout sees it either starting or running)
                 self.starting = False
-                return self.phase == RUNNING
+                if self.phase == RUNNING:
+                    return True
+                left = self.given_up_why is not None
+            if left:
+                self._given_up_ends()  # (left to end here: see leave_starting)
+            return False
         except (KeyboardInterrupt, SystemExit) as exc:  # (see awaiter_left)
             if not self.awaiter_left(exc):
                 raise
@@ -1129,6 +1136,25 @@ class Job(TaskRecord):
         """
         return self._stop_phase()
 
+    def leave_starting(self, why: str) -> bool:
+        """(Under ``env.lock``.) Its awaiting coroutine was cancelled while its ``on_progress``
+        callback handles ``"started"`` on another thread (its tool not called yet): the job
+        never starts, and is ended ``cancelled`` (``why`` ends its error) once that callback
+        has returned, by its worker (see :meth:`started`), or at its deadline (see
+        :meth:`expire`), whichever comes first. The coroutine waits for that, as it waits for
+        a callback handling any other event: its cancellation comes out, and the
+        ``"cancelled"`` event is told, only after ``"started"`` returned.
+
+        Returns:
+            ``False`` (nothing done) when the job is not starting.
+        """
+        if self.phase != RUNNING or not self.starting:
+            return False
+        self.phase = DONE
+        self.unstarted = True  # (``starting`` stays set until its worker sees the callback end)
+        self.given_up_why = why
+        return True
+
     def end_stopped(self, outcome: str, message: str) -> None:
         """The second half of :meth:`interrupt`, for a job :meth:`stop` stopped."""
         self._end_interrupted(outcome, message)
@@ -1357,6 +1383,10 @@ class Job(TaskRecord):
         with self.env.lock:
             starting = self.starting
             phase = self._stop_phase()
+            left = phase is None and starting and self.given_up_why is not None
+        if left:  # (left to its worker, whose "started" callback still runs: ended now)
+            self.end_given_up()
+            return
         if phase is None:
             self.overdue_now()
             return
