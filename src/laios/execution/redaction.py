@@ -179,6 +179,24 @@ _ORDINARY_WORDS = frozenset(
 _WORD_SEPARATORS = str.maketrans("", "", "_-. ")
 
 
+#: Words one of which, in some letter case, every name the secret-looking pattern matches
+#: holds: a name without any is not searched with that pattern (whose search of a long name,
+#: a few hundred characters, takes a hundred microseconds).
+_SECRET_HINTS = (
+    "key", "token", "secret", "pass", "auth", "cookie", "credential", "session", "private",
+    "bearer", "conn", "pwd", "jwt", "dsn", "pin", "otp", "cv",
+)  # fmt: skip
+#: The letters that the pattern's case-insensitive matching reads as an ASCII letter but
+#: ``str.casefold`` does not turn into it (``K`` and ``ſ`` it does).
+_DOTTED_I = str.maketrans({"\u0130": "i", "\u0131": "i"})
+
+
+def _hinted(key: str) -> bool:
+    """Whether ``key`` holds one of :data:`_SECRET_HINTS` in some letter case."""
+    folded = key.casefold() if key.isascii() else key.translate(_DOTTED_I).casefold()
+    return any(hint in folded for hint in _SECRET_HINTS)
+
+
 def is_secret_key(key: object) -> bool:
     """Whether a parameter name looks like it holds a secret (``api_key``, ``Authorization``…).
 
@@ -189,7 +207,8 @@ def is_secret_key(key: object) -> bool:
             return False
         key = key.decode("latin-1")
     return (
-        _SECRET_KEY.search(key) is not None
+        _hinted(key)
+        and _SECRET_KEY.search(key) is not None
         and key not in _ORDINARY_KEYS
         and key.translate(_WORD_SEPARATORS).lower() not in _ORDINARY_WORDS
     )
