@@ -442,7 +442,8 @@ def _errors(grid: g.Grid, q: _Queries) -> None:
             "Errors by tool and type",
             "Failures per second by tool and error type: the exception class, timeout,"
             " tool_error, a runner's word (worker_crashed, memory_limit, ...) or a rejection"
-            " reason (tool_not_found, saturated, shutdown); cancellations, the callers' choice,"
+            " reason (tool_not_found, saturated, shutdown, would_deadlock or a runner's own:"
+            " no_thread, not_picklable, dask, ...); cancellations, the callers' choice,"
             " are left out. Counter exemplars point at the trace of the latest failure of each"
             " type.",
             "ops",

@@ -659,8 +659,10 @@ def _tasks_rejected(config: MixinConfig) -> dict[str, Any]:
         f"""For 10 minutes tasks for tool {{{{ $labels.tool }}}} in {_scope(config)} have been
         rejected without running ({{{{ printf "%.2f" $value }}}}/s). error_type on
         laios_task_errors_total says why: tool_not_found (tool="unknown": a caller asks for a
-        tool that is not registered), shutdown (tasks sent to a closed executor) or saturated
-        (see LaiosExecutorSaturated).""",
+        tool that is not registered), shutdown (tasks sent to a closed executor), saturated
+        (see LaiosExecutorSaturated), would_deadlock, or a runner's own reason (no_thread,
+        loop_closed, task_factory_failed, not_picklable, no_process, dask, clock, forked): see
+        the runbook.""",
         "Tasks that never started: an unknown tool, an executor already shut down, saturation.",
     )
 
