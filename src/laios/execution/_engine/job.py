@@ -68,6 +68,7 @@ from laios.execution._runners.base import (
     Refusal,
     Runner,
     StopResult,
+    on_event_loop,
 )
 from laios.execution._runners.invoke import is_async_tool
 from laios.execution._task_writes import task_fields
@@ -308,15 +309,6 @@ PROGRESS_WAIT_SECONDS = 1.0
 #: or event loop, or once its deadline has passed): never past that deadline by more than this;
 #: nor longer than this on any thread running an event loop (the wait holds the whole loop).
 PROGRESS_WAIT_AT_DEADLINE_SECONDS = 0.1
-
-
-def _on_an_event_loop() -> bool:
-    """Whether the calling thread is running an asyncio event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class _Deliveries:
@@ -907,7 +899,7 @@ class Job(TaskRecord):
             shorten(self.tool, 128),
         )
         seconds = PROGRESS_WAIT_SECONDS
-        if _on_an_event_loop():
+        if on_event_loop():
             # The wait holds a whole loop (the service's, or the one the executor's async
             # tools share), and the report may need that very loop to be delivered.
             seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS

@@ -16,6 +16,7 @@ capacity is accounted as abandoned until the tool returns).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import copy
@@ -40,6 +41,16 @@ __all__ = [
     "StopResult",
     "ToolCall",
 ]
+
+
+def on_event_loop() -> bool:
+    """Whether an asyncio event loop runs in the calling thread (work done here holds it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
 
 #: Seconds a stopped tool has to end before it is said to run on: a cancelled async tool that
 #: has not ended then is left running, and a synchronous tool abandoned at its timeout or

@@ -70,6 +70,7 @@ from laios.execution._runners.base import (
     RunnerStats,
     StopResult,
     ToolCall,
+    on_event_loop,
 )
 from laios.execution._runners.process import (
     LOOP_PICKLE_BYTES,
@@ -763,15 +764,6 @@ def drop_reports(topic: str, dask_scheduler: Any = None) -> bool:
 # -- the caller's side ----------------------------------------------------------------------------
 
 
-def _on_event_loop() -> bool:
-    """Whether an asyncio event loop runs in the calling thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _release(future: Any) -> None:
     """Tell the scheduler this caller no longer needs the task's result."""
     with contextlib.suppress(Exception):
@@ -1265,7 +1257,7 @@ class DaskRunner:
         )
         # A large call is pickled on one of the runner's threads: the caller (waiting for its
         # task's timeout) or the event loop is not held meanwhile.
-        limit = LOOP_PICKLE_BYTES if _on_event_loop() else SEND_HERE_BYTES
+        limit = LOOP_PICKLE_BYTES if on_event_loop() else SEND_HERE_BYTES
         began = time.monotonic()
         try:
             payload = pickled(remote, limit)
@@ -1755,7 +1747,7 @@ class DaskRunner:
         if state == "running" and handle.where is not None:
             workers = [handle.where.split(" ", 1)[0]]
         sent = self._stop_later([(handle.key, future, workers)])
-        if state == "queued" and sent is not None and not _on_event_loop():
+        if state == "queued" and sent is not None and not on_event_loop():
             # A call given up before it started must not start: its cancellation is on its
             # way before this returns, as it was when each call waited for the client. Not on
             # an event loop: the timer of a batch gives hundreds of calls up there at once
