@@ -272,11 +272,9 @@ def no_generator_function(
     """
     kind = generator_kind(value)
     if kind is not None:
+        article = "an" if kind == "async generator" else "a"
         raise error(
-            f"{name} must be a plain function taking {takes}, not an {kind} function (written "
-            "with yield): calling it runs none of its body (pass a plain def)"
-            if kind == "async generator"
-            else f"{name} must be a plain function taking {takes}, not a {kind} function "
+            f"{name} must be a plain function taking {takes}, not {article} {kind} function "
             "(written with yield): calling it runs none of its body (pass a plain def)"
         )
 

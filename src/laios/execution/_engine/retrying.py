@@ -59,6 +59,13 @@ _INTERRUPTS = (KeyboardInterrupt, SystemExit)
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
+def _said(result: TaskResult) -> tuple[bool, Any, Any]:
+    """Whether ``result`` was recorded by the store, its outcome and its error type, as its
+    metadata says now."""
+    metadata = result.metadata
+    return "tool_name" in metadata, metadata.get("outcome"), metadata.get("error_type")
+
+
 class RetryRun:
     """The state of one ``execute_with_retry`` call between its attempts."""
 
@@ -161,8 +168,7 @@ class RetryRun:
             self.stopped_by_shutdown = True
             self._no_further(result)
             return None
-        metadata = result.metadata
-        said = ("tool_name" in metadata, metadata.get("outcome"), metadata.get("error_type"))
+        said = _said(result)
         self.told = (result, said)
         try:
             decision = policy.retry_if(result)
@@ -203,8 +209,7 @@ class RetryRun:
         told = self.told
         if told is not None and told[0] is result:
             return told[1]
-        metadata = result.metadata
-        return "tool_name" in metadata, metadata.get("outcome"), metadata.get("error_type")
+        return _said(result)
 
     def _no_further(self, result: TaskResult | None = None) -> None:
         """Decide to make no further attempt: ``cancel_task`` no longer stops the call, and a
