@@ -52,7 +52,7 @@ from laios._exceptions import as_raised, exception_message, message_and_interrup
 from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
-from laios.execution._callables import unawaited_error
+from laios.execution._callables import refuse_unawaited
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import LateChecks, WarningLimiter
 from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable
@@ -134,9 +134,6 @@ _STATUS_OF_OUTCOME = {
     "cancelled": TaskStatus.CANCELLED,
 }
 _CANCELLATIONS = (TaskCancelledError, asyncio.CancelledError)
-#: What an ``on_progress`` callback returned that nothing here runs (see
-#: ``laios.execution._callables.never_run``): the exact types, none can be subclassed.
-_NEVER_RUN = frozenset((types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType))
 
 if sys.version_info >= (3, 11):
 
@@ -1001,10 +998,7 @@ class Job(TaskRecord):
             # (typed to return None; an async def given by mistake returns a coroutine, one
             # written with yield a generator)
             returned: object = callback(event, data)  # type: ignore[func-returns-value]
-            if returned is not None and type(returned) in _NEVER_RUN:
-                raise unawaited_error(
-                    returned, "on_progress", "pass a plain function taking (event, data)"
-                )
+            refuse_unawaited(returned, "on_progress", "pass a plain function taking (event, data)")
         except KeyboardInterrupt as exc:  # the caller's Ctrl-C: re-raised once recorded
             _log.debug(
                 "on_progress raised KeyboardInterrupt during %r for task %r",
