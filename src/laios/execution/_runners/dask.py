@@ -79,6 +79,8 @@ from laios.execution._runners.process import (
     TooLarge,
     on_a_thread,
     pickled,
+    pickled_late_words,
+    pickling_words,
 )
 from laios.execution._runners.process_worker import (
     SIMPLE_TOOL_ADVICE,
@@ -1356,11 +1358,7 @@ class DaskRunner:
         assert isinstance(handle, _DaskCall)
         took = handle.pickled_late
         if took is not None:
-            return (
-                "while its call was still being pickled to be sent to the Dask cluster (on "
-                f"the caller's thread, where a small call is pickled: it took {took:.3g}s); "
-                "the tool was never started"
-            )
+            return pickled_late_words("the Dask cluster", took)
         if (
             handle.state == "queued"
             and not handle.pickling
@@ -1381,13 +1379,7 @@ class DaskRunner:
             )
         if not handle.pickling:
             return None
-        bound = handle.pickled_here
-        where = ", from an event loop's thread," if bound == LOOP_PICKLE_BYTES else ""
-        return (
-            "while its call was still being pickled to be sent to the Dask cluster (a call "
-            f"larger than {bound // 1024} KiB{where} is pickled on one of the runner's "
-            f"threads, at most {PICKLING_THREADS} at once); the tool was never started"
-        )
+        return pickling_words("the Dask cluster", handle.pickled_here)
 
     def _send(self) -> None:
         """Send the calls accepted since the last batch, as one ``client.map``."""

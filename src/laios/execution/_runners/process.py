@@ -1698,21 +1698,11 @@ class _Pool:
         """See :meth:`ProcessRunner.preparing`."""
         took = getattr(call, "pickled_late", None)
         if took is not None:
-            return (
-                "while its call was still being pickled to be sent to a worker process (on "
-                f"the caller's thread, where a small call is pickled: it took {took:.3g}s); "
-                "the tool was never started"
-            )
+            return pickled_late_words("a worker process", took)
         with self.lock:
             if call.state == "pickling":
                 bound = getattr(call, "pickled_here", SEND_HERE_BYTES)
-                where = ", from an event loop's thread," if bound == LOOP_PICKLE_BYTES else ""
-                return (
-                    "while its call was still being pickled to be sent to a worker process (a "
-                    f"call larger than {bound // 1024} KiB{where} is pickled on one of the "
-                    f"runner's threads, at most {PICKLING_THREADS} at once); the tool was never "
-                    "started"
-                )
+                return pickling_words("a worker process", bound)
             if call.state == "reserved" and call.idle_worker:
                 # (pickled on a runner's thread, which hands it to the worker set aside for it:
                 # the task is recorded as started only then)
@@ -1907,6 +1897,29 @@ def _has_messages(worker: _Worker) -> bool:
         return worker.conn.poll()
     except (OSError, EOFError, ValueError):
         return True
+
+
+def pickled_late_words(destination: str, took: float) -> str:
+    """A timeout's words for a call still being pickled on the caller's thread (a small one),
+    to be sent to ``destination``, when its deadline passed: pickling it took ``took``
+    seconds."""
+    return (
+        f"while its call was still being pickled to be sent to {destination} (on the caller's "
+        f"thread, where a small call is pickled: it took {took:.3g}s); the tool was never "
+        "started"
+    )
+
+
+def pickling_words(destination: str, bound: int) -> str:
+    """A timeout's words for a call still being pickled on one of the runner's threads, to be
+    sent to ``destination``: a call larger than ``bound`` bytes is pickled there
+    (``LOOP_PICKLE_BYTES`` from an event loop's thread, ``SEND_HERE_BYTES`` from another)."""
+    where = ", from an event loop's thread," if bound == LOOP_PICKLE_BYTES else ""
+    return (
+        f"while its call was still being pickled to be sent to {destination} (a call larger "
+        f"than {bound // 1024} KiB{where} is pickled on one of the runner's threads, at most "
+        f"{PICKLING_THREADS} at once); the tool was never started"
+    )
 
 
 def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
