@@ -1515,15 +1515,13 @@ def _stop_then_end(jobs: list[Job], lock: Any, why: str, *, leave_starting: bool
             if phase is not None:
                 stopped.append((job, phase))
     stopped.sort(key=lambda pair: pair[1] != QUEUED)  # (their events in the usual order)
-    ended = 0
+    to_end = iter(stopped)
     try:
-        for job, _ in stopped:
-            ended += 1
+        for job, _ in to_end:
             job.end_stopped("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
-    except BaseException:
-        for job, _ in stopped[ended:]:
+    finally:  # (interrupted by one of them: the rest still end, then the interruption goes on)
+        for job, _ in to_end:
             job.end_stopped("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
-        raise
 
 
 async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch, limit: float | None) -> None:
