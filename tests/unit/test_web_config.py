@@ -772,9 +772,10 @@ basic_auth_users:
         ),
         ("http_server_config:\n  <<: {http2: true}\n  <<: {http2: false}\n", "'<<' is given twice"),
         ("http_server_config: &loop\n  <<: *loop\n", "merges itself"),
-        ("http_server_config:\n  <<: 5\n", "expected a mapping or list of mappings for merging"),
+        ("http_server_config:\n  <<: 5\n", "takes a mapping or a list of mappings, not a scalar"),
+        ("http_server_config:\n  <<: [{http2: true}, 5]\n", "holds mappings, not a scalar"),
     ],
-    ids=["twice-in-merged", "two-merge-keys", "merges-itself", "not-a-mapping"],
+    ids=["twice-in-merged", "two-merge-keys", "merges-itself", "not-a-mapping", "not-mappings"],
 )
 def test_a_merge_key_cannot_hide_a_mistake(tmp_path: Path, text: str, problem: str) -> None:
     """A key written twice inside a merged mapping, two merge keys in one mapping, a mapping

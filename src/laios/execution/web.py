@@ -693,6 +693,47 @@ def _yaml_loader(yaml: Any) -> Any:
                 self._checked_size(node)
             return super().construct_mapping(node, deep=deep)
 
+        def flatten_mapping(self, node: Any) -> None:
+            """Merge the mappings merge keys name into ``node``, as YAML says, whatever
+            PyYAML's version: of a list of merged mappings, the first that has a key gives
+            it, and a key written beside the merge key wins over every merged one.
+
+            (PyYAML 6.0.4 tells merged keys apart by the identity of their text, so a key
+            given by two merged mappings could take the later one's value.)
+            """
+            merged: list[tuple[Any, Any]] = []
+            taken: set[Any] = set()
+            own: list[tuple[Any, Any]] = []
+            for key_node, value_node in node.value:
+                if key_node.tag != _MERGE_TAG:
+                    if key_node.tag == "tag:yaml.org,2002:value":  # (as PyYAML does)
+                        key_node.tag = "tag:yaml.org,2002:str"
+                    own.append((key_node, value_node))
+                    continue
+                sources = [value_node]
+                if isinstance(value_node, yaml.SequenceNode):
+                    sources = value_node.value
+                elif not isinstance(value_node, yaml.MappingNode):
+                    refuse(
+                        "a merge key (<<) takes a mapping or a list of mappings, "
+                        f"not a {value_node.id}",
+                        value_node,
+                    )
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode):
+                        refuse(
+                            f"a merge key's list (<<: [...]) holds mappings, not a {source.id}",
+                            source,
+                        )
+                    self.flatten_mapping(source)
+                    for pair in source.value:
+                        # (keys were checked to be plain values as the mapping was sized)
+                        key = self.construct_object(pair[0], deep=True)
+                        if key not in taken:
+                            taken.add(key)
+                            merged.append(pair)
+            node.value = merged + own
+
         def _checked_size(self, node: Any) -> int:
             """The number of keys of mapping ``node`` once merged, refusing a key written
             twice in it (``<<`` included), a key that is a list or mapping, and a merge that
