@@ -230,7 +230,10 @@ def test_late_tool_cannot_add_checkpoints_or_progress(
     """After a timeout, the abandoned tool's checkpoints and progress reports are ignored."""
     task = make_task("blocked", report=True)
     events: list[str] = []
-    executor.execute_task(task, context, timeout=0.2, on_progress=lambda e, d: events.append(e))
+    # (1 s: time for the worker thread to start the tool on a loaded machine; a task whose
+    # deadline passes while it is queued never starts, and records no "started")
+    executor.execute_task(task, context, timeout=1.0, on_progress=lambda e, d: events.append(e))
+    assert gate.entered == 1
     gate.release.set()
     assert wait_until(lambda: executor.abandoned_threads == 0)
     metrics = executor.get_metrics(task.id)
