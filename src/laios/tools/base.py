@@ -179,6 +179,9 @@ def _entry_function(cls: type, attr: str) -> tuple[Any, bool]:
         return func, not isinstance(func, functools.partial)
     if raw is not None and not hasattr(type(raw), "__get__"):
         return raw, False  # (a callable object, not a descriptor: called as it is)
+    if isinstance(raw, functools.partial) and sys.version_info < (3, 14):
+        # (Python 3.13 gives a partial a __get__ that only warns: it binds from 3.14 on)
+        return raw, False
     return raw, True
 
 
