@@ -849,8 +849,8 @@ class Engine:
                 # collector inside one of the executor's locked sections on this thread,
                 # which ending the tasks takes: they end a moment later on another thread.
                 run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
-            elif accepted:
-                _stopped_then_ended(accepted, batch, "the caller was interrupted")
+            else:
+                await _interrupted_async(accepted, batch, limit)
             if batch.interrupt is not None and batch.interrupt is not exc:
                 raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
@@ -992,8 +992,7 @@ class Engine:
                 raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
         except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
-            if jobs:
-                _stopped_then_ended(jobs, batch, "the caller was interrupted")
+            await _interrupted_async(jobs, batch, limit)
             raise
 
     def _hand_over(self, job: Job) -> bool:
@@ -1472,23 +1471,42 @@ def _cancelled_by_caller(
         job.result = None  # nobody will take these: the records must not keep them
 
 
-def _stopped_then_ended(jobs: list[Job], batch: _Batch, why: str) -> None:
-    """End the unfinished ``jobs`` of ``batch`` ``cancelled`` (``why`` ends their error), all
-    stopped first: in one hold of the executor's lock (see :func:`_stop_then_end`), or, more
-    than :data:`ACCEPT_CHUNK` of them, given up a chunk at a time as :func:`_given_up_by_chunks`
-    does, but all ended at once (its coroutine, interrupted, cannot await between chunks)."""
+async def _interrupted_async(jobs: list[Job], batch: _Batch, limit: float | None) -> None:
+    """End the unfinished ``jobs`` of ``batch``, whose coroutine was interrupted (Ctrl-C, or
+    ``SystemExit``, raised on its loop's thread) while it awaited them, then wait until every
+    one of them has finished, its events delivered, as :func:`_cancelled_by_caller_async`
+    does for a cancelled coroutine.
+
+    They are all stopped first: in one hold of the executor's lock (see
+    :func:`_stop_then_end`), or, more than :data:`ACCEPT_CHUNK` of them, given up a chunk at a
+    time as :func:`_given_up_by_chunks` does, but all ended at once, with no turn of the loop
+    in between. Then the coroutine awaits (the loop is not blocked) those still finishing on
+    other threads, their ``on_progress`` callbacks running there: a tool that returned just
+    before (its ``"completed"``), one returning while they were given up, or one whose
+    callback handles ``"started"`` (left to its worker: see ``Job.leave_starting``). The
+    interruption goes on once they have, up to their deadlines (``limit``: a callback still
+    running at its task's deadline is not waited for); cancelled meanwhile (a second Ctrl-C,
+    which Python 3.11+'s ``asyncio.run`` turns into the cancellation of its main task), at
+    once. A second Ctrl-C raised on the loop's thread meanwhile leaves the loop itself.
+    """
+    if not jobs:
+        return
+    why = "the caller was interrupted"
     lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
     try:
         if len(jobs) <= ACCEPT_CHUNK:
-            _stop_then_end(jobs, lock, why)
+            _stop_then_end(jobs, lock, why, leave_starting=True)
         else:
-            giving_up = _GivingUp(jobs)
+            giving_up = _GivingUp(jobs, leave_starting=True)
             try:
                 giving_up.mark(batch, why, lock)
                 giving_up.end(len(jobs))
             except BaseException:
                 giving_up.end_rest()
                 raise
+        # (cancelled meanwhile: the interruption, which came first, goes on at once)
+        with contextlib.suppress(asyncio.CancelledError):
+            await batch.wait(jobs, limit, interrupted=True)
     finally:
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
@@ -1526,8 +1544,9 @@ def _stop_then_end(jobs: list[Job], lock: Any, why: str, *, leave_starting: bool
 
 async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch, limit: float | None) -> None:
     """End the unfinished ``jobs`` of ``batch``, whose coroutine was cancelled while awaiting
-    them, as :func:`_stopped_then_ended` does (more than :data:`ACCEPT_CHUNK` of them, a chunk
-    at a time: see :func:`_given_up_by_chunks`), then wait until every one of them has
+    them, all stopped first in one hold of the executor's lock (see :func:`_stop_then_end`;
+    more than :data:`ACCEPT_CHUNK` of them, a chunk at a time: see
+    :func:`_given_up_by_chunks`), then wait until every one of them has
     finished, its events delivered.
 
     Some may be finishing on other threads meanwhile, their ``on_progress`` callbacks running
@@ -1760,8 +1779,15 @@ class _Batch:
         ):
             future.set_result(None)
 
-    async def wait(self, jobs: list[Job], limit: float | None) -> None:
+    async def wait(
+        self, jobs: list[Job], limit: float | None, *, interrupted: bool = False
+    ) -> None:
         """Wait until every job in ``jobs`` finished, expiring them at their deadlines.
+
+        With ``interrupted`` (the awaiting coroutine was interrupted, and its jobs were ended:
+        see :func:`_interrupted_async`), the interrupt kept already neither ends the wait nor
+        is raised (its caller raises on what interrupted it); a first one, raised on this
+        thread meanwhile by a job's callback, ends it.
 
         Raises:
             KeyboardInterrupt: A job's tool or callback raised it on this thread (the job is
@@ -1769,7 +1795,8 @@ class _Batch:
                 executor's code around a job's tool on this thread.
         """
         self.expected = len(jobs)
-        if self.finished_count >= len(jobs) or self.interrupt is not None:
+        interrupt = None if interrupted else self.interrupt
+        if self.finished_count >= len(jobs) or interrupt is not None:
             self.stop_timer()  # (started while the batch was accepted)
         else:
             self.future = self.loop.create_future()
@@ -1778,7 +1805,7 @@ class _Batch:
                 await self.future
             finally:
                 self.stop_timer()
-        if self.interrupt is not None:
+        if self.interrupt is not None and not interrupted:
             raise self.interrupt
 
     def start_timer(self, jobs: list[Job], limit: float | None) -> None:

@@ -1497,11 +1497,32 @@ class Job(TaskRecord):
         elif self.runner is not None and self.runner.can_stop:
             # A coroutine is cancelled: whether it stops is up to the tool (one that catches
             # the cancellation runs on, counted as abandoned). A killed worker has stopped.
-            done = "cancelled" if self.runner.name == "loop" else "stopped"
-            where = f"while tool '{self.tool}' was running; the tool was {done}"
+            unstoppable = self._unstoppable()
+            if unstoppable is not None:
+                where = (
+                    f"while tool '{self.tool}' was running; the tool could not be stopped: "
+                    f"{unstoppable}"
+                )
+            else:
+                done = "cancelled" if self.runner.name == "loop" else "stopped"
+                where = f"while tool '{self.tool}' was running; the tool was {done}"
         else:
             where = f"while tool '{self.tool}' was running; its thread was abandoned"
         return where
+
+    def _unstoppable(self) -> str | None:
+        """Why the runner says the running call cannot be stopped now (an async tool whose
+        event loop cannot deliver its cancellation), for a timeout's message; ``None`` when it
+        says nothing (or has no ``unstoppable``)."""
+        handle = self.handle
+        unstoppable = getattr(self.runner, "unstoppable", None)
+        if handle is None or unstoppable is None:
+            return None
+        try:
+            why = unstoppable(handle)
+        except Exception:  # (a runner's own: the message goes without it)
+            return None
+        return why if isinstance(why, str) and why else None
 
     def _preparing(self) -> str | None:
         """Where the runner says the call is while it still prepares it (a process runner

@@ -355,7 +355,9 @@ class Runner(Protocol):
     instead of asking before it calls the tool: a cancellation or timeout during the
     ``"started"`` callback then stops a running call, instead of one that never starts;
     ``preparing(handle)``: where a call the runner still prepares is (see the runners
-    reference); ``usage_at_kill(handle)``: for a call :meth:`abandon` just answered
+    reference); ``unstoppable(handle)``: why a running call about to be stopped at its
+    timeout cannot be stopped now (words ending its message), or ``None``;
+    ``usage_at_kill(handle)``: for a call :meth:`abandon` just answered
     ``"killed"`` for, ``(cpu_seconds, memory_peak_mb)`` read just before the kill, or
     ``None``: they become the task's ``cpu_time`` and ``memory_peak_mb``;
     ``worker_at_kill(handle)``: for such a call, where it ran, as an outcome's ``worker`` says

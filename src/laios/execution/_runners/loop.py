@@ -121,6 +121,20 @@ _NO_LOOP_THREAD = Refusal(
 )
 
 
+#: Why a running async tool cannot be stopped at its timeout (see LoopRunner.unstoppable).
+_LOOP_NOT_RUNNING = (
+    "its event loop is not running (its owner stopped running it without closing it, as an "
+    "interrupted run_until_complete does), and the tool is cancelled only if that loop runs "
+    "again; run the loop until its tasks end, or use asyncio.run, which cancels what is left "
+    "on its loop and lets it end before closing it"
+)
+_TOOL_HOLDS_ITS_LOOP = (
+    "it was running on its event loop's thread without awaiting (a blocking call inside an "
+    "async def, such as time.sleep, holds the loop and every task on it), and is cancelled "
+    "only at its next await; run blocking work with await asyncio.to_thread(...)"
+)
+
+
 class _TaskNotCreated(Exception):
     """The loop's task factory failed to create a call's task (see :func:`_start_task`)."""
 
@@ -1175,6 +1189,28 @@ class LoopRunner:
                 for given_up in self.slots.give_up():
                     given_up.runner.forget()
         return "stopped"
+
+    def unstoppable(self, handle: Handle) -> str | None:
+        """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
+        stopped now, in words that end the timeout's message; ``None`` when its cancellation
+        reaches it at the next turn of its loop. Its loop is not running (its owner stopped
+        running it without closing it), or the tool itself holds the loop's thread (it runs
+        without awaiting: a blocking call such as ``time.sleep``). Read from any thread;
+        never raises."""
+        if not isinstance(handle, _LoopCall):
+            return None
+        task = handle.task
+        loop = handle.loop
+        try:
+            if task is None or task.done() or loop.is_closed():
+                return None
+            if not loop.is_running():
+                return _LOOP_NOT_RUNNING
+            if asyncio.current_task(loop) is task:
+                return _TOOL_HOLDS_ITS_LOOP
+        except Exception:  # (a loop or task class of its own whose reads raise)
+            return None
+        return None
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; with ``wait``, wait for the calls on the loop thread to end, then
