@@ -542,24 +542,37 @@ def test_a_listener_shutting_down_during_a_report_does_not_wait_for_its_task(
     assert not [r for r in caplog.records if "still being delivered" in r.getMessage()]
 
 
-def test_a_final_event_on_an_event_loop_waits_briefly_for_a_report_that_needs_the_loop(
+def test_a_final_event_on_the_awaiting_loop_awaits_a_report_that_needs_the_loop(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """An async tool on the caller's loop, no timeout: a thread of the tool reports progress,
-    and the callback hands the report to the loop (``run_coroutine_threadsafe(...).result()``),
-    which the final event, ended on that loop, holds. The report cannot be delivered while the
-    final event waits, so the wait holds the service's whole loop: it is the short one (0.1 s),
-    not the 1 s of a final event ended on a thread of its own."""
+    """An async tool awaited on the caller's loop, no timeout: a thread of the tool reports
+    progress, and the callback hands the report to the loop (``run_coroutine_threadsafe(...)
+    .result()``), as the task ends on that loop. The final event awaits the report there
+    without holding the loop, which delivers it: "progress" reaches the loop before
+    "completed", with no warning (before, the final event held the loop 0.1 s, warned, and the
+    report came after "completed")."""
+    finishing = threading.Event()
+    handler = Held(finishing)
+    caplog.set_level(logging.DEBUG, "laios.execution")
+    logging.getLogger("laios.execution").addHandler(handler)
 
-    async def main() -> tuple[TaskResult, int]:
+    async def main() -> tuple[TaskResult, list[str]]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[float] = asyncio.Queue()
+        heard: list[str] = []
         begun = threading.Event()
 
+        async def record(event: str) -> None:
+            heard.append(event)
+
         def on_progress(event: str, data: Any) -> None:
+            if event in FINAL:
+                finishing.set()
             if event == "progress":
                 begun.set()
-                asyncio.run_coroutine_threadsafe(queue.put(data["percent"]), loop).result(10)
+                assert finishing.wait(10)  # (held until the task is being finished)
+                asyncio.run_coroutine_threadsafe(record(event), loop).result(10)
+            elif event != "started":
+                heard.append(event)
 
         async def reports() -> str:
             task = current_task()
@@ -575,17 +588,242 @@ def test_a_final_event_on_an_event_loop_waits_briefly_for_a_report_that_needs_th
             result = await executor.execute_async(
                 _task("reports"), CONTEXT, on_progress=on_progress
             )
-            await asyncio.wait_for(queue.get(), 10)  # (the report reached the loop after all)
-            return result, queue.qsize()
+            return result, heard
         finally:
             await executor.aclose()
 
-    with caplog.at_level(logging.WARNING, logger="laios.execution"):
-        result, _ = asyncio.run(main())
+    try:
+        result, heard = asyncio.run(main())
+    finally:
+        finishing.set()
+        logging.getLogger("laios.execution").removeHandler(handler)
     assert result.success, result.error
-    waits = [r.getMessage() for r in caplog.records if "stopped waiting" in r.getMessage()]
-    assert len(waits) == 1, waits
-    assert "(after 0.1s)" in waits[0], waits[0]
+    assert handler.waited.is_set()  # (the window was forced: the final event waited)
+    assert heard == ["progress", "completed"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("call", ["execute_async", "execute_parallel"])
+def test_a_timeout_striking_on_the_awaiting_loop_awaits_a_report_that_needs_the_loop(
+    call: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A synchronous tool (on a worker thread) reports progress, and the callback hands the
+    report to the caller's loop and waits for it there, as the caller's timeout strikes on
+    that loop: the final event awaits the report without holding the loop, which delivers
+    it. "progress" reaches the loop before "timeout", with no warning (before, the timeout
+    held the whole loop 0.1 s, warned, and the report came after "timeout")."""
+    finishing = threading.Event()
+    release = threading.Event()
+    handler = Held(finishing)
+    caplog.set_level(logging.DEBUG, "laios.execution")
+    logging.getLogger("laios.execution").addHandler(handler)
+
+    def reports() -> str:
+        task = current_task()
+        assert task is not None
+        task.progress(50, "needs the loop")
+        release.wait(10)
+        return "late"
+
+    async def main() -> tuple[TaskResult, list[str]]:
+        loop = asyncio.get_running_loop()
+        heard: list[str] = []
+
+        async def record(event: str) -> None:
+            heard.append(event)
+
+        def on_progress(event: str, data: Any) -> None:
+            if event in FINAL:
+                finishing.set()
+            if event == "progress":
+                assert finishing.wait(10)  # (held until the timeout strikes)
+                asyncio.run_coroutine_threadsafe(record(event), loop).result(10)
+            elif event != "started":
+                heard.append(event)
+
+        registry = ToolRegistry()
+        registry.register_tool(create_simple_tool("reports", "Reports progress.", reports))
+        executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+        try:
+            if call == "execute_async":
+                result = await executor.execute_async(
+                    _task("reports"), CONTEXT, timeout=0.2, on_progress=on_progress
+                )
+            else:
+                [result] = await executor.execute_parallel(
+                    [_task("reports")], CONTEXT, timeout=0.2, on_progress=on_progress
+                )
+            return result, heard
+        finally:
+            release.set()
+            await executor.aclose()
+
+    try:
+        result, heard = asyncio.run(main())
+    finally:
+        finishing.set()
+        release.set()
+        logging.getLogger("laios.execution").removeHandler(handler)
+    assert result.metadata["outcome"] == "timeout"
+    assert handler.waited.is_set()  # (the window was forced: the final event waited)
+    assert heard == ["progress", "timeout"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+class Waiting(logging.Handler):
+    """Tells the loop (an asyncio event) once a final event waits for a report."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, waiting: asyncio.Event) -> None:
+        super().__init__(logging.DEBUG)
+        self.loop = loop
+        self.waiting = waiting
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waits for a progress report" in record.getMessage():
+            self.loop.call_soon_threadsafe(self.waiting.set)
+
+
+async def _await_with_a_hung_report(
+    executor: Executor,
+    hung: Hung,
+    beside: Callable[[asyncio.Event], Any],
+    on_progress: Callable[[str, Any], None] | None = None,
+) -> TaskResult:
+    """execute_async of an async tool (in the awaiting task) whose report from a thread of its
+    own hangs as the task ends; ``beside`` runs on the loop meanwhile, from the moment the
+    final event waits for that report."""
+    loop = asyncio.get_running_loop()
+    waiting = asyncio.Event()
+    logger = logging.getLogger("laios.execution")
+    handler = Waiting(loop, waiting)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    side = asyncio.ensure_future(beside(waiting))
+    try:
+        return await executor.execute_async(
+            _task("hangs"), CONTEXT, on_progress=on_progress or hung
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        hung.release.set()
+        await side
+
+
+def _hanging_executor(hung: Hung) -> Executor:
+    async def hangs() -> str:
+        task = current_task()
+        assert task is not None
+        threading.Thread(target=task.progress, args=(50, "hangs"), daemon=True).start()
+        assert await asyncio.to_thread(hung.held.wait, 10)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("hangs", "Reports from a thread.", hangs))
+    return Executor(registry, store=MetricStore(), register_prometheus=False)
+
+
+def test_a_hung_report_awaited_on_the_loop_is_still_bounded(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The report awaited on the caller's loop hangs: the loop runs meanwhile (a coroutine
+    beside it runs before the final event), and the final event still comes once the wait
+    runs out (cut to 0.3 s here), with a warning."""
+    monkeypatch.setattr(job_module, "PROGRESS_WAIT_SECONDS", 0.3)
+    hung = Hung()
+    order: list[str] = []
+
+    async def beside(waiting: asyncio.Event) -> None:
+        await waiting.wait()
+        order.append("the loop ran")
+
+    def on_progress(event: str, data: Any) -> None:
+        hung(event, data)
+        if event in FINAL:
+            order.append(event)
+
+    async def main() -> TaskResult:
+        async with _hanging_executor(hung) as executor:
+            return await _await_with_a_hung_report(executor, hung, beside, on_progress)
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        hung.release.set()
+    assert result.success, result.error
+    assert order == ["the loop ran", "completed"]
+    assert [r for r in caplog.records if "stopped waiting" in r.getMessage()]
+
+
+def test_cancelling_the_coroutine_cuts_a_wait_awaited_on_its_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The coroutine is cancelled while its task's final event awaits a hung report on its
+    loop: the wait is cut to the short one a cancelled caller's tasks share, and the
+    cancellation comes out once the final event is delivered (not after the whole wait,
+    made 30 s long here)."""
+    monkeypatch.setattr(job_module, "PROGRESS_WAIT_SECONDS", 30.0)
+    hung = Hung()
+
+    async def main() -> float:
+        current = asyncio.current_task()
+        assert current is not None
+
+        async def beside(waiting: asyncio.Event) -> None:
+            await waiting.wait()
+            current.cancel()
+
+        async with _hanging_executor(hung) as executor:
+            began = time.monotonic()
+            with pytest.raises(asyncio.CancelledError):
+                await _await_with_a_hung_report(executor, hung, beside)
+            return time.monotonic() - began
+
+    try:
+        took = asyncio.run(main())
+    finally:
+        hung.release.set()
+    assert hung.events[-1] == "completed"
+    assert took < 10
+
+
+def test_a_loop_closed_under_a_wait_awaited_on_it_leaves_no_task_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The caller's loop is closed (its awaiting coroutine never cancelled) while its task's
+    final event awaits a hung report there: shutdown() ends that wait, which the closed loop
+    never will, and the task is recorded with its final event delivered."""
+    hung = Hung()
+    loop = asyncio.new_event_loop()
+    executor = _hanging_executor(hung)
+    task = _task("hangs")
+    try:
+        waiting = asyncio.Event()
+        logger = logging.getLogger("laios.execution")
+        handler = Waiting(loop, waiting)
+        level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+        try:
+            awaiting = loop.create_task(executor.execute_async(task, CONTEXT, on_progress=hung))
+            loop.run_until_complete(asyncio.wait_for(waiting.wait(), 10))
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        assert not awaiting.done()
+        loop.close()
+        executor.shutdown(wait=False)
+        metrics = executor.get_metrics(task.id)
+    finally:
+        hung.release.set()
+        if not loop.is_closed():
+            loop.close()
+        executor.shutdown(wait=False)
+    assert metrics is not None
+    assert metrics.outcome == "success"
+    assert hung.events[-1] == "completed"
+    assert [r for r in caplog.records if "stopped waiting" in r.getMessage()]
 
 
 def test_a_first_report_racing_an_inline_task_finishing_leaves_nothing_on_its_record(
@@ -655,12 +893,12 @@ def test_a_deadline_striking_as_a_reporting_task_without_a_callback_ends_warns_o
     does not say a callback or a report was still running (before, it warned so)."""
     original = job_module.Job._await_reports
 
-    def held(self: Any, *, overdue: bool = False) -> None:
+    def held(self: Any, *, overdue: bool = False, then: Any = None) -> bool:
         if not overdue:  # (the worker's final event: held until the caller's deadline struck)
             deadline = time.monotonic() + 10
             while not self.overdue and time.monotonic() < deadline:
                 time.sleep(0.001)
-        original(self, overdue=overdue)
+        return original(self, overdue=overdue, then=then)
 
     monkeypatch.setattr(job_module.Job, "_await_reports", held)
 

@@ -1341,14 +1341,14 @@ class Engine:
                 deadline = record.deadline
                 if deadline is not None and deadline <= now and not loop.is_running():
                     record.expire()
-            else:
-                record.interrupt(
-                    "cancelled",
-                    f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "
-                    f"closed while tool '{record.tool}' ran (its owner closed the loop without "
-                    "cancelling the awaiting coroutine, so nobody will take the result); "
-                    "cancel pending tasks before closing a loop, as asyncio.run does",
-                )
+            elif not record.interrupt(
+                "cancelled",
+                f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "
+                f"closed while tool '{record.tool}' ran (its owner closed the loop without "
+                "cancelling the awaiting coroutine, so nobody will take the result); "
+                "cancel pending tasks before closing a loop, as asyncio.run does",
+            ):
+                record.reports_stranded()  # (finishing there, its final event awaiting reports)
         # The slots of the async tools just given up, and the calls of such loops still
         # queued for one (their records are not running: ended there).
         self.loop_here.reclaim_stopped()
@@ -1576,7 +1576,8 @@ async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch, limit: floa
 def _reports_wait_briefly(jobs: Iterable[Job]) -> None:
     """The caller of ``jobs`` has left: their final events, ended on its loop's thread, wait
     for their progress reports under way for one short while in all (see
-    ``Job.reports_wait_until``), not each its own in turn."""
+    ``Job.reports_wait_until``), not each its own in turn; so do those awaiting their reports
+    on that loop already."""
     until = time.monotonic() + PROGRESS_WAIT_AT_DEADLINE_SECONDS
     for job in jobs:
         job.reports_wait_until(until)

@@ -304,7 +304,8 @@ _STILL_RUNNING = LateChecks("laios-abandoned-tools")
 PROGRESS_WAIT_SECONDS = 1.0
 #: ... and of one that would keep the caller waiting with a timeout (decided on its own thread
 #: or event loop, or once its deadline has passed): never past that deadline by more than this;
-#: nor longer than this on any thread running an event loop (the wait holds the whole loop).
+#: nor longer than this when held on any thread running an event loop (the wait holds the
+#: whole loop; on the loop of the coroutine awaiting the task it is awaited instead).
 PROGRESS_WAIT_AT_DEADLINE_SECONDS = 0.1
 
 
@@ -318,7 +319,7 @@ class _Deliveries:
     either began before (and is waited for) or finds the job finished (and goes no further).
     """
 
-    __slots__ = ("condition", "lock", "threads")
+    __slots__ = ("awaited", "condition", "lock", "threads")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -326,6 +327,9 @@ class _Deliveries:
         self.threads: list[int] = []
         #: Over ``lock``, made by the first wait (which reports ending then notify).
         self.condition: threading.Condition | None = None
+        #: The waits awaited on an event loop (see :class:`_AwaitedReports`), which reports
+        #: ending then tell; ``None`` until the first.
+        self.awaited: list[_AwaitedReports] | None = None
 
     def begin(self, job: Job) -> bool:
         """A report is to be delivered: ``False`` when the job has finished (nothing is)."""
@@ -343,12 +347,19 @@ class _Deliveries:
             if condition is not None:
                 # (every time: a final event decided inside a report waits for the others only)
                 condition.notify_all()
+            awaited = self.awaited
+            if awaited:
+                awaited = list(awaited)
+        if awaited:  # (told outside the lock: each looks again on its own loop)
+            for wait in awaited:
+                wait.wake()
 
-    def _elsewhere(self) -> bool:
-        """(Under ``lock``.) Whether a report is under way on another thread than this one
-        (whose own reports are not waited for: the final event decided inside one of them, by
-        a callback or a listener that cancels its task)."""
-        here = threading.get_ident()
+    def _elsewhere(self, here: int | None = None) -> bool:
+        """(Under ``lock``.) Whether a report is under way on another thread than this one, or
+        than ``here`` (whose own reports are not waited for: the final event decided inside
+        one of them, by a callback or a listener that cancels its task)."""
+        if here is None:
+            here = threading.get_ident()
         return any(thread != here for thread in self.threads)
 
     def idle(self) -> bool:
@@ -364,6 +375,117 @@ class _Deliveries:
             if condition is None:
                 condition = self.condition = threading.Condition(self.lock)
             return condition.wait_for(lambda: not self._elsewhere(), seconds)
+
+    def await_idle(self, wait: _AwaitedReports) -> bool:
+        """Have ``wait`` told as reports end, unless none is under way on another thread than
+        its loop's (``False`` then: nothing to await)."""
+        with self.lock:
+            if not self._elsewhere(wait.thread):
+                return False
+            if self.awaited is None:
+                self.awaited = []
+            self.awaited.append(wait)
+            return True
+
+    def busy(self, here: int) -> bool:
+        """Whether a report is under way on another thread than ``here``."""
+        with self.lock:
+            return self._elsewhere(here)
+
+    def settle(self, wait: _AwaitedReports) -> bool:
+        """``wait`` is over: told no more; whether no report is under way on another thread
+        than its loop's."""
+        with self.lock:
+            awaited = self.awaited
+            if awaited is not None and wait in awaited:
+                awaited.remove(wait)
+            return not self._elsewhere(wait.thread)
+
+    def awaited_waits(self) -> list[_AwaitedReports]:
+        """The waits awaited on an event loop now."""
+        with self.lock:
+            return list(self.awaited or ())
+
+
+class _AwaitedReports:
+    """A final event's wait for its task's progress reports under way, awaited on the event
+    loop it was decided on (the awaiting road) rather than held there: the loop keeps running
+    (a callback may hand a report to it and wait until it has run), and ``then`` runs on it
+    once those reports are delivered, or once the wait's bound has passed."""
+
+    __slots__ = ("began", "context", "deliveries", "job", "loop", "over", "then", "thread", "timer")
+
+    def __init__(
+        self,
+        job: Job,
+        deliveries: _Deliveries,
+        loop: asyncio.AbstractEventLoop,
+        then: Callable[[], None],
+    ) -> None:
+        self.job = job
+        self.deliveries = deliveries
+        self.loop = loop
+        self.then = then
+        self.thread = threading.get_ident()
+        # (the final event runs in the context it would have run in, its span current)
+        self.context = contextvars.copy_context()
+        self.began = time.monotonic()
+        self.timer: asyncio.TimerHandle | None = None
+        self.over = False
+
+    def start(self, seconds: float) -> bool:
+        """Await the reports at most ``seconds``; ``False`` (nothing awaited) when none is under
+        way any more."""
+        self.timer = self.loop.call_later(seconds, self._end, True, context=self.context.copy())
+        if self.deliveries.await_idle(self):
+            return True
+        self.timer.cancel()
+        return False
+
+    def wake(self) -> None:
+        """A report ended (on any thread): look again on the loop."""
+        try:
+            self.loop.call_soon_threadsafe(self._end, False, context=self.context.copy())
+        except RuntimeError:  # the loop was closed: nobody awaits the task there any more
+            self.context.copy().run(self._end, False)
+
+    def cut(self, until: float) -> None:
+        """End the wait at ``until`` (``time.monotonic()``) at the latest."""
+        if threading.get_ident() != self.thread:
+            with contextlib.suppress(RuntimeError):  # (closed: nothing runs there any more)
+                self.loop.call_soon_threadsafe(self.cut, until)
+            return
+        if self.over:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        seconds = max(until - time.monotonic(), 0.0)
+        self.timer = self.loop.call_later(seconds, self._end, True, context=self.context.copy())
+
+    def end_here(self) -> None:
+        """End the wait now, on this thread: its loop was closed, and will never run it."""
+        self.context.copy().run(self._end, True)
+
+    def _end(self, expired: bool) -> None:
+        """(On the loop.) End the wait once no report is under way, or once ``expired``."""
+        if self.over:
+            return
+        deliveries = self.deliveries
+        if not expired and deliveries.busy(self.thread):
+            return  # (another report is still under way: told again as it ends)
+        with deliveries.lock:  # (its loop closed, it may end on two threads at once)
+            if self.over:
+                return
+            self.over = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        delivered = deliveries.settle(self)
+        try:
+            if not delivered:
+                self.job.reports_undelivered(time.monotonic() - self.began)
+        finally:
+            self.then()
 
 
 class Waiter(Protocol):
@@ -862,10 +984,25 @@ class Job(TaskRecord):
         waits for its progress reports under way until ``until`` (``time.monotonic()``) at
         the latest, a moment the caller's other tasks share, rather than each its own while
         in turn (see :meth:`_await_reports`)."""
-        if self.deliveries is not None:  # (only a job that reported: the others need nothing)
+        deliveries = self.deliveries
+        if deliveries is not None:  # (only a job that reported: the others need nothing)
             self.reports_until = until
+            for wait in deliveries.awaited_waits():  # (awaited on the loop already)
+                wait.cut(until)
 
-    def _await_reports(self, *, overdue: bool = False) -> None:
+    def reports_stranded(self) -> None:
+        """The loop of the coroutine awaiting it was closed (see ``Engine.end_stranded``): the
+        waits for its reports awaited there (see :meth:`_await_reports`), which that loop will
+        never end, end now, its final event delivered and its outcome recorded."""
+        deliveries = self.deliveries
+        if deliveries is not None:
+            for wait in deliveries.awaited_waits():
+                if wait.loop.is_closed():
+                    wait.end_here()
+
+    def _await_reports(
+        self, *, overdue: bool = False, then: Callable[[], None] | None = None
+    ) -> bool:
         """Before the final event (to ``on_progress`` and the store's listeners): wait for the
         progress reports under way on other threads (see :meth:`progress`), at most
         ``PROGRESS_WAIT_SECONDS``, or ``PROGRESS_WAIT_AT_DEADLINE_SECONDS`` where the wait
@@ -876,29 +1013,72 @@ class Job(TaskRecord):
         :meth:`reports_wait_until`), past the moment it left by more. A report still under
         way then (a callback or listener that hangs) is logged, and the final event goes on.
 
+        Ended on the loop of the coroutine awaiting the task (the awaiting road), while that
+        coroutine still awaits it, the wait is awaited there rather than held, when ``then``
+        is given: the loop keeps running (a callback may hand the report to it and wait until
+        it has run there), ``then`` runs on it once the reports are delivered (or once the wait
+        ran out: at most ``PROGRESS_WAIT_SECONDS``, and never past the caller's deadline by
+        more than ``PROGRESS_WAIT_AT_DEADLINE_SECONDS``), and this returns ``True``: the caller
+        does the rest in ``then``.
+
         A Ctrl-C landing in the wait ends it: it is the caller's when it lands on the caller's
         thread (raised on once the task is recorded, see :meth:`_take_interrupt`), and the
         final event goes on."""
         deliveries = self.deliveries
         if deliveries is None or deliveries.idle():
-            return
+            return False
         try:
+            if then is not None:
+                loop = self._awaiting_loop_here()
+                if loop is not None:
+                    return self._await_reports_on(loop, deliveries, then)
             self._wait_for_reports(deliveries, overdue=overdue)
         except KeyboardInterrupt as exc:  # (the task must still be recorded and told)
             self._take_interrupt(exc, "the wait of a task's final event for a progress report")
+        return False
 
-    def _wait_for_reports(self, deliveries: _Deliveries, *, overdue: bool) -> None:
-        """The wait of :meth:`_await_reports`."""
+    def _awaiting_loop_here(self) -> asyncio.AbstractEventLoop | None:
+        """The loop of the coroutine awaiting the task, when it runs the calling code and that
+        coroutine has not left (``None`` otherwise)."""
+        waiter = self.waiter
+        if waiter is None or waiter.thread != threading.get_ident():
+            return None
+        if self.reports_until is not None:  # (its caller has left: nobody awaits the task)
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (its coroutine closed after the loop stopped)
+            return None
+        return loop if loop is waiter.loop else None
+
+    def _await_reports_on(
+        self, loop: asyncio.AbstractEventLoop, deliveries: _Deliveries, then: Callable[[], None]
+    ) -> bool:
+        """The wait of :meth:`_await_reports`, awaited on ``loop``."""
+        self._say_waiting()
+        seconds = PROGRESS_WAIT_SECONDS
+        deadline = self.deadline
+        if deadline is not None:
+            late = deadline + PROGRESS_WAIT_AT_DEADLINE_SECONDS - time.monotonic()
+            seconds = max(min(seconds, late), 0.0)
+        return _AwaitedReports(self, deliveries, loop, then).start(seconds)
+
+    def _say_waiting(self) -> None:
         _log.debug(
             "the final event of task %r (tool %r) waits for a progress report being delivered "
             "on another thread",
             shorten(self.task_id, 128),
             shorten(self.tool, 128),
         )
+
+    def _wait_for_reports(self, deliveries: _Deliveries, *, overdue: bool) -> None:
+        """The wait of :meth:`_await_reports`, held."""
+        self._say_waiting()
         seconds = PROGRESS_WAIT_SECONDS
         if on_event_loop():
-            # The wait holds a whole loop (the service's, or the one the executor's async
-            # tools share), and the report may need that very loop to be delivered.
+            # The wait holds a whole loop (one nobody awaits the task on any more: the
+            # executor's own, which its async tools share, a caller's that has left, another),
+            # and the report may need that very loop to be delivered.
             seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
         deadline = self.deadline
         if deadline is not None and (
@@ -914,8 +1094,11 @@ class Job(TaskRecord):
         until = self.reports_until
         if until is not None:  # (its caller has left: see reports_wait_until)
             seconds = max(min(seconds, until - time.monotonic()), 0.0)
-        if deliveries.wait(seconds):
-            return
+        if not deliveries.wait(seconds):
+            self.reports_undelivered(seconds)
+
+    def reports_undelivered(self, seconds: float) -> None:
+        """Log that the final event stopped waiting for a report still under way."""
         _log.warning(
             "a progress report of task %r (tool %r) was still being delivered (its on_progress "
             "callback or a progress listener still running) when the task's final event "
@@ -1713,9 +1896,13 @@ class Job(TaskRecord):
 
         The final event (the callback's, and the store's final update to its listeners) waits
         for the task's progress reports still being delivered on other threads, for a bounded
-        while (see :meth:`_await_reports`): no report is delivered after it.
+        while (see :meth:`_await_reports`): no report is delivered after it. Finished on the
+        loop of the coroutine awaiting it, that wait is awaited there: this returns at once,
+        and the rest (the final event, the outcome recorded, the caller woken) runs on that
+        loop once the reports are delivered.
         """
         concluding = True  # this call is still to record the outcome and wake the caller
+        awaited = False  # its reports are awaited on the caller's loop: it finishes later
         try:
             metadata: dict[str, Any] = dict(extra) if extra else {}
             settled = (outcome, error, error_type, data, metadata, exception)
@@ -1723,26 +1910,23 @@ class Job(TaskRecord):
                 self.ending = outcome
             callback = self.on_progress is not None
             if callback or self.deliveries is not None:  # (progress reports: see progress)
+                late = False
                 if not self.inline:
                     if callback:
                         self.callback_task = self.task
-                    if not self._leave_settled(settled):
-                        # The caller waits past its deadline: its result comes first.
+                    # False: the caller waits past its deadline, its result comes first.
+                    late = not self._leave_settled(settled)
+                if self.deliveries is not None:
+                    if late:
                         concluding = False
-                        self._await_reports(overdue=True)
-                        self._conclude_settled(settled)
-                        if callback:
-                            self._report_outcome(outcome, error, error_type, data)
+                    rest = functools.partial(self._finish_awaited, settled, late)
+                    if self._await_reports(overdue=late, then=rest):
+                        concluding = False
+                        awaited = True
                         return
-                self._await_reports()
-                if callback:
-                    outcome, error, error_type = self._report_outcome(
-                        outcome, error, error_type, data
-                    )
-                    settled = (outcome, error, error_type, data, metadata, exception)
-                if not self.inline and self._take_settled() is None:
-                    concluding = False  # the overdue caller recorded the outcome meanwhile
-                    return
+                concluding = False
+                self._event_and_outcome(settled, late)
+                return
             concluding = False
             self._conclude_settled(settled)
         except Exception as exc:
@@ -1753,21 +1937,70 @@ class Job(TaskRecord):
             # Work the tool left behind (a task it created, a thread in a copy of its context)
             # may still hold current_task(): the run is over, such work should stop.
             self.cancel_requested = True
-            # The record is retained after this (see record_capacity): drop what it no longer
-            # needs, so that callbacks and tracebacks do not live on with it. Only what was
-            # set: writing a default back adds its name to the job's dict (see
-            # _share_field_names).
-            if self.on_progress is not None:  # (the others are set only with a callback)
-                self.on_progress = None
-                self.events_context = None
-                self.callback_note = None
-                self.callback_task = None
-            if self.handle is not None:
-                self.handle = None  # (it refers back to this job)
-            if self.secrets_read is not None:  # (it refers to the parameters)
-                vars(self).pop("secrets_read", None)
-            if self.deliveries is not None:  # (a report under way keeps its own reference)
-                vars(self).pop("deliveries", None)
+            if not awaited:  # (what _let_go does, written out: the path every task takes)
+                # The record is retained after this (see record_capacity): drop what it no
+                # longer needs, so that callbacks and tracebacks do not live on with it. Only
+                # what was set: writing a default back adds its name to the job's dict (see
+                # _share_field_names).
+                if self.on_progress is not None:  # (the others are set only with a callback)
+                    self.on_progress = None
+                    self.events_context = None
+                    self.callback_note = None
+                    self.callback_task = None
+                if self.handle is not None:
+                    self.handle = None  # (it refers back to this job)
+                if self.secrets_read is not None:  # (it refers to the parameters)
+                    vars(self).pop("secrets_read", None)
+                if self.deliveries is not None:  # (a report under way keeps its own reference)
+                    vars(self).pop("deliveries", None)
+
+    def _event_and_outcome(self, settled: tuple[Any, ...], late: bool) -> None:
+        """The rest of :meth:`finish` once the reports are delivered: the final event (to
+        ``on_progress``), then the outcome recorded and the caller woken; ``late``: the
+        caller waits past its deadline, its result comes first."""
+        outcome, error, error_type, data, metadata, exception = settled
+        callback = self.on_progress is not None
+        if late:
+            self._conclude_settled(settled)
+            if callback:
+                self._report_outcome(outcome, error, error_type, data)
+            return
+        try:
+            if callback:
+                outcome, error, error_type = self._report_outcome(outcome, error, error_type, data)
+                settled = (outcome, error, error_type, data, metadata, exception)
+            if not self.inline and self._take_settled() is None:
+                return  # the overdue caller recorded the outcome meanwhile
+        except Exception as exc:
+            self.result = self.internal_failure(exc)
+            self._wake()
+            return
+        self._conclude_settled(settled)
+
+    def _finish_awaited(self, settled: tuple[Any, ...], late: bool) -> None:
+        """The rest of :meth:`finish`, run on the caller's loop once the reports it awaited
+        there are delivered (see :meth:`_await_reports`)."""
+        try:
+            self._event_and_outcome(settled, late)
+        except Exception as exc:  # (never raised into the loop: reported as finish does)
+            self.observability_failed("telling on_progress the outcome", exc)
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Once finished, drop what the retained record no longer needs (as :meth:`finish`
+        does on its own path)."""
+        if self.on_progress is not None:  # (the others are set only with a callback)
+            self.on_progress = None
+            self.events_context = None
+            self.callback_note = None
+            self.callback_task = None
+        if self.handle is not None:
+            self.handle = None  # (it refers back to this job)
+        if self.secrets_read is not None:  # (it refers to the parameters)
+            vars(self).pop("secrets_read", None)
+        if self.deliveries is not None:  # (a report under way keeps its own reference)
+            vars(self).pop("deliveries", None)
 
     def _leave_settled(self, settled: tuple[Any, ...]) -> bool:
         """Leave the outcome for an overdue caller to take while its event's callback runs;
@@ -1790,11 +2023,17 @@ class Job(TaskRecord):
         outcome now and wake the caller, or have it recorded before that callback runs."""
         with self.env.lock:
             self.overdue = True  # (a job not settled yet records its outcome first)
-        deliveries = self.deliveries
         reporting = False
-        if deliveries is not None:  # (its final update, too, follows the reports)
-            reporting = not deliveries.idle()
-            self._await_reports(overdue=True)
+        if self.deliveries is not None:  # (its final update, too, follows the reports)
+            reporting = not self.deliveries.idle()
+            rest = functools.partial(self._take_over_settled, reporting)
+            if self._await_reports(overdue=True, then=rest):
+                return  # (awaited on the caller's loop: taken over once they are delivered)
+        self._take_over_settled(reporting)
+
+    def _take_over_settled(self, reporting: bool) -> None:
+        """The rest of :meth:`overdue_now`, once the reports are delivered: record the settled
+        outcome and wake the caller, unless it was recorded meanwhile."""
         settled = self._take_settled()
         if settled is None:
             return
