@@ -125,6 +125,29 @@ _URL_USER_INFO = re.compile(
     re.IGNORECASE,
 )
 
+#: After ``pin``: a word naming something about pins other than a code, which a name of a
+#: PIN does not hold (``pin_count``, ``PIN_COUNT``, ``pinMode``, PyTorch's ``pin_memory``,
+#: ``pin_id``): in any case after a separator or none, or as the next word of a camelCase name.
+_NOT_A_PIN_CODE = (
+    r"(?!(?i:[-_. ]?(?:counts?|modes?|states?|lengths?|memory|ids?|attempts?|retries|tries)"
+    r"(?![a-z]))"
+    r"|(?-i:(?:(?:Count|Mode|State|Length|Attempt|Id|ID)s?|Memory|Retries|Tries)(?![a-z])))"
+)
+#: Before ``pin``: ``gpio``, in any case (``gpio_pin``, ``gpioPin``): a board's general-purpose
+#: input/output pin, which no code is called.
+_NOT_A_GPIO_PIN = r"(?i:(?<!gpio)(?<!gpio[-_. ]))"
+#: The names of a PIN: ``pin`` as the short names below are read (``pin``, ``card_pin``,
+#: ``userPin``, ``PIN``, ``pinCode``, ``PINCode``), also written together with ``code``
+#: (``pincode``, ``userPincode``); not followed by a word naming something else about pins
+#: (see ``_NOT_A_PIN_CODE``), nor after ``gpio``.
+_PIN_NAMES = (
+    rf"(?<![a-z]){_NOT_A_GPIO_PIN}pin(?:codes?)?(?![a-z]){_NOT_A_PIN_CODE}"
+    rf"|(?-i:(?<=[a-z]){_NOT_A_GPIO_PIN}Pin(?:codes?)?(?![a-z]){_NOT_A_PIN_CODE})"
+    rf"|(?-i:(?<![A-Za-z])(?:pin|Pin)(?=[A-Z]){_NOT_A_PIN_CODE})"
+    rf"|(?-i:(?<=[a-z]){_NOT_A_GPIO_PIN}PIN(?=[A-Z][a-z]|[^A-Za-z]|$){_NOT_A_PIN_CODE})"
+    rf"|(?-i:(?<![A-Za-z])PIN(?=[A-Z][a-z]){_NOT_A_PIN_CODE})"
+)
+
 _SECRET_KEY = re.compile(
     r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
     r"|private|bearer|passcode"
@@ -138,16 +161,19 @@ _SECRET_KEY = re.compile(
     # writes an acronym (``sentryDSN``, ``dbPWDHash``, ``JWTPayload``), not as the start of a
     # word in capitals (``AUTHOR``, ``DSNAME``). ``Auth`` also ends a run of capitals
     # (``OAuth``, ``XAuth``, ``HTTPAuth``). PINs, one-time passwords and card security codes
-    # are credentials too (``pin``, ``otp``, ``totp``, ``cvv``, ``cvc``).
-    r"|(?<![a-z])(?:[ox]?auth|pwd|jwt|dsn|pin|[ht]?otp|cv[cv])(?![a-z])"
-    r"|(?-i:(?<=[a-z])(?:Oauth|Xauth|Auth|Pwd|Jwt|Dsn|Pin|Hotp|Totp|Otp|Cv[cv])(?![a-z]))"
+    # are credentials too (``pin``, ``otp``, ``totp``, ``cvv``, ``cvc``; ``pin`` as
+    # ``_PIN_NAMES`` says).
+    r"|(?<![a-z])(?:[ox]?auth|pwd|jwt|dsn|[ht]?otp|cv[cv])(?![a-z])"
+    r"|(?-i:(?<=[a-z])(?:Oauth|Xauth|Auth|Pwd|Jwt|Dsn|Hotp|Totp|Otp|Cv[cv])(?![a-z]))"
     r"|(?-i:(?<=[A-Z])Auth(?![a-z]))"
-    r"|(?-i:(?<![A-Za-z])(?:[OXox]?auth|pwd|jwt|dsn|pin|[ht]?otp|cv[cv]"
-    r"|Auth|Pwd|Jwt|Dsn|Pin|[HT]?otp|Otp|Cv[cv])(?=[A-Z]))"
-    r"|(?-i:(?<=[a-z])(?:[OX]?AUTH|PWD|JWT|DSN|PIN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]|[^A-Za-z]|$))"
-    r"|(?-i:(?<![A-Za-z])(?:[OX]?AUTH|PWD|JWT|DSN|PIN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]))",
+    r"|(?-i:(?<![A-Za-z])(?:[OXox]?auth|pwd|jwt|dsn|[ht]?otp|cv[cv]"
+    r"|Auth|Pwd|Jwt|Dsn|[HT]?otp|Otp|Cv[cv])(?=[A-Z]))"
+    r"|(?-i:(?<=[a-z])(?:[OX]?AUTH|PWD|JWT|DSN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]|[^A-Za-z]|$))"
+    r"|(?-i:(?<![A-Za-z])(?:[OX]?AUTH|PWD|JWT|DSN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]))"
+    rf"|{_PIN_NAMES}",
     re.IGNORECASE,
 )
+
 #: Names the secret-looking pattern matches that are known not to hold a secret: the shell's
 #: working directory (``env=os.environ.copy()`` would have every file path scrubbed).
 _ORDINARY_KEYS = frozenset({"PWD"})
