@@ -34,9 +34,10 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 from uuid import UUID
 
-from pydantic import BaseModel, Secret, SecretBytes, SecretStr
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 from laios._exceptions import qualified_type_name, type_name
+from laios._secret_types import SECRET_TYPES
 from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
@@ -497,7 +498,7 @@ MAX_NAMED_TEXT_CHARS = 4096
 _JSON_OPENINGS = frozenset("{[")
 
 #: A field's value that is secret as a whole and may be written after a name (not a container).
-_SCALAR_SECRETS = (str, bytes, int, float, Decimal, SecretStr, SecretBytes, Secret)
+_SCALAR_SECRETS = (str, bytes, int, float, Decimal, *SECRET_TYPES)
 
 
 def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
@@ -805,7 +806,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             if secret:
                 collect(str(value), name)
                 collect(value.hex, name)
-        elif isinstance(value, (SecretStr, SecretBytes, Secret)):
+        elif isinstance(value, SECRET_TYPES):
             try:
                 hidden = value.get_secret_value()
             except Exception:  # (a subclass's own)
