@@ -549,10 +549,11 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
 
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
-    value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
-    also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
-    written), ``name=`` followed by the value percent-encoded (a URL's query), the quoted ones
-    also as ``ascii()`` writes them, all of them also for the value in the other Unicode
+    value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
+    (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
+    mapping too, and unquoted, as a number is written), ``name=`` followed by the value
+    percent-encoded (a URL's query), the ``repr``-quoted ones also as ``ascii()`` writes
+    them (the name in a mapping too), all of them also for the value in the other Unicode
     normalization forms (see :func:`_normalized`), each as an :class:`_InField` that replaces
     only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
@@ -571,32 +572,34 @@ def _field_forms(name: object, value: str) -> list[str]:
 
 
 def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
-    """The ``(head, value as written, tail)`` of each way :func:`_field_forms` names."""
-    quoted, in_json = repr(value), json.dumps(value, ensure_ascii=False)
-    name_quoted, name_json = repr(name), json.dumps(name, ensure_ascii=False)
-    shapes = [
-        (f"{name}=", value, ""),
-        (f"{name}: ", value, ""),
-        (f"{name}={quoted[0]}", quoted[1:-1], quoted[-1]),
-        (f'{name}="', in_json[1:-1], '"'),
-        (f"{name_quoted}: {quoted[0]}", quoted[1:-1], quoted[-1]),
-        (f"{name_quoted}: ", value, ""),
-        (f'{name_json}: "', in_json[1:-1], '"'),
-        (f'{name_json}:"', in_json[1:-1], '"'),
-        (f"{name_json}: ", value, ""),
-        (f"{name_json}:", value, ""),
-    ]
-    for encoded in dict.fromkeys((quote_plus(value), quote(value, safe=""), quote(value))):
-        if encoded != value:  # (percent-encoded in a URL's query or a form body)
-            shapes.append((f"{name}=", encoded, ""))
-    ascii_json, ascii_name = json.dumps(value), json.dumps(name)
-    if ascii_json != in_json or ascii_name != name_json:  # (as json.dumps writes it by default)
-        shapes.append((f'{ascii_name}: "', ascii_json[1:-1], '"'))
-        shapes.append((f'{ascii_name}:"', ascii_json[1:-1], '"'))
-    in_ascii, ascii_quoted = ascii(value), ascii(name)
-    if in_ascii != quoted or ascii_quoted != name_quoted:  # (as ascii() writes it: p\xe4)
-        shapes.append((f"{name}={in_ascii[0]}", in_ascii[1:-1], in_ascii[-1]))
-        shapes.append((f"{ascii_quoted}: {in_ascii[0]}", in_ascii[1:-1], in_ascii[-1]))
+    """The ``(head, value as written, tail)`` of each way :func:`_field_forms` names (the same
+    one may come more than once: :func:`_field_forms` keeps each once)."""
+    shapes = [(f"{name}=", value, ""), (f"{name}: ", value, "")]
+    # Percent-encoded, in a URL's query or a form body.
+    for encoded in (quote_plus(value), quote(value, safe=""), quote(value)):
+        shapes.append((f"{name}=", encoded, ""))
+    # As repr() writes it, and ascii() (p\xe4), after its name and in a mapping whose key one
+    # of them writes likewise (a number unquoted).
+    for write in (repr, ascii):
+        written, key = write(value), write(name)
+        shapes += [
+            (f"{name}={written[0]}", written[1:-1], written[-1]),
+            (f"{key}: {written[0]}", written[1:-1], written[-1]),
+            (f"{key}: ", value, ""),
+        ]
+    # As JSON writes it, letters that are not ASCII kept and escaped (json.dumps's default),
+    # after its name and in a mapping whose key it writes likewise (also compact; a number
+    # unquoted).
+    for ensure_ascii in (False, True):
+        written = json.dumps(value, ensure_ascii=ensure_ascii)[1:-1]
+        key = json.dumps(name, ensure_ascii=ensure_ascii)
+        shapes += [
+            (f'{name}="', written, '"'),
+            (f'{key}: "', written, '"'),
+            (f'{key}:"', written, '"'),
+            (f"{key}: ", value, ""),
+            (f"{key}:", value, ""),
+        ]
     return shapes
 
 
