@@ -25,7 +25,15 @@ from opentelemetry.trace import StatusCode
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
-from laios.execution.redaction import REDACTED, is_secret_key, scrub, secret_values, to_json
+from laios.execution.redaction import (
+    REDACTED,
+    is_secret_key,
+    is_secret_pair,
+    redact,
+    scrub,
+    secret_values,
+    to_json,
+)
 from laios.execution.server import status_document
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
@@ -393,6 +401,17 @@ AUTH_AND_CODE_NAMES = [
     "pinCode",
     "PINCode",
     "card_pin",
+    "atm_pin",
+    "sim_pin",
+    "pin1",
+    "pincode",
+    "PINCODE",
+    "Pincode",
+    "user_pincode",
+    "userPincode",
+    "pin_number",
+    "pinNumber",
+    "pin_hash",
     "userPin",
     "userPIN",
     "otp",
@@ -467,6 +486,49 @@ def test_words_containing_pin_otp_or_card_codes_are_not_secret(key: str) -> None
     """``pin``, ``otp``, ``cvv`` and ``cvc`` count as names of their own, not inside words."""
     assert not is_secret_key(key)
     assert secret_values({key: "python"}) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "pin_count",
+        "PIN_COUNT",
+        "pinCount",
+        "pin_counts",
+        "pinMode",
+        "pin_mode",
+        "PinMode",
+        "PINMode",
+        "pin_state",
+        "pin_memory",
+        "pin_length",
+        "pin_attempts",
+        "pin_retries",
+        "pin_id",
+        "userPinCount",
+        "gpio_pin",
+        "GPIO_PIN",
+        "gpio-pin",
+        "gpioPin",
+        "gpioPIN",
+        "GpioPin",
+        "pinterest_url",
+        "pinned_version",
+    ],
+)
+def test_names_of_pins_that_are_no_codes_are_not_secret(key: str) -> None:
+    """``pin`` followed by a word naming a count, mode, state, length, memory, attempts or
+    id of pins (``pin_count``, ``pinMode``, PyTorch's ``pin_memory``), or after ``gpio`` (a
+    board's input/output pin), names no code: not secret-looking."""
+    assert not is_secret_key(key)
+    assert not is_secret_pair((key, "13"))
+    assert secret_values({key: "python"}) == []
+    assert redact({key: 13}) == {key: 13}
+
+
+@pytest.mark.parametrize("key", ["pin_count_secret", "gpio_pin_token", "pinModeKey", "pin_codes"])
+def test_a_secret_word_beside_a_pin_that_is_no_code_is_still_secret(key: str) -> None:
+    assert is_secret_key(key)
 
 
 @pytest.mark.parametrize("key", ["PWD", "isAuthor", "AUTHOR", "myAuthority"])

@@ -216,3 +216,79 @@ def test_a_long_text_of_full_width_occurrences_is_scrubbed_as_far_as_it_is_kept(
     head = scrub_head(("日" + secret.translate(WIDEN)) * 200, secrets, 300)
     assert head == scrub_head(("日" + secret) * 200, secrets, 300)
     assert head.count(REDACTED) == 27
+
+
+#: An ASCII secret written in other characters whose NFKC form is ASCII: mathematical bold and
+#: monospace letters and digits (astral characters, one code point each), the Kelvin sign,
+#: circled and superscript digits.
+BOLD = "𝐡𝐮𝐧𝐭𝐞𝐫𝟐𝐡𝐮𝐧𝐭𝐞𝐫𝟐"
+MONOSPACE = "𝚑𝚞𝚗𝚝𝚎𝚛𝟸𝚑𝚞𝚗𝚝𝚎𝚛𝟸"
+DIGITS = "hunter①hunter²"
+for _written in (BOLD, MONOSPACE):
+    assert unicodedata.normalize("NFKC", _written) == NARROW
+assert unicodedata.normalize("NFKC", DIGITS) == "hunter1hunter2"
+
+
+@pytest.mark.parametrize(
+    ("secret", "text", "expected"),
+    [
+        (NARROW, f"login {BOLD} refused", f"login {REDACTED} refused"),
+        (NARROW, f"login {MONOSPACE!r} refused", f"login '{REDACTED}' refused"),
+        (NARROW, "token 𝐡𝐮𝐧𝐭𝐞𝐫𝟐𝐡… cut", f"token {REDACTED}… cut"),
+        (NARROW, "login 𝐡𝐮𝐧ｔｅｒ2hunter𝟐 refused", f"login {REDACTED} refused"),
+        ("hunter1hunter2", f"login {DIGITS} refused", f"login {REDACTED} refused"),
+        ("Kelvin-hunter2", "login \u212aelvin-hunter2 refused", f"login {REDACTED} refused"),
+        # A ligature stands for two letters: what lies after it keeps its place.
+        ("profile-hunter2", "the ﬁle proﬁle-hunter2 ﬂows", f"the ﬁle {REDACTED} ﬂows"),
+        ("profile-hunter2", "㎏ ⑩ ﬃ proﬁle-hunter2 ½ ﬂ", f"㎏ ⑩ ﬃ {REDACTED} ½ ﬂ"),
+        ("hunter10-hunter", "ﬁ hunter⑩-hunter ﬁ", f"ﬁ {REDACTED} ﬁ"),
+        # A secret that ends inside a ligature: the ligature goes with it.
+        ("hunter2-pro-f", "ﬂ hunter2-pro-ﬁx ﬂ", f"ﬂ {REDACTED}x ﬂ"),
+    ],
+    ids=[
+        "bold",
+        "monospace-repr",
+        "bold-prefix",
+        "mixed",
+        "circled-superscript",
+        "kelvin",
+        "ligature-inside",
+        "expanding-around",
+        "circled-ten",
+        "ends-in-ligature",
+    ],
+)
+def test_scrub_replaces_an_ascii_secret_written_in_compatibility_characters(
+    secret: str, text: str, expected: str
+) -> None:
+    """An ASCII secret a text writes in characters whose NFKC form is the secret (whole, in
+    part, mixed with others) is replaced; the rest of the text is kept as written, also where
+    a character stands for several (a ligature, ``⑩``, ``㎏``) before or inside it."""
+    secrets = secret_values({"password": secret})
+    assert scrub(text, secrets, limit=None) == expected
+    assert scrub(text, SecretForms(secrets), limit=None) == expected
+    assert scrub_head(text, secrets, 200) == expected
+    assert redact({"note": text}, secrets) == {"note": expected}
+
+
+def test_a_short_ascii_secret_is_scrubbed_after_its_name_in_compatibility_characters() -> None:
+    secrets = secret_values({"password": "ab1"})
+    text = "password=𝐚𝐛𝟏 and ﬁ password=ab① and 𝐚𝐛𝟏"
+    expected = f"password={REDACTED} and ﬁ password={REDACTED} and 𝐚𝐛𝟏"
+    assert scrub(text, secrets) == expected
+    assert redact({"note": text}, secrets) == {"note": expected}
+
+
+def test_a_cut_text_of_expanding_characters_is_scrubbed_as_far_as_it_is_kept() -> None:
+    """Cut to its first characters, a text whose characters stand for several each (``ﬃ``)
+    keeps as many of its own characters as asked, each occurrence before the cut replaced."""
+    secret = (string.ascii_letters + string.digits) * 3
+    secrets = SecretForms(secret_values({"password": secret}))
+    bold = "𝟎𝟏"  # (mathematical bold digits)
+    assert unicodedata.normalize("NFKC", bold) == "01"
+    text = ("ﬃ" * 40 + secret.replace("01", bold)) * 30
+    head = scrub_head(text, secrets, 310)
+    expected = scrub(text, secrets, limit=None)[:309] + "…"
+    assert head == expected
+    assert head.count(REDACTED) == 6
+    assert "ﬃ" * 40 in head

@@ -102,6 +102,32 @@ def test_a_short_secret_not_in_ascii_is_scrubbed_as_json_dumps_writes_it() -> No
         assert '"ab"' not in scrubbed
 
 
+@pytest.mark.parametrize(
+    ("parameters", "text"),
+    [
+        # A number under a name that is not ASCII, the name escaped as the text writes it.
+        ({"clé_pin": 12}, json.dumps({"clé_pin": 12})),
+        ({"clé_pin": 12}, json.dumps({"clé_pin": 12}, separators=(",", ":"))),
+        ({"clé_pin": 12}, ascii({"clé_pin": 12})),
+        # name="…" as json.dumps writes the value by default, as it writes it unescaped.
+        ({"pin": "ä1"}, f"pin={json.dumps('ä1')}"),
+        ({"clé_pin": "ä1"}, f"clé_pin={json.dumps('ä1')}"),
+    ],
+    ids=["json-number", "json-compact-number", "ascii-number", "eq-json", "eq-json-name"],
+)
+def test_a_short_secret_is_scrubbed_escaped_with_its_name_as_each_writing_escapes_both(
+    parameters: dict[str, Any], text: str
+) -> None:
+    """Where ``json.dumps`` or ``ascii()`` escapes the letters that are not ASCII of both the
+    name and the value, each form the name and value take is that secret's: an unquoted
+    number too, and a value after ``name=`` quoted as ``json.dumps`` writes it."""
+    (value,) = parameters.values()
+    scrubbed = scrub(text, secret_values(parameters), limit=None)
+    assert REDACTED in scrubbed, text
+    assert str(value) not in scrubbed
+    assert "\\u00e41" not in scrubbed
+
+
 def test_a_short_secret_is_scrubbed_url_encoded_in_a_query_or_form() -> None:
     """A URL's query or a form body (``urlencode``) writes the value percent-encoded
     (``%C3%A9``, ``+`` for a space): it is the secret there too."""

@@ -18,12 +18,12 @@ import typing
 import weakref
 from typing import Any, Union
 
-from pydantic import AliasChoices, AliasPath, BaseModel, RootModel, Secret, SecretBytes, SecretStr
+from pydantic import AliasChoices, AliasPath, BaseModel, RootModel
+
+from laios._secret_types import SECRET_TYPES
 
 __all__ = ["SecretFields", "secret_fields"]
 
-#: The pydantic types whose value is a secret.
-_SECRET_TYPES = (SecretStr, SecretBytes, Secret)
 #: Deepest nesting of type arguments and models read (deeper types are taken as not secret).
 _MAX_TYPE_DEPTH = 32
 
@@ -130,7 +130,7 @@ class _Analysis:
         origin = typing.get_origin(annotation)
         # (``list[X]`` is an instance of ``type`` on Python 3.10: a class only without origin)
         if isinstance(annotation, type) and origin is None:
-            if issubclass(annotation, _SECRET_TYPES):
+            if issubclass(annotation, SECRET_TYPES):
                 return True
             return self.shape_of_class(annotation, depth)
         args = typing.get_args(annotation)
@@ -143,7 +143,7 @@ class _Analysis:
             return _either([self.shape_of(arg, depth + 1) for arg in args])
         if not isinstance(origin, type):  # Literal, Callable…
             return None
-        if issubclass(origin, _SECRET_TYPES):  # Secret[int]
+        if issubclass(origin, SECRET_TYPES):  # Secret[int]
             return True
         if issubclass(origin, collections.abc.Mapping):
             value_type = args[1] if len(args) == 2 else None

@@ -23,19 +23,21 @@ import re
 import sys
 import traceback
 import unicodedata
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
-from itertools import compress, islice
+from itertools import chain, compress, islice, repeat
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 from uuid import UUID
 
-from pydantic import BaseModel, Secret, SecretBytes, SecretStr
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 from laios._exceptions import qualified_type_name, type_name
+from laios._secret_types import SECRET_TYPES
 from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
@@ -124,6 +126,29 @@ _URL_USER_INFO = re.compile(
     re.IGNORECASE,
 )
 
+#: After ``pin``: a word naming something about pins other than a code, which a name of a
+#: PIN does not hold (``pin_count``, ``PIN_COUNT``, ``pinMode``, PyTorch's ``pin_memory``,
+#: ``pin_id``): in any case after a separator or none, or as the next word of a camelCase name.
+_NOT_A_PIN_CODE = (
+    r"(?!(?i:[-_. ]?(?:counts?|modes?|states?|lengths?|memory|ids?|attempts?|retries|tries)"
+    r"(?![a-z]))"
+    r"|(?-i:(?:(?:Count|Mode|State|Length|Attempt|Id|ID)s?|Memory|Retries|Tries)(?![a-z])))"
+)
+#: Before ``pin``: ``gpio``, in any case (``gpio_pin``, ``gpioPin``): a board's general-purpose
+#: input/output pin, which no code is called.
+_NOT_A_GPIO_PIN = r"(?i:(?<!gpio)(?<!gpio[-_. ]))"
+#: The names of a PIN: ``pin`` as the short names below are read (``pin``, ``card_pin``,
+#: ``userPin``, ``PIN``, ``pinCode``, ``PINCode``), also written together with ``code``
+#: (``pincode``, ``userPincode``); not followed by a word naming something else about pins
+#: (see ``_NOT_A_PIN_CODE``), nor after ``gpio``.
+_PIN_NAMES = (
+    rf"(?<![a-z]){_NOT_A_GPIO_PIN}pin(?:codes?)?(?![a-z]){_NOT_A_PIN_CODE}"
+    rf"|(?-i:(?<=[a-z]){_NOT_A_GPIO_PIN}Pin(?:codes?)?(?![a-z]){_NOT_A_PIN_CODE})"
+    rf"|(?-i:(?<![A-Za-z])(?:pin|Pin)(?=[A-Z]){_NOT_A_PIN_CODE})"
+    rf"|(?-i:(?<=[a-z]){_NOT_A_GPIO_PIN}PIN(?=[A-Z][a-z]|[^A-Za-z]|$){_NOT_A_PIN_CODE})"
+    rf"|(?-i:(?<![A-Za-z])PIN(?=[A-Z][a-z]){_NOT_A_PIN_CODE})"
+)
+
 _SECRET_KEY = re.compile(
     r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
     r"|private|bearer|passcode"
@@ -137,16 +162,19 @@ _SECRET_KEY = re.compile(
     # writes an acronym (``sentryDSN``, ``dbPWDHash``, ``JWTPayload``), not as the start of a
     # word in capitals (``AUTHOR``, ``DSNAME``). ``Auth`` also ends a run of capitals
     # (``OAuth``, ``XAuth``, ``HTTPAuth``). PINs, one-time passwords and card security codes
-    # are credentials too (``pin``, ``otp``, ``totp``, ``cvv``, ``cvc``).
-    r"|(?<![a-z])(?:[ox]?auth|pwd|jwt|dsn|pin|[ht]?otp|cv[cv])(?![a-z])"
-    r"|(?-i:(?<=[a-z])(?:Oauth|Xauth|Auth|Pwd|Jwt|Dsn|Pin|Hotp|Totp|Otp|Cv[cv])(?![a-z]))"
+    # are credentials too (``pin``, ``otp``, ``totp``, ``cvv``, ``cvc``; ``pin`` as
+    # ``_PIN_NAMES`` says).
+    r"|(?<![a-z])(?:[ox]?auth|pwd|jwt|dsn|[ht]?otp|cv[cv])(?![a-z])"
+    r"|(?-i:(?<=[a-z])(?:Oauth|Xauth|Auth|Pwd|Jwt|Dsn|Hotp|Totp|Otp|Cv[cv])(?![a-z]))"
     r"|(?-i:(?<=[A-Z])Auth(?![a-z]))"
-    r"|(?-i:(?<![A-Za-z])(?:[OXox]?auth|pwd|jwt|dsn|pin|[ht]?otp|cv[cv]"
-    r"|Auth|Pwd|Jwt|Dsn|Pin|[HT]?otp|Otp|Cv[cv])(?=[A-Z]))"
-    r"|(?-i:(?<=[a-z])(?:[OX]?AUTH|PWD|JWT|DSN|PIN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]|[^A-Za-z]|$))"
-    r"|(?-i:(?<![A-Za-z])(?:[OX]?AUTH|PWD|JWT|DSN|PIN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]))",
+    r"|(?-i:(?<![A-Za-z])(?:[OXox]?auth|pwd|jwt|dsn|[ht]?otp|cv[cv]"
+    r"|Auth|Pwd|Jwt|Dsn|[HT]?otp|Otp|Cv[cv])(?=[A-Z]))"
+    r"|(?-i:(?<=[a-z])(?:[OX]?AUTH|PWD|JWT|DSN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]|[^A-Za-z]|$))"
+    r"|(?-i:(?<![A-Za-z])(?:[OX]?AUTH|PWD|JWT|DSN|[HT]?OTP|CV[CV])(?=[A-Z][a-z]))"
+    rf"|{_PIN_NAMES}",
     re.IGNORECASE,
 )
+
 #: Names the secret-looking pattern matches that are known not to hold a secret: the shell's
 #: working directory (``env=os.environ.copy()`` would have every file path scrubbed).
 _ORDINARY_KEYS = frozenset({"PWD"})
@@ -470,7 +498,7 @@ MAX_NAMED_TEXT_CHARS = 4096
 _JSON_OPENINGS = frozenset("{[")
 
 #: A field's value that is secret as a whole and may be written after a name (not a container).
-_SCALAR_SECRETS = (str, bytes, int, float, Decimal, SecretStr, SecretBytes, Secret)
+_SCALAR_SECRETS = (str, bytes, int, float, Decimal, *SECRET_TYPES)
 
 
 def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
@@ -521,10 +549,11 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
 
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
-    value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
-    also ASCII-escaped as ``json.dumps`` writes it by default, and unquoted, as a number is
-    written), ``name=`` followed by the value percent-encoded (a URL's query), the quoted ones
-    also as ``ascii()`` writes them, all of them also for the value in the other Unicode
+    value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
+    (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
+    mapping too, and unquoted, as a number is written), ``name=`` followed by the value
+    percent-encoded (a URL's query), the ``repr``-quoted ones also as ``ascii()`` writes
+    them (the name in a mapping too), all of them also for the value in the other Unicode
     normalization forms (see :func:`_normalized`), each as an :class:`_InField` that replaces
     only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
@@ -543,32 +572,34 @@ def _field_forms(name: object, value: str) -> list[str]:
 
 
 def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
-    """The ``(head, value as written, tail)`` of each way :func:`_field_forms` names."""
-    quoted, in_json = repr(value), json.dumps(value, ensure_ascii=False)
-    name_quoted, name_json = repr(name), json.dumps(name, ensure_ascii=False)
-    shapes = [
-        (f"{name}=", value, ""),
-        (f"{name}: ", value, ""),
-        (f"{name}={quoted[0]}", quoted[1:-1], quoted[-1]),
-        (f'{name}="', in_json[1:-1], '"'),
-        (f"{name_quoted}: {quoted[0]}", quoted[1:-1], quoted[-1]),
-        (f"{name_quoted}: ", value, ""),
-        (f'{name_json}: "', in_json[1:-1], '"'),
-        (f'{name_json}:"', in_json[1:-1], '"'),
-        (f"{name_json}: ", value, ""),
-        (f"{name_json}:", value, ""),
-    ]
-    for encoded in dict.fromkeys((quote_plus(value), quote(value, safe=""), quote(value))):
-        if encoded != value:  # (percent-encoded in a URL's query or a form body)
-            shapes.append((f"{name}=", encoded, ""))
-    ascii_json, ascii_name = json.dumps(value), json.dumps(name)
-    if ascii_json != in_json or ascii_name != name_json:  # (as json.dumps writes it by default)
-        shapes.append((f'{ascii_name}: "', ascii_json[1:-1], '"'))
-        shapes.append((f'{ascii_name}:"', ascii_json[1:-1], '"'))
-    in_ascii, ascii_quoted = ascii(value), ascii(name)
-    if in_ascii != quoted or ascii_quoted != name_quoted:  # (as ascii() writes it: p\xe4)
-        shapes.append((f"{name}={in_ascii[0]}", in_ascii[1:-1], in_ascii[-1]))
-        shapes.append((f"{ascii_quoted}: {in_ascii[0]}", in_ascii[1:-1], in_ascii[-1]))
+    """The ``(head, value as written, tail)`` of each way :func:`_field_forms` names (the same
+    one may come more than once: :func:`_field_forms` keeps each once)."""
+    shapes = [(f"{name}=", value, ""), (f"{name}: ", value, "")]
+    # Percent-encoded, in a URL's query or a form body.
+    for encoded in (quote_plus(value), quote(value, safe=""), quote(value)):
+        shapes.append((f"{name}=", encoded, ""))
+    # As repr() writes it, and ascii() (p\xe4), after its name and in a mapping whose key one
+    # of them writes likewise (a number unquoted).
+    for write in (repr, ascii):
+        written, key = write(value), write(name)
+        shapes += [
+            (f"{name}={written[0]}", written[1:-1], written[-1]),
+            (f"{key}: {written[0]}", written[1:-1], written[-1]),
+            (f"{key}: ", value, ""),
+        ]
+    # As JSON writes it, letters that are not ASCII kept and escaped (json.dumps's default),
+    # after its name and in a mapping whose key it writes likewise (also compact; a number
+    # unquoted).
+    for ensure_ascii in (False, True):
+        written = json.dumps(value, ensure_ascii=ensure_ascii)[1:-1]
+        key = json.dumps(name, ensure_ascii=ensure_ascii)
+        shapes += [
+            (f'{name}="', written, '"'),
+            (f'{key}: "', written, '"'),
+            (f'{key}:"', written, '"'),
+            (f"{key}: ", value, ""),
+            (f"{key}:", value, ""),
+        ]
     return shapes
 
 
@@ -778,7 +809,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             if secret:
                 collect(str(value), name)
                 collect(value.hex, name)
-        elif isinstance(value, (SecretStr, SecretBytes, Secret)):
+        elif isinstance(value, SECRET_TYPES):
             try:
                 hidden = value.get_secret_value()
             except Exception:  # (a subclass's own)
@@ -1041,8 +1072,9 @@ def encoded_forms(secret: str) -> list[str]:
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
     once; and all of these again for the secret in the Unicode normalization forms NFC, NFD,
     NFKC and NFKD, where they differ from it (see :func:`_normalized`), and, of a secret
-    holding full-width characters, each form with them written as ASCII (see
-    :func:`_folded`: a text is searched with its own so written). Forms shorter than
+    holding characters that NFKC writes otherwise (full-width, mathematical, ligatures), each
+    form with them so written, character by character (see :func:`_fold`: a text is searched
+    with its own so written). Forms shorter than
     ``MIN_SCRUB_CHARS`` are left out (unless the form is ``secret`` itself). Each line of a
     secret of several lines (a PEM private key) of at least ``MIN_PREFIX_CHARS`` characters,
     without the white space around it, is a form of it too, as a text quoting that line alone
@@ -1095,43 +1127,95 @@ def _normalized(text: str) -> list[str]:
     return variants
 
 
-#: The full-width forms of ASCII's printable characters (``ｈｕｎｔｅｒ２``) and the
-#: ideographic space, each to the ASCII character NFKC makes of it: one character for one, so
-#: that a place in a text is the same place once they are so written.
-_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
-_FULL_WIDTH_RUN = re.compile("[\uff01-\uff5e\u3000]+")
+#: Most characters :data:`_COMPATIBLE` keeps the compatibility form of: a text of a script of
+#: its own (a few thousand characters) is read at the speed of a table; past them, a character
+#: not yet met is looked up each time.
+_MAX_COMPATIBLE_CODES = 16384
 
 
-def _fold_run(match: re.Match[str]) -> str:
-    return match[0].translate(_FULL_WIDTH)
+class _CompatibleTable(dict[int, "int | str"]):
+    """For ``str.translate``: each code point to the compatibility form (NFKC) of its character,
+    looked up when first met and kept (up to ``_MAX_COMPATIBLE_CODES`` of them): the code point
+    itself when that is the same character, else the text NFKC makes of it (``ｈ`` and ``𝐡``
+    as ``h``, the ligature ``ﬁ`` as ``fi``, ``⑩`` as ``10``)."""
+
+    def __missing__(self, code: int) -> int | str:
+        char = chr(code)
+        normal = unicodedata.normalize("NFKC", char)
+        found: int | str = code if normal == char else normal
+        if len(self) < _MAX_COMPATIBLE_CODES:
+            self[code] = found
+        return found
+
+
+_COMPATIBLE = _CompatibleTable((code, code) for code in range(128))
+
+
+def _fold(text: str) -> tuple[str, list[int] | None]:
+    """``text`` with each character whose compatibility form (NFKC) is another written in that
+    form (full-width ``ｈｕｎｔｅｒ２``, mathematical ``𝐡𝐮𝐧𝐭𝐞𝐫𝟐``, circled ``①`` and
+    superscript ``²`` digits as ASCII; the ligature ``ﬁ`` as ``fi``), each character on its
+    own: a text is searched for secrets so, and what is found is replaced in ``text`` (which
+    keeps its characters), so that a secret a text writes in such characters is found.
+
+    With it, ``None`` when each character of ``text`` gives one, so that a place in one is the
+    same place in the other; else the place in ``text`` of the character that gave each
+    character (see :func:`_shown_start`, :func:`_shown_end`, :func:`_folded_place`). ``text``
+    itself when it holds no such character; an ASCII text, or one in NFKC already, is not
+    looked at further, nor one in NFKD (of characters that NFKD leaves as they are: NFKC too)."""
+    if (
+        text.isascii()
+        or unicodedata.is_normalized("NFKC", text)
+        or unicodedata.is_normalized("NFKD", text)
+    ):
+        return text, None
+    folded = text.translate(_COMPATIBLE)
+    if len(folded) == len(text):
+        return (text if folded == text else folded), None
+    widths = [
+        len(form) if isinstance(form, str) else 1
+        for form in map(_COMPATIBLE.__getitem__, map(ord, text))
+    ]
+    return folded, list(chain.from_iterable(map(repeat, range(len(text)), widths)))
 
 
 def _folded(text: str) -> str:
-    """``text`` with its full-width characters written as ASCII (``ｈｕｎｔｅｒ２`` as
-    ``hunter2``, see ``_FULL_WIDTH``): a text is searched for secrets so, and what is found at
-    a place is replaced at the same place of ``text`` (which keeps its characters), so that
-    an ASCII secret a text writes in full width is found. ``text`` itself when it holds none;
-    an ASCII text is not looked at."""
-    if text.isascii():
-        return text
-    found = _FULL_WIDTH_RUN.search(text)
-    if found is None:
-        return text
-    start = found.start()
-    return text[:start] + _FULL_WIDTH_RUN.sub(_fold_run, text[start:])
+    """``text`` as :func:`_fold` writes it."""
+    return _fold(text)[0]
+
+
+def _shown_start(origin: list[int] | None, index: int) -> int:
+    """Where the character of a text that gave the character at ``index`` of its
+    :func:`_fold` form begins (``origin`` as :func:`_fold` gives it)."""
+    return index if origin is None else origin[index]
+
+
+def _shown_end(origin: list[int] | None, end: int) -> int:
+    """Where the character of a text that gave the character before ``end`` of its
+    :func:`_fold` form ends: what ends at ``end`` there ends with the whole of it (a secret
+    ending inside a ligature takes the ligature)."""
+    return end if origin is None or end <= 0 else origin[end - 1] + 1
+
+
+def _folded_place(origin: list[int] | None, index: int) -> int:
+    """Where the character at ``index`` of a text begins in its :func:`_fold` form (past its
+    end for ``index`` at or past the text's end)."""
+    return index if origin is None else bisect_left(origin, index)
 
 
 def _with_folded(forms: list[str]) -> list[str]:
-    """``forms`` and, after them, each with its full-width characters written as ASCII where
-    that differs (see :func:`_folded`), of the same kind (:class:`_InField` keeping its name
-    and quotes)."""
+    """``forms`` and, after them, each with its characters written in their compatibility
+    forms where that differs (see :func:`_fold`), of the same kind (:class:`_InField` keeping
+    its name and quotes, which may be longer so written)."""
     more: dict[str, None] = {}
     for form in forms:
         folded = _folded(form)
         if folded is form:
             continue
         if type(form) is _InField:
-            folded = _InField(folded, form.head, form.tail)
+            head = len(_folded(form[: form.head]))
+            tail = len(_folded(form[len(form) - form.tail :])) if form.tail else 0
+            folded = _InField(folded, head, tail)
         elif type(form) is not str:
             folded = type(form)(folded)
         more[folded] = None
@@ -1301,6 +1385,12 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     'sk-l...xyz'}``) when a secret was cut there: its first characters end the head, or its
     last ones start the tail.
 
+    The text is searched with each of its characters in its compatibility form (NFKC, see
+    :func:`_fold`), so that a secret it writes in full-width (``ｈｕｎｔｅｒ２``) or
+    mathematical (``𝐡𝐮𝐧𝐭𝐞𝐫𝟐``) letters and digits, with a ligature (``ﬁ``) or circled or
+    superscript digits is found; what is found is replaced in the text as written, each
+    character that stands for several (a ligature) whole. An ASCII text is searched as it is.
+
     Args:
         text: Free text such as an error message or a traceback.
         secrets: Values to remove (see :func:`secret_values`).
@@ -1308,7 +1398,8 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     """
     forms = _forms_of(secrets)
     if forms:
-        shown, text = text, _folded(text)  # (searched with full-width characters as ASCII)
+        shown = text
+        text, origin = _fold(shown)  # (searched with its characters in compatibility forms)
         searched = _searched_of(secrets, forms)
         # (a form whose run of 8 characters is nowhere in the text needs no search for it)
         index = _index_of(secrets, forms)
@@ -1323,7 +1414,7 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
             tails = [tail for tail in ends.values() if tail[1] in text]
             fragments = index.fragments_in(text, 0, len(text))
         text = (
-            _replace_all(text, present, tails, fragments, shown)
+            _replace_all(text, present, tails, fragments, shown, origin)
             if (present or tails or fragments)
             else shown
         )
@@ -1767,14 +1858,17 @@ def _replace_all(
     tails: Sequence[_Tail] = (),
     fragments: Sequence[tuple[int, int]] = (),
     shown: str | None = None,
+    origin: list[int] | None = None,
 ) -> str:
     """``text`` with every character of every occurrence of ``forms`` (whole, or a prefix of
     at least ``MIN_PREFIX_CHARS`` characters), of the forms of ``tails`` (a suffix of as
     many) and of ``fragments`` (the places of runs from inside a form, see
     :meth:`_FormIndex.scan`) replaced: each run of overlapping occurrences becomes one
     ``[REDACTED]`` (found in ``text`` as given, so a form inside ``[REDACTED]`` itself is
-    never replaced there). With ``shown``, of which ``text`` is the :func:`_folded` form,
-    the occurrences found in ``text`` are replaced in ``shown``, at the same places."""
+    never replaced there). With ``shown``, of which ``text`` is the :func:`_fold` form (and
+    ``origin`` where its characters come from in ``shown``), the occurrences found in
+    ``text`` are replaced in ``shown``, each with the whole of every character of ``shown``
+    that gave one of its characters."""
     found: list[tuple[int, int]] = list(fragments)  # runs of overlapping occurrences
     for tail in tails:
         start, end = _first_tail(text, tail, 0, len(text))
@@ -1798,6 +1892,8 @@ def _replace_all(
             start, written = _first_written(text, form, searched, end, len(text))
     if shown is not None:
         text = shown
+        if origin is not None:
+            found = [(origin[start], _shown_end(origin, end)) for start, end in found]
     if not found:  # (only the scheme of a URL-shaped secret was there)
         return text
     found.sort()
@@ -2178,8 +2274,9 @@ class _Copier:
         Only ``text`` up to the last character kept plus the longest secret is searched (and,
         where a run of overlapping occurrences crosses that point, as far again: a run longer
         than that, as only a pathological text makes, ends the text with its marker). It is
-        searched with its full-width characters written as ASCII (see :func:`_folded`): as
-        much of it as that search reads, ``window``, grown as it goes on.
+        searched with its characters in their compatibility forms (see :func:`_fold`): as
+        much of it as that search reads, ``window``, grown as it goes on; ``chars`` counts the
+        characters of ``text`` as written (a ligature is one).
         """
         secrets = self.secrets
         if not secrets:
@@ -2189,16 +2286,25 @@ class _Copier:
         # (what one step reads: from pos, the characters it keeps, those of a run it replaces,
         # twice the longest form, and the few a fragment's sampled place adds)
         reach = 2 * chars + 4 * self.longest + 64
-        window = shown if shown.isascii() else _folded(shown[:reach])
+        # The first `covered` characters of the text, as searched, and where each of their
+        # characters comes from (see _fold)
+        if shown.isascii():
+            window, origin, covered = shown, None, end
+        else:
+            covered = min(reach, end)
+            window, origin = _fold(shown[:covered])
         parts: list[str] = []
-        size = pos = 0
-        while size < chars and pos < end:
+        size = pos = place = 0  # (pos: a place in window; place: the same in the text)
+        while size < chars and place < end:
             need = chars - size
-            if len(window) < min(end, pos + reach):
-                window = _folded(shown[: max(2 * len(window), pos + reach)])
+            if covered < min(end, place + reach):
+                covered = min(end, max(2 * covered, place + reach))
+                window, origin = _fold(shown[:covered])
             text = window
-            # A secret starting before pos + need lies wholly before `stop`.
-            stop = min(end, pos + need + self.longest)
+            # A secret starting before `cut` (past the last character kept) lies wholly
+            # before `stop`.
+            cut = _folded_place(origin, place + need)
+            stop = min(len(text), cut + self.longest)
             first, last = -1, -1  # what to replace: the earliest, then the longest
             for secret, searched in zip(secrets, self.searched, strict=True):
                 at, written = _first_written(text, secret, searched, pos, stop)
@@ -2207,7 +2313,7 @@ class _Copier:
                 begin, finish = at, at + written
                 if type(secret) is _InField:  # (only its value: its name is kept)
                     begin, finish = begin + secret.head, finish - secret.tail
-                if begin < pos + need and (
+                if begin < cut and (
                     first < 0 or begin < first or (begin == first and finish > last)
                 ):
                     first, last = begin, finish
@@ -2215,7 +2321,7 @@ class _Copier:
                 if text.find(tail[1], pos, stop) < 0:  # (none: as most texts have)
                     continue
                 begin, finish = _first_tail(text, tail, pos, stop)
-                if 0 <= begin < pos + need and (
+                if 0 <= begin < cut and (
                     first < 0 or begin < first or (begin == first and finish > last)
                 ):
                     first, last = begin, finish
@@ -2223,21 +2329,25 @@ class _Copier:
                 begin = max(begin, pos)
                 if (
                     finish > begin
-                    and begin < pos + need
+                    and begin < cut
                     and (first < 0 or begin < first or (begin == first and finish > last))
                 ):
                     first, last = begin, finish
             if first < 0:
-                parts.append(shown[pos : pos + need])
+                parts.append(shown[place : place + need])
                 break
-            parts.append(shown[pos:first])
+            begin = _shown_start(origin, first)
+            parts.append(shown[place:begin])
             parts.append(REDACTED)
-            size += first - pos + len(REDACTED)
+            size += begin - place + len(REDACTED)
             pos = last
             if size < chars:  # text after the marker is kept: it must hold no secret's tail
                 pos = self.run_end(text, first, pos, first + chars + self.longest)
                 if pos >= len(text):  # (the run passed its stop: the rest of the text is one)
-                    pos = end
+                    break
+            # (on past the whole of the character a replaced run ends in)
+            place = _shown_end(origin, pos)
+            pos = _folded_place(origin, place)
         return "".join(parts)[:chars]
 
     def run_end(self, text: str, start: int, end: int, stop: int) -> int:

@@ -43,9 +43,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    Secret,
-    SecretBytes,
-    SecretStr,
     ValidationError,
     create_model,
     field_validator,
@@ -62,6 +59,7 @@ from laios._exceptions import (
     propagates,
     type_name,
 )
+from laios._secret_types import SECRET_TYPES
 from laios._text import shorten
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
@@ -1577,13 +1575,13 @@ _MAX_ANNOTATION_DEPTH = 16
 
 
 def _holds_secret_type(annotation: Any, depth: int = 0) -> bool:
-    """Whether ``annotation`` is, or holds (``Optional[SecretStr]``), a pydantic secret type:
-    ``SecretStr``, ``SecretBytes`` or ``Secret[...]``. Never raises."""
+    """Whether ``annotation`` is, or holds (``Optional[SecretStr]``), a pydantic secret type
+    (see :data:`~laios._secret_types.SECRET_TYPES`). Never raises."""
     if depth > _MAX_ANNOTATION_DEPTH:
         return False
     try:
         origin = typing.get_origin(annotation) or annotation
-        if isinstance(origin, type) and issubclass(origin, (SecretStr, SecretBytes, Secret)):
+        if isinstance(origin, type) and issubclass(origin, SECRET_TYPES):
             return True
         return any(_holds_secret_type(arg, depth + 1) for arg in typing.get_args(annotation))
     except Exception:  # (an annotation too odd to read: no secret declared)
