@@ -159,11 +159,24 @@ def test_the_final_event_waits_for_a_progress_report_under_way(
     assert recorder.events == ["started", "progress", "completed"]
 
 
-def test_a_timeout_striking_waits_for_a_progress_report_under_way(recorder: Recorder) -> None:
-    """The caller's timeout strikes while a report from the tool's thread is being delivered:
-    "timeout" comes after that report's callback."""
+@pytest.mark.parametrize("holder", ["on_progress", "a listener"])
+def test_a_timeout_striking_waits_for_a_progress_report_under_way(
+    holder: str, recorder: Recorder
+) -> None:
+    """The caller's timeout strikes while a report from the tool's thread is being delivered
+    (held by its callback, or by a progress listener of the store before it): "timeout" comes
+    after that report's callback."""
     stop = threading.Event()
     helpers: list[threading.Thread] = []
+    store = MetricStore()
+    if holder == "a listener":
+
+        def listener(update: Any) -> None:
+            if update.message == "late":
+                recorder.held.set()
+                assert recorder.release.wait(10)
+
+        ExecutionMonitor(store).add_progress_listener(listener)
 
     def overruns() -> str:
         _report_late_from_a_thread(recorder.held, helpers)
@@ -173,7 +186,7 @@ def test_a_timeout_striking_waits_for_a_progress_report_under_way(recorder: Reco
     registry = ToolRegistry()
     registry.register_tool(create_simple_tool("overruns", "Overruns its timeout.", overruns))
     try:
-        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+        with Executor(registry, store=store, register_prometheus=False) as executor:
             for _ in range(5):  # (a loaded machine may time the task out before it starts)
                 result = executor.execute_task(
                     _task("overruns"), CONTEXT, timeout=0.5, on_progress=recorder
@@ -216,6 +229,92 @@ def test_a_progress_listener_never_hears_the_report_after_the_final_update(
         helpers[0].join(10)
     assert result.success, result.error
     assert heard == [ProgressStatus.STARTING, ProgressStatus.IN_PROGRESS, ProgressStatus.COMPLETED]
+
+
+LISTENED_ROADS: dict[str, Callable[[Executor, Recorder], Any]] = {
+    **ROADS,
+    "execute_parallel": lambda ex, rec: asyncio.run(
+        ex.execute_parallel([_task("late")], CONTEXT, timeout=30, on_progress=rec)
+    ),
+}
+
+
+@pytest.mark.parametrize("road", list(LISTENED_ROADS))
+def test_a_report_a_listener_still_holds_as_the_task_ends_reaches_on_progress_first(
+    road: str, recorder: Recorder
+) -> None:
+    """A progress listener of the store is still handling the report a tool's thread made
+    when the tool returns: the final event waits for that report, which then reaches
+    on_progress too, before the final event (before, the report was dropped once the listener
+    returned: the listener heard it, on_progress got only "started" and "completed")."""
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+
+    def listener(update: Any) -> None:
+        if update.message == "late":
+            recorder.held.set()
+            assert recorder.release.wait(10)  # (held until the final event waits for it)
+
+    monitor.add_progress_listener(listener)
+    helpers: list[threading.Thread] = []
+    with _executor(recorder, helpers, store=store) as executor:
+        result = LISTENED_ROADS[road](executor, recorder)
+        helpers[0].join(10)
+    if isinstance(result, list):
+        [result] = result
+    assert result.success, result.error
+    assert recorder.handler.waited.is_set()  # type: ignore[attr-defined]
+    assert recorder.events == ["started", "progress", "completed"]
+
+
+def test_a_report_a_listener_holds_past_the_wait_never_reaches_on_progress_after_the_end(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A progress listener holds the report past the final event's bounded wait (cut to 0.3 s
+    here): the final event goes out then, with a warning, and the report, once the listener
+    returns, does not reach on_progress after it."""
+    monkeypatch.setattr(job_module, "PROGRESS_WAIT_SECONDS", 0.3)
+    store = MetricStore()
+    monitor = ExecutionMonitor(store)
+    held = threading.Event()
+    final = threading.Event()
+    listened = threading.Event()
+    events: list[str] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        events.append(event)
+        if event in FINAL:
+            final.set()
+
+    def listener(update: Any) -> None:
+        if update.message == "late":
+            held.set()
+            assert final.wait(10)  # (held until the final event has gone out)
+            listened.set()
+
+    monitor.add_progress_listener(listener)
+    helpers: list[threading.Thread] = []
+
+    def tool() -> str:
+        _report_late_from_a_thread(held, helpers)
+        return "done"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "Reports from a thread.", tool))
+    caplog.set_level(logging.WARNING, "laios.execution")
+    try:
+        with Executor(registry, store=store, register_prometheus=False) as executor:
+            result = executor.execute_task(
+                _task("tool"), CONTEXT, timeout=30, on_progress=on_progress
+            )
+            helpers[0].join(10)
+    finally:
+        final.set()
+    assert result.success, result.error
+    assert listened.is_set()
+    assert not helpers[0].is_alive()
+    assert events == ["started", "completed"]
+    assert [r for r in caplog.records if "stopped waiting" in r.getMessage()]
 
 
 def test_a_progress_callback_cancelling_its_own_task_ends_it_at_once(recorder: Recorder) -> None:

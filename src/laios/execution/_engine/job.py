@@ -316,10 +316,14 @@ class _Deliveries:
     Made by the job's first report (a job that reports none has none). Reports on several
     threads are delivered side by side, as ever; a report begins only while the job runs, and
     the job's phase leaves ``RUNNING`` before its final event waits here, so that a report
-    either began before (and is waited for) or finds the job finished (and goes no further).
+    either began before (and is waited for, delivered in full: to the listeners, then to
+    ``on_progress``) or finds the job finished (and goes no further). Once the wait of the
+    final event to ``on_progress`` is over (the reports delivered, or the wait ran out),
+    ``closed`` is set and that event goes out: a report still with the listeners then goes no
+    further than them.
     """
 
-    __slots__ = ("awaited", "condition", "lock", "threads")
+    __slots__ = ("awaited", "closed", "condition", "lock", "threads")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -330,6 +334,9 @@ class _Deliveries:
         #: The waits awaited on an event loop (see :class:`_AwaitedReports`), which reports
         #: ending then tell; ``None`` until the first.
         self.awaited: list[_AwaitedReports] | None = None
+        #: Set (by :meth:`Job.finish`) once the wait of the final event to ``on_progress`` is
+        #: over, before that event: no report under way reaches ``on_progress`` any more.
+        self.closed = False
 
     def begin(self, job: Job) -> bool:
         """A report is to be delivered: ``False`` when the job has finished (nothing is)."""
@@ -931,7 +938,7 @@ class Job(TaskRecord):
         if deliveries is None or not deliveries.begin(self):
             return  # finished meanwhile: its final event may be under way; nothing follows it
         try:
-            self._deliver(percent, text, details)
+            self._deliver(deliveries, percent, text, details)
         finally:
             deliveries.end()
 
@@ -951,8 +958,12 @@ class Job(TaskRecord):
                     return None
             return deliveries
 
-    def _deliver(self, percent: float, text: str | None, details: dict[str, Any]) -> None:
-        """Deliver a progress report begun on this thread (see :meth:`progress`)."""
+    def _deliver(
+        self, deliveries: _Deliveries, percent: float, text: str | None, details: dict[str, Any]
+    ) -> None:
+        """Deliver a progress report begun on this thread (see :meth:`progress`): to the
+        store's listeners, then to ``on_progress``, unless the final event's wait for it is
+        over by then."""
         scope = self.scope
         if scope is not None and scope.track_progress:
             status = ProgressStatus.IN_PROGRESS
@@ -968,10 +979,11 @@ class Job(TaskRecord):
                 _REPORT_RUNNER.reset(token)
         else:
             self.progress_percent = percent
-        if self.phase != RUNNING:
-            # Finished while this report was recorded (a listener that cancelled the task, or
-            # a listener so slow that the final event's wait for this report ran out): the
-            # final event came meanwhile; nothing follows it.
+        if deliveries.closed:
+            # The final event came while this report was with the listeners (one that
+            # cancelled the task, ending it here, or one so slow that the final event's wait
+            # for this report ran out): nothing follows it. (A task that merely ended
+            # meanwhile waits for this report: it goes on to on_progress, before that event.)
             return
         data = {"task_id": self.task_id, "percent": percent, "message": text, "details": details}
         if self.in_task:
@@ -1916,14 +1928,16 @@ class Job(TaskRecord):
                         self.callback_task = self.task
                     # False: the caller waits past its deadline, its result comes first.
                     late = not self._leave_settled(settled)
-                if self.deliveries is not None:
+                deliveries = self.deliveries
+                if deliveries is not None:
                     if late:
                         concluding = False
-                    rest = functools.partial(self._finish_awaited, settled, late)
+                    rest = functools.partial(self._finish_awaited, deliveries, settled, late)
                     if self._await_reports(overdue=late, then=rest):
                         concluding = False
                         awaited = True
                         return
+                    deliveries.closed = True  # (its final event follows: see _deliver)
                 concluding = False
                 self._event_and_outcome(settled, late)
                 return
@@ -1977,9 +1991,12 @@ class Job(TaskRecord):
             return
         self._conclude_settled(settled)
 
-    def _finish_awaited(self, settled: tuple[Any, ...], late: bool) -> None:
+    def _finish_awaited(
+        self, deliveries: _Deliveries, settled: tuple[Any, ...], late: bool
+    ) -> None:
         """The rest of :meth:`finish`, run on the caller's loop once the reports it awaited
         there are delivered (see :meth:`_await_reports`)."""
+        deliveries.closed = True  # (its final event follows: see _deliver)
         try:
             self._event_and_outcome(settled, late)
         except Exception as exc:  # (never raised into the loop: reported as finish does)
