@@ -1951,22 +1951,8 @@ class Job(TaskRecord):
             # Work the tool left behind (a task it created, a thread in a copy of its context)
             # may still hold current_task(): the run is over, such work should stop.
             self.cancel_requested = True
-            if not awaited:  # (what _let_go does, written out: the path every task takes)
-                # The record is retained after this (see record_capacity): drop what it no
-                # longer needs, so that callbacks and tracebacks do not live on with it. Only
-                # what was set: writing a default back adds its name to the job's dict (see
-                # _share_field_names).
-                if self.on_progress is not None:  # (the others are set only with a callback)
-                    self.on_progress = None
-                    self.events_context = None
-                    self.callback_note = None
-                    self.callback_task = None
-                if self.handle is not None:
-                    self.handle = None  # (it refers back to this job)
-                if self.secrets_read is not None:  # (it refers to the parameters)
-                    vars(self).pop("secrets_read", None)
-                if self.deliveries is not None:  # (a report under way keeps its own reference)
-                    vars(self).pop("deliveries", None)
+            if not awaited:  # (an awaited final event lets go once it has run)
+                self._let_go()
 
     def _event_and_outcome(self, settled: tuple[Any, ...], late: bool) -> None:
         """The rest of :meth:`finish` once the reports are delivered: the final event (to
@@ -2005,8 +1991,10 @@ class Job(TaskRecord):
             self._let_go()
 
     def _let_go(self) -> None:
-        """Once finished, drop what the retained record no longer needs (as :meth:`finish`
-        does on its own path)."""
+        """Once finished, drop what the retained record no longer needs, so that callbacks
+        and tracebacks do not live on with it (the record is retained: see
+        ``record_capacity``). Only what was set: writing a default back adds its name to the
+        job's dict (see ``_share_field_names``)."""
         if self.on_progress is not None:  # (the others are set only with a callback)
             self.on_progress = None
             self.events_context = None
