@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from decimal import Decimal
 from enum import Enum
-from typing import Any, ClassVar, Literal, Union, get_args
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import pytest
 from pydantic import ConfigDict, Field, ValidationError
@@ -438,6 +439,70 @@ def test_a_union_of_several_json_types_is_a_string(tool: Any) -> None:
     either = params["either"].schema
     assert either is not None
     assert either["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+
+
+class Price(ToolInput):
+    amount: Decimal
+
+
+class DecimalInput(ToolInput):
+    amount: Decimal
+    amounts: list[Decimal]
+    maybe: Decimal | None = None
+    bounded: Annotated[Decimal, Field(ge=0, max_digits=6)] = Decimal(1)
+    or_int: Decimal | int = 1
+    or_text: Decimal | str = "1"
+    price: Price | None = None
+
+
+#: The type each field of :class:`DecimalInput` is described with.
+DECIMAL_TYPES = {
+    "amount": "number",
+    "amounts": "array",
+    "maybe": "number",
+    "bounded": "number",
+    "or_int": "number",
+    "or_text": "string",
+    "price": "object",
+}
+
+
+def _decimal_function(
+    amount: Decimal,
+    amounts: list[Decimal],
+    maybe: Decimal | None = None,
+    bounded: Annotated[Decimal, Field(ge=0, max_digits=6)] = Decimal(1),
+    or_int: Decimal | int = 1,
+    or_text: Decimal | str = "1",
+    price: Price | None = None,
+) -> None:
+    """Takes the fields of DecimalInput."""
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        pytest.param(lambda: _tool_of(DecimalInput), id="input-model"),
+        pytest.param(lambda: create_simple_tool("f", "f", _decimal_function), id="function"),
+    ],
+)
+def test_a_decimal_is_a_number(tool: Any) -> None:
+    """A ``Decimal`` takes a number or its text: it is the ``"number"`` a caller gives, also
+    optional or bounded, while ``Decimal | str`` (any text) stays a ``"string"``; the schema
+    is Pydantic's own, its text alternative included."""
+    described = tool()
+    params = {p.name: p for p in described.get_parameters()}
+    assert {name: p.type for name, p in params.items()} == DECIMAL_TYPES
+    pydantic_schema = DecimalInput.model_json_schema()
+    expected = pydantic_schema["properties"]["amount"]
+    assert params["amount"].schema == expected
+    assert [alternative["type"] for alternative in expected["anyOf"]] == ["number", "string"]
+    amounts = params["amounts"].schema
+    assert amounts is not None
+    assert amounts["items"] == {"anyOf": expected["anyOf"]}
+    price = params["price"].schema
+    assert price is not None
+    assert price["$defs"] == pydantic_schema["$defs"]
 
 
 class NoneInput(ToolInput):

@@ -12,7 +12,9 @@ field is read from its schema:
 * otherwise ``"object"`` for a schema with ``properties`` and ``"array"`` for one with ``items``.
 
 Of several types, integers and numbers are a ``"number"``; others (``int | str``) are a
-``"string"``, as a ``Literal`` of mixed types is.
+``"string"``, as a ``Literal`` of mixed types is. A ``Decimal``, which takes a number or the
+text of one, is a ``"number"``: its text alternative counts as the number it stands for (so
+``Decimal | None`` is a ``"number"`` too, while ``Decimal | str`` is a ``"string"``).
 A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``. So is
 a field that takes ``None`` alone (typed ``None`` or ``Literal[None]``), which has none of the
 six types: its ``ToolParameter.schema`` says ``{"type": "null"}``.
@@ -50,8 +52,22 @@ _ENUM_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
 )
 
 
+#: The key that marks the text alternative of a ``Decimal`` while the types are read; it is
+#: never part of a description.
+_NUMBER_TEXT = "x-laios-number-text"
+
+
 class _ToolJsonSchema(GenerateJsonSchema):
-    """JSON schema generation that describes what it cannot express instead of failing."""
+    """JSON schema generation that describes what it cannot express instead of failing, and
+    marks the text alternative of a ``Decimal`` as the number it stands for."""
+
+    def decimal_schema(self, schema: Any) -> JsonSchemaValue:
+        """Pydantic's schema of a ``Decimal`` (a number or its text), its text marked."""
+        described = super().decimal_schema(schema)
+        for alternative in described.get("anyOf", ()):
+            if isinstance(alternative, dict) and alternative.get("type") == "string":
+                alternative[_NUMBER_TEXT] = True
+        return described
 
     def handle_invalid_for_json_schema(self, schema: Any, error_info: str) -> JsonSchemaValue:
         """A field JSON schema cannot express (a callable, a class) takes any value."""
@@ -136,6 +152,8 @@ def _json_types(schema: dict[str, Any], defs: dict[str, Any]) -> set[str] | None
     """The JSON types of the six a property schema takes, ``null`` aside (an empty set for
     ``null`` alone), or None when it does not tell them."""
     schema = _deref(schema, defs)
+    if schema.get(_NUMBER_TEXT) is True:
+        return {"number"}
     declared = schema.get("type")
     listed = declared if isinstance(declared, list) else [declared]
     named = {str(candidate) for candidate in listed if candidate in _JSON_TYPES}
@@ -166,6 +184,15 @@ def _json_types(schema: dict[str, Any], defs: dict[str, Any]) -> set[str] | None
         if values and all(isinstance(v, kind) for v in values):
             return {name}
     return {"object"} if "properties" in schema else {"array"} if "items" in schema else None
+
+
+def _unmarked(value: Any) -> Any:
+    """``value`` without the marks :class:`_ToolJsonSchema` puts on a ``Decimal``'s text."""
+    if isinstance(value, dict):
+        return {k: _unmarked(v) for k, v in value.items() if k != _NUMBER_TEXT}
+    if isinstance(value, list):
+        return [_unmarked(v) for v in value]
+    return value
 
 
 def _refs(value: Any, found: list[Any]) -> None:
@@ -243,10 +270,10 @@ def _from_schema(full: dict[str, Any]) -> list[ToolParameter]:
         detail: dict[str, Any] | None = None
         # (A type of none of the six, such as null, is told in the schema.)
         if resolved.keys() - _PLAIN_KEYS or resolved.get("type", "string") not in _JSON_TYPES:
-            detail = dict(resolved)
+            detail = _unmarked(resolved)
             referred = _referred_defs(detail, defs) if defs else None
             if referred is not None:
-                detail["$defs"] = referred
+                detail["$defs"] = _unmarked(referred)
         params.append(
             ToolParameter(
                 name=name,
