@@ -1589,11 +1589,13 @@ def _holds_secret_type(annotation: Any, depth: int = 0) -> bool:
 
 def _check_takes_fields(name: str, func: Any, model: Any) -> None:
     """Refuse ``func`` when it has no parameter for a field of ``model`` (its input model, given
-    to :func:`create_simple_tool`), which every call passes it by name; one taking ``**kwargs``
-    takes them all. A ``model`` that is no :class:`ToolInput` is left to the tool to refuse.
+    to :func:`create_simple_tool`), which every call passes it by name (one taking ``**kwargs``
+    takes them all), or when it needs a parameter ``model`` never passes: one that is not a
+    field passed (an excluded one is not), while ``model`` keeps no extra parameters a caller
+    could give it by. A ``model`` that is no :class:`ToolInput` is left to the tool to refuse.
 
     Raises:
-        TypeError: Naming the tool, the fields and the model.
+        TypeError: Naming the tool, the parameters and the model.
     """
     if not _is_input_class(model) or model is ToolInput:
         return
@@ -1601,18 +1603,34 @@ def _check_takes_fields(name: str, func: Any, model: Any) -> None:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return
-    by_name = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
     excluded = _excluded_fields(model)
     passed = [f for f in model.model_fields if f not in excluded]
-    missing = [f for f in [*passed, *model.model_computed_fields] if f not in by_name]
-    if missing:
-        names = ", ".join(missing)
+    passed += model.model_computed_fields
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        by_name = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+        missing = [f for f in passed if f not in by_name]
+        if missing:
+            names = ", ".join(missing)
+            raise TypeError(
+                f"Tool {name!r}: func has no parameter for {names}, which every call passes "
+                f"it by name as fields of its input model {model.__name__}, so every call "
+                f"would fail. Add the parameters to func (or **kwargs to take them all)"
+            )
+    if model.model_config.get("extra") == "allow":
+        return  # (a caller may give any other parameter)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    unfilled = [
+        p.name
+        for p in params
+        if p.kind in named and p.default is inspect.Parameter.empty and p.name not in passed
+    ]
+    if unfilled:
+        names = ", ".join(unfilled)
         raise TypeError(
-            f"Tool {name!r}: func has no parameter for {names}, which every call passes it "
-            f"by name as fields of its input model {model.__name__}, so every call would "
-            f"fail. Add the parameters to func (or **kwargs to take them all)"
+            f"Tool {name!r}: func needs {names}, which its input model {model.__name__} never "
+            f"passes (they are no fields it passes, and it keeps no other parameter a caller "
+            f"gives), so every call would fail. Declare them as fields of {model.__name__} "
+            f"(not excluded), or give them defaults in func"
         )
 
 
@@ -1793,7 +1811,8 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), is a builtin function or an object of a builtin type whose
+            name could give it) or that an ``input_model`` keeping no extra parameters never
+            passes, is a builtin function or an object of a builtin type whose
             signature cannot be read, or a ``functools.partial`` of one (``max``,
             ``operator.itemgetter("a")``: wrap it in a function with named parameters), has
             no parameter for a field of ``input_model`` (nor ``**kwargs``), or
