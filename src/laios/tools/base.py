@@ -380,17 +380,25 @@ def _clash_of(exc: TypeError, tool: str, entry: str, bound: str | None) -> TypeE
 
 
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']*)'")
+_MISSING_ARGUMENTS = re.compile(
+    r"missing \d+ required (?:positional|keyword-only) arguments?: (.*)"
+)
 
 
 def _mismatch_of(
     exc: TypeError, entry: str, model: type[ToolInput], is_async: bool
 ) -> TypeError | None:
     """The clear error for ``exc``, raised by calling a keyword-style entry point ``entry``,
-    when it has no parameter for a keyword its input model ``model`` gave it; Python says only
-    "got an unexpected keyword argument"."""
+    when it has no parameter for a keyword its input model ``model`` gave it, or needs one
+    ``model`` does not pass; Python says only "got an unexpected keyword argument" or
+    "missing ... required argument"."""
     if model is ToolInput:
         return None
-    found = _UNEXPECTED_KEYWORD.search(str(exc))
+    text = str(exc)
+    missing = _MISSING_ARGUMENTS.search(text)
+    if missing is not None:
+        return _missing_of(text, re.findall(r"'([^']*)'", missing.group(1)), entry, model)
+    found = _UNEXPECTED_KEYWORD.search(text)
     if found is None:
         return None
     keyword, model_name = found.group(1), model.__name__
@@ -409,6 +417,36 @@ def _mismatch_of(
             f'set model_config = ConfigDict(extra="forbid") on {model_name} to refuse them'
         )
     return TypeError(f"{exc}. {hint}")
+
+
+def _missing_of(
+    text: str, names: list[str], entry: str, model: type[ToolInput]
+) -> TypeError | None:
+    """The clear error for the entry point's "missing ... required argument" ``text``, when
+    the parameters ``names`` it needs are ones ``model`` never passes: no fields of it, or
+    fields declared ``Field(exclude=True)``."""
+    model_name = model.__name__
+    excluded = _excluded_fields(model)
+    keeps_extras = model.model_config.get("extra") == "allow"
+    hints: list[str] = []
+    for name in names:
+        if name in excluded:
+            hints.append(
+                f"{name!r} is a field of {model_name} declared Field(exclude=True), which is "
+                f"never passed: drop exclude=True, or give it a default in {entry}()"
+            )
+        elif name not in model.model_fields and name not in model.model_computed_fields:
+            given = (
+                "the tool's description does not name it, and only a caller that gives it "
+                "anyway (an extra parameter) runs the tool"
+                if keeps_extras
+                else f"{model_name} passes its fields alone, so no call can give it"
+            )
+            hints.append(
+                f"{name!r} is not a field of {model_name}: {given}. Declare it as a field of "
+                f"{model_name}, or give it a default in {entry}()"
+            )
+    return TypeError(f"{text}. {'; '.join(hints)}") if hints else None
 
 
 def _parameters(
