@@ -505,6 +505,37 @@ def test_a_decimal_is_a_number(tool: Any) -> None:
     assert price["$defs"] == pydantic_schema["$defs"]
 
 
+class DecimalDefaults(ToolInput):
+    price: Decimal = Decimal("1.10")
+    whole: Decimal = Decimal(3)
+    precise: Decimal = Decimal("0.1000000000000000000001")
+    maybe: Decimal | None = Decimal("-2.5")
+    prices: list[Decimal] = Field(default_factory=lambda: [Decimal("0.5")])
+    fixed: list[Decimal] = [Decimal("0.25"), Decimal("1E+2")]
+
+
+def test_a_decimal_default_is_written_as_the_number_it_is() -> None:
+    """A ``"number"`` parameter's default is a number: a ``Decimal`` default is written as
+    one when a number tells it exactly (``1.10`` as ``1.1``, also in a list), and as its text,
+    which a ``Decimal`` parameter takes too, when no float can (more digits than a float
+    holds)."""
+    params = {p.name: p for p in _tool_of(DecimalDefaults).get_parameters()}
+    defaults = {name: p.default for name, p in params.items()}
+    assert defaults == {
+        "price": 1.1,
+        "whole": 3,
+        "precise": "0.1000000000000000000001",
+        "maybe": -2.5,
+        "prices": None,
+        "fixed": [0.25, 100],
+    }
+    assert type(defaults["whole"]) is int
+    assert params["price"].type == "number"
+    schema = params["fixed"].schema
+    assert schema is not None
+    assert schema["default"] == [0.25, 100]
+
+
 class NoneInput(ToolInput):
     nothing: None = None
     only_none: Literal[None] = None

@@ -23,7 +23,8 @@ to itself has as its whole schema.
 
 The description is always strict JSON: a field JSON schema cannot express (a callable, a
 class) is described as any value, a default that cannot be written as JSON (an object, bytes
-that are not UTF-8, NaN, infinity) is left out, and so is any other non-finite number. A model
+that are not UTF-8, NaN, infinity) is left out, and so is any other non-finite number; a
+``Decimal`` default is written as the number it is where a number tells it exactly. A model
 whose JSON schema cannot be made at all is described from its fields' names, descriptions and
 whether they are required.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -74,9 +76,11 @@ class _ToolJsonSchema(GenerateJsonSchema):
         return {}
 
     def encode_default(self, dft: Any) -> Any:
-        """Encode a default as strict JSON, or have it left out of the schema."""
+        """Encode a default as strict JSON, or have it left out of the schema; a ``Decimal``
+        (also in a list, a tuple or a dict) as the number it is where a number tells it
+        exactly."""
         try:
-            encoded = super().encode_default(dft)
+            encoded = super().encode_default(_decimal_numbers(dft))
             json.dumps(encoded, allow_nan=False)
         except Exception as exc:  # caught by the caller, which then leaves the default out
             raise PydanticSerializationError(f"default not JSON: {type(exc).__name__}") from None
@@ -84,6 +88,30 @@ class _ToolJsonSchema(GenerateJsonSchema):
 
     def emit_warning(self, kind: Any, detail: str) -> None:
         """Say nothing: a left-out default is the documented behaviour, not news."""
+
+
+#: The decimal exponent past which a number is out of a float's range (``1.8e308``).
+_FLOAT_DIGITS = 308
+
+
+def _decimal_numbers(value: Any) -> Any:
+    """``value`` with each ``Decimal`` in it (itself, or in a list, a tuple or a dict) that a
+    JSON number tells exactly as that number: an ``int`` when it is whole, else the ``float``
+    whose text reads back as the same value (``Decimal("1.10")`` as ``1.1``). One with more
+    digits than a float holds, or past a float's range, stays a ``Decimal``, written as its
+    text."""
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value.adjusted() > _FLOAT_DIGITS:
+            return value  # (and ``int()`` of ``Decimal("1E+99999999")`` would take seconds)
+        if value == value.to_integral_value():
+            return int(value)
+        number = float(value)
+        return number if Decimal(repr(number)) == value else value
+    if type(value) in (list, tuple):
+        return type(value)(_decimal_numbers(item) for item in value)
+    if type(value) is dict:
+        return {key: _decimal_numbers(item) for key, item in value.items()}
+    return value
 
 
 def _finite(value: Any) -> Any:
