@@ -88,3 +88,22 @@ def test_a_parameter_with_a_default_or_one_a_model_keeps_as_an_extra_is_accepted
     loose = create_simple_tool("b", "d", regional, input_model=SearchInput)
     assert strict.execute(query="q").data == ("q", 10, "eu")
     assert loose.execute(query="q", region="us").data == ("q", 10, "us")
+
+
+def test_a_function_taking_the_model_itself_is_told_how_it_is_called() -> None:
+    """A function written as a tool's ``_execute(self, input_data: Model)`` (taking the model
+    whole) is refused saying that the fields are passed by name, and what to write instead."""
+
+    def search(data: SearchInput) -> Any:
+        return data.query
+
+    def search_input(input_data) -> Any:  # type: ignore[no-untyped-def]
+        return input_data.query
+
+    for func, taken in ((search, "data"), (search_input, "input_data")):
+        with pytest.raises(TypeError) as refused:
+            create_simple_tool("search", "Searches.", func, input_model=SearchInput)
+        message = str(refused.value)
+        assert f"func takes the SearchInput itself as {taken}" in message
+        assert "func(query=..., limit=...)" in message
+        assert "def _execute(self, input_data: SearchInput)" in message

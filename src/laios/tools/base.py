@@ -1649,6 +1649,17 @@ def _check_takes_fields(name: str, func: Any, model: Any) -> None:
         missing = [f for f in passed if f not in by_name]
         if missing:
             names = ", ".join(missing)
+            whole = _takes_model_whole(params, model)
+            if whole is not None:
+                fields = ", ".join(f"{field}=..." for field in passed)
+                raise TypeError(
+                    f"Tool {name!r}: func takes the {model.__name__} itself as {whole}, but "
+                    f"the tool passes it the fields of its input model by name, "
+                    f"func({fields}), so every call would fail. Take the fields as "
+                    f"parameters, or write a BaseTool subclass with input_model = "
+                    f"{model.__name__} and def _execute(self, input_data: {model.__name__}), "
+                    f"which is given the model whole"
+                )
             raise TypeError(
                 f"Tool {name!r}: func has no parameter for {names}, which every call passes "
                 f"it by name as fields of its input model {model.__name__}, so every call "
@@ -1670,6 +1681,22 @@ def _check_takes_fields(name: str, func: Any, model: Any) -> None:
             f"gives), so every call would fail. Declare them as fields of {model.__name__} "
             f"(not excluded), or give them defaults in func"
         )
+
+
+def _takes_model_whole(params: Any, model: type[ToolInput]) -> str | None:
+    """The name of the parameter of a function that takes its input model whole, as a tool's
+    ``_execute(self, input_data)`` does: named ``input_data``, or annotated with ``model``
+    (also as its name, quoted or under ``from __future__ import annotations``); None when
+    there is none."""
+    for param in params:
+        annotation = param.annotation
+        if (
+            param.name == "input_data"
+            or annotation is model
+            or (isinstance(annotation, str) and annotation.strip("'\"") == model.__name__)
+        ):
+            return str(param.name)
+    return None
 
 
 def _required_positional_only(func: Any) -> list[str]:
