@@ -1699,6 +1699,32 @@ def _takes_model_whole(params: Any, model: type[ToolInput]) -> str | None:
     return None
 
 
+def _is_builtin(func: Any) -> bool:
+    """Whether ``func`` (or the function a ``functools.partial`` of it calls) is a builtin,
+    whose signature cannot be edited."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return (
+        inspect.isbuiltin(func)
+        or inspect.ismethoddescriptor(func)
+        or isinstance(func, types.MethodWrapperType)
+    )
+
+
+def _callable_name(func: Any) -> str:
+    """How a wrapper shown in a message calls ``func``: a function by its name, a builtin of
+    a module by its module and name (``math.sqrt``; ``len`` alone), anything else ``func``."""
+    name = getattr(func, "__name__", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        return "func"
+    if inspect.isfunction(func):
+        return name
+    owner = getattr(func, "__self__", None)
+    if inspect.isbuiltin(func) and isinstance(owner, types.ModuleType):
+        return name if owner.__name__ == "builtins" else f"{owner.__name__}.{name}"
+    return "func"
+
+
 def _required_positional_only(func: Any) -> list[str]:
     """The names of ``func``'s parameters that can only be passed by position and have no
     default: no call by name can give them (none when its signature cannot be read)."""
@@ -1899,11 +1925,16 @@ def create_simple_tool(
     by_position = _required_positional_only(func)
     if by_position:
         names = ", ".join(by_position)
+        wrapper = f"lambda {names}: {_callable_name(func)}({names})"
         raise TypeError(
             f"create_simple_tool: func takes {names} only by position (before the / of its "
             f"signature), but a tool is called with its parameters by name, so every call "
-            f"would fail. Make them ordinary parameters (remove the /), or wrap func: "
-            f"lambda {names}: func({names})"
+            f"would fail. "
+            + (
+                f"Wrap it in a function that takes them by name: {wrapper}"
+                if _is_builtin(func)
+                else f"Make them ordinary parameters (remove the /), or wrap func: {wrapper}"
+            )
         )
     _check_builtin_signature(func)
     permissions = _permission_set(name, permissions or ())
