@@ -683,6 +683,17 @@ def checked_name(name: Any, refusal: Callable[[Any], str]) -> str:
     return name
 
 
+def _not_text(value: Any, attribute: str) -> str:
+    """What a refusal of ``value``, a tool's ``attribute`` that should be text, adds when it
+    is no string: the value and its type (nothing for a blank string or ``None``, which are
+    only missing)."""
+    if value is None or isinstance(value, str):
+        return ""
+    return (
+        f", got {reprlib.repr(value)} ({type_name(type(value))}): a tool's {attribute} is a string"
+    )
+
+
 def _read(tool: BaseTool, attribute: str, what: str) -> Any:
     """``tool.<attribute>``, or a ``TypeError`` saying that reading it raised (a property of
     the tool's class), naming ``what`` (the tool), the attribute and the exception.
@@ -753,7 +764,10 @@ def checked_attributes(tool: BaseTool, name: str) -> tuple[ToolCategory, set[Per
     what = f"Tool {name!r}"
     description = _read(tool, "description", what)
     if not isinstance(description, str) or not description.strip():
-        raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
+        raise ValueError(
+            f"Tool {name!r} must define a non-empty 'description'"
+            f"{_not_text(description, 'description')}"
+        )
     model = _read(tool, "input_model", what)
     if not _is_input_class(model):
         raise TypeError(f"Tool {name!r}: input_model must be a ToolInput subclass")
@@ -1167,7 +1181,11 @@ class BaseTool(abc.ABC):
         """
         cls = type(self)
         name = checked_name(
-            read_name(self), lambda _: f"Tool class {cls.__name__} must define a non-blank 'name'"
+            read_name(self),
+            lambda given: (
+                f"Tool class {cls.__name__} must define a non-blank 'name'"
+                f"{_not_text(given, 'name')}"
+            ),
         )
         self.category, self.required_permissions = checked_attributes(self, name)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
