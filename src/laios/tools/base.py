@@ -627,6 +627,40 @@ def _resolved(
 _MAX_QUOTES = 4
 
 
+def _annotated_model(cls: type, attr: str) -> type[ToolInput] | None:
+    """The :class:`ToolInput` subclass that the one parameter of a model-style ``cls.<attr>``
+    is annotated with (``def _execute(self, input_data: ReadInput)``), or None (none, the bare
+    ``ToolInput``, or an annotation that cannot be resolved)."""
+    params = _entry_parameters(cls, attr)
+    if not params:
+        return None
+    annotation = params[0].annotation
+    return annotation if _is_input_class(annotation) and annotation is not ToolInput else None
+
+
+def _check_entry_model(cls: type[BaseTool], model: Any) -> None:
+    """Refuse a tool whose entry point takes its input annotated with a model that its
+    ``input_model`` (``model``) is not, nor a subclass of: the entry point would be given input
+    never validated as the model it names, and the tool be described without its fields.
+    Only for a tool without an ``__init__`` of its own, which may set its own model.
+
+    Raises:
+        TypeError: Naming the entry point, both models and what to write.
+    """
+    expected = cls._entry_model
+    if expected is None or not _is_input_class(model) or issubclass(model, expected):
+        return
+    entry = cls._entry_point
+    params = _entry_parameters(cls, entry) or []
+    taken = params[0].name if params else "input_data"
+    raise TypeError(
+        f"Tool class {cls.__name__}: {entry} takes {taken}: {expected.__name__}, but its "
+        f"input_model is {model.__name__}, so it would be given a {model.__name__}, never "
+        f"validated as a {expected.__name__}, and the tool be described without the fields "
+        f"of {expected.__name__}. Set input_model = {expected.__name__} on the class"
+    )
+
+
 def _names_input_model(cls: type, annotation: Any) -> bool:
     """Whether an unresolved (string) annotation names the class's input model."""
     if not isinstance(annotation, str):
@@ -1119,6 +1153,9 @@ class BaseTool(abc.ABC):
     #: The local names of the function defining the class that the entry point's string
     #: annotations use (see :func:`_local_names`); ``None``: none needed or found.
     _annotation_locals: ClassVar[dict[str, Any] | None] = None
+    #: The model a model-style entry point's input is annotated with (``def _execute(self,
+    #: input_data: ReadInput)``), if any: see :func:`_check_entry_model`.
+    _entry_model: ClassVar[type[ToolInput] | None] = None
     #: Whether a run may hand the keyword arguments to the entry point as they are; set by
     #: ``__init__``. False here, for a tool whose own ``__init__`` does not call the base
     #: class's: its runs take the validating road.
@@ -1145,8 +1182,10 @@ class BaseTool(abc.ABC):
         if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)
             cls._annotation_locals = _local_names(_entry_function(cls, entry)[0], _caller())
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
+        cls._entry_model = None
         if not cls._kwargs_style:
             _check_one_argument(cls, entry)
+            cls._entry_model = _annotated_model(cls, entry)
         else:
             _check_keyword_only_input(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
@@ -1174,10 +1213,12 @@ class BaseTool(abc.ABC):
                 ``category`` or a permission is not a valid enum value,
                 ``required_permissions`` is a single permission rather than a set, or
                 ``tool_type`` is none of :data:`TOOL_TYPES`.
-            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`,
-                ``is_async`` does not match the base class (``True`` on an
-                :class:`AsyncBaseTool` only), or reading ``name``, ``description``,
-                ``category``, ``required_permissions`` or ``input_model`` (a property) raises.
+            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`, or (for a
+                class without an ``__init__`` of its own) not the model the entry point takes
+                its input annotated with, nor a subclass of it; ``is_async`` does not match
+                the base class (``True`` on an :class:`AsyncBaseTool` only), or reading
+                ``name``, ``description``, ``category``, ``required_permissions`` or
+                ``input_model`` (a property) raises.
         """
         cls = type(self)
         name = checked_name(
@@ -1188,6 +1229,8 @@ class BaseTool(abc.ABC):
             ),
         )
         self.category, self.required_permissions = checked_attributes(self, name)
+        if cls._entry_model is not None and cls.__init__ is BaseTool.__init__:
+            _check_entry_model(cls, self.input_model)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
         self._passthrough = (
