@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -879,13 +880,36 @@ class _OddKey:
         return self.shown
 
 
+class _Stage(str, Enum):
+    """A string key whose ``str()`` is ``"_Stage.LOADED"``, not its text."""
+
+    LOADED = "loaded"
+
+
+class _QuietText(str):
+    """A string key whose ``str()`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
 class ChecksOddKeys(BaseTool):
     name = "checkpoints_odd_keys"
-    description = "Adds a checkpoint whose data keys can be neither pickled nor printed."
+    description = (
+        "Adds a checkpoint whose data keys can be neither pickled nor printed, beside string "
+        "keys whose str() is not their text."
+    )
 
     def _execute(self, **kwargs: Any) -> Any:
         require_current_task().checkpoint(
-            "odd keys", {_OddKey(): 1, _OddKey("OddKey()"): 2, "plain": 3}
+            "odd keys",
+            {
+                _OddKey(): 1,
+                _OddKey("OddKey()"): 2,
+                "plain": 3,
+                _Stage.LOADED: 4,
+                _QuietText("rows"): 5,
+            },
         )
         return "returned"
 

@@ -996,6 +996,42 @@ def test_runners_shut_down_leave_no_topic_on_a_shared_cluster(
     assert made[-1] not in client._event_handlers
 
 
+def test_a_topic_the_scheduler_cannot_drop_has_its_reports_cleared_once(
+    client: Any, tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the scheduler keeps its topics out of reach (another Dask version), a runner shut
+    down leaves its topic there, its reports cleared by the one request that tried to drop it
+    (the scheduler is not asked again), and stops listening to it."""
+    from laios.execution._runners import dask as dask_runner
+
+    asked: list[str] = []
+    run_on_scheduler = client.run_on_scheduler
+
+    def recorded(function: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(getattr(function, "__name__", ""))
+        return run_on_scheduler(function, *args, **kwargs)
+
+    # (The module's scheduler runs in this process: so do the functions run on it. The
+    # runner's own rounds of clearing wait for an hour: only the shutdown's are seen.)
+    monkeypatch.setattr(dask_runner, "drop_topic", lambda dask_scheduler, topic: False)
+    monkeypatch.setattr(dask_runner, "STATS_INTERVAL", 3600.0)
+    monkeypatch.setattr(client, "run_on_scheduler", recorded)
+    runner = DaskRunner(client=client)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    result = executor.execute_task(task("fails"), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "ValueError"
+    executor.shutdown(wait=True)
+    assert asked[asked.index("drop_reports") :] == ["drop_reports"]
+    monkeypatch.undo()
+    assert reports_on_the_scheduler(client, "bad input 7") == []
+
+    def listened(dask_scheduler: Any) -> list[str]:
+        return [name for name, kept in dask_scheduler._broker._topics.items() if kept.subscribers]
+
+    # (The client unsubscribes by a message of its own, not waited for.)
+    assert wait_for(lambda: runner._topic not in client.run_on_scheduler(listened))
+
+
 def test_the_scheduler_forgets_reports_while_the_runner_serves(
     make: Callable[..., Executor], client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1899,7 +1899,9 @@ def test_checkpoint_keys_that_can_be_neither_pickled_nor_printed_do_not_fail_the
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
     """As in the caller's process, such a key is written as its ``repr()``, else a
-    placeholder: the tool's ``checkpoint`` raised the key's own ``__str__`` error."""
+    placeholder: the tool's ``checkpoint`` raised the key's own ``__str__`` error. The other
+    keys of its mapping go as their text, written as in the caller's process too: a string
+    (a ``(str, Enum)`` member, one whose ``str()`` raises) as its own text."""
     executor = make()
     run = task("checkpoints_odd_keys")
     result = executor.execute_task(run, context, timeout=WAIT)
@@ -1908,7 +1910,13 @@ def test_checkpoint_keys_that_can_be_neither_pickled_nor_printed_do_not_fail_the
     metrics = executor.get_metrics(run.id)
     assert metrics is not None
     kept = {point["name"]: point["data"] for point in metrics.checkpoints}
-    assert kept["odd keys"] == {"<unprintable key>": 1, "OddKey()": 2, "plain": 3}
+    assert kept["odd keys"] == {
+        "<unprintable key>": 1,
+        "OddKey()": 2,
+        "plain": 3,
+        "loaded": 4,
+        "rows": 5,
+    }
 
 
 def test_progress_that_cannot_be_unpickled_is_dropped_and_the_call_goes_on(

@@ -98,6 +98,37 @@ def test_registering_a_plain_function_names_create_simple_tool() -> None:
     assert "create_simple_tool" not in str(refused.value)
 
 
+class _NeedsClient(BaseTool):
+    name = "needs_client"
+    description = "Built with a client."
+
+    def __init__(self, client: Any, *, retries: int = 3) -> None:
+        super().__init__()
+        self.client = client
+
+    def _execute(self) -> Any:
+        return self.client
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["register_tool", "register_tools"])
+def test_a_class_that_needs_arguments_is_refused_saying_to_register_an_instance(
+    many: bool,
+) -> None:
+    """The registry builds a class with no arguments: one whose ``__init__`` needs some is
+    refused naming them and saying to register an instance instead, not with the bare
+    "missing 1 required positional argument"; an instance of it registers."""
+    registry = ToolRegistry()
+    register: Any = registry.register_tools if many else registry.register_tool
+    with pytest.raises(TypeError) as refused:
+        register([_NeedsClient] if many else _NeedsClient)
+    message = str(refused.value)
+    assert "_NeedsClient() needs client" in message
+    assert "register_tool(_NeedsClient(client=...))" in message
+    assert "retries" not in message
+    assert len(registry) == 0
+    assert registry.register_tool(_NeedsClient("db")).client == "db"
+
+
 def test_replacing_a_tool_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """A second tool with the same name replaces the first and logs a warning."""
     registry = make_registry(EchoTool)

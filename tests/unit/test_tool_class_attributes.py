@@ -73,3 +73,36 @@ def test_tools_of_both_kinds_run_as_before() -> None:
             assert executor.execute_task(task, context).output == 1
     finally:
         executor.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "said"),
+    [
+        ({"name": 123}, "Tool class SyncTool must define a non-blank 'name', got 123 (int)"),
+        ({"name": ("read",)}, "got ('read',) (tuple)"),
+        (
+            {"description": ["Reads."]},
+            "Tool 't' must define a non-empty 'description', got ['Reads.'] (list)",
+        ),
+    ],
+    ids=["int-name", "tuple-name", "list-description"],
+)
+def test_a_name_or_description_that_is_no_text_is_refused_saying_what_it_is(
+    attributes: dict[str, Any], said: str
+) -> None:
+    """A name or description set to something other than text is refused saying what it is,
+    not only that it is missing."""
+    with pytest.raises(ValueError) as refused:
+        _sync_tool(**attributes)()
+    assert said in str(refused.value)
+    assert "a string" in str(refused.value)
+
+
+def test_a_missing_name_or_description_is_refused_as_before() -> None:
+    """A blank one is refused without a value to show."""
+    with pytest.raises(ValueError) as refused:
+        _sync_tool(name="  ")()
+    assert str(refused.value) == "Tool class SyncTool must define a non-blank 'name'"
+    with pytest.raises(ValueError) as refused:
+        _sync_tool(description="")()
+    assert str(refused.value) == "Tool 't' must define a non-empty 'description'"

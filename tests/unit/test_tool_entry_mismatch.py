@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 import pytest
+from pydantic import ConfigDict, Field
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -94,6 +95,64 @@ def test_an_extra_parameter_the_entry_point_cannot_take_says_what_to_write() -> 
     assert "not a field of PathInput" in error
     assert "**kwargs" in error
     assert 'extra="forbid"' in error
+
+
+class StrictPathInput(PathInput):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TracedPathInput(PathInput):
+    trace: bool = Field(default=False, exclude=True)
+
+
+class NeedsUndeclared(BaseTool):
+    name = "needs_undeclared"
+    description = "Needs a parameter its model does not declare."
+    input_model = StrictPathInput
+
+    def _execute(self, path: str, limit: int, encoding: str) -> Any:
+        return path
+
+
+class NeedsExcluded(BaseTool):
+    name = "needs_excluded"
+    description = "Needs a field its model never passes."
+    input_model = TracedPathInput
+
+    def _execute(self, path: str, limit: int, *, trace: bool) -> Any:
+        return path
+
+
+class NeedsUndeclaredAsync(AsyncBaseTool):
+    name = "needs_undeclared_async"
+    description = "Needs a parameter its model does not declare."
+    input_model = PathInput
+
+    async def _execute_async(self, path: str, encoding: str, **kwargs: Any) -> Any:
+        return path
+
+
+def test_a_parameter_the_model_does_not_pass_says_what_to_write() -> None:
+    """A parameter ``_execute`` needs that is no field of its model (or an excluded one) is
+    never passed but by a caller giving it as an extra: the failure says so, and to declare
+    it or give it a default, besides Python's "missing ... required argument"."""
+    output = NeedsUndeclared().execute(path="/a")
+    assert not output.success
+    error = output.error or ""
+    assert "missing 1 required positional argument: 'encoding'" in error
+    assert "'encoding' is not a field of StrictPathInput" in error
+    assert "Declare it as a field of StrictPathInput" in error
+    assert "give it a default" in error
+    output = asyncio.run(NeedsUndeclaredAsync().execute_async(path="/a"))
+    assert "'encoding' is not a field of PathInput" in (output.error or "")
+
+
+def test_an_excluded_field_the_entry_point_needs_says_it_is_never_passed() -> None:
+    """The same for a field declared ``Field(exclude=True)``, which is never passed."""
+    output = NeedsExcluded().execute(path="/a", trace=True)
+    error = output.error or ""
+    assert "missing 1 required keyword-only argument: 'trace'" in error
+    assert "'trace' is a field of TracedPathInput declared Field(exclude=True)" in error
 
 
 def test_the_executor_reports_the_same_message() -> None:

@@ -133,17 +133,18 @@ def test_a_partialmethod_annotated_with_a_local_model_takes_the_input_whole() ->
     class Tool(BaseTool):
         name = "local_partial_method"
         description = "Returns its mode and input."
+        input_model = LocalInput
 
         def _run(self, mode: str, data: LocalInput) -> tuple[str, Any]:
             return (mode, data)
 
         _execute = functools.partialmethod(_run, "pm")  # type: ignore[assignment]
 
-    output = Tool().execute(x=2)
+    output = Tool().execute(x="2")
     assert output.success, output.error
     mode, data = output.data
     assert mode == "pm"
-    assert isinstance(data, ToolInput)
+    assert isinstance(data, LocalInput)
     assert data.x == 2
 
 

@@ -6,6 +6,7 @@ call fails with Python's "got some positional-only arguments passed as keyword a
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import pytest
@@ -42,7 +43,35 @@ def test_required_positional_only_parameters_are_refused(func: Any, names: str) 
     message = str(caught.value)
     assert f"takes {names} only by position" in message
     assert "by name" in message
-    assert "remove the /" in message
+    assert ("remove the /" in message) is (func is not len)
+
+
+@pytest.mark.parametrize(
+    ("func", "wrapped"),
+    [
+        (math.sqrt, "lambda x: math.sqrt(x)"),
+        (len, "lambda obj: len(obj)"),
+        ({}.get, "lambda key: func(key)"),
+    ],
+    ids=["module-function", "builtin", "builtin-method"],
+)
+def test_a_builtin_taking_parameters_only_by_position_is_told_to_be_wrapped(
+    func: Any, wrapped: str
+) -> None:
+    """A builtin's signature cannot be changed: the refusal says to wrap it, naming it where
+    it has a name to call it by, and not to remove the ``/``."""
+    with pytest.raises(TypeError) as caught:
+        create_simple_tool("tool", "Takes parameters by position.", func)
+    message = str(caught.value)
+    assert "only by position" in message
+    assert f"Wrap it in a function that takes them by name: {wrapped}" in message
+    assert "remove the /" not in message
+
+
+def test_a_function_of_ours_is_named_in_the_wrapper_shown() -> None:
+    """The lambda shown for a function written in Python calls it by its name."""
+    with pytest.raises(TypeError, match=r"lambda a, b: add\(a, b\)"):
+        create_simple_tool("tool", "Adds.", add)
 
 
 def test_positional_only_parameters_with_defaults_are_fine() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from decimal import Decimal
 from enum import Enum
-from typing import Any, ClassVar, Literal, Union, get_args
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import pytest
 from pydantic import ConfigDict, Field, ValidationError
@@ -438,6 +439,101 @@ def test_a_union_of_several_json_types_is_a_string(tool: Any) -> None:
     either = params["either"].schema
     assert either is not None
     assert either["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+
+
+class Price(ToolInput):
+    amount: Decimal
+
+
+class DecimalInput(ToolInput):
+    amount: Decimal
+    amounts: list[Decimal]
+    maybe: Decimal | None = None
+    bounded: Annotated[Decimal, Field(ge=0, max_digits=6)] = Decimal(1)
+    or_int: Decimal | int = 1
+    or_text: Decimal | str = "1"
+    price: Price | None = None
+
+
+#: The type each field of :class:`DecimalInput` is described with.
+DECIMAL_TYPES = {
+    "amount": "number",
+    "amounts": "array",
+    "maybe": "number",
+    "bounded": "number",
+    "or_int": "number",
+    "or_text": "string",
+    "price": "object",
+}
+
+
+def _decimal_function(
+    amount: Decimal,
+    amounts: list[Decimal],
+    maybe: Decimal | None = None,
+    bounded: Annotated[Decimal, Field(ge=0, max_digits=6)] = Decimal(1),
+    or_int: Decimal | int = 1,
+    or_text: Decimal | str = "1",
+    price: Price | None = None,
+) -> None:
+    """Takes the fields of DecimalInput."""
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        pytest.param(lambda: _tool_of(DecimalInput), id="input-model"),
+        pytest.param(lambda: create_simple_tool("f", "f", _decimal_function), id="function"),
+    ],
+)
+def test_a_decimal_is_a_number(tool: Any) -> None:
+    """A ``Decimal`` takes a number or its text: it is the ``"number"`` a caller gives, also
+    optional or bounded, while ``Decimal | str`` (any text) stays a ``"string"``; the schema
+    is Pydantic's own, its text alternative included."""
+    described = tool()
+    params = {p.name: p for p in described.get_parameters()}
+    assert {name: p.type for name, p in params.items()} == DECIMAL_TYPES
+    pydantic_schema = DecimalInput.model_json_schema()
+    expected = pydantic_schema["properties"]["amount"]
+    assert params["amount"].schema == expected
+    assert [alternative["type"] for alternative in expected["anyOf"]] == ["number", "string"]
+    amounts = params["amounts"].schema
+    assert amounts is not None
+    assert amounts["items"] == {"anyOf": expected["anyOf"]}
+    price = params["price"].schema
+    assert price is not None
+    assert price["$defs"] == pydantic_schema["$defs"]
+
+
+class DecimalDefaults(ToolInput):
+    price: Decimal = Decimal("1.10")
+    whole: Decimal = Decimal(3)
+    precise: Decimal = Decimal("0.1000000000000000000001")
+    maybe: Decimal | None = Decimal("-2.5")
+    prices: list[Decimal] = Field(default_factory=lambda: [Decimal("0.5")])
+    fixed: list[Decimal] = [Decimal("0.25"), Decimal("1E+2")]
+
+
+def test_a_decimal_default_is_written_as_the_number_it_is() -> None:
+    """A ``"number"`` parameter's default is a number: a ``Decimal`` default is written as
+    one when a number tells it exactly (``1.10`` as ``1.1``, also in a list), and as its text,
+    which a ``Decimal`` parameter takes too, when no float can (more digits than a float
+    holds)."""
+    params = {p.name: p for p in _tool_of(DecimalDefaults).get_parameters()}
+    defaults = {name: p.default for name, p in params.items()}
+    assert defaults == {
+        "price": 1.1,
+        "whole": 3,
+        "precise": "0.1000000000000000000001",
+        "maybe": -2.5,
+        "prices": None,
+        "fixed": [0.25, 100],
+    }
+    assert type(defaults["whole"]) is int
+    assert params["price"].type == "number"
+    schema = params["fixed"].schema
+    assert schema is not None
+    assert schema["default"] == [0.25, 100]
 
 
 class NoneInput(ToolInput):

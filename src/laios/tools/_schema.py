@@ -12,7 +12,9 @@ field is read from its schema:
 * otherwise ``"object"`` for a schema with ``properties`` and ``"array"`` for one with ``items``.
 
 Of several types, integers and numbers are a ``"number"``; others (``int | str``) are a
-``"string"``, as a ``Literal`` of mixed types is.
+``"string"``, as a ``Literal`` of mixed types is. A ``Decimal``, which takes a number or the
+text of one, is a ``"number"``: its text alternative counts as the number it stands for (so
+``Decimal | None`` is a ``"number"`` too, while ``Decimal | str`` is a ``"string"``).
 A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``. So is
 a field that takes ``None`` alone (typed ``None`` or ``Literal[None]``), which has none of the
 six types: its ``ToolParameter.schema`` says ``{"type": "null"}``.
@@ -21,7 +23,8 @@ to itself has as its whole schema.
 
 The description is always strict JSON: a field JSON schema cannot express (a callable, a
 class) is described as any value, a default that cannot be written as JSON (an object, bytes
-that are not UTF-8, NaN, infinity) is left out, and so is any other non-finite number. A model
+that are not UTF-8, NaN, infinity) is left out, and so is any other non-finite number; a
+``Decimal`` default is written as the number it is where a number tells it exactly. A model
 whose JSON schema cannot be made at all is described from its fields' names, descriptions and
 whether they are required.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -50,17 +54,33 @@ _ENUM_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
 )
 
 
+#: The key that marks the text alternative of a ``Decimal`` while the types are read; it is
+#: never part of a description.
+_NUMBER_TEXT = "x-laios-number-text"
+
+
 class _ToolJsonSchema(GenerateJsonSchema):
-    """JSON schema generation that describes what it cannot express instead of failing."""
+    """JSON schema generation that describes what it cannot express instead of failing, and
+    marks the text alternative of a ``Decimal`` as the number it stands for."""
+
+    def decimal_schema(self, schema: Any) -> JsonSchemaValue:
+        """Pydantic's schema of a ``Decimal`` (a number or its text), its text marked."""
+        described = super().decimal_schema(schema)
+        for alternative in described.get("anyOf", ()):
+            if isinstance(alternative, dict) and alternative.get("type") == "string":
+                alternative[_NUMBER_TEXT] = True
+        return described
 
     def handle_invalid_for_json_schema(self, schema: Any, error_info: str) -> JsonSchemaValue:
         """A field JSON schema cannot express (a callable, a class) takes any value."""
         return {}
 
     def encode_default(self, dft: Any) -> Any:
-        """Encode a default as strict JSON, or have it left out of the schema."""
+        """Encode a default as strict JSON, or have it left out of the schema; a ``Decimal``
+        (also in a list, a tuple or a dict) as the number it is where a number tells it
+        exactly."""
         try:
-            encoded = super().encode_default(dft)
+            encoded = super().encode_default(_decimal_numbers(dft))
             json.dumps(encoded, allow_nan=False)
         except Exception as exc:  # caught by the caller, which then leaves the default out
             raise PydanticSerializationError(f"default not JSON: {type(exc).__name__}") from None
@@ -68,6 +88,30 @@ class _ToolJsonSchema(GenerateJsonSchema):
 
     def emit_warning(self, kind: Any, detail: str) -> None:
         """Say nothing: a left-out default is the documented behaviour, not news."""
+
+
+#: The decimal exponent past which a number is out of a float's range (``1.8e308``).
+_FLOAT_DIGITS = 308
+
+
+def _decimal_numbers(value: Any) -> Any:
+    """``value`` with each ``Decimal`` in it (itself, or in a list, a tuple or a dict) that a
+    JSON number tells exactly as that number: an ``int`` when it is whole, else the ``float``
+    whose text reads back as the same value (``Decimal("1.10")`` as ``1.1``). One with more
+    digits than a float holds, or past a float's range, stays a ``Decimal``, written as its
+    text."""
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value.adjusted() > _FLOAT_DIGITS:
+            return value  # (and ``int()`` of ``Decimal("1E+99999999")`` would take seconds)
+        if value == value.to_integral_value():
+            return int(value)
+        number = float(value)
+        return number if Decimal(repr(number)) == value else value
+    if type(value) in (list, tuple):
+        return type(value)(_decimal_numbers(item) for item in value)
+    if type(value) is dict:
+        return {key: _decimal_numbers(item) for key, item in value.items()}
+    return value
 
 
 def _finite(value: Any) -> Any:
@@ -136,6 +180,8 @@ def _json_types(schema: dict[str, Any], defs: dict[str, Any]) -> set[str] | None
     """The JSON types of the six a property schema takes, ``null`` aside (an empty set for
     ``null`` alone), or None when it does not tell them."""
     schema = _deref(schema, defs)
+    if schema.get(_NUMBER_TEXT) is True:
+        return {"number"}
     declared = schema.get("type")
     listed = declared if isinstance(declared, list) else [declared]
     named = {str(candidate) for candidate in listed if candidate in _JSON_TYPES}
@@ -166,6 +212,15 @@ def _json_types(schema: dict[str, Any], defs: dict[str, Any]) -> set[str] | None
         if values and all(isinstance(v, kind) for v in values):
             return {name}
     return {"object"} if "properties" in schema else {"array"} if "items" in schema else None
+
+
+def _unmarked(value: Any) -> Any:
+    """``value`` without the marks :class:`_ToolJsonSchema` puts on a ``Decimal``'s text."""
+    if isinstance(value, dict):
+        return {k: _unmarked(v) for k, v in value.items() if k != _NUMBER_TEXT}
+    if isinstance(value, list):
+        return [_unmarked(v) for v in value]
+    return value
 
 
 def _refs(value: Any, found: list[Any]) -> None:
@@ -243,10 +298,10 @@ def _from_schema(full: dict[str, Any]) -> list[ToolParameter]:
         detail: dict[str, Any] | None = None
         # (A type of none of the six, such as null, is told in the schema.)
         if resolved.keys() - _PLAIN_KEYS or resolved.get("type", "string") not in _JSON_TYPES:
-            detail = dict(resolved)
+            detail = _unmarked(resolved)
             referred = _referred_defs(detail, defs) if defs else None
             if referred is not None:
-                detail["$defs"] = referred
+                detail["$defs"] = _unmarked(referred)
         params.append(
             ToolParameter(
                 name=name,

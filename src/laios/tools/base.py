@@ -381,17 +381,25 @@ def _clash_of(exc: TypeError, tool: str, entry: str, bound: str | None) -> TypeE
 
 
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']*)'")
+_MISSING_ARGUMENTS = re.compile(
+    r"missing \d+ required (?:positional|keyword-only) arguments?: (.*)"
+)
 
 
 def _mismatch_of(
     exc: TypeError, entry: str, model: type[ToolInput], is_async: bool
 ) -> TypeError | None:
     """The clear error for ``exc``, raised by calling a keyword-style entry point ``entry``,
-    when it has no parameter for a keyword its input model ``model`` gave it; Python says only
-    "got an unexpected keyword argument"."""
+    when it has no parameter for a keyword its input model ``model`` gave it, or needs one
+    ``model`` does not pass; Python says only "got an unexpected keyword argument" or
+    "missing ... required argument"."""
     if model is ToolInput:
         return None
-    found = _UNEXPECTED_KEYWORD.search(str(exc))
+    text = str(exc)
+    missing = _MISSING_ARGUMENTS.search(text)
+    if missing is not None:
+        return _missing_of(text, re.findall(r"'([^']*)'", missing.group(1)), entry, model)
+    found = _UNEXPECTED_KEYWORD.search(text)
     if found is None:
         return None
     keyword, model_name = found.group(1), model.__name__
@@ -410,6 +418,36 @@ def _mismatch_of(
             f'set model_config = ConfigDict(extra="forbid") on {model_name} to refuse them'
         )
     return TypeError(f"{exc}. {hint}")
+
+
+def _missing_of(
+    text: str, names: list[str], entry: str, model: type[ToolInput]
+) -> TypeError | None:
+    """The clear error for the entry point's "missing ... required argument" ``text``, when
+    the parameters ``names`` it needs are ones ``model`` never passes: no fields of it, or
+    fields declared ``Field(exclude=True)``."""
+    model_name = model.__name__
+    excluded = _excluded_fields(model)
+    keeps_extras = model.model_config.get("extra") == "allow"
+    hints: list[str] = []
+    for name in names:
+        if name in excluded:
+            hints.append(
+                f"{name!r} is a field of {model_name} declared Field(exclude=True), which is "
+                f"never passed: drop exclude=True, or give it a default in {entry}()"
+            )
+        elif name not in model.model_fields and name not in model.model_computed_fields:
+            given = (
+                "the tool's description does not name it, and only a caller that gives it "
+                "anyway (an extra parameter) runs the tool"
+                if keeps_extras
+                else f"{model_name} passes its fields alone, so no call can give it"
+            )
+            hints.append(
+                f"{name!r} is not a field of {model_name}: {given}. Declare it as a field of "
+                f"{model_name}, or give it a default in {entry}()"
+            )
+    return TypeError(f"{text}. {'; '.join(hints)}") if hints else None
 
 
 def _parameters(
@@ -590,6 +628,40 @@ def _resolved(
 _MAX_QUOTES = 4
 
 
+def _annotated_model(cls: type, attr: str) -> type[ToolInput] | None:
+    """The :class:`ToolInput` subclass that the one parameter of a model-style ``cls.<attr>``
+    is annotated with (``def _execute(self, input_data: ReadInput)``), or None (none, the bare
+    ``ToolInput``, or an annotation that cannot be resolved)."""
+    params = _entry_parameters(cls, attr)
+    if not params:
+        return None
+    annotation = params[0].annotation
+    return annotation if _is_input_class(annotation) and annotation is not ToolInput else None
+
+
+def _check_entry_model(cls: type[BaseTool], model: Any) -> None:
+    """Refuse a tool whose entry point takes its input annotated with a model that its
+    ``input_model`` (``model``) is not, nor a subclass of: the entry point would be given input
+    never validated as the model it names, and the tool be described without its fields.
+    Only for a tool without an ``__init__`` of its own, which may set its own model.
+
+    Raises:
+        TypeError: Naming the entry point, both models and what to write.
+    """
+    expected = cls._entry_model
+    if expected is None or not _is_input_class(model) or issubclass(model, expected):
+        return
+    entry = cls._entry_point
+    params = _entry_parameters(cls, entry) or []
+    taken = params[0].name if params else "input_data"
+    raise TypeError(
+        f"Tool class {cls.__name__}: {entry} takes {taken}: {expected.__name__}, but its "
+        f"input_model is {model.__name__}, so it would be given a {model.__name__}, never "
+        f"validated as a {expected.__name__}, and the tool be described without the fields "
+        f"of {expected.__name__}. Set input_model = {expected.__name__} on the class"
+    )
+
+
 def _names_input_model(cls: type, annotation: Any) -> bool:
     """Whether an unresolved (string) annotation names the class's input model."""
     if not isinstance(annotation, str):
@@ -644,6 +716,17 @@ def checked_name(name: Any, refusal: Callable[[Any], str]) -> str:
         raise ValueError(refusal(name))
     _check_tool_name(name)
     return name
+
+
+def _not_text(value: Any, attribute: str) -> str:
+    """What a refusal of ``value``, a tool's ``attribute`` that should be text, adds when it
+    is no string: the value and its type (nothing for a blank string or ``None``, which are
+    only missing)."""
+    if value is None or isinstance(value, str):
+        return ""
+    return (
+        f", got {reprlib.repr(value)} ({type_name(type(value))}): a tool's {attribute} is a string"
+    )
 
 
 def _read(tool: BaseTool, attribute: str, what: str) -> Any:
@@ -716,7 +799,10 @@ def checked_attributes(tool: BaseTool, name: str) -> tuple[ToolCategory, set[Per
     what = f"Tool {name!r}"
     description = _read(tool, "description", what)
     if not isinstance(description, str) or not description.strip():
-        raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
+        raise ValueError(
+            f"Tool {name!r} must define a non-empty 'description'"
+            f"{_not_text(description, 'description')}"
+        )
     model = _read(tool, "input_model", what)
     if not _is_input_class(model):
         raise TypeError(f"Tool {name!r}: input_model must be a ToolInput subclass")
@@ -1068,6 +1154,9 @@ class BaseTool(abc.ABC):
     #: The local names of the function defining the class that the entry point's string
     #: annotations use (see :func:`_local_names`); ``None``: none needed or found.
     _annotation_locals: ClassVar[dict[str, Any] | None] = None
+    #: The model a model-style entry point's input is annotated with (``def _execute(self,
+    #: input_data: ReadInput)``), if any: see :func:`_check_entry_model`.
+    _entry_model: ClassVar[type[ToolInput] | None] = None
     #: Whether a run may hand the keyword arguments to the entry point as they are; set by
     #: ``__init__``. False here, for a tool whose own ``__init__`` does not call the base
     #: class's: its runs take the validating road.
@@ -1094,8 +1183,10 @@ class BaseTool(abc.ABC):
         if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)
             cls._annotation_locals = _local_names(_entry_function(cls, entry)[0], _caller())
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
+        cls._entry_model = None
         if not cls._kwargs_style:
             _check_one_argument(cls, entry)
+            cls._entry_model = _annotated_model(cls, entry)
         else:
             _check_keyword_only_input(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
@@ -1123,16 +1214,24 @@ class BaseTool(abc.ABC):
                 ``category`` or a permission is not a valid enum value,
                 ``required_permissions`` is a single permission rather than a set, or
                 ``tool_type`` is none of :data:`TOOL_TYPES`.
-            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`,
-                ``is_async`` does not match the base class (``True`` on an
-                :class:`AsyncBaseTool` only), or reading ``name``, ``description``,
-                ``category``, ``required_permissions`` or ``input_model`` (a property) raises.
+            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`, or (for a
+                class without an ``__init__`` of its own) not the model the entry point takes
+                its input annotated with, nor a subclass of it; ``is_async`` does not match
+                the base class (``True`` on an :class:`AsyncBaseTool` only), or reading
+                ``name``, ``description``, ``category``, ``required_permissions`` or
+                ``input_model`` (a property) raises.
         """
         cls = type(self)
         name = checked_name(
-            read_name(self), lambda _: f"Tool class {cls.__name__} must define a non-blank 'name'"
+            read_name(self),
+            lambda given: (
+                f"Tool class {cls.__name__} must define a non-blank 'name'"
+                f"{_not_text(given, 'name')}"
+            ),
         )
         self.category, self.required_permissions = checked_attributes(self, name)
+        if cls._entry_model is not None and cls.__init__ is BaseTool.__init__:
+            _check_entry_model(cls, self.input_model)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
         self._passthrough = (
@@ -1590,11 +1689,13 @@ def _holds_secret_type(annotation: Any, depth: int = 0) -> bool:
 
 def _check_takes_fields(name: str, func: Any, model: Any) -> None:
     """Refuse ``func`` when it has no parameter for a field of ``model`` (its input model, given
-    to :func:`create_simple_tool`), which every call passes it by name; one taking ``**kwargs``
-    takes them all. A ``model`` that is no :class:`ToolInput` is left to the tool to refuse.
+    to :func:`create_simple_tool`), which every call passes it by name (one taking ``**kwargs``
+    takes them all), or when it needs a parameter ``model`` never passes: one that is not a
+    field passed (an excluded one is not), while ``model`` keeps no extra parameters a caller
+    could give it by. A ``model`` that is no :class:`ToolInput` is left to the tool to refuse.
 
     Raises:
-        TypeError: Naming the tool, the fields and the model.
+        TypeError: Naming the tool, the parameters and the model.
     """
     if not _is_input_class(model) or model is ToolInput:
         return
@@ -1602,19 +1703,88 @@ def _check_takes_fields(name: str, func: Any, model: Any) -> None:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return
-    by_name = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
     excluded = _excluded_fields(model)
     passed = [f for f in model.model_fields if f not in excluded]
-    missing = [f for f in [*passed, *model.model_computed_fields] if f not in by_name]
-    if missing:
-        names = ", ".join(missing)
+    passed += model.model_computed_fields
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        by_name = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+        missing = [f for f in passed if f not in by_name]
+        if missing:
+            names = ", ".join(missing)
+            whole = _takes_model_whole(params, model)
+            if whole is not None:
+                fields = ", ".join(f"{field}=..." for field in passed)
+                raise TypeError(
+                    f"Tool {name!r}: func takes the {model.__name__} itself as {whole}, but "
+                    f"the tool passes it the fields of its input model by name, "
+                    f"func({fields}), so every call would fail. Take the fields as "
+                    f"parameters, or write a BaseTool subclass with input_model = "
+                    f"{model.__name__} and def _execute(self, input_data: {model.__name__}), "
+                    f"which is given the model whole"
+                )
+            raise TypeError(
+                f"Tool {name!r}: func has no parameter for {names}, which every call passes "
+                f"it by name as fields of its input model {model.__name__}, so every call "
+                f"would fail. Add the parameters to func (or **kwargs to take them all)"
+            )
+    if model.model_config.get("extra") == "allow":
+        return  # (a caller may give any other parameter)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    unfilled = [
+        p.name
+        for p in params
+        if p.kind in named and p.default is inspect.Parameter.empty and p.name not in passed
+    ]
+    if unfilled:
+        names = ", ".join(unfilled)
         raise TypeError(
-            f"Tool {name!r}: func has no parameter for {names}, which every call passes it "
-            f"by name as fields of its input model {model.__name__}, so every call would "
-            f"fail. Add the parameters to func (or **kwargs to take them all)"
+            f"Tool {name!r}: func needs {names}, which its input model {model.__name__} never "
+            f"passes (they are no fields it passes, and it keeps no other parameter a caller "
+            f"gives), so every call would fail. Declare them as fields of {model.__name__} "
+            f"(not excluded), or give them defaults in func"
         )
+
+
+def _takes_model_whole(params: Any, model: type[ToolInput]) -> str | None:
+    """The name of the parameter of a function that takes its input model whole, as a tool's
+    ``_execute(self, input_data)`` does: named ``input_data``, or annotated with ``model``
+    (also as its name, quoted or under ``from __future__ import annotations``); None when
+    there is none."""
+    for param in params:
+        annotation = param.annotation
+        if (
+            param.name == "input_data"
+            or annotation is model
+            or (isinstance(annotation, str) and annotation.strip("'\"") == model.__name__)
+        ):
+            return str(param.name)
+    return None
+
+
+def _is_builtin(func: Any) -> bool:
+    """Whether ``func`` (or the function a ``functools.partial`` of it calls) is a builtin,
+    whose signature cannot be edited."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return (
+        inspect.isbuiltin(func)
+        or inspect.ismethoddescriptor(func)
+        or isinstance(func, types.MethodWrapperType)
+    )
+
+
+def _callable_name(func: Any) -> str:
+    """How a wrapper shown in a message calls ``func``: a function by its name, a builtin of
+    a module by its module and name (``math.sqrt``; ``len`` alone), anything else ``func``."""
+    name = getattr(func, "__name__", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        return "func"
+    if inspect.isfunction(func):
+        return name
+    owner = getattr(func, "__self__", None)
+    if inspect.isbuiltin(func) and isinstance(owner, types.ModuleType):
+        return name if owner.__name__ == "builtins" else f"{owner.__name__}.{name}"
+    return "func"
 
 
 def _required_positional_only(func: Any) -> list[str]:
@@ -1794,7 +1964,8 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), is a builtin function or an object of a builtin type whose
+            name could give it) or that an ``input_model`` keeping no extra parameters never
+            passes, is a builtin function or an object of a builtin type whose
             signature cannot be read, or a ``functools.partial`` of one (``max``,
             ``operator.itemgetter("a")``: wrap it in a function with named parameters), has
             no parameter for a field of ``input_model`` (nor ``**kwargs``), or
@@ -1816,11 +1987,16 @@ def create_simple_tool(
     by_position = _required_positional_only(func)
     if by_position:
         names = ", ".join(by_position)
+        wrapper = f"lambda {names}: {_callable_name(func)}({names})"
         raise TypeError(
             f"create_simple_tool: func takes {names} only by position (before the / of its "
             f"signature), but a tool is called with its parameters by name, so every call "
-            f"would fail. Make them ordinary parameters (remove the /), or wrap func: "
-            f"lambda {names}: func({names})"
+            f"would fail. "
+            + (
+                f"Wrap it in a function that takes them by name: {wrapper}"
+                if _is_builtin(func)
+                else f"Make them ordinary parameters (remove the /), or wrap func: {wrapper}"
+            )
         )
     _check_builtin_signature(func)
     permissions = _permission_set(name, permissions or ())

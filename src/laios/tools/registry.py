@@ -11,6 +11,7 @@ write, so it never sees a half-applied write and never iterates a dictionary tha
 
 from __future__ import annotations
 
+import inspect
 import logging
 import reprlib
 import threading
@@ -43,6 +44,7 @@ def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
     if isinstance(tool, BaseTool):
         built = tool
     elif isinstance(tool, type) and issubclass(tool, BaseTool):
+        _check_built_bare(tool)
         built = tool()
     else:
         raise TypeError(_not_a_tool(tool))
@@ -54,6 +56,37 @@ def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
     )
     checked_attributes(built, name)
     return built
+
+
+def _check_built_bare(tool: type[BaseTool]) -> None:
+    """Refuse a tool class whose constructor needs arguments, which the registry (building it
+    with none) cannot give, saying to register an instance instead.
+
+    Raises:
+        TypeError: Naming the arguments it needs.
+    """
+    try:
+        parameters = inspect.signature(tool).parameters.values()
+    except (TypeError, ValueError):  # (no signature to read: building it tells)
+        return
+    needed = [
+        parameter
+        for parameter in parameters
+        if parameter.default is parameter.empty
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    ]
+    if not needed:
+        return
+    name = type_name(tool)
+    given = ", ".join(
+        "..." if parameter.kind is parameter.POSITIONAL_ONLY else f"{parameter.name}=..."
+        for parameter in needed
+    )
+    raise TypeError(
+        f"Tool class {name} cannot be registered as a class: the registry builds it with no "
+        f"arguments, but {name}() needs {', '.join(p.name for p in needed)}. Build the tool "
+        f"and register the instance: register_tool({name}({given}))"
+    )
 
 
 def _not_a_tool(tool: Any) -> str:
@@ -151,7 +184,8 @@ class ToolRegistry:
             The registered tool instance.
 
         Raises:
-            TypeError: If ``tool_class`` is neither a BaseTool subclass nor an instance,
+            TypeError: If ``tool_class`` is neither a BaseTool subclass nor an instance, is a
+                class whose ``__init__`` needs arguments (register an instance instead),
                 reading the tool's ``name`` (or another checked attribute: a property) raises,
                 or its ``input_model`` is no :class:`~laios.tools.base.ToolInput` subclass.
             ValueError: If the tool class refuses to be instantiated (blank name, ...), or the
@@ -176,7 +210,8 @@ class ToolRegistry:
 
         Raises:
             TypeError: If ``tool_classes`` is not an iterable (one tool given alone, say), or
-                an item is neither a BaseTool subclass nor an instance.
+                an item is neither a BaseTool subclass nor an instance, or is a class whose
+                ``__init__`` needs arguments.
             ValueError: If a tool class refuses to be instantiated.
         """
         if isinstance(tool_classes, (BaseTool, type)):  # one tool, not a collection of them

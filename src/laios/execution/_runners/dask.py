@@ -754,13 +754,14 @@ def forget_reports(topic: str, dask_scheduler: Any = None) -> None:
 
 
 def drop_reports(topic: str, dask_scheduler: Any = None) -> bool:
-    """Clear the events of ``topic`` and drop the topic itself, with its subscribers, from the
-    Dask scheduler (run on the scheduler, at the runner's shutdown). The scheduler keeps every
-    topic it ever heard of for as long as it runs: a cluster that outlives many runners would
-    keep one for each. ``False`` when the topic could not be dropped (its events are cleared
-    all the same)."""
+    """Drop ``topic`` from the Dask scheduler, with its events and subscribers (run on the
+    scheduler, at the runner's shutdown). The scheduler keeps every topic it ever heard of for
+    as long as it runs: a cluster that outlives many runners would keep one for each.
+    ``False`` when the topic could not be dropped: its events are cleared then."""
+    if drop_topic(dask_scheduler, topic):
+        return True
     forget_topic(dask_scheduler, topic)
-    return drop_topic(dask_scheduler, topic)
+    return False
 
 
 # -- the caller's side ----------------------------------------------------------------------------
@@ -1209,8 +1210,9 @@ class DaskRunner:
     def _drop_topic(self) -> None:
         """Drop this runner's topic from the scheduler, its reports with it, and its handler
         from the client, at shutdown: on a cluster and a client that outlive many runners,
-        each would keep one for every runner. When the scheduler cannot drop it, the runner
-        only unsubscribes from it, and its reports are cleared."""
+        each would keep one for every runner. When the scheduler cannot drop it (its reports
+        are cleared then), the runner only unsubscribes from it; when the request failed, the
+        reports are asked to be cleared on their own."""
         if getattr(self.client, "status", None) != "running" or _loop_stopped(self.client):
             self._unsubscribe()
             return
@@ -1218,12 +1220,13 @@ class DaskRunner:
             dropped = bool(self.client.run_on_scheduler(drop_reports, self._topic))
         except Exception:  # (the scheduler is gone, or cannot run it)
             _log.debug("could not drop %s on the scheduler", self._topic, exc_info=True)
-            dropped = False
+            self._unsubscribe()
+            self._forget_reports(everything=True)
+            return
         if dropped:
             drop_topic_handler(self.client, self._topic)
         else:
             self._unsubscribe()
-            self._forget_reports(everything=True)
 
     def _unsubscribe(self) -> None:
         with contextlib.suppress(Exception):  # (the cluster may be gone already)

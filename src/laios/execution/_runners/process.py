@@ -41,7 +41,6 @@ what comes back (a value or exception that cannot be sent back becomes a clear e
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import copy
@@ -85,6 +84,7 @@ from laios.execution._runners.base import (
     RunnerStats,
     StopResult,
     ToolCall,
+    on_event_loop,
 )
 from laios.execution._runners.process_worker import (
     CPU_BUDGET_ENFORCED,
@@ -2110,8 +2110,7 @@ class ProcessRunner:
         there when it cannot be pickled), so that neither the loop nor the caller waiting for
         its task's timeout is held meanwhile.
         """
-        # (in asyncio.events.__all__: the running loop or None, without raising)
-        on_loop = asyncio._get_running_loop() is not None  # noqa: SLF001
+        on_loop = on_event_loop()
         deadline = call.deadline
         began = time.monotonic() if deadline is not None else 0.0
         try:  # (a call is pickled without its context)

@@ -405,9 +405,12 @@ def _portable(value: Any, secrets: Sequence[str]) -> Any:
 
 
 def _key_text(key: Any) -> str:
-    """A key of a mapping that cannot be pickled, as its text: its ``str()``, else its
-    ``repr()``, else ``<unprintable key>``, as the caller's side writes a key (whatever they
-    raise, but a ``KeyboardInterrupt``: ``checkpoint`` raises nothing of a key's own)."""
+    """A key of a mapping that cannot be pickled, as its text, as the caller's side writes a
+    key: a string as its own text (a ``(str, Enum)`` member its value), anything else as its
+    ``str()``, else its ``repr()``, else ``<unprintable key>`` (whatever they raise, but a
+    ``KeyboardInterrupt``: ``checkpoint`` raises nothing of a key's own)."""
+    if isinstance(key, str):
+        return str.__str__(key)
     for read in (str, repr):
         try:
             return str.__str__(read(key))
