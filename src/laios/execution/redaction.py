@@ -552,10 +552,10 @@ def _field_forms(name: object, value: str) -> list[str]:
     value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
     (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
     mapping too, and unquoted, as a number is written), ``name=`` followed by the value
-    percent-encoded (a URL's query), the ``repr``-quoted ones also as ``ascii()`` writes
-    them (the name in a mapping too), all of them also for the value in the other Unicode
-    normalization forms (see :func:`_normalized`), each as an :class:`_InField` that replaces
-    only the value. ``[]`` for a name that is not text."""
+    percent-encoded (a URL's query; the name too, where that changes it), the ``repr``-quoted
+    ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
+    the value in the other Unicode normalization forms (see :func:`_normalized`), each as an
+    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
@@ -575,9 +575,12 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
     """The ``(head, value as written, tail)`` of each way :func:`_field_forms` names (the same
     one may come more than once: :func:`_field_forms` keeps each once)."""
     shapes = [(f"{name}=", value, ""), (f"{name}: ", value, "")]
-    # Percent-encoded, in a URL's query or a form body.
+    # Percent-encoded, in a URL's query or a form body, which write the name so too where it
+    # holds what they encode (cl%C3%A9_token=, api+key=, api%20key=; a name of letters,
+    # digits and _.-~ alone is written as it is).
+    names = dict.fromkeys((name, quote_plus(name), quote(name, safe=""), quote(name)))
     for encoded in (quote_plus(value), quote(value, safe=""), quote(value)):
-        shapes.append((f"{name}=", encoded, ""))
+        shapes += [(f"{written}=", encoded, "") for written in names]
     # As repr() writes it, and ascii() (p\xe4), after its name and in a mapping whose key one
     # of them writes likewise (a number unquoted).
     for write in (repr, ascii):
