@@ -193,6 +193,51 @@ def test_real_header_and_form_pairs_stay_secret(shape: str) -> None:
     assert SECRET not in to_json({"headers": pairs})
 
 
+#: Names that end with a word that makes a name secret-looking: numbered (a SIM card's second
+#: PIN, a form's repeated password), joined to the word before it, or a word the pairs once
+#: left out.
+PAIR_NAMES_ENDING_SECRET = [
+    "pin2",
+    "sim_pin2",
+    "PIN2",
+    "userPin2",
+    "pin_number",
+    "pinNumber",
+    "password2",
+    "api_key2",
+    "Authorization2",
+    "apikey",
+    "X-Apikey",
+    "newpassword",
+    "HTTPAuth",
+    "passcode",
+    "private",
+    "connection_string",
+    "db_conn_str",
+]
+
+
+@pytest.mark.parametrize("name", PAIR_NAMES_ENDING_SECRET)
+def test_a_pair_named_as_a_secret_key_ends_is_secret(name: str) -> None:
+    """The name of a pair holding a secret ends with a word the names of secret keys hold,
+    read as they are (``pin2`` is a secret key and a secret pair alike); followed by a
+    number too; and so does a name written in text (``pin2=1234``)."""
+    assert is_secret_key(name)
+    assert is_secret_pair((name, "1234"))
+    assert secret_values({"form": [(name, SECRET)]}) == [SECRET]
+    assert secret_values({"body": f"a=1&{name}=1234"}) == ["1234"]
+
+
+@pytest.mark.parametrize(
+    "name", ["pin_hash", "password_hash", "password_policy2", "key_code", "auth_url", "keys"]
+)
+def test_a_pair_named_with_a_secret_word_then_another_is_ordinary(name: str) -> None:
+    """A name holding a secret word followed by another word names something else: its pair
+    is ordinary (the key itself stays secret-looking)."""
+    assert is_secret_key(name)
+    assert not is_secret_pair((name, "1234"))
+
+
 @pytest.mark.parametrize("shape", HEADER_LISTS)
 def test_a_secret_header_pair_quoted_by_its_tool_stays_out_of_telemetry(
     shape: str, laios_records: list[logging.LogRecord]

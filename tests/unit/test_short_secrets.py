@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -138,6 +138,24 @@ def test_a_short_secret_is_scrubbed_url_encoded_in_a_query_or_form() -> None:
             "https://h/?password=" + quote(value) + "&x=1",
         ):
             assert scrub(text, secrets).startswith(f"https://h/?password={REDACTED}"), text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("clé_token", "ab1"), ("clé_token", "é1"), ("api key", "a b")]
+)
+def test_a_short_secret_is_scrubbed_under_its_name_percent_encoded(name: str, value: str) -> None:
+    """A URL's query or a form body writes the name percent-encoded too (``cl%C3%A9_token=``,
+    ``api+key=`` or ``api%20key=``): the value after it is the secret there too."""
+    secrets = secret_values({name: value})
+    for written in (quote(name), quote(name, safe=""), quote_plus(name)):
+        for text in (
+            f"https://h/?{written}={quote(value)}&x=1",
+            f"https://h/?{written}={quote_plus(value)}&x=1",
+            f"a=1&{written}={quote_plus(value)}",
+        ):
+            head = text.split(f"{written}=")[0]
+            tail = "&x=1" if text.endswith("&x=1") else ""
+            assert scrub(text, secrets) == f"{head}{written}={REDACTED}{tail}", text
 
 
 def test_captured_strings_redact_a_short_secret_written_as_its_parameter() -> None:

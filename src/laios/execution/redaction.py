@@ -254,17 +254,27 @@ def _is_secret_name(key: object) -> bool:
     return is_secret_key(_safe_str(key))
 
 
-#: The name of a ``(name, value)`` pair that holds a secret, as headers and form fields are
-#: named: one that *ends* with a secret word (``Authorization``, ``Set-Cookie``, ``X-Api-Key``,
-#: ``X-Auth-Token``, ``X-Session-Id``, ``password``, ``apiKey``), not one that merely contains
-#: it (``token_count``, ``password_policy``, ``key_order``); also a PIN's or a one-time
-#: password's code (``pin_code``, ``otpCode``).
-_SECRET_PAIR_NAME = re.compile(
-    r"(?:^|[-_. ]|(?-i:(?<=[a-z])(?=[A-Z])))"
-    r"(?:key|token|secret|passw(?:or)?d|passphrase|authorization|[ox]?auth|cookie|credentials?"
-    r"|session[-_. ]?id|bearer|pwd|jwt|dsn|(?:pin|[ht]?otp)(?:[-_. ]?code)?|cv[cv]2?)$",
+#: What may follow, to the end of a name, the secret word :data:`_SECRET_KEY` finds for the
+#: name of a ``(name, value)`` pair to hold a secret (see :func:`_ends_with_secret_word`): the
+#: rest of ``password`` and ``passwd``, the plural of ``credentials``, ``code`` after a PIN's
+#: or a one-time password's name (``pin_code``, ``otpCode``), ``number`` after a PIN's (a "PIN
+#: number" is the code), and a number (``pin2``, ``cvv2``, ``password2``).
+_SECRET_NAME_END = re.compile(
+    r"(?:(?<=passw)(?:or)?d|(?<=credential)s|(?<=pin|otp)[-_. ]?codes?"
+    r"|(?<=pin)[-_. ]?numbers?)?[0-9]*",
     re.IGNORECASE,
 )
+
+
+def _ends_with_secret_word(name: str) -> bool:
+    """Whether ``name`` ends with a word that makes a name secret-looking, as
+    :data:`_SECRET_KEY` finds it, followed by nothing but what :data:`_SECRET_NAME_END`
+    allows: the name of a header or form field holding a secret (``Authorization``,
+    ``Set-Cookie``, ``X-Api-Key``, ``apikey``, ``password``, ``pin2``), not one that merely
+    contains the word (``token_count``, ``password_policy``, ``key_order``)."""
+    return any(
+        _SECRET_NAME_END.fullmatch(name, match.end()) for match in _SECRET_KEY.finditer(name)
+    )
 
 
 def is_secret_pair(item: object) -> bool:
@@ -273,10 +283,10 @@ def is_secret_pair(item: object) -> bool:
     (``[(b"authorization", b"…")]``) and form fields by requests (``[("password", "…")]``).
 
     That is a tuple or list of two items: a name (text, or bytes read as Latin-1) that looks
-    secret (:func:`is_secret_key`) and ends with the secret word (``X-Api-Key``, not
-    ``token_count``), and a value that is text or binary data (``str``, ``bytes``,
-    ``bytearray``), as a header's is. Its value is secret, as a mapping's value under that name
-    is."""
+    secret (:func:`is_secret_key`) and ends with the secret word, or with it and a number
+    (``X-Api-Key``, ``pin2``, not ``token_count``: see :func:`_ends_with_secret_word`), and a
+    value that is text or binary data (``str``, ``bytes``, ``bytearray``), as a header's is.
+    Its value is secret, as a mapping's value under that name is."""
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         return False
     name, value = item
@@ -284,7 +294,7 @@ def is_secret_pair(item: object) -> bool:
         return False
     if not isinstance(name, str):
         name = bytes(name).decode("latin-1")
-    return _SECRET_PAIR_NAME.search(name) is not None
+    return _ends_with_secret_word(name)
 
 
 def utf8_text(text: str) -> str:
@@ -539,7 +549,7 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
     for match in _ASSIGNMENT.finditer(text):
         name, value = (match[1], match[2]) if match[1] is not None else (match[3], match[4])
         value = value.rstrip()
-        if value and is_secret_key(name) and _SECRET_PAIR_NAME.search(name) is not None:
+        if value and is_secret_key(name) and _ends_with_secret_word(name):
             yield name, value
             if match[1] is not None and ("%" in value or "+" in value):
                 decoded = unquote(value.replace("+", " "))
@@ -552,10 +562,10 @@ def _field_forms(name: object, value: str) -> list[str]:
     value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
     (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
     mapping too, and unquoted, as a number is written), ``name=`` followed by the value
-    percent-encoded (a URL's query), the ``repr``-quoted ones also as ``ascii()`` writes
-    them (the name in a mapping too), all of them also for the value in the other Unicode
-    normalization forms (see :func:`_normalized`), each as an :class:`_InField` that replaces
-    only the value. ``[]`` for a name that is not text."""
+    percent-encoded (a URL's query; the name too, where that changes it), the ``repr``-quoted
+    ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
+    the value in the other Unicode normalization forms (see :func:`_normalized`), each as an
+    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
@@ -575,9 +585,12 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
     """The ``(head, value as written, tail)`` of each way :func:`_field_forms` names (the same
     one may come more than once: :func:`_field_forms` keeps each once)."""
     shapes = [(f"{name}=", value, ""), (f"{name}: ", value, "")]
-    # Percent-encoded, in a URL's query or a form body.
+    # Percent-encoded, in a URL's query or a form body, which write the name so too where it
+    # holds what they encode (cl%C3%A9_token=, api+key=, api%20key=; a name of letters,
+    # digits and _.-~ alone is written as it is).
+    names = dict.fromkeys((name, quote_plus(name), quote(name, safe=""), quote(name)))
     for encoded in (quote_plus(value), quote(value, safe=""), quote(value)):
-        shapes.append((f"{name}=", encoded, ""))
+        shapes += [(f"{written}=", encoded, "") for written in names]
     # As repr() writes it, and ascii() (p\xe4), after its name and in a mapping whose key one
     # of them writes likewise (a number unquoted).
     for write in (repr, ascii):
