@@ -1578,11 +1578,17 @@ def _no_parameters(model_name: str, title: str) -> type[ToolInput]:
     return type(model_name, (_NoParameters,), {"model_config": ConfigDict(title=title)})
 
 
+#: The types of a default that type a parameter without an annotation (exact types: a
+#: ``bool`` default makes a ``bool``, not an ``int``; an ``IntEnum`` member tells nothing).
+_DEFAULT_TYPES = (bool, int, float, str)
+
+
 def _model_from_signature(
     name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
-    """An input model with a field per named parameter of ``func`` (its annotation, or any
-    value; its default, or required), so that the tool's schema describes them. A function
+    """An input model with a field per named parameter of ``func`` (its annotation; without
+    one, the type of a ``bool``, ``int``, ``float`` or ``str`` default, or else any value; its
+    default, or required), so that the tool's schema describes them. A function
     taking ``**kwargs`` also accepts other names; one taking none by name (none at all,
     ``*args`` only, or parameters only by position, each with a default) a model of no fields
     that refuses any. One whose signature cannot be read (a builtin such as ``dict``), or
@@ -1620,8 +1626,12 @@ def _model_from_signature(
             # (no call by name gives it either: the function keeps its default, and a
             # parameter of its name is refused, or goes into its ``**kwargs``)
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
-            annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
-            if isinstance(annotation, str):  # (not resolvable: any value)
+            annotation = param.annotation
+            if annotation is inspect.Parameter.empty:
+                # (``y=3`` as ``y: int = 3``; a default of no plain type tells nothing)
+                annotation = type(param.default)
+                annotation = annotation if annotation in _DEFAULT_TYPES else Any
+            elif isinstance(annotation, str):  # (not resolvable: any value)
                 annotation = Any
             default = ... if param.default is inspect.Parameter.empty else param.default
             if default is None and annotation is not Any:
