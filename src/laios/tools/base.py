@@ -1085,6 +1085,22 @@ def missing_await_error(subject: str, awaitable: Any) -> TypeError:
     return TypeError(f"{subject} {what}: a missing 'await' in the tool? ({after})")
 
 
+def _ran_synchronously(cls: type, tool: str, result: Any) -> TypeError:
+    """The error for an async tool class ``cls`` whose ``_execute_async`` (a plain ``def``, or
+    a decorator's) returned ``result``, no awaitable: its work ran synchronously on the event
+    loop, blocking everything else on it, which a run refuses as a synchronous tool's returning
+    a coroutine is refused, so that the tool is told at its first run."""
+    entry = getattr(cls, "_entry_point", "_execute_async")
+    return TypeError(
+        f"Tool {tool!r}: {cls.__name__}.{entry} returned a value of type "
+        f"{shorten(type_name(type(result)), 128)}, not an awaitable: it is a plain def, so "
+        f"its work ran synchronously on the event loop, blocking everything else on it. "
+        f"Write it as async def {entry} (awaiting what it waits on), or, for synchronous "
+        f"work, subclass BaseTool and name the method _execute: the executor runs a "
+        f"synchronous tool off the event loop"
+    )
+
+
 def _coroutine_advice(cls: type) -> str:
     """What a synchronous tool class ``cls`` whose entry point returned a coroutine should do
     instead: an ``async def _execute`` on a :class:`BaseTool` is never awaited, and moves to
@@ -1409,6 +1425,8 @@ class AsyncBaseTool(BaseTool):
 
     Subclasses implement ``async def _execute_async(self, input_data)`` or
     ``async def _execute_async(self, **kwargs)``; the style is detected as for ``_execute``.
+    A plain ``def`` returning an awaitable is awaited; one returning its value fails the run
+    (a ``TypeError``): its work ran synchronously on the event loop, blocking it.
     """
 
     is_async: ClassVar[bool] = True
@@ -1464,7 +1482,8 @@ class AsyncBaseTool(BaseTool):
             TypeError: If the tool returned a generator or an async generator (its body never
                 ran), or a coroutine or another awaitable, also as the data of a successful
                 :class:`ToolOutput` (a missing ``await``): the work it stands for would
-                otherwise be reported done.
+                otherwise be reported done; or if ``_execute_async``, a plain ``def``,
+                returned a value, no awaitable: its work ran synchronously on the event loop.
         """
         try:
             if self._passthrough and self.input_model is ToolInput:  # (as in run_raising)
@@ -1486,6 +1505,8 @@ class AsyncBaseTool(BaseTool):
             raise clear from None
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
+        elif type(result) not in _GENERATORS:  # (a generator is told as the one it is, below)
+            raise _ran_synchronously(type(self), self.name, result)
         if type(result) in _GENERATORS:
             raise _not_run(self.name, result, "")
         _refuse_pending(self.name, result)
