@@ -46,6 +46,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic_core import to_jsonable_python
 
@@ -62,7 +63,7 @@ from laios._exceptions import (
 from laios._secret_types import SECRET_TYPES
 from laios._text import shorten
 from laios.core.types import Permission, ToolParameter
-from laios.tools._input_errors import without_input_keys
+from laios.tools._input_errors import given_by_position, without_input_keys
 from laios.tools._schema import parameters_from_model
 
 __all__ = [
@@ -1635,6 +1636,7 @@ def _model_from_signature(
     renamed: dict[str, str] = {}
     open_ended = False
     extras: dict[str, Any] = {}
+    by_position: list[str] = []
     for param in params:
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             open_ended = True
@@ -1645,7 +1647,8 @@ def _model_from_signature(
             if param.default is inspect.Parameter.empty:  # (no call by name could give it)
                 return ToolInput, {}
             # (no call by name gives it either: the function keeps its default, and a
-            # parameter of its name is refused, or goes into its ``**kwargs``)
+            # parameter of its name is refused saying why, or goes into its ``**kwargs``)
+            by_position.append(param.name)
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
             annotation = param.annotation
             if annotation is inspect.Parameter.empty:
@@ -1660,14 +1663,23 @@ def _model_from_signature(
                 # once read as an implicit Optional), and is checked as an int otherwise.
                 annotation = Optional[annotation]  # noqa: UP045 (any annotation object)
             fields[param.name] = (annotation, default)
+    namespace: dict[str, Any] = {}
+    if by_position and not open_ended:
+        namespace["_refuse_by_position"] = _by_position_refusal(frozenset(by_position))
     if not fields and not extras:
-        return (ToolInput if open_ended else _no_parameters(model_name, title)), {}
+        if open_ended:
+            return ToolInput, {}
+        model = _no_parameters(model_name, title)
+        if namespace:
+            model = type(model_name, (model,), namespace)
+        return model, {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
         {
             "model_config": ConfigDict(extra="allow" if open_ended else "forbid", title=title),
             "__annotations__": extras,
+            **namespace,
         },
     )
     for param_name in [n for n in fields if n.startswith("_") or hasattr(base, n)]:
@@ -1687,17 +1699,35 @@ def _model_from_signature(
         for key, (annotation, default) in fields.items()
     }
     # (where pydantic looks up a quoted name inside an annotation, ``Optional["Node"]``)
-    namespace = {**(_globals_of(func) or {}), **(local_names or {})}
-    model = _new_model(model_name, base, fields, namespace)
+    names = {**(_globals_of(func) or {}), **(local_names or {})}
+    model = _new_model(model_name, base, fields, names)
     if model is None:
         # An annotation pydantic cannot use (a class of the caller's own, typing.TypedDict
         # before Python 3.12, a quoted name found nowhere): that parameter takes any value,
         # the others keep their types.
-        usable = {key: _usable_field(base, key, spec, namespace) for key, spec in fields.items()}
-        model = _new_model(model_name, base, usable, namespace)
+        usable = {key: _usable_field(base, key, spec, names) for key, spec in fields.items()}
+        model = _new_model(model_name, base, usable, names)
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
+
+
+def _by_position_refusal(names: frozenset[str]) -> Any:
+    """A wrap validator for a model made from a function whose parameters ``names`` can only
+    be passed by position (each with a default): a parameter given by one of their names is
+    refused saying so (see :func:`~laios.tools._input_errors.given_by_position`), not with
+    pydantic's bare "Extra inputs are not permitted"."""
+
+    def refuse(cls: type[ToolInput], data: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            clear = given_by_position(exc, names)
+            if clear is None:
+                raise
+            raise clear from None
+
+    return model_validator(mode="wrap")(classmethod(refuse))  # type: ignore[arg-type]
 
 
 #: Most levels of an annotation :func:`_holds_secret_type` looks through.
