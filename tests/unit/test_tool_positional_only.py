@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from laios.tools.base import ToolInput, create_simple_tool
 
@@ -113,8 +114,28 @@ def test_the_parameters_beside_positional_only_ones_are_described_and_validated(
     assert made.execute(b="5").data == 6
     refused = made.execute(a=5)
     assert refused.metadata == {"error_type": "ValidationError"}
-    assert "a\n  Extra inputs are not permitted" in str(refused.error)
+    assert "a\n  Extra inputs are not permitted" not in str(refused.error)
     assert made.execute(b="x").metadata == {"error_type": "ValidationError"}
+
+
+def test_a_positional_only_parameter_given_by_name_is_refused_saying_why() -> None:
+    """A parameter named as a positional-only one is refused saying that it can only be
+    passed by position, which a tool's call never does, not with pydantic's bare "Extra inputs
+    are not permitted"; the other parameters' errors are reported beside it as they were."""
+    made = create_simple_tool("pair", "Pairs.", lambda a=1, /, b=2: (a, b))
+    with pytest.raises(ValidationError) as caught:
+        made.run_raising(a=987654, b="x", c=3)
+    errors = {error["loc"]: error for error in caught.value.errors()}
+    assert errors[("b",)]["type"] == "int_parsing"
+    assert errors[("c",)]["type"] == "extra_forbidden"
+    assert errors[("a",)]["type"] == "positional_only_parameter"
+    message = errors[("a",)]["msg"]
+    assert "a can only be passed by position" in message
+    assert "cannot be given" in message
+    assert "keeps its default" in message
+    assert "parameters of tool 'pair'" in str(caught.value)
+    assert "987654" not in str(caught.value)  # (the input stays hidden, as for any error)
+    assert made.execute(b=3).data == (1, 3)
 
 
 def test_kwargs_beside_a_positional_only_parameter_take_its_name() -> None:

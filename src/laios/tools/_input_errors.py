@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import AliasChoices, AliasPath, BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-__all__ = ["HIDDEN_KEY", "without_input_keys"]
+__all__ = ["HIDDEN_KEY", "POSITIONAL_ONLY_ERROR", "given_by_position", "without_input_keys"]
 
 #: What a key of the caller's mapping is written as in a validation error's location.
 HIDDEN_KEY = "[REDACTED]"
@@ -53,6 +53,30 @@ def without_input_keys(
     if not changed:
         return None
     return _rebuilt(exc.title, errors)
+
+
+#: The type of the error for a parameter given by name that can only be passed by position.
+POSITIONAL_ONLY_ERROR = "positional_only_parameter"
+
+
+def given_by_position(exc: ValidationError, names: Collection[str]) -> ValidationError | None:
+    """``exc`` with each refusal of an unknown parameter named as one of ``names`` (parameters
+    of the function that can only be passed by position) saying so, instead of pydantic's bare
+    "Extra inputs are not permitted"; ``None`` when it has none. The other errors are kept as
+    they were."""
+    errors = exc.errors(include_url=False)
+    changed = False
+    for error in errors:
+        loc = error["loc"]
+        if error["type"] == "extra_forbidden" and len(loc) == 1 and loc[0] in names:
+            error["type"] = POSITIONAL_ONLY_ERROR
+            error["msg"] = (
+                f"{loc[0]} can only be passed by position (it comes before the / of the "
+                f"function's signature), and a tool passes its parameters by name, so it "
+                f"cannot be given: the function keeps its default"
+            )
+            changed = True
+    return _rebuilt(exc.title, errors) if changed else None
 
 
 def _hidden(

@@ -15,7 +15,9 @@ Of several types, integers and numbers are a ``"number"``; others (``int | str``
 ``"string"``, as a ``Literal`` of mixed types is. A ``Decimal``, which takes a number or the
 text of one, is a ``"number"``: its text alternative counts as the number it stands for (so
 ``Decimal | None`` is a ``"number"`` too, while ``Decimal | str`` is a ``"string"``).
-A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``. So is
+A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``; when
+its schema constrains nothing either, it takes any value, and its ``ToolParameter.schema`` says
+so (:data:`ANY_VALUE`). So is
 a field that takes ``None`` alone (typed ``None`` or ``Literal[None]``), which has none of the
 six types: its ``ToolParameter.schema`` says ``{"type": "null"}``.
 References to ``$defs`` (nested models, enums) are followed, also the one a model that refers
@@ -45,6 +47,9 @@ from laios.core.types import ToolParameter
 __all__ = ["parameters_from_model"]
 
 _JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array")
+#: The JSON schema of a parameter that takes any JSON value: the six types and ``null``. A
+#: description merging it over the ``"type"`` (``{"type": p.type, **p.schema}``) reads so too.
+ANY_VALUE: dict[str, Any] = {"type": [*_JSON_TYPES, "null"]}
 _PLAIN_KEYS = frozenset({"type", "title", "description", "default"})
 _ENUM_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
     (bool, "boolean"),
@@ -263,7 +268,8 @@ def _referred_defs(value: Any, defs: dict[str, Any]) -> dict[str, Any] | None:
 def parameters_from_model(model: type[BaseModel]) -> list[ToolParameter]:
     """Describe the fields of ``model`` as tool parameters, from its JSON schema.
 
-    A field whose JSON type cannot be told (``Any``, for instance) is reported as ``"string"``.
+    A field whose JSON type cannot be told (``Any``, for instance) is reported as ``"string"``,
+    its ``schema`` :data:`ANY_VALUE` when nothing constrains it.
     ``ToolParameter.schema`` carries the field's JSON schema when it says more than the type
     (items, properties, enum values, bounds, alternatives, a type of none of the six such as
     ``null``), with the ``$defs`` it refers to (also through another definition), if any.
@@ -296,8 +302,11 @@ def _from_schema(full: dict[str, Any]) -> list[ToolParameter]:
     for name, prop in model_schema.get("properties", {}).items():
         resolved = _deref(prop, defs)
         detail: dict[str, Any] | None = None
+        if "type" not in resolved and not resolved.keys() - _PLAIN_KEYS:
+            # (no type and no other constraint: any value, which no type of the six tells)
+            detail = {"type": list(ANY_VALUE["type"])}
         # (A type of none of the six, such as null, is told in the schema.)
-        if resolved.keys() - _PLAIN_KEYS or resolved.get("type", "string") not in _JSON_TYPES:
+        elif resolved.keys() - _PLAIN_KEYS or resolved.get("type", "string") not in _JSON_TYPES:
             detail = _unmarked(resolved)
             referred = _referred_defs(detail, defs) if defs else None
             if referred is not None:

@@ -46,6 +46,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic_core import to_jsonable_python
 
@@ -62,7 +63,7 @@ from laios._exceptions import (
 from laios._secret_types import SECRET_TYPES
 from laios._text import shorten
 from laios.core.types import Permission, ToolParameter
-from laios.tools._input_errors import without_input_keys
+from laios.tools._input_errors import given_by_position, without_input_keys
 from laios.tools._schema import parameters_from_model
 
 __all__ = [
@@ -1085,6 +1086,22 @@ def missing_await_error(subject: str, awaitable: Any) -> TypeError:
     return TypeError(f"{subject} {what}: a missing 'await' in the tool? ({after})")
 
 
+def _ran_synchronously(cls: type, tool: str, result: Any) -> TypeError:
+    """The error for an async tool class ``cls`` whose ``_execute_async`` (a plain ``def``, or
+    a decorator's) returned ``result``, no awaitable: its work ran synchronously on the event
+    loop, blocking everything else on it, which a run refuses as a synchronous tool's returning
+    a coroutine is refused, so that the tool is told at its first run."""
+    entry = getattr(cls, "_entry_point", "_execute_async")
+    return TypeError(
+        f"Tool {tool!r}: {cls.__name__}.{entry} returned a value of type "
+        f"{shorten(type_name(type(result)), 128)}, not an awaitable: it is a plain def, so "
+        f"its work ran synchronously on the event loop, blocking everything else on it. "
+        f"Write it as async def {entry} (awaiting what it waits on), or, for synchronous "
+        f"work, subclass BaseTool and name the method _execute: the executor runs a "
+        f"synchronous tool off the event loop"
+    )
+
+
 def _coroutine_advice(cls: type) -> str:
     """What a synchronous tool class ``cls`` whose entry point returned a coroutine should do
     instead: an ``async def _execute`` on a :class:`BaseTool` is never awaited, and moves to
@@ -1409,6 +1426,8 @@ class AsyncBaseTool(BaseTool):
 
     Subclasses implement ``async def _execute_async(self, input_data)`` or
     ``async def _execute_async(self, **kwargs)``; the style is detected as for ``_execute``.
+    A plain ``def`` returning an awaitable is awaited; one returning its value fails the run
+    (a ``TypeError``): its work ran synchronously on the event loop, blocking it.
     """
 
     is_async: ClassVar[bool] = True
@@ -1464,7 +1483,8 @@ class AsyncBaseTool(BaseTool):
             TypeError: If the tool returned a generator or an async generator (its body never
                 ran), or a coroutine or another awaitable, also as the data of a successful
                 :class:`ToolOutput` (a missing ``await``): the work it stands for would
-                otherwise be reported done.
+                otherwise be reported done; or if ``_execute_async``, a plain ``def``,
+                returned a value, no awaitable: its work ran synchronously on the event loop.
         """
         try:
             if self._passthrough and self.input_model is ToolInput:  # (as in run_raising)
@@ -1486,6 +1506,8 @@ class AsyncBaseTool(BaseTool):
             raise clear from None
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
+        elif type(result) not in _GENERATORS:  # (a generator is told as the one it is, below)
+            raise _ran_synchronously(type(self), self.name, result)
         if type(result) in _GENERATORS:
             raise _not_run(self.name, result, "")
         _refuse_pending(self.name, result)
@@ -1578,11 +1600,17 @@ def _no_parameters(model_name: str, title: str) -> type[ToolInput]:
     return type(model_name, (_NoParameters,), {"model_config": ConfigDict(title=title)})
 
 
+#: The types of a default that type a parameter without an annotation (exact types: a
+#: ``bool`` default makes a ``bool``, not an ``int``; an ``IntEnum`` member tells nothing).
+_DEFAULT_TYPES = (bool, int, float, str)
+
+
 def _model_from_signature(
     name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
-    """An input model with a field per named parameter of ``func`` (its annotation, or any
-    value; its default, or required), so that the tool's schema describes them. A function
+    """An input model with a field per named parameter of ``func`` (its annotation; without
+    one, the type of a ``bool``, ``int``, ``float`` or ``str`` default, or else any value; its
+    default, or required), so that the tool's schema describes them. A function
     taking ``**kwargs`` also accepts other names; one taking none by name (none at all,
     ``*args`` only, or parameters only by position, each with a default) a model of no fields
     that refuses any. One whose signature cannot be read (a builtin such as ``dict``), or
@@ -1608,6 +1636,7 @@ def _model_from_signature(
     renamed: dict[str, str] = {}
     open_ended = False
     extras: dict[str, Any] = {}
+    by_position: list[str] = []
     for param in params:
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             open_ended = True
@@ -1618,10 +1647,15 @@ def _model_from_signature(
             if param.default is inspect.Parameter.empty:  # (no call by name could give it)
                 return ToolInput, {}
             # (no call by name gives it either: the function keeps its default, and a
-            # parameter of its name is refused, or goes into its ``**kwargs``)
+            # parameter of its name is refused saying why, or goes into its ``**kwargs``)
+            by_position.append(param.name)
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
-            annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
-            if isinstance(annotation, str):  # (not resolvable: any value)
+            annotation = param.annotation
+            if annotation is inspect.Parameter.empty:
+                # (``y=3`` as ``y: int = 3``; a default of no plain type tells nothing)
+                annotation = type(param.default)
+                annotation = annotation if annotation in _DEFAULT_TYPES else Any
+            elif isinstance(annotation, str):  # (not resolvable: any value)
                 annotation = Any
             default = ... if param.default is inspect.Parameter.empty else param.default
             if default is None and annotation is not Any:
@@ -1629,14 +1663,23 @@ def _model_from_signature(
                 # once read as an implicit Optional), and is checked as an int otherwise.
                 annotation = Optional[annotation]  # noqa: UP045 (any annotation object)
             fields[param.name] = (annotation, default)
+    namespace: dict[str, Any] = {}
+    if by_position and not open_ended:
+        namespace["_refuse_by_position"] = _by_position_refusal(frozenset(by_position))
     if not fields and not extras:
-        return (ToolInput if open_ended else _no_parameters(model_name, title)), {}
+        if open_ended:
+            return ToolInput, {}
+        model = _no_parameters(model_name, title)
+        if namespace:
+            model = type(model_name, (model,), namespace)
+        return model, {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
         {
             "model_config": ConfigDict(extra="allow" if open_ended else "forbid", title=title),
             "__annotations__": extras,
+            **namespace,
         },
     )
     for param_name in [n for n in fields if n.startswith("_") or hasattr(base, n)]:
@@ -1656,17 +1699,35 @@ def _model_from_signature(
         for key, (annotation, default) in fields.items()
     }
     # (where pydantic looks up a quoted name inside an annotation, ``Optional["Node"]``)
-    namespace = {**(_globals_of(func) or {}), **(local_names or {})}
-    model = _new_model(model_name, base, fields, namespace)
+    names = {**(_globals_of(func) or {}), **(local_names or {})}
+    model = _new_model(model_name, base, fields, names)
     if model is None:
         # An annotation pydantic cannot use (a class of the caller's own, typing.TypedDict
         # before Python 3.12, a quoted name found nowhere): that parameter takes any value,
         # the others keep their types.
-        usable = {key: _usable_field(base, key, spec, namespace) for key, spec in fields.items()}
-        model = _new_model(model_name, base, usable, namespace)
+        usable = {key: _usable_field(base, key, spec, names) for key, spec in fields.items()}
+        model = _new_model(model_name, base, usable, names)
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
+
+
+def _by_position_refusal(names: frozenset[str]) -> Any:
+    """A wrap validator for a model made from a function whose parameters ``names`` can only
+    be passed by position (each with a default): a parameter given by one of their names is
+    refused saying so (see :func:`~laios.tools._input_errors.given_by_position`), not with
+    pydantic's bare "Extra inputs are not permitted"."""
+
+    def refuse(cls: type[ToolInput], data: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            clear = given_by_position(exc, names)
+            if clear is None:
+                raise
+            raise clear from None
+
+    return model_validator(mode="wrap")(classmethod(refuse))  # type: ignore[arg-type]
 
 
 #: Most levels of an annotation :func:`_holds_secret_type` looks through.
