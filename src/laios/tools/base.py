@@ -28,6 +28,7 @@ import contextlib
 import functools
 import inspect
 import json
+import logging
 import re
 import reprlib
 import sys
@@ -1086,19 +1087,33 @@ def missing_await_error(subject: str, awaitable: Any) -> TypeError:
     return TypeError(f"{subject} {what}: a missing 'await' in the tool? ({after})")
 
 
-def _ran_synchronously(cls: type, tool: str, result: Any) -> TypeError:
-    """The error for an async tool class ``cls`` whose ``_execute_async`` (a plain ``def``, or
-    a decorator's) returned ``result``, no awaitable: its work ran synchronously on the event
-    loop, blocking everything else on it, which a run refuses as a synchronous tool's returning
-    a coroutine is refused, so that the tool is told at its first run."""
+#: The async tool classes whose plain ``_execute_async`` was found to return its value (see
+#: :func:`_ran_synchronously`): each is told once.
+_TOLD_SYNCHRONOUS: weakref.WeakSet[type] = weakref.WeakSet()
+
+_logger = logging.getLogger("laios.tools")
+
+
+def _ran_synchronously(cls: type, tool: str, result: Any) -> None:
+    """Tell, once per class, that async tool class ``cls``'s ``_execute_async`` (a plain
+    ``def``, or a decorator's) returned ``result``, no awaitable: its work ran synchronously on
+    the event loop, blocking everything else on it. The run keeps its result: the work is
+    done, and failing it would have a retry do it again."""
+    if cls in _TOLD_SYNCHRONOUS:
+        return
+    _TOLD_SYNCHRONOUS.add(cls)
     entry = getattr(cls, "_entry_point", "_execute_async")
-    return TypeError(
-        f"Tool {tool!r}: {cls.__name__}.{entry} returned a value of type "
-        f"{shorten(type_name(type(result)), 128)}, not an awaitable: it is a plain def, so "
-        f"its work ran synchronously on the event loop, blocking everything else on it. "
-        f"Write it as async def {entry} (awaiting what it waits on), or, for synchronous "
-        f"work, subclass BaseTool and name the method _execute: the executor runs a "
-        f"synchronous tool off the event loop"
+    _logger.warning(
+        "Tool %r: %s.%s returned a value of type %s, not an awaitable: it is a plain def, so "
+        "its work ran synchronously on the event loop, blocking everything else on it. "
+        "Write it as async def %s (awaiting what it waits on), or, for synchronous work, "
+        "subclass BaseTool and name the method _execute: the executor runs a synchronous "
+        "tool off the event loop (told once per tool class)",
+        tool,
+        cls.__name__,
+        entry,
+        shorten(type_name(type(result)), 128),
+        entry,
     )
 
 
@@ -1426,8 +1441,9 @@ class AsyncBaseTool(BaseTool):
 
     Subclasses implement ``async def _execute_async(self, input_data)`` or
     ``async def _execute_async(self, **kwargs)``; the style is detected as for ``_execute``.
-    A plain ``def`` returning an awaitable is awaited; one returning its value fails the run
-    (a ``TypeError``): its work ran synchronously on the event loop, blocking it.
+    A plain ``def`` returning an awaitable is awaited; one returning its value keeps it, and
+    a warning (once per class, logger ``laios.tools``) says that its work ran synchronously
+    on the event loop, blocking it.
     """
 
     is_async: ClassVar[bool] = True
@@ -1483,8 +1499,7 @@ class AsyncBaseTool(BaseTool):
             TypeError: If the tool returned a generator or an async generator (its body never
                 ran), or a coroutine or another awaitable, also as the data of a successful
                 :class:`ToolOutput` (a missing ``await``): the work it stands for would
-                otherwise be reported done; or if ``_execute_async``, a plain ``def``,
-                returned a value, no awaitable: its work ran synchronously on the event loop.
+                otherwise be reported done.
         """
         try:
             if self._passthrough and self.input_model is ToolInput:  # (as in run_raising)
@@ -1507,7 +1522,7 @@ class AsyncBaseTool(BaseTool):
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
         elif type(result) not in _GENERATORS:  # (a generator is told as the one it is, below)
-            raise _ran_synchronously(type(self), self.name, result)
+            _ran_synchronously(type(self), self.name, result)
         if type(result) in _GENERATORS:
             raise _not_run(self.name, result, "")
         _refuse_pending(self.name, result)
