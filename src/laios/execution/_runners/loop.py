@@ -1309,10 +1309,11 @@ class LoopRunner:
         """``work`` was cancelled and its tool has not ended since (it caught the
         cancellation): count it as left running, say so, and stop waiting for it (a shutdown
         does not wait for it; the loop thread may stop under it)."""
-        if isinstance(work, _LoopCall) and work.task is not None and work.task.done():
-            # Ended, its slot not given back yet: a task cancelled before its first step
-            # gives it back from its done callback, which may run after this check when the
-            # loop was held past the grace (it never even started its tool).
+        if isinstance(work, _LoopCall) and not work.ran:
+            # Cancelled before its first step, its slot not given back yet: its coroutine
+            # never begins, and the task's end gives the slot back from its done callback.
+            # Both may come after this check when the loop was held past the grace: a loop
+            # that runs due timers before ready callbacks (uvloop) runs this one first.
             return
         if not self.slots.leave(work):
             return  # it ended meanwhile
