@@ -231,13 +231,23 @@ def test_a_tool_that_stops_is_never_counted(make_executor: Any, stubborn: Stubbo
     assert executor.abandoned_threads == 0
 
 
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_a_task_cancelled_before_its_first_step_is_never_left_running(
-    make_executor: Any, stubborn: Stubborn, laios_records: list[logging.LogRecord]
+    make_executor: Any,
+    stubborn: Stubborn,
+    laios_records: list[logging.LogRecord],
+    loop_kind: str,
 ) -> None:
     """A call whose asyncio task is cancelled before the loop ever ran it, while the loop is
     then held past the grace (a huge batch being accepted, a tool blocking the loop): its
     task ends on the loop's next turn, so the tool is not counted or logged as left running
-    (it never even started)."""
+    (it never even started), also on a loop that runs due timers before ready callbacks
+    (uvloop)."""
+    new_loop = (
+        asyncio.new_event_loop
+        if loop_kind == "asyncio"
+        else pytest.importorskip("uvloop").new_event_loop
+    )
     executor = _make(make_executor, stubborn)
     task = _task("polite")
 
@@ -250,7 +260,11 @@ def test_a_task_cancelled_before_its_first_step_is_never_left_running(
         await asyncio.sleep(0.3)
         return result, executor.abandoned_threads
 
-    result, abandoned = asyncio.run(scenario())
+    loop = new_loop()
+    try:
+        result, abandoned = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
     assert result.metadata["outcome"] == "cancelled", result.error
     assert abandoned == 0
     assert _left_running_warnings(laios_records) == []

@@ -3,7 +3,9 @@
 An async tool awaited as a task of its own is created through the caller's loop, so through
 its task factory. A factory that fails — one written for Python 3.10 that does not take
 ``context=``, or one refusing on purpose — fails that task at once, and never costs the
-executor its ``max_async_tools`` slot.
+executor its ``max_async_tools`` slot. One that runs a task's first step at once
+(``asyncio.eager_task_factory``) never starts a queued tool inside the call that freed its
+slot.
 """
 
 from __future__ import annotations
@@ -146,6 +148,78 @@ def test_a_waiting_call_whose_task_the_factory_refuses_fails_and_passes_the_slot
         assert result.metadata["error_type"] == "task_factory_failed"
         following = await asyncio.wait_for(executor.execute_async(_task(), CONTEXT, 5), GUARD)
         assert following.success, following.error
+        assert _in_flight(store) == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        executor.shutdown()
+
+
+#: Python 3.12+'s factory that runs a task's first step as the task is made.
+_EAGER = getattr(asyncio, "eager_task_factory", None)
+_NEEDS_EAGER = pytest.mark.skipif(_EAGER is None, reason="asyncio.eager_task_factory: 3.12+")
+
+
+@_NEEDS_EAGER
+def test_calls_queued_for_the_only_slot_all_run_under_an_eager_task_factory() -> None:
+    """500 calls queued behind the only slot, whose tools return without awaiting, all run
+    once it is freed: each starts in a turn of the loop of its own, not inside the call that
+    freed the slot (nested so, they overflowed the stack and the batch never ended)."""
+    executor, store = _executor(limit=1)
+    calls = 500
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(_EAGER)
+        Nap.release = asyncio.Event()
+        Nap.running.clear()
+        holder = asyncio.ensure_future(executor.execute_async(_task(hold=True), CONTEXT, 5))
+        await asyncio.wait_for(asyncio.to_thread(Nap.running.wait), GUARD)
+        queued = [_task() for _ in range(calls)]
+        batch = asyncio.ensure_future(executor.execute_parallel(queued, CONTEXT, timeout=GUARD))
+        while store.snapshot().queue_depth < calls:
+            await asyncio.sleep(0.01)
+        Nap.release.set()
+        results = await asyncio.wait_for(batch, GUARD)
+        assert [r.metadata["outcome"] for r in results] == ["success"] * calls
+        assert (await asyncio.wait_for(holder, GUARD)).success
+        assert _in_flight(store) == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.parametrize(
+    "factory", [None, pytest.param(_EAGER, id="eager_task_factory", marks=_NEEDS_EAGER)]
+)
+def test_a_queued_call_whose_caller_is_cancelled_as_its_slot_frees_never_starts(
+    factory: Any,
+) -> None:
+    """The slot a call waits for is freed in the same turn of the loop as its awaiting
+    coroutine is cancelled (a client gone): the call never starts, whatever the loop's task
+    factory, and the caller gets its CancelledError."""
+    executor, store = _executor(limit=1)
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(factory)
+        Nap.release = asyncio.Event()
+        Nap.running.clear()
+        holder = asyncio.ensure_future(executor.execute_async(_task(hold=True), CONTEXT, 5))
+        await asyncio.wait_for(asyncio.to_thread(Nap.running.wait), GUARD)
+        events: list[str] = []
+        waiting = asyncio.ensure_future(
+            executor.execute_async(_task(), CONTEXT, 5, lambda event, _: events.append(event))
+        )
+        while store.snapshot().queue_depth < 1:
+            await asyncio.sleep(0.01)
+        Nap.release.set()  # the holder ends at the loop's next turn, freeing the slot...
+        waiting.cancel()  # ...as the waiting call's caller is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert (await asyncio.wait_for(holder, GUARD)).success
+        assert events == ["cancelled"]
         assert _in_flight(store) == 0
 
     try:

@@ -1309,10 +1309,11 @@ class LoopRunner:
         """``work`` was cancelled and its tool has not ended since (it caught the
         cancellation): count it as left running, say so, and stop waiting for it (a shutdown
         does not wait for it; the loop thread may stop under it)."""
-        if isinstance(work, _LoopCall) and work.task is not None and work.task.done():
-            # Ended, its slot not given back yet: a task cancelled before its first step
-            # gives it back from its done callback, which may run after this check when the
-            # loop was held past the grace (it never even started its tool).
+        if isinstance(work, _LoopCall) and not work.ran:
+            # Cancelled before its first step, its slot not given back yet: its coroutine
+            # never begins, and the task's end gives the slot back from its done callback.
+            # Both may come after this check when the loop was held past the grace: a loop
+            # that runs due timers before ready callbacks (uvloop) runs this one first.
             return
         if not self.slots.leave(work):
             return  # it ended meanwhile
@@ -1412,8 +1413,11 @@ class LoopRunner:
                 loop_thread.stop()
 
 
-def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool:
-    """Call ``callback(*args)`` on ``loop``'s thread: now when this is it, else soon.
+def _on_loop(
+    loop: asyncio.AbstractEventLoop, callback: Any, *args: Any, later: bool = False
+) -> bool:
+    """Call ``callback(*args)`` on ``loop``'s thread: now when this is it (in a turn of the
+    loop of its own when ``later``), else soon.
 
     Returns ``False`` when the loop is closed.
     """
@@ -1422,7 +1426,10 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool
     except RuntimeError:
         running = None
     if running is loop:
-        callback(*args)
+        if later:
+            loop.call_soon(callback, *args)
+        else:
+            callback(*args)
         return True
     try:
         loop.call_soon_threadsafe(callback, *args)
@@ -1550,8 +1557,20 @@ def _pass_slots_on(
 
 
 def _launch(work: _LoopCall) -> None:
-    """Create the call's task on its loop (from any thread)."""
-    if not _on_loop(work.loop, _create_task, work) and work.runner.slots.settle_launch(work):
+    """Create the call's task on its loop (from any thread).
+
+    On that loop's thread it is made at once, unless the loop's owner set a task factory on
+    it: such a factory may run a task's first step as it makes it
+    (``asyncio.eager_task_factory``), and a call handed a freed slot would then start its
+    tool inside the call that freed it (calls queued behind the only slot nested one in the
+    other, down to the recursion limit), ahead of a cancellation of its caller already due.
+    The task is made in a turn of the loop of its own then.
+    """
+    loop = work.loop
+    factory = loop.get_task_factory()
+    later = factory is not None and factory is not _recording_task_factory
+    scheduled = _on_loop(loop, _create_task, work, later=later)
+    if not scheduled and work.runner.slots.settle_launch(work):
         work.events.refused(_NO_LOOP)
         work.runner.done(work)
 
