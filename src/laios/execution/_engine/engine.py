@@ -60,10 +60,22 @@ from laios.execution._engine.job import (
 from laios.execution._finalizing import detach, run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
-from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
+from laios.execution._runners.base import (
+    SHUTDOWN,
+    STOP_GRACE_SECONDS,  # how long a cancelled async tool's cleanup is waited for
+    Refusal,
+    Runner,
+    ToolCall,
+)
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
-from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread, NestedTooDeep
+from laios.execution._runners.loop import (
+    AsyncSlots,
+    LoopRunner,
+    LoopThread,
+    NestedTooDeep,
+    own_task,
+)
 from laios.execution._task_writes import task_fields
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool, utf8_text
@@ -810,7 +822,8 @@ class Engine:
         that cannot be accepted gives a failed result in its place. The tasks are accepted
         :data:`ACCEPT_CHUNK` at a time, with a turn of the loop in between. When the awaiting
         coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
-        tool's task is cancelled), no further task is accepted, and ``CancelledError`` goes on.
+        tool's task is cancelled), no further task is accepted, and ``CancelledError`` goes on
+        once those tools' tasks have ended, within their grace (see :func:`_tools_ended`).
         """
         loop = self.awaiting_loop()
         if loop is None:
@@ -1485,14 +1498,17 @@ async def _interrupted_async(jobs: list[Job], batch: _Batch, limit: float | None
     before (its ``"completed"``), one returning while they were given up, or one whose
     callback handles ``"started"`` (left to its worker: see ``Job.leave_starting``). The
     interruption goes on once they have, up to their deadlines (``limit``: a callback still
-    running at its task's deadline is not waited for); cancelled meanwhile (a second Ctrl-C,
-    which Python 3.11+'s ``asyncio.run`` turns into the cancellation of its main task), at
-    once. A second Ctrl-C raised on the loop's thread meanwhile leaves the loop itself.
+    running at its task's deadline is not waited for), and once the cancelled async tools'
+    tasks have ended (their ``finally`` blocks run), within the grace a cancelled async tool
+    has (see :func:`_tools_ended`); cancelled meanwhile (a second Ctrl-C, which Python
+    3.11+'s ``asyncio.run`` turns into the cancellation of its main task), at once. A second
+    Ctrl-C raised on the loop's thread meanwhile leaves the loop itself.
     """
     if not jobs:
         return
     why = "the caller was interrupted"
     lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
+    tools = _own_tasks(jobs, batch.loop)  # (before they end: an ended job drops its handle)
     try:
         if len(jobs) <= ACCEPT_CHUNK:
             _stop_then_end(jobs, lock, why, leave_starting=True)
@@ -1507,6 +1523,7 @@ async def _interrupted_async(jobs: list[Job], batch: _Batch, limit: float | None
         # (cancelled meanwhile: the interruption, which came first, goes on at once)
         with contextlib.suppress(asyncio.CancelledError):
             await batch.wait(jobs, limit, interrupted=True)
+            await _tools_ended(tools, batch.loop)
     finally:
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
@@ -1555,22 +1572,56 @@ async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch, limit: floa
     whose callback handles ``"started"`` (its tool never called: its worker ends it
     ``cancelled`` once that callback has returned, see ``Job.leave_starting``). The
     cancellation comes out only once they have, as the caller's wait would have (up to their
-    deadlines, ``limit``: a callback still running at its task's deadline is not waited for);
-    cancelled again meanwhile (or interrupted), at once.
+    deadlines, ``limit``: a callback still running at its task's deadline is not waited for),
+    and once the cancelled async tools' tasks have ended (their ``finally`` blocks run, as
+    ``asyncio.gather`` would wait for them), within the grace a cancelled async tool has (see
+    :func:`_tools_ended`); cancelled again meanwhile (or interrupted), at once.
     """
     if not jobs:
         return
     why = "the awaiting coroutine was cancelled"
     lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
+    tools = _own_tasks(jobs, batch.loop)  # (before they end: an ended job drops its handle)
     try:
         if len(jobs) <= ACCEPT_CHUNK:
             _stop_then_end(jobs, lock, why, leave_starting=True)
         else:
             await _given_up_by_chunks(jobs, batch, why, lock)
         await batch.wait(jobs, limit)
+        await _tools_ended(tools, batch.loop)
     finally:
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
+
+
+def _own_tasks(
+    jobs: Iterable[Job], loop: asyncio.AbstractEventLoop
+) -> tuple[list[asyncio.Task[None]], float]:
+    """The asyncio tasks of their own that the async tools of ``jobs`` run in on ``loop``
+    (the awaiting coroutine's), not ended yet, and until when (on the loop's clock) their
+    cleanup is waited for once they are cancelled: ``STOP_GRACE_SECONDS`` from now, after
+    which a cancelled tool that has not ended is left running (see ``LoopRunner.left``)."""
+    tasks = []
+    for job in jobs:
+        task = own_task(job.handle, loop)
+        if task is not None:
+            tasks.append(task)
+    return tasks, loop.time() + STOP_GRACE_SECONDS
+
+
+async def _tools_ended(
+    tools: tuple[list[asyncio.Task[None]], float], loop: asyncio.AbstractEventLoop
+) -> None:
+    """Wait (without blocking the loop) until the cancelled async tools' tasks ``tools`` (see
+    :func:`_own_tasks`) have ended, their ``finally`` blocks run, up to the end of their
+    grace: one that caught its cancellation and carries on does not hold the caller longer.
+    Cancelled meanwhile, at once."""
+    tasks, deadline = tools
+    pending = [task for task in tasks if not task.done()]
+    if pending:
+        remaining = deadline - loop.time()
+        if remaining > 0:
+            await asyncio.wait(pending, timeout=remaining)
 
 
 def _reports_wait_briefly(jobs: Iterable[Job]) -> None:

@@ -69,7 +69,7 @@ from laios.execution.task_context import (
     task_secrets,
 )
 
-__all__ = ["AsyncSlots", "LoopRunner", "LoopThread"]
+__all__ = ["AsyncSlots", "LoopRunner", "LoopThread", "own_task"]
 
 _log = logging.getLogger("laios.execution")
 
@@ -1525,6 +1525,17 @@ def _stop_awaited(work: _AwaitedCall) -> None:
         work.stopped = True
         task.cancel()
         _watch(work)
+
+
+def own_task(handle: Handle | None, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None] | None:
+    """The asyncio task of its own that the call ``handle`` runs its async tool in on
+    ``loop``, while that task has not ended; ``None`` for any other call (one awaited inside
+    its caller's task, one not started, one on another loop or runner)."""
+    if isinstance(handle, _LoopCall) and handle.loop is loop:
+        task = handle.task
+        if task is not None and not task.done():
+            return task
+    return None
 
 
 def _cancel_task(work: _LoopCall) -> None:
