@@ -1413,7 +1413,7 @@ class Job(TaskRecord):
         # its initializer, or being written the call), asked before the stop ends that.
         before = None
         if outcome == "cancelled" and message == self._cancelled_running_message():
-            before = self._preparing()
+            before = self._runner_says("preparing")
         # A queued call is given up too: the runner must not start it, nor hold a place for it.
         stopped = self._abandon(outcome)
         extra = {"worker_killed": True} if stopped == "killed" else None
@@ -1423,7 +1423,7 @@ class Job(TaskRecord):
         if stopped == "stopped" and not self.unstarted:
             # Given up once it was allowed to start, before its runner sent it anywhere (a
             # process runner's call not yet written to its worker): its tool never started.
-            where = self._preparing()
+            where = self._runner_says("preparing")
             if where is not None:
                 self.unstarted = True
                 if outcome == "timeout":
@@ -1659,7 +1659,7 @@ class Job(TaskRecord):
         cut = self.retry_cut
         if limit is not None and cut is not None:
             budget = f"the {_seconds_left(limit)}s left of its retry deadline of {cut.deadline:g}s"
-        where = self._preparing()
+        where = self._runner_says("preparing")
         if where is None:
             if starting is None:
                 starting = self.starting
@@ -1692,7 +1692,7 @@ class Job(TaskRecord):
         elif self.runner is not None and self.runner.can_stop:
             # A coroutine is cancelled: whether it stops is up to the tool (one that catches
             # the cancellation runs on, counted as abandoned). A killed worker has stopped.
-            unstoppable = self._unstoppable()
+            unstoppable = self._runner_says("unstoppable")
             if unstoppable is not None:
                 where = (
                     f"while tool '{self.tool}' was running; the tool could not be stopped: "
@@ -1705,33 +1705,21 @@ class Job(TaskRecord):
             where = f"while tool '{self.tool}' was running; its thread was abandoned"
         return where
 
-    def _unstoppable(self) -> str | None:
-        """Why the runner says the running call cannot be stopped now (an async tool whose
-        event loop cannot deliver its cancellation), for a timeout's message; ``None`` when it
-        says nothing (or has no ``unstoppable``)."""
+    def _runner_says(self, query: str) -> str | None:
+        """What the runner's optional ``query`` method (``preparing``: where a call it still
+        prepares is, a process runner pickling a large call or writing it to its worker;
+        ``unstoppable``: why the running call cannot be stopped now, an async tool whose
+        event loop cannot deliver its cancellation) says of this job's call, for a timeout's
+        message; ``None`` when it says nothing (or has no such method)."""
         handle = self.handle
-        unstoppable = getattr(self.runner, "unstoppable", None)
-        if handle is None or unstoppable is None:
+        ask = getattr(self.runner, query, None)
+        if handle is None or ask is None:
             return None
         try:
-            why = unstoppable(handle)
+            said = ask(handle)
         except Exception:  # (a runner's own: the message goes without it)
             return None
-        return why if isinstance(why, str) and why else None
-
-    def _preparing(self) -> str | None:
-        """Where the runner says the call is while it still prepares it (a process runner
-        pickling a large call, or writing it to its worker), for a timeout's message; ``None``
-        when it says nothing (or has no ``preparing``)."""
-        handle = self.handle
-        preparing = getattr(self.runner, "preparing", None)
-        if handle is None or preparing is None:
-            return None
-        try:
-            where = preparing(handle)
-        except Exception:  # (a runner's own: the message goes without it)
-            return None
-        return where if isinstance(where, str) and where else None
+        return said if isinstance(said, str) and said else None
 
     def take_result(self) -> TaskResult:
         """Hand the result to the caller; the retained record does not keep it."""
