@@ -856,14 +856,14 @@ class Engine:
             batch.stop_timer()
             accepted = [slot for slot in slots if isinstance(slot, Job)]
             if isinstance(exc, asyncio.CancelledError):
-                await _cancelled_by_caller_async(accepted, batch, limit)
+                await _given_up_by_caller(accepted, batch, limit)
             elif isinstance(exc, GeneratorExit):
                 # Closed never to resume (its loop closed under it), maybe by the garbage
                 # collector inside one of the executor's locked sections on this thread,
                 # which ending the tasks takes: they end a moment later on another thread.
                 run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
             else:
-                await _interrupted_async(accepted, batch, limit)
+                await _given_up_by_caller(accepted, batch, limit, interrupted=True)
             if batch.interrupt is not None and batch.interrupt is not exc:
                 raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
@@ -1000,12 +1000,12 @@ class Engine:
         try:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
-            await _cancelled_by_caller_async(jobs, batch, limit)
+            await _given_up_by_caller(jobs, batch, limit)
             if batch.interrupt is not None:  # (a Ctrl-C as they were ended: it comes first)
                 raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
         except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
-            await _interrupted_async(jobs, batch, limit)
+            await _given_up_by_caller(jobs, batch, limit, interrupted=True)
             raise
 
     def _hand_over(self, job: Job) -> bool:
@@ -1484,34 +1484,42 @@ def _cancelled_by_caller(
         job.result = None  # nobody will take these: the records must not keep them
 
 
-async def _interrupted_async(jobs: list[Job], batch: _Batch, limit: float | None) -> None:
-    """End the unfinished ``jobs`` of ``batch``, whose coroutine was interrupted (Ctrl-C, or
-    ``SystemExit``, raised on its loop's thread) while it awaited them, then wait until every
-    one of them has finished, its events delivered, as :func:`_cancelled_by_caller_async`
-    does for a cancelled coroutine.
+async def _given_up_by_caller(
+    jobs: list[Job], batch: _Batch, limit: float | None, *, interrupted: bool = False
+) -> None:
+    """End the unfinished ``jobs`` of ``batch``, whose coroutine was cancelled while awaiting
+    them (or, ``interrupted``, got a Ctrl-C or ``SystemExit`` raised on its loop's thread),
+    all stopped first in one hold of the executor's lock (see :func:`_stop_then_end`), then
+    wait until every one of them has finished, its events delivered.
 
-    They are all stopped first: in one hold of the executor's lock (see
-    :func:`_stop_then_end`), or, more than :data:`ACCEPT_CHUNK` of them, given up a chunk at a
-    time as :func:`_given_up_by_chunks` does, but all ended at once, with no turn of the loop
-    in between. Then the coroutine awaits (the loop is not blocked) those still finishing on
-    other threads, their ``on_progress`` callbacks running there: a tool that returned just
-    before (its ``"completed"``), one returning while they were given up, or one whose
-    callback handles ``"started"`` (left to its worker: see ``Job.leave_starting``). The
-    interruption goes on once they have, up to their deadlines (``limit``: a callback still
-    running at its task's deadline is not waited for), and once the cancelled async tools'
-    tasks have ended (their ``finally`` blocks run), within the grace a cancelled async tool
-    has (see :func:`_tools_ended`); cancelled meanwhile (a second Ctrl-C, which Python
-    3.11+'s ``asyncio.run`` turns into the cancellation of its main task), at once. A second
-    Ctrl-C raised on the loop's thread meanwhile leaves the loop itself.
+    More than :data:`ACCEPT_CHUNK` of them are given up a chunk at a time (see
+    :func:`_given_up_by_chunks`), with a turn of the loop in between; interrupted, all ended
+    at once, with no turn of the loop in between.
+
+    Some may be finishing on other threads meanwhile, their ``on_progress`` callbacks running
+    there: a tool that returned just before (its ``"completed"``), one returning while a
+    large batch is given up (its worker ends its task ``cancelled``), or one whose callback
+    handles ``"started"`` (its tool never called: its worker ends it ``cancelled`` once that
+    callback has returned, see ``Job.leave_starting``). The cancellation (or interruption)
+    comes out only once they have, as the caller's wait would have (up to their deadlines,
+    ``limit``: a callback still running at its task's deadline is not waited for), and once
+    the cancelled async tools' tasks have ended (their ``finally`` blocks run, as
+    ``asyncio.gather`` would wait for them), within the grace a cancelled async tool has (see
+    :func:`_tools_ended`). Cancelled again meanwhile (or interrupted), at once: a second
+    Ctrl-C, which Python 3.11+'s ``asyncio.run`` turns into the cancellation of its main
+    task, lets the interruption, which came first, go on; one raised on the loop's thread
+    leaves the loop itself.
     """
     if not jobs:
         return
-    why = "the caller was interrupted"
+    why = "the caller was interrupted" if interrupted else "the awaiting coroutine was cancelled"
     lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
     tools = _own_tasks(jobs, batch.loop)  # (before they end: an ended job drops its handle)
     try:
         if len(jobs) <= ACCEPT_CHUNK:
             _stop_then_end(jobs, lock, why, leave_starting=True)
+        elif not interrupted:
+            await _given_up_by_chunks(jobs, batch, why, lock)
         else:
             giving_up = _GivingUp(jobs, leave_starting=True)
             try:
@@ -1520,9 +1528,10 @@ async def _interrupted_async(jobs: list[Job], batch: _Batch, limit: float | None
             except BaseException:
                 giving_up.end_rest()
                 raise
-        # (cancelled meanwhile: the interruption, which came first, goes on at once)
-        with contextlib.suppress(asyncio.CancelledError):
-            await batch.wait(jobs, limit, interrupted=True)
+        # (interrupted, then cancelled meanwhile: the interruption, which came first, goes on
+        # at once; cancelled, a second cancellation goes on)
+        with contextlib.suppress(*((asyncio.CancelledError,) if interrupted else ())):
+            await batch.wait(jobs, limit, interrupted=interrupted)
             await _tools_ended(tools, batch.loop)
     finally:
         for job in jobs:
@@ -1557,41 +1566,6 @@ def _stop_then_end(jobs: list[Job], lock: Any, why: str, *, leave_starting: bool
     finally:  # (interrupted by one of them: the rest still end, then the interruption goes on)
         for job, _ in to_end:
             job.end_stopped("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
-
-
-async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch, limit: float | None) -> None:
-    """End the unfinished ``jobs`` of ``batch``, whose coroutine was cancelled while awaiting
-    them, all stopped first in one hold of the executor's lock (see :func:`_stop_then_end`;
-    more than :data:`ACCEPT_CHUNK` of them, a chunk at a time: see
-    :func:`_given_up_by_chunks`), then wait until every one of them has
-    finished, its events delivered.
-
-    Some may be finishing on other threads meanwhile, their ``on_progress`` callbacks running
-    there: a tool that returned just before the cancellation (its ``"completed"``), or one
-    returning while a large batch is given up (its worker ends its task ``cancelled``), or one
-    whose callback handles ``"started"`` (its tool never called: its worker ends it
-    ``cancelled`` once that callback has returned, see ``Job.leave_starting``). The
-    cancellation comes out only once they have, as the caller's wait would have (up to their
-    deadlines, ``limit``: a callback still running at its task's deadline is not waited for),
-    and once the cancelled async tools' tasks have ended (their ``finally`` blocks run, as
-    ``asyncio.gather`` would wait for them), within the grace a cancelled async tool has (see
-    :func:`_tools_ended`); cancelled again meanwhile (or interrupted), at once.
-    """
-    if not jobs:
-        return
-    why = "the awaiting coroutine was cancelled"
-    lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
-    tools = _own_tasks(jobs, batch.loop)  # (before they end: an ended job drops its handle)
-    try:
-        if len(jobs) <= ACCEPT_CHUNK:
-            _stop_then_end(jobs, lock, why, leave_starting=True)
-        else:
-            await _given_up_by_chunks(jobs, batch, why, lock)
-        await batch.wait(jobs, limit)
-        await _tools_ended(tools, batch.loop)
-    finally:
-        for job in jobs:
-            job.result = None  # nobody will take these: the records must not keep them
 
 
 def _own_tasks(
@@ -1768,7 +1742,7 @@ class _Batch:
         self.finished_elsewhere: list[None] = []
         self.counting = False
         #: Why its jobs are being given up, once its coroutine was cancelled (see
-        #: :func:`_cancelled_by_caller_async`).
+        #: :func:`_given_up_by_caller`).
         self.given_up: str | None = None
 
     def finished(self, job: Job) -> None:
@@ -1837,7 +1811,7 @@ class _Batch:
         """Wait until every job in ``jobs`` finished, expiring them at their deadlines.
 
         With ``interrupted`` (the awaiting coroutine was interrupted, and its jobs were ended:
-        see :func:`_interrupted_async`), the interrupt kept already neither ends the wait nor
+        see :func:`_given_up_by_caller`), the interrupt kept already neither ends the wait nor
         is raised (its caller raises on what interrupted it); a first one, raised on this
         thread meanwhile by a job's callback, ends it.
 
