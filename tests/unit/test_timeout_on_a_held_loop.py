@@ -4,8 +4,10 @@ At a timeout an async tool's task is cancelled, and its error says "the tool was
 When the tool's event loop cannot deliver that cancellation, the tool runs on: the tool itself
 holding the loop's thread (a blocking call inside an ``async def``, on the executor's own loop
 thread under ``execute_task``), or a loop nobody runs any more (an interrupted
-``run_until_complete``). The error said "the tool was cancelled" all the same; it now says the
-tool could not be stopped, why, and what to do.
+``run_until_complete``), or another task holding that loop's thread as the tool's time runs out
+(an async tool blocking the executor's loop thread, which every ``execute_task`` async tool shares).
+The error said "the tool was cancelled" all the same; it now says the tool could not be stopped,
+why, and what to do.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
@@ -51,6 +57,51 @@ class Holding(AsyncBaseTool):
             self.cancelled.set()
             raise
         return "slept"
+
+
+class Blocker(AsyncBaseTool):
+    """Waits (awaiting) for :class:`Waiter` to start, then holds the loop's thread until
+    released: another tool's blocking call, while the waiter awaits."""
+
+    name = "held_loop_blocker"
+    description = "Blocks its event loop once the waiter awaits."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+        self.waiting = threading.Event()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.gate = asyncio.Event()
+        self.waiting.set()
+        await self.gate.wait()
+        self.holding.set()
+        self.release.wait(GUARD)  # (what a tool must never do: the loop stands still)
+        return "blocked"
+
+
+class Waiter(AsyncBaseTool):
+    """Lets :class:`Blocker` go on, then awaits (a well-behaved async tool)."""
+
+    name = "held_loop_waiter"
+    description = "Awaits."
+
+    def __init__(self, blocker: Blocker) -> None:
+        super().__init__()
+        self.blocker = blocker
+        self.cleaned_up = threading.Event()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        gate = self.blocker.gate
+        if gate is not None:
+            gate.set()  # (the blocker holds the loop as soon as this awaits)
+        try:
+            await asyncio.sleep(GUARD)
+        finally:
+            self.cleaned_up.set()
+        return "waited"
 
 
 class Quick(AsyncBaseTool):
@@ -143,3 +194,109 @@ def test_a_tool_on_a_loop_nobody_runs_says_it_could_not_be_stopped(
             pending.cancel()
         loop.run_until_complete(asyncio.sleep(0.01))
         loop.close()
+
+
+def test_a_tool_whose_loop_another_tool_holds_at_its_timeout_says_it_could_not_be_stopped() -> None:
+    """Under ``execute_task`` every async tool runs on the executor's one loop thread: a tool
+    awaiting there times out, on time, while another tool holds that loop with a blocking
+    call. Its cancellation cannot be delivered before the loop is free (its ``finally`` has
+    not run when the caller gets the result), and the error says so, and what to do, rather
+    than "the tool was cancelled". The task is recorded as any timeout: ``timeout``, its span
+    ERROR; the tool, cancelled once the loop is free, is not counted as abandoned."""
+    blocker = Blocker()
+    waiter = Waiter(blocker)
+    registry = ToolRegistry()
+    registry.register_tools([blocker, waiter])
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = Executor(
+        registry, store=MetricStore(), register_prometheus=False, tracer_provider=provider
+    )
+    blocked: dict[str, Any] = {}
+
+    def block() -> None:
+        blocked["result"] = executor.execute_task(_task(Blocker.name), CONTEXT, timeout=GUARD)
+
+    thread = threading.Thread(target=block, daemon=True)
+    try:
+        thread.start()
+        assert blocker.waiting.wait(GUARD)
+        task = _task(Waiter.name)
+        result = executor.execute_task(task, CONTEXT, timeout=TIMEOUT)
+
+        assert blocker.holding.is_set()
+        assert not waiter.cleaned_up.is_set()  # (not cancelled yet: the loop is held)
+        assert result.metadata["outcome"] == "timeout", result.error
+        assert task.status is TaskStatus.FAILED
+        error = result.error or ""
+        assert (
+            f"exceeded its timeout of {TIMEOUT:g}s while tool '{Waiter.name}' was running; the "
+            f"tool could not be stopped: its event loop is blocked by tool '{Blocker.name}'"
+            in error
+        ), error
+        assert "is cancelled once the loop is free" in error
+        assert "BaseTool" in error
+        assert "asyncio.to_thread" in error
+        assert "the tool was cancelled" not in error
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        assert metrics.outcome == "timeout"
+        assert result.metadata["error_type"] == "timeout"
+        (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == "timeout"
+
+        blocker.release.set()
+        assert waiter.cleaned_up.wait(GUARD)  # (cancelled once the loop is free, as it says)
+        thread.join(GUARD)
+        assert blocked["result"].success, blocked["result"].error
+        assert executor.abandoned_threads == 0
+    finally:
+        blocker.release.set()
+        thread.join(GUARD)
+        executor.shutdown(wait=True)
+        provider.shutdown()
+
+
+def test_on_the_callers_loop_a_timeout_strikes_once_the_loop_is_free_and_cancels_the_tool() -> None:
+    """With ``execute_parallel`` the tools run on the caller's loop, which keeps their
+    timeouts too: while one tool holds it, the other's timeout cannot strike. It strikes once
+    the loop is free, when the cancellation can be delivered: "the tool was cancelled" is
+    true there, and the tool's ``finally`` runs before the batch comes back."""
+    blocker = Blocker()
+    waiter = Waiter(blocker)
+    registry = ToolRegistry()
+    registry.register_tools([blocker, waiter])
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    holding_past_the_timeout = TIMEOUT * 3
+    cleaned_up: list[bool] = []
+
+    def release_later() -> None:
+        # (on a thread of its own: the loop is held, and only another thread can release it)
+        if blocker.holding.wait(GUARD):
+            time.sleep(holding_past_the_timeout)  # (the hold outlasts the waiter's timeout)
+        blocker.release.set()
+
+    async def batch() -> list[Any]:
+        tasks = [_task(Blocker.name), _task(Waiter.name)]
+        results = await executor.execute_parallel(tasks, CONTEXT, timeout=TIMEOUT)
+        cleaned_up.append(waiter.cleaned_up.is_set())
+        return results
+
+    releaser = threading.Thread(target=release_later, daemon=True)
+    releaser.start()
+    try:
+        _, waited = asyncio.run(batch())
+    finally:
+        blocker.release.set()
+        releaser.join(GUARD)
+        executor.shutdown(wait=True)
+
+    assert waited.metadata["outcome"] == "timeout", waited.error
+    assert (
+        f"exceeded its timeout of {TIMEOUT:g}s while tool '{Waiter.name}' was running; the "
+        "tool was cancelled" in (waited.error or "")
+    ), waited.error
+    assert cleaned_up == [True]

@@ -133,6 +133,17 @@ _TOOL_HOLDS_ITS_LOOP = (
     "async def, such as time.sleep, holds the loop and every task on it), and is cancelled "
     "only at its next await; run blocking work with await asyncio.to_thread(...)"
 )
+_LOOP_HELD_BY = (
+    "its event loop is blocked by {holder}, which runs synchronous code on the loop's thread "
+    "without awaiting (a blocking call inside an async def, such as time.sleep, holds the loop "
+    "and every task on it): the tool was asked to stop, but is still running, and is "
+    "cancelled once the loop is free; run blocking work in a synchronous tool (a BaseTool, run "
+    "on a worker thread) or with await asyncio.to_thread(...)"
+)
+
+#: How long :meth:`LoopRunner.unstoppable` waits for a loop another task is running a step of to
+#: turn, before it says that task holds the loop (a step that long is no brief one).
+_HELD_LOOP_PROBE_SECONDS = 0.05
 
 
 class _TaskNotCreated(Exception):
@@ -1194,9 +1205,14 @@ class LoopRunner:
         """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
         stopped now, in words that end the timeout's message; ``None`` when its cancellation
         reaches it at the next turn of its loop. Its loop is not running (its owner stopped
-        running it without closing it), or the tool itself holds the loop's thread (it runs
-        without awaiting: a blocking call such as ``time.sleep``). Read from any thread;
-        never raises."""
+        running it without closing it), the tool itself holds the loop's thread (it runs
+        without awaiting: a blocking call such as ``time.sleep``), or another task does (asked
+        from another thread, as a blocking caller's timeout is, while another tool blocks the
+        loop thread every ``execute_task`` async tool shares).
+
+        Read from any thread; never raises. Waits only when another task is running a step on
+        the loop: up to ``_HELD_LOOP_PROBE_SECONDS`` for the loop to turn, which it does at
+        once unless that task holds it."""
         if not isinstance(handle, _LoopCall):
             return None
         task = handle.task
@@ -1206,11 +1222,26 @@ class LoopRunner:
                 return None
             if not loop.is_running():
                 return _LOOP_NOT_RUNNING
-            if asyncio.current_task(loop) is task:
+            current = asyncio.current_task(loop)
+            if current is task:
                 return _TOOL_HOLDS_ITS_LOOP
+            if current is not None and _held(loop):
+                return _LOOP_HELD_BY.format(holder=self._holder(loop, current))
         except Exception:  # (a loop or task class of its own whose reads raise)
             return None
         return None
+
+    def _holder(self, loop: asyncio.AbstractEventLoop, current: asyncio.Task[Any]) -> str:
+        """Who ``current``, the task holding ``loop``, is, for a timeout's message: the async
+        tool it runs, when it is one of these slots' calls, else another task on the loop
+        (one a tool started, or the application's own)."""
+        slots = self.slots
+        with slots.lock:
+            calls = list(slots.holders.get(loop) or ())
+        for work in calls:
+            if isinstance(work, _LoopCall) and work.task is current:
+                return f"tool '{work.call.tool_name}'"
+        return "another task on that loop"
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; with ``wait``, wait for the calls on the loop thread to end, then
@@ -1411,6 +1442,25 @@ class LoopRunner:
                     self._stop_when_idle = False
             if stop:
                 loop_thread.stop()
+
+
+def _held(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop``, seen from the calling thread running a task's step, is held by that
+    task: the loop does not turn within ``_HELD_LOOP_PROBE_SECONDS``. ``False`` on the loop's own
+    thread, which runs the caller: the loop turns once it returns (a timeout struck by the
+    loop itself strikes once the loop is free)."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        return False
+    turned = threading.Event()
+    try:
+        loop.call_soon_threadsafe(turned.set)
+    except RuntimeError:  # closed meanwhile
+        return False
+    return not turned.wait(_HELD_LOOP_PROBE_SECONDS)
 
 
 def _on_loop(
