@@ -4,10 +4,11 @@ At a timeout an async tool's task is cancelled, and its error says "the tool was
 When the tool's event loop cannot deliver that cancellation, the tool runs on: the tool itself
 holding the loop's thread (a blocking call inside an ``async def``, on the executor's own loop
 thread under ``execute_task``), or a loop nobody runs any more (an interrupted
-``run_until_complete``), or another task holding that loop's thread as the tool's time runs out
-(an async tool blocking the executor's loop thread, which every ``execute_task`` async tool shares).
-The error said "the tool was cancelled" all the same; it now says the tool could not be stopped,
-why, and what to do.
+``run_until_complete``), or another task or a plain callback holding that loop's thread as the
+tool's time runs out (an async tool blocking the executor's loop thread, which every
+``execute_task`` async tool shares). The error said "the tool was cancelled" all the same; it now
+says the tool could not be stopped, why, and what to do. A tool merely in a brief step as its time
+runs out (a busy loop, not a blocked one) is cancelled at its next await, and its error says so.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from laios.tools.registry import ToolRegistry
 #: Longest anything may take before the test counts as hung.
 GUARD = 10.0
 TIMEOUT = 0.2
+#: How long each synchronous step of :class:`Stepping` lasts.
+STEP = 0.003
 CONTEXT = Context(session_id="s", user_id="u")
 
 
@@ -97,6 +100,67 @@ class Waiter(AsyncBaseTool):
         gate = self.blocker.gate
         if gate is not None:
             gate.set()  # (the blocker holds the loop as soon as this awaits)
+        try:
+            await asyncio.sleep(GUARD)
+        finally:
+            self.cleaned_up.set()
+        return "waited"
+
+
+class Stepping(AsyncBaseTool):
+    """Works in brief synchronous steps (a few ms each), awaiting between them, for longer than
+    its timeout: a busy tool, not a blocking one (its cancellation reaches it at its next
+    await, within a step). Each step lets other threads run Python meanwhile, as I/O or CPU
+    work in C code does (pure Python work would let them in mostly between two steps, as the
+    loop polls), so that the caller looks at the loop, at the timeout, while a step is under
+    way."""
+
+    name = "held_loop_stepping"
+    description = "Works in brief steps."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = threading.Event()
+        self.ended = threading.Event()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        try:
+            deadline = time.monotonic() + GUARD
+            while time.monotonic() < deadline:
+                time.sleep(STEP)  # (a brief blocking call: I/O, or CPU work in C code)
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        finally:
+            self.ended.set()
+        return "worked"
+
+
+class Scheduling(AsyncBaseTool):
+    """Has a callback hold its loop's thread until released (by the tool, with
+    ``loop.call_soon``, or by other code, with ``loop.call_soon_threadsafe``), then awaits."""
+
+    name = "held_loop_scheduling"
+    description = "Awaits while a callback blocks its event loop."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.awaiting = threading.Event()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.cleaned_up = threading.Event()
+
+    def hold(self) -> None:
+        self.holding.set()
+        self.release.wait(GUARD)  # (what a callback must never do: the loop stands still)
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.loop = asyncio.get_running_loop()
+        if kwargs.get("schedule"):
+            self.loop.call_soon(self.hold)
+        self.awaiting.set()
         try:
             await asyncio.sleep(GUARD)
         finally:
@@ -300,3 +364,84 @@ def test_on_the_callers_loop_a_timeout_strikes_once_the_loop_is_free_and_cancels
         "tool was cancelled" in (waited.error or "")
     ), waited.error
     assert cleaned_up == [True]
+
+
+def test_a_tool_in_a_brief_step_at_its_timeout_is_cancelled_not_said_to_hold_its_loop() -> None:
+    """A tool that works in brief synchronous steps, awaiting between them, is nearly always
+    in a step when its timeout passes: its loop is busy, not blocked, and its cancellation
+    reaches it at its next await, within milliseconds. Its error says "the tool was
+    cancelled", never that it holds its loop with a blocking call (which one look at the
+    instant of the timeout said), and it is cancelled. Several times, as each look may land
+    between two steps."""
+    registry = ToolRegistry()
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    try:
+        for _ in range(5):
+            tool = Stepping()
+            registry.register_tools([tool])
+            result = executor.execute_task(_task(Stepping.name), CONTEXT, timeout=TIMEOUT)
+
+            assert result.metadata["outcome"] == "timeout", result.error
+            error = result.error or ""
+            assert "could not be stopped" not in error, error
+            assert (
+                f"exceeded its timeout of {TIMEOUT:g}s while tool '{Stepping.name}' was "
+                "running; the tool was cancelled" in error
+            ), error
+            assert tool.ended.wait(GUARD)
+            assert tool.cancelled.is_set()
+            registry.unregister_tool(Stepping.name)
+    finally:
+        executor.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("scheduled_by", ["the tool", "another thread"])
+def test_a_tool_whose_loop_a_callback_holds_at_its_timeout_says_it_could_not_be_stopped(
+    scheduled_by: str,
+) -> None:
+    """Under ``execute_task`` a tool awaiting on the executor's loop thread times out, on
+    time, while a plain callback (no task: ``loop.call_soon`` by the tool, or
+    ``loop.call_soon_threadsafe`` from another thread) holds that loop with a blocking call.
+    Its cancellation cannot be delivered before the loop is free, and the error says so,
+    rather than "the tool was cancelled"; it is cancelled once the loop is free."""
+    tool = Scheduling()
+    registry = ToolRegistry()
+    registry.register_tools([tool])
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    by_the_tool = scheduled_by == "the tool"
+
+    def block() -> None:
+        if tool.awaiting.wait(GUARD) and tool.loop is not None:
+            tool.loop.call_soon_threadsafe(tool.hold)
+
+    scheduler = threading.Thread(target=block, daemon=True)
+    try:
+        if not by_the_tool:
+            scheduler.start()
+        task = _task(Scheduling.name, schedule=by_the_tool)
+        result = executor.execute_task(task, CONTEXT, timeout=TIMEOUT)
+        cleaned_up_on_return = tool.cleaned_up.is_set()
+
+        assert tool.holding.is_set()
+        assert not cleaned_up_on_return  # (not cancelled yet: the loop is held)
+        assert result.metadata["outcome"] == "timeout", result.error
+        assert task.status is TaskStatus.FAILED
+        error = result.error or ""
+        assert (
+            f"exceeded its timeout of {TIMEOUT:g}s while tool '{Scheduling.name}' was running; "
+            "the tool could not be stopped: its event loop is blocked by a callback on that "
+            "loop" in error
+        ), error
+        assert "is cancelled once the loop is free" in error
+        assert "asyncio.to_thread" in error
+        assert "the tool was cancelled" not in error
+
+        tool.release.set()
+        assert tool.cleaned_up.wait(GUARD)  # (cancelled once the loop is free, as it says)
+        assert executor.abandoned_threads == 0
+    finally:
+        tool.release.set()
+        tool.awaiting.set()
+        if scheduler.is_alive():
+            scheduler.join(GUARD)
+        executor.shutdown(wait=True)

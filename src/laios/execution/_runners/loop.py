@@ -140,9 +140,18 @@ _LOOP_HELD_BY = (
     "cancelled once the loop is free; run blocking work in a synchronous tool (a BaseTool, run "
     "on a worker thread) or with await asyncio.to_thread(...)"
 )
+_LOOP_HELD_BY_A_CALLBACK = (
+    "its event loop is blocked by a callback on that loop (a function the loop calls outside "
+    "any task, such as one given to loop.call_soon or call_later), which runs synchronous code "
+    "on the loop's thread (a blocking call, such as time.sleep, holds the loop and every task "
+    "on it): the tool was asked to stop, but is still running, and is cancelled once the loop "
+    "is free; run blocking work on another thread, with loop.run_in_executor(...) or await "
+    "asyncio.to_thread(...)"
+)
 
-#: How long :meth:`LoopRunner.unstoppable` waits for a loop another task is running a step of to
-#: turn, before it says that task holds the loop (a step that long is no brief one).
+#: How long :meth:`LoopRunner.unstoppable`, asked from another thread, waits for a running loop
+#: to turn before it says that whatever runs on the loop holds it (a step that long is no brief
+#: one).
 _HELD_LOOP_PROBE_SECONDS = 0.05
 
 
@@ -1205,14 +1214,16 @@ class LoopRunner:
         """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
         stopped now, in words that end the timeout's message; ``None`` when its cancellation
         reaches it at the next turn of its loop. Its loop is not running (its owner stopped
-        running it without closing it), the tool itself holds the loop's thread (it runs
-        without awaiting: a blocking call such as ``time.sleep``), or another task does (asked
-        from another thread, as a blocking caller's timeout is, while another tool blocks the
-        loop thread every ``execute_task`` async tool shares).
+        running it without closing it), or something holds the loop's thread, running without
+        awaiting (a blocking call such as ``time.sleep``): the tool itself, or, asked from
+        another thread, as a blocking caller's timeout is, another task or a plain callback on
+        that loop (another tool blocking the loop thread every ``execute_task`` async tool
+        shares).
 
-        Read from any thread; never raises. Waits only when another task is running a step on
-        the loop: up to ``_HELD_LOOP_PROBE_SECONDS`` for the loop to turn, which it does at
-        once unless that task holds it."""
+        Read from any thread; never raises. Asked from another thread it waits, up to
+        ``_HELD_LOOP_PROBE_SECONDS``, for the loop to turn, which it does at once (or at the
+        end of a brief step) unless something holds it: one look at an instant would take a
+        busy loop for a blocked one."""
         if not isinstance(handle, _LoopCall):
             return None
         task = handle.task
@@ -1222,14 +1233,31 @@ class LoopRunner:
                 return None
             if not loop.is_running():
                 return _LOOP_NOT_RUNNING
-            current = asyncio.current_task(loop)
-            if current is task:
+            if _on_its_thread(loop):
+                # The loop cannot turn while this runs, on its thread: no probe can tell how
+                # long the step under way lasts. It is this code's step; when it is the tool's
+                # own (it called the executor without awaiting), the tool runs on until its
+                # next await. Any other step has let the tool's task wait, and the
+                # cancellation reaches it as soon as this returns to the loop (a timeout kept
+                # by the loop itself strikes only once the loop is free).
+                return _TOOL_HOLDS_ITS_LOOP if asyncio.current_task(loop) is task else None
+            turned = _probe(loop)
+            if turned is None or turned.wait(_HELD_LOOP_PROBE_SECONDS):
+                return None
+            # Held: by what runs on it now, read before the probe is seen still waiting (a
+            # holder that let go just now, the loop turning since, is not named).
+            holder = asyncio.current_task(loop)
+            if turned.is_set():
+                return None
+            if not loop.is_running():  # (its owner stopped it meanwhile)
+                return _LOOP_NOT_RUNNING
+            if holder is task:
                 return _TOOL_HOLDS_ITS_LOOP
-            if current is not None and _held(loop):
-                return _LOOP_HELD_BY.format(holder=self._holder(loop, current))
+            if holder is None:
+                return _LOOP_HELD_BY_A_CALLBACK
+            return _LOOP_HELD_BY.format(holder=self._holder(loop, holder))
         except Exception:  # (a loop or task class of its own whose reads raise)
             return None
-        return None
 
     def _holder(self, loop: asyncio.AbstractEventLoop, current: asyncio.Task[Any]) -> str:
         """Who ``current``, the task holding ``loop``, is, for a timeout's message: the async
@@ -1444,23 +1472,23 @@ class LoopRunner:
                 loop_thread.stop()
 
 
-def _held(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether ``loop``, seen from the calling thread running a task's step, is held by that
-    task: the loop does not turn within ``_HELD_LOOP_PROBE_SECONDS``. ``False`` on the loop's own
-    thread, which runs the caller: the loop turns once it returns (a timeout struck by the
-    loop itself strikes once the loop is free)."""
+def _on_its_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the calling code runs on ``loop``'s thread, inside the loop."""
     try:
-        running = asyncio.get_running_loop()
+        return asyncio.get_running_loop() is loop
     except RuntimeError:
-        running = None
-    if running is loop:
         return False
+
+
+def _probe(loop: asyncio.AbstractEventLoop) -> threading.Event | None:
+    """An event ``loop`` sets at its next turn (asked from another thread: see
+    :meth:`LoopRunner.unstoppable`); ``None`` when the loop is closed."""
     turned = threading.Event()
     try:
         loop.call_soon_threadsafe(turned.set)
     except RuntimeError:  # closed meanwhile
-        return False
-    return not turned.wait(_HELD_LOOP_PROBE_SECONDS)
+        return None
+    return turned
 
 
 def _on_loop(
