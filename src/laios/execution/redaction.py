@@ -562,7 +562,8 @@ def _field_forms(name: object, value: str) -> list[str]:
     value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
     (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
     mapping too, and unquoted, as a number is written), ``name=`` followed by the value
-    percent-encoded (a URL's query; the name too, where that changes it), the ``repr``-quoted
+    percent-encoded (a URL's query; the name too, where that changes it; the hex digits of
+    the escapes in capitals or in lower case, ``%2F`` or ``%2f``), the ``repr``-quoted
     ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
     the value in the other Unicode normalization forms (see :func:`_normalized`), each as an
     :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
@@ -591,6 +592,8 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
     names = dict.fromkeys((name, quote_plus(name), quote(name, safe=""), quote(name)))
     for encoded in (quote_plus(value), quote(value, safe=""), quote(value)):
         shapes += [(f"{written}=", encoded, "") for written in names]
+        # (and with the hex digits of the escapes in lower case, as many encoders write them)
+        shapes += [(f"{_lower_hex(written)}=", _lower_hex(encoded), "") for written in names]
     # As repr() writes it, and ascii() (p\xe4), after its name and in a mapping whose key one
     # of them writes likewise (a number unquoted).
     for write in (repr, ascii):
@@ -1075,8 +1078,10 @@ def secret_values_now_and_before(
 def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")``, ``quote(secret)``, which keeps each ``/``, and
-    ``quote_plus``), ``repr``-escaped (also as inside a longer text that holds a ``"``, each
-    ``'`` written ``\\'``), JSON-escaped (with and without ``ensure_ascii``) and as
+    ``quote_plus``; each also with the hex digits of its escapes in lower case, ``%2f``, as
+    many encoders write them: see :func:`_lower_hex`), ``repr``-escaped (also as inside a
+    longer text that holds a ``"``, each ``'`` written ``\\'``), JSON-escaped (with and
+    without ``ensure_ascii``) and as
     ``ascii()`` writes it (``p\\xe4ss``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
     in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
     that encode its bytes alone, at each of the three places it may start in a group of
@@ -1098,11 +1103,15 @@ def encoded_forms(secret: str) -> list[str]:
         return forms if secret.isascii() else _with_folded(forms)
     for variant in _normalized(secret):
         written = repr(variant)
-        for form in (
-            variant,
+        encoded = (
             quote(variant, safe=""),
             quote(variant),  # (as ``quote`` is usually called: its default keeps each ``/``)
             quote_plus(variant),
+        )
+        for form in (
+            variant,
+            *encoded,
+            *map(_lower_hex, encoded),  # (``%2f``, as many encoders write the hex digits)
             written[1:-1],
             # As repr writes it inside a longer text that also holds a '"': in single quotes,
             # each "'" of the secret written "\\'" (the repr of the secret alone uses '"').
@@ -1123,6 +1132,19 @@ def encoded_forms(secret: str) -> list[str]:
     if "\n" in secret or "\r" in secret:
         forms += _line_forms(secret, forms)
     return forms if secret.isascii() else _with_folded(forms)
+
+
+#: A percent-escape whose hex digits :func:`quote` writes in capitals (``%2F``).
+_UPPER_HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def _lower_hex(encoded: str) -> str:
+    """``encoded``, percent-encoded by :func:`quote`, with the hex digits of its escapes in
+    lower case, as many encoders write them (``a%2fb%c3%a9``); its other letters as they are
+    (``encoded`` itself when it holds no such digit)."""
+    if "%" not in encoded:
+        return encoded
+    return _UPPER_HEX_ESCAPE.sub(lambda escape: escape[0].lower(), encoded)
 
 
 def _normalized(text: str) -> list[str]:
@@ -1383,8 +1405,9 @@ def _forms_of(secrets: Iterable[str]) -> Sequence[str]:
 def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES) -> str:
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
-    The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
-    JSON-escaped, base64, also inside the base64 of a longer text) are replaced too.
+    The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, with the hex
+    digits of the escapes in capitals or in lower case, ``repr``- and JSON-escaped, base64,
+    also inside the base64 of a longer text) are replaced too.
     So is each prefix and each suffix of a secret or of one of its forms at least
     ``MIN_PREFIX_CHARS`` characters long, wherever it occurs (a tool quoting a token's first or
     last characters, a text cut inside one before it got here), except a prefix no longer than
