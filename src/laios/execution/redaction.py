@@ -31,7 +31,7 @@ from decimal import Decimal
 from itertools import chain, compress, islice, repeat
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 from uuid import UUID
 
 from pydantic import BaseModel, SecretBytes, SecretStr
@@ -297,6 +297,12 @@ def is_secret_pair(item: object) -> bool:
     return _ends_with_secret_word(name)
 
 
+def _names_a_secret_pair(name: str) -> bool:
+    """Whether ``name`` is the name of a ``(name, value)`` pair holding a secret (see
+    :func:`is_secret_pair`)."""
+    return is_secret_key(name) and _ends_with_secret_word(name)
+
+
 def utf8_text(text: str) -> str:
     """``text`` as valid UTF-8 text: a lone surrogate (which ``json.loads('"\\ud800"')`` or
     ``os.fsdecode`` can make, and which no exporter can encode) becomes its backslash escape
@@ -527,9 +533,12 @@ def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
 #: A value written under its name in text: ``name=value`` in a URL's query, a form body, an
 #: environment entry or a command line (``--name=value``), and a header line ``Name: value``.
 #: (A value ends at white space, ``&``, ``#``, ``;``, a quote, a bracket or a comma: quoted,
-#: as ``password='…'`` in a ``repr``, its quotes are not part of it.)
+#: as ``password='…'`` in a ``repr``, its quotes are not part of it. The name before ``=``
+#: may be percent-encoded, as a URL's query or a form body writes it: ``api%5Fkey``,
+#: ``pass%77ord``, ``api+key``.)
 _ASSIGNMENT = re.compile(
-    r"(?:^|(?<=[\s?&;,(]))-{0,2}([A-Za-z][\w.-]*)=['\"]?([^\s&#;'\"()\[\]{},]+)"
+    r"(?:^|(?<=[\s?&;,(]))-{0,2}((?:[A-Za-z]|%[0-9A-Fa-f]{2})(?:[\w.+-]|%[0-9A-Fa-f]{2})*)"
+    r"=['\"]?([^\s&#;'\"()\[\]{},]+)"
     r"|^([A-Za-z][\w-]*):(?!//)[ \t]*([^\r\n]+)",
     re.MULTILINE,
 )
@@ -539,22 +548,35 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
     """The ``(name, value)`` pairs ``text`` writes (see ``_ASSIGNMENT``) whose name holds a
     secret as a header's or a form field's does (see :func:`is_secret_pair`: ``api_key``,
     ``password``, ``X-Api-Key``, ``Authorization``, not ``max_tokens``): each value as
-    written, and percent-decoded when that differs (the query of a URL)."""
-    if (
-        len(text) > MAX_NAMED_TEXT_CHARS
-        or ("=" not in text and ":" not in text)
-        or _SECRET_KEY.search(text) is None
-    ):
+    written, and percent-decoded when that differs (the query of a URL).
+
+    A name written percent-encoded (``api%5Fkey=``, ``pass%77ord=``, ``api+key=``) is read
+    decoded, as a mapping's key of that name would be, and each value is given under the name
+    both as written and decoded (a short one is scrubbed after either, see
+    :func:`_field_forms`)."""
+    if len(text) > MAX_NAMED_TEXT_CHARS or ("=" not in text and ":" not in text):
         return
+    # (no secret word in the text, as written or decoded: no secret name in it)
+    decoded = unquote_plus(text) if "%" in text or "+" in text else text
+    if all(_SECRET_KEY.search(form) is None for form in dict.fromkeys((text, decoded))):
+        return
+    seen: set[tuple[str, str]] = set()
     for match in _ASSIGNMENT.finditer(text):
-        name, value = (match[1], match[2]) if match[1] is not None else (match[3], match[4])
+        encoded = match[1] is not None  # (name=value, not a header line)
+        name, value = (match[1], match[2]) if encoded else (match[3], match[4])
         value = value.rstrip()
-        if value and is_secret_key(name) and _ends_with_secret_word(name):
-            yield name, value
-            if match[1] is not None and ("%" in value or "+" in value):
-                decoded = unquote(value.replace("+", " "))
-                if decoded != value:
-                    yield name, decoded
+        names = [name]
+        values = [value]
+        if encoded and ("%" in name or "+" in name):
+            names.append(unquote_plus(name))
+        if not value or not any(map(_names_a_secret_pair, names)):
+            continue
+        if encoded and ("%" in value or "+" in value):
+            values.append(unquote_plus(value))
+        for pair in dict.fromkeys((named, found) for found in values for named in names):
+            if pair not in seen:
+                seen.add(pair)
+                yield pair
 
 
 def _field_forms(name: object, value: str) -> list[str]:
@@ -635,7 +657,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     Text that holds a JSON mapping or list (``{"body": '{"api_key": "…"}'}``, up to
     ``MAX_JSON_TEXT_CHARS`` characters) is read as that mapping or list too, and a value text
     writes under a secret-looking name (``?api_key=…``, ``password=…``, a line
-    ``Authorization: Bearer …``; in text of up to ``MAX_NAMED_TEXT_CHARS`` characters, see
+    ``Authorization: Bearer …``; the name also percent-encoded, ``api%5Fkey=…``, and read
+    as a key is; in text of up to ``MAX_NAMED_TEXT_CHARS`` characters, see
     :func:`_assignments`) is secret.
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
