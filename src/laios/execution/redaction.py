@@ -30,7 +30,7 @@ from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from itertools import chain, compress, islice, repeat
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 from uuid import UUID
 
@@ -229,17 +229,35 @@ def is_secret_key(key: object) -> bool:
     """Whether a parameter name looks like it holds a secret (``api_key``, ``Authorization``…).
 
     A ``bytes`` or ``bytearray`` name (``b"Authorization"``, as HTTP headers are often kept)
-    is read as Latin-1 text; any other non-string name is not secret."""
+    is read as Latin-1 text; any other non-string name is not secret. A name written with
+    decomposed letters (``e`` and a combining accent) is read composed too (NFC), so that it
+    is secret as the same name written composed is (see :func:`_canonical_names`)."""
     if not isinstance(key, str):
         if not isinstance(key, (bytes, bytearray)):
             return False
         key = key.decode("latin-1")
+    return any(map(_looks_secret, _canonical_names(key)))
+
+
+def _looks_secret(key: str) -> bool:
+    """Whether ``key``, as written, is a secret-looking name (see :func:`is_secret_key`)."""
     return (
         _hinted(key)
         and _SECRET_KEY.search(key) is not None
         and key not in _ORDINARY_KEYS
         and key.translate(_WORD_SEPARATORS).lower() not in _ORDINARY_WORDS
     )
+
+
+def _canonical_names(name: str) -> tuple[str, ...]:
+    """``name``, then its Unicode composed form (NFC) where that differs: the same name, as
+    another program may have written it decomposed (macOS file names and many text inputs
+    write ``é`` as ``e`` and a combining accent), which the secret-looking pattern, written
+    for ASCII letters, reads otherwise (``authe\\u0301``: ``e`` next to ``auth``, where ``é``
+    is not). A name already composed, ASCII among them, is its only form."""
+    if name.isascii() or unicodedata.is_normalized("NFC", name):
+        return (name,)
+    return (name, unicodedata.normalize("NFC", name))
 
 
 def _is_secret_name(key: object) -> bool:
@@ -290,17 +308,19 @@ def is_secret_pair(item: object) -> bool:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         return False
     name, value = item
-    if not isinstance(value, (str, bytes, bytearray)) or not is_secret_key(name):
+    if not isinstance(value, (str, bytes, bytearray)):
         return False
-    if not isinstance(name, str):
+    if isinstance(name, (bytes, bytearray)):
         name = bytes(name).decode("latin-1")
-    return _ends_with_secret_word(name)
+    return isinstance(name, str) and _names_a_secret_pair(name)
 
 
 def _names_a_secret_pair(name: str) -> bool:
     """Whether ``name`` is the name of a ``(name, value)`` pair holding a secret (see
-    :func:`is_secret_pair`)."""
-    return is_secret_key(name) and _ends_with_secret_word(name)
+    :func:`is_secret_pair`), as written or composed (see :func:`_canonical_names`)."""
+    return any(
+        _looks_secret(form) and _ends_with_secret_word(form) for form in _canonical_names(name)
+    )
 
 
 def utf8_text(text: str) -> str:
@@ -553,30 +573,36 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
     A name written percent-encoded (``api%5Fkey=``, ``pass%77ord=``, ``api+key=``) is read
     decoded, as a mapping's key of that name would be, and each value is given under the name
     both as written and decoded (a short one is scrubbed after either, see
-    :func:`_field_forms`)."""
+    :func:`_field_forms`). A text holding decomposed letters (``e`` and a combining accent,
+    which no name of the pattern holds) is read composed (NFC) too, as names are (see
+    :func:`_canonical_names`)."""
     if len(text) > MAX_NAMED_TEXT_CHARS or ("=" not in text and ":" not in text):
         return
-    # (no secret word in the text, as written or decoded: no secret name in it)
+    # (no secret word in the text, as written, decoded or composed: no secret name in it)
     decoded = unquote_plus(text) if "%" in text or "+" in text else text
-    if all(_SECRET_KEY.search(form) is None for form in dict.fromkeys((text, decoded))):
+    if all(
+        _SECRET_KEY.search(form) is None
+        for form in dict.fromkeys((text, *_canonical_names(decoded)))
+    ):
         return
     seen: set[tuple[str, str]] = set()
-    for match in _ASSIGNMENT.finditer(text):
-        encoded = match[1] is not None  # (name=value, not a header line)
-        name, value = (match[1], match[2]) if encoded else (match[3], match[4])
-        value = value.rstrip()
-        names = [name]
-        values = [value]
-        if encoded and ("%" in name or "+" in name):
-            names.append(unquote_plus(name))
-        if not value or not any(map(_names_a_secret_pair, names)):
-            continue
-        if encoded and ("%" in value or "+" in value):
-            values.append(unquote_plus(value))
-        for pair in dict.fromkeys((named, found) for found in values for named in names):
-            if pair not in seen:
-                seen.add(pair)
-                yield pair
+    for written in _canonical_names(text):
+        for match in _ASSIGNMENT.finditer(written):
+            encoded = match[1] is not None  # (name=value, not a header line)
+            name, value = (match[1], match[2]) if encoded else (match[3], match[4])
+            value = value.rstrip()
+            names = [name]
+            values = [value]
+            if encoded and ("%" in name or "+" in name):
+                names.append(unquote_plus(name))
+            if not value or not any(map(_names_a_secret_pair, names)):
+                continue
+            if encoded and ("%" in value or "+" in value):
+                values.append(unquote_plus(value))
+            for pair in dict.fromkeys((named, found) for found in values for named in names):
+                if pair not in seen:
+                    seen.add(pair)
+                    yield pair
 
 
 def _field_forms(name: object, value: str) -> list[str]:
@@ -587,7 +613,9 @@ def _field_forms(name: object, value: str) -> list[str]:
     percent-encoded (a URL's query; the name too, where that changes it; the hex digits of
     the escapes in capitals or in lower case, ``%2F`` or ``%2f``), the ``repr``-quoted
     ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
-    the value in the other Unicode normalization forms (see :func:`_normalized`), each as an
+    the value in the other Unicode normalization forms (see :func:`_normalized`), and for
+    the name and the value both in each of them (a name that is not ASCII, as a text
+    normalized as a whole writes it: ``cle\\u0301_token=`` for ``clé_token``), each as an
     :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
@@ -596,6 +624,11 @@ def _field_forms(name: object, value: str) -> list[str]:
     shapes: list[tuple[str, str, str]] = []
     for variant in _normalized(value):  # (also in the other normalization forms: see there)
         shapes += _field_shapes(name, variant)
+    if not name.isascii():  # (a text normalized as a whole writes its name so too)
+        for normal in _NORMAL_FORMS:
+            written = unicodedata.normalize(normal, name)
+            if written != name:
+                shapes += _field_shapes(written, unicodedata.normalize(normal, value))
     forms: dict[str, _InField] = {}
     for head, written, tail in shapes:
         text = head + written + tail
@@ -1170,6 +1203,10 @@ def _lower_hex(encoded: str) -> str:
     return _UPPER_HEX_ESCAPE.sub(lambda escape: escape[0].lower(), encoded)
 
 
+#: The Unicode normalization forms a text may be written in (see :func:`_normalized`).
+_NORMAL_FORMS: tuple[Literal["NFC", "NFD", "NFKC", "NFKD"], ...] = ("NFC", "NFD", "NFKC", "NFKD")
+
+
 def _normalized(text: str) -> list[str]:
     """``text``, then its Unicode normalization forms NFC and NFD where they differ (``ä`` as
     one code point and as ``a`` with a combining diaeresis: the same text, as another
@@ -1178,7 +1215,7 @@ def _normalized(text: str) -> list[str]:
     input writes it)."""
     variants = [text]
     if not text.isascii():
-        for normal in ("NFC", "NFD", "NFKC", "NFKD"):
+        for normal in _NORMAL_FORMS:
             variant = unicodedata.normalize(normal, text)
             if variant not in variants:
                 variants.append(variant)
