@@ -7,8 +7,11 @@ encoded form (URL-encoded, ``repr``-escaped, JSON-escaped) in free text.
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -19,8 +22,10 @@ from laios.execution.redaction import (
     MAX_SECRET_SCAN_ITEMS,
     MAX_VALUE_BYTES,
     REDACTED,
+    SecretForms,
     redact,
     scrub,
+    scrub_head,
     secret_values,
     to_json,
 )
@@ -237,6 +242,44 @@ def test_scrub_replaces_every_encoded_form_in_one_text() -> None:
 def test_scrub_of_a_plain_secret_is_unchanged() -> None:
     """A secret whose encodings equal it is scrubbed as before."""
     assert scrub(f"key {SECRET}!", [SECRET]) == f"key {REDACTED}!"
+
+
+def _lower_hex(text: str) -> str:
+    """``text`` with the hex digits of its percent-escapes in lower case (``%2f``, ``%c3``)."""
+    return re.sub(r"%[0-9A-F]{2}", lambda escape: escape[0].lower(), text)
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [partial(quote, safe=""), quote, quote_plus],
+    ids=["quote", "quote-keeping-slashes", "quote_plus"],
+)
+def test_scrub_replaces_a_secret_percent_encoded_with_lower_case_hex_digits(
+    encode: Callable[[str], str],
+) -> None:
+    """Many encoders write the hex digits of a percent-escape in lower case (``%2f``,
+    ``%c3%a9``): the secret so written is scrubbed as when they are in capitals."""
+    encoded = _lower_hex(encode(ODD_SECRET))
+    assert encoded != encode(ODD_SECRET)
+    secrets = secret_values({"api_key": ODD_SECRET})
+    text = f"GET https://api.example/?key={encoded}&x=1 failed"
+    expected = f"GET https://api.example/?key={REDACTED}&x=1 failed"
+    assert scrub(text, secrets) == expected
+    assert scrub(text, SecretForms(secrets)) == expected
+    assert scrub_head(text, secrets, 200) == expected
+    assert redact({"note": text}, secrets) == {"note": expected}
+    # (its first characters alone too, as a text cut inside it writes them)
+    assert scrub(f"key {encoded[:-4]}", secrets) == f"key {REDACTED}"
+
+
+def test_scrub_replaces_either_case_of_the_hex_digits_but_keeps_other_letters() -> None:
+    """Only the hex digits of a percent-escape are matched in either case: the secret's own
+    letters are matched as they are."""
+    assert scrub("x a%2fb%20c y a%2Fb%20c", ["a/b c"]) == f"x {REDACTED} y {REDACTED}"
+    secret = "AbCdEfGh/IjKlMn"
+    assert scrub(f"k {quote(secret.lower(), safe='')}", [secret]) == (
+        f"k {quote(secret.lower(), safe='')}"
+    )
 
 
 def test_captured_strings_drop_encoded_forms_of_a_secret() -> None:

@@ -18,7 +18,9 @@ from secret_runs import failed_run_text
 from laios.execution.redaction import (
     MAX_JSON_TEXT_CHARS,
     MAX_NAMED_TEXT_CHARS,
+    REDACTED,
     redact,
+    scrub,
     secret_values,
 )
 from laios.tools.base import BaseTool
@@ -85,3 +87,62 @@ def test_long_text_is_not_read_for_named_values_or_as_json() -> None:
     assert secret_values({"body": json.dumps(body)}) == []
     body["rows"] = []
     assert SECRET in secret_values({"body": json.dumps(body)})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"api%5Fkey={SECRET}",
+        f"https://x.example/?api%5Fkey={SECRET}&x=1",
+        f"https://x.example/?api%5fkey={SECRET}",
+        f"user=bob&pass%77ord={SECRET}",
+        f"%70assword={SECRET}&user=bob",
+        f"user=bob&api+key={SECRET}",
+        f"x=1&cl%C3%A9_token={SECRET}",
+    ],
+)
+def test_a_value_under_a_percent_encoded_secret_name_in_text_is_secret(text: str) -> None:
+    """A URL's query or a form body may write the name percent-encoded (``api%5Fkey``, a
+    letter as ``pass%77ord``, ``+`` for a space): the name is read decoded, as the same name
+    as a mapping's key would be."""
+    assert SECRET in secret_values({"request": text})
+    captured = json.dumps(redact({"request": text}, secret_values({"request": text})))
+    assert SECRET not in captured
+
+
+def test_ordinary_percent_encoded_names_in_text_are_not_secret() -> None:
+    texts = {
+        "q": "max%5Ftokens=256&token%5Fcount=3&key%77ord=cats",
+        "form": "pass%77ord%5Fpolicy=strict&%6Beyword=x",
+    }
+    assert secret_values(texts) == []
+
+
+def test_a_short_value_under_a_percent_encoded_name_is_scrubbed_after_it() -> None:
+    """A value too short to scrub from free text, under a percent-encoded name: replaced
+    after the name as the text writes it, and after the name decoded."""
+    secrets = secret_values({"q": "https://h/?pass%77ord=xy9&x=1"})
+    assert scrub("GET https://h/?pass%77ord=xy9&x=1 failed", secrets) == (
+        f"GET https://h/?pass%77ord={REDACTED}&x=1 failed"
+    )
+    assert scrub("password=xy9 refused", secrets) == f"password={REDACTED} refused"
+
+
+class FetchesAnEncodedUrl(BaseTool):
+    name = "fetches_an_encoded_url"
+    description = "Quotes the key of its URL's query, under a percent-encoded name, in its error."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        key = kwargs["url"].split("api%5Fkey=")[1].split("&")[0]
+        raise PermissionError(f"401: key {key} was revoked")
+
+
+def test_a_key_under_a_percent_encoded_name_reaches_no_span_and_no_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="laios")
+    url = f"https://api.example/v1?api%5Fkey={SECRET}&x=1"
+    text = failed_run_text(FetchesAnEncodedUrl, {"url": url}, "PermissionError")
+    assert "was revoked" in text
+    assert SECRET[:8] not in text
+    assert SECRET[:8] not in caplog.text

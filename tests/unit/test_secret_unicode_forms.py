@@ -10,6 +10,7 @@ import logging
 import string
 import unicodedata
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from secret_runs import traced_run
@@ -17,6 +18,8 @@ from secret_runs import traced_run
 from laios.execution.redaction import (
     REDACTED,
     SecretForms,
+    is_secret_key,
+    is_secret_pair,
     redact,
     scrub,
     scrub_head,
@@ -292,3 +295,61 @@ def test_a_cut_text_of_expanding_characters_is_scrubbed_as_far_as_it_is_kept() -
     assert head == expected
     assert head.count(REDACTED) == 6
     assert "ﬃ" * 40 in head
+
+
+#: A secret-looking name holding a letter that is not ASCII, given composed (NFC).
+NAMED = "tok-9fQ2xLmR7vKp3ZsW8nYb4HcD6gJt1AeU"
+
+
+def _decomposed(text: str) -> str:
+    written = unicodedata.normalize("NFD", text)
+    assert written != text
+    return written
+
+
+@pytest.mark.parametrize("name", ["authé", "pwdñ", "dbPwdé", "jwtö", "clé_api_key", "passwörd"])
+def test_a_name_is_read_alike_composed_and_decomposed(name: str) -> None:
+    """A name written decomposed (``e`` and a combining accent, as macOS file names and many
+    text inputs write it) is the same name: secret-looking as its composed form is, and its
+    value is secret and redacted likewise."""
+    decomposed = _decomposed(name)
+    assert is_secret_key(name)
+    assert is_secret_key(decomposed)
+    assert secret_values({decomposed: NAMED}) == [NAMED]
+    assert redact({decomposed: NAMED, "q": 1}) == {decomposed: REDACTED, "q": 1}
+
+
+@pytest.mark.parametrize("name", ["X-Clé-Token", "clé_api_key", "contraseña_token"])
+def test_a_pair_name_is_read_alike_composed_and_decomposed(name: str) -> None:
+    assert is_secret_pair((name, NAMED))
+    assert is_secret_pair((_decomposed(name), NAMED))
+    assert not is_secret_pair((_decomposed("clé_token_count"), NAMED))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _decomposed(f"user=bob&clé_api_key={NAMED}"),
+        _decomposed(f"CLÉ_TOKEN={NAMED}"),
+        _decomposed(f"GET / HTTP/1.1\r\nX-Clé-Token: {NAMED}\r\n"),
+        f"https://h/?cle%CC%81_token={NAMED}&x=1",
+    ],
+    ids=["form", "environment", "header", "percent-encoded"],
+)
+def test_a_decomposed_name_in_text_is_read_as_its_composed_form(text: str) -> None:
+    """A text writing a secret-looking name decomposed (a combining accent, which no name of
+    the pattern holds, after its letter) holds a secret under it, as it does under the
+    composed name; so does one writing the decomposed name percent-encoded."""
+    assert NAMED in secret_values({"request": text})
+    assert NAMED in secret_values({"request": unicodedata.normalize("NFC", unquote(text))})
+
+
+def test_a_short_secret_is_scrubbed_after_its_name_in_either_canonical_form() -> None:
+    """A value too short to scrub from free text, written after its name decomposed when it
+    was given composed, and the other way round."""
+    for given, written in (
+        ("clé_token", _decomposed("clé_token")),
+        (_decomposed("clé_token"), "clé_token"),
+    ):
+        secrets = secret_values({given: "ab1"})
+        assert scrub(f"{written}=ab1 and ab1", secrets) == f"{written}={REDACTED} and ab1"

@@ -158,6 +158,16 @@ def test_a_short_secret_is_scrubbed_under_its_name_percent_encoded(name: str, va
             assert scrub(text, secrets) == f"{head}{written}={REDACTED}{tail}", text
 
 
+def test_a_short_secret_is_scrubbed_percent_encoded_with_lower_case_hex_digits() -> None:
+    """Many encoders write the hex digits of a percent-escape in lower case: the value after
+    its name so written (the name too) is the secret there too."""
+    for name, value in (("password", "a/b"), ("password", "é1"), ("clé_token", "ab1")):
+        secrets = secret_values({name: value})
+        written = quote(name).lower() if "%" in quote(name) else name
+        text = f"https://h/?{written}={quote(value, safe='').lower()}&x=1"
+        assert scrub(text, secrets) == f"https://h/?{written}={REDACTED}&x=1", text
+
+
 def test_captured_strings_redact_a_short_secret_written_as_its_parameter() -> None:
     """A captured result string quoting the parameter and its value loses the value."""
     secrets = secret_values({"api_key": SHORT})

@@ -30,8 +30,8 @@ from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from itertools import chain, compress, islice, repeat
 from types import SimpleNamespace
-from typing import Any
-from urllib.parse import quote, quote_plus, unquote
+from typing import Any, Literal
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 from uuid import UUID
 
 from pydantic import BaseModel, SecretBytes, SecretStr
@@ -229,17 +229,35 @@ def is_secret_key(key: object) -> bool:
     """Whether a parameter name looks like it holds a secret (``api_key``, ``Authorization``…).
 
     A ``bytes`` or ``bytearray`` name (``b"Authorization"``, as HTTP headers are often kept)
-    is read as Latin-1 text; any other non-string name is not secret."""
+    is read as Latin-1 text; any other non-string name is not secret. A name written with
+    decomposed letters (``e`` and a combining accent) is read composed too (NFC), so that it
+    is secret as the same name written composed is (see :func:`_canonical_names`)."""
     if not isinstance(key, str):
         if not isinstance(key, (bytes, bytearray)):
             return False
         key = key.decode("latin-1")
+    return any(map(_looks_secret, _canonical_names(key)))
+
+
+def _looks_secret(key: str) -> bool:
+    """Whether ``key``, as written, is a secret-looking name (see :func:`is_secret_key`)."""
     return (
         _hinted(key)
         and _SECRET_KEY.search(key) is not None
         and key not in _ORDINARY_KEYS
         and key.translate(_WORD_SEPARATORS).lower() not in _ORDINARY_WORDS
     )
+
+
+def _canonical_names(name: str) -> tuple[str, ...]:
+    """``name``, then its Unicode composed form (NFC) where that differs: the same name, as
+    another program may have written it decomposed (macOS file names and many text inputs
+    write ``é`` as ``e`` and a combining accent), which the secret-looking pattern, written
+    for ASCII letters, reads otherwise (``authe\\u0301``: ``e`` next to ``auth``, where ``é``
+    is not). A name already composed, ASCII among them, is its only form."""
+    if name.isascii() or unicodedata.is_normalized("NFC", name):
+        return (name,)
+    return (name, unicodedata.normalize("NFC", name))
 
 
 def _is_secret_name(key: object) -> bool:
@@ -290,11 +308,19 @@ def is_secret_pair(item: object) -> bool:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         return False
     name, value = item
-    if not isinstance(value, (str, bytes, bytearray)) or not is_secret_key(name):
+    if not isinstance(value, (str, bytes, bytearray)):
         return False
-    if not isinstance(name, str):
+    if isinstance(name, (bytes, bytearray)):
         name = bytes(name).decode("latin-1")
-    return _ends_with_secret_word(name)
+    return isinstance(name, str) and _names_a_secret_pair(name)
+
+
+def _names_a_secret_pair(name: str) -> bool:
+    """Whether ``name`` is the name of a ``(name, value)`` pair holding a secret (see
+    :func:`is_secret_pair`), as written or composed (see :func:`_canonical_names`)."""
+    return any(
+        _looks_secret(form) and _ends_with_secret_word(form) for form in _canonical_names(name)
+    )
 
 
 def utf8_text(text: str) -> str:
@@ -527,9 +553,12 @@ def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
 #: A value written under its name in text: ``name=value`` in a URL's query, a form body, an
 #: environment entry or a command line (``--name=value``), and a header line ``Name: value``.
 #: (A value ends at white space, ``&``, ``#``, ``;``, a quote, a bracket or a comma: quoted,
-#: as ``password='…'`` in a ``repr``, its quotes are not part of it.)
+#: as ``password='…'`` in a ``repr``, its quotes are not part of it. The name before ``=``
+#: may be percent-encoded, as a URL's query or a form body writes it: ``api%5Fkey``,
+#: ``pass%77ord``, ``api+key``.)
 _ASSIGNMENT = re.compile(
-    r"(?:^|(?<=[\s?&;,(]))-{0,2}([A-Za-z][\w.-]*)=['\"]?([^\s&#;'\"()\[\]{},]+)"
+    r"(?:^|(?<=[\s?&;,(]))-{0,2}((?:[A-Za-z]|%[0-9A-Fa-f]{2})(?:[\w.+-]|%[0-9A-Fa-f]{2})*)"
+    r"=['\"]?([^\s&#;'\"()\[\]{},]+)"
     r"|^([A-Za-z][\w-]*):(?!//)[ \t]*([^\r\n]+)",
     re.MULTILINE,
 )
@@ -539,22 +568,41 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
     """The ``(name, value)`` pairs ``text`` writes (see ``_ASSIGNMENT``) whose name holds a
     secret as a header's or a form field's does (see :func:`is_secret_pair`: ``api_key``,
     ``password``, ``X-Api-Key``, ``Authorization``, not ``max_tokens``): each value as
-    written, and percent-decoded when that differs (the query of a URL)."""
-    if (
-        len(text) > MAX_NAMED_TEXT_CHARS
-        or ("=" not in text and ":" not in text)
-        or _SECRET_KEY.search(text) is None
+    written, and percent-decoded when that differs (the query of a URL).
+
+    A name written percent-encoded (``api%5Fkey=``, ``pass%77ord=``, ``api+key=``) is read
+    decoded, as a mapping's key of that name would be, and each value is given under the name
+    both as written and decoded (a short one is scrubbed after either, see
+    :func:`_field_forms`). A text holding decomposed letters (``e`` and a combining accent,
+    which no name of the pattern holds) is read composed (NFC) too, as names are (see
+    :func:`_canonical_names`)."""
+    if len(text) > MAX_NAMED_TEXT_CHARS or ("=" not in text and ":" not in text):
+        return
+    # (no secret word in the text, as written, decoded or composed: no secret name in it)
+    decoded = unquote_plus(text) if "%" in text or "+" in text else text
+    if all(
+        _SECRET_KEY.search(form) is None
+        for form in dict.fromkeys((text, *_canonical_names(decoded)))
     ):
         return
-    for match in _ASSIGNMENT.finditer(text):
-        name, value = (match[1], match[2]) if match[1] is not None else (match[3], match[4])
-        value = value.rstrip()
-        if value and is_secret_key(name) and _ends_with_secret_word(name):
-            yield name, value
-            if match[1] is not None and ("%" in value or "+" in value):
-                decoded = unquote(value.replace("+", " "))
-                if decoded != value:
-                    yield name, decoded
+    seen: set[tuple[str, str]] = set()
+    for written in _canonical_names(text):
+        for match in _ASSIGNMENT.finditer(written):
+            encoded = match[1] is not None  # (name=value, not a header line)
+            name, value = (match[1], match[2]) if encoded else (match[3], match[4])
+            value = value.rstrip()
+            names = [name]
+            values = [value]
+            if encoded and ("%" in name or "+" in name):
+                names.append(unquote_plus(name))
+            if not value or not any(map(_names_a_secret_pair, names)):
+                continue
+            if encoded and ("%" in value or "+" in value):
+                values.append(unquote_plus(value))
+            for pair in dict.fromkeys((named, found) for found in values for named in names):
+                if pair not in seen:
+                    seen.add(pair)
+                    yield pair
 
 
 def _field_forms(name: object, value: str) -> list[str]:
@@ -562,9 +610,12 @@ def _field_forms(name: object, value: str) -> list[str]:
     value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
     (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
     mapping too, and unquoted, as a number is written), ``name=`` followed by the value
-    percent-encoded (a URL's query; the name too, where that changes it), the ``repr``-quoted
+    percent-encoded (a URL's query; the name too, where that changes it; the hex digits of
+    the escapes in capitals or in lower case, ``%2F`` or ``%2f``), the ``repr``-quoted
     ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
-    the value in the other Unicode normalization forms (see :func:`_normalized`), each as an
+    the value in the other Unicode normalization forms (see :func:`_normalized`), and for
+    the name and the value both in each of them (a name that is not ASCII, as a text
+    normalized as a whole writes it: ``cle\\u0301_token=`` for ``clé_token``), each as an
     :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
@@ -573,6 +624,11 @@ def _field_forms(name: object, value: str) -> list[str]:
     shapes: list[tuple[str, str, str]] = []
     for variant in _normalized(value):  # (also in the other normalization forms: see there)
         shapes += _field_shapes(name, variant)
+    if not name.isascii():  # (a text normalized as a whole writes its name so too)
+        for normal in _NORMAL_FORMS:
+            written = unicodedata.normalize(normal, name)
+            if written != name:
+                shapes += _field_shapes(written, unicodedata.normalize(normal, value))
     forms: dict[str, _InField] = {}
     for head, written, tail in shapes:
         text = head + written + tail
@@ -591,6 +647,8 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
     names = dict.fromkeys((name, quote_plus(name), quote(name, safe=""), quote(name)))
     for encoded in (quote_plus(value), quote(value, safe=""), quote(value)):
         shapes += [(f"{written}=", encoded, "") for written in names]
+        # (and with the hex digits of the escapes in lower case, as many encoders write them)
+        shapes += [(f"{_lower_hex(written)}=", _lower_hex(encoded), "") for written in names]
     # As repr() writes it, and ascii() (p\xe4), after its name and in a mapping whose key one
     # of them writes likewise (a number unquoted).
     for write in (repr, ascii):
@@ -632,7 +690,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     Text that holds a JSON mapping or list (``{"body": '{"api_key": "…"}'}``, up to
     ``MAX_JSON_TEXT_CHARS`` characters) is read as that mapping or list too, and a value text
     writes under a secret-looking name (``?api_key=…``, ``password=…``, a line
-    ``Authorization: Bearer …``; in text of up to ``MAX_NAMED_TEXT_CHARS`` characters, see
+    ``Authorization: Bearer …``; the name also percent-encoded, ``api%5Fkey=…``, and read
+    as a key is; in text of up to ``MAX_NAMED_TEXT_CHARS`` characters, see
     :func:`_assignments`) is secret.
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
@@ -1075,8 +1134,10 @@ def secret_values_now_and_before(
 def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")``, ``quote(secret)``, which keeps each ``/``, and
-    ``quote_plus``), ``repr``-escaped (also as inside a longer text that holds a ``"``, each
-    ``'`` written ``\\'``), JSON-escaped (with and without ``ensure_ascii``) and as
+    ``quote_plus``; each also with the hex digits of its escapes in lower case, ``%2f``, as
+    many encoders write them: see :func:`_lower_hex`), ``repr``-escaped (also as inside a
+    longer text that holds a ``"``, each ``'`` written ``\\'``), JSON-escaped (with and
+    without ``ensure_ascii``) and as
     ``ascii()`` writes it (``p\\xe4ss``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
     in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
     that encode its bytes alone, at each of the three places it may start in a group of
@@ -1098,11 +1159,15 @@ def encoded_forms(secret: str) -> list[str]:
         return forms if secret.isascii() else _with_folded(forms)
     for variant in _normalized(secret):
         written = repr(variant)
-        for form in (
-            variant,
+        encoded = (
             quote(variant, safe=""),
             quote(variant),  # (as ``quote`` is usually called: its default keeps each ``/``)
             quote_plus(variant),
+        )
+        for form in (
+            variant,
+            *encoded,
+            *map(_lower_hex, encoded),  # (``%2f``, as many encoders write the hex digits)
             written[1:-1],
             # As repr writes it inside a longer text that also holds a '"': in single quotes,
             # each "'" of the secret written "\\'" (the repr of the secret alone uses '"').
@@ -1125,6 +1190,23 @@ def encoded_forms(secret: str) -> list[str]:
     return forms if secret.isascii() else _with_folded(forms)
 
 
+#: A percent-escape whose hex digits :func:`quote` writes in capitals (``%2F``).
+_UPPER_HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def _lower_hex(encoded: str) -> str:
+    """``encoded``, percent-encoded by :func:`quote`, with the hex digits of its escapes in
+    lower case, as many encoders write them (``a%2fb%c3%a9``); its other letters as they are
+    (``encoded`` itself when it holds no such digit)."""
+    if "%" not in encoded:
+        return encoded
+    return _UPPER_HEX_ESCAPE.sub(lambda escape: escape[0].lower(), encoded)
+
+
+#: The Unicode normalization forms a text may be written in (see :func:`_normalized`).
+_NORMAL_FORMS: tuple[Literal["NFC", "NFD", "NFKC", "NFKD"], ...] = ("NFC", "NFD", "NFKC", "NFKD")
+
+
 def _normalized(text: str) -> list[str]:
     """``text``, then its Unicode normalization forms NFC and NFD where they differ (``ä`` as
     one code point and as ``a`` with a combining diaeresis: the same text, as another
@@ -1133,7 +1215,7 @@ def _normalized(text: str) -> list[str]:
     input writes it)."""
     variants = [text]
     if not text.isascii():
-        for normal in ("NFC", "NFD", "NFKC", "NFKD"):
+        for normal in _NORMAL_FORMS:
             variant = unicodedata.normalize(normal, text)
             if variant not in variants:
                 variants.append(variant)
@@ -1383,8 +1465,9 @@ def _forms_of(secrets: Iterable[str]) -> Sequence[str]:
 def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES) -> str:
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
-    The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
-    JSON-escaped, base64, also inside the base64 of a longer text) are replaced too.
+    The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, with the hex
+    digits of the escapes in capitals or in lower case, ``repr``- and JSON-escaped, base64,
+    also inside the base64 of a longer text) are replaced too.
     So is each prefix and each suffix of a secret or of one of its forms at least
     ``MIN_PREFIX_CHARS`` characters long, wherever it occurs (a tool quoting a token's first or
     last characters, a text cut inside one before it got here), except a prefix no longer than
