@@ -257,7 +257,8 @@ with warnings.catch_warnings():
         """Description of one parameter a tool accepts.
 
         Attributes:
-            name: Parameter name, as passed to the tool.
+            name: Parameter name, as passed to the tool (a field's alias, or the first step of
+                its ``AliasPath``).
             type: JSON type: ``"string"``, ``"number"``, ``"integer"``, ``"boolean"``,
                 ``"object"`` or ``"array"``.
             description: What the parameter means.
