@@ -257,10 +257,14 @@ with warnings.catch_warnings():
         """Description of one parameter a tool accepts.
 
         Attributes:
-            name: Parameter name, as passed to the tool.
+            name: Parameter name, as passed to the tool (a field's alias, or the first step of
+                its ``AliasPath``).
             type: JSON type: ``"string"``, ``"number"``, ``"integer"``, ``"boolean"``,
                 ``"object"`` or ``"array"``.
-            description: What the parameter means.
+            description: What the parameter means: the field's own description, or, for a
+                tool described from a function's signature, what the function's docstring
+                (Google, NumPy or Sphinx style) says of the parameter; empty when neither
+                says anything.
             required: Whether the caller must supply it.
             default: Value used when the caller leaves it out.
             schema: Extra JSON-schema detail (items, properties, enum values, bounds) when the

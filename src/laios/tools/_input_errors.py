@@ -21,8 +21,10 @@ import weakref
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
-from pydantic import AliasChoices, AliasPath, BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from laios.tools._aliases import alias_paths
 
 __all__ = ["HIDDEN_KEY", "POSITIONAL_ONLY_ERROR", "given_by_position", "without_input_keys"]
 
@@ -225,10 +227,4 @@ def _collect(annotation: Any, names: set[Any], seen: set[int], depth: int) -> No
 
 def _alias_names(alias: Any) -> list[Any]:
     """The names an alias (a string, an ``AliasPath``, an ``AliasChoices``) reads."""
-    if isinstance(alias, str):
-        return [alias]
-    if isinstance(alias, AliasPath):
-        return list(alias.path)
-    if isinstance(alias, AliasChoices):
-        return [name for choice in alias.choices for name in _alias_names(choice)]
-    return []
+    return [step for path in alias_paths(alias) for step in path]

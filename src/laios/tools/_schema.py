@@ -23,6 +23,12 @@ six types: its ``ToolParameter.schema`` says ``{"type": "null"}``.
 References to ``$defs`` (nested models, enums) are followed, also the one a model that refers
 to itself has as its whole schema.
 
+Each parameter is named as a caller passes it, as pydantic's schema names a field with an alias
+or ``AliasChoices`` (its first plain name), except for one read along a path alone (an
+``AliasPath``, an ``AliasChoices`` of paths), which pydantic names by the field's own name
+though that name does not take it: such a field is described under the path's first step, an
+object holding it where the path leads (see :func:`_along_paths`), in nested models too.
+
 The description is always strict JSON: a field JSON schema cannot express (a callable, a
 class) is described as any value, a default that cannot be written as JSON (an object, bytes
 that are not UTF-8, NaN, infinity) is left out, and so is any other non-finite number; a
@@ -43,6 +49,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import PydanticSerializationError
 
 from laios.core.types import ToolParameter
+from laios.tools._aliases import Path, alias_paths
 
 __all__ = ["parameters_from_model"]
 
@@ -93,6 +100,29 @@ class _ToolJsonSchema(GenerateJsonSchema):
 
     def emit_warning(self, kind: Any, detail: str) -> None:
         """Say nothing: a left-out default is the documented behaviour, not news."""
+
+    def model_fields_schema(self, schema: Any) -> JsonSchemaValue:
+        """Pydantic's schema of a model's fields, each read along a path described under the
+        path's first step (see :func:`_along_paths`)."""
+        fields = [(name, field.get("validation_alias")) for name, field in schema["fields"].items()]
+        return self._along_paths(super().model_fields_schema(schema), fields)
+
+    def dataclass_args_schema(self, schema: Any) -> JsonSchemaValue:
+        """Pydantic's schema of a dataclass's fields, as :meth:`model_fields_schema`."""
+        fields = [(field["name"], field.get("validation_alias")) for field in schema["fields"]]
+        return self._along_paths(super().dataclass_args_schema(schema), fields)
+
+    def typed_dict_schema(self, schema: Any) -> JsonSchemaValue:
+        """Pydantic's schema of a ``TypedDict``, as :meth:`model_fields_schema`."""
+        fields = [(name, field.get("validation_alias")) for name, field in schema["fields"].items()]
+        return self._along_paths(super().typed_dict_schema(schema), fields)
+
+    def _along_paths(
+        self, described: JsonSchemaValue, fields: list[tuple[str, Any]]
+    ) -> JsonSchemaValue:
+        if self.mode != "validation" or not self.by_alias:
+            return described
+        return _along_paths(described, fields)
 
 
 #: The decimal exponent past which a number is out of a float's range (``1.8e308``).
@@ -145,16 +175,160 @@ def _json_schema(model: type[BaseModel]) -> dict[str, Any] | None:
 
 
 def _from_fields(model: type[BaseModel]) -> list[ToolParameter]:
-    """Describe the fields of a model that has no JSON schema by what they declare."""
-    return [
-        ToolParameter(
-            name=field.alias or name,
-            type="string",
-            description=field.description or "",
-            required=field.is_required(),
+    """Describe the fields of a model that has no JSON schema by what they declare, each under
+    the name a caller passes it by, as its JSON schema would (see :func:`_caller_path`): one
+    parameter for all the fields read along paths from the same one."""
+    params: dict[str, ToolParameter] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias if field.validation_alias is not None else field.alias
+        path = _caller_path(alias)
+        if path is None:
+            named = [p[0] for p in alias_paths(alias) if len(p) == 1 and isinstance(p[0], str)]
+            caller = str(named[0]) if named else name
+            kind = "string"
+        else:
+            caller = str(path[0])
+            kind = "object" if isinstance(path[1], str) else "array"
+        required = field.is_required()
+        if caller in params:
+            params[caller] = params[caller].model_copy(
+                update={
+                    "type": kind,
+                    "description": "",
+                    "required": required or params[caller].required,
+                }
+            )
+            continue
+        params[caller] = ToolParameter(
+            name=caller,
+            type=kind,
+            description="" if path else field.description or "",
+            required=required,
         )
-        for name, field in model.model_fields.items()
-    ]
+    return list(params.values())
+
+
+def _caller_path(alias: Any) -> Path | None:
+    """The path a caller gives a field's value along when pydantic's JSON schema describes it
+    under a name that does not take it: an alias of no plain name (an ``AliasPath``, an
+    ``AliasChoices`` of paths alone) reads the first path, and pydantic names the field by
+    its own name. ``None`` for a field a name takes (its alias's first, or its own)."""
+    paths = alias_paths(alias)
+    if not paths or any(len(path) == 1 and isinstance(path[0], str) for path in paths):
+        return None
+    first = paths[0]
+    return first if len(first) > 1 and isinstance(first[0], str) else None
+
+
+def _along_paths(described: JsonSchemaValue, fields: list[tuple[str, Any]]) -> JsonSchemaValue:
+    """``described`` (the JSON schema of an object whose ``fields`` are pairs of a field's
+    name and its validation alias) with each field read along a path (see
+    :func:`_caller_path`) described under the path's first step instead of its own name: an
+    object holding it under the next step (an array holding it at the position a step
+    counts), and so on. The fields reading from the same first step are one property; where a
+    field of that name is one too, the property is both (``allOf``). Required when one of the
+    fields is."""
+    properties = described.get("properties")
+    if not isinstance(properties, dict):
+        return described
+    moved = {
+        name: path
+        for name, alias in fields
+        if name in properties and (path := _caller_path(alias)) is not None
+    }
+    if not moved:
+        return described
+    required = described.get("required")
+    required = required if isinstance(required, list) else []
+    needed = {name for name in required if name not in moved}
+    out: dict[str, Any] = {}
+    built: set[str] = set()
+    for key, prop in properties.items():
+        path = moved.get(key)
+        if path is None:
+            head, value = key, prop
+        else:
+            head, value = str(path[0]), _along(path[1:], prop, key in required)
+            if key in required:
+                needed.add(head)
+        if head not in out:
+            out[head] = value
+            if path is not None:
+                built.add(head)
+        elif head in built and path is not None:
+            out[head] = _merged(out[head], value)
+        else:
+            out[head] = {"allOf": [out[head], value]}
+            built.discard(head)
+    result = {**described, "properties": out}
+    kept = [name for name in out if name in needed]
+    kept += [name for name in required if name not in out and name not in moved]
+    if kept:
+        result["required"] = kept
+    else:
+        result.pop("required", None)
+    return result
+
+
+def _along(steps: Path, schema: dict[str, Any], required: bool) -> dict[str, Any]:
+    """The schema of a value holding one that ``schema`` describes along ``steps``: a key of
+    an object for a text step, a position in an array for a number (one counted from the end
+    tells only that it is an array), each there when ``required``."""
+    for step in reversed(steps):
+        if isinstance(step, str):
+            schema = {"type": "object", "properties": {step: schema}}
+            if required:
+                schema["required"] = [step]
+        elif step >= 0:
+            schema = {"type": "array", "prefixItems": [*([{}] * step), schema]}
+            if required:
+                schema["minItems"] = step + 1
+        else:
+            schema = {"type": "array"}
+            if required:
+                schema["minItems"] = -step
+    return schema
+
+
+_OBJECT_KEYS = frozenset({"type", "properties", "required"})
+_ARRAY_KEYS = frozenset({"type", "prefixItems", "minItems"})
+
+
+def _merged(first: Any, second: Any) -> Any:
+    """One schema of two that :func:`_along` made for the same first step: their properties
+    (or positions) together, each merged again where both have it, and ``allOf`` both where
+    they describe a field (or differ in type)."""
+    if first == {}:
+        return second
+    if second == {}:
+        return first
+    if not (isinstance(first, dict) and isinstance(second, dict)):
+        return {"allOf": [first, second]}
+    kinds = (first.get("type"), second.get("type"))
+    if kinds == ("object", "object") and first.keys() | second.keys() <= _OBJECT_KEYS:
+        properties = dict(first.get("properties", {}))
+        for key, value in second.get("properties", {}).items():
+            properties[key] = _merged(properties[key], value) if key in properties else value
+        required = list(first.get("required", []))
+        required += [key for key in second.get("required", []) if key not in required]
+        merged: dict[str, Any] = {"type": "object", "properties": properties}
+        if required:
+            merged["required"] = required
+        return merged
+    if kinds == ("array", "array") and first.keys() | second.keys() <= _ARRAY_KEYS:
+        ones, others = first.get("prefixItems", []), second.get("prefixItems", [])
+        items = [
+            _merged(ones[i] if i < len(ones) else {}, others[i] if i < len(others) else {})
+            for i in range(max(len(ones), len(others)))
+        ]
+        merged = {"type": "array"}
+        if items:
+            merged["prefixItems"] = items
+        least = max(first.get("minItems", 0), second.get("minItems", 0))
+        if least:
+            merged["minItems"] = least
+        return merged
+    return {"allOf": [first, second]}
 
 
 def _deref(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
-from typing import Any, ClassVar, Literal, Optional, cast, overload
+from typing import Annotated, Any, ClassVar, Literal, Optional, cast, overload
 
 from pydantic import (
     BaseModel,
@@ -49,6 +49,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
@@ -64,6 +65,7 @@ from laios._exceptions import (
 from laios._secret_types import SECRET_TYPES
 from laios._text import shorten
 from laios.core.types import Permission, ToolParameter
+from laios.tools._docstrings import parameter_descriptions
 from laios.tools._input_errors import given_by_position, without_input_keys
 from laios.tools._schema import parameters_from_model
 
@@ -1715,16 +1717,60 @@ def _model_from_signature(
     }
     # (where pydantic looks up a quoted name inside an annotation, ``Optional["Node"]``)
     names = {**(_globals_of(func) or {}), **(local_names or {})}
-    model = _new_model(model_name, base, fields, names)
+    texts = parameter_descriptions(func)
+
+    def described(specs: dict[str, Any]) -> dict[str, Any]:
+        # (each field described by what the docstring says of its parameter)
+        return {
+            key: (_described(annotation, texts.get(renamed.get(key, key))), default)
+            for key, (annotation, default) in specs.items()
+        }
+
+    model = _new_model(model_name, base, described(fields), names)
     if model is None:
         # An annotation pydantic cannot use (a class of the caller's own, typing.TypedDict
         # before Python 3.12, a quoted name found nowhere): that parameter takes any value,
         # the others keep their types.
         usable = {key: _usable_field(base, key, spec, names) for key, spec in fields.items()}
-        model = _new_model(model_name, base, usable, names)
+        model = _new_model(model_name, base, described(usable), names)
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
+
+
+def _described(annotation: Any, text: str | None) -> Any:
+    """``annotation`` described by ``text``, what the function's docstring says of the
+    parameter (see :mod:`laios.tools._docstrings`), unless that is nothing. The ``Field``
+    carrying it comes first among the annotation's metadata, so that a description given
+    explicitly (``Annotated[str, Field(description=...)]``, or a ``Field`` as the default)
+    is merged over it and wins; one given inside the ``Optional`` a default of None makes of
+    the annotation is taken for the parameter's, as the docstring's would be."""
+    text = _explicit_description(annotation) or text
+    if not text:
+        return annotation
+    described = Field(description=text)
+    if typing.get_origin(annotation) is Annotated:
+        inner, *metadata = typing.get_args(annotation)
+        arguments = (inner, described, *metadata)
+        return Annotated[arguments]
+    return Annotated[annotation, described]
+
+
+def _explicit_description(annotation: Any) -> str | None:
+    """The description a ``Field`` in the metadata of ``annotation`` gives (the last one), also
+    inside an ``Optional`` (``limit: Annotated[int, Field(description=...)] = None``, read as
+    ``Optional[...]``, where pydantic would give it to the ``int`` alone), or None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        annotation = others[0] if len(others) == 1 else annotation
+    if typing.get_origin(annotation) is not Annotated:
+        return None
+    texts = [
+        item.description
+        for item in typing.get_args(annotation)[1:]
+        if isinstance(item, FieldInfo) and item.description
+    ]
+    return texts[-1] if texts else None
 
 
 def _by_position_refusal(names: frozenset[str]) -> Any:
