@@ -5,7 +5,8 @@ its task factory. A factory that fails — one written for Python 3.10 that does
 ``context=``, or one refusing on purpose — fails that task at once, and never costs the
 executor its ``max_async_tools`` slot. One that runs a task's first step at once
 (``asyncio.eager_task_factory``) never starts a queued tool inside the call that freed its
-slot.
+slot, and a TaskGroup of a tool awaited in the caller's task that fails in its first step
+leaves the caller no cancellation.
 """
 
 from __future__ import annotations
@@ -226,3 +227,70 @@ def test_a_queued_call_whose_caller_is_cancelled_as_its_slot_frees_never_starts(
         asyncio.run(main())
     finally:
         executor.shutdown()
+
+
+class LooksUpInATaskGroup(AsyncBaseTool):
+    name = "looks_up_in_a_task_group"
+    description = "Looks a row up in a TaskGroup; the lookup fails before its first await."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def lookup() -> None:
+            raise KeyError("no row for ada")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(lookup())
+        except Exception:  # (the group's ExceptionGroup)
+            if kwargs["then"] == "raise":
+                raise LookupError("ada is not there") from None
+            if kwargs["then"] == "reraise":
+                raise
+        return "fallback"
+
+
+@_NEEDS_EAGER
+@pytest.mark.parametrize("then", ["return", "raise", "reraise"])
+def test_a_task_group_failing_in_its_first_step_leaves_no_cancellation_to_the_caller(
+    then: str,
+) -> None:
+    """Under an eager task factory a group's task that fails in its first step fails inside
+    ``create_task``, and the group cancels the task running it and takes that back before the
+    group ends. Early Python 3.12 releases (3.12.1 at least) deliver it all the same: the
+    caller of execute_async, in whose task the tool ran, was cancelled at its next ``await``
+    (nobody had cancelled anything), and an ``asyncio.wait_for`` around the call lost its
+    result to a CancelledError."""
+    registry = ToolRegistry()
+    registry.register_tool(LooksUpInATaskGroup())
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name="looks_up_in_a_task_group",
+        parameters={"then": then},
+    )
+
+    async def call() -> Any:
+        result = await executor.execute_async(task, CONTEXT)
+        await asyncio.sleep(0)  # no cancellation is left pending for the caller
+        caller = asyncio.current_task()
+        assert caller is not None
+        return result, caller.cancelling()
+
+    async def main() -> Any:
+        asyncio.get_running_loop().set_task_factory(_EAGER)
+        return await asyncio.wait_for(call(), GUARD)
+
+    try:
+        result, cancelling = asyncio.run(main())
+    finally:
+        executor.shutdown()
+    assert cancelling == 0
+    if then == "return":
+        assert result.success, result.error
+        assert result.output == "fallback"
+    elif then == "raise":
+        assert result.metadata["error_type"] == "LookupError"
+        assert result.error == "ada is not there"
+    else:
+        assert result.metadata["outcome"] == "error"
+        assert "no row for ada" in (result.error or ""), result.error

@@ -31,7 +31,8 @@ Python 3.10 keeps no count of a task's cancellations either: a cancellation requ
 the task runs a step of its coroutine (the tool cancelling its own task) shows only in the
 task's private ``_must_cancel`` flag until the task delivers it, which
 :func:`cancel_requested_while_running` reads. A task without that flag (another task class)
-says no.
+says no. Before Python 3.13 that flag also shows a cancellation taken back (``uncancel``, the
+count back to zero) that the task will deliver all the same: nothing public says so.
 """
 
 from __future__ import annotations

@@ -37,7 +37,12 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from laios._compat.asyncio import forget_pending, raising_handle, suspended_async_generators
+from laios._compat.asyncio import (
+    cancel_requested_while_running,
+    forget_pending,
+    raising_handle,
+    suspended_async_generators,
+)
 from laios.execution._checks import positive_int, switch
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
@@ -1110,7 +1115,8 @@ class LoopRunner:
         task groups. Before Python 3.12.3 a TaskGroup of the tool that failed while it waited
         for its tasks leaves its own cancellation counted: the tool is watched
         (:class:`WatchedCall`) to tell it, and it is taken back once the tool has returned or
-        raised.
+        raised. So is one that the tool requested and took back, which Pythons before 3.13
+        deliver all the same (see :func:`_taken_back_but_due`).
         """
         assert isinstance(work, _AwaitedCall)
         events = work.events
@@ -1149,6 +1155,8 @@ class LoopRunner:
                 outcome = RawOutcome(None, exc)  # the tool's own, as any exception
             if work.active:  # it returned or raised by itself (not cancelled)
                 work.active = False
+                if _UNCANCEL_MAY_LEAVE_IT and _taken_back_but_due(task):
+                    await take_pending_cancellation()  # (not at the caller's next await)
                 # (The count first: one cheap look on every call's path.)
                 cancelled = work.stopped or _cancelling(task) > work.cancelling
                 if cancelled and watched.pending:
@@ -1564,6 +1572,24 @@ def _by_groups(watched: WatchedCall) -> int:
 #: raised) once it has ended: before Python 3.12.3, a group whose task fails while the group
 #: waits for it in ``__aexit__`` cancels the task running the group and never takes that back.
 _TASK_GROUPS_LEAVE_A_CANCEL = sys.version_info < (3, 12, 3)
+
+#: Whether a cancellation taken back (``Task.uncancel``, the count back to zero) may still be
+#: delivered: before Python 3.13, which withdraws it, taking it back did not (a fix later 3.12
+#: releases may have too: there the state looked for never arises, for one attribute read).
+_UNCANCEL_MAY_LEAVE_IT = sys.version_info < (3, 13)
+
+
+def _taken_back_but_due(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task``, which awaited a tool and was not being cancelled when it began (see
+    :meth:`LoopRunner.claim`), is to deliver a cancellation its count no longer shows: one
+    the tool's last step requested of it and took back, which Pythons before 3.13 deliver
+    all the same, at the task's next ``await``. A TaskGroup of the tool does so under an
+    eager task factory (``asyncio.eager_task_factory``) when one of its tasks fails in its
+    first step, inside ``create_task``: the group cancels the task running it there, and
+    takes that back in ``__aexit__``. Delivered later, it would cancel a caller that nobody
+    cancelled."""
+    return not _cancelling(task) and cancel_requested_while_running(task)
+
 
 #: What a TaskGroup raises when its tasks fail (Python 3.11+).
 _EXCEPTION_GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
