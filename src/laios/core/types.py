@@ -258,7 +258,8 @@ with warnings.catch_warnings():
 
         Attributes:
             name: Parameter name, as passed to the tool (a field's alias, or the first step of
-                its ``AliasPath``).
+                its ``AliasPath``; its own name where the model's configuration takes no alias
+                or takes that name).
             type: JSON type: ``"string"``, ``"number"``, ``"integer"``, ``"boolean"``,
                 ``"object"`` or ``"array"``.
             description: What the parameter means: the field's own description, or, for a

@@ -27,7 +27,12 @@ Each parameter is named as a caller passes it, as pydantic's schema names a fiel
 or ``AliasChoices`` (its first plain name), except for one read along a path alone (an
 ``AliasPath``, an ``AliasChoices`` of paths), which pydantic names by the field's own name
 though that name does not take it: such a field is described under the path's first step, an
-object holding it where the path leads (see :func:`_along_paths`), in nested models too.
+object holding it where the path leads (see :func:`_along_paths`), in nested models too, and
+that parameter's description tells what each field it holds is (see :func:`_told`). Where the
+model's configuration lets the field's own name take its value (``validate_by_name=True``, or
+``populate_by_name=True``), a field read along a path is described under that name, as pydantic
+does; where it lets no alias take one (``validate_by_alias=False``), every field is described
+under its own name, which pydantic's schema does not do (see :func:`_names_taken`).
 
 The description is always strict JSON: a field JSON schema cannot express (a callable, a
 class) is described as any value, a default that cannot be written as JSON (an object, bytes
@@ -39,12 +44,14 @@ whether they are required.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import PydanticSerializationError
 
@@ -72,8 +79,16 @@ _NUMBER_TEXT = "x-laios-number-text"
 
 
 class _ToolJsonSchema(GenerateJsonSchema):
-    """JSON schema generation that describes what it cannot express instead of failing, and
-    marks the text alternative of a ``Decimal`` as the number it stands for."""
+    """JSON schema generation that describes what it cannot express instead of failing,
+    marks the text alternative of a ``Decimal`` as the number it stands for, and names each
+    field as its model's configuration lets a caller pass it (see :meth:`_named`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Whether aliases were asked for, which a model's configuration may refuse.
+        self._asked_by_alias = self.by_alias
+        #: The core configurations of the models and dataclasses being described, innermost last.
+        self._configs: list[Mapping[str, Any]] = []
 
     def decimal_schema(self, schema: Any) -> JsonSchemaValue:
         """Pydantic's schema of a ``Decimal`` (a number or its text), its text marked."""
@@ -101,28 +116,83 @@ class _ToolJsonSchema(GenerateJsonSchema):
     def emit_warning(self, kind: Any, detail: str) -> None:
         """Say nothing: a left-out default is the documented behaviour, not news."""
 
+    def model_schema(self, schema: Any) -> JsonSchemaValue:
+        """Pydantic's schema of a model, its fields named as its configuration lets a caller
+        pass them (see :meth:`model_fields_schema`)."""
+        return self._configured(schema, functools.partial(super().model_schema, schema))
+
+    def dataclass_schema(self, schema: Any) -> JsonSchemaValue:
+        """Pydantic's schema of a dataclass, as :meth:`model_schema`."""
+        return self._configured(schema, functools.partial(super().dataclass_schema, schema))
+
     def model_fields_schema(self, schema: Any) -> JsonSchemaValue:
-        """Pydantic's schema of a model's fields, each read along a path described under the
-        path's first step (see :func:`_along_paths`)."""
+        """Pydantic's schema of a model's fields, each under the name a caller passes it by:
+        one read along a path under the path's first step (see :func:`_along_paths`)."""
         fields = [(name, field.get("validation_alias")) for name, field in schema["fields"].items()]
-        return self._along_paths(super().model_fields_schema(schema), fields)
+        config = self._configs[-1] if self._configs else {}
+        return self._named(fields, config, functools.partial(super().model_fields_schema, schema))
 
     def dataclass_args_schema(self, schema: Any) -> JsonSchemaValue:
         """Pydantic's schema of a dataclass's fields, as :meth:`model_fields_schema`."""
         fields = [(field["name"], field.get("validation_alias")) for field in schema["fields"]]
-        return self._along_paths(super().dataclass_args_schema(schema), fields)
+        config = self._configs[-1] if self._configs else {}
+        return self._named(fields, config, functools.partial(super().dataclass_args_schema, schema))
 
     def typed_dict_schema(self, schema: Any) -> JsonSchemaValue:
         """Pydantic's schema of a ``TypedDict``, as :meth:`model_fields_schema`."""
         fields = [(name, field.get("validation_alias")) for name, field in schema["fields"].items()]
-        return self._along_paths(super().typed_dict_schema(schema), fields)
+        config = schema.get("config") or {}
+        return self._named(fields, config, functools.partial(super().typed_dict_schema, schema))
 
-    def _along_paths(
-        self, described: JsonSchemaValue, fields: list[tuple[str, Any]]
+    def _configured(self, schema: Any, describe: Callable[[], JsonSchemaValue]) -> JsonSchemaValue:
+        self._configs.append(schema.get("config") or {})
+        try:
+            return describe()
+        finally:
+            self._configs.pop()
+
+    def _named(
+        self,
+        fields: list[tuple[str, Any]],
+        config: Mapping[str, Any],
+        describe: Callable[[], JsonSchemaValue],
     ) -> JsonSchemaValue:
-        if self.mode != "validation" or not self.by_alias:
+        """The schema ``describe`` makes of an object with ``fields`` (pairs of a field's name
+        and its validation alias), its properties named as ``config`` lets a caller pass them:
+        by no alias when it refuses them, by the field's own name rather than a path when it
+        takes that name (see :func:`_names_taken`)."""
+        if self.mode != "validation":
+            return describe()
+        by_alias, by_name = _names_taken(config)
+        asked = self.by_alias
+        # (read by pydantic for each field's name; a nested model sets it again for its own)
+        self.by_alias = self._asked_by_alias and by_alias
+        try:
+            described = describe()
+        finally:
+            self.by_alias = asked
+        if not (self._asked_by_alias and by_alias) or by_name:
             return described
         return _along_paths(described, fields)
+
+
+#: Whether pydantic has ``validate_by_name`` and ``validate_by_alias`` (2.11 and later); before,
+#: ``populate_by_name`` alone lets a field's own name take its value besides its alias.
+_BY_NAME_OPTIONS = "validate_by_name" in ConfigDict.__annotations__
+
+
+def _names_taken(config: Mapping[str, Any]) -> tuple[bool, bool]:
+    """Whether a field's alias, and whether its own name, take its value in a model with
+    ``config`` (its ``model_config``, or the core configuration pydantic makes of it): the
+    alias unless ``validate_by_alias=False``; the name with ``validate_by_name=True``, else
+    with ``populate_by_name=True`` or when the alias does not, as pydantic reads them."""
+    if not _BY_NAME_OPTIONS:
+        return True, bool(config.get("populate_by_name"))
+    by_alias = config.get("validate_by_alias", True) is not False
+    by_name = config.get("validate_by_name")
+    if by_name is None:
+        by_name = bool(config.get("populate_by_name")) or not by_alias
+    return by_alias, bool(by_name)
 
 
 #: The decimal exponent past which a number is out of a float's range (``1.8e308``).
@@ -176,36 +246,40 @@ def _json_schema(model: type[BaseModel]) -> dict[str, Any] | None:
 
 def _from_fields(model: type[BaseModel]) -> list[ToolParameter]:
     """Describe the fields of a model that has no JSON schema by what they declare, each under
-    the name a caller passes it by, as its JSON schema would (see :func:`_caller_path`): one
-    parameter for all the fields read along paths from the same one."""
-    params: dict[str, ToolParameter] = {}
+    the name a caller passes it by, as its JSON schema would (see :func:`_caller_path` and
+    :func:`_names_taken`): one parameter for all the fields read along paths from the same
+    one, described as :func:`_along_paths` describes it."""
+    by_alias, by_name = _names_taken(model.model_config)
+    kinds: dict[str, str] = {}
+    required: dict[str, bool] = {}
+    told: dict[str, list[str]] = {}
     for name, field in model.model_fields.items():
         alias = field.validation_alias if field.validation_alias is not None else field.alias
-        path = _caller_path(alias)
+        if not by_alias:
+            alias = None
+        path = None if by_name else _caller_path(alias)
         if path is None:
             named = [p[0] for p in alias_paths(alias) if len(p) == 1 and isinstance(p[0], str)]
             caller = str(named[0]) if named else name
-            kind = "string"
+            kinds[caller] = "string"
+            text = _told((), field.description)
         else:
             caller = str(path[0])
-            kind = "object" if isinstance(path[1], str) else "array"
-        required = field.is_required()
-        if caller in params:
-            params[caller] = params[caller].model_copy(
-                update={
-                    "type": kind,
-                    "description": "",
-                    "required": required or params[caller].required,
-                }
-            )
-            continue
-        params[caller] = ToolParameter(
+            kinds[caller] = "object" if isinstance(path[1], str) else "array"
+            text = _told(path[1:], field.description)
+        required[caller] = field.is_required() or required.get(caller, False)
+        told.setdefault(caller, [])
+        if text:
+            told[caller].append(text)
+    return [
+        ToolParameter(
             name=caller,
             type=kind,
-            description="" if path else field.description or "",
-            required=required,
+            description="\n".join(told[caller]),
+            required=required[caller],
         )
-    return list(params.values())
+        for caller, kind in kinds.items()
+    ]
 
 
 def _caller_path(alias: Any) -> Path | None:
@@ -260,6 +334,19 @@ def _along_paths(described: JsonSchemaValue, fields: list[tuple[str, Any]]) -> J
         else:
             out[head] = {"allOf": [out[head], value]}
             built.discard(head)
+    # (each parameter made of paths is described by what its fields are, the field of its own
+    # name first if one is part of it)
+    heads = {str(path[0]) for path in moved.values()}
+    told: dict[str, list[str]] = {}
+    for key, prop in properties.items():
+        path = moved.get(key)
+        head = key if path is None else str(path[0])
+        described_as = prop.get("description") if isinstance(prop, dict) else None
+        text = _told(() if path is None else path[1:], described_as)
+        if head in heads and text:
+            told.setdefault(head, []).append(text)
+    for head, texts in told.items():
+        out[head] = {**out[head], "description": "\n".join(texts)}
     result = {**described, "properties": out}
     kept = [name for name in out if name in needed]
     kept += [name for name in required if name not in out and name not in moved]
@@ -270,10 +357,40 @@ def _along_paths(described: JsonSchemaValue, fields: list[tuple[str, Any]]) -> J
     return result
 
 
+def _told(steps: Path, description: Any) -> str:
+    """What the description of a parameter says of a field it holds along ``steps``: the
+    field's ``description`` after where it is (``"city: The city."``, ``"x of the last item:
+    ..."``); where the field has none, nothing, unless a step counts from the end of an array,
+    which JSON Schema cannot tell (``"Read from the last item."``)."""
+    text = description.strip() if isinstance(description, str) else ""
+    if not steps:
+        return text
+    where = " of ".join(_step_words(step) for step in reversed(steps))
+    if text:
+        return f"{where}: {text}"
+    if any(isinstance(step, int) and step < 0 for step in steps):
+        return f"Read from {where}."
+    return ""
+
+
+def _step_words(step: str | int) -> str:
+    """One step of a path in words: a key as it is, a position as the item at it."""
+    if isinstance(step, str):
+        return step
+    if step >= 0:
+        return f"the item at index {step}"
+    if step == -1:
+        return "the last item"
+    count = -step
+    suffix = "th" if count % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(count % 10)
+    return f"the {count}{suffix or 'th'} item from the end"
+
+
 def _along(steps: Path, schema: dict[str, Any], required: bool) -> dict[str, Any]:
     """The schema of a value holding one that ``schema`` describes along ``steps``: a key of
-    an object for a text step, a position in an array for a number (one counted from the end
-    tells only that it is an array), each there when ``required``."""
+    an object for a text step, a position in an array for a number (one counted from the end,
+    which JSON Schema cannot point at, tells only that it is an array, as long as the count
+    when ``required``: :func:`_told` says which item it is), each there when ``required``."""
     for step in reversed(steps):
         if isinstance(step, str):
             schema = {"type": "object", "properties": {step: schema}}
