@@ -2088,6 +2088,18 @@ def test_demo_refuses_a_host_with_a_byte_not_utf8_or_a_control_character(
     assert "not UTF-8" in err
 
 
+def test_demo_refuses_a_host_with_white_space(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--host '127.0.0.1 '`` (a space left in a value) is a usage error naming the option
+    and saying the host holds white space; it failed as a host name that does not resolve,
+    with the advice to give 127.0.0.1."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--host", "127.0.0.1 "])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--host" in err
+    assert "white space" in err
+
+
 def test_demo_refuses_a_host_name_idna_cannot_encode(capsys: pytest.CaptureFixture[str]) -> None:
     """``--host`` holding a right-to-left override (U+202E), which no host name's IDNA form
     can hold, is a usage error naming the option and the character; it ended in a traceback

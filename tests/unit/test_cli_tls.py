@@ -427,7 +427,7 @@ def closes_at_once() -> Iterator[int]:
 def test_http_to_a_tls_endpoint_says_it_speaks_tls(
     https: MetricsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An http:// URL for an endpoint served over TLS (which closes the plain request): the
+    """An http:// URL for an endpoint served over TLS (which answers the plain request 400): the
     message says the endpoint speaks TLS and gives the https:// URL, not that nothing
     answered or that an endpoint should be started."""
     url = https.url.replace("https://", "http://")

@@ -714,6 +714,26 @@ def test_a_host_with_a_control_character_or_a_byte_not_utf8_is_refused(host: str
         start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
 
 
+@pytest.mark.parametrize(
+    ("host", "advice"),
+    [
+        ("127.0.0.1 ", "give '127.0.0.1'"),
+        (" localhost", "give 'localhost'"),
+        ("0.0.0.0\u00a0", "give '0.0.0.0'"),
+        ("  ", "give an address such as 127.0.0.1"),
+        ("127.0.0. 1", "give an address such as 127.0.0.1"),
+    ],
+)
+def test_a_host_with_white_space_is_refused_saying_so(host: str, advice: str) -> None:
+    """A host with white space (a space left in a configuration value) is refused at the call
+    with a ValueError saying so: it failed as a host name that does not resolve, "cannot
+    listen on 127.0.0.1 :0 ... give an address such as 127.0.0.1", the space unseen."""
+    with pytest.raises(ValueError, match=r"host .*holds white space") as info:
+        start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
+    assert advice in str(info.value)
+    assert repr(host) in str(info.value)
+
+
 @pytest.mark.parametrize("host", ["\u00fc" * 64, "x\ufffd", "a\uff0e\uff0eb"])
 def test_a_host_name_idna_cannot_encode_is_refused(host: str) -> None:
     """A host that is not ASCII is looked up in its IDNA form; one that has none (a label

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from http_drivers import call_http
+from http_drivers import call_http, send_raw
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -129,22 +129,52 @@ def test_a_client_that_does_not_trust_the_certificate_fails(
     assert refused_handshake(https, client_context(stranger))
 
 
-def test_plain_http_to_the_tls_port_gets_no_data(
-    https: MetricsServer, caplog: pytest.LogCaptureFixture
+REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "server-and-prometheus.md"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_plain_http_to_the_tls_port_gets_a_400_saying_to_use_https(
+    pki: tuple[Authority, Issued, Issued],
+    https: MetricsServer,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
 ) -> None:
-    """An http:// request to the TLS port gets no metrics, and the server says why."""
-    port = https.port
-    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN) as client:
-        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        received = b""
-        with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
-            while chunk := client.recv(65536):
-                received += chunk
-    assert b"laios_" not in received
-    deadline = time.monotonic() + ANSWER_WITHIN
-    while "TLS handshake" not in caplog.text and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "a TLS handshake from 127.0.0.1 failed" in caplog.text
+    """An http:// request to the TLS port (a scrape without ``scheme: https``) gets no
+    metrics but a plain ``400`` saying to use https://, as Go's servers answer it, rather
+    than a connection closed without a word ("EOF", "empty reply from server"); the server
+    logs why, and goes on serving TLS clients."""
+    request = f"{method} /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+    with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+        received = send_raw(https.port, request)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n"), received
+    lines = head.split(b"\r\n")[1:]
+    assert b"Content-Type: text/plain; charset=utf-8" in lines
+    assert b"X-Content-Type-Options: nosniff" in lines
+    assert b"Connection: close" in lines
+    page = (
+        b"400 Bad Request: this server speaks HTTPS, and the client sent a plain HTTP "
+        b"request: use an https:// URL (scheme: https in a Prometheus scrape configuration)\n"
+    )
+    assert f"Content-Length: {len(page)}".encode() in lines
+    assert body == (b"" if method == "HEAD" else page)
+    assert page.decode().strip() in " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert "a plain HTTP request from 127.0.0.1" in caplog.text
+    ca, _, _ = pki
+    assert call_http(https.url, context=client_context(ca)).status == 200
+
+
+def test_plain_http_to_the_tls_port_is_read_by_http_clients(https: MetricsServer) -> None:
+    """An HTTP client reads the answer to its plain request as an HTTP 400."""
+    connection = http.client.HTTPConnection("127.0.0.1", https.port, timeout=ANSWER_WITHIN)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 400
+    assert b"use an https:// URL" in body
 
 
 def test_a_client_certificate_gets_in(

@@ -297,7 +297,8 @@ def bind_host(host: str) -> str:
     Raises:
         ValueError: When brackets hold anything else, or one is missing; or when the host
             holds a control character or a lone surrogate (a byte of a command-line argument
-            that is not UTF-8), which no address or host name holds; or an invisible formatting
+            that is not UTF-8), or white space (a space left around a configuration value),
+            which no address or host name holds; or an invisible formatting
             character (a zero-width space, a soft hyphen, a right-to-left override), which IDNA
             drops or refuses; or when it is not ASCII and has no IDNA form, in which the socket
             looks a host name up (a label of more than 63 characters).
@@ -307,6 +308,18 @@ def bind_host(host: str) -> str:
         raise ValueError(
             f"it holds {unusable[0]!r}, a control character or a byte that is not UTF-8: "
             "give an address such as 127.0.0.1, or a host name"
+        )
+    if any(char.isspace() for char in host):
+        # (the socket would look it up as a name, which fails as one that does not resolve,
+        # the space unseen in "cannot listen on 127.0.0.1 :8489")
+        bare = host.strip()
+        advice = (
+            repr(bare)
+            if bare and not any(char.isspace() for char in bare)
+            else "an address such as 127.0.0.1, or a host name"
+        )
+        raise ValueError(
+            f"it holds white space, which no address or host name holds: give {advice}"
         )
     if not host.isascii():
         # IDNA drops these (a zero-width space, a soft hyphen): the server would listen on

@@ -165,20 +165,42 @@ _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errn
 _BUSY_BODY = b'{"error":"too many connections"}'
 
 
-def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
-    """The ``503`` written to a connection beyond ``max_connections``, with ``headers`` (the
-    web configuration's, but ``X-Content-Type-Options``: ``nosniff`` is sent anyway)."""
+#: Why a plain HTTP request to a server that speaks TLS is answered ``400``.
+_PLAIN_HTTP_TO_TLS = (
+    "this server speaks HTTPS, and the client sent a plain HTTP request: use an https:// URL "
+    "(scheme: https in a Prometheus scrape configuration)"
+)
+
+
+def _written_answer(
+    status: str, own: Iterable[str], body: bytes, headers: Iterable[tuple[str, str]]
+) -> bytes:
+    """An answer written here rather than by the app: the ``status`` line, the route's ``own``
+    header lines, ``headers`` (the web configuration's, but ``X-Content-Type-Options``:
+    ``nosniff`` is sent anyway), ``Connection: close`` and ``body``."""
     lines = [
-        "HTTP/1.0 503 Service Unavailable",
-        "Content-Type: application/json; charset=utf-8",
-        "Cache-Control: no-store",
-        "Retry-After: 1",
+        f"HTTP/1.0 {status}",
+        *own,
         *(f"{name}: {value}" for name, value in headers),
         ": ".join(NOSNIFF),
         "Connection: close",
-        f"Content-Length: {len(_BUSY_BODY)}",
+        f"Content-Length: {len(body)}",
     ]
-    return "\r\n".join([*lines, "", ""]).encode("latin-1") + _BUSY_BODY
+    return "\r\n".join([*lines, "", ""]).encode("latin-1") + body
+
+
+def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
+    """The ``503`` written to a connection beyond ``max_connections``, with ``headers``."""
+    own = ("Content-Type: application/json; charset=utf-8", "Cache-Control: no-store")
+    return _written_answer("503 Service Unavailable", (*own, "Retry-After: 1"), _BUSY_BODY, headers)
+
+
+def _plain_http_answer(headers: Iterable[tuple[str, str]]) -> bytes:
+    """The ``400`` written to a plain HTTP request at a server that speaks TLS, with
+    ``headers``: one line of plain text, as the server's other error pages."""
+    status = "400 Bad Request"
+    body = f"{status}: {_PLAIN_HTTP_TO_TLS}\n".encode("ascii")
+    return _written_answer(status, ("Content-Type: text/plain; charset=utf-8",), body, headers)
 
 
 #: What the server calls itself in ``Server``.
@@ -773,6 +795,30 @@ class _QuietHandler(WSGIRequestHandler):
             with contextlib.suppress(OSError):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
 
+    def _sends_plain_http(self, sock: ssl.SSLSocket) -> bool:
+        """Whether the client of this TLS connection sent a plain HTTP request instead of a
+        handshake (an http:// URL, a Prometheus scrape without ``scheme: https``): its first
+        byte, looked at without reading it, is a letter (a method's), where a TLS handshake
+        record begins with ``0x16``. If so, answer it ``400`` in plain HTTP, saying to use an
+        https:// URL (to a ``HEAD`` request, the headers only), as Go's servers do, rather
+        than fail the handshake and close without a word ("EOF", "empty reply from server");
+        log a warning (at most one a minute); and drop what the client still sends.
+
+        Looked at and written on the socket below TLS, whose handshake has not begun.
+        """
+        start = socket.socket.recv(sock, 5, socket.MSG_PEEK)
+        if not start[:1].isalpha():
+            return False
+        server = cast("_ThreadingServer", self.server)
+        server.plain_http(self.client_address[0])
+        answer = server.plain_http_answer
+        if _is_head(start):
+            answer = answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+        socket.socket.sendall(sock, answer)
+        # (its request unread: closing on it would reset the connection, and the answer with it)
+        server.linger(sock)
+        return True
+
     def _opens_tls(self) -> bool:
         """Whether the client's first byte begins a TLS handshake record (``0x16``), within
         the connection's deadline, without reading it.
@@ -880,6 +926,8 @@ class _QuietHandler(WSGIRequestHandler):
         # client sending its handshake a byte at a time is cut off at the deadline too.
         sock.settimeout(max(self._deadline - time.monotonic(), 0.001))
         try:
+            if self._sends_plain_http(sock):
+                return False  # (answered)
             sock.do_handshake()
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return False  # connected and left: a port check, a TCP probe
@@ -1103,6 +1151,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
             (name, value) for name, value in headers if name.lower() != NOSNIFF[0].lower()
         )
         self._busy = _busy_answer(self.extra_headers)
+        #: What a plain HTTP request gets when the server speaks TLS.
+        self.plain_http_answer = _plain_http_answer(self.extra_headers)
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
         self.request_queue_size = backlog  # read by listen() in server_activate()
@@ -1148,6 +1198,16 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         """Log a failed TLS handshake (a client without a valid certificate, or not speaking
         TLS), at most one such warning a minute."""
         self._warn("tls", "a TLS handshake from %s failed: %s", client, error.reason or error)
+
+    def plain_http(self, client: str) -> None:
+        """Log a plain HTTP request to this server, which speaks TLS (answered ``400``), at
+        most one such warning a minute."""
+        self._warn(
+            "plain http",
+            "a plain HTTP request from %s reached this HTTPS server (answered 400 saying to "
+            "use an https:// URL; a Prometheus scrape of it needs scheme: https)",
+            client,
+        )
 
     def process_request(self, request: _RequestType, client_address: _RetAddress) -> None:
         """Serve ``request`` in a new thread, or answer 503 at the connection limit or when no
@@ -1568,8 +1628,9 @@ def start_http_server(
             ``web_config`` or ``allowed_hosts`` is of the wrong kind (a single string rather
             than a list of names, say).
         ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``host`` has
-            brackets around something else than an IPv6 address, holds a control character
-            or an invisible formatting character (a zero-width space), or has no IDNA form,
+            brackets around something else than an IPv6 address, holds a control character,
+            white space or an invisible formatting character (a zero-width space), or has no
+            IDNA form,
             ``status`` unknown, a
             name of ``allowed_hosts`` empty or not a bare host name (a port, a scheme, a path
             or ``*``), or ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
