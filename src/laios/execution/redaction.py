@@ -231,7 +231,9 @@ def is_secret_key(key: object) -> bool:
     A ``bytes`` or ``bytearray`` name (``b"Authorization"``, as HTTP headers are often kept)
     is read as Latin-1 text; any other non-string name is not secret. A name written with
     decomposed letters (``e`` and a combining accent) is read composed too (NFC), so that it
-    is secret as the same name written composed is (see :func:`_canonical_names`)."""
+    is secret as the same name written composed is, and one written in compatibility
+    characters (full-width ``ｐａｓｓｗｏｒｄ``, mathematical letters, a ligature) as the
+    word it writes (NFKC): see :func:`_canonical_names`."""
     if not isinstance(key, str):
         if not isinstance(key, (bytes, bytearray)):
             return False
@@ -250,14 +252,22 @@ def _looks_secret(key: str) -> bool:
 
 
 def _canonical_names(name: str) -> tuple[str, ...]:
-    """``name``, then its Unicode composed form (NFC) where that differs: the same name, as
-    another program may have written it decomposed (macOS file names and many text inputs
-    write ``é`` as ``e`` and a combining accent), which the secret-looking pattern, written
-    for ASCII letters, reads otherwise (``authe\\u0301``: ``e`` next to ``auth``, where ``é``
-    is not). A name already composed, ASCII among them, is its only form."""
-    if name.isascii() or unicodedata.is_normalized("NFC", name):
+    """``name``, then its Unicode composed form (NFC) and its compatibility form (NFKC) where
+    they differ: the same name, as another program may have written it decomposed (macOS
+    file names and many text inputs write ``é`` as ``e`` and a combining accent), or the
+    word it writes in compatibility characters (full-width ``ｐａｓｓｗｏｒｄ``, as East
+    Asian input methods type it, mathematical ``𝐩𝐚𝐬𝐬𝐰𝐨𝐫𝐝``, the ligature ``ﬆ`` for ``st``),
+    which the secret-looking pattern, written for ASCII letters, reads otherwise
+    (``authe\\u0301``: ``e`` next to ``auth``, where ``é`` is not; ``ｐａｓｓｗｏｒｄ``: no
+    ASCII letter at all). A name in its compatibility form already (and so composed), ASCII
+    among them, is its only form."""
+    if name.isascii() or unicodedata.is_normalized("NFKC", name):
         return (name,)
-    return (name, unicodedata.normalize("NFC", name))
+    return tuple(
+        dict.fromkeys(
+            (name, unicodedata.normalize("NFC", name), unicodedata.normalize("NFKC", name))
+        )
+    )
 
 
 def _is_secret_name(key: object) -> bool:
@@ -317,7 +327,8 @@ def is_secret_pair(item: object) -> bool:
 
 def _names_a_secret_pair(name: str) -> bool:
     """Whether ``name`` is the name of a ``(name, value)`` pair holding a secret (see
-    :func:`is_secret_pair`), as written or composed (see :func:`_canonical_names`)."""
+    :func:`is_secret_pair`), as written, composed or in its compatibility form (see
+    :func:`_canonical_names`)."""
     return any(
         _looks_secret(form) and _ends_with_secret_word(form) for form in _canonical_names(name)
     )
@@ -574,19 +585,24 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
     decoded, as a mapping's key of that name would be, and each value is given under the name
     both as written and decoded (a short one is scrubbed after either, see
     :func:`_field_forms`). A text holding decomposed letters (``e`` and a combining accent,
-    which no name of the pattern holds) is read composed (NFC) too, as names are (see
-    :func:`_canonical_names`)."""
-    if len(text) > MAX_NAMED_TEXT_CHARS or ("=" not in text and ":" not in text):
+    which no name of the pattern holds) is read composed (NFC) too, and one holding
+    compatibility characters (full-width ``ｐａｓｓｗｏｒｄ＝…``) in its compatibility form
+    (NFKC), as names are (see :func:`_canonical_names`)."""
+    if len(text) > MAX_NAMED_TEXT_CHARS:
         return
-    # (no secret word in the text, as written, decoded or composed: no secret name in it)
+    texts = _canonical_names(text)  # (a full-width "＝" is "=" in the compatibility form)
+    if all("=" not in form and ":" not in form for form in texts):
+        return
+    # (no secret word in the text, as written, decoded, composed or in its compatibility
+    # form: no secret name in it)
     decoded = unquote_plus(text) if "%" in text or "+" in text else text
     if all(
         _SECRET_KEY.search(form) is None
-        for form in dict.fromkeys((text, *_canonical_names(decoded)))
+        for form in dict.fromkeys((*texts, *_canonical_names(decoded)))
     ):
         return
     seen: set[tuple[str, str]] = set()
-    for written in _canonical_names(text):
+    for written in texts:
         for match in _ASSIGNMENT.finditer(written):
             encoded = match[1] is not None  # (name=value, not a header line)
             name, value = (match[1], match[2]) if encoded else (match[3], match[4])
