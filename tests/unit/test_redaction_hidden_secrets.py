@@ -272,6 +272,67 @@ def test_scrub_replaces_a_secret_percent_encoded_with_lower_case_hex_digits(
     assert scrub(f"key {encoded[:-4]}", secrets) == f"key {REDACTED}"
 
 
+def _mixed_hex(text: str) -> str:
+    """``text`` with the hex digits of every other percent-escape in lower case (``%2f`` next
+    to ``%2F``), and of one escape in both cases (``%aB``), as some encoders and URLs written
+    by hand mix them."""
+    escapes = iter(range(1_000))
+
+    def write(escape: re.Match[str]) -> str:
+        at = next(escapes)
+        if at == 1 and escape[0][1] in "ABCDEF":
+            return escape[0][:2].lower() + escape[0][2]
+        return escape[0].lower() if at % 2 else escape[0]
+
+    return re.sub(r"%[0-9A-F]{2}", write, text)
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [partial(quote, safe=""), quote, quote_plus],
+    ids=["quote", "quote-keeping-slashes", "quote_plus"],
+)
+def test_scrub_replaces_a_secret_percent_encoded_with_mixed_case_hex_digits(
+    encode: Callable[[str], str],
+) -> None:
+    """The hex digits of a percent-escape are matched in either case, whatever the case of
+    the others in the same value: ``a%2fb%2Fc`` is ``a/b/c`` encoded."""
+    encoded = _mixed_hex(encode(ODD_SECRET))
+    assert encoded not in (encode(ODD_SECRET), _lower_hex(encode(ODD_SECRET)))
+    secrets = secret_values({"api_key": ODD_SECRET})
+    text = f"GET https://api.example/?key={encoded}&x=1 failed"
+    expected = f"GET https://api.example/?key={REDACTED}&x=1 failed"
+    assert scrub(text, secrets) == expected
+    assert scrub(text, SecretForms(secrets)) == expected
+    assert scrub_head(text, secrets, 200) == expected
+    assert redact({"note": text}, secrets) == {"note": expected}
+    # (its first characters alone, its last ones, and a run from inside it)
+    assert scrub(f"key {encoded[:-4]}", secrets) == f"key {REDACTED}"
+    assert scrub(f"key {encoded[5:]}", secrets) == f"key {REDACTED}"
+    assert scrub(f"key {encoded[5:-5]}!", secrets) == f"key {REDACTED}!"
+    assert scrub("x a%2fb%2Fc y", ["a/b/c"]) == f"x {REDACTED} y"
+    # (among many other secrets, in a long text: looked at through the index of their forms)
+    many = SecretForms([*secrets, *(f"other-secret-{at:03d}-value" for at in range(40))])
+    long_text = "x" * 9000 + f" key={encoded} " + "y" * 9000
+    assert scrub(long_text, many, limit=None) == "x" * 9000 + f" key={REDACTED} " + "y" * 9000
+
+
+def test_a_secret_holding_a_percent_sign_is_scrubbed_as_written() -> None:
+    """A secret holding ``%`` and hex-like letters as its own characters, or written right
+    after a ``%``, is replaced where a text writes it as it is."""
+    for secret in ("pct%2fab%Cdxyz", "tk-1234%a", "cafe1234beef", "ab12"):
+        for text in (
+            f"x {secret} y",
+            f"LIKE '%{secret}%'",
+            f"LIKE '%a{secret}'",
+            f"v={secret}b",
+        ):
+            out = scrub(text, [secret])
+            assert secret not in out, (secret, text)
+            assert out.count(REDACTED) == 1, (secret, out)
+        assert scrub(f"k={quote(secret, safe='')}", [secret]) == f"k={REDACTED}"
+
+
 def test_scrub_replaces_either_case_of_the_hex_digits_but_keeps_other_letters() -> None:
     """Only the hex digits of a percent-escape are matched in either case: the secret's own
     letters are matched as they are."""

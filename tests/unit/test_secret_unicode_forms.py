@@ -353,3 +353,98 @@ def test_a_short_secret_is_scrubbed_after_its_name_in_either_canonical_form() ->
     ):
         secrets = secret_values({given: "ab1"})
         assert scrub(f"{written}=ab1 and ab1", secrets) == f"{written}={REDACTED} and ab1"
+
+
+def _compatible(text: str) -> str:
+    """``text`` in full-width letters, digits and signs, as East Asian input methods type it."""
+    written = "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+    assert unicodedata.normalize("NFKC", written) == text
+    return written
+
+
+#: Secret-looking names written in compatibility characters: full-width, mathematical bold,
+#: with a ligature (``ﬆ``, the ``st`` of ``conn_str``).
+COMPATIBLE_NAMES = [
+    _compatible("password"),
+    "ＡＰＩ_ＫＥＹ",
+    "api_" + _compatible("token"),
+    "𝐩𝐚𝐬𝐬𝐰𝐨𝐫𝐝",
+    "conn_ﬆr",
+    "card_" + _compatible("pin"),
+]
+
+
+@pytest.mark.parametrize("name", COMPATIBLE_NAMES)
+def test_a_name_is_read_alike_in_its_compatibility_form(name: str) -> None:
+    """A name written in compatibility characters (full-width letters, as East Asian input
+    methods type them, mathematical letters, a ligature) is read as the word it writes: its
+    value is secret, and redacted, as under the same name in ASCII."""
+    assert unicodedata.normalize("NFKC", name) != name
+    assert is_secret_key(name)
+    assert secret_values({name: NAMED}) == [NAMED]
+    assert redact({name: NAMED, "q": 1}) == {name: REDACTED, "q": 1}
+
+
+def test_a_pair_name_is_read_alike_in_its_compatibility_form() -> None:
+    assert is_secret_pair((_compatible("X-Api-Key"), NAMED))
+    assert is_secret_pair((b"X-Api-Key", NAMED))
+    assert redact([(_compatible("Authorization"), NAMED)]) == [
+        [_compatible("Authorization"), REDACTED]
+    ]
+    assert not is_secret_pair((_compatible("token_count"), NAMED))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"user=bob&{_compatible('password')}={NAMED}",
+        _compatible("API_KEY=") + NAMED,
+        f"GET / HTTP/1.1\r\n{_compatible('X-Api-Key')}: {NAMED}\r\n",
+        f"https://h/?%EF%BD%90assword={NAMED}&x=1",
+    ],
+    ids=["form", "environment", "header", "percent-encoded"],
+)
+def test_a_compatibility_name_in_text_is_read_as_the_word_it_writes(text: str) -> None:
+    """A text writing a secret-looking name in full-width letters (the ``=`` too) holds a
+    secret under it, as under the name in ASCII; so does one writing it percent-encoded."""
+    assert NAMED in secret_values({"request": text})
+    captured = str(redact({"request": text}, secret_values({"request": text})))
+    assert NAMED not in captured
+
+
+def test_a_short_secret_is_scrubbed_after_its_name_written_in_full_width_letters() -> None:
+    """A value too short to scrub from free text, after its name written in full-width
+    letters when it was given in ASCII, and the other way round."""
+    for given, written in (
+        ("password", _compatible("password")),
+        (_compatible("password"), "password"),
+        (_compatible("password"), _compatible("password")),
+    ):
+        secrets = secret_values({given: "ab1"})
+        assert scrub(f"{written}=ab1 and ab1", secrets) == f"{written}={REDACTED} and ab1"
+
+
+#: Ordinary names, not ASCII or not in their compatibility form, that hold no secret.
+ORDINARY_NAMES = [
+    "größe",
+    "café_count",
+    "ﬁle_name",
+    _compatible("file_name"),
+    _compatible("max_tokens"),
+    _compatible("keyword"),
+    "ｔｏｋｅｎ_count",
+    "№",
+    "ﬂag²",
+    "naïve_passage",
+]
+
+
+def test_ordinary_names_in_compatibility_forms_stay_ordinary() -> None:
+    """Reading a name in its compatibility form makes no ordinary name secret-looking."""
+    for name in ORDINARY_NAMES:
+        assert not is_secret_key(name), name
+    assert secret_values(dict.fromkeys(ORDINARY_NAMES, NAMED)) == []
+    assert redact(dict.fromkeys(ORDINARY_NAMES, "x")) == dict.fromkeys(ORDINARY_NAMES, "x")
+    text = "&".join(f"{name}={NAMED}" for name in ORDINARY_NAMES)
+    assert secret_values({"request": text}) == []
+    assert not is_secret_pair((_compatible("token_count"), NAMED))

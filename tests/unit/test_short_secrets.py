@@ -168,6 +168,20 @@ def test_a_short_secret_is_scrubbed_percent_encoded_with_lower_case_hex_digits()
         assert scrub(text, secrets) == f"https://h/?{written}={REDACTED}&x=1", text
 
 
+def test_a_short_secret_is_scrubbed_percent_encoded_with_mixed_case_hex_digits() -> None:
+    """The hex digits of the escapes of a short value after its name (and of the name) are
+    matched in either case, mixed in one value too."""
+    for name, written, value, encoded in (
+        ("password", "password", "é/", "%c3%A9%2f"),
+        ("password", "password", "é/", "%C3%a9%2F"),
+        ("clé_token", "cl%c3%A9_token", "ab1", "ab1"),
+        ("clé_token", "cl%C3%a9_token", "é1", "%C3%a9" + "1"),
+    ):
+        secrets = secret_values({name: value})
+        text = f"https://h/?{written}={encoded}&x=1"
+        assert scrub(text, secrets) == f"https://h/?{written}={REDACTED}&x=1", text
+
+
 def test_captured_strings_redact_a_short_secret_written_as_its_parameter() -> None:
     """A captured result string quoting the parameter and its value loses the value."""
     secrets = secret_values({"api_key": SHORT})
@@ -249,6 +263,19 @@ def test_a_captured_value_under_the_name_of_a_short_secret_is_redacted() -> None
         to_json({"code": "q7", "n": {"pin_token": 42, "code": 7}, "other": "q7"}, secrets=secrets)
     )
     assert captured == {"code": REDACTED, "n": {"pin_token": REDACTED, "code": 7}, "other": "q7"}
+
+
+class AccentedCodeInput(ToolInput):
+    clé: SecretStr
+
+
+def test_a_captured_value_under_the_percent_encoded_name_of_a_short_secret_is_redacted() -> None:
+    """A mapping's key writing the name percent-encoded (a query parsed but not decoded), the
+    hex digits of its escapes in capitals, in lower case or mixed: the entry is redacted."""
+    secrets = secret_values({"clé": "q7"}, secret_fields(AccentedCodeInput))
+    keys = ("cl%C3%A9", "cl%c3%a9", "cl%c3%A9")
+    captured = json.loads(to_json({**dict.fromkeys(keys, "q7"), "other": "q7"}, secrets=secrets))
+    assert captured == {**dict.fromkeys(keys, REDACTED), "other": "q7"}
 
 
 def test_a_short_secret_in_a_captured_result_is_redacted_under_its_name() -> None:

@@ -231,7 +231,9 @@ def is_secret_key(key: object) -> bool:
     A ``bytes`` or ``bytearray`` name (``b"Authorization"``, as HTTP headers are often kept)
     is read as Latin-1 text; any other non-string name is not secret. A name written with
     decomposed letters (``e`` and a combining accent) is read composed too (NFC), so that it
-    is secret as the same name written composed is (see :func:`_canonical_names`)."""
+    is secret as the same name written composed is, and one written in compatibility
+    characters (full-width ``ｐａｓｓｗｏｒｄ``, mathematical letters, a ligature) as the
+    word it writes (NFKC): see :func:`_canonical_names`."""
     if not isinstance(key, str):
         if not isinstance(key, (bytes, bytearray)):
             return False
@@ -250,14 +252,22 @@ def _looks_secret(key: str) -> bool:
 
 
 def _canonical_names(name: str) -> tuple[str, ...]:
-    """``name``, then its Unicode composed form (NFC) where that differs: the same name, as
-    another program may have written it decomposed (macOS file names and many text inputs
-    write ``é`` as ``e`` and a combining accent), which the secret-looking pattern, written
-    for ASCII letters, reads otherwise (``authe\\u0301``: ``e`` next to ``auth``, where ``é``
-    is not). A name already composed, ASCII among them, is its only form."""
-    if name.isascii() or unicodedata.is_normalized("NFC", name):
+    """``name``, then its Unicode composed form (NFC) and its compatibility form (NFKC) where
+    they differ: the same name, as another program may have written it decomposed (macOS
+    file names and many text inputs write ``é`` as ``e`` and a combining accent), or the
+    word it writes in compatibility characters (full-width ``ｐａｓｓｗｏｒｄ``, as East
+    Asian input methods type it, mathematical ``𝐩𝐚𝐬𝐬𝐰𝐨𝐫𝐝``, the ligature ``ﬆ`` for ``st``),
+    which the secret-looking pattern, written for ASCII letters, reads otherwise
+    (``authe\\u0301``: ``e`` next to ``auth``, where ``é`` is not; ``ｐａｓｓｗｏｒｄ``: no
+    ASCII letter at all). A name in its compatibility form already (and so composed), ASCII
+    among them, is its only form."""
+    if name.isascii() or unicodedata.is_normalized("NFKC", name):
         return (name,)
-    return (name, unicodedata.normalize("NFC", name))
+    return tuple(
+        dict.fromkeys(
+            (name, unicodedata.normalize("NFC", name), unicodedata.normalize("NFKC", name))
+        )
+    )
 
 
 def _is_secret_name(key: object) -> bool:
@@ -317,7 +327,8 @@ def is_secret_pair(item: object) -> bool:
 
 def _names_a_secret_pair(name: str) -> bool:
     """Whether ``name`` is the name of a ``(name, value)`` pair holding a secret (see
-    :func:`is_secret_pair`), as written or composed (see :func:`_canonical_names`)."""
+    :func:`is_secret_pair`), as written, composed or in its compatibility form (see
+    :func:`_canonical_names`)."""
     return any(
         _looks_secret(form) and _ends_with_secret_word(form) for form in _canonical_names(name)
     )
@@ -574,19 +585,24 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
     decoded, as a mapping's key of that name would be, and each value is given under the name
     both as written and decoded (a short one is scrubbed after either, see
     :func:`_field_forms`). A text holding decomposed letters (``e`` and a combining accent,
-    which no name of the pattern holds) is read composed (NFC) too, as names are (see
-    :func:`_canonical_names`)."""
-    if len(text) > MAX_NAMED_TEXT_CHARS or ("=" not in text and ":" not in text):
+    which no name of the pattern holds) is read composed (NFC) too, and one holding
+    compatibility characters (full-width ``ｐａｓｓｗｏｒｄ＝…``) in its compatibility form
+    (NFKC), as names are (see :func:`_canonical_names`)."""
+    if len(text) > MAX_NAMED_TEXT_CHARS:
         return
-    # (no secret word in the text, as written, decoded or composed: no secret name in it)
+    texts = _canonical_names(text)  # (a full-width "＝" is "=" in the compatibility form)
+    if all("=" not in form and ":" not in form for form in texts):
+        return
+    # (no secret word in the text, as written, decoded, composed or in its compatibility
+    # form: no secret name in it)
     decoded = unquote_plus(text) if "%" in text or "+" in text else text
     if all(
         _SECRET_KEY.search(form) is None
-        for form in dict.fromkeys((text, *_canonical_names(decoded)))
+        for form in dict.fromkeys((*texts, *_canonical_names(decoded)))
     ):
         return
     seen: set[tuple[str, str]] = set()
-    for written in _canonical_names(text):
+    for written in texts:
         for match in _ASSIGNMENT.finditer(written):
             encoded = match[1] is not None  # (name=value, not a header line)
             name, value = (match[1], match[2]) if encoded else (match[3], match[4])
@@ -611,7 +627,8 @@ def _field_forms(name: object, value: str) -> list[str]:
     (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
     mapping too, and unquoted, as a number is written), ``name=`` followed by the value
     percent-encoded (a URL's query; the name too, where that changes it; the hex digits of
-    the escapes in capitals or in lower case, ``%2F`` or ``%2f``), the ``repr``-quoted
+    the escapes in capitals or in lower case, ``%2F`` or ``%2f``, or mixed: see
+    :func:`_hex_in_capitals`), the ``repr``-quoted
     ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
     the value in the other Unicode normalization forms (see :func:`_normalized`), and for
     the name and the value both in each of them (a name that is not ASCII, as a text
@@ -647,7 +664,8 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
     names = dict.fromkeys((name, quote_plus(name), quote(name, safe=""), quote(name)))
     for encoded in (quote_plus(value), quote(value, safe=""), quote(value)):
         shapes += [(f"{written}=", encoded, "") for written in names]
-        # (and with the hex digits of the escapes in lower case, as many encoders write them)
+        # (and with the hex digits of the escapes in lower case, as many encoders write them:
+        # see _hex_in_capitals for those mixed)
         shapes += [(f"{_lower_hex(written)}=", _lower_hex(encoded), "") for written in names]
     # As repr() writes it, and ascii() (p\xe4), after its name and in a mapping whose key one
     # of them writes likewise (a number unquoted).
@@ -1135,13 +1153,14 @@ def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")``, ``quote(secret)``, which keeps each ``/``, and
     ``quote_plus``; each also with the hex digits of its escapes in lower case, ``%2f``, as
-    many encoders write them: see :func:`_lower_hex`), ``repr``-escaped (also as inside a
-    longer text that holds a ``"``, each ``'`` written ``\\'``), JSON-escaped (with and
-    without ``ensure_ascii``) and as
-    ``ascii()`` writes it (``p\\xe4ss``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
-    in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
-    that encode its bytes alone, at each of the three places it may start in a group of
-    three bytes: ``user:password`` in a Basic ``Authorization`` header), and, when its
+    many encoders write them: see :func:`_lower_hex`; a text that mixes them, ``a%2fb%2Fc``,
+    is searched with its own in capitals too: see :func:`_hex_in_capitals`),
+    ``repr``-escaped (also as inside a longer text that holds a ``"``, each ``'`` written
+    ``\\'``), JSON-escaped (with and without ``ensure_ascii``) and as ``ascii()`` writes it
+    (``p\\xe4ss``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``), in base64,
+    standard and URL-safe, also inside the base64 of a longer text (the characters that encode
+    its bytes alone, at each of the three places it may start in a group of three bytes:
+    ``user:password`` in a Basic ``Authorization`` header), and, when its
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
     once; and all of these again for the secret in the Unicode normalization forms NFC, NFD,
@@ -1197,10 +1216,42 @@ _UPPER_HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 def _lower_hex(encoded: str) -> str:
     """``encoded``, percent-encoded by :func:`quote`, with the hex digits of its escapes in
     lower case, as many encoders write them (``a%2fb%c3%a9``); its other letters as they are
-    (``encoded`` itself when it holds no such digit)."""
+    (``encoded`` itself when it holds no such digit). A text is searched for it as written:
+    where a ``%`` just before it (``LIKE '%cafe%2f…'``) makes its first letters read as an
+    escape's, the text with its escapes in capitals holds them otherwise (see
+    :func:`_hex_in_capitals`)."""
     if "%" not in encoded:
         return encoded
     return _UPPER_HEX_ESCAPE.sub(lambda escape: escape[0].lower(), encoded)
+
+
+#: A percent-escape with a hex digit in lower case (``%2f``, ``%c3``, ``%aB``).
+_LOWER_HEX_ESCAPE = re.compile(r"%(?:[a-f][0-9A-Fa-f]|[0-9A-F][a-f])")
+#: A run of percent-escapes (``%C3%a9``: a character's UTF-8 bytes; no two escapes overlap,
+#: ``%`` being no hex digit), split on, each kept.
+_HEX_ESCAPES = re.compile(r"((?:%[0-9A-Fa-f]{2})+)")
+
+
+def _hex_in_capitals(text: str) -> tuple[str, ...]:
+    """What ``text`` is searched in for the forms of secrets: ``text``, then, where it writes
+    a percent-escape with a hex digit in lower case (``a%2fb%2Fc``: many encoders write them
+    so, and URLs written by hand mix them, in one value too), ``text`` with the hex digits of
+    each of its escapes in capitals, as :func:`quote` writes the forms of a secret (see
+    :func:`encoded_forms`): so each is matched in either case, one form for every mix of
+    them. Its other characters are kept, so the secret's own letters are matched as they are
+    (but for those a ``%`` just before makes an escape's, matched in either case there: more
+    is replaced, never less); both are as long, so a place in one is the same place in the
+    other.
+
+    ``text`` as written is searched too: a ``%`` just before a secret (``LIKE '%cafe…'``),
+    or one a secret holds as its own character (``ab%2fcd``), is no escape there, and the
+    letters after it are matched as they are (and a form with its escapes all in lower case
+    there, see :func:`_lower_hex`)."""
+    if "%" not in text or _LOWER_HEX_ESCAPE.search(text) is None:
+        return (text,)
+    parts = _HEX_ESCAPES.split(text)  # (the text between runs of escapes, then a run, ...)
+    parts[1::2] = map(str.upper, parts[1::2])  # (a text full of them: a few calls)
+    return (text, "".join(parts))
 
 
 #: The Unicode normalization forms a text may be written in (see :func:`_normalized`).
@@ -1465,9 +1516,9 @@ def _forms_of(secrets: Iterable[str]) -> Sequence[str]:
 def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES) -> str:
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
-    The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, with the hex
-    digits of the escapes in capitals or in lower case, ``repr``- and JSON-escaped, base64,
-    also inside the base64 of a longer text) are replaced too.
+    The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, the hex digits
+    of the escapes in capitals or in lower case, mixed too, ``repr``- and JSON-escaped,
+    base64, also inside the base64 of a longer text) are replaced too.
     So is each prefix and each suffix of a secret or of one of its forms at least
     ``MIN_PREFIX_CHARS`` characters long, wherever it occurs (a tool quoting a token's first or
     last characters, a text cut inside one before it got here), except a prefix no longer than
@@ -1485,7 +1536,9 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     :func:`_fold`), so that a secret it writes in full-width (``ｈｕｎｔｅｒ２``) or
     mathematical (``𝐡𝐮𝐧𝐭𝐞𝐫𝟐``) letters and digits, with a ligature (``ﬁ``) or circled or
     superscript digits is found; what is found is replaced in the text as written, each
-    character that stands for several (a ligature) whole. An ASCII text is searched as it is.
+    character that stands for several (a ligature) whole. An ASCII text is searched as it is,
+    and, where it writes a percent-escape with a hex digit in lower case, with the hex digits
+    of its escapes in capitals too (see :func:`_hex_in_capitals`).
 
     Args:
         text: Free text such as an error message or a traceback.
@@ -1495,28 +1548,38 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     forms = _forms_of(secrets)
     if forms:
         shown = text
-        text, origin = _fold(shown)  # (searched with its characters in compatibility forms)
+        folded, origin = _fold(shown)  # (searched with its characters in compatibility forms)
         searched = _searched_of(secrets, forms)
-        # (a form whose run of 8 characters is nowhere in the text needs no search for it)
         index = _index_of(secrets, forms)
-        ends = index.tails
-        if len(forms) > _MANY_FORMS and len(text) > _LONG_TEXT:
-            # (a form of which no run of 8 characters is in the text needs no search for it)
-            candidates, fragments = index.scan(text, 0, len(text))
-            present = [forms[at] for at in sorted(candidates) if searched[at] in text]
-            tails = [ends[at] for at in sorted(candidates) if at in ends and ends[at][1] in text]
-        else:
-            present = list(compress(forms, [part in text for part in searched]))
-            tails = [tail for tail in ends.values() if tail[1] in text]
-            fragments = index.fragments_in(text, 0, len(text))
-        text = (
-            _replace_all(text, present, tails, fragments, shown, origin)
-            if (present or tails or fragments)
-            else shown
-        )
+        found: list[tuple[int, int]] = []
+        # (and with the hex digits of its percent-escapes in capitals, where that differs)
+        for text in _hex_in_capitals(folded):
+            found += _occurrences_in(text, forms, searched, index)
+        text = _replaced(shown, found, origin)
     if forms and "input_value=" in text:
         text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
     return truncate_bytes(text, limit) if limit is not None else text
+
+
+def _occurrences_in(
+    text: str, forms: Sequence[str], searched: Sequence[str], index: _FormIndex
+) -> list[tuple[int, int]]:
+    """Where ``text`` writes ``forms`` (the forms of secrets, ``searched`` what a text is
+    searched for to find each, ``index`` their :class:`_FormIndex`), whole or in part, as
+    :func:`scrub` replaces them (see :func:`_occurrences`)."""
+    ends = index.tails
+    if len(forms) > _MANY_FORMS and len(text) > _LONG_TEXT:
+        # (a form of which no run of 8 characters is in the text needs no search for it)
+        candidates, fragments = index.scan(text, 0, len(text))
+        present = [forms[at] for at in sorted(candidates) if searched[at] in text]
+        tails = [ends[at] for at in sorted(candidates) if at in ends and ends[at][1] in text]
+    else:
+        present = list(compress(forms, [part in text for part in searched]))
+        tails = [tail for tail in ends.values() if tail[1] in text]
+        fragments = index.fragments_in(text, 0, len(text))
+    if not (present or tails or fragments):
+        return []
+    return _occurrences(text, present, tails, fragments)
 
 
 def _takes_prefixes(form: str) -> bool:
@@ -1948,23 +2011,18 @@ def _fragment(
     return begin, end
 
 
-def _replace_all(
+def _occurrences(
     text: str,
     forms: Sequence[str],
     tails: Sequence[_Tail] = (),
     fragments: Sequence[tuple[int, int]] = (),
-    shown: str | None = None,
-    origin: list[int] | None = None,
-) -> str:
-    """``text`` with every character of every occurrence of ``forms`` (whole, or a prefix of
-    at least ``MIN_PREFIX_CHARS`` characters), of the forms of ``tails`` (a suffix of as
+) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of every occurrence in ``text`` of ``forms`` (whole, or a prefix
+    of at least ``MIN_PREFIX_CHARS`` characters), of the forms of ``tails`` (a suffix of as
     many) and of ``fragments`` (the places of runs from inside a form, see
-    :meth:`_FormIndex.scan`) replaced: each run of overlapping occurrences becomes one
-    ``[REDACTED]`` (found in ``text`` as given, so a form inside ``[REDACTED]`` itself is
-    never replaced there). With ``shown``, of which ``text`` is the :func:`_fold` form (and
-    ``origin`` where its characters come from in ``shown``), the occurrences found in
-    ``text`` are replaced in ``shown``, each with the whole of every character of ``shown``
-    that gave one of its characters."""
+    :meth:`_FormIndex.scan`), each run of overlapping occurrences of one form as one; all
+    found in ``text`` as given, before any is replaced (see :func:`_replaced`), so a form
+    inside the ``[REDACTED]`` that replaces another is never replaced there."""
     found: list[tuple[int, int]] = list(fragments)  # runs of overlapping occurrences
     for tail in tails:
         start, end = _first_tail(text, tail, 0, len(text))
@@ -1986,12 +2044,19 @@ def _replace_all(
             end = _run_end(text, form, searched, start, start + written)
             found.append((start, end))
             start, written = _first_written(text, form, searched, end, len(text))
-    if shown is not None:
-        text = shown
-        if origin is not None:
-            found = [(origin[start], _shown_end(origin, end)) for start, end in found]
+    return found
+
+
+def _replaced(text: str, found: list[tuple[int, int]], origin: list[int] | None = None) -> str:
+    """``text`` with every character of each of ``found`` (places where a form of a secret
+    lies, see :func:`_occurrences`) replaced: each run of overlapping ones becomes one
+    ``[REDACTED]``. They are places in the :func:`_fold` form of ``text``, of which
+    ``origin`` says where each character comes from in ``text``: each is replaced with the
+    whole of every character of ``text`` that gave one of its characters."""
     if not found:  # (only the scheme of a URL-shaped secret was there)
         return text
+    if origin is not None:
+        found = [(origin[start], _shown_end(origin, end)) for start, end in found]
     found.sort()
     parts: list[str] = []
     kept = 0  # where the text not yet written starts
@@ -2312,7 +2377,8 @@ class _Copier:
             return False
         if self.named is None:
             self.named = frozenset(str(s) for s in self.secrets if type(s) is _InField)
-        return f"{key}={written}" in self.named
+        # (a name percent-encoded as a form's is, the hex digits of its escapes in capitals)
+        return any(f"{name}={written}" in self.named for name in _hex_in_capitals(key))
 
     def copy_items(
         self,
@@ -2371,8 +2437,10 @@ class _Copier:
         where a run of overlapping occurrences crosses that point, as far again: a run longer
         than that, as only a pathological text makes, ends the text with its marker). It is
         searched with its characters in their compatibility forms (see :func:`_fold`): as
-        much of it as that search reads, ``window``, grown as it goes on; ``chars`` counts the
-        characters of ``text`` as written (a ligature is one).
+        much of it as that search reads, ``window``, grown as it goes on, and that with the hex
+        digits of its percent-escapes in capitals too, where that differs (see
+        :func:`_hex_in_capitals`); ``chars`` counts the characters of ``text`` as written (a
+        ligature is one).
         """
         secrets = self.secrets
         if not secrets:
@@ -2389,6 +2457,9 @@ class _Copier:
         else:
             covered = min(reach, end)
             window, origin = _fold(shown[:covered])
+        # (window, and with the hex digits of its percent-escapes in capitals where that
+        # differs: as long, so a place in one is the same place in the other)
+        windows = _hex_in_capitals(window)
         parts: list[str] = []
         size = pos = place = 0  # (pos: a place in window; place: the same in the text)
         while size < chars and place < end:
@@ -2396,37 +2467,16 @@ class _Copier:
             if covered < min(end, place + reach):
                 covered = min(end, max(2 * covered, place + reach))
                 window, origin = _fold(shown[:covered])
-            text = window
+                windows = _hex_in_capitals(window)
             # A secret starting before `cut` (past the last character kept) lies wholly
             # before `stop`.
             cut = _folded_place(origin, place + need)
-            stop = min(len(text), cut + self.longest)
+            stop = min(len(window), cut + self.longest)
             first, last = -1, -1  # what to replace: the earliest, then the longest
-            for secret, searched in zip(secrets, self.searched, strict=True):
-                at, written = _first_written(text, secret, searched, pos, stop)
-                if at < 0:
-                    continue
-                begin, finish = at, at + written
-                if type(secret) is _InField:  # (only its value: its name is kept)
-                    begin, finish = begin + secret.head, finish - secret.tail
-                if begin < cut and (
+            for text in windows:
+                begin, finish = self.first_in(text, pos, stop, cut)
+                if begin >= 0 and (
                     first < 0 or begin < first or (begin == first and finish > last)
-                ):
-                    first, last = begin, finish
-            for tail in self.tails:  # (suffixes: the first to begin may end further on)
-                if text.find(tail[1], pos, stop) < 0:  # (none: as most texts have)
-                    continue
-                begin, finish = _first_tail(text, tail, pos, stop)
-                if 0 <= begin < cut and (
-                    first < 0 or begin < first or (begin == first and finish > last)
-                ):
-                    first, last = begin, finish
-            for begin, finish in self.fragments(text, pos, stop):  # (runs from inside one)
-                begin = max(begin, pos)
-                if (
-                    finish > begin
-                    and begin < cut
-                    and (first < 0 or begin < first or (begin == first and finish > last))
                 ):
                     first, last = begin, finish
             if first < 0:
@@ -2438,13 +2488,64 @@ class _Copier:
             size += begin - place + len(REDACTED)
             pos = last
             if size < chars:  # text after the marker is kept: it must hold no secret's tail
-                pos = self.run_end(text, first, pos, first + chars + self.longest)
-                if pos >= len(text):  # (the run passed its stop: the rest of the text is one)
+                pos = self.run_end_in(windows, first, pos, first + chars + self.longest)
+                if pos >= len(window):  # (the run passed its stop: the rest of the text is one)
                     break
             # (on past the whole of the character a replaced run ends in)
             place = _shown_end(origin, pos)
             pos = _folded_place(origin, place)
         return "".join(parts)[:chars]
+
+    def first_in(self, text: str, pos: int, stop: int, cut: int) -> tuple[int, int]:
+        """Where the first occurrence of a secret's form (whole or a prefix of it, a suffix of
+        one or a run from inside one: the longest of those that begin there) that ``text``
+        writes from ``pos`` begins, before ``cut`` and wholly before ``stop``, and where it
+        ends (what is replaced of it: the value alone of a name and value); ``(-1, -1)`` when
+        there is none."""
+        first, last = -1, -1  # what to replace: the earliest, then the longest
+        for secret, searched in zip(self.secrets, self.searched, strict=True):
+            at, written = _first_written(text, secret, searched, pos, stop)
+            if at < 0:
+                continue
+            begin, finish = at, at + written
+            if type(secret) is _InField:  # (only its value: its name is kept)
+                begin, finish = begin + secret.head, finish - secret.tail
+            if begin < cut and (first < 0 or begin < first or (begin == first and finish > last)):
+                first, last = begin, finish
+        for tail in self.tails:  # (suffixes: the first to begin may end further on)
+            if text.find(tail[1], pos, stop) < 0:  # (none: as most texts have)
+                continue
+            begin, finish = _first_tail(text, tail, pos, stop)
+            if 0 <= begin < cut and (
+                first < 0 or begin < first or (begin == first and finish > last)
+            ):
+                first, last = begin, finish
+        for begin, finish in self.fragments(text, pos, stop):  # (runs from inside one)
+            begin = max(begin, pos)
+            if (
+                finish > begin
+                and begin < cut
+                and (first < 0 or begin < first or (begin == first and finish > last))
+            ):
+                first, last = begin, finish
+        return first, last
+
+    def run_end_in(self, texts: tuple[str, ...], start: int, end: int, stop: int) -> int:
+        """:meth:`run_end` in each of ``texts`` (a text as :func:`_hex_in_capitals` gives it,
+        all as long) in turn, until none makes the run longer: occurrences found in one and in
+        the other that overlap are one run."""
+        if len(texts) == 1:
+            return self.run_end(texts[0], start, end, stop)
+        grown = True
+        while grown:
+            grown = False
+            for text in texts:
+                finish = self.run_end(text, start, end, stop)
+                if finish >= len(text):  # (it passed its stop)
+                    return finish
+                if finish > end:
+                    end, grown = finish, True
+        return end
 
     def run_end(self, text: str, start: int, end: int, stop: int) -> int:
         """Where the run of overlapping secret occurrences that starts at ``start`` with one
