@@ -300,38 +300,38 @@ def test_shutdown_from_a_request_being_answered_stops_the_server(
     assert wait_until(lambda: not server_threads(server), WITHIN), server_threads(server)
 
 
-def test_shutdown_from_the_accept_loop_returns_and_stops_the_server() -> None:
+def test_shutdown_from_the_accept_loop_returns_and_stops_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """shutdown() called on the server's own accept loop (a log handler of its warning that
-    every connection is busy) returns instead of waiting for itself, and the server stops."""
-    held = Held()
-    registry = CollectorRegistry()
-    registry.register(held)
-    server = start_http_server(0, store=MetricStore(), registry=registry, max_connections=1)
+    a connection is refused, no thread being had for it) returns instead of waiting for
+    itself, and the server stops."""
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
     returned = threading.Event()
+    start = threading.Thread.start
 
-    class StopOnBusy(logging.Handler):
+    def no_connection_thread(thread: threading.Thread) -> None:
+        if thread.name.endswith("-connection"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    class StopOnRefusal(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if "connections are being served" in record.getMessage():
+            if "cannot start a thread for a connection" in record.getMessage():
                 server.shutdown()
                 returned.set()
 
-    handler = StopOnBusy()
+    handler = StopOnRefusal()
     logger = logging.getLogger("laios.execution.server")
     logger.addHandler(handler)
-    scrape = threading.Thread(
-        target=lambda: urllib.request.urlopen(f"{server.url}/metrics", timeout=WITHIN).close(),
-        daemon=True,
-    )
     try:
-        scrape.start()
-        assert held.entered.wait(WITHIN)
-        with socket.create_connection(("127.0.0.1", server.port), timeout=WITHIN) as second:
-            second.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")  # busy: the only slot is held
-            assert returned.wait(WITHIN)
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", no_connection_thread)
+            with socket.create_connection(("127.0.0.1", server.port), timeout=WITHIN) as client:
+                client.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")  # refused: no thread
+                assert returned.wait(WITHIN)
     finally:
         logger.removeHandler(handler)
-        held.release.set()
-        scrape.join(WITHIN)
     server.shutdown()  # waits for the stop under way
     assert refuses_connections(server.port)
     assert server_threads(server) == []

@@ -3,6 +3,8 @@
 - a client that sends nothing, or a byte at a time, is dropped after ``connection_timeout``;
 - at ``max_connections``, an idle connection makes way for a new one, and when every
   connection is busy a new one is answered ``503`` within about half a second, not queued;
+- scrapes stuck in a collector never keep ``/healthz`` out (a liveness probe), and a flood of
+  slow ``/healthz`` connections does not start a thread each;
 - accept() failing for lack of file descriptors backs off instead of spinning;
 - the listen backlog holds a burst of 200 scrapes.
 
@@ -29,6 +31,7 @@ from typing import Any
 
 import pytest
 from _scripts import script_env
+from http_drivers import send_raw
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -188,8 +191,9 @@ class BlockingCollector(Collector):
 def test_beyond_the_cap_busy_connections_get_503_quickly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """When every connection is serving a request, new ones get 503 quickly (not queued), one
-    warning is logged for all of them, and the server serves again as soon as a slot frees."""
+    """When every connection is rendering a request, new scrapes get 503 quickly (not
+    queued), one warning is logged for all of them, and the server serves again as soon as a
+    slot frees. (``/healthz`` is answered meanwhile: see the test after next.)"""
     registry = CollectorRegistry()
     blocking = BlockingCollector()
     registry.register(blocking)
@@ -205,9 +209,9 @@ def test_beyond_the_cap_busy_connections_get_503_quickly(
             for _ in scrapes:
                 assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
             started = time.monotonic()
-            status, headers, _ = get(server.url + "/healthz")
+            status, headers, _ = get(server.url + "/metrics")
             refused_in = time.monotonic() - started
-            more = [get(server.url + "/healthz")[0] for _ in range(3)]
+            more = [get(server.url + "/status")[0] for _ in range(3)]
         finally:
             blocking.release.set()
             for thread in scrapes:
@@ -224,10 +228,107 @@ def test_beyond_the_cap_busy_connections_get_503_quickly(
         assert get(server.url + "/healthz")[0] == 200
 
 
+class HangingCollector(Collector):
+    """A collector whose collect() never returns until ``release`` is set: a scrape of it
+    holds its connection for good, as a user's collector stuck on a hung resource does."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def collect(self) -> Iterable[Metric]:
+        self.entered.release()
+        self.release.wait()
+        yield GaugeMetricFamily("app_hung", "A gauge behind a hung collector.", value=1.0)
+
+
+def connection_threads(server: MetricsServer) -> list[threading.Thread]:
+    """The threads serving ``server``'s connections."""
+    name = f"laios-metrics-{server.port}-connection"
+    return [thread for thread in threading.enumerate() if thread.name == name]
+
+
+@contextlib.contextmanager
+def stuck_scrapes(count: int, **options: Any) -> Iterator[MetricsServer]:
+    """A server whose every one of ``count`` scrapes of ``/metrics`` is stuck in a collector
+    that never returns (``max_connections`` is ``count`` unless ``options`` say otherwise);
+    the collector is released at the end, and no connection thread outlives the server."""
+    registry = CollectorRegistry()
+    hanging = HangingCollector()
+    registry.register(hanging)
+    options.setdefault("max_connections", count)
+    server = start_http_server(0, store=MetricStore(), registry=registry, **options)
+    scrapes = [
+        threading.Thread(target=get, args=(server.url + "/metrics", 60.0), daemon=True)
+        for _ in range(count)
+    ]
+    try:
+        for thread in scrapes:
+            thread.start()
+        for _ in scrapes:
+            assert hanging.entered.acquire(timeout=ANSWER_WITHIN)
+        yield server
+    finally:
+        hanging.release.set()
+        for thread in scrapes:
+            thread.join(ANSWER_WITHIN)
+        server.shutdown()
+    assert not any(thread.is_alive() for thread in scrapes)
+    assert connection_threads(server) == []
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_healthz_is_answered_while_every_scrape_is_stuck(method: str) -> None:
+    """With every one of ``max_connections`` scrapes stuck in a collector that never returns,
+    ``/healthz`` is still answered ``200`` promptly: a liveness probe does not restart a
+    process that serves its work for a stuck metrics collector. It was answered ``503``, as
+    any connection beyond the limit."""
+    with stuck_scrapes(4) as server:
+        for _ in range(3):
+            started = time.monotonic()
+            answer = send_raw(
+                server.port, f"{method} /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+            )
+            assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
+            assert time.monotonic() - started < ANSWER_WITHIN
+            assert answer.endswith(b"\r\n\r\n" if method == "HEAD" else b"\r\n\r\nok\n")
+        # (a scrape beyond the limit is still refused, quickly)
+        status, headers, _ = get(server.url + "/metrics")
+        assert status == 503
+        assert headers.get("Retry-After") == "1"
+
+
+def test_a_flood_of_slow_healthz_connections_stays_bounded() -> None:
+    """With every scrape stuck, 60 connections sending ``/healthz`` without ever ending the
+    request neither start a thread each nor keep a prompt ``/healthz`` out: the server serves
+    at most two connections beyond ``max_connections`` (dropping the idle ones), and a probe
+    is answered ``200``."""
+    clients: list[socket.socket] = []
+    peak = 0
+    with stuck_scrapes(2, connection_timeout=30) as server:
+        try:
+            for _ in range(60):
+                client = connect(server.port)
+                clients.append(client)
+                client.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+                peak = max(peak, len(connection_threads(server)))
+            started = time.monotonic()
+            status, _, body = get(server.url + "/healthz")
+            elapsed = time.monotonic() - started
+            peak = max(peak, len(connection_threads(server)))
+        finally:
+            for client in clients:
+                client.close()
+    assert (status, body) == (200, b"ok\n")
+    assert elapsed < ANSWER_WITHIN
+    # (the two stuck scrapes, two more, and a thread or two ending as their slot is freed)
+    assert peak <= 2 + 2 + 2, peak
+
+
 def _answer_beyond_the_limit(request: bytes, **options: Any) -> bytes:
-    """What a server of ``max_connections=1`` answers ``request`` on a second connection,
-    while a scrape holds the first (each call a fresh server: the first connection refused
-    waits for a place, so its request has arrived when it is answered)."""
+    """What a server of ``max_connections=1`` answers ``request`` (a scrape) on a second
+    connection, while a scrape holds the first (each call a fresh server: the first request
+    refused waits for a place, so its request has arrived when it is answered)."""
     registry = CollectorRegistry()
     blocking = BlockingCollector()
     registry.register(blocking)
@@ -254,7 +355,7 @@ def test_the_503_at_the_connection_limit_carries_the_configured_headers() -> Non
     headers, as every other answer does, and ``nosniff`` once."""
     config = WebConfig(headers={"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"})
     answer = _answer_beyond_the_limit(
-        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", web_config=config
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n", web_config=config
     )
     lines = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
     assert lines[0] == b"HTTP/1.0 503 Service Unavailable", lines
@@ -274,7 +375,7 @@ def test_the_503_at_the_connection_limit_to_a_head_request_has_no_body(start: by
     then, once a ``HEAD `` request got none, one whose words are parted by a tab, or that
     begins with a space after an empty line, still got it, though the server answers such a
     request as ``HEAD`` when it serves it."""
-    answer = _answer_beyond_the_limit(start + b"healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    answer = _answer_beyond_the_limit(start + b"metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 503 Service Unavailable\r\n"), answer
     assert b"\r\nContent-Length: " in head

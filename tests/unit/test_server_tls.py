@@ -471,11 +471,12 @@ class BlockingCollector(Collector):
         yield GaugeMetricFamily("app_blocked", "A gauge behind a slow collector.", value=1.0)
 
 
-def test_at_the_limit_a_tls_connection_is_closed_without_blocking(
+def test_at_the_limit_a_tls_scrape_gets_503_and_healthz_200(
     pki: tuple[Authority, Issued, Issued],
 ) -> None:
-    """With every slot busy, a new TLS connection is refused quickly, and the busy scrape still
-    completes."""
+    """With every render busy, a new TLS scrape is answered ``503`` quickly (over TLS: a
+    render lets in one more connection), ``/healthz`` is answered ``200``, and the busy scrape
+    still completes."""
     ca, server_cert, _ = pki
     registry = CollectorRegistry()
     blocking = BlockingCollector()
@@ -494,12 +495,43 @@ def test_at_the_limit_a_tls_connection_is_closed_without_blocking(
         try:
             assert blocking.entered.wait(ANSWER_WITHIN)
             started = time.monotonic()
-            assert refused_handshake(server, client_context(ca))
+            refused = call_http(server.url, context=client_context(ca))
             assert time.monotonic() - started < ANSWER_WITHIN
+            health = call_http(server.url, path="/healthz", context=client_context(ca))
         finally:
             blocking.release.set()
             busy.join(ANSWER_WITHIN)
+    assert refused.status == 503
+    assert health.status == 200
     assert results == [200]
+
+
+def test_a_tls_connection_without_a_thread_is_closed_without_blocking(
+    pki: tuple[Authority, Issued, Issued], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS connection that cannot be served (no thread can be started for it) is closed
+    quickly, without the handshake that a ``503`` would need; the server serves again once
+    threads can be had."""
+    ca, server_cert, _ = pki
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    )
+    start = threading.Thread.start
+
+    def no_connection_thread(thread: threading.Thread) -> None:
+        if thread.name.endswith("-connection"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", no_connection_thread)
+            started = time.monotonic()
+            assert refused_handshake(server, client_context(ca))
+            assert time.monotonic() - started < ANSWER_WITHIN
+        assert call_http(server.url, context=client_context(ca)).status == 200
 
 
 def client_hello(ca: Authority) -> bytes:

@@ -22,7 +22,10 @@ serves the WSGI app from a daemon thread, one
 thread per connection, with limits so that idle or slow clients cannot starve it: a client must
 send its request within ``connection_timeout`` seconds, at most ``max_connections`` are served
 at once (an idle one makes way for a new one; when all are busy a new one soon gets ``503``),
-and running out of file descriptors makes it back off instead of spinning.
+and running out of file descriptors makes it back off instead of spinning. Each request being
+rendered (every one but ``/healthz``) lets in one more connection, up to two more, and at most
+``max_connections`` are rendered at once: renders stuck in a collector never keep ``/healthz``,
+a liveness probe, out.
 
 ``web_config=`` (a :class:`~laios.execution.web.WebConfig` or the path of an exporter-toolkit
 web configuration file) adds TLS, client certificates, basic authentication and bearer tokens;
@@ -137,7 +140,8 @@ _log = logging.getLogger("laios.execution.server")
 DEFAULT_PORT = 8489
 #: Seconds a client has to send its whole request (and the most any write to it may block).
 DEFAULT_CONNECTION_TIMEOUT = 10.0
-#: Most connections served at once by :func:`start_http_server` (each holds a thread).
+#: Most connections served at once by :func:`start_http_server` (each holds a thread), and
+#: requests rendered at once (each of which lets in one more connection, up to two more).
 DEFAULT_MAX_CONNECTIONS = 64
 #: The listen backlog: connections the kernel holds until the server accepts them.
 DEFAULT_BACKLOG = socket.SOMAXCONN
@@ -149,6 +153,12 @@ _MAX_BACKLOG = 65535
 #: dropped to make way for a new one, and how long a new one may wait for a busy one to finish.
 _IDLE_GRACE = 0.1
 _SLOT_WAIT = 0.5
+#: Most connections let in beyond ``max_connections`` while requests are being rendered: each
+#: render lets in one, up to this many. A render stuck in a collector then never takes the
+#: place of a liveness probe: ``/healthz``, which renders nothing, is answered meanwhile.
+_SPARE_CONNECTIONS = 2
+#: The path answered without rendering anything (and without credentials).
+_HEALTH_PATH = "/healthz"
 #: Seconds between accept() attempts while the process is out of file descriptors.
 _ACCEPT_BACKOFF = 0.1
 #: At shutdown: how long an answer being written may take to finish before its connection is
@@ -562,12 +572,15 @@ def _check_limits(
 
 @dataclass(eq=False)
 class _Connection:
-    """A connection being served: since when, whether its request is still arriving, and
-    whether its answer is written and what the client still sends is being dropped."""
+    """A connection being served: since when, whether its request is still arriving, whether
+    it is being rendered, and whether its answer is written and what the client still sends
+    is being dropped."""
 
     opened: float
     receiving: bool = True
     lingering: bool = False
+    #: Whether its request is being rendered (any request but ``/healthz``'s).
+    rendering: bool = False
 
 
 class _HeadTooLarge(http.client.HTTPException):
@@ -859,8 +872,25 @@ class _QuietHandler(WSGIRequestHandler):
             multithread=False,
         )
         handler.request_handler = self  # (what wsgiref's own handler is given)
+        server = cast("_ThreadingServer", self.server)
+        renders = self.path.partition("?")[0] != _HEALTH_PATH
+        if renders and not server.start_render(self.request):
+            self._answer_busy(server.busy_answer)
+            return
         self.answered = True
-        handler.run(cast("WSGIApplication", cast(WSGIServer, self.server).get_app()))  # (set)
+        try:
+            handler.run(cast("WSGIApplication", server.get_app()))  # (set)
+        finally:
+            if renders:
+                server.end_render(self.request)
+
+    def _answer_busy(self, answer: bytes) -> None:
+        """Answer ``503`` (``answer``, the headers only to ``HEAD``): ``max_connections``
+        requests are being rendered."""
+        if self.command == "HEAD":
+            answer = answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+        self.answered = True
+        self.wfile.write(answer)
 
     def finish(self) -> None:
         """Flush the answer; with bytes of the client still coming after it, drop them until
@@ -1150,7 +1180,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self.extra_headers = tuple(
             (name, value) for name, value in headers if name.lower() != NOSNIFF[0].lower()
         )
-        self._busy = _busy_answer(self.extra_headers)
+        #: What a connection beyond the limit gets, and a request beyond the renders' limit.
+        self.busy_answer = _busy_answer(self.extra_headers)
         #: What a plain HTTP request gets when the server speaks TLS.
         self.plain_http_answer = _plain_http_answer(self.extra_headers)
         self.connection_timeout = connection_timeout
@@ -1160,6 +1191,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self._open: dict[socket.socket, _Connection] = {}
         self._handlers: set[threading.Thread] = set()  # the connections' threads
         self._saturated = False
+        self._renders_saturated = False
         self._closing = threading.Event()
         self._serving = threading.local()  # .sock: the connection a thread of it answers
         self._warnings = WarningLimiter(_WARN_EVERY)
@@ -1221,7 +1253,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
                     "(raise max_connections if this is normal load)",
                     self.max_connections,
                 )
-            _refuse(sock, self._busy)
+            _refuse(sock, self.busy_answer)
             return
         thread = threading.Thread(
             target=self._serve_connection,
@@ -1244,7 +1276,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
                 "cannot start a thread for a connection (%s); answering 503 to it",
                 exc,
             )
-            _refuse(sock, self._busy)
+            _refuse(sock, self.busy_answer)
 
     def answering(self) -> bool:
         """Whether the calling thread is one of this server's connection threads."""
@@ -1337,10 +1369,68 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
             if connection is not None:
                 connection.receiving = False
 
+    def start_render(self, sock: socket.socket) -> bool:
+        """Count the request of ``sock`` as being rendered, waiting a little if
+        ``max_connections`` are already; return ``False`` (and log a warning, at most one a
+        minute) when none finishes in time, or the server is closing.
+
+        As :meth:`_admit` waits for a slot: up to ``_SLOT_WAIT``, and after a wait that fails
+        not at all until a render finishes. Each request being rendered lets in one more
+        connection (see :meth:`_admit`), for ``/healthz`` or a request that is refused here.
+        """
+        now = time.monotonic()
+        give_up = now + _SLOT_WAIT
+        with self._slots:
+            while (connection := self._open.get(sock)) is not None:
+                if self._closing.is_set():
+                    return False
+                if self._rendering() < self.max_connections:
+                    self._renders_saturated = False
+                    connection.rendering = True
+                    self._slots.notify_all()  # (a new connection waiting may be let in)
+                    return True
+                if self._renders_saturated or now >= give_up:
+                    self._renders_saturated = True
+                    break
+                self._slots.wait(give_up - now)
+                now = time.monotonic()
+            else:
+                return False  # (closed meanwhile: at shutdown)
+        if not self._closing.is_set():
+            self._warn(
+                "busy",
+                "%d requests are being rendered, the limit; answering 503 to new ones "
+                "(raise max_connections if this is normal load, or look for a slow collector)",
+                self.max_connections,
+            )
+        return False
+
+    def end_render(self, sock: socket.socket) -> None:
+        """Count the request of ``sock`` as rendered: another may be rendered."""
+        with self._slots:
+            connection = self._open.get(sock)
+            if connection is not None and connection.rendering:
+                connection.rendering = False
+                self._renders_saturated = False
+                self._slots.notify_all()
+
+    def _rendering(self) -> int:
+        """How many requests are being rendered (``_slots`` held)."""
+        return sum(connection.rendering for connection in self._open.values())
+
+    def _limit(self) -> int:
+        """How many connections may be open now (``_slots`` held): ``max_connections``, and
+        one more for each request being rendered, up to ``_SPARE_CONNECTIONS`` more."""
+        return self.max_connections + min(self._rendering(), _SPARE_CONNECTIONS)
+
     def _admit(self, sock: socket.socket) -> bool:
         """Take a slot for ``sock``, dropping an idle connection or waiting a little if need be.
 
-        At the limit, the oldest connection whose request has not arrived, with nothing waiting
+        There are ``max_connections`` slots, and one more for each request being rendered
+        (``/metrics``, ``/status``, the live page), up to ``_SPARE_CONNECTIONS`` more: renders
+        stuck in a collector never take every slot, and ``/healthz`` is still answered (a
+        render is refused in the spare slots, see :meth:`start_render`). At the limit, the
+        oldest connection whose request has not arrived, with nothing waiting
         to be read, and open for at least ``_IDLE_GRACE``, is dropped to make room (see
         :meth:`_drop_idle`). With none, a new connection waits up to
         ``_SLOT_WAIT`` for one to finish (a burst of quick scrapes); after a wait that fails,
@@ -1349,7 +1439,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         now = time.monotonic()
         give_up = now + _SLOT_WAIT
         with self._slots:
-            while len(self._open) >= self.max_connections:
+            while len(self._open) >= self._limit():
                 if self._closing.is_set():
                     return False
                 if self._drop_idle(now):
@@ -1566,7 +1656,13 @@ def start_http_server(
     sending, else the oldest connection whose request has still not arrived (with
     nothing waiting to be read), is dropped to make room, and when every connection is busy
     with a request a new one waits up to half a second for one to finish, then gets
-    ``503 Service Unavailable`` (with ``Retry-After: 1``). A request's line and headers may
+    ``503 Service Unavailable`` (with ``Retry-After: 1``). At most ``max_connections``
+    requests are rendered at once (``/metrics``, ``/status``, ``/``: every one but
+    ``/healthz``), and each being rendered lets in one more connection, up to two more: a
+    render stuck in a collector (one that never returns) never takes the place of
+    ``/healthz``, which renders nothing and is answered meanwhile, so a liveness probe does
+    not fail for it; a render beyond the limit waits up to half a second for one to finish,
+    then gets the same ``503``. A request's line and headers may
     take 64 KiB in all (more gets ``431``); empty lines before the request line are skipped
     (RFC 9112) and count against it. One request is answered a connection, and the answer
     says ``Connection: close``; what a client still sends after it (a pipelined request, a
@@ -1602,7 +1698,8 @@ def start_http_server(
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
         connection_timeout: Seconds a client has to send its request; greater than 0, at most
             3600 (default :data:`DEFAULT_CONNECTION_TIMEOUT`, 10).
-        max_connections: Most connections served at once, at least 1 (default
+        max_connections: Most connections served at once, and requests rendered at once
+            (each of which lets in one more connection, up to two more), at least 1 (default
             :data:`DEFAULT_MAX_CONNECTIONS`, 64).
         backlog: The listen backlog, from 1 to 65535 (default :data:`DEFAULT_BACKLOG`,
             ``socket.SOMAXCONN``); the kernel may cap it lower.
