@@ -1900,6 +1900,22 @@ def test_a_directory_that_cannot_be_used_is_refused_at_enable(
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.parametrize("suffix", ["\n", " "], ids=["line-break", "space"])
+def test_a_directory_whose_name_ends_with_white_space_is_refused_showing_it(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """``LAIOS_MULTIPROC_DIR`` set with a line break or a space left at its end names a
+    directory other than the one created: the refusal shows the name quoted and says that it
+    ends with white space, instead of saying that a directory the operator sees does not
+    exist."""
+    monkeypatch.setenv(ENV_VAR, f"{directory}{suffix}")
+    with pytest.raises(ValueError, match="does not exist") as caught:
+        enable()
+    message = str(caught.value)
+    assert repr(f"{directory}{suffix}") in message
+    assert "white space" in message
+
+
 @pytest.mark.parametrize("call", [enable, sweep], ids=lambda c: c.__name__)
 def test_a_directory_whose_name_is_too_long_is_refused_with_a_value_error(
     directory: Path, call: Callable[[Path], Any]

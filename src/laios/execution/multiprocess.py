@@ -627,6 +627,19 @@ def _path(directory: str | os.PathLike[str] | None) -> Path:
     return Path(directory).absolute()
 
 
+def _white_space_hint(path: Path) -> str:
+    """A sentence to add to a refusal of ``path`` when a part of its name begins or ends with
+    white space, which the message would not show (``""`` otherwise)."""
+    if all(part == part.strip() for part in path.parts):
+        return ""
+    # A line break or a space left at the end of a configuration value
+    # (LAIOS_MULTIPROC_DIR="/dev/shm/laios\n") names a directory other than the one created.
+    return (
+        f" (its name, {str(path)!r}, has white space at the start or end of a part: a space "
+        "or line break left in the configuration value?)"
+    )
+
+
 def _directory(directory: str | os.PathLike[str] | None) -> Path:
     """The directory to use, checked: it exists, and this process can lock and write in it."""
     path = _path(directory)
@@ -658,7 +671,10 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
                 path,
             )
             return path
-        raise ValueError(f"the multiprocess directory {path} does not exist; create it first")
+        raise ValueError(
+            f"the multiprocess directory {path} does not exist; create it first"
+            f"{_white_space_hint(path)}"
+        )
     if not path.is_dir():
         raise ValueError(f"the multiprocess directory {path} is not a directory")
     try:
