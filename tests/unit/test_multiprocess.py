@@ -618,6 +618,29 @@ def test_more_gone_processes_than_open_files_allowed_are_all_folded(
     assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
 
 
+def test_a_fold_with_fewer_descriptors_free_than_a_batch_takes_smaller_batches(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A process with fewer descriptors free than a batch needs (near its limit of open files:
+    a worker holding many connections) failed every fold with "Too many open files", so its
+    scrapes never folded and the directory grew with every worker gone. Its folds take
+    smaller batches instead."""
+    _gone_processes(store, directory, export, 80)
+
+    def fold_with_few_descriptors(report: Report) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 30, hard))
+        report({"folded": sweep(directory)})
+
+    child = fork(fold_with_few_descriptors)
+    assert child.report() == {"folded": 80}
+    child.wait()
+    assert tasks_total(scrape(registry)) == 80
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
+
+
 def _tasks_on_disk(directory: Path) -> float:
     """``laios_tasks_total`` as the files on disk add up: the retired file, and each process
     file it has not absorbed (read while a fold holds the directory's lock)."""

@@ -1061,8 +1061,9 @@ def sweep(directory: str | os.PathLike[str] | None = None) -> int:
     """Fold the files of processes that are gone into the retired file.
 
     Scrapes do it too; call it when a worker exits (:func:`gunicorn_child_exit`) to keep the
-    directory tidy between scrapes. It takes them 64 at a time, and lets the other processes
-    waiting for the directory's lock (scrapes, :func:`enable`) in between two batches.
+    directory tidy between scrapes. It takes them 64 at a time (fewer when this process has
+    fewer files left to open), and lets the other processes waiting for the directory's lock
+    (scrapes, :func:`enable`) in between two batches.
 
     Args:
         directory: Defaults to ``$LAIOS_MULTIPROC_DIR``.
