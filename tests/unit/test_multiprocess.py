@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from forked import in_child
 from http_drivers import call_wsgi
 from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tasks, tasks_total
 from process_tools import wait_until
@@ -612,6 +613,29 @@ def test_more_gone_processes_than_open_files_allowed_are_all_folded(
     assert child.report() == {"folded": 60}
     child.wait()
     assert tasks_total(scrape(registry)) == 60
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
+
+
+def test_a_fold_with_fewer_descriptors_free_than_a_batch_takes_smaller_batches(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A process with fewer descriptors free than a batch needs (near its limit of open files:
+    a worker holding many connections) failed every fold with "Too many open files", so its
+    scrapes never folded and the directory grew with every worker gone. Its folds take
+    smaller batches instead."""
+    _gone_processes(store, directory, export, 80)
+
+    def fold_with_few_descriptors(report: Report) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 30, hard))
+        report({"folded": sweep(directory)})
+
+    child = fork(fold_with_few_descriptors)
+    assert child.report() == {"folded": 80}
+    child.wait()
+    assert tasks_total(scrape(registry)) == 80
     assert export.path is not None
     stem = export.path.name.removesuffix(".json")
     assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
@@ -1897,6 +1921,81 @@ def test_a_directory_that_cannot_be_used_is_refused_at_enable(
     with pytest.raises(ValueError, match=message) as caught:
         enable(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("suffix", ["\n", " "], ids=["line-break", "space"])
+def test_a_directory_whose_name_ends_with_white_space_is_refused_showing_it(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """``LAIOS_MULTIPROC_DIR`` set with a line break or a space left at its end names a
+    directory other than the one created: the refusal shows the name quoted and says that it
+    ends with white space, instead of saying that a directory the operator sees does not
+    exist."""
+    monkeypatch.setenv(ENV_VAR, f"{directory}{suffix}")
+    with pytest.raises(ValueError, match="does not exist") as caught:
+        enable()
+    message = str(caught.value)
+    assert repr(f"{directory}{suffix}") in message
+    assert "white space" in message
+
+
+@pytest.mark.parametrize("call", [enable, sweep], ids=lambda c: c.__name__)
+def test_a_directory_whose_name_is_too_long_is_refused_with_a_value_error(
+    directory: Path, call: Callable[[Path], Any]
+) -> None:
+    """A path the system cannot look up (a name longer than the file system allows) is
+    refused with a ValueError naming it and what the system said, as prepare_directory()
+    refuses it, not with the bare OSError of the look-up."""
+    path = directory / ("x" * 300)
+    with pytest.raises(ValueError, match="cannot be looked up") as caught:
+        call(path)
+    assert str(path) in str(caught.value)
+    assert "name too long" in str(caught.value).lower()
+
+
+@pytest.mark.parametrize("call", [prepare_directory, enable, sweep], ids=lambda c: c.__name__)
+def test_a_path_with_a_nul_character_is_refused_saying_so(
+    directory: Path, call: Callable[[str], Any]
+) -> None:
+    """A path no system call takes (a NUL character in it) is refused naming it and the
+    character, not taken for a directory that does not exist, nor refused with the bare
+    "embedded null byte" that names no path."""
+    with pytest.raises(ValueError, match="NUL character") as caught:
+        call(f"{directory}/a\0b")
+    assert repr(f"{directory}/a\0b") in str(caught.value)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to switch users"
+)
+def test_a_directory_under_a_parent_the_process_may_not_enter_is_refused_saying_so() -> None:
+    """A gunicorn worker of another user (``--user``) given a directory inside a parent that
+    user may not enter (``0700``, root's) is refused at enable() with a ValueError naming the
+    directory and saying that permission was denied, not with a bare PermissionError."""
+    parent = Path(tempfile.mkdtemp(prefix="laios-closed-"))  # 0700, root's
+    try:
+        path = parent / "multiproc"
+        path.mkdir(mode=0o777)
+
+        def as_another_user() -> dict[str, Any]:
+            become_nobody()
+            answers = {}
+            for call in (enable, sweep):
+                try:
+                    call(path)
+                except Exception as exc:  # (reported to the test)
+                    answers[call.__name__] = [type(exc).__name__, str(exc)]
+            return answers
+
+        answers = in_child(as_another_user)
+        assert "crashed" not in answers, answers
+        for name in ("enable", "sweep"):
+            kind, message = answers[name]
+            assert kind == "ValueError", answers
+            assert str(path) in message
+            assert "permission denied" in message.lower()
+    finally:
+        shutil.rmtree(parent)
 
 
 @pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS])

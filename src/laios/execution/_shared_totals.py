@@ -295,6 +295,8 @@ def _flock(
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: The errors of a directory this process may not write in: its owner or mode, a read-only mount.
 _NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+#: The errors of a process (or a system) out of file descriptors.
+_TOO_MANY_FILES = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 def what_to_do(exc: BaseException) -> str:
@@ -307,6 +309,11 @@ def what_to_do(exc: BaseException) -> str:
     code = getattr(exc, "errno", None)
     if code in NO_ROOM:
         return "make room on the directory's file system (full, or a quota or size limit)"
+    if code in _TOO_MANY_FILES:
+        return (
+            "this process has too many files open (its connections among them): raise its "
+            "limit of open files (ulimit -n)"
+        )
     if code in _NOT_WRITABLE:
         return (
             "make the directory writable by every process that shares it (its owner, its "
@@ -868,11 +875,24 @@ def fold(directory: SharedDirectory, *, budget: float | None = None) -> int:
     pending: list[str] | None = None
     alive: list[str] = []
     total = 0
+    batch = FOLD_BATCH
     while True:
         with directory.locked(shared=False):
             if pending is None:
                 pending = directory.stems(with_orphans=True)
-            folded, pending = _fold_batch(directory, pending, alive)
+            found_alive = len(alive)
+            try:
+                folded, pending = _fold_batch(directory, pending, alive, batch)
+            except OSError as exc:
+                if exc.errno not in _TOO_MANY_FILES or batch == 1:
+                    raise
+                # Fewer descriptors free than the batch needs (a process near its limit of
+                # open files: a worker holding many connections). A batch that fails changes
+                # nothing that counts (the retired file is written, and the files deleted, at
+                # its end): a smaller one is tried, rather than no fold ever succeeding.
+                del alive[found_alive:]
+                batch = max(1, batch // 2)
+                continue
         total += folded
         if not pending or (stop is not None and time.monotonic() >= stop):
             return total
@@ -880,10 +900,10 @@ def fold(directory: SharedDirectory, *, budget: float | None = None) -> int:
 
 
 def _fold_batch(
-    directory: SharedDirectory, pending: list[str], alive: list[str]
+    directory: SharedDirectory, pending: list[str], alive: list[str], batch: int
 ) -> tuple[int, list[str]]:
     """One round of :func:`fold` (the caller holds the directory's exclusive lock): folds the
-    gone processes among ``pending``, in order, until :data:`FOLD_BATCH` lock files are held;
+    gone processes among ``pending``, in order, until ``batch`` lock files are held;
     returns how many it folded and the processes it did not look at yet. Adds those it found
     alive to ``alive``. A process whose files are gone (folded by another process between two
     rounds) is passed over."""
@@ -911,7 +931,7 @@ def _fold_batch(
     looked = 0
     try:
         for stem in pending:
-            if len(held) >= FOLD_BATCH:  # (no more lock files open: the rest next round)
+            if len(held) >= batch:  # (no more lock files open: the rest next round)
                 break
             looked += 1
             if stem in absorbed:

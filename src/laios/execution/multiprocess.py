@@ -619,13 +619,46 @@ def _path(directory: str | os.PathLike[str] | None) -> Path:
             'the multiprocess directory is an empty path: name a directory ("." for the '
             "working directory)"
         )
+    if "\0" in str(os.fspath(directory)):  # (which no system call takes)
+        raise ValueError(
+            f"the multiprocess directory {os.fspath(directory)!r} has a NUL character in its "
+            "name: name a directory without one"
+        )
     return Path(directory).absolute()
+
+
+def _white_space_hint(path: Path) -> str:
+    """A sentence to add to a refusal of ``path`` when a part of its name begins or ends with
+    white space, which the message would not show (``""`` otherwise)."""
+    if all(part == part.strip() for part in path.parts):
+        return ""
+    # A line break or a space left at the end of a configuration value
+    # (LAIOS_MULTIPROC_DIR="/dev/shm/laios\n") names a directory other than the one created.
+    return (
+        f" (its name, {str(path)!r}, has white space at the start or end of a part: a space "
+        "or line break left in the configuration value?)"
+    )
 
 
 def _directory(directory: str | os.PathLike[str] | None) -> Path:
     """The directory to use, checked: it exists, and this process can lock and write in it."""
     path = _path(directory)
-    if not path.exists():
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        missing = True
+    except OSError as exc:
+        # A name too long, a parent this process may not enter (a worker of another user
+        # than the one who made the directory): the bare OSError of the look-up would not
+        # say that it is about the multiprocess directory, nor what to do.
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be looked up: {exc.strerror or exc} "
+            "(make it and each directory above it reachable by this process's user, or "
+            "choose another path)"
+        ) from exc
+    else:
+        missing = False
+    if missing:
         if _master_pid is not None and os.getpid() != _master_pid:
             # A gunicorn worker: its master checked the directory at start, so it was deleted
             # under the running service since. Refusing would fail the worker's boot, and
@@ -638,7 +671,10 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
                 path,
             )
             return path
-        raise ValueError(f"the multiprocess directory {path} does not exist; create it first")
+        raise ValueError(
+            f"the multiprocess directory {path} does not exist; create it first"
+            f"{_white_space_hint(path)}"
+        )
     if not path.is_dir():
         raise ValueError(f"the multiprocess directory {path} is not a directory")
     try:
@@ -725,15 +761,16 @@ def enable(
         This process's export.
 
     Raises:
-        ValueError: When there is no directory (or an empty path), it does not exist, is not a
-            directory or is not writable; when ``interval`` is out of range; when multiprocess
-            mode is already on in this process with another directory, registry or
-            ``interval``; when it was on with the same directory and another registry
-            (this process's file still holds its counts: a second file would count twice the
-            stores both registries export). (In a gunicorn worker, whose master checked the
-            directory at start, a directory deleted since is warned instead: the worker writes
-            its file once it is back. So is a directory whose file system has no room for a
-            new file, in any process: it writes its file once there is room.)
+        ValueError: When there is no directory (or an empty path, or one with a NUL character), it
+            cannot be looked up (a name too long, a parent this process may not enter), does not
+            exist, is not a directory or is not writable; when ``interval`` is out of range; when
+            multiprocess mode is already on in this process with another directory, registry or
+            ``interval``; when it was on with the same directory and another registry (this
+            process's file still holds its counts: a second file would count twice the stores both
+            registries export). (In a gunicorn worker, whose master checked the directory at start,
+            a directory deleted since is warned instead: the worker writes its file once it is back.
+            So is a directory whose file system has no room for a new file, in any process: it
+            writes its file once there is room.)
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """
@@ -893,7 +930,8 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
         The directory.
 
     Raises:
-        ValueError: When there is no directory or an empty path; when it cannot be created
+        ValueError: When there is no directory, an empty path or one with a NUL character;
+            when it cannot be created
             (a parent is a file, or not writable), is not a directory, or its files cannot be
             removed or written; the message names the path.
         TypeError: When ``directory`` is not a path.
@@ -1023,8 +1061,9 @@ def sweep(directory: str | os.PathLike[str] | None = None) -> int:
     """Fold the files of processes that are gone into the retired file.
 
     Scrapes do it too; call it when a worker exits (:func:`gunicorn_child_exit`) to keep the
-    directory tidy between scrapes. It takes them 64 at a time, and lets the other processes
-    waiting for the directory's lock (scrapes, :func:`enable`) in between two batches.
+    directory tidy between scrapes. It takes them 64 at a time (fewer when this process has
+    fewer files left to open), and lets the other processes waiting for the directory's lock
+    (scrapes, :func:`enable`) in between two batches.
 
     Args:
         directory: Defaults to ``$LAIOS_MULTIPROC_DIR``.
