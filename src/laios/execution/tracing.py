@@ -132,6 +132,15 @@ def _qualified_name(kind: type, secrets: Sequence[str] = ()) -> str:
     return shorten(name, _TYPE_CHARS)
 
 
+def _short_error(text: str, secrets: Sequence[str]) -> str:
+    """``text`` scrubbed of ``secrets`` and cut to ``MAX_ERROR_BYTES``, as ``scrub(text,
+    secrets, limit=MAX_ERROR_BYTES)`` gives it, reading only as much of ``text`` as the bytes
+    kept need: a message of many megabytes costs no more than a short one."""
+    # (a character takes at least one byte: the first MAX_ERROR_BYTES + 1, scrubbed before
+    # the cut, hold every byte kept, and say whether the text went on)
+    return truncate_bytes(scrub_head(text, secrets, MAX_ERROR_BYTES + 1), MAX_ERROR_BYTES)
+
+
 def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """``attributes`` with every key and string value valid UTF-8 (see :func:`utf8_text`)."""
     return {
@@ -544,7 +553,7 @@ class Tracing:
         if capture_result and self.capture_content:
             _capture(span, "gen_ai.tool.call.result", result, secrets)
         if error_type is not None:
-            short = scrub(message or error_type, secrets, limit=MAX_ERROR_BYTES)
+            short = _short_error(message or error_type, secrets)
             span.set_attribute("error.type", error_type)
             span.set_status(Status(StatusCode.ERROR, short))
             if exception is not None:
