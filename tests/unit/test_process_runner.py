@@ -1864,6 +1864,148 @@ def test_progress_from_the_child_arrives_in_order(
     process_tools.check_progress_in_order(make(), task, context, 100, WAIT)
 
 
+def test_a_callback_that_blocks_never_holds_another_workers_outcome(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Every worker's messages are read on the runner's reader thread, which also runs the
+    callbacks: while one task's ``on_progress`` blocks there, another worker's call still
+    ends as soon as its tool returned (never timed out with its worker killed), and the
+    blocked task's progress still comes before its outcome."""
+    executor = make(2)
+    warm = [
+        threading.Thread(target=executor.execute_task, args=(task("pid"), context))
+        for _ in range(2)
+    ]
+    for thread in warm:
+        thread.start()
+    for thread in warm:
+        thread.join()
+    inside = threading.Event()
+    release = threading.Event()
+    events: list[str] = []
+
+    def blocks(event: str, data: Any) -> None:
+        events.append(event)
+        if event == "progress" and not inside.is_set():
+            inside.set()
+            release.wait(4 * WAIT)
+
+    results: list[TaskResult] = []
+    blocked = threading.Thread(
+        target=lambda: results.append(
+            executor.execute_task(task("progress", steps=1), context, on_progress=blocks)
+        )
+    )
+    blocked.start()
+    try:
+        assert inside.wait(WAIT), "the blocking callback was never called"
+        other = executor.execute_task(task("pid"), context, timeout=WAIT)
+        assert other.success, other.error
+        assert "worker_killed" not in other.metadata
+        assert not release.is_set()
+    finally:
+        release.set()
+        blocked.join(4 * WAIT)
+    assert results, "the blocked task never ended"
+    assert results[0].success, results[0].error
+    assert events.index("progress") < events.index("completed"), events
+
+
+def test_a_span_exporter_that_blocks_never_holds_another_workers_outcome(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A synchronous span exporter runs where a task's span ends, on the reader thread for
+    an outcome: while it blocks for one task, another worker's call still ends as soon as its
+    tool returned, and the blocked worker serves calls again once the export has returned."""
+    inside = threading.Event()
+    release = threading.Event()
+
+    class Blocks(InMemorySpanExporter):
+        def export(self, spans: Any) -> Any:
+            if any(span.name == "execute_tool progress" for span in spans):
+                inside.set()
+                release.wait(4 * WAIT)
+            return super().export(spans)
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(Blocks()))
+    executor = make(2, tracer_provider=provider)
+    results: list[TaskResult] = []
+    blocked = threading.Thread(
+        target=lambda: results.append(
+            executor.execute_task(task("progress", steps=1), context, timeout=4 * WAIT)
+        )
+    )
+    blocked.start()
+    try:
+        assert inside.wait(WAIT), "the blocking exporter was never called"
+        for _ in range(3):
+            other = executor.execute_task(task("pid"), context, timeout=WAIT)
+            assert other.success, other.error
+            assert "worker_killed" not in other.metadata
+        assert not release.is_set()
+    finally:
+        release.set()
+        blocked.join(4 * WAIT)
+    assert results, "the blocked task never ended"
+    assert results[0].success, results[0].error
+    outcomes = [executor.execute_task(task("pid"), context, timeout=WAIT) for _ in range(4)]
+    assert all(outcome.success for outcome in outcomes), [o.error for o in outcomes]
+
+
+def test_a_call_queued_behind_an_outcome_whose_export_blocks_starts_at_once(
+    make: Callable[..., Executor],
+    tools: ToolRegistry,
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+) -> None:
+    """The call a worker takes from the queue as its call ends starts once that call's
+    outcome is delivered, or, when that delivery blocks (here, in a span exporter), on the
+    thread that takes over the reading: it never waits for the delivery."""
+    inside = threading.Event()
+    release = threading.Event()
+
+    class Blocks(InMemorySpanExporter):
+        def export(self, spans: Any) -> Any:
+            if any(span.name == "execute_tool waits_for_a_file" for span in spans):
+                inside.set()
+                release.wait(4 * WAIT)
+            return super().export(spans)
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(Blocks()))
+    tools.register_tool(process_tools.WaitsForAFile())
+    executor = make(1, tracer_provider=provider)
+    path = Path(box) / "go"
+    results: dict[str, TaskResult] = {}
+
+    def run(name: str, tool: Task) -> None:
+        results[name] = executor.execute_task(tool, context, timeout=4 * WAIT)
+
+    first = threading.Thread(target=run, args=("first", task("waits_for_a_file", path=str(path))))
+    first.start()
+    queued = None
+    try:
+        wait_for(lambda: executor.runner.stats.busy == 1)
+        queued = threading.Thread(target=run, args=("queued", task("pid")))
+        queued.start()
+        assert wait_for(lambda: executor.runner.stats.queued == 1), "the call was not queued"
+        path.touch()
+        assert inside.wait(WAIT), "the blocking exporter was never called"
+        queued.join(WAIT)
+        assert "queued" in results, "the queued call waited for the blocked delivery"
+        assert results["queued"].success, results["queued"].error
+        assert not release.is_set()
+    finally:
+        release.set()
+        first.join(4 * WAIT)
+        if queued is not None:
+            queued.join(4 * WAIT)
+    assert results["first"].success, results["first"].error
+    assert results["queued"].output == results["first"].output  # (the same worker)
+
+
 def test_progress_a_call_reports_after_it_ended_never_reaches_the_next_call(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

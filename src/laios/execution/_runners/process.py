@@ -9,7 +9,9 @@ in the caller's process receives every worker's messages in order and reports th
 calls' events: progress and checkpoints while a tool runs, then its outcome (a message larger
 than ``LARGE_MESSAGE_BYTES`` is read and loaded on a thread of its own, so that its transfer
 holds no other worker's messages; so is one whose loading may run code that takes long: see
-:func:`_load_here`).
+:func:`_load_here`). A delivery runs the call's callbacks on that thread; one that outlasts
+``TAKE_OVER_AFTER`` has a standby thread take over reading the other workers (see
+:meth:`_Pool.read`).
 
 * **Kill.** When a call is abandoned (its task timed out, or was cancelled while running) the
   worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
@@ -161,6 +163,16 @@ SEND_HERE_BYTES = 64 * 1024
 #: threads that read large messages, and send large calls the reader takes from the queue, need
 #: no such bound: there is at most one of each per worker.)
 PICKLING_THREADS = 4
+
+#: Seconds one delivery (a call's callbacks: ``on_progress``, the store's and monitor's
+#: listeners, a synchronous span exporter) may hold the thread reading the workers before a
+#: standby thread takes over the reading of every other worker (see :meth:`_Pool.read`).
+TAKE_OVER_AFTER = 0.1
+
+#: The most threads that read the workers at once: the one reading, a standby one, and those
+#: left in a delivery that outlasted ``TAKE_OVER_AFTER``. With all of them in such deliveries,
+#: the other workers' messages wait until one of those returns, as with a single reader.
+READER_THREADS = 4
 
 
 class TooLarge(Exception):
@@ -875,6 +887,42 @@ class _Waiter:
             self.selector.close()
 
 
+class _Delivery:
+    """What a thread reading the workers delivers now (see :meth:`_Pool.delivering`)."""
+
+    __slots__ = ("following", "kind", "since", "worker")
+
+    def __init__(self, worker: _Worker, kind: str, since: float) -> None:
+        self.worker = worker
+        # "message" (a progress report or checkpoint, or an outcome whose worker's next
+        # messages cannot be read yet): the worker's next messages wait for it; "outcome":
+        # they are the next call's, and need not; "lost": the worker's end.
+        self.kind = kind
+        self.since = since
+        # The next queued call its worker took, begun once the outcome is delivered, unless
+        # the thread that takes over the reading begins it first (under the pool's lock).
+        self.following: _Call | None = None
+
+
+class _Reading:
+    """What the thread reading the workers keeps (touched by that thread only: another one
+    takes it over under the pool's lock, see :meth:`_Pool.read`)."""
+
+    __slots__ = ("ended_meanwhile", "held", "transfers", "waiter", "watched")
+
+    def __init__(self, waiter: _Waiter) -> None:
+        self.waiter = waiter
+        self.watched: dict[int, _Worker] = {}
+        # The pids of workers whose message is read, loaded or delivered on another thread
+        # (a large one's transfer; a delivery that outlasted ``TAKE_OVER_AFTER``): none of
+        # their messages is read meanwhile, so that they are delivered in order.
+        self.transfers: set[int] = set()
+        self.ended_meanwhile: set[int] = set()  # those of them that have ended since
+        # Workers whose end is reported on a thread that was taken over in that report: not
+        # watched again (it is over once that thread hands them back).
+        self.held: set[_Worker] = set()
+
+
 class _Pool:
     """The worker processes, the queue and the reader thread (no reference to the runner,
     so that a runner nobody holds can be collected and its finalizer stop the pool)."""
@@ -904,6 +952,7 @@ class _Pool:
         self.terminated_by: str | None = None  # why every worker was killed (see terminate)
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
+        self.reader_threads()
         self.start_error: Exception | None = None  # why the last worker could not start
         self.start_tries = 0  # how many times it was tried
         self.cpu_watches: dict[int, _CpuWatch] = {}  # by worker pid (read by the reader)
@@ -954,6 +1003,20 @@ class _Pool:
         self.writing = set()
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader = None
+        self.reader_threads()
+
+    def reader_threads(self) -> None:
+        """No thread reads the workers (see :meth:`read`)."""
+        self.reading: _Reading | None = None
+        self.leader: threading.Thread | None = None  # the one reading now
+        self.standby: threading.Thread | None = None  # the one ready to take over
+        self.readers: set[threading.Thread] = set()  # every one of them, stuck ones too
+        # What the reading thread delivers now (the worker, "message" or "lost", since when),
+        # set without the lock; how many threads were left in a delivery, not handed back yet.
+        self.delivery: _Delivery | None = None
+        self.stuck = 0
+        self.standby_asleep = False  # waiting for a delivery to begin (woken by the reader)
+        self.standby_wake = threading.Condition(self.lock)
 
     # -- starting workers --------------------------------------------------------------------
 
@@ -1212,7 +1275,7 @@ class _Pool:
             return
         with self.lock:
             self.cpu_watches[worker.pid] = watch
-        if threading.current_thread() is not self.reader:
+        if threading.current_thread() is not self.leader:
             self.wake()  # (to wait no longer than the watch's first look)
 
     def check_cpu(self) -> None:
@@ -1278,7 +1341,7 @@ class _Pool:
             self.mark_stopping(worker)
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(pickle.dumps(None))
-            if threading.current_thread() is not self.reader:
+            if threading.current_thread() is not self.leader:
                 self.wake()  # (to watch for its exit)
 
     def mark_stopping(self, worker: _Worker) -> None:
@@ -1323,32 +1386,188 @@ class _Pool:
         goes on with the other workers, and waits for no more messages of that worker, so
         that its messages are delivered in order. A worker that ends meanwhile is reported
         once its message is in.
+
+        Messages are delivered on the thread that reads them (no thread hop on a call's way
+        back), which runs the call's callbacks then. One delivery that outlasts
+        :data:`TAKE_OVER_AFTER` (a slow callback) must not hold the other workers' calls: a
+        standby thread then takes over the reading of every worker but that one (whose
+        messages wait, as a large one's transfer's do), and the thread held, once its delivery
+        returns, hands that worker back and stands by in turn (or ends, when another one does).
+        At most :data:`READER_THREADS` threads read at once.
         """
-        waiter = _Waiter(self.wake_reader)
-        watched: dict[int, _Worker] = {}
-        transfers: set[int] = set()  # the pids of workers whose large message is being read
-        ended_meanwhile: set[int] = set()  # those of them that have ended since
+        me = threading.current_thread()
+        state = _Reading(_Waiter(self.wake_reader))
+        with self.lock:
+            self.reading = state
+            self.leader = me
+            self.readers.add(me)
+            self.start_standby(state)
+        self.serve_reading(state, leading=True)
+
+    def start_standby(self, state: _Reading) -> None:
+        """Start a standby reader thread when there is none and the bound allows one (under
+        the lock); none when no thread can be had (a delivery then holds every worker's
+        messages until it returns, as with a single reader)."""
+        if self.standby is not None or len(self.readers) >= READER_THREADS:
+            return
+        thread = threading.Thread(
+            target=self.serve_reading, name="laios-process-reader", args=(state,), daemon=True
+        )
+        try:
+            thread.start()  # (its first step waits for the lock)
+        except RuntimeError:  # "can't start new thread": a process limit
+            return
+        self.standby = thread
+        self.readers.add(thread)
+
+    def serve_reading(self, state: _Reading, leading: bool = False) -> None:
+        """A reader thread's life: read the workers while it leads, stand by otherwise."""
+        me = threading.current_thread()
+        taken: _Delivery | None = None
+        while True:
+            if not leading:
+                taken = self.stand_by(state, me)
+                if taken is None:
+                    return
+            if not self.lead(state, me, taken):
+                return
+            leading = False
+            with self.lock:  # taken over in a delivery, which has returned: stand by
+                if self.reading is not state or self.standby is not None:
+                    self.readers.discard(me)
+                    return
+                self.standby = me
+
+    def stand_by(self, state: _Reading, me: threading.Thread) -> _Delivery | None:
+        """Wait until the reading thread's delivery outlasts :data:`TAKE_OVER_AFTER`, then
+        take over the reading: the delivery taken over; ``None`` once reading is over."""
+        with self.lock:
+            while self.reading is state and self.standby is me:
+                delivery = self.delivery
+                if delivery is None:
+                    # Asleep until a delivery begins (told by the reader, see ``delivering``),
+                    # said before looking again, so that a delivery beginning meanwhile is seen.
+                    self.standby_asleep = True
+                    if self.delivery is None:
+                        self.standby_wake.wait()
+                    self.standby_asleep = False
+                    continue
+                late = delivery.since + TAKE_OVER_AFTER - time.monotonic()
+                if late > 0:
+                    self.standby_wake.wait(late)
+                    continue
+                self.leader = me
+                self.standby = None
+                self.delivery = None
+                taken = _Delivery(delivery.worker, delivery.kind, delivery.since)
+                taken.following, delivery.following = delivery.following, None
+                self.stuck += 1
+                self.start_standby(state)
+                return taken
+            self.readers.discard(me)
+            if self.standby is me:
+                self.standby = None
+            return None
+
+    def delivering(self, worker: _Worker, kind: str) -> _Delivery:
+        """Note that the reading thread delivers ``worker``'s message or end now (``kind``:
+        see :class:`_Delivery`), waking the standby thread to watch how long it takes."""
+        self.delivery = delivery = _Delivery(worker, kind, time.monotonic())
+        if self.standby_asleep:
+            with self.lock:
+                self.standby_asleep = False
+                self.standby_wake.notify()
+        return delivery
+
+    def delivered(self, me: threading.Thread) -> bool:
+        """The delivery :meth:`delivering` noted has returned: whether ``me`` still leads
+        (``False``: it was taken over meanwhile, and hands back what it held)."""
+        with self.lock:
+            if self.leader is me:
+                self.delivery = None
+                return True
+            return False
+
+    def hand_back(self, entries: list[tuple[_Worker, tuple[Any, ...] | None, bool]]) -> None:
+        """A thread taken over in a delivery hands back its worker (and what it had not done
+        yet) to the reading thread."""
+        with self.lock:
+            self.transferred[:0] = entries
+            self.stuck -= 1
+        self.wake()
+
+    def lead(self, state: _Reading, me: threading.Thread, taken: _Delivery | None) -> bool:
+        """Read the workers until the pool is closed and empty (``False``), or until taken
+        over in a delivery (``True``, once it has returned and been handed back)."""
+        waiter = state.waiter
+        watched = state.watched
+        transfers = state.transfers
+        ended_meanwhile = state.ended_meanwhile
+        held = state.held
+        if taken is not None:  # the thread taken over still delivers for this worker
+            worker = taken.worker
+            if taken.kind == "lost":  # (already forgotten: never watched again)
+                held.add(worker)
+            elif taken.kind == "message":
+                waiter.forget_messages(worker)
+                transfers.add(worker.pid)
+            if taken.following is not None:  # (claimed from it: begun here, not after it)
+                self.delivering(worker, "outcome")
+                self.begin(worker, taken.following)
+                if not self.delivered(me):
+                    self.hand_back([])
+                    return True
         while True:
             with self.lock:
-                if self.closed and not self.workers and not self.starting:
+                if (
+                    self.closed
+                    and not self.workers
+                    and not self.starting
+                    and not self.stuck
+                    and not self.transferred
+                ):
                     self.reader = None
+                    self.reading = None
+                    self.leader = None
+                    self.standby = None
+                    self.readers.discard(me)
                     self.changed.notify_all()
+                    self.standby_wake.notify_all()
                     waiter.close()
-                    return
+                    return False
                 current = dict(self.workers)
                 timeout = self.cpu_due()
                 stop_due = self.stop_due()
                 if stop_due is not None:
                     timeout = stop_due if timeout is None else min(timeout, stop_due)
                 transferred, self.transferred = self.transferred, []
-            for worker, message, readable in transferred:
+            for index, (worker, message, readable) in enumerate(transferred):
+                if worker in held:  # (its end, reported on a thread taken over, is over)
+                    held.discard(worker)
+                    continue
                 transfers.discard(worker.pid)
                 if message is not None:
-                    self.handle(worker, message)
+                    kind = "message"
+                    if message[0] == "done" and readable and worker.pid not in ended_meanwhile:
+                        # (what it sends next is the next call's: read on, even while a slow
+                        # callback delivers this outcome)
+                        waiter.watch_messages(worker)
+                        readable = False
+                        kind = "outcome"
+                    delivery = self.delivering(worker, kind)
+                    self.handle(worker, message, delivery)
+                    if not self.delivered(me):
+                        back = [] if kind == "outcome" else [(worker, None, readable)]
+                        self.hand_back([*back, *transferred[index + 1 :]])
+                        return True
                 if worker.pid in ended_meanwhile:
                     ended_meanwhile.discard(worker.pid)
                     watched.pop(worker.pid, None)
+                    self.delivering(worker, "lost")
                     self.lost(worker)
+                    if not self.delivered(me):
+                        self.hand_back([(worker, None, False), *transferred[index + 1 :]])
+                        return True
                 elif readable:
                     waiter.watch_messages(worker)
             if transferred:
@@ -1356,6 +1575,8 @@ class _Pool:
             for pid in watched.keys() - current.keys():
                 waiter.forget(watched.pop(pid))
             for pid in current.keys() - watched.keys():
+                if current[pid] in held:
+                    continue
                 watched[pid] = current[pid]
                 waiter.watch(current[pid])
             messages, deaths, woken = waiter.ready(timeout)
@@ -1381,7 +1602,17 @@ class _Pool:
                     if not on_a_thread(self.transfer, "laios-process-transfer", worker):
                         self.transfer(worker)  # (no thread to be had: read here, delivered next)
                     continue
-                if not self.deliver_here(worker, data):  # (loaded elsewhere, as a large one)
+                loaded = self.load_here(data)
+                if loaded is not None:
+                    kind = "outcome" if loaded[0] == "done" else "message"
+                    delivery = self.delivering(worker, kind)
+                    self.handle(worker, loaded, delivery)
+                    if not self.delivered(me):
+                        # (the other workers' messages and ends, still to be read, are read by
+                        # the thread that took over: its waiter reports them again)
+                        self.hand_back([] if kind == "outcome" else [(worker, None, True)])
+                        return True
+                else:  # (loaded elsewhere, as a large one)
                     waiter.forget_messages(worker)
                     transfers.add(worker.pid)
                     if not on_a_thread(
@@ -1397,7 +1628,11 @@ class _Pool:
                     continue
                 waiter.forget(worker)  # (before lost() closes its pipe)
                 watched.pop(worker.pid, None)
+                self.delivering(worker, "lost")
                 self.lost(worker)
+                if not self.delivered(me):
+                    self.hand_back([(worker, None, False)])
+                    return True
             if timeout is not None:
                 self.check_cpu()
                 self.check_stops()
@@ -1443,15 +1678,14 @@ class _Pool:
             self.transferred.append((worker, message, readable))
         self.wake()
 
-    def deliver_here(self, worker: _Worker, data: bytes) -> bool:
-        """Deliver a worker's message on the reader thread, unless loading it could take long
-        (see :func:`_load_here`): ``False`` then, and nothing is done."""
+    @staticmethod
+    def load_here(data: bytes) -> tuple[Any, ...] | None:
+        """A worker's message loaded on the reader thread, to be delivered there; ``None``
+        when loading it could take long (see :func:`_load_here`): it is loaded elsewhere."""
         try:
-            message = _load_here(data)
+            return _load_here(data)
         except BaseException:  # (one that fails to load is told elsewhere too, as ``load`` does)
-            return False
-        self.handle(worker, message)
-        return True
+            return None
 
     def deliver(self, worker: _Worker, data: bytes) -> None:
         message = self.load(worker, data)
@@ -1476,8 +1710,11 @@ class _Pool:
             return ("done", _unloadable(worker, exc), False)
         return message
 
-    def handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        """Report a worker's loaded message to its call's events."""
+    def handle(
+        self, worker: _Worker, message: tuple[Any, ...], delivery: _Delivery | None = None
+    ) -> None:
+        """Report a worker's loaded message to its call's events (``delivery``: as the
+        reading thread noted it, see :meth:`delivering`)."""
         kind = message[0]
         with self.lock:
             call = worker.call
@@ -1491,6 +1728,10 @@ class _Pool:
                     self.cpu_watches.pop(worker.pid, None)
                 stays = not (retire or worker.killed or worker.over_budget)
                 following = self.next_for(worker) if stays else None
+                if following is not None and delivery is not None:
+                    # (begun once the outcome is delivered, or where it was taken over: see
+                    # ``lead``, which claims it under the lock)
+                    delivery.following = following
                 if retire:
                     worker.call = None
                     self.mark_stopping(worker)  # it exits by itself
@@ -1503,6 +1744,9 @@ class _Pool:
                         )
             if current and call is not None:
                 call.events.finished(outcome)
+            if following is not None and delivery is not None:
+                with self.lock:
+                    following, delivery.following = delivery.following, None
             if following is not None:
                 self.begin(worker, following)
         elif current and call is not None:
@@ -1774,8 +2018,8 @@ class _Pool:
         if not wait:
             return
         with self.lock:
-            if threading.current_thread() is self.reader:
-                return  # (a callback on the reader thread: it cannot wait for itself)
+            if threading.current_thread() in self.readers:
+                return  # (a callback on a reader thread: it cannot wait for itself)
             if getattr(self.starting_here, "active", False):
                 return  # (a "started" callback: its call is sent once it returns)
             while self.workers or self.starting or self.pickling or self.reader is not None:
