@@ -2078,9 +2078,15 @@ MAX_TRACEBACK_BYTES = 8192
 
 def scrubbed_traceback(exc: BaseException, secrets: Sequence[str]) -> str:
     """The traceback of ``exc`` (raised by a caller's callback or listener) as a log record
-    shows it: scrubbed of ``secrets``, at most ``MAX_TRACEBACK_BYTES`` bytes."""
+    shows it: scrubbed of ``secrets``, at most ``MAX_TRACEBACK_BYTES`` bytes.
+
+    Only as much of the traceback is scrubbed as the bytes kept need (see :func:`scrub_head`),
+    so an exception with a message of many megabytes costs no more than a short one."""
     stack = exception_traceback(exc)
-    return truncate_bytes(scrub(stack, secrets, limit=None), MAX_TRACEBACK_BYTES)
+    # (a character takes at least one byte: the first MAX_TRACEBACK_BYTES + 1, scrubbed before
+    # the cut, hold every byte kept, and say whether the text went on)
+    head = scrub_head(stack, secrets, MAX_TRACEBACK_BYTES + 1)
+    return truncate_bytes(head, MAX_TRACEBACK_BYTES)
 
 
 _TRACEBACK_OF: Any = BaseException.__dict__["__traceback__"]

@@ -52,6 +52,7 @@ from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     REDACTED,
     SecretFields,
+    SecretForms,
     exception_traceback,
     is_secret_key,
     scrub,
@@ -215,15 +216,97 @@ def _cut_stacktrace(stack: str) -> str:
         if len(line) > _STACK_LINE_BYTES // 4:  # (may be past the limit once encoded)
             line = truncate_bytes(line, _STACK_LINE_BYTES)
         lines.append(line)
-    stack = "\n".join(lines)
+    return _cut_middle("\n".join(lines))
+
+
+#: What stands for the middle of a stack trace that is cut out.
+_MIDDLE_CUT = f"\n{_CUT}\n"
+
+
+def _cut_middle(stack: str) -> str:
+    """``stack`` (its long lines cut) in at most ``MAX_STACKTRACE_BYTES`` bytes: its start and
+    its end, without its middle when it is longer."""
     encoded = stack.encode("utf-8")
     if len(encoded) <= MAX_STACKTRACE_BYTES:
         return stack
-    marker = f"\n{_CUT}\n"
-    tail = MAX_STACKTRACE_BYTES - _STACK_HEAD_BYTES - len(marker.encode("utf-8"))
+    tail = MAX_STACKTRACE_BYTES - _STACK_HEAD_BYTES - len(_MIDDLE_CUT.encode("utf-8"))
     head = encoded[:_STACK_HEAD_BYTES].decode("utf-8", "ignore")
     end = encoded[-tail:].decode("utf-8", "ignore")
-    return head + marker + end
+    return head + _MIDDLE_CUT + end
+
+
+#: Characters of a stack trace up to which it is scrubbed whole before it is cut; a longer one
+#: (a huge message) is scrubbed line by line, reading only what the bytes kept need.
+_WHOLE_STACK_CHARS = 4 * MAX_STACKTRACE_BYTES
+
+
+def _scrubbed_stacktrace(stack: str, secrets: Sequence[str]) -> str:
+    """``stack`` scrubbed of ``secrets``, then cut to ``MAX_STACKTRACE_BYTES`` (see
+    :func:`_cut_stacktrace`), reading of a long one only as much as the bytes kept need: a
+    message of many megabytes costs no more than a short one.
+
+    Scrubbing replaces no line break unless a form of a secret holds one (a key file): then
+    each line of the scrubbed text is its line scrubbed, and the cut keeps the start of each
+    long line (see :func:`scrub_head`), the lines that make its first bytes and those that make
+    its last. With a secret of several lines, or a text that scrubbing shrinks below the limit,
+    the whole text is scrubbed.
+    """
+    if len(stack) <= _WHOLE_STACK_CHARS:
+        return _cut_stacktrace(scrub(stack, secrets, limit=None))
+    forms = secrets if type(secrets) is SecretForms else SecretForms(secrets)
+    if any("\n" in form for form in forms.forms):
+        return _cut_stacktrace(scrub(stack, forms, limit=None))
+    # The lines from the start until they pass the limit, then those from the end until they
+    # make the bytes kept of it (or until they meet: then every line is read)
+    head: list[str] = []
+    known = head_bytes = -1  # (bytes of the scrubbed text, at least; of the head's lines)
+    start = 0
+    while start <= len(stack) and head_bytes <= MAX_STACKTRACE_BYTES:
+        end = stack.find("\n", start)
+        end = len(stack) if end < 0 else end
+        line, at_least = _scrubbed_line(stack[start:end], forms)
+        head.append(line)
+        head_bytes += len(line.encode("utf-8")) + 1
+        known += at_least + 1
+        start = end + 1
+    tail: list[str] = []
+    tail_bytes = -1
+    room = MAX_STACKTRACE_BYTES - _STACK_HEAD_BYTES - len(_MIDDLE_CUT.encode("utf-8"))
+    end = len(stack)
+    while end >= start and tail_bytes < room:
+        # (stack[start - 1] is the line break that ends the head's lines: one is found)
+        begin = stack.rfind("\n", start - 1, end) + 1
+        line, at_least = _scrubbed_line(stack[begin:end], forms)
+        tail.append(line)
+        tail_bytes += len(line.encode("utf-8")) + 1
+        known += at_least + 1
+        end = begin - 1
+    if end < start:  # (every line read: the whole text as cut)
+        if known <= MAX_STACKTRACE_BYTES:  # (it may be kept whole, its long lines too)
+            return _cut_stacktrace(scrub(stack, forms, limit=None))
+        return _cut_middle("\n".join(head + tail[::-1]))
+    # (more than the limit in the head's lines alone: the middle is cut)
+    kept = "\n".join(head).encode("utf-8")[:_STACK_HEAD_BYTES].decode("utf-8", "ignore")
+    last = "\n".join(tail[::-1]).encode("utf-8")[-room:].decode("utf-8", "ignore")
+    return kept + _MIDDLE_CUT + last
+
+
+def _scrubbed_line(line: str, secrets: SecretForms) -> tuple[str, int]:
+    """``line`` (of no line break) scrubbed of ``secrets`` and, when longer than a quarter of
+    ``_STACK_LINE_BYTES`` characters, cut to that many bytes (as :func:`_cut_stacktrace` cuts
+    it), reading only the start of a long one (a little more than the limit of the whole
+    trace); with it, the bytes of the line scrubbed (at least)."""
+    # (scrubbed and cut to one more character than the limit, ending in "…" when cut: then
+    # the line is longer than the limit, which says the whole trace is, and than the bytes
+    # kept of it, which it starts with)
+    scrubbed = scrub_head(line, secrets, MAX_STACKTRACE_BYTES + 1)
+    head = utf8_text(scrubbed)
+    size = len(head.encode("utf-8"))
+    if len(scrubbed) > MAX_STACKTRACE_BYTES:  # (cut: "…" stands for one character or more)
+        size -= len("…".encode()) - 1
+    if len(head) > _STACK_LINE_BYTES // 4:
+        return truncate_bytes(head, _STACK_LINE_BYTES), size
+    return head, size
 
 
 def exception_stacktrace(exception: BaseException, secrets: Sequence[str]) -> str:
@@ -233,7 +316,7 @@ def exception_stacktrace(exception: BaseException, secrets: Sequence[str]) -> st
     A runner in another process sends this text back with the exception (see
     ``RawOutcome.traceback``): a pickled exception loses its frames and its causes.
     """
-    return _cut_stacktrace(scrub(exception_traceback(exception), secrets, limit=None))
+    return _scrubbed_stacktrace(exception_traceback(exception), secrets)
 
 
 #: How Python's tracebacks join an exception raised while another was handled.
@@ -560,7 +643,7 @@ class Tracing:
                 if stacktrace is None:
                     stack = exception_stacktrace(exception, secrets)
                 else:
-                    stack = _cut_stacktrace(scrub(stacktrace, secrets, limit=None))
+                    stack = _scrubbed_stacktrace(stacktrace, secrets)
                 span.add_event(
                     "exception",
                     {
