@@ -573,11 +573,25 @@ def test_metrics_gzips_when_gzip_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("accept_encoding", "gzipped"),
-    [("*", False), ("x-gzip", True), ("GZIP;Q=0.5", True), ("gzip;q=0, *", False)],
+    [
+        ("*", False),
+        ("x-gzip", True),
+        ("GZIP;Q=0.5", True),
+        ("gzip;q=0, *", False),
+        ("gzip;q=1.000", True),
+        ("gzip;q=inf", False),
+        ("gzip;q=2", False),
+        ("gzip;q=1.5", False),
+        ("gzip;q=nan", False),
+        ("gzip;q=-1", False),
+        ("gzip;q=abc", False),
+    ],
 )
 def test_metrics_gzips_only_when_gzip_is_named(accept_encoding: str, gzipped: bool) -> None:
     """gzip is sent when Accept-Encoding names it (or x-gzip) with q above 0; ``*`` alone
-    gets the body uncompressed, as the reference says."""
+    gets the body uncompressed, as the reference says. A q that is no q-value (a number from
+    0 to 1: not ``inf``, ``2`` or ``abc``) makes gzip not acceptable, as a bad q in ``Accept``
+    makes its range."""
     headers, body = _get_metrics(accept_encoding)
     assert (headers.get("Content-Encoding") == "gzip") is gzipped
     assert b"laios_" in (gzip.decompress(body) if gzipped else body)

@@ -8,6 +8,7 @@ counts of children that are gone, however they went.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -31,7 +32,7 @@ from typing import Any
 
 import pytest
 from forked import in_child
-from http_drivers import call_wsgi
+from http_drivers import call_wsgi, exchange
 from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tasks, tasks_total
 from process_tools import wait_until
 from prometheus_client import CollectorRegistry, generate_latest
@@ -55,7 +56,7 @@ from laios.execution.multiprocess import (
     sweep,
 )
 from laios.execution.prometheus import ensure_collector, render_metrics
-from laios.execution.server import make_wsgi_app
+from laios.execution.server import make_asgi_app, make_wsgi_app
 from laios.execution.store import MetricStore
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -657,6 +658,60 @@ def _tasks_on_disk(directory: Path) -> float:
         for tool in section.totals.tools.values()
         for count, *_ in tool.outcomes.values()
     )
+
+
+def _lifespan(app: Callable[..., Any]) -> list[str]:
+    """Run ``app``'s lifespan as a server does, startup then shutdown: what it answered."""
+    sent = asyncio.run(
+        exchange(
+            app,
+            {"type": "lifespan", "asgi": {"version": "3.0"}},
+            [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}],
+        )
+    )
+    return [m["type"] for m in sent.messages]
+
+
+def test_the_asgi_apps_lifespan_shutdown_writes_what_the_worker_counted_since_its_last_write(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """A uvicorn worker ends by the SIGTERM it was stopped with, after its lifespan shutdown,
+    running no exit handler: laios's ASGI app, as the server's root app, writes the worker's
+    totals at its shutdown, so the tasks it ran since its last write stay in the sum. The mode
+    stays on: a later startup of the same app (a test client used twice) keeps summing."""
+    enable(directory, interval=3600, registry=registry, store=store)
+    app = make_asgi_app(store, registry)
+    run_tasks(store, 4)
+    assert _tasks_on_disk(directory) == 0  # (not written yet: the interval is long)
+    answered = ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert _lifespan(app) == answered
+    assert _tasks_on_disk(directory) == 4
+    assert current() is not None
+    run_tasks(store, 3)
+    assert _lifespan(app) == answered
+    assert _tasks_on_disk(directory) == 7
+
+
+def test_a_failed_write_at_the_asgi_apps_lifespan_shutdown_is_logged_and_the_shutdown_completes(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server still shuts down; the warning names the directory and what was lost."""
+    export = enable(directory, interval=3600, registry=registry, store=store)
+    app = make_asgi_app(store, registry)
+
+    def refuse() -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(directory))
+
+    monkeypatch.setattr(export, "write", refuse)
+    with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+        assert _lifespan(app) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    (record,) = [r for r in caplog.records if r.name == "laios.execution.server"]
+    assert str(directory) in record.getMessage()
+    assert "since its last write" in record.getMessage()
 
 
 def test_a_long_fold_lets_scrapes_and_enable_in_between_its_batches(

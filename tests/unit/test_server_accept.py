@@ -8,6 +8,7 @@ client header ever makes the server log an error.
 from __future__ import annotations
 
 import logging
+import time
 import urllib.request
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -177,6 +178,53 @@ def test_a_refused_format_is_not_served_through_a_wider_range(
         assert_openmetrics(body, content_type)
     else:
         assert_text(body, content_type)
+
+
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        ('text/plain;x="a,b";q=0, */*', True),
+        ('application/openmetrics-text;x="a,b";q=0, text/plain', False),
+        ('text/plain;x="a;b";q=0, */*', True),
+        ('text/plain;x="a\\",b";q=0, */*', True),  # (an escaped quote ends no string)
+        ('text/plain;x=",";q=0, */*, application/json;y=","', True),
+        ('application/openmetrics-text;x="a,b"', True),
+    ],
+)
+def test_a_comma_or_semicolon_in_a_quoted_parameter_splits_nothing(
+    registry: CollectorRegistry, accept: str, openmetrics: bool
+) -> None:
+    """A quoted string (RFC 9110 5.6.4) is one parameter value, whatever it holds: a comma in
+    it split the range in two, and its ``q=0`` went to the second half, refusing nothing (the
+    refused format was served); a semicolon in it made the range unparseable."""
+    body, content_type = render_for_accept(accept, registry)
+    if openmetrics:
+        assert_openmetrics(body, content_type)
+    else:
+        assert_text(body, content_type)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        '"' * 60_000,
+        'text/plain;x="' + "\\," * 30_000,
+        'text/plain;x="' + '\\"' * 30_000,
+        ('*/*;x="a,b";q=0.5, ' * 3_000)[:60_000],
+        ("text/plain;" + '"' * 10) * 3_000,
+    ],
+    ids=["quotes", "escaped-commas", "escaped-quotes", "quoted-ranges", "many-quotes"],
+)
+def test_a_long_accept_with_quoted_strings_is_read_in_linear_time(
+    registry: CollectorRegistry, accept: str
+) -> None:
+    """60 kB of quotes, backslashes and commas is read at once (in a time that grows as the
+    header does: a parse going back over the header for each quote would take minutes)."""
+    started = time.monotonic()
+    for _ in range(5):
+        _, content_type = render_for_accept(accept, registry)
+    assert time.monotonic() - started < 10.0
+    assert content_type in (TEXT_0_0_4, choose_encoder(OPENMETRICS)[1])
 
 
 def test_an_accept_header_as_bytes_is_read(registry: CollectorRegistry) -> None:

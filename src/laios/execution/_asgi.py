@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
+import logging
 import queue
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -25,6 +26,8 @@ from typing import Any
 
 from laios.execution._forks import reset_after_fork
 from laios.execution._http import ABSOLUTE_FORM, Endpoint, Request, Response, joined_headers
+from laios.execution._shared_totals import what_to_do
+from laios.execution.multiprocess import current as multiprocess_export
 
 __all__ = ["MAX_PENDING_RENDERS", "RENDER_THREADS", "ASGIApplication", "asgi_app"]
 
@@ -44,6 +47,7 @@ MAX_PENDING_RENDERS = 16
 #: Seconds a render thread waits for work before it ends (a scrape every 15 s keeps one).
 _IDLE_SECONDS = 60.0
 _thread_numbers = itertools.count(1)
+_log = logging.getLogger("laios.execution.server")
 
 
 class _RenderPool:
@@ -225,13 +229,39 @@ async def _answer(endpoint: Endpoint, pool: _RenderPool, request: Request) -> Re
     return await asyncio.wrap_future(rendered)
 
 
+def _write_multiprocess_totals() -> None:
+    """Write this process's totals to its multiprocess file, when the mode is on.
+
+    A uvicorn worker, stopped by ``SIGTERM``, shuts down (this lifespan ``shutdown``), then
+    raises the signal again and ends by it, running no exit handler: without this write, what
+    it counted since its last one (within ``interval``) would be lost from the sum. The mode
+    stays on: a server that starts the app again (a test client used twice) keeps summing,
+    and a process that does exit still writes at exit.
+    """
+    export = multiprocess_export()
+    if export is None:
+        return
+    try:
+        export.write()
+    except OSError as exc:
+        _log.warning(
+            "writing this process's metrics to %s at the lifespan shutdown failed: %r; what it "
+            "counted since its last write is lost from the other processes' sum if it ends "
+            "without running exit handlers (as a uvicorn worker does); %s",
+            export.directory,
+            exc,
+            what_to_do(exc),
+        )
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
-    # Nothing to start or stop; answering lets the app be a server's root app.
+    # Nothing to start; answering lets the app be a server's root app.
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            _write_multiprocess_totals()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

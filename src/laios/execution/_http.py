@@ -727,7 +727,9 @@ def _written_path(request: Request) -> str:
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:
-    """Whether ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it)."""
+    """Whether ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it). A ``q`` that is no
+    q-value (a number from 0 to 1: not ``inf``, ``2`` or ``abc``) makes gzip not acceptable,
+    as a bad ``q`` in ``Accept`` makes its range."""
     for part in accept_encoding.split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip().lower() not in ("gzip", "x-gzip"):
@@ -736,8 +738,9 @@ def _accepts_gzip(accept_encoding: str) -> bool:
             key, _, value = param.strip().partition("=")
             if key.strip().lower() == "q":
                 try:
-                    return float(value) > 0
+                    weight = float(value)
                 except ValueError:
                     return False
+                return 0.0 < weight <= 1.0  # (False for nan too)
         return True
     return False

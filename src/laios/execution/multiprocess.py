@@ -79,10 +79,13 @@ How:
 - **What a SIGKILLed worker loses**: what it counted since its last write, about ``interval``
   at most (measured with a worker running tasks flat out, ``interval`` 1 s, 20 kills: 0.55 s
   of its work on average, 1.12 s at most; ``tests/benchmarks/multiprocess.py``); no scrape
-  has shown those counts, so no counter goes backwards. A worker that exits (``SIGTERM``,
-  gunicorn's ``max_requests``, a reload) writes at exit and loses nothing; so does a
+  has shown those counts, so no counter goes backwards. A gunicorn worker that exits
+  (``SIGTERM``, ``max_requests``, a reload) writes at exit and loses nothing; so does a
   ``multiprocessing`` worker whose target returns, which ends with ``os._exit()`` and no
-  ``atexit`` handler (the write is one of ``multiprocessing.util``'s exit finalizers too).
+  ``atexit`` handler (the write is one of ``multiprocessing.util``'s exit finalizers too). A
+  uvicorn worker ends by ``SIGTERM`` without exit handlers, after its lifespan shutdown:
+  :func:`~laios.execution.server.make_asgi_app`'s app writes at that shutdown (an application
+  that mounts it calls :func:`disable` in its own).
 - **A process that leaves the mode keeps its file** (:func:`disable`): written one last time
   with its gauges at zero and still locked, so the others' sum keeps its counters, once; an
   :func:`enable` on the same directory and registry takes the same file up again (a second

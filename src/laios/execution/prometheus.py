@@ -42,6 +42,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -121,6 +122,13 @@ _PLAIN_ESCAPINGS = frozenset({"underscores", "allow-utf-8"})
 _EOF = b"# EOF\n"
 #: The version of OpenMetrics, and of the text format after 0.0.4, that ``/metrics`` writes.
 _VERSION_1 = (1, 0, 0)
+#: A quoted string (RFC 9110 5.6.4: a backslash in it escapes the next character; one left
+#: open runs to the end), a run of other characters, or the separator: every character is in
+#: one. Each alternative starts with its own kind of character and none backtracks into
+#: another, so the text is read in one pass.
+_QUOTED_OR_NOT = {
+    sep: re.compile(rf'"(?:[^"\\]|\\.)*"?|[^"{sep}]+|{sep}', re.DOTALL) for sep in ",;"
+}
 
 
 def build_version() -> str:
@@ -582,6 +590,7 @@ def render_for_accept(
     server does not write (OpenMetrics other than 1.0.0, text 1.0.1) is not acceptable, so the
     ``Content-Type`` always names the version written. The chosen range is handed to
     ``prometheus_client.exposition.choose_encoder`` for the encoder and ``Content-Type``. A
+    comma or semicolon in a quoted parameter value (``x="a,b"``) is part of the value. A
     range that cannot be parsed (a bad ``q``, a ``version`` that is not dotted numbers, a
     parameter without ``=``) is skipped, so a malformed header never fails: with nothing usable
     left, the answer is the Prometheus text format 0.0.4. The body is built as
@@ -649,7 +658,8 @@ def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
     and ``application/openmetrics-text;version=1.0.0;q=0`` leaves
     ``application/openmetrics-text`` nothing to serve.
     """
-    ranges = [parsed for parsed in map(_media_range, accept.split(",")) if parsed is not None]
+    elements = _split_unquoted(accept, ",")
+    ranges = [parsed for parsed in map(_media_range, elements) if parsed is not None]
     # The most specific refusal of each format (-1: none).
     refused = dict.fromkeys(_EVERY_FORMAT, -1)
     for entry in ranges:
@@ -687,7 +697,7 @@ def _media_range(element: str) -> _Range | None:
     1.0.0). Another one (OpenMetrics 0.0.1 or 2.0.0, text 1.0.1) is not servable and is
     skipped, so that the ``Content-Type`` never names a version the body is not written in.
     """
-    media_type, *raw_params = element.split(";")
+    media_type, *raw_params = _split_unquoted(element, ";")
     media_type = media_type.strip().lower()
     if not media_type:
         return None
@@ -730,6 +740,24 @@ def _media_range(element: str) -> _Range | None:
     if media_type == "*/*":
         return _Range(weight, ("", False, _TEXT_0), 0, _EVERY_FORMAT)
     return _Range(weight, None, 0, nothing)
+
+
+def _split_unquoted(text: str, separator: str) -> list[str]:
+    """``text.split(separator)``, but for a separator in a quoted string (``x="a,b"``), which
+    is part of its parameter's value; in one pass over ``text``."""
+    if '"' not in text:
+        return text.split(separator)
+    pieces: list[str] = []
+    piece: list[str] = []
+    for match in _QUOTED_OR_NOT[separator].finditer(text):
+        token = match.group()
+        if token == separator:
+            pieces.append("".join(piece))
+            piece = []
+        else:
+            piece.append(token)
+    pieces.append("".join(piece))
+    return pieces
 
 
 def _quality(text: str) -> float | None:

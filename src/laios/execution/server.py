@@ -503,7 +503,10 @@ def make_asgi_app(
     the app's own (not the loop's default executor, which the service's ``asyncio.to_thread``
     calls keep), so a scrape does not hold the loop; with 16 requests being rendered or
     waiting, one more is answered ``503`` with ``Retry-After: 1`` at once. Lifespan events are
-    answered, WebSocket connections refused.
+    answered, WebSocket connections refused. With multiprocess mode on in the process, the
+    lifespan shutdown writes the process's totals to its file: a uvicorn worker, which ends
+    by ``SIGTERM`` without exit handlers, loses none of its counts when this is uvicorn's
+    application (mounted in another application, it receives no lifespan events).
 
     Args:
         store: The store behind ``/status`` and ``/metrics``; defaults to the process-wide one.
