@@ -27,6 +27,9 @@ from laios.execution.store import MetricStore
 from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
+# (a Ctrl-C or SystemExit out of asyncio.run leaves tasks unretrieved: see the fixture)
+pytestmark = pytest.mark.usefixtures("collect_interrupted_tasks")
+
 #: Tasks in a batch large enough that accepting it takes a while (and many chunks).
 LARGE_BATCH = 10_000
 #: Longest a scenario may take before it counts as hung.

@@ -25,6 +25,9 @@ from laios.execution.store import MetricStore
 from laios.tools.base import AsyncBaseTool
 from laios.tools.registry import ToolRegistry
 
+# (a Ctrl-C or SystemExit out of asyncio.run leaves tasks unretrieved: see the fixture)
+pytestmark = pytest.mark.usefixtures("collect_interrupted_tasks")
+
 #: Longest a call may take: a call that hangs fails instead.
 GUARD = 5.0
 INTERRUPTED = "was cancelled: the caller was interrupted"

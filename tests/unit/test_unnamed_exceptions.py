@@ -24,6 +24,9 @@ from laios.execution.store import MetricStore
 from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
+# (a Ctrl-C or SystemExit out of asyncio.run leaves tasks unretrieved: see the fixture)
+pytestmark = pytest.mark.usefixtures("collect_interrupted_tasks")
+
 _NAMES = ("__name__", "__qualname__", "__module__")
 
 
