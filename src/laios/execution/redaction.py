@@ -595,7 +595,7 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
         return
     # (no secret word in the text, as written, decoded, composed or in its compatibility
     # form: no secret name in it)
-    decoded = unquote_plus(text) if "%" in text or "+" in text else text
+    decoded = _form_decoded(text)
     if all(
         _SECRET_KEY.search(form) is None
         for form in dict.fromkeys((*texts, *_canonical_names(decoded)))
@@ -607,18 +607,20 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
             encoded = match[1] is not None  # (name=value, not a header line)
             name, value = (match[1], match[2]) if encoded else (match[3], match[4])
             value = value.rstrip()
-            names = [name]
-            values = [value]
-            if encoded and ("%" in name or "+" in name):
-                names.append(unquote_plus(name))
+            names = [name, _form_decoded(name)] if encoded else [name]
             if not value or not any(map(_names_a_secret_pair, names)):
                 continue
-            if encoded and ("%" in value or "+" in value):
-                values.append(unquote_plus(value))
+            values = [value, _form_decoded(value)] if encoded else [value]
             for pair in dict.fromkeys((named, found) for found in values for named in names):
                 if pair not in seen:
                     seen.add(pair)
                     yield pair
+
+
+def _form_decoded(text: str) -> str:
+    """``text`` percent-decoded as a form body or a URL's query is (``+`` a space); ``text``
+    itself when it holds neither ``%`` nor ``+``."""
+    return unquote_plus(text) if "%" in text or "+" in text else text
 
 
 def _field_forms(name: object, value: str) -> list[str]:
