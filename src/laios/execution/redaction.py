@@ -69,6 +69,7 @@ __all__ = [
     "redact",
     "scrub",
     "scrub_head",
+    "scrub_within",
     "scrubbed_traceback",
     "secret_fields",
     "secret_fields_of_tool",
@@ -2084,11 +2085,7 @@ def scrubbed_traceback(exc: BaseException, secrets: Sequence[str]) -> str:
 
     Only as much of the traceback is scrubbed as the bytes kept need (see :func:`scrub_head`),
     so an exception with a message of many megabytes costs no more than a short one."""
-    stack = exception_traceback(exc)
-    # (a character takes at least one byte: the first MAX_TRACEBACK_BYTES + 1, scrubbed before
-    # the cut, hold every byte kept, and say whether the text went on)
-    head = scrub_head(stack, secrets, MAX_TRACEBACK_BYTES + 1)
-    return truncate_bytes(head, MAX_TRACEBACK_BYTES)
+    return scrub_within(exception_traceback(exc), secrets, MAX_TRACEBACK_BYTES)
 
 
 _TRACEBACK_OF: Any = BaseException.__dict__["__traceback__"]
@@ -2148,6 +2145,15 @@ def _cut_input_value(match: re.Match[str], forms: Sequence[str]) -> str:
             if tail.startswith(form[-size:]):
                 return REDACTED
     return match.group(0)
+
+
+def scrub_within(text: str, secrets: Iterable[str], limit: int) -> str:
+    """``text`` with every secret replaced, then cut to ``limit`` bytes of UTF-8 (see
+    :func:`truncate_bytes`), reading only as much of ``text`` as the bytes kept need (see
+    :func:`scrub_head`): a text of many megabytes costs no more than a short one."""
+    # (a character takes at least one byte: the first limit + 1, scrubbed before the cut,
+    # hold every byte kept, and say whether the text went on)
+    return truncate_bytes(scrub_head(text, secrets, limit + 1), limit)
 
 
 def scrub_head(text: str, secrets: Iterable[str], chars: int) -> str:

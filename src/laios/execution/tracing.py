@@ -57,6 +57,7 @@ from laios.execution.redaction import (
     is_secret_key,
     scrub,
     scrub_head,
+    scrub_within,
     secret_values,
     to_json,
     truncate_bytes,
@@ -137,9 +138,7 @@ def _short_error(text: str, secrets: Sequence[str]) -> str:
     """``text`` scrubbed of ``secrets`` and cut to ``MAX_ERROR_BYTES``, as ``scrub(text,
     secrets, limit=MAX_ERROR_BYTES)`` gives it, reading only as much of ``text`` as the bytes
     kept need: a message of many megabytes costs no more than a short one."""
-    # (a character takes at least one byte: the first MAX_ERROR_BYTES + 1, scrubbed before
-    # the cut, hold every byte kept, and say whether the text went on)
-    return truncate_bytes(scrub_head(text, secrets, MAX_ERROR_BYTES + 1), MAX_ERROR_BYTES)
+    return scrub_within(text, secrets, MAX_ERROR_BYTES)
 
 
 def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:

@@ -78,6 +78,7 @@ from laios.execution.redaction import (
     parameters_snapshot,
     scrub,
     scrub_head,
+    scrub_within,
     scrubbed_traceback,
     secret_fields_of_tool,
     secret_values_before_run,
@@ -554,10 +555,7 @@ def scrubbed_message(exc: BaseException, secrets: Sequence[str]) -> str:
     show it: scrubbed of ``secrets`` (the task's secret values), at most
     ``MAX_ERROR_BYTES`` bytes, scrubbing only as much of the message as those bytes need (see
     :func:`scrub_head`): a message of many megabytes costs no more than a short one."""
-    # (a character takes at least one byte: the first MAX_ERROR_BYTES + 1, scrubbed before the
-    # cut, hold every byte kept, and say whether the message went on)
-    head = scrub_head(describe_exception(exc), secrets, MAX_ERROR_BYTES + 1)
-    return truncate_bytes(head, MAX_ERROR_BYTES)
+    return scrub_within(describe_exception(exc), secrets, MAX_ERROR_BYTES)
 
 
 class Job(TaskRecord):
