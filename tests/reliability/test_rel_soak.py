@@ -30,7 +30,8 @@ from laios.execution.retry import sleeps_disabled
 from laios.execution.server import start_http_server
 from laios.execution.store import MetricStore
 
-pytestmark = pytest.mark.slow
+#: All of this module's tests read one costly run (a module fixture): on one worker, it runs once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rel_soak")]
 
 DURATION = 60.0
 WARM_UP = 15.0

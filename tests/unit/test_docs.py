@@ -58,6 +58,9 @@ from laios.execution.monitor import get_execution_monitor, get_performance_monit
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
+#: All of this module's tests read one costly run (a module fixture): on one worker, it runs once.
+pytestmark = pytest.mark.xdist_group("docs_blocks")
+
 registry = ToolRegistry()
 registry.register_tool(create_simple_tool("echo", "Returns its text.", lambda text="": text))
 context = Context(session_id="spec-session", user_id="spec-user")

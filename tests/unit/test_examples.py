@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from _scripts import ROOT, RUNS_TIMEOUT, Run, run_all
 
+#: All of this module's tests read one costly run (a module fixture): on one worker, it runs once.
+pytestmark = pytest.mark.xdist_group("examples")
+
 EXAMPLES = ROOT / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 #: The examples the manual promises; more are welcome.

@@ -211,7 +211,7 @@ def raised(message: str) -> ValueError:
         return exc
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=messages(), secrets=st.sampled_from(SECRET_SETS))
 def test_a_huge_stacktrace_reads_as_scrubbed_whole_then_cut(
     message: str, secrets: list[str]
@@ -227,7 +227,7 @@ def test_a_huge_stacktrace_reads_as_scrubbed_whole_then_cut(
     assert scrubbed_message(exc, secrets) == scrub(describe_exception(exc), secrets)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     pieces=st.lists(runs(), max_size=10),
     secrets=st.sampled_from(SECRET_SETS),
