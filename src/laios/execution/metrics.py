@@ -107,6 +107,8 @@ class ExecutionMetrics:
         retries: How many retries preceded this run (``execute_with_retry``).
         checkpoints: Named milestones, each ``{"name", "timestamp", "data"}``. The executor adds
             ``"started"`` and ``"finished"`` (with the outcome) itself.
+        checkpoints_dropped: How many checkpoints were added past the record's bounds and
+            not kept.
 
     Example:
         >>> m = ExecutionMetrics("task-1")
@@ -238,6 +240,13 @@ class ExecutionMetrics:
         return points
 
     @property
+    def checkpoints_dropped(self) -> int:
+        """How many checkpoints were added past the record's bounds (at most
+        ``MAX_CHECKPOINTS_PER_TASK``, 256, and ``MAX_RECORD_BYTES`` of names and data) and
+        not kept: ``0`` when :attr:`checkpoints` holds every one added."""
+        return self._record.checkpoints_dropped
+
+    @property
     def outcome(self) -> str | None:
         """The outcome (``success``, ``error``, ``timeout``, ``cancelled``, ``rejected``);
         ``None`` while running."""
@@ -340,7 +349,8 @@ class ExecutionMetrics:
         store.add_checkpoint(rec, name, data)
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics as a plain dict (with ``trace_id``/``span_id`` when traced)."""
+        """The metrics as a plain dict (with ``checkpoints_dropped`` when checkpoints were
+        dropped, ``trace_id``/``span_id`` when traced)."""
         rec = self._record
         out: dict[str, Any] = {
             "task_id": rec.task_id,
@@ -352,6 +362,8 @@ class ExecutionMetrics:
             "retries": rec.retries,
             "checkpoints": self.checkpoints,
         }
+        if rec.checkpoints_dropped:
+            out["checkpoints_dropped"] = rec.checkpoints_dropped
         if rec.tool:
             out["tool_name"] = rec.tool
         if rec.outcome is not None:
