@@ -61,6 +61,13 @@ def _time(name: str, value: Any) -> float | None:
     return _finite_real(name, value, " or None")
 
 
+def _timed(rec: TaskRecord) -> bool:
+    """Whether ``rec.started_mono`` is the clock's reading at its start: a stored record once
+    started (a test's clock may read ``0.0`` then), or a detached one ``start()`` timed; not
+    a copy of a stored one, which holds the time read as it was copied."""
+    return bool(rec.started_mono) or (rec.slot is not None and rec.ran)
+
+
 #: The fields of a record a pickled or copied ``ExecutionMetrics`` keeps (see ``__reduce__``).
 _SNAPSHOT_FIELDS = (
     "state",
@@ -175,7 +182,7 @@ class ExecutionMetrics:
     def execution_time(self) -> float:
         """Wall-clock seconds; for a running task, the time so far."""
         rec = self._record
-        if rec.state == "running" and rec.started_mono:
+        if rec.state == "running" and _timed(rec):
             return seconds_between(self._clock().perf_counter(), rec.started_mono)
         return rec.execution_time
 
@@ -308,7 +315,7 @@ class ExecutionMetrics:
             return
         end_time = self._wall()
         execution_time = None
-        if rec.started_mono:
+        if _timed(rec):
             execution_time = seconds_between(self._clock().perf_counter(), rec.started_mono)
         elif rec.start_time is not None:
             execution_time = seconds_between(end_time, rec.start_time)
