@@ -121,3 +121,32 @@ def test_a_progress_listener_that_raises_quoting_an_update_is_logged_scrubbed(
     assert "progress listener" in caplog.text
     assert "cannot handle" in caplog.text
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("parameters", [{"api_key": SECRET}, {"dsn": SECRET}])
+def test_a_progress_message_about_a_task_of_an_unmonitored_executor_is_scrubbed(
+    parameters: dict[str, Any],
+) -> None:
+    """A message given to ``ExecutionMonitor.update_task_progress`` for a task that an executor
+    built with ``enable_monitoring=False`` runs is scrubbed as for any other executor's task:
+    it was kept and handed to the progress listeners as given, the monitor looking for the
+    task's secrets only among the runs whose progress it reads."""
+    store = MetricStore()
+    heard: list[str | None] = []
+    monitor = ExecutionMonitor(store)
+    monitor.add_progress_listener(lambda update: heard.append(update.message))
+    ReportsThroughMonitors.store = store
+    ReportsThroughMonitors.statuses = []
+    registry = ToolRegistry()
+    registry.register_tool(ReportsThroughMonitors)
+    task = Task(
+        plan_id="p", description="d", tool_name=ReportsThroughMonitors.name, parameters=parameters
+    )
+    with Executor(
+        registry, store=store, register_prometheus=False, enable_monitoring=False
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success, result.error
+    kept = [update.message for update in monitor.get_progress_history(task.id)]
+    assert kept == [f"connected with {REDACTED}"]
+    assert heard == kept

@@ -230,6 +230,8 @@ def summarize(
     - Dates, times, UUIDs, small decimals and fractions, complex numbers and ranges are kept;
       paths are kept when short. Anything else becomes its ``repr()`` cut as a string, or
       ``"<TypeName object>"`` when ``repr()`` raises.
+    - A mapping whose ``len()`` or items raise (a closed ``shelve``) becomes
+      ``{"…": "<TypeName object>"}``.
 
     Data that needs none of this (``str``, ``int``, ``float``, ``bool`` and ``None`` values,
     and lists, tuples and dicts of them, within the bounds above) and whose :func:`data_size`
@@ -246,10 +248,16 @@ def summarize(
         TypeError, ValueError: When ``data`` is neither a mapping nor what ``dict()`` accepts
             (as ``dict(data)`` raises).
     """
-    if not data:
+    if data is None:
         return {}, 64
     if not isinstance(data, Mapping):
         data = dict(data)
+    try:
+        empty = not data
+    except Exception:  # a mapping that cannot even be measured (a closed shelve): described
+        empty = False
+    if empty:
+        return {}, 64
     limit = max(limit, _MIN_LIMIT)
     plain = _plain(data, limit, 0)
     if plain is not None:

@@ -61,6 +61,13 @@ def _time(name: str, value: Any) -> float | None:
     return _finite_real(name, value, " or None")
 
 
+def _timed(rec: TaskRecord) -> bool:
+    """Whether ``rec.started_mono`` is the clock's reading at its start: a stored record once
+    started (a test's clock may read ``0.0`` then), or a detached one ``start()`` timed; not
+    a copy of a stored one, which holds the time read as it was copied."""
+    return bool(rec.started_mono) or (rec.slot is not None and rec.ran)
+
+
 #: The fields of a record a pickled or copied ``ExecutionMetrics`` keeps (see ``__reduce__``).
 _SNAPSHOT_FIELDS = (
     "state",
@@ -107,6 +114,8 @@ class ExecutionMetrics:
         retries: How many retries preceded this run (``execute_with_retry``).
         checkpoints: Named milestones, each ``{"name", "timestamp", "data"}``. The executor adds
             ``"started"`` and ``"finished"`` (with the outcome) itself.
+        checkpoints_dropped: How many checkpoints were added past the record's bounds and
+            not kept.
 
     Example:
         >>> m = ExecutionMetrics("task-1")
@@ -173,7 +182,7 @@ class ExecutionMetrics:
     def execution_time(self) -> float:
         """Wall-clock seconds; for a running task, the time so far."""
         rec = self._record
-        if rec.state == "running" and rec.started_mono:
+        if rec.state == "running" and _timed(rec):
             return seconds_between(self._clock().perf_counter(), rec.started_mono)
         return rec.execution_time
 
@@ -238,6 +247,13 @@ class ExecutionMetrics:
         return points
 
     @property
+    def checkpoints_dropped(self) -> int:
+        """How many checkpoints were added past the record's bounds (at most
+        ``MAX_CHECKPOINTS_PER_TASK``, 256, and ``MAX_RECORD_BYTES`` of names and data) and
+        not kept: ``0`` when :attr:`checkpoints` holds every one added."""
+        return self._record.checkpoints_dropped
+
+    @property
     def outcome(self) -> str | None:
         """The outcome (``success``, ``error``, ``timeout``, ``cancelled``, ``rejected``);
         ``None`` while running."""
@@ -299,7 +315,7 @@ class ExecutionMetrics:
             return
         end_time = self._wall()
         execution_time = None
-        if rec.started_mono:
+        if _timed(rec):
             execution_time = seconds_between(self._clock().perf_counter(), rec.started_mono)
         elif rec.start_time is not None:
             execution_time = seconds_between(end_time, rec.start_time)
@@ -340,7 +356,8 @@ class ExecutionMetrics:
         store.add_checkpoint(rec, name, data)
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics as a plain dict (with ``trace_id``/``span_id`` when traced)."""
+        """The metrics as a plain dict (with ``checkpoints_dropped`` when checkpoints were
+        dropped, ``trace_id``/``span_id`` when traced)."""
         rec = self._record
         out: dict[str, Any] = {
             "task_id": rec.task_id,
@@ -352,6 +369,8 @@ class ExecutionMetrics:
             "retries": rec.retries,
             "checkpoints": self.checkpoints,
         }
+        if rec.checkpoints_dropped:
+            out["checkpoints_dropped"] = rec.checkpoints_dropped
         if rec.tool:
             out["tool_name"] = rec.tool
         if rec.outcome is not None:

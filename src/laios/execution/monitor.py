@@ -103,8 +103,8 @@ class ProgressTracker:
         of its own, equal to what :meth:`get_progress` reads back.
 
         The message is scrubbed of the secret values of the task's parameters while an
-        executor runs it (as a tool's own ``current_task().progress`` message is), then cut
-        to 1,024 characters.
+        executor runs it (one built with ``enable_monitoring=False`` too; as a tool's own
+        ``current_task().progress`` message is), then cut to 1,024 characters.
 
         Raises:
             TypeError: When ``progress_percent`` is not a number, or ``details`` is not a
@@ -125,7 +125,10 @@ class ProgressTracker:
         text = None
         if message is not None:
             text = as_text(message)
-            secrets = self._store.task_secrets(key, progress=True)
+            # (the run whose progress this is, else any run of the id: an executor built
+            # with enable_monitoring=False runs it, its progress kept apart)
+            store = self._store
+            secrets = store.task_secrets(key, progress=True) or store.task_secrets(key)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         update = ProgressUpdate(
             task_id=key,

@@ -1192,7 +1192,9 @@ class MetricStore:
         """
         whole = printable(name, "<unprintable name>")
         text = shorten(whole, 256)
-        summary, size = summarize(data) if data else ({}, 0)
+        summary, size = summarize(data) if data is not None else ({}, 0)
+        if not summary:  # (empty data costs what none does)
+            size = 0
         point = Checkpoint(text, self._read_wall(), summary)
         size += text_size(text)
         with self._lock:

@@ -1140,7 +1140,10 @@ class Job(TaskRecord):
         try:
             # (its name may quote a secret, as its data may)
             secrets = self.secrets_of(task) if task is not None else ()
-            self.env.tracing.checkpoint_span(span, name, start, end, data or {}, secrets)
+            # (never ``data or {}``: a mapping whose len() raises records no data, as one
+            # whose items cannot be read)
+            data = {} if data is None else data
+            self.env.tracing.checkpoint_span(span, name, start, end, data, secrets)
         except Exception as exc:  # a tool's checkpoint() must not fail for a span (nor its data)
             self.observability_failed("recording a checkpoint span", exc)
 
