@@ -529,7 +529,8 @@ class MetricStore:
             label_set,
             self.duration_buckets,
             self.queue_wait_buckets,
-            (max_tool_labels, max_error_types, max_custom_metrics),
+            # (as checked: plain ints, which a multiprocess file can hold, not a NumPy integer)
+            (self.max_tool_labels, self.max_error_types, self.max_custom_metrics),
         )
         self._active: dict[TaskRecord, None] = {}  # queued and running, in submission order
         self._slots = self._counts.slots
