@@ -1677,6 +1677,24 @@ class MetricStore:
         most :data:`MAX_RECENT_FAILURES`, oldest first); the cumulative buckets that quantiles
         need are computed after the lock is released.
         """
+        read, running, failures = self.read_together()
+        return StoreSnapshot(
+            tools=[ToolSnapshot.from_aggregates(tool, read.labels) for tool in read.tools],
+            running=running,
+            custom=read.custom,
+            **{field: getattr(read, field) for field in STORE_GAUGE_FIELDS},
+            taken_at=self._read_wall(),
+            failures=failures,
+        )
+
+    def read_together(
+        self,
+    ) -> tuple[StoreAggregates, list[RunningTaskSnapshot], tuple[FailedTaskSnapshot, ...]]:
+        """:meth:`aggregates`, :meth:`running_snapshot` and :meth:`failures_snapshot`, read at
+        one moment (under one hold of the store's lock), so that they agree: a task in flight
+        in the counts is among the running tasks, and a failure listed is counted. Read one
+        after the other, a task ending in between would be in flight in one and failed in
+        another. What ``/status`` reads of each store."""
         now = self._read_mono()
         failed: list[tuple[object, Exception]] = []
         with self._lock:
@@ -1684,14 +1702,7 @@ class MetricStore:
             running = self._running(now)
             failures = list(self._failures)
         self._stats_failed(failed)
-        return StoreSnapshot(
-            tools=[ToolSnapshot.from_aggregates(tool, read.labels) for tool in read.tools],
-            running=running,
-            custom=read.custom,
-            **{field: getattr(read, field) for field in STORE_GAUGE_FIELDS},
-            taken_at=self._read_wall(),
-            failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
-        )
+        return read, running, tuple(FailedTaskSnapshot(*failure) for failure in failures)
 
     def failures_snapshot(self) -> tuple[FailedTaskSnapshot, ...]:
         """The latest failed tasks, oldest first (``snapshot().failures`` without the
