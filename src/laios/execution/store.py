@@ -126,6 +126,31 @@ MAX_CUSTOM_SAMPLES = 1000
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
+#: The custom metric, ``(name, unit)``, that those past ``max_custom_metrics`` are counted as.
+_CUSTOM_OTHER = ("other", "")
+#: What a store logs the first time it counts something under ``other`` past one of its label
+#: caps, by the kind of label (once per store and kind: past a cap, every task could fold).
+_FOLDED = {
+    "tool": (
+        'tool %r is counted under tool="other": this store has %d tool labels, its '
+        'max_tool_labels, and further tools share "other" in every laios_* series. Pass a '
+        "larger MetricStore(max_tool_labels=...) if the service has that many tools (further "
+        "tools past the cap are not logged)"
+    ),
+    "error_type": (
+        'error type %r of tool %r is counted under error_type="other": the tool has %d error '
+        'types, the store\'s max_error_types, and further ones share "other". Pass a larger '
+        "MetricStore(max_error_types=...), or have tools report fewer distinct error types "
+        "(further error types past the cap are not logged)"
+    ),
+    "custom": (
+        'custom metric %r (unit %r) is counted under name="other", unit="": this store exports '
+        '%d custom metrics, its max_custom_metrics, and further ones share "other". Reuse '
+        "metric names instead of encoding values in them, or pass a larger "
+        "MetricStore(max_custom_metrics=...) (further metrics past the cap are not logged)"
+    ),
+}
+
 
 class _ProgressHistory(deque[ProgressUpdate]):
     """The retained progress updates of one task id, oldest first.
@@ -461,7 +486,8 @@ class MetricStore:
         record_capacity: Default number of finished-task records each scope retains (the
             newest are kept; older ones roll off).
         max_tool_labels: Distinct ``tool`` label values before further tools fold into
-            ``"other"``.
+            ``"other"`` (the first tool folded is logged as a warning, as are the first error
+            type and custom metric folded past the two caps below).
         max_error_types: Distinct ``error_type`` label values per tool before further ones fold
             into ``"other"``.
         max_tracked_ids: Task ids for which progress histories and custom metrics are kept.
@@ -561,6 +587,9 @@ class MetricStore:
         #: :meth:`monitor_started`): at most ``record_capacity``.
         self._standalone: dict[TaskRecord, None] = {}
         self._evicted_runs = 0
+        #: The kinds of label (keys of _FOLDED) this store has counted under ``other`` past
+        #: their cap, which it has logged (see _first_fold).
+        self._folded: set[str] = set()
         #: Whether a non-finite reading of the clock was warned of (see _clock_fault).
         self._clock_faulted = False
         #: Whether a reading of the clock's time() that is no Unix time was (see _wall_fault).
@@ -603,6 +632,7 @@ class MetricStore:
         self._failures = deque(maxlen=MAX_RECENT_FAILURES)
         self._standalone = {}
         self._evicted_runs = 0
+        self._folded = set()
         for scope in list(self._scopes):
             scope.active_by_id = {}
             scope.shadowed = {}
@@ -650,6 +680,7 @@ class MetricStore:
             return slot
         if len(name) > MAX_ID_CHARS:  # (never a key of _slot_by_name: looked up as kept)
             name = record_id(name)
+        first_fold = False
         with self._lock:
             slot = self._slot_by_name.get(name)
             if slot is None:
@@ -658,11 +689,30 @@ class MetricStore:
                 )
                 if name in (TOOL_UNKNOWN, TOOL_OTHER) or named >= self.max_tool_labels:
                     slot = self._slots.get(TOOL_OTHER) or self._new_slot(TOOL_OTHER)
+                    first_fold = name not in (TOOL_UNKNOWN, TOOL_OTHER) and self._first_fold("tool")
                 else:
                     slot = self._new_slot(name)
                 if len(self._slot_by_name) < self.max_tool_labels * 4:
                     self._slot_by_name[name] = slot
-            return slot
+        if first_fold:
+            self._warn_folded("tool", name, self.max_tool_labels)
+        return slot
+
+    def _first_fold(self, kind: str) -> bool:
+        """Whether this is the first time the store counts a label of ``kind`` (a key of
+        ``_FOLDED``) under ``other`` past its cap (the caller holds the lock, and calls
+        :meth:`_warn_folded` once it is released when it is)."""
+        if kind in self._folded:
+            return False
+        self._folded.add(kind)
+        return True
+
+    def _warn_folded(self, kind: str, *args: object) -> None:
+        """Log that a label of ``kind`` was first counted under ``other``: ``args`` are the
+        names the message quotes (cut: a tool's name may be any size) and the cap."""
+        _log.warning(
+            _FOLDED[kind], *(shorten(arg, 200) if isinstance(arg, str) else arg for arg in args)
+        )
 
     # -- scopes and pools ---------------------------------------------------------------
 
@@ -933,6 +983,7 @@ class MetricStore:
             self._clock_fault(now)
         if end_time - end_time != 0.0:  # (likewise)
             end_time = self._wall_fault(end_time)
+        folded: str | None = None  # an error type first counted under other past its cap
         lock = self._lock
         if not lock.acquire(False):
             acquire_contended(lock)
@@ -988,7 +1039,10 @@ class MetricStore:
             if outcome != "success" and outcome in ERROR_OUTCOMES:
                 if error_type is not None:
                     # (as counted: bounded)
-                    error_type = slot.count_error(error_type, exemplar, end_time)
+                    counted = slot.count_error(error_type, exemplar, end_time)
+                    if counted != error_type and self._first_fold("error_type"):
+                        folded = error_type
+                    error_type = counted
                 if outcome != "cancelled":  # (the caller's choice: not a failure to show)
                     task_id, tool = rec.task_id, rec.tool
                     self._failures.append(
@@ -1023,6 +1077,8 @@ class MetricStore:
                     update = _final(rec)
         finally:
             lock.release()
+        if folded is not None:
+            self._warn_folded("error_type", folded, slot.label, slot.max_error_types)
         try:
             if update is not None:
                 self._notify(update, rec)
@@ -1137,13 +1193,22 @@ class MetricStore:
         """Count a failure that has no task record (``laios_task_errors_total``): an error
         inside the executor before a task could be recorded."""
         with self._lock:
-            slot.count_error(error_type, None)
+            first_fold = slot.count_error(error_type, None) != error_type and self._first_fold(
+                "error_type"
+            )
+        if first_fold:
+            self._warn_folded("error_type", error_type, slot.label, slot.max_error_types)
 
     def task_retried(self, slot: ToolSlot, error_type: str | None = None) -> None:
         """Count one retry of a tool (``laios_task_retries_total``), under the error type of the
         attempt that failed (``error`` when it had none)."""
+        error_type = error_type or "error"
         with self._lock:
-            slot.count_retry(error_type or "error")
+            first_fold = slot.count_retry(error_type) != error_type and self._first_fold(
+                "error_type"
+            )
+        if first_fold:
+            self._warn_folded("error_type", error_type, slot.label, slot.max_error_types)
 
     def result_returned(self, slot: ToolSlot, outcome: str) -> None:
         """Count the failed result of an ``execute_with_retry`` call after its last attempt
@@ -1534,7 +1599,9 @@ class MetricStore:
         stay ``+Inf`` for good), is kept with the task but not exported; the latter with a
         warning, at most one a minute per metric.
         """
-        overflowed = self._record_custom(task_id, name, value, unit, exported)
+        overflowed, folded = self._record_custom(task_id, name, value, unit, exported)
+        if folded is not None:
+            self._warn_folded("custom", *folded, self.max_custom_metrics)
         if overflowed is not None and self._sum_overflows.should_log(repr(overflowed)) is not None:
             _log.warning(
                 "a sample of custom metric %r (unit %r) would carry its exported sum past the "
@@ -1545,9 +1612,10 @@ class MetricStore:
 
     def _record_custom(
         self, task_id: str, name: str, value: float, unit: str, exported: tuple[str, str] | None
-    ) -> tuple[str, str] | None:
-        """:meth:`record_custom`'s work; the exported key when the sample would overflow the
-        sum (and was not exported), else ``None``."""
+    ) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+        """:meth:`record_custom`'s work: the exported key when the sample would overflow the
+        sum (and was not exported), else ``None``; and the key when it is the first the store
+        counts under ``other`` past ``max_custom_metrics``, else ``None``."""
         timestamp = self._read_wall()
         task_id = record_id(task_id)
         with self._lock:
@@ -1577,21 +1645,24 @@ class MetricStore:
                 known = names[name] = name
             per_task.samples.append((known, value, unit, timestamp))
             if not value >= 0:  # (negative, or NaN: a sum it joined would stay NaN for good)
-                return None  # kept with the task, but a summary's sum may never go down
+                return None, None  # kept with the task, but a summary's sum may never go down
             key = (name, unit) if exported is None else exported
+            folded = None
             totals = self._custom_totals.get(key)
             if totals is None:
                 if len(self._custom_totals) >= self.max_custom_metrics:
-                    key = ("other", "")
+                    if key != _CUSTOM_OTHER and self._first_fold("custom"):
+                        folded = key
+                    key = _CUSTOM_OTHER
                     totals = self._custom_totals.setdefault(key, [0.0, 0.0])
                 else:
                     totals = self._custom_totals[key] = [0.0, 0.0]
             total = totals[1] + value
             if total == math.inf:  # (both finite): a sum at +Inf would never move again
-                return key
+                return key, folded
             totals[0] += 1
             totals[1] = total
-            return None
+            return None, folded
 
     def custom_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """The retained custom metric samples of ``task_id`` (copies)."""
