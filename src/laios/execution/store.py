@@ -659,13 +659,14 @@ class MetricStore:
         """Return the aggregate slot for a tool, applying the label rules.
 
         A name that is not registered is labelled ``unknown`` and never takes a place under the
-        cap, so unknown names cannot crowd out registered tools. Past ``max_tool_labels``
-        distinct registered names, further names share the ``other`` slot. A name longer than
-        ``MAX_ID_CHARS`` is kept (as its slot's label, and to find the slot again) as
-        :func:`~laios.execution._records.record_id` gives it: its first characters and a digest
-        of the whole name, so that huge names cost what short ones do.
+        cap, so unknown names cannot crowd out registered tools; so is an empty name (no tool
+        is registered without a name, and Prometheus reads ``tool=""`` as no label at all).
+        Past ``max_tool_labels`` distinct registered names, further names share the ``other``
+        slot. A name longer than ``MAX_ID_CHARS`` is kept (as its slot's label, and to find the
+        slot again) as :func:`~laios.execution._records.record_id` gives it: its first
+        characters and a digest of the whole name, so that huge names cost what short ones do.
         """
-        if not registered:
+        if not registered or not name:
             unknown = self._unknown
             if unknown is None:
                 with self._lock:
