@@ -68,7 +68,7 @@ from laios.execution._records import (
     summarize,
     text_size,
 )
-from laios.execution._store_options import check_buckets, check_labels
+from laios.execution._store_options import MAX_COUNTED_LIMIT, check_buckets, check_labels
 from laios.execution.redaction import scrubbed_traceback, secret_values
 
 __all__ = [
@@ -555,8 +555,13 @@ class MetricStore:
             label_set,
             self.duration_buckets,
             self.queue_wait_buckets,
-            # (as checked: plain ints, which a multiprocess file can hold, not a NumPy integer)
-            (self.max_tool_labels, self.max_error_types, self.max_custom_metrics),
+            # As checked (plain ints, not a NumPy integer) and at most MAX_COUNTED_LIMIT: what a
+            # multiprocess file holds, and the other workers read.
+            (
+                min(self.max_tool_labels, MAX_COUNTED_LIMIT),
+                min(self.max_error_types, MAX_COUNTED_LIMIT),
+                min(self.max_custom_metrics, MAX_COUNTED_LIMIT),
+            ),
         )
         self._active: dict[TaskRecord, None] = {}  # queued and running, in submission order
         self._slots = self._counts.slots
