@@ -364,3 +364,20 @@ def test_workers_with_other_bucket_bounds_show_the_same_sum_whichever_answers(
     assert "histogram buckets" in caplog.text
     assert str(tmp_path) in caplog.text
     assert "(0.1, 1.0, 7.0, 60.0)" in caplog.text
+
+
+@pytest.mark.parametrize("limit", [2**63, 10**30, 10**5000], ids=["2**63", "10**30", "10**5000"])
+def test_a_worker_with_huge_label_limits_is_counted_by_the_others(
+    tmp_path: Path, limit: int
+) -> None:
+    """A store whose label limits are beyond any count (as "no limit": ``2**63``, ``10**30``)
+    has its tasks in every worker's sum. Its limits were written to its file as given, which
+    the other workers refused to read (a count past ``2**63 - 1``), or could not be written at
+    all (an int of more than 4,300 digits), so its counts were left out."""
+    huge = MetricStore(max_tool_labels=limit, max_error_types=limit, max_custom_metrics=limit)
+    run_tasks(huge, 3)
+    live_process(tmp_path, huge)
+    other = MetricStore()
+    run_tasks(other, 5)
+    registry = answering_worker(tmp_path, other)
+    assert tasks(registry, "echo") == 8

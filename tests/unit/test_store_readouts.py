@@ -6,10 +6,13 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client import CollectorRegistry
 from store_fakes import SteppedClock
 
 from laios.core.types import Task
 from laios.execution.metrics import ExecutionMetrics
+from laios.execution.prometheus import ensure_collector
+from laios.execution.server import status_document
 from laios.execution.store import MetricStore, TaskRecord
 from laios.execution.task_monitor import TaskMonitor
 
@@ -106,3 +109,25 @@ def test_a_record_read_as_it_finishes_shows_its_end() -> None:
     assert read["execution_time"] == 5.0
     assert read["end_time"] is not None
     assert read["outcome"] == "success"
+
+
+def test_status_reads_a_stores_counts_tasks_and_failures_at_one_moment() -> None:
+    """``/status`` (a collector's snapshot) reads each store's counts, its tasks in flight and
+    its latest failures together. Read one after the other, a task failing in between was in
+    flight in the counts, in no outcome and not running, yet listed among the failures."""
+    clock = HookedClock()
+    store = MetricStore(clock=clock)
+    collector = ensure_collector(store, CollectorRegistry())
+    slot = store.tool_slot("fetch", True)
+    record = store.task_submitted(None, SimpleNamespace(id="t1"), "fetch", slot, running=True)
+
+    def fail() -> None:
+        store.task_finished(record, outcome="error", status=None, error_type="ValueError")
+
+    clock.hook = fail  # (as if the task failed on another thread while /status reads the store)
+    document = status_document(collector.snapshot())
+    assert clock.hook is None  # (it failed meanwhile)
+    (tool,) = document["tools"]
+    assert tool["in_flight"] + document["queue_depth"] == document["running_total"]
+    assert tool["outcomes"]["error"] == len(document["failures"])
+    assert tool["errors"] == {"ValueError": len(document["failures"])}

@@ -267,3 +267,18 @@ def test_changing_returned_checkpoint_data_leaves_the_record_alone(
     again = monitor.get_metrics(task.id)
     assert again is not None
     assert again.checkpoints[0]["data"] == {"rows": {"kept": 1}, "files": ["a"], "pair": ([1],)}
+
+
+def test_a_task_without_a_tool_name_is_counted_under_unknown(make_task: Any) -> None:
+    """A run of a task whose ``tool_name`` is empty is counted under ``tool="unknown"``, as
+    the executor counts a name no tool has (no tool can be registered without a name).
+    Counted under its own name, its series carried ``tool=""``, which Prometheus reads as no
+    ``tool`` label at all."""
+    store = MetricStore()
+    monitor = TaskMonitor(store)
+    task = make_task("")
+    monitor.start_monitoring(task)
+    assert [tool.in_flight for tool in store.snapshot().tools if tool.tool == "unknown"] == [1]
+    monitor.stop_monitoring(task.id)
+    assert {tool.tool: tool.total for tool in store.snapshot().tools} == {"unknown": 1}
+    assert store.tool_slot("", True).label == "unknown"

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from laios.execution._totals_files import read_document, sections_of
 from laios.execution.executor import Executor
 from laios.execution.runners import AsyncSlots, ProcessRunner, ThreadRunner
 from laios.execution.store import MetricStore
@@ -89,3 +93,30 @@ def test_multiprocess_and_dask_take_numpy_numbers_of_seconds(tmp_path: Any) -> N
     # (the timeout is checked first: taken, the runner is then refused for its other options)
     with pytest.raises(ValueError, match="not both"):
         dask.DaskRunner("tcp://127.0.0.1:1", client=object(), connect_timeout=np.float32(5))
+
+
+def test_a_store_with_numpy_label_limits_writes_its_multiprocess_file(tmp_path: Path) -> None:
+    """A store's label limits given as NumPy integers are kept as plain ints: kept as given,
+    they made every write of the process's multiprocess file fail ("cannot write a int64 to a
+    totals file"), so that the other workers never saw its counts and lost them at its exit."""
+    from laios.execution import multiprocess
+
+    store = MetricStore(
+        max_tool_labels=np.int64(3), max_error_types=np.int32(2), max_custom_metrics=np.uint8(4)
+    )
+    counts = store.counts
+    limits = (counts.max_tool_labels, counts.max_error_types, counts.max_custom_metrics)
+    assert limits == (3, 2, 4)
+    assert all(type(limit) is int for limit in limits)
+    slot = store.tool_slot("fetch", True)
+    record = store.task_submitted(None, SimpleNamespace(id="t"), "fetch", slot, running=True)
+    store.task_finished(record, outcome="success", status=None)
+    try:
+        export = multiprocess.enable(str(tmp_path), registry=CollectorRegistry(), store=store)
+        export.write()
+        assert export.path is not None
+        (section,) = sections_of(read_document(export.path))
+    finally:
+        multiprocess.disable()
+    assert section.limits == (3, 2, 4)
+    assert section.totals.tools["fetch"].results == {"success": 1}

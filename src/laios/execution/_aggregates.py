@@ -255,12 +255,13 @@ class ToolSlot:
             entry.exemplar = _exemplar((exemplar[0], exemplar[1], 1.0, timestamp))
         return error_type
 
-    def count_retry(self, error_type: str) -> None:
-        """Count one retry caused by a failure of ``error_type`` (past the cap, as ``other``);
-        the store holds its lock."""
+    def count_retry(self, error_type: str) -> str:
+        """Count one retry caused by a failure of ``error_type`` (past the cap, as ``other``)
+        and return the type it was counted as; the store holds its lock."""
         retry_errors = self.retry_errors
         error_type = self._bounded(retry_errors, error_type)
         retry_errors[error_type] = retry_errors.get(error_type, 0) + 1
+        return error_type
 
     def snapshot(self) -> ToolSnapshot:
         """A copy of these aggregates (see :meth:`ToolSnapshot.from_aggregates`)."""

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_BUCKETS",
     "MAX_CONSTANT_LABELS",
     "MAX_CONSTANT_LABEL_VALUE",
+    "MAX_COUNTED_LIMIT",
     "RESERVED_LABELS",
     "check_buckets",
     "check_labels",
@@ -31,6 +32,11 @@ MAX_BUCKETS = 40
 MAX_CONSTANT_LABELS = 10
 #: Longest value of a constant label, in characters.
 MAX_CONSTANT_LABEL_VALUE = 128
+#: The largest label limit (``max_tool_labels``, ``max_error_types``, ``max_custom_metrics``)
+#: a store's exporters keep: a larger one, given as "no limit", is kept as this, which no
+#: store ever reaches either. Multiprocess files hold counts up to it, and the other workers
+#: refuse a file with a larger number in it (its worker's counts would be left out).
+MAX_COUNTED_LIMIT = 2**63 - 1
 #: Why each name a store's constant labels may not use is taken (names starting with ``__``,
 #: Prometheus' own, are refused too).
 _RESERVED_BECAUSE = {

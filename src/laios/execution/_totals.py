@@ -617,12 +617,14 @@ class StoreTable:
             if store is None:  # gone since the lock was released: its counts are final
                 read = entry.counts.final()
             else:
-                read = store.aggregates()
+                if running is None:
+                    read = store.aggregates()
+                else:  # (at one moment: a task ending between reads would show in neither)
+                    read, tasks, failed = store.read_together()
+                    running.extend(tasks)
+                    if failures is not None:
+                        failures.extend(failed)
                 live.add(read.labels)
-                if running is not None:
-                    running.extend(store.running_snapshot())
-                if failures is not None:
-                    failures.extend(store.failures_snapshot())
             del store
             reads.setdefault(entry.counts.labels, []).append(read)
         return [

@@ -68,7 +68,7 @@ from laios.execution._records import (
     summarize,
     text_size,
 )
-from laios.execution._store_options import check_buckets, check_labels
+from laios.execution._store_options import MAX_COUNTED_LIMIT, check_buckets, check_labels
 from laios.execution.redaction import scrubbed_traceback, secret_values
 
 __all__ = [
@@ -125,6 +125,31 @@ MAX_GAUGE = 2**53
 MAX_CUSTOM_SAMPLES = 1000
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
+
+#: The custom metric, ``(name, unit)``, that those past ``max_custom_metrics`` are counted as.
+_CUSTOM_OTHER = ("other", "")
+#: What a store logs the first time it counts something under ``other`` past one of its label
+#: caps, by the kind of label (once per store and kind: past a cap, every task could fold).
+_FOLDED = {
+    "tool": (
+        'tool %r is counted under tool="other": this store has %d tool labels, its '
+        'max_tool_labels, and further tools share "other" in every laios_* series. Pass a '
+        "larger MetricStore(max_tool_labels=...) if the service has that many tools (further "
+        "tools past the cap are not logged)"
+    ),
+    "error_type": (
+        'error type %r of tool %r is counted under error_type="other": the tool has %d error '
+        'types, the store\'s max_error_types, and further ones share "other". Pass a larger '
+        "MetricStore(max_error_types=...), or have tools report fewer distinct error types "
+        "(further error types past the cap are not logged)"
+    ),
+    "custom": (
+        'custom metric %r (unit %r) is counted under name="other", unit="": this store exports '
+        '%d custom metrics, its max_custom_metrics, and further ones share "other". Reuse '
+        "metric names instead of encoding values in them, or pass a larger "
+        "MetricStore(max_custom_metrics=...) (further metrics past the cap are not logged)"
+    ),
+}
 
 
 class _ProgressHistory(deque[ProgressUpdate]):
@@ -461,7 +486,8 @@ class MetricStore:
         record_capacity: Default number of finished-task records each scope retains (the
             newest are kept; older ones roll off).
         max_tool_labels: Distinct ``tool`` label values before further tools fold into
-            ``"other"``.
+            ``"other"`` (the first tool folded is logged as a warning, as are the first error
+            type and custom metric folded past the two caps below).
         max_error_types: Distinct ``error_type`` label values per tool before further ones fold
             into ``"other"``.
         max_tracked_ids: Task ids for which progress histories and custom metrics are kept.
@@ -529,7 +555,13 @@ class MetricStore:
             label_set,
             self.duration_buckets,
             self.queue_wait_buckets,
-            (max_tool_labels, max_error_types, max_custom_metrics),
+            # As checked (plain ints, not a NumPy integer) and at most MAX_COUNTED_LIMIT: what a
+            # multiprocess file holds, and the other workers read.
+            (
+                min(self.max_tool_labels, MAX_COUNTED_LIMIT),
+                min(self.max_error_types, MAX_COUNTED_LIMIT),
+                min(self.max_custom_metrics, MAX_COUNTED_LIMIT),
+            ),
         )
         self._active: dict[TaskRecord, None] = {}  # queued and running, in submission order
         self._slots = self._counts.slots
@@ -560,6 +592,9 @@ class MetricStore:
         #: :meth:`monitor_started`): at most ``record_capacity``.
         self._standalone: dict[TaskRecord, None] = {}
         self._evicted_runs = 0
+        #: The kinds of label (keys of _FOLDED) this store has counted under ``other`` past
+        #: their cap, which it has logged (see _first_fold).
+        self._folded: set[str] = set()
         #: Whether a non-finite reading of the clock was warned of (see _clock_fault).
         self._clock_faulted = False
         #: Whether a reading of the clock's time() that is no Unix time was (see _wall_fault).
@@ -602,6 +637,7 @@ class MetricStore:
         self._failures = deque(maxlen=MAX_RECENT_FAILURES)
         self._standalone = {}
         self._evicted_runs = 0
+        self._folded = set()
         for scope in list(self._scopes):
             scope.active_by_id = {}
             scope.shadowed = {}
@@ -628,13 +664,14 @@ class MetricStore:
         """Return the aggregate slot for a tool, applying the label rules.
 
         A name that is not registered is labelled ``unknown`` and never takes a place under the
-        cap, so unknown names cannot crowd out registered tools. Past ``max_tool_labels``
-        distinct registered names, further names share the ``other`` slot. A name longer than
-        ``MAX_ID_CHARS`` is kept (as its slot's label, and to find the slot again) as
-        :func:`~laios.execution._records.record_id` gives it: its first characters and a digest
-        of the whole name, so that huge names cost what short ones do.
+        cap, so unknown names cannot crowd out registered tools; so is an empty name (no tool
+        is registered without a name, and Prometheus reads ``tool=""`` as no label at all).
+        Past ``max_tool_labels`` distinct registered names, further names share the ``other``
+        slot. A name longer than ``MAX_ID_CHARS`` is kept (as its slot's label, and to find the
+        slot again) as :func:`~laios.execution._records.record_id` gives it: its first
+        characters and a digest of the whole name, so that huge names cost what short ones do.
         """
-        if not registered:
+        if not registered or not name:
             unknown = self._unknown
             if unknown is None:
                 with self._lock:
@@ -649,6 +686,7 @@ class MetricStore:
             return slot
         if len(name) > MAX_ID_CHARS:  # (never a key of _slot_by_name: looked up as kept)
             name = record_id(name)
+        first_fold = False
         with self._lock:
             slot = self._slot_by_name.get(name)
             if slot is None:
@@ -657,11 +695,30 @@ class MetricStore:
                 )
                 if name in (TOOL_UNKNOWN, TOOL_OTHER) or named >= self.max_tool_labels:
                     slot = self._slots.get(TOOL_OTHER) or self._new_slot(TOOL_OTHER)
+                    first_fold = name not in (TOOL_UNKNOWN, TOOL_OTHER) and self._first_fold("tool")
                 else:
                     slot = self._new_slot(name)
                 if len(self._slot_by_name) < self.max_tool_labels * 4:
                     self._slot_by_name[name] = slot
-            return slot
+        if first_fold:
+            self._warn_folded("tool", name, self.max_tool_labels)
+        return slot
+
+    def _first_fold(self, kind: str) -> bool:
+        """Whether this is the first time the store counts a label of ``kind`` (a key of
+        ``_FOLDED``) under ``other`` past its cap (the caller holds the lock, and calls
+        :meth:`_warn_folded` once it is released when it is)."""
+        if kind in self._folded:
+            return False
+        self._folded.add(kind)
+        return True
+
+    def _warn_folded(self, kind: str, *args: object) -> None:
+        """Log that a label of ``kind`` was first counted under ``other``: ``args`` are the
+        names the message quotes (cut: a tool's name may be any size) and the cap."""
+        _log.warning(
+            _FOLDED[kind], *(shorten(arg, 200) if isinstance(arg, str) else arg for arg in args)
+        )
 
     # -- scopes and pools ---------------------------------------------------------------
 
@@ -932,6 +989,7 @@ class MetricStore:
             self._clock_fault(now)
         if end_time - end_time != 0.0:  # (likewise)
             end_time = self._wall_fault(end_time)
+        folded: str | None = None  # an error type first counted under other past its cap
         lock = self._lock
         if not lock.acquire(False):
             acquire_contended(lock)
@@ -987,7 +1045,10 @@ class MetricStore:
             if outcome != "success" and outcome in ERROR_OUTCOMES:
                 if error_type is not None:
                     # (as counted: bounded)
-                    error_type = slot.count_error(error_type, exemplar, end_time)
+                    counted = slot.count_error(error_type, exemplar, end_time)
+                    if counted != error_type and self._first_fold("error_type"):
+                        folded = error_type
+                    error_type = counted
                 if outcome != "cancelled":  # (the caller's choice: not a failure to show)
                     task_id, tool = rec.task_id, rec.tool
                     self._failures.append(
@@ -1022,6 +1083,8 @@ class MetricStore:
                     update = _final(rec)
         finally:
             lock.release()
+        if folded is not None:
+            self._warn_folded("error_type", folded, slot.label, slot.max_error_types)
         try:
             if update is not None:
                 self._notify(update, rec)
@@ -1136,13 +1199,22 @@ class MetricStore:
         """Count a failure that has no task record (``laios_task_errors_total``): an error
         inside the executor before a task could be recorded."""
         with self._lock:
-            slot.count_error(error_type, None)
+            first_fold = slot.count_error(error_type, None) != error_type and self._first_fold(
+                "error_type"
+            )
+        if first_fold:
+            self._warn_folded("error_type", error_type, slot.label, slot.max_error_types)
 
     def task_retried(self, slot: ToolSlot, error_type: str | None = None) -> None:
         """Count one retry of a tool (``laios_task_retries_total``), under the error type of the
         attempt that failed (``error`` when it had none)."""
+        error_type = error_type or "error"
         with self._lock:
-            slot.count_retry(error_type or "error")
+            first_fold = slot.count_retry(error_type) != error_type and self._first_fold(
+                "error_type"
+            )
+        if first_fold:
+            self._warn_folded("error_type", error_type, slot.label, slot.max_error_types)
 
     def result_returned(self, slot: ToolSlot, outcome: str) -> None:
         """Count the failed result of an ``execute_with_retry`` call after its last attempt
@@ -1535,7 +1607,9 @@ class MetricStore:
         stay ``+Inf`` for good), is kept with the task but not exported; the latter with a
         warning, at most one a minute per metric.
         """
-        overflowed = self._record_custom(task_id, name, value, unit, exported)
+        overflowed, folded = self._record_custom(task_id, name, value, unit, exported)
+        if folded is not None:
+            self._warn_folded("custom", *folded, self.max_custom_metrics)
         if overflowed is not None and self._sum_overflows.should_log(repr(overflowed)) is not None:
             _log.warning(
                 "a sample of custom metric %r (unit %r) would carry its exported sum past the "
@@ -1546,9 +1620,10 @@ class MetricStore:
 
     def _record_custom(
         self, task_id: str, name: str, value: float, unit: str, exported: tuple[str, str] | None
-    ) -> tuple[str, str] | None:
-        """:meth:`record_custom`'s work; the exported key when the sample would overflow the
-        sum (and was not exported), else ``None``."""
+    ) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+        """:meth:`record_custom`'s work: the exported key when the sample would overflow the
+        sum (and was not exported), else ``None``; and the key when it is the first the store
+        counts under ``other`` past ``max_custom_metrics``, else ``None``."""
         timestamp = self._read_wall()
         task_id = record_id(task_id)
         with self._lock:
@@ -1578,21 +1653,24 @@ class MetricStore:
                 known = names[name] = name
             per_task.samples.append((known, value, unit, timestamp))
             if not value >= 0:  # (negative, or NaN: a sum it joined would stay NaN for good)
-                return None  # kept with the task, but a summary's sum may never go down
+                return None, None  # kept with the task, but a summary's sum may never go down
             key = (name, unit) if exported is None else exported
+            folded = None
             totals = self._custom_totals.get(key)
             if totals is None:
                 if len(self._custom_totals) >= self.max_custom_metrics:
-                    key = ("other", "")
+                    if key != _CUSTOM_OTHER and self._first_fold("custom"):
+                        folded = key
+                    key = _CUSTOM_OTHER
                     totals = self._custom_totals.setdefault(key, [0.0, 0.0])
                 else:
                     totals = self._custom_totals[key] = [0.0, 0.0]
             total = totals[1] + value
             if total == math.inf:  # (both finite): a sum at +Inf would never move again
-                return key
+                return key, folded
             totals[0] += 1
             totals[1] = total
-            return None
+            return None, folded
 
     def custom_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """The retained custom metric samples of ``task_id`` (copies)."""
@@ -1678,6 +1756,24 @@ class MetricStore:
         most :data:`MAX_RECENT_FAILURES`, oldest first); the cumulative buckets that quantiles
         need are computed after the lock is released.
         """
+        read, running, failures = self.read_together()
+        return StoreSnapshot(
+            tools=[ToolSnapshot.from_aggregates(tool, read.labels) for tool in read.tools],
+            running=running,
+            custom=read.custom,
+            **{field: getattr(read, field) for field in STORE_GAUGE_FIELDS},
+            taken_at=self._read_wall(),
+            failures=failures,
+        )
+
+    def read_together(
+        self,
+    ) -> tuple[StoreAggregates, list[RunningTaskSnapshot], tuple[FailedTaskSnapshot, ...]]:
+        """:meth:`aggregates`, :meth:`running_snapshot` and :meth:`failures_snapshot`, read at
+        one moment (under one hold of the store's lock), so that they agree: a task in flight
+        in the counts is among the running tasks, and a failure listed is counted. Read one
+        after the other, a task ending in between would be in flight in one and failed in
+        another. What ``/status`` reads of each store."""
         now = self._read_mono()
         failed: list[tuple[object, Exception]] = []
         with self._lock:
@@ -1685,14 +1781,7 @@ class MetricStore:
             running = self._running(now)
             failures = list(self._failures)
         self._stats_failed(failed)
-        return StoreSnapshot(
-            tools=[ToolSnapshot.from_aggregates(tool, read.labels) for tool in read.tools],
-            running=running,
-            custom=read.custom,
-            **{field: getattr(read, field) for field in STORE_GAUGE_FIELDS},
-            taken_at=self._read_wall(),
-            failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
-        )
+        return read, running, tuple(FailedTaskSnapshot(*failure) for failure in failures)
 
     def failures_snapshot(self) -> tuple[FailedTaskSnapshot, ...]:
         """The latest failed tasks, oldest first (``snapshot().failures`` without the
