@@ -2499,11 +2499,12 @@ def test_no_reader_thread_fails_the_call_as_not_started_and_the_next_call_runs(
 def test_many_executor_lifecycles_leave_no_process_behind(
     tools: ToolRegistry, task: Callable[..., Task], context: Context
 ) -> None:
-    """60 executors with a process runner, half shut down and half dropped, a third of them
-    with a worker started: every worker process they started is gone. (Each drop collects
-    garbage, a full heap walk: 60 keep the suite quick.)"""
+    """30 executors with a process runner, half shut down and half dropped, a third of them
+    with a worker started (five of each kind of ending): every worker process they started is
+    gone. (Each drop collects garbage, a full heap walk, and each worker is a process started:
+    30 keep the suite quick.)"""
     pids: list[int] = []
-    for index in range(60):
+    for index in range(30):
         executor = Executor(
             tools, runner=ProcessRunner(1), store=MetricStore(), register_prometheus=False
         )
