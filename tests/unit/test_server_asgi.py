@@ -152,6 +152,39 @@ def test_mounted_under_a_prefix(store: MetricStore, strip: bool) -> None:
     assert call_asgi(router, path="/laiosx/metrics").status == 418
 
 
+@pytest.mark.parametrize("outer_root", ["/api", "/api/v1", "/api/"])
+def test_mounted_below_a_root_path_the_path_lacks(store: MetricStore, outer_root: str) -> None:
+    """``FastAPI(root_path="/api")`` names ``/api`` in ``root_path`` but leaves ``path`` as
+    the proxy passed it, without ``/api``; mounted at ``/laios`` below it, the app gets
+    ``root_path="/api/laios"`` and ``path="/laios/metrics"``: the mount point ends
+    ``root_path`` and starts ``path``. Every route was answered 404."""
+    router = Router("/laios", make_asgi_app(store, CollectorRegistry()), strip=False)
+
+    def call(path: str) -> Any:
+        return call_asgi(router, path=path, root_path=outer_root)
+
+    assert b'laios_tasks_total{outcome="success",tool="fetch"} 1.0' in call("/laios/metrics").body
+    assert json.loads(call("/laios/status").body)["tools"][0]["tool"] == "fetch"
+    assert call("/laios/healthz").body == b"ok\n"
+    assert call("/laios/").header("content-type") == "text/html; charset=utf-8"  # live page
+    assert call("/laios/nope").status == 404
+    assert call("/laios/laios/metrics").status == 404  # the mount point is taken off once
+    assert call("/laios/%6detrics").status == 404  # a route at its path as written only
+
+
+def test_below_a_root_path_a_router_that_strips_the_mount_point_is_followed(
+    store: MetricStore,
+) -> None:
+    """A router that takes the mount point off ``path`` (Starlette before 0.33) passes less
+    than the path received: mounted at ``/metrics`` below ``root_path="/api"``, the path
+    ``/metrics`` it passes for ``/metrics/metrics`` is the route, not the end of
+    ``root_path`` (which would be the index)."""
+    router = Router("/metrics", make_asgi_app(store, CollectorRegistry()), strip=True)
+    answer = call_asgi(router, path="/metrics/metrics", root_path="/api")
+    assert b"laios_tasks_total" in answer.body
+    assert call_asgi(router, path="/metrics/", root_path="/api").status == 200  # the index
+
+
 @pytest.mark.parametrize(
     ("root_path", "path"),
     [

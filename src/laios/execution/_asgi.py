@@ -23,6 +23,7 @@ import queue
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 from laios.execution._forks import reset_after_fork
 from laios.execution._http import ABSOLUTE_FORM, Endpoint, Request, Response, joined_headers
@@ -167,6 +168,26 @@ def _target_after_root(text: str, scope: Scope) -> str | None:
     return rest if rest == "*" or ABSOLUTE_FORM.match(rest) else None
 
 
+def _mount_points(root: str, *, ends: bool) -> list[str]:
+    """The prefixes a ``path`` below ``root`` may start with, longest first: ``root`` and its
+    slash-less form; with ``ends``, then each end of it that starts at a slash (``/v1/laios``
+    and ``/laios`` of ``/api/v1/laios``)."""
+    bare = root.rstrip("/")
+    points = [root, bare]
+    at = bare.find("/", 1) if ends else -1
+    while at > 0:
+        points.append(bare[at:])
+        at = bare.find("/", at + 1)
+    return [point for point in dict.fromkeys(points) if point]
+
+
+def _is_whole_path(path: str, scope: Scope) -> bool:
+    """Whether ``path`` is the whole path as the request carried it (``raw_path`` decoded),
+    not one a router took the mount point off."""
+    raw_path = scope.get("raw_path")
+    return raw_path is not None and unquote(bytes(raw_path).decode("latin-1")) == path
+
+
 def _route_path(scope: Scope) -> str:
     """The path below the mount point: ``path`` without ``root_path`` when it starts with it.
 
@@ -177,14 +198,21 @@ def _route_path(scope: Scope) -> str:
     ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``. A target that is no
     path after a prefix without a trailing slash (uvicorn's ``/laioshttp://host/metrics`` and
     ``/laios*``) is that target.
+
+    ``FastAPI(root_path="/api")`` names ``/api`` in ``root_path`` without adding it to
+    ``path`` (which holds the path as the proxy passed it, ``/api`` taken off): mounted at
+    ``/laios`` there, this app gets ``root_path="/api/laios"`` and ``path="/laios/metrics"``.
+    When ``path`` does not start with ``root_path`` and is the whole path as received (a
+    router that strips the mount point passes less), the mount point is the longest end of
+    ``root_path`` that ``path`` starts with (``/laios``), taken off once.
     """
     path: str = scope.get("path") or "/"
     target = _target_after_root(path, scope)
     if target is not None:
         return target
     root: str = scope.get("root_path") or ""
-    for prefix in dict.fromkeys((root, root.rstrip("/"))):
-        if prefix and path.startswith(prefix):
+    for prefix in _mount_points(root, ends=_is_whole_path(path, scope)):
+        if path.startswith(prefix):
             rest = path[len(prefix) :]
             if not rest or rest.startswith("/"):
                 return rest or "/"
