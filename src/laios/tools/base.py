@@ -871,6 +871,40 @@ def _failure(exc: Exception) -> ToolOutput:
     return error_output(as_raised(exc))  # (an async tool's StopIteration, not a RuntimeError)
 
 
+def base_exception_output(tool: BaseTool, exc: BaseException) -> ToolOutput:
+    """The failed :class:`ToolOutput` of a ``BaseException`` other than ``KeyboardInterrupt``
+    that a tool raised (``GeneratorExit``, ``SystemExit``, a library's own), as an executor
+    fails the tool's task for it: ``execute`` never raises. A ``CancelledError`` out of a
+    synchronous call is the tool's own (nothing can cancel such a call)."""
+    if propagates(exc):
+        raise exc
+    if isinstance(exc, asyncio.CancelledError):
+        return _cancelled_from_inside(tool)
+    return error_output(exc)
+
+
+def _cancelled_from_inside(tool: BaseTool) -> ToolOutput:
+    """The failed :class:`ToolOutput` of a tool that raised ``CancelledError`` though nothing
+    cancelled its call (named by its class when its name cannot be read)."""
+    try:
+        name = repr(str(tool.name))
+    except Exception:
+        name = f"of class {type(tool).__name__}"
+    return ToolOutput(
+        success=False,
+        error=f"Tool {name} was cancelled from inside (CancelledError)",
+        metadata={"error_type": "CancelledError"},
+    )
+
+
+def _running_task() -> asyncio.Task[Any] | None:
+    """The asyncio task running now, or ``None`` (no task, or no running event loop)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
 def error_output(exc: BaseException) -> ToolOutput:
     """A failed :class:`ToolOutput` saying what ``exc`` says, its class name as the error
     type. A ``KeyboardInterrupt`` raised while its message is turned into text (a Ctrl-C
@@ -1297,6 +1331,10 @@ class BaseTool(abc.ABC):
             result = self.run_raising(**kwargs)
         except Exception as exc:
             return _failure(exc)
+        except KeyboardInterrupt:
+            raise  # (the caller's Ctrl-C, as under an executor)
+        except BaseException as exc:  # GeneratorExit, SystemExit, a library's own
+            return base_exception_output(self, exc)
         return _wrap(result)
 
     def _entry_error(self, exc: TypeError) -> TypeError | None:
@@ -1479,10 +1517,19 @@ class AsyncBaseTool(BaseTool):
             The tool's :class:`ToolOutput`, a successful output wrapping any other return
             value, or a failed output when validation or the tool raised.
         """
+        task = _running_task()
         try:
             result = await self.run_raising_async(**kwargs)
         except Exception as exc:
             return _failure(exc)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise  # (the caller's Ctrl-C or cancellation)
+        except GeneratorExit as exc:
+            if task is None or _running_task() is not task:
+                raise  # this coroutine is closed, never to resume: not the tool's
+            return error_output(exc)  # raised by the tool, as the task running it ran it
+        except BaseException as exc:  # SystemExit, a library's own
+            return base_exception_output(self, exc)
         return _wrap(result)
 
     async def run_raising_async(self, /, **kwargs: Any) -> Any:
@@ -1572,11 +1619,7 @@ class AsyncBaseTool(BaseTool):
         except asyncio.CancelledError:
             # Nothing else can cancel the loop made here: the tool's own (it awaited something
             # that was cancelled), so a failure of the tool's like any other.
-            return ToolOutput(
-                success=False,
-                error=f"Tool {self.name!r} was cancelled from inside (CancelledError)",
-                metadata={"error_type": "CancelledError"},
-            )
+            return _cancelled_from_inside(self)
 
 
 def _class_name(tool_name: str) -> str:

@@ -25,6 +25,7 @@ from laios.tools.base import (
     BaseTool,
     ToolCategory,
     ToolOutput,
+    base_exception_output,
     checked_attributes,
     checked_name,
     error_output,
@@ -336,7 +337,9 @@ class ToolRegistry:
         """
         try:
             tool = self.get_tool(name)
-        except Exception as exc:  # (a subclass's own get_tool)
+        except (KeyboardInterrupt, SystemExit):
+            raise  # (interrupts the caller, as under an executor)
+        except BaseException as exc:  # (a subclass's own get_tool; GeneratorExit too)
             return ToolOutput(
                 success=False,
                 error=(
@@ -363,6 +366,10 @@ class ToolRegistry:
             if propagates(exc):
                 raise
             return error_output(exc)  # (a Ctrl-C in its __str__: it goes on)
+        except KeyboardInterrupt:
+            raise  # (the caller's Ctrl-C)
+        except BaseException as exc:  # (an execute of its own letting GeneratorExit out)
+            return base_exception_output(tool, exc)
 
     def get_tool_schema(self, name: str) -> dict[str, Any] | None:
         """Return the schema of the tool registered under ``name``, or None.
