@@ -821,16 +821,35 @@ _CATEGORY_VALUES = frozenset({*ToolCategory, *(c.value for c in ToolCategory)})
 
 
 def _category_of(tool_name: str, category: Any) -> ToolCategory:
-    """``category`` as a :class:`ToolCategory`, or a ``ValueError`` listing the categories."""
+    """``category`` as a :class:`ToolCategory`, or a ``ValueError`` listing the categories.
+
+    The value is looked up before ``ToolCategory`` is called with it: the enum's own refusal
+    would quote its ``repr()``, which may raise, or recurse (a function assigned to a tool
+    class's ``category`` is a method of the tool, whose repr shows the tool's, its category
+    included)."""
+    why = ""
     try:
-        return ToolCategory(category)
-    except ValueError:
-        pass
+        if category in _CATEGORY_VALUES:
+            return ToolCategory(category)
+    except Exception as exc:  # (a hash or an equality that raises)
+        why = f", whose hash or equality raised {type_name(type(exc))}"
     known = ", ".join(c.value for c in ToolCategory)
     raise ValueError(
         f"Tool {tool_name!r}: category must be a ToolCategory or one of {known}; "
-        f"got {reprlib.repr(category)}"
+        f"got {_shown_value(category)}{why}"
     ) from None
+
+
+def _shown_value(value: Any) -> str:
+    """A short repr of ``value`` that never raises: a method by the function it binds (a
+    function assigned to a tool class's attribute), a value whose repr raises by its type."""
+    if inspect.ismethod(value):
+        function = value.__func__
+        return f"the function {getattr(function, '__qualname__', type_name(type(function)))}"
+    try:
+        return reprlib.repr(value)
+    except Exception:
+        return f"<{type_name(type(value))} object>"
 
 
 #: The tool types of the OpenTelemetry GenAI conventions (``gen_ai.tool.type``).
@@ -1308,9 +1327,12 @@ class BaseTool(abc.ABC):
             and cls._validate is BaseTool._validate
         )
 
+    @reprlib.recursive_repr()
     def __repr__(self) -> str:
         """Return a short description with the tool's class, name and category (as the tool
-        holds it when it is no valid one: a tool whose ``__init__`` skipped the checks)."""
+        holds it when it is no valid one: a tool whose ``__init__`` skipped the checks; a
+        category that is a method of the tool, whose repr shows the tool's, shows it as
+        ``...`` the second time)."""
         category = self.category
         if isinstance(category, str) and category in _CATEGORY_VALUES:
             category = ToolCategory(category).value
