@@ -812,7 +812,7 @@ def checked_attributes(tool: BaseTool, name: str) -> tuple[ToolCategory, set[Per
         raise TypeError(f"Tool {name!r}: input_model must be a ToolInput subclass")
     category = _category_of(name, _read(tool, "category", what))
     permissions = _permission_set(name, _read(tool, "required_permissions", what))
-    _check_kind(tool)
+    _check_kind(tool, what)
     return category, permissions
 
 
@@ -856,10 +856,11 @@ def _shown_value(value: Any) -> str:
 TOOL_TYPES = ("function", "extension", "datastore")
 
 
-def _check_kind(tool: BaseTool) -> None:
+def _check_kind(tool: BaseTool, what: str) -> None:
     """Refuse a tool whose ``is_async`` does not match its base class, or whose ``tool_type``
-    is none of :data:`TOOL_TYPES`: either would fail each run, or lose the type unsaid."""
-    is_async = tool.is_async
+    is none of :data:`TOOL_TYPES`: either would fail each run, or lose the type unsaid. Either
+    read raising (a property) is refused as :func:`_read` says, naming ``what`` (the tool)."""
+    is_async = _read(tool, "is_async", what)
     runs_async = isinstance(tool, AsyncBaseTool)
     if is_async is True:  # (the executor awaits its run_raising_async)
         matches = callable(getattr(tool, "run_raising_async", None))
@@ -867,15 +868,16 @@ def _check_kind(tool: BaseTool) -> None:
         matches = is_async is False and not runs_async
     if not matches:
         raise TypeError(
-            f"Tool {tool.name!r}: is_async is {is_async!r}, but the tool is "
+            f"{what}: is_async is {_shown_value(is_async)}, but the tool is "
             f"{'an AsyncBaseTool' if runs_async else 'a synchronous BaseTool'}: leave is_async "
             "to the base class (subclass AsyncBaseTool and define _execute_async for a tool "
             "whose work is a coroutine)"
         )
-    if not (isinstance(tool.tool_type, str) and tool.tool_type in TOOL_TYPES):
+    tool_type = _read(tool, "tool_type", what)
+    if not (isinstance(tool_type, str) and tool_type in TOOL_TYPES):
         raise ValueError(
-            f"Tool {tool.name!r}: tool_type must be one of {', '.join(TOOL_TYPES)}, got "
-            f"{reprlib.repr(tool.tool_type)}"
+            f"{what}: tool_type must be one of {', '.join(TOOL_TYPES)}, got "
+            f"{_shown_value(tool_type)}"
         )
 
 
