@@ -1680,11 +1680,13 @@ class Job(TaskRecord):
             else:
                 # An async tool waits for a slot, or, slot in hand, for its loop to run its
                 # task: a tool blocking that loop holds up every task on it.
-                waited = (
-                    "no max_async_tools slot was free yet, or its event loop was blocked"
-                    if loop
-                    else "no worker was free yet"
-                )
+                if loop:
+                    waited = "no max_async_tools slot was free yet, or its event loop was blocked"
+                elif self._worker_idle():
+                    # (its time ran out as it was handed over: too little of it to start)
+                    waited = "a worker was free but had not taken it yet"
+                else:
+                    waited = "no worker was free yet"
                 where = f"while waiting to start ({waited}); the tool was never started"
         elif starting:
             where = (
@@ -1706,6 +1708,15 @@ class Job(TaskRecord):
         else:
             where = f"while tool '{self.tool}' was running; its thread was abandoned"
         return where
+
+    def _worker_idle(self) -> bool:
+        """Whether the job's runner has a worker idle now, as its stats say (``False`` when
+        they cannot be read, or say no capacity)."""
+        try:
+            stats = self.runner.stats if self.runner is not None else None
+            return stats is not None and 0 <= stats.busy < stats.workers
+        except Exception:
+            return False
 
     def _runner_says(self, query: str) -> str | None:
         """What the runner's optional ``query`` method (``preparing``: where a call it still
