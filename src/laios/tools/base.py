@@ -836,11 +836,11 @@ def _category_of(tool_name: str, category: Any) -> ToolCategory:
     known = ", ".join(c.value for c in ToolCategory)
     raise ValueError(
         f"Tool {tool_name!r}: category must be a ToolCategory or one of {known}; "
-        f"got {_shown_value(category)}{why}"
+        f"got {shown_value(category)}{why}"
     ) from None
 
 
-def _shown_value(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """A short repr of ``value`` that never raises: a method by the function it binds (a
     function assigned to a tool class's attribute), a value whose repr raises by its type."""
     if inspect.ismethod(value):
@@ -868,7 +868,7 @@ def _check_kind(tool: BaseTool, what: str) -> None:
         matches = is_async is False and not runs_async
     if not matches:
         raise TypeError(
-            f"{what}: is_async is {_shown_value(is_async)}, but the tool is "
+            f"{what}: is_async is {shown_value(is_async)}, but the tool is "
             f"{'an AsyncBaseTool' if runs_async else 'a synchronous BaseTool'}: leave is_async "
             "to the base class (subclass AsyncBaseTool and define _execute_async for a tool "
             "whose work is a coroutine)"
@@ -877,7 +877,7 @@ def _check_kind(tool: BaseTool, what: str) -> None:
     if not (isinstance(tool_type, str) and tool_type in TOOL_TYPES):
         raise ValueError(
             f"{what}: tool_type must be one of {', '.join(TOOL_TYPES)}, got "
-            f"{_shown_value(tool_type)}"
+            f"{shown_value(tool_type)}"
         )
 
 
@@ -2161,7 +2161,10 @@ def create_simple_tool(
             ``input_model`` is not a :class:`ToolInput` subclass.
     """
     checked_name(
-        name, lambda given: f"create_simple_tool: name must be a non-blank string, got {given!r}"
+        name,
+        lambda given: (
+            f"create_simple_tool: name must be a non-blank string, got {shown_value(given)}"
+        ),
     )
     if not callable(func):
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")

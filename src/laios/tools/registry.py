@@ -30,6 +30,7 @@ from laios.tools.base import (
     checked_name,
     error_output,
     read_name,
+    shown_value,
 )
 
 __all__ = ["ToolLookup", "ToolRegistry"]
@@ -92,7 +93,7 @@ def _check_built_bare(tool: type[BaseTool]) -> None:
 
 def _not_a_tool(tool: Any) -> str:
     """What registering ``tool``, neither a BaseTool subclass nor an instance, is told."""
-    message = f"Expected a BaseTool subclass or instance, got {tool!r}"
+    message = f"Expected a BaseTool subclass or instance, got {shown_value(tool)}"
     if callable(tool) and not isinstance(tool, type):
         func = getattr(tool, "__name__", "")
         func = func if isinstance(func, str) and func.isidentifier() else "func"
