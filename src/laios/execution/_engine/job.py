@@ -2117,6 +2117,10 @@ class Job(TaskRecord):
     ) -> TaskResult:
         """Record the outcome in the store, the task and the span, and return the result."""
         task = self.task  # (the store lets the record's reference go)
+        # The run as submitted, for its result: the caller may have changed the task's id or
+        # tool name since, while the tool named then ran (and the store cuts a huge one on the
+        # record as it records the end).
+        task_id, tool_name = self.task_id, self.tool
         env = self.env
         failed = outcome != "success"
         status = _STATUS_OF_OUTCOME.get(outcome, _FAILED)
@@ -2143,7 +2147,7 @@ class Job(TaskRecord):
             # Never started: a start of an earlier run of the task is not its own.
             fields["started_at"] = None
         assign(task, task_fields(task, fields))
-        metadata["tool_name"] = task.tool_name  # (the record keeps a huge name cut)
+        metadata["tool_name"] = tool_name
         metadata["outcome"] = outcome
         if failed:
             metadata["error_type"] = error_type
@@ -2178,7 +2182,7 @@ class Job(TaskRecord):
         return construct(
             TaskResult,
             {
-                "task_id": task.id,  # (the record keeps a huge id cut: see record_id)
+                "task_id": task_id,
                 "success": not failed,
                 "output": data,
                 "error": error,
