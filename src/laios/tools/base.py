@@ -910,7 +910,7 @@ def _cancelled_from_inside(tool: BaseTool) -> ToolOutput:
     try:
         name = repr(str(tool.name))
     except Exception:
-        name = f"of class {type(tool).__name__}"
+        name = f"of class {type_name(type(tool))}"
     return ToolOutput(
         success=False,
         error=f"Tool {name} was cancelled from inside (CancelledError)",
