@@ -139,6 +139,9 @@ def _message(exc: BaseException, depth: int, interrupts: list[KeyboardInterrupt]
         if interrupts is not None and isinstance(failed, KeyboardInterrupt):
             interrupts.append(failed)
         return f"{type_name(type(exc))} (its message could not be turned into text)"
+    if type(text) is not str:  # an instance of a str subclass, which may behave in any way
+        # (refuse str() or formatting): its text as plain str, copied without calling it
+        text = str.__str__(text)
     text = text or type_name(type(exc))
     if isinstance(exc, _PYDANTIC_ERRORS):
         text = _LINK.sub("", text)

@@ -286,14 +286,21 @@ def test_validate_hook_can_abort_the_run() -> None:
     assert (output.success, output.error, ran) == (False, "limit must be >= 0", [])
 
 
-def test_base_exception_propagates() -> None:
-    """A BaseException that is not an Exception passes through execute."""
+def test_base_exception_is_a_failed_output() -> None:
+    """A BaseException that is not an Exception is a failed output too (execute never
+    raises); a KeyboardInterrupt, the caller's Ctrl-C, passes through."""
 
     class Stop(BaseException):
         pass
 
-    with pytest.raises(Stop):
-        RaisingTool().execute(exc=Stop())
+    output = RaisingTool().execute(exc=Stop("stopped"))
+    assert (output.success, output.error, output.metadata) == (
+        False,
+        "stopped",
+        {"error_type": "Stop"},
+    )
+    with pytest.raises(KeyboardInterrupt):
+        RaisingTool().execute(exc=KeyboardInterrupt())
 
 
 def test_propagating_exception_passes_through() -> None:

@@ -812,7 +812,7 @@ def checked_attributes(tool: BaseTool, name: str) -> tuple[ToolCategory, set[Per
         raise TypeError(f"Tool {name!r}: input_model must be a ToolInput subclass")
     category = _category_of(name, _read(tool, "category", what))
     permissions = _permission_set(name, _read(tool, "required_permissions", what))
-    _check_kind(tool)
+    _check_kind(tool, what)
     return category, permissions
 
 
@@ -821,26 +821,46 @@ _CATEGORY_VALUES = frozenset({*ToolCategory, *(c.value for c in ToolCategory)})
 
 
 def _category_of(tool_name: str, category: Any) -> ToolCategory:
-    """``category`` as a :class:`ToolCategory`, or a ``ValueError`` listing the categories."""
+    """``category`` as a :class:`ToolCategory`, or a ``ValueError`` listing the categories.
+
+    The value is looked up before ``ToolCategory`` is called with it: the enum's own refusal
+    would quote its ``repr()``, which may raise, or recurse (a function assigned to a tool
+    class's ``category`` is a method of the tool, whose repr shows the tool's, its category
+    included)."""
+    why = ""
     try:
-        return ToolCategory(category)
-    except ValueError:
-        pass
+        if category in _CATEGORY_VALUES:
+            return ToolCategory(category)
+    except Exception as exc:  # (a hash or an equality that raises)
+        why = f", whose hash or equality raised {type_name(type(exc))}"
     known = ", ".join(c.value for c in ToolCategory)
     raise ValueError(
         f"Tool {tool_name!r}: category must be a ToolCategory or one of {known}; "
-        f"got {reprlib.repr(category)}"
+        f"got {shown_value(category)}{why}"
     ) from None
+
+
+def shown_value(value: Any) -> str:
+    """A short repr of ``value`` that never raises: a method by the function it binds (a
+    function assigned to a tool class's attribute), a value whose repr raises by its type."""
+    if inspect.ismethod(value):
+        function = value.__func__
+        return f"the function {getattr(function, '__qualname__', type_name(type(function)))}"
+    try:
+        return reprlib.repr(value)
+    except Exception:
+        return f"<{type_name(type(value))} object>"
 
 
 #: The tool types of the OpenTelemetry GenAI conventions (``gen_ai.tool.type``).
 TOOL_TYPES = ("function", "extension", "datastore")
 
 
-def _check_kind(tool: BaseTool) -> None:
+def _check_kind(tool: BaseTool, what: str) -> None:
     """Refuse a tool whose ``is_async`` does not match its base class, or whose ``tool_type``
-    is none of :data:`TOOL_TYPES`: either would fail each run, or lose the type unsaid."""
-    is_async = tool.is_async
+    is none of :data:`TOOL_TYPES`: either would fail each run, or lose the type unsaid. Either
+    read raising (a property) is refused as :func:`_read` says, naming ``what`` (the tool)."""
+    is_async = _read(tool, "is_async", what)
     runs_async = isinstance(tool, AsyncBaseTool)
     if is_async is True:  # (the executor awaits its run_raising_async)
         matches = callable(getattr(tool, "run_raising_async", None))
@@ -848,15 +868,16 @@ def _check_kind(tool: BaseTool) -> None:
         matches = is_async is False and not runs_async
     if not matches:
         raise TypeError(
-            f"Tool {tool.name!r}: is_async is {is_async!r}, but the tool is "
+            f"{what}: is_async is {shown_value(is_async)}, but the tool is "
             f"{'an AsyncBaseTool' if runs_async else 'a synchronous BaseTool'}: leave is_async "
             "to the base class (subclass AsyncBaseTool and define _execute_async for a tool "
             "whose work is a coroutine)"
         )
-    if not (isinstance(tool.tool_type, str) and tool.tool_type in TOOL_TYPES):
+    tool_type = _read(tool, "tool_type", what)
+    if not (isinstance(tool_type, str) and tool_type in TOOL_TYPES):
         raise ValueError(
-            f"Tool {tool.name!r}: tool_type must be one of {', '.join(TOOL_TYPES)}, got "
-            f"{reprlib.repr(tool.tool_type)}"
+            f"{what}: tool_type must be one of {', '.join(TOOL_TYPES)}, got "
+            f"{shown_value(tool_type)}"
         )
 
 
@@ -869,6 +890,40 @@ def _failure(exc: Exception) -> ToolOutput:
     if propagates(exc):
         raise exc
     return error_output(as_raised(exc))  # (an async tool's StopIteration, not a RuntimeError)
+
+
+def base_exception_output(tool: BaseTool, exc: BaseException) -> ToolOutput:
+    """The failed :class:`ToolOutput` of a ``BaseException`` other than ``KeyboardInterrupt``
+    that a tool raised (``GeneratorExit``, ``SystemExit``, a library's own), as an executor
+    fails the tool's task for it: ``execute`` never raises. A ``CancelledError`` out of a
+    synchronous call is the tool's own (nothing can cancel such a call)."""
+    if propagates(exc):
+        raise exc
+    if isinstance(exc, asyncio.CancelledError):
+        return _cancelled_from_inside(tool)
+    return error_output(exc)
+
+
+def _cancelled_from_inside(tool: BaseTool) -> ToolOutput:
+    """The failed :class:`ToolOutput` of a tool that raised ``CancelledError`` though nothing
+    cancelled its call (named by its class when its name cannot be read)."""
+    try:
+        name = repr(str(tool.name))
+    except Exception:
+        name = f"of class {type_name(type(tool))}"
+    return ToolOutput(
+        success=False,
+        error=f"Tool {name} was cancelled from inside (CancelledError)",
+        metadata={"error_type": "CancelledError"},
+    )
+
+
+def _running_task() -> asyncio.Task[Any] | None:
+    """The asyncio task running now, or ``None`` (no task, or no running event loop)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
 
 
 def error_output(exc: BaseException) -> ToolOutput:
@@ -1274,9 +1329,12 @@ class BaseTool(abc.ABC):
             and cls._validate is BaseTool._validate
         )
 
+    @reprlib.recursive_repr()
     def __repr__(self) -> str:
         """Return a short description with the tool's class, name and category (as the tool
-        holds it when it is no valid one: a tool whose ``__init__`` skipped the checks)."""
+        holds it when it is no valid one: a tool whose ``__init__`` skipped the checks; a
+        category that is a method of the tool, whose repr shows the tool's, shows it as
+        ``...`` the second time)."""
         category = self.category
         if isinstance(category, str) and category in _CATEGORY_VALUES:
             category = ToolCategory(category).value
@@ -1297,6 +1355,10 @@ class BaseTool(abc.ABC):
             result = self.run_raising(**kwargs)
         except Exception as exc:
             return _failure(exc)
+        except KeyboardInterrupt:
+            raise  # (the caller's Ctrl-C, as under an executor)
+        except BaseException as exc:  # GeneratorExit, SystemExit, a library's own
+            return base_exception_output(self, exc)
         return _wrap(result)
 
     def _entry_error(self, exc: TypeError) -> TypeError | None:
@@ -1479,10 +1541,19 @@ class AsyncBaseTool(BaseTool):
             The tool's :class:`ToolOutput`, a successful output wrapping any other return
             value, or a failed output when validation or the tool raised.
         """
+        task = _running_task()
         try:
             result = await self.run_raising_async(**kwargs)
         except Exception as exc:
             return _failure(exc)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise  # (the caller's Ctrl-C or cancellation)
+        except GeneratorExit as exc:
+            if task is None or _running_task() is not task:
+                raise  # this coroutine is closed, never to resume: not the tool's
+            return error_output(exc)  # raised by the tool, as the task running it ran it
+        except BaseException as exc:  # SystemExit, a library's own
+            return base_exception_output(self, exc)
         return _wrap(result)
 
     async def run_raising_async(self, /, **kwargs: Any) -> Any:
@@ -1572,11 +1643,7 @@ class AsyncBaseTool(BaseTool):
         except asyncio.CancelledError:
             # Nothing else can cancel the loop made here: the tool's own (it awaited something
             # that was cancelled), so a failure of the tool's like any other.
-            return ToolOutput(
-                success=False,
-                error=f"Tool {self.name!r} was cancelled from inside (CancelledError)",
-                metadata={"error_type": "CancelledError"},
-            )
+            return _cancelled_from_inside(self)
 
 
 def _class_name(tool_name: str) -> str:
@@ -2094,7 +2161,10 @@ def create_simple_tool(
             ``input_model`` is not a :class:`ToolInput` subclass.
     """
     checked_name(
-        name, lambda given: f"create_simple_tool: name must be a non-blank string, got {given!r}"
+        name,
+        lambda given: (
+            f"create_simple_tool: name must be a non-blank string, got {shown_value(given)}"
+        ),
     )
     if not callable(func):
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")

@@ -25,10 +25,12 @@ from laios.tools.base import (
     BaseTool,
     ToolCategory,
     ToolOutput,
+    base_exception_output,
     checked_attributes,
     checked_name,
     error_output,
     read_name,
+    shown_value,
 )
 
 __all__ = ["ToolLookup", "ToolRegistry"]
@@ -91,7 +93,7 @@ def _check_built_bare(tool: type[BaseTool]) -> None:
 
 def _not_a_tool(tool: Any) -> str:
     """What registering ``tool``, neither a BaseTool subclass nor an instance, is told."""
-    message = f"Expected a BaseTool subclass or instance, got {tool!r}"
+    message = f"Expected a BaseTool subclass or instance, got {shown_value(tool)}"
     if callable(tool) and not isinstance(tool, type):
         func = getattr(tool, "__name__", "")
         func = func if isinstance(func, str) and func.isidentifier() else "func"
@@ -336,7 +338,9 @@ class ToolRegistry:
         """
         try:
             tool = self.get_tool(name)
-        except Exception as exc:  # (a subclass's own get_tool)
+        except (KeyboardInterrupt, SystemExit):
+            raise  # (interrupts the caller, as under an executor)
+        except BaseException as exc:  # (a subclass's own get_tool; GeneratorExit too)
             return ToolOutput(
                 success=False,
                 error=(
@@ -363,6 +367,10 @@ class ToolRegistry:
             if propagates(exc):
                 raise
             return error_output(exc)  # (a Ctrl-C in its __str__: it goes on)
+        except KeyboardInterrupt:
+            raise  # (the caller's Ctrl-C)
+        except BaseException as exc:  # (an execute of its own letting GeneratorExit out)
+            return base_exception_output(tool, exc)
 
     def get_tool_schema(self, name: str) -> dict[str, Any] | None:
         """Return the schema of the tool registered under ``name``, or None.

@@ -1683,11 +1683,13 @@ class Job(TaskRecord):
             else:
                 # An async tool waits for a slot, or, slot in hand, for its loop to run its
                 # task: a tool blocking that loop holds up every task on it.
-                waited = (
-                    "no max_async_tools slot was free yet, or its event loop was blocked"
-                    if loop
-                    else "no worker was free yet"
-                )
+                if loop:
+                    waited = "no max_async_tools slot was free yet, or its event loop was blocked"
+                elif self._worker_idle():
+                    # (its time ran out as it was handed over: too little of it to start)
+                    waited = "a worker was free but had not taken it yet"
+                else:
+                    waited = "no worker was free yet"
                 where = f"while waiting to start ({waited}); the tool was never started"
         elif starting:
             where = (
@@ -1709,6 +1711,15 @@ class Job(TaskRecord):
         else:
             where = f"while tool '{self.tool}' was running; its thread was abandoned"
         return where
+
+    def _worker_idle(self) -> bool:
+        """Whether the job's runner has a worker idle now, as its stats say (``False`` when
+        they cannot be read, or say no capacity)."""
+        try:
+            stats = self.runner.stats if self.runner is not None else None
+            return stats is not None and 0 <= stats.busy < stats.workers
+        except Exception:
+            return False
 
     def _runner_says(self, query: str) -> str | None:
         """What the runner's optional ``query`` method (``preparing``: where a call it still
@@ -2109,6 +2120,10 @@ class Job(TaskRecord):
     ) -> TaskResult:
         """Record the outcome in the store, the task and the span, and return the result."""
         task = self.task  # (the store lets the record's reference go)
+        # The run as submitted, for its result: the caller may have changed the task's id or
+        # tool name since, while the tool named then ran (and the store cuts a huge one on the
+        # record as it records the end).
+        task_id, tool_name = self.task_id, self.tool
         env = self.env
         failed = outcome != "success"
         status = _STATUS_OF_OUTCOME.get(outcome, _FAILED)
@@ -2135,7 +2150,7 @@ class Job(TaskRecord):
             # Never started: a start of an earlier run of the task is not its own.
             fields["started_at"] = None
         assign(task, task_fields(task, fields))
-        metadata["tool_name"] = task.tool_name  # (the record keeps a huge name cut)
+        metadata["tool_name"] = tool_name
         metadata["outcome"] = outcome
         if failed:
             metadata["error_type"] = error_type
@@ -2170,7 +2185,7 @@ class Job(TaskRecord):
         return construct(
             TaskResult,
             {
-                "task_id": task.id,  # (the record keeps a huge id cut: see record_id)
+                "task_id": task_id,
                 "success": not failed,
                 "output": data,
                 "error": error,
