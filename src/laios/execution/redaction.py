@@ -934,7 +934,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             visit(item[1], item[0], item[2], item[3])
         except Exception:  # (its items or fields could not be listed: likewise)
             continue
-    unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
+    # (in the order found, top levels first, among values of one length: the same list for
+    # the same parameters in every process, whatever the hash seed)
+    unique = dict.fromkeys(v for v in found if len(v) >= MIN_SCRUB_CHARS)
     return sorted(unique, key=len, reverse=True)
 
 

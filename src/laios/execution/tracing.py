@@ -70,6 +70,7 @@ __all__ = [
     "CAPTURE_CONTENT_ENV",
     "MAX_CHECKPOINT_ATTRIBUTES",
     "MAX_CHECKPOINT_VALUE_CHARS",
+    "MAX_RESULT_SECRETS",
     "MAX_STACKTRACE_BYTES",
     "SCHEMA_URL",
     "Tracing",
@@ -87,6 +88,10 @@ MAX_CHECKPOINT_ATTRIBUTES = 32
 MAX_CHECKPOINT_NAME_CHARS = 256
 #: Longest exception stack trace recorded on a span, in UTF-8 bytes.
 MAX_STACKTRACE_BYTES = 8192
+#: Most secret values of a captured result's own (the longest) that it is scrubbed of where
+#: it quotes them: each costs every text of the capture the search for its forms (a result
+#: listing thousands of API keys is redacted under their names all the same).
+MAX_RESULT_SECRETS = 16
 #: Longest checkpoint data key kept in a ``laios.checkpoint.*`` attribute name, in characters.
 _KEY_CHARS = 64
 #: How a checkpoint data key that cannot be printed is written.
@@ -175,7 +180,6 @@ def _number(value: int | float, secrets: Sequence[str]) -> str | int | float | N
     return scrub_head(text, secrets, MAX_CHECKPOINT_VALUE_CHARS)
 
 
-#: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
 def _capture(
     span: Span,
     key: str,
@@ -193,6 +197,18 @@ def _capture(
         span.set_attribute(key, text)
 
 
+def _with_secrets_of(value: Any, secrets: Sequence[str]) -> Sequence[str]:
+    """``secrets`` and the secret values ``value`` holds itself (see :func:`secret_values`),
+    the ``MAX_RESULT_SECRETS`` longest of them: a credential a tool returns under a
+    secret-looking name, which no parameter held, is scrubbed where the result quotes it
+    elsewhere, as it is redacted under its name."""
+    own = secret_values(value)
+    if not own:
+        return secrets  # (the common case: the forms of ``secrets`` are not worked out again)
+    return [*secrets, *own[:MAX_RESULT_SECRETS]]
+
+
+#: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
 _STACK_LINE_BYTES = 1024
 #: Bytes of the start of a stack trace kept when its middle is cut (the rest is its end).
 _STACK_HEAD_BYTES = 2048
@@ -630,10 +646,13 @@ class Tracing:
         ``error.type``; a raised exception is recorded once, as a scrubbed ``exception`` event,
         whose stack trace is ``stacktrace`` when given (the traceback as formatted in the
         process the tool ran in), else ``exception``'s own.
-        A captured result costs work bounded by ``MAX_VALUE_BYTES``, not by its size.
+        A captured result is scrubbed of ``secrets`` and of the secret values it holds itself
+        (a token it returns under ``access_token``, quoted in its message), as captured
+        arguments are of theirs; it costs work bounded by ``MAX_VALUE_BYTES`` and
+        ``MAX_SECRET_SCAN_ITEMS``, not by its size.
         """
         if capture_result and self.capture_content:
-            _capture(span, "gen_ai.tool.call.result", result, secrets)
+            _capture(span, "gen_ai.tool.call.result", result, _with_secrets_of(result, secrets))
         if error_type is not None:
             short = _short_error(message or error_type, secrets)
             span.set_attribute("error.type", error_type)
