@@ -202,7 +202,10 @@ def _with_secrets_of(value: Any, secrets: Sequence[str]) -> Sequence[str]:
     the ``MAX_RESULT_SECRETS`` longest of them: a credential a tool returns under a
     secret-looking name, which no parameter held, is scrubbed where the result quotes it
     elsewhere, as it is redacted under its name."""
-    own = secret_values(value)
+    try:
+        own = secret_values(value)
+    except Exception:  # (a result whose items cannot be read: captured as its placeholder)
+        return secrets
     if not own:
         return secrets  # (the common case: the forms of ``secrets`` are not worked out again)
     return [*secrets, *own[:MAX_RESULT_SECRETS]]
