@@ -382,7 +382,7 @@ class IssuesManyKeys(BaseTool):
 
 def test_a_result_holding_many_secrets_is_captured_at_a_bounded_cost(provider, exporter):
     """A result holding a thousand keys is scrubbed of its longest ones only
-    (``MAX_RESULT_SECRETS``): each secret costs every text of the capture a search, and the
+    (``MAX_HELD_SECRETS``): each secret costs every text of the capture a search, and the
     keys are redacted under their names all the same."""
     registry = ToolRegistry()
     registry.register_tool(IssuesManyKeys)
