@@ -145,6 +145,46 @@ def test_a_secret_in_a_checkpoint_name_stays_out_of_the_span_name() -> None:
     assert SECRET[:8] not in spans
 
 
+#: Tokens a tool is handed back while it runs (none of its parameters holds them).
+REFRESHED = "eyJhbGciOiJIUzI1NiJ9.refreshed.Q7xZk2"
+RENEWAL = "rt-9f8e7d6c5b4a-renewal"
+
+
+class Refreshes(BaseTool):
+    name = "refreshes"
+    description = "Checkpoints a token it refreshed, under its name and quoted beside it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().checkpoint(
+            "refreshed",
+            {
+                "access_token": REFRESHED,
+                "status": f"refreshed {REFRESHED}",
+                "next": f"https://api.example/v1/me?token={REFRESHED}",
+                "n": 1,
+                "oauth": {"refresh_token": RENEWAL},
+                "renewal": f"renew with {RENEWAL}",
+                "rows": [{"id": n} for n in range(3)],
+            },
+        )
+        return "ok"
+
+
+def test_a_secret_the_checkpoint_data_holds_is_scrubbed_from_its_other_entries() -> None:
+    """A credential checkpoint data holds under a secret-looking name (a refreshed token, which
+    no parameter held) is a secret value of that data: redacted under its name and scrubbed
+    where another entry quotes it, capture on or off, not left as written beside its
+    ``[REDACTED]``."""
+    spans, _ = run_traced(Refreshes, {"user": "ann"})
+    assert "'laios.checkpoint.access_token': '[REDACTED]'" in spans
+    assert "'laios.checkpoint.status': 'refreshed [REDACTED]'" in spans
+    assert "'laios.checkpoint.next': 'https://api.example/v1/me?token=[REDACTED]'" in spans
+    assert "'laios.checkpoint.n': 1" in spans
+    assert "'laios.checkpoint.renewal': 'renew with [REDACTED]'" in spans
+    assert REFRESHED[:12] not in spans
+    assert RENEWAL[:12] not in spans
+
+
 class LogsIn(BaseTool):
     name = "logs_in"
     description = "Checkpoints its password, then reports progress."

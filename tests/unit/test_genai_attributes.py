@@ -59,6 +59,34 @@ def test_the_tool_call_id_the_model_issued_is_the_spans_call_id() -> None:
     assert span.attributes["laios.task.id"] == task.id
 
 
+class OddText(str):
+    """A ``str`` subclass whose own methods fail (``Task.metadata`` keeps its values as given)."""
+
+    def __len__(self) -> int:
+        raise RuntimeError("no length")
+
+    def __getitem__(self, index: Any) -> str:
+        raise RuntimeError("no slicing")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_a_tool_call_id_of_an_odd_str_subclass_is_its_plain_text() -> None:
+    """A tool call id whose ``str`` subclass fails its own ``len()``, slicing or ``__str__``
+    is read as the text it holds, as a checkpoint's value is: the task keeps its span."""
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name="echo",
+        metadata={"tool_call_id": OddText("call_odd")},
+    )
+    span = run(task, Context(session_id="s", user_id="u"))
+    assert span.attributes is not None
+    assert span.attributes["gen_ai.tool.call.id"] == "call_odd"
+    assert type(span.attributes["gen_ai.tool.call.id"]) is str
+
+
 def test_without_a_tool_call_id_the_task_id_is_the_call_id() -> None:
     task = Task(plan_id="p", description="d", tool_name="echo")
     span = run(task, Context(session_id="s", user_id="u"))

@@ -13,6 +13,7 @@ import base64
 import collections
 import json
 import logging
+import time
 import types
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
@@ -686,6 +687,40 @@ def test_text_that_is_no_url_with_a_password_holds_no_secret(text: str) -> None:
     """An e-mail address, a URL with ``@`` in its path or a port, and a bare ``a:b@c`` have
     no password to scrub."""
     assert secret_values({"note": text}) == []
+
+
+def test_a_long_run_of_letters_and_digits_is_read_for_url_passwords_in_linear_time() -> None:
+    """A text holding ``://``, ``@`` and a long run of letters and digits (a mail with a hex
+    attachment, a page with an inline blob) is read for the passwords of its URLs in time
+    that grows with its length: a pattern trying a scheme at every letter of the run, and
+    reading on to its end each time, took seconds for 50 kB and hours for a megabyte, on the
+    caller's thread, for every task whose parameters hold such a text."""
+    blob = "0123456789abcdef" * 4_000  # (64 kB of hex)
+    text = f"see https://docs.example/a or ops@example.org\n{blob}\n"
+    text += f"git+ssh://deploy:{URL_PASSWORD}@git.example/repo"
+    started = time.perf_counter()
+    values = secret_values({"message": text})
+    took = time.perf_counter() - started
+    assert values == [URL_PASSWORD]
+    assert took < 1.0  # (a few milliseconds; the pattern took about ten seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (f"1a://u:{URL_PASSWORD}@h", [URL_PASSWORD]),  # (the scheme starts at its letter)
+        (f"123://u:{URL_PASSWORD}@h", []),  # (no letter: no scheme)
+        (f"://u:{URL_PASSWORD}@h", []),
+        (f"a://u:{URL_PASSWORD}@h and b://v:{URL_PASSWORD}@i", [URL_PASSWORD]),
+        ("x://u:pw@h y://v:pw@i", ["u:pw@", "v:pw@"]),
+    ],
+)
+def test_a_url_password_follows_a_scheme_of_a_letter_then_scheme_characters(
+    text: str, found: list[str]
+) -> None:
+    """A scheme is a letter, then letters, digits, ``+``, ``.`` or ``-``, as RFC 3986 writes
+    it; each password is found once however often its URL is repeated."""
+    assert sorted(secret_values({"note": text})) == sorted(found)
 
 
 # -- a parameter that cannot be read -------------------------------------------------------

@@ -514,18 +514,53 @@ class _InField(str):
         return _InField, (str(self), self.head, self.tail)
 
 
-#: A URL's user information with a password (``postgres://app:s3cret@db``): the user, then
-#: the password (which may hold ``:``, not ``@``, ``/``, ``?``, ``#`` or white space).
-_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^\s/?#@:]*):([^\s/?#@]+)@")
+#: A URL's user information with a password, read from just after the ``://`` that follows
+#: its scheme (``postgres://app:s3cret@db``): the user, then the password (which may hold
+#: ``:``, not ``@``, ``/``, ``?``, ``#`` or white space).
+_URL_USER_PASSWORD = re.compile(r"([^\s/?#@:]*):([^\s/?#@]+)@")
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: The characters of a URL's scheme: a letter, then these (RFC 3986).
+_SCHEME_CHARS = _ASCII_LETTERS | frozenset("0123456789+.-")
+
+
+def _follows_scheme(text: str, at: int) -> bool:
+    """Whether the ``://`` at ``at`` in ``text`` follows a scheme: a letter, then letters,
+    digits, ``+``, ``.`` or ``-``. Read back from ``at`` to the first letter, or to the first
+    character no scheme holds: never past the ``://`` before it, so that reading every one
+    of a text's costs one look at each of its characters at most."""
+    start = at
+    while start > 0:
+        char = text[start - 1]
+        if char in _ASCII_LETTERS:
+            return True
+        if char not in _SCHEME_CHARS:
+            return False
+        start -= 1
+    return False
 
 
 def _url_passwords(text: str) -> list[str]:
     """The passwords of the URLs in ``text`` (as written, and percent-decoded when that
-    differs); one shorter than ``MIN_SCRUB_CHARS`` as the :class:`_InField` ``user:pw@``,
-    replaced only there."""
+    differs), each once; one shorter than ``MIN_SCRUB_CHARS`` as the :class:`_InField`
+    ``user:pw@``, replaced only there.
+
+    Each ``://`` is found, then the scheme before it and the user information after it are
+    read, as far as they go: the time taken grows with the length of the text, not with its
+    square (as a pattern that starts anywhere a scheme could, and reads on to the ``://`` it
+    looks for, takes over a long run of letters and digits: a hex or base64 blob)."""
     found: list[str] = []
-    for match in _URL_PASSWORD.finditer(text):
+    seen: set[tuple[str, str]] = set()
+    at = text.find("://")
+    while at >= 0:
+        match = _URL_USER_PASSWORD.match(text, at + 3)
+        if match is None or not _follows_scheme(text, at):
+            at = text.find("://", at + 3)
+            continue
+        at = text.find("://", match.end())
         user, password = match.groups()
+        if (user, password) in seen:  # (a text repeating one URL: read once)
+            continue
+        seen.add((user, password))
         for written in dict.fromkeys((password, unquote(password))):
             if len(written) >= MIN_SCRUB_CHARS:
                 found.append(written)
@@ -934,7 +969,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             visit(item[1], item[0], item[2], item[3])
         except Exception:  # (its items or fields could not be listed: likewise)
             continue
-    unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
+    # (in the order found, top levels first, among values of one length: the same list for
+    # the same parameters in every process, whatever the hash seed)
+    unique = dict.fromkeys(v for v in found if len(v) >= MIN_SCRUB_CHARS)
     return sorted(unique, key=len, reverse=True)
 
 

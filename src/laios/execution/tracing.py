@@ -19,6 +19,7 @@ to the executor) no span work is done at all.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -70,6 +71,7 @@ __all__ = [
     "CAPTURE_CONTENT_ENV",
     "MAX_CHECKPOINT_ATTRIBUTES",
     "MAX_CHECKPOINT_VALUE_CHARS",
+    "MAX_HELD_SECRETS",
     "MAX_STACKTRACE_BYTES",
     "SCHEMA_URL",
     "Tracing",
@@ -87,10 +89,17 @@ MAX_CHECKPOINT_ATTRIBUTES = 32
 MAX_CHECKPOINT_NAME_CHARS = 256
 #: Longest exception stack trace recorded on a span, in UTF-8 bytes.
 MAX_STACKTRACE_BYTES = 8192
+#: Most secret values a captured result or checkpoint data holds itself (the longest) that
+#: it is scrubbed of where it quotes them: each costs every text recorded of it the search
+#: for its forms (a result listing thousands of API keys is redacted under their names all
+#: the same).
+MAX_HELD_SECRETS = 16
 #: Longest checkpoint data key kept in a ``laios.checkpoint.*`` attribute name, in characters.
 _KEY_CHARS = 64
 #: How a checkpoint data key that cannot be printed is written.
 _UNPRINTABLE_KEY = "<unprintable key>"
+#: Checkpoint values read for the secrets they hold only under a secret-looking name.
+_CONTAINERS = (Mapping, list, tuple, set, frozenset)
 
 
 #: Values of ``CAPTURE_CONTENT_ENV`` that turn capture on: laios's own words, and the
@@ -175,7 +184,6 @@ def _number(value: int | float, secrets: Sequence[str]) -> str | int | float | N
     return scrub_head(text, secrets, MAX_CHECKPOINT_VALUE_CHARS)
 
 
-#: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
 def _capture(
     span: Span,
     key: str,
@@ -193,6 +201,21 @@ def _capture(
         span.set_attribute(key, text)
 
 
+def _with_secrets_of(value: Any, secrets: Sequence[str]) -> Sequence[str]:
+    """``secrets`` and the secret values ``value`` holds itself (see :func:`secret_values`),
+    the ``MAX_HELD_SECRETS`` longest of them: a credential a tool returns (or checkpoints)
+    under a secret-looking name, which no parameter held, is scrubbed where the same value
+    quotes it elsewhere, as it is redacted under its name."""
+    try:
+        own = secret_values(value)
+    except Exception:  # (a result whose items cannot be read: captured as its placeholder)
+        return secrets
+    if not own:
+        return secrets  # (the common case: the forms of ``secrets`` are not worked out again)
+    return [*secrets, *own[:MAX_HELD_SECRETS]]
+
+
+#: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
 _STACK_LINE_BYTES = 1024
 #: Bytes of the start of a stack trace kept when its middle is cut (the rest is its end).
 _STACK_HEAD_BYTES = 2048
@@ -560,8 +583,11 @@ class Tracing:
         Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys,
         and numbers equal to one of ``secrets``, are replaced by ``[REDACTED]``, and string
         values and the keys themselves (a secret value may be used as a key) are scrubbed of
-        ``secrets``. An int outside the 64-bit range OTLP carries becomes its decimal text.
-        Only the entries recorded are read; data whose entries cannot be read records none.
+        ``secrets``. The secret values the entries read hold themselves (see
+        :func:`secret_values`, the ``MAX_HELD_SECRETS`` longest; not in containers under
+        ordinary names) count among ``secrets``. An int outside the 64-bit range OTLP carries
+        becomes its decimal text. Only the entries recorded are read; data whose entries cannot
+        be read records none.
         """
         attributes: dict[str, Any] = {}
         # (only the entries recorded are read: a huge mapping costs no more than a small one)
@@ -569,6 +595,17 @@ class Tracing:
             entries = list(itertools.islice(data.items(), MAX_CHECKPOINT_ATTRIBUTES))
         except Exception:  # a mapping that cannot be read: the span has no data attributes
             entries = []
+        # A token the tool checkpoints under its name, quoted in another entry: the entries
+        # recorded are read for it, and the containers under secret-looking names (not others,
+        # which are not recorded: a list of rows would cost every checkpoint its reading).
+        held = [
+            (key, value)
+            for key, value in entries
+            if not isinstance(value, _CONTAINERS) or is_secret_key(printable(key, ""))
+        ]
+        if held:
+            with contextlib.suppress(Exception):  # (a key that cannot be hashed again)
+                secrets = _with_secrets_of(dict(held), secrets)
         for key, value in entries:
             text = printable(key, _UNPRINTABLE_KEY)
             label = text
@@ -630,10 +667,13 @@ class Tracing:
         ``error.type``; a raised exception is recorded once, as a scrubbed ``exception`` event,
         whose stack trace is ``stacktrace`` when given (the traceback as formatted in the
         process the tool ran in), else ``exception``'s own.
-        A captured result costs work bounded by ``MAX_VALUE_BYTES``, not by its size.
+        A captured result is scrubbed of ``secrets`` and of the secret values it holds itself
+        (a token it returns under ``access_token``, quoted in its message), as captured
+        arguments are of theirs; it costs work bounded by ``MAX_VALUE_BYTES`` and
+        ``MAX_SECRET_SCAN_ITEMS``, not by its size.
         """
         if capture_result and self.capture_content:
-            _capture(span, "gen_ai.tool.call.result", result, secrets)
+            _capture(span, "gen_ai.tool.call.result", result, _with_secrets_of(result, secrets))
         if error_type is not None:
             short = _short_error(message or error_type, secrets)
             span.set_attribute("error.type", error_type)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -75,6 +76,23 @@ class Parrot(BaseTool):
         return f"signed in with {kwargs['password']}"
 
 
+#: A credential a tool makes itself (none of its parameters holds it).
+ISSUED = "eyJhbGciOiJIUzI1NiJ9.issued.Q7xZk2"
+
+
+class IssuesToken(BaseTool):
+    name = "issues_token"
+    description = "Signs in and returns a new token, under its own name and quoted elsewhere."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return {
+            "access_token": ISSUED,
+            "message": f"issued {ISSUED} for {kwargs['user']}",
+            "next": f"https://api.example/v1/me?token={ISSUED}",
+            "headers": [["Authorization", f"Bearer {ISSUED}"]],
+        }
+
+
 class CheckpointsSecret(BaseTool):
     name = "checkpoint_secret"
     description = "Adds a checkpoint whose data holds the api key, under a secret key and quoted."
@@ -99,7 +117,7 @@ def make_executor(
 
     def make(mode: str) -> Executor:
         registry = ToolRegistry()
-        registry.register_tools([Echo, Leaky, LeakyFailure, Parrot, CheckpointsSecret])
+        registry.register_tools([Echo, Leaky, LeakyFailure, Parrot, CheckpointsSecret, IssuesToken])
         options: dict[str, Any] = {}
         if mode == "option":
             options["capture_content"] = True
@@ -333,6 +351,59 @@ def test_captured_result_quoting_a_secret_value_is_scrubbed(make_executor, expor
     result = task_span(exporter).attributes["gen_ai.tool.call.result"]
     assert json.loads(result) == "signed in with [REDACTED]"
     assert leaks(exporter) == []
+
+
+def test_a_secret_the_result_holds_is_scrubbed_wherever_the_result_quotes_it(
+    make_executor, exporter
+):
+    """A credential the tool returns under a secret-looking name (a sign-in tool's new token,
+    which no parameter holds) is a secret value of the captured result, as a secret argument
+    is of the captured arguments: redacted under its name and scrubbed where the result quotes
+    it, not left as written two fields further on."""
+    make_executor("option").execute_task(make_task("issues_token", user="bob"), CONTEXT)
+    result = json.loads(task_span(exporter).attributes["gen_ai.tool.call.result"])
+    assert result == {
+        "access_token": "[REDACTED]",
+        "message": "issued [REDACTED] for bob",
+        "next": "https://api.example/v1/me?token=[REDACTED]",
+        "headers": [["Authorization", "[REDACTED]"]],
+    }
+    assert leaks(exporter, (ISSUED,)) == []
+
+
+class IssuesManyKeys(BaseTool):
+    name = "issues_many_keys"
+    description = "Returns a thousand keys under their names, and quotes the longest."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        issued = [{"api_key": f"ak-{n:06d}-{'x' * 16}", "owner": f"team {n}"} for n in range(1000)]
+        return {"note": f"rotated {ISSUED} first", "token": ISSUED, "issued": issued}
+
+
+def test_a_result_holding_many_secrets_is_captured_at_a_bounded_cost(provider, exporter):
+    """A result holding a thousand keys is scrubbed of its longest ones only
+    (``MAX_HELD_SECRETS``): each secret costs every text of the capture a search, and the
+    keys are redacted under their names all the same."""
+    registry = ToolRegistry()
+    registry.register_tool(IssuesManyKeys)
+    with Executor(
+        registry,
+        tracer_provider=provider,
+        capture_content=True,
+        store=MetricStore(),
+        register_prometheus=False,
+    ) as executor:
+        started = time.perf_counter()
+        executor.execute_task(make_task("issues_many_keys"), CONTEXT)
+        took = time.perf_counter() - started
+    result = json.loads(task_span(exporter).attributes["gen_ai.tool.call.result"])
+    assert result["note"] == "rotated [REDACTED] first"
+    assert result["token"] == "[REDACTED]"
+    keys = [entry["api_key"] for entry in result["issued"] if "api_key" in entry]
+    assert keys
+    assert set(keys) == {"[REDACTED]"}
+    # (about 0.1 s with the bound; scrubbing with all thousand keys takes seconds)
+    assert took < 2.0
 
 
 def test_captured_arguments_repeating_a_secret_value_are_scrubbed(make_executor, exporter):

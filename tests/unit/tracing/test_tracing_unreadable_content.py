@@ -55,10 +55,19 @@ class Returns(BaseTool):
         return {"row": LazyRow(api_key=SECRET), "rows": LazyRows(), "n": 2}
 
 
+class ReturnsRow(BaseTool):
+    name = "returns_row"
+    description = "Returns a row that cannot be read, or a sequence of rows, itself."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return LazyRow(api_key=SECRET) if kwargs.get("one") else LazyRows()
+
+
 @pytest.fixture
 def registry() -> ToolRegistry:
     tools = ToolRegistry()
     tools.register_tool(Returns)
+    tools.register_tool(ReturnsRow)
     return tools
 
 
@@ -101,3 +110,34 @@ def test_the_span_captures_the_rest_of_the_arguments_and_result(
         "rows": "<LazyRows object (its items could not be read)>",
         "n": 2,
     }
+
+
+@pytest.mark.parametrize(("one", "kind"), [(True, "LazyRow"), (False, "LazyRows")])
+def test_a_result_that_cannot_be_read_itself_is_captured_as_its_placeholder(
+    registry: ToolRegistry,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    caplog: pytest.LogCaptureFixture,
+    one: bool,
+    kind: str,
+) -> None:
+    """A result that is itself a container whose items cannot be read is looked at for the
+    secrets it holds, finds none it can read, and is captured as its placeholder: no internal
+    error, and the span keeps the result."""
+    with Executor(
+        registry,
+        tracer_provider=provider,
+        capture_content=True,
+        store=MetricStore(),
+        register_prometheus=False,
+    ) as executor:
+        with caplog.at_level(logging.ERROR, logger="laios.execution"):
+            result = executor.execute_task(make_task("returns_row", one=one), CONTEXT)
+        errors = [name for tool in executor.store.snapshot().tools for name in tool.errors]
+    assert result.success, result.error
+    assert not caplog.records
+    assert "internal" not in errors
+    attributes = only(exporter, "execute_tool").attributes
+    assert attributes is not None
+    placeholder = f"<{kind} object (its items could not be read)>"
+    assert json.loads(str(attributes["gen_ai.tool.call.result"])) == placeholder

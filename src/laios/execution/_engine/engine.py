@@ -199,8 +199,12 @@ def _tool_call_id(task: Task) -> str | None:
         return None
     for key in TOOL_CALL_ID_KEYS:
         value = metadata.get(key)
-        if isinstance(value, str) and value:
-            return _span_text(value)
+        if isinstance(value, str):
+            # Read as the plain text it is (``Task.metadata`` keeps a ``str`` subclass as
+            # given, and its own ``len()``, slicing or ``__str__`` may fail).
+            text = str.__str__(value)
+            if text:
+                return _span_text(text)
     return None
 
 
