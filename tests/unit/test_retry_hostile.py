@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import threading
 import time
@@ -250,6 +251,106 @@ def test_a_cancelled_async_retry_call_ends_its_span_as_cancelled(
     assert span.attributes is not None
     assert span.attributes["error.type"] == "cancelled"
     assert span.attributes["laios.retry.attempts"] == (1 if during == "wait" else 2)
+
+
+class _SucceedsAsTheCallerLeaves(AsyncBaseTool):
+    """Fails once, then succeeds just as its awaiting caller is cancelled (``leave``)."""
+
+    name = "succeeds_as_the_caller_leaves"
+    description = "Fails once, then succeeds as the caller is cancelled."
+    calls = 0
+    leave: Any = None
+
+    async def _execute_async(self, **kwargs: Any) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("reset")
+        self.leave()
+        return "done"
+
+
+def test_an_async_retry_call_left_as_its_attempt_succeeds_is_counted_once(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """An execute_with_retry_async call whose coroutine is cancelled as its attempt succeeds
+    is that success in laios_task_results_total, as an execute_async call would be, and its
+    retry span says so: it was counted as a success and as a cancelled result too, two
+    results for one call, under a span that said it failed."""
+    tool = _SucceedsAsTheCallerLeaves()
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    exporter, provider = _traced()
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+
+    async def main() -> None:
+        call = asyncio.ensure_future(
+            executor.execute_with_retry_async(
+                make_task(tool.name),
+                context,
+                max_retries=2,
+                retry_delay=0,
+                timeout=5,  # (the tool runs as a task of its own: cancelling the caller is no
+                # cancel of the tool's own task)
+            )
+        )
+        tool.leave = call.cancel
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, 10)
+
+    asyncio.run(main())
+    assert tool.calls == 2
+    assert _results(store, tool.name) == {"success": 1}
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.status.status_code is StatusCode.UNSET, span.status.description
+    assert span.attributes is not None
+    assert span.attributes["laios.retry.attempts"] == 2
+    assert "error.type" not in span.attributes
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_once(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """A Ctrl-C reaching an execute_with_retry call just after its attempt succeeded (the
+    attempt's record finished, its caller not yet back) leaves one result, that success, as
+    an interrupted execute_task does: it was counted as a cancelled result too."""
+    caller = threading.get_ident()
+    calls = 0
+
+    def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("reset")
+        return "done"
+
+    def ctrl_c(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "completed":  # (on the worker thread, the attempt's record finished)
+            signal.pthread_kill(caller, signal.SIGUSR1)
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("flaky", "Fails once.", flaky))
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store)
+    handler = signal.signal(signal.SIGUSR1, ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.execute_with_retry(
+                make_task("flaky"),
+                context,
+                max_retries=2,
+                retry_delay=0,
+                timeout=5,  # (the tool runs on a worker thread, its events there too)
+                on_progress=on_progress,
+            )
+    finally:
+        signal.signal(signal.SIGUSR1, handler)
+    assert calls == 2
+    assert _results(store, "flaky") == {"success": 1}
 
 
 def _interrupted_call(

@@ -369,13 +369,34 @@ class RetryRun:
         """The caller stopped waiting (its coroutine was cancelled, or its thread interrupted)
         during an attempt or a wait: count the call's result as ``cancelled``, as a cancelled
         ``execute_async`` or an interrupted ``execute_task`` is, and have :meth:`end` record
-        it on the retry span."""
+        it on the retry span.
+
+        An attempt that had already succeeded (its record finished, the caller not yet back)
+        was counted as the call's result as it finished, as a success always is: the call is
+        that success, as an ``execute_async`` call left so is, not a second result."""
+        attempts = self.retries + 1
+        if self._attempt_succeeded():
+            if self.span is not None:
+                self.span_outcome["laios.retry.attempts"] = attempts
+            return
         self.engine.store.result_returned(self._slot(), "cancelled")
         if self.span is not None:
-            attempts = self.retries + 1
             self.span_outcome["laios.retry.attempts"] = attempts
             self.span_outcome["error.type"] = "cancelled"
             self.span_error = f"failed after {attempts} attempt(s): cancelled"
+
+    def _attempt_succeeded(self) -> bool:
+        """Whether the attempt under way (retry number :attr:`retries`) has finished as a
+        success, as the store's record of the task id says."""
+        engine = self.engine
+        record = engine.store.find(engine.scope, self.task.id)
+        return (
+            record is not None
+            and record.attempt
+            and record.state == "finished"
+            and record.outcome == "success"
+            and record.retries == self.retries
+        )
 
     def listen(self, first: _FirstAttempt | None = None) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
