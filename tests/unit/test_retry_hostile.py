@@ -993,3 +993,34 @@ def test_a_retry_if_that_rewrites_the_failure_it_is_given_changes_no_count(
     text = generate_latest(registry).decode()
     assert 'laios_task_retries_total{error_type="tool_error",tool="fail"} 2.0' in text
     assert "flaky upstream" not in text
+
+
+@pytest.mark.parametrize("written", [42, b"reset", None, "rewritten"])
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_if_that_rewrites_the_error_it_is_given_leaves_the_hook_the_attempts(
+    make_executor: Any, make_task: Any, context: Context, mode: str, written: Any
+) -> None:
+    """A ``retry_if`` writing into the ``error`` of the failed result it is given (a number,
+    bytes, nothing) changes what the caller receives, not the call: the ``on_retry`` hook is
+    told the attempt's own error, scrubbed, and the retries go on. A value that was no text
+    made the whole call an internal error, its retries and the failure lost."""
+    executor = make_executor()
+    told: list[Any] = []
+
+    def retry_if(result: TaskResult) -> bool:
+        result.error = written
+        return True
+
+    result = _retry(
+        executor,
+        make_task("fail"),
+        context,
+        mode,
+        max_retries=2,
+        retry_delay=0,
+        retry_if=retry_if,
+        on_retry=lambda details: told.append(details.error),
+    )
+    assert result.metadata["retries"] == 2, result.error
+    assert result.metadata["outcome"] == "error"
+    assert told == [result.error] * 2  # (the attempts' own: the tool fails alike each time)

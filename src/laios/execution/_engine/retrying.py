@@ -99,8 +99,9 @@ class RetryRun:
         self.decided = False  # no further attempt will be made (set under the engine's lock)
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         #: The failed result handed to ``retry_if`` last, with what its metadata said before
-        #: (recorded, outcome, error type): the hooks may write into the result they are given.
-        self.told: tuple[TaskResult, tuple[bool, Any, Any]] | None = None
+        #: (recorded, outcome, error type) and its error: the hooks may write into the result
+        #: they are given.
+        self.told: tuple[TaskResult, tuple[bool, Any, Any], str | None] | None = None
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
         self.span_outcome: dict[str, Any] = {}
@@ -169,7 +170,7 @@ class RetryRun:
             self._no_further(result)
             return None
         said = _said(result)
-        self.told = (result, said)
+        self.told = (result, said, result.error)
         try:
             decision = policy.retry_if(result)
             # (truthy, but not a "retry": an awaitable, or a retry_if written with ``yield``,
@@ -257,6 +258,9 @@ class RetryRun:
         hook = self.on_retry
         assert hook is not None
         _, outcome, error_type = self.said(result)
+        told = self.told
+        # (the attempt's own error: retry_if may have written anything, or no text, there)
+        error = told[2] if told is not None and told[0] is result else result.error
         details = RetryDetails(
             task_id=self.task.id,
             tool_name=self.task.tool_name,
@@ -266,7 +270,7 @@ class RetryRun:
             outcome=outcome,
             error_type=error_type,
             # (what a hook logs: scrubbed and cut as the executor's own log records are)
-            error=scrub(result.error, self.secrets()) if result.error else result.error,
+            error=scrub(error, self.secrets()) if error else error,
             result=result,
         )
         try:
