@@ -1024,3 +1024,31 @@ def test_a_retry_if_that_rewrites_the_error_it_is_given_leaves_the_hook_the_atte
     assert result.metadata["retries"] == 2, result.error
     assert result.metadata["outcome"] == "error"
     assert told == [result.error] * 2  # (the attempts' own: the tool fails alike each time)
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_if_that_marks_the_failure_a_success_changes_no_count(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """A ``retry_if`` setting ``success`` on the failed result it is given (and declining the
+    retry) changes what the caller receives, not what is counted: the call is one ``error``
+    result and its retry span says it failed. It counted no result at all, under a retry span
+    that read as a success."""
+    store = MetricStore()
+    exporter, provider = _traced()
+    executor = make_executor(store=store, tracer_provider=provider)
+
+    def retry_if(result: TaskResult) -> bool:
+        result.success = True
+        return False
+
+    result = _retry(
+        executor, make_task("fail"), context, mode, max_retries=2, retry_delay=0, retry_if=retry_if
+    )
+    assert result.success  # (what retry_if wrote: the caller's own result)
+    assert result.metadata["retries"] == 0
+    assert _results(store, "fail") == {"error": 1}
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "tool_error"

@@ -100,7 +100,7 @@ class RetryRun:
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         #: The failed result handed to ``retry_if`` last, with what its metadata said before
         #: (recorded, outcome, error type) and its error: the hooks may write into the result
-        #: they are given.
+        #: they are given (its ``success`` too: it stays a failure here).
         self.told: tuple[TaskResult, tuple[bool, Any, Any], str | None] | None = None
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
@@ -212,13 +212,19 @@ class RetryRun:
             return told[1]
         return _said(result)
 
+    def failed(self, result: TaskResult) -> bool:
+        """Whether ``result`` is a failure, as its attempt made it: a ``retry_if`` given it may
+        have set its ``success`` since (the caller receives that, but the call failed)."""
+        told = self.told
+        return (told is not None and told[0] is result) or not result.success
+
     def _no_further(self, result: TaskResult | None = None) -> None:
         """Decide to make no further attempt: ``cancel_task`` no longer stops the call, and a
         failure it stopped before this (``result``, or the one at hand) says so, whatever
         else ended the retries too (it answered ``True``)."""
         with self.engine.lock:
             self.decided = True
-            if self.cancelled and (result is None or not result.success):
+            if self.cancelled and (result is None or self.failed(result)):
                 self.stopped_by_cancel = True
 
     def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
@@ -327,12 +333,13 @@ class RetryRun:
         (``laios_task_results_total``) and end the retry span."""
         retries = self.retries
         error_type = None
-        if not result.success:
+        failed = self.failed(result)
+        if failed:
             recorded, outcome, error_type = self.said(result)
             if recorded:  # (recorded by the store)
                 self.engine.store.result_returned(self._slot(), str(outcome or "error"))
         result.metadata["retries"] = retries
-        if not result.success and retries >= self.policy.max_retries:
+        if failed and retries >= self.policy.max_retries:
             result.metadata["retry_exhausted"] = True
         if self.stopped_by_deadline:
             result.metadata["retry_deadline_exceeded"] = True
@@ -342,7 +349,7 @@ class RetryRun:
             result.metadata["retry_shutdown"] = True
         if self.span is not None:  # recorded by end(), which ends the span
             self.span_outcome["laios.retry.attempts"] = retries + 1
-            if not result.success:
+            if failed:
                 error_type = str(error_type or "error")
                 self.span_outcome["error.type"] = error_type
                 self.span_error = f"failed after {retries + 1} attempt(s): {error_type}"
