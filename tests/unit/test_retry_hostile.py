@@ -1052,3 +1052,32 @@ def test_a_retry_if_that_marks_the_failure_a_success_changes_no_count(
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None
     assert span.attributes["error.type"] == "tool_error"
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_call_ended_by_an_internal_error_ends_its_span_as_failed(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """A retry call that an error inside the executor ends (here, a ``retry_if`` replacing the
+    result's ``metadata`` with ``None``) returns the internal error, counted as such, and its
+    retry span says it failed so: it was ended UNSET, with no attempts, as if it had
+    succeeded."""
+    store = MetricStore()
+    exporter, provider = _traced()
+    executor = make_executor(store=store, tracer_provider=provider)
+
+    def retry_if(result: TaskResult) -> bool:
+        result.metadata = None  # type: ignore[assignment]
+        return False
+
+    result = _retry(
+        executor, make_task("fail"), context, mode, max_retries=2, retry_delay=0, retry_if=retry_if
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "internal"
+    assert _results(store, "fail") == {"error": 1}
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "internal"
+    assert span.attributes["laios.retry.attempts"] == 1

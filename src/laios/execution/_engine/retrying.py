@@ -444,6 +444,13 @@ class RetryRun:
         if self.listening:
             _stop_listening(self.engine, self.task.id, self)
         if self.span is not None:
+            if not self.span_outcome:
+                # Neither concluded nor left by its caller: an error inside the executor ended
+                # the call, whose result is that internal error. Said so, not ended UNSET as a
+                # success is.
+                attempts = self.retries + 1
+                self.span_outcome = {"laios.retry.attempts": attempts, "error.type": "internal"}
+                self.span_error = f"failed after {attempts} attempt(s): internal"
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
 
 
