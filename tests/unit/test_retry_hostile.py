@@ -1081,3 +1081,34 @@ def test_a_retry_call_ended_by_an_internal_error_ends_its_span_as_failed(
     assert span.attributes is not None
     assert span.attributes["error.type"] == "internal"
     assert span.attributes["laios.retry.attempts"] == 1
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_call_ended_by_an_internal_error_says_the_retries_that_ran(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """The internal error ending a retry call after some retries says how many ran, as
+    ``laios_task_retries_total`` counted them and the retry span says: it said none."""
+    store = MetricStore()
+    exporter, provider = _traced()
+    executor = make_executor(store=store, tracer_provider=provider)
+    asked = 0
+
+    def retry_if(result: TaskResult) -> bool:
+        nonlocal asked
+        asked += 1
+        if asked < 3:
+            return True
+        result.metadata = None  # type: ignore[assignment]
+        return False
+
+    result = _retry(
+        executor, make_task("fail"), context, mode, max_retries=5, retry_delay=0, retry_if=retry_if
+    )
+    assert result.metadata["error_type"] == "internal"
+    assert result.metadata["retries"] == 2
+    (row,) = [row for row in store.aggregates().tools if row.tool == "fail"]
+    assert sum(row.retry_errors.values()) == 2
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.attributes is not None
+    assert span.attributes["laios.retry.attempts"] == 3

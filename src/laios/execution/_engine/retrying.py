@@ -359,6 +359,14 @@ class RetryRun:
                     self.span_error += f"; retries stopped by {stopped[1]}"
         return result
 
+    def internal_error(self, exc: Exception) -> TaskResult:
+        """The result of a call that an error inside the executor ended (logged and counted
+        as ``internal``): it says how many retries ran, as ``laios_task_retries_total``
+        counted them (:meth:`end` records it on the retry span)."""
+        failed = self.engine.internal_error(self.task, exc, None, unstarted=False)
+        failed.metadata["retries"] = self.retries
+        return failed
+
     def _stopped(self) -> tuple[str, str] | None:
         """What stopped the retries before they ran out, if anything: the value of
         ``laios.retry.stopped`` and the words of the span's status description (the result
@@ -597,6 +605,8 @@ def retry_blocking(
         # receives no result; it counts as cancelled, as an interrupted execute_task does.
         run.caller_cancelled()
         raise
+    except Exception as exc:
+        return run.internal_error(exc)
     finally:
         run.end()
 
@@ -662,6 +672,8 @@ async def retry_awaiting(
         # a wait: the caller receives no result; it counts as cancelled, as in retry_blocking.
         run.caller_cancelled()
         raise
+    except Exception as exc:
+        return run.internal_error(exc)
     finally:
         if not closed:
             run.end()
