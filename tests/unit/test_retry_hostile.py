@@ -309,6 +309,9 @@ def test_an_async_retry_call_left_as_its_attempt_succeeds_is_counted_once(
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="sets a signal handler"
+)
 def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_once(
     make_executor: Any, make_task: Any, context: Context
 ) -> None:
