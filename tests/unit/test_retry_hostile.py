@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import threading
 import time
@@ -250,6 +251,109 @@ def test_a_cancelled_async_retry_call_ends_its_span_as_cancelled(
     assert span.attributes is not None
     assert span.attributes["error.type"] == "cancelled"
     assert span.attributes["laios.retry.attempts"] == (1 if during == "wait" else 2)
+
+
+class _SucceedsAsTheCallerLeaves(AsyncBaseTool):
+    """Fails once, then succeeds just as its awaiting caller is cancelled (``leave``)."""
+
+    name = "succeeds_as_the_caller_leaves"
+    description = "Fails once, then succeeds as the caller is cancelled."
+    calls = 0
+    leave: Any = None
+
+    async def _execute_async(self, **kwargs: Any) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("reset")
+        self.leave()
+        return "done"
+
+
+def test_an_async_retry_call_left_as_its_attempt_succeeds_is_counted_once(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """An execute_with_retry_async call whose coroutine is cancelled as its attempt succeeds
+    is that success in laios_task_results_total, as an execute_async call would be, and its
+    retry span says so: it was counted as a success and as a cancelled result too, two
+    results for one call, under a span that said it failed."""
+    tool = _SucceedsAsTheCallerLeaves()
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    exporter, provider = _traced()
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+
+    async def main() -> None:
+        call = asyncio.ensure_future(
+            executor.execute_with_retry_async(
+                make_task(tool.name),
+                context,
+                max_retries=2,
+                retry_delay=0,
+                timeout=5,  # (the tool runs as a task of its own: cancelling the caller is no
+                # cancel of the tool's own task)
+            )
+        )
+        tool.leave = call.cancel
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, 10)
+
+    asyncio.run(main())
+    assert tool.calls == 2
+    assert _results(store, tool.name) == {"success": 1}
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.status.status_code is StatusCode.UNSET, span.status.description
+    assert span.attributes is not None
+    assert span.attributes["laios.retry.attempts"] == 2
+    assert "error.type" not in span.attributes
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="sets a signal handler"
+)
+def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_once(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """A Ctrl-C reaching an execute_with_retry call just after its attempt succeeded (the
+    attempt's record finished, its caller not yet back) leaves one result, that success, as
+    an interrupted execute_task does: it was counted as a cancelled result too."""
+    caller = threading.get_ident()
+    calls = 0
+
+    def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("reset")
+        return "done"
+
+    def ctrl_c(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "completed":  # (on the worker thread, the attempt's record finished)
+            signal.pthread_kill(caller, signal.SIGUSR1)
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("flaky", "Fails once.", flaky))
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store)
+    handler = signal.signal(signal.SIGUSR1, ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.execute_with_retry(
+                make_task("flaky"),
+                context,
+                max_retries=2,
+                retry_delay=0,
+                timeout=5,  # (the tool runs on a worker thread, its events there too)
+                on_progress=on_progress,
+            )
+    finally:
+        signal.signal(signal.SIGUSR1, handler)
+    assert calls == 2
+    assert _results(store, "flaky") == {"success": 1}
 
 
 def _interrupted_call(
@@ -892,3 +996,122 @@ def test_a_retry_if_that_rewrites_the_failure_it_is_given_changes_no_count(
     text = generate_latest(registry).decode()
     assert 'laios_task_retries_total{error_type="tool_error",tool="fail"} 2.0' in text
     assert "flaky upstream" not in text
+
+
+@pytest.mark.parametrize("written", [42, b"reset", None, "rewritten"])
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_if_that_rewrites_the_error_it_is_given_leaves_the_hook_the_attempts(
+    make_executor: Any, make_task: Any, context: Context, mode: str, written: Any
+) -> None:
+    """A ``retry_if`` writing into the ``error`` of the failed result it is given (a number,
+    bytes, nothing) changes what the caller receives, not the call: the ``on_retry`` hook is
+    told the attempt's own error, scrubbed, and the retries go on. A value that was no text
+    made the whole call an internal error, its retries and the failure lost."""
+    executor = make_executor()
+    told: list[Any] = []
+
+    def retry_if(result: TaskResult) -> bool:
+        result.error = written
+        return True
+
+    result = _retry(
+        executor,
+        make_task("fail"),
+        context,
+        mode,
+        max_retries=2,
+        retry_delay=0,
+        retry_if=retry_if,
+        on_retry=lambda details: told.append(details.error),
+    )
+    assert result.metadata["retries"] == 2, result.error
+    assert result.metadata["outcome"] == "error"
+    assert told == [result.error] * 2  # (the attempts' own: the tool fails alike each time)
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_if_that_marks_the_failure_a_success_changes_no_count(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """A ``retry_if`` setting ``success`` on the failed result it is given (and declining the
+    retry) changes what the caller receives, not what is counted: the call is one ``error``
+    result and its retry span says it failed. It counted no result at all, under a retry span
+    that read as a success."""
+    store = MetricStore()
+    exporter, provider = _traced()
+    executor = make_executor(store=store, tracer_provider=provider)
+
+    def retry_if(result: TaskResult) -> bool:
+        result.success = True
+        return False
+
+    result = _retry(
+        executor, make_task("fail"), context, mode, max_retries=2, retry_delay=0, retry_if=retry_if
+    )
+    assert result.success  # (what retry_if wrote: the caller's own result)
+    assert result.metadata["retries"] == 0
+    assert _results(store, "fail") == {"error": 1}
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "tool_error"
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_call_ended_by_an_internal_error_ends_its_span_as_failed(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """A retry call that an error inside the executor ends (here, a ``retry_if`` replacing the
+    result's ``metadata`` with ``None``) returns the internal error, counted as such, and its
+    retry span says it failed so: it was ended UNSET, with no attempts, as if it had
+    succeeded."""
+    store = MetricStore()
+    exporter, provider = _traced()
+    executor = make_executor(store=store, tracer_provider=provider)
+
+    def retry_if(result: TaskResult) -> bool:
+        result.metadata = None  # type: ignore[assignment]
+        return False
+
+    result = _retry(
+        executor, make_task("fail"), context, mode, max_retries=2, retry_delay=0, retry_if=retry_if
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "internal"
+    assert _results(store, "fail") == {"error": 1}
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "internal"
+    assert span.attributes["laios.retry.attempts"] == 1
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_retry_call_ended_by_an_internal_error_says_the_retries_that_ran(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """The internal error ending a retry call after some retries says how many ran, as
+    ``laios_task_retries_total`` counted them and the retry span says: it said none."""
+    store = MetricStore()
+    exporter, provider = _traced()
+    executor = make_executor(store=store, tracer_provider=provider)
+    asked = 0
+
+    def retry_if(result: TaskResult) -> bool:
+        nonlocal asked
+        asked += 1
+        if asked < 3:
+            return True
+        result.metadata = None  # type: ignore[assignment]
+        return False
+
+    result = _retry(
+        executor, make_task("fail"), context, mode, max_retries=5, retry_delay=0, retry_if=retry_if
+    )
+    assert result.metadata["error_type"] == "internal"
+    assert result.metadata["retries"] == 2
+    (row,) = [row for row in store.aggregates().tools if row.tool == "fail"]
+    assert sum(row.retry_errors.values()) == 2
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.attributes is not None
+    assert span.attributes["laios.retry.attempts"] == 3

@@ -99,8 +99,9 @@ class RetryRun:
         self.decided = False  # no further attempt will be made (set under the engine's lock)
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         #: The failed result handed to ``retry_if`` last, with what its metadata said before
-        #: (recorded, outcome, error type): the hooks may write into the result they are given.
-        self.told: tuple[TaskResult, tuple[bool, Any, Any]] | None = None
+        #: (recorded, outcome, error type) and its error: the hooks may write into the result
+        #: they are given (its ``success`` too: it stays a failure here).
+        self.told: tuple[TaskResult, tuple[bool, Any, Any], str | None] | None = None
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
         self.span_outcome: dict[str, Any] = {}
@@ -169,7 +170,7 @@ class RetryRun:
             self._no_further(result)
             return None
         said = _said(result)
-        self.told = (result, said)
+        self.told = (result, said, result.error)
         try:
             decision = policy.retry_if(result)
             # (truthy, but not a "retry": an awaitable, or a retry_if written with ``yield``,
@@ -211,13 +212,19 @@ class RetryRun:
             return told[1]
         return _said(result)
 
+    def failed(self, result: TaskResult) -> bool:
+        """Whether ``result`` is a failure, as its attempt made it: a ``retry_if`` given it may
+        have set its ``success`` since (the caller receives that, but the call failed)."""
+        told = self.told
+        return (told is not None and told[0] is result) or not result.success
+
     def _no_further(self, result: TaskResult | None = None) -> None:
         """Decide to make no further attempt: ``cancel_task`` no longer stops the call, and a
         failure it stopped before this (``result``, or the one at hand) says so, whatever
         else ended the retries too (it answered ``True``)."""
         with self.engine.lock:
             self.decided = True
-            if self.cancelled and (result is None or not result.success):
+            if self.cancelled and (result is None or self.failed(result)):
                 self.stopped_by_cancel = True
 
     def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
@@ -257,6 +264,9 @@ class RetryRun:
         hook = self.on_retry
         assert hook is not None
         _, outcome, error_type = self.said(result)
+        told = self.told
+        # (the attempt's own error: retry_if may have written anything, or no text, there)
+        error = told[2] if told is not None and told[0] is result else result.error
         details = RetryDetails(
             task_id=self.task.id,
             tool_name=self.task.tool_name,
@@ -266,7 +276,7 @@ class RetryRun:
             outcome=outcome,
             error_type=error_type,
             # (what a hook logs: scrubbed and cut as the executor's own log records are)
-            error=scrub(result.error, self.secrets()) if result.error else result.error,
+            error=scrub(error, self.secrets()) if error else error,
             result=result,
         )
         try:
@@ -323,12 +333,13 @@ class RetryRun:
         (``laios_task_results_total``) and end the retry span."""
         retries = self.retries
         error_type = None
-        if not result.success:
+        failed = self.failed(result)
+        if failed:
             recorded, outcome, error_type = self.said(result)
             if recorded:  # (recorded by the store)
                 self.engine.store.result_returned(self._slot(), str(outcome or "error"))
         result.metadata["retries"] = retries
-        if not result.success and retries >= self.policy.max_retries:
+        if failed and retries >= self.policy.max_retries:
             result.metadata["retry_exhausted"] = True
         if self.stopped_by_deadline:
             result.metadata["retry_deadline_exceeded"] = True
@@ -338,7 +349,7 @@ class RetryRun:
             result.metadata["retry_shutdown"] = True
         if self.span is not None:  # recorded by end(), which ends the span
             self.span_outcome["laios.retry.attempts"] = retries + 1
-            if not result.success:
+            if failed:
                 error_type = str(error_type or "error")
                 self.span_outcome["error.type"] = error_type
                 self.span_error = f"failed after {retries + 1} attempt(s): {error_type}"
@@ -347,6 +358,14 @@ class RetryRun:
                     self.span_outcome["laios.retry.stopped"] = stopped[0]
                     self.span_error += f"; retries stopped by {stopped[1]}"
         return result
+
+    def internal_error(self, exc: Exception) -> TaskResult:
+        """The result of a call that an error inside the executor ended (logged and counted
+        as ``internal``): it says how many retries ran, as ``laios_task_retries_total``
+        counted them (:meth:`end` records it on the retry span)."""
+        failed = self.engine.internal_error(self.task, exc, None, unstarted=False)
+        failed.metadata["retries"] = self.retries
+        return failed
 
     def _stopped(self) -> tuple[str, str] | None:
         """What stopped the retries before they ran out, if anything: the value of
@@ -369,13 +388,34 @@ class RetryRun:
         """The caller stopped waiting (its coroutine was cancelled, or its thread interrupted)
         during an attempt or a wait: count the call's result as ``cancelled``, as a cancelled
         ``execute_async`` or an interrupted ``execute_task`` is, and have :meth:`end` record
-        it on the retry span."""
+        it on the retry span.
+
+        An attempt that had already succeeded (its record finished, the caller not yet back)
+        was counted as the call's result as it finished, as a success always is: the call is
+        that success, as an ``execute_async`` call left so is, not a second result."""
+        attempts = self.retries + 1
+        if self._attempt_succeeded():
+            if self.span is not None:
+                self.span_outcome["laios.retry.attempts"] = attempts
+            return
         self.engine.store.result_returned(self._slot(), "cancelled")
         if self.span is not None:
-            attempts = self.retries + 1
             self.span_outcome["laios.retry.attempts"] = attempts
             self.span_outcome["error.type"] = "cancelled"
             self.span_error = f"failed after {attempts} attempt(s): cancelled"
+
+    def _attempt_succeeded(self) -> bool:
+        """Whether the attempt under way (retry number :attr:`retries`) has finished as a
+        success, as the store's record of the task id says."""
+        engine = self.engine
+        record = engine.store.find(engine.scope, self.task.id)
+        return (
+            record is not None
+            and record.attempt
+            and record.state == "finished"
+            and record.outcome == "success"
+            and record.retries == self.retries
+        )
 
     def listen(self, first: _FirstAttempt | None = None) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
@@ -412,6 +452,13 @@ class RetryRun:
         if self.listening:
             _stop_listening(self.engine, self.task.id, self)
         if self.span is not None:
+            if not self.span_outcome:
+                # Neither concluded nor left by its caller: an error inside the executor ended
+                # the call, whose result is that internal error. Said so, not ended UNSET as a
+                # success is.
+                attempts = self.retries + 1
+                self.span_outcome = {"laios.retry.attempts": attempts, "error.type": "internal"}
+                self.span_error = f"failed after {attempts} attempt(s): internal"
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
 
 
@@ -558,6 +605,8 @@ def retry_blocking(
         # receives no result; it counts as cancelled, as an interrupted execute_task does.
         run.caller_cancelled()
         raise
+    except Exception as exc:
+        return run.internal_error(exc)
     finally:
         run.end()
 
@@ -623,6 +672,8 @@ async def retry_awaiting(
         # a wait: the caller receives no result; it counts as cancelled, as in retry_blocking.
         run.caller_cancelled()
         raise
+    except Exception as exc:
+        return run.internal_error(exc)
     finally:
         if not closed:
             run.end()
