@@ -42,6 +42,23 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else None
 
 
+#: The roads of tests/unit/test_runner_behaviour.py (and the modules built on it) that run tools
+#: on a Dask cluster: a module fixture that takes seconds to start.
+DASK_ROADS = ("dask", "dask_async")
+
+
+@pytest.hookimpl(tryfirst=True)  # (before pytest-xdist reads the xdist_group marks)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep a module's tests on a Dask road together on one worker (``--dist loadgroup``), so
+    that the module's cluster starts once, not once on each worker."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and any(
+            isinstance(value, str) and value in DASK_ROADS for value in callspec.params.values()
+        ):
+            item.add_marker(pytest.mark.xdist_group(f"dask roads of {item.path.name}"))
+
+
 #: Longest a blocked tool waits for its gate, so that a failing test can never hang the run.
 MAX_BLOCK_SECONDS = 10.0
 
