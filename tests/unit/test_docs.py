@@ -40,6 +40,9 @@ SPEC = (
 #: Where the reference is maintained, beside the repository: the kept copy must match it.
 UPSTREAM_SPEC_DIR = ROOT.parent / "shared" / "spec"
 
+#: All of this module's tests read one costly run (a module fixture): on one worker, it runs once.
+pytestmark = pytest.mark.xdist_group("docs_blocks")
+
 #: Defines what the reference's fragments use but do not define.
 SPEC_PRELUDE = """\
 import asyncio
@@ -57,9 +60,6 @@ from laios.execution.executor import (
 from laios.execution.monitor import get_execution_monitor, get_performance_monitor
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
-
-#: All of this module's tests read one costly run (a module fixture): on one worker, it runs once.
-pytestmark = pytest.mark.xdist_group("docs_blocks")
 
 registry = ToolRegistry()
 registry.register_tool(create_simple_tool("echo", "Returns its text.", lambda text="": text))
