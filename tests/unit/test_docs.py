@@ -43,9 +43,6 @@ SPEC = (
 #: Where the reference is maintained, beside the repository: the kept copy must match it.
 UPSTREAM_SPEC_DIR = ROOT.parent / "shared" / "spec"
 
-#: All of this module's tests read one costly run (a module fixture): on one worker, it runs once.
-pytestmark = pytest.mark.xdist_group("docs_blocks")
-
 #: Defines what the reference's fragments use but do not define.
 SPEC_PRELUDE = """\
 import asyncio
