@@ -29,6 +29,9 @@ from typing import Any
 import pytest
 from _scripts import ROOT, RUNS_TIMEOUT, Run, run_all
 
+#: All of this module's tests read one costly run (a module fixture): on one worker, it runs once.
+pytestmark = pytest.mark.xdist_group("docs_blocks")
+
 MARKER = "<!-- runnable -->"
 DOCS = ROOT / "docs"
 #: The API reference this package implements, kept with the tests (``tests/reference``), so
@@ -57,9 +60,6 @@ from laios.execution.executor import (
 from laios.execution.monitor import get_execution_monitor, get_performance_monitor
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
-
-#: All of this module's tests read one costly run (a module fixture): on one worker, it runs once.
-pytestmark = pytest.mark.xdist_group("docs_blocks")
 
 registry = ToolRegistry()
 registry.register_tool(create_simple_tool("echo", "Returns its text.", lambda text="": text))
