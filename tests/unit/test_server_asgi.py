@@ -186,6 +186,27 @@ def test_below_a_root_path_a_router_that_strips_the_mount_point_is_followed(
 
 
 @pytest.mark.parametrize(
+    ("root_path", "path", "served"),
+    [
+        ("/ops/metrics", "/metrics", b"laios_tasks_total"),
+        ("/ops/status", "/status", b'"running_total"'),
+        ("/ops/healthz", "/healthz", b"ok\n"),
+    ],
+)
+def test_a_route_named_as_the_root_paths_end_is_that_route(
+    store: MetricStore, root_path: str, path: str, served: bytes
+) -> None:
+    """A server that names its ``--root-path`` in ``root_path`` without adding it to ``path``
+    (Hypercorn, behind a proxy that takes the prefix off) passes a route as it is: ``/metrics``
+    below ``root_path="/ops/metrics"`` is the metrics, not the end of ``root_path`` followed by
+    nothing (which would be the live page)."""
+    app = make_asgi_app(store, CollectorRegistry())
+    answer = call_asgi(app, path=path, root_path=root_path)
+    assert answer.status == 200
+    assert served in answer.body
+
+
+@pytest.mark.parametrize(
     ("root_path", "path"),
     [
         ("/laios/", "/laios/metrics"),  # a root_path written with a trailing slash

@@ -168,17 +168,16 @@ def _target_after_root(text: str, scope: Scope) -> str | None:
     return rest if rest == "*" or ABSOLUTE_FORM.match(rest) else None
 
 
-def _mount_points(root: str, *, ends: bool) -> list[str]:
-    """The prefixes a ``path`` below ``root`` may start with, longest first: ``root`` and its
-    slash-less form; with ``ends``, then each end of it that starts at a slash (``/v1/laios``
-    and ``/laios`` of ``/api/v1/laios``)."""
+def _root_ends(root: str) -> list[str]:
+    """The ends of ``root`` that start at a slash, longest first, ``root`` itself left out
+    (``/v1/laios`` and ``/laios`` of ``/api/v1/laios``)."""
     bare = root.rstrip("/")
-    points = [root, bare]
-    at = bare.find("/", 1) if ends else -1
+    ends: list[str] = []
+    at = bare.find("/", 1)
     while at > 0:
-        points.append(bare[at:])
+        ends.append(bare[at:])
         at = bare.find("/", at + 1)
-    return [point for point in dict.fromkeys(points) if point]
+    return ends
 
 
 def _is_whole_path(path: str, scope: Scope) -> bool:
@@ -204,18 +203,25 @@ def _route_path(scope: Scope) -> str:
     ``/laios`` there, this app gets ``root_path="/api/laios"`` and ``path="/laios/metrics"``.
     When ``path`` does not start with ``root_path`` and is the whole path as received (a
     router that strips the mount point passes less), the mount point is the longest end of
-    ``root_path`` that ``path`` starts with (``/laios``), taken off once.
+    ``root_path`` that ``path`` starts with (``/laios``), taken off once, when a path follows
+    it: a server that leaves its root path out of ``path`` (Hypercorn) passes ``/metrics``
+    for the route below ``root_path="/ops/metrics"``, not the end of it.
     """
     path: str = scope.get("path") or "/"
     target = _target_after_root(path, scope)
     if target is not None:
         return target
     root: str = scope.get("root_path") or ""
-    for prefix in _mount_points(root, ends=_is_whole_path(path, scope)):
-        if path.startswith(prefix):
+    for prefix in dict.fromkeys((root, root.rstrip("/"))):
+        if prefix and path.startswith(prefix):
             rest = path[len(prefix) :]
             if not rest or rest.startswith("/"):
                 return rest or "/"
+    ends = _root_ends(root)
+    if ends and _is_whole_path(path, scope):
+        for end in ends:
+            if path.startswith(f"{end}/"):
+                return path[len(end) :]
     return path
 
 

@@ -619,7 +619,8 @@ class StoreTable:
             else:
                 if running is None:
                     read = store.aggregates()
-                else:  # (at one moment: a task ending between reads would show in neither)
+                else:  # (at one moment: read one after the other, a task ending in
+                    # between would be in flight in the counts but not running)
                     read, tasks, failed = store.read_together()
                     running.extend(tasks)
                     if failures is not None:

@@ -132,21 +132,21 @@ _CUSTOM_OTHER = ("other", "")
 #: caps, by the kind of label (once per store and kind: past a cap, every task could fold).
 _FOLDED = {
     "tool": (
-        'tool %r is counted under tool="other": this store has %d tool labels, its '
-        'max_tool_labels, and further tools share "other" in every laios_* series. Pass a '
+        'tool %r is counted under tool="other": this store has as many tool labels as its '
+        'max_tool_labels, %d, and further tools share "other" in every laios_* series. Pass a '
         "larger MetricStore(max_tool_labels=...) if the service has that many tools (further "
         "tools past the cap are not logged)"
     ),
     "error_type": (
-        'error type %r of tool %r is counted under error_type="other": the tool has %d error '
-        'types, the store\'s max_error_types, and further ones share "other". Pass a larger '
-        "MetricStore(max_error_types=...), or have tools report fewer distinct error types "
-        "(further error types past the cap are not logged)"
+        'error type %r of tool %r is counted under error_type="other": the tool has as many '
+        'error types as the store\'s max_error_types, %d, and further ones share "other". Pass '
+        "a larger MetricStore(max_error_types=...), or have tools report fewer distinct error "
+        "types (further error types past the cap are not logged)"
     ),
     "custom": (
         'custom metric %r (unit %r) is counted under name="other", unit="": this store exports '
-        '%d custom metrics, its max_custom_metrics, and further ones share "other". Reuse '
-        "metric names instead of encoding values in them, or pass a larger "
+        'as many custom metrics as its max_custom_metrics, %d, and further ones share "other". '
+        "Reuse metric names instead of encoding values in them, or pass a larger "
         "MetricStore(max_custom_metrics=...) (further metrics past the cap are not logged)"
     ),
 }
