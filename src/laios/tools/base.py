@@ -1209,8 +1209,9 @@ class BaseTool(abc.ABC):
     """Abstract base class of all tools.
 
     Subclasses set the class attributes below and implement ``_execute``. Exceptions whose class
-    has the attribute ``_laios_propagate = True`` pass through :meth:`execute` unchanged; every
-    other ``Exception`` becomes a failed :class:`ToolOutput`.
+    has the attribute ``_laios_propagate = True`` pass through :meth:`execute` unchanged, as
+    does a ``KeyboardInterrupt``; every other exception (``SystemExit`` and ``GeneratorExit``
+    too) becomes a failed :class:`ToolOutput`.
 
     Attributes:
         name: Unique tool name; must not be blank.
