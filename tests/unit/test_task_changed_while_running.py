@@ -12,6 +12,7 @@ import pytest
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
@@ -79,3 +80,38 @@ def test_an_awaited_run_names_the_run_as_submitted() -> None:
         executor.shutdown()
     assert result.success, result.error
     assert result.task_id == submitted
+
+
+class _FailsToRecordOnce(MetricStore):
+    """A store whose first recording of an outcome fails: the run's result is the executor's
+    internal error."""
+
+    failed = False
+
+    def task_finished(self, *args: Any, **kwargs: Any) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("recording failed")
+        return super().task_finished(*args, **kwargs)
+
+
+def test_an_internal_error_names_the_run_as_submitted() -> None:
+    """The internal error of a run whose recording failed names the run as submitted, as its
+    ``metadata["tool_name"]`` does: it named the id its tool changed the task to."""
+    registry = ToolRegistry()
+    executor = Executor(registry, store=_FailsToRecordOnce(), register_prometheus=False)
+    task = Task(plan_id="p", description="d", tool_name="rename")
+    submitted = task.id
+
+    def rename() -> str:
+        task.id = "changed-while-running"
+        return "renamed"
+
+    registry.register_tool(create_simple_tool("rename", "Renames its own task.", rename))
+    try:
+        result = executor.execute_task(task, CONTEXT)
+    finally:
+        executor.shutdown()
+    assert result.metadata["error_type"] == "internal", result.error
+    assert result.task_id == submitted
+    assert result.metadata["tool_name"] == "rename"

@@ -34,6 +34,15 @@ class Unprintable:
     __str__ = __repr__
 
 
+class ClassUnreadable:
+    """A value whose ``__class__`` raises (a lazy proxy whose loading fails), as does an
+    ``isinstance`` check of it against a class it is no instance of."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise ConnectionError("could not load the proxied value")
+
+
 ODD_CATEGORIES: list[tuple[Any, str]] = [
     (_pick, "got the function _pick"),
     (UnhashableText("data"), "got 'data'"),
@@ -65,6 +74,15 @@ def test_a_tool_class_with_an_odd_category_is_refused_listing_the_categories(
     with pytest.raises(ValueError, match="category must be a ToolCategory or one of") as caught:
         Picks()
     assert shown in str(caught.value)
+
+
+def test_a_category_whose_class_cannot_be_read_is_refused_listing_the_categories() -> None:
+    """A category whose ``__class__`` raises is refused as any other value that is no
+    category: the refusal let its exception out, as it tried to tell whether it was a method.
+    (Made here: pytest's own reading of a parameter fails on it.)"""
+    with pytest.raises(ValueError, match="category must be a ToolCategory or one of") as caught:
+        create_simple_tool("pick", "Picks one.", lambda: 1, category=ClassUnreadable())
+    assert "got <" in str(caught.value)
 
 
 def test_the_repr_of_a_tool_whose_category_is_a_method_ends() -> None:

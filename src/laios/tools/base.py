@@ -843,7 +843,8 @@ def _category_of(tool_name: str, category: Any) -> ToolCategory:
 def shown_value(value: Any) -> str:
     """A short repr of ``value`` that never raises: a method by the function it binds (a
     function assigned to a tool class's attribute), a value whose repr raises by its type."""
-    if inspect.ismethod(value):
+    # (its exact type: an isinstance() check reads the value's ``__class__``, which may raise)
+    if type(value) is types.MethodType:
         function = value.__func__
         return f"the function {getattr(function, '__qualname__', type_name(type(function)))}"
     try:
@@ -1208,8 +1209,9 @@ class BaseTool(abc.ABC):
     """Abstract base class of all tools.
 
     Subclasses set the class attributes below and implement ``_execute``. Exceptions whose class
-    has the attribute ``_laios_propagate = True`` pass through :meth:`execute` unchanged; every
-    other ``Exception`` becomes a failed :class:`ToolOutput`.
+    has the attribute ``_laios_propagate = True`` pass through :meth:`execute` unchanged, as
+    does a ``KeyboardInterrupt``; every other exception (``SystemExit`` and ``GeneratorExit``
+    too) becomes a failed :class:`ToolOutput`.
 
     Attributes:
         name: Unique tool name; must not be blank.

@@ -2290,7 +2290,9 @@ class Job(TaskRecord):
         """The result of a run whose recording failed inside the executor: logged with its
         traceback, counted as ``error_type="internal"``, never raised to the caller."""
         task = self.task
-        task_id = task.id if task is not None else self.task_id
+        # The run as submitted, as _conclude's result names it (the task's id may have been
+        # changed since; the store cuts a huge one on the record only once it has finished it).
+        task_id = self.task_id
         _log.error(
             "internal error while finishing task %r (tool %r); the task is reported as failed",
             shorten(self.task_id, 128),
