@@ -409,6 +409,51 @@ def test_cancelling_aclose_leaves_the_executor_shut_down_and_the_tools_running(
     assert refused.metadata["error_type"] == "shutdown"
 
 
+def test_aclose_cancelled_before_the_runners_shutdown_still_shuts_them_down(
+    executor: Any, tools: Any
+) -> None:
+    """Cancelled (a Ctrl-C under asyncio.run) while it waits for the async tools on the calling
+    loop, before the runners' shutdown, ``aclose()`` left the worker threads and the executor's
+    loop thread open: still counted as workers, and running for as long as the executor was
+    not collected. They are shut down without waiting then: they end after their tools."""
+    parked, blocking, looped = tools[0], tools[1], tools[2]
+    before = set(threading.enumerate())
+    on_loop_thread = threading.Thread(
+        target=executor.execute_task, args=(_task("on_loop_thread"), CONTEXT)
+    )
+    on_loop_thread.start()
+    assert looped.entered.wait(WAIT)
+
+    async def scenario() -> tuple[int, list[Any]]:
+        parked.release = asyncio.Event()
+        pending = [
+            asyncio.ensure_future(executor.execute_async(_task("parked"), CONTEXT)),
+            asyncio.ensure_future(executor.execute_async(_task("blocking"), CONTEXT, timeout=WAIT)),
+        ]
+        await _until(lambda: parked.entered == 1 and blocking.entered.is_set())
+        closing = asyncio.ensure_future(executor.aclose())
+        await _until(lambda: executor.is_shutdown)
+        closing.cancel()  # (waiting for the parked tool, which holds this loop's slot)
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        workers = executor.store.snapshot().workers
+        parked.release.set()
+        blocking.release.set()
+        looped.release.set()
+        return workers, [await p for p in pending]
+
+    workers, results = asyncio.run(asyncio.wait_for(scenario(), WAIT))
+    on_loop_thread.join(WAIT)
+    assert workers == 0
+    assert [r.output for r in results] == ["released", "released"]
+    deadline = time.monotonic() + WAIT
+    left = [t for t in set(threading.enumerate()) - before if t.name.startswith("laios-")]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.01)
+        left = [t for t in left if t.is_alive()]
+    assert left == []
+
+
 @pytest.mark.parametrize("count", [1, 2])
 def test_aclose_from_inside_an_async_tool_does_not_wait_for_itself(
     executor: Any, count: int

@@ -728,6 +728,9 @@ class Executor(Generic[_RegistryT]):
         can still be stopped with :meth:`cancel_task` (with ``wait=False``, an async tool
         with no timeout would otherwise run on).
 
+        A Ctrl-C (or ``SystemExit``) while it waits goes on at once; the executor is then shut
+        down as with ``wait=False`` (its threads end once their tools have).
+
         Calling it again is harmless. Tools that overran their timeout are never waited for,
         nor is a call from inside the executor's own work waiting (one of its tools, async
         ones on any loop included, a callback run for one, a progress listener handed a

@@ -19,7 +19,8 @@ one of its threads) it does not wait, as ``shutdown`` does not on its own thread
 for itself, or for another tool doing the same.
 
 Cancelling the awaiting coroutine cancels only the wait: the executor stays shut down, the
-tools run on, and the thread finishes the runners' shutdown.
+tools run on, and the thread finishes the runners' shutdown (cancelled before it began, the
+runners are shut down without waiting: their threads end after their tools).
 """
 
 from __future__ import annotations
@@ -67,7 +68,16 @@ async def close_awaiting(engine: Engine) -> None:
         return
     # The async tools first: one on the executor's loop thread (a call a tool started there)
     # must end before the runners' shutdown stops that loop under it.
-    await _async_tools_ended(engine, loop)
+    try:
+        await _async_tools_ended(engine, loop)
+    except BaseException:
+        # Cancelled (a Ctrl-C under asyncio.run) before the runners' shutdown: they are shut
+        # down without waiting, as the thread would finish it had the wait begun there.
+        try:
+            engine.shutdown(False)
+        except Exception:  # (a runner of the user's that raises: the cancellation goes on)
+            _log.exception("aclose() was cancelled, and shutting the runners down then failed")
+        raise
     await _runners_shut_down(engine, loop)
     await _async_tools_ended(engine, loop)  # (a loop that ran again meanwhile)
 

@@ -1131,18 +1131,31 @@ class Engine:
                     on_runners + async_tools + waiting,
                     _on_this_loop(async_tools, waiting),
                 )
-        if wait:
-            self._wait_for_inline_runs()
         try:
-            self.runner.shutdown(wait)
+            if wait:
+                self._wait_for_inline_runs()
+                self.runner.shutdown(True)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # A Ctrl-C (or SystemExit) while it waited: the caller stops waiting, and the
+                # rest is shut down as without wait (the threads end after their tools).
+                wait = False
+            raise
         finally:  # (a runner of the user's that raises: its error goes on, once the rest is down)
-            self.loop_here.shutdown(wait)
-            self.loop_thread.shutdown(wait and not self._slots_held_here())
-            refused = self.watch_overdue()
-            if self.finalizer is not None and not refused:
-                # (Collected, the executor would only be shut down again: on the finalizers'
-                # thread, started for that. After a refused watch, that tries it again.)
-                detach(self.finalizer)
+            try:
+                if not wait:
+                    self.runner.shutdown(False)
+            finally:
+                try:
+                    self.loop_here.shutdown(wait)
+                    self.loop_thread.shutdown(wait and not self._slots_held_here())
+                finally:
+                    refused = self.watch_overdue()
+                    if self.finalizer is not None and not refused:
+                        # (Collected, the executor would only be shut down again: on the
+                        # finalizers' thread, started for that. After a refused watch, that
+                        # tries it again.)
+                        detach(self.finalizer)
 
     def watch_overdue(self) -> bool:
         """Once shut down: while tasks with a deadline are still awaited on callers' event

@@ -1299,22 +1299,31 @@ class LoopRunner:
         loop_thread = self.loop_thread
         if loop_thread is None:
             return
-        if not wait or threading.current_thread() is loop_thread.thread:
-            with self._pending_lock:
-                self._stop_when_idle = self._pending > 0
-                if self._stop_when_idle:
-                    return
-        else:
+        if wait and threading.current_thread() is not loop_thread.thread:
             # (shutdown is rare: a short poll beats a per-call condition). A tool left running
             # (cancelled, it carries on) is not waited for: see left(); nor is a call given
             # up while it waited for a slot: see _given_up_waiting(). A call waiting for the
             # slot of one, or of a call on a loop stopped meanwhile, has it: see free_stuck().
             polls = 0
-            while self._pending > self._given_up_waiting():
-                time.sleep(0.005)
-                polls += 1
-                if not polls % _POLLS_PER_FREEING:
-                    self.free_stuck()
+            try:
+                while self._pending > self._given_up_waiting():
+                    time.sleep(0.005)
+                    polls += 1
+                    if not polls % _POLLS_PER_FREEING:
+                        self.free_stuck()
+            except BaseException:  # (a Ctrl-C while it waited: the loop stops after its calls)
+                self._stop(loop_thread, wait=False)
+                raise
+        self._stop(loop_thread, wait)
+
+    def _stop(self, loop_thread: LoopThread, wait: bool) -> None:
+        """Stop ``loop_thread`` now (its calls ended, or ``wait`` is false and there are none),
+        or, without ``wait``, once the last of its calls has ended."""
+        if not wait or threading.current_thread() is loop_thread.thread:
+            with self._pending_lock:
+                self._stop_when_idle = self._pending > 0
+                if self._stop_when_idle:
+                    return
         loop_thread.stop()
         # Tools left running on the loop never resume now: their slots come back.
         self.reclaim_closed()
