@@ -44,6 +44,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from process_tools import KEY, Caller, alive
 from pydantic import BaseModel
 from runner_hooks import HookedRunner
@@ -167,6 +168,7 @@ def test_a_tool_call_pickles_with_every_field_but_its_context() -> None:
         "cpu_seconds": 0.5,
         "baggage": "k=v",
         "suppressed": True,
+        "trace_state": "vendor=abc",
     }
     assert set(values) == {field.name for field in dataclasses.fields(ToolCall)}
     call = ToolCall(**values)
@@ -181,6 +183,11 @@ def test_a_tool_call_pickles_with_every_field_but_its_context() -> None:
     assert copied is not call
     for name, value in values.items():
         assert getattr(copied, name) is value, name
+    assert loaded.trace_carrier() == {
+        "traceparent": f"00-{'1' * 32}-{'2' * 16}-01",
+        "tracestate": "vendor=abc",
+        "baggage": "k=v",
+    }
 
 
 def test_a_tool_call_subclass_pickles_and_copies_as_itself() -> None:
@@ -2337,6 +2344,41 @@ def test_the_callers_baggage_reaches_the_child(
     assert result.success, result.error
     assert result.output == {}
     if provider is not None:
+        provider.shutdown()
+
+
+#: An upstream service's W3C trace context, with vendor entries in its ``tracestate``.
+UPSTREAM = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "vendor=abc,other=x",
+}
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_the_callers_tracestate_reaches_the_child(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, traced: bool
+) -> None:
+    """The caller's trace context crosses whole, ``tracestate`` with ``traceparent``: the span
+    current in the worker (the task span, or the caller's own when the executor makes no spans)
+    keeps the vendor entries, as it does on a worker thread."""
+    provider = TracerProvider(shutdown_on_exit=False) if traced else trace.NoOpTracerProvider()
+    executor = make(tracer_provider=provider)
+    token = otel_context.attach(TraceContextTextMapPropagator().extract(UPSTREAM))
+    try:
+        result = executor.execute_task(task("trace_state_seen"), context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert ("trace_id" in result.metadata) is traced
+    assert result.output == {
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "tracestate": "vendor=abc,other=x",
+    }
+    # Without a trace in the caller, the tool sees none (none is left from an earlier call).
+    result = executor.execute_task(task("trace_state_seen"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert result.output["tracestate"] == ""
+    if isinstance(provider, TracerProvider):
         provider.shutdown()
 
 

@@ -94,6 +94,9 @@ class ToolCall:
         suppressed: Whether instrumentation is suppressed in the caller's context
             (``suppress_instrumentation()``). Filled for runners that run tools in a process of
             their own, which suppress it there around the tool (see :meth:`trace_carrier`).
+        trace_state: The W3C ``tracestate`` of the span ``trace_id`` and ``span_id`` name
+            (``None``: it has none). Filled for runners that run tools in a process of their
+            own, which carry it there with ``traceparent`` (see :meth:`trace_carrier`).
     """
 
     task_id: str
@@ -110,6 +113,7 @@ class ToolCall:
     cpu_seconds: float | None = None
     baggage: str | None = None
     suppressed: bool = False
+    trace_state: str | None = None
 
     def __copy__(self) -> ToolCall:
         # (a copy in this process keeps the context, which pickling leaves out)
@@ -156,17 +160,21 @@ class ToolCall:
                 self.cpu_seconds,
                 self.baggage,
                 self.suppressed,
+                self.trace_state,
             ),
         )
 
     def trace_carrier(self) -> dict[str, str]:
         """The caller's OpenTelemetry context as W3C headers, for runners that carry it to
-        another process: ``traceparent``, the task span (when the task is traced), and
-        ``baggage``, the caller's baggage (when it has any). Empty when there is neither."""
+        another process: ``traceparent``, the task span (when the task is traced), with its
+        ``tracestate`` (when it has one), and ``baggage``, the caller's baggage (when it has
+        any). Empty when there is neither."""
         carrier: dict[str, str] = {}
         if self.trace_id is not None and self.span_id is not None:
             flags = "01" if self.sampled else "00"
             carrier["traceparent"] = f"00-{self.trace_id}-{self.span_id}-{flags}"
+            if self.trace_state:
+                carrier["tracestate"] = self.trace_state
         if self.baggage:
             carrier["baggage"] = self.baggage
         return carrier
