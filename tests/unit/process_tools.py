@@ -1162,11 +1162,15 @@ class TraceSeen(BaseTool):
 
 class TraceStateSeen(BaseTool):
     name = "trace_state_seen"
-    description = "Returns the trace id and W3C tracestate of the span current in the worker."
+    description = "Returns the trace id, tracestate and flags of the span current in the worker."
 
     def _execute(self, **kwargs: Any) -> Any:
         seen = trace.get_current_span().get_span_context()
-        return {"trace_id": f"{seen.trace_id:032x}", "tracestate": seen.trace_state.to_header()}
+        return {
+            "trace_id": f"{seen.trace_id:032x}",
+            "tracestate": seen.trace_state.to_header(),
+            "flags": int(seen.trace_flags),
+        }
 
 
 class BaggageSeen(BaseTool):

@@ -782,6 +782,13 @@ def trace_state_header(span: Span) -> str | None:
     return trace_state.to_header() or None
 
 
+def trace_flags_of(span: Span) -> int:
+    """The W3C trace flags of ``span`` as a number from 0 to 255 (0 when a span context of a
+    tracer of its own holds something else there)."""
+    flags = span.get_span_context().trace_flags
+    return flags & 0xFF if isinstance(flags, int) else 0
+
+
 def span_ids(span: Span) -> tuple[str, str, bool] | None:
     """``(trace_id, span_id, sampled)`` of a span as hex strings, or ``None`` when invalid."""
     ctx = span.get_span_context()

@@ -83,6 +83,7 @@ from laios.execution.tracing import (
     baggage_header,
     made_no_span,
     span_ids,
+    trace_flags_of,
     trace_state_header,
 )
 from laios.tools.base import TOOL_TYPES
@@ -648,8 +649,11 @@ class Engine:
                 if ids is not None:
                     call.trace_id, call.span_id, call.sampled = ids
             if call.trace_id is not None:
-                # (the vendors' entries an upstream service put in the trace cross with it)
-                call.trace_state = trace_state_header(trace.get_current_span(span_context))
+                # (the vendors' entries an upstream service put in the trace, and the flags
+                # beside sampled, cross with it)
+                carried = trace.get_current_span(span_context)
+                call.trace_state = trace_state_header(carried)
+                call.trace_flags = trace_flags_of(carried)
             try:
                 call.baggage = baggage_header(span_context)
             except Exception as exc:  # (a value whose str() raises): the tool runs without it

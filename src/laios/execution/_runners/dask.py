@@ -1260,6 +1260,7 @@ class DaskRunner:
             call.baggage,
             call.suppressed,
             call.trace_state,
+            call.trace_flags,
         )
         # A large call is pickled on one of the runner's threads: the caller (waiting for its
         # task's timeout) or the event loop is not held meanwhile.
