@@ -1160,6 +1160,19 @@ class TraceSeen(BaseTool):
         return {"trace_id": f"{seen.trace_id:032x}", "span_id": f"{seen.span_id:016x}"}
 
 
+class TraceStateSeen(BaseTool):
+    name = "trace_state_seen"
+    description = "Returns the trace id, tracestate and flags of the span current in the worker."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        seen = trace.get_current_span().get_span_context()
+        return {
+            "trace_id": f"{seen.trace_id:032x}",
+            "tracestate": seen.trace_state.to_header(),
+            "flags": int(seen.trace_flags),
+        }
+
+
 class BaggageSeen(BaseTool):
     name = "baggage_seen"
     description = "Returns the OpenTelemetry baggage current in the worker, as a dict."
@@ -1525,6 +1538,7 @@ TOOLS = (
     RaisesExitWhenPrinted,
     TraceSeen,
     BaggageSeen,
+    TraceStateSeen,
     Sleep,
     StampAndSleep,
     LeavesAnExitBehind,

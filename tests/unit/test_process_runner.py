@@ -44,6 +44,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from process_tools import KEY, Caller, alive
 from pydantic import BaseModel
 from runner_hooks import HookedRunner
@@ -167,6 +168,8 @@ def test_a_tool_call_pickles_with_every_field_but_its_context() -> None:
         "cpu_seconds": 0.5,
         "baggage": "k=v",
         "suppressed": True,
+        "trace_state": "vendor=abc",
+        "trace_flags": 0x02,
     }
     assert set(values) == {field.name for field in dataclasses.fields(ToolCall)}
     call = ToolCall(**values)
@@ -181,6 +184,11 @@ def test_a_tool_call_pickles_with_every_field_but_its_context() -> None:
     assert copied is not call
     for name, value in values.items():
         assert getattr(copied, name) is value, name
+    assert loaded.trace_carrier() == {
+        "traceparent": f"00-{'1' * 32}-{'2' * 16}-03",
+        "tracestate": "vendor=abc",
+        "baggage": "k=v",
+    }
 
 
 def test_a_tool_call_subclass_pickles_and_copies_as_itself() -> None:
@@ -2338,6 +2346,66 @@ def test_the_callers_baggage_reaches_the_child(
     assert result.output == {}
     if provider is not None:
         provider.shutdown()
+
+
+#: An upstream service's W3C trace context, with vendor entries in its ``tracestate``.
+UPSTREAM = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "vendor=abc,other=x",
+}
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_the_callers_tracestate_reaches_the_child(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, traced: bool
+) -> None:
+    """The caller's trace context crosses whole, ``tracestate`` with ``traceparent``: the span
+    current in the worker (the task span, or the caller's own when the executor makes no spans)
+    keeps the vendor entries, as it does on a worker thread."""
+    provider = TracerProvider(shutdown_on_exit=False) if traced else trace.NoOpTracerProvider()
+    executor = make(tracer_provider=provider)
+    token = otel_context.attach(TraceContextTextMapPropagator().extract(UPSTREAM))
+    try:
+        result = executor.execute_task(task("trace_state_seen"), context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert ("trace_id" in result.metadata) is traced
+    assert result.output["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert result.output["tracestate"] == "vendor=abc,other=x"
+    # Without a trace in the caller, the tool sees none (none is left from an earlier call).
+    result = executor.execute_task(task("trace_state_seen"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert result.output["tracestate"] == ""
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_the_callers_trace_flags_reach_the_child(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, traced: bool
+) -> None:
+    """Every W3C trace flag crosses, not the sampled one alone: the span current in the worker
+    has the flags of the task span (or of the caller's own), the random-trace-id bit (0x02,
+    which W3C Trace Context Level 2 samplers read) included, as on a worker thread."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider if traced else trace.NoOpTracerProvider())
+    upstream = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03"}
+    token = otel_context.attach(TraceContextTextMapPropagator().extract(upstream))
+    try:
+        result = executor.execute_task(task("trace_state_seen"), context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    expected = 0x03
+    if traced:
+        (task_span,) = exporter.get_finished_spans()
+        expected = int(task_span.get_span_context().trace_flags)
+        assert expected & 0x01
+    assert result.output["flags"] == expected
+    provider.shutdown()
 
 
 def test_context_variables_a_tool_sets_never_reach_its_workers_next_call(

@@ -37,6 +37,7 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TracerProvider,
+    TraceState,
 )
 
 from laios._compat.otel import (
@@ -770,6 +771,22 @@ def made_no_span(span: Span, parent: Context | None) -> bool:
     if not ids.is_valid:
         return True
     return ids.span_id == trace.get_current_span(parent).get_span_context().span_id
+
+
+def trace_state_header(span: Span) -> str | None:
+    """The W3C ``tracestate`` of ``span`` as a header value, or ``None`` when it has none (or
+    a span context of a tracer of its own holds something else there)."""
+    trace_state = span.get_span_context().trace_state
+    if not isinstance(trace_state, TraceState):
+        return None
+    return trace_state.to_header() or None
+
+
+def trace_flags_of(span: Span) -> int:
+    """The W3C trace flags of ``span`` as a number from 0 to 255 (0 when a span context of a
+    tracer of its own holds something else there)."""
+    flags = span.get_span_context().trace_flags
+    return flags & 0xFF if isinstance(flags, int) else 0
 
 
 def span_ids(span: Span) -> tuple[str, str, bool] | None:

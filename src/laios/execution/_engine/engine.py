@@ -79,7 +79,13 @@ from laios.execution._runners.loop import (
 from laios.execution._task_writes import task_fields
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool, utf8_text
-from laios.execution.tracing import baggage_header, made_no_span, span_ids
+from laios.execution.tracing import (
+    baggage_header,
+    made_no_span,
+    span_ids,
+    trace_flags_of,
+    trace_state_header,
+)
 from laios.tools.base import TOOL_TYPES
 from laios.tools.registry import returned_class_message
 
@@ -642,6 +648,12 @@ class Engine:
                 ids = span_ids(trace.get_current_span())
                 if ids is not None:
                     call.trace_id, call.span_id, call.sampled = ids
+            if call.trace_id is not None:
+                # (the vendors' entries an upstream service put in the trace, and the flags
+                # beside sampled, cross with it)
+                carried = trace.get_current_span(span_context)
+                call.trace_state = trace_state_header(carried)
+                call.trace_flags = trace_flags_of(carried)
             try:
                 call.baggage = baggage_header(span_context)
             except Exception as exc:  # (a value whose str() raises): the tool runs without it

@@ -94,6 +94,12 @@ class ToolCall:
         suppressed: Whether instrumentation is suppressed in the caller's context
             (``suppress_instrumentation()``). Filled for runners that run tools in a process of
             their own, which suppress it there around the tool (see :meth:`trace_carrier`).
+        trace_state: The W3C ``tracestate`` of the span ``trace_id`` and ``span_id`` name
+            (``None``: it has none). Filled for runners that run tools in a process of their
+            own, which carry it there with ``traceparent`` (see :meth:`trace_carrier`).
+        trace_flags: That span's W3C trace flags as a number (``0x02``: its trace id is
+            random); its sampled bit (``0x01``) is ``sampled``'s. Filled for runners that run
+            tools in a process of their own, which carry them there in ``traceparent``.
     """
 
     task_id: str
@@ -110,6 +116,8 @@ class ToolCall:
     cpu_seconds: float | None = None
     baggage: str | None = None
     suppressed: bool = False
+    trace_state: str | None = None
+    trace_flags: int = 0
 
     def __copy__(self) -> ToolCall:
         # (a copy in this process keeps the context, which pickling leaves out)
@@ -156,17 +164,22 @@ class ToolCall:
                 self.cpu_seconds,
                 self.baggage,
                 self.suppressed,
+                self.trace_state,
+                self.trace_flags,
             ),
         )
 
     def trace_carrier(self) -> dict[str, str]:
         """The caller's OpenTelemetry context as W3C headers, for runners that carry it to
-        another process: ``traceparent``, the task span (when the task is traced), and
-        ``baggage``, the caller's baggage (when it has any). Empty when there is neither."""
+        another process: ``traceparent``, the task span (when the task is traced), with its
+        ``tracestate`` (when it has one), and ``baggage``, the caller's baggage (when it has
+        any). Empty when there is neither."""
         carrier: dict[str, str] = {}
         if self.trace_id is not None and self.span_id is not None:
-            flags = "01" if self.sampled else "00"
-            carrier["traceparent"] = f"00-{self.trace_id}-{self.span_id}-{flags}"
+            flags = self.trace_flags & 0xFE | (1 if self.sampled else 0)
+            carrier["traceparent"] = f"00-{self.trace_id}-{self.span_id}-{flags:02x}"
+            if self.trace_state:
+                carrier["tracestate"] = self.trace_state
         if self.baggage:
             carrier["baggage"] = self.baggage
         return carrier

@@ -1259,6 +1259,8 @@ class DaskRunner:
             call.cpu_seconds,
             call.baggage,
             call.suppressed,
+            call.trace_state,
+            call.trace_flags,
         )
         # A large call is pickled on one of the runner's threads: the caller (waiting for its
         # task's timeout) or the event loop is not held meanwhile.
