@@ -313,6 +313,10 @@ def test_the_dask_scheduler_and_client_still_keep_topics_where_they_are_dropped(
     def topics(dask_scheduler: Any) -> list[str]:
         return sorted(name for name in dask_scheduler._broker._topics if "laios-test" in name)
 
+    def events_arrived(dask_scheduler: Any) -> int:
+        names = ("laios-test-drop", "laios-test-kept")
+        return sum(1 for name in names if dask_scheduler.get_events(name))
+
     with (
         distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
         distributed.Client(cluster) as client,
@@ -321,6 +325,12 @@ def test_the_dask_scheduler_and_client_still_keep_topics_where_they_are_dropped(
         client.subscribe_topic("laios-test-kept", lambda event: None)
         client.log_event("laios-test-drop", {"n": 1})
         client.log_event("laios-test-kept", {"n": 1})
+        # The events travel on the client's batched stream, run_on_scheduler on a call of its
+        # own: an event still on its way when its topic is dropped would make it anew.
+        deadline = time.monotonic() + 30
+        while client.run_on_scheduler(events_arrived) < 2:
+            assert time.monotonic() < deadline, "the events never reached the scheduler"
+            time.sleep(0.01)
         assert client.run_on_scheduler(topics) == ["laios-test-drop", "laios-test-kept"]
         dropped = client.run_on_scheduler(
             lambda dask_scheduler: drop_topic(dask_scheduler, "laios-test-drop")
