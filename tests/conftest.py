@@ -49,11 +49,15 @@ DASK_ROADS = ("dask", "dask_async")
 
 @pytest.hookimpl(tryfirst=True)  # (before pytest-xdist reads the xdist_group marks)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep a module's tests on a Dask road together on one worker (``--dist loadgroup``), so
-    that the module's cluster starts once, not once on each worker."""
+    """Keep tests that share a costly module fixture together on one worker (``--dist
+    loadgroup``), so that it starts once, not once on each worker that draws one of them: a
+    module's tests on a Dask road (its cluster), and each integration module's tests (the
+    demo, Prometheus, the browser or the terminal that its module fixtures start)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and any(
+        if item.path.parent.name == "integration":
+            item.add_marker(pytest.mark.xdist_group(f"integration {item.path.name}"))
+        elif callspec is not None and any(
             isinstance(value, str) and value in DASK_ROADS for value in callspec.params.values()
         ):
             item.add_marker(pytest.mark.xdist_group(f"dask roads of {item.path.name}"))
