@@ -16,7 +16,7 @@ from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
-from laios.tools.base import BaseTool
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 CONTEXT = Context(session_id="s", user_id="u")
@@ -106,3 +106,76 @@ def test_every_event_of_a_tool_in_a_worker_process_sees_the_callers_context(fail
     else:
         expected += [("progress", "req-42", task_span), ("completed", "req-42", task_span)]
     assert seen == expected
+
+
+CALLBACK_MARK: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "callback_mark", default=None
+)
+
+
+class Marking(BaseTool):
+    name = "marking"
+    description = "Records the callback's mark it sees, reports progress once."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        seen_by_tool.append(CALLBACK_MARK.get())
+        current_task().progress(50)  # type: ignore[union-attr]
+        return "done"
+
+
+class AsyncMarking(AsyncBaseTool):
+    name = "async_marking"
+    description = "Records the callback's mark it sees, reports progress once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        seen_by_tool.append(CALLBACK_MARK.get())
+        current_task().progress(50)  # type: ignore[union-attr]
+        return "done"
+
+
+seen_by_tool: list[str | None] = []
+
+
+@pytest.mark.parametrize(
+    "road",
+    ["inline", "worker thread", "loop thread", "awaited async", "awaited sync"],
+)
+def test_what_the_callback_sets_reaches_neither_the_tool_nor_the_caller(road: str) -> None:
+    """A ``ContextVar`` the callback sets stays in that one call of the callback: the tool, the
+    later events and the caller (also one awaiting an async tool in its own task) do not see
+    it. The task span and ``current_task()`` are still there for the callback."""
+    registry = ToolRegistry()
+    registry.register_tool(Marking)
+    registry.register_tool(AsyncMarking)
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    seen: list[tuple[str, str | None]] = []
+    tasks_seen: list[bool] = []
+
+    def callback(event: str, data: Any) -> None:
+        seen.append((event, CALLBACK_MARK.get()))
+        if event == "progress":
+            tasks_seen.append(current_task() is not None)
+        CALLBACK_MARK.set(f"set on {event}")
+
+    seen_by_tool.clear()
+    name = "async_marking" if road in ("loop thread", "awaited async") else "marking"
+    task = Task(plan_id="p", description="d", tool_name=name, parameters={})
+    try:
+        if road.startswith("awaited"):
+
+            async def awaited() -> Any:
+                result = await executor.execute_async(task, CONTEXT, on_progress=callback)
+                return result, CALLBACK_MARK.get()
+
+            result, after = asyncio.run(awaited())
+        else:
+            timeout = None if road == "inline" else 5
+            result = executor.execute_task(task, CONTEXT, timeout, callback)
+            after = CALLBACK_MARK.get()
+        assert result.success, result.error
+    finally:
+        executor.shutdown()
+    assert seen_by_tool == [None]
+    assert seen == [("started", None), ("progress", None), ("completed", None)]
+    assert tasks_seen == [True]
+    assert after is None

@@ -1187,7 +1187,10 @@ class Job(TaskRecord):
         context = self.events_context
         if context is not None:  # (a copy: events may come from two threads at once)
             return context.copy().run(self._fire, callback, event, data)
-        return self._fire(callback, event, data)
+        # In a copy of the current context (the tool's, with the task span and the task
+        # current), so that what the callback sets reaches neither the tool, nor the later
+        # events, nor a caller awaiting the tool in its own task.
+        return contextvars.copy_context().run(self._fire, callback, event, data)
 
     def _fire(
         self, callback: ProgressCallback, event: str, data: dict[str, Any]
