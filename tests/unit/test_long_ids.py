@@ -3,6 +3,9 @@ session id, or tool name) is cut in the task span, which stays small."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -10,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
+from laios.execution.task_context import TaskCancelledError, current_task
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
@@ -75,3 +79,61 @@ def test_huge_ids_and_names_are_cut_on_the_retry_span() -> None:
             assert not isinstance(value, str) or len(value) <= CAP, (key, len(value))
     executor.shutdown()
     provider.shutdown()
+
+
+def test_a_huge_id_is_cut_in_cancellation_and_timeout_messages() -> None:
+    """A 1 MB task id is quoted cut (as log records quote it) in the TaskCancelledError a tool
+    meets and in a cancelled or timed-out result's error, never whole; the result's task_id
+    stays the caller's own."""
+    registry = ToolRegistry()
+    entered = threading.Event()
+    raised: list[str] = []
+
+    def cooperative() -> str:
+        task = current_task()
+        assert task is not None
+        entered.set()
+        deadline = time.monotonic() + 30
+        while not task.cancelled and time.monotonic() < deadline:
+            time.sleep(0.005)
+        try:
+            task.raise_if_cancelled()
+        except TaskCancelledError as exc:
+            raised.append(str(exc))
+            raise
+        return "never cancelled"
+
+    registry.register_tool(create_simple_tool("cooperative", "Waits to be cancelled.", cooperative))
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    context = Context(session_id="s", user_id="u")
+    try:
+        timed_out = Task(id="t" * HUGE, plan_id="p", description="d", tool_name="cooperative")
+        result = executor.execute_task(timed_out, context, timeout=0.3)
+        assert result.metadata["outcome"] == "timeout"
+        assert result.task_id == timed_out.id
+        assert "ttt" in (result.error or "")
+        assert len(result.error or "") < 1000, len(result.error or "")
+
+        entered.clear()
+        cancelled = Task(id="c" * HUGE, plan_id="p", description="d", tool_name="cooperative")
+        results = []
+        runner = threading.Thread(
+            target=lambda: results.append(executor.execute_task(cancelled, context))
+        )
+        runner.start()
+        assert entered.wait(30)
+        assert executor.cancel_task(cancelled.id)
+        runner.join(30)
+        (result,) = results
+        assert result.metadata["outcome"] == "cancelled"
+        assert result.task_id == cancelled.id
+        assert "ccc" in (result.error or "")
+        assert len(result.error or "") < 1000, len(result.error or "")
+
+        assert len(raised) == 2
+        for message, letter in zip(raised, "tc", strict=True):
+            assert letter * 3 in message
+            assert "…" in message
+            assert len(message) < 1000, len(message)
+    finally:
+        executor.shutdown()

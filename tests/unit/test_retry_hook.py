@@ -702,3 +702,96 @@ def test_a_hook_raising_cancelled_error_is_not_a_cancellation_of_the_async_calle
     result = asyncio.run(main())
     assert result.metadata["retries"] == 2
     assert [name for name, _ in calls] == ["fail"] * 3
+
+
+class _Unreadable:
+    """A hook whose signature cannot be read (as some C callables' cannot)."""
+
+    __signature__ = "not a signature"
+
+    def __init__(self) -> None:
+        self.told: list[RetryDetails] = []
+
+    def __call__(self, details: RetryDetails) -> None:
+        self.told.append(details)
+
+
+def _two(details: Any, extra: Any) -> None: ...
+
+
+def _none() -> None: ...
+
+
+def _keyword_only(details: Any, *, level: Any) -> None: ...
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize(
+    "hook",
+    [_two, _none, _keyword_only, functools.partial(_two, 1, 2)],
+    ids=["two-parameters", "no-parameter", "keyword-only", "partial-full"],
+)
+@pytest.mark.parametrize("option", ["on_retry", "retry_if"])
+def test_a_hook_that_cannot_take_its_argument_is_refused_before_any_attempt(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    mode: str,
+    hook: Any,
+    option: str,
+) -> None:
+    """An on_retry or retry_if that cannot be called with the one argument it is given is a
+    rejected result naming the option and the signature expected, before any attempt runs
+    (not a logged TypeError, or a retry_if_error, after the first attempt)."""
+    call = executor.execute_with_retry
+    if mode == "async":
+        call = lambda *a, **kw: asyncio.run(executor.execute_with_retry_async(*a, **kw))  # noqa: E731
+    result = call(make_task("fail"), context, retry_delay=0, **{option: hook})
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["retries"] == 0
+    error = result.error or ""
+    assert error.startswith(f"{option} must be a callable taking ")
+    assert "as its one argument" in error
+    assert str(inspect.signature(hook)) in error
+    assert "retry_if_error" not in result.metadata
+    assert calls == []
+
+
+def test_a_hook_whose_signature_cannot_be_read_is_accepted(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """A callable whose signature cannot be read is called as before."""
+    hook = _Unreadable()
+    result = executor.execute_with_retry(
+        make_task("fail"), context, max_retries=1, retry_delay=0, on_retry=hook
+    )
+    assert result.metadata["outcome"] == "error"
+    assert [d.retry_number for d in hook.told] == [1]
+    assert len(calls) == 2
+    result = executor.execute_with_retry(
+        make_task("fail"), context, max_retries=1, retry_delay=0, retry_if=_Unreadable()
+    )
+    assert result.metadata["retries"] == 0  # (it returned None: no retry)
+    assert "retry_if_error" not in result.metadata
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        lambda details, extra=None: None,
+        lambda *args: None,
+        lambda details, **options: None,
+        functools.partial(_two, 1),
+        print,
+    ],
+    ids=["default", "varargs", "varkw", "partial", "builtin"],
+)
+def test_a_hook_that_can_take_its_argument_is_accepted(
+    executor: Executor, make_task: Callable[..., Task], context: Context, hook: Any
+) -> None:
+    """Defaults, ``*args``, ``**kwargs`` and partials that leave one argument all pass."""
+    result = executor.execute_with_retry(
+        make_task("echo", text="x"), context, retry_delay=0, on_retry=hook, retry_if=hook
+    )
+    assert result.success

@@ -261,6 +261,38 @@ def plain_callable(name: str, takes: str, value: Any, error: type[Exception] = T
         )
 
 
+#: What a callback is handed in its signature check (see :func:`takes_one_argument`).
+_STAND_IN = object()
+#: Longest signature quoted in a refusal, in characters.
+_SHOWN_SIGNATURE_CHARS = 200
+
+
+def takes_one_argument(
+    name: str, takes: str, value: Any, error: type[Exception] = TypeError
+) -> None:
+    """Refuse a callback whose signature cannot take the one positional argument laios passes
+    it (more required parameters, none at all, a required keyword-only one), so that the
+    mistake is told at the call instead of after a first attempt has run. A callable whose
+    signature cannot be read (some builtins and C callables, a proxy whose lookups raise) is
+    accepted, as it was before the check.
+
+    Raises:
+        TypeError: (or ``error``) Naming ``name``, the signature found and what it must take.
+    """
+    try:
+        signature = inspect.signature(value)
+    except Exception:  # (no signature to read: it is called and what it raises is reported)
+        return
+    try:
+        signature.bind(_STAND_IN)
+    except TypeError as exc:
+        shown = shorten(str(signature), _SHOWN_SIGNATURE_CHARS)
+        raise error(
+            f"{name} must be a callable taking {takes} as its one argument, got one with the "
+            f"signature {shown} ({exc}): it must accept exactly one positional argument"
+        ) from None
+
+
 def no_generator_function(
     name: str, takes: str, value: Any, error: type[Exception] = TypeError
 ) -> None:

@@ -35,6 +35,7 @@ from laios.execution._checks import (
     positive_int,
     reading,
     switch,
+    takes_one_argument,
     whole_number,
 )
 from laios.execution._engine.closing import close_awaiting
@@ -563,13 +564,15 @@ class Executor(Generic[_RegistryT]):
             deadline: Seconds for the whole call; no retry starts past it.
             retry_if: Decides whether a failed result is retried (default
                 :func:`laios.execution.retry.default_retry_if`: errors and timeouts, never
-                cancellations, unknown tools or invalid parameters). A plain function: a
-                coroutine function is refused (``ValueError``).
+                cancellations, unknown tools or invalid parameters). A plain function taking
+                one argument: a coroutine function, or one whose signature cannot take one
+                positional argument, is refused (``ValueError``).
             on_retry: Called with a :class:`~laios.execution.retry.RetryDetails` before each
                 retry's wait (which retry, the delay, why the attempt failed), for your own
                 logging or metrics. An exception it raises is logged and counted as
                 ``callback_error``; the retry goes on. Async callers pass a plain function too:
-                a coroutine function would never be awaited, and is refused (``TypeError``).
+                a coroutine function would never be awaited, and is refused (``TypeError``), as
+                is one whose signature cannot take one positional argument.
 
         Returns:
             The first successful result, or the last failure. ``metadata["retries"]`` says how
@@ -664,6 +667,7 @@ class Executor(Generic[_RegistryT]):
         if on_retry is not None:
             plain_callable("on_retry", "RetryDetails", on_retry)
             no_generator_function("on_retry", "RetryDetails", on_retry)
+            takes_one_argument("on_retry", "RetryDetails", on_retry)
         policy = _retry_policy(
             max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
         )

@@ -41,6 +41,7 @@ from laios.execution._checks import (
     number_repr,
     plain_callable,
     switch,
+    takes_one_argument,
     whole_number,
 )
 
@@ -168,7 +169,8 @@ class RetryPolicy:
             (it is called, never awaited).
 
     Raises:
-        ValueError: When a value is out of range, or ``retry_if`` is not a plain function.
+        ValueError: When a value is out of range, or ``retry_if`` is not a plain function
+            taking one positional argument.
     """
 
     max_retries: int = 3
@@ -237,6 +239,7 @@ class RetryPolicy:
             takes = "a TaskResult and returning a bool"
             plain_callable("retry_if", takes, self.retry_if, ValueError)
             no_generator_function("retry_if", takes, self.retry_if, ValueError)
+            takes_one_argument("retry_if", "a TaskResult", self.retry_if, ValueError)
         for name in ("retry_delay", "backoff", "max_delay", "jitter", "deadline"):
             value = getattr(self, name)
             if value is not None and type(value) is not int and type(value) is not float:

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from contextvars import Context, ContextVar, Token
 from typing import Any, Protocol
 
+from laios._text import shorten
 from laios.execution._records import checkpoint_data, clamp_percent
 
 __all__ = [
@@ -106,7 +107,8 @@ class TaskContext:
     def raise_if_cancelled(self) -> None:
         """Raise :class:`TaskCancelledError` when :attr:`cancelled` is true."""
         if self._events.cancel_requested:
-            raise TaskCancelledError(f"task {self.task_id!r} was cancelled")
+            # (a huge id is cut, as error texts and log records quote ids)
+            raise TaskCancelledError(f"task {shorten(self.task_id, 128)!r} was cancelled")
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None = None) -> None:
         """Record a named milestone (a checkpoint in the metrics and a child span); ignored

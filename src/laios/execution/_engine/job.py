@@ -674,6 +674,13 @@ class Job(TaskRecord):
         if secrets is not None:
             self.secrets_before = secrets
 
+    @property
+    def shown_id(self) -> str:
+        """The task id as error texts quote it: cut to 128 characters, as log records quote
+        ids and tool names, so that a huge id does not make a huge message (the result's
+        ``task_id`` stays whole)."""
+        return shorten(self.task_id, 128)
+
     def secrets_of(self, task: Task | None) -> Sequence[str]:
         """The secret values to scrub from text about ``task`` (this job's task): those its
         parameters hold now (by name, and where the tool's input model declares a secret by
@@ -1384,7 +1391,7 @@ class Job(TaskRecord):
             why, self.given_up_why = self.given_up_why, None
         if why is None:
             return
-        message = f"Task '{self.task_id}' was cancelled: {why}"
+        message = f"Task '{self.shown_id}' was cancelled: {why}"
         if stop:
             self._end_interrupted("cancelled", message)
         else:
@@ -1427,7 +1434,7 @@ class Job(TaskRecord):
         extra = {"worker_killed": True} if stopped == "killed" else None
         if stopped == "killed" and before is not None:
             # (its worker killed before the tool was reached, as a timeout there says too)
-            message = f"Task '{self.task_id}' was cancelled before it started, {before}"
+            message = f"Task '{self.shown_id}' was cancelled before it started, {before}"
         if stopped == "stopped" and not self.unstarted:
             # Given up once it was allowed to start, before its runner sent it anywhere (a
             # process runner's call not yet written to its worker): its tool never started.
@@ -1438,7 +1445,7 @@ class Job(TaskRecord):
                     message = self.timeout_message(queued=False)
                 elif message == self._cancelled_running_message():
                     # (a given-up batch's message, which says why, is kept)
-                    message = f"Task '{self.task_id}' was cancelled before it started, {where}"
+                    message = f"Task '{self.shown_id}' was cancelled before it started, {where}"
         self.finish(outcome, message, outcome, extra=extra)
 
     def end_stopped_unattached(self) -> None:
@@ -1548,15 +1555,15 @@ class Job(TaskRecord):
         self.cancel_requested = True
         self._abandon("cancelled")
         if message is None:
-            message = f"Task '{self.task_id}' was cancelled before it started"
+            message = f"Task '{self.shown_id}' was cancelled before it started"
         self.finish("cancelled", message, "cancelled")
 
     def _cancelled_running_message(self) -> str:
-        return f"Task '{self.task_id}' was cancelled while running"
+        return f"Task '{self.shown_id}' was cancelled while running"
 
     def _cancelled_starting_message(self) -> str:
         return (
-            f"Task '{self.task_id}' was cancelled before it started, while its on_progress "
+            f"Task '{self.shown_id}' was cancelled before it started, while its on_progress "
             "callback was handling the 'started' event"
         )
 
@@ -1656,7 +1663,7 @@ class Job(TaskRecord):
 
     def interrupted_message(self) -> str:
         """The error of a task whose caller was interrupted (Ctrl-C) while it ran."""
-        return f"Task '{self.task_id}' was cancelled: the caller was interrupted"
+        return f"Task '{self.shown_id}' was cancelled: the caller was interrupted"
 
     def timeout_message(self, *, queued: bool, starting: bool | None = None) -> str:
         """What a timed-out result says: where the task was when its time ran out (queued;
@@ -1672,7 +1679,7 @@ class Job(TaskRecord):
             if starting is None:
                 starting = self.starting
             where = self._where(queued=queued, starting=starting)
-        return f"Task '{self.task_id}' exceeded {budget} {where}"
+        return f"Task '{self.shown_id}' exceeded {budget} {where}"
 
     def _where(self, *, queued: bool, starting: bool) -> str:
         """Where the task was when its time ran out, as its phase says."""
@@ -1753,7 +1760,7 @@ class Job(TaskRecord):
         """Finish as ``cancelled``: the tool ended (returned, raised, or took the cancellation)
         after the task was cancelled (``message``: how, when known)."""
         if message is None:
-            message = f"Task '{self.task_id}' was cancelled"
+            message = f"Task '{self.shown_id}' was cancelled"
         self.finish("cancelled", message, "cancelled")
 
     def _finish_cancelled_by_tool(self) -> None:
@@ -1762,7 +1769,7 @@ class Job(TaskRecord):
         if not is_async_tool(self.tool_impl):  # (the executor never stops one that way)
             self.finish(
                 "cancelled",
-                f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "
+                f"Task '{self.shown_id}' was cancelled from inside: tool '{self.tool}' raised "
                 "asyncio.CancelledError though nothing cancelled it (no cancel_task, timeout "
                 "or cancellation of the awaiting coroutine; a synchronous tool is never "
                 "stopped that way): an event loop it ran (asyncio.run) or a future it waited "
@@ -1772,7 +1779,7 @@ class Job(TaskRecord):
             return
         self.finish(
             "cancelled",
-            f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "
+            f"Task '{self.shown_id}' was cancelled from inside: tool '{self.tool}' raised "
             "asyncio.CancelledError though nothing cancelled its task (no cancel_task, timeout "
             "or cancellation of the awaiting coroutine): something it awaited (a future, a task) "
             "was cancelled elsewhere, or it raised the error itself",
@@ -1784,7 +1791,7 @@ class Job(TaskRecord):
         nothing cancelled it: the error says where it came from instead."""
         self.finish(
             "cancelled",
-            f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "
+            f"Task '{self.shown_id}' was cancelled from inside: tool '{self.tool}' raised "
             "TaskCancelledError though nothing cancelled it (no cancel_task, timeout or "
             "cancellation of the awaiting coroutine): raise_if_cancelled() of another task's "
             "handle (one kept from a task that has finished reads cancelled), or it raised "
@@ -1797,7 +1804,7 @@ class Job(TaskRecord):
         it (and let the ``CancelledError`` out): the error says so, not the executor."""
         self.finish(
             "cancelled",
-            f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' cancelled its "
+            f"Task '{self.shown_id}' was cancelled from inside: tool '{self.tool}' cancelled its "
             "own asyncio task (asyncio.current_task().cancel(), in its own code or code it "
             "called); no cancel_task, timeout or cancellation of the awaiting coroutine did",
             "cancelled",
@@ -1808,7 +1815,7 @@ class Job(TaskRecord):
         (neither the executor nor the tool): the error says so, and where to look."""
         self.finish(
             "cancelled",
-            f"Task '{self.task_id}' was cancelled from outside the executor: other code "
+            f"Task '{self.shown_id}' was cancelled from outside the executor: other code "
             f"cancelled the asyncio task running tool '{self.tool}' (not cancel_task, a "
             "timeout or a cancellation of the awaiting coroutine), such as the event loop's "
             "owner cancelling every task on it, as asyncio.run does as it ends",
@@ -2309,7 +2316,7 @@ class Job(TaskRecord):
         except Exception:  # the store itself is broken: the result must still be delivered
             _log.exception("could not count the internal error of task %r", self.task_id[:128])
         error = (
-            f"Internal error in the executor while finishing task '{self.task_id}': "
+            f"Internal error in the executor while finishing task '{self.shown_id}': "
             f"{type_name(type(exc))}: {describe_exception(exc)} (the tool's own outcome "
             "was lost; see the log for the traceback)"
         )
