@@ -808,12 +808,14 @@ class Engine:
             return
         done = job.done
         assert done is not None
-        wait = -1.0
-        if limit is not None:
-            # From the task's deadline: the hand-over itself (a runner starting a worker) counts.
-            assert job.deadline is not None
-            wait = max(job.deadline - time.monotonic(), 0.0)
-        try:
+        deadline = job.deadline
+        assert limit is None or deadline is not None
+        try:  # (from the hand-over on: a Ctrl-C before the wait begins ends the task too)
+            wait = -1.0
+            if deadline is not None and limit is not None:
+                # From the task's deadline: the hand-over itself (a runner starting a worker)
+                # counts.
+                wait = max(deadline - time.monotonic(), 0.0)
             # (positional: a keyword argument costs the lock's argument parser a dict)
             if not done.acquire(True, wait):
                 job.expire()
@@ -1037,10 +1039,21 @@ class Engine:
             job.interrupt("cancelled", job.interrupted_message())
             job.end_stopped_unattached()  # (no handle will come: ended without one)
             raise
-        if isinstance(handle, Refusal):
-            job.rejected(handle)
-            return False
-        job.attach(handle)
+        try:
+            if isinstance(handle, Refusal):
+                job.rejected(handle)
+                return False
+            job.attach(handle)
+        except Exception:
+            raise  # (an internal error: the caller records it)
+        except BaseException:
+            # Ctrl-C as the runner's answer is taken: the call was handed over, so the task
+            # ends cancelled as during the wait, and a call not attached yet is stopped as one
+            # attached after its task ended is (see Job.attach).
+            job.interrupt("cancelled", job.interrupted_message())
+            if job.handle is None and not isinstance(handle, Refusal):
+                job.attach(handle)
+            raise
         return True
 
     # -- cancellation and lifecycle ----------------------------------------------------------
