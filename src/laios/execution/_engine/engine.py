@@ -288,7 +288,7 @@ class BetweenAttempts(Protocol):
         """``shutdown()``: end the wait if one is under way."""
 
 
-def _ended_attempt(record: TaskRecord | None) -> tuple[bool, int] | None:
+def ended_attempt(record: TaskRecord | None) -> tuple[bool, int] | None:
     """Whether ``record`` (the newest run of an id) is a finished attempt of a retry call that
     succeeded, and its retry number; ``None`` when it is no finished attempt."""
     if record is not None and record.attempt and record.state == "finished":
@@ -783,7 +783,7 @@ class Engine:
                 if job.inline:
                     job.runner.submit(self.call_for(job), job)  # type: ignore[union-attr]
                 else:
-                    self._run_waiting(job, limit)
+                    self._run_waiting(job)
             result = job.take_result()
         except Exception as exc:
             return self.internal_error(task, exc, job)
@@ -803,16 +803,15 @@ class Engine:
             raise interrupt
         return result
 
-    def _run_waiting(self, job: Job, limit: float | None) -> None:
+    def _run_waiting(self, job: Job) -> None:
         if not self._hand_over(job):
             return
         done = job.done
         assert done is not None
-        deadline = job.deadline
-        assert limit is None or deadline is not None
+        deadline = job.deadline  # (set when the task has a timeout)
         try:  # (from the hand-over on: a Ctrl-C before the wait begins ends the task too)
             wait = -1.0
-            if deadline is not None and limit is not None:
+            if deadline is not None:
                 # From the task's deadline: the hand-over itself (a runner starting a worker)
                 # counts.
                 wait = max(deadline - time.monotonic(), 0.0)
@@ -1080,7 +1079,7 @@ class Engine:
             if runs and not any(getattr(job, "ending", None) == "success" for job in active):
                 # Only calls an attempt may still follow in: a cancel during the last attempt,
                 # or as an attempt succeeds, stops nothing (the result stands) and answers so.
-                ended = None if active else _ended_attempt(store.find(scope, task_id))
+                ended = None if active else ended_attempt(store.find(scope, task_id))
                 attempting = bool(active)
                 stop_retries = tuple(run for run in runs if run.stoppable(attempting, ended))
             for retry_run in stop_retries:

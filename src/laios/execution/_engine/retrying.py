@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -26,7 +26,12 @@ from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._callables import never_run, refuse_unawaited, unawaited_error
-from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
+from laios.execution._engine.engine import (
+    MAX_SPAN_TEXT,
+    ended_attempt,
+    no_asyncio_loop,
+    rejected_result,
+)
 from laios.execution._engine.job import RetryCut, callback_name, scrubbed_message
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._logs import WarningLimiter
@@ -66,6 +71,14 @@ def _said(result: TaskResult) -> tuple[bool, Any, Any]:
     return "tool_name" in metadata, metadata.get("outcome"), metadata.get("error_type")
 
 
+class _Told(NamedTuple):
+    """A failed result handed to the hooks, with what it said before they could write into it."""
+
+    result: TaskResult
+    said: tuple[bool, Any, Any]  # recorded, outcome, error type (see _said)
+    error: str | None
+
+
 class RetryRun:
     """The state of one ``execute_with_retry`` call between its attempts."""
 
@@ -98,10 +111,9 @@ class RetryRun:
         self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.decided = False  # no further attempt will be made (set under the engine's lock)
         self.retry_cause: str | None = None  # the error type of the attempt to retry
-        #: The failed result handed to ``retry_if`` last, with what its metadata said before
-        #: (recorded, outcome, error type) and its error: the hooks may write into the result
-        #: they are given (its ``success`` too: it stays a failure here).
-        self.told: tuple[TaskResult, tuple[bool, Any, Any], str | None] | None = None
+        #: The failed result handed to ``retry_if`` last, as it was before: the hooks may write
+        #: into the result they are given (its ``success`` too: it stays a failure here).
+        self.told: _Told | None = None
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
         self.span_outcome: dict[str, Any] = {}
@@ -170,7 +182,7 @@ class RetryRun:
             self._no_further(result)
             return None
         said = _said(result)
-        self.told = (result, said, result.error)
+        self.told = _Told(result, said, result.error)
         try:
             decision = policy.retry_if(result)
             # (truthy, but not a "retry": an awaitable, or a retry_if written with ``yield``,
@@ -207,16 +219,18 @@ class RetryRun:
         attempt made them: before ``retry_if`` or the ``on_retry`` hook, given the result,
         could write into its metadata (counted under what they wrote, a number for an error
         type broke the exposition, and any word became an outcome)."""
-        told = self.told
-        if told is not None and told[0] is result:
-            return told[1]
-        return _said(result)
+        told = self._told_about(result)
+        return _said(result) if told is None else told.said
 
     def failed(self, result: TaskResult) -> bool:
         """Whether ``result`` is a failure, as its attempt made it: a ``retry_if`` given it may
         have set its ``success`` since (the caller receives that, but the call failed)."""
+        return self._told_about(result) is not None or not result.success
+
+    def _told_about(self, result: TaskResult) -> _Told | None:
+        """What ``result`` was as it was handed to the hooks; ``None`` when it was not."""
         told = self.told
-        return (told is not None and told[0] is result) or not result.success
+        return told if told is not None and told.result is result else None
 
     def _no_further(self, result: TaskResult | None = None) -> None:
         """Decide to make no further attempt: ``cancel_task`` no longer stops the call, and a
@@ -264,9 +278,9 @@ class RetryRun:
         hook = self.on_retry
         assert hook is not None
         _, outcome, error_type = self.said(result)
-        told = self.told
+        told = self._told_about(result)
         # (the attempt's own error: retry_if may have written anything, or no text, there)
-        error = told[2] if told is not None and told[0] is result else result.error
+        error = result.error if told is None else told.error
         details = RetryDetails(
             task_id=self.task.id,
             tool_name=self.task.tool_name,
@@ -408,14 +422,7 @@ class RetryRun:
         """Whether the attempt under way (retry number :attr:`retries`) has finished as a
         success, as the store's record of the task id says."""
         engine = self.engine
-        record = engine.store.find(engine.scope, self.task.id)
-        return (
-            record is not None
-            and record.attempt
-            and record.state == "finished"
-            and record.outcome == "success"
-            and record.retries == self.retries
-        )
+        return ended_attempt(engine.store.find(engine.scope, self.task.id)) == (True, self.retries)
 
     def listen(self, first: _FirstAttempt | None = None) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
