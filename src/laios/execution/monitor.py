@@ -125,10 +125,8 @@ class ProgressTracker:
         text = None
         if message is not None:
             text = as_text(message)
-            # (the run whose progress this is, else any run of the id: an executor built
-            # with enable_monitoring=False runs it, its progress kept apart)
-            store = self._store
-            secrets = store.task_secrets(key, progress=True) or store.task_secrets(key)
+            # (the run whose progress this is, else any run of the id)
+            secrets = self._store.task_secrets(key, progress=True)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         update = ProgressUpdate(
             task_id=key,

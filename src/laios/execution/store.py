@@ -1385,11 +1385,18 @@ class MetricStore:
         :meth:`TaskRecord.parameter_secrets`), for the monitors to scrub what they are told
         about it; ``[]`` when no run is known or the newest has finished.
 
-        With ``progress``, only runs whose progress the ``ExecutionMonitor`` reads count.
+        With ``progress``, those of the newest run whose progress the ``ExecutionMonitor``
+        reads, or, when it has none, of the newest run of any kind (one an executor built with
+        ``enable_monitoring=False`` runs, whose progress is kept apart).
         """
+        key = record_id(task_id)
         with self._lock:
-            rec = self._latest(record_id(task_id), progress=progress)
-        return [] if rec is None else rec.parameter_secrets()
+            rec = self._latest(key, progress=progress)
+            newest = self._latest(key, progress=False) if progress else rec
+        secrets = [] if rec is None else rec.parameter_secrets()
+        if not secrets and newest is not rec and newest is not None:
+            secrets = newest.parameter_secrets()
+        return secrets
 
     def record_progress(
         self, update: ProgressUpdate, rec: TaskRecord | None = None
