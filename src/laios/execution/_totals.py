@@ -574,7 +574,7 @@ class StoreTable:
     def totals(self) -> list[ExportedTotals]:
         """The totals of each set of constant labels (sorted, no labels first): its live stores
         read now, plus the folded totals of its gone stores."""
-        return self._read(running=None)
+        return self._read(None)
 
     def limits(self) -> dict[LabelSet, tuple[int, int, int]]:
         """The label limits of each set of constant labels: ``(max_tool_labels,
@@ -593,15 +593,15 @@ class StoreTable:
         over them."""
         running: list[RunningTaskSnapshot] = []
         failures: list[FailedTaskSnapshot] = []
-        totals = self._read(running=running, failures=failures)
+        totals = self._read((running, failures))
         failures.sort(key=lambda failed: failed.finished_at)  # (stable: a store's own order)
         return snapshot_of(totals, running, tuple(failures[-MAX_RECENT_FAILURES:]))
 
     def _read(
-        self,
-        running: list[RunningTaskSnapshot] | None,
-        failures: list[FailedTaskSnapshot] | None = None,
+        self, listed: tuple[list[RunningTaskSnapshot], list[FailedTaskSnapshot]] | None
     ) -> list[ExportedTotals]:
+        """The totals of every label set; with ``listed``, also the live stores' running tasks
+        and latest failures, added to its two lists."""
         with self._lock:
             if self._gone:
                 self._prune()
@@ -616,15 +616,15 @@ class StoreTable:
             store = entry.ref()
             if store is None:  # gone since the lock was released: its counts are final
                 read = entry.counts.final()
+            elif listed is None:
+                read = store.aggregates()
             else:
-                if running is None:
-                    read = store.aggregates()
-                else:  # (at one moment: read one after the other, a task ending in
-                    # between would be in flight in the counts but not running)
-                    read, tasks, failed = store.read_together()
-                    running.extend(tasks)
-                    if failures is not None:
-                        failures.extend(failed)
+                # (at one moment: read one after the other, a task ending in between would be
+                # in flight in the counts but not running)
+                read, running, failures = store.read_together()
+                listed[0].extend(running)
+                listed[1].extend(failures)
+            if store is not None:
                 live.add(read.labels)
             del store
             reads.setdefault(entry.counts.labels, []).append(read)
