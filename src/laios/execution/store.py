@@ -129,21 +129,22 @@ _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressSta
 #: The custom metric, ``(name, unit)``, that those past ``max_custom_metrics`` are counted as.
 _CUSTOM_OTHER = ("other", "")
 #: What a store logs the first time it counts something under ``other`` past one of its label
-#: caps, by the kind of label (once per store and kind: past a cap, every task could fold).
+#: caps, by the option that sets the cap (once per store and cap: past a cap, every task could
+#: fold); the cap is quoted last.
 _FOLDED = {
-    "tool": (
+    "max_tool_labels": (
         'tool %r is counted under tool="other": this store has as many tool labels as its '
         'max_tool_labels, %d, and further tools share "other" in every laios_* series. Pass a '
         "larger MetricStore(max_tool_labels=...) if the service has that many tools (further "
         "tools past the cap are not logged)"
     ),
-    "error_type": (
+    "max_error_types": (
         'error type %r of tool %r is counted under error_type="other": the tool has as many '
         'error types as the store\'s max_error_types, %d, and further ones share "other". Pass '
         "a larger MetricStore(max_error_types=...), or have tools report fewer distinct error "
         "types (further error types past the cap are not logged)"
     ),
-    "custom": (
+    "max_custom_metrics": (
         'custom metric %r (unit %r) is counted under name="other", unit="": this store exports '
         'as many custom metrics as its max_custom_metrics, %d, and further ones share "other". '
         "Reuse metric names instead of encoding values in them, or pass a larger "
@@ -592,8 +593,8 @@ class MetricStore:
         #: :meth:`monitor_started`): at most ``record_capacity``.
         self._standalone: dict[TaskRecord, None] = {}
         self._evicted_runs = 0
-        #: The kinds of label (keys of _FOLDED) this store has counted under ``other`` past
-        #: their cap, which it has logged (see _first_fold).
+        #: The caps (keys of _FOLDED) past which this store has counted a label under
+        #: ``other``, which it has logged (see _first_fold).
         self._folded: set[str] = set()
         #: Whether a non-finite reading of the clock was warned of (see _clock_fault).
         self._clock_faulted = False
@@ -695,30 +696,31 @@ class MetricStore:
                 )
                 if name in (TOOL_UNKNOWN, TOOL_OTHER) or named >= self.max_tool_labels:
                     slot = self._slots.get(TOOL_OTHER) or self._new_slot(TOOL_OTHER)
-                    first_fold = name not in (TOOL_UNKNOWN, TOOL_OTHER) and self._first_fold("tool")
+                    # (a tool named unknown is no tool past the cap)
+                    first_fold = name != TOOL_UNKNOWN and self._first_fold(
+                        "max_tool_labels", name, TOOL_OTHER
+                    )
                 else:
                     slot = self._new_slot(name)
                 if len(self._slot_by_name) < self.max_tool_labels * 4:
                     self._slot_by_name[name] = slot
         if first_fold:
-            self._warn_folded("tool", name, self.max_tool_labels)
+            self._warn_folded("max_tool_labels", name)
         return slot
 
-    def _first_fold(self, kind: str) -> bool:
-        """Whether this is the first time the store counts a label of ``kind`` (a key of
-        ``_FOLDED``) under ``other`` past its cap (the caller holds the lock, and calls
-        :meth:`_warn_folded` once it is released when it is)."""
-        if kind in self._folded:
+    def _first_fold(self, cap: str, given: object, counted: object) -> bool:
+        """Whether ``given``, counted as ``counted``, is the first label the store counts under
+        ``other`` past ``cap`` (the option setting it, a key of ``_FOLDED``); the caller holds
+        the lock, and calls :meth:`_warn_folded` once it is released when it is."""
+        if counted == given or cap in self._folded:
             return False
-        self._folded.add(kind)
+        self._folded.add(cap)
         return True
 
-    def _warn_folded(self, kind: str, *args: object) -> None:
-        """Log that a label of ``kind`` was first counted under ``other``: ``args`` are the
-        names the message quotes (cut: a tool's name may be any size) and the cap."""
-        _log.warning(
-            _FOLDED[kind], *(shorten(arg, 200) if isinstance(arg, str) else arg for arg in args)
-        )
+    def _warn_folded(self, cap: str, *names: str) -> None:
+        """Log that a label was first counted under ``other`` past ``cap``: ``names`` are what
+        the message quotes (cut: a tool's name may be any size), then the cap's value."""
+        _log.warning(_FOLDED[cap], *(shorten(name, 200) for name in names), getattr(self, cap))
 
     # -- scopes and pools ---------------------------------------------------------------
 
@@ -1046,7 +1048,7 @@ class MetricStore:
                 if error_type is not None:
                     # (as counted: bounded)
                     counted = slot.count_error(error_type, exemplar, end_time)
-                    if counted != error_type and self._first_fold("error_type"):
+                    if self._first_fold("max_error_types", error_type, counted):
                         folded = error_type
                     error_type = counted
                 if outcome != "cancelled":  # (the caller's choice: not a failure to show)
@@ -1084,7 +1086,7 @@ class MetricStore:
         finally:
             lock.release()
         if folded is not None:
-            self._warn_folded("error_type", folded, slot.label, slot.max_error_types)
+            self._warn_folded("max_error_types", folded, slot.label)
         try:
             if update is not None:
                 self._notify(update, rec)
@@ -1199,22 +1201,20 @@ class MetricStore:
         """Count a failure that has no task record (``laios_task_errors_total``): an error
         inside the executor before a task could be recorded."""
         with self._lock:
-            first_fold = slot.count_error(error_type, None) != error_type and self._first_fold(
-                "error_type"
-            )
+            counted = slot.count_error(error_type, None)
+            first_fold = self._first_fold("max_error_types", error_type, counted)
         if first_fold:
-            self._warn_folded("error_type", error_type, slot.label, slot.max_error_types)
+            self._warn_folded("max_error_types", error_type, slot.label)
 
     def task_retried(self, slot: ToolSlot, error_type: str | None = None) -> None:
         """Count one retry of a tool (``laios_task_retries_total``), under the error type of the
         attempt that failed (``error`` when it had none)."""
         error_type = error_type or "error"
         with self._lock:
-            first_fold = slot.count_retry(error_type) != error_type and self._first_fold(
-                "error_type"
-            )
+            counted = slot.count_retry(error_type)
+            first_fold = self._first_fold("max_error_types", error_type, counted)
         if first_fold:
-            self._warn_folded("error_type", error_type, slot.label, slot.max_error_types)
+            self._warn_folded("max_error_types", error_type, slot.label)
 
     def result_returned(self, slot: ToolSlot, outcome: str) -> None:
         """Count the failed result of an ``execute_with_retry`` call after its last attempt
@@ -1616,7 +1616,7 @@ class MetricStore:
         """
         overflowed, folded = self._record_custom(task_id, name, value, unit, exported)
         if folded is not None:
-            self._warn_folded("custom", *folded, self.max_custom_metrics)
+            self._warn_folded("max_custom_metrics", *folded)
         if overflowed is not None and self._sum_overflows.should_log(repr(overflowed)) is not None:
             _log.warning(
                 "a sample of custom metric %r (unit %r) would carry its exported sum past the "
@@ -1666,7 +1666,7 @@ class MetricStore:
             totals = self._custom_totals.get(key)
             if totals is None:
                 if len(self._custom_totals) >= self.max_custom_metrics:
-                    if key != _CUSTOM_OTHER and self._first_fold("custom"):
+                    if self._first_fold("max_custom_metrics", key, _CUSTOM_OTHER):
                         folded = key
                     key = _CUSTOM_OTHER
                     totals = self._custom_totals.setdefault(key, [0.0, 0.0])
