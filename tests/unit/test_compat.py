@@ -12,7 +12,7 @@ import functools
 import sys
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -304,7 +304,9 @@ def test_clearing_a_topic_on_a_scheduler_of_another_shape_does_nothing() -> None
     assert forget_topic(object(), "laios-test-forget") is False
 
 
-def test_the_dask_scheduler_and_client_still_keep_topics_where_they_are_dropped() -> None:
+def test_the_dask_scheduler_and_client_still_keep_topics_where_they_are_dropped(
+    wait_until: Callable[..., bool],
+) -> None:
     """A real scheduler keeps its topics, and a real client its event handlers, in the
     mappings drop_topic and drop_topic_handler remove them from; another topic stays."""
     distributed = pytest.importorskip("distributed")
@@ -327,10 +329,8 @@ def test_the_dask_scheduler_and_client_still_keep_topics_where_they_are_dropped(
         client.log_event("laios-test-kept", {"n": 1})
         # The events travel on the client's batched stream, run_on_scheduler on a call of its
         # own: an event still on its way when its topic is dropped would make it anew.
-        deadline = time.monotonic() + 30
-        while client.run_on_scheduler(events_arrived) < 2:
-            assert time.monotonic() < deadline, "the events never reached the scheduler"
-            time.sleep(0.01)
+        arrived = wait_until(lambda: client.run_on_scheduler(events_arrived) == 2, 30)
+        assert arrived, "the events never reached the scheduler"
         assert client.run_on_scheduler(topics) == ["laios-test-drop", "laios-test-kept"]
 
         def drop_then_list(dask_scheduler: Any) -> tuple[bool, list[str]]:

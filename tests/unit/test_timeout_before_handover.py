@@ -5,7 +5,7 @@ waited behind busy workers still says that no worker was free."""
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
 from laios.core.types import Context, Task, TaskResult
@@ -33,23 +33,22 @@ def _registry(gate: threading.Event, holding: threading.Event) -> ToolRegistry:
 
 
 def _idle(executor: Executor) -> bool:
-    """Wait until no worker of ``executor`` is busy and nothing is queued (a task that timed
-    out before a worker took it is still taken off the queue, later)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        stats = executor.runner.stats
-        if stats.busy == 0 and stats.queued == 0:
-            return True
-        time.sleep(0.001)
-    return False
+    """No worker of ``executor`` is busy and nothing is queued (a task that timed out before a
+    worker took it is still taken off the queue, later)."""
+    stats = executor.runner.stats
+    return stats.busy == 0 and stats.queued == 0
 
 
-def test_a_timeout_shorter_than_the_handover_to_an_idle_worker_says_a_worker_was_free() -> None:
+def test_a_timeout_shorter_than_the_handover_to_an_idle_worker_says_a_worker_was_free(
+    wait_until: Callable[..., bool],
+) -> None:
     executor = Executor(_registry(threading.Event(), threading.Event()), register_prometheus=False)
     results: list[TaskResult] = []
     try:
         for _ in range(20):
-            assert _idle(executor), f"the workers stayed busy: {executor.runner.stats}"
+            assert wait_until(lambda: _idle(executor), 10), (
+                f"the workers stayed busy: {executor.runner.stats}"
+            )
             results.append(executor.execute_task(_task("quick"), CONTEXT, timeout=1e-9))
     finally:
         executor.shutdown()
