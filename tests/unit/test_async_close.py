@@ -410,7 +410,7 @@ def test_cancelling_aclose_leaves_the_executor_shut_down_and_the_tools_running(
 
 
 def test_aclose_cancelled_before_the_runners_shutdown_still_shuts_them_down(
-    executor: Any, tools: Any
+    executor: Any, tools: Any, wait_until: Any
 ) -> None:
     """Cancelled (a Ctrl-C under asyncio.run) while it waits for the async tools on the calling
     loop, before the runners' shutdown, ``aclose()`` left the worker threads and the executor's
@@ -446,12 +446,9 @@ def test_aclose_cancelled_before_the_runners_shutdown_still_shuts_them_down(
     on_loop_thread.join(WAIT)
     assert workers == 0
     assert [r.output for r in results] == ["released", "released"]
-    deadline = time.monotonic() + WAIT
     left = [t for t in set(threading.enumerate()) - before if t.name.startswith("laios-")]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.01)
-        left = [t for t in left if t.is_alive()]
-    assert left == []
+    wait_until(lambda: not any(t.is_alive() for t in left), WAIT)
+    assert [t for t in left if t.is_alive()] == []
 
 
 @pytest.mark.parametrize("count", [1, 2])

@@ -11,16 +11,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from laios.core.types import Context, Task, TaskResult
-from laios.execution.executor import Executor
-from laios.execution.store import MetricStore
-from laios.execution.task_context import require_current_task
-from laios.tools.base import BaseTool
-from laios.tools.registry import ToolRegistry
+from checkpoint_runs import run_checkpoint
+from opentelemetry.sdk.trace import ReadableSpan
 
 
 class UnprintableText(str):
@@ -51,38 +43,6 @@ class UnprintableKey:
 
     def __repr__(self) -> str:
         raise RuntimeError("no repr either")
-
-
-def run_checkpoint(
-    name: Any, data: dict[Any, Any], parameters: dict[str, Any] | None = None
-) -> tuple[TaskResult, list[dict[str, Any]], list[ReadableSpan]]:
-    """Run a tool adding one checkpoint ``name`` with ``data`` (given ``parameters``); return
-    its result, the checkpoints its record kept and the finished spans."""
-
-    class AddsCheckpoint(BaseTool):
-        name = "adds_odd_checkpoint"
-        description = "Adds one checkpoint with an odd name or odd data keys."
-
-        def _execute(self, **kwargs: Any) -> Any:
-            require_current_task().checkpoint(name, data)
-            return "ok"
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(AddsCheckpoint)
-    task = Task(
-        plan_id="p", description="d", tool_name=AddsCheckpoint.name, parameters=parameters or {}
-    )
-    with Executor(
-        registry, store=MetricStore(), register_prometheus=False, tracer_provider=provider
-    ) as executor:
-        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
-        metrics = executor.get_metrics(task.id)
-    provider.shutdown()
-    assert metrics is not None
-    return result, metrics.checkpoints, list(exporter.get_finished_spans())
 
 
 def checkpoint_spans(spans: list[ReadableSpan]) -> list[ReadableSpan]:

@@ -2320,6 +2320,17 @@ def test_only_a_message_that_may_load_slowly_leaves_the_reader_thread(
 BAGGAGE = {"user.id": "user-7", "note": "a b,c=d;e%"}
 
 
+def run_in_context(
+    executor: Executor, task: Task, context: Context, caller: otel_context.Context
+) -> TaskResult:
+    """Run ``task`` with ``caller`` the caller's current OpenTelemetry context."""
+    token = otel_context.attach(caller)
+    try:
+        return executor.execute_task(task, context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+
+
 @pytest.mark.parametrize("traced", [True, False])
 def test_the_callers_baggage_reaches_the_child(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, traced: bool
@@ -2332,11 +2343,7 @@ def test_the_callers_baggage_reaches_the_child(
     ctx = otel_context.get_current()
     for key, value in BAGGAGE.items():
         ctx = baggage.set_baggage(key, value, ctx)
-    token = otel_context.attach(ctx)
-    try:
-        result = executor.execute_task(task("baggage_seen"), context, timeout=WAIT)
-    finally:
-        otel_context.detach(token)
+    result = run_in_context(executor, task("baggage_seen"), context, ctx)
     assert result.success, result.error
     assert ("trace_id" in result.metadata) is traced
     assert result.output == BAGGAGE
@@ -2364,11 +2371,8 @@ def test_the_callers_tracestate_reaches_the_child(
     keeps the vendor entries, as it does on a worker thread."""
     provider = TracerProvider(shutdown_on_exit=False) if traced else trace.NoOpTracerProvider()
     executor = make(tracer_provider=provider)
-    token = otel_context.attach(TraceContextTextMapPropagator().extract(UPSTREAM))
-    try:
-        result = executor.execute_task(task("trace_state_seen"), context, timeout=WAIT)
-    finally:
-        otel_context.detach(token)
+    upstream = TraceContextTextMapPropagator().extract(UPSTREAM)
+    result = run_in_context(executor, task("trace_state_seen"), context, upstream)
     assert result.success, result.error
     assert ("trace_id" in result.metadata) is traced
     assert result.output["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
@@ -2392,12 +2396,9 @@ def test_the_callers_trace_flags_reach_the_child(
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     executor = make(tracer_provider=provider if traced else trace.NoOpTracerProvider())
-    upstream = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03"}
-    token = otel_context.attach(TraceContextTextMapPropagator().extract(upstream))
-    try:
-        result = executor.execute_task(task("trace_state_seen"), context, timeout=WAIT)
-    finally:
-        otel_context.detach(token)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03"
+    upstream = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+    result = run_in_context(executor, task("trace_state_seen"), context, upstream)
     assert result.success, result.error
     expected = 0x03
     if traced:
@@ -2438,11 +2439,10 @@ def test_baggage_reaches_the_child_whatever_the_global_propagator(
     executor = make()
     before = propagate.get_global_textmap()
     propagate.set_global_textmap(CompositePropagator([]))
-    token = otel_context.attach(baggage.set_baggage("user.id", "user-7"))
     try:
-        result = executor.execute_task(task("baggage_seen"), context, timeout=WAIT)
+        caller = baggage.set_baggage("user.id", "user-7")
+        result = run_in_context(executor, task("baggage_seen"), context, caller)
     finally:
-        otel_context.detach(token)
         propagate.set_global_textmap(before)
     assert result.success, result.error
     assert result.output == {"user.id": "user-7"}
@@ -2456,11 +2456,8 @@ def test_a_baggage_value_that_cannot_be_written_leaves_the_task_alone(
             raise RuntimeError("no text")
 
     executor = make()
-    token = otel_context.attach(baggage.set_baggage("odd", Unprintable()))
-    try:
-        result = executor.execute_task(task("baggage_seen"), context, timeout=WAIT)
-    finally:
-        otel_context.detach(token)
+    caller = baggage.set_baggage("odd", Unprintable())
+    result = run_in_context(executor, task("baggage_seen"), context, caller)
     assert result.success, result.error
     assert result.output == {}
 

@@ -200,10 +200,9 @@ def test_a_coroutine_function_hook_is_refused_in_the_result(
 ) -> None:
     """An async on_retry (which would never be awaited) is a rejected TypeError result saying
     to pass a plain function, before any attempt runs."""
-    call = executor.execute_with_retry
-    if mode == "async":
-        call = lambda *a, **kw: asyncio.run(executor.execute_with_retry_async(*a, **kw))  # noqa: E731
-    result = call(make_task("fail"), context, retry_delay=0, on_retry=hook)
+    result = _retry_call(
+        executor, mode == "async", make_task("fail"), context, retry_delay=0, on_retry=hook
+    )
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "TypeError"
     assert "on_retry must be a plain function" in (result.error or "")
@@ -744,10 +743,9 @@ def test_a_hook_that_cannot_take_its_argument_is_refused_before_any_attempt(
     """An on_retry or retry_if that cannot be called with the one argument it is given is a
     rejected result naming the option and the signature expected, before any attempt runs
     (not a logged TypeError, or a retry_if_error, after the first attempt)."""
-    call = executor.execute_with_retry
-    if mode == "async":
-        call = lambda *a, **kw: asyncio.run(executor.execute_with_retry_async(*a, **kw))  # noqa: E731
-    result = call(make_task("fail"), context, retry_delay=0, **{option: hook})
+    result = _retry_call(
+        executor, mode == "async", make_task("fail"), context, retry_delay=0, **{option: hook}
+    )
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["retries"] == 0
     error = result.error or ""

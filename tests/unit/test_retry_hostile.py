@@ -24,7 +24,7 @@ from laios.execution.executor import Executor
 from laios.execution.prometheus import ensure_collector
 from laios.execution.retry import RetryPolicy, sleeps_disabled
 from laios.execution.store import MetricStore
-from laios.tools.base import AsyncBaseTool, create_simple_tool
+from laios.tools.base import AsyncBaseTool, BaseTool, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 
@@ -34,6 +34,19 @@ def _traced() -> tuple[InMemorySpanExporter, TracerProvider]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter, provider
+
+
+def _traced_executor(
+    make_executor: Any, tool: BaseTool
+) -> tuple[Executor, MetricStore, InMemorySpanExporter]:
+    """An executor over ``tool`` alone, counting into a store of its own and tracing to an
+    exporter of its own (see ``_traced``)."""
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    exporter, provider = _traced()
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+    return executor, store, exporter
 
 
 def _retry(executor: Executor, task: Task, context: Context, mode: str, **options: Any) -> Any:
@@ -195,11 +208,7 @@ def _cancelled_call(make_executor: Any, make_task: Any, context: Context, during
     """Run a retry call that the test cancels during its wait or its second attempt; return
     the store and the finished spans."""
     tool = _FailsThenHangs()
-    registry = ToolRegistry()
-    registry.register_tool(tool)
-    exporter, provider = _traced()
-    store = MetricStore()
-    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+    executor, store, exporter = _traced_executor(make_executor, tool)
 
     async def main() -> None:
         tool.hanging = asyncio.Event()
@@ -277,11 +286,7 @@ def test_an_async_retry_call_left_as_its_attempt_succeeds_is_counted_once(
     retry span says so: it was counted as a success and as a cancelled result too, two
     results for one call, under a span that said it failed."""
     tool = _SucceedsAsTheCallerLeaves()
-    registry = ToolRegistry()
-    registry.register_tool(tool)
-    exporter, provider = _traced()
-    store = MetricStore()
-    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+    executor, store, exporter = _traced_executor(make_executor, tool)
 
     async def main() -> None:
         call = asyncio.ensure_future(
@@ -699,11 +704,8 @@ def _interrupted_async_call(
             raise interrupt
 
     monkeypatch.setattr(retry, "sleep_async", interrupted_sleep)
-    registry = ToolRegistry()
-    registry.register_tool(create_simple_tool("flaky_async", "Fails.", flaky))
-    exporter, provider = _traced()
-    store = MetricStore()
-    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+    tool = create_simple_tool("flaky_async", "Fails.", flaky)
+    executor, store, exporter = _traced_executor(make_executor, tool)
     coroutine = executor.execute_with_retry_async(
         make_task("flaky_async"), context, max_retries=3, retry_delay=1, on_retry=hook
     )

@@ -46,10 +46,9 @@ class ReportsThroughMonitors(BaseTool):
         return "ok"
 
 
-def run(parameters: dict[str, Any]) -> tuple[str, str]:
-    """Run the tool with ``parameters``; return ``/status`` as it was while the tool ran,
-    and the Prometheus exposition of the store after."""
-    store = MetricStore()
+def reporting_into(store: MetricStore, parameters: dict[str, Any]) -> tuple[ToolRegistry, Task]:
+    """Have the tool report into ``store``; return a registry holding it and a task calling it
+    with ``parameters``."""
     ReportsThroughMonitors.store = store
     ReportsThroughMonitors.statuses = []
     registry = ToolRegistry()
@@ -57,6 +56,14 @@ def run(parameters: dict[str, Any]) -> tuple[str, str]:
     task = Task(
         plan_id="p", description="d", tool_name=ReportsThroughMonitors.name, parameters=parameters
     )
+    return registry, task
+
+
+def run(parameters: dict[str, Any]) -> tuple[str, str]:
+    """Run the tool with ``parameters``; return ``/status`` as it was while the tool ran,
+    and the Prometheus exposition of the store after."""
+    store = MetricStore()
+    registry, task = reporting_into(store, parameters)
     with Executor(registry, store=store, register_prometheus=False) as executor:
         result = executor.execute_task(task, Context(session_id="s", user_id="u"))
     assert result.success, result.error
@@ -135,13 +142,7 @@ def test_a_progress_message_about_a_task_of_an_unmonitored_executor_is_scrubbed(
     heard: list[str | None] = []
     monitor = ExecutionMonitor(store)
     monitor.add_progress_listener(lambda update: heard.append(update.message))
-    ReportsThroughMonitors.store = store
-    ReportsThroughMonitors.statuses = []
-    registry = ToolRegistry()
-    registry.register_tool(ReportsThroughMonitors)
-    task = Task(
-        plan_id="p", description="d", tool_name=ReportsThroughMonitors.name, parameters=parameters
-    )
+    registry, task = reporting_into(store, parameters)
     with Executor(
         registry, store=store, register_prometheus=False, enable_monitoring=False
     ) as executor:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -102,6 +103,7 @@ def test_an_interrupted_shutdown_stops_waiting_and_its_threads_end_after_their_t
     function: str,
     module: str,
     exc: type[BaseException],
+    wait_until: Callable[..., bool],
 ) -> None:
     started = threading.Semaphore(0)
     release = threading.Event()
@@ -153,9 +155,6 @@ def test_an_interrupted_shutdown_stops_waiting_and_its_threads_end_after_their_t
     assert executor.is_shutdown
     # Shut down without waiting: the executor's threads end after their tools, with no
     # further call.
-    deadline = time.monotonic() + HELD
     left = [t for t in set(threading.enumerate()) - before if t.name.startswith("laios-")]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.01)
-        left = [t for t in left if t.is_alive()]
-    assert left == []
+    wait_until(lambda: not any(t.is_alive() for t in left), HELD)
+    assert [t for t in left if t.is_alive()] == []

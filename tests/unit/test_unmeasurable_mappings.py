@@ -12,19 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from checkpoint_runs import run_checkpoint
 
-from laios.core.types import Context, Task
-from laios.execution.executor import Executor
+from laios.core.types import Task
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.monitor import ExecutionMonitor, ProgressTracker
 from laios.execution.store import MetricStore
-from laios.execution.task_context import require_current_task
 from laios.execution.task_monitor import TaskMonitor
-from laios.tools.base import BaseTool
-from laios.tools.registry import ToolRegistry
 
 
 class Gone(Mapping[str, Any]):
@@ -58,40 +52,14 @@ def test_a_tool_checkpointing_such_data_succeeds_and_keeps_the_checkpoint(
 ) -> None:
     """The task succeeds with the checkpoint kept, described; traced, its span is recorded
     with no data attributes, and no internal error is logged for it."""
-
-    class Save(BaseTool):
-        name = "save"
-        description = "Checkpoints the data it was handed."
-
-        def _execute(self, **kwargs: Any) -> str:
-            require_current_task().checkpoint("saved", unmeasurable)
-            return "saved"
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(Save)
-    task = Task(plan_id="p", description="d", tool_name="save")
-    with (
-        caplog.at_level(logging.WARNING, logger="laios"),
-        Executor(
-            registry,
-            store=MetricStore(),
-            register_prometheus=False,
-            tracer_provider=provider if traced else None,
-        ) as executor,
-    ):
-        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
-        metrics = executor.get_metrics(task.id)
-    provider.shutdown()
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result, checkpoints, spans = run_checkpoint("saved", unmeasurable, traced=traced)
     assert result.success, result.error
-    assert metrics is not None
-    (point,) = [c for c in metrics.checkpoints if c["name"] == "saved"]
+    (point,) = [c for c in checkpoints if c["name"] == "saved"]
     assert point["data"] == {"…": f"<{type(unmeasurable).__name__} object>"}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     if traced:
-        (span,) = [s for s in exporter.get_finished_spans() if s.name == "checkpoint saved"]
+        (span,) = [s for s in spans if s.name == "checkpoint saved"]
         assert not dict(span.attributes or {})
 
 

@@ -1,5 +1,5 @@
-"""Helpers shared by the tracing tests: a local SDK provider, small tools, building tasks,
-finding exported spans."""
+"""Helpers shared by the tracing tests: a local SDK provider, an executor capturing content,
+small tools, building tasks, finding exported spans."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from laios import Task
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
 from laios.tools.base import BaseTool, ToolOutput
+from laios.tools.registry import ToolRegistry
 
 
 @contextmanager
@@ -31,6 +34,18 @@ def memory_provider(
         yield tracer_provider
     finally:
         tracer_provider.shutdown()
+
+
+def capturing_executor(registry: ToolRegistry, provider: TracerProvider) -> Executor:
+    """An executor over ``registry`` traced by ``provider``, content capture on, with a store of
+    its own and no Prometheus registration; use it as a context manager."""
+    return Executor(
+        registry,
+        tracer_provider=provider,
+        capture_content=True,
+        store=MetricStore(),
+        register_prometheus=False,
+    )
 
 
 def make_task(tool: str, **parameters: Any) -> Task:

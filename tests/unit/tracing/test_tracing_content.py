@@ -93,6 +93,15 @@ class IssuesToken(BaseTool):
         }
 
 
+class IssuesManyKeys(BaseTool):
+    name = "issues_many_keys"
+    description = "Returns a thousand keys under their names, and quotes the longest."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        issued = [{"api_key": f"ak-{n:06d}-{'x' * 16}", "owner": f"team {n}"} for n in range(1000)]
+        return {"note": f"rotated {ISSUED} first", "token": ISSUED, "issued": issued}
+
+
 class CheckpointsSecret(BaseTool):
     name = "checkpoint_secret"
     description = "Adds a checkpoint whose data holds the api key, under a secret key and quoted."
@@ -117,7 +126,9 @@ def make_executor(
 
     def make(mode: str) -> Executor:
         registry = ToolRegistry()
-        registry.register_tools([Echo, Leaky, LeakyFailure, Parrot, CheckpointsSecret, IssuesToken])
+        registry.register_tools(
+            [Echo, Leaky, LeakyFailure, Parrot, CheckpointsSecret, IssuesToken, IssuesManyKeys]
+        )
         options: dict[str, Any] = {}
         if mode == "option":
             options["capture_content"] = True
@@ -371,31 +382,14 @@ def test_a_secret_the_result_holds_is_scrubbed_wherever_the_result_quotes_it(
     assert leaks(exporter, (ISSUED,)) == []
 
 
-class IssuesManyKeys(BaseTool):
-    name = "issues_many_keys"
-    description = "Returns a thousand keys under their names, and quotes the longest."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        issued = [{"api_key": f"ak-{n:06d}-{'x' * 16}", "owner": f"team {n}"} for n in range(1000)]
-        return {"note": f"rotated {ISSUED} first", "token": ISSUED, "issued": issued}
-
-
-def test_a_result_holding_many_secrets_is_captured_at_a_bounded_cost(provider, exporter):
+def test_a_result_holding_many_secrets_is_captured_at_a_bounded_cost(make_executor, exporter):
     """A result holding a thousand keys is scrubbed of its longest ones only
     (``MAX_HELD_SECRETS``): each secret costs every text of the capture a search, and the
     keys are redacted under their names all the same."""
-    registry = ToolRegistry()
-    registry.register_tool(IssuesManyKeys)
-    with Executor(
-        registry,
-        tracer_provider=provider,
-        capture_content=True,
-        store=MetricStore(),
-        register_prometheus=False,
-    ) as executor:
-        started = time.perf_counter()
-        executor.execute_task(make_task("issues_many_keys"), CONTEXT)
-        took = time.perf_counter() - started
+    executor = make_executor("option")
+    started = time.perf_counter()
+    executor.execute_task(make_task("issues_many_keys"), CONTEXT)
+    took = time.perf_counter() - started
     result = json.loads(task_span(exporter).attributes["gen_ai.tool.call.result"])
     assert result["note"] == "rotated [REDACTED] first"
     assert result["token"] == "[REDACTED]"

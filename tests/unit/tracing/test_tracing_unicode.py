@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from span_support import make_task
+from span_support import capturing_executor, make_task
 
 from laios.core.types import Context, Task
-from laios.execution.executor import Executor
 from laios.execution.redaction import to_json
-from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
@@ -74,13 +72,7 @@ def test_spans_of_text_with_lone_surrogates_are_valid_utf8(
     fail: bool,
 ) -> None:
     """Span names, attributes, status and events are valid UTF-8 whatever the caller's text."""
-    with Executor(
-        registry,
-        tracer_provider=provider,
-        capture_content=True,
-        store=MetricStore(),
-        register_prometheus=False,
-    ) as executor:
+    with capturing_executor(registry, provider) as executor:
         task = make_task("hostile", text=f"a{LONE}", fail=fail)
         task.id = f"id{LONE}"
         task.metadata = {"tool_call_id": f"call{LONE}"}

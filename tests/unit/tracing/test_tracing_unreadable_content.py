@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from span_support import make_task, only
+from span_support import capturing_executor, make_task, only
 
-from laios.core.types import Context
-from laios.execution.executor import Executor
+from laios.core.types import Context, Task
 from laios.execution.redaction import to_json
-from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
 
@@ -71,6 +69,26 @@ def registry() -> ToolRegistry:
     return tools
 
 
+def run_captured(
+    registry: ToolRegistry,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    caplog: pytest.LogCaptureFixture,
+    task: Task,
+) -> tuple[Mapping[str, Any], list[str]]:
+    """Run ``task`` with content capture on; check that it succeeded and that nothing was
+    logged; return its span's attributes and the errors the store counted for its tools."""
+    with capturing_executor(registry, provider) as executor:
+        with caplog.at_level(logging.ERROR, logger="laios.execution"):
+            result = executor.execute_task(task, CONTEXT)
+        errors = [name for tool in executor.store.snapshot().tools for name in tool.errors]
+    assert result.success, result.error
+    assert not caplog.records
+    attributes = only(exporter, "execute_tool").attributes
+    assert attributes is not None
+    return attributes, errors
+
+
 def test_to_json_writes_an_unreadable_container_as_a_placeholder() -> None:
     text = to_json({"row": LazyRow(api_key=SECRET), "rows": LazyRows(), "q": "x"})
     assert json.loads(text) == {
@@ -87,20 +105,8 @@ def test_the_span_captures_the_rest_of_the_arguments_and_result(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The whole attribute was lost, with an ERROR and its traceback logged for every task."""
-    with Executor(
-        registry,
-        tracer_provider=provider,
-        capture_content=True,
-        store=MetricStore(),
-        register_prometheus=False,
-    ) as executor:
-        with caplog.at_level(logging.ERROR, logger="laios.execution"):
-            task = make_task("returns", row=LazyRow(api_key=SECRET), q="x")
-            result = executor.execute_task(task, CONTEXT)
-    assert result.success, result.error
-    assert not caplog.records
-    attributes = only(exporter, "execute_tool").attributes
-    assert attributes is not None
+    task = make_task("returns", row=LazyRow(api_key=SECRET), q="x")
+    attributes, _ = run_captured(registry, provider, exporter, caplog, task)
     assert json.loads(str(attributes["gen_ai.tool.call.arguments"])) == {
         "row": "<LazyRow object (its items could not be read)>",
         "q": "x",
@@ -124,20 +130,8 @@ def test_a_result_that_cannot_be_read_itself_is_captured_as_its_placeholder(
     """A result that is itself a container whose items cannot be read is looked at for the
     secrets it holds, finds none it can read, and is captured as its placeholder: no internal
     error, and the span keeps the result."""
-    with Executor(
-        registry,
-        tracer_provider=provider,
-        capture_content=True,
-        store=MetricStore(),
-        register_prometheus=False,
-    ) as executor:
-        with caplog.at_level(logging.ERROR, logger="laios.execution"):
-            result = executor.execute_task(make_task("returns_row", one=one), CONTEXT)
-        errors = [name for tool in executor.store.snapshot().tools for name in tool.errors]
-    assert result.success, result.error
-    assert not caplog.records
+    task = make_task("returns_row", one=one)
+    attributes, errors = run_captured(registry, provider, exporter, caplog, task)
     assert "internal" not in errors
-    attributes = only(exporter, "execute_tool").attributes
-    assert attributes is not None
     placeholder = f"<{kind} object (its items could not be read)>"
     assert json.loads(str(attributes["gen_ai.tool.call.result"])) == placeholder
