@@ -32,10 +32,11 @@ MAX_BUCKETS = 40
 MAX_CONSTANT_LABELS = 10
 #: Longest value of a constant label, in characters.
 MAX_CONSTANT_LABEL_VALUE = 128
-#: The largest label limit (``max_tool_labels``, ``max_error_types``, ``max_custom_metrics``)
-#: a store's exporters keep: a larger one, given as "no limit", is kept as this, which no
-#: store ever reaches either. Multiprocess files hold counts up to it, and the other workers
-#: refuse a file with a larger number in it (its worker's counts would be left out).
+#: The largest whole number a multiprocess file holds (every one is a count, a gauge of tasks
+#: or threads, or a label limit); the other workers refuse a file with a larger one in it (its
+#: worker's counts would be left out). So it is also the largest label limit
+#: (``max_tool_labels``, ``max_error_types``, ``max_custom_metrics``) a store's exporters
+#: keep: a larger one, given as "no limit", is kept as this, which no store ever reaches.
 MAX_COUNTED_LIMIT = 2**63 - 1
 #: Why each name a store's constant labels may not use is taken (names starting with ``__``,
 #: Prometheus' own, are refused too).

@@ -46,7 +46,7 @@ from laios.execution._legacy_totals import (
     moved_to_default_buckets,
     upgraded_entry,
 )
-from laios.execution._store_options import check_labels
+from laios.execution._store_options import MAX_COUNTED_LIMIT, check_labels
 from laios.execution._totals import ExportedTotals
 
 __all__ = [
@@ -191,15 +191,10 @@ def _boolean(data: Any) -> bool:
     return data
 
 
-#: Above the largest count a file holds: every whole number laios writes is a count or a
-#: gauge of tasks or threads, from 0 to far below this.
-_COUNT_LIMIT = 2**63
-
-
 def _integer(data: Any) -> int:
     if type(data) is not int:
         raise TypeError(f"expected a whole number, got {data!r}")
-    if not 0 <= data < _COUNT_LIMIT:  # (a negative counter, or one no float holds)
+    if not 0 <= data <= MAX_COUNTED_LIMIT:  # (a negative counter, or one no float holds)
         raise ValueError(f"expected a count from 0 to 2**63 - 1, got {shorten(str(data), 40)}")
     return data
 
@@ -253,7 +248,7 @@ def _variable_tuple(kind: Any) -> Callable[[Any], Any]:
     def decode_items(data: Any) -> tuple[Any, ...]:
         items = _list(data)
         if item is _integer and set(map(type, items)) <= _INT:
-            if items and not 0 <= min(items) <= max(items) < _COUNT_LIMIT:
+            if items and not 0 <= min(items) <= max(items) <= MAX_COUNTED_LIMIT:
                 raise ValueError("expected counts from 0 to 2**63 - 1")
             return tuple(items)
         if empty and items.count(None) == len(items):
