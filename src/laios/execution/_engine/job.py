@@ -676,8 +676,8 @@ class Job(TaskRecord):
 
     @property
     def shown_id(self) -> str:
-        """The task id as error texts quote it: cut to 128 characters, as log records quote
-        ids and tool names, so that a huge id does not make a huge message (the result's
+        """The task id as error texts and log records quote it: cut to 128 characters (as
+        tool names are), so that a huge id does not make a huge message (the result's
         ``task_id`` stays whole)."""
         return shorten(self.task_id, 128)
 
@@ -1088,7 +1088,7 @@ class Job(TaskRecord):
         _log.debug(
             "the final event of task %r (tool %r) waits for a progress report being delivered "
             "on another thread",
-            shorten(self.task_id, 128),
+            self.shown_id,
             shorten(self.tool, 128),
         )
 
@@ -1124,7 +1124,7 @@ class Job(TaskRecord):
             "a progress report of task %r (tool %r) was still being delivered (its on_progress "
             "callback or a progress listener still running) when the task's final event "
             "stopped waiting for it (after %.1fs); the final event goes on without it",
-            shorten(self.task_id, 128),
+            self.shown_id,
             shorten(self.tool, 128),
             seconds,
         )
@@ -1257,7 +1257,7 @@ class Job(TaskRecord):
                     callback_name(callback),
                     kind,
                     event,
-                    shorten(self.task_id, 128),
+                    self.shown_id,
                     shorten(self.tool, 128),
                     scrubbed_traceback(exc, secrets),
                 )
@@ -1267,7 +1267,7 @@ class Job(TaskRecord):
                     callback_name(callback),
                     kind,
                     event,
-                    shorten(self.task_id, 128),
+                    self.shown_id,
                     message,
                 )
             slot = self.slot
@@ -1615,7 +1615,7 @@ class Job(TaskRecord):
             "can take, is dropped",
             where,
             threading.current_thread().name,
-            shorten(self.task_id, 128),
+            self.shown_id,
             shorten(self.tool, 128),
         )
 
@@ -2063,7 +2063,7 @@ class Job(TaskRecord):
                 "on_progress callback (or a progress report being delivered) of task %r (tool "
                 "%r) was still running at the task's deadline; the result was handed over "
                 "without waiting for it",
-                shorten(self.task_id, 128),
+                self.shown_id,
                 shorten(self.tool, 128),
             )
         self._conclude_settled(settled)
@@ -2267,7 +2267,7 @@ class Job(TaskRecord):
         counted); a number says how many were held back since the last one logged.
         """
         message = "internal error while %s of task %r (tool %r); the task's outcome is unchanged"
-        shown: tuple[Any, ...] = (what, shorten(self.task_id, 128), shorten(self.tool, 128))
+        shown: tuple[Any, ...] = (what, self.shown_id, shorten(self.tool, 128))
         if held is None:
             _log.debug(
                 message + " (%s; logged with its traceback at most once a minute)",
@@ -2305,7 +2305,7 @@ class Job(TaskRecord):
         task_id = self.task_id
         _log.error(
             "internal error while finishing task %r (tool %r); the task is reported as failed",
-            shorten(self.task_id, 128),
+            self.shown_id,
             shorten(self.tool, 128),
             exc_info=exc,
         )
