@@ -144,13 +144,6 @@ def _qualified_name(kind: type, secrets: Sequence[str] = ()) -> str:
     return shorten(name, _TYPE_CHARS)
 
 
-def _short_error(text: str, secrets: Sequence[str]) -> str:
-    """``text`` scrubbed of ``secrets`` and cut to ``MAX_ERROR_BYTES``, as ``scrub(text,
-    secrets, limit=MAX_ERROR_BYTES)`` gives it, reading only as much of ``text`` as the bytes
-    kept need: a message of many megabytes costs no more than a short one."""
-    return scrub_within(text, secrets, MAX_ERROR_BYTES)
-
-
 def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """``attributes`` with every key and string value valid UTF-8 (see :func:`utf8_text`)."""
     return {
@@ -676,7 +669,7 @@ class Tracing:
         if capture_result and self.capture_content:
             _capture(span, "gen_ai.tool.call.result", result, _with_secrets_of(result, secrets))
         if error_type is not None:
-            short = _short_error(message or error_type, secrets)
+            short = scrub_within(message or error_type, secrets, MAX_ERROR_BYTES)
             span.set_attribute("error.type", error_type)
             span.set_status(Status(StatusCode.ERROR, short))
             if exception is not None:
