@@ -20,6 +20,7 @@ from laios.execution import multiprocess
 from laios.execution.runners import ProcessRunner
 from laios.execution.server import make_asgi_app, make_wsgi_app, start_http_server
 from laios.execution.store import MetricStore
+from laios.execution.web import TLSServerConfig
 
 #: The longest message allowed here: the option, what it takes, and the value cut short.
 MOST_CHARS = 600
@@ -43,6 +44,11 @@ def serve(**options: Any) -> None:
 
 def process_runner(**options: Any) -> None:
     ProcessRunner(1, **options).shutdown()
+
+
+def tls(**options: Any) -> None:
+    """Build TLS settings with ``options`` (the files are checked later, when served)."""
+    TLSServerConfig(**({"cert_file": "server.pem", "key_file": "server.key"} | options))
 
 
 #: Calls giving one option a value, each with the name its error must say.
@@ -83,6 +89,10 @@ CALLS = [
     pytest.param(
         "start_method", lambda value: process_runner(start_method=value), id="start_method"
     ),
+    pytest.param("cert_file", lambda value: tls(cert_file=value), id="cert_file"),
+    pytest.param("key_file", lambda value: tls(key_file=value), id="key_file"),
+    pytest.param("client_auth_type", lambda value: tls(client_auth_type=value), id="client_auth"),
+    pytest.param("min_version", lambda value: tls(min_version=value), id="min_version"),
 ]
 
 VALUES = {
@@ -97,6 +107,8 @@ TAKEN = {
     ("max_connections", "int of 5,001 digits"),
     ("allowed_host", "string of 100,000 characters"),
     ("label-name", "string of 100,000 characters"),
+    ("cert_file", "string of 100,000 characters"),
+    ("key_file", "string of 100,000 characters"),
 }
 
 CASES = [
