@@ -297,8 +297,8 @@ def _ipv6_address(text: str) -> str | None:
 
 
 def bind_host(host: str) -> str:
-    """The host to bind for ``host``: as it is, but an IPv6 address in brackets, as URLs write
-    it (``[::1]``), is the address itself (``::1``).
+    """The host to bind for ``host``, as a plain ``str``: as it is, but an IPv6 address in
+    brackets, as URLs write it (``[::1]``), is the address itself (``::1``).
 
     Raises:
         ValueError: When brackets hold anything else, or one is missing; or when the host
@@ -344,7 +344,9 @@ def bind_host(host: str) -> str:
                 "address such as 127.0.0.1, or a host name"
             ) from None
     if not host.startswith("[") and not host.endswith("]"):
-        return host
+        # (A str subclass, a (str, Enum) member, binds the text it holds, but formatted it
+        # shows its name: the server's .host and .url would name "Host.LOCAL".)
+        return str.__str__(host)
     inner = host.removeprefix("[").removesuffix("]")
     try:
         if len(inner) != len(host) - 2:
