@@ -4,6 +4,7 @@ several threads, bad addresses, an address in use."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
 import http.client
 import json
@@ -128,6 +129,27 @@ def test_an_empty_host_gives_a_usable_url() -> None:
     with start_http_server(0, "", store=MetricStore(), registry=CollectorRegistry()) as server:
         assert server.host == "0.0.0.0"
         assert server.url == f"http://0.0.0.0:{server.port}"
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=WITHIN) as answer:
+            assert answer.read() == b"ok\n"
+
+
+class Host(str, enum.Enum):
+    """A host read from a configuration as an enum member: a string whose str() is not its
+    value."""
+
+    LOCAL = "127.0.0.1"
+
+
+def test_a_host_given_as_a_string_enum_gives_the_url_of_its_address() -> None:
+    """A host that is a string of a class of its own (a ``(str, Enum)`` member, whose str()
+    is ``Host.LOCAL``) binds its value, and ``.host`` and ``.url`` name that value as a plain
+    string: a URL that can be opened."""
+    with start_http_server(
+        0, Host.LOCAL, store=MetricStore(), registry=CollectorRegistry()
+    ) as server:
+        assert type(server.host) is str
+        assert server.host == "127.0.0.1"
+        assert server.url == f"http://127.0.0.1:{server.port}"
         with urllib.request.urlopen(f"{server.url}/healthz", timeout=WITHIN) as answer:
             assert answer.read() == b"ok\n"
 

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from prometheus_client import CollectorRegistry
 
 from laios.execution._auth import MAX_PENDING_CHECKS, Authenticator
+from laios.execution._checks import number_repr
 from laios.execution._live_page import live_page_answer
 from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
@@ -113,9 +114,13 @@ _MISDIRECTED = (
 def check_status_mode(status: Any) -> StatusMode:
     """Return ``status`` if it is a status mode; else raise naming the choices."""
     if not isinstance(status, str):
-        raise TypeError(f"status must be one of {', '.join(STATUS_MODES)}, not {status!r}")
+        raise TypeError(
+            f"status must be one of {', '.join(STATUS_MODES)}, not {number_repr(status)}"
+        )
     if status not in STATUS_MODES:
-        raise ValueError(f"status must be one of {', '.join(STATUS_MODES)}, got {status!r}")
+        raise ValueError(
+            f"status must be one of {', '.join(STATUS_MODES)}, got {number_repr(status)}"
+        )
     mode: StatusMode = status  # type: ignore[assignment]  # checked just above
     return mode
 
@@ -260,18 +265,19 @@ def check_allowed_hosts(allowed_hosts: Any) -> tuple[str, ...]:
     if isinstance(allowed_hosts, (str, bytes)):
         raise TypeError(
             f"allowed_hosts must be a list of host names, not a single string: "
-            f"allowed_hosts=[{allowed_hosts!r}]"
+            f"allowed_hosts=[{number_repr(allowed_hosts)}]"
         )
     try:
         names = list(allowed_hosts)
     except TypeError:
         raise TypeError(
-            f"allowed_hosts must be an iterable of host names (a list), not {allowed_hosts!r}"
+            "allowed_hosts must be an iterable of host names (a list), not "
+            f"{number_repr(allowed_hosts)}"
         ) from None
     checked: list[str] = []
     for name in names:
         if not isinstance(name, str):
-            raise TypeError(f"allowed_hosts: each name must be a string, not {name!r}")
+            raise TypeError(f"allowed_hosts: each name must be a string, not {number_repr(name)}")
         try:
             checked.append(allowed_name(name))
         except ValueError as exc:
@@ -291,8 +297,8 @@ def _ipv6_address(text: str) -> str | None:
 
 
 def bind_host(host: str) -> str:
-    """The host to bind for ``host``: as it is, but an IPv6 address in brackets, as URLs write
-    it (``[::1]``), is the address itself (``::1``).
+    """The host to bind for ``host``, as a plain ``str``: as it is, but an IPv6 address in
+    brackets, as URLs write it (``[::1]``), is the address itself (``::1``).
 
     Raises:
         ValueError: When brackets hold anything else, or one is missing; or when the host
@@ -338,7 +344,9 @@ def bind_host(host: str) -> str:
                 "address such as 127.0.0.1, or a host name"
             ) from None
     if not host.startswith("[") and not host.endswith("]"):
-        return host
+        # (A str subclass, a (str, Enum) member, binds the text it holds, but formatted it
+        # shows its name: the server's .host and .url would name "Host.LOCAL".)
+        return str.__str__(host)
     inner = host.removeprefix("[").removesuffix("]")
     try:
         if len(inner) != len(host) - 2:
@@ -360,7 +368,7 @@ def allowed_name(name: str) -> str:
     IPv6 one (``::1`` or ``[::1]``) kept as ``Host`` carries it (``[::1]``); every address is
     served anyway."""
     if not name.strip():
-        raise ValueError(f"a name is empty ({name!r})")
+        raise ValueError(f"a name is empty ({number_repr(name)})")
     address = _ipv6_address(name)
     if address is not None:
         return address
@@ -381,7 +389,7 @@ def allowed_name(name: str) -> str:
         problem = "a host name (letters, digits, '-', '_' and dots)"
     if problem:
         example = " such as 'metrics.example.com' or '.example.com'"
-        raise ValueError(f"{name!r} is not {problem}: give names{example}")
+        raise ValueError(f"{number_repr(name)} is not {problem}: give names{example}")
     allowed = name.lower().removesuffix(".")
     if allowed.startswith(".") and _is_public_suffix(allowed[1:]):
         raise ValueError(

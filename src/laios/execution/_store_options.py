@@ -80,13 +80,13 @@ def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
             increasing, or there are none or too many.
     """
     if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Iterable):
-        raise TypeError(f"{parameter} must be a sequence of numbers, got {bounds!r}")
+        raise TypeError(f"{parameter} must be a sequence of numbers, got {number_repr(bounds)}")
     values = list(bounds)
     if not values or len(values) > MAX_BUCKETS:
         raise ValueError(f"{parameter} must have from 1 to {MAX_BUCKETS} bounds, got {len(values)}")
     for value in values:
         if isinstance(value, bool) or not isinstance(value, Real):
-            raise TypeError(f"{parameter} must hold numbers of seconds, got {value!r}")
+            raise TypeError(f"{parameter} must hold numbers of seconds, got {number_repr(value)}")
         # (an int or a Fraction too large for a float is infinite here, not an OverflowError)
         if not (math.isfinite(as_float(value)) and value > 0):
             raise ValueError(
@@ -120,16 +120,16 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
     if labels is None:
         return ()
     if not isinstance(labels, Mapping):
-        raise TypeError(f"labels must be a mapping of names to values, got {labels!r}")
+        raise TypeError(f"labels must be a mapping of names to values, got {number_repr(labels)}")
     if len(labels) > MAX_CONSTANT_LABELS:
         raise ValueError(f"labels may hold at most {MAX_CONSTANT_LABELS} labels, got {len(labels)}")
     pairs: list[tuple[str, str]] = []
     for name, value in labels.items():
         if not isinstance(name, str):
-            raise TypeError(f"a label name must be a string, got {name!r}")
+            raise TypeError(f"a label name must be a string, got {number_repr(name)}")
         if not _LABEL_NAME.fullmatch(name):
             raise ValueError(
-                f"label name {name!r} is not valid: letters, digits and '_' only, "
+                f"label name {number_repr(name)} is not valid: letters, digits and '_' only, "
                 "not starting with a digit"
             )
         if name.startswith("__"):
@@ -140,7 +140,9 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
                 f"{', '.join(sorted(RESERVED_LABELS))}, and names starting with '__')"
             )
         if not isinstance(value, str):
-            raise TypeError(f"the value of label {name!r} must be a string, got {value!r}")
+            raise TypeError(
+                f"the value of label {name!r} must be a string, got {number_repr(value)}"
+            )
         if not value:
             raise ValueError(
                 f"the value of label {name!r} is empty; Prometheus reads an empty label as no "
@@ -155,7 +157,7 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError(
-                f"the value of label {name!r} cannot be encoded as UTF-8: {value!r}"
+                f"the value of label {name!r} cannot be encoded as UTF-8: {number_repr(value)}"
             ) from None
         pairs.append((name, value))
     return tuple(sorted(pairs))

@@ -616,7 +616,7 @@ def _path(directory: str | os.PathLike[str] | None) -> Path:
         if directory is None:
             raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
     if not isinstance(directory, (str, os.PathLike)):
-        raise TypeError(f"directory must be a path, not {directory!r}")
+        raise TypeError(f"directory must be a path, not {number_repr(directory)}")
     if not os.fspath(directory):  # not taken for the working directory, whose files it clears
         raise ValueError(
             'the multiprocess directory is an empty path: name a directory ("." for the '
@@ -719,7 +719,8 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
 def _check_interval(interval: float) -> float:
     if not is_real(interval):  # (a NumPy number too; not a bool)
         raise TypeError(
-            f"interval must be a number of seconds, not {interval!r}{conversion_hint(interval)}"
+            f"interval must be a number of seconds, not {number_repr(interval)}"
+            f"{conversion_hint(interval)}"
         )
     seconds = as_float(interval)
     if not (math.isfinite(seconds) and _MIN_INTERVAL <= seconds <= _MAX_INTERVAL):

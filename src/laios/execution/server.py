@@ -531,15 +531,16 @@ def _check_address(port: int, host: str) -> tuple[int, str]:
     number = whole_number(port)
     if number is None or not 0 <= number <= 65535:
         error = TypeError if number is None else ValueError
-        raise error(f"port must be a whole number from 0 to 65535, not {port!r}")
+        raise error(f"port must be a whole number from 0 to 65535, not {number_repr(port)}")
     if not isinstance(host, str):
         raise TypeError(
-            f"host must be an address or host name as a string (such as '127.0.0.1'), not {host!r}"
+            f"host must be an address or host name as a string (such as '127.0.0.1'), not "
+            f"{number_repr(host)}"
         )
     try:
         return number, bind_host(host)
     except ValueError as exc:
-        raise ValueError(f"host {host!r}: {exc}") from None
+        raise ValueError(f"host {number_repr(host)}: {exc}") from None
 
 
 def _check_limits(
@@ -549,8 +550,8 @@ def _check_limits(
     the parameter and the value."""
     if not is_real(connection_timeout):  # (a NumPy number too; not a bool)
         raise TypeError(
-            f"connection_timeout must be a number of seconds, not {connection_timeout!r}"
-            f"{conversion_hint(connection_timeout)}"
+            "connection_timeout must be a number of seconds, not "
+            f"{number_repr(connection_timeout)}{conversion_hint(connection_timeout)}"
         )
     seconds = as_float(connection_timeout)
     if not (math.isfinite(seconds) and 0 < seconds <= _MAX_CONNECTION_TIMEOUT):
@@ -565,10 +566,10 @@ def _check_limits(
     ):
         number = whole_number(value)
         if number is None:
-            raise TypeError(f"{name} must be a whole number, not {value!r}")
+            raise TypeError(f"{name} must be a whole number, not {number_repr(value)}")
         if number < 1 or (most is not None and number > most):
             bounds = "at least 1" if most is None else f"between 1 and {most}"
-            raise ValueError(f"{name} must be {bounds}, got {value!r}")
+            raise ValueError(f"{name} must be {bounds}, got {number_repr(value)}")
         counts.append(number)
     return seconds, counts[0], counts[1]
 

@@ -48,6 +48,8 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any, Literal, NoReturn
 
+from laios.execution._checks import number_repr
+
 _log = logging.getLogger("laios.execution.server")
 
 __all__ = [
@@ -154,7 +156,7 @@ def _path(where: str, value: Any) -> str:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str) or not value:
-        _fail(where, f"must be a file name, not {type(value).__name__} {value!r}")
+        _fail(where, f"must be a file name, not {type(value).__name__} {number_repr(value)}")
     # (A str subclass, a (str, Enum) member, is the path it holds: formatted, such a member
     # shows its name.)
     return str.__str__(value)
@@ -245,7 +247,7 @@ def _no_password() -> str:
 
 def _choice(where: str, value: Any, choices: Sequence[str]) -> None:
     if not isinstance(value, str) or value not in choices:
-        _fail(where, f"must be one of {', '.join(choices)}, not {value!r}")
+        _fail(where, f"must be one of {', '.join(choices)}, not {number_repr(value)}")
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ from laios._compat.multiprocessing import (
 )
 from laios._exceptions import type_name
 from laios._interrupts import sigint_held
-from laios.execution._checks import process_count, switch
+from laios.execution._checks import number_repr, process_count, switch
 from laios.execution._finalizing import detach, finalize_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
@@ -2250,7 +2250,7 @@ class ProcessRunner:
             )
         usable = sorted(set(multiprocessing.get_all_start_methods()) - {"fork"})
         if method not in usable:
-            raise ValueError(f"start_method must be one of {usable}, got {method!r}")
+            raise ValueError(f"start_method must be one of {usable}, got {number_repr(method)}")
         for name, value in (("preload", preload), ("initargs", initargs)):
             if isinstance(value, (str, bytes)):
                 raise TypeError(

@@ -1,0 +1,154 @@
+"""A bad option value that cannot be printed as it is still gets the option's own error.
+
+An error message quotes the value given. Quoting an object whose ``repr`` raises would raise
+that object's error instead of the option's; an int of more than 4,300 digits cannot be
+turned into text at all (Python raises "Exceeds the limit (4300 digits) for integer string
+conversion"); and a string read from a whole file would make a message of its length. Each
+is described instead: by its type, by its size, or cut short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from laios.execution import multiprocess
+from laios.execution.runners import ProcessRunner
+from laios.execution.server import make_asgi_app, make_wsgi_app, start_http_server
+from laios.execution.store import MetricStore
+from laios.execution.web import TLSServerConfig
+
+#: The longest message allowed here: the option, what it takes, and the value cut short.
+MOST_CHARS = 600
+
+
+class Unprintable:
+    """A value whose ``repr`` and ``str`` raise."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr of a value given as an option")
+
+    __str__ = __repr__
+
+
+def serve(**options: Any) -> None:
+    """Start and stop a metrics server on a free port with ``options``."""
+    options.setdefault("port", 0)
+    server = start_http_server(store=MetricStore(), registry=CollectorRegistry(), **options)
+    server.shutdown()
+
+
+def process_runner(**options: Any) -> None:
+    ProcessRunner(1, **options).shutdown()
+
+
+def tls(**options: Any) -> None:
+    """Build TLS settings with ``options`` (the files are checked later, when served)."""
+    TLSServerConfig(**({"cert_file": "server.pem", "key_file": "server.key"} | options))
+
+
+#: Calls giving one option a value, each with the name its error must say.
+CALLS = [
+    pytest.param("port", lambda value: serve(port=value), id="port"),
+    pytest.param("host", lambda value: serve(host=value), id="host"),
+    pytest.param(
+        "max_connections", lambda value: serve(max_connections=value), id="max_connections"
+    ),
+    pytest.param("backlog", lambda value: serve(backlog=value), id="backlog"),
+    pytest.param("status", lambda value: serve(status=value), id="status"),
+    pytest.param("allowed_hosts", lambda value: serve(allowed_hosts=value), id="allowed_hosts"),
+    pytest.param("allowed_hosts", lambda value: serve(allowed_hosts=[value]), id="allowed_host"),
+    pytest.param(
+        "status",
+        lambda value: make_asgi_app(MetricStore(), CollectorRegistry(), status=value),
+        id="asgi-status",
+    ),
+    pytest.param(
+        "status",
+        lambda value: make_wsgi_app(MetricStore(), CollectorRegistry(), status=value),
+        id="wsgi-status",
+    ),
+    pytest.param(
+        "duration_buckets", lambda value: MetricStore(duration_buckets=value), id="buckets"
+    ),
+    pytest.param(
+        "duration_buckets", lambda value: MetricStore(duration_buckets=[value]), id="bucket"
+    ),
+    pytest.param(
+        "queue_wait_buckets",
+        lambda value: MetricStore(queue_wait_buckets=[1.0, value]),
+        id="second-bucket",
+    ),
+    pytest.param("labels", lambda value: MetricStore(labels=value), id="labels"),
+    pytest.param("label", lambda value: MetricStore(labels={"env": value}), id="label-value"),
+    pytest.param("label", lambda value: MetricStore(labels={value: "prod"}), id="label-name"),
+    pytest.param(
+        "start_method", lambda value: process_runner(start_method=value), id="start_method"
+    ),
+    pytest.param("cert_file", lambda value: tls(cert_file=value), id="cert_file"),
+    pytest.param("key_file", lambda value: tls(key_file=value), id="key_file"),
+    pytest.param("client_auth_type", lambda value: tls(client_auth_type=value), id="client_auth"),
+    pytest.param("min_version", lambda value: tls(min_version=value), id="min_version"),
+]
+
+VALUES = {
+    "repr raises": Unprintable(),
+    "int of 5,001 digits": 10**5000,
+    "string of 100,000 characters": "x" * 100_000,
+}
+
+#: Values an option takes (or refuses otherwise, as a host name no resolver finds).
+TAKEN = {
+    ("host", "string of 100,000 characters"),
+    ("max_connections", "int of 5,001 digits"),
+    ("allowed_host", "string of 100,000 characters"),
+    ("label-name", "string of 100,000 characters"),
+    ("cert_file", "string of 100,000 characters"),
+    ("key_file", "string of 100,000 characters"),
+}
+
+CASES = [
+    pytest.param(*call.values, value, id=f"{call.id}-{kind}")
+    for call in CALLS
+    for kind, value in VALUES.items()
+    if (call.id, kind) not in TAKEN
+]
+
+
+@pytest.mark.parametrize(("name", "call", "value"), CASES)
+def test_a_value_that_cannot_be_quoted_is_described_in_the_options_error(
+    name: str, call: Callable[[Any], object], value: object
+) -> None:
+    """The call raises its own TypeError or ValueError naming the option, in a short message;
+    a value whose repr raises is described by its type."""
+    with pytest.raises((TypeError, ValueError)) as caught:
+        call(value)
+    message = str(caught.value)
+    assert name in message
+    assert len(message) <= MOST_CHARS, message[:MOST_CHARS]
+    if isinstance(value, Unprintable):
+        assert "Unprintable" in message
+
+
+@pytest.mark.parametrize("value", VALUES.values(), ids=VALUES.keys())
+def test_a_multiprocess_interval_that_cannot_be_quoted_is_described(
+    tmp_path: Path, value: object
+) -> None:
+    """enable(interval=...) refuses it naming ``interval``, in a short message."""
+    with pytest.raises((TypeError, ValueError)) as caught:
+        multiprocess.enable(tmp_path, interval=value, registry=CollectorRegistry())  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "interval" in message
+    assert len(message) <= MOST_CHARS, message[:MOST_CHARS]
+    if isinstance(value, Unprintable):
+        assert "Unprintable" in message
+
+
+def test_a_multiprocess_directory_that_cannot_be_quoted_is_described() -> None:
+    """enable(directory) given an object whose repr raises refuses it naming ``directory``."""
+    with pytest.raises(TypeError, match=r"directory must be a path, not <Unprintable object>"):
+        multiprocess.enable(Unprintable(), registry=CollectorRegistry())  # type: ignore[arg-type]
