@@ -58,7 +58,14 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Histogram,
+    Meter,
+    MeterProvider,
+    NoOpMeterProvider,
+    Observation,
+)
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from laios._compat.otel import (
@@ -668,7 +675,8 @@ def instrument_metrics(
             does). With none given and none installed, nothing is instrumented and the handle
             is inactive: call this again once a provider is installed. The API's proxy (what
             ``metrics.get_meter_provider()`` returns while none is installed) is taken as
-            ``None``.
+            ``None``. The API's ``NoOpMeterProvider`` instruments nothing (an inactive
+            handle).
 
     Returns:
         The handle: its ``uninstrument()`` stops the reporting.
@@ -686,6 +694,9 @@ def instrument_metrics(
         raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
     if meter_provider is not None:
         _check_provider(meter_provider)
+        if isinstance(meter_provider, NoOpMeterProvider):  # (metrics turned off: no listener
+            # recording each task into nothing, one per executor given one)
+            return MetricsInstrumentation(store, None)  # inactive
     if meter_provider is None or is_proxy_meter_provider(meter_provider):
         # The API's proxy forwards to the provider installed later: instruments made through
         # it would be a second set on that provider's meter, beside those of the executors
