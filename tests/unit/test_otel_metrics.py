@@ -520,6 +520,26 @@ def test_instrument_metrics_without_any_provider_is_inactive(
     assert (handle.active, handle.meter_provider, store.finish_listeners) == (False, None, ())
 
 
+def test_the_apis_no_op_provider_instruments_nothing(
+    registry: ToolRegistry, make_task: Callable[..., Task], context: Context
+) -> None:
+    """An explicit ``NoOpMeterProvider`` (metrics turned off) adds no listener to the store:
+    one per executor over the default store would fill its listeners, each task recording
+    into nothing."""
+    store = MetricStore()
+    handle = instrument_metrics(store, meter_provider=otel_metrics_api.NoOpMeterProvider())
+    assert (handle.active, handle.meter_provider, store.finish_listeners) == (False, None, ())
+    for _ in range(3):
+        with Executor(
+            registry,
+            store=store,
+            register_prometheus=False,
+            meter_provider=otel_metrics_api.NoOpMeterProvider(),
+        ) as executor:
+            assert executor.execute_task(make_task("echo"), context).success
+    assert store.finish_listeners == ()
+
+
 def test_instrumenting_twice_returns_the_same_handle(
     store: MetricStore, provider: MeterProvider
 ) -> None:

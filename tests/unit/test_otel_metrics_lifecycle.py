@@ -3,6 +3,7 @@ providers, stores shared and gone (with the real SDK)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -240,3 +241,57 @@ def test_a_runner_whose_stats_raise_is_logged_once_and_left_out(
         for handle in handles:
             handle.uninstrument()
         provider.shutdown()
+
+
+def test_a_provider_shut_down_frees_its_listener_on_the_store() -> None:
+    """A meter provider per test (or per reload) over one long-lived store: once a provider is
+    shut down, it no longer holds a finish listener of the store, so the store never reaches
+    its most listeners and every new provider is still reported to."""
+    from laios.execution.store import MAX_FINISH_LISTENERS
+
+    store = MetricStore()
+    for _ in range(MAX_FINISH_LISTENERS + 10):
+        provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        handle = instrument_metrics(store, meter_provider=provider)
+        assert handle.active
+        provider.shutdown()
+    assert not handle.active
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    assert instrument_metrics(store, meter_provider=provider).active
+    assert len(store.finish_listeners) < 100
+    provider.shutdown()
+
+
+def test_a_store_full_of_shut_down_providers_listeners_takes_one_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store whose listeners are all those of providers shut down (before the registry grew
+    enough to be pruned: many other stores report) still takes a new provider's."""
+    from laios.execution.store import MAX_FINISH_LISTENERS
+
+    monkeypatch.setattr(otel_metrics, "_PRUNE_EVERY", 10 * MAX_FINISH_LISTENERS)
+    store = MetricStore()
+    for _ in range(MAX_FINISH_LISTENERS):
+        provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        instrument_metrics(store, meter_provider=provider)
+        provider.shutdown()
+    assert len(store.finish_listeners) == MAX_FINISH_LISTENERS
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    assert instrument_metrics(store, meter_provider=provider).active
+    assert len(store.finish_listeners) == 1
+    provider.shutdown()
+
+
+def test_a_provider_given_inline_keeps_reporting() -> None:
+    """A provider nobody else holds (made in the call) is reported to for as long as it is
+    not shut down: the handle holds it."""
+    store = MetricStore()
+    handle = instrument_metrics(
+        store, meter_provider=MeterProvider([InMemoryMetricReader()], shutdown_on_exit=False)
+    )
+    gc.collect()
+    assert handle.active
+    assert handle.meter_provider is not None
+    handle.meter_provider.shutdown()
+    assert not handle.active

@@ -29,6 +29,10 @@ An SDK span cuts a string attribute longer than its provider's
 keeps those limits in its private ``_limits``. :func:`attribute_length_limit` reads them there,
 and falls back to ``SpanLimits()`` (the environment's limits) where a span no longer has them.
 The SDK is not imported for this: a span of its own means it is loaded already.
+
+An SDK meter provider that was shut down keeps saying so in its private ``_shutdown``;
+:func:`meter_provider_shut_down` reads it there (``False`` where the flag is gone), so that a
+store stops reporting to a provider that will export nothing more.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ __all__ = [
     "global_tracer_provider",
     "instrumentation_suppressed",
     "is_proxy_meter_provider",
+    "meter_provider_shut_down",
     "suppress_instrumentation_in",
 ]
 
@@ -91,6 +96,17 @@ def is_proxy_meter_provider(provider: object) -> bool:
     """Whether ``provider`` is the proxy that ``metrics.get_meter_provider()`` hands out until a
     provider is installed (a private class of the API), which forwards to the one installed."""
     return type(provider).__name__ == "_ProxyMeterProvider"
+
+
+def meter_provider_shut_down(provider: object) -> bool:
+    """Whether ``provider`` is an SDK meter provider that was shut down: the SDK keeps it in the
+    provider's private ``_shutdown`` (``False`` for any other provider, or where the flag is
+    gone). The SDK is not imported for this: a provider of its own means it is loaded."""
+    sdk = sys.modules.get("opentelemetry.sdk.metrics")
+    provider_class = getattr(sdk, "MeterProvider", None)
+    if not isinstance(provider_class, type) or not isinstance(provider, provider_class):
+        return False
+    return getattr(provider, "_shutdown", False) is True
 
 
 def _real(provider: object) -> MeterProvider | None:

@@ -160,7 +160,8 @@ class Executor(Generic[_RegistryT]):
         meter_provider: Report the store as OpenTelemetry metrics through this meter provider
             (:func:`~laios.execution.otel_metrics.instrument_metrics`). ``None``: through the
             global provider when one is installed when the executor is created (as
-            ``opentelemetry-instrument`` does), otherwise not at all.
+            ``opentelemetry-instrument`` does), otherwise not at all. The API's
+            ``NoOpMeterProvider`` turns them off.
 
     Raises:
         TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner``,

@@ -58,10 +58,21 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Histogram,
+    Meter,
+    MeterProvider,
+    NoOpMeterProvider,
+    Observation,
+)
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from laios._compat.otel import global_meter_provider, is_proxy_meter_provider
+from laios._compat.otel import (
+    global_meter_provider,
+    is_proxy_meter_provider,
+    meter_provider_shut_down,
+)
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
 from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
 from laios.execution._checks import not_a_class
@@ -496,6 +507,10 @@ class MetricsInstrumentation:
     Attributes:
         meter_provider: The provider the store reports to (``None`` for an instrumentation
             that never became active: no provider was given and none was installed).
+
+    Once an SDK provider is shut down (one per test, or per reload of a service's
+    configuration), the handle is inactive: it records nothing, and a later
+    :func:`instrument_metrics` call takes its listener off the store.
     """
 
     def __init__(
@@ -522,8 +537,13 @@ class MetricsInstrumentation:
 
     @property
     def active(self) -> bool:
-        """Whether the store is reporting: instrumented, not uninstrumented, and alive."""
-        return self._instruments is not None and self._store() is not None
+        """Whether the store is reporting: instrumented, not uninstrumented, the store alive
+        and the provider not shut down."""
+        return (
+            self._instruments is not None
+            and self._store() is not None
+            and not meter_provider_shut_down(self.meter_provider)
+        )
 
     def uninstrument(self) -> None:
         """Stop reporting the store: its listener is removed and the callbacks leave it out.
@@ -551,7 +571,7 @@ class MetricsInstrumentation:
     def record(self, event: FinishedTask) -> None:
         """The store's finish listener: record one task's end in the two histograms."""
         instruments = self._instruments
-        if instruments is not None:
+        if instruments is not None and not meter_provider_shut_down(self.meter_provider):
             instruments.record(event)
 
     def __repr__(self) -> str:
@@ -585,18 +605,23 @@ _instruments_by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref
 _instruments_by_provider_id: dict[int, tuple[Any, _Instruments]] = {}
 
 
-def _prune() -> None:
-    """Forget the instrumentations whose store is gone, once the registry has doubled since
-    the last time (caller holds ``_lock``). Every instrumentation an ``_Instruments`` reports
-    is in the registry (uninstrument() and a replaced entry leave both), so this bounds both
-    by twice the live ones."""
+def _prune(now: bool = False) -> list[MetricsInstrumentation]:
+    """Forget the instrumentations whose store is gone or provider shut down, once the
+    registry has doubled since the last time, or with ``now`` (caller holds ``_lock``). Every
+    instrumentation an ``_Instruments`` reports is in the registry (uninstrument() and a
+    replaced entry leave both), so this bounds both by twice the live ones. Returns those
+    whose store is alive: the caller takes their listeners off it, once it has let go of
+    ``_lock``."""
     global _pruned_size
-    if len(_registry) < 2 * _pruned_size + _PRUNE_EVERY:
-        return
+    if not now and len(_registry) < 2 * _pruned_size + _PRUNE_EVERY:
+        return []
+    stale = []
     for key in [key for key, (handle, _) in _registry.items() if not handle.active]:
         handle, instruments = _registry.pop(key)
         instruments.discard(handle)
+        stale.append(handle)
     _pruned_size = len(_registry)
+    return [handle for handle in stale if handle.store is not None]
 
 
 def _forgot_one() -> None:
@@ -650,7 +675,8 @@ def instrument_metrics(
             does). With none given and none installed, nothing is instrumented and the handle
             is inactive: call this again once a provider is installed. The API's proxy (what
             ``metrics.get_meter_provider()`` returns while none is installed) is taken as
-            ``None``.
+            ``None``. The API's ``NoOpMeterProvider`` instruments nothing (an inactive
+            handle).
 
     Returns:
         The handle: its ``uninstrument()`` stops the reporting.
@@ -668,6 +694,9 @@ def instrument_metrics(
         raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
     if meter_provider is not None:
         _check_provider(meter_provider)
+        if isinstance(meter_provider, NoOpMeterProvider):  # (metrics turned off: no listener
+            # recording each task into nothing, one per executor given one)
+            return MetricsInstrumentation(store, None)  # inactive
     if meter_provider is None or is_proxy_meter_provider(meter_provider):
         # The API's proxy forwards to the provider installed later: instruments made through
         # it would be a second set on that provider's meter, beside those of the executors
@@ -679,19 +708,34 @@ def instrument_metrics(
     key = (id(store), id(meter_provider))
     with _lock:
         entry = _registry.get(key)
+        stale = []
         if entry is not None:
             if entry[0].active:
                 return entry[0]
-            entry[1].discard(entry[0])  # (a gone store's, whose id this store has now)
-        _prune()
+            # (a gone store's, whose id this store has now; or one whose provider is shut down)
+            entry[1].discard(entry[0])
+            stale.append(entry[0])
+        stale += _prune()
         instruments = _instruments_for(meter_provider)
         handle = MetricsInstrumentation(store, meter_provider, instruments)
         instruments.add(handle)
         _registry[key] = (handle, instruments)
     # Outside the lock: the store takes its own (no order between the two locks to keep).
+    for gone in stale:  # (a shut-down provider's listener, on a store still alive)
+        gone.uninstrument()
     try:
-        store.add_finish_listener(handle.record)
-    except BaseException:  # (a store at MAX_FINISH_LISTENERS: no handle that records nothing)
+        try:
+            store.add_finish_listener(handle.record)
+        except ValueError:  # (a store at MAX_FINISH_LISTENERS: some may be shut-down
+            # providers')
+            with _lock:
+                stale = _prune(now=True)
+            if not stale:
+                raise
+            for gone in stale:
+                gone.uninstrument()
+            store.add_finish_listener(handle.record)
+    except BaseException:  # (still at MAX_FINISH_LISTENERS: no handle that records nothing)
         handle.uninstrument()
         raise
     if not handle.active:  # uninstrumented meanwhile, before the listener was there to remove
