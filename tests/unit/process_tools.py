@@ -739,6 +739,25 @@ class ReturnsAKeyHolder(BaseTool):
         return holder
 
 
+class BecomesAKeyHolder:
+    """A value that pickles, and loads as a :class:`HoldsAKey` (which cannot be pickled): it
+    leaves its tool process, and cannot go on from the process that loaded it."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __reduce__(self) -> Any:
+        return (HoldsAKey, (self.key,))
+
+
+class ReturnsWhatBecomesAKeyHolder(BaseTool):
+    name = "returns_what_becomes_key_holder"
+    description = "Returns a value that loads as one that cannot be pickled and quotes its key."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return BecomesAKeyHolder(kwargs["api_key"])
+
+
 class TypedKeyInput(ToolInput):
     dsn: SecretStr
 
@@ -1526,6 +1545,7 @@ TOOLS = (
     ReturnsUnpicklable,
     ReturnsAKeyHolder,
     ReturnsATypedKeyHolder,
+    ReturnsWhatBecomesAKeyHolder,
     ReturnsExitWhenLoaded,
     LeavesAThread,
     ProgressLater,

@@ -1640,6 +1640,25 @@ def test_a_value_that_cannot_be_pickled_keeps_no_part_of_a_secret_it_quotes(
     assert slices == []
 
 
+def test_a_result_its_dask_worker_cannot_pickle_again_fails_its_task_scrubbed(
+    make: Callable[..., Executor], client: Any
+) -> None:
+    """A value that leaves its tool process, and that its Dask worker loads as one it cannot
+    pickle on to the caller, ends the task ``not_picklable`` at once (it did not end at all,
+    past its timeout too), its description scrubbed of the call's secrets; the runner serves on."""
+    executor = make()
+    warm(executor, client)
+    call = Caller(
+        executor, task("returns_what_becomes_key_holder", api_key=KEY), CONTEXT, timeout=WAIT
+    )
+    result = call.returned(WAIT + 10, "the task never ended")
+    assert result.metadata["error_type"] == "not_picklable", result
+    assert "cannot be sent back from its Dask worker" in (result.error or "")
+    assert "HoldsAKey(zzz" in (result.error or "")
+    assert [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in result.error] == []
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
 def test_a_kill_that_reaches_a_fresh_worker_before_its_call_is_remembered(
     tools: ToolRegistry, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -43,6 +43,7 @@ from laios._compat.dask import (
     stop_client_loop,
     task_released,
 )
+from laios._exceptions import type_name
 from laios._text import shorten
 from laios.execution._checks import (
     MOST_PROCESSES,
@@ -84,14 +85,16 @@ from laios.execution._runners.process import (
 )
 from laios.execution._runners.process_worker import (
     SIMPLE_TOOL_ADVICE,
+    ToolNotPicklable,
     call_secrets,
     describe_error,
+    describe_for_pickle,
     pickled_message,
     unpicklable_advice,
     unpicklable_part,
 )
 from laios.execution.redaction import SecretForms, scrub_head
-from laios.execution.tracing import MAX_CHECKPOINT_NAME_CHARS
+from laios.execution.tracing import MAX_CHECKPOINT_NAME_CHARS, stacktrace_then
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -590,11 +593,50 @@ def serve_call(
             return "closed"
         if outcome.worker:
             outcome.worker = f"{worker.address} {outcome.worker}"
-        this.send("done", outcome)
+        this.send_body("done", _done_body(outcome, call.tool_name, worker.address, this.secrets))
         return "done"
     finally:
         with state.lock:
             state.running.pop(key, None)
+
+
+def _done_body(
+    outcome: RawOutcome, tool_name: str, address: str, secrets: Callable[[], Sequence[str]]
+) -> bytes:
+    """The ``done`` report of ``outcome``, pickled for the caller.
+
+    What the tool returned or raised left its tool process pickled, and was loaded here: one
+    that loads as something that cannot be pickled (a ``__reduce__`` that rebuilds another
+    object) ends the call ``not_picklable``, described scrubbed of the call's secrets
+    (``secrets()``, read only then), as its tool process does; the report would otherwise
+    carry that description in place of an outcome, which the caller cannot end the call with.
+    """
+    try:
+        return pickle.dumps(("done", outcome), pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit``)
+        hidden = secrets()
+        what = "raised an exception" if outcome.error is not None else "returned a value"
+        value = outcome.error if outcome.error is not None else outcome.value
+        error = ToolNotPicklable(
+            f"Tool '{tool_name}' {what} that cannot be sent back from its Dask worker "
+            f"{address} (loaded there as {type_name(type(value))}: "
+            f"{describe_for_pickle(value, hidden)}; pickling failed with "
+            f"{describe_error(exc, hidden)}). Return picklable data (plain values, "
+            "dataclasses, models) from tools run on Dask"
+        )
+        del exc, value  # (what the failed pickling held goes before the next one)
+    substitute = RawOutcome(
+        None,
+        error,
+        outcome.cpu_seconds,
+        outcome.memory_peak_mb,
+        outcome.worker,
+        error_type="not_picklable",
+    )
+    if outcome.traceback is not None:
+        # (what the tool raised, and where, stays on its span: only its object is lost)
+        substitute.traceback = stacktrace_then(outcome.traceback, error)
+    return pickle.dumps(("done", substitute), pickle.HIGHEST_PROTOCOL)
 
 
 def _watch(
