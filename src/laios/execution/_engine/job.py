@@ -852,6 +852,11 @@ class Job(TaskRecord):
                     )
                 self._given_up_ends()
                 return
+            if not isinstance(outcome, RawOutcome):
+                # A runner of one's own handed back something else: the task must still end
+                # (it is no longer running for its timeout or a cancel to end it).
+                self._no_outcome(outcome)
+                return
             if outcome.cpu_seconds:  # (the job is its own record: the store reads it there)
                 self.cpu_time = outcome.cpu_seconds
             if outcome.memory_peak_mb:
@@ -872,6 +877,27 @@ class Job(TaskRecord):
         except (KeyboardInterrupt, SystemExit) as exc:  # (see awaiter_left)
             if not self.awaiter_left(exc):
                 raise
+
+    def _no_outcome(self, handed: object) -> None:
+        """Finish as an internal error: the runner handed ``handed`` back to :meth:`finished`,
+        which is no :class:`RawOutcome`."""
+        what = type_name(type(handed))
+        runner = printable(getattr(self.runner, "name", None), "<unnamed>")
+        _log.error(
+            "runner %r handed back %s as the outcome of task %r (tool %r), not a RawOutcome; "
+            "the task is reported as failed",
+            shorten(runner, 128),
+            what,
+            self.shown_id,
+            shorten(self.tool, 128),
+        )
+        self.finish(
+            "error",
+            f"Internal error: the runner handed back {what} as the outcome of tool "
+            f"'{shorten(self.tool, 128)}', not a RawOutcome (the tool's own outcome was lost; "
+            "see the runners reference on RawOutcome)",
+            "internal",
+        )
 
     def refused(self, refusal: Refusal) -> None:
         """The runner gave up on the queued call before starting it: finish as rejected, or as
