@@ -43,7 +43,6 @@ from laios._compat.dask import (
     stop_client_loop,
     task_released,
 )
-from laios._exceptions import type_name
 from laios._text import shorten
 from laios.execution._checks import (
     MOST_PROCESSES,
@@ -85,16 +84,15 @@ from laios.execution._runners.process import (
 )
 from laios.execution._runners.process_worker import (
     SIMPLE_TOOL_ADVICE,
-    ToolNotPicklable,
     call_secrets,
     describe_error,
-    describe_for_pickle,
+    not_picklable_outcome,
     pickled_message,
     unpicklable_advice,
     unpicklable_part,
 )
 from laios.execution.redaction import SecretForms, scrub_head
-from laios.execution.tracing import MAX_CHECKPOINT_NAME_CHARS, stacktrace_then
+from laios.execution.tracing import MAX_CHECKPOINT_NAME_CHARS
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -614,28 +612,16 @@ def _done_body(
     try:
         return pickle.dumps(("done", outcome), pickle.HIGHEST_PROTOCOL)
     except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit``)
-        hidden = secrets()
-        what = "raised an exception" if outcome.error is not None else "returned a value"
-        value = outcome.error if outcome.error is not None else outcome.value
-        error = ToolNotPicklable(
-            f"Tool '{tool_name}' {what} that cannot be sent back from its Dask worker "
-            f"{address} (loaded there as {type_name(type(value))}: "
-            f"{describe_for_pickle(value, hidden)}; pickling failed with "
-            f"{describe_error(exc, hidden)}). Return picklable data (plain values, "
-            "dataclasses, models) from tools run on Dask"
+        substitute = not_picklable_outcome(
+            outcome,
+            exc,
+            secrets(),
+            tool_name,
+            f"its Dask worker {address}",
+            "on Dask",
+            as_loaded=True,
         )
-        del exc, value  # (what the failed pickling held goes before the next one)
-    substitute = RawOutcome(
-        None,
-        error,
-        outcome.cpu_seconds,
-        outcome.memory_peak_mb,
-        outcome.worker,
-        error_type="not_picklable",
-    )
-    if outcome.traceback is not None:
-        # (what the tool raised, and where, stays on its span: only its object is lost)
-        substitute.traceback = stacktrace_then(outcome.traceback, error)
+        del exc  # (what the failed pickling held goes before the next one)
     return pickle.dumps(("done", substitute), pickle.HIGHEST_PROTOCOL)
 
 

@@ -101,6 +101,7 @@ __all__ = [
     "call_secrets",
     "describe_error",
     "describe_for_pickle",
+    "not_picklable_outcome",
     "pickled_message",
     "serve",
     "status_kb",
@@ -1030,10 +1031,6 @@ def _result_message(
             del rebuilt
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL), retire
     except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
-        hidden = secrets() if secrets is not None else ()
-        what = "raised an exception" if outcome.error is not None else "returned a value"
-        value = outcome.error if outcome.error is not None else outcome.value
-        error: Exception
         if memory_limit_mb is not None and isinstance(exc, MemoryError):
             returned = "exception it raised" if outcome.error is not None else "value it returned"
             error = _memory_limit_exceeded(
@@ -1041,30 +1038,62 @@ def _result_message(
                 memory_limit_mb,
                 f" while the {returned} was pickled to be sent back from its worker process",
             )
-            error_type = "memory_limit"
+            substitute = RawOutcome(
+                None,
+                error,
+                outcome.cpu_seconds,
+                outcome.memory_peak_mb,
+                outcome.worker,
+                error_type="memory_limit",
+            )
             retire = True
         else:
-            error = ToolNotPicklable(
-                f"Tool '{tool_name}' {what} that cannot be sent back from its worker process "
-                f"({type_name(type(value))}: "
-                f"{describe_for_pickle(value, hidden)}; "
-                f"pickling failed with {describe_error(exc, hidden)}). Return picklable data "
-                "(plain values, dataclasses, models) from tools run in processes"
+            hidden = secrets() if secrets is not None else ()
+            substitute = not_picklable_outcome(
+                outcome, exc, hidden, tool_name, "its worker process", "in processes"
             )
-            error_type = "not_picklable"
-        del exc, value  # (what the failed pickling held goes before the next one)
-        substitute = RawOutcome(
-            None,
-            error,
-            outcome.cpu_seconds,
-            outcome.memory_peak_mb,
-            outcome.worker,
-            error_type=error_type,
-        )
-        if outcome.traceback is not None and error_type == "not_picklable":
-            # (what the tool raised, and where, stays on its span: only its object is lost)
-            substitute.traceback = stacktrace_then(outcome.traceback, error)
+        del exc  # (what the failed pickling held goes before the next one)
         return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL), retire
+
+
+def not_picklable_outcome(
+    outcome: RawOutcome,
+    exc: BaseException,
+    hidden: Sequence[str],
+    tool_name: str,
+    sent_from: str,
+    run: str,
+    *,
+    as_loaded: bool = False,
+) -> RawOutcome:
+    """The ``not_picklable`` outcome that takes the place of ``outcome`` when what its tool
+    returned or raised failed to pickle (``exc``) to be sent back from ``sent_from`` ("its
+    worker process"): the value described, scrubbed of ``hidden``, with the advice for tools
+    run ``run`` ("in processes"); ``as_loaded``: the value is described as it was loaded
+    there (it came pickled from the tool's own process). The tool's stack trace, if any, stays
+    on its span, followed by this error."""
+    what = "raised an exception" if outcome.error is not None else "returned a value"
+    value = outcome.error if outcome.error is not None else outcome.value
+    loaded = "loaded there as " if as_loaded else ""
+    error = ToolNotPicklable(
+        f"Tool '{tool_name}' {what} that cannot be sent back from {sent_from} "
+        f"({loaded}{type_name(type(value))}: {describe_for_pickle(value, hidden)}; "
+        f"pickling failed with {describe_error(exc, hidden)}). Return picklable data "
+        f"(plain values, dataclasses, models) from tools run {run}"
+    )
+    del exc, value  # (what the failed pickling held goes before the next one)
+    substitute = RawOutcome(
+        None,
+        error,
+        outcome.cpu_seconds,
+        outcome.memory_peak_mb,
+        outcome.worker,
+        error_type="not_picklable",
+    )
+    if outcome.traceback is not None:
+        # (what the tool raised, and where, stays on its span: only its object is lost)
+        substitute.traceback = stacktrace_then(outcome.traceback, error)
+    return substitute
 
 
 def _take_interrupts() -> None:
