@@ -417,3 +417,30 @@ def test_attribute_length_limit_falls_back_to_the_environment(
     monkeypatch.setattr(otel, "_sdk_limits", lambda span: None)
     assert otel.attribute_length_limit(span) == 25
     assert otel.attribute_length_limit(INVALID_SPAN) is None
+
+
+def test_opentelemetry_sdk_meter_providers_still_say_where_they_were_shut_down() -> None:
+    """An SDK meter provider still keeps its shut-down flag in ``_shutdown``: when this fails,
+    a store goes on reporting to the providers shut down under it (one listener each, until
+    the store is full)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider()
+    assert otel.meter_provider_shut_down(provider) is False
+    provider.shutdown()
+    assert otel.meter_provider_shut_down(provider) is True
+
+
+def test_a_meter_provider_of_another_shape_reads_as_not_shut_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the flag is gone, and for providers not of the SDK, a provider reads as running."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider()
+    provider.shutdown()
+    monkeypatch.delattr(provider, "_shutdown")
+    assert otel.meter_provider_shut_down(provider) is False
+    assert otel.meter_provider_shut_down(NoOpMeterProvider()) is False
+    assert otel.meter_provider_shut_down(object()) is False
