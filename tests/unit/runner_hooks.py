@@ -17,7 +17,8 @@ class HookedRunner:
     executor answered whether it may (``started``), before the runner acts on that answer,
     ``after_tool(call)`` once the tool
     returned and before its outcome is reported. A hook may block (to pause a task at that
-    step) or act (cancel the task, say).
+    step) or act (cancel the task, say). ``hand_back(outcome)``, when given, is what the runner
+    reports in place of the tool's outcome (a runner that misbehaves).
 
     Passed as ``Executor(..., runner=HookedRunner(ThreadRunner(4, 4)))``, every synchronous
     tool goes through it (no tool runs on the caller's thread).
@@ -31,6 +32,7 @@ class HookedRunner:
         before_start: Callable[[Any], None] | None = None,
         after_start: Callable[[Any, bool], None] | None = None,
         after_tool: Callable[[Any], None] | None = None,
+        hand_back: Callable[[Any], Any] | None = None,
     ) -> None:
         self.inner = inner
         self.name = f"hooked-{inner.name}"
@@ -39,6 +41,7 @@ class HookedRunner:
         self.before_start = before_start
         self.after_start = after_start
         self.after_tool = after_tool
+        self.hand_back = hand_back
         self.submitted: list[Any] = []
 
     def submit(self, call: Any, events: Any) -> Any:
@@ -93,6 +96,8 @@ class _HookedEvents:
     def finished(self, outcome: Any) -> None:
         if self._runner.after_tool is not None:
             self._runner.after_tool(self._call)
+        if self._runner.hand_back is not None:
+            outcome = self._runner.hand_back(outcome)
         self._events.finished(outcome)
 
     def refused(self, refusal: Any) -> None:

@@ -8,45 +8,17 @@ import threading
 from typing import Any
 
 import pytest
+from runner_hooks import HookedRunner
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
-from laios.execution.runners import RunnerStats
+from laios.execution.runners import ThreadRunner
 from laios.execution.store import MetricStore
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 #: Longest the caller may take: far past the task's timeout, far below the test's own.
 WAIT = 30.0
-
-
-class HandsBack:
-    """Runs every call on a thread of its own and hands back ``outcome`` as its outcome."""
-
-    name = "hands-back"
-    can_stop = False
-
-    def __init__(self, outcome: Any) -> None:
-        self.outcome = outcome
-
-    def submit(self, call: Any, events: Any) -> threading.Thread:
-        def run() -> None:
-            if events.started():
-                events.finished(self.outcome)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        return thread
-
-    def abandon(self, handle: Any) -> str:
-        return "left_running"
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
-
-    @property
-    def stats(self) -> RunnerStats:
-        return RunnerStats(workers=0, busy=0, abandoned=0)
 
 
 @pytest.mark.parametrize("outcome", ["done", None, {"value": 1}], ids=["str", "None", "dict"])
@@ -58,7 +30,12 @@ def test_a_runner_handing_back_no_outcome_ends_the_task_as_an_internal_error(
     tools = ToolRegistry()
     tools.register_tool(create_simple_tool("noop", "Does nothing.", lambda: None))
     store = MetricStore()
-    executor = Executor(tools, store=store, register_prometheus=False, runner=HandsBack(outcome))
+    executor = Executor(
+        tools,
+        store=store,
+        register_prometheus=False,
+        runner=HookedRunner(ThreadRunner(1, 1), hand_back=lambda _: outcome),
+    )
     task = Task(plan_id="p", description="d", tool_name="noop")
     results: list[TaskResult] = []
     caller = threading.Thread(
@@ -81,4 +58,4 @@ def test_a_runner_handing_back_no_outcome_ends_the_task_as_an_internal_error(
     assert "RawOutcome" in (result.error or "")
     (tool,) = store.snapshot().tools
     assert {name: count.value for name, count in tool.errors.items()} == {"internal": 1}
-    assert "runner 'hands-back' handed back" in caplog.text
+    assert "runner 'hooked-thread' handed back" in caplog.text
