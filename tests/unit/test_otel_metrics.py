@@ -687,6 +687,151 @@ def test_two_stores_on_one_provider_add_up(
     assert duration.count == 2
 
 
+class _WrappingMeterProvider(otel_metrics_api.MeterProvider):
+    """A meter provider of one's own over an SDK one, as a configuration layer may hand out:
+    with ``how="delegate"`` its meters are the SDK provider's; with ``"cached"`` it keeps the
+    first meter it was given (in a cache that the wrappers of one SDK provider share); with
+    ``"wrap"`` each meter is a new thin wrapper over the SDK provider's."""
+
+    _cache: dict[int, Any] = {}
+
+    def __init__(self, inner: MeterProvider, how: str) -> None:
+        self.inner = inner
+        self.how = how
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        if self.how == "cached":
+            return self._cache.setdefault(id(self.inner), self.inner.get_meter(*args, **kwargs))
+        meter = self.inner.get_meter(*args, **kwargs)
+        return meter if self.how == "delegate" else _MeterWrapper(meter)
+
+
+class _MeterWrapper:
+    """A thin wrapper over a meter: the instruments it creates are the meter's."""
+
+    def __init__(self, meter: Any) -> None:
+        self.meter = meter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.meter, name)
+
+
+WRAPPINGS = ["delegate", "cached", "wrap"]
+
+
+@pytest.fixture
+def wrappers(provider: MeterProvider, request: pytest.FixtureRequest) -> Iterator[list[Any]]:
+    """Two wrapping providers over ``provider`` (the test's ``how``)."""
+    yield [_WrappingMeterProvider(provider, request.param) for _ in range(2)]
+    _WrappingMeterProvider._cache.pop(id(provider), None)
+
+
+@pytest.mark.parametrize("wrappers", WRAPPINGS, indirect=True)
+def test_two_stores_through_two_providers_of_one_meter_both_report(
+    reader: InMemoryMetricReader, wrappers: list[Any]
+) -> None:
+    """Two provider objects that hand out one SDK meter (two wrappers over one SDK provider,
+    a store through each) report both stores: told apart by their constant labels as on one
+    provider, in the counters and gauges as in the histograms. (The SDK keeps the first
+    observable instrument of a name and meter and drops the callbacks of a second.)"""
+    search, batch = MetricStore(labels={"pool": "search"}), MetricStore(labels={"pool": "batch"})
+    handles = [
+        instrument_metrics(store, meter_provider=wrapper)
+        for store, wrapper in zip((search, batch), wrappers, strict=True)
+    ]
+    try:
+        finish(search, "fetch")
+        finish(batch, "fetch")
+        finish(batch, "fetch")
+        batch.task_submitted(
+            None, SimpleNamespace(id="held"), "fetch", batch.tool_slot("fetch", True), running=True
+        )
+        metrics = collect(reader)
+    finally:
+        for handle in handles:
+            handle.uninstrument()
+    tasks = {
+        dict(k)["pool"]: p.value
+        for k, p in points(metrics, "laios.tasks").items()
+        if dict(k)["laios.task.outcome"] == "success"
+    }
+    assert tasks == {"search": 1, "batch": 2}
+    in_flight = {
+        dict(k)["pool"]: p.value for k, p in points(metrics, "laios.task.in_flight").items()
+    }
+    assert in_flight == {"search": 0, "batch": 1}
+    durations = {dict(k)["pool"]: p.count for k, p in points(metrics, DURATION).items()}
+    assert durations == {"search": 1, "batch": 2}
+
+
+@pytest.mark.parametrize("wrappers", WRAPPINGS, indirect=True)
+def test_unlabelled_stores_through_two_providers_of_one_meter_add_up(
+    reader: InMemoryMetricReader, wrappers: list[Any]
+) -> None:
+    """Stores without constant labels through two providers of one meter are added together,
+    as on one provider."""
+    stores = [MetricStore(), MetricStore()]
+    handles = [
+        instrument_metrics(store, meter_provider=wrapper)
+        for store, wrapper in zip(stores, wrappers, strict=True)
+    ]
+    try:
+        for store in stores:
+            finish(store, "echo")
+        metrics = collect(reader)
+    finally:
+        for handle in handles:
+            handle.uninstrument()
+    key = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+    assert points(metrics, "laios.tasks")[key].value == 2
+    (duration,) = points(metrics, DURATION).values()
+    assert duration.count == 2
+
+
+@pytest.mark.parametrize("wrappers", WRAPPINGS, indirect=True)
+def test_one_store_through_two_providers_of_one_meter_is_reported_once(
+    reader: InMemoryMetricReader, provider: MeterProvider, wrappers: list[Any]
+) -> None:
+    """A store given with each of two providers of one meter (and with the SDK provider
+    itself) reports once, as a store given twice with one provider: one handle, one listener,
+    each task counted once."""
+    store = MetricStore()
+    handles = [instrument_metrics(store, meter_provider=p) for p in (*wrappers, provider)]
+    try:
+        assert {id(handle) for handle in handles} == {id(handles[0])}
+        assert store.finish_listeners == (handles[0].record,)
+        finish(store, "echo")
+        metrics = collect(reader)
+    finally:
+        handles[0].uninstrument()
+    key = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+    assert points(metrics, "laios.tasks")[key].value == 1
+    (duration,) = points(metrics, DURATION).values()
+    assert duration.count == 1
+    assert store.finish_listeners == ()
+
+
+@pytest.mark.parametrize("how", WRAPPINGS)
+def test_providers_of_one_meter_leave_nothing_behind(how: str) -> None:
+    """What is kept to tell that providers hand out one meter is let go with them: a provider
+    (wrapped or not) shut down and dropped, after its stores were uninstrumented, leaves
+    neither itself nor its reader alive."""
+    gone = []
+    store = MetricStore()
+    for _ in range(2):
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        wrapper = _WrappingMeterProvider(provider, how)
+        for given in (wrapper, provider, _WrappingMeterProvider(provider, how)):
+            instrument_metrics(store, meter_provider=given).uninstrument()
+        provider.shutdown()
+        _WrappingMeterProvider._cache.pop(id(provider), None)
+        gone += [weakref.ref(provider), weakref.ref(reader)]
+        del reader, provider, wrapper, given
+    gc.collect()
+    assert [ref() for ref in gone] == [None] * 4
+
+
 class _RecordingMeterProvider(otel_metrics_api.MeterProvider):
     """A meter provider that keeps the callbacks of the observable instruments made on it, to
     read what they observe as they are (an SDK may merge or drop repeated attribute sets)."""

@@ -239,11 +239,12 @@ _OBSERVED = (
 
 
 class _Instruments:
-    """The instruments of one meter provider, shared by every store instrumented with it.
+    """The instruments of one meter, shared by every store instrumented through it.
 
     The SDK keeps one instrument per name and meter, so two stores on one provider report
     through the same instruments: the callbacks add the stores together, as the Prometheus
-    collector does.
+    collector does. So do two stores on two providers that hand out one meter (two wrappers
+    over one SDK provider): the SDK would drop the callbacks of a second set of instruments.
     """
 
     def __init__(self) -> None:
@@ -297,18 +298,19 @@ class _Instruments:
         """Whether every instrument is created."""
         return len(self._created) == len(_OBSERVED) + 2
 
-    def create(self, provider: MeterProvider) -> None:
-        """Create on ``provider``'s meter the instruments not created yet.
+    def create(self, provider: MeterProvider, meter: Meter | None = None) -> _Instruments:
+        """Create on ``provider``'s meter (``meter`` when given) the instruments not created
+        yet; returns the instruments to report to: these, or those made earlier through
+        another provider whose meter gave back their first counter (and kept its callbacks).
 
         A provider that raises part way leaves those it created: the SDK keeps one instrument
         per name and meter, and gives the first one back (callbacks and all) for a second one
         of the same name, so the next call creates only the others, never one twice.
         """
-        from laios import __version__
-
         if self.complete:
-            return
-        meter = provider.get_meter(METER_NAME, __version__, schema_url=SCHEMA_URL)
+            return self
+        if meter is None:
+            meter = _meter_of(provider)
         if TOOL_DURATION not in self._created:
             self.tool_duration = _histogram(
                 meter,
@@ -334,13 +336,17 @@ class _Instruments:
                     if counter
                     else meter.create_observable_up_down_counter
                 )
-                create(
+                instrument = create(
                     name,
                     [_once_each(getattr(self, callback))],
                     unit=unit,
                     description=description,
                 )
                 self._created.add(name)
+                if name == TASKS:
+                    owner = _claim(instrument, self)
+                    if owner is not self:  # (the rest would be the owner's too)
+                        return owner
         for gauge in STORE_GAUGES:
             if gauge.instrument not in self._created:
                 meter.create_observable_up_down_counter(
@@ -354,6 +360,7 @@ class _Instruments:
                     description=gauge.description,
                 )
                 self._created.add(gauge.instrument)
+        return self
 
     # -- per task (the store's finish listener) ----------------------------------------------
 
@@ -505,8 +512,9 @@ class MetricsInstrumentation:
     """A store reporting to a meter provider; what :func:`instrument_metrics` returns.
 
     Attributes:
-        meter_provider: The provider the store reports to (``None`` for an instrumentation
-            that never became active: no provider was given and none was installed).
+        meter_provider: The provider the store reports to (the first one given, of those
+            that hand out its meter; ``None`` for an instrumentation that never became
+            active: no provider was given and none was installed).
 
     Once an SDK provider is shut down (one per test, or per reload of a service's
     configuration), the handle is inactive: it records nothing, and a later
@@ -523,7 +531,7 @@ class MetricsInstrumentation:
         caller adds :meth:`record` as the store's finish listener."""
         self.meter_provider = meter_provider
         #: The key of this handle in the registry (the store's may be gone at uninstrument).
-        self._key = (id(store), id(meter_provider))
+        self._key = (id(store), id(instruments))
         # Weak, and with no callback: a collected store is noticed when it is read (the
         # callbacks skip it) and forgotten by a later instrument_metrics() call. (A callback
         # would run inside any allocation, perhaps in a thread holding a store's lock.)
@@ -591,18 +599,71 @@ def _new_lock_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_in_child)
-#: (id(store), id(provider)) -> the instrumentation of that pair and the instruments it reports
-#: to. An entry whose store was collected is inactive (a new store with the same id replaces
-#: it, and leaves the instruments) and is pruned by a later instrument_metrics() call.
+#: (id(store), id(instruments)) -> the instrumentation of that store through those instruments
+#: (one per meter, whichever provider handed it out), and the instruments. An entry whose store
+#: was collected is inactive (a new store with the same id replaces it, and leaves the
+#: instruments) and is pruned by a later instrument_metrics() call.
 _registry: dict[tuple[int, int], tuple[MetricsInstrumentation, _Instruments]] = {}
 #: The registry's size after the last prune: the next comes once as many entries again (and
 #: at least _PRUNE_EVERY) were added, so that each costs the same on average however many
 #: stores report (a prune walks them all).
 _pruned_size = 0
 _PRUNE_EVERY = 64
-#: The instruments of each provider (held weakly where the provider allows it).
-_instruments_by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
-_instruments_by_provider_id: dict[int, tuple[Any, _Instruments]] = {}
+
+
+class _ByObject:
+    """The instruments found through each object (a provider, a meter, an instrument), held
+    weakly where the object allows it, and by its id with the object where it does not."""
+
+    def __init__(self) -> None:
+        self._weak: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+        self._by_id: dict[int, tuple[Any, _Instruments]] = {}
+
+    def get(self, key: object) -> _Instruments | None:
+        try:
+            return self._weak.get(key)
+        except TypeError:  # an object that cannot be weakly referenced (nor hashed)
+            pair = self._by_id.get(id(key))
+            return pair[1] if pair is not None and pair[0] is key else None
+
+    def set(self, key: object, instruments: _Instruments) -> None:
+        try:
+            self._weak[key] = instruments
+        except TypeError:
+            self._by_id[id(key)] = (key, instruments)
+
+
+#: The instruments of each provider and of each meter: two providers that hand out one meter
+#: (two wrappers over one SDK provider) report through one set of instruments. A second set on
+#: one SDK meter would be no set: the SDK gives back the first instrument of a name, and drops
+#: the second one's callbacks (and so the stores they read).
+_by_provider = _ByObject()
+_by_meter = _ByObject()
+#: The instruments of each ``laios.tasks`` counter, for meters that hand out one instrument
+#: (two wrappers over one SDK meter). Weak both ways: the instruments reach the SDK's counter
+#: through the SDK (their histograms' measurement consumer keeps it), and the counter keeps
+#: its first instruments alive through their callbacks.
+_by_counter: weakref.WeakKeyDictionary[Any, weakref.ref[_Instruments]] = weakref.WeakKeyDictionary()
+
+
+def _meter_of(provider: MeterProvider) -> Meter:
+    from laios import __version__
+
+    return provider.get_meter(METER_NAME, __version__, schema_url=SCHEMA_URL)
+
+
+def _claim(counter: object, instruments: _Instruments) -> _Instruments:
+    """The instruments whose ``laios.tasks`` counter ``counter`` is: those that created it
+    first (``instruments``, when they did, or when ``counter`` cannot be weakly referenced:
+    not an SDK instrument). Caller holds ``_lock``."""
+    try:
+        ref = _by_counter.get(counter)
+        owner = ref() if ref is not None else None
+        if owner is None:
+            _by_counter[counter] = weakref.ref(instruments)
+    except TypeError:  # (nor hashed)
+        return instruments
+    return instruments if owner is None else owner
 
 
 def _prune(now: bool = False) -> list[MetricsInstrumentation]:
@@ -632,22 +693,26 @@ def _forgot_one() -> None:
 
 
 def _instruments_for(provider: MeterProvider) -> _Instruments:
-    # Caller holds _lock.
-    try:
-        found = _instruments_by_provider.get(provider)
-    except TypeError:  # a provider that cannot be weakly referenced (nor hashed)
-        pair = _instruments_by_provider_id.get(id(provider))
-        found = pair[1] if pair is not None and pair[0] is provider else None
+    """The instruments ``provider``'s stores report to: those of its meter, made the first time
+    (by whichever provider handed it out). Caller holds ``_lock``."""
+    found = _by_provider.get(provider)
+    meter = None
     if found is None:
-        found = _Instruments()
-        try:
-            _instruments_by_provider[provider] = found
-        except TypeError:
-            _instruments_by_provider_id[id(provider)] = (provider, found)
-    # Kept before its instruments are created: a provider that raises part way is asked for
-    # the rest only, the next time.
-    found.create(provider)
-    return found
+        meter = _meter_of(provider)
+        found = _by_meter.get(meter)
+        if found is None:
+            found = _Instruments()
+        # Kept before its instruments are created: a provider that raises part way is asked
+        # for the rest only, the next time.
+        _by_provider.set(provider, found)
+        _by_meter.set(meter, found)
+    owner = found.create(provider, meter)
+    if owner is not found:  # (a meter of its own over another provider's meter)
+        _by_provider.set(provider, owner)
+        if meter is not None:
+            _by_meter.set(meter, owner)
+        owner.create(provider)
+    return owner
 
 
 def _check_provider(meter_provider: object) -> None:
@@ -664,9 +729,11 @@ def instrument_metrics(
 ) -> MetricsInstrumentation:
     """Report a metric store's numbers as OpenTelemetry metrics through a meter provider.
 
-    Idempotent per (store, provider): while a store reports to a provider, calling this again
-    returns the same handle. Several stores may report to one provider (their numbers are
-    added together) and one store to several providers.
+    Idempotent per (store, meter): while a store reports to a provider, calling this again,
+    with it or with another provider that hands out the same meter (two wrappers over one SDK
+    provider), returns the same handle. Several stores may report to one provider, or to
+    providers of one meter (their numbers are added together, told apart by their constant
+    labels) and one store to several providers.
 
     Args:
         store: The store to report; the process-wide :func:`get_default_store` when ``None``.
@@ -705,8 +772,11 @@ def instrument_metrics(
         meter_provider = global_meter_provider()
         if meter_provider is None:
             return MetricsInstrumentation(store, None)  # inactive
-    key = (id(store), id(meter_provider))
     with _lock:
+        # (Before the registry: a store given again with another provider of the same meter
+        # has the handle it has.)
+        instruments = _instruments_for(meter_provider)
+        key = (id(store), id(instruments))
         entry = _registry.get(key)
         stale = []
         if entry is not None:
@@ -716,7 +786,6 @@ def instrument_metrics(
             entry[1].discard(entry[0])
             stale.append(entry[0])
         stale += _prune()
-        instruments = _instruments_for(meter_provider)
         handle = MetricsInstrumentation(store, meter_provider, instruments)
         instruments.add(handle)
         _registry[key] = (handle, instruments)
