@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -366,6 +367,32 @@ def test_a_dask_client_still_shows_the_connection_it_reconnects_through() -> Non
     ):
         assert scheduler_connection(client) is not None
     assert scheduler_connection(object()) is None
+
+
+def test_a_dask_future_still_keeps_why_it_was_cancelled_where_cancel_reason_reads_it() -> None:
+    """A real client that loses its scheduler cancels its futures for a reason that
+    cancel_reason reads (the DaskRunner tells a lost scheduler by it); a future not cancelled,
+    or of another shape, has none."""
+    distributed = pytest.importorskip("distributed")
+    from laios._compat.dask import cancel_reason, stop_client_loop
+
+    cluster = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    client = distributed.Client(cluster.scheduler_address, timeout=1)
+    try:
+        waiting = client.submit(sum, [1, 2], pure=False)  # (no worker: it waits)
+        assert cancel_reason(waiting) is None
+        cluster.close()
+        give_up = time.monotonic() + 30
+        while waiting.status != "cancelled" and time.monotonic() < give_up:
+            time.sleep(0.01)
+        assert cancel_reason(waiting) == "scheduler-connection-lost"
+        while client.status != "closed" and time.monotonic() < give_up:
+            time.sleep(0.05)  # (closed by Dask, past its timeout: nothing to cancel then)
+    finally:
+        client.close()
+        stop_client_loop(client)  # (left running in a client Dask closed itself)
+        cluster.close()
+    assert cancel_reason(SimpleNamespace(status="cancelled")) is None
 
 
 def test_a_dask_client_still_keeps_the_loop_thread_that_stop_client_loop_ends() -> None:

@@ -1746,6 +1746,102 @@ def test_calls_after_the_scheduler_came_back_get_their_outcomes(
             second.close()
 
 
+#: A Dask scheduler alone in a process (the test kills it): prints its address, then serves.
+_SCHEDULER = """
+import asyncio
+from distributed import Scheduler
+
+async def main():
+    async with Scheduler(host="127.0.0.1", port=0, dashboard_address=":0") as scheduler:
+        print(scheduler.address, flush=True)
+        await scheduler.finished()
+
+asyncio.run(main())
+"""
+
+#: A Dask worker of one thread, without a nanny, in a process of its own: it ends as it closes.
+_WORKER = """
+import asyncio
+import sys
+from distributed import Worker
+
+async def main():
+    async with Worker(sys.argv[1], nthreads=1) as worker:
+        await worker.finished()
+
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def _scheduler_in_a_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A Dask scheduler in a process of its own (``Popen``, and its address), and a worker of
+    one thread for it in another, whose tools import ``process_tools`` from this folder; both
+    ended on leaving."""
+    import laios
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    source = os.path.dirname(os.path.dirname(os.path.abspath(laios.__file__)))
+    path = [source, here, os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(part for part in path if part))
+    scheduler = subprocess.Popen(
+        [sys.executable, "-c", _SCHEDULER], stdout=subprocess.PIPE, text=True, env=env
+    )
+    worker = None
+    try:
+        assert scheduler.stdout is not None
+        address = scheduler.stdout.readline().strip()
+        assert address.startswith("tcp://"), f"the scheduler did not start: {address!r}"
+        worker = subprocess.Popen([sys.executable, "-c", _WORKER, address], env=env)
+        yield scheduler, address
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.kill()
+                process.wait(WAIT)
+        if scheduler.stdout is not None:
+            scheduler.stdout.close()
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["own-client", "given-client"])
+def test_a_call_under_way_when_its_scheduler_dies_says_the_scheduler_was_lost(
+    tools: ToolRegistry, tmp_path: Any, given: bool
+) -> None:
+    """A call running when the Dask scheduler died ended ``worker_lost`` with an error that
+    said the cluster had cancelled its task, "as it does every task when the cluster is
+    restarted (client.restart()) or when the client loses its scheduler, or the application
+    cancelled it": three guesses, where Dask's client had said which (it cancels its tasks
+    for "scheduler-connection-lost" as it loses its scheduler). The error now says that the
+    connection to the scheduler at its address was lost, and what follows: the client
+    reconnects for a while, and the call can be run again."""
+    with _scheduler_in_a_process() as (scheduler, address):
+        own = distributed.Client(address) if given else None
+        runner = DaskRunner(client=own) if given else DaskRunner(address, connect_timeout=WAIT)
+        executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+        box = str(tmp_path)
+        try:
+            caller = Caller(executor, task("hang", box=box), CONTEXT)
+            hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+            assert hung is not None, "the tool never started"
+            scheduler.kill()
+            result = caller.returned(WAIT, "the call never ended")
+            assert result.metadata["error_type"] == "worker_lost", result
+            error = result.error or ""
+            assert f"connection to the Dask scheduler at {address} was lost" in error, error
+            assert "reconnect" in error, error
+            assert "run it again" in error, error
+            assert "client.restart()" not in error, error
+            assert "the application cancelled" not in error, error
+            # (Its worker closes as it loses the scheduler, and kills the tool as it closes.)
+            assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on"
+            assert wait_for(lambda: not alive(hung["grandchild"]))
+        finally:
+            executor.shutdown(wait=False)
+            if own is not None:
+                own.close()
+            forget_clients_of_closed_loops()
+
+
 def test_a_client_that_is_closed_already_is_refused_clearly(client: Any) -> None:
     """A closed client (closed by the application, or by Dask after it lost its scheduler)
     failed with Dask's own ClosedClientError about a "subscribe-topic message"; it is now a
@@ -2454,6 +2550,7 @@ def test_a_call_whose_task_a_cluster_restart_cancels_says_so(
         assert "ended 'cancelled'" in error, error
         assert "client.restart()" in error, error
         assert "worker died" not in error, error
+        assert "connection to the Dask scheduler" not in error, error  # (it is up)
         assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"
 
 

@@ -17,6 +17,11 @@ the one place that reads them; on a Dask version that keeps them elsewhere, noth
 - **The connection a client uses now** (``Client.scheduler_comm``), which Dask replaces each
   time the client reconnects to its scheduler (also to a new scheduler at the same address,
   which knows nothing of the client's topics). Without it, a reconnection goes unnoticed.
+- **Why a client's future was cancelled** (the ``reason`` of the ``FutureCancelledError``
+  its future state keeps: ``"scheduler-connection-lost"`` when the client lost its
+  scheduler, ``"scheduler-restart"`` when the cluster restarted). ``Future.result()`` raises
+  that error, but it asks the client's event loop (and on an asynchronous client returns a
+  coroutine). Without it, no reason is known.
 - **The thread of a client's event loop** (``Client._loop_runner``, a
   ``distributed.utils.LoopRunner``). ``Client.close`` stops it, except on a client Dask closed
   itself (it lost its scheduler and could not reconnect in time): ``close`` then does nothing,
@@ -28,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "cancel_reason",
     "drop_topic",
     "drop_topic_handler",
     "forget_topic",
@@ -89,6 +95,18 @@ def task_released(worker: Any, key: str) -> bool:
     except Exception:  # (another kind of mapping)
         return False
     return getattr(task, "state", None) == "cancelled"
+
+
+def cancel_reason(future: Any) -> str | None:
+    """Dask's word for why ``future``'s task was cancelled (``"scheduler-connection-lost"``,
+    ``"scheduler-restart"``, ``"unknown"`` for a cancellation that gave none), read from what
+    the client keeps, without asking its event loop; ``None`` when the task was not cancelled,
+    or where a future keeps this elsewhere (another Dask version)."""
+    if getattr(future, "status", None) != "cancelled":
+        return None
+    error = getattr(getattr(future, "_state", None), "exception", None)
+    reason = getattr(error, "reason", None)
+    return reason if isinstance(reason, str) else None
 
 
 def scheduler_connection(client: Any) -> Any:

@@ -36,6 +36,7 @@ from typing import Any
 
 from laios._callables import is_coroutine_function
 from laios._compat.dask import (
+    cancel_reason,
     drop_topic,
     drop_topic_handler,
     forget_topic,
@@ -144,7 +145,7 @@ _CLUSTER_CLOSED_UNDER_IT = (
 )
 
 #: Why a call whose Dask task was cancelled was lost (after "The call was lost on the Dask
-#: cluster (how it ended)").
+#: cluster (how it ended)"), when Dask gave no reason the runner knows.
 _CANCELLED = (
     ": the cluster cancelled its task, as it does every task when the cluster is restarted "
     "(client.restart()) or when the client loses its scheduler, or the application cancelled it"
@@ -1087,6 +1088,7 @@ class DaskRunner:
                     ) from exc
         self.client = client
         self.address = address
+        self._connect_timeout = connect_timeout
         self.closed = False
         self._topic = f"laios-{uuid.uuid4().hex}"
         self._lock = threading.Lock()
@@ -1606,6 +1608,8 @@ class DaskRunner:
         key = future.key
         status = future.status
         why = f"its Dask task ended '{status}'{_dask_reason(future)}"
+        # (The client cancels its tasks for this reason as it loses its scheduler.)
+        scheduler_lost = cancel_reason(future) == "scheduler-connection-lost"
         with self._lock:
             handle = self._calls.get(key)
             if handle is not None:
@@ -1621,11 +1625,13 @@ class DaskRunner:
             with contextlib.suppress(RuntimeError):  # (no thread: the outcome comes all the same)
                 timer.start()
             return
-        self._lost(handle, why, status)
+        self._lost(handle, why, status, scheduler_lost=scheduler_lost)
 
-    def _lost(self, handle: _DaskCall, why: str, status: str | None = None) -> None:
+    def _lost(
+        self, handle: _DaskCall, why: str, status: str | None = None, scheduler_lost: bool = False
+    ) -> None:
         """End the call as lost (``why``: how, in words; ``status``: its Dask task's, when it
-        ended)."""
+        ended; ``scheduler_lost``: the client cancelled the task as it lost its scheduler)."""
         with self._lock:
             if handle.state in ("done", "abandoned"):
                 return
@@ -1656,15 +1662,18 @@ class DaskRunner:
                     f"{DEADLINE_GRACE:g}s past its timeout (without one, to its end), unless the "
                     "loop runs again or the client is closed"
                 )
-            elif client_closed and self._owns_client:
-                # (the runner's own shutdown closes it only once its calls ended)
-                message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
             elif self._cluster_closing():
                 # (Dask closes the client with its cluster: maybe not yet.)
                 message = (
                     f"The call was lost on the Dask cluster ({why}){_CLUSTER_CLOSED_UNDER_IT}. "
                     "Its tool ends as its worker closes"
                 )
+            elif scheduler_lost:
+                # (Also once Dask closed the client, past its reconnection: that came later.)
+                message = self._scheduler_lost(why)
+            elif client_closed and self._owns_client:
+                # (the runner's own shutdown closes it only once its calls ended)
+                message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
             elif client_closed:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
@@ -1687,6 +1696,35 @@ class DaskRunner:
             events.finished(outcome)
         except Exception:
             _log.exception("reporting a lost Dask task failed")
+
+    def _scheduler_lost(self, why: str) -> str:
+        """Why a call was lost whose Dask task the client cancelled as it lost its scheduler
+        (``why``: how the task ended), and what follows."""
+        address = self.address or getattr(getattr(self.client, "scheduler", None), "address", None)
+        where = f" at {address}" if isinstance(address, str) else ""
+        if not self._owns_client:
+            wait = (
+                "for its timeout (the client's timeout=..., by default Dask's "
+                "distributed.comm.timeouts.connect)"
+            )
+            then = "make a new client and runner"
+        elif self._cluster is None:
+            wait = f"for connect_timeout ({self._connect_timeout:g}s)"
+            then = "make a new runner"
+        else:  # (the runner's own local cluster: its client has Dask's timeout)
+            where += " (the runner's own local cluster's)"
+            wait = "for Dask's distributed.comm.timeouts.connect"
+            then = "make a new runner"
+        return (
+            f"The call was lost on the Dask cluster: the connection to the Dask scheduler"
+            f"{where} was lost while the call was under way (the scheduler stopped or died, or "
+            f"the network to it failed), and Dask dropped the call's task with it ({why}). The "
+            f"runner's client tries to reconnect to that address {wait}: calls made meanwhile "
+            "wait (up to their timeout, if any), and run once a scheduler answers there again; "
+            f"past that, Dask closes the client and new calls are refused ({then}). The call is "
+            "not run again by itself: run it again once the scheduler is back "
+            "(execute_with_retry does, within its retries)"
+        )
 
     def _cut_off(self) -> None:
         """End every call under way: the event loop of the runner's client does not run, so
