@@ -117,11 +117,12 @@ def check_status_mode(status: Any) -> StatusMode:
         raise TypeError(
             f"status must be one of {', '.join(STATUS_MODES)}, not {number_repr(status)}"
         )
-    if status not in STATUS_MODES:
+    text = str.__str__(status)  # (compared as its text: a str subclass's own == may raise)
+    if text not in STATUS_MODES:
         raise ValueError(
             f"status must be one of {', '.join(STATUS_MODES)}, got {number_repr(status)}"
         )
-    mode: StatusMode = status  # type: ignore[assignment]  # checked just above
+    mode: StatusMode = text  # type: ignore[assignment]  # checked just above
     return mode
 
 
