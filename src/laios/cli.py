@@ -53,6 +53,7 @@ from laios._output import (
 )
 from laios._stops import stop_signals_as_ctrl_c
 from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines, terminal_size
+from laios._text import shorten
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -2001,7 +2002,7 @@ def _host(text: str) -> str:
     try:
         return bind_host(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        raise argparse.ArgumentTypeError(f"{shorten(repr(text), 200)}: {exc}") from None
 
 
 #: A control character (C0, DEL or C1), or a lone surrogate (a byte of a command-line

@@ -2088,6 +2088,20 @@ def test_demo_refuses_a_host_with_a_byte_not_utf8_or_a_control_character(
     assert "not UTF-8" in err
 
 
+def test_demo_refuses_a_host_longer_than_any_host_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--host`` of 100,000 characters is a usage error naming the option and the longest
+    host name, the host cut short; it failed when the server was bound, quoting it whole."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--host", "a" * 100_000])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--host" in err
+    assert "253" in err
+    assert len(err) <= 2000
+
+
 def test_demo_refuses_a_host_with_white_space(capsys: pytest.CaptureFixture[str]) -> None:
     """``--host '127.0.0.1 '`` (a space left in a value) is a usage error naming the option
     and saying the host holds white space; it failed as a host name that does not resolve,

@@ -1862,6 +1862,39 @@ def test_an_address_dask_cannot_parse_is_refused_naming_it_and_the_form(address:
     assert repr(address) in str(raised.value)
 
 
+#: A host name of 1,600 labels: Dask parses it, and no resolver finds it.
+_LONG_NAME = ".".join(["a" * 60] * 1600)
+
+
+@pytest.mark.parametrize(
+    ("address", "error"),
+    [
+        ("tcp://" + "a" * 100_000, ValueError),  # (no port: Dask's parser refuses it)
+        ("tcp://" + "a" * 100_000 + ":8786", ValueError),  # (a label IDNA cannot encode)
+        (f"tcp://{_LONG_NAME}:8786", ConnectionError),
+    ],
+    ids=["no-port", "long-label", "unreachable"],
+)
+def test_a_long_address_is_described_briefly(address: str, error: type[Exception]) -> None:
+    """The error quoted the address whole, twice (once in Dask's own text): a message of
+    200,000 characters. It describes the address cut short, and Dask's text too, which is
+    chained from either when it was cut."""
+    with pytest.raises(error) as raised:
+        DaskRunner(address, connect_timeout=1.0)
+    message = str(raised.value)
+    assert len(message) <= 1000, message[:1000]
+    assert address[:100] in message
+    cause = raised.value.__cause__
+    assert cause is None or len(str(cause)) <= 1000, str(cause)[:1000]
+
+
+def test_a_long_address_given_with_a_client_is_described_briefly() -> None:
+    """Refused before the client is looked at, the address cut short."""
+    with pytest.raises(ValueError, match="address or a client") as raised:
+        DaskRunner("tcp://" + "a" * 100_000, client=object())
+    assert len(str(raised.value)) <= 1000
+
+
 def test_a_call_whose_worker_the_nanny_restarted_for_memory_says_what_dask_said(
     tools: ToolRegistry,
 ) -> None:

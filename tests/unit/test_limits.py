@@ -63,6 +63,19 @@ def test_a_numpy_boolean_is_refused_as_a_boolean(field: str) -> None:
         ResourceLimits(**{field: np.True_})
 
 
+@pytest.mark.parametrize("field", ["timeout_seconds", "memory_limit_mb", "cpu_limit_percent"])
+@pytest.mark.parametrize("value", [b"3", bytearray(b"3"), memoryview(b"3")], ids=type)
+def test_a_number_given_as_bytes_is_refused_naming_the_field(field: str, value: Any) -> None:
+    """Bytes are no number, nor text read from a configuration: ``b"3"`` was taken as 3 (and
+    a bytearray refused as "a valid number" without a word of why). Each is refused by its
+    type, in the field's error; the same number as text is still taken."""
+    with pytest.raises(ValidationError, match=rf"{field}[\s\S]*not {type(value).__name__}"):
+        ResourceLimits(**{field: value})
+    with pytest.raises(ValidationError, match=rf"{field}[\s\S]*not {type(value).__name__}"):
+        ResourceLimits.from_config({field: value})
+    assert getattr(ResourceLimits(**{field: "3"}), field) == 3
+
+
 def test_validation_error_is_a_value_error() -> None:
     """Callers can catch the refusal as ValueError."""
     with pytest.raises(ValueError):

@@ -766,6 +766,37 @@ def test_a_host_name_idna_cannot_encode_is_refused(host: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "host",
+    [
+        "a" * 100_000,
+        "a." * 128,
+        "[" + "a" * 300 + "]",
+        # (89 characters, whose IDNA form, which the socket looks up, takes 281)
+        ".".join(["".join(chr(0x4E00 + 397 * i) for i in range(14))] * 6),
+    ],
+    ids=["100000-characters", "255-and-a-dot", "in-brackets", "idna-form"],
+)
+def test_a_host_longer_than_any_host_name_is_refused_at_the_call(host: str) -> None:
+    """A host of more than 253 characters (a trailing dot aside), or whose IDNA form is, is no
+    host name, and no address: it failed only at bind, with an OSError quoting it whole. It
+    is refused at the call with a ValueError naming the option and describing the host cut
+    short."""
+    with pytest.raises(ValueError, match=r"^host .*253") as raised:
+        start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
+    assert len(str(raised.value)) <= 600
+
+
+def test_a_host_name_of_253_characters_is_taken() -> None:
+    """The longest host name, with its trailing dot or without, is looked up as any other:
+    this one resolves to nothing, and fails at bind."""
+    name = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 53 + ".invalid"
+    assert len(name) == 253
+    for host in (name, name + "."):
+        with pytest.raises(OSError, match=r"a{63}\.b{63}"):
+            start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
+
+
+@pytest.mark.parametrize(
     "host", ["local\u200bhost", "\u200dlocalhost", "localhost\u00ad", "\u202eevil"]
 )
 def test_a_host_with_an_invisible_character_is_refused(host: str) -> None:

@@ -20,7 +20,7 @@ from laios.execution import multiprocess
 from laios.execution.runners import ProcessRunner
 from laios.execution.server import make_asgi_app, make_wsgi_app, start_http_server
 from laios.execution.store import MetricStore
-from laios.execution.web import TLSServerConfig
+from laios.execution.web import TLSServerConfig, WebConfig
 
 #: The longest message allowed here: the option, what it takes, and the value cut short.
 MOST_CHARS = 600
@@ -33,6 +33,25 @@ class Unprintable:
         raise RuntimeError("repr of a value given as an option")
 
     __str__ = __repr__
+
+
+class Uncomparable:
+    """A value whose ``==`` raises, and that has no hash: compared with the names an option
+    takes, or looked up among them, it would raise its own error instead of the option's."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ZeroDivisionError("== of a value given as an option")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class UncomparableText(str):
+    """A string whose ``==`` raises, and that has no hash."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ZeroDivisionError("== of a value given as an option")
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def serve(**options: Any) -> None:
@@ -93,6 +112,13 @@ CALLS = [
     pytest.param("key_file", lambda value: tls(key_file=value), id="key_file"),
     pytest.param("client_auth_type", lambda value: tls(client_auth_type=value), id="client_auth"),
     pytest.param("min_version", lambda value: tls(min_version=value), id="min_version"),
+    pytest.param("max_version", lambda value: tls(max_version=value), id="max_version"),
+    pytest.param(
+        "X-Frame-Options",
+        lambda value: WebConfig(headers={"X-Frame-Options": value}),
+        id="header-value",
+    ),
+    pytest.param("headers", lambda value: WebConfig(headers={value: "deny"}), id="header-name"),
 ]
 
 VALUES = {
@@ -101,9 +127,8 @@ VALUES = {
     "string of 100,000 characters": "x" * 100_000,
 }
 
-#: Values an option takes (or refuses otherwise, as a host name no resolver finds).
+#: Values an option takes (or refuses later, as a file that cannot be read).
 TAKEN = {
-    ("host", "string of 100,000 characters"),
     ("max_connections", "int of 5,001 digits"),
     ("allowed_host", "string of 100,000 characters"),
     ("label-name", "string of 100,000 characters"),
@@ -132,6 +157,73 @@ def test_a_value_that_cannot_be_quoted_is_described_in_the_options_error(
     assert len(message) <= MOST_CHARS, message[:MOST_CHARS]
     if isinstance(value, Unprintable):
         assert "Unprintable" in message
+
+
+#: Calls giving an option that takes one of a few names a value, each with the name its error
+#: must say.
+CHOICES = [
+    pytest.param(
+        "start_method", lambda value: process_runner(start_method=value), id="start_method"
+    ),
+    pytest.param("client_auth_type", lambda value: tls(client_auth_type=value), id="client_auth"),
+    pytest.param("min_version", lambda value: tls(min_version=value), id="min_version"),
+    pytest.param("max_version", lambda value: tls(max_version=value), id="max_version"),
+    pytest.param("status", lambda value: serve(status=value), id="status"),
+    pytest.param(
+        "status",
+        lambda value: make_asgi_app(MetricStore(), CollectorRegistry(), status=value),
+        id="asgi-status",
+    ),
+    pytest.param(
+        "status",
+        lambda value: make_wsgi_app(MetricStore(), CollectorRegistry(), status=value),
+        id="wsgi-status",
+    ),
+    pytest.param(
+        "X-Frame-Options",
+        lambda value: WebConfig(headers={"X-Frame-Options": value}),
+        id="header-value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "call"), CHOICES)
+def test_a_value_whose_comparison_raises_gets_the_options_error(
+    name: str, call: Callable[[Any], object]
+) -> None:
+    """A value that is no string is refused as one before it is compared with the names the
+    option takes: its ``==`` (or hash) raising escaped the call, as a ZeroDivisionError here,
+    naming neither the option nor the value."""
+    with pytest.raises((TypeError, ValueError)) as caught:
+        call(Uncomparable())
+    message = str(caught.value)
+    assert name in message
+    assert "Uncomparable" in message
+    assert len(message) <= MOST_CHARS, message[:MOST_CHARS]
+
+
+@pytest.mark.parametrize(("name", "call"), CHOICES)
+def test_a_string_whose_comparison_raises_is_compared_as_its_text(
+    name: str, call: Callable[[Any], object]
+) -> None:
+    """A ``str`` subclass whose ``==`` raises is compared as the text it holds: one that is
+    no name the option takes gets the option's own error, not the subclass's."""
+    with pytest.raises((TypeError, ValueError)) as caught:
+        call(UncomparableText("teleport"))
+    message = str(caught.value)
+    assert name in message
+    assert "teleport" in message
+
+
+def test_a_name_held_by_a_string_whose_comparison_raises_is_taken() -> None:
+    """Such a string holding a name the option takes is that name."""
+    runner = ProcessRunner(1, start_method=UncomparableText("spawn"))
+    try:
+        assert type(runner.start_method) is str
+        assert runner.start_method == "spawn"
+    finally:
+        runner.shutdown()
+    make_wsgi_app(MetricStore(), CollectorRegistry(), status=UncomparableText("reduced"))
 
 
 @pytest.mark.parametrize("value", VALUES.values(), ids=VALUES.keys())

@@ -99,6 +99,9 @@ _ALLOWED_NAME = re.compile(r"\.?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 #: What no host to bind holds: control characters, and lone surrogates (the bytes of a
 #: command-line argument that are not UTF-8), which the socket cannot even encode.
 _NOT_IN_A_BIND_HOST = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: The longest host name, in characters, a trailing dot aside (RFC 1035's 255 octets on the
+#: wire): an address, even an IPv6 one in brackets with a zone, is shorter.
+_MOST_HOST_CHARS = 253
 #: The second-level labels a country's registry sells names under (``co.uk``, ``com.au``,
 #: ``ac.jp``): with a two-letter top-level domain, a public suffix a leading dot may not take.
 _REGISTRY_LABELS = frozenset({"ac", "co", "com", "edu", "go", "gov", "ne", "net", "or", "org"})
@@ -117,11 +120,12 @@ def check_status_mode(status: Any) -> StatusMode:
         raise TypeError(
             f"status must be one of {', '.join(STATUS_MODES)}, not {number_repr(status)}"
         )
-    if status not in STATUS_MODES:
+    text = str.__str__(status)  # (compared as its text: a str subclass's own == may raise)
+    if text not in STATUS_MODES:
         raise ValueError(
             f"status must be one of {', '.join(STATUS_MODES)}, got {number_repr(status)}"
         )
-    mode: StatusMode = status  # type: ignore[assignment]  # checked just above
+    mode: StatusMode = text  # type: ignore[assignment]  # checked just above
     return mode
 
 
@@ -301,14 +305,24 @@ def bind_host(host: str) -> str:
     brackets, as URLs write it (``[::1]``), is the address itself (``::1``).
 
     Raises:
-        ValueError: When brackets hold anything else, or one is missing; or when the host
-            holds a control character or a lone surrogate (a byte of a command-line argument
-            that is not UTF-8), or white space (a space left around a configuration value),
-            which no address or host name holds; or an invisible formatting
-            character (a zero-width space, a soft hyphen, a right-to-left override), which IDNA
-            drops or refuses; or when it is not ASCII and has no IDNA form, in which the socket
-            looks a host name up (a label of more than 63 characters).
+        ValueError: When the host is longer than any host name (more than 253 characters,
+            a trailing dot aside; its IDNA form too); when brackets hold anything else, or
+            one is missing; or when the host holds a control character or a lone surrogate (a
+            byte of a command-line argument that is not UTF-8), or white space (a space left
+            around a configuration value), which no address or host name holds; or an
+            invisible formatting character (a zero-width space, a soft hyphen, a
+            right-to-left override), which IDNA drops or refuses; or when it is not ASCII and
+            has no IDNA form, in which the socket looks a host name up (a label of more than
+            63 characters).
     """
+    # (Checked first: the socket would look it up as a name, and the OSError that fails the
+    # bind would quote it whole.)
+    if len(host.removesuffix(".")) > _MOST_HOST_CHARS:
+        raise ValueError(
+            f"it is {len(host)} characters long, and a host name is at most "
+            f"{_MOST_HOST_CHARS} (an address fewer): give an address such as 127.0.0.1, or a "
+            "host name"
+        )
     unusable = _NOT_IN_A_BIND_HOST.search(host)
     if unusable is not None:
         raise ValueError(
@@ -337,12 +351,17 @@ def bind_host(host: str) -> str:
                 "host names leave out: give the host name without it"
             )
         try:
-            host.encode("idna")  # (as the socket encodes it, which fails with a TypeError)
+            encoded = host.encode("idna")  # (as the socket encodes it: a TypeError failing)
         except UnicodeError as exc:
             raise ValueError(
                 f"it is no host name that IDNA can encode ({exc.__cause__ or exc}): give an "
                 "address such as 127.0.0.1, or a host name"
             ) from None
+        if len(encoded.removesuffix(b".")) > _MOST_HOST_CHARS:
+            raise ValueError(
+                f"its IDNA form, which the socket looks up, is {len(encoded)} characters long, "
+                f"and a host name is at most {_MOST_HOST_CHARS}: give a shorter host name"
+            )
     if not host.startswith("[") and not host.endswith("]"):
         # (A str subclass, a (str, Enum) member, binds the text it holds, but formatted it
         # shows its name: the server's .host and .url would name "Host.LOCAL".)

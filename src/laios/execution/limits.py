@@ -40,7 +40,8 @@ class ResourceLimits(BaseModel):
 
     The fields may be passed by keyword or by position, in this order. Bad values are refused
     when the object is built, with a ``pydantic.ValidationError`` (a ``ValueError``) naming
-    the field::
+    the field: booleans, and bytes (``b"3"``), are no number; a number written as text
+    (``"30"``) is converted::
 
         >>> ResourceLimits(timeout_seconds=30).timeout_seconds
         30.0
@@ -93,6 +94,13 @@ class ResourceLimits(BaseModel):
     def _not_bool(cls, value: Any) -> Any:
         if is_boolean(value):
             raise ValueError(f"must be a number, not a boolean ({value!r})")
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            # (Pydantic would read bytes as text, b"3" as 3: bytes are neither a number nor
+            # text, which a configuration read as text gives.)
+            raise ValueError(
+                f"must be a number, not {type(value).__name__} ({number_repr(value)}): write "
+                "the number, or decode the bytes to text first"
+            )
         return value
 
     @field_validator("timeout_seconds", "cpu_limit_percent", mode="before")

@@ -1728,10 +1728,11 @@ def start_http_server(
             ``max_connections``/``backlog`` not a whole number), or ``host``, ``status``,
             ``web_config`` or ``allowed_hosts`` is of the wrong kind (a single string rather
             than a list of names, say).
-        ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``host`` has
-            brackets around something else than an IPv6 address, holds a control character,
-            white space or an invisible formatting character (a zero-width space), or has no
-            IDNA form,
+        ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``host`` is
+            longer than any host name (more than 253 characters, a trailing dot aside, or its
+            IDNA form is), has brackets around something else than an IPv6 address, holds a
+            control character, white space or an invisible formatting character (a zero-width
+            space), or has no IDNA form,
             ``status`` unknown, a
             name of ``allowed_hosts`` empty or not a bare host name (a port, a scheme, a path
             or ``*``), or ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see

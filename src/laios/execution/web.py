@@ -245,9 +245,14 @@ def _no_password() -> str:
     )
 
 
-def _choice(where: str, value: Any, choices: Sequence[str]) -> None:
-    if not isinstance(value, str) or value not in choices:
+def _choice(where: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` as the plain ``str`` it holds when it is one of ``choices``, or fail. A value
+    that is no string is refused before it is compared (its own ``==`` may raise), and a
+    ``str`` subclass (a ``(str, Enum)`` member) is compared as its text."""
+    text = str.__str__(value) if isinstance(value, str) else None
+    if text is None or text not in choices:
         _fail(where, f"must be one of {', '.join(choices)}, not {number_repr(value)}")
+    return text
 
 
 @dataclass(frozen=True)
@@ -293,15 +298,19 @@ class TLSServerConfig:
         if self.client_ca_file is not None:
             ca_file = _path(f"{where}.client_ca_file", self.client_ca_file)
             object.__setattr__(self, "client_ca_file", ca_file)
-        if self.client_auth_type in _UNVERIFIED_CLIENT_AUTH:
+        given = self.client_auth_type
+        unverified = str.__str__(given) if isinstance(given, str) else None
+        if unverified in _UNVERIFIED_CLIENT_AUTH:
             _fail(
                 f"{where}.client_auth_type",
-                f"{self.client_auth_type} takes client certificates without verifying them, "
+                f"{unverified} takes client certificates without verifying them, "
                 "which is not supported: use RequireAndVerifyClientCert with client_ca_file",
             )
-        _choice(f"{where}.client_auth_type", self.client_auth_type, tuple(_CLIENT_AUTH))
+        auth = _choice(f"{where}.client_auth_type", given, tuple(_CLIENT_AUTH))
+        object.__setattr__(self, "client_auth_type", auth)
         for name in ("min_version", "max_version"):
-            _choice(f"{where}.{name}", getattr(self, name), tuple(_TLS_VERSIONS))
+            version = _choice(f"{where}.{name}", getattr(self, name), tuple(_TLS_VERSIONS))
+            object.__setattr__(self, name, version)
         if _TLS_VERSIONS[self.min_version] > _TLS_VERSIONS[self.max_version]:
             _fail(
                 f"{where}.min_version",
@@ -532,18 +541,25 @@ def _check_headers(headers: Any) -> dict[str, str]:
         # A str subclass (a (str, Enum) member) is taken as the text it holds, which is what
         # it is checked and sent as: the servers write headers of type str alone, and
         # formatted such a member shows its name.
-        name = str.__str__(key) if isinstance(key, str) else key
-        if name not in _EXTRA_HEADERS:
-            _fail(where, f"{name!r} cannot be set (only {', '.join(_EXTRA_HEADERS)})")
+        # (A name or value that is no string is refused before it is compared: its own ==
+        # may raise.)
+        name = str.__str__(key) if isinstance(key, str) else None
+        if name is None or name not in _EXTRA_HEADERS:
+            _fail(where, f"{number_repr(key)} cannot be set (only {', '.join(_EXTRA_HEADERS)})")
         allowed = _EXTRA_HEADERS[name]
         # (HTTP/1.1 sends header values as bytes: WSGI and ASGI servers take Latin-1 at most,
         # and anything beyond ASCII is not portable; control characters would split headers.)
-        value = str.__str__(value) if isinstance(value, str) else None
-        if value is None or not (value.isascii() and value.isprintable()):
-            _fail(f"{where}.{name}", "must be a string of printable ASCII characters")
-        if allowed and value not in allowed:
-            _fail(f"{where}.{name}", f"must be one of {', '.join(allowed)}, not {value!r}")
-        checked[name] = value
+        text = str.__str__(value) if isinstance(value, str) else None
+        if text is None or not (text.isascii() and text.isprintable()):
+            _fail(
+                f"{where}.{name}",
+                f"must be a string of printable ASCII characters, not {number_repr(value)}",
+            )
+        if allowed and text not in allowed:
+            _fail(
+                f"{where}.{name}", f"must be one of {', '.join(allowed)}, not {number_repr(text)}"
+            )
+        checked[name] = text
     return checked
 
 

@@ -195,6 +195,21 @@ def _other_protocol(exc: BaseException) -> _NotAScheduler:
     )
 
 
+#: The most characters of Dask's own error text a refusal of the runner's address quotes:
+#: Dask's errors quote the address whole, which may be of any length.
+_DASK_SAID_CHARS = 200
+
+
+def _dask_said(exc: BaseException) -> tuple[str, BaseException | None]:
+    """What Dask's error ``exc`` says, cut to :data:`_DASK_SAID_CHARS` characters for an
+    error of the runner to quote, and the cause to chain that error from: ``exc`` itself,
+    unless its text was cut (a traceback would show it whole, after the error that cut it)."""
+    said = str(exc)
+    if len(said) <= _DASK_SAID_CHARS:
+        return said, exc
+    return shorten(said, _DASK_SAID_CHARS), None
+
+
 def _await_handshake(address: str, timeout: float) -> None:
     """Raise ``OSError`` or ``TimeoutError`` unless a Dask scheduler at ``address`` completes
     distributed's handshake within ``timeout`` seconds, and answers as one
@@ -996,7 +1011,7 @@ class DaskRunner:
             if address is not None:
                 raise ValueError(
                     "give DaskRunner an address or a client, not both (the client is "
-                    f"connected already; got address={address!r})"
+                    f"connected already; got address={number_repr(address)})"
                 )
             if not isinstance(client, distributed.Client):
                 raise TypeError(
@@ -1070,22 +1085,25 @@ class DaskRunner:
                 try:
                     _await_handshake(address, connect_timeout)
                     client = client_class(address, timeout=connect_timeout)
+                # (The address is described cut short, as is Dask's text, which quotes it.)
                 except ValueError as exc:  # (Dask's parser: no scheme, no port, ...)
+                    said, cause = _dask_said(exc)
                     raise ValueError(
-                        f"address {address!r} is not a Dask scheduler address ({exc}): write "
-                        "it as 'tcp://host:8786', as 'dask scheduler' prints it (the "
-                        "dashboard's http:// address is not the scheduler's)"
-                    ) from exc
+                        f"address {number_repr(address)} is not a Dask scheduler address "
+                        f"({said}): write it as 'tcp://host:8786', as 'dask scheduler' prints "
+                        "it (the dashboard's http:// address is not the scheduler's)"
+                    ) from cause
                 except _NotAScheduler as exc:
                     raise ConnectionError(
-                        f"{address!r} is not the Dask scheduler's address: {exc}"
+                        f"{number_repr(address)} is not the Dask scheduler's address: {exc}"
                     ) from exc
                 except (OSError, TimeoutError) as exc:
+                    said, cause = _dask_said(exc)
                     raise ConnectionError(
-                        f"cannot reach the Dask scheduler at {address!r} within "
-                        f"{connect_timeout:g}s ({type(exc).__name__}: {exc}); start it "
+                        f"cannot reach the Dask scheduler at {number_repr(address)} within "
+                        f"{connect_timeout:g}s ({type(exc).__name__}: {said}); start it "
                         "(dask scheduler) or pass the right address"
-                    ) from exc
+                    ) from cause
         self.client = client
         self.address = address
         self._connect_timeout = connect_timeout

@@ -73,7 +73,7 @@ from laios._compat.multiprocessing import (
 )
 from laios._exceptions import type_name
 from laios._interrupts import sigint_held
-from laios.execution._checks import number_repr, process_count, switch
+from laios.execution._checks import as_text, number_repr, process_count, switch
 from laios.execution._finalizing import detach, finalize_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
@@ -2220,10 +2220,10 @@ class ProcessRunner:
         ValueError: When ``max_workers`` is not a whole number from 1 to 1,024 (``True``
             included), ``start_method`` is unknown or ``"fork"``, or ``preload`` has an empty
             name.
-        TypeError: When ``initializer`` is not callable, is an async function or cannot be
-            pickled, ``initargs`` cannot be pickled, ``preload`` or ``initargs`` is a string
-            (not a sequence of them), ``initargs`` is a mapping or a set, or ``preload`` has
-            an entry that is not a string.
+        TypeError: When ``start_method`` is not a string, ``initializer`` is not callable, is
+            an async function or cannot be pickled, ``initargs`` cannot be pickled,
+            ``preload`` or ``initargs`` is a string (not a sequence of them), ``initargs`` is
+            a mapping or a set, or ``preload`` has an entry that is not a string.
     """
 
     name = "process"
@@ -2242,13 +2242,19 @@ class ProcessRunner:
         preload: Sequence[str] = (),
     ) -> None:
         max_workers = process_count("max_workers", max_workers)
-        method = DEFAULT_START_METHOD if start_method is None else start_method
+        given = DEFAULT_START_METHOD if start_method is None else start_method
+        usable = sorted(set(multiprocessing.get_all_start_methods()) - {"fork"})
+        if not isinstance(given, str):
+            # (refused before it is compared with the names: its own == may raise)
+            raise TypeError(
+                f"start_method must be one of {usable} (a string), got {number_repr(given)}"
+            )
+        method = as_text(given)  # (a str subclass is compared, and kept, as its text)
         if method == "fork":
             raise ValueError(
                 "start_method='fork' is refused: forking a process that runs threads can "
                 "deadlock the child; use 'forkserver' (Linux) or 'spawn'"
             )
-        usable = sorted(set(multiprocessing.get_all_start_methods()) - {"fork"})
         if method not in usable:
             raise ValueError(f"start_method must be one of {usable}, got {number_repr(method)}")
         for name, value in (("preload", preload), ("initargs", initargs)):
