@@ -38,15 +38,13 @@ A provider of one's own over an SDK one (one whose ``get_meter`` hands out the S
 meter, or a wrapper over it) says nothing of the SDK provider under it, and neither do the SDK's
 meters and instruments: they know only the provider's private measurement consumer
 (``_measurement_consumer``, which the provider keeps too). :func:`sdk_meter_provider_under`
-finds the SDK provider whose consumer an instrument records into: among the wrapper's
-attributes, or else among the objects that refer to the consumer (``gc.get_referrers``: a walk
-of every object, done once per meter); ``None`` where it finds none (the provider is gone, or
-the SDK keeps the consumer elsewhere), which reads as running.
+finds the SDK provider whose consumer an instrument records into among the wrapper's
+attributes; ``None`` where it finds none there (a wrapper that keeps its provider out of
+sight, or an SDK that keeps the consumer elsewhere), which reads as running.
 """
 
 from __future__ import annotations
 
-import gc
 import sys
 
 from opentelemetry import context as otel_context
@@ -137,9 +135,10 @@ def sdk_meter_provider_under(provider: object, instrument: object) -> object | N
     """The SDK meter provider that ``instrument`` (made on the meter ``provider`` handed out)
     records into: ``provider`` itself when it is one; else the SDK provider whose measurement
     consumer ``instrument`` records into, found among ``provider``'s attributes (a wrapper's
-    inner provider), or else among the objects that refer to that consumer. ``None`` when
-    ``instrument`` is not the SDK's, its provider is gone, or the SDK keeps its consumer
-    elsewhere: such a provider reads as running."""
+    inner provider). ``None`` when ``instrument`` is not the SDK's, no attribute of
+    ``provider`` holds its provider, or the SDK keeps its consumer elsewhere: such a provider
+    reads as running. (Not searched for among every object of the process: a walk of a large
+    heap, under the lock of every instrumentation, would cost more than it saves.)"""
     provider_class = _sdk_meter_provider_class()
     if provider_class is None:
         return None
@@ -161,18 +160,6 @@ def sdk_meter_provider_under(provider: object, instrument: object) -> object | N
     for value in attributes:
         if owns(value):
             return value
-    try:
-        referrers: list[object] = gc.get_referrers(consumer)
-        # A provider whose attributes were read as a dict (vars()) refers to the consumer
-        # through that dict, and to the dict itself.
-        held_in = [
-            r for r in referrers if type(r) is dict and r.get("_measurement_consumer") is consumer
-        ]
-        for candidate in referrers + (gc.get_referrers(*held_in) if held_in else []):
-            if owns(candidate):
-                return candidate
-    except Exception:  # (an implementation without referrers)
-        return None
     return None
 
 
