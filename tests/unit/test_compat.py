@@ -458,6 +458,51 @@ def test_opentelemetry_sdk_meter_providers_still_say_where_they_were_shut_down()
     assert otel.meter_provider_shut_down(provider) is True
 
 
+class _Hiding:
+    """A provider of one's own that keeps the SDK provider under it in no attribute."""
+
+    def __init__(self, inner: Any) -> None:
+        self.get_meter = inner.get_meter
+
+
+def test_opentelemetry_sdk_instruments_still_lead_to_their_meter_provider() -> None:
+    """An SDK instrument still records into its provider's measurement consumer
+    (``_measurement_consumer``, kept by both): when this fails, a store reached through a
+    provider of one's own over an SDK one goes on reporting to it once it is shut down (one
+    listener each, until the store is full). Found through the wrapper's attributes; a wrapper
+    that keeps its provider in none is not searched further, and reads as running."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider(shutdown_on_exit=False)
+    other = MeterProvider(shutdown_on_exit=False)
+    histogram = provider.get_meter("m").create_histogram("h")
+    assert otel.sdk_meter_provider_under(provider, histogram) is provider
+    wrapper = SimpleNamespace(decoy=other, inner=provider)
+    assert otel.sdk_meter_provider_under(wrapper, histogram) is provider
+    assert otel.sdk_meter_provider_under(_Hiding(provider), histogram) is None
+    provider.shutdown()
+    assert otel.meter_provider_shut_down(otel.sdk_meter_provider_under(wrapper, histogram))
+
+
+def test_an_instrument_of_another_shape_leads_to_no_meter_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where an instrument keeps no measurement consumer (not the SDK's, or another SDK
+    version), no provider is found: it reads as running."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider(shutdown_on_exit=False)
+    histogram = provider.get_meter("m").create_histogram("h")
+    wrapper = _Hiding(provider)
+    no_op = NoOpMeterProvider().get_meter("m").create_histogram("h")
+    assert otel.sdk_meter_provider_under(wrapper, no_op) is None
+    assert otel.sdk_meter_provider_under(wrapper, object()) is None
+    monkeypatch.setattr(otel, "_consumer", lambda sdk_object: None)
+    assert otel.sdk_meter_provider_under(SimpleNamespace(inner=provider), histogram) is None
+    assert otel.meter_provider_shut_down(None) is False
+
+
 def test_a_meter_provider_of_another_shape_reads_as_not_shut_down(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

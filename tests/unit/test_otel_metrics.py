@@ -832,6 +832,66 @@ def test_providers_of_one_meter_leave_nothing_behind(how: str) -> None:
     assert [ref() for ref in gone] == [None] * 4
 
 
+@pytest.mark.parametrize("how", WRAPPINGS)
+def test_a_store_through_a_wrapper_stops_once_the_sdk_provider_under_it_is_shut_down(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store instrumented through a provider of one's own over an SDK one stayed active once
+    the SDK provider was shut down (only the SDK's own provider class was seen to be): it
+    recorded each task into the shut-down provider, and kept its finish listener on the store
+    until uninstrument(). It is now inactive, as through the SDK provider itself, and records
+    nothing."""
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+    wrapper = _WrappingMeterProvider(provider, how)
+    store = MetricStore()
+    recorded: list[FinishedTask] = []
+    try:
+        handle = instrument_metrics(store, meter_provider=wrapper)
+        assert handle.active
+        assert handle.meter_provider is wrapper
+        record = otel_metrics._Instruments.record
+        monkeypatch.setattr(
+            otel_metrics._Instruments,
+            "record",
+            lambda self, event: (recorded.append(event), record(self, event)),
+        )
+        finish(store, "echo")
+        assert len(recorded) == 1
+        provider.shutdown()
+        assert not handle.active
+        assert "inactive" in repr(handle)
+        finish(store, "echo")
+        assert len(recorded) == 1
+    finally:
+        _WrappingMeterProvider._cache.pop(id(provider), None)
+        handle.uninstrument()
+
+
+@pytest.mark.parametrize("how", WRAPPINGS)
+def test_wrappers_over_sdk_providers_shut_down_free_their_listeners_on_the_store(
+    how: str,
+) -> None:
+    """A long-lived store instrumented through a wrapper over a new SDK provider each time (one
+    per test, or per reload), each provider shut down after: the listeners of the shut-down
+    ones stayed on the store, which refused the 1,001st ("this store has 1000 finish
+    listeners"). They are now taken off, as through the SDK providers themselves."""
+    from laios.execution.store import MAX_FINISH_LISTENERS
+
+    store = MetricStore()
+    for _ in range(MAX_FINISH_LISTENERS + 10):
+        provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+        handle = instrument_metrics(store, meter_provider=_WrappingMeterProvider(provider, how))
+        assert handle.active
+        provider.shutdown()
+        _WrappingMeterProvider._cache.pop(id(provider), None)
+    assert not handle.active
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+    assert instrument_metrics(store, meter_provider=_WrappingMeterProvider(provider, how)).active
+    assert len(store.finish_listeners) < 100
+    provider.shutdown()
+    _WrappingMeterProvider._cache.pop(id(provider), None)
+
+
 class _RecordingMeterProvider(otel_metrics_api.MeterProvider):
     """A meter provider that keeps the callbacks of the observable instruments made on it, to
     read what they observe as they are (an SDK may merge or drop repeated attribute sets)."""

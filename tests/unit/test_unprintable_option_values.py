@@ -9,18 +9,20 @@ is described instead: by its type, by its size, or cut short.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from tls_certs import authority
 
 from laios.execution import multiprocess
 from laios.execution.runners import ProcessRunner
 from laios.execution.server import make_asgi_app, make_wsgi_app, start_http_server
 from laios.execution.store import MetricStore
-from laios.execution.web import TLSServerConfig, WebConfig
+from laios.execution.web import TLSServerConfig, WebConfig, WebConfigError
 
 #: The longest message allowed here: the option, what it takes, and the value cut short.
 MOST_CHARS = 600
@@ -127,12 +129,13 @@ VALUES = {
     "string of 100,000 characters": "x" * 100_000,
 }
 
-#: Values an option takes (or refuses later, as a file that cannot be read).
+#: Values an option takes (or refuses for another option: a key_file is read after cert_file,
+#: which these calls give as a file that does not exist; see
+#: test_a_tls_file_of_a_long_name_is_described_briefly).
 TAKEN = {
     ("max_connections", "int of 5,001 digits"),
     ("allowed_host", "string of 100,000 characters"),
     ("label-name", "string of 100,000 characters"),
-    ("cert_file", "string of 100,000 characters"),
     ("key_file", "string of 100,000 characters"),
 }
 
@@ -244,3 +247,43 @@ def test_a_multiprocess_directory_that_cannot_be_quoted_is_described() -> None:
     """enable(directory) given an object whose repr raises refuses it naming ``directory``."""
     with pytest.raises(TypeError, match=r"directory must be a path, not <Unprintable object>"):
         multiprocess.enable(Unprintable(), registry=CollectorRegistry())  # type: ignore[arg-type]
+
+
+#: Long file names: one the system refuses as too long (read as "cannot read ... (File name
+#: too long)"), one within its limit whose first directory does not exist.
+LONG_PATHS = {
+    "cannot-read": "a" * 100_000,
+    "does-not-exist": "gone/" * 600 + "server.pem",
+}
+
+
+@pytest.mark.parametrize("setting", ["cert_file", "key_file", "client_ca_file"])
+@pytest.mark.parametrize("kind", LONG_PATHS)
+def test_a_tls_file_of_a_long_name_is_described_briefly(
+    tmp_path: Path, setting: str, kind: str
+) -> None:
+    """A TLS file that cannot be read is refused naming the setting and the start of its
+    name, in a short message: the whole name was quoted (a message of 100,000 characters)."""
+    ca = authority(tmp_path)
+    server = ca.issue(tmp_path, "server", server=True)
+    files: dict[str, Any] = {"cert_file": server.cert_file, "key_file": server.key_file}
+    if setting == "client_ca_file":
+        files["client_auth_type"] = "RequireAndVerifyClientCert"
+    path = LONG_PATHS[kind]
+    files[setting] = path
+    with pytest.raises(WebConfigError) as caught:
+        TLSServerConfig(**files)
+    message = str(caught.value)
+    assert message.startswith(f"tls_server_config.{setting}: ")
+    assert path[:100] in message
+    assert len(message) <= MOST_CHARS, message[:MOST_CHARS]
+    said = "cannot read" if kind == "cannot-read" else "does not exist"
+    assert said in message
+
+
+def test_a_tls_file_of_a_short_name_is_quoted_whole(tmp_path: Path) -> None:
+    """A name of ordinary length is quoted whole."""
+    path = str(tmp_path / "gone" / "server.pem")
+    refusal = rf"^tls_server_config\.cert_file: {re.escape(path)} does not exist$"
+    with pytest.raises(WebConfigError, match=refusal):
+        TLSServerConfig(cert_file=path, key_file=path)

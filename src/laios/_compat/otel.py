@@ -33,6 +33,14 @@ The SDK is not imported for this: a span of its own means it is loaded already.
 An SDK meter provider that was shut down keeps saying so in its private ``_shutdown``;
 :func:`meter_provider_shut_down` reads it there (``False`` where the flag is gone), so that a
 store stops reporting to a provider that will export nothing more.
+
+A provider of one's own over an SDK one (one whose ``get_meter`` hands out the SDK provider's
+meter, or a wrapper over it) says nothing of the SDK provider under it, and neither do the SDK's
+meters and instruments: they know only the provider's private measurement consumer
+(``_measurement_consumer``, which the provider keeps too). :func:`sdk_meter_provider_under`
+finds the SDK provider whose consumer an instrument records into among the wrapper's
+attributes; ``None`` where it finds none there (a wrapper that keeps its provider out of
+sight, or an SDK that keeps the consumer elsewhere), which reads as running.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ __all__ = [
     "instrumentation_suppressed",
     "is_proxy_meter_provider",
     "meter_provider_shut_down",
+    "sdk_meter_provider_under",
     "suppress_instrumentation_in",
 ]
 
@@ -107,6 +116,51 @@ def meter_provider_shut_down(provider: object) -> bool:
     if not isinstance(provider_class, type) or not isinstance(provider, provider_class):
         return False
     return getattr(provider, "_shutdown", False) is True
+
+
+def _sdk_meter_provider_class() -> type | None:
+    """The SDK's ``MeterProvider`` class, ``None`` while the SDK is not loaded (a provider of
+    its own means it is: it is not imported for this)."""
+    provider_class = getattr(sys.modules.get("opentelemetry.sdk.metrics"), "MeterProvider", None)
+    return provider_class if isinstance(provider_class, type) else None
+
+
+def _consumer(sdk_object: object) -> object:
+    """The measurement consumer an SDK provider, meter or instrument records into (``None``
+    where it keeps none there)."""
+    return getattr(sdk_object, "_measurement_consumer", None)  # the guarded read
+
+
+def sdk_meter_provider_under(provider: object, instrument: object) -> object | None:
+    """The SDK meter provider that ``instrument`` (made on the meter ``provider`` handed out)
+    records into: ``provider`` itself when it is one; else the SDK provider whose measurement
+    consumer ``instrument`` records into, found among ``provider``'s attributes (a wrapper's
+    inner provider). ``None`` when ``instrument`` is not the SDK's, no attribute of
+    ``provider`` holds its provider, or the SDK keeps its consumer elsewhere: such a provider
+    reads as running. (Not searched for among every object of the process: a walk of a large
+    heap, under the lock of every instrumentation, would cost more than it saves.)"""
+    provider_class = _sdk_meter_provider_class()
+    if provider_class is None:
+        return None
+    if issubclass(type(provider), provider_class):
+        return provider
+    consumer = _consumer(instrument)
+    if consumer is None:
+        return None
+
+    def owns(candidate: object) -> bool:
+        # (type(), not isinstance: the latter may ask a proxy's __class__, which may run code)
+        return issubclass(type(candidate), provider_class) and _consumer(candidate) is consumer
+
+    attributes: list[object]
+    try:
+        attributes = list(vars(provider).values())
+    except Exception:  # (no __dict__, or one of its own that raises)
+        attributes = []
+    for value in attributes:
+        if owns(value):
+            return value
+    return None
 
 
 def _real(provider: object) -> MeterProvider | None:

@@ -72,6 +72,7 @@ from laios._compat.otel import (
     global_meter_provider,
     is_proxy_meter_provider,
     meter_provider_shut_down,
+    sdk_meter_provider_under,
 )
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
 from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
@@ -268,6 +269,10 @@ class _Instruments:
         self.tool_duration: Histogram
         self.queue_wait: Histogram
         self.with_context = False
+        #: The SDK provider the instruments record into, held weakly (a provider holds its
+        #: instruments, whose callbacks hold these): ``None`` until looked for (see
+        #: :meth:`provider_under`).
+        self._under: Callable[[], object | None] | None = None
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a lock of its own (another thread may have held this one)."""
@@ -292,6 +297,17 @@ class _Instruments:
         store = handle.store
         if store is not None:
             self._table.remove(store)
+
+    def provider_under(self, provider: MeterProvider) -> object | None:
+        """The SDK meter provider these instruments record into, ``provider`` being one that
+        hands out their meter: found the first time (a wrapper says nothing of the provider
+        under it; see :func:`~laios._compat.otel.sdk_meter_provider_under`), or ``None`` when
+        none is found (not the SDK's, or gone): its handles never read as shut down then.
+        Caller holds ``_lock``, once every instrument is created."""
+        if self._under is None:
+            found = sdk_meter_provider_under(provider, self.tool_duration)
+            self._under = _nothing if found is None else weakref.ref(found)
+        return self._under()
 
     @property
     def complete(self) -> bool:
@@ -518,7 +534,9 @@ class MetricsInstrumentation:
 
     Once an SDK provider is shut down (one per test, or per reload of a service's
     configuration), the handle is inactive: it records nothing, and a later
-    :func:`instrument_metrics` call takes its listener off the store.
+    :func:`instrument_metrics` call takes its listener off the store. So it is once the SDK
+    provider under a provider of one's own (a wrapper whose meter is the SDK provider's, or
+    wraps it) is shut down.
     """
 
     def __init__(
@@ -526,10 +544,15 @@ class MetricsInstrumentation:
         store: MetricStore,
         meter_provider: MeterProvider | None,
         instruments: _Instruments | None = None,
+        provider_under: object | None = None,
     ) -> None:
         """Create the handle of ``store`` reporting to ``instruments`` (inactive without); the
-        caller adds :meth:`record` as the store's finish listener."""
+        caller adds :meth:`record` as the store's finish listener. ``provider_under`` is the
+        SDK provider the instruments record into (``meter_provider`` when not given): the
+        handle is inactive once it is shut down."""
         self.meter_provider = meter_provider
+        #: Whose shutdown ends the reporting (held here: read at every task's end).
+        self._provider_under = meter_provider if provider_under is None else provider_under
         #: The key of this handle in the registry (the store's may be gone at uninstrument).
         self._key = (id(store), id(instruments))
         # Weak, and with no callback: a collected store is noticed when it is read (the
@@ -550,7 +573,7 @@ class MetricsInstrumentation:
         return (
             self._instruments is not None
             and self._store() is not None
-            and not meter_provider_shut_down(self.meter_provider)
+            and not meter_provider_shut_down(self._provider_under)
         )
 
     def uninstrument(self) -> None:
@@ -579,7 +602,7 @@ class MetricsInstrumentation:
     def record(self, event: FinishedTask) -> None:
         """The store's finish listener: record one task's end in the two histograms."""
         instruments = self._instruments
-        if instruments is not None and not meter_provider_shut_down(self.meter_provider):
+        if instruments is not None and not meter_provider_shut_down(self._provider_under):
             instruments.record(event)
 
     def __repr__(self) -> str:
@@ -644,6 +667,10 @@ _by_meter = _ByObject()
 #: through the SDK (their histograms' measurement consumer keeps it), and the counter keeps
 #: its first instruments alive through their callbacks.
 _by_counter: weakref.WeakKeyDictionary[Any, weakref.ref[_Instruments]] = weakref.WeakKeyDictionary()
+
+
+def _nothing() -> None:
+    """What a weak reference to a provider that was never found gives."""
 
 
 def _meter_of(provider: MeterProvider) -> Meter:
@@ -786,7 +813,9 @@ def instrument_metrics(
             entry[1].discard(entry[0])
             stale.append(entry[0])
         stale += _prune()
-        handle = MetricsInstrumentation(store, meter_provider, instruments)
+        handle = MetricsInstrumentation(
+            store, meter_provider, instruments, instruments.provider_under(meter_provider)
+        )
         instruments.add(handle)
         _registry[key] = (handle, instruments)
     # Outside the lock: the store takes its own (no order between the two locks to keep).

@@ -48,7 +48,8 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any, Literal, NoReturn
 
-from laios.execution._checks import number_repr
+from laios._text import shorten
+from laios.execution._checks import MAX_QUOTED_CHARS, number_repr
 
 _log = logging.getLogger("laios.execution.server")
 
@@ -162,6 +163,18 @@ def _path(where: str, value: Any) -> str:
     return str.__str__(value)
 
 
+def _shown(path: str) -> str:
+    """``path`` for an error message: whole when short, cut to ``MAX_QUOTED_CHARS`` characters
+    when long (a name of 100,000 characters made a message of its length)."""
+    return shorten(path, MAX_QUOTED_CHARS)
+
+
+def _why(exc: OSError) -> str:
+    """Why ``exc`` could not read a file, in words (its text cut short: it may quote the
+    path)."""
+    return exc.strerror or shorten(str(exc), MAX_QUOTED_CHARS)
+
+
 def _read(where: str, path: str, size: int) -> bytes:
     """The first ``size`` bytes of a file; refuse a file that is missing or cannot be read,
     saying which and why."""
@@ -169,11 +182,11 @@ def _read(where: str, path: str, size: int) -> bytes:
         with open(path, "rb") as file:
             return file.read(size)
     except FileNotFoundError:
-        _fail(where, f"{path} does not exist")
+        _fail(where, f"{_shown(path)} does not exist")
     except IsADirectoryError:
-        _fail(where, f"{path} is a directory, not a file")
+        _fail(where, f"{_shown(path)} is a directory, not a file")
     except OSError as exc:
-        _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+        _fail(where, f"cannot read {_shown(path)} ({_why(exc)})")
 
 
 def _read_whole(where: str, path: str) -> bytes:
@@ -184,8 +197,8 @@ def _read_whole(where: str, path: str) -> bytes:
     if len(content) > _MOST_READ:
         _fail(
             where,
-            f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from it (a device "
-            "or pipe that never ends?)",
+            f"{_shown(path)} holds more than {_MOST_READ >> 20} MiB, the most read from it (a "
+            "device or pipe that never ends?)",
         )
     return content
 
@@ -206,18 +219,18 @@ def _read_regular(where: str, path: str) -> bytes:
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        _fail(where, f"{path} does not exist")
+        _fail(where, f"{_shown(path)} does not exist")
     except OSError as exc:
-        _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+        _fail(where, f"cannot read {_shown(path)} ({_why(exc)})")
     try:  # (the checks come first: opening a directory's descriptor as a file raises)
         found = os.fstat(descriptor)
         if stat.S_ISDIR(found.st_mode):
-            _fail(where, f"{path} is a directory, not a file")
+            _fail(where, f"{_shown(path)} is a directory, not a file")
         if not stat.S_ISREG(found.st_mode):
             _fail(
                 where,
-                f"{path} is not a regular file (a pipe or a device?): give a file, which is "
-                "read again whenever it changes",
+                f"{_shown(path)} is not a regular file (a pipe or a device?): give a file, "
+                "which is read again whenever it changes",
             )
         content = b""
         if found.st_size <= _MOST_READ:
@@ -225,13 +238,13 @@ def _read_regular(where: str, path: str) -> bytes:
                 with open(descriptor, "rb", closefd=False) as file:
                     content = file.read(_MOST_READ + 1)
             except OSError as exc:
-                _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+                _fail(where, f"cannot read {_shown(path)} ({_why(exc)})")
         if found.st_size > _MOST_READ or len(content) > _MOST_READ:
             size = max(os.fstat(descriptor).st_size, len(content))  # (grown since looked at?)
             _fail(
                 where,
-                f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from a TLS file "
-                f"({size} bytes; a certificate chain, key or CA bundle takes a few KiB)",
+                f"{_shown(path)} holds more than {_MOST_READ >> 20} MiB, the most read from a TLS "
+                f"file ({size} bytes; a certificate chain, key or CA bundle takes a few KiB)",
             )
     finally:
         os.close(descriptor)
@@ -361,7 +374,7 @@ class TLSServerConfig:
         except ssl.SSLError as exc:
             _fail(
                 where,
-                f"cannot use cert_file {cert_file} with key_file {key_file} "
+                f"cannot use cert_file {_shown(cert_file)} with key_file {_shown(key_file)} "
                 f"({exc.reason or exc}): both must be PEM, the key unencrypted and the "
                 "certificate's own",
             )
@@ -374,11 +387,14 @@ class TLSServerConfig:
                 # (The ssl module takes PEM as ASCII text: a bundle's comments may not be.)
                 context.load_verify_locations(cadata=ca_data.decode("ascii", errors="ignore"))
             except ValueError:  # (empty)
-                _fail(f"{where}.client_ca_file", f"{ca_file} holds no usable PEM CA certificate")
+                _fail(
+                    f"{where}.client_ca_file",
+                    f"{_shown(ca_file)} holds no usable PEM CA certificate",
+                )
             except ssl.SSLError as exc:
                 _fail(
                     f"{where}.client_ca_file",
-                    f"{ca_file} holds no usable PEM CA certificate ({exc.reason or exc})",
+                    f"{_shown(ca_file)} holds no usable PEM CA certificate ({exc.reason or exc})",
                 )
             context.verify_mode = _CLIENT_AUTH[self.client_auth_type]
         return context
@@ -807,12 +823,12 @@ def _read_tokens(where: str, path: str) -> list[str]:
     # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token.)
     text = _read_whole(where, path).decode("utf-8-sig", errors="replace")
     tokens = [
-        _check_token(f"{where} {path}, line {number}", line.strip())
+        _check_token(f"{where} {_shown(path)}, line {number}", line.strip())
         for number, line in enumerate(text.splitlines(), 1)
         if line.strip()
     ]
     if not tokens:
-        _fail(where, f"{path} holds no token")
+        _fail(where, f"{_shown(path)} holds no token")
     return tokens
 
 

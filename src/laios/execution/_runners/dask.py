@@ -151,6 +151,21 @@ _CANCELLED = (
     "(client.restart()) or when the client loses its scheduler, or the application cancelled it"
 )
 
+#: Why a call was lost whose Dask task the cluster cancelled as it was restarted (Dask's reason
+#: ``"scheduler-restart"``: the scheduler tells each of its clients of a restart, whichever
+#: client asked for it).
+_RESTARTED = (
+    ": the cluster was restarted (client.restart(), by this application or another client of "
+    "the cluster), which cancels every task on it"
+)
+
+
+def _cancelled_why(reason: str | None) -> str:
+    """Why a call was lost whose Dask task ended ``cancelled``, for Dask's ``reason`` (see
+    :func:`~laios._compat.dask.cancel_reason`): the restart when Dask named it, else what
+    cancels a task."""
+    return _RESTARTED if reason == "scheduler-restart" else _CANCELLED
+
 
 class WorkerLost(Exception):
     """The Dask worker running a tool was lost (or the cluster gave up on the task)."""
@@ -1560,6 +1575,7 @@ class DaskRunner:
         # (Read before the release: the client cancelled the task, as a restart of the cluster
         # does, before this report of what followed on the worker came.)
         cancelled = getattr(future, "status", None) == "cancelled"
+        reason = cancel_reason(future) if cancelled else None
         if future is not None:
             _release(future)
         events = handle.events
@@ -1578,11 +1594,11 @@ class DaskRunner:
             elif kind == "done":
                 outcome = parts[0]
                 if cancelled and outcome.error_type == "worker_lost":  # (killed as released)
-                    outcome = self._ended_cancelled(outcome)
+                    outcome = self._ended_cancelled(outcome, reason)
                 events.finished(outcome)
             elif kind == "closed":
                 outcome = self._worker_closed(parts[0])
-                events.finished(self._ended_cancelled(outcome) if cancelled else outcome)
+                events.finished(self._ended_cancelled(outcome, reason) if cancelled else outcome)
         except Exception:
             _log.exception("reporting a Dask worker's %s event failed", kind)
 
@@ -1600,16 +1616,18 @@ class DaskRunner:
             )
         return RawOutcome(None, WorkerLost(message), error_type="worker_lost")
 
-    def _ended_cancelled(self, reported: RawOutcome) -> RawOutcome:
-        """The outcome of a call whose Dask task was cancelled, for its worker's report
-        (``reported``) of the kill that followed: its task released there, or the worker closed
-        (a restart of the cluster cancels every task, then closes or restarts the workers).
-        The call says it was cancelled, as it does when the cancellation comes first; the
-        report stands while the cluster is closing (it says so)."""
+    def _ended_cancelled(self, reported: RawOutcome, reason: str | None) -> RawOutcome:
+        """The outcome of a call whose Dask task was cancelled (for Dask's ``reason``, when
+        known), for its worker's report (``reported``) of the kill that followed: its task
+        released there, or the worker closed (a restart of the cluster cancels every task, then
+        closes or restarts the workers). The call says it was cancelled, as it does when the
+        cancellation comes first; the report stands while the cluster is closing (it says
+        so)."""
         if self._cluster_closing():
             return reported
         message = (
-            f"The call was lost on the Dask cluster (its Dask task ended 'cancelled'){_CANCELLED}"
+            "The call was lost on the Dask cluster (its Dask task ended 'cancelled')"
+            f"{_cancelled_why(reason)}"
         )
         return RawOutcome(None, WorkerLost(message), error_type="worker_lost")
 
@@ -1626,8 +1644,7 @@ class DaskRunner:
         key = future.key
         status = future.status
         why = f"its Dask task ended '{status}'{_dask_reason(future)}"
-        # (The client cancels its tasks for this reason as it loses its scheduler.)
-        scheduler_lost = cancel_reason(future) == "scheduler-connection-lost"
+        reason = cancel_reason(future)
         with self._lock:
             handle = self._calls.get(key)
             if handle is not None:
@@ -1643,13 +1660,14 @@ class DaskRunner:
             with contextlib.suppress(RuntimeError):  # (no thread: the outcome comes all the same)
                 timer.start()
             return
-        self._lost(handle, why, status, scheduler_lost=scheduler_lost)
+        self._lost(handle, why, status, reason)
 
     def _lost(
-        self, handle: _DaskCall, why: str, status: str | None = None, scheduler_lost: bool = False
+        self, handle: _DaskCall, why: str, status: str | None = None, reason: str | None = None
     ) -> None:
         """End the call as lost (``why``: how, in words; ``status``: its Dask task's, when it
-        ended; ``scheduler_lost``: the client cancelled the task as it lost its scheduler)."""
+        ended; ``reason``: Dask's reason for cancelling it, when it says one: see
+        :func:`~laios._compat.dask.cancel_reason`)."""
         with self._lock:
             if handle.state in ("done", "abandoned"):
                 return
@@ -1686,8 +1704,9 @@ class DaskRunner:
                     f"The call was lost on the Dask cluster ({why}){_CLUSTER_CLOSED_UNDER_IT}. "
                     "Its tool ends as its worker closes"
                 )
-            elif scheduler_lost:
-                # (Also once Dask closed the client, past its reconnection: that came later.)
+            elif reason == "scheduler-connection-lost":
+                # (The client cancels its tasks for this reason as it loses its scheduler; also
+                # once Dask closed the client, past its reconnection: that came later.)
                 message = self._scheduler_lost(why)
             elif client_closed and self._owns_client:
                 # (the runner's own shutdown closes it only once its calls ended)
@@ -1702,7 +1721,7 @@ class DaskRunner:
                 )
             elif status == "cancelled":
                 # (A worker's death does not cancel a task: Dask runs it again, or fails it.)
-                message = f"The call was lost on the Dask cluster ({why}){_CANCELLED}"
+                message = f"The call was lost on the Dask cluster ({why}){_cancelled_why(reason)}"
             else:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): a worker died while "
