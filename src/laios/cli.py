@@ -45,9 +45,11 @@ from laios._output import (
     OutputParser,
     closed_stdout_status,
     credentials_past_host,
+    number_argument,
     output_failure_status,
     parse_command_line,
     printable_text,
+    quoted_briefly,
     shown_url,
     without_credentials,
 )
@@ -1962,24 +1964,26 @@ def _watch(
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = number_argument(text)
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(
-            f"must be a finite positive number of seconds, got {text!r}"
+            f"must be a finite positive number of seconds, got {quoted_briefly(text)}"
         )
     return value
 
 
+#: A port as ``--port`` takes it: ASCII digits only (``int()`` also reads any script's digits,
+#: a sign, underscores and white space around them).
+_PORT = re.compile("[0-9]+", re.ASCII)
+
+
 def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
+    digits = text.lstrip("0") or "0"  # (leading zeros: int() refuses more than 4,300 digits)
+    port = int(digits) if _PORT.fullmatch(text) and len(digits) <= 5 else -1
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from 0 to 65535, got {quoted_briefly(text)}"
+        )
     return port
 
 

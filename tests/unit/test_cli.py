@@ -1483,6 +1483,72 @@ def test_demo_refuses_a_duration_that_is_not_a_positive_number(
     assert "positive" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "port",
+    [
+        "٣",
+        "３",
+        "8_489",
+        " 80",
+        "80 ",
+        "80\n",
+        "+80",
+        "0x50",
+        "8\x1b[2J",
+        pytest.param("1" * 5000, id="5000-digits"),
+    ],
+)
+def test_demo_refuses_a_port_not_in_ascii_digits(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--port takes ASCII digits only: not another script's digits, which int() reads (``٣``
+    served on port 3), an underscore, a sign or white space; the message shows the value
+    printably and briefly."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--port", port])  # (the old reading ran it)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument --port: must be a port number from 0 to 65535" in err
+    assert "\x1b" not in err
+    assert len(err) < 1000
+
+
+def test_demo_takes_a_port_with_leading_zeros() -> None:
+    """A port of ASCII digits is read as the number they write, leading zeros and all."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["demo", "--port", "08489"]).port == 8489
+    assert parser.parse_args(["demo", "--port", "0" * 5000 + "80"]).port == 80
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        pytest.param(option, value, id=f"{option[1]}-{value[:20]!r}")
+        for option in (["status", "--interval"], ["status", "--timeout"], ["demo", "--duration"])
+        for value in ("٣", "３", "1_000", " 3", "3 ", "3\n", "0x10", "3\x1b[2J", "x" * 10**6)
+    ],
+)
+def test_seconds_not_in_ascii_digits_are_refused(
+    option: list[str], value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--interval, --timeout and --duration take a number written in ASCII digits: not
+    another script's digits, which float() reads (``٣`` was 3 seconds), an underscore or white
+    space; the message shows the value printably and briefly."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args([*option, value])  # (the old reading ran the demo)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option[1]}: not a number: " in err
+    assert "\x1b" not in err
+    assert len(err) < 1000
+
+
+@pytest.mark.parametrize("value", ["0.5", "+2", "1e3", "1E-2", ".5", "5.", "3"])
+def test_seconds_in_ascii_digits_are_taken(value: str) -> None:
+    """A sign, a decimal point and an exponent are part of a number of seconds."""
+    assert cli.build_parser().parse_args(["status", "--interval", value]).interval == float(value)
+
+
 @pytest.mark.parametrize("command", [["demo"], ["status"]])
 def test_ctrl_c_before_a_command_is_under_way_ends_it_without_a_traceback(
     command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -19,8 +19,10 @@ from pathlib import Path
 from laios._output import (
     OutputParser,
     closed_stdout_status,
+    number_argument,
     output_failure_status,
     parse_command_line,
+    quoted_briefly,
     shell_quote,
 )
 from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
@@ -46,7 +48,7 @@ _CHECKOUT_MARKER = Path("src", "laios", "mixin")
 def _label(text: str) -> tuple[str, str]:
     key, equals, value = text.partition("=")
     if not equals:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {quoted_briefly(text)}")
     return key, value
 
 
@@ -90,7 +92,15 @@ def _as_given(value: object) -> str:
 
 
 def _group_labels(text: str) -> tuple[str, ...]:
-    return tuple(label.strip() for label in text.split(",") if label.strip())
+    if not text:  # (no group labels, as the command line of a config without them gives it)
+        return ()
+    labels = tuple(label.strip() for label in text.split(","))
+    if "" in labels:  # (`cluster,,job`: a typo, not a name to drop unsaid)
+        raise argparse.ArgumentTypeError(
+            f"{quoted_briefly(text)} has an empty label name (give the names separated by "
+            "single commas, e.g. cluster,namespace,job)"
+        )
+    return labels
 
 
 def build_parser(
@@ -134,7 +144,7 @@ def build_parser(
     parser.add_argument(
         OPTIONS["availability_objective"],
         action=_Once,
-        type=float,
+        type=number_argument,
         default=_DEFAULT.availability_objective,
         metavar="RATIO",
         help="share of results (after retries) that must succeed, for the burn-rate alerts "
@@ -143,7 +153,7 @@ def build_parser(
     parser.add_argument(
         OPTIONS["latency_p95_seconds"],
         action=_Once,
-        type=float,
+        type=number_argument,
         default=_DEFAULT.latency_p95_seconds,
         metavar="SECONDS",
         help="p95 duration of successful tasks above which LaiosToolLatencyHigh fires "
