@@ -140,7 +140,7 @@ def parse_command_line(
 
 #: The longest quoted value a usage error shows: a value read from a whole file, or a
 #: million characters given, is shown cut short.
-_MAX_QUOTED = 80
+_MAX_QUOTED = 200
 
 #: A number as an option of the commands takes one: ASCII digits with an optional sign,
 #: decimal point and exponent, or ``inf``, ``infinity`` or ``nan`` in any case (left to each
@@ -154,7 +154,7 @@ _NUMBER = re.compile(
 
 def quoted_briefly(text: str) -> str:
     """``repr(text)`` for a usage error: printable (a control character, a line break or a
-    right-to-left override as its escape) and at most 80 characters."""
+    right-to-left override as its escape) and at most 200 characters."""
     return shorten(repr(text), _MAX_QUOTED)
 
 

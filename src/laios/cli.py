@@ -934,6 +934,8 @@ def _read_option_file(option: str, path: str, limit: int, longer: str) -> bytes:
             longer than ``limit`` (``longer`` says how long that is and what the file then
             is not).
     """
+    if not path:  # (`--cacert "$CA"` with CA unset: open("") fails as a missing file does)
+        raise ValueError(f"{option} is given an empty path, which names no file")
     try:
         with open(path, "rb") as file:
             data = file.read(limit + 1)
@@ -2005,7 +2007,7 @@ def _host(text: str) -> str:
     try:
         return bind_host(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        raise argparse.ArgumentTypeError(f"{quoted_briefly(text)}: {exc}") from None
 
 
 #: A control character (C0, DEL or C1), or a lone surrogate (a byte of a command-line
@@ -2059,7 +2061,7 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
 def _otlp_endpoint(text: str) -> str:
     problem = otlp_url_problem(text)
     if problem:  # (named without the user and password it may carry, as the banner does)
-        raise argparse.ArgumentTypeError(f"{shown_url(text)!r} {problem}")
+        raise argparse.ArgumentTypeError(f"{quoted_briefly(shown_url(text))} {problem}")
     return text
 
 

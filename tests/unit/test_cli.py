@@ -1513,6 +1513,38 @@ def test_demo_refuses_a_port_not_in_ascii_digits(
     assert len(err) < 1000
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["demo", "--host", "a " * 50_000], id="host"),
+        pytest.param(["demo", "--host", f"[{'a' * 10**5}]"], id="host-in-brackets"),
+        pytest.param(["demo", "--otlp-endpoint", "http://h:99999/" + "a" * 10**5], id="otlp"),
+    ],
+)
+def test_a_huge_refused_value_is_described_briefly(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused value of a hundred thousand characters is shown cut short in the usage
+    error, not written out whole."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {argv[1]}: " in err
+    assert len(err) < 2000
+
+
+@pytest.mark.parametrize("option", ["--bearer-token-file", "--cacert", "--cert"])
+def test_an_empty_file_option_is_said_to_name_no_file(
+    option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--cacert ""`` (as ``--cacert "$CA"`` gives with CA unset) is refused saying that the
+    path is empty, not that a file of no name cannot be read."""
+    assert main(["status", option, ""]) == 2
+    err = capsys.readouterr().err
+    assert f"laios status: {option} is given an empty path, which names no file" in err
+
+
 def test_demo_takes_a_port_with_leading_zeros() -> None:
     """A port of ASCII digits is read as the number they write, leading zeros and all."""
     parser = cli.build_parser()

@@ -235,6 +235,16 @@ def test_a_huge_value_is_described_briefly(capsys: pytest.CaptureFixture[str]) -
         assert len(_refused([*argv, "--check"], capsys)) < 2000
 
 
+def test_a_huge_value_given_twice_is_described_briefly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An option given twice names both values, each cut short."""
+    argv = ["--dashboard-uid", "a", "--dashboard-uid", "b" * 10**5, "--check"]
+    err = _refused(argv, capsys)
+    assert "error: argument --dashboard-uid: given twice, as 'a' then 'bbb" in err
+    assert len(err) < 2000
+
+
 def test_missing_dashboard_module_is_skipped_with_a_message(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

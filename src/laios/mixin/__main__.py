@@ -87,8 +87,8 @@ class _Once(argparse.Action):
 def _as_given(value: object) -> str:
     """An option's value as the refusal of a second one shows it."""
     if isinstance(value, tuple):
-        return repr(",".join(value))
-    return repr(str(value)) if isinstance(value, (str, Path)) else repr(value)
+        return quoted_briefly(",".join(value))
+    return quoted_briefly(str(value)) if isinstance(value, (str, Path)) else repr(value)
 
 
 def _group_labels(text: str) -> tuple[str, ...]:
