@@ -181,6 +181,25 @@ def test_an_empty_group_label_is_refused(labels: str, capsys: pytest.CaptureFixt
     assert f"error: argument --group-labels: {labels!r} has an empty label name" in err
 
 
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        ("job,job", "a label is given twice"),
+        ("job, job", "a label is given twice"),
+        ("1job", "'1job' is not a Prometheus label name"),
+        ("job-name", "'job-name' is not a Prometheus label name"),
+        ("cluster,jöb", "'jöb' is not a Prometheus label name"),
+    ],
+)
+def test_a_group_label_given_twice_or_not_a_label_name_is_refused(
+    labels: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--group-labels refuses a name given twice (spaces around it aside) and one Prometheus
+    does not take as a label name, naming the option."""
+    err = _refused(["--group-labels", labels, "--check"], capsys)
+    assert f"error: argument --group-labels: group_labels: {reason}" in err
+
+
 def test_no_group_labels_is_an_empty_value() -> None:
     """``--group-labels ''``, the option as the regenerate line gives a config without group
     labels, keeps none but ``tool``; spaces around a name are not part of it."""
