@@ -230,7 +230,31 @@ def test_a_number_not_in_ascii_digits_is_refused(
     assert err.endswith(")\n")
 
 
-@pytest.mark.parametrize("value", ["1e999", "inf", "+Infinity", "nan", "NaN", "1e-400"])
+@pytest.mark.parametrize(
+    ("value", "read", "hint"),
+    [
+        ("0.99999999999999999", "1.0", "give at most 16 nines"),
+        ("0.999999999999999999999999", "1.0", "give at most 16 nines"),
+        ("1e-400", "0.0", "give a ratio a float holds"),
+    ],
+)
+def test_an_objective_a_float_cannot_hold_is_refused_as_given(
+    value: str, read: str, hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An objective between 0 and 1 that a float rounds to 1 (17 nines or more) or to 0 is
+    refused saying so, with the value as given, not as 1.0 being out of range."""
+    err = _refused(["--objective", value, "--check"], capsys)
+    assert f"error: argument --objective: {value!r} is read as {read}, as a float holds it: " in err
+    assert hint in err
+
+
+def test_an_objective_of_16_nines_is_taken() -> None:
+    """0.9999999999999999, the closest a float comes to 1 in nines, is an objective."""
+    args = build_parser().parse_args(["--objective", "0.9999999999999999"])
+    assert config_from_args(args).availability_objective == 0.9999999999999999
+
+
+@pytest.mark.parametrize("value", ["1e999", "inf", "+Infinity", "nan", "NaN", "0", "-0.5"])
 def test_a_number_out_of_range_is_refused_by_the_config(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from laios._output import (
@@ -50,6 +51,23 @@ def _label(text: str) -> tuple[str, str]:
     if not equals:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {quoted_briefly(text)}")
     return key, value
+
+
+def _objective(text: str) -> float:
+    """``--objective``: a number (``number_argument``) that a float holds as less than 1 and
+    more than 0 when it is written so, rather than rounded to 1 (17 nines or more) or to 0,
+    which MixinConfig would refuse as out of range without a word on why."""
+    value = number_argument(text)
+    if value in (0.0, 1.0) and 0 < Decimal(text) < 1:
+        hint = (
+            "give at most 16 nines (0.9999999999999999, the closest to 1 a float holds)"
+            if value
+            else "give a ratio a float holds, 1e-300 or more"
+        )
+        raise argparse.ArgumentTypeError(
+            f"{quoted_briefly(text)} is read as {value!r}, as a float holds it: {hint}"
+        )
+    return value
 
 
 def _directory(text: str) -> Path:
@@ -144,7 +162,7 @@ def build_parser(
     parser.add_argument(
         OPTIONS["availability_objective"],
         action=_Once,
-        type=number_argument,
+        type=_objective,
         default=_DEFAULT.availability_objective,
         metavar="RATIO",
         help="share of results (after retries) that must succeed, for the burn-rate alerts "
