@@ -32,7 +32,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
-from laios._output import printable_text, shell_quote, shown_url, without_credentials
+from laios._output import (
+    printable_text,
+    quoted_briefly,
+    shell_quote,
+    shown_url,
+    without_credentials,
+)
 from laios._stops import Stops as _Stops
 from laios._stops import stop_signals_as_ctrl_c as _stop_signals_as_ctrl_c
 from laios._stops import stop_signals_ignored as _stop_signals_ignored
@@ -341,7 +347,7 @@ def _check_otlp_environment() -> None:
     )
     problem = otlp_url_problem(value, base=not traces)
     if problem:
-        raise ValueError(f"{variable}={shown_url(value)!r} {problem}; or unset it")
+        raise ValueError(f"{variable}={quoted_briefly(shown_url(value))} {problem}; or unset it")
 
 
 def _is_wildcard(host: str) -> bool:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import unquote_plus, urlsplit
 
+from laios._text import shorten
+
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
@@ -25,8 +27,10 @@ __all__ = [
     "StdoutClosed",
     "closed_stdout_status",
     "discard_stdout",
+    "number_argument",
     "output_failure_status",
     "parse_command_line",
+    "quoted_briefly",
     "shell_quote",
     "shown_url",
     "without_credentials",
@@ -132,6 +136,37 @@ def parse_command_line(
         if status is None:
             raise
         return status
+
+
+#: The longest quoted value a usage error shows: a value read from a whole file, or a
+#: million characters given, is shown cut short.
+_MAX_QUOTED = 200
+
+#: A number as an option of the commands takes one: ASCII digits with an optional sign,
+#: decimal point and exponent, or ``inf``, ``infinity`` or ``nan`` in any case (left to each
+#: option's own check), nothing around it. Python's ``float()`` reads more: any script's
+#: digits (``٣`` is 3), an underscore between digits, white space around.
+_NUMBER = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity|nan)",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def quoted_briefly(text: str) -> str:
+    """``repr(text)`` for a usage error: printable (a control character, a line break or a
+    right-to-left override as its escape) and at most 200 characters."""
+    return shorten(repr(text), _MAX_QUOTED)
+
+
+def number_argument(text: str) -> float:
+    """An option's number (see :data:`_NUMBER`), as an ``argparse`` ``type``: a ``float``, or
+    ``argparse.ArgumentTypeError`` showing ``text`` by :func:`quoted_briefly`."""
+    if not _NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a number: {quoted_briefly(text)} (digits 0-9, with an optional sign, "
+            "decimal point and exponent: 2.5, 1e3)"
+        )
+    return float(text)
 
 
 #: The ``user:password@`` part of a URL (after its scheme, if any): up to the last ``@`` before

@@ -45,15 +45,16 @@ from laios._output import (
     OutputParser,
     closed_stdout_status,
     credentials_past_host,
+    number_argument,
     output_failure_status,
     parse_command_line,
     printable_text,
+    quoted_briefly,
     shown_url,
     without_credentials,
 )
 from laios._stops import stop_signals_as_ctrl_c
 from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines, terminal_size
-from laios._text import shorten
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -933,6 +934,8 @@ def _read_option_file(option: str, path: str, limit: int, longer: str) -> bytes:
             longer than ``limit`` (``longer`` says how long that is and what the file then
             is not).
     """
+    if not path:  # (`--cacert "$CA"` with CA unset: open("") fails as a missing file does)
+        raise ValueError(f"{option} is given an empty path, which names no file")
     try:
         with open(path, "rb") as file:
             data = file.read(limit + 1)
@@ -1963,24 +1966,26 @@ def _watch(
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = number_argument(text)
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(
-            f"must be a finite positive number of seconds, got {text!r}"
+            f"must be a finite positive number of seconds, got {quoted_briefly(text)}"
         )
     return value
 
 
+#: A port as ``--port`` takes it: ASCII digits only (``int()`` also reads any script's digits,
+#: a sign, underscores and white space around them).
+_PORT = re.compile("[0-9]+", re.ASCII)
+
+
 def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
+    digits = text.lstrip("0") or "0"  # (leading zeros: int() refuses more than 4,300 digits)
+    port = int(digits) if _PORT.fullmatch(text) and len(digits) <= 5 else -1
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from 0 to 65535, got {quoted_briefly(text)}"
+        )
     return port
 
 
@@ -2002,7 +2007,7 @@ def _host(text: str) -> str:
     try:
         return bind_host(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{shorten(repr(text), 200)}: {exc}") from None
+        raise argparse.ArgumentTypeError(f"{quoted_briefly(text)}: {exc}") from None
 
 
 #: A control character (C0, DEL or C1), or a lone surrogate (a byte of a command-line
@@ -2056,7 +2061,7 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
 def _otlp_endpoint(text: str) -> str:
     problem = otlp_url_problem(text)
     if problem:  # (named without the user and password it may carry, as the banner does)
-        raise argparse.ArgumentTypeError(f"{shown_url(text)!r} {problem}")
+        raise argparse.ArgumentTypeError(f"{quoted_briefly(shown_url(text))} {problem}")
     return text
 
 

@@ -1483,6 +1483,104 @@ def test_demo_refuses_a_duration_that_is_not_a_positive_number(
     assert "positive" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "port",
+    [
+        "٣",
+        "３",
+        "8_489",
+        " 80",
+        "80 ",
+        "80\n",
+        "+80",
+        "0x50",
+        "8\x1b[2J",
+        pytest.param("1" * 5000, id="5000-digits"),
+    ],
+)
+def test_demo_refuses_a_port_not_in_ascii_digits(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--port takes ASCII digits only: not another script's digits, which int() reads (``٣``
+    served on port 3), an underscore, a sign or white space; the message shows the value
+    printably and briefly."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--port", port])  # (the old reading ran it)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument --port: must be a port number from 0 to 65535" in err
+    assert "\x1b" not in err
+    assert len(err) < 1000
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["demo", "--host", "a " * 50_000], id="host"),
+        pytest.param(["demo", "--host", f"[{'a' * 10**5}]"], id="host-in-brackets"),
+        pytest.param(["demo", "--otlp-endpoint", "http://h:99999/" + "a" * 10**5], id="otlp"),
+    ],
+)
+def test_a_huge_refused_value_is_described_briefly(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused value of a hundred thousand characters is shown cut short in the usage
+    error, not written out whole."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {argv[1]}: " in err
+    assert len(err) < 2000
+
+
+@pytest.mark.parametrize("option", ["--bearer-token-file", "--cacert", "--cert"])
+def test_an_empty_file_option_is_said_to_name_no_file(
+    option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--cacert ""`` (as ``--cacert "$CA"`` gives with CA unset) is refused saying that the
+    path is empty, not that a file of no name cannot be read."""
+    assert main(["status", option, ""]) == 2
+    err = capsys.readouterr().err
+    assert f"laios status: {option} is given an empty path, which names no file" in err
+
+
+def test_demo_takes_a_port_with_leading_zeros() -> None:
+    """A port of ASCII digits is read as the number they write, leading zeros and all."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["demo", "--port", "08489"]).port == 8489
+    assert parser.parse_args(["demo", "--port", "0" * 5000 + "80"]).port == 80
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        pytest.param(option, value, id=f"{option[1]}-{value[:20]!r}")
+        for option in (["status", "--interval"], ["status", "--timeout"], ["demo", "--duration"])
+        for value in ("٣", "３", "1_000", " 3", "3 ", "3\n", "0x10", "3\x1b[2J", "x" * 10**6)
+    ],
+)
+def test_seconds_not_in_ascii_digits_are_refused(
+    option: list[str], value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--interval, --timeout and --duration take a number written in ASCII digits: not
+    another script's digits, which float() reads (``٣`` was 3 seconds), an underscore or white
+    space; the message shows the value printably and briefly."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args([*option, value])  # (the old reading ran the demo)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option[1]}: not a number: " in err
+    assert "\x1b" not in err
+    assert len(err) < 1000
+
+
+@pytest.mark.parametrize("value", ["0.5", "+2", "1e3", "1E-2", ".5", "5.", "3"])
+def test_seconds_in_ascii_digits_are_taken(value: str) -> None:
+    """A sign, a decimal point and an exponent are part of a number of seconds."""
+    assert cli.build_parser().parse_args(["status", "--interval", value]).interval == float(value)
+
+
 @pytest.mark.parametrize("command", [["demo"], ["status"]])
 def test_ctrl_c_before_a_command_is_under_way_ends_it_without_a_traceback(
     command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

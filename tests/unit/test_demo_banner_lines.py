@@ -291,3 +291,18 @@ def test_the_dashboard_line_asks_only_for_what_the_compose_prometheus_lacks(
     else:
         assert advice in dashboard, dashboard
     assert max(text_width(line) for line in lines) <= 80
+
+
+@pytest.mark.parametrize(
+    "variable", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+)
+def test_a_huge_refused_otlp_variable_is_named_cut_short(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """An OTLP endpoint variable of a hundred thousand characters that is refused is quoted cut
+    short in the message, not written out whole."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv(variable, "ftp://h/" + "a" * 10**5)
+    with pytest.raises(ValueError, match=f"^{variable}='ftp://h/aaa") as refused:
+        _demo._configure_tracing(False, None)
+    assert len(str(refused.value)) < 1000

@@ -172,6 +172,122 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().err
 
 
+@pytest.mark.parametrize("labels", ["cluster,,job", ",job", "job,", "cluster, ,job", " ", ","])
+def test_an_empty_group_label_is_refused(labels: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty name in --group-labels (two commas in a row, one at either end, a name of
+    spaces only) is a usage error naming the option, not dropped without a word (a typo's
+    ``cluster,,job`` gave rules without the label meant there)."""
+    err = _refused(["--group-labels", labels, "--check"], capsys)  # (taken, it writes nothing)
+    assert f"error: argument --group-labels: {labels!r} has an empty label name" in err
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        ("job,job", "a label is given twice"),
+        ("job, job", "a label is given twice"),
+        ("1job", "'1job' is not a Prometheus label name"),
+        ("job-name", "'job-name' is not a Prometheus label name"),
+        ("cluster,jöb", "'jöb' is not a Prometheus label name"),
+    ],
+)
+def test_a_group_label_given_twice_or_not_a_label_name_is_refused(
+    labels: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--group-labels refuses a name given twice (spaces around it aside) and one Prometheus
+    does not take as a label name, naming the option."""
+    err = _refused(["--group-labels", labels, "--check"], capsys)
+    assert f"error: argument --group-labels: group_labels: {reason}" in err
+
+
+def test_no_group_labels_is_an_empty_value() -> None:
+    """``--group-labels ''``, the option as the regenerate line gives a config without group
+    labels, keeps none but ``tool``; spaces around a name are not part of it."""
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["--group-labels", ""])).group_labels == ()
+    spaced = parser.parse_args(["--group-labels", "cluster, job"])
+    assert config_from_args(spaced).group_labels == ("cluster", "job")
+    assert "--group-labels ''" in command_line(MixinConfig(group_labels=()))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        (option, value)
+        for option in ("--objective", "--latency-p95")
+        for value in ("٠.٩", "０.９", "0.9_9", " 0.9", "0.9 ", "0.9\n", "0x1p-1", "0.9\x1b[2J")
+    ],
+)
+def test_a_number_not_in_ascii_digits_is_refused(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--objective and --latency-p95 take a number written in ASCII digits: not another
+    script's digits, which Python's float() reads (``٠.٩`` was 0.9), nor one with an
+    underscore or white space around it; the message shows the value printably."""
+    err = _refused([option, value, "--check"], capsys)  # (taken, it writes nothing)
+    assert f"error: argument {option}: not a number: {value!r} (" in err
+    assert "\x1b" not in err
+    assert err.endswith(")\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "read", "hint"),
+    [
+        ("0.99999999999999999", "1.0", "give at most 16 nines"),
+        ("0.999999999999999999999999", "1.0", "give at most 16 nines"),
+        ("1e-400", "0.0", "give a ratio a float holds"),
+    ],
+)
+def test_an_objective_a_float_cannot_hold_is_refused_as_given(
+    value: str, read: str, hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An objective between 0 and 1 that a float rounds to 1 (17 nines or more) or to 0 is
+    refused saying so, with the value as given, not as 1.0 being out of range."""
+    err = _refused(["--objective", value, "--check"], capsys)
+    assert f"error: argument --objective: {value!r} is read as {read}, as a float holds it: " in err
+    assert hint in err
+
+
+def test_an_objective_of_16_nines_is_taken() -> None:
+    """0.9999999999999999, the closest a float comes to 1 in nines, is an objective."""
+    args = build_parser().parse_args(["--objective", "0.9999999999999999"])
+    assert config_from_args(args).availability_objective == 0.9999999999999999
+
+
+@pytest.mark.parametrize("value", ["1e999", "inf", "+Infinity", "nan", "NaN", "0", "-0.5"])
+def test_a_number_out_of_range_is_refused_by_the_config(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Numbers of ASCII digits and the names of infinity and nan are read, and refused by the
+    config's own range checks (with its words, under the option)."""
+    assert "availability_objective must be between 0 and 1" in _refused(
+        ["--objective", value, "--check"], capsys
+    )
+    assert "latency_p95_seconds must be a positive" in _refused(
+        ["--latency-p95", value, "--check"], capsys
+    )
+
+
+def test_a_huge_value_is_described_briefly(capsys: pytest.CaptureFixture[str]) -> None:
+    """A refused value of a million characters is shown cut short, not written out whole."""
+    for argv in (
+        ["--objective", "x" * 10**6],
+        ["--group-labels", "a," * 10**5 + ","],
+        ["--match-label", "x" * 10**6],
+    ):
+        assert len(_refused([*argv, "--check"], capsys)) < 2000
+
+
+def test_a_huge_value_given_twice_is_described_briefly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An option given twice names both values, each cut short."""
+    argv = ["--dashboard-uid", "a", "--dashboard-uid", "b" * 10**5, "--check"]
+    err = _refused(argv, capsys)
+    assert "error: argument --dashboard-uid: given twice, as 'a' then 'bbb" in err
+    assert len(err) < 2000
+
+
 def test_missing_dashboard_module_is_skipped_with_a_message(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -626,6 +626,38 @@ def test_a_group_label_given_twice_is_refused() -> None:
         MixinConfig(group_labels=("job", "namespace", "job"))
 
 
+#: A value of a hundred thousand characters, refused by each field given it.
+_HUGE = "a b" * 33_000
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        pytest.param({"group_labels": (_HUGE,)}, ValueError, id="group_labels"),
+        pytest.param({"group_labels": ("job", "a" * 10**5, "job")}, ValueError, id="twice"),
+        pytest.param({"selector": f'job="{_HUGE}'}, ValueError, id="selector"),
+        pytest.param({"selector": f'__{"a" * 10**5}="1"'}, ValueError, id="selector-label"),
+        pytest.param({"selector": f'job=~"{"a" * 10**5}(?=x)"'}, ValueError, id="regex"),
+        pytest.param({"runbook_url_base": "a" * 10**5}, ValueError, id="runbook_url_base"),
+        pytest.param({"runbook_url_base": _HUGE}, ValueError, id="runbook-with-spaces"),
+        pytest.param({"dashboard_uid": _HUGE}, ValueError, id="dashboard_uid"),
+        pytest.param({"manifest_name": _HUGE}, ValueError, id="manifest_name"),
+        pytest.param({"match_labels": ((_HUGE, "x"),)}, ValueError, id="match_labels-key"),
+        pytest.param({"match_labels": (("x", _HUGE),)}, ValueError, id="match_labels-value"),
+        pytest.param({"manifest_labels": (("x", "1"), ("x", _HUGE))}, ValueError, id="keys"),
+        pytest.param({"selector": [_HUGE]}, TypeError, id="selector-type"),
+    ],
+)
+def test_a_huge_refused_value_is_described_briefly(
+    fields: dict[str, Any], error: type[Exception]
+) -> None:
+    """A value of a hundred thousand characters is quoted cut short in the error refusing it
+    (``python -m laios.mixin`` prints that error), not written out whole."""
+    with pytest.raises(error) as refused:
+        MixinConfig(**fields)
+    assert len(str(refused.value)) < 1500, str(refused.value)[:300]
+
+
 def test_group_labels_as_one_string_is_refused() -> None:
     """group_labels="job" (a string, not a tuple of names) is refused, not read as j, o, b."""
     with pytest.raises(TypeError, match="group_labels"):

@@ -14,13 +14,16 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from laios._output import (
     OutputParser,
     closed_stdout_status,
+    number_argument,
     output_failure_status,
     parse_command_line,
+    quoted_briefly,
     shell_quote,
 )
 from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
@@ -46,8 +49,25 @@ _CHECKOUT_MARKER = Path("src", "laios", "mixin")
 def _label(text: str) -> tuple[str, str]:
     key, equals, value = text.partition("=")
     if not equals:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {quoted_briefly(text)}")
     return key, value
+
+
+def _objective(text: str) -> float:
+    """``--objective``: a number (``number_argument``) that a float holds as less than 1 and
+    more than 0 when it is written so, rather than rounded to 1 (17 nines or more) or to 0,
+    which MixinConfig would refuse as out of range without a word on why."""
+    value = number_argument(text)
+    if value in (0.0, 1.0) and 0 < Decimal(text) < 1:
+        hint = (
+            "give at most 16 nines (0.9999999999999999, the closest to 1 a float holds)"
+            if value
+            else "give a ratio a float holds, 1e-300 or more"
+        )
+        raise argparse.ArgumentTypeError(
+            f"{quoted_briefly(text)} is read as {value!r}, as a float holds it: {hint}"
+        )
+    return value
 
 
 def _directory(text: str) -> Path:
@@ -85,12 +105,20 @@ class _Once(argparse.Action):
 def _as_given(value: object) -> str:
     """An option's value as the refusal of a second one shows it."""
     if isinstance(value, tuple):
-        return repr(",".join(value))
-    return repr(str(value)) if isinstance(value, (str, Path)) else repr(value)
+        return quoted_briefly(",".join(value))
+    return quoted_briefly(str(value)) if isinstance(value, (str, Path)) else repr(value)
 
 
 def _group_labels(text: str) -> tuple[str, ...]:
-    return tuple(label.strip() for label in text.split(",") if label.strip())
+    if not text:  # (no group labels, as the command line of a config without them gives it)
+        return ()
+    labels = tuple(label.strip() for label in text.split(","))
+    if "" in labels:  # (`cluster,,job`: a typo, not a name to drop unsaid)
+        raise argparse.ArgumentTypeError(
+            f"{quoted_briefly(text)} has an empty label name (give the names separated by "
+            "single commas, e.g. cluster,namespace,job)"
+        )
+    return labels
 
 
 def build_parser(
@@ -134,7 +162,7 @@ def build_parser(
     parser.add_argument(
         OPTIONS["availability_objective"],
         action=_Once,
-        type=float,
+        type=_objective,
         default=_DEFAULT.availability_objective,
         metavar="RATIO",
         help="share of results (after retries) that must succeed, for the burn-rate alerts "
@@ -143,7 +171,7 @@ def build_parser(
     parser.add_argument(
         OPTIONS["latency_p95_seconds"],
         action=_Once,
-        type=float,
+        type=number_argument,
         default=_DEFAULT.latency_p95_seconds,
         metavar="SECONDS",
         help="p95 duration of successful tasks above which LaiosToolLatencyHigh fires "
