@@ -960,6 +960,8 @@ def _client_tls_context(
             certificate or key in PEM form, the key is encrypted or not the certificate's; or
             when ``key`` is given without ``cert``.
     """
+    if key == "":  # (`--key "$KEY"` with KEY unset: said before whether --cert goes with it)
+        raise ValueError("--key is given an empty path, which names no file")
     if key is not None and cert is None:
         raise ValueError(
             f"--key {_one_line(key)} is given without --cert: give the client certificate "

@@ -1534,12 +1534,13 @@ def test_a_huge_refused_value_is_described_briefly(
     assert len(err) < 2000
 
 
-@pytest.mark.parametrize("option", ["--bearer-token-file", "--cacert", "--cert"])
+@pytest.mark.parametrize("option", ["--bearer-token-file", "--cacert", "--cert", "--key"])
 def test_an_empty_file_option_is_said_to_name_no_file(
     option: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``--cacert ""`` (as ``--cacert "$CA"`` gives with CA unset) is refused saying that the
-    path is empty, not that a file of no name cannot be read."""
+    path is empty, not that a file of no name cannot be read (nor, for ``--key``, that
+    ``--key  is given without --cert``, naming no file)."""
     assert main(["status", option, ""]) == 2
     err = capsys.readouterr().err
     assert f"laios status: {option} is given an empty path, which names no file" in err
