@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from laios.mixin.config import MixinConfig
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -402,3 +404,44 @@ def test_a_failed_share_stat_reads_0_when_nothing_finished(
     (tmp_path / "stats.test.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
     result = promtool(promtool_binary, "test", "rules", "stats.test.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: Regexes where Python's ``re`` and Go's RE2 part ways, with whether Prometheus takes them
+#: (``None``: depends on the Go it is built with; the mixin refuses them).
+TRICKY_REGEXES = {
+    r"(?<name>a)": None,  # (Go 1.22 and later)
+    r"(?P<name_1>a)": True,
+    r"(?P<>a)": False,
+    r"(?P<a-b>a)": False,
+    r"(?P<é>a)": False,
+    r"[[:alpha:][:^word:]]": True,
+    r"[[:foo:]]": False,
+    r"\x{10FFFF}": True,
+    r"\x{110000}": False,
+    r"(?<=a)b": False,
+    r"a{2}+": False,
+    r"^*$?": True,
+    r"a{,2}": True,
+    r"\pL(?i)b": True,
+}
+
+
+@pytest.mark.parametrize(("regex", "taken"), TRICKY_REGEXES.items())
+def test_the_mixin_takes_a_regex_prometheus_takes(
+    promtool_binary: str, tmp_path: Path, regex: str, taken: bool | None
+) -> None:
+    """A regex of a ``=~`` matcher that the mixin accepts, promtool accepts in a rule; one the
+    mixin refuses, promtool refuses (but for syntax only a newer Prometheus reads): no
+    accepted selector gives rules Prometheus cannot load."""
+    selector = f"job=~`{regex}`"
+    rules = {"groups": [{"name": "g", "rules": [{"record": "r", "expr": f"up{{{selector}}}"}]}]}
+    (tmp_path / "one.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+    result = promtool(promtool_binary, "check", "rules", "one.yml", cwd=tmp_path)
+    said = result.stdout + result.stderr
+    if taken is not None:
+        assert (result.returncode == 0) == taken, said
+    if taken:
+        assert MixinConfig(selector=selector).selector == selector
+    else:
+        with pytest.raises(ValueError, match="not a regular expression Prometheus can compile"):
+            MixinConfig(selector=selector)

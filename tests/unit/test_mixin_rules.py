@@ -767,16 +767,31 @@ def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, rea
         "job=~`\\Qa.b`",
         "job=~`a\\x4`",
         'job=~"a{1001}"',
+        'job=~"(?<name>a)"',
+        'job=~"(?P<>a)"',
+        'job=~"(?P<a-b>a)"',
+        'job=~"(?P<é>a)"',
+        'job=~"[[:word:][:foo:]]"',
+        "job=~`\\x{110000}`",
     ],
 )
 def test_a_regex_only_python_reads_is_refused(selector: str) -> None:
     """Syntax Python's ``re`` takes but Go's RE2, which Prometheus uses, does not (lookaround,
     backreferences, possessive quantifiers, atomic groups, flags but i, m, s and U, comments,
     escapes RE2 lacks, a trailing backslash, a \\Q without its \\E, a repeat count over
-    1000) is refused at the call,
-    naming the matcher and what RE2 lacks: Prometheus would refuse the rules that read it."""
+    1000, a group named as ``(?<name>...)``, which RE2 reads only since Go 1.22, or with a
+    name of other characters than ASCII letters, digits and ``_``, a POSIX class RE2 does not
+    have, a ``\\x{...}`` past the last code point) is refused at the call, naming the matcher
+    and what RE2 lacks: Prometheus would refuse the rules that read it."""
     with pytest.raises(ValueError, match="not a regular expression Prometheus can compile"):
         MixinConfig(selector=selector)
+
+
+def test_a_group_named_as_only_newer_re2_reads_says_how_to_write_it() -> None:
+    """``(?<name>...)`` is refused (the RE2 of Prometheus built with Go before 1.22 refuses
+    it) with the way every RE2 reads: ``(?P<name>...)``."""
+    with pytest.raises(ValueError, match=re.escape("write it (?P<name>...)")):
+        MixinConfig(selector='job=~"(?<name>orders)-api"')
 
 
 @pytest.mark.parametrize(
@@ -790,6 +805,7 @@ def test_a_regex_only_python_reads_is_refused(selector: str) -> None:
         "job=~`(?i:a)(?-s:.)(?sU)x{2}?y{1,1000}`",
         "job=~`[\\d\\-\\]\\pL]`",
         "job=~`\\Aa\\b\\B\\z`",
+        "job=~`(?P<Name_1>a)[[:^alpha:][:word:]]\\x{10FFFF}`",
     ],
 )
 def test_regex_syntax_re2_takes_is_accepted(selector: str) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import math
 import numbers
 import re
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ class MixinConfig:
             (balanced parentheses and brackets, no repetition of nothing, though an
             assertion such as ``^`` or ``\\b`` may be repeated as RE2 allows, nor the syntax
             only Python's ``re`` has: lookarounds, backreferences, possessive quantifiers,
-            ...); a
+            ..., nor a group named ``(?<name>...)``, which only a Prometheus built with Go
+            1.22 or later reads: write ``(?P<name>...)``); a
             control character but a tab is written as a PromQL escape (``\\x1b``). Nor may it
             hold ``$name``, ``${name}`` or ``[[name]]``, which Grafana would replace in the
             dashboard's queries with a variable's value (it has no escape): write the ``$`` as
@@ -578,9 +580,17 @@ def _read_as_number(label: str) -> str:
 #: Unicode classes, and assertions (which are not escapes inside a class).
 _RE2_ESCAPES = frozenset("0xafnrtvdDsSwWpP")
 _RE2_ASSERTIONS = frozenset("AzbB")
-#: What may follow ``(?`` in RE2: a named group or flags (of ``imsU``, at least one after a
-#: ``-``) and ``:`` or ``)``.
-_RE2_GROUP = re.compile(r"P?<(?![=!])|[imsU]*(?:-[imsU]+)?[:)]")
+#: What may follow ``(?`` in RE2: a named group (``P<`` and a name of ASCII letters, digits
+#: and ``_``, ``>``) or flags (of ``imsU``, at least one after a ``-``) and ``:`` or ``)``.
+_RE2_GROUP = re.compile(r"P<[A-Za-z0-9_]+>|[imsU]*(?:-[imsU]+)?[:)]")
+#: A group named without the ``P``, ``(?<name>...)``, which RE2 reads only as built with Go
+#: 1.22 or later: an older Prometheus refuses it.
+_NEWER_RE2_GROUP = re.compile(r"<[A-Za-z0-9_]+>")
+#: The POSIX classes RE2 has (in a character class: ``[[:alpha:]]``, ``[[:^digit:]]``).
+_RE2_POSIX_CLASS = re.compile(
+    r"\[:\^?(?:alnum|alpha|ascii|blank|cntrl|digit|graph|lower|print|punct|space|upper|word"
+    r"|xdigit):\]"
+)
 #: A counted repetition as RE2 reads it (``{,n}`` is no repetition to RE2: it is literal).
 _RE2_REPEAT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
 #: What follows ``\\x`` in RE2: two hex digits, or any number of them in braces.
@@ -691,6 +701,8 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                 hex_digits = _RE2_HEX.match(regex, i + 2)
                 if hex_digits is None:
                     return "a \\x without two hex digits or {...} of them", i
+                if int(hex_digits[0].strip("{}"), 16) > sys.maxunicode:
+                    return f"a \\x{hex_digits[0]} past the last code point, \\x{{10FFFF}}", i
                 i = hex_digits.end()
                 continue
             if escaped in "pP" and regex.startswith("{", i + 2):  # \p{Greek}
@@ -703,6 +715,8 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
             if regex.startswith("[:", i):  # a POSIX class, [:alpha:]
                 stop = regex.find(":]", i + 2)
                 if stop >= 0:
+                    if not _RE2_POSIX_CLASS.fullmatch(regex, i, stop + 2):
+                        return f"a POSIX class RE2 does not have ({regex[i : stop + 2]})", i
                     i = stop + 2
                     continue
             if char == "]":
@@ -718,6 +732,18 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
         if char == "(":
             opened.append(i)
             if regex.startswith("?", i + 1):
+                if _NEWER_RE2_GROUP.match(regex, i + 2):
+                    return (
+                        "a group named as (?<name>...), which only a Prometheus built with "
+                        "Go 1.22 or later reads: write it (?P<name>...)",
+                        i,
+                    )
+                if regex.startswith("P<", i + 2) and not _RE2_GROUP.match(regex, i + 2):
+                    return (
+                        "a group name RE2 does not take (in (?P<name>...), 1 or more ASCII "
+                        "letters, digits and _)",
+                        i,
+                    )
                 if not _RE2_GROUP.match(regex, i + 2):
                     return f"a group RE2 does not have ({regex[i : i + 4]}...)", i
                 i += 2
