@@ -423,6 +423,22 @@ TRICKY_REGEXES = {
     r"^*$?": True,
     r"a{,2}": True,
     r"\pL(?i)b": True,
+    r"(a{2}){500}(a{0}){1000}(a{1,}){1000}": True,
+    r"(?:a{10}(b{10}){10}){10}": True,
+    r"(?:a{10}(b{10}){10}){11}": False,
+    r"(a{2}|b){0,501}": False,
+    r"\pN\p{Lu}\P{^Greek}\p{Any}\p{Old_Italic}": True,
+    r"\pA": False,
+    r"\p{greek}": False,
+    r"\p{Cn}": False,
+    r"a\p": False,
+    r"\pL{2}{3}": False,
+    r"\x{41}|{2}": False,
+    r"\Qa\E**": False,
+    r"(?U)a**": False,
+    r"a\z|*": False,
+    r"[\x{7A}-a]": False,
+    r"[\pL-z][\x{41}-z]\Q{\E{2}(?i-U)a": True,
 }
 
 

@@ -737,12 +737,20 @@ def test_label_matcher_selectors_are_accepted(selector: str) -> None:
         ('job=~"a{2,1}"', "min repeat greater than max repeat"),
         ("job=~`[z-a]`", "bad character range"),
         ('namespace="shop",job=~"\\\\\\\\("', "missing \\)"),
+        ("job=~`\\pL{2}{3}`", "multiple repeat"),
+        ("job=~`\\x{41}|{2}`", "nothing to repeat"),
+        ("job=~`\\Qa\\E**`", "multiple repeat"),
+        ("job=~`(?sU:a)**`", "multiple repeat"),
+        ("job=~`a\\z|*`", "nothing to repeat"),
+        ("job=~`[\\x{7A}-a]`", "bad character range"),
     ],
 )
 def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, reason: str) -> None:
     """The value of a ``=~`` or ``!~`` matcher is a regular expression: one with unbalanced
     parentheses or brackets or a repetition of nothing is refused at the call, naming the
-    matcher and why; Prometheus would refuse the rules that read it."""
+    matcher and why; Prometheus would refuse the rules that read it. So it is when the regex
+    also has syntax only RE2 reads (``\\pL``, ``\\x{41}``, ``\\Q...\\E``, ``\\z``, flag
+    ``U``), which Python's ``re`` would have stopped at first."""
     with pytest.raises(ValueError, match=f"not a regular expression.*{reason}"):
         MixinConfig(selector=selector)
 
@@ -773,6 +781,17 @@ def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, rea
         'job=~"(?P<é>a)"',
         'job=~"[[:word:][:foo:]]"',
         "job=~`\\x{110000}`",
+        'job=~"(a{2}){501}"',
+        "job=~`(?:a{10}(b|c{10}){10}){11}`",
+        'job=~"(a{2,}){0,501}?"',
+        "job=~`\\pA`",
+        "job=~`[\\PX]`",
+        "job=~`\\p{greek}`",
+        "job=~`\\p{Cn}`",
+        "job=~`\\p{LC}`",
+        "job=~`\\p{}`",
+        "job=~`\\p{L`",
+        "job=~`a\\p`",
     ],
 )
 def test_a_regex_only_python_reads_is_refused(selector: str) -> None:
@@ -781,8 +800,9 @@ def test_a_regex_only_python_reads_is_refused(selector: str) -> None:
     escapes RE2 lacks, a trailing backslash, a \\Q without its \\E, a repeat count over
     1000, a group named as ``(?<name>...)``, which RE2 reads only since Go 1.22, or with a
     name of other characters than ASCII letters, digits and ``_``, a POSIX class RE2 does not
-    have, a ``\\x{...}`` past the last code point) is refused at the call, naming the matcher
-    and what RE2 lacks: Prometheus would refuse the rules that read it."""
+    have, a ``\\x{...}`` past the last code point, repetitions nested to more than 1000
+    copies, a Unicode class RE2 lacks) is refused at the call, naming the matcher and what RE2
+    lacks: Prometheus would refuse the rules that read it."""
     with pytest.raises(ValueError, match="not a regular expression Prometheus can compile"):
         MixinConfig(selector=selector)
 
@@ -806,6 +826,8 @@ def test_a_group_named_as_only_newer_re2_reads_says_how_to_write_it() -> None:
         "job=~`[\\d\\-\\]\\pL]`",
         "job=~`\\Aa\\b\\B\\z`",
         "job=~`(?P<Name_1>a)[[:^alpha:][:word:]]\\x{10FFFF}`",
+        "job=~`(a{2}){500}(a{0}){1000}(?:a{10}(b{10}){10}){10}(a*){1000}(a{1,}){1000}`",
+        "job=~`\\pL\\PN\\pLu\\p{^Lu}\\p{Any}\\p{Greek}\\P{Old_Italic}[\\pZ]`",
     ],
 )
 def test_regex_syntax_re2_takes_is_accepted(selector: str) -> None:

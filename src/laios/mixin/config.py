@@ -591,12 +591,54 @@ _RE2_POSIX_CLASS = re.compile(
     r"\[:\^?(?:alnum|alpha|ascii|blank|cntrl|digit|graph|lower|print|punct|space|upper|word"
     r"|xdigit):\]"
 )
+#: A Unicode class after ``\\p`` or ``\\P`` as RE2 names it: a one-letter category, or in
+#: braces (``^`` negating it) ``Any``, a category Go has, or a script (its names are words
+#: starting with a capital, joined by ``_``: ``Greek``, ``Old_Italic``; which scripts there are
+#: depends on the Go release, so any such name is taken).
+_RE2_UNICODE_CLASS = re.compile(
+    r"[CLMNPSZ]|\{\^?(?:Any|[CLMNPSZ]|C[cfos]|L[lmotu]|M[cen]|N[dlo]|P[cdefios]|S[ckmo]|Z[lps]"
+    r"|(?![CLMNPSZ][A-Za-z]?\})[A-Z][A-Za-z]*(?:_[A-Z][A-Za-z]*)*)\}"
+)
 #: A counted repetition as RE2 reads it (``{,n}`` is no repetition to RE2: it is literal).
 _RE2_REPEAT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
 #: What follows ``\\x`` in RE2: two hex digits, or any number of them in braces.
 _RE2_HEX = re.compile(r"[0-9A-Fa-f]{2}|\{[0-9A-Fa-f]+\}")
 #: The largest count of a repetition RE2 takes.
 _RE2_MAX_REPEAT = 1000
+
+
+#: Flags in RE2's syntax, to be read as Python reads them: ``(?i)``, ``(?sU:``, ``(?i-U:``.
+_RE2_FLAGS = re.compile(r"\(\?([imsU]*)(?:-([imsU]+))?([:)])")
+
+
+def _python_stand_in(regex: str, start: int, *, in_class: bool) -> tuple[str, int] | None:
+    """What Python's ``re`` reads as the escape of RE2's at ``start`` means, where Python has
+    no such escape and would stop there, before the errors that come after (``\\pL{2}{3}``):
+    the text, and where the escape ends; ``None`` for an escape Python reads as RE2 does.
+
+    A Unicode class stands in as ``\\w`` (as the character ``\\x00`` in a character class,
+    where it cannot start a range), ``\\x{...}`` as the same code point, ``\\Q...\\E`` as
+    its text escaped, and ``\\z`` as Python's ``\\Z``.
+    """
+    escaped = regex[start + 1 : start + 2]
+    if escaped in ("p", "P"):
+        named = _RE2_UNICODE_CLASS.match(regex, start + 2)
+        if named is None:
+            return None
+        return ("\\x00" if in_class else "\\w"), named.end()
+    if escaped == "x" and regex.startswith("{", start + 2):
+        hex_digits = _RE2_HEX.match(regex, start + 2)
+        if hex_digits is None or int(hex_digits[0][1:-1], 16) > sys.maxunicode:
+            return None
+        return f"\\U{int(hex_digits[0][1:-1], 16):08x}", hex_digits.end()
+    if escaped == "Q" and not in_class:
+        stop = regex.find("\\E", start + 2)
+        if stop < 0:
+            return None
+        return re.escape(regex[start + 2 : stop]), stop + 2
+    if escaped == "z" and not in_class:
+        return "(?:\\Z)", start + 2
+    return None
 
 
 def _class_body(regex: str, start: int) -> int:
@@ -632,6 +674,12 @@ def _as_python_reads(regex: str) -> tuple[str, list[int]]:
         char = regex[i]
         if char == "\\":
             escape = regex[i : i + 2]
+            stand_in = _python_stand_in(regex, i, in_class=in_class)
+            if stand_in is not None:
+                text, i_after = stand_in
+                put(text, i)
+                i = i_after
+                continue
             if not in_class and escape[1:] in _RE2_ASSERTIONS:
                 put(f"(?:{escape})", i)
             else:
@@ -651,6 +699,16 @@ def _as_python_reads(regex: str) -> tuple[str, list[int]]:
             for offset, text in enumerate(regex[start:i]):
                 put(text, start + offset)
             continue
+        flags = _RE2_FLAGS.match(regex, i) if char == "(" else None
+        if flags is not None:
+            # Flags for the rest of the regex, (?i), set no operand in RE2: left out, as Python
+            # takes them only at the start. In a group's, (?sU:, RE2's U (ungreedy), no flag
+            # of Python's, is left out, and u stands in for no flag.
+            if flags[3] == ":":
+                on, off = flags[1].replace("U", ""), (flags[2] or "").replace("U", "")
+                put(f"(?{on or 'u'}{'-' + off if off else ''}:", i)
+            i = flags.end()
+            continue
         if char in "^$":
             put(f"(?:{char})", i)
         elif char == "{" and _RE2_REPEAT.match(regex, i) is None:
@@ -666,8 +724,10 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
     """What in ``regex`` Go's RE2 refuses though Python's ``re`` may take it, and where: a
     lookaround, backreference, atomic group, comment or flag RE2 lacks; a possessive
     quantifier; an escape RE2 lacks (``\\Z``, ``\\u``, a backslash before a letter or
-    non-ASCII character it gives no meaning, a ``\\x`` without two hex digits); a trailing
-    backslash; a ``\\Q`` without its ``\\E``; a repeat count over 1000; and, where Python
+    non-ASCII character it gives no meaning, a ``\\x`` without two hex digits or past the last
+    code point, a Unicode class it lacks); a POSIX class or group name it lacks; a trailing
+    backslash; a ``\\Q`` without its ``\\E``; a repeat count over 1000, or repetitions
+    nested to over 1000 copies; and, where Python
     fails first on syntax only RE2 has, a bracket or parenthesis left open or closed without
     its opening one.
     ``None`` when there is none of these (RE2 may still refuse it for what Python refuses too).
@@ -675,8 +735,14 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
     i, end = 0, len(regex)
     in_class = False
     opened: list[int] = []  # where the groups open now opened
+    # RE2 refuses repetitions nested to more than 1000 copies of what is innermost,
+    # ((a{2}){501}): the most copies a repetition makes in each group open now (the
+    # outermost first), and the copies of the last thing that a repetition would repeat.
+    copies, last = [1], 1
     while i < end:
         char = regex[i]
+        if char not in ")*+?" and not (char == "{" and _RE2_REPEAT.match(regex, i)):
+            last = 1
         if char == "\\":
             if i + 1 == end:
                 return "a trailing backslash", i
@@ -705,9 +771,13 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                     return f"a \\x{hex_digits[0]} past the last code point, \\x{{10FFFF}}", i
                 i = hex_digits.end()
                 continue
-            if escaped in "pP" and regex.startswith("{", i + 2):  # \p{Greek}
-                stop = regex.find("}", i + 3)
-                i = end if stop < 0 else stop + 1
+            if escaped in "pP":  # \pL, \p{Greek}
+                named = _RE2_UNICODE_CLASS.match(regex, i + 2)
+                if named is None:
+                    stop = regex.find("}", i + 2) if regex.startswith("{", i + 2) else i + 2
+                    shown = regex[i : stop + 1] if stop >= 0 else regex[i:]
+                    return f"a Unicode class RE2 does not have ({shown})", i
+                i = named.end()
                 continue
             i += 2
             continue
@@ -731,6 +801,7 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
             continue
         if char == "(":
             opened.append(i)
+            copies.append(1)
             if regex.startswith("?", i + 1):
                 if _NEWER_RE2_GROUP.match(regex, i + 2):
                     return (
@@ -752,6 +823,8 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
             if not opened:
                 return "a ) without its (", i
             opened.pop()
+            last = copies.pop()
+            copies[-1] = max(copies[-1], last)
         after = None
         if char in "*+?":
             after = i + 1
@@ -761,6 +834,16 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                 counts = [int(count) for count in repeat.groups() if count]
                 if max(counts) > _RE2_MAX_REPEAT:
                     return f"a repeat count over {_RE2_MAX_REPEAT}", i
+                # (RE2 counts the most a repetition makes; the least when it has no most)
+                most = counts[-1] if repeat[2] != "" else max(counts[0], 1)
+                last *= most
+                if last > _RE2_MAX_REPEAT:
+                    return (
+                        f"repetitions nested to make over {_RE2_MAX_REPEAT} copies of what "
+                        "is innermost",
+                        i,
+                    )
+                copies[-1] = max(copies[-1], last)
                 after = repeat.end()
         if after is not None:
             lazy = after + 1 if regex.startswith("?", after) else after
