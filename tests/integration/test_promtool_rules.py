@@ -438,6 +438,9 @@ TRICKY_REGEXES = {
     r"(?U)a**": False,
     r"a\z|*": False,
     r"[\x{7A}-a]": False,
+    r"[\d-a][a\s-z][\D-\d][\S--]": True,
+    r"[a-\d]": False,
+    r"[\d-z-a]": False,
     r"[\pL-z][\x{41}-z]\Q{\E{2}(?i-U)a": True,
 }
 

@@ -828,11 +828,13 @@ def test_a_group_named_as_only_newer_re2_reads_says_how_to_write_it() -> None:
         "job=~`(?P<Name_1>a)[[:^alpha:][:word:]]\\x{10FFFF}`",
         "job=~`(a{2}){500}(a{0}){1000}(?:a{10}(b{10}){10}){10}(a*){1000}(a{1,}){1000}`",
         "job=~`\\pL\\PN\\pLu\\p{^Lu}\\p{Any}\\p{Greek}\\P{Old_Italic}[\\pZ]`",
+        "job=~`[\\d-a][a\\s-z][\\D-\\d][\\d-\\pL][\\S--][\\w-a-z]`",
     ],
 )
 def test_regex_syntax_re2_takes_is_accepted(selector: str) -> None:
     """What RE2 reads (``\\Q...\\E``, ``\\x{..}``, escaped punctuation, octal escapes, named
-    groups, lazy quantifiers, its four flags, Perl and Unicode classes, its assertions) passes."""
+    groups, lazy quantifiers, its four flags, Perl and Unicode classes, its assertions, a ``-``
+    after a class in a class, which is the character) passes."""
     assert MixinConfig(selector=selector).selector == selector
 
 

@@ -626,6 +626,8 @@ _RE2_HEX = re.compile(r"[0-9A-Fa-f]{2}|\{[0-9A-Fa-f]+\}")
 _RE2_MAX_REPEAT = 1000
 
 
+#: The escapes of classes of characters (``\\d``, ``\\pL``, ...): no end of a range.
+_CLASS_ESCAPES = frozenset("dDsSwWpP")
 #: Flags in RE2's syntax, to be read as Python reads them: ``(?i)``, ``(?sU:``, ``(?i-U:``.
 _RE2_FLAGS = re.compile(r"\(\?([imsU]*)(?:-([imsU]+))?([:)])")
 
@@ -697,14 +699,20 @@ def _as_python_reads(regex: str) -> tuple[str, list[int]]:
             if stand_in is not None:
                 text, i_after = stand_in
                 put(text, i)
-                i = i_after
-                continue
-            if not in_class and escape[1:] in _RE2_ASSERTIONS:
+            elif not in_class and escape[1:] in _RE2_ASSERTIONS:
                 put(f"(?:{escape})", i)
+                i_after = i + 2
             else:
                 for offset, text in enumerate(escape):
                     put(text, i + offset)
-            i += len(escape)
+                i_after = i + len(escape)
+            # A "-" after a class in a class is the character to RE2 ([\d-a]), a bad range
+            # to Python.
+            dash = regex[i_after : i_after + 2]
+            if in_class and escape[1:] in _CLASS_ESCAPES and dash[:1] == "-" and dash != "-]":
+                put("\\-", i_after)
+                i_after += 1
+            i = i_after
             continue
         if in_class:
             if char == "]":
