@@ -434,6 +434,9 @@ _LONG = "x" * 100_000
         (["--manifest-name", _LONG], "--manifest-name"),
         (["--match-label", f"a={_LONG}"], "--match-label"),
         (["--manifest-label", f"{_LONG}=v"], "--manifest-label"),
+        (["--manifest-label", _LONG], "--manifest-label"),
+        (["--selector", 'job="a"', "--selector", f'job="{_LONG}"'], "--selector"),
+        (["--runbook-url-base", f"{_LONG}/", "--runbook-url-base", "/"], "--runbook-url-base"),
     ],
 )
 def test_a_refused_long_value_is_described_briefly(

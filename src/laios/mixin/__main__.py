@@ -23,7 +23,7 @@ from laios._output import (
     parse_command_line,
     shell_quote,
 )
-from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
+from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig, quoted
 from laios.mixin.writer import (
     OPTIONS,
     command_line,
@@ -46,7 +46,7 @@ _CHECKOUT_MARKER = Path("src", "laios", "mixin")
 def _label(text: str) -> tuple[str, str]:
     key, equals, value = text.partition("=")
     if not equals:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {quoted(text)}")
     return key, value
 
 
@@ -83,10 +83,11 @@ class _Once(argparse.Action):
 
 
 def _as_given(value: object) -> str:
-    """An option's value as the refusal of a second one shows it."""
+    """An option's value as the refusal of a second one shows it (cut short, as a value may
+    be of any length)."""
     if isinstance(value, tuple):
-        return repr(",".join(value))
-    return repr(str(value)) if isinstance(value, (str, Path)) else repr(value)
+        return quoted(",".join(value))
+    return quoted(str(value)) if isinstance(value, (str, Path)) else quoted(value)
 
 
 def _group_labels(text: str) -> tuple[str, ...]:

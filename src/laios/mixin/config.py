@@ -216,7 +216,7 @@ class MixinConfig:
         variable = _GRAFANA_VARIABLE.search(self.selector)
         if variable is not None:
             raise ValueError(
-                f"selector {_quoted(self.selector)} has {variable[0]!r} at position "
+                f"selector {quoted(self.selector)} has {variable[0]!r} at position "
                 f"{variable.start()}, which Grafana reads as a variable (such as "
                 f"${DATASOURCE_VARIABLE}, a group label's or $__rate_interval) and replaces "
                 "with its value in every query of the dashboard, so the panels would select "
@@ -232,7 +232,7 @@ class MixinConfig:
         template = self.selector.find("{{")
         if template >= 0:
             raise ValueError(
-                f"selector {_quoted(self.selector)} has '{{{{' at position {template}: the alerts "
+                f"selector {quoted(self.selector)} has '{{{{' at position {template}: the alerts "
                 f"carry the selector in their {RULE_SET_LABEL} label, which Prometheus reads "
                 "as a template, so the label would not be the selector: write a { as the "
                 "PromQL escape \\x7b in a \"...\" or '...' string"
@@ -240,43 +240,43 @@ class MixinConfig:
         unwritable = _UNWRITABLE.search(self.selector)
         if unwritable is not None:
             raise ValueError(
-                f"selector {_quoted(self.selector)} has {unwritable[0]!r} at position "
+                f"selector {quoted(self.selector)} has {unwritable[0]!r} at position "
                 f"{unwritable.start()}, a control character or a lone surrogate (from bytes "
                 "that are not UTF-8) that no rules file can hold: write a control character "
                 "as a PromQL escape (\\x1b)"
             )
         if not _SELECTOR.fullmatch(self.selector):
             raise ValueError(
-                f"selector {_quoted(self.selector)} is not a list of PromQL label matchers such as "
+                f"selector {quoted(self.selector)} is not a list of PromQL label matchers such as "
                 '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\' (in a quoted '
                 "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
-        for label, operator, quoted in self._selector_parts:
+        for label, operator, string in self._selector_parts:
             if operator in ("=~", "!~"):
-                _check_regex(f"{label}{operator}{quoted}", _unquoted(quoted))
+                _check_regex(f"{label}{operator}{string}", _unquoted(string))
         for label in self.selector_labels:
             if label == RULE_SET_LABEL:
                 raise ValueError(
-                    f"selector {_quoted(self.selector)} names {RULE_SET_LABEL!r}, the label the "
+                    f"selector {quoted(self.selector)} names {RULE_SET_LABEL!r}, the label the "
                     "rules put on their own recorded series and alerts: the laios series do not "
                     "have it, so no query would match (select targets, a store's constant "
                     "labels, or tools)"
                 )
             if label.startswith("__"):
                 raise ValueError(
-                    f"selector {_quoted(self.selector)} names {label!r}: Prometheus reserves the "
+                    f"selector {quoted(self.selector)} names {label!r}: Prometheus reserves the "
                     "labels starting with __ for itself (the metric's name, a target's address "
                     "before relabelling), and the rules name every metric they read (select "
                     "targets, a store's constant labels, or tools)"
                 )
             if label.lower() in _NUMBER_WORDS:
                 raise ValueError(
-                    f"selector {_quoted(self.selector)} names {label!r}, which the recording rules "
+                    f"selector {quoted(self.selector)} names {label!r}, which the recording rules "
                     f"keep: {_read_as_number(label)} (select on another label)"
                 )
             if label in SERIES_LABELS and label != "tool":
                 raise ValueError(
-                    f"selector {_quoted(self.selector)} names {label!r}, a label of the laios "
+                    f"selector {quoted(self.selector)} names {label!r}, a label of the laios "
                     "series themselves: the rules compute their ratios and quantiles over it, and "
                     "the series without it would match nothing or everything (select targets, a "
                     "store's constant labels, or tools)"
@@ -285,17 +285,17 @@ class MixinConfig:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
         if "{{" in self.runbook_url_base:
             raise ValueError(
-                f"runbook_url_base {_quoted(self.runbook_url_base)} has '{{{{': Prometheus reads "
+                f"runbook_url_base {quoted(self.runbook_url_base)} has '{{{{': Prometheus reads "
                 "annotations as templates and would refuse the alerts (write it as %7B%7B)"
             )
         if not self.runbook_url_base.isprintable() or " " in self.runbook_url_base:
             raise ValueError(
-                f"runbook_url_base {_quoted(self.runbook_url_base)} is not a URL: it has spaces or "
+                f"runbook_url_base {quoted(self.runbook_url_base)} is not a URL: it has spaces or "
                 "control characters (write a space as %20)"
             )
         if self.runbook_url_base[-1].isalnum():  # (the alert's name would run into it)
             raise ValueError(
-                f"runbook_url_base {_quoted(self.runbook_url_base)} would make runbook URLs such "
+                f"runbook_url_base {quoted(self.runbook_url_base)} would make runbook URLs such "
                 f"as {_shortened(self.runbook_url_base)}laios-metrics-down.md: end it with '/' "
                 f"({_shortened(self.runbook_url_base)}/)"
             )
@@ -303,7 +303,7 @@ class MixinConfig:
             isinstance(self.dashboard_uid, str) and _DASHBOARD_UID.fullmatch(self.dashboard_uid)
         ):
             raise ValueError(
-                f"dashboard_uid {_quoted(self.dashboard_uid)} is not a Grafana dashboard uid: 1 to "
+                f"dashboard_uid {quoted(self.dashboard_uid)} is not a Grafana dashboard uid: 1 to "
                 "40 letters, digits, '-' and '_'"
             )
         if not self.match_labels:
@@ -318,7 +318,7 @@ class MixinConfig:
             and len(self.manifest_name) <= MANIFEST_NAME_MAX
         ):
             raise ValueError(
-                f"manifest_name {_quoted(self.manifest_name)} is not a name the three Kubernetes "
+                f"manifest_name {quoted(self.manifest_name)} is not a name the three Kubernetes "
                 f"objects can have: 1 to {MANIFEST_NAME_MAX} lower case letters, digits and "
                 "'-', starting and ending with a letter or digit (the PrometheusRule's name "
                 "adds '-' and ten hex digits with a selector, within Kubernetes' 63)"
@@ -336,11 +336,11 @@ class MixinConfig:
                 texts[name] = getattr(self, name)
         for name, value in texts.items():
             if not isinstance(value, str):
-                raise TypeError(f"{name} must be a string, got {_quoted(value)}")
+                raise TypeError(f"{name} must be a string, got {quoted(value)}")
         for name in ("availability_objective", "latency_p95_seconds"):
             number: object = getattr(self, name)
             if isinstance(number, bool) or not isinstance(number, (numbers.Real, Decimal)):
-                raise TypeError(f"{name} must be a number, got {_quoted(number)}")
+                raise TypeError(f"{name} must be a number, got {quoted(number)}")
             try:
                 as_float = float(number)
             except OverflowError:  # (an int or a Fraction too large for a float)
@@ -350,7 +350,7 @@ class MixinConfig:
             pairs: object = getattr(self, name)
             if not isinstance(pairs, tuple):
                 raise TypeError(
-                    f"{name} must be a tuple of (key, value) pairs, got {_quoted(pairs)}"
+                    f"{name} must be a tuple of (key, value) pairs, got {quoted(pairs)}"
                 )
 
     def matchers(self, *more: str) -> str:
@@ -514,7 +514,7 @@ def matcher_parts(matcher: str) -> tuple[str, str, str]:
     """
     match = _NAMED_MATCHER.fullmatch(matcher)
     if match is None:
-        raise ValueError(f"{_quoted(matcher)} is not a PromQL label matcher")
+        raise ValueError(f"{quoted(matcher)} is not a PromQL label matcher")
     return match[1], match[2], match[3]
 
 
@@ -555,16 +555,16 @@ def _check_regex(matcher: str, regex: str) -> None:
         if exc.msg.startswith(_REGEX_ERRORS_OF_BOTH):
             where = "" if exc.pos is None else f" at position {origin[exc.pos]}"
             raise ValueError(
-                f"selector: {_quoted(matcher)} is not a regular expression Prometheus can compile: "
-                f"{exc.msg}{where} of {_quoted(regex)} (for a literal character, escape it: "
+                f"selector: {quoted(matcher)} is not a regular expression Prometheus can compile: "
+                f"{exc.msg}{where} of {quoted(regex)} (for a literal character, escape it: "
                 'job=~"a\\\\(b")'
             ) from None
     python_only = _python_only_syntax(regex)
     if python_only is not None:
         what, position = python_only
         raise ValueError(
-            f"selector: {_quoted(matcher)} is not a regular expression Prometheus can compile: "
-            f"{what} at position {position} of {_quoted(regex)} (Prometheus's regular "
+            f"selector: {quoted(matcher)} is not a regular expression Prometheus can compile: "
+            f"{what} at position {position} of {quoted(regex)} (Prometheus's regular "
             "expressions are Go's RE2: no lookaround, backreference, possessive quantifier, "
             "atomic group or comment, flags i, m, s and U only; escape a literal character "
             "with a backslash only when it is ASCII punctuation)"
@@ -572,17 +572,17 @@ def _check_regex(matcher: str, regex: str) -> None:
 
 
 #: The most characters of a refused value an error quotes: a value may be of any length.
-_QUOTED_CHARS = 200
+QUOTED_CHARS = 200
 
 
 def _shortened(text: str) -> str:
-    """``text`` cut to :data:`_QUOTED_CHARS` characters, the cut marked with an ellipsis."""
-    return shorten(text, _QUOTED_CHARS)
+    """``text`` cut to :data:`QUOTED_CHARS` characters, the cut marked with an ellipsis."""
+    return shorten(text, QUOTED_CHARS)
 
 
-def _quoted(value: object) -> str:
+def quoted(value: object) -> str:
     """``repr(value)`` for an error message (escapes for what is not printable), cut to
-    :data:`_QUOTED_CHARS` characters."""
+    :data:`QUOTED_CHARS` characters."""
     return _shortened(repr(value))
 
 
@@ -890,24 +890,24 @@ def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> N
     """Raise ``ValueError`` unless ``pairs`` are (key, value) Kubernetes labels, keys unique."""
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise ValueError(f"{name}: expected (key, value) pairs, got {_quoted(pair)}")
+            raise ValueError(f"{name}: expected (key, value) pairs, got {quoted(pair)}")
         key, value = pair
         if not (isinstance(key, str) and _K8S_KEY.fullmatch(key)):
-            raise ValueError(f"{name}: {_quoted(key)} is not a Kubernetes label key")
+            raise ValueError(f"{name}: {quoted(key)} is not a Kubernetes label key")
         prefix, slash, _ = key.rpartition("/")
         if slash and len(prefix) > _K8S_KEY_PREFIX_MAX:
             raise ValueError(
-                f"{name}: {_quoted(key)} is not a Kubernetes label key: its prefix, before the "
+                f"{name}: {quoted(key)} is not a Kubernetes label key: its prefix, before the "
                 f"'/', has {len(prefix)} characters, and Kubernetes takes at most "
                 f"{_K8S_KEY_PREFIX_MAX} (a DNS subdomain)"
             )
         if not (isinstance(value, str) and _K8S_VALUE.fullmatch(value)):
             raise ValueError(
-                f"{name}: {_quoted(value)} (for {_quoted(key)}) is not a Kubernetes label value: "
+                f"{name}: {quoted(value)} (for {quoted(key)}) is not a Kubernetes label value: "
                 "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
                 "or digit"
             )
     keys = [key for key, _ in pairs]
     twice = next((key for key in keys if keys.count(key) > 1), None)
     if twice is not None:
-        raise ValueError(f"{name}: the label key {_quoted(twice)} is given twice")
+        raise ValueError(f"{name}: the label key {quoted(twice)} is given twice")
