@@ -82,6 +82,8 @@ _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
+#: The longest name (after the prefix and ``/``) of a Kubernetes label key.
+_K8S_NAME_MAX = 63
 #: The longest prefix (a DNS subdomain, before the ``/``) a Kubernetes label key may have.
 _K8S_KEY_PREFIX_MAX = 253
 #: What :attr:`MixinConfig.manifest_name` may be: a DNS label (what Kubernetes takes as the
@@ -886,6 +888,22 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
     return None
 
 
+def _why(key: object) -> str:
+    """What makes ``key`` no Kubernetes label key (it is not one)."""
+    if isinstance(key, str):
+        key_name = key.rpartition("/")[2]
+        if len(key_name) > _K8S_NAME_MAX and _K8S_KEY.fullmatch(key[: -len(key_name)] + "n"):
+            return (
+                f"its name has {len(key_name)} characters, and Kubernetes takes at most "
+                f"{_K8S_NAME_MAX}"
+            )
+    return (
+        "a key is an optional prefix of lower case letters, digits, '-' and '.' (a DNS "
+        "subdomain) and '/', then a name of 1 to 63 letters, digits, '-', '_' or '.', starting "
+        "and ending with a letter or digit"
+    )
+
+
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:
     """Raise ``ValueError`` unless ``pairs`` are (key, value) Kubernetes labels, keys unique."""
     for pair in pairs:
@@ -893,7 +911,7 @@ def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> N
             raise ValueError(f"{name}: expected (key, value) pairs, got {quoted(pair)}")
         key, value = pair
         if not (isinstance(key, str) and _K8S_KEY.fullmatch(key)):
-            raise ValueError(f"{name}: {quoted(key)} is not a Kubernetes label key")
+            raise ValueError(f"{name}: {quoted(key)} is not a Kubernetes label key: {_why(key)}")
         prefix, slash, _ = key.rpartition("/")
         if slash and len(prefix) > _K8S_KEY_PREFIX_MAX:
             raise ValueError(
