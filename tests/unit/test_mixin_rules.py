@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,6 +22,7 @@ from laios.execution.store import MetricStore
 from laios.mixin.__main__ import main as mixin_main
 from laios.mixin.config import MixinConfig
 from laios.mixin.rules import BURN_RATES, alert_names, rule_groups, runbook_url
+from laios.mixin.writer import DASHBOARD_PATH, RULES_PATH, render
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
@@ -1075,3 +1078,89 @@ def test_a_selector_with_a_template_opening_is_refused(selector: str) -> None:
 def json_escaped(text: str) -> str:
     """``text`` as it appears inside a JSON string."""
     return json.dumps(text)[1:-1]
+
+
+#: Pieces of selectors: PromQL's and regexes' punctuation, escapes, and what Grafana, YAML and
+#: Prometheus's templates read.
+_SELECTOR_PIECES = st.sampled_from(
+    [
+        "job",
+        "tool",
+        "le",
+        "a_1",
+        "=",
+        "=~",
+        "!=",
+        "!~",
+        ",",
+        " ",
+        '"',
+        "'",
+        "`",
+        "\\",
+        "\\\\",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "{2}",
+        "*",
+        "+",
+        "?",
+        "|",
+        ".",
+        "^",
+        "$",
+        "$x",
+        "[[x]]",
+        "{{",
+        "#",
+        ": ",
+        "\\d",
+        "\\pL",
+        "\\x41",
+        "\\x{41}",
+        "\\u00e9",
+        "\\Q",
+        "\\E",
+        "(?i)",
+        "(?P<n>",
+        "é",
+        "\u2028",
+        "\x85",
+        "\n",
+        "\t",
+        "\x00",
+        "\ud800",
+    ]
+)
+_SELECTORS = st.lists(_SELECTOR_PIECES, max_size=12).map("".join) | st.builds(
+    lambda label, operator, quote, body: f"{label}{operator}{quote}{body}{quote}",
+    st.sampled_from(["job", "tool", "pool"]),
+    st.sampled_from(["=", "=~", "!=", "!~"]),
+    st.sampled_from(['"', "'", "`"]),
+    st.lists(_SELECTOR_PIECES, max_size=8).map("".join),
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(_SELECTORS)
+def test_any_selector_is_refused_briefly_or_gives_files_that_read_back(selector: str) -> None:
+    """A selector is refused with a ValueError whose message is one short printable line, or
+    taken: then the rules are YAML and the dashboard JSON that read back, and each of its
+    matchers is in the rules."""
+    try:
+        config = MixinConfig(selector=selector)
+    except ValueError as exc:
+        message = str(exc)
+        assert message.isprintable(), message
+        assert len(message) < 1500, message
+        return
+    files = render(config).files
+    rules = yaml.safe_load(files[RULES_PATH])
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    for matcher in config.selector_matchers:
+        assert any(matcher in expr for expr in exprs), matcher
+    assert json.loads(files[DASHBOARD_PATH])["uid"] == config.resolved_dashboard_uid
