@@ -792,6 +792,8 @@ def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, rea
         "job=~`\\p{greek}`",
         "job=~`\\p{Cn}`",
         "job=~`\\p{LC}`",
+        "job=~`\\p{Foo}`",
+        "job=~`[\\P{^Old_Greek}]`",
         "job=~`\\p{}`",
         "job=~`\\p{L`",
         "job=~`a\\p`",
@@ -832,6 +834,7 @@ def test_a_group_named_as_only_newer_re2_reads_says_how_to_write_it() -> None:
         "job=~`(a{2}){500}(a{0}){1000}(?:a{10}(b{10}){10}){10}(a*){1000}(a{1,}){1000}`",
         "job=~`\\pL\\PN\\pLu\\p{^Lu}\\p{Any}\\p{Greek}\\P{Old_Italic}[\\pZ]`",
         "job=~`[\\d-a][a\\s-z][\\D-\\d][\\d-\\pL][\\S--][\\w-a-z]`",
+        "job=~`\\p{Han}\\p{Nko}\\p{SignWriting}\\P{^Nyiakeng_Puachue_Hmong}\\p{Kawi}`",
     ],
 )
 def test_regex_syntax_re2_takes_is_accepted(selector: str) -> None:

@@ -612,14 +612,34 @@ _RE2_POSIX_CLASS = re.compile(
     r"\[:\^?(?:alnum|alpha|ascii|blank|cntrl|digit|graph|lower|print|punct|space|upper|word"
     r"|xdigit):\]"
 )
-#: A Unicode class after ``\\p`` or ``\\P`` as RE2 names it: a one-letter category, or in
-#: braces (``^`` negating it) ``Any``, a category Go has, or a script (its names are words
-#: starting with a capital, joined by ``_``: ``Greek``, ``Old_Italic``; which scripts there are
-#: depends on the Go release, so any such name is taken).
-_RE2_UNICODE_CLASS = re.compile(
-    r"[CLMNPSZ]|\{\^?(?:Any|[CLMNPSZ]|C[cfos]|L[lmotu]|M[cen]|N[dlo]|P[cdefios]|S[ckmo]|Z[lps]"
-    r"|(?![CLMNPSZ][A-Za-z]?\})[A-Z][A-Za-z]*(?:_[A-Z][A-Za-z]*)*)\}"
-)
+#: A Unicode class after ``\\p`` or ``\\P``: a one-letter category, or in braces (``^``
+#: negating it) a name, of :data:`_RE2_CLASS_NAMES`.
+_RE2_UNICODE_CLASS = re.compile(r"[CLMNPSZ]|\{\^?([A-Za-z_]+)\}")
+#: The names of Unicode classes RE2 knows: ``Any``, Go's categories and the scripts of Unicode
+#: 17 (those of Unicode 14 and later, ``Kawi``, only a Prometheus built with Go 1.21 or later
+#: reads; they have no other spelling, so they are taken).
+_RE2_CLASS_NAME_LIST = """
+Any C Cc Cf Co Cs L Ll Lm Lo Lt Lu M Mc Me Mn N Nd Nl No P Pc Pd Pe Pf Pi Po Ps S Sc Sk Sm So Z
+Zl Zp Zs Adlam Ahom Anatolian_Hieroglyphs Arabic Armenian Avestan Balinese Bamum Bassa_Vah Batak
+Bengali Beria_Erfe Bhaiksuki Bopomofo Brahmi Braille Buginese Buhid Canadian_Aboriginal Carian
+Caucasian_Albanian Chakma Cham Cherokee Chorasmian Common Coptic Cuneiform Cypriot Cypro_Minoan
+Cyrillic Deseret Devanagari Dives_Akuru Dogra Duployan Egyptian_Hieroglyphs Elbasan Elymaic
+Ethiopic Garay Georgian Glagolitic Gothic Grantha Greek Gujarati Gunjala_Gondi Gurmukhi
+Gurung_Khema Han Hangul Hanifi_Rohingya Hanunoo Hatran Hebrew Hiragana Imperial_Aramaic
+Inherited Inscriptional_Pahlavi Inscriptional_Parthian Javanese Kaithi Kannada Katakana Kawi
+Kayah_Li Kharoshthi Khitan_Small_Script Khmer Khojki Khudawadi Kirat_Rai Lao Latin Lepcha Limbu
+Linear_A Linear_B Lisu Lycian Lydian Mahajani Makasar Malayalam Mandaic Manichaean Marchen
+Masaram_Gondi Medefaidrin Meetei_Mayek Mende_Kikakui Meroitic_Cursive Meroitic_Hieroglyphs Miao
+Modi Mongolian Mro Multani Myanmar Nabataean Nag_Mundari Nandinagari New_Tai_Lue Newa Nko Nushu
+Nyiakeng_Puachue_Hmong Ogham Ol_Chiki Ol_Onal Old_Hungarian Old_Italic Old_North_Arabian
+Old_Permic Old_Persian Old_Sogdian Old_South_Arabian Old_Turkic Old_Uyghur Oriya Osage Osmanya
+Pahawh_Hmong Palmyrene Pau_Cin_Hau Phags_Pa Phoenician Psalter_Pahlavi Rejang Runic Samaritan
+Saurashtra Sharada Shavian Siddham Sidetic SignWriting Sinhala Sogdian Sora_Sompeng Soyombo
+Sundanese Sunuwar Syloti_Nagri Syriac Tagalog Tagbanwa Tai_Le Tai_Tham Tai_Viet Tai_Yo Takri
+Tamil Tangsa Tangut Telugu Thaana Thai Tibetan Tifinagh Tirhuta Todhri Tolong_Siki Toto
+Tulu_Tigalari Ugaritic Vai Vithkuqi Wancho Warang_Citi Yezidi Yi Zanabazar_Square
+"""
+_RE2_CLASS_NAMES = frozenset(_RE2_CLASS_NAME_LIST.split())
 #: A counted repetition as RE2 reads it (``{,n}`` is no repetition to RE2: it is literal).
 _RE2_REPEAT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
 #: What follows ``\\x`` in RE2: two hex digits, or any number of them in braces.
@@ -646,7 +666,7 @@ def _python_stand_in(regex: str, start: int, *, in_class: bool) -> tuple[str, in
     escaped = regex[start + 1 : start + 2]
     if escaped in ("p", "P"):
         named = _RE2_UNICODE_CLASS.match(regex, start + 2)
-        if named is None:
+        if named is None or (named[1] is not None and named[1] not in _RE2_CLASS_NAMES):
             return None
         return ("\\x00" if in_class else "\\w"), named.end()
     if escaped == "x" and regex.startswith("{", start + 2):
@@ -802,7 +822,7 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                 continue
             if escaped in "pP":  # \pL, \p{Greek}
                 named = _RE2_UNICODE_CLASS.match(regex, i + 2)
-                if named is None:
+                if named is None or (named[1] is not None and named[1] not in _RE2_CLASS_NAMES):
                     stop = regex.find("}", i + 2) if regex.startswith("{", i + 2) else i + 2
                     shown = regex[i : stop + 1] if stop >= 0 else regex[i:]
                     return f"a Unicode class RE2 does not have ({shown})", i
