@@ -6,6 +6,7 @@ import json
 import math
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -1167,3 +1168,12 @@ def test_any_selector_is_refused_briefly_or_gives_files_that_read_back(selector:
     for matcher in config.selector_matchers:
         assert any(matcher in expr for expr in exprs), matcher
     assert json.loads(files[DASHBOARD_PATH])["uid"] == config.resolved_dashboard_uid
+
+
+def test_a_long_regex_of_unclosed_quotes_is_refused_in_linear_time() -> None:
+    """A ``\\Q`` without its ``\\E`` is read to the end once, not searched for an ``\\E``
+    again from each of 100,000 of them (minutes, for a regex of 200,000 characters)."""
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="without its"):
+        MixinConfig(selector="job=~`" + "\\Q" * 100_000 + "`")
+    assert time.perf_counter() - started < 5.0

@@ -674,10 +674,10 @@ def _python_stand_in(regex: str, start: int, *, in_class: bool) -> tuple[str, in
         if hex_digits is None or int(hex_digits[0][1:-1], 16) > sys.maxunicode:
             return None
         return f"\\U{int(hex_digits[0][1:-1], 16):08x}", hex_digits.end()
-    if escaped == "Q" and not in_class:
+    if escaped == "Q" and not in_class:  # (without its \\E, up to the end, as RE2 reads it)
         stop = regex.find("\\E", start + 2)
         if stop < 0:
-            return None
+            return re.escape(regex[start + 2 :]), len(regex)
         return re.escape(regex[start + 2 : stop]), stop + 2
     if escaped == "z" and not in_class:
         return "(?:\\Z)", start + 2
