@@ -8,6 +8,7 @@ against tests written here for those options.
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from laios.mixin.config import MixinConfig
 
 pytestmark = pytest.mark.integration
 
@@ -402,3 +405,105 @@ def test_a_failed_share_stat_reads_0_when_nothing_finished(
     (tmp_path / "stats.test.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
     result = promtool(promtool_binary, "test", "rules", "stats.test.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: Regexes where Python's ``re`` and Go's RE2 part ways, with whether Prometheus takes them
+#: (``None``: depends on the Go it is built with; the mixin takes them but for those of
+#: :data:`REFUSED_FOR_OLDER_PROMETHEUS`).
+TRICKY_REGEXES = {
+    r"(?<name>a)": None,  # (Go 1.22 and later)
+    r"(?P<name_1>a)": True,
+    r"(?P<>a)": False,
+    r"(?P<a-b>a)": False,
+    r"(?P<é>a)": False,
+    r"[[:alpha:][:^word:]]": True,
+    r"[[:foo:]]": False,
+    r"\x{10FFFF}": True,
+    r"\x{110000}": False,
+    r"(?<=a)b": False,
+    r"a{2}+": False,
+    r"^*$?": True,
+    r"a{,2}": True,
+    r"\pL(?i)b": True,
+    r"(a{2}){500}(a{0}){1000}(a{1,}){1000}": True,
+    r"(?:a{10}(b{10}){10}){10}": True,
+    r"(?:a{10}(b{10}){10}){11}": False,
+    r"(a{2}|b){0,501}": False,
+    r"\pN\p{Lu}\P{^Greek}\p{Any}\p{Old_Italic}": True,
+    r"\pA": False,
+    r"\p{greek}": False,
+    r"\p{Cn}": False,
+    r"a\p": False,
+    r"\p{Foo}": False,
+    r"\p{Han}\p{Nko}\p{SignWriting}\P{^Nyiakeng_Puachue_Hmong}\p{Zanabazar_Square}": True,
+    r"\p{Kawi}": None,  # (a script of Unicode 15: Go 1.21 and later)
+    r"\pL{2}{3}": False,
+    r"\x{41}|{2}": False,
+    r"\Qa\E**": False,
+    r"(?U)a**": False,
+    r"a\z|*": False,
+    r"[\x{7A}-a]": False,
+    r"[\d-a][a\s-z][\D-\d][\S--]": True,
+    r"[a-\d]": False,
+    r"[\d-z-a]": False,
+    r"[\pL-z][\x{41}-z]\Q{\E{2}(?i-U)a": True,
+}
+
+
+#: Syntax only a newer Prometheus reads, that the mixin refuses: the same is written another
+#: way every Prometheus reads.
+REFUSED_FOR_OLDER_PROMETHEUS = {r"(?<name>a)"}
+
+
+@pytest.mark.parametrize(("regex", "taken"), TRICKY_REGEXES.items())
+def test_the_mixin_takes_a_regex_prometheus_takes(
+    promtool_binary: str, tmp_path: Path, regex: str, taken: bool | None
+) -> None:
+    """A regex of a ``=~`` matcher that the mixin accepts, promtool accepts in a rule; one the
+    mixin refuses, promtool refuses: no accepted selector gives rules Prometheus cannot load
+    (but for a Unicode script an older Prometheus lacks, as it has no other spelling)."""
+    selector = f"job=~`{regex}`"
+    rules = {"groups": [{"name": "g", "rules": [{"record": "r", "expr": f"up{{{selector}}}"}]}]}
+    (tmp_path / "one.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+    result = promtool(promtool_binary, "check", "rules", "one.yml", cwd=tmp_path)
+    said = result.stdout + result.stderr
+    if taken is not None:
+        assert (result.returncode == 0) == taken, said
+    if taken or (taken is None and regex not in REFUSED_FOR_OLDER_PROMETHEUS):
+        assert MixinConfig(selector=selector).selector == selector
+    else:
+        with pytest.raises(ValueError, match="not a regular expression Prometheus can compile"):
+            MixinConfig(selector=selector)
+
+
+#: Pieces of regexes, RE2's syntax and Python's, for the mixin to take or refuse.
+_REGEX_PIECES = [
+    *"ab()[]^-*+?|.$",
+    *["(?:", "(?i)", "(?s:", "(?-i:", "(?P<n>", "(?<n>", "{2}", "{1,3}", "{,2}", "{0}"],
+    *["{500}", "{3,}", "{", "}", "\\d", "\\pL", "\\p{Greek}", "\\b", "\\Q", "\\E", "\\x41"],
+    *["\\x{41}", "[:alpha:]", "[[:word:]]", "\\.", "\\\\", "é", "\\z", "\\A", "\\1", "\\0"],
+]
+
+
+def test_every_regex_the_mixin_takes_prometheus_takes(promtool_binary: str, tmp_path: Path) -> None:
+    """Of 2000 regexes strung from pieces of RE2's syntax and Python's, each one the mixin
+    takes in a selector, promtool takes in a rule: no accepted selector gives rules Prometheus
+    cannot load."""
+    pieces = random.Random(20261206)
+    taken = []
+    for _ in range(2000):
+        regex = "".join(pieces.choices(_REGEX_PIECES, k=pieces.randint(1, 8)))
+        try:
+            MixinConfig(selector=f"job=~`{regex}`")
+        except ValueError:
+            continue
+        taken.append(regex)
+    assert len(taken) > 200
+    rules = [{"record": f"r{i}", "expr": f"up{{job=~`{regex}`}}"} for i, regex in enumerate(taken)]
+    (tmp_path / "rules.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "g", "rules": rules}]}), encoding="utf-8"
+    )
+    result = promtool(promtool_binary, "check", "rules", "rules.yml", cwd=tmp_path)
+    said = result.stdout + result.stderr
+    refused = [taken[int(n)] for n in re.findall(r'"r(\d+)": could not parse', said)]
+    assert result.returncode == 0, (refused[:10], said[-2000:])

@@ -533,6 +533,48 @@ def test_a_refused_value_is_reported_under_the_option_that_gave_it(
     assert f"error: argument {option}: " in _refused(argv, capsys)
 
 
+#: A long stretch of a value, as a script may give one by mistake (a file's text).
+_LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--selector", f'job="{_LONG}'], "--selector"),
+        (["--selector", f'job=~"({_LONG}"'], "--selector"),
+        (["--selector", f'job="{_LONG}",__name__="up"'], "--selector"),
+        (["--selector", f'job="{_LONG}\u2028$x"'], "--selector"),
+        (["--runbook-url-base", _LONG], "--runbook-url-base"),
+        (["--runbook-url-base", f"{_LONG} /"], "--runbook-url-base"),
+        (["--dashboard-uid", _LONG], "--dashboard-uid"),
+        (["--manifest-name", _LONG], "--manifest-name"),
+        (["--match-label", f"a={_LONG}"], "--match-label"),
+        (["--manifest-label", f"{_LONG}=v"], "--manifest-label"),
+        (["--manifest-label", _LONG], "--manifest-label"),
+        (["--selector", 'job="a"', "--selector", f'job="{_LONG}"'], "--selector"),
+        (["--runbook-url-base", f"{_LONG}/", "--runbook-url-base", "/"], "--runbook-url-base"),
+    ],
+)
+def test_a_refused_long_value_is_described_briefly(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused value of 100,000 characters was quoted whole (twice for a regex: the matcher
+    and the regex): its error names the option and describes the value cut short."""
+    message = _refused(argv, capsys)
+    error = message[message.index("error: ") :]
+    assert error.startswith(f"error: argument {option}: "), error[:300]
+    assert len(error) < 2000, error[:300]
+    assert "xxxxxxxxxx" in error
+
+
+def test_a_refused_regex_is_described_printably(capsys: pytest.CaptureFixture[str]) -> None:
+    """The matcher of a refused regex was shown as typed: a line separator in it broke the
+    message's line. It is shown as Python writes a string, escapes and all."""
+    error = _refused(["--selector", "job=~`\u2028(`"], capsys)
+    assert "\u2028" not in error
+    assert "job=~`\\u2028(`" in error
+
+
 def _mixin_to(stdout: Any, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "laios.mixin", "--out", str(out)],

@@ -228,6 +228,24 @@ def test_a_label_key_prefix_longer_than_kubernetes_takes_is_refused(field: str) 
         MixinConfig(**{field: ((f"{prefix}b/name", "x"),)})
 
 
+@pytest.mark.parametrize("field", ["match_labels", "manifest_labels"])
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("example.com/" + "n" * 64, "its name has 64 characters"),
+        ("n" * 64, "its name has 64 characters"),
+        ("Example.com/name", "prefix of lower case letters"),
+        ("example.com/-name", "a name of 1 to 63 letters"),
+        ("", "a name of 1 to 63 letters"),
+    ],
+)
+def test_a_refused_label_key_says_what_a_key_is(field: str, key: str, reason: str) -> None:
+    """A label key Kubernetes refuses was refused with no word of why; the message says what
+    a key is, or that its name is too long."""
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        MixinConfig(**{field: ((key, "x"),)})
+
+
 def test_default_manifests_carry_no_metadata_labels() -> None:
     """Without manifest_labels the objects have a name and no labels to guess at."""
     assert all(m["metadata"] == {"name": "laios"} for m in manifests(MixinConfig()).values())

@@ -6,11 +6,14 @@ import json
 import math
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,6 +23,7 @@ from laios.execution.store import MetricStore
 from laios.mixin.__main__ import main as mixin_main
 from laios.mixin.config import MixinConfig
 from laios.mixin.rules import BURN_RATES, alert_names, rule_groups, runbook_url
+from laios.mixin.writer import DASHBOARD_PATH, RULES_PATH, render
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
@@ -769,12 +773,20 @@ def test_label_matcher_selectors_are_accepted(selector: str) -> None:
         ('job=~"a{2,1}"', "min repeat greater than max repeat"),
         ("job=~`[z-a]`", "bad character range"),
         ('namespace="shop",job=~"\\\\\\\\("', "missing \\)"),
+        ("job=~`\\pL{2}{3}`", "multiple repeat"),
+        ("job=~`\\x{41}|{2}`", "nothing to repeat"),
+        ("job=~`\\Qa\\E**`", "multiple repeat"),
+        ("job=~`(?sU:a)**`", "multiple repeat"),
+        ("job=~`a\\z|*`", "nothing to repeat"),
+        ("job=~`[\\x{7A}-a]`", "bad character range"),
     ],
 )
 def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, reason: str) -> None:
     """The value of a ``=~`` or ``!~`` matcher is a regular expression: one with unbalanced
     parentheses or brackets or a repetition of nothing is refused at the call, naming the
-    matcher and why; Prometheus would refuse the rules that read it."""
+    matcher and why; Prometheus would refuse the rules that read it. So it is when the regex
+    also has syntax only RE2 reads (``\\pL``, ``\\x{41}``, ``\\Q...\\E``, ``\\z``, flag
+    ``U``), which Python's ``re`` would have stopped at first."""
     with pytest.raises(ValueError, match=f"not a regular expression.*{reason}"):
         MixinConfig(selector=selector)
 
@@ -799,16 +811,45 @@ def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, rea
         "job=~`\\Qa.b`",
         "job=~`a\\x4`",
         'job=~"a{1001}"',
+        'job=~"(?<name>a)"',
+        'job=~"(?P<>a)"',
+        'job=~"(?P<a-b>a)"',
+        'job=~"(?P<é>a)"',
+        'job=~"[[:word:][:foo:]]"',
+        "job=~`\\x{110000}`",
+        'job=~"(a{2}){501}"',
+        "job=~`(?:a{10}(b|c{10}){10}){11}`",
+        'job=~"(a{2,}){0,501}?"',
+        "job=~`\\pA`",
+        "job=~`[\\PX]`",
+        "job=~`\\p{greek}`",
+        "job=~`\\p{Cn}`",
+        "job=~`\\p{LC}`",
+        "job=~`\\p{Foo}`",
+        "job=~`[\\P{^Old_Greek}]`",
+        "job=~`\\p{}`",
+        "job=~`\\p{L`",
+        "job=~`a\\p`",
     ],
 )
 def test_a_regex_only_python_reads_is_refused(selector: str) -> None:
     """Syntax Python's ``re`` takes but Go's RE2, which Prometheus uses, does not (lookaround,
     backreferences, possessive quantifiers, atomic groups, flags but i, m, s and U, comments,
     escapes RE2 lacks, a trailing backslash, a \\Q without its \\E, a repeat count over
-    1000) is refused at the call,
-    naming the matcher and what RE2 lacks: Prometheus would refuse the rules that read it."""
+    1000, a group named as ``(?<name>...)``, which RE2 reads only since Go 1.22, or with a
+    name of other characters than ASCII letters, digits and ``_``, a POSIX class RE2 does not
+    have, a ``\\x{...}`` past the last code point, repetitions nested to more than 1000
+    copies, a Unicode class RE2 lacks) is refused at the call, naming the matcher and what RE2
+    lacks: Prometheus would refuse the rules that read it."""
     with pytest.raises(ValueError, match="not a regular expression Prometheus can compile"):
         MixinConfig(selector=selector)
+
+
+def test_a_group_named_as_only_newer_re2_reads_says_how_to_write_it() -> None:
+    """``(?<name>...)`` is refused (the RE2 of Prometheus built with Go before 1.22 refuses
+    it) with the way every RE2 reads: ``(?P<name>...)``."""
+    with pytest.raises(ValueError, match=re.escape("write it (?P<name>...)")):
+        MixinConfig(selector='job=~"(?<name>orders)-api"')
 
 
 @pytest.mark.parametrize(
@@ -822,11 +863,17 @@ def test_a_regex_only_python_reads_is_refused(selector: str) -> None:
         "job=~`(?i:a)(?-s:.)(?sU)x{2}?y{1,1000}`",
         "job=~`[\\d\\-\\]\\pL]`",
         "job=~`\\Aa\\b\\B\\z`",
+        "job=~`(?P<Name_1>a)[[:^alpha:][:word:]]\\x{10FFFF}`",
+        "job=~`(a{2}){500}(a{0}){1000}(?:a{10}(b{10}){10}){10}(a*){1000}(a{1,}){1000}`",
+        "job=~`\\pL\\PN\\pLu\\p{^Lu}\\p{Any}\\p{Greek}\\P{Old_Italic}[\\pZ]`",
+        "job=~`[\\d-a][a\\s-z][\\D-\\d][\\d-\\pL][\\S--][\\w-a-z]`",
+        "job=~`\\p{Han}\\p{Nko}\\p{SignWriting}\\P{^Nyiakeng_Puachue_Hmong}\\p{Kawi}`",
     ],
 )
 def test_regex_syntax_re2_takes_is_accepted(selector: str) -> None:
     """What RE2 reads (``\\Q...\\E``, ``\\x{..}``, escaped punctuation, octal escapes, named
-    groups, lazy quantifiers, its four flags, Perl and Unicode classes, its assertions) passes."""
+    groups, lazy quantifiers, its four flags, Perl and Unicode classes, its assertions, a ``-``
+    after a class in a class, which is the character) passes."""
     assert MixinConfig(selector=selector).selector == selector
 
 
@@ -1067,3 +1114,98 @@ def test_a_selector_with_a_template_opening_is_refused(selector: str) -> None:
 def json_escaped(text: str) -> str:
     """``text`` as it appears inside a JSON string."""
     return json.dumps(text)[1:-1]
+
+
+#: Pieces of selectors: PromQL's and regexes' punctuation, escapes, and what Grafana, YAML and
+#: Prometheus's templates read.
+_SELECTOR_PIECES = st.sampled_from(
+    [
+        "job",
+        "tool",
+        "le",
+        "a_1",
+        "=",
+        "=~",
+        "!=",
+        "!~",
+        ",",
+        " ",
+        '"',
+        "'",
+        "`",
+        "\\",
+        "\\\\",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "{2}",
+        "*",
+        "+",
+        "?",
+        "|",
+        ".",
+        "^",
+        "$",
+        "$x",
+        "[[x]]",
+        "{{",
+        "#",
+        ": ",
+        "\\d",
+        "\\pL",
+        "\\x41",
+        "\\x{41}",
+        "\\u00e9",
+        "\\Q",
+        "\\E",
+        "(?i)",
+        "(?P<n>",
+        "é",
+        "\u2028",
+        "\x85",
+        "\n",
+        "\t",
+        "\x00",
+        "\ud800",
+    ]
+)
+_SELECTORS = st.lists(_SELECTOR_PIECES, max_size=12).map("".join) | st.builds(
+    lambda label, operator, quote, body: f"{label}{operator}{quote}{body}{quote}",
+    st.sampled_from(["job", "tool", "pool"]),
+    st.sampled_from(["=", "=~", "!=", "!~"]),
+    st.sampled_from(['"', "'", "`"]),
+    st.lists(_SELECTOR_PIECES, max_size=8).map("".join),
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(_SELECTORS)
+def test_any_selector_is_refused_briefly_or_gives_files_that_read_back(selector: str) -> None:
+    """A selector is refused with a ValueError whose message is one short printable line, or
+    taken: then the rules are YAML and the dashboard JSON that read back, and each of its
+    matchers is in the rules."""
+    try:
+        config = MixinConfig(selector=selector)
+    except ValueError as exc:
+        message = str(exc)
+        assert message.isprintable(), message
+        assert len(message) < 1500, message
+        return
+    files = render(config).files
+    rules = yaml.safe_load(files[RULES_PATH])
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    for matcher in config.selector_matchers:
+        assert any(matcher in expr for expr in exprs), matcher
+    assert json.loads(files[DASHBOARD_PATH])["uid"] == config.resolved_dashboard_uid
+
+
+def test_a_long_regex_of_unclosed_quotes_is_refused_in_linear_time() -> None:
+    """A ``\\Q`` without its ``\\E`` is read to the end once, not searched for an ``\\E``
+    again from each of 100,000 of them (minutes, for a regex of 200,000 characters)."""
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="without its"):
+        MixinConfig(selector="job=~`" + "\\Q" * 100_000 + "`")
+    assert time.perf_counter() - started < 5.0

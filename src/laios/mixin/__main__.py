@@ -26,7 +26,7 @@ from laios._output import (
     quoted_briefly,
     shell_quote,
 )
-from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
+from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig, quoted
 from laios.mixin.writer import (
     OPTIONS,
     command_line,
@@ -103,10 +103,11 @@ class _Once(argparse.Action):
 
 
 def _as_given(value: object) -> str:
-    """An option's value as the refusal of a second one shows it."""
+    """An option's value as the refusal of a second one shows it (cut short, as a value may
+    be of any length)."""
     if isinstance(value, tuple):
         return quoted_briefly(",".join(value))
-    return quoted_briefly(str(value)) if isinstance(value, (str, Path)) else repr(value)
+    return quoted_briefly(str(value)) if isinstance(value, (str, Path)) else quoted(value)
 
 
 def _group_labels(text: str) -> tuple[str, ...]:

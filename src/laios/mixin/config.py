@@ -6,6 +6,7 @@ import hashlib
 import math
 import numbers
 import re
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
+#: The longest name (after the prefix and ``/``) of a Kubernetes label key.
+_K8S_NAME_MAX = 63
 #: The longest prefix (a DNS subdomain, before the ``/``) a Kubernetes label key may have.
 _K8S_KEY_PREFIX_MAX = 253
 #: What :attr:`MixinConfig.manifest_name` may be: a DNS label (what Kubernetes takes as the
@@ -111,7 +114,8 @@ class MixinConfig:
             (balanced parentheses and brackets, no repetition of nothing, though an
             assertion such as ``^`` or ``\\b`` may be repeated as RE2 allows, nor the syntax
             only Python's ``re`` has: lookarounds, backreferences, possessive quantifiers,
-            ...); a
+            ..., nor a group named ``(?<name>...)``, which only a Prometheus built with Go
+            1.22 or later reads: write ``(?P<name>...)``); a
             control character but a tab is written as a PromQL escape (``\\x1b``). Nor may it
             hold ``$name``, ``${name}`` or ``[[name]]``, which Grafana would replace in the
             dashboard's queries with a variable's value (it has no escape): write the ``$`` as
@@ -172,11 +176,11 @@ class MixinConfig:
         self._check_types()
         if not isinstance(self.group_labels, tuple):
             raise TypeError(
-                f"group_labels must be a tuple of label names, got {_quoted(self.group_labels)}"
+                f"group_labels must be a tuple of label names, got {quoted(self.group_labels)}"
             )
         for label in self.group_labels:
             if not (isinstance(label, str) and _LABEL.fullmatch(label)):
-                raise ValueError(f"group_labels: {_quoted(label)} is not a Prometheus label name")
+                raise ValueError(f"group_labels: {quoted(label)} is not a Prometheus label name")
             if label == "tool":
                 raise ValueError(
                     "group_labels must not contain 'tool' (every aggregation keeps it)"
@@ -188,21 +192,19 @@ class MixinConfig:
                 )
             if label == DATASOURCE_VARIABLE:
                 raise ValueError(
-                    f"group_labels: {_quoted(label)} is the name of the dashboard's data source "
+                    f"group_labels: {quoted(label)} is the name of the dashboard's data source "
                     "variable, which every panel reads: a variable for the label would "
                     "clash with it"
                 )
             if label in SERIES_LABELS or label.startswith("__"):
                 raise ValueError(
-                    f"group_labels: {_quoted(label)} is a label of the laios series themselves or "
+                    f"group_labels: {quoted(label)} is a label of the laios series themselves or "
                     "one Prometheus reserves; group by labels that tell deployments apart"
                 )
             if label.lower() in _NUMBER_WORDS:
                 raise ValueError(f"group_labels: {_read_as_number(label)}")
         if len(set(self.group_labels)) != len(self.group_labels):
-            raise ValueError(
-                f"group_labels: a label is given twice in {_quoted(self.group_labels)}"
-            )
+            raise ValueError(f"group_labels: a label is given twice in {quoted(self.group_labels)}")
         if not 0 < self.availability_objective < 1:
             raise ValueError(
                 "availability_objective must be between 0 and 1 (exclusive), "
@@ -216,7 +218,7 @@ class MixinConfig:
         variable = _GRAFANA_VARIABLE.search(self.selector)
         if variable is not None:
             raise ValueError(
-                f"selector {_quoted(self.selector)} has {variable[0]!r} at position "
+                f"selector {quoted(self.selector)} has {variable[0]!r} at position "
                 f"{variable.start()}, which Grafana reads as a variable (such as "
                 f"${DATASOURCE_VARIABLE}, a group label's or $__rate_interval) and replaces "
                 "with its value in every query of the dashboard, so the panels would select "
@@ -232,7 +234,7 @@ class MixinConfig:
         template = self.selector.find("{{")
         if template >= 0:
             raise ValueError(
-                f"selector {_quoted(self.selector)} has '{{{{' at position {template}: the alerts "
+                f"selector {quoted(self.selector)} has '{{{{' at position {template}: the alerts "
                 f"carry the selector in their {RULE_SET_LABEL} label, which Prometheus reads "
                 "as a template, so the label would not be the selector: write a { as the "
                 "PromQL escape \\x7b in a \"...\" or '...' string"
@@ -240,72 +242,71 @@ class MixinConfig:
         unwritable = _UNWRITABLE.search(self.selector)
         if unwritable is not None:
             raise ValueError(
-                f"selector {_quoted(self.selector)} has {unwritable[0]!r} at position "
+                f"selector {quoted(self.selector)} has {unwritable[0]!r} at position "
                 f"{unwritable.start()}, a control character or a lone surrogate (from bytes "
                 "that are not UTF-8) that no rules file can hold: write a control character "
                 "as a PromQL escape (\\x1b)"
             )
         if not _SELECTOR.fullmatch(self.selector):
             raise ValueError(
-                f"selector {_quoted(self.selector)} is not a list of PromQL label matchers such as "
+                f"selector {quoted(self.selector)} is not a list of PromQL label matchers such as "
                 '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\' (in a quoted '
                 "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
-        for label, operator, quoted in self._selector_parts:
+        for label, operator, string in self._selector_parts:
             if operator in ("=~", "!~"):
-                _check_regex(f"{label}{operator}{quoted}", _unquoted(quoted))
+                _check_regex(f"{label}{operator}{string}", _unquoted(string))
         for label in self.selector_labels:
             if label == RULE_SET_LABEL:
                 raise ValueError(
-                    f"selector {_quoted(self.selector)} names {RULE_SET_LABEL!r}, the label the "
+                    f"selector {quoted(self.selector)} names {RULE_SET_LABEL!r}, the label the "
                     "rules put on their own recorded series and alerts: the laios series do not "
                     "have it, so no query would match (select targets, a store's constant "
                     "labels, or tools)"
                 )
             if label.startswith("__"):
                 raise ValueError(
-                    f"selector {_quoted(self.selector)} names {_quoted(label)}: Prometheus "
+                    f"selector {quoted(self.selector)} names {quoted(label)}: Prometheus "
                     "reserves the labels starting with __ for itself (the metric's name, a "
                     "target's address before relabelling), and the rules name every metric they "
                     "read (select targets, a store's constant labels, or tools)"
                 )
             if label.lower() in _NUMBER_WORDS:
                 raise ValueError(
-                    f"selector {_quoted(self.selector)} names {_quoted(label)}, which the "
+                    f"selector {quoted(self.selector)} names {quoted(label)}, which the "
                     f"recording rules keep: {_read_as_number(label)} (select on another label)"
                 )
             if label in SERIES_LABELS and label != "tool":
                 raise ValueError(
-                    f"selector {_quoted(self.selector)} names {_quoted(label)}, a label of the "
-                    "laios series themselves: the rules compute their ratios and quantiles over "
-                    "it, and the series without it would match nothing or everything (select "
-                    "targets, a store's constant labels, or tools)"
+                    f"selector {quoted(self.selector)} names {quoted(label)}, a label of the laios "
+                    "series themselves: the rules compute their ratios and quantiles over it, and "
+                    "the series without it would match nothing or everything (select targets, a "
+                    "store's constant labels, or tools)"
                 )
         if not self.runbook_url_base:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
         if "{{" in self.runbook_url_base:
             raise ValueError(
-                f"runbook_url_base {_quoted(self.runbook_url_base)} has '{{{{': Prometheus reads "
+                f"runbook_url_base {quoted(self.runbook_url_base)} has '{{{{': Prometheus reads "
                 "annotations as templates and would refuse the alerts (write it as %7B%7B)"
             )
         if not self.runbook_url_base.isprintable() or " " in self.runbook_url_base:
             raise ValueError(
-                f"runbook_url_base {_quoted(self.runbook_url_base)} is not a URL: it has spaces or "
+                f"runbook_url_base {quoted(self.runbook_url_base)} is not a URL: it has spaces or "
                 "control characters (write a space as %20)"
             )
         if self.runbook_url_base[-1].isalnum():  # (the alert's name would run into it)
             raise ValueError(
-                f"runbook_url_base {_quoted(self.runbook_url_base)} would make runbook URLs "
-                "such as "
-                f"{shorten(self.runbook_url_base, _MAX_QUOTED)}laios-metrics-down.md: end it "
-                f"with '/' ({shorten(self.runbook_url_base, _MAX_QUOTED)}/)"
+                f"runbook_url_base {quoted(self.runbook_url_base)} would make runbook URLs such "
+                f"as {_shortened(self.runbook_url_base)}laios-metrics-down.md: end it with '/' "
+                f"({_shortened(self.runbook_url_base)}/)"
             )
         if self.dashboard_uid is not None and not (
             isinstance(self.dashboard_uid, str) and _DASHBOARD_UID.fullmatch(self.dashboard_uid)
         ):
             raise ValueError(
-                f"dashboard_uid {_quoted(self.dashboard_uid)} is not a Grafana dashboard uid: "
-                "1 to 40 letters, digits, '-' and '_'"
+                f"dashboard_uid {quoted(self.dashboard_uid)} is not a Grafana dashboard uid: 1 to "
+                "40 letters, digits, '-' and '_'"
             )
         if not self.match_labels:
             raise ValueError(
@@ -319,7 +320,7 @@ class MixinConfig:
             and len(self.manifest_name) <= MANIFEST_NAME_MAX
         ):
             raise ValueError(
-                f"manifest_name {_quoted(self.manifest_name)} is not a name the three Kubernetes "
+                f"manifest_name {quoted(self.manifest_name)} is not a name the three Kubernetes "
                 f"objects can have: 1 to {MANIFEST_NAME_MAX} lower case letters, digits and "
                 "'-', starting and ending with a letter or digit (the PrometheusRule's name "
                 "adds '-' and ten hex digits with a selector, within Kubernetes' 63)"
@@ -337,11 +338,11 @@ class MixinConfig:
                 texts[name] = getattr(self, name)
         for name, value in texts.items():
             if not isinstance(value, str):
-                raise TypeError(f"{name} must be a string, got {_quoted(value)}")
+                raise TypeError(f"{name} must be a string, got {quoted(value)}")
         for name in ("availability_objective", "latency_p95_seconds"):
             number: object = getattr(self, name)
             if isinstance(number, bool) or not isinstance(number, (numbers.Real, Decimal)):
-                raise TypeError(f"{name} must be a number, got {_quoted(number)}")
+                raise TypeError(f"{name} must be a number, got {quoted(number)}")
             try:
                 as_float = float(number)
             except OverflowError:  # (an int or a Fraction too large for a float)
@@ -351,7 +352,7 @@ class MixinConfig:
             pairs: object = getattr(self, name)
             if not isinstance(pairs, tuple):
                 raise TypeError(
-                    f"{name} must be a tuple of (key, value) pairs, got {_quoted(pairs)}"
+                    f"{name} must be a tuple of (key, value) pairs, got {quoted(pairs)}"
                 )
 
     def matchers(self, *more: str) -> str:
@@ -506,20 +507,6 @@ def braced(parts: Iterable[str]) -> str:
     return "{" + ",".join(kept) + "}" if kept else ""
 
 
-#: The longest quoted value an error shows: a value of a whole file's length is cut short.
-_MAX_QUOTED = 200
-
-
-def _quoted(value: object) -> str:
-    """``repr(value)`` for an error message, at most :data:`_MAX_QUOTED` characters (a value
-    whose ``repr`` raises by its type)."""
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<{shorten(type(value).__qualname__, _MAX_QUOTED)} object>"
-    return shorten(text, _MAX_QUOTED)
-
-
 def matcher_parts(matcher: str) -> tuple[str, str, str]:
     """The label name, operator and quoted value of one matcher, as
     :attr:`MixinConfig.selector_matchers` gives them.
@@ -529,7 +516,7 @@ def matcher_parts(matcher: str) -> tuple[str, str, str]:
     """
     match = _NAMED_MATCHER.fullmatch(matcher)
     if match is None:
-        raise ValueError(f"{_quoted(matcher)} is not a PromQL label matcher")
+        raise ValueError(f"{quoted(matcher)} is not a PromQL label matcher")
     return match[1], match[2], match[3]
 
 
@@ -570,28 +557,45 @@ def _check_regex(matcher: str, regex: str) -> None:
         if exc.msg.startswith(_REGEX_ERRORS_OF_BOTH):
             where = "" if exc.pos is None else f" at position {origin[exc.pos]}"
             raise ValueError(
-                f"selector: {shorten(matcher, _MAX_QUOTED)} is not a regular expression "
-                f"Prometheus can compile: {exc.msg}{where} of {_quoted(regex)} (for a literal "
-                "character, escape it: "
+                f"selector: {quoted(matcher)} is not a regular expression Prometheus can compile: "
+                f"{exc.msg}{where} of {quoted(regex)} (for a literal character, escape it: "
                 'job=~"a\\\\(b")'
             ) from None
     python_only = _python_only_syntax(regex)
     if python_only is not None:
         what, position = python_only
         raise ValueError(
-            f"selector: {shorten(matcher, _MAX_QUOTED)} is not a regular expression Prometheus "
-            f"can compile: {what} "
-            f"at position {position} of {_quoted(regex)} (Prometheus's regular expressions "
-            "are Go's RE2: no lookaround, backreference, possessive quantifier, atomic group or "
-            "comment, flags i, m, s and U only; escape a literal character with a backslash "
-            "only when it is ASCII punctuation)"
+            f"selector: {quoted(matcher)} is not a regular expression Prometheus can compile: "
+            f"{what} at position {position} of {quoted(regex)} (Prometheus's regular "
+            "expressions are Go's RE2: no lookaround, backreference, possessive quantifier, "
+            "atomic group or comment, flags i, m, s and U only; escape a literal character "
+            "with a backslash only when it is ASCII punctuation)"
         )
+
+
+#: The most characters of a refused value an error quotes: a value may be of any length.
+QUOTED_CHARS = 200
+
+
+def _shortened(text: str) -> str:
+    """``text`` cut to :data:`QUOTED_CHARS` characters, the cut marked with an ellipsis."""
+    return shorten(text, QUOTED_CHARS)
+
+
+def quoted(value: object) -> str:
+    """``repr(value)`` for an error message (escapes for what is not printable), cut to
+    :data:`QUOTED_CHARS` characters (a value whose ``repr`` raises, by its type)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{_shortened(type(value).__qualname__)} object>"
+    return _shortened(text)
 
 
 def _read_as_number(label: str) -> str:
     """Why ``label`` (``inf`` or ``nan`` in some case) cannot be grouped by."""
     return (
-        f"PromQL reads {_quoted(label)} as a number in a by (...) or on (...) list, so no "
+        f"PromQL reads {quoted(label)} as a number in a by (...) or on (...) list, so no "
         "rule could group by it (Prometheus would refuse the rules: unexpected number)"
     )
 
@@ -601,15 +605,87 @@ def _read_as_number(label: str) -> str:
 #: Unicode classes, and assertions (which are not escapes inside a class).
 _RE2_ESCAPES = frozenset("0xafnrtvdDsSwWpP")
 _RE2_ASSERTIONS = frozenset("AzbB")
-#: What may follow ``(?`` in RE2: a named group or flags (of ``imsU``, at least one after a
-#: ``-``) and ``:`` or ``)``.
-_RE2_GROUP = re.compile(r"P?<(?![=!])|[imsU]*(?:-[imsU]+)?[:)]")
+#: What may follow ``(?`` in RE2: a named group (``P<`` and a name of ASCII letters, digits
+#: and ``_``, ``>``) or flags (of ``imsU``, at least one after a ``-``) and ``:`` or ``)``.
+_RE2_GROUP = re.compile(r"P<[A-Za-z0-9_]+>|[imsU]*(?:-[imsU]+)?[:)]")
+#: A group named without the ``P``, ``(?<name>...)``, which RE2 reads only as built with Go
+#: 1.22 or later: an older Prometheus refuses it.
+_NEWER_RE2_GROUP = re.compile(r"<[A-Za-z0-9_]+>")
+#: The POSIX classes RE2 has (in a character class: ``[[:alpha:]]``, ``[[:^digit:]]``).
+_RE2_POSIX_CLASS = re.compile(
+    r"\[:\^?(?:alnum|alpha|ascii|blank|cntrl|digit|graph|lower|print|punct|space|upper|word"
+    r"|xdigit):\]"
+)
+#: A Unicode class after ``\\p`` or ``\\P``: a one-letter category, or in braces (``^``
+#: negating it) a name, of :data:`_RE2_CLASS_NAMES`.
+_RE2_UNICODE_CLASS = re.compile(r"[CLMNPSZ]|\{\^?([A-Za-z_]+)\}")
+#: The names of Unicode classes RE2 knows: ``Any``, Go's categories and the scripts of Unicode
+#: 17 (those of Unicode 14 and later, ``Kawi``, only a Prometheus built with Go 1.21 or later
+#: reads; they have no other spelling, so they are taken).
+_RE2_CLASS_NAME_LIST = """
+Any C Cc Cf Co Cs L Ll Lm Lo Lt Lu M Mc Me Mn N Nd Nl No P Pc Pd Pe Pf Pi Po Ps S Sc Sk Sm So Z
+Zl Zp Zs Adlam Ahom Anatolian_Hieroglyphs Arabic Armenian Avestan Balinese Bamum Bassa_Vah Batak
+Bengali Beria_Erfe Bhaiksuki Bopomofo Brahmi Braille Buginese Buhid Canadian_Aboriginal Carian
+Caucasian_Albanian Chakma Cham Cherokee Chorasmian Common Coptic Cuneiform Cypriot Cypro_Minoan
+Cyrillic Deseret Devanagari Dives_Akuru Dogra Duployan Egyptian_Hieroglyphs Elbasan Elymaic
+Ethiopic Garay Georgian Glagolitic Gothic Grantha Greek Gujarati Gunjala_Gondi Gurmukhi
+Gurung_Khema Han Hangul Hanifi_Rohingya Hanunoo Hatran Hebrew Hiragana Imperial_Aramaic
+Inherited Inscriptional_Pahlavi Inscriptional_Parthian Javanese Kaithi Kannada Katakana Kawi
+Kayah_Li Kharoshthi Khitan_Small_Script Khmer Khojki Khudawadi Kirat_Rai Lao Latin Lepcha Limbu
+Linear_A Linear_B Lisu Lycian Lydian Mahajani Makasar Malayalam Mandaic Manichaean Marchen
+Masaram_Gondi Medefaidrin Meetei_Mayek Mende_Kikakui Meroitic_Cursive Meroitic_Hieroglyphs Miao
+Modi Mongolian Mro Multani Myanmar Nabataean Nag_Mundari Nandinagari New_Tai_Lue Newa Nko Nushu
+Nyiakeng_Puachue_Hmong Ogham Ol_Chiki Ol_Onal Old_Hungarian Old_Italic Old_North_Arabian
+Old_Permic Old_Persian Old_Sogdian Old_South_Arabian Old_Turkic Old_Uyghur Oriya Osage Osmanya
+Pahawh_Hmong Palmyrene Pau_Cin_Hau Phags_Pa Phoenician Psalter_Pahlavi Rejang Runic Samaritan
+Saurashtra Sharada Shavian Siddham Sidetic SignWriting Sinhala Sogdian Sora_Sompeng Soyombo
+Sundanese Sunuwar Syloti_Nagri Syriac Tagalog Tagbanwa Tai_Le Tai_Tham Tai_Viet Tai_Yo Takri
+Tamil Tangsa Tangut Telugu Thaana Thai Tibetan Tifinagh Tirhuta Todhri Tolong_Siki Toto
+Tulu_Tigalari Ugaritic Vai Vithkuqi Wancho Warang_Citi Yezidi Yi Zanabazar_Square
+"""
+_RE2_CLASS_NAMES = frozenset(_RE2_CLASS_NAME_LIST.split())
 #: A counted repetition as RE2 reads it (``{,n}`` is no repetition to RE2: it is literal).
 _RE2_REPEAT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
 #: What follows ``\\x`` in RE2: two hex digits, or any number of them in braces.
 _RE2_HEX = re.compile(r"[0-9A-Fa-f]{2}|\{[0-9A-Fa-f]+\}")
 #: The largest count of a repetition RE2 takes.
 _RE2_MAX_REPEAT = 1000
+
+
+#: The escapes of classes of characters (``\\d``, ``\\pL``, ...): no end of a range.
+_CLASS_ESCAPES = frozenset("dDsSwWpP")
+#: Flags in RE2's syntax, to be read as Python reads them: ``(?i)``, ``(?sU:``, ``(?i-U:``.
+_RE2_FLAGS = re.compile(r"\(\?([imsU]*)(?:-([imsU]+))?([:)])")
+
+
+def _python_stand_in(regex: str, start: int, *, in_class: bool) -> tuple[str, int] | None:
+    """What Python's ``re`` reads as the escape of RE2's at ``start`` means, where Python has
+    no such escape and would stop there, before the errors that come after (``\\pL{2}{3}``):
+    the text, and where the escape ends; ``None`` for an escape Python reads as RE2 does.
+
+    A Unicode class stands in as ``\\w`` (as the character ``\\x00`` in a character class,
+    where it cannot start a range), ``\\x{...}`` as the same code point, ``\\Q...\\E`` as
+    its text escaped, and ``\\z`` as Python's ``\\Z``.
+    """
+    escaped = regex[start + 1 : start + 2]
+    if escaped in ("p", "P"):
+        named = _RE2_UNICODE_CLASS.match(regex, start + 2)
+        if named is None or (named[1] is not None and named[1] not in _RE2_CLASS_NAMES):
+            return None
+        return ("\\x00" if in_class else "\\w"), named.end()
+    if escaped == "x" and regex.startswith("{", start + 2):
+        hex_digits = _RE2_HEX.match(regex, start + 2)
+        if hex_digits is None or int(hex_digits[0][1:-1], 16) > sys.maxunicode:
+            return None
+        return f"\\U{int(hex_digits[0][1:-1], 16):08x}", hex_digits.end()
+    if escaped == "Q" and not in_class:  # (without its \\E, up to the end, as RE2 reads it)
+        stop = regex.find("\\E", start + 2)
+        if stop < 0:
+            return re.escape(regex[start + 2 :]), len(regex)
+        return re.escape(regex[start + 2 : stop]), stop + 2
+    if escaped == "z" and not in_class:
+        return "(?:\\Z)", start + 2
+    return None
 
 
 def _class_body(regex: str, start: int) -> int:
@@ -645,12 +721,24 @@ def _as_python_reads(regex: str) -> tuple[str, list[int]]:
         char = regex[i]
         if char == "\\":
             escape = regex[i : i + 2]
-            if not in_class and escape[1:] in _RE2_ASSERTIONS:
+            stand_in = _python_stand_in(regex, i, in_class=in_class)
+            if stand_in is not None:
+                text, i_after = stand_in
+                put(text, i)
+            elif not in_class and escape[1:] in _RE2_ASSERTIONS:
                 put(f"(?:{escape})", i)
+                i_after = i + 2
             else:
                 for offset, text in enumerate(escape):
                     put(text, i + offset)
-            i += len(escape)
+                i_after = i + len(escape)
+            # A "-" after a class in a class is the character to RE2 ([\d-a]), a bad range
+            # to Python.
+            dash = regex[i_after : i_after + 2]
+            if in_class and escape[1:] in _CLASS_ESCAPES and dash[:1] == "-" and dash != "-]":
+                put("\\-", i_after)
+                i_after += 1
+            i = i_after
             continue
         if in_class:
             if char == "]":
@@ -663,6 +751,16 @@ def _as_python_reads(regex: str) -> tuple[str, list[int]]:
             start, i = i, _class_body(regex, i)
             for offset, text in enumerate(regex[start:i]):
                 put(text, start + offset)
+            continue
+        flags = _RE2_FLAGS.match(regex, i) if char == "(" else None
+        if flags is not None:
+            # Flags for the rest of the regex, (?i), set no operand in RE2: left out, as Python
+            # takes them only at the start. In a group's, (?sU:, RE2's U (ungreedy), no flag
+            # of Python's, is left out, and u stands in for no flag.
+            if flags[3] == ":":
+                on, off = flags[1].replace("U", ""), (flags[2] or "").replace("U", "")
+                put(f"(?{on or 'u'}{'-' + off if off else ''}:", i)
+            i = flags.end()
             continue
         if char in "^$":
             put(f"(?:{char})", i)
@@ -679,8 +777,10 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
     """What in ``regex`` Go's RE2 refuses though Python's ``re`` may take it, and where: a
     lookaround, backreference, atomic group, comment or flag RE2 lacks; a possessive
     quantifier; an escape RE2 lacks (``\\Z``, ``\\u``, a backslash before a letter or
-    non-ASCII character it gives no meaning, a ``\\x`` without two hex digits); a trailing
-    backslash; a ``\\Q`` without its ``\\E``; a repeat count over 1000; and, where Python
+    non-ASCII character it gives no meaning, a ``\\x`` without two hex digits or past the last
+    code point, a Unicode class it lacks); a POSIX class or group name it lacks; a trailing
+    backslash; a ``\\Q`` without its ``\\E``; a repeat count over 1000, or repetitions
+    nested to over 1000 copies; and, where Python
     fails first on syntax only RE2 has, a bracket or parenthesis left open or closed without
     its opening one.
     ``None`` when there is none of these (RE2 may still refuse it for what Python refuses too).
@@ -688,8 +788,14 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
     i, end = 0, len(regex)
     in_class = False
     opened: list[int] = []  # where the groups open now opened
+    # RE2 refuses repetitions nested to more than 1000 copies of what is innermost,
+    # ((a{2}){501}): the most copies a repetition makes in each group open now (the
+    # outermost first), and the copies of the last thing that a repetition would repeat.
+    copies, last = [1], 1
     while i < end:
         char = regex[i]
+        if char not in ")*+?" and not (char == "{" and _RE2_REPEAT.match(regex, i)):
+            last = 1
         if char == "\\":
             if i + 1 == end:
                 return "a trailing backslash", i
@@ -714,11 +820,17 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                 hex_digits = _RE2_HEX.match(regex, i + 2)
                 if hex_digits is None:
                     return "a \\x without two hex digits or {...} of them", i
+                if int(hex_digits[0].strip("{}"), 16) > sys.maxunicode:
+                    return f"a \\x{hex_digits[0]} past the last code point, \\x{{10FFFF}}", i
                 i = hex_digits.end()
                 continue
-            if escaped in "pP" and regex.startswith("{", i + 2):  # \p{Greek}
-                stop = regex.find("}", i + 3)
-                i = end if stop < 0 else stop + 1
+            if escaped in "pP":  # \pL, \p{Greek}
+                named = _RE2_UNICODE_CLASS.match(regex, i + 2)
+                if named is None or (named[1] is not None and named[1] not in _RE2_CLASS_NAMES):
+                    stop = regex.find("}", i + 2) if regex.startswith("{", i + 2) else i + 2
+                    shown = regex[i : stop + 1] if stop >= 0 else regex[i:]
+                    return f"a Unicode class RE2 does not have ({shown})", i
+                i = named.end()
                 continue
             i += 2
             continue
@@ -726,6 +838,8 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
             if regex.startswith("[:", i):  # a POSIX class, [:alpha:]
                 stop = regex.find(":]", i + 2)
                 if stop >= 0:
+                    if not _RE2_POSIX_CLASS.fullmatch(regex, i, stop + 2):
+                        return f"a POSIX class RE2 does not have ({regex[i : stop + 2]})", i
                     i = stop + 2
                     continue
             if char == "]":
@@ -740,7 +854,20 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
             continue
         if char == "(":
             opened.append(i)
+            copies.append(1)
             if regex.startswith("?", i + 1):
+                if _NEWER_RE2_GROUP.match(regex, i + 2):
+                    return (
+                        "a group named as (?<name>...), which only a Prometheus built with "
+                        "Go 1.22 or later reads: write it (?P<name>...)",
+                        i,
+                    )
+                if regex.startswith("P<", i + 2) and not _RE2_GROUP.match(regex, i + 2):
+                    return (
+                        "a group name RE2 does not take (in (?P<name>...), 1 or more ASCII "
+                        "letters, digits and _)",
+                        i,
+                    )
                 if not _RE2_GROUP.match(regex, i + 2):
                     return f"a group RE2 does not have ({regex[i : i + 4]}...)", i
                 i += 2
@@ -749,6 +876,8 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
             if not opened:
                 return "a ) without its (", i
             opened.pop()
+            last = copies.pop()
+            copies[-1] = max(copies[-1], last)
         after = None
         if char in "*+?":
             after = i + 1
@@ -758,6 +887,16 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                 counts = [int(count) for count in repeat.groups() if count]
                 if max(counts) > _RE2_MAX_REPEAT:
                     return f"a repeat count over {_RE2_MAX_REPEAT}", i
+                # (RE2 counts the most a repetition makes; the least when it has no most)
+                most = counts[-1] if repeat[2] != "" else max(counts[0], 1)
+                last *= most
+                if last > _RE2_MAX_REPEAT:
+                    return (
+                        f"repetitions nested to make over {_RE2_MAX_REPEAT} copies of what "
+                        "is innermost",
+                        i,
+                    )
+                copies[-1] = max(copies[-1], last)
                 after = repeat.end()
         if after is not None:
             lazy = after + 1 if regex.startswith("?", after) else after
@@ -773,28 +912,44 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
     return None
 
 
+def _why(key: object) -> str:
+    """What makes ``key`` no Kubernetes label key (it is not one)."""
+    if isinstance(key, str):
+        key_name = key.rpartition("/")[2]
+        if len(key_name) > _K8S_NAME_MAX and _K8S_KEY.fullmatch(key[: -len(key_name)] + "n"):
+            return (
+                f"its name has {len(key_name)} characters, and Kubernetes takes at most "
+                f"{_K8S_NAME_MAX}"
+            )
+    return (
+        "a key is an optional prefix of lower case letters, digits, '-' and '.' (a DNS "
+        "subdomain) and '/', then a name of 1 to 63 letters, digits, '-', '_' or '.', starting "
+        "and ending with a letter or digit"
+    )
+
+
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:
     """Raise ``ValueError`` unless ``pairs`` are (key, value) Kubernetes labels, keys unique."""
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise ValueError(f"{name}: expected (key, value) pairs, got {_quoted(pair)}")
+            raise ValueError(f"{name}: expected (key, value) pairs, got {quoted(pair)}")
         key, value = pair
         if not (isinstance(key, str) and _K8S_KEY.fullmatch(key)):
-            raise ValueError(f"{name}: {_quoted(key)} is not a Kubernetes label key")
+            raise ValueError(f"{name}: {quoted(key)} is not a Kubernetes label key: {_why(key)}")
         prefix, slash, _ = key.rpartition("/")
         if slash and len(prefix) > _K8S_KEY_PREFIX_MAX:
             raise ValueError(
-                f"{name}: {_quoted(key)} is not a Kubernetes label key: its prefix, before the "
-                "'/', "
-                f"has {len(prefix)} characters, and Kubernetes takes at most "
+                f"{name}: {quoted(key)} is not a Kubernetes label key: its prefix, before the "
+                f"'/', has {len(prefix)} characters, and Kubernetes takes at most "
                 f"{_K8S_KEY_PREFIX_MAX} (a DNS subdomain)"
             )
         if not (isinstance(value, str) and _K8S_VALUE.fullmatch(value)):
             raise ValueError(
-                f"{name}: {_quoted(value)} (for {_quoted(key)}) is not a Kubernetes label "
-                "value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
-                "letter or digit"
+                f"{name}: {quoted(value)} (for {quoted(key)}) is not a Kubernetes label value: "
+                "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+                "or digit"
             )
     keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"{name}: a label key is given twice in {_quoted(pairs)}")
+    twice = next((key for key in keys if keys.count(key) > 1), None)
+    if twice is not None:
+        raise ValueError(f"{name}: the label key {quoted(twice)} is given twice")
