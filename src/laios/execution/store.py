@@ -287,15 +287,28 @@ _PLAIN_LISTENER = "pass a plain function that does its work (or hands it to an e
 def _listener_key(listeners: Mapping[object, object], listener: object) -> object:
     """The key of ``listener`` in ``listeners``: itself, so that a listener equal to one added
     (``updates.append`` twice) finds it in one hash lookup; for an unhashable one, the key of
-    an equal one added, else a new key."""
+    an equal one added, else a new key. One whose hash raises another error (an object of
+    the caller's own) is taken as unhashable, and one whose ``==`` raises is equal to itself
+    alone."""
     try:
         hash(listener)
-    except TypeError:
+    except Exception:
         for key, known in listeners.items():
-            if isinstance(key, _Unhashable) and known == listener:
+            if isinstance(key, _Unhashable) and _same_listener(known, listener):
                 return key
         return _Unhashable()
     return listener
+
+
+def _same_listener(known: object, listener: object) -> bool:
+    """Whether ``listener`` is the unhashable listener ``known`` or equal to it; not when
+    comparing them raises."""
+    if known is listener:
+        return True
+    try:
+        return bool(known == listener)
+    except Exception:
+        return False
 
 
 def _add_listener(listeners: dict[object, Any], listener: Any, most: int, too_many: str) -> bool:
