@@ -16,7 +16,7 @@ import logging
 import reprlib
 import threading
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from laios._exceptions import exception_message, propagates, type_name
 from laios._text import shorten
@@ -240,12 +240,13 @@ class ToolRegistry:
             name: Tool name.
 
         Returns:
-            True if a tool was removed, False if there was none.
+            True if a tool was removed, False if there was none (also for a name that
+            cannot be looked up: one that cannot be hashed, or whose hash or ``==`` raises).
         """
         with self._lock:
             try:
                 removed = self._tools.pop(name, None)
-            except TypeError:  # an unhashable name (a list): no tool has it
+            except Exception:  # an unhashable name (a list, one whose hash or == raises)
                 return False
             if removed is None:
                 return False
@@ -309,14 +310,16 @@ class ToolRegistry:
             The matching tools.
 
         Raises:
-            ValueError: If ``category`` or ``permission`` is not a valid value.
+            TypeError: If ``category`` or ``permission`` is neither a member nor a string.
+            ValueError: If ``category`` or ``permission`` is a string that is not a valid
+                value.
         """
         tools = list(self._all())
         if category is not None:
-            wanted_category = ToolCategory(category)
+            wanted_category = _member(ToolCategory, "category", category)
             tools = [t for t in tools if t.category == wanted_category]
         if permission is not None:
-            wanted_permission = Permission(permission)
+            wanted_permission = _member(Permission, "permission", permission)
             tools = [t for t in tools if wanted_permission in (t.required_permissions or ())]
         return tools
 
@@ -409,6 +412,34 @@ class ToolRegistry:
     def __repr__(self) -> str:
         """Return a short description listing the registered tool names."""
         return f"ToolRegistry(tools={sorted(tool.name for tool in self._all())!r})"
+
+
+_Member = TypeVar("_Member", ToolCategory, Permission)
+
+
+def _member(kind: type[_Member], argument: str, value: object) -> _Member:
+    """``value`` as a member of ``kind`` (a ``str`` enum): a member as it is, a string (a
+    ``str`` subclass as its text) looked up among the values. Nothing else is looked up: the
+    lookup would call its own hash and ``==``, which may raise.
+
+    Raises:
+        TypeError: When ``value`` is neither a member nor a string, naming ``argument``.
+        ValueError: When it is a string that is no value of ``kind``, naming ``argument`` and
+            quoting the string's start (the enum's own message quotes it whole).
+    """
+    if isinstance(value, kind):
+        return value
+    values = ", ".join(repr(member.value) for member in kind)
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{argument} must be a {kind.__name__} or one of its values ({values}), got "
+            f"{shorten(type_name(type(value)), _SHOWN_NAME_CHARS)}"
+        )
+    text = str.__str__(value)
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{argument} must be one of {values}, got {_quoted(text)}") from None
 
 
 def _quoted(name: Any) -> str:
