@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
@@ -228,6 +229,45 @@ def test_bad_constant_labels_are_refused_at_the_call(
     labels, or values that are not strings raise when the store is made."""
     with pytest.raises(error, match=match):
         MetricStore(labels=labels)
+
+
+class _UnhashableText(str):
+    """A string of the caller's own that cannot be hashed (it defines ``==`` alone)."""
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _LabelPairs(Mapping[Any, Any]):
+    """A mapping of the caller's own: its keys need no hash."""
+
+    def __init__(self, *pairs: tuple[Any, Any]) -> None:
+        self._pairs = pairs
+
+    def __getitem__(self, key: Any) -> Any:
+        for name, value in self._pairs:
+            if name is key:
+                return value
+        raise KeyError("not there")
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(name for name, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
+def test_constant_labels_of_a_string_class_of_ones_own_are_kept_as_their_text() -> None:
+    """A label name of a ``str`` subclass that cannot be hashed failed the reserved-name check
+    with a bare "unhashable type". Names and values are now checked, and kept, as their
+    text; a reserved one is still refused."""
+    store = MetricStore(labels=_LabelPairs((_UnhashableText("pool"), _UnhashableText("a"))))
+    assert store.labels == {"pool": "a"}
+    assert [type(part) for pair in store.labels.items() for part in pair] == [str, str]
+    with pytest.raises(ValueError, match="'tool' is reserved"):
+        MetricStore(labels=_LabelPairs((_UnhashableText("tool"), "a")))
 
 
 @pytest.mark.parametrize("name", ["job", "instance"])

@@ -111,7 +111,8 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             ``_``, not starting with a digit), does not start with ``__`` and is not one of
             :data:`RESERVED_LABELS`; a value is a non-empty string of at most
             :data:`MAX_CONSTANT_LABEL_VALUE` characters that UTF-8 can encode. At most
-            :data:`MAX_CONSTANT_LABELS` labels.
+            :data:`MAX_CONSTANT_LABELS` labels. A ``str`` subclass is checked, and kept, as
+            its text.
 
     Raises:
         TypeError: When ``labels`` is not a mapping, or a name or value is not a string.
@@ -127,6 +128,8 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
     for name, value in labels.items():
         if not isinstance(name, str):
             raise TypeError(f"a label name must be a string, got {number_repr(name)}")
+        # (a str subclass as its text: its own hash, ==, repr or encode may raise or differ)
+        name = name if type(name) is str else str.__str__(name)
         if not _LABEL_NAME.fullmatch(name):
             raise ValueError(
                 f"label name {number_repr(name)} is not valid: letters, digits and '_' only, "
@@ -143,6 +146,7 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             raise TypeError(
                 f"the value of label {name!r} must be a string, got {number_repr(value)}"
             )
+        value = value if type(value) is str else str.__str__(value)
         if not value:
             raise ValueError(
                 f"the value of label {name!r} is empty; Prometheus reads an empty label as no "
