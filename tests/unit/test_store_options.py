@@ -268,6 +268,15 @@ def test_constant_labels_of_a_string_class_of_ones_own_are_kept_as_their_text() 
     assert [type(part) for pair in store.labels.items() for part in pair] == [str, str]
     with pytest.raises(ValueError, match="'tool' is reserved"):
         MetricStore(labels=_LabelPairs((_UnhashableText("tool"), "a")))
+    with pytest.raises(ValueError, match="the value of label 'pool' is empty"):
+        MetricStore(labels={_UnprintableText("pool"): _UnprintableText("")})
+
+
+class _UnprintableText(str):
+    """A string of the caller's own whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
 
 
 @pytest.mark.parametrize("name", ["job", "instance"])
