@@ -8,6 +8,7 @@ cannot be a task id (a list, a dict) is simply unknown, as ``12`` or ``None`` ar
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -399,3 +400,20 @@ def test_an_ignored_checkpoint_of_an_unprintable_id_logs_cleanly(
         TaskMonitor().checkpoint(task_id, "x")
     assert "Logging error" not in capsys.readouterr().err
     assert "a checkpoint ignored" in caplog.text
+
+
+def test_execution_stats_count_an_item_whose_status_cannot_be_compared_by_its_status_alone() -> (
+    None
+):
+    """An item whose ``status`` raised in ``==`` let that error out of
+    ``get_execution_stats``. A status that is no string counts under no status, its own ``==``
+    not called, as any other one that is no ``TaskStatus`` did; a ``str`` subclass counts by its
+    text."""
+    items = [
+        SimpleNamespace(status=_Unusable()),
+        SimpleNamespace(status=_OddText("completed")),
+        SimpleNamespace(status="failed"),
+    ]
+    stats = ExecutionMonitor().get_execution_stats(items)  # type: ignore[arg-type]
+    assert (stats.total_tasks, stats.completed_tasks, stats.failed_tasks) == (3, 1, 1)
+    assert stats.running_tasks == stats.cancelled_tasks == 0
