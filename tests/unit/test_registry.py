@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from laios.core.types import Permission
-from laios.tools.base import AsyncBaseTool, BaseTool, ToolCategory, ToolOutput
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolCategory, ToolOutput, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 
@@ -601,3 +601,43 @@ def test_list_tools_reads_a_filter_of_a_string_class_of_ones_own_as_its_text() -
         permission=_OddText("filesystem.read"),  # type: ignore[arg-type]
     )
     assert [t.name for t in tools] == ["read"]
+
+
+class _HashlessText(str):
+    """A string of the caller's own whose hash raises."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+
+class _ReprlessText(str):
+    """A string of the caller's own whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize("kind", [_HashlessText, _ReprlessText, _EqRaises])
+@pytest.mark.parametrize("given", ["class", "instance", "simple"])
+def test_a_tool_named_by_a_string_class_of_ones_own_is_registered_under_its_text(
+    kind: type[str], given: str
+) -> None:
+    """A tool whose ``name`` is a ``str`` subclass was built and registered under that object:
+    one whose hash raised broke ``register_tool``, one whose ``repr`` raised broke the tool's
+    constructor, and one whose ``==`` raised was registered but never found by its name. The
+    name is now taken as its text, by the constructor, ``create_simple_tool`` and the
+    registry."""
+    name = kind("named")
+    if given == "simple":
+        tool: Any = create_simple_tool(name, "d", lambda: 1)
+    else:
+        tool = type("Named", (EchoTool,), {"name": name})
+        if given == "instance":
+            tool = tool()
+    registry = ToolRegistry()
+    registered = registry.register_tool(tool)
+    assert registry.get_tool("named") is registered
+    assert type(registered.name) is str
+    assert registry.execute_tool("named").success
+    assert [t.name for t in registry.list_tools()] == ["named"]
+    assert "named" in repr(registry)

@@ -38,11 +38,12 @@ __all__ = ["ToolLookup", "ToolRegistry"]
 logger = logging.getLogger("laios.tools.registry")
 
 
-def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
-    """Return ``tool`` if it is an instance, else a new instance of the class; its name and
-    the other class attributes checked again, as the constructor checks them (a built tool's
-    may have been changed since, and a class whose own ``__init__`` skips
-    ``BaseTool.__init__`` was not checked at all)."""
+def _instantiate(tool: type[BaseTool] | BaseTool) -> tuple[str, BaseTool]:
+    """Return ``tool`` if it is an instance, else a new instance of the class, with the name
+    it is registered under (a plain ``str``: see ``checked_name``); its name and the other
+    class attributes checked again, as the constructor checks them (a built tool's may have
+    been changed since, and a class whose own ``__init__`` skips ``BaseTool.__init__`` was
+    not checked at all)."""
     if isinstance(tool, BaseTool):
         built = tool
     elif isinstance(tool, type) and issubclass(tool, BaseTool):
@@ -57,7 +58,7 @@ def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
         ),
     )
     checked_attributes(built, name)
-    return built
+    return name, built
 
 
 def _check_built_bare(tool: type[BaseTool]) -> None:
@@ -139,26 +140,27 @@ class ToolRegistry:
         # The registered tools in registration order, or None after a write until next listed.
         self._snapshot: tuple[BaseTool, ...] | None = ()
 
-    def _store(self, tools: Iterable[BaseTool]) -> None:
-        """Add ``tools`` under one lock, warning about each name that replaces another tool."""
-        replaced: list[tuple[BaseTool, BaseTool]] = []
+    def _store(self, tools: Iterable[tuple[str, BaseTool]]) -> None:
+        """Add ``tools``, each under its name, under one lock, warning about each name that
+        replaces another tool."""
+        replaced: list[tuple[str, BaseTool, BaseTool]] = []
         with self._lock:
             batch: dict[str, BaseTool] = {}
-            for tool in tools:
-                previous = batch.get(tool.name)
+            for name, tool in tools:
+                previous = batch.get(name)
                 if previous is None:
-                    previous = self._tools.get(tool.name)
+                    previous = self._tools.get(name)
                 if previous is not None and previous is not tool:
-                    replaced.append((previous, tool))
-                batch[tool.name] = tool
+                    replaced.append((name, previous, tool))
+                batch[name] = tool
             # One C-level update (string keys, replaced tools kept alive by ``replaced``): a
             # reader looking names up sees either none or all of the batch.
             self._tools.update(batch)
             self._snapshot = None
-        for previous, tool in replaced:
+        for name, previous, tool in replaced:
             logger.warning(
                 "Replacing tool %r (%s) with %s",
-                tool.name,
+                name,
                 type(previous).__name__,
                 type(tool).__name__,
             )
@@ -195,8 +197,8 @@ class ToolRegistry:
                 category or permissions are ones the constructor refuses (a tool whose own
                 ``__init__`` skipped it, or one changed since it was made).
         """
-        tool = _instantiate(tool_class)
-        self._store([tool])
+        name, tool = _instantiate(tool_class)
+        self._store([(name, tool)])
         return tool
 
     def register_tools(self, tool_classes: Iterable[type[BaseTool] | BaseTool]) -> list[BaseTool]:
@@ -229,9 +231,9 @@ class ToolRegistry:
                 "register_tools expects an iterable of tools (BaseTool subclasses or "
                 f"instances), got {type(tool_classes).__name__}"
             ) from None
-        tools = [_instantiate(item) for item in items]
-        self._store(tools)
-        return tools
+        named = [_instantiate(item) for item in items]
+        self._store(named)
+        return [tool for _, tool in named]
 
     def unregister_tool(self, name: str) -> bool:
         """Remove the tool registered under ``name``.
