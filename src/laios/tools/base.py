@@ -775,18 +775,23 @@ def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
     if permissions is None:
         return set()
     if isinstance(permissions, (str, bytes)):
+        shown = shown_value(
+            str.__str__(permissions) if isinstance(permissions, str) else permissions
+        )
         raise ValueError(
             f"Tool {tool_name!r}: permissions must be a set of permissions, such as "
-            f"{{Permission.SHELL_EXECUTE}}, not the single value {permissions!r}"
+            f"{{Permission.SHELL_EXECUTE}}, not the single value {shown}"
         )
     try:
-        return {Permission(p) for p in permissions}
-    except (TypeError, ValueError):
-        pass
+        # (a str subclass by its text; another value's lookup may raise in its hash or ==)
+        return {Permission(str.__str__(p) if isinstance(p, str) else p) for p in permissions}
+    except Exception as exc:
+        if propagates(exc):
+            raise
     known = ", ".join(p.value for p in Permission)
     raise ValueError(
         f"Tool {tool_name!r}: permissions must be a set of permissions, each a Permission or "
-        f"one of {known}; got {reprlib.repr(permissions)}"
+        f"one of {known}; got {shown_value(permissions)}"
     ) from None
 
 
