@@ -279,6 +279,34 @@ class _UnprintableText(str):
         raise RuntimeError("no repr")
 
 
+class _BrokenLabels(Mapping[str, str]):
+    """A mapping of the caller's own whose reading raises: its ``len()``, or its items."""
+
+    def __init__(self, broken: str) -> None:
+        self._broken = broken
+
+    def __getitem__(self, key: str) -> str:
+        raise RuntimeError("no item")
+
+    def __iter__(self) -> Iterator[str]:
+        if self._broken == "iter":
+            raise RuntimeError("no iteration")
+        return iter(["pool"])
+
+    def __len__(self) -> int:
+        if self._broken == "len":
+            raise RuntimeError("no len")
+        return 1
+
+
+@pytest.mark.parametrize("broken", ["len", "iter", "item"])
+def test_constant_labels_whose_reading_raises_are_refused_naming_labels(broken: str) -> None:
+    """A mapping whose ``len()`` or items raised let that ``RuntimeError`` out of
+    ``MetricStore(labels=...)``. It is a ``TypeError`` naming ``labels`` and what was raised."""
+    with pytest.raises(TypeError, match=r"labels cannot be used: looking it over raised Runtime"):
+        MetricStore(labels=_BrokenLabels(broken))
+
+
 @pytest.mark.parametrize("name", ["job", "instance"])
 def test_a_constant_label_prometheus_sets_on_every_target_is_refused_saying_why(
     name: str,
