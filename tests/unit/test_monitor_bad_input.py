@@ -417,3 +417,33 @@ def test_execution_stats_count_an_item_whose_status_cannot_be_compared_by_its_st
     stats = ExecutionMonitor().get_execution_stats(items)  # type: ignore[arg-type]
     assert (stats.total_tasks, stats.completed_tasks, stats.failed_tasks) == (3, 1, 1)
     assert stats.running_tasks == stats.cancelled_tasks == 0
+
+
+class _EqRaises(str):
+    """A string of the caller's own whose ``==`` raises (its hash is str's)."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    __hash__ = str.__hash__
+
+
+def test_task_monitor_looks_an_id_of_a_string_class_of_ones_own_up_by_its_text() -> None:
+    """An id of a ``str`` subclass whose ``==`` raises, equal in text to a task's id, let that
+    ``RuntimeError`` out of the ``TaskMonitor`` lookups (the record's key compared with it).
+    The id is looked up by its text."""
+    monitor = TaskMonitor()
+    task = Task(plan_id="p", description="d", tool_name="echo")
+    monitor.start_monitoring(task)
+    same = _EqRaises(task.id)
+    assert monitor.is_running(same)
+    assert monitor.get_task_status(same) == task.status
+    metrics = monitor.get_metrics(same)
+    assert metrics is not None
+    assert metrics.task_id == task.id
+    monitor.checkpoint(same, "halfway")
+    stopped = monitor.stop_monitoring(same)
+    assert stopped is not None
+    assert [point["name"] for point in stopped.checkpoints] == ["halfway"]
+    monitor.clear_metrics(same)
+    assert monitor.get_metrics(task.id) is None

@@ -36,7 +36,7 @@ class TaskMonitor:
     orchestration. Every method is thread-safe (the store's lock guards every record). A
     method that takes a ``task_id`` raises ``TypeError`` when given a ``Task``: pass
     ``task.id``. An id whose hash raises (a ``str`` subclass of the caller's own) is never
-    found.
+    found; another ``str`` subclass is looked up by its text.
 
     Args:
         store: The store to keep records in; a new private ``MetricStore`` when ``None``.
