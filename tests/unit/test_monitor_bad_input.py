@@ -7,13 +7,21 @@ cannot be a task id (a list, a dict) is simply unknown, as ``12`` or ``None`` ar
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from laios.core.types import Task
 from laios.execution.executor import Executor, TaskMonitor
-from laios.execution.monitor import ExecutionMonitor, ProgressTracker
+from laios.execution.metrics import ExecutionMetrics
+from laios.execution.monitor import (
+    ExecutionMonitor,
+    PerformanceMonitor,
+    ProgressStatus,
+    ProgressTracker,
+)
 from laios.execution.store import MetricStore
 from laios.tools.registry import ToolRegistry
 
@@ -197,15 +205,245 @@ def test_complete_task_takes_numpy_booleans() -> None:
     assert progress.status.value == "failed"
 
 
-@pytest.mark.parametrize("status", ["x" * 100_000, ["x"] * 100_000], ids=["str", "list"])
-def test_an_unknown_progress_status_is_quoted_short_with_the_statuses_to_pass(
-    status: Any,
-) -> None:
+def test_an_unknown_progress_status_is_quoted_short_with_the_statuses_to_pass() -> None:
     """A status that is no ``ProgressStatus`` value was quoted whole in the ``ValueError``: a
     100 KB string made a 100 KB message. The message quotes its start and names the values
     that may be passed."""
     with pytest.raises(ValueError, match="status must be one of") as raised:
-        ProgressTracker().update_progress("t", status)
+        ProgressTracker().update_progress("t", "x" * 100_000)  # type: ignore[arg-type]
     message = str(raised.value)
     assert len(message) < 400, len(message)
     assert "'in_progress'" in message
+
+
+class _Unusable:
+    """A value whose every method a lookup or a message could call raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+class _NotText:
+    """A value whose ``__str__`` returns no string."""
+
+    def __str__(self) -> Any:
+        return 5
+
+    __repr__ = __str__
+
+
+class _OddText(str):
+    """A string of the caller's own whose hash, ``==``, ``str()`` and ``repr()`` raise."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+def _task_id_calls() -> list[tuple[str, Any]]:
+    store = MetricStore()
+    tracker, monitor = ProgressTracker(store), ExecutionMonitor(store)
+    perf = PerformanceMonitor(store)
+    return [
+        ("update_progress", lambda i: tracker.update_progress(i, ProgressStatus.PENDING)),
+        ("get_progress", tracker.get_progress),
+        ("get_history", tracker.get_history),
+        ("clear_progress", tracker.clear_progress),
+        ("update_task_progress", lambda i: monitor.update_task_progress(i, 5)),
+        ("update_task_progress, no percent", monitor.update_task_progress),
+        ("cancel_task", monitor.cancel_task),
+        ("ExecutionMonitor.get_progress", monitor.get_progress),
+        ("get_progress_history", monitor.get_progress_history),
+        ("clear_task", monitor.clear_task),
+        ("record_metric", lambda i: perf.record_metric(i, "m", 1.0)),
+        ("get_metrics", perf.get_metrics),
+        ("get_metric_summary", lambda i: perf.get_metric_summary(i, "m")),
+        ("clear_metrics", perf.clear_metrics),
+    ]
+
+
+@pytest.mark.parametrize("task_id", [_Unusable(), _NotText()], ids=["raises", "not-text"])
+@pytest.mark.parametrize("index", range(len(_task_id_calls())))
+def test_a_task_id_that_cannot_be_made_text_is_named_in_a_type_error(
+    index: int, task_id: Any
+) -> None:
+    """A task id that is not a string is kept as ``str(task_id)``: one whose ``str()`` raises
+    let that error out of every monitor call (a ``RuntimeError`` of the caller's own object, or
+    "__str__ returned non-string"). Now a ``TypeError`` names ``task_id`` and its type."""
+    name, call = _task_id_calls()[index]
+    kind = type(task_id).__name__
+    with pytest.raises(TypeError, match=rf"task_id must be a string.*got {kind}") as raised:
+        call(task_id)
+    assert "no str" not in str(raised.value), name
+
+
+@pytest.mark.parametrize("value", [_Unusable(), _NotText()], ids=["raises", "not-text"])
+@pytest.mark.parametrize("argument", ["message", "metric_name", "unit", "summary metric_name"])
+def test_a_text_argument_that_cannot_be_made_text_is_named_in_a_type_error(
+    argument: str, value: Any
+) -> None:
+    """The message of an update, and the name and unit of a custom metric, are kept as
+    ``str(value)``: one whose ``str()`` raises let that error out. Now a ``TypeError`` names the
+    argument and the value's type, and nothing is recorded."""
+    store = MetricStore()
+    tracker, perf = ProgressTracker(store), PerformanceMonitor(store)
+    calls = {
+        "message": lambda: tracker.update_progress("t", "pending", message=value),
+        "metric_name": lambda: perf.record_metric("t", value, 1.0),
+        "unit": lambda: perf.record_metric("t", "m", 1.0, value),
+        "summary metric_name": lambda: perf.get_metric_summary("t", value),
+    }
+    shown = argument.split()[-1]
+    with pytest.raises(TypeError, match=rf"{shown} must be a string.*got {type(value).__name__}"):
+        calls[argument]()
+    assert tracker.get_progress("t") is None
+    assert perf.get_metrics("t") == {}
+
+
+@pytest.mark.parametrize(
+    "status", [_Unusable(), None, 5, ["x"] * 100_000], ids=["unusable", "None", "int", "list"]
+)
+def test_a_progress_status_that_is_no_string_is_named_in_a_type_error(status: Any) -> None:
+    """A status that is neither a ``ProgressStatus`` nor a string was looked up by its hash
+    (one whose hash raised let that error out) and refused with a ``ValueError``. Now it is a
+    ``TypeError`` naming ``status``, its type and the values to pass, none of its own methods
+    called, and nothing is recorded."""
+    tracker = ProgressTracker()
+    with pytest.raises(TypeError, match="status must be a ProgressStatus") as raised:
+        tracker.update_progress("t", status)
+    message = str(raised.value)
+    assert f"got {type(status).__name__}" in message
+    assert "'in_progress'" in message
+    assert len(message) < 400, len(message)
+    assert tracker.get_progress("t") is None
+
+
+def test_a_progress_status_of_a_string_class_of_ones_own_is_read_as_its_text() -> None:
+    """A ``str`` subclass whose hash and ``==`` raise is taken by its text: a known value is
+    recorded, an unknown one refused quoting its text (its own ``repr`` is not called)."""
+    tracker = ProgressTracker()
+    update = tracker.update_progress("t", _OddText("in_progress"))  # type: ignore[arg-type]
+    assert update.status is ProgressStatus.IN_PROGRESS
+    with pytest.raises(ValueError, match=r"status must be one of .*got 'sleeping'"):
+        tracker.update_progress("t", _OddText("sleeping"))  # type: ignore[arg-type]
+
+
+class _UnhashableListener:
+    """A callable listener whose hash and ``==`` raise."""
+
+    def __init__(self) -> None:
+        self.updates: list[Any] = []
+
+    def __call__(self, update: Any) -> None:
+        self.updates.append(update)
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+
+def test_a_listener_whose_hash_raises_is_added_and_removed() -> None:
+    """``add_listener`` and ``remove_listener`` looked the listener up by its hash, letting a
+    ``RuntimeError`` of the caller's own out (``remove_listener`` is documented to raise
+    nothing for a listener never added). Now such a listener is kept as an unhashable one
+    is, and found again by identity."""
+    tracker = ProgressTracker()
+    listener, other = _UnhashableListener(), _UnhashableListener()
+    tracker.remove_listener(_Unusable())  # never added: nothing to do
+    tracker.add_listener(listener)
+    tracker.add_listener(other)
+    tracker.add_listener(listener)  # added twice, called once
+    tracker.update_progress("t", "pending")
+    assert (len(listener.updates), len(other.updates)) == (1, 1)
+    tracker.remove_listener(listener)
+    tracker.update_progress("t", "in_progress")
+    assert (len(listener.updates), len(other.updates)) == (1, 2)
+    ExecutionMonitor(MetricStore()).remove_progress_listener(_Unusable())
+
+
+def test_metrics_of_a_task_id_of_a_string_class_of_ones_own_keep_its_text() -> None:
+    """``ExecutionMetrics(task_id)`` kept a ``str`` subclass as it was: one whose ``repr``
+    raises made ``repr(metrics)`` raise. The id is kept as its text."""
+    metrics = ExecutionMetrics(_OddText("task-1"))
+    assert type(metrics.task_id) is str
+    assert metrics.task_id == "task-1"
+    assert "task-1" in repr(metrics)
+    assert metrics.to_dict()["task_id"] == "task-1"
+
+
+@pytest.mark.parametrize("kind", ["unusable", "str"])
+def test_an_ignored_checkpoint_of_an_unprintable_id_logs_cleanly(
+    kind: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``TaskMonitor.checkpoint`` for a task that is not running logs at debug level; an id
+    whose ``repr`` raises made the log handler print "--- Logging error ---" and a traceback
+    to stderr instead of the line."""
+    task_id = _Unusable() if kind == "unusable" else _OddText("t")
+    with caplog.at_level(logging.DEBUG, logger="laios.execution.monitor"):
+        TaskMonitor().checkpoint(task_id, "x")
+    assert "Logging error" not in capsys.readouterr().err
+    assert "a checkpoint ignored" in caplog.text
+
+
+def test_execution_stats_count_an_item_whose_status_cannot_be_compared_by_its_status_alone() -> (
+    None
+):
+    """An item whose ``status`` raised in ``==`` let that error out of
+    ``get_execution_stats``. A status that is no string counts under no status, its own ``==``
+    not called, as any other one that is no ``TaskStatus`` did; a ``str`` subclass counts by its
+    text."""
+    items = [
+        SimpleNamespace(status=_Unusable()),
+        SimpleNamespace(status=_OddText("completed")),
+        SimpleNamespace(status="failed"),
+    ]
+    stats = ExecutionMonitor().get_execution_stats(items)  # type: ignore[arg-type]
+    assert (stats.total_tasks, stats.completed_tasks, stats.failed_tasks) == (3, 1, 1)
+    assert stats.running_tasks == stats.cancelled_tasks == 0
+
+
+class _EqRaises(str):
+    """A string of the caller's own whose ``==`` raises (its hash is str's)."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    __hash__ = str.__hash__
+
+
+def test_task_monitor_looks_an_id_of_a_string_class_of_ones_own_up_by_its_text() -> None:
+    """An id of a ``str`` subclass whose ``==`` raises, equal in text to a task's id, let that
+    ``RuntimeError`` out of the ``TaskMonitor`` lookups (the record's key compared with it).
+    The id is looked up by its text."""
+    monitor = TaskMonitor()
+    task = Task(plan_id="p", description="d", tool_name="echo")
+    monitor.start_monitoring(task)
+    same = _EqRaises(task.id)
+    assert monitor.is_running(same)
+    assert monitor.get_task_status(same) == task.status
+    metrics = monitor.get_metrics(same)
+    assert metrics is not None
+    assert metrics.task_id == task.id
+    monitor.checkpoint(same, "halfway")
+    stopped = monitor.stop_monitoring(same)
+    assert stopped is not None
+    assert [point["name"] for point in stopped.checkpoints] == ["halfway"]
+    monitor.clear_metrics(same)
+    assert monitor.get_metrics(task.id) is None

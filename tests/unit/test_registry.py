@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from laios.core.types import Permission
-from laios.tools.base import AsyncBaseTool, BaseTool, ToolCategory, ToolOutput
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolCategory, ToolOutput, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 
@@ -527,3 +527,117 @@ def test_register_tools_given_one_tool_class_says_to_pass_a_list() -> None:
 
     with pytest.raises(TypeError, match=r"register_tools\(\[One\]\)|register_tool\(One\)"):
         ToolRegistry().register_tools(One)  # type: ignore[arg-type]
+
+
+class _EqRaises(str):
+    """A name of a string class of the caller's own whose ``==`` raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    __hash__ = str.__hash__
+
+
+class _OddText(str):
+    """A string of the caller's own whose hash, ``==``, ``str()`` and ``repr()`` raise."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+@pytest.mark.parametrize("kind", ["hash", "eq"])
+def test_unregister_tool_of_a_name_whose_hash_or_eq_raises_is_false(kind: str) -> None:
+    """``unregister_tool`` let the ``RuntimeError`` of a name's own hash (or ``==``, for a
+    string equal to a registered name) out, where ``get_tool`` and ``has_tool`` answer as for
+    an unknown name. It now answers ``False`` too, and removes nothing."""
+    registry = make_registry(EchoTool)
+    name = _HashRaises() if kind == "hash" else _EqRaises("echo")
+    assert registry.unregister_tool(name) is False  # type: ignore[arg-type]
+    assert registry.has_tool("echo")
+
+
+@pytest.mark.parametrize("argument", ["category", "permission"])
+@pytest.mark.parametrize("kind", ["unprintable", "int", "list"])
+def test_list_tools_names_a_filter_that_is_no_string_in_a_type_error(
+    argument: str, kind: str
+) -> None:
+    """A filter that is neither a member nor a string was looked up by its hash: one whose
+    hash raised let that error out, and others were refused with a ``ValueError``. It is now
+    a ``TypeError`` naming the argument, the type given and the values to pass, none of its
+    own methods called."""
+    value = {"unprintable": _HashRaises(), "int": 5, "list": ["x"] * 100_000}[kind]
+    registry = make_registry(ShellTool, EchoTool)
+    with pytest.raises(TypeError, match=rf"{argument} must be a .* or one of its values") as raised:
+        registry.list_tools(**{argument: value})
+    message = str(raised.value)
+    assert f"got {type(value).__name__}" in message
+    assert ("'shell'" if argument == "category" else "'shell.execute'") in message
+    assert len(message) < 1000, len(message)
+
+
+@pytest.mark.parametrize("argument", ["category", "permission"])
+def test_list_tools_quotes_an_unknown_filter_short(argument: str) -> None:
+    """An unknown string was quoted whole by the enum's own message (a 100 KB string made a
+    100 KB message). The message names the argument and quotes the start of the value."""
+    registry = make_registry(EchoTool)
+    with pytest.raises(ValueError, match=rf"{argument} must be one of .*got 'xxx") as raised:
+        registry.list_tools(**{argument: "x" * 100_000})
+    assert len(str(raised.value)) < 1000, len(str(raised.value))
+
+
+def test_list_tools_reads_a_filter_of_a_string_class_of_ones_own_as_its_text() -> None:
+    """A ``str`` subclass whose hash and ``==`` raise filters by its text."""
+    registry = make_registry(ShellTool, EchoTool, ReadTool)
+    tools = registry.list_tools(
+        category=_OddText("filesystem"),  # type: ignore[arg-type]
+        permission=_OddText("filesystem.read"),  # type: ignore[arg-type]
+    )
+    assert [t.name for t in tools] == ["read"]
+
+
+class _HashlessText(str):
+    """A string of the caller's own whose hash raises."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+
+class _ReprlessText(str):
+    """A string of the caller's own whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize("kind", [_HashlessText, _ReprlessText, _EqRaises])
+@pytest.mark.parametrize("given", ["class", "instance", "simple"])
+def test_a_tool_named_by_a_string_class_of_ones_own_is_registered_under_its_text(
+    kind: type[str], given: str
+) -> None:
+    """A tool whose ``name`` is a ``str`` subclass was built and registered under that object:
+    one whose hash raised broke ``register_tool``, one whose ``repr`` raised broke the tool's
+    constructor, and one whose ``==`` raised was registered but never found by its name. The
+    name is now taken as its text, by the constructor, ``create_simple_tool`` and the
+    registry."""
+    name = kind("named")
+    if given == "simple":
+        tool: Any = create_simple_tool(name, "d", lambda: 1)
+    else:
+        tool = type("Named", (EchoTool,), {"name": name})
+        if given == "instance":
+            tool = tool()
+    registry = ToolRegistry()
+    registered = registry.register_tool(tool)
+    assert registry.get_tool("named") is registered
+    assert type(registered.name) is str
+    assert registry.execute_tool("named").success
+    assert [t.name for t in registry.list_tools()] == ["named"]
+    assert "named" in repr(registry)

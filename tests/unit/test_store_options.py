@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
@@ -228,6 +229,82 @@ def test_bad_constant_labels_are_refused_at_the_call(
     labels, or values that are not strings raise when the store is made."""
     with pytest.raises(error, match=match):
         MetricStore(labels=labels)
+
+
+class _UnhashableText(str):
+    """A string of the caller's own that cannot be hashed (it defines ``==`` alone)."""
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _LabelPairs(Mapping[Any, Any]):
+    """A mapping of the caller's own: its keys need no hash."""
+
+    def __init__(self, *pairs: tuple[Any, Any]) -> None:
+        self._pairs = pairs
+
+    def __getitem__(self, key: Any) -> Any:
+        for name, value in self._pairs:
+            if name is key:
+                return value
+        raise KeyError("not there")
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(name for name, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
+def test_constant_labels_of_a_string_class_of_ones_own_are_kept_as_their_text() -> None:
+    """A label name of a ``str`` subclass that cannot be hashed failed the reserved-name check
+    with a bare "unhashable type". Names and values are now checked, and kept, as their
+    text; a reserved one is still refused."""
+    store = MetricStore(labels=_LabelPairs((_UnhashableText("pool"), _UnhashableText("a"))))
+    assert store.labels == {"pool": "a"}
+    assert [type(part) for pair in store.labels.items() for part in pair] == [str, str]
+    with pytest.raises(ValueError, match="'tool' is reserved"):
+        MetricStore(labels=_LabelPairs((_UnhashableText("tool"), "a")))
+    with pytest.raises(ValueError, match="the value of label 'pool' is empty"):
+        MetricStore(labels={_UnprintableText("pool"): _UnprintableText("")})
+
+
+class _UnprintableText(str):
+    """A string of the caller's own whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class _BrokenLabels(Mapping[str, str]):
+    """A mapping of the caller's own whose reading raises: its ``len()``, or its items."""
+
+    def __init__(self, broken: str) -> None:
+        self._broken = broken
+
+    def __getitem__(self, key: str) -> str:
+        raise RuntimeError("no item")
+
+    def __iter__(self) -> Iterator[str]:
+        if self._broken == "iter":
+            raise RuntimeError("no iteration")
+        return iter(["pool"])
+
+    def __len__(self) -> int:
+        if self._broken == "len":
+            raise RuntimeError("no len")
+        return 1
+
+
+@pytest.mark.parametrize("broken", ["len", "iter", "item"])
+def test_constant_labels_whose_reading_raises_are_refused_naming_labels(broken: str) -> None:
+    """A mapping whose ``len()`` or items raised let that ``RuntimeError`` out of
+    ``MetricStore(labels=...)``. It is a ``TypeError`` naming ``labels`` and what was raised."""
+    with pytest.raises(TypeError, match=r"labels cannot be used: looking it over raised Runtime"):
+        MetricStore(labels=_BrokenLabels(broken))
 
 
 @pytest.mark.parametrize("name", ["job", "instance"])

@@ -337,12 +337,29 @@ def no_task_as_id(task_id: object) -> bool:
     return True
 
 
-def as_text(value: object) -> str:
+def as_text(value: object, name: str = "value") -> str:
     """``value`` as text: a string as it is (a ``(str, Enum)`` member as its value, where
-    ``str()`` gives ``"Class.MEMBER"``), anything else as ``str(value)``."""
+    ``str()`` gives ``"Class.MEMBER"``; a ``str`` subclass as a plain ``str``, whose hash and
+    ``==`` are str's own), anything else as ``str(value)``.
+
+    Raises:
+        TypeError: When ``str(value)`` raises or gives no string, naming ``name`` and the
+            type of ``value`` (its own ``repr`` is not called: it may raise too).
+    """
     if type(value) is str:  # (the common case)
         return value
-    return str.__str__(value) if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    try:
+        text = str(value)
+    except Exception as exc:
+        raise TypeError(
+            f"{name} must be a string (or a value whose str() gives one), got "
+            f"{shorten(type_name(type(value)), MAX_QUOTED_CHARS)}, whose str() raised "
+            f"{shorten(type_name(type(exc)), MAX_QUOTED_CHARS)}"
+        ) from exc
+    # (str() of an object whose __str__ returns a str subclass gives that subclass)
+    return text if type(text) is str else str.__str__(text)
 
 
 def task_key(task_id: object) -> str:
@@ -350,12 +367,13 @@ def task_key(task_id: object) -> str:
     ``task_id`` as text (see :func:`as_text`).
 
     Raises:
-        TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
+        TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``), or
+            ``str(task_id)`` raises or gives no string.
     """
     if type(task_id) is str:  # (the common case)
         return task_id
     no_task_as_id(task_id)
-    return as_text(task_id)
+    return as_text(task_id, "task_id")
 
 
 def require_task(task: Any, call: str) -> None:

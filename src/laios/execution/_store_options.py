@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from itertools import pairwise
+from itertools import islice, pairwise
 from numbers import Real
 
 from laios.execution._aggregates import LabelSet
-from laios.execution._checks import as_float, number_repr
+from laios.execution._checks import as_float, number_repr, reading
 
 __all__ = [
     "MAX_BUCKETS",
@@ -111,22 +111,36 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             ``_``, not starting with a digit), does not start with ``__`` and is not one of
             :data:`RESERVED_LABELS`; a value is a non-empty string of at most
             :data:`MAX_CONSTANT_LABEL_VALUE` characters that UTF-8 can encode. At most
-            :data:`MAX_CONSTANT_LABELS` labels.
+            :data:`MAX_CONSTANT_LABELS` labels. A ``str`` subclass is checked, and kept, as
+            its text.
 
     Raises:
-        TypeError: When ``labels`` is not a mapping, or a name or value is not a string.
+        TypeError: When ``labels`` is not a mapping (or reading it raises), or a name or
+            value is not a string.
         ValueError: When a name or value breaks a rule above.
     """
     if labels is None:
         return ()
     if not isinstance(labels, Mapping):
         raise TypeError(f"labels must be a mapping of names to values, got {number_repr(labels)}")
-    if len(labels) > MAX_CONSTANT_LABELS:
-        raise ValueError(f"labels may hold at most {MAX_CONSTANT_LABELS} labels, got {len(labels)}")
+    # (a mapping of the caller's own: reading it may raise, which says it cannot be used)
+    with reading("labels"):
+        count = len(labels)
+    if count > MAX_CONSTANT_LABELS:
+        raise ValueError(f"labels may hold at most {MAX_CONSTANT_LABELS} labels, got {count}")
+    with reading("labels"):
+        # (no more than it said it holds, and one more: one that holds more is refused)
+        items = list(islice(labels.items(), MAX_CONSTANT_LABELS + 1))
+    if len(items) > MAX_CONSTANT_LABELS:
+        raise ValueError(
+            f"labels may hold at most {MAX_CONSTANT_LABELS} labels, got more as it was read"
+        )
     pairs: list[tuple[str, str]] = []
-    for name, value in labels.items():
+    for name, value in items:
         if not isinstance(name, str):
             raise TypeError(f"a label name must be a string, got {number_repr(name)}")
+        # (a str subclass as its text: its own hash, ==, repr or encode may raise or differ)
+        name = name if type(name) is str else str.__str__(name)
         if not _LABEL_NAME.fullmatch(name):
             raise ValueError(
                 f"label name {number_repr(name)} is not valid: letters, digits and '_' only, "
@@ -143,6 +157,7 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             raise TypeError(
                 f"the value of label {name!r} must be a string, got {number_repr(value)}"
             )
+        value = value if type(value) is str else str.__str__(value)
         if not value:
             raise ValueError(
                 f"the value of label {name!r} is empty; Prometheus reads an empty label as no "

@@ -141,7 +141,8 @@ class ExecutionMetrics:
         if _record is None:
             if not isinstance(task_id, str):
                 raise TypeError(f"task_id must be a string, got {type(task_id).__name__}")
-            _record = TaskRecord(task_id)
+            # (a str subclass as its text: its own hash, == or repr may raise)
+            _record = TaskRecord(task_id if type(task_id) is str else str.__str__(task_id))
         self._record = _record
         self._store = _store
 

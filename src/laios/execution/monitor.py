@@ -7,7 +7,8 @@ the execution monitor, and custom metrics reach Prometheus. A monitor built dire
 ``ExecutionMonitor()`` or ``PerformanceMonitor()``, works on a private store of its own.
 
 A task id that is not a string is kept as ``str(task_id)``; a ``Task`` given where its id is
-taken raises ``TypeError`` (pass ``task.id``).
+taken raises ``TypeError`` (pass ``task.id``), and so does an id whose ``str()`` raises (naming
+``task_id``).
 
 Example:
     >>> from laios.execution.monitor import get_execution_monitor, get_performance_monitor
@@ -30,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from laios._compat.pydantic import is_instance
+from laios._exceptions import type_name
 from laios._text import shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
@@ -107,24 +109,20 @@ class ProgressTracker:
         ``current_task().progress`` message is), then cut to 1,024 characters.
 
         Raises:
-            TypeError: When ``progress_percent`` is not a number, or ``details`` is not a
-                mapping.
-            ValueError: When ``status`` is not a ``ProgressStatus`` value.
+            TypeError: When ``progress_percent`` is not a number, ``details`` is not a
+                mapping, ``status`` is neither a ``ProgressStatus`` nor a string, or
+                ``str()`` of a ``task_id`` or ``message`` that is no string raises.
+            ValueError: When ``status`` is a string that is not a ``ProgressStatus`` value.
         """
         if details is not None and not isinstance(details, Mapping):
             raise TypeError(
                 f"details must be a mapping of names to values, got {type(details).__name__}"
             )
         key = task_key(task_id)
-        try:
-            progress_status = ProgressStatus(status)
-        except ValueError:
-            # (not the enum's own message: it quotes the whole value, however long)
-            names = ", ".join(repr(member.value) for member in ProgressStatus)
-            raise ValueError(f"status must be one of {names}, got {number_repr(status)}") from None
+        progress_status = _progress_status(status)
         text = None
         if message is not None:
-            text = as_text(message)
+            text = as_text(message, "message")
             # (the run whose progress this is, else any run of the id)
             secrets = self._store.task_secrets(key, progress=True)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
@@ -308,7 +306,10 @@ class ExecutionMonitor:
         stats = ExecutionStats(total_tasks=len(items))
         durations: list[float] = []
         for position, task in enumerate(items):
-            status = task.status
+            given: object = task.status
+            # (compared as text: a status that is no string, a stand-in's, counts under none,
+            # its own ==, which may raise, never called)
+            status = as_text(given) if isinstance(given, str) else None
             if status == TaskStatus.COMPLETED:
                 stats.completed_tasks += 1
             elif status == TaskStatus.FAILED:
@@ -390,8 +391,10 @@ class PerformanceMonitor:
         ``unit=None`` is no unit (``""``).
 
         Raises:
-            TypeError: When ``metric_name`` is ``None``, or ``value`` is not a real number
-                (``int``, ``float``, ``Fraction``, a NumPy scalar, ...; not ``bool``).
+            TypeError: When ``metric_name`` is ``None``, ``value`` is not a real number
+                (``int``, ``float``, ``Fraction``, a NumPy scalar, ...; not ``bool``), or
+                ``str()`` of a ``task_id``, ``metric_name`` or ``unit`` that is no string
+                raises.
             ValueError: When ``value`` is NaN, infinite or too large for a float, or the task
                 already has 100 metric names.
         """
@@ -411,7 +414,8 @@ class PerformanceMonitor:
         if not math.isfinite(number):
             raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
         key = task_key(task_id)
-        name, unit_text = as_text(metric_name), "" if unit is None else as_text(unit)
+        name = as_text(metric_name, "metric_name")
+        unit_text = "" if unit is None else as_text(unit, "unit")
         exported = None
         secrets = self._store.task_secrets(key)
         if secrets:  # (scrubbed before they are cut: a cut secret could not be found)
@@ -426,7 +430,7 @@ class PerformanceMonitor:
         """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none);
         ``avg`` is finite and between ``min`` and ``max`` (samples all of one value average to
         it exactly)."""
-        name = shorten(as_text(metric_name), 128)
+        name = shorten(as_text(metric_name, "metric_name"), 128)
         samples = self._store.custom_metrics(task_key(task_id)).get(name)
         if not samples:
             return {}
@@ -471,6 +475,36 @@ def get_performance_monitor() -> PerformanceMonitor:
             if _performance_monitor is None:
                 _performance_monitor = PerformanceMonitor(get_default_store())
     return _performance_monitor
+
+
+#: The values a status may be given as, as error messages list them.
+_STATUS_VALUES = ", ".join(repr(member.value) for member in ProgressStatus)
+
+
+def _progress_status(status: object) -> ProgressStatus:
+    """``status`` as a ``ProgressStatus``: a member as it is, a string (a ``str`` subclass as
+    its text) looked up among the values. Nothing else is looked up: the lookup would call
+    its own hash and ``==``, which may raise.
+
+    Raises:
+        TypeError: When ``status`` is neither a ``ProgressStatus`` nor a string.
+        ValueError: When it is a string that is not a ``ProgressStatus`` value.
+    """
+    if isinstance(status, ProgressStatus):  # (the common case)
+        return status
+    if not isinstance(status, str):
+        raise TypeError(
+            f"status must be a ProgressStatus or one of its values ({_STATUS_VALUES}), got "
+            f"{shorten(type_name(type(status)), 128)}"
+        )
+    text = as_text(status)
+    try:
+        return ProgressStatus(text)
+    except ValueError:
+        # (not the enum's own message: it quotes the whole value, however long)
+        raise ValueError(
+            f"status must be one of {_STATUS_VALUES}, got {number_repr(text)}"
+        ) from None
 
 
 def _utc_time(value: object, position: int, field: str) -> datetime:

@@ -287,15 +287,34 @@ _PLAIN_LISTENER = "pass a plain function that does its work (or hands it to an e
 def _listener_key(listeners: Mapping[object, object], listener: object) -> object:
     """The key of ``listener`` in ``listeners``: itself, so that a listener equal to one added
     (``updates.append`` twice) finds it in one hash lookup; for an unhashable one, the key of
-    an equal one added, else a new key."""
+    an equal one added, else a new key. One whose hash raises another error (an object of
+    the caller's own) is taken as unhashable, and one whose ``==`` raises is equal to itself
+    alone."""
     try:
         hash(listener)
-    except TypeError:
+    except Exception:
         for key, known in listeners.items():
-            if isinstance(key, _Unhashable) and known == listener:
+            if isinstance(key, _Unhashable) and _same_listener(known, listener):
                 return key
         return _Unhashable()
     return listener
+
+
+def _plain(task_id: str) -> str:
+    """``task_id`` as a plain ``str``: a ``str`` subclass of the caller's own as its text, so
+    that looking it up compares no record's key with its own ``==``, which may raise."""
+    return task_id if type(task_id) is str else str.__str__(task_id)
+
+
+def _same_listener(known: object, listener: object) -> bool:
+    """Whether ``listener`` is the unhashable listener ``known`` or equal to it; not when
+    comparing them raises."""
+    if known is listener:
+        return True
+    try:
+        return bool(known == listener)
+    except Exception:
+        return False
 
 
 def _add_listener(listeners: dict[object, Any], listener: Any, most: int, too_many: str) -> bool:
@@ -1724,7 +1743,7 @@ class MetricStore:
         one)."""
         if not isinstance(task_id, str):
             return None
-        task_id = record_id(task_id)
+        task_id = record_id(task_id if type(task_id) is str else _plain(task_id))
         with self._lock:
             return _shown_run(scope, task_id)
 
@@ -1741,7 +1760,7 @@ class MetricStore:
         """Queued and running records of ``task_id`` in ``scope``, oldest first."""
         if not isinstance(task_id, str):
             return []
-        task_id = record_id(task_id)
+        task_id = record_id(task_id if type(task_id) is str else _plain(task_id))
         with self._lock:
             shown = scope.active_by_id.get(task_id)
             if shown is None:
@@ -1754,7 +1773,7 @@ class MetricStore:
             if task_id is None:
                 scope.finished.clear()
             elif isinstance(task_id, str):
-                scope.finished.pop(record_id(task_id), None)
+                scope.finished.pop(record_id(_plain(task_id)), None)
 
     def snapshot(self) -> StoreSnapshot:
         """A consistent copy of every aggregate and the running tasks, for ``/status``.

@@ -6,9 +6,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from laios._text import shorten
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import check_task_fields, no_task_as_id, require_task, switch
+from laios.execution._checks import (
+    check_task_fields,
+    no_task_as_id,
+    number_repr,
+    require_task,
+    switch,
+)
 from laios.execution._records import checkpoint_data
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.store import MetricStore, RecordScope, TaskRecord, store_or_private
@@ -31,7 +36,7 @@ class TaskMonitor:
     orchestration. Every method is thread-safe (the store's lock guards every record). A
     method that takes a ``task_id`` raises ``TypeError`` when given a ``Task``: pass
     ``task.id``. An id whose hash raises (a ``str`` subclass of the caller's own) is never
-    found.
+    found; another ``str`` subclass is looked up by its text.
 
     Args:
         store: The store to keep records in; a new private ``MetricStore`` when ``None``.
@@ -179,8 +184,10 @@ class TaskMonitor:
         if rec is None or rec.state == "finished":
             # (not its name: made by a tool, it may quote a secret of a task that has ended)
             _log.debug(
-                "a checkpoint ignored: task %r is not running",
-                shorten(task_id, 128) if isinstance(task_id, str) else task_id,
+                "a checkpoint ignored: task %s is not running",
+                # (an id of the caller's own is described as an error message would: its own
+                # repr may raise, and the log handler would print a traceback instead)
+                number_repr(str.__str__(task_id) if isinstance(task_id, str) else task_id),
             )
             return
         self._store.add_checkpoint(rec, name, data)

@@ -712,14 +712,21 @@ def checked_name(name: Any, refusal: Callable[[Any], str]) -> str:
         name: The name to check: any value (a class attribute or property may hold anything).
         refusal: Gives the message for ``name`` when it is not a string or is blank.
 
+    Returns:
+        The name as a plain ``str`` (a ``str`` subclass as its text: a registry key whose own
+        hash, ``==`` or ``repr`` raised would break lookups and messages).
+
     Raises:
         ValueError: ``refusal(name)`` for a name that is not a string or is blank; else from
             :func:`_check_tool_name`.
     """
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str):
         raise ValueError(refusal(name))
-    _check_tool_name(name)
-    return name
+    text = name if type(name) is str else str.__str__(name)
+    if not text.strip():
+        raise ValueError(refusal(name))
+    _check_tool_name(text)
+    return text
 
 
 def _not_text(value: Any, attribute: str) -> str:
@@ -768,18 +775,23 @@ def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
     if permissions is None:
         return set()
     if isinstance(permissions, (str, bytes)):
+        shown = shown_value(
+            str.__str__(permissions) if isinstance(permissions, str) else permissions
+        )
         raise ValueError(
             f"Tool {tool_name!r}: permissions must be a set of permissions, such as "
-            f"{{Permission.SHELL_EXECUTE}}, not the single value {permissions!r}"
+            f"{{Permission.SHELL_EXECUTE}}, not the single value {shown}"
         )
     try:
-        return {Permission(p) for p in permissions}
-    except (TypeError, ValueError):
-        pass
+        # (a str subclass by its text; another value's lookup may raise in its hash or ==)
+        return {Permission(str.__str__(p) if isinstance(p, str) else p) for p in permissions}
+    except Exception as exc:
+        if propagates(exc):
+            raise
     known = ", ".join(p.value for p in Permission)
     raise ValueError(
         f"Tool {tool_name!r}: permissions must be a set of permissions, each a Permission or "
-        f"one of {known}; got {reprlib.repr(permissions)}"
+        f"one of {known}; got {shown_value(permissions)}"
     ) from None
 
 
@@ -1313,13 +1325,18 @@ class BaseTool(abc.ABC):
                 ``input_model`` (a property) raises.
         """
         cls = type(self)
+        read = read_name(self)
         name = checked_name(
-            read_name(self),
+            read,
             lambda given: (
                 f"Tool class {cls.__name__} must define a non-blank 'name'"
                 f"{_not_text(given, 'name')}"
             ),
         )
+        if type(read) is not str:
+            # (a str subclass of the class's own, kept as its text: see checked_name)
+            with contextlib.suppress(AttributeError):  # (a read-only property: read as it is)
+                self.name = name
         self.category, self.required_permissions = checked_attributes(self, name)
         if cls._entry_model is not None and cls.__init__ is BaseTool.__init__:
             _check_entry_model(cls, self.input_model)
@@ -2162,7 +2179,7 @@ def create_simple_tool(
             no parameter for a field of ``input_model`` (nor ``**kwargs``), or
             ``input_model`` is not a :class:`ToolInput` subclass.
     """
-    checked_name(
+    name = checked_name(
         name,
         lambda given: (
             f"create_simple_tool: name must be a non-blank string, got {shown_value(given)}"

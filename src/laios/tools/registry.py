@@ -16,7 +16,7 @@ import logging
 import reprlib
 import threading
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from laios._exceptions import exception_message, propagates, type_name
 from laios._text import shorten
@@ -38,11 +38,12 @@ __all__ = ["ToolLookup", "ToolRegistry"]
 logger = logging.getLogger("laios.tools.registry")
 
 
-def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
-    """Return ``tool`` if it is an instance, else a new instance of the class; its name and
-    the other class attributes checked again, as the constructor checks them (a built tool's
-    may have been changed since, and a class whose own ``__init__`` skips
-    ``BaseTool.__init__`` was not checked at all)."""
+def _instantiate(tool: type[BaseTool] | BaseTool) -> tuple[str, BaseTool]:
+    """Return ``tool`` if it is an instance, else a new instance of the class, with the name
+    it is registered under (a plain ``str``: see ``checked_name``); its name and the other
+    class attributes checked again, as the constructor checks them (a built tool's may have
+    been changed since, and a class whose own ``__init__`` skips ``BaseTool.__init__`` was
+    not checked at all)."""
     if isinstance(tool, BaseTool):
         built = tool
     elif isinstance(tool, type) and issubclass(tool, BaseTool):
@@ -57,7 +58,7 @@ def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
         ),
     )
     checked_attributes(built, name)
-    return built
+    return name, built
 
 
 def _check_built_bare(tool: type[BaseTool]) -> None:
@@ -139,26 +140,27 @@ class ToolRegistry:
         # The registered tools in registration order, or None after a write until next listed.
         self._snapshot: tuple[BaseTool, ...] | None = ()
 
-    def _store(self, tools: Iterable[BaseTool]) -> None:
-        """Add ``tools`` under one lock, warning about each name that replaces another tool."""
-        replaced: list[tuple[BaseTool, BaseTool]] = []
+    def _store(self, tools: Iterable[tuple[str, BaseTool]]) -> None:
+        """Add ``tools``, each under its name, under one lock, warning about each name that
+        replaces another tool."""
+        replaced: list[tuple[str, BaseTool, BaseTool]] = []
         with self._lock:
             batch: dict[str, BaseTool] = {}
-            for tool in tools:
-                previous = batch.get(tool.name)
+            for name, tool in tools:
+                previous = batch.get(name)
                 if previous is None:
-                    previous = self._tools.get(tool.name)
+                    previous = self._tools.get(name)
                 if previous is not None and previous is not tool:
-                    replaced.append((previous, tool))
-                batch[tool.name] = tool
+                    replaced.append((name, previous, tool))
+                batch[name] = tool
             # One C-level update (string keys, replaced tools kept alive by ``replaced``): a
             # reader looking names up sees either none or all of the batch.
             self._tools.update(batch)
             self._snapshot = None
-        for previous, tool in replaced:
+        for name, previous, tool in replaced:
             logger.warning(
                 "Replacing tool %r (%s) with %s",
-                tool.name,
+                name,
                 type(previous).__name__,
                 type(tool).__name__,
             )
@@ -195,8 +197,8 @@ class ToolRegistry:
                 category or permissions are ones the constructor refuses (a tool whose own
                 ``__init__`` skipped it, or one changed since it was made).
         """
-        tool = _instantiate(tool_class)
-        self._store([tool])
+        name, tool = _instantiate(tool_class)
+        self._store([(name, tool)])
         return tool
 
     def register_tools(self, tool_classes: Iterable[type[BaseTool] | BaseTool]) -> list[BaseTool]:
@@ -229,9 +231,9 @@ class ToolRegistry:
                 "register_tools expects an iterable of tools (BaseTool subclasses or "
                 f"instances), got {type(tool_classes).__name__}"
             ) from None
-        tools = [_instantiate(item) for item in items]
-        self._store(tools)
-        return tools
+        named = [_instantiate(item) for item in items]
+        self._store(named)
+        return [tool for _, tool in named]
 
     def unregister_tool(self, name: str) -> bool:
         """Remove the tool registered under ``name``.
@@ -240,12 +242,13 @@ class ToolRegistry:
             name: Tool name.
 
         Returns:
-            True if a tool was removed, False if there was none.
+            True if a tool was removed, False if there was none (also for a name that
+            cannot be looked up: one that cannot be hashed, or whose hash or ``==`` raises).
         """
         with self._lock:
             try:
                 removed = self._tools.pop(name, None)
-            except TypeError:  # an unhashable name (a list): no tool has it
+            except Exception:  # an unhashable name (a list, one whose hash or == raises)
                 return False
             if removed is None:
                 return False
@@ -309,14 +312,16 @@ class ToolRegistry:
             The matching tools.
 
         Raises:
-            ValueError: If ``category`` or ``permission`` is not a valid value.
+            TypeError: If ``category`` or ``permission`` is neither a member nor a string.
+            ValueError: If ``category`` or ``permission`` is a string that is not a valid
+                value.
         """
         tools = list(self._all())
         if category is not None:
-            wanted_category = ToolCategory(category)
+            wanted_category = _member(ToolCategory, "category", category)
             tools = [t for t in tools if t.category == wanted_category]
         if permission is not None:
-            wanted_permission = Permission(permission)
+            wanted_permission = _member(Permission, "permission", permission)
             tools = [t for t in tools if wanted_permission in (t.required_permissions or ())]
         return tools
 
@@ -409,6 +414,34 @@ class ToolRegistry:
     def __repr__(self) -> str:
         """Return a short description listing the registered tool names."""
         return f"ToolRegistry(tools={sorted(tool.name for tool in self._all())!r})"
+
+
+_Member = TypeVar("_Member", ToolCategory, Permission)
+
+
+def _member(kind: type[_Member], argument: str, value: object) -> _Member:
+    """``value`` as a member of ``kind`` (a ``str`` enum): a member as it is, a string (a
+    ``str`` subclass as its text) looked up among the values. Nothing else is looked up: the
+    lookup would call its own hash and ``==``, which may raise.
+
+    Raises:
+        TypeError: When ``value`` is neither a member nor a string, naming ``argument``.
+        ValueError: When it is a string that is no value of ``kind``, naming ``argument`` and
+            quoting the string's start (the enum's own message quotes it whole).
+    """
+    if isinstance(value, kind):
+        return value
+    values = ", ".join(repr(member.value) for member in kind)
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{argument} must be a {kind.__name__} or one of its values ({values}), got "
+            f"{shorten(type_name(type(value)), _SHOWN_NAME_CHARS)}"
+        )
+    text = str.__str__(value)
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{argument} must be one of {values}, got {_quoted(text)}") from None
 
 
 def _quoted(name: Any) -> str:
