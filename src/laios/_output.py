@@ -13,7 +13,7 @@ import re
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 from urllib.parse import unquote_plus, urlsplit
 
 from laios._text import shorten
@@ -25,6 +25,7 @@ __all__ = [
     "OUTPUT_ERRNOS",
     "OutputParser",
     "StdoutClosed",
+    "briefly_refused",
     "closed_stdout_status",
     "discard_stdout",
     "number_argument",
@@ -111,6 +112,11 @@ class OutputParser(argparse.ArgumentParser):
     argparse stops writing them there.
     """
 
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and ``message`` (see :func:`briefly_refused`) to stderr, and exit
+        with status 2."""
+        super().error(briefly_refused(message))
+
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         out: TextIO | None = sys.stdout
         if not message or file is not out:
@@ -150,6 +156,28 @@ _NUMBER = re.compile(
     r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity|nan)",
     re.ASCII | re.IGNORECASE,
 )
+
+
+#: A value argparse quotes in a usage error (``invalid choice: 'x'``), as ``repr`` writes it:
+#: after white space, a parenthesis or nothing; its own quotes inside escaped; before white
+#: space, a parenthesis, a comma or nothing. (Where it starts, an earlier quote has ended:
+#: finding them takes one pass, whatever the arguments hold.)
+_QUOTED_VALUE = re.compile(r"""(?<![^\s(])(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?![^\s),])""")
+#: A word (a value argparse shows unquoted: an argument it does not recognise) longer than
+#: a quoted value is shown.
+_LONG_WORD = re.compile(rf"\S{{{_MAX_QUOTED + 1},}}")
+#: The longest usage error message shown (many arguments it does not recognise, say).
+_MAX_MESSAGE = 1000
+
+
+def briefly_refused(message: str) -> str:
+    """argparse's usage error ``message`` with each value it shows described briefly, as
+    :func:`quoted_briefly` describes one: a quoted value, or a word, cut to 200 characters,
+    and a character a terminal would not show as text (argparse shows an argument it does
+    not recognise as given) as ``?``; the whole at most 1,000 characters."""
+    message = _QUOTED_VALUE.sub(lambda quoted: shorten(quoted[0], _MAX_QUOTED), message)
+    message = _LONG_WORD.sub(lambda word: shorten(word[0], _MAX_QUOTED), message)
+    return shorten(printable_text(message), _MAX_MESSAGE)
 
 
 def quoted_briefly(text: str) -> str:

@@ -316,11 +316,13 @@ class _Answering:
         self.redirected = followed is not None
         #: The URL, without credentials.
         self.url = target if followed is None else without_credentials(followed)
-        #: The URL as shown (a redirect's target cleaned and cut: the endpoint sent it).
-        self.shown = target if followed is None else _clean(self.url, 200)
+        #: The URL as shown, cleaned and cut (see :func:`_url_named`).
+        self.shown = _url_named(self.url)
         #: How a message names it.
         self.named = (
-            target if followed is None else f"{self.shown}, where a redirect from {target} led,"
+            self.shown
+            if followed is None
+            else f"{self.shown}, where a redirect from {_url_named(target)} led,"
         )
         #: Its host (``None`` when it names none).
         self.hostname = urlsplit(self.url).hostname
@@ -381,6 +383,15 @@ def _brackets_hint(url: str) -> str:
     if host_port.count(":") < 2 or "[" in host_port:
         return ""
     return f"; an IPv6 address goes in brackets, as in [::1]:{_DEFAULT_PORT}"
+
+
+#: The most columns a URL given takes in a message (one of 100,000 characters was quoted whole).
+_MAX_URL = 200
+
+
+def _url_named(url: str) -> str:
+    """``url`` as a message names it: printable (see :func:`_clean`), cut to 200 columns."""
+    return _clean(url, _MAX_URL)
 
 
 def _one_line(text: object) -> str:
@@ -891,13 +902,18 @@ def _request_url(target: str) -> str:
         try:
             ascii_host = _ascii_host(host)
         except UnicodeError as exc:
-            raise _BadURL(f"{target!r} is not a usable URL (its host {host!r}: {exc})") from None
+            raise _BadURL(
+                f"{quoted_briefly(target)} is not a usable URL (its host {quoted_briefly(host)}: "
+                f"{_one_line(exc)})"
+            ) from None
         netloc = ascii_host if parts.port is None else f"{ascii_host}:{parts.port}"
     try:
         path = quote(parts.path, safe=_KEPT_IN_A_PATH)
         query = quote(parts.query, safe=_KEPT_IN_A_PATH)
     except UnicodeError as exc:
-        raise _BadURL(f"{target!r} is not a usable URL (its path: {exc})") from None
+        raise _BadURL(
+            f"{quoted_briefly(target)} is not a usable URL (its path: {_one_line(exc)})"
+        ) from None
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
@@ -1079,24 +1095,27 @@ def fetch_status(
     context = _client_tls_context(cacert, cert, key)
     shown = credentials_past_host(url)
     if shown is not None:  # (no part of a user or password is shown, nor taken for a host)
-        raise _BadURL(f"{shown!r} {CREDENTIALS_PAST_HOST}")
+        raise _BadURL(f"{quoted_briefly(shown)} {CREDENTIALS_PAST_HOST}")
     try:
         parts = urlsplit(status_url(url))
         _ = parts.port  # (reading the port parses it)
         user, password = _url_user(parts)
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
         shown = without_credentials(url)
-        raise _BadURL(f"{shown!r} is not a usable URL ({exc}{_brackets_hint(url)})") from None
+        raise _BadURL(
+            f"{quoted_briefly(shown)} is not a usable URL ({_one_line(exc)}{_brackets_hint(url)})"
+        ) from None
     # Credentials in the URL are sent as basic authentication, and never shown.
     target = without_credentials(status_url(url))
+    target_named = _url_named(target)
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https"):
-        raise _BadURL(f"{target} is not an http(s) URL")
+        raise _BadURL(f"{target_named} is not an http(s) URL")
     if not parts.hostname:
-        raise _BadURL(f"{target} names no host")
+        raise _BadURL(f"{target_named} names no host")
     if parts.port == 0:
         raise _BadURL(
-            f"{target} names port 0, which nothing can be reached at (a server given port 0 "
+            f"{target_named} names port 0, which nothing can be reached at (a server given port 0 "
             "listens on a port the system picks: give that port)"
         )
     address, _, zone = unquote(parts.hostname).partition("%")
@@ -1106,8 +1125,8 @@ def fetch_status(
             _in_zone(f"{address}%{zone}")
         except (OSError, ValueError):
             raise _BadURL(
-                f"{target!r} is not a usable URL (its zone id {zone!r} names no network "
-                "interface of this machine)"
+                f"{quoted_briefly(target)} is not a usable URL (its zone id "
+                f"{quoted_briefly(zone)} names no network interface of this machine)"
             ) from None
     asked = _request_url(target)
     deadline = _Deadline(timeout)
@@ -1131,8 +1150,8 @@ def fetch_status(
             ).encode()
         except UnicodeError:  # (a byte of the argument, or a %XX, that is not UTF-8)
             raise _BadURL(
-                f"{target!r} is not a usable URL (its user or password holds a byte that is "
-                "not UTF-8: write them in UTF-8, percent-encoded)"
+                f"{quoted_briefly(target)} is not a usable URL (its user or password holds a "
+                "byte that is not UTF-8: write them in UTF-8, percent-encoded)"
             ) from None
         authorization = "Basic " + base64.b64encode(pair).decode()
     redirects = _Redirects(asked, authorization)
@@ -1186,11 +1205,11 @@ def fetch_status(
         if deadline.passed or isinstance(reason, TimeoutError):
             if deadline.connected:  # (something listens there: no advice to start one)
                 raise _NoAnswerInTime(
-                    f"no complete answer from {target} within {timeout:g} s, though it "
+                    f"no complete answer from {target_named} within {timeout:g} s, though it "
                     "accepted the connection (a busy process may need a larger --timeout)"
                 ) from None
             raise StatusUnavailable(
-                f"no complete answer from {target} within {timeout:g} s "
+                f"no complete answer from {target_named} within {timeout:g} s "
                 "(a busy process may need a larger --timeout)"
             ) from None
         # (after a redirect, the checks below test and name the redirect's target)
@@ -1240,13 +1259,15 @@ def fetch_status(
             ) from None
         if answering.redirected:
             raise _RedirectedNowhere(
-                f"nothing answered at {answering.shown}, where a redirect from {target} led "
+                f"nothing answered at {answering.shown}, where a redirect from {target_named} led "
                 f"({_one_line(reason)})"
             ) from None
-        raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
+        raise StatusUnavailable(
+            f"nothing answered at {target_named} ({_one_line(reason)})"
+        ) from None
     if len(raw) > _MAX_BODY:
         raise _TooLarge(
-            f"{target} answered with more than {_MAX_BODY >> 20} MiB, more than laios status "
+            f"{target_named} answered with more than {_MAX_BODY >> 20} MiB, more than laios status "
             "reads (a process with very many tools, stores or running tasks; its /metrics "
             "has the same counts)"
         )
@@ -1858,7 +1879,8 @@ def _unavailable_advice(url: str, problem: StatusUnavailable) -> str:
         default = 443 if scheme == "https" else 80
         hint = (
             f" The URL names no port, so port {default} ({scheme}'s default) was tried; the "
-            f"endpoint listens on {_DEFAULT_PORT} unless told otherwise: try --url {suggested}."
+            f"endpoint listens on {_DEFAULT_PORT} unless told otherwise: try --url "
+            f"{_url_named(suggested)}."
         )
     return (
         f"laios status: {problem}.{hint} Start the endpoint in the process that runs tasks "

@@ -1519,6 +1519,7 @@ def test_demo_refuses_a_port_not_in_ascii_digits(
         pytest.param(["demo", "--host", "a " * 50_000], id="host"),
         pytest.param(["demo", "--host", f"[{'a' * 10**5}]"], id="host-in-brackets"),
         pytest.param(["demo", "--otlp-endpoint", "http://h:99999/" + "a" * 10**5], id="otlp"),
+        pytest.param(["demo", "--allowed-host", "a" * 10**5], id="allowed-host"),
     ],
 )
 def test_a_huge_refused_value_is_described_briefly(
@@ -1532,6 +1533,96 @@ def test_a_huge_refused_value_is_described_briefly(
     err = capsys.readouterr().err
     assert f"error: argument {argv[1]}: " in err
     assert len(err) < 2000
+
+
+#: Long enough that a message quoting it whole is long, short enough for a URL a request sends.
+HUGE = "a" * 100_000
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://[::1/" + HUGE, id="unparseable"),
+        pytest.param("http://h:99999/" + HUGE, id="bad-port"),
+        pytest.param("http://h:x" + HUGE, id="port-not-a-number"),
+        pytest.param("ftp://h/" + HUGE, id="not-http"),
+        pytest.param("http:///" + HUGE, id="no-host"),
+        pytest.param("http://127.0.0.1:0/" + HUGE, id="port-0"),
+        pytest.param("http://[fe80::1%25zz]/" + HUGE, id="zone-id"),
+        pytest.param("http://u:p@x@" + HUGE + "/", id="credentials-past-host"),
+        pytest.param("http://" + HUGE + "/", id="a-huge-label"),
+        pytest.param("http://" + "a." * 50_000 + "invalid/", id="a-huge-host-name"),
+        pytest.param("http://u:%ff@127.0.0.1:1/" + HUGE, id="password-not-utf-8"),
+        pytest.param("DEAD/" + HUGE, id="nothing-answers"),
+        pytest.param("DEAD/?" + HUGE, id="nothing-answers-to-a-query"),
+        pytest.param("http://127.0.0.1/" + HUGE, id="nothing-answers-without-a-port"),
+    ],
+)
+def test_a_huge_url_is_described_briefly(
+    url: str, dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --url of 100,000 characters that cannot be used, or where nothing answers, is named
+    cut short in the one line that says so: it was quoted whole (once or twice)."""
+    line = status_error(url.replace("DEAD", dead_url), capsys)
+    assert line.startswith("laios status: ")
+    assert "a" * 100 in line or "a." * 50 in line
+    assert len(line) < 2000, line[:2000]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        pytest.param(
+            ["demo", "--runner", "x" * 300],
+            "argument --runner: invalid choice: 'xxx",
+            id="choice",
+        ),
+        pytest.param(
+            ["demo", "--runner", "x " * 50_000],
+            "argument --runner: invalid choice: 'x x x",
+            id="choice-of-words",
+        ),
+        pytest.param(["x" * 100_000], "invalid choice: 'xxx", id="command"),
+        pytest.param(["demo", "x" * 100_000], "unrecognized arguments: xxx", id="unrecognized"),
+        pytest.param(
+            ["demo", *["x"] * 50_000], "unrecognized arguments: x x x", id="many-unrecognized"
+        ),
+        pytest.param(
+            ["demo", "\x1b[2J" + "'x\\' " * 20_000], "unrecognized arguments: ", id="quotes"
+        ),
+    ],
+)
+def test_a_huge_value_argparse_refuses_is_described_briefly(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value of a hundred thousand characters that argparse itself refuses (not one of the
+    choices, an argument no option takes) is shown cut short and printable in the usage
+    error, which keeps its usage line, the choices and exit status 2: it was written out
+    whole."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: laios")
+    assert said in err
+    if argv[1:2] == ["--runner"]:
+        assert "(choose from 'thread', 'process', 'dask')" in err
+    whole = "x" * 250 in err or "x " * 500 in err or "\x1b" in err  # (no diff of 100 kB)
+    assert not whole, err[:2000]
+    assert len(err) < 2000, err[:2000]
+
+
+def test_a_short_value_argparse_refuses_is_shown_whole(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A value of ordinary length is quoted whole, as argparse quotes it."""
+    with pytest.raises(SystemExit):
+        main(["demo", "--runner", "threads", "--what's-this"])
+    err = capsys.readouterr().err
+    assert "argument --runner: invalid choice: 'threads' (choose from " in err
+    with pytest.raises(SystemExit):
+        main(["demo", "--what's-this", "x y"])
+    assert "unrecognized arguments: --what's-this x y" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option", ["--bearer-token-file", "--cacert", "--cert", "--key"])

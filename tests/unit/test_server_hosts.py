@@ -338,6 +338,44 @@ def test_allowed_hosts_is_checked_at_the_call(
     assert words in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        pytest.param("a" * 100_000, "253", id="100,000-characters"),
+        pytest.param(
+            "." + ".".join(["a" * 63] * 3 + ["b" * 62]), "253", id="254-after-a-leading-dot"
+        ),
+        pytest.param("a" * 64 + ".example.com", "63", id="a-label-of-64"),
+        pytest.param(".example." + "a" * 100, "63", id="a-label-of-100-after-a-leading-dot"),
+    ],
+)
+def test_a_name_longer_than_any_host_name_is_refused_briefly(name: str, words: str) -> None:
+    """A name longer than 253 characters, or with a label longer than 63, is refused at the
+    call, naming allowed_hosts and the limit and showing the name cut short: no Host header
+    of a real host name can match it. It was taken."""
+    with pytest.raises(ValueError, match="allowed_hosts") as raised:
+        start_http_server(
+            0, store=MetricStore(), registry=CollectorRegistry(), allowed_hosts=[name]
+        )
+    message = str(raised.value)
+    assert words in message
+    assert name[:50] in message
+    assert len(message) <= 600, message[:600]
+
+
+def test_a_name_as_long_as_a_host_name_may_be_is_taken() -> None:
+    """253 characters, a trailing dot aside, in labels of 63: the longest host name is taken."""
+    name = ".".join(["a" * 63] * 3 + ["b" * 61])
+    assert len(name) == 253
+    with start_http_server(
+        0,
+        store=MetricStore(),
+        registry=CollectorRegistry(),
+        allowed_hosts=[name, f".{name}."],
+    ) as server:
+        assert call_http(server.url, headers={"Host": name}).status == 200
+
+
 @pytest.mark.parametrize("name", [".com", ".COM.", ".io", ".co.uk", ".com.au", ".ac.jp"])
 def test_a_leading_dot_on_a_public_suffix_is_refused(name: str) -> None:
     """A leading dot on a top-level domain, or on a country's registry domain, would let

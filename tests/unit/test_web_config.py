@@ -150,6 +150,31 @@ def test_invalid_yaml_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
+        ("basic_auth_users: [unclosed\n", "not valid YAML"),
+        ("[" * 100, "not valid YAML: nested more than 64 levels deep"),
+        ("no_such_key: 1\n", "no_such_key"),
+    ],
+    ids=["not-yaml", "deep", "unknown-key"],
+)
+def test_a_configuration_file_of_a_long_name_is_described_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, problem: str
+) -> None:
+    """A file of a long name (thousands of characters, within the system's limit) that is
+    refused is named cut short: its whole name was quoted, twice in a YAML error."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, text)
+    path = "./" * 1500 + "web.yml"
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    message = str(caught.value)
+    assert message.startswith("././")
+    assert problem in message
+    assert len(message) <= 1000, message[:1000]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
         ("? [a, b]\n: 1\n", "a key must be a plain value"),
         ("basic_auth_users:\n  ? {x: 1}\n  : y\n", "a key must be a plain value"),
         ("[" * 100_000, "nested more than 64 levels deep"),

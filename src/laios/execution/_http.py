@@ -102,6 +102,8 @@ _NOT_IN_A_BIND_HOST = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 #: The longest host name, in characters, a trailing dot aside (RFC 1035's 255 octets on the
 #: wire): an address, even an IPv6 one in brackets with a zone, is shorter.
 _MOST_HOST_CHARS = 253
+#: The longest label (a part between dots) of a host name, in characters (RFC 1035).
+_MOST_LABEL_CHARS = 63
 #: The second-level labels a country's registry sells names under (``co.uk``, ``com.au``,
 #: ``ac.jp``): with a two-letter top-level domain, a public suffix a leading dot may not take.
 _REGISTRY_LABELS = frozenset({"ac", "co", "com", "edu", "go", "gov", "ne", "net", "or", "org"})
@@ -381,11 +383,12 @@ def bind_host(host: str) -> str:
 
 def allowed_name(name: str) -> str:
     """One name of ``allowed_hosts``, lower case without its trailing dot; or raise
-    ``ValueError`` saying why it is not a host name, or why a leading dot may not stand
-    before it (a top-level domain, ``.com``, or a country's registry domain, ``.co.uk``)
-    (``laios demo --allowed-host`` checks its names with this). An IP address is taken, an
-    IPv6 one (``::1`` or ``[::1]``) kept as ``Host`` carries it (``[::1]``); every address is
-    served anyway."""
+    ``ValueError`` saying why it is not a host name (one longer than any, more than 253
+    characters or with a label of more than 63, is described cut short), or why a leading dot
+    may not stand before it (a top-level domain, ``.com``, or a country's registry domain,
+    ``.co.uk``) (``laios demo --allowed-host`` checks its names with this). An IP address is
+    taken, an IPv6 one (``::1`` or ``[::1]``) kept as ``Host`` carries it (``[::1]``); every
+    address is served anyway."""
     if not name.strip():
         raise ValueError(f"a name is empty ({number_repr(name)})")
     address = _ipv6_address(name)
@@ -410,6 +413,19 @@ def allowed_name(name: str) -> str:
         example = " such as 'metrics.example.com' or '.example.com'"
         raise ValueError(f"{number_repr(name)} is not {problem}: give names{example}")
     allowed = name.lower().removesuffix(".")
+    # (no Host header of a real host name could match a longer one)
+    if len(allowed.removeprefix(".")) > _MOST_HOST_CHARS:
+        raise ValueError(
+            f"{number_repr(name)} is {len(name)} characters long, and a host name is at most "
+            f"{_MOST_HOST_CHARS} (a leading and a trailing dot aside): give a host name"
+        )
+    label = max(allowed.removeprefix(".").split("."), key=len)
+    if len(label) > _MOST_LABEL_CHARS:
+        raise ValueError(
+            f"{number_repr(name)} has a label (a part between dots) of {len(label)} "
+            f"characters, and a host name's labels are at most {_MOST_LABEL_CHARS}: give a "
+            "host name"
+        )
     if allowed.startswith(".") and _is_public_suffix(allowed[1:]):
         raise ValueError(
             f"{name!r} would allow every site registered under {allowed[1:]!r}, which a web page "

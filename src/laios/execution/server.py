@@ -1716,7 +1716,8 @@ def start_http_server(
             forwards them in ``Host``: host names without scheme, port or path, matched in
             any case and with any port. ``"metrics.example.com"`` allows that name only;
             ``".example.com"`` (a leading dot) allows ``example.com`` and every name under it.
-            Only names you serve through such a proxy: a web page of any site in the list can
+            A name longer than any host name (253 characters, labels of 63) is refused. Only
+            names you serve through such a proxy: a web page of any site in the list can
             read the endpoint by DNS rebinding. Ignored by a server bound beyond loopback,
             which checks no name.
 

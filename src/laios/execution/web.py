@@ -679,9 +679,10 @@ def _only(where: str, section: Any, known: Sequence[str]) -> dict[str, Any]:
 
 
 def _named_stream(text: str, source: str) -> io.StringIO:
-    """``text`` to read, named ``source`` in the position of a YAML error."""
+    """``text`` to read, named ``source`` (cut short, see :func:`_shown`) in the position of
+    a YAML error."""
     stream = io.StringIO(text)
-    stream.name = source
+    stream.name = _shown(source)
     return stream
 
 
@@ -863,9 +864,9 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
         _check_depth(yaml, _named_stream(text, source))
         document = yaml.load(_named_stream(text, source), Loader=_yaml_loader(yaml))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise WebConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise WebConfigError(f"{_shown(source)}: not valid YAML: {exc}") from None
     except RecursionError:
-        raise WebConfigError(f"{source}: not valid YAML: nested too deeply") from None
+        raise WebConfigError(f"{_shown(source)}: not valid YAML: nested too deeply") from None
     directory = Path(source).parent
 
     def near(value: Any, where: str) -> str:
@@ -901,4 +902,4 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
             headers={} if headers is None else headers,
         )
     except WebConfigError as exc:
-        raise WebConfigError(f"{source}: {exc}") from None
+        raise WebConfigError(f"{_shown(source)}: {exc}") from None
