@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["shorten"]
+__all__ = ["SHOWN_NAME_CHARS", "shorten"]
+
+#: The longest name (a tool's, say) that a message shows whole, in characters: a longer one is
+#: cut to this length (see :func:`shorten`), so that a huge name does not make a huge message.
+SHOWN_NAME_CHARS = 128
 
 
 def shorten(text: str, limit: int) -> str:

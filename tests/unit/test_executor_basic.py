@@ -410,6 +410,41 @@ def test_unknown_tool_fails_with_tool_not_found(
     assert task.status is TaskStatus.FAILED
 
 
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("x" * 100_000, "x" * 127 + "…"),  # cut to 128 characters, the cut marked
+        ("y" * 128, "y" * 128),  # as long as a name is shown whole
+    ],
+    ids=["huge", "longest shown whole"],
+)
+def test_an_unknown_tool_of_a_huge_name_is_named_briefly(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    name: str,
+    said: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unregistered tool name of 100,000 characters is cut to 128 in the error, in the
+    result, the task and the ``failed`` event alike, in every call path, and in what is
+    logged of the failure; the result's ``tool_name`` is still the caller's, whole."""
+    caplog.set_level(logging.DEBUG, logger="laios")
+    events: list[tuple[str, dict[str, Any]]] = []
+    task = make_task(name)
+    result = run_via(
+        executor, run_mode, task, context, on_progress=lambda *event: events.append(event)
+    )
+    assert result.error == task.error == f"Tool not found: {said}"
+    assert result.metadata["error_type"] == "tool_not_found"
+    assert result.metadata["tool_name"] == name
+    assert [data["error"] for event, data in events if event == "failed"] == [result.error]
+    assert caplog.records  # (the failure is logged at debug level)
+    assert all(len(record.getMessage()) < 600 for record in caplog.records)
+
+
 def test_tool_that_raises_fails_with_its_message(
     executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
 ) -> None:

@@ -248,6 +248,40 @@ def test_an_objective_a_float_cannot_hold_is_refused_as_given(
     assert hint in err
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["1e-400", "0." + "0" * 400 + "5", "1e-99999999999999999999", "+2e-324"],
+    ids=["exponent", "zeros", "exponent-of-20-digits", "below-the-smallest-float"],
+)
+def test_a_latency_a_float_rounds_to_0_is_refused_as_given(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A p95 above 0 that a float rounds to 0 (``1e-400``, or an exponent of 20 digits, which
+    Decimal cannot hold either) is refused saying so, with the value as given, not as 0.0
+    being out of range."""
+    err = _refused(["--latency-p95", value, "--check"], capsys)
+    assert f"error: argument --latency-p95: {value!r}"[:150] in err  # (cut at 200 characters)
+    assert err.endswith(
+        " is read as 0.0, as a float holds it: give a number of seconds a float holds, "
+        "1e-300 or more\n"
+    )
+
+
+def test_an_objective_of_an_exponent_of_20_digits_is_refused_as_given(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An objective a float rounds to 0 whose exponent has 20 digits (more than Decimal holds)
+    is refused as given, as ``1e-400`` is, not with a traceback."""
+    err = _refused(["--objective", "1e-99999999999999999999", "--check"], capsys)
+    assert "'1e-99999999999999999999' is read as 0.0, as a float holds it: give a ratio" in err
+
+
+def test_a_latency_of_the_smallest_float_is_taken() -> None:
+    """5e-324, the smallest number above 0 a float holds, is a p95 (a float reads it so)."""
+    args = build_parser().parse_args(["--latency-p95", "5e-324"])
+    assert config_from_args(args).latency_p95_seconds == 5e-324
+
+
 def test_an_objective_of_16_nines_is_taken() -> None:
     """0.9999999999999999, the closest a float comes to 1 in nines, is an objective."""
     args = build_parser().parse_args(["--objective", "0.9999999999999999"])

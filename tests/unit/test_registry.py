@@ -215,6 +215,33 @@ def test_execute_tool_unknown_name() -> None:
     )
 
 
+class _HugeText:
+    """A name whose str() is 100,000 characters long."""
+
+    def __str__(self) -> str:
+        return "z" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("x" * 100_000, "x" * 127 + "…"),  # cut to 128 characters, the cut marked
+        ("y" * 128, "y" * 128),  # as long as a name is shown whole
+        (_HugeText(), "z" * 127 + "…"),  # its str(), cut alike
+    ],
+    ids=["huge", "longest shown whole", "huge str"],
+)
+def test_execute_tool_names_a_huge_unknown_name_briefly(name: Any, said: str) -> None:
+    """An unknown name of 100,000 characters is cut to 128 in the error (as the executor
+    cuts it), not quoted whole."""
+    output = ToolRegistry().execute_tool(name)
+    assert output == ToolOutput(
+        success=False,
+        error=f"Tool not found: {said}",
+        metadata={"error_type": "tool_not_found"},
+    )
+
+
 def test_execute_tool_accepts_a_name_parameter() -> None:
     """A tool parameter called 'name' does not clash with the tool name argument."""
     assert make_registry(EchoTool).execute_tool("echo", name="x").data == {"name": "x"}

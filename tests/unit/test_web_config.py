@@ -172,6 +172,76 @@ def test_a_configuration_file_of_a_long_name_is_described_briefly(
     assert len(message) <= 1000, message[:1000]
 
 
+#: A file name holding what a terminal would act on: an escape sequence clearing the screen,
+#: a line break, a right-to-left override.
+ODD_NAME = "web\x1b[2J\nx\u202e.yml"
+
+
+def assert_named_printably(message: str, path: Path) -> None:
+    """``message`` names ``path`` as its repr writes it (``'.../web\\x1b[2J\\nx...'``), and
+    holds none of its odd characters raw (a YAML error has line breaks of its own)."""
+    assert repr(str(path)) in message
+    assert ODD_NAME not in message
+    assert "\x1b" not in message
+    assert "\u202e" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "does not exist"),
+        ("basic_auth_users: [unclosed\n", "not valid YAML"),
+        ("no_such_key: 1\n", "no_such_key"),
+        ("bearer_token_file: missing-token\n", "does not exist"),
+    ],
+    ids=["missing", "not-yaml", "unknown-key", "missing-token-file"],
+)
+def test_a_configuration_file_of_an_unprintable_name_is_described_printably(
+    tmp_path: Path, text: str | None, problem: str
+) -> None:
+    """A file whose name holds a control character (an escape sequence, a line break) or a
+    right-to-left override is named printably, as its repr escapes it: the name reached the
+    message raw, where a terminal showing it would act on it."""
+    path = tmp_path / ODD_NAME
+    if text is not None:
+        write(tmp_path, text, ODD_NAME)
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    message = str(caught.value)
+    assert problem in message
+    assert_named_printably(message, path)
+
+
+def test_a_tls_file_of_an_unprintable_name_is_described_printably(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path
+) -> None:
+    """A certificate, key or CA file named with a control character is named printably."""
+    _, _, server = pki
+    odd = tmp_path / ODD_NAME
+    with pytest.raises(WebConfigError) as missing:
+        TLSServerConfig(odd, server.key_file)
+    odd.write_text("not a certificate\n", encoding="utf-8")
+    with pytest.raises(WebConfigError) as unusable:
+        TLSServerConfig(odd, server.key_file)
+    with pytest.raises(WebConfigError) as no_ca:
+        TLSServerConfig(
+            server.cert_file,
+            server.key_file,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=odd,
+        )
+    for caught in (missing, unusable, no_ca):
+        assert_named_printably(str(caught.value), odd)
+
+
+def test_a_configuration_file_of_an_ordinary_name_is_named_as_it_is(tmp_path: Path) -> None:
+    """A printable name, of letters of any script, is shown as it is, without quotes."""
+    path = write(tmp_path, "no_such_key: 1\n", "café 設定.yml")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    assert str(caught.value).startswith(f"{path}: no_such_key: ")
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

@@ -164,8 +164,14 @@ def _path(where: str, value: Any) -> str:
 
 
 def _shown(path: str) -> str:
-    """``path`` for an error message: whole when short, cut to ``MAX_QUOTED_CHARS`` characters
-    when long (a name of 100,000 characters made a message of its length)."""
+    """``path`` for an error message: as it is when short, cut to ``MAX_QUOTED_CHARS``
+    characters when long (a name of 100,000 characters made a message of its length); and
+    quoted as its ``repr`` escapes it (``'web\\x1b[2J.yml'``) when it holds a character a
+    terminal would not show as text (a control character, a line break, a right-to-left
+    override, a byte the file system's encoding could not decode), which a message shown
+    there must not carry raw."""
+    if not path.isprintable():
+        return shorten(repr(path), MAX_QUOTED_CHARS)
     return shorten(path, MAX_QUOTED_CHARS)
 
 

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from laios._output import (
@@ -53,20 +53,50 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _rounded(text: str, value: float, hint: str) -> argparse.ArgumentTypeError:
+    """The refusal of ``text``, which a float reads as ``value`` although it is written
+    otherwise: named as given, and what to give instead."""
+    return argparse.ArgumentTypeError(
+        f"{quoted_briefly(text)} is read as {value!r}, as a float holds it: {hint}"
+    )
+
+
+def _written_above_0(text: str) -> bool:
+    """Whether ``text``, a number as ``number_argument`` takes it, is written above 0: no
+    minus sign, and a digit other than 0 before its exponent, whatever the exponent (read
+    from its digits: ``Decimal`` refuses an exponent of 20 digits or more)."""
+    digits = text.lower().partition("e")[0]
+    return not digits.startswith("-") and any(digit in digits for digit in "123456789")
+
+
+def _written_below_1(text: str) -> bool:
+    """Whether ``text``, a number that a float reads as 1, is written below 1."""
+    try:
+        return Decimal(text) < 1
+    except InvalidOperation:  # (an exponent of 20 digits or more: "1e00000000000000000000")
+        return False
+
+
 def _objective(text: str) -> float:
     """``--objective``: a number (``number_argument``) that a float holds as less than 1 and
     more than 0 when it is written so, rather than rounded to 1 (17 nines or more) or to 0,
     which MixinConfig would refuse as out of range without a word on why."""
     value = number_argument(text)
-    if value in (0.0, 1.0) and 0 < Decimal(text) < 1:
-        hint = (
-            "give at most 16 nines (0.9999999999999999, the closest to 1 a float holds)"
-            if value
-            else "give a ratio a float holds, 1e-300 or more"
-        )
-        raise argparse.ArgumentTypeError(
-            f"{quoted_briefly(text)} is read as {value!r}, as a float holds it: {hint}"
-        )
+    if value == 1.0 and _written_below_1(text):
+        hint = "give at most 16 nines (0.9999999999999999, the closest to 1 a float holds)"
+        raise _rounded(text, value, hint)
+    if value == 0.0 and _written_above_0(text):
+        raise _rounded(text, value, "give a ratio a float holds, 1e-300 or more")
+    return value
+
+
+def _latency(text: str) -> float:
+    """``--latency-p95``: a number (``number_argument``) that a float holds as more than 0
+    when it is written so, rather than rounded to 0 (``1e-400``), which MixinConfig would
+    refuse as out of range (``got 0.0``) without a word on why."""
+    value = number_argument(text)
+    if value == 0.0 and _written_above_0(text):
+        raise _rounded(text, value, "give a number of seconds a float holds, 1e-300 or more")
     return value
 
 
@@ -172,7 +202,7 @@ def build_parser(
     parser.add_argument(
         OPTIONS["latency_p95_seconds"],
         action=_Once,
-        type=number_argument,
+        type=_latency,
         default=_DEFAULT.latency_p95_seconds,
         metavar="SECONDS",
         help="p95 duration of successful tasks above which LaiosToolLatencyHigh fires "

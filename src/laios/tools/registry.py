@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
 from laios._exceptions import exception_message, propagates, type_name
-from laios._text import shorten
+from laios._text import SHOWN_NAME_CHARS, shorten
 from laios.core.types import Permission
 from laios.tools.base import (
     BaseTool,
@@ -115,10 +115,6 @@ class ToolLookup(Protocol):
     def get_tool(self, name: str, /) -> BaseTool | None:
         """Return the tool registered under ``name``, or ``None``."""
         ...
-
-
-#: The longest tool name a message shows, in characters (longer ones are cut).
-_SHOWN_NAME_CHARS = 128
 
 
 class ToolRegistry:
@@ -336,7 +332,8 @@ class ToolRegistry:
             **kwargs: The tool's parameters.
 
         Returns:
-            The tool's output, or a failed output with ``error="Tool not found: NAME"`` and
+            The tool's output, or a failed output with ``error="Tool not found: NAME"`` (a
+            name of more than 128 characters cut to 128, the cut marked "…") and
             ``metadata["error_type"] == "tool_not_found"`` for an unknown name (one naming
             the exception when ``get_tool`` raised, and one saying to return an instance when
             it returned a class).
@@ -357,7 +354,7 @@ class ToolRegistry:
         if tool is None:
             return ToolOutput(
                 success=False,
-                error=f"Tool not found: {_text(name)}",
+                error=f"Tool not found: {shorten(_text(name), SHOWN_NAME_CHARS)}",
                 metadata={"error_type": "tool_not_found"},
             )
         if isinstance(tool, type):  # (a subclass's own get_tool: its execute needs an instance)
@@ -435,7 +432,7 @@ def _member(kind: type[_Member], argument: str, value: object) -> _Member:
     if not isinstance(value, str):
         raise TypeError(
             f"{argument} must be a {kind.__name__} or one of its values ({values}), got "
-            f"{shorten(type_name(type(value)), _SHOWN_NAME_CHARS)}"
+            f"{shorten(type_name(type(value)), SHOWN_NAME_CHARS)}"
         )
     text = str.__str__(value)
     try:
@@ -448,12 +445,12 @@ def _quoted(name: Any) -> str:
     """A tool name as a message quotes it: its ``repr``, cut to 128 characters (the cut marked
     "…"), or its type (``<Thing object>``) when its ``repr`` raises; never raises."""
     if isinstance(name, str):  # (a subclass's own repr is not called)
-        return repr(str.__str__(shorten(name, _SHOWN_NAME_CHARS)))
+        return repr(str.__str__(shorten(name, SHOWN_NAME_CHARS)))
     try:
         text = repr(name)
     except Exception:
         return _unprintable(name)
-    return shorten(text, _SHOWN_NAME_CHARS) if isinstance(text, str) else _unprintable(name)
+    return shorten(text, SHOWN_NAME_CHARS) if isinstance(text, str) else _unprintable(name)
 
 
 def _text(name: Any) -> str:
@@ -469,13 +466,13 @@ def _text(name: Any) -> str:
 
 
 def _unprintable(name: Any) -> str:
-    return f"<{shorten(type_name(type(name)), _SHOWN_NAME_CHARS)} object>"
+    return f"<{shorten(type_name(type(name)), SHOWN_NAME_CHARS)} object>"
 
 
 def returned_class_message(name: Any, tool_class: type) -> str:
     """What a run says when a registry's ``get_tool(name)`` returned ``tool_class`` itself
     (a subclass's own ``get_tool``): a class cannot run, an instance of it can."""
-    shown = shorten(tool_class.__qualname__, _SHOWN_NAME_CHARS)
+    shown = shorten(tool_class.__qualname__, SHOWN_NAME_CHARS)
     return (
         f"The tool registry failed: get_tool({_quoted(name)}) returned the class {shown}, "
         f"not a tool: return an instance ({shown}()), as register_tool keeps one"

@@ -356,6 +356,17 @@ def test_unknown_tool_sets_error_type_tool_not_found(executor, exporter):
     assert span.attributes["gen_ai.tool.description"] == ""
 
 
+def test_unknown_tool_of_a_huge_name_is_named_briefly_on_its_span(executor, exporter):
+    """A 100,000-character unregistered tool name: the span's status says what the result
+    says, the name cut to 128 characters; its name and tool name attribute are cut too."""
+    result = executor.execute_task(make_task("x" * 100_000), CONTEXT)
+    span = only(exporter, "execute_tool")
+    assert span.status.description == result.error == "Tool not found: " + "x" * 127 + "…"
+    assert span.attributes["error.type"] == "tool_not_found"
+    assert len(span.name) <= 300
+    assert all(len(str(value)) <= 256 for value in span.attributes.values())
+
+
 def test_tool_returning_failure_sets_error_type_tool_error(executor, exporter):
     """A tool returning ``success=False`` gives ERROR, ``tool_error`` and no exception event."""
     executor.execute_task(make_task("fails"), CONTEXT)

@@ -34,7 +34,7 @@ from opentelemetry import trace
 
 from laios._compat.pydantic import assign, is_instance
 from laios._exceptions import type_name
-from laios._text import shorten
+from laios._text import SHOWN_NAME_CHARS, shorten
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
@@ -260,7 +260,7 @@ class RegistryFailed(Exception):
     def raised(cls, name: str, exc: BaseException) -> RegistryFailed:
         """``get_tool(name)`` raised ``exc``."""
         return cls(
-            f"The tool registry failed: get_tool({shorten(name, 128)!r}) raised "
+            f"The tool registry failed: get_tool({shorten(name, SHOWN_NAME_CHARS)!r}) raised "
             f"{type_name(type(exc))}: {describe_exception(exc)} (a registry's get_tool must "
             "return None for a tool it does not have)"
         )
@@ -470,7 +470,10 @@ class Engine:
         if env.closed:
             refusal = SHUTDOWN
         elif tool is None:
-            refusal = Refusal("tool_not_found", f"Tool not found: {job.tool}")
+            # (a huge name cut, as the registry's execute_tool cuts it: the error is copied
+            # into the result, the task, the span's status and the on_progress event)
+            shown = shorten(job.tool, SHOWN_NAME_CHARS)
+            refusal = Refusal("tool_not_found", f"Tool not found: {shown}")
         inline = claimed = False
         if refusal is None:
             if self.isolated:
