@@ -152,8 +152,10 @@ _MAX_QUOTED = 200
 #: decimal point and exponent, or ``inf``, ``infinity`` or ``nan`` in any case (left to each
 #: option's own check), nothing around it. Python's ``float()`` reads more: any script's
 #: digits (``٣`` is 3), an underscore between digits, white space around.
+#: (The digits before a decimal point are one run: a pattern that could split them between
+#: two runs would try every split of a long run of digits before refusing what follows it.)
 _NUMBER = re.compile(
-    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity|nan)",
+    r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity|nan)",
     re.ASCII | re.IGNORECASE,
 )
 

@@ -1637,6 +1637,25 @@ def test_an_empty_file_option_is_said_to_name_no_file(
     assert f"laios status: {option} is given an empty path, which names no file" in err
 
 
+def test_a_long_run_of_digits_that_is_no_number_is_refused_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--interval 111...1x`` (20,000 digits, then a letter) was refused only after the
+    number pattern had tried every way of splitting the digits between an integer part and a
+    fraction: seconds for this one, minutes for an argument of the largest length Linux takes.
+    It is refused at once now (the margin is generous: it takes milliseconds)."""
+    parser = cli.build_parser()
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["status", "--interval", "1" * 20_000 + "x"])
+    took = time.monotonic() - started
+    assert exit_info.value.code == 2
+    assert "not a number" in capsys.readouterr().err
+    assert took < 3.0, f"refused after {took:.1f}s"
+    for number in ("0.5", "5.", ".5", "1e3", "1E+3", "+2.5e-1"):
+        assert parser.parse_args(["status", "--interval", number]).interval == float(number)
+
+
 def test_demo_takes_a_port_with_leading_zeros() -> None:
     """A port of ASCII digits is read as the number they write, leading zeros and all."""
     parser = cli.build_parser()
