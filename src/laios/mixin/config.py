@@ -821,7 +821,8 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                 if hex_digits is None:
                     return "a \\x without two hex digits or {...} of them", i
                 if int(hex_digits[0].strip("{}"), 16) > sys.maxunicode:
-                    return f"a \\x{hex_digits[0]} past the last code point, \\x{{10FFFF}}", i
+                    shown = _shortened(hex_digits[0])
+                    return f"a \\x{shown} past the last code point, \\x{{10FFFF}}", i
                 i = hex_digits.end()
                 continue
             if escaped in "pP":  # \pL, \p{Greek}
@@ -829,7 +830,7 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                 if named is None or (named[1] is not None and named[1] not in _RE2_CLASS_NAMES):
                     stop = regex.find("}", i + 2) if regex.startswith("{", i + 2) else i + 2
                     shown = regex[i : stop + 1] if stop >= 0 else regex[i:]
-                    return f"a Unicode class RE2 does not have ({shown})", i
+                    return f"a Unicode class RE2 does not have ({_shortened(shown)})", i
                 i = named.end()
                 continue
             i += 2
@@ -839,7 +840,8 @@ def _python_only_syntax(regex: str) -> tuple[str, int] | None:
                 stop = regex.find(":]", i + 2)
                 if stop >= 0:
                     if not _RE2_POSIX_CLASS.fullmatch(regex, i, stop + 2):
-                        return f"a POSIX class RE2 does not have ({regex[i : stop + 2]})", i
+                        shown = _shortened(regex[i : stop + 2])
+                        return f"a POSIX class RE2 does not have ({shown})", i
                     i = stop + 2
                     continue
             if char == "]":
@@ -949,7 +951,8 @@ def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> N
                 "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
                 "or digit"
             )
-    keys = [key for key, _ in pairs]
-    twice = next((key for key in keys if keys.count(key) > 1), None)
-    if twice is not None:
-        raise ValueError(f"{name}: the label key {quoted(twice)} is given twice")
+    seen: set[str] = set()
+    for key, _ in pairs:  # (one pass: a config may carry any number of labels)
+        if key in seen:
+            raise ValueError(f"{name}: the label key {quoted(key)} is given twice")
+        seen.add(key)
