@@ -503,6 +503,27 @@ def test_an_instrument_of_another_shape_leads_to_no_meter_provider(
     assert otel.meter_provider_shut_down(None) is False
 
 
+class _Raising:
+    """An instrument or provider of one's own whose attribute reads raise (a forwarding
+    wrapper over something gone, say)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name} here")
+
+
+def test_objects_whose_attribute_reads_raise_lead_to_no_meter_provider() -> None:
+    """An instrument (or a wrapper's attribute) whose attribute read raised something other
+    than ``AttributeError`` let that error out of ``instrument_metrics``, under its lock and
+    after the instruments were made, leaving the store with no handle. It reads as running
+    now, as any object of another shape does."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider(shutdown_on_exit=False)
+    histogram = provider.get_meter("m").create_histogram("h")
+    assert otel.sdk_meter_provider_under(SimpleNamespace(inner=provider), _Raising()) is None
+    assert otel.sdk_meter_provider_under(SimpleNamespace(inner=_Raising()), histogram) is None
+
+
 def test_a_meter_provider_of_another_shape_reads_as_not_shut_down(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -127,8 +127,11 @@ def _sdk_meter_provider_class() -> type | None:
 
 def _consumer(sdk_object: object) -> object:
     """The measurement consumer an SDK provider, meter or instrument records into (``None``
-    where it keeps none there)."""
-    return getattr(sdk_object, "_measurement_consumer", None)  # the guarded read
+    where it keeps none there, or reading it raises: an object of one's own)."""
+    try:
+        return getattr(sdk_object, "_measurement_consumer", None)  # the guarded read
+    except Exception:
+        return None
 
 
 def sdk_meter_provider_under(provider: object, instrument: object) -> object | None:
