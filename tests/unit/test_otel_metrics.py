@@ -829,7 +829,12 @@ def test_providers_of_one_meter_leave_nothing_behind(how: str) -> None:
         gone += [weakref.ref(provider), weakref.ref(reader)]
         del reader, provider, wrapper, given
     gc.collect()
-    assert [ref() for ref in gone] == [None] * 4
+    # (Older SDKs, 1.25 among them, keep every reader in a set of the MeterProvider class
+    # even after its provider is shut down: such a reader is theirs to let go, not laios's.)
+    kept_by_the_sdk = getattr(MeterProvider, "_all_metric_readers", set())
+    providers, readers = [ref() for ref in gone[::2]], [ref() for ref in gone[1::2]]
+    assert providers == [None, None]
+    assert [r for r in readers if r is not None and r not in kept_by_the_sdk] == []
 
 
 @pytest.mark.parametrize("how", WRAPPINGS)
