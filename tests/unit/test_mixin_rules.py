@@ -1184,7 +1184,7 @@ _SELECTORS = st.lists(_SELECTOR_PIECES, max_size=12).map("".join) | st.builds(
 )
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(_SELECTORS)
 def test_any_selector_is_refused_briefly_or_gives_files_that_read_back(selector: str) -> None:
     """A selector is refused with a ValueError whose message is one short printable line, or
