@@ -1038,14 +1038,7 @@ def _result_message(
                 memory_limit_mb,
                 f" while the {returned} was pickled to be sent back from its worker process",
             )
-            substitute = RawOutcome(
-                None,
-                error,
-                outcome.cpu_seconds,
-                outcome.memory_peak_mb,
-                outcome.worker,
-                error_type="memory_limit",
-            )
+            substitute = _failed_instead(outcome, error, "memory_limit")
             retire = True
         else:
             hidden = secrets() if secrets is not None else ()
@@ -1054,6 +1047,19 @@ def _result_message(
             )
         del exc  # (what the failed pickling held goes before the next one)
         return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL), retire
+
+
+def _failed_instead(outcome: RawOutcome, error: BaseException, error_type: str) -> RawOutcome:
+    """The outcome of ``error`` (``error_type``) in place of ``outcome``, whose measurements
+    (CPU seconds, peak memory, where it ran) it keeps."""
+    return RawOutcome(
+        None,
+        error,
+        outcome.cpu_seconds,
+        outcome.memory_peak_mb,
+        outcome.worker,
+        error_type=error_type,
+    )
 
 
 def not_picklable_outcome(
@@ -1082,14 +1088,7 @@ def not_picklable_outcome(
         f"(plain values, dataclasses, models) from tools run {run}"
     )
     del exc, value  # (what the failed pickling held goes before the next one)
-    substitute = RawOutcome(
-        None,
-        error,
-        outcome.cpu_seconds,
-        outcome.memory_peak_mb,
-        outcome.worker,
-        error_type="not_picklable",
-    )
+    substitute = _failed_instead(outcome, error, "not_picklable")
     if outcome.traceback is not None:
         # (what the tool raised, and where, stays on its span: only its object is lost)
         substitute.traceback = stacktrace_then(outcome.traceback, error)
