@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from odd_values import EqRaises, OddText, Unusable
 
 from laios.core.types import Task
 from laios.execution.executor import Executor, TaskMonitor
@@ -216,41 +217,11 @@ def test_an_unknown_progress_status_is_quoted_short_with_the_statuses_to_pass() 
     assert "'in_progress'" in message
 
 
-class _Unusable:
-    """A value whose every method a lookup or a message could call raises."""
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("no ==")
-
-    def __hash__(self) -> int:
-        raise RuntimeError("no hash")
-
-    def __str__(self) -> str:
-        raise RuntimeError("no str")
-
-    __repr__ = __str__
-
-
 class _NotText:
     """A value whose ``__str__`` returns no string."""
 
     def __str__(self) -> Any:
         return 5
-
-    __repr__ = __str__
-
-
-class _OddText(str):
-    """A string of the caller's own whose hash, ``==``, ``str()`` and ``repr()`` raise."""
-
-    def __hash__(self) -> int:
-        raise RuntimeError("no hash")
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("no ==")
-
-    def __str__(self) -> str:
-        raise RuntimeError("no str")
 
     __repr__ = __str__
 
@@ -277,7 +248,7 @@ def _task_id_calls() -> list[tuple[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("task_id", [_Unusable(), _NotText()], ids=["raises", "not-text"])
+@pytest.mark.parametrize("task_id", [Unusable(), _NotText()], ids=["raises", "not-text"])
 @pytest.mark.parametrize("index", range(len(_task_id_calls())))
 def test_a_task_id_that_cannot_be_made_text_is_named_in_a_type_error(
     index: int, task_id: Any
@@ -292,7 +263,7 @@ def test_a_task_id_that_cannot_be_made_text_is_named_in_a_type_error(
     assert "no str" not in str(raised.value), name
 
 
-@pytest.mark.parametrize("value", [_Unusable(), _NotText()], ids=["raises", "not-text"])
+@pytest.mark.parametrize("value", [Unusable(), _NotText()], ids=["raises", "not-text"])
 @pytest.mark.parametrize("argument", ["message", "metric_name", "unit", "summary metric_name"])
 def test_a_text_argument_that_cannot_be_made_text_is_named_in_a_type_error(
     argument: str, value: Any
@@ -316,7 +287,7 @@ def test_a_text_argument_that_cannot_be_made_text_is_named_in_a_type_error(
 
 
 @pytest.mark.parametrize(
-    "status", [_Unusable(), None, 5, ["x"] * 100_000], ids=["unusable", "None", "int", "list"]
+    "status", [Unusable(), None, 5, ["x"] * 100_000], ids=["unusable", "None", "int", "list"]
 )
 def test_a_progress_status_that_is_no_string_is_named_in_a_type_error(status: Any) -> None:
     """A status that is neither a ``ProgressStatus`` nor a string was looked up by its hash
@@ -337,10 +308,10 @@ def test_a_progress_status_of_a_string_class_of_ones_own_is_read_as_its_text() -
     """A ``str`` subclass whose hash and ``==`` raise is taken by its text: a known value is
     recorded, an unknown one refused quoting its text (its own ``repr`` is not called)."""
     tracker = ProgressTracker()
-    update = tracker.update_progress("t", _OddText("in_progress"))  # type: ignore[arg-type]
+    update = tracker.update_progress("t", OddText("in_progress"))  # type: ignore[arg-type]
     assert update.status is ProgressStatus.IN_PROGRESS
     with pytest.raises(ValueError, match=r"status must be one of .*got 'sleeping'"):
-        tracker.update_progress("t", _OddText("sleeping"))  # type: ignore[arg-type]
+        tracker.update_progress("t", OddText("sleeping"))  # type: ignore[arg-type]
 
 
 class _UnhashableListener:
@@ -366,7 +337,7 @@ def test_a_listener_whose_hash_raises_is_added_and_removed() -> None:
     is, and found again by identity."""
     tracker = ProgressTracker()
     listener, other = _UnhashableListener(), _UnhashableListener()
-    tracker.remove_listener(_Unusable())  # never added: nothing to do
+    tracker.remove_listener(Unusable())  # never added: nothing to do
     tracker.add_listener(listener)
     tracker.add_listener(other)
     tracker.add_listener(listener)  # added twice, called once
@@ -375,13 +346,13 @@ def test_a_listener_whose_hash_raises_is_added_and_removed() -> None:
     tracker.remove_listener(listener)
     tracker.update_progress("t", "in_progress")
     assert (len(listener.updates), len(other.updates)) == (1, 2)
-    ExecutionMonitor(MetricStore()).remove_progress_listener(_Unusable())
+    ExecutionMonitor(MetricStore()).remove_progress_listener(Unusable())
 
 
 def test_metrics_of_a_task_id_of_a_string_class_of_ones_own_keep_its_text() -> None:
     """``ExecutionMetrics(task_id)`` kept a ``str`` subclass as it was: one whose ``repr``
     raises made ``repr(metrics)`` raise. The id is kept as its text."""
-    metrics = ExecutionMetrics(_OddText("task-1"))
+    metrics = ExecutionMetrics(OddText("task-1"))
     assert type(metrics.task_id) is str
     assert metrics.task_id == "task-1"
     assert "task-1" in repr(metrics)
@@ -395,7 +366,7 @@ def test_an_ignored_checkpoint_of_an_unprintable_id_logs_cleanly(
     """``TaskMonitor.checkpoint`` for a task that is not running logs at debug level; an id
     whose ``repr`` raises made the log handler print "--- Logging error ---" and a traceback
     to stderr instead of the line."""
-    task_id = _Unusable() if kind == "unusable" else _OddText("t")
+    task_id = Unusable() if kind == "unusable" else OddText("t")
     with caplog.at_level(logging.DEBUG, logger="laios.execution.monitor"):
         TaskMonitor().checkpoint(task_id, "x")
     assert "Logging error" not in capsys.readouterr().err
@@ -410,22 +381,13 @@ def test_execution_stats_count_an_item_whose_status_cannot_be_compared_by_its_st
     not called, as any other one that is no ``TaskStatus`` did; a ``str`` subclass counts by its
     text."""
     items = [
-        SimpleNamespace(status=_Unusable()),
-        SimpleNamespace(status=_OddText("completed")),
+        SimpleNamespace(status=Unusable()),
+        SimpleNamespace(status=OddText("completed")),
         SimpleNamespace(status="failed"),
     ]
     stats = ExecutionMonitor().get_execution_stats(items)  # type: ignore[arg-type]
     assert (stats.total_tasks, stats.completed_tasks, stats.failed_tasks) == (3, 1, 1)
     assert stats.running_tasks == stats.cancelled_tasks == 0
-
-
-class _EqRaises(str):
-    """A string of the caller's own whose ``==`` raises (its hash is str's)."""
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("no ==")
-
-    __hash__ = str.__hash__
 
 
 def test_task_monitor_looks_an_id_of_a_string_class_of_ones_own_up_by_its_text() -> None:
@@ -435,7 +397,7 @@ def test_task_monitor_looks_an_id_of_a_string_class_of_ones_own_up_by_its_text()
     monitor = TaskMonitor()
     task = Task(plan_id="p", description="d", tool_name="echo")
     monitor.start_monitoring(task)
-    same = _EqRaises(task.id)
+    same = EqRaises(task.id)
     assert monitor.is_running(same)
     assert monitor.get_task_status(same) == task.status
     metrics = monitor.get_metrics(same)

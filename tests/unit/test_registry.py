@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from odd_values import EqRaises, OddText
 
 from laios.core.types import Permission
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolCategory, ToolOutput, create_simple_tool
@@ -556,37 +557,13 @@ def test_register_tools_given_one_tool_class_says_to_pass_a_list() -> None:
         ToolRegistry().register_tools(One)  # type: ignore[arg-type]
 
 
-class _EqRaises(str):
-    """A name of a string class of the caller's own whose ``==`` raises."""
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("no ==")
-
-    __hash__ = str.__hash__
-
-
-class _OddText(str):
-    """A string of the caller's own whose hash, ``==``, ``str()`` and ``repr()`` raise."""
-
-    def __hash__(self) -> int:
-        raise RuntimeError("no hash")
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("no ==")
-
-    def __str__(self) -> str:
-        raise RuntimeError("no str")
-
-    __repr__ = __str__
-
-
 @pytest.mark.parametrize("kind", ["hash", "eq"])
 def test_unregister_tool_of_a_name_whose_hash_or_eq_raises_is_false(kind: str) -> None:
     """``unregister_tool`` let the ``RuntimeError`` of a name's own hash (or ``==``, for a
     string equal to a registered name) out, where ``get_tool`` and ``has_tool`` answer as for
     an unknown name. It now answers ``False`` too, and removes nothing."""
     registry = make_registry(EchoTool)
-    name = _HashRaises() if kind == "hash" else _EqRaises("echo")
+    name = _HashRaises() if kind == "hash" else EqRaises("echo")
     assert registry.unregister_tool(name) is False  # type: ignore[arg-type]
     assert registry.has_tool("echo")
 
@@ -624,8 +601,8 @@ def test_list_tools_reads_a_filter_of_a_string_class_of_ones_own_as_its_text() -
     """A ``str`` subclass whose hash and ``==`` raise filters by its text."""
     registry = make_registry(ShellTool, EchoTool, ReadTool)
     tools = registry.list_tools(
-        category=_OddText("filesystem"),  # type: ignore[arg-type]
-        permission=_OddText("filesystem.read"),  # type: ignore[arg-type]
+        category=OddText("filesystem"),  # type: ignore[arg-type]
+        permission=OddText("filesystem.read"),  # type: ignore[arg-type]
     )
     assert [t.name for t in tools] == ["read"]
 
@@ -644,7 +621,7 @@ class _ReprlessText(str):
         raise RuntimeError("no repr")
 
 
-@pytest.mark.parametrize("kind", [_HashlessText, _ReprlessText, _EqRaises])
+@pytest.mark.parametrize("kind", [_HashlessText, _ReprlessText, EqRaises])
 @pytest.mark.parametrize("given", ["class", "instance", "simple"])
 def test_a_tool_named_by_a_string_class_of_ones_own_is_registered_under_its_text(
     kind: type[str], given: str

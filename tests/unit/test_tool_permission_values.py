@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from odd_values import OddText, Unusable
 
 from laios.tools.base import BaseTool, create_simple_tool
 
@@ -55,35 +56,12 @@ def test_a_category_that_is_not_one_names_the_tool_and_the_categories(category: 
         create_simple_tool("categorised", "Declares.", lambda: 1, category=category)
 
 
-class _Unusable:
-    """A value whose hash, ``==`` and ``repr`` raise."""
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("no ==")
-
-    def __hash__(self) -> int:
-        raise RuntimeError("no hash")
-
-    def __repr__(self) -> str:
-        raise RuntimeError("no repr")
-
-
-class _OddText(str):
-    """A string of the caller's own whose hash and ``repr`` raise."""
-
-    def __hash__(self) -> int:
-        raise RuntimeError("no hash")
-
-    def __repr__(self) -> str:
-        raise RuntimeError("no repr")
-
-
 @pytest.mark.parametrize("kind", ["unusable item", "bare odd string"])
 def test_permissions_whose_own_methods_raise_are_refused_naming_the_tool(kind: str) -> None:
     """A permission whose hash raised, or a single permission given bare whose ``repr``
     raised, let that ``RuntimeError`` out of the tool's constructor and ``create_simple_tool``.
     They are refused with the ``ValueError`` naming the tool and listing the permissions."""
-    permissions: Any = [_Unusable()] if kind == "unusable item" else _OddText("shell.execute")
+    permissions: Any = [Unusable()] if kind == "unusable item" else OddText("shell.execute")
     with pytest.raises(ValueError, match=r"Tool 'declares'.*permission") as raised:
         _tool_class("declares", required_permissions=permissions)()
     assert "no " not in str(raised.value)
@@ -93,7 +71,7 @@ def test_permissions_whose_own_methods_raise_are_refused_naming_the_tool(kind: s
 
 def test_a_permission_of_a_string_class_of_ones_own_is_read_as_its_text() -> None:
     """A permission of a ``str`` subclass whose hash raises is taken by its text."""
-    tool = _tool_class("declares", required_permissions=[_OddText("shell.execute")])()
+    tool = _tool_class("declares", required_permissions=[OddText("shell.execute")])()
     assert tool.get_schema()["permissions"] == ["shell.execute"]
-    simple = create_simple_tool("d", "D.", lambda: 1, permissions=[_OddText("shell.execute")])
+    simple = create_simple_tool("d", "D.", lambda: 1, permissions=[OddText("shell.execute")])
     assert simple.get_schema()["permissions"] == ["shell.execute"]
