@@ -111,9 +111,8 @@ def meter_provider_shut_down(provider: object) -> bool:
     """Whether ``provider`` is an SDK meter provider that was shut down: the SDK keeps it in the
     provider's private ``_shutdown`` (``False`` for any other provider, or where the flag is
     gone). The SDK is not imported for this: a provider of its own means it is loaded."""
-    sdk = sys.modules.get("opentelemetry.sdk.metrics")
-    provider_class = getattr(sdk, "MeterProvider", None)
-    if not isinstance(provider_class, type) or not isinstance(provider, provider_class):
+    provider_class = _sdk_meter_provider_class()
+    if provider_class is None or not isinstance(provider, provider_class):
         return False
     return getattr(provider, "_shutdown", False) is True
 
@@ -151,19 +150,19 @@ def sdk_meter_provider_under(provider: object, instrument: object) -> object | N
     if consumer is None:
         return None
 
-    def owns(candidate: object) -> bool:
-        # (type(), not isinstance: the latter may ask a proxy's __class__, which may run code)
-        return issubclass(type(candidate), provider_class) and _consumer(candidate) is consumer
-
-    attributes: list[object]
     try:
         attributes = list(vars(provider).values())
     except Exception:  # (no __dict__, or one of its own that raises)
-        attributes = []
-    for value in attributes:
-        if owns(value):
-            return value
-    return None
+        return None
+    # (type(), not isinstance: the latter may ask a proxy's __class__, which may run code)
+    return next(
+        (
+            value
+            for value in attributes
+            if issubclass(type(value), provider_class) and _consumer(value) is consumer
+        ),
+        None,
+    )
 
 
 def _real(provider: object) -> MeterProvider | None:

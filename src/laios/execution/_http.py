@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 from prometheus_client import CollectorRegistry
 
 from laios.execution._auth import MAX_PENDING_CHECKS, Authenticator
-from laios.execution._checks import number_repr
+from laios.execution._checks import as_text, number_repr
 from laios.execution._live_page import live_page_answer
 from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
@@ -122,7 +122,7 @@ def check_status_mode(status: Any) -> StatusMode:
         raise TypeError(
             f"status must be one of {', '.join(STATUS_MODES)}, not {number_repr(status)}"
         )
-    text = str.__str__(status)  # (compared as its text: a str subclass's own == may raise)
+    text = as_text(status)  # (compared as its text: a str subclass's own == may raise)
     if text not in STATUS_MODES:
         raise ValueError(
             f"status must be one of {', '.join(STATUS_MODES)}, got {number_repr(status)}"

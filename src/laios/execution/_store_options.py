@@ -13,7 +13,7 @@ from itertools import islice, pairwise
 from numbers import Real
 
 from laios.execution._aggregates import LabelSet
-from laios.execution._checks import as_float, number_repr, reading
+from laios.execution._checks import as_float, as_text, number_repr, reading
 
 __all__ = [
     "MAX_BUCKETS",
@@ -140,7 +140,7 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
         if not isinstance(name, str):
             raise TypeError(f"a label name must be a string, got {number_repr(name)}")
         # (a str subclass as its text: its own hash, ==, repr or encode may raise or differ)
-        name = name if type(name) is str else str.__str__(name)
+        name = as_text(name)
         if not _LABEL_NAME.fullmatch(name):
             raise ValueError(
                 f"label name {number_repr(name)} is not valid: letters, digits and '_' only, "
@@ -157,7 +157,7 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             raise TypeError(
                 f"the value of label {name!r} must be a string, got {number_repr(value)}"
             )
-        value = value if type(value) is str else str.__str__(value)
+        value = as_text(value)
         if not value:
             raise ValueError(
                 f"the value of label {name!r} is empty; Prometheus reads an empty label as no "

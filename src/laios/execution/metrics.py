@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from laios.execution._aggregates import seconds_between
-from laios.execution._checks import as_float, is_real, number_repr
+from laios.execution._checks import as_float, as_text, is_real, number_repr
 from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
 
@@ -142,7 +142,7 @@ class ExecutionMetrics:
             if not isinstance(task_id, str):
                 raise TypeError(f"task_id must be a string, got {type(task_id).__name__}")
             # (a str subclass as its text: its own hash, == or repr may raise)
-            _record = TaskRecord(task_id if type(task_id) is str else str.__str__(task_id))
+            _record = TaskRecord(as_text(task_id))
         self._record = _record
         self._store = _store
 

@@ -738,7 +738,7 @@ def _instruments_for(provider: MeterProvider) -> _Instruments:
         _by_provider.set(provider, owner)
         if meter is not None:
             _by_meter.set(meter, owner)
-        owner.create(provider)
+        owner.create(provider, meter)
     return owner
 
 

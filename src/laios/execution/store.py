@@ -46,6 +46,7 @@ from laios.execution._aggregates import (
 )
 from laios.execution._callables import refuse_unawaited
 from laios.execution._checks import (
+    as_text,
     check_listener,
     not_a_class,
     positive_int,
@@ -298,12 +299,6 @@ def _listener_key(listeners: Mapping[object, object], listener: object) -> objec
                 return key
         return _Unhashable()
     return listener
-
-
-def _plain(task_id: str) -> str:
-    """``task_id`` as a plain ``str``: a ``str`` subclass of the caller's own as its text, so
-    that looking it up compares no record's key with its own ``==``, which may raise."""
-    return task_id if type(task_id) is str else str.__str__(task_id)
 
 
 def _same_listener(known: object, listener: object) -> bool:
@@ -1743,7 +1738,7 @@ class MetricStore:
         one)."""
         if not isinstance(task_id, str):
             return None
-        task_id = record_id(task_id if type(task_id) is str else _plain(task_id))
+        task_id = record_id(as_text(task_id))
         with self._lock:
             return _shown_run(scope, task_id)
 
@@ -1760,7 +1755,7 @@ class MetricStore:
         """Queued and running records of ``task_id`` in ``scope``, oldest first."""
         if not isinstance(task_id, str):
             return []
-        task_id = record_id(task_id if type(task_id) is str else _plain(task_id))
+        task_id = record_id(as_text(task_id))
         with self._lock:
             shown = scope.active_by_id.get(task_id)
             if shown is None:
@@ -1773,7 +1768,7 @@ class MetricStore:
             if task_id is None:
                 scope.finished.clear()
             elif isinstance(task_id, str):
-                scope.finished.pop(record_id(_plain(task_id)), None)
+                scope.finished.pop(record_id(as_text(task_id)), None)
 
     def snapshot(self) -> StoreSnapshot:
         """A consistent copy of every aggregate and the running tasks, for ``/status``.

@@ -35,8 +35,8 @@ class TaskMonitor:
     store. ``TaskMonitor()`` on its own works on a private store, for tests or custom
     orchestration. Every method is thread-safe (the store's lock guards every record). A
     method that takes a ``task_id`` raises ``TypeError`` when given a ``Task``: pass
-    ``task.id``. An id whose hash raises (a ``str`` subclass of the caller's own) is never
-    found; another ``str`` subclass is looked up by its text.
+    ``task.id``. An id of a ``str`` subclass of the caller's own is looked up by its text
+    (its own hash and ``==`` are never called).
 
     Args:
         store: The store to keep records in; a new private ``MetricStore`` when ``None``.

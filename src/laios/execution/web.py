@@ -171,7 +171,7 @@ def _shown(path: str) -> str:
     override, a byte the file system's encoding could not decode), which a message shown
     there must not carry raw."""
     if not path.isprintable():
-        return shorten(repr(path), MAX_QUOTED_CHARS)
+        return number_repr(path)
     return shorten(path, MAX_QUOTED_CHARS)
 
 

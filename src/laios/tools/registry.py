@@ -33,7 +33,7 @@ from laios.tools.base import (
     shown_value,
 )
 
-__all__ = ["ToolLookup", "ToolRegistry"]
+__all__ = ["ToolLookup", "ToolRegistry", "tool_not_found_message"]
 
 logger = logging.getLogger("laios.tools.registry")
 
@@ -354,7 +354,7 @@ class ToolRegistry:
         if tool is None:
             return ToolOutput(
                 success=False,
-                error=f"Tool not found: {shorten(_text(name), SHOWN_NAME_CHARS)}",
+                error=tool_not_found_message(name),
                 metadata={"error_type": "tool_not_found"},
             )
         if isinstance(tool, type):  # (a subclass's own get_tool: its execute needs an instance)
@@ -451,6 +451,13 @@ def _quoted(name: Any) -> str:
     except Exception:
         return _unprintable(name)
     return shorten(text, SHOWN_NAME_CHARS) if isinstance(text, str) else _unprintable(name)
+
+
+def tool_not_found_message(name: object) -> str:
+    """``Tool not found: NAME``, the error of a name no tool has: a name longer than
+    :data:`~laios._text.SHOWN_NAME_CHARS` characters cut short (the error is copied into
+    results, spans and progress events). Never raises."""
+    return f"Tool not found: {shorten(_text(name), SHOWN_NAME_CHARS)}"
 
 
 def _text(name: Any) -> str:

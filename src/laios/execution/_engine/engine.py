@@ -87,7 +87,7 @@ from laios.execution.tracing import (
     trace_state_header,
 )
 from laios.tools.base import TOOL_TYPES
-from laios.tools.registry import returned_class_message
+from laios.tools.registry import returned_class_message, tool_not_found_message
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -470,10 +470,7 @@ class Engine:
         if env.closed:
             refusal = SHUTDOWN
         elif tool is None:
-            # (a huge name cut, as the registry's execute_tool cuts it: the error is copied
-            # into the result, the task, the span's status and the on_progress event)
-            shown = shorten(job.tool, SHOWN_NAME_CHARS)
-            refusal = Refusal("tool_not_found", f"Tool not found: {shown}")
+            refusal = Refusal("tool_not_found", tool_not_found_message(job.tool))
         inline = claimed = False
         if refusal is None:
             if self.isolated:

@@ -46,6 +46,7 @@ from laios._compat.dask import (
 )
 from laios._text import shorten
 from laios.execution._checks import (
+    MAX_QUOTED_CHARS,
     MOST_PROCESSES,
     as_float,
     conversion_hint,
@@ -210,19 +211,15 @@ def _other_protocol(exc: BaseException) -> _NotAScheduler:
     )
 
 
-#: The most characters of Dask's own error text a refusal of the runner's address quotes:
-#: Dask's errors quote the address whole, which may be of any length.
-_DASK_SAID_CHARS = 200
-
-
 def _dask_said(exc: BaseException) -> tuple[str, BaseException | None]:
-    """What Dask's error ``exc`` says, cut to :data:`_DASK_SAID_CHARS` characters for an
-    error of the runner to quote, and the cause to chain that error from: ``exc`` itself,
+    """What Dask's error ``exc`` says, cut to ``MAX_QUOTED_CHARS`` characters (Dask's errors
+    quote the address whole, which may be of any length) for an error of the runner to quote,
+    and the cause to chain that error from: ``exc`` itself,
     unless its text was cut (a traceback would show it whole, after the error that cut it)."""
     said = str(exc)
-    if len(said) <= _DASK_SAID_CHARS:
+    if len(said) <= MAX_QUOTED_CHARS:
         return said, exc
-    return shorten(said, _DASK_SAID_CHARS), None
+    return shorten(said, MAX_QUOTED_CHARS), None
 
 
 def _await_handshake(address: str, timeout: float) -> None:
@@ -1575,7 +1572,7 @@ class DaskRunner:
         # (Read before the release: the client cancelled the task, as a restart of the cluster
         # does, before this report of what followed on the worker came.)
         cancelled = getattr(future, "status", None) == "cancelled"
-        reason = cancel_reason(future) if cancelled else None
+        reason = cancel_reason(future)  # (None unless cancelled)
         if future is not None:
             _release(future)
         events = handle.events
