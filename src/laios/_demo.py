@@ -34,7 +34,6 @@ from urllib.parse import urlsplit, urlunsplit
 from laios._interrupts import sigint_held
 from laios._output import (
     printable_text,
-    quoted_briefly,
     shell_quote,
     shown_url,
     without_credentials,
@@ -51,6 +50,7 @@ from laios._terminal import (
     text_width,
     why_not_a_terminal,
 )
+from laios._text import quoted
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
 from laios.execution.monitor import get_performance_monitor
@@ -347,7 +347,7 @@ def _check_otlp_environment() -> None:
     )
     problem = otlp_url_problem(value, base=not traces)
     if problem:
-        raise ValueError(f"{variable}={quoted_briefly(shown_url(value))} {problem}; or unset it")
+        raise ValueError(f"{variable}={quoted(shown_url(value))} {problem}; or unset it")
 
 
 def _is_wildcard(host: str) -> bool:

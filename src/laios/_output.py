@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 from urllib.parse import unquote_plus, urlsplit
 
-from laios._text import shorten
+from laios._text import MAX_QUOTED_CHARS, quoted, shorten
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -31,7 +31,6 @@ __all__ = [
     "number_argument",
     "output_failure_status",
     "parse_command_line",
-    "quoted_briefly",
     "shell_quote",
     "shown_url",
     "without_credentials",
@@ -144,10 +143,6 @@ def parse_command_line(
         return status
 
 
-#: The longest quoted value a usage error shows: a value read from a whole file, or a
-#: million characters given, is shown cut short.
-_MAX_QUOTED = 200
-
 #: A number as an option of the commands takes one: ASCII digits with an optional sign,
 #: decimal point and exponent, or ``inf``, ``infinity`` or ``nan`` in any case (left to each
 #: option's own check), nothing around it. Python's ``float()`` reads more: any script's
@@ -167,33 +162,27 @@ _NUMBER = re.compile(
 _QUOTED_VALUE = re.compile(r"""(?<![^\s(])(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?![^\s),])""")
 #: A word (a value argparse shows unquoted: an argument it does not recognise) longer than
 #: a quoted value is shown.
-_LONG_WORD = re.compile(rf"\S{{{_MAX_QUOTED + 1},}}")
+_LONG_WORD = re.compile(rf"\S{{{MAX_QUOTED_CHARS + 1},}}")
 #: The longest usage error message shown (many arguments it does not recognise, say).
 _MAX_MESSAGE = 1000
 
 
 def briefly_refused(message: str) -> str:
     """argparse's usage error ``message`` with each value it shows described briefly, as
-    :func:`quoted_briefly` describes one: a quoted value, or a word, cut to 200 characters,
+    :func:`quoted` describes one: a quoted value, or a word, cut to 200 characters,
     and a character a terminal would not show as text (argparse shows an argument it does
     not recognise as given) as ``?``; the whole at most 1,000 characters."""
-    message = _QUOTED_VALUE.sub(lambda quoted: shorten(quoted[0], _MAX_QUOTED), message)
-    message = _LONG_WORD.sub(lambda word: shorten(word[0], _MAX_QUOTED), message)
+    message = _QUOTED_VALUE.sub(lambda found: shorten(found[0], MAX_QUOTED_CHARS), message)
+    message = _LONG_WORD.sub(lambda word: shorten(word[0], MAX_QUOTED_CHARS), message)
     return shorten(printable_text(message), _MAX_MESSAGE)
-
-
-def quoted_briefly(text: str) -> str:
-    """``repr(text)`` for a usage error: printable (a control character, a line break or a
-    right-to-left override as its escape) and at most 200 characters."""
-    return shorten(repr(text), _MAX_QUOTED)
 
 
 def number_argument(text: str) -> float:
     """An option's number (see :data:`_NUMBER`), as an ``argparse`` ``type``: a ``float``, or
-    ``argparse.ArgumentTypeError`` showing ``text`` by :func:`quoted_briefly`."""
+    ``argparse.ArgumentTypeError`` showing ``text`` by :func:`quoted`."""
     if not _NUMBER.fullmatch(text):
         raise argparse.ArgumentTypeError(
-            f"not a number: {quoted_briefly(text)} (digits 0-9, with an optional sign, "
+            f"not a number: {quoted(text)} (digits 0-9, with an optional sign, "
             "decimal point and exponent: 2.5, 1e3)"
         )
     return float(text)

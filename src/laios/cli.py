@@ -49,12 +49,12 @@ from laios._output import (
     output_failure_status,
     parse_command_line,
     printable_text,
-    quoted_briefly,
     shown_url,
     without_credentials,
 )
 from laios._stops import stop_signals_as_ctrl_c
 from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines, terminal_size
+from laios._text import quoted
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -903,8 +903,7 @@ def _request_url(target: str) -> str:
             ascii_host = _ascii_host(host)
         except UnicodeError as exc:
             raise _BadURL(
-                f"{quoted_briefly(target)} is not a usable URL (its host {quoted_briefly(host)}: "
-                f"{_one_line(exc)})"
+                f"{quoted(target)} is not a usable URL (its host {quoted(host)}: {_one_line(exc)})"
             ) from None
         netloc = ascii_host if parts.port is None else f"{ascii_host}:{parts.port}"
     try:
@@ -912,7 +911,7 @@ def _request_url(target: str) -> str:
         query = quote(parts.query, safe=_KEPT_IN_A_PATH)
     except UnicodeError as exc:
         raise _BadURL(
-            f"{quoted_briefly(target)} is not a usable URL (its path: {_one_line(exc)})"
+            f"{quoted(target)} is not a usable URL (its path: {_one_line(exc)})"
         ) from None
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
@@ -1095,7 +1094,7 @@ def fetch_status(
     context = _client_tls_context(cacert, cert, key)
     shown = credentials_past_host(url)
     if shown is not None:  # (no part of a user or password is shown, nor taken for a host)
-        raise _BadURL(f"{quoted_briefly(shown)} {CREDENTIALS_PAST_HOST}")
+        raise _BadURL(f"{quoted(shown)} {CREDENTIALS_PAST_HOST}")
     try:
         parts = urlsplit(status_url(url))
         _ = parts.port  # (reading the port parses it)
@@ -1103,7 +1102,7 @@ def fetch_status(
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
         shown = without_credentials(url)
         raise _BadURL(
-            f"{quoted_briefly(shown)} is not a usable URL ({_one_line(exc)}{_brackets_hint(url)})"
+            f"{quoted(shown)} is not a usable URL ({_one_line(exc)}{_brackets_hint(url)})"
         ) from None
     # Credentials in the URL are sent as basic authentication, and never shown.
     target = without_credentials(status_url(url))
@@ -1125,8 +1124,8 @@ def fetch_status(
             _in_zone(f"{address}%{zone}")
         except (OSError, ValueError):
             raise _BadURL(
-                f"{quoted_briefly(target)} is not a usable URL (its zone id "
-                f"{quoted_briefly(zone)} names no network interface of this machine)"
+                f"{quoted(target)} is not a usable URL (its zone id "
+                f"{quoted(zone)} names no network interface of this machine)"
             ) from None
     asked = _request_url(target)
     deadline = _Deadline(timeout)
@@ -1150,7 +1149,7 @@ def fetch_status(
             ).encode()
         except UnicodeError:  # (a byte of the argument, or a %XX, that is not UTF-8)
             raise _BadURL(
-                f"{quoted_briefly(target)} is not a usable URL (its user or password holds a "
+                f"{quoted(target)} is not a usable URL (its user or password holds a "
                 "byte that is not UTF-8: write them in UTF-8, percent-encoded)"
             ) from None
         authorization = "Basic " + base64.b64encode(pair).decode()
@@ -1993,7 +1992,7 @@ def _positive_float(text: str) -> float:
     value = number_argument(text)
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(
-            f"must be a finite positive number of seconds, got {quoted_briefly(text)}"
+            f"must be a finite positive number of seconds, got {quoted(text)}"
         )
     return value
 
@@ -2008,7 +2007,7 @@ def _port(text: str) -> int:
     port = int(digits) if _PORT.fullmatch(text) and len(digits) <= 5 else -1
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(
-            f"must be a port number from 0 to 65535, got {quoted_briefly(text)}"
+            f"must be a port number from 0 to 65535, got {quoted(text)}"
         )
     return port
 
@@ -2031,7 +2030,7 @@ def _host(text: str) -> str:
     try:
         return bind_host(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{quoted_briefly(text)}: {exc}") from None
+        raise argparse.ArgumentTypeError(f"{quoted(text)}: {exc}") from None
 
 
 #: A control character (C0, DEL or C1), or a lone surrogate (a byte of a command-line
@@ -2085,7 +2084,7 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
 def _otlp_endpoint(text: str) -> str:
     problem = otlp_url_problem(text)
     if problem:  # (named without the user and password it may carry, as the banner does)
-        raise argparse.ArgumentTypeError(f"{quoted_briefly(shown_url(text))} {problem}")
+        raise argparse.ArgumentTypeError(f"{quoted(shown_url(text))} {problem}")
     return text
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import is_instance
 from laios._exceptions import type_name
-from laios._text import shorten
+from laios._text import MAX_QUOTED_CHARS, quoted, shorten
 from laios.core.types import Task
 
 __all__ = [
@@ -133,10 +133,6 @@ def as_float(value: int | float) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-#: Longest description of a value an error message quotes, in characters.
-MAX_QUOTED_CHARS = 200
-
-
 def number_repr(value: object) -> str:
     """``repr(value)`` for an error message: an int too large for a float is described by its
     size instead of its hundreds of digits (or a ``ValueError`` past 4,300 of them), and so
@@ -151,11 +147,7 @@ def number_repr(value: object) -> str:
         if numerator.bit_length() > 1024 or denominator.bit_length() > 1024:
             name = type(value).__name__
             return f"{name}({number_repr(numerator)}, {number_repr(denominator)})"
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<{shorten(type(value).__qualname__, MAX_QUOTED_CHARS)} object>"
-    return shorten(text, MAX_QUOTED_CHARS)
+    return quoted(value)
 
 
 @contextlib.contextmanager

@@ -48,8 +48,8 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any, Literal, NoReturn
 
-from laios._text import shorten
-from laios.execution._checks import MAX_QUOTED_CHARS, number_repr
+from laios._text import MAX_QUOTED_CHARS, shorten
+from laios.execution._checks import number_repr
 
 _log = logging.getLogger("laios.execution.server")
 

@@ -23,10 +23,10 @@ from laios._output import (
     number_argument,
     output_failure_status,
     parse_command_line,
-    quoted_briefly,
     shell_quote,
 )
-from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig, quoted
+from laios._text import quoted
+from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
 from laios.mixin.writer import (
     OPTIONS,
     command_line,
@@ -49,7 +49,7 @@ _CHECKOUT_MARKER = Path("src", "laios", "mixin")
 def _label(text: str) -> tuple[str, str]:
     key, equals, value = text.partition("=")
     if not equals:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {quoted_briefly(text)}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {quoted(text)}")
     return key, value
 
 
@@ -57,7 +57,7 @@ def _rounded(text: str, value: float, hint: str) -> argparse.ArgumentTypeError:
     """The refusal of ``text``, which a float reads as ``value`` although it is written
     otherwise: named as given, and what to give instead."""
     return argparse.ArgumentTypeError(
-        f"{quoted_briefly(text)} is read as {value!r}, as a float holds it: {hint}"
+        f"{quoted(text)} is read as {value!r}, as a float holds it: {hint}"
     )
 
 
@@ -136,8 +136,8 @@ def _as_given(value: object) -> str:
     """An option's value as the refusal of a second one shows it (cut short, as a value may
     be of any length)."""
     if isinstance(value, tuple):
-        return quoted_briefly(",".join(value))
-    return quoted_briefly(str(value)) if isinstance(value, (str, Path)) else quoted(value)
+        return quoted(",".join(value))
+    return quoted(str(value)) if isinstance(value, (str, Path)) else quoted(value)
 
 
 def _group_labels(text: str) -> tuple[str, ...]:
@@ -146,7 +146,7 @@ def _group_labels(text: str) -> tuple[str, ...]:
     labels = tuple(label.strip() for label in text.split(","))
     if "" in labels:  # (`cluster,,job`: a typo, not a name to drop unsaid)
         raise argparse.ArgumentTypeError(
-            f"{quoted_briefly(text)} has an empty label name (give the names separated by "
+            f"{quoted(text)} has an empty label name (give the names separated by "
             "single commas, e.g. cluster,namespace,job)"
         )
     return labels

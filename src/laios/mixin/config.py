@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
-from laios._text import shorten
+from laios._text import MAX_QUOTED_CHARS, quoted, shorten
 
 __all__ = ["MixinConfig"]
 
@@ -573,23 +573,9 @@ def _check_regex(matcher: str, regex: str) -> None:
         )
 
 
-#: The most characters of a refused value an error quotes: a value may be of any length.
-QUOTED_CHARS = 200
-
-
 def _shortened(text: str) -> str:
-    """``text`` cut to :data:`QUOTED_CHARS` characters, the cut marked with an ellipsis."""
-    return shorten(text, QUOTED_CHARS)
-
-
-def quoted(value: object) -> str:
-    """``repr(value)`` for an error message (escapes for what is not printable), cut to
-    :data:`QUOTED_CHARS` characters (a value whose ``repr`` raises, by its type)."""
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<{_shortened(type(value).__qualname__)} object>"
-    return _shortened(text)
+    """``text`` cut to ``MAX_QUOTED_CHARS`` characters, the cut marked with an ellipsis."""
+    return shorten(text, MAX_QUOTED_CHARS)
 
 
 def _read_as_number(label: str) -> str:

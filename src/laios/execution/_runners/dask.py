@@ -44,9 +44,8 @@ from laios._compat.dask import (
     stop_client_loop,
     task_released,
 )
-from laios._text import shorten
+from laios._text import MAX_QUOTED_CHARS, shorten
 from laios.execution._checks import (
-    MAX_QUOTED_CHARS,
     MOST_PROCESSES,
     as_float,
     conversion_hint,
