@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,25 @@ from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput, ToolOutput
 from laios.tools.registry import ToolRegistry
+
+
+def _let_subprocesses_keep_bytecode() -> None:
+    """Let the Python processes the tests start keep compiled modules between them.
+
+    Hundreds of processes the tests start import laios from its source tree: tool worker
+    processes, Dask workers, command-line runs, the docs' blocks and the examples. Where the
+    environment turns bytecode writing off (``PYTHONDONTWRITEBYTECODE``), each compiled every
+    module of laios again, about 0.2 s of CPU apiece. They write it instead under a directory
+    of their own (``PYTHONPYCACHEPREFIX``), never into the source tree, which is what turning
+    it off keeps clean. A prefix the environment sets itself is kept."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    prefix = os.path.join(tempfile.gettempdir(), f"laios-tests-bytecode-{os.getuid()}")
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+
+
+_let_subprocesses_keep_bytecode()
 
 # The unit tests' helper module checks results too: a failed assertion of its shows the values
 # compared, as one in a test module does.
