@@ -140,8 +140,10 @@ def _run(executor: Any, road: str, task: Task) -> Any:
     if road == "async in task":  # (no timeout: the tool runs inside the awaiting task)
         return asyncio.run(asyncio.wait_for(executor.execute_async(task, CONTEXT), 10))
     if road == "retry":
-        return executor.execute_with_retry(task, CONTEXT, max_retries=1, timeout=5)
-    coroutine = executor.execute_with_retry_async(task, CONTEXT, max_retries=1, timeout=5)
+        return executor.execute_with_retry(task, CONTEXT, max_retries=1, retry_delay=0, timeout=5)
+    coroutine = executor.execute_with_retry_async(
+        task, CONTEXT, max_retries=1, retry_delay=0, timeout=5
+    )
     return asyncio.run(asyncio.wait_for(coroutine, 10))
 
 
