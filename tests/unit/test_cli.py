@@ -99,6 +99,12 @@ class _Quiet(WSGIRequestHandler):
 
 Respond = Callable[[socket.socket, threading.Event], None]
 
+#: The first byte of a TLS handshake record: what a ClientHello starts with. ``laios status``
+#: sends one to an endpoint that gave no readable HTTP answer, to learn whether it speaks TLS;
+#: the raw servers close such a connection at once, as an HTTP server does, rather than wait
+#: for a request's end that never comes until the check gives up (2 s).
+TLS_HANDSHAKE = b"\x16"
+
 
 @pytest.fixture
 def raw_server() -> Iterator[Callable[[Respond], str]]:
@@ -112,6 +118,8 @@ def raw_server() -> Iterator[Callable[[Respond], str]]:
                 request = b""
                 while b"\r\n\r\n" not in request:
                     chunk = conn.recv(4096)
+                    if not request and chunk[:1] == TLS_HANDSHAKE:
+                        return  # (status asks whether TLS is spoken here: it is not)
                     if not chunk:
                         break
                     request += chunk
