@@ -87,6 +87,15 @@ _CLEAR = "\x1b[H\x1b[2J"
 #: The longest single wait (a socket timeout, a sleep): a longer timeout or interval is waited
 #: in parts, since the platform refuses waits past its time_t (about 9e9 seconds).
 _LONGEST_WAIT = 86400.0
+#: The shortest interval between the redraws of ``--watch``, in seconds: ten pictures a second
+#: are more than a person reads; a shorter one (``1e-9``) would only poll the endpoint and
+#: redraw the terminal as fast as they can.
+_SHORTEST_INTERVAL = 0.1
+#: Why an interval below :data:`_SHORTEST_INTERVAL` is refused, in words that follow it.
+_INTERVAL_TOO_SHORT = (
+    f"must be at least {_SHORTEST_INTERVAL:g} seconds (a shorter one would only poll the "
+    "endpoint and redraw as fast as they can)"
+)
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
@@ -1905,7 +1914,7 @@ def watch_status(
 
     Args:
         url: The endpoint's base URL.
-        interval: Seconds between redraws.
+        interval: Seconds between redraws, 0.1 or more.
         timeout: Seconds allowed for each complete answer (looking up the host, connecting,
             headers and body).
         out: Where frames go (``sys.stdout``). On a terminal that can show a live screen (as
@@ -1925,10 +1934,12 @@ def watch_status(
         above the last good picture and retried).
 
     Raises:
-        ValueError: When ``interval`` is not a positive, finite number of seconds, or the
+        ValueError: When ``interval`` is not a finite number of seconds, 0.1 or more, or the
             first request is refused as :func:`fetch_status` refuses it.
     """
     interval = _positive_seconds("interval", interval)
+    if interval < _SHORTEST_INTERVAL:
+        raise ValueError(f"interval {_INTERVAL_TOO_SHORT}, not {interval!r}")
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     pause = sleep if sleep is not None else time.sleep
@@ -1994,6 +2005,14 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"must be a finite positive number of seconds, got {quoted(text)}"
         )
+    return value
+
+
+def _interval(text: str) -> float:
+    """``--interval``: a number of seconds (:func:`_positive_float`), 0.1 or more."""
+    value = _positive_float(text)
+    if value < _SHORTEST_INTERVAL:
+        raise argparse.ArgumentTypeError(f"{_INTERVAL_TOO_SHORT}, got {quoted(text)}")
     return value
 
 
@@ -2208,10 +2227,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument(
         "--interval",
-        type=_positive_float,
+        type=_interval,
         default=2.0,
         metavar="S",
-        help="seconds between redraws with --watch (2.0)",
+        help=f"seconds between redraws with --watch, {_SHORTEST_INTERVAL:g} or more (2.0)",
     )
     status.add_argument(
         "--timeout",

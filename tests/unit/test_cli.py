@@ -1242,6 +1242,37 @@ def test_interval_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     assert "positive" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text", ["1e-9", "5e-324", "0.05", "0.0999"])
+def test_an_interval_below_a_tenth_of_a_second_is_refused(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--interval 1e-9 (positive, but far shorter than a terminal can show a picture) was
+    taken, and --watch then polled the endpoint and redrew as fast as it could; it is a usage
+    error now, naming the shortest interval and the value as given."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", "--watch", "--interval", text])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument --interval: must be at least 0.1 seconds " in err
+    assert err.endswith(f", got {text!r}\n")
+
+
+def test_an_interval_of_a_tenth_of_a_second_is_taken() -> None:
+    """0.1 s, the shortest interval, is taken (and --timeout may be shorter)."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["status", "--interval", "0.1"]).interval == 0.1
+    assert parser.parse_args(["status", "--timeout", "0.01"]).timeout == 0.01
+    assert "0.1 or more" in " ".join(parser.commands["status"].format_help().split())
+
+
+@pytest.mark.parametrize("interval", [1e-9, 5e-324, 0.05])
+def test_watch_refuses_an_interval_below_a_tenth_of_a_second(interval: float) -> None:
+    """watch_status with an interval below 0.1 s raises ValueError at the call, as --interval
+    refuses it, instead of polling and redrawing as fast as it can."""
+    with pytest.raises(ValueError, match=r"^interval must be at least 0\.1 seconds .*, not "):
+        watch_status("http://127.0.0.1:1", interval=interval, out=io.StringIO())
+
+
 def test_no_command_prints_help_and_returns_2(capsys: pytest.CaptureFixture[str]) -> None:
     """`laios` alone shows the usage on stderr."""
     assert main([]) == 2
@@ -1697,7 +1728,7 @@ def test_seconds_not_in_ascii_digits_are_refused(
 @pytest.mark.parametrize("value", ["0.5", "+2", "1e3", "1E-2", ".5", "5.", "3"])
 def test_seconds_in_ascii_digits_are_taken(value: str) -> None:
     """A sign, a decimal point and an exponent are part of a number of seconds."""
-    assert cli.build_parser().parse_args(["status", "--interval", value]).interval == float(value)
+    assert cli.build_parser().parse_args(["status", "--timeout", value]).timeout == float(value)
 
 
 @pytest.mark.parametrize("command", [["demo"], ["status"]])

@@ -302,6 +302,36 @@ def test_a_number_out_of_range_is_refused_by_the_config(
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        (option, value)
+        for option in ("--objective", "--latency-p95")
+        for value in ("1e999", "-1E+400", "+Infinity", "NaN", "0", "0e5", "-0.5")
+    ]
+    + [("--objective", "1.000000000000000001"), ("--objective", "2")],
+)
+def test_a_number_out_of_range_is_refused_as_given(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A number out of range is refused quoting it as typed: ``--latency-p95 1e999`` was
+    refused as "got inf" (and ``0`` as "got 0.0"), values that were not given."""
+    err = _refused([f"{option}={value}", "--check"], capsys)
+    assert err.endswith(f", got {value!r}\n")
+
+
+def test_an_empty_selector_is_no_selector(tmp_path: Path) -> None:
+    """``--selector ''`` is the default, no selector (every target exporting laios metrics):
+    the files written are those written without the option, which are valid."""
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["--selector", ""])) == MixinConfig()
+    assert main(["--selector", "", "--out", str(tmp_path / "empty")]) == 0
+    assert main(["--out", str(tmp_path / "none")]) == 0
+    for path in render(MixinConfig()).files:
+        written = (tmp_path / "empty" / path).read_bytes()
+        assert written == (tmp_path / "none" / path).read_bytes()
+
+
 def test_a_huge_value_is_described_briefly(capsys: pytest.CaptureFixture[str]) -> None:
     """A refused value of a million characters is shown cut short, not written out whole."""
     for argv in (

@@ -11,6 +11,7 @@ are; with options it fits them to your deployment::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from laios._output import (
     shell_quote,
 )
 from laios._text import quoted
-from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
+from laios.mixin.config import DEFAULT_DASHBOARD_UID, LATENCY_RANGE, OBJECTIVE_RANGE, MixinConfig
 from laios.mixin.writer import (
     OPTIONS,
     command_line,
@@ -61,6 +62,12 @@ def _rounded(text: str, value: float, hint: str) -> argparse.ArgumentTypeError:
     )
 
 
+def _out_of_range(requirement: str, text: str) -> argparse.ArgumentTypeError:
+    """The refusal of ``text``, a number out of the range ``requirement`` states, named as
+    typed: not as a float reads it (``1e999`` is ``inf``, ``0`` is ``0.0``)."""
+    return argparse.ArgumentTypeError(f"{requirement}, got {quoted(text)}")
+
+
 def _written_above_0(text: str) -> bool:
     """Whether ``text``, a number as ``number_argument`` takes it, is written above 0: no
     minus sign, and a digit other than 0 before its exponent, whatever the exponent (read
@@ -80,23 +87,29 @@ def _written_below_1(text: str) -> bool:
 def _objective(text: str) -> float:
     """``--objective``: a number (``number_argument``) that a float holds as less than 1 and
     more than 0 when it is written so, rather than rounded to 1 (17 nines or more) or to 0,
-    which MixinConfig would refuse as out of range without a word on why."""
+    which MixinConfig would refuse as out of range without a word on why; one out of range is
+    refused as MixinConfig refuses it, named as typed."""
     value = number_argument(text)
     if value == 1.0 and _written_below_1(text):
         hint = "give at most 16 nines (0.9999999999999999, the closest to 1 a float holds)"
         raise _rounded(text, value, hint)
     if value == 0.0 and _written_above_0(text):
         raise _rounded(text, value, "give a ratio a float holds, 1e-300 or more")
+    if not 0 < value < 1:
+        raise _out_of_range(OBJECTIVE_RANGE, text)
     return value
 
 
 def _latency(text: str) -> float:
     """``--latency-p95``: a number (``number_argument``) that a float holds as more than 0
     when it is written so, rather than rounded to 0 (``1e-400``), which MixinConfig would
-    refuse as out of range (``got 0.0``) without a word on why."""
+    refuse as out of range (``got 0.0``) without a word on why; one out of range (``1e999``,
+    which a float reads as infinite) is refused as MixinConfig refuses it, named as typed."""
     value = number_argument(text)
     if value == 0.0 and _written_above_0(text):
         raise _rounded(text, value, "give a number of seconds a float holds, 1e-300 or more")
+    if not (value > 0 and math.isfinite(value)):
+        raise _out_of_range(LATENCY_RANGE, text)
     return value
 
 

@@ -18,6 +18,10 @@ from laios._text import MAX_QUOTED_CHARS, quoted, shorten
 __all__ = ["MixinConfig"]
 
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: What :attr:`MixinConfig.availability_objective` and :attr:`MixinConfig.latency_p95_seconds`
+#: must be, as their refusals say (``python -m laios.mixin`` says it of the number as typed).
+OBJECTIVE_RANGE = "availability_objective must be between 0 and 1 (exclusive)"
+LATENCY_RANGE = "latency_p95_seconds must be a positive, finite number of seconds"
 #: Labels the ``laios_*`` series carry themselves or Prometheus gives a meaning to (as for a
 #: store's constant labels): grouping by one would split the ratios the rules compute.
 SERIES_LABELS = frozenset(
@@ -206,15 +210,9 @@ class MixinConfig:
         if len(set(self.group_labels)) != len(self.group_labels):
             raise ValueError(f"group_labels: a label is given twice in {quoted(self.group_labels)}")
         if not 0 < self.availability_objective < 1:
-            raise ValueError(
-                "availability_objective must be between 0 and 1 (exclusive), "
-                f"got {self.availability_objective!r}"
-            )
+            raise ValueError(f"{OBJECTIVE_RANGE}, got {self.availability_objective!r}")
         if not (self.latency_p95_seconds > 0 and math.isfinite(self.latency_p95_seconds)):
-            raise ValueError(
-                "latency_p95_seconds must be a positive, finite number of seconds, "
-                f"got {self.latency_p95_seconds!r}"
-            )
+            raise ValueError(f"{LATENCY_RANGE}, got {self.latency_p95_seconds!r}")
         variable = _GRAFANA_VARIABLE.search(self.selector)
         if variable is not None:
             raise ValueError(
