@@ -2642,8 +2642,8 @@ def _cancel_running_call(
     caller = Caller(executor, task("hang", box=box), CONTEXT)
     hung = wait_for(lambda: process_tools.read_note(box, "hang"))
     assert hung is not None, "the tool never started"
-    runner: Any = executor.runner
-    (future,) = [handle.future for handle in runner._calls.values()]
+    (key,) = [key for keys in client.processing().values() for key in keys]
+    future = distributed.Future(key, client)
     released = threading.Event()
     if report_first:
         _hold_callbacks(client, lambda: caller.results or released.is_set())
