@@ -2628,3 +2628,73 @@ def test_a_call_whose_task_is_cancelled_says_so_when_the_workers_report_comes_fi
         assert "ended 'cancelled'" in error, error
         assert "the application cancelled it" in error, error
         assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"
+
+
+def _cancel_running_call(
+    executor: Executor, client: Any, box: str, report_first: bool, reason: str
+) -> TaskResult:
+    """Run ``hang`` on the module's cluster, cancel its Dask task with ``reason`` once the tool
+    runs, as ``client.cancel(future, reason=...)`` does (on the scheduler, and in the client's
+    future: its worker kills the tool as the task is released, and reports it), and return
+    the call's result. ``report_first`` holds Dask's callback thread, and with it the
+    runner's handling of the cancellation, until the call has returned: the worker's report
+    comes first."""
+    caller = Caller(executor, task("hang", box=box), CONTEXT)
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+    assert hung is not None, "the tool never started"
+    (key,) = [key for keys in client.processing().values() for key in keys]
+    future = distributed.Future(key, client)
+    released = threading.Event()
+    if report_first:
+        _hold_callbacks(client, lambda: caller.results or released.is_set())
+    try:
+        client.cancel([future], reason=reason)
+        result: TaskResult = caller.returned(WAIT, "the call never ended")
+    finally:
+        released.set()
+    assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"
+    return result
+
+
+@pytest.mark.parametrize("report_first", [False, True], ids=["as-it-comes", "report-first"])
+def test_a_call_whose_task_dask_cancelled_for_a_lost_scheduler_says_so_whichever_comes_first(
+    make: Callable[..., Executor], client: Any, tmp_path: Any, report_first: bool
+) -> None:
+    """Dask's client cancels its futures for ``"scheduler-connection-lost"`` as it loses its
+    scheduler. A call whose worker's report of the kill reached the caller before that
+    cancellation was handled said that the cluster cancelled its task, "as it does every task
+    when the cluster is restarted (client.restart()) or when the client loses its scheduler,
+    or the application cancelled it", where the call handled the cancellation first said that
+    the connection to the scheduler was lost: it now says so whichever comes first. (The
+    reason is given here with the scheduler up, so that the worker's report can come.)"""
+    result = _cancel_running_call(
+        make(), client, str(tmp_path), report_first, reason="scheduler-connection-lost"
+    )
+    assert result.metadata["error_type"] == "worker_lost", result
+    error = result.error or ""
+    assert f"connection to the Dask scheduler at {client.scheduler.address} was lost" in error
+    assert "ended 'cancelled'" in error, error
+    assert "reconnect" in error, error
+    assert "client.restart()" not in error, error
+    assert "the application cancelled" not in error, error
+
+
+@pytest.mark.parametrize("report_first", [False, True], ids=["as-it-comes", "report-first"])
+def test_a_call_whose_task_the_application_cancelled_with_a_reason_quotes_it(
+    make: Callable[..., Executor], client: Any, tmp_path: Any, report_first: bool
+) -> None:
+    """A call whose Dask task the application cancelled with a reason
+    (``client.cancel(future, reason=...)``) said only what cancels a task in general, "as it
+    does every task when the cluster is restarted (client.restart()) or when the client loses
+    its scheduler, or the application cancelled it", dropping the reason given. It now quotes
+    that reason, whichever comes first: the cancellation or the worker's report of the kill."""
+    reason = "over budget \x1b[2J" + "x" * 300
+    result = _cancel_running_call(make(), client, str(tmp_path), report_first, reason=reason)
+    assert result.metadata["error_type"] == "worker_lost", result
+    error = result.error or ""
+    assert "ended 'cancelled'" in error, error
+    assert "'over budget \\x1b[2Jxxx" in error, error  # (escaped, as repr writes it)
+    assert "\x1b" not in error, error
+    assert "x" * 300 not in error, error  # (cut)
+    assert "client.restart()" not in error, error
+    assert "connection to the Dask scheduler" not in error, error

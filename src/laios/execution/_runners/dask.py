@@ -44,7 +44,7 @@ from laios._compat.dask import (
     stop_client_loop,
     task_released,
 )
-from laios._text import MAX_QUOTED_CHARS, shorten
+from laios._text import MAX_QUOTED_CHARS, quoted, shorten
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
@@ -145,7 +145,8 @@ _CLUSTER_CLOSED_UNDER_IT = (
 )
 
 #: Why a call whose Dask task was cancelled was lost (after "The call was lost on the Dask
-#: cluster (how it ended)"), when Dask gave no reason the runner knows.
+#: cluster (how it ended)"), when Dask gave no reason (``"unknown"``, or none where Dask keeps
+#: it elsewhere).
 _CANCELLED = (
     ": the cluster cancelled its task, as it does every task when the cluster is restarted "
     "(client.restart()) or when the client loses its scheduler, or the application cancelled it"
@@ -158,13 +159,6 @@ _RESTARTED = (
     ": the cluster was restarted (client.restart(), by this application or another client of "
     "the cluster), which cancels every task on it"
 )
-
-
-def _cancelled_why(reason: str | None) -> str:
-    """Why a call was lost whose Dask task ended ``cancelled``, for Dask's ``reason`` (see
-    :func:`~laios._compat.dask.cancel_reason`): the restart when Dask named it, else what
-    cancels a task."""
-    return _RESTARTED if reason == "scheduler-restart" else _CANCELLED
 
 
 class WorkerLost(Exception):
@@ -1621,11 +1615,26 @@ class DaskRunner:
         so)."""
         if self._cluster_closing():
             return reported
-        message = (
-            "The call was lost on the Dask cluster (its Dask task ended 'cancelled')"
-            f"{_cancelled_why(reason)}"
-        )
+        message = self._cancelled("its Dask task ended 'cancelled'", reason)
         return RawOutcome(None, WorkerLost(message), error_type="worker_lost")
+
+    def _cancelled(self, why: str, reason: str | None) -> str:
+        """Why a call was lost whose Dask task was cancelled (``why``: how the task ended),
+        for Dask's ``reason`` (see :func:`~laios._compat.dask.cancel_reason`). The one place
+        that says it, for the cancellation handled first (:meth:`_lost`) as for the worker's
+        report of the kill that followed it (:meth:`_ended_cancelled`)."""
+        if reason == "scheduler-connection-lost":
+            return self._scheduler_lost(why)
+        lost = f"The call was lost on the Dask cluster ({why})"
+        if reason == "scheduler-restart":
+            return lost + _RESTARTED
+        if reason is None or reason == "unknown":
+            return lost + _CANCELLED
+        return (
+            f"{lost}: its task was cancelled for the reason {quoted(reason)} (given to "
+            "client.cancel(..., reason=...) by this application, or by another client of the "
+            "cluster)"
+        )
 
     def _cluster_closing(self) -> bool:
         """Whether the cluster object that the client given to the runner (``client=``) was
@@ -1703,7 +1712,7 @@ class DaskRunner:
             elif reason == "scheduler-connection-lost":
                 # (The client cancels its tasks for this reason as it loses its scheduler; also
                 # once Dask closed the client, past its reconnection: that came later.)
-                message = self._scheduler_lost(why)
+                message = self._cancelled(why, reason)
             elif client_closed and self._owns_client:
                 # (the runner's own shutdown closes it only once its calls ended)
                 message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
@@ -1717,7 +1726,7 @@ class DaskRunner:
                 )
             elif status == "cancelled":
                 # (A worker's death does not cancel a task: Dask runs it again, or fails it.)
-                message = f"The call was lost on the Dask cluster ({why}){_cancelled_why(reason)}"
+                message = self._cancelled(why, reason)
             else:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): a worker died while "
