@@ -409,8 +409,12 @@ class ToolRegistry:
         return isinstance(name, str) and self.has_tool(name)
 
     def __repr__(self) -> str:
-        """Return a short description listing the registered tool names."""
-        return f"ToolRegistry(tools={sorted(tool.name for tool in self._all())!r})"
+        """Return a short description listing the names the tools are registered under (not
+        their ``name`` attributes, which may have been changed since to anything). Never
+        raises."""
+        with self._lock:  # (the keys are plain strings: sorting and quoting them cannot raise)
+            names = sorted(self._tools)
+        return f"ToolRegistry(tools={names!r})"
 
 
 _Member = TypeVar("_Member", ToolCategory, Permission)
