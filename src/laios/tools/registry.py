@@ -16,10 +16,10 @@ import logging
 import reprlib
 import threading
 from collections.abc import Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from laios._exceptions import exception_message, propagates, type_name
-from laios._text import SHOWN_NAME_CHARS, shorten
+from laios._text import SHOWN_NAME_CHARS, member_of, shorten
 from laios.core.types import Permission
 from laios.tools.base import (
     BaseTool,
@@ -314,10 +314,10 @@ class ToolRegistry:
         """
         tools = list(self._all())
         if category is not None:
-            wanted_category = _member(ToolCategory, "category", category)
+            wanted_category = member_of(ToolCategory, "category", category, _quoted)
             tools = [t for t in tools if t.category == wanted_category]
         if permission is not None:
-            wanted_permission = _member(Permission, "permission", permission)
+            wanted_permission = member_of(Permission, "permission", permission, _quoted)
             tools = [t for t in tools if wanted_permission in (t.required_permissions or ())]
         return tools
 
@@ -415,34 +415,6 @@ class ToolRegistry:
         with self._lock:  # (the keys are plain strings: sorting and quoting them cannot raise)
             names = sorted(self._tools)
         return f"ToolRegistry(tools={names!r})"
-
-
-_Member = TypeVar("_Member", ToolCategory, Permission)
-
-
-def _member(kind: type[_Member], argument: str, value: object) -> _Member:
-    """``value`` as a member of ``kind`` (a ``str`` enum): a member as it is, a string (a
-    ``str`` subclass as its text) looked up among the values. Nothing else is looked up: the
-    lookup would call its own hash and ``==``, which may raise.
-
-    Raises:
-        TypeError: When ``value`` is neither a member nor a string, naming ``argument``.
-        ValueError: When it is a string that is no value of ``kind``, naming ``argument`` and
-            quoting the string's start (the enum's own message quotes it whole).
-    """
-    if isinstance(value, kind):
-        return value
-    values = ", ".join(repr(member.value) for member in kind)
-    if not isinstance(value, str):
-        raise TypeError(
-            f"{argument} must be a {kind.__name__} or one of its values ({values}), got "
-            f"{shorten(type_name(type(value)), SHOWN_NAME_CHARS)}"
-        )
-    text = str.__str__(value)
-    try:
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"{argument} must be one of {values}, got {_quoted(text)}") from None
 
 
 def _quoted(name: Any) -> str:
