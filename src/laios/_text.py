@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from laios._exceptions import type_name
 
-__all__ = ["MAX_QUOTED_CHARS", "SHOWN_NAME_CHARS", "member_of", "quoted", "shorten"]
+__all__ = ["MAX_QUOTED_CHARS", "SHOWN_NAME_CHARS", "member_of", "quoted", "shorten", "shown_name"]
 
 #: The longest name (a tool's, say) that a message shows whole, in characters: a longer one is
 #: cut to this length (see :func:`shorten`), so that a huge name does not make a huge message.
@@ -33,6 +33,12 @@ def shorten(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: max(limit - 1, 0)] + "…"
+
+
+def shown_name(name: str) -> str:
+    """A tool's name as every message and log line shows it: cut to :data:`SHOWN_NAME_CHARS`
+    characters (see :func:`shorten`), whatever length a registry allows a name."""
+    return shorten(name, SHOWN_NAME_CHARS)
 
 
 def quoted(value: object) -> str:

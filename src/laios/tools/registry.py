@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from laios._exceptions import exception_message, propagates, type_name
-from laios._text import SHOWN_NAME_CHARS, member_of, shorten
+from laios._text import SHOWN_NAME_CHARS, member_of, shorten, shown_name
 from laios.core.types import Permission
 from laios.tools.base import (
     BaseTool,
@@ -433,7 +433,7 @@ def tool_not_found_message(name: object) -> str:
     """``Tool not found: NAME``, the error of a name no tool has: a name longer than
     :data:`~laios._text.SHOWN_NAME_CHARS` characters cut short (the error is copied into
     results, spans and progress events). Never raises."""
-    return f"Tool not found: {shorten(_text(name), SHOWN_NAME_CHARS)}"
+    return f"Tool not found: {shown_name(_text(name))}"
 
 
 def _text(name: Any) -> str:
