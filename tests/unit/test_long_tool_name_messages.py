@@ -97,3 +97,36 @@ def test_a_tool_timed_out_is_named_cut() -> None:
         release.set()
     assert "was running" in error, error[:300]
     _shows_the_name_cut(error)
+
+
+async def _coroutine() -> int:
+    return 1
+
+
+def _returns_a_coroutine() -> Any:
+    return _coroutine()
+
+
+class _ValidatesAsync(BaseTool):
+    name = LONG
+    description = "Its _validate returns a coroutine."
+
+    def _validate(self, input_data: Any) -> Any:
+        return _coroutine()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return 1
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        lambda: create_simple_tool(LONG, "A tool of the test.", _returns_a_coroutine),
+        _ValidatesAsync,
+    ],
+    ids=["returned a coroutine", "_validate returned a coroutine"],
+)
+def test_a_tool_returning_what_is_not_run_is_named_cut(tool: Any) -> None:
+    error = _run(tool())
+    assert "which was not run" in error, error[:300]
+    _shows_the_name_cut(error)
