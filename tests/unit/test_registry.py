@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from odd_values import EqRaises, OddText
+from odd_values import EqRaises, OddText, Unusable
 
 from laios.core.types import Permission
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolCategory, ToolOutput, create_simple_tool
@@ -645,3 +645,15 @@ def test_a_tool_named_by_a_string_class_of_ones_own_is_registered_under_its_text
     assert registry.execute_tool("named").success
     assert [t.name for t in registry.list_tools()] == ["named"]
     assert "named" in repr(registry)
+
+
+@pytest.mark.parametrize("kind", [OddText, EqRaises, Unusable])
+def test_repr_lists_the_names_tools_are_registered_under_whatever_their_name_became(
+    kind: type,
+) -> None:
+    """A tool's ``name`` changed after registration to a value whose ``str()``, ``==`` or
+    ordering raises made ``repr(registry)`` raise that error. It lists the names the tools
+    are registered under (the names :meth:`get_tool` finds them by)."""
+    registry = make_registry(ShellTool, EchoTool)
+    registry.get_tool("echo").name = kind() if kind is Unusable else kind("renamed")  # type: ignore[union-attr]
+    assert repr(registry) == "ToolRegistry(tools=['echo', 'shell'])"

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
-from laios._text import shorten
+from laios._text import shorten, shown_name
 from laios.execution._legacy_totals import (
     LEGACY_FORMAT,
     moved_to_default_buckets,
@@ -323,16 +323,18 @@ def _check_histograms(section: Section) -> None:
             count, total, buckets, exemplars = histogram
             if len(buckets) != size or len(exemplars) != size:
                 raise UnreadableFile(
-                    f"tool {tool.tool!r}: a histogram has {len(buckets)} buckets, "
+                    f"tool {shown_name(tool.tool)!r}: a histogram has {len(buckets)} buckets, "
                     f"its bounds say {size}"
                 )
             if sum(buckets) != count:
                 raise UnreadableFile(
-                    f"tool {tool.tool!r}: a histogram's buckets hold {sum(buckets)} "
+                    f"tool {shown_name(tool.tool)!r}: a histogram's buckets hold {sum(buckets)} "
                     f"observations, its count says {count}"
                 )
             if total < 0.0:
-                raise UnreadableFile(f"tool {tool.tool!r}: a histogram's sum is negative")
+                raise UnreadableFile(
+                    f"tool {shown_name(tool.tool)!r}: a histogram's sum is negative"
+                )
     for (name, _), (_, total) in totals.custom.items():
         if total < 0.0:
             raise UnreadableFile(f"custom metric {shorten(name, 200)!r}: its sum is negative")
@@ -355,7 +357,7 @@ def _check_bounds(section: Section) -> None:
             totals.queue_wait_buckets,
         ):
             raise UnreadableFile(
-                f"tool {shorten(tool.tool, 200)!r}: its bucket bounds are not its section's"
+                f"tool {shown_name(tool.tool)!r}: its bucket bounds are not its section's"
             )
 
 

@@ -31,8 +31,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from laios._compat.pydantic import is_instance
-from laios._exceptions import type_name
-from laios._text import shorten
+from laios._text import member_of, quoted, shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
     as_text,
@@ -119,7 +118,7 @@ class ProgressTracker:
                 f"details must be a mapping of names to values, got {type(details).__name__}"
             )
         key = task_key(task_id)
-        progress_status = _progress_status(status)
+        progress_status = member_of(ProgressStatus, "status", status, quoted)
         text = None
         if message is not None:
             text = as_text(message, "message")
@@ -475,36 +474,6 @@ def get_performance_monitor() -> PerformanceMonitor:
             if _performance_monitor is None:
                 _performance_monitor = PerformanceMonitor(get_default_store())
     return _performance_monitor
-
-
-#: The values a status may be given as, as error messages list them.
-_STATUS_VALUES = ", ".join(repr(member.value) for member in ProgressStatus)
-
-
-def _progress_status(status: object) -> ProgressStatus:
-    """``status`` as a ``ProgressStatus``: a member as it is, a string (a ``str`` subclass as
-    its text) looked up among the values. Nothing else is looked up: the lookup would call
-    its own hash and ``==``, which may raise.
-
-    Raises:
-        TypeError: When ``status`` is neither a ``ProgressStatus`` nor a string.
-        ValueError: When it is a string that is not a ``ProgressStatus`` value.
-    """
-    if isinstance(status, ProgressStatus):  # (the common case)
-        return status
-    if not isinstance(status, str):
-        raise TypeError(
-            f"status must be a ProgressStatus or one of its values ({_STATUS_VALUES}), got "
-            f"{shorten(type_name(type(status)), 128)}"
-        )
-    text = as_text(status)
-    try:
-        return ProgressStatus(text)
-    except ValueError:
-        # (not the enum's own message: it quotes the whole value, however long)
-        raise ValueError(
-            f"status must be one of {_STATUS_VALUES}, got {number_repr(text)}"
-        ) from None
 
 
 def _utc_time(value: object, position: int, field: str) -> datetime:

@@ -63,7 +63,7 @@ from laios._exceptions import (
     type_name,
 )
 from laios._secret_types import SECRET_TYPES
-from laios._text import shorten
+from laios._text import shorten, shown_name
 from laios.core.types import Permission, ToolParameter
 from laios.tools._docstrings import parameter_descriptions
 from laios.tools._input_errors import given_by_position, without_input_keys
@@ -381,7 +381,7 @@ def _clash_of(exc: TypeError, tool: str, entry: str, bound: str | None) -> TypeE
     says only "got multiple values for argument 'self'")."""
     if bound is None or f"multiple values for argument '{bound}'" not in str(exc):
         return None
-    return _name_clash(f"Tool {tool!r} got", entry, bound)
+    return _name_clash(f"Tool {shown_name(tool)!r} got", entry, bound)
 
 
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']*)'")
@@ -1090,8 +1090,8 @@ def _check_validate_result(tool: str, checked: object) -> None:
     else:
         return
     raise TypeError(
-        f"Tool {tool!r}: _validate returned {what}, which was not run, so its checks never "
-        f"ran and the input was not checked. {_VALIDATE_ADVICE}"
+        f"Tool {shown_name(tool)!r}: _validate returned {what}, which was not run, so its "
+        f"checks never ran and the input was not checked. {_VALIDATE_ADVICE}"
     )
 
 
@@ -1102,12 +1102,13 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     if type(result) is _COROUTINE:
         result.close()
         return TypeError(
-            f"Synchronous tool {tool!r} returned a coroutine, which was not run: {instead}"
+            f"Synchronous tool {shown_name(tool)!r} returned a coroutine, which was not run: "
+            f"{instead}"
         )
     kind = _kind_of(result)
     return TypeError(
-        f"Tool {tool!r} returned {_a(kind)}, which was not run: a tool returns its result, not "
-        f"a generator for the caller to consume later; {_how_to_return(kind)}"
+        f"Tool {shown_name(tool)!r} returned {_a(kind)}, which was not run: a tool returns its "
+        f"result, not a generator for the caller to consume later; {_how_to_return(kind)}"
     )
 
 
@@ -1130,7 +1131,7 @@ def _refuse_pending(tool: str, result: Any) -> None:
     except Exception:
         return
     if pending:
-        raise missing_await_error(f"Tool {tool!r} returned", result)
+        raise missing_await_error(f"Tool {shown_name(tool)!r} returned", result)
 
 
 def missing_await_error(subject: str, awaitable: Any) -> TypeError:
@@ -1179,7 +1180,7 @@ def _ran_synchronously(cls: type, tool: str, result: Any) -> None:
         "Write it as async def %s (awaiting what it waits on), or, for synchronous work, "
         "subclass BaseTool and name the method _execute: the executor runs a synchronous "
         "tool off the event loop (told once per tool class)",
-        tool,
+        shown_name(tool),
         cls.__name__,
         entry,
         shorten(type_name(type(result)), 128),

@@ -16,10 +16,10 @@ import logging
 import reprlib
 import threading
 from collections.abc import Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from laios._exceptions import exception_message, propagates, type_name
-from laios._text import SHOWN_NAME_CHARS, shorten
+from laios._text import SHOWN_NAME_CHARS, member_of, shorten, shown_name
 from laios.core.types import Permission
 from laios.tools.base import (
     BaseTool,
@@ -314,10 +314,10 @@ class ToolRegistry:
         """
         tools = list(self._all())
         if category is not None:
-            wanted_category = _member(ToolCategory, "category", category)
+            wanted_category = member_of(ToolCategory, "category", category, _quoted)
             tools = [t for t in tools if t.category == wanted_category]
         if permission is not None:
-            wanted_permission = _member(Permission, "permission", permission)
+            wanted_permission = member_of(Permission, "permission", permission, _quoted)
             tools = [t for t in tools if wanted_permission in (t.required_permissions or ())]
         return tools
 
@@ -409,36 +409,12 @@ class ToolRegistry:
         return isinstance(name, str) and self.has_tool(name)
 
     def __repr__(self) -> str:
-        """Return a short description listing the registered tool names."""
-        return f"ToolRegistry(tools={sorted(tool.name for tool in self._all())!r})"
-
-
-_Member = TypeVar("_Member", ToolCategory, Permission)
-
-
-def _member(kind: type[_Member], argument: str, value: object) -> _Member:
-    """``value`` as a member of ``kind`` (a ``str`` enum): a member as it is, a string (a
-    ``str`` subclass as its text) looked up among the values. Nothing else is looked up: the
-    lookup would call its own hash and ``==``, which may raise.
-
-    Raises:
-        TypeError: When ``value`` is neither a member nor a string, naming ``argument``.
-        ValueError: When it is a string that is no value of ``kind``, naming ``argument`` and
-            quoting the string's start (the enum's own message quotes it whole).
-    """
-    if isinstance(value, kind):
-        return value
-    values = ", ".join(repr(member.value) for member in kind)
-    if not isinstance(value, str):
-        raise TypeError(
-            f"{argument} must be a {kind.__name__} or one of its values ({values}), got "
-            f"{shorten(type_name(type(value)), SHOWN_NAME_CHARS)}"
-        )
-    text = str.__str__(value)
-    try:
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"{argument} must be one of {values}, got {_quoted(text)}") from None
+        """Return a short description listing the names the tools are registered under (not
+        their ``name`` attributes, which may have been changed since to anything). Never
+        raises."""
+        with self._lock:  # (the keys are plain strings: sorting and quoting them cannot raise)
+            names = sorted(self._tools)
+        return f"ToolRegistry(tools={names!r})"
 
 
 def _quoted(name: Any) -> str:
@@ -457,7 +433,7 @@ def tool_not_found_message(name: object) -> str:
     """``Tool not found: NAME``, the error of a name no tool has: a name longer than
     :data:`~laios._text.SHOWN_NAME_CHARS` characters cut short (the error is copied into
     results, spans and progress events). Never raises."""
-    return f"Tool not found: {shorten(_text(name), SHOWN_NAME_CHARS)}"
+    return f"Tool not found: {shown_name(_text(name))}"
 
 
 def _text(name: Any) -> str:

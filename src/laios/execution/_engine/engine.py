@@ -34,7 +34,7 @@ from opentelemetry import trace
 
 from laios._compat.pydantic import assign, is_instance
 from laios._exceptions import type_name
-from laios._text import SHOWN_NAME_CHARS, shorten
+from laios._text import shorten, shown_name
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
@@ -260,7 +260,7 @@ class RegistryFailed(Exception):
     def raised(cls, name: str, exc: BaseException) -> RegistryFailed:
         """``get_tool(name)`` raised ``exc``."""
         return cls(
-            f"The tool registry failed: get_tool({shorten(name, SHOWN_NAME_CHARS)!r}) raised "
+            f"The tool registry failed: get_tool({shown_name(name)!r}) raised "
             f"{type_name(type(exc))}: {describe_exception(exc)} (a registry's get_tool must "
             "return None for a tool it does not have)"
         )
@@ -1398,8 +1398,8 @@ class Engine:
             elif not record.interrupt(
                 "cancelled",
                 f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "
-                f"closed while tool '{record.tool}' ran (its owner closed the loop without "
-                "cancelling the awaiting coroutine, so nobody will take the result); "
+                f"closed while tool '{shown_name(record.tool)}' ran (its owner closed the loop "
+                "without cancelling the awaiting coroutine, so nobody will take the result); "
                 "cancel pending tasks before closing a loop, as asyncio.run does",
             ):
                 record.reports_stranded()  # (finishing there, its final event awaiting reports)

@@ -49,7 +49,7 @@ from opentelemetry import trace
 
 from laios._compat.pydantic import assign, construct, is_instance
 from laios._exceptions import as_raised, exception_message, message_and_interrupt, type_name
-from laios._text import shorten
+from laios._text import shorten, shown_name
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
 from laios.execution._callables import refuse_unawaited
@@ -848,7 +848,7 @@ class Job(TaskRecord):
                 if phase == ABANDONED:
                     _log.info(
                         "abandoned tool %r returned; its late result was discarded",
-                        self.tool[:128],
+                        shown_name(self.tool),
                     )
                 self._given_up_ends()
                 return
@@ -869,7 +869,7 @@ class Job(TaskRecord):
                 # The tool's value could not be looked at (its ``__class__`` raises, say).
                 self.finish(
                     "error",
-                    f"Tool '{self.tool}' returned a value the executor cannot inspect: "
+                    f"Tool '{shown_name(self.tool)}' returned a value the executor cannot inspect: "
                     f"{type_name(type(exc))}: {describe_exception(exc)}",
                     safe_error_type(type_name(type(exc))),
                     exception=exc,
@@ -889,12 +889,12 @@ class Job(TaskRecord):
             shorten(runner, 128),
             what,
             self.shown_id,
-            shorten(self.tool, 128),
+            shown_name(self.tool),
         )
         self.finish(
             "error",
             f"Internal error: the runner handed back {what} as the outcome of tool "
-            f"'{shorten(self.tool, 128)}', not a RawOutcome (the tool's own outcome was lost; "
+            f"'{shown_name(self.tool)}', not a RawOutcome (the tool's own outcome was lost; "
             "see the runners reference on RawOutcome)",
             "internal",
         )
@@ -1115,7 +1115,7 @@ class Job(TaskRecord):
             "the final event of task %r (tool %r) waits for a progress report being delivered "
             "on another thread",
             self.shown_id,
-            shorten(self.tool, 128),
+            shown_name(self.tool),
         )
 
     def _wait_for_reports(self, deliveries: _Deliveries, *, overdue: bool) -> None:
@@ -1151,7 +1151,7 @@ class Job(TaskRecord):
             "callback or a progress listener still running) when the task's final event "
             "stopped waiting for it (after %.1fs); the final event goes on without it",
             self.shown_id,
-            shorten(self.tool, 128),
+            shown_name(self.tool),
             seconds,
         )
 
@@ -1284,7 +1284,7 @@ class Job(TaskRecord):
                     kind,
                     event,
                     self.shown_id,
-                    shorten(self.tool, 128),
+                    shown_name(self.tool),
                     scrubbed_traceback(exc, secrets),
                 )
             else:
@@ -1544,7 +1544,7 @@ class Job(TaskRecord):
             "stays busy until the tool returns"
         )
         _ABANDON_WARNINGS.warn(
-            _log, self.tool, message, self.task_id[:128], self.tool[:128], why, grace
+            _log, self.tool, message, self.task_id[:128], shown_name(self.tool), why, grace
         )
 
     def request_cancel(self) -> bool:
@@ -1642,7 +1642,7 @@ class Job(TaskRecord):
             where,
             threading.current_thread().name,
             self.shown_id,
-            shorten(self.tool, 128),
+            shown_name(self.tool),
         )
 
     def caller_left(self) -> None:
@@ -1738,14 +1738,14 @@ class Job(TaskRecord):
             unstoppable = self._runner_says("unstoppable")
             if unstoppable is not None:
                 where = (
-                    f"while tool '{self.tool}' was running; the tool could not be stopped: "
-                    f"{unstoppable}"
+                    f"while tool '{shown_name(self.tool)}' was running; the tool could not be "
+                    f"stopped: {unstoppable}"
                 )
             else:
                 done = "cancelled" if self.runner.name == "loop" else "stopped"
-                where = f"while tool '{self.tool}' was running; the tool was {done}"
+                where = f"while tool '{shown_name(self.tool)}' was running; the tool was {done}"
         else:
-            where = f"while tool '{self.tool}' was running; its thread was abandoned"
+            where = f"while tool '{shown_name(self.tool)}' was running; its thread was abandoned"
         return where
 
     def _worker_idle(self) -> bool:
@@ -1795,9 +1795,9 @@ class Job(TaskRecord):
         if not is_async_tool(self.tool_impl):  # (the executor never stops one that way)
             self.finish(
                 "cancelled",
-                f"Task '{self.shown_id}' was cancelled from inside: tool '{self.tool}' raised "
-                "asyncio.CancelledError though nothing cancelled it (no cancel_task, timeout "
-                "or cancellation of the awaiting coroutine; a synchronous tool is never "
+                f"Task '{self.shown_id}' was cancelled from inside: tool '{shown_name(self.tool)}' "
+                "raised asyncio.CancelledError though nothing cancelled it (no cancel_task, "
+                "timeout or cancellation of the awaiting coroutine; a synchronous tool is never "
                 "stopped that way): an event loop it ran (asyncio.run) or a future it waited "
                 "for was cancelled, or it raised the error itself",
                 "cancelled",
@@ -1805,10 +1805,10 @@ class Job(TaskRecord):
             return
         self.finish(
             "cancelled",
-            f"Task '{self.shown_id}' was cancelled from inside: tool '{self.tool}' raised "
-            "asyncio.CancelledError though nothing cancelled its task (no cancel_task, timeout "
-            "or cancellation of the awaiting coroutine): something it awaited (a future, a task) "
-            "was cancelled elsewhere, or it raised the error itself",
+            f"Task '{self.shown_id}' was cancelled from inside: tool '{shown_name(self.tool)}' "
+            "raised asyncio.CancelledError though nothing cancelled its task (no cancel_task, "
+            "timeout or cancellation of the awaiting coroutine): something it awaited (a future, "
+            "a task) was cancelled elsewhere, or it raised the error itself",
             "cancelled",
         )
 
@@ -1817,8 +1817,8 @@ class Job(TaskRecord):
         nothing cancelled it: the error says where it came from instead."""
         self.finish(
             "cancelled",
-            f"Task '{self.shown_id}' was cancelled from inside: tool '{self.tool}' raised "
-            "TaskCancelledError though nothing cancelled it (no cancel_task, timeout or "
+            f"Task '{self.shown_id}' was cancelled from inside: tool '{shown_name(self.tool)}' "
+            "raised TaskCancelledError though nothing cancelled it (no cancel_task, timeout or "
             "cancellation of the awaiting coroutine): raise_if_cancelled() of another task's "
             "handle (one kept from a task that has finished reads cancelled), or it raised "
             "the error itself",
@@ -1830,9 +1830,10 @@ class Job(TaskRecord):
         it (and let the ``CancelledError`` out): the error says so, not the executor."""
         self.finish(
             "cancelled",
-            f"Task '{self.shown_id}' was cancelled from inside: tool '{self.tool}' cancelled its "
-            "own asyncio task (asyncio.current_task().cancel(), in its own code or code it "
-            "called); no cancel_task, timeout or cancellation of the awaiting coroutine did",
+            f"Task '{self.shown_id}' was cancelled from inside: tool '{shown_name(self.tool)}' "
+            "cancelled its own asyncio task (asyncio.current_task().cancel(), in its own code or "
+            "code it called); no cancel_task, timeout or cancellation of the awaiting coroutine "
+            "did",
             "cancelled",
         )
 
@@ -1842,8 +1843,8 @@ class Job(TaskRecord):
         self.finish(
             "cancelled",
             f"Task '{self.shown_id}' was cancelled from outside the executor: other code "
-            f"cancelled the asyncio task running tool '{self.tool}' (not cancel_task, a "
-            "timeout or a cancellation of the awaiting coroutine), such as the event loop's "
+            f"cancelled the asyncio task running tool '{shown_name(self.tool)}' (not cancel_task, "
+            "a timeout or a cancellation of the awaiting coroutine), such as the event loop's "
             "owner cancelling every task on it, as asyncio.run does as it ends",
             "cancelled",
         )
@@ -1903,7 +1904,7 @@ class Job(TaskRecord):
                 error_type = "tool_error"
             elif task is not None and task.parameters:  # it may name a secret, as errors do
                 error_type = scrub_head(error_type, self.secrets_of(task), MAX_ERROR_TYPE_CHARS + 1)
-            message = value.error if value.error else f"Tool '{self.tool}' failed"
+            message = value.error if value.error else f"Tool '{shown_name(self.tool)}' failed"
             error_type = safe_error_type(error_type)
             extra = tool_metadata(value.metadata)
             self.finish("error", message, error_type, data=value.data, extra=extra)
@@ -1920,7 +1921,7 @@ class Job(TaskRecord):
     def _returned_awaitable(self, awaitable: Any) -> None:
         """The tool returned an awaitable instead of its value (a missing ``await``): fail,
         saying so (see :func:`~laios.tools.base.missing_await_error`)."""
-        error = missing_await_error(f"Tool '{self.tool}' returned", awaitable)
+        error = missing_await_error(f"Tool '{shown_name(self.tool)}' returned", awaitable)
         self.finish("error", str(error), "TypeError")
 
     def finish(
@@ -2090,7 +2091,7 @@ class Job(TaskRecord):
                 "%r) was still running at the task's deadline; the result was handed over "
                 "without waiting for it",
                 self.shown_id,
-                shorten(self.tool, 128),
+                shown_name(self.tool),
             )
         self._conclude_settled(settled)
 
@@ -2270,7 +2271,7 @@ class Job(TaskRecord):
             _log.debug(
                 "task %r (tool %r) ended %s: %s",
                 shorten(task.id, 128),
-                shorten(task.tool_name, 128),
+                shown_name(task.tool_name),
                 outcome,
                 scrub(error or "", secrets),
             )
@@ -2293,7 +2294,7 @@ class Job(TaskRecord):
         counted); a number says how many were held back since the last one logged.
         """
         message = "internal error while %s of task %r (tool %r); the task's outcome is unchanged"
-        shown: tuple[Any, ...] = (what, self.shown_id, shorten(self.tool, 128))
+        shown: tuple[Any, ...] = (what, self.shown_id, shown_name(self.tool))
         if held is None:
             _log.debug(
                 message + " (%s; logged with its traceback at most once a minute)",
@@ -2332,7 +2333,7 @@ class Job(TaskRecord):
         _log.error(
             "internal error while finishing task %r (tool %r); the task is reported as failed",
             self.shown_id,
-            shorten(self.tool, 128),
+            shown_name(self.tool),
             exc_info=exc,
         )
         try:

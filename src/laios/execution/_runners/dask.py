@@ -44,7 +44,7 @@ from laios._compat.dask import (
     stop_client_loop,
     task_released,
 )
-from laios._text import MAX_QUOTED_CHARS, quoted, shorten
+from laios._text import MAX_QUOTED_CHARS, quoted, shorten, shown_name
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
@@ -668,10 +668,10 @@ def _watch(
                 state,
                 this,
                 TimeoutError(
-                    f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: "
-                    f"its timeout passed {DEADLINE_GRACE:g}s ago and its caller had not "
-                    "stopped it (the caller is gone or cut off from the cluster, or the "
-                    "clocks disagree)"
+                    f"Tool '{shown_name(tool_name)}' was killed on its Dask worker "
+                    f"{this.worker.address}: its timeout passed {DEADLINE_GRACE:g}s ago and its "
+                    "caller had not stopped it (the caller is gone or cut off from the cluster, or "
+                    "the clocks disagree)"
                 ),
                 "timeout",
             )
@@ -687,8 +687,8 @@ def _stop_released(state: _WorkerState, this: _WorkerCall, tool_name: str) -> No
         state,
         this,
         WorkerLost(
-            f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: the "
-            "scheduler released its task (the client that sent it went away, or cancelled it)"
+            f"Tool '{shown_name(tool_name)}' was killed on its Dask worker {this.worker.address}: "
+            "the scheduler released its task (the client that sent it went away, or cancelled it)"
         ),
         "worker_lost",
     )

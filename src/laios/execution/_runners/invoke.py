@@ -33,7 +33,7 @@ from laios._compat.asyncio import (
 )
 from laios._compat.pydantic import is_instance
 from laios._exceptions import as_raised
-from laios._text import shorten
+from laios._text import shorten, shown_name
 from laios.execution._runners.base import (
     CANCELLED_ELSEWHERE,
     OWN_CANCELLATION,
@@ -176,13 +176,13 @@ def _checked(tool: Any, output: Any, method: str) -> Any:
             with contextlib.suppress(Exception):
                 output.close()
             raise TypeError(
-                f"Tool '{getattr(tool, 'name', type(tool).__name__)}' returned a coroutine "
+                f"Tool '{_shown_tool_name(tool)}' returned a coroutine "
                 f"from {method}(), which was closed, never run: a synchronous {method}() "
                 "must return a ToolOutput; write an async tool as an AsyncBaseTool, whose "
                 "execute_async the executor awaits"
             )
         raise TypeError(
-            f"Tool '{getattr(tool, 'name', type(tool).__name__)}' returned "
+            f"Tool '{_shown_tool_name(tool)}' returned "
             f"{type(output).__name__} from {method}(); a tool must return a ToolOutput"
         )
     return output
@@ -399,3 +399,13 @@ async def take_pending_cancellation() -> None:
     """
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.sleep(0)
+
+
+def _shown_tool_name(tool: object) -> str:
+    """The name of ``tool`` as its errors show it (see :func:`~laios._text.shown_name`): its
+    ``name`` when that is a string, else its class's name. Never raises."""
+    try:
+        name = getattr(tool, "name", None)
+    except Exception:  # (a property of its own raising)
+        name = None
+    return shown_name(str.__str__(name) if isinstance(name, str) else type(tool).__name__)

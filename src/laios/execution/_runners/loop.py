@@ -43,6 +43,7 @@ from laios._compat.asyncio import (
     raising_handle,
     suspended_async_generators,
 )
+from laios._text import shown_name
 from laios.execution._checks import positive_int, switch
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
@@ -1276,7 +1277,7 @@ class LoopRunner:
             calls = list(slots.holders.get(loop) or ())
         for work in calls:
             if isinstance(work, _LoopCall) and work.task is current:
-                return f"tool '{work.call.tool_name}'"
+                return f"tool '{shown_name(work.call.tool_name)}'"
         return "another task on that loop"
 
     def shutdown(self, wait: bool = True) -> None:
@@ -1396,7 +1397,7 @@ class LoopRunner:
         if isinstance(work, _LoopCall):
             task_id, tool = work.call.task_id, work.call.tool_name
             if work.task is not None:  # (named for the warning of a loop thread dropping it)
-                work.task.set_name(f"tool {tool[:128]!r} of task {task_id[:128]!r}")
+                work.task.set_name(f"tool {shown_name(tool)!r} of task {task_id[:128]!r}")
         else:  # (the events are the job: its record's id and tool name)
             task_id = str(getattr(work.events, "task_id", "?"))
             tool = str(getattr(work.events, "tool", "?"))
@@ -1406,7 +1407,7 @@ class LoopRunner:
             "max_async_tools slot until it returns, and is counted in abandoned_threads"
         )
         _LEFT_RUNNING_WARNINGS.warn(
-            _log, tool, message, task_id[:128], tool[:128], STOP_GRACE_SECONDS
+            _log, tool, message, task_id[:128], shown_name(tool), STOP_GRACE_SECONDS
         )
         self.counted_off()
         if self.slots.closed:  # (left running once the executor was shut down)

@@ -73,6 +73,7 @@ from laios._compat.multiprocessing import (
 )
 from laios._exceptions import type_name
 from laios._interrupts import sigint_held
+from laios._text import shown_name
 from laios.execution._checks import as_text, number_repr, process_count, switch
 from laios.execution._finalizing import detach, finalize_elsewhere
 from laios.execution._forks import reset_after_fork
@@ -707,8 +708,8 @@ def _ended_under(
         return RawOutcome(
             None,
             WorkerCrashed(
-                f"Tool '{call.tool_name}' was stopped: its worker process was killed because "
-                f"the process runner was terminated ({terminated}); {replacement}"
+                f"Tool '{shown_name(call.tool_name)}' was stopped: its worker process was killed "
+                f"because the process runner was terminated ({terminated}); {replacement}"
             ),
             error_type="terminated",
         )
@@ -725,8 +726,9 @@ def _ended_under(
         return RawOutcome(
             None,
             CpuLimitExceeded(
-                f"Tool '{call.tool_name}' exceeded its CPU budget{budget} (cpu_limit_percent "
-                f"of its timeout); its worker process was stopped, and {replacement}"
+                f"Tool '{shown_name(call.tool_name)}' exceeded its CPU budget{budget} "
+                "(cpu_limit_percent of its timeout); its worker process was stopped, and "
+                f"{replacement}"
             ),
             used,
             error_type="cpu_limit",
@@ -734,8 +736,8 @@ def _ended_under(
     if exitcode == PIPE_CLOSED_EXIT:  # (never the forkserver's ``server_gone`` code)
         if initializing:
             said = (
-                f"The worker process for tool '{call.tool_name}' could not be used: the "
-                "process runner's initializer closed the worker's end of the pipe to the "
+                f"The worker process for tool '{shown_name(call.tool_name)}' could not be used: "
+                "the process runner's initializer closed the worker's end of the pipe to the "
                 "executor (a file descriptor it did not open, as os.closerange(3, ...) "
                 "does), before the tool started; the runner did not run the call again. Each "
                 "new worker runs the initializer first, and one is started when a task needs "
@@ -743,9 +745,9 @@ def _ended_under(
             )
         else:
             said = (
-                f"Tool '{call.tool_name}' closed the worker's end of the pipe to the executor "
-                "(a file descriptor it did not open, as os.closerange(3, ...) does), so its "
-                "outcome could not be sent back; the runner did not run the call again, and "
+                f"Tool '{shown_name(call.tool_name)}' closed the worker's end of the pipe to the "
+                "executor (a file descriptor it did not open, as os.closerange(3, ...) does), so "
+                "its outcome could not be sent back; the runner did not run the call again, and "
                 f"{replacement}. A tool run in a process must close only the file "
                 "descriptors it opened (subprocess closes the others in the child by itself)"
             )
@@ -754,8 +756,8 @@ def _ended_under(
         return RawOutcome(
             None,
             WorkerCrashed(
-                f"The worker process running tool '{call.tool_name}' could no longer be "
-                "watched: the forkserver process that started it ended (killed, maybe by a "
+                f"The worker process running tool '{shown_name(call.tool_name)}' could no longer "
+                "be watched: the forkserver process that started it ended (killed, maybe by a "
                 "tool: a worker's parent process is the forkserver, not your program), so it "
                 "was stopped before the tool returned; the runner did not run the call again, "
                 f"and {replacement}"
@@ -790,8 +792,8 @@ def _ended_under(
         return RawOutcome(
             None,
             WorkerCrashed(
-                f"The worker process for tool '{call.tool_name}' {how} while running the "
-                "process runner's initializer, before the tool started; the runner did not "
+                f"The worker process for tool '{shown_name(call.tool_name)}' {how} while running "
+                "the process runner's initializer, before the tool started; the runner did not "
                 "run the call again. Each new worker runs the initializer first, and one is "
                 "started when a task needs it: fix the initializer (it must return, or raise, "
                 "never end its process)"
@@ -810,7 +812,7 @@ def _ended_under(
     return RawOutcome(
         None,
         WorkerCrashed(
-            f"The worker process running tool '{call.tool_name}' {how} before the tool "
+            f"The worker process running tool '{shown_name(call.tool_name)}' {how} before the tool "
             f"returned{under}; the runner did not run the call again, and {replacement}"
         ),
         error_type="worker_crashed",
@@ -1303,7 +1305,7 @@ class _Pool:
             _log.warning(
                 "worker process %d running tool %r went past its CPU budget; killed",
                 worker.pid,
-                worker.call.tool_name[:128] if worker.call is not None else "?",
+                shown_name(worker.call.tool_name) if worker.call is not None else "?",
             )
             _kill_group(worker.pid)
 
@@ -1703,7 +1705,7 @@ class _Pool:
                 _log.warning(
                     "a progress report or checkpoint of tool %r could not be loaded from its "
                     "worker process (%s); it was dropped",
-                    call.tool_name[:128] if call is not None else "?",
+                    shown_name(call.tool_name) if call is not None else "?",
                     type_name(type(exc)),
                 )
                 return None
@@ -1808,14 +1810,14 @@ class _Pool:
                 "initializer%s; %s",
                 worker.pid,
                 exitcode,
-                f", before tool {call.tool_name[:128]!r} started" if report and call else "",
+                f", before tool {shown_name(call.tool_name)!r} started" if report and call else "",
                 replacement,
             )
         elif report and call is not None and not self.terminated:
             _log.warning(
                 "worker process %d running tool %r ended (exit code %s); %s",
                 worker.pid,
-                call.tool_name[:128],
+                shown_name(call.tool_name),
                 exitcode,
                 replacement,
             )
@@ -1901,7 +1903,9 @@ class _Pool:
             try:
                 self.pickle_and_place(call, portable)
             except Exception:  # (the calls waiting behind it must still be served)
-                _log.exception("could not hand call of tool %r to a worker", call.tool_name[:128])
+                _log.exception(
+                    "could not hand call of tool %r to a worker", shown_name(call.tool_name)
+                )
             del call, portable  # (nothing kept while waiting for the next)
 
     def pickle_and_place(self, call: _Call, portable: ToolCall) -> None:
@@ -2173,7 +2177,7 @@ def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
     return RawOutcome(
         None,
         WorkerCrashed(
-            f"What tool '{tool}' sent back from its worker process could not be loaded "
+            f"What tool '{shown_name(tool)}' sent back from its worker process could not be loaded "
             f"({describe_error(exc)}). Return picklable data (plain values, dataclasses, "
             "models) from tools run in processes, whose classes can be imported and rebuilt "
             "in the executor's process too (an exception class whose __init__ takes other "

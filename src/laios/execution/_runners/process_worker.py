@@ -56,6 +56,7 @@ from laios._compat.otel import (
 )
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
+from laios._text import shown_name
 from laios.execution._records import mapping_copy
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import (
@@ -987,8 +988,8 @@ def _let_go_of_frames(error: BaseException) -> None:
 def _memory_limit_exceeded(tool_name: str, limit: int, what: str = "") -> MemoryLimitExceeded:
     # (the worker retires: the runner ends the message with whether one replaces it)
     return MemoryLimitExceeded(
-        f"Tool '{tool_name}' exceeded its memory limit of {limit} MB (memory_limit_mb={limit})"
-        f"{what}"
+        f"Tool '{shown_name(tool_name)}' exceeded its memory limit of {limit} MB "
+        f"(memory_limit_mb={limit}){what}"
     )
 
 
@@ -1082,7 +1083,7 @@ def not_picklable_outcome(
     value = outcome.error if outcome.error is not None else outcome.value
     loaded = "loaded there as " if as_loaded else ""
     error = ToolNotPicklable(
-        f"Tool '{tool_name}' {what} that cannot be sent back from {sent_from} "
+        f"Tool '{shown_name(tool_name)}' {what} that cannot be sent back from {sent_from} "
         f"({loaded}{type_name(type(value))}: {describe_for_pickle(value, hidden)}; "
         f"pickling failed with {describe_error(exc, hidden)}). Return picklable data "
         f"(plain values, dataclasses, models) from tools run {run}"
@@ -1362,9 +1363,9 @@ def _initializer_failed(tool_name: str, exc: BaseException | None) -> RawOutcome
     return RawOutcome(
         None,
         InitializerFailed(
-            f"Tool '{tool_name}' was not run: the process runner's initializer raised in its "
-            f"worker process ({describe_error(exc) if exc is not None else 'None'}). It is tried "
-            "again before the worker's next call; fix what it needs, or the initializer"
+            f"Tool '{shown_name(tool_name)}' was not run: the process runner's initializer raised "
+            f"in its worker process ({describe_error(exc) if exc is not None else 'None'}). It is "
+            "tried again before the worker's next call; fix what it needs, or the initializer"
         ),
         worker=worker_label(os.getpid()),
         error_type="initializer_failed",
