@@ -182,3 +182,18 @@ def test_two_loops_taking_turns_do_not_look_for_stranded_tasks_each_time(
         first.close()
         second.close()
     assert len(looks) == 1
+
+
+def test_the_error_of_a_task_stranded_on_a_closed_loop_shows_a_huge_id_cut(
+    executor: Executor,
+) -> None:
+    """The error of a task whose awaiting loop was closed quoted its task id whole: an id of
+    100,000 characters made an error of as many. It shows the id cut, as the job's other
+    errors do (the result's ``task_id`` stays whole)."""
+    stranded = Task(id="i" * 100_000, plan_id="p", description="d", tool_name="stuck")
+    _close_loop_while_running(lambda: ROADS["execute_async"](executor, stranded), Stuck.entered)
+    assert _on_a_new_loop(executor, "quick").success
+    error = str(stranded.error)
+    assert "event loop awaiting it was closed" in error, error[:300]
+    assert len(error) < 1_000, error[:300]
+    assert "i" * 127 + "…" in error, error[:300]

@@ -1397,7 +1397,7 @@ class Engine:
                     record.expire()
             elif not record.interrupt(
                 "cancelled",
-                f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "
+                f"Task '{record.shown_id}' was cancelled: the event loop awaiting it was "
                 f"closed while tool '{shown_name(record.tool)}' ran (its owner closed the loop "
                 "without cancelling the awaiting coroutine, so nobody will take the result); "
                 "cancel pending tasks before closing a loop, as asyncio.run does",
