@@ -80,6 +80,7 @@ from laios.execution._checks import not_a_class
 from laios.execution._families import STORE_GAUGES
 from laios.execution._forks import reset_after_fork
 from laios.execution._totals import (
+    MAX_LABEL_SETS,
     ExportedTotals,
     StoreTable,
     export_label,
@@ -171,6 +172,9 @@ _OTHER_ERROR = "_OTHER"
 #: Attribute sets kept for reuse before the cache starts again (tools × error types is bounded
 #: by the store's caps; this bounds the cache whatever they are).
 _MAX_CACHED_ATTRIBUTES = 4096
+#: The value of every constant label of a task's histogram points whose store's labels came
+#: past the first ``MAX_LABEL_SETS`` sets (as the multiprocess totals fold such sets).
+_OTHER_LABEL = "other"
 #: Seconds a read of the stores serves the other callbacks of the same collection, from its end.
 _READ_REUSE_SECONDS = 1.0
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -264,6 +268,11 @@ class _Instruments:
         self._last_read: tuple[float, list[ExportedTotals], set[str]] | None = None
         #: (tool, error type) -> the attributes of its duration and of its queue wait.
         self._attributes: dict[_AttributeKey, tuple[dict[str, str], dict[str, str]]] = {}
+        #: The sets of constant labels the histograms have recorded with, at most
+        #: ``MAX_LABEL_SETS``: the SDK never forgets a histogram's point, so stores with
+        #: label values of their own (a worker id), coming and going, would add sets for ever.
+        #: A dict (ordered, for the tests), under ``_handles_lock``.
+        self._label_sets: dict[LabelSet, None] = {}
         #: The instruments created so far, by name (see :meth:`create`).
         self._created: set[str] = set()
         self.tool_duration: Histogram
@@ -412,6 +421,7 @@ class _Instruments:
         if len(self._attributes) >= _MAX_CACHED_ATTRIBUTES:
             self._attributes = {}
         tool, error, labels = key
+        labels = self._bounded_labels(labels)
         label = export_label(tool)
         duration = {**dict(labels), _OPERATION: "execute_tool", _TOOL: label}
         if error is not None:
@@ -419,6 +429,19 @@ class _Instruments:
         attributes = (duration, {**dict(labels), _TOOL: label})
         self._attributes[key] = attributes
         return attributes
+
+    def _bounded_labels(self, labels: LabelSet) -> LabelSet:
+        """``labels``, or, past ``MAX_LABEL_SETS`` sets of constant labels recorded, the same
+        names with every value ``other`` (which counts as no set, as the empty one)."""
+        if all(value == _OTHER_LABEL for _name, value in labels):
+            return labels
+        with self._handles_lock:
+            if labels in self._label_sets:
+                return labels
+            if len(self._label_sets) < MAX_LABEL_SETS:
+                self._label_sets[labels] = None
+                return labels
+        return tuple((name, _OTHER_LABEL) for name, _value in labels)
 
     # -- at collection (the asynchronous instruments' callbacks) -----------------------------
 
