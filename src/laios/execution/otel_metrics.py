@@ -269,8 +269,9 @@ class _Instruments:
         #: as another store's and other bucket bounds, or one set of labels too many): read
         #: live, and left out once gone. A dict, under ``_handles_lock``.
         self._loose: dict[MetricsInstrumentation, None] = {}
-        #: Held only to change or copy ``_loose``, never while calling out: the callbacks
-        #: take it inside the SDK's collection lock, and ``create`` takes the SDK's lock.
+        #: Held only to change or copy ``_loose`` (and ``_recorded``, below), never while
+        #: calling out: the callbacks take it inside the SDK's collection lock, and ``create``
+        #: takes the SDK's lock.
         self._handles_lock = threading.Lock()
         reset_after_fork(self)
         #: The last read of the stores: when, the totals, and the instruments it has served.
