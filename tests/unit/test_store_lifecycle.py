@@ -341,7 +341,7 @@ def test_stores_each_failing_their_own_way_leave_scrapes_memory_flat() -> None:
     """Stores that come and go, each failing (and retrying) with an error type of its own,
     scraped while each lives: the scrape shows at most ``max_error_types`` types of the gone
     stores and the live one's, and the memory the scrapes keep (the lines they cache for
-    reuse) stays flat. The lines of every type ever scraped used to be kept: about 200 bytes
+    reuse) stays flat. The lines of every type ever scraped used to be kept: about 400 bytes
     per store for good."""
     registry = CollectorRegistry()
     kept = MetricStore()
@@ -354,13 +354,13 @@ def test_stores_each_failing_their_own_way_leave_scrapes_memory_flat() -> None:
         store.task_retried(store.tool_slot("fetch", True), f"Failure{index:06d}")
         render_metrics(registry)
 
-    for index in range(100):  # warm-up: the gone stores' types fill their cap
+    for index in range(60):  # warm-up: the gone stores' types fill their cap
         lifecycle(index)
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for index in range(100, 700):
+        for index in range(60, 400):
             lifecycle(index)
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
