@@ -858,7 +858,7 @@ def test_a_store_through_a_wrapper_stops_once_the_sdk_provider_under_it_is_shut_
         monkeypatch.setattr(
             otel_metrics._Instruments,
             "record",
-            lambda self, event: (recorded.append(event), record(self, event)),
+            lambda self, event, *rest: (recorded.append(event), record(self, event, *rest)),
         )
         finish(store, "echo")
         assert len(recorded) == 1

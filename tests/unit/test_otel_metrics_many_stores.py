@@ -12,11 +12,20 @@ import weakref
 from types import FrameType, SimpleNamespace
 from typing import Any
 
+from multiprocess_work import run_tasks
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from laios.execution._aggregates import StoreAggregates
-from laios.execution.otel_metrics import ERRORS, RETRIES, TASKS, instrument_metrics
+from laios.execution._totals import MAX_LABEL_SETS
+from laios.execution.otel_metrics import (
+    ERRORS,
+    QUEUE_WAIT,
+    RETRIES,
+    TASKS,
+    TOOL_DURATION,
+    instrument_metrics,
+)
 from laios.execution.store import MetricStore
 
 #: The stores already reporting in the second count of :func:`steps_per_store`.
@@ -210,4 +219,112 @@ def test_two_readers_collecting_in_threads_see_one_read_each_and_never_less() ->
     stop.set()
     worker.join()
     assert problems == []
+    provider.shutdown()
+
+
+def _label_sets(reader: InMemoryMetricReader, name: str) -> set[tuple[tuple[str, Any], ...]]:
+    """The sets of constant labels (``worker``) of ``name``'s points, in one collection."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        tuple((key, value) for key, value in point.attributes.items() if key == "worker")
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    }
+
+
+def test_stores_with_constant_labels_of_their_own_leave_bounded_histograms() -> None:
+    """Stores that come and go, each with a label value of its own (a worker id), keep at most
+    ``MAX_LABEL_SETS`` sets of constant labels in the histograms, as in the counters: those
+    past it are recorded with every value ``other``. The SDK cannot forget a histogram's
+    points, so one set per store would grow with every store (until the SDK's cardinality
+    limit, past which even the live stores' new points would be lost to its overflow point);
+    every task is still counted."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider([reader])
+    stores = MAX_LABEL_SETS + 50
+    for index in range(stores):
+        store = MetricStore(labels={"worker": f"w{index}"})
+        handle = instrument_metrics(store, meter_provider=provider)
+        run_tasks(store, 1)
+        handle.uninstrument()
+    for name in (TOOL_DURATION, QUEUE_WAIT):
+        sets = _label_sets(reader, name)
+        assert len(sets) == MAX_LABEL_SETS + 1, name
+        assert (("worker", "other"),) in sets
+    data = reader.get_metrics_data()
+    assert data is not None
+    counted = sum(
+        point.count
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == TOOL_DURATION
+        for point in metric.data.data_points
+    )
+    assert counted == stores
+    provider.shutdown()
+
+
+def fail(store: MetricStore, tool: str, error_type: str) -> None:
+    """One failed task of ``tool`` with ``error_type``, recorded straight into ``store``."""
+    slot = store.tool_slot(tool, True)
+    rec = store.task_submitted(None, SimpleNamespace(id=f"{tool}-t"), tool, slot, running=True)
+    store.task_finished(rec, outcome="error", status=None, error_type=error_type)
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [
+        point
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+def test_stores_failing_their_own_ways_leave_the_duration_histogram_bounded() -> None:
+    """Stores that come and go, each failing with an error type of its own, keep at most
+    ``max_error_types`` types per tool in the duration histogram, as in ``laios.task.errors``:
+    further ones are recorded as ``other``. (Each store's own type is within its cap, so each
+    used to add a point the SDK keeps for good.) Every task is still counted."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider([reader])
+    stores = 80
+    for index in range(stores):
+        store = MetricStore(max_error_types=20)
+        handle = instrument_metrics(store, meter_provider=provider)
+        fail(store, "fetch", f"Failure{index:03d}")
+        handle.uninstrument()
+    points = _points(reader, TOOL_DURATION)
+    types = {point.attributes["error.type"] for point in points}
+    assert len(types) == 20 + 1
+    assert "other" in types
+    assert sum(point.count for point in points) == stores
+    provider.shutdown()
+
+
+def test_stores_each_with_tools_of_their_own_leave_the_histograms_bounded() -> None:
+    """Stores that come and go, each with a tool of its own, keep at most ``max_tool_labels``
+    tools in the histograms, as in the counters: further ones are recorded as ``other``."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider([reader])
+    stores = 80
+    for index in range(stores):
+        store = MetricStore(max_tool_labels=20)
+        handle = instrument_metrics(store, meter_provider=provider)
+        run_tasks(store, 1, f"tool{index:03d}")
+        handle.uninstrument()
+    for name in (TOOL_DURATION, QUEUE_WAIT):
+        points = _points(reader, name)
+        tools = {point.attributes["gen_ai.tool.name"] for point in points}
+        assert len(tools) == 20 + 1, name
+        assert "other" in tools
+        assert sum(point.count for point in points) == stores
     provider.shutdown()

@@ -11,6 +11,7 @@ import gc
 import json
 import statistics
 import time
+import tracemalloc
 import weakref
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -334,6 +335,41 @@ def test_ten_thousand_executor_lifecycles_leave_scrapes_and_memory_flat() -> Non
     assert tasks(registry, "ping") == 10_100
     assert after_ms <= 3 * max(before_ms, 0.5), (before_ms, after_ms)
     assert after_mb - before_mb <= 8, (before_mb, after_mb)
+
+
+def test_stores_each_failing_their_own_way_leave_scrapes_memory_flat() -> None:
+    """Stores that come and go, each failing (and retrying) with an error type of its own,
+    scraped while each lives: the scrape shows at most ``max_error_types`` types of the gone
+    stores and the live one's, and the memory the scrapes keep (the lines they cache for
+    reuse) stays flat. The lines of every type ever scraped used to be kept: about 400 bytes
+    per store for good."""
+    registry = CollectorRegistry()
+    kept = MetricStore()
+    collector = ensure_collector(kept, registry)
+
+    def lifecycle(index: int) -> None:
+        store = MetricStore()
+        collector.add_store(store)
+        finish(store, "fetch", "error", f"Failure{index:06d}")
+        store.task_retried(store.tool_slot("fetch", True), f"Failure{index:06d}")
+        render_metrics(registry)
+
+    for index in range(60):  # warm-up: the gone stores' types fill their cap
+        lifecycle(index)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(60, 400):
+            lifecycle(index)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    text = render_metrics(registry).decode()
+    errors = [line for line in text.splitlines() if line.startswith("laios_task_errors_total{")]
+    assert len(errors) == kept.max_error_types + 1  # (and "other")
+    assert grown < 30_000, grown
 
 
 def test_status_shows_the_stores_metrics_shows() -> None:

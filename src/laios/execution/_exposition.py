@@ -283,6 +283,20 @@ class _ToolText:
     def retry_prefix(self, error_type: str) -> str:
         return self._counter_prefix(self.retries, RETRIES, "error_type", error_type)
 
+    def keep_only(self, errors: Collection[str], retries: Collection[str]) -> None:
+        """Forget the lines cached for error types no longer exported: those of stores gone
+        and folded into ``other`` (stores that come and go, each failing its own way, would
+        otherwise leave theirs here for good). Called once the tool's lines are written, so
+        that every type exported is cached: a cache larger than the types has stale ones."""
+        if len(self.errors) > len(errors):
+            self.errors = {key: line for key, line in self.errors.items() if key in errors}
+        if len(self.error_exemplars) > len(errors):
+            self.error_exemplars = {
+                key: cached for key, cached in self.error_exemplars.items() if key in errors
+            }
+        if len(self.retries) > len(retries):
+            self.retries = {key: line for key, line in self.retries.items() if key in retries}
+
     def duration(self, outcome: str) -> _Histogram:
         histogram = self.durations.get(outcome)
         if histogram is None:
@@ -411,6 +425,7 @@ class StoreRenderer:
                 for error_type in sorted(tool.errors):
                     count, exemplar = tool.errors[error_type]
                     errors.append(text.error_line(error_type, count, exemplar, openmetrics))
+                text.keep_only(tool.errors, tool.retry_errors)
                 if live:
                     in_flight.append(f"{text.in_flight}{_number(tool.in_flight)}\n")
             group.tools = tools

@@ -27,7 +27,9 @@ nothing per task. The API has no asynchronous histogram, so the two histograms a
 once per task, from the store's finish listener (:meth:`MetricStore.add_finish_listener
 <laios.execution.store.MetricStore.add_finish_listener>`). Attribute values are the Prometheus
 label values: the store's ``tool`` label (``unknown`` for a tool that is not registered,
-``other`` past the store's cap) and its bounded error types; never a task id.
+``other`` past the store's cap) and its bounded error types; never a task id. The SDK never
+forgets a histogram's point, so the histograms keep those limits, and at most
+``MAX_LABEL_SETS`` sets of constant labels, over every store they have recorded, gone ones too.
 
 A store is held weakly: instrumenting it does not keep it alive. Once it is garbage collected
 its counts stay in the counters (folded as the Prometheus collector folds a gone store's, so
@@ -74,12 +76,20 @@ from laios._compat.otel import (
     meter_provider_shut_down,
     sdk_meter_provider_under,
 )
+from laios.execution._aggregates import (
+    ERROR_TYPE_OTHER,
+    TOOL_OTHER,
+    TOOL_UNKNOWN,
+    LabelSet,
+    ToolAggregates,
+    every_outcome,
+)
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
-from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
 from laios.execution._checks import not_a_class
 from laios.execution._families import STORE_GAUGES
 from laios.execution._forks import reset_after_fork
 from laios.execution._totals import (
+    MAX_LABEL_SETS,
     ExportedTotals,
     StoreTable,
     export_label,
@@ -171,6 +181,9 @@ _OTHER_ERROR = "_OTHER"
 #: Attribute sets kept for reuse before the cache starts again (tools × error types is bounded
 #: by the store's caps; this bounds the cache whatever they are).
 _MAX_CACHED_ATTRIBUTES = 4096
+#: The value of every constant label of a task's histogram points whose store's labels came
+#: past the first ``MAX_LABEL_SETS`` sets (as the multiprocess totals fold such sets).
+_OTHER_LABEL = "other"
 #: Seconds a read of the stores serves the other callbacks of the same collection, from its end.
 _READ_REUSE_SECONDS = 1.0
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -256,14 +269,24 @@ class _Instruments:
         #: as another store's and other bucket bounds, or one set of labels too many): read
         #: live, and left out once gone. A dict, under ``_handles_lock``.
         self._loose: dict[MetricsInstrumentation, None] = {}
-        #: Held only to change or copy ``_loose``, never while calling out: the callbacks
-        #: take it inside the SDK's collection lock, and ``create`` takes the SDK's lock.
+        #: Held only to change or copy ``_loose`` (and ``_recorded``, below), never while
+        #: calling out: the callbacks take it inside the SDK's collection lock, and ``create``
+        #: takes the SDK's lock.
         self._handles_lock = threading.Lock()
         reset_after_fork(self)
         #: The last read of the stores: when, the totals, and the instruments it has served.
         self._last_read: tuple[float, list[ExportedTotals], set[str]] | None = None
         #: (tool, error type) -> the attributes of its duration and of its queue wait.
         self._attributes: dict[_AttributeKey, tuple[dict[str, str], dict[str, str]]] = {}
+        #: What the histograms have recorded, by set of constant labels: at most
+        #: ``MAX_LABEL_SETS`` sets (those whose values are all ``other`` aside), each with its
+        #: tools and their error types within its stores' largest limits. The SDK never
+        #: forgets a histogram's point: stores that come and go, each with label values, tools
+        #: or error types of its own, would otherwise add points for ever, where the counters
+        #: fold them into ``other``. Under ``_handles_lock``.
+        self._recorded: dict[LabelSet, _Recorded] = {}
+        #: The sets in ``_recorded`` that count towards ``MAX_LABEL_SETS``.
+        self._named_sets = 0
         #: The instruments created so far, by name (see :meth:`create`).
         self._created: set[str] = set()
         self.tool_duration: Histogram
@@ -380,14 +403,15 @@ class _Instruments:
 
     # -- per task (the store's finish listener) ----------------------------------------------
 
-    def record(self, event: FinishedTask) -> None:
-        """Record one task's end in the two histograms."""
+    def record(self, event: FinishedTask, limits: tuple[int, int]) -> None:
+        """Record one task's end in the two histograms; ``limits`` are its store's
+        ``max_tool_labels`` and ``max_error_types``."""
         outcome = event.outcome
         error = None if outcome == "success" else (event.error_type or _OTHER_ERROR)
         key = (event.tool, error, event.labels)
         attributes = self._attributes.get(key)
         if attributes is None:
-            attributes = self._new_attributes(key)
+            attributes = self._new_attributes(key, limits)
         wait = event.queue_wait
         # A task's span opens at submission: its duration covers the queue wait.
         seconds = wait + event.duration
@@ -406,19 +430,56 @@ class _Instruments:
                 record = self.queue_wait.record
                 record(wait, attributes[1], context=context)
 
-    def _new_attributes(self, key: _AttributeKey) -> tuple[dict[str, str], dict[str, str]]:
+    def _new_attributes(
+        self, key: _AttributeKey, limits: tuple[int, int]
+    ) -> tuple[dict[str, str], dict[str, str]]:
         """The attributes of a (tool, error type, constant labels) for the duration and the
-        queue wait."""
+        queue wait, within the bounds of what the histograms have recorded."""
         if len(self._attributes) >= _MAX_CACHED_ATTRIBUTES:
             self._attributes = {}
         tool, error, labels = key
-        label = export_label(tool)
+        label, error, labels = self._bounded(export_label(tool), error, labels, limits)
         duration = {**dict(labels), _OPERATION: "execute_tool", _TOOL: label}
         if error is not None:
             duration[_ERROR_TYPE] = error
         attributes = (duration, {**dict(labels), _TOOL: label})
         self._attributes[key] = attributes
         return attributes
+
+    def _bounded(
+        self, tool: str, error: str | None, labels: LabelSet, limits: tuple[int, int]
+    ) -> _AttributeKey:
+        """``tool``, ``error`` and ``labels`` as the histograms record them: past
+        ``MAX_LABEL_SETS`` sets of constant labels, the same names with every value ``other``;
+        past the limits (the largest of the stores of the set), tool ``other`` and error type
+        ``other``, as the counters fold them."""
+        with self._handles_lock:
+            recorded = self._recorded.get(labels)
+            if recorded is None:
+                named = not _all_other(labels)
+                if named and self._named_sets >= MAX_LABEL_SETS:
+                    labels, named = tuple((name, _OTHER_LABEL) for name, _value in labels), False
+                    recorded = self._recorded.get(labels)
+                if recorded is None:
+                    recorded = self._recorded[labels] = _Recorded()
+                    if named:
+                        self._named_sets += 1
+            recorded.max_tool_labels = max(recorded.max_tool_labels, limits[0])
+            recorded.max_error_types = max(recorded.max_error_types, limits[1])
+            errors = recorded.tools.get(tool)
+            if errors is None:
+                if tool not in (TOOL_UNKNOWN, TOOL_OTHER):
+                    if recorded.named >= recorded.max_tool_labels:
+                        tool = TOOL_OTHER
+                    else:
+                        recorded.named += 1
+                errors = recorded.tools.setdefault(tool, set())
+            if error is not None and error != ERROR_TYPE_OTHER and error not in errors:
+                if len(errors) >= recorded.max_error_types:
+                    error = ERROR_TYPE_OTHER
+                else:
+                    errors.add(error)
+        return tool, error, labels
 
     # -- at collection (the asynchronous instruments' callbacks) -----------------------------
 
@@ -501,6 +562,26 @@ class _Instruments:
                 yield Observation(getattr(entry, field), dict(entry.labels))
 
 
+def _all_other(labels: LabelSet) -> bool:
+    """Whether ``labels`` is where sets past ``MAX_LABEL_SETS`` are recorded (every value
+    ``other``; the empty set too): it never counts towards the cap."""
+    return all(value == _OTHER_LABEL for _name, value in labels)
+
+
+class _Recorded:
+    """What the histograms have recorded for one set of constant labels: its tools (but
+    ``unknown`` and ``other``, ``named`` of them) with their error types (but ``other``), and
+    the largest limits of its stores."""
+
+    __slots__ = ("max_error_types", "max_tool_labels", "named", "tools")
+
+    def __init__(self) -> None:
+        self.max_tool_labels = 0
+        self.max_error_types = 0
+        self.named = 0
+        self.tools: dict[str, set[str]] = {}
+
+
 def _once_each(
     callback: Callable[[CallbackOptions], Iterable[Observation]],
 ) -> Callable[[CallbackOptions], list[Observation]]:
@@ -559,6 +640,8 @@ class MetricsInstrumentation:
         # callbacks skip it) and forgotten by a later instrument_metrics() call. (A callback
         # would run inside any allocation, perhaps in a thread holding a store's lock.)
         self._store = weakref.ref(store)
+        #: The store's limits, which the histograms keep within (see ``_Instruments.record``).
+        self._limits = (store.max_tool_labels, store.max_error_types)
         self._instruments = instruments
 
     @property
@@ -603,7 +686,7 @@ class MetricsInstrumentation:
         """The store's finish listener: record one task's end in the two histograms."""
         instruments = self._instruments
         if instruments is not None and not meter_provider_shut_down(self._provider_under):
-            instruments.record(event)
+            instruments.record(event, self._limits)
 
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
