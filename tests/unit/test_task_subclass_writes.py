@@ -4,7 +4,9 @@ frozen ``Task`` subclass (or a frozen field) is not changed, its outcome still i
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,3 +132,26 @@ def test_a_plain_task_is_written_as_before(executor: Executor) -> None:
     assert task.result == "done"
     assert task.started_at is not None
     assert task.completed_at is not None
+
+
+def test_task_subclasses_made_per_call_are_not_kept(executor: Executor) -> None:
+    """Code that makes a ``Task`` subclass per call (in a function, say) ran each on the
+    executor, which kept every such class for good, with what it had learnt of its fields:
+    memory grew with every call. A class the program no longer holds is let go."""
+
+    def one_call(number: int) -> weakref.ref[type[Task]]:
+        class PerCallTask(Task):
+            @field_validator("status")
+            @classmethod
+            def _seen(cls, status: TaskStatus) -> TaskStatus:
+                return status
+
+        task = PerCallTask(plan_id="p", description=f"call {number}", tool_name="work")
+        assert executor.execute_task(task, CONTEXT).success
+        assert task.status is TaskStatus.COMPLETED  # (written: the class was looked at)
+        return weakref.ref(PerCallTask)
+
+    classes = [one_call(number) for number in range(20)]
+    gc.collect()
+    kept = [kind for kind in classes if kind() is not None]
+    assert len(kept) <= 1, f"{len(kept)} of 20 Task subclasses made per call are still alive"

@@ -7,13 +7,14 @@ written: the task stays as its owner made it, and the outcome is in the ``TaskRe
 subclass with validators of its own for these fields has the values validated first, as
 ``task.status = ...`` would, on a copy of the task (a validator is the class's code: it must
 not run under the executor's lock); a value a validator refuses is not written, and logged once
-per class and field. The check is made once per class.
+per class name and field. The check is made once per class, and kept while the class lives.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import weakref
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,8 +32,9 @@ _log = logging.getLogger("laios.execution")
 WRITTEN = ("status", "result", "error", "started_at", "completed_at")
 
 #: Per ``Task`` subclass: the written fields that are frozen, and whether its validators run.
-_RULES: dict[type, tuple[frozenset[str], bool]] = {}
-#: The refusals logged, once per class and field (see :func:`_refused`).
+#: Held weakly: a program may make a subclass per call (in a function), and let it go.
+_RULES: weakref.WeakKeyDictionary[type, tuple[frozenset[str], bool]] = weakref.WeakKeyDictionary()
+#: The refusals logged, once per class name and field (see :func:`_refused`).
 _REFUSALS = WarningLimiter(math.inf)
 
 
@@ -73,7 +75,9 @@ def task_fields(task: Task, fields: dict[str, Any]) -> dict[str, Any]:
 
 def _refused(kind: type, name: str, exc: Exception) -> None:
     """Log (once per class and field) that a task's validator refused a value."""
-    if _REFUSALS.should_log(f"{id(kind)} {name}") is None:  # (the class is kept in _RULES)
+    # (by name: an id is used again once its class is gone, and a class made per call has
+    # the same name each time, its refusal already told)
+    if _REFUSALS.should_log(f"{kind.__qualname__} {name}") is None:
         return
     # (not str(exc): a ValidationError quotes the value, which may be the tool's output)
     if isinstance(exc, ValidationError):
