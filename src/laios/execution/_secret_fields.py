@@ -20,7 +20,7 @@ from typing import Any, Union
 
 from pydantic import AliasChoices, AliasPath, BaseModel, RootModel
 
-from laios._secret_types import SECRET_TYPES
+from laios._secret_types import SECRET_TYPES, aliased_type
 
 __all__ = ["SecretFields", "secret_fields"]
 
@@ -135,7 +135,7 @@ class _Analysis:
             return self.shape_of_class(annotation, depth)
         args = typing.get_args(annotation)
         if origin is None:
-            value = getattr(annotation, "__value__", None)  # a ``type X = ...`` alias
+            value = aliased_type(annotation)  # (``type X = SecretStr``, a NewType of it)
             return self.shape_of(value, depth + 1) if value is not None else None
         if origin is typing.Annotated:
             return self.shape_of(args[0], depth + 1) if args else None
