@@ -368,6 +368,43 @@ def test_a_simple_tool_whose_function_annotates_its_kwargs_with_another_name_of_
     assert "db-west" in spans
 
 
+class AliasedInput(ToolInput):
+    api_key: str = Field(alias="k")
+    password: str = Field(default="", validation_alias=AliasChoices("p", "password"))
+    region: str = Field(default="eu", alias="r")
+
+
+class ConnectsByAlias(BaseTool):
+    name = "connects_by_alias"
+    description = "Quotes its secret-named parameters, passed under ordinary aliases."
+
+    input_model = AliasedInput
+
+    def _execute(self, input_data: AliasedInput) -> Any:
+        require_current_task().progress(10, f"connecting with {input_data.api_key}")
+        raise PermissionError(f"denied {input_data.api_key} / {input_data.password}")
+
+
+def test_a_secret_named_field_passed_under_an_ordinary_alias_is_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A field the model calls ``api_key`` (or ``password``) is secret whatever name the
+    caller passes it under, an alias ``k`` or a validation alias ``p``; a field of an
+    ordinary name and alias is not."""
+    password = "open-sesame-3141"
+    result, spans, statuses = run(
+        ConnectsByAlias, {"k": SECRET, "p": password, "r": "eu-west"}, caplog=caplog
+    )
+    assert result.metadata["error_type"] == "PermissionError", result.error
+    assert f'"k":"{REDACTED}"' in spans
+    assert f'"p":"{REDACTED}"' in spans
+    assert '"r":"eu-west"' in spans
+    for value in (SECRET, password):
+        assert value not in spans
+        assert value not in caplog.text
+        assert all(value not in status for status in statuses)
+
+
 class Creds(BaseModel):
     user: str
     pin: SecretStr
