@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import html
 import json
 import math
 import re
@@ -1202,7 +1203,8 @@ def encoded_forms(secret: str) -> list[str]:
     its bytes alone, at each of the three places it may start in a group of three bytes:
     ``user:password`` in a Basic ``Authorization`` header), and, when its
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
-    (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
+    (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), as HTML
+    and XML escape it (``p&amp;ss``: see :func:`_markup_forms`), each
     once; and all of these again for the secret in the Unicode normalization forms NFC, NFD,
     NFKC and NFKD, where they differ from it (see :func:`_normalized`), and, of a secret
     holding characters that NFKC writes otherwise (full-width, mathematical, ligatures), each
@@ -1241,12 +1243,29 @@ def encoded_forms(secret: str) -> list[str]:
             repr((variant + '"').encode("utf-8", "backslashreplace"))[2:-2],
             _pydantic_input_value(written),
             *_base64_forms(variant),
+            *_markup_forms(variant),
         ):
             if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
                 forms.append(form)
     if "\n" in secret or "\r" in secret:
         forms += _line_forms(secret, forms)
     return forms if secret.isascii() else _with_folded(forms)
+
+
+def _markup_forms(secret: str) -> tuple[str, ...]:
+    """``secret`` as HTML and XML write it in a page or a document quoting it (a login form
+    echoed back in an error page, a SOAP fault): its ``&``, ``<`` and ``>`` as entities, its
+    quotes as ``html.escape`` writes them (``&quot;``, ``&#x27;``), as MarkupSafe (Jinja) and
+    Go write them (``&#34;``, ``&#39;``), or kept, as XML text keeps them; none for a secret
+    holding none of these characters."""
+    if not any(char in secret for char in "&<>\"'"):
+        return ()
+    text = html.escape(secret, quote=False)
+    return (
+        html.escape(secret),
+        text,
+        text.replace('"', "&#34;").replace("'", "&#39;"),
+    )
 
 
 #: A percent-escape whose hex digits :func:`quote` writes in capitals (``%2F``).
