@@ -948,6 +948,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             if is_collection(value):  # (a deque, a dict's view: read as a list)
                 visit_items(value, secret, declared, name)
                 return
+            url = _url_text(value)
+            if url is not None:  # (pydantic's PostgresDsn, httpx's or yarl's URL)
+                visit(url, secret, None, name)
+                return
             fields = object_fields(value)
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
@@ -981,6 +985,24 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 #: short items past these first ones values of the list's name (``pins=xk9``), as each would
 #: cost every text scrubbed the search for its forms (a list of thousands of token ids).
 MAX_WRITTEN_LIST_ITEMS = 64
+
+
+def _url_text(value: Any) -> str | None:
+    """The text of a URL kept as an object (pydantic's ``AnyUrl`` and ``PostgresDsn``, as
+    pydantic-settings gives a ``DATABASE_URL``, httpx's and yarl's ``URL``): known by its class
+    having a ``scheme`` and a ``host`` (or ``hosts``, a URL of several hosts: pydantic-core's
+    ``MultiHostUrl``), and by its text holding ``://``; ``None`` for any
+    other value (whose text, a data frame's, may be costly to make), or when that text cannot
+    be made. Read as that text is, it gives up the password of its user information and the
+    values its query names (``?token=…``)."""
+    kind = type(value)
+    try:
+        if not (hasattr(kind, "scheme") and (hasattr(kind, "host") or hasattr(kind, "hosts"))):
+            return None
+        text = str(value)
+    except Exception:  # (a class whose attributes or text cannot be read)
+        return None
+    return text if type(text) is str and "://" in text else None
 
 
 #: Most attributes of an object of a class of its own looked at for secret-looking names.
