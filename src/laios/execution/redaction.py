@@ -25,10 +25,11 @@ import sys
 import traceback
 import unicodedata
 from bisect import bisect_left
-from collections import deque
+from collections import UserString, deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
+from enum import Enum
 from itertools import chain, compress, islice, repeat
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -945,6 +946,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 return
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
         elif value is not None:
+            if isinstance(value, UserString):  # (text, though it is a sequence of letters)
+                with contextlib.suppress(Exception):  # (a subclass's own data)
+                    visit(str(value.data), secret, declared, name)
+                return
             if is_collection(value):  # (a deque, a dict's view: read as a list)
                 visit_items(value, secret, declared, name)
                 return
@@ -956,6 +961,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
             elif not isinstance(value, type):  # (an SDK client's api_key)
+                if secret:  # (a credential type of its own, a UserString, an enum member)
+                    held = _held_secret(value)
+                    if held is not None:
+                        visit(held, True, None, name)
                 pending.append(pairs(_secret_attributes(value), secret, None))
 
     visit(params, False, fields, None)
@@ -1003,6 +1012,22 @@ def _url_text(value: Any) -> str | None:
     except Exception:  # (a class whose attributes or text cannot be read)
         return None
     return text if type(text) is str and "://" in text else None
+
+
+def _held_secret(value: Any) -> Any:
+    """What an object given under a secret-looking name holds as its secret: an enum
+    member's value (``Keys.PRODUCTION``, whose value is the key), or the text of an object
+    whose class writes its own (a credential type whose ``str`` is the credential); ``None``
+    for any other object, or when that text cannot be made."""
+    try:
+        if isinstance(value, Enum):
+            return value.value
+        if getattr(type(value), "__str__", None) is getattr(object, "__str__", None):
+            return None
+        text = str(value)
+    except Exception:  # (a class whose value or text cannot be read)
+        return None
+    return text if type(text) is str else None
 
 
 #: Most attributes of an object of a class of its own looked at for secret-looking names.
