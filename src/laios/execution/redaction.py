@@ -908,6 +908,11 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         elif isinstance(value, (list, tuple, set, frozenset)):
             visit_items(value, secret, declared, name)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
+            if not secret and isinstance(value, (bytes, bytearray)):
+                text = _utf8_of(value)  # (a request body, a URL read from a file, as bytes)
+                if text is not None:
+                    visit(text, False, declared, name)
+                return
             if type(value) is str and (
                 value[:1] in _JSON_OPENINGS
                 or (value[:1].isspace() and value.lstrip()[:1] in _JSON_OPENINGS)
@@ -1028,6 +1033,18 @@ def _held_secret(value: Any) -> Any:
     except Exception:  # (a class whose value or text cannot be read)
         return None
     return text if type(text) is str else None
+
+
+def _utf8_of(data: bytes | bytearray) -> str | None:
+    """``data`` as the UTF-8 text it is (a request body, a form body or a URL kept as bytes,
+    read for secrets as that text would be); ``None`` for data that is not UTF-8 text, or too
+    long for any text read so (see :data:`MAX_JSON_TEXT_CHARS`)."""
+    if len(data) > 4 * MAX_JSON_TEXT_CHARS:  # (four bytes at most to a character)
+        return None
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:  # (binary data)
+        return None
 
 
 #: Most attributes of an object of a class of its own looked at for secret-looking names.
