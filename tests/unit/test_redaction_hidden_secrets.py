@@ -6,7 +6,9 @@ encoded form (URL-encoded, ``repr``-escaped, JSON-escaped) in free text.
 
 from __future__ import annotations
 
+import html
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 from pydantic import BaseModel, ConfigDict, SecretStr
+from secret_runs import failed_run_text, statuses_at_progress
 
 from laios.execution.redaction import (
     MAX_SECRET_SCAN_ITEMS,
@@ -29,6 +32,8 @@ from laios.execution.redaction import (
     secret_values,
     to_json,
 )
+from laios.execution.task_context import require_current_task
+from laios.tools.base import BaseTool
 
 SECRET = "sk-live-ABCDEF123456"
 #: A secret whose encoded forms all differ from it (a slash, a plus, quotes, a backslash, é).
@@ -242,6 +247,64 @@ def test_scrub_replaces_every_encoded_form_in_one_text() -> None:
 def test_scrub_of_a_plain_secret_is_unchanged() -> None:
     """A secret whose encodings equal it is scrubbed as before."""
     assert scrub(f"key {SECRET}!", [SECRET]) == f"key {REDACTED}!"
+
+
+#: A password holding every character HTML and XML write as an entity: & < > " '.
+MARKUP_SECRET = "Kx<9&q\"Z>7m'vB&2"
+
+
+def _numeric_quotes(secret: str) -> str:
+    """``secret`` escaped as MarkupSafe (Jinja) and Go's ``html`` package write it: ``&#34;``
+    and ``&#39;`` for the quotes."""
+    return html.escape(secret, quote=False).replace('"', "&#34;").replace("'", "&#39;")
+
+
+@pytest.mark.parametrize(
+    "escape",
+    [html.escape, partial(html.escape, quote=False), _numeric_quotes],
+    ids=["html.escape", "xml-text", "numeric-quotes"],
+)
+def test_scrub_replaces_a_secret_escaped_as_html_and_xml_write_it(
+    escape: Callable[[str], str],
+) -> None:
+    """A page quoting a password (a login form echoed back in an HTML error page, a SOAP
+    fault) writes its ``&``, ``<``, ``>`` and quotes as entities: that form is scrubbed too,
+    also where no run of 8 of its characters is left as written."""
+    escaped = escape(MARKUP_SECRET)
+    assert escaped != MARKUP_SECRET
+    text = f"<p>invalid login with {escaped}</p>"
+    out = scrub(text, secret_values({"password": MARKUP_SECRET}))
+    assert out == f"<p>invalid login with {REDACTED}</p>"
+
+
+class EchoesLoginPage(BaseTool):
+    name = "echoes_login_page"
+    description = "Quotes the login page that echoed its password back, HTML-escaped."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        page = f'<input name=password value="{html.escape(kwargs["password"])}">'
+        require_current_task().progress(50, f"login page: {page}")
+        if kwargs.get("fail"):
+            raise PermissionError(f"login refused: {page}")
+        return {"ok": True}
+
+
+def test_a_secret_escaped_as_html_stays_out_of_spans_logs_and_status(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tool quoting a page that echoes the password HTML-escaped, in its progress and its
+    error, leaks no part of it."""
+    caplog.set_level(logging.DEBUG, logger="laios")
+    parameters = {"password": MARKUP_SECRET}
+    statuses = statuses_at_progress(EchoesLoginPage, parameters)
+    spans = failed_run_text(EchoesLoginPage, parameters, "PermissionError")
+    escaped = html.escape(MARKUP_SECRET)
+    assert len(statuses) == 1
+    assert f'value=\\"{REDACTED}\\"' in statuses[0]
+    assert f'login refused: <input name=password value="{REDACTED}">' in spans
+    for text in (*statuses, spans, caplog.text):
+        assert escaped not in text
+        assert "9&amp;q" not in text
 
 
 def _lower_hex(text: str) -> str:

@@ -59,3 +59,39 @@ def test_a_secret_of_a_json_body_reaches_no_span_and_no_log(
     assert "was revoked" in text
     assert SECRET[:8] not in text
     assert SECRET[:8] not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"api_key": SECRET}).encode(),
+        bytearray(json.dumps({"auth": {"token": SECRET}}).encode()),
+        f"user=bob&password={SECRET}".encode(),
+        f"postgres://app:{SECRET}@db.internal/orders".encode(),
+    ],
+    ids=["json-bytes", "json-bytearray", "form-bytes", "url-bytes"],
+)
+def test_a_body_given_as_bytes_is_read_as_its_text(
+    body: bytes | bytearray, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request body kept as bytes (``content=b'{"api_key": …}'``, a form body, a URL read
+    from a file) is read for secrets as its UTF-8 text would be: captured, it shows
+    ``[REDACTED]``, and a tool quoting it leaks it nowhere."""
+    assert SECRET in secret_values({"body": body})
+    caplog.set_level(logging.DEBUG, logger="laios")
+    text = failed_run_text(QuotesItsBody, {"body": body}, "PermissionError")
+    assert "[REDACTED]" in text
+    assert SECRET[:8] not in text
+    assert SECRET[:8] not in caplog.text
+
+
+def test_bytes_that_are_no_utf8_text_hold_no_secret() -> None:
+    assert secret_values({"blob": b'\xff\xfe{"api_key": "x"}', "raw": b"password=\xff"}) == []
+
+
+class QuotesItsBody(BaseTool):
+    name = "quotes_its_body"
+    description = "Quotes the body it was given."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise PermissionError(f"400 for body {kwargs['body']!r}")

@@ -7,7 +7,9 @@ attributes with secret-looking names are read, as a mapping's keys are.
 
 from __future__ import annotations
 
+import enum
 import logging
+from collections import UserString
 from typing import Any
 
 import pytest
@@ -55,3 +57,45 @@ def test_the_key_of_a_client_given_as_a_parameter_reaches_no_span_and_no_log(
     assert "revoked" in text
     assert SECRET[:8] not in text
     assert SECRET[:8] not in caplog.text
+
+
+class Token:
+    """A credential type of its own, whose text is the credential (as a ``str`` of it)."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __str__(self) -> str:
+        return self._value
+
+
+class Keys(enum.Enum):
+    PRODUCTION = SECRET
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Token(SECRET), UserString(SECRET), Keys.PRODUCTION],
+    ids=["own-str", "UserString", "enum"],
+)
+def test_an_object_under_a_secret_name_is_secret_as_its_text_or_its_value(
+    value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An object given under a secret-looking name (a credential type whose text is the
+    credential, a ``UserString``, an enum member whose value is the key) holds the secret as
+    its text, or as its value: a tool quoting it leaks it nowhere."""
+    assert SECRET in secret_values({"api_key": value})
+    caplog.set_level(logging.DEBUG, logger="laios")
+    text = failed_run_text(QuotesItsKey, {"api_key": value}, "PermissionError")
+    assert "revoked" in text
+    assert SECRET[:8] not in text
+    assert SECRET[:8] not in caplog.text
+
+
+class QuotesItsKey(BaseTool):
+    name = "quotes_its_key"
+    description = "Quotes the key it was given, as text."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        key = kwargs["api_key"]
+        raise PermissionError(f"key {getattr(key, 'value', key)} revoked")

@@ -23,6 +23,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from pydantic import AnyUrl, HttpUrl, PostgresDsn
+from pydantic_core import MultiHostUrl
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -660,6 +662,30 @@ def test_the_password_in_a_url_is_secret_under_any_key(
     channels = _channels({**parameters, "reveal": f"could not connect: {url}"}, laios_records)
     assert _leaks(channels, URL_PASSWORD) == []
     assert f":{REDACTED}@" in channels["spans"]  # the rest of the URL is kept
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"database_url": PostgresDsn(f"postgres://app:{URL_PASSWORD}@db.internal:5432/orders")},
+        {"endpoints": [AnyUrl(f"https://deploy:{URL_PASSWORD}@git.example/repo.git")]},
+        {"webhook": HttpUrl(f"https://hooks.example/in?token={URL_PASSWORD}")},
+        {"replicas": MultiHostUrl(f"postgres://app:{URL_PASSWORD}@db-a:5432,db-b:5432/orders")},
+    ],
+    ids=["multi-host-url", "url-in-a-list", "token-in-the-query", "pydantic-core-multi-host"],
+)
+def test_a_pydantic_url_object_is_read_as_its_text(
+    parameters: dict[str, Any], laios_records: list[logging.LogRecord]
+) -> None:
+    """A URL kept as a pydantic URL object (``PostgresDsn``, as pydantic-settings gives a
+    ``DATABASE_URL``), not as text, holds its password or its query's token all the same:
+    captured arguments show it redacted, and a tool quoting the URL leaks it nowhere."""
+    assert URL_PASSWORD in secret_values(parameters)
+    channels = _channels(
+        {**parameters, "reveal": f"could not connect: {parameters}"}, laios_records
+    )
+    assert _leaks(channels, URL_PASSWORD) == []
+    assert REDACTED in channels["spans"]
 
 
 def test_a_short_url_password_is_scrubbed_only_inside_its_url() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NewType, Optional
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -27,7 +27,7 @@ from pydantic import (
     SecretBytes,
     SecretStr,
 )
-from typing_extensions import TypedDict
+from typing_extensions import TypeAliasType, TypedDict
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
@@ -298,6 +298,111 @@ def test_a_simple_tool_whose_function_annotates_its_kwargs_secretstr() -> None:
     assert result.metadata["error_type"] == "PermissionError"
     assert SECRET not in spans
     assert "db-west" in spans
+
+
+#: A type of its own for a password, as a code base names its domain types: a ``SecretStr``.
+DbPassword = NewType("DbPassword", SecretStr)
+
+
+class NewTypeInput(ToolInput):
+    db: DbPassword
+    replicas: list[DbPassword] = []
+
+
+class ConnectsByNewType(BaseTool):
+    name = "connects_by_new_type"
+    description = "Quotes its parameters typed with a NewType of SecretStr."
+
+    input_model = NewTypeInput
+
+    def _execute(self, input_data: NewTypeInput) -> Any:
+        value = input_data.db.get_secret_value()
+        require_current_task().progress(10, f"connecting with {value}")
+        replicas = [replica.get_secret_value() for replica in input_data.replicas]
+        raise ConnectionError(f"could not connect with {value} nor {replicas}")
+
+
+def test_a_field_typed_with_a_newtype_of_secretstr_is_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``NewType("DbPassword", SecretStr)`` is a ``SecretStr`` to pydantic, and so secret:
+    alone and as the items of a list."""
+    replica = "replica-password-7788"
+    result, spans, statuses = run(
+        ConnectsByNewType, {"db": SECRET, "replicas": [replica]}, caplog=caplog
+    )
+    assert result.metadata["error_type"] == "ConnectionError", result.error
+    assert f'"db":"{REDACTED}"' in spans
+    for value in (SECRET, replica):
+        assert value not in spans
+        assert value not in caplog.text
+        assert all(value not in status for status in statuses)
+        assert value not in json.dumps(result.metadata)
+
+
+#: ``type Password = SecretStr``, as Python 3.12 writes it.
+Password = TypeAliasType("Password", SecretStr)
+
+
+def _connect_with_new_type(host: str, **creds: DbPassword) -> Any:
+    passwords = [value.get_secret_value() for value in creds.values()]
+    raise PermissionError(f"denied for {host} with {passwords}")
+
+
+def _connect_with_alias(host: str, **creds: Password) -> Any:
+    passwords = [value.get_secret_value() for value in creds.values()]
+    raise PermissionError(f"denied for {host} with {passwords}")
+
+
+@pytest.mark.parametrize("func", [_connect_with_new_type, _connect_with_alias])
+def test_a_simple_tool_whose_function_annotates_its_kwargs_with_another_name_of_secretstr(
+    func: Any,
+) -> None:
+    """``**creds: DbPassword`` (a NewType of SecretStr) or ``**creds: Password`` (a type
+    alias of it) makes every other parameter secret, as ``**creds: SecretStr`` does."""
+    tool = create_simple_tool("connect_with_named_type", "Connects.", func)
+    assert secret_fields(tool.input_model) is not None
+    result, spans, _ = run(tool, {"host": "db-west", "db_pass": SECRET})
+    assert result.metadata["error_type"] == "PermissionError", result.error
+    assert SECRET not in spans
+    assert "db-west" in spans
+
+
+class AliasedInput(ToolInput):
+    api_key: str = Field(alias="k")
+    password: str = Field(default="", validation_alias=AliasChoices("p", "password"))
+    region: str = Field(default="eu", alias="r")
+
+
+class ConnectsByAlias(BaseTool):
+    name = "connects_by_alias"
+    description = "Quotes its secret-named parameters, passed under ordinary aliases."
+
+    input_model = AliasedInput
+
+    def _execute(self, input_data: AliasedInput) -> Any:
+        require_current_task().progress(10, f"connecting with {input_data.api_key}")
+        raise PermissionError(f"denied {input_data.api_key} / {input_data.password}")
+
+
+def test_a_secret_named_field_passed_under_an_ordinary_alias_is_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A field the model calls ``api_key`` (or ``password``) is secret whatever name the
+    caller passes it under, an alias ``k`` or a validation alias ``p``; a field of an
+    ordinary name and alias is not."""
+    password = "open-sesame-3141"
+    result, spans, statuses = run(
+        ConnectsByAlias, {"k": SECRET, "p": password, "r": "eu-west"}, caplog=caplog
+    )
+    assert result.metadata["error_type"] == "PermissionError", result.error
+    assert f'"k":"{REDACTED}"' in spans
+    assert f'"p":"{REDACTED}"' in spans
+    assert '"r":"eu-west"' in spans
+    for value in (SECRET, password):
+        assert value not in spans
+        assert value not in caplog.text
+        assert all(value not in status for status in statuses)
 
 
 class Creds(BaseModel):

@@ -1,10 +1,11 @@
-"""Where a tool's input model declares secrets by type.
+"""Where a tool's input model declares secrets by type (or by a name its callers need not use).
 
 A field typed ``pydantic.SecretStr``, ``SecretBytes`` or ``Secret[...]`` (or ``Optional`` of
 one, a list or a dict of them, or a model, dataclass or ``TypedDict`` with such a field) says
-that what the caller passes there is a secret, whatever the field is called. The tool's
-parameters hold that value as plain text (pydantic wraps it only inside the tool), so the
-redaction must be told where to look: :func:`secret_fields` reads the model once and
+that what the caller passes there is a secret, whatever the field is called. So does a field
+with a secret-looking name and an alias that does not look so (``api_key`` passed as ``k``).
+The tool's parameters hold that value as plain text (pydantic wraps it only inside the tool),
+so the redaction must be told where to look: :func:`secret_fields` reads the model once and
 describes those places as a :class:`SecretFields` tree.
 """
 
@@ -20,7 +21,7 @@ from typing import Any, Union
 
 from pydantic import AliasChoices, AliasPath, BaseModel, RootModel
 
-from laios._secret_types import SECRET_TYPES
+from laios._secret_types import SECRET_TYPES, aliased_type
 
 __all__ = ["SecretFields", "secret_fields"]
 
@@ -74,8 +75,9 @@ _cache_lock = threading.Lock()
 
 
 def secret_fields(model: Any) -> SecretFields | None:
-    """Where a pydantic model (a tool's ``input_model``) declares secrets by type: ``None``
-    when it declares none, at any depth. Computed once per model class, then kept (as long as
+    """Where a pydantic model (a tool's ``input_model``) declares secrets by type, or by a
+    secret-looking name of a field passed under an ordinary alias: ``None`` when it declares
+    none, at any depth. Computed once per model class, then kept (as long as
     the class lives).
 
     Args:
@@ -135,7 +137,7 @@ class _Analysis:
             return self.shape_of_class(annotation, depth)
         args = typing.get_args(annotation)
         if origin is None:
-            value = getattr(annotation, "__value__", None)  # a ``type X = ...`` alias
+            value = aliased_type(annotation)  # (``type X = SecretStr``, a NewType of it)
             return self.shape_of(value, depth + 1) if value is not None else None
         if origin is typing.Annotated:
             return self.shape_of(args[0], depth + 1) if args else None
@@ -169,6 +171,8 @@ class _Analysis:
                 # (a plain field is noted too: typed extra fields must not cover its name)
                 shape = self.shape_of(info.annotation, depth + 1)
                 keys = _keys_of(name, info, False if shape is None else shape)
+                if shape is not True and _named_secret_in_part(keys):
+                    keys = _keys_of(name, info, True)
                 for key, under in keys:
                     node.fields[key] = _either([node.fields.get(key), under])
                 names = tuple(dict.fromkeys(key for key, _ in keys if type(key) is str))
@@ -250,6 +254,19 @@ def _keys_of(name: str, info: Any, shape: Any) -> list[tuple[Any, Any]]:
             deeper = len(alias.path) > 1 and shape is not False
             keys.append((alias.path[0], True if deeper else shape))
     return keys
+
+
+def _named_secret_in_part(keys: list[tuple[Any, Any]]) -> bool:
+    """Whether some of the names a model field is read from look secret (``api_key``) and
+    others do not (its alias ``k``): a value passed under the ordinary one is the field's all
+    the same, and secret as one passed under its own name is. (A field all of whose names look
+    secret needs no note: each name is secret as a key.)"""
+    # (here, not at the top: the redaction module reads its models through this one)
+    from laios.execution.redaction import is_secret_key
+
+    names = {key for key, _ in keys if type(key) is str}
+    secret = sum(1 for key in names if is_secret_key(key))
+    return 0 < secret < len(names)
 
 
 def _container(inner: Any) -> Any:

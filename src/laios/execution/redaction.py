@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import html
 import json
 import math
 import re
@@ -24,10 +25,11 @@ import sys
 import traceback
 import unicodedata
 from bisect import bisect_left
-from collections import deque
+from collections import UserString, deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
+from enum import Enum
 from itertools import chain, compress, islice, repeat
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -906,6 +908,11 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         elif isinstance(value, (list, tuple, set, frozenset)):
             visit_items(value, secret, declared, name)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
+            if not secret and isinstance(value, (bytes, bytearray)):
+                text = _utf8_of(value)  # (a request body, a URL read from a file, as bytes)
+                if text is not None:
+                    visit(text, False, declared, name)
+                return
             if type(value) is str and (
                 value[:1] in _JSON_OPENINGS
                 or (value[:1].isspace() and value.lstrip()[:1] in _JSON_OPENINGS)
@@ -944,13 +951,25 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 return
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
         elif value is not None:
+            if isinstance(value, UserString):  # (text, though it is a sequence of letters)
+                with contextlib.suppress(Exception):  # (a subclass's own data)
+                    visit(str(value.data), secret, declared, name)
+                return
             if is_collection(value):  # (a deque, a dict's view: read as a list)
                 visit_items(value, secret, declared, name)
+                return
+            url = _url_text(value)
+            if url is not None:  # (pydantic's PostgresDsn, httpx's or yarl's URL)
+                visit(url, secret, None, name)
                 return
             fields = object_fields(value)
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
             elif not isinstance(value, type):  # (an SDK client's api_key)
+                if secret:  # (a credential type of its own, a UserString, an enum member)
+                    held = _held_secret(value)
+                    if held is not None:
+                        visit(held, True, None, name)
                 pending.append(pairs(_secret_attributes(value), secret, None))
 
     visit(params, False, fields, None)
@@ -980,6 +999,52 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 #: short items past these first ones values of the list's name (``pins=xk9``), as each would
 #: cost every text scrubbed the search for its forms (a list of thousands of token ids).
 MAX_WRITTEN_LIST_ITEMS = 64
+
+
+def _url_text(value: Any) -> str | None:
+    """The text of a URL kept as an object (pydantic's ``AnyUrl`` and ``PostgresDsn``, as
+    pydantic-settings gives a ``DATABASE_URL``, httpx's and yarl's ``URL``): known by its class
+    having a ``scheme`` and a ``host`` (or ``hosts``, a URL of several hosts: pydantic-core's
+    ``MultiHostUrl``), and by its text holding ``://``; ``None`` for any
+    other value (whose text, a data frame's, may be costly to make), or when that text cannot
+    be made. Read as that text is, it gives up the password of its user information and the
+    values its query names (``?token=…``)."""
+    kind = type(value)
+    try:
+        if not (hasattr(kind, "scheme") and (hasattr(kind, "host") or hasattr(kind, "hosts"))):
+            return None
+        text = str(value)
+    except Exception:  # (a class whose attributes or text cannot be read)
+        return None
+    return text if type(text) is str and "://" in text else None
+
+
+def _held_secret(value: Any) -> Any:
+    """What an object given under a secret-looking name holds as its secret: an enum
+    member's value (``Keys.PRODUCTION``, whose value is the key), or the text of an object
+    whose class writes its own (a credential type whose ``str`` is the credential); ``None``
+    for any other object, or when that text cannot be made."""
+    try:
+        if isinstance(value, Enum):
+            return value.value
+        if getattr(type(value), "__str__", None) is getattr(object, "__str__", None):
+            return None
+        text = str(value)
+    except Exception:  # (a class whose value or text cannot be read)
+        return None
+    return text if type(text) is str else None
+
+
+def _utf8_of(data: bytes | bytearray) -> str | None:
+    """``data`` as the UTF-8 text it is (a request body, a form body or a URL kept as bytes,
+    read for secrets as that text would be); ``None`` for data that is not UTF-8 text, or too
+    long for any text read so (see :data:`MAX_JSON_TEXT_CHARS`)."""
+    if len(data) > 4 * MAX_JSON_TEXT_CHARS:  # (four bytes at most to a character)
+        return None
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:  # (binary data)
+        return None
 
 
 #: Most attributes of an object of a class of its own looked at for secret-looking names.
@@ -1202,7 +1267,8 @@ def encoded_forms(secret: str) -> list[str]:
     its bytes alone, at each of the three places it may start in a group of three bytes:
     ``user:password`` in a Basic ``Authorization`` header), and, when its
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
-    (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
+    (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), as HTML
+    and XML escape it (``p&amp;ss``: see :func:`_markup_forms`), each
     once; and all of these again for the secret in the Unicode normalization forms NFC, NFD,
     NFKC and NFKD, where they differ from it (see :func:`_normalized`), and, of a secret
     holding characters that NFKC writes otherwise (full-width, mathematical, ligatures), each
@@ -1241,12 +1307,29 @@ def encoded_forms(secret: str) -> list[str]:
             repr((variant + '"').encode("utf-8", "backslashreplace"))[2:-2],
             _pydantic_input_value(written),
             *_base64_forms(variant),
+            *_markup_forms(variant),
         ):
             if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
                 forms.append(form)
     if "\n" in secret or "\r" in secret:
         forms += _line_forms(secret, forms)
     return forms if secret.isascii() else _with_folded(forms)
+
+
+def _markup_forms(secret: str) -> tuple[str, ...]:
+    """``secret`` as HTML and XML write it in a page or a document quoting it (a login form
+    echoed back in an error page, a SOAP fault): its ``&``, ``<`` and ``>`` as entities, its
+    quotes as ``html.escape`` writes them (``&quot;``, ``&#x27;``), as MarkupSafe (Jinja) and
+    Go write them (``&#34;``, ``&#39;``), or kept, as XML text keeps them; none for a secret
+    holding none of these characters."""
+    if not any(char in secret for char in "&<>\"'"):
+        return ()
+    text = html.escape(secret, quote=False)
+    return (
+        html.escape(secret),
+        text,
+        text.replace('"', "&#34;").replace("'", "&#39;"),
+    )
 
 
 #: A percent-escape whose hex digits :func:`quote` writes in capitals (``%2F``).

@@ -62,7 +62,7 @@ from laios._exceptions import (
     propagates,
     type_name,
 )
-from laios._secret_types import SECRET_TYPES
+from laios._secret_types import SECRET_TYPES, aliased_type
 from laios._text import shorten, shown_name
 from laios.core.types import Permission, ToolParameter
 from laios.tools._docstrings import parameter_descriptions
@@ -1891,6 +1891,10 @@ def _holds_secret_type(annotation: Any, depth: int = 0) -> bool:
         origin = typing.get_origin(annotation) or annotation
         if isinstance(origin, type) and issubclass(origin, SECRET_TYPES):
             return True
+        # (``type X = SecretStr``, a NewType of it: no class, named otherwise)
+        aliased = None if isinstance(annotation, type) else aliased_type(annotation)
+        if aliased is not None:
+            return _holds_secret_type(aliased, depth + 1)
         return any(_holds_secret_type(arg, depth + 1) for arg in typing.get_args(annotation))
     except Exception:  # (an annotation too odd to read: no secret declared)
         return False
