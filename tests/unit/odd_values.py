@@ -41,3 +41,10 @@ class EqRaises(str):
         raise RuntimeError("no ==")
 
     __hash__ = str.__hash__
+
+
+class LenRaises(str):
+    """A string of the caller's own whose ``len()`` raises (its hash and ``==`` are str's)."""
+
+    def __len__(self) -> int:
+        raise RuntimeError("no len")

@@ -706,8 +706,10 @@ class Executor(Generic[_RegistryT]):
         replaced by a ``cancelled`` outcome when it returns. An id this executor does not
         know — never submitted yet, or finished so long ago that its record rolled off (see
         ``record_capacity``) — is remembered (up to 1,000 ids of at most 256 characters) and
-        cancels the next task submitted with it. An ``execute_with_retry`` call of this id
-        makes no further attempt, from its first attempt on (waits between attempts end).
+        cancels the next task submitted with it. An id given as a ``str`` subclass counts as
+        its plain text (its own methods are never called). An ``execute_with_retry`` call of
+        this id makes no further attempt, from its first attempt on (waits between attempts
+        end).
 
         Returns:
             ``True`` when the request was registered (also for a retry call between two
