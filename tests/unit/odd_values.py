@@ -48,3 +48,13 @@ class LenRaises(str):
 
     def __len__(self) -> int:
         raise RuntimeError("no len")
+
+
+class ClassRaises:
+    """A value whose ``__class__`` raises, as a proxy's does when what it stands for is gone
+    (an unbound ``werkzeug.local.LocalProxy``): ``isinstance`` of it raises for any class it is
+    not an instance of by its type."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("no class")
