@@ -41,3 +41,20 @@ class EqRaises(str):
         raise RuntimeError("no ==")
 
     __hash__ = str.__hash__
+
+
+class LenRaises(str):
+    """A string of the caller's own whose ``len()`` raises (its hash and ``==`` are str's)."""
+
+    def __len__(self) -> int:
+        raise RuntimeError("no len")
+
+
+class ClassRaises:
+    """A value whose ``__class__`` raises, as a proxy's does when what it stands for is gone
+    (an unbound ``werkzeug.local.LocalProxy``): ``isinstance`` of it raises for any class it is
+    not an instance of by its type."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("no class")

@@ -912,6 +912,29 @@ class _QuietText(str):
         raise RuntimeError("no str for you")
 
 
+class _ClassRaises:
+    """A value whose ``__class__`` raises, as a proxy's standing for nothing does: it cannot be
+    pickled, and every ``isinstance`` check of it raises."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("no class")
+
+
+class ReportsProxies(BaseTool):
+    name = "reports_proxies"
+    description = (
+        "Reports progress with a message, a detail and a checkpoint (its name, a key and a "
+        "value) whose __class__ raises, then returns."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        task.progress(10, _ClassRaises(), detail=_ClassRaises())
+        task.checkpoint(_ClassRaises(), {_ClassRaises(): 1, "value": _ClassRaises()})
+        return "returned"
+
+
 class ChecksOddKeys(BaseTool):
     name = "checkpoints_odd_keys"
     description = (
@@ -1501,6 +1524,7 @@ class CountsAndTraces(BaseTool):
 
 TOOLS = (
     ChecksOddKeys,
+    ReportsProxies,
     WatchesItsHandle,
     FailsHoldingMemory,
     SetsContextVariables,

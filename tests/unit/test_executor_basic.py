@@ -10,6 +10,7 @@ from datetime import timezone
 from typing import Any
 
 import pytest
+from odd_values import ClassRaises
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import (
@@ -740,6 +741,27 @@ def test_a_bad_timeout_that_cannot_be_quoted_whole_gives_failed_result(
     assert result.metadata["outcome"] == "rejected"
     assert (result.error or "").startswith(says), result.error
     assert len(result.error or "") < 300
+    assert calls == []
+
+
+def test_a_timeout_whose_class_cannot_be_read_gives_failed_result(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    calls: list[Any],
+) -> None:
+    """A timeout whose ``__class__`` raises (a proxy standing for nothing) is refused with a
+    failed result, instead of that error escaping the isinstance checks of every call."""
+    result = run_via(
+        executor, run_mode, make_task("echo", text="x"), context, timeout=ClassRaises()
+    )
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    error = result.error or ""
+    assert error.startswith("timeout must be a real number of seconds, got <"), error
+    assert "ClassRaises object" in error
     assert calls == []
 
 

@@ -10,6 +10,7 @@ import tracemalloc
 from typing import Any
 
 import pytest
+from odd_values import EqRaises, LenRaises
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import Executor
@@ -210,6 +211,21 @@ def test_cancel_after_shutdown_returns_false(executor: Executor) -> None:
 def test_cancel_with_a_non_string_id_returns_false(executor: Executor) -> None:
     """cancel_task of something that is not a string id returns False."""
     assert executor.cancel_task(42) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", [EqRaises, LenRaises], ids=["eq-raises", "len-raises"])
+def test_cancel_with_a_string_of_the_callers_own_is_kept_as_plain_text(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any], kind: type[str]
+) -> None:
+    """An id given as a ``str`` subclass whose ``len()`` or ``==`` raises is remembered as its
+    plain text: ``cancel_task`` let the ``len()`` error out, and an id whose ``==`` raises,
+    kept as it was, made every later task with that id fail with an internal error."""
+    assert executor.cancel_task(kind("planned-odd")) is True
+    result = executor.execute_task(make_task("echo", task_id="planned-odd"), context)
+    assert result.metadata["outcome"] == "cancelled", result.error
+    assert calls == []
+    assert executor.execute_task(make_task("echo", task_id="planned-odd"), context).success
+    assert executor.cancel_task(kind("planned-odd")) is False  # (finished: as a plain id)
 
 
 def test_cancel_queued_task_in_parallel_batch(

@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 import pytest
+from odd_values import ClassRaises
 
 from laios.core.types import Context, TaskResult, TaskStatus
 from laios.execution.executor import Executor
@@ -83,6 +84,17 @@ def test_parallel_accepts_any_iterable(
 def test_parallel_of_a_non_iterable_returns_empty(executor: Executor, context: Context) -> None:
     """A batch that is not iterable gives [] instead of raising."""
     assert asyncio.run(executor.execute_parallel(42, context)) == []  # type: ignore[arg-type]
+
+
+def test_parallel_of_a_batch_whose_class_cannot_be_read_returns_empty(
+    executor: Executor, context: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch whose ``__class__`` raises (a proxy standing for nothing) gives [] and the
+    error log saying what was expected, instead of raising from the iterable check."""
+    with caplog.at_level(logging.ERROR, logger="laios.execution"):
+        results = asyncio.run(executor.execute_parallel(ClassRaises(), context))  # type: ignore[arg-type]
+    assert results == []
+    assert "execute_parallel expects a list of Tasks, got ClassRaises" in caplog.text
 
 
 def test_parallel_of_a_single_task_says_to_pass_a_list(

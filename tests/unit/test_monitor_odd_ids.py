@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from odd_values import ClassRaises
 
 from laios.core.types import Task
 from laios.execution.monitor import ExecutionMonitor, PerformanceMonitor, ProgressStatus
@@ -115,6 +116,19 @@ def test_executor_lookups_and_cancel_task_refuse_a_task_given_as_its_id() -> Non
             with pytest.raises(TypeError, match=r"got a Task: pass task\.id"):
                 call(task)
         assert executor.cancel_task(task.id) is True  # (an id not submitted yet)
+
+
+def test_executor_lookups_and_cancel_task_of_an_id_whose_class_cannot_be_read() -> None:
+    """An id whose ``__class__`` raises (a proxy standing for nothing) is no task's: the
+    lookups answer ``None`` and ``cancel_task`` ``False``, where the error of the ``isinstance``
+    check escaped all three."""
+    from laios.execution.executor import Executor
+    from laios.tools.registry import ToolRegistry
+
+    with Executor(ToolRegistry(), max_workers=1) as executor:
+        assert executor.get_task_status(ClassRaises()) is None  # type: ignore[arg-type]
+        assert executor.get_metrics(ClassRaises()) is None  # type: ignore[arg-type]
+        assert executor.cancel_task(ClassRaises()) is False  # type: ignore[arg-type]
 
 
 def test_names_given_as_str_enum_members_keep_their_value() -> None:

@@ -2069,6 +2069,39 @@ def test_checkpoint_keys_that_can_be_neither_pickled_nor_printed_do_not_fail_the
     }
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["caller-thread", "worker-process"])
+def test_progress_and_checkpoints_of_values_whose_class_raises_do_not_fail_the_tool(
+    make: Callable[..., Executor],
+    tools: ToolRegistry,
+    task: Callable[..., Task],
+    context: Context,
+    in_process: bool,
+) -> None:
+    """A progress message or detail, or a checkpoint name, key or value, whose ``__class__``
+    raises (a proxy standing for nothing) is reported as its description, and the tool goes
+    on: the error of an ``isinstance`` check of it escaped ``progress`` and ``checkpoint``
+    into the tool (a message or a name on every runner; a detail, a key or a value sent from
+    a worker process), and the task failed with the bare "no class"."""
+    if in_process:
+        executor = make()
+    else:
+        executor = Executor(tools, store=MetricStore(), register_prometheus=False)
+    events: list[tuple[str, Any]] = []
+    run = task("reports_proxies")
+    with executor:
+        result = executor.execute_task(
+            run, context, on_progress=lambda event, data: events.append((event, data))
+        )
+        assert result.success, result.error
+        assert result.output == "returned"
+        metrics = executor.get_metrics(run.id)
+    progress = [data for event, data in events if event == "progress"]
+    assert len(progress) == 1, events
+    assert "ClassRaises object" in progress[0]["message"]
+    assert metrics is not None
+    assert any("ClassRaises object" in point["name"] for point in metrics.checkpoints)
+
+
 def test_progress_that_cannot_be_unpickled_is_dropped_and_the_call_goes_on(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

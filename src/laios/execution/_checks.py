@@ -28,6 +28,7 @@ __all__ = [
     "not_a_class",
     "not_real",
     "number_repr",
+    "of_kind",
     "plain_callable",
     "positive_int",
     "process_count",
@@ -92,10 +93,21 @@ def is_boolean(value: object) -> bool:
     return getattr(getattr(value, "dtype", None), "kind", None) == "b"
 
 
+def of_kind(value: object, kind: Any) -> bool:
+    """``isinstance(value, kind)`` (an abstract class, such as ``numbers.Real``, included),
+    ``False`` when the check itself raises: a value whose ``__class__`` raises (a proxy
+    standing for nothing) passes no check its own type does not."""
+    try:
+        return isinstance(value, kind)
+    except Exception:
+        return False
+
+
 def is_real(value: object) -> bool:
     """Whether ``value`` is a real number: an int, a float, a ``Fraction``, NumPy's numbers;
-    not a ``bool``, which would pass for 0 or 1."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    not a ``bool``, which would pass for 0 or 1. Not a value whose ``__class__`` raises (a
+    proxy standing for nothing), whose ``isinstance`` checks raise."""
+    return of_kind(value, numbers.Real) and not isinstance(value, bool)
 
 
 def conversion_hint(value: object) -> str:
@@ -103,7 +115,7 @@ def conversion_hint(value: object) -> str:
     converts (a ``Decimal``: a number to its user, but not a real number to Python), to end
     the error that refuses it; ``""`` for anything else (a complex, a string)."""
     if (
-        isinstance(value, numbers.Number)
+        of_kind(value, numbers.Number)
         and not isinstance(value, (numbers.Complex, bool))  # (a Real is a Complex too)
     ):
         return ": pass float(value)"
@@ -139,10 +151,10 @@ def number_repr(value: object) -> str:
     are the parts of a ``Fraction`` (``Fraction(<int of 1329 bits>, 1)``). A value whose
     ``repr`` raises is described by its type (``<Thing object>``), and a long ``repr`` is cut
     to ``MAX_QUOTED_CHARS`` characters: the message must be made, and stay short."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
+    if is_instance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
         sign = "-" if value < 0 else ""
         return f"{sign}<int of {value.bit_length()} bits>"
-    if isinstance(value, Fraction):
+    if is_instance(value, Fraction):
         numerator, denominator = value.numerator, value.denominator
         if numerator.bit_length() > 1024 or denominator.bit_length() > 1024:
             name = type(value).__name__
@@ -312,8 +324,8 @@ def check_listener(listener: Any) -> None:
 def no_task_as_id(task_id: object) -> bool:
     """Refuse a ``Task`` given where its id is taken: kept or looked up as ``str(task)``, it
     would never meet the task's own id. Returns whether ``task_id`` can be looked up at all:
-    not an object whose hash raises (a ``str`` subclass of the caller's own), which no record
-    has as its id.
+    not an object whose hash raises (a ``str`` subclass of the caller's own), nor one whose
+    ``__class__`` raises (a proxy standing for nothing), which no record has as its id.
 
     Raises:
         TypeError: Saying to pass ``task.id``.
@@ -324,6 +336,9 @@ def no_task_as_id(task_id: object) -> bool:
         raise TypeError("a task id (a string) is taken here, got a Task: pass task.id")
     try:
         hash(task_id)
+        # (a proxy standing for nothing, whose __class__ raises: every lookup's isinstance
+        # check would raise that error)
+        isinstance(task_id, str)
     except Exception:
         return False
     return True

@@ -27,7 +27,7 @@ from uuid import UUID
 
 from laios._text import shorten
 from laios.core.types import validated_utc
-from laios.execution._checks import as_float, is_real, not_real, number_repr
+from laios.execution._checks import as_float, is_real, not_real, number_repr, of_kind
 from laios.execution._logs import WarningLimiter
 
 __all__ = [
@@ -76,7 +76,7 @@ def printable(value: Any, placeholder: str) -> str:
     """
     if type(value) is str:
         return value
-    if isinstance(value, str):
+    if of_kind(value, str):  # (not a value whose __class__ raises: a proxy's, described)
         return str.__str__(value)
     try:
         return str.__str__(str(value))

@@ -31,6 +31,7 @@ from laios.execution._checks import (
     no_task_as_id,
     not_a_class,
     number_repr,
+    of_kind,
     plain_callable,
     positive_int,
     reading,
@@ -483,12 +484,13 @@ class Executor(Generic[_RegistryT]):
                     ),
                 )
             ]
-        # A string or a mapping is iterable, but never a batch of tasks.
-        if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
+        # A string or a mapping is iterable, but never a batch of tasks. (Neither is a value
+        # whose __class__ raises, a proxy standing for nothing: its isinstance checks raise.)
+        if not of_kind(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
             # (an async stream of tasks: say how to pass it)
             collect = (
                 ": collect an async iterable first, [task async for task in tasks]"
-                if isinstance(tasks, AsyncIterable)
+                if of_kind(tasks, AsyncIterable)
                 else ""
             )
             _log.error(
@@ -706,18 +708,20 @@ class Executor(Generic[_RegistryT]):
         replaced by a ``cancelled`` outcome when it returns. An id this executor does not
         know — never submitted yet, or finished so long ago that its record rolled off (see
         ``record_capacity``) — is remembered (up to 1,000 ids of at most 256 characters) and
-        cancels the next task submitted with it. An ``execute_with_retry`` call of this id
-        makes no further attempt, from its first attempt on (waits between attempts end).
+        cancels the next task submitted with it. An id given as a ``str`` subclass counts as
+        its plain text (its own methods are never called). An ``execute_with_retry`` call of
+        this id makes no further attempt, from its first attempt on (waits between attempts
+        end).
 
         Returns:
             ``True`` when the request was registered (also for a retry call between two
             attempts); ``False`` for a task whose record shows it already finished (a retry
             call's last attempt, or an attempt succeeding, in its outcome's ``on_progress``
-            event included: no attempt follows), for an
-            unknown id longer than 256 characters (not remembered), for an id that is not a
-            string or whose hash raises (no task's), or after ``shutdown()`` for any task not
-            still queued or running (those, left running by ``shutdown(wait=False)``, are
-            cancelled as before; an unknown id is not remembered).
+            event included: no attempt follows), for an unknown id longer than 256 characters
+            (not remembered), for an id that is not a string or whose hash or ``__class__``
+            raises (no task's), or after ``shutdown()`` for any task not still queued or
+            running (those, left running by ``shutdown(wait=False)``, are cancelled as before;
+            an unknown id is not remembered).
 
         Raises:
             TypeError: When given a ``Task`` instead of its id (pass ``task.id``): nothing is

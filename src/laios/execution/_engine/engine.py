@@ -38,6 +38,7 @@ from laios._text import shorten, shown_name
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
+    as_text,
     check_task_fields,
     conversion_hint,
     is_real,
@@ -1061,6 +1062,9 @@ class Engine:
         """Request cancellation of every run of ``task_id`` (see ``Executor.cancel_task``)."""
         if not isinstance(task_id, str):
             return False
+        # A str subclass of the caller's own is kept and compared as its plain text (as the
+        # store does): its own len() or == may raise, here or on a later task's lookup.
+        task_id = as_text(task_id)
         scope = self.scope
         store = self.store
         if self.closed:

@@ -57,6 +57,7 @@ from laios._compat.otel import (
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
 from laios._text import shown_name
+from laios.execution._checks import of_kind
 from laios.execution._records import mapping_copy
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import (
@@ -400,7 +401,8 @@ def _portable(value: Any, secrets: Sequence[str]) -> Any:
     except KeyboardInterrupt:
         raise
     except BaseException:
-        if isinstance(value, dict):
+        # (a value whose __class__ raises, a proxy's, is no dict: it goes as its description)
+        if of_kind(value, dict):
             return {_key_text(key): _portable(item, secrets) for key, item in value.items()}
         return describe_for_pickle(value, secrets)
     return value
@@ -411,7 +413,7 @@ def _key_text(key: Any) -> str:
     key: a string as its own text (a ``(str, Enum)`` member its value), anything else as its
     ``str()``, else its ``repr()``, else ``<unprintable key>`` (whatever they raise, but a
     ``KeyboardInterrupt``: ``checkpoint`` raises nothing of a key's own)."""
-    if isinstance(key, str):
+    if of_kind(key, str):
         return str.__str__(key)
     for read in (str, repr):
         try:
