@@ -94,13 +94,11 @@ def is_boolean(value: object) -> bool:
 
 
 def of_kind(value: object, kind: Any) -> bool:
-    """``isinstance(value, kind)`` (an abstract class, such as ``numbers.Real``, included),
-    ``False`` when the check itself raises: a value whose ``__class__`` raises (a proxy
-    standing for nothing) passes no check its own type does not."""
-    try:
-        return isinstance(value, kind)
-    except Exception:
-        return False
+    """``isinstance(value, kind)``, ``False`` when the check itself raises: a value whose
+    ``__class__`` raises (a proxy standing for nothing) passes no check its own type does not.
+    :func:`~laios._compat.pydantic.is_instance`, for any class: mypy takes an abstract one
+    (``numbers.Real``, ``Iterable``) there only as a value, not as ``type[T]``."""
+    return is_instance(value, kind)
 
 
 def is_real(value: object) -> bool:
