@@ -6,6 +6,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TypeVar
 
+from laios._compat.pydantic import is_instance
 from laios._exceptions import type_name
 
 __all__ = ["MAX_QUOTED_CHARS", "SHOWN_NAME_CHARS", "member_of", "quoted", "shorten", "shown_name"]
@@ -76,9 +77,9 @@ def member_of(
         ValueError: When it is a string that is no value of ``kind``, naming ``argument`` and
             the values, and quoting the string with ``quote``.
     """
-    if isinstance(value, kind):  # (the common case)
+    if is_instance(value, kind):  # (the common case)
         return value
-    if not isinstance(value, str):
+    if not is_instance(value, str):  # (nor a value whose __class__ raises: a proxy's)
         raise TypeError(
             f"{argument} must be a {kind.__name__} or one of its values ({_values(kind)}), got "
             f"{shorten(type_name(type(value)), SHOWN_NAME_CHARS)}"

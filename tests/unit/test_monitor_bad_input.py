@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from odd_values import EqRaises, OddText, Unusable
+from odd_values import ClassRaises, EqRaises, OddText, Unusable
 
 from laios.core.types import Task
 from laios.execution.executor import Executor, TaskMonitor
@@ -409,3 +409,16 @@ def test_task_monitor_looks_an_id_of_a_string_class_of_ones_own_up_by_its_text()
     assert [point["name"] for point in stopped.checkpoints] == ["halfway"]
     monitor.clear_metrics(same)
     assert monitor.get_metrics(task.id) is None
+
+
+def test_a_status_or_category_whose_class_cannot_be_read_is_refused_as_not_one() -> None:
+    """A value whose ``__class__`` raises (a proxy standing for nothing) given as a progress
+    status, a tool category or a permission raised that error, "no class", where any other
+    value that is neither a member nor a string is refused with a ``TypeError`` saying what
+    to pass."""
+    with pytest.raises(TypeError, match="status must be a ProgressStatus or one of its values"):
+        ProgressTracker().update_progress("t", ClassRaises())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="category must be a ToolCategory or one of its values"):
+        ToolRegistry().list_tools(category=ClassRaises())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="permission must be a Permission or one of its values"):
+        ToolRegistry().list_tools(permission=ClassRaises())  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import inspect
 from typing import Any
 
 import pytest
+from odd_values import ClassRaises
 
 from laios.core.types import Context
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
@@ -149,3 +150,20 @@ def test_a_sync_override_that_returns_a_coroutine_fails_and_closes_it(
     )
     (coroutine,) = tool.returned
     assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
+
+
+def test_an_override_whose_name_was_replaced_by_an_unreadable_value_is_still_told_so(
+    overriding_registry: ToolRegistry, make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """A tool whose ``name`` was set, after registration, to a value whose ``__class__``
+    raises (a proxy standing for nothing) had that error, "no class", replace the one saying
+    what its ``execute`` returned: the error names the tool by its class instead."""
+    tool = overriding_registry.get_tool("sync_override")
+    tool.name = ClassRaises()  # type: ignore[assignment]
+    result = make_executor(tool_registry=overriding_registry).execute_task(
+        make_task("sync_override"), context
+    )
+    assert result.metadata["error_type"] == "TypeError", result.error
+    assert result.error == (
+        "Tool '_SyncOverride' returned dict from execute(); a tool must return a ToolOutput"
+    )

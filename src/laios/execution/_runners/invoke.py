@@ -408,4 +408,5 @@ def _shown_tool_name(tool: object) -> str:
         name = getattr(tool, "name", None)
     except Exception:  # (a property of its own raising)
         name = None
-    return shown_name(str.__str__(name) if isinstance(name, str) else type(tool).__name__)
+    # (is_instance: a name whose __class__ raises, a proxy standing for nothing, is no str)
+    return shown_name(str.__str__(name) if is_instance(name, str) else type(tool).__name__)
