@@ -709,7 +709,8 @@ class Executor(Generic[_RegistryT]):
         know — never submitted yet, or finished so long ago that its record rolled off (see
         ``record_capacity``) — is remembered (up to 1,000 ids of at most 256 characters) and
         cancels the next task submitted with it. An id given as a ``str`` subclass counts as
-        its plain text (its own methods are never called). An ``execute_with_retry`` call of
+        its plain text (its own ``len()`` and ``==`` are never called; one whose hash raises is
+        no task's, as below). An ``execute_with_retry`` call of
         this id makes no further attempt, from its first attempt on (waits between attempts
         end).
 
