@@ -155,3 +155,30 @@ def test_task_subclasses_made_per_call_are_not_kept(executor: Executor) -> None:
     gc.collect()
     kept = [kind for kind in classes if kind() is not None]
     assert len(kept) <= 1, f"{len(kept)} of 20 Task subclasses made per call are still alive"
+
+
+def test_a_refusal_is_logged_for_each_class_of_the_same_name(
+    executor: Executor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two ``Task`` subclasses of one name in two modules each log their validator's refusal
+    once: the second was held back as the first's, named alike."""
+
+    def refusing_class(module: str) -> type[Task]:
+        class Refusing(Task):
+            @field_validator("status")
+            @classmethod
+            def _refuse_failed(cls, status: TaskStatus) -> TaskStatus:
+                if status == TaskStatus.FAILED:
+                    raise ValueError(f"no failure in {module}")
+                return status
+
+        Refusing.__module__ = module
+        return Refusing
+
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        for module in ("billing.tasks", "search.tasks"):
+            kind = refusing_class(module)
+            task = kind(plan_id="p", description="d", tool_name="broken")
+            assert not executor.execute_task(task, CONTEXT).success
+    assert "no failure in billing.tasks" in caplog.text
+    assert "no failure in search.tasks" in caplog.text

@@ -7,7 +7,8 @@ written: the task stays as its owner made it, and the outcome is in the ``TaskRe
 subclass with validators of its own for these fields has the values validated first, as
 ``task.status = ...`` would, on a copy of the task (a validator is the class's code: it must
 not run under the executor's lock); a value a validator refuses is not written, and logged once
-per class name and field. The check is made once per class, and kept while the class lives.
+per class (by its module and name) and field. The check is made once per class, and kept
+while the class lives.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ WRITTEN = ("status", "result", "error", "started_at", "completed_at")
 #: Per ``Task`` subclass: the written fields that are frozen, and whether its validators run.
 #: Held weakly: a program may make a subclass per call (in a function), and let it go.
 _RULES: weakref.WeakKeyDictionary[type, tuple[frozenset[str], bool]] = weakref.WeakKeyDictionary()
-#: The refusals logged, once per class name and field (see :func:`_refused`).
+#: The refusals logged, once per class (module and name) and field (see :func:`_refused`).
 _REFUSALS = WarningLimiter(math.inf)
 
 
@@ -75,9 +76,11 @@ def task_fields(task: Task, fields: dict[str, Any]) -> dict[str, Any]:
 
 def _refused(kind: type, name: str, exc: Exception) -> None:
     """Log (once per class and field) that a task's validator refused a value."""
-    # (by name: an id is used again once its class is gone, and a class made per call has
-    # the same name each time, its refusal already told)
-    if _REFUSALS.should_log(f"{kind.__qualname__} {name}") is None:
+    module = kind.__module__
+    # (by its module and name: an id is used again once its class is gone, and a class
+    # made per call has the same name each time, its refusal already told)
+    shown = f"{module}.{kind.__qualname__}" if type(module) is str else kind.__qualname__
+    if _REFUSALS.should_log(f"{shown} {name}") is None:
         return
     # (not str(exc): a ValidationError quotes the value, which may be the tool's output)
     if isinstance(exc, ValidationError):
@@ -87,7 +90,7 @@ def _refused(kind: type, name: str, exc: Exception) -> None:
     _log.warning(
         "a validator of %s refused the %s the executor set on one of its tasks; the field "
         "was left as it was (the task's outcome is in its TaskResult): %s",
-        shorten(kind.__qualname__, 200),
+        shorten(shown, 200),
         name,
         shorten(why, 1000),
     )
