@@ -10,7 +10,7 @@ import math
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from decimal import Decimal
 from fractions import Fraction
 
@@ -143,6 +143,54 @@ def test_sleeps_disabled_refuses_what_is_no_switch(value: object) -> None:
     assert retry.sleeping_enabled()
     with retry.sleeps_disabled(0):  # (0 and 1 say the same as False and True)
         assert not retry.sleeping_enabled()
+    assert retry.sleeping_enabled()
+
+
+def _in_thread(work: Callable[[], None]) -> None:
+    """Run ``work`` in a thread of its own and wait for it; re-raise what it raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    if raised:
+        raise raised[0]
+
+
+@pytest.mark.parametrize("other_in_a_block", [False, True], ids=["other-free", "other-in-block"])
+def test_a_this_thread_block_ended_on_another_thread_turns_the_waits_back_on(
+    other_in_a_block: bool,
+) -> None:
+    """A ``sleeps_disabled(all_threads=False)`` block held by a generator closed on another
+    thread ends the block of the thread it began in. It raised ``AttributeError`` there (or
+    ended that thread's own block instead), and the waits of the thread it began in stayed off
+    for good."""
+
+    def holding() -> Generator[None, None, None]:
+        with retry.sleeps_disabled(all_threads=False):
+            yield
+
+    held = [holding()]
+    next(held[0])
+    assert not retry.sleeping_enabled()
+    seen: list[bool] = []
+
+    def close_elsewhere() -> None:
+        own = retry.sleeps_disabled(all_threads=False)
+        with own if other_in_a_block else contextlib.nullcontext():
+            held.pop().close()
+            seen.append(retry.sleeping_enabled())
+        seen.append(retry.sleeping_enabled())
+
+    _in_thread(close_elsewhere)
+    assert seen == [not other_in_a_block, True]
     assert retry.sleeping_enabled()
 
 

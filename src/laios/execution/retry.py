@@ -61,6 +61,10 @@ __all__ = [
 _NOT_RETRYABLE_ERROR_TYPES = frozenset(
     {"ValidationError", "callback_error", "not_picklable", "terminated", "tool_not_found"}
 )
+#: ``blocks``: this thread's open blocks of ``sleeps_disabled(all_threads=False)``, a set of
+#: one token per block (a set's add and discard are atomic: no lock to hold): a block ended on
+#: another thread (a generator holding it, closed there) takes its token out of the set of the
+#: thread it began in.
 _sleeps_off = threading.local()
 #: Blocks of ``sleeps_disabled()`` (every thread) open now, in any thread; guarded by the lock.
 _global_off = [0]
@@ -288,7 +292,7 @@ class RetryPolicy:
 def sleeping_enabled() -> bool:
     """Whether retry waits happen (not turned off by :func:`sleeps_disabled` or
     ``LAIOS_RETRY_SLEEP=0``, ``false``, ``no`` or ``off``, in any case)."""
-    if getattr(_sleeps_off, "depth", 0) or _global_off[0]:
+    if getattr(_sleeps_off, "blocks", None) or _global_off[0]:
         return False
     setting = os.environ.get("LAIOS_RETRY_SLEEP", "1").strip().lower()
     return setting not in ("0", "false", "no", "off")
@@ -401,8 +405,13 @@ def _sleeps_disabled(all_threads: bool) -> Iterator[None]:
             with _global_off_lock:
                 _global_off[0] -= 1
     else:
-        _sleeps_off.depth = getattr(_sleeps_off, "depth", 0) + 1
+        # (this thread's set, held here: the block may end on another thread)
+        blocks: set[object] | None = getattr(_sleeps_off, "blocks", None)
+        if blocks is None:
+            blocks = _sleeps_off.blocks = set()
+        token = object()
+        blocks.add(token)
         try:
             yield
         finally:
-            _sleeps_off.depth -= 1
+            blocks.discard(token)
