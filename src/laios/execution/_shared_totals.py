@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import json
 import logging
 import math
 import os
@@ -922,7 +923,7 @@ def _fold_batch(
         retired, absorbed = [], frozenset()
     leftovers = [stem for stem in absorbed if directory.data(stem).exists()]
     folded: list[str] = []
-    gone: list[Section] = []
+    gone: list[tuple[str, list[Section]]] = []
     held: list[int] = []
     # Gone processes without a data file (killed before their first write), and what a fold
     # cut short left of the files it absorbed: nothing to count, their files are removed.
@@ -957,7 +958,7 @@ def _fold_batch(
             sections = directory.read(stem)
             if stem in directory.left_alone:
                 continue  # for its version's processes, or one that may read it, to fold
-            gone.extend(without_gauges(section) for section in sections or ())
+            gone.append((stem, [without_gauges(section) for section in sections or ()]))
             folded.append(stem)
         rest = pending[looked:]
         for stem in (*cleared, *remnants):
@@ -975,7 +976,7 @@ def _fold_batch(
                 {
                     "kind": "retired",
                     "absorbed": [*leftovers, *folded],
-                    "sections": [section_data(s) for s in retire(retired, gone, live)],
+                    "sections": [section_data(s) for s in _retired(directory, retired, gone, live)],
                 }
             )
             write_totals(directory.path / RETIRED, body)
@@ -985,6 +986,47 @@ def _fold_batch(
         for fd in held:
             close_lock(fd)
     return len(folded) + len(cleared), rest
+
+
+def _readable(sections: list[Section]) -> bool:
+    """Whether ``sections``, written to the retired file, read back: each count at most
+    2**63 - 1 and each sum finite, as any file's must be."""
+    try:
+        sections_of(json.loads(dump({"sections": [section_data(s) for s in sections]})))
+    except UnreadableFile:
+        return False
+    return True
+
+
+def _retired(
+    directory: SharedDirectory,
+    previous: list[Section],
+    gone: list[tuple[str, list[Section]]],
+    live: Callable[[], list[Section]],
+) -> list[Section]:
+    """:func:`retire` of the ``gone`` processes' sections (each with its process), leaving out
+    those whose counts would take the retired totals past what a file may hold (files each
+    readable whose counts add up past 2**63 - 1, or whose sums add up past the largest float):
+    written so, the retired file could not be read back, and would be moved aside with the
+    counts of every process gone before."""
+    sections = [section for _, parts in gone for section in parts]
+    retired = retire(previous, sections, live)
+    if _readable(retired):
+        return retired
+    kept: list[Section] = []
+    for stem, parts in gone:  # (rare: one at a time, to find the files that overflow)
+        if _readable(retire(previous, [*kept, *parts], live)):
+            kept.extend(parts)
+            continue
+        path = directory.data(stem)
+        warn(
+            f"overflow {path}",
+            "the counts of %s, a gone process's file, are left out of the retired totals: "
+            "added to them, a count would pass 2**63 - 1 or a sum the largest float, which "
+            "no file may hold",
+            path,
+        )
+    return retire(previous, kept, live)
 
 
 def gather(
