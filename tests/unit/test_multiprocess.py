@@ -3295,3 +3295,40 @@ def test_gone_files_that_would_overflow_the_retired_totals_never_lose_them(
     assert files(directory) == [f"{stem}.json", f"{stem}.lock", "laios-retired.json"]
     warned = [r.getMessage() for r in caplog.records if "laios-proc-" in r.getMessage()]
     assert any("left out of the retired totals" in message for message in warned), warned
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda path: path.with_name(path.stem + ".lock.json").write_text("{}"),
+        lambda path: path.with_name(path.stem + ".old.json").write_bytes(b""),
+        lambda path: os.symlink(path.name, path),  # (a link to itself: a loop)
+    ],
+    ids=["other-suffix", "other-suffix-empty", "link-loop"],
+)
+def test_a_stray_entry_under_a_process_name_does_not_make_every_scrape_fold(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    make: Callable[[Path], object],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Something under a process's name that no process of laios writes (a name with another
+    suffix, a symbolic link looping on itself) is never taken for a gone process's file that
+    waits to be folded: scrapes after the first fold nothing (each fold takes the directory's
+    lock exclusive, and scrapes would wait on each other), and the counts stay whole."""
+    run_tasks(store, 2)
+    make(directory / "laios-proc-7-0a1b2c3d4e5f.json")
+    assert tasks_total(scrape(registry)) == 2
+    folds: list[int] = []
+    real_fold = _shared_totals.fold
+
+    def counted_fold(*args: Any, **kwargs: Any) -> int:
+        folds.append(1)
+        return real_fold(*args, **kwargs)
+
+    monkeypatch.setattr(_shared_totals, "fold", counted_fold)
+    for _ in range(3):
+        assert tasks_total(scrape(registry)) == 2
+    assert folds == []

@@ -596,7 +596,10 @@ class SharedDirectory:
                 # following a link loop here would fail every scrape)
                 if stem is None or entry.is_dir(follow_symlinks=False):
                     continue
-                (with_data if entry.name.endswith(".json") else others).add(stem)
+                # (only the data file's own name: one with another suffix before ".json" is
+                # none that laios writes, and would be taken for a gone process's file that
+                # no fold ever removes, making every scrape fold)
+                (with_data if entry.name == f"{stem}.json" else others).add(stem)
         return with_data, others - with_data
 
     @contextlib.contextmanager
@@ -953,7 +956,7 @@ def _fold_batch(
                 if not directory.data(stem).exists():
                     cleared.append(stem)
                     continue
-            elif not directory.data(stem).exists():
+            elif not os.path.lexists(directory.data(stem)):
                 continue  # (no lock file, no data file: folded elsewhere meanwhile)
             sections = directory.read(stem)
             if stem in directory.left_alone:
