@@ -3332,3 +3332,41 @@ def test_a_stray_entry_under_a_process_name_does_not_make_every_scrape_fold(
     for _ in range(3):
         assert tasks_total(scrape(registry)) == 2
     assert folds == []
+
+
+@pytest.mark.parametrize("suffix", [".json.tmp", ".lock"])
+def test_a_directory_under_a_gone_processs_name_does_not_stop_its_fold(
+    export: MultiprocessExport,
+    registry: CollectorRegistry,
+    directory: Path,
+    suffix: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A directory under one of a gone process's names (its temporary file's, its lock
+    file's), which laios never makes, is left where it is: the fold removes the process's
+    files around it and succeeds, rather than fail on it at every scrape."""
+    gone = _gone_file_with(directory, "echo", lambda tool: None)
+    foreign = gone.with_name(gone.stem + suffix)
+    foreign.unlink(missing_ok=True)
+    foreign.mkdir()
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        assert tasks_total(scrape(registry)) == 2
+        folds: list[int] = []
+        real_fold = _shared_totals.fold
+
+        def counted_fold(*args: Any, **kwargs: Any) -> int:
+            folds.append(1)
+            return real_fold(*args, **kwargs)
+
+        monkeypatch.setattr(_shared_totals, "fold", counted_fold)
+        for _ in range(2):
+            assert tasks_total(scrape(registry)) == 2
+    assert folds == []
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failed == []
+    assert export.path is not None
+    stem = export.path.stem
+    assert files(directory) == sorted(
+        [f"{stem}.json", f"{stem}.lock", "laios-retired.json", foreign.name]
+    )

@@ -47,6 +47,7 @@ import logging
 import math
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -848,9 +849,25 @@ class SharedDirectory:
         return sections, frozenset(absorbed)
 
     def unlink(self, stem: str) -> None:
+        """Remove the files of ``stem``; a directory under one of its names, which laios
+        never makes, is left where it is (failing on it, every fold would fail)."""
         for suffix in (".json", ".json.tmp", ".lock"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path / f"{stem}{suffix}")
+            path = self.path / f"{stem}{suffix}"
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # (EISDIR on Linux, EPERM elsewhere)
+                if exc.errno not in (errno.EISDIR, errno.EPERM) or not _is_directory(path):
+                    raise
+
+
+def _is_directory(path: Path) -> bool:
+    """Whether ``path`` is a directory itself (not a link to one)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 #: The most gone processes one round of a fold takes (it holds each one's lock file open until
