@@ -3370,3 +3370,16 @@ def test_a_directory_under_a_gone_processs_name_does_not_stop_its_fold(
     assert files(directory) == sorted(
         [f"{stem}.json", f"{stem}.lock", "laios-retired.json", foreign.name]
     )
+
+
+def test_prepare_directory_leaves_a_directory_under_a_laios_name_and_clears_the_rest(
+    directory: Path,
+) -> None:
+    """A directory under one of laios's names (which laios never makes, and folds leave where
+    it is) does not stop a fresh start: the files around it are removed, it stays."""
+    (directory / "laios-proc-1-0a1b2c3d4e5f.lock").mkdir()
+    (directory / "laios-retired.json.unreadable").mkdir()
+    (directory / "laios-proc-1-0a1b2c3d4e5f.json").write_text("{}")
+    (directory / "laios-retired.json").write_text("{}")
+    assert prepare_directory(directory) == directory
+    assert files(directory) == ["laios-proc-1-0a1b2c3d4e5f.lock", "laios-retired.json.unreadable"]
