@@ -3234,3 +3234,152 @@ def test_a_gone_processs_file_this_process_may_not_read_is_left_in_place_and_rep
     assert sweep(directory) == 1
     enable(directory, interval=INTERVAL, registry=registry, store=store)
     assert tasks_total(scrape(registry)) == 2
+
+
+def _gone_file_with(directory: Path, tool: str, change: Callable[[dict[str, Any]], None]) -> Path:
+    """The file of a gone process that ran 2 tasks of ``tool``, its totals changed by
+    ``change`` (given the tool's totals as written); its lock file there and free."""
+    other = MetricStore()
+    run_tasks(other, 2, tool=tool)
+    other_registry = CollectorRegistry()
+    other_export = MultiprocessExport(
+        directory, 60.0, other_registry, ensure_collector(other, other_registry)
+    )
+    other_export.write()
+    path = other_export.path
+    assert path is not None
+    document = json.loads(path.read_bytes())
+    other_export.park()  # lets go of the lock and removes the files: as a process that died
+    change(document["sections"][0]["totals"]["tools"][tool])
+    return _file_of_a_gone_process(
+        directory, path.stem.removeprefix("laios-proc-"), json.dumps(document).encode()
+    )
+
+
+def _huge_count(tool: dict[str, Any]) -> None:
+    huge = 2**62 + 1  # (a count a file may hold: two of them add up past 2**63 - 1)
+    tool["outcomes"]["success"][0] = huge
+    tool["outcomes"]["success"][2][0] = huge
+    tool["results"]["success"] = huge
+
+
+def _huge_sum(tool: dict[str, Any]) -> None:
+    tool["outcomes"]["success"][1] = 1.5e308  # (two of them add up past what a float holds)
+
+
+@pytest.mark.parametrize("change", [_huge_count, _huge_sum], ids=["count", "sum"])
+def test_gone_files_that_would_overflow_the_retired_totals_never_lose_them(
+    export: MultiprocessExport,
+    registry: CollectorRegistry,
+    directory: Path,
+    change: Callable[[dict[str, Any]], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Gone processes' files each readable, but whose counts or sums added up pass what a file
+    may hold (a count past 2**63 - 1, a sum past the largest float), are left out of the
+    retired totals with a warning naming them: the retired file stays readable, and the counts
+    of every other gone process stay in the sum, rather than be moved aside with it."""
+    _gone_file_with(directory, "echo", lambda tool: None)
+    assert tasks_total(scrape(registry)) == 2  # folded into the retired file
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        for _ in range(2):
+            _gone_file_with(directory, "huge", change)
+            scrape(registry)
+    _gone_file_with(directory, "echo", lambda tool: None)
+    text = scrape(registry)
+    assert tasks_total(text) == 4
+    assert not (directory / "laios-retired.json.unreadable").exists()
+    sections_of(read_document(directory / "laios-retired.json"))  # (readable)
+    assert export.path is not None
+    stem = export.path.stem
+    assert files(directory) == [f"{stem}.json", f"{stem}.lock", "laios-retired.json"]
+    warned = [r.getMessage() for r in caplog.records if "laios-proc-" in r.getMessage()]
+    assert any("left out of the retired totals" in message for message in warned), warned
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda path: path.with_name(path.stem + ".lock.json").write_text("{}"),
+        lambda path: path.with_name(path.stem + ".old.json").write_bytes(b""),
+        lambda path: os.symlink(path.name, path),  # (a link to itself: a loop)
+    ],
+    ids=["other-suffix", "other-suffix-empty", "link-loop"],
+)
+def test_a_stray_entry_under_a_process_name_does_not_make_every_scrape_fold(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    make: Callable[[Path], object],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Something under a process's name that no process of laios writes (a name with another
+    suffix, a symbolic link looping on itself) is never taken for a gone process's file that
+    waits to be folded: scrapes after the first fold nothing (each fold takes the directory's
+    lock exclusive, and scrapes would wait on each other), and the counts stay whole."""
+    run_tasks(store, 2)
+    make(directory / "laios-proc-7-0a1b2c3d4e5f.json")
+    assert tasks_total(scrape(registry)) == 2
+    folds: list[int] = []
+    real_fold = _shared_totals.fold
+
+    def counted_fold(*args: Any, **kwargs: Any) -> int:
+        folds.append(1)
+        return real_fold(*args, **kwargs)
+
+    monkeypatch.setattr(_shared_totals, "fold", counted_fold)
+    for _ in range(3):
+        assert tasks_total(scrape(registry)) == 2
+    assert folds == []
+
+
+@pytest.mark.parametrize("suffix", [".json.tmp", ".lock"])
+def test_a_directory_under_a_gone_processs_name_does_not_stop_its_fold(
+    export: MultiprocessExport,
+    registry: CollectorRegistry,
+    directory: Path,
+    suffix: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A directory under one of a gone process's names (its temporary file's, its lock
+    file's), which laios never makes, is left where it is: the fold removes the process's
+    files around it and succeeds, rather than fail on it at every scrape."""
+    gone = _gone_file_with(directory, "echo", lambda tool: None)
+    foreign = gone.with_name(gone.stem + suffix)
+    foreign.unlink(missing_ok=True)
+    foreign.mkdir()
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        assert tasks_total(scrape(registry)) == 2
+        folds: list[int] = []
+        real_fold = _shared_totals.fold
+
+        def counted_fold(*args: Any, **kwargs: Any) -> int:
+            folds.append(1)
+            return real_fold(*args, **kwargs)
+
+        monkeypatch.setattr(_shared_totals, "fold", counted_fold)
+        for _ in range(2):
+            assert tasks_total(scrape(registry)) == 2
+    assert folds == []
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failed == []
+    assert export.path is not None
+    stem = export.path.stem
+    assert files(directory) == sorted(
+        [f"{stem}.json", f"{stem}.lock", "laios-retired.json", foreign.name]
+    )
+
+
+def test_prepare_directory_leaves_a_directory_under_a_laios_name_and_clears_the_rest(
+    directory: Path,
+) -> None:
+    """A directory under one of laios's names (which laios never makes, and folds leave where
+    it is) does not stop a fresh start: the files around it are removed, it stays."""
+    (directory / "laios-proc-1-0a1b2c3d4e5f.lock").mkdir()
+    (directory / "laios-retired.json.unreadable").mkdir()
+    (directory / "laios-proc-1-0a1b2c3d4e5f.json").write_text("{}")
+    (directory / "laios-retired.json").write_text("{}")
+    assert prepare_directory(directory) == directory
+    assert files(directory) == ["laios-proc-1-0a1b2c3d4e5f.lock", "laios-retired.json.unreadable"]

@@ -42,10 +42,12 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import json
 import logging
 import math
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -595,7 +597,10 @@ class SharedDirectory:
                 # following a link loop here would fail every scrape)
                 if stem is None or entry.is_dir(follow_symlinks=False):
                     continue
-                (with_data if entry.name.endswith(".json") else others).add(stem)
+                # (only the data file's own name: one with another suffix before ".json" is
+                # none that laios writes, and would be taken for a gone process's file that
+                # no fold ever removes, making every scrape fold)
+                (with_data if entry.name == f"{stem}.json" else others).add(stem)
         return with_data, others - with_data
 
     @contextlib.contextmanager
@@ -844,9 +849,25 @@ class SharedDirectory:
         return sections, frozenset(absorbed)
 
     def unlink(self, stem: str) -> None:
+        """Remove the files of ``stem``; a directory under one of its names, which laios
+        never makes, is left where it is (failing on it, every fold would fail)."""
         for suffix in (".json", ".json.tmp", ".lock"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path / f"{stem}{suffix}")
+            path = self.path / f"{stem}{suffix}"
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # (EISDIR on Linux, EPERM elsewhere)
+                if exc.errno not in (errno.EISDIR, errno.EPERM) or not _is_directory(path):
+                    raise
+
+
+def _is_directory(path: Path) -> bool:
+    """Whether ``path`` is a directory itself (not a link to one)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 #: The most gone processes one round of a fold takes (it holds each one's lock file open until
@@ -922,7 +943,7 @@ def _fold_batch(
         retired, absorbed = [], frozenset()
     leftovers = [stem for stem in absorbed if directory.data(stem).exists()]
     folded: list[str] = []
-    gone: list[Section] = []
+    gone: list[tuple[str, list[Section]]] = []
     held: list[int] = []
     # Gone processes without a data file (killed before their first write), and what a fold
     # cut short left of the files it absorbed: nothing to count, their files are removed.
@@ -952,12 +973,12 @@ def _fold_batch(
                 if not directory.data(stem).exists():
                     cleared.append(stem)
                     continue
-            elif not directory.data(stem).exists():
+            elif not os.path.lexists(directory.data(stem)):
                 continue  # (no lock file, no data file: folded elsewhere meanwhile)
             sections = directory.read(stem)
             if stem in directory.left_alone:
                 continue  # for its version's processes, or one that may read it, to fold
-            gone.extend(without_gauges(section) for section in sections or ())
+            gone.append((stem, [without_gauges(section) for section in sections or ()]))
             folded.append(stem)
         rest = pending[looked:]
         for stem in (*cleared, *remnants):
@@ -975,7 +996,7 @@ def _fold_batch(
                 {
                     "kind": "retired",
                     "absorbed": [*leftovers, *folded],
-                    "sections": [section_data(s) for s in retire(retired, gone, live)],
+                    "sections": [section_data(s) for s in _retired(directory, retired, gone, live)],
                 }
             )
             write_totals(directory.path / RETIRED, body)
@@ -985,6 +1006,47 @@ def _fold_batch(
         for fd in held:
             close_lock(fd)
     return len(folded) + len(cleared), rest
+
+
+def _readable(sections: list[Section]) -> bool:
+    """Whether ``sections``, written to the retired file, read back: each count at most
+    2**63 - 1 and each sum finite, as any file's must be."""
+    try:
+        sections_of(json.loads(dump({"sections": [section_data(s) for s in sections]})))
+    except UnreadableFile:
+        return False
+    return True
+
+
+def _retired(
+    directory: SharedDirectory,
+    previous: list[Section],
+    gone: list[tuple[str, list[Section]]],
+    live: Callable[[], list[Section]],
+) -> list[Section]:
+    """:func:`retire` of the ``gone`` processes' sections (each with its process), leaving out
+    those whose counts would take the retired totals past what a file may hold (files each
+    readable whose counts add up past 2**63 - 1, or whose sums add up past the largest float):
+    written so, the retired file could not be read back, and would be moved aside with the
+    counts of every process gone before."""
+    sections = [section for _, parts in gone for section in parts]
+    retired = retire(previous, sections, live)
+    if _readable(retired):
+        return retired
+    kept: list[Section] = []
+    for stem, parts in gone:  # (rare: one at a time, to find the files that overflow)
+        if _readable(retire(previous, [*kept, *parts], live)):
+            kept.extend(parts)
+            continue
+        path = directory.data(stem)
+        warn(
+            f"overflow {path}",
+            "the counts of %s, a gone process's file, are left out of the retired totals: "
+            "added to them, a count would pass 2**63 - 1 or a sum the largest float, which "
+            "no file may hold",
+            path,
+        )
+    return retire(previous, kept, live)
 
 
 def gather(

@@ -976,7 +976,11 @@ def _prepare(path: Path, owner: tuple[int, int] | None) -> Path:
         return _directory(path)
     try:
         for entry in path.iterdir():
-            if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
+            # (a directory under a laios name is none of laios's, and never counted: left
+            # where it is, as folds leave it, rather than stop the service from starting)
+            if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)) and not (
+                entry.is_dir() and not entry.is_symlink()
+            ):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
     except OSError as exc:
