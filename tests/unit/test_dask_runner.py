@@ -2698,3 +2698,22 @@ def test_a_call_whose_task_the_application_cancelled_with_a_reason_quotes_it(
     assert "x" * 300 not in error, error  # (cut)
     assert "client.restart()" not in error, error
     assert "connection to the Dask scheduler" not in error, error
+
+
+@pytest.mark.parametrize("report_first", [False, True], ids=["as-it-comes", "report-first"])
+def test_a_call_whose_task_dask_cancelled_for_a_reason_of_its_own_says_who_may_have_given_it(
+    make: Callable[..., Executor], client: Any, tmp_path: Any, report_first: bool
+) -> None:
+    """Dask's scheduler cancels tasks for reasons of its own too (``"lost dependencies"``,
+    ``"already forgotten"``). Such a reason was said to have been given to
+    ``client.cancel(..., reason=...)`` by the application or another client of the cluster;
+    the error now says that Dask may have given it. (Given here through ``client.cancel``, as
+    the client reads it the same way whoever gives it.)"""
+    result = _cancel_running_call(
+        make(), client, str(tmp_path), report_first, reason="lost dependencies"
+    )
+    assert result.metadata["error_type"] == "worker_lost", result
+    error = result.error or ""
+    assert "its task was cancelled for the reason 'lost dependencies'" in error, error
+    assert "given by Dask" in error, error
+    assert "given to client.cancel(..., reason=...) by this application" not in error, error

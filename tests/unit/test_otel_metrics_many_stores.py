@@ -269,6 +269,32 @@ def test_stores_with_constant_labels_of_their_own_leave_bounded_histograms() -> 
     provider.shutdown()
 
 
+def test_stores_with_constant_label_names_of_their_own_leave_bounded_histograms() -> None:
+    """Stores each with a label *name* of their own (``shard_<n>``) keep the histograms bounded
+    too: past ``MAX_LABEL_SETS`` sets, a set recorded with every value ``other`` is one per set
+    of names, so those are bounded as well (``MAX_LABEL_SETS`` of them), and the tasks of the
+    stores past both are recorded with no constant labels. Every task is still counted."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider([reader])
+    stores = 2 * MAX_LABEL_SETS + 50
+    for index in range(stores):
+        store = MetricStore(labels={f"shard_{index}": "a"})
+        handle = instrument_metrics(store, meter_provider=provider)
+        fail(store, "t", "E")
+        handle.uninstrument()
+    points = _points(reader, TOOL_DURATION)
+    sets = {
+        tuple((key, value) for key, value in point.attributes.items() if key.startswith("shard_"))
+        for point in points
+    }
+    assert len(sets) == 2 * MAX_LABEL_SETS + 1
+    assert (("shard_0", "a"),) in sets
+    assert ((f"shard_{MAX_LABEL_SETS}", "other"),) in sets
+    assert () in sets
+    assert sum(point.count for point in points) == stores
+    provider.shutdown()
+
+
 def fail(store: MetricStore, tool: str, error_type: str) -> None:
     """One failed task of ``tool`` with ``error_type``, recorded straight into ``store``."""
     slot = store.tool_slot(tool, True)

@@ -29,7 +29,8 @@ once per task, from the store's finish listener (:meth:`MetricStore.add_finish_l
 label values: the store's ``tool`` label (``unknown`` for a tool that is not registered,
 ``other`` past the store's cap) and its bounded error types; never a task id. The SDK never
 forgets a histogram's point, so the histograms keep those limits, and at most
-``MAX_LABEL_SETS`` sets of constant labels, over every store they have recorded, gone ones too.
+``MAX_LABEL_SETS`` sets of constant labels (then as many with every value ``other``, one per
+set of names, then none), over every store they have recorded, gone ones too.
 
 A store is held weakly: instrumenting it does not keep it alive. Once it is garbage collected
 its counts stay in the counters (folded as the Prometheus collector folds a gone store's, so
@@ -182,7 +183,8 @@ _OTHER_ERROR = "_OTHER"
 #: by the store's caps; this bounds the cache whatever they are).
 _MAX_CACHED_ATTRIBUTES = 4096
 #: The value of every constant label of a task's histogram points whose store's labels came
-#: past the first ``MAX_LABEL_SETS`` sets (as the multiprocess totals fold such sets).
+#: past the first ``MAX_LABEL_SETS`` sets (as the multiprocess totals fold such sets), until
+#: ``MAX_LABEL_SETS`` such sets (one per set of names) are recorded: then no constant labels.
 _OTHER_LABEL = "other"
 #: Seconds a read of the stores serves the other callbacks of the same collection, from its end.
 _READ_REUSE_SECONDS = 1.0
@@ -279,14 +281,19 @@ class _Instruments:
         #: (tool, error type) -> the attributes of its duration and of its queue wait.
         self._attributes: dict[_AttributeKey, tuple[dict[str, str], dict[str, str]]] = {}
         #: What the histograms have recorded, by set of constant labels: at most
-        #: ``MAX_LABEL_SETS`` sets (those whose values are all ``other`` aside), each with its
-        #: tools and their error types within its stores' largest limits. The SDK never
+        #: ``MAX_LABEL_SETS`` sets, as many more whose values are all ``other`` (one per set of
+        #: names), and the empty set; each with its tools and their error types within its
+        #: stores' largest limits. The SDK never
         #: forgets a histogram's point: stores that come and go, each with label values, tools
         #: or error types of its own, would otherwise add points for ever, where the counters
         #: fold them into ``other``. Under ``_handles_lock``.
         self._recorded: dict[LabelSet, _Recorded] = {}
         #: The sets in ``_recorded`` that count towards ``MAX_LABEL_SETS``.
         self._named_sets = 0
+        #: The sets in ``_recorded`` with every value ``other`` (but the empty one): one per
+        #: set of label names, so bounded apart (stores each with a label name of their own,
+        #: ``shard_<n>``, would otherwise add one each for ever).
+        self._other_sets = 0
         #: The instruments created so far, by name (see :meth:`create`).
         self._created: set[str] = set()
         self.tool_duration: Histogram
@@ -450,7 +457,8 @@ class _Instruments:
         self, tool: str, error: str | None, labels: LabelSet, limits: tuple[int, int]
     ) -> _AttributeKey:
         """``tool``, ``error`` and ``labels`` as the histograms record them: past
-        ``MAX_LABEL_SETS`` sets of constant labels, the same names with every value ``other``;
+        ``MAX_LABEL_SETS`` sets of constant labels, the same names with every value ``other``,
+        and past ``MAX_LABEL_SETS`` of those too (one per set of names), no constant labels;
         past the limits (the largest of the stores of the set), tool ``other`` and error type
         ``other``, as the counters fold them."""
         with self._handles_lock:
@@ -460,10 +468,15 @@ class _Instruments:
                 if named and self._named_sets >= MAX_LABEL_SETS:
                     labels, named = tuple((name, _OTHER_LABEL) for name, _value in labels), False
                     recorded = self._recorded.get(labels)
+                if recorded is None and not named and labels and self._other_sets >= MAX_LABEL_SETS:
+                    labels = ()
+                    recorded = self._recorded.get(labels)
                 if recorded is None:
                     recorded = self._recorded[labels] = _Recorded()
                     if named:
                         self._named_sets += 1
+                    elif labels:
+                        self._other_sets += 1
             recorded.max_tool_labels = max(recorded.max_tool_labels, limits[0])
             recorded.max_error_types = max(recorded.max_error_types, limits[1])
             errors = recorded.tools.get(tool)
@@ -564,7 +577,8 @@ class _Instruments:
 
 def _all_other(labels: LabelSet) -> bool:
     """Whether ``labels`` is where sets past ``MAX_LABEL_SETS`` are recorded (every value
-    ``other``; the empty set too): it never counts towards the cap."""
+    ``other``; the empty set too): it never counts towards the cap (such sets are bounded
+    apart)."""
     return all(value == _OTHER_LABEL for _name, value in labels)
 
 

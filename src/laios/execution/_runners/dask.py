@@ -1630,10 +1630,12 @@ class DaskRunner:
             return lost + _RESTARTED
         if reason is None or reason == "unknown":
             return lost + _CANCELLED
+        # (Any other reason may be Dask's own, its scheduler's "lost dependencies" or "already
+        # forgotten", or one given to client.cancel: the client reads them alike.)
         return (
-            f"{lost}: its task was cancelled for the reason {quoted(reason)} (given to "
-            "client.cancel(..., reason=...) by this application, or by another client of the "
-            "cluster)"
+            f"{lost}: its task was cancelled for the reason {quoted(reason)} (given by Dask, "
+            "or to client.cancel(..., reason=...) by this application or another client of "
+            "the cluster)"
         )
 
     def _cluster_closing(self) -> bool:
