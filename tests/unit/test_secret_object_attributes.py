@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from secret_runs import failed_run_text
 
-from laios.execution.redaction import secret_values
+from laios.execution.redaction import scrub, secret_values
 from laios.tools.base import BaseTool
 
 SECRET = "tok-9fQ2xLmR7vKp3ZsW8nYb4HcD6gJt1AeU"
@@ -90,6 +90,73 @@ def test_an_object_under_a_secret_name_is_secret_as_its_text_or_its_value(
     assert "revoked" in text
     assert SECRET[:8] not in text
     assert SECRET[:8] not in caplog.text
+
+
+class Tensor:
+    """An array-like of its own (as a tensor library's): its text is a summary of its items,
+    costly to make for a large one, and counted."""
+
+    printed = 0
+
+    def __init__(self, items: list[int]) -> None:
+        self.items = items
+        self.shape = (len(items),)
+
+    def __str__(self) -> str:
+        Tensor.printed += 1
+        return f"tensor({self.items})"
+
+
+class Buffer:
+    """An object whose text is that of an array (``__array__``: NumPy reads it as one)."""
+
+    def __array__(self) -> list[int]:
+        return [101, 2023, 2003, 1037]
+
+    def __str__(self) -> str:
+        Tensor.printed += 1
+        return "[ 101 2023 2003 1037]"
+
+
+class Report:
+    """An object whose text is long or of several lines: a document, not a credential."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"token_ids": Tensor([101, 2023, 2003, 1037, 3231, 102])},
+        {"key_points": Buffer()},
+        {"keys": Report("found 2023 rows\nmissing 3231 rows")},
+        {"private_notes": Report("x" * 1025)},
+    ],
+    ids=["shape", "__array__", "several-lines", "long"],
+)
+def test_an_array_or_a_document_under_a_secret_name_is_not_secret_as_its_text(
+    parameters: dict[str, Any],
+) -> None:
+    """An array (``token_ids``, ``key_points``: names that look secret) or an object whose text
+    is long or of several lines is not a credential: its text is not made (an array's costs
+    its printing on every reading of the parameters) nor taken for a secret, which would have
+    a message quoting it (``shape mismatch for input [ 101 2023 …]``) scrubbed."""
+    Tensor.printed = 0
+    assert secret_values(parameters) == []
+    assert Tensor.printed == 0
+
+
+def test_a_numpy_array_under_a_secret_name_is_not_secret_as_its_text() -> None:
+    np = pytest.importorskip("numpy")
+    ids = np.array([101, 2023, 2003, 1037, 3231, 102] * 3)
+    secrets = secret_values({"token_ids": ids})
+    assert secrets == []
+    message = f"shape mismatch for input {ids}"
+    assert scrub(message, secrets) == message
 
 
 class QuotesItsKey(BaseTool):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import dataclasses
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from pydantic import AnyUrl, HttpUrl, PostgresDsn
+from pydantic import AnyUrl, HttpUrl, PostgresDsn, SecretStr
 from pydantic_core import MultiHostUrl
 
 from laios.core.types import Context, Task
@@ -686,6 +687,99 @@ def test_a_pydantic_url_object_is_read_as_its_text(
     )
     assert _leaks(channels, URL_PASSWORD) == []
     assert REDACTED in channels["spans"]
+
+
+CREDENTIAL = "cr-9f8e7d6c5b4a3210"
+
+
+@dataclasses.dataclass(slots=True)
+class Upstream:
+    """A settings class of its own whose fields name a URL's parts (as a client's are)."""
+
+    scheme: str
+    host: str
+    base_url: str
+    credential: SecretStr
+
+
+def _attrs_upstream() -> Any:
+    attrs = pytest.importorskip("attrs")
+
+    @attrs.define
+    class AttrsUpstream:
+        scheme: str
+        host: str
+        base_url: str
+        credential: SecretStr
+
+    return AttrsUpstream("https", "api.internal", "https://api.internal/v2", SecretStr(CREDENTIAL))
+
+
+class Request:
+    """A request object (as web frameworks give one): a URL's parts as properties, a ``repr``
+    quoting its URL, and its credentials as attributes."""
+
+    scheme = property(lambda self: "https")
+    host = property(lambda self: "api.internal")
+
+    def __init__(self) -> None:
+        self.authorization = f"Bearer {CREDENTIAL}"
+        self.session_token = CREDENTIAL
+
+    def __repr__(self) -> str:
+        return "<Request 'https://api.internal/v2' [GET]>"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Upstream("https", "api.internal", "https://api.internal/v2", SecretStr(CREDENTIAL)),
+        _attrs_upstream,
+        Request,
+    ],
+    ids=["slotted-dataclass", "attrs", "own-class"],
+)
+def test_an_object_with_a_scheme_and_a_host_is_no_url_but_read_for_its_fields(
+    make: Any,
+) -> None:
+    """An object whose class names a ``scheme`` and a ``host``, and whose text quotes a URL,
+    is not taken for a URL object: its secret fields and attributes are read as any object's
+    are, and no word of its ``repr`` (``SecretStr``) is taken for a secret."""
+    values = secret_values({"upstream": make()})
+    assert CREDENTIAL in values
+    assert "SecretStr" not in values
+    assert all(CREDENTIAL in value for value in values)
+
+
+def _url_class(module: str) -> type:
+    """A URL class as ``module`` names it (httpx's and yarl's ``URL``, not installed here),
+    whose instance keeps a key of its own beside its URL."""
+
+    class URL:
+        scheme = property(lambda self: self.text.partition(":")[0])
+        host = property(lambda self: "db.internal")
+
+        def __init__(self, text: str) -> None:
+            self.text = text
+            self.api_key = CREDENTIAL
+
+        def __str__(self) -> str:
+            return self.text
+
+    URL.__module__ = module
+    URL.__qualname__ = "URL"
+    return URL
+
+
+@pytest.mark.parametrize("module", ["httpx", "yarl", "yarl._url"])
+def test_an_httpx_or_yarl_url_is_read_as_its_text_and_its_attributes(module: str) -> None:
+    """A URL of httpx or yarl is known by its class's module and name: read as its text (its
+    password found), and then as any object is (its own secret attributes found too)."""
+    url = _url_class(module)(f"postgres://app:{URL_PASSWORD}@db.internal:5432/orders")
+    assert sorted(secret_values({"database": url})) == sorted([URL_PASSWORD, CREDENTIAL])
+    # Any other class of that name is not read as its text.
+    other = _url_class("my_app.links")(f"postgres://app:{URL_PASSWORD}@db.internal/orders")
+    assert secret_values({"database": other}) == [CREDENTIAL]
 
 
 def test_a_short_url_password_is_scrubbed_only_inside_its_url() -> None:

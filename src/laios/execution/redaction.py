@@ -632,10 +632,11 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
     if all("=" not in form and ":" not in form for form in texts):
         return
     # (no secret word in the text, as written, decoded, composed or in its compatibility
-    # form: no secret name in it)
+    # form: no secret name in it; the pattern, whose search of a few kilobytes takes
+    # milliseconds, looks only at a text holding one of the words each of its matches holds)
     decoded = _form_decoded(text)
     if all(
-        _SECRET_KEY.search(form) is None
+        not _hinted(form) or _SECRET_KEY.search(form) is None
         for form in dict.fromkeys((*texts, *_canonical_names(decoded)))
     ):
         return
@@ -960,8 +961,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 return
             url = _url_text(value)
             if url is not None:  # (pydantic's PostgresDsn, httpx's or yarl's URL)
-                visit(url, secret, None, name)
-                return
+                visit(url, secret, None, name)  # (and its fields or attributes, as any object's)
             fields = object_fields(value)
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
@@ -1001,17 +1001,38 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 MAX_WRITTEN_LIST_ITEMS = 64
 
 
+#: The classes of URL objects, by the module and the name their class or a base of it has
+#: (none is imported to be checked): pydantic-core's ``Url`` and ``MultiHostUrl`` (which
+#: pydantic 2.9 gives for ``AnyUrl`` and ``PostgresDsn``), the classes pydantic 2.10 and later
+#: build its URL types on (``AnyUrl``, ``HttpUrl``, ``PostgresDsn``…, each holding one of
+#: pydantic-core's), and httpx's and yarl's ``URL``.
+_URL_CLASSES = frozenset(
+    {
+        ("pydantic_core._pydantic_core", "Url"),
+        ("pydantic_core._pydantic_core", "MultiHostUrl"),
+        ("pydantic.networks", "_BaseUrl"),
+        ("pydantic.networks", "_BaseMultiHostUrl"),
+        ("httpx", "URL"),
+        ("httpx._urls", "URL"),
+        ("yarl", "URL"),
+        ("yarl._url", "URL"),
+    }
+)
+
+
 def _url_text(value: Any) -> str | None:
     """The text of a URL kept as an object (pydantic's ``AnyUrl`` and ``PostgresDsn``, as
-    pydantic-settings gives a ``DATABASE_URL``, httpx's and yarl's ``URL``): known by its class
-    having a ``scheme`` and a ``host`` (or ``hosts``, a URL of several hosts: pydantic-core's
-    ``MultiHostUrl``), and by its text holding ``://``; ``None`` for any
-    other value (whose text, a data frame's, may be costly to make), or when that text cannot
-    be made. Read as that text is, it gives up the password of its user information and the
-    values its query names (``?token=…``)."""
-    kind = type(value)
+    pydantic-settings gives a ``DATABASE_URL``, httpx's and yarl's ``URL``): known by its class,
+    or a base of it, being one of :data:`_URL_CLASSES`, and by its text holding ``://``;
+    ``None`` for any other value (an object of a class of its own that names a ``scheme`` and
+    a ``host`` is read for its fields, not as its text, which may be costly to make and hold
+    no URL), or when that text cannot be made. Read as that text is, it gives up the password
+    of its user information and the values its query names (``?token=…``)."""
     try:
-        if not (hasattr(kind, "scheme") and (hasattr(kind, "host") or hasattr(kind, "hosts"))):
+        if not any(
+            (getattr(kind, "__module__", None), getattr(kind, "__qualname__", None)) in _URL_CLASSES
+            for kind in type(value).__mro__
+        ):
             return None
         text = str(value)
     except Exception:  # (a class whose attributes or text cannot be read)
@@ -1019,27 +1040,49 @@ def _url_text(value: Any) -> str | None:
     return text if type(text) is str and "://" in text else None
 
 
+#: Longest text of an object under a secret-looking name taken for the secret it holds (see
+#: :func:`_held_secret`): a credential's; a longer text is a document's or a summary's.
+_MAX_HELD_SECRET_CHARS = 1024
+
+
 def _held_secret(value: Any) -> Any:
     """What an object given under a secret-looking name holds as its secret: an enum
     member's value (``Keys.PRODUCTION``, whose value is the key), or the text of an object
-    whose class writes its own (a credential type whose ``str`` is the credential); ``None``
-    for any other object, or when that text cannot be made."""
+    whose class writes its own (a credential type whose ``str`` is the credential) when that
+    text is of one line and at most :data:`_MAX_HELD_SECRET_CHARS` characters; ``None`` for
+    any other object, or when that text cannot be made.
+
+    The text of an array-like (a class with ``__array__`` or a ``shape``: a NumPy array, a
+    tensor, a data frame) or of a collection is not made: names such as ``token_ids`` or
+    ``key_points`` look secret, and such a text, a summary of the items, is costly to make for
+    a large one and no credential (taken as one, it would be scrubbed from each message
+    quoting the array)."""
     try:
         if isinstance(value, Enum):
             return value.value
-        if getattr(type(value), "__str__", None) is getattr(object, "__str__", None):
+        kind = type(value)
+        if (
+            getattr(kind, "__str__", None) is getattr(object, "__str__", None)
+            or hasattr(kind, "__array__")
+            or hasattr(value, "shape")
+            or isinstance(value, (Sequence, Mapping, AbstractSet))
+        ):
             return None
         text = str(value)
     except Exception:  # (a class whose value or text cannot be read)
         return None
-    return text if type(text) is str else None
+    if type(text) is not str or len(text) > _MAX_HELD_SECRET_CHARS or "\n" in text or "\r" in text:
+        return None
+    return text
 
 
 def _utf8_of(data: bytes | bytearray) -> str | None:
     """``data`` as the UTF-8 text it is (a request body, a form body or a URL kept as bytes,
     read for secrets as that text would be); ``None`` for data that is not UTF-8 text, or too
-    long for any text read so (see :data:`MAX_JSON_TEXT_CHARS`)."""
-    if len(data) > 4 * MAX_JSON_TEXT_CHARS:  # (four bytes at most to a character)
+    long for any text read so: more bytes than :data:`MAX_JSON_TEXT_CHARS` (the characters of
+    ASCII text, one byte each; a longer body, a file's content, is not decoded and read on
+    every reading of the parameters)."""
+    if len(data) > MAX_JSON_TEXT_CHARS:
         return None
     try:
         return bytes(data).decode("utf-8")
