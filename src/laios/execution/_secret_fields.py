@@ -17,13 +17,14 @@ import threading
 import types
 import typing
 import weakref
+from collections.abc import Callable
 from typing import Any, Union
 
 from pydantic import AliasChoices, AliasPath, BaseModel, RootModel
 
 from laios._secret_types import SECRET_TYPES, aliased_type
 
-__all__ = ["SecretFields", "secret_fields"]
+__all__ = ["SecretFields", "declared_secrets"]
 
 #: Deepest nesting of type arguments and models read (deeper types are taken as not secret).
 _MAX_TYPE_DEPTH = 32
@@ -74,7 +75,7 @@ _cache: weakref.WeakKeyDictionary[type, SecretFields | None] = weakref.WeakKeyDi
 _cache_lock = threading.Lock()
 
 
-def secret_fields(model: Any) -> SecretFields | None:
+def declared_secrets(model: Any, is_secret_name: Callable[[str], bool]) -> SecretFields | None:
     """Where a pydantic model (a tool's ``input_model``) declares secrets by type, or by a
     secret-looking name of a field passed under an ordinary alias: ``None`` when it declares
     none, at any depth. Computed once per model class, then kept (as long as
@@ -82,6 +83,9 @@ def secret_fields(model: Any) -> SecretFields | None:
 
     Args:
         model: A pydantic model class; anything else declares nothing.
+        is_secret_name: Whether a name looks secret: the redaction module's
+            ``is_secret_key``, given by it (it reads its models through this module), the
+            same at every call (the answer is kept per model).
     """
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return None
@@ -89,16 +93,16 @@ def secret_fields(model: Any) -> SecretFields | None:
         return _cache[model]
     except KeyError:
         pass
-    found = _analyse(model)
+    found = _analyse(model, is_secret_name)
     with _cache_lock:
         _cache.setdefault(model, found)
     return _cache.get(model, found)
 
 
-def _analyse(model: type) -> SecretFields | None:
+def _analyse(model: type, is_secret_name: Callable[[str], bool]) -> SecretFields | None:
     """The :class:`SecretFields` of ``model`` (``None``: nothing secret), never raising."""
     try:
-        analysis = _Analysis()
+        analysis = _Analysis(is_secret_name)
         return _pruned(analysis.final(analysis.shape_of_class(model, 0)))
     except Exception:  # a type too odd to read: it declares nothing
         return None
@@ -121,7 +125,8 @@ class _Analysis:
     :meth:`final` copies the graph, merging each union's nodes into one node.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, is_secret_name: Callable[[str], bool]) -> None:
+        self.is_secret_name = is_secret_name
         self.nodes: dict[type, SecretFields] = {}
         self.finals: dict[frozenset[int], SecretFields] = {}
 
@@ -171,7 +176,7 @@ class _Analysis:
                 # (a plain field is noted too: typed extra fields must not cover its name)
                 shape = self.shape_of(info.annotation, depth + 1)
                 keys = _keys_of(name, info, False if shape is None else shape)
-                if shape is not True and _named_secret_in_part(keys):
+                if shape is not True and _named_secret_in_part(keys, self.is_secret_name):
                     keys = _keys_of(name, info, True)
                 for key, under in keys:
                     node.fields[key] = _either([node.fields.get(key), under])
@@ -256,16 +261,15 @@ def _keys_of(name: str, info: Any, shape: Any) -> list[tuple[Any, Any]]:
     return keys
 
 
-def _named_secret_in_part(keys: list[tuple[Any, Any]]) -> bool:
+def _named_secret_in_part(
+    keys: list[tuple[Any, Any]], is_secret_name: Callable[[str], bool]
+) -> bool:
     """Whether some of the names a model field is read from look secret (``api_key``) and
     others do not (its alias ``k``): a value passed under the ordinary one is the field's all
     the same, and secret as one passed under its own name is. (A field all of whose names look
     secret needs no note: each name is secret as a key.)"""
-    # (here, not at the top: the redaction module reads its models through this one)
-    from laios.execution.redaction import is_secret_key
-
     names = {key for key, _ in keys if type(key) is str}
-    secret = sum(1 for key in names if is_secret_key(key))
+    secret = sum(1 for key in names if is_secret_name(key))
     return 0 < secret < len(names)
 
 

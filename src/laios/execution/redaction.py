@@ -40,7 +40,7 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 
 from laios._exceptions import qualified_type_name, type_name
 from laios._secret_types import SECRET_TYPES
-from laios.execution._secret_fields import SecretFields, secret_fields
+from laios.execution._secret_fields import SecretFields, declared_secrets
 
 __all__ = [
     "MAX_ERROR_BYTES",
@@ -741,6 +741,14 @@ def secret_fields_of_tool(tool: Any) -> SecretFields | None:
     except Exception:
         return None
     return secret_fields(model)
+
+
+def secret_fields(model: Any) -> SecretFields | None:
+    """Where a pydantic model (a tool's ``input_model``) declares secrets by type, or by a
+    secret-looking name (:func:`is_secret_key`) of a field passed under an ordinary alias:
+    ``None`` when it declares none, at any depth. Worked out once per model class, and kept
+    while the class lives."""
+    return declared_secrets(model, is_secret_key)
 
 
 def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
