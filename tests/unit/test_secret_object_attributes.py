@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from secret_runs import failed_run_text
 
-from laios.execution.redaction import scrub, secret_values
+from laios.execution.redaction import scrub, secret_values, to_json
 from laios.tools.base import BaseTool
 
 SECRET = "tok-9fQ2xLmR7vKp3ZsW8nYb4HcD6gJt1AeU"
@@ -166,3 +166,15 @@ class QuotesItsKey(BaseTool):
     def _execute(self, **kwargs: Any) -> Any:
         key = kwargs["api_key"]
         raise PermissionError(f"key {getattr(key, 'value', key)} revoked")
+
+
+def test_a_user_string_is_written_as_its_text() -> None:
+    """A ``UserString`` (text, though a sequence of letters) was written into captured content
+    as a nest of lists, each letter a ``UserString`` again, cut off as "…" at the depth limit:
+    ``{"note": [[[[...["…"]...]]]]}``. It is written as its text, and redacted under a
+    secret-looking name as before."""
+    assert to_json({"note": UserString("hello")}) == '{"note":"hello"}'
+    assert to_json({"api_key": UserString("sk-live-1234567890")}) == '{"api_key":"[REDACTED]"}'
+    assert to_json(
+        {"note": UserString("key sk-live-1234567890")}, secrets=["sk-live-1234567890"]
+    ) == ('{"note":"key [REDACTED]"}')

@@ -961,8 +961,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
         elif value is not None:
             if isinstance(value, UserString):  # (text, though it is a sequence of letters)
-                with contextlib.suppress(Exception):  # (a subclass's own data)
-                    visit(str(value.data), secret, declared, name)
+                text = _user_string_text(value)
+                if text is not None:
+                    visit(text, secret, declared, name)
                 return
             if is_collection(value):  # (a deque, a dict's view: read as a list)
                 visit_items(value, secret, declared, name)
@@ -1082,6 +1083,16 @@ def _held_secret(value: Any) -> Any:
     if type(text) is not str or len(text) > _MAX_HELD_SECRET_CHARS or "\n" in text or "\r" in text:
         return None
     return text
+
+
+def _user_string_text(value: UserString) -> str | None:
+    """The text a ``UserString`` holds (its ``data``), as a plain ``str``; ``None`` when a
+    subclass of its own keeps none that can be read."""
+    try:
+        data = value.data
+    except Exception:
+        return None
+    return str.__str__(data) if isinstance(data, str) else None
 
 
 def _utf8_of(data: bytes | bytearray) -> str | None:
@@ -2478,6 +2489,10 @@ class _Copier:
                 return value
         if isinstance(value, str):
             return self.string(self.text(value, self.chars))
+        if isinstance(value, UserString):  # (text, though a sequence of letters)
+            data = _user_string_text(value)
+            if data is not None:
+                return self.string(self.text(data, self.chars))
         if is_collection(value):  # (a deque, a dict's view: copied as a list)
             return self.copy_readable_items(value, depth, declared)
         fields = object_fields(value, hidden=False)
