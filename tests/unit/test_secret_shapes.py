@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import types
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -1067,3 +1068,12 @@ def test_a_key_of_a_secret_mapping_quoted_by_its_tool_reaches_no_span() -> None:
     (span,) = exporter.get_finished_spans()
     assert span.status.description == f"key {REDACTED} was revoked"
     assert SECRET not in str([dict(event.attributes or {}) for event in span.events])
+
+
+@pytest.mark.parametrize("split", [urllib.parse.urlsplit, urllib.parse.urlparse])
+def test_a_url_split_by_urllib_gives_up_its_password(split: Any) -> None:
+    """A URL kept as ``urllib.parse``'s split result (``urlsplit``/``urlparse``): a tuple
+    whose ``netloc`` holds ``user:password@host`` without the ``://`` that makes a text a
+    URL. Its password was no secret; it is one, as that of the URL written out."""
+    parameters = {"upstream": split(f"https://deploy:{URL_PASSWORD}@git.example/repo.git")}
+    assert URL_PASSWORD in secret_values(parameters)

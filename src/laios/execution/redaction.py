@@ -33,7 +33,16 @@ from enum import Enum
 from itertools import chain, compress, islice, repeat
 from types import SimpleNamespace
 from typing import Any, Literal
-from urllib.parse import quote, quote_plus, unquote, unquote_plus
+from urllib.parse import (
+    ParseResult,
+    ParseResultBytes,
+    SplitResult,
+    SplitResultBytes,
+    quote,
+    quote_plus,
+    unquote,
+    unquote_plus,
+)
 from uuid import UUID
 
 from pydantic import BaseModel, SecretBytes, SecretStr
@@ -915,6 +924,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         if isinstance(value, Mapping):
             pending.append(pairs(value.items(), secret, declared, keys=True))
         elif isinstance(value, (list, tuple, set, frozenset)):
+            if isinstance(value, _SPLIT_URLS):  # (its netloc, user:password@host, is no URL)
+                with contextlib.suppress(Exception):
+                    visit(value.geturl(), secret, None, name)
             visit_items(value, secret, declared, name)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if not secret and isinstance(value, (bytes, bytearray)):
@@ -1027,6 +1039,11 @@ _URL_CLASSES = frozenset(
         ("yarl._url", "URL"),
     }
 )
+
+
+#: The URLs ``urllib.parse`` splits (``urlsplit``, ``urlparse``): tuples of parts, read as
+#: the URL they write out again (``geturl()``), whose user information holds its password.
+_SPLIT_URLS = (SplitResult, ParseResult, SplitResultBytes, ParseResultBytes)
 
 
 def _url_text(value: Any) -> str | None:
