@@ -1978,6 +1978,19 @@ def test_a_directory_that_cannot_be_used_is_refused_at_enable(
     assert str(path) in str(caught.value)
 
 
+def test_a_directory_under_a_regular_file_is_refused_saying_so(directory: Path) -> None:
+    """A path with a regular file as one of its parts (``/etc/hosts/laios``) cannot be
+    created: the refusal names the file rather than saying to create the directory first."""
+    (directory / "a-file").write_text("")
+    path = directory / "a-file" / "laios" / "metrics"
+    with pytest.raises(ValueError, match="is a file") as caught:
+        enable(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert str(directory / "a-file") in message
+    assert "create it first" not in message
+
+
 @pytest.mark.parametrize("suffix", ["\n", " "], ids=["line-break", "space"])
 def test_a_directory_whose_name_ends_with_white_space_is_refused_showing_it(
     directory: Path, monkeypatch: pytest.MonkeyPatch, suffix: str

@@ -18,6 +18,7 @@ import pytest
 from multiprocess_work import run_tasks
 from prometheus_client import CollectorRegistry, generate_latest
 
+from laios.execution import _shared_totals
 from laios.execution._shared_totals import RETIRED
 from laios.execution._totals import MAX_LABEL_SETS, ExportedTotals
 from laios.execution._totals_files import read_document, sections_of
@@ -306,6 +307,77 @@ def test_gone_workers_with_constant_labels_of_their_own_leave_a_bounded_retired_
     assert registry.get_sample_value("laios_tasks_total", live) == 2
     other = {"tool": "echo", "outcome": "success", "worker": "other"}
     assert (registry.get_sample_value("laios_tasks_total", other) or 0) >= 20
+
+
+def test_gone_workers_with_constant_label_names_of_their_own_leave_a_bounded_retired_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers each with a label name of its own (``shard_<n>``) fold past the cap into sets
+    of ``other`` values, one per name: those are capped too, and past them the counts are
+    added into the set without constant labels, every task still counted. (The cap lowered
+    to 3, to keep the test quick.)"""
+    cap = 3
+    monkeypatch.setattr(_shared_totals, "MAX_LABEL_SETS", cap)
+    workers = 3 * cap + 4
+    for index in range(workers):
+        store = MetricStore(labels={f"shard_{index}": "a"})
+        run_tasks(store, 1, "echo")
+        leave_a_gone_process(tmp_path, store)
+        sweep(tmp_path)
+    retired = retired_totals(tmp_path)
+    sets = {totals.labels for totals in retired}
+    assert len(sets) <= 2 * cap + 1
+    assert () in sets
+    tasks = sum(h[0] for t in retired for tool in t.tools.values() for h in tool.outcomes.values())
+    assert tasks == workers
+
+
+def test_a_gone_worker_with_huge_label_limits_leaves_the_retired_totals_bounded(
+    tmp_path: Path,
+) -> None:
+    """A gone worker's file whose limits are beyond any count (``2**63 - 1``, "no limit")
+    raises the retired totals' limits only as far as its own labels need (at least the
+    defaults): the tools of the workers gone after it join ``other``, every task counted."""
+    huge = MetricStore(max_tool_labels=2**63, max_error_types=2**63, max_custom_metrics=2**63)
+    for index in range(210):
+        run_tasks(huge, 1, f"huge-{index}")
+    leave_a_gone_process(tmp_path, huge)
+    sweep(tmp_path)
+    (section,) = sections_of(read_document(tmp_path / RETIRED))
+    assert section.limits == (210, 50, 100)
+    later = MetricStore()
+    for index in range(20):
+        run_tasks(later, 1, f"later-{index}")
+    leave_a_gone_process(tmp_path, later)
+    sweep(tmp_path)
+    (totals,) = retired_totals(tmp_path)
+    assert len(set(totals.tools) - {"other"}) == 210
+    tasks = sum(h[0] for tool in totals.tools.values() for h in tool.outcomes.values())
+    assert tasks == 230
+
+
+def test_a_retired_file_with_huge_label_limits_is_kept_within_what_it_holds(
+    tmp_path: Path,
+) -> None:
+    """A retired file written with limits beyond any count (by an earlier fold) no longer keeps
+    them for ever: the next fold keeps its labels, within the limits they need."""
+    leave_a_gone_process(tmp_path, worker_generation(0))
+    sweep(tmp_path)
+    retired = tmp_path / RETIRED
+    document = read_document(retired)
+    for section in document["sections"]:
+        section["limits"] = [2**63 - 1] * 3
+    retired.write_text(json.dumps(document))
+    store = MetricStore()
+    for index in range(250):
+        run_tasks(store, 1, f"later-{index}")
+    leave_a_gone_process(tmp_path, store)
+    sweep(tmp_path)
+    (section,) = sections_of(read_document(retired))
+    assert section.limits == (200, 50, 100)
+    assert len(set(section.totals.tools) - {"other"}) == 200
+    tasks = sum(h[0] for tool in section.totals.tools.values() for h in tool.outcomes.values())
+    assert tasks == TOOLS_EACH + 250
 
 
 # -- other histogram bucket bounds ------------------------------------------------------------

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from laios.execution import _totals_files
-from laios.execution._aggregates import LabelSet
+from laios.execution._aggregates import ERROR_TYPE_OTHER, TOOL_OTHER, TOOL_UNKNOWN, LabelSet
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._legacy_totals import bucket_slots, moved_histogram
 from laios.execution._logs import WarningLimiter
@@ -483,7 +483,8 @@ def retire(
         return [section.totals for section in read_live() if section.totals.labels == labels]
 
     retired = []
-    for section in _within_label_sets(add_up([*previous, *gone]), read_live):
+    sections = [_believed_limits(section) for section in [*previous, *gone]]
+    for section in _within_label_sets(add_up(sections), read_live):
         before = earlier.get(_identity(section))
         prior = None
         if before is not None:  # (the order of its keys says which are within the limits:
@@ -496,6 +497,33 @@ def retire(
     return retired
 
 
+def _believed_limits(section: Section) -> Section:
+    """``section`` with each limit lowered to what its labels use, though not below
+    :data:`DEFAULT_LIMITS` (a smaller limit it carries stays). A file's limits beyond any
+    count ("no limit", or a damaged file's) would otherwise raise those the retired totals keep
+    for good, which would then gather the labels of every process gone after it. Its own labels
+    all keep their place (none of them is added into ``other``)."""
+    if section.limits is None:
+        return section
+    totals = section.totals
+    tools = sum(label not in (TOOL_UNKNOWN, TOOL_OTHER) for label in totals.tools)
+    errors = max(
+        (
+            len(keys) - (ERROR_TYPE_OTHER in keys)
+            for row in totals.tools.values()
+            for keys in (row.errors, row.retry_errors)
+        ),
+        default=0,
+    )
+    # (``other`` too: a table's custom metrics count it within their limit)
+    needed = (tools, errors, len(totals.custom))
+    tools_limit, errors_limit, custom_limit = (
+        min(limit, max(default, used))
+        for limit, default, used in zip(section.limits, DEFAULT_LIMITS, needed, strict=True)
+    )
+    return section._replace(limits=(tools_limit, errors_limit, custom_limit))
+
+
 #: The value every constant label takes in the retired totals of the label sets past
 #: :data:`~laios.execution._totals.MAX_LABEL_SETS`.
 _OTHER_VALUE = "other"
@@ -503,7 +531,7 @@ _OTHER_VALUE = "other"
 
 def _past_the_cap(labels: LabelSet) -> bool:
     """Whether ``labels`` is where label sets past the cap are added (every value ``other``;
-    the empty set too): it never counts towards the cap, and is never moved."""
+    the empty set too): it never counts towards the cap of the named sets."""
     return all(value == _OTHER_VALUE for _name, value in labels)
 
 
@@ -513,27 +541,52 @@ def _within_label_sets(sections: list[Section], live: Callable[[], list[Section]
     registry keeps at most that many: those past it that no live process exports are added
     into one set with the same names and every value ``other``, as tools past their cap join
     ``other``. So workers replaced for ever, each with label values of its own (a worker id),
-    leave a bounded retired file and ``/metrics``, and every count stays in the sum. The sets
-    within the cap keep their place; one past it that a live process exports keeps its own
-    series while one does (moved at once, that series would drop by the gone part)."""
-    kept = list(
+    leave a bounded retired file and ``/metrics``, and every count stays in the sum. Those sets
+    of ``other`` values (one per set of names) are capped the same way: past
+    :data:`~laios.execution._totals.MAX_LABEL_SETS` of them (workers each with a label name
+    of its own), further ones are added into the set without constant labels, as the
+    OpenTelemetry instruments record them. The sets within a cap keep their place; one past it
+    that a live process exports keeps its own series while one does (moved at once, that
+    series would drop by the gone part)."""
+    exported: set[LabelSet] | None = None
+
+    def exported_now() -> set[LabelSet]:
+        nonlocal exported
+        if exported is None:
+            exported = {section.totals.labels for section in live()}
+        return exported
+
+    named = list(
         dict.fromkeys(s.totals.labels for s in sections if not _past_the_cap(s.totals.labels))
     )
-    if len(kept) <= MAX_LABEL_SETS:
-        return sections
-    exported = {section.totals.labels for section in live()}
-    moved = {labels for labels in kept[MAX_LABEL_SETS:] if labels not in exported}
-    if not moved:
+    if len(named) > MAX_LABEL_SETS:
+        moved = {labels for labels in named[MAX_LABEL_SETS:] if labels not in exported_now()}
+        sections = _relabelled(
+            sections,
+            {labels: tuple((name, _OTHER_VALUE) for name, _value in labels) for labels in moved},
+        )
+    others = list(
+        dict.fromkeys(
+            s.totals.labels for s in sections if s.totals.labels and _past_the_cap(s.totals.labels)
+        )
+    )
+    if len(others) > MAX_LABEL_SETS:
+        moved = {labels for labels in others[MAX_LABEL_SETS:] if labels not in exported_now()}
+        sections = _relabelled(sections, dict.fromkeys(moved, ()))
+    return sections
+
+
+def _relabelled(sections: list[Section], into: dict[LabelSet, LabelSet]) -> list[Section]:
+    """``sections`` with those whose labels are keys of ``into`` given the labels it maps them
+    to, added up (unchanged when ``into`` is empty)."""
+    if not into:
         return sections
     return add_up(
         [
             section._replace(
-                totals=dataclasses.replace(
-                    section.totals,
-                    labels=tuple((name, _OTHER_VALUE) for name, _value in section.totals.labels),
-                )
+                totals=dataclasses.replace(section.totals, labels=into[section.totals.labels])
             )
-            if section.totals.labels in moved
+            if section.totals.labels in into
             else section
             for section in sections
         ]

@@ -643,6 +643,20 @@ def _white_space_hint(path: Path) -> str:
     )
 
 
+def _file_above(path: Path) -> Path | None:
+    """The part of ``path`` above it that is something other than a directory (a regular
+    file: ``/etc/hosts`` of ``/etc/hosts/laios``), which makes creating ``path`` impossible;
+    ``None`` when there is none (or it cannot be told)."""
+    for parent in reversed(path.parents):
+        try:
+            mode = parent.stat().st_mode
+        except OSError:
+            return None  # (missing from here on: creating it is what to do)
+        if not stat.S_ISDIR(mode):
+            return parent
+    return None
+
+
 def _directory(directory: str | os.PathLike[str] | None) -> Path:
     """The directory to use, checked: it exists, and this process can lock and write in it."""
     path = _path(directory)
@@ -674,6 +688,12 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
                 path,
             )
             return path
+        above = _file_above(path)
+        if above is not None:
+            raise ValueError(
+                f"the multiprocess directory {path} cannot be created: {above} is a file, not "
+                f"a directory (choose another path){_white_space_hint(path)}"
+            )
         raise ValueError(
             f"the multiprocess directory {path} does not exist; create it first"
             f"{_white_space_hint(path)}"
