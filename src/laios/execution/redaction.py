@@ -768,22 +768,29 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     writes under a secret-looking name (``?api_key=…``, ``password=…``, a line
     ``Authorization: Bearer …``; the name also percent-encoded, ``api%5Fkey=…``, and read
     as a key is; in text of up to ``MAX_NAMED_TEXT_CHARS`` characters, see
-    :func:`_assignments`) is secret.
+    :func:`_assignments`) is secret. So is the password of a URL's user information in any
+    text, whatever its key (``postgres://app:s3cret@db``), and in a URL kept as an object
+    (pydantic's ``AnyUrl`` or ``PostgresDsn``, httpx's or yarl's ``URL``: read as its text,
+    see :func:`_url_text`). Bytes that are UTF-8 text, of up to ``MAX_JSON_TEXT_CHARS`` bytes
+    (a body kept as ``b'{"api_key": …}'``), are read as that text.
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
     the keys of a mapping there too, unless they read as names (see :func:`_reads_as_a_name`):
     text, numbers (an int, a float or a ``Decimal``, as ``str`` writes it), binary data
     (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
-    text and as ``repr`` writes it, and, when it is not plain text, in hex and base64), and
-    a ``uuid.UUID`` (its text, and its ``hex``). The
+    text and in hex, and, when it is not plain text, as ``repr`` writes it and in base64), a
+    ``uuid.UUID`` (its text, and its ``hex``), and the secret an object there holds (an enum
+    member's value, or the one-line text of a class that writes its own, a ``UserString``: see
+    :func:`_held_secret`). The
     fields of dataclass instances, pydantic models, ``attrs`` instances, named tuples and
     namespaces (``SimpleNamespace``, ``argparse.Namespace``) are read like the keys of a mapping (a
     field named ``api_key`` is secret), and the value of a
     pydantic ``SecretStr``, ``SecretBytes`` or ``Secret[...]`` is secret wherever it is. So is
     everything under the places ``fields`` (the :func:`secret_fields` of the tool's input
     model) declares secret by type, whatever their names: ``{"db": "…"}`` for a field
-    ``db: SecretStr``.
+    ``db: SecretStr`` (or typed with a ``NewType`` or a type alias of it), and ``{"k": "…"}``
+    for a field ``api_key`` passed under its alias ``k``.
 
     The work is bounded: at most ``MAX_SECRET_SCAN_ITEMS`` keys, fields and items are looked at
     in all, at any depth. Containers are read in turn, one item from each at a time in the
