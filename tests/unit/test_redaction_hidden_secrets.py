@@ -259,10 +259,16 @@ def _numeric_quotes(secret: str) -> str:
     return html.escape(secret, quote=False).replace('"', "&#34;").replace("'", "&#39;")
 
 
+def _xml_entities(secret: str) -> str:
+    """``secret`` escaped with XML's own entities, ``&quot;`` and ``&apos;`` for the quotes, as
+    PHP's ``htmlspecialchars`` (``ENT_XML1``) and .NET's ``SecurityElement.Escape`` write it."""
+    return html.escape(secret, quote=False).replace('"', "&quot;").replace("'", "&apos;")
+
+
 @pytest.mark.parametrize(
     "escape",
-    [html.escape, partial(html.escape, quote=False), _numeric_quotes],
-    ids=["html.escape", "xml-text", "numeric-quotes"],
+    [html.escape, partial(html.escape, quote=False), _numeric_quotes, _xml_entities],
+    ids=["html.escape", "xml-text", "numeric-quotes", "xml-entities"],
 )
 def test_scrub_replaces_a_secret_escaped_as_html_and_xml_write_it(
     escape: Callable[[str], str],

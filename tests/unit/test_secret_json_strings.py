@@ -150,3 +150,10 @@ class QuotesItsBody(BaseTool):
 
     def _execute(self, **kwargs: Any) -> Any:
         raise PermissionError(f"400 for body {kwargs['body']!r}")
+
+
+def test_a_body_given_as_a_memoryview_is_read_as_its_text() -> None:
+    """A body kept as a ``memoryview`` (of a buffer read from a socket) is read for secrets as
+    the bytes it views are: it was not, where ``bytes`` and ``bytearray`` were."""
+    body = memoryview(json.dumps({"api_key": SECRET}).encode())
+    assert SECRET in secret_values({"body": body})

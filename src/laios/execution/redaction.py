@@ -936,7 +936,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                     visit(value.geturl(), secret, None, name)
             visit_items(value, secret, declared, name)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
-            if not secret and isinstance(value, (bytes, bytearray)):
+            if not secret and isinstance(value, (bytes, bytearray, memoryview)):
                 text = _utf8_of(value)  # (a request body, a URL read from a file, as bytes)
                 if text is not None:
                     visit(text, False, declared, name)
@@ -1119,17 +1119,17 @@ def _user_string_text(value: UserString) -> str | None:
     return str.__str__(data) if isinstance(data, str) else None
 
 
-def _utf8_of(data: bytes | bytearray) -> str | None:
+def _utf8_of(data: bytes | bytearray | memoryview) -> str | None:
     """``data`` as the UTF-8 text it is (a request body, a form body or a URL kept as bytes,
-    read for secrets as that text would be); ``None`` for data that is not UTF-8 text, or too
-    long for any text read so: more bytes than :data:`MAX_JSON_TEXT_CHARS` (the characters of
-    ASCII text, one byte each; a longer body, a file's content, is not decoded and read on
-    every reading of the parameters)."""
-    if len(data) > MAX_JSON_TEXT_CHARS:
-        return None
+    or viewed by a ``memoryview``, read for secrets as that text would be); ``None`` for data
+    that is not UTF-8 text, or too long for any text read so: more bytes than
+    :data:`MAX_JSON_TEXT_CHARS` (the characters of ASCII text, one byte each; a longer body, a
+    file's content, is not decoded and read on every reading of the parameters)."""
     try:
+        if (data.nbytes if isinstance(data, memoryview) else len(data)) > MAX_JSON_TEXT_CHARS:
+            return None
         return bytes(data).decode("utf-8")
-    except UnicodeDecodeError:  # (binary data)
+    except (UnicodeDecodeError, ValueError):  # (binary data; a view released)
         return None
 
 
@@ -1406,8 +1406,9 @@ def _markup_forms(secret: str) -> tuple[str, ...]:
     """``secret`` as HTML and XML write it in a page or a document quoting it (a login form
     echoed back in an error page, a SOAP fault): its ``&``, ``<`` and ``>`` as entities, its
     quotes as ``html.escape`` writes them (``&quot;``, ``&#x27;``), as MarkupSafe (Jinja) and
-    Go write them (``&#34;``, ``&#39;``), or kept, as XML text keeps them; none for a secret
-    holding none of these characters."""
+    Go write them (``&#34;``, ``&#39;``), as XML's own entities (``&quot;``, ``&apos;``: PHP's
+    ``htmlspecialchars`` with ``ENT_XML1``, .NET's ``SecurityElement.Escape``), or kept, as XML
+    text keeps them; none for a secret holding none of these characters."""
     if not any(char in secret for char in "&<>\"'"):
         return ()
     text = html.escape(secret, quote=False)
@@ -1415,6 +1416,7 @@ def _markup_forms(secret: str) -> tuple[str, ...]:
         html.escape(secret),
         text,
         text.replace('"', "&#34;").replace("'", "&#39;"),
+        text.replace('"', "&quot;").replace("'", "&apos;"),
     )
 
 
