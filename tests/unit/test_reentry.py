@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
@@ -90,6 +92,38 @@ class AsyncCallsExecuteTask(AsyncBaseTool):
         return {"success": inner.success, "error": inner.error}
 
 
+class CallsAsyncLeaf(_Reentrant):
+    name = "calls_async_leaf"
+    description = "Runs an async leaf task through its own executor, blocking."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        inner = self.executor.execute_task(
+            leaf("inner", "async_leaf"), self.context, timeout=kwargs.get("timeout")
+        )
+        return {"success": inner.success, "error": inner.error, "metadata": inner.metadata}
+
+
+class AsyncWaitsForSyncTool(AsyncBaseTool):
+    name = "async_waits_for_sync_tool"
+    description = "Calls the blocking execute_task for a synchronous tool from its event loop."
+
+    executor: Executor
+    context: Context
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        inner = self.executor.execute_task(
+            Task(
+                plan_id="p",
+                description="sync",
+                tool_name="calls_async_leaf",
+                parameters={"timeout": kwargs.get("timeout")},
+            ),
+            self.context,
+            timeout=60,
+        )
+        return inner.output if inner.success else {"outer_error": inner.error}
+
+
 class AsyncLeaf(AsyncBaseTool):
     name = "async_leaf"
     description = "Returns its text, as a coroutine."
@@ -115,6 +149,8 @@ def build(max_workers: int) -> tuple[Executor, Context, ToolRegistry]:
         ReportsProgress,
         ShutsDown,
         AsyncCallsExecuteTask,
+        CallsAsyncLeaf,
+        AsyncWaitsForSyncTool,
         AsyncLeaf,
     ):
         tool = cls()
@@ -216,4 +252,40 @@ def test_an_async_tool_calling_blocking_execute_task_on_its_loop_gets_a_clear_er
     inner = result.output
     assert inner["success"] is False
     assert "execute_async" in inner["error"]
+    executor.shutdown()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("inner_timeout", [None, 30])
+def test_a_sync_tool_waited_for_on_the_loop_thread_calling_for_an_async_tool_is_refused(
+    inner_timeout: float | None,
+) -> None:
+    """An async tool on the executor's loop thread blocks it waiting for a synchronous tool
+    (allowed: that runs on a worker); the tool asking for an async tool, which needs the very
+    loop thread waiting for it, is refused at once instead of waiting for ever (or its whole
+    timeout)."""
+    executor, context, _ = build(max_workers=1)
+    outer = Task(
+        plan_id="p",
+        description="outer",
+        tool_name="async_waits_for_sync_tool",
+        parameters={"timeout": inner_timeout},
+    )
+    result = run_bounded(lambda: executor.execute_task(outer, context, timeout=BOUND * 3))
+    assert result.success, result.error
+    inner = result.output
+    assert inner["success"] is False, inner
+    assert inner["metadata"]["error_type"] == "would_deadlock"
+    assert "execute_async" in inner["error"]
+    executor.shutdown()
+
+
+def test_a_sync_tool_calling_for_an_async_tool_still_runs_it_once_the_loop_is_free() -> None:
+    """The refusal holds only where the loop thread waits for the tool: on a worker thread
+    the executor's own loop thread does not wait for, the call runs the async tool."""
+    executor, context, _ = build(max_workers=1)
+    result = run_bounded(
+        lambda: executor.execute_task(task("calls_async_leaf"), context, timeout=BOUND)
+    )
+    assert result.output["success"] is True, result.output
     executor.shutdown()

@@ -112,6 +112,14 @@ _NO_CPU_BUDGET_WARNINGS = WarningLimiter(math.inf)
 
 ProgressCallback = Callable[[str, Any], None]
 
+#: The tasks an executor's own event loop thread waits for, blocked in ``execute_task`` called
+#: there (by an async tool running on it), with that thread's runner: their tools run in a copy
+#: of this context, as do the calls made from them, further down too. Such a call for an async
+#: tool on the blocking road would wait for that very thread (see :meth:`Engine.new_job`).
+_LOOP_THREAD_WAITS: contextvars.ContextVar[tuple[tuple[LoopRunner, Job], ...]] = (
+    contextvars.ContextVar("laios_loop_thread_waits", default=())
+)
+
 #: Most cancellation requests remembered for tasks that have not been submitted yet.
 MAX_PENDING_CANCELS = 1000
 #: Longest id such a request is remembered for, in characters: with the count, this bounds the
@@ -484,6 +492,8 @@ class Engine:
                 job.runner = runner = self.loop_thread if blocking else self.loop_here
                 if blocking and runner.runs_current_thread():
                     refusal = _BLOCKS_ITS_LOOP
+                elif blocking and self._loop_thread_waits_here():
+                    refusal = _LOOP_THREAD_WAITS_FOR_IT
                 if in_task:
                     try:
                         handle = runner.claim(job)
@@ -543,6 +553,15 @@ class Engine:
         if refusal is not None:
             job.rejected(refusal)  # (unless cancel_task got there first)
         return job
+
+    def _loop_thread_waits_here(self) -> bool:
+        """Whether this executor's event loop thread is blocked waiting for the task whose
+        tool the calling code runs in (or one it was started from): an async tool run on the
+        blocking road would wait for that very thread, which waits for the caller."""
+        for runner, job in _LOOP_THREAD_WAITS.get():
+            if runner is self.loop_thread and job.state != "finished":
+                return True
+        return False
 
     def tool_named(self, name: str) -> Any:
         """The registry's tool called ``name`` (``None``: none is).
@@ -783,6 +802,15 @@ class Engine:
             if job.result is None:
                 if job.inline:
                     job.runner.submit(self.call_for(job), job)  # type: ignore[union-attr]
+                elif self.loop_thread.runs_current_thread():
+                    # The loop thread waits for the tool from here on: the tool's calls (in a
+                    # copy of this context) must not wait for this thread in turn.
+                    waits = _LOOP_THREAD_WAITS.get()
+                    token = _LOOP_THREAD_WAITS.set((*waits, (self.loop_thread, job)))
+                    try:
+                        self._run_waiting(job)
+                    finally:
+                        _LOOP_THREAD_WAITS.reset(token)
                 else:
                     self._run_waiting(job)
             result = job.take_result()
@@ -1461,6 +1489,16 @@ _BLOCKS_ITS_LOOP = Refusal(
     "execute_task (or execute_with_retry) was called from code running on this executor's "
     "own event loop thread (an async tool, or a callback run for it): waiting there would "
     "block the loop that must run the task. Await execute_async(...) instead",
+)
+
+
+_LOOP_THREAD_WAITS_FOR_IT = Refusal(
+    "would_deadlock",
+    "execute_task (or execute_with_retry) of an async tool was called from a synchronous tool "
+    "(or a callback run for it, or a task it started) that this executor's own event loop "
+    "thread is blocked waiting for (an async tool running there called execute_task for it): "
+    "the async tool needs that very thread, which waits for this call. Have that async tool "
+    "await execute_async(...) for the synchronous tool instead of calling execute_task",
 )
 
 
