@@ -49,7 +49,7 @@ def quoted(value: object) -> str:
     try:
         text = repr(value)
     except Exception:
-        return f"<{shorten(type(value).__qualname__, MAX_QUOTED_CHARS)} object>"
+        return f"<{shorten(type_name(type(value)), MAX_QUOTED_CHARS)} object>"
     return shorten(text, MAX_QUOTED_CHARS)
 
 

@@ -120,11 +120,19 @@ def conversion_hint(value: object) -> str:
     return ""
 
 
+def shown_type(value: object) -> str:
+    """The name of ``value``'s class as a message or a description shows it: read past a
+    metaclass whose ``__name__`` raises (see :func:`~laios._exceptions.type_name`), and cut
+    to ``MAX_QUOTED_CHARS`` characters (a class may be made with a name of any size). Never
+    raises."""
+    return shorten(type_name(type(value)), MAX_QUOTED_CHARS)
+
+
 def not_real(what: str, value: object) -> TypeError:
     """The error for a value that :func:`is_real` refuses: ``"{what} must be a number, got
     TYPE"``; for another kind of number (a ``Decimal``, a complex) what is taken, and for a
     ``Decimal`` how to convert it (see :func:`conversion_hint`)."""
-    kind = type(value).__name__
+    kind = shown_type(value)
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         hint = conversion_hint(value)
         return TypeError(

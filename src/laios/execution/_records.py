@@ -27,7 +27,14 @@ from uuid import UUID
 
 from laios._text import shorten
 from laios.core.types import validated_utc
-from laios.execution._checks import as_float, is_real, not_real, number_repr, of_kind
+from laios.execution._checks import (
+    as_float,
+    is_real,
+    not_real,
+    number_repr,
+    of_kind,
+    shown_type,
+)
 from laios.execution._logs import WarningLimiter
 
 __all__ = [
@@ -90,7 +97,7 @@ def printable(value: Any, placeholder: str) -> str:
         _log.warning(
             "a checkpoint name, data key or progress message of type %s could not be printed "
             "(its __str__ and __repr__ raise); it is recorded as %r",
-            type(value).__qualname__,
+            shown_type(value),  # (a class whose names cannot be read is still named)
             placeholder,
         )
     return placeholder
@@ -335,7 +342,7 @@ def _plain_item(item: Any, room: int, level: int) -> tuple[Any, int] | None:
 
 def _described(value: Any) -> str:
     """``"<TypeName object>"``: what a value becomes when nothing better can be said."""
-    return f"<{type(value).__name__} object>"
+    return f"<{shown_type(value)} object>"
 
 
 def _reserve(count: int) -> int:
@@ -377,11 +384,11 @@ def _copy(value: Any, room: int, depth: int) -> tuple[Any, int]:
         return _binary(value, room)
     if isinstance(value, Mapping):
         if depth >= MAX_DATA_DEPTH:
-            return _fit(f"<{kind.__name__} of {len(value)} items>", room)
+            return _fit(f"<{shown_type(value)} of {len(value)} items>", room)
         return _mapping(value, room, depth + 1)
     if isinstance(value, (list, tuple, set, frozenset, deque)):
         if depth >= MAX_DATA_DEPTH:
-            return _fit(f"<{kind.__name__} of {len(value)} items>", room)
+            return _fit(f"<{shown_type(value)} of {len(value)} items>", room)
         return _collection(value, room, depth + 1)
     return _scalar(value, room)
 
@@ -429,7 +436,7 @@ def _binary(value: bytes | bytearray | memoryview, room: int) -> tuple[Any, int]
         size = data_size(copy)
         if size <= room:
             return copy, size
-    return _fit(f"<{type(value).__name__} {count} bytes>", room)
+    return _fit(f"<{shown_type(value)} {count} bytes>", room)
 
 
 def _key(key: Any, room: int, depth: int) -> tuple[Any, int]:
@@ -451,7 +458,7 @@ def _mapping(value: Mapping[Any, Any], room: int, depth: int) -> tuple[Any, int]
     base, per_item = _CONTAINER_BYTES[dict]
     left = room - base - _reserve(count)
     if left < _MIN_ITEM:
-        return _fit(f"<{type(value).__name__} of {count} items>", room)
+        return _fit(f"<{shown_type(value)} of {count} items>", room)
     # One C-level step for a dict: no other thread can change it while it is read.
     pairs = list(islice(value.items(), MAX_DATA_ITEMS))
     copy: dict[Any, Any] = {}
@@ -489,7 +496,7 @@ def _collection(value: Any, room: int, depth: int) -> tuple[Any, int]:
     base, per_item = _CONTAINER_BYTES[shape]
     left = room - base - _reserve(count)
     if (left < _MIN_ITEM) if count else (base > room):
-        return _fit(f"<{type(value).__name__} of {count} items>", room)
+        return _fit(f"<{shown_type(value)} of {count} items>", room)
     items = list(islice(value, MAX_DATA_ITEMS))
     copy: list[Any] = []
     parts = 0
@@ -557,7 +564,7 @@ def checkpoint_data(data: Any) -> Mapping[str, Any] | None:
     if data is None or isinstance(data, Mapping):
         return data
     raise TypeError(
-        f"checkpoint data must be a mapping (a dict of values) or None, got {type(data).__name__}"
+        f"checkpoint data must be a mapping (a dict of values) or None, got {shown_type(data)}"
     )
 
 
