@@ -250,7 +250,8 @@ class RaisesUnmappedLibrary(BaseTool):
 
     def _execute(self, **kwargs: Any) -> Any:
         try:
-            raise ImportError("libbig.so: failed to map segment from shared object")
+            loader = kwargs.get("loader", "failed to map segment from shared object")
+            raise ImportError(f"libbig.so: {loader}")
         except ImportError as exc:
             raise ImportError("Importing the C-extensions failed.", name="big") from exc
 

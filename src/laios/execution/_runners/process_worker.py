@@ -862,8 +862,9 @@ def _out_of_memory(error: BaseException | None) -> bool:
 
 #: What ``threading`` raises when the system refuses a new thread (its stack, say).
 _THREAD_REFUSED = "can't start new thread"
-#: What the dynamic loader says when it could not map a shared library (glibc).
-_LIBRARY_REFUSED = "failed to map segment from shared object"
+#: What the dynamic loader says when it could not map a shared library (glibc): its segments,
+#: or the zeroed pages of its data (``.bss``), which the memory limit counts alike.
+_LIBRARY_REFUSED = ("failed to map segment from shared object", "cannot map zero-fill pages")
 
 
 def _refused_under_limit(error: BaseException, limit: int) -> BaseException:
@@ -901,15 +902,16 @@ def _refused_under_limit(error: BaseException, limit: int) -> BaseException:
     return explained.with_traceback(error.__traceback__)
 
 
-def _says_anywhere(error: BaseException, words: str) -> bool:
-    """Whether ``error``, or an exception it was raised from or while handling, says
+def _says_anywhere(error: BaseException, words: tuple[str, ...]) -> bool:
+    """Whether ``error``, or an exception it was raised from or while handling, says one of
     ``words`` (a few links down the chain at most)."""
     seen: BaseException | None = error
     for _ in range(8):
         if seen is None:
             return False
         try:
-            if words in str(seen):
+            said = str(seen)
+            if any(each in said for each in words):
                 return True
         except Exception:  # (a ``__str__`` that raises says nothing)
             pass
