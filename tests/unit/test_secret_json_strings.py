@@ -131,17 +131,25 @@ def test_a_body_without_a_secret_word_is_not_searched_with_the_secret_pattern(
     assert counting.searches > 0
 
 
-@pytest.mark.parametrize(
-    "chars", [redaction.MAX_JSON_TEXT_CHARS + 1, 3 * redaction.MAX_JSON_TEXT_CHARS]
-)
-def test_bytes_longer_than_the_longest_text_read_are_not_read(chars: int) -> None:
-    """Bytes are read as text only up to as many bytes as the longest text read has
-    characters (:data:`MAX_JSON_TEXT_CHARS`: ASCII text has one byte a character): a longer
-    body, a file's content, is not decoded and read on every reading of the parameters."""
-    url = f"postgres://app:{SECRET}@db.internal/orders "
-    body = (url + "x" * chars)[:chars].encode()
+def test_bytes_are_read_as_far_as_their_text_would_be() -> None:
+    """Bytes are read as the text they decode to, as far as that text would be read: a body
+    of 20,000 bytes ending with a connection URL gives up its password as the same body given
+    as text does (it did not, read only up to 16,384 bytes), and so does a JSON body whose
+    6,000 characters take 18,000 bytes."""
+    url = f" postgres://app:{SECRET}@db.internal/orders".encode()
+    body = b"x" * 20_000 + url
+    assert secret_values({"body": body}) == secret_values({"body": body.decode()}) == [SECRET]
+    document = json.dumps({"note": "\u4e2d" * 6000, "api_key": SECRET}, ensure_ascii=False)
+    assert len(document) <= redaction.MAX_JSON_TEXT_CHARS < len(document.encode())
+    assert secret_values({"body": document.encode()}) == [SECRET]
+
+
+def test_bytes_longer_than_any_text_read_are_not_read() -> None:
+    """Bytes longer than the UTF-8 of the longest text read (four bytes a character at most)
+    are not decoded and read on every reading of the parameters: a file's content."""
+    url = f"postgres://app:{SECRET}@db.internal/orders ".encode()
+    body = url + b"x" * (4 * redaction.MAX_JSON_TEXT_CHARS)
     assert secret_values({"body": body}) == []
-    assert secret_values({"body": body[: redaction.MAX_JSON_TEXT_CHARS]}) == [SECRET]
 
 
 class QuotesItsBody(BaseTool):

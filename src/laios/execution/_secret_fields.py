@@ -5,8 +5,9 @@ one, a list or a dict of them, or a model, dataclass or ``TypedDict`` with such 
 that what the caller passes there is a secret, whatever the field is called. So does a field
 with a secret-looking name and an alias that does not look so (``api_key`` passed as ``k``).
 The tool's parameters hold that value as plain text (pydantic wraps it only inside the tool),
-so the redaction must be told where to look: :func:`secret_fields` reads the model once and
-describes those places as a :class:`SecretFields` tree.
+so the redaction must be told where to look: :func:`declared_secrets` reads the model once and
+describes those places as a :class:`SecretFields` tree (the redaction module's
+``secret_fields`` calls it, telling it which names look secret).
 """
 
 from __future__ import annotations

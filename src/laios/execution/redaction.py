@@ -1074,16 +1074,17 @@ def _url_text(value: Any) -> str | None:
 
 
 #: Longest text of an object under a secret-looking name taken for the secret it holds (see
-#: :func:`_held_secret`): a credential's; a longer text is a document's or a summary's.
-_MAX_HELD_SECRET_CHARS = 1024
+#: :func:`_held_secret`): a credential's, a PEM key's of a few kilobytes among them; a longer
+#: text is a document's or a summary's.
+_MAX_HELD_SECRET_CHARS = 8192
 
 
 def _held_secret(value: Any) -> Any:
     """What an object given under a secret-looking name holds as its secret: an enum
     member's value (``Keys.PRODUCTION``, whose value is the key), or the text of an object
-    whose class writes its own (a credential type whose ``str`` is the credential) when that
-    text is of one line and at most :data:`_MAX_HELD_SECRET_CHARS` characters; ``None`` for
-    any other object, or when that text cannot be made.
+    whose class writes its own (a credential type whose ``str`` is the credential, a PEM key
+    of several lines) when that text is at most :data:`_MAX_HELD_SECRET_CHARS` characters;
+    ``None`` for any other object, or when that text cannot be made.
 
     The text of an array-like (a class with ``__array__`` or a ``shape``: a NumPy array, a
     tensor, a data frame) or of a collection is not made: names such as ``token_ids`` or
@@ -1104,7 +1105,7 @@ def _held_secret(value: Any) -> Any:
         text = str(value)
     except Exception:  # (a class whose value or text cannot be read)
         return None
-    if type(text) is not str or len(text) > _MAX_HELD_SECRET_CHARS or "\n" in text or "\r" in text:
+    if type(text) is not str or len(text) > _MAX_HELD_SECRET_CHARS:
         return None
     return text
 
@@ -1121,12 +1122,13 @@ def _user_string_text(value: UserString) -> str | None:
 
 def _utf8_of(data: bytes | bytearray | memoryview) -> str | None:
     """``data`` as the UTF-8 text it is (a request body, a form body or a URL kept as bytes,
-    or viewed by a ``memoryview``, read for secrets as that text would be); ``None`` for data
-    that is not UTF-8 text, or too long for any text read so: more bytes than
-    :data:`MAX_JSON_TEXT_CHARS` (the characters of ASCII text, one byte each; a longer body, a
+    or viewed by a ``memoryview``, read for secrets as that text is, as far as it is);
+    ``None`` for data that is not UTF-8 text, or longer than the UTF-8 of the longest text
+    read so (:data:`MAX_JSON_TEXT_CHARS` characters, four bytes each at most: a longer body, a
     file's content, is not decoded and read on every reading of the parameters)."""
     try:
-        if (data.nbytes if isinstance(data, memoryview) else len(data)) > MAX_JSON_TEXT_CHARS:
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if size > 4 * MAX_JSON_TEXT_CHARS:
             return None
         return bytes(data).decode("utf-8")
     except (UnicodeDecodeError, ValueError):  # (binary data; a view released)
