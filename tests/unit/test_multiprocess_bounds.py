@@ -332,52 +332,78 @@ def test_gone_workers_with_constant_label_names_of_their_own_leave_a_bounded_ret
     assert tasks == workers
 
 
-def test_a_gone_worker_with_huge_label_limits_leaves_the_retired_totals_bounded(
+def test_a_gone_worker_with_no_label_limits_keeps_them_in_the_retired_totals(
     tmp_path: Path,
 ) -> None:
-    """A gone worker's file whose limits are beyond any count (``2**63 - 1``, "no limit")
-    raises the retired totals' limits only as far as its own labels need (at least the
-    defaults): the tools of the workers gone after it join ``other``, every task counted."""
+    """A store made with limits beyond any count (``2**63``, "no limit", kept as
+    ``2**63 - 1``) is the user's choice: its gone worker's limits are those of the retired
+    totals, and the tools of the workers gone after it keep labels of their own too."""
     huge = MetricStore(max_tool_labels=2**63, max_error_types=2**63, max_custom_metrics=2**63)
     for index in range(210):
         run_tasks(huge, 1, f"huge-{index}")
     leave_a_gone_process(tmp_path, huge)
     sweep(tmp_path)
     (section,) = sections_of(read_document(tmp_path / RETIRED))
-    assert section.limits == (210, 50, 100)
+    assert section.limits == (2**63 - 1,) * 3
     later = MetricStore()
     for index in range(20):
         run_tasks(later, 1, f"later-{index}")
     leave_a_gone_process(tmp_path, later)
     sweep(tmp_path)
     (totals,) = retired_totals(tmp_path)
-    assert len(set(totals.tools) - {"other"}) == 210
-    tasks = sum(h[0] for tool in totals.tools.values() for h in tool.outcomes.values())
-    assert tasks == 230
+    assert "other" not in totals.tools
+    assert len(totals.tools) == 230
 
 
-def test_a_retired_file_with_huge_label_limits_is_kept_within_what_it_holds(
+def test_gone_workers_keep_the_tool_labels_within_the_limit_their_stores_were_given(
     tmp_path: Path,
 ) -> None:
-    """A retired file written with limits beyond any count (by an earlier fold) no longer keeps
-    them for ever: the next fold keeps its labels, within the limits they need."""
-    leave_a_gone_process(tmp_path, worker_generation(0))
+    """Workers made with ``max_tool_labels=1000``, each with fewer tools than the default
+    limit of 200 but more than that together, keep every tool's label in the retired totals:
+    none joins ``other`` (that series would drop by it, read as a counter reset)."""
+    for pool in range(2):
+        store = MetricStore(max_tool_labels=1000)
+        for index in range(120):
+            run_tasks(store, 1, f"pool{pool}-tool{index}")
+        leave_a_gone_process(tmp_path, store)
+        sweep(tmp_path)
+    (section,) = sections_of(read_document(tmp_path / RETIRED))
+    assert section.limits == (1000, 50, 100)
+    assert "other" not in section.totals.tools
+    assert len(section.totals.tools) == 240
+
+
+def test_a_label_set_renamed_to_other_values_pushes_none_already_within_the_cap_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A named set past the cap that the retired totals kept for a live worker is renamed to
+    ``other`` values once that worker goes: the sets of ``other`` values already within
+    their cap keep their series (pushed into the set without labels, one would drop to
+    nothing). (The cap lowered to 2, to keep the test quick.)"""
+    monkeypatch.setattr(_shared_totals, "MAX_LABEL_SETS", 2)
+
+    def store(**labels: str) -> MetricStore:
+        made = MetricStore(labels=labels)
+        run_tasks(made, 1, "echo")
+        return made
+
+    live = live_process(tmp_path, store(a="3"))
+    for labels in ({"a": "1"}, {"a": "2"}, {"a": "3"}, {"b1": "x"}, {"b2": "x"}):
+        leave_a_gone_process(tmp_path, store(**labels))
+        sweep(tmp_path)
+    before = {totals.labels for totals in retired_totals(tmp_path)}
+    assert {(("b1", "other"),), (("b2", "other"),)} <= before
+    let_go(live)
     sweep(tmp_path)
-    retired = tmp_path / RETIRED
-    document = read_document(retired)
-    for section in document["sections"]:
-        section["limits"] = [2**63 - 1] * 3
-    retired.write_text(json.dumps(document))
-    store = MetricStore()
-    for index in range(250):
-        run_tasks(store, 1, f"later-{index}")
-    leave_a_gone_process(tmp_path, store)
-    sweep(tmp_path)
-    (section,) = sections_of(read_document(retired))
-    assert section.limits == (200, 50, 100)
-    assert len(set(section.totals.tools) - {"other"}) == 200
-    tasks = sum(h[0] for tool in section.totals.tools.values() for h in tool.outcomes.values())
-    assert tasks == TOOLS_EACH + 250
+    after = {totals.labels for totals in retired_totals(tmp_path)}
+    assert {(("b1", "other"),), (("b2", "other"),)} <= after
+    tasks = sum(
+        h[0]
+        for t in retired_totals(tmp_path)
+        for tool in t.tools.values()
+        for h in tool.outcomes.values()
+    )
+    assert tasks == 6
 
 
 # -- other histogram bucket bounds ------------------------------------------------------------

@@ -42,9 +42,9 @@ import contextlib
 import dataclasses
 import errno
 import functools
-import json
 import logging
 import math
+import operator
 import os
 import secrets
 import stat
@@ -55,10 +55,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from laios.execution import _totals_files
-from laios.execution._aggregates import ERROR_TYPE_OTHER, TOOL_OTHER, TOOL_UNKNOWN, LabelSet
+from laios.execution._aggregates import LabelSet
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._legacy_totals import bucket_slots, moved_histogram
 from laios.execution._logs import WarningLimiter
+from laios.execution._store_options import MAX_COUNTED_LIMIT
 from laios.execution._totals import MAX_LABEL_SETS, ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
     DEFAULT_LIMITS,
@@ -483,8 +484,7 @@ def retire(
         return [section.totals for section in read_live() if section.totals.labels == labels]
 
     retired = []
-    sections = [_believed_limits(section) for section in [*previous, *gone]]
-    for section in _within_label_sets(add_up(sections), read_live):
+    for section in _within_label_sets(add_up([*previous, *gone]), read_live):
         before = earlier.get(_identity(section))
         prior = None
         if before is not None:  # (the order of its keys says which are within the limits:
@@ -495,33 +495,6 @@ def retire(
         totals = capped_totals(section.totals, limits, prior, read)
         retired.append(section._replace(totals=totals, limits=limits))
     return retired
-
-
-def _believed_limits(section: Section) -> Section:
-    """``section`` with each limit lowered to what its labels use, though not below
-    :data:`DEFAULT_LIMITS` (a smaller limit it carries stays). A file's limits beyond any
-    count ("no limit", or a damaged file's) would otherwise raise those the retired totals keep
-    for good, which would then gather the labels of every process gone after it. Its own labels
-    all keep their place (none of them is added into ``other``)."""
-    if section.limits is None:
-        return section
-    totals = section.totals
-    tools = sum(label not in (TOOL_UNKNOWN, TOOL_OTHER) for label in totals.tools)
-    errors = max(
-        (
-            len(keys) - (ERROR_TYPE_OTHER in keys)
-            for row in totals.tools.values()
-            for keys in (row.errors, row.retry_errors)
-        ),
-        default=0,
-    )
-    # (``other`` too: a table's custom metrics count it within their limit)
-    needed = (tools, errors, len(totals.custom))
-    tools_limit, errors_limit, custom_limit = (
-        min(limit, max(default, used))
-        for limit, default, used in zip(section.limits, DEFAULT_LIMITS, needed, strict=True)
-    )
-    return section._replace(limits=(tools_limit, errors_limit, custom_limit))
 
 
 #: The value every constant label takes in the retired totals of the label sets past
@@ -581,16 +554,17 @@ def _relabelled(sections: list[Section], into: dict[LabelSet, LabelSet]) -> list
     to, added up (unchanged when ``into`` is empty)."""
     if not into:
         return sections
-    return add_up(
-        [
-            section._replace(
-                totals=dataclasses.replace(section.totals, labels=into[section.totals.labels])
-            )
-            if section.totals.labels in into
-            else section
-            for section in sections
-        ]
-    )
+    # (those relabelled after the rest: a set they join keeps its place, and a set they make
+    # comes after every set already there, so that it cannot push one within a cap past it)
+    kept = [section for section in sections if section.totals.labels not in into]
+    moved = [
+        section._replace(
+            totals=dataclasses.replace(section.totals, labels=into[section.totals.labels])
+        )
+        for section in sections
+        if section.totals.labels in into
+    ]
+    return add_up([*kept, *moved])
 
 
 def without_gauges(section: Section) -> Section:
@@ -1062,13 +1036,53 @@ def _fold_batch(
 
 
 def _readable(sections: list[Section]) -> bool:
-    """Whether ``sections``, written to the retired file, read back: each count at most
-    2**63 - 1 and each sum finite, as any file's must be."""
-    try:
-        sections_of(json.loads(dump({"sections": [section_data(s) for s in sections]})))
-    except UnreadableFile:
-        return False
+    """Whether ``sections``, written to the retired file, read back: each whole number at most
+    2**63 - 1 and each other number finite, as a file's must be (what
+    :func:`~laios.execution._totals_files.sections_of` checks of them; the rest, written as
+    these sections are, always reads back). Checked on the numbers, in one pass, rather than
+    by writing and reading the file: a fold does it under the directory's lock."""
+    pending: list[Any] = [section_data(section) for section in sections]
+    while pending:
+        data = pending.pop()
+        kind = type(data)
+        if kind is int:
+            if not 0 <= data <= MAX_COUNTED_LIMIT:
+                return False
+        elif kind is float:
+            if not math.isfinite(data):
+                return False
+        elif kind is str or kind is bool or data is None:
+            continue
+        elif kind is dict:
+            pending.extend(data.keys())
+            pending.extend(data.values())
+        elif kind is list or isinstance(data, tuple):  # (named tuples too)
+            if set(map(type, data)) <= _INT:  # (bucket counts: checked at once)
+                if data and not 0 <= min(data) <= max(data) <= MAX_COUNTED_LIMIT:
+                    return False
+            else:
+                pending.extend(data)
+        else:  # (a dataclass of the totals)
+            pending.extend(_fields_of(kind)(data))
     return True
+
+
+def _fields_of(kind: type[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """What gives the fields' values of an instance of ``kind``, a dataclass of the totals."""
+    found = _FIELDS_OF.get(kind)
+    if found is None:
+        names = [field.name for field in dataclasses.fields(kind)]
+        if len(names) == 1:  # (attrgetter gives the value itself, not a tuple, for one name)
+            found = _FIELDS_OF[kind] = lambda data: (getattr(data, names[0]),)
+        else:
+            found = _FIELDS_OF[kind] = operator.attrgetter(*names)
+    return found
+
+
+_FIELDS_OF: dict[type[Any], Callable[[Any], tuple[Any, ...]]] = {}
+
+
+_INT = frozenset({int})
 
 
 def _retired(
