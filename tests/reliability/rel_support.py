@@ -73,8 +73,17 @@ class Kit:
         with self._lock:
             return task_id in self._entered_ids
 
-    def wait_entered(self, count: int = 1, timeout: float = 5.0) -> bool:
-        """Wait until ``count`` tools have started; return whether they did in time."""
+    @property
+    def entered(self) -> int:
+        """How many tools have started so far."""
+        with self._lock:
+            return self._entered
+
+    def wait_entered(self, count: int = 1, timeout: float = 20.0) -> bool:
+        """Wait until ``count`` tools have started; return whether they did in time (the
+        timeout only bounds a failing test: tools start in milliseconds, but on a loaded
+        machine eight hung tools, half of them on threads that replace abandoned ones, once
+        took longer than 5 s to have all started)."""
         with self._condition:
             return self._condition.wait_for(lambda: self._entered >= count, timeout)
 

@@ -267,7 +267,7 @@ def test_queued_task_is_not_stranded_when_the_executor_becomes_saturated(
             await executor.execute_parallel(tasks, ctx, timeout=HUNG_TIMEOUT)
         last = [make_task("hang") for _ in range(workers)]
         hung = asyncio.ensure_future(executor.execute_parallel(last, ctx, timeout=HUNG_TIMEOUT))
-        assert await asyncio.to_thread(kit.wait_entered, cap)
+        assert await asyncio.to_thread(kit.wait_entered, cap), f"{kit.entered} of {cap} started"
         queued = asyncio.ensure_future(executor.execute_async(make_task("fast"), ctx))
         await hung
         done, _ = await asyncio.wait([queued], timeout=POOLED_TIMEOUT)
