@@ -41,6 +41,10 @@ HUNG_TIMEOUT = 0.2
 PROMPT_SECONDS = 2.0
 #: Timeout of a pooled call in ``run_pooled``.
 POOLED_TIMEOUT = 5.0
+#: Timeout of hung tools that must all have started before it strikes (a task still queued
+#: at its deadline ends ``timeout`` and never starts): on a loaded machine, some of four tools
+#: given 0.2 s had not started by then.
+STARTED_WITHIN = 2.0
 
 
 def hang_concurrently(
@@ -264,9 +268,10 @@ def test_queued_task_is_not_stranded_when_the_executor_becomes_saturated(
         first = cap - workers
         if first:
             tasks = [make_task("hang") for _ in range(first)]
-            await executor.execute_parallel(tasks, ctx, timeout=HUNG_TIMEOUT)
+            await executor.execute_parallel(tasks, ctx, timeout=STARTED_WITHIN)
+            assert kit.entered == first, f"{kit.entered} of {first} started before their timeout"
         last = [make_task("hang") for _ in range(workers)]
-        hung = asyncio.ensure_future(executor.execute_parallel(last, ctx, timeout=HUNG_TIMEOUT))
+        hung = asyncio.ensure_future(executor.execute_parallel(last, ctx, timeout=STARTED_WITHIN))
         assert await asyncio.to_thread(kit.wait_entered, cap), f"{kit.entered} of {cap} started"
         queued = asyncio.ensure_future(executor.execute_async(make_task("fast"), ctx))
         await hung
