@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
     InMemorySpanExporter,
 )
 
+from laios._compat.dask import cancel_reason  # noqa: E402
 from laios.core.types import Context, Task, TaskResult, TaskStatus  # noqa: E402
 from laios.execution.executor import Executor  # noqa: E402
 from laios.execution.runners import DaskRunner, Runner  # noqa: E402
@@ -2653,6 +2654,12 @@ def _cancel_running_call(
     finally:
         released.set()
     assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"
+    kept = cancel_reason(future)
+    if kept != reason:  # (older Dask, 2024.8 among them: the scheduler says "unknown")
+        pytest.skip(
+            f"distributed {distributed.__version__} does not keep the reason given to "
+            f"client.cancel (it says {kept!r}): no runner can tell it"
+        )
     return result
 
 
