@@ -98,6 +98,7 @@ __all__ = [
     "common_buckets",
     "fold",
     "gather",
+    "is_directory",
     "pid_namespace",
     "refuse",
     "retire",
@@ -885,11 +886,11 @@ class SharedDirectory:
             except FileNotFoundError:
                 pass
             except OSError as exc:  # (EISDIR on Linux, EPERM elsewhere)
-                if exc.errno not in (errno.EISDIR, errno.EPERM) or not _is_directory(path):
+                if exc.errno not in (errno.EISDIR, errno.EPERM) or not is_directory(path):
                     raise
 
 
-def _is_directory(path: Path) -> bool:
+def is_directory(path: Path) -> bool:
     """Whether ``path`` is a directory itself (not a link to one)."""
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)

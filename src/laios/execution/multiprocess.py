@@ -131,6 +131,7 @@ from laios.execution._shared_totals import (
     close_lock,
     fold,
     gather,
+    is_directory,
     pid_namespace,
     refuse,
     warn,
@@ -998,9 +999,8 @@ def _prepare(path: Path, owner: tuple[int, int] | None) -> Path:
         for entry in path.iterdir():
             # (a directory under a laios name is none of laios's, and never counted: left
             # where it is, as folds leave it, rather than stop the service from starting)
-            if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)) and not (
-                entry.is_dir() and not entry.is_symlink()
-            ):
+            ours = entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX))
+            if ours and not is_directory(entry):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
     except OSError as exc:
