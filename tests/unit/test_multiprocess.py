@@ -3310,6 +3310,19 @@ def test_gone_files_that_would_overflow_the_retired_totals_never_lose_them(
     assert any("left out of the retired totals" in message for message in warned), warned
 
 
+def count_folds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets an item for each fold from now on (the folds still run)."""
+    folds: list[int] = []
+    real_fold = _shared_totals.fold
+
+    def counted_fold(*args: Any, **kwargs: Any) -> int:
+        folds.append(1)
+        return real_fold(*args, **kwargs)
+
+    monkeypatch.setattr(_shared_totals, "fold", counted_fold)
+    return folds
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -3334,14 +3347,7 @@ def test_a_stray_entry_under_a_process_name_does_not_make_every_scrape_fold(
     run_tasks(store, 2)
     make(directory / "laios-proc-7-0a1b2c3d4e5f.json")
     assert tasks_total(scrape(registry)) == 2
-    folds: list[int] = []
-    real_fold = _shared_totals.fold
-
-    def counted_fold(*args: Any, **kwargs: Any) -> int:
-        folds.append(1)
-        return real_fold(*args, **kwargs)
-
-    monkeypatch.setattr(_shared_totals, "fold", counted_fold)
+    folds = count_folds(monkeypatch)
     for _ in range(3):
         assert tasks_total(scrape(registry)) == 2
     assert folds == []
@@ -3365,14 +3371,7 @@ def test_a_directory_under_a_gone_processs_name_does_not_stop_its_fold(
     foreign.mkdir()
     with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
         assert tasks_total(scrape(registry)) == 2
-        folds: list[int] = []
-        real_fold = _shared_totals.fold
-
-        def counted_fold(*args: Any, **kwargs: Any) -> int:
-            folds.append(1)
-            return real_fold(*args, **kwargs)
-
-        monkeypatch.setattr(_shared_totals, "fold", counted_fold)
+        folds = count_folds(monkeypatch)
         for _ in range(2):
             assert tasks_total(scrape(registry)) == 2
     assert folds == []

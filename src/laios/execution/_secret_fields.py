@@ -24,6 +24,7 @@ from typing import Any, Union
 from pydantic import AliasChoices, AliasPath, BaseModel, RootModel
 
 from laios._secret_types import SECRET_TYPES, aliased_type
+from laios._type_hints import is_typeddict, resolved_hints
 
 __all__ = ["SecretFields", "declared_secrets"]
 
@@ -186,13 +187,13 @@ class _Analysis:
                     for key in names:
                         node.names[key] = tuple(dict.fromkeys((*node.names.get(key, ()), *names)))
             if cls.model_config.get("extra") == "allow":
-                extra = typing.get_args(_hints(cls).get("__pydantic_extra__"))
+                extra = typing.get_args(resolved_hints(cls).get("__pydantic_extra__"))
                 if len(extra) == 2:  # dict[str, X]: every extra field is an X
                     node.items = self.shape_of(extra[1], depth + 1)
             return node
-        if dataclasses.is_dataclass(cls) or _is_typeddict(cls):
+        if dataclasses.is_dataclass(cls) or is_typeddict(cls):
             node = self.nodes[cls] = SecretFields()
-            for name, hint in _hints(cls).items():
+            for name, hint in resolved_hints(cls).items():
                 shape = self.shape_of(hint, depth + 1)
                 if shape is not None:
                     node.fields[name] = shape
@@ -230,19 +231,6 @@ def _flat_parts(shape: Any) -> list[Any]:
     if not isinstance(shape, _Union):
         return [shape]
     return [part for inner in shape.parts for part in _flat_parts(inner)]
-
-
-def _is_typeddict(cls: type) -> bool:
-    """Whether ``cls`` is a ``TypedDict`` (of ``typing`` or of ``typing_extensions``)."""
-    return issubclass(cls, dict) and hasattr(cls, "__required_keys__")
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    """The resolved annotations of ``cls`` (empty when they cannot be resolved)."""
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:
-        return {}
 
 
 def _keys_of(name: str, info: Any, shape: Any) -> list[tuple[Any, Any]]:

@@ -60,7 +60,14 @@ from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._legacy_totals import bucket_slots, moved_histogram
 from laios.execution._logs import WarningLimiter
 from laios.execution._store_options import MAX_COUNTED_LIMIT
-from laios.execution._totals import MAX_LABEL_SETS, ExportedTotals, capped_totals, sum_totals
+from laios.execution._totals import (
+    MAX_LABEL_SETS,
+    ExportedTotals,
+    capped_totals,
+    is_other_label_set,
+    other_label_set,
+    sum_totals,
+)
 from laios.execution._totals_files import (
     DEFAULT_LIMITS,
     FILE_MODE,
@@ -498,17 +505,6 @@ def retire(
     return retired
 
 
-#: The value every constant label takes in the retired totals of the label sets past
-#: :data:`~laios.execution._totals.MAX_LABEL_SETS`.
-_OTHER_VALUE = "other"
-
-
-def _past_the_cap(labels: LabelSet) -> bool:
-    """Whether ``labels`` is where label sets past the cap are added (every value ``other``;
-    the empty set too): it never counts towards the cap of the named sets."""
-    return all(value == _OTHER_VALUE for _name, value in labels)
-
-
 def _within_label_sets(sections: list[Section], live: Callable[[], list[Section]]) -> list[Section]:
     """``sections`` (the retired file's first) with at most
     :data:`~laios.execution._totals.MAX_LABEL_SETS` sets of constant labels, as a process's
@@ -531,17 +527,16 @@ def _within_label_sets(sections: list[Section], live: Callable[[], list[Section]
         return exported
 
     named = list(
-        dict.fromkeys(s.totals.labels for s in sections if not _past_the_cap(s.totals.labels))
+        dict.fromkeys(s.totals.labels for s in sections if not is_other_label_set(s.totals.labels))
     )
     if len(named) > MAX_LABEL_SETS:
         moved = {labels for labels in named[MAX_LABEL_SETS:] if labels not in exported_now()}
-        sections = _relabelled(
-            sections,
-            {labels: tuple((name, _OTHER_VALUE) for name, _value in labels) for labels in moved},
-        )
+        sections = _relabelled(sections, {labels: other_label_set(labels) for labels in moved})
     others = list(
         dict.fromkeys(
-            s.totals.labels for s in sections if s.totals.labels and _past_the_cap(s.totals.labels)
+            s.totals.labels
+            for s in sections
+            if s.totals.labels and is_other_label_set(s.totals.labels)
         )
     )
     if len(others) > MAX_LABEL_SETS:

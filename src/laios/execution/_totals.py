@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from laios.execution.store import MetricStore
 
 __all__ = [
+    "LABEL_SET_OTHER",
     "MAX_LABEL_LENGTH",
     "MAX_LABEL_SETS",
     "ExportedTotals",
@@ -89,7 +90,9 @@ __all__ = [
     "capped_totals",
     "export_label",
     "gauge_sums",
+    "is_other_label_set",
     "newer",
+    "other_label_set",
     "read_stores",
     "recent_error_exemplars",
     "snapshot_of",
@@ -104,6 +107,12 @@ MAX_LABEL_SETS = 100
 #: sampled failures (one per tool and error type). Every one of them costs a hundred bytes in
 #: every scrape; the traces of older failures are on the duration histogram's buckets.
 MAX_ERROR_EXEMPLARS = 50
+#: The value of every constant label of a set past the first :data:`MAX_LABEL_SETS` sets where
+#: they are bounded by folding (the retired totals of the multiprocess mode, the histograms of
+#: the OpenTelemetry instruments): such a set joins the one with the same names and every value
+#: ``other``; past :data:`MAX_LABEL_SETS` of those (one per set of names), the one without
+#: constant labels.
+LABEL_SET_OTHER = "other"
 
 _V = TypeVar("_V")
 _K = TypeVar("_K", bound=Hashable)
@@ -119,6 +128,19 @@ def export_label(value: str) -> str:
     if not value.isascii():
         value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+def is_other_label_set(labels: LabelSet) -> bool:
+    """Whether ``labels`` is where sets past :data:`MAX_LABEL_SETS` are folded (every value
+    :data:`LABEL_SET_OTHER`; the empty set too): it never counts towards the cap of the sets
+    with values of their own."""
+    return all(value == LABEL_SET_OTHER for _name, value in labels)
+
+
+def other_label_set(labels: LabelSet) -> LabelSet:
+    """The set ``labels`` is folded into past :data:`MAX_LABEL_SETS`: the same names, every
+    value :data:`LABEL_SET_OTHER`."""
+    return tuple((name, LABEL_SET_OTHER) for name, _value in labels)
 
 
 #: The largest sum of a custom metric exported: a sum of finite parts that would pass it stays

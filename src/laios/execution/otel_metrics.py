@@ -94,6 +94,8 @@ from laios.execution._totals import (
     ExportedTotals,
     StoreTable,
     export_label,
+    is_other_label_set,
+    other_label_set,
     read_stores,
     sum_totals,
 )
@@ -182,10 +184,6 @@ _OTHER_ERROR = "_OTHER"
 #: Attribute sets kept for reuse before the cache starts again (tools × error types is bounded
 #: by the store's caps; this bounds the cache whatever they are).
 _MAX_CACHED_ATTRIBUTES = 4096
-#: The value of every constant label of a task's histogram points whose store's labels came
-#: past the first ``MAX_LABEL_SETS`` sets (as the multiprocess totals fold such sets), until
-#: ``MAX_LABEL_SETS`` such sets (one per set of names) are recorded: then no constant labels.
-_OTHER_LABEL = "other"
 #: Seconds a read of the stores serves the other callbacks of the same collection, from its end.
 _READ_REUSE_SECONDS = 1.0
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -464,9 +462,9 @@ class _Instruments:
         with self._handles_lock:
             recorded = self._recorded.get(labels)
             if recorded is None:
-                named = not _all_other(labels)
+                named = not is_other_label_set(labels)
                 if named and self._named_sets >= MAX_LABEL_SETS:
-                    labels, named = tuple((name, _OTHER_LABEL) for name, _value in labels), False
+                    labels, named = other_label_set(labels), False
                     recorded = self._recorded.get(labels)
                 if recorded is None and not named and labels and self._other_sets >= MAX_LABEL_SETS:
                     labels = ()
@@ -573,13 +571,6 @@ class _Instruments:
         for entry in self._read(instrument):
             if entry.live:
                 yield Observation(getattr(entry, field), dict(entry.labels))
-
-
-def _all_other(labels: LabelSet) -> bool:
-    """Whether ``labels`` is where sets past ``MAX_LABEL_SETS`` are recorded (every value
-    ``other``; the empty set too): it never counts towards the cap (such sets are bounded
-    apart)."""
-    return all(value == _OTHER_LABEL for _name, value in labels)
 
 
 class _Recorded:

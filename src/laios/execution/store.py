@@ -213,6 +213,15 @@ def _kept_update(update: ProgressUpdate) -> tuple[ProgressUpdate, int]:
     return (replace(update, **changes) if changes else update), size
 
 
+def _scope_key(task_id: object) -> str | None:
+    """The key a scope keeps the records of ``task_id`` under: a string as plain text (a
+    ``str`` subclass's own hash and ``==`` are never called), bounded as records keep it
+    (:func:`record_id`); ``None`` for an id that is not a string, which no record has."""
+    if not isinstance(task_id, str):
+        return None
+    return record_id(as_text(task_id))
+
+
 def _shown_run(scope: RecordScope, task_id: str) -> TaskRecord | None:
     """The run of ``task_id`` (a record id) that ``scope``'s views show (the caller holds the
     store's lock): its newest run in progress, rather than a newer run of the id still queued;
@@ -1736,11 +1745,11 @@ class MetricStore:
         """The record of ``task_id`` in ``scope`` that its views show (see
         :func:`_shown_run`), or ``None`` (also for an id that is not a string: no record has
         one)."""
-        if not isinstance(task_id, str):
+        key = _scope_key(task_id)
+        if key is None:
             return None
-        task_id = record_id(as_text(task_id))
         with self._lock:
-            return _shown_run(scope, task_id)
+            return _shown_run(scope, key)
 
     def running(self, scope: RecordScope | None = None) -> list[TaskRecord]:
         """Records whose tool is running now (of one scope, or of the whole store)."""
@@ -1753,22 +1762,23 @@ class MetricStore:
 
     def active(self, scope: RecordScope, task_id: str) -> list[TaskRecord]:
         """Queued and running records of ``task_id`` in ``scope``, oldest first."""
-        if not isinstance(task_id, str):
+        key = _scope_key(task_id)
+        if key is None:
             return []
-        task_id = record_id(as_text(task_id))
         with self._lock:
-            shown = scope.active_by_id.get(task_id)
+            shown = scope.active_by_id.get(key)
             if shown is None:
                 return []
-            return [*scope.shadowed.get(task_id, ()), shown]
+            return [*scope.shadowed.get(key, ()), shown]
 
     def clear_scope(self, scope: RecordScope, task_id: str | None = None) -> None:
         """Drop finished records of a scope (one id, or all)."""
+        key = None if task_id is None else _scope_key(task_id)
         with self._lock:
             if task_id is None:
                 scope.finished.clear()
-            elif isinstance(task_id, str):
-                scope.finished.pop(record_id(as_text(task_id)), None)
+            elif key is not None:
+                scope.finished.pop(key, None)
 
     def snapshot(self) -> StoreSnapshot:
         """A consistent copy of every aggregate and the running tasks, for ``/status``.

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from laios._type_hints import is_typeddict, resolved_hints
 from laios.tools._aliases import alias_paths
 
 __all__ = ["HIDDEN_KEY", "POSITIONAL_ONLY_ERROR", "given_by_position", "without_input_keys"]
@@ -196,11 +197,6 @@ def declared_names(model: type[BaseModel]) -> frozenset[Any]:
 
 def _collect(annotation: Any, names: set[Any], seen: set[int], depth: int) -> None:
     """Add the names declared by ``annotation`` and the types inside it to ``names``."""
-    # The secret-field reader's: ``typing``'s and ``typing_extensions``' ``TypedDict`` (the one
-    # pydantic wants before Python 3.12), and annotations resolved where they are text.
-    # (Imported here: ``laios.execution`` imports the tools.)
-    from laios.execution._secret_fields import _hints, _is_typeddict
-
     if depth > _MAX_TYPE_DEPTH or id(annotation) in seen:
         return
     seen.add(id(annotation))
@@ -213,12 +209,12 @@ def _collect(annotation: Any, names: set[Any], seen: set[int], depth: int) -> No
             names.update(_alias_names(field.validation_alias))
             _collect(field.annotation, names, seen, depth + 1)
     elif not generic and isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        hints = _hints(annotation)
+        hints = resolved_hints(annotation)
         for member in dataclasses.fields(annotation):
             names.add(member.name)
             _collect(hints.get(member.name, member.type), names, seen, depth + 1)
-    elif not generic and isinstance(annotation, type) and _is_typeddict(annotation):
-        for name, inner in _hints(annotation).items():
+    elif not generic and isinstance(annotation, type) and is_typeddict(annotation):
+        for name, inner in resolved_hints(annotation).items():
             names.add(name)
             _collect(inner, names, seen, depth + 1)
     for argument in typing.get_args(annotation):
