@@ -13,7 +13,7 @@ import re
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import unquote_plus, urlsplit
 
 from laios._text import MAX_QUOTED_CHARS, quoted, shorten
@@ -101,6 +101,13 @@ class StdoutClosed(Exception):
     """``--help`` or ``--version`` was asked for with no stdout to write it to."""
 
 
+#: An argument that an :class:`OutputParser` takes for a negative number, not an option: a
+#: minus sign before a digit (``-1e999``; ``-1x`` too, which the option then refuses as not a
+#: number) or a point and a digit, or before a name of infinity or nan (``-inf``), as
+#: ``argparse`` matches it, from the start.
+_NEGATIVE_NUMBER = re.compile(r"-(?:\.?\d|(?:inf|infinity|nan)\Z)", re.IGNORECASE)
+
+
 class OutputParser(argparse.ArgumentParser):
     """An argument parser whose ``--help`` and ``--version`` text, the command's output then,
     fails as the commands' output does when it cannot be written: argparse drops the error
@@ -109,7 +116,18 @@ class OutputParser(argparse.ArgumentParser):
     It overrides argparse's ``_print_message``, where both texts are written: the tests of
     both commands' ``--help`` to a full disk, a closed stdout and a gone reader fail if
     argparse stops writing them there.
+
+    An argument that starts as a negative number (``-1e999``, ``-inf``) after an option is
+    that option's value, refused by the option's own check: argparse reads only ``-1`` and
+    ``-.5`` so, and refused ``--latency-p95 -1e999`` as "expected one argument".
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A value that starts as a negative number is an option's value, to be refused by the
+        # option's own check if it must: argparse takes only ``-1`` and ``-.5`` for numbers,
+        # and reads ``--latency-p95 -1e999`` as missing its value, followed by an option.
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         """Print the usage and ``message`` (see :func:`briefly_refused`) to stderr, and exit

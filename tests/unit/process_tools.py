@@ -559,6 +559,31 @@ class Progress(BaseTool):
         return steps
 
 
+class _Unprintable:
+    """A name or message that can be neither pickled nor printed: ``str()``, ``repr()`` and
+    pickling all raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+    def __reduce__(self) -> Any:
+        raise TypeError("cannot pickle this")
+
+
+class ReportsUnprintably(BaseTool):
+    name = "reports_unprintably"
+    description = "Reports progress and a checkpoint named by what can be neither sent nor shown."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        task.progress(50, _Unprintable())  # type: ignore[arg-type]  (what is tested)
+        task.checkpoint(_Unprintable(), {"rows": 1})  # type: ignore[arg-type]
+        return "reported"
+
+
 class Floods(BaseTool):
     name = "floods"
     description = (
@@ -1562,6 +1587,7 @@ TOOLS = (
     ClosesDescriptors,
     ReplacesItsPipe,
     Progress,
+    ReportsUnprintably,
     Floods,
     NamesACheckpointAfterItsKey,
     ReturnsLambda,

@@ -2276,6 +2276,29 @@ def test_a_long_checkpoint_name_cut_on_the_worker_keeps_no_part_of_a_secret(
     assert KEY[:4] not in span.name
 
 
+def test_a_checkpoint_name_and_message_that_cannot_be_printed_show_as_on_a_thread(
+    make: Callable[..., Executor],
+) -> None:
+    """A checkpoint name and a progress message that can be neither pickled nor printed went
+    as the name of their class (``<_Unprintable>``), where a tool on a thread has
+    ``<unprintable name>`` and ``<unprintable message>``."""
+    messages: list[Any] = []
+
+    def on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "progress":
+            messages.append(data["message"])
+
+    executor = make()
+    call = task("reports_unprintably")
+    result = executor.execute_task(call, CONTEXT, timeout=WAIT, on_progress=on_progress)
+    assert result.success, result.error
+    assert messages == ["<unprintable message>"]
+    metrics = executor.get_metrics(call.id)
+    assert metrics is not None
+    names = [point["name"] for point in metrics.checkpoints]
+    assert "<unprintable name>" in names, names
+
+
 def test_a_large_call_past_its_short_timeout_ends_then_and_says_why(
     make: Callable[..., Executor],
 ) -> None:

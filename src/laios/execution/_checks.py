@@ -14,6 +14,7 @@ from typing import Any
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import is_instance
 from laios._exceptions import type_name
+from laios._numbers import is_numpy_timedelta
 from laios._text import MAX_QUOTED_CHARS, quoted, shorten
 from laios.core.types import Task
 
@@ -46,10 +47,14 @@ MOST_PROCESSES = 1024
 
 def whole_number(value: object) -> int | None:
     """``value`` as a plain ``int`` when it is a whole number (an int, a NumPy integer; not a
-    ``bool``, which would pass for 0 or 1), else ``None``."""
+    ``bool``, which would pass for 0 or 1, nor NumPy's ``timedelta64``), else ``None``."""
     if type(value) is int:  # (the common case)
         return value
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and not is_numpy_timedelta(value)  # (a length of time NumPy calls an integer)
+    ):
         return int(value)
     return None
 
@@ -103,9 +108,15 @@ def of_kind(value: object, kind: Any) -> bool:
 
 def is_real(value: object) -> bool:
     """Whether ``value`` is a real number: an int, a float, a ``Fraction``, NumPy's numbers;
-    not a ``bool``, which would pass for 0 or 1. Not a value whose ``__class__`` raises (a
-    proxy standing for nothing), whose ``isinstance`` checks raise."""
-    return of_kind(value, numbers.Real) and not isinstance(value, bool)
+    not a ``bool``, which would pass for 0 or 1, nor NumPy's ``timedelta64``, a length of time
+    (see :func:`~laios._numbers.is_numpy_timedelta`), as a ``datetime.timedelta`` is not. Not a
+    value whose ``__class__`` raises (a proxy standing for nothing), whose ``isinstance``
+    checks raise."""
+    return (
+        of_kind(value, numbers.Real)
+        and not isinstance(value, bool)
+        and not is_numpy_timedelta(value)
+    )
 
 
 def conversion_hint(value: object) -> str:
@@ -131,9 +142,14 @@ def shown_type(value: object) -> str:
 def not_real(what: str, value: object) -> TypeError:
     """The error for a value that :func:`is_real` refuses: ``"{what} must be a number, got
     TYPE"``; for another kind of number (a ``Decimal``, a complex) what is taken, and for a
-    ``Decimal`` how to convert it (see :func:`conversion_hint`)."""
+    ``Decimal`` how to convert it (see :func:`conversion_hint`). A NumPy ``timedelta64`` is
+    no kind of number (see :func:`is_real`), as a ``datetime.timedelta`` is not."""
     kind = shown_type(value)
-    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+    if (
+        isinstance(value, numbers.Number)
+        and not isinstance(value, bool)
+        and not is_numpy_timedelta(value)
+    ):
         hint = conversion_hint(value)
         return TypeError(
             f"{what} must be a real number (int, float, Fraction or a NumPy number), got "

@@ -67,18 +67,27 @@ _log = logging.getLogger(__name__)
 _unprintable_warnings = WarningLimiter()
 
 
+#: What a checkpoint's name, a key of its data and a progress message are recorded as when
+#: they cannot be printed (see :func:`printable`), whichever runner ran the tool: these are
+#: the one place that says so.
+UNPRINTABLE_NAME = "<unprintable name>"
+UNPRINTABLE_KEY = "<unprintable key>"
+UNPRINTABLE_MESSAGE = "<unprintable message>"
+
+
 def printable(value: Any, placeholder: str) -> str:
     """``value`` as text, for a checkpoint's name, a key of its data or a progress message;
     never raises.
 
     A string is its own text (a ``(str, Enum)`` member its value, where ``str()`` gives
     ``"Class.MEMBER"``); anything else is its ``str()``, or, when that raises (a user's
-    ``__str__`` may), its ``repr()``, else ``placeholder`` (with a warning, at most one a
+    ``__str__`` may), its ``repr()``, else ``placeholder`` (:data:`UNPRINTABLE_NAME`,
+    :data:`UNPRINTABLE_KEY` or :data:`UNPRINTABLE_MESSAGE`; with a warning, at most one a
     minute).
 
-    >>> printable("loaded", "<unprintable name>")
+    >>> printable("loaded", UNPRINTABLE_NAME)
     'loaded'
-    >>> printable(3, "<unprintable key>")
+    >>> printable(3, UNPRINTABLE_KEY)
     '3'
     """
     if type(value) is str:

@@ -613,7 +613,8 @@ def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
 #: (A value ends at white space, ``&``, ``#``, ``;``, a quote, a bracket or a comma: quoted,
 #: as ``password='…'`` in a ``repr``, its quotes are not part of it. The name before ``=``
 #: may be percent-encoded, as a URL's query or a form body writes it: ``api%5Fkey``,
-#: ``pass%77ord``, ``api+key``.)
+#: ``pass%77ord``, ``api+key``. A header line's value is the rest of its line, without the
+#: quotes around it when it is quoted whole: ``Api_Key: 'abc'`` is ``abc``.)
 _ASSIGNMENT = re.compile(
     r"(?:^|(?<=[\s?&;,(]))-{0,2}((?:[A-Za-z]|%[0-9A-Fa-f]{2})(?:[\w.+-]|%[0-9A-Fa-f]{2})*)"
     r"=['\"]?([^\s&#;'\"()\[\]{},]+)"
@@ -655,6 +656,8 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
             encoded = match[1] is not None  # (name=value, not a header line)
             name, value = (match[1], match[2]) if encoded else (match[3], match[4])
             value = value.rstrip()
+            if not encoded and len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]  # (Api_Key: 'abc': the value as after "=", unquoted)
             names = [name, _form_decoded(name)] if encoded else [name]
             if not value or not any(map(_names_a_secret_pair, names)):
                 continue
@@ -673,8 +676,10 @@ def _form_decoded(text: str) -> str:
 
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
-    value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
-    (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
+    value``, ``name='value'``, ``name="value"``, ``name: 'value'``, ``name: "value"``,
+    ``{'name': 'value'}``, ``{"name": "value"}`` (the name also in the letter cases names are
+    usually written in, ``PASSWORD=``, ``Api_Key:``: see :func:`_name_cases`; also compact,
+    also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
     mapping too, and unquoted, as a number is written), ``name=`` followed by the value
     percent-encoded (a URL's query; the name too, where that changes it; the hex digits of
     the escapes in capitals or in lower case, ``%2F`` or ``%2f``, or mixed: see
@@ -690,7 +695,8 @@ def _field_forms(name: object, value: str) -> list[str]:
         return []
     shapes: list[tuple[str, str, str]] = []
     for variant in _normalized(value):  # (also in the other normalization forms: see there)
-        shapes += _field_shapes(name, variant)
+        for written_name in _name_cases(name):
+            shapes += _field_shapes(written_name, variant)
     if not name.isascii():  # (a text normalized as a whole writes its name so too)
         for normal in _NORMAL_FORMS:
             written = unicodedata.normalize(normal, name)
@@ -702,6 +708,14 @@ def _field_forms(name: object, value: str) -> list[str]:
         if text not in forms:
             forms[text] = _InField(text, len(head), len(tail))
     return list(forms.values())
+
+
+def _name_cases(name: str) -> dict[str, None]:
+    """``name`` as written, then in the letter cases names are usually written in where they
+    differ: in lower case, in capitals (``PASSWORD``, as an environment variable or a constant
+    names it), each word capitalized (``Api_Key``, ``X-Api-Key``, as headers name it) and
+    the first letter alone (``Password``); a value after any of them is the secret's."""
+    return dict.fromkeys((name, name.lower(), name.upper(), name.title(), name.capitalize()))
 
 
 def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
@@ -723,6 +737,7 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
         written, key = write(value), write(name)
         shapes += [
             (f"{name}={written[0]}", written[1:-1], written[-1]),
+            (f"{name}: {written[0]}", written[1:-1], written[-1]),
             (f"{key}: {written[0]}", written[1:-1], written[-1]),
             (f"{key}: ", value, ""),
         ]
@@ -734,6 +749,7 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
         key = json.dumps(name, ensure_ascii=ensure_ascii)
         shapes += [
             (f'{name}="', written, '"'),
+            (f'{name}: "', written, '"'),
             (f'{key}: "', written, '"'),
             (f'{key}:"', written, '"'),
             (f"{key}: ", value, ""),

@@ -59,6 +59,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution._records import (
     MAX_ID_CHARS,
     MAX_TEXT,
+    UNPRINTABLE_NAME,
     Checkpoint,
     ProgressStatus,
     ProgressUpdate,
@@ -1285,7 +1286,7 @@ class MetricStore:
         Returns:
             The checkpoint as the record keeps it (even when it was dropped or ignored).
         """
-        whole = printable(name, "<unprintable name>")
+        whole = printable(name, UNPRINTABLE_NAME)
         text = shorten(whole, 256)
         summary, size = summarize(data) if data is not None else ({}, 0)
         if not summary:  # (empty data costs what none does)

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from contextvars import Context, ContextVar, Token
 from typing import Any, Protocol
 
-from laios._text import shorten
+from laios._text import SHOWN_NAME_CHARS, shorten, shown_name
 from laios.execution._records import checkpoint_data, clamp_percent
 
 __all__ = [
@@ -139,7 +139,9 @@ class TaskContext:
         self._events.progress(clamp_percent(percent), message, details)
 
     def __repr__(self) -> str:
-        return f"TaskContext(task_id={self.task_id!r}, tool_name={self.tool_name!r})"
+        # (a huge id or name is cut, as every message shows them: a tool may log its handle)
+        task_id, tool_name = shorten(self.task_id, SHOWN_NAME_CHARS), shown_name(self.tool_name)
+        return f"TaskContext(task_id={task_id!r}, tool_name={tool_name!r})"
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("laios_current_task", default=None)

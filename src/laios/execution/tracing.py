@@ -49,7 +49,7 @@ from laios._compat.otel import (
 from laios._exceptions import exception_message, qualified_type_name
 from laios._text import shorten
 from laios.execution._logs import WarningLimiter
-from laios.execution._records import printable
+from laios.execution._records import UNPRINTABLE_KEY, printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     REDACTED,
@@ -98,7 +98,6 @@ MAX_HELD_SECRETS = 16
 #: Longest checkpoint data key kept in a ``laios.checkpoint.*`` attribute name, in characters.
 _KEY_CHARS = 64
 #: How a checkpoint data key that cannot be printed is written.
-_UNPRINTABLE_KEY = "<unprintable key>"
 #: Checkpoint values read for the secrets they hold only under a secret-looking name.
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 
@@ -601,14 +600,14 @@ class Tracing:
             with contextlib.suppress(Exception):  # (a key that cannot be hashed again)
                 secrets = _with_secrets_of(dict(held), secrets)
         for key, value in entries:
-            text = printable(key, _UNPRINTABLE_KEY)
+            text = printable(key, UNPRINTABLE_KEY)
             label = text
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)
                 label = scrub_head(label, secrets, _KEY_CHARS + 1)
             # A key that is not a string (an enum member, a header-name object) is judged by
             # the text that names its attribute: `Field.PASSWORD`, `Authorization`.
             if is_secret_key(key) or (
-                type(key) is not str and text != _UNPRINTABLE_KEY and is_secret_key(text)
+                type(key) is not str and text != UNPRINTABLE_KEY and is_secret_key(text)
             ):
                 scalar: str | bool | int | float | None = REDACTED
             elif isinstance(value, str):

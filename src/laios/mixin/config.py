@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
+from laios._numbers import is_numpy_timedelta
 from laios._text import MAX_QUOTED_CHARS, quoted, shorten
 
 __all__ = ["MixinConfig"]
@@ -339,7 +340,11 @@ class MixinConfig:
                 raise TypeError(f"{name} must be a string, got {quoted(value)}")
         for name in ("availability_objective", "latency_p95_seconds"):
             number: object = getattr(self, name)
-            if isinstance(number, bool) or not isinstance(number, (numbers.Real, Decimal)):
+            if (
+                isinstance(number, bool)
+                or is_numpy_timedelta(number)  # (a length of time NumPy calls an integer)
+                or not isinstance(number, (numbers.Real, Decimal))
+            ):
                 raise TypeError(f"{name} must be a number, got {quoted(number)}")
             try:
                 as_float = float(number)

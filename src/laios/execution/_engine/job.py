@@ -55,7 +55,13 @@ from laios.execution._aggregates import seconds_between
 from laios.execution._callables import refuse_unawaited
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import LateChecks, WarningLimiter
-from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable
+from laios.execution._records import (
+    MAX_TEXT,
+    UNPRINTABLE_MESSAGE,
+    ProgressStatus,
+    ProgressUpdate,
+    printable,
+)
 from laios.execution._runners import base as runner_base
 from laios.execution._runners.base import (
     CANCELLED_ELSEWHERE,
@@ -960,7 +966,7 @@ class Job(TaskRecord):
         text = None
         if message is not None:
             # (a message whose __str__ raises is written as its repr: the tool goes on)
-            text = printable(message, "<unprintable message>")
+            text = printable(message, UNPRINTABLE_MESSAGE)
             task = self.task
             if task is not None and task.parameters:  # a message may quote a secret argument
                 # (scrubbed before it is cut: a secret across the cut leaves nothing behind)

@@ -58,6 +58,8 @@ from laios.execution._forks import reset_after_fork
 from laios.execution._records import (
     MAX_DATA_STRING,
     MAX_TEXT,
+    UNPRINTABLE_MESSAGE,
+    UNPRINTABLE_NAME,
     mapping_copy,
     printable,
     summarize,
@@ -435,7 +437,7 @@ class _WorkerCall:
     # the caller's side keeps it, its secrets scrubbed before the cut as there.
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
         if message is not None:
-            message = printable(message, "<unprintable message>")
+            message = printable(message, UNPRINTABLE_MESSAGE)
             if len(message) > MAX_TEXT:
                 message = scrub_head(message, self.secrets(), MAX_TEXT)
         body = pickled_message(("progress", percent, message, details))
@@ -446,11 +448,11 @@ class _WorkerCall:
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
         data = mapping_copy(data)
-        if type(name) is str and len(name) > MAX_CHECKPOINT_NAME_CHARS:
-            name = self.cut_name(name)
+        # (as text, as the caller's side records it: a name that cannot be pickled would go
+        # as its description, one that cannot be printed as its class's name)
+        name = self.cut_name(printable(name, UNPRINTABLE_NAME))
         body = pickled_message(("checkpoint", name, data))
         if len(body) > MAX_REPORT_BYTES:
-            name = self.cut_name(printable(name, "<unprintable name>"))
             summary, _ = summarize(_Scrubbed(data, self.secrets()) if data else None)
             body = pickled_message(("checkpoint", name, summary))
         self.send_body("checkpoint", body)

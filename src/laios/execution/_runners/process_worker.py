@@ -58,7 +58,13 @@ from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
 from laios._text import shown_name
 from laios.execution._checks import of_kind
-from laios.execution._records import mapping_copy
+from laios.execution._records import (
+    UNPRINTABLE_KEY,
+    UNPRINTABLE_MESSAGE,
+    UNPRINTABLE_NAME,
+    mapping_copy,
+    printable,
+)
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import (
     WatchedCall,
@@ -232,11 +238,15 @@ class _ChildEvents:
         """The call ended: report nothing more (call with the worker's send lock held)."""
         self._open = False
 
+    # A name and a message go as text, as the caller's side records them (see printable):
+    # one that cannot be pickled would go as its description, one that cannot be printed as
+    # its class's name, where a tool on a thread has the placeholder.
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
-        self._send(("progress", percent, message, details))
+        text = None if message is None else printable(message, UNPRINTABLE_MESSAGE)
+        self._send(("progress", percent, text, details))
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
-        self._send(("checkpoint", name, mapping_copy(data)))
+        self._send(("checkpoint", printable(name, UNPRINTABLE_NAME), mapping_copy(data)))
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if os.getpid() != self._pid:  # a process the tool forked: not the worker's to say
@@ -411,7 +421,7 @@ def _portable(value: Any, secrets: Sequence[str]) -> Any:
 def _key_text(key: Any) -> str:
     """A key of a mapping that cannot be pickled, as its text, as the caller's side writes a
     key: a string as its own text (a ``(str, Enum)`` member its value), anything else as its
-    ``str()``, else its ``repr()``, else ``<unprintable key>`` (whatever they raise, but a
+    ``str()``, else its ``repr()``, else :data:`UNPRINTABLE_KEY` (whatever they raise, but a
     ``KeyboardInterrupt``: ``checkpoint`` raises nothing of a key's own)."""
     if of_kind(key, str):
         return str.__str__(key)
@@ -422,7 +432,7 @@ def _key_text(key: Any) -> str:
             raise
         except BaseException:
             pass
-    return "<unprintable key>"
+    return UNPRINTABLE_KEY
 
 
 # -- measuring and limiting ----------------------------------------------------------------
