@@ -185,14 +185,12 @@ def test_bad_record_capacity_is_refused(make_executor: Any, capacity: Any) -> No
 def test_hundred_thousand_tasks_keep_records_bounded(
     make_executor: Any, make_task: Any, context: Context
 ) -> None:
-    """100,000 no-op tasks leave exactly 10,000 retained records and run in reasonable time."""
+    """100,000 no-op tasks leave exactly 10,000 retained records (how fast they run is the
+    benchmarks' to measure: a loaded machine once took over 30 s)."""
     store = MetricStore()
     executor = make_executor(store=store)
-    started = time.monotonic()
     for i in range(100_000):
         executor.execute_task(make_task("echo", text=i), context)
-    elapsed = time.monotonic() - started
-    assert elapsed < 30.0
     assert len(executor.get_all_metrics()) == 10_000
     assert counts(store, "echo") == {"success": 100_000}
     assert store.snapshot().running == []
