@@ -1863,6 +1863,30 @@ def test_an_address_dask_cannot_parse_is_refused_naming_it_and_the_form(address:
     assert repr(address) in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("address", "port"),
+    [
+        ("tcp://127.0.0.1:99999", "99999"),
+        ("tcp://127.0.0.1:0", "0"),
+        ("tcp://127.0.0.1:-1", "-1"),
+        ("tls://[::1]:70000", "70000"),
+    ],
+    ids=["past-65535", "zero", "negative", "tls"],
+)
+def test_an_address_whose_port_no_scheduler_can_listen_on_is_refused(
+    address: str, port: str
+) -> None:
+    """Dask parses a port past 65535, 0 or below it, and its client tries to connect there
+    until ``connect_timeout`` (10 s by default) has passed: the runner then said that it
+    could not reach the scheduler, and to start it. No scheduler listens on such a port:
+    the address is refused at once, naming the port and the form an address takes."""
+    with pytest.raises(ValueError, match="tcp://host:8786") as raised:
+        DaskRunner(address, connect_timeout=1.0)
+    message = str(raised.value)
+    assert repr(address) in message
+    assert f"port {port} " in message
+
+
 #: A host name of 1,600 labels: Dask parses it, and no resolver finds it.
 _LONG_NAME = ".".join(["a" * 60] * 1600)
 
