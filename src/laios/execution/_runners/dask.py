@@ -230,6 +230,23 @@ def _check_port(address: str) -> None:
         raise ValueError(f"port {port} is not one a scheduler can listen on: 1 to 65535")
 
 
+def _check_tls(address: str) -> None:
+    """Raise ``ValueError`` when ``address`` is a ``tls://`` address and Dask's configuration
+    gives a client no TLS context: Dask's connector then fails before it connects, which read
+    as a server there answering in another protocol, whether or not anything listened."""
+    if not address.startswith("tls://"):
+        return
+    security: Any = importlib.import_module("distributed.security").Security()
+    if security.get_connection_args("client").get("ssl_context") is not None:
+        return
+    raise ValueError(
+        f"address {number_repr(address)} is a tls:// address, and Dask's configuration gives "
+        "a client no TLS certificates (distributed.comm.tls.ca-file, and "
+        "distributed.comm.tls.client.cert and .key): set them, or make a "
+        "distributed.Client(address, security=distributed.Security(...)) and pass it as client="
+    )
+
+
 def _await_handshake(address: str, timeout: float) -> None:
     """Raise ``OSError`` or ``TimeoutError`` unless a Dask scheduler at ``address`` completes
     distributed's handshake within ``timeout`` seconds, and answers as one
@@ -1102,6 +1119,7 @@ class DaskRunner:
                     self._close_own()
                     raise
             else:
+                _check_tls(address)
                 try:
                     _check_port(address)
                     _await_handshake(address, connect_timeout)
