@@ -526,7 +526,16 @@ def names_from_query(query: str | bytes | None) -> frozenset[str] | None:
 
     Returns:
         The names to pass as ``names=`` to :func:`render_for_accept`, or ``None`` (no filter).
+
+    Raises:
+        TypeError: When ``query`` is not a ``str``, ``bytes`` or ``None`` (a framework's
+            parsed parameters: pass the raw query string).
     """
+    if query is not None and not isinstance(query, (str, bytes)):
+        raise TypeError(
+            "query must be the URL's query string (str or bytes) or None, got "
+            f"{type(query).__name__}"
+        )
     if not query:
         return None
     if isinstance(query, bytes):
