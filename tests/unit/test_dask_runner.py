@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -1861,6 +1862,62 @@ def test_an_address_dask_cannot_parse_is_refused_naming_it_and_the_form(address:
     with pytest.raises(ValueError, match="tcp://host:8786") as raised:
         DaskRunner(address, connect_timeout=1.0)
     assert repr(address) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("address", "port"),
+    [
+        ("tcp://127.0.0.1:99999", "99999"),
+        ("tcp://127.0.0.1:0", "0"),
+        ("tcp://127.0.0.1:-1", "-1"),
+        ("tcp://[::1]:70000", "70000"),
+    ],
+    ids=["past-65535", "zero", "negative", "ipv6"],
+)
+def test_an_address_whose_port_no_scheduler_can_listen_on_is_refused(
+    address: str, port: str
+) -> None:
+    """Dask parses a port past 65535, 0 or below it, and its client tries to connect there
+    until ``connect_timeout`` (10 s by default) has passed: the runner then said that it
+    could not reach the scheduler, and to start it. No scheduler listens on such a port:
+    the address is refused at once, naming the port and the form an address takes."""
+    with pytest.raises(ValueError, match="tcp://host:8786") as raised:
+        DaskRunner(address, connect_timeout=1.0)
+    message = str(raised.value)
+    assert repr(address) in message
+    assert f"port {port} " in message
+
+
+def test_a_tls_address_without_dasks_tls_configuration_is_refused_saying_so() -> None:
+    """A ``tls://`` address, with no TLS certificates in Dask's configuration, was refused as
+    one where "something answers there in another protocol than Dask's", whether anything
+    listened there or not: Dask's connector fails before it connects. The error says what
+    is missing and how to give it."""
+    with pytest.raises(ValueError, match="tls://") as raised:
+        DaskRunner("tls://127.0.0.1:1", connect_timeout=1.0)
+    message = str(raised.value)
+    assert "'tls://127.0.0.1:1'" in message
+    assert "distributed.comm.tls.ca-file" in message
+    assert "client=" in message
+    assert "another protocol" not in message
+
+
+def test_a_tls_address_with_dasks_tls_configuration_is_tried(tmp_path: Path) -> None:
+    """With certificates in Dask's configuration, a ``tls://`` address is tried as any other:
+    nothing listens there, so the scheduler cannot be reached."""
+    import dask
+    from tls_certs import authority
+
+    ca = authority(tmp_path)
+    client_cert = ca.issue(tmp_path, "laios client", server=False)
+    settings = {
+        "distributed.comm.tls.ca-file": str(ca.cert_file),
+        "distributed.comm.tls.client.cert": str(client_cert.cert_file),
+        "distributed.comm.tls.client.key": str(client_cert.key_file),
+    }
+    with dask.config.set(settings):
+        with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler"):
+            DaskRunner("tls://127.0.0.1:1", connect_timeout=1.0)
 
 
 #: A host name of 1,600 labels: Dask parses it, and no resolver finds it.

@@ -397,6 +397,48 @@ def test_name_escaping_is_left_to_prometheus_client(
     assert body == encoder(registry)
 
 
+@pytest.mark.parametrize(
+    ("registry", "said"),
+    [
+        ("registry", "got str"),
+        (8489, "got int"),
+        (MetricStore(), "got MetricStore"),
+        (CollectorRegistry, "got the class CollectorRegistry itself"),
+    ],
+    ids=["a string", "a port", "a store", "the class"],
+)
+def test_what_is_no_registry_is_refused_naming_the_argument(registry: Any, said: str) -> None:
+    """``render_metrics`` and ``render_for_accept`` took anything for ``registry`` and failed
+    inside ``prometheus_client`` with words that named no argument ("cannot create weak
+    reference to 'str' object", "'MetricStore' object has no attribute 'collect'",
+    "CollectorRegistry.collect() missing 1 required positional argument: 'self'"). They
+    refuse it as ``ensure_collector`` does, naming ``registry``."""
+    with pytest.raises(TypeError, match=r"^registry must be") as raised:
+        render_metrics(registry)
+    assert said in str(raised.value)
+    with pytest.raises(TypeError, match=r"^registry must be") as raised:
+        render_for_accept("text/plain", registry)
+    assert said in str(raised.value)
+
+
+@pytest.mark.parametrize("accept", [5, ["text/plain"], object()], ids=["int", "list", "object"])
+def test_an_accept_that_is_no_text_is_refused_naming_it(
+    registry: CollectorRegistry, accept: Any
+) -> None:
+    """An ``accept`` that is not text (the registry given first, a header's list of values)
+    failed with "argument of type 'int' is not iterable", naming nothing."""
+    with pytest.raises(TypeError, match=r"^accept must be the Accept header as text"):
+        render_for_accept(accept, registry)
+
+
+def test_openmetrics_that_is_no_switch_is_refused(registry: CollectorRegistry) -> None:
+    """``openmetrics="no"`` rendered OpenMetrics (any non-empty string is true), as a flag of
+    the executor's would have."""
+    with pytest.raises(TypeError, match=r"^openmetrics must be True or False, got str"):
+        render_metrics(registry, openmetrics="no")
+    assert render_metrics(registry, openmetrics=0) == render_metrics(registry)
+
+
 def test_metrics_endpoint_serves_the_direct_rendering(
     store: MetricStore, registry: CollectorRegistry
 ) -> None:

@@ -161,6 +161,19 @@ def test_names_from_query_reads_name_brackets(query: Any, names: frozenset[str] 
     assert names_from_query(query) == names
 
 
+@pytest.mark.parametrize(
+    "query",
+    [5, ["name[]=a"], {"name[]": "a"}, []],
+    ids=["int", "list", "dict of parameters", "empty list"],
+)
+def test_names_from_query_refuses_what_is_no_query_string(query: Any) -> None:
+    """A query that is not a string (a framework's parsed parameters, say) failed inside
+    ``urllib.parse`` ("'int' object has no attribute 'decode'"), naming no argument, and an
+    empty one read as no filter; it is refused, naming ``query``."""
+    with pytest.raises(TypeError, match=r"^query must be the URL's query string"):
+        names_from_query(query)
+
+
 def test_the_endpoint_honours_name_brackets(registry: CollectorRegistry) -> None:
     """GET /metrics?name[]=laios_tasks_total&name[]=app_requests_total serves those only."""
     app = make_wsgi_app(MetricStore(labels={"pool": "search"}), registry)

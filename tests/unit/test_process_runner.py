@@ -340,8 +340,11 @@ def test_an_async_initializer_is_refused_at_the_call() -> None:
         ([1], TypeError, "got 1 (int)"),
         (["os", b"json"], TypeError, "got b'json' (bytes)"),
         ([""], ValueError, "got ''"),
+        (["os", ".json"], ValueError, "got '.json'"),
+        (["myapp..tools"], ValueError, "got 'myapp..tools'"),
+        (["myapp.tools."], ValueError, "got 'myapp.tools.'"),
     ],
-    ids=["a number", "bytes", "an empty name"],
+    ids=["a number", "bytes", "an empty name", "a relative name", "a doubled dot", "a last dot"],
 )
 def test_a_preload_entry_that_is_no_module_name_is_refused_naming_it(
     method: str, preload: list[Any], error: type[Exception], named: str
@@ -353,6 +356,27 @@ def test_a_preload_entry_that_is_no_module_name_is_refused_naming_it(
     with pytest.raises(error, match=r"^preload must be a sequence of module names") as raised:
         ProcessRunner(1, start_method=method, preload=preload)
     assert named in str(raised.value)
+
+
+class _Module(str, Enum):
+    """Module names kept as a ``(str, Enum)``, as a configuration may keep them."""
+
+    JSON = "json"
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_preload_entry_of_a_str_subclass_is_taken_as_its_text(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An entry of ``preload`` of a ``str`` subclass (a ``(str, Enum)`` member) is a string, as
+    the reference says: it was passed on to multiprocessing, which refused it with its own
+    words ("module_names must be a list of strings"), naming neither the option nor the
+    entry. It is taken as the text it holds, as ``start_method`` is."""
+    executor = make(runner_options={"start_method": "forkserver", "preload": [_Module.JSON]})
+    result = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert result.success, result.error
 
 
 def test_tools_run_in_another_process(

@@ -104,6 +104,30 @@ def test_a_sleep_given_the_other_kind_of_event_says_which_to_use() -> None:
         asyncio.run(retry.sleep_async(0.001, stop=threading.Event()))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("stop", [5, "stop", object()], ids=["int", "str", "object"])
+def test_a_sleep_given_a_stop_that_is_no_event_is_refused_naming_it(stop: object) -> None:
+    """sleep() and sleep_async() given a ``stop`` that is no event failed with
+    "'int' object has no attribute 'wait'", naming no argument, and only when there was a
+    wait to do: a wait of 0, or any wait with waits turned off, took it. They refuse it at
+    once, whatever the wait and whether waits are on or off."""
+    for disabled in (False, True):
+        with retry.sleeps_disabled() if disabled else contextlib.nullcontext():
+            for seconds in (0, 0.001):
+                with pytest.raises(TypeError, match=r"^stop must be a threading\.Event or None"):
+                    retry.sleep(seconds, stop=stop)  # type: ignore[arg-type]
+                with pytest.raises(TypeError, match=r"^stop must be an asyncio\.Event or None"):
+                    asyncio.run(retry.sleep_async(seconds, stop=stop))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rng", [5, None, "random"], ids=["int", "None", "str"])
+def test_a_delay_given_an_rng_that_is_no_callable_is_refused_naming_it(rng: object) -> None:
+    """RetryPolicy.delay() given an ``rng`` that cannot be called failed with "'int' object
+    is not callable", naming no argument."""
+    policy = RetryPolicy(retry_delay=1, jitter=0.5)
+    with pytest.raises(TypeError, match=r"^rng must be a callable returning a number from 0"):
+        policy.delay(1, rng=rng)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "number", [math.nan, 1.5, "2", None, True], ids=["nan", "1.5", "str", "None", "True"]
 )

@@ -75,7 +75,7 @@ from laios.execution._aggregates import (
     StoreSnapshot,
     every_outcome,
 )
-from laios.execution._checks import not_a_class
+from laios.execution._checks import not_a_class, switch
 from laios.execution._exposition import MAX_EXEMPLAR_CHARS as _MAX_EXEMPLAR_CHARS
 from laios.execution._exposition import StoreRenderer, bound_texts
 from laios.execution._families import (
@@ -526,7 +526,16 @@ def names_from_query(query: str | bytes | None) -> frozenset[str] | None:
 
     Returns:
         The names to pass as ``names=`` to :func:`render_for_accept`, or ``None`` (no filter).
+
+    Raises:
+        TypeError: When ``query`` is not a ``str``, ``bytes`` or ``None`` (a framework's
+            parsed parameters: pass the raw query string).
     """
+    if query is not None and not isinstance(query, (str, bytes)):
+        raise TypeError(
+            "query must be the URL's query string (str or bytes) or None, got "
+            f"{type(query).__name__}"
+        )
     if not query:
         return None
     if isinstance(query, bytes):
@@ -562,7 +571,8 @@ def render_metrics(
         The UTF-8 body.
 
     Raises:
-        TypeError: When ``names`` is a single string rather than an iterable of names.
+        TypeError: When ``names`` is a single string rather than an iterable of names,
+            ``registry`` is not a registry or ``openmetrics`` is not ``True`` or ``False``.
 
     Example:
         >>> from prometheus_client import CollectorRegistry
@@ -571,6 +581,7 @@ def render_metrics(
         >>> render_metrics(registry, openmetrics=True).endswith(b"# EOF\\n")
         True
     """
+    openmetrics = switch("openmetrics", openmetrics)  # (a string like "no" reads as true)
     encoder = generate_openmetrics if openmetrics else generate_latest
     return _render(registry, encoder, openmetrics=openmetrics, direct=True, names=names)
 
@@ -607,10 +618,17 @@ def render_for_accept(
         The body and its ``Content-Type``.
 
     Raises:
-        TypeError: When ``names`` is a single string rather than an iterable of names.
+        TypeError: When ``names`` is a single string rather than an iterable of names,
+            ``accept`` is not text (``str``, ``bytes`` or ``None``) or ``registry`` is not a
+            registry.
     """
     if isinstance(accept, bytes):
         accept = accept.decode("latin-1")
+    elif accept is not None and not isinstance(accept, str):
+        raise TypeError(
+            "accept must be the Accept header as text (str or bytes) or None, got "
+            f"{type(accept).__name__}"
+        )
     encoder, content_type = _negotiate(accept or "")
     escaping = "underscores"
     for param in content_type.split(";")[1:]:
@@ -815,6 +833,9 @@ def _render(
 ) -> bytes:
     if registry is None:
         registry = REGISTRY
+    else:  # (else prometheus_client fails on it, in words that name no argument)
+        not_a_class("registry", registry, "collect")
+        _check_registry(registry, "collect")
     # Read once: prometheus_client's part and the laios_* part both filter by them, and an
     # iterator would be used up by the first.
     names = _read_names(names)

@@ -259,7 +259,7 @@ class RetryPolicy:
 
         Raises:
             TypeError: When ``retry_number`` is not a whole number (an ``int``, a NumPy
-                integer; not a ``bool``).
+                integer; not a ``bool``), or ``rng`` cannot be called.
             ValueError: When ``rng()`` returns something other than a number from 0 to 1
                 (``TypeError`` when it is no number): the wait would leave
                 ``[delay * (1 - jitter), delay]``.
@@ -269,6 +269,11 @@ class RetryPolicy:
             raise TypeError(
                 "retry_number must be a whole number (1 for the first retry), got "
                 f"{number_repr(retry_number)}"
+            )
+        if not callable(rng):
+            raise TypeError(
+                "rng must be a callable returning a number from 0 to 1 (as random.random), "
+                f"got {type(rng).__name__}"
             )
         drawn = rng()
         if not is_real(drawn):
@@ -316,6 +321,13 @@ def _seconds(seconds: object) -> float:
         raise _unconverted("seconds", "a real number", seconds, "float", exc, TypeError) from None
 
 
+def _check_stop(stop: object, event: str) -> None:
+    """Refuse a ``stop`` that is no event (nothing to ``wait`` on), naming it: at the call,
+    not only once there is a wait to do, where it failed with an ``AttributeError``."""
+    if stop is not None and not callable(getattr(stop, "wait", None)):
+        raise TypeError(f"stop must be {event} or None, got {type(stop).__name__}")
+
+
 def sleep(seconds: float, stop: threading.Event | None = None) -> None:
     """Wait between attempts (returns early when ``stop`` is set, or when sleeps are off).
 
@@ -325,7 +337,7 @@ def sleep(seconds: float, stop: threading.Event | None = None) -> None:
     Raises:
         TypeError: When ``seconds`` is not a real number (``int``, ``float``, ``Fraction``, a
             NumPy number; not a ``bool``), or ``stop`` is an ``asyncio.Event`` (that is
-            :func:`sleep_async`'s).
+            :func:`sleep_async`'s) or no event at all (whatever the wait).
     """
     seconds = _seconds(seconds)
     if isinstance(stop, asyncio.Event):
@@ -333,6 +345,7 @@ def sleep(seconds: float, stop: threading.Event | None = None) -> None:
             "stop must be a threading.Event, got an asyncio.Event: in async code, await "
             "retry.sleep_async(seconds, stop) instead"
         )
+    _check_stop(stop, "a threading.Event")
     if not seconds > 0 or not sleeping_enabled():
         return
     seconds = min(seconds, threading.TIMEOUT_MAX)
@@ -364,6 +377,7 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
             "stop must be an asyncio.Event, got a threading.Event: in blocking code, call "
             "retry.sleep(seconds, stop) instead"
         )
+    _check_stop(stop, "an asyncio.Event")
     if not seconds > 0 or not sleeping_enabled():
         await asyncio.sleep(0)
         return

@@ -217,6 +217,38 @@ def _dask_said(exc: BaseException) -> tuple[str, BaseException | None]:
     return shorten(said, MAX_QUOTED_CHARS), None
 
 
+def _check_port(address: str) -> None:
+    """Raise ``ValueError`` when ``address`` is a ``tcp://`` or ``tls://`` address whose port no
+    scheduler can listen on (0, negative, past 65535). Dask parses such a port, and its client
+    tries to connect there until its timeout, to say then that nothing could be reached. An
+    address Dask cannot parse, or of another scheme, is left to Dask."""
+    comm: Any = importlib.import_module("distributed.comm")  # (distributed is not typed)
+    try:
+        scheme, location = comm.parse_address(address)
+        port = comm.parse_host_port(location)[1] if scheme in ("tcp", "tls") else None
+    except Exception:  # (refused by Dask's parser where the runner connects, in its words)
+        return
+    if isinstance(port, int) and not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not one a scheduler can listen on: 1 to 65535")
+
+
+def _check_tls(address: str) -> None:
+    """Raise ``ValueError`` when ``address`` is a ``tls://`` address and Dask's configuration
+    gives a client no TLS context: Dask's connector then fails before it connects, which read
+    as a server there answering in another protocol, whether or not anything listened."""
+    if not address.startswith("tls://"):
+        return
+    security: Any = importlib.import_module("distributed.security").Security()
+    if security.get_connection_args("client").get("ssl_context") is not None:
+        return
+    raise ValueError(
+        f"address {number_repr(address)} is a tls:// address, and Dask's configuration gives "
+        "a client no TLS certificates (distributed.comm.tls.ca-file, and "
+        "distributed.comm.tls.client.cert and .key): set them, or make a "
+        "distributed.Client(address, security=distributed.Security(...)) and pass it as client="
+    )
+
+
 def _await_handshake(address: str, timeout: float) -> None:
     """Raise ``OSError`` or ``TimeoutError`` unless a Dask scheduler at ``address`` completes
     distributed's handshake within ``timeout`` seconds, and answers as one
@@ -1089,7 +1121,9 @@ class DaskRunner:
                     self._close_own()
                     raise
             else:
+                _check_tls(address)
                 try:
+                    _check_port(address)
                     _await_handshake(address, connect_timeout)
                     client = client_class(address, timeout=connect_timeout)
                 # (The address is described cut short, as is Dask's text, which quotes it.)

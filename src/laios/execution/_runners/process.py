@@ -2223,7 +2223,7 @@ class ProcessRunner:
     Raises:
         ValueError: When ``max_workers`` is not a whole number from 1 to 1,024 (``True``
             included), ``start_method`` is unknown or ``"fork"``, or ``preload`` has an empty
-            name.
+            name or one with a leading, trailing or doubled dot.
         TypeError: When ``start_method`` is not a string, ``initializer`` is not callable, is
             an async function or cannot be pickled, ``initargs`` cannot be pickled,
             ``preload`` or ``initargs`` is a string (not a sequence of them), ``initargs`` is
@@ -2282,18 +2282,29 @@ class ProcessRunner:
                     else "its items have no set order"
                 )
             )
-        preload = tuple(preload)
+        names: list[str] = []
         for module in preload:
             if not isinstance(module, str):
                 raise TypeError(
                     "preload must be a sequence of module names (strings, as 'myapp.tools'), "
                     f"got {describe_for_pickle(module)[:64]} ({type(module).__name__})"
                 )
+            module = as_text(module)  # (multiprocessing takes only a plain str)
             if not module:
                 raise ValueError(
                     "preload must be a sequence of module names (strings, as 'myapp.tools'), "
                     "got '' (an empty name stops the forkserver as it starts)"
                 )
+            if "" in module.split("."):
+                # (no module has such a name; a relative one, '.tools', stops the forkserver
+                # as it starts, as an empty one does)
+                raise ValueError(
+                    "preload must be a sequence of module names (strings, as 'myapp.tools'), "
+                    f"got {module[:64]!r}: a module's full name has no leading, trailing or "
+                    "doubled dot"
+                )
+            names.append(module)
+        preload = tuple(names)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
         if initializer is not None and is_coroutine_function(initializer):
