@@ -48,6 +48,7 @@ from laios._compat.otel import (
 )
 from laios._exceptions import exception_message, qualified_type_name
 from laios._text import shorten
+from laios.execution._checks import is_boolean, not_a_class, reading, require_method
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import UNPRINTABLE_KEY, printable
 from laios.execution.redaction import (
@@ -125,6 +126,32 @@ def _env_capture() -> bool:
             raw[:64],
         )
     return False
+
+
+def checked_tracing(tracer_provider: object, capture_content: object) -> bool | None:
+    """``capture_content`` as a bool (``None`` kept), once both options of :class:`Tracing`
+    (and the executor's of the same names) are found usable.
+
+    Raises:
+        TypeError: Naming the option: ``tracer_provider`` a class, or a value without
+            ``get_tracer``; ``capture_content`` not ``None``, ``True`` or ``False`` (a string
+            like ``"false"`` would read as true and turn content capture on); also when
+            looking either over raises.
+    """
+    not_a_class("tracer_provider", tracer_provider, "get_tracer")
+    require_method(
+        "tracer_provider", tracer_provider, "get_tracer", "an OpenTelemetry TracerProvider"
+    )
+    if capture_content is None:
+        return None
+    with reading("capture_content"):
+        a_boolean = is_boolean(capture_content)
+    if not a_boolean:
+        raise TypeError(
+            "capture_content must be None, True or False, got "
+            f"{type(capture_content).__name__} (a string like 'false' would read as true)"
+        )
+    return bool(capture_content)  # (NumPy's booleans too)
 
 
 #: Longest ``exception.type`` of an event, in characters (a class named at run time may have a
@@ -371,6 +398,11 @@ class Tracing:
             raises or returns no tracer (a warning names it and its error).
         capture_content: Record arguments and results on task spans (redacted, truncated).
             ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+
+    Raises:
+        TypeError: ``tracer_provider`` is a class, or has no ``get_tracer``;
+            ``capture_content`` is not ``None``, ``True`` or ``False`` (see
+            :func:`checked_tracing`).
     """
 
     def __init__(
@@ -380,6 +412,7 @@ class Tracing:
     ) -> None:
         from laios import __version__
 
+        capture_content = checked_tracing(tracer_provider, capture_content)
         # A no-op provider's spans are the caller's own span, passed through: ids taken from
         # them would name the caller's span as the task's. A proxy forwards to the global one.
         #: ``False`` when tracing was turned off with a ``NoOpTracerProvider``.
