@@ -147,10 +147,10 @@ def checked_tracing(tracer_provider: object, capture_content: object) -> bool | 
     with reading("capture_content"):
         a_boolean = is_boolean(capture_content)
     if not a_boolean:
-        raise TypeError(
-            "capture_content must be None, True or False, got "
-            f"{type(capture_content).__name__} (a string like 'false' would read as true)"
-        )
+        given = type(capture_content).__name__
+        if isinstance(capture_content, (str, bytes)):
+            given += " (a string like 'false' would read as true)"
+        raise TypeError(f"capture_content must be None, True or False, got {given}")
     return bool(capture_content)  # (NumPy's booleans too)
 
 

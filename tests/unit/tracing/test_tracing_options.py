@@ -34,3 +34,19 @@ def test_a_tracer_provider_class_is_refused() -> None:
 def test_good_options_are_taken() -> None:
     assert Tracing(TracerProvider(), capture_content=True).capture_content is True
     assert Tracing(None, capture_content=False).capture_content is False
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("no", "got str (a string like 'false' would read as true)"),
+        (b"0", "got bytes (a string like 'false' would read as true)"),
+        (0, "got int"),
+        (1.0, "got float"),
+        (object(), "got object"),
+    ],
+)
+def test_the_refusal_speaks_of_strings_only_for_a_string(value: Any, said: str) -> None:
+    with pytest.raises(TypeError) as raised:
+        Tracing(capture_content=value)
+    assert str(raised.value) == f"capture_content must be None, True or False, {said}"
