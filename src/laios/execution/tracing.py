@@ -49,7 +49,7 @@ from laios._compat.otel import (
 from laios._exceptions import exception_message, qualified_type_name
 from laios._text import shorten
 from laios.execution._checks import is_boolean, not_a_class, reading, require_method
-from laios.execution._logs import WarningLimiter
+from laios.execution._logs import WarningLimiter, unknown_setting
 from laios.execution._records import UNPRINTABLE_KEY, printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
@@ -108,8 +108,6 @@ _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 _CAPTURE_ON = frozenset({"1", "true", "yes", "on", "span_only", "span_and_event"})
 #: Values that turn it off (``event_only``: laios emits no content events).
 _CAPTURE_OFF = frozenset({"", "0", "false", "no", "off", "no_content", "event_only"})
-#: Unknown values already warned about (once each).
-_warned_values: set[str] = set()
 
 
 def _env_capture() -> bool:
@@ -117,13 +115,12 @@ def _env_capture() -> bool:
     value = raw.lower()
     if value in _CAPTURE_ON:
         return True
-    if value not in _CAPTURE_OFF and value not in _warned_values:
-        _warned_values.add(value)
-        _log.warning(
-            "%s=%r is not a known value; content capture stays off (use true/false, or "
-            "SPAN_ONLY, SPAN_AND_EVENT, EVENT_ONLY, NO_CONTENT)",
+    if value not in _CAPTURE_OFF:
+        unknown_setting(
             CAPTURE_CONTENT_ENV,
-            raw[:64],
+            raw,
+            "content capture stays off",
+            "true/false, or SPAN_ONLY, SPAN_AND_EVENT, EVENT_ONLY, NO_CONTENT",
         )
     return False
 
