@@ -11,7 +11,7 @@ import logging
 
 import pytest
 
-from laios.execution import tracing
+from laios.execution import _logs
 from laios.execution.tracing import CAPTURE_CONTENT_ENV, Tracing
 
 
@@ -44,7 +44,7 @@ def test_the_switch_reads_both_vocabularies(
 def test_an_unknown_value_turns_capture_off_with_one_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(tracing, "_warned_values", set())
+    monkeypatch.setattr(_logs, "_warned_settings", set())
     monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPANS_PLEASE")
     with caplog.at_level(logging.WARNING, logger="laios.execution"):
         assert Tracing().capture_content is False

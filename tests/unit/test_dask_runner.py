@@ -1902,6 +1902,36 @@ def test_a_tls_address_without_dasks_tls_configuration_is_refused_saying_so() ->
     assert "another protocol" not in message
 
 
+def test_an_address_with_a_newline_is_quoted_on_one_line() -> None:
+    """An address with a trailing newline was quoted raw in Dask's words, so the error ran over
+    two lines: what Dask says is quoted with its control characters escaped."""
+    with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler") as raised:
+        DaskRunner("tcp://127.0.0.1:1\n", connect_timeout=1.0)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "tcp://127.0.0.1:1\\n" in message
+
+
+def test_an_address_of_a_protocol_dask_cannot_use_is_refused_saying_so() -> None:
+    """A ``ucx://`` address, in a Dask installation without UCX, was refused as one where
+    "something answers there in another protocol than Dask's": Dask's connector for it
+    cannot be made. The error says that the protocol is not available."""
+    from distributed.comm import registry
+
+    try:
+        registry.get_backend("ucx").get_connector()
+    except Exception:
+        pass
+    else:
+        pytest.skip("this Dask installation can use ucx://")
+    with pytest.raises(ValueError, match="ucx://") as raised:
+        DaskRunner("ucx://127.0.0.1:1", connect_timeout=1.0)
+    message = str(raised.value)
+    assert "'ucx://127.0.0.1:1'" in message
+    assert "the ucx:// protocol is not available in this Dask installation" in message
+    assert "another protocol" not in message
+
+
 def test_a_tls_address_with_dasks_tls_configuration_is_tried(tmp_path: Path) -> None:
     """With certificates in Dask's configuration, a ``tls://`` address is tried as any other:
     nothing listens there, so the scheduler cannot be reached."""

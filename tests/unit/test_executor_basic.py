@@ -105,6 +105,13 @@ def test_constructor_rejects_a_capture_content_that_is_not_a_bool(
         Executor(registry, capture_content=value, register_prometheus=False)
 
 
+def test_a_capture_content_number_is_not_called_a_string(registry: ToolRegistry) -> None:
+    """The refusal of ``capture_content=0`` names the int, without the aside about strings."""
+    with pytest.raises(TypeError) as raised:
+        Executor(registry, capture_content=0, register_prometheus=False)  # type: ignore[arg-type]
+    assert str(raised.value) == "capture_content must be None, True or False, got int"
+
+
 @pytest.mark.parametrize("name", ["enable_monitoring", "register_prometheus"])
 @pytest.mark.parametrize("value", ["no", "false", b"0", None, 0.0, object()])
 def test_constructor_rejects_a_switch_that_is_not_a_bool_or_a_whole_number(

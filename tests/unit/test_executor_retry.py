@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
 import random
 import re
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from laios.core.types import Context, TaskResult
-from laios.execution import retry
+from laios.execution import _logs, retry
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryPolicy, default_retry_if, sleeps_disabled
 from laios.execution.store import MetricStore
@@ -649,3 +650,31 @@ def test_a_retry_callback_written_with_yield_is_refused(
     assert f"{option} must be a plain function" in (result.error or "")
     assert "yield" in (result.error or "")
     assert calls == []
+
+
+@pytest.mark.parametrize("value", ["1", "TRUE", "yes", "on", ""])
+def test_retry_env_switch_takes_its_on_words_without_a_warning(
+    value: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_logs, "_warned_settings", set(), raising=False)
+    monkeypatch.setenv("LAIOS_RETRY_SLEEP", value)
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        assert retry.sleeping_enabled() is True
+    assert [r for r in caplog.records if "LAIOS_RETRY_SLEEP" in r.getMessage()] == []
+
+
+def test_an_unknown_retry_env_value_keeps_the_waits_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unknown value (``2``) kept the waits on without a word, where the content-capture
+    variable warns of one: it warns the same way now, once per value."""
+    monkeypatch.setattr(_logs, "_warned_settings", set(), raising=False)
+    monkeypatch.setenv("LAIOS_RETRY_SLEEP", "2")
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        assert retry.sleeping_enabled() is True
+        assert retry.sleeping_enabled() is True
+    warnings = [r.getMessage() for r in caplog.records if "LAIOS_RETRY_SLEEP" in r.getMessage()]
+    assert warnings == [
+        "LAIOS_RETRY_SLEEP='2' is not a known value; retry waits stay on (use 0, false, no or "
+        "off to turn them off; 1, true, yes or on to keep them)"
+    ]

@@ -805,3 +805,21 @@ def test_an_option_repeated_with_the_same_value_is_taken(tmp_path: Path) -> None
     argv = ["--objective", "0.999", "--objective", "0.9990", "--out", str(tmp_path)]
     assert main(argv) == 0
     assert main(["--objective", "0.999", "--out", str(tmp_path), "--check"]) == 0
+
+
+def test_check_says_a_missing_file_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` reported a file it could not find as one that "differs from the generator's
+    output": it now says that it is missing (and still gives the command that writes it); a
+    file that is there and differs is still said to differ."""
+    assert main(["--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    (tmp_path / DASHBOARD_PATH).unlink()
+    rules = tmp_path / "grafana" / "prometheus" / "rules.yml"
+    rules.write_text("# edited\n", encoding="utf-8")
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert f"{DASHBOARD_PATH}: missing" in lines
+    assert "grafana/prometheus/rules.yml: differs from the generator's output" in lines
+    assert lines[-1] == f"regenerate with: python -m laios.mixin --out {tmp_path}"

@@ -1212,3 +1212,20 @@ def test_a_long_regex_of_unclosed_quotes_is_refused_in_linear_time() -> None:
     with pytest.raises(ValueError, match="without its"):
         MixinConfig(selector="job=~`" + "\\Q" * 100_000 + "`")
     assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.parametrize("objective", [1e-300, 1e-17, 0.5, 0.9])
+def test_the_objective_a_left_out_burn_rate_advises_gives_it(objective: float) -> None:
+    """Each burn rate left out says which objective gives it; that objective does. Below
+    about 1e-16 the 1x burn rate was left out (1 - objective is 1 in a float) with advice
+    that "an objective of 0 or more gives it", which is no objective at all."""
+    from laios.mixin.rules import burn_rates, unreachable_burn_rates
+
+    messages = unreachable_burn_rates(MixinConfig(availability_objective=objective))
+    assert messages
+    for message in messages:
+        factor = float(re.search(r"\(([\d.]+)x\)", message).group(1))  # type: ignore[union-attr]
+        advised = re.search(r"an objective of (\S+) or more gives it$", message)
+        assert advised is not None, message
+        given = MixinConfig(availability_objective=float(advised.group(1)))
+        assert factor in [burn.factor for burn in burn_rates(given)], message

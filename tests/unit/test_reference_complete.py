@@ -78,6 +78,7 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
             "clear_metrics",
         ),
         ("laios.execution.executor", "ExecutionMode"): ("SYNC", "ASYNC", "PARALLEL"),
+        ("laios.execution.tracing", "Tracing"): ("enabled", "allowed", "capture_content"),
     },
     "monitor.md": {
         ("laios.execution.monitor", "ExecutionMonitor"): (

@@ -231,6 +231,22 @@ def test_bad_constant_labels_are_refused_at_the_call(
         MetricStore(labels=labels)
 
 
+@pytest.mark.parametrize("length", [129, 1_000_000])
+def test_an_overlong_label_name_is_refused_naming_the_limit(length: int) -> None:
+    """Label values were capped at 128 characters and names not at all: a name of a million
+    characters was taken into every series of the store. It is refused as a value is."""
+    with pytest.raises(ValueError) as raised:
+        MetricStore(labels={"p" * length: "x"})
+    message = str(raised.value)
+    assert f"is {length} characters long; at most 128" in message
+    assert len(message) < 400
+
+
+def test_a_label_name_of_128_characters_is_taken() -> None:
+    name = "p" * 128
+    assert MetricStore(labels={name: "x"}).labels == {name: "x"}
+
+
 class _UnhashableText(str):
     """A string of the caller's own that cannot be hashed (it defines ``==`` alone)."""
 

@@ -271,6 +271,19 @@ def not_a_class(name: str, value: object, method: str) -> None:
         )
 
 
+def require_method(option: str, value: object, method: str, kind: str) -> None:
+    """Refuse ``value`` for ``option`` unless it is ``None`` or has a callable ``method``.
+
+    Raises:
+        TypeError: Saying that ``option`` must be ``kind`` (also when looking ``value`` over
+            raises).
+    """
+    with reading(option):
+        usable = value is None or callable(getattr(value, method, None))
+    if not usable:
+        raise TypeError(f"{option} must be {kind}, got {type(value).__name__}")
+
+
 def plain_callable(name: str, takes: str, value: Any, error: type[Exception] = TypeError) -> None:
     """Refuse a callback that could not be called as a plain function taking ``takes``.
 

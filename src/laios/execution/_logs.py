@@ -14,9 +14,23 @@ from typing import Any
 
 from laios.execution._forks import reset_after_fork
 
-__all__ = ["LateChecks", "WarningLimiter"]
+__all__ = ["LateChecks", "WarningLimiter", "unknown_setting"]
 
 _log = logging.getLogger("laios.execution")
+
+#: Values of environment variables already warned about, once each: (variable, value read).
+_warned_settings: set[tuple[str, str]] = set()
+
+
+def unknown_setting(variable: str, raw: str, outcome: str, known: str) -> None:
+    """Warn, once per variable and value, that ``raw`` is not a known value of the
+    environment variable ``variable``: ``outcome`` says what happens instead (``"content
+    capture stays off"``), ``known`` which values are taken."""
+    key = (variable, raw.strip().lower())
+    if key in _warned_settings:
+        return
+    _warned_settings.add(key)
+    _log.warning("%s=%r is not a known value; %s (use %s)", variable, raw[:64], outcome, known)
 
 
 class WarningLimiter:

@@ -18,6 +18,7 @@ from laios.execution._checks import as_float, as_text, number_repr, reading
 __all__ = [
     "MAX_BUCKETS",
     "MAX_CONSTANT_LABELS",
+    "MAX_CONSTANT_LABEL_NAME",
     "MAX_CONSTANT_LABEL_VALUE",
     "MAX_COUNTED_LIMIT",
     "RESERVED_LABELS",
@@ -30,6 +31,10 @@ __all__ = [
 MAX_BUCKETS = 40
 #: Most constant labels of one store.
 MAX_CONSTANT_LABELS = 10
+#: Longest name of a constant label, in characters: as a value, it is written in every series
+#: of the store (Prometheus sets no limit of its own, and a scrape's ``label_name_length_limit``
+#: may refuse a long one).
+MAX_CONSTANT_LABEL_NAME = 128
 #: Longest value of a constant label, in characters.
 MAX_CONSTANT_LABEL_VALUE = 128
 #: The largest whole number a multiprocess file holds (every one is a count, a gauge of tasks
@@ -107,8 +112,9 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
     """Return constant labels as ``(name, value)`` pairs sorted by name, or raise.
 
     Args:
-        labels: Label names to values. A name follows Prometheus' rules (letters, digits and
-            ``_``, not starting with a digit), does not start with ``__`` and is not one of
+        labels: Label names to values. A name of at most :data:`MAX_CONSTANT_LABEL_NAME`
+            characters follows Prometheus' rules (letters, digits and ``_``, not starting
+            with a digit), does not start with ``__`` and is not one of
             :data:`RESERVED_LABELS`; a value is a non-empty string of at most
             :data:`MAX_CONSTANT_LABEL_VALUE` characters that UTF-8 can encode. At most
             :data:`MAX_CONSTANT_LABELS` labels. A ``str`` subclass is checked, and kept, as
@@ -141,6 +147,11 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             raise TypeError(f"a label name must be a string, got {number_repr(name)}")
         # (a str subclass as its text: its own hash, ==, repr or encode may raise or differ)
         name = as_text(name)
+        if len(name) > MAX_CONSTANT_LABEL_NAME:
+            raise ValueError(
+                f"label name {number_repr(name)} is {len(name)} characters long; at most "
+                f"{MAX_CONSTANT_LABEL_NAME}"
+            )
         if not _LABEL_NAME.fullmatch(name):
             raise ValueError(
                 f"label name {number_repr(name)} is not valid: letters, digits and '_' only, "

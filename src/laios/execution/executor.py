@@ -35,6 +35,7 @@ from laios.execution._checks import (
     plain_callable,
     positive_int,
     reading,
+    require_method,
     switch,
     takes_one_argument,
     whole_number,
@@ -55,7 +56,7 @@ from laios.execution.redaction import truncate_bytes
 from laios.execution.retry import RetryHook, RetryPolicy
 from laios.execution.store import MAX_FINISH_LISTENERS, MetricStore, get_default_store
 from laios.execution.task_monitor import TaskMonitor
-from laios.execution.tracing import Tracing
+from laios.execution.tracing import Tracing, checked_tracing
 from laios.tools.registry import ToolLookup, ToolRegistry
 
 if TYPE_CHECKING:
@@ -196,7 +197,6 @@ class Executor(Generic[_RegistryT]):
         for option, value, method in (
             ("tool_registry", tool_registry, "get_tool"),
             ("store", store, "new_scope"),
-            ("tracer_provider", tracer_provider, "get_tracer"),
             ("prometheus_registry", prometheus_registry, "register"),
             ("runner", runner, "submit"),
             ("meter_provider", meter_provider, "get_meter"),
@@ -234,10 +234,7 @@ class Executor(Generic[_RegistryT]):
                 f"measure_cpu_time must be True or False, got {type(measure_cpu_time).__name__}"
             )
         measure_cpu_time = bool(measure_cpu_time)  # (NumPy's booleans too)
-        _require_method(
-            "tracer_provider", tracer_provider, "get_tracer", "an OpenTelemetry TracerProvider"
-        )
-        _require_method(
+        require_method(
             "prometheus_registry",
             prometheus_registry,
             "register",
@@ -245,15 +242,7 @@ class Executor(Generic[_RegistryT]):
         )
         enable_monitoring = switch("enable_monitoring", enable_monitoring)
         register_prometheus = switch("register_prometheus", register_prometheus)
-        if capture_content is not None:
-            with reading("capture_content"):
-                a_boolean = is_boolean(capture_content)
-            if not a_boolean:
-                raise TypeError(
-                    "capture_content must be None, True or False, got "
-                    f"{type(capture_content).__name__} (a string like 'false' would read as true)"
-                )
-            capture_content = bool(capture_content)  # (NumPy's booleans too)
+        capture_content = checked_tracing(tracer_provider, capture_content)
         with reading("runner"):
             a_runner = runner is None or _is_runner(runner)
         if not a_runner:
@@ -275,7 +264,7 @@ class Executor(Generic[_RegistryT]):
         max_async = positive_int("max_async_tools", max_async_tools)
         if record_capacity is not None:
             record_capacity = positive_int("record_capacity", record_capacity)
-        _require_method(
+        require_method(
             "meter_provider", meter_provider, "get_meter", "an OpenTelemetry MeterProvider"
         )
         self.tool_registry = tool_registry
@@ -781,19 +770,6 @@ class Executor(Generic[_RegistryT]):
                 shut down without waiting.
         """
         await close_awaiting(self._engine)
-
-
-def _require_method(option: str, value: object, method: str, kind: str) -> None:
-    """Refuse ``value`` for ``option`` unless it is ``None`` or has a callable ``method``.
-
-    Raises:
-        TypeError: Saying that ``option`` must be ``kind`` (also when looking ``value`` over
-            raises).
-    """
-    with reading(option):
-        usable = value is None or callable(getattr(value, method, None))
-    if not usable:
-        raise TypeError(f"{option} must be {kind}, got {type(value).__name__}")
 
 
 def _misplaced_runner(runner: InlineRunner | LoopRunner) -> str:

@@ -44,6 +44,7 @@ from laios.execution._checks import (
     takes_one_argument,
     whole_number,
 )
+from laios.execution._logs import unknown_setting
 
 __all__ = [
     "RetryDetails",
@@ -294,13 +295,29 @@ class RetryPolicy:
         return min(base, ceiling) * (1.0 - self.jitter * float(drawn))
 
 
+#: Values of ``LAIOS_RETRY_SLEEP`` that turn retry waits off, and that keep them (unset too).
+_SLEEP_OFF = frozenset({"0", "false", "no", "off"})
+_SLEEP_ON = frozenset({"", "1", "true", "yes", "on"})
+
+
 def sleeping_enabled() -> bool:
     """Whether retry waits happen (not turned off by :func:`sleeps_disabled` or
-    ``LAIOS_RETRY_SLEEP=0``, ``false``, ``no`` or ``off``, in any case)."""
+    ``LAIOS_RETRY_SLEEP=0``, ``false``, ``no`` or ``off``, in any case). Another value than
+    those and ``1``, ``true``, ``yes`` or ``on`` keeps the waits, with one warning."""
     if getattr(_sleeps_off, "blocks", None) or _global_off[0]:
         return False
-    setting = os.environ.get("LAIOS_RETRY_SLEEP", "1").strip().lower()
-    return setting not in ("0", "false", "no", "off")
+    raw = os.environ.get("LAIOS_RETRY_SLEEP", "1")
+    setting = raw.strip().lower()
+    if setting in _SLEEP_OFF:
+        return False
+    if setting not in _SLEEP_ON:
+        unknown_setting(
+            "LAIOS_RETRY_SLEEP",
+            raw,
+            "retry waits stay on",
+            "0, false, no or off to turn them off; 1, true, yes or on to keep them",
+        )
+    return True
 
 
 def _seconds(seconds: object) -> float:

@@ -529,10 +529,11 @@ class MetricStore:
         labels: Constant labels added to every ``laios_*`` series of this store (not to
             ``laios_build_info``), such as ``{"pool": "search"}``, so that two pools of one
             process can be told apart. Stores with the same labels add up into the same
-            series; stores with different ones are separate series. Names follow
-            Prometheus' rules and may not be ``tool``, ``outcome``, ``le``, ``error_type``,
-            ``name``, ``unit``, ``version``, ``quantile`` or start with ``__``; values are
-            non-empty strings of at most 128 characters; at most 10 labels.
+            series; stores with different ones are separate series. Names of at most 128
+            characters follow Prometheus' rules and may not be ``tool``, ``outcome``, ``le``,
+            ``error_type``, ``name``, ``unit``, ``version``, ``quantile`` or start with
+            ``__``; values are non-empty strings of at most 128 characters; at most 10
+            labels.
 
     Raises:
         ValueError: When a capacity is not a positive integer, or a bucket bound or a label

@@ -48,7 +48,8 @@ from laios._compat.otel import (
 )
 from laios._exceptions import exception_message, qualified_type_name
 from laios._text import shorten
-from laios.execution._logs import WarningLimiter
+from laios.execution._checks import is_boolean, not_a_class, reading, require_method
+from laios.execution._logs import WarningLimiter, unknown_setting
 from laios.execution._records import UNPRINTABLE_KEY, printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
@@ -107,8 +108,6 @@ _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 _CAPTURE_ON = frozenset({"1", "true", "yes", "on", "span_only", "span_and_event"})
 #: Values that turn it off (``event_only``: laios emits no content events).
 _CAPTURE_OFF = frozenset({"", "0", "false", "no", "off", "no_content", "event_only"})
-#: Unknown values already warned about (once each).
-_warned_values: set[str] = set()
 
 
 def _env_capture() -> bool:
@@ -116,15 +115,40 @@ def _env_capture() -> bool:
     value = raw.lower()
     if value in _CAPTURE_ON:
         return True
-    if value not in _CAPTURE_OFF and value not in _warned_values:
-        _warned_values.add(value)
-        _log.warning(
-            "%s=%r is not a known value; content capture stays off (use true/false, or "
-            "SPAN_ONLY, SPAN_AND_EVENT, EVENT_ONLY, NO_CONTENT)",
+    if value not in _CAPTURE_OFF:
+        unknown_setting(
             CAPTURE_CONTENT_ENV,
-            raw[:64],
+            raw,
+            "content capture stays off",
+            "true/false, or SPAN_ONLY, SPAN_AND_EVENT, EVENT_ONLY, NO_CONTENT",
         )
     return False
+
+
+def checked_tracing(tracer_provider: object, capture_content: object) -> bool | None:
+    """``capture_content`` as a bool (``None`` kept), once both options of :class:`Tracing`
+    (and the executor's of the same names) are found usable.
+
+    Raises:
+        TypeError: Naming the option: ``tracer_provider`` a class, or a value without
+            ``get_tracer``; ``capture_content`` not ``None``, ``True`` or ``False`` (a string
+            like ``"false"`` would read as true and turn content capture on); also when
+            looking either over raises.
+    """
+    not_a_class("tracer_provider", tracer_provider, "get_tracer")
+    require_method(
+        "tracer_provider", tracer_provider, "get_tracer", "an OpenTelemetry TracerProvider"
+    )
+    if capture_content is None:
+        return None
+    with reading("capture_content"):
+        a_boolean = is_boolean(capture_content)
+    if not a_boolean:
+        given = type(capture_content).__name__
+        if isinstance(capture_content, (str, bytes)):
+            given += " (a string like 'false' would read as true)"
+        raise TypeError(f"capture_content must be None, True or False, got {given}")
+    return bool(capture_content)  # (NumPy's booleans too)
 
 
 #: Longest ``exception.type`` of an event, in characters (a class named at run time may have a
@@ -371,6 +395,11 @@ class Tracing:
             raises or returns no tracer (a warning names it and its error).
         capture_content: Record arguments and results on task spans (redacted, truncated).
             ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+
+    Raises:
+        TypeError: ``tracer_provider`` is a class, or has no ``get_tracer``;
+            ``capture_content`` is not ``None``, ``True`` or ``False`` (see
+            :func:`checked_tracing`).
     """
 
     def __init__(
@@ -380,6 +409,7 @@ class Tracing:
     ) -> None:
         from laios import __version__
 
+        capture_content = checked_tracing(tracer_provider, capture_content)
         # A no-op provider's spans are the caller's own span, passed through: ids taken from
         # them would name the caller's span as the task's. A proxy forwards to the global one.
         #: ``False`` when tracing was turned off with a ``NoOpTracerProvider``.

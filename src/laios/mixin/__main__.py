@@ -371,7 +371,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
     if args.check:
         stale = stale_files(rendering, args.out)
         for path in stale:
-            print(f"{path}: differs from the generator's output", file=sys.stderr)
+            # (a file not there is not one that differs: the command below writes it)
+            found = (args.out / path).exists()
+            said = "differs from the generator's output" if found else "missing"
+            print(f"{path}: {said}", file=sys.stderr)
         if stale:
             # With the --out that was checked: without it the command would write elsewhere
             # (or, for laios mixin outside a checkout, ask for --out).

@@ -115,10 +115,22 @@ def unreachable_burn_rates(config: MixinConfig) -> list[str]:
         f"LaiosErrorBudgetBurn {burn.long}/{burn.short} ({_number(burn.factor)}x): left out, "
         f"it could never fire at objective {_number(objective)} (its threshold is "
         f"{_percent(burn.factor * config.error_budget)} of results); an objective of "
-        f"{_number(math.ceil((1 - 1 / burn.factor) * 10_000) / 10_000)} or more gives it"
+        f"{_number(_objective_giving(burn))} or more gives it"
         for burn in BURN_RATES
         if burn not in kept
     ]
+
+
+#: The least objective, as written, whose error budget a float holds below 1 (``1 - 1e-17``
+#: is 1 in a float): the least that gives the 1x burn rate its alert.
+_LEAST_OBJECTIVE = 1e-16
+
+
+def _objective_giving(burn: BurnRate) -> float:
+    """The objective, to four decimals, from which ``burn`` gets an alert (its threshold,
+    ``factor × (1 - objective)``, below 100 %); :data:`_LEAST_OBJECTIVE` for the 1x burn rate,
+    whose threshold is below 100 % at any objective whose budget is below 1 in a float."""
+    return max(math.ceil((1 - 1 / burn.factor) * 10_000) / 10_000, _LEAST_OBJECTIVE)
 
 
 #: The top finite bound of the default buckets of ``laios_task_duration_seconds`` (a store's

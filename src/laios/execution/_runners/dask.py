@@ -212,9 +212,11 @@ def _dask_said(exc: BaseException) -> tuple[str, BaseException | None]:
     and the cause to chain that error from: ``exc`` itself,
     unless its text was cut (a traceback would show it whole, after the error that cut it)."""
     said = str(exc)
-    if len(said) <= MAX_QUOTED_CHARS:
+    # (Dask quotes the address raw: one ending in a newline would break the error in two)
+    one_line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in said)
+    if one_line == said and len(said) <= MAX_QUOTED_CHARS:
         return said, exc
-    return shorten(said, MAX_QUOTED_CHARS), None
+    return shorten(one_line, MAX_QUOTED_CHARS), None
 
 
 def _check_port(address: str) -> None:
@@ -230,6 +232,28 @@ def _check_port(address: str) -> None:
         return
     if isinstance(port, int) and not 1 <= port <= 65535:
         raise ValueError(f"port {port} is not one a scheduler can listen on: 1 to 65535")
+
+
+def _check_protocol(address: str) -> None:
+    """Raise ``ValueError`` when Dask knows the scheme of ``address`` but cannot make its
+    connector in this installation (``ucx://`` without UCX): that failure, before anything
+    is connected to, read as a server there answering in another protocol. An address Dask
+    cannot parse, or of a scheme it does not know, is left to Dask."""
+    comm: Any = importlib.import_module("distributed.comm")  # (distributed is not typed)
+    try:
+        scheme = comm.parse_address(address)[0]
+        backend = comm.registry.get_backend(scheme)
+    except Exception:  # (refused by Dask where the runner connects, in its words)
+        return
+    try:
+        backend.get_connector()
+    except Exception as exc:
+        said, cause = _dask_said(exc)
+        raise ValueError(
+            f"address {number_repr(address)}: the {scheme}:// protocol is not available in "
+            f"this Dask installation ({type(exc).__name__}: {said}); install what Dask needs "
+            "for it, or pass the scheduler's tcp:// address"
+        ) from cause
 
 
 def _check_tls(address: str) -> None:
@@ -997,7 +1021,8 @@ class DaskRunner:
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
             given, ``client`` is closed or runs on a closed event loop (an asynchronous
             client made in an ``asyncio.run()`` that has returned), or ``address`` is not
-            one Dask can parse (no scheme or port, ``http://``).
+            one Dask can parse (no scheme or port, ``http://``) or is of a protocol this
+            Dask installation cannot use (``ucx://`` without UCX).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable or is an async function, ``worker_initargs`` is a string or not a
@@ -1121,6 +1146,7 @@ class DaskRunner:
                     self._close_own()
                     raise
             else:
+                _check_protocol(address)
                 _check_tls(address)
                 try:
                     _check_port(address)

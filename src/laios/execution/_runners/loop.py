@@ -44,7 +44,7 @@ from laios._compat.asyncio import (
     suspended_async_generators,
 )
 from laios._text import shown_name
-from laios.execution._checks import positive_int, switch
+from laios.execution._checks import not_a_class, of_kind, positive_int, reading, switch
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
@@ -994,12 +994,31 @@ class LoopRunner:
         slots: The executor's limit on async tools running at once.
         loop_thread: Run on this loop thread; ``None``: on the loop running in the thread
             that submits (``submit`` must then be called from a coroutine).
+
+    Raises:
+        TypeError: ``slots`` is not an :class:`AsyncSlots`, or ``loop_thread`` is neither
+            ``None`` nor a :class:`LoopThread` (naming the option and what was given).
     """
 
     name = "loop"
     can_stop = True
 
     def __init__(self, slots: AsyncSlots, loop_thread: LoopThread | None = None) -> None:
+        not_a_class("slots", slots, "give_up")
+        not_a_class("loop_thread", loop_thread, "stop")
+        with reading("slots"):
+            slots_ok = of_kind(slots, AsyncSlots)
+        if not slots_ok:
+            raise TypeError(
+                "slots must be an AsyncSlots (the limit on async tools running at once), got "
+                f"{type(slots).__name__}"
+            )
+        with reading("loop_thread"):
+            thread_ok = loop_thread is None or of_kind(loop_thread, LoopThread)
+        if not thread_ok:
+            raise TypeError(
+                f"loop_thread must be a LoopThread or None, got {type(loop_thread).__name__}"
+            )
         self.slots = slots
         self.loop_thread = loop_thread
         self.closed = False
