@@ -179,14 +179,25 @@ def test_abandoned_thread_is_counted_then_released(
 
 
 def test_late_result_changes_nothing(
-    executor: Executor, make_task: Any, context: Context, gate: Any, wait_until: Any
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    gate: Any,
+    wait_until: Any,
+    overrun: Any,
 ) -> None:
     """When the hung tool finally returns, the task, the result and the metrics stay 'timeout'."""
-    task = make_task("blocked")
+
+    def hang() -> Any:
+        nonlocal task, events
+        task, events = make_task("blocked"), []
+        return executor.execute_task(
+            task, context, timeout=0.2, on_progress=lambda e, d: events.append(e)
+        )
+
+    task: Any = None
     events: list[str] = []
-    result = executor.execute_task(
-        task, context, timeout=0.2, on_progress=lambda e, d: events.append(e)
-    )
+    result, _ = overrun(hang)  # (the last task is the one whose tool hung)
     before = result.model_dump()
     gate.release.set()
     assert wait_until(lambda: executor.abandoned_threads == 0)
