@@ -164,10 +164,15 @@ def test_queued_timeout_in_parallel_never_starts(
 
 
 def test_abandoned_thread_is_counted_then_released(
-    executor: Executor, make_task: Any, context: Context, gate: Any, wait_until: Any
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    gate: Any,
+    wait_until: Any,
+    overrun: Any,
 ) -> None:
     """An overrunning tool's thread counts as abandoned until the tool returns."""
-    result = executor.execute_task(make_task("blocked"), context, timeout=0.2)
+    result, _ = overrun(lambda: executor.execute_task(make_task("blocked"), context, timeout=0.2))
     assert result.metadata["outcome"] == "timeout"
     assert "abandoned" in (result.error or "")
     assert executor.abandoned_threads == 1
