@@ -490,6 +490,30 @@ def wait_until() -> Callable[..., bool]:
     return _wait_until
 
 
+def _overrun(
+    run: Callable[[], Any], started: Callable[[Any], bool] | None = None, tries: int = 10
+) -> tuple[Any, int]:
+    """Call ``run`` (a call whose short timeout a hung tool is to overrun) until its tool
+    started, by ``started(result)`` (by default: its result does not say the tool never
+    started); return that result and how many calls it took.
+
+    A short timeout counts from the submission: on a loaded machine, a worker thread can take
+    longer than that to start (or to take the task up), and the task then ends ``timeout``
+    without its tool ever starting, which is not the case such a test means to check."""
+    for count in range(1, tries + 1):
+        result = run()
+        if started(result) if started else "never started" not in (result.error or ""):
+            return result, count
+    raise AssertionError(f"the tool never started in {tries} calls (the last: {result!r})")
+
+
+@pytest.fixture
+def overrun() -> Callable[..., tuple[Any, int]]:
+    """``overrun(run, started=None, tries=10)``: call ``run`` until its tool started (did not
+    end in the queue); return its result and how many calls it took."""
+    return _overrun
+
+
 #: Ways to run one task: ``execute_task`` inline and on a worker (with a timeout),
 #: ``execute_async``, ``execute_parallel`` with one task, and ``execute_with_retry``.
 RUN_MODES = ("task", "task_timeout", "async", "parallel", "retry")

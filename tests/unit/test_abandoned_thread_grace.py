@@ -52,24 +52,38 @@ def test_a_sync_tool_that_returns_within_the_grace_is_not_warned_about(
     laios_records: list[logging.LogRecord],
     wait_until: Any,
     road: str,
+    overrun: Any,
 ) -> None:
     """A tool that checks ``current_task().cancelled`` returns soon after its timeout (or its
     awaiting coroutine's cancellation): no warning names it. A hung tool stopped after it is
     warned about, once the grace has passed: the checks come in the order of the stops, so by
     then the cooperative tool's has been made."""
     executor = make_executor(max_workers=2)
-    cooperative = make_task("poll_cancel")
-    outcome = _stop_cooperative_tool(executor, cooperative, context, road)
+    cooperative = hung = make_task("poll_cancel")
+
+    def stop_cooperative() -> Any:
+        nonlocal cooperative
+        cooperative = make_task("poll_cancel")
+        return _stop_cooperative_tool(executor, cooperative, context, road)
+
+    def stopped_early(outcome: Any) -> bool:  # (its tool was called, and it returned)
+        assert wait_until(lambda: executor.abandoned_threads == 0)
+        return bool(calls)
+
+    outcome, _ = overrun(stop_cooperative, stopped_early)
     if isinstance(outcome, TaskResult):
         assert outcome.metadata["outcome"] == "timeout"
     else:
         assert outcome == "cancelled"
-    assert wait_until(lambda: executor.abandoned_threads == 0)  # it returned: "stopped early"
     assert [name for name, _ in calls] == ["poll_cancel"]
 
-    hung = make_task("blocked")
-    stopped = time.monotonic()
-    result = executor.execute_task(hung, context, timeout=0.2)
+    def stop_hung() -> Any:
+        nonlocal hung, stopped
+        hung, stopped = make_task("blocked"), time.monotonic()
+        return executor.execute_task(hung, context, timeout=0.2)
+
+    stopped = 0.0
+    result, _ = overrun(stop_hung)
     assert result.metadata["outcome"] == "timeout"
     assert wait_until(lambda: _busy_warnings(laios_records, hung), timeout=GRACE + 5)
     assert _busy_warnings(laios_records, cooperative) == []

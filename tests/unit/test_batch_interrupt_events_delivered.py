@@ -133,6 +133,17 @@ class Scenario:
             self.interrupting.go.set()
             self.executor.shutdown(wait=True)
 
+    def try_run(self, on_progress: Any, **options: Any) -> None:
+        """As :meth:`run`, but the batch may also end without the interrupt (whether it came
+        out: ``caught``)."""
+        try:
+            asyncio.run(self.main(on_progress, **options))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.interrupting.go.set()
+            self.executor.shutdown(wait=True)
+
 
 @pytest.mark.parametrize(("event", "others"), [("started", 0), ("completed", 0), ("started", 300)])
 def test_the_interrupt_comes_out_once_a_callback_on_a_worker_returned(
@@ -167,11 +178,10 @@ def test_the_interrupt_comes_out_once_a_callback_on_a_worker_returned(
     assert all(task.status is not TaskStatus.RUNNING for task in scenario.others)
 
 
-def test_a_callback_still_running_at_the_deadline_is_not_waited_for() -> None:
-    scenario = Scenario()
+def _holding_started(scenario: Scenario, release: threading.Event) -> Any:
+    """An ``on_progress`` that lets the async tool raise on the worker task's "started", and
+    returns from it once ``release`` is set."""
     worker_id = scenario.worker_task.id
-    release = threading.Event()
-    scenario.released.append(release)
 
     def on_progress(name: str, data: dict[str, Any]) -> None:
         if data["task_id"] != worker_id:
@@ -182,10 +192,24 @@ def test_a_callback_still_running_at_the_deadline_is_not_waited_for() -> None:
             release.wait(GUARD)
             scenario.events.append("started returned")
 
-    try:
-        scenario.run(on_progress, timeout=0.3)  # (out at the deadline, the callback running)
-    finally:
-        release.set()
+    return on_progress
+
+
+def test_a_callback_still_running_at_the_deadline_is_not_waited_for() -> None:
+    # A worker thread slower to start than the deadline (a loaded machine) leaves the task to
+    # end in the queue, "started" never called: the batch ends at its deadline without the
+    # interrupt, which is not the case checked here, and is run again.
+    for _ in range(10):
+        scenario = Scenario()
+        release = threading.Event()
+        scenario.released.append(release)
+        try:  # (out at the deadline, the callback running)
+            scenario.try_run(_holding_started(scenario, release), timeout=0.3)
+        finally:
+            release.set()
+        if "started" in scenario.events:
+            break
+    assert scenario.caught.is_set(), scenario.events
     assert scenario.seen["events"] == ["started", "cancelled"]
     assert scenario.events == ["started", "cancelled", "started returned"]
     assert scenario.seen["statuses"] == [TaskStatus.CANCELLED] * 2

@@ -160,14 +160,14 @@ def test_shutdown_cancels_a_task_a_tool_left_on_the_loop_thread_and_lets_it_clea
 
 
 def test_shutdown_drops_a_tool_left_running_with_a_warning_not_an_asyncio_error(
-    stubborn: Stubborn, caplog: pytest.LogCaptureFixture
+    stubborn: Stubborn, caplog: pytest.LogCaptureFixture, overrun: Any
 ) -> None:
     """A tool left running (it swallows every cancellation) is dropped when the loop stops:
     the shutdown does not wait for it, nothing stays counted, and the executor's warning names
     it instead of asyncio's "Task was destroyed but it is pending!" error."""
     executor = _executor(stubborn)
     with caplog.at_level(logging.WARNING):
-        result = executor.execute_task(_task("stubborn"), CONTEXT, timeout=0.3)
+        result, _ = overrun(lambda: executor.execute_task(_task("stubborn"), CONTEXT, timeout=0.3))
         assert result.metadata["outcome"] == "timeout"
         give_up = time.monotonic() + WAIT
         while executor.abandoned_threads != 1:

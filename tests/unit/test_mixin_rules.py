@@ -396,7 +396,7 @@ def test_one_saturated_rejection_cannot_outlast_the_saturation_alerts_wait(
     assert f"laios_executor_abandoned_threads{config.matchers()} > 0" in rule["expr"]
 
 
-def test_a_saturated_executors_rejections_match_its_held_threads_gauge() -> None:
+def test_a_saturated_executors_rejections_match_its_held_threads_gauge(overrun: Any) -> None:
     """A real saturated executor's saturated rejections, less tool and error_type, carry
     exactly the labels of its laios_executor_abandoned_threads sample, which is above 0: the
     one-to-one `and` of LaiosExecutorSaturated matches them."""
@@ -414,7 +414,11 @@ def test_a_saturated_executors_rejections_match_its_held_threads_gauge() -> None
     )
     ctx = Context(session_id="s", user_id="u")
     try:
-        hung = executor.execute_task(Task(plan_id="p", description="d", tool_name="hang"), ctx, 0.1)
+        hung, _ = overrun(
+            lambda: executor.execute_task(
+                Task(plan_id="p", description="d", tool_name="hang"), ctx, 0.1
+            )
+        )
         refused = executor.execute_task(
             Task(plan_id="p", description="d", tool_name="hang"), ctx, 0.1
         )

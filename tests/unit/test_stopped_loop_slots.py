@@ -55,8 +55,10 @@ class Blocks(BaseTool):
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
+        self.entered = threading.Event()
 
     def _execute(self, **kwargs: Any) -> Any:
+        self.entered.set()
         self.release.wait(WAIT)
         return "released"
 
@@ -107,6 +109,33 @@ def _interrupted_batch(
             executor.execute_parallel([_task(tool) for _ in range(count)], CONTEXT, timeout=timeout)
         )
     return started + (timeout or 0.0)
+
+
+def _interrupted_once_started(
+    loop: asyncio.AbstractEventLoop, executor: Any, tool: str, entered: threading.Event
+) -> float:
+    """As :func:`_interrupted_batch` with one task of ``tool`` (a synchronous tool that sets
+    ``entered``), interrupted once its tool runs on its worker thread rather than after 0.1 s:
+    a worker thread can take longer than that to start on a loaded machine. A batch that ends
+    at its deadline (its thread later still) is made again."""
+
+    def interrupt_once_entered() -> None:
+        if entered.is_set():
+            raise KeyboardInterrupt
+        nonlocal watch
+        watch = loop.call_later(0.005, interrupt_once_entered)
+
+    for _ in range(10):
+        started = time.monotonic()
+        watch = loop.call_soon(interrupt_once_entered)
+        try:
+            loop.run_until_complete(
+                executor.execute_parallel([_task(tool)], CONTEXT, timeout=TIMEOUT)
+            )
+        except KeyboardInterrupt:
+            return started + TIMEOUT
+        watch.cancel()
+    raise AssertionError(f"{tool!r} never started in 10 batches")
 
 
 def _past(deadline: float) -> None:
@@ -170,7 +199,7 @@ def test_a_synchronous_tool_awaited_on_a_stopped_loop_times_out_at_the_next_loop
     loop ends its task as timeout and abandons its thread, as the timeout would have."""
     _, blocks = tools
     executor = _make(make_executor, tools, max_workers=1)
-    _past(_interrupted_batch(stopped_loop, executor, "blocks", 1, TIMEOUT))
+    _past(_interrupted_once_started(stopped_loop, executor, "blocks", blocks.entered))
     result = asyncio.run(executor.execute_async(_task("quick"), CONTEXT, timeout=3))
     assert result.success, result.error
     assert executor.store.snapshot().running == []

@@ -175,12 +175,17 @@ def test_no_worker_outlives_shutdown_without_wait(
 
 
 def test_only_a_hung_tool_outlives_shutdown(
-    make_executor: Any, make_task: Any, context: Context, gate: Any, wait_until: Any
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    gate: Any,
+    wait_until: Any,
+    overrun: Any,
 ) -> None:
     """A tool that overran its timeout keeps its thread past shutdown; it exits on return."""
     before = worker_threads()
     executor = make_executor(max_workers=2)
-    executor.execute_task(make_task("blocked"), context, timeout=0.1)
+    overrun(lambda: executor.execute_task(make_task("blocked"), context, timeout=0.1))
     executor.execute_task(make_task("echo"), context, timeout=5)
     started = time.monotonic()
     executor.shutdown(wait=True)

@@ -555,7 +555,7 @@ def test_failing_progress_callback_adds_an_event_and_keeps_the_status(executor, 
     assert events[0].attributes["exception.message"] == "callback broke"
 
 
-def test_saturated_executor_sets_error_type_saturated(registry, provider, exporter):
+def test_saturated_executor_sets_error_type_saturated(registry, provider, exporter, overrun):
     """A task refused because hung tools hold every thread ends ERROR ``saturated``."""
     with Executor(
         registry,
@@ -565,7 +565,9 @@ def test_saturated_executor_sets_error_type_saturated(registry, provider, export
         store=MetricStore(),
         register_prometheus=False,
     ) as ex:
-        hung = ex.execute_task(make_task("sleepy", seconds=1.5), CONTEXT, timeout=0.1)
+        hung, _ = overrun(
+            lambda: ex.execute_task(make_task("sleepy", seconds=1.5), CONTEXT, timeout=0.1)
+        )
         assert hung.metadata["outcome"] == "timeout"
         refused = ex.execute_task(make_task("echo"), CONTEXT, timeout=1)
     assert refused.metadata["error_type"] == "saturated"
