@@ -98,7 +98,6 @@ MAX_STACKTRACE_BYTES = 8192
 MAX_HELD_SECRETS = 16
 #: Longest checkpoint data key kept in a ``laios.checkpoint.*`` attribute name, in characters.
 _KEY_CHARS = 64
-#: How a checkpoint data key that cannot be printed is written.
 #: Checkpoint values read for the secrets they hold only under a secret-looking name.
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 

@@ -121,15 +121,17 @@ def unreachable_burn_rates(config: MixinConfig) -> list[str]:
     ]
 
 
-#: The least objective, as written, whose error budget a float holds below 1 (``1 - 1e-17``
-#: is 1 in a float): the least that gives the 1x burn rate its alert.
+#: A round objective whose error budget a float holds below 1, advised for the 1x burn rate's
+#: alert: every objective from about 6e-17 up gives it (below, ``1 - objective`` is 1 in a
+#: float, ``1 - 1e-17`` say).
 _LEAST_OBJECTIVE = 1e-16
 
 
 def _objective_giving(burn: BurnRate) -> float:
     """The objective, to four decimals, from which ``burn`` gets an alert (its threshold,
     ``factor × (1 - objective)``, below 100 %); :data:`_LEAST_OBJECTIVE` for the 1x burn rate,
-    whose threshold is below 100 % at any objective whose budget is below 1 in a float."""
+    whose threshold is below 100 % at any objective whose budget is below 1 in a float (a
+    round figure above the edge, about 6e-17)."""
     return max(math.ceil((1 - 1 / burn.factor) * 10_000) / 10_000, _LEAST_OBJECTIVE)
 
 
