@@ -2296,8 +2296,8 @@ class ProcessRunner:
                     "got '' (an empty name stops the forkserver as it starts)"
                 )
             if "" in module.split("."):
-                # (no module has such a name; a relative one, '.tools', stops the forkserver
-                # as it starts, as an empty one does)
+                # (no module has such a name; a relative one such as '.json' stops the
+                # forkserver as it starts, as an empty one does)
                 raise ValueError(
                     "preload must be a sequence of module names (strings, as 'myapp.tools'), "
                     f"got {module[:64]!r}: a module's full name has no leading, trailing or "
