@@ -10,10 +10,9 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from itertools import islice, pairwise
-from numbers import Real
 
 from laios.execution._aggregates import LabelSet
-from laios.execution._checks import as_float, as_text, number_repr, reading
+from laios.execution._checks import as_float, as_text, is_real, number_repr, reading
 
 __all__ = [
     "MAX_BUCKETS",
@@ -80,7 +79,8 @@ def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
             must not be passed.
 
     Raises:
-        TypeError: When ``bounds`` is not a sequence of numbers (a string, a boolean).
+        TypeError: When ``bounds`` is not a sequence of numbers (a string, a boolean, a
+            ``datetime.timedelta`` or NumPy's ``timedelta64``).
         ValueError: When a bound is not finite or not positive, the bounds are not strictly
             increasing, or there are none or too many.
     """
@@ -90,7 +90,7 @@ def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
     if not values or len(values) > MAX_BUCKETS:
         raise ValueError(f"{parameter} must have from 1 to {MAX_BUCKETS} bounds, got {len(values)}")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, Real):
+        if not is_real(value):  # (not a bool, nor NumPy's timedelta64: a length of time)
             raise TypeError(f"{parameter} must hold numbers of seconds, got {number_repr(value)}")
         # (an int or a Fraction too large for a float is infinite here, not an OverflowError)
         if not (math.isfinite(as_float(value)) and value > 0):
