@@ -2875,6 +2875,55 @@ def test_a_file_with_constant_labels_laios_never_writes_is_left_out(
     assert tasks_total(text) == 3
 
 
+@pytest.mark.parametrize("gone", [False, True], ids=["live", "retired"])
+def test_totals_with_a_label_name_longer_than_a_store_may_take_now_are_kept(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    gone: bool,
+) -> None:
+    """A constant label name of more than 128 characters, which ``MetricStore(labels=...)``
+    refuses but earlier versions took and wrote, is read from a process's file or the retired
+    file: the retired file was moved aside as unreadable, every gone process's count with it."""
+    run_tasks(store, 1)
+    sections = []
+    for labels, count in (({"pool": "batch"}, 2), ({"p" * 128: "x"}, 3)):
+        other = MetricStore(labels=labels)
+        run_tasks(other, count)
+        [totals] = ensure_collector(other, CollectorRegistry()).totals()
+        data = json.loads(
+            _totals_files.dump(
+                {
+                    "sections": [
+                        _totals_files.section_data(
+                            _totals_files.Section(totals.duration_buckets, totals)
+                        )
+                    ]
+                }
+            )
+        )
+        sections += data["sections"]
+    sections[1]["totals"]["labels"] = [["p" * 200, "x"]]  # (as an earlier version wrote it)
+    if gone:
+        retired = {"kind": "retired", "absorbed": [], "sections": []}
+        document = json.loads(_totals_files.dump(retired))
+        document["sections"] = sections
+        (directory / "laios-retired.json").write_text(json.dumps(document))
+    else:
+        export.write()
+        assert export.path is not None
+        document = json.loads(export.path.read_text())
+        document.update(pid=1, sections=sections)
+        (directory / "laios-proc-1-deadbeef0000.json").write_text(json.dumps(document))
+    text = scrape(registry)
+    assert list(parse_text(text))
+    assert tasks_total(text) == 6
+    assert f'laios_tasks_total{{outcome="success",{"p" * 200}="x",tool="echo"}} 3.0' in text
+    assert 'laios_tasks_total{outcome="success",pool="batch",tool="echo"} 2.0' in text
+    assert files(directory).count("laios-retired.json") == gone
+
+
 def test_a_link_to_an_endless_device_is_left_out_within_bounded_memory(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:

@@ -9,10 +9,15 @@ import datetime
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from laios.core.types import Context, Task
 from laios.execution._records import clamp_percent
 from laios.execution.executor import Executor
+from laios.execution.limits import ResourceLimits
+from laios.execution.metrics import ExecutionMetrics
+from laios.execution.prometheus import render_metrics
 from laios.execution.retry import RetryPolicy
 from laios.execution.store import MetricStore
 from laios.mixin.config import MixinConfig
@@ -66,3 +71,53 @@ def test_a_timeout_of_a_timedelta_is_refused(value: Any) -> None:
         result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout=value)
     assert not result.success
     assert result.error == f"timeout must be a real number of seconds, got {value!r}"
+
+
+@pytest.mark.parametrize("option", ["duration_buckets", "queue_wait_buckets"])
+@pytest.mark.parametrize("value", TIMES, ids=repr)
+def test_a_bucket_bound_of_a_timedelta_is_refused(option: str, value: Any) -> None:
+    """Bucket bounds are numbers of seconds: ``numpy.timedelta64(5)`` was taken as 5 and one
+    with a unit failed in ``float()`` naming no option. Refused as a ``datetime.timedelta``
+    is, naming the option and the value."""
+    with pytest.raises(TypeError) as raised:
+        MetricStore(**{option: [value, 10.0]})
+    assert str(raised.value) == f"{option} must hold numbers of seconds, got {value!r}"
+
+
+@pytest.mark.parametrize("value", TIMES, ids=repr)
+def test_a_retry_count_of_a_timedelta_is_refused_by_execution_metrics(value: Any) -> None:
+    """``ExecutionMetrics.retries`` is a count: ``numpy.timedelta64(5)`` was taken as 5."""
+    metrics = ExecutionMetrics("t")
+    with pytest.raises(TypeError, match=r"^retries must be a whole number, got timedelta"):
+        metrics.retries = value
+    assert metrics.retries == 0
+
+
+@pytest.mark.parametrize("field", ["timeout_seconds", "memory_limit_mb", "cpu_limit_percent"])
+@pytest.mark.parametrize("value", TIMES, ids=repr)
+def test_a_resource_limit_of_a_timedelta_is_refused(field: str, value: Any) -> None:
+    """A limit is a number (seconds, MB, percent): ``numpy.timedelta64(5)`` was taken as 5 and
+    one with a unit failed in ``float()`` with a ``TypeError`` instead of a validation error
+    naming the field."""
+    with pytest.raises(ValidationError) as raised:
+        ResourceLimits(**{field: value})
+    assert raised.value.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize("value", TIMES, ids=repr)
+def test_a_switch_of_a_timedelta_is_refused_as_no_number(value: Any) -> None:
+    """A timedelta given for a True/False option is refused without calling it a number."""
+    with pytest.raises(TypeError) as raised:
+        render_metrics(CollectorRegistry(), openmetrics=value)
+    assert str(raised.value) == f"openmetrics must be True or False, got {type(value).__name__}"
+
+
+@pytest.mark.parametrize("value", TIMES, ids=repr)
+def test_a_timedelta_in_checkpoint_data_is_kept_as_what_it_is(value: Any) -> None:
+    """Checkpoint data keep a length of time as a length of time (its ``repr`` when it is not
+    kept as it is), not as the number NumPy's counts it as."""
+    metrics = ExecutionMetrics("t")
+    metrics.checkpoint("c", {"wait": value})
+    [point] = metrics.checkpoints
+    kept = point["data"]["wait"]
+    assert kept == value if isinstance(value, datetime.timedelta) else kept == repr(value)

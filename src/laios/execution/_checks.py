@@ -238,7 +238,7 @@ def _switch(name: str, value: object) -> bool:
         said = "None"
     elif isinstance(value, (str, bytes)):
         said = f"{type(value).__name__} (a string like 'false' would read as true)"
-    elif isinstance(value, numbers.Real):
+    elif is_real(value):
         said = (
             f"{type_name(type(value))} {number_repr(value)} (of the numbers, only the whole "
             "numbers 0 and 1 are taken)"

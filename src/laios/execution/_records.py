@@ -25,6 +25,7 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
+from laios._numbers import is_numpy_timedelta
 from laios._text import shorten
 from laios.core.types import validated_utc
 from laios.execution._checks import (
@@ -412,6 +413,8 @@ def _kept(value: Any, room: int) -> tuple[Any, int]:
 
 def _scalar(value: Any, room: int) -> tuple[Any, int]:
     """A number or another immutable value kept as it is, or else its short ``repr``."""
+    if is_numpy_timedelta(value):  # (a length of time, which NumPy calls an integer)
+        return _fit(repr(value), room)
     if isinstance(value, numbers.Integral):
         integer = int(value)
         if integer.bit_length() > _MAX_INT_BITS:

@@ -10,10 +10,9 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from itertools import islice, pairwise
-from numbers import Real
 
 from laios.execution._aggregates import LabelSet
-from laios.execution._checks import as_float, as_text, number_repr, reading
+from laios.execution._checks import as_float, as_text, is_real, number_repr, reading
 
 __all__ = [
     "MAX_BUCKETS",
@@ -80,7 +79,8 @@ def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
             must not be passed.
 
     Raises:
-        TypeError: When ``bounds`` is not a sequence of numbers (a string, a boolean).
+        TypeError: When ``bounds`` is not a sequence of numbers (a string, a boolean, a
+            ``datetime.timedelta`` or NumPy's ``timedelta64``).
         ValueError: When a bound is not finite or not positive, the bounds are not strictly
             increasing, or there are none or too many.
     """
@@ -90,7 +90,7 @@ def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
     if not values or len(values) > MAX_BUCKETS:
         raise ValueError(f"{parameter} must have from 1 to {MAX_BUCKETS} bounds, got {len(values)}")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, Real):
+        if not is_real(value):  # (not a bool, nor NumPy's timedelta64: a length of time)
             raise TypeError(f"{parameter} must hold numbers of seconds, got {number_repr(value)}")
         # (an int or a Fraction too large for a float is infinite here, not an OverflowError)
         if not (math.isfinite(as_float(value)) and value > 0):
@@ -108,17 +108,20 @@ def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
     return floats
 
 
-def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
+def check_labels(labels: Mapping[str, str] | None, *, name_limit: bool = True) -> LabelSet:
     """Return constant labels as ``(name, value)`` pairs sorted by name, or raise.
 
     Args:
         labels: Label names to values. A name of at most :data:`MAX_CONSTANT_LABEL_NAME`
-            characters follows Prometheus' rules (letters, digits and ``_``, not starting
-            with a digit), does not start with ``__`` and is not one of
-            :data:`RESERVED_LABELS`; a value is a non-empty string of at most
+            characters (unless ``name_limit`` is false) follows Prometheus' rules (letters,
+            digits and ``_``, not starting with a digit), does not start with ``__`` and is
+            not one of :data:`RESERVED_LABELS`; a value is a non-empty string of at most
             :data:`MAX_CONSTANT_LABEL_VALUE` characters that UTF-8 can encode. At most
             :data:`MAX_CONSTANT_LABELS` labels. A ``str`` subclass is checked, and kept, as
             its text.
+        name_limit: Whether a name longer than :data:`MAX_CONSTANT_LABEL_NAME` characters is
+            refused: a store's are; the labels of multiprocess files are not, since earlier
+            versions wrote longer ones.
 
     Raises:
         TypeError: When ``labels`` is not a mapping (or reading it raises), or a name or
@@ -147,7 +150,7 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             raise TypeError(f"a label name must be a string, got {number_repr(name)}")
         # (a str subclass as its text: its own hash, ==, repr or encode may raise or differ)
         name = as_text(name)
-        if len(name) > MAX_CONSTANT_LABEL_NAME:
+        if name_limit and len(name) > MAX_CONSTANT_LABEL_NAME:
             raise ValueError(
                 f"label name {number_repr(name)} is {len(name)} characters long; at most "
                 f"{MAX_CONSTANT_LABEL_NAME}"

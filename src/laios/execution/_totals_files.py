@@ -364,10 +364,12 @@ def _check_bounds(section: Section) -> None:
 def _check_labels(section: Section) -> None:
     """The constant labels of ``section`` are those of a store: valid names, none reserved
     (``tool``, ``le``, ...), each once, sorted by name. Others would be added in as series
-    that Prometheus refuses, failing the whole scrape."""
+    that Prometheus refuses, failing the whole scrape. A name longer than a store may now
+    take is read: earlier versions took and wrote it, and refusing it would throw away the
+    file's other counts with it."""
     labels = section.totals.labels
     try:
-        valid = check_labels(dict(labels))
+        valid = check_labels(dict(labels), name_limit=False)
     except (TypeError, ValueError) as exc:
         raise UnreadableFile(f"its constant labels are not a store's: {exc}") from None
     if valid != tuple(labels):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from laios._numbers import is_numpy_timedelta
 from laios.execution._checks import as_float, is_boolean, number_repr
 
 __all__ = ["ResourceLimits"]
@@ -94,6 +95,8 @@ class ResourceLimits(BaseModel):
     def _not_bool(cls, value: Any) -> Any:
         if is_boolean(value):
             raise ValueError(f"must be a number, not a boolean ({value!r})")
+        if is_numpy_timedelta(value):  # (a length of time, which NumPy calls an integer)
+            raise ValueError(f"must be a number, not a length of time ({number_repr(value)})")
         if isinstance(value, (bytes, bytearray, memoryview)):
             # (Pydantic would read bytes as text, b"3" as 3: bytes are neither a number nor
             # text, which a configuration read as text gives.)
@@ -108,7 +111,11 @@ class ResourceLimits(BaseModel):
     def _fits_a_float(cls, value: Any) -> Any:
         # An int or a Fraction past a float's range, refused naming it as given (the float
         # check after this one would call it no valid number, with its digits).
-        exact = isinstance(value, numbers.Rational) and not isinstance(value, bool)
+        exact = (
+            isinstance(value, numbers.Rational)
+            and not isinstance(value, bool)
+            and not is_numpy_timedelta(value)
+        )
         if exact and math.isinf(as_float(value)):
             why = "" if value < 0 else ": too large for a float (None means no limit)"
             raise ValueError(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from laios.execution._aggregates import seconds_between
-from laios.execution._checks import as_float, as_text, is_real, number_repr
+from laios.execution._checks import as_float, as_text, is_real, number_repr, whole_number
 from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
 
@@ -216,11 +215,13 @@ class ExecutionMetrics:
 
     @retries.setter
     def retries(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        # (not a bool, nor NumPy's timedelta64: a length of time NumPy calls an integer)
+        number = whole_number(value)
+        if number is None:
             raise TypeError(f"retries must be a whole number, got {type(value).__name__}")
-        if value < 0:
-            raise ValueError(f"retries must be 0 or more, got {int(value)}")
-        self._record.retries = int(value)
+        if number < 0:
+            raise ValueError(f"retries must be 0 or more, got {number}")
+        self._record.retries = number
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:
