@@ -1950,6 +1950,29 @@ def test_a_tls_address_with_dasks_tls_configuration_is_tried(tmp_path: Path) -> 
             DaskRunner("tls://127.0.0.1:1", connect_timeout=1.0)
 
 
+def test_a_tls_address_whose_configured_certificates_cannot_be_read_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    """With TLS files in Dask's configuration that do not exist, a bare ``FileNotFoundError``
+    ("No such file or directory", naming neither the address nor the file) left the runner's
+    construction: the error names the address, what Dask said and the files configured."""
+    import dask
+
+    missing = str(tmp_path / "missing" / "ca.pem")
+    settings = {
+        "distributed.comm.tls.ca-file": missing,
+        "distributed.comm.tls.client.cert": str(tmp_path / "missing" / "client.pem"),
+    }
+    with dask.config.set(settings):
+        with pytest.raises(ValueError, match="tls://") as raised:
+            DaskRunner("tls://127.0.0.1:1", connect_timeout=1.0)
+    message = str(raised.value)
+    assert "'tls://127.0.0.1:1'" in message
+    assert "FileNotFoundError" in message
+    assert repr(missing) in message
+    assert "distributed.comm.tls.ca-file" in message
+
+
 #: A host name of 1,600 labels: Dask parses it, and no resolver finds it.
 _LONG_NAME = ".".join(["a" * 60] * 1600)
 

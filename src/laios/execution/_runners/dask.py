@@ -256,14 +256,52 @@ def _check_protocol(address: str) -> None:
         ) from cause
 
 
+#: The settings of Dask's configuration that name the files of a client's TLS context.
+_TLS_FILES = (
+    "distributed.comm.tls.ca-file",
+    "distributed.comm.tls.client.cert",
+    "distributed.comm.tls.client.key",
+)
+
+
+def _tls_files() -> str:
+    """The settings of :data:`_TLS_FILES` that Dask's configuration sets, with their values
+    (each cut short), for an error; ``""`` when none is, or the configuration cannot be
+    read."""
+    config: Any = importlib.import_module("dask").config  # (dask is not typed)
+    named = []
+    for key in _TLS_FILES:
+        try:
+            value = config.get(key, None)
+        except Exception:  # (a configuration that cannot be read names nothing)
+            continue
+        if value is not None:
+            named.append(f"{key} {quoted(value)}")
+    return ", ".join(named)
+
+
 def _check_tls(address: str) -> None:
     """Raise ``ValueError`` when ``address`` is a ``tls://`` address and Dask's configuration
     gives a client no TLS context: Dask's connector then fails before it connects, which read
-    as a server there answering in another protocol, whether or not anything listened."""
+    as a server there answering in another protocol, whether or not anything listened. Or
+    when the context cannot be made (a file it names is missing, or not PEM): Dask's error
+    names neither the address nor the file."""
     if not address.startswith("tls://"):
         return
-    security: Any = importlib.import_module("distributed.security").Security()
-    if security.get_connection_args("client").get("ssl_context") is not None:
+    try:
+        security: Any = importlib.import_module("distributed.security").Security()
+        context = security.get_connection_args("client").get("ssl_context")
+    except Exception as exc:
+        said, cause = _dask_said(exc)
+        files = _tls_files()
+        raise ValueError(
+            f"address {number_repr(address)} is a tls:// address, and Dask's configuration "
+            f"cannot give a client a TLS context ({type(exc).__name__}: {said}"
+            + (f"; it names {files}" if files else "")
+            + "): name readable PEM files there, or make a distributed.Client(address, "
+            "security=distributed.Security(...)) and pass it as client="
+        ) from cause
+    if context is not None:
         return
     raise ValueError(
         f"address {number_repr(address)} is a tls:// address, and Dask's configuration gives "
@@ -1021,8 +1059,10 @@ class DaskRunner:
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
             given, ``client`` is closed or runs on a closed event loop (an asynchronous
             client made in an ``asyncio.run()`` that has returned), or ``address`` is not
-            one Dask can parse (no scheme or port, ``http://``) or is of a protocol this
-            Dask installation cannot use (``ucx://`` without UCX).
+            one Dask can parse (no scheme or port, ``http://``), is of a protocol this
+            Dask installation cannot use (``ucx://`` without UCX), or is a ``tls://``
+            address while Dask's configuration gives a client no TLS context (no
+            certificates, or files that cannot be read).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable or is an async function, ``worker_initargs`` is a string or not a
