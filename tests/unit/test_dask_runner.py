@@ -1973,6 +1973,23 @@ def test_a_tls_address_whose_configured_certificates_cannot_be_read_is_refused_s
     assert "distributed.comm.tls.ca-file" in message
 
 
+def test_an_address_without_a_scheme_is_tls_when_dasks_default_scheme_is() -> None:
+    """Dask gives an address without a scheme its ``distributed.comm.default-scheme``: with
+    ``tls`` there and no TLS certificates configured, such an address was refused as one
+    where "something answers there in another protocol than Dask's". It is refused as a
+    ``tls://`` one is, saying what is missing."""
+    import dask
+
+    with dask.config.set({"distributed.comm.default-scheme": "tls"}):
+        with pytest.raises(ValueError, match="tls://") as raised:
+            DaskRunner("127.0.0.1:1", connect_timeout=1.0)
+    message = str(raised.value)
+    assert "'127.0.0.1:1'" in message
+    assert "distributed.comm.default-scheme" in message
+    assert "distributed.comm.tls.ca-file" in message
+    assert "another protocol" not in message
+
+
 #: A host name of 1,600 labels: Dask parses it, and no resolver finds it.
 _LONG_NAME = ".".join(["a" * 60] * 1600)
 

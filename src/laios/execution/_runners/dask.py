@@ -281,13 +281,26 @@ def _tls_files() -> str:
 
 
 def _check_tls(address: str) -> None:
-    """Raise ``ValueError`` when ``address`` is a ``tls://`` address and Dask's configuration
-    gives a client no TLS context: Dask's connector then fails before it connects, which read
-    as a server there answering in another protocol, whether or not anything listened. Or
-    when the context cannot be made (a file it names is missing, or not PEM): Dask's error
-    names neither the address nor the file."""
-    if not address.startswith("tls://"):
+    """Raise ``ValueError`` when ``address`` is a ``tls://`` address (or one without a scheme
+    while Dask's ``distributed.comm.default-scheme``, which Dask gives it, is ``tls``) and
+    Dask's configuration gives a client no TLS context: Dask's connector then fails before it
+    connects, which read as a server there answering in another protocol, whether or not
+    anything listened. Or when the context cannot be made (a file it names is missing, or not
+    PEM): Dask's error names neither the address nor the file. An address Dask cannot parse
+    is left to Dask."""
+    comm: Any = importlib.import_module("distributed.comm")  # (distributed is not typed)
+    try:
+        scheme = comm.parse_address(address)[0]
+    except Exception:  # (refused by Dask's parser where the runner connects, in its words)
         return
+    if scheme != "tls":
+        return
+    what = (
+        "a tls:// address"
+        if "://" in address
+        else "an address without a scheme, which Dask's distributed.comm.default-scheme makes "
+        "a tls:// one"
+    )
     try:
         security: Any = importlib.import_module("distributed.security").Security()
         context = security.get_connection_args("client").get("ssl_context")
@@ -295,8 +308,8 @@ def _check_tls(address: str) -> None:
         said, cause = _dask_said(exc)
         files = _tls_files()
         raise ValueError(
-            f"address {number_repr(address)} is a tls:// address, and Dask's configuration "
-            f"cannot give a client a TLS context ({type(exc).__name__}: {said}"
+            f"address {number_repr(address)} is {what}, and Dask's configuration cannot give "
+            f"a client a TLS context ({type(exc).__name__}: {said}"
             + (f"; it names {files}" if files else "")
             + "): name readable PEM files there, or make a distributed.Client(address, "
             "security=distributed.Security(...)) and pass it as client="
@@ -304,8 +317,8 @@ def _check_tls(address: str) -> None:
     if context is not None:
         return
     raise ValueError(
-        f"address {number_repr(address)} is a tls:// address, and Dask's configuration gives "
-        "a client no TLS certificates (distributed.comm.tls.ca-file, and "
+        f"address {number_repr(address)} is {what}, and Dask's configuration gives a client "
+        "no TLS certificates (distributed.comm.tls.ca-file, and "
         "distributed.comm.tls.client.cert and .key): set them, or make a "
         "distributed.Client(address, security=distributed.Security(...)) and pass it as client="
     )
@@ -1061,8 +1074,9 @@ class DaskRunner:
             client made in an ``asyncio.run()`` that has returned), or ``address`` is not
             one Dask can parse (no scheme or port, ``http://``), is of a protocol this
             Dask installation cannot use (``ucx://`` without UCX), or is a ``tls://``
-            address while Dask's configuration gives a client no TLS context (no
-            certificates, or files that cannot be read).
+            address (or has no scheme while Dask's default scheme is ``tls``) while Dask's
+            configuration gives a client no TLS context (no certificates, or files that
+            cannot be read).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable or is an async function, ``worker_initargs`` is a string or not a
