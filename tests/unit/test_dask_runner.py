@@ -2426,6 +2426,40 @@ def test_a_checkpoint_name_and_message_that_cannot_be_printed_show_as_on_a_threa
     assert "<unprintable name>" in names, names
 
 
+def test_what_cannot_be_printed_is_warned_of_in_the_callers_process(
+    make: Callable[..., Executor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warnings that a checkpoint name and a progress message could not be printed were
+    logged in the worker's processes, where the application's logging does not reach: a
+    handler on the ``laios`` logger of the caller's process saw none, where it sees both for
+    a tool on a thread."""
+    import logging
+
+    from laios.execution._logs import WarningLimiter
+
+    warnings: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "could not be printed" in record.getMessage():
+                warnings.append(record.getMessage())
+
+    # (at most one warning a minute of each placeholder: a fresh count for this run)
+    monkeypatch.setattr("laios.execution._records._unprintable_warnings", WarningLimiter())
+    handler = Collect(logging.WARNING)
+    logger = logging.getLogger("laios")
+    logger.addHandler(handler)
+    try:
+        result = make().execute_task(task("reports_unprintably"), CONTEXT, timeout=WAIT)
+    finally:
+        logger.removeHandler(handler)
+    assert result.success, result.error
+    assert len(warnings) == 2, warnings
+    assert all("of type _Unprintable " in message for message in warnings), warnings
+    assert any("'<unprintable message>'" in message for message in warnings), warnings
+    assert any("'<unprintable name>'" in message for message in warnings), warnings
+
+
 def test_a_large_call_past_its_short_timeout_ends_then_and_says_why(
     make: Callable[..., Executor],
 ) -> None:

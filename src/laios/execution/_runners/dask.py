@@ -61,7 +61,7 @@ from laios.execution._records import (
     UNPRINTABLE_MESSAGE,
     UNPRINTABLE_NAME,
     mapping_copy,
-    printable,
+    sendable,
     summarize,
 )
 from laios.execution._runners.base import (
@@ -544,7 +544,8 @@ class _WorkerCall:
     # the caller's side keeps it, its secrets scrubbed before the cut as there.
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
         if message is not None:
-            message = printable(message, UNPRINTABLE_MESSAGE)
+            # (one the tool process could not print goes on as it came: see sendable)
+            message = sendable(message, UNPRINTABLE_MESSAGE)
             if len(message) > MAX_TEXT:
                 message = scrub_head(message, self.secrets(), MAX_TEXT)
         body = pickled_message(("progress", percent, message, details))
@@ -556,8 +557,9 @@ class _WorkerCall:
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
         data = mapping_copy(data)
         # (as text, as the caller's side records it: a name that cannot be pickled would go
-        # as its description, one that cannot be printed as its class's name)
-        name = self.cut_name(printable(name, UNPRINTABLE_NAME))
+        # as its description, one that cannot be printed as its class's name; the caller's
+        # side warns of one that cannot be printed, where the application's logging is)
+        name = self.cut_name(sendable(name, UNPRINTABLE_NAME))
         body = pickled_message(("checkpoint", name, data))
         if len(body) > MAX_REPORT_BYTES:
             summary, _ = summarize(_Scrubbed(data, self.secrets()) if data else None)
