@@ -1950,6 +1950,46 @@ def test_a_tls_address_with_dasks_tls_configuration_is_tried(tmp_path: Path) -> 
             DaskRunner("tls://127.0.0.1:1", connect_timeout=1.0)
 
 
+def test_a_tls_address_whose_configured_certificates_cannot_be_read_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    """With TLS files in Dask's configuration that do not exist, a bare ``FileNotFoundError``
+    ("No such file or directory", naming neither the address nor the file) left the runner's
+    construction: the error names the address, what Dask said and the files configured."""
+    import dask
+
+    missing = str(tmp_path / "missing" / "ca.pem")
+    settings = {
+        "distributed.comm.tls.ca-file": missing,
+        "distributed.comm.tls.client.cert": str(tmp_path / "missing" / "client.pem"),
+    }
+    with dask.config.set(settings):
+        with pytest.raises(ValueError, match="tls://") as raised:
+            DaskRunner("tls://127.0.0.1:1", connect_timeout=1.0)
+    message = str(raised.value)
+    assert "'tls://127.0.0.1:1'" in message
+    assert "FileNotFoundError" in message
+    assert repr(missing) in message
+    assert "distributed.comm.tls.ca-file" in message
+
+
+def test_an_address_without_a_scheme_is_tls_when_dasks_default_scheme_is() -> None:
+    """Dask gives an address without a scheme its ``distributed.comm.default-scheme``: with
+    ``tls`` there and no TLS certificates configured, such an address was refused as one
+    where "something answers there in another protocol than Dask's". It is refused as a
+    ``tls://`` one is, saying what is missing."""
+    import dask
+
+    with dask.config.set({"distributed.comm.default-scheme": "tls"}):
+        with pytest.raises(ValueError, match="tls://") as raised:
+            DaskRunner("127.0.0.1:1", connect_timeout=1.0)
+    message = str(raised.value)
+    assert "'127.0.0.1:1'" in message
+    assert "distributed.comm.default-scheme" in message
+    assert "distributed.comm.tls.ca-file" in message
+    assert "another protocol" not in message
+
+
 #: A host name of 1,600 labels: Dask parses it, and no resolver finds it.
 _LONG_NAME = ".".join(["a" * 60] * 1600)
 
@@ -2384,6 +2424,40 @@ def test_a_checkpoint_name_and_message_that_cannot_be_printed_show_as_on_a_threa
     assert metrics is not None
     names = [point["name"] for point in metrics.checkpoints]
     assert "<unprintable name>" in names, names
+
+
+def test_what_cannot_be_printed_is_warned_of_in_the_callers_process(
+    make: Callable[..., Executor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warnings that a checkpoint name and a progress message could not be printed were
+    logged in the worker's processes, where the application's logging does not reach: a
+    handler on the ``laios`` logger of the caller's process saw none, where it sees both for
+    a tool on a thread."""
+    import logging
+
+    from laios.execution._logs import WarningLimiter
+
+    warnings: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "could not be printed" in record.getMessage():
+                warnings.append(record.getMessage())
+
+    # (at most one warning a minute of each placeholder: a fresh count for this run)
+    monkeypatch.setattr("laios.execution._records._unprintable_warnings", WarningLimiter())
+    handler = Collect(logging.WARNING)
+    logger = logging.getLogger("laios")
+    logger.addHandler(handler)
+    try:
+        result = make().execute_task(task("reports_unprintably"), CONTEXT, timeout=WAIT)
+    finally:
+        logger.removeHandler(handler)
+    assert result.success, result.error
+    assert len(warnings) == 2, warnings
+    assert all("of type _Unprintable " in message for message in warnings), warnings
+    assert any("'<unprintable message>'" in message for message in warnings), warnings
+    assert any("'<unprintable name>'" in message for message in warnings), warnings
 
 
 def test_a_large_call_past_its_short_timeout_ends_then_and_says_why(

@@ -48,6 +48,7 @@ __all__ = [
     "Checkpoint",
     "ProgressStatus",
     "ProgressUpdate",
+    "Unprintable",
     "checkpoint_data",
     "clamp_percent",
     "copy_data",
@@ -55,6 +56,7 @@ __all__ = [
     "data_size",
     "printable",
     "record_id",
+    "sendable",
     "summarize",
     "text_size",
 ]
@@ -76,21 +78,27 @@ UNPRINTABLE_KEY = "<unprintable key>"
 UNPRINTABLE_MESSAGE = "<unprintable message>"
 
 
-def printable(value: Any, placeholder: str) -> str:
-    """``value`` as text, for a checkpoint's name, a key of its data or a progress message;
-    never raises.
+class Unprintable(str):
+    """A placeholder (:data:`UNPRINTABLE_NAME`, :data:`UNPRINTABLE_MESSAGE`) sent from a
+    worker process in place of a name or a message it could not print, with the name of its
+    class (see :func:`sendable`): :func:`printable`, in the caller's process, writes it as
+    the placeholder and warns there, where the application's logging is. Elsewhere it reads
+    as the placeholder."""
 
-    A string is its own text (a ``(str, Enum)`` member its value, where ``str()`` gives
-    ``"Class.MEMBER"``); anything else is its ``str()``, or, when that raises (a user's
-    ``__str__`` may), its ``repr()``, else ``placeholder`` (:data:`UNPRINTABLE_NAME`,
-    :data:`UNPRINTABLE_KEY` or :data:`UNPRINTABLE_MESSAGE`; with a warning, at most one a
-    minute).
+    #: The name of the class of what could not be printed, as :func:`printable` warns of it.
+    type_shown: str
 
-    >>> printable("loaded", UNPRINTABLE_NAME)
-    'loaded'
-    >>> printable(3, UNPRINTABLE_KEY)
-    '3'
-    """
+    def __new__(cls, placeholder: str, type_shown: str) -> Unprintable:
+        text = super().__new__(cls, placeholder)
+        text.type_shown = type_shown
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Unprintable, (str.__str__(self), self.type_shown))
+
+
+def _text(value: Any) -> str | None:
+    """``value`` as :func:`printable` writes it, ``None`` when it cannot be printed."""
     if type(value) is str:
         return value
     if of_kind(value, str):  # (not a value whose __class__ raises: a proxy's, described)
@@ -102,15 +110,55 @@ def printable(value: Any, placeholder: str) -> str:
     try:
         return str.__str__(repr(value))
     except Exception:
-        pass
+        return None
+
+
+def printable(value: Any, placeholder: str) -> str:
+    """``value`` as text, for a checkpoint's name, a key of its data or a progress message;
+    never raises.
+
+    A string is its own text (a ``(str, Enum)`` member its value, where ``str()`` gives
+    ``"Class.MEMBER"``); anything else is its ``str()``, or, when that raises (a user's
+    ``__str__`` may), its ``repr()``, else ``placeholder`` (:data:`UNPRINTABLE_NAME`,
+    :data:`UNPRINTABLE_KEY` or :data:`UNPRINTABLE_MESSAGE`; with a warning, at most one a
+    minute). So is an :class:`Unprintable` a worker process sent, warned of here.
+
+    >>> printable("loaded", UNPRINTABLE_NAME)
+    'loaded'
+    >>> printable(3, UNPRINTABLE_KEY)
+    '3'
+    """
+    if type(value) is Unprintable:  # (what a worker process could not print)
+        shown = value.type_shown
+    else:
+        text = _text(value)
+        if text is not None:
+            return text
+        shown = shown_type(value)  # (a class whose names cannot be read is still named)
     if _unprintable_warnings.should_log(placeholder) is not None:
         _log.warning(
             "a checkpoint name, data key or progress message of type %s could not be printed "
             "(its __str__ and __repr__ raise); it is recorded as %r",
-            shown_type(value),  # (a class whose names cannot be read is still named)
+            shown,
             placeholder,
         )
     return placeholder
+
+
+def sendable(value: Any, placeholder: str) -> str:
+    """``value`` as :func:`printable` writes it, for a worker process to send to the caller's
+    process; never raises, and warns of nothing: one that cannot be printed is an
+    :class:`Unprintable` (``placeholder`` and its class's name), which ``printable`` warns of
+    there (a worker's log does not reach the application's handlers). An ``Unprintable``
+    itself (from a worker's own worker process) goes on as it is.
+
+    >>> sendable(3, UNPRINTABLE_MESSAGE)
+    '3'
+    """
+    if type(value) is Unprintable:
+        return value
+    text = _text(value)
+    return text if text is not None else Unprintable(placeholder, shown_type(value))
 
 
 #: Longest task id the store keeps as it is, in characters (see :func:`record_id`).

@@ -61,7 +61,7 @@ from laios.execution._records import (
     UNPRINTABLE_MESSAGE,
     UNPRINTABLE_NAME,
     mapping_copy,
-    printable,
+    sendable,
     summarize,
 )
 from laios.execution._runners.base import (
@@ -256,18 +256,69 @@ def _check_protocol(address: str) -> None:
         ) from cause
 
 
+#: The settings of Dask's configuration that name the files of a client's TLS context.
+_TLS_FILES = (
+    "distributed.comm.tls.ca-file",
+    "distributed.comm.tls.client.cert",
+    "distributed.comm.tls.client.key",
+)
+
+
+def _tls_files() -> str:
+    """The settings of :data:`_TLS_FILES` that Dask's configuration sets, with their values
+    (each cut short), for an error; ``""`` when none is, or the configuration cannot be
+    read."""
+    config: Any = importlib.import_module("dask").config  # (dask is not typed)
+    named = []
+    for key in _TLS_FILES:
+        try:
+            value = config.get(key, None)
+        except Exception:  # (a configuration that cannot be read names nothing)
+            continue
+        if value is not None:
+            named.append(f"{key} {quoted(value)}")
+    return ", ".join(named)
+
+
 def _check_tls(address: str) -> None:
-    """Raise ``ValueError`` when ``address`` is a ``tls://`` address and Dask's configuration
-    gives a client no TLS context: Dask's connector then fails before it connects, which read
-    as a server there answering in another protocol, whether or not anything listened."""
-    if not address.startswith("tls://"):
+    """Raise ``ValueError`` when ``address`` is a ``tls://`` address (or one without a scheme
+    while Dask's ``distributed.comm.default-scheme``, which Dask gives it, is ``tls``) and
+    Dask's configuration gives a client no TLS context: Dask's connector then fails before it
+    connects, which read as a server there answering in another protocol, whether or not
+    anything listened. Or when the context cannot be made (a file it names is missing, or not
+    PEM): Dask's error names neither the address nor the file. An address Dask cannot parse
+    is left to Dask."""
+    comm: Any = importlib.import_module("distributed.comm")  # (distributed is not typed)
+    try:
+        scheme = comm.parse_address(address)[0]
+    except Exception:  # (refused by Dask's parser where the runner connects, in its words)
         return
-    security: Any = importlib.import_module("distributed.security").Security()
-    if security.get_connection_args("client").get("ssl_context") is not None:
+    if scheme != "tls":
+        return
+    what = (
+        "a tls:// address"
+        if "://" in address
+        else "an address without a scheme, which Dask's distributed.comm.default-scheme makes "
+        "a tls:// one"
+    )
+    try:
+        security: Any = importlib.import_module("distributed.security").Security()
+        context = security.get_connection_args("client").get("ssl_context")
+    except Exception as exc:
+        said, cause = _dask_said(exc)
+        files = _tls_files()
+        raise ValueError(
+            f"address {number_repr(address)} is {what}, and Dask's configuration cannot give "
+            f"a client a TLS context ({type(exc).__name__}: {said}"
+            + (f"; it names {files}" if files else "")
+            + "): name readable PEM files there, or make a distributed.Client(address, "
+            "security=distributed.Security(...)) and pass it as client="
+        ) from cause
+    if context is not None:
         return
     raise ValueError(
-        f"address {number_repr(address)} is a tls:// address, and Dask's configuration gives "
-        "a client no TLS certificates (distributed.comm.tls.ca-file, and "
+        f"address {number_repr(address)} is {what}, and Dask's configuration gives a client "
+        "no TLS certificates (distributed.comm.tls.ca-file, and "
         "distributed.comm.tls.client.cert and .key): set them, or make a "
         "distributed.Client(address, security=distributed.Security(...)) and pass it as client="
     )
@@ -493,7 +544,8 @@ class _WorkerCall:
     # the caller's side keeps it, its secrets scrubbed before the cut as there.
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
         if message is not None:
-            message = printable(message, UNPRINTABLE_MESSAGE)
+            # (one the tool process could not print goes on as it came: see sendable)
+            message = sendable(message, UNPRINTABLE_MESSAGE)
             if len(message) > MAX_TEXT:
                 message = scrub_head(message, self.secrets(), MAX_TEXT)
         body = pickled_message(("progress", percent, message, details))
@@ -505,8 +557,9 @@ class _WorkerCall:
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
         data = mapping_copy(data)
         # (as text, as the caller's side records it: a name that cannot be pickled would go
-        # as its description, one that cannot be printed as its class's name)
-        name = self.cut_name(printable(name, UNPRINTABLE_NAME))
+        # as its description, one that cannot be printed as its class's name; the caller's
+        # side warns of one that cannot be printed, where the application's logging is)
+        name = self.cut_name(sendable(name, UNPRINTABLE_NAME))
         body = pickled_message(("checkpoint", name, data))
         if len(body) > MAX_REPORT_BYTES:
             summary, _ = summarize(_Scrubbed(data, self.secrets()) if data else None)
@@ -1021,8 +1074,11 @@ class DaskRunner:
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
             given, ``client`` is closed or runs on a closed event loop (an asynchronous
             client made in an ``asyncio.run()`` that has returned), or ``address`` is not
-            one Dask can parse (no scheme or port, ``http://``) or is of a protocol this
-            Dask installation cannot use (``ucx://`` without UCX).
+            one Dask can parse (no scheme or port, ``http://``), is of a protocol this
+            Dask installation cannot use (``ucx://`` without UCX), or is a ``tls://``
+            address (or has no scheme while Dask's default scheme is ``tls``) while Dask's
+            configuration gives a client no TLS context (no certificates, or files that
+            cannot be read).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable or is an async function, ``worker_initargs`` is a string or not a

@@ -63,7 +63,7 @@ from laios.execution._records import (
     UNPRINTABLE_MESSAGE,
     UNPRINTABLE_NAME,
     mapping_copy,
-    printable,
+    sendable,
 )
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import (
@@ -238,15 +238,16 @@ class _ChildEvents:
         """The call ended: report nothing more (call with the worker's send lock held)."""
         self._open = False
 
-    # A name and a message go as text, as the caller's side records them (see printable):
+    # A name and a message go as text, as the caller's side records them (see sendable):
     # one that cannot be pickled would go as its description, one that cannot be printed as
-    # its class's name, where a tool on a thread has the placeholder.
+    # its class's name, where a tool on a thread has the placeholder; and the caller's side
+    # warns of one that cannot be printed, where the application's logging is.
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
-        text = None if message is None else printable(message, UNPRINTABLE_MESSAGE)
+        text = None if message is None else sendable(message, UNPRINTABLE_MESSAGE)
         self._send(("progress", percent, text, details))
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
-        self._send(("checkpoint", printable(name, UNPRINTABLE_NAME), mapping_copy(data)))
+        self._send(("checkpoint", sendable(name, UNPRINTABLE_NAME), mapping_copy(data)))
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if os.getpid() != self._pid:  # a process the tool forked: not the worker's to say
