@@ -14,6 +14,8 @@ import pytest
 from checkpoint_runs import run_checkpoint
 from opentelemetry.sdk.trace import ReadableSpan
 
+from laios.execution._logs import WarningLimiter
+
 
 class UnprintableText(str):
     """A string whose ``str()`` raises: its text is only reachable as a plain ``str``."""
@@ -188,3 +190,18 @@ def test_a_huge_checkpoint_mapping_is_read_only_as_far_as_what_is_kept() -> None
     assert span.attributes is not None
     assert span.attributes["laios.checkpoint.k0"] == 0
     assert data.read < 10_000, data.read
+
+
+def test_a_data_key_that_cannot_be_printed_is_warned_of_under_its_placeholder(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key whose ``str()`` and ``repr()`` raise, over a list (read for secrets it may hold),
+    is warned of as recorded under ``<unprintable key>``, not under an empty name."""
+    monkeypatch.setattr("laios.execution._records._unprintable_warnings", WarningLimiter())
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result, _, spans = run_checkpoint("indexed", {UnprintableKey(): [1, 2]})
+    assert result.success, result.error
+    assert len(checkpoint_spans(spans)) == 1
+    warned = [r.getMessage() for r in caplog.records if "could not be printed" in r.getMessage()]
+    assert warned, "no warning of the key"
+    assert all("recorded as '<unprintable key>'" in text for text in warned), warned

@@ -102,6 +102,13 @@ _KEY_CHARS = 64
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 
 
+def _names_a_secret(key: Any) -> bool:
+    """Whether the text of ``key``, a checkpoint data key, looks like a secret's name; a key
+    that cannot be printed does not (its placeholder, ``<unprintable key>``, would)."""
+    text = printable(key, UNPRINTABLE_KEY)
+    return is_secret_key(text) and (text != UNPRINTABLE_KEY or type(key) is str)
+
+
 #: Values of ``CAPTURE_CONTENT_ENV`` that turn capture on: laios's own words, and the
 #: OpenTelemetry GenAI capture modes that put content on spans (laios records it on spans).
 _CAPTURE_ON = frozenset({"1", "true", "yes", "on", "span_only", "span_and_event"})
@@ -623,7 +630,7 @@ class Tracing:
         held = [
             (key, value)
             for key, value in entries
-            if not isinstance(value, _CONTAINERS) or is_secret_key(printable(key, ""))
+            if not isinstance(value, _CONTAINERS) or _names_a_secret(key)
         ]
         if held:
             with contextlib.suppress(Exception):  # (a key that cannot be hashed again)
