@@ -3109,6 +3109,55 @@ def test_a_cancel_while_the_initializer_runs_says_the_tool_never_started(
     assert "the tool was never started" in error
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no SIGSTOP")
+def test_a_timeout_before_the_worker_took_the_call_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A task whose worker has not taken its call yet when its timeout passes (a worker slow
+    to get to it: a loaded machine, a worker still starting up) never reached its tool: the
+    error says so, not that the tool was stopped while running."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    os.kill(pid, signal.SIGSTOP)  # (idle: it cannot read the next call until it is killed)
+    result = executor.execute_task(task("pid"), context, timeout=1.0)
+    assert result.metadata["outcome"] == "timeout", result.error
+    assert result.metadata["worker_killed"] is True
+    error = result.error or ""
+    assert "while its worker process had not taken its call yet" in error, error
+    assert "the tool was never started" in error, error
+    assert "was running" not in error, error
+    assert gone(pid), "the worker that never took its call was not stopped"
+    assert run_pid(executor, task, context) != pid  # (a new worker serves the next task)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no SIGSTOP")
+def test_a_cancel_before_the_worker_took_the_call_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """As for a timeout: a task cancelled once its call was written to a worker that has not
+    taken it yet never reached its tool, and its error says so."""
+    executor = make()
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    pool = runner._pool
+    pid = run_pid(executor, task, context)
+    os.kill(pid, signal.SIGSTOP)  # (idle: it cannot read the next call until it is killed)
+    slow = task("pid")
+    caller = Caller(executor, slow, context)
+    written = wait_for(
+        lambda: any(w.call is not None and w.call.written for w in pool.workers.values())
+    )
+    assert written, "the call was never written to its worker"
+    assert executor.cancel_task(slow.id)
+    result = caller.returned(WAIT, "the cancelled call did not return")
+    assert result.metadata["outcome"] == "cancelled", result.error
+    assert result.metadata["worker_killed"] is True
+    error = result.error or ""
+    assert "was cancelled before it started" in error, error
+    assert "while its worker process had not taken its call yet" in error, error
+    assert "the tool was never started" in error, error
+
+
 def test_a_failing_initializer_fails_each_task_clearly_without_restarting_workers(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:

@@ -94,6 +94,7 @@ from laios.execution._runners.process_worker import (
     DONE,
     LARGE,
     LONGEST_CPU_BUDGET,
+    MARK_CALL_BEGUN,
     MARK_CPU_START,
     MARK_PEAK_MEASURED,
     MARK_SIZE,
@@ -530,8 +531,10 @@ def _new_mark(context: Any) -> Any:
     """A worker's call mark: doubles in shared memory where the worker notes the CPU seconds
     its process had used when its current call began (see ``process_worker.serve``), for
     :func:`_usage_at_kill`; ``None`` where that cannot be read (not Linux) or the memory
-    could not be had. Made once per worker; the worker writes it at each call (two stores in
-    memory, no system call), and this process reads it only when it kills the worker."""
+    could not be had. Made once per worker; the worker writes it at each call (three stores in
+    memory, no system call), this process marks each call it sends as not begun yet (one
+    store), and reads it only when it kills the worker or asks whether the worker had begun
+    a call whose time ran out."""
     if not _WATCH_CPU:
         return None
     try:
@@ -1218,6 +1221,8 @@ class _Pool:
             return
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
+        if worker.mark is not None:  # (the worker, idle, sets it as it begins the call)
+            worker.mark[MARK_CALL_BEGUN] = 0.0
         try:
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(call.payload)
@@ -1971,12 +1976,22 @@ class _Pool:
                 )
             worker = call.worker
             initializing = call.written and worker is not None and not worker.ready
+            # (still running: a call that ended may have left its worker to the next one)
+            written = call.written and call.state == "running"
         if initializing and worker is not None and not _has_messages(worker):
             # (sent to a worker whose initializer has not said it returned, and has not: the
             # worker reads a call only then; a message waiting may be that it did)
             return (
                 "while its worker process was still running the process runner's initializer "
                 "(it had not returned); the tool was never started, and the worker was stopped"
+            )
+        if written and worker is not None and _not_begun(worker):
+            # (sent to a worker that had not got to it yet: one still starting up, or held up
+            # on a busy machine; it is killed with the call, as one running the tool would be)
+            return (
+                "while its worker process had not taken its call yet (the worker was slow to "
+                "get to it: still starting, or held up on a busy machine); the tool was never "
+                "started, and the worker was stopped"
             )
         return None
 
@@ -2136,6 +2151,13 @@ def _load_here(data: bytes) -> tuple[Any, ...]:
     stream.seek(1)
     message: tuple[Any, ...] = _ReaderUnpickler(stream).load()
     return message
+
+
+def _not_begun(worker: _Worker) -> bool:
+    """Whether ``worker`` has not begun the call last sent to it, as its call mark says
+    (``False`` without one: it cannot be told)."""
+    mark = worker.mark
+    return mark is not None and mark[MARK_CALL_BEGUN] == 0.0
 
 
 def _has_messages(worker: _Worker) -> bool:
@@ -2411,9 +2433,11 @@ class ProcessRunner:
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is when the runner still prepares it (it is pickled, or
         waits for a thread to pickle it; it was pickled after its deadline; it is handed to the
-        idle worker set aside for it; it is written to its worker), or where it was given up
-        before it was sent to its worker, in words that end a timeout's message (and, after
-        a cancellation, say the tool never started); ``None`` otherwise."""
+        idle worker set aside for it; it is written to its worker; it waits in a worker still
+        running the initializer, or not yet taken by its worker, as the worker's call mark
+        says), or where it was given up before it was sent to its worker, in words that end a
+        timeout's message (and, after a cancellation, say the tool never started); ``None``
+        otherwise."""
         assert isinstance(handle, _Call)
         return self._pool.preparing(handle)
 

@@ -93,6 +93,7 @@ __all__ = [
     "LARGE",
     "LARGE_MESSAGE_BYTES",
     "LONGEST_CPU_BUDGET",
+    "MARK_CALL_BEGUN",
     "MARK_CPU_START",
     "MARK_PEAK_MEASURED",
     "MARK_SIZE",
@@ -588,12 +589,14 @@ def _cpu_used(children: bool = False) -> float:
 
 
 #: Where a worker's shared call mark (see :func:`serve`) holds the CPU seconds its process had
-#: used when its current call began (``-1.0``: no call runs), and whether that call's peak
-#: memory is measured (``1.0``; ``0.0``: not).
-MARK_CPU_START, MARK_PEAK_MEASURED = 0, 1
+#: used when its current call began (``-1.0``: no call runs), whether that call's peak
+#: memory is measured (``1.0``; ``0.0``: not), and whether the worker began the last call sent
+#: to it (the caller's side sets ``0.0`` before it sends a call, the worker ``1.0`` as it
+#: begins it: until then the tool has not started, whatever holds the worker up).
+MARK_CPU_START, MARK_PEAK_MEASURED, MARK_CALL_BEGUN = 0, 1, 2
 
 #: The size of that mark, in doubles.
-MARK_SIZE = 2
+MARK_SIZE = 3
 
 
 class _Worker:
@@ -757,6 +760,7 @@ class _Worker:
         if mark is not None:  # (read by the caller's side only when it kills this worker)
             mark[MARK_PEAK_MEASURED] = 1.0 if measure_peak else 0.0
             mark[MARK_CPU_START] = cpu_start
+            mark[MARK_CALL_BEGUN] = 1.0
         # The memory limit also covers pickling the outcome to send it back: a result can take
         # more memory to pickle than to make (a ``__reduce__`` that builds its state, the
         # pickle's own copy), and that memory is the tool's too.
@@ -1190,8 +1194,9 @@ def serve(
 
     ``mark``: an array of :data:`MARK_SIZE` doubles in memory shared with the caller's side
     (``multiprocessing``'s ``RawArray``; ``None``: none), where the worker marks when each call
-    begins (see :data:`MARK_CPU_START`), so that the caller's side can tell what a call used
-    when it kills the worker under it (the worker's own count ends with it).
+    begins (see :data:`MARK_CPU_START` and :data:`MARK_CALL_BEGUN`), so that the caller's side
+    can tell what a call used when it kills the worker under it (the worker's own count ends
+    with it), and whether the worker had begun the call at all.
 
     The process leads its own process group, so that a kill of the group also stops what the
     tool started, and kills that group when the process that started it ends (even by
