@@ -1,13 +1,20 @@
 """A short secret written after its name in another letter case (``PASSWORD="ab1"``,
-``Api_Key: 'xy9'``, as environment variables, constants and headers write names) is scrubbed as
-it is after the name as the parameter writes it; and a value quoted after a header-style name
-(``Api_Key: 'abcdefghij'``) is the value without its quotes, as after ``=``."""
+``Api_Key: 'xy9'``, ``X-API-Key: xy9``, as environment variables, constants and headers write
+names; any case) is scrubbed as it is after the name as the parameter writes it; and a value
+quoted after a header-style name (``Api_Key: 'abcdefghij'``) is the value without its quotes,
+as after ``=``."""
 
 from __future__ import annotations
 
 import pytest
 
-from laios.execution.redaction import REDACTED, SecretForms, scrub, scrub_head, secret_values
+from laios.execution.redaction import (
+    REDACTED,
+    SecretForms,
+    scrub,
+    scrub_head,
+    secret_values,
+)
 
 SHORT = "xy9"
 
@@ -48,3 +55,45 @@ def test_a_quoted_value_after_a_header_style_name_in_text_is_the_value(quote: st
     assert secrets == secret_values({"cmd": f"api_key={quote}abcdefghij{quote}"})
     for text in ("api_key=abcdefghij", 'API_KEY="abcdefghij"', "Api_Key: abcdefghij"):
         assert "abcdefghij" not in scrub(text, secrets)
+
+
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("x-api-key", "X-API-Key"),
+        ("apiKey", "ApiKey"),
+        ("clientSecret", "ClientSecret"),
+        ("api_key", "API_Key"),
+        ("API_KEY", "api_Key"),
+    ],
+)
+@pytest.mark.parametrize("shape", ["{}={}", "{}: {}", "{}='{}'", '{}: "{}"'])
+def test_a_short_secret_after_its_name_in_any_mixed_case_is_scrubbed(
+    name: str, written: str, shape: str
+) -> None:
+    """The name counts in any letter case, not only the usual few: ``X-API-Key: xy9`` loses
+    the value of ``x-api-key``, ``ApiKey=xy9`` that of ``apiKey``."""
+    secrets = secret_values({name: SHORT})
+    text = f"err {shape.format(written, SHORT)} end"
+    expected = text.replace(SHORT, REDACTED)
+    assert scrub(text, secrets) == expected
+    assert scrub(text, SecretForms(secrets)) == expected
+    assert scrub_head(text, secrets, len(text) + 20) == expected
+
+
+def test_a_short_value_in_another_letter_case_is_kept() -> None:
+    """Only the name's letter case is free: the value is the secret as given (``XY9`` is not
+    ``xy9``)."""
+    secrets = secret_values({"password": SHORT})
+    assert scrub("PASSWORD=XY9 Password: Xy9", secrets) == "PASSWORD=XY9 Password: Xy9"
+
+
+@pytest.mark.parametrize("quote", ["'", '"'])
+def test_a_short_quoted_value_after_a_header_style_name_is_scrubbed_quoted_anywhere(
+    quote: str,
+) -> None:
+    """A parameter text ``Api_Key: 'ab'`` has the secret ``ab`` after its name, and ``'ab'``,
+    quotes and all (long enough to scrub from free text), wherever a text writes it."""
+    secrets = secret_values({"cmd": f"Api_Key: {quote}ab{quote}"})
+    assert scrub(f"rejected {quote}ab{quote} here", secrets) == f"rejected {REDACTED} here"
+    assert scrub("API_KEY=ab; lab", secrets) == f"API_KEY={REDACTED}; lab"
