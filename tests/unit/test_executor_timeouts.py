@@ -159,19 +159,18 @@ def test_queued_timeout_in_parallel_never_starts(
     overrun: Any,
 ) -> None:
     """In execute_parallel a task still queued when its timeout passes never runs."""
+    executor = make_executor(max_workers=1, replacement_threads=0)
 
     def scenario() -> list[TaskResult]:
-        gate.release.clear()  # (set by the call before, made again)
-        executor = make_executor(max_workers=1, replacement_threads=0)
         tasks = [make_task("blocked"), make_task("echo", text="late")]
-        results = asyncio.run(executor.execute_parallel(tasks, context, timeout=0.3))
-        gate.release.set()
-        executor.shutdown(wait=True)
-        return results
+        return asyncio.run(executor.execute_parallel(tasks, context, timeout=0.3))
 
-    # (made again, on a new executor, when the worker thread was slower to start than the
-    # timeout and the blocked tool too never started)
+    # (made again when the worker thread was slower to start than the timeout and the blocked
+    # tool too never started: on the same executor, whose thread, started now and held by
+    # nothing, takes the blocked task at once)
     results, _ = overrun(scenario, lambda results: "never started" not in (results[0].error or ""))
+    gate.release.set()
+    executor.shutdown(wait=True)
     # With no replacement thread allowed, the queued task is refused as saturated the moment
     # the only worker is abandoned, or times out in the queue: either way it never starts.
     assert results[0].metadata["outcome"] == "timeout"
