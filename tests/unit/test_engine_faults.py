@@ -135,23 +135,35 @@ def _hold_the_loop_until(moment: float) -> None:
 
 
 def test_tasks_queued_past_their_deadline_time_out_when_the_last_thread_is_abandoned(
-    make_executor: Any, make_task: Any, context: Context, gate: Any, calls: list[Any]
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    gate: Any,
+    calls: list[Any],
+    wait_until: Any,
+    overrun: Any,
 ) -> None:
     """The batch's timer strikes late, every deadline past: it abandons the running tool, the
     only usable thread, first. The tasks queued behind it were past their deadlines already:
     they end ``timeout`` (never started), not ``rejected`` as ``saturated``."""
     executor = make_executor(max_workers=1, replacement_threads=0)
-    tasks = [make_task("blocked")] + [make_task("echo", text=str(n)) for n in range(3)]
 
     async def scenario() -> list[TaskResult]:
+        tasks = [make_task("blocked")] + [make_task("echo", text=str(n)) for n in range(3)]
         batch = asyncio.ensure_future(executor.execute_parallel(tasks, context, timeout=0.2))
         await asyncio.sleep(0)  # (the batch is accepted in this turn: under one chunk)
         accepted = time.monotonic()
-        assert gate.wait_entered(1)
-        _hold_the_loop_until(accepted + 0.2)
+        # (the worker thread, slower to start than the timeout, ends the blocked task in the
+        # queue: the batch is then made again, that thread started)
+        assert wait_until(lambda: gate.entered == 1 or tasks[0].status == TaskStatus.FAILED)
+        if gate.entered == 1:
+            _hold_the_loop_until(accepted + 0.2)
         return await batch
 
-    results = asyncio.run(scenario())
+    results, _ = overrun(
+        lambda: asyncio.run(scenario()),
+        lambda results: "never started" not in (results[0].error or ""),
+    )
     assert [r.metadata["outcome"] for r in results] == ["timeout"] * 4, [r.error for r in results]
     assert all("never started" in (r.error or "") for r in results[1:])
     assert [name for name, _ in calls] == ["blocked"]
@@ -167,6 +179,8 @@ def test_a_task_queued_past_its_deadline_times_out_when_another_call_saturates(
     gate: Any,
     calls: list[Any],
     in_thread: Any,
+    wait_until: Any,
+    overrun: Any,
     abandoned_by: str,
     awaited_by: str,
 ) -> None:
@@ -174,27 +188,40 @@ def test_a_task_queued_past_its_deadline_times_out_when_another_call_saturates(
     queued behind it, its own deadline past (its loop is late): that task ends ``timeout``,
     never started, on either awaiting call; ``saturated`` is not said of it."""
     executor = make_executor(max_workers=1, replacement_threads=0)
-    if abandoned_by == "execute_task":
-        blocker, box = in_thread(executor.execute_task, make_task("blocked"), context, timeout=0.4)
-    else:
-        blocker, box = in_thread(
-            executor.execute_with_retry, make_task("blocked"), context, 0, 0.0, timeout=0.4
-        )
-    assert gate.wait_entered(1)
-    queued = make_task("echo", text="late")
 
-    async def scenario() -> TaskResult:
-        if awaited_by == "execute_async":
-            call = executor.execute_async(queued, context, timeout=0.1)
+    def attempt() -> tuple[TaskResult, TaskResult]:
+        assert wait_until(lambda: executor.runner.stats.busy == 0)  # (after a call made again)
+        if abandoned_by == "execute_task":
+            blocker, box = in_thread(
+                executor.execute_task, make_task("blocked"), context, timeout=0.4
+            )
         else:
-            call = executor.execute_with_retry_async(queued, context, 0, 0.0, timeout=0.1)
-        waiting = asyncio.ensure_future(call)
-        await asyncio.sleep(0)  # (accepted and queued in this turn)
-        blocker.join(5)  # the loop is held past the queued task's deadline meanwhile
-        return await waiting
+            blocker, box = in_thread(
+                executor.execute_with_retry, make_task("blocked"), context, 0, 0.0, timeout=0.4
+            )
+        # The awaited task is queued once the blocked call is handed to the only worker
+        # thread, not once its tool entered: its deadline, 0.1 s on, then passes before the
+        # blocked call's however late that thread starts the tool (one later than the blocked
+        # call's timeout leaves its tool never started: the call is made again).
+        assert wait_until(lambda: executor.runner.stats.busy == 1)
+        queued = make_task("echo", text="late")
 
-    result = asyncio.run(scenario())
-    assert box[0].metadata["outcome"] == "timeout"
+        async def scenario() -> TaskResult:
+            if awaited_by == "execute_async":
+                call = executor.execute_async(queued, context, timeout=0.1)
+            else:
+                call = executor.execute_with_retry_async(queued, context, 0, 0.0, timeout=0.1)
+            waiting = asyncio.ensure_future(call)
+            await asyncio.sleep(0)  # (accepted and queued in this turn)
+            blocker.join(5)  # the loop is held past the queued task's deadline meanwhile
+            return await waiting
+
+        result = asyncio.run(scenario())
+        return box[0], result
+
+    (blocked, result), _ = overrun(attempt, lambda ran: "never started" not in (ran[0].error or ""))
+    assert gate.entered == 1
+    assert blocked.metadata["outcome"] == "timeout"
     assert result.metadata["outcome"] == "timeout", result.error
     assert "never started" in (result.error or "")
     assert [name for name, _ in calls] == ["blocked"]

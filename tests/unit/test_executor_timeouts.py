@@ -96,12 +96,24 @@ def test_timeout_returns_promptly(executor: Executor, make_task: Any, context: C
     assert time.monotonic() - started < 1.5
 
 
-def test_timeout_event_fires(executor: Executor, make_task: Any, context: Context) -> None:
+def test_timeout_event_fires(
+    executor: Executor, make_task: Any, context: Context, overrun: Any
+) -> None:
     """on_progress sees 'started' then 'timeout' (with the error) for a timed-out task."""
     events: list[tuple[str, Any]] = []
-    executor.execute_task(
-        make_task("blocked"), context, timeout=0.2, on_progress=lambda e, d: events.append((e, d))
-    )
+
+    def run() -> TaskResult:
+        events.clear()  # (a call made again is told its own events)
+        return executor.execute_task(
+            make_task("blocked"),
+            context,
+            timeout=0.2,
+            on_progress=lambda e, d: events.append((e, d)),
+        )
+
+    # (made again when a worker thread slower to start than the timeout ended the task in the
+    # queue, told 'timeout' without 'started')
+    overrun(run)
     assert [e for e, _ in events] == ["started", "timeout"]
     assert "timeout" in events[1][1]["error"]
     assert events[1][1]["outcome"] == "timeout"
@@ -147,19 +159,18 @@ def test_queued_timeout_in_parallel_never_starts(
     overrun: Any,
 ) -> None:
     """In execute_parallel a task still queued when its timeout passes never runs."""
+    executor = make_executor(max_workers=1, replacement_threads=0)
 
     def scenario() -> list[TaskResult]:
-        gate.release.clear()  # (set by the call before, made again)
-        executor = make_executor(max_workers=1, replacement_threads=0)
         tasks = [make_task("blocked"), make_task("echo", text="late")]
-        results = asyncio.run(executor.execute_parallel(tasks, context, timeout=0.3))
-        gate.release.set()
-        executor.shutdown(wait=True)
-        return results
+        return asyncio.run(executor.execute_parallel(tasks, context, timeout=0.3))
 
-    # (made again, on a new executor, when the worker thread was slower to start than the
-    # timeout and the blocked tool too never started)
+    # (made again when the worker thread was slower to start than the timeout and the blocked
+    # tool too never started: on the same executor, whose thread, started now and held by
+    # nothing, takes the blocked task at once)
     results, _ = overrun(scenario, lambda results: "never started" not in (results[0].error or ""))
+    gate.release.set()
+    executor.shutdown(wait=True)
     # With no replacement thread allowed, the queued task is refused as saturated the moment
     # the only worker is abandoned, or times out in the queue: either way it never starts.
     assert results[0].metadata["outcome"] == "timeout"
@@ -308,18 +319,38 @@ def test_saturation_ends_when_the_hung_tool_returns(
 
 
 def test_cpu_time_of_a_timed_out_task_is_zero(
-    make_executor: Any, make_task: Any, context: Context
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    gate: Any,
+    wait_until: Any,
+    overrun: Any,
 ) -> None:
     """A timed-out task reports its outcome without charging the abandoned tool's CPU."""
     executor = make_executor(measure_cpu_time=True)
-    task = make_task("blocked")
-    # (the execution time runs from the tool's start: a timeout of 0.5 s leaves a loaded
-    # machine 0.45 s to start it and still count the 50 ms below)
-    executor.execute_task(task, context, timeout=0.5)
-    metrics = executor.get_metrics(task.id)
-    assert metrics is not None
-    assert metrics.cpu_time == 0.0
-    assert metrics.execution_time >= 0.05
+
+    def run() -> tuple[float, float | None, float, float]:
+        gate.release.clear()  # (set by the call before, made again)
+        task = make_task("blocked")
+        submitted = time.time()
+        executor.execute_task(task, context, timeout=0.5)
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        ran = (submitted, metrics.start_time, metrics.cpu_time, metrics.execution_time)
+        gate.release.set()  # (its thread free again for a call made again)
+        assert wait_until(lambda: executor.abandoned_threads == 0)
+        return ran
+
+    def ran_50_ms(ran: tuple[float, float | None, float, float]) -> bool:
+        submitted, start_time, _, _ = ran
+        return start_time is not None and start_time - submitted < 0.5 - 0.05
+
+    # The execution time runs from the tool's start to the timeout, 0.5 s from the call: it
+    # is made again when a worker thread slow to start (a loaded machine) started the tool
+    # later than 50 ms before the timeout, or never.
+    (_, _, cpu_time, execution_time), _ = overrun(run, ran_50_ms)
+    assert cpu_time == 0.0
+    assert execution_time >= 0.05
 
 
 # -- a timeout racing the worker that takes the task ------------------------------------

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -71,18 +71,22 @@ class Hangs(BaseTool):
 
 
 class Naps(AsyncBaseTool):
-    """An async tool: it runs on the awaiting coroutine's loop."""
+    """An async tool: it runs on the awaiting coroutine's loop (for a fifth of a second, and
+    then, given ``until``, until ``until()`` is true)."""
 
     name = "naps"
     description = "Sleeps a little on the loop."
 
-    def __init__(self) -> None:
+    def __init__(self, until: Callable[[], bool] | None = None) -> None:
         super().__init__()
         self.entered = threading.Event()
+        self.until = until
 
     async def _execute_async(self, **kwargs: Any) -> Any:
         self.entered.set()
         await asyncio.sleep(0.2)
+        while self.until is not None and not self.until():
+            await asyncio.sleep(0.01)
         return "rested"
 
 
@@ -251,7 +255,9 @@ def test_shutdown_on_the_loop_counts_the_async_tools_it_does_not_wait_for(
     """An async tool running on the loop is a task in flight that shutdown() does not wait for
     either: the warning counts it (it counted only tasks on worker threads: one of two here)."""
     asks, _ = tools
-    naps = Naps()
+    # Both tools are to be in flight at the shutdown: the async one naps until then, as the
+    # other may start later than a fixed nap lasts (its worker thread slow to start).
+    naps = Naps(until=lambda: executor.is_shutdown)
     executor = _make(make_executor, (*tools, naps))
 
     async def scenario() -> tuple[float, Any]:
