@@ -107,13 +107,11 @@ def test_secret_values_collects_values_under_secret_keys_at_any_depth() -> None:
 
 def test_secret_values_skips_very_short_values() -> None:
     """Values shorter than four characters are not collected alone (they would mangle text),
-    only as written as the value of their name (``token=abc``, ``'token': 'abc'``, the name
-    also in capitals, ``TOKEN=abc``)."""
+    only as written as the value of their name (``token=abc``, ``'token': 'abc'``)."""
     found = secret_values({"token": "abc"})
     assert "abc" not in found
     assert "token=abc" in found
-    assert scrub("TOKEN=abc", found) == f"TOKEN={REDACTED}"
-    assert all(form.lower().startswith(("token", "'token'", '"token"')) for form in found)
+    assert all(form.startswith(("token", "'token'", '"token"')) for form in found)
 
 
 def test_secret_values_of_a_non_mapping() -> None:

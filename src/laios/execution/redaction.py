@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import functools
 import html
 import json
 import math
@@ -31,7 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from enum import Enum
-from itertools import chain, islice, repeat
+from itertools import chain, compress, islice, repeat
 from types import SimpleNamespace
 from typing import Any, Literal
 from urllib.parse import (
@@ -614,9 +613,7 @@ def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
 #: (A value ends at white space, ``&``, ``#``, ``;``, a quote, a bracket or a comma: quoted,
 #: as ``password='…'`` in a ``repr``, its quotes are not part of it. The name before ``=``
 #: may be percent-encoded, as a URL's query or a form body writes it: ``api%5Fkey``,
-#: ``pass%77ord``, ``api+key``. A header line's value is the rest of its line, without the
-#: quotes around it when it is quoted whole: ``Api_Key: 'abc'`` is ``abc``; a value too short
-#: to scrub from free text so is its value with them too, ``'ab'``, as it was written.)
+#: ``pass%77ord``, ``api+key``.)
 _ASSIGNMENT = re.compile(
     r"(?:^|(?<=[\s?&;,(]))-{0,2}((?:[A-Za-z]|%[0-9A-Fa-f]{2})(?:[\w.+-]|%[0-9A-Fa-f]{2})*)"
     r"=['\"]?([^\s&#;'\"()\[\]{},]+)"
@@ -658,17 +655,10 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
             encoded = match[1] is not None  # (name=value, not a header line)
             name, value = (match[1], match[2]) if encoded else (match[3], match[4])
             value = value.rstrip()
-            values = [value, _form_decoded(value)] if encoded else [value]
-            if not encoded and len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
-                # (Api_Key: 'abc': the value as after "=", unquoted; a short one also
-                # quoted, long enough so to be scrubbed wherever it is written)
-                values = (
-                    [value[1:-1]] if len(value) - 2 >= MIN_SCRUB_CHARS else [value[1:-1], value]
-                )
-                value = value[1:-1]
             names = [name, _form_decoded(name)] if encoded else [name]
             if not value or not any(map(_names_a_secret_pair, names)):
                 continue
+            values = [value, _form_decoded(value)] if encoded else [value]
             for pair in dict.fromkeys((named, found) for found in values for named in names):
                 if pair not in seen:
                     seen.add(pair)
@@ -683,19 +673,17 @@ def _form_decoded(text: str) -> str:
 
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
-    value``, ``name='value'``, ``name="value"``, ``name: 'value'``, ``name: "value"``,
-    ``{'name': 'value'}``, ``{"name": "value"}`` (also compact, also ASCII-escaped as
-    ``json.dumps`` writes it by default, the name in a mapping too, and unquoted, as a number
-    is written), ``name=`` followed by the value percent-encoded (a URL's query; the name too,
-    where that changes it; the hex digits of the escapes in capitals or in lower case, ``%2F``
-    or ``%2f``, or mixed: see :func:`_hex_in_capitals`), the ``repr``-quoted ones also as
-    ``ascii()`` writes them (the name in a mapping too), all of them also for the value in the
-    other Unicode normalization forms (see :func:`_normalized`), and for the name and the
-    value both in each of them (a name that is not ASCII, as a text normalized as a whole
-    writes it: ``cle\\u0301_token=`` for ``clé_token``), each as an :class:`_InField` that
-    replaces only the value. A text is searched for them with the ASCII letters before the
-    value in any letter case (``PASSWORD=``, ``X-API-Key:``, see :class:`_NamedForms`): they
-    are written here once, as the name is. ``[]`` for a name that is not text."""
+    value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
+    (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
+    mapping too, and unquoted, as a number is written), ``name=`` followed by the value
+    percent-encoded (a URL's query; the name too, where that changes it; the hex digits of
+    the escapes in capitals or in lower case, ``%2F`` or ``%2f``, or mixed: see
+    :func:`_hex_in_capitals`), the ``repr``-quoted
+    ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
+    the value in the other Unicode normalization forms (see :func:`_normalized`), and for
+    the name and the value both in each of them (a name that is not ASCII, as a text
+    normalized as a whole writes it: ``cle\\u0301_token=`` for ``clé_token``), each as an
+    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
@@ -735,7 +723,6 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
         written, key = write(value), write(name)
         shapes += [
             (f"{name}={written[0]}", written[1:-1], written[-1]),
-            (f"{name}: {written[0]}", written[1:-1], written[-1]),
             (f"{key}: {written[0]}", written[1:-1], written[-1]),
             (f"{key}: ", value, ""),
         ]
@@ -747,7 +734,6 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
         key = json.dumps(name, ensure_ascii=ensure_ascii)
         shapes += [
             (f'{name}="', written, '"'),
-            (f'{name}: "', written, '"'),
             (f'{key}: "', written, '"'),
             (f'{key}:"', written, '"'),
             (f"{key}: ", value, ""),
@@ -1700,124 +1686,13 @@ class SecretForms(tuple[str, ...]):
     #: The forms whose suffixes and runs from inside are replaced too, and where each of their
     #: runs lies (see :class:`_FormIndex`).
     runs: _FormIndex
-    #: The short secrets written as the value of their name, searched for together (see
-    #: :class:`_NamedForms`); ``None`` when there are none.
-    named: _NamedForms | None
 
     def __new__(cls, secrets: Iterable[str] = ()) -> SecretForms:
         self = super().__new__(cls, secrets)
         self.forms = tuple(_with_encoded_forms(self))
         self.searched = tuple(map(_searched, self.forms))
         self.runs = _FormIndex(self.forms)
-        self.named = _NamedForms.of(self.forms)
         return self
-
-
-#: ASCII capitals to lower case: each character stays one, so a place in a text so written is
-#: the same place in the text.
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _ascii_lower(text: str) -> str:
-    """``text`` with its ASCII capitals in lower case, and every other character as it is."""
-    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
-
-
-class _NamedForms:
-    """The :class:`_InField` forms of secrets (a short secret written as the value of its name,
-    ``api_key='xy9'``), found in a text in one search, whatever their number: what comes before
-    the value (the name, its quotes) with its ASCII letters in any letter case, as names are
-    written (``API_KEY=``, ``X-API-Key:``, ``ApiKey=`` for ``apiKey``), the value exactly as
-    given (``XY9`` is not ``xy9``).
-
-    A text is searched with its ASCII letters in lower case (see :func:`_ascii_lower`), for
-    every form so written whose value it holds at once (none when it holds no value: a short
-    search for each); then the value found is compared with the values of the forms so
-    written, as the text writes it.
-    """
-
-    __slots__ = ("forms", "longest", "patterns")
-
-    def __init__(self, forms: Sequence[tuple[str, int, int]]) -> None:
-        """``forms``: each :class:`_InField` as its text, ``head`` and ``tail``."""
-        written: dict[tuple[str, str, str], set[str]] = {}
-        for form, head, tail in sorted(forms, key=lambda form: -len(form[0])):  # (longest first)
-            end = len(form) - tail
-            lowered = _ascii_lower(form)
-            key = (lowered[:head], lowered[head:end], lowered[end:])
-            found = written.get(key)
-            if found is None:
-                found = written[key] = set()
-            found.add(form[head:end])
-        #: Each form in lower case (the longest first), with the values it stands for as
-        #: written, by its value in lower case.
-        self.forms: dict[str, list[tuple[str, str, str, frozenset[str]]]] = {}
-        for key, values in written.items():
-            self.forms.setdefault(key[1], []).append((*key, frozenset(values)))
-        #: The length of the longest form.
-        self.longest = max((len(form) for form, _, _ in forms), default=0)
-        #: The search for the forms of each set of values met, and the values each of its
-        #: groups (the value of one form) stands for, by number.
-        self.patterns: dict[tuple[str, ...], tuple[re.Pattern[str], list[frozenset[str]]]] = {}
-
-    @classmethod
-    def of(cls, forms: Iterable[str]) -> _NamedForms | None:
-        """The :class:`_InField` forms among ``forms``; ``None`` when there are none."""
-        named = tuple((form, form.head, form.tail) for form in forms if type(form) is _InField)
-        return _named_forms(named) if named else None
-
-    def search(self, values: tuple[str, ...]) -> tuple[re.Pattern[str], list[frozenset[str]]]:
-        """The search for the forms of ``values`` (in lower case), and what each group of it
-        stands for; made once for each set of values met."""
-        found = self.patterns.get(values)
-        if found is None:
-            entries = sorted(
-                (entry for value in values for entry in self.forms[value]),
-                key=lambda entry: -sum(map(len, entry[:3])),  # (the longest first)
-            )
-            pattern = re.compile(
-                "|".join(
-                    f"{re.escape(head)}({re.escape(value)}){re.escape(tail)}"
-                    for head, value, tail, _ in entries
-                )
-            )
-            if len(self.patterns) >= _MAX_NAMED_SEARCHES:
-                self.patterns.clear()
-            found = self.patterns[values] = (pattern, [frozenset(), *(e[3] for e in entries)])
-        return found
-
-    def found(self, text: str, lowered: str, start: int, stop: int) -> Iterator[tuple[int, int]]:
-        """Where ``text`` (``lowered`` its :func:`_ascii_lower` form) writes the value of a form
-        lying wholly from ``start`` to ``stop``, as ``(start, end)`` of the value (what is
-        replaced: the name is kept), left to right."""
-        values = tuple(value for value in self.forms if lowered.find(value, start, stop) >= 0)
-        if not values:
-            return
-        pattern, written = self.search(values)
-        for match in pattern.finditer(lowered, start, stop):
-            group = match.lastindex or 0
-            begin, end = match.span(group)
-            if text[begin:end] in written[group]:
-                yield begin, end
-
-
-#: Most searches a :class:`_NamedForms` keeps (one for each set of values a text held).
-_MAX_NAMED_SEARCHES = 64
-
-
-@functools.lru_cache(maxsize=64)
-def _named_forms(forms: tuple[tuple[str, int, int], ...]) -> _NamedForms:
-    """The :class:`_NamedForms` of ``forms``, made once for the same forms (the secrets of a
-    call, scrubbed from each text it writes)."""
-    return _NamedForms(forms)
-
-
-def _named_of(secrets: Iterable[str], forms: Sequence[str]) -> _NamedForms | None:
-    """The :class:`_NamedForms` of ``forms``, the forms of ``secrets`` (made already for
-    :class:`SecretForms`)."""
-    if type(secrets) is SecretForms:
-        return secrets.named
-    return _NamedForms.of(forms)
 
 
 #: Forms of secrets past which a text longer than ``_LONG_TEXT`` characters is looked at
@@ -1889,13 +1764,10 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         folded, origin = _fold(shown)  # (searched with its characters in compatibility forms)
         searched = _searched_of(secrets, forms)
         index = _index_of(secrets, forms)
-        named = _named_of(secrets, forms)
         found: list[tuple[int, int]] = []
         # (and with the hex digits of its percent-escapes in capitals, where that differs)
         for text in _hex_in_capitals(folded):
             found += _occurrences_in(text, forms, searched, index)
-            if named is not None:  # (short secrets after their names: in one search)
-                found += named.found(text, _ascii_lower(text), 0, len(text))
         text = _replaced(shown, found, origin)
     if forms and "input_value=" in text:
         text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
@@ -1912,19 +1784,10 @@ def _occurrences_in(
     if len(forms) > _MANY_FORMS and len(text) > _LONG_TEXT:
         # (a form of which no run of 8 characters is in the text needs no search for it)
         candidates, fragments = index.scan(text, 0, len(text))
-        present = [
-            forms[at]
-            for at in sorted(candidates)
-            if type(forms[at]) is not _InField and searched[at] in text
-        ]
+        present = [forms[at] for at in sorted(candidates) if searched[at] in text]
         tails = [ends[at] for at in sorted(candidates) if at in ends and ends[at][1] in text]
     else:
-        # (short secrets after their names are searched for together: see _NamedForms)
-        present = [
-            form
-            for form, part in zip(forms, searched, strict=True)
-            if type(form) is not _InField and part in text
-        ]
+        present = list(compress(forms, [part in text for part in searched]))
         tails = [tail for tail in ends.values() if tail[1] in text]
         fragments = index.fragments_in(text, 0, len(text))
     if not (present or tails or fragments):
@@ -2367,13 +2230,12 @@ def _occurrences(
     tails: Sequence[_Tail] = (),
     fragments: Sequence[tuple[int, int]] = (),
 ) -> list[tuple[int, int]]:
-    """The ``(start, end)`` of every occurrence in ``text`` of ``forms`` (none an
-    :class:`_InField`: see :class:`_NamedForms`; whole, or a prefix of at least
-    ``MIN_PREFIX_CHARS`` characters), of the forms of ``tails`` (a suffix of as many) and of
-    ``fragments`` (the places of runs from inside a form, see :meth:`_FormIndex.scan`), each
-    run of overlapping occurrences of one form as one; all found in ``text`` as given, before
-    any is replaced (see :func:`_replaced`), so a form inside the ``[REDACTED]`` that
-    replaces another is never replaced there."""
+    """The ``(start, end)`` of every occurrence in ``text`` of ``forms`` (whole, or a prefix
+    of at least ``MIN_PREFIX_CHARS`` characters), of the forms of ``tails`` (a suffix of as
+    many) and of ``fragments`` (the places of runs from inside a form, see
+    :meth:`_FormIndex.scan`), each run of overlapping occurrences of one form as one; all
+    found in ``text`` as given, before any is replaced (see :func:`_replaced`), so a form
+    inside the ``[REDACTED]`` that replaces another is never replaced there."""
     found: list[tuple[int, int]] = list(fragments)  # runs of overlapping occurrences
     for tail in tails:
         start, end = _first_tail(text, tail, 0, len(text))
@@ -2382,6 +2244,13 @@ def _occurrences(
             found.append((start, end))
             start, end = _first_tail(text, tail, end, len(text))
     for form in forms:
+        size = len(form)
+        if type(form) is _InField:  # (only its value is replaced: its name is kept)
+            start = text.find(form)
+            while start >= 0:
+                found.append((start + form.head, start + size - form.tail))
+                start = text.find(form, start + size)
+            continue
         searched = _searched(form)
         start, written = _first_written(text, form, searched, 0, len(text))
         while start >= 0:
@@ -2567,9 +2436,7 @@ class _Copier:
         "chars",
         "limit",
         "longest",
-        "lowered",
         "named",
-        "named_forms",
         "numbers",
         "repeated",
         "runs",
@@ -2589,10 +2456,6 @@ class _Copier:
         # worked out once a mapping holds a short value.
         self.named: frozenset[str] | None = None
         self.searched = _searched_of(secrets, self.secrets)
-        # (short secrets after their names, searched for together: see _NamedForms)
-        self.named_forms = _named_of(secrets, self.secrets)
-        # The last text searched for those, and it with its ASCII letters in lower case.
-        self.lowered = ("", "")
         self.runs = _index_of(secrets, self.secrets) if self.secrets else None
         self.tails = () if self.runs is None else tuple(self.runs.tails.values())
         self.longest = max(map(len, self.secrets), default=0)
@@ -2740,14 +2603,10 @@ class _Copier:
             return False
         if len(written) >= MIN_SCRUB_CHARS or not written:
             return False
-        if self.named is None:  # (the name in any letter case, as _NamedForms reads it)
-            self.named = frozenset(
-                _ascii_lower(s[: s.head]) + s[s.head :] for s in self.secrets if type(s) is _InField
-            )
+        if self.named is None:
+            self.named = frozenset(str(s) for s in self.secrets if type(s) is _InField)
         # (a name percent-encoded as a form's is, the hex digits of its escapes in capitals)
-        return any(
-            f"{_ascii_lower(name)}={written}" in self.named for name in _hex_in_capitals(key)
-        )
+        return any(f"{name}={written}" in self.named for name in _hex_in_capitals(key))
 
     def copy_items(
         self,
@@ -2873,21 +2732,14 @@ class _Copier:
         there is none."""
         first, last = -1, -1  # what to replace: the earliest, then the longest
         for secret, searched in zip(self.secrets, self.searched, strict=True):
-            if type(secret) is _InField:  # (searched for together, below)
-                continue
             at, written = _first_written(text, secret, searched, pos, stop)
             if at < 0:
                 continue
             begin, finish = at, at + written
+            if type(secret) is _InField:  # (only its value: its name is kept)
+                begin, finish = begin + secret.head, finish - secret.tail
             if begin < cut and (first < 0 or begin < first or (begin == first and finish > last)):
                 first, last = begin, finish
-        if self.named_forms is not None:  # (only the value: the name is kept)
-            for begin, finish in self.named_forms.found(text, self.lower(text), pos, stop):
-                if begin < cut and (
-                    first < 0 or begin < first or (begin == first and finish > last)
-                ):
-                    first, last = begin, finish
-                break
         for tail in self.tails:  # (suffixes: the first to begin may end further on)
             if text.find(tail[1], pos, stop) < 0:  # (none: as most texts have)
                 continue
@@ -2934,8 +2786,6 @@ class _Copier:
             grown = False
             for secret, searched in zip(self.secrets, self.searched, strict=True):
                 size = len(secret)
-                if type(secret) is _InField:  # (searched for together, below)
-                    continue
                 if searched is not secret:  # (its prefixes too)
                     finish = _run_end(text, secret, searched, start, end)
                     if finish > end:
@@ -2943,19 +2793,15 @@ class _Copier:
                         if end > stop:
                             return len(text)
                     continue
-                # An occurrence that starts inside the run and ends after it lies in this
-                # window (the last one reaches furthest).
-                at = text.rfind(secret, max(start + 1, end - size + 1, 0), end - 1 + size)
+                # What is replaced of an occurrence: all of it, or the value of a name.
+                head, tail = (secret.head, secret.tail) if type(secret) is _InField else (0, 0)
+                # An occurrence whose replaced part starts inside the run and ends after it
+                # lies in this window (the last one reaches furthest).
+                low = max(start + 1 - head, end - size + tail + 1, 0)
+                at = text.rfind(secret, low, end - head - 1 + size)
                 if at >= 0:
-                    end = at + size
+                    end = at + size - tail
                     grown = True
-            named = self.named_forms
-            if named is not None:  # (a value of a name that starts inside the run, ends after)
-                low = max(start + 1 - named.longest, 0)
-                lowered = self.lower(text)
-                for begin, finish in named.found(text, lowered, low, end + named.longest):
-                    if start < begin < end < finish:
-                        end, grown = finish, True
             for form_tail in self.tails:
                 finish = _tail_run_end(text, form_tail, start, end, stop)
                 if finish > end:
@@ -2969,13 +2815,6 @@ class _Copier:
             if end > stop:
                 return len(text)
         return end
-
-    def lower(self, text: str) -> str:
-        """``text`` with its ASCII letters in lower case (see :func:`_ascii_lower`), worked out
-        once for the text searched in turn."""
-        if self.lowered[0] is not text:
-            self.lowered = (text, _ascii_lower(text))
-        return self.lowered[1]
 
     def fragments(self, text: str, start: int, stop: int) -> list[tuple[int, int]]:
         """Where ``text`` writes runs from inside a secret's form through places sampled from
