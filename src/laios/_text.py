@@ -42,6 +42,14 @@ def shown_name(name: str) -> str:
     return shorten(name, SHOWN_NAME_CHARS)
 
 
+def shown_type(value: object) -> str:
+    """The name of ``value``'s class as a message or a description shows it: read past a
+    metaclass whose ``__name__`` raises (see :func:`~laios._exceptions.type_name`), and cut
+    to ``MAX_QUOTED_CHARS`` characters (a class may be made with a name of any size). Never
+    raises."""
+    return shorten(type_name(type(value)), MAX_QUOTED_CHARS)
+
+
 def quoted(value: object) -> str:
     """``repr(value)`` for an error message (escapes for what is not printable), cut to
     :data:`MAX_QUOTED_CHARS` characters; a value whose ``repr`` raises is described by its
@@ -49,7 +57,7 @@ def quoted(value: object) -> str:
     try:
         text = repr(value)
     except Exception:
-        return f"<{shorten(type_name(type(value)), MAX_QUOTED_CHARS)} object>"
+        return f"<{shown_type(value)} object>"
     return shorten(text, MAX_QUOTED_CHARS)
 
 

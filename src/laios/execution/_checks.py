@@ -15,7 +15,7 @@ from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import is_instance
 from laios._exceptions import type_name
 from laios._numbers import is_numpy_timedelta
-from laios._text import MAX_QUOTED_CHARS, quoted, shorten
+from laios._text import MAX_QUOTED_CHARS, quoted, shorten, shown_type
 from laios.core.types import Task
 
 __all__ = [
@@ -129,14 +129,6 @@ def conversion_hint(value: object) -> str:
     ):
         return ": pass float(value)"
     return ""
-
-
-def shown_type(value: object) -> str:
-    """The name of ``value``'s class as a message or a description shows it: read past a
-    metaclass whose ``__name__`` raises (see :func:`~laios._exceptions.type_name`), and cut
-    to ``MAX_QUOTED_CHARS`` characters (a class may be made with a name of any size). Never
-    raises."""
-    return shorten(type_name(type(value)), MAX_QUOTED_CHARS)
 
 
 def not_real(what: str, value: object) -> TypeError:
@@ -397,8 +389,7 @@ def as_text(value: object, name: str = "value") -> str:
     except Exception as exc:
         raise TypeError(
             f"{name} must be a string (or a value whose str() gives one), got "
-            f"{shorten(type_name(type(value)), MAX_QUOTED_CHARS)}, whose str() raised "
-            f"{shorten(type_name(type(exc)), MAX_QUOTED_CHARS)}"
+            f"{shown_type(value)}, whose str() raised {shown_type(exc)}"
         ) from exc
     # (str() of an object whose __str__ returns a str subclass gives that subclass)
     return text if type(text) is str else str.__str__(text)

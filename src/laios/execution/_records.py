@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from laios._numbers import is_numpy_timedelta
-from laios._text import shorten
+from laios._text import shorten, shown_type
 from laios.core.types import validated_utc
 from laios.execution._checks import (
     as_float,
@@ -34,7 +34,6 @@ from laios.execution._checks import (
     not_real,
     number_repr,
     of_kind,
-    shown_type,
 )
 from laios.execution._logs import WarningLimiter
 
