@@ -15,6 +15,8 @@ def is_numpy_timedelta(value: object) -> bool:
     registers as an integer (``numbers.Integral``), so that a check for a number takes
     ``numpy.timedelta64(5)`` for 5. It is no number, as a ``datetime.timedelta`` is none.
     ``False`` while NumPy is not imported (no such value exists then). Never raises."""
+    if type(value) is int or type(value) is float:  # (the numbers every progress report gives)
+        return False
     numpy = sys.modules.get("numpy")
     kind = getattr(numpy, "timedelta64", None) if numpy is not None else None
     return isinstance(kind, type) and is_instance(value, kind)
