@@ -102,10 +102,10 @@ _KEY_CHARS = 64
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 
 
-def _names_a_secret(key: Any) -> bool:
-    """Whether the text of ``key``, a checkpoint data key, looks like a secret's name; a key
-    that cannot be printed does not (its placeholder, ``<unprintable key>``, would)."""
-    text = printable(key, UNPRINTABLE_KEY)
+def _names_a_secret(key: Any, text: str) -> bool:
+    """Whether ``text``, a checkpoint data key's (``printable(key, UNPRINTABLE_KEY)``), looks
+    like a secret's name; a key that cannot be printed does not (its placeholder,
+    ``<unprintable key>``, would)."""
     return is_secret_key(text) and (text != UNPRINTABLE_KEY or type(key) is str)
 
 
@@ -627,16 +627,16 @@ class Tracing:
         # A token the tool checkpoints under its name, quoted in another entry: the entries
         # recorded are read for it, and the containers under secret-looking names (not others,
         # which are not recorded: a list of rows would cost every checkpoint its reading).
+        shown = [(key, printable(key, UNPRINTABLE_KEY), value) for key, value in entries]
         held = [
             (key, value)
-            for key, value in entries
-            if not isinstance(value, _CONTAINERS) or _names_a_secret(key)
+            for key, text, value in shown
+            if not isinstance(value, _CONTAINERS) or _names_a_secret(key, text)
         ]
         if held:
             with contextlib.suppress(Exception):  # (a key that cannot be hashed again)
                 secrets = _with_secrets_of(dict(held), secrets)
-        for key, value in entries:
-            text = printable(key, UNPRINTABLE_KEY)
+        for key, text, value in shown:
             label = text
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)
                 label = scrub_head(label, secrets, _KEY_CHARS + 1)
