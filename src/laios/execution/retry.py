@@ -40,6 +40,7 @@ from laios.execution._checks import (
     not_real,
     number_repr,
     plain_callable,
+    require_method,
     switch,
     takes_one_argument,
     whole_number,
@@ -338,13 +339,6 @@ def _seconds(seconds: object) -> float:
         raise _unconverted("seconds", "a real number", seconds, "float", exc, TypeError) from None
 
 
-def _check_stop(stop: object, event: str) -> None:
-    """Refuse a ``stop`` that is no event (nothing to ``wait`` on), naming it: at the call,
-    not only once there is a wait to do, where it failed with an ``AttributeError``."""
-    if stop is not None and not callable(getattr(stop, "wait", None)):
-        raise TypeError(f"stop must be {event} or None, got {type(stop).__name__}")
-
-
 def sleep(seconds: float, stop: threading.Event | None = None) -> None:
     """Wait between attempts (returns early when ``stop`` is set, or when sleeps are off).
 
@@ -362,7 +356,8 @@ def sleep(seconds: float, stop: threading.Event | None = None) -> None:
             "stop must be a threading.Event, got an asyncio.Event: in async code, await "
             "retry.sleep_async(seconds, stop) instead"
         )
-    _check_stop(stop, "a threading.Event")
+    # (refused at the call, not once there is a wait to do: whatever the wait)
+    require_method("stop", stop, "wait", "a threading.Event or None")
     if not seconds > 0 or not sleeping_enabled():
         return
     seconds = min(seconds, threading.TIMEOUT_MAX)
@@ -394,7 +389,7 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
             "stop must be an asyncio.Event, got a threading.Event: in blocking code, call "
             "retry.sleep(seconds, stop) instead"
         )
-    _check_stop(stop, "an asyncio.Event")
+    require_method("stop", stop, "wait", "an asyncio.Event or None")
     if not seconds > 0 or not sleeping_enabled():
         await asyncio.sleep(0)
         return
