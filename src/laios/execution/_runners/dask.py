@@ -219,14 +219,26 @@ def _dask_said(exc: BaseException) -> tuple[str, BaseException | None]:
     return shorten(one_line, MAX_QUOTED_CHARS), None
 
 
-def _check_port(address: str) -> None:
-    """Raise ``ValueError`` when ``address`` is a ``tcp://`` or ``tls://`` address whose port no
-    scheduler can listen on (0, negative, past 65535). Dask parses such a port, and its client
-    tries to connect there until its timeout, to say then that nothing could be reached. An
-    address Dask cannot parse, or of another scheme, is left to Dask."""
+def _parsed(address: str) -> tuple[str, str] | None:
+    """The scheme and the location Dask reads in ``address`` (one without a scheme has Dask's
+    ``distributed.comm.default-scheme``); ``None`` when Dask cannot parse it: such an address
+    is left to Dask's parser where the runner connects, refused there in its words."""
     comm: Any = importlib.import_module("distributed.comm")  # (distributed is not typed)
     try:
         scheme, location = comm.parse_address(address)
+    except Exception:
+        return None
+    return scheme, location
+
+
+def _check_port(scheme: str, location: str) -> None:
+    """Raise ``ValueError`` when a ``tcp://`` or ``tls://`` address (its ``scheme`` and
+    ``location``, as :func:`_parsed` gives them) has a port no scheduler can listen on (0,
+    negative, past 65535). Dask parses such a port, and its client tries to connect there
+    until its timeout, to say then that nothing could be reached. A location Dask cannot
+    parse, or another scheme, is left to Dask."""
+    comm: Any = importlib.import_module("distributed.comm")  # (distributed is not typed)
+    try:
         port = comm.parse_host_port(location)[1] if scheme in ("tcp", "tls") else None
     except Exception:  # (refused by Dask's parser where the runner connects, in its words)
         return
@@ -234,14 +246,13 @@ def _check_port(address: str) -> None:
         raise ValueError(f"port {port} is not one a scheduler can listen on: 1 to 65535")
 
 
-def _check_protocol(address: str) -> None:
-    """Raise ``ValueError`` when Dask knows the scheme of ``address`` but cannot make its
+def _check_protocol(address: str, scheme: str) -> None:
+    """Raise ``ValueError`` when Dask knows ``scheme``, that of ``address``, but cannot make its
     connector in this installation (``ucx://`` without UCX): that failure, before anything
-    is connected to, read as a server there answering in another protocol. An address Dask
-    cannot parse, or of a scheme it does not know, is left to Dask."""
+    is connected to, read as a server there answering in another protocol. A scheme Dask
+    does not know is left to Dask."""
     comm: Any = importlib.import_module("distributed.comm")  # (distributed is not typed)
     try:
-        scheme = comm.parse_address(address)[0]
         backend = comm.registry.get_backend(scheme)
     except Exception:  # (refused by Dask where the runner connects, in its words)
         return
@@ -280,19 +291,14 @@ def _tls_files() -> str:
     return ", ".join(named)
 
 
-def _check_tls(address: str) -> None:
-    """Raise ``ValueError`` when ``address`` is a ``tls://`` address (or one without a scheme
-    while Dask's ``distributed.comm.default-scheme``, which Dask gives it, is ``tls``) and
-    Dask's configuration gives a client no TLS context: Dask's connector then fails before it
-    connects, which read as a server there answering in another protocol, whether or not
-    anything listened. Or when the context cannot be made (a file it names is missing, or not
-    PEM): Dask's error names neither the address nor the file. An address Dask cannot parse
-    is left to Dask."""
-    comm: Any = importlib.import_module("distributed.comm")  # (distributed is not typed)
-    try:
-        scheme = comm.parse_address(address)[0]
-    except Exception:  # (refused by Dask's parser where the runner connects, in its words)
-        return
+def _check_tls(address: str, scheme: str) -> None:
+    """Raise ``ValueError`` when ``address`` is a ``tls://`` address (its ``scheme`` is
+    ``tls``: also one without a scheme while Dask's ``distributed.comm.default-scheme``,
+    which Dask gives it, is ``tls``) and Dask's configuration gives a client no TLS context:
+    Dask's connector then fails before it connects, which read as a server there answering
+    in another protocol, whether or not anything listened. Or when the context cannot be
+    made (a file it names is missing, or not PEM): Dask's error names neither the address
+    nor the file."""
     if scheme != "tls":
         return
     what = (
@@ -1202,10 +1208,13 @@ class DaskRunner:
                     self._close_own()
                     raise
             else:
-                _check_protocol(address)
-                _check_tls(address)
+                parsed = _parsed(address)
+                if parsed is not None:
+                    _check_protocol(address, parsed[0])
+                    _check_tls(address, parsed[0])
                 try:
-                    _check_port(address)
+                    if parsed is not None:
+                        _check_port(*parsed)
                     _await_handshake(address, connect_timeout)
                     client = client_class(address, timeout=connect_timeout)
                 # (The address is described cut short, as is Dask's text, which quotes it.)
