@@ -77,6 +77,7 @@ from laios.execution._totals_files import (
     Section,
     TooLarge,
     UnreadableFile,
+    counts_fit,
     dump,
     read_document,
     section_data,
@@ -1053,32 +1054,29 @@ def _readable(sections: list[Section]) -> bool:
             pending.extend(data.keys())
             pending.extend(data.values())
         elif kind is list or isinstance(data, tuple):  # (named tuples too)
-            if set(map(type, data)) <= _INT:  # (bucket counts: checked at once)
-                if data and not 0 <= min(data) <= max(data) <= MAX_COUNTED_LIMIT:
-                    return False
-            else:
+            fit = counts_fit(data)  # (bucket counts: checked at once)
+            if fit is None:
                 pending.extend(data)
+            elif not fit:
+                return False
         else:  # (a dataclass of the totals)
-            pending.extend(_fields_of(kind)(data))
+            pending.extend(_field_values(kind)(data))
     return True
 
 
-def _fields_of(kind: type[Any]) -> Callable[[Any], tuple[Any, ...]]:
+def _field_values(kind: type[Any]) -> Callable[[Any], tuple[Any, ...]]:
     """What gives the fields' values of an instance of ``kind``, a dataclass of the totals."""
-    found = _FIELDS_OF.get(kind)
+    found = _FIELD_VALUES.get(kind)
     if found is None:
         names = [field.name for field in dataclasses.fields(kind)]
         if len(names) == 1:  # (attrgetter gives the value itself, not a tuple, for one name)
-            found = _FIELDS_OF[kind] = lambda data: (getattr(data, names[0]),)
+            found = _FIELD_VALUES[kind] = lambda data: (getattr(data, names[0]),)
         else:
-            found = _FIELDS_OF[kind] = operator.attrgetter(*names)
+            found = _FIELD_VALUES[kind] = operator.attrgetter(*names)
     return found
 
 
-_FIELDS_OF: dict[type[Any], Callable[[Any], tuple[Any, ...]]] = {}
-
-
-_INT = frozenset({int})
+_FIELD_VALUES: dict[type[Any], Callable[[Any], tuple[Any, ...]]] = {}
 
 
 def _retired(

@@ -36,7 +36,7 @@ import math
 import os
 import stat
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
@@ -247,15 +247,25 @@ def _variable_tuple(kind: Any) -> Callable[[Any], Any]:
 
     def decode_items(data: Any) -> tuple[Any, ...]:
         items = _list(data)
-        if item is _integer and set(map(type, items)) <= _INT:
-            if items and not 0 <= min(items) <= max(items) <= MAX_COUNTED_LIMIT:
-                raise ValueError("expected counts from 0 to 2**63 - 1")
+        fit = counts_fit(items) if item is _integer else None
+        if fit is False:
+            raise ValueError("expected counts from 0 to 2**63 - 1")
+        if fit:
             return tuple(items)
         if empty and items.count(None) == len(items):
             return (None,) * len(items)
         return tuple(map(item, items))
 
     return decode_items
+
+
+def counts_fit(items: Sequence[Any]) -> bool | None:
+    """For ``items`` all plain ``int`` (bucket counts), whether each is a count a file may hold
+    (0 to 2**63 - 1), checked at once rather than an item at a time; ``None`` when some item
+    is not a plain ``int``."""
+    if not set(map(type, items)) <= _INT:
+        return None
+    return not items or 0 <= min(items) <= max(items) <= MAX_COUNTED_LIMIT
 
 
 _INT = frozenset({int})
