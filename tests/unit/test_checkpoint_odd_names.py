@@ -205,3 +205,34 @@ def test_a_data_key_that_cannot_be_printed_is_warned_of_under_its_placeholder(
     warned = [r.getMessage() for r in caplog.records if "could not be printed" in r.getMessage()]
     assert warned, "no warning of the key"
     assert all("recorded as '<unprintable key>'" in text for text in warned), warned
+
+
+class StrOnly:
+    """A hashable key whose ``repr()`` raises and whose ``str()`` works."""
+
+    def __str__(self) -> str:
+        return "str only"
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["traced", "untraced"])
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [(UnprintableKey(), "<unprintable key>"), (StrOnly(), "str only")],
+    ids=["nothing-printable", "str-only"],
+)
+def test_a_data_key_whose_repr_raises_is_recorded_as_its_span_has_it(
+    key: Any, shown: str, traced: bool
+) -> None:
+    """The record kept such a key as ``<UnprintableKey object>`` (the name of its class),
+    where its span has ``<unprintable key>``, as the key of a tool on the process runner is
+    recorded: the record now has the span's text, its ``str()`` or that placeholder."""
+    result, kept, spans = run_checkpoint("indexed", {key: 3, "plain": "kept"}, traced=traced)
+    assert result.success, result.error
+    (point,) = [point for point in kept if point["name"] == "indexed"]
+    assert point["data"] == {shown: 3, "plain": "kept"}
+    if traced:
+        (span,) = checkpoint_spans(spans)
+        assert dict(span.attributes or {})[f"laios.checkpoint.{shown}"] == 3

@@ -1969,8 +1969,53 @@ def test_a_tls_address_whose_configured_certificates_cannot_be_read_is_refused_s
     message = str(raised.value)
     assert "'tls://127.0.0.1:1'" in message
     assert "FileNotFoundError" in message
-    assert repr(missing) in message
-    assert "distributed.comm.tls.ca-file" in message
+    assert f"distributed.comm.tls.ca-file {missing!r} (missing)" in message
+
+
+@pytest.mark.parametrize(
+    ("unreadable", "why"), [("missing", "missing"), ("directory", "a directory")]
+)
+def test_a_tcp_address_with_configured_tls_files_that_cannot_be_read_is_refused_saying_so(
+    tmp_path: Path, unreadable: str, why: str
+) -> None:
+    """Dask's client makes the TLS context its configuration names for every address,
+    ``tcp://`` too: with files there that cannot be read, a ``tcp://`` address was refused
+    with a ``ConnectionError`` saying that the scheduler could not be reached, and to start
+    it. It is refused as a ``tls://`` address is, naming the address, what Dask said and the
+    file that cannot be read."""
+    import dask
+
+    ca = str(tmp_path / "missing" / "ca.pem") if unreadable == "missing" else str(tmp_path)
+    settings = {
+        "distributed.comm.tls.ca-file": ca,
+        "distributed.comm.tls.client.cert": ca,
+    }
+    with dask.config.set(settings):
+        with pytest.raises(ValueError, match="tcp://") as raised:
+            DaskRunner("tcp://127.0.0.1:1", connect_timeout=1.0)
+    message = str(raised.value)
+    assert "'tcp://127.0.0.1:1'" in message
+    assert "cannot reach" not in message
+    assert f"distributed.comm.tls.ca-file {ca!r} ({why})" in message
+    assert "tls://" in message  # (what the files are for)
+
+
+def test_a_tcp_address_with_readable_tls_files_configured_is_tried(tmp_path: Path) -> None:
+    """Readable TLS files in Dask's configuration, which a ``tcp://`` address does not use,
+    do not stop it: nothing listens there, so the scheduler cannot be reached."""
+    import dask
+    from tls_certs import authority
+
+    ca = authority(tmp_path)
+    client_cert = ca.issue(tmp_path, "laios client", server=False)
+    settings = {
+        "distributed.comm.tls.ca-file": str(ca.cert_file),
+        "distributed.comm.tls.client.cert": str(client_cert.cert_file),
+        "distributed.comm.tls.client.key": str(client_cert.key_file),
+    }
+    with dask.config.set(settings):
+        with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler"):
+            DaskRunner("tcp://127.0.0.1:1", connect_timeout=1.0)
 
 
 def test_an_address_without_a_scheme_is_tls_when_dasks_default_scheme_is() -> None:

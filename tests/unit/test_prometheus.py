@@ -604,6 +604,33 @@ def test_unregister_collector_refuses_what_is_not_a_registry() -> None:
         prometheus.unregister_collector(object())  # type: ignore[arg-type]
 
 
+class UnreadableRegistry:
+    """A stand-in for a registry whose attributes cannot be looked up (a proxy whose backend
+    is down)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("the backend is down")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda registry: ensure_collector(None, registry),
+        lambda registry: unregister_collector(registry),
+        lambda registry: prometheus.render_metrics(registry),
+    ],
+    ids=["ensure_collector", "unregister_collector", "render_metrics"],
+)
+def test_a_registry_whose_attributes_cannot_be_read_is_refused_naming_it(
+    call: Any,
+) -> None:
+    """Looking such a registry over raised its own ``RuntimeError``, naming no argument; it is
+    a ``TypeError`` naming ``registry`` and what the lookup raised, as for other options."""
+    with pytest.raises(TypeError, match=r"^registry cannot be used: .*RuntimeError") as raised:
+        call(UnreadableRegistry())
+    assert "the backend is down" in str(raised.value)
+
+
 class Held(BaseTool):
     name = "held"
     description = "Waits until the test lets it go"

@@ -293,7 +293,8 @@ def summarize(
       ``"<dict of 3 items>"``.
     - Dates, times, UUIDs, small decimals and fractions, complex numbers and ranges are kept;
       paths are kept when short. Anything else becomes its ``repr()`` cut as a string, or
-      ``"<TypeName object>"`` when ``repr()`` raises.
+      ``"<TypeName object>"`` when ``repr()`` raises (a key then becomes its ``str()``, else
+      :data:`UNPRINTABLE_KEY`, as its checkpoint span has it).
     - A mapping whose ``len()`` or items raise (a closed ``shelve``) becomes
       ``{"…": "<TypeName object>"}``.
 
@@ -420,15 +421,16 @@ def _fit(text: str, room: int) -> tuple[str, int]:
     return text, size
 
 
-def _value(value: Any, room: int, depth: int) -> tuple[Any, int]:
-    """A bounded copy of one value taking at most ``room`` bytes, and its size."""
+def _value(value: Any, room: int, depth: int, as_key: bool = False) -> tuple[Any, int]:
+    """A bounded copy of one value taking at most ``room`` bytes, and its size (``as_key``:
+    a mapping's key, see :func:`_scalar`)."""
     try:
-        return _copy(value, room, depth)
+        return _copy(value, room, depth, as_key)
     except Exception:  # a hostile value (its len, items or repr raised): say what it was
         return _fit(_described(value), room)
 
 
-def _copy(value: Any, room: int, depth: int) -> tuple[Any, int]:
+def _copy(value: Any, room: int, depth: int, as_key: bool = False) -> tuple[Any, int]:
     kind = type(value)
     size = _scalar_size(value)
     if 0 <= size <= room:
@@ -447,7 +449,7 @@ def _copy(value: Any, room: int, depth: int) -> tuple[Any, int]:
         if depth >= MAX_DATA_DEPTH:
             return _fit(f"<{shown_type(value)} of {len(value)} items>", room)
         return _collection(value, room, depth + 1)
-    return _scalar(value, room)
+    return _scalar(value, room, as_key)
 
 
 def _kept(value: Any, room: int) -> tuple[Any, int]:
@@ -458,8 +460,10 @@ def _kept(value: Any, room: int) -> tuple[Any, int]:
     return _fit(str(value), room)
 
 
-def _scalar(value: Any, room: int) -> tuple[Any, int]:
-    """A number or another immutable value kept as it is, or else its short ``repr``."""
+def _scalar(value: Any, room: int, as_key: bool = False) -> tuple[Any, int]:
+    """A number or another immutable value kept as it is, or else its short ``repr``; when
+    that raises, ``"<TypeName object>"``, or for a mapping's key (``as_key``) its text as
+    its checkpoint span has it (its ``str()``, else :data:`UNPRINTABLE_KEY`, warned of)."""
     if is_numpy_timedelta(value):  # (a length of time, which NumPy calls an integer)
         return _fit(repr(value), room)
     if isinstance(value, numbers.Integral):
@@ -481,7 +485,7 @@ def _scalar(value: Any, room: int) -> tuple[Any, int]:
     try:
         text = repr(value)
     except Exception:
-        text = _described(value)
+        text = printable(value, UNPRINTABLE_KEY) if as_key else _described(value)
     return _fit(text, room)
 
 
@@ -500,7 +504,7 @@ def _binary(value: bytes | bytearray | memoryview, room: int) -> tuple[Any, int]
 
 def _key(key: Any, room: int, depth: int) -> tuple[Any, int]:
     """A mapping key: a summarized, hashable copy."""
-    copy, size = _value(key, room, depth)
+    copy, size = _value(key, room, depth, as_key=True)
     try:
         hash(copy)
     except TypeError:  # (an unhashable copy of a hashable key)

@@ -75,7 +75,7 @@ from laios.execution._aggregates import (
     StoreSnapshot,
     every_outcome,
 )
-from laios.execution._checks import not_a_class, switch
+from laios.execution._checks import not_a_class, require_method, switch
 from laios.execution._exposition import MAX_EXEMPLAR_CHARS as _MAX_EXEMPLAR_CHARS
 from laios.execution._exposition import StoreRenderer, bound_texts
 from laios.execution._families import (
@@ -120,6 +120,8 @@ _OPENMETRICS_TYPE = "application/openmetrics-text"
 #: unchanged in both formats ("dots" doubles each "_"; "values" prefixes OpenMetrics names).
 _PLAIN_ESCAPINGS = frozenset({"underscores", "allow-utf-8"})
 _EOF = b"# EOF\n"
+#: What a ``registry`` argument must be, as its refusal says (see ``require_method``).
+_A_REGISTRY = "a prometheus_client CollectorRegistry"
 #: The version of OpenMetrics, and of the text format after 0.0.4, that ``/metrics`` writes.
 _VERSION_1 = (1, 0, 0)
 #: A quoted string (RFC 9110 5.6.4: a backslash in it escapes the next character; one left
@@ -431,7 +433,8 @@ def ensure_collector(
             histograms cannot be added: give the store other labels or the same buckets); or
             when the registry exports 100 sets of constant labels already.
         TypeError: When ``store`` is not a ``MetricStore`` or ``registry`` not a registry (the
-            two swapped, a class given for an instance).
+            two swapped, a class given for an instance), or cannot be looked over (its
+            attribute lookups raise).
         ValueError: When the registry's ``register`` raises anything else (a registry of
             your own that refuses collectors), naming what it raised.
 
@@ -461,7 +464,7 @@ def collector_for(
         registry = REGISTRY
     else:
         not_a_class(option, registry, "register")
-        _check_registry(registry, "register", option)
+        require_method(option, registry, "register", _A_REGISTRY)
     with _collectors_lock:
         collector = _collectors.get(registry)
         if collector is None:
@@ -482,15 +485,6 @@ def collector_for(
         return collector
 
 
-def _check_registry(registry: object, method: str, option: str = "registry") -> None:
-    """Refuse what is not a registry (an object without ``method``, the registry's method about
-    to be called) with a ``TypeError`` saying so, naming it as ``option``."""
-    if not callable(getattr(registry, method, None)):
-        raise TypeError(
-            f"{option} must be a prometheus_client CollectorRegistry, got {type(registry).__name__}"
-        )
-
-
 def unregister_collector(registry: CollectorRegistry | None = None) -> StoreCollector | None:
     """Remove the collector :func:`ensure_collector` registered in ``registry``, if any.
 
@@ -506,7 +500,7 @@ def unregister_collector(registry: CollectorRegistry | None = None) -> StoreColl
     if registry is None:
         registry = REGISTRY
     else:
-        _check_registry(registry, "unregister")
+        require_method("registry", registry, "unregister", _A_REGISTRY)
     with _collectors_lock:
         collector = _collectors.pop(registry, None)
         if collector is not None:
@@ -835,7 +829,7 @@ def _render(
         registry = REGISTRY
     else:  # (else prometheus_client fails on it, in words that name no argument)
         not_a_class("registry", registry, "collect")
-        _check_registry(registry, "collect")
+        require_method("registry", registry, "collect", _A_REGISTRY)
     # Read once: prometheus_client's part and the laios_* part both filter by them, and an
     # iterator would be used up by the first.
     names = _read_names(names)

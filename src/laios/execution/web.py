@@ -264,11 +264,18 @@ def _no_password() -> str:
     )
 
 
+def _plain_text(value: Any) -> str | None:
+    """The text ``value`` holds as a plain ``str`` when it is a string (a ``str`` subclass, a
+    ``(str, Enum)`` member, as its text: formatted, such a member shows its name), else
+    ``None``. None of its own methods is called: its ``__str__`` or ``==`` may raise."""
+    return str.__str__(value) if isinstance(value, str) else None
+
+
 def _choice(where: str, value: Any, choices: Sequence[str]) -> str:
     """``value`` as the plain ``str`` it holds when it is one of ``choices``, or fail. A value
     that is no string is refused before it is compared (its own ``==`` may raise), and a
     ``str`` subclass (a ``(str, Enum)`` member) is compared as its text."""
-    text = str.__str__(value) if isinstance(value, str) else None
+    text = _plain_text(value)
     if text is None or text not in choices:
         _fail(where, f"must be one of {', '.join(choices)}, not {number_repr(value)}")
     return text
@@ -318,7 +325,7 @@ class TLSServerConfig:
             ca_file = _path(f"{where}.client_ca_file", self.client_ca_file)
             object.__setattr__(self, "client_ca_file", ca_file)
         given = self.client_auth_type
-        unverified = str.__str__(given) if isinstance(given, str) else None
+        unverified = _plain_text(given)
         if unverified in _UNVERIFIED_CLIENT_AUTH:
             _fail(
                 f"{where}.client_auth_type",
@@ -565,13 +572,13 @@ def _check_headers(headers: Any) -> dict[str, str]:
         # formatted such a member shows its name.
         # (A name or value that is no string is refused before it is compared: its own ==
         # may raise.)
-        name = str.__str__(key) if isinstance(key, str) else None
+        name = _plain_text(key)
         if name is None or name not in _EXTRA_HEADERS:
             _fail(where, f"{number_repr(key)} cannot be set (only {', '.join(_EXTRA_HEADERS)})")
         allowed = _EXTRA_HEADERS[name]
         # (HTTP/1.1 sends header values as bytes: WSGI and ASGI servers take Latin-1 at most,
         # and anything beyond ASCII is not portable; control characters would split headers.)
-        text = str.__str__(value) if isinstance(value, str) else None
+        text = _plain_text(value)
         if text is None or not (text.isascii() and text.isprintable()):
             _fail(
                 f"{where}.{name}",

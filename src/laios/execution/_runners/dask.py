@@ -277,8 +277,9 @@ _TLS_FILES = (
 
 def _tls_files() -> str:
     """The settings of :data:`_TLS_FILES` that Dask's configuration sets, with their values
-    (each cut short), for an error; ``""`` when none is, or the configuration cannot be
-    read."""
+    (each cut short), for an error, each followed by why it cannot be read when it names a
+    file that cannot be (``(missing)``, ``(a directory)``, ``(not readable)``); ``""`` when
+    none is set, or the configuration cannot be read."""
     config: Any = importlib.import_module("dask").config  # (dask is not typed)
     named = []
     for key in _TLS_FILES:
@@ -287,40 +288,73 @@ def _tls_files() -> str:
         except Exception:  # (a configuration that cannot be read names nothing)
             continue
         if value is not None:
-            named.append(f"{key} {quoted(value)}")
+            named.append(f"{key} {quoted(value)}{_unreadable(value)}")
     return ", ".join(named)
 
 
+def _unreadable(value: object) -> str:
+    """Why the file a TLS setting's ``value`` names cannot be read, in parentheses after a
+    space; ``""`` when it can, or ``value`` is no path (PEM text itself, which Dask takes
+    too, or not a string). Looked at, not opened: a path may name a pipe."""
+    if not isinstance(value, str) or "\n" in value:
+        return ""
+    try:
+        if not os.path.exists(value):
+            return " (missing)"
+        if os.path.isdir(value):
+            return " (a directory)"
+        if not os.access(value, os.R_OK):
+            return " (not readable)"
+    except (OSError, ValueError):  # (a path the system cannot take: a NUL in it)
+        return " (not a path the system can open)"
+    return ""
+
+
 def _check_tls(address: str, scheme: str) -> None:
-    """Raise ``ValueError`` when ``address`` is a ``tls://`` address (its ``scheme`` is
-    ``tls``: also one without a scheme while Dask's ``distributed.comm.default-scheme``,
-    which Dask gives it, is ``tls``) and Dask's configuration gives a client no TLS context:
-    Dask's connector then fails before it connects, which read as a server there answering
-    in another protocol, whether or not anything listened. Or when the context cannot be
-    made (a file it names is missing, or not PEM): Dask's error names neither the address
-    nor the file."""
+    """Raise ``ValueError`` when Dask's configuration names TLS files for a client that
+    cannot be read (missing, a directory, not PEM), whatever the scheme of ``address``:
+    Dask's client makes that TLS context for every address, ``tcp://`` too, and its error
+    names neither the address nor the file (the runner's handshake, which makes it too, read
+    it as a scheduler it could not reach). Or when ``address`` is a ``tls://`` address (its
+    ``scheme`` is ``tls``: also one without a scheme while Dask's
+    ``distributed.comm.default-scheme``, which Dask gives it, is ``tls``) and Dask's
+    configuration gives a client no TLS context: Dask's connector then fails before it
+    connects, which read as a server there answering in another protocol, whether or not
+    anything listened."""
     if scheme != "tls":
-        return
-    what = (
-        "a tls:// address"
-        if "://" in address
-        else "an address without a scheme, which Dask's distributed.comm.default-scheme makes "
-        "a tls:// one"
-    )
+        what = f"a {scheme}:// address"
+    elif "://" in address:
+        what = "a tls:// address"
+    else:
+        what = (
+            "an address without a scheme, which Dask's distributed.comm.default-scheme makes "
+            "a tls:// one"
+        )
     try:
         security: Any = importlib.import_module("distributed.security").Security()
         context = security.get_connection_args("client").get("ssl_context")
     except Exception as exc:
         said, cause = _dask_said(exc)
         files = _tls_files()
-        raise ValueError(
-            f"address {number_repr(address)} is {what}, and Dask's configuration cannot give "
+        named = (
             f"a client a TLS context ({type(exc).__name__}: {said}"
             + (f"; it names {files}" if files else "")
-            + "): name readable PEM files there, or make a distributed.Client(address, "
-            "security=distributed.Security(...)) and pass it as client="
+            + ")"
+        )
+        if scheme == "tls":
+            raise ValueError(
+                f"address {number_repr(address)} is {what}, and Dask's configuration cannot "
+                f"give {named}: name readable PEM files there, or make a "
+                "distributed.Client(address, security=distributed.Security(...)) and pass "
+                "it as client="
+            ) from cause
+        raise ValueError(
+            f"address {number_repr(address)} is {what}, and Dask's configuration cannot give "
+            f"{named}, which Dask's client makes for every address: name readable PEM "
+            "files there (a scheduler that uses them has a tls:// address), or remove them "
+            "from the configuration"
         ) from cause
-    if context is not None:
+    if scheme != "tls" or context is not None:
         return
     raise ValueError(
         f"address {number_repr(address)} is {what}, and Dask's configuration gives a client "
@@ -1083,8 +1117,9 @@ class DaskRunner:
             one Dask can parse (no scheme or port, ``http://``), is of a protocol this
             Dask installation cannot use (``ucx://`` without UCX), or is a ``tls://``
             address (or has no scheme while Dask's default scheme is ``tls``) while Dask's
-            configuration gives a client no TLS context (no certificates, or files that
-            cannot be read).
+            configuration gives a client no TLS certificates, or, whatever its scheme
+            (``tcp://`` too), while that configuration names TLS files that cannot be read
+            (missing, a directory, not PEM: Dask's client reads them for every address).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable or is an async function, ``worker_initargs`` is a string or not a
