@@ -980,6 +980,27 @@ def test_a_meter_provider_class_is_refused_saying_to_pass_an_instance(
         instrument_metrics(store, meter_provider=MeterProvider)  # type: ignore[arg-type]
 
 
+def test_the_metrics_api_module_is_refused_as_a_meter_provider(
+    registry: ToolRegistry, store: MetricStore, no_global_provider: None
+) -> None:
+    """``meter_provider=metrics`` (``from opentelemetry import metrics``) passed the check for
+    ``get_meter`` (the module has a function of that name) and instrumented the store through
+    the API's proxy: once a provider was installed, each task was recorded twice in the
+    histograms by the executors that follow it. It is refused at the call, saying what to
+    pass, and nothing is instrumented."""
+    wanted = r"^meter_provider must be an OpenTelemetry MeterProvider, got the module "
+    with pytest.raises(TypeError, match=wanted + r"opentelemetry\.metrics: pass a provider"):
+        instrument_metrics(store, meter_provider=otel_metrics_api)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=wanted + r"opentelemetry\.metrics: pass a provider"):
+        Executor(
+            registry,
+            store=store,
+            register_prometheus=False,
+            meter_provider=otel_metrics_api,  # type: ignore[arg-type]
+        )
+    assert store.finish_listeners == ()
+
+
 # -- the executor ---------------------------------------------------------------------------------
 
 

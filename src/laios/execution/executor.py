@@ -30,6 +30,7 @@ from laios.execution._checks import (
     no_generator_function,
     no_task_as_id,
     not_a_class,
+    not_a_module,
     number_repr,
     of_kind,
     plain_callable,
@@ -170,7 +171,8 @@ class Executor(Generic[_RegistryT]):
             ``tracer_provider``, ``capture_content``, ``prometheus_registry``,
             ``measure_cpu_time``, ``enable_monitoring``, ``register_prometheus`` or
             ``meter_provider`` has the wrong type (a class given where an instance is
-            wanted, ``Executor(ToolRegistry)``, included).
+            wanted, ``Executor(ToolRegistry)``, included, and the module
+            ``opentelemetry.metrics`` given as ``meter_provider``).
         ValueError: When ``max_workers`` or another number is out of range, or ``runner`` is
             shut down already.
     """
@@ -264,6 +266,12 @@ class Executor(Generic[_RegistryT]):
         max_async = positive_int("max_async_tools", max_async_tools)
         if record_capacity is not None:
             record_capacity = positive_int("record_capacity", record_capacity)
+        not_a_module(
+            "meter_provider",
+            meter_provider,
+            "an OpenTelemetry MeterProvider",
+            "pass a provider (an SDK MeterProvider(...)), or None for the one installed globally",
+        )
         require_method(
             "meter_provider", meter_provider, "get_meter", "an OpenTelemetry MeterProvider"
         )
