@@ -980,6 +980,14 @@ def test_a_meter_provider_class_is_refused_saying_to_pass_an_instance(
         instrument_metrics(store, meter_provider=MeterProvider)  # type: ignore[arg-type]
 
 
+def test_the_metric_store_class_is_refused_saying_to_pass_an_instance() -> None:
+    """``instrument_metrics(MetricStore)`` (the call's parentheses forgotten) said "store must
+    be a MetricStore, got type", naming the class it was given as the one it wanted; the
+    executor's refusal of the same mistake says to pass an instance, and so does this one."""
+    with pytest.raises(TypeError, match=r"^store must be an instance, got the class MetricStore"):
+        instrument_metrics(MetricStore)  # type: ignore[arg-type]
+
+
 def test_the_metrics_api_module_is_refused_as_a_meter_provider(
     registry: ToolRegistry, store: MetricStore, no_global_provider: None
 ) -> None:

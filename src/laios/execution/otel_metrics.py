@@ -869,13 +869,14 @@ def instrument_metrics(
         The handle: its ``uninstrument()`` stops the reporting.
 
     Raises:
-        TypeError: When ``store`` is not a ``MetricStore`` or ``meter_provider`` is not a
-            meter provider (or is the class of one, not an instance, or the module
-            ``opentelemetry.metrics``).
+        TypeError: When ``store`` is not a ``MetricStore`` (or is the class itself, not an
+            instance) or ``meter_provider`` is not a meter provider (or is the class of one,
+            not an instance, or the module ``opentelemetry.metrics``).
         ValueError: When the store holds :data:`~laios.execution.store.MAX_FINISH_LISTENERS`
             finish listeners already (each provider a store reports to adds one: uninstrument
             those you no longer need); nothing is instrumented.
     """
+    not_a_class("store", store, "new_scope")
     if store is None:
         store = get_default_store()
     elif not isinstance(store, MetricStore):
