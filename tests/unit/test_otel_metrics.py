@@ -980,6 +980,25 @@ def test_a_meter_provider_class_is_refused_saying_to_pass_an_instance(
         instrument_metrics(store, meter_provider=MeterProvider)  # type: ignore[arg-type]
 
 
+class _LookupRaises:
+    """A proxy whose every attribute lookup raises (a lazy object not set up yet, say)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise KeyError(name)
+
+
+def test_a_provider_whose_lookup_raises_is_refused_with_a_type_error(
+    store: MetricStore,
+) -> None:
+    """``instrument_metrics`` let the lookup's own ``KeyError`` through, where ``Executor``
+    refuses the same provider with a ``TypeError`` naming the option, and the docstring
+    promises a ``TypeError`` for anything that is not a meter provider."""
+    wanted = r"^meter_provider cannot be used: looking it over raised KeyError"
+    with pytest.raises(TypeError, match=wanted):
+        instrument_metrics(store, meter_provider=_LookupRaises())  # type: ignore[arg-type]
+    assert store.finish_listeners == ()
+
+
 def test_the_metric_store_class_is_refused_saying_to_pass_an_instance() -> None:
     """``instrument_metrics(MetricStore)`` (the call's parentheses forgotten) said "store must
     be a MetricStore, got type", naming the class it was given as the one it wanted; the
