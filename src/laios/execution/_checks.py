@@ -19,6 +19,7 @@ from laios._text import MAX_QUOTED_CHARS, quoted, shorten, shown_type
 from laios.core.types import Task
 
 __all__ = [
+    "METER_PROVIDER_INSTEAD",
     "MOST_PROCESSES",
     "as_float",
     "check_listener",
@@ -44,6 +45,11 @@ __all__ = [
 #: ``DaskRunner(n_workers, threads_per_worker)``): a count past it would have the runner start
 #: processes until the system refuses (a local Dask cluster starts its workers at once).
 MOST_PROCESSES = 1024
+#: What to pass as ``meter_provider`` instead of a module (``Executor`` and
+#: ``instrument_metrics`` say the same).
+METER_PROVIDER_INSTEAD = (
+    "pass a provider (an SDK MeterProvider(...)), or None for the one installed globally"
+)
 
 
 def whole_number(value: object) -> int | None:

@@ -26,6 +26,7 @@ from laios._compat.otel import global_meter_provider
 from laios._compat.pydantic import is_instance
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
+    METER_PROVIDER_INSTEAD,
     is_boolean,
     no_generator_function,
     no_task_as_id,
@@ -270,7 +271,7 @@ class Executor(Generic[_RegistryT]):
             "meter_provider",
             meter_provider,
             "an OpenTelemetry MeterProvider",
-            "pass a provider (an SDK MeterProvider(...)), or None for the one installed globally",
+            METER_PROVIDER_INSTEAD,
         )
         require_method(
             "meter_provider", meter_provider, "get_meter", "an OpenTelemetry MeterProvider"

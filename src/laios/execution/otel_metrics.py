@@ -86,7 +86,12 @@ from laios.execution._aggregates import (
     every_outcome,
 )
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
-from laios.execution._checks import not_a_class, not_a_module, require_method
+from laios.execution._checks import (
+    METER_PROVIDER_INSTEAD,
+    not_a_class,
+    not_a_module,
+    require_method,
+)
 from laios.execution._families import STORE_GAUGES
 from laios.execution._forks import reset_after_fork
 from laios.execution._totals import (
@@ -186,8 +191,6 @@ _OTHER_ERROR = "_OTHER"
 _MAX_CACHED_ATTRIBUTES = 4096
 #: Seconds a read of the stores serves the other callbacks of the same collection, from its end.
 _READ_REUSE_SECONDS = 1.0
-#: What to pass instead of a module as ``meter_provider``.
-_INSTEAD = "pass a provider (an SDK MeterProvider(...)), or None for the one installed globally"
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 #: The context of a point with no exemplar: no span (not empty, which the SDK would replace
 #: with the current context, whose span, the caller's or another task's, is not this task's).
@@ -836,7 +839,9 @@ def _check_provider(meter_provider: object) -> None:
     not_a_class("meter_provider", meter_provider, "get_meter")
     # (the API module's get_meter would hand out the proxy's meter while no provider is
     # installed: instruments of their own beside those of the provider installed later)
-    not_a_module("meter_provider", meter_provider, "an OpenTelemetry MeterProvider", _INSTEAD)
+    not_a_module(
+        "meter_provider", meter_provider, "an OpenTelemetry MeterProvider", METER_PROVIDER_INSTEAD
+    )
     require_method(
         "meter_provider",
         meter_provider,
