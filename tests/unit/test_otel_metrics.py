@@ -980,6 +980,54 @@ def test_a_meter_provider_class_is_refused_saying_to_pass_an_instance(
         instrument_metrics(store, meter_provider=MeterProvider)  # type: ignore[arg-type]
 
 
+class _LookupRaises:
+    """A proxy whose every attribute lookup raises (a lazy object not set up yet, say)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise KeyError(name)
+
+
+def test_a_provider_whose_lookup_raises_is_refused_with_a_type_error(
+    store: MetricStore,
+) -> None:
+    """``instrument_metrics`` let the lookup's own ``KeyError`` through, where ``Executor``
+    refuses the same provider with a ``TypeError`` naming the option, and the docstring
+    promises a ``TypeError`` for anything that is not a meter provider."""
+    wanted = r"^meter_provider cannot be used: looking it over raised KeyError"
+    with pytest.raises(TypeError, match=wanted):
+        instrument_metrics(store, meter_provider=_LookupRaises())  # type: ignore[arg-type]
+    assert store.finish_listeners == ()
+
+
+def test_the_metric_store_class_is_refused_saying_to_pass_an_instance() -> None:
+    """``instrument_metrics(MetricStore)`` (the call's parentheses forgotten) said "store must
+    be a MetricStore, got type", naming the class it was given as the one it wanted; the
+    executor's refusal of the same mistake says to pass an instance, and so does this one."""
+    with pytest.raises(TypeError, match=r"^store must be an instance, got the class MetricStore"):
+        instrument_metrics(MetricStore)  # type: ignore[arg-type]
+
+
+def test_the_metrics_api_module_is_refused_as_a_meter_provider(
+    registry: ToolRegistry, store: MetricStore, no_global_provider: None
+) -> None:
+    """``meter_provider=metrics`` (``from opentelemetry import metrics``) passed the check for
+    ``get_meter`` (the module has a function of that name) and instrumented the store through
+    the API's proxy: once a provider was installed, each task was recorded twice in the
+    histograms by the executors that follow it. It is refused at the call, saying what to
+    pass, and nothing is instrumented."""
+    wanted = r"^meter_provider must be an OpenTelemetry MeterProvider, got the module "
+    with pytest.raises(TypeError, match=wanted + r"opentelemetry\.metrics: pass a provider"):
+        instrument_metrics(store, meter_provider=otel_metrics_api)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=wanted + r"opentelemetry\.metrics: pass a provider"):
+        Executor(
+            registry,
+            store=store,
+            register_prometheus=False,
+            meter_provider=otel_metrics_api,  # type: ignore[arg-type]
+        )
+    assert store.finish_listeners == ()
+
+
 # -- the executor ---------------------------------------------------------------------------------
 
 

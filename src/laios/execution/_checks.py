@@ -19,6 +19,7 @@ from laios._text import MAX_QUOTED_CHARS, quoted, shorten, shown_type
 from laios.core.types import Task
 
 __all__ = [
+    "METER_PROVIDER_INSTEAD",
     "MOST_PROCESSES",
     "as_float",
     "check_listener",
@@ -27,6 +28,7 @@ __all__ = [
     "is_boolean",
     "no_task_as_id",
     "not_a_class",
+    "not_a_module",
     "not_real",
     "number_repr",
     "of_kind",
@@ -43,6 +45,11 @@ __all__ = [
 #: ``DaskRunner(n_workers, threads_per_worker)``): a count past it would have the runner start
 #: processes until the system refuses (a local Dask cluster starts its workers at once).
 MOST_PROCESSES = 1024
+#: What to pass as ``meter_provider`` instead of a module (``Executor`` and
+#: ``instrument_metrics`` say the same).
+METER_PROVIDER_INSTEAD = (
+    "pass a provider (an SDK MeterProvider(...)), or None for the one installed globally"
+)
 
 
 def whole_number(value: object) -> int | None:
@@ -261,6 +268,20 @@ def not_a_class(name: str, value: object, method: str) -> None:
             f"{name} must be an instance, got the class {value.__name__} itself: pass an "
             f"instance ({value.__name__}(...))"
         )
+
+
+def not_a_module(name: str, value: object, kind: str, instead: str) -> None:
+    """Refuse a module where an instance is wanted (``meter_provider=metrics``, the module
+    ``from opentelemetry import metrics`` gives): a module-level function of the method's name
+    passes a check for the method, and does the work through whatever the module holds
+    globally, not through an object the caller chose.
+
+    Raises:
+        TypeError: Saying that ``name`` must be ``kind``, naming the module, and what to pass
+            ``instead``.
+    """
+    if isinstance(value, types.ModuleType):
+        raise TypeError(f"{name} must be {kind}, got the module {value.__name__}: {instead}")
 
 
 def require_method(option: str, value: object, method: str, kind: str) -> None:

@@ -26,10 +26,12 @@ from laios._compat.otel import global_meter_provider
 from laios._compat.pydantic import is_instance
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
+    METER_PROVIDER_INSTEAD,
     is_boolean,
     no_generator_function,
     no_task_as_id,
     not_a_class,
+    not_a_module,
     number_repr,
     of_kind,
     plain_callable,
@@ -170,7 +172,8 @@ class Executor(Generic[_RegistryT]):
             ``tracer_provider``, ``capture_content``, ``prometheus_registry``,
             ``measure_cpu_time``, ``enable_monitoring``, ``register_prometheus`` or
             ``meter_provider`` has the wrong type (a class given where an instance is
-            wanted, ``Executor(ToolRegistry)``, included).
+            wanted, ``Executor(ToolRegistry)``, included, and the module
+            ``opentelemetry.metrics`` given as ``meter_provider``).
         ValueError: When ``max_workers`` or another number is out of range, or ``runner`` is
             shut down already.
     """
@@ -264,6 +267,12 @@ class Executor(Generic[_RegistryT]):
         max_async = positive_int("max_async_tools", max_async_tools)
         if record_capacity is not None:
             record_capacity = positive_int("record_capacity", record_capacity)
+        not_a_module(
+            "meter_provider",
+            meter_provider,
+            "an OpenTelemetry MeterProvider",
+            METER_PROVIDER_INSTEAD,
+        )
         require_method(
             "meter_provider", meter_provider, "get_meter", "an OpenTelemetry MeterProvider"
         )

@@ -86,7 +86,12 @@ from laios.execution._aggregates import (
     every_outcome,
 )
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
-from laios.execution._checks import not_a_class
+from laios.execution._checks import (
+    METER_PROVIDER_INSTEAD,
+    not_a_class,
+    not_a_module,
+    require_method,
+)
 from laios.execution._families import STORE_GAUGES
 from laios.execution._forks import reset_after_fork
 from laios.execution._totals import (
@@ -832,11 +837,17 @@ def _instruments_for(provider: MeterProvider) -> _Instruments:
 
 def _check_provider(meter_provider: object) -> None:
     not_a_class("meter_provider", meter_provider, "get_meter")
-    if not callable(getattr(meter_provider, "get_meter", None)):
-        raise TypeError(
-            "meter_provider must be an OpenTelemetry MeterProvider (with get_meter), got "
-            f"{type(meter_provider).__name__}"
-        )
+    # (the API module's get_meter would hand out the proxy's meter while no provider is
+    # installed: instruments of their own beside those of the provider installed later)
+    not_a_module(
+        "meter_provider", meter_provider, "an OpenTelemetry MeterProvider", METER_PROVIDER_INSTEAD
+    )
+    require_method(
+        "meter_provider",
+        meter_provider,
+        "get_meter",
+        "an OpenTelemetry MeterProvider (with get_meter)",
+    )
 
 
 def instrument_metrics(
@@ -864,12 +875,15 @@ def instrument_metrics(
         The handle: its ``uninstrument()`` stops the reporting.
 
     Raises:
-        TypeError: When ``store`` is not a ``MetricStore`` or ``meter_provider`` is not a
-            meter provider (or is the class of one, not an instance).
+        TypeError: When ``store`` is not a ``MetricStore`` (or is the class itself, not an
+            instance) or ``meter_provider`` is not a meter provider (or is the class of one,
+            not an instance, or the module ``opentelemetry.metrics``), or looking it over
+            raises.
         ValueError: When the store holds :data:`~laios.execution.store.MAX_FINISH_LISTENERS`
             finish listeners already (each provider a store reports to adds one: uninstrument
             those you no longer need); nothing is instrumented.
     """
+    not_a_class("store", store, "new_scope")
     if store is None:
         store = get_default_store()
     elif not isinstance(store, MetricStore):
