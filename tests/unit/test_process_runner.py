@@ -3109,7 +3109,16 @@ def test_a_cancel_while_the_initializer_runs_says_the_tool_never_started(
     assert "the tool was never started" in error
 
 
+@pytest.fixture(params=["cpu watched", "cpu not watched"])
+def cpu_watch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs a test as on Linux, where the runner reads a worker's CPU clock, and as where it
+    cannot (macOS, Windows): whether a worker has begun its call is known on both."""
+    if request.param == "cpu not watched":
+        monkeypatch.setattr(process_runner, "_WATCH_CPU", False)
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no SIGSTOP")
+@pytest.mark.usefixtures("cpu_watch")
 def test_a_timeout_before_the_worker_took_the_call_says_the_tool_never_started(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -3131,6 +3140,7 @@ def test_a_timeout_before_the_worker_took_the_call_says_the_tool_never_started(
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no SIGSTOP")
+@pytest.mark.usefixtures("cpu_watch")
 def test_a_cancel_before_the_worker_took_the_call_says_the_tool_never_started(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -528,15 +528,14 @@ def _close_pidfd(worker: _Worker) -> None:
 
 
 def _new_mark(context: Any) -> Any:
-    """A worker's call mark: doubles in shared memory where the worker notes the CPU seconds
-    its process had used when its current call began (see ``process_worker.serve``), for
-    :func:`_usage_at_kill`; ``None`` where that cannot be read (not Linux) or the memory
-    could not be had. Made once per worker; the worker writes it at each call (three stores in
-    memory, no system call), this process marks each call it sends as not begun yet (one
-    store), and reads it only when it kills the worker or asks whether the worker had begun
-    a call whose time ran out."""
-    if not _WATCH_CPU:
-        return None
+    """A worker's call mark: doubles in shared memory where the worker notes whether it has
+    begun the last call sent to it, and the CPU seconds its process had used when its current
+    call began (see ``process_worker.serve``), for :func:`_usage_at_kill` (read only where a
+    worker's CPU clock can be, on Linux); ``None`` where the memory could not be had. Made
+    once per worker; the worker writes it at each call (three stores in memory, no system
+    call), this process marks each call it sends as not begun yet (one store), and reads it
+    only when it kills the worker or asks whether the worker had begun a call whose time ran
+    out."""
     try:
         return context.RawArray("d", [-1.0] * MARK_SIZE)
     except Exception:  # (no shared memory to be had: calls killed report 0.0, as elsewhere)
@@ -548,11 +547,11 @@ def _usage_at_kill(worker: _Worker) -> tuple[float, float] | None:
     for it: the CPU seconds of the worker process (all its threads) since the call began,
     from the worker's CPU clock (children the tool started are not counted), and the peak
     resident memory since then in MB (``VmHWM``, which the worker resets as each call begins;
-    ``0.0`` when that is not measured). ``None`` when they cannot be read: no call mark, the
-    worker has not begun the call (still reading it, or running the initializer) or has
-    ended it, or it is gone."""
+    ``0.0`` when that is not measured). ``None`` when they cannot be read: no call mark, no
+    CPU clock of another process to read (not Linux), the worker has not begun the call
+    (still reading it, or running the initializer) or has ended it, or it is gone."""
     mark = worker.mark
-    if mark is None:
+    if mark is None or not _WATCH_CPU:
         return None
     start = mark[MARK_CPU_START]
     if start < 0:
