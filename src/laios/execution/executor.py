@@ -165,7 +165,8 @@ class Executor(Generic[_RegistryT]):
             (:func:`~laios.execution.otel_metrics.instrument_metrics`). ``None``: through the
             global provider when one is installed when the executor is created (as
             ``opentelemetry-instrument`` does), otherwise not at all. The API's
-            ``NoOpMeterProvider`` turns them off.
+            ``NoOpMeterProvider`` turns them off. An SDK provider already shut down records
+            nothing, with one WARNING per provider saying so.
 
     Raises:
         TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner``,
