@@ -173,8 +173,9 @@ class Executor(Generic[_RegistryT]):
             ``tracer_provider``, ``capture_content``, ``prometheus_registry``,
             ``measure_cpu_time``, ``enable_monitoring``, ``register_prometheus`` or
             ``meter_provider`` has the wrong type (a class given where an instance is
-            wanted, ``Executor(ToolRegistry)``, included, and the module
-            ``opentelemetry.metrics`` given as ``meter_provider``).
+            wanted, ``Executor(ToolRegistry)``, included, and the modules
+            ``opentelemetry.trace`` given as ``tracer_provider`` and ``opentelemetry.metrics``
+            as ``meter_provider``).
         ValueError: When ``max_workers`` or another number is out of range, or ``runner`` is
             shut down already.
     """
