@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -823,3 +824,69 @@ def test_check_says_a_missing_file_is_missing(
     assert f"{DASHBOARD_PATH}: missing" in lines
     assert "grafana/prometheus/rules.yml: differs from the generator's output" in lines
     assert lines[-1] == f"regenerate with: python -m laios.mixin --out {tmp_path}"
+
+
+def _refuse_to_read(monkeypatch: pytest.MonkeyPatch, unreadable: Path) -> None:
+    """Make ``unreadable`` fail to read as a file without read permission does (this runs as
+    root too, whom permissions do not stop)."""
+    read_bytes = Path.read_bytes
+
+    def refusing(self: Path) -> bytes:
+        if self == unreadable:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refusing)
+
+
+def test_check_of_a_file_that_cannot_be_read_exits_1_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` meeting a file it may not read ended in a traceback; it now says which file
+    (quoted for a shell, as the other paths) and why, in one line, and exits 1."""
+    out = tmp_path / "my monitoring"
+    assert main(["--out", str(out)]) == 0
+    capsys.readouterr()
+    rules = out / RULES_PATH
+    _refuse_to_read(monkeypatch, rules)
+    assert main(["--out", str(out), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"python -m laios.mixin: cannot read '{rules}': Permission denied\n"
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux' /proc/self/mem")
+def test_check_of_a_file_whose_read_fails_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that opens but whose read fails (a link to /proc/self/mem, whose first bytes
+    give EIO), an error that names no file of its own: `--check` names the file, and exits
+    1; writing names it too."""
+    assert main(["--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    rules = tmp_path / RULES_PATH
+    rules.unlink()
+    rules.symlink_to("/proc/self/mem")
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"python -m laios.mixin: cannot read {rules}: Input/output error\n"
+    assert main(["--out", str(tmp_path)]) == 2
+    assert f"({rules})" in capsys.readouterr().err
+
+
+def test_check_says_a_directory_where_a_file_goes_is_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` said that a directory standing where a file goes "differs from the
+    generator's output"; it now says that a directory is there, to be moved away before the
+    command it suggests can write the file."""
+    assert main(["--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    dashboard = tmp_path / DASHBOARD_PATH
+    dashboard.unlink()
+    dashboard.mkdir()
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"{DASHBOARD_PATH}: a directory, where the file goes: move it away, then regenerate",
+        f"regenerate with: python -m laios.mixin --out {tmp_path}",
+    ]

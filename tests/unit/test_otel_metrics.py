@@ -1598,3 +1598,84 @@ def test_the_guides_post_fork_hook_reports_the_executors_made_before_the_fork(
     finally:
         instrument_metrics(meter_provider=provider).uninstrument()
         instrument_metrics(own_store, meter_provider=provider).uninstrument()
+
+
+def _shut_down_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("laios")
+        and record.levelno == logging.WARNING
+        and "shut down" in record.getMessage()
+    ]
+
+
+@pytest.mark.parametrize("used_before", [False, True])
+def test_a_shut_down_meter_provider_is_warned_of_once(
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+    used_before: bool,
+) -> None:
+    """An SDK provider already shut down, given to executors and to instrument_metrics (fresh,
+    or after a store reported through it), left them without OpenTelemetry metrics and said
+    nothing of it. One WARNING now says it is shut down and that no OpenTelemetry metrics will
+    be recorded: once for the provider, however many executors, calls and tasks; another
+    provider shut down is warned of too."""
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    if used_before:
+        instrument_metrics(MetricStore(), meter_provider=provider).uninstrument()
+    provider.shutdown()
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        for _ in range(2):
+            with Executor(
+                registry, store=MetricStore(), register_prometheus=False, meter_provider=provider
+            ) as executor:
+                for _ in range(3):
+                    assert executor.execute_task(make_task("echo"), context).success
+        assert not instrument_metrics(MetricStore(), meter_provider=provider).active
+    (warning,) = _shut_down_warnings(caplog)
+    assert "meter provider" in warning
+    assert "no OpenTelemetry metrics will be recorded" in warning
+    other = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    other.shutdown()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        assert not instrument_metrics(MetricStore(), meter_provider=other).active
+    assert len(_shut_down_warnings(caplog)) == 1
+
+
+def test_a_running_meter_provider_is_not_warned_of(
+    store: MetricStore, provider: MeterProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider that runs has no such warning (nor one shut down after it was given: the end
+    of a program, when its reporting ends as it should)."""
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        handle = instrument_metrics(store, meter_provider=provider)
+        assert handle.active
+        finish(store, "echo")
+        provider.shutdown()
+        finish(store, "echo")
+    assert _shut_down_warnings(caplog) == []
+
+
+def test_a_shut_down_provider_installed_globally_or_wrapped_is_warned_of(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warning names how the shut-down provider came: installed globally (an executor
+    with no meter_provider), or a wrapper of one's own over the SDK provider shut down."""
+    installed = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    installed.shutdown()
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", installed)
+    inner = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+    wrapper = _WrappingMeterProvider(inner, "delegate")
+    instrument_metrics(MetricStore(), meter_provider=wrapper).uninstrument()
+    inner.shutdown()
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        Executor(ToolRegistry(), store=MetricStore(), register_prometheus=False).shutdown()
+        assert not instrument_metrics(MetricStore(), meter_provider=wrapper).active
+    first, second = _shut_down_warnings(caplog)
+    assert "meter provider installed globally, a MeterProvider, is shut down" in first
+    assert "None for the global one" not in first
+    assert "provider given, a _WrappingMeterProvider (over the SDK's MeterProvider)" in second

@@ -21,6 +21,7 @@ from laios.core.types import Task
 __all__ = [
     "METER_PROVIDER_INSTEAD",
     "MOST_PROCESSES",
+    "TRACER_PROVIDER_INSTEAD",
     "as_float",
     "check_listener",
     "check_task_fields",
@@ -49,6 +50,10 @@ MOST_PROCESSES = 1024
 #: ``instrument_metrics`` say the same).
 METER_PROVIDER_INSTEAD = (
     "pass a provider (an SDK MeterProvider(...)), or None for the one installed globally"
+)
+#: What to pass as ``tracer_provider`` instead of a module (``Executor`` and ``Tracing``).
+TRACER_PROVIDER_INSTEAD = (
+    "pass a provider (an SDK TracerProvider(...)), or None for the one installed globally"
 )
 
 

@@ -165,15 +165,17 @@ class Executor(Generic[_RegistryT]):
             (:func:`~laios.execution.otel_metrics.instrument_metrics`). ``None``: through the
             global provider when one is installed when the executor is created (as
             ``opentelemetry-instrument`` does), otherwise not at all. The API's
-            ``NoOpMeterProvider`` turns them off.
+            ``NoOpMeterProvider`` turns them off. An SDK provider already shut down records
+            nothing, with one WARNING per provider saying so.
 
     Raises:
         TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner``,
             ``tracer_provider``, ``capture_content``, ``prometheus_registry``,
             ``measure_cpu_time``, ``enable_monitoring``, ``register_prometheus`` or
             ``meter_provider`` has the wrong type (a class given where an instance is
-            wanted, ``Executor(ToolRegistry)``, included, and the module
-            ``opentelemetry.metrics`` given as ``meter_provider``).
+            wanted, ``Executor(ToolRegistry)``, included, and the modules
+            ``opentelemetry.trace`` given as ``tracer_provider`` and ``opentelemetry.metrics``
+            as ``meter_provider``).
         ValueError: When ``max_workers`` or another number is out of range, or ``runner`` is
             shut down already.
     """

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import threading
 import time
@@ -704,6 +705,39 @@ class MetricsInstrumentation:
 
 
 _lock = threading.Lock()
+_log = logging.getLogger("laios.execution")
+#: The SDK providers found shut down when given, each warned of once (held weakly: a new
+#: provider at a collected one's address is warned of too). Under ``_lock``.
+_warned_shut_down: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _first_shut_down(provider_under: object) -> bool:
+    """Whether ``provider_under``, an SDK provider found shut down, is so for the first time
+    (then remembered). Caller holds ``_lock``."""
+    try:
+        if provider_under in _warned_shut_down:
+            return False
+        _warned_shut_down.add(provider_under)
+    except TypeError:  # (a provider that cannot be weakly referenced: warned of each time)
+        pass
+    return True
+
+
+def _warn_shut_down(given: MeterProvider, provider_under: object, installed: bool) -> None:
+    """Warn that ``provider_under`` (``given`` itself, or the SDK provider under it) was shut
+    down when a store was instrumented through it: the store then reports nothing there, and
+    would otherwise say nothing of it."""
+    which = "installed globally" if installed else "given"
+    under = "" if provider_under is given else f" (over the SDK's {type(provider_under).__name__})"
+    advice = "" if installed else " Give one that is not shut down, or None for the global one."
+    _log.warning(
+        "the OpenTelemetry meter provider %s, a %s%s, is shut down: no OpenTelemetry metrics "
+        "will be recorded through it (the store, Prometheus and traces are unaffected).%s",
+        which,
+        type(given).__name__,
+        under,
+        advice,
+    )
 
 
 def _new_lock_in_child() -> None:
@@ -869,7 +903,8 @@ def instrument_metrics(
             is inactive: call this again once a provider is installed. The API's proxy (what
             ``metrics.get_meter_provider()`` returns while none is installed) is taken as
             ``None``. The API's ``NoOpMeterProvider`` instruments nothing (an inactive
-            handle).
+            handle). An SDK provider already shut down gives an inactive handle too, and one
+            WARNING per provider saying that no OpenTelemetry metrics will be recorded.
 
     Returns:
         The handle: its ``uninstrument()`` stops the reporting.
@@ -893,6 +928,7 @@ def instrument_metrics(
         if isinstance(meter_provider, NoOpMeterProvider):  # (metrics turned off: no listener
             # recording each task into nothing, one per executor given one)
             return MetricsInstrumentation(store, None)  # inactive
+    installed = False  # (the provider is the one installed globally)
     if meter_provider is None or is_proxy_meter_provider(meter_provider):
         # The API's proxy forwards to the provider installed later: instruments made through
         # it would be a second set on that provider's meter, beside those of the executors
@@ -901,6 +937,7 @@ def instrument_metrics(
         meter_provider = global_meter_provider()
         if meter_provider is None:
             return MetricsInstrumentation(store, None)  # inactive
+        installed = True
     with _lock:
         # (Before the registry: a store given again with another provider of the same meter
         # has the handle it has.)
@@ -915,12 +952,17 @@ def instrument_metrics(
             entry[1].discard(entry[0])
             stale.append(entry[0])
         stale += _prune()
-        handle = MetricsInstrumentation(
-            store, meter_provider, instruments, instruments.provider_under(meter_provider)
-        )
+        provider_under = instruments.provider_under(meter_provider)
+        handle = MetricsInstrumentation(store, meter_provider, instruments, provider_under)
+        under = meter_provider if provider_under is None else provider_under
+        # (inactive from the start: said once, or a store would report nothing without a word)
+        shut_down = meter_provider_shut_down(under) and _first_shut_down(under)
         instruments.add(handle)
         _registry[key] = (handle, instruments)
-    # Outside the lock: the store takes its own (no order between the two locks to keep).
+    # Outside the lock: the store takes its own (no order between the two locks to keep),
+    # and a logging handler may do anything.
+    if shut_down:
+        _warn_shut_down(meter_provider, under, installed)
     for gone in stale:  # (a shut-down provider's listener, on a store still alive)
         gone.uninstrument()
     try:

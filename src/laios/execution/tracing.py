@@ -48,7 +48,14 @@ from laios._compat.otel import (
 )
 from laios._exceptions import exception_message, qualified_type_name
 from laios._text import shorten
-from laios.execution._checks import is_boolean, not_a_class, reading, require_method
+from laios.execution._checks import (
+    TRACER_PROVIDER_INSTEAD,
+    is_boolean,
+    not_a_class,
+    not_a_module,
+    reading,
+    require_method,
+)
 from laios.execution._logs import WarningLimiter, unknown_setting
 from laios.execution._records import UNPRINTABLE_KEY, printable
 from laios.execution.redaction import (
@@ -136,12 +143,20 @@ def checked_tracing(tracer_provider: object, capture_content: object) -> bool | 
     (and the executor's of the same names) are found usable.
 
     Raises:
-        TypeError: Naming the option: ``tracer_provider`` a class, or a value without
-            ``get_tracer``; ``capture_content`` not ``None``, ``True`` or ``False`` (a string
-            like ``"false"`` would read as true and turn content capture on); also when
-            looking either over raises.
+        TypeError: Naming the option: ``tracer_provider`` a class, the module
+            ``opentelemetry.trace``, or a value without ``get_tracer``; ``capture_content``
+            not ``None``, ``True`` or ``False`` (a string like ``"false"`` would read as true
+            and turn content capture on); also when looking either over raises.
     """
     not_a_class("tracer_provider", tracer_provider, "get_tracer")
+    # (the API module's get_tracer hands out the tracer of whatever provider is installed
+    # globally, not of one the caller chose: the same mistake refused as meter_provider)
+    not_a_module(
+        "tracer_provider",
+        tracer_provider,
+        "an OpenTelemetry TracerProvider",
+        TRACER_PROVIDER_INSTEAD,
+    )
     require_method(
         "tracer_provider", tracer_provider, "get_tracer", "an OpenTelemetry TracerProvider"
     )
@@ -403,9 +418,9 @@ class Tracing:
             ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
 
     Raises:
-        TypeError: ``tracer_provider`` is a class, or has no ``get_tracer``;
-            ``capture_content`` is not ``None``, ``True`` or ``False`` (see
-            :func:`checked_tracing`).
+        TypeError: ``tracer_provider`` is a class, the module ``opentelemetry.trace``, or
+            has no ``get_tracer``; ``capture_content`` is not ``None``, ``True`` or ``False``
+            (see :func:`checked_tracing`).
     """
 
     def __init__(

@@ -317,10 +317,10 @@ def main(
     prog: str = PROG,
     out_needed_outside_checkout: bool = False,
 ) -> int:
-    """Run the command; return its exit code (0 done, 1 ``--check`` found differences or the
-    output could not be written, 2 bad options or an ``--out`` that cannot be written, 130
-    after Ctrl-C); started with stdout closed, it writes nothing and returns 1, as ``laios``
-    does.
+    """Run the command; return its exit code (0 done, 1 ``--check`` found differences or a
+    file it could not read, or the output could not be written, 2 bad options or an ``--out``
+    that cannot be written, 130 after Ctrl-C); started with stdout closed, it writes nothing
+    and returns 1, as ``laios`` does.
 
     Args:
         argv: The arguments after the command's name; ``sys.argv[1:]`` when ``None``.
@@ -369,12 +369,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
     for message in (*rendering.skipped, *rendering.notes):
         print(message, file=sys.stderr)
     if args.check:
-        stale = stale_files(rendering, args.out)
+        try:
+            stale = stale_files(rendering, args.out)
+        except OSError as exc:  # a file without read permission, a failing disk, ...
+            reason = exc.strerror or str(exc)
+            print(f"{parser.prog}: cannot read {_shown(exc.filename)}: {reason}", file=sys.stderr)
+            return 1
         for path in stale:
-            # (a file not there is not one that differs: the command below writes it)
-            found = (args.out / path).exists()
-            said = "differs from the generator's output" if found else "missing"
-            print(f"{path}: {said}", file=sys.stderr)
+            print(f"{path}: {_found(args.out / path)}", file=sys.stderr)
         if stale:
             # With the --out that was checked: without it the command would write elsewhere
             # (or, for laios mixin outside a checkout, ask for --out).
@@ -401,6 +403,15 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
     for path in rendering.files:
         print(f"{'wrote' if path in written else 'unchanged'} {_shown(args.out / path)}")
     return 0
+
+
+def _found(target: Path) -> str:
+    """What ``--check`` says of ``target``, a generated file that is not up to date."""
+    if target.is_dir():  # (the command below would stop at it, writing nothing)
+        return "a directory, where the file goes: move it away, then regenerate"
+    if target.exists():
+        return "differs from the generator's output"
+    return "missing"  # (not one that differs: the command below writes it)
 
 
 def _shown(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:

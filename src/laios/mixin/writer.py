@@ -204,11 +204,22 @@ def render(config: MixinConfig) -> Rendering:
 
 
 def stale_files(rendering: Rendering, directory: Path) -> list[str]:
-    """The paths of ``rendering`` whose file under ``directory`` is missing or different."""
+    """The paths of ``rendering`` whose file under ``directory`` is missing or different.
+
+    A file that cannot be read raises ``OSError`` whose ``filename`` is that file's path, even
+    where the failed read named none (a read error, ``EIO``, after the file opened).
+    """
     stale = []
     for path, text in rendering.files.items():
         target = directory / path
-        if not target.is_file() or target.read_bytes() != text.encode("utf-8"):
+        try:
+            same = target.is_file() and target.read_bytes() == text.encode("utf-8")
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # (OSError() makes the subclass of the errno: PermissionError for EACCES)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        if not same:
             stale.append(path)
     return stale
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from laios.execution.executor import Executor
 from laios.execution.tracing import Tracing
+from laios.tools.registry import ToolRegistry
 
 
 @pytest.mark.parametrize("value", ["no", "false", b"0", 0, 1, 0.0])
@@ -29,6 +32,21 @@ def test_a_tracer_provider_without_get_tracer_is_refused(value: Any) -> None:
 def test_a_tracer_provider_class_is_refused() -> None:
     with pytest.raises(TypeError, match=r"^tracer_provider must be an instance, got the class"):
         Tracing(tracer_provider=TracerProvider)  # type: ignore[arg-type]
+
+
+def test_the_trace_api_module_is_refused_as_a_tracer_provider() -> None:
+    """``tracer_provider=trace`` (``from opentelemetry import trace``) passed the check for
+    ``get_tracer`` (the module has a function of that name), where ``meter_provider=metrics``
+    is refused. It is refused too, by the executor and by ``Tracing``, saying what to pass."""
+    wanted = (
+        r"^tracer_provider must be an OpenTelemetry TracerProvider, got the module "
+        r"opentelemetry\.trace: pass a provider \(an SDK TracerProvider\(\.\.\.\)\), or None "
+        r"for the one installed globally$"
+    )
+    with pytest.raises(TypeError, match=wanted):
+        Tracing(tracer_provider=trace)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=wanted):
+        Executor(ToolRegistry(), register_prometheus=False, tracer_provider=trace)  # type: ignore[arg-type]
 
 
 def test_good_options_are_taken() -> None:
