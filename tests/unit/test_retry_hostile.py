@@ -317,8 +317,9 @@ def test_an_async_retry_call_left_as_its_attempt_succeeds_is_counted_once(
 @pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="sets a signal handler"
 )
+@pytest.mark.parametrize("succeeding", [1, 2], ids=["first attempt", "second attempt"])
 def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_once(
-    make_executor: Any, make_task: Any, context: Context
+    make_executor: Any, make_task: Any, context: Context, succeeding: int
 ) -> None:
     """A Ctrl-C reaching an execute_with_retry call just after its attempt succeeded (the
     attempt's record finished, its caller not yet back) leaves one result, that success, as
@@ -329,7 +330,7 @@ def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_on
     def flaky() -> str:
         nonlocal calls
         calls += 1
-        if calls == 1:
+        if calls < succeeding:
             raise ConnectionError("reset")
         return "done"
 
@@ -357,7 +358,7 @@ def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_on
             )
     finally:
         signal.signal(signal.SIGUSR1, handler)
-    assert calls == 2
+    assert calls == succeeding
     assert _results(store, "flaky") == {"success": 1}
 
 
@@ -1117,3 +1118,95 @@ def test_a_retry_call_ended_by_an_internal_error_says_the_retries_that_ran(
     (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
     assert span.attributes is not None
     assert span.attributes["laios.retry.attempts"] == 3
+
+
+# -- two calls of one task id ------------------------------------------------------------------
+
+
+class _SecondRunWorks(BaseTool):
+    """Fails on every run but the second."""
+
+    name = "second_run_works"
+    description = "Fails on every run but the second."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    def _execute(self, **kwargs: Any) -> str:
+        self.runs += 1
+        if self.runs == 2:
+            return "ok"
+        raise ConnectionError("connection reset")
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_cancel_task_stops_a_waiting_call_while_another_call_of_the_id_just_succeeded(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """Two retry calls of one task: one waits 30 s before its first retry when the other's
+    first attempt succeeds. cancel_task(task.id) then stops the waiting call (it answers
+    True): the other call's success is not the waiting call's attempt."""
+    tool = _SecondRunWorks()
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    executor = make_executor(tool_registry=registry)
+    task = make_task(tool.name)
+    announced = threading.Event()
+    returned: list[Any] = []
+
+    def waiting_call() -> None:
+        options: dict[str, Any] = {
+            "max_retries": 3,
+            "retry_delay": 30,
+            "on_retry": lambda details: announced.set(),
+        }
+        returned.append(_retry(executor, task, context, mode, **options))
+
+    caller = threading.Thread(target=waiting_call, daemon=True)
+    caller.start()
+    assert announced.wait(10)
+    other = _retry(executor, task, context, mode, max_retries=3, retry_delay=30)
+    assert other.success
+    assert other.metadata["retries"] == 0
+    assert executor.cancel_task(task.id) is True
+    caller.join(10)
+    assert not caller.is_alive(), "cancel_task did not end the wait of the other call"
+    (result,) = returned
+    assert result.error == "connection reset"
+    assert result.metadata["retry_cancelled"] is True
+    assert result.metadata["retries"] == 0
+    assert tool.runs == 2
+
+
+def test_a_cancelled_async_call_is_counted_while_another_call_of_the_id_just_succeeded(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """Two retry calls of one task on one loop: the first waits 30 s before its first retry
+    when the second's first attempt succeeds, then its awaiting coroutine is cancelled. It
+    counts as a cancelled result: the other call's success is not its attempt's."""
+    tool = _SecondRunWorks()
+    executor, store, exporter = _traced_executor(make_executor, tool)
+    task = make_task(tool.name)
+
+    async def main() -> None:
+        announced = asyncio.Event()
+        waiting = asyncio.create_task(
+            executor.execute_with_retry_async(
+                task, context, max_retries=3, retry_delay=30, on_retry=lambda d: announced.set()
+            )
+        )
+        await asyncio.wait_for(announced.wait(), 10)
+        other = await executor.execute_with_retry_async(task, context, max_retries=3)
+        assert other.success
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 10)
+
+    asyncio.run(main())
+    assert _results(store, tool.name) == {"success": 1, "cancelled": 1}
+    spans = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_with")]
+    assert sorted(str(s.status.status_code) for s in spans) == [
+        str(StatusCode.ERROR),
+        str(StatusCode.UNSET),
+    ]

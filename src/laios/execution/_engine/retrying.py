@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from laios.execution._aggregates import ToolSlot
     from laios.execution._engine.engine import Engine, ProgressCallback
+    from laios.execution._engine.job import Job
 
 __all__ = ["RetryRun", "retry_awaiting", "retry_blocking"]
 
@@ -119,6 +120,8 @@ class RetryRun:
         self.span_outcome: dict[str, Any] = {}
         self.span_error: str | None = None
         self.listening = False  # held in engine.retrying (cancel_task and shutdown() reach it)
+        #: The job of the latest attempt (set as it is made, see Engine.new_job).
+        self.attempt_job: Job | None = None
         self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
@@ -245,9 +248,9 @@ class RetryRun:
         """Whether ``cancel_task`` may still stop an attempt (under the engine's lock): not
         once the call has decided to make no other, nor during its last attempt
         (``attempting``), whose own cancel decides; before that attempt is submitted, the
-        cancel left pending for it does. Once its attempt has ended (``ended``: whether the
-        last attempt of the id succeeded, and its retry number) and before the call decides,
-        only when it failed and may be retried."""
+        cancel left pending for it does. Once its attempt has ended (``ended``: whether its
+        latest attempt succeeded, and its retry number) and before the call decides, only
+        when it failed and may be retried."""
         if self.decided:
             return False
         more = self.retries < self.policy.max_retries
@@ -420,9 +423,9 @@ class RetryRun:
 
     def _attempt_succeeded(self) -> bool:
         """Whether the attempt under way (retry number :attr:`retries`) has finished as a
-        success, as the store's record of the task id says."""
-        engine = self.engine
-        return ended_attempt(engine.store.find(engine.scope, self.task.id)) == (True, self.retries)
+        success, as its record says (not another call's of the same id)."""
+        job = self.attempt_job
+        return job is not None and ended_attempt(job) == (True, self.retries)
 
     def listen(self, first: _FirstAttempt | None = None) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
@@ -474,10 +477,11 @@ class _FirstAttempt:
     ``cancel_task`` and ``shutdown()`` reach it (a call that succeeds at once never needs
     more): a cancel is kept for the run to read."""
 
-    __slots__ = ("cancelled",)
+    __slots__ = ("attempt_job", "cancelled")
 
     def __init__(self) -> None:
         self.cancelled = False
+        self.attempt_job: Job | None = None
 
     def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
         """Unless the first attempt has succeeded (``ended``, see
@@ -505,6 +509,7 @@ def _start_listening(
         runs = engine.retrying.setdefault(task_id, [])
         if replacing is not None:
             listener.cancelled = replacing.cancelled
+            listener.attempt_job = replacing.attempt_job
             with contextlib.suppress(ValueError):
                 runs.remove(replacing)
         runs.append(listener)
@@ -548,24 +553,35 @@ def retry_blocking(
     secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
     started = time.monotonic()
     first: TaskResult | None = None
+    first_attempt: _FirstAttempt | None = None  # (the first attempt's job, made here)
     listener: _FirstAttempt | None = None
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping: only to be
         # reached by cancel_task, which a call that may retry must never miss.
+        first_attempt = _FirstAttempt()
         if policy.max_retries:
-            listener = _FirstAttempt()
+            listener = first_attempt
             _start_listening(engine, task.id, listener)
         try:
             # (The executor checked the task and on_progress just now, before any attempt.)
             first = engine.run_blocking(
-                task, context, timeout, on_progress, retries=0, checked=True
+                task,
+                context,
+                timeout,
+                on_progress,
+                retries=0,
+                checked=True,
+                retry_call=first_attempt,
             )
         except (KeyboardInterrupt, SystemExit):
-            # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled.
+            # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled
+            # (unless its attempt had succeeded: see RetryRun.caller_cancelled).
             if listener is not None:
                 _stop_listening(engine, task.id, listener)
-            RetryRun(engine, task, policy, timeout, on_retry, secrets_before).caller_cancelled()
+            interrupted = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
+            interrupted.attempt_job = first_attempt.attempt_job
+            interrupted.caller_cancelled()
             raise
         if first.success:
             if listener is not None:
@@ -573,6 +589,8 @@ def retry_blocking(
             first.metadata["retries"] = 0
             return first
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started)
+    if first_attempt is not None:
+        run.attempt_job = first_attempt.attempt_job
     stop: threading.Event | None = None
     # (The executor checked the task and on_progress just now, before the first attempt.)
     checked = first is None
@@ -594,6 +612,7 @@ def retry_blocking(
                         retries=run.retries,
                         checked=checked,
                         retry_cut=run.cut_by(limit),
+                        retry_call=run,
                     )
                 checked = False
             if stop is None and run.may_retry(result):
@@ -654,6 +673,7 @@ async def retry_awaiting(
                 attributes=run.attributes(),
                 retries=run.retries,
                 retry_cut=run.cut_by(cut),
+                retry_call=run,
             )
             if stop is None and run.may_retry(result):
                 stop = asyncio.Event()
