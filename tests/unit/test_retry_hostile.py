@@ -4,6 +4,7 @@ longer than the platform can, a cancelled caller."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import sys
@@ -1210,3 +1211,67 @@ def test_a_cancelled_async_call_is_counted_while_another_call_of_the_id_just_suc
         str(StatusCode.ERROR),
         str(StatusCode.UNSET),
     ]
+
+
+# -- a tool registry that fails between attempts ---------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize("on_retry", [False, True], ids=["no hook", "raising hook"])
+def test_a_registry_failing_outside_the_attempts_leaves_the_call_its_result(
+    make_executor: Any, make_task: Any, context: Context, mode: str, on_retry: bool
+) -> None:
+    """A tool registry whose get_tool raises from the first run of its tool on, except while
+    an attempt is being made (here, from inside Engine.new_job): the call's bookkeeping
+    between and after its attempts (counting the retry, the result, a hook's failure) looked
+    the tool up again, and that failure ended the call as an internal error saying that a
+    retry ran that never did. The call now makes its attempts and returns the tool's own
+    failure, counted as usual."""
+    runs = [0]
+
+    class Down(Exception):
+        """The registry's failure."""
+
+    class Failing(BaseTool):
+        name = "failing"
+        description = "Fails, and takes the registry down."
+
+        def _execute(self, **kwargs: Any) -> str:
+            runs[0] += 1
+            registry.down = True
+            raise ConnectionError("connection reset")
+
+    class FlakyRegistry(ToolRegistry):
+        down = False
+
+        def get_tool(self, name: str) -> Any:
+            if self.down and not _making_an_attempt():
+                raise Down("registry unreachable")
+            return super().get_tool(name)
+
+    def _making_an_attempt() -> bool:
+        frame = inspect.currentframe()
+        while frame is not None:
+            if frame.f_code.co_name == "new_job":
+                return True
+            frame = frame.f_back
+        return False
+
+    def hook(details: retry.RetryDetails) -> None:
+        raise RuntimeError("hook failed")
+
+    registry = FlakyRegistry()
+    registry.register_tool(Failing)
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store)
+    options: dict[str, Any] = {"max_retries": 2, "retry_delay": 0}
+    if on_retry:
+        options["on_retry"] = hook
+    result = _retry(executor, make_task("failing"), context, mode, **options)
+    assert result.error == "connection reset"
+    assert result.metadata["retries"] == 2
+    assert result.metadata["retry_exhausted"] is True
+    assert runs[0] == 3
+    (row,) = [row for row in store.aggregates().tools if row.tool == "failing"]
+    assert row.retries == 2
+    assert _results(store, "failing") == {"error": 1}

@@ -270,7 +270,10 @@ class RetryRun:
         """The task's secret values, scrubbed from what a hook's exception says (by name, and
         where the tool's input model declares a secret by type)."""
         task = self.task
-        fields = secret_fields_of_tool(self.engine.tool_named(task.tool_name))
+        job = self.attempt_job
+        # (the tool its latest attempt ran: the registry, asked again, may fail now)
+        tool = job.tool_impl if job is not None else self.engine.tool_named(task.tool_name)
+        fields = secret_fields_of_tool(tool)
         return secret_values_now_and_before(task.parameters, self.secrets_before, fields)
 
     def _announce(self, result: TaskResult, delay: float) -> None:
@@ -340,7 +343,12 @@ class RetryRun:
         return True
 
     def _slot(self) -> ToolSlot:
-        """The aggregates slot of the task's tool, as its attempts' records use it."""
+        """The aggregates slot of the task's tool, as its attempts' records use it: its
+        latest attempt's (the registry, asked again between or after the attempts, may fail
+        where the attempt found the tool, and end the call with that failure)."""
+        job = self.attempt_job
+        if job is not None and job.slot is not None:
+            return job.slot
         engine = self.engine
         name = self.task.tool_name
         return engine.store.tool_slot(name, engine.tool_named(name) is not None)
