@@ -1275,3 +1275,63 @@ def test_a_registry_failing_outside_the_attempts_leaves_the_call_its_result(
     (row,) = [row for row in store.aggregates().tools if row.tool == "failing"]
     assert row.retries == 2
     assert _results(store, "failing") == {"error": 1}
+
+
+class _OwnHashId(str):
+    """A task id of a str subclass with a hash of its own (a Task built with
+    ``model_construct`` keeps it)."""
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other)
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_cancel_task_stops_a_retry_call_whose_task_id_is_a_str_subclass(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """A retry call of a Task whose id is a str subclass with a hash of its own, waiting 30 s
+    before its retry: cancel_task with the id's plain text (as the executor takes any id)
+    answered True, yet the call went on retrying, as its id kept a dict key of its own. It
+    now stops with retry_cancelled, and leaves no request behind for a later run of the id."""
+    built = make_task("fail")
+    task = Task.model_construct(**{**built.__dict__, "id": _OwnHashId("own-hash-id")})
+    executor = make_executor()
+    announced = threading.Event()
+    returned: list[Any] = []
+
+    def call() -> None:
+        options: dict[str, Any] = {
+            "max_retries": 3,
+            "retry_delay": 30,
+            "on_retry": lambda details: announced.set(),
+        }
+        returned.append(_retry(executor, task, context, mode, **options))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    assert announced.wait(10)
+    assert executor.cancel_task("own-hash-id") is True
+    caller.join(10)
+    assert not caller.is_alive(), "cancel_task did not end the wait"
+    (result,) = returned
+    assert result.metadata["retry_cancelled"] is True
+    assert result.metadata["retries"] == 0
+    again = executor.execute_task(make_task("echo", task_id="own-hash-id", text="x"), context)
+    assert again.success, again.error
+
+
+def test_a_cancel_requested_before_a_task_whose_id_is_a_str_subclass_cancels_it(
+    make_executor: Any, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """cancel_task of an id not in flight is remembered for the next task submitted with it:
+    a Task whose id is a str subclass with a hash of its own was not found by it, and ran."""
+    executor = make_executor()
+    assert executor.cancel_task("own-hash-id") is True
+    built = make_task("echo", text="x")
+    task = Task.model_construct(**{**built.__dict__, "id": _OwnHashId("own-hash-id")})
+    result = executor.execute_task(task, context)
+    assert result.metadata["outcome"] == "cancelled"
+    assert calls == []

@@ -712,10 +712,12 @@ class Engine:
 
     def _cancel_before_start(self, job: Job) -> bool:
         """Finish a just-submitted job as cancelled when a pending request names it."""
+        # (as cancel_task keeps it: a str subclass's own hash and == are never called)
+        task_id = as_text(job.task_id)
         with self.lock:
-            if job.task_id not in self.pending_cancels:
+            if task_id not in self.pending_cancels:
                 return False
-            del self.pending_cancels[job.task_id]
+            del self.pending_cancels[task_id]
             if job.phase == DONE:  # cancel_task got there first
                 return True
             job.phase = DONE

@@ -26,6 +26,7 @@ from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._callables import never_run, refuse_unawaited, unawaited_error
+from laios.execution._checks import as_text
 from laios.execution._engine.engine import (
     MAX_SPAN_TEXT,
     ended_attempt,
@@ -513,6 +514,7 @@ def _start_listening(
 ) -> None:
     """Have ``cancel_task`` and ``shutdown()`` reach ``listener``; in place of ``replacing``
     (what listened while the first attempt ran), whose cancel it takes over."""
+    task_id = as_text(task_id)  # (as cancel_task looks it up: see Engine.cancel)
     with engine.lock:
         runs = engine.retrying.setdefault(task_id, [])
         if replacing is not None:
@@ -526,6 +528,7 @@ def _start_listening(
 def _stop_listening(engine: Engine, task_id: str, listener: RetryRun | _FirstAttempt) -> None:
     """Take ``listener`` out of the retry calls ``cancel_task`` reaches. A cancel request it
     received and no attempt took up is forgotten: it must not cancel a later run of the id."""
+    task_id = as_text(task_id)
     with engine.lock:
         runs = engine.retrying.get(task_id)
         if runs is not None and listener in runs:
