@@ -14,6 +14,7 @@ import inspect
 import logging
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -306,7 +307,7 @@ class RetryRun:
             raise
         except BaseException as exc:  # (an asyncio.CancelledError of its own too)
             name = callback_name(hook)
-            held = _hook_warnings.should_log(name)
+            held = _hook_warnings.should_log(_hook_key(hook, name))
             if held is not None:
                 _log.warning(
                     "the on_retry hook %s raised %s; the retry goes on%s\n%s",
@@ -479,6 +480,20 @@ class RetryRun:
                 self.span_outcome = {"laios.retry.attempts": attempts, "error.type": "internal"}
                 self.span_error = f"failed after {attempts} attempt(s): internal"
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
+
+
+def _hook_key(hook: object, name: str) -> str:
+    """What limits the warnings of ``hook`` (named ``name``): its name and, for a function,
+    where its code is, so that two hooks of one name (two lambdas of one function) are each
+    logged, while one hook made afresh for every call (a closure) is still one. Never
+    raises."""
+    try:
+        code = getattr(getattr(hook, "__func__", hook), "__code__", None)
+        if isinstance(code, types.CodeType):
+            return f"{name} ({code.co_filename}:{code.co_firstlineno}:{code.co_name})"
+    except Exception:  # (an object whose attribute reads raise: its name is its key)
+        pass
+    return name
 
 
 class _FirstAttempt:
