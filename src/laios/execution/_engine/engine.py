@@ -303,7 +303,7 @@ class BetweenAttempts(Protocol):
 
 
 def ended_attempt(record: TaskRecord | None) -> tuple[bool, int] | None:
-    """Whether ``record`` (the newest run of an id) is a finished attempt of a retry call that
+    """Whether ``record`` (a retry call's latest attempt) is a finished attempt that
     succeeded, and its retry number; ``None`` when it is no finished attempt."""
     if record is not None and record.attempt and record.state == "finished":
         return record.outcome == "success", record.retries
