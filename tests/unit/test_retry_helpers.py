@@ -237,3 +237,19 @@ def test_the_default_rule_reads_an_error_type_that_is_no_name(
         metadata={"outcome": outcome, "error_type": error_type},
     )
     assert retry.default_retry_if(result) is retried
+
+
+def test_sleep_async_with_a_stop_event_of_another_loop_raises_instead_of_not_waiting() -> None:
+    """sleep_async() given an asyncio.Event already bound to another event loop (its wait()
+    raises RuntimeError on this one) returned at once, as if the event had been set: the wait
+    was skipped with no error. That RuntimeError now comes out of the call."""
+    stop = asyncio.Event()
+
+    async def bind() -> None:  # (waiting on it binds the event to this loop)
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.sleep(0)
+        waiter.cancel()
+
+    asyncio.run(bind())
+    with pytest.raises(RuntimeError, match="bound to a different event loop"):
+        asyncio.run(retry.sleep_async(30, stop=stop))

@@ -793,3 +793,29 @@ def test_a_hook_that_can_take_its_argument_is_accepted(
         make_task("echo", text="x"), context, retry_delay=0, on_retry=hook, retry_if=hook
     )
     assert result.success
+
+
+def test_two_raising_hooks_of_one_name_are_each_logged(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two different hooks that raise, both lambdas of one function: each one's failure is
+    logged with its traceback (at most once a minute per hook). The second was held back for
+    a minute, as if it were the first one failing again, since both have one qualified
+    name."""
+    first = lambda details: 1 / 0  # noqa: E731
+    second = lambda details: {}["missing"]  # noqa: E731
+    with caplog.at_level(logging.WARNING, logger="laios.execution.retry"):
+        for hook in (first, second):
+            result = executor.execute_with_retry(
+                make_task("fail"), context, max_retries=1, retry_delay=0, on_retry=hook
+            )
+            assert result.metadata["retries"] == 1
+    logged = [r for r in caplog.records if "on_retry hook" in r.getMessage()]
+    name = "test_two_raising_hooks_of_one_name_are_each_logged.<locals>.<lambda>"
+    assert [r.getMessage().split("\n")[0] for r in logged] == [
+        f"the on_retry hook {name} raised ZeroDivisionError; the retry goes on",
+        f"the on_retry hook {name} raised KeyError; the retry goes on",
+    ]

@@ -4,6 +4,7 @@ longer than the platform can, a cancelled caller."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import sys
@@ -317,8 +318,9 @@ def test_an_async_retry_call_left_as_its_attempt_succeeds_is_counted_once(
 @pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="sets a signal handler"
 )
+@pytest.mark.parametrize("succeeding", [1, 2], ids=["first attempt", "second attempt"])
 def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_once(
-    make_executor: Any, make_task: Any, context: Context
+    make_executor: Any, make_task: Any, context: Context, succeeding: int
 ) -> None:
     """A Ctrl-C reaching an execute_with_retry call just after its attempt succeeded (the
     attempt's record finished, its caller not yet back) leaves one result, that success, as
@@ -329,7 +331,7 @@ def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_on
     def flaky() -> str:
         nonlocal calls
         calls += 1
-        if calls == 1:
+        if calls < succeeding:
             raise ConnectionError("reset")
         return "done"
 
@@ -357,7 +359,7 @@ def test_a_blocking_retry_call_interrupted_as_its_attempt_succeeds_is_counted_on
             )
     finally:
         signal.signal(signal.SIGUSR1, handler)
-    assert calls == 2
+    assert calls == succeeding
     assert _results(store, "flaky") == {"success": 1}
 
 
@@ -1117,3 +1119,219 @@ def test_a_retry_call_ended_by_an_internal_error_says_the_retries_that_ran(
     (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
     assert span.attributes is not None
     assert span.attributes["laios.retry.attempts"] == 3
+
+
+# -- two calls of one task id ------------------------------------------------------------------
+
+
+class _SecondRunWorks(BaseTool):
+    """Fails on every run but the second."""
+
+    name = "second_run_works"
+    description = "Fails on every run but the second."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    def _execute(self, **kwargs: Any) -> str:
+        self.runs += 1
+        if self.runs == 2:
+            return "ok"
+        raise ConnectionError("connection reset")
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_cancel_task_stops_a_waiting_call_while_another_call_of_the_id_just_succeeded(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """Two retry calls of one task: one waits 30 s before its first retry when the other's
+    first attempt succeeds. cancel_task(task.id) then stops the waiting call (it answers
+    True): the other call's success is not the waiting call's attempt."""
+    tool = _SecondRunWorks()
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    executor = make_executor(tool_registry=registry)
+    task = make_task(tool.name)
+    announced = threading.Event()
+    returned: list[Any] = []
+
+    def waiting_call() -> None:
+        options: dict[str, Any] = {
+            "max_retries": 3,
+            "retry_delay": 30,
+            "on_retry": lambda details: announced.set(),
+        }
+        returned.append(_retry(executor, task, context, mode, **options))
+
+    caller = threading.Thread(target=waiting_call, daemon=True)
+    caller.start()
+    assert announced.wait(10)
+    other = _retry(executor, task, context, mode, max_retries=3, retry_delay=30)
+    assert other.success
+    assert other.metadata["retries"] == 0
+    assert executor.cancel_task(task.id) is True
+    caller.join(10)
+    assert not caller.is_alive(), "cancel_task did not end the wait of the other call"
+    (result,) = returned
+    assert result.error == "connection reset"
+    assert result.metadata["retry_cancelled"] is True
+    assert result.metadata["retries"] == 0
+    assert tool.runs == 2
+
+
+def test_a_cancelled_async_call_is_counted_while_another_call_of_the_id_just_succeeded(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """Two retry calls of one task on one loop: the first waits 30 s before its first retry
+    when the second's first attempt succeeds, then its awaiting coroutine is cancelled. It
+    counts as a cancelled result: the other call's success is not its attempt's."""
+    tool = _SecondRunWorks()
+    executor, store, exporter = _traced_executor(make_executor, tool)
+    task = make_task(tool.name)
+
+    async def main() -> None:
+        announced = asyncio.Event()
+        waiting = asyncio.create_task(
+            executor.execute_with_retry_async(
+                task, context, max_retries=3, retry_delay=30, on_retry=lambda d: announced.set()
+            )
+        )
+        await asyncio.wait_for(announced.wait(), 10)
+        other = await executor.execute_with_retry_async(task, context, max_retries=3)
+        assert other.success
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 10)
+
+    asyncio.run(main())
+    assert _results(store, tool.name) == {"success": 1, "cancelled": 1}
+    spans = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_with")]
+    assert sorted(str(s.status.status_code) for s in spans) == [
+        str(StatusCode.ERROR),
+        str(StatusCode.UNSET),
+    ]
+
+
+# -- a tool registry that fails between attempts ---------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize("on_retry", [False, True], ids=["no hook", "raising hook"])
+def test_a_registry_failing_outside_the_attempts_leaves_the_call_its_result(
+    make_executor: Any, make_task: Any, context: Context, mode: str, on_retry: bool
+) -> None:
+    """A tool registry whose get_tool raises from the first run of its tool on, except while
+    an attempt is being made (here, from inside Engine.new_job): the call's bookkeeping
+    between and after its attempts (counting the retry, the result, a hook's failure) looked
+    the tool up again, and that failure ended the call as an internal error saying that a
+    retry ran that never did. The call now makes its attempts and returns the tool's own
+    failure, counted as usual."""
+    runs = [0]
+
+    class Down(Exception):
+        """The registry's failure."""
+
+    class Failing(BaseTool):
+        name = "failing"
+        description = "Fails, and takes the registry down."
+
+        def _execute(self, **kwargs: Any) -> str:
+            runs[0] += 1
+            registry.down = True
+            raise ConnectionError("connection reset")
+
+    class FlakyRegistry(ToolRegistry):
+        down = False
+
+        def get_tool(self, name: str) -> Any:
+            if self.down and not _making_an_attempt():
+                raise Down("registry unreachable")
+            return super().get_tool(name)
+
+    def _making_an_attempt() -> bool:
+        frame = inspect.currentframe()
+        while frame is not None:
+            if frame.f_code.co_name == "new_job":
+                return True
+            frame = frame.f_back
+        return False
+
+    def hook(details: retry.RetryDetails) -> None:
+        raise RuntimeError("hook failed")
+
+    registry = FlakyRegistry()
+    registry.register_tool(Failing)
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store)
+    options: dict[str, Any] = {"max_retries": 2, "retry_delay": 0}
+    if on_retry:
+        options["on_retry"] = hook
+    result = _retry(executor, make_task("failing"), context, mode, **options)
+    assert result.error == "connection reset"
+    assert result.metadata["retries"] == 2
+    assert result.metadata["retry_exhausted"] is True
+    assert runs[0] == 3
+    (row,) = [row for row in store.aggregates().tools if row.tool == "failing"]
+    assert row.retries == 2
+    assert _results(store, "failing") == {"error": 1}
+
+
+class _OwnHashId(str):
+    """A task id of a str subclass with a hash of its own (a Task built with
+    ``model_construct`` keeps it)."""
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other)
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_cancel_task_stops_a_retry_call_whose_task_id_is_a_str_subclass(
+    make_executor: Any, make_task: Any, context: Context, mode: str
+) -> None:
+    """A retry call of a Task whose id is a str subclass with a hash of its own, waiting 30 s
+    before its retry: cancel_task with the id's plain text (as the executor takes any id)
+    answered True, yet the call went on retrying, as its id kept a dict key of its own. It
+    now stops with retry_cancelled, and leaves no request behind for a later run of the id."""
+    built = make_task("fail")
+    task = Task.model_construct(**{**built.__dict__, "id": _OwnHashId("own-hash-id")})
+    executor = make_executor()
+    announced = threading.Event()
+    returned: list[Any] = []
+
+    def call() -> None:
+        options: dict[str, Any] = {
+            "max_retries": 3,
+            "retry_delay": 30,
+            "on_retry": lambda details: announced.set(),
+        }
+        returned.append(_retry(executor, task, context, mode, **options))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    assert announced.wait(10)
+    assert executor.cancel_task("own-hash-id") is True
+    caller.join(10)
+    assert not caller.is_alive(), "cancel_task did not end the wait"
+    (result,) = returned
+    assert result.metadata["retry_cancelled"] is True
+    assert result.metadata["retries"] == 0
+    again = executor.execute_task(make_task("echo", task_id="own-hash-id", text="x"), context)
+    assert again.success, again.error
+
+
+def test_a_cancel_requested_before_a_task_whose_id_is_a_str_subclass_cancels_it(
+    make_executor: Any, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """cancel_task of an id not in flight is remembered for the next task submitted with it:
+    a Task whose id is a str subclass with a hash of its own was not found by it, and ran."""
+    executor = make_executor()
+    assert executor.cancel_task("own-hash-id") is True
+    built = make_task("echo", text="x")
+    task = Task.model_construct(**{**built.__dict__, "id": _OwnHashId("own-hash-id")})
+    result = executor.execute_task(task, context)
+    assert result.metadata["outcome"] == "cancelled"
+    assert calls == []

@@ -382,6 +382,8 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
     Raises:
         TypeError: As :func:`sleep`, and when ``stop`` is a ``threading.Event`` (that is
             :func:`sleep`'s).
+        RuntimeError: When ``stop`` is an ``asyncio.Event`` bound to another event loop
+            (what its ``wait()`` raises), instead of returning at once as if it were set.
     """
     seconds = _seconds(seconds)
     if isinstance(stop, threading.Event):
@@ -401,11 +403,15 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
     # arrives as the event is set, and the caller would go on as if never cancelled)
     stopped = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait((stopped,), timeout=seconds)
+        done, _ = await asyncio.wait((stopped,), timeout=seconds)
     finally:
         # (a wait closed on a loop its owner closed, when it is collected: nothing to cancel)
         if not stopped.get_loop().is_closed():
             stopped.cancel()
+    if done:
+        # (set, or its wait() failed: an event bound to another loop raises RuntimeError
+        # there, which must not pass for a stop)
+        stopped.result()
 
 
 def sleeps_disabled(all_threads: bool = True) -> contextlib.AbstractContextManager[None]:

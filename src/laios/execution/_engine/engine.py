@@ -283,12 +283,17 @@ class RegistryFailed(Exception):
 class BetweenAttempts(Protocol):
     """A retry call (``retrying.RetryRun``, or its first attempt), as the engine reaches it."""
 
+    #: The job of the call's latest attempt (set by :meth:`Engine.new_job`), ``None`` before
+    #: the first: another call of the same id runs attempts of its own, whose end is not this
+    #: call's.
+    attempt_job: Job | None
+
     def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
         """Whether a cancel may still stop an attempt of the call (read under the engine's
-        lock; ``attempting``: a run of the id is in flight; ``ended``: else whether the attempt
-        of the id that ended last succeeded, and its retry number): ``False`` during its last
-        attempt (the run's own cancel decides), once one has succeeded, and once the call has
-        decided to make no other."""
+        lock; ``attempting``: its latest attempt is in flight; ``ended``: else whether that
+        attempt ended as a success, and its retry number, when it has ended): ``False`` during
+        its last attempt (the run's own cancel decides), once one has succeeded, and once the
+        call has decided to make no other."""
 
     def mark_cancelled(self) -> None:
         """``cancel_task``, under the engine's lock: no further attempt."""
@@ -298,11 +303,22 @@ class BetweenAttempts(Protocol):
 
 
 def ended_attempt(record: TaskRecord | None) -> tuple[bool, int] | None:
-    """Whether ``record`` (the newest run of an id) is a finished attempt of a retry call that
+    """Whether ``record`` (a retry call's latest attempt) is a finished attempt that
     succeeded, and its retry number; ``None`` when it is no finished attempt."""
     if record is not None and record.attempt and record.state == "finished":
         return record.outcome == "success", record.retries
     return None
+
+
+def _may_stop(run: BetweenAttempts, active: list[Job]) -> bool:
+    """Whether ``cancel_task`` stops the retry call ``run`` (under the engine's lock;
+    ``active``: the jobs of its id queued or running), as its own latest attempt stands: not
+    as another call's of the same id does."""
+    job = run.attempt_job
+    if job is not None and any(job is running for running in active):
+        # (an attempt succeeding now: the result stands, no attempt follows)
+        return getattr(job, "ending", None) != "success" and run.stoppable(True, None)
+    return run.stoppable(False, None if job is None else ended_attempt(job))
 
 
 def _request_cancel(active: Iterable[Job]) -> bool:
@@ -445,6 +461,7 @@ class Engine:
         retries: int | None = None,
         in_task: bool = False,
         retry_cut: RetryCut | None = None,
+        retry_call: BetweenAttempts | None = None,
     ) -> Job:
         """Accept a task: choose its runner, record it, open its span; finish it at once when
         it is refused (executor shut down, unknown tool) or a pending cancellation names it.
@@ -455,10 +472,14 @@ class Engine:
         the job's handle is then the claimed slot, and it starts with no queue wait).
         ``retry_cut``: the deadline of the retry call that cut ``limit`` to its time left (a
         timeout then says so), and the attempt's own timeout (its CPU budget follows it).
+        ``retry_call``: the retry call this job is an attempt of (``cancel_task`` reads its
+        latest attempt there).
         """
         store, env = self.store, self.env
         tool = self.tool_named(task.tool_name)
         job = Job(env, task, tool, on_progress)
+        if retry_call is not None:
+            retry_call.attempt_job = job
         job.scope = self.scope
         job.slot = store.tool_slot(job.tool, tool is not None)
         if retries is not None:  # an attempt of an execute_with_retry call
@@ -691,10 +712,12 @@ class Engine:
 
     def _cancel_before_start(self, job: Job) -> bool:
         """Finish a just-submitted job as cancelled when a pending request names it."""
+        # (as cancel_task keeps it: a str subclass's own hash and == are never called)
+        task_id = as_text(job.task_id)
         with self.lock:
-            if job.task_id not in self.pending_cancels:
+            if task_id not in self.pending_cancels:
                 return False
-            del self.pending_cancels[job.task_id]
+            del self.pending_cancels[task_id]
             if job.phase == DONE:  # cancel_task got there first
                 return True
             job.phase = DONE
@@ -772,13 +795,14 @@ class Engine:
         retries: int | None = None,
         checked: bool = False,
         retry_cut: RetryCut | None = None,
+        retry_call: BetweenAttempts | None = None,
     ) -> TaskResult:
         """Run one task while the calling thread waits, for at most its timeout. Never raises
         (``KeyboardInterrupt`` on the caller's thread goes on after the task is recorded).
 
         ``checked``: the caller has just passed ``task``, ``context`` and ``on_progress``
-        through :func:`check_call` (a retry call's first attempt). ``retry_cut``: see
-        :meth:`new_job`.
+        through :func:`check_call` (a retry call's first attempt). ``retry_cut`` and
+        ``retry_call``: see :meth:`new_job`.
         """
         try:
             if not checked:
@@ -798,6 +822,7 @@ class Engine:
                 attributes=attributes,
                 retries=retries,
                 retry_cut=retry_cut,
+                retry_call=retry_call,
             )
             if job.result is None:
                 if job.inline:
@@ -927,6 +952,7 @@ class Engine:
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
         retry_cut: RetryCut | None = None,
+        retry_call: BetweenAttempts | None = None,
     ) -> TaskResult:
         """Run one task while the calling coroutine awaits it (``execute_async``).
 
@@ -952,6 +978,7 @@ class Engine:
             retries,
             in_task=limit is None,
             retry_cut=retry_cut,
+            retry_call=retry_call,
         )
         if not isinstance(job, Job):
             return job
@@ -1009,6 +1036,7 @@ class Engine:
         *,
         in_task: bool = False,
         retry_cut: RetryCut | None = None,
+        retry_call: BetweenAttempts | None = None,
     ) -> Job | TaskResult:
         """A job for one task of an awaiting call, handed over to its runner (unless it
         claimed a slot in the awaiting task, see ``Engine.new_job``), or the failed result of
@@ -1031,6 +1059,7 @@ class Engine:
                 retries=retries,
                 in_task=in_task,
                 retry_cut=retry_cut,
+                retry_call=retry_call,
             )
             if job.result is None and not job.in_task:
                 self._hand_over(job)
@@ -1108,12 +1137,10 @@ class Engine:
             active = self._running(task_id)
             stop_retries: tuple[BetweenAttempts, ...] = ()
             runs = self.retrying.get(task_id)
-            if runs and not any(getattr(job, "ending", None) == "success" for job in active):
+            if runs:
                 # Only calls an attempt may still follow in: a cancel during the last attempt,
                 # or as an attempt succeeds, stops nothing (the result stands) and answers so.
-                ended = None if active else ended_attempt(store.find(scope, task_id))
-                attempting = bool(active)
-                stop_retries = tuple(run for run in runs if run.stoppable(attempting, ended))
+                stop_retries = tuple(run for run in runs if _may_stop(run, active))
             for retry_run in stop_retries:
                 # (under the lock: a call ending now forgets the request it leaves pending)
                 retry_run.mark_cancelled()

@@ -14,6 +14,7 @@ import inspect
 import logging
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -26,6 +27,7 @@ from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._callables import never_run, refuse_unawaited, unawaited_error
+from laios.execution._checks import as_text
 from laios.execution._engine.engine import (
     MAX_SPAN_TEXT,
     ended_attempt,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
     from laios.execution._aggregates import ToolSlot
     from laios.execution._engine.engine import Engine, ProgressCallback
+    from laios.execution._engine.job import Job
 
 __all__ = ["RetryRun", "retry_awaiting", "retry_blocking"]
 
@@ -119,6 +122,8 @@ class RetryRun:
         self.span_outcome: dict[str, Any] = {}
         self.span_error: str | None = None
         self.listening = False  # held in engine.retrying (cancel_task and shutdown() reach it)
+        #: The job of the latest attempt (set as it is made, see Engine.new_job).
+        self.attempt_job: Job | None = None
         self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
@@ -245,9 +250,9 @@ class RetryRun:
         """Whether ``cancel_task`` may still stop an attempt (under the engine's lock): not
         once the call has decided to make no other, nor during its last attempt
         (``attempting``), whose own cancel decides; before that attempt is submitted, the
-        cancel left pending for it does. Once its attempt has ended (``ended``: whether the
-        last attempt of the id succeeded, and its retry number) and before the call decides,
-        only when it failed and may be retried."""
+        cancel left pending for it does. Once its attempt has ended (``ended``: whether its
+        latest attempt succeeded, and its retry number) and before the call decides, only
+        when it failed and may be retried."""
         if self.decided:
             return False
         more = self.retries < self.policy.max_retries
@@ -267,7 +272,10 @@ class RetryRun:
         """The task's secret values, scrubbed from what a hook's exception says (by name, and
         where the tool's input model declares a secret by type)."""
         task = self.task
-        fields = secret_fields_of_tool(self.engine.tool_named(task.tool_name))
+        job = self.attempt_job
+        # (the tool its latest attempt ran: the registry, asked again, may fail now)
+        tool = job.tool_impl if job is not None else self.engine.tool_named(task.tool_name)
+        fields = secret_fields_of_tool(tool)
         return secret_values_now_and_before(task.parameters, self.secrets_before, fields)
 
     def _announce(self, result: TaskResult, delay: float) -> None:
@@ -299,7 +307,7 @@ class RetryRun:
             raise
         except BaseException as exc:  # (an asyncio.CancelledError of its own too)
             name = callback_name(hook)
-            held = _hook_warnings.should_log(name)
+            held = _hook_warnings.should_log(_hook_key(hook, name))
             if held is not None:
                 _log.warning(
                     "the on_retry hook %s raised %s; the retry goes on%s\n%s",
@@ -337,7 +345,12 @@ class RetryRun:
         return True
 
     def _slot(self) -> ToolSlot:
-        """The aggregates slot of the task's tool, as its attempts' records use it."""
+        """The aggregates slot of the task's tool, as its attempts' records use it: its
+        latest attempt's (the registry, asked again between or after the attempts, may fail
+        where the attempt found the tool, and end the call with that failure)."""
+        job = self.attempt_job
+        if job is not None and job.slot is not None:
+            return job.slot
         engine = self.engine
         name = self.task.tool_name
         return engine.store.tool_slot(name, engine.tool_named(name) is not None)
@@ -420,9 +433,9 @@ class RetryRun:
 
     def _attempt_succeeded(self) -> bool:
         """Whether the attempt under way (retry number :attr:`retries`) has finished as a
-        success, as the store's record of the task id says."""
-        engine = self.engine
-        return ended_attempt(engine.store.find(engine.scope, self.task.id)) == (True, self.retries)
+        success, as its record says (not another call's of the same id)."""
+        job = self.attempt_job
+        return job is not None and ended_attempt(job) == (True, self.retries)
 
     def listen(self, first: _FirstAttempt | None = None) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
@@ -469,15 +482,30 @@ class RetryRun:
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
 
 
+def _hook_key(hook: object, name: str) -> str:
+    """What limits the warnings of ``hook`` (named ``name``): its name and, for a function,
+    where its code is, so that two hooks of one name (two lambdas of one function) are each
+    logged, while one hook made afresh for every call (a closure) is still one. Never
+    raises."""
+    try:
+        code = getattr(getattr(hook, "__func__", hook), "__code__", None)
+        if isinstance(code, types.CodeType):
+            return f"{name} ({code.co_filename}:{code.co_firstlineno}:{code.co_name})"
+    except Exception:  # (an object whose attribute reads raise: its name is its key)
+        pass
+    return name
+
+
 class _FirstAttempt:
     """A retry call while its first attempt runs, before its :class:`RetryRun` exists, as
     ``cancel_task`` and ``shutdown()`` reach it (a call that succeeds at once never needs
     more): a cancel is kept for the run to read."""
 
-    __slots__ = ("cancelled",)
+    __slots__ = ("attempt_job", "cancelled")
 
     def __init__(self) -> None:
         self.cancelled = False
+        self.attempt_job: Job | None = None
 
     def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
         """Unless the first attempt has succeeded (``ended``, see
@@ -501,10 +529,12 @@ def _start_listening(
 ) -> None:
     """Have ``cancel_task`` and ``shutdown()`` reach ``listener``; in place of ``replacing``
     (what listened while the first attempt ran), whose cancel it takes over."""
+    task_id = as_text(task_id)  # (as cancel_task looks it up: see Engine.cancel)
     with engine.lock:
         runs = engine.retrying.setdefault(task_id, [])
         if replacing is not None:
             listener.cancelled = replacing.cancelled
+            listener.attempt_job = replacing.attempt_job
             with contextlib.suppress(ValueError):
                 runs.remove(replacing)
         runs.append(listener)
@@ -513,6 +543,7 @@ def _start_listening(
 def _stop_listening(engine: Engine, task_id: str, listener: RetryRun | _FirstAttempt) -> None:
     """Take ``listener`` out of the retry calls ``cancel_task`` reaches. A cancel request it
     received and no attempt took up is forgotten: it must not cancel a later run of the id."""
+    task_id = as_text(task_id)
     with engine.lock:
         runs = engine.retrying.get(task_id)
         if runs is not None and listener in runs:
@@ -548,24 +579,35 @@ def retry_blocking(
     secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
     started = time.monotonic()
     first: TaskResult | None = None
+    first_attempt: _FirstAttempt | None = None  # (the first attempt's job, made here)
     listener: _FirstAttempt | None = None
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping: only to be
         # reached by cancel_task, which a call that may retry must never miss.
+        first_attempt = _FirstAttempt()
         if policy.max_retries:
-            listener = _FirstAttempt()
+            listener = first_attempt
             _start_listening(engine, task.id, listener)
         try:
             # (The executor checked the task and on_progress just now, before any attempt.)
             first = engine.run_blocking(
-                task, context, timeout, on_progress, retries=0, checked=True
+                task,
+                context,
+                timeout,
+                on_progress,
+                retries=0,
+                checked=True,
+                retry_call=first_attempt,
             )
         except (KeyboardInterrupt, SystemExit):
-            # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled.
+            # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled
+            # (unless its attempt had succeeded: see RetryRun.caller_cancelled).
             if listener is not None:
                 _stop_listening(engine, task.id, listener)
-            RetryRun(engine, task, policy, timeout, on_retry, secrets_before).caller_cancelled()
+            interrupted = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
+            interrupted.attempt_job = first_attempt.attempt_job
+            interrupted.caller_cancelled()
             raise
         if first.success:
             if listener is not None:
@@ -573,6 +615,8 @@ def retry_blocking(
             first.metadata["retries"] = 0
             return first
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started)
+    if first_attempt is not None:
+        run.attempt_job = first_attempt.attempt_job
     stop: threading.Event | None = None
     # (The executor checked the task and on_progress just now, before the first attempt.)
     checked = first is None
@@ -594,6 +638,7 @@ def retry_blocking(
                         retries=run.retries,
                         checked=checked,
                         retry_cut=run.cut_by(limit),
+                        retry_call=run,
                     )
                 checked = False
             if stop is None and run.may_retry(result):
@@ -654,6 +699,7 @@ async def retry_awaiting(
                 attributes=run.attributes(),
                 retries=run.retries,
                 retry_cut=run.cut_by(cut),
+                retry_call=run,
             )
             if stop is None and run.may_retry(result):
                 stop = asyncio.Event()
