@@ -453,7 +453,48 @@ def test_keyboard_interrupt_on_started_on_a_worker_thread_never_starts_the_tool(
     task = make_task("echo", text="x")
     result = executor.execute_task(task, context, timeout=30.0, on_progress=interrupt)
     assert result.metadata["error_type"] == "callback_error"
-    assert "the caller was interrupted" in (result.error or "")
+    # (the caller was not interrupted: it has this result in hand)
+    error = result.error or ""
+    assert "the caller was interrupted" not in error, error
+    assert "not the caller's" in error, error
     assert calls == []
     assert task.started_at is None  # its tool never started
     assert _outcomes(store, "echo") == {"error": 1}
+
+
+def test_keyboard_interrupt_on_progress_on_a_worker_thread_fails_the_task_not_the_caller(
+    executor: Executor, make_task: Any, context: Context, store: MetricStore
+) -> None:
+    """Ctrl-C in the 'progress' callback on the worker thread that runs the tool: nothing can
+    raise it in the caller, who gets the task's failure back, and the error says so rather
+    than that the caller was interrupted."""
+
+    def interrupt(event: str, data: Any) -> None:
+        if event == "progress":
+            raise KeyboardInterrupt
+
+    result = executor.execute_task(
+        make_task("progress"), context, timeout=30.0, on_progress=interrupt
+    )
+    assert result.metadata["error_type"] == "callback_error"
+    error = result.error or ""
+    assert "during the 'progress' event" in error, error
+    assert "the caller was interrupted" not in error, error
+    assert "not the caller's" in error, error
+    assert _errors(store, "progress") == {"callback_error": 1}
+
+
+def test_keyboard_interrupt_on_progress_on_the_callers_thread_says_the_caller_was_interrupted(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """The same on the caller's own thread (no timeout: the tool runs there): the interrupt
+    goes on in the caller, and the task's error says the caller was interrupted."""
+    task = make_task("progress")
+
+    def interrupt(event: str, data: Any) -> None:
+        if event == "progress":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute_task(task, context, on_progress=interrupt)
+    assert "the caller was interrupted" in (task.error or ""), task.error

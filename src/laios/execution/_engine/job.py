@@ -599,6 +599,9 @@ class Job(TaskRecord):
     # handle: the outcome and message it ends with once the runner has (see attach).
     stopped_unattached: tuple[str, str] | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
+    # Whether that Ctrl-C reaches the caller (raised on in the caller's thread or task): it
+    # does on the caller's own thread (an inline task) or its loop's; else only the task fails.
+    interrupt_reaches_caller = False
     # (``ending``, a slot set only on an attempt of a retry call as it finishes: its outcome,
     # which a cancel_task meanwhile reads: no further attempt follows a success. Read with
     # getattr: unset until then.)
@@ -1250,8 +1253,12 @@ class Job(TaskRecord):
             if self.interrupted is None:
                 self.interrupted = exc
                 self.interrupted_event = event
+                awaiting = self.on_awaiting_thread()
+                # (an inline task's interrupt is raised on in its caller's thread, which runs
+                # the tool: see Engine.run_blocking)
+                self.interrupt_reaches_caller = self.inline or awaiting
                 self.callback_note = self._interrupt_message()
-                if self.on_awaiting_thread():
+                if awaiting:
                     self.caller_interrupt = exc
             return exc
         except BaseException as exc:  # even SystemExit must not leave the job unfinished
@@ -1312,9 +1319,15 @@ class Job(TaskRecord):
             self.observability_failed("reporting an on_progress exception", failure)
 
     def _interrupt_message(self) -> str:
+        if self.interrupt_reaches_caller:
+            return (
+                "on_progress callback raised KeyboardInterrupt during the "
+                f"'{self.interrupted_event}' event: the caller was interrupted"
+            )
         return (
             "on_progress callback raised KeyboardInterrupt during the "
-            f"'{self.interrupted_event}' event: the caller was interrupted"
+            f"'{self.interrupted_event}' event on a thread that is not the caller's, where "
+            "the interrupt cannot reach the caller: the task fails instead"
         )
 
     # -- the caller's side of stopping ---------------------------------------------------------
