@@ -647,6 +647,48 @@ def test_every_variable_lists_a_label_of_the_series_it_reads(exposed: dict[str, 
     assert (problems, kit.problems) == ([], [])
 
 
+#: How a description names the tasks of an outcome.
+OUTCOME_WORDS = {"timeout": r"timed[- ]out", "cancelled": r"cancel", "rejected": r"reject"}
+
+
+def rule_comments() -> dict[str, str]:
+    """The comment written above each recording rule of rules.yml, by the rule's name."""
+    text = (REPO / "grafana" / "prometheus" / "rules.yml").read_text(encoding="utf-8")
+    found = re.findall(r"((?:^ *#.*\n)+) *- record: (\S+)", text, re.MULTILINE)
+    return {record: " ".join(comment.replace("#", " ").split()) for comment, record in found}
+
+
+def test_what_reads_the_durations_says_which_outcomes_have_none(
+    exposed: dict[str, Exposed],
+) -> None:
+    """Only successes and errors have durations: a panel or recording rule of duration
+    quantiles over every outcome says that timed-out, cancelled and rejected tasks are not in
+    them. (It said "rejected tasks never ran and are left out", as if a timed-out task's
+    duration were in its p99.)"""
+    outcomes = exposed["laios_tasks_total"].labels["outcome"]
+    without = outcomes - exposed["laios_task_duration_seconds_bucket"].labels["outcome"]
+    assert without == set(OUTCOME_WORDS)
+    texts = {
+        f"panel {panel['title']!r}": panel["description"]
+        for panel in DASHBOARD["panels"]
+        for target in panel.get("targets", [])
+        if "laios_task_duration_seconds" in target["expr"] and 'outcome="' not in target["expr"]
+    }
+    texts |= {
+        f"rule {record}": comment
+        for record, comment in rule_comments().items()
+        if record.startswith("laios:task_duration_seconds:")
+    }
+    assert len(texts) >= 6
+    silent = [
+        (where, outcome)
+        for where, text in texts.items()
+        for outcome in sorted(without)
+        if not re.search(OUTCOME_WORDS[outcome], text, re.IGNORECASE)
+    ]
+    assert silent == []
+
+
 #: The pages whose ``promql`` blocks give queries to copy.
 QUERY_PAGES = [
     REPO / "docs" / "metrics.md",
