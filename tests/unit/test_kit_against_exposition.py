@@ -6,9 +6,9 @@ goes further: the labels each selector matches, each ``by``/``without``/``on`` l
 and each ``$labels.x`` of an alert exist on what they read; matched label values are values laios
 emits; ``rate`` and ``increase`` read counters (or a histogram's or summary's counters);
 ``histogram_quantile`` reads ``_bucket`` series with ``le`` kept; both sides of a one-to-one
-operation carry the same labels. The same goes for the queries the docs and runbooks give. The
-PromQL parser below covers the language the kit and the docs write (no ``@``, no ``offset``); an
-expression it cannot read fails the test.
+operation carry the same labels. The same goes for the queries the docs and runbooks give, and
+for the series the rules' unit tests feed. The PromQL parser below covers the language the kit
+and the docs write (no ``@``, no ``offset``); an expression it cannot read fails the test.
 """
 
 from __future__ import annotations
@@ -687,6 +687,43 @@ def test_what_reads_the_durations_says_which_outcomes_have_none(
         if not re.search(OUTCOME_WORDS[outcome], text, re.IGNORECASE)
     ]
     assert silent == []
+
+
+def fed_series(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The name and labels of each input series of a promtool rule test file."""
+    for test in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+        for entry in test.get("input_series", []):
+            name, body = re.fullmatch(r"([\w:]+)(?:\{(.*)\})?", entry["series"]).groups()
+            yield name, dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', body or ""))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        REPO / "grafana" / "prometheus" / "rules.test.yml",
+        *sorted((REPO / "tests" / "integration").glob("mixin_*.test.yml")),
+    ],
+    ids=lambda path: path.name,
+)
+def test_rule_tests_feed_series_laios_exports(exposed: dict[str, Exposed], path: Path) -> None:
+    """The rules' unit tests work out their values from series laios could export: known
+    names, labels of those families, and outcomes each family has. (rules.test.yml gave
+    timed-out and rejected tasks durations, which laios never exports, and expected the p95 of
+    every run to include them.)"""
+    unlike = set()
+    for name, labels in fed_series(path):
+        if name == "up":
+            continue
+        if name not in exposed:
+            unlike.add(f"{name} is not exported")
+            continue
+        # Labels of no laios family are the target's or a store's constant labels (any name).
+        family = exposed[name].labels
+        own = set().union(*(e.labels for e in exposed.values())) - {"pool"}
+        unlike |= {f"{name} has no label {label}" for label in (set(labels) & own) - set(family)}
+        if "outcome" in labels and labels["outcome"] not in family.get("outcome", set()):
+            unlike.add(f'{name}{{outcome="{labels["outcome"]}"}} is never exported')
+    assert sorted(unlike) == []
 
 
 #: The pages whose ``promql`` blocks give queries to copy.
