@@ -7,8 +7,10 @@ and each ``$labels.x`` of an alert exist on what they read; matched label values
 emits; ``rate`` and ``increase`` read counters (or a histogram's or summary's counters);
 ``histogram_quantile`` reads ``_bucket`` series with ``le`` kept; both sides of a one-to-one
 operation carry the same labels. The same goes for the queries the docs and runbooks give, and
-for the series the rules' unit tests feed. The PromQL parser below covers the language the kit
-and the docs write (no ``@``, no ``offset``); an expression it cannot read fails the test.
+for the series the rules' unit tests feed. Each runbook opens with its alert's name, severity
+and wait, and docs/metrics.md's catalogue lists the families exported. The PromQL parser below
+covers the language the kit and the docs write (no ``@``, no ``offset``); an expression it
+cannot read fails the test.
 """
 
 from __future__ import annotations
@@ -758,3 +760,60 @@ def test_every_query_of_the_docs_reads_exported_labels_and_values(
     for page, query in queries:
         kit.check(grafana_free(query), page)
     assert kit.problems == []
+
+
+def opening(page: Path) -> tuple[str, str]:
+    """The title of a runbook and its first paragraph, white space made single spaces."""
+    title, first = page.read_text(encoding="utf-8").split("\n\n")[:2]
+    return title, " ".join(first.split())
+
+
+def in_words(duration: str) -> str:
+    """A Prometheus duration of minutes or hours (``15m``) as the runbooks write it."""
+    number, unit = re.fullmatch(r"(\d+)([mh])", duration).groups()
+    word = {"m": "minute", "h": "hour"}[unit]
+    return f"{number} {word}{'s' if number != '1' else ''}"
+
+
+def test_every_runbook_opens_with_its_alert_severity_and_wait() -> None:
+    """Each alert's runbook is titled with its name and opens with its severity and how long
+    it waits (for a burn-rate alert: each pair of windows, after the severity it has)."""
+    unlike = []
+    for rule in (r for g in RULES["groups"] for r in g["rules"] if "alert" in r):
+        title, first = opening(REPO / rule["annotations"]["runbook_url"])
+        labels = rule["labels"]
+        told = [
+            (match.start(), match.group(1))
+            for match in re.finditer(r"\*\*(?:Severity: )?(critical|warning)\.?\*\*", first)
+        ]
+        if "long" in labels:
+            windows = f'`long="{labels["long"]}", short="{labels["short"]}"`'
+            where = first.find(windows)
+            told = [(at, severity) for at, severity in told if at < where] if where >= 0 else []
+        elif in_words(rule["for"]) not in first.replace("For ", "for "):
+            unlike.append((rule["alert"], rule["for"]))
+        if title != f"# {rule['alert']}":
+            unlike.append((rule["alert"], title))
+        if not told or told[-1][1] != labels["severity"]:
+            unlike.append((rule["alert"], labels["severity"], labels.get("long")))
+    assert unlike == []
+
+
+def catalogue() -> dict[str, tuple[str, set[str]]]:
+    """docs/metrics.md's catalogue: name → (type, label names)."""
+    text = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(laios_\w+)` \| ([^|]+) \|([^|]*)\|", text, re.MULTILINE)
+    return {
+        name: (kind.split()[0], set(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows
+    }
+
+
+def test_the_metric_catalogue_is_what_laios_exports(exposed: dict[str, Exposed]) -> None:
+    """Each family of the exposition is in docs/metrics.md's catalogue with its type and
+    labels (a store's constant labels aside), and the catalogue lists no other."""
+    exported = {}
+    for name, entry in exposed.items():
+        family = re.sub(r"_(bucket|count|sum)$", "", name) if entry.kind != "counter" else name
+        labels = set(entry.labels) - {"le", "pool"}
+        exported[family] = (entry.kind, exported.get(family, ("", set()))[1] | labels)
+    assert catalogue() == exported
