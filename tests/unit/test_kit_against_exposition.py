@@ -817,3 +817,20 @@ def test_the_metric_catalogue_is_what_laios_exports(exposed: dict[str, Exposed])
         labels = set(entry.labels) - {"le", "pool"}
         exported[family] = (entry.kind, exported.get(family, ("", set()))[1] | labels)
     assert catalogue() == exported
+
+
+def test_the_trace_to_metrics_queries_read_exported_labels(exposed: dict[str, Exposed]) -> None:
+    """The Tempo data source's links from a span to its tool's metrics read what laios exports,
+    with ``$__tags`` as Grafana fills it in: a matcher on each tag's label."""
+    source = yaml.safe_load(
+        (REPO / "grafana" / "provisioning" / "datasources" / "tempo.yml").read_text("utf-8")
+    )
+    (tempo,) = source["datasources"]
+    link = tempo["jsonData"]["tracesToMetrics"]
+    # ("$$" escapes Grafana's expansion of environment variables in provisioning files.)
+    tags = ",".join(f'{tag["value"]}="fetch"' for tag in link["tags"])
+    kit = Kit(exposed)
+    assert link["queries"]
+    for query in link["queries"]:
+        kit.check(query["query"].replace("$$__tags", tags), f"Tempo link {query['name']!r}")
+    assert kit.problems == []
