@@ -253,7 +253,8 @@ def _red(grid: g.Grid, q: _Queries) -> None:
             g.timeseries(
                 f"Latency p{round(quantile * 100)} by tool",
                 f"p{round(quantile * 100)} of the time from a task's start to its outcome, by"
-                " tool (rejected tasks never ran and are left out)." + _EXEMPLARS,
+                " tool: successes and errors (timed-out, cancelled and rejected tasks have no"
+                " duration; see Timeouts by tool)." + _EXEMPLARS,
                 "s",
                 [
                     g.target(
@@ -282,8 +283,8 @@ def _latency(grid: g.Grid, q: _Queries) -> None:
         g.heatmap(
             "Task duration",
             "How many tasks per second finished in each duration bucket, all selected tools:"
-            " successes and errors (timed-out and cancelled tasks have no duration; see"
-            " Timeouts by tool). A second band is a second population: a slow dependency,"
+            " successes and errors (timed-out, cancelled and rejected tasks have no duration;"
+            " see Timeouts by tool). A second band is a second population: a slow dependency,"
             " one slow tool, errors that fail fast." + _EXEMPLARS,
             g.target(f"sum by (le) ({buckets})", legend="{{le}}", exemplar=True, fmt="heatmap"),
             y_unit="s",
@@ -296,7 +297,8 @@ def _latency(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Latency p95 by outcome",
             "p95 duration of successes and of errors: errors that fail fast stay low."
-            " Timed-out and cancelled tasks have no duration (see Timeouts by tool)." + _EXEMPLARS,
+            " Timed-out, cancelled and rejected tasks have no duration (see Timeouts by tool)."
+            + _EXEMPLARS,
             "s",
             [
                 g.target(

@@ -324,7 +324,8 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
         ),
         _record(
             config,
-            "Duration quantiles by tool; rejected tasks never ran and are left out.",
+            "Duration quantiles by tool, of successes and errors (timed-out, cancelled and\n"
+            "rejected tasks have no duration).",
             "laios:task_duration_seconds:p50_5m",
             _quantile(config, "0.5", "laios_task_duration_seconds", ran),
         ),
