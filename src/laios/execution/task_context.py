@@ -189,6 +189,13 @@ def task_in(context: Context) -> TaskContext | None:
     return context.get(_current)
 
 
+def reports_to(task: TaskContext | None, events: object) -> bool:
+    """Whether ``task`` is a handle reporting to ``events`` (for runners: a report made where
+    :func:`current_task` returns another handle, or none, comes from a thread the tool started
+    itself, with a context of its own)."""
+    return task is not None and task._events is events  # noqa: SLF001  (its own)
+
+
 def task_secrets(task: TaskContext | None) -> Sequence[str]:
     """The secret values of ``task``'s parameters, as the executor's record of its run knows
     them (the tool's typed secret fields, and values it took out of its parameters, too), or,

@@ -657,6 +657,13 @@ class Engine:
             job.deadline,
             context,
         )
+        if not self.isolated and job.on_progress is not None:
+            # (a report from a thread the tool started itself, whose context is a fresh one, is
+            # delivered in a copy of the caller's, with the task span current, as the tool's own)
+            reports = contextvars.copy_context() if context is None else context.copy()
+            if context is None and span_context is not None:
+                reports.run(otel_context.attach, span_context)
+            job.reports_context = reports
         if self.isolated:
             if job.on_progress is not None:  # (its events come from the runner's threads)
                 job.events_context = context

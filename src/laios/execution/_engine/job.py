@@ -92,7 +92,13 @@ from laios.execution.redaction import (
     truncate_bytes,
 )
 from laios.execution.store import TaskRecord
-from laios.execution.task_context import TaskCancelledError
+from laios.execution.task_context import (
+    TaskCancelledError,
+    TaskContext,
+    current_task,
+    reports_to,
+    set_current_task,
+)
 from laios.tools.base import PLAIN_TYPES, ToolOutput, missing_await_error
 
 if TYPE_CHECKING:
@@ -613,6 +619,10 @@ class Job(TaskRecord):
     # The context on_progress is called in for a runner whose events come from threads of its
     # own (process, Dask): the caller's, with the task span current, as on a worker thread.
     events_context: contextvars.Context | None = None
+    # The context a progress report made on a thread the tool started itself (the handle
+    # passed to it, its context a fresh one) is delivered to on_progress in, for a runner in
+    # this process: the caller's, with the task span current, as the tool's own reports are.
+    reports_context: contextvars.Context | None = None
     done: threading.Lock | None = None  # a held lock that finishing releases (blocking road)
     waiter: Waiter | None = None  # told once finished (awaiting road)
     result: TaskResult | None = None
@@ -1027,7 +1037,10 @@ class Job(TaskRecord):
             # meanwhile waits for this report: it goes on to on_progress, before that event.)
             return
         data = {"task_id": self.task_id, "percent": percent, "message": text, "details": details}
-        if self.in_task:
+        reports_context = self.reports_context
+        if reports_context is not None and not reports_to(current_task(), self):
+            self._fire_in(reports_context, "progress", data)
+        elif self.in_task:
             self._fire_in_the_awaiting_task("progress", data)
         else:
             self.fire("progress", data)
@@ -1210,6 +1223,17 @@ class Job(TaskRecord):
             requested = _cancelling(task) - before
             if requested > 0:
                 self.cancels_by_callbacks += requested
+
+    def _fire_in(self, context: contextvars.Context, event: str, data: dict[str, Any]) -> None:
+        """Call ``on_progress`` for a report made on a thread the tool started itself, in a
+        copy of ``context`` (see :attr:`reports_context`) where the task is current, as in the
+        tool's own thread: the callback finds the caller's context variables, the task span and
+        ``current_task()`` there too, not the thread's empty context."""
+        if self.on_progress is None:
+            return
+        context = context.copy()  # (a copy: reports may come from two threads at once)
+        context.run(set_current_task, TaskContext(self.task_id, self.tool, self))
+        context.run(self._fire, self.on_progress, event, data)
 
     def fire(self, event: str, data: dict[str, Any]) -> KeyboardInterrupt | None:
         """Call ``on_progress``; what it raises never escapes and never changes the outcome.
@@ -2045,6 +2069,7 @@ class Job(TaskRecord):
         if self.on_progress is not None:  # (the others are set only with a callback)
             self.on_progress = None
             self.events_context = None
+            self.reports_context = None
             self.callback_note = None
             self.callback_task = None
         if self.handle is not None:
