@@ -831,10 +831,9 @@ class Engine:
                 job.caller_left()
             raise
         # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on
-        # (a callback's first, on the inline road, where callbacks run for the caller).
-        interrupt: BaseException | None = job.interrupted if job.inline else None
-        if interrupt is None:
-            interrupt = job.caller_interrupt
+        # (the first that landed on this thread, in a callback or a listener; one raised on
+        # another thread, a thread of the tool's own say, goes no further).
+        interrupt = job.caller_interrupt
         if interrupt is not None:
             raise interrupt
         return result

@@ -1275,8 +1275,14 @@ class Job(TaskRecord):
                 self.interrupted = exc
                 self.interrupted_event = event
                 self.callback_note = self._interrupt_message()
-                if self.on_awaiting_thread():
-                    self.caller_interrupt = exc
+            if self.caller_interrupt is None and (
+                self.thread == threading.get_ident() or self.on_awaiting_thread()
+            ):
+                # On the caller's thread (a blocking caller's, for any event fired there: a
+                # "timeout" too; or the awaiting loop's), it goes on to the caller once the
+                # task is recorded; elsewhere (a worker thread, a thread of the tool's own) it
+                # is recorded and goes no further.
+                self.caller_interrupt = exc
             return exc
         except BaseException as exc:  # even SystemExit must not leave the job unfinished
             self.callback_failed(callback, event, exc)
