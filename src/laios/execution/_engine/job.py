@@ -1147,16 +1147,20 @@ class Job(TaskRecord):
             # and the report may need that very loop to be delivered.
             seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
         deadline = self.deadline
-        if deadline is not None and (
-            overdue
-            or self.overdue
-            or self.thread == threading.get_ident()
-            or self.on_awaiting_thread()
-        ):
-            # Never past the deadline by more than that: the tasks of one caller (a batch whose
-            # timeout strikes on all of them) share it, rather than each waiting in turn.
+        if deadline is not None:
+            if (
+                overdue
+                or self.overdue
+                or self.thread == threading.get_ident()
+                or self.on_awaiting_thread()
+            ):
+                seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
+            # Never past the deadline by more than that (also on a worker thread, where the
+            # task ended before it: its caller has its result by then, and the final event
+            # would come long after it): the tasks of one caller (a batch whose timeout strikes
+            # on all of them) share it, rather than each waiting in turn.
             late = deadline + PROGRESS_WAIT_AT_DEADLINE_SECONDS - time.monotonic()
-            seconds = max(min(PROGRESS_WAIT_AT_DEADLINE_SECONDS, late), 0.0)
+            seconds = max(min(seconds, late), 0.0)
         until = self.reports_until
         if until is not None:  # (its caller has left: see reports_wait_until)
             seconds = max(min(seconds, until - time.monotonic()), 0.0)
