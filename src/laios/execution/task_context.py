@@ -135,6 +135,8 @@ class TaskContext:
 
         Raises:
             TypeError: When ``percent`` is not a number.
+            ValueError: When it is a number of a class of the caller's own whose ``float()``
+                raises.
         """
         self._events.progress(clamp_percent(percent), message, details)
 
