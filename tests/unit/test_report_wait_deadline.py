@@ -46,37 +46,38 @@ class Hung:
             self.final.set()
 
 
-HUNG = Hung()
-
-
 class ReportsThenReturns(BaseTool):
     name = "reports_then_returns"
     description = "Reports from a thread of its own, then returns at once."
 
+    hung: Hung
+
     def _execute(self, **kwargs: Any) -> Any:
         thread = threading.Thread(target=require_current_task().progress, args=(50,))
         thread.start()
-        assert HUNG.held.wait(10)
+        assert self.hung.held.wait(10)
         return "done"
 
 
 @pytest.mark.parametrize("road", ["execute_task", "execute_async"])
 def test_the_final_event_comes_by_the_deadline_though_a_report_hangs(road: str) -> None:
+    hung = Hung()
+    tool = ReportsThenReturns()
+    tool.hung = hung
     registry = ToolRegistry()
-    registry.register_tool(ReportsThenReturns)
+    registry.register_tool(tool)
     executor = Executor(registry, store=MetricStore(), register_prometheus=False)
     task = Task(plan_id="p", description="d", tool_name="reports_then_returns")
-    HUNG.__init__()  # type: ignore[misc]
     try:
         began = time.monotonic()
         if road == "execute_task":
-            result = executor.execute_task(task, CONTEXT, timeout=TIMEOUT, on_progress=HUNG)
+            result = executor.execute_task(task, CONTEXT, timeout=TIMEOUT, on_progress=hung)
         else:
-            call = executor.execute_async(task, CONTEXT, timeout=TIMEOUT, on_progress=HUNG)
+            call = executor.execute_async(task, CONTEXT, timeout=TIMEOUT, on_progress=hung)
             result = asyncio.run(call)
-        assert HUNG.final.wait(10)
+        assert hung.final.wait(10)
     finally:
-        HUNG.release.set()
+        hung.release.set()
         executor.shutdown()
     assert result.metadata["outcome"] == "success"
-    assert HUNG.final_at - began < BOUND
+    assert hung.final_at - began < BOUND
