@@ -25,6 +25,7 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
+from laios._exceptions import exception_message, type_name
 from laios._numbers import is_numpy_timedelta
 from laios._text import shorten, shown_type
 from laios.core.types import validated_utc
@@ -643,13 +644,21 @@ def clamp_percent(value: Any) -> float:
 
     Raises:
         TypeError: When ``value`` is not a real number (``bool`` included).
+        ValueError: When it is one of a class of the caller's own whose ``float()`` raises,
+            naming what it raised (as a ``timeout`` is refused).
     """
     if not is_real(value):  # (NumPy's too)
         raise not_real("progress percent", value)
     try:
-        number = float(value)
-    except OverflowError:  # an int too large for a float: far past either end
-        return 0.0 if value < 0 else 100.0
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float: far past either end
+            return 0.0 if value < 0 else 100.0
+    except Exception as exc:  # (a number class of its own whose float() or < raises)
+        raise ValueError(
+            f"progress percent must be a real number, got {number_repr(value)}: float() of "
+            f"it raised {type_name(type(exc))}: {shorten(exception_message(exc), 200)}"
+        ) from None
     if math.isnan(number):
         return 0.0
     return min(max(0.0, number), 100.0)  # (max(0.0, -0.0) is 0.0: no negative zero)

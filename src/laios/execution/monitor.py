@@ -111,7 +111,9 @@ class ProgressTracker:
             TypeError: When ``progress_percent`` is not a number, ``details`` is not a
                 mapping, ``status`` is neither a ``ProgressStatus`` nor a string, or
                 ``str()`` of a ``task_id`` or ``message`` that is no string raises.
-            ValueError: When ``status`` is a string that is not a ``ProgressStatus`` value.
+            ValueError: When ``status`` is a string that is not a ``ProgressStatus`` value, or
+                ``progress_percent`` a number of a class of the caller's own whose
+                ``float()`` raises.
         """
         if details is not None and not isinstance(details, Mapping):
             raise TypeError(

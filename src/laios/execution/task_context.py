@@ -135,6 +135,8 @@ class TaskContext:
 
         Raises:
             TypeError: When ``percent`` is not a number.
+            ValueError: When it is a number of a class of the caller's own whose ``float()``
+                raises.
         """
         self._events.progress(clamp_percent(percent), message, details)
 
@@ -187,6 +189,13 @@ def task_in(context: Context) -> TaskContext | None:
     """The task running in ``context`` (a copy of a tool's context, as a task the tool
     started keeps), if any."""
     return context.get(_current)
+
+
+def reports_to(task: TaskContext | None, events: object) -> bool:
+    """Whether ``task`` is a handle reporting to ``events`` (for runners: a report made where
+    :func:`current_task` returns another handle, or none, comes from a thread the tool started
+    itself, with a context of its own)."""
+    return task is not None and task._events is events  # noqa: SLF001  (its own)
 
 
 def task_secrets(task: TaskContext | None) -> Sequence[str]:

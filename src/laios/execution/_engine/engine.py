@@ -678,6 +678,13 @@ class Engine:
             job.deadline,
             context,
         )
+        if not self.isolated and job.on_progress is not None:
+            # (a report from a thread the tool started itself, whose context is a fresh one, is
+            # delivered in a copy of the caller's, with the task span current, as the tool's own)
+            reports = contextvars.copy_context() if context is None else context.copy()
+            if context is None and span_context is not None:
+                reports.run(otel_context.attach, span_context)
+            job.reports_context = reports
         if self.isolated:
             if job.on_progress is not None:  # (its events come from the runner's threads)
                 job.events_context = context
@@ -849,10 +856,9 @@ class Engine:
                 job.caller_left()
             raise
         # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on
-        # (a callback's first, on the inline road, where callbacks run for the caller).
-        interrupt: BaseException | None = job.interrupted if job.inline else None
-        if interrupt is None:
-            interrupt = job.caller_interrupt
+        # (the first that landed on this thread, in a callback or a listener; one raised on
+        # another thread, a thread of the tool's own say, goes no further).
+        interrupt = job.caller_interrupt
         if interrupt is not None:
             raise interrupt
         return result

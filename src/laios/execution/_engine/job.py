@@ -92,7 +92,13 @@ from laios.execution.redaction import (
     truncate_bytes,
 )
 from laios.execution.store import TaskRecord
-from laios.execution.task_context import TaskCancelledError
+from laios.execution.task_context import (
+    TaskCancelledError,
+    TaskContext,
+    current_task,
+    reports_to,
+    set_current_task,
+)
 from laios.tools.base import PLAIN_TYPES, ToolOutput, missing_await_error
 
 if TYPE_CHECKING:
@@ -600,7 +606,7 @@ class Job(TaskRecord):
     stopped_unattached: tuple[str, str] | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
     # Whether that Ctrl-C reaches the caller (raised on in the caller's thread or task): it
-    # does on the caller's own thread (an inline task) or its loop's; else only the task fails.
+    # does when raised on the caller's own thread or its loop's; else only the task fails.
     interrupt_reaches_caller = False
     # (``ending``, a slot set only on an attempt of a retry call as it finishes: its outcome,
     # which a cancel_task meanwhile reads: no further attempt follows a success. Read with
@@ -616,6 +622,10 @@ class Job(TaskRecord):
     # The context on_progress is called in for a runner whose events come from threads of its
     # own (process, Dask): the caller's, with the task span current, as on a worker thread.
     events_context: contextvars.Context | None = None
+    # The context a progress report made on a thread the tool started itself (the handle
+    # passed to it, its context a fresh one) is delivered to on_progress in, for a runner in
+    # this process: the caller's, with the task span current, as the tool's own reports are.
+    reports_context: contextvars.Context | None = None
     done: threading.Lock | None = None  # a held lock that finishing releases (blocking road)
     waiter: Waiter | None = None  # told once finished (awaiting road)
     result: TaskResult | None = None
@@ -1030,7 +1040,10 @@ class Job(TaskRecord):
             # meanwhile waits for this report: it goes on to on_progress, before that event.)
             return
         data = {"task_id": self.task_id, "percent": percent, "message": text, "details": details}
-        if self.in_task:
+        reports_context = self.reports_context
+        if reports_context is not None and not reports_to(current_task(), self):
+            self._fire_in(reports_context, "progress", data)
+        elif self.in_task:
             self._fire_in_the_awaiting_task("progress", data)
         else:
             self.fire("progress", data)
@@ -1137,16 +1150,20 @@ class Job(TaskRecord):
             # and the report may need that very loop to be delivered.
             seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
         deadline = self.deadline
-        if deadline is not None and (
-            overdue
-            or self.overdue
-            or self.thread == threading.get_ident()
-            or self.on_awaiting_thread()
-        ):
-            # Never past the deadline by more than that: the tasks of one caller (a batch whose
-            # timeout strikes on all of them) share it, rather than each waiting in turn.
+        if deadline is not None:
+            if (
+                overdue
+                or self.overdue
+                or self.thread == threading.get_ident()
+                or self.on_awaiting_thread()
+            ):
+                seconds = PROGRESS_WAIT_AT_DEADLINE_SECONDS
+            # Never past the deadline by more than that (also on a worker thread, where the
+            # task ended before it: its caller has its result by then, and the final event
+            # would come long after it): the tasks of one caller (a batch whose timeout strikes
+            # on all of them) share it, rather than each waiting in turn.
             late = deadline + PROGRESS_WAIT_AT_DEADLINE_SECONDS - time.monotonic()
-            seconds = max(min(PROGRESS_WAIT_AT_DEADLINE_SECONDS, late), 0.0)
+            seconds = max(min(seconds, late), 0.0)
         until = self.reports_until
         if until is not None:  # (its caller has left: see reports_wait_until)
             seconds = max(min(seconds, until - time.monotonic()), 0.0)
@@ -1214,6 +1231,17 @@ class Job(TaskRecord):
             if requested > 0:
                 self.cancels_by_callbacks += requested
 
+    def _fire_in(self, context: contextvars.Context, event: str, data: dict[str, Any]) -> None:
+        """Call ``on_progress`` for a report made on a thread the tool started itself, in a
+        copy of ``context`` (see :attr:`reports_context`) where the task is current, as in the
+        tool's own thread: the callback finds the caller's context variables, the task span and
+        ``current_task()`` there too, not the thread's empty context."""
+        if self.on_progress is None:
+            return
+        context = context.copy()  # (a copy: reports may come from two threads at once)
+        context.run(set_current_task, TaskContext(self.task_id, self.tool, self))
+        context.run(self._fire, self.on_progress, event, data)
+
     def fire(self, event: str, data: dict[str, Any]) -> KeyboardInterrupt | None:
         """Call ``on_progress``; what it raises never escapes and never changes the outcome.
 
@@ -1250,16 +1278,18 @@ class Job(TaskRecord):
                 event,
                 self.task_id[:128],
             )
+            # On the caller's thread (a blocking caller's, for any event fired there: a
+            # "timeout" too; or the awaiting loop's), it goes on to the caller once the task is
+            # recorded; elsewhere (a worker thread, a thread of the tool's own) it is recorded
+            # and goes no further.
+            reaches_caller = self.thread == threading.get_ident() or self.on_awaiting_thread()
             if self.interrupted is None:
                 self.interrupted = exc
                 self.interrupted_event = event
-                awaiting = self.on_awaiting_thread()
-                # (an inline task's interrupt is raised on in its caller's thread, which runs
-                # the tool: see Engine.run_blocking)
-                self.interrupt_reaches_caller = self.inline or awaiting
+                self.interrupt_reaches_caller = reaches_caller
                 self.callback_note = self._interrupt_message()
-                if awaiting:
-                    self.caller_interrupt = exc
+            if reaches_caller and self.caller_interrupt is None:
+                self.caller_interrupt = exc
             return exc
         except BaseException as exc:  # even SystemExit must not leave the job unfinished
             self.callback_failed(callback, event, exc)
@@ -2058,6 +2088,7 @@ class Job(TaskRecord):
         if self.on_progress is not None:  # (the others are set only with a callback)
             self.on_progress = None
             self.events_context = None
+            self.reports_context = None
             self.callback_note = None
             self.callback_task = None
         if self.handle is not None:
