@@ -1335,3 +1335,59 @@ def test_a_cancel_requested_before_a_task_whose_id_is_a_str_subclass_cancels_it(
     result = executor.execute_task(task, context)
     assert result.metadata["outcome"] == "cancelled"
     assert calls == []
+
+
+def test_a_cancel_as_the_last_attempt_is_made_cancels_it_while_another_run_of_the_id_runs(
+    make_executor: Any, make_task: Any, context: Context, store: MetricStore
+) -> None:
+    """While another run of the task id is in flight, a cancel_task that lands as a retry
+    call's last attempt is being made (its job made, not yet recorded) cancels that attempt,
+    as a request made just before an attempt starts does: the tool does not run again, and
+    the call says it was cancelled."""
+    held = threading.Event()
+    release = threading.Event()
+    runs: list[int] = []
+
+    def hold() -> str:
+        held.set()
+        release.wait(30)
+        return "held"
+
+    def fail() -> str:
+        runs.append(1)
+        raise ConnectionError("connection reset")
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("hold", "Holds.", hold))
+    registry.register_tool(create_simple_tool("fail", "Fails.", fail))
+    executor = make_executor(tool_registry=registry, store=store)
+    other = make_task("hold", task_id="shared-id")
+    other_result: list[TaskResult] = []
+    holder = threading.Thread(
+        target=lambda: other_result.append(executor.execute_task(other, context, timeout=30)),
+        daemon=True,
+    )
+    holder.start()
+    assert held.wait(10)
+    answered: list[bool] = []
+    tool_slot = store.tool_slot
+
+    def cancel_as_the_attempt_is_made(name: str, known: bool) -> Any:
+        # (the store is asked for the tool's slot as each attempt's job is made)
+        if name == "fail" and len(runs) == 1 and not answered:
+            answered.append(executor.cancel_task("shared-id"))
+        return tool_slot(name, known)
+
+    store.tool_slot = cancel_as_the_attempt_is_made  # type: ignore[method-assign]
+    try:
+        result = executor.execute_with_retry(
+            make_task("fail", task_id="shared-id"), context, max_retries=1, retry_delay=0
+        )
+    finally:
+        store.tool_slot = tool_slot  # type: ignore[method-assign]
+        release.set()
+        holder.join(10)
+    assert answered == [True]
+    assert len(runs) == 1, "the attempt cancelled as it was made still ran its tool"
+    assert result.metadata["outcome"] == "cancelled", result.error
+    assert result.metadata["retry_cancelled"] is True

@@ -1150,9 +1150,10 @@ class Engine:
             for retry_run in stop_retries:
                 # (under the lock: a call ending now forgets the request it leaves pending)
                 retry_run.mark_cancelled()
-            if not active:
+            if not active or stop_retries:
                 # (a retry call between attempts: its next attempt may be being submitted
-                # now, and is cancelled too; the call forgets the request when it ends)
+                # now, also while another run of the id is in flight, and is cancelled too;
+                # the call forgets the request when it ends)
                 long_id = len(task_id) > MAX_PENDING_CANCEL_ID_CHARS
                 if not stop_retries and (long_id or store.find(scope, task_id) is not None):
                     return False
