@@ -1356,8 +1356,8 @@ class Job(TaskRecord):
             )
         return (
             "on_progress callback raised KeyboardInterrupt during the "
-            f"'{self.interrupted_event}' event on a thread that is not the caller's, where "
-            "the interrupt cannot reach the caller: the task fails instead"
+            f"'{self.interrupted_event}' event on a thread that is not the caller's: it "
+            "cannot reach the caller there, and goes no further"
         )
 
     # -- the caller's side of stopping ---------------------------------------------------------
