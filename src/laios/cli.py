@@ -1496,15 +1496,15 @@ def _name(value: Any, limit: int) -> str:
     return _clean(value, limit) if isinstance(value, str) else "-"
 
 
-def _labelled(tool: dict[str, Any]) -> str:
+def _labelled(tool: dict[str, Any], limit: int) -> str:
     """A tool's name for the table, with the constant labels of its store after it
-    (``fetch {pool=search}``)."""
-    name = _name(tool.get("tool"), 32)
+    (``fetch {pool=search}``), each cut to ``limit`` screen columns."""
+    name = _name(tool.get("tool"), limit)
     labels = tool.get("labels")
     if not isinstance(labels, dict) or not labels:
         return name
     pairs = ",".join(f"{key}={value}" for key, value in sorted(labels.items(), key=str))
-    return f"{name} {{{_clean(pairs, 32)}}}"
+    return f"{name} {{{_clean(pairs, limit)}}}"
 
 
 def progress_bar(percent: Any, width: int = 10) -> str:
@@ -1568,6 +1568,9 @@ _TOOL_HEADER = (
 )
 #: Characters of a task id shown in a width-limited view (enough to tell tasks apart).
 _SHORT_ID = 8
+#: Screen columns of a task id, tool name or labels shown whole (a view without a width): the
+#: 256 characters ``/status`` keeps of them (``MAX_STATUS_TEXT``), in wide characters too.
+_WHOLE = 512
 
 
 def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
@@ -1669,7 +1672,9 @@ def status_lines(
         width: Columns available, or ``None`` for no limit. Lines are never wrapped: a table
             too wide gives up its least useful columns first (``REJECT``, ``CANCEL``, ...;
             ``STATE``, ``MESSAGE``, ...), then narrows names and messages, and a line still too
-            wide is cut. Running tasks show the first 8 characters of their ids.
+            wide is cut. Running tasks show the first 8 characters of their ids, and names
+            are cut to 24 or 32 columns; without a width, ids, tool names and labels are shown
+            whole.
         height: Lines available, or ``None`` for no limit. The tool table keeps its rows before
             the running tasks do; rows left out are counted on a ``+N more`` line. On a
             screen too short for that, the blank lines between the tables go first, then a
@@ -1681,12 +1686,14 @@ def status_lines(
     running = [task for task in document.get("running") or [] if isinstance(task, dict)]
     total_running = _number(document.get("running_total"))
     count = max(int(total_running) if total_running is not None else 0, len(running))
-    # The whole UUID, so it can be copied, unless the screen is too small for it.
-    id_length = 40 if width is None else _SHORT_ID
+    # Ids, tools and labels whole, so that an id can be copied and two tools that differ at
+    # their ends never look alike, unless the screen is too small for them.
+    whole = width is None
+    id_length = None if whole else _SHORT_ID
     running_rows = [
         [
-            _name(task.get("task_id"), 40)[:id_length],
-            _name(task.get("tool"), 24),
+            _name(task.get("task_id"), _WHOLE)[:id_length],
+            _name(task.get("tool"), _WHOLE if whole else 24),
             progress_bar(task.get("progress_percent")),
             format_seconds(task.get("elapsed_seconds")),
             _name(task.get("state"), 10),
@@ -1695,7 +1702,7 @@ def status_lines(
         for task in running
     ]
     tools = [tool for tool in document.get("tools") or [] if isinstance(tool, dict)]
-    tool_rows = [_tool_row(tool) for tool in tools]
+    tool_rows = [_tool_row(tool, _WHOLE if whole else 32) for tool in tools]
     gauges = (
         f"workers: {_count(document.get('workers'))}   "
         f"busy workers: {_count(document.get('busy_workers'))}   "
@@ -1795,13 +1802,13 @@ def _section(
     return lines
 
 
-def _tool_row(tool: dict[str, Any]) -> list[str]:
+def _tool_row(tool: dict[str, Any], limit: int) -> list[str]:
     outcomes: dict[str, Any] = {}
     if isinstance(tool.get("outcomes"), dict):
         outcomes = tool["outcomes"]
     rate = _number(tool.get("error_rate"))
     return [
-        _labelled(tool),
+        _labelled(tool, limit),
         _count(tool.get("total")),
         _count(outcomes.get("success")),
         _count(outcomes.get("error")),

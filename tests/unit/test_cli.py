@@ -321,6 +321,32 @@ def test_a_running_tasks_whole_id_is_shown_so_it_can_be_copied() -> None:
     assert task_id in render_status(document)
 
 
+def test_long_ids_tool_names_and_labels_are_shown_whole() -> None:
+    """A task id of the caller's (longer than a UUID), tool names that differ only past their
+    32nd character and labels as long are shown whole, not cut short: an id can be copied, and
+    two tools (or two pools) never show as the same row."""
+    task_id = "orders-import/customer-00042/2026-12-07T05:28:44Z/attempt-1"
+    names = ["mcp__github__list_pull_request_files", "mcp__github__list_pull_request_comments"]
+    pools = [
+        "search-eu-west-1-primary,tenant=acme-corp",
+        "search-eu-west-1-primary,tenant=acme-inc",
+    ]
+    document = {
+        "running": [{"task_id": task_id, "tool": names[1], "state": "running"}],
+        "tools": [
+            *({"tool": name, "total": 1, "outcomes": {"success": 1}} for name in names),
+            *(
+                {"tool": "fetch", "labels": {"pool": pool}, "total": 1, "outcomes": {"error": 1}}
+                for pool in pools
+            ),
+        ],
+    }
+    rows = [line.split() for line in render_status(document).splitlines() if line.strip()]
+    assert [task_id, names[1]] in [row[:2] for row in rows]
+    assert [row[0] for row in rows if row[0].startswith("mcp__")] == names
+    assert [row[1] for row in rows if row[0] == "fetch"] == [f"{{pool={p}}}" for p in pools]
+
+
 def test_render_shows_the_executor_gauges() -> None:
     """Workers, busy workers, queue depth and abandoned threads are on one line."""
     text = render_status(DOCUMENT)
