@@ -1806,7 +1806,6 @@ def _tool_row(tool: dict[str, Any], limit: int) -> list[str]:
     outcomes: dict[str, Any] = {}
     if isinstance(tool.get("outcomes"), dict):
         outcomes = tool["outcomes"]
-    rate = _number(tool.get("error_rate"))
     return [
         _labelled(tool, limit),
         _count(tool.get("total")),
@@ -1815,10 +1814,23 @@ def _tool_row(tool: dict[str, Any], limit: int) -> list[str]:
         _count(outcomes.get("timeout")),
         _count(outcomes.get("cancelled")),
         _count(outcomes.get("rejected")),
-        "-" if rate is None else f"{rate * 100:.1f}%",
+        _share(_number(tool.get("error_rate"))),
         format_seconds(tool.get("p50_seconds")),
         format_seconds(tool.get("p95_seconds")),
     ]
+
+
+def _share(rate: float | None) -> str:
+    """``ERR%``: the share of failures to a tenth of a percent, but never rounded to none or
+    all when it is neither (``<0.1%``, ``>99.9%``: one failure in 10,000 is not 0.0%)."""
+    if rate is None:
+        return "-"
+    text = f"{rate * 100:.1f}%"
+    if rate > 0 and text == "0.0%":
+        return "<0.1%"
+    if rate < 1 and text == "100.0%":
+        return ">99.9%"
+    return text
 
 
 def _count(value: Any) -> str:

@@ -289,6 +289,35 @@ def test_render_shows_the_tool_table() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("failed", "shown"),
+    [
+        (0, "0.0%"),
+        (1, "<0.1%"),
+        (10, "0.1%"),
+        (9_990, "99.9%"),
+        (9_999, ">99.9%"),
+        (10_000, "100.0%"),
+    ],
+)
+def test_err_share_is_never_rounded_to_none_or_all(failed: int, shown: str) -> None:
+    """One failure in 10,000 tasks is not shown as 0.0% (as if none failed), nor 9,999 as
+    100.0% (as if all did): ERR% says <0.1% and >99.9%."""
+    total = 10_000
+    tool = {
+        "tool": "fetch",
+        "total": total,
+        "outcomes": {"success": total - failed, "error": failed},
+        "error_rate": round(failed / total, 6),
+    }
+    (row,) = [
+        line.split()
+        for line in render_status({"tools": [tool]}).splitlines()
+        if line.strip().startswith("fetch ")
+    ]
+    assert row[7] == shown
+
+
 def test_a_row_adds_up_with_cancelled_and_rejected_tasks() -> None:
     document = {
         "tools": [
