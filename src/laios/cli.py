@@ -1497,8 +1497,8 @@ def _name(value: Any, limit: int) -> str:
 
 
 def _labelled(tool: dict[str, Any], limit: int) -> str:
-    """A tool's name for the table, with the constant labels of its store after it
-    (``fetch {pool=search}``), each cut to ``limit`` screen columns."""
+    """The tool of a tool's row or a running task's, with the constant labels of its store
+    after it (``fetch {pool=search}``), each cut to ``limit`` screen columns."""
     name = _name(tool.get("tool"), limit)
     labels = tool.get("labels")
     if not isinstance(labels, dict) or not labels:
@@ -1693,7 +1693,7 @@ def status_lines(
     running_rows = [
         [
             _name(task.get("task_id"), _WHOLE)[:id_length],
-            _name(task.get("tool"), _WHOLE if whole else 24),
+            _labelled(task, _WHOLE if whole else 24),
             progress_bar(task.get("progress_percent")),
             format_seconds(task.get("elapsed_seconds")),
             _name(task.get("state"), 10),

@@ -1545,6 +1545,26 @@ def test_a_tools_constant_labels_follow_its_name() -> None:
     assert [row[:3] for row in rows] == [["fetch", "1", "1"], ["fetch", "{pool=search}", "2"]]
 
 
+@pytest.mark.parametrize("width", [None, 120])
+def test_a_running_tasks_constant_labels_follow_its_tool(width: int | None) -> None:
+    """Two pools running one tool: each running task says which pool it runs in, as the
+    tool table does, on a terminal of ordinary width too."""
+    document = {
+        "running": [
+            {"task_id": f"t-{pool}", "tool": "fetch", "labels": {"pool": pool}, "state": "running"}
+            for pool in ("search", "batch")
+        ]
+        + [{"task_id": "t-plain", "tool": "fetch", "state": "running"}],
+        "tools": [],
+    }
+    rows = [line.split() for line in cli.status_lines(document, width=width) if "t-" in line]
+    assert [row[1:3] for row in rows] == [
+        ["fetch", "{pool=search}"],
+        ["fetch", "{pool=batch}"],
+        ["fetch", "[..........]"],
+    ]
+
+
 @pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "127.0.0.1:port"])
 @pytest.mark.parametrize("watch", [False, True])
 def test_status_refuses_a_malformed_url(
