@@ -854,10 +854,23 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         newurl: str,
     ) -> urllib.request.Request | None:
         """The request for ``newurl``; ``None`` (the redirect is the answer) for one that is
-        not http(s), or whose host and port cannot be connected to (see :func:`_connectable`)."""
-        if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+        not http(s), that holds a user or password, or whose host and port cannot be connected
+        to (see :func:`_connectable`)."""
+        parts = urlsplit(newurl)
+        if parts.scheme.lower() not in ("http", "https"):
             self.unfollowed = "its Location is not an http:// or https:// URL"
             return None
+        if "@" in parts.netloc:
+            # urllib would take "user:password@host" for the host's name, and hand the
+            # password to the name resolver. Credentials are those of --url alone; an empty
+            # user and password (http://@host) are none, as they are in --url.
+            if parts.username or parts.password:
+                self.unfollowed = (
+                    "its Location holds a user and password; laios status sends only those "
+                    "given in --url"
+                )
+                return None
+            newurl = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         # (Python 3.10's urllib refuses a 308, which it does not know: for a GET it is a 307)
         code = 307 if code == 308 else code
         new = super().redirect_request(req, fp, code, msg, headers, newurl)

@@ -2033,6 +2033,12 @@ def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         if path == "/spaced/status":  # a host with a space (percent-encoded by urllib)
             start_response("302 Found", [("Location", "http://local host/status")])
             return [b""]
+        if path.startswith("/userinfo/"):  # /userinfo/<kind>/status: a user and password
+            userinfo = {"both": "admin:hunter2", "user": "admin", "empty": "", "colon": ":"}
+            port = environ["SERVER_PORT"]
+            location = f"http://{userinfo[path.split('/')[2]]}@127.0.0.1:{port}/laios/status"
+            start_response("302 Found", [("Location", location)])
+            return [b""]
         if authorization != good:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="x"')])
             return [b""]
@@ -2110,6 +2116,65 @@ def test_a_redirect_to_a_location_no_connection_can_be_made_to_is_not_followed(
     assert "a redirect that laios status did not follow (its Location is no URL)" in line, line
     assert "answered, but" not in line
     assert len(seen) == 1
+
+
+@pytest.fixture
+def looked_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The host names looked up from now on; a name holding an ``@`` (no host's) is not sent
+    to the resolver but fails as an unknown name."""
+    names: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        names.append(str(host))
+        if "@" in str(host):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names
+
+
+@pytest.mark.parametrize("kind", ["both", "user"])
+def test_a_redirect_whose_location_holds_a_user_and_password_is_not_followed(
+    kind: str,
+    redirecting: tuple[str, list[tuple[str, str]]],
+    looked_up: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Location with a user and password (``http://admin:hunter2@127.0.0.1:8489/...``) is
+    not followed, and says why: laios status sends the credentials of --url only. It was
+    connected to as a host named ``admin:hunter2@127.0.0.1``: the password went to the name
+    resolver, and the message said that nothing answered there."""
+    address, seen = redirecting
+    line = status_error(f"http://{address}/userinfo/{kind}", capsys)
+    assert "answered HTTP 302" in line, line
+    assert "its Location holds a user and password" in line, line
+    assert "nothing answered" not in line, line
+    assert "admin" not in line
+    assert not [name for name in looked_up if "@" in name]
+    assert [path for path, _ in seen] == [f"/userinfo/{kind}/status"]
+
+
+@pytest.mark.parametrize("kind", ["empty", "colon"])
+def test_a_redirect_whose_location_holds_an_empty_user_and_password_is_followed(
+    kind: str,
+    redirecting: tuple[str, list[tuple[str, str]]],
+    looked_up: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An empty user and password in a Location (``http://@127.0.0.1:8489/...``) are no
+    credentials, as in --url: the redirect is followed to that host (with the credentials of
+    --url, the same scheme, host and port). It was looked up as a host named ``@127.0.0.1``."""
+    address, seen = redirecting
+    url = f"http://prom:s3cret@{address}/userinfo/{kind}"
+    assert main(["status", "--url", url, "--timeout", "5"]) == 0
+    assert "Running tasks (0)" in capsys.readouterr().out
+    assert not [name for name in looked_up if "@" in name]
+    assert [path for path, authorization in seen if authorization] == [
+        f"/userinfo/{kind}/status",
+        "/laios/status",
+    ]
 
 
 @pytest.mark.parametrize(
