@@ -163,6 +163,16 @@ class _NoServerBehind(StatusUnavailable):
         self.redirected = redirected
 
 
+class _ClosedUnanswered(StatusUnavailable):
+    """Something accepted the connection and closed it without a word: a listener runs there
+    (a container's published port, a port forward) with no endpoint answering behind it."""
+
+
+#: How a connection closed without a word shows: a close after the request was read, or a
+#: reset (a close with the request unread), while the request or its answer's head was awaited.
+_CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 class _BadURL(StatusUnavailable):
     """The URL cannot be fetched at all (not a URL, not http(s), or naming no host): nothing
     was tried."""
@@ -1183,8 +1193,10 @@ def fetch_status(
         # Unredirected: a redirect to another host must not take the password along
         # (_Redirects gives it again to a redirect to the same scheme, host and port).
         request.add_unredirected_header("Authorization", authorization)
+    answered = False  # (whether a status line and headers came: a body may fail after them)
     try:
         with opener.open(request, timeout=timeout) as response:
+            answered = True
             content_type = response.headers.get("Content-Type")
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
@@ -1277,6 +1289,22 @@ def fetch_status(
                 f"{answering.named} answered, but not with HTTP that laios status can read "
                 f"({_one_line(reason)}): something else answers at that address; check the "
                 "host, port and path of the URL"
+            ) from None
+        if (
+            isinstance(reason, _CLOSED)
+            and deadline.connected
+            and not answered
+            and not answering.redirected
+        ):
+            # (as a container's published port does when the endpoint behind it listens on
+            # its container's loopback address only: starting an endpoint is no advice)
+            raise _ClosedUnanswered(
+                f"{target_named} accepted the connection, then closed it without answering: "
+                "something listens there, such as a container's published port or kubectl "
+                "port-forward, with no endpoint answering behind it (one listening on its "
+                "container's loopback address only is out of a published port's reach: start "
+                'it there with start_http_server(PORT, host="0.0.0.0")), or a process is '
+                "stopping"
             ) from None
         if answering.redirected:
             raise _RedirectedNowhere(
@@ -1884,6 +1912,7 @@ def _unavailable_advice(url: str, problem: StatusUnavailable) -> str:
         problem,
         (
             _AnswerCutShort,
+            _ClosedUnanswered,
             _CredentialsNeeded,
             _HTTPFailure,
             _Misdirected,

@@ -2200,6 +2200,22 @@ def test_a_redirect_not_followed_says_why(
     assert "nothing answered" not in line
 
 
+def test_a_connection_closed_without_an_answer_is_not_said_to_have_no_listener(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Something that accepts the connection and closes it without a word (a container's
+    published port with an endpoint that listens on its container's loopback address only
+    behind it): the message says so and how to listen beyond loopback, not to start an
+    endpoint where one may well run (it said "nothing answered", and to start one with
+    start_http_server)."""
+    url = raw_server(lambda conn, stop: None)  # (the request is read, then the connection closed)
+    line = status_error(url, capsys)
+    assert f"{url}/status accepted the connection, then closed it without answering" in line
+    assert 'host="0.0.0.0"' in line, line
+    assert "nothing answered" not in line, line
+    assert "Start the endpoint" not in line, line
+
+
 def test_a_redirect_to_where_nothing_answers_names_where_it_led(
     dead_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
