@@ -1725,8 +1725,13 @@ def status_lines(
         The lines, none wider than ``width`` and no more than ``height`` of them.
     """
     running = [task for task in document.get("running") or [] if isinstance(task, dict)]
+    tools = [tool for tool in document.get("tools") or [] if isinstance(tool, dict)]
     total_running = _number(document.get("running_total"))
-    count = max(int(total_running) if total_running is not None else 0, len(running))
+    count = max(
+        int(total_running) if total_running is not None else 0,
+        len(running),
+        _everywhere(tools, document.get("queue_depth")),
+    )
     # Ids, tools and labels whole, so that an id can be copied and two tools that differ at
     # their ends never look alike, unless the screen is too small for them.
     whole = width is None
@@ -1742,7 +1747,6 @@ def status_lines(
         ]
         for task in running
     ]
-    tools = [tool for tool in document.get("tools") or [] if isinstance(tool, dict)]
     tool_rows = [_tool_row(tool, _WHOLE if whole else 32) for tool in tools]
     gauges = (
         f"workers: {_count(document.get('workers'))}   "
@@ -1796,6 +1800,19 @@ def status_lines(
     if width is not None:
         lines = [clip(line, width) for line in lines]
     return lines if height is None else lines[: max(height, 0)]
+
+
+def _everywhere(tools: list[dict[str, Any]], queue_depth: Any) -> int:
+    """The tasks in flight and queued in every process the document counts: in multiprocess
+    mode, ``running`` and ``running_total`` are those of the worker process that answered, the
+    tools' ``in_flight`` and the queue depth those of every worker (elsewhere the same count).
+    0 when no tool gives its ``in_flight`` (a document that does not count them so)."""
+    flights = [_number(tool.get("in_flight")) for tool in tools]
+    numbers = [number for number in flights if number is not None]
+    if not numbers:
+        return 0
+    queued = _number(queue_depth)
+    return int(sum(max(number, 0.0) for number in [*numbers, queued or 0.0]))
 
 
 def _running_need(rows: list[list[str]], count: int) -> int:

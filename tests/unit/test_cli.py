@@ -1545,6 +1545,35 @@ def test_a_tools_constant_labels_follow_its_name() -> None:
     assert [row[:3] for row in rows] == [["fetch", "1", "1"], ["fetch", "{pool=search}", "2"]]
 
 
+@pytest.mark.parametrize("width", [None, 80])
+def test_the_tasks_of_other_worker_processes_are_counted_as_running(width: int | None) -> None:
+    """In multiprocess mode ``/status`` lists (and counts in ``running_total``) the running
+    tasks of the worker process that answered only, while the tools' ``in_flight`` and the
+    queue depth are those of every worker: the title counts them all, the tasks not listed on
+    a ``+N more`` line. It said "Running tasks (1)" beside three tools' tasks in flight and
+    one queued."""
+    document = {
+        "running": [{"task_id": "t-here", "tool": "slow", "state": "running"}],
+        "running_total": 1,
+        "tools": [
+            {"tool": "slow", "total": 2, "outcomes": {"success": 2}, "in_flight": 2},
+            {"tool": "fast", "total": 0, "outcomes": {}, "in_flight": 1},
+        ],
+        "queue_depth": 1,
+    }
+    lines = [line.strip() for line in cli.status_lines(document, width=width)]
+    assert lines[0] == "Running tasks (4)"
+    assert "+3 more" in lines
+
+
+def test_a_running_tasks_count_is_never_below_those_listed() -> None:
+    """A document whose tools count fewer tasks in flight than it lists (a malformed one) is
+    counted by what it lists."""
+    task = {"task_id": "t-1", "tool": "slow", "state": "running"}
+    document = {"running": [task, {**task, "task_id": "t-2"}], "running_total": 2, "tools": []}
+    assert cli.status_lines(document)[0] == "Running tasks (2)"
+
+
 @pytest.mark.parametrize("width", [None, 120])
 def test_a_running_tasks_constant_labels_follow_its_tool(width: int | None) -> None:
     """Two pools running one tool: each running task says which pool it runs in, as the
