@@ -163,6 +163,16 @@ class _NoServerBehind(StatusUnavailable):
         self.redirected = redirected
 
 
+class _ClosedUnanswered(StatusUnavailable):
+    """Something accepted the connection and closed it without a word: a listener runs there
+    (a container's published port, a port forward) with no endpoint answering behind it."""
+
+
+#: How a connection closed without a word shows: a close after the request was read, or a
+#: reset (a close with the request unread), while the request or its answer's head was awaited.
+_CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 class _BadURL(StatusUnavailable):
     """The URL cannot be fetched at all (not a URL, not http(s), or naming no host): nothing
     was tried."""
@@ -854,10 +864,23 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         newurl: str,
     ) -> urllib.request.Request | None:
         """The request for ``newurl``; ``None`` (the redirect is the answer) for one that is
-        not http(s), or whose host and port cannot be connected to (see :func:`_connectable`)."""
-        if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+        not http(s), that holds a user or password, or whose host and port cannot be connected
+        to (see :func:`_connectable`)."""
+        parts = urlsplit(newurl)
+        if parts.scheme.lower() not in ("http", "https"):
             self.unfollowed = "its Location is not an http:// or https:// URL"
             return None
+        if "@" in parts.netloc:
+            # urllib would take "user:password@host" for the host's name, and hand the
+            # password to the name resolver. Credentials are those of --url alone; an empty
+            # user and password (http://@host) are none, as they are in --url.
+            if parts.username or parts.password:
+                self.unfollowed = (
+                    "its Location holds a user and password; laios status sends only those "
+                    "given in --url"
+                )
+                return None
+            newurl = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         # (Python 3.10's urllib refuses a 308, which it does not know: for a GET it is a 307)
         code = 307 if code == 308 else code
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
@@ -1170,8 +1193,10 @@ def fetch_status(
         # Unredirected: a redirect to another host must not take the password along
         # (_Redirects gives it again to a redirect to the same scheme, host and port).
         request.add_unredirected_header("Authorization", authorization)
+    answered = False  # (whether a status line and headers came: a body may fail after them)
     try:
         with opener.open(request, timeout=timeout) as response:
+            answered = True
             content_type = response.headers.get("Content-Type")
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
@@ -1264,6 +1289,22 @@ def fetch_status(
                 f"{answering.named} answered, but not with HTTP that laios status can read "
                 f"({_one_line(reason)}): something else answers at that address; check the "
                 "host, port and path of the URL"
+            ) from None
+        if (
+            isinstance(reason, _CLOSED)
+            and deadline.connected
+            and not answered
+            and not answering.redirected
+        ):
+            # (as a container's published port does when the endpoint behind it listens on
+            # its container's loopback address only: starting an endpoint is no advice)
+            raise _ClosedUnanswered(
+                f"{target_named} accepted the connection, then closed it without answering: "
+                "something listens there, such as a container's published port or kubectl "
+                "port-forward, with no endpoint answering behind it (one listening on its "
+                "container's loopback address only is out of a published port's reach: start "
+                'it there with start_http_server(PORT, host="0.0.0.0")), or a process is '
+                "stopping"
             ) from None
         if answering.redirected:
             raise _RedirectedNowhere(
@@ -1496,15 +1537,15 @@ def _name(value: Any, limit: int) -> str:
     return _clean(value, limit) if isinstance(value, str) else "-"
 
 
-def _labelled(tool: dict[str, Any]) -> str:
-    """A tool's name for the table, with the constant labels of its store after it
-    (``fetch {pool=search}``)."""
-    name = _name(tool.get("tool"), 32)
+def _labelled(tool: dict[str, Any], limit: int) -> str:
+    """The tool of a tool's row or a running task's, with the constant labels of its store
+    after it (``fetch {pool=search}``), each cut to ``limit`` screen columns."""
+    name = _name(tool.get("tool"), limit)
     labels = tool.get("labels")
     if not isinstance(labels, dict) or not labels:
         return name
     pairs = ",".join(f"{key}={value}" for key, value in sorted(labels.items(), key=str))
-    return f"{name} {{{_clean(pairs, 32)}}}"
+    return f"{name} {{{_clean(pairs, limit)}}}"
 
 
 def progress_bar(percent: Any, width: int = 10) -> str:
@@ -1568,6 +1609,9 @@ _TOOL_HEADER = (
 )
 #: Characters of a task id shown in a width-limited view (enough to tell tasks apart).
 _SHORT_ID = 8
+#: Screen columns of a task id, tool name or labels shown whole (a view without a width): the
+#: 256 characters ``/status`` keeps of them (``MAX_STATUS_TEXT``), in wide characters too.
+_WHOLE = 512
 
 
 def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
@@ -1669,7 +1713,9 @@ def status_lines(
         width: Columns available, or ``None`` for no limit. Lines are never wrapped: a table
             too wide gives up its least useful columns first (``REJECT``, ``CANCEL``, ...;
             ``STATE``, ``MESSAGE``, ...), then narrows names and messages, and a line still too
-            wide is cut. Running tasks show the first 8 characters of their ids.
+            wide is cut. Running tasks show the first 8 characters of their ids, and names
+            are cut to 24 or 32 columns; without a width, ids, tool names and labels are shown
+            whole.
         height: Lines available, or ``None`` for no limit. The tool table keeps its rows before
             the running tasks do; rows left out are counted on a ``+N more`` line. On a
             screen too short for that, the blank lines between the tables go first, then a
@@ -1679,14 +1725,21 @@ def status_lines(
         The lines, none wider than ``width`` and no more than ``height`` of them.
     """
     running = [task for task in document.get("running") or [] if isinstance(task, dict)]
+    tools = [tool for tool in document.get("tools") or [] if isinstance(tool, dict)]
     total_running = _number(document.get("running_total"))
-    count = max(int(total_running) if total_running is not None else 0, len(running))
-    # The whole UUID, so it can be copied, unless the screen is too small for it.
-    id_length = 40 if width is None else _SHORT_ID
+    count = max(
+        int(total_running) if total_running is not None else 0,
+        len(running),
+        _everywhere(tools, document.get("queue_depth")),
+    )
+    # Ids, tools and labels whole, so that an id can be copied and two tools that differ at
+    # their ends never look alike, unless the screen is too small for them.
+    whole = width is None
+    id_length = None if whole else _SHORT_ID
     running_rows = [
         [
-            _name(task.get("task_id"), 40)[:id_length],
-            _name(task.get("tool"), 24),
+            _name(task.get("task_id"), _WHOLE)[:id_length],
+            _labelled(task, _WHOLE if whole else 24),
             progress_bar(task.get("progress_percent")),
             format_seconds(task.get("elapsed_seconds")),
             _name(task.get("state"), 10),
@@ -1694,8 +1747,7 @@ def status_lines(
         ]
         for task in running
     ]
-    tools = [tool for tool in document.get("tools") or [] if isinstance(tool, dict)]
-    tool_rows = [_tool_row(tool) for tool in tools]
+    tool_rows = [_tool_row(tool, _WHOLE if whole else 32) for tool in tools]
     gauges = (
         f"workers: {_count(document.get('workers'))}   "
         f"busy workers: {_count(document.get('busy_workers'))}   "
@@ -1750,6 +1802,19 @@ def status_lines(
     return lines if height is None else lines[: max(height, 0)]
 
 
+def _everywhere(tools: list[dict[str, Any]], queue_depth: Any) -> int:
+    """The tasks in flight and queued in every process the document counts: in multiprocess
+    mode, ``running`` and ``running_total`` are those of the worker process that answered, the
+    tools' ``in_flight`` and the queue depth those of every worker (elsewhere the same count).
+    0 when no tool gives its ``in_flight`` (a document that does not count them so)."""
+    flights = [_number(tool.get("in_flight")) for tool in tools]
+    numbers = [number for number in flights if number is not None]
+    if not numbers:
+        return 0
+    queued = _number(queue_depth)
+    return int(sum(max(number, 0.0) for number in [*numbers, queued or 0.0]))
+
+
 def _running_need(rows: list[list[str]], count: int) -> int:
     """Lines the running-task section takes when nothing is left out."""
     if not rows:
@@ -1795,23 +1860,35 @@ def _section(
     return lines
 
 
-def _tool_row(tool: dict[str, Any]) -> list[str]:
+def _tool_row(tool: dict[str, Any], limit: int) -> list[str]:
     outcomes: dict[str, Any] = {}
     if isinstance(tool.get("outcomes"), dict):
         outcomes = tool["outcomes"]
-    rate = _number(tool.get("error_rate"))
     return [
-        _labelled(tool),
+        _labelled(tool, limit),
         _count(tool.get("total")),
         _count(outcomes.get("success")),
         _count(outcomes.get("error")),
         _count(outcomes.get("timeout")),
         _count(outcomes.get("cancelled")),
         _count(outcomes.get("rejected")),
-        "-" if rate is None else f"{rate * 100:.1f}%",
+        _share(_number(tool.get("error_rate"))),
         format_seconds(tool.get("p50_seconds")),
         format_seconds(tool.get("p95_seconds")),
     ]
+
+
+def _share(rate: float | None) -> str:
+    """``ERR%``: the share of failures to a tenth of a percent, but never rounded to none or
+    all when it is neither (``<0.1%``, ``>99.9%``: one failure in 10,000 is not 0.0%)."""
+    if rate is None:
+        return "-"
+    text = f"{rate * 100:.1f}%"
+    if rate > 0 and text == "0.0%":
+        return "<0.1%"
+    if rate < 1 and text == "100.0%":
+        return ">99.9%"
+    return text
 
 
 def _count(value: Any) -> str:
@@ -1852,6 +1929,7 @@ def _unavailable_advice(url: str, problem: StatusUnavailable) -> str:
         problem,
         (
             _AnswerCutShort,
+            _ClosedUnanswered,
             _CredentialsNeeded,
             _HTTPFailure,
             _Misdirected,

@@ -289,6 +289,35 @@ def test_render_shows_the_tool_table() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("failed", "shown"),
+    [
+        (0, "0.0%"),
+        (1, "<0.1%"),
+        (10, "0.1%"),
+        (9_990, "99.9%"),
+        (9_999, ">99.9%"),
+        (10_000, "100.0%"),
+    ],
+)
+def test_err_share_is_never_rounded_to_none_or_all(failed: int, shown: str) -> None:
+    """One failure in 10,000 tasks is not shown as 0.0% (as if none failed), nor 9,999 as
+    100.0% (as if all did): ERR% says <0.1% and >99.9%."""
+    total = 10_000
+    tool = {
+        "tool": "fetch",
+        "total": total,
+        "outcomes": {"success": total - failed, "error": failed},
+        "error_rate": round(failed / total, 6),
+    }
+    (row,) = [
+        line.split()
+        for line in render_status({"tools": [tool]}).splitlines()
+        if line.strip().startswith("fetch ")
+    ]
+    assert row[7] == shown
+
+
 def test_a_row_adds_up_with_cancelled_and_rejected_tasks() -> None:
     document = {
         "tools": [
@@ -319,6 +348,32 @@ def test_a_running_tasks_whole_id_is_shown_so_it_can_be_copied() -> None:
     task_id = "6f1c2a8e-93b4-4e0f-9a51-0c2d7b1e4f77"
     document = {"running": [{"task_id": task_id, "tool": "fetch", "state": "running"}]}
     assert task_id in render_status(document)
+
+
+def test_long_ids_tool_names_and_labels_are_shown_whole() -> None:
+    """A task id of the caller's (longer than a UUID), tool names that differ only past their
+    32nd character and labels as long are shown whole, not cut short: an id can be copied, and
+    two tools (or two pools) never show as the same row."""
+    task_id = "orders-import/customer-00042/2026-12-07T05:28:44Z/attempt-1"
+    names = ["mcp__github__list_pull_request_files", "mcp__github__list_pull_request_comments"]
+    pools = [
+        "search-eu-west-1-primary,tenant=acme-corp",
+        "search-eu-west-1-primary,tenant=acme-inc",
+    ]
+    document = {
+        "running": [{"task_id": task_id, "tool": names[1], "state": "running"}],
+        "tools": [
+            *({"tool": name, "total": 1, "outcomes": {"success": 1}} for name in names),
+            *(
+                {"tool": "fetch", "labels": {"pool": pool}, "total": 1, "outcomes": {"error": 1}}
+                for pool in pools
+            ),
+        ],
+    }
+    rows = [line.split() for line in render_status(document).splitlines() if line.strip()]
+    assert [task_id, names[1]] in [row[:2] for row in rows]
+    assert [row[0] for row in rows if row[0].startswith("mcp__")] == names
+    assert [row[1] for row in rows if row[0] == "fetch"] == [f"{{pool={p}}}" for p in pools]
 
 
 def test_render_shows_the_executor_gauges() -> None:
@@ -1490,6 +1545,55 @@ def test_a_tools_constant_labels_follow_its_name() -> None:
     assert [row[:3] for row in rows] == [["fetch", "1", "1"], ["fetch", "{pool=search}", "2"]]
 
 
+@pytest.mark.parametrize("width", [None, 80])
+def test_the_tasks_of_other_worker_processes_are_counted_as_running(width: int | None) -> None:
+    """In multiprocess mode ``/status`` lists (and counts in ``running_total``) the running
+    tasks of the worker process that answered only, while the tools' ``in_flight`` and the
+    queue depth are those of every worker: the title counts them all, the tasks not listed on
+    a ``+N more`` line. It said "Running tasks (1)" beside three tools' tasks in flight and
+    one queued."""
+    document = {
+        "running": [{"task_id": "t-here", "tool": "slow", "state": "running"}],
+        "running_total": 1,
+        "tools": [
+            {"tool": "slow", "total": 2, "outcomes": {"success": 2}, "in_flight": 2},
+            {"tool": "fast", "total": 0, "outcomes": {}, "in_flight": 1},
+        ],
+        "queue_depth": 1,
+    }
+    lines = [line.strip() for line in cli.status_lines(document, width=width)]
+    assert lines[0] == "Running tasks (4)"
+    assert "+3 more" in lines
+
+
+def test_a_running_tasks_count_is_never_below_those_listed() -> None:
+    """A document whose tools count fewer tasks in flight than it lists (a malformed one) is
+    counted by what it lists."""
+    task = {"task_id": "t-1", "tool": "slow", "state": "running"}
+    document = {"running": [task, {**task, "task_id": "t-2"}], "running_total": 2, "tools": []}
+    assert cli.status_lines(document)[0] == "Running tasks (2)"
+
+
+@pytest.mark.parametrize("width", [None, 120])
+def test_a_running_tasks_constant_labels_follow_its_tool(width: int | None) -> None:
+    """Two pools running one tool: each running task says which pool it runs in, as the
+    tool table does, on a terminal of ordinary width too."""
+    document = {
+        "running": [
+            {"task_id": f"t-{pool}", "tool": "fetch", "labels": {"pool": pool}, "state": "running"}
+            for pool in ("search", "batch")
+        ]
+        + [{"task_id": "t-plain", "tool": "fetch", "state": "running"}],
+        "tools": [],
+    }
+    rows = [line.split() for line in cli.status_lines(document, width=width) if "t-" in line]
+    assert [row[1:3] for row in rows] == [
+        ["fetch", "{pool=search}"],
+        ["fetch", "{pool=batch}"],
+        ["fetch", "[..........]"],
+    ]
+
+
 @pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "127.0.0.1:port"])
 @pytest.mark.parametrize("watch", [False, True])
 def test_status_refuses_a_malformed_url(
@@ -1958,6 +2062,12 @@ def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         if path == "/spaced/status":  # a host with a space (percent-encoded by urllib)
             start_response("302 Found", [("Location", "http://local host/status")])
             return [b""]
+        if path.startswith("/userinfo/"):  # /userinfo/<kind>/status: a user and password
+            userinfo = {"both": "admin:hunter2", "user": "admin", "empty": "", "colon": ":"}
+            port = environ["SERVER_PORT"]
+            location = f"http://{userinfo[path.split('/')[2]]}@127.0.0.1:{port}/laios/status"
+            start_response("302 Found", [("Location", location)])
+            return [b""]
         if authorization != good:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="x"')])
             return [b""]
@@ -2037,6 +2147,65 @@ def test_a_redirect_to_a_location_no_connection_can_be_made_to_is_not_followed(
     assert len(seen) == 1
 
 
+@pytest.fixture
+def looked_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The host names looked up from now on; a name holding an ``@`` (no host's) is not sent
+    to the resolver but fails as an unknown name."""
+    names: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        names.append(str(host))
+        if "@" in str(host):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names
+
+
+@pytest.mark.parametrize("kind", ["both", "user"])
+def test_a_redirect_whose_location_holds_a_user_and_password_is_not_followed(
+    kind: str,
+    redirecting: tuple[str, list[tuple[str, str]]],
+    looked_up: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Location with a user and password (``http://admin:hunter2@127.0.0.1:8489/...``) is
+    not followed, and says why: laios status sends the credentials of --url only. It was
+    connected to as a host named ``admin:hunter2@127.0.0.1``: the password went to the name
+    resolver, and the message said that nothing answered there."""
+    address, seen = redirecting
+    line = status_error(f"http://{address}/userinfo/{kind}", capsys)
+    assert "answered HTTP 302" in line, line
+    assert "its Location holds a user and password" in line, line
+    assert "nothing answered" not in line, line
+    assert "admin" not in line
+    assert not [name for name in looked_up if "@" in name]
+    assert [path for path, _ in seen] == [f"/userinfo/{kind}/status"]
+
+
+@pytest.mark.parametrize("kind", ["empty", "colon"])
+def test_a_redirect_whose_location_holds_an_empty_user_and_password_is_followed(
+    kind: str,
+    redirecting: tuple[str, list[tuple[str, str]]],
+    looked_up: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An empty user and password in a Location (``http://@127.0.0.1:8489/...``) are no
+    credentials, as in --url: the redirect is followed to that host (with the credentials of
+    --url, the same scheme, host and port). It was looked up as a host named ``@127.0.0.1``."""
+    address, seen = redirecting
+    url = f"http://prom:s3cret@{address}/userinfo/{kind}"
+    assert main(["status", "--url", url, "--timeout", "5"]) == 0
+    assert "Running tasks (0)" in capsys.readouterr().out
+    assert not [name for name in looked_up if "@" in name]
+    assert [path for path, authorization in seen if authorization] == [
+        f"/userinfo/{kind}/status",
+        "/laios/status",
+    ]
+
+
 @pytest.mark.parametrize(
     ("head", "why"),
     [
@@ -2058,6 +2227,22 @@ def test_a_redirect_not_followed_says_why(
     assert "HTTP 30" in line
     assert why in line, line
     assert "nothing answered" not in line
+
+
+def test_a_connection_closed_without_an_answer_is_not_said_to_have_no_listener(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Something that accepts the connection and closes it without a word (a container's
+    published port with an endpoint that listens on its container's loopback address only
+    behind it): the message says so and how to listen beyond loopback, not to start an
+    endpoint where one may well run (it said "nothing answered", and to start one with
+    start_http_server)."""
+    url = raw_server(lambda conn, stop: None)  # (the request is read, then the connection closed)
+    line = status_error(url, capsys)
+    assert f"{url}/status accepted the connection, then closed it without answering" in line
+    assert 'host="0.0.0.0"' in line, line
+    assert "nothing answered" not in line, line
+    assert "Start the endpoint" not in line, line
 
 
 def test_a_redirect_to_where_nothing_answers_names_where_it_led(
