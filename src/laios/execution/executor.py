@@ -227,7 +227,9 @@ class Executor(Generic[_RegistryT]):
         given = self.max_workers if replacement_threads is None else replacement_threads
         replacements = whole_number(given)
         if replacements is None or replacements < 0:
-            raise ValueError(f"replacement_threads must be 0 or more, got {number_repr(given)}")
+            raise ValueError(
+                f"replacement_threads must be a whole number, 0 or more, got {number_repr(given)}"
+            )
         with reading("store"):
             a_store = store is None or isinstance(store, MetricStore)
         if not a_store:
