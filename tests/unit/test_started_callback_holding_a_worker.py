@@ -135,3 +135,41 @@ def test_shutdown_does_not_wait_for_the_callback(
     _, took = _timed(lambda: executor.shutdown(wait=True))
     assert took < PROMPT
     assert not held.returned.is_set()
+
+
+def test_a_started_callback_cancelling_its_own_task_leaves_the_queue_its_thread(
+    make_executor: Callable[..., Executor],
+    make_task: Callable[..., Task],
+    context: Context,
+    gate: Any,
+) -> None:
+    """The thread of a callback cancelling its own task is free as soon as the callback
+    returns: it is not held, so with no replacement allowed the calls queued behind it still
+    run on it rather than being refused ``saturated``."""
+    executor = make_executor(max_workers=1, replacement_threads=0)
+    own = make_task("echo", text="cancelled")
+
+    def cancel_own(event: str, data: Any) -> None:
+        if event == "started":
+            executor.cancel_task(own.id)
+
+    results: dict[str, TaskResult] = {}
+
+    def run(name: str, task: Task, **options: Any) -> None:
+        results[name] = executor.execute_task(task, context, timeout=30.0, **options)
+
+    threads = [threading.Thread(target=run, args=("blocking", make_task("blocked")))]
+    threads[0].start()
+    assert gate.wait_entered(1)
+    for queued, (name, task, options) in enumerate(
+        [("own", own, {"on_progress": cancel_own}), ("next", make_task("echo", text="x"), {})],
+        start=1,
+    ):
+        threads.append(threading.Thread(target=run, args=(name, task), kwargs=options))
+        threads[-1].start()
+        assert _wait_until(lambda queued=queued: executor.runner.stats.queued == queued)
+    gate.release.set()
+    for thread in threads:
+        thread.join(10.0)
+    assert results["own"].metadata["outcome"] == "cancelled", results["own"].error
+    assert results["next"].metadata["outcome"] == "success", results["next"].error

@@ -318,6 +318,10 @@ class ThreadRunner:
                 if self._given_up > _GIVEN_UP_SLACK and 2 * self._given_up > self._queue.qsize():
                     self._clear_given_up()
                 return "stopped"
+            if handle.thread is None and handle.taken_by is threading.current_thread():
+                # Its "started" callback cancelling its own task: the thread is free as soon
+                # as the callback returns, so queued calls neither lose it nor are refused.
+                return "stopped"
             # Taken by a worker: running its tool, or its "started" event (the caller's
             # on_progress callback, which may take as long as a hung tool). The tool never
             # starts then (see _take), but the thread stays busy until the event returns.
