@@ -69,6 +69,18 @@ def test_a_count_that_is_not_one_is_refused_naming_the_option(
     assert len(message) < 300, message
 
 
+@pytest.mark.parametrize(("name", "least", "make"), CASES)
+@pytest.mark.parametrize("value", [True, 2.5, "4"], ids=["bool", "fraction", "str"])
+def test_the_refusal_of_a_count_says_it_must_be_a_whole_number(
+    name: str, least: int, make: Callable[[Any], object], value: Any
+) -> None:
+    """A value that is in range but no whole number (``2.5`` is "0 or more") is told what is
+    wanted: a message saying only the range would contradict the value refused."""
+    with pytest.raises(ValueError) as raised:
+        _close(make(value))
+    assert "whole number" in str(raised.value), str(raised.value)
+
+
 @pytest.mark.parametrize(("name", "least", "make"), LAZY)
 def test_a_lazy_count_of_any_size_is_accepted(
     name: str, least: int, make: Callable[[Any], object]

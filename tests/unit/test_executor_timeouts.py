@@ -378,7 +378,7 @@ class PausedStartStore(MetricStore):
 
 
 def test_timeout_during_dequeue_leaves_a_final_status(
-    make_executor: Any, make_task: Any, context: Context, calls: list[Any]
+    make_executor: Any, make_task: Any, context: Context, calls: list[Any], wait_until: Any
 ) -> None:
     """A timeout striking as a worker takes the task: status stays FAILED, the tool never runs."""
     store = PausedStartStore()
@@ -391,8 +391,10 @@ def test_timeout_during_dequeue_leaves_a_final_status(
     assert result.metadata["outcome"] == "timeout"
     assert store.entered.is_set()  # the timeout struck while the worker was taking the task
     store.resume.set()
-    executor.shutdown(wait=True)  # joins the worker: it is done with the task
-    assert store.passed.is_set()
+    # (a shutdown does not wait for a worker held past its task's deadline: wait for it here)
+    assert store.passed.wait(MAX_PAUSE_SECONDS)
+    assert wait_until(lambda: executor.abandoned_threads == 0)
+    executor.shutdown(wait=True)
     assert task.status is TaskStatus.FAILED
     assert events == ["timeout"]
     assert calls == []

@@ -227,7 +227,9 @@ class Executor(Generic[_RegistryT]):
         given = self.max_workers if replacement_threads is None else replacement_threads
         replacements = whole_number(given)
         if replacements is None or replacements < 0:
-            raise ValueError(f"replacement_threads must be 0 or more, got {number_repr(given)}")
+            raise ValueError(
+                f"replacement_threads must be a whole number, 0 or more, got {number_repr(given)}"
+            )
         with reading("store"):
             a_store = store is None or isinstance(store, MetricStore)
         if not a_store:
@@ -365,8 +367,9 @@ class Executor(Generic[_RegistryT]):
     @property
     def abandoned_threads(self) -> int:
         """Threads held by tools that overran their timeout (or were cancelled) and have not
-        returned yet, and async tools that did not stop when cancelled and have not returned
-        yet (each holds an async slot instead of a thread)."""
+        returned yet (or by such a task's ``on_progress`` callback, still handling
+        ``"started"``, on a worker thread), and async tools that did not stop when cancelled
+        and have not returned yet (each holds an async slot instead of a thread)."""
         engine = self._engine
         return engine.runner.stats.abandoned + engine.loop_here.slots.left_running
 
@@ -741,11 +744,12 @@ class Executor(Generic[_RegistryT]):
         A Ctrl-C (or ``SystemExit``) while it waits goes on at once; the executor is then shut
         down as with ``wait=False`` (its threads end once their tools have).
 
-        Calling it again is harmless. Tools that overran their timeout are never waited for,
-        nor is a call from inside the executor's own work waiting (one of its tools, async
-        ones on any loop included, a callback run for one, a progress listener handed a
-        progress report of one, a thread an async tool handed the call to with
-        ``asyncio.to_thread``, one of the executor's threads).
+        Calling it again is harmless. Tools that overran their timeout are never waited for
+        (nor is a worker thread held past its task's timeout by the task's ``on_progress``
+        callback handling ``"started"``), nor is a call from inside the executor's own work
+        waiting (one of its tools, async ones on any loop included, a callback run for one, a
+        progress listener handed a progress report of one, a thread an async tool handed the
+        call to with ``asyncio.to_thread``, one of the executor's threads).
         Called on a running event loop (an ASGI lifespan, async code), it does not wait for
         the tasks that loop awaits (it would hold the loop they need: their timeouts and
         results go through it) and logs a warning saying so; to wait for them, ``await

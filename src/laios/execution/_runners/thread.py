@@ -50,7 +50,7 @@ _NO_THREAD = Refusal(
 class _Work:
     """One accepted call on its way through the pool (the runner's handle for it)."""
 
-    __slots__ = ("abandoned", "call", "events", "promised", "returned", "thread")
+    __slots__ = ("abandoned", "call", "events", "promised", "returned", "taken_by", "thread")
 
     def __init__(self, call: ToolCall, events: RunEvents) -> None:
         self.call = call
@@ -59,6 +59,9 @@ class _Work:
         # it was queued; otherwise the worker that takes it counts itself out then.
         self.promised = True
         self.thread: threading.Thread | None = None  # the worker running its tool; locked
+        # The worker that took it from the queue (its "started" event runs there before the
+        # tool is called); guarded by the lock.
+        self.taken_by: threading.Thread | None = None
         self.returned = False  # the tool returned (or never started); guarded by the lock
         self.abandoned = False  # counted as holding a thread; guarded by the lock
 
@@ -227,11 +230,12 @@ class ThreadRunner:
                     self._markers -= 1
                     self._exit(me)
                 return
+            if not lock.acquire(False):
+                acquire_contended(lock)
             if not work.promised:  # queued while every worker was busy: this one is no more idle
-                if not lock.acquire(False):
-                    acquire_contended(lock)
                 self._idle -= 1
-                lock.release()
+            work.taken_by = me  # (given up from now on, it holds this thread: see abandon)
+            lock.release()
             try:
                 # The call's events run in the caller's context, as its tool does: its
                 # on_progress callback sees the caller's context variables on every event.
@@ -295,6 +299,10 @@ class ThreadRunner:
     def abandon(self, handle: Handle) -> StopResult:
         """Count the call's thread as held until its tool returns (a thread cannot be stopped).
 
+        A call whose worker is still running its ``"started"`` event (the caller's
+        ``on_progress`` callback) holds that thread the same way until the event returns; its
+        tool never starts (the answer is ``"stopped"``).
+
         Queued calls get a replacement thread at once. When no usable thread is left (every
         thread is held and no replacement is allowed), queued calls are refused as
         ``saturated``: they would otherwise wait for a hung tool to return.
@@ -305,12 +313,19 @@ class ThreadRunner:
             if handle.returned or handle.abandoned:
                 return "stopped"  # the tool already returned (or this was said before)
             handle.abandoned = True
-            if handle.thread is None:  # its tool has not started: the worker will skip it
+            if handle.taken_by is None:  # still queued: the worker that reaches it skips it
                 self._given_up += 1
                 if self._given_up > _GIVEN_UP_SLACK and 2 * self._given_up > self._queue.qsize():
                     self._clear_given_up()
                 return "stopped"
-            self._held.add(handle.thread)
+            if handle.thread is None and handle.taken_by is threading.current_thread():
+                # Its "started" callback cancelling its own task: the thread is free as soon
+                # as the callback returns, so queued calls neither lose it nor are refused.
+                return "stopped"
+            # Taken by a worker: running its tool, or its "started" event (the caller's
+            # on_progress callback, which may take as long as a hung tool). The tool never
+            # starts then (see _take), but the thread stays busy until the event returns.
+            self._held.add(handle.taken_by)
             self._changed.notify_all()  # a shutdown waiting for this thread no longer waits
             allowed = self._allowed()
             if allowed <= len(self._held):
@@ -333,11 +348,13 @@ class ThreadRunner:
                 # calls still run then): the replacement exits once the queue is empty. It
                 # waits for work, promised none: it counts as idle until it takes a call.
                 self._idle += 1
+            # (a tool never started was stopped: nothing of it runs, only its event)
+            stopped = handle.thread is None
         if drained:
             refusal = self._saturated_refusal()
             for queued in drained:
                 queued.events.refused(refusal)
-        return "left_running"
+        return "stopped" if stopped else "left_running"
 
     def _clear_given_up(self) -> None:
         """Take the calls given up while queued out of the queue (the caller holds the lock).
