@@ -4413,6 +4413,58 @@ def test_a_main_module_that_runs_tasks_when_imported_says_so_in_one_line(
     assert len(lines) <= 2, program.stderr
 
 
+PIPED_PROGRAM = """
+import json, os, sys
+from laios.core.types import Context, Task
+from laios.execution import Executor
+from laios.execution.runners import ProcessRunner
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+registry = ToolRegistry()
+registry.register_tool(create_simple_tool("pid", "Returns the pid.", os.getpid))
+runner = ProcessRunner(1, start_method=sys.argv[1])
+with Executor(registry, runner=runner, register_prometheus=False) as executor:
+    for _ in range(2):
+        result = executor.execute_task(
+            Task(plan_id="p", description="d", tool_name="pid"),
+            Context(session_id="s", user_id="u"),
+            timeout=30,
+        )
+        error_type = result.metadata.get("error_type")
+        print(json.dumps({"error_type": error_type, "error": result.error}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_program_read_from_standard_input_is_told_workers_cannot_import_it(
+    tmp_path: Path, method: str
+) -> None:
+    """A worker process imports the program's main module from its file as it starts; a
+    program Python read from standard input (``python -``, a script piped to it) has none.
+    Its tasks are refused at once, saying so and what to do, rather than each failing as
+    ``worker_crashed`` with a worker started (and ended by a ``FileNotFoundError``) for
+    nothing."""
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    program = subprocess.run(
+        [sys.executable, "-", method],
+        input=PIPED_PROGRAM,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 4,
+    )
+    assert program.returncode == 0, program.stderr
+    reports = [json.loads(line) for line in program.stdout.splitlines()]
+    assert len(reports) == 2, program.stdout
+    for report in reports:
+        assert report["error_type"] == "no_process", report
+        assert "standard input" in report["error"], report["error"]
+        assert "from a file" in report["error"], report["error"]
+    assert "FileNotFoundError" not in program.stderr, program.stderr
+
+
 @pytest.mark.skipif(
     process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
 )
