@@ -1532,6 +1532,29 @@ def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
     assert result.success, result.error
 
 
+@pytest.mark.parametrize("wrap", ["from", "while", "from None"])
+@pytest.mark.parametrize("how", ["bytes", "mmap"])
+def test_an_error_a_tool_raises_for_an_allocation_the_limit_refused_is_the_limits(
+    how: str, wrap: str, make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool (or a library) that tells a failed allocation as an error of its own, raised
+    from it or while handling it, hit the limit all the same: the task ends ``memory_limit``,
+    its error naming the limit and keeping the tool's words, and the worker is not reused."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("allocate", mb=500, how=how, wrap=wrap), context, timeout=WAIT
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "memory_limit", result.error
+    error = result.error or ""
+    assert "memory limit of 200 MB (memory_limit_mb=200)" in error, error
+    assert "ValueError: could not load the file" in error, error
+    assert gone(before)
+    result = executor.execute_task(task("allocate", mb=50, how=how, wrap=wrap), context)
+    assert result.success, result.error
+
+
 def test_a_thread_the_memory_limit_refuses_says_the_limit_refused_it(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -790,6 +790,19 @@ class _Worker:
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
                 outcome.error_type = "memory_limit"
                 retire = True
+            elif (
+                limit is not None
+                and outcome.error is not None
+                and _raised_out_of_memory(outcome.error)
+            ):
+                # The tool (or a library) told the failed allocation as an error of its own:
+                # the limit's all the same, in the tool's words.
+                told = describe_error(outcome.error, self.events.secrets())
+                outcome.error = _memory_limit_exceeded(
+                    call.tool_name, limit, f"; an allocation failed, and the tool raised {told}"
+                )
+                outcome.error_type = "memory_limit"
+                retire = True
             elif limit is not None and outcome.error is not None:
                 outcome.error = _refused_under_limit(outcome.error, limit)
             message = _result_message(
@@ -873,6 +886,20 @@ def _out_of_memory(error: BaseException | None) -> bool:
     if isinstance(error, MemoryError):
         return True
     return isinstance(error, OSError) and error.errno == errno.ENOMEM
+
+
+def _raised_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` was raised from, or while handling, an error that says an allocation
+    failed (see :func:`_out_of_memory`), a few links down the chain at most (whether or not
+    the tool raised it ``from None``)."""
+    seen = error.__cause__ or error.__context__
+    for _ in range(8):
+        if seen is None:
+            return False
+        if _out_of_memory(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 #: What ``threading`` raises when the system refuses a new thread (its stack, say).
