@@ -465,6 +465,28 @@ class AllocatesAndSpins(BaseTool):
         return len(block)
 
 
+class SpinCatching(BaseTool):
+    name = "spin_catching"
+    description = (
+        "Handles SIGPROF (the signal of its CPU budget's timer), then burns CPU for a number of "
+        "CPU seconds; with how='raise' its handler raises a ValueError of its own, with "
+        "how='return' it notes the signal and the tool returns once the seconds are burnt."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import signal
+
+        def stop(signum: int, frame: Any) -> None:
+            if kwargs.get("how") == "raise":
+                raise ValueError("stopped spinning")
+
+        signal.signal(signal.SIGPROF, stop)
+        start = time.process_time()
+        while time.process_time() - start < kwargs["seconds"]:
+            pass
+        return "spun"
+
+
 class SpinDeaf(BaseTool):
     name = "spin_deaf"
     description = (
@@ -1596,6 +1618,7 @@ TOOLS = (
     Spin,
     AllocatesAndSpins,
     SpinDeaf,
+    SpinCatching,
     LeavesAChild,
     ChildThenEnds,
     BusyChild,

@@ -1727,6 +1727,29 @@ def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     assert run_pid(executor, task, context) != before
 
 
+@pytest.mark.parametrize("how", ["raise", "return"])
+def test_a_tool_that_handles_its_cpu_budgets_signal_and_ends_past_it_is_the_budgets(
+    how: str, make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool that handles the signal its CPU budget sends, and ends past the budget before
+    the runner's watch stops it (raising an error of its own from the handler, or returning),
+    went past its budget all the same: the task ends ``cpu_limit``, and the worker is not
+    reused."""
+    # 3 % of a 10 s timeout: a budget of 0.3 CPU seconds; the tool ends at 0.45, before the
+    # watch's grace (0.5 s past the budget) and the whole-second RLIMIT_CPU backstop.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=3))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("spin_catching", seconds=0.45, how=how), context, timeout=10.0
+    )
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "cpu_limit", result.error
+    assert "CPU budget of 0.3 CPU seconds (" in (result.error or ""), result.error
+    assert "it handled the signal that stops it" in (result.error or ""), result.error
+    assert gone(before), "the worker past its budget is reused"
+    assert run_pid(executor, task, context) != before
+
+
 def pretend_unenforced(monkeypatch: pytest.MonkeyPatch, *limits: str) -> None:
     """Have the runner take ``limits`` ("memory", "cpu") for ones the platform cannot enforce,
     none of them warned about yet in this process."""

@@ -103,8 +103,10 @@ from laios.execution._runners.process_worker import (
     PIPE_CLOSED_EXIT,
     READY,
     WORKER_NAME,
+    CpuLimitExceeded,
     MemoryLimitExceeded,
     call_secrets,
+    cpu_budget_words,
     describe_error,
     describe_for_pickle,
     serve,
@@ -316,10 +318,6 @@ def _warn_unenforced(call: ToolCall) -> None:
 
 class WorkerCrashed(Exception):
     """The worker process running a tool died before the tool returned."""
-
-
-class CpuLimitExceeded(Exception):
-    """A tool used more CPU seconds than its budget (``cpu_limit_percent``)."""
 
 
 class _Call:
@@ -717,10 +715,7 @@ def _ended_under(
             error_type="terminated",
         )
     if over_budget or exitcode in _CPU_LIMIT_SIGNALS:
-        budget = ""
-        if call.cpu_seconds is not None:
-            seconds = f"{call.cpu_seconds:.3g}"
-            budget = f" of {seconds} CPU second{'' if seconds == '1' else 's'}"
+        budget = cpu_budget_words(call.cpu_seconds)
         # The worker's own count is lost with it: what it used is known to be its budget at
         # least (past the grace too when the runner's watch stopped it).
         used = 0.0
@@ -1745,10 +1740,12 @@ class _Pool:
                 if retire:
                     worker.call = None
                     self.mark_stopping(worker)  # it exits by itself
-                    if current and isinstance(outcome.error, MemoryLimitExceeded):
+                    if current and isinstance(
+                        outcome.error, (MemoryLimitExceeded, CpuLimitExceeded)
+                    ):
                         # (a worker starts in its place once it exits for the queued calls,
                         # else for the next one; none once the runner is shut down)
-                        outcome.error = MemoryLimitExceeded(
+                        outcome.error = type(outcome.error)(
                             f"{outcome.error}; "
                             + _replacement(bool(self.queue), self.closed, self.terminated)
                         )
