@@ -284,10 +284,25 @@ class Allocate(BaseTool):
     name = "allocate"
     description = (
         "Allocates (and touches) a number of MB, then returns how many; with how='mmap' in a "
-        "private anonymous mapping of its own."
+        "private anonymous mapping of its own. With wrap ('from', 'while', 'from None'), an "
+        "allocation that fails is told as a ValueError of its own, raised from that error, "
+        "while handling it, or from None."
     )
 
     def _execute(self, **kwargs: Any) -> Any:
+        wrap = kwargs.get("wrap")
+        if wrap is None:
+            return self._allocate(**kwargs)
+        try:
+            return self._allocate(**kwargs)
+        except (MemoryError, OSError) as exc:
+            if wrap == "from":
+                raise ValueError("could not load the file") from exc
+            if wrap == "from None":
+                raise ValueError("could not load the file") from None
+            raise ValueError("could not load the file")  # noqa: B904 (raised while handling it)
+
+    def _allocate(self, **kwargs: Any) -> Any:
         size = kwargs["mb"] * 1024 * 1024
         block: bytearray | mmap.mmap
         if kwargs.get("how") == "mmap":
@@ -448,6 +463,28 @@ class AllocatesAndSpins(BaseTool):
         while time.monotonic() < deadline:
             pass
         return len(block)
+
+
+class SpinCatching(BaseTool):
+    name = "spin_catching"
+    description = (
+        "Handles SIGPROF (the signal of its CPU budget's timer), then burns CPU for a number of "
+        "CPU seconds; with how='raise' its handler raises a ValueError of its own, with "
+        "how='return' it notes the signal and the tool returns once the seconds are burnt."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import signal
+
+        def stop(signum: int, frame: Any) -> None:
+            if kwargs.get("how") == "raise":
+                raise ValueError("stopped spinning")
+
+        signal.signal(signal.SIGPROF, stop)
+        start = time.process_time()
+        while time.process_time() - start < kwargs["seconds"]:
+            pass
+        return "spun"
 
 
 class SpinDeaf(BaseTool):
@@ -1581,6 +1618,7 @@ TOOLS = (
     Spin,
     AllocatesAndSpins,
     SpinDeaf,
+    SpinCatching,
     LeavesAChild,
     ChildThenEnds,
     BusyChild,

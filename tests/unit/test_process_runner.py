@@ -1532,6 +1532,29 @@ def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
     assert result.success, result.error
 
 
+@pytest.mark.parametrize("wrap", ["from", "while", "from None"])
+@pytest.mark.parametrize("how", ["bytes", "mmap"])
+def test_an_error_a_tool_raises_for_an_allocation_the_limit_refused_is_the_limits(
+    how: str, wrap: str, make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool (or a library) that tells a failed allocation as an error of its own, raised
+    from it or while handling it, hit the limit all the same: the task ends ``memory_limit``,
+    its error naming the limit and keeping the tool's words, and the worker is not reused."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("allocate", mb=500, how=how, wrap=wrap), context, timeout=WAIT
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "memory_limit", result.error
+    error = result.error or ""
+    assert "memory limit of 200 MB (memory_limit_mb=200)" in error, error
+    assert "ValueError: could not load the file" in error, error
+    assert gone(before)
+    result = executor.execute_task(task("allocate", mb=50, how=how, wrap=wrap), context)
+    assert result.success, result.error
+
+
 def test_a_thread_the_memory_limit_refuses_says_the_limit_refused_it(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -1701,6 +1724,29 @@ def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     assert metrics is not None
     assert metrics.cpu_time >= 1.5, metrics.cpu_time
     assert gone(before), "the worker past its budget is still alive"
+    assert run_pid(executor, task, context) != before
+
+
+@pytest.mark.parametrize("how", ["raise", "return"])
+def test_a_tool_that_handles_its_cpu_budgets_signal_and_ends_past_it_is_the_budgets(
+    how: str, make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool that handles the signal its CPU budget sends, and ends past the budget before
+    the runner's watch stops it (raising an error of its own from the handler, or returning),
+    went past its budget all the same: the task ends ``cpu_limit``, and the worker is not
+    reused."""
+    # 3 % of a 10 s timeout: a budget of 0.3 CPU seconds; the tool ends at 0.45, before the
+    # watch's grace (0.5 s past the budget) and the whole-second RLIMIT_CPU backstop.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=3))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("spin_catching", seconds=0.45, how=how), context, timeout=10.0
+    )
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "cpu_limit", result.error
+    assert "CPU budget of 0.3 CPU seconds (" in (result.error or ""), result.error
+    assert "it handled the signal that stops it" in (result.error or ""), result.error
+    assert gone(before), "the worker past its budget is reused"
     assert run_pid(executor, task, context) != before
 
 
@@ -4411,6 +4457,58 @@ def test_a_main_module_that_runs_tasks_when_imported_says_so_in_one_line(
     # At most once for each process that imports the main module: the forkserver, or each of
     # the two workers (spawn).
     assert len(lines) <= 2, program.stderr
+
+
+PIPED_PROGRAM = """
+import json, os, sys
+from laios.core.types import Context, Task
+from laios.execution import Executor
+from laios.execution.runners import ProcessRunner
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+registry = ToolRegistry()
+registry.register_tool(create_simple_tool("pid", "Returns the pid.", os.getpid))
+runner = ProcessRunner(1, start_method=sys.argv[1])
+with Executor(registry, runner=runner, register_prometheus=False) as executor:
+    for _ in range(2):
+        result = executor.execute_task(
+            Task(plan_id="p", description="d", tool_name="pid"),
+            Context(session_id="s", user_id="u"),
+            timeout=30,
+        )
+        error_type = result.metadata.get("error_type")
+        print(json.dumps({"error_type": error_type, "error": result.error}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_program_read_from_standard_input_is_told_workers_cannot_import_it(
+    tmp_path: Path, method: str
+) -> None:
+    """A worker process imports the program's main module from its file as it starts; a
+    program Python read from standard input (``python -``, a script piped to it) has none.
+    Its tasks are refused at once, saying so and what to do, rather than each failing as
+    ``worker_crashed`` with a worker started (and ended by a ``FileNotFoundError``) for
+    nothing."""
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    program = subprocess.run(
+        [sys.executable, "-", method],
+        input=PIPED_PROGRAM,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 4,
+    )
+    assert program.returncode == 0, program.stderr
+    reports = [json.loads(line) for line in program.stdout.splitlines()]
+    assert len(reports) == 2, program.stdout
+    for report in reports:
+        assert report["error_type"] == "no_process", report
+        assert "standard input" in report["error"], report["error"]
+        assert "from a file" in report["error"], report["error"]
+    assert "FileNotFoundError" not in program.stderr, program.stderr
 
 
 @pytest.mark.skipif(

@@ -50,6 +50,7 @@ import io
 import logging
 import math
 import multiprocessing
+import multiprocessing.process
 import multiprocessing.util
 import os
 import pickle
@@ -102,8 +103,10 @@ from laios.execution._runners.process_worker import (
     PIPE_CLOSED_EXIT,
     READY,
     WORKER_NAME,
+    CpuLimitExceeded,
     MemoryLimitExceeded,
     call_secrets,
+    cpu_budget_words,
     describe_error,
     describe_for_pickle,
     serve,
@@ -315,10 +318,6 @@ def _warn_unenforced(call: ToolCall) -> None:
 
 class WorkerCrashed(Exception):
     """The worker process running a tool died before the tool returned."""
-
-
-class CpuLimitExceeded(Exception):
-    """A tool used more CPU seconds than its budget (``cpu_limit_percent``)."""
 
 
 class _Call:
@@ -716,10 +715,7 @@ def _ended_under(
             error_type="terminated",
         )
     if over_budget or exitcode in _CPU_LIMIT_SIGNALS:
-        budget = ""
-        if call.cpu_seconds is not None:
-            seconds = f"{call.cpu_seconds:.3g}"
-            budget = f" of {seconds} CPU second{'' if seconds == '1' else 's'}"
+        budget = cpu_budget_words(call.cpu_seconds)
         # The worker's own count is lost with it: what it used is known to be its budget at
         # least (past the grace too when the runner's watch stopped it).
         used = 0.0
@@ -1046,6 +1042,7 @@ class _Pool:
             parent_end, child_end = multiprocessing.Pipe()
             mark = _new_mark(self.context)
             try:
+                _check_main_importable()
                 process = self.context.Process(
                     target=serve,
                     args=(child_end, self.initializer, self.initargs, mark),
@@ -1073,6 +1070,8 @@ class _Pool:
                     continue
                 if _importing_main(exc):
                     _told_to_guard_main()
+                elif isinstance(exc, _MainNotImportable):
+                    _told_main_not_importable(exc)
                 else:
                     _log.exception("could not start a worker process")
                 with self.lock:
@@ -1741,10 +1740,12 @@ class _Pool:
                 if retire:
                     worker.call = None
                     self.mark_stopping(worker)  # it exits by itself
-                    if current and isinstance(outcome.error, MemoryLimitExceeded):
+                    if current and isinstance(
+                        outcome.error, (MemoryLimitExceeded, CpuLimitExceeded)
+                    ):
                         # (a worker starts in its place once it exits for the queued calls,
                         # else for the next one; none once the runner is shut down)
-                        outcome.error = MemoryLimitExceeded(
+                        outcome.error = type(outcome.error)(
                             f"{outcome.error}; "
                             + _replacement(bool(self.queue), self.closed, self.terminated)
                         )
@@ -2522,6 +2523,72 @@ def _told_to_guard_main() -> None:
     )
 
 
+class _MainNotImportable(RuntimeError):
+    """The program's main module has no file a worker process could import it from."""
+
+
+#: The process that logged that its main module cannot be imported in a worker (once a process).
+_told_unimportable_pid: int | None = None
+
+
+def _check_main_importable() -> None:
+    """Raise :class:`_MainNotImportable` when a worker process could not import the program's
+    main module as it starts.
+
+    ``multiprocessing`` runs the main module's file again in each process it starts with
+    ``spawn`` or ``forkserver`` (unless the module was run by name, ``python -m``), so that
+    what it defines can be loaded there; a program Python read from standard input
+    (``python -``, a script piped to it; its ``__file__`` is ``"<stdin>"``) or from a pipe
+    (``python <(...)``), or whose file is gone, has no file there: each worker would end as it
+    starts, with a ``FileNotFoundError`` of ``multiprocessing``'s own. The path is the one
+    ``multiprocessing`` would send (see ``multiprocessing.spawn.get_preparation_data``)."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(getattr(main, "__spec__", None), "name", None) is not None:
+        return
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str):  # (an interactive session, ``python -c``: nothing to import)
+        return
+    if sys.platform == "win32" and (
+        getattr(sys, "frozen", False) or sys.executable.lower().endswith("pythonservice.exe")
+    ):
+        return  # (multiprocessing sends no path then)
+    original = getattr(multiprocessing.process, "ORIGINAL_DIR", None)  # (not in typeshed)
+    if not os.path.isabs(path) and original is not None:
+        path = os.path.join(original, path)
+    path = os.path.normpath(path)
+    if os.path.splitext(os.path.basename(path))[0] == "ipython" or os.path.isfile(path):
+        return  # (multiprocessing imports no IPython main)
+    if os.path.basename(path) == "<stdin>":
+        where = (
+            "the program's main module was read from standard input (python -, or a script "
+            "piped to python), and a worker process, which runs the main module's file again "
+            "as it starts, has no file to run"
+        )
+    else:
+        where = (
+            f"the program's main module, whose file ({path!r}) a worker process runs again as "
+            "it starts, is not a file there (a program read from a pipe, or a file removed "
+            "since)"
+        )
+    raise _MainNotImportable(
+        f"{where}; the task was not started. Run the program from a file (python program.py), "
+        "or as a module (python -m package.program), with the tools it runs in an importable "
+        "module"
+    )
+
+
+def _told_main_not_importable(exc: _MainNotImportable) -> None:
+    """Log, in one line and once in this process, that its main module cannot be imported
+    in a worker process (each of its tasks is refused, saying so)."""
+    global _told_unimportable_pid
+    pid = os.getpid()
+    if _told_unimportable_pid == pid:
+        _log.debug("could not start a worker process: %s", exc)
+        return
+    _told_unimportable_pid = pid
+    _log.error("could not start a worker process: %s", exc)
+
+
 def _no_thread(exc: BaseException) -> bool:
     """Whether ``exc`` is Python's refusal of a new thread (a process or memory limit)."""
     return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
@@ -2550,6 +2617,8 @@ def _no_process(exc: Exception | None, *, forkserver: bool, tries: int = 1) -> R
             "module in the runner's preload that raises when imported ends the forkserver (its "
             "traceback is on stderr): fix or remove it, then submit the task again",
         )
+    if isinstance(exc, _MainNotImportable):
+        return Refusal("no_process", f"Executor could not start a worker process: {exc}")
     if exc is not None and _importing_main(exc):
         return Refusal(
             "no_process",

@@ -102,12 +102,14 @@ __all__ = [
     "READY",
     "SIMPLE_TOOL_ADVICE",
     "WORKER_NAME",
+    "CpuLimitExceeded",
     "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
     "ToolNotPicklable",
     "UnpicklablePart",
     "call_secrets",
+    "cpu_budget_words",
     "describe_error",
     "describe_for_pickle",
     "not_picklable_outcome",
@@ -174,6 +176,10 @@ def worker_label(pid: int) -> str:
 #: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
 #: on every platform): a budget past it is no budget.
 LONGEST_CPU_BUDGET = float(2**31 - 1)
+
+
+class CpuLimitExceeded(Exception):
+    """A tool used more CPU seconds than its budget (``cpu_limit_percent``)."""
 
 
 class MemoryLimitExceeded(MemoryError):
@@ -561,21 +567,38 @@ class _CpuTimer:
     """End the process when it has used ``seconds`` more CPU time during the block
     (``ITIMER_PROF``, whose ``SIGPROF`` terminates the process when nothing handles it;
     ``RLIMIT_CPU`` is the whole-second backstop for a tool that installs a ``SIGPROF`` handler
-    of its own); ``None``: no timer."""
+    of its own); ``None``: no timer.
 
-    __slots__ = ("seconds",)
+    Entered, it is the timer, whose ``exceeded`` tells, once the block is over, whether the
+    timer ran out (or the tool stopped it) with the block's CPU seconds at the budget: a
+    process still there then had the signal handled or ignored by the tool. (The timer may
+    run out a little before ``time.process_time()`` reaches the budget, hence the slack.)"""
+
+    __slots__ = ("exceeded", "seconds", "start")
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds if hasattr(signal, "setitimer") else None
+        self.start = 0.0
+        self.exceeded = False
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _CpuTimer:
         if self.seconds is not None:
             signal.signal(signal.SIGPROF, signal.SIG_DFL)
+            self.start = time.process_time()
             signal.setitimer(signal.ITIMER_PROF, max(self.seconds, 0.001))
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self.seconds is not None:
-            signal.setitimer(signal.ITIMER_PROF, 0)
+            remaining = signal.setitimer(signal.ITIMER_PROF, 0)[0]
+            used = time.process_time() - self.start
+            slack = min(_CPU_TIMER_SLACK, self.seconds / 10)
+            self.exceeded = remaining == 0.0 and used >= self.seconds - slack
+
+
+#: How much earlier than ``time.process_time()`` says the CPU timer may run out, at most (it
+#: counts in clock ticks).
+_CPU_TIMER_SLACK = 0.05
 
 
 def _cpu_used(children: bool = False) -> float:
@@ -767,7 +790,7 @@ class _Worker:
         with _SoftLimit(_RLIMIT_DATA, memory_limit) as data_limit:
             with (
                 _TraceContext(call.trace_carrier(), call.suppressed),
-                _CpuTimer(cpu_seconds),
+                _CpuTimer(cpu_seconds) as cpu_timer,
                 _SoftLimit(_RLIMIT_CPU, cpu_limit) as cpu_limit_held,
             ):
                 outcome = self._call(call)
@@ -790,8 +813,27 @@ class _Worker:
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
                 outcome.error_type = "memory_limit"
                 retire = True
+            elif (
+                limit is not None
+                and outcome.error is not None
+                and _raised_out_of_memory(outcome.error)
+            ):
+                # The tool (or a library) told the failed allocation as an error of its own:
+                # the limit's all the same, in the tool's words.
+                told = describe_error(outcome.error, self.events.secrets())
+                outcome.error = _memory_limit_exceeded(
+                    call.tool_name, limit, f"; an allocation failed, and the tool raised {told}"
+                )
+                outcome.error_type = "memory_limit"
+                retire = True
             elif limit is not None and outcome.error is not None:
                 outcome.error = _refused_under_limit(outcome.error, limit)
+            if cpu_timer.exceeded and outcome.error_type != "memory_limit":
+                # Past its budget, the tool handled the timer's signal and ended before the
+                # runner's watch stopped it: the budget's all the same.
+                outcome.error = _cpu_budget_exceeded(call, outcome.error, self.events.secrets())
+                outcome.error_type = "cpu_limit"
+                retire = True
             message = _result_message(
                 outcome,
                 retire,
@@ -873,6 +915,20 @@ def _out_of_memory(error: BaseException | None) -> bool:
     if isinstance(error, MemoryError):
         return True
     return isinstance(error, OSError) and error.errno == errno.ENOMEM
+
+
+def _raised_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` was raised from, or while handling, an error that says an allocation
+    failed (see :func:`_out_of_memory`), a few links down the chain at most (whether or not
+    the tool raised it ``from None``)."""
+    seen = error.__cause__ or error.__context__
+    for _ in range(8):
+        if seen is None:
+            return False
+        if _out_of_memory(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 #: What ``threading`` raises when the system refuses a new thread (its stack, say).
@@ -1002,6 +1058,27 @@ def _let_go_of_frames(error: BaseException) -> None:
             if isinstance(grouped, tuple):
                 linked.extend(grouped)
             waiting.extend(item for item in linked if isinstance(item, BaseException))
+
+
+def cpu_budget_words(seconds: float | None) -> str:
+    """How an error names a CPU budget of ``seconds``: `` of 1.5 CPU seconds`` ("" without
+    one)."""
+    if seconds is None:
+        return ""
+    shown = f"{seconds:.3g}"
+    return f" of {shown} CPU second{'' if shown == '1' else 's'}"
+
+
+def _cpu_budget_exceeded(
+    call: ToolCall, error: BaseException | None, secrets: Sequence[str]
+) -> CpuLimitExceeded:
+    # (the worker retires: the runner ends the message with whether one replaces it)
+    then = "returned" if error is None else f"raised {describe_error(error, secrets)}"
+    return CpuLimitExceeded(
+        f"Tool '{shown_name(call.tool_name)}' exceeded its CPU budget"
+        f"{cpu_budget_words(call.cpu_seconds)} (cpu_limit_percent of its timeout): it handled "
+        f"the signal that stops it there, and {then}"
+    )
 
 
 def _memory_limit_exceeded(tool_name: str, limit: int, what: str = "") -> MemoryLimitExceeded:
