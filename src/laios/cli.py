@@ -1557,11 +1557,13 @@ def progress_bar(percent: Any, width: int = 10) -> str:
         width: Characters between the brackets.
 
     Returns:
-        A bar such as ``[#####.....]  52%``.
+        A bar such as ``[#####.....]  52%``; a task not done is never said to be (99.5% is
+        ``99%``, beside a bar not full).
     """
     value = min(max(_number(percent) or 0.0, 0.0), 100.0)
     filled = int(value / 100.0 * width)
-    return f"[{'#' * filled}{'.' * (width - filled)}] {value:3.0f}%"
+    shown = min(round(value), 99) if value < 100.0 else 100
+    return f"[{'#' * filled}{'.' * (width - filled)}] {shown:3d}%"
 
 
 def format_seconds(seconds: Any) -> str:

@@ -683,11 +683,12 @@ def test_absurd_numbers_are_shortened_and_never_widen_a_phone_page(browser: Brow
         rate = page.locator(f'{tool_row("quick")} [data-field="rate"]')
         wait_until(lambda: (rate.text_content() or "").endswith("/s"), "a rate")
         assert re.fullmatch(r"\d\.\de\d\d/s", rate.text_content() or ""), rate.text_content()
-        assert page.locator("#v-running").text_content() == "1.0e30"
+        # (10**30 in flight and 10**30 queued: the running tasks of every worker process)
+        assert page.locator("#v-running").text_content() == "2.0e30"
         assert page.locator("#s-running").text_content() == (
             "1.0e30 queued · 1.0e30 workers, 1.0e30 busy · 1.0e30 abandoned"
         )
-        assert page.locator("#running-count").text_content() == "(1 longest of 1.0e30)"
+        assert page.locator("#running-count").text_content() == "(1 longest of 2.0e30)"
         row = tool_row("quick")
         assert page.locator(f'{row} [data-field="total"]').text_content() == "2.0e30"
         assert page.locator(f'{row} [data-field="p95"]').text_content() == "2.8e26 h"
@@ -874,3 +875,127 @@ def test_a_long_outcome_is_cut_short_in_its_badge(browser: Browser) -> None:
         page.close()
     finally:
         server.shutdown()
+
+
+def shares_document(read: int) -> dict[str, Any]:
+    """A status document of a multiprocess endpoint: tools failing all but a few of their tasks
+    (or a few of them), a running task nearly done in a store with labels, and tasks in flight
+    in other worker processes, not listed."""
+    return {
+        "running": [
+            {
+                "task_id": "nearly-done",
+                "tool": "fetch",
+                "labels": {"pool": "search"},
+                "state": "running",
+                "elapsed_seconds": 12.0,
+                "progress_percent": 99.6,
+                "message": "last rows",
+            }
+        ],
+        "running_total": 1,
+        "queue_depth": 1,
+        "tools": [
+            # Counts that stay put: the since-start share (error_rate) is shown.
+            {
+                "tool": "nearly-all",
+                "total": 10000,
+                "outcomes": {"error": 9999},
+                "error_rate": 0.9999,
+            },
+            {"tool": "most", "total": 1000, "outcomes": {"error": 996}, "error_rate": 0.996},
+            {"tool": "rare", "total": 10000, "outcomes": {"error": 1}, "error_rate": 0.0001},
+            # Counts that grow by 10,000 tasks, 9,999 failed, at each read: the last minute's.
+            {
+                "tool": "windowed",
+                "total": 10000 * read,
+                "outcomes": {"success": read, "error": 9999 * read},
+                "error_rate": 0.9999,
+            },
+            # In flight in every worker process: 3, of which the answering one runs 1.
+            {"tool": "fetch", "labels": {"pool": "search"}, "total": 0, "in_flight": 2},
+            {"tool": "fetch", "labels": {"pool": "batch"}, "total": 0, "in_flight": 1},
+        ],
+        "failures": [],
+    }
+
+
+def open_routed(
+    browser: Browser, document: Callable[[int], dict[str, Any]]
+) -> tuple[Page, list[str]]:
+    """A page of an empty server whose reads of ``status`` get ``document`` (see
+    :func:`routed_status`)."""
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+    try:
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        routed_status(page, document)
+        page.reload()
+    finally:
+        server.shutdown()  # (the page was served: its reads of status are routed)
+    return page, errors
+
+
+def test_a_share_of_failures_or_progress_is_never_rounded_to_all_or_none(browser: Browser) -> None:
+    """A failure share of 99.6% or 99.99% was shown as "100%", as if every task had failed, and
+    a running task 99.6% done as "100%" beside a bar not full. As ``laios status`` shows them,
+    a share that is not all is never rounded to all (">99.9%", "99.6%"), nor one that is not
+    none to none ("<0.1%"), and an unfinished task is at most "99%" done."""
+    page, errors = open_routed(browser, shares_document)
+    tile = page.locator("#v-failed")
+    wait_until(lambda: tile.text_content() not in ("–", "0%"), "a failure share")
+    assert tile.text_content() == ">99.9%"
+
+    def failed(tool: str) -> str | None:
+        return page.locator(f'{tool_row(tool)} [data-field="failed"]').text_content()
+
+    assert failed("nearly-all") == ">99.9%"
+    assert failed("most") == "99.6%"
+    assert failed("rare") == "<0.1%"
+    assert failed("windowed") == ">99.9%"
+    task = page.locator('#running li[data-task-id="nearly-done"]')
+    assert task.locator(".percent").text_content() == "99%"
+    assert task.locator(".bar").get_attribute("aria-valuenow") == "99"
+    assert errors == []
+    page.close()
+
+
+def test_a_running_task_shows_the_labels_of_its_store(browser: Browser) -> None:
+    """A running task's tool was shown without its store's constant labels, though the tool
+    table shows them: a task of one pool could not be told from another's. It now shows them
+    (``fetch {pool=search}``), as ``laios status`` does."""
+    page, errors = open_routed(browser, shares_document)
+    tool = page.locator('#running li[data-task-id="nearly-done"] .tool')
+    wait_until(lambda: tool.count() == 1, "the running task")
+    assert tool.text_content() == "fetch {pool=search}"
+    assert (
+        page.locator('#running li[data-task-id="nearly-done"] .bar').get_attribute("aria-label")
+        == "progress of fetch {pool=search}"
+    )
+    assert errors == []
+    page.close()
+
+
+def test_the_running_tasks_of_every_worker_process_are_counted(browser: Browser) -> None:
+    """In multiprocess mode the page counted the running tasks of the worker that answered
+    only (its ``running_total``), and said "Nothing is running." while the other workers ran
+    tasks. As ``laios status`` does, it counts those in flight and queued in every worker (the
+    tools' ``in_flight`` and the queue depth), and says that the others' are not listed."""
+    page, errors = open_routed(browser, shares_document)
+    count = page.locator("#running-count")
+    wait_until(lambda: count.text_content() != "", "the running count")
+    assert count.text_content() == "(1 listed of 4)"
+    assert page.locator("#v-running").text_content() == "4"
+    page.close()
+
+    # The answering worker runs nothing: the others' tasks are counted, not "nothing".
+    page, more_errors = open_routed(
+        browser, lambda read: {**shares_document(read), "running": [], "running_total": 0}
+    )
+    wait_until(lambda: page.locator("#running-count").text_content() != "", "the count")
+    assert page.locator("#running-count").text_content() == "(4)"
+    assert page.locator("#v-running").text_content() == "4"
+    empty = page.locator("#running-empty")
+    assert empty.is_visible()
+    assert "other worker processes" in (empty.text_content() or "")
+    assert errors + more_errors == []
+    page.close()

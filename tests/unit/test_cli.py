@@ -188,6 +188,14 @@ def test_progress_bar_draws_filled_and_empty_cells() -> None:
     assert progress_bar(52.0) == "[#####.....]  52%"
 
 
+@pytest.mark.parametrize("value", [99.5, 99.7, 99.999])
+def test_progress_bar_of_an_unfinished_task_never_says_100(value: float) -> None:
+    """A task 99.5% done or more, but not done, showed ``100%`` beside a bar not full: it is
+    ``99%``, as a share of failures that is not all is never rounded to all."""
+    assert progress_bar(value) == "[#########.]  99%"
+    assert progress_bar(100) == "[##########] 100%"
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
