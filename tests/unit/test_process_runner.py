@@ -30,6 +30,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -4509,6 +4510,19 @@ def test_a_program_read_from_standard_input_is_told_workers_cannot_import_it(
         assert "standard input" in report["error"], report["error"]
         assert "from a file" in report["error"], report["error"]
     assert "FileNotFoundError" not in program.stderr, program.stderr
+
+
+def test_a_frozen_program_is_left_to_its_own_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A frozen program (PyInstaller and the like, ``sys.frozen`` set) names a main file that
+    is not there (inside the bundle) on every platform, and its executable, not Python, starts
+    the workers: the check for a main module read from standard input must not refuse it."""
+    main = types.ModuleType("__main__")
+    main.__file__ = str(tmp_path / "bundle" / "app.py")  # (not a file, as in a bundle)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    process_runner._check_main_importable()  # (no _MainNotImportable)
 
 
 @pytest.mark.skipif(

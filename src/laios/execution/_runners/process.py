@@ -2548,9 +2548,12 @@ def _check_main_importable() -> None:
     path = getattr(main, "__file__", None)
     if not isinstance(path, str):  # (an interactive session, ``python -c``: nothing to import)
         return
-    if sys.platform == "win32" and (
-        getattr(sys, "frozen", False) or sys.executable.lower().endswith("pythonservice.exe")
-    ):
+    if getattr(sys, "frozen", False):
+        # (a frozen program, PyInstaller's and the like, starts its workers through its own
+        # executable, which sets up their main module itself: its main file, inside the
+        # bundle, need not exist)
+        return
+    if sys.platform == "win32" and sys.executable.lower().endswith("pythonservice.exe"):
         return  # (multiprocessing sends no path then)
     original = getattr(multiprocessing.process, "ORIGINAL_DIR", None)  # (not in typeshed)
     if not os.path.isabs(path) and original is not None:
