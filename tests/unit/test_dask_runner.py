@@ -2953,3 +2953,45 @@ def test_a_call_whose_task_dask_cancelled_for_a_reason_of_its_own_says_who_may_h
     assert "its task was cancelled for the reason 'lost dependencies'" in error, error
     assert "given by Dask" in error, error
     assert "given to client.cancel(..., reason=...) by this application" not in error, error
+
+
+def test_a_queued_call_given_up_while_a_callback_holds_the_clients_loop_ends_on_time(
+    tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call given up before its worker's report of its start came (``cancel_task``, its
+    timeout) waited for the client's event loop to send its cancellation, up to a second;
+    while an ``on_progress`` callback held that loop, ``cancel_task`` returned a second late
+    and a call ended a second past its timeout. Such a call now ends on time; its
+    cancellation leaves once the callback returns. (The wait is made longer than the test's
+    margins here, so that one shows.)"""
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STOP_HANDOVER", WAIT)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold(event: str, data: Any) -> None:
+        if event == "started":
+            held.set()
+            release.wait(3 * WAIT)
+
+    with _in_process_cluster(tools) as (_, _client, executor):
+        try:
+            holder = Caller(executor, task("pid"), CONTEXT, timeout=4 * WAIT, on_progress=hold)
+            assert held.wait(WAIT), "the first call never started"
+            queued = task("pid")
+            caller = Caller(executor, queued, CONTEXT, timeout=WAIT)
+            assert wait_for(lambda: executor.runner.stats.queued == 1), "never submitted"
+            started = time.monotonic()
+            assert executor.cancel_task(queued.id)
+            cancelling = time.monotonic() - started
+            assert cancelling < WAIT / 3, f"cancel_task took {cancelling:.1f}s"
+            result = caller.returned(WAIT / 3, "the cancelled call never ended")
+            assert result.metadata["outcome"] == "cancelled", result
+            timed = Caller(executor, task("pid"), CONTEXT, timeout=1.0)
+            late = timed.returned(WAIT / 3, "the call did not end at its timeout")
+        finally:
+            release.set()
+        assert holder.returned(WAIT).success
+    assert late.metadata["outcome"] == "timeout", late
+    assert late.execution_time_seconds < WAIT / 3, late
