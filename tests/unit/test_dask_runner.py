@@ -2995,3 +2995,30 @@ def test_a_queued_call_given_up_while_a_callback_holds_the_clients_loop_ends_on_
         assert holder.returned(WAIT).success
     assert late.metadata["outcome"] == "timeout", late
     assert late.execution_time_seconds < WAIT / 3, late
+
+
+def test_a_call_timed_out_while_the_client_reconnects_says_the_scheduler_is_gone(
+    tools: ToolRegistry,
+) -> None:
+    """A call made while the runner's client reconnected to its lost scheduler ended at its
+    timeout saying that "a worker was free but had not taken it yet": there was no scheduler
+    to give it to one. The error now says that the connection to the scheduler was lost and
+    that the client is reconnecting."""
+    with _scheduler_in_a_process() as (scheduler, address):
+        runner = DaskRunner(address, connect_timeout=WAIT)
+        executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+        try:
+            assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+            scheduler.kill()
+            scheduler.wait(WAIT)
+            assert wait_for(lambda: runner.client.status == "connecting"), runner.client.status
+            result = executor.execute_task(task("pid"), CONTEXT, timeout=1.0)
+        finally:
+            executor.shutdown(wait=False)
+            forget_clients_of_closed_loops()
+    assert result.metadata["outcome"] == "timeout", result
+    error = result.error or ""
+    assert "a worker was free" not in error, error
+    assert f"connection to the Dask scheduler at {address} was lost" in error, error
+    assert "reconnecting" in error, error
+    assert "the tool was never started" in error, error

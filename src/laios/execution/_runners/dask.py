@@ -1578,13 +1578,31 @@ class DaskRunner:
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is while the runner still prepares it (a large call is
         pickled, or waits for a thread to pickle it; a call was pickled on the caller's thread
-        past its deadline), while a large call is sent, or while a
-        call waits on a cluster without workers, in words that end a timeout's message;
+        past its deadline), while a large call is sent, or while a call waits on a cluster
+        without workers or on a client reconnecting to its scheduler, in words that end a
+        timeout's message;
         ``None`` otherwise."""
         assert isinstance(handle, _DaskCall)
         took = handle.pickled_late
         if took is not None:
             return pickled_late_words("the Dask cluster", took)
+        if (
+            handle.state == "queued"
+            and not handle.pickling
+            and not self.closed
+            and getattr(self.client, "status", None) == "connecting"
+        ):
+            # (Dask's client between losing its scheduler and reaching one again: nothing
+            # takes the call to a worker meanwhile.)
+            address = self.address or getattr(
+                getattr(self.client, "scheduler", None), "address", None
+            )
+            where = f" at {address}" if isinstance(address, str) else ""
+            return (
+                f"while waiting to start (the connection to the Dask scheduler{where} was "
+                "lost, and the runner's client is reconnecting to it: no call reaches a worker "
+                "until a scheduler answers there again); the tool was never started"
+            )
         if (
             handle.state == "queued"
             and not handle.pickling
