@@ -2953,3 +2953,72 @@ def test_a_call_whose_task_dask_cancelled_for_a_reason_of_its_own_says_who_may_h
     assert "its task was cancelled for the reason 'lost dependencies'" in error, error
     assert "given by Dask" in error, error
     assert "given to client.cancel(..., reason=...) by this application" not in error, error
+
+
+def test_a_queued_call_given_up_while_a_callback_holds_the_clients_loop_ends_on_time(
+    tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call given up before its worker's report of its start came (``cancel_task``, its
+    timeout) waited for the client's event loop to send its cancellation, up to a second;
+    while an ``on_progress`` callback held that loop, ``cancel_task`` returned a second late
+    and a call ended a second past its timeout. Such a call now ends on time; its
+    cancellation leaves once the callback returns. (The wait is made longer than the test's
+    margins here, so that one shows.)"""
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STOP_HANDOVER", WAIT)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold(event: str, data: Any) -> None:
+        if event == "started":
+            held.set()
+            release.wait(3 * WAIT)
+
+    with _in_process_cluster(tools) as (_, _client, executor):
+        try:
+            holder = Caller(executor, task("pid"), CONTEXT, timeout=4 * WAIT, on_progress=hold)
+            assert held.wait(WAIT), "the first call never started"
+            queued = task("pid")
+            caller = Caller(executor, queued, CONTEXT, timeout=WAIT)
+            assert wait_for(lambda: executor.runner.stats.queued == 1), "never submitted"
+            started = time.monotonic()
+            assert executor.cancel_task(queued.id)
+            cancelling = time.monotonic() - started
+            assert cancelling < WAIT / 3, f"cancel_task took {cancelling:.1f}s"
+            result = caller.returned(WAIT / 3, "the cancelled call never ended")
+            assert result.metadata["outcome"] == "cancelled", result
+            timed = Caller(executor, task("pid"), CONTEXT, timeout=1.0)
+            late = timed.returned(WAIT / 3, "the call did not end at its timeout")
+        finally:
+            release.set()
+        assert holder.returned(WAIT).success
+    assert late.metadata["outcome"] == "timeout", late
+    assert late.execution_time_seconds < WAIT / 3, late
+
+
+def test_a_call_timed_out_while_the_client_reconnects_says_the_scheduler_is_gone(
+    tools: ToolRegistry,
+) -> None:
+    """A call made while the runner's client reconnected to its lost scheduler ended at its
+    timeout saying that "a worker was free but had not taken it yet": there was no scheduler
+    to give it to one. The error now says that the connection to the scheduler was lost and
+    that the client is reconnecting."""
+    with _scheduler_in_a_process() as (scheduler, address):
+        runner = DaskRunner(address, connect_timeout=WAIT)
+        executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+        try:
+            assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+            scheduler.kill()
+            scheduler.wait(WAIT)
+            assert wait_for(lambda: runner.client.status == "connecting"), runner.client.status
+            result = executor.execute_task(task("pid"), CONTEXT, timeout=1.0)
+        finally:
+            executor.shutdown(wait=False)
+            forget_clients_of_closed_loops()
+    assert result.metadata["outcome"] == "timeout", result
+    error = result.error or ""
+    assert "a worker was free" not in error, error
+    assert f"connection to the Dask scheduler at {address} was lost" in error, error
+    assert "reconnecting" in error, error
+    assert "the tool was never started" in error, error

@@ -115,6 +115,10 @@ STOP_PATIENCE = 10.0
 #: Longest ``abandon`` waits for the client to send the cancellation of a call that has not
 #: started (its event loop may be busy delivering reports): then the cancellation goes on.
 STOP_HANDOVER = 1.0
+#: Seconds between two looks, while ``abandon`` waits, at whether a report's delivery (an
+#: ``on_progress`` callback) holds the client's event loop; one that has held it that long
+#: ends the wait.
+HANDOVER_LOOK = 0.02
 #: Seconds between two looks of a worker at a call it runs: whether the scheduler released
 #: its task (its client went away), or its deadline passed long ago.
 WATCH_INTERVAL = 0.5
@@ -1226,6 +1230,8 @@ class DaskRunner:
         self._cluster: Any = None
         self._holds_daemon_off = False  # while the local cluster runs
         self._delivery_thread: int | None = None  # where the workers' reports are delivered
+        # When the report being delivered began to be (its callbacks hold the loop); or None.
+        self._delivering: float | None = None
         self._owns_client = client is None
         if client is None:
             if address is None:
@@ -1572,13 +1578,31 @@ class DaskRunner:
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is while the runner still prepares it (a large call is
         pickled, or waits for a thread to pickle it; a call was pickled on the caller's thread
-        past its deadline), while a large call is sent, or while a
-        call waits on a cluster without workers, in words that end a timeout's message;
+        past its deadline), while a large call is sent, or while a call waits on a cluster
+        without workers or on a client reconnecting to its scheduler, in words that end a
+        timeout's message;
         ``None`` otherwise."""
         assert isinstance(handle, _DaskCall)
         took = handle.pickled_late
         if took is not None:
             return pickled_late_words("the Dask cluster", took)
+        if (
+            handle.state == "queued"
+            and not handle.pickling
+            and not self.closed
+            and getattr(self.client, "status", None) == "connecting"
+        ):
+            # (Dask's client between losing its scheduler and reaching one again: nothing
+            # takes the call to a worker meanwhile.)
+            address = self.address or getattr(
+                getattr(self.client, "scheduler", None), "address", None
+            )
+            where = f" at {address}" if isinstance(address, str) else ""
+            return (
+                f"while waiting to start (the connection to the Dask scheduler{where} was "
+                "lost, and the runner's client is reconnecting to it: no call reaches a worker "
+                "until a scheduler answers there again); the tool was never started"
+            )
         if (
             handle.state == "queued"
             and not handle.pickling
@@ -1731,6 +1755,24 @@ class DaskRunner:
         if future is not None:
             _release(future)
         events = handle.events
+        self._delivering = time.monotonic()
+        try:
+            self._hand_to_caller(handle, events, kind, parts, rerun, cancelled, reason)
+        finally:
+            self._delivering = None
+
+    def _hand_to_caller(
+        self,
+        handle: _DaskCall,
+        events: RunEvents,
+        kind: str,
+        parts: list[Any],
+        rerun: bool,
+        cancelled: bool,
+        reason: str | None,
+    ) -> None:
+        """Hand a worker's report to the caller's side (on the client's event loop thread: the
+        ``on_progress`` callbacks it runs hold that loop)."""
         if kind == "too_late":
             # (A call still queued at its deadline by the caller's clock too ends ``timeout``.)
             events.refused(_clocks_disagree(parts[0], parts[1]))
@@ -2021,8 +2063,22 @@ class DaskRunner:
             # way before this returns, as it was when each call waited for the client. Not on
             # an event loop: the timer of a batch gives hundreds of calls up there at once
             # (and the client's own loop is what sends them).
-            sent.wait(STOP_HANDOVER)
+            self._hand_over(sent)
         return "killed" if state == "running" else "stopped"
+
+    def _hand_over(self, sent: threading.Event) -> None:
+        """Wait up to ``STOP_HANDOVER`` seconds for the client's loop to send a cancellation,
+        but not while a report's delivery holds that loop: an ``on_progress`` callback may hold
+        it for as long as it likes, and the caller's timeout (or ``cancel_task``) must not wait
+        for it. The cancellation then leaves once the callback returns."""
+        deadline = time.monotonic() + STOP_HANDOVER
+        while True:
+            now = time.monotonic()
+            if now >= deadline or sent.wait(min(deadline - now, HANDOVER_LOOK)):
+                return
+            since = self._delivering
+            if since is not None and time.monotonic() - since >= HANDOVER_LOOK:
+                return  # (a callback holds the loop)
 
     def worker_at_kill(self, handle: Handle) -> str | None:
         """The address of the Dask worker :meth:`abandon` sent ``handle``'s kill to
