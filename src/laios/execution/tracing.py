@@ -51,10 +51,12 @@ from laios._text import shorten
 from laios.execution._checks import (
     TRACER_PROVIDER_INSTEAD,
     is_boolean,
+    is_real,
     not_a_class,
     not_a_module,
     reading,
     require_method,
+    whole_number,
 )
 from laios.execution._logs import WarningLimiter, unknown_setting
 from laios.execution._records import UNPRINTABLE_KEY, printable
@@ -220,6 +222,27 @@ def _number(value: int | float, secrets: Sequence[str]) -> str | int | float | N
     if _INT64_MIN <= number <= _INT64_MAX:
         return number
     return scrub_head(text, secrets, MAX_CHECKPOINT_VALUE_CHARS)
+
+
+def _other_number(value: Any, secrets: Sequence[str]) -> str | bool | int | float | None:
+    """A checkpoint value of another number class (NumPy's ``int64``, ``float32`` and
+    ``bool_``, which are no ``int``, ``float`` or ``bool``: ``array.sum()`` gives one) as the
+    plain bool, int or float it holds, then as :func:`_number` records it (``[REDACTED]`` when
+    written, as ``str`` writes it, as one of ``secrets``); ``None`` for anything else (an array,
+    a ``Decimal``, text) and for a value that fails to convert."""
+    try:
+        if is_boolean(value):
+            return bool(value)
+        number: int | float | None = whole_number(value)
+        if number is None and is_real(value):
+            number = float(value)
+        if number is None:
+            return None
+        if secrets and str(value) in secrets:  # (NumPy writes float32(0.1) as 0.1)
+            return REDACTED
+    except Exception:  # a number class of its own whose conversions raise: left out
+        return None
+    return _number(number, secrets)
 
 
 def _capture(
@@ -675,7 +698,7 @@ class Tracing:
             elif isinstance(value, (int, float)):
                 scalar = _number(value, secrets)
             else:
-                scalar = None
+                scalar = _other_number(value, secrets)
             if scalar is not None:
                 attributes[f"laios.checkpoint.{label[:_KEY_CHARS]}"] = scalar
         # The name scrubbed before it is cut, as values are: a secret across the cut leaves

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context as OtelContext
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from span_support import Echo, make_task
+from span_support import Checkpoints, Echo, make_task
 
 from laios.core.types import Context
 from laios.execution.executor import Executor
@@ -320,3 +320,37 @@ def test_a_processor_failing_every_span_at_its_end_logs_one_error_per_kind(
         for error_type, count in tool.errors.items()
     }
     assert counts == {"internal": 15}
+
+
+def test_a_processor_failing_every_checkpoint_span_logs_one_error_not_one_per_checkpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A span processor whose on_end raises fails every checkpoint span as it fails every task
+    span: that is logged with its traceback once (the rest at DEBUG level), not as one ERROR
+    per checkpoint, and each fault is still counted as an internal error of the tool."""
+    registry = ToolRegistry()
+    registry.register_tools([Checkpoints])
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(FailingProcessor("end"))
+    store = MetricStore()
+    with caplog.at_level("DEBUG", logger="laios.execution"):
+        with Executor(
+            registry, tracer_provider=provider, store=store, register_prometheus=False
+        ) as executor:
+            for _ in range(5):
+                result = executor.execute_task(make_task("checkpoints", data={"n": 1}), CONTEXT)
+                assert result.success
+                assert result.output == "done"
+    provider.shutdown()
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    assert sum("checkpoint span" in message for message in errors) == 1, errors
+    assert sum("ending the task span" in message for message in errors) == 1, errors
+    assert len(errors) == 2, errors
+    faults = [r for r in caplog.records if "checkpoint span" in r.getMessage()]
+    assert len(faults) == 5  # (every one is still logged, at DEBUG level past the first)
+    counts = {
+        error_type: count.value
+        for tool in store.snapshot().tools
+        for error_type, count in tool.errors.items()
+    }
+    assert counts == {"internal": 10}

@@ -200,6 +200,38 @@ def test_checkpoint_ints_past_64_bits_are_recorded_as_their_text(executor, expor
     assert attributes["laios.checkpoint.huge"] == str(7**400)[:255] + "…"
 
 
+def test_checkpoint_numpy_numbers_are_recorded_as_plain_numbers(executor, exporter):
+    """A NumPy scalar a tool checkpoints (``array.sum()`` gives ``numpy.int64``, not an
+    ``int``) is recorded as the plain bool, int or float it holds, not left out; one equal to
+    a secret parameter value is redacted, and an array is still left out."""
+    numpy = pytest.importorskip("numpy")
+    data = {
+        "rows": numpy.int64(3),
+        "small": numpy.int32(-7),
+        "ratio": numpy.float32(0.5),
+        "ok": numpy.bool_(True),
+        "big": numpy.uint64(2**64 - 1),
+        "total": numpy.int64(48151623),
+        "values": numpy.arange(3),
+    }
+    task = make_task("checkpoints", data=data, secret_pin="48151623")
+    assert executor.execute_task(task, CONTEXT).success
+    attributes = dict(only(exporter, "checkpoint loaded").attributes)
+    assert attributes == {
+        "laios.checkpoint.rows": 3,
+        "laios.checkpoint.small": -7,
+        "laios.checkpoint.ratio": 0.5,
+        "laios.checkpoint.ok": True,
+        "laios.checkpoint.big": str(2**64 - 1),
+        "laios.checkpoint.total": "[REDACTED]",
+    }
+    assert [type(attributes[f"laios.checkpoint.{k}"]) for k in ("rows", "ratio", "ok")] == [
+        int,
+        float,
+        bool,
+    ]
+
+
 def test_checkpoint_numbers_of_odd_subclasses_are_recorded_as_plain_numbers():
     """A number whose class overrides its text is compared with the secrets, and recorded,
     as the number it is: its ``__str__`` failing does not lose the checkpoint span, and

@@ -1204,7 +1204,10 @@ class Job(TaskRecord):
             data = {} if data is None else data
             self.env.tracing.checkpoint_span(span, name, start, end, data, secrets)
         except Exception as exc:  # a tool's checkpoint() must not fail for a span (nor its data)
-            self.observability_failed("recording a checkpoint span", exc)
+            # (a faulty span processor fails every checkpoint: its traceback is logged once a
+            # minute, as for task spans)
+            held = self.env.tracing.span_faults.should_log(f"checkpoint {type_name(type(exc))}")
+            self.observability_failed("recording a checkpoint span", exc, held=held)
 
     # -- callbacks ---------------------------------------------------------------------------
 
