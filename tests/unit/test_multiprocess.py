@@ -3269,6 +3269,52 @@ def test_a_retired_file_this_process_may_not_read_is_left_in_place_and_reported(
     assert tasks_total(scrape(registry)) == 5
 
 
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to switch users"
+)
+def test_a_fold_a_sticky_directory_refuses_says_why_and_what_to_do(
+    store: MetricStore, registry: CollectorRegistry, shared_directory: Path
+) -> None:
+    """In a directory with the sticky bit (``/dev/shm`` or ``/tmp`` themselves), only a file's
+    owner may replace or delete it: a worker of another user cannot fold into the retired file
+    that gunicorn's master (root) wrote, though everyone may write to the directory. The
+    warning says so, and names the way out, rather than ask for a writable directory."""
+    directory = shared_directory
+    directory.chmod(0o1777)
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    for count in (3, 2):
+        child = fork(child_running(store, count))
+        child.report()
+        child.kill()
+        if count == 3:
+            assert sweep(directory) == 1  # the retired file: root's
+    disable()
+
+    def worker(report: Report) -> None:
+        become_nobody()
+        messages: list[str] = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                messages.append(record.getMessage())
+
+        logging.getLogger("laios.execution.multiprocess").addHandler(Collect())
+        worker_store, worker_registry = MetricStore(), CollectorRegistry()
+        enable(directory, interval=INTERVAL, registry=worker_registry, store=worker_store)
+        report({"total": tasks_total(scrape(worker_registry)), "warnings": messages})
+
+    child = fork(worker)
+    try:
+        result = child.report()
+    finally:
+        child.wait()
+    assert result["total"] == 5  # counted where they lie
+    (warned,) = [message for message in result["warnings"] if "folding" in message]
+    assert "Operation not permitted" in warned
+    assert f"{directory} has the sticky bit" in warned, warned
+    assert "a directory of its own inside it" in warned, warned
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="needs POSIX users")
 def test_a_gone_processs_file_this_process_may_not_read_is_left_in_place_and_reported(
     store: MetricStore, registry: CollectorRegistry, shared_directory: Path
