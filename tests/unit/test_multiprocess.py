@@ -1181,6 +1181,35 @@ def test_a_live_workers_damaged_file_fails_the_scrape_until_it_is_written_again(
         child.kill()
 
 
+def test_a_scrape_refused_for_a_damaged_file_is_logged_in_words_without_a_traceback(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The scrape that fails for a live worker's damaged file fails on purpose, and says why
+    in one warning: ``/metrics`` and ``/status`` answer 500 without an ERROR and a traceback
+    besides, which would read as a defect of the server."""
+    enable(directory, interval=0.5, registry=registry, store=store)
+    app = make_wsgi_app(registry=registry, store=store)
+    child = fork(child_running(store, 5))
+    try:
+        path = Path(child.report()["path"])
+        os.kill(child.pid, signal.SIGSTOP)  # (it cannot write its file again yet)
+        try:
+            path.write_text("{garbage")
+            with caplog.at_level(logging.WARNING):
+                answers = [call_wsgi(app, path=route).status for route in ("/metrics", "/status")]
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+    finally:
+        child.kill()
+    assert answers == [500, 500]
+    warned = [record for record in caplog.records if str(path) in record.getMessage()]
+    assert warned, caplog.text
+    assert [record for record in caplog.records if record.exc_info] == [], caplog.text
+
+
 def test_a_gone_workers_damaged_file_is_left_out_and_the_scrape_answers(
     export: MultiprocessExport,
     store: MetricStore,

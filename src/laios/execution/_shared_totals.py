@@ -58,7 +58,7 @@ from laios.execution import _totals_files
 from laios.execution._aggregates import LabelSet
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._legacy_totals import bucket_slots, moved_histogram
-from laios.execution._logs import WarningLimiter
+from laios.execution._logs import LoggedRefusal, WarningLimiter
 from laios.execution._store_options import MAX_COUNTED_LIMIT
 from laios.execution._totals import (
     MAX_LABEL_SETS,
@@ -367,10 +367,10 @@ def refuse(key: str, message: str) -> NoReturn:
     """Fail a scrape with ``message``, warned at most once a minute per ``key``.
 
     Raises:
-        OSError: Always.
+        OSError: Always (a :class:`LoggedRefusal`: the server logs no traceback for it).
     """
     warn(key, "%s", message)
-    raise OSError(message)
+    raise LoggedRefusal(message)
 
 
 class Refusals:
