@@ -1181,6 +1181,35 @@ def test_a_live_workers_damaged_file_fails_the_scrape_until_it_is_written_again(
         child.kill()
 
 
+def test_a_scrape_refused_for_a_damaged_file_is_logged_in_words_without_a_traceback(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The scrape that fails for a live worker's damaged file fails on purpose, and says why
+    in one warning: ``/metrics`` and ``/status`` answer 500 without an ERROR and a traceback
+    besides, which would read as a defect of the server."""
+    enable(directory, interval=0.5, registry=registry, store=store)
+    app = make_wsgi_app(registry=registry, store=store)
+    child = fork(child_running(store, 5))
+    try:
+        path = Path(child.report()["path"])
+        os.kill(child.pid, signal.SIGSTOP)  # (it cannot write its file again yet)
+        try:
+            path.write_text("{garbage")
+            with caplog.at_level(logging.WARNING):
+                answers = [call_wsgi(app, path=route).status for route in ("/metrics", "/status")]
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+    finally:
+        child.kill()
+    assert answers == [500, 500]
+    warned = [record for record in caplog.records if str(path) in record.getMessage()]
+    assert warned, caplog.text
+    assert [record for record in caplog.records if record.exc_info] == [], caplog.text
+
+
 def test_a_gone_workers_damaged_file_is_left_out_and_the_scrape_answers(
     export: MultiprocessExport,
     store: MetricStore,
@@ -3267,6 +3296,52 @@ def test_a_retired_file_this_process_may_not_read_is_left_in_place_and_reported(
     assert sweep(directory) == 1
     enable(directory, interval=INTERVAL, registry=registry, store=store)
     assert tasks_total(scrape(registry)) == 5
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to switch users"
+)
+def test_a_fold_a_sticky_directory_refuses_says_why_and_what_to_do(
+    store: MetricStore, registry: CollectorRegistry, shared_directory: Path
+) -> None:
+    """In a directory with the sticky bit (``/dev/shm`` or ``/tmp`` themselves), only a file's
+    owner may replace or delete it: a worker of another user cannot fold into the retired file
+    that gunicorn's master (root) wrote, though everyone may write to the directory. The
+    warning says so, and names the way out, rather than ask for a writable directory."""
+    directory = shared_directory
+    directory.chmod(0o1777)
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    for count in (3, 2):
+        child = fork(child_running(store, count))
+        child.report()
+        child.kill()
+        if count == 3:
+            assert sweep(directory) == 1  # the retired file: root's
+    disable()
+
+    def worker(report: Report) -> None:
+        become_nobody()
+        messages: list[str] = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                messages.append(record.getMessage())
+
+        logging.getLogger("laios.execution.multiprocess").addHandler(Collect())
+        worker_store, worker_registry = MetricStore(), CollectorRegistry()
+        enable(directory, interval=INTERVAL, registry=worker_registry, store=worker_store)
+        report({"total": tasks_total(scrape(worker_registry)), "warnings": messages})
+
+    child = fork(worker)
+    try:
+        result = child.report()
+    finally:
+        child.wait()
+    assert result["total"] == 5  # counted where they lie
+    (warned,) = [message for message in result["warnings"] if "folding" in message]
+    assert "Operation not permitted" in warned
+    assert f"{directory} has the sticky bit" in warned, warned
+    assert "a directory of its own inside it" in warned, warned
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="needs POSIX users")

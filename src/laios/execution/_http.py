@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from laios.execution._auth import MAX_PENDING_CHECKS, Authenticator
 from laios.execution._checks import as_text, number_repr
 from laios.execution._live_page import live_page_answer
-from laios.execution._logs import WarningLimiter
+from laios.execution._logs import LoggedRefusal, WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = [
@@ -683,7 +683,11 @@ class Endpoint:
     def _failed(self, route: str, exc: Exception) -> None:
         """Log a failure to answer ``route`` with its traceback: at most once a minute per
         route and kind of exception, as scrapes repeat every few seconds and a failure that
-        lasts (a collector whose backend is gone) would log the same traceback each time."""
+        lasts (a collector whose backend is gone) would log the same traceback each time.
+        A refusal whose reason is logged already (a multiprocess scrape that fails on purpose)
+        is not logged again."""
+        if isinstance(exc, LoggedRefusal):
+            return
         held = self._warnings.should_log(f"failed {route} {type(exc).__qualname__}")
         if held is not None:
             _log.error(

@@ -14,12 +14,18 @@ from typing import Any
 
 from laios.execution._forks import reset_after_fork
 
-__all__ = ["LateChecks", "WarningLimiter", "unknown_setting"]
+__all__ = ["LateChecks", "LoggedRefusal", "WarningLimiter", "unknown_setting"]
 
 _log = logging.getLogger("laios.execution")
 
 #: Values of environment variables already warned about, once each: (variable, value read).
 _warned_settings: set[tuple[str, str]] = set()
+
+
+class LoggedRefusal(OSError):
+    """An answer refused on purpose, for a reason its refuser has already logged in words (at
+    most once a minute): the HTTP server answers it ``500`` without logging it again as a
+    failure of its own, with a traceback."""
 
 
 def unknown_setting(variable: str, raw: str, outcome: str, known: str) -> None:

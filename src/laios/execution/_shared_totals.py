@@ -58,7 +58,7 @@ from laios.execution import _totals_files
 from laios.execution._aggregates import LabelSet
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._legacy_totals import bucket_slots, moved_histogram
-from laios.execution._logs import WarningLimiter
+from laios.execution._logs import LoggedRefusal, WarningLimiter
 from laios.execution._store_options import MAX_COUNTED_LIMIT
 from laios.execution._totals import (
     MAX_LABEL_SETS,
@@ -311,6 +311,21 @@ _NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 _TOO_MANY_FILES = frozenset({errno.EMFILE, errno.ENFILE})
 
 
+def _sticky_directory(exc: BaseException) -> Path | None:
+    """The directory of the file ``exc`` (a refused write, rename or delete) is about, when
+    this process may write to it and it has the sticky bit: the refusal is then the sticky
+    bit's (another user's file), which no mode of the directory lifts."""
+    name = getattr(exc, "filename", None)
+    if not isinstance(name, str):
+        return None
+    parent = Path(name).parent
+    try:
+        sticky = bool(os.stat(parent).st_mode & stat.S_ISVTX)
+    except OSError:
+        return None
+    return parent if sticky and os.access(parent, os.W_OK) else None
+
+
 def what_to_do(exc: BaseException) -> str:
     """What to do about a write or fold in the directory that failed with ``exc``."""
     if isinstance(exc, TimeoutError):
@@ -327,6 +342,14 @@ def what_to_do(exc: BaseException) -> str:
             "limit of open files (ulimit -n)"
         )
     if code in _NOT_WRITABLE:
+        sticky = _sticky_directory(exc)
+        if sticky is not None:
+            return (
+                f"{sticky} has the sticky bit (as /dev/shm and /tmp have): there only a file's "
+                "owner may replace or delete it, and the processes sharing it run as other "
+                "users; give them a directory of its own inside it (such as "
+                f"{sticky / 'myservice-laios'}), owned by the workers' user"
+            )
         return (
             "make the directory writable by every process that shares it (its owner, its "
             "mode, a read-only mount)"
@@ -344,10 +367,10 @@ def refuse(key: str, message: str) -> NoReturn:
     """Fail a scrape with ``message``, warned at most once a minute per ``key``.
 
     Raises:
-        OSError: Always.
+        OSError: Always (a :class:`LoggedRefusal`: the server logs no traceback for it).
     """
     warn(key, "%s", message)
-    raise OSError(message)
+    raise LoggedRefusal(message)
 
 
 class Refusals:

@@ -1098,6 +1098,13 @@ def sweep(directory: str | os.PathLike[str] | None = None) -> int:
 
     Returns:
         How many processes' files were folded.
+
+    Raises:
+        ValueError: As :func:`enable`, for the directory.
+        TimeoutError: When another process holds the directory's lock for more than 5 s.
+        OSError: When a file in the directory cannot be written or deleted (a full disk;
+            another user's file in a directory with the sticky bit). The batches folded until
+            then stay folded.
     """
     return fold(SharedDirectory(_directory(directory)))
 
