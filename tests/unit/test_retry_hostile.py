@@ -460,17 +460,20 @@ def test_a_slow_hook_does_not_stretch_the_wait_past_the_deadline(
 
     monkeypatch.setattr(retry, "sleep", no_sleep)
     monkeypatch.setattr(retry, "sleep_async", no_sleep_async)
+    # (the retry is decided before the hook runs: the first attempt may take up to 1 s, a
+    # worker thread slow to start on a loaded machine, and the 3 s delay still ends within
+    # the deadline; the hook's 1.2 s then leaves less than the delay)
     options: dict[str, Any] = {
         "max_retries": 1,
-        "retry_delay": 1.6,
-        "deadline": 2.0,
-        "on_retry": lambda details: time.sleep(0.6),
+        "retry_delay": 3.0,
+        "deadline": 4.0,
+        "on_retry": lambda details: time.sleep(1.2),
     }
     task = make_task("fail")
     result = _retry(executor, task, context, mode, **options)
     assert result.metadata["outcome"] == "error"
     assert len(waits) == 1
-    assert waits[0] <= 2.0 - 0.6
+    assert waits[0] <= 4.0 - 1.2
 
 
 def test_a_huge_max_retries_is_a_span_attribute_otlp_can_encode(
