@@ -94,9 +94,11 @@ class RetryRun:
         on_retry: RetryHook | None = None,
         secrets_before: list[str] | None = None,
         started: float | None = None,
+        first: _FirstAttempt | None = None,
     ) -> None:
         """``started``: when the call began (``time.monotonic()``), if its first attempt ran
-        before this bookkeeping did; now otherwise."""
+        before this bookkeeping did; now otherwise. ``first``: what that first attempt ran as
+        (its job is the call's latest attempt)."""
         self.engine = engine
         self.on_retry = on_retry
         self.task = task
@@ -123,7 +125,7 @@ class RetryRun:
         self.span_error: str | None = None
         self.listening = False  # held in engine.retrying (cancel_task and shutdown() reach it)
         #: The job of the latest attempt (set as it is made, see Engine.new_job).
-        self.attempt_job: Job | None = None
+        self.attempt_job: Job | None = None if first is None else first.attempt_job
         self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
@@ -534,7 +536,6 @@ def _start_listening(
         runs = engine.retrying.setdefault(task_id, [])
         if replacing is not None:
             listener.cancelled = replacing.cancelled
-            listener.attempt_job = replacing.attempt_job
             with contextlib.suppress(ValueError):
                 runs.remove(replacing)
         runs.append(listener)
@@ -579,16 +580,14 @@ def retry_blocking(
     secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
     started = time.monotonic()
     first: TaskResult | None = None
-    first_attempt: _FirstAttempt | None = None  # (the first attempt's job, made here)
-    listener: _FirstAttempt | None = None
+    first_attempt: _FirstAttempt | None = None  # (what the first attempt runs as, made here)
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping: only to be
         # reached by cancel_task, which a call that may retry must never miss.
         first_attempt = _FirstAttempt()
         if policy.max_retries:
-            listener = first_attempt
-            _start_listening(engine, task.id, listener)
+            _start_listening(engine, task.id, first_attempt)
         try:
             # (The executor checked the task and on_progress just now, before any attempt.)
             first = engine.run_blocking(
@@ -603,26 +602,24 @@ def retry_blocking(
         except (KeyboardInterrupt, SystemExit):
             # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled
             # (unless its attempt had succeeded: see RetryRun.caller_cancelled).
-            if listener is not None:
-                _stop_listening(engine, task.id, listener)
-            interrupted = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
-            interrupted.attempt_job = first_attempt.attempt_job
-            interrupted.caller_cancelled()
+            if policy.max_retries:
+                _stop_listening(engine, task.id, first_attempt)
+            RetryRun(
+                engine, task, policy, timeout, on_retry, secrets_before, first=first_attempt
+            ).caller_cancelled()
             raise
         if first.success:
-            if listener is not None:
-                _stop_listening(engine, task.id, listener)
+            if policy.max_retries:
+                _stop_listening(engine, task.id, first_attempt)
             first.metadata["retries"] = 0
             return first
-    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started)
-    if first_attempt is not None:
-        run.attempt_job = first_attempt.attempt_job
+    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started, first_attempt)
     stop: threading.Event | None = None
     # (The executor checked the task and on_progress just now, before the first attempt.)
     checked = first is None
     try:
         if policy.max_retries:
-            run.listen(listener)
+            run.listen(first_attempt)
         while True:
             if first is not None:
                 result, first = first, None
