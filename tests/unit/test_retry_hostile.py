@@ -58,6 +58,35 @@ def _retry(executor: Executor, task: Task, context: Context, mode: str, **option
     return asyncio.run(executor.execute_with_retry_async(task, context, **options))
 
 
+class _WaitingCall:
+    """A retry call of ``task`` (which fails at first) made on a thread of its own, started
+    and let reach its 30 s wait before its first retry, announced by its on_retry hook."""
+
+    def __init__(self, executor: Executor, task: Any, context: Context, mode: str) -> None:
+        self.returned: list[Any] = []
+        announced = threading.Event()
+
+        def call() -> None:
+            options: dict[str, Any] = {
+                "max_retries": 3,
+                "retry_delay": 30,
+                "on_retry": lambda details: announced.set(),
+            }
+            self.returned.append(_retry(executor, task, context, mode, **options))
+
+        self.thread = threading.Thread(target=call, daemon=True)
+        self.thread.start()
+        assert announced.wait(10)
+
+    def result(self, still_waiting: str) -> Any:
+        """The call's result, once it has ended (``still_waiting``: the failure if it has
+        not within 10 s)."""
+        self.thread.join(10)
+        assert not self.thread.is_alive(), still_waiting
+        (result,) = self.returned
+        return result
+
+
 def test_a_capped_schedule_never_overflows() -> None:
     """Far into a long run, a capped exponential schedule stays at its ceiling instead of
     raising OverflowError."""
@@ -527,25 +556,9 @@ def test_shutdown_during_the_wait_ends_the_call_with_the_failure_at_hand(
     the tool's own failure (retry_shutdown), runs no further attempt and counts no retry."""
     store = MetricStore()
     executor = make_executor(store=store)
-    announced = threading.Event()
-    returned: list[Any] = []
-
-    def call() -> None:
-        task = make_task("fail")
-        options: dict[str, Any] = {
-            "max_retries": 3,
-            "retry_delay": 30,
-            "on_retry": lambda details: announced.set(),
-        }
-        returned.append(_retry(executor, task, context, mode, **options))
-
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
-    assert announced.wait(10)
+    waiting = _WaitingCall(executor, make_task("fail"), context, mode)
     executor.shutdown()
-    caller.join(10)
-    assert not caller.is_alive(), "the call kept waiting after shutdown()"
-    (result,) = returned
+    result = waiting.result("the call kept waiting after shutdown()")
     assert not result.success
     assert result.error == "disk full: /var/data"  # the tool's failure, not a refusal
     assert result.metadata["retry_shutdown"] is True
@@ -1156,27 +1169,12 @@ def test_cancel_task_stops_a_waiting_call_while_another_call_of_the_id_just_succ
     registry.register_tool(tool)
     executor = make_executor(tool_registry=registry)
     task = make_task(tool.name)
-    announced = threading.Event()
-    returned: list[Any] = []
-
-    def waiting_call() -> None:
-        options: dict[str, Any] = {
-            "max_retries": 3,
-            "retry_delay": 30,
-            "on_retry": lambda details: announced.set(),
-        }
-        returned.append(_retry(executor, task, context, mode, **options))
-
-    caller = threading.Thread(target=waiting_call, daemon=True)
-    caller.start()
-    assert announced.wait(10)
+    waiting = _WaitingCall(executor, task, context, mode)
     other = _retry(executor, task, context, mode, max_retries=3, retry_delay=30)
     assert other.success
     assert other.metadata["retries"] == 0
     assert executor.cancel_task(task.id) is True
-    caller.join(10)
-    assert not caller.is_alive(), "cancel_task did not end the wait of the other call"
-    (result,) = returned
+    result = waiting.result("cancel_task did not end the wait of the other call")
     assert result.error == "connection reset"
     assert result.metadata["retry_cancelled"] is True
     assert result.metadata["retries"] == 0
@@ -1302,24 +1300,9 @@ def test_cancel_task_stops_a_retry_call_whose_task_id_is_a_str_subclass(
     built = make_task("fail")
     task = Task.model_construct(**{**built.__dict__, "id": _OwnHashId("own-hash-id")})
     executor = make_executor()
-    announced = threading.Event()
-    returned: list[Any] = []
-
-    def call() -> None:
-        options: dict[str, Any] = {
-            "max_retries": 3,
-            "retry_delay": 30,
-            "on_retry": lambda details: announced.set(),
-        }
-        returned.append(_retry(executor, task, context, mode, **options))
-
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
-    assert announced.wait(10)
+    waiting = _WaitingCall(executor, task, context, mode)
     assert executor.cancel_task("own-hash-id") is True
-    caller.join(10)
-    assert not caller.is_alive(), "cancel_task did not end the wait"
-    (result,) = returned
+    result = waiting.result("cancel_task did not end the wait")
     assert result.metadata["retry_cancelled"] is True
     assert result.metadata["retries"] == 0
     again = executor.execute_task(make_task("echo", task_id="own-hash-id", text="x"), context)
