@@ -11,24 +11,17 @@ import hashlib
 import itertools
 import json
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
+from exposition_workload import workload
 from prometheus_client.parser import text_string_to_metric_families
 
-from laios.core.types import Context, Task
 from laios.execution._families import FAMILIES
-from laios.execution.executor import Executor
-from laios.execution.monitor import PerformanceMonitor
-from laios.execution.store import MetricStore
 from laios.mixin import MixinConfig
 from laios.mixin.dashboard import PROCESS_KILLS, build_dashboard, dashboard_json
-from laios.tools.base import BaseTool
-from laios.tools.registry import ToolRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD_PATH = REPO / "grafana" / "dashboards" / "laios-execution.json"
@@ -600,57 +593,10 @@ def test_dashboard_reads_raw_metrics_not_recording_rules() -> None:
 # -- against what laios really exports --------------------------------------------------------
 
 
-class Ok(BaseTool):
-    name = "ok"
-    description = "Returns at once."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        return "ok"
-
-
-class Broken(BaseTool):
-    name = "broken"
-    description = "Always raises."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        raise ValueError("broken")
-
-
-RELEASE = threading.Event()
-
-
-class Hang(BaseTool):
-    name = "hang"
-    description = "Overruns its timeout until released."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        RELEASE.wait(10)
-        return None
-
-
 @pytest.fixture(scope="module")
 def exposition() -> str:
     """The text exposition after a workload with every kind of event."""
-    tools = ToolRegistry()
-    tools.register_tools([Ok, Broken, Hang])
-    store, registry = MetricStore(), CollectorRegistry()
-    context = Context(session_id="s", user_id="u")
-
-    def task(tool: str) -> Task:
-        return Task(plan_id="p", description="dashboard", tool_name=tool)
-
-    executor = Executor(tools, store=store, prometheus_registry=registry)
-    try:
-        for name in ("ok", "ok", "broken", "not-registered"):
-            executor.execute_task(task(name), context, timeout=5)
-        executor.execute_with_retry(task("broken"), context, max_retries=1, retry_delay=0.001)
-        assert not executor.execute_task(task("hang"), context, timeout=0.05).success
-        PerformanceMonitor(store).record_metric("t", "rows_read", 42, "rows")
-        text = generate_latest(registry).decode()
-    finally:
-        RELEASE.set()
-        executor.shutdown(wait=True)
-    return text
+    return workload()
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,9 @@ cannot read fails the test.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import textwrap
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,17 +25,10 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
+from exposition_workload import workload
 from prometheus_client.parser import text_string_to_metric_families
 
-from laios.core.types import Context, Task
-from laios.execution.executor import Executor
-from laios.execution.monitor import PerformanceMonitor
-from laios.execution.prometheus import render_metrics
-from laios.execution.store import MetricStore
 from laios.mixin import MixinConfig
-from laios.tools.base import AsyncBaseTool, BaseTool
-from laios.tools.registry import ToolRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = json.loads(
@@ -68,43 +59,6 @@ COUNTER_FUNCTIONS = frozenset({"rate", "irate", "increase", "resets"})
 # -- a real exposition -----------------------------------------------------------------------
 
 
-class Ok(BaseTool):
-    name = "ok"
-    description = "Returns at once."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        return "ok"
-
-
-class Broken(BaseTool):
-    name = "broken"
-    description = "Always raises."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        raise ValueError("broken")
-
-
-class Waits(AsyncBaseTool):
-    name = "waits"
-    description = "An async tool."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        await asyncio.sleep(0)
-        return "waited"
-
-
-RELEASE = threading.Event()
-
-
-class Hang(BaseTool):
-    name = "hang"
-    description = "Overruns its timeout until released."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        RELEASE.wait(30)
-        return None
-
-
 @dataclass
 class Exposed:
     """A family as the exposition writes it: type, sample names, label names, label values."""
@@ -114,51 +68,11 @@ class Exposed:
     labels: dict[str, set[str]] = field(default_factory=dict)
 
 
-def _workload() -> str:
-    """The text exposition of a store after successes, errors, a timeout (whose thread is held),
-    a cancellation, rejections (unknown tool, saturated), retries, an async tool and a custom
-    metric, with a constant label, as ``render_metrics`` writes it."""
-    tools = ToolRegistry()
-    tools.register_tools([Ok, Broken, Waits, Hang])
-    registry = CollectorRegistry()
-    store = MetricStore(labels={"pool": "search"})
-    context = Context(session_id="s", user_id="u")
-
-    def task(tool: str) -> Task:
-        return Task(plan_id="p", description="kit", tool_name=tool)
-
-    executor = Executor(
-        tools, max_workers=1, replacement_threads=0, store=store, prometheus_registry=registry
-    )
-    try:
-        for name in ("ok", "broken", "not-registered"):
-            executor.execute_task(task(name), context, timeout=5)
-        asyncio.run(executor.execute_async(task("waits"), context, timeout=5))
-        executor.execute_with_retry(task("broken"), context, max_retries=1, retry_delay=0.001)
-        cancelled = task("ok")
-        executor.cancel_task(cancelled.id)
-        assert executor.execute_task(cancelled, context).metadata["outcome"] == "cancelled"
-        PerformanceMonitor(store).record_metric("t", "rows_read", 42, "rows")
-        # A short timeout counts from the submission: on a loaded machine the task may time
-        # out before a worker took it up; then the thread is not held, and it is tried again.
-        for _ in range(10):
-            hung = executor.execute_task(task("hang"), context, 0.05)
-            if "never started" not in (hung.error or ""):
-                break
-        assert hung.metadata["outcome"] == "timeout"
-        refused = executor.execute_task(task("ok"), context, 0.05)
-        assert refused.metadata["error_type"] == "saturated"
-        return render_metrics(registry).decode()
-    finally:
-        RELEASE.set()
-        executor.shutdown(wait=True)
-
-
 @pytest.fixture(scope="module")
 def exposed() -> dict[str, Exposed]:
     """Each ``laios_*`` family of a real exposition by sample name (``_bucket``, ``_total``...)."""
     by_sample: dict[str, Exposed] = {}
-    for family in text_string_to_metric_families(_workload()):
+    for family in text_string_to_metric_families(workload()):
         if not family.name.startswith("laios_"):
             continue
         for sample in family.samples:
