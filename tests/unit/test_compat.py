@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.machinery
+import os
 import sys
 import threading
 import time
@@ -252,6 +254,28 @@ def test_fast_assignment_skips_validation() -> None:
     naive = datetime(2024, 1, 1)
     fast_pydantic._assign_fast(task, {"started_at": naive})
     assert task.started_at is naive
+
+
+def test_multiprocessing_still_names_the_main_file_its_processes_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``multiprocessing.spawn.get_preparation_data`` still names the main module's file a
+    started process runs again (made absolute from where the program started), and none for
+    a module run by name: what the process runner checks before it starts workers."""
+    import multiprocessing.process
+    import types
+
+    from laios._compat import multiprocessing as fast_multiprocessing
+
+    main = types.ModuleType("__main__")
+    main.__file__ = "some_program.py"
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    started_in = multiprocessing.process.ORIGINAL_DIR  # type: ignore[attr-defined]
+    assert isinstance(started_in, str)
+    expected = os.path.normpath(os.path.join(started_in, "some_program.py"))
+    assert fast_multiprocessing.main_file() == expected
+    main.__spec__ = importlib.machinery.ModuleSpec("package.program", None)
+    assert fast_multiprocessing.main_file() is None
 
 
 def test_multiprocessing_still_keeps_its_children_where_a_forked_child_drops_them() -> None:

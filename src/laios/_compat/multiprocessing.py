@@ -14,6 +14,9 @@ own, where no public call exists.
   ``multiprocessing`` checks it, whose ``os.waitpid`` then raises ``ChildProcessError``
   instead of finding it dead: every process start fails from then on.
   :func:`forget_ended_forkserver` makes the next start start a new server, as it would have.
+* ``multiprocessing`` has each process it starts with ``spawn`` or ``forkserver`` run the
+  program's main module again from the file named by ``multiprocessing.spawn``'s
+  ``get_preparation_data``; :func:`main_file` asks it which file that is.
 
 When the attributes read here are gone (a future Python), nothing is changed and nothing
 fails; the test of this module fails loudly instead.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing.forkserver
 import multiprocessing.process
+import multiprocessing.spawn
 import os
 import threading
 from typing import Any
@@ -34,6 +38,7 @@ __all__ = [
     "forget_child",
     "forget_ended_forkserver",
     "forkserver_in_child",
+    "main_file",
 ]
 
 #: Whether ``multiprocessing.process._children`` still exists as a set.
@@ -96,3 +101,18 @@ def forget_ended_forkserver() -> bool:
         server._forkserver_alive_fd = None  # noqa: SLF001
         server._forkserver_address = None  # noqa: SLF001
     return True
+
+
+def main_file() -> str | None:
+    """The file of the program's main module that ``multiprocessing`` has each process it
+    starts with ``spawn`` or ``forkserver`` run again, as it would send it (made absolute
+    from the directory the program started in); ``None`` when it sends none (a module run by
+    name, ``python -m``; a session without a file; a Windows frozen program or service) or
+    cannot be asked (while a process is still being started: its own check refuses that; or
+    another Python, whose shape the test of this module checks)."""
+    try:
+        data = multiprocessing.spawn.get_preparation_data("laios")
+    except Exception:
+        return None
+    path = data.get("init_main_from_path") if isinstance(data, dict) else None
+    return path if isinstance(path, str) else None

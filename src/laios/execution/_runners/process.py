@@ -71,6 +71,7 @@ from laios._compat.multiprocessing import (
     forget_child,
     forget_ended_forkserver,
     forkserver_in_child,
+    main_file,
 )
 from laios._exceptions import type_name
 from laios._interrupts import sigint_held
@@ -2541,24 +2542,15 @@ def _check_main_importable() -> None:
     (``python -``, a script piped to it; its ``__file__`` is ``"<stdin>"``) or from a pipe
     (``python <(...)``), or whose file is gone, has no file there: each worker would end as it
     starts, with a ``FileNotFoundError`` of ``multiprocessing``'s own. The path is the one
-    ``multiprocessing`` would send (see ``multiprocessing.spawn.get_preparation_data``)."""
-    main = sys.modules.get("__main__")
-    if main is None or getattr(getattr(main, "__spec__", None), "name", None) is not None:
-        return
-    path = getattr(main, "__file__", None)
-    if not isinstance(path, str):  # (an interactive session, ``python -c``: nothing to import)
+    ``multiprocessing`` would send (see :func:`laios._compat.multiprocessing.main_file`)."""
+    path = main_file()
+    if path is None:  # (a module run by name, an interactive session: nothing to import)
         return
     if getattr(sys, "frozen", False):
         # (a frozen program, PyInstaller's and the like, starts its workers through its own
         # executable, which sets up their main module itself: its main file, inside the
         # bundle, need not exist)
         return
-    if sys.platform == "win32" and sys.executable.lower().endswith("pythonservice.exe"):
-        return  # (multiprocessing sends no path then)
-    original = getattr(multiprocessing.process, "ORIGINAL_DIR", None)  # (not in typeshed)
-    if not os.path.isabs(path) and original is not None:
-        path = os.path.join(original, path)
-    path = os.path.normpath(path)
     if os.path.splitext(os.path.basename(path))[0] == "ipython" or os.path.isfile(path):
         return  # (multiprocessing imports no IPython main)
     if os.path.basename(path) == "<stdin>":
