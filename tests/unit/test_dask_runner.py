@@ -1932,9 +1932,13 @@ def test_an_address_of_a_protocol_dask_cannot_use_is_refused_saying_so() -> None
     assert "another protocol" not in message
 
 
-def test_a_tls_address_with_dasks_tls_configuration_is_tried(tmp_path: Path) -> None:
-    """With certificates in Dask's configuration, a ``tls://`` address is tried as any other:
-    nothing listens there, so the scheduler cannot be reached."""
+@pytest.mark.parametrize("scheme", ["tls", "tcp"])
+def test_an_address_with_readable_tls_files_configured_is_tried(
+    tmp_path: Path, scheme: str
+) -> None:
+    """With readable certificates in Dask's configuration, a ``tls://`` address (which uses
+    them) and a ``tcp://`` one (which does not) are tried as any other: nothing listens there,
+    so the scheduler cannot be reached."""
     import dask
     from tls_certs import authority
 
@@ -1947,7 +1951,7 @@ def test_a_tls_address_with_dasks_tls_configuration_is_tried(tmp_path: Path) -> 
     }
     with dask.config.set(settings):
         with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler"):
-            DaskRunner("tls://127.0.0.1:1", connect_timeout=1.0)
+            DaskRunner(f"{scheme}://127.0.0.1:1", connect_timeout=1.0)
 
 
 def test_a_tls_address_whose_configured_certificates_cannot_be_read_is_refused_saying_so(
@@ -1998,24 +2002,6 @@ def test_a_tcp_address_with_configured_tls_files_that_cannot_be_read_is_refused_
     assert "cannot reach" not in message
     assert f"distributed.comm.tls.ca-file {ca!r} ({why})" in message
     assert "tls://" in message  # (what the files are for)
-
-
-def test_a_tcp_address_with_readable_tls_files_configured_is_tried(tmp_path: Path) -> None:
-    """Readable TLS files in Dask's configuration, which a ``tcp://`` address does not use,
-    do not stop it: nothing listens there, so the scheduler cannot be reached."""
-    import dask
-    from tls_certs import authority
-
-    ca = authority(tmp_path)
-    client_cert = ca.issue(tmp_path, "laios client", server=False)
-    settings = {
-        "distributed.comm.tls.ca-file": str(ca.cert_file),
-        "distributed.comm.tls.client.cert": str(client_cert.cert_file),
-        "distributed.comm.tls.client.key": str(client_cert.key_file),
-    }
-    with dask.config.set(settings):
-        with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler"):
-            DaskRunner("tcp://127.0.0.1:1", connect_timeout=1.0)
 
 
 def test_an_address_without_a_scheme_is_tls_when_dasks_default_scheme_is() -> None:
