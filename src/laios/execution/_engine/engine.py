@@ -892,6 +892,7 @@ class Engine:
         limit: float | None,
         on_progress: ProgressCallback | None,
         parent: OtelContext | None = None,
+        tally: Callable[[int], None] | None = None,
     ) -> list[TaskResult]:
         """Run tasks while the calling coroutine awaits them all; results in order.
 
@@ -900,13 +901,16 @@ class Engine:
         :data:`ACCEPT_CHUNK` at a time, with a turn of the loop in between. When the awaiting
         coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
         tool's task is cancelled), no further task is accepted, and ``CancelledError`` goes on
-        once those tools' tasks have ended, within their grace (see :func:`_tools_ended`).
+        once those tools' tasks have ended, within their grace (see :func:`_tools_ended`);
+        ``tally`` is then told how many of the tasks had succeeded (their results are never
+        returned).
         """
         loop = self.awaiting_loop()
         if loop is None:
             refusal = no_asyncio_loop("execute_parallel")
             return [rejected_result(task, refusal) for task in tasks]
         batch = _Batch(loop)
+        batch.tally = tally
         items = tasks if isinstance(tasks, list) else list(tasks)
         slots: list[Job | TaskResult] = []
         jobs: list[Job] = []
@@ -1651,6 +1655,9 @@ async def _given_up_by_caller(
             await batch.wait(jobs, limit, interrupted=interrupted)
             await _tools_ended(tools, batch.loop)
     finally:
+        tally = batch.tally
+        if tally is not None:  # (an execute_parallel batch span counts what did not succeed)
+            tally(sum(job.result is not None and job.result.success for job in jobs))
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
 
@@ -1836,6 +1843,7 @@ class _Batch:
         "interrupt",
         "jobs",
         "loop",
+        "tally",
         "thread",
         "timer",
     )
@@ -1861,6 +1869,9 @@ class _Batch:
         #: Why its jobs are being given up, once its coroutine was cancelled (see
         #: :func:`_given_up_by_caller`).
         self.given_up: str | None = None
+        #: Told how many of its jobs succeeded when they are given up (see
+        #: :func:`_given_up_by_caller`): the results are never returned then.
+        self.tally: Callable[[int], None] | None = None
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""
