@@ -565,7 +565,10 @@ describe_exception = exception_message
 def _ended(span: Span) -> bool:
     """Whether ``span``, one that does not record, was ended already: an SDK span keeps the
     time it ended (one that is not sampled, or a span of another tracer, keeps none)."""
-    return isinstance(getattr(span, "end_time", None), int)
+    try:
+        return isinstance(getattr(span, "end_time", None), int)
+    except Exception:  # (a span class of its own whose end_time raises: ended as unsampled)
+        return False
 
 
 def scrubbed_message(exc: BaseException, secrets: Sequence[str]) -> str:
