@@ -26,7 +26,8 @@ plain one where the API no longer has the private key.
 An SDK span cuts a string attribute longer than its provider's
 ``SpanLimits.max_span_attribute_length`` (given to the provider, or read from
 ``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`` / ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``); the span
-keeps those limits in its private ``_limits``. :func:`attribute_length_limit` reads them there,
+keeps those limits in its private ``_limits``; an event's attributes are cut to the general
+``max_attribute_length``. :func:`attribute_length_limit` reads them there,
 and falls back to ``SpanLimits()`` (the environment's limits) where a span no longer has them.
 The SDK is not imported for this: a span of its own means it is loaded already.
 
@@ -231,14 +232,16 @@ def _sdk_limits(span: object) -> object:
     return getattr(span, "_limits", None)  # the guarded read
 
 
-def attribute_length_limit(span: object) -> int | None:
-    """The length in characters beyond which ``span`` cuts a string attribute it is given:
-    ``None`` when it cuts none (no limit is set, or ``span`` is not a span of the SDK)."""
+def attribute_length_limit(span: object, *, events: bool = False) -> int | None:
+    """The length in characters beyond which ``span`` cuts a string attribute it is given
+    (with ``events``, an attribute of an event added to it, which the SDK cuts to the general
+    ``max_attribute_length``): ``None`` when it cuts none (no limit is set, or ``span`` is not
+    a span of the SDK)."""
     sdk = sys.modules.get("opentelemetry.sdk.trace")
     if sdk is None or not isinstance(span, sdk.Span):
         return None
     limits = _sdk_limits(span)
     if not isinstance(limits, sdk.SpanLimits):
         limits = sdk.SpanLimits()  # public: the limits the environment sets
-    limit = limits.max_span_attribute_length
+    limit = limits.max_attribute_length if events else limits.max_span_attribute_length
     return limit if isinstance(limit, int) else None

@@ -531,11 +531,17 @@ class Executor(Generic[_RegistryT]):
             if batch is not None:
                 parent = trace.set_span_in_context(batch)
         results: list[TaskResult] | None = None
+        # (cancelled, the results never come back: the batch span counts those that succeeded)
+        succeeded: list[int] = []
+        tally = succeeded.append if batch is not None else None
         try:
-            results = await engine.run_awaiting(items, context, limit, on_progress, parent)
+            results = await engine.run_awaiting(items, context, limit, on_progress, parent, tally)
         finally:
             if batch is not None:
-                failed = len(items) if results is None else sum(not r.success for r in results)
+                if results is None:
+                    failed = len(items) - sum(succeeded)
+                else:
+                    failed = sum(not r.success for r in results)
                 engine.tracing.end_parent_span(batch, {"laios.batch.failed": failed})
         return results
 

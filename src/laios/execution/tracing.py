@@ -318,6 +318,22 @@ def _cut_middle(stack: str) -> str:
     return head + _MIDDLE_CUT + end
 
 
+def _keep_ends(stack: str, limit: int) -> str:
+    """``stack`` in at most ``limit`` characters (a span's attribute length limit, which the
+    SDK counts in characters and would meet by cutting the end): its start and its end, without
+    its middle; only its end, where the exception's own line is, when ``limit`` leaves too
+    little room for both."""
+    if len(stack) <= limit:
+        return stack
+    if limit <= 0:
+        return ""
+    room = limit - len(_MIDDLE_CUT)
+    if room < 2 * len(_MIDDLE_CUT):
+        return stack[-limit:]
+    head = min(room // 4, _STACK_HEAD_BYTES)
+    return stack[:head] + _MIDDLE_CUT + stack[len(stack) - (room - head) :]
+
+
 #: Characters of a stack trace up to which it is scrubbed whole before it is cut; a longer one
 #: (a huge message) is scrubbed line by line, reading only what the bytes kept need.
 _WHOLE_STACK_CHARS = 4 * MAX_STACKTRACE_BYTES
@@ -750,6 +766,10 @@ class Tracing:
                     stack = exception_stacktrace(exception, secrets)
                 else:
                     stack = _scrubbed_stacktrace(stacktrace, secrets)
+                # (under an SDK limit below it, cut here, keeping the end the SDK would cut)
+                limit = attribute_length_limit(span, events=True)
+                if limit is not None:
+                    stack = _keep_ends(stack, limit)
                 span.add_event(
                     "exception",
                     {

@@ -219,6 +219,43 @@ def test_batch_span_counts_size_and_failures(executor, exporter):
     assert batch.attributes["laios.batch.failed"] == 2
 
 
+class Parks(AsyncBaseTool):
+    name = "parks"
+    description = "Waits until it is cancelled."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(60)
+        return "not reached"
+
+
+def test_a_cancelled_batch_counts_only_the_items_that_did_not_succeed(executor, exporter, registry):
+    """An ``execute_parallel`` call whose coroutine is cancelled counts in ``laios.batch.failed``
+    the items that did not succeed, as any batch does: the tasks that had already succeeded
+    (their spans UNSET) were counted failed too, the batch's every item."""
+    registry.register_tool(Parks)
+    tasks = [make_task("echo"), make_task("echo"), make_task("parks")]
+
+    async def call() -> None:
+        batch = asyncio.ensure_future(executor.execute_parallel(tasks, CONTEXT))
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(spans(exporter, "execute_tool echo")) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "the echo tasks never ended"
+            await asyncio.sleep(0.01)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+
+    asyncio.run(call())
+    assert [s.attributes.get("error.type") for s in spans(exporter, "execute_tool")] == [
+        None,
+        None,
+        "cancelled",
+    ]
+    batch = only(exporter, "laios.execute_parallel")
+    assert batch.attributes["laios.batch.size"] == 3
+    assert batch.attributes["laios.batch.failed"] == 1
+
+
 async def _async_callback(event: str, data: Any) -> None:
     """An ``on_progress`` no call accepts: nothing would await it."""
 

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from span_support import (
@@ -344,6 +345,44 @@ def test_internal_error_ends_the_span_error_with_error_type_internal(
     assert span.attributes["error.type"] == "internal"
     assert result.metadata["trace_id"] == format(span.context.trace_id, "032x")
     assert result.metadata["span_id"] == format(span.context.span_id, "016x")
+
+
+class EndsItsSpan(BaseTool):
+    name = "ends_its_span"
+    description = "Ends the span it runs in, then raises."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        trace.get_current_span().end()
+        raise ValueError("failed after ending its span")
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_a_tool_ending_its_own_span_is_told_of_with_the_outcome_it_lost(
+    registry, provider, exporter, caplog, timeout
+):
+    """A tool that ends the task span itself (``trace.get_current_span().end()``) leaves the
+    exported span without the task's outcome, which nothing can add to an ended span: the
+    executor logs a warning naming the task, its tool and the outcome missing from the span,
+    instead of ending it again (the SDK's only word was "Calling end() on an ended span.")."""
+    registry.register_tool(EndsItsSpan)
+    with (
+        caplog.at_level("WARNING"),
+        Executor(
+            registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
+        ) as executor,
+    ):
+        task = make_task("ends_its_span")
+        result = executor.execute_task(task, CONTEXT, timeout=timeout)
+    assert result.metadata["error_type"] == "ValueError"
+    span = only(exporter, "execute_tool")
+    assert result.metadata["span_id"] == format(span.context.span_id, "016x")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "laios.execution"]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert task.id in warnings[0]
+    assert "'ends_its_span'" in warnings[0]
+    assert "error (ValueError)" in warnings[0]
+    again = [r.getMessage() for r in caplog.records if "ended span" in r.getMessage()]
+    assert again == []
 
 
 def test_timeout_sets_error_type_timeout(executor, exporter):

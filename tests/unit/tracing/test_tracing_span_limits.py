@@ -138,3 +138,43 @@ def test_without_a_limit_the_capture_is_cut_at_4096_bytes(exporter):
     for text in captured(span):
         assert 2048 < len(text.encode()) <= 4096
         json.loads(text)
+
+
+class DeepRaise(BaseTool):
+    name = "deep_raise"
+    description = "Raises from 60 frames down, each in a function of its own."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        names: dict[str, Any] = {}
+        source = "def f0():\n    raise ValueError('the innermost reason')\n" + "".join(
+            f"def f{i}():\n    f{i - 1}()\n" for i in range(1, 60)
+        )
+        exec(compile(source, "deep_module.py", "exec"), names)
+        names["f59"]()
+
+
+@pytest.mark.parametrize("limit", [40, 1000])
+def test_a_stacktrace_past_the_event_attribute_limit_keeps_its_end(exporter, limit):
+    """Under an SDK attribute length limit (``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, which the SDK
+    applies to event attributes) below the stack trace's length, ``exception.stacktrace`` is cut
+    to it by laios, keeping its end, where the exception's own line is: the SDK cut it to its
+    first characters, a run of outer frames without the error."""
+    provider = TracerProvider(
+        span_limits=SpanLimits(max_attribute_length=limit), shutdown_on_exit=False
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tools([DeepRaise])
+    with Executor(
+        registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
+    ) as executor:
+        result = executor.execute_task(make_task("deep_raise"), CONTEXT)
+    provider.shutdown()
+    assert result.metadata["error_type"] == "ValueError"
+    [event] = only(exporter, "execute_tool").events
+    stack = event.attributes["exception.stacktrace"]
+    assert isinstance(stack, str)
+    assert len(stack) <= limit
+    assert stack.rstrip().endswith("ValueError: the innermost reason"[-(limit // 2) :]), stack
+    if limit >= 1000:
+        assert stack.startswith("Traceback (most recent call last):")

@@ -892,6 +892,7 @@ class Engine:
         limit: float | None,
         on_progress: ProgressCallback | None,
         parent: OtelContext | None = None,
+        tally: Callable[[int], None] | None = None,
     ) -> list[TaskResult]:
         """Run tasks while the calling coroutine awaits them all; results in order.
 
@@ -900,7 +901,9 @@ class Engine:
         :data:`ACCEPT_CHUNK` at a time, with a turn of the loop in between. When the awaiting
         coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
         tool's task is cancelled), no further task is accepted, and ``CancelledError`` goes on
-        once those tools' tasks have ended, within their grace (see :func:`_tools_ended`).
+        once those tools' tasks have ended, within their grace (see :func:`_tools_ended`);
+        ``tally`` is then told how many of the tasks had succeeded (their results are never
+        returned).
         """
         loop = self.awaiting_loop()
         if loop is None:
@@ -933,18 +936,18 @@ class Engine:
             batch.stop_timer()
             accepted = [slot for slot in slots if isinstance(slot, Job)]
             if isinstance(exc, asyncio.CancelledError):
-                await _given_up_by_caller(accepted, batch, limit)
+                await _given_up_by_caller(accepted, batch, limit, tally=tally)
             elif isinstance(exc, GeneratorExit):
                 # Closed never to resume (its loop closed under it), maybe by the garbage
                 # collector inside one of the executor's locked sections on this thread,
                 # which ending the tasks takes: they end a moment later on another thread.
                 run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
             else:
-                await _given_up_by_caller(accepted, batch, limit, interrupted=True)
+                await _given_up_by_caller(accepted, batch, limit, interrupted=True, tally=tally)
             if batch.interrupt is not None and batch.interrupt is not exc:
                 raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
-        await self._wait(batch, jobs, limit)
+        await self._wait(batch, jobs, limit, tally)
         return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
 
     async def run_one_awaiting(
@@ -1075,18 +1078,25 @@ class Engine:
             return self.internal_error(task, exc, job)
         return job
 
-    async def _wait(self, batch: _Batch, jobs: list[Job], limit: float | None) -> None:
+    async def _wait(
+        self,
+        batch: _Batch,
+        jobs: list[Job],
+        limit: float | None,
+        tally: Callable[[int], None] | None = None,
+    ) -> None:
         """Await the handed-over ``jobs``; when the awaiting coroutine is cancelled, end them
-        ``cancelled`` and let the cancellation go on."""
+        ``cancelled`` (``tally`` told how many had succeeded) and let the cancellation go
+        on."""
         try:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
-            await _given_up_by_caller(jobs, batch, limit)
+            await _given_up_by_caller(jobs, batch, limit, tally=tally)
             if batch.interrupt is not None:  # (a Ctrl-C as they were ended: it comes first)
                 raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
         except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
-            await _given_up_by_caller(jobs, batch, limit, interrupted=True)
+            await _given_up_by_caller(jobs, batch, limit, interrupted=True, tally=tally)
             raise
 
     def _hand_over(self, job: Job) -> bool:
@@ -1602,7 +1612,12 @@ def _cancelled_by_caller(
 
 
 async def _given_up_by_caller(
-    jobs: list[Job], batch: _Batch, limit: float | None, *, interrupted: bool = False
+    jobs: list[Job],
+    batch: _Batch,
+    limit: float | None,
+    *,
+    interrupted: bool = False,
+    tally: Callable[[int], None] | None = None,
 ) -> None:
     """End the unfinished ``jobs`` of ``batch``, whose coroutine was cancelled while awaiting
     them (or, ``interrupted``, got a Ctrl-C or ``SystemExit`` raised on its loop's thread),
@@ -1626,6 +1641,9 @@ async def _given_up_by_caller(
     Ctrl-C, which Python 3.11+'s ``asyncio.run`` turns into the cancellation of its main
     task, lets the interruption, which came first, go on; one raised on the loop's thread
     leaves the loop itself.
+
+    ``tally``, when given, is told how many of ``jobs`` had succeeded (an
+    ``execute_parallel`` batch span counts the rest), before their results are let go.
     """
     if not jobs:
         return
@@ -1651,6 +1669,8 @@ async def _given_up_by_caller(
             await batch.wait(jobs, limit, interrupted=interrupted)
             await _tools_ended(tools, batch.loop)
     finally:
+        if tally is not None:  # (an execute_parallel batch span counts what did not succeed)
+            tally(sum(job.result is not None and job.result.success for job in jobs))
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
 

@@ -562,6 +562,15 @@ class JobEnv:
 describe_exception = exception_message
 
 
+def _ended(span: Span) -> bool:
+    """Whether ``span``, one that does not record, was ended already: an SDK span keeps the
+    time it ended (one that is not sampled, or a span of another tracer, keeps none)."""
+    try:
+        return isinstance(getattr(span, "end_time", None), int)
+    except Exception:  # (a span class of its own whose end_time raises: ended as unsampled)
+        return False
+
+
 def scrubbed_message(exc: BaseException, secrets: Sequence[str]) -> str:
     """The message of a caller's callback's exception as telemetry, logs and result metadata
     show it: scrubbed of ``secrets`` (the task's secret values), at most
@@ -2303,8 +2312,13 @@ class Job(TaskRecord):
         tracing = self.env.tracing
         stacktrace, self.stacktrace = self.stacktrace, None  # (a retained record keeps none)
         if span is not None and not span.is_recording():
-            # Unsampled: the span records nothing, so nothing is rendered or scrubbed for it.
-            span.end()
+            if _ended(span):
+                # Ended by someone else (the tool: ``trace.get_current_span().end()``): the
+                # exported span lacks the outcome, and nothing can add it now.
+                self._span_ended_early(outcome, error_type if failed else None)
+            else:
+                # Unsampled: the span records nothing, so nothing is rendered or scrubbed.
+                span.end()
             span = None
         secrets: Sequence[str] = ()
         if debug or (span is not None and (failed or tracing.capture_content)):
@@ -2328,6 +2342,21 @@ class Job(TaskRecord):
                 outcome,
                 scrub(error or "", secrets),
             )
+
+    def _span_ended_early(self, outcome: str, error_type: str | None) -> None:
+        """Warn (once a minute per tool) that the task span was ended before the outcome was
+        recorded on it: the exported span lacks the outcome."""
+        told = outcome if error_type is None else f"{outcome} ({error_type})"
+        self.env.tracing.span_faults.warn(
+            _log,
+            f"ended early {shown_name(self.tool)}",
+            "the span of task %r (tool %r) was ended before the executor recorded the task's"
+            " outcome on it, so the exported span lacks that outcome: %s; a tool must not end"
+            " the span it runs in (trace.get_current_span().end())",
+            self.shown_id,
+            shown_name(self.tool),
+            told,
+        )
 
     def observability_failed(
         self,
