@@ -2140,6 +2140,40 @@ def test_no_directory_at_all_is_refused_naming_the_variable() -> None:
         enable()
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: multiprocess.enable_from_environment(CollectorRegistry(), MetricStore()),
+        lambda: make_wsgi_app(store=MetricStore(), registry=CollectorRegistry()),
+        enable,
+        prepare_directory,
+        sweep,
+        gunicorn_on_starting,
+    ],
+    ids=[
+        "enable_from_environment",
+        "make_wsgi_app",
+        "enable",
+        "prepare_directory",
+        "sweep",
+        "gunicorn_on_starting",
+    ],
+)
+def test_a_variable_set_but_empty_is_refused_saying_so(
+    monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]
+) -> None:
+    """``LAIOS_MULTIPROC_DIR=`` (set, to nothing: an empty value in an env file or a
+    Kubernetes manifest) names no directory; whoever set it meant multiprocess mode on, and
+    each worker's /metrics alone would go backwards from one scrape to the next. It is
+    refused saying that the variable is empty and what to do, not taken for "not set" (the
+    mode silently off) nor refused as if it were not set at all."""
+    monkeypatch.setenv(ENV_VAR, "")
+    with pytest.raises(ValueError, match=f"{ENV_VAR} is set but empty") as caught:
+        call()
+    assert "unset it" in str(caught.value)
+    assert current() is None
+
+
 @pytest.mark.parametrize("interval", [0, -1.0, 1e-9, 0.049, float("nan"), float("inf"), 3601])
 def test_an_interval_out_of_range_is_refused(directory: Path, interval: float) -> None:
     """The interval must be from 0.05 s (a writer thread rewriting its file without pause

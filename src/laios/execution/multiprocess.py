@@ -613,9 +613,11 @@ def _path(directory: str | os.PathLike[str] | None) -> Path:
     if not HAS_LOCKS:
         raise RuntimeError("multiprocess mode needs POSIX file locks (fcntl.flock)")
     if directory is None:
-        directory = os.environ.get(ENV_VAR) or None
+        directory = os.environ.get(ENV_VAR)
         if directory is None:
             raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
+        if not directory:  # (set, to nothing: the mode off in silence was not what was meant)
+            raise ValueError(_EMPTY_VARIABLE)
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"directory must be a path, not {number_repr(directory)}")
     if not os.fspath(directory):  # not taken for the working directory, whose files it clears
@@ -629,6 +631,13 @@ def _path(directory: str | os.PathLike[str] | None) -> Path:
             "name: name a directory without one"
         )
     return Path(directory).absolute()
+
+
+_EMPTY_VARIABLE = (
+    f"{ENV_VAR} is set but empty: name the shared directory in it to turn multiprocess mode "
+    "on, or unset it to leave the mode off (each worker's /metrics then shows that worker "
+    "alone)"
+)
 
 
 def _white_space_hint(path: Path) -> str:
@@ -786,7 +795,8 @@ def enable(
         This process's export.
 
     Raises:
-        ValueError: When there is no directory (or an empty path, or one with a NUL character), it
+        ValueError: When there is no directory (or an empty path, or one with a NUL character;
+            ``LAIOS_MULTIPROC_DIR`` set but empty is refused saying so), it
             cannot be looked up (a name too long, a parent this process may not enter), does not
             exist, is not a directory or is not writable; when ``interval`` is out of range; when
             multiprocess mode is already on in this process with another directory, registry or
@@ -857,9 +867,10 @@ def enable_from_environment(
     when the variable is not set.
 
     Raises:
-        ValueError: As :func:`enable`, for the directory the variable names.
+        ValueError: As :func:`enable`, for the directory the variable names; when the variable
+            is set but empty (whoever set it meant the mode on: unset it to leave it off).
     """
-    if not os.environ.get(ENV_VAR):
+    if ENV_VAR not in os.environ:
         return None
     with _state_lock:
         current = _current
@@ -1129,7 +1140,7 @@ def gunicorn_on_starting(server: Any = None) -> None:
             workers run as. ``None``, or an object without them: the master's own.
 
     Raises:
-        ValueError: When ``LAIOS_MULTIPROC_DIR`` is not set or cannot be used, or when a
+        ValueError: When ``LAIOS_MULTIPROC_DIR`` is not set, is empty or cannot be used, or when a
             directory the hook created cannot be given to the workers' user (it is removed
             again; the message names it and says what to do); gunicorn then does not start.
     """
