@@ -1199,12 +1199,16 @@ def test_a_scrape_refused_for_a_damaged_file_is_logged_in_words_without_a_traceb
         try:
             path.write_text("{garbage")
             with caplog.at_level(logging.WARNING):
-                answers = [call_wsgi(app, path=route).status for route in ("/metrics", "/status")]
+                answers = [call_wsgi(app, path=route) for route in ("/metrics", "/status")]
         finally:
             os.kill(child.pid, signal.SIGCONT)
     finally:
         child.kill()
-    assert answers == [500, 500]
+    assert [answer.status for answer in answers] == [500, 500]
+    for answer in answers:  # (what failed, without the file's path: the log names it)
+        error = json.loads(answer.body)["error"]
+        assert "worker's file in the multiprocess directory is damaged" in error, error
+        assert str(path.parent) not in error, error
     warned = [record for record in caplog.records if str(path) in record.getMessage()]
     assert warned, caplog.text
     assert [record for record in caplog.records if record.exc_info] == [], caplog.text
@@ -1608,6 +1612,56 @@ def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
         assert tasks_total(answered_scrape(registry)) == 7
     finally:
         child.kill()
+
+
+@pytest.mark.parametrize("trouble", ["gone", "created anew", "locked", "unreadable"])
+def test_a_failed_multiprocess_scrape_answers_500_saying_what_failed_without_the_path(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    trouble: str,
+) -> None:
+    """A scrape that fails in multiprocess mode answers ``/metrics`` and ``/status`` 500 with a
+    JSON error saying what failed and that the server's log says more, not a bare "internal
+    error" that leaves the operator with nothing to act on; the directory's path, which the
+    log names, is not in the answer (a client of /metrics learns nothing of the server's
+    file system)."""
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    app = make_wsgi_app(registry=registry, store=store)
+    expected = {
+        "gone": "directory is gone",
+        "created anew": "created anew",
+        "locked": "lock",
+        "unreadable": "Too many open files",
+    }[trouble]
+    holder = None
+    if trouble in ("gone", "created anew"):
+        delete_directory(directory)
+        if trouble == "created anew":
+            directory.mkdir()
+    elif trouble == "locked":
+        monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+        holder = os.open(directory, os.O_RDONLY)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # (as a process stuck in a fold)
+    else:
+
+        def no_listing(self: SharedDirectory) -> Any:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), str(directory))
+
+        monkeypatch.setattr(SharedDirectory, "listing", no_listing)
+    try:
+        answers = [call_wsgi(app, path=route) for route in ("/metrics", "/status")]
+    finally:
+        if holder is not None:
+            os.close(holder)
+    for answer in answers:
+        assert answer.status == 500
+        error = json.loads(answer.body)["error"]
+        assert "multiprocess" in error, error
+        assert expected in error, error
+        assert "log" in error, error
+        assert str(directory.parent) not in error, error
 
 
 def test_a_gunicorn_worker_started_after_the_directory_was_deleted_starts_and_writes_later(

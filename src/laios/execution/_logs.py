@@ -14,7 +14,14 @@ from typing import Any
 
 from laios.execution._forks import reset_after_fork
 
-__all__ = ["LateChecks", "LoggedRefusal", "WarningLimiter", "unknown_setting"]
+__all__ = [
+    "LateChecks",
+    "LoggedRefusal",
+    "WarningLimiter",
+    "give_reason",
+    "public_reason",
+    "unknown_setting",
+]
 
 _log = logging.getLogger("laios.execution")
 
@@ -26,6 +33,23 @@ class LoggedRefusal(OSError):
     """An answer refused on purpose, for a reason its refuser has already logged in words (at
     most once a minute): the HTTP server answers it ``500`` without logging it again as a
     failure of its own, with a traceback."""
+
+
+#: The attribute holding an exception's reason that an HTTP answer may show (see below).
+_REASON = "laios_public_reason"
+
+
+def give_reason(exc: BaseException, reason: str) -> None:
+    """Give ``exc`` a reason that the HTTP server's ``500`` answer shows: what failed, in words
+    that name no path nor anything else the answer's client should not learn (the log, which
+    the exception's own message reaches, says more)."""
+    setattr(exc, _REASON, reason)  # (every exception has a __dict__)
+
+
+def public_reason(exc: BaseException) -> str | None:
+    """The reason :func:`give_reason` gave ``exc``, if any."""
+    reason = getattr(exc, _REASON, None)
+    return reason if isinstance(reason, str) else None
 
 
 def unknown_setting(variable: str, raw: str, outcome: str, known: str) -> None:

@@ -120,7 +120,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from laios.execution._checks import as_float, conversion_hint, is_real, number_repr
 from laios.execution._forks import reset_after_fork
-from laios.execution._logs import WarningLimiter
+from laios.execution._logs import WarningLimiter, give_reason, public_reason
 from laios.execution._shared_totals import (
     HAS_LOCKS,
     NO_ROOM,
@@ -408,13 +408,19 @@ class MultiprocessExport:
                 live processes have had twice ``interval`` (at most 10 s) to write their files
                 there again.
         """
-        for _attempt in range(_GATHER_ATTEMPTS):
-            stem, merged = self._gather_once()
-            with self._lock:
-                if self._stem == stem:
-                    break
-            # Moved to a new name meanwhile (its lock file deleted, by the writer thread): the
-            # read may have counted that file beside the totals taken, this process's twice.
+        try:
+            for _attempt in range(_GATHER_ATTEMPTS):
+                stem, merged = self._gather_once()
+                with self._lock:
+                    if self._stem == stem:
+                        break
+                # Moved to a new name meanwhile (its lock file deleted, by the writer thread):
+                # the read may have counted that file beside the totals taken, this process's
+                # twice.
+        except OSError as exc:
+            if public_reason(exc) is None:
+                give_reason(exc, _scrape_failure(exc))
+            raise
         return [section.totals for section in merged]
 
     def _gather_once(self) -> tuple[str | None, list[Section]]:
@@ -445,7 +451,12 @@ class MultiprocessExport:
                 "their tasks twice). The counts of the workers that were gone are lost with "
                 "the old directory. Keep the directory out of temp-file cleaners' reach"
             )
-            refuse(f"created anew {self.directory}", message)
+            reason = (
+                "the multiprocess directory was created anew (deleted under the running "
+                "workers?): /metrics fails for a few seconds, until the live workers have "
+                "written their files there again; the server's log names it"
+            )
+            refuse(f"created anew {self.directory}", message, reason)
         return stem, gather(self._files, stem, own, interval=self.interval, wait=self._wait())
 
     def _wait(self) -> float:
@@ -606,6 +617,22 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _scrape_failure(exc: OSError) -> str:
+    """What the HTTP answer to a scrape that failed with ``exc`` says: what failed, without
+    the path (the log names it)."""
+    if isinstance(exc, TimeoutError):
+        return (
+            "another process held the multiprocess directory's lock too long (a stuck process "
+            "with it open?); the server's log names the directory"
+        )
+    # (only the system's words for the error number: a message of laios's own names the path)
+    why = f": {exc.strerror}" if exc.errno is not None and exc.strerror else ""
+    return (
+        f"the multiprocess directory could not be read{why}; the server's log names it and "
+        "says more"
+    )
 
 
 def _path(directory: str | os.PathLike[str] | None) -> Path:
