@@ -1580,6 +1580,28 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
         child.kill()
 
 
+def test_a_scrape_refused_for_a_deleted_directory_is_logged_in_words_without_a_traceback(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The scrape that fails for the directory deleted under the workers fails on purpose,
+    and says why in one warning, as for a damaged file: ``/metrics`` and ``/status`` answer
+    500 without an ERROR "serving /metrics failed" and a traceback besides, which would read
+    as a defect of the server."""
+    app = make_wsgi_app(registry=registry, store=store)
+    delete_directory(directory)
+    with caplog.at_level(logging.WARNING):
+        answers = [call_wsgi(app, path=route).status for route in ("/metrics", "/status")]
+    assert answers == [500, 500]
+    assert any("is gone" in record.getMessage() for record in caplog.records), caplog.text
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == [], (
+        caplog.text
+    )
+
+
 def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
     directory: Path, store: MetricStore, registry: CollectorRegistry
 ) -> None:

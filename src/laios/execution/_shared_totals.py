@@ -363,6 +363,11 @@ def warn(key: str, message: str, *args: object) -> None:
         _log.warning(message, *args)
 
 
+class _DirectoryGone(LoggedRefusal, FileNotFoundError):
+    """The scrape refused for the directory deleted under the processes (warned in words
+    already: the server logs no traceback for it)."""
+
+
 def refuse(key: str, message: str, reason: str) -> NoReturn:
     """Fail a scrape with ``message``, warned at most once a minute per ``key``; ``reason``
     is what the HTTP answer says (see :func:`~laios.execution._logs.give_reason`).
@@ -1169,7 +1174,7 @@ def gather(
             "which Prometheus reads as one counter reset"
         )
         warn(f"gone {directory.path}", "%s", message)
-        gone = FileNotFoundError(errno.ENOENT, message)
+        gone = _DirectoryGone(errno.ENOENT, message)
         give_reason(
             gone,
             "the multiprocess directory is gone (deleted?): /metrics fails until it is created "
