@@ -14,6 +14,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import multiprocessing
 import os
 import resource
@@ -41,6 +42,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from store_fakes import StatsOnlyRunner
 
 from laios.execution import _shared_totals, _totals_files, multiprocess
+from laios.execution._logs import WarningLimiter
 from laios.execution._shared_totals import SharedDirectory
 from laios.execution._totals_files import read_document, sections_of
 from laios.execution.multiprocess import (
@@ -3629,3 +3631,27 @@ def test_prepare_directory_leaves_a_directory_under_a_laios_name_and_clears_the_
     (directory / "laios-retired.json").write_text("{}")
     assert prepare_directory(directory) == directory
     assert files(directory) == ["laios-proc-1-0a1b2c3d4e5f.lock", "laios-retired.json.unreadable"]
+
+
+def test_more_files_of_another_version_than_the_warnings_remember_are_not_warned_each_scrape(
+    export: MultiprocessExport,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A file of another laios version is warned about once per process; with more such files
+    than the warnings remember (1,000; 5 here), every scrape used to warn about each of them
+    again (twice on the first), thousands of lines a scrape. Past those, they share one
+    warning: the later scrapes log none."""
+    monkeypatch.setattr(_shared_totals, "_warned_once", WarningLimiter(math.inf, max_keys=5))
+    for n in range(8):
+        (directory / f"laios-proc-{n}-other.json").write_text('{"format": 99}')
+    warned = []
+    for _ in range(3):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            scrape(registry)
+        warned.append(sum("another laios version" in r.getMessage() for r in caplog.records))
+    assert warned[0] <= 6, warned
+    assert warned[1:] == [0, 0], warned

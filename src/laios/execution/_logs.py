@@ -66,7 +66,9 @@ def unknown_setting(variable: str, raw: str, outcome: str, known: str) -> None:
 class WarningLimiter:
     """Decides, per key, whether a warning is logged now: at most one every ``interval``
     seconds, the next one told how many were held back meanwhile. Keeps at most ``max_keys``
-    keys (past that, it starts over).
+    keys: a new key past them takes the place of the one logged longest ago whose interval has
+    passed, if any; else it shares one limit with the other keys past them (forgetting every
+    key instead would log each one again at its next turn: the flood this limiter stops).
 
     Args:
         interval: Seconds between two warnings of one key (``math.inf``: one per key, for as
@@ -78,7 +80,9 @@ class WarningLimiter:
         self.interval = interval
         self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._seen: dict[str, list[float]] = {}  # key -> [last logged at, held back since]
+        # key -> [last logged at, held back since], the one logged longest ago first
+        self._seen: dict[str, list[float]] = {}
+        self._past_keys: list[float] | None = None  # the same, shared by the keys past them
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -94,14 +98,24 @@ class WarningLimiter:
             seen = self._seen.get(key)
             if seen is None:
                 if len(self._seen) >= self.max_keys:
-                    self._seen.clear()
-                self._seen[key] = [now, 0.0]
-                return 0
+                    oldest, first = next(iter(self._seen.items()))
+                    if now - first[0] >= self.interval:
+                        del self._seen[oldest]
+                if len(self._seen) < self.max_keys:
+                    self._seen[key] = [now, 0.0]
+                    return 0
+                seen = self._past_keys
+                if seen is None:
+                    self._past_keys = [now, 0.0]
+                    return 0
             if now - seen[0] < self.interval:
                 seen[1] += 1
                 return None
             held = int(seen[1])
             seen[0], seen[1] = now, 0.0
+            if self._seen.get(key) is seen:  # (last now: the one logged longest ago stays first)
+                del self._seen[key]
+                self._seen[key] = seen
             return held
 
     def forget(self, key: str) -> None:
