@@ -859,7 +859,7 @@ def _run(args: argparse.Namespace) -> int:
         # The one environment the endpoint reads: a LAIOS_MULTIPROC_DIR it cannot use (the
         # options it is given were checked when the command line was read).
         executor.shutdown(wait=False)
-        if not os.environ.get(multiprocess.ENV_VAR):
+        if multiprocess.ENV_VAR not in os.environ:
             raise
         print(
             f"laios demo: {multiprocess.ENV_VAR} cannot be used: {exc} (it turns on "

@@ -117,7 +117,7 @@ def test_a_host_that_cannot_be_served_on_says_to_pick_another_host(
     assert "--port" not in err
 
 
-@pytest.mark.parametrize("kind", ["file", "missing"])
+@pytest.mark.parametrize("kind", ["file", "missing", "empty"])
 def test_a_multiprocess_directory_it_cannot_use_is_one_line_and_exit_2(
     kind: str,
     tmp_path: Any,
@@ -126,11 +126,12 @@ def test_a_multiprocess_directory_it_cannot_use_is_one_line_and_exit_2(
 ) -> None:
     """``LAIOS_MULTIPROC_DIR`` naming a file or no directory at all: the endpoint cannot start
     in multiprocess mode, and the demo says so on one line (naming the variable) with exit
-    code 2, no traceback, its executor shut down."""
+    code 2, no traceback, its executor shut down. Set but empty, it is refused alike (not
+    taken for unset), saying that it is empty."""
     path = tmp_path / "not-a-directory"
     if kind == "file":
         path.write_text("")
-    monkeypatch.setenv("LAIOS_MULTIPROC_DIR", str(path))
+    monkeypatch.setenv("LAIOS_MULTIPROC_DIR", "" if kind == "empty" else str(path))
     shut_down: list[bool] = []
 
     class Executor(_demo.Executor):
@@ -147,5 +148,5 @@ def test_a_multiprocess_directory_it_cannot_use_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith("laios demo: LAIOS_MULTIPROC_DIR")
-    assert str(path) in err
+    assert ("is set but empty" if kind == "empty" else str(path)) in err
     assert shut_down, "the executor was left running"

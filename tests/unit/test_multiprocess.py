@@ -14,6 +14,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import multiprocessing
 import os
 import resource
@@ -41,6 +42,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from store_fakes import StatsOnlyRunner
 
 from laios.execution import _shared_totals, _totals_files, multiprocess
+from laios.execution._logs import WarningLimiter
 from laios.execution._shared_totals import SharedDirectory
 from laios.execution._totals_files import read_document, sections_of
 from laios.execution.multiprocess import (
@@ -1199,12 +1201,16 @@ def test_a_scrape_refused_for_a_damaged_file_is_logged_in_words_without_a_traceb
         try:
             path.write_text("{garbage")
             with caplog.at_level(logging.WARNING):
-                answers = [call_wsgi(app, path=route).status for route in ("/metrics", "/status")]
+                answers = [call_wsgi(app, path=route) for route in ("/metrics", "/status")]
         finally:
             os.kill(child.pid, signal.SIGCONT)
     finally:
         child.kill()
-    assert answers == [500, 500]
+    assert [answer.status for answer in answers] == [500, 500]
+    for answer in answers:  # (what failed, without the file's path: the log names it)
+        error = json.loads(answer.body)["error"]
+        assert "worker's file in the multiprocess directory is damaged" in error, error
+        assert str(path.parent) not in error, error
     warned = [record for record in caplog.records if str(path) in record.getMessage()]
     assert warned, caplog.text
     assert [record for record in caplog.records if record.exc_info] == [], caplog.text
@@ -1576,6 +1582,28 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
         child.kill()
 
 
+def test_a_scrape_refused_for_a_deleted_directory_is_logged_in_words_without_a_traceback(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The scrape that fails for the directory deleted under the workers fails on purpose,
+    and says why in one warning, as for a damaged file: ``/metrics`` and ``/status`` answer
+    500 without an ERROR "serving /metrics failed" and a traceback besides, which would read
+    as a defect of the server."""
+    app = make_wsgi_app(registry=registry, store=store)
+    delete_directory(directory)
+    with caplog.at_level(logging.WARNING):
+        answers = [call_wsgi(app, path=route).status for route in ("/metrics", "/status")]
+    assert answers == [500, 500]
+    assert any("is gone" in record.getMessage() for record in caplog.records), caplog.text
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == [], (
+        caplog.text
+    )
+
+
 def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
     directory: Path, store: MetricStore, registry: CollectorRegistry
 ) -> None:
@@ -1608,6 +1636,56 @@ def test_a_directory_created_anew_answers_no_scrape_without_the_live_workers(
         assert tasks_total(answered_scrape(registry)) == 7
     finally:
         child.kill()
+
+
+@pytest.mark.parametrize("trouble", ["gone", "created anew", "locked", "unreadable"])
+def test_a_failed_multiprocess_scrape_answers_500_saying_what_failed_without_the_path(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    trouble: str,
+) -> None:
+    """A scrape that fails in multiprocess mode answers ``/metrics`` and ``/status`` 500 with a
+    JSON error saying what failed and that the server's log says more, not a bare "internal
+    error" that leaves the operator with nothing to act on; the directory's path, which the
+    log names, is not in the answer (a client of /metrics learns nothing of the server's
+    file system)."""
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    app = make_wsgi_app(registry=registry, store=store)
+    expected = {
+        "gone": "directory is gone",
+        "created anew": "created anew",
+        "locked": "lock",
+        "unreadable": "Too many open files",
+    }[trouble]
+    holder = None
+    if trouble in ("gone", "created anew"):
+        delete_directory(directory)
+        if trouble == "created anew":
+            directory.mkdir()
+    elif trouble == "locked":
+        monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+        holder = os.open(directory, os.O_RDONLY)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # (as a process stuck in a fold)
+    else:
+
+        def no_listing(self: SharedDirectory) -> Any:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), str(directory))
+
+        monkeypatch.setattr(SharedDirectory, "listing", no_listing)
+    try:
+        answers = [call_wsgi(app, path=route) for route in ("/metrics", "/status")]
+    finally:
+        if holder is not None:
+            os.close(holder)
+    for answer in answers:
+        assert answer.status == 500
+        error = json.loads(answer.body)["error"]
+        assert "multiprocess" in error, error
+        assert expected in error, error
+        assert "log" in error, error
+        assert str(directory.parent) not in error, error
 
 
 def test_a_gunicorn_worker_started_after_the_directory_was_deleted_starts_and_writes_later(
@@ -2138,6 +2216,40 @@ def test_no_directory_at_all_is_refused_naming_the_variable() -> None:
     """Without a directory and without LAIOS_MULTIPROC_DIR, enable() says what to set."""
     with pytest.raises(ValueError, match=ENV_VAR):
         enable()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: multiprocess.enable_from_environment(CollectorRegistry(), MetricStore()),
+        lambda: make_wsgi_app(store=MetricStore(), registry=CollectorRegistry()),
+        enable,
+        prepare_directory,
+        sweep,
+        gunicorn_on_starting,
+    ],
+    ids=[
+        "enable_from_environment",
+        "make_wsgi_app",
+        "enable",
+        "prepare_directory",
+        "sweep",
+        "gunicorn_on_starting",
+    ],
+)
+def test_a_variable_set_but_empty_is_refused_saying_so(
+    monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]
+) -> None:
+    """``LAIOS_MULTIPROC_DIR=`` (set, to nothing: an empty value in an env file or a
+    Kubernetes manifest) names no directory; whoever set it meant multiprocess mode on, and
+    each worker's /metrics alone would go backwards from one scrape to the next. It is
+    refused saying that the variable is empty and what to do, not taken for "not set" (the
+    mode silently off) nor refused as if it were not set at all."""
+    monkeypatch.setenv(ENV_VAR, "")
+    with pytest.raises(ValueError, match=f"{ENV_VAR} is set but empty") as caught:
+        call()
+    assert "unset it" in str(caught.value)
+    assert current() is None
 
 
 @pytest.mark.parametrize("interval", [0, -1.0, 1e-9, 0.049, float("nan"), float("inf"), 3601])
@@ -3519,3 +3631,27 @@ def test_prepare_directory_leaves_a_directory_under_a_laios_name_and_clears_the_
     (directory / "laios-retired.json").write_text("{}")
     assert prepare_directory(directory) == directory
     assert files(directory) == ["laios-proc-1-0a1b2c3d4e5f.lock", "laios-retired.json.unreadable"]
+
+
+def test_more_files_of_another_version_than_the_warnings_remember_are_not_warned_each_scrape(
+    export: MultiprocessExport,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A file of another laios version is warned about once per process; with more such files
+    than the warnings remember (1,000; 5 here), every scrape used to warn about each of them
+    again (twice on the first), thousands of lines a scrape. Past those, they share one
+    warning: the later scrapes log none."""
+    monkeypatch.setattr(_shared_totals, "_warned_once", WarningLimiter(math.inf, max_keys=5))
+    for n in range(8):
+        (directory / f"laios-proc-{n}-other.json").write_text('{"format": 99}')
+    warned = []
+    for _ in range(3):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            scrape(registry)
+        warned.append(sum("another laios version" in r.getMessage() for r in caplog.records))
+    assert warned[0] <= 6, warned
+    assert warned[1:] == [0, 0], warned

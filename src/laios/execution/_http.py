@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from laios.execution._auth import MAX_PENDING_CHECKS, Authenticator
 from laios.execution._checks import as_text, number_repr
 from laios.execution._live_page import live_page_answer
-from laios.execution._logs import LoggedRefusal, WarningLimiter
+from laios.execution._logs import LoggedRefusal, WarningLimiter, public_reason
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = [
@@ -588,7 +588,10 @@ class Endpoint:
                 response = self._respond(served)
         except Exception as exc:
             self._failed(request.path if request.path in self.routes else "", exc)
-            response = _json(500, {"error": "internal error"})
+            # (a failure that says what failed in words fit for the client: a multiprocess
+            # scrape's, whose path the log names; any other exception's message may hold
+            # anything, and is for the log only)
+            response = _json(500, {"error": public_reason(exc) or "internal error"})
         return self._finish(request, response)
 
     def busy(self, request: Request, limit: int) -> Response:

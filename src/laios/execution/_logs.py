@@ -14,7 +14,14 @@ from typing import Any
 
 from laios.execution._forks import reset_after_fork
 
-__all__ = ["LateChecks", "LoggedRefusal", "WarningLimiter", "unknown_setting"]
+__all__ = [
+    "LateChecks",
+    "LoggedRefusal",
+    "WarningLimiter",
+    "give_reason",
+    "public_reason",
+    "unknown_setting",
+]
 
 _log = logging.getLogger("laios.execution")
 
@@ -26,6 +33,23 @@ class LoggedRefusal(OSError):
     """An answer refused on purpose, for a reason its refuser has already logged in words (at
     most once a minute): the HTTP server answers it ``500`` without logging it again as a
     failure of its own, with a traceback."""
+
+
+#: The attribute holding an exception's reason that an HTTP answer may show (see below).
+_REASON = "laios_public_reason"
+
+
+def give_reason(exc: BaseException, reason: str) -> None:
+    """Give ``exc`` a reason that the HTTP server's ``500`` answer shows: what failed, in words
+    that name no path nor anything else the answer's client should not learn (the log, which
+    the exception's own message reaches, says more)."""
+    setattr(exc, _REASON, reason)  # (every exception has a __dict__)
+
+
+def public_reason(exc: BaseException) -> str | None:
+    """The reason :func:`give_reason` gave ``exc``, if any."""
+    reason = getattr(exc, _REASON, None)
+    return reason if isinstance(reason, str) else None
 
 
 def unknown_setting(variable: str, raw: str, outcome: str, known: str) -> None:
@@ -42,7 +66,9 @@ def unknown_setting(variable: str, raw: str, outcome: str, known: str) -> None:
 class WarningLimiter:
     """Decides, per key, whether a warning is logged now: at most one every ``interval``
     seconds, the next one told how many were held back meanwhile. Keeps at most ``max_keys``
-    keys (past that, it starts over).
+    keys: a new key past them takes the place of the one logged longest ago whose interval has
+    passed, if any; else it shares one limit with the other keys past them (forgetting every
+    key instead would log each one again at its next turn: the flood this limiter stops).
 
     Args:
         interval: Seconds between two warnings of one key (``math.inf``: one per key, for as
@@ -54,7 +80,9 @@ class WarningLimiter:
         self.interval = interval
         self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._seen: dict[str, list[float]] = {}  # key -> [last logged at, held back since]
+        # key -> [last logged at, held back since], the one logged longest ago first
+        self._seen: dict[str, list[float]] = {}
+        self._past_keys: list[float] | None = None  # the same, shared by the keys past them
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -70,14 +98,24 @@ class WarningLimiter:
             seen = self._seen.get(key)
             if seen is None:
                 if len(self._seen) >= self.max_keys:
-                    self._seen.clear()
-                self._seen[key] = [now, 0.0]
-                return 0
+                    oldest, first = next(iter(self._seen.items()))
+                    if now - first[0] >= self.interval:
+                        del self._seen[oldest]
+                if len(self._seen) < self.max_keys:
+                    self._seen[key] = [now, 0.0]
+                    return 0
+                seen = self._past_keys
+                if seen is None:
+                    self._past_keys = [now, 0.0]
+                    return 0
             if now - seen[0] < self.interval:
                 seen[1] += 1
                 return None
             held = int(seen[1])
             seen[0], seen[1] = now, 0.0
+            if self._seen.get(key) is seen:  # (last now: the one logged longest ago stays first)
+                del self._seen[key]
+                self._seen[key] = seen
             return held
 
     def forget(self, key: str) -> None:

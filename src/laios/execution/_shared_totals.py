@@ -58,7 +58,7 @@ from laios.execution import _totals_files
 from laios.execution._aggregates import LabelSet
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._legacy_totals import bucket_slots, moved_histogram
-from laios.execution._logs import LoggedRefusal, WarningLimiter
+from laios.execution._logs import LoggedRefusal, WarningLimiter, give_reason
 from laios.execution._store_options import MAX_COUNTED_LIMIT
 from laios.execution._totals import (
     MAX_LABEL_SETS,
@@ -363,14 +363,22 @@ def warn(key: str, message: str, *args: object) -> None:
         _log.warning(message, *args)
 
 
-def refuse(key: str, message: str) -> NoReturn:
-    """Fail a scrape with ``message``, warned at most once a minute per ``key``.
+class _DirectoryGone(LoggedRefusal, FileNotFoundError):
+    """The scrape refused for the directory deleted under the processes (warned in words
+    already: the server logs no traceback for it)."""
+
+
+def refuse(key: str, message: str, reason: str) -> NoReturn:
+    """Fail a scrape with ``message``, warned at most once a minute per ``key``; ``reason``
+    is what the HTTP answer says (see :func:`~laios.execution._logs.give_reason`).
 
     Raises:
         OSError: Always (a :class:`LoggedRefusal`: the server logs no traceback for it).
     """
     warn(key, "%s", message)
-    raise LoggedRefusal(message)
+    refusal = LoggedRefusal(message)
+    give_reason(refusal, reason)
+    raise refusal
 
 
 class Refusals:
@@ -1166,7 +1174,13 @@ def gather(
             "which Prometheus reads as one counter reset"
         )
         warn(f"gone {directory.path}", "%s", message)
-        raise FileNotFoundError(errno.ENOENT, message) from exc
+        gone = _DirectoryGone(errno.ENOENT, message)
+        give_reason(
+            gone,
+            "the multiprocess directory is gone (deleted?): /metrics fails until it is created "
+            "again, or the service restarted; the server's log names it",
+        )
+        raise gone from exc
 
 
 def _anything_to_fold(directory: SharedDirectory, own_stem: str | None) -> bool:
@@ -1269,7 +1283,12 @@ def _fail_for_damage(
         "counter reset, then count its tasks twice); if it is still damaged then, it is left "
         "out. Keep the directory out of reach of anything but its workers"
     )
-    refuse(f"damaged {path}", message)
+    reason = (
+        "a live worker's file in the multiprocess directory is damaged (truncated or "
+        "overwritten?): /metrics fails until that worker writes it again, within its "
+        "interval; the server's log names the file"
+    )
+    refuse(f"damaged {path}", message, reason)
 
 
 def common_buckets(parts: list[tuple[str, list[Section]]], where: Path) -> list[Section]:

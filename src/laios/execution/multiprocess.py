@@ -120,7 +120,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from laios.execution._checks import as_float, conversion_hint, is_real, number_repr
 from laios.execution._forks import reset_after_fork
-from laios.execution._logs import WarningLimiter
+from laios.execution._logs import WarningLimiter, give_reason, public_reason
 from laios.execution._shared_totals import (
     HAS_LOCKS,
     NO_ROOM,
@@ -408,13 +408,19 @@ class MultiprocessExport:
                 live processes have had twice ``interval`` (at most 10 s) to write their files
                 there again.
         """
-        for _attempt in range(_GATHER_ATTEMPTS):
-            stem, merged = self._gather_once()
-            with self._lock:
-                if self._stem == stem:
-                    break
-            # Moved to a new name meanwhile (its lock file deleted, by the writer thread): the
-            # read may have counted that file beside the totals taken, this process's twice.
+        try:
+            for _attempt in range(_GATHER_ATTEMPTS):
+                stem, merged = self._gather_once()
+                with self._lock:
+                    if self._stem == stem:
+                        break
+                # Moved to a new name meanwhile (its lock file deleted, by the writer thread):
+                # the read may have counted that file beside the totals taken, this process's
+                # twice.
+        except OSError as exc:
+            if public_reason(exc) is None:
+                give_reason(exc, _scrape_failure(exc))
+            raise
         return [section.totals for section in merged]
 
     def _gather_once(self) -> tuple[str | None, list[Section]]:
@@ -445,7 +451,12 @@ class MultiprocessExport:
                 "their tasks twice). The counts of the workers that were gone are lost with "
                 "the old directory. Keep the directory out of temp-file cleaners' reach"
             )
-            refuse(f"created anew {self.directory}", message)
+            reason = (
+                "the multiprocess directory was created anew (deleted under the running "
+                "workers?): /metrics fails for a few seconds, until the live workers have "
+                "written their files there again; the server's log names it"
+            )
+            refuse(f"created anew {self.directory}", message, reason)
         return stem, gather(self._files, stem, own, interval=self.interval, wait=self._wait())
 
     def _wait(self) -> float:
@@ -608,14 +619,32 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _scrape_failure(exc: OSError) -> str:
+    """What the HTTP answer to a scrape that failed with ``exc`` says: what failed, without
+    the path (the log names it)."""
+    if isinstance(exc, TimeoutError):
+        return (
+            "another process held the multiprocess directory's lock too long (a stuck process "
+            "with it open?); the server's log names the directory"
+        )
+    # (only the system's words for the error number: a message of laios's own names the path)
+    why = f": {exc.strerror}" if exc.errno is not None and exc.strerror else ""
+    return (
+        f"the multiprocess directory could not be read{why}; the server's log names it and "
+        "says more"
+    )
+
+
 def _path(directory: str | os.PathLike[str] | None) -> Path:
     """The directory named (``None``: ``$LAIOS_MULTIPROC_DIR``), absolute; not checked further."""
     if not HAS_LOCKS:
         raise RuntimeError("multiprocess mode needs POSIX file locks (fcntl.flock)")
     if directory is None:
-        directory = os.environ.get(ENV_VAR) or None
+        directory = os.environ.get(ENV_VAR)
         if directory is None:
             raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
+        if not directory:  # (set, to nothing: the mode off in silence was not what was meant)
+            raise ValueError(_EMPTY_VARIABLE)
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"directory must be a path, not {number_repr(directory)}")
     if not os.fspath(directory):  # not taken for the working directory, whose files it clears
@@ -629,6 +658,13 @@ def _path(directory: str | os.PathLike[str] | None) -> Path:
             "name: name a directory without one"
         )
     return Path(directory).absolute()
+
+
+_EMPTY_VARIABLE = (
+    f"{ENV_VAR} is set but empty: name the shared directory in it to turn multiprocess mode "
+    "on, or unset it to leave the mode off (each worker's /metrics then shows that worker "
+    "alone)"
+)
 
 
 def _white_space_hint(path: Path) -> str:
@@ -786,7 +822,8 @@ def enable(
         This process's export.
 
     Raises:
-        ValueError: When there is no directory (or an empty path, or one with a NUL character), it
+        ValueError: When there is no directory (or an empty path, or one with a NUL character;
+            ``LAIOS_MULTIPROC_DIR`` set but empty is refused saying so), it
             cannot be looked up (a name too long, a parent this process may not enter), does not
             exist, is not a directory or is not writable; when ``interval`` is out of range; when
             multiprocess mode is already on in this process with another directory, registry or
@@ -857,9 +894,10 @@ def enable_from_environment(
     when the variable is not set.
 
     Raises:
-        ValueError: As :func:`enable`, for the directory the variable names.
+        ValueError: As :func:`enable`, for the directory the variable names; when the variable
+            is set but empty (whoever set it meant the mode on: unset it to leave it off).
     """
-    if not os.environ.get(ENV_VAR):
+    if ENV_VAR not in os.environ:
         return None
     with _state_lock:
         current = _current
@@ -1129,7 +1167,7 @@ def gunicorn_on_starting(server: Any = None) -> None:
             workers run as. ``None``, or an object without them: the master's own.
 
     Raises:
-        ValueError: When ``LAIOS_MULTIPROC_DIR`` is not set or cannot be used, or when a
+        ValueError: When ``LAIOS_MULTIPROC_DIR`` is not set, is empty or cannot be used, or when a
             directory the hook created cannot be given to the workers' user (it is removed
             again; the message names it and says what to do); gunicorn then does not start.
     """
