@@ -5,10 +5,11 @@ says so, not that no worker or slot was free."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
-from async_tools import Quick
+from async_tools import Hold, Quick, Sleeping
 
 from laios.core.types import Context, Task
 from laios.tools.base import AsyncBaseTool
@@ -50,4 +51,51 @@ def test_a_tool_kept_from_starting_by_a_blocked_loop_says_so(make_executor: Any)
     assert "waiting to start" in (quick.error or "")
     assert "no worker was free" not in (quick.error or "")
     assert "event loop" in (quick.error or "")
-    assert "max_async_tools" in (quick.error or "")
+    # Its slot was free: the error must not say it waited for one.
+    error = quick.error or ""
+    assert "slot was free yet" not in error, error
+    assert "its max_async_tools slot was free, but its event loop" in error, error
+
+
+def test_a_tool_waiting_for_a_slot_says_no_slot_was_free(make_executor: Any) -> None:
+    """With one slot, held by a tool that runs on, the other tool of the batch times out
+    waiting for it: the error says no slot was free, not that the loop may have been blocked
+    (the loop turned all along)."""
+    registry = ToolRegistry()
+    registry.register_tools([Sleeping(), Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=1)
+    tasks = [_task("sleeping"), _task("quick")]
+
+    sleeping, quick = asyncio.run(executor.execute_parallel(tasks, CONTEXT, timeout=0.2))
+
+    assert sleeping.metadata["outcome"] == "timeout", sleeping.error
+    assert quick.metadata["outcome"] == "timeout", quick.error
+    error = quick.error or ""
+    assert "waiting to start (no max_async_tools slot was free yet)" in error, error
+    assert "event loop" not in error, error
+
+
+def test_a_blocking_callers_tool_waiting_for_a_slot_says_no_slot_was_free(
+    make_executor: Any,
+) -> None:
+    """The same on the executor's loop thread (``execute_task``, no running loop): the slot is
+    held by another caller's tool, and the second caller's timeout passes while it waits."""
+    registry = ToolRegistry()
+    registry.register_tools([Hold(), Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=1)
+    entered, release = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=executor.execute_task,
+        args=(_task("hold", entered=entered, release=release), CONTEXT),
+    )
+    holder.start()
+    try:
+        assert entered.wait(10.0), "the holding tool never started"
+        quick = executor.execute_task(_task("quick"), CONTEXT, timeout=0.2)
+    finally:
+        release.set()
+        holder.join(10.0)
+    assert quick.metadata["outcome"] == "timeout", quick.error
+    error = quick.error or ""
+    assert "waiting to start (no max_async_tools slot was free yet)" in error, error
+    assert "event loop" not in error, error

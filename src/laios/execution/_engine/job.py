@@ -1772,7 +1772,11 @@ class Job(TaskRecord):
                 # An async tool waits for a slot, or, slot in hand, for its loop to run its
                 # task: a tool blocking that loop holds up every task on it.
                 if loop:
-                    waited = "no max_async_tools slot was free yet, or its event loop was blocked"
+                    # (the executor's loop runner says whether it had a slot; a call given no
+                    # handle yet, its start raced with the timeout, may have had either)
+                    waited = self._runner_says("waiting") or (
+                        "no max_async_tools slot was free yet, or its event loop was blocked"
+                    )
                 elif self._worker_idle():
                     # (its time ran out as it was handed over: too little of it to start)
                     waited = "a worker was free but had not taken it yet"

@@ -134,6 +134,12 @@ _LOOP_NOT_RUNNING = (
     "again; run the loop until its tasks end, or use asyncio.run, which cancels what is left "
     "on its loop and lets it end before closing it"
 )
+#: Why a call timed out before its tool started (see :meth:`LoopRunner.waiting`).
+_NO_SLOT_FREE = "no max_async_tools slot was free yet"
+_SLOT_FREE_LOOP_HELD = (
+    "its max_async_tools slot was free, but its event loop, busy or blocked by a tool, had not "
+    "run it yet"
+)
 _TOOL_HOLDS_ITS_LOOP = (
     "it was running on its event loop's thread without awaiting (a blocking call inside an "
     "async def, such as time.sleep, holds the loop and every task on it), and is cancelled "
@@ -379,6 +385,11 @@ class AsyncSlots:
         # runs inside) holds one of these slots now. A task a tool started may outlive the
         # tool: once the tool has given its slot back, the task holds nothing.
         return any(work.runner.slots is self and self._holds(work) for work in holders)
+
+    def holds(self, work: _LoopCall | _AwaitedCall) -> bool:
+        """Whether ``work`` holds one of these slots now."""
+        with self.lock:
+            return self._holds(work)
 
     def _holds(self, work: _LoopCall | _AwaitedCall) -> bool:
         # Under the lock: whether ``work`` holds one of these slots now.
@@ -1237,6 +1248,15 @@ class LoopRunner:
                 for given_up in self.slots.give_up():
                     given_up.runner.forget()
         return "stopped"
+
+    def waiting(self, handle: Handle) -> str | None:
+        """What the call ``handle``, timed out before its tool started, was waiting for, in
+        words for its timeout's message: a slot, or, its slot in hand, its event loop to run
+        its task (a loop busy, or blocked by a tool, holds up every task on it). ``None``: no
+        call of this runner's (one run in the awaiting task itself never waits)."""
+        if not isinstance(handle, _LoopCall):
+            return None
+        return _SLOT_FREE_LOOP_HELD if self.slots.holds(handle) else _NO_SLOT_FREE
 
     def unstoppable(self, handle: Handle) -> str | None:
         """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
