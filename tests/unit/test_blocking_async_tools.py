@@ -54,7 +54,7 @@ def test_a_tool_kept_from_starting_by_a_blocked_loop_says_so(make_executor: Any)
     # Its slot was free: the error must not say it waited for one.
     error = quick.error or ""
     assert "slot was free yet" not in error, error
-    assert "its max_async_tools slot was free, but its event loop" in error, error
+    assert "it had its max_async_tools slot, but its event loop" in error, error
 
 
 def test_a_tool_waiting_for_a_slot_says_no_slot_was_free(make_executor: Any) -> None:

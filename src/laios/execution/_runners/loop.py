@@ -136,8 +136,8 @@ _LOOP_NOT_RUNNING = (
 )
 #: Why a call timed out before its tool started (see :meth:`LoopRunner.waiting`).
 _NO_SLOT_FREE = "no max_async_tools slot was free yet"
-_SLOT_FREE_LOOP_HELD = (
-    "its max_async_tools slot was free, but its event loop, busy or blocked by a tool, had not "
+_SLOT_HELD_LOOP_BUSY = (
+    "it had its max_async_tools slot, but its event loop, busy or blocked by a tool, had not "
     "run it yet"
 )
 _TOOL_HOLDS_ITS_LOOP = (
@@ -1256,7 +1256,7 @@ class LoopRunner:
         call of this runner's (one run in the awaiting task itself never waits)."""
         if not isinstance(handle, _LoopCall):
             return None
-        return _SLOT_FREE_LOOP_HELD if self.slots.holds(handle) else _NO_SLOT_FREE
+        return _SLOT_HELD_LOOP_BUSY if self.slots.holds(handle) else _NO_SLOT_FREE
 
     def unstoppable(self, handle: Handle) -> str | None:
         """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
