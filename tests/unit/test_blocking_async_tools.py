@@ -99,3 +99,29 @@ def test_a_blocking_callers_tool_waiting_for_a_slot_says_no_slot_was_free(
     error = quick.error or ""
     assert "waiting to start (no max_async_tools slot was free yet)" in error, error
     assert "event loop" not in error, error
+
+
+def test_a_tool_given_its_slot_only_past_its_deadline_says_no_slot_was_free(
+    make_executor: Any,
+) -> None:
+    """The one slot is held by a tool that then blocks the loop past the other call's timeout:
+    that call's timeout can strike only once the loop is free, by when the slot has passed to
+    it. It timed out waiting for a slot, and the error says so, not that it had its slot."""
+    registry = ToolRegistry()
+    registry.register_tools([Hog(), Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=1)
+
+    async def main() -> Any:
+        hog = asyncio.ensure_future(
+            executor.execute_async(_task("hog", seconds=0.6), CONTEXT, timeout=30)
+        )
+        await asyncio.sleep(0)  # (the hog takes the slot first)
+        quick = await executor.execute_async(_task("quick"), CONTEXT, timeout=0.1)
+        await hog
+        return quick
+
+    quick = asyncio.run(main())
+
+    assert quick.metadata["outcome"] == "timeout", quick.error
+    error = quick.error or ""
+    assert "waiting to start (no max_async_tools slot was free yet)" in error, error

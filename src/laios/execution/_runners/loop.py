@@ -206,8 +206,13 @@ class _LoopCall:
         "loop",
         "ran",
         "runner",
+        "slotted",
         "task",
     )
+
+    #: When a slot passed to it from the queue (``time.monotonic()``); unset for a call that
+    #: found one free (see :meth:`LoopRunner.waiting`).
+    slotted: float
 
     def __init__(
         self, runner: LoopRunner, call: ToolCall, events: RunEvents, loop: asyncio.AbstractEventLoop
@@ -648,6 +653,7 @@ class AsyncSlots:
             if not work.abandoned:
                 self._add_holder(work)
                 work.launching = True  # its task is made on its loop (see settle_launch)
+                work.slotted = time.monotonic()
                 return work, dropped  # the slot passes to it: ``running`` stays the same
             dropped.append(work)
         self.running -= 1
@@ -1256,7 +1262,15 @@ class LoopRunner:
         call of this runner's (one run in the awaiting task itself never waits)."""
         if not isinstance(handle, _LoopCall):
             return None
-        return _SLOT_HELD_LOOP_BUSY if self.slots.holds(handle) else _NO_SLOT_FREE
+        if not self.slots.holds(handle):
+            return _NO_SLOT_FREE
+        slotted = getattr(handle, "slotted", None)
+        deadline = handle.call.deadline
+        if slotted is not None and deadline is not None and slotted >= deadline:
+            # Its slot came only past its deadline (the timeout, late, struck after: a tool
+            # holding the slot blocked the loop the timer runs on), so none was free in time.
+            return _NO_SLOT_FREE
+        return _SLOT_HELD_LOOP_BUSY
 
     def unstoppable(self, handle: Handle) -> str | None:
         """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
