@@ -125,3 +125,31 @@ def test_a_tool_given_its_slot_only_past_its_deadline_says_no_slot_was_free(
     assert quick.metadata["outcome"] == "timeout", quick.error
     error = quick.error or ""
     assert "waiting to start (no max_async_tools slot was free yet)" in error, error
+
+
+def test_a_timeout_too_short_to_start_says_the_slot_was_had(make_executor: Any) -> None:
+    """A timeout shorter than the hand-over to the loop, the loop idle and slots to spare:
+    the tool had its slot and its loop had not run it yet; nothing was blocked, and no slot
+    was lacking. On either loop (a blocking caller's call may be run by the loop thread
+    before its submission returns, a race: many calls make sure it is run into)."""
+    registry = ToolRegistry()
+    registry.register_tools([Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=10)
+
+    async def awaited() -> list[Any]:
+        return [
+            await executor.execute_async(_task("quick"), CONTEXT, timeout=1e-9) for _ in range(20)
+        ]
+
+    results = asyncio.run(awaited())
+    results += [executor.execute_task(_task("quick"), CONTEXT, timeout=1e-9) for _ in range(200)]
+
+    for result in results:
+        if result.metadata["outcome"] == "success":
+            continue
+        assert result.metadata["outcome"] == "timeout", result.error
+        error = result.error or ""
+        assert "it had its max_async_tools slot, but its event loop had not run it yet" in error, (
+            error
+        )
+        assert "blocked" not in error, error

@@ -136,10 +136,7 @@ _LOOP_NOT_RUNNING = (
 )
 #: Why a call timed out before its tool started (see :meth:`LoopRunner.waiting`).
 _NO_SLOT_FREE = "no max_async_tools slot was free yet"
-_SLOT_HELD_LOOP_BUSY = (
-    "it had its max_async_tools slot, but its event loop, busy or blocked by a tool, had not "
-    "run it yet"
-)
+HAD_SLOT = "it had its max_async_tools slot, but its event loop had not run it yet"
 _TOOL_HOLDS_ITS_LOOP = (
     "it was running on its event loop's thread without awaiting (a blocking call inside an "
     "async def, such as time.sleep, holds the loop and every task on it), and is cancelled "
@@ -1258,8 +1255,9 @@ class LoopRunner:
     def waiting(self, handle: Handle) -> str | None:
         """What the call ``handle``, timed out before its tool started, was waiting for, in
         words for its timeout's message: a slot, or, its slot in hand, its event loop to run
-        its task (a loop busy, or blocked by a tool, holds up every task on it). ``None``: no
-        call of this runner's (one run in the awaiting task itself never waits)."""
+        its task (a tool blocking the loop holds up every task on it, and a timeout shorter
+        than the hand-over passes meanwhile too). ``None``: no call of this runner's (one run
+        in the awaiting task itself never waits)."""
         if not isinstance(handle, _LoopCall):
             return None
         if not self.slots.holds(handle):
@@ -1270,7 +1268,7 @@ class LoopRunner:
             # Its slot came only past its deadline (the timeout, late, struck after: a tool
             # holding the slot blocked the loop the timer runs on), so none was free in time.
             return _NO_SLOT_FREE
-        return _SLOT_HELD_LOOP_BUSY
+        return HAD_SLOT
 
     def unstoppable(self, handle: Handle) -> str | None:
         """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
