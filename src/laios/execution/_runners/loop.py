@@ -137,6 +137,10 @@ _LOOP_NOT_RUNNING = (
 #: Why a call timed out before its tool started (see :meth:`LoopRunner.waiting`).
 _NO_SLOT_FREE = "no max_async_tools slot was free yet"
 HAD_SLOT = "it had its max_async_tools slot, but its event loop had not run it yet"
+_HAD_SLOT_LOOP_STOPPED = (
+    "it had its max_async_tools slot, but its event loop is not running (its owner stopped "
+    "running it without closing it, as an interrupted run_until_complete does)"
+)
 _TOOL_HOLDS_ITS_LOOP = (
     "it was running on its event loop's thread without awaiting (a blocking call inside an "
     "async def, such as time.sleep, holds the loop and every task on it), and is cancelled "
@@ -1256,8 +1260,9 @@ class LoopRunner:
         """What the call ``handle``, timed out before its tool started, was waiting for, in
         words for its timeout's message: a slot, or, its slot in hand, its event loop to run
         its task (a tool blocking the loop holds up every task on it, and a timeout shorter
-        than the hand-over passes meanwhile too). ``None``: no call of this runner's (one run
-        in the awaiting task itself never waits)."""
+        than the hand-over passes meanwhile too; a loop its owner stopped running never runs
+        it). ``None``: no call of this runner's (one run in the awaiting task itself never
+        waits)."""
         if not isinstance(handle, _LoopCall):
             return None
         if not self.slots.holds(handle):
@@ -1268,7 +1273,12 @@ class LoopRunner:
             # Its slot came only past its deadline (the timeout, late, struck after: a tool
             # holding the slot blocked the loop the timer runs on), so none was free in time.
             return _NO_SLOT_FREE
-        return HAD_SLOT
+        loop = handle.loop
+        try:
+            stopped = not loop.is_running() and not loop.is_closed()
+        except Exception:  # (a loop class of its own whose reads raise)
+            stopped = False
+        return _HAD_SLOT_LOOP_STOPPED if stopped else HAD_SLOT
 
     def unstoppable(self, handle: Handle) -> str | None:
         """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
