@@ -5,10 +5,11 @@ says so, not that no worker or slot was free."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
-from async_tools import Quick
+from async_tools import Hold, Quick, Sleeping
 
 from laios.core.types import Context, Task
 from laios.tools.base import AsyncBaseTool
@@ -50,4 +51,105 @@ def test_a_tool_kept_from_starting_by_a_blocked_loop_says_so(make_executor: Any)
     assert "waiting to start" in (quick.error or "")
     assert "no worker was free" not in (quick.error or "")
     assert "event loop" in (quick.error or "")
-    assert "max_async_tools" in (quick.error or "")
+    # Its slot was free: the error must not say it waited for one.
+    error = quick.error or ""
+    assert "slot was free yet" not in error, error
+    assert "it had its max_async_tools slot, but its event loop" in error, error
+
+
+def test_a_tool_waiting_for_a_slot_says_no_slot_was_free(make_executor: Any) -> None:
+    """With one slot, held by a tool that runs on, the other tool of the batch times out
+    waiting for it: the error says no slot was free, not that the loop may have been blocked
+    (the loop turned all along)."""
+    registry = ToolRegistry()
+    registry.register_tools([Sleeping(), Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=1)
+    tasks = [_task("sleeping"), _task("quick")]
+
+    sleeping, quick = asyncio.run(executor.execute_parallel(tasks, CONTEXT, timeout=0.2))
+
+    assert sleeping.metadata["outcome"] == "timeout", sleeping.error
+    assert quick.metadata["outcome"] == "timeout", quick.error
+    error = quick.error or ""
+    assert "waiting to start (no max_async_tools slot was free yet)" in error, error
+    assert "event loop" not in error, error
+
+
+def test_a_blocking_callers_tool_waiting_for_a_slot_says_no_slot_was_free(
+    make_executor: Any,
+) -> None:
+    """The same on the executor's loop thread (``execute_task``, no running loop): the slot is
+    held by another caller's tool, and the second caller's timeout passes while it waits."""
+    registry = ToolRegistry()
+    registry.register_tools([Hold(), Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=1)
+    entered, release = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=executor.execute_task,
+        args=(_task("hold", entered=entered, release=release), CONTEXT),
+    )
+    holder.start()
+    try:
+        assert entered.wait(10.0), "the holding tool never started"
+        quick = executor.execute_task(_task("quick"), CONTEXT, timeout=0.2)
+    finally:
+        release.set()
+        holder.join(10.0)
+    assert quick.metadata["outcome"] == "timeout", quick.error
+    error = quick.error or ""
+    assert "waiting to start (no max_async_tools slot was free yet)" in error, error
+    assert "event loop" not in error, error
+
+
+def test_a_tool_given_its_slot_only_past_its_deadline_says_no_slot_was_free(
+    make_executor: Any,
+) -> None:
+    """The one slot is held by a tool that then blocks the loop past the other call's timeout:
+    that call's timeout can strike only once the loop is free, by when the slot has passed to
+    it. It timed out waiting for a slot, and the error says so, not that it had its slot."""
+    registry = ToolRegistry()
+    registry.register_tools([Hog(), Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=1)
+
+    async def main() -> Any:
+        hog = asyncio.ensure_future(
+            executor.execute_async(_task("hog", seconds=0.6), CONTEXT, timeout=30)
+        )
+        await asyncio.sleep(0)  # (the hog takes the slot first)
+        quick = await executor.execute_async(_task("quick"), CONTEXT, timeout=0.1)
+        await hog
+        return quick
+
+    quick = asyncio.run(main())
+
+    assert quick.metadata["outcome"] == "timeout", quick.error
+    error = quick.error or ""
+    assert "waiting to start (no max_async_tools slot was free yet)" in error, error
+
+
+def test_a_timeout_too_short_to_start_says_the_slot_was_had(make_executor: Any) -> None:
+    """A timeout shorter than the hand-over to the loop, the loop idle and slots to spare:
+    the tool had its slot and its loop had not run it yet; nothing was blocked, and no slot
+    was lacking. On either loop (a blocking caller's call may be run by the loop thread
+    before its submission returns, a race: many calls make sure it is run into)."""
+    registry = ToolRegistry()
+    registry.register_tools([Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=10)
+
+    async def awaited() -> list[Any]:
+        return [
+            await executor.execute_async(_task("quick"), CONTEXT, timeout=1e-9) for _ in range(20)
+        ]
+
+    results = asyncio.run(awaited())
+    results += [executor.execute_task(_task("quick"), CONTEXT, timeout=1e-9) for _ in range(200)]
+
+    for result in results:
+        if result.metadata["outcome"] == "success":
+            continue
+        assert result.metadata["outcome"] == "timeout", result.error
+        error = result.error or ""
+        assert "it had its max_async_tools slot, but its event loop had not run it yet" in error, (
+            error
+        )
+        assert "blocked" not in error, error

@@ -401,3 +401,32 @@ def test_a_shutdown_refused_the_overdue_thread_lets_a_later_shutdown_start_it(
     assert _until(lambda: _settled(executor), timeout + WAIT)
     outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
     assert outcomes == ["timeout"] * 3
+
+
+def test_a_tool_whose_loop_stopped_before_running_it_says_so(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
+) -> None:
+    """The loop stopped running after the batch was submitted, before it ran the tool's task
+    (its slot in hand): past the timeout, the error says that loop is not running, not only
+    that it had not run the task yet (which a busy or blocked loop would explain)."""
+    executor = _make(make_executor, tools, max_async_tools=2)
+    tasks = [_task("quick")]
+    stranded: list[asyncio.Future[Any]] = []
+
+    async def submit_then_stop() -> None:
+        batch = executor.execute_parallel(tasks, CONTEXT, timeout=TIMEOUT)
+        stranded.append(asyncio.ensure_future(batch))
+        await asyncio.sleep(0)  # (the batch is submitted; its tool's task has not run)
+        stopped_loop.stop()
+        await asyncio.sleep(WAIT)
+
+    deadline = time.monotonic() + TIMEOUT
+    with pytest.raises(RuntimeError, match="stopped before Future completed"):
+        stopped_loop.run_until_complete(submit_then_stop())
+    _past(deadline)
+    assert asyncio.run(executor.execute_async(_task("quick"), CONTEXT, timeout=3)).success
+    error = tasks[0].error or ""
+    assert "waiting to start (it had its max_async_tools slot, but its event loop is not " in (
+        error
+    ), error
+    assert "the tool was never started" in error, error

@@ -77,6 +77,7 @@ from laios.execution._runners.base import (
     on_event_loop,
 )
 from laios.execution._runners.invoke import is_async_tool
+from laios.execution._runners.loop import HAD_SLOT
 from laios.execution._task_writes import task_fields
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
@@ -1781,7 +1782,10 @@ class Job(TaskRecord):
                 # An async tool waits for a slot, or, slot in hand, for its loop to run its
                 # task: a tool blocking that loop holds up every task on it.
                 if loop:
-                    waited = "no max_async_tools slot was free yet, or its event loop was blocked"
+                    # The executor's loop runner says whether it had a slot. Without a handle
+                    # yet, its loop is starting the call before its submission returned (its
+                    # deadline passed as it did): it had its slot.
+                    waited = self._runner_says("waiting") or HAD_SLOT
                 elif self._worker_idle():
                     # (its time ran out as it was handed over: too little of it to start)
                     waited = "a worker was free but had not taken it yet"

@@ -134,6 +134,13 @@ _LOOP_NOT_RUNNING = (
     "again; run the loop until its tasks end, or use asyncio.run, which cancels what is left "
     "on its loop and lets it end before closing it"
 )
+#: Why a call timed out before its tool started (see :meth:`LoopRunner.waiting`).
+_NO_SLOT_FREE = "no max_async_tools slot was free yet"
+HAD_SLOT = "it had its max_async_tools slot, but its event loop had not run it yet"
+_HAD_SLOT_LOOP_STOPPED = (
+    "it had its max_async_tools slot, but its event loop is not running (its owner stopped "
+    "running it without closing it, as an interrupted run_until_complete does)"
+)
 _TOOL_HOLDS_ITS_LOOP = (
     "it was running on its event loop's thread without awaiting (a blocking call inside an "
     "async def, such as time.sleep, holds the loop and every task on it), and is cancelled "
@@ -200,8 +207,13 @@ class _LoopCall:
         "loop",
         "ran",
         "runner",
+        "slotted",
         "task",
     )
+
+    #: When a slot passed to it from the queue (``time.monotonic()``); unset for a call that
+    #: found one free (see :meth:`LoopRunner.waiting`).
+    slotted: float
 
     def __init__(
         self, runner: LoopRunner, call: ToolCall, events: RunEvents, loop: asyncio.AbstractEventLoop
@@ -379,6 +391,11 @@ class AsyncSlots:
         # runs inside) holds one of these slots now. A task a tool started may outlive the
         # tool: once the tool has given its slot back, the task holds nothing.
         return any(work.runner.slots is self and self._holds(work) for work in holders)
+
+    def holds(self, work: _LoopCall | _AwaitedCall) -> bool:
+        """Whether ``work`` holds one of these slots now."""
+        with self.lock:
+            return self._holds(work)
 
     def _holds(self, work: _LoopCall | _AwaitedCall) -> bool:
         # Under the lock: whether ``work`` holds one of these slots now.
@@ -637,6 +654,7 @@ class AsyncSlots:
             if not work.abandoned:
                 self._add_holder(work)
                 work.launching = True  # its task is made on its loop (see settle_launch)
+                work.slotted = time.monotonic()
                 return work, dropped  # the slot passes to it: ``running`` stays the same
             dropped.append(work)
         self.running -= 1
@@ -1237,6 +1255,30 @@ class LoopRunner:
                 for given_up in self.slots.give_up():
                     given_up.runner.forget()
         return "stopped"
+
+    def waiting(self, handle: Handle) -> str | None:
+        """What the call ``handle``, timed out before its tool started, was waiting for, in
+        words for its timeout's message: a slot, or, its slot in hand, its event loop to run
+        its task (a tool blocking the loop holds up every task on it, and a timeout shorter
+        than the hand-over passes meanwhile too; a loop its owner stopped running never runs
+        it). ``None``: no call of this runner's (one run in the awaiting task itself never
+        waits)."""
+        if not isinstance(handle, _LoopCall):
+            return None
+        if not self.slots.holds(handle):
+            return _NO_SLOT_FREE
+        slotted = getattr(handle, "slotted", None)
+        deadline = handle.call.deadline
+        if slotted is not None and deadline is not None and slotted >= deadline:
+            # Its slot came only past its deadline (the timeout, late, struck after: a tool
+            # holding the slot blocked the loop the timer runs on), so none was free in time.
+            return _NO_SLOT_FREE
+        loop = handle.loop
+        try:
+            stopped = not loop.is_running() and not loop.is_closed()
+        except Exception:  # (a loop class of its own whose reads raise)
+            stopped = False
+        return _HAD_SLOT_LOOP_STOPPED if stopped else HAD_SLOT
 
     def unstoppable(self, handle: Handle) -> str | None:
         """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
