@@ -8,12 +8,15 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
 from laios._numbers import is_numpy_timedelta
 from laios.execution._checks import as_float, is_boolean, number_repr
 
 __all__ = ["ResourceLimits"]
+
+#: How a float field of ResourceLimits reads a number written as text (Pydantic's lax mode).
+_FLOAT_FROM_TEXT: TypeAdapter[float] = TypeAdapter(float)
 
 
 #: The order in which ResourceLimits takes its fields by position.
@@ -188,6 +191,19 @@ ResourceLimits.__signature__ = inspect.Signature(
     ],
     return_annotation=None,
 )
+
+
+def seconds_from_text(text: str) -> float | None:
+    """The number ``text`` spells, read as ``ResourceLimits`` reads its ``timeout_seconds``
+    (``"30"``, ``" 2.5 "``, ``"1e3"``); ``None`` when it spells no number (``"30s"``).
+
+    Only the reading is shared: the caller checks the number (a per-call timeout of ``"inf"``
+    means no limit, as ``float("inf")`` does there).
+    """
+    try:
+        return _FLOAT_FROM_TEXT.validate_python(str.__str__(text))
+    except ValidationError:
+        return None
 
 
 def check_limits(limits: ResourceLimits) -> None:
