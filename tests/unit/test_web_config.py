@@ -1015,3 +1015,36 @@ def test_hash_password_refuses_a_password_that_is_not_text_saying_so(password: A
     "object of type 'int' has no len()" or a length problem."""
     with pytest.raises(TypeError, match=r"password must be a str or bytes, got "):
         hash_password(password, cost=4)
+
+
+class _LyingInt(int):
+    """A whole number whose comparisons all answer that it is in any range."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    __hash__ = int.__hash__
+
+
+@pytest.mark.parametrize("cost", [_LyingInt(-4), _LyingInt(40)], ids=repr)
+def test_hash_password_judges_the_cost_by_its_value(cost: int) -> None:
+    """A cost of an int class whose comparisons lie is refused by its value, with the
+    ValueError of any cost out of range, not bcrypt's OverflowError (or a hash of cost 40)."""
+    with pytest.raises(ValueError, match=r"^cost must be a whole number from 4 to 31, got "):
+        hash_password("pw", cost=cost)
+
+
+def test_hash_password_takes_a_numpy_integer_cost() -> None:
+    """A NumPy integer is a whole number, as for every count of the package."""
+    numpy = pytest.importorskip("numpy")
+    hashed = hash_password("pw", cost=numpy.int64(4))
+    assert hashed.startswith("$2b$04$")

@@ -49,7 +49,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any, Literal, NoReturn
 
 from laios._text import MAX_QUOTED_CHARS, shorten
-from laios.execution._checks import number_repr
+from laios.execution._checks import number_repr, whole_number
 
 _log = logging.getLogger("laios.execution.server")
 
@@ -670,9 +670,10 @@ def hash_password(password: str | bytes, *, cost: int = 10) -> str:
     secret = password.encode("utf-8") if isinstance(password, str) else password
     if not secret or len(secret) > 72:
         raise ValueError("a bcrypt password is 1 to 72 bytes long")
-    if isinstance(cost, bool) or not isinstance(cost, int) or not 4 <= cost <= 31:
-        raise ValueError(f"cost must be a whole number from 4 to 31, got {cost!r}")
-    hashed: bytes = bcrypt.hashpw(secret, bcrypt.gensalt(rounds=cost))
+    rounds = whole_number(cost)  # (a plain int: an int subclass's comparisons may lie)
+    if rounds is None or not 4 <= rounds <= 31:
+        raise ValueError(f"cost must be a whole number from 4 to 31, got {number_repr(cost)}")
+    hashed: bytes = bcrypt.hashpw(secret, bcrypt.gensalt(rounds=rounds))
     return hashed.decode("ascii")
 
 
