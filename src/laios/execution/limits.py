@@ -167,13 +167,29 @@ class ResourceLimits(BaseModel):
                 f"ResourceLimits.from_config expects a mapping, got {type(config).__name__}"
             )
         known = set(cls.model_fields)
-        unknown = [str(key) for key in config if key not in known]
+        unknown = [_key_text(key) for key in config if not _is_field(key, known)]
         if unknown:
             shown = ", ".join(repr(k[:64]) for k in sorted(unknown)[:5])
             raise ValueError(
                 f"unknown resource limit key(s): {shown}; expected any of {sorted(known)}"
             )
         return cls.model_validate(dict(config))
+
+
+def _is_field(key: object, known: set[str]) -> bool:
+    """Whether ``key`` names a field (``False`` for a key whose hash or ``==`` raises)."""
+    try:
+        return key in known
+    except Exception:
+        return False
+
+
+def _key_text(key: object) -> str:
+    """``key`` as text, for naming it unknown; its type's name when its ``str()`` raises."""
+    try:
+        return str(key)
+    except Exception:
+        return f"<{type(key).__name__} object>"
 
 
 # What help() and editors show is the reference's signature, the fields by position or by
