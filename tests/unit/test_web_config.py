@@ -13,11 +13,12 @@ import re
 import ssl
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from odd_values import OddText, Unusable
 from tls_certs import Authority, Issued, LowSecurityLevel, authority, encrypted_key
 
 from laios.execution._tls import ReloadingContext
@@ -1048,3 +1049,44 @@ def test_hash_password_takes_a_numpy_integer_cost() -> None:
     numpy = pytest.importorskip("numpy")
     hashed = hash_password("pw", cost=numpy.int64(4))
     assert hashed.startswith("$2b$04$")
+
+
+class _Pairs(Mapping[Any, Any]):
+    """A mapping kept as a list of pairs: its keys need no hash."""
+
+    def __init__(self, *pairs: tuple[Any, Any]) -> None:
+        self._pairs = list(pairs)
+
+    def __getitem__(self, key: Any) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([key for key, _ in self._pairs])
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def items(self) -> Any:
+        return list(self._pairs)
+
+
+@pytest.mark.parametrize("kind", ["object", "str"])
+def test_basic_auth_users_refuses_a_user_name_that_cannot_be_read_saying_so(kind: str) -> None:
+    """A user name whose str(), repr() and == raise is refused with a WebConfigError naming
+    its type (an object), or taken as the text it holds (a str subclass), instead of the
+    name's own RuntimeError escaping WebConfig."""
+    user: Any = OddText("prometheus") if kind == "str" else Unusable()
+    if kind == "str":
+        config = WebConfig(basic_auth_users=_Pairs((user, HTPASSWD_HASH)))
+        assert list(config.basic_auth_users) == ["prometheus"]
+        assert type(next(iter(config.basic_auth_users))) is str
+    else:
+        with pytest.raises(WebConfigError, match=r"^basic_auth_users: <Unusable object> is not"):
+            WebConfig(basic_auth_users=_Pairs((user, HTPASSWD_HASH)))
+
+
+def test_basic_auth_users_quotes_a_long_user_name_cut_short() -> None:
+    """A user name refused for a ':' in it is quoted cut short, not whole."""
+    with pytest.raises(WebConfigError) as caught:
+        WebConfig(basic_auth_users={"a:" + "x" * 100_000: HTPASSWD_HASH})
+    assert len(str(caught.value)) < 1_000
