@@ -60,7 +60,7 @@ def test_a_decimal_retry_option_says_to_pass_float(name: str) -> None:
 
 def test_a_string_timeout_gets_no_conversion_hint(executor: Executor) -> None:
     """A value that is no number at all is not told to go through float()."""
-    result = executor.execute_task(_task(), CONTEXT, timeout="1.5")  # type: ignore[arg-type]
+    result = executor.execute_task(_task(), CONTEXT, timeout="1.5 s")  # type: ignore[arg-type]
     assert result.metadata["outcome"] == "rejected"
     assert result.error is not None
     assert "float(value)" not in result.error

@@ -344,3 +344,49 @@ def test_limits_assigned_that_the_threads_cannot_enforce_are_warned_about(
     said = [r.getMessage() for r in caplog.records if "is not enforced" in r.getMessage()]
     assert len(said) == 1, said
     assert said[0].startswith("ResourceLimits.memory_limit_mb is not enforced")
+
+
+class _KeyThatCannotBeRead:
+    """A configuration key whose ``==``, ``str()`` and ``repr()`` raise (or, with
+    ``hashable=False``, whose hash raises too)."""
+
+    def __init__(self, hashable: bool = True) -> None:
+        self.hashable = hashable
+
+    def __hash__(self) -> int:
+        if not self.hashable:
+            raise RuntimeError("no hash")
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+class _ListedMapping(dict):  # type: ignore[type-arg]
+    """A mapping that holds its keys in a list, so that one whose hash raises can be given."""
+
+    def __init__(self, keys: list[Any]) -> None:
+        super().__init__()
+        self._keys = keys
+
+    def __iter__(self) -> Any:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+@pytest.mark.parametrize("hashable", [True, False], ids=["eq-raises", "hash-raises"])
+def test_from_config_refuses_a_key_that_cannot_be_read_as_unknown(hashable: bool) -> None:
+    """A key whose ==, str() (or hash) raises is an unknown key, the ValueError naming its
+    type, instead of the key's RuntimeError escaping from_config."""
+    config = _ListedMapping([_KeyThatCannotBeRead(hashable)])
+    with pytest.raises(
+        ValueError, match=r"^unknown resource limit key\(s\): '<_KeyThatCannotBeRead object>'"
+    ):
+        ResourceLimits.from_config(config)

@@ -23,7 +23,7 @@ except ImportError:  # (NumPy is optional: the Fraction cases still run)
 needs_numpy = pytest.mark.skipif(numpy is None, reason="NumPy is not installed")
 SECONDS: list[Any] = [Fraction(5, 1)]
 SHORT: list[Any] = [Fraction(1, 20)]
-NOT_NUMBERS: list[Any] = [Decimal("0.5"), "1", True]
+NOT_NUMBERS: list[Any] = [Decimal("0.5"), "one", True]
 if numpy is not None:
     SECONDS += [numpy.int64(5), numpy.float32(5.0), numpy.int32(5)]
     SHORT.append(numpy.float32(0.05))
@@ -111,7 +111,7 @@ def test_retry_policy_keeps_real_numbers_as_plain_numbers() -> None:
 def test_a_value_that_is_no_real_number_is_still_refused(
     executor: Executor, context: Context, make_task: Callable[..., Task], value: Any
 ) -> None:
-    """A Decimal (not a numbers.Real), a string or a bool stays a rejected call."""
+    """A Decimal (not a numbers.Real), text spelling no number or a bool stays a rejected call."""
     result = executor.execute_task(make_task("echo"), context, timeout=value)
     assert result.metadata["outcome"] == "rejected"
     assert "timeout must be a" in (result.error or "")

@@ -557,6 +557,20 @@ def test_register_tools_given_one_tool_class_says_to_pass_a_list() -> None:
         ToolRegistry().register_tools(One)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("given", [ToolRegistry, dict, ToolOutput])
+def test_register_tools_given_a_class_that_is_no_tool_does_not_call_it_a_tool(given: Any) -> None:
+    """register_tools(ToolRegistry) said "got the tool ToolRegistry: call
+    register_tools([ToolRegistry]) or register_tool(ToolRegistry)", both of which are refused:
+    a class that is no BaseTool subclass is named as a class that is no tool."""
+    with pytest.raises(TypeError) as caught:
+        ToolRegistry().register_tools(given)
+    message = str(caught.value)
+    assert message == (
+        "register_tools expects an iterable of tools (BaseTool subclasses or instances), "
+        f"got the class {given.__name__}, which is no tool"
+    ), message
+
+
 @pytest.mark.parametrize("kind", ["hash", "eq"])
 def test_unregister_tool_of_a_name_whose_hash_or_eq_raises_is_false(kind: str) -> None:
     """``unregister_tool`` let the ``RuntimeError`` of a name's own hash (or ``==``, for a

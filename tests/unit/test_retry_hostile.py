@@ -614,7 +614,7 @@ def test_a_retry_call_stranded_on_a_closed_loop_does_not_make_cancel_or_shutdown
 @pytest.mark.parametrize("mode", ["blocking", "async"])
 @pytest.mark.parametrize(
     "options",
-    [{"max_retries": -1}, {"retry_delay": float("nan")}, {"jitter": 2}, {"timeout": "5"}],
+    [{"max_retries": -1}, {"retry_delay": float("nan")}, {"jitter": 2}, {"timeout": "5 s"}],
     ids=["max_retries", "retry_delay", "jitter", "timeout"],
 )
 def test_a_call_refused_for_its_options_still_says_no_retry_ran(

@@ -13,11 +13,12 @@ import re
 import ssl
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from odd_values import OddText, Unusable
 from tls_certs import Authority, Issued, LowSecurityLevel, authority, encrypted_key
 
 from laios.execution._tls import ReloadingContext
@@ -1015,3 +1016,77 @@ def test_hash_password_refuses_a_password_that_is_not_text_saying_so(password: A
     "object of type 'int' has no len()" or a length problem."""
     with pytest.raises(TypeError, match=r"password must be a str or bytes, got "):
         hash_password(password, cost=4)
+
+
+class _LyingInt(int):
+    """A whole number whose comparisons all answer that it is in any range."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    __hash__ = int.__hash__
+
+
+@pytest.mark.parametrize("cost", [_LyingInt(-4), _LyingInt(40)], ids=repr)
+def test_hash_password_judges_the_cost_by_its_value(cost: int) -> None:
+    """A cost of an int class whose comparisons lie is refused by its value, with the
+    ValueError of any cost out of range, not bcrypt's OverflowError (or a hash of cost 40)."""
+    with pytest.raises(ValueError, match=r"^cost must be a whole number from 4 to 31, got "):
+        hash_password("pw", cost=cost)
+
+
+def test_hash_password_takes_a_numpy_integer_cost() -> None:
+    """A NumPy integer is a whole number, as for every count of the package."""
+    numpy = pytest.importorskip("numpy")
+    hashed = hash_password("pw", cost=numpy.int64(4))
+    assert hashed.startswith("$2b$04$")
+
+
+class _Pairs(Mapping[Any, Any]):
+    """A mapping kept as a list of pairs: its keys need no hash."""
+
+    def __init__(self, *pairs: tuple[Any, Any]) -> None:
+        self._pairs = list(pairs)
+
+    def __getitem__(self, key: Any) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([key for key, _ in self._pairs])
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def items(self) -> Any:
+        return list(self._pairs)
+
+
+@pytest.mark.parametrize("kind", ["object", "str"])
+def test_basic_auth_users_refuses_a_user_name_that_cannot_be_read_saying_so(kind: str) -> None:
+    """A user name whose str(), repr() and == raise is refused with a WebConfigError naming
+    its type (an object), or taken as the text it holds (a str subclass), instead of the
+    name's own RuntimeError escaping WebConfig."""
+    user: Any = OddText("prometheus") if kind == "str" else Unusable()
+    if kind == "str":
+        config = WebConfig(basic_auth_users=_Pairs((user, HTPASSWD_HASH)))
+        assert list(config.basic_auth_users) == ["prometheus"]
+        assert type(next(iter(config.basic_auth_users))) is str
+    else:
+        with pytest.raises(WebConfigError, match=r"^basic_auth_users: <Unusable object> is not"):
+            WebConfig(basic_auth_users=_Pairs((user, HTPASSWD_HASH)))
+
+
+def test_basic_auth_users_quotes_a_long_user_name_cut_short() -> None:
+    """A user name refused for a ':' in it is quoted cut short, not whole."""
+    with pytest.raises(WebConfigError) as caught:
+        WebConfig(basic_auth_users={"a:" + "x" * 100_000: HTPASSWD_HASH})
+    assert len(str(caught.value)) < 1_000

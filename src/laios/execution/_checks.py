@@ -231,8 +231,9 @@ def _switch(name: str, value: object) -> bool:
     if is_boolean(value):
         return bool(value)
     if isinstance(value, int):
-        if value in (0, 1):
-            return bool(value)
+        number = int.__int__(value)  # (its value: a subclass's __eq__ may claim anything)
+        if number in (0, 1):
+            return number == 1
         # (any other number would read as true, and is most likely meant for another option)
         raise TypeError(
             f"{name} must be True or False, got int {number_repr(value)} (of the whole numbers, "

@@ -52,7 +52,7 @@ from laios.execution._runners.base import Runner
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.loop import LoopRunner
 from laios.execution._runners.thread import ThreadRunner
-from laios.execution.limits import ResourceLimits, check_limits
+from laios.execution.limits import ResourceLimits, check_limits, seconds_from_text
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.redaction import truncate_bytes
 from laios.execution.retry import RetryHook, RetryPolicy
@@ -425,7 +425,8 @@ class Executor(Generic[_RegistryT]):
             task: The task to run.
             context: The current execution context.
             timeout: Seconds before the task times out; overrides
-                ``resource_limits.timeout_seconds``.
+                ``resource_limits.timeout_seconds``. A number written as text (``"30"``) is
+                read as ``ResourceLimits`` reads its ``timeout_seconds``.
             on_progress: Called with ``(event, data)``: ``"started"``, ``"progress"``,
                 ``"completed"``, ``"failed"``, ``"timeout"``, ``"cancelled"``.
 
@@ -592,7 +593,7 @@ class Executor(Generic[_RegistryT]):
         """
         engine = self._engine
         try:
-            policy = self._checked_retry(
+            policy, timeout = self._checked_retry(
                 task,
                 context,
                 on_progress,
@@ -635,7 +636,7 @@ class Executor(Generic[_RegistryT]):
         ``asyncio.CancelledError`` when the awaiting coroutine is cancelled)."""
         engine = self._engine
         try:
-            policy = self._checked_retry(
+            policy, timeout = self._checked_retry(
                 task,
                 context,
                 on_progress,
@@ -672,9 +673,10 @@ class Executor(Generic[_RegistryT]):
         deadline: float | None,
         retry_if: Callable[[TaskResult], bool] | None,
         on_retry: RetryHook | None,
-    ) -> RetryPolicy:
+    ) -> tuple[RetryPolicy, Any]:
         """The validated policy of a retry call (``TypeError``/``ValueError`` for bad
-        arguments, before any attempt)."""
+        arguments, before any attempt), and its ``timeout`` to use: one written as text is
+        the number it spells (the retry loop compares it with the deadline's time left)."""
         check_call(task, context, on_progress)
         if on_retry is not None:
             plain_callable("on_retry", "RetryDetails", on_retry)
@@ -685,7 +687,9 @@ class Executor(Generic[_RegistryT]):
         )
         if timeout is not None:
             self._engine.resolve_timeout(timeout)
-        return policy
+            if issubclass(type(timeout), str):
+                timeout = seconds_from_text(timeout)
+        return policy, timeout
 
     # -- monitoring ------------------------------------------------------------------------
 

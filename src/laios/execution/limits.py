@@ -8,12 +8,15 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
 from laios._numbers import is_numpy_timedelta
 from laios.execution._checks import as_float, is_boolean, number_repr
 
 __all__ = ["ResourceLimits"]
+
+#: How a float field of ResourceLimits reads a number written as text (Pydantic's lax mode).
+_FLOAT_FROM_TEXT: TypeAdapter[float] = TypeAdapter(float)
 
 
 #: The order in which ResourceLimits takes its fields by position.
@@ -164,13 +167,29 @@ class ResourceLimits(BaseModel):
                 f"ResourceLimits.from_config expects a mapping, got {type(config).__name__}"
             )
         known = set(cls.model_fields)
-        unknown = [str(key) for key in config if key not in known]
+        unknown = [_key_text(key) for key in config if not _is_field(key, known)]
         if unknown:
             shown = ", ".join(repr(k[:64]) for k in sorted(unknown)[:5])
             raise ValueError(
                 f"unknown resource limit key(s): {shown}; expected any of {sorted(known)}"
             )
         return cls.model_validate(dict(config))
+
+
+def _is_field(key: object, known: set[str]) -> bool:
+    """Whether ``key`` names a field (``False`` for a key whose hash or ``==`` raises)."""
+    try:
+        return key in known
+    except Exception:
+        return False
+
+
+def _key_text(key: object) -> str:
+    """``key`` as text, for naming it unknown; its type's name when its ``str()`` raises."""
+    try:
+        return str(key)
+    except Exception:
+        return f"<{type(key).__name__} object>"
 
 
 # What help() and editors show is the reference's signature, the fields by position or by
@@ -188,6 +207,19 @@ ResourceLimits.__signature__ = inspect.Signature(
     ],
     return_annotation=None,
 )
+
+
+def seconds_from_text(text: str) -> float | None:
+    """The number ``text`` spells, read as ``ResourceLimits`` reads its ``timeout_seconds``
+    (``"30"``, ``" 2.5 "``, ``"1e3"``); ``None`` when it spells no number (``"30s"``).
+
+    Only the reading is shared: the caller checks the number (a per-call timeout of ``"inf"``
+    means no limit, as ``float("inf")`` does there).
+    """
+    try:
+        return _FLOAT_FROM_TEXT.validate_python(str.__str__(text))
+    except ValidationError:
+        return None
 
 
 def check_limits(limits: ResourceLimits) -> None:

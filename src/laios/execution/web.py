@@ -49,7 +49,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any, Literal, NoReturn
 
 from laios._text import MAX_QUOTED_CHARS, shorten
-from laios.execution._checks import number_repr
+from laios.execution._checks import number_repr, whole_number
 
 _log = logging.getLogger("laios.execution.server")
 
@@ -482,17 +482,23 @@ def _check_users(users: Any) -> dict[str, str]:
         _fail(where, f"must map user names to bcrypt hashes, not {type(users).__name__}")
     checked: dict[str, str] = {}
     costs: dict[str, int] = {}
-    for user, hashed in users.items():
-        if not isinstance(user, str) or not user or ":" in user:
-            _fail(where, f"{user!r} is not a user name (a non-empty string without ':')")
+    for given, hashed in users.items():
+        if not isinstance(given, str) or not given or ":" in given:
+            _fail(
+                where, f"{number_repr(given)} is not a user name (a non-empty string without ':')"
+            )
+        # (the text a str subclass holds: its own str(), hash or == may raise, or lie)
+        user = str.__str__(given)
+        named = f"{where}.{_shown(user)}"
         if not isinstance(hashed, str):
-            _fail(f"{where}.{user}", f"must be a bcrypt hash, not {type(hashed).__name__}")
-        _no_white_space_around(f"{where}.{user}", hashed)
+            _fail(named, f"must be a bcrypt hash, not {type(hashed).__name__}")
+        hashed = str.__str__(hashed)
+        _no_white_space_around(named, hashed)
         match = _BCRYPT_HASH.fullmatch(hashed)
         if match is None:
             # Never echo the value: it may be the password itself.
             _fail(
-                f"{where}.{user}",
+                named,
                 "is not a bcrypt hash. Write the hash of the password, never the password "
                 'itself; make one with: python -c "import getpass; from '
                 'laios.execution.web import hash_password; print(hash_password(getpass.getpass()))"'
@@ -500,7 +506,7 @@ def _check_users(users: Any) -> dict[str, str]:
             )
         costs[user] = cost = int(match.group(1))
         if not 4 <= cost <= 31:
-            _fail(f"{where}.{user}", "has a bcrypt cost outside 4 to 31")
+            _fail(named, "has a bcrypt cost outside 4 to 31")
         checked[user] = hashed
     if checked:
         _require("bcrypt", "the bcrypt package", "Checking basic_auth_users passwords")
@@ -670,9 +676,10 @@ def hash_password(password: str | bytes, *, cost: int = 10) -> str:
     secret = password.encode("utf-8") if isinstance(password, str) else password
     if not secret or len(secret) > 72:
         raise ValueError("a bcrypt password is 1 to 72 bytes long")
-    if isinstance(cost, bool) or not isinstance(cost, int) or not 4 <= cost <= 31:
-        raise ValueError(f"cost must be a whole number from 4 to 31, got {cost!r}")
-    hashed: bytes = bcrypt.hashpw(secret, bcrypt.gensalt(rounds=cost))
+    rounds = whole_number(cost)  # (a plain int: an int subclass's comparisons may lie)
+    if rounds is None or not 4 <= rounds <= 31:
+        raise ValueError(f"cost must be a whole number from 4 to 31, got {number_repr(cost)}")
+    hashed: bytes = bcrypt.hashpw(secret, bcrypt.gensalt(rounds=rounds))
     return hashed.decode("ascii")
 
 

@@ -214,6 +214,11 @@ class ToolRegistry:
                 ``__init__`` needs arguments.
             ValueError: If a tool class refuses to be instantiated.
         """
+        if isinstance(tool_classes, type) and not issubclass(tool_classes, BaseTool):
+            raise TypeError(
+                "register_tools expects an iterable of tools (BaseTool subclasses or "
+                f"instances), got the class {tool_classes.__name__}, which is no tool"
+            )
         if isinstance(tool_classes, (BaseTool, type)):  # one tool, not a collection of them
             name = getattr(tool_classes, "__name__", None) or type(tool_classes).__name__
             raise TypeError(

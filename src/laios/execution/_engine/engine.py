@@ -27,7 +27,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -78,7 +78,7 @@ from laios.execution._runners.loop import (
     own_task,
 )
 from laios.execution._task_writes import task_fields
-from laios.execution.limits import ResourceLimits
+from laios.execution.limits import ResourceLimits, seconds_from_text
 from laios.execution.redaction import secret_fields_of_tool, utf8_text
 from laios.execution.tracing import (
     baggage_header,
@@ -330,6 +330,42 @@ def _request_cancel(active: Iterable[Job]) -> bool:
     return registered
 
 
+def _timeout_seconds(timeout: object) -> float | None:
+    """A per-call timeout other than a plain positive int or float, as seconds (``None``: no
+    limit, for infinity). A number written as text (``"30"``) is read as ``ResourceLimits``
+    reads its ``timeout_seconds``, then checked as that number.
+
+    Raises:
+        ValueError: When ``timeout`` is not a real number (an int, a float, a ``Fraction``, a
+            NumPy scalar, text spelling one; not a ``bool``) of seconds greater than 0, or one
+            whose ``float()`` raises.
+    """
+    if issubclass(type(timeout), str):  # (as ResourceLimits(timeout_seconds="30") takes it)
+        read = seconds_from_text(cast("str", timeout))
+        if read is None:
+            raise ValueError(
+                f"timeout must be a real number of seconds, got {number_repr(timeout)}"
+            )
+        seconds = read
+    elif not is_real(timeout):  # (a Fraction or a NumPy scalar is a number too)
+        raise ValueError(
+            f"timeout must be a real number of seconds, got {number_repr(timeout)}"
+            f"{conversion_hint(timeout)}"
+        )
+    else:
+        try:
+            seconds = as_float(cast("float", timeout))  # (an int too large for a float: inf)
+        except Exception as exc:  # (a number class of its own whose float() raises)
+            raise ValueError(
+                f"timeout must be a real number of seconds, got {number_repr(timeout)}: "
+                f"float() of it raised {type_name(type(exc))}: "
+                f"{shorten(describe_exception(exc), 200)}"
+            ) from None
+    if math.isnan(seconds) or seconds <= 0:
+        raise ValueError(f"timeout must be more than 0 seconds, got {number_repr(timeout)}")
+    return None if math.isinf(seconds) else seconds
+
+
 class Engine:
     """The machinery behind one ``Executor`` (which is a thin, validating facade over it).
 
@@ -412,9 +448,7 @@ class Engine:
         292 years, an int too large for a float included) and infinity mean no limit.
 
         Raises:
-            ValueError: When ``timeout`` is not a real number (an int, a float, a ``Fraction``,
-                a NumPy scalar; not a ``bool``) of seconds greater than 0, or one whose
-                ``float()`` raises.
+            ValueError: As :func:`_timeout_seconds` says.
         """
         if timeout is None:
             limit = self.limits.timeout_seconds
@@ -422,25 +456,8 @@ class Engine:
             kind = type(timeout)
             if (kind is float or kind is int) and 0 < timeout < math.inf:  # the common case
                 limit = as_float(timeout)  # (an int too large for a float: past any wait)
-            elif not is_real(timeout):  # (a Fraction or a NumPy scalar is a number too)
-                raise ValueError(
-                    f"timeout must be a real number of seconds, got {number_repr(timeout)}"
-                    f"{conversion_hint(timeout)}"
-                )
             else:
-                try:
-                    seconds = as_float(timeout)  # (an int too large for a float: infinite)
-                except Exception as exc:  # (a number class of its own whose float() raises)
-                    raise ValueError(
-                        f"timeout must be a real number of seconds, got {number_repr(timeout)}: "
-                        f"float() of it raised {type_name(type(exc))}: "
-                        f"{shorten(describe_exception(exc), 200)}"
-                    ) from None
-                if math.isnan(seconds) or seconds <= 0:
-                    raise ValueError(
-                        f"timeout must be more than 0 seconds, got {number_repr(timeout)}"
-                    )
-                limit = None if math.isinf(seconds) else seconds
+                limit = _timeout_seconds(timeout)
         if limit is not None and limit > threading.TIMEOUT_MAX:
             return None
         return limit
