@@ -487,6 +487,30 @@ class SpinCatching(BaseTool):
         return "spun"
 
 
+class SpinProfiled(BaseTool):
+    name = "spin_profiled"
+    description = (
+        "Burns CPU for a number of CPU seconds under a sampling profiler of its own: a SIGPROF "
+        "handler and an ITIMER_PROF timer every 10 ms, in place of its CPU budget's timer. "
+        "With stop=True it puts both back as it found them before it returns (a profiler that "
+        "cleans up), else it leaves them."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import signal
+
+        samples = []
+        before = signal.signal(signal.SIGPROF, lambda signum, frame: samples.append(frame))
+        signal.setitimer(signal.ITIMER_PROF, 0.01, 0.01)
+        start = time.process_time()
+        while time.process_time() - start < kwargs["seconds"]:
+            pass
+        if kwargs.get("stop"):
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, before)
+        return len(samples)
+
+
 class SpinDeaf(BaseTool):
     name = "spin_deaf"
     description = (
@@ -1586,6 +1610,7 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    SpinProfiled,
     ChecksOddKeys,
     ReportsProxies,
     WatchesItsHandle,

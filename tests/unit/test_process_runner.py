@@ -1751,6 +1751,42 @@ def test_a_tool_that_handles_its_cpu_budgets_signal_and_ends_past_it_is_the_budg
     assert run_pid(executor, task, context) != before
 
 
+def test_a_tool_profiling_itself_within_its_cpu_budget_is_not_said_to_exceed_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool whose profiler set the CPU timer (``ITIMER_PROF``, on ``SIGPROF``) in place of
+    its budget's, and stopped it before returning, within its budget but in the last 50 ms of
+    it: the timer read as run out, so the task ended ``cpu_limit``, its error saying that the
+    tool "handled the signal that stops it there", though it never came."""
+    # 5 % of a 10 s timeout: a budget of 0.5 CPU seconds; the tool burns 0.475 of them.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))
+    result = executor.execute_task(
+        task("spin_profiled", seconds=0.475, stop=True), context, timeout=10.0
+    )
+    assert result.success, result.error
+    assert result.output > 0, "the profiler took no sample"
+
+
+def test_a_tool_profiling_itself_past_its_cpu_budget_is_the_budgets(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool whose profiler set the CPU timer in place of its budget's, and left it running,
+    went on past its budget and returned before the runner's watch (0.5 s past the budget)
+    stopped it: the timer read as not run out, and the task succeeded. It now ends
+    ``cpu_limit``, its error saying how much it used and that it took the timer."""
+    # A budget of 0.5 CPU seconds; the tool burns 0.75 (a new worker: the whole-second
+    # RLIMIT_CPU backstop is at least a second away).
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))
+    result = executor.execute_task(task("spin_profiled", seconds=0.75), context, timeout=10.0)
+    assert result.metadata["outcome"] == "error", result
+    assert result.metadata["error_type"] == "cpu_limit", result.error
+    error = result.error or ""
+    assert "CPU budget of 0.5 CPU seconds (" in error, error
+    assert "set the CPU timer that stops it there" in error, error
+    assert "handled the signal" not in error, error
+    assert executor.get_metrics(result.task_id).cpu_time >= 0.75
+
+
 def pretend_unenforced(monkeypatch: pytest.MonkeyPatch, *limits: str) -> None:
     """Have the runner take ``limits`` ("memory", "cpu") for ones the platform cannot enforce,
     none of them warned about yet in this process."""
