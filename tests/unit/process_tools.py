@@ -314,6 +314,32 @@ class Allocate(BaseTool):
         return kwargs["mb"]
 
 
+class SizeRefused(MemoryError):
+    """A tool's own refusal of a size it was asked for, as a ``MemoryError``."""
+
+
+class RefusesASize(BaseTool):
+    name = "refuses_a_size"
+    description = (
+        "Refuses the number of MB it is given without allocating anything, raising a "
+        "MemoryError of its own: a SizeRefused (a subclass), or with plain=True a MemoryError."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        error = MemoryError if kwargs.get("plain") else SizeRefused
+        raise error(f"{kwargs['mb']} MB is more than this tool will allocate")
+
+
+class AllocatesWithNumpy(BaseTool):
+    name = "allocates_with_numpy"
+    description = "Imports NumPy, then has it allocate a number of MB (zeroed), returning how many."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import numpy
+
+        return numpy.zeros(kwargs["mb"] * 1024 * 1024, dtype=numpy.uint8).size // (1024 * 1024)
+
+
 class AllocatesOnAFile(BaseTool):
     name = "allocates_on_a_file"
     description = (
@@ -1611,6 +1637,8 @@ class CountsAndTraces(BaseTool):
 
 TOOLS = (
     SpinProfiled,
+    RefusesASize,
+    AllocatesWithNumpy,
     ChecksOddKeys,
     ReportsProxies,
     WatchesItsHandle,

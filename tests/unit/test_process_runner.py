@@ -1556,6 +1556,42 @@ def test_an_error_a_tool_raises_for_an_allocation_the_limit_refused_is_the_limit
     assert result.success, result.error
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["subclass", "plain"])
+def test_a_memory_error_a_tool_raises_itself_under_a_memory_limit_is_the_tools(
+    plain: bool, make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool that refuses a size it was asked for, raising a ``MemoryError`` of its own (no
+    allocation failed: memory was plentiful), under ``memory_limit_mb``: the task ended
+    ``memory_limit``, its error saying that the tool "exceeded its memory limit", and the
+    worker was replaced. It now ends with the tool's own error, and the worker serves on."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("refuses_a_size", mb=10**9, plain=plain), context, timeout=WAIT
+    )
+    assert not result.success
+    expected = "MemoryError" if plain else "SizeRefused"
+    assert result.metadata["error_type"] == expected, result.error
+    error = result.error or ""
+    assert "more than this tool will allocate" in error, error
+    assert "exceeded its memory limit" not in error, error
+    assert run_pid(executor, task, context) == before, "the worker was replaced"
+
+
+def test_a_memory_error_a_c_library_raises_as_the_limit_refuses_it_is_the_limits(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """NumPy tells an allocation it could not make as a ``MemoryError`` subclass of its own,
+    raised from C: under ``memory_limit_mb`` that is the limit's (``memory_limit``), as the
+    interpreter's own ``MemoryError`` is."""
+    pytest.importorskip("numpy")
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=1000))
+    result = executor.execute_task(task("allocates_with_numpy", mb=4000), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "memory_limit", result.error
+    assert "memory limit of 1000 MB" in (result.error or ""), result.error
+
+
 def test_a_thread_the_memory_limit_refuses_says_the_limit_refused_it(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -925,10 +925,37 @@ async def _awaited(watched: WatchedCall) -> RawOutcome:
 
 def _out_of_memory(error: BaseException | None) -> bool:
     """Whether ``error`` says an allocation failed: a ``MemoryError``, or the ``OSError``
-    ``ENOMEM`` of a mapping the tool made itself (``mmap``), which ``RLIMIT_DATA`` counts too."""
+    ``ENOMEM`` of a mapping the tool made itself (``mmap``), which ``RLIMIT_DATA`` counts too;
+    not one that a ``raise`` statement made (see :func:`_raised_by_a_statement`)."""
     if isinstance(error, MemoryError):
-        return True
-    return isinstance(error, OSError) and error.errno == errno.ENOMEM
+        return not _raised_by_a_statement(error)
+    if isinstance(error, OSError) and error.errno == errno.ENOMEM:
+        return not _raised_by_a_statement(error)
+    return False
+
+
+def _raised_by_a_statement(error: BaseException) -> bool:
+    """Whether ``error`` was first raised by a ``raise`` statement naming it (``raise
+    MemoryError(...)``) in Python code: a tool (or a library written in Python) that refuses
+    a size itself, not an allocation that failed. The interpreter, and a C library (NumPy's
+    ``MemoryError`` subclass), raise it from the call that allocates; an exception raised
+    again (``raise``, ``raise error``) keeps where it was first raised. ``False`` when that
+    cannot be read (no traceback, a frame of no Python bytecode, memory short here)."""
+    trace = error.__traceback__
+    if trace is None:
+        return False
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    try:
+        import dis
+
+        offset = trace.tb_lasti
+        for instruction in dis.get_instructions(trace.tb_frame.f_code):
+            if instruction.offset == offset:
+                return instruction.opname == "RAISE_VARARGS" and bool(instruction.arg)
+    except Exception:  # (MemoryError too, under the call's limit: the limit's, as before)
+        return False
+    return False
 
 
 def _raised_out_of_memory(error: BaseException) -> bool:
