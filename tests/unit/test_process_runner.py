@@ -2111,6 +2111,43 @@ def test_a_span_exporter_that_blocks_never_holds_another_workers_outcome(
     assert all(outcome.success for outcome in outcomes), [o.error for o in outcomes]
 
 
+def test_a_call_waiting_for_a_busy_worker_is_queued_not_in_flight(
+    make: Callable[..., Executor],
+    tools: ToolRegistry,
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+) -> None:
+    """With every worker busy, a call waits in the runner's queue: its task is queued (not in
+    flight) until a worker takes it, and that wait is its queue wait, as on the thread runner
+    (the task starts when its worker takes it, not when it is handed to the runner)."""
+    tools.register_tool(process_tools.WaitsForAFile())
+    store = MetricStore()
+    executor = make(1, store=store)
+    run_pid(executor, task, context)  # (the worker is up: the wait below is the queue's alone)
+    path = Path(box) / "go"
+    finished: list[tuple[str, float]] = []
+    store.add_finish_listener(lambda done: finished.append((done.tool, done.queue_wait)))
+    first = Caller(executor, task("waits_for_a_file", path=str(path)), context, timeout=4 * WAIT)
+    try:
+        assert wait_for(lambda: executor.runner.stats.busy == 1), "the first call never ran"
+        queued = Caller(executor, task("pid"), context, timeout=4 * WAIT)
+        assert wait_for(lambda: len(store.running_snapshot()) == 2), "the call was never queued"
+        held = time.monotonic()
+        while time.monotonic() - held < 0.3:  # (the state must hold while the worker is busy)
+            states = {r.tool: r.state for r in store.running_snapshot()}
+            assert states == {"waits_for_a_file": "running", "pid": "queued"}, states
+            slots = {t.tool: t.in_flight for t in store.snapshot().tools}
+            assert slots.get("pid", 0) == 0, slots
+            time.sleep(0.02)
+    finally:
+        path.touch()
+    assert first.returned(WAIT, "the first call never ended").success
+    assert queued.returned(WAIT, "the queued call never ended").success
+    (wait,) = [seconds for tool, seconds in finished if tool == "pid"][-1:]
+    assert wait >= 0.3, finished
+
+
 def test_a_call_queued_behind_an_outcome_whose_export_blocks_starts_at_once(
     make: Callable[..., Executor],
     tools: ToolRegistry,
