@@ -1506,6 +1506,13 @@ class FailsToPickleOnceArmed:
         return (str, (os.path.join(os.sep, "no", "such", "file"),))
 
 
+def spin_for(seconds: float) -> None:
+    """An initializer that burns ``seconds`` CPU seconds (as heavy imports do)."""
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+
+
 def fail_while_file_exists(path: str) -> None:
     """A worker initializer that raises while the file ``path`` exists."""
     if os.path.exists(path):

@@ -1787,6 +1787,24 @@ def test_a_tool_that_handles_its_cpu_budgets_signal_and_ends_past_it_is_the_budg
     assert run_pid(executor, task, context) != before
 
 
+def test_the_cpu_seconds_of_the_initializer_do_not_count_against_a_calls_budget(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """The runner's watch of a worker's CPU clock counted from when the call was sent: a
+    worker's first call, whose initializer burnt more than the call's budget and the grace
+    (heavy imports), had its worker killed while it still ran the initializer, and ended
+    ``cpu_limit`` saying that the tool exceeded its budget, though it never started (every
+    new worker's first call so). The budget now counts from when the worker begins the call,
+    as the worker's own timer does."""
+    # 5 % of a 10 s timeout: a budget of 0.5 CPU seconds; the initializer burns 1.5.
+    executor = make(
+        resource_limits=ResourceLimits(cpu_limit_percent=5),
+        runner_options={"initializer": process_tools.spin_for, "initargs": (1.5,)},
+    )
+    result = executor.execute_task(task("pid"), context, timeout=10.0)
+    assert result.success, result.error
+
+
 def test_a_tool_profiling_itself_within_its_cpu_budget_is_not_said_to_exceed_it(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
