@@ -318,6 +318,21 @@ class SizeRefused(MemoryError):
     """A tool's own refusal of a size it was asked for, as a ``MemoryError``."""
 
 
+class RefusesToPickle:
+    """A value whose pickling refuses with a ``MemoryError`` of its own (nothing allocated)."""
+
+    def __reduce__(self) -> Any:
+        raise SizeRefused("this value will not be pickled")
+
+
+class ReturnsRefusesToPickle(BaseTool):
+    name = "returns_refuses_to_pickle"
+    description = "Returns a value whose pickling raises a MemoryError subclass of its own."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return RefusesToPickle()
+
+
 class RefusesASize(BaseTool):
     name = "refuses_a_size"
     description = (
@@ -1644,6 +1659,7 @@ class CountsAndTraces(BaseTool):
 
 TOOLS = (
     SpinProfiled,
+    ReturnsRefusesToPickle,
     RefusesASize,
     AllocatesWithNumpy,
     ChecksOddKeys,

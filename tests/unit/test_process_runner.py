@@ -1578,6 +1578,19 @@ def test_a_memory_error_a_tool_raises_itself_under_a_memory_limit_is_the_tools(
     assert run_pid(executor, task, context) == before, "the worker was replaced"
 
 
+def test_a_memory_error_a_result_raises_itself_as_it_is_pickled_is_not_the_limits(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A result whose ``__reduce__`` refuses with a ``MemoryError`` of its own (nothing
+    allocated), under ``memory_limit_mb``: the task ended ``memory_limit``, its error saying
+    that the tool exceeded its memory limit while its value was pickled. It now says that the
+    value cannot be pickled, as it would without a limit."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    result = executor.execute_task(task("returns_refuses_to_pickle"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "exceeded its memory limit" not in (result.error or ""), result.error
+
+
 def test_a_memory_error_a_c_library_raises_as_the_limit_refuses_it_is_the_limits(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

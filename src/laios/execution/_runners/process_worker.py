@@ -1176,7 +1176,7 @@ def _result_message(
             del rebuilt
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL), retire
     except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
-        if memory_limit_mb is not None and isinstance(exc, MemoryError):
+        if memory_limit_mb is not None and isinstance(exc, MemoryError) and _out_of_memory(exc):
             returned = "exception it raised" if outcome.error is not None else "value it returned"
             error = _memory_limit_exceeded(
                 tool_name,
