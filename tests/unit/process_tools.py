@@ -314,6 +314,47 @@ class Allocate(BaseTool):
         return kwargs["mb"]
 
 
+class SizeRefused(MemoryError):
+    """A tool's own refusal of a size it was asked for, as a ``MemoryError``."""
+
+
+class RefusesToPickle:
+    """A value whose pickling refuses with a ``MemoryError`` of its own (nothing allocated)."""
+
+    def __reduce__(self) -> Any:
+        raise SizeRefused("this value will not be pickled")
+
+
+class ReturnsRefusesToPickle(BaseTool):
+    name = "returns_refuses_to_pickle"
+    description = "Returns a value whose pickling raises a MemoryError subclass of its own."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return RefusesToPickle()
+
+
+class RefusesASize(BaseTool):
+    name = "refuses_a_size"
+    description = (
+        "Refuses the number of MB it is given without allocating anything, raising a "
+        "MemoryError of its own: a SizeRefused (a subclass), or with plain=True a MemoryError."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        error = MemoryError if kwargs.get("plain") else SizeRefused
+        raise error(f"{kwargs['mb']} MB is more than this tool will allocate")
+
+
+class AllocatesWithNumpy(BaseTool):
+    name = "allocates_with_numpy"
+    description = "Imports NumPy, then has it allocate a number of MB (zeroed), returning how many."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import numpy
+
+        return numpy.zeros(kwargs["mb"] * 1024 * 1024, dtype=numpy.uint8).size // (1024 * 1024)
+
+
 class AllocatesOnAFile(BaseTool):
     name = "allocates_on_a_file"
     description = (
@@ -485,6 +526,30 @@ class SpinCatching(BaseTool):
         while time.process_time() - start < kwargs["seconds"]:
             pass
         return "spun"
+
+
+class SpinProfiled(BaseTool):
+    name = "spin_profiled"
+    description = (
+        "Burns CPU for a number of CPU seconds under a sampling profiler of its own: a SIGPROF "
+        "handler and an ITIMER_PROF timer every 10 ms, in place of its CPU budget's timer. "
+        "With stop=True it puts both back as it found them before it returns (a profiler that "
+        "cleans up), else it leaves them."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import signal
+
+        samples = []
+        before = signal.signal(signal.SIGPROF, lambda signum, frame: samples.append(frame))
+        signal.setitimer(signal.ITIMER_PROF, 0.01, 0.01)
+        start = time.process_time()
+        while time.process_time() - start < kwargs["seconds"]:
+            pass
+        if kwargs.get("stop"):
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, before)
+        return len(samples)
 
 
 class SpinDeaf(BaseTool):
@@ -1456,6 +1521,13 @@ class FailsToPickleOnceArmed:
         return (str, (os.path.join(os.sep, "no", "such", "file"),))
 
 
+def spin_for(seconds: float) -> None:
+    """An initializer that burns ``seconds`` CPU seconds (as heavy imports do)."""
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+
+
 def fail_while_file_exists(path: str) -> None:
     """A worker initializer that raises while the file ``path`` exists."""
     if os.path.exists(path):
@@ -1586,6 +1658,10 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    SpinProfiled,
+    ReturnsRefusesToPickle,
+    RefusesASize,
+    AllocatesWithNumpy,
     ChecksOddKeys,
     ReportsProxies,
     WatchesItsHandle,

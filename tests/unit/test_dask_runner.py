@@ -2060,7 +2060,8 @@ def test_a_call_whose_worker_the_nanny_restarted_for_memory_says_what_dask_said(
     """A result too large for its Dask worker's memory limit: the nanny restarts the worker,
     the cluster gives up on the task, and the call ends ``worker_lost``. Its error said only
     that the task ended 'error'; it now carries Dask's own reason (``KilledWorker``, which
-    names the worker whose logs tell why)."""
+    names the worker whose logs tell why). Its ``metadata["worker"]`` was ``None``: it now
+    names the Dask worker the call began on."""
     import dask
 
     config = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}
@@ -2077,9 +2078,12 @@ def test_a_call_whose_worker_the_nanny_restarted_for_memory_says_what_dask_said(
         tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
     )
     try:
+        (address,) = own.nthreads()
         result = executor.execute_task(task("returns_swelling", mb=400), CONTEXT, timeout=WAIT)
         assert result.metadata["error_type"] == "worker_lost", result
         assert "KilledWorker" in (result.error or ""), result.error
+        # The worker the call began on, which the nanny restarted: the one an operator looks at.
+        assert result.metadata.get("worker") == address, result.metadata
     finally:
         executor.shutdown(wait=False)
         own.close()
@@ -2738,7 +2742,8 @@ def test_a_call_whose_worker_closes_under_it_says_so(tools: ToolRegistry, tmp_pa
     """A Dask worker closed while it ran a tool (stopped, retired) kills the tool as it closes
     (its process runner is terminated): its report of that said the process runner "was
     terminated (its executor was collected without shutdown(), or the interpreter is
-    exiting)", error_type ``terminated``. It now says that the worker closed, ``worker_lost``."""
+    exiting)", error_type ``terminated``. It now says that the worker closed, ``worker_lost``,
+    and its ``metadata["worker"]`` (``None`` before) names that worker."""
     with _in_process_cluster(tools) as (cluster, _, executor):
         box = str(tmp_path)
         worker = _in_process_worker(cluster)
@@ -2755,6 +2760,7 @@ def test_a_call_whose_worker_closes_under_it_says_so(tools: ToolRegistry, tmp_pa
             assert result.metadata["error_type"] == "worker_lost", result
             error = result.error or ""
             assert f"Dask worker {worker.address} closed while" in error, error
+            assert result.metadata.get("worker") == worker.address, result.metadata
             assert "collected" not in error, error
             assert "interpreter" not in error, error
             assert "cluster was closed" not in error, error

@@ -1556,6 +1556,55 @@ def test_an_error_a_tool_raises_for_an_allocation_the_limit_refused_is_the_limit
     assert result.success, result.error
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["subclass", "plain"])
+def test_a_memory_error_a_tool_raises_itself_under_a_memory_limit_is_the_tools(
+    plain: bool, make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool that refuses a size it was asked for, raising a ``MemoryError`` of its own (no
+    allocation failed: memory was plentiful), under ``memory_limit_mb``: the task ended
+    ``memory_limit``, its error saying that the tool "exceeded its memory limit", and the
+    worker was replaced. It now ends with the tool's own error, and the worker serves on."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("refuses_a_size", mb=10**9, plain=plain), context, timeout=WAIT
+    )
+    assert not result.success
+    expected = "MemoryError" if plain else "SizeRefused"
+    assert result.metadata["error_type"] == expected, result.error
+    error = result.error or ""
+    assert "more than this tool will allocate" in error, error
+    assert "exceeded its memory limit" not in error, error
+    assert run_pid(executor, task, context) == before, "the worker was replaced"
+
+
+def test_a_memory_error_a_result_raises_itself_as_it_is_pickled_is_not_the_limits(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A result whose ``__reduce__`` refuses with a ``MemoryError`` of its own (nothing
+    allocated), under ``memory_limit_mb``: the task ended ``memory_limit``, its error saying
+    that the tool exceeded its memory limit while its value was pickled. It now says that the
+    value cannot be pickled, as it would without a limit."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    result = executor.execute_task(task("returns_refuses_to_pickle"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "exceeded its memory limit" not in (result.error or ""), result.error
+
+
+def test_a_memory_error_a_c_library_raises_as_the_limit_refuses_it_is_the_limits(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """NumPy tells an allocation it could not make as a ``MemoryError`` subclass of its own,
+    raised from C: under ``memory_limit_mb`` that is the limit's (``memory_limit``), as the
+    interpreter's own ``MemoryError`` is."""
+    pytest.importorskip("numpy")
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=1000))
+    result = executor.execute_task(task("allocates_with_numpy", mb=4000), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "memory_limit", result.error
+    assert "memory limit of 1000 MB" in (result.error or ""), result.error
+
+
 def test_a_thread_the_memory_limit_refuses_says_the_limit_refused_it(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -1749,6 +1798,60 @@ def test_a_tool_that_handles_its_cpu_budgets_signal_and_ends_past_it_is_the_budg
     assert "it handled the signal that stops it" in (result.error or ""), result.error
     assert gone(before), "the worker past its budget is reused"
     assert run_pid(executor, task, context) != before
+
+
+def test_the_cpu_seconds_of_the_initializer_do_not_count_against_a_calls_budget(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """The runner's watch of a worker's CPU clock counted from when the call was sent: a
+    worker's first call, whose initializer burnt more than the call's budget and the grace
+    (heavy imports), had its worker killed while it still ran the initializer, and ended
+    ``cpu_limit`` saying that the tool exceeded its budget, though it never started (every
+    new worker's first call so). The budget now counts from when the worker begins the call,
+    as the worker's own timer does."""
+    # 5 % of a 10 s timeout: a budget of 0.5 CPU seconds; the initializer burns 1.5.
+    executor = make(
+        resource_limits=ResourceLimits(cpu_limit_percent=5),
+        runner_options={"initializer": process_tools.spin_for, "initargs": (1.5,)},
+    )
+    result = executor.execute_task(task("pid"), context, timeout=10.0)
+    assert result.success, result.error
+
+
+def test_a_tool_profiling_itself_within_its_cpu_budget_is_not_said_to_exceed_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool whose profiler set the CPU timer (``ITIMER_PROF``, on ``SIGPROF``) in place of
+    its budget's, and stopped it before returning, within its budget but in the last 50 ms of
+    it: the timer read as run out, so the task ended ``cpu_limit``, its error saying that the
+    tool "handled the signal that stops it there", though it never came."""
+    # 5 % of a 10 s timeout: a budget of 0.5 CPU seconds; the tool burns 0.475 of them.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))
+    result = executor.execute_task(
+        task("spin_profiled", seconds=0.475, stop=True), context, timeout=10.0
+    )
+    assert result.success, result.error
+    assert result.output > 0, "the profiler took no sample"
+
+
+def test_a_tool_profiling_itself_past_its_cpu_budget_is_the_budgets(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool whose profiler set the CPU timer in place of its budget's, and left it running,
+    went on past its budget and returned before the runner's watch (0.5 s past the budget)
+    stopped it: the timer read as not run out, and the task succeeded. It now ends
+    ``cpu_limit``, its error saying how much it used and that it took the timer."""
+    # A budget of 0.5 CPU seconds; the tool burns 0.75 (a new worker: the whole-second
+    # RLIMIT_CPU backstop is at least a second away).
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))
+    result = executor.execute_task(task("spin_profiled", seconds=0.75), context, timeout=10.0)
+    assert result.metadata["outcome"] == "error", result
+    assert result.metadata["error_type"] == "cpu_limit", result.error
+    error = result.error or ""
+    assert "CPU budget of 0.5 CPU seconds (" in error, error
+    assert "set the CPU timer that stops it there" in error, error
+    assert "handled the signal" not in error, error
+    assert executor.get_metrics(result.task_id).cpu_time >= 0.75
 
 
 def pretend_unenforced(monkeypatch: pytest.MonkeyPatch, *limits: str) -> None:
@@ -2037,6 +2140,43 @@ def test_a_span_exporter_that_blocks_never_holds_another_workers_outcome(
     assert results[0].success, results[0].error
     outcomes = [executor.execute_task(task("pid"), context, timeout=WAIT) for _ in range(4)]
     assert all(outcome.success for outcome in outcomes), [o.error for o in outcomes]
+
+
+def test_a_call_waiting_for_a_busy_worker_is_queued_not_in_flight(
+    make: Callable[..., Executor],
+    tools: ToolRegistry,
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+) -> None:
+    """With every worker busy, a call waits in the runner's queue: its task is queued (not in
+    flight) until a worker takes it, and that wait is its queue wait, as on the thread runner
+    (the task starts when its worker takes it, not when it is handed to the runner)."""
+    tools.register_tool(process_tools.WaitsForAFile())
+    store = MetricStore()
+    executor = make(1, store=store)
+    run_pid(executor, task, context)  # (the worker is up: the wait below is the queue's alone)
+    path = Path(box) / "go"
+    finished: list[tuple[str, float]] = []
+    store.add_finish_listener(lambda done: finished.append((done.tool, done.queue_wait)))
+    first = Caller(executor, task("waits_for_a_file", path=str(path)), context, timeout=4 * WAIT)
+    try:
+        assert wait_for(lambda: executor.runner.stats.busy == 1), "the first call never ran"
+        queued = Caller(executor, task("pid"), context, timeout=4 * WAIT)
+        assert wait_for(lambda: len(store.running_snapshot()) == 2), "the call was never queued"
+        held = time.monotonic()
+        while time.monotonic() - held < 0.3:  # (the state must hold while the worker is busy)
+            states = {r.tool: r.state for r in store.running_snapshot()}
+            assert states == {"waits_for_a_file": "running", "pid": "queued"}, states
+            slots = {t.tool: t.in_flight for t in store.snapshot().tools}
+            assert slots.get("pid", 0) == 0, slots
+            time.sleep(0.02)
+    finally:
+        path.touch()
+    assert first.returned(WAIT, "the first call never ended").success
+    assert queued.returned(WAIT, "the queued call never ended").success
+    (wait,) = [seconds for tool, seconds in finished if tool == "pid"][-1:]
+    assert wait >= 0.3, finished
 
 
 def test_a_call_queued_behind_an_outcome_whose_export_blocks_starts_at_once(

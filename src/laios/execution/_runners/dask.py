@@ -861,6 +861,18 @@ def _stop_here(
     this.end(RawOutcome(None, error, error_type=error_type))
 
 
+def _named_where(outcome: RawOutcome, handle: _DaskCall) -> RawOutcome:
+    """``outcome`` naming the Dask worker that reported the call's start, when it names no
+    worker of its own (the call ended without an answer from a tool process: its worker
+    died or closed, its task was released or cancelled): its address alone, as for a call
+    killed there (the pid its ``started`` report gives is the Dask worker's, not a tool
+    process's). Unchanged for a call no worker reported starting."""
+    where = handle.where
+    if outcome.worker is None and where is not None:
+        outcome.worker = where.split(" ", 1)[0]
+    return outcome
+
+
 def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
     """The refusal of a call that cannot be pickled, naming what in it cannot be (the tool,
     or the first parameter that fails on its own: by name and type, never by value)."""
@@ -1789,10 +1801,12 @@ class DaskRunner:
                 outcome = parts[0]
                 if cancelled and outcome.error_type == "worker_lost":  # (killed as released)
                     outcome = self._ended_cancelled(outcome, reason)
-                events.finished(outcome)
+                events.finished(_named_where(outcome, handle))
             elif kind == "closed":
                 outcome = self._worker_closed(parts[0])
-                events.finished(self._ended_cancelled(outcome, reason) if cancelled else outcome)
+                if cancelled:
+                    outcome = self._ended_cancelled(outcome, reason)
+                events.finished(_named_where(outcome, handle))
         except Exception:
             _log.exception("reporting a Dask worker's %s event failed", kind)
 
@@ -1941,7 +1955,7 @@ class DaskRunner:
             outcome = RawOutcome(None, WorkerLost(message), error_type="worker_lost")
             if not started and not events.started():
                 return
-            events.finished(outcome)
+            events.finished(_named_where(outcome, handle) if started else outcome)
         except Exception:
             _log.exception("reporting a lost Dask task failed")
 

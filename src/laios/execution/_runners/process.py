@@ -446,16 +446,24 @@ class _CpuWatch:
     (running on every CPU at once), then again as often as the rest could be used up, and
     kills the worker once it is past both. Between calls, and for calls without a budget,
     nothing is watched.
+
+    The budget counts from when the worker begins the call, as the worker's own timer does
+    (the call mark says when, and the worker's CPU seconds then): not what the worker uses
+    before, reading the call or running the runner's initializer (which may import a lot).
+    Without a call mark, it counts from when the call is sent.
     """
 
-    __slots__ = ("call", "clock", "due", "stop_at", "worker")
+    __slots__ = ("budget", "call", "clock", "due", "mark", "stop_at", "worker")
 
     def __init__(self, worker: _Worker, call: _Call, budget: float) -> None:
         self.worker = worker
         self.call = call
+        self.budget = budget
         self.clock = _cpu_clock(worker.pid)
         self.stop_at = time.clock_gettime(self.clock) + budget + _CPU_GRACE
         self.due = time.monotonic() + (budget + _CPU_GRACE) / _CPUS
+        # (read until the worker has begun the call; then ``stop_at`` counts from its start)
+        self.mark = worker.mark
 
     def over(self, now: float) -> bool:
         """Whether the worker is past the budget; if not, when to look again (``due``).
@@ -463,6 +471,15 @@ class _CpuWatch:
         Raises:
             OSError: When the worker is gone.
         """
+        mark = self.mark
+        if mark is not None:
+            start = mark[MARK_CPU_START]
+            if mark[MARK_CALL_BEGUN] == 0.0 or start < 0:  # not begun yet (or already over)
+                time.clock_gettime(self.clock)  # (raises when the worker is gone)
+                self.due = now + max((self.budget + _CPU_GRACE) / _CPUS, _CPU_WATCH_STEP)
+                return False
+            self.stop_at = start + self.budget + _CPU_GRACE
+            self.mark = None
         left = self.stop_at - time.clock_gettime(self.clock)
         if left <= 0:
             return True

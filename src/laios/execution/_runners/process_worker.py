@@ -570,16 +570,22 @@ class _CpuTimer:
     of its own); ``None``: no timer.
 
     Entered, it is the timer, whose ``exceeded`` tells, once the block is over, whether the
-    timer ran out (or the tool stopped it) with the block's CPU seconds at the budget: a
-    process still there then had the signal handled or ignored by the tool. (The timer may
-    run out a little before ``time.process_time()`` reaches the budget, hence the slack.)"""
+    block used up the budget: its CPU seconds reached it, or the timer ran out (the timer may
+    run out a little before ``time.process_time()`` reaches the budget, hence the slack)
+    with the signal handled or ignored by the tool (a process still there then had it so).
+    A timer that ran out, with no handler of the tool's left, was stopped by the tool (a
+    profiler that set the timer for its own use, then stopped it): only the CPU seconds
+    count then. ``taken`` tells whether the tool had set the timer for its own use (it ran
+    on, or was set to repeat).
+    """
 
-    __slots__ = ("exceeded", "seconds", "start")
+    __slots__ = ("exceeded", "seconds", "start", "taken")
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds if hasattr(signal, "setitimer") else None
         self.start = 0.0
         self.exceeded = False
+        self.taken = False
 
     def __enter__(self) -> _CpuTimer:
         if self.seconds is not None:
@@ -590,10 +596,16 @@ class _CpuTimer:
 
     def __exit__(self, *exc_info: object) -> None:
         if self.seconds is not None:
-            remaining = signal.setitimer(signal.ITIMER_PROF, 0)[0]
+            remaining, interval = signal.setitimer(signal.ITIMER_PROF, 0)
             used = time.process_time() - self.start
             slack = min(_CPU_TIMER_SLACK, self.seconds / 10)
-            self.exceeded = remaining == 0.0 and used >= self.seconds - slack
+            # (the budget's own timer, past the budget, has a few ticks left at most)
+            self.taken = interval > 0.0 or remaining > _CPU_TIMER_SLACK
+            if remaining == 0.0 and interval == 0.0:  # run out, or stopped by the tool
+                handled = signal.getsignal(signal.SIGPROF) != signal.SIG_DFL
+                self.exceeded = used >= self.seconds or (handled and used >= self.seconds - slack)
+            else:
+                self.exceeded = self.taken and used >= self.seconds
 
 
 #: How much earlier than ``time.process_time()`` says the CPU timer may run out, at most (it
@@ -831,7 +843,9 @@ class _Worker:
             if cpu_timer.exceeded and outcome.error_type != "memory_limit":
                 # Past its budget, the tool handled the timer's signal and ended before the
                 # runner's watch stopped it: the budget's all the same.
-                outcome.error = _cpu_budget_exceeded(call, outcome.error, self.events.secrets())
+                outcome.error = _cpu_budget_exceeded(
+                    call, outcome.error, self.events.secrets(), cpu_timer.taken
+                )
                 outcome.error_type = "cpu_limit"
                 retire = True
             message = _result_message(
@@ -911,10 +925,37 @@ async def _awaited(watched: WatchedCall) -> RawOutcome:
 
 def _out_of_memory(error: BaseException | None) -> bool:
     """Whether ``error`` says an allocation failed: a ``MemoryError``, or the ``OSError``
-    ``ENOMEM`` of a mapping the tool made itself (``mmap``), which ``RLIMIT_DATA`` counts too."""
+    ``ENOMEM`` of a mapping the tool made itself (``mmap``), which ``RLIMIT_DATA`` counts too;
+    not one that a ``raise`` statement made (see :func:`_raised_by_a_statement`)."""
     if isinstance(error, MemoryError):
-        return True
-    return isinstance(error, OSError) and error.errno == errno.ENOMEM
+        return not _raised_by_a_statement(error)
+    if isinstance(error, OSError) and error.errno == errno.ENOMEM:
+        return not _raised_by_a_statement(error)
+    return False
+
+
+def _raised_by_a_statement(error: BaseException) -> bool:
+    """Whether ``error`` was first raised by a ``raise`` statement naming it (``raise
+    MemoryError(...)``) in Python code: a tool (or a library written in Python) that refuses
+    a size itself, not an allocation that failed. The interpreter, and a C library (NumPy's
+    ``MemoryError`` subclass), raise it from the call that allocates; an exception raised
+    again (``raise``, ``raise error``) keeps where it was first raised. ``False`` when that
+    cannot be read (no traceback, a frame of no Python bytecode, memory short here)."""
+    trace = error.__traceback__
+    if trace is None:
+        return False
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    try:
+        import dis
+
+        offset = trace.tb_lasti
+        for instruction in dis.get_instructions(trace.tb_frame.f_code):
+            if instruction.offset == offset:
+                return instruction.opname == "RAISE_VARARGS" and bool(instruction.arg)
+    except Exception:  # (MemoryError too, under the call's limit: the limit's, as before)
+        return False
+    return False
 
 
 def _raised_out_of_memory(error: BaseException) -> bool:
@@ -1070,14 +1111,21 @@ def cpu_budget_words(seconds: float | None) -> str:
 
 
 def _cpu_budget_exceeded(
-    call: ToolCall, error: BaseException | None, secrets: Sequence[str]
+    call: ToolCall, error: BaseException | None, secrets: Sequence[str], taken: bool = False
 ) -> CpuLimitExceeded:
+    """``taken``: the tool had set the CPU timer for its own use (see :class:`_CpuTimer`)."""
     # (the worker retires: the runner ends the message with whether one replaces it)
     then = "returned" if error is None else f"raised {describe_error(error, secrets)}"
+    how = (
+        "it had set the CPU timer that stops it there (ITIMER_PROF) for its own use, as a "
+        "profiler sampling on SIGPROF does"
+        if taken
+        else "it handled the signal that stops it there"
+    )
     return CpuLimitExceeded(
         f"Tool '{shown_name(call.tool_name)}' exceeded its CPU budget"
-        f"{cpu_budget_words(call.cpu_seconds)} (cpu_limit_percent of its timeout): it handled "
-        f"the signal that stops it there, and {then}"
+        f"{cpu_budget_words(call.cpu_seconds)} (cpu_limit_percent of its timeout): {how}, "
+        f"and {then}"
     )
 
 
@@ -1128,7 +1176,7 @@ def _result_message(
             del rebuilt
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL), retire
     except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
-        if memory_limit_mb is not None and isinstance(exc, MemoryError):
+        if memory_limit_mb is not None and isinstance(exc, MemoryError) and _out_of_memory(exc):
             returned = "exception it raised" if outcome.error is not None else "value it returned"
             error = _memory_limit_exceeded(
                 tool_name,
