@@ -1557,12 +1557,16 @@ def progress_bar(percent: Any, width: int = 10) -> str:
         width: Characters between the brackets.
 
     Returns:
-        A bar such as ``[#####.....]  52%``; a task not done is never said to be (99.5% is
+        A bar such as ``[#####.....]  52%``, in whole percents with a half rounded up (12.5%
+        is ``13%``, as on the live page); a task not done is never said to be (99.5% is
         ``99%``, beside a bar not full).
     """
     value = min(max(_number(percent) or 0.0, 0.0), 100.0)
     filled = int(value / 100.0 * width)
-    shown = min(round(value), 99) if value < 100.0 else 100
+    # A half is rounded up, as the live page's Math.round does (Python's round() would make
+    # 12.5 "12%" here and "13%" there); value - whole is exact, so 0.49999999999999994 is 0.
+    whole = math.floor(value)
+    shown = min(whole + (value - whole >= 0.5), 99) if value < 100.0 else 100
     return f"[{'#' * filled}{'.' * (width - filled)}] {shown:3d}%"
 
 

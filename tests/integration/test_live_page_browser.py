@@ -999,3 +999,37 @@ def test_the_running_tasks_of_every_worker_process_are_counted(browser: Browser)
     assert "other worker processes" in (empty.text_content() or "")
     assert errors + more_errors == []
     page.close()
+
+
+#: Progress halfway between two whole percents (and just below a half), as tools report it.
+HALVES = (0.5, 2.5, 12.5, 50.5, 98.5, 0.49999999999999994, 12.499999)
+
+
+def halves_document(read: int) -> dict[str, Any]:
+    """A status document whose running tasks are each at one of :data:`HALVES`."""
+    running = [
+        {
+            "task_id": f"half-{index}",
+            "tool": "fetch",
+            "state": "running",
+            "elapsed_seconds": 1.0,
+            "progress_percent": percent,
+        }
+        for index, percent in enumerate(HALVES)
+    ]
+    return {"running": running, "running_total": len(running), "tools": [], "failures": []}
+
+
+def test_the_page_and_laios_status_round_progress_alike(browser: Browser) -> None:
+    """A task 12.5% done showed "13%" on the page and "12%" in ``laios status`` (which rounded
+    half to even): both round a half up, and show the same whole percent."""
+    from laios.cli import progress_bar
+
+    page, errors = open_routed(browser, halves_document)
+    last = page.locator(f'#running li[data-task-id="half-{len(HALVES) - 1}"] .percent')
+    wait_until(lambda: (last.text_content() or "").endswith("%"), "the running tasks")
+    for index, percent in enumerate(HALVES):
+        shown = page.locator(f'#running li[data-task-id="half-{index}"] .percent').text_content()
+        assert progress_bar(percent).split()[-1] == shown, percent
+    assert errors == []
+    page.close()

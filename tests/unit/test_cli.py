@@ -199,6 +199,22 @@ def test_progress_bar_of_an_unfinished_task_never_says_100(value: float) -> None
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
+        (0.5, "[..........]   1%"),
+        (12.5, "[#.........]  13%"),
+        (50.5, "[#####.....]  51%"),
+        (0.49999999999999994, "[..........]   0%"),
+        (12.499999, "[#.........]  12%"),
+    ],
+)
+def test_progress_bar_rounds_a_half_up(value: float, expected: str) -> None:
+    """A task 12.5% done was shown as 12% (Python rounds a half to even) while the live page
+    showed it as 13%: both round a half up, so they show the same task alike."""
+    assert progress_bar(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
         (150, "[##########] 100%"),
         (-5, "[..........]   0%"),
         ("x", "[..........]   0%"),
