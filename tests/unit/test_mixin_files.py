@@ -890,3 +890,47 @@ def test_check_says_a_directory_where_a_file_goes_is_a_directory(
         f"{DASHBOARD_PATH}: a directory, where the file goes: move it away, then regenerate",
         f"regenerate with: python -m laios.mixin --out {tmp_path}",
     ]
+
+
+def test_check_says_a_loop_of_symbolic_links_is_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` said that a symbolic link leading to itself where a file goes was "missing",
+    though the command it suggested then stopped at it ("Too many levels of symbolic links"):
+    it now says that a loop of links is there, to be removed before regenerating."""
+    assert main(["--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    dashboard = tmp_path / DASHBOARD_PATH
+    dashboard.unlink()
+    dashboard.symlink_to(dashboard.name)
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"{DASHBOARD_PATH}: a loop of symbolic links, where the file goes: remove it, then "
+        "regenerate",
+        f"regenerate with: python -m laios.mixin --out {tmp_path}",
+    ]
+    assert main(["--out", str(tmp_path)]) == 2  # (as --check says: it is not written over)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_check_says_a_named_pipe_where_a_file_goes_is_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` said that a named pipe (FIFO) standing where a file goes "differs from the
+    generator's output", as if it were a file with other text: it now says what is there,
+    which the command it suggests replaces with the file."""
+    assert main(["--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    rules = tmp_path / RULES_PATH
+    rules.unlink()
+    os.mkfifo(rules)
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"{RULES_PATH}: a named pipe (FIFO), not a file: regenerate replaces it",
+        f"regenerate with: python -m laios.mixin --out {tmp_path}",
+    ]
+    assert main(["--out", str(tmp_path)]) == 0
+    assert rules.is_file()
+    assert main(["--out", str(tmp_path), "--check"]) == 0

@@ -11,8 +11,10 @@ are; with options it fits them to your deployment::
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
@@ -405,13 +407,30 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
     return 0
 
 
+#: What stands where a generated file goes, when it is neither a file nor a directory (the
+#: command ``--check`` suggests replaces it with the file).
+_OTHER_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
 def _found(target: Path) -> str:
     """What ``--check`` says of ``target``, a generated file that is not up to date."""
-    if target.is_dir():  # (the command below would stop at it, writing nothing)
+    try:
+        mode = target.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # (the command below would stop at it, writing nothing)
+            return "a loop of symbolic links, where the file goes: remove it, then regenerate"
+        return "missing"  # (not one that differs: the command below writes it)
+    if stat.S_ISDIR(mode):  # (the command below would stop at it, writing nothing)
         return "a directory, where the file goes: move it away, then regenerate"
-    if target.exists():
+    if stat.S_ISREG(mode):
         return "differs from the generator's output"
-    return "missing"  # (not one that differs: the command below writes it)
+    kind = next((name for test, name in _OTHER_KINDS if test(mode)), "something else")
+    return f"{kind}, not a file: regenerate replaces it"
 
 
 def _shown(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
