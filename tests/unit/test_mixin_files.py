@@ -934,3 +934,23 @@ def test_check_says_a_named_pipe_where_a_file_goes_is_one(
     assert main(["--out", str(tmp_path)]) == 0
     assert rules.is_file()
     assert main(["--out", str(tmp_path), "--check"]) == 0
+
+
+def test_check_says_a_file_where_a_directory_goes_is_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` said that the files under a file standing where a directory goes (``grafana``)
+    were "missing", though the command it suggested then stopped at it ("Not a directory"):
+    it now names the file in the way, to be moved away before regenerating."""
+    (tmp_path / "grafana").write_text("not a directory\n", encoding="utf-8")
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert (
+        f"{RULES_PATH}: grafana is a file, where a directory goes: move it away, then "
+        "regenerate" in lines
+    )
+    assert (
+        f"{DASHBOARD_PATH}: grafana is a file, where a directory goes: move it away, then "
+        "regenerate" in lines
+    )
+    assert "deploy/kubernetes/podmonitor.yaml: missing" in lines

@@ -18,7 +18,7 @@ import stat
 import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from laios._output import (
     OutputParser,
@@ -378,7 +378,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
             print(f"{parser.prog}: cannot read {_shown(exc.filename)}: {reason}", file=sys.stderr)
             return 1
         for path in stale:
-            print(f"{path}: {_found(args.out / path)}", file=sys.stderr)
+            print(f"{path}: {_found(args.out, path)}", file=sys.stderr)
         if stale:
             # With the --out that was checked: without it the command would write elsewhere
             # (or, for laios mixin outside a checkout, ask for --out).
@@ -417,13 +417,21 @@ _OTHER_KINDS = (
 )
 
 
-def _found(target: Path) -> str:
-    """What ``--check`` says of ``target``, a generated file that is not up to date."""
+def _found(directory: Path, path: str) -> str:
+    """What ``--check`` says of ``path`` under ``directory``, a generated file that is not up
+    to date."""
     try:
-        mode = target.stat().st_mode
+        mode = (directory / path).stat().st_mode
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # (the command below would stop at it, writing nothing)
+        # (the command below would stop at a loop or at a file in the way, writing nothing)
+        if exc.errno == errno.ELOOP:
             return "a loop of symbolic links, where the file goes: remove it, then regenerate"
+        if exc.errno == errno.ENOTDIR:
+            for parent in reversed(PurePosixPath(path).parents[:-1]):
+                if (directory / parent).exists() and not (directory / parent).is_dir():
+                    return (
+                        f"{parent} is a file, where a directory goes: move it away, then regenerate"
+                    )
         return "missing"  # (not one that differs: the command below writes it)
     if stat.S_ISDIR(mode):  # (the command below would stop at it, writing nothing)
         return "a directory, where the file goes: move it away, then regenerate"
