@@ -35,6 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from time import monotonic
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -1886,12 +1887,16 @@ def _tool_row(tool: dict[str, Any], limit: int) -> list[str]:
 
 def _share(rate: float | None) -> str:
     """``ERR%``: the share of failures to a tenth of a percent, but never rounded to none or
-    all when it is neither (``<0.1%``, ``>99.9%``: one failure in 10,000 is not 0.0%)."""
+    all when it is neither (``<0.1%``, ``>99.9%``: one failure in 10,000 is not 0.0%).
+
+    As the live page shows it: a half rounded up (0.25% is ``0.3%``, as JavaScript's
+    ``toFixed`` rounds the exact value), and a share below 0.1% is ``<0.1%``."""
     if rate is None:
         return "-"
-    text = f"{rate * 100:.1f}%"
-    if rate > 0 and text == "0.0%":
+    percent = rate * 100
+    if 0 < percent < 0.1:
         return "<0.1%"
+    text = f"{Decimal(percent).quantize(Decimal('0.1'), ROUND_HALF_UP)}%"
     if rate < 1 and text == "100.0%":
         return ">99.9%"
     return text

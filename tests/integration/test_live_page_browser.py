@@ -1033,3 +1033,43 @@ def test_the_page_and_laios_status_round_progress_alike(browser: Browser) -> Non
         assert progress_bar(percent).split()[-1] == shown, percent
     assert errors == []
     page.close()
+
+
+#: Failure shares that the page shows to a tenth of a percent (below 10% and above 90%): on
+#: a half (0.25%, 1.25%, 99.75%) and between 0.05% and 0.1%.
+SHARES = (1 / 400, 5 / 400, 3 / 400, 399 / 400, 1 / 1600, 1 / 1000, 1 / 10000, 9999 / 10000)
+
+
+def shares_alike_document(read: int) -> dict[str, Any]:
+    """A status document of one tool for each of :data:`SHARES`, whose counts stay put."""
+    tools = [
+        {
+            "tool": f"share-{index}",
+            "total": 160000,
+            "outcomes": {"error": round(share * 160000)},
+            "error_rate": share,
+        }
+        for index, share in enumerate(SHARES)
+    ]
+    return {"running": [], "running_total": 0, "tools": tools, "failures": []}
+
+
+def test_the_page_and_laios_status_show_a_share_of_failures_alike(browser: Browser) -> None:
+    """One failure in 400 tasks (0.25%) showed "0.3%" on the page and "0.2%" in ``laios
+    status`` (which rounded half to even), and one in 1,600 (0.0625%) "<0.1%" on the page and
+    "0.1%" in ``laios status``: where the page shows a tenth of a percent, both show the same."""
+    from laios.cli import render_status
+
+    page, errors = open_routed(browser, shares_alike_document)
+    last = page.locator(f'{tool_row(f"share-{len(SHARES) - 1}")} [data-field="failed"]')
+    wait_until(lambda: (last.text_content() or "").endswith("%"), "the tools")
+    rows = {
+        line.split()[0]: line.split()[7]
+        for line in render_status(shares_alike_document(1)).splitlines()
+        if line.strip().startswith("share-")
+    }
+    for index, share in enumerate(SHARES):
+        cell = page.locator(f'{tool_row(f"share-{index}")} [data-field="failed"]')
+        assert cell.text_content() == rows[f"share-{index}"], share
+    assert errors == []
+    page.close()

@@ -342,6 +342,34 @@ def test_err_share_is_never_rounded_to_none_or_all(failed: int, shown: str) -> N
     assert row[7] == shown
 
 
+@pytest.mark.parametrize(
+    ("failed", "total", "shown"),
+    [
+        (1, 400, "0.3%"),
+        (5, 400, "1.3%"),
+        (3, 400, "0.8%"),
+        (1, 1600, "<0.1%"),
+        (1, 1000, "0.1%"),
+    ],
+)
+def test_err_share_rounds_as_the_live_page_does(failed: int, total: int, shown: str) -> None:
+    """One failure in 400 tasks (0.25%) was ``0.2%`` here (a half rounded to even) and
+    ``0.3%`` on the live page, and one in 1,600 (0.0625%) ``0.1%`` here and ``<0.1%`` there:
+    a half is rounded up, and a share below 0.1% is ``<0.1%``, as on the page."""
+    tool = {
+        "tool": "fetch",
+        "total": total,
+        "outcomes": {"success": total - failed, "error": failed},
+        "error_rate": failed / total,
+    }
+    (row,) = [
+        line.split()
+        for line in render_status({"tools": [tool]}).splitlines()
+        if line.strip().startswith("fetch ")
+    ]
+    assert row[7] == shown
+
+
 def test_a_row_adds_up_with_cancelled_and_rejected_tasks() -> None:
     document = {
         "tools": [
