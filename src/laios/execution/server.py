@@ -1446,7 +1446,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         stuck in a collector never take every slot, and ``/healthz`` is still answered (a
         render is refused in the spare slots, see :meth:`start_render`). At the limit, the
         oldest connection whose request has not arrived, with nothing waiting
-        to be read, and open for at least ``_IDLE_GRACE``, is dropped to make room (see
+        to be read, and idle for at least ``_IDLE_GRACE``, is dropped to make room (see
         :meth:`_drop_idle`). With none, a new connection waits up to
         ``_SLOT_WAIT`` for one to finish (a burst of quick scrapes); after a wait that fails,
         new connections are refused at once until a slot frees.
@@ -1474,9 +1474,9 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         Idle: its answer is written and its client still sending (see :meth:`linger`: the
         oldest of these goes first, whatever its age); or its request has not arrived (no
         complete request line and headers), nothing from it is waiting to be read, and it has
-        been open for at least ``_IDLE_GRACE``. A client that sent nothing, or part of a
-        request and then stalled, is idle; one whose request is there but not read yet (its
-        thread has not run) is not.
+        been idle for at least ``_IDLE_GRACE`` (see :meth:`_idle_for`). A client that sent
+        nothing, or part of a request and then stalled, is idle; one whose request is there
+        but not read yet (its thread has not run) is not.
         """
         answered = next((sock for sock, open_ in self._open.items() if open_.lingering), None)
         if answered is not None:
