@@ -506,7 +506,7 @@ def make_asgi_app(
     status: StatusMode = "full",
     web_config: WebConfig | str | os.PathLike[str] | None = None,
 ) -> ASGIApplication:
-    """Build the ASGI app serving ``/metrics``, ``/status`` and ``/healthz``.
+    """Build the ASGI app serving ``/`` (the live page), ``/metrics``, ``/status``, ``/healthz``.
 
     The same routes and answers as :func:`make_wsgi_app`, for an ASGI server or framework
     (``app.mount("/laios", make_asgi_app())`` in FastAPI or Starlette; the mount prefix is
