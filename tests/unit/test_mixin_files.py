@@ -954,3 +954,17 @@ def test_check_says_a_file_where_a_directory_goes_is_one(
         "regenerate" in lines
     )
     assert "deploy/kubernetes/podmonitor.yaml: missing" in lines
+
+
+def test_check_of_an_out_that_is_a_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check --out FILE` said that every file was "missing", though the command it
+    suggested then stopped at FILE ("Not a directory"): it now says that FILE is a file."""
+    out = tmp_path / "my out"
+    out.write_text("not a directory\n", encoding="utf-8")
+    assert main(["--out", str(out), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (
+        f"{RULES_PATH}: '{out}' is a file, where a directory goes: move it away, then regenerate"
+    )

@@ -426,11 +426,14 @@ def _found(directory: Path, path: str) -> str:
         # (the command below would stop at a loop or at a file in the way, writing nothing)
         if exc.errno == errno.ELOOP:
             return "a loop of symbolic links, where the file goes: remove it, then regenerate"
-        if exc.errno == errno.ENOTDIR:
-            for parent in reversed(PurePosixPath(path).parents[:-1]):
-                if (directory / parent).exists() and not (directory / parent).is_dir():
+        if exc.errno == errno.ENOTDIR:  # (--out, or a directory under it, is a file)
+            names = reversed(PurePosixPath(path).parents[:-1])
+            in_the_way = [(_shown(directory), directory)]
+            in_the_way += [(str(name), directory / name) for name in names]
+            for shown, parent in in_the_way:
+                if parent.exists() and not parent.is_dir():
                     return (
-                        f"{parent} is a file, where a directory goes: move it away, then regenerate"
+                        f"{shown} is a file, where a directory goes: move it away, then regenerate"
                     )
         return "missing"  # (not one that differs: the command below writes it)
     if stat.S_ISDIR(mode):  # (the command below would stop at it, writing nothing)
