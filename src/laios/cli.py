@@ -35,6 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from time import monotonic
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -1557,12 +1558,16 @@ def progress_bar(percent: Any, width: int = 10) -> str:
         width: Characters between the brackets.
 
     Returns:
-        A bar such as ``[#####.....]  52%``; a task not done is never said to be (99.5% is
+        A bar such as ``[#####.....]  52%``, in whole percents with a half rounded up (12.5%
+        is ``13%``, as on the live page); a task not done is never said to be (99.5% is
         ``99%``, beside a bar not full).
     """
     value = min(max(_number(percent) or 0.0, 0.0), 100.0)
     filled = int(value / 100.0 * width)
-    shown = min(round(value), 99) if value < 100.0 else 100
+    # A half is rounded up, as the live page's Math.round does (Python's round() would make
+    # 12.5 "12%" here and "13%" there); value - whole is exact, so 0.49999999999999994 is 0.
+    whole = math.floor(value)
+    shown = min(whole + (value - whole >= 0.5), 99) if value < 100.0 else 100
     return f"[{'#' * filled}{'.' * (width - filled)}] {shown:3d}%"
 
 
@@ -1882,12 +1887,16 @@ def _tool_row(tool: dict[str, Any], limit: int) -> list[str]:
 
 def _share(rate: float | None) -> str:
     """``ERR%``: the share of failures to a tenth of a percent, but never rounded to none or
-    all when it is neither (``<0.1%``, ``>99.9%``: one failure in 10,000 is not 0.0%)."""
+    all when it is neither (``<0.1%``, ``>99.9%``: one failure in 10,000 is not 0.0%).
+
+    As the live page shows it: a half rounded up (0.25% is ``0.3%``, as JavaScript's
+    ``toFixed`` rounds the exact value), and a share below 0.1% is ``<0.1%``."""
     if rate is None:
         return "-"
-    text = f"{rate * 100:.1f}%"
-    if rate > 0 and text == "0.0%":
+    percent = rate * 100
+    if 0 < percent < 0.1:
         return "<0.1%"
+    text = f"{Decimal(percent).quantize(Decimal('0.1'), ROUND_HALF_UP)}%"
     if rate < 1 and text == "100.0%":
         return ">99.9%"
     return text

@@ -999,3 +999,77 @@ def test_the_running_tasks_of_every_worker_process_are_counted(browser: Browser)
     assert "other worker processes" in (empty.text_content() or "")
     assert errors + more_errors == []
     page.close()
+
+
+#: Progress halfway between two whole percents (and just below a half), as tools report it.
+HALVES = (0.5, 2.5, 12.5, 50.5, 98.5, 0.49999999999999994, 12.499999)
+
+
+def halves_document(read: int) -> dict[str, Any]:
+    """A status document whose running tasks are each at one of :data:`HALVES`."""
+    running = [
+        {
+            "task_id": f"half-{index}",
+            "tool": "fetch",
+            "state": "running",
+            "elapsed_seconds": 1.0,
+            "progress_percent": percent,
+        }
+        for index, percent in enumerate(HALVES)
+    ]
+    return {"running": running, "running_total": len(running), "tools": [], "failures": []}
+
+
+def test_the_page_and_laios_status_round_progress_alike(browser: Browser) -> None:
+    """A task 12.5% done showed "13%" on the page and "12%" in ``laios status`` (which rounded
+    half to even): both round a half up, and show the same whole percent."""
+    from laios.cli import progress_bar
+
+    page, errors = open_routed(browser, halves_document)
+    last = page.locator(f'#running li[data-task-id="half-{len(HALVES) - 1}"] .percent')
+    wait_until(lambda: (last.text_content() or "").endswith("%"), "the running tasks")
+    for index, percent in enumerate(HALVES):
+        shown = page.locator(f'#running li[data-task-id="half-{index}"] .percent').text_content()
+        assert progress_bar(percent).split()[-1] == shown, percent
+    assert errors == []
+    page.close()
+
+
+#: Failure shares that the page shows to a tenth of a percent (below 10% and above 90%): on
+#: a half (0.25%, 1.25%, 99.75%) and between 0.05% and 0.1%.
+SHARES = (1 / 400, 5 / 400, 3 / 400, 399 / 400, 1 / 1600, 1 / 1000, 1 / 10000, 9999 / 10000)
+
+
+def shares_alike_document(read: int) -> dict[str, Any]:
+    """A status document of one tool for each of :data:`SHARES`, whose counts stay put."""
+    tools = [
+        {
+            "tool": f"share-{index}",
+            "total": 160000,
+            "outcomes": {"error": round(share * 160000)},
+            "error_rate": share,
+        }
+        for index, share in enumerate(SHARES)
+    ]
+    return {"running": [], "running_total": 0, "tools": tools, "failures": []}
+
+
+def test_the_page_and_laios_status_show_a_share_of_failures_alike(browser: Browser) -> None:
+    """One failure in 400 tasks (0.25%) showed "0.3%" on the page and "0.2%" in ``laios
+    status`` (which rounded half to even), and one in 1,600 (0.0625%) "<0.1%" on the page and
+    "0.1%" in ``laios status``: where the page shows a tenth of a percent, both show the same."""
+    from laios.cli import render_status
+
+    page, errors = open_routed(browser, shares_alike_document)
+    last = page.locator(f'{tool_row(f"share-{len(SHARES) - 1}")} [data-field="failed"]')
+    wait_until(lambda: (last.text_content() or "").endswith("%"), "the tools")
+    rows = {
+        line.split()[0]: line.split()[7]
+        for line in render_status(shares_alike_document(1)).splitlines()
+        if line.strip().startswith("share-")
+    }
+    for index, share in enumerate(SHARES):
+        cell = page.locator(f'{tool_row(f"share-{index}")} [data-field="failed"]')
+        assert cell.text_content() == rows[f"share-{index}"], share
+    assert errors == []
+    page.close()

@@ -199,6 +199,22 @@ def test_progress_bar_of_an_unfinished_task_never_says_100(value: float) -> None
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
+        (0.5, "[..........]   1%"),
+        (12.5, "[#.........]  13%"),
+        (50.5, "[#####.....]  51%"),
+        (0.49999999999999994, "[..........]   0%"),
+        (12.499999, "[#.........]  12%"),
+    ],
+)
+def test_progress_bar_rounds_a_half_up(value: float, expected: str) -> None:
+    """A task 12.5% done was shown as 12% (Python rounds a half to even) while the live page
+    showed it as 13%: both round a half up, so they show the same task alike."""
+    assert progress_bar(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
         (150, "[##########] 100%"),
         (-5, "[..........]   0%"),
         ("x", "[..........]   0%"),
@@ -317,6 +333,34 @@ def test_err_share_is_never_rounded_to_none_or_all(failed: int, shown: str) -> N
         "total": total,
         "outcomes": {"success": total - failed, "error": failed},
         "error_rate": round(failed / total, 6),
+    }
+    (row,) = [
+        line.split()
+        for line in render_status({"tools": [tool]}).splitlines()
+        if line.strip().startswith("fetch ")
+    ]
+    assert row[7] == shown
+
+
+@pytest.mark.parametrize(
+    ("failed", "total", "shown"),
+    [
+        (1, 400, "0.3%"),
+        (5, 400, "1.3%"),
+        (3, 400, "0.8%"),
+        (1, 1600, "<0.1%"),
+        (1, 1000, "0.1%"),
+    ],
+)
+def test_err_share_rounds_as_the_live_page_does(failed: int, total: int, shown: str) -> None:
+    """One failure in 400 tasks (0.25%) was ``0.2%`` here (a half rounded to even) and
+    ``0.3%`` on the live page, and one in 1,600 (0.0625%) ``0.1%`` here and ``<0.1%`` there:
+    a half is rounded up, and a share below 0.1% is ``<0.1%``, as on the page."""
+    tool = {
+        "tool": "fetch",
+        "total": total,
+        "outcomes": {"success": total - failed, "error": failed},
+        "error_rate": failed / total,
     }
     (row,) = [
         line.split()

@@ -890,3 +890,81 @@ def test_check_says_a_directory_where_a_file_goes_is_a_directory(
         f"{DASHBOARD_PATH}: a directory, where the file goes: move it away, then regenerate",
         f"regenerate with: python -m laios.mixin --out {tmp_path}",
     ]
+
+
+def test_check_says_a_loop_of_symbolic_links_is_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` said that a symbolic link leading to itself where a file goes was "missing",
+    though the command it suggested then stopped at it ("Too many levels of symbolic links"):
+    it now says that a loop of links is there, to be removed before regenerating."""
+    assert main(["--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    dashboard = tmp_path / DASHBOARD_PATH
+    dashboard.unlink()
+    dashboard.symlink_to(dashboard.name)
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"{DASHBOARD_PATH}: a loop of symbolic links, where the file goes: remove it, then "
+        "regenerate",
+        f"regenerate with: python -m laios.mixin --out {tmp_path}",
+    ]
+    assert main(["--out", str(tmp_path)]) == 2  # (as --check says: it is not written over)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_check_says_a_named_pipe_where_a_file_goes_is_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` said that a named pipe (FIFO) standing where a file goes "differs from the
+    generator's output", as if it were a file with other text: it now says what is there,
+    which the command it suggests replaces with the file."""
+    assert main(["--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    rules = tmp_path / RULES_PATH
+    rules.unlink()
+    os.mkfifo(rules)
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"{RULES_PATH}: a named pipe (FIFO), not a file: regenerate replaces it",
+        f"regenerate with: python -m laios.mixin --out {tmp_path}",
+    ]
+    assert main(["--out", str(tmp_path)]) == 0
+    assert rules.is_file()
+    assert main(["--out", str(tmp_path), "--check"]) == 0
+
+
+def test_check_says_a_file_where_a_directory_goes_is_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` said that the files under a file standing where a directory goes (``grafana``)
+    were "missing", though the command it suggested then stopped at it ("Not a directory"):
+    it now names the file in the way, to be moved away before regenerating."""
+    (tmp_path / "grafana").write_text("not a directory\n", encoding="utf-8")
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert (
+        f"{RULES_PATH}: grafana is a file, where a directory goes: move it away, then "
+        "regenerate" in lines
+    )
+    assert (
+        f"{DASHBOARD_PATH}: grafana is a file, where a directory goes: move it away, then "
+        "regenerate" in lines
+    )
+    assert "deploy/kubernetes/podmonitor.yaml: missing" in lines
+
+
+def test_check_of_an_out_that_is_a_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check --out FILE` said that every file was "missing", though the command it
+    suggested then stopped at FILE ("Not a directory"): it now says that FILE is a file."""
+    out = tmp_path / "my out"
+    out.write_text("not a directory\n", encoding="utf-8")
+    assert main(["--out", str(out), "--check"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (
+        f"{RULES_PATH}: '{out}' is a file, where a directory goes: move it away, then regenerate"
+    )

@@ -298,10 +298,10 @@ def test_healthz_is_answered_while_every_scrape_is_stuck(method: str) -> None:
         assert headers.get("Retry-After") == "1"
 
 
-#: Connections of the flood below. Each one past the limit waits for an idle one to have been
-#: open ``_IDLE_GRACE`` (0.1 s) before it is dropped, two slots rotating here, so the probe
-#: behind them waits about 0.05 s per connection: 60 took 3.0 s on an idle host, too near
-#: ``ANSWER_WITHIN`` for a loaded one.
+#: Connections of the flood below. Where a connection's idle time cannot be read (not Linux),
+#: each one past the limit waits for an idle one to have been open ``_IDLE_GRACE`` (0.1 s)
+#: before it is dropped, two slots rotating here, so the probe behind them waits about 0.05 s
+#: per connection: 60 took 3.0 s on an idle host, too near ``ANSWER_WITHIN`` for a loaded one.
 FLOOD = 30
 
 
@@ -330,6 +330,45 @@ def test_a_flood_of_slow_healthz_connections_stays_bounded() -> None:
     assert elapsed < ANSWER_WITHIN
     # (the two stuck scrapes, two more, and a thread or two ending as their slot is freed)
     assert peak <= 2 + 2 + 2, peak
+
+
+#: Connections opened in a burst ahead of the probe below: the old server waited for each to
+#: have been open ``_IDLE_GRACE`` (0.1 s) after it took it in before dropping it for the next,
+#: so the probe behind 40 waited 4 s with one slot.
+BURST = 40
+
+
+@pytest.mark.skipif(not LINUX, reason="a connection's idle time is read from Linux' TCP_INFO")
+@pytest.mark.parametrize(
+    "sent", [b"", b"GET /metrics HTTP/1.1\r\nHost: localho"], ids=["nothing", "part of a request"]
+)
+def test_healthz_behind_a_burst_of_idle_connections_is_answered_promptly(sent: bytes) -> None:
+    """A burst of connections that send nothing (or part of a request, then stall) delayed a
+    ``/healthz`` behind them by 0.1 s each over ``max_connections``: each was taken in, then
+    given 0.1 s to send before it was dropped for the next, though it had waited longer than
+    that to be taken in. The time a connection waited is counted: the probe is answered in
+    about 0.1 s, however many came before it."""
+    with start_http_server(
+        0,
+        store=MetricStore(),
+        registry=CollectorRegistry(),
+        max_connections=1,
+        connection_timeout=30,
+    ) as server:
+        clients: list[socket.socket] = []
+        try:
+            for _ in range(BURST):
+                client = connect(server.port)
+                clients.append(client)
+                client.sendall(sent)
+            started = time.monotonic()
+            status, _, body = get(server.url + "/healthz")
+            elapsed = time.monotonic() - started
+        finally:
+            for client in clients:
+                client.close()
+    assert (status, body) == (200, b"ok\n")
+    assert elapsed < 1.5, f"/healthz took {elapsed:.2f} s behind {BURST} idle connections"
 
 
 def _answer_beyond_the_limit(request: bytes, **options: Any) -> bytes:

@@ -54,6 +54,8 @@ import re
 import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -153,6 +155,15 @@ _MAX_BACKLOG = 65535
 #: dropped to make way for a new one, and how long a new one may wait for a busy one to finish.
 _IDLE_GRACE = 0.1
 _SLOT_WAIT = 0.5
+#: Linux' ``TCP_INFO`` (``None`` elsewhere), and the offset in its ``struct tcp_info`` of
+#: ``tcpi_last_data_sent`` and ``tcpi_last_data_recv``: milliseconds since data last went each
+#: way, or since the connection was established (before it waited to be accepted).
+_TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux") else None
+_LAST_DATA = struct.Struct("=I4xI")
+_LAST_DATA_OFFSET = 44
+#: How soon a connection idle for ``_IDLE_GRACE`` but with bytes its thread has not read yet
+#: (just taken in) is looked at again, at the connection limit.
+_UNREAD_RECHECK = 0.005
 #: Most connections let in beyond ``max_connections`` while requests are being rendered: each
 #: render lets in one, up to this many. A render stuck in a collector then never takes the
 #: place of a liveness probe: ``/healthz``, which renders nothing, is answered meanwhile.
@@ -495,7 +506,7 @@ def make_asgi_app(
     status: StatusMode = "full",
     web_config: WebConfig | str | os.PathLike[str] | None = None,
 ) -> ASGIApplication:
-    """Build the ASGI app serving ``/metrics``, ``/status`` and ``/healthz``.
+    """Build the ASGI app serving ``/`` (the live page), ``/metrics``, ``/status``, ``/healthz``.
 
     The same routes and answers as :func:`make_wsgi_app`, for an ASGI server or framework
     (``app.mount("/laios", make_asgi_app())`` in FastAPI or Starlette; the mount prefix is
@@ -1435,7 +1446,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         stuck in a collector never take every slot, and ``/healthz`` is still answered (a
         render is refused in the spare slots, see :meth:`start_render`). At the limit, the
         oldest connection whose request has not arrived, with nothing waiting
-        to be read, and open for at least ``_IDLE_GRACE``, is dropped to make room (see
+        to be read, and idle for at least ``_IDLE_GRACE``, is dropped to make room (see
         :meth:`_drop_idle`). With none, a new connection waits up to
         ``_SLOT_WAIT`` for one to finish (a burst of quick scrapes); after a wait that fails,
         new connections are refused at once until a slot frees.
@@ -1463,9 +1474,9 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         Idle: its answer is written and its client still sending (see :meth:`linger`: the
         oldest of these goes first, whatever its age); or its request has not arrived (no
         complete request line and headers), nothing from it is waiting to be read, and it has
-        been open for at least ``_IDLE_GRACE``. A client that sent nothing, or part of a
-        request and then stalled, is idle; one whose request is there but not read yet (its
-        thread has not run) is not.
+        been idle for at least ``_IDLE_GRACE`` (see :meth:`_idle_for`). A client that sent
+        nothing, or part of a request and then stalled, is idle; one whose request is there
+        but not read yet (its thread has not run) is not.
         """
         answered = next((sock for sock, open_ in self._open.items() if open_.lingering), None)
         if answered is not None:
@@ -1476,8 +1487,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         for sock, connection in self._open.items():
             if not connection.receiving:
                 continue
-            if now - connection.opened < _IDLE_GRACE:
-                return False  # the rest are younger still
+            if self._idle_for(sock, connection, now) < _IDLE_GRACE:
+                continue
             if _has_input(sock):
                 continue  # its request is there, only not read yet
             del self._open[sock]
@@ -1489,11 +1500,19 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     def _next_check(self, now: float, give_up: float) -> float:
         """When the next idle connection becomes droppable, or ``give_up``, whichever is first."""
         ripe = (
-            connection.opened + _IDLE_GRACE
-            for connection in self._open.values()
-            if connection.receiving and connection.opened + _IDLE_GRACE > now
+            # (one idle long enough is not dropped while its thread has not read what it sent)
+            now + max(_IDLE_GRACE - self._idle_for(sock, connection, now), _UNREAD_RECHECK)
+            for sock, connection in self._open.items()
+            if connection.receiving
         )
         return min([give_up, *ripe])
+
+    @staticmethod
+    def _idle_for(sock: socket.socket, connection: _Connection, now: float) -> float:
+        """How long ``connection`` has been idle: since it was taken in, or, where the system
+        says (Linux), since anything last went either way on it, waiting to be taken in
+        included (a burst of idle connections is not given the grace anew one at a time)."""
+        return max(now - connection.opened, _quiet_for(sock))
 
     def _warn(self, kind: str, message: str, *args: Any) -> None:
         """Log a warning, at most one of each kind every ``_WARN_EVERY`` seconds."""
@@ -1512,6 +1531,19 @@ def _cut(sock: socket.socket) -> None:
     """
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _quiet_for(sock: socket.socket) -> float:
+    """Seconds since data last went either way on ``sock``, or since it was established (time
+    spent waiting to be accepted included); 0.0 where the system does not say."""
+    if _TCP_INFO is None:
+        return 0.0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+        sent, received = _LAST_DATA.unpack_from(info, _LAST_DATA_OFFSET)
+    except (OSError, ValueError, struct.error):  # (closed, or an older, shorter tcp_info)
+        return 0.0
+    return float(min(sent, received)) / 1000.0
 
 
 def _has_input(sock: socket.socket) -> bool:

@@ -11,12 +11,14 @@ are; with options it fits them to your deployment::
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from laios._output import (
     OutputParser,
@@ -376,7 +378,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
             print(f"{parser.prog}: cannot read {_shown(exc.filename)}: {reason}", file=sys.stderr)
             return 1
         for path in stale:
-            print(f"{path}: {_found(args.out / path)}", file=sys.stderr)
+            print(f"{path}: {_found(args.out, path)}", file=sys.stderr)
         if stale:
             # With the --out that was checked: without it the command would write elsewhere
             # (or, for laios mixin outside a checkout, ask for --out).
@@ -405,13 +407,41 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
     return 0
 
 
-def _found(target: Path) -> str:
-    """What ``--check`` says of ``target``, a generated file that is not up to date."""
-    if target.is_dir():  # (the command below would stop at it, writing nothing)
+#: What stands where a generated file goes, when it is neither a file nor a directory (the
+#: command ``--check`` suggests replaces it with the file).
+_OTHER_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _found(directory: Path, path: str) -> str:
+    """What ``--check`` says of ``path`` under ``directory``, a generated file that is not up
+    to date."""
+    try:
+        mode = (directory / path).stat().st_mode
+    except OSError as exc:
+        # (the command below would stop at a loop or at a file in the way, writing nothing)
+        if exc.errno == errno.ELOOP:
+            return "a loop of symbolic links, where the file goes: remove it, then regenerate"
+        if exc.errno == errno.ENOTDIR:  # (--out, or a directory under it, is a file)
+            names = reversed(PurePosixPath(path).parents[:-1])
+            in_the_way = [(_shown(directory), directory)]
+            in_the_way += [(str(name), directory / name) for name in names]
+            for shown, parent in in_the_way:
+                if parent.exists() and not parent.is_dir():
+                    return (
+                        f"{shown} is a file, where a directory goes: move it away, then regenerate"
+                    )
+        return "missing"  # (not one that differs: the command below writes it)
+    if stat.S_ISDIR(mode):  # (the command below would stop at it, writing nothing)
         return "a directory, where the file goes: move it away, then regenerate"
-    if target.exists():
+    if stat.S_ISREG(mode):
         return "differs from the generator's output"
-    return "missing"  # (not one that differs: the command below writes it)
+    kind = next((name for test, name in _OTHER_KINDS if test(mode)), "something else")
+    return f"{kind}, not a file: regenerate replaces it"
 
 
 def _shown(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
