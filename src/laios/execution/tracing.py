@@ -109,6 +109,9 @@ MAX_HELD_SECRETS = 16
 _KEY_CHARS = 64
 #: Checkpoint values read for the secrets they hold only under a secret-looking name.
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
+#: Checkpoint data and progress details read for the secrets they hold only under
+#: secret-looking names (see :func:`with_held_secrets`).
+_READ_UNDER_SECRET_NAMES = (*_CONTAINERS, int, float, type(None))
 
 
 def _names_a_secret(key: Any, text: str) -> bool:
@@ -274,6 +277,26 @@ def _with_secrets_of(value: Any, secrets: Sequence[str]) -> Sequence[str]:
     if not own:
         return secrets  # (the common case: the forms of ``secrets`` are not worked out again)
     return [*secrets, *own[:MAX_HELD_SECRETS]]
+
+
+def with_held_secrets(
+    entries: Sequence[tuple[Any, str, Any]], secrets: Sequence[str]
+) -> Sequence[str]:
+    """``secrets`` and the secret values held by ``entries``, ``(key, key's text, value)``
+    of a checkpoint's data or a progress report's details (see :func:`_with_secrets_of`): a
+    token a tool reports under its name, which no parameter held, is scrubbed where the
+    checkpoint's name, its other entries or the report's message quote it. Containers under
+    ordinary names are not read (they are not recorded: a list of rows would cost every
+    report its reading), nor numbers and ``None`` under ordinary names (which hold none)."""
+    held = [
+        (key, value)
+        for key, text, value in entries
+        if not isinstance(value, _READ_UNDER_SECRET_NAMES) or _names_a_secret(key, text)
+    ]
+    if held:
+        with contextlib.suppress(Exception):  # (a key that cannot be hashed again)
+            secrets = _with_secrets_of(dict(held), secrets)
+    return secrets
 
 
 #: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
@@ -666,14 +689,7 @@ class Tracing:
         # recorded are read for it, and the containers under secret-looking names (not others,
         # which are not recorded: a list of rows would cost every checkpoint its reading).
         shown = [(key, printable(key, UNPRINTABLE_KEY), value) for key, value in entries]
-        held = [
-            (key, value)
-            for key, text, value in shown
-            if not isinstance(value, _CONTAINERS) or _names_a_secret(key, text)
-        ]
-        if held:
-            with contextlib.suppress(Exception):  # (a key that cannot be hashed again)
-                secrets = _with_secrets_of(dict(held), secrets)
+        secrets = with_held_secrets(shown, secrets)
         for key, text, value in shown:
             label = text
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)
