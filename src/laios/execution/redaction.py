@@ -682,15 +682,18 @@ def _field_forms(name: object, value: str) -> list[str]:
     ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
     the value in the other Unicode normalization forms (see :func:`_normalized`), and for
     the name and the value both in each of them (a name that is not ASCII, as a text
-    normalized as a whole writes it: ``cle\\u0301_token=`` for ``clé_token``), each as an
-    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
+    normalized as a whole writes it: ``cle\\u0301_token=`` for ``clé_token``), and with
+    the name in the letter cases of :func:`_name_cases` too (``PIN=`` for ``pin``; as given
+    alone in the other normalization forms), each as an :class:`_InField` that replaces only
+    the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
         return []
     shapes: list[tuple[str, str, str]] = []
-    for variant in _normalized(value):  # (also in the other normalization forms: see there)
-        shapes += _field_shapes(name, variant)
+    for named in _name_cases(name):  # (PIN=, Pin: for pin; X-Api-Key: for x-api-key)
+        for variant in _normalized(value):  # (also in the other normalization forms: see there)
+            shapes += _field_shapes(named, variant)
     if not name.isascii():  # (a text normalized as a whole writes its name so too)
         for normal in _NORMAL_FORMS:
             written = unicodedata.normalize(normal, name)
@@ -702,6 +705,26 @@ def _field_forms(name: object, value: str) -> list[str]:
         if text not in forms:
             forms[text] = _InField(text, len(head), len(tail))
     return list(forms.values())
+
+
+def _name_cases(name: str) -> tuple[str, ...]:
+    """``name`` and the letter cases a text commonly writes a name in, each once: in lower
+    case, in capitals, and with the first letter of each of its words a capital (``pin``:
+    ``PIN``, ``Pin``; ``x-api-key``: ``X-API-KEY``, ``X-Api-Key``; ``API_KEY``: ``api_key``,
+    ``Api_Key``; ``apiKey``: ``apikey``, ``APIKEY``, ``ApiKey``, ``Apikey``). Other mixes
+    (``pIN``, ``X-api-key``) are not among them: each case costs every text scrubbed a search
+    for each way of writing the value after it."""
+    lower = name.lower()
+    cases = (name, lower, name.upper(), _capitalized(name), _capitalized(lower))
+    return tuple(dict.fromkeys(cases))
+
+
+def _capitalized(name: str) -> str:
+    """``name`` with the first letter of each of its words a capital (``X-Api-Key``)."""
+    return "".join(
+        char.upper() if at == 0 or not name[at - 1].isalpha() else char
+        for at, char in enumerate(name)
+    )
 
 
 def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
