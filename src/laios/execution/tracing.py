@@ -299,6 +299,21 @@ def with_held_secrets(
     return secrets
 
 
+def with_secrets_of_details(details: Mapping[Any, Any], secrets: Sequence[str]) -> Sequence[str]:
+    """``secrets`` and the secret values a progress report's ``details`` hold, read as a
+    checkpoint's data is (its first ``MAX_CHECKPOINT_ATTRIBUTES`` entries, see
+    :func:`with_held_secrets`): the message is scrubbed of them, as a checkpoint's name is of
+    those its data holds. ``secrets`` when the details cannot be read."""
+    try:
+        entries = [
+            (key, printable(key, UNPRINTABLE_KEY), value)
+            for key, value in itertools.islice(details.items(), MAX_CHECKPOINT_ATTRIBUTES)
+        ]
+    except Exception:  # (details that cannot be read: kept as their description)
+        return secrets
+    return with_held_secrets(entries, secrets)
+
+
 #: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
 _STACK_LINE_BYTES = 1024
 #: Bytes of the start of a stack trace kept when its middle is cut (the rest is its end).

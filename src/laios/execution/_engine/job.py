@@ -31,7 +31,6 @@ import contextlib
 import contextvars
 import functools
 import inspect
-import itertools
 import logging
 import re
 import sys
@@ -100,7 +99,7 @@ from laios.execution.task_context import (
     reports_to,
     set_current_task,
 )
-from laios.execution.tracing import MAX_CHECKPOINT_ATTRIBUTES, with_held_secrets
+from laios.execution.tracing import with_secrets_of_details
 from laios.tools.base import PLAIN_TYPES, ToolOutput, missing_await_error
 
 if TYPE_CHECKING:
@@ -987,9 +986,7 @@ class Job(TaskRecord):
             if task is not None and task.parameters:  # a message may quote a secret argument
                 secrets = self.secrets_of(task)
             if details:  # or a token the tool reports under its name in the details
-                entries = itertools.islice(details.items(), MAX_CHECKPOINT_ATTRIBUTES)
-                shown = [(key, key, value) for key, value in entries if type(key) is str]
-                secrets = with_held_secrets(shown, secrets)
+                secrets = with_secrets_of_details(details, secrets)
             # (scrubbed before it is cut: a secret across the cut leaves nothing behind)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         deliveries = self.deliveries
