@@ -382,3 +382,14 @@ def test_spans_logs_and_status_redact_a_short_secret_after_its_name_in_capitals(
     assert any(f"PIN={REDACTED}, Pin: {REDACTED}" in text for text in seen)
     assert any(f"trying PIN={REDACTED}" in text for text in seen)
     assert not [text for text in seen if "PIN=q7" in text or "Pin: q7" in text]
+
+
+@pytest.mark.parametrize("name", ["pin", "PIN"])
+def test_a_short_secret_is_scrubbed_quoted_after_its_name_and_a_colon(name: str) -> None:
+    """A YAML document or a ``key: 'value'`` message quotes the value after its bare name and a
+    colon: ``pin: 'q7'``, ``pin: "q7"``; the value is redacted, its quotes and the name kept."""
+    secrets = secret_values({"pin": "q7"})
+    text = f"config:\n  {name}: 'q7'\n  {name}: \"q7\"\n  user: 'q7'"
+    expected = f"config:\n  {name}: '{REDACTED}'\n  {name}: \"{REDACTED}\"\n  user: 'q7'"
+    assert scrub(text, secrets) == expected
+    assert scrub_head(text, secrets, 200) == expected

@@ -673,7 +673,8 @@ def _form_decoded(text: str) -> str:
 
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
-    value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
+    value``, ``name='value'``, ``name="value"``, ``name: 'value'`` and ``name: "value"``
+    (YAML), ``{'name': 'value'}``, ``{"name": "value"}``
     (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
     mapping too, and unquoted, as a number is written), ``name=`` followed by the value
     percent-encoded (a URL's query; the name too, where that changes it; the hex digits of
@@ -746,6 +747,7 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
         written, key = write(value), write(name)
         shapes += [
             (f"{name}={written[0]}", written[1:-1], written[-1]),
+            (f"{name}: {written[0]}", written[1:-1], written[-1]),  # (YAML: pin: 'q7')
             (f"{key}: {written[0]}", written[1:-1], written[-1]),
             (f"{key}: ", value, ""),
         ]
@@ -757,6 +759,7 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
         key = json.dumps(name, ensure_ascii=ensure_ascii)
         shapes += [
             (f'{name}="', written, '"'),
+            (f'{name}: "', written, '"'),
             (f'{key}: "', written, '"'),
             (f'{key}:"', written, '"'),
             (f"{key}: ", value, ""),
