@@ -393,3 +393,53 @@ def test_a_short_secret_is_scrubbed_quoted_after_its_name_and_a_colon(name: str)
     expected = f"config:\n  {name}: '{REDACTED}'\n  {name}: \"{REDACTED}\"\n  user: 'q7'"
     assert scrub(text, secrets) == expected
     assert scrub_head(text, secrets, 200) == expected
+
+
+class HoldsAShortCode(BaseTool):
+    name = "holds_a_short_code"
+    description = "Checkpoints and returns a short code under its name, and quotes it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = current_task()
+        task.checkpoint("checked PIN=q7", {"pin": "q7", "note": "pin=q7, Pin: 'q7'"})
+        task.progress(50, "PIN=q7 accepted", pin="q7")
+        return {"pin": "q7", "message": "pin=q7", "other": "q7"}
+
+
+def test_a_short_secret_the_tool_holds_itself_is_scrubbed_wherever_it_is_quoted() -> None:
+    """A short code the tool checkpoints, reports or returns under a secret-looking name (no
+    parameter held it) is scrubbed where the same data quotes it after its name: each of its
+    forms counts, not only the longest few (the held secrets are counted by value)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(HoldsAShortCode)
+    task = Task(plan_id="p", description="d", tool_name=HoldsAShortCode.name, parameters={})
+    store = MetricStore()
+    statuses: list[str] = []
+
+    def on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "progress":
+            statuses.append(json.dumps(status_document(store.snapshot())))
+
+    with Executor(
+        registry,
+        store=store,
+        register_prometheus=False,
+        tracer_provider=provider,
+        capture_content=True,
+    ) as executor:
+        context = Context(session_id="s", user_id="u")
+        result = executor.execute_task(task, context, on_progress=on_progress)
+    assert result.success, result.error
+    seen = list(statuses)
+    for span in exporter.get_finished_spans():
+        seen += [span.name, *map(str, dict(span.attributes or {}).values())]
+    text = "\n".join(seen)
+    assert "checkpoint checked PIN=[REDACTED]" in text
+    assert f"pin={REDACTED}, Pin: '{REDACTED}'" in text
+    assert f"PIN={REDACTED} accepted" in text
+    assert f'"message":"pin={REDACTED}"' in text
+    assert "=q7" not in text
+    assert ": 'q7'" not in text

@@ -508,21 +508,24 @@ class _CutValue(str):
 class _InField(str):
     """A secret written as the value of its name (``api_key='xy9'``): the text to find, of
     which only the value is replaced (the first ``head`` and last ``tail`` characters, the
-    name and the quotes around the value, are kept)."""
+    name and the quotes around the value, are kept). ``value``: the secret value it writes
+    (its many forms count as one secret where secrets are counted, see :func:`held_secrets`)."""
 
-    __slots__ = ("head", "tail")
+    __slots__ = ("head", "tail", "value")
     head: int
     tail: int
+    value: str
 
-    def __new__(cls, text: str, head: int, tail: int) -> _InField:
+    def __new__(cls, text: str, head: int, tail: int, value: str = "") -> _InField:
         """``text``, keeping its first ``head`` and last ``tail`` characters."""
         form = super().__new__(cls, text)
         form.head = head
         form.tail = tail
+        form.value = value
         return form
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _InField, (str(self), self.head, self.tail)
+        return _InField, (str(self), self.head, self.tail, self.value)
 
 
 #: A URL's user information with a password, read from just after the ``://`` that follows
@@ -704,7 +707,7 @@ def _field_forms(name: object, value: str) -> list[str]:
     for head, written, tail in shapes:
         text = head + written + tail
         if text not in forms:
-            forms[text] = _InField(text, len(head), len(tail))
+            forms[text] = _InField(text, len(head), len(tail), value)
     return list(forms.values())
 
 
@@ -1224,6 +1227,23 @@ def _reads_as_words(part: str) -> bool:
 
 #: Types of parameter values a tool cannot change in place.
 _FLAT_VALUES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def held_secrets(value: Any, most: int) -> list[str]:
+    """:func:`secret_values` of ``value`` (longest first), those of its ``most`` longest secret
+    values: a short one counts once with every way it is written after its name (``pin=q7``,
+    ``'pin': 'q7'``, ``PIN=q7``…), all of which are kept."""
+    found = secret_values(value)
+    counted: set[str] = set()
+    kept: list[str] = []
+    for form in found:
+        secret = form.value if type(form) is _InField and form.value else form
+        if secret not in counted:
+            if len(counted) >= most:
+                continue
+            counted.add(secret)
+        kept.append(form)
+    return kept
 
 
 def secret_values_before_run(params: Any, tool: Any = None) -> list[str] | None:

@@ -66,6 +66,7 @@ from laios.execution.redaction import (
     SecretFields,
     SecretForms,
     exception_traceback,
+    held_secrets,
     is_secret_key,
     scrub,
     scrub_head,
@@ -267,16 +268,17 @@ def _capture(
 
 def _with_secrets_of(value: Any, secrets: Sequence[str]) -> Sequence[str]:
     """``secrets`` and the secret values ``value`` holds itself (see :func:`secret_values`),
-    the ``MAX_HELD_SECRETS`` longest of them: a credential a tool returns (or checkpoints)
+    the ``MAX_HELD_SECRETS`` longest of them (a short one with all its forms, see
+    :func:`held_secrets`): a credential a tool returns (or checkpoints)
     under a secret-looking name, which no parameter held, is scrubbed where the same value
     quotes it elsewhere, as it is redacted under its name."""
     try:
-        own = secret_values(value)
+        own = held_secrets(value, MAX_HELD_SECRETS)
     except Exception:  # (a result whose items cannot be read: captured as its placeholder)
         return secrets
     if not own:
         return secrets  # (the common case: the forms of ``secrets`` are not worked out again)
-    return [*secrets, *own[:MAX_HELD_SECRETS]]
+    return [*secrets, *own]
 
 
 def with_held_secrets(
@@ -303,15 +305,16 @@ def with_secrets_of_details(details: Mapping[Any, Any], secrets: Sequence[str]) 
     """``secrets`` and the secret values a progress report's ``details`` hold, read as a
     checkpoint's data is (its first ``MAX_CHECKPOINT_ATTRIBUTES`` entries, see
     :func:`with_held_secrets`): the message is scrubbed of them, as a checkpoint's name is of
-    those its data holds. ``secrets`` when the details cannot be read."""
+    those its data holds. ``secrets`` when the details cannot be read (or hold an object
+    whose class cannot be told: a proxy whose ``__class__`` raises)."""
     try:
         entries = [
             (key, printable(key, UNPRINTABLE_KEY), value)
             for key, value in itertools.islice(details.items(), MAX_CHECKPOINT_ATTRIBUTES)
         ]
+        return with_held_secrets(entries, secrets)
     except Exception:  # (details that cannot be read: kept as their description)
         return secrets
-    return with_held_secrets(entries, secrets)
 
 
 #: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
