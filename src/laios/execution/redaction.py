@@ -1229,11 +1229,10 @@ def _reads_as_words(part: str) -> bool:
 _FLAT_VALUES = frozenset({str, int, float, bool, bytes, type(None)})
 
 
-def held_secrets(value: Any, most: int) -> list[str]:
-    """:func:`secret_values` of ``value`` (longest first), those of its ``most`` longest secret
-    values: a short one counts once with every way it is written after its name (``pin=q7``,
-    ``'pin': 'q7'``, ``PIN=q7``…), all of which are kept."""
-    found = secret_values(value)
+def held_secrets(found: list[str], most: int) -> list[str]:
+    """Of ``found`` (as :func:`secret_values` gives them, longest first), those of its
+    ``most`` longest secret values: a short one counts once with every way it is written
+    after its name (``pin=q7``, ``'pin': 'q7'``, ``PIN=q7``…), all of which are kept."""
     counted: set[str] = set()
     kept: list[str] = []
     for form in found:

@@ -273,7 +273,7 @@ def _with_secrets_of(value: Any, secrets: Sequence[str]) -> Sequence[str]:
     under a secret-looking name, which no parameter held, is scrubbed where the same value
     quotes it elsewhere, as it is redacted under its name."""
     try:
-        own = held_secrets(value, MAX_HELD_SECRETS)
+        own = held_secrets(secret_values(value), MAX_HELD_SECRETS)
     except Exception:  # (a result whose items cannot be read: captured as its placeholder)
         return secrets
     if not own:
