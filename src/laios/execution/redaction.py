@@ -31,7 +31,7 @@ from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from enum import Enum
 from itertools import chain, compress, islice, repeat
-from types import SimpleNamespace
+from types import MemberDescriptorType, SimpleNamespace
 from typing import Any, Literal
 from urllib.parse import (
     ParseResult,
@@ -1171,17 +1171,40 @@ _MAX_OBJECT_ATTRIBUTES = 256
 def _secret_attributes(value: Any) -> list[tuple[str, Any]]:
     """The attributes with secret-looking names (see :func:`is_secret_key`) of an object of a
     class of its own (``OpenAI(api_key=…)``: neither a dataclass, a pydantic model nor any
-    other kind :func:`object_fields` reads): those it holds itself (its ``__dict__``), among its
-    first ``_MAX_OBJECT_ATTRIBUTES``; its other attributes are not read (a large object is not
+    other kind :func:`object_fields` reads): those it holds itself (its ``__dict__``, and the
+    slots its class and their bases declare, see :func:`_slot_attributes`), among its first
+    ``_MAX_OBJECT_ATTRIBUTES``; its other attributes are not read (a large object is not
     walked through for its secrets)."""
-    try:
+    named: list[tuple[Any, Any]] = []
+    with contextlib.suppress(Exception):  # (no __dict__, or one that cannot be read)
         attributes = vars(value)
-        if type(attributes) is not dict:
-            return []
-        named = list(islice(attributes.items(), _MAX_OBJECT_ATTRIBUTES))
-    except Exception:  # (no __dict__, or one that cannot be read)
-        return []
-    return [(name, item) for name, item in named if type(name) is str and is_secret_key(name)]
+        if type(attributes) is dict:
+            named = list(islice(attributes.items(), _MAX_OBJECT_ATTRIBUTES))
+    found = [(name, item) for name, item in named if type(name) is str and is_secret_key(name)]
+    return found + _slot_attributes(value)
+
+
+def _slot_attributes(value: Any) -> list[tuple[str, Any]]:
+    """The slots with secret-looking names that ``value``'s class and its bases declare
+    (``__slots__ = ("password",)``), each with what ``value`` holds there, read through the
+    class's own slot descriptor (never the object's ``__getattribute__``); a slot never set
+    holds nothing. ``[]`` for a class without slots (the common case, looked at once)."""
+    found: list[tuple[str, Any]] = []
+    try:
+        classes = type(value).__mro__
+        for cls in classes:
+            slots = cls.__dict__.get("__slots__")
+            if slots is None:
+                continue
+            for name in [slots] if isinstance(slots, str) else list(slots)[:_MAX_OBJECT_ATTRIBUTES]:
+                slot = cls.__dict__.get(name) if type(name) is str else None
+                if type(slot) is not MemberDescriptorType or not is_secret_key(name):
+                    continue
+                with contextlib.suppress(AttributeError):  # (a slot never set)
+                    found.append((name, slot.__get__(value, cls)))
+    except Exception:  # (a class whose slots cannot be read: none of them)
+        return found
+    return found
 
 
 #: A name: letters alone, or words of them joined by ``_``, ``-``, ``.`` or a space.
