@@ -127,7 +127,7 @@ class ProgressTracker:
             text = as_text(message, "message")
             # (the run whose progress this is, else any run of the id)
             secrets = self._store.task_secrets(key, progress=True)
-            if details:  # and a token the caller reports under its name in the details
+            if details is not None:  # and a token the caller reports in the details by name
                 secrets = with_secrets_of_details(details, secrets)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         update = ProgressUpdate(
