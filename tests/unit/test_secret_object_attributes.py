@@ -188,3 +188,31 @@ def test_a_key_of_several_lines_under_a_secret_name_is_secret_as_its_text() -> N
     assert len(pem) > 1024
     assert secret_values({"private_key": Report(pem)}) == [pem]
     assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in scrub(f"bad key: {pem}", [pem])
+
+
+class SlottedCredentials:
+    __slots__ = ("password", "user")
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user = user
+        self.password = password
+
+
+class SlottedClient(SlottedCredentials):
+    __slots__ = ("api_key", "unset_token")
+
+    def __init__(self, api_key: str) -> None:
+        super().__init__("bob", SECRET[::-1])
+        self.api_key = api_key
+
+
+def test_an_attribute_with_a_secret_name_held_in_a_slot_is_secret() -> None:
+    """An object of a class with ``__slots__`` holds its attributes itself too, in its slots
+    rather than a ``__dict__``: those with secret-looking names are read (a base class's
+    slots too; a slot never set holds nothing), as a plain object's are."""
+    assert secret_values({"creds": SlottedCredentials("bob", SECRET)}) == [SECRET]
+    assert sorted(secret_values({"client": SlottedClient(SECRET)})) == sorted(
+        [SECRET, SECRET[::-1]]
+    )
+    text = f"login {SECRET[::-1]} refused"
+    assert scrub(text, secret_values({"c": SlottedClient("x" * 12)})) == "login [REDACTED] refused"

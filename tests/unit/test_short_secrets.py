@@ -297,3 +297,149 @@ def test_a_short_secret_in_a_captured_result_is_redacted_under_its_name() -> Non
     (span,) = exporter.get_finished_spans()
     captured = json.loads(str(span.attributes["gen_ai.tool.call.result"]))
     assert captured == {"code": REDACTED, "echo": {"code": REDACTED, "n": 7}, "other": "q7"}
+
+
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("pin", "PIN"),
+        ("pin", "Pin"),
+        ("password", "PASSWORD"),
+        ("api_key", "API_KEY"),
+        ("api_key", "Api_Key"),
+        ("x-api-key", "X-Api-Key"),
+        ("x-api-key", "X-API-KEY"),
+        ("Authorization", "authorization"),
+        ("apiKey", "ApiKey"),
+        ("API_KEY", "Api_Key"),
+        ("API_KEY", "api_key"),
+    ],
+)
+def test_a_short_secret_is_scrubbed_after_its_name_in_another_letter_case(
+    name: str, written: str
+) -> None:
+    """A text may write the parameter's name in capitals, in lower case or with its words
+    capitalized (``PIN=q7``, ``Pin: q7``, an HTTP header ``X-Api-Key``): the value is still
+    written as the value of its own name, and redacted, the name kept as written."""
+    secrets = secret_values({name: SHORT, "q": "hi"})
+    for text, expected in _texts(written, SHORT).items():
+        assert scrub(text, secrets) == expected
+        assert scrub_head(text, secrets, 200) == expected
+    captured = json.loads(to_json({written: SHORT, "other": SHORT}, secrets=secrets))
+    assert captured == {written: REDACTED, "other": SHORT}
+
+
+def test_a_short_secret_after_another_name_in_capitals_is_left_as_it_is() -> None:
+    """Only the secret's own name, in whichever case, makes the short value a secret."""
+    secrets = secret_values({"pin": SHORT})
+    text = f"PINS={SHORT} PIN_COUNT={SHORT} Pins: {SHORT}"
+    assert scrub(text, secrets) == text
+
+
+class QuotesItsPinInCapitals(BaseTool):
+    name = "quotes_its_pin_in_capitals"
+    description = "Quotes its short PIN after its name in capitals."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        pin = kwargs["pin"]
+        current_task().progress(10, f"trying PIN={pin}")
+        raise ValueError(f"card refused: PIN={pin}, Pin: {pin}")
+
+
+def test_spans_logs_and_status_redact_a_short_secret_after_its_name_in_capitals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(QuotesItsPinInCapitals)
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name=QuotesItsPinInCapitals.name,
+        parameters={"pin": "q7"},
+    )
+    store = MetricStore()
+    statuses: list[str] = []
+
+    def on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "progress":
+            statuses.append(json.dumps(status_document(store.snapshot())))
+
+    with caplog.at_level(logging.DEBUG, logger="laios"):
+        with Executor(
+            registry, store=store, register_prometheus=False, tracer_provider=provider
+        ) as executor:
+            context = Context(session_id="s", user_id="u")
+            result = executor.execute_task(task, context, on_progress=on_progress)
+    assert result.success is False
+    seen = [*statuses, str(status_document(store.snapshot()))]
+    for span in exporter.get_finished_spans():
+        seen.append(str(span.status.description))
+        seen += [str(event.attributes) for event in span.events]
+    seen += [record.getMessage() for record in caplog.records]
+    assert any(f"PIN={REDACTED}, Pin: {REDACTED}" in text for text in seen)
+    assert any(f"trying PIN={REDACTED}" in text for text in seen)
+    assert not [text for text in seen if "PIN=q7" in text or "Pin: q7" in text]
+
+
+@pytest.mark.parametrize("name", ["pin", "PIN"])
+def test_a_short_secret_is_scrubbed_quoted_after_its_name_and_a_colon(name: str) -> None:
+    """A YAML document or a ``key: 'value'`` message quotes the value after its bare name and a
+    colon: ``pin: 'q7'``, ``pin: "q7"``; the value is redacted, its quotes and the name kept."""
+    secrets = secret_values({"pin": "q7"})
+    text = f"config:\n  {name}: 'q7'\n  {name}: \"q7\"\n  user: 'q7'"
+    expected = f"config:\n  {name}: '{REDACTED}'\n  {name}: \"{REDACTED}\"\n  user: 'q7'"
+    assert scrub(text, secrets) == expected
+    assert scrub_head(text, secrets, 200) == expected
+
+
+class HoldsAShortCode(BaseTool):
+    name = "holds_a_short_code"
+    description = "Checkpoints and returns a short code under its name, and quotes it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = current_task()
+        task.checkpoint("checked PIN=q7", {"pin": "q7", "note": "pin=q7, Pin: 'q7'"})
+        task.progress(50, "PIN=q7 accepted", pin="q7")
+        return {"pin": "q7", "message": "pin=q7", "other": "q7"}
+
+
+def test_a_short_secret_the_tool_holds_itself_is_scrubbed_wherever_it_is_quoted() -> None:
+    """A short code the tool checkpoints, reports or returns under a secret-looking name (no
+    parameter held it) is scrubbed where the same data quotes it after its name: each of its
+    forms counts, not only the longest few (the held secrets are counted by value)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(HoldsAShortCode)
+    task = Task(plan_id="p", description="d", tool_name=HoldsAShortCode.name, parameters={})
+    store = MetricStore()
+    statuses: list[str] = []
+
+    def on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "progress":
+            statuses.append(json.dumps(status_document(store.snapshot())))
+
+    with Executor(
+        registry,
+        store=store,
+        register_prometheus=False,
+        tracer_provider=provider,
+        capture_content=True,
+    ) as executor:
+        context = Context(session_id="s", user_id="u")
+        result = executor.execute_task(task, context, on_progress=on_progress)
+    assert result.success, result.error
+    seen = list(statuses)
+    for span in exporter.get_finished_spans():
+        seen += [span.name, *map(str, dict(span.attributes or {}).values())]
+    text = "\n".join(seen)
+    assert "checkpoint checked PIN=[REDACTED]" in text
+    assert f"pin={REDACTED}, Pin: '{REDACTED}'" in text
+    assert f"PIN={REDACTED} accepted" in text
+    assert f'"message":"pin={REDACTED}"' in text
+    assert "=q7" not in text
+    assert ": 'q7'" not in text

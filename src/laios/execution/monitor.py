@@ -57,6 +57,7 @@ from laios.execution.store import (
     get_default_store,
     store_or_private,
 )
+from laios.execution.tracing import with_secrets_of_details
 
 __all__ = [
     "ExecutionMonitor",
@@ -126,6 +127,8 @@ class ProgressTracker:
             text = as_text(message, "message")
             # (the run whose progress this is, else any run of the id)
             secrets = self._store.task_secrets(key, progress=True)
+            if details is not None:  # and a token the caller reports in the details by name
+                secrets = with_secrets_of_details(details, secrets)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         update = ProgressUpdate(
             task_id=key,

@@ -31,7 +31,7 @@ from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from enum import Enum
 from itertools import chain, compress, islice, repeat
-from types import SimpleNamespace
+from types import MemberDescriptorType, SimpleNamespace
 from typing import Any, Literal
 from urllib.parse import (
     ParseResult,
@@ -508,21 +508,24 @@ class _CutValue(str):
 class _InField(str):
     """A secret written as the value of its name (``api_key='xy9'``): the text to find, of
     which only the value is replaced (the first ``head`` and last ``tail`` characters, the
-    name and the quotes around the value, are kept)."""
+    name and the quotes around the value, are kept). ``value``: the secret value it writes
+    (its many forms count as one secret where secrets are counted, see :func:`held_secrets`)."""
 
-    __slots__ = ("head", "tail")
+    __slots__ = ("head", "tail", "value")
     head: int
     tail: int
+    value: str
 
-    def __new__(cls, text: str, head: int, tail: int) -> _InField:
+    def __new__(cls, text: str, head: int, tail: int, value: str = "") -> _InField:
         """``text``, keeping its first ``head`` and last ``tail`` characters."""
         form = super().__new__(cls, text)
         form.head = head
         form.tail = tail
+        form.value = value
         return form
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _InField, (str(self), self.head, self.tail)
+        return _InField, (str(self), self.head, self.tail, self.value)
 
 
 #: A URL's user information with a password, read from just after the ``://`` that follows
@@ -673,7 +676,8 @@ def _form_decoded(text: str) -> str:
 
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
-    value``, ``name='value'``, ``name="value"``, ``{'name': 'value'}``, ``{"name": "value"}``
+    value``, ``name='value'``, ``name="value"``, ``name: 'value'`` and ``name: "value"``
+    (YAML), ``{'name': 'value'}``, ``{"name": "value"}``
     (also compact, also ASCII-escaped as ``json.dumps`` writes it by default, the name in a
     mapping too, and unquoted, as a number is written), ``name=`` followed by the value
     percent-encoded (a URL's query; the name too, where that changes it; the hex digits of
@@ -682,15 +686,18 @@ def _field_forms(name: object, value: str) -> list[str]:
     ones also as ``ascii()`` writes them (the name in a mapping too), all of them also for
     the value in the other Unicode normalization forms (see :func:`_normalized`), and for
     the name and the value both in each of them (a name that is not ASCII, as a text
-    normalized as a whole writes it: ``cle\\u0301_token=`` for ``clé_token``), each as an
-    :class:`_InField` that replaces only the value. ``[]`` for a name that is not text."""
+    normalized as a whole writes it: ``cle\\u0301_token=`` for ``clé_token``), and with
+    the name in the letter cases of :func:`_name_cases` too (``PIN=`` for ``pin``; as given
+    alone in the other normalization forms), each as an :class:`_InField` that replaces only
+    the value. ``[]`` for a name that is not text."""
     if isinstance(name, (bytes, bytearray)):
         name = name.decode("latin-1")
     if not isinstance(name, str) or not name or not value:
         return []
     shapes: list[tuple[str, str, str]] = []
-    for variant in _normalized(value):  # (also in the other normalization forms: see there)
-        shapes += _field_shapes(name, variant)
+    for named in _name_cases(name):  # (PIN=, Pin: for pin; X-Api-Key: for x-api-key)
+        for variant in _normalized(value):  # (also in the other normalization forms: see there)
+            shapes += _field_shapes(named, variant)
     if not name.isascii():  # (a text normalized as a whole writes its name so too)
         for normal in _NORMAL_FORMS:
             written = unicodedata.normalize(normal, name)
@@ -700,8 +707,28 @@ def _field_forms(name: object, value: str) -> list[str]:
     for head, written, tail in shapes:
         text = head + written + tail
         if text not in forms:
-            forms[text] = _InField(text, len(head), len(tail))
+            forms[text] = _InField(text, len(head), len(tail), value)
     return list(forms.values())
+
+
+def _name_cases(name: str) -> tuple[str, ...]:
+    """``name`` and the letter cases a text commonly writes a name in, each once: in lower
+    case, in capitals, and with the first letter of each of its words a capital (``pin``:
+    ``PIN``, ``Pin``; ``x-api-key``: ``X-API-KEY``, ``X-Api-Key``; ``API_KEY``: ``api_key``,
+    ``Api_Key``; ``apiKey``: ``apikey``, ``APIKEY``, ``ApiKey``, ``Apikey``). Other mixes
+    (``pIN``, ``X-api-key``) are not among them: each case costs every text scrubbed a search
+    for each way of writing the value after it."""
+    lower = name.lower()
+    cases = (name, lower, name.upper(), _capitalized(name), _capitalized(lower))
+    return tuple(dict.fromkeys(cases))
+
+
+def _capitalized(name: str) -> str:
+    """``name`` with the first letter of each of its words a capital (``X-Api-Key``)."""
+    return "".join(
+        char.upper() if at == 0 or not name[at - 1].isalpha() else char
+        for at, char in enumerate(name)
+    )
 
 
 def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
@@ -723,6 +750,7 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
         written, key = write(value), write(name)
         shapes += [
             (f"{name}={written[0]}", written[1:-1], written[-1]),
+            (f"{name}: {written[0]}", written[1:-1], written[-1]),  # (YAML: pin: 'q7')
             (f"{key}: {written[0]}", written[1:-1], written[-1]),
             (f"{key}: ", value, ""),
         ]
@@ -734,6 +762,7 @@ def _field_shapes(name: str, value: str) -> list[tuple[str, str, str]]:
         key = json.dumps(name, ensure_ascii=ensure_ascii)
         shapes += [
             (f'{name}="', written, '"'),
+            (f'{name}: "', written, '"'),
             (f'{key}: "', written, '"'),
             (f'{key}:"', written, '"'),
             (f"{key}: ", value, ""),
@@ -1142,17 +1171,40 @@ _MAX_OBJECT_ATTRIBUTES = 256
 def _secret_attributes(value: Any) -> list[tuple[str, Any]]:
     """The attributes with secret-looking names (see :func:`is_secret_key`) of an object of a
     class of its own (``OpenAI(api_key=…)``: neither a dataclass, a pydantic model nor any
-    other kind :func:`object_fields` reads): those it holds itself (its ``__dict__``), among its
-    first ``_MAX_OBJECT_ATTRIBUTES``; its other attributes are not read (a large object is not
+    other kind :func:`object_fields` reads): those it holds itself (its ``__dict__``, and the
+    slots its class and their bases declare, see :func:`_slot_attributes`), among its first
+    ``_MAX_OBJECT_ATTRIBUTES``; its other attributes are not read (a large object is not
     walked through for its secrets)."""
-    try:
+    named: list[tuple[Any, Any]] = []
+    with contextlib.suppress(Exception):  # (no __dict__, or one that cannot be read)
         attributes = vars(value)
-        if type(attributes) is not dict:
-            return []
-        named = list(islice(attributes.items(), _MAX_OBJECT_ATTRIBUTES))
-    except Exception:  # (no __dict__, or one that cannot be read)
-        return []
-    return [(name, item) for name, item in named if type(name) is str and is_secret_key(name)]
+        if type(attributes) is dict:
+            named = list(islice(attributes.items(), _MAX_OBJECT_ATTRIBUTES))
+    found = [(name, item) for name, item in named if type(name) is str and is_secret_key(name)]
+    return found + _slot_attributes(value)
+
+
+def _slot_attributes(value: Any) -> list[tuple[str, Any]]:
+    """The slots with secret-looking names that ``value``'s class and its bases declare
+    (``__slots__ = ("password",)``), each with what ``value`` holds there, read through the
+    class's own slot descriptor (never the object's ``__getattribute__``); a slot never set
+    holds nothing. ``[]`` for a class without slots (the common case, looked at once)."""
+    found: list[tuple[str, Any]] = []
+    try:
+        classes = type(value).__mro__
+        for cls in classes:
+            slots = cls.__dict__.get("__slots__")
+            if slots is None:
+                continue
+            for name in [slots] if isinstance(slots, str) else list(slots)[:_MAX_OBJECT_ATTRIBUTES]:
+                slot = cls.__dict__.get(name) if type(name) is str else None
+                if type(slot) is not MemberDescriptorType or not is_secret_key(name):
+                    continue
+                with contextlib.suppress(AttributeError):  # (a slot never set)
+                    found.append((name, slot.__get__(value, cls)))
+    except Exception:  # (a class whose slots cannot be read: none of them)
+        return found
+    return found
 
 
 #: A name: letters alone, or words of them joined by ``_``, ``-``, ``.`` or a space.
@@ -1198,6 +1250,22 @@ def _reads_as_words(part: str) -> bool:
 
 #: Types of parameter values a tool cannot change in place.
 _FLAT_VALUES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def held_secrets(found: list[str], most: int) -> list[str]:
+    """Of ``found`` (as :func:`secret_values` gives them, longest first), those of its
+    ``most`` longest secret values: a short one counts once with every way it is written
+    after its name (``pin=q7``, ``'pin': 'q7'``, ``PIN=q7``…), all of which are kept."""
+    counted: set[str] = set()
+    kept: list[str] = []
+    for form in found:
+        secret = form.value if type(form) is _InField and form.value else form
+        if secret not in counted:
+            if len(counted) >= most:
+                continue
+            counted.add(secret)
+        kept.append(form)
+    return kept
 
 
 def secret_values_before_run(params: Any, tool: Any = None) -> list[str] | None:

@@ -66,6 +66,7 @@ from laios.execution.redaction import (
     SecretFields,
     SecretForms,
     exception_traceback,
+    held_secrets,
     is_secret_key,
     scrub,
     scrub_head,
@@ -109,6 +110,9 @@ MAX_HELD_SECRETS = 16
 _KEY_CHARS = 64
 #: Checkpoint values read for the secrets they hold only under a secret-looking name.
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
+#: Checkpoint data and progress details read for the secrets they hold only under
+#: secret-looking names (see :func:`with_held_secrets`).
+_READ_UNDER_SECRET_NAMES = (*_CONTAINERS, int, float, type(None))
 
 
 def _names_a_secret(key: Any, text: str) -> bool:
@@ -264,16 +268,53 @@ def _capture(
 
 def _with_secrets_of(value: Any, secrets: Sequence[str]) -> Sequence[str]:
     """``secrets`` and the secret values ``value`` holds itself (see :func:`secret_values`),
-    the ``MAX_HELD_SECRETS`` longest of them: a credential a tool returns (or checkpoints)
+    the ``MAX_HELD_SECRETS`` longest of them (a short one with all its forms, see
+    :func:`held_secrets`): a credential a tool returns (or checkpoints)
     under a secret-looking name, which no parameter held, is scrubbed where the same value
     quotes it elsewhere, as it is redacted under its name."""
     try:
-        own = secret_values(value)
+        own = held_secrets(secret_values(value), MAX_HELD_SECRETS)
     except Exception:  # (a result whose items cannot be read: captured as its placeholder)
         return secrets
     if not own:
         return secrets  # (the common case: the forms of ``secrets`` are not worked out again)
-    return [*secrets, *own[:MAX_HELD_SECRETS]]
+    return [*secrets, *own]
+
+
+def with_held_secrets(
+    entries: Sequence[tuple[Any, str, Any]], secrets: Sequence[str]
+) -> Sequence[str]:
+    """``secrets`` and the secret values held by ``entries``, ``(key, key's text, value)``
+    of a checkpoint's data or a progress report's details (see :func:`_with_secrets_of`): a
+    token a tool reports under its name, which no parameter held, is scrubbed where the
+    checkpoint's name, its other entries or the report's message quote it. Containers under
+    ordinary names are not read (they are not recorded: a list of rows would cost every
+    report its reading), nor numbers and ``None`` under ordinary names (which hold none)."""
+    held = [
+        (key, value)
+        for key, text, value in entries
+        if not isinstance(value, _READ_UNDER_SECRET_NAMES) or _names_a_secret(key, text)
+    ]
+    if held:
+        with contextlib.suppress(Exception):  # (a key that cannot be hashed again)
+            secrets = _with_secrets_of(dict(held), secrets)
+    return secrets
+
+
+def with_secrets_of_details(details: Mapping[Any, Any], secrets: Sequence[str]) -> Sequence[str]:
+    """``secrets`` and the secret values a progress report's ``details`` hold, read as a
+    checkpoint's data is (its first ``MAX_CHECKPOINT_ATTRIBUTES`` entries, see
+    :func:`with_held_secrets`): the message is scrubbed of them, as a checkpoint's name is of
+    those its data holds. ``secrets`` when the details cannot be read (or hold an object
+    whose class cannot be told: a proxy whose ``__class__`` raises)."""
+    try:
+        entries = [
+            (key, printable(key, UNPRINTABLE_KEY), value)
+            for key, value in itertools.islice(details.items(), MAX_CHECKPOINT_ATTRIBUTES)
+        ]
+        return with_held_secrets(entries, secrets)
+    except Exception:  # (details that cannot be read: kept as their description)
+        return secrets
 
 
 #: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
@@ -682,14 +723,7 @@ class Tracing:
         # recorded are read for it, and the containers under secret-looking names (not others,
         # which are not recorded: a list of rows would cost every checkpoint its reading).
         shown = [(key, printable(key, UNPRINTABLE_KEY), value) for key, value in entries]
-        held = [
-            (key, value)
-            for key, text, value in shown
-            if not isinstance(value, _CONTAINERS) or _names_a_secret(key, text)
-        ]
-        if held:
-            with contextlib.suppress(Exception):  # (a key that cannot be hashed again)
-                secrets = _with_secrets_of(dict(held), secrets)
+        secrets = with_held_secrets(shown, secrets)
         for key, text, value in shown:
             label = text
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)

@@ -100,6 +100,7 @@ from laios.execution.task_context import (
     reports_to,
     set_current_task,
 )
+from laios.execution.tracing import with_secrets_of_details
 from laios.tools.base import PLAIN_TYPES, ToolOutput, missing_await_error
 
 if TYPE_CHECKING:
@@ -991,11 +992,13 @@ class Job(TaskRecord):
             # (a message whose __str__ raises is written as its repr: the tool goes on)
             text = printable(message, UNPRINTABLE_MESSAGE)
             task = self.task
+            secrets: Sequence[str] = ()
             if task is not None and task.parameters:  # a message may quote a secret argument
-                # (scrubbed before it is cut: a secret across the cut leaves nothing behind)
-                text = scrub_head(text, self.secrets_of(task), MAX_TEXT)
-            else:
-                text = shorten(text, MAX_TEXT)
+                secrets = self.secrets_of(task)
+            if details:  # or a token the tool reports under its name in the details
+                secrets = with_secrets_of_details(details, secrets)
+            # (scrubbed before it is cut: a secret across the cut leaves nothing behind)
+            text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         deliveries = self.deliveries
         if deliveries is None:
             deliveries = self._first_report()
