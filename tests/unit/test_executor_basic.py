@@ -315,10 +315,14 @@ def test_constructor_refuses_a_prometheus_registry_whose_register_raises(
     # ensure_collector, behind the metrics endpoints, says the same of its registry.
     with pytest.raises(ValueError, match=r"^registry\.register raised RuntimeError"):
         ensure_collector(MetricStore(), faulty)  # type: ignore[arg-type]
-    # The registry's own ValueError (names it exports already) goes on as it is.
+    # The registry's own refusal of names it exports already says what to do instead.
     clash = _RefusingRegistry(ValueError("Duplicated timeseries in CollectorRegistry"))
-    with pytest.raises(ValueError, match=r"^Duplicated timeseries"):
+    with pytest.raises(ValueError, match=r"^prometheus_registry already exports laios_\* "):
         Executor(registry, store=MetricStore(), prometheus_registry=clash)  # type: ignore[arg-type]
+    # Any other ValueError of the registry's goes on as it is.
+    other = _RefusingRegistry(ValueError("registry is frozen"))
+    with pytest.raises(ValueError, match=r"^registry is frozen$"):
+        Executor(registry, store=MetricStore(), prometheus_registry=other)  # type: ignore[arg-type]
 
 
 def test_a_constructor_refused_at_registration_leaves_nothing_behind(

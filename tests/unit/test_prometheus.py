@@ -461,6 +461,26 @@ def test_clash_with_foreign_metric_is_reported(store: MetricStore) -> None:
         ensure_collector(store, registry)
 
 
+def test_a_collector_registered_by_hand_is_named_with_the_way_out(store: MetricStore) -> None:
+    """A StoreCollector registered by hand made a later ensure_collector (an Executor's own
+    registration) fail with prometheus_client's bare "Duplicated timeseries" error listing some
+    thirty names; the error now says what exports them already and what to do, and stays short."""
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(MetricStore()))
+    with pytest.raises(ValueError) as caught:
+        ensure_collector(store, registry)
+    message = str(caught.value)
+    assert message.startswith("registry already exports laios_* metrics")
+    assert "StoreCollector registered by hand" in message
+    assert "ensure_collector(store, registry)" in message
+    assert "Duplicated timeseries" in message  # (prometheus_client's own words, cut short)
+    assert len(message) < 700
+    assert isinstance(caught.value.__cause__, ValueError)
+    # An Executor given that registry says the same, naming its own option.
+    with pytest.raises(ValueError, match=r"^prometheus_registry already exports laios_\* metrics"):
+        Executor(ToolRegistry(), store=MetricStore(), prometheus_registry=registry)
+
+
 def test_unregister_collector_removes_the_metrics(
     store: MetricStore, registry: CollectorRegistry
 ) -> None:

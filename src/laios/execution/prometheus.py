@@ -471,8 +471,18 @@ def collector_for(
             collector = StoreCollector(store)
             try:
                 registry.register(collector)
-            except ValueError:  # (names it exports already: prometheus_client's own refusal)
-                raise
+            except ValueError as exc:  # (names it exports already: prometheus_client's refusal)
+                said = exception_message(exc)
+                if "Duplicated timeseries" not in said:
+                    raise
+                raise ValueError(
+                    f"{option} already exports laios_* metrics: a StoreCollector registered by "
+                    "hand, or another collector with laios_* names, is in it. Let laios "
+                    "register the one collector it keeps per registry (an Executor does; or "
+                    "call ensure_collector(store, registry)) instead of registering a "
+                    "StoreCollector yourself, or unregister the other collector first "
+                    f"(prometheus_client said: {shorten(said, 160)})"
+                ) from exc
             except Exception as exc:
                 raise ValueError(
                     f"{option}.register raised {type_name(type(exc))}: "
