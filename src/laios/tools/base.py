@@ -310,10 +310,13 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
         TypeError: Naming the parameter and saying what to write.
     """
     params = _entry_parameters(cls, attr)
-    if not params or any(p.kind in _POSITIONAL for p in params):
+    if not params:
         return
     model = getattr(cls, "input_model", None)
     fields = model.model_fields if _is_input_class(model) else {}
+    if any(p.kind in _POSITIONAL for p in params):
+        _check_input_among_parameters(cls, attr, params, model, fields)
+        return
     for p in params:
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name in fields:
             continue
@@ -335,6 +338,65 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
                 f"{kind} {attr}(self, {p.name}, /); to take the parameters by name, name "
                 f"them as the input model's fields: {kind} {attr}(self, *, path, ...)"
             )
+
+
+def _check_input_among_parameters(
+    cls: type, attr: str, params: list[inspect.Parameter], model: Any, fields: dict[str, Any]
+) -> None:
+    """Refuse a keyword-style ``cls.<attr>`` taking, next to other parameters, one that looks
+    like the input (``def _execute(self, input_data: Query, verbose=False)``: named
+    ``input_data``, or annotated with the input model or, for a model that is no bare
+    :class:`ToolInput`, with any :class:`ToolInput` subclass) and is no field of the input
+    model: with more than one parameter it is given them by name, so never the validated input,
+    and every field of the model would be refused (or go to ``**kwargs``).
+
+    Raises:
+        TypeError: Naming the parameter and saying what to write.
+    """
+    bare = model is ToolInput or not _is_input_class(model)
+    for p in params:
+        if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD or p.name in fields:
+            continue
+        annotation = p.annotation
+        if not (
+            p.name == "input_data"
+            or annotation is model
+            or _names_input_model(cls, annotation)
+            or (not bare and _holds_input_class(annotation))
+        ):
+            continue
+        kind = _def_keyword(cls)
+        others = [q for q in params if q is not p and q.kind not in _NOT_BY_NAME]
+        named = [q for q in others if q.kind is not inspect.Parameter.VAR_KEYWORD]
+        model_name = model.__name__ if isinstance(model, type) else "ToolInput"
+        what = "the parameters" if bare else f"the fields of {model_name}"
+        if any(q.kind is inspect.Parameter.VAR_KEYWORD for q in others):
+            fate = f"{what} would go to **kwargs" + (
+                f", {p.name} keeping its default"
+                if p.default is not inspect.Parameter.empty
+                else f", every run failing for want of {p.name}"
+            )
+        else:
+            fate = f"{what} would be refused" + ("" if bare else ", so every run would fail")
+        listed = ", ".join(q.name for q in named) or "**kwargs"
+        shown = ", ".join(
+            q.name if q.default is inspect.Parameter.empty else f"{q.name}=..." for q in named
+        )
+        by_name = ", ".join(
+            [f for f in fields if f not in {q.name for q in named}] + ([shown] if shown else [])
+        )
+        take = f"{p.name}: {model_name}" if not bare or annotation is model else p.name
+        declare = f" (declare {', '.join(q.name for q in named)} as " + (
+            "fields of an input model)" if bare else f"a field of {model_name})"
+        )
+        raise TypeError(
+            f"Tool class {cls.__name__}: {attr} takes {p.name} next to other parameters "
+            f"({listed}), so it is given its parameters by name: {p.name} would be a parameter "
+            f"named {p.name!r}, never the validated input, and {fate}. To take the input, "
+            f"make it the only parameter: {kind} {attr}(self, {take})"
+            f"{declare if named else ''}; to take the parameters by name, name them as the "
+            f"input model's fields: {kind} {attr}(self, {by_name or '...'})"
+        )
 
 
 def _only_var_keyword(func: Any, binds: bool = False) -> bool:
