@@ -3,9 +3,10 @@ is called and what to write, not only Python's "got an unexpected keyword argume
 
 ``_execute`` receives the validated model only as its one parameter named ``input_data`` or
 annotated with the model; any other signature gets the fields by name. A tool written as
-``def _execute(self, data)`` with an input model therefore fails every call; so does a
-keyword-style ``_execute`` without ``**kwargs`` when the caller sends a parameter the model
-keeps as an extra.
+``def _execute(self, data)`` with an input model therefore fails every call (such a class is
+refused when it is made, unless it has an ``__init__`` of its own: see
+test_tool_missing_field_parameters.py); so does a keyword-style ``_execute`` without
+``**kwargs`` when the caller sends a parameter the model keeps as an extra.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class TakesModelUnderAnotherName(BaseTool):
     description = "Takes its input model under another name."
     input_model = PathInput
 
+    def __init__(self) -> None:
+        # (an __init__ of its own, which may give each instance a model: the class is not
+        # refused when it is made, and its runs say what is wrong)
+        super().__init__()
+
     def _execute(self, data: Any) -> Any:
         return data.path
 
@@ -40,6 +46,11 @@ class TakesModelUnderAnotherNameAsync(AsyncBaseTool):
     name = "takes_model_as_data_async"
     description = "Takes its input model under another name."
     input_model = PathInput
+
+    def __init__(self) -> None:
+        # (an __init__ of its own, which may give each instance a model: the class is not
+        # refused when it is made, and its runs say what is wrong)
+        super().__init__()
 
     async def _execute_async(self, data: Any) -> Any:
         return data.path

@@ -399,6 +399,59 @@ def _check_input_among_parameters(
         )
 
 
+def _check_fields_taken(cls: type, attr: str) -> None:
+    """Refuse a keyword-style ``cls.<attr>`` without ``**kwargs`` that has no parameter for a
+    field of the class's input model: every run passes each field by name (but those declared
+    ``Field(exclude=True)``), so every run would fail with Python's "unexpected keyword
+    argument". Left alone: the bare :class:`ToolInput`, and a class that may pass something
+    else (its own ``__init__``, which may give each instance a model, its own ``_as_kwargs``,
+    or a runner of its own, ``execute`` or ``run_raising``).
+
+    Raises:
+        TypeError: Naming the fields and saying what to write.
+    """
+    model = getattr(cls, "input_model", None)
+    if not _is_input_class(model) or model is ToolInput:
+        return
+    own_init = getattr(cls, "__init__", None) is not BaseTool.__dict__["__init__"]
+    if own_init or getattr(cls, "_as_kwargs", None) is not BaseTool.__dict__["_as_kwargs"]:
+        return
+    for klass in cls.__mro__:
+        if klass.__module__ == __name__:
+            break
+        if any(name in klass.__dict__ for name in _RUNNERS):
+            return
+    params = _entry_parameters(cls, attr)
+    if params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    named = [p for p in params if p.kind not in _NOT_BY_NAME]
+    by_name = {p.name for p in named}
+    excluded = _excluded_fields(model)
+    passed = [f for f in model.model_fields if f not in excluded]
+    passed += [f for f in model.model_computed_fields if f not in passed]
+    missing = [f for f in passed if f not in by_name]
+    if not missing:
+        return
+    kind = _def_keyword(cls)
+    model_name = model.__name__
+    others = [p for p in named if p.name not in passed]
+    if len(named) == 1 and others:  # (``def _execute(self, data)``: the model, by the look)
+        whole = f"{others[0].name}: {model_name}"
+        others = []
+    else:
+        whole = f"input_data: {model_name}"
+    taken = passed + [
+        p.name if p.default is inspect.Parameter.empty else f"{p.name}=..." for p in others
+    ]
+    raise TypeError(
+        f"Tool class {cls.__name__}: {attr} has no parameter for {', '.join(missing)}, which "
+        f"every run passes it by name as fields of its input model {model_name}, so every run "
+        f"would fail. To be given the {model_name} itself, take it alone, annotated: {kind} "
+        f"{attr}(self, {whole}); to take the fields by name: {kind} {attr}(self, "
+        f"{', '.join(taken)}) (or add **kwargs to take them all)"
+    )
+
+
 def _only_var_keyword(func: Any, binds: bool = False) -> bool:
     """Whether ``func`` takes nothing by name but ``**kwargs`` (``self``, the first parameter
     when calling it ``binds`` one (a method's or a class method's), and positional-only
@@ -1355,6 +1408,7 @@ class BaseTool(abc.ABC):
             cls._entry_model = _annotated_model(cls, entry)
         else:
             _check_keyword_only_input(cls, entry)
+            _check_fields_taken(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
         model = getattr(cls, "input_model", None)
         if (
