@@ -129,3 +129,15 @@ def test_a_process_runner_says_what_to_write_and_closes_the_coroutine() -> None:
     assert "get_tool must return the tool itself (or None)" in error, error
     states = [inspect.getcoroutinestate(c) for c in registry.made]
     assert states == ["CORO_CLOSED"] * len(states), states
+
+
+def test_the_registrys_own_get_tool_schema_says_so_and_closes_it() -> None:
+    """It raised "'coroutine' object has no attribute 'get_schema'", the coroutine unclosed."""
+    registry = _registry()
+    with pytest.raises(TypeError) as caught:
+        registry.get_tool_schema("add")
+    message = str(caught.value)
+    assert message.startswith(
+        "The tool registry failed: get_tool('add') returned a coroutine (AsyncInside._lookup)"
+    ), message
+    assert [inspect.getcoroutinestate(c) for c in registry.made] == ["CORO_CLOSED"]

@@ -398,12 +398,21 @@ class ToolRegistry:
             The result of :meth:`BaseTool.get_schema`, or None for an unknown name.
 
         Raises:
-            TypeError: When a subclass's own :meth:`get_tool` returned a class, not a tool.
+            TypeError: When a subclass's own :meth:`get_tool` returned a class, not a tool,
+                or a coroutine (closed).
         """
         tool = self.get_tool(name)
         if isinstance(tool, type):
             raise TypeError(returned_class_message(name, tool))
-        return None if tool is None else tool.get_schema()
+        try:
+            return None if tool is None else tool.get_schema()
+        except AttributeError:
+            said = returned_coroutine(tool)  # (a subclass's get_tool around an async lookup)
+            if said is None:
+                raise
+            raise TypeError(
+                f"The tool registry failed: get_tool({_quoted(name)}) returned {said}"
+            ) from None
 
     def get_all_schemas(self) -> list[dict[str, Any]]:
         """Return the schema of every registered tool, in registration order.
