@@ -304,7 +304,8 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
     looks like the input (``def _execute(self, *, input_data)``, or one annotated with a
     :class:`ToolInput` subclass) and is no field of the input model: being keyword-only, it
     would be given a parameter of that name, never the validated input, and every other
-    parameter refused with Python's bare "unexpected keyword argument".
+    parameter refused with Python's bare "unexpected keyword argument". One that takes
+    parameters by position too is checked by :func:`_check_input_among_parameters`.
 
     Raises:
         TypeError: Naming the parameter and saying what to write.
