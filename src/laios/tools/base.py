@@ -1315,7 +1315,38 @@ def _coroutine_advice(cls: type) -> str:
             f"{cls.__name__} defines async def {entry}, which a BaseTool never awaits; "
             "subclass AsyncBaseTool instead and name the method _execute_async"
         )
+    simple = cls.__dict__.get("_simple_function")
+    hidden = _hidden_coroutine_function(simple if simple is not None else func)
+    if hidden is not None and simple is not None:
+        return (
+            f"{hidden} is an async def function behind a decorator whose wrapper is a plain "
+            "def, so the tool took it for a synchronous function and never awaited it: make "
+            "the wrapper an async def that awaits it, or mark the wrapper with "
+            "inspect.markcoroutinefunction (Python 3.12+)"
+        )
+    if hidden is not None:
+        return (
+            f"{cls.__name__}.{entry} is an async def function behind a decorator whose "
+            "wrapper is a plain def, so a BaseTool never awaits it: subclass AsyncBaseTool "
+            "and name the method _execute_async (which awaits what it returns)"
+        )
     return "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
+
+
+def _hidden_coroutine_function(func: Any) -> str | None:
+    """The name of the ``async def`` function that ``func``, no coroutine function itself,
+    wraps (``functools.wraps`` of a decorator whose wrapper is a plain ``def``); ``None`` for
+    any other ``func``. Never raises."""
+    if func is None:
+        return None
+    try:
+        inner = inspect.unwrap(func)
+        if inner is func or not is_coroutine_function(inner):
+            return None
+    except Exception:  # (a cycle of __wrapped__, an attribute that raises)
+        return None
+    name = getattr(inner, "__qualname__", None)
+    return shorten(name, 128) if isinstance(name, str) else "func"
 
 
 #: Types of the values a tool returns most, none of them awaitable nor a :class:`ToolOutput`:
@@ -2358,6 +2389,7 @@ def create_simple_tool(
         return (create_simple_tool, arguments)
 
     attrs["__reduce__"] = __reduce__
+    attrs["_simple_function"] = func  # (named when a run of it goes wrong)
     # A model made from the function's signature is unpacked as the function is annotated;
     # a function taking ``**kwargs`` alone with an input model given gets its dump.
     attrs["_dumps_input"] = input_model is not None and _only_var_keyword(func)
