@@ -251,6 +251,39 @@ def _holds_input_class(annotation: Any) -> bool:
     return _is_input_class(annotation)
 
 
+def _runs_itself(cls: type) -> bool:
+    """Whether a class of the user's (``cls`` or a base class of it below this module's)
+    defines one of :data:`_RUNNERS`: it may call its entry point its own way."""
+    for klass in cls.__mro__:
+        if klass.__module__ == __name__:  # (the base classes)
+            return False
+        if any(name in klass.__dict__ for name in _RUNNERS):
+            return True
+    return False
+
+
+def _check_not_property(cls: type, attr: str) -> None:
+    """Refuse ``cls.<attr>`` when it is a property (or a ``functools.cached_property``)
+    returning the function to call: how that function takes its input cannot be read from the
+    class, so every run would pass the input as one positional argument, whatever it takes
+    (``lambda **kwargs: ...`` failing with "takes 0 positional arguments but 1 was given").
+
+    Raises:
+        TypeError: Saying what to write instead.
+    """
+    raw = inspect.getattr_static(cls, attr, None)
+    if not isinstance(raw, (property, functools.cached_property)) or _runs_itself(cls):
+        return
+    kind = _def_keyword(cls)
+    raise TypeError(
+        f"Tool class {cls.__name__}: {attr} is a {type(raw).__name__}, so how the function it "
+        f"returns takes its input cannot be read from the class, and every run would pass it "
+        f"the validated input as one positional argument, whatever it takes. Define {attr} as "
+        f"a method that calls that function, taking the parameters by name ({kind} "
+        f"{attr}(self, ...)) or the input alone ({kind} {attr}(self, input_data))"
+    )
+
+
 def _check_one_argument(cls: type, attr: str) -> None:
     """Refuse ``cls.<attr>``, given the validated input as its one argument, when it needs
     more positional arguments than that (``def _execute(self, a, b, /)``): no run could call
@@ -417,11 +450,8 @@ def _check_fields_taken(cls: type, attr: str) -> None:
     own_init = getattr(cls, "__init__", None) is not BaseTool.__dict__["__init__"]
     if own_init or getattr(cls, "_as_kwargs", None) is not BaseTool.__dict__["_as_kwargs"]:
         return
-    for klass in cls.__mro__:
-        if klass.__module__ == __name__:
-            break
-        if any(name in klass.__dict__ for name in _RUNNERS):
-            return
+    if _runs_itself(cls):
+        return
     params = _entry_parameters(cls, attr)
     if params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return
@@ -1426,6 +1456,7 @@ class BaseTool(abc.ABC):
                 f"{_how_to_return(kind)}, and report progress along the way with "
                 "current_task().progress(...)"
             )
+        _check_not_property(cls, entry)
         if entry == "_execute" and cls.execute is BaseTool.execute:
             func = _entry_code(cls, entry)
             if func is not None and is_coroutine_function(func):  # never awaited: refused now
