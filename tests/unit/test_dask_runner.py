@@ -3014,3 +3014,38 @@ def test_a_call_timed_out_while_the_client_reconnects_says_the_scheduler_is_gone
     assert f"connection to the Dask scheduler at {address} was lost" in error, error
     assert "reconnecting" in error, error
     assert "the tool was never started" in error, error
+
+
+def test_a_registry_handing_out_a_coroutine_is_told_so_and_the_coroutine_closed(
+    client: Any,
+) -> None:
+    """A plain ``get_tool`` around an async lookup: the refusal said the tool "cannot be
+    pickled" and to define its class at module level, and left the coroutine unclosed."""
+    import inspect
+
+    made: list[Any] = []
+
+    class AsyncInside(ToolRegistry):
+        async def _lookup(self, name: str) -> Any:
+            return ToolRegistry.get_tool(self, name)
+
+        def get_tool(self, name: str) -> Any:
+            made.append(self._lookup(name))
+            return made[-1]
+
+    registry = AsyncInside()
+    registry.register_tool(create_simple_tool("pid", "Its pid.", os.getpid))
+    executor = Executor(
+        registry, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+    )
+    try:
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+    finally:
+        executor.shutdown(wait=False)
+    assert result.success is False
+    error = result.error or ""
+    assert "module level" not in error, error
+    assert "the tool registry returned a coroutine (" in error, error
+    assert "get_tool must return the tool itself (or None)" in error, error
+    assert made
+    assert [inspect.getcoroutinestate(c) for c in made] == ["CORO_CLOSED"] * len(made)

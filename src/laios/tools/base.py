@@ -251,6 +251,39 @@ def _holds_input_class(annotation: Any) -> bool:
     return _is_input_class(annotation)
 
 
+def _runs_itself(cls: type) -> bool:
+    """Whether a class of the user's (``cls`` or a base class of it below this module's)
+    defines one of :data:`_RUNNERS`: it may call its entry point its own way."""
+    for klass in cls.__mro__:
+        if klass.__module__ == __name__:  # (the base classes)
+            return False
+        if any(name in klass.__dict__ for name in _RUNNERS):
+            return True
+    return False
+
+
+def _check_not_property(cls: type, attr: str) -> None:
+    """Refuse ``cls.<attr>`` when it is a property (or a ``functools.cached_property``)
+    returning the function to call: how that function takes its input cannot be read from the
+    class, so every run would pass the input as one positional argument, whatever it takes
+    (``lambda **kwargs: ...`` failing with "takes 0 positional arguments but 1 was given").
+
+    Raises:
+        TypeError: Saying what to write instead.
+    """
+    raw = inspect.getattr_static(cls, attr, None)
+    if not isinstance(raw, (property, functools.cached_property)) or _runs_itself(cls):
+        return
+    kind = _def_keyword(cls)
+    raise TypeError(
+        f"Tool class {cls.__name__}: {attr} is a {type(raw).__name__}, so how the function it "
+        f"returns takes its input cannot be read from the class, and every run would pass it "
+        f"the validated input as one positional argument, whatever it takes. Define {attr} as "
+        f"a method that calls that function, taking the parameters by name ({kind} "
+        f"{attr}(self, ...)) or the input alone ({kind} {attr}(self, input_data))"
+    )
+
+
 def _check_one_argument(cls: type, attr: str) -> None:
     """Refuse ``cls.<attr>``, given the validated input as its one argument, when it needs
     more positional arguments than that (``def _execute(self, a, b, /)``): no run could call
@@ -304,16 +337,20 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
     looks like the input (``def _execute(self, *, input_data)``, or one annotated with a
     :class:`ToolInput` subclass) and is no field of the input model: being keyword-only, it
     would be given a parameter of that name, never the validated input, and every other
-    parameter refused with Python's bare "unexpected keyword argument".
+    parameter refused with Python's bare "unexpected keyword argument". One that takes
+    parameters by position too is checked by :func:`_check_input_among_parameters`.
 
     Raises:
         TypeError: Naming the parameter and saying what to write.
     """
     params = _entry_parameters(cls, attr)
-    if not params or any(p.kind in _POSITIONAL for p in params):
+    if not params:
         return
     model = getattr(cls, "input_model", None)
     fields = model.model_fields if _is_input_class(model) else {}
+    if any(p.kind in _POSITIONAL for p in params):
+        _check_input_among_parameters(cls, attr, params, model, fields)
+        return
     for p in params:
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name in fields:
             continue
@@ -335,6 +372,115 @@ def _check_keyword_only_input(cls: type, attr: str) -> None:
                 f"{kind} {attr}(self, {p.name}, /); to take the parameters by name, name "
                 f"them as the input model's fields: {kind} {attr}(self, *, path, ...)"
             )
+
+
+def _check_input_among_parameters(
+    cls: type, attr: str, params: list[inspect.Parameter], model: Any, fields: dict[str, Any]
+) -> None:
+    """Refuse a keyword-style ``cls.<attr>`` taking, next to other parameters, one that looks
+    like the input (``def _execute(self, input_data: Query, verbose=False)``: named
+    ``input_data``, or annotated with the input model or, for a model that is no bare
+    :class:`ToolInput`, with any :class:`ToolInput` subclass) and is no field of the input
+    model: with more than one parameter it is given them by name, so never the validated input,
+    and every field of the model would be refused (or go to ``**kwargs``).
+
+    Raises:
+        TypeError: Naming the parameter and saying what to write.
+    """
+    bare = model is ToolInput or not _is_input_class(model)
+    for p in params:
+        if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD or p.name in fields:
+            continue
+        annotation = p.annotation
+        if not (
+            p.name == "input_data"
+            or annotation is model
+            or _names_input_model(cls, annotation)
+            or (not bare and _holds_input_class(annotation))
+        ):
+            continue
+        kind = _def_keyword(cls)
+        others = [q for q in params if q is not p and q.kind not in _NOT_BY_NAME]
+        named = [q for q in others if q.kind is not inspect.Parameter.VAR_KEYWORD]
+        model_name = model.__name__ if isinstance(model, type) else "ToolInput"
+        what = "the parameters" if bare else f"the fields of {model_name}"
+        if any(q.kind is inspect.Parameter.VAR_KEYWORD for q in others):
+            fate = f"{what} would go to **kwargs" + (
+                f", {p.name} keeping its default"
+                if p.default is not inspect.Parameter.empty
+                else f", every run failing for want of {p.name}"
+            )
+        else:
+            fate = f"{what} would be refused" + ("" if bare else ", so every run would fail")
+        listed = ", ".join(q.name for q in named) or "**kwargs"
+        shown = ", ".join(
+            q.name if q.default is inspect.Parameter.empty else f"{q.name}=..." for q in named
+        )
+        by_name = ", ".join(
+            [f for f in fields if f not in {q.name for q in named}] + ([shown] if shown else [])
+        )
+        take = f"{p.name}: {model_name}" if not bare or annotation is model else p.name
+        declare = f" (declare {', '.join(q.name for q in named)} as " + (
+            "fields of an input model)" if bare else f"a field of {model_name})"
+        )
+        raise TypeError(
+            f"Tool class {cls.__name__}: {attr} takes {p.name} next to other parameters "
+            f"({listed}), so it is given its parameters by name: {p.name} would be a parameter "
+            f"named {p.name!r}, never the validated input, and {fate}. To take the input, "
+            f"make it the only parameter: {kind} {attr}(self, {take})"
+            f"{declare if named else ''}; to take the parameters by name, name them as the "
+            f"input model's fields: {kind} {attr}(self, {by_name or '...'})"
+        )
+
+
+def _check_fields_taken(cls: type, attr: str) -> None:
+    """Refuse a keyword-style ``cls.<attr>`` without ``**kwargs`` that has no parameter for a
+    field of the class's input model: every run passes each field by name (but those declared
+    ``Field(exclude=True)``), so every run would fail with Python's "unexpected keyword
+    argument". Left alone: the bare :class:`ToolInput`, and a class that may pass something
+    else (its own ``__init__``, which may give each instance a model, its own ``_as_kwargs``,
+    or a runner of its own, ``execute`` or ``run_raising``).
+
+    Raises:
+        TypeError: Naming the fields and saying what to write.
+    """
+    model = getattr(cls, "input_model", None)
+    if not _is_input_class(model) or model is ToolInput:
+        return
+    own_init = getattr(cls, "__init__", None) is not BaseTool.__dict__["__init__"]
+    if own_init or getattr(cls, "_as_kwargs", None) is not BaseTool.__dict__["_as_kwargs"]:
+        return
+    if _runs_itself(cls):
+        return
+    params = _entry_parameters(cls, attr)
+    if params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    named = [p for p in params if p.kind not in _NOT_BY_NAME]
+    by_name = {p.name for p in named}
+    excluded = _excluded_fields(model)
+    passed = [f for f in model.model_fields if f not in excluded]
+    passed += [f for f in model.model_computed_fields if f not in passed]
+    missing = [f for f in passed if f not in by_name]
+    if not missing:
+        return
+    kind = _def_keyword(cls)
+    model_name = model.__name__
+    others = [p for p in named if p.name not in passed]
+    if len(named) == 1 and others:  # (``def _execute(self, data)``: the model, by the look)
+        whole = f"{others[0].name}: {model_name}"
+        others = []
+    else:
+        whole = f"input_data: {model_name}"
+    taken = passed + [
+        p.name if p.default is inspect.Parameter.empty else f"{p.name}=..." for p in others
+    ]
+    raise TypeError(
+        f"Tool class {cls.__name__}: {attr} has no parameter for {', '.join(missing)}, which "
+        f"every run passes it by name as fields of its input model {model_name}, so every run "
+        f"would fail. To be given the {model_name} itself, take it alone, annotated: {kind} "
+        f"{attr}(self, {whole}); to take the fields by name: {kind} {attr}(self, "
+        f"{', '.join(taken)}) (or add **kwargs to take them all)"
+    )
 
 
 def _only_var_keyword(func: Any, binds: bool = False) -> bool:
@@ -1199,7 +1345,38 @@ def _coroutine_advice(cls: type) -> str:
             f"{cls.__name__} defines async def {entry}, which a BaseTool never awaits; "
             "subclass AsyncBaseTool instead and name the method _execute_async"
         )
+    simple = cls.__dict__.get("_simple_function")
+    hidden = _hidden_coroutine_function(simple if simple is not None else func)
+    if hidden is not None and simple is not None:
+        return (
+            f"{hidden} is an async def function behind a decorator whose wrapper is a plain "
+            "def, so the tool took it for a synchronous function and never awaited it: make "
+            "the wrapper an async def that awaits it, or mark the wrapper with "
+            "inspect.markcoroutinefunction (Python 3.12+)"
+        )
+    if hidden is not None:
+        return (
+            f"{cls.__name__}.{entry} is an async def function behind a decorator whose "
+            "wrapper is a plain def, so a BaseTool never awaits it: subclass AsyncBaseTool "
+            "and name the method _execute_async (which awaits what it returns)"
+        )
     return "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
+
+
+def _hidden_coroutine_function(func: Any) -> str | None:
+    """The name of the ``async def`` function that ``func``, no coroutine function itself,
+    wraps (``functools.wraps`` of a decorator whose wrapper is a plain ``def``); ``None`` for
+    any other ``func``. Never raises."""
+    if func is None:
+        return None
+    try:
+        inner = inspect.unwrap(func)
+        if inner is func or not is_coroutine_function(inner):
+            return None
+    except Exception:  # (a cycle of __wrapped__, an attribute that raises)
+        return None
+    name = getattr(inner, "__qualname__", None)
+    return shorten(name, 128) if isinstance(name, str) else "func"
 
 
 #: Types of the values a tool returns most, none of them awaitable nor a :class:`ToolOutput`:
@@ -1279,6 +1456,7 @@ class BaseTool(abc.ABC):
                 f"{_how_to_return(kind)}, and report progress along the way with "
                 "current_task().progress(...)"
             )
+        _check_not_property(cls, entry)
         if entry == "_execute" and cls.execute is BaseTool.execute:
             func = _entry_code(cls, entry)
             if func is not None and is_coroutine_function(func):  # never awaited: refused now
@@ -1293,6 +1471,7 @@ class BaseTool(abc.ABC):
             cls._entry_model = _annotated_model(cls, entry)
         else:
             _check_keyword_only_input(cls, entry)
+            _check_fields_taken(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
         model = getattr(cls, "input_model", None)
         if (
@@ -2241,6 +2420,7 @@ def create_simple_tool(
         return (create_simple_tool, arguments)
 
     attrs["__reduce__"] = __reduce__
+    attrs["_simple_function"] = func  # (named when a run of it goes wrong)
     # A model made from the function's signature is unpacked as the function is annotated;
     # a function taking ``**kwargs`` alone with an input model given gets its dump.
     attrs["_dumps_input"] = input_model is not None and _only_var_keyword(func)

@@ -11,10 +11,12 @@ write, so it never sees a half-applied write and never iterates a dictionary tha
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import reprlib
 import threading
+import types
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -373,6 +375,13 @@ class ToolRegistry:
         except Exception as exc:
             if propagates(exc):
                 raise
+            said = returned_coroutine(tool) if isinstance(exc, AttributeError) else None
+            if said is not None:  # (a subclass's own get_tool, wrapping an async lookup)
+                return ToolOutput(
+                    success=False,
+                    error=f"The tool registry failed: get_tool({_quoted(name)}) returned {said}",
+                    metadata={"error_type": "TypeError"},
+                )
             return error_output(exc)  # (a Ctrl-C in its __str__: it goes on)
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C)
@@ -389,12 +398,21 @@ class ToolRegistry:
             The result of :meth:`BaseTool.get_schema`, or None for an unknown name.
 
         Raises:
-            TypeError: When a subclass's own :meth:`get_tool` returned a class, not a tool.
+            TypeError: When a subclass's own :meth:`get_tool` returned a class, not a tool,
+                or a coroutine (closed).
         """
         tool = self.get_tool(name)
         if isinstance(tool, type):
             raise TypeError(returned_class_message(name, tool))
-        return None if tool is None else tool.get_schema()
+        try:
+            return None if tool is None else tool.get_schema()
+        except AttributeError:
+            said = returned_coroutine(tool)  # (a subclass's get_tool around an async lookup)
+            if said is None:
+                raise
+            raise TypeError(
+                f"The tool registry failed: get_tool({_quoted(name)}) returned {said}"
+            ) from None
 
     def get_all_schemas(self) -> list[dict[str, Any]]:
         """Return the schema of every registered tool, in registration order.
@@ -455,6 +473,25 @@ def _text(name: Any) -> str:
 
 def _unprintable(name: Any) -> str:
     return f"<{shorten(type_name(type(name)), SHOWN_NAME_CHARS)} object>"
+
+
+def returned_coroutine(value: Any) -> str | None:
+    """What a run says of ``value``, which a registry's ``get_tool`` returned, when it is a
+    coroutine (a plain ``def get_tool`` returning an async lookup's coroutine, not awaited),
+    after "returned": the coroutine is closed here, so Python does not warn later that it was
+    never awaited. ``None`` for any other value (left as it is)."""
+    if type(value) is not types.CoroutineType:
+        return None
+    with contextlib.suppress(Exception):
+        value.close()
+    name = getattr(value, "__qualname__", None)
+    shown = f" ({shorten(name, SHOWN_NAME_CHARS)})" if isinstance(name, str) else ""
+    return (
+        f"a coroutine{shown}, not a tool: get_tool called an async function without awaiting "
+        "it, but tools are looked up synchronously, so get_tool must return the tool itself "
+        "(or None): make the lookup a plain function, awaiting nothing (the coroutine was "
+        "closed, never run)"
+    )
 
 
 def returned_class_message(name: Any, tool_class: type) -> str:

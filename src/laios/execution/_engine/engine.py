@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+import types
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -787,7 +788,10 @@ class Engine:
             name = None
         tool = name if isinstance(name, str) else "unknown"
         try:
-            registered = self.registry.get_tool(tool) is not None
+            found = self.registry.get_tool(tool)
+            if type(found) is types.CoroutineType:  # (a plain get_tool around an async one)
+                found.close()
+            registered = found is not None
         except _INTERRUPTIONS:
             raise
         except BaseException:  # the registry may be what failed

@@ -82,6 +82,17 @@ class _Told(NamedTuple):
     error: str | None
 
 
+def _tool_of(engine: Engine, task: Task) -> Any:
+    """The registry's tool for ``task``, as a retry call looks it up besides its attempts
+    (for the secrets its input model declares). A coroutine (a plain ``get_tool`` around an
+    async lookup) is closed: it is read for nothing here, and each attempt says what is wrong
+    with its own."""
+    tool = engine.tool_named(task.tool_name)
+    if type(tool) is types.CoroutineType:
+        tool.close()
+    return tool
+
+
 class RetryRun:
     """The state of one ``execute_with_retry`` call between its attempts."""
 
@@ -276,7 +287,7 @@ class RetryRun:
         task = self.task
         job = self.attempt_job
         # (the tool its latest attempt ran: the registry, asked again, may fail now)
-        tool = job.tool_impl if job is not None else self.engine.tool_named(task.tool_name)
+        tool = job.tool_impl if job is not None else _tool_of(self.engine, task)
         fields = secret_fields_of_tool(tool)
         return secret_values_now_and_before(task.parameters, self.secrets_before, fields)
 
@@ -355,7 +366,7 @@ class RetryRun:
             return job.slot
         engine = self.engine
         name = self.task.tool_name
-        return engine.store.tool_slot(name, engine.tool_named(name) is not None)
+        return engine.store.tool_slot(name, _tool_of(engine, self.task) is not None)
 
     def conclude(self, result: TaskResult) -> TaskResult:
         """Add the retry metadata to the final result, count a failed one as the call's result
@@ -577,7 +588,10 @@ def retry_blocking(
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out
     (the caller has passed ``task``, ``context`` and ``on_progress`` through ``check_call``)."""
     tracing = engine.tracing
-    secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
+    tool = engine.tool_named(task.tool_name)
+    if type(tool) is types.CoroutineType:  # (see _tool_of: each attempt says what is wrong)
+        tool.close()
+    secrets_before = secret_values_before_run(task.parameters, tool)
     started = time.monotonic()
     first: TaskResult | None = None
     first_attempt: _FirstAttempt | None = None  # (what the first attempt runs as, made here)
@@ -676,7 +690,10 @@ async def retry_awaiting(
         refused = rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
         refused.metadata["retries"] = 0
         return refused
-    secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
+    tool = engine.tool_named(task.tool_name)
+    if type(tool) is types.CoroutineType:  # (see _tool_of: each attempt says what is wrong)
+        tool.close()
+    secrets_before = secret_values_before_run(task.parameters, tool)
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None

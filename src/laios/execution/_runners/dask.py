@@ -96,6 +96,7 @@ from laios.execution._runners.process_worker import (
 )
 from laios.execution.redaction import SecretForms, scrub_head
 from laios.execution.tracing import MAX_CHECKPOINT_NAME_CHARS
+from laios.tools.registry import returned_coroutine
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -875,7 +876,16 @@ def _named_where(outcome: RawOutcome, handle: _DaskCall) -> RawOutcome:
 
 def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
     """The refusal of a call that cannot be pickled, naming what in it cannot be (the tool,
-    or the first parameter that fails on its own: by name and type, never by value)."""
+    or the first parameter that fails on its own: by name and type, never by value). A
+    coroutine for a tool (a plain ``get_tool`` around an async lookup) is closed, and the
+    refusal says what is wrong with it."""
+    coroutine = returned_coroutine(call.tool)
+    if coroutine is not None:
+        return Refusal(
+            "not_picklable",
+            f"Task '{call.task_id}' cannot be sent to the Dask cluster: the tool registry returned "
+            f"{coroutine}",
+        )
     what = "its tool or parameters cannot be pickled"
     advice = (
         "Define the tool class at module level in a module the workers can import, and pass "

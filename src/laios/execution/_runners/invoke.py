@@ -44,6 +44,7 @@ from laios.execution._runners.base import (
 )
 from laios.execution.task_context import TaskContext, reset_current_task, set_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
+from laios.tools.registry import returned_coroutine
 
 __all__ = [
     "WatchedCall",
@@ -152,7 +153,11 @@ _NO_KEY = object()
 
 def _not_a_tool(value: Any, method: str) -> str:
     """What a run says when the registry's ``get_tool`` returned ``value``, which has no
-    ``method`` to run it by (a registry of the caller's own keeping plain functions)."""
+    ``method`` to run it by (a registry of the caller's own keeping plain functions). A
+    coroutine (a plain ``get_tool`` around an async lookup) is closed."""
+    coroutine = returned_coroutine(value)
+    if coroutine is not None:
+        return f"The tool registry returned {coroutine}"
     if inspect.isroutine(value):
         name = getattr(value, "__qualname__", None)
         what = f"the function {shorten(name, 128)}" if isinstance(name, str) else "a function"

@@ -116,6 +116,7 @@ from laios.execution._runners.process_worker import (
     unpicklable_part,
     worker_label,
 )
+from laios.tools.registry import returned_coroutine
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
 
@@ -262,7 +263,16 @@ def pickled(value: Any, limit: int | None = None) -> bytes:
 
 def _not_picklable(call: ToolCall, exc: BaseException, limit: int | None = None) -> Refusal:
     """The refusal of a call that cannot be pickled, naming what in it cannot be (the tool,
-    or the first parameter that fails on its own: by name and type, never by value)."""
+    or the first parameter that fails on its own: by name and type, never by value). A
+    coroutine for a tool (a plain ``get_tool`` around an async lookup) is closed, and the
+    refusal says what is wrong with it."""
+    coroutine = returned_coroutine(call.tool)
+    if coroutine is not None:
+        return Refusal(
+            "not_picklable",
+            f"Task '{call.task_id}' cannot be sent to a worker process: the tool registry returned "
+            f"{coroutine}",
+        )
     what = "its tool or parameters cannot be pickled"
     advice = (
         "Define the tool class at module level and pass plain, picklable parameters (numbers, "
