@@ -151,8 +151,9 @@ class ThreadRunner:
             "saturated",
             f"Executor is saturated: all {self.max_workers} worker threads and "
             f"{self.replacement_cap} replacement threads are held by tools that overran their "
-            "timeout and have not returned; the task was not started. Make the hung tool "
-            "return (or honour cancellation), or raise max_workers / replacement_threads",
+            "timeout or whose caller stopped waiting (the coroutine awaiting them was cancelled "
+            "or interrupted) and have not returned; the task was not started. Make the hung "
+            "tool return (or honour cancellation), or raise max_workers / replacement_threads",
         )
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
