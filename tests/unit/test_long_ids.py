@@ -3,6 +3,8 @@ session id, or tool name) is cut in the task span, which stays small."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 
@@ -137,3 +139,43 @@ def test_a_huge_id_is_cut_in_cancellation_and_timeout_messages() -> None:
             assert len(message) < 1000, len(message)
     finally:
         executor.shutdown()
+
+
+def test_a_huge_id_is_cut_when_the_awaiting_coroutine_is_cancelled() -> None:
+    """A batch whose awaiting coroutine is cancelled ends its running and queued tasks
+    ``cancelled``: their errors quote a 1 MB id cut, as every other message does."""
+    registry = ToolRegistry()
+    entered = threading.Event()
+    release = threading.Event()
+
+    def holding() -> str:
+        entered.set()
+        release.wait(30)
+        return "held"
+
+    registry.register_tool(create_simple_tool("holding", "Waits to be released.", holding))
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False, max_workers=1)
+    context = Context(session_id="s", user_id="u")
+    tasks = [
+        Task(id=letter * HUGE, plan_id="p", description="d", tool_name="holding")
+        for letter in "rq"  # (running, then queued behind it)
+    ]
+
+    async def cancelled_batch() -> None:
+        batch = asyncio.ensure_future(executor.execute_parallel(tasks, context, timeout=30))
+        while not entered.is_set():
+            await asyncio.sleep(0.005)
+        batch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await batch
+
+    try:
+        asyncio.run(cancelled_batch())
+    finally:
+        release.set()
+        executor.shutdown()
+    for task, letter in zip(tasks, "rq", strict=True):
+        error = task.error or ""
+        assert "the awaiting coroutine was cancelled" in error, error[-200:]
+        assert letter * 3 in error
+        assert len(error) < 1000, len(error)
