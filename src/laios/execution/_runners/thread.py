@@ -359,6 +359,7 @@ class ThreadRunner:
             if handle.returned or handle.abandoned:
                 return "stopped"  # the tool already returned (or this was said before)
             handle.abandoned = True
+            self._owned_done(handle)  # (its caller waits for it no more)
             if handle.taken_by is None:  # still queued: the worker that reaches it skips it
                 self._given_up += 1
                 if self._given_up > _GIVEN_UP_SLACK and 2 * self._given_up > self._queue.qsize():
