@@ -3014,3 +3014,22 @@ def test_a_call_timed_out_while_the_client_reconnects_says_the_scheduler_is_gone
     assert f"connection to the Dask scheduler at {address} was lost" in error, error
     assert "reconnecting" in error, error
     assert "the tool was never started" in error, error
+
+
+def test_a_huge_id_is_cut_in_a_not_picklable_refusal(make: Callable[..., Executor]) -> None:
+    """A call refused before anything is sent quotes a 1 MB task id cut, as every other
+    message does, never whole."""
+    executor = make()
+    refused = Task(
+        id="n" * 1_000_000,
+        plan_id="p",
+        description="pid",
+        tool_name="pid",
+        parameters={"handle": threading.Lock()},
+    )
+    result = executor.execute_task(refused, CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable"
+    assert result.task_id == refused.id
+    error = result.error or ""
+    assert "nnn" in error
+    assert len(error) < 2000, len(error)

@@ -8,12 +8,14 @@ import contextlib
 import threading
 import time
 
+import process_tools
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
+from laios.execution.runners import ProcessRunner
 from laios.execution.store import MetricStore
 from laios.execution.task_context import TaskCancelledError, current_task
 from laios.tools.base import create_simple_tool
@@ -179,3 +181,32 @@ def test_a_huge_id_is_cut_when_the_awaiting_coroutine_is_cancelled() -> None:
         assert "the awaiting coroutine was cancelled" in error, error[-200:]
         assert letter * 3 in error
         assert len(error) < 1000, len(error)
+
+
+def test_a_huge_id_is_cut_in_a_process_runners_not_picklable_refusal() -> None:
+    """A call a process runner refuses before sending it (a parameter that cannot be pickled)
+    quotes a 1 MB task id cut, never whole."""
+    registry = ToolRegistry()
+    registry.register_tool(process_tools.Pid())
+    executor = Executor(
+        registry,
+        store=MetricStore(),
+        register_prometheus=False,
+        runner=ProcessRunner(max_workers=1),
+    )
+    task = Task(
+        id="n" * HUGE,
+        plan_id="p",
+        description="d",
+        tool_name=process_tools.Pid.name,
+        parameters={"handle": threading.Lock()},
+    )
+    try:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout=30)
+    finally:
+        executor.shutdown()
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert result.task_id == task.id
+    error = result.error or ""
+    assert "nnn" in error
+    assert len(error) < 2000, len(error)
