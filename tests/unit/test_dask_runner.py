@@ -3049,3 +3049,22 @@ def test_a_registry_handing_out_a_coroutine_is_told_so_and_the_coroutine_closed(
     assert "get_tool must return the tool itself (or None)" in error, error
     assert made
     assert [inspect.getcoroutinestate(c) for c in made] == ["CORO_CLOSED"] * len(made)
+
+
+def test_a_huge_id_is_cut_in_a_not_picklable_refusal(make: Callable[..., Executor]) -> None:
+    """A call refused before anything is sent quotes a 1 MB task id cut, as every other
+    message does, never whole."""
+    executor = make()
+    refused = Task(
+        id="n" * 1_000_000,
+        plan_id="p",
+        description="pid",
+        tool_name="pid",
+        parameters={"handle": threading.Lock()},
+    )
+    result = executor.execute_task(refused, CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable"
+    assert result.task_id == refused.id
+    error = result.error or ""
+    assert "nnn" in error
+    assert len(error) < 2000, len(error)

@@ -3,15 +3,19 @@ session id, or tool name) is cut in the task span, which stays small."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 
+import process_tools
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
+from laios.execution.runners import ProcessRunner
 from laios.execution.store import MetricStore
 from laios.execution.task_context import TaskCancelledError, current_task
 from laios.tools.base import create_simple_tool
@@ -137,3 +141,72 @@ def test_a_huge_id_is_cut_in_cancellation_and_timeout_messages() -> None:
             assert len(message) < 1000, len(message)
     finally:
         executor.shutdown()
+
+
+def test_a_huge_id_is_cut_when_the_awaiting_coroutine_is_cancelled() -> None:
+    """A batch whose awaiting coroutine is cancelled ends its running and queued tasks
+    ``cancelled``: their errors quote a 1 MB id cut, as every other message does."""
+    registry = ToolRegistry()
+    entered = threading.Event()
+    release = threading.Event()
+
+    def holding() -> str:
+        entered.set()
+        release.wait(30)
+        return "held"
+
+    registry.register_tool(create_simple_tool("holding", "Waits to be released.", holding))
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False, max_workers=1)
+    context = Context(session_id="s", user_id="u")
+    tasks = [
+        Task(id=letter * HUGE, plan_id="p", description="d", tool_name="holding")
+        for letter in "rq"  # (running, then queued behind it)
+    ]
+
+    async def cancelled_batch() -> None:
+        batch = asyncio.ensure_future(executor.execute_parallel(tasks, context, timeout=30))
+        while not entered.is_set():
+            await asyncio.sleep(0.005)
+        batch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await batch
+
+    try:
+        asyncio.run(cancelled_batch())
+    finally:
+        release.set()
+        executor.shutdown()
+    for task, letter in zip(tasks, "rq", strict=True):
+        error = task.error or ""
+        assert "the awaiting coroutine was cancelled" in error, error[-200:]
+        assert letter * 3 in error
+        assert len(error) < 1000, len(error)
+
+
+def test_a_huge_id_is_cut_in_a_process_runners_not_picklable_refusal() -> None:
+    """A call a process runner refuses before sending it (a parameter that cannot be pickled)
+    quotes a 1 MB task id cut, never whole."""
+    registry = ToolRegistry()
+    registry.register_tool(process_tools.Pid())
+    executor = Executor(
+        registry,
+        store=MetricStore(),
+        register_prometheus=False,
+        runner=ProcessRunner(max_workers=1),
+    )
+    task = Task(
+        id="n" * HUGE,
+        plan_id="p",
+        description="d",
+        tool_name=process_tools.Pid.name,
+        parameters={"handle": threading.Lock()},
+    )
+    try:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout=30)
+    finally:
+        executor.shutdown()
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert result.task_id == task.id
+    error = result.error or ""
+    assert "nnn" in error
+    assert len(error) < 2000, len(error)

@@ -1517,9 +1517,12 @@ class Job(TaskRecord):
         ``cancelled``), noting a worker process killed for it."""
         # Where the runner still prepared the call (a process runner's worker still running
         # its initializer, or being written the call), asked before the stop ends that.
-        before = None
+        before = held = None
         if outcome == "cancelled" and message == self._cancelled_running_message():
             before = self._runner_says("preparing")
+            # An async tool whose event loop cannot deliver the cancellation now (the tool, or
+            # another on that loop, holds its thread; or the loop is not running) runs on.
+            held = self._runner_says("unstoppable")
         # A queued call is given up too: the runner must not start it, nor hold a place for it.
         stopped = self._abandon(outcome)
         extra = {"worker_killed": True} if stopped == "killed" else None
@@ -1537,6 +1540,8 @@ class Job(TaskRecord):
                 elif message == self._cancelled_running_message():
                     # (a given-up batch's message, which says why, is kept)
                     message = f"Task '{self.shown_id}' was cancelled before it started, {where}"
+        if held is not None and stopped == "stopped" and not self.unstarted:
+            message = f"{message}; the tool could not be stopped: {held}"
         self.finish(outcome, message, outcome, extra=extra)
 
     def end_stopped_unattached(self) -> None:
@@ -1830,7 +1835,7 @@ class Job(TaskRecord):
         prepares is, a process runner pickling a large call or writing it to its worker;
         ``unstoppable``: why the running call cannot be stopped now, an async tool whose
         event loop cannot deliver its cancellation) says of this job's call, for a timeout's
-        message; ``None`` when it says nothing (or has no such method)."""
+        or a cancellation's message; ``None`` when it says nothing (or has no such method)."""
         handle = self.handle
         ask = getattr(self.runner, query, None)
         if handle is None or ask is None:

@@ -897,7 +897,7 @@ def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
         advice = unpicklable_advice(part, "a module the workers can import", "on a Dask cluster")
     return Refusal(
         "not_picklable",
-        f"Task '{call.task_id}' cannot be sent to the Dask cluster: {what} "
+        f"Task '{shorten(call.task_id, 128)}' cannot be sent to the Dask cluster: {what} "
         f"({describe_error(exc, call_secrets(call))}). {advice}",
     )
 

@@ -1281,22 +1281,26 @@ class LoopRunner:
         return _HAD_SLOT_LOOP_STOPPED if stopped else HAD_SLOT
 
     def unstoppable(self, handle: Handle) -> str | None:
-        """Why the running call ``handle``, about to be cancelled at its timeout, cannot be
-        stopped now, in words that end the timeout's message; ``None`` when its cancellation
-        reaches it at the next turn of its loop. Its loop is not running (its owner stopped
-        running it without closing it), or something holds the loop's thread, running without
-        awaiting (a blocking call such as ``time.sleep``): the tool itself, or, asked from
-        another thread, as a blocking caller's timeout is, another task or a plain callback on
-        that loop (another tool blocking the loop thread every ``execute_task`` async tool
-        shares).
+        """Why the running call ``handle``, about to be cancelled at its timeout or by
+        ``cancel_task``, cannot be stopped now, in words that end the task's error; ``None``
+        when its cancellation reaches it at the next turn of its loop. Its loop is not running
+        (its owner stopped running it without closing it), or something holds the loop's
+        thread, running without awaiting (a blocking call such as ``time.sleep``): the tool
+        itself, or, asked from another thread, as a blocking caller's timeout and most
+        ``cancel_task`` calls are, another task or a plain callback on that loop (another tool
+        blocking the loop thread every ``execute_task`` async tool shares).
 
         Read from any thread; never raises. Asked from another thread it waits, up to
         ``_HELD_LOOP_PROBE_SECONDS``, for the loop to turn, which it does at once (or at the
         end of a brief step) unless something holds it: one look at an instant would take a
         busy loop for a blocked one."""
-        if not isinstance(handle, _LoopCall):
+        if isinstance(handle, _AwaitedCall):
+            # (run inside the awaiting task: stopped only while that task awaits the tool)
+            task: asyncio.Task[Any] | None = handle.task if handle.active else None
+        elif isinstance(handle, _LoopCall):
+            task = handle.task
+        else:
             return None
-        task = handle.task
         loop = handle.loop
         try:
             if task is None or task.done() or loop.is_closed():

@@ -75,7 +75,7 @@ from laios._compat.multiprocessing import (
 )
 from laios._exceptions import type_name
 from laios._interrupts import sigint_held
-from laios._text import shown_name
+from laios._text import shorten, shown_name
 from laios.execution._checks import as_text, number_repr, process_count, switch
 from laios.execution._finalizing import detach, finalize_elsewhere
 from laios.execution._forks import reset_after_fork
@@ -284,7 +284,7 @@ def _not_picklable(call: ToolCall, exc: BaseException, limit: int | None = None)
         advice = unpicklable_advice(part, "an importable module", "in processes")
     return Refusal(
         "not_picklable",
-        f"Task '{call.task_id}' cannot be sent to a worker process: {what} "
+        f"Task '{shorten(call.task_id, 128)}' cannot be sent to a worker process: {what} "
         f"({describe_error(exc, call_secrets(call))}). {advice}",
     )
 

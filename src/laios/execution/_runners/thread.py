@@ -50,7 +50,16 @@ _NO_THREAD = Refusal(
 class _Work:
     """One accepted call on its way through the pool (the runner's handle for it)."""
 
-    __slots__ = ("abandoned", "call", "events", "promised", "returned", "taken_by", "thread")
+    __slots__ = (
+        "abandoned",
+        "call",
+        "events",
+        "owner",
+        "promised",
+        "returned",
+        "taken_by",
+        "thread",
+    )
 
     def __init__(self, call: ToolCall, events: RunEvents) -> None:
         self.call = call
@@ -64,6 +73,9 @@ class _Work:
         self.taken_by: threading.Thread | None = None
         self.returned = False  # the tool returned (or never started); guarded by the lock
         self.abandoned = False  # counted as holding a thread; guarded by the lock
+        # The pool's worker that made this call and waits for it, when it was made past the
+        # pool's limit (see ThreadRunner.submit); guarded by the lock.
+        self.owner: threading.Thread | None = None
 
 
 class ThreadRunner:
@@ -110,6 +122,9 @@ class ThreadRunner:
         self._held: set[threading.Thread] = set()  # threads held by abandoned calls; locked
         self._markers = 0  # shutdown markers (None) in the queue, not calls; locked
         self._given_up = 0  # calls abandoned in the queue since it was last cleared; locked
+        # The pool's workers waiting for calls they made past the limit, with how many of those
+        # calls have not returned: each lends its place to them (see submit); locked.
+        self._owners: dict[threading.Thread, int] = {}
         self._counter = 0
         reset_after_fork(self)
 
@@ -123,6 +138,7 @@ class ThreadRunner:
         self._held = set()
         self._markers = 0
         self._given_up = 0
+        self._owners = {}
 
     @property
     def abandoned(self) -> int:
@@ -151,8 +167,9 @@ class ThreadRunner:
             "saturated",
             f"Executor is saturated: all {self.max_workers} worker threads and "
             f"{self.replacement_cap} replacement threads are held by tools that overran their "
-            "timeout and have not returned; the task was not started. Make the hung tool "
-            "return (or honour cancellation), or raise max_workers / replacement_threads",
+            "timeout or whose caller stopped waiting (the coroutine awaiting them was cancelled "
+            "or interrupted) and have not returned; the task was not started. Make the hung "
+            "tool return (or honour cancellation), or raise max_workers / replacement_threads",
         )
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
@@ -173,12 +190,22 @@ class ThreadRunner:
                 if allowed <= len(self._held):
                     return self._saturated_refusal()
                 # A call from one of the pool's own workers (a tool, or its on_progress
-                # callback, calling back into the executor) gets a thread even past the
+                # callback, calling back into the executor) may get a thread even past the
                 # limit: the worker waits for it, and waiting for a free worker would wait
-                # for itself. The extra thread exits once the pool is back under its limit.
-                grow = len(self._threads) < allowed or self.owns_current_thread()
+                # for itself. Each worker so waiting lends its place, one thread, to the calls
+                # it makes (a batch of them runs on it and on the other workers, not on a
+                # thread each); extra threads exit once the pool is back under its limit.
+                grow = len(self._threads) < allowed
+                if not grow and self.owns_current_thread():
+                    owner = threading.current_thread()
+                    owners = self._owners
+                    lent = len(owners) + (owner not in owners)
+                    grow = len(self._threads) < allowed + lent
+                    work.owner = owner
+                    owners[owner] = owners.get(owner, 0) + 1
                 if not (grow and self._spawn()):
                     if not self._threads:
+                        self._owned_done(work)
                         return _NO_THREAD  # no worker at all, and none could be started
                     # Every worker is busy: the first to be free takes it, and counts itself
                     # out of the idle ones then.
@@ -252,6 +279,8 @@ class ThreadRunner:
                 work.returned = True
                 if work.abandoned:
                     self._held.discard(me)
+                if work.owner is not None:
+                    self._owned_done(work)
                 work = None  # an idle worker must not keep its last call (and task) alive
                 threads = len(self._threads)
                 # (_allowed() is never below max_workers: most calls skip the sum.) A worker
@@ -259,7 +288,9 @@ class ThreadRunner:
                 # below 0): the thread started for a worker's inner call may have taken a call
                 # queued before it, and the inner call must not be left waiting for ever.
                 if (self.closed and self._queue.empty()) or (
-                    threads > self.max_workers and threads > self._allowed() and self._idle >= 0
+                    threads > self.max_workers
+                    and threads > self._allowed() + len(self._owners)
+                    and self._idle >= 0
                 ):
                     self._exit(me)
                     return
@@ -271,6 +302,21 @@ class ThreadRunner:
         events = work.events
         if events.started() and self._take(work, me):
             events.finished(call_tool_here(work.call, events))
+
+    def _owned_done(self, work: _Work) -> None:
+        """``work``, a call a worker made past the limit, has returned or left the queue: its
+        worker lends its place no more once none of its calls is left (the caller holds the
+        lock)."""
+        owner = work.owner
+        if owner is None:
+            return
+        work.owner = None
+        owners = self._owners
+        left = owners.get(owner, 0) - 1
+        if left > 0:
+            owners[owner] = left
+        else:
+            owners.pop(owner, None)
 
     def _exit(self, thread: threading.Thread) -> None:
         """Forget a worker that is exiting (the caller holds the lock)."""
@@ -313,6 +359,7 @@ class ThreadRunner:
             if handle.returned or handle.abandoned:
                 return "stopped"  # the tool already returned (or this was said before)
             handle.abandoned = True
+            self._owned_done(handle)  # (its caller waits for it no more)
             if handle.taken_by is None:  # still queued: the worker that reaches it skips it
                 self._given_up += 1
                 if self._given_up > _GIVEN_UP_SLACK and 2 * self._given_up > self._queue.qsize():
@@ -338,6 +385,7 @@ class ThreadRunner:
                         self._queue.put(None)  # a shutdown marker stays for the workers
                         break
                     self._forget_promise(queued)
+                    self._owned_done(queued)
                     drained.append(queued)
             elif (
                 self._queue.qsize() > self._markers
@@ -376,6 +424,7 @@ class ThreadRunner:
                 kept.append(queued)
             else:
                 self._forget_promise(queued)
+                self._owned_done(queued)
         for queued in kept:
             self._queue.put(queued)
         self._given_up = 0
