@@ -1799,11 +1799,11 @@ class Job(TaskRecord):
     def _overran_message(self) -> str:
         return (
             f"Task '{self.shown_id}' exceeded {self._budget()} while tool "
-            f"'{shown_name(self.tool)}' was running; it returned only after its deadline, having "
-            "blocked the event loop of the coroutine awaiting it (a blocking call inside an async "
-            "def, such as time.sleep, holds the loop and every task on it, its timeout's timer "
-            "too), so its result was discarded; run blocking work with await "
-            "asyncio.to_thread(...)"
+            f"'{shown_name(self.tool)}' was running; it returned only after its deadline, the "
+            "event loop of the coroutine awaiting it held meanwhile by blocking code, the tool's "
+            "or other code's (a blocking call inside an async def, such as time.sleep, holds the "
+            "loop and every task on it, the timeout's timer too), so its result was discarded; "
+            "run blocking work with await asyncio.to_thread(...)"
         )
 
     def _where(self, *, queued: bool, starting: bool) -> str:
