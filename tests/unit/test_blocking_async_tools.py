@@ -153,3 +153,50 @@ def test_a_timeout_too_short_to_start_says_the_slot_was_had(make_executor: Any) 
             error
         )
         assert "blocked" not in error, error
+
+
+class Overrun(AsyncBaseTool):
+    """Blocks the loop it runs on past its timeout, then returns without ever suspending (no
+    await at all, or only ``asyncio.sleep(0)``): the timer never got a turn of the loop."""
+
+    name = "overrun"
+    description = "Blocks the event loop, then returns at once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        time.sleep(kwargs["seconds"])  # (what a tool must never do: the loop stands still)
+        if kwargs.get("yield_once"):
+            await asyncio.sleep(0)
+        return "too late"
+
+
+def test_a_tool_that_blocks_its_awaiting_loop_past_its_timeout_times_out(
+    make_executor: Any,
+) -> None:
+    """An async tool run on the awaiting coroutine's loop that holds that loop past its
+    timeout and then returns without letting the loop run the timer ends ``timeout``, as it
+    does on the executor's loop thread (``execute_task``) and as a synchronous tool does: the
+    caller asked for an answer within its timeout, and the late value is discarded."""
+    registry = ToolRegistry()
+    registry.register_tools([Overrun()])
+    executor = make_executor(tool_registry=registry)
+
+    async def main() -> list[Any]:
+        return [
+            await executor.execute_async(_task("overrun", seconds=0.5), CONTEXT, timeout=0.1),
+            await executor.execute_async(
+                _task("overrun", seconds=0.5, yield_once=True), CONTEXT, timeout=0.1
+            ),
+            *await executor.execute_parallel(
+                [_task("overrun", seconds=0.5, yield_once=True)], CONTEXT, timeout=0.1
+            ),
+        ]
+
+    results = asyncio.run(main())
+
+    for result in results:
+        assert result.metadata["outcome"] == "timeout", (result.metadata, result.error)
+        error = result.error or ""
+        assert "exceeded its timeout of 0.1s while tool 'overrun' was running" in error, error
+        assert "returned only after" in error, error
+        assert result.output is None
+    assert executor.abandoned_threads == 0

@@ -893,6 +893,11 @@ class Job(TaskRecord):
                 self.memory_peak_mb = outcome.memory_peak_mb
             if outcome.worker:
                 self.worker = outcome.worker
+            if self._overran_its_awaiting_loop(outcome):
+                # The tool held the awaiting loop past its deadline, its timer with it: the
+                # caller gets the timeout it asked for, as on any other road (value discarded).
+                self.finish("timeout", self._overran_message(), "timeout")
+                return
             try:
                 self._settle(outcome)
             except Exception as exc:  # (before any outcome: finishing itself never raises)
@@ -1765,17 +1770,46 @@ class Job(TaskRecord):
         """What a timed-out result says: where the task was when its time ran out (queued;
         ``starting``: its ``on_progress`` callback handling ``"started"``, by default as the
         job says now; else running)."""
-        limit = self.limit
-        budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
-        cut = self.retry_cut
-        if limit is not None and cut is not None:
-            budget = f"the {_seconds_left(limit)}s left of its retry deadline of {cut.deadline:g}s"
         where = self._runner_says("preparing")
         if where is None:
             if starting is None:
                 starting = self.starting
             where = self._where(queued=queued, starting=starting)
-        return f"Task '{self.shown_id}' exceeded {budget} {where}"
+        return f"Task '{self.shown_id}' exceeded {self._budget()} {where}"
+
+    def _budget(self) -> str:
+        """The time a timed-out task had, as its message names it."""
+        limit = self.limit
+        budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
+        cut = self.retry_cut
+        if limit is not None and cut is not None:
+            budget = f"the {_seconds_left(limit)}s left of its retry deadline of {cut.deadline:g}s"
+        return budget
+
+    def _overran_its_awaiting_loop(self, outcome: RawOutcome) -> bool:
+        """Whether the tool, run on the event loop of the coroutine awaiting it, returned (or
+        raised) only past its deadline: it held that loop, so the batch's timer that would have
+        ended it at its deadline never had a turn (a blocking call, then no real suspension).
+        A cancellation, or an interrupt, goes its own way."""
+        deadline = self.deadline
+        if deadline is None or self.cancel_requested or time.monotonic() < deadline:
+            return False
+        raised = outcome.error
+        if raised is not None and (
+            not isinstance(raised, Exception) or isinstance(raised, _CANCELLATIONS)
+        ):
+            return False
+        return self.on_awaiting_thread()
+
+    def _overran_message(self) -> str:
+        return (
+            f"Task '{self.shown_id}' exceeded {self._budget()} while tool "
+            f"'{shown_name(self.tool)}' was running; it returned only after its deadline, the "
+            "event loop of the coroutine awaiting it held meanwhile by blocking code, the tool's "
+            "or other code's (a blocking call inside an async def, such as time.sleep, holds the "
+            "loop and every task on it, the timeout's timer too), so its result was discarded; "
+            "run blocking work with await asyncio.to_thread(...)"
+        )
 
     def _where(self, *, queued: bool, starting: bool) -> str:
         """Where the task was when its time ran out, as its phase says."""
