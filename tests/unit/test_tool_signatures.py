@@ -281,6 +281,32 @@ def test_a_simple_tool_may_name_parameters_with_a_leading_underscore() -> None:
     assert "_cursor" in (wrong.error or "")
 
 
+@pytest.mark.parametrize("param", ["_limit", "json", "schema"])
+def test_a_renamed_parameter_keeps_its_field_default(param: str) -> None:
+    """A parameter renamed for its model (a leading underscore, a model attribute's name) whose
+    default is a ``Field(...)`` is described, validated and defaulted by it as any other is.
+    Its schema said no default (``None``) and no bound, ``ge=0`` was not applied (``-1``
+    reached the function), and a call without it gave the function the ``FieldInfo`` itself."""
+    namespace: dict[str, Any] = {"Field": Field}
+    exec(  # (a parameter named by the test)
+        f"def func({param}: int = Field(5, ge=0, description='How many.')):\n    return {param}\n",
+        namespace,
+    )
+    tool = create_simple_tool("rows", "Returns rows.", namespace["func"])
+    described = {p["name"]: p for p in tool.get_schema()["parameters"]}[param]
+    assert (described["default"], described["required"], described["description"]) == (
+        5,
+        False,
+        "How many.",
+    )
+    assert (described["schema"] or {}).get("minimum") == 0, described
+    assert tool.execute().data == 5
+    assert tool.execute(**{param: "7"}).data == 7
+    refused = tool.execute(**{param: -1})
+    assert refused.metadata["error_type"] == "ValidationError", refused
+    assert param in (refused.error or "")
+
+
 def test_a_class_tool_describes_parameters_with_a_leading_underscore() -> None:
     """A tool class whose ``_execute`` names a parameter with a leading underscore is
     described by it, as by its other parameters."""

@@ -1989,7 +1989,7 @@ def _model_from_signature(
             sorted(fields.items(), key=lambda item: order.index(renamed.get(item[0], item[0])))
         )
     fields = {
-        key: (annotation, _field_default(default, renamed.get(key)))
+        key: _field_spec(annotation, default, renamed.get(key))
         for key, (annotation, default) in fields.items()
     }
     # (where pydantic looks up a quoted name inside an annotation, ``Optional["Node"]``)
@@ -2252,6 +2252,18 @@ def _check_builtin_signature(func: Any) -> None:
 
 #: How many ``functools.partial`` layers :func:`_check_builtin_signature` looks through.
 _MAX_PARTIALS = 64
+
+
+def _field_spec(annotation: Any, default: Any, alias: str | None) -> tuple[Any, Any]:
+    """The (annotation, default) of the field for a parameter annotated ``annotation`` with
+    ``default`` (``...``: required), under ``alias``. A ``Field(...)`` given as the default is
+    the field's own, its default, constraints and description kept; the alias goes into the
+    annotation, where that ``Field`` (an alias of its own, say) is merged over it."""
+    if isinstance(default, FieldInfo):
+        if alias is None:
+            return annotation, default
+        return Annotated[annotation, Field(alias=alias)], default
+    return annotation, _field_default(default, alias)
 
 
 def _field_default(default: Any, alias: str | None) -> Any:
