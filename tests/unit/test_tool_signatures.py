@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -373,6 +373,24 @@ def test_a_field_excluded_from_the_dump_is_not_passed_by_name() -> None:
     assert output.success, output.error
     assert output.data == "q"
     assert SearchAnyKeyword().execute(query="q", confirmed=True).data == {}
+
+
+def test_a_function_parameter_declared_excluded_is_still_passed() -> None:
+    """``Field(exclude=True)`` on a function's own parameter keeps it out of the model's dump,
+    not out of the call: the schema describes it, and the function gets what the caller gave.
+    It was validated and then dropped: the function got its default, here the ``FieldInfo``
+    itself, and a required one failed every call with "missing 1 required positional
+    argument"."""
+
+    def send(to: Annotated[str, Field(exclude=True)], key: str = Field("k", exclude=True)) -> Any:
+        return to, key
+
+    tool = create_simple_tool("send", "Sends.", send)
+    assert [p["name"] for p in tool.get_schema()["parameters"]] == ["to", "key"]
+    output = tool.execute(to="ann", key="secret")
+    assert output.success, output.error
+    assert output.data == ("ann", "secret")
+    assert tool.execute(to="bob").data == ("bob", "k")
 
 
 @pytest.mark.parametrize(

@@ -2012,6 +2012,9 @@ def _model_from_signature(
         model = _new_model(model_name, base, described(usable), names)
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
+    # Each field is a parameter of ``func``, passed whatever its ``Field(exclude=True)``, which
+    # keeps it out of the model's dump, not out of the call (``func`` would get its default).
+    _EXCLUDED_FIELDS[model] = ()
     return cast("type[ToolInput]", model), renamed
 
 
