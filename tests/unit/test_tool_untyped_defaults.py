@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import Field
 
 from laios.tools.base import BaseTool, create_simple_tool
 from laios.tools.registry import ToolRegistry
@@ -158,3 +159,32 @@ def test_a_tool_class_is_described_by_its_defaults_too() -> None:
     assert params["times"]["type"] == "integer"
     assert params["times"]["default"] == 2
     assert params["who"]["schema"] == ANY_VALUE
+
+
+def _any_constrained(x: Any = Field(3, ge=0)):  # type: ignore[no-untyped-def]  # noqa: B008
+    return x
+
+
+def _any_or_int(x: int | Any = 3):  # type: ignore[no-untyped-def]
+    return x
+
+
+@pytest.mark.parametrize(
+    ("func", "given"),
+    [(_any_constrained, 2), (_any_or_int, [1])],
+    ids=["any-with-bound", "union-with-any"],
+)
+def test_a_parameter_of_no_told_type_is_no_string_when_merged(func: Any, given: Any) -> None:
+    """A parameter whose JSON type cannot be told but whose schema says more (``Any`` with a
+    bound, a union with ``Any``) is reported as a ``"string"``, as ``type`` must name one of
+    six; its ``schema`` says it takes any type, so that the merged schema a consumer makes
+    (``{"type": p["type"], **p["schema"]}``) does not refuse what the tool takes. It said
+    ``{"type": "string", "ge": 0, ...}``, refusing the ``2`` the tool took."""
+    tool = create_simple_tool("f", "Returns.", func)
+    param = _parameters(tool)["x"]
+    merged = {"type": param["type"], **(param["schema"] or {})}
+    assert merged["type"] == ANY_VALUE["type"], merged
+    assert tool.execute(x=given).data == given
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(merged)
+    jsonschema.validate(given, merged)
