@@ -141,3 +141,23 @@ def test_the_registrys_own_get_tool_schema_says_so_and_closes_it() -> None:
         "The tool registry failed: get_tool('add') returned a coroutine (AsyncInside._lookup)"
     ), message
     assert [inspect.getcoroutinestate(c) for c in registry.made] == ["CORO_CLOSED"]
+
+
+@pytest.mark.parametrize("ask", ["has_tool", "in"])
+def test_has_tool_and_in_answer_false_say_why_and_close_it(
+    ask: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both answered True, for a registry that cannot run the tool, and left the coroutine for
+    Python to warn that it was never awaited (a RuntimeWarning, an error under this suite)."""
+    registry = _registry()
+    with caplog.at_level("WARNING", logger="laios.tools.registry"):
+        found = registry.has_tool("add") if ask == "has_tool" else "add" in registry
+    assert found is False
+    assert [inspect.getcoroutinestate(c) for c in registry.made] == ["CORO_CLOSED"]
+    said = [r.getMessage() for r in caplog.records if r.name == "laios.tools.registry"]
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        "has_tool('add'): get_tool returned a coroutine (AsyncInside._lookup), not a tool"
+    ), said
+    assert "get_tool must return the tool itself (or None)" in said[0]
+    assert said[0].endswith("; answered False"), said

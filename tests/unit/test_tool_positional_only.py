@@ -122,7 +122,11 @@ def test_a_positional_only_parameter_given_by_name_is_refused_saying_why() -> No
     """A parameter named as a positional-only one is refused saying that it can only be
     passed by position, which a tool's call never does, not with pydantic's bare "Extra inputs
     are not permitted"; the other parameters' errors are reported beside it as they were."""
-    made = create_simple_tool("pair", "Pairs.", lambda a=1, /, b=2: (a, b))
+
+    def pair(a=1, /, b: int = 2):  # type: ignore[no-untyped-def]
+        return (a, b)
+
+    made = create_simple_tool("pair", "Pairs.", pair)
     with pytest.raises(ValidationError) as caught:
         made.run_raising(a=987654, b="x", c=3)
     errors = {error["loc"]: error for error in caught.value.errors()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -281,6 +281,32 @@ def test_a_simple_tool_may_name_parameters_with_a_leading_underscore() -> None:
     assert "_cursor" in (wrong.error or "")
 
 
+@pytest.mark.parametrize("param", ["_limit", "json", "schema"])
+def test_a_renamed_parameter_keeps_its_field_default(param: str) -> None:
+    """A parameter renamed for its model (a leading underscore, a model attribute's name) whose
+    default is a ``Field(...)`` is described, validated and defaulted by it as any other is.
+    Its schema said no default (``None``) and no bound, ``ge=0`` was not applied (``-1``
+    reached the function), and a call without it gave the function the ``FieldInfo`` itself."""
+    namespace: dict[str, Any] = {"Field": Field}
+    exec(  # (a parameter named by the test)
+        f"def func({param}: int = Field(5, ge=0, description='How many.')):\n    return {param}\n",
+        namespace,
+    )
+    tool = create_simple_tool("rows", "Returns rows.", namespace["func"])
+    described = {p["name"]: p for p in tool.get_schema()["parameters"]}[param]
+    assert (described["default"], described["required"], described["description"]) == (
+        5,
+        False,
+        "How many.",
+    )
+    assert (described["schema"] or {}).get("minimum") == 0, described
+    assert tool.execute().data == 5
+    assert tool.execute(**{param: "7"}).data == 7
+    refused = tool.execute(**{param: -1})
+    assert refused.metadata["error_type"] == "ValidationError", refused
+    assert param in (refused.error or "")
+
+
 def test_a_class_tool_describes_parameters_with_a_leading_underscore() -> None:
     """A tool class whose ``_execute`` names a parameter with a leading underscore is
     described by it, as by its other parameters."""
@@ -347,6 +373,24 @@ def test_a_field_excluded_from_the_dump_is_not_passed_by_name() -> None:
     assert output.success, output.error
     assert output.data == "q"
     assert SearchAnyKeyword().execute(query="q", confirmed=True).data == {}
+
+
+def test_a_function_parameter_declared_excluded_is_still_passed() -> None:
+    """``Field(exclude=True)`` on a function's own parameter keeps it out of the model's dump,
+    not out of the call: the schema describes it, and the function gets what the caller gave.
+    It was validated and then dropped: the function got its default, here the ``FieldInfo``
+    itself, and a required one failed every call with "missing 1 required positional
+    argument"."""
+
+    def send(to: Annotated[str, Field(exclude=True)], key: str = Field("k", exclude=True)) -> Any:
+        return to, key
+
+    tool = create_simple_tool("send", "Sends.", send)
+    assert [p["name"] for p in tool.get_schema()["parameters"]] == ["to", "key"]
+    output = tool.execute(to="ann", key="secret")
+    assert output.success, output.error
+    assert output.data == ("ann", "secret")
+    assert tool.execute(to="bob").data == ("bob", "k")
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
-"""A parameter without an annotation is typed by a plain default (``y=3`` as ``y: int = 3``,
-``bool`` before ``int``), described and, for ``create_simple_tool``, validated as that type;
-one without a telling default takes any value, and its description says so instead of calling
-it a string."""
+"""A parameter without an annotation is described by a plain default (``y=3`` as an integer,
+``bool`` before ``int``), but takes any value, as Python's own call does: the user wrote no
+type, so none is enforced (``s=0`` takes ``0.5``). One without a telling default is described
+as taking any value instead of being called a string. An annotated parameter is validated as
+annotated."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import Field
 
 from laios.tools.base import BaseTool, create_simple_tool
 from laios.tools.registry import ToolRegistry
@@ -23,16 +25,90 @@ def _parameters(tool: BaseTool) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for p in schema["parameters"]}
 
 
-def test_a_plain_default_types_the_parameter_of_a_function() -> None:
+def test_a_plain_default_describes_the_parameter_of_a_function() -> None:
     tool = create_simple_tool("m", "Multiplies.", lambda x, y=3: x * y)
     params = _parameters(tool)
     assert params["y"]["type"] == "integer"
     assert params["y"]["default"] == 3
-    assert tool.execute(x=2, y="4").data == 8  # (converted as for y: int)
-    refused = tool.execute(x=2, y="four")
-    assert not refused.success
-    assert refused.metadata["error_type"] == "ValidationError"
-    assert "y" in (refused.error or "")
+    assert tool.execute(x=2, y=4).data == 8
+    assert tool.execute(x=2).data == 6
+
+
+@pytest.mark.parametrize(
+    ("default", "given"),
+    [(0, 0.5), (7, "seven"), (False, "yes"), (False, 1), ("", 5), ("a", None), (1.5, "x")],
+    ids=["int-float", "int-str", "bool-str", "bool-int", "str-int", "str-none", "float-str"],
+)
+def test_a_parameter_typed_by_no_annotation_takes_any_value(default: Any, given: Any) -> None:
+    """The default's type describes the parameter; it does not refuse or convert what a caller
+    gives, which the function gets as given (a direct call would take it too)."""
+
+    def func(s=default):  # type: ignore[no-untyped-def]
+        return s
+
+    tool = create_simple_tool("slp", "Returns.", func)
+    result = tool.execute(s=given)
+    assert result.success, result.error
+    assert result.data == given
+    assert type(result.data) is type(given)
+
+
+def test_an_int_default_takes_a_fraction() -> None:
+    tool = create_simple_tool("slp", "e", lambda s=0: s)
+    assert _parameters(tool)["s"]["type"] == "integer"
+    result = tool.execute(s=0.5)
+    assert result.success, result.error
+    assert result.data == 0.5
+
+
+@pytest.mark.parametrize("default", [None, [], (), {}], ids=["none", "list", "tuple", "dict"])
+def test_other_defaults_take_any_value_too(default: Any) -> None:
+    def func(s=default):  # type: ignore[no-untyped-def]
+        return s
+
+    tool = create_simple_tool("f", "Returns.", func)
+    assert _parameters(tool)["s"]["schema"] == ANY_VALUE
+    assert tool.execute(s=0.5).data == 0.5
+    assert tool.execute().data == default
+
+
+def test_an_annotated_parameter_is_still_validated_as_annotated() -> None:
+    def func(a: int, b: int = 0, c: bool = False, d: str = "", e: float | None = None):  # type: ignore[no-untyped-def]
+        return (a, b, c, d, e)
+
+    tool = create_simple_tool("typed", "Returns.", func)
+    params = _parameters(tool)
+    assert [params[k]["type"] for k in "abcde"] == [
+        "integer",
+        "integer",
+        "boolean",
+        "string",
+        "number",
+    ]
+    assert tool.execute(a="4", c="yes", e="1.5").data == (4, 0, True, "", 1.5)
+    for bad in ({"a": 0.5}, {"a": 1, "b": 0.5}, {"a": 1, "c": "perhaps"}, {"a": 1, "d": 5}):
+        refused = tool.execute(**bad)
+        assert not refused.success
+        assert refused.metadata["error_type"] == "ValidationError"
+
+
+def test_a_docstring_description_keeps_the_default_s_type() -> None:
+    def func(s=0):  # type: ignore[no-untyped-def]
+        """Sleep.
+
+        Args:
+            s: Seconds to sleep.
+        """
+        return s
+
+    tool = create_simple_tool("slp", "Sleeps.", func)
+    param = _parameters(tool)["s"]
+    assert (param["type"], param["description"], param["schema"]) == (
+        "integer",
+        "Seconds to sleep.",
+        None,
+    )
+    assert tool.execute(s=0.25).data == 0.25
 
 
 @pytest.mark.parametrize(
@@ -47,12 +123,6 @@ def test_each_plain_type_of_default_gives_its_json_type(default: Any, kind: str)
     params = _parameters(create_simple_tool("f", "Returns.", func))
     assert params["value"]["type"] == kind
     assert params["value"]["schema"] is None
-
-
-def test_a_bool_default_refuses_what_is_no_bool() -> None:
-    tool = create_simple_tool("flag", "Returns.", lambda flag=False: flag)
-    assert tool.execute(flag="yes").data is True
-    assert tool.execute(flag="perhaps").metadata["error_type"] == "ValidationError"
 
 
 def test_a_parameter_without_a_telling_default_takes_any_json_value() -> None:
@@ -89,3 +159,32 @@ def test_a_tool_class_is_described_by_its_defaults_too() -> None:
     assert params["times"]["type"] == "integer"
     assert params["times"]["default"] == 2
     assert params["who"]["schema"] == ANY_VALUE
+
+
+def _any_constrained(x: Any = Field(3, ge=0)):  # type: ignore[no-untyped-def]  # noqa: B008
+    return x
+
+
+def _any_or_int(x: int | Any = 3):  # type: ignore[no-untyped-def]
+    return x
+
+
+@pytest.mark.parametrize(
+    ("func", "given"),
+    [(_any_constrained, 2), (_any_or_int, [1])],
+    ids=["any-with-bound", "union-with-any"],
+)
+def test_a_parameter_of_no_told_type_is_no_string_when_merged(func: Any, given: Any) -> None:
+    """A parameter whose JSON type cannot be told but whose schema says more (``Any`` with a
+    bound, a union with ``Any``) is reported as a ``"string"``, as ``type`` must name one of
+    six; its ``schema`` says it takes any type, so that the merged schema a consumer makes
+    (``{"type": p["type"], **p["schema"]}``) does not refuse what the tool takes. It said
+    ``{"type": "string", "ge": 0, ...}``, refusing the ``2`` the tool took."""
+    tool = create_simple_tool("f", "Returns.", func)
+    param = _parameters(tool)["x"]
+    merged = {"type": param["type"], **(param["schema"] or {})}
+    assert merged["type"] == ANY_VALUE["type"], merged
+    assert tool.execute(x=given).data == given
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(merged)
+    jsonschema.validate(given, merged)

@@ -17,7 +17,9 @@ text of one, is a ``"number"``: its text alternative counts as the number it sta
 ``Decimal | None`` is a ``"number"`` too, while ``Decimal | str`` is a ``"string"``).
 A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``; when
 its schema constrains nothing either, it takes any value, and its ``ToolParameter.schema`` says
-so (:data:`ANY_VALUE`). So is
+so (:data:`ANY_VALUE`); otherwise its ``schema`` carries ``ANY_VALUE``'s ``type`` next to what
+else it says (``Any`` with a bound, a union with ``Any``), so that merged over ``"string"`` it
+does not refuse what the field takes. So is
 a field that takes ``None`` alone (typed ``None`` or ``Literal[None]``), which has none of the
 six types: its ``ToolParameter.schema`` says ``{"type": "null"}``.
 References to ``$defs`` (nested models, enums) are followed, also the one a model that refers
@@ -602,10 +604,15 @@ def _from_schema(full: dict[str, Any]) -> list[ToolParameter]:
             referred = _referred_defs(detail, defs) if defs else None
             if referred is not None:
                 detail["$defs"] = _unmarked(referred)
+        told = _json_type(prop, defs)
+        if told is None and detail is not None and "type" not in detail:
+            # (``Any`` with a bound, a union with ``Any``: any type, said so, or the schema a
+            # consumer merges, ``{"type": "string", **schema}``, would refuse what it takes)
+            detail = {"type": list(ANY_VALUE["type"]), **detail}
         params.append(
             ToolParameter(
                 name=name,
-                type=_json_type(prop, defs) or "string",
+                type=told or "string",
                 description=prop.get("description") or resolved.get("description") or "",
                 required=name in required,
                 default=prop.get("default"),

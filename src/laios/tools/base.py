@@ -45,6 +45,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     create_model,
     field_validator,
     model_validator,
@@ -1883,17 +1884,27 @@ def _no_parameters(model_name: str, title: str) -> type[ToolInput]:
     return type(model_name, (_NoParameters,), {"model_config": ConfigDict(title=title)})
 
 
-#: The types of a default that type a parameter without an annotation (exact types: a
-#: ``bool`` default makes a ``bool``, not an ``int``; an ``IntEnum`` member tells nothing).
-_DEFAULT_TYPES = (bool, int, float, str)
+#: What a parameter without an annotation is, by the type of its default (exact types: a
+#: ``bool`` default makes a ``"boolean"``, not an ``"integer"``; an ``IntEnum`` member tells
+#: nothing): described as that JSON type, a hint to callers, but validated as any value, given
+#: to the function as it is, since its author wrote no type (``s=0`` takes ``0.5``).
+_DEFAULT_TYPES: dict[type, Any] = {
+    kind: Annotated[Any, WithJsonSchema({"type": json_type})]
+    for kind, json_type in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+    )
+}
 
 
 def _model_from_signature(
     name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation; without
-    one, the type of a ``bool``, ``int``, ``float`` or ``str`` default, or else any value; its
-    default, or required), so that the tool's schema describes them. A function
+    one, any value, described as the type of a ``bool``, ``int``, ``float`` or ``str`` default;
+    its default, or required), so that the tool's schema describes them. A function
     taking ``**kwargs`` also accepts other names; one taking none by name (none at all,
     ``*args`` only, or parameters only by position, each with a default) a model of no fields
     that refuses any. One whose signature cannot be read (a builtin such as ``dict``), or
@@ -1935,9 +1946,9 @@ def _model_from_signature(
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
             annotation = param.annotation
             if annotation is inspect.Parameter.empty:
-                # (``y=3`` as ``y: int = 3``; a default of no plain type tells nothing)
-                annotation = type(param.default)
-                annotation = annotation if annotation in _DEFAULT_TYPES else Any
+                # (``y=3`` described as an integer, but taking any value, as Python's own
+                # call does: no type was written; a default of no plain type tells nothing)
+                annotation = _DEFAULT_TYPES.get(type(param.default), Any)
             elif isinstance(annotation, str):  # (not resolvable: any value)
                 annotation = Any
             default = ... if param.default is inspect.Parameter.empty else param.default
@@ -1978,7 +1989,7 @@ def _model_from_signature(
             sorted(fields.items(), key=lambda item: order.index(renamed.get(item[0], item[0])))
         )
     fields = {
-        key: (annotation, _field_default(default, renamed.get(key)))
+        key: _field_spec(annotation, default, renamed.get(key))
         for key, (annotation, default) in fields.items()
     }
     # (where pydantic looks up a quoted name inside an annotation, ``Optional["Node"]``)
@@ -2001,6 +2012,9 @@ def _model_from_signature(
         model = _new_model(model_name, base, described(usable), names)
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
+    # Each field is a parameter of ``func``, passed whatever its ``Field(exclude=True)``, which
+    # keeps it out of the model's dump, not out of the call (``func`` would get its default).
+    _EXCLUDED_FIELDS[model] = ()
     return cast("type[ToolInput]", model), renamed
 
 
@@ -2241,6 +2255,18 @@ def _check_builtin_signature(func: Any) -> None:
 
 #: How many ``functools.partial`` layers :func:`_check_builtin_signature` looks through.
 _MAX_PARTIALS = 64
+
+
+def _field_spec(annotation: Any, default: Any, alias: str | None) -> tuple[Any, Any]:
+    """The (annotation, default) of the field for a parameter annotated ``annotation`` with
+    ``default`` (``...``: required), under ``alias``. A ``Field(...)`` given as the default is
+    the field's own, its default, constraints and description kept; the alias goes into the
+    annotation, where that ``Field`` (an alias of its own, say) is merged over it."""
+    if isinstance(default, FieldInfo):
+        if alias is None:
+            return annotation, default
+        return Annotated[annotation, Field(alias=alias)], default
+    return annotation, _field_default(default, alias)
 
 
 def _field_default(default: Any, alias: str | None) -> Any:

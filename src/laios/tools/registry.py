@@ -39,6 +39,8 @@ __all__ = ["ToolLookup", "ToolRegistry", "tool_not_found_message"]
 
 logger = logging.getLogger("laios.tools.registry")
 
+_COROUTINE: type[Any] = types.CoroutineType  # (one global read in has_tool)
+
 
 def _instantiate(tool: type[BaseTool] | BaseTool) -> tuple[str, BaseTool]:
     """Return ``tool`` if it is an instance, else a new instance of the class, with the name
@@ -287,10 +289,12 @@ class ToolRegistry:
 
         Returns:
             True if the registry holds a tool with that name; False when ``get_tool`` raises
-            (logged at debug level).
+            (logged at debug level), and when it returns a coroutine (a plain ``def`` around
+            an async lookup, not awaited: no tool can be run from it), which is closed, the
+            answer logged at warning level saying what to write.
         """
         try:
-            return self.get_tool(name) is not None
+            found = self.get_tool(name)
         except Exception as exc:  # (a subclass's own get_tool)
             logger.debug(
                 "has_tool(%s): get_tool raised %s; answered False",
@@ -299,6 +303,15 @@ class ToolRegistry:
                 exc_info=exc,
             )
             return False
+        if type(found) is not _COROUTINE:
+            return found is not None
+        # (a subclass's get_tool around an async lookup: no tool runs from it)
+        logger.warning(
+            "has_tool(%s): get_tool returned %s; answered False",
+            _quoted(name),
+            returned_coroutine(found),
+        )
+        return False
 
     def list_tools(
         self,
