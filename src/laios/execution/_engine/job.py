@@ -893,10 +893,12 @@ class Job(TaskRecord):
                 self.memory_peak_mb = outcome.memory_peak_mb
             if outcome.worker:
                 self.worker = outcome.worker
-            if self._overran_its_awaiting_loop(outcome):
-                # The tool held the awaiting loop past its deadline, its timer with it: the
-                # caller gets the timeout it asked for, as on any other road (value discarded).
-                self.finish("timeout", self._overran_message(), "timeout")
+            overran = self._overran_its_awaiting_loop(outcome)
+            if overran is not None:
+                # The tool returned past its deadline before the awaiting loop's timer could
+                # end it there: the caller gets the timeout it asked for, as on the blocking
+                # road (value discarded).
+                self.finish("timeout", overran, "timeout")
                 return
             try:
                 self._settle(outcome)
@@ -1786,20 +1788,27 @@ class Job(TaskRecord):
             budget = f"the {_seconds_left(limit)}s left of its retry deadline of {cut.deadline:g}s"
         return budget
 
-    def _overran_its_awaiting_loop(self, outcome: RawOutcome) -> bool:
-        """Whether the tool, run on the event loop of the coroutine awaiting it, returned (or
-        raised) only past its deadline: it held that loop, so the batch's timer that would have
-        ended it at its deadline never had a turn (a blocking call, then no real suspension).
-        A cancellation, or an interrupt, goes its own way."""
+    def _overran_its_awaiting_loop(self, outcome: RawOutcome) -> str | None:
+        """The error of a tool awaited by a coroutine that returned (or raised) only past its
+        deadline, before that coroutine's loop ran the batch's timer that would have ended it
+        there; ``None`` when it finished in time (or not on the awaiting road).
+
+        Run on that loop, the tool held it (a blocking call, then no real suspension); run
+        elsewhere (a worker thread, a process), its result came while the loop was held or
+        busy, its timer late. A cancellation, or an interrupt, goes its own way."""
         deadline = self.deadline
         if deadline is None or self.cancel_requested or time.monotonic() < deadline:
-            return False
+            return None
         raised = outcome.error
         if raised is not None and (
             not isinstance(raised, Exception) or isinstance(raised, _CANCELLATIONS)
         ):
-            return False
-        return self.on_awaiting_thread()
+            return None
+        if self.on_awaiting_thread():
+            return self._overran_message()
+        if self.waiter is None:  # (the blocking road: its caller's wait ends it in time)
+            return None
+        return self._late_message()
 
     def _overran_message(self) -> str:
         return (
@@ -1809,6 +1818,15 @@ class Job(TaskRecord):
             "or other code's (a blocking call inside an async def, such as time.sleep, holds the "
             "loop and every task on it, the timeout's timer too), so its result was discarded; "
             "run blocking work with await asyncio.to_thread(...)"
+        )
+
+    def _late_message(self) -> str:
+        return (
+            f"Task '{self.shown_id}' exceeded {self._budget()} while tool "
+            f"'{shown_name(self.tool)}' was running; it returned only after its deadline, before "
+            "the event loop of the coroutine awaiting it had run the timer that ends the task at "
+            "its deadline (that loop was held by blocking code, or busy, meanwhile), so its "
+            "result was discarded"
         )
 
     def _where(self, *, queued: bool, starting: bool) -> str:
