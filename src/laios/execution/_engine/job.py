@@ -1489,7 +1489,7 @@ class Job(TaskRecord):
             why, self.given_up_why = self.given_up_why, None
         if why is None:
             return
-        message = f"Task '{self.shown_id}' was cancelled: {why}"
+        message = self.caller_cancelled_message(why)
         if stop:
             self._end_interrupted("cancelled", message)
         else:
@@ -1545,8 +1545,13 @@ class Job(TaskRecord):
                 if outcome == "timeout":
                     message = self.timeout_message(queued=False)
                 elif message == self._cancelled_running_message():
-                    # (a given-up batch's message, which says why, is kept)
                     message = f"Task '{self.shown_id}' was cancelled before it started, {where}"
+                else:
+                    # (a given-up batch's message keeps why, no longer saying the tool ran)
+                    prefix = self._caller_cancelled_running_prefix()
+                    if message.startswith(prefix):
+                        why = message[len(prefix) :]
+                        message = f"Task '{self.shown_id}' was cancelled: {why}, {where}"
         if held is not None and stopped == "stopped" and not self.unstarted:
             message = f"{message}; the tool could not be stopped: {held}"
         self.finish(outcome, message, outcome, extra=extra)
@@ -1663,6 +1668,22 @@ class Job(TaskRecord):
 
     def _cancelled_running_message(self) -> str:
         return f"Task '{self.shown_id}' was cancelled while running"
+
+    def caller_cancelled_message(self, why: str) -> str:
+        """(Once stopped.) The error of a job ended because its awaiting coroutine was
+        cancelled (or interrupted), ``why`` saying which: whether its tool had started, as its
+        phase was when it was stopped (queued, or its ``on_progress`` callback handling
+        ``"started"``: never started), in the words ``cancel_task`` and timeouts use."""
+        if self.unstarted:
+            return (
+                f"Task '{self.shown_id}' was cancelled before it started: {why}; the tool was "
+                "never started"
+            )
+        return f"{self._caller_cancelled_running_prefix()}{why}"
+
+    def _caller_cancelled_running_prefix(self) -> str:
+        name = shown_name(self.tool)
+        return f"Task '{self.shown_id}' was cancelled while tool '{name}' was running: "
 
     def _cancelled_starting_message(self) -> str:
         return (
