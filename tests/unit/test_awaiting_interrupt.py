@@ -30,7 +30,9 @@ pytestmark = pytest.mark.usefixtures("collect_interrupted_tasks")
 
 #: Longest a call may take: a call that hangs fails instead.
 GUARD = 5.0
-INTERRUPTED = "was cancelled: the caller was interrupted"
+INTERRUPTED = "the caller was interrupted"
+#: The error of a batch's other task, running when the caller was interrupted.
+SLEEPING_INTERRUPTED = "was cancelled while tool 'sleeping' was running: the caller was interrupted"
 
 
 class Interrupting(AsyncBaseTool):
@@ -93,6 +95,7 @@ def test_an_async_tool_interrupted_in_a_batch_cancels_the_others(
     for task in (interrupted, sleeping):
         assert task.status is TaskStatus.CANCELLED
         assert INTERRUPTED in (task.error or "")
+    assert SLEEPING_INTERRUPTED in (sleeping.error or "")
     _usable(executor, store)
 
 
@@ -197,7 +200,7 @@ def test_an_interrupt_in_the_executors_code_around_a_tool_in_a_task_of_its_own(
         assert INTERRUPTED in (task.error or "")
         if road == "execute_parallel":
             assert sleeping.status is TaskStatus.CANCELLED
-            assert INTERRUPTED in (sleeping.error or "")
+            assert SLEEPING_INTERRUPTED in (sleeping.error or "")
         _usable(executor, store)
     finally:
         executor.shutdown(wait=False)

@@ -92,8 +92,9 @@ def test_cancellation_comes_out_only_once_the_started_callback_returned(size: in
         assert tool.calls == 0
         assert all(task.status == TaskStatus.CANCELLED for task in tasks)
         assert first.started_at is None  # (it never started)
-        assert (
-            first.error == f"Task '{first.id}' was cancelled: the awaiting coroutine was cancelled"
+        assert first.error == (
+            f"Task '{first.id}' was cancelled before it started: the awaiting coroutine was "
+            "cancelled; the tool was never started"
         )
     finally:
         release.set()

@@ -11,8 +11,8 @@ from typing import Any
 
 from async_tools import Hold, Quick, Sleeping
 
-from laios.core.types import Context, Task
-from laios.tools.base import AsyncBaseTool
+from laios.core.types import Context, Task, TaskStatus
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 CONTEXT = Context(session_id="s", user_id="u")
@@ -199,4 +199,64 @@ def test_a_tool_that_blocks_its_awaiting_loop_past_its_timeout_times_out(
         assert "exceeded its timeout of 0.1s while tool 'overrun' was running" in error, error
         assert "returned only after" in error, error
         assert result.output is None
+    assert executor.abandoned_threads == 0
+
+
+class SlowSync(BaseTool):
+    """A synchronous tool (run on a worker thread) that returns past its timeout."""
+
+    name = "slow_sync"
+    description = "Sleeps on its worker thread, then returns."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        time.sleep(kwargs["seconds"])
+        return "too late"
+
+
+class HoldUntilEnded(AsyncBaseTool):
+    """Blocks the loop it runs on until the task it names has ended (or ``limit`` passed)."""
+
+    name = "hold_until_ended"
+    description = "Blocks the event loop until another task has ended."
+
+    executor: Any = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        until = time.monotonic() + kwargs.get("limit", 10.0)
+        while time.monotonic() < until:  # (the loop stands still: its timer with it)
+            status = self.executor.get_task_status(kwargs["task_id"])
+            if status not in (None, TaskStatus.PENDING, TaskStatus.RUNNING):
+                break
+            time.sleep(0.01)
+        return "held"
+
+
+def test_a_sync_tool_returning_past_its_timeout_while_its_awaiting_loop_is_held_times_out(
+    make_executor: Any,
+) -> None:
+    """A synchronous tool of a batch (on a worker thread) that returns past its timeout while
+    the loop of the coroutine awaiting it is held (another tool blocking it, or a batch so
+    large its timers fire late), before that loop's timer could end it, ends ``timeout``, as
+    it does under ``execute_task``: its late value is discarded."""
+    hold = HoldUntilEnded()
+    registry = ToolRegistry()
+    registry.register_tools([SlowSync(), hold])
+    executor = make_executor(tool_registry=registry)
+    hold.executor = executor
+    slow = _task("slow_sync", seconds=0.5)
+
+    async def main() -> list[Any]:
+        return await executor.execute_parallel(
+            [slow, _task("hold_until_ended", task_id=slow.id)], CONTEXT, timeout=0.3
+        )
+
+    result, held = asyncio.run(main())
+
+    assert result.metadata["outcome"] == "timeout", (result.metadata, result.error)
+    error = result.error or ""
+    assert "exceeded its timeout of 0.3s while tool 'slow_sync' was running" in error, error
+    assert "returned only after its deadline" in error, error
+    assert "time.sleep" not in error, error  # (the tool's own blocking is no mistake here)
+    assert result.output is None
+    assert held.metadata["outcome"] == "timeout", (held.metadata, held.error)
     assert executor.abandoned_threads == 0

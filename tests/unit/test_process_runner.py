@@ -4692,3 +4692,41 @@ def test_a_preload_that_raises_at_import_is_tried_once(tmp_path: Path) -> None:
     assert report["error_type"] == "no_process"
     assert "times in a row" not in report["error"], report["error"]
     assert "before it started any" in report["error"], report["error"]
+
+
+def test_a_result_past_its_timeout_while_the_awaiting_loop_is_held_times_out(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A tool of a batch whose result comes back from its worker process past its timeout,
+    while the loop of the coroutine awaiting it is held (so the timer that would have ended
+    it at its deadline has not run), ends ``timeout``, its late value discarded, as under
+    ``execute_task``."""
+    executor = make(1)
+    run_pid(executor, task, context)  # (the worker is up: the call starts at once)
+    late = task("stamp_and_sleep", box=box, stamp="late", seconds=1.0)
+
+    async def hold_the_loop() -> None:
+        await asyncio.sleep(0)  # (the batch is submitted first)
+        until = time.monotonic() + WAIT
+        while time.monotonic() < until:  # (blocking: the loop, its timer with it, stands still)
+            if executor.get_task_status(late.id) not in (
+                None,
+                TaskStatus.PENDING,
+                TaskStatus.RUNNING,
+            ):
+                break
+            time.sleep(0.01)
+
+    async def main() -> list[Any]:
+        results, _ = await asyncio.gather(
+            executor.execute_parallel([late], context, timeout=0.5), hold_the_loop()
+        )
+        return results
+
+    (result,) = asyncio.run(main())
+
+    assert result.metadata["outcome"] == "timeout", (result.metadata, result.error)
+    error = result.error or ""
+    assert "exceeded its timeout of 0.5s while tool 'stamp_and_sleep' was running" in error
+    assert "returned only after its deadline" in error, error
+    assert result.output is None

@@ -1627,7 +1627,10 @@ def _cancelled_by_caller(
     # Queued jobs first: abandoning a running one may start a replacement thread, which
     # must find nothing of this batch left to run.
     for job in sorted(jobs, key=lambda j: j.phase != QUEUED):
-        job.interrupt("cancelled", f"Task '{job.shown_id}' was cancelled: {why}")
+        with job.env.lock:
+            stopped = job.stop() is not None
+        if stopped:  # (its error says whether its tool had started, as it was stopped)
+            job.end_stopped("cancelled", job.caller_cancelled_message(why))
     for job in jobs:
         job.result = None  # nobody will take these: the records must not keep them
 
@@ -1720,10 +1723,10 @@ def _stop_then_end(jobs: list[Job], lock: Any, why: str, *, leave_starting: bool
     to_end = iter(stopped)
     try:
         for job, _ in to_end:
-            job.end_stopped("cancelled", f"Task '{job.shown_id}' was cancelled: {why}")
+            job.end_stopped("cancelled", job.caller_cancelled_message(why))
     finally:  # (interrupted by one of them: the rest still end, then the interruption goes on)
         for job, _ in to_end:
-            job.end_stopped("cancelled", f"Task '{job.shown_id}' was cancelled: {why}")
+            job.end_stopped("cancelled", job.caller_cancelled_message(why))
 
 
 def _own_tasks(

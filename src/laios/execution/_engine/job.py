@@ -893,10 +893,12 @@ class Job(TaskRecord):
                 self.memory_peak_mb = outcome.memory_peak_mb
             if outcome.worker:
                 self.worker = outcome.worker
-            if self._overran_its_awaiting_loop(outcome):
-                # The tool held the awaiting loop past its deadline, its timer with it: the
-                # caller gets the timeout it asked for, as on any other road (value discarded).
-                self.finish("timeout", self._overran_message(), "timeout")
+            overran = self._overran_its_awaiting_loop(outcome)
+            if overran is not None:
+                # The tool returned past its deadline before the awaiting loop's timer could
+                # end it there: the caller gets the timeout it asked for, as on the blocking
+                # road (value discarded).
+                self.finish("timeout", overran, "timeout")
                 return
             try:
                 self._settle(outcome)
@@ -1487,7 +1489,7 @@ class Job(TaskRecord):
             why, self.given_up_why = self.given_up_why, None
         if why is None:
             return
-        message = f"Task '{self.shown_id}' was cancelled: {why}"
+        message = self.caller_cancelled_message(why)
         if stop:
             self._end_interrupted("cancelled", message)
         else:
@@ -1543,8 +1545,13 @@ class Job(TaskRecord):
                 if outcome == "timeout":
                     message = self.timeout_message(queued=False)
                 elif message == self._cancelled_running_message():
-                    # (a given-up batch's message, which says why, is kept)
                     message = f"Task '{self.shown_id}' was cancelled before it started, {where}"
+                else:
+                    # (a given-up batch's message keeps why, no longer saying the tool ran)
+                    prefix = self._caller_cancelled_running_prefix()
+                    if message.startswith(prefix):
+                        why = message[len(prefix) :]
+                        message = f"Task '{self.shown_id}' was cancelled: {why}, {where}"
         if held is not None and stopped == "stopped" and not self.unstarted:
             message = f"{message}; the tool could not be stopped: {held}"
         self.finish(outcome, message, outcome, extra=extra)
@@ -1661,6 +1668,22 @@ class Job(TaskRecord):
 
     def _cancelled_running_message(self) -> str:
         return f"Task '{self.shown_id}' was cancelled while running"
+
+    def caller_cancelled_message(self, why: str) -> str:
+        """(Once stopped.) The error of a job ended because its awaiting coroutine was
+        cancelled (or interrupted), ``why`` saying which: whether its tool had started, as its
+        phase was when it was stopped (queued, or its ``on_progress`` callback handling
+        ``"started"``: never started), in the words ``cancel_task`` and timeouts use."""
+        if self.unstarted:
+            return (
+                f"Task '{self.shown_id}' was cancelled before it started: {why}; the tool was "
+                "never started"
+            )
+        return f"{self._caller_cancelled_running_prefix()}{why}"
+
+    def _caller_cancelled_running_prefix(self) -> str:
+        name = shown_name(self.tool)
+        return f"Task '{self.shown_id}' was cancelled while tool '{name}' was running: "
 
     def _cancelled_starting_message(self) -> str:
         return (
@@ -1786,20 +1809,27 @@ class Job(TaskRecord):
             budget = f"the {_seconds_left(limit)}s left of its retry deadline of {cut.deadline:g}s"
         return budget
 
-    def _overran_its_awaiting_loop(self, outcome: RawOutcome) -> bool:
-        """Whether the tool, run on the event loop of the coroutine awaiting it, returned (or
-        raised) only past its deadline: it held that loop, so the batch's timer that would have
-        ended it at its deadline never had a turn (a blocking call, then no real suspension).
-        A cancellation, or an interrupt, goes its own way."""
+    def _overran_its_awaiting_loop(self, outcome: RawOutcome) -> str | None:
+        """The error of a tool awaited by a coroutine that returned (or raised) only past its
+        deadline, before that coroutine's loop ran the batch's timer that would have ended it
+        there; ``None`` when it finished in time (or not on the awaiting road).
+
+        Run on that loop, the tool held it (a blocking call, then no real suspension); run
+        elsewhere (a worker thread, a process), its result came while the loop was held or
+        busy, its timer late. A cancellation, or an interrupt, goes its own way."""
         deadline = self.deadline
         if deadline is None or self.cancel_requested or time.monotonic() < deadline:
-            return False
+            return None
         raised = outcome.error
         if raised is not None and (
             not isinstance(raised, Exception) or isinstance(raised, _CANCELLATIONS)
         ):
-            return False
-        return self.on_awaiting_thread()
+            return None
+        if self.on_awaiting_thread():
+            return self._overran_message()
+        if self.waiter is None:  # (the blocking road: its caller's wait ends it in time)
+            return None
+        return self._late_message()
 
     def _overran_message(self) -> str:
         return (
@@ -1809,6 +1839,15 @@ class Job(TaskRecord):
             "or other code's (a blocking call inside an async def, such as time.sleep, holds the "
             "loop and every task on it, the timeout's timer too), so its result was discarded; "
             "run blocking work with await asyncio.to_thread(...)"
+        )
+
+    def _late_message(self) -> str:
+        return (
+            f"Task '{self.shown_id}' exceeded {self._budget()} while tool "
+            f"'{shown_name(self.tool)}' was running; it returned only after its deadline, before "
+            "the event loop of the coroutine awaiting it had run the timer that ends the task at "
+            "its deadline (that loop was held by blocking code, or busy, meanwhile), so its "
+            "result was discarded"
         )
 
     def _where(self, *, queued: bool, starting: bool) -> str:
