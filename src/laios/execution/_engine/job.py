@@ -893,13 +893,14 @@ class Job(TaskRecord):
                 self.memory_peak_mb = outcome.memory_peak_mb
             if outcome.worker:
                 self.worker = outcome.worker
-            overran = self._overran_its_awaiting_loop(outcome)
-            if overran is not None:
-                # The tool returned past its deadline before the awaiting loop's timer could
-                # end it there: the caller gets the timeout it asked for, as on the blocking
-                # road (value discarded).
-                self.finish("timeout", overran, "timeout")
-                return
+            if self.deadline is not None:
+                overran = self._overran_its_awaiting_loop(outcome)
+                if overran is not None:
+                    # The tool returned past its deadline before the awaiting loop's timer
+                    # could end it there: the caller gets the timeout it asked for, as on the
+                    # blocking road (value discarded).
+                    self.finish("timeout", overran, "timeout")
+                    return
             try:
                 self._settle(outcome)
             except Exception as exc:  # (before any outcome: finishing itself never raises)
