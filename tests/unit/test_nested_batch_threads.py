@@ -15,11 +15,14 @@ from typing import Any
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
+from laios.execution.runners import ThreadRunner
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
 
 GUARD = 20.0
+#: The name of these tests' worker threads (threads other tests left behind are not counted).
+WORKERS = "nested-batch-worker"
 CONTEXT = Context(session_id="s", user_id="u")
 
 
@@ -36,7 +39,7 @@ class Counting:
         with self.lock:
             self.now += 1
             self.peak = max(self.peak, self.now)
-            workers = sum(t.name.startswith("laios-worker") for t in threading.enumerate())
+            workers = sum(t.name.startswith(WORKERS) for t in threading.enumerate())
             self.threads = max(self.threads, workers)
 
     def leave(self) -> None:
@@ -88,7 +91,11 @@ def _executor(counting: Counting, max_workers: int) -> tuple[Executor, Fan]:
     registry = ToolRegistry()
     registry.register_tools([Leaf(counting), fan])
     executor = Executor(
-        registry, store=MetricStore(), register_prometheus=False, max_workers=max_workers
+        registry,
+        store=MetricStore(),
+        register_prometheus=False,
+        max_workers=max_workers,
+        runner=ThreadRunner(max_workers, max_workers, name=WORKERS),
     )
     fan.executor = executor
     return executor, fan
