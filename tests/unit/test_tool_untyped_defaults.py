@@ -1,8 +1,10 @@
 """A parameter without an annotation is described by a plain default (``y=3`` as an integer,
-``bool`` before ``int``), but takes any value, as Python's own call does: the user wrote no
-type, so none is enforced (``s=0`` takes ``0.5``). One without a telling default is described
-as taking any value instead of being called a string. An annotated parameter is validated as
-annotated."""
+``bool`` before ``int``). A value that reads as the default's type is converted to it, as
+before (``"3"`` to ``3``, ``"false"`` to ``False``: what a model or a command line passes is
+text); any other value is given to the function as it is, as Python's own call takes it (``s=0``
+takes ``0.5``): the user wrote no type, so none is enforced. One without a telling default is
+described as taking any value instead of being called a string. An annotated parameter is
+validated as annotated."""
 
 from __future__ import annotations
 
@@ -36,12 +38,13 @@ def test_a_plain_default_describes_the_parameter_of_a_function() -> None:
 
 @pytest.mark.parametrize(
     ("default", "given"),
-    [(0, 0.5), (7, "seven"), (False, "yes"), (False, 1), ("", 5), ("a", None), (1.5, "x")],
-    ids=["int-float", "int-str", "bool-str", "bool-int", "str-int", "str-none", "float-str"],
+    [(0, 0.5), (7, "seven"), (False, "maybe"), ("", 5), ("a", None), (1.5, "x")],
+    ids=["int-float", "int-str", "bool-str", "str-int", "str-none", "float-str"],
 )
 def test_a_parameter_typed_by_no_annotation_takes_any_value(default: Any, given: Any) -> None:
-    """The default's type describes the parameter; it does not refuse or convert what a caller
-    gives, which the function gets as given (a direct call would take it too)."""
+    """The default's type describes the parameter; it does not refuse what a caller gives
+    that does not read as that type, which the function gets as given (a direct call would
+    take it too)."""
 
     def func(s=default):  # type: ignore[no-untyped-def]
         return s
@@ -51,6 +54,35 @@ def test_a_parameter_typed_by_no_annotation_takes_any_value(default: Any, given:
     assert result.success, result.error
     assert result.data == given
     assert type(result.data) is type(given)
+
+
+@pytest.mark.parametrize(
+    ("default", "given", "converted"),
+    [
+        (0, "3", 3),
+        (False, "false", False),
+        (False, "yes", True),
+        (False, 1, True),
+        (1.5, "2", 2.0),
+        (1.5, 3, 3.0),
+    ],
+    ids=["int-text", "bool-false", "bool-yes", "bool-one", "float-text", "float-int"],
+)
+def test_a_value_that_reads_as_the_default_s_type_is_converted(
+    default: Any, given: Any, converted: Any
+) -> None:
+    """Text a model or a command line passes for ``n=0`` or ``flag=False`` reaches the function
+    as the number or the truth value it says, as before: ``"false"`` must not arrive as a
+    string, which Python takes for true."""
+
+    def func(s=default):  # type: ignore[no-untyped-def]
+        return s
+
+    tool = create_simple_tool("slp", "Returns.", func)
+    result = tool.execute(s=given)
+    assert result.success, result.error
+    assert result.data == converted
+    assert type(result.data) is type(converted)
 
 
 def test_an_int_default_takes_a_fraction() -> None:

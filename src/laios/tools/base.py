@@ -1886,10 +1886,16 @@ def _no_parameters(model_name: str, title: str) -> type[ToolInput]:
 
 #: What a parameter without an annotation is, by the type of its default (exact types: a
 #: ``bool`` default makes a ``"boolean"``, not an ``"integer"``; an ``IntEnum`` member tells
-#: nothing): described as that JSON type, a hint to callers, but validated as any value, given
-#: to the function as it is, since its author wrote no type (``s=0`` takes ``0.5``).
+#: nothing): described as that JSON type, a hint to callers; a value that reads as that type is
+#: converted to it (``"3"`` to ``3``, ``"false"`` to ``False``: a model or a command line passes
+#: text), any other given to the function as it is, since its author wrote no type (``s=0``
+#: takes ``0.5``).
 _DEFAULT_TYPES: dict[type, Any] = {
-    kind: Annotated[Any, WithJsonSchema({"type": json_type})]
+    kind: Annotated[
+        kind | Any,
+        Field(union_mode="left_to_right"),
+        WithJsonSchema({"type": json_type}),
+    ]
     for kind, json_type in (
         (bool, "boolean"),
         (int, "integer"),
@@ -1903,7 +1909,8 @@ def _model_from_signature(
     name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation; without
-    one, any value, described as the type of a ``bool``, ``int``, ``float`` or ``str`` default;
+    one, any value, converted to the type of a ``bool``, ``int``, ``float`` or ``str`` default
+    where it reads as one, and described as that type;
     its default, or required), so that the tool's schema describes them. A function
     taking ``**kwargs`` also accepts other names; one taking none by name (none at all,
     ``*args`` only, or parameters only by position, each with a default) a model of no fields
@@ -1946,8 +1953,9 @@ def _model_from_signature(
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
             annotation = param.annotation
             if annotation is inspect.Parameter.empty:
-                # (``y=3`` described as an integer, but taking any value, as Python's own
-                # call does: no type was written; a default of no plain type tells nothing)
+                # (``y=3`` described as an integer, ``"4"`` taken as ``4``, but any value taken,
+                # as Python's own call does: no type was written; a default of no plain type
+                # tells nothing)
                 annotation = _DEFAULT_TYPES.get(type(param.default), Any)
             elif isinstance(annotation, str):  # (not resolvable: any value)
                 annotation = Any
