@@ -926,11 +926,14 @@ async def _awaited(watched: WatchedCall) -> RawOutcome:
 def _out_of_memory(error: BaseException | None) -> bool:
     """Whether ``error`` says an allocation failed: a ``MemoryError``, or the ``OSError``
     ``ENOMEM`` of a mapping the tool made itself (``mmap``), which ``RLIMIT_DATA`` counts too;
-    not one that a ``raise`` statement made (see :func:`_raised_by_a_statement`)."""
+    not one of a class of the tool's own (a subclass) that a ``raise`` statement made (see
+    :func:`_raised_by_a_statement`): a tool refusing a size itself. A plain ``MemoryError``
+    raised by a statement is what a Python library raises when its allocation failed (SciPy's
+    ``expm`` after a failed ``malloc``): it stays the limit's."""
     if isinstance(error, MemoryError):
-        return not _raised_by_a_statement(error)
+        return type(error) is MemoryError or not _raised_by_a_statement(error)
     if isinstance(error, OSError) and error.errno == errno.ENOMEM:
-        return not _raised_by_a_statement(error)
+        return type(error) is OSError or not _raised_by_a_statement(error)
     return False
 
 
