@@ -1836,10 +1836,11 @@ class Job(TaskRecord):
         return (
             f"Task '{self.shown_id}' exceeded {self._budget()} while tool "
             f"'{shown_name(self.tool)}' was running; it returned only after its deadline, the "
-            "event loop of the coroutine awaiting it held meanwhile by blocking code, the tool's "
-            "or other code's (a blocking call inside an async def, such as time.sleep, holds the "
-            "loop and every task on it, the timeout's timer too), so its result was discarded; "
-            "run blocking work with await asyncio.to_thread(...)"
+            "event loop of the coroutine awaiting it busy meanwhile with code that did not "
+            "await (the tool's own work between its awaits, a blocking call such as "
+            "time.sleep, or other code on that loop), so the timer that ends the task at its "
+            "deadline could not run and its result was discarded; run long blocking or "
+            "CPU-bound work with await asyncio.to_thread(...)"
         )
 
     def _late_message(self) -> str:
