@@ -122,6 +122,9 @@ def test_a_process_runner_says_what_to_write_and_closes_the_coroutine() -> None:
     )
     with executor:
         result = executor.execute_task(_task(), CONTEXT)
+        # (a huge id is quoted cut, as in every other message)
+        huge = executor.execute_task(_task().model_copy(update={"id": "n" * 1_000_000}), CONTEXT)
+    assert len(huge.error or "") < 2000, len(huge.error or "")
     assert result.success is False
     error = result.error or ""
     assert "module level" not in error, error

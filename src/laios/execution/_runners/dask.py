@@ -883,8 +883,8 @@ def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
     if coroutine is not None:
         return Refusal(
             "not_picklable",
-            f"Task '{call.task_id}' cannot be sent to the Dask cluster: the tool registry returned "
-            f"{coroutine}",
+            f"Task '{shorten(call.task_id, 128)}' cannot be sent to the Dask cluster: the tool "
+            f"registry returned {coroutine}",
         )
     what = "its tool or parameters cannot be pickled"
     advice = (

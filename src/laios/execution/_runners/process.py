@@ -270,8 +270,8 @@ def _not_picklable(call: ToolCall, exc: BaseException, limit: int | None = None)
     if coroutine is not None:
         return Refusal(
             "not_picklable",
-            f"Task '{call.task_id}' cannot be sent to a worker process: the tool registry returned "
-            f"{coroutine}",
+            f"Task '{shorten(call.task_id, 128)}' cannot be sent to a worker process: the tool "
+            f"registry returned {coroutine}",
         )
     what = "its tool or parameters cannot be pickled"
     advice = (
