@@ -1393,7 +1393,9 @@ class Job(TaskRecord):
         would otherwise run it)."""
         self.handle = handle
         phase = self.phase
-        if phase == ABANDONED:
+        if phase == ABANDONED or self.stopped_unattached is not None:
+            # (stopped before the handle came: its tool may have returned meanwhile, which
+            # moves the job from abandoned to done, its value discarded; it still ends here)
             self.end_stopped_unattached()
         elif phase == DONE and not self.ran:
             self._abandon(self.outcome if self.outcome == "cancelled" else "timeout")
