@@ -706,6 +706,38 @@ def test_a_timeout_while_a_large_call_from_a_loop_is_pickled_names_the_loops_bou
     assert "larger than 256 KiB" in error, error
 
 
+def test_a_batch_cancelled_while_its_call_is_pickled_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A batch whose awaiting coroutine is cancelled while a call of it is still pickled
+    (off the loop, no worker has it yet): the task's error says it was cancelled before it
+    started and that its tool never started, as a task cancel_task stops there says."""
+    executor = make()
+    run_pid(executor, task, context)  # (the only worker is up, and idle)
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    large = task("pid", blob=bytes(512 * 1024), gate=held())
+
+    async def cancelled_while_pickled() -> None:
+        batch = asyncio.ensure_future(executor.execute_parallel([large], context, timeout=WAIT))
+        until = time.monotonic() + WAIT
+        while held.at_once == 0 and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+        assert held.at_once == 1, "the call's pickling never began"
+        batch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await batch
+
+    try:
+        asyncio.run(cancelled_while_pickled())
+    finally:
+        held.release.set()
+    error = large.error or ""
+    assert error.startswith(f"Task '{large.id}' was cancelled before it started: "), error
+    assert "the awaiting coroutine was cancelled" in error, error
+    assert "the tool was never started" in error, error
+
+
 def test_a_small_call_pickled_on_the_callers_thread_past_its_timeout_says_so(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -1554,7 +1554,10 @@ class Job(TaskRecord):
                     prefix = self._caller_cancelled_running_prefix()
                     if message.startswith(prefix):
                         why = message[len(prefix) :]
-                        message = f"Task '{self.shown_id}' was cancelled: {why}, {where}"
+                        message = (
+                            f"Task '{self.shown_id}' was cancelled before it started: {why}, "
+                            f"{where}"
+                        )
         if held is not None and stopped == "stopped" and not self.unstarted:
             message = f"{message}; the tool could not be stopped: {held}"
         self.finish(outcome, message, outcome, extra=extra)
@@ -1850,7 +1853,7 @@ class Job(TaskRecord):
             f"Task '{self.shown_id}' exceeded {self._budget()} while tool "
             f"'{shown_name(self.tool)}' was running; it returned only after its deadline, before "
             "the event loop of the coroutine awaiting it had run the timer that ends the task at "
-            "its deadline (that loop was held by blocking code, or busy, meanwhile), so its "
+            "its deadline (a loop held by blocking code, or busy, runs its timers late), so its "
             "result was discarded"
         )
 
