@@ -39,8 +39,6 @@ __all__ = ["ToolLookup", "ToolRegistry", "tool_not_found_message"]
 
 logger = logging.getLogger("laios.tools.registry")
 
-_COROUTINE: type[Any] = types.CoroutineType  # (one global read in has_tool)
-
 
 def _instantiate(tool: type[BaseTool] | BaseTool) -> tuple[str, BaseTool]:
     """Return ``tool`` if it is an instance, else a new instance of the class, with the name
@@ -303,14 +301,11 @@ class ToolRegistry:
                 exc_info=exc,
             )
             return False
-        if type(found) is not _COROUTINE:
+        said = returned_coroutine(found)
+        if said is None:
             return found is not None
         # (a subclass's get_tool around an async lookup: no tool runs from it)
-        logger.warning(
-            "has_tool(%s): get_tool returned %s; answered False",
-            _quoted(name),
-            returned_coroutine(found),
-        )
+        logger.warning("has_tool(%s): get_tool returned %s; answered False", _quoted(name), said)
         return False
 
     def list_tools(
@@ -488,15 +483,24 @@ def _unprintable(name: Any) -> str:
     return f"<{shorten(type_name(type(name)), SHOWN_NAME_CHARS)} object>"
 
 
-def returned_coroutine(value: Any) -> str | None:
-    """What a run says of ``value``, which a registry's ``get_tool`` returned, when it is a
-    coroutine (a plain ``def get_tool`` returning an async lookup's coroutine, not awaited),
-    after "returned": the coroutine is closed here, so Python does not warn later that it was
-    never awaited. ``None`` for any other value (left as it is)."""
+def closed_coroutine(value: Any) -> bool:
+    """Whether ``value``, which a registry's ``get_tool`` returned, is a coroutine (a plain
+    ``def get_tool`` returning an async lookup's coroutine, not awaited), which is closed
+    here, so Python does not warn later that it was never awaited. Any other value is left
+    as it is."""
     if type(value) is not types.CoroutineType:
-        return None
+        return False
     with contextlib.suppress(Exception):
         value.close()
+    return True
+
+
+def returned_coroutine(value: Any) -> str | None:
+    """What a run says of ``value``, which a registry's ``get_tool`` returned, when it is a
+    coroutine (closed: see :func:`closed_coroutine`), after "returned". ``None`` for any other
+    value (left as it is)."""
+    if not closed_coroutine(value):
+        return None
     name = getattr(value, "__qualname__", None)
     shown = f" ({shorten(name, SHOWN_NAME_CHARS)})" if isinstance(name, str) else ""
     return (

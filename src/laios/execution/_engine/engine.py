@@ -23,7 +23,6 @@ import logging
 import math
 import threading
 import time
-import types
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -89,7 +88,11 @@ from laios.execution.tracing import (
     trace_state_header,
 )
 from laios.tools.base import TOOL_TYPES
-from laios.tools.registry import returned_class_message, tool_not_found_message
+from laios.tools.registry import (
+    closed_coroutine,
+    returned_class_message,
+    tool_not_found_message,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -789,8 +792,7 @@ class Engine:
         tool = name if isinstance(name, str) else "unknown"
         try:
             found = self.registry.get_tool(tool)
-            if type(found) is types.CoroutineType:  # (a plain get_tool around an async one)
-                found.close()
+            closed_coroutine(found)  # (a plain get_tool around an async one)
             registered = found is not None
         except _INTERRUPTIONS:
             raise

@@ -45,6 +45,7 @@ from laios.execution.redaction import (
     secret_values_now_and_before,
 )
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
+from laios.tools.registry import closed_coroutine
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -88,8 +89,7 @@ def _tool_of(engine: Engine, task: Task) -> Any:
     async lookup) is closed: it is read for nothing here, and each attempt says what is wrong
     with its own."""
     tool = engine.tool_named(task.tool_name)
-    if type(tool) is types.CoroutineType:
-        tool.close()
+    closed_coroutine(tool)
     return tool
 
 
@@ -588,10 +588,7 @@ def retry_blocking(
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out
     (the caller has passed ``task``, ``context`` and ``on_progress`` through ``check_call``)."""
     tracing = engine.tracing
-    tool = engine.tool_named(task.tool_name)
-    if type(tool) is types.CoroutineType:  # (see _tool_of: each attempt says what is wrong)
-        tool.close()
-    secrets_before = secret_values_before_run(task.parameters, tool)
+    secrets_before = secret_values_before_run(task.parameters, _tool_of(engine, task))
     started = time.monotonic()
     first: TaskResult | None = None
     first_attempt: _FirstAttempt | None = None  # (what the first attempt runs as, made here)
@@ -690,10 +687,7 @@ async def retry_awaiting(
         refused = rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
         refused.metadata["retries"] = 0
         return refused
-    tool = engine.tool_named(task.tool_name)
-    if type(tool) is types.CoroutineType:  # (see _tool_of: each attempt says what is wrong)
-        tool.close()
-    secrets_before = secret_values_before_run(task.parameters, tool)
+    secrets_before = secret_values_before_run(task.parameters, _tool_of(engine, task))
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None

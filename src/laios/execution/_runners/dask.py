@@ -88,6 +88,7 @@ from laios.execution._runners.process import (
 from laios.execution._runners.process_worker import (
     SIMPLE_TOOL_ADVICE,
     call_secrets,
+    coroutine_refusal,
     describe_error,
     not_picklable_outcome,
     pickled_message,
@@ -96,7 +97,6 @@ from laios.execution._runners.process_worker import (
 )
 from laios.execution.redaction import SecretForms, scrub_head
 from laios.execution.tracing import MAX_CHECKPOINT_NAME_CHARS
-from laios.tools.registry import returned_coroutine
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -879,13 +879,9 @@ def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
     or the first parameter that fails on its own: by name and type, never by value). A
     coroutine for a tool (a plain ``get_tool`` around an async lookup) is closed, and the
     refusal says what is wrong with it."""
-    coroutine = returned_coroutine(call.tool)
-    if coroutine is not None:
-        return Refusal(
-            "not_picklable",
-            f"Task '{shorten(call.task_id, 128)}' cannot be sent to the Dask cluster: the tool "
-            f"registry returned {coroutine}",
-        )
+    refused = coroutine_refusal(call, "the Dask cluster")
+    if refused is not None:
+        return refused
     what = "its tool or parameters cannot be pickled"
     advice = (
         "Define the tool class at module level in a module the workers can import, and pass "

@@ -107,6 +107,7 @@ from laios.execution._runners.process_worker import (
     CpuLimitExceeded,
     MemoryLimitExceeded,
     call_secrets,
+    coroutine_refusal,
     cpu_budget_words,
     describe_error,
     describe_for_pickle,
@@ -116,7 +117,6 @@ from laios.execution._runners.process_worker import (
     unpicklable_part,
     worker_label,
 )
-from laios.tools.registry import returned_coroutine
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
 
@@ -266,13 +266,9 @@ def _not_picklable(call: ToolCall, exc: BaseException, limit: int | None = None)
     or the first parameter that fails on its own: by name and type, never by value). A
     coroutine for a tool (a plain ``get_tool`` around an async lookup) is closed, and the
     refusal says what is wrong with it."""
-    coroutine = returned_coroutine(call.tool)
-    if coroutine is not None:
-        return Refusal(
-            "not_picklable",
-            f"Task '{shorten(call.task_id, 128)}' cannot be sent to a worker process: the tool "
-            f"registry returned {coroutine}",
-        )
+    refused = coroutine_refusal(call, "a worker process")
+    if refused is not None:
+        return refused
     what = "its tool or parameters cannot be pickled"
     advice = (
         "Define the tool class at module level and pass plain, picklable parameters (numbers, "

@@ -56,7 +56,7 @@ from laios._compat.otel import (
 )
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
-from laios._text import shown_name
+from laios._text import shorten, shown_name
 from laios.execution._checks import of_kind
 from laios.execution._records import (
     UNPRINTABLE_KEY,
@@ -65,7 +65,7 @@ from laios.execution._records import (
     mapping_copy,
     sendable,
 )
-from laios.execution._runners.base import RawOutcome, ToolCall
+from laios.execution._runners.base import RawOutcome, Refusal, ToolCall
 from laios.execution._runners.invoke import (
     WatchedCall,
     call_tool,
@@ -85,6 +85,7 @@ from laios.execution.redaction import (
     secret_values_now_and_before,
 )
 from laios.execution.tracing import exception_stacktrace, stacktrace_then
+from laios.tools.registry import returned_coroutine
 
 __all__ = [
     "CPU_BUDGET_ENFORCED",
@@ -326,6 +327,21 @@ def unpicklable_advice(part: UnpicklablePart, module: str, run_where: str) -> st
         f"Pass plain, picklable values as the parameters of tools run {run_where} (numbers, "
         "strings, lists, dicts, dataclasses, models), not functions, locks, open files or "
         "connections"
+    )
+
+
+def coroutine_refusal(call: ToolCall, destination: str) -> Refusal | None:
+    """The ``not_picklable`` refusal of ``call`` when its tool is a coroutine (a plain
+    ``get_tool`` around an async lookup: closed, see :func:`returned_coroutine`), saying what
+    is wrong with it rather than that it cannot be pickled; ``destination`` is where it could
+    not be sent (``"a worker process"``). ``None`` for a call of a tool."""
+    coroutine = returned_coroutine(call.tool)
+    if coroutine is None:
+        return None
+    return Refusal(
+        "not_picklable",
+        f"Task '{shorten(call.task_id, 128)}' cannot be sent to {destination}: the tool "
+        f"registry returned {coroutine}",
     )
 
 
