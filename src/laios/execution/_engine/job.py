@@ -893,8 +893,9 @@ class Job(TaskRecord):
                 self.memory_peak_mb = outcome.memory_peak_mb
             if outcome.worker:
                 self.worker = outcome.worker
-            if self.deadline is not None:
-                overran = self._overran_its_awaiting_loop(outcome)
+            deadline = self.deadline
+            if deadline is not None:
+                overran = self._overran_its_awaiting_loop(outcome, deadline)
                 if overran is not None:
                     # The tool returned past its deadline before the awaiting loop's timer
                     # could end it there: the caller gets the timeout it asked for, as on the
@@ -1815,16 +1816,15 @@ class Job(TaskRecord):
             budget = f"the {_seconds_left(limit)}s left of its retry deadline of {cut.deadline:g}s"
         return budget
 
-    def _overran_its_awaiting_loop(self, outcome: RawOutcome) -> str | None:
+    def _overran_its_awaiting_loop(self, outcome: RawOutcome, deadline: float) -> str | None:
         """The error of a tool awaited by a coroutine that returned (or raised) only past its
-        deadline, before that coroutine's loop ran the batch's timer that would have ended it
-        there; ``None`` when it finished in time (or not on the awaiting road).
+        ``deadline``, before that coroutine's loop ran the batch's timer that would have ended
+        it there; ``None`` when it finished in time (or not on the awaiting road).
 
         Run on that loop, the tool held it (a blocking call, then no real suspension); run
         elsewhere (a worker thread, a process), its result came while the loop was held or
         busy, its timer late. A cancellation, or an interrupt, goes its own way."""
-        deadline = self.deadline
-        if deadline is None or self.cancel_requested or time.monotonic() < deadline:
+        if self.cancel_requested or time.monotonic() < deadline:
             return None
         raised = outcome.error
         if raised is not None and (
@@ -1832,29 +1832,24 @@ class Job(TaskRecord):
         ):
             return None
         if self.on_awaiting_thread():
-            return self._overran_message()
-        if self.waiter is None:  # (the blocking road: its caller's wait ends it in time)
+            why = (
+                "the event loop of the coroutine awaiting it busy meanwhile with code that did "
+                "not await (the tool's own work between its awaits, a blocking call such as "
+                "time.sleep, or other code on that loop), so the timer that ends the task at its "
+                "deadline could not run and its result was discarded; run long blocking or "
+                "CPU-bound work with await asyncio.to_thread(...)"
+            )
+        elif self.waiter is None:  # (the blocking road: its caller's wait ends it in time)
             return None
-        return self._late_message()
-
-    def _overran_message(self) -> str:
+        else:
+            why = (
+                "before the event loop of the coroutine awaiting it had run the timer that ends "
+                "the task at its deadline (a loop held by blocking code, or busy, runs its timers "
+                "late), so its result was discarded"
+            )
         return (
             f"Task '{self.shown_id}' exceeded {self._budget()} while tool "
-            f"'{shown_name(self.tool)}' was running; it returned only after its deadline, the "
-            "event loop of the coroutine awaiting it busy meanwhile with code that did not "
-            "await (the tool's own work between its awaits, a blocking call such as "
-            "time.sleep, or other code on that loop), so the timer that ends the task at its "
-            "deadline could not run and its result was discarded; run long blocking or "
-            "CPU-bound work with await asyncio.to_thread(...)"
-        )
-
-    def _late_message(self) -> str:
-        return (
-            f"Task '{self.shown_id}' exceeded {self._budget()} while tool "
-            f"'{shown_name(self.tool)}' was running; it returned only after its deadline, before "
-            "the event loop of the coroutine awaiting it had run the timer that ends the task at "
-            "its deadline (a loop held by blocking code, or busy, runs its timers late), so its "
-            "result was discarded"
+            f"'{shown_name(self.tool)}' was running; it returned only after its deadline, {why}"
         )
 
     def _where(self, *, queued: bool, starting: bool) -> str:
