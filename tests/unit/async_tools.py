@@ -46,6 +46,30 @@ class Sleeping(AsyncBaseTool):
         return "slept"
 
 
+class Blocker(AsyncBaseTool):
+    """Waits (awaiting) until its ``gate`` is set, by another tool that then awaits, then holds
+    the loop's thread until its ``release`` event is set (at most ten seconds): another tool's
+    blocking call, while the other one awaits."""
+
+    name = "held_loop_blocker"
+    description = "Blocks its event loop once the other tool awaits."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+        self.waiting = threading.Event()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.gate = asyncio.Event()
+        self.waiting.set()
+        await self.gate.wait()
+        self.holding.set()
+        self.release.wait(10.0)  # (what a tool must never do: the loop stands still)
+        return "blocked"
+
+
 def close_loop_while_running(
     start: Callable[[], Coroutine[Any, Any, Any]], started: threading.Event, guard: float
 ) -> asyncio.Task[Any]:

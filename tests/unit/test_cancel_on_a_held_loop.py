@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from async_tools import Blocker
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import Executor
@@ -51,29 +52,6 @@ class Holding(AsyncBaseTool):
         finally:
             self.cleaned_up.set()
         return "slept"
-
-
-class Blocker(AsyncBaseTool):
-    """Waits (awaiting) for :class:`Awaiting` to start, then holds the loop's thread until
-    released."""
-
-    name = "cancel_held_blocker"
-    description = "Blocks its event loop once the other tool awaits."
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate: asyncio.Event | None = None
-        self.waiting = threading.Event()
-        self.holding = threading.Event()
-        self.release = threading.Event()
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        self.gate = asyncio.Event()
-        self.waiting.set()
-        await self.gate.wait()
-        self.holding.set()
-        self.release.wait(GUARD)  # (what a tool must never do: the loop stands still)
-        return "blocked"
 
 
 class Awaiting(AsyncBaseTool):

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from async_tools import Blocker
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -60,29 +61,6 @@ class Holding(AsyncBaseTool):
             self.cancelled.set()
             raise
         return "slept"
-
-
-class Blocker(AsyncBaseTool):
-    """Waits (awaiting) for :class:`Waiter` to start, then holds the loop's thread until
-    released: another tool's blocking call, while the waiter awaits."""
-
-    name = "held_loop_blocker"
-    description = "Blocks its event loop once the waiter awaits."
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate: asyncio.Event | None = None
-        self.waiting = threading.Event()
-        self.holding = threading.Event()
-        self.release = threading.Event()
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        self.gate = asyncio.Event()
-        self.waiting.set()
-        await self.gate.wait()
-        self.holding.set()
-        self.release.wait(GUARD)  # (what a tool must never do: the loop stands still)
-        return "blocked"
 
 
 class Waiter(AsyncBaseTool):
