@@ -425,6 +425,8 @@ def test_a_tool_whose_loop_stopped_before_running_it_says_so(
         stopped_loop.run_until_complete(submit_then_stop())
     _past(deadline)
     assert asyncio.run(executor.execute_async(_task("quick"), CONTEXT, timeout=3)).success
+    # (the overdue task is ended on a thread of its own: wait for it, not for a guess)
+    assert _until(lambda: tasks[0].error is not None), "the stranded task never ended"
     error = tasks[0].error or ""
     assert "waiting to start (it had its max_async_tools slot, but its event loop is not " in (
         error
