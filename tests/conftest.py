@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -81,6 +82,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             isinstance(value, str) and value in DASK_ROADS for value in callspec.params.values()
         ):
             item.add_marker(pytest.mark.xdist_group(f"dask roads of {item.path.name}"))
+
+
+@pytest.fixture(autouse=True)
+def _event_loop_policy_kept() -> Iterator[None]:
+    """Fail a test that leaves another asyncio event loop policy in place than it found (and
+    put the old one back): every later test on that worker would make its loops with it.
+    uvicorn before 0.36 with ``loop="auto"`` installs uvloop's policy, for instance, and then
+    ``asyncio.new_event_loop()`` gives a loop that runs ready callbacks after ``stop()``,
+    which tests of a stopped loop do not expect. (Python 3.14 deprecates the policies.)"""
+    if sys.version_info >= (3, 14):
+        yield
+        return
+    before = asyncio.get_event_loop_policy()
+    yield
+    after = asyncio.get_event_loop_policy()
+    if after is not before:
+        asyncio.set_event_loop_policy(before)
+        pytest.fail(
+            f"the test left the asyncio event loop policy {after!r} in place of {before!r}",
+            pytrace=False,
+        )
 
 
 #: Longest a blocked tool waits for its gate, so that a failing test can never hang the run.

@@ -665,6 +665,9 @@ def test_tls_settings_are_refused_for_a_mounted_app(tmp_path: Any) -> None:
 def uvicorn_url(store: MetricStore) -> Iterator[str]:
     """make_asgi_app() mounted at /laios behind a router, served by uvicorn on a free port."""
     uvicorn = pytest.importorskip("uvicorn")
+    # (uvicorn before 0.36 installs uvloop's event loop policy for the whole process: put
+    # the one found back, or the later tests' new loops would be uvloop's)
+    policy = asyncio.get_event_loop_policy() if sys.version_info < (3, 14) else None
     app = Router("/laios", make_asgi_app(store, CollectorRegistry()), strip=False)
     config = uvicorn.Config(
         app, lifespan="off", ws="none", http="h11", log_level="warning", access_log=False
@@ -685,6 +688,8 @@ def uvicorn_url(store: MetricStore) -> Iterator[str]:
         server.should_exit = True
         thread.join(PATIENCE)
         sock.close()
+        if policy is not None:
+            asyncio.set_event_loop_policy(policy)
 
 
 def test_uvicorn_serves_the_metrics(uvicorn_url: str) -> None:
