@@ -1232,7 +1232,7 @@ def test_watch_on_a_terminal_never_scrolls_its_picture(
     1-line terminal the picture was written with a newline after its one line, which
     scrolled the title off."""
     monkeypatch.setenv("TERM", "xterm")
-    monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((80, lines)))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *_, **__: os.terminal_size((80, lines)))
     out = _Terminal()
     pictures: list[str] = []
 
@@ -1255,7 +1255,7 @@ def test_watch_on_a_terminal_of_unknown_size_draws_at_80_by_24(
     """A terminal that gives 0 for its width or height (a pseudo-terminal whose size was never
     set, as Python 3.10 reports it) is drawn as 80 by 24: every line was cut to nothing."""
     monkeypatch.setenv("TERM", "xterm")
-    monkeypatch.setattr(shutil, "get_terminal_size", lambda *args: os.terminal_size(size))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *_, **__: os.terminal_size(size))
     out = _Terminal()
     assert watch_status(server.url, interval=0.5, out=out, sleep=_interrupt) == 0
     shown = out.getvalue().removeprefix("\x1b[H\x1b[2J").rstrip("\n").split("\n")

@@ -464,7 +464,7 @@ def test_a_terminal_of_unknown_size_gets_the_live_view_at_80_by_24(
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     monkeypatch.setattr(sys, "stdin", io.StringIO())
     monkeypatch.setattr(_demo, "_FRAME", 0.01)
-    monkeypatch.setattr(shutil, "get_terminal_size", lambda *args: os.terminal_size((0, 0)))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *_, **__: os.terminal_size((0, 0)))
     drawn: list[list[str]] = []
     draw = _demo.live_frame
 

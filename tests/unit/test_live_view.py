@@ -310,7 +310,7 @@ def test_a_size_of_0_is_unknown_and_falls_back_to_80_by_24(
 ) -> None:
     """A terminal that says 0 columns or 0 lines (Python 3.10's answer for a pseudo-terminal
     whose size was never set) is drawn at 80 columns or 24 lines; a size it gives is kept."""
-    monkeypatch.setattr(shutil, "get_terminal_size", lambda *args: os.terminal_size(given))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *_, **__: os.terminal_size(given))
     assert tuple(terminal_size()) == used
 
 
