@@ -347,27 +347,27 @@ def _timeout_seconds(timeout: object) -> float | None:
     if issubclass(type(timeout), str):  # (as ResourceLimits(timeout_seconds="30") takes it)
         read = seconds_from_text(cast("str", timeout))
         if read is None:
-            raise ValueError(
-                f"timeout must be a real number of seconds, got {number_repr(timeout)}"
-            )
+            raise _not_seconds(timeout)
         seconds = read
     elif not is_real(timeout):  # (a Fraction or a NumPy scalar is a number too)
-        raise ValueError(
-            f"timeout must be a real number of seconds, got {number_repr(timeout)}"
-            f"{conversion_hint(timeout)}"
-        )
+        raise _not_seconds(timeout, conversion_hint(timeout))
     else:
         try:
             seconds = as_float(cast("float", timeout))  # (an int too large for a float: inf)
         except Exception as exc:  # (a number class of its own whose float() raises)
-            raise ValueError(
-                f"timeout must be a real number of seconds, got {number_repr(timeout)}: "
-                f"float() of it raised {type_name(type(exc))}: "
-                f"{shorten(describe_exception(exc), 200)}"
+            raise _not_seconds(
+                timeout,
+                f": float() of it raised {type_name(type(exc))}: "
+                f"{shorten(describe_exception(exc), 200)}",
             ) from None
     if math.isnan(seconds) or seconds <= 0:
         raise ValueError(f"timeout must be more than 0 seconds, got {number_repr(timeout)}")
     return None if math.isinf(seconds) else seconds
+
+
+def _not_seconds(timeout: object, more: str = "") -> ValueError:
+    """The error refusing ``timeout`` as no real number of seconds (``more`` ends it)."""
+    return ValueError(f"timeout must be a real number of seconds, got {number_repr(timeout)}{more}")
 
 
 class Engine:
