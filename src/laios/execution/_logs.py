@@ -7,6 +7,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -65,24 +66,34 @@ def unknown_setting(variable: str, raw: str, outcome: str, known: str) -> None:
 
 class WarningLimiter:
     """Decides, per key, whether a warning is logged now: at most one every ``interval``
-    seconds, the next one told how many were held back meanwhile. Keeps at most ``max_keys``
-    keys: a new key past them takes the place of the one logged longest ago whose interval has
-    passed, if any; else it shares one limit with the other keys past them (forgetting every
-    key instead would log each one again at its next turn: the flood this limiter stops).
+    seconds, the next one told how many were held back meanwhile.
+
+    Memory stays bounded with any number of keys: the ``max_keys`` keys seen last are kept by
+    name, with their counts of warnings held back; a key seen longer ago is kept only by its
+    hash and when it was last logged (``max_gone`` of them, ten times as many, at about half
+    the memory each: some 1.5 MB in all for the default 1,000), so that it is still held back
+    when it comes again, though its count is lost (its next warning claims none). Past those,
+    the key seen longest ago is forgotten: it may be warned about again, as a first one (the
+    first time, the limiter logs that it forgets). So a key's first warning is never held back
+    for ever, and no key's warnings are counted as another's.
 
     Args:
         interval: Seconds between two warnings of one key (``math.inf``: one per key, for as
             long as the key is remembered).
-        max_keys: Keys remembered at most.
+        max_keys: Keys kept by name at most.
     """
 
     def __init__(self, interval: float = 60.0, max_keys: int = 1000) -> None:
         self.interval = interval
         self.max_keys = max_keys
+        self.max_gone = 10 * max_keys
         self._lock = threading.Lock()
-        # key -> [last logged at, held back since], the one logged longest ago first
+        # key -> [last logged at, held back since (-inf: not known)], the one seen longest
+        # ago first
         self._seen: dict[str, list[float]] = {}
-        self._past_keys: list[float] | None = None  # the same, shared by the keys past them
+        # hash(key) -> last logged at, of keys pushed out of _seen, the one seen longest ago first
+        self._gone: dict[int, float] = {}
+        self._forgot = False  # a key was forgotten (and said so)
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -92,38 +103,60 @@ class WarningLimiter:
 
     def should_log(self, key: str) -> int | None:
         """``None``: hold this one back; else log it, and this many were held back since the
-        last one of ``key``."""
+        last one of ``key`` (0 also when that is not known)."""
         now = time.monotonic()
         with self._lock:
             seen = self._seen.get(key)
-            if seen is None:
-                if len(self._seen) >= self.max_keys:
-                    oldest, first = next(iter(self._seen.items()))
-                    if now - first[0] >= self.interval:
-                        del self._seen[oldest]
-                if len(self._seen) < self.max_keys:
-                    self._seen[key] = [now, 0.0]
-                    return 0
-                seen = self._past_keys
-                if seen is None:
-                    self._past_keys = [now, 0.0]
-                    return 0
-            if now - seen[0] < self.interval:
-                seen[1] += 1
-                return None
-            held = int(seen[1])
-            seen[0], seen[1] = now, 0.0
-            if self._seen.get(key) is seen:  # (last now: the one logged longest ago stays first)
-                del self._seen[key]
-                self._seen[key] = seen
-            return held
+            held: int | None
+            if seen is not None:
+                if len(self._seen) >= self.max_keys:  # (the order matters once one is out)
+                    del self._seen[key]
+                    self._seen[key] = seen  # (last: seen last)
+                if now - seen[0] < self.interval:
+                    seen[1] += 1
+                    return None
+                held = int(seen[1]) if seen[1] > 0 else 0  # (-inf: not known)
+                seen[0], seen[1] = now, 0.0
+                return held
+            # not kept by name: kept by its hash only, or a new key
+            last = self._gone.pop(hash(key), None)
+            forgot = self._push_out() if len(self._seen) >= self.max_keys else None
+            if last is None or now - last >= self.interval:
+                self._seen[key] = [now, 0.0]
+                held = 0
+            else:  # (held back: its count, lost with its name, starts at "not known")
+                self._seen[key] = [last, -math.inf]
+                held = None
+        if forgot is not None:  # (logged outside the lock: a handler may take its time)
+            _log.warning(
+                "a warning limiter has seen more than %d keys (such as %.100r): from now on it "
+                "forgets the keys seen longest ago, whose warnings may then be logged again "
+                "(said once)",
+                self.max_keys + self.max_gone,
+                forgot,
+            )
+        return held
+
+    def _push_out(self) -> str | None:
+        """Keep the key seen longest ago by its hash only, making room for another by name;
+        the key, when it is the first one this limiter forgets (which it then logs)."""
+        oldest = next(iter(self._seen))
+        self._gone[hash(oldest)] = self._seen.pop(oldest)[0]
+        if len(self._gone) <= self.max_gone:
+            return None
+        del self._gone[next(iter(self._gone))]
+        if self._forgot:
+            return None
+        self._forgot = True
+        return oldest
 
     def forget(self, key: str) -> None:
         """Forget ``key``: its next warning is logged at once, as a first one (the key names
         something gone, such as a removed listener known by its ``id``, which a new one may
         reuse)."""
         with self._lock:
-            self._seen.pop(key, None)
+            if self._seen.pop(key, None) is None:
+                self._gone.pop(hash(key), None)
 
     def warn(self, logger: logging.Logger, key: str, message: str, *args: Any) -> None:
         """Log ``message % args`` as a warning on ``logger`` unless one of ``key`` (a tool's

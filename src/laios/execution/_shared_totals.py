@@ -413,7 +413,8 @@ class Refusals:
 
 
 def warn_once(key: str, message: str, *args: object) -> None:
-    """Log a warning once per ``key`` in this process (of the last 1000 keys)."""
+    """Log a warning once per ``key`` in this process (a key forgotten among more than
+    11,000, seen longest ago, may be warned about again: see WarningLimiter)."""
     if _warned_once.should_log(key) is not None:
         _log.warning(message, *args)
 
