@@ -280,16 +280,17 @@ class ToolRegistry:
 
     def has_tool(self, name: str) -> bool:
         """Tell whether a tool is registered under ``name``: whether :meth:`get_tool` (a
-        subclass's own, if it overrides it) finds one.
+        subclass's own, if it overrides it) finds one that can be run.
 
         Args:
             name: Tool name.
 
         Returns:
             True if the registry holds a tool with that name; False when ``get_tool`` raises
-            (logged at debug level), and when it returns a coroutine (a plain ``def`` around
-            an async lookup, not awaited: no tool can be run from it), which is closed, the
-            answer logged at warning level saying what to write.
+            (logged at debug level), and when it returns what no run can use (a class, whose
+            every run fails saying to return an instance; a coroutine, from a lookup that is
+            an async function, not awaited, which is closed), logged at warning level saying
+            what to write.
         """
         try:
             found = self.get_tool(name)
@@ -301,10 +302,13 @@ class ToolRegistry:
                 exc_info=exc,
             )
             return False
-        said = returned_coroutine(found)
-        if said is None:
-            return found is not None
-        # (a subclass's get_tool around an async lookup: no tool runs from it)
+        if isinstance(found, type):  # (a subclass's own get_tool: runs need an instance)
+            said = _returned_class(found)
+        else:
+            coroutine = returned_coroutine(found)
+            if coroutine is None:
+                return found is not None
+            said = coroutine  # (a subclass's get_tool around an async lookup: nothing runs)
         logger.warning("has_tool(%s): get_tool returned %s; answered False", _quoted(name), said)
         return False
 
@@ -514,8 +518,14 @@ def returned_coroutine(value: Any) -> str | None:
 def returned_class_message(name: Any, tool_class: type) -> str:
     """What a run says when a registry's ``get_tool(name)`` returned ``tool_class`` itself
     (a subclass's own ``get_tool``): a class cannot run, an instance of it can."""
+    said = _returned_class(tool_class)
+    return f"The tool registry failed: get_tool({_quoted(name)}) returned {said}"
+
+
+def _returned_class(tool_class: type) -> str:
+    """What is said of ``tool_class``, which a registry's ``get_tool`` returned, after
+    "returned": a class, not a tool, and what to return instead."""
     shown = shorten(tool_class.__qualname__, SHOWN_NAME_CHARS)
     return (
-        f"The tool registry failed: get_tool({_quoted(name)}) returned the class {shown}, "
-        f"not a tool: return an instance ({shown}()), as register_tool keeps one"
+        f"the class {shown}, not a tool: return an instance ({shown}()), as register_tool keeps one"
     )
