@@ -177,3 +177,19 @@ def test_has_tool_and_in_answer_false_for_a_class_saying_to_return_an_instance(
     assert "answered False" in said[0], said
     assert registry.has_tool("nothing") is False  # (None: unknown, as before)
     assert not registry.execute_tool("hello").success  # (what has_tool now agrees with)
+
+
+def test_has_tool_warns_once_per_registry_of_a_class(caplog: pytest.LogCaptureFixture) -> None:
+    registry = _returns_classes()
+    registry.register_tool(create_simple_tool("bye", "Says bye.", lambda: "bye"))
+    with caplog.at_level("DEBUG", logger="laios.tools.registry"):
+        answers = [registry.has_tool(n) for n in ("hello", "hello", "bye")]
+        answers.append("hello" in registry)
+    assert answers == [False] * 4
+    assert len(_registry_warnings(caplog)) == 1, _registry_warnings(caplog)
+    later = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert len(later) == 3, later
+    assert all("answered False" in m for m in later), later
+    with caplog.at_level("WARNING", logger="laios.tools.registry"):
+        assert _returns_classes().has_tool("hello") is False  # (another registry: told too)
+    assert len(_registry_warnings(caplog)) == 2, _registry_warnings(caplog)

@@ -290,7 +290,7 @@ class ToolRegistry:
             (logged at debug level), and when it returns what no run can use (a class, whose
             every run fails saying to return an instance; a coroutine, from a lookup that is
             an async function, not awaited, which is closed), logged at warning level saying
-            what to write.
+            what to write, once per registry (each later such answer at debug level).
         """
         try:
             found = self.get_tool(name)
@@ -303,14 +303,34 @@ class ToolRegistry:
             )
             return False
         if isinstance(found, type):  # (a subclass's own get_tool: runs need an instance)
-            said = _returned_class(found)
+            kind, said = "class", _returned_class(found)
         else:
             coroutine = returned_coroutine(found)
             if coroutine is None:
                 return found is not None
-            said = coroutine  # (a subclass's get_tool around an async lookup: nothing runs)
-        logger.warning("has_tool(%s): get_tool returned %s; answered False", _quoted(name), said)
+            # (a subclass's get_tool around an async lookup: nothing runs)
+            kind, said = "coroutine", coroutine
+        self._unusable(name, kind, said)
         return False
+
+    def _unusable(self, name: object, kind: str, said: str) -> None:
+        """Log that :meth:`has_tool` answered ``False`` for ``name`` because ``get_tool``
+        returned ``said`` (what no run can use): at warning level the first time this
+        registry's ``get_tool`` returns that ``kind`` of value, at debug level after that (a
+        caller asking in a loop is told once, not at every call)."""
+        # Made here, not in __init__, which a subclass's own may skip; without the lock, as
+        # every lookup runs: a dict's setdefault is one operation (one thread is first).
+        told: dict[str, object] = self.__dict__.setdefault("_told_unusable", {})
+        token = object()
+        if told.setdefault(kind, token) is token:
+            logger.warning(
+                "has_tool(%s): get_tool returned %s; answered False (said once per registry: "
+                "later such answers are logged at debug level)",
+                _quoted(name),
+                said,
+            )
+        else:
+            logger.debug("has_tool(%s): get_tool returned %s; answered False", _quoted(name), said)
 
     def list_tools(
         self,
