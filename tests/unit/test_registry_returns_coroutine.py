@@ -221,3 +221,27 @@ def test_an_async_def_get_tool_warns_once_and_leaves_no_coroutine_unawaited(
     assert said[0].startswith(
         "has_tool('add'): get_tool returned a coroutine (AsyncGetTool.get_tool), not a tool"
     ), said
+
+
+def test_an_async_def_get_tool_is_told_that_get_tool_itself_is_async(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Told "get_tool called an async function without awaiting it", which it did not: the
+    async function is get_tool itself."""
+    registry = AsyncGetTool()
+    registry.register_tool(create_simple_tool("add", "Adds.", lambda a, b: a + b))
+    with caplog.at_level("WARNING", logger="laios.tools.registry"):
+        assert registry.has_tool("add") is False
+    output = registry.execute_tool("add", a=1, b=2)
+    with pytest.raises(TypeError) as caught:
+        registry.get_tool_schema("add")
+    for said in [*_registry_warnings(caplog), output.error or "", str(caught.value)]:
+        assert "get_tool called an async function" not in said, said
+        assert "get_tool is itself an async function (async def get_tool)" in said, said
+        assert "make get_tool a plain def, awaiting nothing" in said, said
+        assert "get_tool must return the tool itself (or None)" in said, said
+
+
+def test_a_plain_get_tool_around_an_async_lookup_is_still_told_so() -> None:
+    output = _registry().execute_tool("add", a=1, b=2)
+    assert "get_tool called an async function without awaiting it" in (output.error or "")

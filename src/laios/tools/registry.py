@@ -305,7 +305,7 @@ class ToolRegistry:
         if isinstance(found, type):  # (a subclass's own get_tool: runs need an instance)
             kind, said = "class", _returned_class(found)
         else:
-            coroutine = returned_coroutine(found)
+            coroutine = returned_coroutine(found, self.get_tool)
             if coroutine is None:
                 return found is not None
             # (a subclass's get_tool around an async lookup: nothing runs)
@@ -407,7 +407,9 @@ class ToolRegistry:
         except Exception as exc:
             if propagates(exc):
                 raise
-            said = returned_coroutine(tool) if isinstance(exc, AttributeError) else None
+            said = (
+                returned_coroutine(tool, self.get_tool) if isinstance(exc, AttributeError) else None
+            )
             if said is not None:  # (a subclass's own get_tool, wrapping an async lookup)
                 return ToolOutput(
                     success=False,
@@ -439,7 +441,8 @@ class ToolRegistry:
         try:
             return None if tool is None else tool.get_schema()
         except AttributeError:
-            said = returned_coroutine(tool)  # (a subclass's get_tool around an async lookup)
+            # (a subclass's get_tool around an async lookup, or an async def get_tool)
+            said = returned_coroutine(tool, self.get_tool)
             if said is None:
                 raise
             raise TypeError(
@@ -519,20 +522,44 @@ def closed_coroutine(value: Any) -> bool:
     return True
 
 
-def returned_coroutine(value: Any) -> str | None:
+def returned_coroutine(value: Any, lookup: Any = None) -> str | None:
     """What a run says of ``value``, which a registry's ``get_tool`` returned, when it is a
     coroutine (closed: see :func:`closed_coroutine`), after "returned". ``None`` for any other
-    value (left as it is)."""
+    value (left as it is).
+
+    Args:
+        value: What ``get_tool`` returned.
+        lookup: The ``get_tool`` method itself, when known: a coroutine of its own (an
+            ``async def get_tool``) is told so, not that it called an async function.
+    """
     if not closed_coroutine(value):
         return None
     name = getattr(value, "__qualname__", None)
     shown = f" ({shorten(name, SHOWN_NAME_CHARS)})" if isinstance(name, str) else ""
+    if lookup is not None and _runs_code_of(lookup, getattr(value, "cr_code", None)):
+        return (
+            f"a coroutine{shown}, not a tool: get_tool is itself an async function (async def "
+            "get_tool), but tools are looked up synchronously, so get_tool must return the "
+            "tool itself (or None): make get_tool a plain def, awaiting nothing (the coroutine "
+            "was closed, never run)"
+        )
     return (
         f"a coroutine{shown}, not a tool: get_tool called an async function without awaiting "
         "it, but tools are looked up synchronously, so get_tool must return the tool itself "
         "(or None): make the lookup a plain function, awaiting nothing (the coroutine was "
         "closed, never run)"
     )
+
+
+def _runs_code_of(lookup: Any, code: Any) -> bool:
+    """Whether ``code`` is that of the function ``lookup`` (a method) is, or wraps (a
+    decorator's ``__wrapped__``). Never raises."""
+    try:
+        func = getattr(lookup, "__func__", lookup)
+        own = (getattr(func, "__code__", None), getattr(inspect.unwrap(func), "__code__", None))
+        return code is not None and any(code is each for each in own)
+    except Exception:  # (a lookup's own attribute that raises; a __wrapped__ cycle)
+        return False
 
 
 def returned_class_message(name: Any, tool_class: type) -> str:
