@@ -150,3 +150,46 @@ def test_an_executor_whose_registry_returns_a_function_says_to_wrap_it(
         "The tool registry returned the function greet, not a tool (it has no execute() method)"
     ), result.error
     assert "create_simple_tool(name, description, func)" in result.error, result.error
+
+
+def _registry_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "laios.tools.registry" and r.levelname == "WARNING"
+    ]
+
+
+@pytest.mark.parametrize("ask", ["has_tool", "in"])
+def test_has_tool_and_in_answer_false_for_a_class_saying_to_return_an_instance(
+    ask: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both answered True, though every run of the tool fails ("get_tool('hello') returned the
+    class ...: return an instance"): the answer now agrees with what running it does."""
+    registry = _returns_classes()
+    with caplog.at_level("WARNING", logger="laios.tools.registry"):
+        found = registry.has_tool("hello") if ask == "has_tool" else "hello" in registry
+    assert found is False
+    said = _registry_warnings(caplog)
+    assert len(said) == 1, said
+    assert said[0].startswith("has_tool('hello'): get_tool returned the class "), said
+    assert "not a tool: return an instance" in said[0], said
+    assert "answered False" in said[0], said
+    assert registry.has_tool("nothing") is False  # (None: unknown, as before)
+    assert not registry.execute_tool("hello").success  # (what has_tool now agrees with)
+
+
+def test_has_tool_warns_once_per_registry_of_a_class(caplog: pytest.LogCaptureFixture) -> None:
+    registry = _returns_classes()
+    registry.register_tool(create_simple_tool("bye", "Says bye.", lambda: "bye"))
+    with caplog.at_level("DEBUG", logger="laios.tools.registry"):
+        answers = [registry.has_tool(n) for n in ("hello", "hello", "bye")]
+        answers.append("hello" in registry)
+    assert answers == [False] * 4
+    assert len(_registry_warnings(caplog)) == 1, _registry_warnings(caplog)
+    later = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert len(later) == 3, later
+    assert all("answered False" in m for m in later), later
+    with caplog.at_level("WARNING", logger="laios.tools.registry"):
+        assert _returns_classes().has_tool("hello") is False  # (another registry: told too)
+    assert len(_registry_warnings(caplog)) == 2, _registry_warnings(caplog)

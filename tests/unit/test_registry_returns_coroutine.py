@@ -10,7 +10,9 @@ was left unclosed; under ``execute_with_retry`` a second one, from the retry's o
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
+import warnings
 from collections.abc import Coroutine
 from typing import Any
 
@@ -163,4 +165,83 @@ def test_has_tool_and_in_answer_false_say_why_and_close_it(
         "has_tool('add'): get_tool returned a coroutine (AsyncInside._lookup), not a tool"
     ), said
     assert "get_tool must return the tool itself (or None)" in said[0]
-    assert said[0].endswith("; answered False"), said
+    assert "; answered False (said once per registry" in said[0], said
+
+
+def _registry_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "laios.tools.registry" and r.levelname == "WARNING"
+    ]
+
+
+def test_has_tool_and_in_warn_once_per_registry(caplog: pytest.LogCaptureFixture) -> None:
+    """Each call logged the warning again: a caller asking in a loop flooded the log."""
+    registry = _registry()
+    with caplog.at_level("DEBUG", logger="laios.tools.registry"):
+        answers = [registry.has_tool(name) for name in ("add", "add", "other")]
+        answers += ["add" in registry, "other" in registry]
+    assert answers == [False] * 5
+    assert len(registry.made) == 5
+    assert [inspect.getcoroutinestate(c) for c in registry.made] == ["CORO_CLOSED"] * 5
+    said = _registry_warnings(caplog)
+    assert len(said) == 1, said
+    assert said[0].startswith("has_tool('add'): get_tool returned a coroutine"), said
+    assert "said once per registry" in said[0], said
+    later = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert len(later) == 4, later
+    assert all(m.endswith("answered False") for m in later), later
+    with caplog.at_level("WARNING", logger="laios.tools.registry"):
+        assert _registry().has_tool("add") is False  # (another registry: told too)
+    assert len(_registry_warnings(caplog)) == 2, _registry_warnings(caplog)
+
+
+class AsyncGetTool(ToolRegistry):
+    """A ``get_tool`` that is itself an ``async def``."""
+
+    async def get_tool(self, name: str) -> BaseTool | None:  # type: ignore[override]
+        return ToolRegistry.get_tool(self, name)
+
+
+def test_an_async_def_get_tool_warns_once_and_leaves_no_coroutine_unawaited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = AsyncGetTool()
+    registry.register_tool(create_simple_tool("add", "Adds.", lambda a, b: a + b))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with caplog.at_level("WARNING", logger="laios.tools.registry"):
+            answers = [registry.has_tool("add") for _ in range(3)] + ["add" in registry]
+        gc.collect()
+    assert answers == [False] * 4
+    assert [str(w.message) for w in caught] == []
+    said = _registry_warnings(caplog)
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        "has_tool('add'): get_tool returned a coroutine (AsyncGetTool.get_tool), not a tool"
+    ), said
+
+
+def test_an_async_def_get_tool_is_told_that_get_tool_itself_is_async(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Told "get_tool called an async function without awaiting it", which it did not: the
+    async function is get_tool itself."""
+    registry = AsyncGetTool()
+    registry.register_tool(create_simple_tool("add", "Adds.", lambda a, b: a + b))
+    with caplog.at_level("WARNING", logger="laios.tools.registry"):
+        assert registry.has_tool("add") is False
+    output = registry.execute_tool("add", a=1, b=2)
+    with pytest.raises(TypeError) as caught:
+        registry.get_tool_schema("add")
+    for said in [*_registry_warnings(caplog), output.error or "", str(caught.value)]:
+        assert "get_tool called an async function" not in said, said
+        assert "get_tool is itself an async function (async def get_tool)" in said, said
+        assert "make get_tool a plain def, awaiting nothing" in said, said
+        assert "get_tool must return the tool itself (or None)" in said, said
+
+
+def test_a_plain_get_tool_around_an_async_lookup_is_still_told_so() -> None:
+    output = _registry().execute_tool("add", a=1, b=2)
+    assert "get_tool called an async function without awaiting it" in (output.error or "")

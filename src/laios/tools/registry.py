@@ -280,16 +280,17 @@ class ToolRegistry:
 
     def has_tool(self, name: str) -> bool:
         """Tell whether a tool is registered under ``name``: whether :meth:`get_tool` (a
-        subclass's own, if it overrides it) finds one.
+        subclass's own, if it overrides it) finds one that can be run.
 
         Args:
             name: Tool name.
 
         Returns:
             True if the registry holds a tool with that name; False when ``get_tool`` raises
-            (logged at debug level), and when it returns a coroutine (a plain ``def`` around
-            an async lookup, not awaited: no tool can be run from it), which is closed, the
-            answer logged at warning level saying what to write.
+            (logged at debug level), and when it returns what no run can use (a class, whose
+            every run fails saying to return an instance; a coroutine, from a lookup that is
+            an async function, not awaited, which is closed), logged at warning level saying
+            what to write, once per registry (each later such answer at debug level).
         """
         try:
             found = self.get_tool(name)
@@ -301,12 +302,35 @@ class ToolRegistry:
                 exc_info=exc,
             )
             return False
-        said = returned_coroutine(found)
-        if said is None:
-            return found is not None
-        # (a subclass's get_tool around an async lookup: no tool runs from it)
-        logger.warning("has_tool(%s): get_tool returned %s; answered False", _quoted(name), said)
+        if isinstance(found, type):  # (a subclass's own get_tool: runs need an instance)
+            kind, said = "class", _returned_class(found)
+        else:
+            coroutine = returned_coroutine(found, self.get_tool)
+            if coroutine is None:
+                return found is not None
+            # (a subclass's get_tool around an async lookup: nothing runs)
+            kind, said = "coroutine", coroutine
+        self._unusable(name, kind, said)
         return False
+
+    def _unusable(self, name: object, kind: str, said: str) -> None:
+        """Log that :meth:`has_tool` answered ``False`` for ``name`` because ``get_tool``
+        returned ``said`` (what no run can use): at warning level the first time this
+        registry's ``get_tool`` returns that ``kind`` of value, at debug level after that (a
+        caller asking in a loop is told once, not at every call)."""
+        # Made here, not in __init__, which a subclass's own may skip; without the lock, as
+        # every lookup runs: a dict's setdefault is one operation (one thread is first).
+        told: dict[str, object] = self.__dict__.setdefault("_told_unusable", {})
+        token = object()
+        if told.setdefault(kind, token) is token:
+            logger.warning(
+                "has_tool(%s): get_tool returned %s; answered False (said once per registry: "
+                "later such answers are logged at debug level)",
+                _quoted(name),
+                said,
+            )
+        else:
+            logger.debug("has_tool(%s): get_tool returned %s; answered False", _quoted(name), said)
 
     def list_tools(
         self,
@@ -383,7 +407,9 @@ class ToolRegistry:
         except Exception as exc:
             if propagates(exc):
                 raise
-            said = returned_coroutine(tool) if isinstance(exc, AttributeError) else None
+            said = (
+                returned_coroutine(tool, self.get_tool) if isinstance(exc, AttributeError) else None
+            )
             if said is not None:  # (a subclass's own get_tool, wrapping an async lookup)
                 return ToolOutput(
                     success=False,
@@ -415,7 +441,8 @@ class ToolRegistry:
         try:
             return None if tool is None else tool.get_schema()
         except AttributeError:
-            said = returned_coroutine(tool)  # (a subclass's get_tool around an async lookup)
+            # (a subclass's get_tool around an async lookup, or an async def get_tool)
+            said = returned_coroutine(tool, self.get_tool)
             if said is None:
                 raise
             raise TypeError(
@@ -495,14 +522,27 @@ def closed_coroutine(value: Any) -> bool:
     return True
 
 
-def returned_coroutine(value: Any) -> str | None:
+def returned_coroutine(value: Any, lookup: Any = None) -> str | None:
     """What a run says of ``value``, which a registry's ``get_tool`` returned, when it is a
     coroutine (closed: see :func:`closed_coroutine`), after "returned". ``None`` for any other
-    value (left as it is)."""
+    value (left as it is).
+
+    Args:
+        value: What ``get_tool`` returned.
+        lookup: The ``get_tool`` method itself, when known: a coroutine of its own (an
+            ``async def get_tool``) is told so, not that it called an async function.
+    """
     if not closed_coroutine(value):
         return None
     name = getattr(value, "__qualname__", None)
     shown = f" ({shorten(name, SHOWN_NAME_CHARS)})" if isinstance(name, str) else ""
+    if lookup is not None and _runs_code_of(lookup, getattr(value, "cr_code", None)):
+        return (
+            f"a coroutine{shown}, not a tool: get_tool is itself an async function (async def "
+            "get_tool), but tools are looked up synchronously, so get_tool must return the "
+            "tool itself (or None): make get_tool a plain def, awaiting nothing (the coroutine "
+            "was closed, never run)"
+        )
     return (
         f"a coroutine{shown}, not a tool: get_tool called an async function without awaiting "
         "it, but tools are looked up synchronously, so get_tool must return the tool itself "
@@ -511,11 +551,28 @@ def returned_coroutine(value: Any) -> str | None:
     )
 
 
+def _runs_code_of(lookup: Any, code: Any) -> bool:
+    """Whether ``code`` is that of the function ``lookup`` (a method) is, or wraps (a
+    decorator's ``__wrapped__``). Never raises."""
+    try:
+        func = getattr(lookup, "__func__", lookup)
+        own = (getattr(func, "__code__", None), getattr(inspect.unwrap(func), "__code__", None))
+        return code is not None and any(code is each for each in own)
+    except Exception:  # (a lookup's own attribute that raises; a __wrapped__ cycle)
+        return False
+
+
 def returned_class_message(name: Any, tool_class: type) -> str:
     """What a run says when a registry's ``get_tool(name)`` returned ``tool_class`` itself
     (a subclass's own ``get_tool``): a class cannot run, an instance of it can."""
+    said = _returned_class(tool_class)
+    return f"The tool registry failed: get_tool({_quoted(name)}) returned {said}"
+
+
+def _returned_class(tool_class: type) -> str:
+    """What is said of ``tool_class``, which a registry's ``get_tool`` returned, after
+    "returned": a class, not a tool, and what to return instead."""
     shown = shorten(tool_class.__qualname__, SHOWN_NAME_CHARS)
     return (
-        f"The tool registry failed: get_tool({_quoted(name)}) returned the class {shown}, "
-        f"not a tool: return an instance ({shown}()), as register_tool keeps one"
+        f"the class {shown}, not a tool: return an instance ({shown}()), as register_tool keeps one"
     )
