@@ -193,3 +193,44 @@ def test_has_tool_warns_once_per_registry_of_a_class(caplog: pytest.LogCaptureFi
     with caplog.at_level("WARNING", logger="laios.tools.registry"):
         assert _returns_classes().has_tool("hello") is False  # (another registry: told too)
     assert len(_registry_warnings(caplog)) == 2, _registry_warnings(caplog)
+
+
+class RegistryOfFunctions(ToolRegistry):
+    """A registry subclass whose ``get_tool`` hands back plain functions, not tools."""
+
+    def get_tool(self, name: str) -> Any:
+        return {"greet": greet}.get(name)
+
+
+@pytest.mark.parametrize("ask", ["has_tool", "in"])
+def test_has_tool_and_in_answer_false_for_a_function_saying_to_wrap_it(
+    ask: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both answered True for a registry whose get_tool returns a plain function, though every
+    run of it fails ("not a tool (it has no execute() method)"), as for a class."""
+    registry = RegistryOfFunctions()
+    with caplog.at_level("DEBUG", logger="laios.tools.registry"):
+        found = [registry.has_tool("greet") if ask == "has_tool" else "greet" in registry]
+        found.append(registry.has_tool("greet"))
+    assert found == [False, False]
+    said = _registry_warnings(caplog)
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        "has_tool('greet'): get_tool returned the function greet, not a tool (it has no "
+        "execute() method)"
+    ), said
+    assert "create_simple_tool(name, description, func)" in said[0], said
+    assert registry.has_tool("nothing") is False  # (None: unknown, as before)
+
+
+def test_execute_tool_of_a_function_says_to_wrap_it() -> None:
+    """The registry's own execute_tool said only "'function' object has no attribute
+    'execute'", naming neither the registry nor the fix, which a run under an executor says."""
+    output = RegistryOfFunctions().execute_tool("greet", who="you")
+    assert output.success is False
+    assert output.metadata["error_type"] == "TypeError"
+    assert (output.error or "").startswith(
+        "The tool registry failed: get_tool('greet') returned the function greet, not a tool "
+        "(it has no execute() method)"
+    ), output.error
+    assert "create_simple_tool(name, description, func)" in (output.error or "")

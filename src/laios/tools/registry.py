@@ -302,14 +302,20 @@ class ToolRegistry:
                 exc_info=exc,
             )
             return False
+        if found is None or isinstance(found, BaseTool):
+            return found is not None
         if isinstance(found, type):  # (a subclass's own get_tool: runs need an instance)
             kind, said = "class", _returned_class(found)
         else:
             coroutine = returned_coroutine(found, self.get_tool)
-            if coroutine is None:
-                return found is not None
-            # (a subclass's get_tool around an async lookup: nothing runs)
-            kind, said = "coroutine", coroutine
+            if coroutine is not None:
+                # (a subclass's get_tool around an async lookup: nothing runs)
+                kind, said = "coroutine", coroutine
+            else:
+                said = _no_way_to_run(found)
+                if said is None:
+                    return True  # (a tool of its own making, with the method runs call)
+                kind = "no tool"  # (a plain function, say)
         self._unusable(name, kind, said)
         return False
 
@@ -408,7 +414,9 @@ class ToolRegistry:
             if propagates(exc):
                 raise
             said = (
-                returned_coroutine(tool, self.get_tool) if isinstance(exc, AttributeError) else None
+                returned_coroutine(tool, self.get_tool) or _no_way_to_run(tool)
+                if isinstance(exc, AttributeError) and not isinstance(tool, BaseTool)
+                else None
             )
             if said is not None:  # (a subclass's own get_tool, wrapping an async lookup)
                 return ToolOutput(
@@ -560,6 +568,35 @@ def _runs_code_of(lookup: Any, code: Any) -> bool:
         return code is not None and any(code is each for each in own)
     except Exception:  # (a lookup's own attribute that raises; a __wrapped__ cycle)
         return False
+
+
+def _no_way_to_run(value: Any) -> str | None:
+    """What is said of ``value``, which a registry's ``get_tool`` returned, after "returned",
+    when it has no ``execute`` (``execute_async`` when its ``is_async`` is true) to run it by,
+    as a plain function has not; ``None`` when it has one."""
+    try:
+        method = "execute_async" if getattr(value, "is_async", False) else "execute"
+        if hasattr(value, method):
+            return None
+    except Exception:  # (an object of its own whose lookups raise: its run says what)
+        return None
+    return not_a_tool(value, method)
+
+
+def not_a_tool(value: Any, method: str) -> str:
+    """What is said of ``value``, which a registry's ``get_tool`` returned, after "returned":
+    it has no ``method`` to run it by (a registry of the caller's own keeping plain
+    functions), and what to return instead."""
+    if inspect.isroutine(value):
+        name = getattr(value, "__qualname__", None)
+        what = f"the function {shorten(name, 128)}" if isinstance(name, str) else "a function"
+    else:
+        what = f"an instance of {shorten(type(value).__qualname__, 128)}"
+    return (
+        f"{what}, not a tool (it has no {method}() method): a registry's get_tool must return "
+        "a tool, such as a BaseTool instance; wrap a plain function with "
+        "create_simple_tool(name, description, func)"
+    )
 
 
 def returned_class_message(name: Any, tool_class: type) -> str:

@@ -44,7 +44,7 @@ from laios.execution._runners.base import (
 )
 from laios.execution.task_context import TaskContext, reset_current_task, set_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
-from laios.tools.registry import returned_coroutine
+from laios.tools.registry import not_a_tool, returned_coroutine
 
 __all__ = [
     "WatchedCall",
@@ -155,19 +155,7 @@ def _not_a_tool(value: Any, method: str) -> str:
     """What a run says when the registry's ``get_tool`` returned ``value``, which has no
     ``method`` to run it by (a registry of the caller's own keeping plain functions). A
     coroutine (a plain ``get_tool`` around an async lookup) is closed."""
-    coroutine = returned_coroutine(value)
-    if coroutine is not None:
-        return f"The tool registry returned {coroutine}"
-    if inspect.isroutine(value):
-        name = getattr(value, "__qualname__", None)
-        what = f"the function {shorten(name, 128)}" if isinstance(name, str) else "a function"
-    else:
-        what = f"an instance of {shorten(type(value).__qualname__, 128)}"
-    return (
-        f"The tool registry returned {what}, not a tool (it has no {method}() method): a "
-        "registry's get_tool must return a tool, such as a BaseTool instance; wrap a plain "
-        "function with create_simple_tool(name, description, func)"
-    )
+    return f"The tool registry returned {returned_coroutine(value) or not_a_tool(value, method)}"
 
 
 def _checked(tool: Any, output: Any, method: str) -> Any:
