@@ -1534,6 +1534,15 @@ def fail_while_file_exists(path: str) -> None:
         raise RuntimeError(f"initializer refused: {os.path.basename(path)} exists")
 
 
+def fail_once_then_sleep(path: str, seconds: float) -> None:
+    """A worker initializer that raises the first time (creating the file ``path``), then,
+    tried again before the worker's first call, sleeps ``seconds``."""
+    if not os.path.exists(path):
+        Path(path).touch()
+        raise RuntimeError("initializer refused: first try")
+    time.sleep(seconds)
+
+
 def sigint_in_this_process(_: object = None) -> dict[str, bool]:
     """Whether SIGINT is blocked in this process, and whether one sent to it raises
     ``KeyboardInterrupt`` (for a process the test starts itself, a ``multiprocessing.Pool``'s)."""

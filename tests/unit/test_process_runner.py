@@ -3298,27 +3298,114 @@ def test_an_initializer_that_closes_the_workers_pipe_is_named(
     assert "exited with code" not in error, error
 
 
+def test_the_initializers_time_is_the_first_calls_queue_wait_not_its_duration(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A new worker's initializer ran after its first call was handed to it: that call's
+    task read as started once handed over, so the initializer's time counted as the tool's
+    running time (a quick tool's first call lasting as long as the initializer took) and not
+    as its queue wait. The call now waits in the queue until a worker's initializer has
+    returned: it starts when its worker can begin it."""
+    store = MetricStore()
+    finished: list[tuple[float, float]] = []
+    store.add_finish_listener(lambda done: finished.append((done.duration, done.queue_wait)))
+    executor = make(store=store, runner_options={"initializer": time.sleep, "initargs": (1.0,)})
+    slow_start = task("pid")
+    result = executor.execute_task(slow_start, context, timeout=WAIT)
+    assert result.success, result.error
+    (duration, queue_wait) = finished[-1]
+    assert duration < 0.5, finished
+    assert queue_wait > 0.7, finished
+    assert result.execution_time_seconds < 0.5, result.execution_time_seconds
+
+
 def test_a_timeout_while_the_initializer_runs_says_the_tool_never_started(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
-    """A task whose worker is still running the runner's initializer when its timeout passes
-    never reached its tool: the error says where it was, not that the tool was stopped."""
+    """A task whose new worker is still running the runner's initializer when its timeout
+    passes never reached its tool: the error says where it was, not that the tool was stopped.
+    The call waited in the queue (a new worker takes one only once its initializer is through):
+    the worker, not killed, goes on to serve the next task."""
+    executor = make(runner_options={"initializer": time.sleep, "initargs": (3.0,)})
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    result = executor.execute_task(task("pid"), context, timeout=1.0)
+    assert result.metadata["outcome"] == "timeout", result.error
+    assert not result.metadata.get("worker_killed"), result.metadata
+    error = result.error or ""
+    assert "while waiting to start" in error, error
+    assert "still running the process runner's initializer" in error, error
+    assert "the tool was never started" in error, error
+    (starting,) = runner.worker_pids()
+    assert run_pid(executor, task, context) == starting  # (its initializer ran once)
+
+
+def test_shutdown_does_not_wait_for_an_initializer_no_call_waits_for(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A new worker whose only call timed out while it ran the initializer (the worker, not
+    killed then, would take the next one) holds no call at shutdown: it is stopped at once,
+    not waited for until its initializer returns."""
     executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    result = executor.execute_task(task("pid"), context, timeout=1.0)
+    assert result.metadata["outcome"] == "timeout", result.error
+    (pid,) = runner.worker_pids()
+    shutdown = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    shutdown.start()
+    shutdown.join(WAIT)
+    assert not shutdown.is_alive(), "shutdown(wait=True) waits for the initializer"
+    assert gone(pid)
+
+
+def test_a_cancel_while_the_initializer_runs_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """As for a timeout: a task cancelled while its new worker still runs the runner's
+    initializer never reached its tool (it was queued), and the worker is not killed."""
+    executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    slow = task("pid")
+    caller = Caller(executor, slow, context)
+    pids = wait_for(runner.worker_pids)
+    assert pids, "no worker started"
+    assert executor.get_task_status(slow.id) == TaskStatus.PENDING
+    assert executor.cancel_task(slow.id)
+    result = caller.returned(WAIT, "the cancelled call did not return")
+    assert result.metadata["outcome"] == "cancelled"
+    assert not result.metadata.get("worker_killed"), result.metadata
+    assert "was cancelled before it started" in (result.error or ""), result.error
+    assert runner.worker_pids() == pids
+
+
+def test_a_timeout_while_a_failed_initializer_is_tried_again_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A worker whose initializer raised as it started takes calls all the same, each trying
+    the initializer again first: a task whose timeout passes while that try runs never reached
+    its tool, and its error says so; its worker is stopped."""
+    marker = os.path.join(box, "tried")
+    options = {"initializer": process_tools.fail_once_then_sleep, "initargs": (marker, 60.0)}
+    executor = make(runner_options=options)
     result = executor.execute_task(task("pid"), context, timeout=4.0)
-    assert result.metadata["outcome"] == "timeout"
+    assert result.metadata["outcome"] == "timeout", result.error
     assert result.metadata["worker_killed"] is True
     error = result.error or ""
     assert "while its worker process was still running the process runner's initializer" in error
     assert "the tool was never started" in error
 
 
-def test_a_cancel_while_the_initializer_runs_says_the_tool_never_started(
-    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+def test_a_cancel_while_a_failed_initializer_is_tried_again_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
-    """As for a timeout: a task cancelled while its worker still runs the runner's initializer
-    never reached its tool, and its error says so rather than that it was cancelled while
-    running."""
-    executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    """As for a timeout: a task cancelled while its worker tries again the initializer that
+    raised as it started never reached its tool, and its error says so rather than that it
+    was cancelled while running."""
+    marker = os.path.join(box, "tried")
+    options = {"initializer": process_tools.fail_once_then_sleep, "initargs": (marker, 60.0)}
+    executor = make(runner_options=options)
     runner = executor.runner
     assert isinstance(runner, ProcessRunner)
     pool = runner._pool

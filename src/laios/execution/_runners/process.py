@@ -32,6 +32,12 @@ holds no other worker's messages; so is one whose loading may run code that take
   through its sentinel (a ``forkserver`` worker's is told by the forkserver; a ``spawn``
   worker's is a pipe, which a process a tool forked holds open too) and, for a ``spawn``
   worker on Linux, through a pidfd (see :func:`_open_pidfd`).
+* **Initializer.** A new worker runs the runner's ``initializer`` before it takes a call: it
+  is handed its first call only once it says the initializer returned (``READY``) or raised
+  (``INITIALIZER_RAISED``), so that a call waits in the queue meanwhile and its task starts
+  when the worker can begin the tool (the initializer's time is queue wait, not the tool's
+  running time, and a timeout then leaves the worker starting for the next call). One that
+  ends in the initializer fails the first queued call, saying so.
 * **Stops.** A worker told to stop, or retiring after a limit, exits by itself; one that has
   not within ``_STOP_GRACE`` seconds (something in it hangs as it exits) is killed with its
   group, so that it keeps neither its place nor ``shutdown(wait=True)`` waiting.
@@ -94,6 +100,7 @@ from laios.execution._runners.base import (
 from laios.execution._runners.process_worker import (
     CPU_BUDGET_ENFORCED,
     DONE,
+    INITIALIZER_RAISED,
     LARGE,
     LONGEST_CPU_BUDGET,
     MARK_CALL_BEGUN,
@@ -391,6 +398,7 @@ class _Worker:
     """One worker process and the caller's end of its pipe."""
 
     __slots__ = (
+        "awaiting",
         "call",
         "conn",
         "killed",
@@ -425,6 +433,10 @@ class _Worker:
         # Whether the runner's initializer returned in it (see ``READY``; with none, at once):
         # one that ends before then ended in its initializer, before any tool started.
         self.ready = ready
+        # Whether it waits to be handed its first call until it says its initializer returned
+        # or raised (``READY``, ``INITIALIZER_RAISED``; see ``_Pool.initialized``): a new
+        # worker with an initializer. Changed under the pool's lock.
+        self.awaiting = not ready
         self.call: _Call | None = None  # the call it runs now
         self.killed = False  # killed by the runner (its call, if any, was abandoned)
         self.stopping = False  # told to stop (no call will be sent to it)
@@ -1157,6 +1169,8 @@ class _Pool:
     def _start_and_serve(self) -> None:
         worker = self.start_worker()
         if worker is not None:
+            if self.initializer is not None:  # (the reader hands it its first call once its
+                return  # initializer is through: see ``initialized``)
             with self.lock:
                 following = self.next_for(worker)
             self.begin(worker, following)
@@ -1622,8 +1636,14 @@ class _Pool:
                     # wait would return at once while the tool runs.
                     waiter.forget_messages(worker)
                     continue
-                if data == READY:
-                    worker.ready = True
+                if data in (READY, INITIALIZER_RAISED):
+                    following = self.initialized(worker, data == READY)
+                    if following is not None:  # (its first call: begun as a next one is)
+                        self.delivering(worker, "outcome")
+                        self.begin(worker, following)
+                        if not self.delivered(me):
+                            self.hand_back([])
+                            return True
                     continue
                 if data == LARGE:
                     waiter.forget_messages(worker)
@@ -1686,10 +1706,28 @@ class _Pool:
                 data = conn.recv_bytes()
                 if data == READY:
                     worker.ready = True
-                elif data != LARGE:  # (else the large message follows)
+                elif data != LARGE and data != INITIALIZER_RAISED:  # (a large one follows)
                     self.deliver(worker, data)
         except (EOFError, OSError):
             pass  # the pipe is closed
+
+    def initialized(self, worker: _Worker, returned: bool) -> _Call | None:
+        """``worker`` said its initializer returned (``returned``) or raised as it started:
+        the call it takes first (reserved on it now), when it was waiting for that to take one
+        (see ``_Worker.awaiting``); else ``None``, and it takes none, or is made idle.
+
+        Until then a new worker takes no call: the calls wait in the queue (for the first
+        worker free), and the initializer's time is their queue wait, not their tool's (its
+        task starts when its worker can begin the tool). One whose initializer raised takes
+        calls all the same: each tries the initializer again first (see the worker's ``run``).
+        """
+        with self.lock:
+            if returned:
+                worker.ready = True
+            if not worker.awaiting:  # (it took its first call, or was stopped: see close)
+                return None
+            worker.awaiting = False
+            return self.next_for(worker)
 
     def load_elsewhere(self, worker: _Worker, data: bytes) -> None:
         """Load a worker's message that :meth:`deliver_here` would not (on a thread of its
@@ -1826,6 +1864,16 @@ class _Pool:
             # initializer (its replacement would too, and so on for ever), only for queued
             # calls (a call with no worker to take it starts one).
             initializing = not worker.ready and not worker.killed and not server_gone
+            # One that ended in its initializer before it took a call (see ``initialized``)
+            # fails the first queued call, as it would have had it taken that call: else every
+            # replacement would, and it would be replaced for as long as calls are queued.
+            first = None
+            if initializing and worker.awaiting and not worker.stopping and not self.terminated:
+                first = self.first_queued()
+                if first is not None:
+                    call, report = first, True
+                    first.state = "done"
+                    first.worker = worker
             replace = bool(self.queue) or (
                 not self.closed and not worker.stopping and not initializing
             )
@@ -1861,9 +1909,19 @@ class _Pool:
                 replacement=replacement,
                 pid=worker.pid,
             )
-            call.events.finished(outcome)
+            # (a queued call, taken to fail: its task starts only now, unless too late)
+            if call is not first or call.events.started():
+                call.events.finished(outcome)
         if replace:
             self.start_in_background()
+
+    def first_queued(self) -> _Call | None:
+        """Take the first call still queued out of the queue (under the lock)."""
+        while self.queue:
+            call = self.queue.popleft()
+            if call.state == "queued":
+                return call
+        return None
 
     # -- accepting calls ---------------------------------------------------------------------
 
@@ -1980,6 +2038,16 @@ class _Pool:
             if call.state == "pickling":
                 bound = getattr(call, "pickled_here", SEND_HERE_BYTES)
                 return pickling_words("a worker process", bound)
+            if call.state == "queued" and any(
+                worker.awaiting and not worker.stopping for worker in self.workers.values()
+            ):
+                # (queued while a new worker runs the initializer: it takes a call only once
+                # its initializer is through, see ``initialized``; the worker is left to it)
+                return (
+                    "while waiting to start (no worker was free yet: a new worker process was "
+                    "still running the process runner's initializer, which had not returned); "
+                    "the tool was never started"
+                )
             if call.state == "reserved" and call.idle_worker:
                 # (pickled on a runner's thread, which hands it to the worker set aside for it:
                 # the task is recorded as started only then)
@@ -2057,6 +2125,16 @@ class _Pool:
             for worker in self.idle:
                 self.stop_worker(worker)
             self.idle.clear()
+            # A new worker still running the initializer, with no call left to take (see
+            # ``initialized``), holds none: it is stopped now (killed, as it may run long yet).
+            unneeded = []
+            if not self.pickling and not any(call.state == "queued" for call in self.queue):
+                unneeded = [w for w in self.workers.values() if w.awaiting and not w.stopping]
+            for worker in unneeded:
+                worker.awaiting = False
+                self.mark_stopping(worker)
+        for worker in unneeded:
+            _kill_group(worker.pid)
         self.wake()
         if not wait:
             return
@@ -2260,7 +2338,9 @@ class ProcessRunner:
             ``forkserver`` where the platform has it, except macOS, where it is ``spawn``).
             ``"fork"`` is refused: forking a threaded process can deadlock the child.
         initializer: Called once in each worker process before it serves calls (set up an
-            OpenTelemetry SDK there, open connections, ...). Must be picklable.
+            OpenTelemetry SDK there, open connections, ...). Must be picklable. A new worker
+            takes its first call only once it has returned (or raised): its time is the
+            waiting calls' queue wait, not their tools' running time.
         initargs: Arguments for ``initializer``.
         preload: Modules the ``forkserver`` imports once, so that each new worker starts with
             them (the default preloads laios itself; add your tools' modules). Takes effect
@@ -2457,11 +2537,11 @@ class ProcessRunner:
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is when the runner still prepares it (it is pickled, or
         waits for a thread to pickle it; it was pickled after its deadline; it is handed to the
-        idle worker set aside for it; it is written to its worker; it waits in a worker still
-        running the initializer, or not yet taken by its worker, as the worker's call mark
-        says), or where it was given up before it was sent to its worker, in words that end a
-        timeout's message (and, after a cancellation, say the tool never started); ``None``
-        otherwise."""
+        idle worker set aside for it; it is written to its worker; it is queued while a new
+        worker runs the initializer; it waits in a worker trying again an initializer that
+        raised, or not yet taken by its worker, as the worker's call mark says), or where it
+        was given up before it was sent to its worker, in words that end a timeout's message
+        (and, after a cancellation, say the tool never started); ``None`` otherwise."""
         assert isinstance(handle, _Call)
         return self._pool.preparing(handle)
 

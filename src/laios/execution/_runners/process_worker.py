@@ -13,7 +13,10 @@ group (so that killing the group also kills any process a tool started), runs th
   knows what a message it cannot unpickle was; one larger than :data:`LARGE_MESSAGE_BYTES`
   comes just after a message of its own, :data:`LARGE`; and once, when the runner's
   ``initializer`` first returns, :data:`READY` alone (so that a worker that ends before it
-  said so is known to have ended in its initializer).
+  said so is known to have ended in its initializer; the caller's side hands a new worker its
+  first call only then, so that the initializer's time is the call's queue wait, not the
+  tool's), or :data:`INITIALIZER_RAISED` alone when it raised as the worker started (the
+  worker serves calls all the same, trying it again before each).
 
 Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory, kept while
 the outcome is pickled to be sent back; for the CPU budget a ``ITIMER_PROF`` timer whose signal
@@ -91,6 +94,7 @@ __all__ = [
     "CPU_BUDGET_ENFORCED",
     "DONE",
     "EVENT",
+    "INITIALIZER_RAISED",
     "LARGE",
     "LARGE_MESSAGE_BYTES",
     "LONGEST_CPU_BUDGET",
@@ -154,6 +158,10 @@ LARGE_MESSAGE_BYTES = 1024 * 1024
 #: The message a worker sends once, when the runner's ``initializer`` first returned (never
 #: without one): until then, a worker that ends ended in its initializer.
 READY = b"r"
+#: The message a worker sends when the runner's ``initializer`` raised as it started: it
+#: takes calls all the same (each one tries the initializer again first, and fails naming
+#: its error while it raises; see ``_Worker.run``).
+INITIALIZER_RAISED = b"i"
 
 #: The largest resource limit the platform takes (``setrlimit`` takes a C ``long long``): a
 #: memory limit past it limits nothing and is not set.
@@ -1490,7 +1498,9 @@ def _serve(
     worker = _Worker(conn, initializer, initargs, mark)
     served.append(worker)
     worker.print_python_errors_scrubbed()
-    worker.initialize()
+    if not worker.initialize():  # (else it said READY: see ``initialize``)
+        with worker.send_lock, contextlib.suppress(OSError):  # (a closed pipe: told at the
+            _send_on_pipe(conn, worker.pipe, INITIALIZER_RAISED)  # next read or send)
     while True:
         try:
             data = conn.recv_bytes()
