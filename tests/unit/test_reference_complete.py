@@ -299,6 +299,7 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ),
         ("laios.execution.retry", "default_retry_if"): (),
         ("laios.execution.retry", "sleeps_disabled"): (),
+        ("laios.execution.retry", "InvalidCallbackError"): (),
     },
     "server-and-prometheus.md": {
         ("laios.execution.server", "make_wsgi_app"): (),

@@ -198,13 +198,13 @@ def test_a_coroutine_function_hook_is_refused_in_the_result(
     mode: str,
     hook: Any,
 ) -> None:
-    """An async on_retry (which would never be awaited) is a rejected TypeError result saying
-    to pass a plain function, before any attempt runs."""
+    """An async on_retry (which would never be awaited) is a rejected InvalidCallbackError
+    result saying to pass a plain function, before any attempt runs."""
     result = _retry_call(
         executor, mode == "async", make_task("fail"), context, retry_delay=0, on_retry=hook
     )
     assert result.metadata["outcome"] == "rejected"
-    assert result.metadata["error_type"] == "TypeError"
+    assert result.metadata["error_type"] == "InvalidCallbackError"
     assert "on_retry must be a plain function" in (result.error or "")
     assert calls == []
 

@@ -819,8 +819,10 @@ def test_an_attempt_the_deadline_struck_before_it_started_ends_the_call(mode: st
     )
     context = Context(session_id="s", user_id="u")
     holders: list[threading.Thread] = []
+    first_start: list[Any] = []
 
     def occupy_the_worker(_details: Any) -> None:
+        first_start.append(task.started_at)  # (the first attempt's start, as it ended)
         if not holders:  # (before the first retry: it will find no worker free)
             holder = Task(plan_id="p", description="hold", tool_name="hold")
             thread = threading.Thread(target=executor.execute_task, args=(holder, context, 30))
@@ -855,9 +857,11 @@ def test_an_attempt_the_deadline_struck_before_it_started_ends_the_call(mode: st
     assert "the tool was never started" in (result.error or "")
     assert result.metadata["retries"] == 1
     assert result.metadata["retry_exhausted"] is True
-    # The task and the store say the same.
+    # The task and the store say the same; the task keeps the start of the call's first
+    # attempt (the call is one run of it).
     assert task.error == result.error
-    assert task.started_at is None
+    assert first_start[0] is not None
+    assert task.started_at == first_start[0]
     assert recorded is not None
     assert recorded.outcome == "timeout"
     assert recorded.retries == 1

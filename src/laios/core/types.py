@@ -143,7 +143,8 @@ class Task(BaseModel):
         status: Current lifecycle state.
         result: The tool's output once the task has run.
         error: Error message when the task failed.
-        started_at: When execution started (UTC).
+        started_at: When execution started (UTC): for an ``execute_with_retry`` call, when
+            its first attempt to start started.
         completed_at: When execution finished (UTC).
         metadata: Free-form extra information.
     """

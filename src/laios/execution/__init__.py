@@ -9,6 +9,7 @@ from laios.execution.executor import (
     ResourceLimits,
     TaskMonitor,
 )
+from laios.execution.retry import InvalidCallbackError
 from laios.execution.store import MetricStore, get_default_store
 from laios.execution.task_context import TaskCancelledError, TaskContext, current_task
 
@@ -16,6 +17,7 @@ __all__ = [
     "ExecutionMetrics",
     "ExecutionMode",
     "Executor",
+    "InvalidCallbackError",
     "MetricStore",
     "ResourceLimits",
     "TaskCancelledError",

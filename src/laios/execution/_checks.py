@@ -303,19 +303,40 @@ def require_method(option: str, value: object, method: str, kind: str) -> None:
         raise TypeError(f"{option} must be {kind}, got {type(value).__name__}")
 
 
-def plain_callable(name: str, takes: str, value: Any, error: type[Exception] = TypeError) -> None:
-    """Refuse a callback that could not be called as a plain function taking ``takes``.
+def _expecting(signature: str | None) -> str:
+    """The end of a callback's refusal that quotes the ``signature`` expected, if any."""
+    return "" if signature is None else f" (expected: {signature})"
+
+
+def _plain_def(signature: str | None) -> str:
+    """What a callback's refusal asks for instead: a plain def, of ``signature`` if given."""
+    return "(pass a plain def)" if signature is None else f"(pass a plain def {signature})"
+
+
+def plain_callable(
+    name: str,
+    takes: str,
+    value: Any,
+    error: type[Exception] = TypeError,
+    *,
+    signature: str | None = None,
+) -> None:
+    """Refuse a callback that could not be called as a plain function taking ``takes``
+    (``signature``: the one expected, quoted by the error when given).
 
     Raises:
         TypeError: (or ``error``) When ``value`` is not callable, or is an async function
             (nothing would await the coroutines it returns).
     """
     if not callable(value):
-        raise error(f"{name} must be a callable taking {takes}, got {type(value).__name__}")
+        raise error(
+            f"{name} must be a callable taking {takes}, got {type(value).__name__}"
+            f"{_expecting(signature)}"
+        )
     if is_coroutine_function(value):
         raise error(
             f"{name} must be a plain function taking {takes}, not an async function: it is "
-            "called, never awaited (pass a plain def)"
+            f"called, never awaited {_plain_def(signature)}"
         )
 
 
@@ -326,7 +347,12 @@ _SHOWN_SIGNATURE_CHARS = 200
 
 
 def takes_one_argument(
-    name: str, takes: str, value: Any, error: type[Exception] = TypeError
+    name: str,
+    takes: str,
+    value: Any,
+    error: type[Exception] = TypeError,
+    *,
+    signature: str | None = None,
 ) -> None:
     """Refuse a callback whose signature cannot take the one positional argument laios passes
     it (more required parameters, none at all, a required keyword-only one), so that the
@@ -335,24 +361,31 @@ def takes_one_argument(
     accepted, as it was before the check.
 
     Raises:
-        TypeError: (or ``error``) Naming ``name``, the signature found and what it must take.
+        TypeError: (or ``error``) Naming ``name``, the signature found and what it must take
+            (and ``signature``, the one expected, when given).
     """
     try:
-        signature = inspect.signature(value)
+        found = inspect.signature(value)
     except Exception:  # (no signature to read: it is called and what it raises is reported)
         return
     try:
-        signature.bind(_STAND_IN)
+        found.bind(_STAND_IN)
     except TypeError as exc:
-        shown = shorten(str(signature), _SHOWN_SIGNATURE_CHARS)
+        shown = shorten(str(found), _SHOWN_SIGNATURE_CHARS)
         raise error(
             f"{name} must be a callable taking {takes} as its one argument, got one with the "
             f"signature {shown} ({exc}): it must accept exactly one positional argument"
+            f"{_expecting(signature)}"
         ) from None
 
 
 def no_generator_function(
-    name: str, takes: str, value: Any, error: type[Exception] = TypeError
+    name: str,
+    takes: str,
+    value: Any,
+    error: type[Exception] = TypeError,
+    *,
+    signature: str | None = None,
 ) -> None:
     """Refuse a callback written with ``yield`` (a generator or async generator function, or
     a ``functools.partial`` or callable object of one), whose call runs none of its body.
@@ -365,7 +398,7 @@ def no_generator_function(
         article = "an" if kind == "async generator" else "a"
         raise error(
             f"{name} must be a plain function taking {takes}, not {article} {kind} function "
-            "(written with yield): calling it runs none of its body (pass a plain def)"
+            f"(written with yield): calling it runs none of its body {_plain_def(signature)}"
         )
 
 

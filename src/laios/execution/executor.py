@@ -28,7 +28,6 @@ from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     METER_PROVIDER_INSTEAD,
     is_boolean,
-    no_generator_function,
     no_task_as_id,
     not_a_class,
     not_a_module,
@@ -39,7 +38,6 @@ from laios.execution._checks import (
     reading,
     require_method,
     switch,
-    takes_one_argument,
     whole_number,
 )
 from laios.execution._engine.closing import close_awaiting
@@ -55,7 +53,7 @@ from laios.execution._runners.thread import ThreadRunner
 from laios.execution.limits import ResourceLimits, check_limits, seconds_from_text
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.redaction import truncate_bytes
-from laios.execution.retry import RetryHook, RetryPolicy
+from laios.execution.retry import RetryHook, RetryPolicy, check_callback
 from laios.execution.store import MAX_FINISH_LISTENERS, MetricStore, get_default_store
 from laios.execution.task_monitor import TaskMonitor
 from laios.execution.tracing import Tracing, checked_tracing
@@ -577,19 +575,24 @@ class Executor(Generic[_RegistryT]):
             deadline: Seconds for the whole call; no retry starts past it.
             retry_if: Decides whether a failed result is retried (default
                 :func:`laios.execution.retry.default_retry_if`: errors and timeouts, never
-                cancellations, unknown tools or invalid parameters). A plain function taking
-                one argument: a coroutine function, or one whose signature cannot take one
-                positional argument, is refused (``ValueError``).
+                cancellations, unknown tools or invalid parameters). A plain function
+                ``retry_if(result: TaskResult) -> bool``: one that is not callable, a
+                coroutine or generator function, or one whose signature cannot take one
+                positional argument, is refused (``InvalidCallbackError``).
             on_retry: Called with a :class:`~laios.execution.retry.RetryDetails` before each
                 retry's wait (which retry, the delay, why the attempt failed), for your own
                 logging or metrics. An exception it raises is logged and counted as
-                ``callback_error``; the retry goes on. Async callers pass a plain function too:
-                a coroutine function would never be awaited, and is refused (``TypeError``), as
-                is one whose signature cannot take one positional argument.
+                ``callback_error``; the retry goes on. A plain function
+                ``on_retry(details: RetryDetails) -> None``, for async callers too: a coroutine
+                function would never be awaited, and is refused (``InvalidCallbackError``), as
+                is one that is not callable, a generator function, or one whose signature
+                cannot take one positional argument.
 
         Returns:
             The first successful result, or the last failure. ``metadata["retries"]`` says how
             many retries ran; ``metadata["retry_exhausted"]`` is ``True`` when all were used.
+            Invalid options give a failed result with outcome ``rejected`` (``error_type``
+            ``InvalidCallbackError`` for a ``retry_if`` or ``on_retry`` refused).
         """
         engine = self._engine
         try:
@@ -675,13 +678,13 @@ class Executor(Generic[_RegistryT]):
         on_retry: RetryHook | None,
     ) -> tuple[RetryPolicy, Any]:
         """The validated policy of a retry call (``TypeError``/``ValueError`` for bad
-        arguments, before any attempt), and its ``timeout`` to use: one written as text is
-        the number it spells (the retry loop compares it with the deadline's time left)."""
+        arguments, ``InvalidCallbackError`` for a ``retry_if`` or ``on_retry`` that cannot be
+        called as it will be, before any attempt), and its ``timeout`` to use: one written as
+        text is the number it spells (the retry loop compares it with the deadline's time
+        left)."""
         check_call(task, context, on_progress)
         if on_retry is not None:
-            plain_callable("on_retry", "RetryDetails", on_retry)
-            no_generator_function("on_retry", "RetryDetails", on_retry)
-            takes_one_argument("on_retry", "RetryDetails", on_retry)
+            check_callback("on_retry", on_retry)
         policy = _retry_policy(
             max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
         )

@@ -48,6 +48,7 @@ from laios.execution._checks import (
 from laios.execution._logs import unknown_setting
 
 __all__ = [
+    "InvalidCallbackError",
     "RetryDetails",
     "RetryHook",
     "RetryPolicy",
@@ -73,6 +74,42 @@ _global_off = [0]
 _global_off_lock = threading.Lock()
 #: The longest wait :func:`sleep` hands to ``time.sleep`` at once (seconds: a day).
 _LONGEST_SLEEP = 86_400.0
+
+
+class InvalidCallbackError(TypeError, ValueError):
+    """A ``retry_if`` or ``on_retry`` callback of ``execute_with_retry`` (or ``RetryPolicy``)
+    refused because it cannot be called as it will be: not callable, an ``async def`` (nothing
+    awaits it), a function written with ``yield`` (its call runs none of its body), or one
+    whose signature cannot take its one positional argument. The message names the option and
+    quotes the signature expected: ``retry_if(result: TaskResult) -> bool`` or
+    ``on_retry(details: RetryDetails) -> None``.
+
+    Both a ``TypeError`` and a ``ValueError``: these refusals used to be a ``ValueError`` for
+    ``retry_if`` and a ``TypeError`` for ``on_retry``, and a handler of either still catches
+    both. ``execute_with_retry`` never raises it: its result fails with outcome ``rejected``
+    and ``error_type`` ``"InvalidCallbackError"``.
+    """
+
+
+#: What each retry callback is handed, and the signature its refusal quotes.
+_CALLBACKS = {
+    "retry_if": ("a TaskResult", "retry_if(result: TaskResult) -> bool"),
+    "on_retry": ("a RetryDetails", "on_retry(details: RetryDetails) -> None"),
+}
+
+
+def check_callback(name: str, value: object) -> None:
+    """Refuse a ``retry_if`` or ``on_retry`` (``name``) that cannot be called as it will be:
+    a plain function taking one positional argument.
+
+    Raises:
+        InvalidCallbackError: Naming the option, what is wrong and the signature expected.
+    """
+    takes, signature = _CALLBACKS[name]
+    error = InvalidCallbackError
+    plain_callable(name, takes, value, error, signature=signature)
+    no_generator_function(name, takes, value, error, signature=signature)
+    takes_one_argument(name, takes, value, error, signature=signature)
 
 
 def default_retry_if(result: TaskResult) -> bool:
@@ -175,8 +212,9 @@ class RetryPolicy:
             (it is called, never awaited).
 
     Raises:
-        ValueError: When a value is out of range, or ``retry_if`` is not a plain function
-            taking one positional argument.
+        ValueError: When a value is out of range.
+        InvalidCallbackError: (a ``ValueError`` and a ``TypeError``) When ``retry_if`` is
+            not a plain function taking one positional argument.
     """
 
     max_retries: int = 3
@@ -242,10 +280,7 @@ class RetryPolicy:
         if self.deadline is not None and number("deadline", self.deadline) <= 0:
             raise ValueError(f"deadline must be more than 0 seconds, got {_brief(self.deadline)}")
         if self.retry_if is not default_retry_if:  # (the default needs no look)
-            takes = "a TaskResult and returning a bool"
-            plain_callable("retry_if", takes, self.retry_if, ValueError)
-            no_generator_function("retry_if", takes, self.retry_if, ValueError)
-            takes_one_argument("retry_if", "a TaskResult", self.retry_if, ValueError)
+            check_callback("retry_if", self.retry_if)
         for name in ("retry_delay", "backoff", "max_delay", "jitter", "deadline"):
             value = getattr(self, name)
             if value is not None and type(value) is not int and type(value) is not float:

@@ -494,12 +494,16 @@ class Engine:
         ``retry_cut``: the deadline of the retry call that cut ``limit`` to its time left (a
         timeout then says so), and the attempt's own timeout (its CPU budget follows it).
         ``retry_call``: the retry call this job is an attempt of (``cancel_task`` reads its
-        latest attempt there).
+        latest attempt there; the task keeps the start of the call's first attempt that
+        started as its ``started_at``).
         """
         store, env = self.store, self.env
         tool = self.tool_named(task.tool_name)
         job = Job(env, task, tool, on_progress)
         if retry_call is not None:
+            earlier = retry_call.attempt_job
+            if earlier is not None:
+                job.earlier_start = earlier.start_kept()
             retry_call.attempt_job = job
         job.scope = self.scope
         job.slot = store.tool_slot(job.tool, tool is not None)

@@ -647,6 +647,12 @@ class Job(TaskRecord):
     # The execute_with_retry call whose deadline cut ``limit`` to its time left: its deadline
     # for messages, and the attempt's own timeout for the CPU budget
     retry_cut: RetryCut | None = None
+    # An attempt of an execute_with_retry call after one of its attempts started: when the
+    # first of them started. The task keeps it as its ``started_at`` through this attempt,
+    # also when this one never starts (the call is one run of the task).
+    earlier_start: datetime | None = None
+    # When this attempt of a retry call started, once it did (see started_for_next).
+    attempt_start: datetime | None = None
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     inline = False  # runs on the caller's thread: nothing else can move its phase on
@@ -772,11 +778,10 @@ class Job(TaskRecord):
                     except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
                         self.listener_interrupted(exc)
                 # (a task run again: the earlier run's completed_at would precede this start)
-                running = {
-                    "status": _RUNNING,
-                    "started_at": datetime.now(_UTC),
-                    "completed_at": None,
-                }
+                started = self.earlier_start
+                if started is None:
+                    started = datetime.now(_UTC)
+                running = {"status": _RUNNING, "started_at": started, "completed_at": None}
                 running = task_fields(self.task, running)  # (validated before the lock)
                 # With a callback to tell first, the tool is not called before it returns: the
                 # job is starting until then (unless its runner started the call already).
@@ -804,6 +809,8 @@ class Job(TaskRecord):
                         # overwritten), and the record lets the task go only then.
                         task = self.task
                         assign(task, running)
+                        if self.attempt:
+                            self.attempt_start = started
                 finally:
                     lock.release()
                 if given_up:
@@ -813,9 +820,13 @@ class Job(TaskRecord):
                 return False
             else:
                 task = self.task
-                now = datetime.now(_UTC)
-                running = {"status": _RUNNING, "started_at": now, "completed_at": None}
+                started = self.earlier_start
+                if started is None:
+                    started = datetime.now(_UTC)
+                running = {"status": _RUNNING, "started_at": started, "completed_at": None}
                 assign(task, task_fields(task, running))
+                if self.attempt:
+                    self.attempt_start = started
             if self.on_progress is None:
                 return True
             interrupt = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
@@ -1921,6 +1932,15 @@ class Job(TaskRecord):
             return None
         return said if isinstance(said, str) and said else None
 
+    def start_kept(self) -> datetime | None:
+        """The ``started_at`` this finished attempt of a retry call hands the call's next
+        attempt to keep: the call's first start (an earlier attempt's, or this one's when it
+        started), ``None`` while none of the call's attempts has started."""
+        earlier = self.earlier_start
+        if earlier is not None:
+            return earlier
+        return self.attempt_start if self.ran else None
+
     def take_result(self) -> TaskResult:
         """Hand the result to the caller; the retained record does not keep it."""
         result = self.result
@@ -2333,8 +2353,9 @@ class Job(TaskRecord):
             "error": error,
         }
         if not self.ran:  # (the store has just recorded an unstarted run as never started)
-            # Never started: a start of an earlier run of the task is not its own.
-            fields["started_at"] = None
+            # Never started: a start of an earlier run of the task is not its own, but one of
+            # an earlier attempt of the same retry call is (``None`` when there is none).
+            fields["started_at"] = self.earlier_start
         assign(task, task_fields(task, fields))
         metadata["tool_name"] = tool_name
         metadata["outcome"] = outcome
