@@ -17,11 +17,16 @@ from typing import Any
 import pytest
 import yaml
 from exposition_workload import workload
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from laios.execution._families import FAMILIES
+from laios.execution.executor import Executor
+from laios.execution.prometheus import render_metrics
+from laios.execution.store import MetricStore
 from laios.mixin import MixinConfig
 from laios.mixin.dashboard import PROCESS_KILLS, build_dashboard, dashboard_json
+from laios.tools.registry import ToolRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD_PATH = REPO / "grafana" / "dashboards" / "laios-execution.json"
@@ -206,12 +211,37 @@ def test_query_variables_are_multi_with_an_all_that_matches_absent_labels(name: 
 
 
 def test_query_variables_chain_on_the_ones_before() -> None:
-    """Each variable lists its label among series matching every variable before it."""
+    """Each variable lists its label among series matching every variable before it: the
+    scope's among the executor's gauges (a process has them from its start), the tools among
+    the task counts."""
     chain = [*SCOPE, "tool"]
     for index, name in enumerate(chain):
         before = "".join(f'{label}=~"${label}",' for label in chain[:index]).rstrip(",")
-        source = f"laios_tasks_total{{{before}}}" if before else "laios_tasks_total"
+        metric = "laios_tasks_total" if name == "tool" else "laios_executor_workers"
+        source = f"{metric}{{{before}}}" if before else metric
         assert variable(name)["query"] == f"label_values({source}, {name})"
+
+
+def test_the_scope_variables_list_a_process_that_ran_no_task_yet() -> None:
+    """A process just started, or whose executors have run nothing yet, exports no task
+    count: the scope variables read a series it has from the start, so that its job and
+    instance can be chosen (and its workers and queue seen) before its first task."""
+    tools = ToolRegistry()
+    registry = CollectorRegistry()
+    with Executor(
+        tools, store=MetricStore(labels={"pool": "search"}), prometheus_registry=registry
+    ):
+        text = render_metrics(registry).decode()
+    exported = {
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+    for name in SCOPE:
+        found = re.fullmatch(r"label_values\((\w+).*, (\w+)\)", variable(name)["query"])
+        assert found is not None
+        assert found.group(1) in exported, (
+            f"variable {name} lists the {found.group(2)} of {found.group(1)}, which a process "
+            "that ran no task does not export"
+        )
 
 
 def test_variables_honour_the_selector() -> None:

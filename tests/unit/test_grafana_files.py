@@ -292,10 +292,11 @@ def test_exemplar_link_opens_the_provisioned_tempo() -> None:
 
 def test_traces_link_back_to_the_provisioned_prometheus() -> None:
     """Tempo's traces-to-metrics link reads the Prometheus data source, by the span attribute
-    that names a laios tool, and its queries read laios metrics by that tool."""
+    that holds a laios task's tool label, and its queries read laios metrics by that tool
+    (tests/unit/test_span_tool_label.py: each laios span's link finds its tool's series)."""
     link = datasource("tempo")["jsonData"]["tracesToMetrics"]
     assert link["datasourceUid"] == datasource("prometheus")["uid"]
-    assert link["tags"] == [{"key": "gen_ai.tool.name", "value": "tool"}]
+    assert link["tags"] == [{"key": "laios.tool.label", "value": "tool"}]
     assert link["queries"]
     # "$$" escapes Grafana's environment expansion in provisioning files: it receives $__tags.
     assert all("{$$__tags" in query["query"] for query in link["queries"])

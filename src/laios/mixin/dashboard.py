@@ -38,8 +38,13 @@ FAILED_OUTCOMES = "error|timeout|rejected"
 #: The ``error_type`` values of a process runner killing or losing a worker process (its
 #: others, ``not_picklable`` and ``initializer_failed``, leave the worker as it was).
 PROCESS_KILLS = ("worker_crashed", "memory_limit", "cpu_limit", "terminated")
-#: The metric whose labels the template variables list.
-_VARIABLE_SOURCE = "laios_tasks_total"
+#: The metric whose labels the scope's template variables list (the group labels,
+#: ``instance``): a gauge of the executor, which a process exports from its start, with its
+#: target's labels and its stores' constant labels (``laios_tasks_total`` waits for a first
+#: task, and ``laios_build_info`` has no constant labels).
+_SCOPE_SOURCE = "laios_executor_workers"
+#: The metric whose ``tool`` labels the tool variable lists.
+_TOOL_SOURCE = "laios_tasks_total"
 #: Burn rate of the fast multiwindow SLO alert (2 % of a 30-day budget in an hour).
 _FAST_BURN = 14.4
 _RATE = "$__rate_interval"
@@ -114,7 +119,10 @@ def _variables(config: MixinConfig) -> list[dict[str, Any]]:
     variables = [g.datasource_variable("prometheus")]
     chained: list[str] = []
     for label in [*_scope_labels(config), "tool"]:
-        source = _VARIABLE_SOURCE + config.matchers(*chained)
+        if label == "tool":
+            source = _TOOL_SOURCE + config.matchers(*chained)
+        else:  # (a gauge has no tool label: the selector's matchers on one are left out)
+            source = _SCOPE_SOURCE + config.process_matchers(*chained)
         title = label.replace("_", " ").capitalize()
         variables.append(g.query_variable(label, title, f"label_values({source}, {label})"))
         chained.append(f'{label}=~"${label}"')

@@ -78,6 +78,7 @@ from laios.execution._runners.loop import (
     own_task,
 )
 from laios.execution._task_writes import task_fields
+from laios.execution._totals import export_label
 from laios.execution.limits import ResourceLimits, seconds_from_text
 from laios.execution.redaction import secret_fields_of_tool, utf8_text
 from laios.execution.tracing import (
@@ -655,6 +656,11 @@ class Engine:
             "laios.plan.id": _span_text(str(task.plan_id)),
             "laios.session.id": session,
         }
+        slot = job.slot
+        if slot is not None:
+            # The tool label of the task's laios_* series (unknown, other, cut), which the
+            # links from a span to its tool's metrics match: not always the name asked for.
+            attrs["laios.tool.label"] = export_label(slot.label)
         if session:
             attrs["gen_ai.conversation.id"] = session
         if attributes:

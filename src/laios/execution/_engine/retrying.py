@@ -37,6 +37,7 @@ from laios.execution._engine.engine import (
 from laios.execution._engine.job import RetryCut, callback_name, scrubbed_message
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._logs import WarningLimiter
+from laios.execution._totals import export_label
 from laios.execution.redaction import (
     scrub,
     scrubbed_traceback,
@@ -492,6 +493,10 @@ class RetryRun:
                 attempts = self.retries + 1
                 self.span_outcome = {"laios.retry.attempts": attempts, "error.type": "internal"}
                 self.span_error = f"failed after {attempts} attempt(s): internal"
+            job = self.attempt_job
+            slot = None if job is None else job.slot
+            if slot is not None:  # (as on its attempts' spans: the links to metrics match it)
+                self.span_outcome["laios.tool.label"] = export_label(slot.label)
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
 
 
