@@ -457,8 +457,10 @@ class TaskRecord:
     #: user added.
     milestones = False
     #: What the record keeps of its task's secrets once it has let the task go (see
-    #: :meth:`keep_secrets`): ``None`` (none), the secret values, a copy of small plain
-    #: parameters to read them from when first asked, or ``WITHHELD`` (too many to keep).
+    #: :meth:`keep_secrets`): ``None`` (none; :meth:`MetricStore.finish` has it look, while
+    #: the record still refers to the task), ``()`` (none: nothing to look at), the secret
+    #: values, a copy of small plain parameters to read them from when first asked, or
+    #: ``WITHHELD`` (too many to keep).
     kept_secrets: Any = None
 
     def __init__(self, task_id: str, tool: str = "") -> None:
@@ -1133,8 +1135,10 @@ class MetricStore:
         Returns:
             ``False`` when the record had already finished (nothing is counted twice).
         """
-        if rec.task is not None and rec.state != "finished":  # (before the lock: it may read)
-            rec.keep_secrets()  # for text about the task after its end (it lets the task go)
+        if rec.kept_secrets is None and rec.task is not None and rec.state != "finished":
+            # For text about the task after its end (it lets the task go); before the lock,
+            # as it may read the parameters. (Of one with no parameters, nothing: see Job.)
+            rec.keep_secrets()
         now = self.clock.perf_counter()
         end_time = self.clock.time()
         if now - now != 0.0:  # NaN or an infinity (one comparison for a sound clock)

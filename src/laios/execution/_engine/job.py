@@ -700,7 +700,8 @@ class Job(TaskRecord):
         self.tool_impl = tool
         self.in_task = False
         self.claimed = None
-        self.kept_secrets = None
+        # (a task with no parameters has none to keep: store.finish asks for none)
+        self.kept_secrets = None if fields["parameters"] else ()
         if on_progress is not None:
             self.on_progress = on_progress
         secrets = secret_values_before_run(fields["parameters"], tool)
@@ -757,11 +758,11 @@ class Job(TaskRecord):
         before the tool ran (``secrets_before``), and those read while it ran too (the tool
         may have changed its parameters): those are kept, not read again."""
         before = self.secrets_before
-        if before is None:  # (plain parameters, or none)
-            super().keep_secrets()
-            return
-        read = self.secrets_read
-        self.kept_secrets = bounded_secrets(read[2] if read is not None else before)
+        if before is not None:
+            read = self.secrets_read
+            self.kept_secrets = bounded_secrets(read[2] if read is not None else before)
+        else:  # (plain parameters, or none: see TaskRecord.keep_secrets)
+            TaskRecord.keep_secrets(self)
 
     def parameter_secrets(self) -> Sequence[str]:
         """The task's secret values, the tool's typed secret fields included (see
