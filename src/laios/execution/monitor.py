@@ -50,7 +50,7 @@ from laios.execution._records import (
     copy_update,
     summarize,
 )
-from laios.execution.redaction import scrub_head
+from laios.execution.redaction import REDACTED, scrub_head
 from laios.execution.store import (
     MetricStore,
     ProgressListener,
@@ -106,7 +106,9 @@ class ProgressTracker:
 
         The message is scrubbed of the secret values of the task's parameters while an
         executor runs it (one built with ``enable_monitoring=False`` too; as a tool's own
-        ``current_task().progress`` message is), then cut to 1,024 characters.
+        ``current_task().progress`` message is), and after, while its record is kept (see
+        ``MetricStore.task_secrets``; of a task whose secrets were too many to keep, it is
+        ``[REDACTED]`` whole), then cut to 1,024 characters.
 
         Raises:
             TypeError: When ``progress_percent`` is not a number, ``details`` is not a
@@ -127,9 +129,12 @@ class ProgressTracker:
             text = as_text(message, "message")
             # (the run whose progress this is, else any run of the id)
             secrets = self._store.task_secrets(key, progress=True)
-            if details is not None:  # and a token the caller reports in the details by name
-                secrets = with_secrets_of_details(details, secrets)
-            text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
+            if secrets is None:  # (a finished run whose secrets were too many to keep)
+                text = REDACTED
+            else:
+                if details is not None:  # and a token the caller reports in the details by name
+                    secrets = with_secrets_of_details(details, secrets)
+                text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         update = ProgressUpdate(
             task_id=key,
             status=progress_status,
@@ -388,8 +393,10 @@ class PerformanceMonitor:
     ) -> None:
         """Record one sample.
 
-        While an executor runs the task, the name and unit are exported (as Prometheus
-        labels) scrubbed of the secret values of its parameters; the task's own samples keep
+        While an executor (or a ``TaskMonitor``) runs the task, and after, while its record
+        is kept, the name and unit are exported (as Prometheus labels) scrubbed of the secret
+        values of its parameters (of a finished task whose secrets were too many to keep,
+        more than ``MAX_KEPT_SECRET_CHARS``, as ``[REDACTED]``); the task's own samples keep
         them as given.
 
         ``unit=None`` is no unit (``""``).
@@ -422,7 +429,9 @@ class PerformanceMonitor:
         unit_text = "" if unit is None else as_text(unit, "unit")
         exported = None
         secrets = self._store.task_secrets(key)
-        if secrets:  # (scrubbed before they are cut: a cut secret could not be found)
+        if secrets is None:  # (a finished run whose secrets were too many to keep)
+            exported = (REDACTED, REDACTED if unit_text else "")
+        elif secrets:  # (scrubbed before they are cut: a cut secret could not be found)
             exported = (scrub_head(name, secrets, 128), scrub_head(unit_text, secrets, 32))
         self._store.record_custom(key, shorten(name, 128), number, shorten(unit_text, 32), exported)
 

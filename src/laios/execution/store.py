@@ -71,12 +71,13 @@ from laios.execution._records import (
     text_size,
 )
 from laios.execution._store_options import MAX_COUNTED_LIMIT, check_buckets, check_labels
-from laios.execution.redaction import scrubbed_traceback, secret_values
+from laios.execution.redaction import SecretFields, scrubbed_traceback, secret_values
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
     "MAX_FINISH_LISTENERS",
     "MAX_GAUGE",
+    "MAX_KEPT_SECRET_CHARS",
     "MAX_PROGRESS_HISTORY",
     "MAX_PROGRESS_LISTENERS",
     "MAX_RECENT_FAILURES",
@@ -125,6 +126,32 @@ MAX_RECORD_BYTES = 48 * 1024
 MAX_GAUGE = 2**53
 #: Most custom metric samples kept per task id, all its metrics together (the newest).
 MAX_CUSTOM_SAMPLES = 1000
+#: Most characters of secret values a finished task's record keeps (see
+#: :meth:`TaskRecord.keep_secrets`), to scrub what the monitors are told about the task after
+#: its run. A task whose secrets take more keeps none: text about it after its run is written
+#: ``[REDACTED]`` whole.
+MAX_KEPT_SECRET_CHARS = 16 * 1024
+#: Most parameters, and characters of their text, that a finished record keeps a copy of to
+#: read its secrets from only when asked (see :meth:`TaskRecord.keep_secrets`).
+_MAX_KEPT_PARAMETERS = 64
+_MAX_KEPT_PARAMETER_CHARS = 4096
+#: The plain values such a copy holds: immutable, and of a size that is counted or fixed.
+_KEPT_TEXT = (str, bytes)
+_KEPT_VALUES = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+class _Withheld:
+    """What a finished record keeps in place of secret values past
+    ``MAX_KEPT_SECRET_CHARS`` (:data:`WITHHELD`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "WITHHELD"
+
+
+#: What a finished record keeps in place of secret values past ``MAX_KEPT_SECRET_CHARS``.
+WITHHELD = _Withheld()
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
@@ -376,7 +403,9 @@ class TaskRecord:
 
     Fields are written by the store under its lock (or by the single owner of a detached
     record); views read them. A record stops referring to its ``Task`` once it finishes, so
-    retained records never keep a task's parameters or result alive. Defaults live on the
+    retained records never keep a task's parameters or result alive: only the secret values
+    of its parameters, or a copy of a few plain ones to read them from, within a bound (see
+    :meth:`keep_secrets`). Defaults live on the
     class, so creating a record (once per task) sets only what differs.
     """
 
@@ -427,6 +456,12 @@ class TaskRecord:
     #: run by an executor); a record a standalone ``TaskMonitor`` keeps shows only what its
     #: user added.
     milestones = False
+    #: What the record keeps of its task's secrets once it has let the task go (see
+    #: :meth:`keep_secrets`): ``None`` (none; :meth:`MetricStore.finish` has it look, while
+    #: the record still refers to the task), ``()`` (none: nothing to look at), the secret
+    #: values, a copy of small plain parameters to read them from when first asked, or
+    #: ``WITHHELD`` (too many to keep).
+    kept_secrets: Any = None
 
     def __init__(self, task_id: str, tool: str = "") -> None:
         """Create a detached record (not yet known to any store)."""
@@ -436,14 +471,104 @@ class TaskRecord:
     def parameter_secrets(self) -> Sequence[str]:
         """The secret values of the task's parameters (see
         :func:`~laios.execution.redaction.secret_values`), to scrub from text reported about
-        it from outside its tool; none once the record has let the task go. Never raises."""
-        parameters = getattr(self.task, "parameters", None)
+        it from outside its tool; once the record has let the task go, those it kept (see
+        :meth:`finished_secrets`; none when they were too many to keep). Never raises."""
+        task = self.task
+        if task is None:
+            return self.finished_secrets() or []
+        parameters = getattr(task, "parameters", None)
         if not parameters:
             return []
         try:
-            return secret_values(parameters)
+            return secret_values(parameters, self.secret_fields())
         except Exception:  # parameters that cannot be walked: reported where the task runs
             return []
+
+    def secret_fields(self) -> SecretFields | None:
+        """Where the task's tool declares secrets by type (see
+        :func:`~laios.execution.redaction.secret_fields`): ``None`` here, where the tool is
+        not known."""
+        return None
+
+    def keep_secrets(self) -> None:
+        """Keep what the record needs to scrub text about its task once it has let the task
+        go (called as the task finishes, while the record still refers to it), for as long as
+        the record is kept: text the monitors are told about a task after its run is scrubbed
+        as it was while the task ran.
+
+        Parameters of a few plain values (text, numbers, bytes) are kept as a copy, their
+        secrets read only if text about the task comes after its run (most tasks never see
+        any: reading them at every task's end would cost more than running a small tool);
+        of others, the secret values are read now. At most ``MAX_KEPT_SECRET_CHARS``
+        characters of them are kept: past that, none, and text about the task after its run
+        is written ``[REDACTED]`` whole. Never raises: a task whose parameters cannot be
+        looked at keeps none, and text about it after its run is written ``[REDACTED]``."""
+        try:
+            parameters = getattr(self.task, "parameters", None)
+            if not parameters:
+                return
+            kept = _small_plain_copy(parameters)
+        except Exception:  # (a stand-in task of the caller's own: a raising property, bool())
+            self.kept_secrets = WITHHELD
+            return
+        self.kept_secrets = kept if kept is not None else bounded_secrets(self.parameter_secrets())
+
+    def finished_secrets(self) -> Sequence[str] | None:
+        """The secret values the record keeps of its task once it has let it go (see
+        :meth:`keep_secrets`): ``None`` when they were too many to keep, and any text about
+        the task must be withheld whole. Never raises."""
+        kept = self.kept_secrets
+        if type(kept) is dict:  # read when first asked (another thread may read it too)
+            try:
+                found = secret_values(kept, self.secret_fields())
+            except Exception:  # (plain values: never seen to raise)
+                found = []
+            kept = self.kept_secrets = bounded_secrets(found)
+        if kept is WITHHELD:
+            return None
+        return kept if kept is not None else ()
+
+
+def _small_plain_copy(parameters: Any) -> dict[str, Any] | None:
+    """A copy of ``parameters`` when it is a dict of at most ``_MAX_KEPT_PARAMETERS`` plain
+    values (strings, bytes, numbers of at most 64 bits, ``None``) with at most
+    ``_MAX_KEPT_PARAMETER_CHARS`` characters of text in all: what they are now, which a
+    caller changing the task's parameters later does not change; else ``None``."""
+    if type(parameters) is not dict or len(parameters) > _MAX_KEPT_PARAMETERS:
+        return None
+    chars = 0
+    for value in parameters.values():
+        kind = type(value)
+        if kind not in _KEPT_VALUES:
+            return None
+        if kind in _KEPT_TEXT:
+            chars += len(value)
+            if chars > _MAX_KEPT_PARAMETER_CHARS:
+                return None
+        elif kind is int and value.bit_length() > 64:
+            return None
+    return dict(parameters)
+
+
+def bounded_secrets(secrets: Sequence[str]) -> tuple[str, ...] | _Withheld | None:
+    """``secrets`` as a finished record keeps them: ``None`` when there are none, a tuple of
+    plain values, or ``WITHHELD`` when they pass ``MAX_KEPT_SECRET_CHARS`` characters."""
+    if not secrets:
+        return None
+    total = 0
+    for secret in secrets:
+        total += len(secret)
+        if total > MAX_KEPT_SECRET_CHARS:
+            return WITHHELD
+    return tuple(secrets)
+
+
+def _secrets_of(rec: TaskRecord) -> Sequence[str] | None:
+    """The secrets to scrub from text about the task of ``rec``: its parameters' while the
+    record refers to the task, else those it kept (``None``: too many to keep)."""
+    if rec.task is None:
+        return rec.finished_secrets()
+    return rec.parameter_secrets()
 
 
 class RecordScope:
@@ -1010,6 +1135,10 @@ class MetricStore:
         Returns:
             ``False`` when the record had already finished (nothing is counted twice).
         """
+        if rec.kept_secrets is None and rec.task is not None and rec.state != "finished":
+            # For text about the task after its end (it lets the task go); before the lock,
+            # as it may read the parameters. (Of one with no parameters, nothing: see Job.)
+            rec.keep_secrets()
         now = self.clock.perf_counter()
         end_time = self.clock.time()
         if now - now != 0.0:  # NaN or an infinity (one comparison for a sound clock)
@@ -1405,10 +1534,12 @@ class MetricStore:
                     runs.append(rec)
         return runs
 
-    def task_secrets(self, task_id: str, *, progress: bool = False) -> Sequence[str]:
+    def task_secrets(self, task_id: str, *, progress: bool = False) -> Sequence[str] | None:
         """The secret values of the parameters of the newest run of ``task_id`` (see
         :meth:`TaskRecord.parameter_secrets`), for the monitors to scrub what they are told
-        about it; ``[]`` when no run is known or the newest has finished.
+        about it; of a run that has finished, those its record kept (see
+        :meth:`TaskRecord.keep_secrets`), and ``None`` when they were too many to keep: text
+        about the task is then to be withheld whole. ``[]`` when no run is known.
 
         With ``progress``, those of the newest run whose progress the ``ExecutionMonitor``
         reads, or, when it has none, of the newest run of any kind (one an executor built with
@@ -1418,9 +1549,9 @@ class MetricStore:
         with self._lock:
             rec = self._latest(key, progress=progress)
             newest = self._latest(key, progress=False) if progress else rec
-        secrets = [] if rec is None else rec.parameter_secrets()
-        if not secrets and newest is not rec and newest is not None:
-            secrets = newest.parameter_secrets()
+        secrets = [] if rec is None else _secrets_of(rec)
+        if secrets is not None and not secrets and newest is not rec and newest is not None:
+            secrets = _secrets_of(newest)
         return secrets
 
     def record_progress(

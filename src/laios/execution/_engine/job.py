@@ -81,6 +81,7 @@ from laios.execution._runners.loop import HAD_SLOT
 from laios.execution._task_writes import task_fields
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
+    SecretFields,
     SecretForms,
     parameters_snapshot,
     scrub,
@@ -92,7 +93,7 @@ from laios.execution.redaction import (
     secret_values_now_and_before,
     truncate_bytes,
 )
-from laios.execution.store import TaskRecord
+from laios.execution.store import WITHHELD, TaskRecord, bounded_secrets
 from laios.execution.task_context import (
     TaskCancelledError,
     TaskContext,
@@ -589,9 +590,10 @@ class Job(TaskRecord):
     """
 
     # Slots (set in __init__), not dict entries: the fields of a tool awaited inside the
-    # awaiting task, which would not fit the key table every job's dict shares (see
+    # awaiting task, and what the record keeps of the task's secrets once it has ended (see
+    # keep_secrets), which would not fit the key table every job's dict shares (see
     # _share_field_names).
-    __slots__ = ("claimed", "ending", "in_task")
+    __slots__ = ("claimed", "ending", "in_task", "kept_secrets")
 
     env: JobEnv
     milestones = True  # (its metrics show the executor's "started" and "finished")
@@ -704,6 +706,8 @@ class Job(TaskRecord):
         self.tool_impl = tool
         self.in_task = False
         self.claimed = None
+        # (a task with no parameters has none to keep: store.finish asks for none)
+        self.kept_secrets = None if fields["parameters"] else ()
         if on_progress is not None:
             self.on_progress = on_progress
         secrets = secret_values_before_run(fields["parameters"], tool)
@@ -729,8 +733,9 @@ class Job(TaskRecord):
         :func:`~laios.execution.redaction.parameters_snapshot`: a tool may change a nested
         one in place, or set a field anew); others are read each time, but the forms of
         secrets already known are not worked out again."""
-        if task is None:
-            return list(self.secrets_before or ())
+        if task is None:  # (it has finished: those kept, else those read before it ran)
+            kept = self.finished_secrets()
+            return list(kept) if kept else list(self.secrets_before or ())
         parameters = task.parameters
         read = self.secrets_read
         held = parameters_snapshot(parameters)
@@ -749,6 +754,21 @@ class Job(TaskRecord):
         if self.phase != RUNNING:  # finished meanwhile: nothing is kept past the run
             vars(self).pop("secrets_read", None)
         return secrets
+
+    def secret_fields(self) -> SecretFields | None:
+        """Where the tool's input model declares secrets by type."""
+        return secret_fields_of_tool(self.tool_impl)
+
+    def keep_secrets(self) -> None:
+        """As :meth:`TaskRecord.keep_secrets`; parameters that hold containers had theirs read
+        before the tool ran (``secrets_before``), and those read while it ran too (the tool
+        may have changed its parameters): those are kept, not read again."""
+        before = self.secrets_before
+        if before is not None:
+            read = self.secrets_read
+            self.kept_secrets = bounded_secrets(read[2] if read is not None else before)
+        else:  # (plain parameters, or none: see TaskRecord.keep_secrets)
+            TaskRecord.keep_secrets(self)
 
     def parameter_secrets(self) -> Sequence[str]:
         """The task's secret values, the tool's typed secret fields included (see
@@ -2214,6 +2234,8 @@ class Job(TaskRecord):
             self.handle = None  # (it refers back to this job)
         if self.secrets_read is not None:  # (it refers to the parameters)
             vars(self).pop("secrets_read", None)
+        if self.kept_secrets is WITHHELD and self.secrets_before is not None:
+            vars(self).pop("secrets_before", None)  # (too many to keep: see keep_secrets)
         if self.deliveries is not None:  # (a report under way keeps its own reference)
             vars(self).pop("deliveries", None)
 
