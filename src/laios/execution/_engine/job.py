@@ -590,10 +590,10 @@ class Job(TaskRecord):
     """
 
     # Slots (set in __init__), not dict entries: the fields of a tool awaited inside the
-    # awaiting task, and what the record keeps of the task's secrets once it has ended (see
-    # keep_secrets), which would not fit the key table every job's dict shares (see
-    # _share_field_names).
-    __slots__ = ("claimed", "ending", "in_task", "kept_secrets")
+    # awaiting task, what the record keeps of the task's secrets once it has ended (see
+    # keep_secrets), and the starts of a retry call's attempts, which would not fit the key
+    # table every job's dict shares (see _share_field_names).
+    __slots__ = ("attempt_start", "claimed", "earlier_start", "ending", "in_task", "kept_secrets")
 
     env: JobEnv
     milestones = True  # (its metrics show the executor's "started" and "finished")
@@ -649,12 +649,14 @@ class Job(TaskRecord):
     # The execute_with_retry call whose deadline cut ``limit`` to its time left: its deadline
     # for messages, and the attempt's own timeout for the CPU budget
     retry_cut: RetryCut | None = None
-    # An attempt of an execute_with_retry call after one of its attempts started: when the
-    # first of them started. The task keeps it as its ``started_at`` through this attempt,
-    # also when this one never starts (the call is one run of the task).
-    earlier_start: datetime | None = None
-    # When this attempt of a retry call started, once it did (see started_for_next).
-    attempt_start: datetime | None = None
+    # (Slots, set in __init__, as they would not fit the key table every job's dict shares:
+    # ``earlier_start``, of an attempt of an execute_with_retry call after one of its attempts
+    # started, when the first of them started, which the task keeps as its ``started_at``
+    # through this attempt, also when this one never starts (the call is one run of the task);
+    # ``attempt_start``, when this attempt of a retry call started, once it did (see
+    # start_kept).)
+    earlier_start: datetime | None
+    attempt_start: datetime | None
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     inline = False  # runs on the caller's thread: nothing else can move its phase on
@@ -706,6 +708,7 @@ class Job(TaskRecord):
         self.tool_impl = tool
         self.in_task = False
         self.claimed = None
+        self.earlier_start = self.attempt_start = None
         # (a task with no parameters has none to keep: store.finish asks for none)
         self.kept_secrets = None if fields["parameters"] else ()
         if on_progress is not None:
