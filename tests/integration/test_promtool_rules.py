@@ -407,6 +407,66 @@ def test_a_failed_share_stat_reads_0_when_nothing_finished(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+_IDLE = 'job="orders-api",instance="10.1.2.3:8489"'
+
+
+def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
+    more = "".join(f',{name}="{value}"' for name, value in labels.items())
+    return {"series": f"{metric}{{{_IDLE}{more}}}", "values": values}
+
+
+#: The dashboard's panels that divide, with the series of a window where the denominator is 0
+#: (the numerator too, for 0/0): attempts but no result returned (a call in a long backoff
+#: inside execute_with_retry), nothing but cancellations returned, nothing finished, a busy
+#: worker of executors with no worker open, a custom metric not recorded in the window.
+RATIO_PANELS = {
+    "Attempts per result by tool": [
+        _series("laios_tasks_total", "0+10x30", tool="fetch", outcome="error"),
+        _series("laios_task_results_total", "0x30", tool="fetch", outcome="success"),
+    ],
+    "Failed results by tool": [
+        _series("laios_task_results_total", "0x30", tool="fetch", outcome="error"),
+        _series("laios_task_results_total", "0+5x30", tool="fetch", outcome="cancelled"),
+    ],
+    "Failed attempts by tool": [
+        _series("laios_tasks_total", "0x30", tool="fetch", outcome="error"),
+        _series("laios_tasks_total", "0x30", tool="fetch", outcome="success"),
+    ],
+    "Worker utilisation by instance": [
+        _series("laios_executor_busy_workers", "1x30"),
+        _series("laios_executor_workers", "0x30"),
+    ],
+    "Custom metrics: mean value": [
+        _series("laios_custom_metric_sum", "7x30", name="rows", unit="rows"),
+        _series("laios_custom_metric_count", "1x30", name="rows", unit="rows"),
+    ],
+}
+
+
+@pytest.mark.parametrize("title", list(RATIO_PANELS))
+def test_a_ratio_panel_shows_no_value_where_its_denominator_is_0(
+    promtool_binary: str, tmp_path: Path, title: str
+) -> None:
+    """Where a panel's denominator is 0 it shows no value, not +Inf (attempts of a call still
+    in its backoff over no result) or NaN (0/0)."""
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": RATIO_PANELS[title],
+                "promql_expr_test": [
+                    {"expr": _stat_expression(title), "eval_time": "20m", "exp_samples": []}
+                ],
+            }
+        ],
+    }
+    (tmp_path / "ratios.test.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
+    result = promtool(promtool_binary, "test", "rules", "ratios.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 #: Regexes where Python's ``re`` and Go's RE2 part ways, with whether Prometheus takes them
 #: (``None``: depends on the Go it is built with; the mixin takes them but for those of
 #: :data:`REFUSED_FOR_OLDER_PROMETHEUS`).

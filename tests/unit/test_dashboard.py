@@ -504,7 +504,21 @@ def test_failure_panels_leave_out_cancellations(title: str) -> None:
     assert "cancel" in panel(title)["description"]
 
 
-# -- queries ----------------------------------------------------------------------------------
+def test_every_ratio_leaves_out_a_zero_denominator() -> None:
+    """A division shows no value where its denominator is 0, never +Inf or NaN: "Attempts per
+    result by tool" read +Inf in a window of attempts with no result returned (a long backoff
+    inside execute_with_retry), a ratio of failures NaN in a window where nothing finished,
+    "Worker utilisation" +Inf for busy workers of executors with none open. Every denominator
+    is ``(... > 0)`` (tests/integration/test_promtool_rules.py evaluates them)."""
+    unguarded = []
+    for panel_, target in TARGETS:
+        for denominator in target["expr"].split("\n/ ")[1:]:
+            denominator = denominator.split("\nor ")[0]
+            if not (denominator.startswith("(") and denominator.endswith(" > 0)")):
+                unguarded.append((panel_["title"], denominator))
+    assert unguarded == []
+    divided = [panel_["title"] for panel_, target in TARGETS if "\n/ " in target["expr"]]
+    assert "Attempts per result by tool" in divided
 
 
 def test_rates_use_the_rate_interval() -> None:

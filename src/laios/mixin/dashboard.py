@@ -68,6 +68,17 @@ def _scope_labels(config: MixinConfig) -> list[str]:
     return labels
 
 
+def _per(numerator: str, denominator: str) -> str:
+    """``numerator / denominator``, with no value where the denominator is 0.
+
+    Divided by 0, PromQL gives +Inf (or NaN for 0/0), which a panel draws as a point off its
+    scale or a number that means nothing: attempts in a window where no result was returned
+    (a call still in a long backoff inside ``execute_with_retry``), busy workers of executors
+    with no worker open. ``(denominator > 0)`` keeps only the series whose denominator is not 0.
+    """
+    return f"{numerator}\n/ ({denominator} > 0)"
+
+
 class _Queries:
     """Writes the PromQL of the panels with the selector and the variables' matchers."""
 
@@ -94,20 +105,25 @@ class _Queries:
 
         As the recording rules compute it: results that failed over the results that were not
         cancelled (what the error-ratio and burn-rate alerts page on), attempts that failed
-        over every attempt (``laios:task_error_ratio:rate5m``).
+        over every attempt (``laios:task_error_ratio:rate5m``). No value where nothing counted
+        finished in the window (:func:`_per`).
         """
+        return _per(*self._ratio_terms(metric, by))
+
+    def _ratio_terms(self, metric: str, by: str = "") -> tuple[str, str]:
+        """The numerator and the denominator of :meth:`ratio`."""
         total = f"sum by ({by}) " if by else "sum"
         failed = self.rate(metric, f'outcome=~"{FAILED_OUTCOMES}"')
         valid = ['outcome!="cancelled"'] if metric == "laios_task_results_total" else []
-        return f"{total}({failed})\n/ {total}({self.rate(metric, *valid)})"
+        return f"{total}({failed})", f"{total}({self.rate(metric, *valid)})"
 
     def share(self, metric: str) -> str:
         """:meth:`ratio` of all selected tools as one number, 0 when nothing counted finished
         in the window (where the ratio is 0/0, NaN) or nothing ever failed (no failed series).
 
         Where there is no series of ``metric`` at all (no laios target selected), no value."""
-        failed, valid = self.ratio(metric).split("\n/ ")
-        return f"{failed}\n/ ({valid} > 0)\nor {valid} * 0"
+        failed, valid = self._ratio_terms(metric)
+        return f"{_per(failed, valid)}\nor {valid} * 0"
 
     def quantile(self, q: float, metric: str, by: str, *more: str) -> str:
         """``histogram_quantile`` of a histogram's buckets, summed ``by`` labels plus ``le``."""
@@ -248,7 +264,8 @@ def _red(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Failed attempts by tool",
             "Per tool: share of attempts that failed (error, timeout, rejected). Above the"
-            " failed results of the same tool when retries recover.",
+            " failed results of the same tool when retries recover. Gaps: no attempt of the"
+            " tool finished in the window.",
             "percentunit",
             [g.target(q.ratio("laios_tasks_total", "tool"), legend="{{tool}}")],
             max_value=1,
@@ -348,12 +365,14 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
             " count. A thread held by a timed-out tool counts until its tool returns: a pool"
             " held by hung tools reads 100 %, more while replacement threads run beside them"
             " (see Abandoned threads by instance). Whether tasks wait for a thread, Queue depth"
-            " and Queue wait p95 tell.",
+            " and Queue wait p95 tell. No value for a process with no worker open.",
             "percentunit",
             [
                 g.target(
-                    f"sum by (instance) ({q.of('laios_executor_busy_workers', tool=False)})\n"
-                    f"/ sum by (instance) ({q.of('laios_executor_workers', tool=False)})",
+                    _per(
+                        f"sum by (instance) ({q.of('laios_executor_busy_workers', tool=False)})",
+                        f"sum by (instance) ({q.of('laios_executor_workers', tool=False)})",
+                    ),
                     legend="{{instance}}",
                 )
             ],
@@ -421,12 +440,15 @@ def _errors(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Attempts per result by tool",
             "Attempts made for each result returned to a caller: 1 without retries; 2 means"
-            " every call took a retry on average.",
+            " every call took a retry on average. No value in a window where the tool returned"
+            " no result (its attempts are of calls still retrying, in a long backoff).",
             "short",
             [
                 g.target(
-                    f"sum by (tool) ({q.rate('laios_tasks_total')})\n"
-                    f"/ sum by (tool) ({q.rate('laios_task_results_total')})",
+                    _per(
+                        f"sum by (tool) ({q.rate('laios_tasks_total')})",
+                        f"sum by (tool) ({q.rate('laios_task_results_total')})",
+                    ),
                     legend="{{tool}}",
                 )
             ],
@@ -547,12 +569,15 @@ def _custom(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Custom metrics: mean value",
             "Mean of the values recorded with PerformanceMonitor.record_metric in each window,"
-            " by name (the unit is in the legend). Custom metrics carry no tool label.",
+            " by name (the unit is in the legend); no value in a window where none was recorded."
+            " Custom metrics carry no tool label.",
             "short",
             [
                 g.target(
-                    f"sum by (name, unit) ({q.rate('laios_custom_metric_sum', tool=False)})\n"
-                    f"/ sum by (name, unit) ({q.rate('laios_custom_metric_count', tool=False)})",
+                    _per(
+                        f"sum by (name, unit) ({q.rate('laios_custom_metric_sum', tool=False)})",
+                        f"sum by (name, unit) ({q.rate('laios_custom_metric_count', tool=False)})",
+                    ),
                     legend="{{name}} ({{unit}})",
                 )
             ],
