@@ -379,8 +379,14 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         ),
         g.timeseries(
             "Rejected tasks by tool",
-            "Tasks refused before they started, per second: an unknown tool (label unknown),"
-            " an executor shut down or saturated. Errors by type says which.",
+            "Tasks refused before they started, per second, whatever the reason (Errors by tool"
+            " and type says which): tool_not_found (a name not registered, label unknown),"
+            " shutdown (the executor or its runner shut down), saturated (every worker held),"
+            " no_thread (no worker thread could be started), would_deadlock (a call that would"
+            " wait for its own thread or event loop), loop_closed and task_factory_failed (an"
+            " async tool's event loop closed, or its task factory failed), not_picklable and"
+            " no_process (a process runner could not send the call or start a worker), and a"
+            " Dask runner's dask, clock and forked.",
             "ops",
             [
                 g.target(
@@ -395,8 +401,10 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         9,
         g.timeseries(
             "Queue wait p95 by tool",
-            "95th percentile time between submission and start, by tool. Rising together with"
-            " queue depth: the pool is too small, or held by hung tools.",
+            "95th percentile time waited for a worker, by tool: from submission to start, or to"
+            " the end of a task that timed out or was cancelled while still queued (a rejected"
+            " task never waited and is not counted). Rising together with queue depth: the pool"
+            " is too small, or held by hung tools.",
             "s",
             [
                 g.target(
@@ -407,7 +415,10 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         ),
         g.heatmap(
             "Queue wait",
-            "How many tasks per second started after each queue wait bucket, all selected tools.",
+            "How many tasks per second ended their wait for a worker in each queue wait bucket,"
+            " all selected tools: tasks that started, and tasks that timed out or were cancelled"
+            " while still queued, with the wait they had (a rejected task never waited and is"
+            " not counted).",
             g.target(
                 f"sum by (le) ({q.rate('laios_task_queue_wait_seconds_bucket')})",
                 legend="{{le}}",
