@@ -467,6 +467,49 @@ def test_a_ratio_panel_shows_no_value_where_its_denominator_is_0(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _span_link_queries(tags: str) -> list[str]:
+    """The Tempo data source's queries from a span to its tool's metrics, as Grafana sends them
+    for a span whose link tags read ``tags``: provisioning reads ``$$`` as ``$``, and Grafana
+    puts the span's tags for ``$__tags``, joined by ", " (nothing for a span without any)."""
+    path = REPO / "grafana" / "provisioning" / "datasources" / "tempo.yml"
+    (tempo,) = yaml.safe_load(path.read_text("utf-8"))["datasources"]
+    queries = tempo["jsonData"]["tracesToMetrics"]["queries"]
+    assert queries
+    expanded = []
+    for query in queries:
+        text = query["query"].replace("$$", "$")
+        expanded.append(text.replace("${__tags}", tags).replace("$__tags", tags))
+    return expanded
+
+
+@pytest.mark.parametrize(
+    "tags",
+    ["", 'tool="fetch"', 'tool="fetch", tool="fetch"'],
+    ids=["a span without laios.tool.label", "one tag", "the tag twice"],
+)
+def test_span_link_queries_parse_whatever_the_span_tags(
+    promtool_binary: str, tmp_path: Path, tags: str
+) -> None:
+    """Each *Related metrics* query of a span is valid PromQL, also for a span that has no
+    laios.tool.label (an execute_parallel batch span, a span of an older laios): Grafana then
+    puts nothing for ``$__tags``, and ``{$__tags,outcome=~"..."}`` read ``{,outcome=~"..."}``,
+    a parse error. (The same tag as a resource's and a span's attribute comes twice.)"""
+    rules = {
+        "groups": [
+            {
+                "name": "span-links",
+                "rules": [
+                    {"record": f"laios:span_link_{index}", "expr": query}
+                    for index, query in enumerate(_span_link_queries(tags))
+                ],
+            }
+        ]
+    }
+    (tmp_path / "links.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+    result = promtool(promtool_binary, "check", "rules", "links.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 #: Regexes where Python's ``re`` and Go's RE2 part ways, with whether Prometheus takes them
 #: (``None``: depends on the Go it is built with; the mixin takes them but for those of
 #: :data:`REFUSED_FOR_OLDER_PROMETHEUS`).
