@@ -331,8 +331,8 @@ FAILED_SHARE_STATS = {
 
 
 def _stat_expression(title: str) -> str:
-    """The query of the dashboard's stat panel ``title``, with Grafana's variables as "All"
-    over a 1-minute rate interval."""
+    """The query of the dashboard's panel ``title`` (a panel of one query), with Grafana's
+    variables as "All" over a 1-minute rate interval."""
     dashboard = json.loads(
         (REPO / "grafana" / "dashboards" / "laios-execution.json").read_text(encoding="utf-8")
     )
