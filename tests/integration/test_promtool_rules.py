@@ -331,8 +331,8 @@ FAILED_SHARE_STATS = {
 
 
 def _stat_expression(title: str) -> str:
-    """The query of the dashboard's stat panel ``title``, with Grafana's variables as "All"
-    over a 1-minute rate interval."""
+    """The query of the dashboard's panel ``title`` (a panel of one query), with Grafana's
+    variables as "All" over a 1-minute rate interval."""
     dashboard = json.loads(
         (REPO / "grafana" / "dashboards" / "laios-execution.json").read_text(encoding="utf-8")
     )
@@ -404,6 +404,109 @@ def test_a_failed_share_stat_reads_0_when_nothing_finished(
     }
     (tmp_path / "stats.test.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
     result = promtool(promtool_binary, "test", "rules", "stats.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+_IDLE = 'job="orders-api",instance="10.1.2.3:8489"'
+
+
+def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
+    more = "".join(f',{name}="{value}"' for name, value in labels.items())
+    return {"series": f"{metric}{{{_IDLE}{more}}}", "values": values}
+
+
+#: The dashboard's panels that divide, with the series of a window where the denominator is 0
+#: (the numerator too, for 0/0): attempts but no result returned (a call in a long backoff
+#: inside execute_with_retry), nothing but cancellations returned, nothing finished, a busy
+#: worker of executors with no worker open, a custom metric not recorded in the window.
+RATIO_PANELS = {
+    "Attempts per result by tool": [
+        _series("laios_tasks_total", "0+10x30", tool="fetch", outcome="error"),
+        _series("laios_task_results_total", "0x30", tool="fetch", outcome="success"),
+    ],
+    "Failed results by tool": [
+        _series("laios_task_results_total", "0x30", tool="fetch", outcome="error"),
+        _series("laios_task_results_total", "0+5x30", tool="fetch", outcome="cancelled"),
+    ],
+    "Failed attempts by tool": [
+        _series("laios_tasks_total", "0x30", tool="fetch", outcome="error"),
+        _series("laios_tasks_total", "0x30", tool="fetch", outcome="success"),
+    ],
+    "Worker utilisation by instance": [
+        _series("laios_executor_busy_workers", "1x30"),
+        _series("laios_executor_workers", "0x30"),
+    ],
+    "Custom metrics: mean value": [
+        _series("laios_custom_metric_sum", "7x30", name="rows", unit="rows"),
+        _series("laios_custom_metric_count", "1x30", name="rows", unit="rows"),
+    ],
+}
+
+
+@pytest.mark.parametrize("title", list(RATIO_PANELS))
+def test_a_ratio_panel_shows_no_value_where_its_denominator_is_0(
+    promtool_binary: str, tmp_path: Path, title: str
+) -> None:
+    """Where a panel's denominator is 0 it shows no value, not +Inf (attempts of a call still
+    in its backoff over no result) or NaN (0/0)."""
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": RATIO_PANELS[title],
+                "promql_expr_test": [
+                    {"expr": _stat_expression(title), "eval_time": "20m", "exp_samples": []}
+                ],
+            }
+        ],
+    }
+    (tmp_path / "ratios.test.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
+    result = promtool(promtool_binary, "test", "rules", "ratios.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _span_link_queries(tags: str) -> list[str]:
+    """The Tempo data source's queries from a span to its tool's metrics, as Grafana sends them
+    for a span whose link tags read ``tags``: provisioning reads ``$$`` as ``$``, and Grafana
+    puts the span's tags for ``$__tags``, joined by ", " (nothing for a span without any)."""
+    path = REPO / "grafana" / "provisioning" / "datasources" / "tempo.yml"
+    (tempo,) = yaml.safe_load(path.read_text("utf-8"))["datasources"]
+    queries = tempo["jsonData"]["tracesToMetrics"]["queries"]
+    assert queries
+    expanded = []
+    for query in queries:
+        text = query["query"].replace("$$", "$")
+        expanded.append(text.replace("${__tags}", tags).replace("$__tags", tags))
+    return expanded
+
+
+@pytest.mark.parametrize(
+    "tags",
+    ["", 'tool="fetch"', 'tool="fetch", tool="fetch"'],
+    ids=["a span without laios.tool.label", "one tag", "the tag twice"],
+)
+def test_span_link_queries_parse_whatever_the_span_tags(
+    promtool_binary: str, tmp_path: Path, tags: str
+) -> None:
+    """Each *Related metrics* query of a span is valid PromQL, also for a span that has no
+    laios.tool.label (an execute_parallel batch span, a span of an older laios): Grafana then
+    puts nothing for ``$__tags``, and ``{$__tags,outcome=~"..."}`` read ``{,outcome=~"..."}``,
+    a parse error. (The same tag as a resource's and a span's attribute comes twice.)"""
+    rules = {
+        "groups": [
+            {
+                "name": "span-links",
+                "rules": [
+                    {"record": f"laios:span_link_{index}", "expr": query}
+                    for index, query in enumerate(_span_link_queries(tags))
+                ],
+            }
+        ]
+    }
+    (tmp_path / "links.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+    result = promtool(promtool_binary, "check", "rules", "links.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -504,7 +504,70 @@ def test_failure_panels_leave_out_cancellations(title: str) -> None:
     assert "cancel" in panel(title)["description"]
 
 
+def _docs_row(title: str) -> str:
+    """The row of docs/grafana.md's panel table that names ``title``."""
+    return next(
+        line
+        for line in (REPO / "docs" / "grafana.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("|") and (f" {title} |" in line or f" {title}," in line)
+    )
+
+
+def _rejection_reasons() -> set[str]:
+    """Every reason laios rejects a task with (its ``error_type``): the first argument of each
+    ``Refusal(...)`` written in src/laios/execution."""
+    reasons = set()
+    for path in (REPO / "src" / "laios" / "execution").rglob("*.py"):
+        reasons |= set(re.findall(r'\bRefusal\(\s*"([a-z_]+)"', path.read_text("utf-8")))
+    return reasons
+
+
+def test_rejected_tasks_panel_names_every_rejection_reason() -> None:
+    """ "Rejected tasks by tool" said a task is rejected for an unknown tool, an executor shut
+    down or saturated; the runners refuse for more (no_thread, would_deadlock, not_picklable,
+    a Dask runner's dask, ...). Its description and docs/grafana.md name each reason the code
+    rejects with."""
+    reasons = _rejection_reasons()
+    assert {"tool_not_found", "shutdown", "saturated", "would_deadlock", "dask"} <= reasons
+    title = "Rejected tasks by tool"
+    for text in (panel(title)["description"], _docs_row(title)):
+        missing = sorted(reason for reason in reasons if reason not in text)
+        assert missing == [], text
+
+
+def test_queue_wait_panels_say_waits_that_ended_in_the_queue_count() -> None:
+    """A task whose timeout struck, or that was cancelled, while it waited for a worker counts
+    its wait in laios_task_queue_wait_seconds (or the longest waits would be hidden): "Queue
+    wait" said it counted the tasks that started."""
+    for text in (
+        panel("Queue wait")["description"],
+        panel("Queue wait p95 by tool")["description"],
+        _docs_row("Queue wait"),
+    ):
+        assert "timed out" in text, text
+        assert "cancelled" in text, text
+        assert "rejected" in text, text
+    assert "started after" not in panel("Queue wait")["description"]
+
+
 # -- queries ----------------------------------------------------------------------------------
+
+
+def test_every_ratio_leaves_out_a_zero_denominator() -> None:
+    """A division shows no value where its denominator is 0, never +Inf or NaN: "Attempts per
+    result by tool" read +Inf in a window of attempts with no result returned (a long backoff
+    inside execute_with_retry), a ratio of failures NaN in a window where nothing finished,
+    "Worker utilisation" +Inf for busy workers of executors with none open. Every denominator
+    is ``(... > 0)`` (tests/integration/test_promtool_rules.py evaluates them)."""
+    unguarded = []
+    for panel_, target in TARGETS:
+        for denominator in target["expr"].split("\n/ ")[1:]:
+            denominator = denominator.split("\nor ")[0]
+            if not (denominator.startswith("(") and denominator.endswith(" > 0)")):
+                unguarded.append((panel_["title"], denominator))
+    assert unguarded == []
+    divided = [panel_["title"] for panel_, target in TARGETS if "\n/ " in target["expr"]]
+    assert "Attempts per result by tool" in divided
 
 
 def test_rates_use_the_rate_interval() -> None:

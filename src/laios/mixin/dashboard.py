@@ -68,6 +68,17 @@ def _scope_labels(config: MixinConfig) -> list[str]:
     return labels
 
 
+def _per(numerator: str, denominator: str) -> str:
+    """``numerator / denominator``, with no value where the denominator is 0.
+
+    Divided by 0, PromQL gives +Inf (or NaN for 0/0), which a panel draws as a point off its
+    scale or a number that means nothing: attempts in a window where no result was returned
+    (a call still in a long backoff inside ``execute_with_retry``), busy workers of executors
+    with no worker open. ``(denominator > 0)`` keeps only the series whose denominator is not 0.
+    """
+    return f"{numerator}\n/ ({denominator} > 0)"
+
+
 class _Queries:
     """Writes the PromQL of the panels with the selector and the variables' matchers."""
 
@@ -94,20 +105,25 @@ class _Queries:
 
         As the recording rules compute it: results that failed over the results that were not
         cancelled (what the error-ratio and burn-rate alerts page on), attempts that failed
-        over every attempt (``laios:task_error_ratio:rate5m``).
+        over every attempt (``laios:task_error_ratio:rate5m``). No value where nothing counted
+        finished in the window (:func:`_per`).
         """
+        return _per(*self._ratio_terms(metric, by))
+
+    def _ratio_terms(self, metric: str, by: str = "") -> tuple[str, str]:
+        """The numerator and the denominator of :meth:`ratio`."""
         total = f"sum by ({by}) " if by else "sum"
         failed = self.rate(metric, f'outcome=~"{FAILED_OUTCOMES}"')
         valid = ['outcome!="cancelled"'] if metric == "laios_task_results_total" else []
-        return f"{total}({failed})\n/ {total}({self.rate(metric, *valid)})"
+        return f"{total}({failed})", f"{total}({self.rate(metric, *valid)})"
 
     def share(self, metric: str) -> str:
         """:meth:`ratio` of all selected tools as one number, 0 when nothing counted finished
         in the window (where the ratio is 0/0, NaN) or nothing ever failed (no failed series).
 
         Where there is no series of ``metric`` at all (no laios target selected), no value."""
-        failed, valid = self.ratio(metric).split("\n/ ")
-        return f"{failed}\n/ ({valid} > 0)\nor {valid} * 0"
+        failed, valid = self._ratio_terms(metric)
+        return f"{_per(failed, valid)}\nor {valid} * 0"
 
     def quantile(self, q: float, metric: str, by: str, *more: str) -> str:
         """``histogram_quantile`` of a histogram's buckets, summed ``by`` labels plus ``le``."""
@@ -248,7 +264,8 @@ def _red(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Failed attempts by tool",
             "Per tool: share of attempts that failed (error, timeout, rejected). Above the"
-            " failed results of the same tool when retries recover.",
+            " failed results of the same tool when retries recover. Gaps: no attempt of the"
+            " tool finished in the window.",
             "percentunit",
             [g.target(q.ratio("laios_tasks_total", "tool"), legend="{{tool}}")],
             max_value=1,
@@ -348,20 +365,28 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
             " count. A thread held by a timed-out tool counts until its tool returns: a pool"
             " held by hung tools reads 100 %, more while replacement threads run beside them"
             " (see Abandoned threads by instance). Whether tasks wait for a thread, Queue depth"
-            " and Queue wait p95 tell.",
+            " and Queue wait p95 tell. No value for a process with no worker open.",
             "percentunit",
             [
                 g.target(
-                    f"sum by (instance) ({q.of('laios_executor_busy_workers', tool=False)})\n"
-                    f"/ sum by (instance) ({q.of('laios_executor_workers', tool=False)})",
+                    _per(
+                        f"sum by (instance) ({q.of('laios_executor_busy_workers', tool=False)})",
+                        f"sum by (instance) ({q.of('laios_executor_workers', tool=False)})",
+                    ),
                     legend="{{instance}}",
                 )
             ],
         ),
         g.timeseries(
             "Rejected tasks by tool",
-            "Tasks refused before they started, per second: an unknown tool (label unknown),"
-            " an executor shut down or saturated. Errors by type says which.",
+            "Tasks refused before they started, per second, whatever the reason (Errors by tool"
+            " and type says which): tool_not_found (a name not registered, label unknown),"
+            " shutdown (the executor or its runner shut down), saturated (every worker held),"
+            " no_thread (no worker thread could be started), would_deadlock (a call that would"
+            " wait for its own thread or event loop), loop_closed and task_factory_failed (an"
+            " async tool's event loop closed, or its task factory failed), not_picklable and"
+            " no_process (a process runner could not send the call or start a worker), and a"
+            " Dask runner's dask, clock and forked.",
             "ops",
             [
                 g.target(
@@ -376,8 +401,10 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         9,
         g.timeseries(
             "Queue wait p95 by tool",
-            "95th percentile time between submission and start, by tool. Rising together with"
-            " queue depth: the pool is too small, or held by hung tools.",
+            "95th percentile time waited for a worker, by tool: from submission to start, or to"
+            " the end of a task that timed out or was cancelled while still queued (a rejected"
+            " task never waited and is not counted). Rising together with queue depth: the pool"
+            " is too small, or held by hung tools.",
             "s",
             [
                 g.target(
@@ -388,7 +415,10 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         ),
         g.heatmap(
             "Queue wait",
-            "How many tasks per second started after each queue wait bucket, all selected tools.",
+            "How many tasks per second ended their wait for a worker in each queue wait bucket,"
+            " all selected tools: tasks that started, and tasks that timed out or were cancelled"
+            " while still queued, with the wait they had (a rejected task never waited and is"
+            " not counted).",
             g.target(
                 f"sum by (le) ({q.rate('laios_task_queue_wait_seconds_bucket')})",
                 legend="{{le}}",
@@ -421,12 +451,15 @@ def _errors(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Attempts per result by tool",
             "Attempts made for each result returned to a caller: 1 without retries; 2 means"
-            " every call took a retry on average.",
+            " every call took a retry on average. No value in a window where the tool returned"
+            " no result (its attempts are of calls still retrying, in a long backoff).",
             "short",
             [
                 g.target(
-                    f"sum by (tool) ({q.rate('laios_tasks_total')})\n"
-                    f"/ sum by (tool) ({q.rate('laios_task_results_total')})",
+                    _per(
+                        f"sum by (tool) ({q.rate('laios_tasks_total')})",
+                        f"sum by (tool) ({q.rate('laios_task_results_total')})",
+                    ),
                     legend="{{tool}}",
                 )
             ],
@@ -547,12 +580,15 @@ def _custom(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Custom metrics: mean value",
             "Mean of the values recorded with PerformanceMonitor.record_metric in each window,"
-            " by name (the unit is in the legend). Custom metrics carry no tool label.",
+            " by name (the unit is in the legend); no value in a window where none was recorded."
+            " Custom metrics carry no tool label.",
             "short",
             [
                 g.target(
-                    f"sum by (name, unit) ({q.rate('laios_custom_metric_sum', tool=False)})\n"
-                    f"/ sum by (name, unit) ({q.rate('laios_custom_metric_count', tool=False)})",
+                    _per(
+                        f"sum by (name, unit) ({q.rate('laios_custom_metric_sum', tool=False)})",
+                        f"sum by (name, unit) ({q.rate('laios_custom_metric_count', tool=False)})",
+                    ),
                     legend="{{name}} ({{unit}})",
                 )
             ],
