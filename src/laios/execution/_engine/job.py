@@ -1857,8 +1857,17 @@ class Job(TaskRecord):
 
         Run on that loop, the tool held it (a blocking call, then no real suspension); run
         elsewhere (a worker thread, a process), its result came while the loop was held or
-        busy, its timer late. A cancellation, or an interrupt, goes its own way."""
-        if self.cancel_requested or time.monotonic() < deadline:
+        busy, its timer late. A cancellation, or an interrupt, goes its own way.
+
+        Judged by when the call ended (``outcome.ended``, read where it ran), not by when its
+        outcome is handled here: a tool that returned in time is a success however late the
+        awaiting loop gets round to its result, as on the blocking road."""
+        if self.cancel_requested:
+            return None
+        ended = outcome.ended
+        if not isinstance(ended, float):  # (not said, or not a time: a runner of one's own)
+            ended = time.monotonic()
+        if ended < deadline:
             return None
         raised = outcome.error
         if raised is not None and (

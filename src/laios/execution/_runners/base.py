@@ -247,6 +247,12 @@ class RawOutcome:
             it ran in, scrubbed of the call's secret values and cut as a span's stack trace is
             (a pickled exception loses its frames and its causes); ``None``: ``error``'s own
             (the tool ran in this process).
+        ended: When the call ended, as ``time.monotonic()`` in the caller's process: when the
+            tool returned or raised, read where it ran (a worker thread, an event loop), or,
+            for a call run in another process, when its report arrived on the caller's side
+            (clocks differ across processes and machines). A call that returned before its
+            deadline is in time however late its outcome reaches the caller's event loop;
+            ``None``: when ``RunEvents.finished`` is called.
     """
 
     value: Any = None
@@ -256,6 +262,7 @@ class RawOutcome:
     worker: str | None = None
     error_type: str | None = None
     traceback: str | None = None
+    ended: float | None = None
 
 
 #: ``RawOutcome.error_type`` of an ``asyncio.CancelledError`` the tool let out though nothing

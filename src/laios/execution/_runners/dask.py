@@ -1805,6 +1805,9 @@ class DaskRunner:
                 events.checkpoint(parts[0], parts[1])
             elif kind == "done":
                 outcome = parts[0]
+                if isinstance(outcome, RawOutcome):
+                    # When the call ended, by the caller's clock: as its report arrived.
+                    outcome.ended = time.monotonic()
                 if cancelled and outcome.error_type == "worker_lost":  # (killed as released)
                     outcome = self._ended_cancelled(outcome, reason)
                 events.finished(_named_where(outcome, handle))

@@ -1788,6 +1788,9 @@ class _Pool:
             current = call is not None and call.state == "running"
         if kind == "done":
             _, outcome, retire = message
+            if isinstance(outcome, RawOutcome):
+                # When the call ended, by this process's clock: as its report arrived.
+                outcome.ended = time.monotonic()
             with self.lock:
                 if call is not None and call.state == "running":
                     call.state = "done"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 from laios.execution._checks import number_repr, positive_int, switch, whole_number
 from laios.execution._forks import reset_after_fork
@@ -301,7 +302,9 @@ class ThreadRunner:
     def _run(self, work: _Work, me: threading.Thread) -> None:
         events = work.events
         if events.started() and self._take(work, me):
-            events.finished(call_tool_here(work.call, events))
+            outcome = call_tool_here(work.call, events)
+            outcome.ended = time.monotonic()  # (its deadline is judged by it, see RawOutcome)
+            events.finished(outcome)
 
     def _owned_done(self, work: _Work) -> None:
         """``work``, a call a worker made past the limit, has returned or left the queue: its
