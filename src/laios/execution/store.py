@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
 from laios._exceptions import qualified_type_name
-from laios._text import shorten
+from laios._text import quoted, shorten
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
     ERROR_OUTCOMES,
@@ -1162,13 +1162,16 @@ class MetricStore:
             return
         since = f"; {held_back} more failures of it since the last log" if held_back else ""
         message = (
-            f"{kind} listener %r raised; it was skipped (logged at most once a minute per "
+            f"{kind} listener %s raised; it was skipped (logged at most once a minute per "
             f"listener{since})"
         )
+        # (its repr, cut: a listener's own may raise, or be huge, and the log handler would
+        # print a traceback of its own, or a megabyte of log, instead of the failure)
+        shown = quoted(listener)
         if not secrets:
-            _log.error(message, listener, exc_info=exc)
+            _log.error(message, shown, exc_info=exc)
         else:
-            _log.error(message + "\n%s", listener, scrubbed_traceback(exc, secrets))
+            _log.error(message + "\n%s", shown, scrubbed_traceback(exc, secrets))
 
     def add_finish_listener(self, listener: FinishListener) -> None:
         """Call ``listener`` with a :class:`FinishedTask` at the end of every task from now on.
