@@ -515,7 +515,8 @@ class MetricStore:
             type and custom metric folded past the two caps below).
         max_error_types: Distinct ``error_type`` label values per tool before further ones fold
             into ``"other"``.
-        max_tracked_ids: Task ids for which progress histories and custom metrics are kept.
+        max_tracked_ids: Task ids for which progress histories and custom metrics are kept
+            (those reported about most recently; each table on its own).
         max_custom_metrics: Distinct (name, unit) pairs of custom metrics exported as
             aggregates before further ones fold into ``"other"``.
         clock: Where the store reads the time (``time()`` for timestamps, ``perf_counter()``
@@ -1443,8 +1444,8 @@ class MetricStore:
                 neither kept nor told to listeners, once the run has finished); otherwise
                 the newest record with the update's task id keeps it (and, while running,
                 shows the new progress).
-                Updates about an id no executor knows are kept on their own, for the newest
-                ``max_tracked_ids`` ids.
+                Updates about an id no executor knows are kept on their own, for the
+                ``max_tracked_ids`` ids reported about most recently.
 
         Returns:
             The update as kept (shared with the history: copy it before handing it out).
@@ -1476,6 +1477,8 @@ class MetricStore:
                     self._progress[update.task_id] = history
                     if len(self._progress) > self.max_tracked_ids:
                         self._progress.popitem(last=False)
+                else:  # (the least recently reported about goes first: never a job still going)
+                    self._progress.move_to_end(update.task_id)
                 history.add(update, size)
             listeners = bool(self._progress_listeners)
         if listeners:
@@ -1677,6 +1680,8 @@ class MetricStore:
                     self._custom[task_id] = per_task
                     if len(self._custom) > self.max_tracked_ids:
                         self._custom.popitem(last=False)
+                else:  # (the least recently recorded for goes first: never a job still going)
+                    self._custom.move_to_end(task_id)
             names = per_task.names
             known = names.get(name)
             if known is None:
