@@ -106,3 +106,101 @@ def test_a_new_finish_listener_at_a_removed_ones_address_has_its_failure_logged(
     finish_one()
     assert len(errors.seen) == 2
     assert errors.seen[1].startswith("ERROR listener ")
+
+
+class _Texts(logging.Handler):
+    """Keeps the message of each listener failure as a log handler formats it, or what
+    formatting it raised (a handler of the standard library would print a ``Logging error``
+    traceback instead of the failure)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+        self.broken: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.texts.append(record.getMessage())
+        except Exception as exc:
+            self.broken.append(exc)
+
+
+@pytest.fixture
+def texts() -> Iterator[_Texts]:
+    handler = _Texts()
+    logger = logging.getLogger("laios.execution")
+    logger.addHandler(handler)
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.removeHandler(handler)
+
+
+class _Unshowable:
+    """A listener whose ``repr`` raises (a proxy's, a half-built object's) and fails."""
+
+    def __call__(self, event: Any) -> None:
+        raise RuntimeError("listener broke")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr today")
+
+
+class _Verbose:
+    """A listener whose ``repr`` is huge (a partial bound to a big value, say) and fails."""
+
+    def __call__(self, event: Any) -> None:
+        raise RuntimeError("listener broke")
+
+    def __repr__(self) -> str:
+        return "Verbose(" + "x" * 1_000_000 + ")"
+
+
+def _finish_one(monitor: TaskMonitor) -> None:
+    task = Task(plan_id="p", description="d", tool_name="batch")
+    monitor.start_monitoring(task)
+    monitor.stop_monitoring(task.id)
+
+
+@pytest.mark.parametrize("kind", ["progress", "finish"])
+def test_a_failing_listener_whose_repr_raises_is_logged_by_its_type(
+    texts: _Texts, kind: str
+) -> None:
+    """A failing listener whose ``repr`` raises is described by its type: the failure is
+    logged, never replaced by the handler's own ``Logging error`` traceback."""
+    store = MetricStore()
+    listener = _Unshowable()
+    if kind == "progress":
+        tracker = ProgressTracker(store)
+        tracker.add_listener(listener)
+        tracker.update_progress("t", "in_progress", 1)
+    else:
+        store.add_finish_listener(listener)
+        _finish_one(TaskMonitor(store))
+    assert texts.broken == []
+    assert len(texts.texts) == 1
+    assert "<_Unshowable object>" in texts.texts[0]
+
+
+@pytest.mark.parametrize("kind", ["progress", "finish"])
+def test_a_failing_listener_with_a_huge_repr_is_logged_short(texts: _Texts, kind: str) -> None:
+    """A failing listener's ``repr`` is cut in the log line, as every message quotes values:
+    a listener bound to a big value does not make each failure a megabyte of log."""
+    store = MetricStore()
+    listener = _Verbose()
+    if kind == "progress":
+        tracker = ProgressTracker(store)
+        tracker.add_listener(listener)
+        tracker.update_progress("t", "in_progress", 1)
+    else:
+        store.add_finish_listener(listener)
+        _finish_one(TaskMonitor(store))
+    assert texts.broken == []
+    assert len(texts.texts) == 1
+    assert texts.texts[0].startswith(f"{kind} listener Verbose(xxx")
+    assert len(texts.texts[0]) < 1_000

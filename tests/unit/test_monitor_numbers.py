@@ -94,6 +94,18 @@ def test_record_metric_takes_unit_none_as_no_unit_and_refuses_no_name() -> None:
     assert list(perf.get_metrics("t")) == ["rows"]
 
 
+def test_metric_summary_refuses_no_name_as_record_metric_does() -> None:
+    """``get_metric_summary(task_id, None)`` answered ``{}``, as for a metric with no samples
+    (a name read from a missing setting looked like a metric never recorded), and found the
+    metric ``"None"`` when one was recorded under that text. It refuses ``None`` as
+    ``record_metric`` does."""
+    perf = PerformanceMonitor()
+    perf.record_metric("t", "None", 3)
+    with pytest.raises(TypeError, match="metric_name must be a string, got None"):
+        perf.get_metric_summary("t", None)  # type: ignore[arg-type]
+    assert perf.get_metric_summary("t", "None")["count"] == 1
+
+
 def test_metric_summary_average_of_samples_near_the_float_limit_is_finite() -> None:
     """Samples whose sum is past the largest float still have their true average, not
     infinity (every sample is finite)."""

@@ -442,7 +442,14 @@ class PerformanceMonitor:
     def get_metric_summary(self, task_id: str, metric_name: str) -> dict[str, float]:
         """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none);
         ``avg`` is finite and between ``min`` and ``max`` (samples all of one value average to
-        it exactly)."""
+        it exactly).
+
+        Raises:
+            TypeError: When ``metric_name`` is ``None`` (as :meth:`record_metric` refuses it),
+                or ``str()`` of a ``task_id`` or ``metric_name`` that is no string raises.
+        """
+        if metric_name is None:  # (read as "None", it would find a metric no one meant)
+            raise TypeError("metric_name must be a string, got None")
         name = shorten(as_text(metric_name, "metric_name"), 128)
         samples = self._store.custom_metrics(task_key(task_id)).get(name)
         if not samples:

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
 from laios._exceptions import qualified_type_name
-from laios._text import shorten
+from laios._text import quoted, shorten
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
     ERROR_OUTCOMES,
@@ -640,7 +640,8 @@ class MetricStore:
             type and custom metric folded past the two caps below).
         max_error_types: Distinct ``error_type`` label values per tool before further ones fold
             into ``"other"``.
-        max_tracked_ids: Task ids for which progress histories and custom metrics are kept.
+        max_tracked_ids: Task ids for which progress histories and custom metrics are kept
+            (those reported about most recently; each table on its own).
         max_custom_metrics: Distinct (name, unit) pairs of custom metrics exported as
             aggregates before further ones fold into ``"other"``.
         clock: Where the store reads the time (``time()`` for timestamps, ``perf_counter()``
@@ -1291,13 +1292,16 @@ class MetricStore:
             return
         since = f"; {held_back} more failures of it since the last log" if held_back else ""
         message = (
-            f"{kind} listener %r raised; it was skipped (logged at most once a minute per "
+            f"{kind} listener %s raised; it was skipped (logged at most once a minute per "
             f"listener{since})"
         )
+        # (its repr, cut: a listener's own may raise, or be huge, and the log handler would
+        # print a traceback of its own, or a megabyte of log, instead of the failure)
+        shown = quoted(listener)
         if not secrets:
-            _log.error(message, listener, exc_info=exc)
+            _log.error(message, shown, exc_info=exc)
         else:
-            _log.error(message + "\n%s", listener, scrubbed_traceback(exc, secrets))
+            _log.error(message + "\n%s", shown, scrubbed_traceback(exc, secrets))
 
     def add_finish_listener(self, listener: FinishListener) -> None:
         """Call ``listener`` with a :class:`FinishedTask` at the end of every task from now on.
@@ -1571,8 +1575,8 @@ class MetricStore:
                 neither kept nor told to listeners, once the run has finished); otherwise
                 the newest record with the update's task id keeps it (and, while running,
                 shows the new progress).
-                Updates about an id no executor knows are kept on their own, for the newest
-                ``max_tracked_ids`` ids.
+                Updates about an id no executor knows are kept on their own, for the
+                ``max_tracked_ids`` ids reported about most recently.
 
         Returns:
             The update as kept (shared with the history: copy it before handing it out).
@@ -1604,6 +1608,8 @@ class MetricStore:
                     self._progress[update.task_id] = history
                     if len(self._progress) > self.max_tracked_ids:
                         self._progress.popitem(last=False)
+                else:  # (the least recently reported about goes first: never a job still going)
+                    self._progress.move_to_end(update.task_id)
                 history.add(update, size)
             listeners = bool(self._progress_listeners)
         if listeners:
@@ -1805,6 +1811,8 @@ class MetricStore:
                     self._custom[task_id] = per_task
                     if len(self._custom) > self.max_tracked_ids:
                         self._custom.popitem(last=False)
+                else:  # (the least recently recorded for goes first: never a job still going)
+                    self._custom.move_to_end(task_id)
             names = per_task.names
             known = names.get(name)
             if known is None:
