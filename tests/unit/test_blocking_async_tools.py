@@ -59,21 +59,37 @@ def test_a_tool_kept_from_starting_by_a_blocked_loop_says_so(make_executor: Any)
 
 
 def test_a_tool_waiting_for_a_slot_says_no_slot_was_free(make_executor: Any) -> None:
-    """With one slot, held by a tool that runs on, the other tool of the batch times out
-    waiting for it: the error says no slot was free, not that the loop may have been blocked
-    (the loop turned all along)."""
+    """With one slot, held by a tool that runs on, the tools of a batch time out waiting for
+    it: the error says no slot was free, not that the loop may have been blocked (the loop
+    turned all along).
+
+    (The slot is held from outside the batch: each task's timeout counts from its own
+    submission, so a later task's ends a little after an earlier one's, longer under load,
+    and a slot freed at the earlier one's timeout may pass to it in time.)"""
     registry = ToolRegistry()
-    registry.register_tools([Sleeping(), Quick()])
+    registry.register_tools([Hold(), Sleeping(), Quick()])
     executor = make_executor(tool_registry=registry, max_async_tools=1)
     tasks = [_task("sleeping"), _task("quick")]
 
-    sleeping, quick = asyncio.run(executor.execute_parallel(tasks, CONTEXT, timeout=0.2))
+    async def main() -> list[Any]:
+        entered, release = asyncio.Event(), asyncio.Event()
+        holder = asyncio.ensure_future(
+            executor.execute_async(_task("hold", entered=entered, release=release), CONTEXT)
+        )
+        await asyncio.wait_for(entered.wait(), GUARD)
+        try:
+            return await executor.execute_parallel(tasks, CONTEXT, timeout=0.2)
+        finally:
+            release.set()
+            assert (await holder).success
 
-    assert sleeping.metadata["outcome"] == "timeout", sleeping.error
-    assert quick.metadata["outcome"] == "timeout", quick.error
-    error = quick.error or ""
-    assert "waiting to start (no max_async_tools slot was free yet)" in error, error
-    assert "event loop" not in error, error
+    sleeping, quick = asyncio.run(main())
+
+    for result in (sleeping, quick):
+        assert result.metadata["outcome"] == "timeout", result.error
+        error = result.error or ""
+        assert "waiting to start (no max_async_tools slot was free yet)" in error, error
+        assert "event loop" not in error, error
 
 
 def test_a_blocking_callers_tool_waiting_for_a_slot_says_no_slot_was_free(
