@@ -16,6 +16,7 @@ from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 CONTEXT = Context(session_id="s", user_id="u")
+GUARD = 10.0  # (seconds: a wait that only a broken executor runs into)
 
 
 class Hog(AsyncBaseTool):
@@ -58,21 +59,37 @@ def test_a_tool_kept_from_starting_by_a_blocked_loop_says_so(make_executor: Any)
 
 
 def test_a_tool_waiting_for_a_slot_says_no_slot_was_free(make_executor: Any) -> None:
-    """With one slot, held by a tool that runs on, the other tool of the batch times out
-    waiting for it: the error says no slot was free, not that the loop may have been blocked
-    (the loop turned all along)."""
+    """With one slot, held by a tool that runs on, the tools of a batch time out waiting for
+    it: the error says no slot was free, not that the loop may have been blocked (the loop
+    turned all along).
+
+    (The slot is held from outside the batch: each task's timeout counts from its own
+    submission, so a later task's ends a little after an earlier one's, longer under load,
+    and a slot freed at the earlier one's timeout may pass to it in time.)"""
     registry = ToolRegistry()
-    registry.register_tools([Sleeping(), Quick()])
+    registry.register_tools([Hold(), Sleeping(), Quick()])
     executor = make_executor(tool_registry=registry, max_async_tools=1)
     tasks = [_task("sleeping"), _task("quick")]
 
-    sleeping, quick = asyncio.run(executor.execute_parallel(tasks, CONTEXT, timeout=0.2))
+    async def main() -> list[Any]:
+        entered, release = asyncio.Event(), asyncio.Event()
+        holder = asyncio.ensure_future(
+            executor.execute_async(_task("hold", entered=entered, release=release), CONTEXT)
+        )
+        await asyncio.wait_for(entered.wait(), GUARD)
+        try:
+            return await executor.execute_parallel(tasks, CONTEXT, timeout=0.2)
+        finally:
+            release.set()
+            assert (await holder).success
 
-    assert sleeping.metadata["outcome"] == "timeout", sleeping.error
-    assert quick.metadata["outcome"] == "timeout", quick.error
-    error = quick.error or ""
-    assert "waiting to start (no max_async_tools slot was free yet)" in error, error
-    assert "event loop" not in error, error
+    sleeping, quick = asyncio.run(main())
+
+    for result in (sleeping, quick):
+        assert result.metadata["outcome"] == "timeout", result.error
+        error = result.error or ""
+        assert "waiting to start (no max_async_tools slot was free yet)" in error, error
+        assert "event loop" not in error, error
 
 
 def test_a_blocking_callers_tool_waiting_for_a_slot_says_no_slot_was_free(
@@ -153,6 +170,64 @@ def test_a_timeout_too_short_to_start_says_the_slot_was_had(make_executor: Any) 
             error
         )
         assert "blocked" not in error, error
+
+
+class HoldsTheLoop(AsyncBaseTool):
+    """Holds its loop's thread (a blocking wait) until ``go`` is set."""
+
+    name = "holds_the_loop"
+    description = "Blocks the event loop until told to go."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        kwargs["entered"].set()
+        kwargs["go"].wait(GUARD)  # (what a tool must never do: the loop stands still)
+        return "held"
+
+
+def test_a_call_whose_loop_ran_it_past_its_timeout_as_the_caller_struck_says_it_had_its_slot(
+    make_executor: Any,
+) -> None:
+    """On the executor's loop thread (``execute_task``), with slots to spare: the caller's
+    timeout strikes while the loop is held, and the loop, free again, runs the call's task,
+    which finds it past its deadline and gives its slot back before the caller has worded the
+    error (a caller's thread held up, under load). The call had its slot all along: the error
+    says so, never that no slot was free."""
+    registry = ToolRegistry()
+    registry.register_tools([HoldsTheLoop(), Quick()])
+    executor = make_executor(tool_registry=registry, max_async_tools=10)
+    runner = executor._engine.loop_thread
+    caller = threading.current_thread()
+    entered, go = threading.Event(), threading.Event()
+    asked: list[bool] = []
+    waiting = runner.waiting
+
+    def waiting_once_the_loop_gave_the_slot_back(handle: Any) -> str | None:
+        if threading.current_thread() is caller:
+            go.set()  # the loop runs the call's task now, which ends it
+            deadline = time.monotonic() + GUARD
+            while not (handle.ran and not runner.slots.holds(handle)):
+                assert time.monotonic() < deadline, "the loop never ran the call"
+                time.sleep(0.001)
+            asked.append(True)
+        return waiting(handle)
+
+    runner.waiting = waiting_once_the_loop_gave_the_slot_back
+    holder = threading.Thread(
+        target=executor.execute_task,
+        args=(_task("holds_the_loop", entered=entered, go=go), CONTEXT),
+    )
+    holder.start()
+    try:
+        assert entered.wait(GUARD), "the holding tool never started"
+        quick = executor.execute_task(_task("quick"), CONTEXT, timeout=0.05)
+    finally:
+        go.set()
+        holder.join(GUARD)
+    assert asked == [True]
+    assert quick.metadata["outcome"] == "timeout", quick.error
+    error = quick.error or ""
+    assert "it had its max_async_tools slot, but its event loop had not run it yet" in error, error
+    assert "no max_async_tools slot was free" not in error, error
 
 
 class Overrun(AsyncBaseTool):

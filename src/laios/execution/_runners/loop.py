@@ -1265,7 +1265,10 @@ class LoopRunner:
         waits)."""
         if not isinstance(handle, _LoopCall):
             return None
-        if not self.slots.holds(handle):
+        if not self.slots.holds(handle) and not handle.ran:
+            # (a call whose task began had its slot, given back since: its loop ran the task
+            # past its deadline, as the caller's timeout struck, before the caller asked here.
+            # Read after the slot: a task ending between the two reads began before.)
             return _NO_SLOT_FREE
         slotted = getattr(handle, "slotted", None)
         deadline = handle.call.deadline
