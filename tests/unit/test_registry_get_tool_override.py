@@ -234,3 +234,28 @@ def test_execute_tool_of_a_function_says_to_wrap_it() -> None:
         "(it has no execute() method)"
     ), output.error
     assert "create_simple_tool(name, description, func)" in (output.error or "")
+
+
+class _AsyncLookingTool:
+    """A tool of the caller's own making, not a BaseTool: ``is_async`` set, an ``execute``
+    (which ``execute_tool`` calls) and no ``execute_async``; its ``execute`` has a bug."""
+
+    name = "own"
+    is_async = True
+
+    def execute(self, **kwargs: Any) -> Any:
+        return None.missing  # type: ignore[attr-defined]
+
+
+class RegistryOfOwnTools(ToolRegistry):
+    def get_tool(self, name: str) -> Any:
+        return {"own": _AsyncLookingTool()}.get(name)
+
+
+def test_execute_tool_keeps_a_tools_own_attribute_error() -> None:
+    """execute_tool calls execute: the AttributeError its execute raised was told as "not a
+    tool (it has no execute_async() method)", the tool's own error lost."""
+    output = RegistryOfOwnTools().execute_tool("own")
+    assert output.success is False
+    assert "not a tool" not in (output.error or ""), output.error
+    assert "missing" in (output.error or ""), output.error

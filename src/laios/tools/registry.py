@@ -414,7 +414,7 @@ class ToolRegistry:
             if propagates(exc):
                 raise
             said = (
-                returned_coroutine(tool, self.get_tool) or _no_way_to_run(tool)
+                returned_coroutine(tool, self.get_tool) or _no_way_to_run(tool, "execute")
                 if isinstance(exc, AttributeError) and not isinstance(tool, BaseTool)
                 else None
             )
@@ -570,12 +570,14 @@ def _runs_code_of(lookup: Any, code: Any) -> bool:
         return False
 
 
-def _no_way_to_run(value: Any) -> str | None:
+def _no_way_to_run(value: Any, method: str | None = None) -> str | None:
     """What is said of ``value``, which a registry's ``get_tool`` returned, after "returned",
-    when it has no ``execute`` (``execute_async`` when its ``is_async`` is true) to run it by,
-    as a plain function has not; ``None`` when it has one."""
+    when it has no ``method`` to run it by, as a plain function has not (by default the one
+    an executor calls: ``execute_async`` when its ``is_async`` is true, else ``execute``);
+    ``None`` when it has one."""
     try:
-        method = "execute_async" if getattr(value, "is_async", False) else "execute"
+        if method is None:
+            method = "execute_async" if getattr(value, "is_async", False) else "execute"
         if hasattr(value, method):
             return None
     except Exception:  # (an object of its own whose lookups raise: its run says what)
