@@ -134,3 +134,15 @@ def test_more_keys_than_it_remembers_are_logged_again_in_time_not_never(
     assert len(notices) == 1, notices
     assert len(limiter._seen) <= 2
     assert len(limiter._gone) <= limiter.max_gone
+
+
+def test_the_keys_seen_last_keep_their_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key seen again before the limiter was full stayed where it was first seen: the key
+    seen most recently was the first pushed out to its hash, losing its count."""
+    now = [100.0]
+    monkeypatch.setattr("laios.execution._logs.time.monotonic", lambda: now[0])
+    limiter = WarningLimiter(60.0, max_keys=3)
+    for key in ("hot", "b", "hot", "hot", "c", "d"):
+        limiter.should_log(key)
+    now[0] += 61.0
+    assert limiter.should_log("hot") == 2  # (two held back, kept by name: seen among the last)

@@ -109,9 +109,8 @@ class WarningLimiter:
             seen = self._seen.get(key)
             held: int | None
             if seen is not None:
-                if len(self._seen) >= self.max_keys:  # (the order matters once one is out)
-                    del self._seen[key]
-                    self._seen[key] = seen  # (last: seen last)
+                del self._seen[key]
+                self._seen[key] = seen  # (last: seen last, so kept by name longest)
                 if now - seen[0] < self.interval:
                     seen[1] += 1
                     return None
@@ -120,35 +119,35 @@ class WarningLimiter:
                 return held
             # not kept by name: kept by its hash only, or a new key
             last = self._gone.pop(hash(key), None)
-            forgot = self._push_out() if len(self._seen) >= self.max_keys else None
+            forgot = len(self._seen) >= self.max_keys and self._push_out()
             if last is None or now - last >= self.interval:
                 self._seen[key] = [now, 0.0]
                 held = 0
             else:  # (held back: its count, lost with its name, starts at "not known")
                 self._seen[key] = [last, -math.inf]
                 held = None
-        if forgot is not None:  # (logged outside the lock: a handler may take its time)
+        if forgot:  # (logged outside the lock: a handler may take its time)
             _log.warning(
-                "a warning limiter has seen more than %d keys (such as %.100r): from now on it "
-                "forgets the keys seen longest ago, whose warnings may then be logged again "
-                "(said once)",
+                "a warning limiter has seen more than %d keys (the latest: %.100r): from now "
+                "on it forgets the keys seen longest ago, whose warnings may then be logged "
+                "again (said once)",
                 self.max_keys + self.max_gone,
-                forgot,
+                key,
             )
         return held
 
-    def _push_out(self) -> str | None:
+    def _push_out(self) -> bool:
         """Keep the key seen longest ago by its hash only, making room for another by name;
-        the key, when it is the first one this limiter forgets (which it then logs)."""
+        whether this forgot a key for the first time (which is then logged)."""
         oldest = next(iter(self._seen))
         self._gone[hash(oldest)] = self._seen.pop(oldest)[0]
         if len(self._gone) <= self.max_gone:
-            return None
+            return False
         del self._gone[next(iter(self._gone))]
         if self._forgot:
-            return None
+            return False
         self._forgot = True
-        return oldest
+        return True
 
     def forget(self, key: str) -> None:
         """Forget ``key``: its next warning is logged at once, as a first one (the key names
