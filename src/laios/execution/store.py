@@ -1608,7 +1608,7 @@ class MetricStore:
                     self._progress[update.task_id] = history
                     if len(self._progress) > self.max_tracked_ids:
                         self._progress.popitem(last=False)
-                else:  # (the least recently reported about goes first: never a job still going)
+                else:  # (the least recently reported goes first, not one that keeps reporting)
                     self._progress.move_to_end(update.task_id)
                 history.add(update, size)
             listeners = bool(self._progress_listeners)
@@ -1811,7 +1811,7 @@ class MetricStore:
                     self._custom[task_id] = per_task
                     if len(self._custom) > self.max_tracked_ids:
                         self._custom.popitem(last=False)
-                else:  # (the least recently recorded for goes first: never a job still going)
+                else:  # (the least recently recorded for goes first, not one that keeps recording)
                     self._custom.move_to_end(task_id)
             names = per_task.names
             known = names.get(name)
