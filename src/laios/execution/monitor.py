@@ -118,34 +118,9 @@ class ProgressTracker:
                 ``progress_percent`` a number of a class of the caller's own whose
                 ``float()`` raises.
         """
-        if details is not None and not isinstance(details, Mapping):
-            raise TypeError(
-                f"details must be a mapping of names to values, got {type(details).__name__}"
-            )
-        key = task_key(task_id)
-        progress_status = member_of(ProgressStatus, "status", status, quoted)
-        text = None
-        if message is not None:
-            text = as_text(message, "message")
-            # (the run whose progress this is, else any run of the id)
-            secrets = self._store.task_secrets(key, progress=True)
-            if secrets is None:  # (a finished run whose secrets were too many to keep)
-                text = REDACTED
-            else:
-                if details is not None:  # and a token the caller reports in the details by name
-                    secrets = with_secrets_of_details(details, secrets)
-                text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
-        update = ProgressUpdate(
-            task_id=key,
-            status=progress_status,
-            progress_percent=clamp_percent(progress_percent),
-            message=text,
-            # (read only as far as the summary kept goes: never a huge mapping whole)
-            details=summarize(details)[0],
-            timestamp=self._store.now(),
+        return _record_progress(
+            self._store, task_id, status, progress_percent, message, details, keep_percent=False
         )
-        # The update as the history keeps it (details summarized), in a copy of its own.
-        return copy_update(self._store.record_progress(update))
 
     def get_progress(self, task_id: str) -> ProgressUpdate | None:
         """The latest update for ``task_id``, or ``None``."""
@@ -227,7 +202,8 @@ class ExecutionMonitor:
         """Report progress of a task (status ``IN_PROGRESS``).
 
         ``percent=`` and ``progress_percent`` are two spellings of the same value; when
-        neither is given, the last known percentage is kept.
+        neither is given, the last known percentage is kept, read as the update is recorded
+        (an update another thread records meanwhile is never taken back).
 
         Raises:
             TypeError: When both are given (``update_task_progress(task_id, 10, percent=20)``):
@@ -244,14 +220,20 @@ class ExecutionMonitor:
                 f"({number_repr(progress_percent)}) and as percent= ({number_repr(percent)}): "
                 "they are two names of one value, give one of them"
             )
-        if value is None:
-            value = self._last_percent(task_id)
-        self.progress_tracker.update_progress(
-            task_id, ProgressStatus.IN_PROGRESS, value, message, details
+        # (with no percentage, the last known one, read as the update is recorded)
+        _record_progress(
+            self._store,
+            task_id,
+            ProgressStatus.IN_PROGRESS,
+            0.0 if value is None else value,
+            message,
+            details,
+            keep_percent=value is None,
         )
 
     def complete_task(self, task: Task, success: bool = True) -> None:
-        """Mark ``task`` completed (100 %) or failed.
+        """Mark ``task`` completed (100 %) or failed (at the last known percentage, read as the
+        update is recorded). Each call records one update: called twice, it records two.
 
         Raises:
             TypeError: When ``task`` is not a ``Task`` (it has no ``id``), or ``success`` is
@@ -261,20 +243,18 @@ class ExecutionMonitor:
         require_task(task, "complete_task")
         if switch("success", success):
             self.progress_tracker.update_progress(task.id, ProgressStatus.COMPLETED, 100.0)
-        else:
-            percent = self._last_percent(task.id)
-            self.progress_tracker.update_progress(task.id, ProgressStatus.FAILED, percent)
+        else:  # (at the last known percentage, read as the update is recorded)
+            _record_progress(
+                self._store, task.id, ProgressStatus.FAILED, 0.0, None, None, keep_percent=True
+            )
 
     def cancel_task(self, task_id: str) -> None:
-        """Mark a task cancelled (this records progress; to stop a task use
-        ``Executor.cancel_task``)."""
-        percent = self._last_percent(task_id)
-        self.progress_tracker.update_progress(task_id, ProgressStatus.CANCELLED, percent)
-
-    def _last_percent(self, task_id: str) -> float:
-        """The task's last known percentage (0 when nothing is known)."""
-        latest = self.progress_tracker.get_progress(task_id)
-        return latest.progress_percent if latest is not None else 0.0
+        """Mark a task cancelled at its last known percentage, read as the update is recorded
+        (this records progress; to stop a task use ``Executor.cancel_task``)."""
+        # (at the last known percentage, read as the update is recorded)
+        _record_progress(
+            self._store, task_id, ProgressStatus.CANCELLED, 0.0, None, None, keep_percent=True
+        )
 
     def get_progress(self, task_id: str) -> ProgressUpdate | None:
         """The latest progress of a task, or ``None``."""
@@ -470,6 +450,53 @@ class PerformanceMonitor:
         """Forget the samples of one task, or of all tasks (exported totals are counters and
         stay)."""
         self._store.clear_custom(None if task_id is None else task_key(task_id))
+
+
+def _record_progress(
+    store: MetricStore,
+    task_id: str,
+    status: ProgressStatus | ProgressStatusValue,
+    progress_percent: float | numbers.Real,
+    message: str | None,
+    details: Mapping[str, Any] | None,
+    *,
+    keep_percent: bool,
+) -> ProgressUpdate:
+    """Record an update in ``store`` as :meth:`ProgressTracker.update_progress` does.
+
+    With ``keep_percent``, the update is recorded at the percentage of the task's latest update
+    (0 when it has none) in place of ``progress_percent``, read as the update is recorded,
+    under one hold of the store's lock: an update another thread records meanwhile is never
+    undone, as it was when the percentage was read first (``[40, 90, 40]``).
+    """
+    if details is not None and not isinstance(details, Mapping):
+        raise TypeError(
+            f"details must be a mapping of names to values, got {type(details).__name__}"
+        )
+    key = task_key(task_id)
+    progress_status = member_of(ProgressStatus, "status", status, quoted)
+    text = None
+    if message is not None:
+        text = as_text(message, "message")
+        # (the run whose progress this is, else any run of the id)
+        secrets = store.task_secrets(key, progress=True)
+        if secrets is None:  # (a finished run whose secrets were too many to keep)
+            text = REDACTED
+        else:
+            if details is not None:  # and a token the caller reports in the details by name
+                secrets = with_secrets_of_details(details, secrets)
+            text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
+    update = ProgressUpdate(
+        task_id=key,
+        status=progress_status,
+        progress_percent=0.0 if keep_percent else clamp_percent(progress_percent),
+        message=text,
+        # (read only as far as the summary kept goes: never a huge mapping whole)
+        details=summarize(details)[0],
+        timestamp=store.now(),
+    )
+    # The update as the history keeps it (details summarized), in a copy of its own.
+    return copy_update(store.record_progress(update, keep_percent=keep_percent))
 
 
 _lock = threading.Lock()

@@ -286,6 +286,33 @@ def _final(rec: TaskRecord) -> ProgressUpdate:
     return ProgressUpdate(rec.task_id, final, percent, None, details, _utc(rec.end_time or 0.0))
 
 
+#: A progress history in parts (see :meth:`MetricStore._history_parts`): the updates kept for
+#: the id apart from any run, those of its run, where the run started and ended among them, and
+#: the run's derived ``STARTING`` and final updates (``None`` when it shows none).
+_HistoryParts = tuple[
+    list[ProgressUpdate],
+    list[ProgressUpdate],
+    int,
+    int,
+    ProgressUpdate | None,
+    ProgressUpdate | None,
+]
+
+
+def _joined_history(parts: _HistoryParts) -> list[ProgressUpdate]:
+    """A progress history from its parts: the updates kept apart from the run, then the run's,
+    its ``STARTING`` and final updates among them where the run started and ended."""
+    history, kept, started, ended, starting, final = parts
+    history.extend(kept[:started])
+    if starting is not None:
+        history.append(starting)
+    history.extend(kept[started:ended])
+    if final is not None:
+        history.append(final)
+    history.extend(kept[ended:])
+    return history
+
+
 #: A failed task as the store keeps it (a tuple: cheap to build under the lock): the fields of
 #: :class:`FailedTaskSnapshot`, in order.
 _Failure = tuple[str, str, str, str | None, float, float, str | None, int]
@@ -1559,7 +1586,7 @@ class MetricStore:
         return secrets
 
     def record_progress(
-        self, update: ProgressUpdate, rec: TaskRecord | None = None
+        self, update: ProgressUpdate, rec: TaskRecord | None = None, *, keep_percent: bool = False
     ) -> ProgressUpdate:
         """Store a progress update (bounded history) and notify progress listeners.
 
@@ -1577,6 +1604,10 @@ class MetricStore:
                 shows the new progress).
                 Updates about an id no executor knows are kept on their own, for the
                 ``max_tracked_ids`` ids reported about most recently.
+            keep_percent: Record the update at the percentage of the task's latest update
+                (0 when it has none) in place of its own, read under the same hold of the
+                lock as the update is kept: an update another thread records meanwhile is
+                never undone (as it would be were the percentage read first, then recorded).
 
         Returns:
             The update as kept (shared with the history: copy it before handing it out).
@@ -1584,6 +1615,11 @@ class MetricStore:
         update, size = _kept_update(update)
         own_report = rec is not None
         with self._lock:
+            if keep_percent:
+                latest = self._latest_locked(update.task_id)
+                percent = latest.progress_percent if latest is not None else 0.0
+                if percent != update.progress_percent:
+                    update = replace(update, progress_percent=percent)
             if rec is None:
                 rec = self._latest(update.task_id, progress=True)
             elif rec.state == "finished":
@@ -1677,29 +1713,34 @@ class MetricStore:
         """
         task_id = record_id(task_key(task_id))
         with self._lock:
-            history = list(self._progress.get(task_id, ()))
-            rec = self._latest(task_id, progress=True)
-            if rec is None:
-                return history
-            kept = list(rec.progress_updates or ())
-            # (updates of the executor's own up to a clear_progress stay forgotten)
-            cleared = rec.progress_cleared
-            starting = final = None
-            if rec.ran and rec.start_time is not None and cleared not in ("running", "finished"):
-                starting = _starting(rec)
-            if rec.state == "finished" and cleared != "finished":
-                final = _final(rec)
-            first = rec.progress_count - len(kept)  # the place of kept[0] among the run's updates
-            started = max(rec.progress_at_start - first, 0)
-            ended = max(rec.progress_at_end - first, started)
-        history.extend(kept[:started])
-        if starting is not None:
-            history.append(starting)
-        history.extend(kept[started:ended])
-        if final is not None:
-            history.append(final)
-        history.extend(kept[ended:])
-        return history
+            parts = self._history_parts(task_id)
+        return _joined_history(parts)
+
+    def _latest_locked(self, task_id: str) -> ProgressUpdate | None:
+        """The newest update of :meth:`_kept_history` for ``task_id`` (a record id; the
+        caller holds the lock), or ``None``."""
+        history = _joined_history(self._history_parts(task_id))
+        return history[-1] if history else None
+
+    def _history_parts(self, task_id: str) -> _HistoryParts:
+        """What :meth:`_kept_history` is made of (caller holds the lock; see
+        :func:`_joined_history`)."""
+        history = list(self._progress.get(task_id, ()))
+        rec = self._latest(task_id, progress=True)
+        if rec is None:
+            return history, [], 0, 0, None, None
+        kept = list(rec.progress_updates or ())
+        # (updates of the executor's own up to a clear_progress stay forgotten)
+        cleared = rec.progress_cleared
+        starting = final = None
+        if rec.ran and rec.start_time is not None and cleared not in ("running", "finished"):
+            starting = _starting(rec)
+        if rec.state == "finished" and cleared != "finished":
+            final = _final(rec)
+        first = rec.progress_count - len(kept)  # the place of kept[0] among the run's updates
+        started = max(rec.progress_at_start - first, 0)
+        ended = max(rec.progress_at_end - first, started)
+        return history, kept, started, ended, starting, final
 
     def clear_progress(self, task_id: str) -> None:
         """Forget the progress of ``task_id`` so far, of each of its runs the store knows;
