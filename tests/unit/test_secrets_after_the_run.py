@@ -204,3 +204,40 @@ def test_a_finished_record_keeps_the_secrets_not_a_large_parameter() -> None:
     assert record.kept_secrets == {"api_key": SECRET, "path": "/tmp/x"}
     assert list(store.task_secrets(small.id) or ()) == [SECRET]
     assert record.kept_secrets == (SECRET,)  # (read once, then kept as read)
+
+
+def test_a_listener_failure_about_a_task_whose_secrets_were_withheld_is_logged_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A progress listener's exception about a finished task whose secrets were too many to
+    keep is logged without its text (the secrets it may quote are not known), never with
+    them."""
+    store = MetricStore()
+    caplog.set_level(logging.DEBUG, logger="laios")
+    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
+
+    def quoting(update: Any) -> None:
+        raise RuntimeError(f"cannot send {update.details!r}")
+
+    monitor = ExecutionMonitor(store)
+    monitor.add_progress_listener(quoting)
+    monitor.update_task_progress(task.id, 50, "after", {"note": f"value {SECRET}"})
+    assert "progress listener" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_an_internal_error_about_a_task_whose_secrets_were_withheld_is_logged_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An internal error logged about a finished task whose secrets were too many to keep
+    (a span or log step failing after its run) is logged without its traceback, never with
+    the secrets it may quote."""
+    store = MetricStore()
+    caplog.set_level(logging.DEBUG, logger="laios")
+    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
+    (executor,) = EXECUTORS
+    record = store.find(executor._engine.scope, task.id)
+    assert record is not None
+    record.observability_failed("exporting", RuntimeError(f"cannot export {SECRET}"))
+    assert "internal error while exporting" in caplog.text
+    assert SECRET not in caplog.text

@@ -71,7 +71,7 @@ from laios.execution._records import (
     text_size,
 )
 from laios.execution._store_options import MAX_COUNTED_LIMIT, check_buckets, check_labels
-from laios.execution.redaction import SecretFields, scrubbed_traceback, secret_values
+from laios.execution.redaction import REDACTED, SecretFields, scrubbed_traceback, secret_values
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
@@ -1281,9 +1281,10 @@ class MetricStore:
             raise interrupt
 
     def _listener_failed(
-        self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str]
+        self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str] | None
     ) -> None:
-        """Log a listener's exception with its traceback (scrubbed of ``secrets``), at most
+        """Log a listener's exception with its traceback (scrubbed of ``secrets``; ``None``:
+        secrets too many to keep, and the traceback is written ``[REDACTED]`` whole), at most
         once a minute per listener, saying how many failures were held back since. A listener
         is known by its ``id`` while it is added; removing it forgets its failures, so that a
         new listener given the same ``id`` has its own first failure logged."""
@@ -1298,7 +1299,9 @@ class MetricStore:
         # (its repr, cut: a listener's own may raise, or be huge, and the log handler would
         # print a traceback of its own, or a megabyte of log, instead of the failure)
         shown = quoted(listener)
-        if not secrets:
+        if secrets is None:  # (a finished task whose secrets were too many to keep)
+            _log.error(message + "\n%s", shown, REDACTED)
+        elif not secrets:
             _log.error(message, shown, exc_info=exc)
         else:
             _log.error(message + "\n%s", shown, scrubbed_traceback(exc, secrets))
@@ -1637,8 +1640,9 @@ class MetricStore:
                 if interrupt is None:
                     interrupt = exc
             except BaseException as exc:  # (SystemExit, CancelledError: skipped all the same)
-                # The update's details are the tool's own: its exception may quote a secret.
-                secrets = rec.parameter_secrets() if rec is not None else []
+                # The update's details are the tool's own: its exception may quote a secret
+                # (of a finished run whose secrets were too many to keep, any: ``None``).
+                secrets = _secrets_of(rec) if rec is not None else []
                 self._listener_failed("progress", listener, exc, secrets)
         if interrupt is not None:
             raise interrupt
