@@ -275,3 +275,23 @@ def test_an_internal_error_about_a_task_whose_secrets_were_withheld_is_logged_wh
     record.observability_failed("exporting", RuntimeError(f"cannot export {SECRET}"))
     assert "internal error while exporting" in caplog.text
     assert SECRET not in caplog.text
+
+
+def test_an_on_progress_failure_about_a_task_whose_secrets_were_withheld_is_logged_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An ``on_progress`` exception reported about a finished task whose secrets were too many
+    to keep (a report under way as the task ended) is logged without its text."""
+    store = MetricStore()
+    caplog.set_level(logging.DEBUG, logger="laios")
+    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
+    (executor,) = EXECUTORS
+    record = store.find(executor._engine.scope, task.id)
+    assert record is not None
+
+    def callback(*_: Any) -> None:
+        """A callback."""
+
+    record.callback_failed(callback, "progress", RuntimeError(f"cannot show {SECRET}"))
+    assert "on_progress callback" in caplog.text
+    assert SECRET not in caplog.text
