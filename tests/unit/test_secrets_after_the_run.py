@@ -5,6 +5,7 @@ record keeps its secret values for as long as it is kept, within a bound."""
 from __future__ import annotations
 
 import logging
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,6 +81,10 @@ SECRET_PARAMETERS = [
     {"dsn": SECRET},  # by the tool's type
     {"headers": {"Authorization": f"Bearer {SECRET}"}},  # in a container
     {"api_key": SECRET, "document": "x" * 100_000},  # beside a large text
+    # (in text under an ordinary name, beside another: kept for the secret it writes)
+    {"url": f"postgres://app:{SECRET}@db/x", "prompt": "hello"},
+    {"query": f"?api_key={SECRET}", "n": 3},
+    {"body": f'{{"token": "{SECRET}"}}', "path": "/tmp/x"},
 ]
 
 
@@ -201,6 +206,92 @@ def test_a_finished_record_keeps_the_secrets_not_a_large_parameter() -> None:
     small = ran(store, {"api_key": SECRET, "path": "/tmp/x"})
     record = store.find(EXECUTORS[-1]._engine.scope, small.id)
     assert record is not None
-    assert record.kept_secrets == {"api_key": SECRET, "path": "/tmp/x"}
+    assert record.kept_secrets == {"api_key": SECRET}  # (not "path": it holds none)
     assert list(store.task_secrets(small.id) or ()) == [SECRET]
     assert record.kept_secrets == (SECRET,)  # (read once, then kept as read)
+
+
+def test_finished_records_keep_no_copy_of_parameters_that_hold_no_secret() -> None:
+    """A finished record keeps what can hold a secret, not the task's parameters: ten
+    thousand tasks of a prompt of 4,000 characters (no secret in it) leave their records
+    small (each prompt held would take some 40 MB)."""
+    registry = ToolRegistry()
+    registry.register_tool(Connects)
+    context = Context(session_id="s", user_id="u")
+    count = 10_000
+    with Executor(registry, register_prometheus=False, record_capacity=count) as executor:
+        EXECUTORS.append(executor)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(count):
+                prompt = f"{n:05d}" + "x" * 3995  # (one of its own per task)
+                task = Task(
+                    plan_id="p",
+                    description="d",
+                    tool_name=Connects.name,
+                    parameters={"prompt": prompt, "n": n},
+                )
+                assert executor.execute_task(task, context).success
+            del task, prompt
+            retained = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    assert retained < 15_000_000, f"{retained:,} bytes retained after the run"
+
+
+def test_a_listener_failure_about_a_task_whose_secrets_were_withheld_is_logged_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A progress listener's exception about a finished task whose secrets were too many to
+    keep is logged without its text (the secrets it may quote are not known), never with
+    them."""
+    store = MetricStore()
+    caplog.set_level(logging.DEBUG, logger="laios")
+    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
+
+    def quoting(update: Any) -> None:
+        raise RuntimeError(f"cannot send {update.details!r}")
+
+    monitor = ExecutionMonitor(store)
+    monitor.add_progress_listener(quoting)
+    monitor.update_task_progress(task.id, 50, "after", {"note": f"value {SECRET}"})
+    assert "progress listener" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_an_internal_error_about_a_task_whose_secrets_were_withheld_is_logged_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An internal error logged about a finished task whose secrets were too many to keep
+    (a span or log step failing after its run) is logged without its traceback, never with
+    the secrets it may quote."""
+    store = MetricStore()
+    caplog.set_level(logging.DEBUG, logger="laios")
+    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
+    (executor,) = EXECUTORS
+    record = store.find(executor._engine.scope, task.id)
+    assert record is not None
+    record.observability_failed("exporting", RuntimeError(f"cannot export {SECRET}"))
+    assert "internal error while exporting" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_an_on_progress_failure_about_a_task_whose_secrets_were_withheld_is_logged_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An ``on_progress`` exception reported about a finished task whose secrets were too many
+    to keep (a report under way as the task ended) is logged without its text."""
+    store = MetricStore()
+    caplog.set_level(logging.DEBUG, logger="laios")
+    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
+    (executor,) = EXECUTORS
+    record = store.find(executor._engine.scope, task.id)
+    assert record is not None
+
+    def callback(*_: Any) -> None:
+        """A callback."""
+
+    record.callback_failed(callback, "progress", RuntimeError(f"cannot show {SECRET}"))
+    assert "on_progress callback" in caplog.text
+    assert SECRET not in caplog.text

@@ -74,6 +74,7 @@ __all__ = [
     "is_collection",
     "is_secret_key",
     "is_secret_pair",
+    "may_write_a_secret",
     "named_tuple_fields",
     "object_fields",
     "parameters_snapshot",
@@ -666,6 +667,27 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
                 if pair not in seen:
                     seen.add(pair)
                     yield pair
+
+
+def may_write_a_secret(text: str) -> bool:
+    """Whether :func:`secret_values` may find a secret in ``text`` held under an ordinary
+    name (not secret-looking, not declared secret by type): whether it may be JSON text, a
+    URL with user information, or text writing a value under a secret-looking name. ``False``
+    only when it finds none there; cheap (no pattern search), so that a finished task's record
+    keeps, of its parameters, only those that may hold a secret (see
+    ``TaskRecord.keep_secrets``)."""
+    opening = text[:1]
+    if opening in _JSON_OPENINGS or opening.isspace():
+        return True
+    if "@" in text and "://" in text:
+        return True
+    if len(text) > MAX_NAMED_TEXT_CHARS:
+        return False
+    if not text.isascii():  # (its composed and compatibility forms: see _assignments)
+        return True
+    if "=" not in text and ":" not in text:
+        return False
+    return _hinted(text) or _hinted(_form_decoded(text))
 
 
 def _form_decoded(text: str) -> str:

@@ -71,7 +71,14 @@ from laios.execution._records import (
     text_size,
 )
 from laios.execution._store_options import MAX_COUNTED_LIMIT, check_buckets, check_labels
-from laios.execution.redaction import SecretFields, scrubbed_traceback, secret_values
+from laios.execution.redaction import (
+    REDACTED,
+    SecretFields,
+    is_secret_key,
+    may_write_a_secret,
+    scrubbed_traceback,
+    secret_values,
+)
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
@@ -135,9 +142,6 @@ MAX_KEPT_SECRET_CHARS = 16 * 1024
 #: read its secrets from only when asked (see :meth:`TaskRecord.keep_secrets`).
 _MAX_KEPT_PARAMETERS = 64
 _MAX_KEPT_PARAMETER_CHARS = 4096
-#: The plain values such a copy holds: immutable, and of a size that is counted or fixed.
-_KEPT_TEXT = (str, bytes)
-_KEPT_VALUES = frozenset({str, bytes, int, float, bool, type(None)})
 
 
 class _Withheld:
@@ -523,10 +527,12 @@ class TaskRecord:
         the record is kept: text the monitors are told about a task after its run is scrubbed
         as it was while the task ran.
 
-        Parameters of a few plain values (text, numbers, bytes) are kept as a copy, their
-        secrets read only if text about the task comes after its run (most tasks never see
-        any: reading them at every task's end would cost more than running a small tool);
-        of others, the secret values are read now. At most ``MAX_KEPT_SECRET_CHARS``
+        Of parameters of a few plain values (text, numbers, bytes), those that may hold a
+        secret are kept (under a secret-looking name, or one the tool declares secret by type;
+        text that may write one, as :func:`~laios.execution.redaction.may_write_a_secret`
+        says), their secrets read only if text about the task comes after its run (most tasks
+        never see any: reading them at every task's end would cost more than running a small
+        tool); of others, the secret values are read now. At most ``MAX_KEPT_SECRET_CHARS``
         characters of them are kept: past that, none, and text about the task after its run
         is written ``[REDACTED]`` whole. Never raises: a task whose parameters cannot be
         looked at keeps none, and text about it after its run is written ``[REDACTED]``."""
@@ -534,11 +540,12 @@ class TaskRecord:
             parameters = getattr(self.task, "parameters", None)
             if not parameters:
                 return
-            kept = _small_plain_copy(parameters)
+            copy = _small_plain_copy(parameters, self)
         except Exception:  # (a stand-in task of the caller's own: a raising property, bool())
             self.kept_secrets = WITHHELD
             return
-        self.kept_secrets = kept if kept is not None else bounded_secrets(self.parameter_secrets())
+        kept = copy if copy is not None else bounded_secrets(self.parameter_secrets())
+        self.kept_secrets = kept if kept else ()
 
     def finished_secrets(self) -> Sequence[str] | None:
         """The secret values the record keeps of its task once it has let it go (see
@@ -556,25 +563,75 @@ class TaskRecord:
         return kept if kept is not None else ()
 
 
-def _small_plain_copy(parameters: Any) -> dict[str, Any] | None:
-    """A copy of ``parameters`` when it is a dict of at most ``_MAX_KEPT_PARAMETERS`` plain
-    values (strings, bytes, numbers of at most 64 bits, ``None``) with at most
-    ``_MAX_KEPT_PARAMETER_CHARS`` characters of text in all: what they are now, which a
-    caller changing the task's parameters later does not change; else ``None``."""
+def _small_plain_copy(parameters: Any, rec: TaskRecord) -> dict[Any, Any] | None:
+    """Of ``parameters``, when it is a dict of at most ``_MAX_KEPT_PARAMETERS`` plain values
+    (strings, bytes, numbers of at most 64 bits, ``None``) with at most
+    ``_MAX_KEPT_PARAMETER_CHARS`` characters of text in all, a copy of the entries that may
+    hold a secret (empty when none may), as they are now, which a caller changing the task's
+    parameters later does not change; else ``None``. An entry may hold one when its name is
+    secret-looking, or declared secret by the type of ``rec``'s tool (see
+    :meth:`TaskRecord.secret_fields`), or its value is text that may write one (see
+    :func:`~laios.execution.redaction.may_write_a_secret`) or bytes; a number under another
+    name, and ``None`` or a bool under any, holds none (as
+    :func:`~laios.execution.redaction.secret_values` reads them)."""
     if type(parameters) is not dict or len(parameters) > _MAX_KEPT_PARAMETERS:
         return None
     chars = 0
-    for value in parameters.values():
+    kept: dict[Any, Any] = {}
+    fields: SecretFields | None = None
+    asked = False  # (for fields, once an entry needs them)
+    names = _names_read
+    for key, value in parameters.items():
         kind = type(value)
-        if kind not in _KEPT_VALUES:
-            return None
-        if kind in _KEPT_TEXT:
+        if kind is str or kind is bytes:
             chars += len(value)
             if chars > _MAX_KEPT_PARAMETER_CHARS:
                 return None
-        elif kind is int and value.bit_length() > 64:
+            if kind is bytes or may_write_a_secret(value):
+                kept[key] = value
+                continue
+        elif kind is int:
+            if value.bit_length() > 64:
+                return None
+        elif kind is float:
+            pass
+        elif value is None or kind is bool:  # (never a secret, under any name)
+            continue
+        else:
             return None
-    return dict(parameters)
+        secret = names.get(key) if type(key) is str else True
+        if secret is None:
+            secret = _secret_name(key)
+        if not secret:
+            if not asked:
+                fields, asked = rec.secret_fields(), True
+            secret = fields is not None and bool(fields.inner(key))  # (declared by type)
+        if secret:
+            kept[key] = value
+    return kept
+
+
+#: Parameter names :func:`_secret_name` has read, and whether each looks secret: tasks of a
+#: tool pass the same few, and reading one costs a microsecond (at most ``_MAX_NAMES_READ``
+#: kept, of at most 64 characters each; past that, the table starts anew).
+_names_read: dict[str, bool] = {}
+_MAX_NAMES_READ = 4096
+
+
+def _secret_name(key: Any) -> bool:
+    """Whether a parameter name is secret-looking (see
+    :func:`~laios.execution.redaction.is_secret_key`); any name that is not text is taken
+    for one (read as the text it is written as, it may be)."""
+    if type(key) is not str:
+        return True
+    known = _names_read.get(key)
+    if known is None:
+        known = is_secret_key(key)
+        if len(key) <= 64:
+            if len(_names_read) >= _MAX_NAMES_READ:
+                _names_read.clear()
+            _names_read[key] = known
+    return known
 
 
 def bounded_secrets(secrets: Sequence[str]) -> tuple[str, ...] | _Withheld | None:
@@ -1308,9 +1365,10 @@ class MetricStore:
             raise interrupt
 
     def _listener_failed(
-        self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str]
+        self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str] | None
     ) -> None:
-        """Log a listener's exception with its traceback (scrubbed of ``secrets``), at most
+        """Log a listener's exception with its traceback (scrubbed of ``secrets``; ``None``:
+        secrets too many to keep, and the traceback is written ``[REDACTED]`` whole), at most
         once a minute per listener, saying how many failures were held back since. A listener
         is known by its ``id`` while it is added; removing it forgets its failures, so that a
         new listener given the same ``id`` has its own first failure logged."""
@@ -1325,7 +1383,9 @@ class MetricStore:
         # (its repr, cut: a listener's own may raise, or be huge, and the log handler would
         # print a traceback of its own, or a megabyte of log, instead of the failure)
         shown = quoted(listener)
-        if not secrets:
+        if secrets is None:  # (a finished task whose secrets were too many to keep)
+            _log.error(message + "\n%s", shown, REDACTED)
+        elif not secrets:
             _log.error(message, shown, exc_info=exc)
         else:
             _log.error(message + "\n%s", shown, scrubbed_traceback(exc, secrets))
@@ -1673,8 +1733,9 @@ class MetricStore:
                 if interrupt is None:
                     interrupt = exc
             except BaseException as exc:  # (SystemExit, CancelledError: skipped all the same)
-                # The update's details are the tool's own: its exception may quote a secret.
-                secrets = rec.parameter_secrets() if rec is not None else []
+                # The update's details are the tool's own: its exception may quote a secret
+                # (of a finished run whose secrets were too many to keep, any: ``None``).
+                secrets = _secrets_of(rec) if rec is not None else []
                 self._listener_failed("progress", listener, exc, secrets)
         if interrupt is not None:
             raise interrupt

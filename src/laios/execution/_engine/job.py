@@ -81,6 +81,7 @@ from laios.execution._runners.loop import HAD_SLOT
 from laios.execution._task_writes import task_fields
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
+    REDACTED,
     SecretFields,
     SecretForms,
     parameters_snapshot,
@@ -758,6 +759,13 @@ class Job(TaskRecord):
             vars(self).pop("secrets_read", None)
         return secrets
 
+    def secrets_withheld(self, task: Task | None) -> bool:
+        """Whether text about ``task`` (this job's task; ``None`` once it has finished) is to
+        be withheld whole: the job has let its task go, and the task's secrets were too many
+        to keep (see :meth:`TaskRecord.keep_secrets`), so that :meth:`secrets_of` knows
+        none of them."""
+        return task is None and self.kept_secrets is WITHHELD and self.secrets_before is None
+
     def secret_fields(self) -> SecretFields | None:
         """Where the tool's input model declares secrets by type."""
         return secret_fields_of_tool(self.tool_impl)
@@ -1369,7 +1377,8 @@ class Job(TaskRecord):
             task = self.task if self.task is not None else self.callback_task
             secrets = self.secrets_of(task)
             kind = type_name(type(exc))
-            message = scrubbed_message(exc, secrets)
+            withheld = self.secrets_withheld(task)  # (its secrets unknown: none of its text)
+            message = REDACTED if withheld else scrubbed_message(exc, secrets)
             if self.callback_note is None:
                 self.callback_note = truncate_bytes(
                     f"on_progress callback raised {kind} during the '{event}' event: {message} "
@@ -1387,7 +1396,7 @@ class Job(TaskRecord):
                     event,
                     self.shown_id,
                     shown_name(self.tool),
-                    scrubbed_traceback(exc, secrets),
+                    REDACTED if withheld else scrubbed_traceback(exc, secrets),
                 )
             else:
                 _log.debug(
@@ -2530,11 +2539,14 @@ class Job(TaskRecord):
         if held:
             message += " (and %d more such errors since the last one logged)"
             shown = (*shown, held)
+        task = self.task if task is None else task
         try:
-            secrets = self.secrets_of(self.task if task is None else task)
+            secrets = self.secrets_of(task)
         except Exception:  # parameters that cannot be walked: those read before the run
             secrets = list(self.secrets_before or ())
-        if secrets:
+        if self.secrets_withheld(task):  # (its secrets too many to keep: none of its text)
+            _log.error(message + "\n%s", *shown, REDACTED)
+        elif secrets:
             _log.error(message + "\n%s", *shown, scrubbed_traceback(exc, secrets))
         else:
             _log.error(message, *shown, exc_info=exc)
