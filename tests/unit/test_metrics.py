@@ -118,6 +118,29 @@ def test_start_after_an_end_without_start_clears_that_end() -> None:
     assert metrics.start_time <= metrics.end_time
 
 
+def test_a_second_end_keeps_the_first() -> None:
+    """end() called again on detached metrics moved end_time and changed execution_time;
+    the first end stands (start() begins a new measurement)."""
+    metrics = ExecutionMetrics("task-1")
+    metrics.start()
+    metrics.end()
+    first = (metrics.end_time, metrics.execution_time)
+    time.sleep(0.05)  # (the clock moves on: a second end would read a later time)
+    metrics.end()
+    assert (metrics.end_time, metrics.execution_time) == first
+
+
+def test_a_second_end_without_start_keeps_the_first() -> None:
+    """end() twice with no start(): the first end_time stands."""
+    metrics = ExecutionMetrics("task-1")
+    metrics.end()
+    first = metrics.end_time
+    time.sleep(0.05)
+    metrics.end()
+    assert metrics.end_time == first
+    assert metrics.execution_time == 0.0
+
+
 def test_standalone_checkpoint() -> None:
     """checkpoint(name, data) appends {'name', 'timestamp', 'data'} in order."""
     metrics = ExecutionMetrics("task-1")

@@ -114,3 +114,15 @@ def test_progress_updates_the_library_makes_are_unchanged() -> None:
     update = tracker.update_progress("t-1", ProgressStatus.IN_PROGRESS, 250.0, "over")
     assert update.progress_percent == 100.0
     assert tracker.get_history("t-1") == [update]
+
+
+@pytest.mark.parametrize("zero", [-0.0, Fraction(0), 0], ids=repr)
+def test_a_progress_update_keeps_no_negative_zero(zero: Any) -> None:
+    """``ProgressUpdate(progress_percent=-0.0)`` kept ``-0.0`` (shown as ``-0.0`` in JSON),
+    where ``update_progress`` clamps it to ``0.0``; the update keeps ``0.0`` as they do."""
+    update = ProgressUpdate(task_id="t", status=ProgressStatus.IN_PROGRESS, progress_percent=zero)
+    assert update.progress_percent == 0.0
+    assert math.copysign(1.0, update.progress_percent) == 1.0
+    assert type(update.progress_percent) is float
+    tracked = ProgressTracker().update_progress("t", "in_progress", zero)
+    assert math.copysign(1.0, tracked.progress_percent) == 1.0

@@ -178,3 +178,52 @@ def test_the_store_refuses_a_task_given_as_its_id() -> None:
     for read in (store.progress_history, store.latest_progress, store.custom_metrics):
         with pytest.raises(TypeError, match=r"got a Task: pass task\.id"):
             read(task)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("task_id", "key"), [(12, "12"), (3.5, "3.5"), (None, "None"), (["job", 1], "['job', 1]")]
+)
+def test_task_monitor_reads_an_odd_id_as_the_other_monitors_do(task_id: Any, key: str) -> None:
+    """``TaskMonitor`` looked an id that is not a string up as given: ``get_metrics(12)`` and
+    ``stop_monitoring(12)`` returned ``None`` while task ``"12"`` ran, where
+    ``ExecutionMonitor`` and ``PerformanceMonitor`` read ``12`` as ``str(12)``. It reads every
+    id as they do."""
+    from laios.execution.task_monitor import TaskMonitor
+
+    monitor = TaskMonitor()
+    task = Task(id=key, plan_id="p", description="d", tool_name="echo")
+    monitor.start_monitoring(task)
+    assert monitor.is_running(task_id)
+    assert monitor.get_task_status(task_id) == task.status
+    metrics = monitor.get_metrics(task_id)
+    assert metrics is not None
+    assert metrics.task_id == key
+    monitor.checkpoint(task_id, "halfway")
+    assert [point["name"] for point in metrics.checkpoints] == ["halfway"]
+    final = monitor.stop_monitoring(task_id)
+    assert final is not None
+    assert final.outcome == "success"
+    assert not monitor.is_running(key)
+    monitor.clear_metrics(task_id)
+    assert monitor.get_metrics(key) is None
+
+
+def test_task_monitor_refuses_an_id_whose_str_raises() -> None:
+    """An id that is no string and whose ``str()`` raises is refused with the other monitors'
+    ``TypeError`` naming ``task_id``, where ``TaskMonitor`` answered ``None``."""
+    from odd_values import Unusable
+
+    from laios.execution.task_monitor import TaskMonitor
+
+    monitor = TaskMonitor()
+    calls = [
+        monitor.get_metrics,
+        monitor.stop_monitoring,
+        monitor.get_task_status,
+        monitor.is_running,
+        monitor.clear_metrics,
+        lambda task_id: monitor.checkpoint(task_id, "halfway"),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"task_id must be a string .*got Unusable"):
+            call(Unusable())

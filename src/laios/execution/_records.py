@@ -733,6 +733,8 @@ class ProgressUpdate:
             raise ValueError(
                 f"progress_percent must be from 0 to 100, got {number_repr(self.progress_percent)}"
             )
+        if percent == 0.0:  # (-0.0 too: kept as 0.0, as update_progress clamps it)
+            percent = 0.0
         if percent is not self.progress_percent:
             object.__setattr__(self, "progress_percent", percent)
         if self.message is not None and not isinstance(self.message, str):

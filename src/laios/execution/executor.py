@@ -701,12 +701,18 @@ class Executor(Generic[_RegistryT]):
         return self.task_monitor.get_running_tasks() if self.enable_monitoring else []
 
     def get_task_status(self, task_id: str) -> TaskStatus | None:
-        """Status of a running (or retained finished) task; ``None`` if unknown or disabled."""
-        return self.task_monitor.get_task_status(task_id) if self.enable_monitoring else None
+        """Status of a running (or retained finished) task; ``None`` if unknown or disabled
+        (and for an id that is not a string: a task's id always is one)."""
+        if not self.enable_monitoring or not _a_string_id(task_id):
+            return None
+        return self.task_monitor.get_task_status(task_id)
 
     def get_metrics(self, task_id: str) -> ExecutionMetrics | None:
-        """Metrics of the newest run of ``task_id``, or ``None``."""
-        return self.task_monitor.get_metrics(task_id) if self.enable_monitoring else None
+        """Metrics of the newest run of ``task_id``, or ``None`` (also for an id that is not
+        a string)."""
+        if not self.enable_monitoring or not _a_string_id(task_id):
+            return None
+        return self.task_monitor.get_metrics(task_id)
 
     def get_all_metrics(self) -> list[ExecutionMetrics]:
         """Metrics of this executor's retained tasks: the newest ``record_capacity`` finished
@@ -954,3 +960,16 @@ _last_policy: tuple[object, object, object, object, object, object, RetryPolicy 
     *(object(),) * 6,
     None,
 )
+
+
+def _a_string_id(task_id: object) -> bool:
+    """Whether ``task_id`` is a string an executor's task may have as its id (a ``TaskMonitor``
+    of its own reads any other id as its ``str()``; an executor finds no task by it, as
+    ``cancel_task`` does not).
+
+    Raises:
+        TypeError: When ``task_id`` is a ``Task`` (pass ``task.id``).
+    """
+    if type(task_id) is str:  # (the common case)
+        return True
+    return no_task_as_id(task_id) and isinstance(task_id, str)

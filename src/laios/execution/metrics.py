@@ -302,7 +302,8 @@ class ExecutionMetrics:
             rec.state = "running"
 
     def end(self) -> None:
-        """Mark the end (sets ``end_time`` and ``execution_time``).
+        """Mark the end (sets ``end_time`` and ``execution_time``). On detached metrics, a
+        second ``end()`` keeps the first end (``start()`` begins a new measurement).
 
         A record in a store (the metrics of a task an executor or a ``TaskMonitor`` tracks)
         is finished by the store alone, when the task ends (``stop_monitoring`` for a
@@ -313,7 +314,7 @@ class ExecutionMetrics:
         ``end()`` reads the clock.
         """
         rec = self._record
-        if rec.slot is not None and rec.state == "finished":  # (the store's end: kept)
+        if rec.state == "finished":  # (the store's end, or a detached record's first: kept)
             return
         end_time = self._wall()
         execution_time = None
@@ -330,7 +331,7 @@ class ExecutionMetrics:
         rec.end_time = end_time
         if execution_time is not None:
             rec.execution_time = execution_time
-        if rec.state == "running" and rec.slot is None:  # (a detached record: its own end)
+        if rec.slot is None:  # (a detached record: its own end, which a second end() keeps)
             rec.state = "finished"
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None = None) -> None:

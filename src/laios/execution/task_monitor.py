@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
+    as_text,
     check_task_fields,
     no_task_as_id,
     number_repr,
@@ -34,8 +35,10 @@ class TaskMonitor:
     An ``Executor`` uses one internally, reading and writing its records in the executor's
     store. ``TaskMonitor()`` on its own works on a private store, for tests or custom
     orchestration. Every method is thread-safe (the store's lock guards every record). A
-    method that takes a ``task_id`` raises ``TypeError`` when given a ``Task``: pass
-    ``task.id``. An id of a ``str`` subclass of the caller's own is looked up by its text
+    method that takes a ``task_id`` reads it as ``ExecutionMonitor`` does: an id that is not a
+    string as ``str(task_id)`` (``get_metrics(12)`` finds task ``"12"``; one whose ``str()``
+    raises is refused with ``TypeError``), and raises ``TypeError`` when given a ``Task``:
+    pass ``task.id``. An id of a ``str`` subclass of the caller's own is looked up by its text
     (its own hash and ``==`` are never called).
 
     Args:
@@ -117,13 +120,14 @@ class TaskMonitor:
         Returns:
             The task's final metrics, or ``None`` when no such task is being tracked.
         """
-        if not no_task_as_id(task_id):
+        key = _lookup_id(task_id)
+        if key is None:
             return None
         while True:
             # (the newest of its runs started here: an executor's run has milestones of its own)
-            own = [r for r in self._store.active(self._scope, task_id) if not r.milestones]
+            own = [r for r in self._store.active(self._scope, key) if not r.milestones]
             if not own:
-                return self._view(self._store.find(self._scope, task_id))
+                return self._view(self._store.find(self._scope, key))
             rec = own[-1]
             task = rec.task
             status = getattr(task, "status", TaskStatus.COMPLETED)
@@ -144,9 +148,10 @@ class TaskMonitor:
         While a run of the id is running, that run's status, even when a newer run of the same
         id waits in the queue (the run :meth:`get_metrics` shows).
         """
-        if not no_task_as_id(task_id):
+        key = _lookup_id(task_id)
+        if key is None:
             return None
-        rec = self._store.find(self._scope, task_id)
+        rec = self._store.find(self._scope, key)
         if rec is None:
             return None
         task = rec.task
@@ -159,9 +164,10 @@ class TaskMonitor:
     def get_metrics(self, task_id: str) -> ExecutionMetrics | None:
         """Metrics of the newest run of ``task_id`` that is running or retained (a run in
         progress first, rather than a newer run of the same id waiting in the queue)."""
-        if not no_task_as_id(task_id):
+        key = _lookup_id(task_id)
+        if key is None:
             return None
-        return self._view(self._store.find(self._scope, task_id))
+        return self._view(self._store.find(self._scope, key))
 
     def get_all_metrics(self) -> list[ExecutionMetrics]:
         """Metrics of every retained finished task (oldest first), then of the running ones."""
@@ -178,9 +184,9 @@ class TaskMonitor:
             TypeError: When ``data`` is neither ``None`` nor a mapping (also for a task that
                 is not running: the mistake shows at once).
         """
-        usable = no_task_as_id(task_id)
+        key = _lookup_id(task_id)
         data = checkpoint_data(data)
-        rec = self._store.find(self._scope, task_id) if usable else None
+        rec = self._store.find(self._scope, key) if key is not None else None
         if rec is None or rec.state == "finished":
             # (not its name: made by a tool, it may quote a secret of a task that has ended)
             _log.debug(
@@ -195,12 +201,39 @@ class TaskMonitor:
     def is_running(self, task_id: str) -> bool:
         """Whether a task with this id is running now (also while a newer run of the same id
         waits in the queue)."""
-        if not no_task_as_id(task_id):
+        key = _lookup_id(task_id)
+        if key is None:
             return False
-        rec = self._store.find(self._scope, task_id)
+        rec = self._store.find(self._scope, key)
         return rec is not None and rec.state == "running"
 
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget retained finished records: one task's, or all (running tasks stay)."""
-        if no_task_as_id(task_id):  # (an id whose hash raises has no records to forget)
-            self._store.clear_scope(self._scope, task_id)
+        if task_id is None:
+            self._store.clear_scope(self._scope, None)
+            return
+        key = _lookup_id(task_id)
+        if key is not None:  # (an id whose hash raises has no records to forget)
+            self._store.clear_scope(self._scope, key)
+
+
+def _lookup_id(task_id: object) -> str | None:
+    """``task_id`` as the monitor looks it up: a string as it is, any other id as its
+    ``str()`` (as ``ExecutionMonitor`` and ``PerformanceMonitor`` read it); ``None`` for a
+    string of the caller's own whose hash raises, or an id whose ``__class__`` raises (no
+    record has it).
+
+    Raises:
+        TypeError: When ``task_id`` is a ``Task`` (pass ``task.id``), or is no string and its
+            ``str()`` raises (naming ``task_id``).
+    """
+    if type(task_id) is str:  # (the common case)
+        return task_id
+    try:
+        text = isinstance(task_id, str)
+    except Exception:  # (a proxy standing for nothing)
+        return None
+    if text:  # (a str subclass: looked up by its text, unless its hash raises)
+        return cast(str, task_id) if no_task_as_id(task_id) else None
+    no_task_as_id(task_id)  # (a Task: raises)
+    return as_text(task_id, "task_id")
