@@ -580,7 +580,6 @@ def _small_plain_copy(parameters: Any, rec: TaskRecord) -> dict[Any, Any] | None
     kept: dict[Any, Any] = {}
     fields: SecretFields | None = None
     asked = False  # (for fields, once an entry needs them)
-    names = _names_read
     for key, value in parameters.items():
         kind = type(value)
         if kind is str or kind is bytes:
@@ -599,9 +598,7 @@ def _small_plain_copy(parameters: Any, rec: TaskRecord) -> dict[Any, Any] | None
             continue
         else:
             return None
-        secret = names.get(key) if type(key) is str else True
-        if secret is None:
-            secret = _secret_name(key)
+        secret = _secret_name(key)
         if not secret:
             if not asked:
                 fields, asked = rec.secret_fields(), True
