@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from laios._exceptions import exception_message, type_name
 from laios._text import shorten
 from laios.core.types import TaskResult
+from laios.execution import _waits
 from laios.execution._checks import (
     as_float,
     conversion_hint,
@@ -397,15 +398,15 @@ def sleep(seconds: float, stop: threading.Event | None = None) -> None:
         return
     seconds = min(seconds, threading.TIMEOUT_MAX)
     if stop is not None:
-        stop.wait(seconds)
+        _waits.wait(stop, seconds)  # (a slice at a time on the main thread: see _waits)
     elif seconds <= _LONGEST_SLEEP:
-        time.sleep(seconds)
+        _waits.sleep(seconds)
     else:
         # (time.sleep refuses a wait whose end is past what its clock can hold, OSError
         # "Invalid argument" for threading.TIMEOUT_MAX: a long wait is slept a day at a time)
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            time.sleep(min(left, _LONGEST_SLEEP))
+            _waits.sleep(min(left, _LONGEST_SLEEP))
 
 
 async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None:

@@ -36,6 +36,7 @@ from laios._compat.pydantic import assign, is_instance
 from laios._exceptions import type_name
 from laios._text import shorten, shown_name
 from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution import _waits
 from laios.execution._checks import (
     as_float,
     as_text,
@@ -908,10 +909,11 @@ class Engine:
                 # From the task's deadline: the hand-over itself (a runner starting a worker)
                 # counts.
                 wait = max(deadline - time.monotonic(), 0.0)
-            # (positional: a keyword argument costs the lock's argument parser a dict)
-            if not done.acquire(True, wait):
+            # (a slice at a time on the main thread: a Ctrl-C that did not wake the wait is
+            # taken all the same, see _waits)
+            if not _waits.acquire(done, wait):
                 job.expire()
-                done.acquire()
+                _waits.acquire(done)
         except BaseException:
             job.interrupt("cancelled", job.interrupted_message())
             raise

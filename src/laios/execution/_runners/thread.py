@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 
+from laios.execution import _waits
 from laios.execution._checks import number_repr, positive_int, switch, whole_number
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
@@ -479,7 +480,8 @@ class ThreadRunner:
                 return [t for t in live if t not in held and t is not current]
 
             with self._changed:
-                self._changed.wait_for(lambda: not running())
+                while running():
+                    _waits.wait(self._changed)  # (a slice at a time on the main thread)
                 gone = [t for t in seen if t not in self._threads and t is not current]
             for thread in gone:
                 thread.join()  # (it has left its loop: only its last steps are left)
