@@ -227,3 +227,22 @@ def test_task_monitor_refuses_an_id_whose_str_raises() -> None:
     for call in calls:
         with pytest.raises(TypeError, match=r"task_id must be a string .*got Unusable"):
             call(Unusable())
+
+
+def test_task_monitor_answers_an_id_whose_class_cannot_be_read_as_no_tasks() -> None:
+    """An id whose ``__class__`` raises (a proxy standing for nothing) is no task's: every
+    ``TaskMonitor`` method answers as for an unknown id, where ``checkpoint`` let the error of
+    the ``isinstance`` check in its log line out."""
+    from laios.execution.task_monitor import TaskMonitor
+
+    monitor = TaskMonitor()
+    monitor.start_monitoring(Task(id="t", plan_id="p", description="d", tool_name="echo"))
+    assert monitor.get_metrics(ClassRaises()) is None  # type: ignore[arg-type]
+    assert monitor.stop_monitoring(ClassRaises()) is None  # type: ignore[arg-type]
+    assert monitor.get_task_status(ClassRaises()) is None  # type: ignore[arg-type]
+    assert monitor.is_running(ClassRaises()) is False  # type: ignore[arg-type]
+    monitor.clear_metrics(ClassRaises())  # type: ignore[arg-type]
+    monitor.checkpoint(ClassRaises(), "halfway")  # type: ignore[arg-type]
+    metrics = monitor.get_metrics("t")
+    assert metrics is not None
+    assert metrics.checkpoints == []

@@ -191,9 +191,10 @@ class TaskMonitor:
             # (not its name: made by a tool, it may quote a secret of a task that has ended)
             _log.debug(
                 "a checkpoint ignored: task %s is not running",
-                # (an id of the caller's own is described as an error message would: its own
-                # repr may raise, and the log handler would print a traceback instead)
-                number_repr(str.__str__(task_id) if isinstance(task_id, str) else task_id),
+                # (the id as it was looked up: one of the caller's own, str subclass or not,
+                # may raise in its repr, and the log handler would print a traceback instead;
+                # one whose class cannot even be read was looked up as no id)
+                number_repr(str.__str__(key)) if key is not None else "(an unreadable id)",
             )
             return
         self._store.add_checkpoint(rec, name, data)
