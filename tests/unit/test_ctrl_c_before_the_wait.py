@@ -15,7 +15,7 @@ import _thread
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -59,9 +59,27 @@ def _seconds_to_interrupt(call: Callable[[], object]) -> float:
 
 
 @pytest.fixture
-def main_thread_only() -> None:
+def main_thread_only(monkeypatch: pytest.MonkeyPatch) -> None:
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("a Ctrl-C is taken on the main thread: the tests must run there")
+    monkeypatch.delenv("LAIOS_RETRY_SLEEP", raising=False)  # (the waits must happen)
+
+
+@pytest.fixture
+def interrupt_later() -> Iterator[Callable[[float], None]]:
+    """``interrupt_later(seconds)``: ``_thread.interrupt_main()`` that many seconds from now,
+    unless the test has ended by then."""
+    timers: list[threading.Timer] = []
+
+    def arm(seconds: float) -> None:
+        timer = threading.Timer(seconds, _thread.interrupt_main)
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+
+    yield arm
+    for timer in timers:
+        timer.cancel()
 
 
 @pytest.mark.usefixtures("main_thread_only")
@@ -101,15 +119,15 @@ def test_execute_task_takes_a_ctrl_c_that_did_not_wake_its_wait(tool_kind: str) 
 
 
 @pytest.mark.usefixtures("main_thread_only")
-def test_a_retry_wait_takes_a_ctrl_c_that_did_not_wake_it() -> None:
+def test_a_retry_wait_takes_a_ctrl_c_that_did_not_wake_it(
+    interrupt_later: Callable[[float], None],
+) -> None:
     """Between two attempts, execute_with_retry waits: a Ctrl-C then ends the call."""
     attempts = 0
 
     def flaky() -> str:
         nonlocal attempts
         attempts += 1
-        # (a moment after this attempt fails: the caller waits for the next one by then)
-        threading.Timer(0.5, _thread.interrupt_main).start()
         raise ConnectionError("the service went away")
 
     executor, store = _executor(flaky)
@@ -117,7 +135,13 @@ def test_a_retry_wait_takes_a_ctrl_c_that_did_not_wake_it() -> None:
     try:
         took = _seconds_to_interrupt(
             lambda: executor.execute_with_retry(
-                task, CONTEXT, max_retries=1, retry_delay=TOOL_RUNS, timeout=30
+                task,
+                CONTEXT,
+                max_retries=1,
+                retry_delay=TOOL_RUNS,
+                timeout=30,
+                # (called before the wait, once the failed attempt is recorded)
+                on_retry=lambda details: interrupt_later(0.3),
             )
         )
     finally:
@@ -129,14 +153,35 @@ def test_a_retry_wait_takes_a_ctrl_c_that_did_not_wake_it() -> None:
 
 @pytest.mark.usefixtures("main_thread_only")
 @pytest.mark.parametrize("stop", [threading.Event(), None], ids=["a stop event", "no stop event"])
-def test_retry_sleep_takes_a_ctrl_c_that_did_not_wake_it(stop: threading.Event | None) -> None:
-    threading.Timer(0.5, _thread.interrupt_main).start()
+def test_retry_sleep_takes_a_ctrl_c_that_did_not_wake_it(
+    stop: threading.Event | None, interrupt_later: Callable[[float], None]
+) -> None:
+    interrupt_later(0.5)
     took = _seconds_to_interrupt(lambda: retry.sleep(TOOL_RUNS, stop=stop))
     assert took < TAKEN_WITHIN, f"the Ctrl-C was taken after {took:.1f} s"
 
 
 @pytest.mark.usefixtures("main_thread_only")
-def test_shutdown_takes_a_ctrl_c_that_did_not_wake_its_wait() -> None:
+def test_retry_sleep_asks_a_stop_of_the_callers_own_once() -> None:
+    """A ``stop`` that is no ``threading.Event`` is asked to wait once, as before: its
+    ``wait`` may return ``None`` whether it was set or not (asked again and again, one set
+    already made the call spin until the whole wait had passed)."""
+    calls: list[float] = []
+
+    class Stop:
+        def wait(self, timeout: float) -> None:
+            calls.append(timeout)  # (set already: returns at once, saying nothing)
+
+    started = time.monotonic()
+    retry.sleep(TOOL_RUNS, stop=Stop())  # type: ignore[arg-type]
+    assert time.monotonic() - started < TAKEN_WITHIN
+    assert calls == [TOOL_RUNS]
+
+
+@pytest.mark.usefixtures("main_thread_only")
+def test_shutdown_takes_a_ctrl_c_that_did_not_wake_its_wait(
+    interrupt_later: Callable[[float], None],
+) -> None:
     """``shutdown(wait=True)`` waiting for a tool on a worker thread (a task with a timeout)
     ends with the Ctrl-C."""
     release = threading.Event()
@@ -155,7 +200,7 @@ def test_shutdown_takes_a_ctrl_c_that_did_not_wake_its_wait() -> None:
     caller.start()
     try:
         assert running.wait(TAKEN_WITHIN)
-        threading.Timer(0.5, _thread.interrupt_main).start()
+        interrupt_later(0.5)
         took = _seconds_to_interrupt(lambda: executor.shutdown(wait=True))
     finally:
         release.set()

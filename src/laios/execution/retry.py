@@ -398,7 +398,10 @@ def sleep(seconds: float, stop: threading.Event | None = None) -> None:
         return
     seconds = min(seconds, threading.TIMEOUT_MAX)
     if stop is not None:
-        _waits.wait(stop, seconds)  # (a slice at a time on the main thread: see _waits)
+        if isinstance(stop, threading.Event):
+            _waits.wait(stop, seconds)  # (a slice at a time on the main thread: see _waits)
+        else:  # (an object of the caller's own: its wait may not say whether it was set)
+            stop.wait(seconds)
     elif seconds <= _LONGEST_SLEEP:
         _waits.sleep(seconds)
     else:
