@@ -4,8 +4,10 @@ examples. Each call path must return a ``TaskResult`` and never raise."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+import operator
 from datetime import timezone
 from typing import Any
 
@@ -23,6 +25,7 @@ from laios.execution.executor import (
 from laios.execution.prometheus import ensure_collector
 from laios.execution.runners import ThreadRunner
 from laios.execution.store import MetricStore
+from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 # -- construction ---------------------------------------------------------------------------
@@ -823,6 +826,84 @@ def test_non_callable_on_progress_gives_failed_result(
     assert result.success is False
     assert result.metadata["error_type"] == "TypeError"
     assert "on_progress" in (result.error or "")
+
+
+class _Handler:
+    def on_event(self, event: str) -> None:
+        """A method that takes only the event."""
+
+    def on_anything(self, *args: Any) -> None:
+        """A method that takes whatever it is given."""
+
+
+def _no_arguments() -> None:
+    """A function that takes nothing."""
+
+
+def _event_only(event: str) -> None:
+    """A function that takes only the event."""
+
+
+def _event_data_and_more(event: str, data: Any, more: Any) -> None:
+    """A function that needs a third argument."""
+
+
+def _keyword_only(event: str, data: Any, *, more: Any) -> None:
+    """A function that needs a keyword-only argument."""
+
+
+@pytest.mark.parametrize(
+    "on_progress",
+    [
+        _no_arguments,
+        _event_only,
+        _event_data_and_more,
+        _keyword_only,
+        lambda: None,
+        _Handler().on_event,
+    ],
+    ids=["no arguments", "event only", "a third", "keyword-only", "lambda", "method"],
+)
+@pytest.mark.parametrize("mode", ["task", "async", "parallel", "retry"])
+def test_an_on_progress_that_cannot_take_event_and_data_gives_failed_result(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    mode: str,
+    on_progress: Any,
+) -> None:
+    """An on_progress function or method that cannot be called with ``(event, data)`` is
+    refused with a failed TypeError result naming its signature, as one that is not callable
+    is, where the tool ran and every event logged a TypeError."""
+    ran: list[str] = []
+    executor.tool_registry.register_tool(
+        create_simple_tool("mark", "Marks that it ran.", lambda: ran.append("ran"))
+    )
+    result = run_via(executor, mode, make_task("mark"), context, on_progress=on_progress)
+    assert result.success is False
+    assert result.metadata["error_type"] == "TypeError"
+    assert "on_progress must take (event, data)" in (result.error or "")
+    assert ran == []
+
+
+@pytest.mark.parametrize(
+    "on_progress",
+    [
+        lambda event, data: None,
+        lambda *args: None,
+        lambda event, data, more=None: None,
+        _Handler().on_anything,
+        functools.partial(_event_data_and_more, more=1),
+        operator.eq,
+    ],
+    ids=["lambda", "*args", "a default", "method", "partial", "builtin"],
+)
+def test_an_on_progress_that_can_take_event_and_data_is_accepted(
+    executor: Executor, make_task: Any, context: Context, on_progress: Any
+) -> None:
+    result = executor.execute_task(make_task("echo", text="x"), context, on_progress=on_progress)
+    assert result.success, result.error
 
 
 @pytest.mark.parametrize(

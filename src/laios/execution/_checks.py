@@ -379,6 +379,52 @@ def takes_one_argument(
         ) from None
 
 
+#: Code of the ``on_progress`` functions (and, as ``(code, True)``, methods) found to take
+#: ``(event, data)``: a program has few callbacks, made again and again from the same code
+#: (a lambda per call), so each is read once. Cleared when it holds
+#: :data:`_MOST_CHECKED_CALLBACKS` entries.
+_TAKES_EVENT_AND_DATA: set[object] = set()
+_MOST_CHECKED_CALLBACKS = 1024
+
+
+def takes_event_and_data(value: Any) -> None:
+    """Refuse an ``on_progress`` function or method that cannot be called with the two
+    positional arguments ``(event, data)`` laios passes it (fewer parameters, a third required
+    one, a required keyword-only one), so that the mistake is told at the call instead of in a
+    logged error for every event. Other callables (a ``functools.partial``, an object with
+    ``__call__``, a builtin) are accepted unread, as before: what they raise when called is
+    reported then. A function's signature is read once per code object.
+
+    Raises:
+        TypeError: Naming the signature found.
+    """
+    kind = type(value)
+    if kind is types.FunctionType:
+        key: object = value.__code__
+    elif kind is types.MethodType and type(value.__func__) is types.FunctionType:
+        key = (value.__func__.__code__, True)
+    else:
+        return
+    if key in _TAKES_EVENT_AND_DATA:
+        return
+    try:
+        found = inspect.signature(value)
+    except Exception:  # (no signature to read: it is called and what it raises is reported)
+        return
+    try:
+        found.bind(_STAND_IN, _STAND_IN)
+    except TypeError as exc:
+        shown = shorten(str(found), _SHOWN_SIGNATURE_CHARS)
+        raise TypeError(
+            f"on_progress must take (event, data) as its two positional arguments, got one "
+            f"with the signature {shown} ({exc}): pass a function such as "
+            "def on_progress(event, data): ..."
+        ) from None
+    if len(_TAKES_EVENT_AND_DATA) >= _MOST_CHECKED_CALLBACKS:
+        _TAKES_EVENT_AND_DATA.clear()
+    _TAKES_EVENT_AND_DATA.add(key)
+
+
 def no_generator_function(
     name: str,
     takes: str,

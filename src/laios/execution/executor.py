@@ -38,6 +38,7 @@ from laios.execution._checks import (
     reading,
     require_method,
     switch,
+    takes_event_and_data,
     whole_number,
 )
 from laios.execution._engine.closing import close_awaiting
@@ -96,9 +97,11 @@ class ExecutionMode(str, Enum):
 
 
 def _plain_callable(on_progress: Any) -> bool:
-    """Whether ``on_progress`` passes :func:`plain_callable` (each task checks it again)."""
+    """Whether ``on_progress`` passes :func:`plain_callable` and
+    :func:`takes_event_and_data` (each task checks it again)."""
     try:
         plain_callable("on_progress", "(event, data)", on_progress)
+        takes_event_and_data(on_progress)
     except TypeError:
         return False
     return True

@@ -45,6 +45,7 @@ from laios.execution._checks import (
     is_real,
     number_repr,
     plain_callable,
+    takes_event_and_data,
 )
 from laios.execution._engine.job import (
     DONE,
@@ -238,7 +239,8 @@ def _tool_type(tool: Any) -> str:
 def check_call(task: Any, context: Any, on_progress: Any) -> None:
     """Refuse what no road can run: not a ``Task`` (or one built without validation whose id,
     tool name or parameters have the wrong type), a ``context`` that is not a ``Context``, or
-    an ``on_progress`` that is not callable.
+    an ``on_progress`` that is not callable, or a function or method that cannot take
+    ``(event, data)``.
 
     Raises:
         TypeError: With a message saying what to pass instead.
@@ -259,6 +261,7 @@ def check_call(task: Any, context: Any, on_progress: Any) -> None:
         )
     if on_progress is not None:
         plain_callable("on_progress", "(event, data)", on_progress)
+        takes_event_and_data(on_progress)
 
 
 #: What a registry's ``get_tool`` may raise that is not the registry's failure but an
