@@ -886,11 +886,17 @@ class Engine:
         except Exception as exc:
             return self.internal_error(task, exc, job)
         except BaseException:
-            # Ctrl-C (or SystemExit) in the executor's own code on this thread, around a tool
-            # run here: the task must not stay running (a shutdown would wait for it for ever).
-            # (A job run elsewhere is ended where it is handed over or waited for.)
-            if job is not None and job.inline:
-                job.caller_left()
+            # Ctrl-C (or SystemExit) in the executor's own code on this thread: the task must
+            # not stay running or queued (a shutdown would wait for it for ever).
+            if job is not None and job.state != "finished":
+                if job.inline:  # (around a tool run here)
+                    job.caller_left()
+                else:
+                    # Accepted but not handed over yet (a job handed over is ended where it is
+                    # handed over or waited for, and finished by now, or stopping): no runner
+                    # has it, and it ends here.
+                    job.interrupt("cancelled", job.interrupted_message())
+                    job.end_stopped_unattached()
             raise
         # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on
         # (the first that landed on this thread, in a callback or a listener; one raised on
