@@ -446,6 +446,33 @@ def test_contended_acquire_blocks_after_a_few_yields(monkeypatch: Any) -> None:
     timer.join()
 
 
+def test_waiting_while_a_lock_is_held_yields_a_few_times_and_never_takes_it(
+    monkeypatch: Any,
+) -> None:
+    """``wait_while_held`` yields until the lock is free (at most ``SPINS`` times), leaving the
+    taking of it to the caller's ``with``."""
+    from laios.execution import _locks
+
+    yields: list[None] = []
+    lock = threading.Lock()
+    lock.acquire()
+
+    def yield_once() -> None:
+        yields.append(None)
+        if len(yields) == 3:
+            lock.release()  # (its holder lets it go as the third yield runs)
+
+    monkeypatch.setattr(_locks, "_yield", yield_once)
+    _locks.wait_while_held(lock)
+    assert len(yields) == 3
+    assert not lock.locked()  # (not taken)
+    lock.acquire()
+    _locks.wait_while_held(lock)  # held all along: gives up after SPINS yields
+    assert len(yields) == 3 + _locks.SPINS
+    assert lock.locked()
+    lock.release()
+
+
 def test_contended_acquire_keeps_mutual_exclusion_under_forced_switching() -> None:
     """Eight threads switched every few microseconds never lose an update made under it."""
     from laios.execution._locks import acquire_contended

@@ -14,6 +14,14 @@ holder can run and release the lock) and tries again, and only after a few tries
 
     if not lock.acquire(False):
         acquire_contended(lock)
+
+on threads that never take signals (a worker's). Where a Ctrl-C may land (any thread that may
+be the main one), take the lock with ``with``, after :func:`wait_while_held`::
+
+    if lock.locked():
+        wait_while_held(lock)
+    with lock:
+        ...
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["SPINS", "acquire_contended"]
+__all__ = ["SPINS", "acquire_contended", "wait_while_held"]
 
 #: Yields before :func:`acquire_contended` blocks like ``acquire()``.
 SPINS = 16
@@ -43,3 +51,18 @@ def acquire_contended(lock: threading.Lock) -> None:
         if lock.acquire(False):
             return
     lock.acquire()
+
+
+def wait_while_held(lock: threading.Lock) -> None:
+    """Before ``with lock:``, when ``lock.locked()``: yield (up to :data:`SPINS` times) for
+    its holder to let it go, so that the ``with`` statement rarely blocks like ``acquire()``.
+
+    Where a ``KeyboardInterrupt`` may land (the main thread takes signals right after a C call
+    returns), a lock is taken with ``with``: a signal is not handled between the taking of the
+    lock and the start of its block, as it is between an ``acquire()`` that returned and the
+    ``try`` after it, where the interrupt would leave the lock held for ever.
+    """
+    for _ in range(SPINS):
+        _yield()
+        if not lock.locked():
+            return

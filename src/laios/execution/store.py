@@ -54,7 +54,7 @@ from laios.execution._checks import (
 )
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._forks import reset_after_fork
-from laios.execution._locks import acquire_contended
+from laios.execution._locks import wait_while_held
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import (
     MAX_ID_CHARS,
@@ -1014,9 +1014,9 @@ class MetricStore:
         else:
             rec.state = "queued"
         lock = self._lock
-        if not lock.acquire(False):  # (cheaper than ``with`` on a path taken twice per task)
-            acquire_contended(lock)  # (no lock convoy between callers: see _locks)
-        try:
+        if lock.locked():  # (no lock convoy between callers: see _locks)
+            wait_while_held(lock)
+        with lock:  # (not acquire(): a Ctrl-C there would leave it held, see _locks)
             self._active[rec] = None
             if scope is not None:
                 key = rec.task_id
@@ -1034,8 +1034,6 @@ class MetricStore:
             else:
                 self._queue_depth += 1
             notify = running and bool(self._progress_listeners)
-        finally:
-            lock.release()
         if notify and scope is not None and scope.track_progress:
             self._notify(_starting(rec), rec)
         return rec
@@ -1166,9 +1164,9 @@ class MetricStore:
         if not 0.0 <= wait < _INF:
             wait = 0.0
         lock = self._lock
-        if not lock.acquire(False):
-            acquire_contended(lock)
-        try:
+        if lock.locked():  # (no lock convoy between callers: see _locks)
+            wait_while_held(lock)
+        with lock:  # (not acquire(): a Ctrl-C there would leave it held, see _locks)
             if rec.state != "queued":
                 return
             self._queue_depth -= 1
@@ -1187,8 +1185,6 @@ class MetricStore:
             if self._progress_listeners:
                 scope = rec.scope
                 notify = scope is not None and scope.track_progress
-        finally:
-            lock.release()
         if notify:
             self._notify(_starting(rec), rec)
 
@@ -1229,9 +1225,9 @@ class MetricStore:
             end_time = self._wall_fault(end_time)
         folded: str | None = None  # an error type first counted under other past its cap
         lock = self._lock
-        if not lock.acquire(False):
-            acquire_contended(lock)
-        try:
+        if lock.locked():  # (no lock convoy between callers: see _locks)
+            wait_while_held(lock)
+        with lock:  # (not acquire(): a Ctrl-C there would leave it held, see _locks)
             state = rec.state
             if state == "finished":
                 return False
@@ -1319,8 +1315,6 @@ class MetricStore:
                     finished.popitem(last=False)
                 if scope.track_progress and self._progress_listeners:
                     update = _final(rec)
-        finally:
-            lock.release()
         if folded is not None:
             self._warn_folded("max_error_types", folded, slot.label)
         try:

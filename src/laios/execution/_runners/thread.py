@@ -20,7 +20,7 @@ import time
 from laios.execution import _waits
 from laios.execution._checks import number_repr, positive_int, switch, whole_number
 from laios.execution._forks import reset_after_fork
-from laios.execution._locks import acquire_contended
+from laios.execution._locks import acquire_contended, wait_while_held
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -178,9 +178,9 @@ class ThreadRunner:
         """Queue ``call`` for a worker thread, or refuse it (shut down, saturated, no thread)."""
         work = _Work(call, events)
         lock = self._lock
-        if not lock.acquire(False):  # (cheaper than ``with``: on every pooled task's path)
-            acquire_contended(lock)  # (no lock convoy between callers: see _locks)
-        try:
+        if lock.locked():  # (no lock convoy between callers: see _locks)
+            wait_while_held(lock)
+        with lock:  # (not acquire(): a Ctrl-C there would leave it held, see _locks)
             if self.closed:
                 return SHUTDOWN
             if self._idle > 0:
@@ -213,8 +213,6 @@ class ThreadRunner:
                     # out of the idle ones then.
                     work.promised = False
             self._queue.put(work)
-        finally:
-            lock.release()
         return work
 
     def owns_current_thread(self) -> bool:
