@@ -250,6 +250,16 @@ def test_finished_records_keep_no_copy_of_parameters_that_hold_no_secret() -> No
     )
 
 
+def _withheld_record() -> Any:
+    """The finished record of a task whose secrets were too many to keep."""
+    store = MetricStore()
+    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
+    (executor,) = EXECUTORS
+    record = store.find(executor._engine.scope, task.id)
+    assert record is not None
+    return record
+
+
 def test_a_listener_failure_about_a_task_whose_secrets_were_withheld_is_logged_whole(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -276,12 +286,8 @@ def test_an_internal_error_about_a_task_whose_secrets_were_withheld_is_logged_wh
     """An internal error logged about a finished task whose secrets were too many to keep
     (a span or log step failing after its run) is logged without its traceback, never with
     the secrets it may quote."""
-    store = MetricStore()
     caplog.set_level(logging.DEBUG, logger="laios")
-    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
-    (executor,) = EXECUTORS
-    record = store.find(executor._engine.scope, task.id)
-    assert record is not None
+    record = _withheld_record()
     record.observability_failed("exporting", RuntimeError(f"cannot export {SECRET}"))
     assert "internal error while exporting" in caplog.text
     assert SECRET not in caplog.text
@@ -292,12 +298,8 @@ def test_an_on_progress_failure_about_a_task_whose_secrets_were_withheld_is_logg
 ) -> None:
     """An ``on_progress`` exception reported about a finished task whose secrets were too many
     to keep (a report under way as the task ended) is logged without its text."""
-    store = MetricStore()
     caplog.set_level(logging.DEBUG, logger="laios")
-    task = ran(store, {"api_key": "k" * 20_000, "token2": SECRET})
-    (executor,) = EXECUTORS
-    record = store.find(executor._engine.scope, task.id)
-    assert record is not None
+    record = _withheld_record()
 
     def callback(*_: Any) -> None:
         """A callback."""
