@@ -895,8 +895,7 @@ class Engine:
                     # Accepted but not handed over yet (a job handed over is ended where it is
                     # handed over or waited for, and finished by now, or stopping): no runner
                     # has it, and it ends here.
-                    job.interrupt("cancelled", job.interrupted_message())
-                    job.end_stopped_unattached()
+                    job.end_unhanded()
             raise
         # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on
         # (the first that landed on this thread, in a callback or a listener; one raised on
@@ -1153,8 +1152,7 @@ class Engine:
         except Exception:
             raise  # (an internal error: the caller records it)
         except BaseException:  # Ctrl-C while the runner pickles the call: recorded, goes on
-            job.interrupt("cancelled", job.interrupted_message())
-            job.end_stopped_unattached()  # (no handle will come: ended without one)
+            job.end_unhanded()
             raise
         try:
             if isinstance(handle, Refusal):

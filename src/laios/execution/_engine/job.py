@@ -1616,6 +1616,13 @@ class Job(TaskRecord):
         if stopped is not None:
             self._stop_and_finish(*stopped)
 
+    def end_unhanded(self) -> None:
+        """The caller was interrupted (Ctrl-C) before the runner handed back this job's handle
+        (before the hand-over, or while the runner took the call): end it ``cancelled`` now,
+        without one (none will come)."""
+        self.interrupt("cancelled", self.interrupted_message())
+        self.end_stopped_unattached()
+
     def _abandon(self, outcome: str = "timeout") -> StopResult | None:
         """Tell the runner the call is given up; ``None`` when it was not handed over yet."""
         runner, handle = self.runner, self.handle
