@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["SLICE", "acquire", "sleep", "wait"]
@@ -36,44 +37,45 @@ class _Waitable(Protocol):
 def acquire(lock: _Acquirable, timeout: float = -1.0) -> bool:
     """``lock.acquire(True, timeout)`` (``-1``: no timeout), a :data:`SLICE` at a time on the
     main thread. Returns whether the lock was taken."""
-    if threading.get_ident() != threading.main_thread().ident:
+    if not _on_main_thread():
         return lock.acquire(True, timeout)
-    if timeout < 0:
-        while not lock.acquire(True, SLICE):
-            pass
-        return True
-    end = time.monotonic() + timeout
-    while not lock.acquire(True, min(timeout, SLICE)):
-        timeout = end - time.monotonic()
-        if timeout <= 0:
-            return False
-    return True
+    return _in_slices(lambda seconds: lock.acquire(True, seconds), None if timeout < 0 else timeout)
 
 
 def wait(event: _Waitable, timeout: float | None = None) -> bool:
     """``event.wait(timeout)`` (``None``: no timeout), a :data:`SLICE` at a time on the main
     thread. Returns what the last ``event.wait`` returned: whether the event was set (for a
     ``threading.Condition``, whether it was notified)."""
-    if threading.get_ident() != threading.main_thread().ident:
+    if not _on_main_thread():
         return event.wait(timeout)
-    if timeout is None:
-        while not event.wait(SLICE):
-            pass
-        return True
-    end = time.monotonic() + timeout
-    while not event.wait(min(timeout, SLICE)):
-        timeout = end - time.monotonic()
-        if timeout <= 0:
-            return False
-    return True
+    return _in_slices(event.wait, timeout)
 
 
 def sleep(seconds: float) -> None:
     """``time.sleep(seconds)``, a :data:`SLICE` at a time on the main thread."""
-    if threading.get_ident() != threading.main_thread().ident:
+    if not _on_main_thread():
         time.sleep(seconds)
         return
     end = time.monotonic() + seconds
     while seconds > 0:
         time.sleep(min(seconds, SLICE))
         seconds = end - time.monotonic()
+
+
+def _on_main_thread() -> bool:
+    return threading.get_ident() == threading.main_thread().ident
+
+
+def _in_slices(block: Callable[[float], bool], timeout: float | None) -> bool:
+    """Call ``block(seconds)`` for at most :data:`SLICE` seconds at a time until it returns
+    true (``True``) or ``timeout`` seconds have passed (``False``; ``None``: never)."""
+    if timeout is None:
+        while not block(SLICE):
+            pass
+        return True
+    end = time.monotonic() + timeout
+    while not block(min(timeout, SLICE)):
+        timeout = end - time.monotonic()
+        if timeout <= 0:
+            return False
+    return True
