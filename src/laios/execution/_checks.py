@@ -364,19 +364,29 @@ def takes_one_argument(
         TypeError: (or ``error``) Naming ``name``, the signature found and what it must take
             (and ``signature``, the one expected, when given).
     """
-    try:
-        found = inspect.signature(value)
-    except Exception:  # (no signature to read: it is called and what it raises is reported)
-        return
-    try:
-        found.bind(_STAND_IN)
-    except TypeError as exc:
-        shown = shorten(str(found), _SHOWN_SIGNATURE_CHARS)
+    refused = _signature_refusing(value, 1)
+    if refused is not None:
         raise error(
             f"{name} must be a callable taking {takes} as its one argument, got one with the "
-            f"signature {shown} ({exc}): it must accept exactly one positional argument"
+            f"signature {refused}: it must accept exactly one positional argument"
             f"{_expecting(signature)}"
-        ) from None
+        )
+
+
+def _signature_refusing(value: Any, arguments: int) -> str | None:
+    """The signature of ``value`` and why it cannot be called with ``arguments`` positional
+    arguments (``"(event) (too many positional arguments)"``); ``None`` when it can, or when
+    its signature cannot be read (some builtins and C callables, a proxy whose lookups
+    raise): it is called then, and what it raises is reported."""
+    try:
+        found = inspect.signature(value)
+    except Exception:
+        return None
+    try:
+        found.bind(*(_STAND_IN,) * arguments)
+    except TypeError as exc:
+        return f"{shorten(str(found), _SHOWN_SIGNATURE_CHARS)} ({exc})"
+    return None
 
 
 #: Code of the ``on_progress`` functions (and, as ``(code, True)``, methods) found to take
@@ -407,19 +417,13 @@ def takes_event_and_data(value: Any) -> None:
         return
     if key in _TAKES_EVENT_AND_DATA:
         return
-    try:
-        found = inspect.signature(value)
-    except Exception:  # (no signature to read: it is called and what it raises is reported)
-        return
-    try:
-        found.bind(_STAND_IN, _STAND_IN)
-    except TypeError as exc:
-        shown = shorten(str(found), _SHOWN_SIGNATURE_CHARS)
+    refused = _signature_refusing(value, 2)
+    if refused is not None:
         raise TypeError(
             f"on_progress must take (event, data) as its two positional arguments, got one "
-            f"with the signature {shown} ({exc}): pass a function such as "
+            f"with the signature {refused}: pass a function such as "
             "def on_progress(event, data): ..."
-        ) from None
+        )
     if len(_TAKES_EVENT_AND_DATA) >= _MOST_CHECKED_CALLBACKS:
         _TAKES_EVENT_AND_DATA.clear()
     _TAKES_EVENT_AND_DATA.add(key)
