@@ -594,13 +594,14 @@ class _CpuTimer:
     of its own); ``None``: no timer.
 
     Entered, it is the timer, whose ``exceeded`` tells, once the block is over, whether the
-    block used up the budget: its CPU seconds reached it, or the timer ran out (the timer may
-    run out a little before ``time.process_time()`` reaches the budget, hence the slack)
-    with the signal handled or ignored by the tool (a process still there then had it so).
-    A timer that ran out, with no handler of the tool's left, was stopped by the tool (a
-    profiler that set the timer for its own use, then stopped it): only the CPU seconds
-    count then. ``taken`` tells whether the tool had set the timer for its own use (it ran
-    on, or was set to repeat).
+    block used up the budget. The timer is the judge: it counts the CPU time the kernel
+    charged the process, which on a busy machine runs ahead of ``time.process_time()`` (a
+    process running when a clock tick comes is charged the whole tick). So the timer is set
+    to reload with a mark of its own (:data:`_CPU_TIMER_MARK`) when it runs out: still
+    marked, it ran out (a process still there then had the signal handled or ignored by the
+    tool) or it did not. Not marked any more, the tool set the timer for its own use (a
+    profiler sampling on ``SIGPROF``): ``taken`` says whether the tool left it running, and
+    the CPU seconds the block used decide.
     """
 
     __slots__ = ("exceeded", "seconds", "start", "taken")
@@ -615,26 +616,23 @@ class _CpuTimer:
         if self.seconds is not None:
             signal.signal(signal.SIGPROF, signal.SIG_DFL)
             self.start = time.process_time()
-            signal.setitimer(signal.ITIMER_PROF, max(self.seconds, 0.001))
+            signal.setitimer(signal.ITIMER_PROF, max(self.seconds, 0.001), _CPU_TIMER_MARK)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self.seconds is not None:
             remaining, interval = signal.setitimer(signal.ITIMER_PROF, 0)
-            used = time.process_time() - self.start
-            slack = min(_CPU_TIMER_SLACK, self.seconds / 10)
-            # (the budget's own timer, past the budget, has a few ticks left at most)
-            self.taken = interval > 0.0 or remaining > _CPU_TIMER_SLACK
-            if remaining == 0.0 and interval == 0.0:  # run out, or stopped by the tool
-                handled = signal.getsignal(signal.SIGPROF) != signal.SIG_DFL
-                self.exceeded = used >= self.seconds or (handled and used >= self.seconds - slack)
+            if abs(interval - _CPU_TIMER_MARK) < 1.0:  # the budget's own timer
+                # (run out, it reloaded with the mark: far more left than the budget)
+                self.exceeded = remaining > _CPU_TIMER_MARK / 2
             else:
-                self.exceeded = self.taken and used >= self.seconds
+                self.taken = remaining > 0.0 or interval > 0.0
+                self.exceeded = time.process_time() - self.start >= self.seconds
 
 
-#: How much earlier than ``time.process_time()`` says the CPU timer may run out, at most (it
-#: counts in clock ticks).
-_CPU_TIMER_SLACK = 0.05
+#: What the CPU budget's timer reloads with when it runs out, in CPU seconds: a mark telling
+#: that it ran out (a call never runs that long; BSD kernels refuse more than 10⁸ s).
+_CPU_TIMER_MARK = 10_000_000.0
 
 
 def _cpu_used(children: bool = False) -> float:
