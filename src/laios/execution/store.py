@@ -1017,15 +1017,22 @@ class MetricStore:
         if lock.locked():  # (no lock convoy between callers: see _locks)
             wait_while_held(lock)
         with lock:  # (not acquire(): a Ctrl-C there would leave it held, see _locks)
-            self._active[rec] = None
             if scope is not None:
                 key = rec.task_id
                 if len(key) > MAX_ID_CHARS:
                     key = record_id(key)
                 shadowed = scope.active_by_id.get(key)
-                if shadowed is not None:  # the id is running already: that run stays known
-                    scope.shadowed.setdefault(key, []).append(shadowed)
+                if shadowed is not None and shadowed is not rec:
+                    # The id is running already: that run stays known (once, when recorded
+                    # again after a Ctrl-C landed here).
+                    older = scope.shadowed.setdefault(key, [])
+                    if not older or older[-1] is not shadowed:
+                        older.append(shadowed)
                 scope.active_by_id[key] = rec
+            # From here on, no call: nowhere for a Ctrl-C to land (Python handles a signal as a
+            # function begins or a C call returns), so a record is active exactly when it is
+            # counted in flight or queued (see record_submission).
+            self._active[rec] = None
             if running:
                 slot.in_flight += 1
                 wait = slot.queue_wait  # a wait of zero: counted into the first bucket
@@ -1037,6 +1044,15 @@ class MetricStore:
         if notify and scope is not None and scope.track_progress:
             self._notify(_starting(rec), rec)
         return rec
+
+    def record_submission(self, rec: TaskRecord, running: bool) -> None:
+        """Record ``rec`` as :meth:`submit_record` does, unless that is done: after an
+        exception (a Ctrl-C) escaped :meth:`submit_record`, which may have landed before the
+        record was made active, or came from a progress listener once it was."""
+        with self._lock:
+            done = rec in self._active or rec.state == "finished"
+        if not done:
+            self.submit_record(rec, running)
 
     def monitor_started(
         self, scope: RecordScope, task: Any, tool: str, slot: ToolSlot
@@ -1188,6 +1204,34 @@ class MetricStore:
         if notify:
             self._notify(_starting(rec), rec)
 
+    def _settle(self, rec: TaskRecord) -> ProgressUpdate | None:
+        """Move a record that reads as finished from the active ones to its scope's ring of
+        finished ones (caller holds the lock). Done again, it changes nothing: a record still
+        active has not settled, as this leaves the active ones last.
+
+        Returns:
+            The record's final progress update, when its scope's listeners are to hear it.
+        """
+        update = None
+        scope = rec.scope
+        if len(rec.tool) > MAX_ID_CHARS:  # (a name nobody registered may be any size)
+            rec.tool = shorten(rec.tool, MAX_ID_CHARS)
+        if scope is not None:  # from its active records to its ring of finished ones
+            task_id = rec.task_id
+            if len(task_id) > MAX_ID_CHARS:  # kept bounded from now on (see record_id)
+                task_id = rec.task_id = record_id(task_id)
+            _leave_active(scope, rec, task_id)
+            finished = scope.finished
+            if finished.setdefault(task_id, rec) is not rec:  # the id ran before
+                del finished[task_id]
+                finished[task_id] = rec
+            if len(finished) > scope.capacity:
+                finished.popitem(last=False)
+            if scope.track_progress and self._progress_listeners:
+                update = _final(rec)
+        del self._active[rec]
+        return update
+
     def task_finished(
         self,
         rec: TaskRecord,
@@ -1230,91 +1274,81 @@ class MetricStore:
         with lock:  # (not acquire(): a Ctrl-C there would leave it held, see _locks)
             state = rec.state
             if state == "finished":
+                if rec in self._active:  # a Ctrl-C landed as it was recorded: settle it
+                    self._settle(rec)
                 return False
             slot = rec.slot
             assert slot is not None
-            if state == "running" and not unstarted:
+            started = state == "running" and not unstarted
+            duration = now - rec.started_mono if started else 0.0
+            # Its end read (by another thread) before its start, a clock that stepped back, or
+            # one that read NaN or an infinity (warned of above): no time.
+            if not 0.0 <= duration < _INF:
+                duration = 0.0
+            # From here to its state, no call: nowhere for a Ctrl-C to land (Python handles a
+            # signal as a function begins or a C call returns), so a record reads as finished
+            # exactly when its counts in flight and queued are settled. Its end first, then its
+            # state: views read a record without the lock, and one that reads as finished must
+            # show how it ended.
+            if state == "running":
                 slot.in_flight -= 1
-                duration = now - rec.started_mono
-                # Its end read (by another thread) before its start, a clock that stepped
-                # back, or one that read NaN or an infinity (warned of above): no time.
-                if not 0.0 <= duration < _INF:
-                    duration = 0.0
-            else:  # never started: queued (timed out or cancelled) or rejected at once
-                if state == "running":  # counted as started (its queue wait too), yet never was
-                    slot.in_flight -= 1
+                if not started:  # counted as started (its queue wait too), yet never was
                     rec.ran = False
-                elif state == "queued":
-                    self._queue_depth -= 1
-                    # Its wait counts too, or queue-wait quantiles would hide the longest ones;
-                    # but a rejected task was refused, it never waited for a worker.
-                    if outcome != "rejected":
-                        slot.queue_wait.observe(seconds_between(now, rec.submitted_mono), None)
+            elif state == "queued":
+                self._queue_depth -= 1
+            if not started:  # never started: queued (timed out or cancelled), or rejected
                 rec.start_time = end_time
                 rec.started_mono = now
-                duration = 0.0
-            # Its end first, then its state: views read a record without the lock, and one
-            # that reads as finished must show how it ended.
             rec.end_time = end_time
             rec.execution_time = duration
             rec.outcome = outcome
             rec.status = status
-            rec.state = "finished"
             rec.task = None
-            # Fields still at their class defaults are left alone: setting them would add
-            # entries to every retained record.
-            if cpu_time:
-                rec.cpu_time = cpu_time
-            if error_type is not None:
-                rec.error_type = error_type
-            if rec.checkpoint_listener is not None:
-                rec.checkpoint_listener = None
-            if rec.progress_count:  # (they come before the final update)
-                rec.progress_at_end = rec.progress_count
-            histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
-            histogram.observe(duration, exemplar, end_time)
-            if outcome == "success" or not rec.attempt:  # a success is never retried
-                results = slot.results
-                results[outcome] = results.get(outcome, 0) + 1
-            if outcome != "success" and outcome in ERROR_OUTCOMES:
+            rec.state = "finished"
+            try:
+                # (a Ctrl-C that lands from here on costs the task its counts at most)
+                if state == "queued" and outcome != "rejected":
+                    # Its wait counts too, or queue-wait quantiles would hide the longest ones;
+                    # but a rejected task was refused, it never waited for a worker.
+                    slot.queue_wait.observe(seconds_between(now, rec.submitted_mono), None)
+                # Fields still at their class defaults are left alone: setting them would add
+                # entries to every retained record.
+                if cpu_time:
+                    rec.cpu_time = cpu_time
                 if error_type is not None:
-                    # (as counted: bounded)
-                    counted = slot.count_error(error_type, exemplar, end_time)
-                    if self._first_fold("max_error_types", error_type, counted):
-                        folded = error_type
-                    error_type = counted
-                if outcome != "cancelled":  # (the caller's choice: not a failure to show)
-                    task_id, tool = rec.task_id, rec.tool
-                    self._failures.append(
-                        (
-                            task_id if len(task_id) <= MAX_TEXT else shorten(task_id, MAX_TEXT),
-                            tool if len(tool) <= MAX_TEXT else shorten(tool, MAX_TEXT),
-                            outcome,
-                            error_type,
-                            end_time,
-                            duration,
-                            rec.trace_id,
-                            rec.retries + 1,
+                    rec.error_type = error_type
+                if rec.checkpoint_listener is not None:
+                    rec.checkpoint_listener = None
+                if rec.progress_count:  # (they come before the final update)
+                    rec.progress_at_end = rec.progress_count
+                histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
+                histogram.observe(duration, exemplar, end_time)
+                if outcome == "success" or not rec.attempt:  # a success is never retried
+                    results = slot.results
+                    results[outcome] = results.get(outcome, 0) + 1
+                if outcome != "success" and outcome in ERROR_OUTCOMES:
+                    if error_type is not None:
+                        # (as counted: bounded)
+                        counted = slot.count_error(error_type, exemplar, end_time)
+                        if self._first_fold("max_error_types", error_type, counted):
+                            folded = error_type
+                        error_type = counted
+                    if outcome != "cancelled":  # (the caller's choice: not a failure to show)
+                        task_id, tool = rec.task_id, rec.tool
+                        self._failures.append(
+                            (
+                                task_id if len(task_id) <= MAX_TEXT else shorten(task_id, MAX_TEXT),
+                                tool if len(tool) <= MAX_TEXT else shorten(tool, MAX_TEXT),
+                                outcome,
+                                error_type,
+                                end_time,
+                                duration,
+                                rec.trace_id,
+                                rec.retries + 1,
+                            )
                         )
-                    )
-            del self._active[rec]
-            update = None
-            scope = rec.scope
-            if len(rec.tool) > MAX_ID_CHARS:  # (a name nobody registered may be any size)
-                rec.tool = shorten(rec.tool, MAX_ID_CHARS)
-            if scope is not None:  # from its active records to its ring of finished ones
-                task_id = rec.task_id
-                if len(task_id) > MAX_ID_CHARS:  # kept bounded from now on (see record_id)
-                    task_id = rec.task_id = record_id(task_id)
-                _leave_active(scope, rec, task_id)
-                finished = scope.finished
-                if finished.setdefault(task_id, rec) is not rec:  # the id ran before
-                    del finished[task_id]
-                    finished[task_id] = rec
-                if len(finished) > scope.capacity:
-                    finished.popitem(last=False)
-                if scope.track_progress and self._progress_listeners:
-                    update = _final(rec)
+            finally:
+                update = self._settle(rec)
         if folded is not None:
             self._warn_folded("max_error_types", folded, slot.label)
         try:

@@ -583,7 +583,10 @@ class Engine:
         at_once = inline or claimed
         try:
             store.submit_record(job, at_once and not pending)
-        except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+        except KeyboardInterrupt as exc:
+            # A progress listener's, once recorded; or a Ctrl-C that landed as the record was
+            # made: made all the same, and held for the caller as a listener's is.
+            store.record_submission(job, at_once and not pending)
             job.listener_interrupted(exc)
         if inline and refusal is None and env.closed:
             # shutdown() began after the check above, and may have looked for the tasks on

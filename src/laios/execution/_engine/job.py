@@ -2365,6 +2365,20 @@ class Job(TaskRecord):
             return "error", self._interrupt_message(), "callback_error"
         return outcome, error, error_type
 
+    def _write_end(self, task: Task, status: TaskStatus, data: Any, error: str | None) -> None:
+        """Write the task's end on ``task``: its status, when it completed, result and error."""
+        fields = {
+            "status": status,
+            "completed_at": datetime.now(_UTC),
+            "result": data,
+            "error": error,
+        }
+        if not self.ran:  # (the store has just recorded an unstarted run as never started)
+            # Never started: a start of an earlier run of the task is not its own, but one of
+            # an earlier attempt of the same retry call is (``None`` when there is none).
+            fields["started_at"] = self.earlier_start
+        assign(task, task_fields(task, fields))
+
     def _conclude(
         self,
         outcome: str,
@@ -2385,28 +2399,20 @@ class Job(TaskRecord):
         status = _STATUS_OF_OUTCOME.get(outcome, _FAILED)
         trace_id = self.trace_id
         exemplar = (trace_id, self.span_id or "") if trace_id and self.sampled else None
+        ending = (self, outcome, status, error_type if failed else None, 0.0, exemplar)
         try:
-            env.store.task_finished(
-                self,
-                outcome,
-                status,
-                error_type if failed else None,
-                exemplar=exemplar,
-                unstarted=self.unstarted,
-            )
-        except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+            env.store.task_finished(*ending, unstarted=self.unstarted)
+        except KeyboardInterrupt as exc:
+            # A progress listener's, once recorded; or a Ctrl-C that landed as the outcome was
+            # recorded: recorded all the same (unless it is), and held for the caller as a
+            # listener's is.
+            env.store.task_finished(*ending, unstarted=self.unstarted)
             self.listener_interrupted(exc)
-        fields = {
-            "status": status,
-            "completed_at": datetime.now(_UTC),
-            "result": data,
-            "error": error,
-        }
-        if not self.ran:  # (the store has just recorded an unstarted run as never started)
-            # Never started: a start of an earlier run of the task is not its own, but one of
-            # an earlier attempt of the same retry call is (``None`` when there is none).
-            fields["started_at"] = self.earlier_start
-        assign(task, task_fields(task, fields))
+        try:
+            self._write_end(task, status, data, error)
+        except KeyboardInterrupt as exc:  # (landed as the end was written on the task)
+            self._write_end(task, status, data, error)
+            self._take_interrupt(exc, "writing the task's end")
         metadata["tool_name"] = tool_name
         metadata["outcome"] = outcome
         if failed:

@@ -226,13 +226,15 @@ class ThreadRunner:
         thread = threading.Thread(
             target=self._work, name=f"{self._thread_name}-{self._counter}", daemon=True
         )
-        self._threads.add(thread)
         try:
             thread.start()
         except RuntimeError:  # "can't start new thread": a process or memory limit
-            self._threads.discard(thread)
             _log.error("could not start a worker thread; running with %d", len(self._threads))
             return False
+        # Counted once started (it takes the lock, held here, before it looks at the count): a
+        # Ctrl-C landing in start() leaves no thread counted that never ran, which shutdown
+        # would wait for.
+        self._threads.add(thread)
         return True
 
     def _work(self) -> None:

@@ -1,0 +1,139 @@
+"""A Ctrl-C that lands on the caller's thread anywhere in an ``execute_task`` call leaves the
+task recorded: not running for ever in the store (where ``shutdown(wait=True)``, also the one
+at the program's exit, would wait for it), not ``RUNNING`` on the task, and no internal error
+logged; the interrupt goes on to the caller.
+
+Python handles a pending signal as a function begins and right after a call to a C function
+returns. A loop of ``execute_task`` calls interrupted by Ctrl-C spends much of its time in
+the executor's own bookkeeping, so that is where a Ctrl-C often lands. The test lands
+``KeyboardInterrupt`` there (a profile function raising it on the ``call`` or ``c_return``
+event), at each position in laios's code on the caller's thread, one position per run.
+(The calls run on a thread of their own, so that one waiting for ever fails the test; a
+profile function's exception is raised on whichever thread it runs on.)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task, TaskStatus
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+#: How long a store or an executor may take to answer once the interrupt has landed.
+ANSWERS_WITHIN = 10.0
+
+
+def _interrupt_at(event: str, position: int, landed: list[str]) -> Any:
+    """A profile function raising KeyboardInterrupt at the ``position``-th ``event`` in laios's
+    code (noting in ``landed`` where)."""
+    seen = 0
+
+    def profile(frame: FrameType, what: str, arg: Any) -> None:
+        nonlocal seen
+        if what != event or not frame.f_globals.get("__name__", "").startswith("laios."):
+            return
+        seen += 1
+        if seen == position:
+            sys.setprofile(None)
+            code = frame.f_code
+            after = f" after {getattr(arg, '__qualname__', arg)!s}" if event == "c_return" else ""
+            landed.append(f"{code.co_qualname}:{frame.f_lineno}{after}")
+            raise KeyboardInterrupt
+
+    return profile
+
+
+def _answers(call: Any) -> bool:
+    """Whether ``call()`` returns within ``ANSWERS_WITHIN`` (run on a thread of its own)."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(ANSWERS_WITHIN)
+    return not thread.is_alive()
+
+
+def _nothing_running(store: MetricStore) -> bool:
+    deadline = time.monotonic() + ANSWERS_WITHIN
+    while store.snapshot().running:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _lands_at(
+    event: str,
+    position: int,
+    registry: ToolRegistry,
+    timeout: float | None,
+    caplog: pytest.LogCaptureFixture,
+    warm: bool = False,
+) -> bool:
+    """Land a Ctrl-C at the ``position``-th ``event`` of an ``execute_task`` call and check
+    that the task is recorded; ``False`` once there was no such event."""
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    landed: list[str] = []
+    escaped: list[BaseException] = []
+    task = Task(plan_id="p", description="d", tool_name="work")
+    if warm:  # a worker thread waits for the call (none is started for it)
+        executor.execute_task(
+            Task(plan_id="p", description="d", tool_name="work"), CONTEXT, timeout=timeout
+        )
+
+    def interrupted_call() -> None:
+        sys.setprofile(_interrupt_at(event, position, landed))  # (this thread's only)
+        try:
+            executor.execute_task(task, CONTEXT, timeout=timeout)
+        except KeyboardInterrupt as exc:
+            escaped.append(exc)
+        finally:
+            sys.setprofile(None)
+
+    caplog.clear()
+    try:
+        answered = _answers(interrupted_call)
+        where = f"a Ctrl-C at {event} {position} ({landed})"
+        assert answered, f"the interrupted call waited for ever: {where}"
+        if not landed:
+            return False
+        assert escaped, f"the interrupt was lost: {where}"
+        assert _nothing_running(store), (
+            f"the task stayed running: {store.snapshot().running}: {where}"
+        )
+        assert task.status is not TaskStatus.RUNNING, f"the task stayed RUNNING: {where}"
+        assert _answers(lambda: executor.shutdown(wait=True)), f"shutdown waited: {where}"
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not errors, f"{errors[0].getMessage()}: {where}"
+    finally:
+        threading.Thread(target=executor.shutdown, args=(False,), daemon=True).start()
+    return True
+
+
+@pytest.mark.parametrize("event", ["call", "c_return"])
+@pytest.mark.parametrize(
+    ("timeout", "warm"),
+    [(None, False), (30, False), (30, True)],
+    ids=["on the caller's thread", "on a new worker", "on a waiting worker"],
+)
+def test_a_ctrl_c_anywhere_in_a_call_leaves_the_task_recorded(
+    event: str, timeout: float | None, warm: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("work", "Works.", lambda: 1))
+    caplog.set_level(logging.ERROR, logger="laios")
+    position = 1
+    while _lands_at(event, position, registry, timeout, caplog, warm):
+        position += 1
+        assert position < 2000, "the events never ran out"
+    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
