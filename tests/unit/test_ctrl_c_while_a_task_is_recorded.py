@@ -14,6 +14,7 @@ profile function's exception is raised on whichever thread it runs on.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import threading
@@ -78,6 +79,7 @@ def _lands_at(
     timeout: float | None,
     caplog: pytest.LogCaptureFixture,
     warm: bool = False,
+    awaited: bool = False,
 ) -> bool:
     """Land a Ctrl-C at the ``position``-th ``event`` of an ``execute_task`` call and check
     that the task is recorded; ``False`` once there was no such event."""
@@ -85,7 +87,7 @@ def _lands_at(
     executor = Executor(registry, store=store, register_prometheus=False)
     landed: list[str] = []
     escaped: list[BaseException] = []
-    task = Task(plan_id="p", description="d", tool_name="work")
+    task = Task(plan_id="p", description="d", tool_name="awork" if awaited else "work")
     if warm:  # a worker thread waits for the call (none is started for it)
         executor.execute_task(
             Task(plan_id="p", description="d", tool_name="work"), CONTEXT, timeout=timeout
@@ -94,7 +96,10 @@ def _lands_at(
     def interrupted_call() -> None:
         sys.setprofile(_interrupt_at(event, position, landed))  # (this thread's only)
         try:
-            executor.execute_task(task, CONTEXT, timeout=timeout)
+            if awaited:
+                asyncio.run(executor.execute_async(task, CONTEXT, timeout=timeout))
+            else:
+                executor.execute_task(task, CONTEXT, timeout=timeout)
         except KeyboardInterrupt as exc:
             escaped.append(exc)
         finally:
@@ -113,7 +118,9 @@ def _lands_at(
         )
         assert task.status is not TaskStatus.RUNNING, f"the task stayed RUNNING: {where}"
         assert _answers(lambda: executor.shutdown(wait=True)), f"shutdown waited: {where}"
-        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        errors = [
+            r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("laios")
+        ]
         assert not errors, f"{errors[0].getMessage()}: {where}"
     finally:
         threading.Thread(target=executor.shutdown, args=(False,), daemon=True).start()
@@ -137,3 +144,71 @@ def test_a_ctrl_c_anywhere_in_a_call_leaves_the_task_recorded(
         position += 1
         assert position < 2000, "the events never ran out"
     assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+
+
+async def _awork() -> int:
+    await asyncio.sleep(0)
+    return 1
+
+
+def _interrupt_as_it_begins(qualname: str, landed: list[str]) -> Any:
+    """A profile function raising KeyboardInterrupt as the first call of ``qualname`` in
+    laios's code begins."""
+
+    def profile(frame: FrameType, what: str, arg: Any) -> None:
+        if (
+            what == "call"
+            and frame.f_code.co_qualname == qualname
+            and frame.f_globals.get("__name__", "").startswith("laios.")
+        ):
+            sys.setprofile(None)
+            landed.append(qualname)
+            raise KeyboardInterrupt
+
+    return profile
+
+
+async def _awork() -> int:
+    await asyncio.sleep(0)
+    return 1
+
+
+@pytest.mark.parametrize("where", ["Engine._hand_over", "Engine._wait", "Job.started"])
+def test_a_ctrl_c_as_an_awaited_task_is_handed_over_or_started_leaves_it_recorded(
+    where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same for an async tool run in a task of its own on the awaiting coroutine's loop
+    (on Python 3.10 a Ctrl-C lands wherever that loop's thread is), as the task is handed to
+    the loop, as the wait for it begins, and as its start is recorded: it stayed ``queued``
+    for ever, or the caller waited for ever."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("awork", "Works.", _awork))
+    caplog.set_level(logging.ERROR, logger="laios")
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    landed: list[str] = []
+    escaped: list[BaseException] = []
+    task = Task(plan_id="p", description="d", tool_name="awork")
+
+    def interrupted_call() -> None:
+        sys.setprofile(_interrupt_as_it_begins(where, landed))  # (this thread's only)
+        try:
+            asyncio.run(executor.execute_async(task, CONTEXT, timeout=30))
+        except KeyboardInterrupt as exc:
+            escaped.append(exc)
+        finally:
+            sys.setprofile(None)
+
+    try:
+        assert _answers(interrupted_call), "the interrupted call waited for ever"
+        assert landed == [where]
+        assert escaped, "the interrupt was lost"
+        assert _nothing_running(store), f"the task stayed running: {store.snapshot().running}"
+        assert task.status is not TaskStatus.RUNNING
+        assert _answers(lambda: executor.shutdown(wait=True)), "shutdown waited"
+        errors = [
+            r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("laios")
+        ]
+        assert not errors, errors[0].getMessage()
+    finally:
+        threading.Thread(target=executor.shutdown, args=(False,), daemon=True).start()

@@ -993,7 +993,11 @@ class Engine:
             if batch.interrupt is not None and batch.interrupt is not exc:
                 raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
-        await self._wait(batch, jobs, limit, tally)
+        try:
+            await self._wait(batch, jobs, limit, tally)
+        except (KeyboardInterrupt, SystemExit):  # (see _waited_interrupted)
+            await _waited_interrupted(jobs, batch, limit, tally)
+            raise
         return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
 
     async def run_one_awaiting(
@@ -1075,7 +1079,11 @@ class Engine:
             job.result = None
             raise batch.interrupt
         if job.result is None:
-            await self._wait(batch, [job], limit)
+            try:
+                await self._wait(batch, [job], limit)
+            except (KeyboardInterrupt, SystemExit):  # (see _waited_interrupted)
+                await _waited_interrupted([job], batch, limit)
+                raise
         return job.take_result()
 
     def _accept(
@@ -1122,6 +1130,16 @@ class Engine:
             if job is not None and job.claimed is not None:
                 self.loop_here.release(job.claimed)  # never run: its slot goes back
             return self.internal_error(task, exc, job)
+        except BaseException:
+            # Ctrl-C (or SystemExit) in the executor's own code as the task was accepted: it
+            # must not stay queued or running (a shutdown would wait for it for ever). One
+            # handed over is ended where it was handed over.
+            if job is not None and job.handle is None and job.state != "finished":
+                if job.claimed is not None:
+                    self.loop_here.release(job.claimed)  # never run: its slot goes back
+                    job.claimed = None
+                job.end_unhanded()
+            raise
         return job
 
     async def _wait(
@@ -1134,6 +1152,7 @@ class Engine:
         """Await the handed-over ``jobs``; when the awaiting coroutine is cancelled, end them
         ``cancelled`` (``tally`` told how many had succeeded) and let the cancellation go
         on."""
+        batch.waited = True
         try:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
@@ -1659,6 +1678,19 @@ def _cancelled_by_caller(
         job.result = None  # nobody will take these: the records must not keep them
 
 
+async def _waited_interrupted(
+    jobs: list[Job],
+    batch: _Batch,
+    limit: float | None,
+    tally: Callable[[int], None] | None = None,
+) -> None:
+    """After ``KeyboardInterrupt`` or ``SystemExit`` came out of ``Engine._wait``: give up the
+    ``jobs``, as ``_wait`` does for one raised while it waits, when it was raised before the
+    wait began (a Ctrl-C lands as a coroutine starts, too)."""
+    if not batch.waited:
+        await _given_up_by_caller(jobs, batch, limit, interrupted=True, tally=tally)
+
+
 async def _given_up_by_caller(
     jobs: list[Job],
     batch: _Batch,
@@ -1906,6 +1938,7 @@ class _Batch:
         "loop",
         "thread",
         "timer",
+        "waited",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -1929,6 +1962,9 @@ class _Batch:
         #: Why its jobs are being given up, once its coroutine was cancelled (see
         #: :func:`_given_up_by_caller`).
         self.given_up: str | None = None
+        #: Whether ``Engine._wait`` began to wait for its jobs (see
+        #: :func:`_waited_interrupted`).
+        self.waited = False
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""

@@ -1927,8 +1927,10 @@ async def _run(work: _LoopCall) -> None:
     events = work.events
     _hold(work)  # (in this task's own context, which ends with it)
     closed = False
+    began: bool | None = None  # what started() answered (None: it did not)
     try:
-        if events.started():
+        began = events.started()
+        if began:
             watched = WatchedCall(call_tool_async(work.call, events))
             try:
                 outcome = await watched
@@ -1950,6 +1952,17 @@ async def _run(work: _LoopCall) -> None:
             events.finished(outcome)
     except GeneratorExit:
         raise
+    except (KeyboardInterrupt, SystemExit) as exc:
+        # Landed in the events' own code (a Ctrl-C on Python 3.10 lands wherever the loop's
+        # thread is): the call ends as if its tool had raised it at once, which is the
+        # awaiting caller's interrupt. (Landed before started() answered, the call may not be
+        # running yet: it is started first. A call told of its end already ignores this.)
+        try:
+            if began is None:
+                events.started()
+            events.finished(RawOutcome(None, exc))
+        except BaseException:
+            _log.exception("a task's events raised on the event loop")
     except BaseException:
         _log.exception("a task's events raised on the event loop")
     finally:
