@@ -488,6 +488,9 @@ class _CountingLock:
             self.given_up = 0
         return taken
 
+    def locked(self) -> bool:
+        return bool(self.lock.locked())
+
     def release(self) -> None:
         given_up, self.given_up = self.given_up, 0
         self.most = max(self.most, given_up)

@@ -12,6 +12,7 @@ profile function's exception is raised on whichever thread it runs on.)
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from types import FrameType
@@ -27,7 +28,12 @@ from laios.tools.registry import ToolRegistry
 
 CONTEXT = Context(session_id="s", user_id="u")
 #: The modules whose C calls are landed on.
-WATCHED = ("laios.execution.store", "laios.execution._runners.thread")
+WATCHED = (
+    "laios.execution.store",
+    "laios.execution._runners.thread",
+    "laios.execution._runners.loop",
+    "laios.execution._engine.job",
+)
 #: How long a store or an executor may take to answer once the interrupt has landed.
 ANSWERS_WITHIN = 10.0
 
@@ -60,32 +66,40 @@ def _answers(call: Any) -> bool:
     return not thread.is_alive()
 
 
-def _lands_after(position: int, registry: ToolRegistry, timeout: float | None) -> bool:
+def _lands_after(
+    position: int, registry: ToolRegistry, timeout: float | None, tool: str = "work"
+) -> bool:
     """Land a Ctrl-C after the ``position``-th watched C call of an ``execute_task`` call and
     check that everything still answers; ``False`` once there was no such C call."""
     store = MetricStore()
     executor = Executor(registry, store=store, register_prometheus=False)
     landed: list[str] = []
-    task = Task(plan_id="p", description="d", tool_name="work")
+    task = Task(plan_id="p", description="d", tool_name=tool)
+
+    def run(task: Task) -> None:
+        if tool == "awork":  # awaited, on the calling thread's event loop
+            asyncio.run(executor.execute_async(task, CONTEXT, timeout=timeout))
+        else:
+            executor.execute_task(task, CONTEXT, timeout=timeout)
 
     def interrupted_call() -> None:
         sys.setprofile(_interrupt_after(position, landed))  # (this thread's only)
         try:
-            executor.execute_task(task, CONTEXT, timeout=timeout)
+            run(task)
         except KeyboardInterrupt:
             pass
         finally:
             sys.setprofile(None)
 
-    again = Task(plan_id="p", description="d", tool_name="work")
+    again = Task(plan_id="p", description="d", tool_name=tool)
     try:
         answered = _answers(interrupted_call)
         where = f"a Ctrl-C after C call {position} ({landed})"
         assert answered, f"the interrupted call waited for ever: {where}"
-        assert _answers(store.snapshot), f"the store's lock stayed held: {where}"
-        assert _answers(lambda: executor.execute_task(again, CONTEXT, timeout=timeout)), (
-            f"a later call waited for ever: {where}"
+        assert _answers(store.snapshot), (
+            f"store.snapshot() waited for ever (a lock stayed held): {where}"
         )
+        assert _answers(lambda: run(again)), f"a later call waited for ever: {where}"
         assert again.result == 1, where
     finally:
         threading.Thread(target=executor.shutdown, args=(False,), daemon=True).start()
@@ -100,5 +114,25 @@ def test_a_ctrl_c_after_any_c_call_of_the_store_or_runner_leaves_no_lock_held(
     registry.register_tool(create_simple_tool("work", "Works.", lambda: 1))
     position = 1
     while _lands_after(position, registry, timeout):
+        position += 1
+        assert position < 500, "the C calls never ran out"
+
+
+async def _awork() -> int:
+    await asyncio.sleep(0)
+    return 1
+
+
+@pytest.mark.parametrize("timeout", [None, 30], ids=["awaited", "in a task of its own"])
+def test_a_ctrl_c_after_any_c_call_on_the_awaiting_loop_leaves_no_lock_held(
+    timeout: float | None,
+) -> None:
+    """The same for an async tool run on the awaiting coroutine's loop (on Python 3.10 a
+    Ctrl-C lands wherever that loop's thread is): the async slots' lock and the executor's
+    were taken with ``acquire()`` then ``try``."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("awork", "Works.", _awork))
+    position = 1
+    while _lands_after(position, registry, timeout, "awork"):
         position += 1
         assert position < 500, "the C calls never ran out"

@@ -151,6 +151,29 @@ async def _awork() -> int:
     return 1
 
 
+# (a Ctrl-C landing between the making of the tool's coroutine and its first step leaves it
+# never awaited, as Python warns when it is collected)
+@pytest.mark.filterwarnings("ignore:coroutine 'call_tool_async' was never awaited")
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <coroutine object call_tool_async"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+@pytest.mark.parametrize("event", ["call", "c_return"])
+def test_a_ctrl_c_anywhere_in_an_awaited_call_leaves_the_task_recorded(
+    event: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same for an async tool awaited in the calling task itself (``execute_async`` with
+    no timeout; on Python 3.10 a Ctrl-C lands wherever the loop's thread is)."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("awork", "Works.", _awork))
+    caplog.set_level(logging.ERROR, logger="laios")
+    position = 1
+    while _lands_at(event, position, registry, None, caplog, awaited=True):
+        position += 1
+        assert position < 2000, "the events never ran out"
+    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+
+
 def _interrupt_as_it_begins(qualname: str, landed: list[str]) -> Any:
     """A profile function raising KeyboardInterrupt as the first call of ``qualname`` in
     laios's code begins."""

@@ -66,6 +66,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
     SHUTDOWN,
     STOP_GRACE_SECONDS,  # how long a cancelled async tool's cleanup is waited for
+    Handle,
     Refusal,
     Runner,
     ToolCall,
@@ -885,7 +886,8 @@ class Engine:
                         _LOOP_THREAD_WAITS.reset(token)
                 else:
                     self._run_waiting(job)
-            result = job.take_result()
+            # (none when the caller's interrupt came as the outcome was recorded: raised below)
+            result = job.take_result() if job.result is not None else None
         except Exception as exc:
             return self.internal_error(task, exc, job)
         except BaseException:
@@ -906,6 +908,7 @@ class Engine:
         interrupt = job.caller_interrupt
         if interrupt is not None:
             raise interrupt
+        assert result is not None  # (taken above, with no interrupt to raise in its place)
         return result
 
     def _run_waiting(self, job: Job) -> None:
@@ -1039,52 +1042,71 @@ class Engine:
             retry_cut=retry_cut,
             retry_call=retry_call,
         )
-        if not isinstance(job, Job):
-            return job
-        claimed = job.claimed
-        if claimed is not None:
-            job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
-            if job.result is not None:  # finished before it started (a cancel_task pending)
-                self.loop_here.release(claimed)  # never run: its slot goes back
-                return job.take_result()
-            try:
-                call = self.call_for(job)
-            except Exception as exc:
-                self.loop_here.release(claimed)
-                return self.internal_error(task, exc, job)
-            # The task span is current while the tool runs, as in a task of its own.
-            span_context = job.span_context
-            token = otel_context.attach(span_context) if span_context is not None else None
-            try:
-                await self.loop_here.run_claimed(claimed, call)
-            except asyncio.CancelledError:
-                _cancelled_by_caller([job])
-                if batch.interrupt is not None:  # (a Ctrl-C as it was ended: it comes first)
-                    raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
-                raise
-            except GeneratorExit:  # closed after its loop was: outside the span's context
-                token = None
-                raise
-            except Exception as exc:  # the job's own events failed: never the caller's problem
-                return self.internal_error(task, exc, job)
-            except BaseException:
-                # Ctrl-C (or SystemExit) in the executor's own code around the tool, run in
-                # this very task: the task must not stay running.
-                job.caller_left()
-                raise
-            finally:
-                if token is not None:
-                    otel_context.detach(token)
-        if batch.interrupt is not None:  # (its tool's or callback's, on this thread: recorded)
-            job.result = None
-            raise batch.interrupt
-        if job.result is None:
-            try:
+        claimed = None
+        try:
+            if not isinstance(job, Job):
+                return job
+            claimed = job.claimed
+            if claimed is not None:
+                ended = await self._run_claimed(task, job, claimed, batch)
+                if ended is not None:
+                    return ended
+            if batch.interrupt is not None:  # (its tool's or callback's, on this thread: recorded)
+                job.result = None
+                raise batch.interrupt
+            if job.result is None:
                 await self._wait(batch, [job], limit)
-            except (KeyboardInterrupt, SystemExit):  # (see _waited_interrupted)
-                await _waited_interrupted([job], batch, limit)
-                raise
-        return job.take_result()
+            return job.take_result()
+        except (asyncio.CancelledError, GeneratorExit):
+            raise  # (each taken where it is raised)
+        except BaseException:
+            # Ctrl-C (or SystemExit) in the executor's own code on this thread, maybe where
+            # nothing else takes it (a Ctrl-C lands as a function begins or a C call returns):
+            # the task must not stay queued or running, nor hold its slot.
+            if isinstance(job, Job):
+                if claimed is not None:
+                    self.loop_here.release(claimed)  # (once: given back already, it stays)
+                    job.caller_left()
+                elif not batch.waited and job.state != "finished":  # (the wait does itself)
+                    await _given_up_by_caller([job], batch, limit, interrupted=True)
+            raise
+
+    async def _run_claimed(
+        self, task: Any, job: Job, claimed: Handle, batch: _Batch
+    ) -> TaskResult | None:
+        """Run ``job``'s async tool (of ``task``) in the awaiting task itself, in the slot it
+        ``claimed`` (see :meth:`run_one_awaiting`): ``None`` once it ran, or the task's result
+        when it ended without a run."""
+        job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
+        if job.result is not None:  # finished before it started (a cancel_task pending)
+            self.loop_here.release(claimed)  # never run: its slot goes back
+            return job.take_result()
+        try:
+            call = self.call_for(job)
+        except Exception as exc:
+            self.loop_here.release(claimed)
+            return self.internal_error(task, exc, job)
+        # The task span is current while the tool runs, as in a task of its own.
+        span_context = job.span_context
+        token = None
+        try:
+            if span_context is not None:
+                token = otel_context.attach(span_context)
+            await self.loop_here.run_claimed(claimed, call)
+        except asyncio.CancelledError:
+            _cancelled_by_caller([job])
+            if batch.interrupt is not None:  # (a Ctrl-C as it was ended: it comes first)
+                raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
+            raise
+        except GeneratorExit:  # closed after its loop was: outside the span's context
+            token = None
+            raise
+        except Exception as exc:  # the job's own events failed: never the caller's problem
+            return self.internal_error(task, exc, job)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+        return None
 
     def _accept(
         self,

@@ -53,7 +53,7 @@ from laios._text import shorten, shown_name
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
 from laios.execution._callables import refuse_unawaited
-from laios.execution._locks import acquire_contended
+from laios.execution._locks import wait_while_held
 from laios.execution._logs import LateChecks, WarningLimiter
 from laios.execution._records import (
     MAX_TEXT,
@@ -820,10 +820,10 @@ class Job(TaskRecord):
                     self.runner, "reports_start_late", False
                 )
                 lock = self.env.lock
-                if not lock.acquire(False):  # (cheaper than ``with``: twice on every task's path)
-                    acquire_contended(lock)  # (no lock convoy between callers: see _locks)
+                if lock.locked():  # (no lock convoy between callers: see _locks)
+                    wait_while_held(lock)
                 given_up = False
-                try:
+                with lock:  # (not acquire(): a Ctrl-C there would leave it held, see _locks)
                     if self.phase != QUEUED:
                         return False
                     waiter = self.waiter
@@ -842,8 +842,6 @@ class Job(TaskRecord):
                         assign(task, running)
                         if self.attempt:
                             self.attempt_start = started
-                finally:
-                    lock.release()
                 if given_up:
                     self._given_up_ends()
                     return False
@@ -902,9 +900,9 @@ class Job(TaskRecord):
                 self.phase = DONE
             else:
                 lock = self.env.lock
-                if not lock.acquire(False):
-                    acquire_contended(lock)
-                try:
+                if lock.locked():  # (no lock convoy between callers: see _locks)
+                    wait_while_held(lock)
+                with lock:  # (not acquire(): a Ctrl-C there would leave it held, see _locks)
                     phase = self.phase
                     if phase == RUNNING:
                         waiter = self.waiter
@@ -914,8 +912,6 @@ class Job(TaskRecord):
                             phase = ABANDONED
                             self.given_up_why = waiter.given_up
                     self.phase = DONE
-                finally:
-                    lock.release()
             if phase != RUNNING:
                 if phase == ABANDONED:
                     _log.info(
@@ -2323,6 +2319,16 @@ class Job(TaskRecord):
             self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
         except Exception as exc:
             self.result = self.internal_failure(exc)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Landed in the executor's own code as the outcome was recorded. On the caller's
+            # thread (or its loop's) it is the caller's, raised in place of the result once the
+            # store has the outcome (see _conclude); elsewhere it goes on as it came.
+            if not (self.thread == threading.get_ident() or self.on_awaiting_thread()):
+                raise
+            if self.caller_interrupt is None:
+                self.caller_interrupt = exc
+            if self.state != "finished":  # landed before the store had it: recorded now
+                self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
         finally:
             self._wake()
 

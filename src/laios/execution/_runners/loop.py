@@ -304,6 +304,10 @@ class AsyncSlots:
     tool did not end: see :meth:`leave`) keeps its slot until it ends, and is counted in
     :attr:`left_running`.
 
+    The lock is taken with ``with``, never ``acquire()`` then ``try``: a Ctrl-C landing
+    between the two (as the ``acquire`` call returns, on the awaiting loop's thread) would
+    leave it held, and every call on every loop would wait for it.
+
     Args:
         limit: Async tools running at once; the others wait in submission order.
 
@@ -350,14 +354,11 @@ class AsyncSlots:
         """Count ``work`` as left running (``True``), when it still holds its slot: it was
         cancelled and its tool has not ended since. Once only."""
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             if work.left or not self._holds(work):
                 return False
             work.left = True
             return True
-        finally:
-            lock.release()
 
     def _add_holder(self, work: _LoopCall | _AwaitedCall) -> None:
         # Under the lock: ``work`` holds a slot from now on.
@@ -407,8 +408,7 @@ class AsyncSlots:
         its task is to be made on its loop from another thread (see :meth:`settle_launch`)."""
         holders = _HOLDERS.get()
         lock = self.lock
-        lock.acquire()  # (not ``with``: half the cost, on a path taken twice per call)
-        try:
+        with lock:
             if (
                 self.running < self.limit
                 or (holders and self._held_by(holders))
@@ -420,8 +420,6 @@ class AsyncSlots:
                 return True
             self.waiting.append(work)
             return False
-        finally:
-            lock.release()
 
     def _blocked_by_caller(self) -> bool:
         # Under the lock, for a call of a blocking caller (``execute_task``) finding no slot
@@ -441,8 +439,7 @@ class AsyncSlots:
         """Take a slot for ``work`` if one is free and nobody waits for one (or the caller,
         inside the calls ``holders``, holds one); never queue."""
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             if (self.running < self.limit and not self.waiting) or (
                 holders and self._held_by(holders)
             ):
@@ -450,8 +447,6 @@ class AsyncSlots:
                 self._add_holder(work)
                 return True
             return False
-        finally:
-            lock.release()
 
     def give_up(self) -> Sequence[_LoopCall]:
         """A waiting call was given up (marked ``abandoned``): once such calls may be half the
@@ -462,8 +457,7 @@ class AsyncSlots:
         timing out in the queue would pile up there with their parameters for as long.
         """
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             self.given_up += 1
             if self.given_up <= _GIVEN_UP_SLACK or 2 * self.given_up <= len(self.waiting):
                 return ()
@@ -474,8 +468,6 @@ class AsyncSlots:
             self.waiting = kept
             self.given_up = 0
             return dropped
-        finally:
-            lock.release()
 
     def overdue_on_stopped(self, now: float) -> list[_LoopCall]:
         """The calls holding a slot, or waiting for one, on an event loop that is neither
@@ -484,8 +476,7 @@ class AsyncSlots:
         kept by that loop, cannot strike. The waiting ones first: ending a holder passes its
         slot on, and not to one of those (it would hold it on that loop in turn)."""
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             stopped = [
                 loop for loop in self.holders if not loop.is_running() and not loop.is_closed()
             ]
@@ -510,16 +501,13 @@ class AsyncSlots:
                         if deadline is not None and deadline <= now:
                             overdue.append(work)
             return overdue
-        finally:
-            lock.release()
 
     def overdue_waiting_on_stopped(self, now: float) -> list[_LoopCall]:
         """The calls waiting for a slot on an event loop that is neither running nor closed
         whose deadline has passed, that loop holding a slot or not (:meth:`overdue_on_stopped`
         finds those of a loop that holds none only once one of them is handed one)."""
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             return [
                 work
                 for work in self.waiting
@@ -529,8 +517,6 @@ class AsyncSlots:
                 and not work.loop.is_running()
                 and not work.loop.is_closed()
             ]
-        finally:
-            lock.release()
 
     def reclaim_stopped(
         self,
@@ -540,8 +526,7 @@ class AsyncSlots:
         it may never do. The calls, the waiting calls that take their slots over, and waiting
         calls given up meanwhile. (If the loop runs again, a call's end finds its slot gone.)"""
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             gone: list[_LoopCall | _AwaitedCall] = []
             for loop, calls in self.holders.items():
                 if calls and not loop.is_running() and not loop.is_closed():
@@ -549,8 +534,6 @@ class AsyncSlots:
                         del calls[work]
                         gone.append(work)
             return self._take_back(gone)
-        finally:
-            lock.release()
 
     def _take_back(
         self, gone: list[_LoopCall | _AwaitedCall]
@@ -582,13 +565,10 @@ class AsyncSlots:
         keep the slot for good.
         """
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             launching = work.launching
             work.launching = False
             return launching
-        finally:
-            lock.release()
 
     def free_stuck(self) -> tuple[list[_LoopCall], list[_LoopCall]]:
         """The executor is shut down (``closed``): pass on the slots of the calls that may
@@ -603,8 +583,7 @@ class AsyncSlots:
         frees nothing more.
         """
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             self.closed = True
             stuck = [
                 work
@@ -622,8 +601,6 @@ class AsyncSlots:
                     following.append(taker)
                 dropped.extend(given_up)
             return following, dropped
-        finally:
-            lock.release()
 
     def give_back(
         self, work: _LoopCall | _AwaitedCall
@@ -633,8 +610,7 @@ class AsyncSlots:
         (if any), and the waiting calls given up meanwhile (dropped from the queue, never to
         start)."""
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             calls = self.holders.get(work.loop)
             if calls is None or calls.pop(work, _NOT_HELD) is _NOT_HELD:
                 return False, None, ()
@@ -642,8 +618,6 @@ class AsyncSlots:
                 return True, None, ()
             following, dropped = self._free()
             return True, following, dropped
-        finally:
-            lock.release()
 
     def _free(self) -> tuple[_LoopCall | None, list[_LoopCall]]:
         # Under the lock: a slot is free; pass it to the first waiting call not given up. A
@@ -668,12 +642,9 @@ class AsyncSlots:
         meanwhile. A stranded call whose task was still to be made is settled here (see
         :meth:`settle_launch`)."""
         lock = self.lock
-        lock.acquire()
-        try:
+        with lock:
             closed = [loop for loop, calls in self.holders.items() if loop.is_closed() and calls]
             return self._take_back([work for loop in closed for work in self.holders.pop(loop)])
-        finally:
-            lock.release()
 
 
 #: Loops of loop threads asked to stop (by :meth:`LoopThread.stop` or their finalizer): any
@@ -1127,7 +1098,12 @@ class LoopRunner:
         if len(holders) >= _NESTED_CALLS_CHECKED and _too_deep():
             raise NestedTooDeep(len(holders))
         work = _AwaitedCall(self, events, task)
-        if not self.slots.take_now(work, holders):
+        try:
+            taken = self.slots.take_now(work, holders)
+        except BaseException:  # (a Ctrl-C as the slot was taken: given back, if it was)
+            self.done(work)
+            raise
+        if not taken:
             self.reclaim_closed()  # (then the call queues for a slot, as submitted)
             return None
         return work
