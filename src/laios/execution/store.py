@@ -1029,9 +1029,10 @@ class MetricStore:
                     if not older or older[-1] is not shadowed:
                         older.append(shadowed)
                 scope.active_by_id[key] = rec
-            # From here on, no call: nowhere for a Ctrl-C to land (Python handles a signal as a
-            # function begins or a C call returns), so a record is active exactly when it is
-            # counted in flight or queued (see record_submission).
+            # From here on, no call: nowhere for a Ctrl-C to land (Python 3.11+ handles a
+            # signal as a function begins or a C call returns; 3.10 may between any two of
+            # these few steps), so a record is active exactly when it is counted in flight or
+            # queued (see record_submission).
             self._active[rec] = None
             if running:
                 slot.in_flight += 1
@@ -1285,9 +1286,10 @@ class MetricStore:
             # one that read NaN or an infinity (warned of above): no time.
             if not 0.0 <= duration < _INF:
                 duration = 0.0
-            # From here to its state, no call: nowhere for a Ctrl-C to land (Python handles a
-            # signal as a function begins or a C call returns), so a record reads as finished
-            # exactly when its counts in flight and queued are settled. Its end first, then its
+            # From here to its state, no call: nowhere for a Ctrl-C to land (Python 3.11+
+            # handles a signal as a function begins or a C call returns; 3.10 may between any
+            # two of these few steps), so a record reads as finished exactly when its counts in
+            # flight and queued are settled. Its end first, then its
             # state: views read a record without the lock, and one that reads as finished must
             # show how it ended.
             if state == "running":
