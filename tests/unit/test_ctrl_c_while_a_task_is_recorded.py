@@ -81,6 +81,7 @@ def _lands_at(
     caplog: pytest.LogCaptureFixture,
     warm: bool = False,
     awaited: bool = False,
+    tool: str | None = None,
 ) -> bool:
     """Land a Ctrl-C at the ``position``-th ``event`` of an ``execute_task`` call and check
     that the task is recorded; ``False`` once there was no such event."""
@@ -88,7 +89,7 @@ def _lands_at(
     executor = Executor(registry, store=store, register_prometheus=False)
     landed: list[str] = []
     escaped: list[BaseException] = []
-    task = Task(plan_id="p", description="d", tool_name="awork" if awaited else "work")
+    task = Task(plan_id="p", description="d", tool_name=tool or ("awork" if awaited else "work"))
     if warm:  # a worker thread waits for the call (none is started for it)
         executor.execute_task(
             Task(plan_id="p", description="d", tool_name="work"), CONTEXT, timeout=timeout
@@ -152,6 +153,22 @@ async def _awork() -> int:
     return 1
 
 
+@pytest.mark.parametrize("event", ["call", "c_return"])
+@pytest.mark.parametrize("timeout", [None, 30], ids=["no timeout", "with a timeout"])
+def test_a_ctrl_c_anywhere_in_a_refused_call_leaves_the_task_recorded(
+    event: str, timeout: float | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same for a task refused as it is accepted (its tool unknown): recorded, then
+    finished at once, where a Ctrl-C left it ``queued`` for ever."""
+    registry = ToolRegistry()
+    caplog.set_level(logging.ERROR, logger="laios")
+    position = 1
+    while _lands_at(event, position, registry, timeout, caplog, tool="missing"):
+        position += 1
+        assert position < 2000, "the events never ran out"
+    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+
+
 # (a Ctrl-C landing between the making of the tool's coroutine and its first step leaves it
 # never awaited, as Python warns when it is collected)
 @pytest.mark.filterwarnings("ignore:coroutine 'call_tool_async' was never awaited")
@@ -194,11 +211,6 @@ def _interrupt_as_it_begins(where: str, landed: list[str]) -> Any:
             raise KeyboardInterrupt
 
     return profile
-
-
-async def _awork() -> int:
-    await asyncio.sleep(0)
-    return 1
 
 
 @pytest.mark.parametrize(

@@ -1308,7 +1308,8 @@ class MetricStore:
             rec.task = None
             rec.state = "finished"
             try:
-                # (a Ctrl-C that lands from here on costs the task its counts at most)
+                # (a Ctrl-C that lands from here on costs the task at most its counts, its
+                # final progress update and its finish listeners' event: see Job._conclude)
                 if state == "queued" and outcome != "rejected":
                     # Its wait counts too, or queue-wait quantiles would hide the longest ones;
                     # but a rejected task was refused, it never waited for a worker.

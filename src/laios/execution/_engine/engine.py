@@ -527,87 +527,100 @@ class Engine:
                 job.observability_failed("starting the task span", exc, held=held)
                 job.span = job.span_context = None
                 job.trace_id = job.span_id = None
-        refusal: Refusal | None = None
-        if env.closed:
-            refusal = SHUTDOWN
-        elif tool is None:
-            refusal = Refusal("tool_not_found", tool_not_found_message(job.tool))
-        inline = claimed = False
-        if refusal is None:
-            if self.isolated:
-                job.runner = self.runner
-                if in_callback_of() is self.runner:
-                    refusal = _CALLED_FROM_ITS_CALLBACK
-                elif blocking and self._runner_owns_current_thread():
-                    refusal = _BLOCKS_ITS_RUNNER
-            elif is_async_tool(tool):
-                job.runner = runner = self.loop_thread if blocking else self.loop_here
-                if blocking and runner.runs_current_thread():
-                    refusal = _BLOCKS_ITS_LOOP
-                elif blocking and self._loop_thread_waits_here():
-                    refusal = _LOOP_THREAD_WAITS_FOR_IT
-                if in_task:
-                    try:
-                        handle = runner.claim(job)
-                    except NestedTooDeep as exc:
-                        refusal = exc.refusal
-                    else:
-                        if handle is not None:
-                            job.handle = job.claimed = handle
-                            job.in_task = claimed = True
-            elif blocking and limit is None and self.inline is not None:
-                job.runner = self.inline
-                job.inline = inline = True
-            else:
-                job.runner = self.runner
-        if limit is not None:
-            job.limit = limit
-            job.deadline = time.monotonic() + limit
-            if retry_cut is not None:
-                job.retry_cut = retry_cut
-        # Whoever finishes the job wakes the caller: set up before the record is visible.
-        if waiter is not None:
-            job.waiter = waiter
-        else:  # (blocking: the caller's thread, where a Ctrl-C for the caller lands)
-            job.thread = threading.get_ident()
-            if not inline:
-                job.done = done = threading.Lock()
-                done.acquire()
-        # A task refused here never starts: no queue wait, no time in flight, duration 0.
-        # With cancellations pending, an inline task is recorded as queued until the check
-        # below (made under the lock cancel_task holds, after the record is visible) clears it.
-        pending = refusal is None and bool(self.pending_cancels)
-        if inline:
-            # Running from here on (see Job.started): a cancel_task only sets its flag now.
-            job.phase = RUNNING
-        # Started at once (no queue wait): on the caller's thread, or in a slot claimed now.
-        at_once = inline or claimed
+        submitted = False
         try:
-            store.submit_record(job, at_once and not pending)
-        except KeyboardInterrupt as exc:
-            # A progress listener's, once recorded; or a Ctrl-C that landed as the record was
-            # made: made all the same, and held for the caller as a listener's is.
-            store.record_submission(job, at_once and not pending)
-            job.listener_interrupted(exc)
-        if inline and refusal is None and env.closed:
-            # shutdown() began after the check above, and may have looked for the tasks on
-            # their callers' threads before this record was visible: the tool must not start
-            # once it has returned.
-            job.refused_on_its_thread(SHUTDOWN)
-            return job
-        # Read again now that the record is visible: a cancel_task that ran in between found no
-        # record and left a pending request, which must cancel this run, not a later one.
-        if refusal is None and (pending or self.pending_cancels):
-            if self._cancel_before_start(job):
+            refusal: Refusal | None = None
+            if env.closed:
+                refusal = SHUTDOWN
+            elif tool is None:
+                refusal = Refusal("tool_not_found", tool_not_found_message(job.tool))
+            inline = claimed = False
+            if refusal is None:
+                if self.isolated:
+                    job.runner = self.runner
+                    if in_callback_of() is self.runner:
+                        refusal = _CALLED_FROM_ITS_CALLBACK
+                    elif blocking and self._runner_owns_current_thread():
+                        refusal = _BLOCKS_ITS_RUNNER
+                elif is_async_tool(tool):
+                    job.runner = runner = self.loop_thread if blocking else self.loop_here
+                    if blocking and runner.runs_current_thread():
+                        refusal = _BLOCKS_ITS_LOOP
+                    elif blocking and self._loop_thread_waits_here():
+                        refusal = _LOOP_THREAD_WAITS_FOR_IT
+                    if in_task:
+                        try:
+                            handle = runner.claim(job)
+                        except NestedTooDeep as exc:
+                            refusal = exc.refusal
+                        else:
+                            if handle is not None:
+                                job.handle = job.claimed = handle
+                                job.in_task = claimed = True
+                elif blocking and limit is None and self.inline is not None:
+                    job.runner = self.inline
+                    job.inline = inline = True
+                else:
+                    job.runner = self.runner
+            if limit is not None:
+                job.limit = limit
+                job.deadline = time.monotonic() + limit
+                if retry_cut is not None:
+                    job.retry_cut = retry_cut
+            # Whoever finishes the job wakes the caller: set up before the record is visible.
+            if waiter is not None:
+                job.waiter = waiter
+            else:  # (blocking: the caller's thread, where a Ctrl-C for the caller lands)
+                job.thread = threading.get_ident()
+                if not inline:
+                    job.done = done = threading.Lock()
+                    done.acquire()
+            # A task refused here never starts: no queue wait, no time in flight, duration 0.
+            # With cancellations pending, an inline task is recorded as queued until the check
+            # below (made under the lock cancel_task holds, after the record is visible) clears it.
+            pending = refusal is None and bool(self.pending_cancels)
+            if inline:
+                # Running from here on (see Job.started): a cancel_task only sets its flag now.
+                job.phase = RUNNING
+            # Started at once (no queue wait): on the caller's thread, or in a slot claimed now.
+            at_once = inline or claimed
+            try:
+                store.submit_record(job, at_once and not pending)
+            except KeyboardInterrupt as exc:
+                # A progress listener's, once recorded; or a Ctrl-C that landed as the record was
+                # made: made all the same, and held for the caller as a listener's is.
+                store.record_submission(job, at_once and not pending)
+                job.listener_interrupted(exc)
+            submitted = True
+            if inline and refusal is None and env.closed:
+                # shutdown() began after the check above, and may have looked for the tasks on
+                # their callers' threads before this record was visible: the tool must not start
+                # once it has returned.
+                job.refused_on_its_thread(SHUTDOWN)
                 return job
-            if pending and at_once:
-                try:
-                    store.task_started(job)
-                except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
-                    job.listener_interrupted(exc)
-        if refusal is not None:
-            job.rejected(refusal)  # (unless cancel_task got there first)
-        return job
+            # Read again now that the record is visible: a cancel_task that ran in between found no
+            # record and left a pending request, which must cancel this run, not a later one.
+            if refusal is None and (pending or self.pending_cancels):
+                if self._cancel_before_start(job):
+                    return job
+                if pending and at_once:
+                    try:
+                        store.task_started(job)
+                    except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+                        job.listener_interrupted(exc)
+            if refusal is not None:
+                job.rejected(refusal)  # (unless cancel_task got there first)
+            return job
+        except BaseException:
+            # Ctrl-C (or SystemExit) in the executor's own code as the task was accepted, before
+            # its caller has the job: a slot it claimed goes back, and a task recorded must not
+            # stay queued or running (a shutdown would wait for it for ever).
+            if job.claimed is not None:
+                self.loop_here.release(job.claimed)  # (once: given back already, it stays)
+                job.claimed = None
+            if submitted and job.state != "finished":
+                job.caller_left()
+            raise
 
     def _loop_thread_waits_here(self) -> bool:
         """Whether this executor's event loop thread is blocked waiting for the task whose
@@ -872,7 +885,9 @@ class Engine:
                 retry_cut=retry_cut,
                 retry_call=retry_call,
             )
-            if job.result is None:
+            # (finished as it was accepted: refused, or cancelled, its result taken below; or
+            # with none, when the caller's interrupt came as its outcome was recorded)
+            if job.result is None and job.state != "finished":
                 if job.inline:
                     job.runner.submit(self.call_for(job), job)  # type: ignore[union-attr]
                 elif self.loop_thread.runs_current_thread():
@@ -887,7 +902,7 @@ class Engine:
                 else:
                     self._run_waiting(job)
             # (none when the caller's interrupt came as the outcome was recorded: raised below)
-            result = job.take_result() if job.result is not None else None
+            result = job.take_result() if job.caller_interrupt is None else None
         except Exception as exc:
             return self.internal_error(task, exc, job)
         except BaseException:
@@ -907,8 +922,9 @@ class Engine:
         # another thread, a thread of the tool's own say, goes no further).
         interrupt = job.caller_interrupt
         if interrupt is not None:
+            job.result = None  # (nobody takes it)
             raise interrupt
-        assert result is not None  # (taken above, with no interrupt to raise in its place)
+        assert result is not None  # (taken above, there being no interrupt)
         return result
 
     def _run_waiting(self, job: Job) -> None:
@@ -1078,9 +1094,10 @@ class Engine:
         ``claimed`` (see :meth:`run_one_awaiting`): ``None`` once it ran, or the task's result
         when it ended without a run."""
         job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
-        if job.result is not None:  # finished before it started (a cancel_task pending)
+        if job.state == "finished":  # finished before it started (a cancel_task pending)
             self.loop_here.release(claimed)  # never run: its slot goes back
-            return job.take_result()
+            # (none when the caller's interrupt came as its outcome was recorded: raised on)
+            return job.take_result() if job.result is not None else None
         try:
             call = self.call_for(job)
         except Exception as exc:
@@ -1146,7 +1163,7 @@ class Engine:
                 retry_cut=retry_cut,
                 retry_call=retry_call,
             )
-            if job.result is None and not job.in_task:
+            if job.result is None and job.state != "finished" and not job.in_task:
                 self._hand_over(job)
         except Exception as exc:
             if job is not None and job.claimed is not None:
@@ -1156,10 +1173,8 @@ class Engine:
             # Ctrl-C (or SystemExit) in the executor's own code as the task was accepted: it
             # must not stay queued or running (a shutdown would wait for it for ever). One
             # handed over is ended where it was handed over.
+            # (A job that claimed a slot has it as its handle: its caller takes that one.)
             if job is not None and job.handle is None and job.state != "finished":
-                if job.claimed is not None:
-                    self.loop_here.release(job.claimed)  # never run: its slot goes back
-                    job.claimed = None
                 job.end_unhanded()
             raise
         return job

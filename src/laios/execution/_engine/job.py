@@ -2328,7 +2328,12 @@ class Job(TaskRecord):
             if self.caller_interrupt is None:
                 self.caller_interrupt = exc
             if self.state != "finished":  # landed before the store had it: recorded now
-                self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
+                try:
+                    self.result = self._conclude(
+                        outcome, error, error_type, data, metadata, exception
+                    )
+                except Exception as inner:
+                    self.result = self.internal_failure(inner)
         finally:
             self._wake()
 

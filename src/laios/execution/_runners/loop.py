@@ -1895,16 +1895,16 @@ def _cancelled_outcome(
 
 async def _run(work: _LoopCall) -> None:
     work.ran = True
-    # The slot is given back below from now on: the task's end need not be told (see
-    # _start_task). (No task yet in an eager task's first step: its callback, added later,
-    # finds the call ran.)
-    if work.task is not None:
-        work.task.remove_done_callback(work.task_ended)
     events = work.events
-    _hold(work)  # (in this task's own context, which ends with it)
     closed = False
     began: bool | None = None  # what started() answered (None: it did not)
     try:
+        # The slot is given back below from now on: the task's end need not be told (see
+        # _start_task). (No task yet in an eager task's first step: its callback, added
+        # later, finds the call ran.)
+        if work.task is not None:
+            work.task.remove_done_callback(work.task_ended)
+        _hold(work)  # (in this task's own context, which ends with it)
         began = events.started()
         if began:
             watched = WatchedCall(call_tool_async(work.call, events))

@@ -607,6 +607,8 @@ class _CpuTimer:
     __slots__ = ("exceeded", "seconds", "start", "taken")
 
     def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and seconds >= _CPU_TIMER_MARK / 2:
+            seconds = None  # (a budget of months: RLIMIT_CPU and the runner's watch keep it)
         self.seconds = seconds if hasattr(signal, "setitimer") else None
         self.start = 0.0
         self.exceeded = False
@@ -623,7 +625,7 @@ class _CpuTimer:
         if self.seconds is not None:
             remaining, interval = signal.setitimer(signal.ITIMER_PROF, 0)
             if abs(interval - _CPU_TIMER_MARK) < 1.0:  # the budget's own timer
-                # (run out, it reloaded with the mark: far more left than the budget)
+                # (run out, it reloaded with the mark: more left than any budget it is set for)
                 self.exceeded = remaining > _CPU_TIMER_MARK / 2
             else:
                 self.taken = remaining > 0.0 or interval > 0.0
