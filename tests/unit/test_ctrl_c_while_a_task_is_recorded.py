@@ -259,3 +259,69 @@ def test_a_ctrl_c_as_an_awaited_task_is_handed_over_or_started_leaves_it_recorde
         assert not errors, errors[0].getMessage()
     finally:
         threading.Thread(target=executor.shutdown, args=(False,), daemon=True).start()
+
+
+def test_a_task_cancelled_on_another_thread_as_it_is_accepted_ends_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``cancel_task`` on another thread that finished a task with a timeout as it was
+    accepted, its result not made yet when the caller looked: the caller ran the finished
+    job (or took a result not there yet), and got an internal error, not ``cancelled``."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("work", "Works.", lambda: 1))
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    task = Task(plan_id="p", description="d", tool_name="work")
+    caller = threading.get_ident()
+
+    def slow_elsewhere(ended: Any) -> None:  # (between the record's end and the result)
+        if threading.get_ident() != caller:
+            time.sleep(0.3)
+
+    store.add_finish_listener(slow_elsewhere)
+    submit = store.submit_record
+
+    def submit_then_cancel(rec: Any, running: bool) -> Any:
+        made = submit(rec, running)
+        if rec.task_id == task.id:
+            threading.Thread(target=executor.cancel_task, args=(task.id,)).start()
+            deadline = time.monotonic() + ANSWERS_WITHIN
+            while rec.state != "finished" and time.monotonic() < deadline:
+                time.sleep(0.001)
+        return made
+
+    monkeypatch.setattr(store, "submit_record", submit_then_cancel)
+    try:
+        result = executor.execute_task(task, CONTEXT, timeout=30)
+        assert result.metadata["outcome"] == "cancelled", result.error
+        assert task.status is TaskStatus.CANCELLED
+    finally:
+        executor.shutdown(wait=True)
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="before 3.11 an async tool runs in a task of its own"
+)
+def test_a_listeners_interrupt_reaches_a_caller_whose_awaited_task_ended_as_accepted() -> None:
+    """An async tool to be awaited in the calling task itself, ended as it was accepted (a
+    ``cancel_task`` pending for its id), a finish listener raising ``KeyboardInterrupt``: the
+    interrupt is the caller's, raised once the task is recorded; it was dropped (the result
+    returned), where the same task with a timeout raises it."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("awork", "Works.", _awork))
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+
+    def interrupting(ended: Any) -> None:
+        raise KeyboardInterrupt
+
+    store.add_finish_listener(interrupting)
+    task = Task(plan_id="p", description="d", tool_name="awork")
+    try:
+        assert executor.cancel_task(task.id), "no cancellation left pending for the id"
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(executor.execute_async(task, CONTEXT))
+        assert task.status is TaskStatus.CANCELLED
+        assert not store.snapshot().running
+    finally:
+        executor.shutdown(wait=True)

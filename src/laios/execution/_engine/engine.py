@@ -901,6 +901,10 @@ class Engine:
                         _LOOP_THREAD_WAITS.reset(token)
                 else:
                     self._run_waiting(job)
+            elif job.result is None and job.caller_interrupt is None and job.done is not None:
+                # Finished on another thread as it was accepted (a cancel_task there): its
+                # result comes with the wake.
+                _waits.acquire(job.done)
             # (none when the caller's interrupt came as the outcome was recorded: raised below)
             result = job.take_result() if job.caller_interrupt is None else None
         except Exception as exc:
@@ -1096,8 +1100,11 @@ class Engine:
         job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
         if job.state == "finished":  # finished before it started (a cancel_task pending)
             self.loop_here.release(claimed)  # never run: its slot goes back
-            # (none when the caller's interrupt came as its outcome was recorded: raised on)
-            return job.take_result() if job.result is not None else None
+            interrupt = job.caller_interrupt
+            if interrupt is not None:  # (a listener's, or one as its outcome was recorded)
+                job.result = None
+                raise interrupt
+            return job.take_result()
         try:
             call = self.call_for(job)
         except Exception as exc:
