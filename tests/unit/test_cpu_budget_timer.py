@@ -57,24 +57,32 @@ def test_a_budget_timer_that_ran_out_ahead_of_the_precise_clock_is_past_the_budg
             _spin_until(fired)
         else:
             signal.signal(signal.SIGPROF, signal.SIG_IGN)
-            start = time.process_time()
-            while time.process_time() - start < 0.2:  # well past the budget's 0.1
-                pass
+            _burn(0.2)  # well past the budget's 0.1
         # the timer ran out when, by the precise clock, 0.04 s of the 0.1 had been used
         _lagging(monkeypatch, 0.06 if how == "handled" else 0.16)
     assert timer.exceeded
     assert not timer.taken
 
 
+def _burn(seconds: float) -> None:
+    """Burn ``seconds`` of CPU time."""
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+
+
+def _profile_every_10_ms() -> None:
+    """Set the CPU timer for a profiler of the tool's own, in place of the budget's."""
+    signal.signal(signal.SIGPROF, lambda signum, frame: None)
+    signal.setitimer(signal.ITIMER_PROF, 0.01, 0.01)
+
+
 def test_a_tool_that_stopped_the_budget_timer_within_its_budget_is_not_past_it() -> None:
     """The tool set the timer for its own use and stopped it, within its budget: nothing
     ran out on the budget."""
     with _CpuTimer(0.5) as timer:
-        signal.signal(signal.SIGPROF, lambda signum, frame: None)
-        signal.setitimer(signal.ITIMER_PROF, 0.01, 0.01)
-        start = time.process_time()
-        while time.process_time() - start < 0.05:
-            pass
+        _profile_every_10_ms()
+        _burn(0.05)
         signal.setitimer(signal.ITIMER_PROF, 0)
     assert not timer.exceeded
     assert not timer.taken
@@ -82,20 +90,15 @@ def test_a_tool_that_stopped_the_budget_timer_within_its_budget_is_not_past_it()
 
 def test_a_tool_that_left_its_own_timer_running_past_the_budget_is_past_it() -> None:
     with _CpuTimer(0.05) as timer:
-        signal.signal(signal.SIGPROF, lambda signum, frame: None)
-        signal.setitimer(signal.ITIMER_PROF, 0.01, 0.01)
-        start = time.process_time()
-        while time.process_time() - start < 0.1:
-            pass
+        _profile_every_10_ms()
+        _burn(0.1)
     assert timer.exceeded
     assert timer.taken
 
 
 def test_a_tool_within_its_budget_is_not_past_it() -> None:
     with _CpuTimer(5.0) as timer:
-        start = time.process_time()
-        while time.process_time() - start < 0.02:
-            pass
+        _burn(0.02)
     assert not timer.exceeded
     assert not timer.taken
 

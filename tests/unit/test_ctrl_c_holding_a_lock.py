@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
+from answering import answers
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -61,11 +62,8 @@ def _interrupt_after(position: int, landed: list[str]) -> Any:
 
 
 def _answers(call: Any) -> bool:
-    """Whether ``call()`` returns within ``ANSWERS_WITHIN`` (run on a thread of its own)."""
-    thread = threading.Thread(target=call, daemon=True)
-    thread.start()
-    thread.join(ANSWERS_WITHIN)
-    return not thread.is_alive()
+    """Whether ``call()`` returns within ``ANSWERS_WITHIN``."""
+    return answers(call, ANSWERS_WITHIN)
 
 
 def _lands_after(

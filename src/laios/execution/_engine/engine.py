@@ -1087,8 +1087,8 @@ class Engine:
                 if claimed is not None:
                     self.loop_here.release(claimed)  # (once: given back already, it stays)
                     job.caller_left()
-                elif not batch.waited and job.state != "finished":  # (the wait does itself)
-                    await _given_up_by_caller([job], batch, limit, interrupted=True)
+                elif job.state != "finished":
+                    await _waited_interrupted([job], batch, limit)
             raise
 
     async def _run_claimed(
