@@ -443,6 +443,56 @@ def test_a_dask_client_still_keeps_the_loop_thread_that_stop_client_loop_ends() 
     assert stop_client_loop(object()) is False
 
 
+def test_a_dask_worker_still_logs_a_failed_heartbeat_in_the_words_that_are_quieted() -> None:
+    """Dask's worker logs a failed heartbeat with the words the filter looks for, on the
+    logger it filters (were they changed, a heartbeat cut by a worker's close would be
+    logged again as an error)."""
+    pytest.importorskip("distributed")
+    import inspect
+
+    from distributed import worker
+
+    from laios._compat.dask import _HEARTBEAT_FAILED
+
+    assert worker.logger.name == "distributed.worker"
+    assert repr(_HEARTBEAT_FAILED) in inspect.getsource(worker.Worker.heartbeat).replace('"', "'")
+
+
+def test_a_failed_heartbeat_is_quieted_only_once_its_worker_closes() -> None:
+    """The filter drops the failed heartbeat of a worker that is closing or closed, and lets
+    it through while the worker runs (the scheduler lost), as it does any other record."""
+    import logging
+    from enum import Enum
+
+    from laios._compat.dask import _HEARTBEAT_FAILED, quiet_heartbeats_cut_by_close
+
+    status = Enum("Status", ["running", "closing", "closed"])
+
+    class Worker:
+        def __init__(self) -> None:
+            self.status = status.running
+
+    worker = Worker()
+    logger = logging.getLogger("distributed.worker")
+    kept = list(logger.filters)
+    try:
+        quiet_heartbeats_cut_by_close(worker)
+        quiet_heartbeats_cut_by_close(worker)  # (once is enough)
+        assert len(logger.filters) == len(kept) + 1
+
+        def passes(message: str) -> bool:
+            record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, message, (), None)
+            return logger.filter(record) is not False
+
+        assert passes(_HEARTBEAT_FAILED)
+        for closing in (status.closing, status.closed):
+            worker.status = closing
+            assert not passes(_HEARTBEAT_FAILED)
+            assert passes("Unexpected exception during heartbeat. Closing worker.")
+    finally:
+        logger.filters[:] = kept
+
+
 def test_opentelemetry_sdk_spans_still_keep_their_limits_where_they_are_read() -> None:
     """An SDK span still keeps its provider's SpanLimits in ``_limits``: when this fails,
     captured content is cut to the limits the environment sets, not to a provider's own."""

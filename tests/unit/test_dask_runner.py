@@ -710,6 +710,43 @@ def test_its_own_local_cluster_serves_on_after_the_nanny_restarts_a_worker(
         executor.shutdown(wait=True)
 
 
+def test_its_own_cluster_closes_without_logging_the_heartbeats_its_close_cut() -> None:
+    """A worker of the runner's own cluster whose heartbeat to the scheduler is under way as
+    it closes (the scheduler slow to answer: a busy machine) does not log that heartbeat, cut
+    by its own close, as an error with a traceback: shutting the runner down leaves the
+    program's stderr clean."""
+    source = str(Path(__file__).resolve().parents[2] / "src")
+    script = f"""
+import asyncio, sys, threading
+sys.path[:0] = [{source!r}]
+from laios.execution.runners import DaskRunner
+
+runner = DaskRunner(n_workers=2, threads_per_worker=1)
+scheduler = runner._cluster.scheduler
+answer = scheduler.handlers["heartbeat_worker"]
+asked = set()
+both_asked = threading.Event()
+
+async def slow(**kwargs):
+    asked.add(kwargs["address"])
+    if len(asked) == 2:
+        both_asked.set()
+    await asyncio.sleep(60)
+    return answer(**kwargs)
+
+runner.client.loop.add_callback(scheduler.handlers.__setitem__, "heartbeat_worker", slow)
+assert both_asked.wait({WAIT}), "no heartbeat came"
+runner.shutdown(wait=True)
+print("shut down")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=3 * WAIT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "shut down"
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_reading_the_store_during_dask_traffic_never_blocks_the_executor(
     make: Callable[..., Executor],
 ) -> None:

@@ -26,10 +26,18 @@ the one place that reads them; on a Dask version that keeps them elsewhere, noth
   ``distributed.utils.LoopRunner``). ``Client.close`` stops it, except on a client Dask closed
   itself (it lost its scheduler and could not reconnect in time): ``close`` then does nothing,
   and the thread runs on. Without it, that thread stays as Dask leaves it.
+- **What a worker logs when its heartbeat to the scheduler fails**: the error ``"Failed to
+  communicate with scheduler during heartbeat."``, with its traceback, on the logger
+  ``distributed.worker``. A worker logs it also for a heartbeat its own close cut short (it
+  closes its connections with the heartbeat still under way: a scheduler slow to answer, a
+  busy machine), a race in Dask's worker, not a failure. Where Dask words it otherwise,
+  that record is logged as Dask logs it.
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from typing import Any
 
 __all__ = [
@@ -37,6 +45,7 @@ __all__ = [
     "drop_topic",
     "drop_topic_handler",
     "forget_topic",
+    "quiet_heartbeats_cut_by_close",
     "scheduler_connection",
     "stop_client_loop",
     "task_released",
@@ -126,3 +135,32 @@ def stop_client_loop(client: Any) -> bool:
         return False
     stop()
     return True
+
+
+#: The error a Dask worker logs when a heartbeat to its scheduler fails.
+_HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat."
+
+
+class _HeartbeatCutByClose(logging.Filter):
+    """Drops a worker's heartbeat error logged once the worker is closing: its own close
+    cut the heartbeat short. The same error while it runs (the scheduler lost) passes."""
+
+    def __init__(self, worker: Any) -> None:
+        super().__init__()
+        self._worker = weakref.ref(worker)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _HEARTBEAT_FAILED:
+            return True
+        status = getattr(getattr(self._worker(), "status", None), "name", None)
+        return status not in ("closing", "closed")
+
+
+def quiet_heartbeats_cut_by_close(worker: Any) -> None:
+    """Have ``worker`` (a Dask worker, alone in its process: a worker of a cluster of
+    processes) log no heartbeat that its own close cut short: Dask logs one as an error
+    with its traceback, which then ends a program's output as if something had failed. A
+    heartbeat that fails while the worker runs is logged as before."""
+    logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _HeartbeatCutByClose) for f in logger.filters):
+        logger.addFilter(_HeartbeatCutByClose(worker))

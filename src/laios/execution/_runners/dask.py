@@ -40,6 +40,7 @@ from laios._compat.dask import (
     drop_topic,
     drop_topic_handler,
     forget_topic,
+    quiet_heartbeats_cut_by_close,
     scheduler_connection,
     stop_client_loop,
     task_released,
@@ -514,6 +515,25 @@ def _closes_with(worker: Any, state: _WorkerState) -> None:
     state.workers.add(worker.id)
     # (The plugin is added on the worker's event loop; this runs on one of its threads.)
     worker.loop.add_callback(worker.plugin_add, plugin=_CloseTools(), name=_PLUGIN_NAME)
+
+
+#: The name of the worker plugin that has a worker of the runner's own cluster log no
+#: heartbeat its own close cut short.
+_QUIET_CLOSE_PLUGIN = "laios-quiet-close"
+
+
+def _quiet_close() -> Any:
+    """The worker plugin named ``_QUIET_CLOSE_PLUGIN``: a worker of the runner's own cluster
+    (one to a process) closing as the runner shuts down logs no heartbeat that its close cut
+    short, which Dask logs as an error with a traceback (see
+    :func:`laios._compat.dask.quiet_heartbeats_cut_by_close`)."""
+    from distributed import WorkerPlugin
+
+    class _QuietClose(WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            quiet_heartbeats_cut_by_close(worker)
+
+    return _QuietClose()
 
 
 _STATE: _WorkerState | None = None
@@ -1263,6 +1283,7 @@ class DaskRunner:
                         dashboard_address=":0",
                     )
                     client = client_class(self._cluster)
+                    client.register_plugin(_quiet_close(), name=_QUIET_CLOSE_PLUGIN)
                 except BaseException:
                     self._close_own()
                     raise
