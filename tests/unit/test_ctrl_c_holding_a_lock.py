@@ -13,15 +13,13 @@ profile function's exception is raised on whichever thread it runs on.)
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import pytest
-from answering import answers
+from answering import answers, passes_in_a_process_of_its_own
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -139,17 +137,6 @@ def test_a_ctrl_c_after_any_c_call_on_the_awaiting_loop_leaves_no_lock_held(
 ) -> None:
     """The same for an async tool run on the awaiting coroutine's loop (on Python 3.10 a
     Ctrl-C lands wherever that loop's thread is): the async slots' lock and the executor's
-    were taken with ``acquire()`` then ``try``.
-
-    Run in a process of its own: a profile function's exception raised out of an asyncio
-    task's step leaves CPython 3.11's recursion count unbalanced (a later ``ast.parse``
-    fails), which must not reach the test run."""
-    here = Path(__file__).parent
-    code = (
-        f"import sys; sys.path.insert(0, {str(here)!r}); "
-        f"import {Path(__file__).stem} as t; t._sweep_awaited({timeout!r})"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    were taken with ``acquire()`` then ``try``. (In a process of its own: see
+    :func:`answering.passes_in_a_process_of_its_own`.)"""
+    passes_in_a_process_of_its_own(__file__, f"_sweep_awaited({timeout!r})")

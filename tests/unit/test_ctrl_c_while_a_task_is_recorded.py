@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from answering import answers
+from answering import answers, passes_in_a_process_of_its_own
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
@@ -209,6 +209,47 @@ def test_a_ctrl_c_anywhere_in_an_awaited_call_leaves_the_task_recorded(
     assert position > 20, f"only {position - 1} positions: the profile function saw too little"
 
 
+class _LaiosErrors:
+    """The ``caplog`` of :func:`_lands_at` in a process of its own: laios's error records."""
+
+    def __init__(self) -> None:
+        self.records: list[logging.LogRecord] = []
+        handler = logging.Handler(logging.ERROR)
+        handler.emit = self.records.append  # type: ignore[method-assign]
+        logging.getLogger("laios").addHandler(handler)
+
+    def clear(self) -> None:
+        self.records.clear()
+
+
+def _sweep_in_a_task_of_its_own(event: str) -> None:
+    """Land a Ctrl-C at each ``event`` of an ``execute_async`` call whose async tool runs in
+    a task of its own (a timeout)."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("awork", "Works.", _awork))
+    errors: Any = _LaiosErrors()
+    position = 1
+    while _lands_at(event, position, registry, 30, errors, awaited=True):
+        position += 1
+        # (What the last run left, closed by the collector in the next, would take its
+        # Ctrl-C in a finalizer, where Python drops it.)
+        gc.collect()
+        assert position < 2000, "the events never ran out"
+    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+
+
+@pytest.mark.parametrize("event", ["call", "c_return"])
+def test_a_ctrl_c_anywhere_in_a_call_awaiting_a_task_of_its_own_leaves_it_recorded(
+    event: str,
+) -> None:
+    """The same for an async tool run in a task of its own on the awaiting coroutine's loop
+    (``execute_async`` with a timeout; on Python 3.10 a Ctrl-C lands wherever the loop's
+    thread is): one that landed as the caller was told the task finished left it waiting
+    for ever, one as the task let go of what it held was lost. (In a process of its own: see
+    :func:`answering.passes_in_a_process_of_its_own`.)"""
+    passes_in_a_process_of_its_own(__file__, f"_sweep_in_a_task_of_its_own({event!r})")
+
+
 def _interrupt_as_it_begins(where: str, landed: list[str]) -> Any:
     """A profile function raising KeyboardInterrupt as the first call of ``where`` (a
     function of laios's, ``module:name``) begins."""
@@ -234,6 +275,9 @@ def _interrupt_as_it_begins(where: str, landed: list[str]) -> Any:
         "laios.execution._engine.engine:_hand_over",  # (Engine's)
         "laios.execution._engine.engine:_wait",  # (Engine's)
         "laios.execution._engine.job:started",  # (Job's)
+        "laios.execution._engine.engine:finished",  # (_Batch's)
+        "laios.execution._engine.engine:_count",  # (_Batch's)
+        "laios.execution._engine.job:_let_go",  # (Job's)
     ],
 )
 def test_a_ctrl_c_as_an_awaited_task_is_handed_over_or_started_leaves_it_recorded(

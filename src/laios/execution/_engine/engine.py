@@ -980,48 +980,51 @@ class Engine:
             return [rejected_result(task, refusal) for task in tasks]
         batch = _Batch(loop)
         items = tasks if isinstance(tasks, list) else list(tasks)
-        slots: list[Job | TaskResult] = []
-        jobs: list[Job] = []
         try:
-            # A chunk at a time, with a turn of the loop in between: accepting thousands of
-            # tasks in one go would hold the loop (the service's other coroutines) as long.
-            # Each task's timeout counts from its own acceptance, as before.
-            for start in range(0, len(items), ACCEPT_CHUNK):
-                if start:
-                    batch.start_timer(jobs, limit)  # (deadlines strike between chunks too)
-                    await asyncio.sleep(0)
-                for task in items[start : start + ACCEPT_CHUNK]:
-                    if batch.interrupt is not None:
-                        # Ctrl-C on this thread (an async tool's between two chunks, a
-                        # callback's as a task was refused): nothing more is submitted.
-                        raise batch.interrupt
-                    slots.append(self._accept(task, context, on_progress, limit, batch, parent))
-                jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
-        except BaseException as exc:
-            # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted or
-            # between two: the rest never start, and nobody will await what was accepted (the
-            # tasks of the chunk under way included, not in ``jobs`` yet), which neither
-            # starts nor completes any more.
-            batch.stop_timer()
-            accepted = [slot for slot in slots if isinstance(slot, Job)]
-            if isinstance(exc, asyncio.CancelledError):
-                await _given_up_by_caller(accepted, batch, limit, tally=tally)
-            elif isinstance(exc, GeneratorExit):
-                # Closed never to resume (its loop closed under it), maybe by the garbage
-                # collector inside one of the executor's locked sections on this thread,
-                # which ending the tasks takes: they end a moment later on another thread.
-                run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
-            else:
-                await _given_up_by_caller(accepted, batch, limit, interrupted=True, tally=tally)
-            if batch.interrupt is not None and batch.interrupt is not exc:
-                raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
-            raise
-        try:
-            await self._wait(batch, jobs, limit, tally)
-        except (KeyboardInterrupt, SystemExit):  # (see _waited_interrupted)
-            await _waited_interrupted(jobs, batch, limit, tally)
-            raise
-        return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
+            slots: list[Job | TaskResult] = []
+            jobs: list[Job] = []
+            try:
+                # A chunk at a time, with a turn of the loop in between: accepting thousands of
+                # tasks in one go would hold the loop (the service's other coroutines) as long.
+                # Each task's timeout counts from its own acceptance, as before.
+                for start in range(0, len(items), ACCEPT_CHUNK):
+                    if start:
+                        batch.start_timer(jobs, limit)  # (deadlines strike between chunks too)
+                        await asyncio.sleep(0)
+                    for task in items[start : start + ACCEPT_CHUNK]:
+                        if batch.interrupt is not None:
+                            # Ctrl-C on this thread (an async tool's between two chunks, a
+                            # callback's as a task was refused): nothing more is submitted.
+                            raise batch.interrupt
+                        slots.append(self._accept(task, context, on_progress, limit, batch, parent))
+                    jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
+            except BaseException as exc:
+                # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted or
+                # between two: the rest never start, and nobody will await what was accepted (the
+                # tasks of the chunk under way included, not in ``jobs`` yet), which neither
+                # starts nor completes any more.
+                batch.stop_timer()
+                accepted = [slot for slot in slots if isinstance(slot, Job)]
+                if isinstance(exc, asyncio.CancelledError):
+                    await _given_up_by_caller(accepted, batch, limit, tally=tally)
+                elif isinstance(exc, GeneratorExit):
+                    # Closed never to resume (its loop closed under it), maybe by the garbage
+                    # collector inside one of the executor's locked sections on this thread,
+                    # which ending the tasks takes: they end a moment later on another thread.
+                    run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
+                else:
+                    await _given_up_by_caller(accepted, batch, limit, interrupted=True, tally=tally)
+                if batch.interrupt is not None and batch.interrupt is not exc:
+                    raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
+                raise
+            try:
+                await self._wait(batch, jobs, limit, tally)
+            except (KeyboardInterrupt, SystemExit):  # (see _waited_interrupted)
+                await _waited_interrupted(jobs, batch, limit, tally)
+                raise
+            return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
+        finally:
+            batch.let_go()  # (what the awaiting coroutine leaves, its jobs leave too)
 
     async def run_one_awaiting(
         self,
@@ -1090,6 +1093,8 @@ class Engine:
                 elif job.state != "finished":
                     await _waited_interrupted([job], batch, limit)
             raise
+        finally:
+            batch.let_go()  # (what the awaiting coroutine leaves, its job leaves too)
 
     async def _run_claimed(
         self, task: Any, job: Job, claimed: Handle, batch: _Batch
@@ -1971,15 +1976,15 @@ class _Batch:
 
     __slots__ = (
         "checked",
+        "counted",
         "counting",
         "expected",
-        "finished_count",
-        "finished_elsewhere",
         "future",
         "given_up",
         "interrupt",
         "jobs",
         "loop",
+        "over",
         "thread",
         "timer",
         "waited",
@@ -1988,7 +1993,9 @@ class _Batch:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.thread = threading.get_ident()
-        self.finished_count = 0
+        #: The jobs told finished, from any thread. A set: a job told again (a Ctrl-C cut its
+        #: telling short, and the job tells again as it hands the interrupt on) counts once.
+        self.counted: set[Job] = set()
         self.expected: int | None = None
         self.future: asyncio.Future[None] | None = None
         self.timer: asyncio.Handle | None = None  # (a Handle between two chunks)
@@ -1998,10 +2005,11 @@ class _Batch:
         #: Ctrl-C raised on this thread by a job's tool or callback (or a ``SystemExit`` in the
         #: executor's code around its tool, see ``Job.awaiter_left``): raised on by :meth:`wait`.
         self.interrupt: BaseException | None = None
-        #: Jobs finished on other threads (one item each) and not counted yet, and whether the
-        #: loop has been asked to count them: one wake-up of the loop counts every job that
-        #: finished before it runs, not one per job.
-        self.finished_elsewhere: list[None] = []
+        #: Whether the wait is over (the awaiting coroutine goes on): the jobs told from then
+        #: on, as those told before, let go of the batch (see :meth:`let_go`).
+        self.over = False
+        #: Whether the loop has been asked to count the jobs finished on other threads: one
+        #: wake-up of the loop counts every job that finished before it runs, not one per job.
         self.counting = False
         #: Why its jobs are being given up, once its coroutine was cancelled (see
         #: :func:`_given_up_by_caller`).
@@ -2011,16 +2019,21 @@ class _Batch:
         self.waited = False
 
     def finished(self, job: Job) -> None:
-        """A job of the batch finished (called by the job, on any thread)."""
+        """A job of the batch finished (called by the job, on any thread; again when a
+        Ctrl-C cut that short, to hand the interrupt on: it counts once)."""
+        if self.over:  # (a job given up with its caller, ending after the wait)
+            job.waiter = None
+            return
+        # (Counted first, in one step: a Ctrl-C landing past it leaves the job counted.)
+        self.counted.add(job)
         interrupt = job.caller_interrupt
         if threading.get_ident() == self.thread:
             if interrupt is not None:
                 self._interrupted(interrupt)
             self._count()
         elif interrupt is None:
-            # (appended before the flag is read: a count under way, which clears the flag
-            # before it takes the list, counts it, or this asks for another)
-            self.finished_elsewhere.append(None)
+            # (counted before the flag is read: a count under way, which clears the flag
+            # before it counts, counts this job, or this asks for another)
             if not self.counting:
                 self.counting = True
                 # A closed loop raises RuntimeError: nobody is waiting any more.
@@ -2042,7 +2055,8 @@ class _Batch:
 
     def _interrupted(self, interrupt: BaseException, count: bool = False) -> None:
         """Stop the awaiting coroutine's wait at once, to raise ``interrupt`` (on the loop's
-        thread); with ``count``, the job that carries it is counted as finished too."""
+        thread); with ``count`` (the job that carries it, counted on another thread), see
+        whether every job is counted too."""
         if self.interrupt is None:
             self.interrupt = interrupt
             future = self.future
@@ -2054,17 +2068,14 @@ class _Batch:
     def _count_elsewhere(self) -> None:
         """Count the jobs that finished on other threads so far (on the loop's thread)."""
         self.counting = False
-        finished = self.finished_elsewhere
-        done = len(finished)
-        del finished[:done]  # (one step: a job appending meanwhile stays for the next count)
-        self._count(done)
+        self._count()
 
-    def _count(self, done: int = 1) -> None:
-        self.finished_count += done
+    def _count(self) -> None:
+        """Wake the awaiting coroutine once every job is counted (on the loop's thread)."""
         future = self.future
         if (
             future is not None
-            and self.finished_count >= (self.expected or 0)
+            and len(self.counted) >= (self.expected or 0)
             and not future.done()
             and not self.loop.is_closed()  # (closed by its owner: nobody waits any more)
         ):
@@ -2087,7 +2098,7 @@ class _Batch:
         """
         self.expected = len(jobs)
         interrupt = None if interrupted else self.interrupt
-        if self.finished_count >= len(jobs) or interrupt is not None:
+        if len(self.counted) >= len(jobs) or interrupt is not None:
             self.stop_timer()  # (started while the batch was accepted)
         else:
             self.future = self.loop.create_future()
@@ -2098,6 +2109,18 @@ class _Batch:
                 self.stop_timer()
         if self.interrupt is not None and not interrupted:
             raise self.interrupt
+
+    def let_go(self) -> None:
+        """The awaiting coroutine goes on, done with the batch: the jobs told so far let go of
+        it (a retained record would otherwise keep it, and its loop, alive), as do those told
+        from now on. Until then each kept it, so that a Ctrl-C landing on the loop's thread
+        as it finished, after it was told, still reached the awaiting coroutine (see
+        ``Job.awaiter_left``)."""
+        self.over = True
+        for job in list(self.counted):  # (a copy: other threads may still add to it)
+            if job.waiter is self:
+                job.waiter = None
+        self.counted.clear()
 
     def start_timer(self, jobs: list[Job], limit: float | None) -> None:
         """Expire ``jobs`` at their deadlines from now on (nothing to do without a limit).

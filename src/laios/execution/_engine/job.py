@@ -524,7 +524,10 @@ class Waiter(Protocol):
     given_up: str | None
 
     def finished(self, job: Job) -> None:
-        """The job finished (called once, from any thread)."""
+        """The job finished (called from any thread; again when a Ctrl-C cut the call short
+        on the awaiting thread, or landed there as the job finished after it: the job
+        counts once, and its ``caller_interrupt`` goes on to the awaiting coroutine). The
+        job's ``waiter`` stays set until the wait is over, when the waiter clears it."""
 
 
 class RetryCut(NamedTuple):
@@ -1816,12 +1819,13 @@ class Job(TaskRecord):
         tool on the awaiting coroutine's loop (a Ctrl-C on Python 3.10 lands wherever the
         loop's thread is). It is the awaiting caller's, as when it lands in the tool: end the
         job ``cancelled`` unless its outcome is recorded already, and wake the caller, who
-        raises it on (see ``_Batch.finished``).
+        raises it on (see ``_Batch.finished``; also when the caller was told the job finished
+        already, but has not gone on yet).
 
         Returns:
             ``False`` when it is not the awaiting caller's to take (raised on another thread,
             or the job runs on the caller's thread or in its own task, whose code takes it
-            itself), or when the caller was told of the job already: the runner has it.
+            itself), or when the caller has gone on: the runner has it.
         """
         if self.inline or self.in_task or not self.on_awaiting_thread():
             return False
@@ -2635,9 +2639,19 @@ class Job(TaskRecord):
         if done is not None:
             done.release()  # (the lock stays: the caller may not have read it yet)
         waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            waiter.finished(self)
+        if waiter is not None:  # (kept until its wait is over: see Waiter.finished)
+            try:
+                waiter.finished(self)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # Landed as the waiter was told: told again (the job counts once). On the
+                # awaiting loop's thread the interrupt is the awaiting coroutine's, handed on
+                # to it so; elsewhere (a cancel_task, say) it goes on as it came.
+                here = waiter.thread == threading.get_ident()
+                if here and self.caller_interrupt is None:
+                    self.caller_interrupt = exc
+                waiter.finished(self)
+                if not here:
+                    raise
 
 
 #: The fields that runs of the common kinds write on their jobs: on the caller's thread, on a
