@@ -92,3 +92,22 @@ def test_a_retained_record_keeps_no_event_loop_alive(
     assert len(executor.get_all_metrics()) > LOOPS_AFTER, "the tasks' records are retained"
     gc.collect()
     assert loop() is None, "a retained record kept the event loop alive"
+
+
+def test_a_call_stranded_on_a_closed_loop_leaves_that_loop_to_the_collector(
+    executor: Executor,
+) -> None:
+    """A call whose loop its owner closed without cancelling it (its coroutine never goes
+    on) is ended by a later call on another loop; its retained record then keeps neither the
+    closed loop nor the coroutine alive."""
+    closed = asyncio.new_event_loop()
+    stranded = closed.create_task(executor.execute_async(_task("slow"), CONTEXT, timeout=30))
+    closed.run_until_complete(asyncio.sleep(0.05))
+    closed.close()
+    loop = weakref.ref(closed)
+    del closed, stranded
+    for _ in range(LOOPS_AFTER):
+        _loop_of(lambda: executor.execute_async(_task("quick"), CONTEXT))
+    assert len(executor.get_all_metrics()) > LOOPS_AFTER, "the tasks' records are retained"
+    gc.collect()
+    assert loop() is None, "the stranded task's record kept its closed event loop alive"

@@ -20,7 +20,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from types import FrameType
 from typing import Any
 
@@ -268,6 +268,21 @@ def _interrupt_as_it_begins(where: str, landed: list[str]) -> Any:
     return profile
 
 
+def _run_interrupted(
+    call: Coroutine[Any, Any, Any], where: str, landed: list[str], escaped: list[BaseException]
+) -> None:
+    """``asyncio.run(call)`` with a Ctrl-C landing as ``where`` first begins (see
+    :func:`_interrupt_as_it_begins`; on this thread only), the interrupt that comes out kept
+    in ``escaped``."""
+    sys.setprofile(_interrupt_as_it_begins(where, landed))
+    try:
+        asyncio.run(call)
+    except KeyboardInterrupt as exc:
+        escaped.append(exc)
+    finally:
+        sys.setprofile(None)
+
+
 @_NEVER_AWAITED
 @pytest.mark.parametrize(
     "where",
@@ -297,13 +312,7 @@ def test_a_ctrl_c_as_an_awaited_task_is_handed_over_or_started_leaves_it_recorde
     task = Task(plan_id="p", description="d", tool_name="awork")
 
     def interrupted_call() -> None:
-        sys.setprofile(_interrupt_as_it_begins(where, landed))  # (this thread's only)
-        try:
-            asyncio.run(executor.execute_async(task, CONTEXT, timeout=30))
-        except KeyboardInterrupt as exc:
-            escaped.append(exc)
-        finally:
-            sys.setprofile(None)
+        _run_interrupted(executor.execute_async(task, CONTEXT, timeout=30), where, landed, escaped)
 
     try:
         assert _answers(interrupted_call), "the interrupted call waited for ever"
@@ -316,6 +325,107 @@ def test_a_ctrl_c_as_an_awaited_task_is_handed_over_or_started_leaves_it_recorde
             r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("laios")
         ]
         assert not errors, errors[0].getMessage()
+    finally:
+        stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
+        stopping.start()
+        stopping.join(ANSWERS_WITHIN)
+
+
+def test_a_ctrl_c_as_a_task_stranded_on_a_closed_loop_is_ended_goes_on_out_of_the_next_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call whose event loop its owner closed without cancelling it is ended by the next
+    call on another loop of that thread. A Ctrl-C landing as the stranded call's batch is
+    told its task ended goes on out of that next call, not to the batch of a caller gone
+    with its closed loop (where nobody would ever raise it)."""
+    registry = ToolRegistry()
+    release = threading.Event()
+    registry.register_tool(create_simple_tool("hold", "Holds.", lambda: release.wait(30)))
+    registry.register_tool(create_simple_tool("awork", "Works.", _awork))
+    caplog.set_level(logging.ERROR, logger="laios")
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    held = Task(plan_id="p", description="d", tool_name="hold")
+    task = Task(plan_id="p", description="d", tool_name="awork")
+    where = "laios.execution._engine.engine:finished"
+    landed: list[str] = []
+    escaped: list[BaseException] = []
+
+    def calls() -> None:
+        closed = asyncio.new_event_loop()
+        # (kept, so that the next call ends it, not the collector)
+        stranded = closed.create_task(executor.execute_async(held, CONTEXT, timeout=30))
+        closed.run_until_complete(asyncio.sleep(0.05))
+        closed.close()  # (its awaiting coroutine never cancelled: stranded)
+        _run_interrupted(executor.execute_async(task, CONTEXT, timeout=30), where, landed, escaped)
+        del stranded
+
+    try:
+        assert _answers(calls), "the next call waited for ever"
+        assert landed == [where]
+        assert escaped, "the Ctrl-C was lost"
+        assert held.status is TaskStatus.CANCELLED, held.status
+        assert _nothing_running(store), f"a task stayed running: {store.snapshot().running}"
+    finally:
+        release.set()
+        stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
+        stopping.start()
+        stopping.join(ANSWERS_WITHIN)
+
+
+async def _asleep() -> int:
+    await asyncio.sleep(30)
+    return 1
+
+
+def test_a_ctrl_c_as_a_cancel_task_tells_an_awaiting_loop_of_another_thread_wakes_it() -> None:
+    """A ``cancel_task`` on one thread ends a task awaited on another thread's loop, and a
+    Ctrl-C lands on the cancelling thread as that loop is asked to wake its awaiting
+    coroutine: the interrupt goes on out of ``cancel_task``, and the awaiting coroutine still
+    wakes (it waited for ever, its timeout never striking for a task already ended)."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("asleep", "Sleeps.", _asleep))
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    task = Task(plan_id="p", description="d", tool_name="asleep")
+    results: list[Any] = []
+    running = threading.Event()
+
+    async def awaiting() -> None:
+        running.set()
+        results.append(await executor.execute_async(task, CONTEXT, timeout=20))
+
+    loop_thread = threading.Thread(target=asyncio.run, args=(awaiting(),), daemon=True)
+    landed: list[str] = []
+
+    def profile(frame: FrameType, what: str, arg: Any) -> None:
+        caller = frame.f_back
+        if (
+            what == "call"
+            and frame.f_code.co_name == "call_soon_threadsafe"
+            and caller is not None
+            and caller.f_code.co_name == "finished"
+            and caller.f_globals.get("__name__") == "laios.execution._engine.engine"
+        ):
+            sys.setprofile(None)
+            landed.append("call_soon_threadsafe")
+            raise KeyboardInterrupt
+
+    try:
+        loop_thread.start()
+        assert running.wait(ANSWERS_WITHIN)
+        deadline = time.monotonic() + ANSWERS_WITHIN
+        while task.status is not TaskStatus.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sys.setprofile(profile)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                executor.cancel_task(task.id)
+        finally:
+            sys.setprofile(None)
+        assert landed == ["call_soon_threadsafe"]
+        loop_thread.join(ANSWERS_WITHIN)
+        assert not loop_thread.is_alive(), "the awaiting coroutine waited for ever"
+        assert results[0].metadata["outcome"] == "cancelled", results[0].error
     finally:
         stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
         stopping.start()

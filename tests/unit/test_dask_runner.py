@@ -459,13 +459,9 @@ def test_a_worker_with_more_threads_than_the_bound_runs_its_calls(tools: ToolReg
             n_workers=1, threads_per_worker=1500, processes=True, dashboard_address=":0"
         )
     client = distributed.Client(cluster)
-    runner = DaskRunner(client=client)
-    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
     try:
-        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
-        assert result.success, result.error
+        _serves_a_call(tools, DaskRunner(client=client))
     finally:
-        executor.shutdown(wait=True)
         client.close()
         cluster.close()
 
@@ -745,6 +741,30 @@ print("shut down")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "shut down"
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_its_own_cluster_serves_when_the_workers_cannot_take_the_quieting_plugin(
+    tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The plugin that keeps the workers from logging the heartbeats their close cut short is
+    a nicety: when it cannot be registered, the runner says so in the log and serves."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("no plugin can be registered here")
+
+    monkeypatch.setattr(distributed.Client, "register_plugin", refuse)
+    _serves_a_call(tools, DaskRunner(n_workers=1, threads_per_worker=1))
+    assert "could not register the worker plugin" in caplog.text
+
+
+def _serves_a_call(tools: ToolRegistry, runner: DaskRunner) -> None:
+    """An executor on ``runner`` runs a call to success, then shuts down (and the runner)."""
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.success, result.error
+    finally:
+        executor.shutdown(wait=True)
 
 
 def test_reading_the_store_during_dask_traffic_never_blocks_the_executor(

@@ -2021,8 +2021,13 @@ class _Batch:
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread; again when a
         Ctrl-C cut that short, to hand the interrupt on: it counts once)."""
-        if self.over:  # (a job given up with its caller, ending after the wait)
+        if self.over or self.loop.is_closed():
+            # Nobody awaits it any more: the caller went on (a job given up with it, ending
+            # after the wait), or its loop was closed under it (a call stranded there, ended
+            # by a later one). The job lets go of the batch, and so of that loop.
             job.waiter = None
+            if job.caller_interrupt is not None and not self.over:
+                self._dropped(job, job.caller_interrupt)
             return
         # (Counted first, in one step: a Ctrl-C landing past it leaves the job counted.)
         self.counted.add(job)
@@ -2031,27 +2036,52 @@ class _Batch:
             if interrupt is not None:
                 self._interrupted(interrupt)
             self._count()
+            return
+        if self.over:  # (the wait ended on the loop's thread as this was told: see let_go)
+            self.counted.discard(job)
+            job.waiter = None
         elif interrupt is None:
             # (counted before the flag is read: a count under way, which clears the flag
             # before it counts, counts this job, or this asks for another)
             if not self.counting:
                 self.counting = True
-                # A closed loop raises RuntimeError: nobody is waiting any more.
-                with contextlib.suppress(RuntimeError):
-                    self.loop.call_soon_threadsafe(self._count_elsewhere)
+                try:
+                    # A closed loop raises RuntimeError: nobody is waiting any more.
+                    with contextlib.suppress(RuntimeError):
+                        self.loop.call_soon_threadsafe(self._count_elsewhere)
+                except BaseException:
+                    # A Ctrl-C on this thread as the loop was asked (maybe not woken): the
+                    # job, told again (see Job._wake), asks again.
+                    self.counting = False
+                    raise
         else:
             # Interrupted on the awaiting thread, ended on another (cancel_task, say): the
             # interrupt is still the awaiting coroutine's.
             try:
                 self.loop.call_soon_threadsafe(self._interrupted, interrupt, True)
             except RuntimeError:
-                _log.warning(
-                    "%s raised on the event loop awaiting task %r (tool %r) is dropped: the "
-                    "loop was closed before the task ended",
-                    type(interrupt).__name__,
-                    shorten(job.task_id, 128),
-                    shorten(job.tool, 128),
-                )
+                self._dropped(job, interrupt)
+
+    @staticmethod
+    def _dropped(job: Job, interrupt: BaseException) -> None:
+        """Warn that ``interrupt``, raised on the event loop awaiting ``job``, reaches nobody:
+        that loop was closed before the job ended."""
+        _log.warning(
+            "%s raised on the event loop awaiting task %r (tool %r) is dropped: the "
+            "loop was closed before the task ended",
+            type(interrupt).__name__,
+            shorten(job.task_id, 128),
+            shorten(job.tool, 128),
+        )
+
+    def awaited_here(self) -> bool:
+        """Whether the calling code runs on the event loop whose coroutine awaits the batch
+        (on its thread, that loop running there), and that coroutine still awaits it."""
+        return (
+            not self.over
+            and self.thread == threading.get_ident()
+            and asyncio._get_running_loop() is self.loop  # noqa: SLF001 (in events.__all__)
+        )
 
     def _interrupted(self, interrupt: BaseException, count: bool = False) -> None:
         """Stop the awaiting coroutine's wait at once, to raise ``interrupt`` (on the loop's

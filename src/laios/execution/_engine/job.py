@@ -529,6 +529,10 @@ class Waiter(Protocol):
         counts once, and its ``caller_interrupt`` goes on to the awaiting coroutine). The
         job's ``waiter`` stays set until the wait is over, when the waiter clears it."""
 
+    def awaited_here(self) -> bool:
+        """Whether the calling code runs on the awaiting coroutine's event loop (on its
+        thread, that loop running there), and that coroutine still awaits."""
+
 
 class RetryCut(NamedTuple):
     """What an ``execute_with_retry`` call tells an attempt whose timeout its ``deadline`` cut
@@ -1838,9 +1842,11 @@ class Job(TaskRecord):
 
     def on_awaiting_thread(self) -> bool:
         """Whether the calling code runs on the thread of the coroutine awaiting this task (the
-        awaiting road: an async tool, or a callback, run on the awaiting event loop)."""
+        awaiting road: an async tool, or a callback, run on the awaiting event loop), on that
+        loop, and that coroutine still awaits the task (not one gone on, nor one stranded on
+        a loop closed under it, whose thread runs another loop now)."""
         waiter = self.waiter
-        return waiter is not None and waiter.thread == threading.get_ident()
+        return waiter is not None and waiter.awaited_here()
 
     def interrupted_message(self) -> str:
         """The error of a task whose caller was interrupted (Ctrl-C) while it ran."""
@@ -2644,9 +2650,10 @@ class Job(TaskRecord):
                 waiter.finished(self)
             except (KeyboardInterrupt, SystemExit) as exc:
                 # Landed as the waiter was told: told again (the job counts once). On the
-                # awaiting loop's thread the interrupt is the awaiting coroutine's, handed on
-                # to it so; elsewhere (a cancel_task, say) it goes on as it came.
-                here = waiter.thread == threading.get_ident()
+                # awaiting loop, its coroutine still awaiting, the interrupt is that
+                # coroutine's, handed on to it so; elsewhere (a cancel_task on another thread,
+                # a later call ending a task stranded on a closed loop) it goes on as it came.
+                here = waiter.awaited_here()
                 if here and self.caller_interrupt is None:
                     self.caller_interrupt = exc
                 waiter.finished(self)

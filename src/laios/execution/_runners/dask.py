@@ -536,6 +536,20 @@ def _quiet_close() -> Any:
     return _QuietClose()
 
 
+def _register_quiet_close(client: Any) -> None:
+    """Register :func:`_quiet_close`'s plugin on the workers of the runner's own cluster; one
+    that fails (a worker that cannot load it) is logged, and the runner works on without it."""
+    try:
+        client.register_plugin(_quiet_close(), name=_QUIET_CLOSE_PLUGIN)
+    except Exception:
+        _log.warning(
+            "could not register the worker plugin that keeps the local Dask cluster's workers "
+            "from logging heartbeats their own close cut short; they may log them as errors "
+            "when the runner shuts down",
+            exc_info=True,
+        )
+
+
 _STATE: _WorkerState | None = None
 _STATE_LOCK = threading.Lock()
 #: Keys killed on this worker before its first call set up its state (under ``_STATE_LOCK``):
@@ -1283,7 +1297,7 @@ class DaskRunner:
                         dashboard_address=":0",
                     )
                     client = client_class(self._cluster)
-                    client.register_plugin(_quiet_close(), name=_QUIET_CLOSE_PLUGIN)
+                    _register_quiet_close(client)
                 except BaseException:
                     self._close_own()
                     raise
