@@ -378,24 +378,9 @@ async def _asleep() -> int:
     return 1
 
 
-def test_a_ctrl_c_as_a_cancel_task_tells_an_awaiting_loop_of_another_thread_wakes_it() -> None:
-    """A ``cancel_task`` on one thread ends a task awaited on another thread's loop, and a
-    Ctrl-C lands on the cancelling thread as that loop is asked to wake its awaiting
-    coroutine: the interrupt goes on out of ``cancel_task``, and the awaiting coroutine still
-    wakes (it waited for ever, its timeout never striking for a task already ended)."""
-    registry = ToolRegistry()
-    registry.register_tool(create_simple_tool("asleep", "Sleeps.", _asleep))
-    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
-    task = Task(plan_id="p", description="d", tool_name="asleep")
-    results: list[Any] = []
-    running = threading.Event()
-
-    async def awaiting() -> None:
-        running.set()
-        results.append(await executor.execute_async(task, CONTEXT, timeout=20))
-
-    loop_thread = threading.Thread(target=asyncio.run, args=(awaiting(),), daemon=True)
-    landed: list[str] = []
+def _interrupt_as_the_batch_asks_its_loop(landed: list[str]) -> Any:
+    """A profile function raising KeyboardInterrupt as an awaiting call's batch, told on
+    another thread that a task ended, asks its loop to wake the awaiting coroutine."""
 
     def profile(frame: FrameType, what: str, arg: Any) -> None:
         caller = frame.f_back
@@ -410,6 +395,38 @@ def test_a_ctrl_c_as_a_cancel_task_tells_an_awaiting_loop_of_another_thread_wake
             landed.append("call_soon_threadsafe")
             raise KeyboardInterrupt
 
+    return profile
+
+
+@pytest.mark.parametrize("where", ["call_soon_threadsafe", "laios.execution._engine.job:_conclude"])
+def test_a_ctrl_c_as_a_cancel_task_ends_a_task_awaited_on_another_thread_wakes_its_caller(
+    where: str,
+) -> None:
+    """A ``cancel_task`` on one thread ends a task awaited on another thread's loop, and a
+    Ctrl-C lands on the cancelling thread as that loop is asked to wake the awaiting
+    coroutine, or as the task's end is recorded: the interrupt goes on out of
+    ``cancel_task``, the task is recorded, and the awaiting coroutine wakes with its result
+    (it waited for ever, its timeout never striking for a task already ended; or it got an
+    ``AssertionError`` for a result never made, the task running for ever)."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("asleep", "Sleeps.", _asleep))
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    task = Task(plan_id="p", description="d", tool_name="asleep")
+    results: list[Any] = []
+    running = threading.Event()
+
+    async def awaiting() -> None:
+        running.set()
+        results.append(await executor.execute_async(task, CONTEXT, timeout=20))
+
+    loop_thread = threading.Thread(target=asyncio.run, args=(awaiting(),), daemon=True)
+    landed: list[str] = []
+    if where == "call_soon_threadsafe":
+        profile = _interrupt_as_the_batch_asks_its_loop(landed)
+    else:
+        profile = _interrupt_as_it_begins(where, landed)
+
     try:
         loop_thread.start()
         assert running.wait(ANSWERS_WITHIN)
@@ -422,14 +439,53 @@ def test_a_ctrl_c_as_a_cancel_task_tells_an_awaiting_loop_of_another_thread_wake
                 executor.cancel_task(task.id)
         finally:
             sys.setprofile(None)
-        assert landed == ["call_soon_threadsafe"]
+        assert landed == [where]
         loop_thread.join(ANSWERS_WITHIN)
         assert not loop_thread.is_alive(), "the awaiting coroutine waited for ever"
+        assert results, "the awaiting coroutine got no result"
         assert results[0].metadata["outcome"] == "cancelled", results[0].error
+        assert _nothing_running(store), f"the task stayed running: {store.snapshot().running}"
     finally:
         stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
         stopping.start()
         stopping.join(ANSWERS_WITHIN)
+
+
+@pytest.mark.parametrize("where", ["task_finished", "_conclude"])
+def test_a_ctrl_c_as_a_cancel_task_ends_a_task_awaited_on_the_stopped_loop_of_its_thread(
+    where: str,
+) -> None:
+    """The awaiting loop stopped for a while (``run_until_complete`` returned, the call
+    pending) and, on that same thread, ``cancel_task`` ends the task: a Ctrl-C landing as its
+    end is recorded is the awaiting coroutine's, which raises it once its loop runs again
+    (not dropped as if raised on another thread), the task recorded."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("asleep", "Sleeps.", _asleep))
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    task = Task(plan_id="p", description="d", tool_name="asleep")
+    module = "laios.execution.store" if where == "task_finished" else "laios.execution._engine.job"
+    landed: list[str] = []
+    loop = asyncio.new_event_loop()
+    try:
+        call = loop.create_task(executor.execute_async(task, CONTEXT, timeout=20))
+        loop.run_until_complete(asyncio.sleep(0.05))  # (stopped: the call pending)
+        assert task.status is TaskStatus.RUNNING
+        sys.setprofile(_interrupt_as_it_begins(f"{module}:{where}", landed))
+        try:
+            executor.cancel_task(task.id)
+        except KeyboardInterrupt:
+            pass  # (where it went on out of cancel_task: it is not the test's subject)
+        finally:
+            sys.setprofile(None)
+        assert landed == [f"{module}:{where}"]
+        with pytest.raises(KeyboardInterrupt):  # (its timeout bounds the wait)
+            loop.run_until_complete(call)
+        assert task.status is TaskStatus.CANCELLED
+        assert _nothing_running(store), f"the task stayed running: {store.snapshot().running}"
+    finally:
+        loop.close()
+        executor.shutdown(wait=False)
 
 
 def test_a_task_cancelled_on_another_thread_as_it_is_accepted_ends_cancelled(

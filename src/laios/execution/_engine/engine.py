@@ -2046,9 +2046,9 @@ class _Batch:
             if not self.counting:
                 self.counting = True
                 try:
-                    # A closed loop raises RuntimeError: nobody is waiting any more.
-                    with contextlib.suppress(RuntimeError):
-                        self.loop.call_soon_threadsafe(self._count_elsewhere)
+                    self.loop.call_soon_threadsafe(self._count_elsewhere)
+                except RuntimeError:  # (closed meanwhile: nobody is waiting any more)
+                    job.waiter = None
                 except BaseException:
                     # A Ctrl-C on this thread as the loop was asked (maybe not woken): the
                     # job, told again (see Job._wake), asks again.
@@ -2059,7 +2059,8 @@ class _Batch:
             # interrupt is still the awaiting coroutine's.
             try:
                 self.loop.call_soon_threadsafe(self._interrupted, interrupt, True)
-            except RuntimeError:
+            except RuntimeError:  # (closed meanwhile)
+                job.waiter = None
                 self._dropped(job, interrupt)
 
     @staticmethod
@@ -2075,13 +2076,14 @@ class _Batch:
         )
 
     def awaited_here(self) -> bool:
-        """Whether the calling code runs on the event loop whose coroutine awaits the batch
-        (on its thread, that loop running there), and that coroutine still awaits it."""
-        return (
-            not self.over
-            and self.thread == threading.get_ident()
-            and asyncio._get_running_loop() is self.loop  # noqa: SLF001 (in events.__all__)
-        )
+        """Whether the calling code runs on the thread of the coroutine awaiting the batch,
+        that coroutine still awaiting it: on its loop, or outside any loop there (its loop
+        stopped for a while, the call pending), not on another loop run there since (its own
+        closed under it)."""
+        if self.over or self.thread != threading.get_ident():
+            return False
+        running = asyncio._get_running_loop()  # noqa: SLF001 (in asyncio.events.__all__)
+        return running is self.loop or (running is None and not self.loop.is_closed())
 
     def _interrupted(self, interrupt: BaseException, count: bool = False) -> None:
         """Stop the awaiting coroutine's wait at once, to raise ``interrupt`` (on the loop's

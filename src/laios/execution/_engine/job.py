@@ -530,8 +530,9 @@ class Waiter(Protocol):
         job's ``waiter`` stays set until the wait is over, when the waiter clears it."""
 
     def awaited_here(self) -> bool:
-        """Whether the calling code runs on the awaiting coroutine's event loop (on its
-        thread, that loop running there), and that coroutine still awaits."""
+        """Whether the calling code runs on the thread of the awaiting coroutine, that
+        coroutine still awaiting: on its loop, or outside any loop there (its loop stopped for
+        a while), not on another loop run there since."""
 
 
 class RetryCut(NamedTuple):
@@ -1842,9 +1843,9 @@ class Job(TaskRecord):
 
     def on_awaiting_thread(self) -> bool:
         """Whether the calling code runs on the thread of the coroutine awaiting this task (the
-        awaiting road: an async tool, or a callback, run on the awaiting event loop), on that
-        loop, and that coroutine still awaits the task (not one gone on, nor one stranded on
-        a loop closed under it, whose thread runs another loop now)."""
+        awaiting road: an async tool, or a callback, run on the awaiting event loop), and that
+        coroutine still awaits the task (not one gone on, nor one stranded on a loop closed
+        under it, whose thread runs another loop now: see ``Waiter.awaited_here``)."""
         waiter = self.waiter
         return waiter is not None and waiter.awaited_here()
 
@@ -2330,20 +2331,23 @@ class Job(TaskRecord):
         except Exception as exc:
             self.result = self.internal_failure(exc)
         except (KeyboardInterrupt, SystemExit) as exc:
-            # Landed in the executor's own code as the outcome was recorded. On the caller's
-            # thread (or its loop's) it is the caller's, raised in place of the result once the
-            # store has the outcome (see _conclude); elsewhere it goes on as it came.
-            if not (self.thread == threading.get_ident() or self.on_awaiting_thread()):
-                raise
-            if self.caller_interrupt is None:
+            # Landed in the executor's own code as the outcome was recorded: recorded all the
+            # same. On the caller's thread (or its loop's) it is the caller's, raised in place
+            # of the result once the store has the outcome (see _conclude); elsewhere (a
+            # cancel_task on another thread, say) it goes on as it came, once the caller, who
+            # waits there for a result, has it.
+            callers = self.thread == threading.get_ident() or self.on_awaiting_thread()
+            if callers and self.caller_interrupt is None:
                 self.caller_interrupt = exc
-            if self.state != "finished":  # landed before the store had it: recorded now
-                try:
+            if self.state != "finished" or (not callers and self.result is None):
+                try:  # (the store records an outcome once: a second time changes nothing)
                     self.result = self._conclude(
                         outcome, error, error_type, data, metadata, exception
                     )
                 except Exception as inner:
                     self.result = self.internal_failure(inner)
+            if not callers:
+                raise
         finally:
             self._wake()
 
