@@ -81,6 +81,14 @@ def _nothing_running(store: MetricStore) -> bool:
     return True
 
 
+def _let_go_of(executor: Executor) -> None:
+    """Shut ``executor`` down without waiting for its tasks, on a thread of its own (a test
+    that failed may have left it waiting for ever)."""
+    stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
+    stopping.start()
+    stopping.join(ANSWERS_WITHIN)
+
+
 def _lands_at(
     event: str,
     position: int,
@@ -133,9 +141,7 @@ def _lands_at(
         ]
         assert not errors, f"{errors[0].getMessage()}: {where}"
     finally:
-        stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
-        stopping.start()
-        stopping.join(ANSWERS_WITHIN)
+        _let_go_of(executor)
     return True
 
 
@@ -326,9 +332,7 @@ def test_a_ctrl_c_as_an_awaited_task_is_handed_over_or_started_leaves_it_recorde
         ]
         assert not errors, errors[0].getMessage()
     finally:
-        stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
-        stopping.start()
-        stopping.join(ANSWERS_WITHIN)
+        _let_go_of(executor)
 
 
 def test_a_ctrl_c_as_a_task_stranded_on_a_closed_loop_is_ended_goes_on_out_of_the_next_call(
@@ -368,14 +372,21 @@ def test_a_ctrl_c_as_a_task_stranded_on_a_closed_loop_is_ended_goes_on_out_of_th
         assert _nothing_running(store), f"a task stayed running: {store.snapshot().running}"
     finally:
         release.set()
-        stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
-        stopping.start()
-        stopping.join(ANSWERS_WITHIN)
+        _let_go_of(executor)
 
 
 async def _asleep() -> int:
     await asyncio.sleep(30)
     return 1
+
+
+def _sleeping_task() -> tuple[Executor, MetricStore, Task]:
+    """An executor (with its store) and a task of an async tool that sleeps 30 s."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("asleep", "Sleeps.", _asleep))
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    return executor, store, Task(plan_id="p", description="d", tool_name="asleep")
 
 
 def _interrupt_as_the_batch_asks_its_loop(landed: list[str]) -> Any:
@@ -408,11 +419,7 @@ def test_a_ctrl_c_as_a_cancel_task_ends_a_task_awaited_on_another_thread_wakes_i
     ``cancel_task``, the task is recorded, and the awaiting coroutine wakes with its result
     (it waited for ever, its timeout never striking for a task already ended; or it got an
     ``AssertionError`` for a result never made, the task running for ever)."""
-    registry = ToolRegistry()
-    registry.register_tool(create_simple_tool("asleep", "Sleeps.", _asleep))
-    store = MetricStore()
-    executor = Executor(registry, store=store, register_prometheus=False)
-    task = Task(plan_id="p", description="d", tool_name="asleep")
+    executor, store, task = _sleeping_task()
     results: list[Any] = []
     running = threading.Event()
 
@@ -446,9 +453,61 @@ def test_a_ctrl_c_as_a_cancel_task_ends_a_task_awaited_on_another_thread_wakes_i
         assert results[0].metadata["outcome"] == "cancelled", results[0].error
         assert _nothing_running(store), f"the task stayed running: {store.snapshot().running}"
     finally:
-        stopping = threading.Thread(target=executor.shutdown, args=(False,), daemon=True)
-        stopping.start()
-        stopping.join(ANSWERS_WITHIN)
+        _let_go_of(executor)
+
+
+def _cancel_lands_at(event: str, position: int) -> bool:
+    """Land a Ctrl-C at the ``position``-th ``event`` of a ``cancel_task`` call on this thread
+    for a task awaited on another thread's loop, then cancel it again, and check that the
+    task is recorded and its awaiting coroutine wakes with its result; ``False`` once there
+    was no such event."""
+    executor, store, task = _sleeping_task()
+    results: list[Any] = []
+
+    async def awaiting() -> None:
+        results.append(await executor.execute_async(task, CONTEXT, timeout=20))
+
+    loop_thread = threading.Thread(target=asyncio.run, args=(awaiting(),), daemon=True)
+    landed: list[str] = []
+    try:
+        loop_thread.start()
+        deadline = time.monotonic() + ANSWERS_WITHIN
+        while task.status is not TaskStatus.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sys.setprofile(_interrupt_at(event, position, landed))
+        try:
+            executor.cancel_task(task.id)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.setprofile(None)
+        if not landed:
+            return False
+        where = f"a Ctrl-C at {event} {position} ({landed})"
+        executor.cancel_task(task.id)  # (again: the first may have been cut short before it)
+        loop_thread.join(ANSWERS_WITHIN)
+        assert not loop_thread.is_alive(), f"the awaiting coroutine waited for ever: {where}"
+        assert results, f"the awaiting coroutine got no result: {where}"
+        assert _nothing_running(store), f"the task stayed running: {where}"
+        assert task.status is not TaskStatus.RUNNING, f"the task stayed RUNNING: {where}"
+    finally:
+        _let_go_of(executor)
+    return True
+
+
+@pytest.mark.parametrize("event", ["call", "c_return"])
+def test_a_ctrl_c_anywhere_in_a_cancel_task_for_a_task_awaited_elsewhere_ends_it(
+    event: str,
+) -> None:
+    """A Ctrl-C landing anywhere in a ``cancel_task`` call on one thread, for a task awaited
+    on another thread's loop: the task is recorded and its awaiting coroutine wakes with its
+    result. One landing once the task was stopped, as its end was recorded, left it running
+    for ever (its timeout never striking for a task stopped), the coroutine waiting."""
+    position = 1
+    while _cancel_lands_at(event, position):
+        position += 1
+        assert position < 500, "the events never ran out"
+    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
 
 
 @pytest.mark.parametrize("where", ["task_finished", "_conclude"])
@@ -459,11 +518,7 @@ def test_a_ctrl_c_as_a_cancel_task_ends_a_task_awaited_on_the_stopped_loop_of_it
     pending) and, on that same thread, ``cancel_task`` ends the task: a Ctrl-C landing as its
     end is recorded is the awaiting coroutine's, which raises it once its loop runs again
     (not dropped as if raised on another thread), the task recorded."""
-    registry = ToolRegistry()
-    registry.register_tool(create_simple_tool("asleep", "Sleeps.", _asleep))
-    store = MetricStore()
-    executor = Executor(registry, store=store, register_prometheus=False)
-    task = Task(plan_id="p", description="d", tool_name="asleep")
+    executor, store, task = _sleeping_task()
     module = "laios.execution.store" if where == "task_finished" else "laios.execution._engine.job"
     landed: list[str] = []
     loop = asyncio.new_event_loop()

@@ -1466,11 +1466,39 @@ class Job(TaskRecord):
         Returns:
             ``False`` when the job had already finished.
         """
-        with self.env.lock:
-            if self._stop_phase() is None:
-                return False
-        self._end_interrupted(outcome, message)
+        stopped = False  # (stopped here: so ended here, whatever interrupts that)
+        try:
+            with self.env.lock:
+                if self._stop_phase() is None:
+                    return False
+                stopped = True
+            self._end_interrupted(outcome, message)
+        except (KeyboardInterrupt, SystemExit):
+            if stopped:
+                self._ended_all_the_same(outcome, message)
+            raise
         return True
+
+    def _ended_all_the_same(self, outcome: str, message: str) -> None:
+        """A Ctrl-C (or ``SystemExit``) cut short the ending of this job, stopped already, on
+        a thread where no caller of it takes the interrupt (a ``cancel_task`` or a shutdown on
+        another thread than the one awaiting or blocked on it): nothing else would end it, so
+        its outcome is recorded, its result made and its caller woken here, before the
+        interrupt goes on. On the caller's own thread, the caller's handling ends it."""
+        if self.thread == threading.get_ident() or self._awaiting_loop_running_here():
+            return
+        if self.stopped_unattached is not None:
+            return  # (ended once its runner hands back its handle: see attach)
+        if self.result is None:
+            # (An outcome left for an overdue caller, or for the rest of the ending on the
+            # awaiting loop once its reports are delivered: taken, it is recorded here.)
+            self._take_settled()
+            try:
+                self.result = self._conclude(outcome, message, outcome, None, {}, None)
+            except Exception as exc:
+                self.result = self.internal_failure(exc)
+        with contextlib.suppress(RuntimeError):  # (a blocking caller's lock released already)
+            self._wake()
 
     def stop(self) -> int | None:
         """(Under ``env.lock``, which the caller holds.) The first half of :meth:`interrupt`,
@@ -1695,28 +1723,40 @@ class Job(TaskRecord):
         handles ``"started"`` (its tool is never called); a running call is stopped when its
         runner can stop it, and otherwise asked to stop (``current_task().cancelled``). On the
         inline road, a cancel during ``"started"`` is seen as the callback returns."""
-        starting = False
-        with self.env.lock:
-            phase = self.phase
-            if phase == QUEUED:
-                self.phase = DONE
-                self.unstarted = True
-            elif phase != RUNNING:
-                return self.given_up_why is not None  # (being ended ``cancelled`` already)
-            elif self.starting:
-                starting = True
-                self.phase = DONE
-                self.unstarted = True
-                self.starting = False
-            else:
-                self.cancel_requested = True
-        if phase == QUEUED:
-            self.cancel_before_start()
-        elif starting:
-            self.cancel_before_start(self._cancelled_starting_message())
-        elif self.runner is not None and self.runner.can_stop:
+        starting = stopped = False  # (stopped: moved to done here, so ended here)
+        try:
+            with self.env.lock:
+                phase = self.phase
+                if phase == QUEUED:
+                    self.phase = DONE
+                    self.unstarted = stopped = True
+                elif phase != RUNNING:
+                    return self.given_up_why is not None  # (being ended ``cancelled`` already)
+                elif self.starting:
+                    starting = stopped = True
+                    self.phase = DONE
+                    self.unstarted = True
+                    self.starting = False
+                else:
+                    self.cancel_requested = True
+            if stopped:
+                self.cancel_before_start(self._cancelled_before_start_message(starting))
+        except (KeyboardInterrupt, SystemExit):
+            if stopped:
+                self._ended_all_the_same(
+                    "cancelled", self._cancelled_before_start_message(starting)
+                )
+            raise
+        if not stopped and self.runner is not None and self.runner.can_stop:
             self.interrupt("cancelled", self._cancelled_running_message())
         return True
+
+    def _cancelled_before_start_message(self, starting: bool) -> str:
+        """The error of a task cancelled before its tool started (``starting``: as its
+        ``on_progress`` callback handled ``"started"``)."""
+        if starting:
+            return self._cancelled_starting_message()
+        return f"Task '{self.shown_id}' was cancelled before it started"
 
     def cancel_before_start(self, message: str | None = None) -> None:
         """Finish as cancelled a job whose caller already moved it from queued (or starting)
@@ -1840,6 +1880,17 @@ class Job(TaskRecord):
         self.caller_left()
         self._wake()  # (when its outcome was recorded, but the caller not yet told)
         return True
+
+    def _awaiting_loop_running_here(self) -> bool:
+        """Whether the awaiting coroutine's loop runs the calling code (its handling of an
+        interrupt then ends the job): not a loop stopped for a while, its thread running
+        other code."""
+        waiter = self.waiter
+        return (
+            waiter is not None
+            and waiter.awaited_here()
+            and asyncio._get_running_loop() is waiter.loop  # noqa: SLF001 (events.__all__)
+        )
 
     def on_awaiting_thread(self) -> bool:
         """Whether the calling code runs on the thread of the coroutine awaiting this task (the
