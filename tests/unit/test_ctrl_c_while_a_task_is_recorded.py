@@ -220,12 +220,15 @@ class _LaiosErrors:
 
     def __init__(self) -> None:
         self.records: list[logging.LogRecord] = []
-        handler = logging.Handler(logging.ERROR)
-        handler.emit = self.records.append  # type: ignore[method-assign]
-        logging.getLogger("laios").addHandler(handler)
+        self.handler = logging.Handler(logging.ERROR)
+        self.handler.emit = self.records.append  # type: ignore[method-assign]
+        logging.getLogger("laios").addHandler(self.handler)
 
     def clear(self) -> None:
         self.records.clear()
+
+    def close(self) -> None:
+        logging.getLogger("laios").removeHandler(self.handler)
 
 
 def _sweep_in_a_task_of_its_own(event: str) -> None:
@@ -469,6 +472,7 @@ def _cancel_lands_at(event: str, position: int) -> bool:
 
     loop_thread = threading.Thread(target=asyncio.run, args=(awaiting(),), daemon=True)
     landed: list[str] = []
+    errors = _LaiosErrors()
     try:
         loop_thread.start()
         deadline = time.monotonic() + ANSWERS_WITHIN
@@ -490,7 +494,10 @@ def _cancel_lands_at(event: str, position: int) -> bool:
         assert results, f"the awaiting coroutine got no result: {where}"
         assert _nothing_running(store), f"the task stayed running: {where}"
         assert task.status is not TaskStatus.RUNNING, f"the task stayed RUNNING: {where}"
+        assert results[0].metadata["outcome"] == "cancelled", f"{results[0].error}: {where}"
+        assert not errors.records, f"{errors.records[0].getMessage()}: {where}"
     finally:
+        errors.close()
         _let_go_of(executor)
     return True
 

@@ -1489,7 +1489,7 @@ class Job(TaskRecord):
             return
         if self.stopped_unattached is not None:
             return  # (ended once its runner hands back its handle: see attach)
-        if self.result is None:
+        if self.state != "finished":  # (the store has no outcome yet)
             # (An outcome left for an overdue caller, or for the rest of the ending on the
             # awaiting loop once its reports are delivered: taken, it is recorded here.)
             self._take_settled()
@@ -1497,8 +1497,12 @@ class Job(TaskRecord):
                 self.result = self._conclude(outcome, message, outcome, None, {}, None)
             except Exception as exc:
                 self.result = self.internal_failure(exc)
-        with contextlib.suppress(RuntimeError):  # (a blocking caller's lock released already)
+        try:
             self._wake()
+        except RuntimeError:
+            if self.done is None:
+                raise
+            # (a blocking caller's lock, released already by the wake the interrupt cut short)
 
     def stop(self) -> int | None:
         """(Under ``env.lock``, which the caller holds.) The first half of :meth:`interrupt`,
@@ -2485,7 +2489,8 @@ class Job(TaskRecord):
             env.store.task_finished(*ending, unstarted=self.unstarted)
             self.listener_interrupted(exc)
         try:
-            self._write_end(task, status, data, error)
+            if task is not None:  # (None: recorded again, the store let it go the first time)
+                self._write_end(task, status, data, error)
         except KeyboardInterrupt as exc:  # (landed as the end was written on the task)
             self._write_end(task, status, data, error)
             self._take_interrupt(exc, "writing the task's end")
