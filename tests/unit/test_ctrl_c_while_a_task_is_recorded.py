@@ -20,7 +20,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from types import FrameType
 from typing import Any
 
@@ -65,6 +65,21 @@ def _interrupt_at(event: str, position: int, landed: list[str]) -> Any:
             raise KeyboardInterrupt
 
     return profile
+
+
+def _sweep(lands: Callable[[int], bool], *, most: int = 2000, collect: bool = False) -> None:
+    """Land the Ctrl-C at each position in turn (``lands(position)``: ``False`` once there is
+    no such position), fewer than ``most`` and more than 20 of them (else the profile function
+    saw too little). With ``collect``, garbage is collected between two runs: what the last
+    run left, closed by the collector in the next, would take its Ctrl-C in a finalizer, where
+    Python drops it."""
+    position = 1
+    while lands(position):
+        position += 1
+        if collect:
+            gc.collect()
+        assert position < most, "the events never ran out"
+    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
 
 
 def _answers(call: Any) -> bool:
@@ -157,11 +172,7 @@ def test_a_ctrl_c_anywhere_in_a_call_leaves_the_task_recorded(
     registry = ToolRegistry()
     registry.register_tool(create_simple_tool("work", "Works.", lambda: 1))
     caplog.set_level(logging.ERROR, logger="laios")
-    position = 1
-    while _lands_at(event, position, registry, timeout, caplog, warm):
-        position += 1
-        assert position < 2000, "the events never ran out"
-    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+    _sweep(lambda position: _lands_at(event, position, registry, timeout, caplog, warm))
 
 
 #: A Ctrl-C landing between the making of an async tool's coroutine and its first step leaves
@@ -188,11 +199,7 @@ def test_a_ctrl_c_anywhere_in_a_refused_call_leaves_the_task_recorded(
     finished at once, where a Ctrl-C left it ``queued`` for ever."""
     registry = ToolRegistry()
     caplog.set_level(logging.ERROR, logger="laios")
-    position = 1
-    while _lands_at(event, position, registry, timeout, caplog, tool="missing"):
-        position += 1
-        assert position < 2000, "the events never ran out"
-    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+    _sweep(lambda position: _lands_at(event, position, registry, timeout, caplog, tool="missing"))
 
 
 @_NEVER_AWAITED
@@ -208,11 +215,7 @@ def test_a_ctrl_c_anywhere_in_an_awaited_call_leaves_the_task_recorded(
     registry = ToolRegistry()
     registry.register_tool(create_simple_tool("awork", "Works.", _awork))
     caplog.set_level(logging.ERROR, logger="laios")
-    position = 1
-    while _lands_at(event, position, registry, None, caplog, awaited=True):
-        position += 1
-        assert position < 2000, "the events never ran out"
-    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+    _sweep(lambda position: _lands_at(event, position, registry, None, caplog, awaited=True))
 
 
 class _LaiosErrors:
@@ -237,14 +240,10 @@ def _sweep_in_a_task_of_its_own(event: str) -> None:
     registry = ToolRegistry()
     registry.register_tool(create_simple_tool("awork", "Works.", _awork))
     errors: Any = _LaiosErrors()
-    position = 1
-    while _lands_at(event, position, registry, 30, errors, awaited=True):
-        position += 1
-        # (What the last run left, closed by the collector in the next, would take its
-        # Ctrl-C in a finalizer, where Python drops it.)
-        gc.collect()
-        assert position < 2000, "the events never ran out"
-    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+    _sweep(
+        lambda position: _lands_at(event, position, registry, 30, errors, awaited=True),
+        collect=True,
+    )
 
 
 @pytest.mark.parametrize("event", ["call", "c_return"])
@@ -510,11 +509,7 @@ def test_a_ctrl_c_anywhere_in_a_cancel_task_for_a_task_awaited_elsewhere_ends_it
     on another thread's loop: the task is recorded and its awaiting coroutine wakes with its
     result. One landing once the task was stopped, as its end was recorded, left it running
     for ever (its timeout never striking for a task stopped), the coroutine waiting."""
-    position = 1
-    while _cancel_lands_at(event, position):
-        position += 1
-        assert position < 500, "the events never ran out"
-    assert position > 20, f"only {position - 1} positions: the profile function saw too little"
+    _sweep(lambda position: _cancel_lands_at(event, position), most=500)
 
 
 @pytest.mark.parametrize("where", ["task_finished", "_conclude"])

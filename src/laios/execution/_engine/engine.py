@@ -981,50 +981,63 @@ class Engine:
         batch = _Batch(loop)
         items = tasks if isinstance(tasks, list) else list(tasks)
         try:
-            slots: list[Job | TaskResult] = []
-            jobs: list[Job] = []
-            try:
-                # A chunk at a time, with a turn of the loop in between: accepting thousands of
-                # tasks in one go would hold the loop (the service's other coroutines) as long.
-                # Each task's timeout counts from its own acceptance, as before.
-                for start in range(0, len(items), ACCEPT_CHUNK):
-                    if start:
-                        batch.start_timer(jobs, limit)  # (deadlines strike between chunks too)
-                        await asyncio.sleep(0)
-                    for task in items[start : start + ACCEPT_CHUNK]:
-                        if batch.interrupt is not None:
-                            # Ctrl-C on this thread (an async tool's between two chunks, a
-                            # callback's as a task was refused): nothing more is submitted.
-                            raise batch.interrupt
-                        slots.append(self._accept(task, context, on_progress, limit, batch, parent))
-                    jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
-            except BaseException as exc:
-                # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted or
-                # between two: the rest never start, and nobody will await what was accepted (the
-                # tasks of the chunk under way included, not in ``jobs`` yet), which neither
-                # starts nor completes any more.
-                batch.stop_timer()
-                accepted = [slot for slot in slots if isinstance(slot, Job)]
-                if isinstance(exc, asyncio.CancelledError):
-                    await _given_up_by_caller(accepted, batch, limit, tally=tally)
-                elif isinstance(exc, GeneratorExit):
-                    # Closed never to resume (its loop closed under it), maybe by the garbage
-                    # collector inside one of the executor's locked sections on this thread,
-                    # which ending the tasks takes: they end a moment later on another thread.
-                    run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
-                else:
-                    await _given_up_by_caller(accepted, batch, limit, interrupted=True, tally=tally)
-                if batch.interrupt is not None and batch.interrupt is not exc:
-                    raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
-                raise
-            try:
-                await self._wait(batch, jobs, limit, tally)
-            except (KeyboardInterrupt, SystemExit):  # (see _waited_interrupted)
-                await _waited_interrupted(jobs, batch, limit, tally)
-                raise
-            return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
+            return await self._run_batch(batch, items, context, on_progress, limit, parent, tally)
         finally:
             batch.let_go()  # (what the awaiting coroutine leaves, its jobs leave too)
+
+    async def _run_batch(
+        self,
+        batch: _Batch,
+        items: list[Any],
+        context: Any,
+        on_progress: ProgressCallback | None,
+        limit: float | None,
+        parent: OtelContext | None,
+        tally: Callable[[int], None] | None,
+    ) -> list[TaskResult]:
+        """:meth:`run_awaiting`'s batch: accept ``items`` a chunk at a time, then await them."""
+        slots: list[Job | TaskResult] = []
+        jobs: list[Job] = []
+        try:
+            # A chunk at a time, with a turn of the loop in between: accepting thousands of
+            # tasks in one go would hold the loop (the service's other coroutines) as long.
+            # Each task's timeout counts from its own acceptance, as before.
+            for start in range(0, len(items), ACCEPT_CHUNK):
+                if start:
+                    batch.start_timer(jobs, limit)  # (deadlines strike between chunks too)
+                    await asyncio.sleep(0)
+                for task in items[start : start + ACCEPT_CHUNK]:
+                    if batch.interrupt is not None:
+                        # Ctrl-C on this thread (an async tool's between two chunks, a
+                        # callback's as a task was refused): nothing more is submitted.
+                        raise batch.interrupt
+                    slots.append(self._accept(task, context, on_progress, limit, batch, parent))
+                jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
+        except BaseException as exc:
+            # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted or
+            # between two: the rest never start, and nobody will await what was accepted (the
+            # tasks of the chunk under way included, not in ``jobs`` yet), which neither
+            # starts nor completes any more.
+            batch.stop_timer()
+            accepted = [slot for slot in slots if isinstance(slot, Job)]
+            if isinstance(exc, asyncio.CancelledError):
+                await _given_up_by_caller(accepted, batch, limit, tally=tally)
+            elif isinstance(exc, GeneratorExit):
+                # Closed never to resume (its loop closed under it), maybe by the garbage
+                # collector inside one of the executor's locked sections on this thread,
+                # which ending the tasks takes: they end a moment later on another thread.
+                run_elsewhere(_cancelled_by_caller, accepted, _BATCH_LOOP_CLOSED)
+            else:
+                await _given_up_by_caller(accepted, batch, limit, interrupted=True, tally=tally)
+            if batch.interrupt is not None and batch.interrupt is not exc:
+                raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
+            raise
+        try:
+            await self._wait(batch, jobs, limit, tally)
+        except (KeyboardInterrupt, SystemExit):  # (see _waited_interrupted)
+            await _waited_interrupted(jobs, batch, limit, tally)
+            raise
+        return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
 
     async def run_one_awaiting(
         self,

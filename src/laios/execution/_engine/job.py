@@ -1178,7 +1178,7 @@ class Job(TaskRecord):
         """The loop of the coroutine awaiting the task, when it runs the calling code and that
         coroutine has not left (``None`` otherwise)."""
         waiter = self.waiter
-        if waiter is None or waiter.thread != threading.get_ident():
+        if waiter is None or not waiter.awaited_here():
             return None
         if self.reports_until is not None:  # (its caller has left: nobody awaits the task)
             return None
@@ -1484,8 +1484,9 @@ class Job(TaskRecord):
         a thread where no caller of it takes the interrupt (a ``cancel_task`` or a shutdown on
         another thread than the one awaiting or blocked on it): nothing else would end it, so
         its outcome is recorded, its result made and its caller woken here, before the
-        interrupt goes on. On the caller's own thread, the caller's handling ends it."""
-        if self.thread == threading.get_ident() or self._awaiting_loop_running_here():
+        interrupt goes on. On the caller's own thread, or on its loop running there, the
+        caller's handling ends it."""
+        if self.thread == threading.get_ident() or self._awaiting_loop_here() is not None:
             return
         if self.stopped_unattached is not None:
             return  # (ended once its runner hands back its handle: see attach)
@@ -1493,10 +1494,7 @@ class Job(TaskRecord):
             # (An outcome left for an overdue caller, or for the rest of the ending on the
             # awaiting loop once its reports are delivered: taken, it is recorded here.)
             self._take_settled()
-            try:
-                self.result = self._conclude(outcome, message, outcome, None, {}, None)
-            except Exception as exc:
-                self.result = self.internal_failure(exc)
+            self._conclude_into_result((outcome, message, outcome, None, {}, None))
         try:
             self._wake()
         except RuntimeError:
@@ -1762,13 +1760,12 @@ class Job(TaskRecord):
             return self._cancelled_starting_message()
         return f"Task '{self.shown_id}' was cancelled before it started"
 
-    def cancel_before_start(self, message: str | None = None) -> None:
-        """Finish as cancelled a job whose caller already moved it from queued (or starting)
-        to done; its runner (if it was handed over) gives the call up."""
+    def cancel_before_start(self, message: str) -> None:
+        """Finish as cancelled (``message`` its error) a job whose caller already moved it
+        from queued (or starting) to done; its runner (if it was handed over) gives the call
+        up."""
         self.cancel_requested = True
         self._abandon("cancelled")
-        if message is None:
-            message = f"Task '{self.shown_id}' was cancelled before it started"
         self.finish("cancelled", message, "cancelled")
 
     def _cancelled_running_message(self) -> str:
@@ -1884,17 +1881,6 @@ class Job(TaskRecord):
         self.caller_left()
         self._wake()  # (when its outcome was recorded, but the caller not yet told)
         return True
-
-    def _awaiting_loop_running_here(self) -> bool:
-        """Whether the awaiting coroutine's loop runs the calling code (its handling of an
-        interrupt then ends the job): not a loop stopped for a while, its thread running
-        other code."""
-        waiter = self.waiter
-        return (
-            waiter is not None
-            and waiter.awaited_here()
-            and asyncio._get_running_loop() is waiter.loop  # noqa: SLF001 (events.__all__)
-        )
 
     def on_awaiting_thread(self) -> bool:
         """Whether the calling code runs on the thread of the coroutine awaiting this task (the
@@ -2378,13 +2364,11 @@ class Job(TaskRecord):
 
     def _conclude_settled(self, settled: tuple[Any, ...]) -> None:
         """Record a settled outcome and wake the caller, its outcome event still to come."""
-        outcome, error, error_type, data, metadata, exception = settled
+        metadata = settled[4]
         try:
             if self.callback_note is not None:
                 metadata["callback_error"] = self.callback_note
-            self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
-        except Exception as exc:
-            self.result = self.internal_failure(exc)
+            self._conclude_into_result(settled)
         except (KeyboardInterrupt, SystemExit) as exc:
             # Landed in the executor's own code as the outcome was recorded: recorded all the
             # same. On the caller's thread (or its loop's) it is the caller's, raised in place
@@ -2395,16 +2379,20 @@ class Job(TaskRecord):
             if callers and self.caller_interrupt is None:
                 self.caller_interrupt = exc
             if self.state != "finished" or (not callers and self.result is None):
-                try:  # (the store records an outcome once: a second time changes nothing)
-                    self.result = self._conclude(
-                        outcome, error, error_type, data, metadata, exception
-                    )
-                except Exception as inner:
-                    self.result = self.internal_failure(inner)
+                # (the store records an outcome once: a second time changes nothing)
+                self._conclude_into_result(settled)
             if not callers:
                 raise
         finally:
             self._wake()
+
+    def _conclude_into_result(self, settled: tuple[Any, ...]) -> None:
+        """Record the ``settled`` outcome (see :meth:`_conclude`) and keep its result; an
+        error while recording is an internal error, whose result the caller gets instead."""
+        try:
+            self.result = self._conclude(*settled)
+        except Exception as exc:
+            self.result = self.internal_failure(exc)
 
     def _report_outcome(
         self,

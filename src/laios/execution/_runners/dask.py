@@ -522,25 +522,19 @@ def _closes_with(worker: Any, state: _WorkerState) -> None:
 _QUIET_CLOSE_PLUGIN = "laios-quiet-close"
 
 
-def _quiet_close() -> Any:
-    """The worker plugin named ``_QUIET_CLOSE_PLUGIN``: a worker of the runner's own cluster
-    (one to a process) closing as the runner shuts down logs no heartbeat that its close cut
-    short, which Dask logs as an error with a traceback (see
-    :func:`laios._compat.dask.quiet_heartbeats_cut_by_close`)."""
+def _register_quiet_close(client: Any) -> None:
+    """Have the workers of the runner's own cluster (one to a process), closing as the runner
+    shuts down, log no heartbeat that their close cut short, which Dask logs as an error with
+    a traceback (a worker plugin: see :func:`laios._compat.dask.quiet_heartbeats_cut_by_close`).
+    A plugin the workers cannot take is logged, and the runner works on without it."""
     from distributed import WorkerPlugin
 
     class _QuietClose(WorkerPlugin):
         def setup(self, worker: Any) -> None:
             quiet_heartbeats_cut_by_close(worker)
 
-    return _QuietClose()
-
-
-def _register_quiet_close(client: Any) -> None:
-    """Register :func:`_quiet_close`'s plugin on the workers of the runner's own cluster; one
-    that fails (a worker that cannot load it) is logged, and the runner works on without it."""
     try:
-        client.register_plugin(_quiet_close(), name=_QUIET_CLOSE_PLUGIN)
+        client.register_plugin(_QuietClose(), name=_QUIET_CLOSE_PLUGIN)
     except Exception:
         _log.warning(
             "could not register the worker plugin that keeps the local Dask cluster's workers "
